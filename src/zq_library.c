@@ -1,0 +1,90 @@
+/*  =========================================================================
+    zq_library - error texts, the log hook, the version.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_internal.h"
+#include <pthread.h>
+
+const char *
+zq_strerror (int errnum)
+{
+    switch (errnum) {
+        case ZQ_EPROTO:
+            return "malformed message";
+        case ZQ_ETOOBIG:
+            return "message or field exceeds the size limit";
+        case ZQ_EVERSION:
+            return "unsupported protocol version";
+        case ZQ_EDEPTH:
+            return "msgpack nested too deeply";
+        case ZQ_EJSON:
+            return "invalid JSON, or msgpack with no JSON form";
+        case ZQ_ETYPE:
+            return "value has another type than asked for";
+        case ZQ_ECORRUPT:
+            return "stored data is corrupt";
+        case ZQ_EFULL:
+            return "storage is full";
+        case ZQ_ETIMEDOUT:
+            return "operation timed out";
+        case ZQ_ENOTFOUND:
+            return "not found";
+        default:
+            //  zmq_strerror knows libzmq's codes and defers to strerror.
+            return zmq_strerror (errnum);
+    }
+}
+
+//  The log hook is the one piece of process-wide state: set by the host
+//  program, read by every zq object. A mutex keeps handler and argument
+//  paired; the handler itself is called outside it.
+static pthread_mutex_t s_log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static zq_log_fn *s_log_fn = NULL;
+static void *s_log_arg = NULL;
+static zq_log_level_t s_log_max_level = ZQ_LOG_ERROR;
+
+void
+zq_set_log_handler (zq_log_fn *fn, void *arg, zq_log_level_t max_level)
+{
+    pthread_mutex_lock (&s_log_mutex);
+    s_log_fn = fn;
+    s_log_arg = arg;
+    s_log_max_level = max_level;
+    pthread_mutex_unlock (&s_log_mutex);
+}
+
+void
+zqi_log (zq_log_level_t level, const char *format, ...)
+{
+    pthread_mutex_lock (&s_log_mutex);
+    zq_log_fn *fn = s_log_fn;
+    void *arg = s_log_arg;
+    bool wanted = fn && level <= s_log_max_level;
+    pthread_mutex_unlock (&s_log_mutex);
+    if (!wanted)
+        return;
+    char line[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    fn (level, line, arg);
+}
+
+void
+zqi_panic (const char *file, int line, const char *what)
+{
+    zqi_log (ZQ_LOG_ERROR, "zq: internal error at %s:%d: %s", file, line, what);
+    fprintf (stderr, "zq: internal error at %s:%d: %s\n", file, line, what);
+    abort ();
+}
+
+int
+zq_version (void)
+{
+    return ZQ_VERSION;
+}

@@ -1,0 +1,1 @@
+#include "zq_internal.h"
