@@ -12,5 +12,7 @@
 
 #include "zq_library.h"
 #include "zq_msg.h"
+#include "zq_options.h"
+#include "zq_queue.h"
 
 #endif

@@ -1,0 +1,108 @@
+/*  =========================================================================
+    zq_options - named, validated settings for a queue: high-water marks,
+    linger, reconnect, heartbeats, size limit, identity, timeouts.
+
+    Every option lives in one table (name, type, default, bounds, help), so
+    a command line or a config file can set any of them by name from text
+    and list them with zq_options_info. An options object only records what
+    was set; zq_queue_new copies it, so one object may serve many queues and
+    may be destroyed right after.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_OPTIONS_H_INCLUDED
+#define ZQ_OPTIONS_H_INCLUDED
+
+#include "zq_library.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _zq_options_t zq_options_t;
+
+//  The kinds of value an option takes.
+//  ZQ_OPTION_INT   a signed integer within [min, max]; as text, decimal
+//                  digits with an optional leading '-'.
+//  ZQ_OPTION_BOOL  0 or 1; as text also "true"/"false", "yes"/"no", "on"/"off".
+//  ZQ_OPTION_STR   text of min to max bytes (no NUL inside).
+typedef enum { ZQ_OPTION_INT = 0, ZQ_OPTION_BOOL = 1, ZQ_OPTION_STR = 2 } zq_option_type_t;
+
+//  One row of the option table. For ZQ_OPTION_STR, min and max bound the
+//  length in bytes and default_str is the default (never NULL); for the
+//  other types default_int is the default.
+typedef struct {
+    const char *name; //  e.g. "sndhwm"
+    zq_option_type_t type;
+    int64_t default_int;
+    const char *default_str;
+    int64_t min;
+    int64_t max;
+    const char *help; //  one line, no trailing period
+} zq_option_info_t;
+
+//  The options, their defaults and meanings (see zq_options_info for bounds):
+//    sndhwm               1000     ZMQ_SNDHWM, messages queued per peer to send (0 = no limit)
+//    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit)
+//    linger_ms            1000     ZMQ_LINGER: how long libzmq keeps flushing after close
+//                                  (-1 = until sent, 0 = discard at once)
+//    reconnect_ms         100      ZMQ_RECONNECT_IVL (-1 = never reconnect)
+//    reconnect_max_ms     0        ZMQ_RECONNECT_IVL_MAX, exponential backoff cap (0 = none)
+//    heartbeat_ivl_ms     0        ZMQ_HEARTBEAT_IVL, ZMTP ping interval (0 = off)
+//    heartbeat_timeout_ms 0        ZMQ_HEARTBEAT_TIMEOUT (0 = same as heartbeat_ivl_ms)
+//    heartbeat_ttl_ms     0        ZMQ_HEARTBEAT_TTL asked of the peer (0 = none)
+//    max_message_bytes    1048576  largest message accepted (all envelope frames);
+//                                  also ZMQ_MAXMSGSIZE, so a peer sending a larger frame
+//                                  over tcp or ipc is disconnected by libzmq
+//    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
+//    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
+//    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
+//    request_timeout_ms   5000     rpc: deadline of one request attempt
+//    retries              3        rpc: attempts after the first before a request fails
+
+//  Creates an options object holding every default. Returns NULL on ENOMEM.
+ZQ_EXPORT zq_options_t *zq_options_new (void);
+
+//  Destroys the object and sets *self_p to NULL; safe on NULL and twice.
+ZQ_EXPORT void zq_options_destroy (zq_options_t **self_p);
+
+//  Returns a copy of self, or NULL on ENOMEM.
+ZQ_EXPORT zq_options_t *zq_options_dup (const zq_options_t *self);
+
+//  Sets option name from text, as a command line or config file gives it.
+//  Returns 0, or -1 with errno EINVAL (unknown name, text that does not
+//  parse as the option's type, or a value outside its bounds) or ENOMEM;
+//  on error the option keeps its value.
+ZQ_EXPORT int zq_options_set (zq_options_t *self, const char *name, const char *value);
+
+//  Sets an integer or boolean option. Returns 0, or -1 with errno EINVAL
+//  (unknown name, a text option, or a value outside the bounds).
+ZQ_EXPORT int zq_options_set_int (zq_options_t *self, const char *name, int64_t value);
+
+//  Stores the value of an integer or boolean option in *value_p. Returns 0,
+//  or -1 with errno EINVAL (unknown name or a text option).
+ZQ_EXPORT int zq_options_get_int (const zq_options_t *self, const char *name, int64_t *value_p);
+
+//  Returns the value of a text option, valid until it is next set or the
+//  object is destroyed; NULL with errno EINVAL for an unknown name or an
+//  option that is not text.
+ZQ_EXPORT const char *zq_options_get_str (const zq_options_t *self, const char *name);
+
+//  Returns true if the option was set (even to its default) since creation.
+ZQ_EXPORT bool zq_options_is_set (const zq_options_t *self, const char *name);
+
+//  Returns row index of the option table (0-based, stable order), or NULL
+//  past the end: for (i = 0; (info = zq_options_info (i)); i++) lists all.
+ZQ_EXPORT const zq_option_info_t *zq_options_info (size_t index);
+
+//  Returns the table row of option name, or NULL with errno EINVAL.
+ZQ_EXPORT const zq_option_info_t *zq_options_lookup (const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,253 @@
+/*  =========================================================================
+    zq_queue - a message queue over one ZeroMQ socket pattern: open it for
+    a pattern and a role on some endpoints, send and receive zq_msg_t with
+    timeouts, poll it from any event loop, read its counters, close it.
+
+    Patterns and roles:
+        "pipeline"  ZQ_PRODUCER (PUSH)  ZQ_CONSUMER (PULL)
+                    Each message goes to one consumer, round-robin among
+                    those connected; consumers fair-queue among producers.
+        "pubsub"    ZQ_PUBLISHER (XPUB) ZQ_SUBSCRIBER (SUB)
+                    Each message goes to every subscriber whose prefix
+                    matches its subject; subscribers count lost messages.
+        "rpc"       ZQ_CLIENT (DEALER)  ZQ_SERVER (ROUTER)
+    The frames each pattern puts on the wire are in doc/PROTOCOL.md.
+
+    Threads: like a ZeroMQ socket, a queue is used by one thread at a time
+    (it may move between threads with a full memory barrier between uses).
+
+    The process and the host program. Queues live in CZMQ's process-wide
+    ZeroMQ context (so inproc endpoints reach other queues and CZMQ actors
+    of the same process). The first time anything in the process creates a
+    CZMQ socket, CZMQ installs SIGINT and SIGTERM handlers. A library must
+    not change its host's signal handling, so if creating a queue is what
+    initialises CZMQ and CZMQ replaced a handler, zq puts the host's
+    handlers back at once (zsys_handler_set (NULL)) and CZMQ leaves signals
+    alone from then on. A host that initialised CZMQ itself keeps whatever
+    it chose. That first queue must not be created while another thread
+    creates CZMQ sockets (CZMQ's own rule for zsys_init). CZMQ registers an
+    atexit handler that terminates its context: destroy queues before exit.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_QUEUE_H_INCLUDED
+#define ZQ_QUEUE_H_INCLUDED
+
+#include "zq_library.h"
+#include "zq_msg.h"
+#include "zq_options.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _zq_queue_t zq_queue_t;
+
+//  The part a queue plays in its pattern. 0 is never a valid role.
+typedef enum {
+    ZQ_PRODUCER = 1,   //  pipeline: sends; connects by default
+    ZQ_CONSUMER = 2,   //  pipeline: receives; binds by default
+    ZQ_PUBLISHER = 3,  //  pubsub: sends; binds by default
+    ZQ_SUBSCRIBER = 4, //  pubsub: receives; connects by default
+    ZQ_CLIENT = 5,     //  rpc: sends requests, receives replies; connects
+    ZQ_SERVER = 6      //  rpc: receives requests, sends replies; binds
+} zq_role_t;
+#define ZQ_ROLE_MAX 6
+
+//  Readiness bits returned by zq_queue_events.
+#define ZQ_POLLIN  1 //  zq_queue_recv (self, 0) has something to read
+#define ZQ_POLLOUT 2 //  zq_queue_send (self, &msg, 0) has room for a message
+
+//  Timeouts, in milliseconds, for send, receive and waits: a positive
+//  number, 0 (try once, never wait), -1 (wait as long as it takes), or
+//  ZQ_TIMEOUT_DEFAULT (the queue's send_timeout_ms / recv_timeout_ms).
+#define ZQ_TIMEOUT_DEFAULT (-2)
+
+//  A queue's counters since it was opened. Fields are never reordered or
+//  removed; new counters take the reserved slots, in order, which read 0
+//  until then, so the struct's size and layout never change.
+typedef struct {
+    //  Messages zq_queue_send handed to libzmq (each successful call).
+    uint64_t sent;
+    //  Messages zq_queue_recv returned.
+    uint64_t received;
+    //  Messages zq knows did not reach every peer meant to get them.
+    //  pubsub publisher: messages that at least one subscriber's queue was
+    //  too full to take (that subscriber sees a gap); a publisher cannot
+    //  learn how many subscribers missed each one.
+    uint64_t dropped;
+    //  Malformed messages received and skipped: bad envelope (ZQ_EPROTO,
+    //  ZQ_ETOOBIG, ZQ_EVERSION, ZQ_EDEPTH) or bad pattern frames; on a
+    //  publisher, anything a peer sent that is not a subscription.
+    uint64_t errors;
+    //  pubsub subscriber: messages missing from the per-publisher,
+    //  per-subject sequence (lost to a full queue or a broken connection).
+    uint64_t gaps;
+    //  Operations whose deadline passed (rpc requests); 0 elsewhere.
+    uint64_t timeouts;
+    //  Messages sent again after a timeout (rpc retries); 0 elsewhere.
+    uint64_t retries;
+    uint64_t reserved[9];
+} zq_queue_stats_t;
+
+//  Opens a queue of pattern ("pipeline", "pubsub", "rpc") in role on
+//  endpoints, with options (NULL = all defaults; the options are copied).
+//  endpoints uses CZMQ's syntax: a comma-separated list of tcp://, ipc://
+//  or inproc:// endpoints, each prefixed '@' to bind or '>' to connect;
+//  without a prefix, the role's default applies (see zq_role_t). Binding
+//  "tcp://127.0.0.1:*" picks a free port: read it with zq_queue_endpoint.
+//  Connections are made in the background; a connect succeeds before any
+//  peer exists, and lost connections are remade every reconnect_ms.
+//  Returns the queue, or NULL with errno: EINVAL (unknown pattern, a role
+//  the pattern lacks, NULL or malformed endpoints, an empty item), or the
+//  error of a bind or connect that failed (EADDRINUSE, EPROTONOSUPPORT,
+//  ENOENT, ...), or ENOMEM. Nothing is left open after a failure.
+ZQ_EXPORT zq_queue_t *zq_queue_new (const char *pattern, zq_role_t role, const char *endpoints,
+                                    const zq_options_t *options);
+
+//  Closes the queue as zq_queue_close does, ignoring the report, frees it
+//  and sets *self_p to NULL. Safe on NULL and twice.
+ZQ_EXPORT void zq_queue_destroy (zq_queue_t **self_p);
+
+//  Closes the queue's socket; only zq_queue_stats, zq_queue_pattern,
+//  zq_queue_role and zq_queue_endpoint remain usable, and
+//  zq_queue_destroy must still be called. What the unsent count means:
+//  - Messages zq itself still held (a pattern's own buffers, e.g. rpc
+//    requests not yet answered) are discarded and counted.
+//  - Messages already handed to libzmq (stats.sent) stay in libzmq, which
+//    keeps sending them in the background for up to linger_ms after this
+//    call (and makes a process's exit wait that long for them), then
+//    discards what is left. libzmq exposes no count of what it still holds,
+//    so those are NOT in the count: the number is a lower bound on what
+//    was never delivered. Peers' stats.received, compared with stats.sent,
+//    tell the rest; at-least-once delivery needs the "reliable" pattern.
+//  For pipeline and pubsub, zq holds nothing, so the count is always 0.
+//  If unsent_p is not NULL, stores the count there. Returns 0; -1 with
+//  errno EINVAL if the queue was already closed (*unsent_p is then 0).
+ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
+
+//  Sends the message and takes ownership of it: on success *msg_p becomes
+//  NULL. Waits up to timeout_ms for room when every peer's queue is at its
+//  high-water mark (pipeline also has room only for connected consumers:
+//  ZMQ_IMMEDIATE). Returns 0, or -1 with errno, the caller keeping the
+//  message: EAGAIN (no room within the timeout; with timeout 0, right
+//  away), EINVAL (NULL message), ENOTSUP (the role does not send), EINTR
+//  (a signal arrived while waiting), ETERM, or ENOMEM.
+//  pubsub publishers never wait: a subscriber whose queue is full misses
+//  the message (stats.dropped), as ZeroMQ's PUB does.
+ZQ_EXPORT int zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms);
+
+//  Receives the next message, waiting up to timeout_ms for one. Returns a
+//  message the caller owns, or NULL with errno: EAGAIN (nothing within the
+//  timeout), ENOTSUP (the role does not receive), EINTR (a signal arrived
+//  while waiting), ETERM or ENOMEM. Malformed input (see stats.errors) is
+//  counted, skipped, and the wait goes on until the deadline; with timeout
+//  0, EAGAIN can mean only malformed messages were waiting.
+ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
+
+//  ---- Polling --------------------------------------------------------------
+//  (a) zloop, zpoller, zmq_poll: use zq_queue_sock (level-triggered; no
+//      special rules). Readable means call zq_queue_recv (self, 0) until it
+//      returns NULL with EAGAIN. On a publisher, subscription notices also
+//      make the socket readable; call zq_queue_events (self) to take them
+//      (zq_queue_recv on a publisher fails with ENOTSUP).
+//  (b) epoll, libuv, libevent, poll(): use zq_queue_fd with zq_queue_events.
+//      The fd is the socket's ZMQ_FD: watch it for READING only (EPOLLIN,
+//      edge-triggered or not; never EPOLLOUT), whether you want to receive
+//      or to send. The fd does not mean "a message is there"; it means
+//      "the queue's state may have changed". The rule:
+//        1. When the fd is readable, and ALSO after every zq_queue_send or
+//           zq_queue_recv call on this queue (wherever it was made; each
+//           may consume the fd's signal), loop:
+//               events = zq_queue_events (q);
+//               if (events & ZQ_POLLIN)  -> zq_queue_recv (q, 0), continue
+//               if ((events & ZQ_POLLOUT) && you have something to send)
+//                                        -> zq_queue_send (q, &msg, 0), continue
+//               otherwise stop and go back to the event loop.
+//        2. Never block in the loop: use timeout 0 there; EAGAIN from
+//           either call just means "check events again".
+//      Stopping while events still shows ZQ_POLLIN (e.g. to bound the work
+//      per wakeup) is allowed only if you come back without waiting for the
+//      fd (an idle callback, a zero-timeout epoll_wait): the fd will not
+//      signal again for messages already waiting.
+
+//  Returns the queue's CZMQ socket for zloop (zloop_reader), zpoller and
+//  zmq_poll (via zsock_resolve). It stays owned by the queue: do not send,
+//  receive, destroy or change options on it. NULL after zq_queue_close.
+ZQ_EXPORT zsock_t *zq_queue_sock (zq_queue_t *self);
+
+//  Returns the file descriptor to watch for reading (rules above), or -1
+//  with errno ENOTSOCK after zq_queue_close.
+ZQ_EXPORT int zq_queue_fd (zq_queue_t *self);
+
+//  Returns the queue's readiness now as ZQ_POLLIN | ZQ_POLLOUT bits
+//  (0 = nothing to do until the fd signals), or -1 with errno (ENOTSOCK
+//  after close, ETERM). ZQ_POLLIN is only reported for roles that receive,
+//  ZQ_POLLOUT only for roles that send. On a publisher it also takes in
+//  waiting subscription notices (see zq_queue_subscribers).
+ZQ_EXPORT int zq_queue_events (zq_queue_t *self);
+
+//  ---- Counters and names -----------------------------------------------------
+
+//  Copies the queue's counters into *stats (see zq_queue_stats_t).
+ZQ_EXPORT void zq_queue_stats (zq_queue_t *self, zq_queue_stats_t *stats);
+
+//  Returns the endpoints the queue bound, resolved ("tcp://127.0.0.1:41234"
+//  for "@tcp://127.0.0.1:*"), comma-separated in the order given, or ""
+//  if it only connects. Valid while the queue lives.
+ZQ_EXPORT const char *zq_queue_endpoint (zq_queue_t *self);
+
+//  Returns the pattern's name ("pipeline", ...).
+ZQ_EXPORT const char *zq_queue_pattern (zq_queue_t *self);
+
+//  Returns the queue's role.
+ZQ_EXPORT zq_role_t zq_queue_role (zq_queue_t *self);
+
+//  Returns the name of a role ("producer", "consumer", "publisher",
+//  "subscriber", "client", "server"), or NULL if role is not one.
+ZQ_EXPORT const char *zq_role_name (zq_role_t role);
+
+//  Returns the role named name (as zq_role_name spells it), or 0.
+ZQ_EXPORT zq_role_t zq_role_lookup (const char *name);
+
+//  ---- pubsub -------------------------------------------------------------
+//  Each message is published on its subject. Subscribers choose subjects by
+//  prefix ("" = all, "orders." = every subject starting "orders."); a new
+//  subscriber receives nothing until it subscribes. Sequence numbers per
+//  publisher and subject let a subscriber count lost messages in
+//  stats.gaps. The first message a subscriber gets from a publisher on a
+//  subject starts the count (joining late or subscribing later is not a
+//  gap); after zq_queue_unsubscribe the count starts afresh for every
+//  subject. A publisher that restarts counts as a new publisher.
+
+//  Subscriber: receives messages whose subject starts with prefix (NULL is
+//  ""). Subscribing twice to one prefix needs two unsubscribes. Returns 0,
+//  or -1 with errno ENOTSUP (not a subscriber) or ZQ_ETOOBIG (prefix
+//  longer than ZQ_MSG_MAX_STRING).
+ZQ_EXPORT int zq_queue_subscribe (zq_queue_t *self, const char *prefix);
+
+//  Subscriber: removes one subscription made with zq_queue_subscribe.
+//  Returns 0, or -1 with errno ENOTSUP or ZQ_ETOOBIG.
+ZQ_EXPORT int zq_queue_unsubscribe (zq_queue_t *self, const char *prefix);
+
+//  Publisher: returns the number of subscriptions its subscribers hold now
+//  (one per prefix per subscriber: a subscriber with two prefixes counts
+//  twice; a subscriber's subscriptions end when it disconnects), after
+//  taking in waiting notices. Returns -1 with errno ENOTSUP (not a
+//  publisher) or ETERM.
+ZQ_EXPORT int zq_queue_subscribers (zq_queue_t *self);
+
+//  Publisher: waits up to timeout_ms until zq_queue_subscribers would
+//  return at least count. Once it returns 0, every one of those
+//  subscriptions is in force: messages sent next reach those subscribers.
+//  Returns 0, or -1 with errno ZQ_ETIMEDOUT, ENOTSUP, EINTR or ETERM.
+ZQ_EXPORT int zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

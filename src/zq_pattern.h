@@ -1,0 +1,117 @@
+/*  =========================================================================
+    zq_pattern - the table of operations a messaging pattern implements, and
+    the registry that finds a pattern by name. Internal, never installed.
+
+    zq_queue.c owns the socket, the options, the counters, every timeout and
+    every wait; a pattern owns only what travels on its socket. The core:
+      1. looks the pattern up by name and checks it has the role;
+      2. creates the role's socket type, applies the common options
+         (high-water marks, linger, reconnect, heartbeats, size limit,
+         identity), allocates state_size zeroed bytes and calls open;
+      3. attaches the endpoints (after open, so options a pattern sets, like
+         ZMQ_IMMEDIATE, apply to every connection);
+      4. on zq_queue_send / zq_queue_recv, calls send / recv for ONE
+         non-blocking attempt; on EAGAIN it waits on the socket (zmq_poll,
+         ZMQ_POLLOUT or ZMQ_POLLIN, never longer than next_timer_ms) and
+         tries again until the caller's deadline;
+      5. on close, calls close, destroys the socket, frees the state.
+    A hook a pattern leaves NULL makes the matching call fail with ENOTSUP.
+    Each patterns/<name>.c exports exactly one `const zq_pattern_t
+    zqi_pattern_<name>` and keeps everything else static.
+    =========================================================================
+*/
+#ifndef ZQ_PATTERN_H_INCLUDED
+#define ZQ_PATTERN_H_INCLUDED
+
+#include "zq_internal.h"
+#include "zq_queue.h"
+
+//  What the core gives a pattern at open; it stays valid, unchanged, until
+//  after close returns. Patterns keep the pointer in their state.
+typedef struct {
+    zsock_t *sock; //  the queue's socket
+    void *handle;  //  its libzmq socket (zsock_resolve (sock))
+    zq_role_t role;
+    const zq_options_t *options; //  the queue's own copy
+    size_t max_message_bytes;    //  for zq_msg_recv
+    zq_queue_stats_t *stats;     //  patterns count dropped, gaps, ...; the
+                                 //  core counts sent, received and errors
+} zq_pattern_ctx_t;
+
+//  How one role is built: its socket type (0 = the pattern lacks the
+//  role) and whether endpoints without '@' or '>' bind.
+typedef struct {
+    int socket_type;
+    bool binds_by_default;
+} zq_pattern_role_t;
+
+typedef struct {
+    const char *name;
+    //  Bytes of state the core allocates (zeroed) for each queue.
+    size_t state_size;
+    //  Indexed by zq_role_t; entry 0 unused.
+    zq_pattern_role_t roles[ZQ_ROLE_MAX + 1];
+
+    //  Required. Sets pattern socket options, initialises state. Returns 0,
+    //  or -1 with errno (the core then destroys the socket; close is not
+    //  called, so open frees what it allocated before failing).
+    int (*open) (void *state, zq_pattern_ctx_t *ctx);
+
+    //  Optional. Releases state resources; returns how many messages the
+    //  pattern still held (accepted by send, never handed to libzmq) and
+    //  discards them. The socket is still open during the call.
+    size_t (*close) (void *state);
+
+    //  One non-blocking attempt to send: on success takes *msg_p (sets it
+    //  to NULL) and returns 0; else returns -1 with errno, the caller
+    //  keeping the message: EAGAIN means "no room now, wait for POLLOUT and
+    //  try again"; anything else is returned to the user as is. NULL: no
+    //  role of the pattern sends; for a role that does not send, return
+    //  -1 with ENOTSUP.
+    int (*send) (void *state, zq_msg_t **msg_p);
+
+    //  One non-blocking attempt to receive: returns a message, or NULL with
+    //  errno EAGAIN (nothing ready: the core waits for POLLIN), a malformed-
+    //  input code (ZQ_EPROTO, ZQ_ETOOBIG, ZQ_EVERSION, ZQ_EDEPTH: the core
+    //  counts stats.errors and tries again; every frame of the bad message
+    //  must have been read), or anything else (returned to the user).
+    //  NULL: no role receives; for a role that does not, return ENOTSUP.
+    zq_msg_t *(*recv) (void *state);
+
+    //  Optional. Given ZMQ_EVENTS (ZMQ_POLLIN / ZMQ_POLLOUT bits), handles
+    //  input that is the pattern's own (e.g. subscription notices) without
+    //  blocking and returns the bits to report; -1 with errno on error.
+    int (*events) (void *state, int zmq_events);
+
+    //  Optional. Milliseconds until the pattern needs send or recv to be
+    //  called again for its own timers (retries, heartbeats), or -1 for
+    //  none; the core never waits longer than this.
+    int64_t (*next_timer_ms) (void *state);
+
+    //  Optional, pubsub. Return 0 or -1 with errno.
+    int (*subscribe) (void *state, const char *prefix);
+    int (*unsubscribe) (void *state, const char *prefix);
+    //  Optional, pubsub. Takes in waiting subscription notices without
+    //  blocking; returns the subscription count or -1 with errno.
+    int (*subscribers) (void *state);
+} zq_pattern_t;
+
+//  Returns the pattern named name, or NULL.
+const zq_pattern_t *zqi_pattern_lookup (const char *name);
+
+//  Returns pattern number index (0-based), or NULL past the end.
+const zq_pattern_t *zqi_pattern_at (size_t index);
+
+//  Errors that mean "a peer sent malformed input".
+static inline bool
+zqi_is_bad_input (int errnum)
+{
+    return errnum == ZQ_EPROTO || errnum == ZQ_ETOOBIG || errnum == ZQ_EVERSION ||
+           errnum == ZQ_EDEPTH;
+}
+
+//  The patterns zq is built with.
+extern const zq_pattern_t zqi_pattern_pipeline;
+extern const zq_pattern_t zqi_pattern_pubsub;
+
+#endif
