@@ -107,40 +107,65 @@ ZQ_EXPORT int zq_msg_set_body (zq_msg_t *self, const void *data, size_t size);
 //      [ ... ]  an array of the values inside
 //      { ... }  a map: the values inside alternate key, value
 //  One value makes the body that value; several make the body an array of
-//  them. Example: zq_msg_pack (msg, "{sssu}", "order", "A-17", "cents", 1299).
-//  Returns 0, or -1 with errno EINVAL (bad picture), ZQ_EDEPTH or ENOMEM;
-//  on error the body is unchanged.
+//  them. Integers are written in their shortest encoding, doubles as float64.
+//  i and u read exactly an int64_t / uint64_t from the arguments, so cast
+//  literals. Example:
+//      zq_msg_pack (msg, "{sssu}", "order", "A-17", "cents", (uint64_t) 1299);
+//  Returns 0, or -1 with errno EINVAL (NULL, empty or bad picture: unknown
+//  character, unpaired bracket, odd map), ZQ_EDEPTH (nesting over
+//  ZQ_MSG_MAX_DEPTH, counting the array that wraps several values),
+//  ZQ_ETOOBIG (a string or bin over 4 GiB) or ENOMEM; on error the body is
+//  unchanged.
 ZQ_EXPORT int zq_msg_pack (zq_msg_t *self, const char *picture, ...);
 
 //  Reads the body by the same picture language, storing through pointers:
 //  i int64_t *, u uint64_t *, d double *, b bool *, s char ** (a new string
 //  the caller frees; nil gives NULL), B const void **, size_t * (points into
 //  the body), n nothing, [ ] an array that must have exactly the values
-//  inside, { } a map whose keys and values are read in order. Returns 0, or
-//  -1 with errno ZQ_ETYPE (the body has another shape; nothing is left
-//  allocated) or ENOMEM.
+//  inside, { } a map whose keys and values are read in order. Several
+//  values read an array of exactly that many. Conversions: i and u accept
+//  any integer that fits; d accepts float32, float64 and integers; B
+//  accepts bin and str; s accepts str and nil; n requires nil. Returns 0,
+//  or -1 with errno EINVAL (bad picture), ZQ_ETYPE (the body has another
+//  shape: nothing is stored and nothing is left allocated) or ENOMEM.
 ZQ_EXPORT int zq_msg_unpack (const zq_msg_t *self, const char *picture, ...);
 
-//  Key lookups in a body that is a map with string keys. Each returns 0 and
+//  Key lookups in a body that is a map with string keys (keys of other
+//  types are skipped; the first pair with the key wins). Each returns 0 and
 //  stores the value, or -1 with errno ZQ_ENOTFOUND (no such key, or the body
-//  is not a map) or ZQ_ETYPE (the value has another type). Integers convert
-//  between signed and unsigned when the value fits.
+//  is not a map) or ZQ_ETYPE (the value has another type), leaving *value_p
+//  untouched. Integers convert between signed and unsigned when the value
+//  fits; zq_msg_get_double also reads float32 and integers.
 ZQ_EXPORT int zq_msg_get_int (const zq_msg_t *self, const char *key, int64_t *value_p);
 ZQ_EXPORT int zq_msg_get_uint (const zq_msg_t *self, const char *key, uint64_t *value_p);
 ZQ_EXPORT int zq_msg_get_double (const zq_msg_t *self, const char *key, double *value_p);
 ZQ_EXPORT int zq_msg_get_bool (const zq_msg_t *self, const char *key, bool *value_p);
-//  Returns a new string the caller frees, or NULL with errno as above.
+//  Returns a new string the caller frees, or NULL with errno as above
+//  (a nil value is ZQ_ETYPE).
 ZQ_EXPORT char *zq_msg_get_str (const zq_msg_t *self, const char *key);
 
 //  Replaces the body with the msgpack form of one JSON document (UTF-8).
-//  An object of exactly one key "$bin" whose value is a base64 string becomes
-//  msgpack bin. Returns 0, or -1 with errno ZQ_EJSON, ZQ_EDEPTH or ENOMEM.
+//  Any JSON value may be the document. Integers become the shortest msgpack
+//  int; integers outside the int64 range are refused (ZQ_EJSON) rather than
+//  rounded. Reals become float64. "\u0000" in strings is kept. An object of
+//  exactly one key "$bin" whose value is a string becomes msgpack bin, and
+//  one of exactly one key "$ext" whose value is [type, string] with type in
+//  -128..127 becomes ext; the string must be canonical base64 (RFC 4648,
+//  standard alphabet, padded) or the document is refused. Returns 0, or -1
+//  with errno ZQ_EJSON (invalid JSON, duplicate keys in an object, bad
+//  base64), ZQ_EDEPTH (nesting over ZQ_MSG_MAX_DEPTH) or ENOMEM; on error
+//  the body is unchanged.
 ZQ_EXPORT int zq_msg_set_body_json (zq_msg_t *self, const char *json);
 
 //  Returns the body as compact JSON text, a new string the caller frees.
-//  bin (and str that is not valid UTF-8) become {"$bin": "<base64>"}; ext
-//  becomes {"$ext": [type, "<base64>"]}. Returns NULL with errno ZQ_EJSON
-//  (a map key that is not a string, NaN or infinity) or ENOMEM.
+//  Keys keep their msgpack order and text stays UTF-8. bin (and str that is
+//  not valid UTF-8) become {"$bin": "<base64>"}; ext becomes
+//  {"$ext": [type, "<base64>"]}. Integers up to INT64_MAX print exactly;
+//  unsigned integers above INT64_MAX become the nearest double (JSON has no
+//  portable integer that large). Floats print with up to 17 significant
+//  digits, so they read back to the same double. Returns NULL with errno
+//  ZQ_EJSON (a map key that is not a UTF-8 string, a duplicate key, NaN or
+//  infinity) or ENOMEM.
 ZQ_EXPORT char *zq_msg_body_json (const zq_msg_t *self);
 
 //  Converts one JSON document to msgpack, as zq_msg_set_body_json does.
@@ -150,7 +175,9 @@ ZQ_EXPORT int zq_json_to_msgpack (const char *json, void **data_p, size_t *size_
 
 //  Converts one msgpack object to JSON text, as zq_msg_body_json does;
 //  the data is checked as strictly as a received body first.
-//  Returns a new string the caller frees, or NULL with errno set.
+//  Returns a new string the caller frees, or NULL with errno as
+//  zq_msg_body_json, or ZQ_EPROTO / ZQ_EDEPTH for malformed or too deeply
+//  nested data (rejected before anything is allocated for it).
 ZQ_EXPORT char *zq_msgpack_to_json (const void *data, size_t size);
 
 //  ---- Wire form ----------------------------------------------------------
