@@ -43,10 +43,39 @@ void zqi_log (zq_log_level_t level, const char *format, ...) __attribute__ ((for
 //  otherwise. Every declared length is checked against the bytes present
 //  and nesting is limited to max_depth; nothing is allocated. Returns 0, or
 //  -1 with errno ZQ_EPROTO (truncated, trailing bytes, reserved byte 0xc1)
-//  or ZQ_EDEPTH.
+//  or ZQ_EDEPTH. max_depth is capped at ZQI_MSGPACK_DEPTH_LIMIT.
 int zqi_msgpack_check (const void *data, size_t size, size_t *used_p, int max_depth);
 
-//  Replaces the body of self with data (size bytes, from malloc), taking
+//  The deepest nesting zqi_msgpack_check can track (its stack is fixed).
+#define ZQI_MSGPACK_DEPTH_LIMIT 64
+
+//  A strict msgpack reader over a byte range: pos is the next byte, end one
+//  past the last. Each zqi_mp_read_* reads one value of the named type (any
+//  of its encodings), checks its declared length against the bytes that
+//  remain, advances pos and returns 0; otherwise it returns -1 with errno
+//  ZQ_EPROTO (wrong type, truncated) and leaves pos where it was.
+typedef struct {
+    const uint8_t *pos;
+    const uint8_t *end;
+} zqi_cursor_t;
+
+//  Array header (fixarray, array16, array32): stores the element count,
+//  which may not exceed the bytes that remain (each element takes one).
+int zqi_mp_read_array (zqi_cursor_t *cursor, uint32_t *count_p);
+//  Map header: stores the pair count; two bytes remain per pair at least.
+int zqi_mp_read_map (zqi_cursor_t *cursor, uint32_t *pairs_p);
+//  Integer of any encoding whose value is >= 0 (a negative one: ZQ_EPROTO).
+int zqi_mp_read_uint (zqi_cursor_t *cursor, uint64_t *value_p);
+//  str: stores a pointer to its bytes (not NUL-terminated) and their size.
+int zqi_mp_read_str (zqi_cursor_t *cursor, const char **str_p, uint32_t *size_p);
+//  bin: stores a pointer to its bytes and their size.
+int zqi_mp_read_bin (zqi_cursor_t *cursor, const uint8_t **data_p, uint32_t *size_p);
+//  Skips one whole object of any type, checked as zqi_msgpack_check does
+//  (errno ZQ_EPROTO or ZQ_EDEPTH).
+int zqi_mp_skip (zqi_cursor_t *cursor, int max_depth);
+
+//  Replaces the body of self with data (size bytes, from malloc; the
+//  message releases it with free, or hands it to libzmq when sent), taking
 //  ownership without copying or checking: the caller built it and vouches
 //  for it being one msgpack object within ZQ_MSG_MAX_DEPTH.
 void zqi_msg_take_body (zq_msg_t *self, void *data, size_t size);
