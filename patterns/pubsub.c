@@ -1,0 +1,411 @@
+/*  =========================================================================
+    pubsub - publishers send to every matching subscriber (XPUB/SUB).
+
+    Frames (doc/PROTOCOL.md, "pubsub"): the subject as a topic frame, so
+    ZeroMQ's prefix filtering works on it; a 16-byte frame with the
+    publisher id and the sequence number of the message on its subject;
+    then the envelope.
+
+    Sequence numbers count per publisher AND per subject, because a
+    subscriber sees only the subjects its prefixes match: one counter per
+    publisher would make every unmatched message look lost. A subscriber
+    remembers the last number per (publisher, subject); a jump of more than
+    one adds the missing count to stats.gaps. The first message of a pair
+    starts the count (late joiners see no false gap); a number that does
+    not move forward means the publisher started its counters again and
+    restarts the count without a gap.
+
+    Publisher: an XPUB socket, verbose both ways, so each subscriber's
+    subscriptions and their ends (including at disconnect) arrive as
+    notices and zq_queue_subscribers can count them. ZMQ_XPUB_NODROP is on
+    so that a full subscriber queue makes the send fail instead of losing
+    the message silently; zq then counts the message in stats.dropped and
+    sends it once more with NODROP off, which delivers it to every
+    subscriber with room (the full ones miss it, and see a gap). So a
+    publisher never waits on its slowest subscriber, as with ZeroMQ's PUB,
+    but the loss is visible on both sides.
+
+    Memory is bounded: each side tracks at most S_MAX_TRACKED subjects (or
+    publisher-subject pairs). When a table is full it is cleared; a
+    publisher also takes a new publisher id then, so its subscribers start
+    counting afresh instead of seeing numbers restart.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_pattern.h"
+#include <sys/random.h>
+#include <xxhash.h>
+
+#define S_HEADER_SIZE 16
+#define S_MAX_TRACKED 65536
+//  Publishers take in subscription notices at least every this many sends,
+//  so notices cannot pile up in a publisher nobody polls.
+#define S_NOTICE_EVERY 256
+
+//  ---- A small open-addressing table: (publisher, subject) -> sequence ----
+
+typedef struct {
+    uint64_t hash;
+    uint64_t publisher;
+    char *subject; //  NULL = free slot
+    size_t subject_size;
+    uint64_t sequence;
+} s_entry_t;
+
+typedef struct {
+    s_entry_t *entries;
+    size_t capacity; //  a power of two, or 0
+    size_t count;
+} s_table_t;
+
+static void
+s_table_clear (s_table_t *table)
+{
+    for (size_t i = 0; i < table->capacity; i++)
+        free (table->entries[i].subject);
+    free (table->entries);
+    memset (table, 0, sizeof *table);
+}
+
+static s_entry_t *
+s_table_slot (s_table_t *table, uint64_t hash, uint64_t publisher, const char *subject,
+              size_t subject_size)
+{
+    size_t mask = table->capacity - 1;
+    for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+        s_entry_t *entry = &table->entries[i];
+        if (!entry->subject || (entry->hash == hash && entry->publisher == publisher &&
+                                entry->subject_size == subject_size &&
+                                memcmp (entry->subject, subject, subject_size) == 0))
+            return entry;
+    }
+}
+
+static int
+s_table_grow (s_table_t *table)
+{
+    size_t capacity = table->capacity ? table->capacity * 2 : 64;
+    s_entry_t *entries = (s_entry_t *)calloc (capacity, sizeof (s_entry_t));
+    if (!entries)
+        return zqi_fail (ENOMEM);
+    s_table_t bigger = {entries, capacity, table->count};
+    for (size_t i = 0; i < table->capacity; i++) {
+        s_entry_t *old = &table->entries[i];
+        if (old->subject)
+            *s_table_slot (&bigger, old->hash, old->publisher, old->subject, old->subject_size) =
+                *old;
+    }
+    free (table->entries);
+    *table = bigger;
+    return 0;
+}
+
+//  Finds the entry for (publisher, subject), adding it with sequence 0 and
+//  *added_p true if absent. Returns NULL on ENOMEM. Clears the table first
+//  when it holds S_MAX_TRACKED entries and a new one is needed.
+static s_entry_t *
+s_table_find (s_table_t *table, uint64_t publisher, const char *subject, size_t subject_size,
+              bool *added_p)
+{
+    uint64_t hash = XXH3_64bits_withSeed (subject, subject_size, publisher);
+    *added_p = false;
+    if (table->capacity) {
+        s_entry_t *entry = s_table_slot (table, hash, publisher, subject, subject_size);
+        if (entry->subject)
+            return entry;
+    }
+    if (table->count >= S_MAX_TRACKED)
+        s_table_clear (table);
+    if (table->count * 2 >= table->capacity && s_table_grow (table))
+        return NULL;
+    char *copy = (char *)malloc (subject_size + 1);
+    if (!copy) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memcpy (copy, subject, subject_size);
+    copy[subject_size] = '\0';
+    s_entry_t *entry = s_table_slot (table, hash, publisher, subject, subject_size);
+    *entry = (s_entry_t){hash, publisher, copy, subject_size, 0};
+    table->count++;
+    *added_p = true;
+    return entry;
+}
+
+//  ---- The pattern ------------------------------------------------------
+
+typedef struct {
+    zq_pattern_ctx_t *ctx;
+    void *handle;
+    uint64_t publisher_id; //  publisher: as it goes on the wire (raw bytes)
+    s_table_t table;       //  publisher: last sequence sent per subject;
+                           //  subscriber: last received per pair
+    int subscriptions;     //  publisher: subscriptions in force
+    bool in_foreign;       //  publisher: inside a non-notice message
+    unsigned sends_since_notices;
+} s_pubsub_t;
+
+static void
+s_new_publisher_id (s_pubsub_t *self)
+{
+    uint64_t id = 0;
+    if (getrandom (&id, sizeof id, GRND_NONBLOCK) != (ssize_t)sizeof id)
+        id = (uint64_t)zclock_usecs () ^ ((uint64_t)getpid () << 32) ^ (uint64_t)(uintptr_t)self;
+    if (id == self->publisher_id)
+        id++;
+    self->publisher_id = id;
+}
+
+static int
+s_open (void *state, zq_pattern_ctx_t *ctx)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    self->ctx = ctx;
+    self->handle = ctx->handle;
+    if (ctx->role == ZQ_PUBLISHER) {
+        int on = 1;
+        if (zmq_setsockopt (self->handle, ZMQ_XPUB_VERBOSER, &on, sizeof on) ||
+            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on))
+            return -1;
+        s_new_publisher_id (self);
+    }
+    return 0;
+}
+
+static size_t
+s_close (void *state)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    s_table_clear (&self->table);
+    return 0;
+}
+
+//  Takes in the publisher's waiting notices: "\x01prefix" subscribes,
+//  "\x00prefix" ends a subscription; anything else a peer sent is counted
+//  as an error and dropped.
+static int
+s_take_notices (s_pubsub_t *self)
+{
+    zmq_msg_t notice;
+    zmq_msg_init (&notice);
+    while (zmq_msg_recv (&notice, self->handle, ZMQ_DONTWAIT) >= 0) {
+        const uint8_t *data = (const uint8_t *)zmq_msg_data (&notice);
+        size_t size = zmq_msg_size (&notice);
+        bool more = zmq_msg_more (&notice);
+        if (self->in_foreign)
+            ; //  the rest of a message already counted
+        else if (!more && size >= 1 && data[0] == 1)
+            self->subscriptions++;
+        else if (!more && size >= 1 && data[0] == 0) {
+            if (self->subscriptions > 0)
+                self->subscriptions--;
+        } else
+            self->ctx->stats->errors++;
+        self->in_foreign = more;
+    }
+    int saved_errno = errno;
+    zmq_msg_close (&notice);
+    return saved_errno == EAGAIN ? 0 : zqi_fail (saved_errno);
+}
+
+static int
+s_send (void *state, zq_msg_t **msg_p)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role != ZQ_PUBLISHER)
+        return zqi_fail (ENOTSUP);
+    if (++self->sends_since_notices >= S_NOTICE_EVERY) {
+        self->sends_since_notices = 0;
+        if (s_take_notices (self))
+            return -1;
+    }
+    const char *subject = zq_msg_subject (*msg_p);
+    size_t subject_size = strlen (subject);
+    bool added;
+    size_t tracked = self->table.count;
+    s_entry_t *entry = s_table_find (&self->table, 0, subject, subject_size, &added);
+    if (!entry)
+        return -1;
+    if (added && self->table.count < tracked)
+        s_new_publisher_id (self); //  the table was cleared: counters restart
+    uint64_t sequence = entry->sequence + 1;
+    uint8_t header[S_HEADER_SIZE];
+    memcpy (header, &self->publisher_id, 8);
+    for (int i = 0; i < 8; i++)
+        header[8 + i] = (uint8_t)(sequence >> (56 - 8 * i));
+
+    bool lossy = false;
+    if (zmq_send (self->handle, subject, subject_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (errno != EAGAIN)
+            return -1;
+        //  A matching subscriber's queue is full: deliver to the others.
+        int off = 0;
+        if (zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &off, sizeof off))
+            return -1;
+        lossy = true;
+        if (zmq_send (self->handle, subject, subject_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+            int saved_errno = errno;
+            int on = 1;
+            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
+            return zqi_fail (saved_errno);
+        }
+        self->ctx->stats->dropped++;
+    }
+    //  The first frame is out: the rest of the message cannot meet the
+    //  high-water mark.
+    int rc = zmq_send (self->handle, header, S_HEADER_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zq_msg_send (msg_p, self->handle, ZMQ_DONTWAIT);
+    int saved_errno = errno;
+    if (rc < 0)
+        //  Only ENOMEM can get here: end the half-sent message so the
+        //  socket stays usable (subscribers count it as malformed, and the
+        //  sequence number it used as a gap).
+        zmq_send (self->handle, "", 0, ZMQ_DONTWAIT);
+    if (lossy) {
+        int on = 1;
+        zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
+    }
+    entry->sequence = sequence;
+    return rc < 0 ? zqi_fail (saved_errno) : 0;
+}
+
+//  Reads and discards the rest of a multipart message.
+static void
+s_drain (void *handle)
+{
+    int more = 1;
+    size_t size = sizeof more;
+    while (zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &size) == 0 && more) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        int rc = zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT);
+        zmq_msg_close (&frame);
+        if (rc < 0)
+            break;
+    }
+}
+
+static zq_msg_t *
+s_recv (void *state)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role != ZQ_SUBSCRIBER) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    zmq_msg_t topic, header;
+    zmq_msg_init (&topic);
+    zmq_msg_init (&header);
+    zq_msg_t *msg = NULL;
+    if (zmq_msg_recv (&topic, self->handle, ZMQ_DONTWAIT) < 0)
+        goto done; //  EAGAIN and friends
+    if (!zmq_msg_more (&topic)) {
+        errno = ZQ_EPROTO;
+        goto done;
+    }
+    if (zmq_msg_recv (&header, self->handle, ZMQ_DONTWAIT) < 0)
+        goto done;
+    if (zmq_msg_size (&header) != S_HEADER_SIZE || !zmq_msg_more (&header)) {
+        s_drain (self->handle);
+        errno = ZQ_EPROTO;
+        goto done;
+    }
+    msg = zq_msg_recv (self->handle, ZMQ_DONTWAIT, self->ctx->max_message_bytes);
+    if (!msg)
+        goto done; //  zq_msg_recv read every frame of a bad message
+    const uint8_t *bytes = (const uint8_t *)zmq_msg_data (&header);
+    uint64_t publisher, sequence = 0;
+    memcpy (&publisher, bytes, 8);
+    for (int i = 0; i < 8; i++)
+        sequence = (sequence << 8) | bytes[8 + i];
+    const char *subject = zq_msg_subject (msg);
+    size_t subject_size = strlen (subject);
+    if (sequence == 0 || subject_size != zmq_msg_size (&topic) ||
+        memcmp (subject, zmq_msg_data (&topic), subject_size) != 0) {
+        zq_msg_destroy (&msg);
+        errno = ZQ_EPROTO;
+        goto done;
+    }
+    bool added;
+    s_entry_t *entry = s_table_find (&self->table, publisher, subject, subject_size, &added);
+    if (entry) {
+        if (!added && sequence > entry->sequence + 1)
+            self->ctx->stats->gaps += sequence - entry->sequence - 1;
+        entry->sequence = sequence;
+    }
+    //  Without memory to track the pair, the message is still delivered;
+    //  only its gap count is lost.
+done:;
+    int saved_errno = errno;
+    zmq_msg_close (&topic);
+    zmq_msg_close (&header);
+    errno = saved_errno;
+    return msg;
+}
+
+static int
+s_events (void *state, int zmq_events)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role == ZQ_PUBLISHER && (zmq_events & ZMQ_POLLIN)) {
+        if (s_take_notices (self))
+            return -1;
+        zmq_events &= ~ZMQ_POLLIN;
+    }
+    return zmq_events;
+}
+
+static int
+s_subscribe (void *state, const char *prefix)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role != ZQ_SUBSCRIBER)
+        return zqi_fail (ENOTSUP);
+    return zmq_setsockopt (self->handle, ZMQ_SUBSCRIBE, prefix, strlen (prefix));
+}
+
+static int
+s_unsubscribe (void *state, const char *prefix)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role != ZQ_SUBSCRIBER)
+        return zqi_fail (ENOTSUP);
+    if (zmq_setsockopt (self->handle, ZMQ_UNSUBSCRIBE, prefix, strlen (prefix)))
+        return -1;
+    //  Messages skipped while not subscribed are not losses: count afresh.
+    s_table_clear (&self->table);
+    return 0;
+}
+
+static int
+s_subscribers (void *state)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role != ZQ_PUBLISHER)
+        return zqi_fail (ENOTSUP);
+    if (s_take_notices (self))
+        return -1;
+    return self->subscriptions;
+}
+
+const zq_pattern_t zqi_pattern_pubsub = {
+    .name = "pubsub",
+    .state_size = sizeof (s_pubsub_t),
+    .roles =
+        {
+            [ZQ_PUBLISHER] = {ZMQ_XPUB, true},
+            [ZQ_SUBSCRIBER] = {ZMQ_SUB, false},
+        },
+    .open = s_open,
+    .close = s_close,
+    .send = s_send,
+    .recv = s_recv,
+    .events = s_events,
+    .subscribe = s_subscribe,
+    .unsubscribe = s_unsubscribe,
+    .subscribers = s_subscribers,
+};

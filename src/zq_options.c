@@ -1,0 +1,243 @@
+/*  =========================================================================
+    zq_options - named, validated queue settings, from one table.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_internal.h"
+#include <limits.h>
+#include <strings.h>
+
+//  The one table. Order is the listing order and never changes meaning:
+//  an options object stores values by row index.
+static const zq_option_info_t s_table[] = {
+    {"sndhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
+     "messages queued per peer for sending (ZMQ_SNDHWM; 0 = no limit)"},
+    {"rcvhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
+     "messages queued per peer on receipt (ZMQ_RCVHWM; 0 = no limit)"},
+    {"linger_ms", ZQ_OPTION_INT, 1000, NULL, -1, INT_MAX,
+     "how long unsent messages are kept flushing after close (-1 = until sent)"},
+    {"reconnect_ms", ZQ_OPTION_INT, 100, NULL, -1, INT_MAX,
+     "interval between reconnection attempts (-1 = never reconnect)"},
+    {"reconnect_max_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
+     "cap of the exponential reconnection backoff (0 = no backoff)"},
+    {"heartbeat_ivl_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
+     "interval between ZMTP heartbeats on each connection (0 = off)"},
+    {"heartbeat_timeout_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
+     "silence after a heartbeat that closes a connection (0 = heartbeat_ivl_ms)"},
+    {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, 6553500,
+     "silence after which the peer closes the connection (0 = none)"},
+    {"max_message_bytes", ZQ_OPTION_INT, ZQ_MSG_MAX_SIZE_DEFAULT, NULL, 64, INT32_MAX,
+     "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE)"},
+    {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
+     "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)"},
+    {"send_timeout_ms", ZQ_OPTION_INT, 5000, NULL, -1, INT_MAX,
+     "send timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)"},
+    {"recv_timeout_ms", ZQ_OPTION_INT, -1, NULL, -1, INT_MAX,
+     "receive timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)"},
+    {"request_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
+     "rpc: deadline of one request attempt"},
+    {"retries", ZQ_OPTION_INT, 3, NULL, 0, 1000,
+     "rpc: attempts after the first before a request fails"},
+};
+#define S_COUNT (sizeof s_table / sizeof s_table[0])
+
+struct _zq_options_t {
+    int64_t ints[S_COUNT];
+    char *strs[S_COUNT]; //  NULL = the default text
+    bool set[S_COUNT];
+};
+
+static int
+s_index (const char *name)
+{
+    if (name)
+        for (size_t i = 0; i < S_COUNT; i++)
+            if (strcmp (s_table[i].name, name) == 0)
+                return (int)i;
+    errno = EINVAL;
+    return -1;
+}
+
+zq_options_t *
+zq_options_new (void)
+{
+    zq_options_t *self = (zq_options_t *)calloc (1, sizeof (zq_options_t));
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    for (size_t i = 0; i < S_COUNT; i++)
+        self->ints[i] = s_table[i].default_int;
+    return self;
+}
+
+void
+zq_options_destroy (zq_options_t **self_p)
+{
+    if (self_p && *self_p) {
+        zq_options_t *self = *self_p;
+        for (size_t i = 0; i < S_COUNT; i++)
+            free (self->strs[i]);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+zq_options_t *
+zq_options_dup (const zq_options_t *self)
+{
+    zq_options_t *copy = zq_options_new ();
+    if (!copy)
+        return NULL;
+    if (!self)
+        return copy;
+    for (size_t i = 0; i < S_COUNT; i++) {
+        copy->ints[i] = self->ints[i];
+        copy->set[i] = self->set[i];
+        if (self->strs[i]) {
+            copy->strs[i] = strdup (self->strs[i]);
+            if (!copy->strs[i]) {
+                zq_options_destroy (&copy);
+                errno = ENOMEM;
+                return NULL;
+            }
+        }
+    }
+    return copy;
+}
+
+static int
+s_parse_int (const char *text, int64_t *value_p)
+{
+    if (!text || !*text)
+        return -1;
+    const char *p = text;
+    bool negative = (*p == '-');
+    if (negative)
+        p++;
+    if (!*p)
+        return -1;
+    uint64_t value = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        if (value > ((uint64_t)INT64_MAX) / 10)
+            return -1;
+        value = value * 10 + (uint64_t)(*p - '0');
+        if (value > (uint64_t)INT64_MAX)
+            return -1;
+    }
+    *value_p = negative ? -(int64_t)value : (int64_t)value;
+    return 0;
+}
+
+static int
+s_parse_bool (const char *text, int64_t *value_p)
+{
+    static const char *yes[] = {"1", "true", "yes", "on"};
+    static const char *no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp (text, yes[i]) == 0) {
+            *value_p = 1;
+            return 0;
+        }
+        if (strcasecmp (text, no[i]) == 0) {
+            *value_p = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int
+zq_options_set_int (zq_options_t *self, const char *name, int64_t value)
+{
+    int index = s_index (name);
+    if (!self || index < 0)
+        return zqi_fail (EINVAL);
+    const zq_option_info_t *info = &s_table[index];
+    if (info->type == ZQ_OPTION_STR || value < info->min || value > info->max)
+        return zqi_fail (EINVAL);
+    self->ints[index] = value;
+    self->set[index] = true;
+    return 0;
+}
+
+int
+zq_options_set (zq_options_t *self, const char *name, const char *value)
+{
+    int index = s_index (name);
+    if (!self || !value || index < 0)
+        return zqi_fail (EINVAL);
+    const zq_option_info_t *info = &s_table[index];
+    int64_t number = 0;
+    switch (info->type) {
+        case ZQ_OPTION_INT:
+            if (s_parse_int (value, &number))
+                return zqi_fail (EINVAL);
+            return zq_options_set_int (self, name, number);
+        case ZQ_OPTION_BOOL:
+            if (s_parse_bool (value, &number))
+                return zqi_fail (EINVAL);
+            return zq_options_set_int (self, name, number);
+        case ZQ_OPTION_STR: {
+            size_t length = strlen (value);
+            if ((int64_t)length < info->min || (int64_t)length > info->max)
+                return zqi_fail (EINVAL);
+            char *copy = strdup (value);
+            if (!copy)
+                return zqi_fail (ENOMEM);
+            free (self->strs[index]);
+            self->strs[index] = copy;
+            self->set[index] = true;
+            return 0;
+        }
+    }
+    return zqi_fail (EINVAL);
+}
+
+int
+zq_options_get_int (const zq_options_t *self, const char *name, int64_t *value_p)
+{
+    int index = s_index (name);
+    if (index < 0 || s_table[index].type == ZQ_OPTION_STR || !value_p)
+        return zqi_fail (EINVAL);
+    *value_p = self ? self->ints[index] : s_table[index].default_int;
+    return 0;
+}
+
+const char *
+zq_options_get_str (const zq_options_t *self, const char *name)
+{
+    int index = s_index (name);
+    if (index < 0 || s_table[index].type != ZQ_OPTION_STR) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (self && self->strs[index])
+        return self->strs[index];
+    return s_table[index].default_str;
+}
+
+bool
+zq_options_is_set (const zq_options_t *self, const char *name)
+{
+    int index = s_index (name);
+    return self && index >= 0 && self->set[index];
+}
+
+const zq_option_info_t *
+zq_options_info (size_t index)
+{
+    return index < S_COUNT ? &s_table[index] : NULL;
+}
+
+const zq_option_info_t *
+zq_options_lookup (const char *name)
+{
+    int index = s_index (name);
+    return index < 0 ? NULL : &s_table[index];
+}

@@ -1,0 +1,511 @@
+/*  =========================================================================
+    zq_queue - a message queue over one pattern. This file owns the socket,
+    options, counters, timeouts and waits; everything a pattern puts on the
+    wire is in patterns/<name>.c, reached through its zq_pattern_t.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_pattern.h"
+#include <pthread.h>
+#include <signal.h>
+
+struct _zq_queue_t {
+    //  Hot fields first: send and recv touch only these.
+    const zq_pattern_t *pattern;
+    void *state;
+    void *handle; //  libzmq socket; NULL once closed
+    zq_queue_stats_t stats;
+    zq_pattern_ctx_t ctx;
+    zsock_t *sock;
+    zq_options_t *options;
+    zq_role_t role;
+    int send_timeout_ms;
+    int recv_timeout_ms;
+    char *endpoint; //  resolved bound endpoints, comma-separated
+};
+
+//  How many malformed messages in a row a zero-timeout receive skips
+//  before it reports EAGAIN, so a flood of garbage cannot hold it forever.
+#define S_BAD_INPUT_BURST 128
+
+static const char *s_role_names[ZQ_ROLE_MAX + 1] = {
+    NULL, "producer", "consumer", "publisher", "subscriber", "client", "server"};
+
+const char *
+zq_role_name (zq_role_t role)
+{
+    return role >= 1 && role <= ZQ_ROLE_MAX ? s_role_names[role] : NULL;
+}
+
+zq_role_t
+zq_role_lookup (const char *name)
+{
+    if (name)
+        for (int role = 1; role <= ZQ_ROLE_MAX; role++)
+            if (strcmp (s_role_names[role], name) == 0)
+                return (zq_role_t)role;
+    return (zq_role_t)0;
+}
+
+//  Creates a CZMQ socket without changing the host's signal handling. The
+//  first CZMQ socket of a process runs zsys_init, which installs handlers
+//  for SIGINT and SIGTERM. If that happens here (the handlers differ after
+//  the call), zsys_handler_set (NULL) restores the ones CZMQ saved, which
+//  are the host's, and stops CZMQ from installing them later. If CZMQ was
+//  already initialised, nothing changes and the host keeps its choice.
+//  The mutex only serialises zq's own first calls.
+static pthread_mutex_t s_socket_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+static zsock_t *
+s_socket_new (int type)
+{
+    struct sigaction int_before, term_before, int_after, term_after;
+    pthread_mutex_lock (&s_socket_mutex);
+    sigaction (SIGINT, NULL, &int_before);
+    sigaction (SIGTERM, NULL, &term_before);
+    zsock_t *sock = zsock_new (type);
+    int saved_errno = errno;
+    sigaction (SIGINT, NULL, &int_after);
+    sigaction (SIGTERM, NULL, &term_after);
+    if (int_after.sa_handler != int_before.sa_handler ||
+        term_after.sa_handler != term_before.sa_handler)
+        zsys_handler_set (NULL);
+    pthread_mutex_unlock (&s_socket_mutex);
+    if (!sock)
+        errno = saved_errno ? saved_errno : ENOMEM;
+    return sock;
+}
+
+static int
+s_option (const zq_options_t *options, const char *name)
+{
+    int64_t value = 0;
+    int rc = zq_options_get_int (options, name, &value);
+    ZQ_ASSERT (rc == 0);
+    return (int)value;
+}
+
+//  Applies the options every pattern shares, before any connection exists.
+static int
+s_apply_options (zq_queue_t *self)
+{
+    const zq_options_t *o = self->options;
+    void *h = self->handle;
+    int value;
+#define S_SET(opt, name)                                                                           \
+    do {                                                                                           \
+        value = s_option (o, name);                                                                \
+        if (zmq_setsockopt (h, opt, &value, sizeof value))                                         \
+            return -1;                                                                             \
+    } while (0)
+    S_SET (ZMQ_SNDHWM, "sndhwm");
+    S_SET (ZMQ_RCVHWM, "rcvhwm");
+    S_SET (ZMQ_LINGER, "linger_ms");
+    S_SET (ZMQ_RECONNECT_IVL, "reconnect_ms");
+    S_SET (ZMQ_RECONNECT_IVL_MAX, "reconnect_max_ms");
+    if (s_option (o, "heartbeat_ivl_ms") > 0) {
+        S_SET (ZMQ_HEARTBEAT_IVL, "heartbeat_ivl_ms");
+        if (s_option (o, "heartbeat_timeout_ms") > 0)
+            S_SET (ZMQ_HEARTBEAT_TIMEOUT, "heartbeat_timeout_ms");
+    }
+    if (s_option (o, "heartbeat_ttl_ms") > 0)
+        S_SET (ZMQ_HEARTBEAT_TTL, "heartbeat_ttl_ms");
+#undef S_SET
+    int64_t max_size = s_option (o, "max_message_bytes");
+    if (zmq_setsockopt (h, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size))
+        return -1;
+    self->ctx.max_message_bytes = (size_t)max_size;
+    const char *identity = zq_options_get_str (o, "identity");
+    if (identity && *identity && zmq_setsockopt (h, ZMQ_ROUTING_ID, identity, strlen (identity)))
+        return -1;
+    self->send_timeout_ms = s_option (o, "send_timeout_ms");
+    self->recv_timeout_ms = s_option (o, "recv_timeout_ms");
+    return 0;
+}
+
+//  Appends text to the comma-separated list of bound endpoints.
+static int
+s_endpoint_append (zq_queue_t *self, const char *text)
+{
+    size_t old_length = self->endpoint ? strlen (self->endpoint) : 0;
+    char *joined = (char *)realloc (self->endpoint, old_length + strlen (text) + 2);
+    if (!joined)
+        return zqi_fail (ENOMEM);
+    if (old_length)
+        joined[old_length++] = ',';
+    strcpy (joined + old_length, text);
+    self->endpoint = joined;
+    return 0;
+}
+
+//  Binds or connects each item of endpoints, CZMQ-style.
+static int
+s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
+{
+    if (!endpoints || !*endpoints)
+        return zqi_fail (EINVAL);
+    char *list = strdup (endpoints);
+    if (!list)
+        return zqi_fail (ENOMEM);
+    int rc = 0;
+    char *item = list;
+    while (item && rc == 0) {
+        char *comma = strchr (item, ',');
+        if (comma)
+            *comma = '\0';
+        bool bind = binds_by_default;
+        if (*item == '@' || *item == '>') {
+            bind = (*item == '@');
+            item++;
+        }
+        if (!*item)
+            rc = zqi_fail (EINVAL);
+        else if (bind) {
+            if (zsock_bind (self->sock, "%s", item) == -1)
+                rc = -1;
+            else {
+                char *resolved = zsock_last_endpoint (self->sock);
+                rc = s_endpoint_append (self, resolved ? resolved : item);
+                free (resolved);
+            }
+        } else if (zsock_connect (self->sock, "%s", item) == -1)
+            rc = -1;
+        item = comma ? comma + 1 : NULL;
+    }
+    int saved_errno = errno;
+    free (list);
+    errno = saved_errno;
+    if (rc == 0 && !self->endpoint)
+        rc = s_endpoint_append (self, "");
+    return rc;
+}
+
+zq_queue_t *
+zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
+              const zq_options_t *options)
+{
+    const zq_pattern_t *pattern = zqi_pattern_lookup (pattern_name);
+    if (!pattern || role < 1 || role > ZQ_ROLE_MAX || !pattern->roles[role].socket_type ||
+        !endpoints) {
+        errno = EINVAL;
+        return NULL;
+    }
+    ZQ_ASSERT (pattern->open);
+    zq_queue_t *self = (zq_queue_t *)calloc (1, sizeof (zq_queue_t));
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->pattern = pattern;
+    self->role = role;
+    self->options = zq_options_dup (options);
+    self->state = pattern->state_size ? calloc (1, pattern->state_size) : NULL;
+    if (!self->options || (pattern->state_size && !self->state)) {
+        zq_options_destroy (&self->options);
+        free (self->state);
+        free (self);
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->sock = s_socket_new (pattern->roles[role].socket_type);
+    if (self->sock) {
+        self->handle = zsock_resolve (self->sock);
+        self->ctx.sock = self->sock;
+        self->ctx.handle = self->handle;
+        self->ctx.role = role;
+        self->ctx.options = self->options;
+        self->ctx.stats = &self->stats;
+    }
+    bool opened = false;
+    int rc = self->sock ? s_apply_options (self) : -1;
+    if (rc == 0) {
+        rc = pattern->open (self->state, &self->ctx);
+        opened = (rc == 0);
+    }
+    if (rc == 0)
+        rc = s_attach (self, endpoints, pattern->roles[role].binds_by_default);
+    if (rc) {
+        int saved_errno = errno;
+        if (opened && pattern->close)
+            pattern->close (self->state);
+        zsock_destroy (&self->sock);
+        zq_options_destroy (&self->options);
+        free (self->state);
+        free (self->endpoint);
+        free (self);
+        errno = saved_errno;
+        return NULL;
+    }
+    return self;
+}
+
+int
+zq_queue_close (zq_queue_t *self, size_t *unsent_p)
+{
+    if (unsent_p)
+        *unsent_p = 0;
+    if (!self || !self->sock)
+        return zqi_fail (EINVAL);
+    size_t unsent = self->pattern->close ? self->pattern->close (self->state) : 0;
+    //  zmq_close returns at once; libzmq's reaper keeps flushing for up to
+    //  linger_ms, and the context's termination at exit waits for it.
+    zsock_destroy (&self->sock);
+    self->handle = NULL;
+    if (unsent_p)
+        *unsent_p = unsent;
+    return 0;
+}
+
+void
+zq_queue_destroy (zq_queue_t **self_p)
+{
+    if (self_p && *self_p) {
+        zq_queue_t *self = *self_p;
+        if (self->sock)
+            zq_queue_close (self, NULL);
+        zq_options_destroy (&self->options);
+        free (self->state);
+        free (self->endpoint);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Waits until the socket may be ready for what (ZMQ_POLLIN/ZMQ_POLLOUT),
+//  a pattern timer is due, or the deadline passes. The deadline is set on
+//  the first wait, so the fast path never reads the clock. Returns 0 to
+//  try again, or -1 with errno EAGAIN (deadline passed), EINTR or ETERM.
+static int
+s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
+{
+    long wait_ms = -1;
+    if (timeout_ms >= 0) {
+        int64_t now = zclock_mono ();
+        if (*deadline_p == 0)
+            *deadline_p = now + timeout_ms;
+        if (now >= *deadline_p)
+            return zqi_fail (EAGAIN);
+        wait_ms = (long)(*deadline_p - now);
+    }
+    if (self->pattern->next_timer_ms) {
+        int64_t timer_ms = self->pattern->next_timer_ms (self->state);
+        if (timer_ms >= 0 && (wait_ms < 0 || timer_ms < wait_ms))
+            wait_ms = (long)timer_ms;
+    }
+    zmq_pollitem_t item = {self->handle, 0, what, 0};
+    if (zmq_poll (&item, 1, wait_ms) < 0)
+        return -1;
+    return 0;
+}
+
+static int
+s_resolve_timeout (int timeout_ms, int default_ms)
+{
+    if (timeout_ms == ZQ_TIMEOUT_DEFAULT)
+        return default_ms;
+    return timeout_ms < -1 ? -1 : timeout_ms;
+}
+
+int
+zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+{
+    if (!self || !msg_p || !*msg_p)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->send)
+        return zqi_fail (ENOTSUP);
+    if (self->pattern->send (self->state, msg_p) == 0) {
+        self->stats.sent++;
+        return 0;
+    }
+    //  Slow path: no room now.
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        if (s_wait (self, ZMQ_POLLOUT, timeout_ms, &deadline))
+            return -1;
+        if (self->pattern->send (self->state, msg_p) == 0) {
+            self->stats.sent++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+zq_msg_t *
+zq_queue_recv (zq_queue_t *self, int timeout_ms)
+{
+    if (!self) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!self->handle) {
+        errno = ENOTSOCK;
+        return NULL;
+    }
+    if (!self->pattern->recv) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    zq_msg_t *msg = self->pattern->recv (self->state);
+    if (msg) {
+        self->stats.received++;
+        return msg;
+    }
+    //  Slow path: nothing yet, or something malformed.
+    timeout_ms = s_resolve_timeout (timeout_ms, self->recv_timeout_ms);
+    int64_t deadline = 0;
+    int bad_in_a_row = 0;
+    while (true) {
+        if (zqi_is_bad_input (errno)) {
+            self->stats.errors++;
+            if (timeout_ms == 0 && ++bad_in_a_row >= S_BAD_INPUT_BURST) {
+                errno = EAGAIN;
+                return NULL;
+            }
+            if (timeout_ms > 0) {
+                //  Keep to the deadline even while garbage keeps coming.
+                int64_t now = zclock_mono ();
+                if (deadline == 0)
+                    deadline = now + timeout_ms;
+                else if (now >= deadline) {
+                    errno = EAGAIN;
+                    return NULL;
+                }
+            }
+        } else if (errno == EAGAIN) {
+            if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
+                return NULL;
+        } else
+            return NULL;
+        msg = self->pattern->recv (self->state);
+        if (msg) {
+            self->stats.received++;
+            return msg;
+        }
+    }
+}
+
+zsock_t *
+zq_queue_sock (zq_queue_t *self)
+{
+    return self ? self->sock : NULL;
+}
+
+int
+zq_queue_fd (zq_queue_t *self)
+{
+    if (!self || !self->handle)
+        return zqi_fail (ENOTSOCK);
+    int fd = -1;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt (self->handle, ZMQ_FD, &fd, &size))
+        return -1;
+    return fd;
+}
+
+int
+zq_queue_events (zq_queue_t *self)
+{
+    if (!self || !self->handle)
+        return zqi_fail (ENOTSOCK);
+    int events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &events, &size))
+        return -1;
+    if (self->pattern->events) {
+        events = self->pattern->events (self->state, events);
+        if (events < 0)
+            return -1;
+    }
+    return ((events & ZMQ_POLLIN) ? ZQ_POLLIN : 0) | ((events & ZMQ_POLLOUT) ? ZQ_POLLOUT : 0);
+}
+
+void
+zq_queue_stats (zq_queue_t *self, zq_queue_stats_t *stats)
+{
+    if (!stats)
+        return;
+    if (self)
+        *stats = self->stats;
+    else
+        memset (stats, 0, sizeof *stats);
+}
+
+const char *
+zq_queue_endpoint (zq_queue_t *self)
+{
+    return self && self->endpoint ? self->endpoint : "";
+}
+
+const char *
+zq_queue_pattern (zq_queue_t *self)
+{
+    return self ? self->pattern->name : NULL;
+}
+
+zq_role_t
+zq_queue_role (zq_queue_t *self)
+{
+    return self ? self->role : (zq_role_t)0;
+}
+
+int
+zq_queue_subscribe (zq_queue_t *self, const char *prefix)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->subscribe)
+        return zqi_fail (ENOTSUP);
+    if (prefix && strlen (prefix) > ZQ_MSG_MAX_STRING)
+        return zqi_fail (ZQ_ETOOBIG);
+    return self->pattern->subscribe (self->state, prefix ? prefix : "");
+}
+
+int
+zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->unsubscribe)
+        return zqi_fail (ENOTSUP);
+    if (prefix && strlen (prefix) > ZQ_MSG_MAX_STRING)
+        return zqi_fail (ZQ_ETOOBIG);
+    return self->pattern->unsubscribe (self->state, prefix ? prefix : "");
+}
+
+int
+zq_queue_subscribers (zq_queue_t *self)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->subscribers)
+        return zqi_fail (ENOTSUP);
+    return self->pattern->subscribers (self->state);
+}
+
+int
+zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms)
+{
+    int64_t deadline = 0;
+    timeout_ms = timeout_ms < -1 ? -1 : timeout_ms;
+    while (true) {
+        int have = zq_queue_subscribers (self);
+        if (have < 0)
+            return -1;
+        if ((size_t)have >= count)
+            return 0;
+        if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
+            return zqi_fail (errno == EAGAIN || timeout_ms == 0 ? ZQ_ETIMEDOUT : errno);
+    }
+}

@@ -1,0 +1,101 @@
+/*  =========================================================================
+    queue_helpers - endpoints per transport, message builders and
+    deadline helpers shared by the queue and pattern tests.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef QUEUE_HELPERS_H_INCLUDED
+#define QUEUE_HELPERS_H_INCLUDED
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "zq.h"
+
+//  Every wait in a test is bounded by this.
+#define DEADLINE_MS 10000
+
+static char s_ipc_dir[256];
+static int s_endpoint_counter;
+
+//  Writes a binding endpoint for transport ("inproc", "ipc" or "tcp").
+static void
+bind_spec (const char *transport, char *buf, size_t size)
+{
+    s_endpoint_counter++;
+    if (strcmp (transport, "inproc") == 0)
+        snprintf (buf, size, "@inproc://zq-test-%d-%d", (int)getpid (), s_endpoint_counter);
+    else if (strcmp (transport, "ipc") == 0) {
+        if (!*s_ipc_dir) {
+            snprintf (s_ipc_dir, sizeof s_ipc_dir, "/tmp/zq-test-XXXXXX");
+            assert_non_null (mkdtemp (s_ipc_dir));
+        }
+        snprintf (buf, size, "@ipc://%s/q%d", s_ipc_dir, s_endpoint_counter);
+    } else
+        snprintf (buf, size, "@tcp://127.0.0.1:*");
+}
+
+//  Writes an endpoint that connects to where bound is bound.
+static void
+connect_spec (zq_queue_t *bound, char *buf, size_t size)
+{
+    snprintf (buf, size, ">%s", zq_queue_endpoint (bound));
+}
+
+//  Removes the ipc directory (libzmq unlinks socket files on close).
+static void
+remove_ipc_dir (void)
+{
+    if (*s_ipc_dir) {
+        char command[300];
+        snprintf (command, sizeof command, "rm -rf '%s'", s_ipc_dir);
+        if (system (command) != 0)
+            fprintf (stderr, "could not remove %s\n", s_ipc_dir);
+        *s_ipc_dir = '\0';
+    }
+}
+
+//  A message on subject whose body is {"n": n}.
+static zq_msg_t *
+numbered (const char *subject, int64_t n)
+{
+    zq_msg_t *msg = zq_msg_new (subject);
+    assert_non_null (msg);
+    assert_int_equal (zq_msg_pack (msg, "{si}", "n", n), 0);
+    return msg;
+}
+
+static int64_t
+number_of (const zq_msg_t *msg)
+{
+    int64_t n = -1;
+    assert_int_equal (zq_msg_get_int (msg, "n", &n), 0);
+    return n;
+}
+
+//  Sends {"n": n} on subject, asserting success within the deadline.
+static void
+send_numbered (zq_queue_t *queue, const char *subject, int64_t n)
+{
+    zq_msg_t *msg = numbered (subject, n);
+    assert_int_equal (zq_queue_send (queue, &msg, DEADLINE_MS), 0);
+    assert_null (msg);
+}
+
+static int64_t
+now_ms (void)
+{
+    return zclock_mono ();
+}
+
+#endif
