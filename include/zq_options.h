@@ -5,8 +5,8 @@
     Every option lives in one table (name, type, default, bounds, help), so
     a command line or a config file can set any of them by name from text
     and list them with zq_options_info. An options object only records what
-    was set; zq_queue_new copies it, so one object may serve many queues and
-    may be destroyed right after.
+    was set on top of the defaults; zq_queue_new copies it, so one object
+    may serve many queues and may be destroyed right after.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -28,7 +28,8 @@ typedef struct _zq_options_t zq_options_t;
 //  ZQ_OPTION_INT   a signed integer within [min, max]; as text, decimal
 //                  digits with an optional leading '-'.
 //  ZQ_OPTION_BOOL  0 or 1; as text also "true"/"false", "yes"/"no", "on"/"off".
-//  ZQ_OPTION_STR   text of min to max bytes (no NUL inside).
+//  ZQ_OPTION_STR   text of min to max bytes (no NUL inside), or one of the
+//                  words listed in choices.
 typedef enum { ZQ_OPTION_INT = 0, ZQ_OPTION_BOOL = 1, ZQ_OPTION_STR = 2 } zq_option_type_t;
 
 //  One row of the option table. For ZQ_OPTION_STR, min and max bound the
@@ -42,6 +43,9 @@ typedef struct {
     int64_t min;
     int64_t max;
     const char *help; //  one line, no trailing period
+    //  For a text option limited to a set of words, the words separated by
+    //  '|' ("skip|drop|wait"); NULL otherwise.
+    const char *choices;
 } zq_option_info_t;
 
 //  The options, their defaults and meanings (see zq_options_info for bounds):
@@ -60,6 +64,14 @@ typedef struct {
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
+//    slow_subscriber      "skip"   pubsub publisher, when a matching subscriber's queue
+//                                  is full: "skip" (ZeroMQ's PUB: that subscriber misses
+//                                  the message, others get it; the publisher cannot
+//                                  count it, the subscriber sees a gap), "drop" (no
+//                                  subscriber gets it; counted in stats.dropped, every
+//                                  matching subscriber sees a gap), "wait" (the send
+//                                  waits for room like a pipeline send, up to its
+//                                  timeout, then fails with EAGAIN: nothing is lost)
 //    request_timeout_ms   5000     rpc: deadline of one request attempt
 //    retries              3        rpc: attempts after the first before a request fails
 

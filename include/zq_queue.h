@@ -74,10 +74,12 @@ typedef struct {
     uint64_t sent;
     //  Messages zq_queue_recv returned.
     uint64_t received;
-    //  Messages zq knows did not reach every peer meant to get them.
-    //  pubsub publisher: messages that at least one subscriber's queue was
-    //  too full to take (that subscriber sees a gap); a publisher cannot
-    //  learn how many subscribers missed each one.
+    //  Messages zq knows did not reach every peer meant to get them:
+    //  pubsub publishers with slow_subscriber "drop" count each message no
+    //  subscriber got because a matching subscriber's queue was full (the
+    //  send still succeeded and counts in sent too). With "skip", libzmq
+    //  drops for the full subscriber without telling: this stays 0 and only
+    //  that subscriber's gaps show it; with "wait" nothing is dropped.
     uint64_t dropped;
     //  Malformed messages received and skipped: bad envelope (ZQ_EPROTO,
     //  ZQ_ETOOBIG, ZQ_EVERSION, ZQ_EDEPTH) or bad pattern frames; on a
@@ -132,18 +134,22 @@ ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
 //  Sends the message and takes ownership of it: on success *msg_p becomes
 //  NULL. Waits up to timeout_ms for room when every peer's queue is at its
 //  high-water mark (pipeline also has room only for connected consumers:
-//  ZMQ_IMMEDIATE). Returns 0, or -1 with errno, the caller keeping the
+//  ZMQ_IMMEDIATE; but over inproc a connect made before the bind queues
+//  like a connection). Returns 0, or -1 with errno, the caller keeping the
 //  message: EAGAIN (no room within the timeout; with timeout 0, right
-//  away), EINVAL (NULL message), ENOTSUP (the role does not send), EINTR
-//  (a signal arrived while waiting), ETERM, or ENOMEM.
-//  pubsub publishers never wait: a subscriber whose queue is full misses
-//  the message (stats.dropped), as ZeroMQ's PUB does.
+//  away), EINVAL (NULL message), ENOTSUP (the role does not send),
+//  ENOTSOCK (the queue was closed), EINTR (a signal arrived while
+//  waiting), ETERM, or ENOMEM. The timeout is only looked at when there is
+//  no room: a send with room costs no clock read and no poll.
+//  pubsub publishers wait only with slow_subscriber "wait"; otherwise a
+//  send always succeeds at once, and a subscriber whose queue is full
+//  misses the message (see zq_options.h and stats.dropped).
 ZQ_EXPORT int zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms);
 
 //  Receives the next message, waiting up to timeout_ms for one. Returns a
 //  message the caller owns, or NULL with errno: EAGAIN (nothing within the
-//  timeout), ENOTSUP (the role does not receive), EINTR (a signal arrived
-//  while waiting), ETERM or ENOMEM. Malformed input (see stats.errors) is
+//  timeout), ENOTSUP (the role does not receive), ENOTSOCK (closed), EINTR
+//  (a signal arrived while waiting), ETERM or ENOMEM. Malformed input (see stats.errors) is
 //  counted, skipped, and the wait goes on until the deadline; with timeout
 //  0, EAGAIN can mean only malformed messages were waiting.
 ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
@@ -186,7 +192,9 @@ ZQ_EXPORT int zq_queue_fd (zq_queue_t *self);
 //  Returns the queue's readiness now as ZQ_POLLIN | ZQ_POLLOUT bits
 //  (0 = nothing to do until the fd signals), or -1 with errno (ENOTSOCK
 //  after close, ETERM). ZQ_POLLIN is only reported for roles that receive,
-//  ZQ_POLLOUT only for roles that send. On a publisher it also takes in
+//  ZQ_POLLOUT only for roles that send (a publisher always reports
+//  ZQ_POLLOUT: with slow_subscriber "wait", a send may still fail with
+//  EAGAIN; retry when the fd signals). On a publisher it also takes in
 //  waiting subscription notices (see zq_queue_subscribers).
 ZQ_EXPORT int zq_queue_events (zq_queue_t *self);
 

@@ -17,13 +17,23 @@
 
     Publisher: an XPUB socket, verbose both ways, so each subscriber's
     subscriptions and their ends (including at disconnect) arrive as
-    notices and zq_queue_subscribers can count them. ZMQ_XPUB_NODROP is on
-    so that a full subscriber queue makes the send fail instead of losing
-    the message silently; zq then counts the message in stats.dropped and
-    sends it once more with NODROP off, which delivers it to every
-    subscriber with room (the full ones miss it, and see a gap). So a
-    publisher never waits on its slowest subscriber, as with ZeroMQ's PUB,
-    but the loss is visible on both sides.
+    notices and zq_queue_subscribers can count them. What happens when a
+    matching subscriber's queue is full is the slow_subscriber option:
+      skip  ZeroMQ's PUB behaviour (ZMQ_XPUB_NODROP off): that subscriber
+            misses the message, the others get it. libzmq says nothing, so
+            the publisher cannot count it; the subscriber counts the gap.
+      drop  ZMQ_XPUB_NODROP on: the send fails inside libzmq, zq counts the
+            message in stats.dropped and reports success; no subscriber
+            gets it and each matching one counts the gap. Exact on both
+            sides, at the price of one slow subscriber costing all of them.
+            (Sending it again with NODROP off to reach the others would not
+            do: libzmq then stops offering messages to the full subscriber
+            until it drains, and those losses would go uncounted.)
+      wait  ZMQ_XPUB_NODROP on: the send waits for room up to its timeout,
+            then fails with EAGAIN and the caller keeps the message, as a
+            pipeline send does. An XPUB always polls writable, so the wait
+            is on the socket's ZMQ_FD, which signals when a subscriber's
+            queue drains (and on any other socket event).
 
     Memory is bounded: each side tracks at most S_MAX_TRACKED subjects (or
     publisher-subject pairs). When a table is full it is cleared; a
@@ -36,6 +46,7 @@
     =========================================================================
 */
 #include "zq_pattern.h"
+#include <poll.h>
 #include <sys/random.h>
 #include <xxhash.h>
 
@@ -145,6 +156,7 @@ typedef struct {
                            //  subscriber: last received per pair
     int subscriptions;     //  publisher: subscriptions in force
     bool in_foreign;       //  publisher: inside a non-notice message
+    char slow_subscriber;  //  publisher: 's'kip, 'd'rop or 'w'ait
     unsigned sends_since_notices;
 } s_pubsub_t;
 
@@ -166,9 +178,12 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->ctx = ctx;
     self->handle = ctx->handle;
     if (ctx->role == ZQ_PUBLISHER) {
+        const char *mode = zq_options_get_str (ctx->options, "slow_subscriber");
+        self->slow_subscriber = mode ? mode[0] : 's';
         int on = 1;
+        int nodrop = self->slow_subscriber != 's';
         if (zmq_setsockopt (self->handle, ZMQ_XPUB_VERBOSER, &on, sizeof on) ||
-            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on))
+            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop))
             return -1;
         s_new_publisher_id (self);
     }
@@ -237,22 +252,14 @@ s_send (void *state, zq_msg_t **msg_p)
     for (int i = 0; i < 8; i++)
         header[8 + i] = (uint8_t)(sequence >> (56 - 8 * i));
 
-    bool lossy = false;
     if (zmq_send (self->handle, subject, subject_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-        if (errno != EAGAIN)
+        if (errno != EAGAIN || self->slow_subscriber == 'w')
             return -1;
-        //  A matching subscriber's queue is full: deliver to the others.
-        int off = 0;
-        if (zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &off, sizeof off))
-            return -1;
-        lossy = true;
-        if (zmq_send (self->handle, subject, subject_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
-            int saved_errno = errno;
-            int on = 1;
-            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
-            return zqi_fail (saved_errno);
-        }
+        //  drop: the number is used, so subscribers see the gap.
+        entry->sequence = sequence;
         self->ctx->stats->dropped++;
+        zq_msg_destroy (msg_p);
+        return 0;
     }
     //  The first frame is out: the rest of the message cannot meet the
     //  high-water mark.
@@ -265,10 +272,6 @@ s_send (void *state, zq_msg_t **msg_p)
         //  socket stays usable (subscribers count it as malformed, and the
         //  sequence number it used as a gap).
         zmq_send (self->handle, "", 0, ZMQ_DONTWAIT);
-    if (lossy) {
-        int on = 1;
-        zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &on, sizeof on);
-    }
     entry->sequence = sequence;
     return rc < 0 ? zqi_fail (saved_errno) : 0;
 }
@@ -360,6 +363,30 @@ s_events (void *state, int zmq_events)
 }
 
 static int
+s_wait (void *state, short what, long timeout_ms)
+{
+    s_pubsub_t *self = (s_pubsub_t *)state;
+    if (self->ctx->role == ZQ_PUBLISHER && what == ZMQ_POLLOUT) {
+        //  Wake on any command to the socket (a subscriber's queue
+        //  draining is one), then read ZMQ_EVENTS so libzmq processes it.
+        int fd;
+        size_t size = sizeof fd;
+        if (zmq_getsockopt (self->handle, ZMQ_FD, &fd, &size))
+            return -1;
+        struct pollfd item = {fd, POLLIN, 0};
+        if (poll (&item, 1, (int)timeout_ms) < 0)
+            return -1;
+        int events;
+        size = sizeof events;
+        if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &events, &size))
+            return -1;
+        return (events & ZMQ_POLLIN) ? s_take_notices (self) : 0;
+    }
+    zmq_pollitem_t item = {self->handle, 0, what, 0};
+    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+}
+
+static int
 s_subscribe (void *state, const char *prefix)
 {
     s_pubsub_t *self = (s_pubsub_t *)state;
@@ -405,6 +432,7 @@ const zq_pattern_t zqi_pattern_pubsub = {
     .send = s_send,
     .recv = s_recv,
     .events = s_events,
+    .wait = s_wait,
     .subscribe = s_subscribe,
     .unsubscribe = s_unsubscribe,
     .subscribers = s_subscribers,

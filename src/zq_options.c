@@ -14,33 +14,36 @@
 //  an options object stores values by row index.
 static const zq_option_info_t s_table[] = {
     {"sndhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
-     "messages queued per peer for sending (ZMQ_SNDHWM; 0 = no limit)"},
+     "messages queued per peer for sending (ZMQ_SNDHWM; 0 = no limit)", NULL},
     {"rcvhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
-     "messages queued per peer on receipt (ZMQ_RCVHWM; 0 = no limit)"},
+     "messages queued per peer on receipt (ZMQ_RCVHWM; 0 = no limit)", NULL},
     {"linger_ms", ZQ_OPTION_INT, 1000, NULL, -1, INT_MAX,
-     "how long unsent messages are kept flushing after close (-1 = until sent)"},
+     "how long unsent messages are kept flushing after close (-1 = until sent)", NULL},
     {"reconnect_ms", ZQ_OPTION_INT, 100, NULL, -1, INT_MAX,
-     "interval between reconnection attempts (-1 = never reconnect)"},
+     "interval between reconnection attempts (-1 = never reconnect)", NULL},
     {"reconnect_max_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
-     "cap of the exponential reconnection backoff (0 = no backoff)"},
+     "cap of the exponential reconnection backoff (0 = no backoff)", NULL},
     {"heartbeat_ivl_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
-     "interval between ZMTP heartbeats on each connection (0 = off)"},
+     "interval between ZMTP heartbeats on each connection (0 = off)", NULL},
     {"heartbeat_timeout_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
-     "silence after a heartbeat that closes a connection (0 = heartbeat_ivl_ms)"},
+     "silence after a heartbeat that closes a connection (0 = heartbeat_ivl_ms)", NULL},
     {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, 6553500,
-     "silence after which the peer closes the connection (0 = none)"},
+     "silence after which the peer closes the connection (0 = none)", NULL},
     {"max_message_bytes", ZQ_OPTION_INT, ZQ_MSG_MAX_SIZE_DEFAULT, NULL, 64, INT32_MAX,
-     "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE)"},
+     "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE)", NULL},
     {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
-     "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)"},
+     "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)", NULL},
     {"send_timeout_ms", ZQ_OPTION_INT, 5000, NULL, -1, INT_MAX,
-     "send timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)"},
+     "send timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)", NULL},
     {"recv_timeout_ms", ZQ_OPTION_INT, -1, NULL, -1, INT_MAX,
-     "receive timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)"},
+     "receive timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)", NULL},
+    {"slow_subscriber", ZQ_OPTION_STR, 0, "skip", 4, 4,
+     "pubsub: a full subscriber queue skips that subscriber, drops the message, or waits",
+     "skip|drop|wait"},
     {"request_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
-     "rpc: deadline of one request attempt"},
+     "rpc: deadline of one request attempt", NULL},
     {"retries", ZQ_OPTION_INT, 3, NULL, 0, 1000,
-     "rpc: attempts after the first before a request fails"},
+     "rpc: attempts after the first before a request fails", NULL},
 };
 #define S_COUNT (sizeof s_table / sizeof s_table[0])
 
@@ -152,6 +155,21 @@ s_parse_bool (const char *text, int64_t *value_p)
     return -1;
 }
 
+//  True if value (length bytes) is one of the '|'-separated words.
+static bool
+s_is_choice (const char *choices, const char *value, size_t length)
+{
+    const char *word = choices;
+    while (word) {
+        const char *bar = strchr (word, '|');
+        size_t word_length = bar ? (size_t)(bar - word) : strlen (word);
+        if (word_length == length && memcmp (word, value, length) == 0)
+            return true;
+        word = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
 int
 zq_options_set_int (zq_options_t *self, const char *name, int64_t value)
 {
@@ -186,6 +204,8 @@ zq_options_set (zq_options_t *self, const char *name, const char *value)
         case ZQ_OPTION_STR: {
             size_t length = strlen (value);
             if ((int64_t)length < info->min || (int64_t)length > info->max)
+                return zqi_fail (EINVAL);
+            if (info->choices && !s_is_choice (info->choices, value, length))
                 return zqi_fail (EINVAL);
             char *copy = strdup (value);
             if (!copy)

@@ -12,7 +12,8 @@
          ZMQ_IMMEDIATE, apply to every connection);
       4. on zq_queue_send / zq_queue_recv, calls send / recv for ONE
          non-blocking attempt; on EAGAIN it waits on the socket (zmq_poll,
-         ZMQ_POLLOUT or ZMQ_POLLIN, never longer than next_timer_ms) and
+         ZMQ_POLLOUT or ZMQ_POLLIN, or the wait hook; never longer than
+         next_timer_ms) and
          tries again until the caller's deadline;
       5. on close, calls close, destroys the socket, frees the state.
     A hook a pattern leaves NULL makes the matching call fail with ENOTSUP.
@@ -82,6 +83,12 @@ typedef struct {
     //  input that is the pattern's own (e.g. subscription notices) without
     //  blocking and returns the bits to report; -1 with errno on error.
     int (*events) (void *state, int zmq_events);
+
+    //  Optional. Waits up to timeout_ms (-1 = no limit) until the socket
+    //  may be ready for what (ZMQ_POLLIN or ZMQ_POLLOUT), for patterns whose
+    //  readiness zmq_poll cannot see (an XPUB always polls writable).
+    //  Returns 0 (ready or not: the core tries again), or -1 with errno.
+    int (*wait) (void *state, short what, long timeout_ms);
 
     //  Optional. Milliseconds until the pattern needs send or recv to be
     //  called again for its own timers (retries, heartbeats), or -1 for

@@ -295,6 +295,8 @@ s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
         if (timer_ms >= 0 && (wait_ms < 0 || timer_ms < wait_ms))
             wait_ms = (long)timer_ms;
     }
+    if (self->pattern->wait)
+        return self->pattern->wait (self->state, what, wait_ms);
     zmq_pollitem_t item = {self->handle, 0, what, 0};
     if (zmq_poll (&item, 1, wait_ms) < 0)
         return -1;

@@ -1,1 +1,426 @@
-int main (void) { return 77; }
+/*  =========================================================================
+    test_pubsub - publishers and subscribers over inproc, ipc and tcp:
+    prefix filtering, waiting for subscribers, gap counting (real gaps from
+    a full queue or a raw peer's sequence jumps, none on a clean run or for
+    a late joiner), malformed pattern frames.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "queue_helpers.h"
+
+static zq_queue_t *
+new_publisher (const char *transport, const zq_options_t *options)
+{
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    zq_queue_t *publisher = zq_queue_new ("pubsub", ZQ_PUBLISHER, spec, options);
+    assert_non_null (publisher);
+    return publisher;
+}
+
+static zq_queue_t *
+new_subscriber (zq_queue_t *publisher, const char *prefix, const zq_options_t *options)
+{
+    char spec[300];
+    connect_spec (publisher, spec, sizeof spec);
+    zq_queue_t *subscriber = zq_queue_new ("pubsub", ZQ_SUBSCRIBER, spec, options);
+    assert_non_null (subscriber);
+    if (prefix)
+        assert_int_equal (zq_queue_subscribe (subscriber, prefix), 0);
+    return subscriber;
+}
+
+static void
+test_prefix_filtering (void **state)
+{
+    zq_queue_t *publisher = new_publisher ((const char *)*state, NULL);
+    zq_queue_t *subscriber = new_subscriber (publisher, "a.", NULL);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_subscribers (publisher), 1);
+
+    for (int n = 0; n < 30; n++)
+        send_numbered (publisher, n % 3 == 0 ? "a.x" : n % 3 == 1 ? "b.y" : "a.z", n);
+    send_numbered (publisher, "a.end", 30);
+    int received = 0;
+    while (true) {
+        zq_msg_t *msg = zq_queue_recv (subscriber, DEADLINE_MS);
+        assert_non_null (msg);
+        const char *subject = zq_msg_subject (msg);
+        assert_true (strncmp (subject, "a.", 2) == 0);
+        bool end = strcmp (subject, "a.end") == 0;
+        if (!end)
+            assert_int_not_equal (number_of (msg) % 3, 1);
+        zq_msg_destroy (&msg);
+        if (end)
+            break;
+        received++;
+    }
+    assert_int_equal (received, 20);
+    zq_queue_stats_t stats;
+    zq_queue_stats (subscriber, &stats);
+    //  Subjects the subscriber does not see are not gaps.
+    assert_int_equal (stats.gaps, 0);
+    assert_int_equal (stats.errors, 0);
+    assert_int_equal (stats.received, 21);
+    zq_queue_stats (publisher, &stats);
+    assert_int_equal (stats.sent, 31);
+    assert_int_equal (stats.dropped, 0);
+
+    //  Roles that do not fit the call.
+    assert_int_equal (zq_queue_subscribe (publisher, "x"), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_null (zq_queue_recv (publisher, 0));
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_subscribers (subscriber), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_msg_t *msg = numbered ("a.x", 0);
+    assert_int_equal (zq_queue_send (subscriber, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&subscriber);
+    zq_queue_destroy (&publisher);
+}
+
+static void
+test_wait_subscribers (void **state)
+{
+    zq_queue_t *publisher = new_publisher ((const char *)*state, NULL);
+    //  Nobody yet: the wait times out after about its timeout.
+    int64_t start = now_ms ();
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, 100), -1);
+    assert_int_equal (errno, ZQ_ETIMEDOUT);
+    int64_t elapsed = now_ms () - start;
+    assert_true (elapsed >= 90 && elapsed < 3000);
+
+    zq_queue_t *first = new_subscriber (publisher, "", NULL);
+    zq_queue_t *second = new_subscriber (publisher, "orders.", NULL);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 2, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_subscribers (publisher), 2);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 3, 50), -1);
+    assert_int_equal (errno, ZQ_ETIMEDOUT);
+
+    //  A publisher's fd never reports input: notices are taken in.
+    int events = zq_queue_events (publisher);
+    assert_true (events >= 0);
+    assert_false (events & ZQ_POLLIN);
+
+    //  Unsubscribing and disconnecting end subscriptions.
+    assert_int_equal (zq_queue_unsubscribe (second, "orders."), 0);
+    zq_queue_destroy (&first);
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (zq_queue_subscribers (publisher) > 0) {
+        assert_true (now_ms () < deadline);
+        zmq_pollitem_t item = {zsock_resolve (zq_queue_sock (publisher)), 0, ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, 100);
+    }
+    assert_int_equal (zq_queue_subscribers (publisher), 0);
+    zq_queue_destroy (&second);
+    zq_queue_destroy (&publisher);
+}
+
+static void
+test_clean_run_has_no_gaps (void **state)
+{
+    zq_queue_t *publisher = new_publisher ((const char *)*state, NULL);
+    zq_queue_t *subscriber = new_subscriber (publisher, "", NULL);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
+    const int total = 900;
+    const char *subjects[] = {"s1", "s2", "s3"};
+    for (int n = 0; n < total; n++)
+        send_numbered (publisher, subjects[n % 3], n);
+    for (int n = 0; n < total; n++) {
+        zq_msg_t *msg = zq_queue_recv (subscriber, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        zq_msg_destroy (&msg);
+    }
+    zq_queue_stats_t stats;
+    zq_queue_stats (subscriber, &stats);
+    assert_int_equal (stats.gaps, 0);
+    assert_int_equal (stats.received, total);
+    zq_queue_stats (publisher, &stats);
+    assert_int_equal (stats.dropped, 0);
+    zq_queue_destroy (&subscriber);
+    zq_queue_destroy (&publisher);
+}
+
+static void
+test_late_joiner_has_no_gaps (void **state)
+{
+    zq_queue_t *publisher = new_publisher ((const char *)*state, NULL);
+    zq_queue_t *early = new_subscriber (publisher, "", NULL);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
+    for (int n = 0; n < 50; n++)
+        send_numbered (publisher, "news", n);
+    zq_queue_t *late = new_subscriber (publisher, "news", NULL);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 2, DEADLINE_MS), 0);
+    for (int n = 50; n < 100; n++)
+        send_numbered (publisher, "news", n);
+    for (int n = 50; n < 100; n++) {
+        zq_msg_t *msg = zq_queue_recv (late, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        zq_msg_destroy (&msg);
+    }
+    for (int n = 0; n < 100; n++) {
+        zq_msg_t *msg = zq_queue_recv (early, DEADLINE_MS);
+        assert_non_null (msg);
+        zq_msg_destroy (&msg);
+    }
+    zq_queue_stats_t stats;
+    zq_queue_stats (late, &stats);
+    assert_int_equal (stats.gaps, 0);
+    zq_queue_stats (early, &stats);
+    assert_int_equal (stats.gaps, 0);
+    zq_queue_destroy (&late);
+    zq_queue_destroy (&early);
+    zq_queue_destroy (&publisher);
+}
+
+//  A message of about pad_size bytes on "feed" numbered n.
+static zq_msg_t *
+feed_message (int64_t n, size_t pad_size)
+{
+    static char pad[16384];
+    zq_msg_t *msg = zq_msg_new ("feed");
+    assert_true (pad_size <= sizeof pad);
+    assert_int_equal (zq_msg_pack (msg, "{sisB}", "n", n, "pad", pad, pad_size), 0);
+    return msg;
+}
+
+//  Receives until a message numbered -1 arrives, the publisher sending
+//  such markers until one gets through; returns how many were published.
+static int
+drain_until_marker (zq_queue_t *publisher, zq_queue_t *subscriber, int64_t deadline)
+{
+    int markers = 0;
+    while (true) {
+        assert_true (now_ms () < deadline);
+        zq_msg_t *msg;
+        while ((msg = zq_queue_recv (subscriber, 10))) {
+            bool marker = number_of (msg) == -1;
+            zq_msg_destroy (&msg);
+            if (marker)
+                return markers;
+        }
+        send_numbered (publisher, "feed", -1);
+        markers++;
+    }
+}
+
+//  A slow subscriber with tiny queues (and, over tcp and ipc, large
+//  messages to fill the kernel's buffers), under each slow_subscriber mode.
+static void
+s_full_queue (const char *transport, const char *mode)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "sndhwm", "4"), 0);
+    assert_int_equal (zq_options_set (options, "rcvhwm", "4"), 0);
+    assert_int_equal (zq_options_set (options, "slow_subscriber", mode), 0);
+    zq_queue_t *publisher = new_publisher (transport, options);
+    zq_queue_t *subscriber = new_subscriber (publisher, "", options);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
+    size_t pad_size = strcmp (transport, "inproc") == 0 ? 10 : 16384;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    int published = 0;
+    zq_queue_stats_t stats;
+
+    if (strcmp (mode, "wait") == 0) {
+        //  The publisher fills the queues, then a send times out.
+        zq_msg_t *msg = feed_message (published, pad_size);
+        while (zq_queue_send (publisher, &msg, 100) == 0) {
+            published++;
+            msg = feed_message (published, pad_size);
+            assert_true (now_ms () < deadline);
+        }
+        assert_int_equal (errno, EAGAIN);
+        assert_non_null (msg);
+        int64_t start = now_ms ();
+        int rc = zq_queue_send (publisher, &msg, 150);
+        int64_t elapsed = now_ms () - start;
+        if (rc == -1) {
+            assert_int_equal (errno, EAGAIN);
+            assert_true (elapsed >= 140 && elapsed < 3000);
+        } else {
+            published++;
+            msg = feed_message (published, pad_size);
+        }
+        //  Reading makes room: everything arrives, in order, no gap.
+        int received = 0;
+        while (received < published || msg) {
+            assert_true (now_ms () < deadline);
+            zq_msg_t *got = zq_queue_recv (subscriber, msg ? 0 : DEADLINE_MS);
+            if (got) {
+                assert_int_equal (number_of (got), received);
+                received++;
+                zq_msg_destroy (&got);
+            }
+            if (msg && zq_queue_send (publisher, &msg, 0) == 0)
+                published++;
+        }
+        zq_queue_stats (subscriber, &stats);
+        assert_int_equal (stats.gaps, 0);
+        assert_int_equal (stats.received, (uint64_t)published);
+        zq_queue_stats (publisher, &stats);
+        assert_int_equal (stats.dropped, 0);
+    } else {
+        //  The publisher never waits: it keeps publishing while the
+        //  subscriber reads nothing, until losses are certain.
+        bool drop = strcmp (mode, "drop") == 0;
+        int enough = strcmp (transport, "inproc") == 0 ? 200 : 3000;
+        do {
+            zq_msg_t *msg = feed_message (published, pad_size);
+            assert_int_equal (zq_queue_send (publisher, &msg, 0), 0);
+            assert_null (msg);
+            published++;
+            zq_queue_stats (publisher, &stats);
+            assert_true (now_ms () < deadline);
+        } while (drop ? stats.dropped < 10 : published < enough);
+        published += drain_until_marker (publisher, subscriber, deadline);
+        zq_queue_stats_t subscriber_stats;
+        zq_queue_stats (subscriber, &subscriber_stats);
+        zq_queue_stats (publisher, &stats);
+        //  Every message was received or counted as missing.
+        assert_true (subscriber_stats.gaps > 0);
+        assert_int_equal (subscriber_stats.errors, 0);
+        assert_int_equal (subscriber_stats.received + subscriber_stats.gaps, (uint64_t)published);
+        assert_int_equal (stats.sent, (uint64_t)published);
+        if (drop)
+            //  One subscriber: what it missed is what the publisher dropped.
+            assert_int_equal (stats.dropped, subscriber_stats.gaps);
+        else
+            //  libzmq does not tell the publisher.
+            assert_int_equal (stats.dropped, 0);
+    }
+    zq_queue_destroy (&subscriber);
+    zq_queue_destroy (&publisher);
+    zq_options_destroy (&options);
+}
+
+static void
+test_full_queue_skip (void **state)
+{
+    s_full_queue ((const char *)*state, "skip");
+}
+
+static void
+test_full_queue_drop (void **state)
+{
+    s_full_queue ((const char *)*state, "drop");
+}
+
+static void
+test_full_queue_wait (void **state)
+{
+    s_full_queue ((const char *)*state, "wait");
+}
+
+//  Sends topic, pubsub header and a good envelope from a raw socket.
+static void
+raw_publish (void *raw, const char *topic, uint64_t publisher, uint64_t sequence, int64_t n)
+{
+    uint8_t header[16];
+    memcpy (header, &publisher, 8);
+    for (int i = 0; i < 8; i++)
+        header[8 + i] = (uint8_t)(sequence >> (56 - 8 * i));
+    assert_int_equal (zmq_send (raw, topic, strlen (topic), ZMQ_SNDMORE), (int)strlen (topic));
+    assert_int_equal (zmq_send (raw, header, 16, ZMQ_SNDMORE), 16);
+    zq_msg_t *msg = numbered (topic, n);
+    assert_int_equal (zq_msg_send (&msg, raw, 0), 0);
+}
+
+static void
+test_sequence_jumps_from_raw_peer (void **state)
+{
+    const char *transport = (const char *)*state;
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    zsock_t *raw = zsock_new (ZMQ_XPUB);
+    assert_non_null (raw);
+    assert_true (zsock_bind (raw, "%s", spec + 1) >= 0);
+    char *endpoint = zsock_last_endpoint (raw);
+    snprintf (spec, sizeof spec, ">%s", endpoint);
+    free (endpoint);
+    zq_queue_t *subscriber = zq_queue_new ("pubsub", ZQ_SUBSCRIBER, spec, NULL);
+    assert_non_null (subscriber);
+    assert_int_equal (zq_queue_subscribe (subscriber, ""), 0);
+    //  The subscription notice says the subscriber is in place.
+    zmsg_t *notice = zmsg_recv (raw);
+    assert_non_null (notice);
+    zmsg_destroy (&notice);
+    void *handle = zsock_resolve (raw);
+
+    //  Publisher A: 1 2 5 6 10 -> gaps 2 + 3; publisher B starts at 7
+    //  (joined late: no gap) then 8; A restarts at 1: no gap.
+    uint64_t a = 0x1111, b = 0x2222;
+    raw_publish (handle, "t", a, 1, 0);
+    raw_publish (handle, "t", a, 2, 1);
+    raw_publish (handle, "t", a, 5, 2);
+    raw_publish (handle, "t", b, 7, 3);
+    raw_publish (handle, "t", a, 6, 4);
+    raw_publish (handle, "t", b, 8, 5);
+    raw_publish (handle, "u", a, 3, 6); //  another subject: its own count
+    raw_publish (handle, "t", a, 10, 7);
+    raw_publish (handle, "t", a, 1, 8);
+    raw_publish (handle, "t", a, 2, 9);
+    //  Malformed: header of 15 bytes, topic not the subject, sequence 0,
+    //  topic alone.
+    assert_int_equal (zmq_send (handle, "t", 1, ZMQ_SNDMORE), 1);
+    assert_int_equal (zmq_send (handle, "0123456789abcde", 15, ZMQ_SNDMORE), 15);
+    zq_msg_t *msg = numbered ("t", 99);
+    assert_int_equal (zq_msg_send (&msg, handle, 0), 0);
+    raw_publish (handle, "v", a, 0, 99);
+    assert_int_equal (zmq_send (handle, "t", 1, 0), 1);
+    uint8_t header[16] = {0};
+    header[15] = 1;
+    assert_int_equal (zmq_send (handle, "t", 1, ZMQ_SNDMORE), 1);
+    assert_int_equal (zmq_send (handle, header, 16, ZMQ_SNDMORE), 16);
+    msg = numbered ("not-t", 99);
+    assert_int_equal (zq_msg_send (&msg, handle, 0), 0);
+    raw_publish (handle, "t", b, 9, 10);
+
+    for (int n = 0; n <= 10; n++) {
+        msg = zq_queue_recv (subscriber, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        zq_msg_destroy (&msg);
+    }
+    zq_queue_stats_t stats;
+    zq_queue_stats (subscriber, &stats);
+    assert_int_equal (stats.gaps, 5);
+    assert_int_equal (stats.errors, 4);
+    assert_int_equal (stats.received, 11);
+    zq_queue_destroy (&subscriber);
+    zsock_destroy (&raw);
+}
+
+static int
+s_teardown (void **state)
+{
+    (void)state;
+    remove_ipc_dir ();
+    return 0;
+}
+
+#define FOR_EACH_TRANSPORT(test)                                                                   \
+    cmocka_unit_test_prestate (test, "inproc"), cmocka_unit_test_prestate (test, "ipc"),           \
+        cmocka_unit_test_prestate (test, "tcp")
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        FOR_EACH_TRANSPORT (test_prefix_filtering),
+        FOR_EACH_TRANSPORT (test_wait_subscribers),
+        FOR_EACH_TRANSPORT (test_clean_run_has_no_gaps),
+        FOR_EACH_TRANSPORT (test_late_joiner_has_no_gaps),
+        FOR_EACH_TRANSPORT (test_full_queue_skip),
+        FOR_EACH_TRANSPORT (test_full_queue_drop),
+        FOR_EACH_TRANSPORT (test_full_queue_wait),
+        FOR_EACH_TRANSPORT (test_sequence_jumps_from_raw_peer),
+    };
+    return cmocka_run_group_tests (tests, NULL, s_teardown);
+}
