@@ -29,7 +29,7 @@ static char s_ipc_dir[256];
 static int s_endpoint_counter;
 
 //  Writes a binding endpoint for transport ("inproc", "ipc" or "tcp").
-static void
+static inline void
 bind_spec (const char *transport, char *buf, size_t size)
 {
     s_endpoint_counter++;
@@ -46,14 +46,14 @@ bind_spec (const char *transport, char *buf, size_t size)
 }
 
 //  Writes an endpoint that connects to where bound is bound.
-static void
+static inline void
 connect_spec (zq_queue_t *bound, char *buf, size_t size)
 {
     snprintf (buf, size, ">%s", zq_queue_endpoint (bound));
 }
 
 //  Removes the ipc directory (libzmq unlinks socket files on close).
-static void
+static inline void
 remove_ipc_dir (void)
 {
     if (*s_ipc_dir) {
@@ -66,7 +66,7 @@ remove_ipc_dir (void)
 }
 
 //  A message on subject whose body is {"n": n}.
-static zq_msg_t *
+static inline zq_msg_t *
 numbered (const char *subject, int64_t n)
 {
     zq_msg_t *msg = zq_msg_new (subject);
@@ -75,7 +75,7 @@ numbered (const char *subject, int64_t n)
     return msg;
 }
 
-static int64_t
+static inline int64_t
 number_of (const zq_msg_t *msg)
 {
     int64_t n = -1;
@@ -84,7 +84,7 @@ number_of (const zq_msg_t *msg)
 }
 
 //  Sends {"n": n} on subject, asserting success within the deadline.
-static void
+static inline void
 send_numbered (zq_queue_t *queue, const char *subject, int64_t n)
 {
     zq_msg_t *msg = numbered (subject, n);
@@ -92,7 +92,7 @@ send_numbered (zq_queue_t *queue, const char *subject, int64_t n)
     assert_null (msg);
 }
 
-static int64_t
+static inline int64_t
 now_ms (void)
 {
     return zclock_mono ();

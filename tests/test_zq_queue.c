@@ -1,1 +1,336 @@
-int main (void) { return 77; }
+/*  =========================================================================
+    test_zq_queue - the queue core and its options: the host's signal
+    handlers, option parsing and bounds, opening errors, endpoints, roles,
+    default timeouts, calls a role does not support, close.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "queue_helpers.h"
+#include <signal.h>
+
+static volatile sig_atomic_t s_host_signals;
+
+static void
+s_host_handler (int signal_number)
+{
+    (void)signal_number;
+    s_host_signals++;
+}
+
+//  Runs first: the first queue of the process initialises CZMQ, which
+//  would install its own SIGINT/SIGTERM handlers; the host's must stay.
+static void
+test_host_signal_handlers_survive (void **state)
+{
+    (void)state;
+    struct sigaction action = {0}, seen;
+    action.sa_handler = s_host_handler;
+    sigemptyset (&action.sa_mask);
+    assert_int_equal (sigaction (SIGINT, &action, NULL), 0);
+    assert_int_equal (sigaction (SIGTERM, &action, NULL), 0);
+
+    zq_queue_t *queue = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://signals", NULL);
+    assert_non_null (queue);
+    assert_int_equal (sigaction (SIGINT, NULL, &seen), 0);
+    assert_ptr_equal (seen.sa_handler, s_host_handler);
+    assert_int_equal (sigaction (SIGTERM, NULL, &seen), 0);
+    assert_ptr_equal (seen.sa_handler, s_host_handler);
+    zq_queue_t *other = zq_queue_new ("pubsub", ZQ_PUBLISHER, "@inproc://signals-2", NULL);
+    assert_non_null (other);
+    assert_int_equal (sigaction (SIGINT, NULL, &seen), 0);
+    assert_ptr_equal (seen.sa_handler, s_host_handler);
+
+    //  And the host still gets its signal.
+    assert_int_equal (raise (SIGINT), 0);
+    assert_int_equal (s_host_signals, 1);
+    zq_queue_destroy (&other);
+    zq_queue_destroy (&queue);
+    signal (SIGINT, SIG_DFL);
+    signal (SIGTERM, SIG_DFL);
+}
+
+static void
+test_options (void **state)
+{
+    (void)state;
+    zq_options_t *options = zq_options_new ();
+    assert_non_null (options);
+    int64_t value = 0;
+    assert_int_equal (zq_options_get_int (options, "sndhwm", &value), 0);
+    assert_int_equal (value, 1000);
+    assert_int_equal (zq_options_get_int (options, "max_message_bytes", &value), 0);
+    assert_int_equal (value, 1024 * 1024);
+    assert_string_equal (zq_options_get_str (options, "identity"), "");
+    assert_string_equal (zq_options_get_str (options, "slow_subscriber"), "skip");
+    assert_false (zq_options_is_set (options, "sndhwm"));
+
+    assert_int_equal (zq_options_set (options, "sndhwm", "25"), 0);
+    assert_true (zq_options_is_set (options, "sndhwm"));
+    assert_int_equal (zq_options_get_int (options, "sndhwm", &value), 0);
+    assert_int_equal (value, 25);
+    assert_int_equal (zq_options_set (options, "linger_ms", "-1"), 0);
+    assert_int_equal (zq_options_set_int (options, "retries", 7), 0);
+    assert_int_equal (zq_options_set (options, "identity", "worker-1"), 0);
+    assert_string_equal (zq_options_get_str (options, "identity"), "worker-1");
+    assert_int_equal (zq_options_set (options, "slow_subscriber", "wait"), 0);
+
+    //  Bad names and values leave the option as it was.
+    const char *bad[][2] = {
+        {"no_such_option", "1"},
+        {"sndhwm", ""},
+        {"sndhwm", "12x"},
+        {"sndhwm", "-1"},
+        {"sndhwm", "99999999999"},
+        {"linger_ms", "-2"},
+        {"sndhwm", " 5"},
+        {"slow_subscriber", "nope"},
+        {"slow_subscriber", "wai"},
+        {"heartbeat_ttl_ms", "6553600"},
+        {"sndhwm", "99999999999999999999999"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        assert_int_equal (zq_options_set (options, bad[i][0], bad[i][1]), -1);
+        assert_int_equal (errno, EINVAL);
+    }
+    char long_identity[300];
+    memset (long_identity, 'i', sizeof long_identity - 1);
+    long_identity[sizeof long_identity - 1] = '\0';
+    assert_int_equal (zq_options_set (options, "identity", long_identity), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_options_set_int (options, "identity", 3), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_options_set_int (options, "max_message_bytes", 0), -1);
+    assert_int_equal (zq_options_get_int (options, "identity", &value), -1);
+    assert_null (zq_options_get_str (options, "sndhwm"));
+    assert_int_equal (zq_options_get_int (options, "sndhwm", &value), 0);
+    assert_int_equal (value, 25);
+    assert_string_equal (zq_options_get_str (options, "identity"), "worker-1");
+    assert_string_equal (zq_options_get_str (options, "slow_subscriber"), "wait");
+
+    //  The table lists every option once, with help text.
+    size_t count = 0;
+    const zq_option_info_t *info;
+    while ((info = zq_options_info (count))) {
+        assert_non_null (info->help);
+        assert_ptr_equal (zq_options_lookup (info->name), info);
+        if (info->type != ZQ_OPTION_STR) {
+            assert_true (info->default_int >= info->min);
+            assert_true (info->default_int <= info->max);
+        }
+        count++;
+    }
+    assert_true (count >= 15);
+    assert_null (zq_options_lookup ("nope"));
+
+    zq_options_t *copy = zq_options_dup (options);
+    assert_non_null (copy);
+    zq_options_destroy (&options);
+    assert_null (options);
+    zq_options_destroy (&options);
+    assert_string_equal (zq_options_get_str (copy, "identity"), "worker-1");
+    assert_true (zq_options_is_set (copy, "retries"));
+    zq_options_destroy (&copy);
+}
+
+static void
+test_open_errors (void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_null (zq_queue_new ("nope", ZQ_PRODUCER, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new (NULL, ZQ_PRODUCER, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PUBLISHER, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pubsub", ZQ_CONSUMER, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", (zq_role_t)0, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", (zq_role_t)99, "@inproc://x", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PRODUCER, NULL, NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PRODUCER, "", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PRODUCER, "@inproc://a,,@inproc://b", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PRODUCER, "@", NULL));
+    assert_int_equal (errno, EINVAL);
+    assert_null (zq_queue_new ("pipeline", ZQ_PRODUCER, "@bogus://where", NULL));
+
+    //  A port in use.
+    zq_queue_t *first = zq_queue_new ("pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*", NULL);
+    assert_non_null (first);
+    char spec[300];
+    snprintf (spec, sizeof spec, "@%s", zq_queue_endpoint (first));
+    errno = 0;
+    assert_null (zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL));
+    assert_int_equal (errno, EADDRINUSE);
+    //  The same inproc name twice.
+    zq_queue_t *named = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://taken", NULL);
+    assert_non_null (named);
+    assert_null (zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://taken", NULL));
+    assert_int_equal (errno, EADDRINUSE);
+    zq_queue_destroy (&named);
+    zq_queue_destroy (&first);
+}
+
+static void
+test_endpoints_and_names (void **state)
+{
+    (void)state;
+    //  Two binds, resolved, in order; a consumer binds by default.
+    zq_queue_t *consumer =
+        zq_queue_new ("pipeline", ZQ_CONSUMER, "inproc://names-a,@tcp://127.0.0.1:*", NULL);
+    assert_non_null (consumer);
+    const char *endpoint = zq_queue_endpoint (consumer);
+    assert_true (strncmp (endpoint, "inproc://names-a,tcp://127.0.0.1:", 33) == 0);
+    assert_true (atoi (endpoint + 33) > 0);
+    assert_string_equal (zq_queue_pattern (consumer), "pipeline");
+    assert_int_equal (zq_queue_role (consumer), ZQ_CONSUMER);
+
+    //  A producer connects by default, to both.
+    char spec[300];
+    snprintf (spec, sizeof spec, "%s", endpoint);
+    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
+    assert_non_null (producer);
+    assert_string_equal (zq_queue_endpoint (producer), "");
+    for (int n = 0; n < 10; n++)
+        send_numbered (producer, "both", n);
+    for (int n = 0; n < 10; n++) {
+        zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
+        assert_non_null (msg);
+        zq_msg_destroy (&msg);
+    }
+
+    for (int role = 1; role <= ZQ_ROLE_MAX; role++)
+        assert_int_equal (zq_role_lookup (zq_role_name ((zq_role_t)role)), role);
+    assert_string_equal (zq_role_name (ZQ_SUBSCRIBER), "subscriber");
+    assert_null (zq_role_name ((zq_role_t)0));
+    assert_int_equal (zq_role_lookup ("boss"), 0);
+    assert_int_equal (zq_role_lookup (NULL), 0);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&consumer);
+}
+
+static void
+test_role_mismatch_and_close (void **state)
+{
+    (void)state;
+    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://mismatch", NULL);
+    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, ">inproc://mismatch", NULL);
+    assert_non_null (consumer);
+    assert_non_null (producer);
+    assert_null (zq_queue_recv (producer, 0));
+    assert_int_equal (errno, ENOTSUP);
+    zq_msg_t *msg = numbered ("x", 1);
+    assert_int_equal (zq_queue_send (consumer, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_non_null (msg);
+    assert_int_equal (zq_queue_send (producer, NULL, 0), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_subscribe (consumer, "a"), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_wait_subscribers (producer, 1, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_true (zq_queue_fd (consumer) >= 0);
+    assert_non_null (zq_queue_sock (consumer));
+
+    size_t unsent = 5;
+    assert_int_equal (zq_queue_close (consumer, &unsent), 0);
+    assert_int_equal (unsent, 0);
+    assert_null (zq_queue_recv (consumer, 0));
+    assert_int_equal (errno, ENOTSOCK);
+    assert_int_equal (zq_queue_fd (consumer), -1);
+    assert_int_equal (zq_queue_events (consumer), -1);
+    assert_string_equal (zq_queue_pattern (consumer), "pipeline");
+    zq_queue_stats_t stats;
+    zq_queue_stats (consumer, &stats);
+    assert_int_equal (stats.received, 0);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (NULL);
+}
+
+static void
+test_default_timeouts (void **state)
+{
+    (void)state;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "recv_timeout_ms", "120"), 0);
+    assert_int_equal (zq_options_set (options, "send_timeout_ms", "80"), 0);
+    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://timeouts", options);
+    assert_non_null (consumer);
+    int64_t start = now_ms ();
+    assert_null (zq_queue_recv (consumer, ZQ_TIMEOUT_DEFAULT));
+    assert_int_equal (errno, EAGAIN);
+    int64_t elapsed = now_ms () - start;
+    assert_true (elapsed >= 110 && elapsed < 3000);
+
+    //  A producer with nowhere to send.
+    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, ">tcp://127.0.0.1:1", options);
+    assert_non_null (producer);
+    zq_msg_t *msg = numbered ("x", 1);
+    start = now_ms ();
+    assert_int_equal (zq_queue_send (producer, &msg, ZQ_TIMEOUT_DEFAULT), -1);
+    assert_int_equal (errno, EAGAIN);
+    elapsed = now_ms () - start;
+    assert_true (elapsed >= 70 && elapsed < 3000);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&consumer);
+    zq_options_destroy (&options);
+}
+
+//  A consumer with a small max_message_bytes refuses larger messages
+//  (counted as errors) and keeps receiving smaller ones.
+static void
+test_max_message_bytes (void **state)
+{
+    (void)state;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "max_message_bytes", "1000"), 0);
+    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://max", options);
+    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, ">inproc://max", NULL);
+    assert_non_null (consumer);
+    assert_non_null (producer);
+    char big[2000];
+    memset (big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    zq_msg_t *msg = zq_msg_new ("big");
+    assert_int_equal (zq_msg_pack (msg, "s", big), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    send_numbered (producer, "small", 1);
+    msg = zq_queue_recv (consumer, DEADLINE_MS);
+    assert_non_null (msg);
+    assert_string_equal (zq_msg_subject (msg), "small");
+    zq_msg_destroy (&msg);
+    zq_queue_stats_t stats;
+    zq_queue_stats (consumer, &stats);
+    assert_int_equal (stats.errors, 1);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&consumer);
+    zq_options_destroy (&options);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_host_signal_handlers_survive),
+        cmocka_unit_test (test_options),
+        cmocka_unit_test (test_open_errors),
+        cmocka_unit_test (test_endpoints_and_names),
+        cmocka_unit_test (test_role_mismatch_and_close),
+        cmocka_unit_test (test_default_timeouts),
+        cmocka_unit_test (test_max_message_bytes),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
