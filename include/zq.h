@@ -14,5 +14,6 @@
 #include "zq_msg.h"
 #include "zq_options.h"
 #include "zq_queue.h"
+#include "zq_spool.h"
 
 #endif

@@ -47,6 +47,8 @@ typedef struct {
     uint32_t fsync_interval_ms; //  for ZQ_SPOOL_FSYNC_INTERVAL; default 100
     //  Most bytes the spool's segments may take; appends past it fail with
     //  ZQ_EFULL. 0 means no quota on disk; in memory 0 means 256 MiB.
+    //  The newest segment is freed only once sealed, so a quota must be at
+    //  least 2 * segment_bytes + batch_bytes (else EINVAL).
     uint64_t quota_bytes;
     //  A segment is sealed and a new one started past this size (a single
     //  write batch may exceed it). Default 64 MiB, at least 4096.

@@ -1,0 +1,239 @@
+/*  =========================================================================
+    zq_spool_internal - what the spool's source files share: the object,
+    segments, the record format and the fault-injection hook for tests.
+    Never installed; nothing here is part of the API.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_SPOOL_INTERNAL_H_INCLUDED
+#define ZQ_SPOOL_INTERNAL_H_INCLUDED
+
+#include "zq_internal.h"
+#include "zq_spool.h"
+#include <pthread.h>
+
+//  ---- On-disk format (doc/SPOOL.md) -------------------------------------
+#define ZQI_SEG_MAGIC       "ZQSPOOL"  //  8 bytes with its NUL
+#define ZQI_SEG_HEADER_SIZE 64
+#define ZQI_REC_HEADER_SIZE 32
+#define ZQI_REC_MAGIC0      0x7a //  'z'
+#define ZQI_REC_MAGIC1      0x72 //  'r'
+#define ZQI_SEAL_PAYLOAD    32
+#define ZQI_SEAL_SIZE       (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
+
+typedef enum {
+    ZQI_REC_MESSAGE = 1,    //  payload: the appended bytes
+    ZQI_REC_ACK = 2,        //  payload: acked ranges
+    ZQI_REC_CHECKPOINT = 3, //  payload: ack floor + acked ranges (first record of a segment)
+    ZQI_REC_SEAL = 4        //  payload: segment summary (last record of a sealed segment)
+} zqi_rec_type_t;
+
+//  A decoded record header.
+typedef struct {
+    uint64_t checksum;
+    uint8_t type;
+    uint32_t length; //  payload bytes
+    uint64_t seq;    //  message: its seq; others: the last message seq before it
+    uint64_t claim;  //  log position known durable when the record was appended
+} zqi_rec_t;
+
+//  A set of disjoint, sorted, non-adjacent ranges [start, end) of seqs.
+typedef struct {
+    uint64_t start;
+    uint64_t end;
+} zqi_range_t;
+
+typedef struct {
+    zqi_range_t *items;
+    size_t count;
+    size_t capacity;
+} zqi_rangeset_t;
+
+//  A growable byte buffer.
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t capacity;
+} zqi_buf_t;
+
+//  One segment: a file NNNNNNNNNNNNNNNN.zqs (id in hex) or a memory block.
+typedef struct {
+    uint64_t id;
+    uint64_t first_seq; //  seq of its first message (if it has any)
+    uint64_t last_seq;  //  seq of its last message; first_seq - 1 if none
+    uint64_t base_lsn;  //  log position of its first record
+    //  end, synced, sealed and wfd belong to the leader (the thread that
+    //  set writing); readers use visible, published under lock.
+    uint64_t end;       //  bytes written (file size)
+    uint64_t synced;    //  bytes known to be on stable storage
+    uint64_t visible;   //  bytes readers may read
+    bool sealed;
+    uint64_t records; //  records after the checkpoint
+    int wfd; //  writer's descriptor (the newest segment), or -1
+    int rfd; //  reader's descriptor, or -1
+    uint8_t *memory; //  memory mode: the block, of memory_capacity bytes
+    size_t memory_capacity;
+} zqi_segment_t;
+
+//  Where a record handed out lives, to read it again after a return.
+typedef struct {
+    uint64_t seq;
+    uint64_t segment_id;
+    uint64_t offset; //  of the record header
+    uint32_t size;   //  payload bytes
+} zqi_location_t;
+
+//  A read window over one segment, used by recovery and by the cursor.
+typedef struct {
+    zqi_segment_t *segment;
+    uint64_t offset; //  file offset of data[0]
+    zqi_buf_t buf;
+} zqi_window_t;
+
+//  Fault injection modes (see zqi_spool_set_crash).
+enum {
+    ZQI_CRASH_DROP = 1,   //  unsynced bytes are lost
+    ZQI_CRASH_TEAR = 2,   //  a random prefix of the unsynced bytes survives
+    ZQI_CRASH_GARBLE = 3, //  a random prefix survives, then random garbage
+    ZQI_CRASH_SECTORS = 4 //  each 512-byte sector of the unsynced bytes kept, zeroed or garbled
+};
+#define ZQI_CRASH_MODES 4
+
+struct _zq_spool_t {
+    zq_spool_config_t config;
+    char *dir; //  NULL in memory
+    int dir_fd;
+    int lock_fd;
+    uint64_t salt; //  checksum seed, the same in every segment of the spool
+
+    //  Everything below is guarded by lock, except where "reader" says
+    //  read_lock (held first when both are taken).
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_mutex_t read_lock;
+
+    zqi_segment_t **segments; //  oldest first; the last is the one written
+    size_t segment_count;
+    size_t segment_capacity;
+    uint64_t next_segment_id;
+    uint64_t disk_bytes;
+
+    //  Appending and group commit.
+    zqi_buf_t fill;         //  records appended, not yet written
+    zqi_buf_t flight;       //  the batch a leader is writing
+    uint64_t fill_last_seq; //  last message seq in fill (0: none)
+    uint64_t next_seq;
+    uint64_t seq_hint; //  recovery: highest seq any record mentions
+    uint64_t written_seq;
+    uint64_t durable_seq;
+    uint64_t durable_lsn; //  every log byte before this position is synced
+    bool writing;         //  a leader is writing or syncing
+    bool sync_wanted;     //  interval thread: a sync is due
+    int64_t last_sync_ms;
+    zqi_rangeset_t pending_acks; //  acked, not yet logged
+    zqi_rangeset_t flight_acks;  //  logged in the batch being written
+    zqi_buf_t ack_payload;       //  scratch for an ack record's payload
+    uint64_t ack_epoch;          //  acks made so far
+    uint64_t acks_written;       //  acks up to this epoch are written
+    uint64_t acks_durable;       //  ... and synced
+    zqi_range_t *refused;        //  seq ranges lost to failed writes, with their errno
+    int *refused_errno;
+    size_t refused_count;
+    int failed; //  non-zero: the spool failed (an errno); only destroy remains
+
+    pthread_t thread;
+    bool thread_started;
+    bool stopping;
+
+    //  Reader state (read_lock; ack state also under lock when changed).
+    uint64_t ack_floor;     //  every seq below is acked
+    zqi_rangeset_t acked;   //  acked seqs at or above the floor
+    uint64_t acked_above;   //  how many seqs acked holds
+    zqi_window_t window;    //  the cursor's read buffer
+    uint64_t cursor_segment; //  segment id the cursor is in
+    uint64_t cursor_offset;  //  offset of the next record there
+    zhashx_t *in_flight;     //  seq -> zqi_location_t
+    zqi_location_t *ready;   //  returned records: a min-heap by seq
+    size_t ready_count;
+    size_t ready_capacity;
+    uint8_t *record_copy;    //  a redelivered record's bytes
+    size_t record_copy_size;
+
+    zq_spool_stats_t stats;
+
+    //  Fault injection (tests).
+    int crash_at_sync;
+    int crash_mode;
+    int sync_count;
+    uint64_t crash_rng;
+};
+
+//  ---- zq_spool_store.c: segments, records, recovery --------------------
+uint64_t zqi_load_le (const uint8_t *p, int width);
+void zqi_store_le (uint8_t *p, uint64_t value, int width);
+
+int zqi_buf_reserve (zqi_buf_t *buf, size_t extra);
+void zqi_buf_free (zqi_buf_t *buf);
+
+int zqi_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end);
+bool zqi_rangeset_has (const zqi_rangeset_t *set, uint64_t seq);
+void zqi_rangeset_free (zqi_rangeset_t *set);
+
+//  Appends one record (header + payload) to buf. Returns 0 or -1 ENOMEM.
+int zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq,
+                    uint64_t claim, const void *payload, size_t size);
+//  Decodes and checks the record at data (avail bytes). Returns 1 if whole
+//  and valid, 0 if more bytes are needed (*need_p), -1 if invalid.
+int zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max_length,
+                      zqi_rec_t *rec, size_t *need_p);
+
+//  Appends ranges as an ack record payload: count (4) | 0 (4) | pairs.
+int zqi_ranges_put (zqi_buf_t *buf, const zqi_range_t *items, size_t count);
+
+//  Segment I/O (file or memory). Each returns 0 or -1 with errno.
+int zqi_segment_write (zq_spool_t *self, zqi_segment_t *segment, const void *data, size_t size);
+int zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment);
+int zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size);
+ssize_t zqi_segment_read (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, void *data,
+                          size_t size);
+//  Creates the next segment with its header and an ack checkpoint
+//  record, synced (file and directory); in memory, with room for at
+//  least room more bytes. Returns it or NULL with errno.
+zqi_segment_t *zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
+                                   const zqi_rangeset_t *acked, uint64_t ack_floor,
+                                   uint64_t last_seq, size_t room);
+//  Writes the seal record and syncs. Returns 0 or -1 with errno.
+int zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment);
+//  Closes and deletes a segment (file or memory) and frees it.
+void zqi_segment_remove (zq_spool_t *self, zqi_segment_t *segment, bool unlink_file);
+void zqi_segment_close (zqi_segment_t *segment);
+
+//  Makes bytes [offset, offset + size) of the window's segment available
+//  at the returned pointer, reading ahead. Returns NULL with errno (EIO,
+//  ENODATA: beyond the end given).
+const uint8_t *zqi_window_get (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment,
+                               uint64_t offset, size_t size, uint64_t end);
+
+//  Opens the spool's directory and recovers it into self. Returns 0 or -1
+//  with errno.
+int zqi_spool_recover (zq_spool_t *self);
+
+//  Applies an ack range to the ack state (floor and set).
+int zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end);
+
+//  Runs the fault hook at a sync point: returns 1 if the spool crashes
+//  here (the caller fails with EIO), else 0.
+int zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment);
+
+//  Arms the crash mode: at the at_sync-th sync (counting from 1, every
+//  fdatasync / directory fsync of the spool) the spool does not sync but
+//  drops or garbles every byte written and not yet synced, as mode says
+//  (ZQI_CRASH_*, seed for its random choices), and fails from then on:
+//  every call returns -1 with EIO and destroy writes nothing, as if the
+//  process and the machine had stopped there. 0 disarms.
+void zqi_spool_set_crash (zq_spool_t *self, int at_sync, int mode, uint64_t seed);
+
+#endif

@@ -1,0 +1,505 @@
+/*  =========================================================================
+    test_zq_spool - the spool's API: appends, commits under each fsync
+    policy, the delivery cursor, acks and returns, reclaim, quotas, the
+    memory mode and concurrent durable appends.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "spool_testutil.h"
+#include <pthread.h>
+
+#define KEY 42
+
+//  Appends seqs 1..count with payloads from tu_payload (sizes up to max).
+static void
+s_fill (zq_spool_t *spool, uint64_t count, size_t max)
+{
+    uint8_t data[65536];
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t seq = zq_spool_last_seq (spool) + 1;
+        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, max), data);
+        uint64_t got = 0;
+        assert_int_equal (zq_spool_append (spool, data, size, &got), 0);
+        assert_int_equal (got, seq);
+    }
+}
+
+//  Takes the next record and checks it is seq with its payload.
+static void
+s_expect (zq_spool_t *spool, uint64_t seq, size_t max)
+{
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.seq, seq);
+    uint8_t data[65536];
+    size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, max), data);
+    assert_int_equal (record.size, size);
+    assert_memory_equal (record.data, data, size);
+}
+
+static void
+s_expect_empty (zq_spool_t *spool)
+{
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, EAGAIN);
+}
+
+static void
+test_memory_fifo (void **state)
+{
+    zq_spool_t *spool = zq_spool_new (NULL, NULL);
+    assert_non_null (spool);
+    s_expect_empty (spool);
+    s_fill (spool, 100, 300);
+    //  Nothing is handed out before it is written.
+    s_expect_empty (spool);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    assert_int_equal (zq_spool_durable_seq (spool), 100);
+    for (uint64_t seq = 1; seq <= 100; seq++)
+        s_expect (spool, seq, 300);
+    s_expect_empty (spool);
+
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.appends, 100);
+    assert_int_equal (stats.depth, 100);
+    assert_int_equal (stats.in_flight, 100);
+    assert_int_equal (stats.delivered, 100);
+    for (uint64_t seq = 1; seq <= 100; seq++)
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    //  Acks are idempotent; unknown seqs are refused.
+    assert_int_equal (zq_spool_ack (spool, 5), 0);
+    assert_int_equal (zq_spool_ack (spool, 101), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (zq_spool_ack (spool, 0), -1);
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.depth, 0);
+    assert_int_equal (stats.in_flight, 0);
+    assert_int_equal (stats.acked, 100);
+    zq_spool_destroy (&spool);
+    assert_null (spool);
+    zq_spool_destroy (&spool);
+}
+
+static void
+test_return_order (void **state)
+{
+    zq_spool_t *spool = zq_spool_new (NULL, NULL);
+    assert_non_null (spool);
+    s_fill (spool, 10, 50);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        s_expect (spool, seq, 50);
+    //  Returned records come back lowest seq first, before newer ones.
+    assert_int_equal (zq_spool_return (spool, 4), 0);
+    assert_int_equal (zq_spool_return (spool, 2), 0);
+    assert_int_equal (zq_spool_return (spool, 2), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (zq_spool_ack (spool, 3), 0);
+    assert_int_equal (zq_spool_return (spool, 3), -1);
+    s_expect (spool, 2, 50);
+    s_expect (spool, 4, 50);
+    s_expect (spool, 6, 50);
+    //  A returned record that is acked meanwhile is not handed out.
+    assert_int_equal (zq_spool_return (spool, 6), 0);
+    assert_int_equal (zq_spool_ack (spool, 6), 0);
+    s_expect (spool, 7, 50);
+    assert_int_equal (zq_spool_return_all (spool), 5); //  1 2 4 5 7
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.in_flight, 0);
+    s_expect (spool, 1, 50);
+    s_expect (spool, 2, 50);
+    s_expect (spool, 4, 50);
+    s_expect (spool, 5, 50);
+    s_expect (spool, 7, 50);
+    s_expect (spool, 8, 50);
+    zq_spool_destroy (&spool);
+}
+
+static void
+test_reopen_keeps_unacked (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8192);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    s_fill (spool, 300, 200);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    assert_int_equal (zq_spool_durable_seq (spool), 300);
+    //  Deliver all, ack the odd ones; the even ones stay in flight.
+    for (uint64_t seq = 1; seq <= 300; seq++) {
+        s_expect (spool, seq, 200);
+        if (seq % 2)
+            assert_int_equal (zq_spool_ack (spool, seq), 0);
+    }
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_destroy (&spool);
+
+    //  After a restart the unacked records are ready again, in order, and
+    //  the acked ones are gone.
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.last_seq, 300);
+    assert_int_equal (stats.depth, 150);
+    assert_int_equal (stats.corrupt_records, 0);
+    for (uint64_t seq = 2; seq <= 300; seq += 2)
+        s_expect (spool, seq, 200);
+    s_expect_empty (spool);
+    //  New records continue the numbering.
+    s_fill (spool, 1, 200);
+    assert_int_equal (zq_spool_last_seq (spool), 301);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    s_expect (spool, 301, 200);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+static void
+test_reclaim (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    for (int round = 0; round < 20; round++) {
+        s_fill (spool, 20, 400);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    char *names[1000];
+    size_t count = tu_segments (dir, names, 1000);
+    for (size_t i = 0; i < count; i++)
+        free (names[i]);
+    assert_true (count > 5);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.segments, count);
+
+    //  Acking everything deletes every segment but the newest.
+    for (uint64_t seq = 1; seq <= 400; seq++) {
+        s_expect (spool, seq, 400);
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    }
+    assert_int_equal (zq_spool_commit (spool), 0);
+    count = tu_segments (dir, names, 1000);
+    for (size_t i = 0; i < count; i++)
+        free (names[i]);
+    assert_int_equal (count, 1);
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.segments, 1);
+    assert_true (stats.segments_reclaimed > 4);
+    assert_int_equal (stats.depth, 0);
+    zq_spool_destroy (&spool);
+
+    //  A restart finds nothing to deliver, and numbering goes on.
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    s_expect_empty (spool);
+    assert_int_equal (zq_spool_last_seq (spool), 400);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+static void
+test_quota (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8192);
+    config.quota_bytes = 64 * 1024;
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    uint8_t data[1000];
+    memset (data, 'q', sizeof data);
+    uint64_t stored = 0;
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        uint64_t seq;
+        rc = zq_spool_append_durable (spool, data, sizeof data, &seq);
+        if (rc == 0)
+            stored = seq;
+    }
+    assert_int_equal (rc, -1);
+    assert_int_equal (errno, ZQ_EFULL);
+    assert_true (stored > 30);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_true (stats.disk_bytes <= config.quota_bytes);
+    assert_true (stats.refused >= 1);
+    //  Refusals assign no seq: the log holds exactly what was stored.
+    assert_int_equal (zq_spool_last_seq (spool), stored);
+    zq_spool_destroy (&spool);
+
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    assert_int_equal (zq_spool_append (spool, data, sizeof data, NULL), -1);
+    assert_int_equal (errno, ZQ_EFULL);
+    //  Acks free whole segments; then appends resume.
+    zq_spool_record_t record;
+    for (uint64_t seq = 1; seq <= stored; seq++) {
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, seq);
+        assert_int_equal (record.size, sizeof data);
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    }
+    assert_int_equal (zq_spool_commit (spool), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal (zq_spool_append_durable (spool, data, sizeof data, NULL), 0);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+static void
+test_memory_quota (void **state)
+{
+    zq_spool_config_t config;
+    zq_spool_config_init (&config);
+    config.quota_bytes = 100 * 1024;
+    config.segment_bytes = 16 * 1024;
+    config.batch_bytes = 4096;
+    zq_spool_t *spool = zq_spool_new (NULL, &config);
+    assert_non_null (spool);
+    uint8_t data[1000] = {0};
+    uint64_t stored = 0;
+    while (zq_spool_append (spool, data, sizeof data, NULL) == 0)
+        stored++;
+    assert_int_equal (errno, ZQ_EFULL);
+    assert_true (stored > 50 && stored < 100);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_record_t record;
+    for (uint64_t seq = 1; seq <= stored; seq++) {
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (zq_spool_ack (spool, record.seq), 0);
+    }
+    assert_int_equal (zq_spool_append (spool, data, sizeof data, NULL), 0);
+    zq_spool_destroy (&spool);
+}
+
+static void
+test_messages (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_t *spool = zq_spool_new (dir, NULL);
+    assert_non_null (spool);
+    zq_msg_t *msg = zq_msg_new ("orders");
+    assert_non_null (msg);
+    assert_int_equal (zq_msg_set_header (msg, "tenant", "acme"), 0);
+    assert_int_equal (zq_msg_pack (msg, "{sssu}", "order", "A-17", "cents", (uint64_t) 1299), 0);
+    zq_msg_t *big = zq_msg_new ("orders");
+    char text[20000];
+    memset (text, 'x', sizeof text - 1);
+    text[sizeof text - 1] = 0;
+    assert_int_equal (zq_msg_pack (big, "s", text), 0);
+    uint64_t seq1, seq2;
+    assert_int_equal (zq_spool_append_msg (spool, msg, &seq1), 0);
+    assert_int_equal (zq_spool_append_msg (spool, big, &seq2), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_destroy (&spool);
+
+    spool = zq_spool_new (dir, NULL);
+    assert_non_null (spool);
+    uint64_t seq;
+    zq_msg_t *copy = zq_spool_next_msg (spool, 0, &seq);
+    assert_non_null (copy);
+    assert_int_equal (seq, seq1);
+    assert_memory_equal (zq_msg_id (copy), zq_msg_id (msg), ZQ_MSG_ID_SIZE);
+    assert_string_equal (zq_msg_subject (copy), "orders");
+    assert_string_equal (zq_msg_header (copy, "tenant"), "acme");
+    char *order = zq_msg_get_str (copy, "order");
+    assert_string_equal (order, "A-17");
+    free (order);
+    zq_msg_destroy (&copy);
+    copy = zq_spool_next_msg (spool, 0, &seq);
+    assert_non_null (copy);
+    assert_int_equal (seq, seq2);
+    size_t size_a, size_b;
+    const void *body_a = zq_msg_body (copy, &size_a);
+    const void *body_b = zq_msg_body (big, &size_b);
+    assert_int_equal (size_a, size_b);
+    assert_memory_equal (body_a, body_b, size_a);
+    zq_msg_destroy (&copy);
+    zq_msg_destroy (&msg);
+    zq_msg_destroy (&big);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+static void
+test_policies (void **state)
+{
+    zq_spool_fsync_t policies[] = {ZQ_SPOOL_FSYNC_INTERVAL, ZQ_SPOOL_FSYNC_NONE};
+    for (int i = 0; i < 2; i++) {
+        char *dir = tu_mkdtemp ();
+        zq_spool_config_t config = tu_config (policies[i], 8192);
+        config.fsync_interval_ms = 5;
+        zq_spool_t *spool = zq_spool_new (dir, &config);
+        assert_non_null (spool);
+        s_fill (spool, 50, 300);
+        assert_int_equal (zq_spool_commit (spool), 0);
+        //  After commit the records are written, so they can be read.
+        for (uint64_t seq = 1; seq <= 50; seq++)
+            s_expect (spool, seq, 300);
+        assert_int_equal (zq_spool_wait (spool, 50), 0);
+        assert_true (zq_spool_durable_seq (spool) >= 50);
+        s_fill (spool, 1, 300);
+        //  wait writes (and under interval, waits for the thread's sync).
+        assert_int_equal (zq_spool_wait (spool, 51), 0);
+        assert_int_equal (zq_spool_wait (spool, 52), -1);
+        assert_int_equal (errno, EINVAL);
+        zq_spool_destroy (&spool);
+        spool = zq_spool_new (dir, &config);
+        assert_non_null (spool);
+        assert_int_equal (zq_spool_last_seq (spool), 51);
+        zq_spool_destroy (&spool);
+        tu_rmtree (&dir);
+    }
+}
+
+static void
+test_arguments (void **state)
+{
+    zq_spool_fsync_t policy;
+    assert_int_equal (zq_spool_fsync_parse ("interval", &policy), 0);
+    assert_int_equal (policy, ZQ_SPOOL_FSYNC_INTERVAL);
+    assert_string_equal (zq_spool_fsync_name (policy), "interval");
+    assert_int_equal (zq_spool_fsync_parse ("sometimes", &policy), -1);
+    assert_int_equal (errno, EINVAL);
+
+    zq_spool_config_t config;
+    zq_spool_config_init (&config);
+    config.segment_bytes = 100;
+    assert_null (zq_spool_new (NULL, &config));
+    assert_int_equal (errno, EINVAL);
+    zq_spool_config_init (&config);
+    config.quota_bytes = 8192;
+    assert_null (zq_spool_new (NULL, &config));
+    assert_int_equal (errno, EINVAL);
+
+    zq_spool_config_init (&config);
+    config.max_record_bytes = 1000;
+    zq_spool_t *spool = zq_spool_new (NULL, &config);
+    assert_non_null (spool);
+    uint8_t data[1001] = {0};
+    assert_int_equal (zq_spool_append (spool, data, 1001, NULL), -1);
+    assert_int_equal (errno, ZQ_ETOOBIG);
+    assert_int_equal (zq_spool_append (spool, data, 0, NULL), 0);
+    const void *parts[3] = {data, data, data};
+    size_t sizes[3] = {10, 20, 30};
+    uint64_t first;
+    assert_int_equal (zq_spool_appendv (spool, parts, sizes, 3, &first), 0);
+    assert_int_equal (first, 2);
+    sizes[1] = 1001;
+    assert_int_equal (zq_spool_appendv (spool, parts, sizes, 3, &first), -1);
+    assert_int_equal (errno, ZQ_ETOOBIG);
+    assert_int_equal (zq_spool_last_seq (spool), 4);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.size, 0);
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.size, 10);
+    zq_spool_destroy (&spool);
+
+    //  One process at a time per directory.
+    char *dir = tu_mkdtemp ();
+    spool = zq_spool_new (dir, NULL);
+    assert_non_null (spool);
+    assert_null (zq_spool_new (dir, NULL));
+    assert_int_equal (errno, EBUSY);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+//  Concurrent producers, each appending and waiting until durable.
+typedef struct {
+    zq_spool_t *spool;
+    int id;
+    int count;
+    uint64_t *seqs;
+} s_producer_t;
+
+static void *
+s_producer (void *arg)
+{
+    s_producer_t *producer = (s_producer_t *) arg;
+    uint8_t data[100];
+    for (int i = 0; i < producer->count; i++) {
+        memset (data, 0, sizeof data);
+        data[0] = (uint8_t) producer->id;
+        memcpy (data + 1, &i, sizeof i);
+        if (zq_spool_append_durable (producer->spool, data, sizeof data, &producer->seqs[i]))
+            producer->seqs[i] = 0;
+    }
+    return NULL;
+}
+
+static void
+test_concurrent_durable (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 64 * 1024);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    enum { PRODUCERS = 4, COUNT = 500 };
+    s_producer_t producers[PRODUCERS];
+    pthread_t threads[PRODUCERS];
+    for (int p = 0; p < PRODUCERS; p++) {
+        producers[p] = (s_producer_t){spool, p, COUNT, calloc (COUNT, sizeof (uint64_t))};
+        assert_int_equal (pthread_create (&threads[p], NULL, s_producer, &producers[p]), 0);
+    }
+    for (int p = 0; p < PRODUCERS; p++)
+        pthread_join (threads[p], NULL);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.appends, PRODUCERS * COUNT);
+    assert_int_equal (stats.durable_seq, PRODUCERS * COUNT);
+    //  Never more fsyncs than durable appends (plus segment creations).
+    assert_true (stats.fsyncs <= stats.appends + 2 * stats.segments_reclaimed + 2 * stats.segments);
+    zq_spool_destroy (&spool);
+
+    //  Every durable append is there, under the seq it was given.
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    uint8_t *seen = calloc (PRODUCERS * COUNT + 1, 1);
+    zq_spool_record_t record;
+    while (zq_spool_next (spool, &record) == 0) {
+        assert_int_equal (record.size, 100);
+        int producer = ((const uint8_t *) record.data)[0];
+        int index;
+        memcpy (&index, (const uint8_t *) record.data + 1, sizeof index);
+        assert_true (producer < PRODUCERS && index < COUNT);
+        assert_int_equal (producers[producer].seqs[index], record.seq);
+        assert_false (seen[record.seq]);
+        seen[record.seq] = 1;
+    }
+    for (uint64_t seq = 1; seq <= PRODUCERS * COUNT; seq++)
+        assert_true (seen[seq]);
+    free (seen);
+    for (int p = 0; p < PRODUCERS; p++)
+        free (producers[p].seqs);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_memory_fifo),
+        cmocka_unit_test (test_return_order),
+        cmocka_unit_test (test_reopen_keeps_unacked),
+        cmocka_unit_test (test_reclaim),
+        cmocka_unit_test (test_quota),
+        cmocka_unit_test (test_memory_quota),
+        cmocka_unit_test (test_messages),
+        cmocka_unit_test (test_policies),
+        cmocka_unit_test (test_arguments),
+        cmocka_unit_test (test_concurrent_durable),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
