@@ -74,6 +74,10 @@ typedef struct {
 //                                  timeout, then fails with EAGAIN: nothing is lost)
 //    request_timeout_ms   5000     rpc: deadline of one request attempt
 //    retries              3        rpc: attempts after the first before a request fails
+//    max_in_flight        1000     rpc client: requests awaiting their result at once
+//                                  (zq_queue_send fails with EAGAIN beyond); rpc server:
+//                                  routes kept for requests not yet answered (the oldest
+//                                  is forgotten beyond)
 
 //  Creates an options object holding every default. Returns NULL on ENOMEM.
 ZQ_EXPORT zq_options_t *zq_options_new (void);

@@ -11,6 +11,9 @@
                     Each message goes to every subscriber whose prefix
                     matches its subject; subscribers count lost messages.
         "rpc"       ZQ_CLIENT (DEALER)  ZQ_SERVER (ROUTER)
+                    Clients send requests round-robin among the servers
+                    connected, with deadlines and retries; servers reply
+                    to the client that asked (see "rpc" below).
     The frames each pattern puts on the wire are in doc/PROTOCOL.md.
 
     Threads: like a ZeroMQ socket, a queue is used by one thread at a time
@@ -80,6 +83,9 @@ typedef struct {
     //  send still succeeded and counts in sent too). With "skip", libzmq
     //  drops for the full subscriber without telling: this stays 0 and only
     //  that subscriber's gaps show it; with "wait" nothing is dropped.
+    //  rpc server: replies that failed with EHOSTUNREACH (client gone).
+    //  rpc client: replies dropped as late or duplicate (their request had
+    //  its result already) or answering no request it sent.
     uint64_t dropped;
     //  Malformed messages received and skipped: bad envelope (ZQ_EPROTO,
     //  ZQ_ETOOBIG, ZQ_EVERSION, ZQ_EDEPTH) or bad pattern frames; on a
@@ -88,9 +94,12 @@ typedef struct {
     //  pubsub subscriber: messages missing from the per-publisher,
     //  per-subject sequence (lost to a full queue or a broken connection).
     uint64_t gaps;
-    //  Operations whose deadline passed (rpc requests); 0 elsewhere.
+    //  Operations whose deadline passed: rpc client, requests that failed
+    //  after all their attempts (each reported once by ZQ_ETIMEDOUT); 0
+    //  elsewhere.
     uint64_t timeouts;
-    //  Messages sent again after a timeout (rpc retries); 0 elsewhere.
+    //  Messages sent again after a timeout: rpc client, attempts after the
+    //  first handed to libzmq; 0 elsewhere.
     uint64_t retries;
     uint64_t reserved[9];
 } zq_queue_stats_t;
@@ -253,6 +262,64 @@ ZQ_EXPORT int zq_queue_subscribers (zq_queue_t *self);
 //  subscriptions is in force: messages sent next reach those subscribers.
 //  Returns 0, or -1 with errno ZQ_ETIMEDOUT, ENOTSUP, EINTR or ETERM.
 ZQ_EXPORT int zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms);
+
+//  ---- rpc ----------------------------------------------------------------
+//  A client sends requests with zq_queue_send and takes their results with
+//  zq_queue_recv; a server takes requests with zq_queue_recv and answers
+//  each with zq_queue_reply. Frames: doc/PROTOCOL.md, "rpc".
+//
+//  Client. zq_queue_send returns once libzmq has the request (it waits
+//  only while no server is connected); a request is known by its id,
+//  zq_msg_id, read before sending. Up to max_in_flight requests await
+//  their results at once: beyond, zq_queue_send fails with EAGAIN at
+//  once, whatever the timeout (only zq_queue_recv frees room); a request
+//  whose id is already awaiting its result fails with EALREADY.
+//  zq_queue_recv returns replies in the order they arrive, each under the
+//  id of the request it answers: zq_msg_id (reply) is that request's id.
+//  Each attempt has request_timeout_ms; then the request is sent again
+//  with the same id and attempt + 1 (stats.retries), which takes it to the
+//  next connected server. When 1 + retries attempts have passed their
+//  deadline, zq_queue_recv returns NULL with errno ZQ_ETIMEDOUT, once for
+//  that request (stats.timeouts), and zq_queue_failed hands it back. So
+//  each request has exactly one result: a reply, or ZQ_ETIMEDOUT. Replies
+//  that come after the result (late or duplicate) are dropped and counted
+//  in stats.dropped. Deadlines are checked inside zq_queue_send,
+//  zq_queue_recv and zq_queue_events: a blocking zq_queue_recv wakes for
+//  them by itself; an event loop also calls zq_queue_recv (self, 0) when
+//  zq_queue_next_timer_ms says. zq_queue_close counts the requests still
+//  awaiting a result as unsent.
+//
+//  Server. zq_queue_recv returns every attempt of every request (a retry
+//  can reach a server that already has the request). zq_queue_send fails
+//  with ENOTSUP: answer with zq_queue_reply.
+
+//  Server: sends reply as the answer to request (a message this queue's
+//  zq_queue_recv returned; only its id is read, so it may be destroyed
+//  right after) and takes ownership of reply: on success *reply_p becomes
+//  NULL. One reply per request: replying removes the request's route.
+//  Waits up to timeout_ms while the client's queue is full. Returns 0, or
+//  -1 with errno, the caller keeping the reply: EHOSTUNREACH (the client
+//  is gone; counted in stats.dropped), ZQ_ENOTFOUND (the request was
+//  answered already, or is older than the max_in_flight requests received
+//  since without an answer), EAGAIN (no room within the timeout), EINVAL
+//  (NULL argument), ENOTSUP (not a server), ENOTSOCK (closed), EINTR,
+//  ETERM or ENOMEM.
+ZQ_EXPORT int zq_queue_reply (zq_queue_t *self, const zq_msg_t *request, zq_msg_t **reply_p,
+                              int timeout_ms);
+
+//  Client: after zq_queue_recv failed with ZQ_ETIMEDOUT, returns the
+//  request that failed (its id says which; zq_msg_attempt, its last
+//  attempt); the caller owns it and may send it again. Only the latest
+//  failed request is kept: one not taken is destroyed by the next failure
+//  or at close. Returns NULL with errno ZQ_ENOTFOUND if there is none, or
+//  ENOTSUP if the queue is not an rpc client.
+ZQ_EXPORT zq_msg_t *zq_queue_failed (zq_queue_t *self);
+
+//  Returns the milliseconds until the queue needs a call for its own timers
+//  (an rpc client's next attempt deadline): an event loop calls
+//  zq_queue_recv (self, 0) then, even if its fd stays quiet. 0 means now,
+//  -1 no timer (and always for patterns without timers, or once closed).
+ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 
 #ifdef __cplusplus
 }

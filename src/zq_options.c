@@ -44,6 +44,9 @@ static const zq_option_info_t s_table[] = {
      "rpc: deadline of one request attempt", NULL},
     {"retries", ZQ_OPTION_INT, 3, NULL, 0, 1000,
      "rpc: attempts after the first before a request fails", NULL},
+    {"max_in_flight", ZQ_OPTION_INT, 1000, NULL, 1, 1000000,
+     "rpc: requests a client awaits at once; routes a server keeps for unanswered requests",
+     NULL},
 };
 #define S_COUNT (sizeof s_table / sizeof s_table[0])
 

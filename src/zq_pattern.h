@@ -101,6 +101,19 @@ typedef struct {
     //  Optional, pubsub. Takes in waiting subscription notices without
     //  blocking; returns the subscription count or -1 with errno.
     int (*subscribers) (void *state);
+
+    //  Optional, rpc. One non-blocking attempt to answer request with
+    //  *reply_p, as send: takes *reply_p (sets it to NULL) and returns 0,
+    //  or returns -1 with errno, EAGAIN meaning "wait for POLLOUT".
+    int (*reply) (void *state, const zq_msg_t *request, zq_msg_t **reply_p);
+    //  Optional. After send or reply failed with EAGAIN: the socket event
+    //  to wait for before trying again (ZMQ_POLLOUT or ZMQ_POLLIN), or 0
+    //  when no wait can make room (the call then fails with EAGAIN at
+    //  once). NULL means ZMQ_POLLOUT.
+    int (*send_wait) (void *state);
+    //  Optional. Hands over the message that recv's last ZQ_ETIMEDOUT
+    //  reported as given up, or returns NULL with errno.
+    zq_msg_t *(*failed) (void *state);
 } zq_pattern_t;
 
 //  Returns the pattern named name, or NULL.
@@ -120,5 +133,6 @@ zqi_is_bad_input (int errnum)
 //  The patterns zq is built with.
 extern const zq_pattern_t zqi_pattern_pipeline;
 extern const zq_pattern_t zqi_pattern_pubsub;
+extern const zq_pattern_t zqi_pattern_rpc;
 
 #endif

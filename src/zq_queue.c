@@ -303,6 +303,14 @@ s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
     return 0;
 }
 
+//  What a send or reply that found no room waits for; 0 = waiting cannot
+//  help (errno stays EAGAIN).
+static short
+s_send_wait (zq_queue_t *self)
+{
+    return self->pattern->send_wait ? (short) self->pattern->send_wait (self->state) : ZMQ_POLLOUT;
+}
+
 static int
 s_resolve_timeout (int timeout_ms, int default_ms)
 {
@@ -328,7 +336,8 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
     timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
     int64_t deadline = 0;
     while (errno == EAGAIN && timeout_ms != 0) {
-        if (s_wait (self, ZMQ_POLLOUT, timeout_ms, &deadline))
+        short what = s_send_wait (self);
+        if (!what || s_wait (self, what, timeout_ms, &deadline))
             return -1;
         if (self->pattern->send (self->state, msg_p) == 0) {
             self->stats.sent++;
@@ -510,4 +519,53 @@ zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms)
         if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
             return zqi_fail (errno == EAGAIN || timeout_ms == 0 ? ZQ_ETIMEDOUT : errno);
     }
+}
+
+int
+zq_queue_reply (zq_queue_t *self, const zq_msg_t *request, zq_msg_t **reply_p, int timeout_ms)
+{
+    if (!self || !request || !reply_p || !*reply_p)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->reply)
+        return zqi_fail (ENOTSUP);
+    if (self->pattern->reply (self->state, request, reply_p) == 0) {
+        self->stats.sent++;
+        return 0;
+    }
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        short what = s_send_wait (self);
+        if (!what || s_wait (self, what, timeout_ms, &deadline))
+            return -1;
+        if (self->pattern->reply (self->state, request, reply_p) == 0) {
+            self->stats.sent++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+zq_msg_t *
+zq_queue_failed (zq_queue_t *self)
+{
+    if (!self) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!self->pattern->failed) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    return self->pattern->failed (self->state);
+}
+
+int64_t
+zq_queue_next_timer_ms (zq_queue_t *self)
+{
+    if (!self || !self->handle || !self->pattern->next_timer_ms)
+        return -1;
+    return self->pattern->next_timer_ms (self->state);
 }

@@ -1,0 +1,991 @@
+/*  =========================================================================
+    test_rpc - the rpc pattern: request/reply over inproc, ipc and tcp,
+    many requests in flight answered out of order, deadlines and retries,
+    late and duplicate replies, failover when a server process is killed,
+    unroutable replies, malformed input from raw sockets.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "queue_helpers.h"
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+//  ---- Helpers ---------------------------------------------------------------
+
+static zq_options_t *
+rpc_options (int request_timeout_ms, int retries, int max_in_flight)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_non_null (options);
+    assert_int_equal (zq_options_set_int (options, "request_timeout_ms", request_timeout_ms), 0);
+    assert_int_equal (zq_options_set_int (options, "retries", retries), 0);
+    assert_int_equal (zq_options_set_int (options, "max_in_flight", max_in_flight), 0);
+    return options;
+}
+
+//  A server bound on transport and a client connected to it.
+static void
+open_pair (const char *transport, const zq_options_t *options, zq_queue_t **server_p,
+           zq_queue_t **client_p)
+{
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    *server_p = zq_queue_new ("rpc", ZQ_SERVER, spec, options);
+    assert_non_null (*server_p);
+    connect_spec (*server_p, spec, sizeof spec);
+    *client_p = zq_queue_new ("rpc", ZQ_CLIENT, spec, options);
+    assert_non_null (*client_p);
+}
+
+//  Sends {"n": n}; stores the request id in id.
+static void
+send_request (zq_queue_t *client, int64_t n, uint8_t *id)
+{
+    zq_msg_t *request = numbered ("rpc.test", n);
+    memcpy (id, zq_msg_id (request), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_send (client, &request, DEADLINE_MS), 0);
+    assert_null (request);
+}
+
+//  Answers request with {"n": n * 10}.
+static void
+answer (zq_queue_t *server, const zq_msg_t *request)
+{
+    zq_msg_t *reply = numbered ("rpc.reply", number_of (request) * 10);
+    assert_int_equal (zq_queue_reply (server, request, &reply, DEADLINE_MS), 0);
+    assert_null (reply);
+}
+
+static zq_msg_t *
+recv_ok (zq_queue_t *queue)
+{
+    zq_msg_t *msg = zq_queue_recv (queue, DEADLINE_MS);
+    if (!msg)
+        fail_msg ("recv: %s", zq_strerror (errno));
+    return msg;
+}
+
+static zq_queue_stats_t
+stats_of (zq_queue_t *queue)
+{
+    zq_queue_stats_t stats;
+    zq_queue_stats (queue, &stats);
+    return stats;
+}
+
+//  ---- Request and reply over each transport ----------------------------
+
+static void
+s_roundtrip (const char *transport)
+{
+    zq_queue_t *server, *client;
+    open_pair (transport, NULL, &server, &client);
+    for (int64_t n = 1; n <= 3; n++) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        send_request (client, n, id);
+        zq_msg_t *request = recv_ok (server);
+        assert_memory_equal (zq_msg_id (request), id, ZQ_MSG_ID_SIZE);
+        assert_string_equal (zq_msg_subject (request), "rpc.test");
+        assert_int_equal (zq_msg_attempt (request), 0);
+        answer (server, request);
+        zq_msg_destroy (&request);
+        zq_msg_t *reply = recv_ok (client);
+        assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+        assert_string_equal (zq_msg_subject (reply), "rpc.reply");
+        assert_int_equal (number_of (reply), n * 10);
+        zq_msg_destroy (&reply);
+    }
+    //  Nothing else comes.
+    assert_null (zq_queue_recv (client, 0));
+    assert_int_equal (errno, EAGAIN);
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.sent, 3);
+    assert_int_equal (stats.received, 3);
+    assert_int_equal (stats.retries + stats.timeouts + stats.dropped + stats.errors, 0);
+    stats = stats_of (server);
+    assert_int_equal (stats.sent, 3);
+    assert_int_equal (stats.received, 3);
+    assert_int_equal (stats.errors + stats.dropped, 0);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+static void
+test_roundtrip_inproc (void **state)
+{
+    (void)state;
+    s_roundtrip ("inproc");
+}
+
+static void
+test_roundtrip_ipc (void **state)
+{
+    (void)state;
+    s_roundtrip ("ipc");
+}
+
+static void
+test_roundtrip_tcp (void **state)
+{
+    (void)state;
+    s_roundtrip ("tcp");
+}
+
+//  A large body (two-frame form) and headers make the trip intact.
+static void
+test_large_body_and_headers (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("tcp", NULL, &server, &client);
+    size_t size = 100000;
+    char *blob = malloc (size);
+    assert_non_null (blob);
+    for (size_t i = 0; i < size; i++)
+        blob[i] = (char)(i * 7);
+    zq_msg_t *request = zq_msg_new ("big");
+    assert_int_equal (zq_msg_pack (request, "B", blob, size), 0);
+    assert_int_equal (zq_msg_set_header (request, "trace", "t-1"), 0);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    memcpy (id, zq_msg_id (request), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_send (client, &request, DEADLINE_MS), 0);
+    request = recv_ok (server);
+    assert_string_equal (zq_msg_header (request, "trace"), "t-1");
+    size_t body_size;
+    const void *body = zq_msg_body (request, &body_size);
+    zq_msg_t *reply = zq_msg_new ("big.reply");
+    assert_int_equal (zq_msg_set_body (reply, body, body_size), 0);
+    assert_int_equal (zq_queue_reply (server, request, &reply, DEADLINE_MS), 0);
+    zq_msg_destroy (&request);
+    reply = recv_ok (client);
+    assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+    const void *data;
+    size_t data_size;
+    assert_int_equal (zq_msg_unpack (reply, "B", &data, &data_size), 0);
+    assert_int_equal (data_size, size);
+    assert_memory_equal (data, blob, size);
+    zq_msg_destroy (&reply);
+    free (blob);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Many in flight, answered out of order ------------------------------
+
+static void
+test_many_in_flight_out_of_order (void **state)
+{
+    (void)state;
+    enum { COUNT = 200 };
+    zq_options_t *options = rpc_options (DEADLINE_MS, 0, COUNT);
+    zq_queue_t *server, *client;
+    open_pair ("ipc", options, &server, &client);
+    zq_options_destroy (&options);
+    static uint8_t ids[COUNT][ZQ_MSG_ID_SIZE];
+    for (int n = 0; n < COUNT; n++)
+        send_request (client, n, ids[n]);
+    //  The server takes every request before answering any, then answers
+    //  from the last to the first.
+    static zq_msg_t *requests[COUNT];
+    for (int n = 0; n < COUNT; n++) {
+        requests[n] = recv_ok (server);
+        assert_int_equal (number_of (requests[n]), n);
+    }
+    for (int n = COUNT - 1; n >= 0; n--) {
+        answer (server, requests[n]);
+        zq_msg_destroy (&requests[n]);
+    }
+    static bool seen[COUNT];
+    memset (seen, 0, sizeof seen);
+    for (int received = 0; received < COUNT; received++) {
+        zq_msg_t *reply = recv_ok (client);
+        int64_t n = number_of (reply) / 10;
+        assert_true (n >= 0 && n < COUNT);
+        assert_false (seen[n]);
+        seen[n] = true;
+        assert_memory_equal (zq_msg_id (reply), ids[n], ZQ_MSG_ID_SIZE);
+        //  Out of order indeed: the last request is answered first.
+        if (received == 0)
+            assert_int_equal (n, COUNT - 1);
+        zq_msg_destroy (&reply);
+    }
+    assert_null (zq_queue_recv (client, 0));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (stats_of (client).dropped, 0);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- The window ---------------------------------------------------------
+
+static void
+test_window_full (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (DEADLINE_MS, 0, 4);
+    zq_queue_t *server, *client;
+    open_pair ("inproc", options, &server, &client);
+    zq_options_destroy (&options);
+    //  A request whose id is awaiting its result is refused.
+    zq_msg_t *first = numbered ("rpc.test", 0);
+    zq_msg_t *same = zq_msg_dup (first);
+    assert_int_equal (zq_queue_send (client, &first, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_send (client, &same, 0), -1);
+    assert_int_equal (errno, EALREADY);
+    zq_msg_destroy (&same);
+    uint8_t ids[4][ZQ_MSG_ID_SIZE];
+    for (int n = 1; n < 4; n++)
+        send_request (client, n, ids[n]);
+    assert_int_equal (zq_queue_events (client) & ZQ_POLLOUT, 0);
+    //  Full: EAGAIN at once, whatever the timeout.
+    zq_msg_t *extra = numbered ("rpc.test", 4);
+    int64_t start = now_ms ();
+    assert_int_equal (zq_queue_send (client, &extra, 5000), -1);
+    assert_int_equal (errno, EAGAIN);
+    assert_true (now_ms () - start < 1000);
+    assert_non_null (extra);
+    //  One result frees one place.
+    zq_msg_t *request = recv_ok (server);
+    answer (server, request);
+    zq_msg_destroy (&request);
+    zq_msg_t *reply = recv_ok (client);
+    zq_msg_destroy (&reply);
+    assert_true (zq_queue_events (client) & ZQ_POLLOUT);
+    assert_int_equal (zq_queue_send (client, &extra, DEADLINE_MS), 0);
+    //  Closing counts the four requests still awaiting a result.
+    size_t unsent = 99;
+    assert_int_equal (zq_queue_close (client, &unsent), 0);
+    assert_int_equal (unsent, 4);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Roles --------------------------------------------------------------
+
+static void
+test_roles (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("inproc", NULL, &server, &client);
+    zq_msg_t *msg = numbered ("x", 1);
+    assert_int_equal (zq_queue_send (server, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_reply (client, msg, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_null (zq_queue_failed (client));
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_null (zq_queue_failed (server));
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_next_timer_ms (client), -1);
+    assert_int_equal (zq_queue_next_timer_ms (server), -1);
+    //  A reply to a request the server never received.
+    zq_msg_t *reply = numbered ("x", 2);
+    assert_int_equal (zq_queue_reply (server, msg, &reply, 0), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_non_null (reply);
+    //  A reply twice: the second finds no route.
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    send_request (client, 7, id);
+    zq_msg_t *request = recv_ok (server);
+    answer (server, request);
+    assert_int_equal (zq_queue_reply (server, request, &reply, 0), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&reply);
+    zq_msg_destroy (&request);
+    reply = recv_ok (client);
+    assert_int_equal (number_of (reply), 70);
+    zq_msg_destroy (&reply);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Deadlines and retries ----------------------------------------------
+
+//  The server ignores the first attempt; the retry gets the reply.
+static void
+test_retry_after_ignored_attempt (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (200, 3, 100);
+    zq_queue_t *server, *client;
+    open_pair ("tcp", options, &server, &client);
+    zq_options_destroy (&options);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    send_request (client, 5, id);
+    int64_t timer = zq_queue_next_timer_ms (client);
+    assert_true (timer >= 0 && timer <= 200);
+    zq_msg_t *first = recv_ok (server);
+    assert_int_equal (zq_msg_attempt (first), 0);
+    //  The client must be driven for its retry to go out.
+    assert_null (zq_queue_recv (client, 50));
+    assert_int_equal (errno, EAGAIN);
+    zq_msg_t *second = NULL;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (!second && now_ms () < deadline) {
+        assert_null (zq_queue_recv (client, 20));
+        assert_int_equal (errno, EAGAIN);
+        second = zq_queue_recv (server, 0);
+    }
+    assert_non_null (second);
+    assert_memory_equal (zq_msg_id (second), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_msg_attempt (second), 1);
+    answer (server, second);
+    zq_msg_t *reply = recv_ok (client);
+    assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (number_of (reply), 50);
+    zq_msg_destroy (&reply);
+    //  The ignored attempt's route was replaced by the answered one.
+    reply = numbered ("late", 0);
+    assert_int_equal (zq_queue_reply (server, first, &reply, 0), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&reply);
+    zq_msg_destroy (&first);
+    zq_msg_destroy (&second);
+    assert_int_equal (stats_of (client).retries, 1);
+    assert_int_equal (stats_of (client).timeouts, 0);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  Nobody answers: after 1 + retries attempts the request fails, once.
+static void
+test_final_timeout (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (100, 2, 100);
+    zq_queue_t *server, *client;
+    open_pair ("inproc", options, &server, &client);
+    zq_options_destroy (&options);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t start = now_ms ();
+    send_request (client, 9, id);
+    //  A blocking receive wakes for the deadlines by itself.
+    assert_null (zq_queue_recv (client, DEADLINE_MS));
+    assert_int_equal (errno, ZQ_ETIMEDOUT);
+    int64_t elapsed = now_ms () - start;
+    assert_true (elapsed >= 300);
+    assert_true (elapsed < DEADLINE_MS);
+    zq_msg_t *failed = zq_queue_failed (client);
+    assert_non_null (failed);
+    assert_memory_equal (zq_msg_id (failed), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_msg_attempt (failed), 2);
+    assert_int_equal (number_of (failed), 9);
+    zq_msg_destroy (&failed);
+    assert_null (zq_queue_failed (client));
+    //  Reported once only.
+    assert_null (zq_queue_recv (client, 0));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (zq_queue_next_timer_ms (client), -1);
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.timeouts, 1);
+    assert_int_equal (stats.retries, 2);
+    //  The server saw every attempt; a reply now is late and dropped.
+    zq_msg_t *attempts[3];
+    for (int i = 0; i < 3; i++) {
+        attempts[i] = recv_ok (server);
+        assert_int_equal (zq_msg_attempt (attempts[i]), i);
+    }
+    answer (server, attempts[2]);
+    for (int i = 0; i < 3; i++)
+        zq_msg_destroy (&attempts[i]);
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (stats_of (client).dropped == 0 && now_ms () < deadline) {
+        assert_null (zq_queue_recv (client, 20));
+        assert_int_equal (errno, EAGAIN);
+    }
+    assert_int_equal (stats_of (client).dropped, 1);
+    //  Sent again by the user, the failed request is a new request.
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  Several requests fail; each failure is reported exactly once, and a
+//  request that failed can be sent again.
+static void
+test_failures_reported_once_each (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (50, 0, 100);
+    zq_queue_t *server, *client;
+    open_pair ("inproc", options, &server, &client);
+    zq_options_destroy (&options);
+    uint8_t ids[3][ZQ_MSG_ID_SIZE];
+    for (int n = 0; n < 3; n++)
+        send_request (client, n, ids[n]);
+    bool seen[3] = {false, false, false};
+    zq_msg_t *again = NULL;
+    for (int i = 0; i < 3; i++) {
+        assert_null (zq_queue_recv (client, DEADLINE_MS));
+        assert_int_equal (errno, ZQ_ETIMEDOUT);
+        zq_msg_t *failed = zq_queue_failed (client);
+        assert_non_null (failed);
+        int64_t n = number_of (failed);
+        assert_false (seen[n]);
+        seen[n] = true;
+        assert_memory_equal (zq_msg_id (failed), ids[n], ZQ_MSG_ID_SIZE);
+        if (!again)
+            again = failed;
+        else
+            zq_msg_destroy (&failed);
+    }
+    assert_int_equal (stats_of (client).timeouts, 3);
+    //  The server drains the three attempts, then answers the resend.
+    for (int i = 0; i < 3; i++) {
+        zq_msg_t *request = recv_ok (server);
+        zq_msg_destroy (&request);
+    }
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    memcpy (id, zq_msg_id (again), ZQ_MSG_ID_SIZE);
+    zq_msg_set_attempt (again, 0);
+    assert_int_equal (zq_queue_send (client, &again, DEADLINE_MS), 0);
+    zq_msg_t *request = recv_ok (server);
+    assert_memory_equal (zq_msg_id (request), id, ZQ_MSG_ID_SIZE);
+    answer (server, request);
+    zq_msg_destroy (&request);
+    zq_msg_t *reply = zq_queue_recv (client, DEADLINE_MS);
+    if (!reply && errno == ZQ_ETIMEDOUT) {
+        //  50 ms can pass on a loaded machine: then it failed again.
+        zq_msg_t *failed = zq_queue_failed (client);
+        assert_memory_equal (zq_msg_id (failed), id, ZQ_MSG_ID_SIZE);
+        zq_msg_destroy (&failed);
+    } else {
+        assert_non_null (reply);
+        assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+        zq_msg_destroy (&reply);
+    }
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- A raw ROUTER as the server: duplicates, strays, garbage ------------
+
+//  Receives one request on a raw ROUTER: stores the routing id and the
+//  request id, checks the frames.
+static void
+raw_recv_request (zsock_t *router, zframe_t **routing_p, uint8_t *id)
+{
+    zsock_set_rcvtimeo (router, DEADLINE_MS);
+    zmsg_t *msg = zmsg_recv (router);
+    assert_non_null (msg);
+    assert_int_equal (zmsg_size (msg), 4);
+    *routing_p = zmsg_pop (msg);
+    zframe_t *delimiter = zmsg_pop (msg);
+    assert_int_equal (zframe_size (delimiter), 0);
+    zframe_t *rpc = zmsg_pop (msg);
+    assert_int_equal (zframe_size (rpc), 3);
+    assert_memory_equal (zframe_data (rpc), "\x92\x01\x00", 3);
+    zframe_destroy (&delimiter);
+    zframe_destroy (&rpc);
+    zq_msg_t *request = zq_msg_decode (msg, 0);
+    assert_non_null (request);
+    memcpy (id, zq_msg_id (request), ZQ_MSG_ID_SIZE);
+    zq_msg_destroy (&request);
+    zmsg_destroy (&msg);
+}
+
+//  Sends a reply for id, with body {"n": n}, to routing.
+static void
+raw_send_reply (zsock_t *router, zframe_t *routing, const uint8_t *id, int64_t n)
+{
+    zmsg_t *out = zmsg_new ();
+    zmsg_append (out, &(zframe_t *){zframe_dup (routing)});
+    zmsg_addmem (out, "", 0);
+    uint8_t rpc[21] = {0x93, 1, 1, 0xc4, 16};
+    memcpy (rpc + 5, id, 16);
+    zmsg_addmem (out, rpc, sizeof rpc);
+    zq_msg_t *reply = numbered ("raw", n);
+    assert_int_equal (zq_msg_encode (&reply, out), 0);
+    assert_int_equal (zmsg_send (&out, router), 0);
+}
+
+static void
+raw_send (zsock_t *router, zframe_t *routing, const char *picture, ...)
+{
+    zmsg_t *out = zmsg_new ();
+    zmsg_append (out, &(zframe_t *){zframe_dup (routing)});
+    va_list args;
+    va_start (args, picture);
+    for (const char *p = picture; *p; p++) {
+        const void *data = va_arg (args, const void *);
+        size_t size = va_arg (args, size_t);
+        zmsg_addmem (out, data, size);
+    }
+    va_end (args);
+    assert_int_equal (zmsg_send (&out, router), 0);
+}
+
+static void
+test_duplicate_stray_and_garbage_replies (void **state)
+{
+    (void)state;
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    assert_non_null (router);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    char spec[64];
+    snprintf (spec, sizeof spec, ">tcp://127.0.0.1:%d", port);
+    zq_options_t *options = rpc_options (DEADLINE_MS, 0, 100);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, spec, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+
+    uint8_t id[ZQ_MSG_ID_SIZE], seen_id[ZQ_MSG_ID_SIZE];
+    send_request (client, 1, id);
+    zframe_t *routing;
+    raw_recv_request (router, &routing, seen_id);
+    assert_memory_equal (seen_id, id, ZQ_MSG_ID_SIZE);
+
+    //  Garbage first: each is counted and skipped.
+    zq_msg_t *good = numbered ("g", 0);
+    zmsg_t *scratch = zmsg_new ();
+    assert_int_equal (zq_msg_encode (&good, scratch), 0);
+    zframe_t *envelope = zmsg_pop (scratch);
+    zmsg_destroy (&scratch);
+    uint8_t reply_rpc[21] = {0x93, 1, 1, 0xc4, 16};
+    memcpy (reply_rpc + 5, id, 16);
+    uint8_t v2_rpc[21] = {0x93, 2, 1, 0xc4, 16};
+    memcpy (v2_rpc + 5, id, 16);
+    raw_send (router, routing, "s", "junk", (size_t)4);                         //  no delimiter
+    raw_send (router, routing, "s", "", (size_t)0);                             //  delimiter only
+    raw_send (router, routing, "ss", "", (size_t)0, "\x92\x01\x01", (size_t)3); //  no id
+    raw_send (router, routing, "sss", "", (size_t)0, "\x92\x01\x00", (size_t)3,
+              zframe_data (envelope), zframe_size (envelope)); //  a request, not a reply
+    raw_send (router, routing, "sss", "", (size_t)0, v2_rpc, sizeof v2_rpc, zframe_data (envelope),
+              zframe_size (envelope)); //  rpc version 2
+    raw_send (router, routing, "sss", "", (size_t)0, reply_rpc, sizeof reply_rpc, "\x96\x01",
+              (size_t)2); //  broken envelope
+    zframe_destroy (&envelope);
+    //  A reply to an id never sent, then the real reply twice.
+    uint8_t stray[ZQ_MSG_ID_SIZE];
+    memset (stray, 0xab, sizeof stray);
+    raw_send_reply (router, routing, stray, 99);
+    raw_send_reply (router, routing, id, 10);
+    raw_send_reply (router, routing, id, 11);
+
+    zq_msg_t *reply = recv_ok (client);
+    assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (number_of (reply), 10);
+    zq_msg_destroy (&reply);
+    //  The duplicate is dropped: nothing more is returned.
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (stats_of (client).dropped < 2 && now_ms () < deadline) {
+        assert_null (zq_queue_recv (client, 20));
+        assert_int_equal (errno, EAGAIN);
+    }
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.dropped, 2);
+    assert_int_equal (stats.errors, 6);
+    assert_int_equal (stats.received, 1);
+    zframe_destroy (&routing);
+    zq_queue_destroy (&client);
+    zsock_destroy (&router);
+}
+
+//  ---- Garbage from a raw DEALER at a server ------------------------------
+
+static void
+test_server_counts_garbage (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("tcp", NULL, &server, &client);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    assert_non_null (dealer);
+    assert_int_equal (zsock_connect (dealer, "%s", zq_queue_endpoint (server)), 0);
+
+    zq_msg_t *good = numbered ("g", 0);
+    zmsg_t *scratch = zmsg_new ();
+    assert_int_equal (zq_msg_encode (&good, scratch), 0);
+    zframe_t *envelope = zmsg_pop (scratch);
+    zmsg_destroy (&scratch);
+    //  Each of these is one malformed message.
+    zstr_send (dealer, "hello");                                         //  no delimiter
+    zstr_send (dealer, "");                                              //  delimiter only
+    zstr_sendx (dealer, "", "\x92\x01\x00", NULL);                       //  no envelope
+    zstr_sendx (dealer, "", "not msgpack", "x", NULL);                   //  bad rpc frame
+    zsock_send (dealer, "sbf", "", "\x92\x02\x00", (size_t)3, envelope); //  version 2
+    zsock_send (dealer, "sbf", "", "\x92\x01\x01", (size_t)3, envelope); //  a reply
+    zsock_send (dealer, "sbb", "", "\x92\x01\x00", (size_t)3, "\x96\x01\xc4", (size_t)3);
+    zmsg_t *deep = zmsg_new ();
+    for (int i = 0; i < 12; i++)
+        zmsg_addstr (deep, "x"); //  too many routing frames, no delimiter
+    zmsg_send (&deep, dealer);
+    zframe_destroy (&envelope);
+    //  A good client is served all along.
+    for (int64_t n = 0; n < 5; n++) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        send_request (client, n, id);
+        zq_msg_t *request = recv_ok (server);
+        assert_int_equal (number_of (request), n);
+        answer (server, request);
+        zq_msg_destroy (&request);
+        zq_msg_t *reply = recv_ok (client);
+        assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+        zq_msg_destroy (&reply);
+    }
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (stats_of (server).errors < 8 && now_ms () < deadline) {
+        zq_msg_t *msg = zq_queue_recv (server, 20);
+        assert_null (msg);
+    }
+    assert_int_equal (stats_of (server).errors, 8);
+    assert_int_equal (stats_of (server).received, 5);
+    zsock_destroy (&dealer);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Unroutable reply -----------------------------------------------------
+
+static void
+test_unroutable_reply (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("tcp", NULL, &server, &client);
+    zactor_t *monitor = zactor_new (zmonitor, zq_queue_sock (server));
+    assert_non_null (monitor);
+    zstr_sendx (monitor, "LISTEN", "DISCONNECTED", NULL);
+    zstr_send (monitor, "START");
+    zsock_wait (monitor);
+
+    enum { COUNT = 50 };
+    zq_msg_t *requests[COUNT];
+    for (int n = 0; n < COUNT; n++) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        send_request (client, n, id);
+        requests[n] = recv_ok (server);
+    }
+    zq_queue_destroy (&client);
+    //  Wait until the server's side of the connection is gone.
+    zsock_set_rcvtimeo (monitor, DEADLINE_MS);
+    zmsg_t *event = zmsg_recv (monitor);
+    assert_non_null (event);
+    char *name = zmsg_popstr (event);
+    assert_string_equal (name, "DISCONNECTED");
+    free (name);
+    zmsg_destroy (&event);
+    //  The socket takes the news in when it next processes its commands,
+    //  a moment after the event: a reply before that still leaves (for a
+    //  pipe that is closing). Every reply from the first failure on fails.
+    int failures = 0;
+    for (int n = 0; n < COUNT; n++) {
+        zq_queue_events (server);
+        zq_msg_t *reply = numbered ("r", n);
+        int rc = zq_queue_reply (server, requests[n], &reply, 0);
+        if (rc == 0)
+            assert_int_equal (failures, 0);
+        else {
+            assert_int_equal (errno, EHOSTUNREACH);
+            assert_non_null (reply);
+            failures++;
+            //  The route is gone with the client.
+            assert_int_equal (zq_queue_reply (server, requests[n], &reply, 0), -1);
+            assert_int_equal (errno, ZQ_ENOTFOUND);
+        }
+        zq_msg_destroy (&reply);
+        zq_msg_destroy (&requests[n]);
+    }
+    assert_true (failures > 0);
+    zq_queue_stats_t stats = stats_of (server);
+    assert_int_equal (stats.dropped, failures);
+    assert_int_equal (stats.sent, COUNT - failures);
+    zactor_destroy (&monitor);
+    zq_queue_destroy (&server);
+}
+
+//  ---- A server keeps a bounded number of routes -------------------------
+
+static void
+test_server_routes_bounded (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (DEADLINE_MS, 0, 3);
+    char spec[300];
+    bind_spec ("inproc", spec, sizeof spec);
+    zq_queue_t *server = zq_queue_new ("rpc", ZQ_SERVER, spec, options);
+    zq_options_destroy (&options);
+    assert_non_null (server);
+    connect_spec (server, spec, sizeof spec);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, spec, NULL);
+    assert_non_null (client);
+    zq_msg_t *requests[5];
+    for (int n = 0; n < 5; n++) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        send_request (client, n, id);
+        requests[n] = recv_ok (server);
+    }
+    //  Three routes are kept: those of the two oldest are forgotten.
+    zq_msg_t *reply = numbered ("r", 0);
+    for (int n = 0; n < 2; n++) {
+        assert_int_equal (zq_queue_reply (server, requests[n], &reply, 0), -1);
+        assert_int_equal (errno, ZQ_ENOTFOUND);
+    }
+    zq_msg_destroy (&reply);
+    for (int n = 2; n < 5; n++)
+        answer (server, requests[n]);
+    for (int n = 2; n < 5; n++) {
+        reply = recv_ok (client);
+        zq_msg_destroy (&reply);
+    }
+    for (int n = 0; n < 5; n++)
+        zq_msg_destroy (&requests[n]);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Event loop: events and next_timer_ms drive a client ----------------
+
+static void
+test_event_loop_drives_deadlines (void **state)
+{
+    (void)state;
+    zq_options_t *options = rpc_options (50, 1, 10);
+    zq_queue_t *server, *client;
+    open_pair ("ipc", options, &server, &client);
+    zq_options_destroy (&options);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    send_request (client, 1, id);
+    int fd = zq_queue_fd (client);
+    assert_true (fd >= 0);
+    bool failed = false;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (!failed && now_ms () < deadline) {
+        int64_t timer = zq_queue_next_timer_ms (client);
+        assert_true (timer <= 50);
+        struct pollfd item = {fd, POLLIN, 0};
+        poll (&item, 1, timer < 0 ? 100 : (int)timer);
+        while (zq_queue_events (client) & ZQ_POLLIN) {
+            zq_msg_t *msg = zq_queue_recv (client, 0);
+            if (!msg && errno == ZQ_ETIMEDOUT)
+                failed = true;
+            zq_msg_destroy (&msg);
+        }
+    }
+    assert_true (failed);
+    zq_msg_t *request = zq_queue_failed (client);
+    assert_memory_equal (zq_msg_id (request), id, ZQ_MSG_ID_SIZE);
+    zq_msg_destroy (&request);
+    assert_int_equal (stats_of (client).retries, 1);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  ---- Failover: a server process is killed while requests flow -----------
+
+typedef struct {
+    pid_t pid;
+    int stdin_fd;
+    int stdout_fd;
+    char endpoint[300];
+} server_proc_t;
+
+static char s_proc_path[4096];
+
+static void
+start_server_proc (server_proc_t *proc, const char *bind)
+{
+    int to_child[2], from_child[2];
+    assert_int_equal (pipe (to_child), 0);
+    assert_int_equal (pipe (from_child), 0);
+    proc->pid = fork ();
+    assert_true (proc->pid >= 0);
+    if (proc->pid == 0) {
+        dup2 (to_child[0], STDIN_FILENO);
+        dup2 (from_child[1], STDOUT_FILENO);
+        close (to_child[0]);
+        close (to_child[1]);
+        close (from_child[0]);
+        close (from_child[1]);
+        execl (s_proc_path, s_proc_path, "server", bind, (char *)NULL);
+        _exit (127);
+    }
+    close (to_child[0]);
+    close (from_child[1]);
+    proc->stdin_fd = to_child[1];
+    proc->stdout_fd = from_child[0];
+    //  "ready <endpoint>\n", within the deadline.
+    char line[300];
+    size_t used = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (used < sizeof line - 1 && (used == 0 || line[used - 1] != '\n')) {
+        int64_t left = deadline - now_ms ();
+        assert_true (left > 0);
+        struct pollfd item = {proc->stdout_fd, POLLIN, 0};
+        assert_true (poll (&item, 1, (int)left) == 1);
+        ssize_t got = read (proc->stdout_fd, line + used, 1);
+        assert_true (got == 1);
+        used++;
+    }
+    line[used - 1] = '\0';
+    assert_memory_equal (line, "ready ", 6);
+    snprintf (proc->endpoint, sizeof proc->endpoint, "%s", line + 6);
+}
+
+static void
+stop_server_proc (server_proc_t *proc, bool kill_it)
+{
+    if (kill_it)
+        kill (proc->pid, SIGKILL);
+    close (proc->stdin_fd); //  a live server exits on this
+    int status;
+    assert_int_equal (waitpid (proc->pid, &status, 0), proc->pid);
+    if (!kill_it)
+        assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (proc->stdout_fd);
+}
+
+static void
+s_failover (const char *transport)
+{
+    enum { COUNT = 300, IN_FLIGHT = 20, KILL_AT = 60 };
+    char bind[300];
+    server_proc_t procs[2];
+    for (int i = 0; i < 2; i++) {
+        bind_spec (transport, bind, sizeof bind);
+        start_server_proc (&procs[i], bind);
+    }
+    char connect[700];
+    snprintf (connect, sizeof connect, ">%s,>%s", procs[0].endpoint, procs[1].endpoint);
+    zq_options_t *options = rpc_options (300, 5, IN_FLIGHT);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+
+    static uint8_t ids[COUNT][ZQ_MSG_ID_SIZE];
+    static bool answered[COUNT];
+    memset (answered, 0, sizeof answered);
+    int sent = 0, received = 0, by_victim = 0, by_survivor_after = 0;
+    char victim_pid[32];
+    snprintf (victim_pid, sizeof victim_pid, "%d", (int)procs[0].pid);
+    bool killed = false;
+    int64_t deadline = now_ms () + 4 * DEADLINE_MS;
+    while (received < COUNT && now_ms () < deadline) {
+        while (sent < COUNT && sent - received < IN_FLIGHT)
+            send_request (client, sent, ids[sent]), sent++;
+        zq_msg_t *reply = zq_queue_recv (client, DEADLINE_MS);
+        if (!reply)
+            fail_msg ("request failed: %s", zq_strerror (errno));
+        int64_t n = number_of (reply);
+        assert_true (n >= 0 && n < COUNT);
+        assert_false (answered[n]);
+        answered[n] = true;
+        assert_memory_equal (zq_msg_id (reply), ids[n], ZQ_MSG_ID_SIZE);
+        const char *pid = zq_msg_header (reply, "pid");
+        assert_non_null (pid);
+        //  (replies the victim sent before it died may still come in)
+        bool from_victim = strcmp (pid, victim_pid) == 0;
+        if (!killed && from_victim)
+            by_victim++;
+        if (killed && !from_victim)
+            by_survivor_after++;
+        zq_msg_destroy (&reply);
+        received++;
+        if (received == KILL_AT) {
+            //  Both servers have been answering; one dies mid-flow.
+            assert_true (by_victim > 0);
+            stop_server_proc (&procs[0], true);
+            killed = true;
+        }
+    }
+    assert_int_equal (received, COUNT);
+    assert_true (by_survivor_after > 0);
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.timeouts, 0);
+    assert_int_equal (stats.received, COUNT);
+    zq_queue_destroy (&client);
+    stop_server_proc (&procs[1], false);
+}
+
+static void
+test_failover_tcp (void **state)
+{
+    (void)state;
+    s_failover ("tcp");
+}
+
+static void
+test_failover_ipc (void **state)
+{
+    (void)state;
+    s_failover ("ipc");
+}
+
+//  ---- Heartbeats are on by default ------------------------------------------
+
+static void
+test_heartbeat_defaults (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("inproc", NULL, &server, &client);
+    void *handle = zsock_resolve (zq_queue_sock (client));
+    int value = 0;
+    size_t size = sizeof value;
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &value, &size), 0);
+    assert_true (value > 0);
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_IMMEDIATE, &value, &size), 0);
+    assert_int_equal (value, 1);
+    zq_queue_destroy (&client);
+    //  Set to 0 by the user: off.
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "heartbeat_ivl_ms", 0), 0);
+    char spec[300];
+    connect_spec (server, spec, sizeof spec);
+    client = zq_queue_new ("rpc", ZQ_CLIENT, spec, options);
+    zq_options_destroy (&options);
+    handle = zsock_resolve (zq_queue_sock (client));
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &value, &size), 0);
+    assert_int_equal (value, 0);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+int
+main (int argc, char *argv[])
+{
+    (void)argc;
+    //  rpc_proc is built next to this program.
+    char self[4096];
+    ssize_t length = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (length <= 0)
+        return 1;
+    self[length] = '\0';
+    const char *builddir = getenv ("ZQ_BUILDDIR");
+    if (builddir)
+        snprintf (s_proc_path, sizeof s_proc_path, "%s/tests/rpc_proc", builddir);
+    else
+        snprintf (s_proc_path, sizeof s_proc_path, "%s/rpc_proc", dirname (self));
+    (void)argv;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_roundtrip_inproc),
+        cmocka_unit_test (test_roundtrip_ipc),
+        cmocka_unit_test (test_roundtrip_tcp),
+        cmocka_unit_test (test_large_body_and_headers),
+        cmocka_unit_test (test_many_in_flight_out_of_order),
+        cmocka_unit_test (test_window_full),
+        cmocka_unit_test (test_roles),
+        cmocka_unit_test (test_retry_after_ignored_attempt),
+        cmocka_unit_test (test_final_timeout),
+        cmocka_unit_test (test_failures_reported_once_each),
+        cmocka_unit_test (test_duplicate_stray_and_garbage_replies),
+        cmocka_unit_test (test_server_counts_garbage),
+        cmocka_unit_test (test_unroutable_reply),
+        cmocka_unit_test (test_server_routes_bounded),
+        cmocka_unit_test (test_event_loop_drives_deadlines),
+        cmocka_unit_test (test_failover_tcp),
+        cmocka_unit_test (test_failover_ipc),
+        cmocka_unit_test (test_heartbeat_defaults),
+    };
+    int failures = cmocka_run_group_tests (tests, NULL, NULL);
+    remove_ipc_dir ();
+    return failures;
+}
