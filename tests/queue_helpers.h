@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include "zq.h"
 
 //  Every wait in a test is bounded by this.
@@ -50,6 +53,24 @@ static inline void
 connect_spec (zq_queue_t *bound, char *buf, size_t size)
 {
     snprintf (buf, size, ">%s", zq_queue_endpoint (bound));
+}
+
+//  Writes ">tcp://127.0.0.1:PORT" for a port where nobody listens: the
+//  port stays bound, without listen(), until the returned fd is closed, so
+//  connections are refused. Returns the fd.
+static inline int
+dead_tcp_spec (char *buf, size_t size)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert_true (fd >= 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert_int_equal (bind (fd, (struct sockaddr *)&address, sizeof address), 0);
+    socklen_t length = sizeof address;
+    assert_int_equal (getsockname (fd, (struct sockaddr *)&address, &length), 0);
+    snprintf (buf, size, ">tcp://127.0.0.1:%d", ntohs (address.sin_port));
+    return fd;
 }
 
 //  Removes the ipc directory (libzmq unlinks socket files on close).

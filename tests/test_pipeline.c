@@ -222,11 +222,12 @@ test_high_water_mark (void **state)
     //  (An inproc connect to a name not yet bound queues messages until the
     //  bind, like a connected pipe, so the lonely producer uses ipc or tcp.)
     char lonely_spec[300];
+    int dead_fd = -1;
     if (strcmp (transport, "ipc") == 0) {
         bind_spec (transport, lonely_spec, sizeof lonely_spec);
         lonely_spec[0] = '>';
     } else
-        snprintf (lonely_spec, sizeof lonely_spec, ">tcp://127.0.0.1:1");
+        dead_fd = dead_tcp_spec (lonely_spec, sizeof lonely_spec);
     zq_queue_t *lonely = zq_queue_new ("pipeline", ZQ_PRODUCER, lonely_spec, options);
     assert_non_null (lonely);
     zq_msg_t *msg = numbered ("x", 0);
@@ -241,6 +242,8 @@ test_high_water_mark (void **state)
     assert_true (elapsed >= 140);
     assert_true (elapsed < 3000);
     zq_queue_destroy (&lonely);
+    if (dead_fd >= 0)
+        close (dead_fd);
 
     //  A consumer that does not read: fill every queue on the way.
     connect_spec (consumer, spec, sizeof spec);

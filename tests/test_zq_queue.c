@@ -275,7 +275,9 @@ test_default_timeouts (void **state)
     assert_true (elapsed >= 110 && elapsed < 3000);
 
     //  A producer with nowhere to send.
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, ">tcp://127.0.0.1:1", options);
+    char dead_spec[100];
+    int dead_fd = dead_tcp_spec (dead_spec, sizeof dead_spec);
+    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, dead_spec, options);
     assert_non_null (producer);
     zq_msg_t *msg = numbered ("x", 1);
     start = now_ms ();
@@ -285,6 +287,7 @@ test_default_timeouts (void **state)
     assert_true (elapsed >= 70 && elapsed < 3000);
     zq_msg_destroy (&msg);
     zq_queue_destroy (&producer);
+    close (dead_fd);
     zq_queue_destroy (&consumer);
     zq_options_destroy (&options);
 }
