@@ -362,7 +362,7 @@ s_flush (zq_spool_t *self, bool sync)
     if (synced) {
         //  Everything written is on stable storage (a refused batch was
         //  cut away before the sync).
-        self->durable_seq = rc == 0 ? self->written_seq : first - 1;
+        self->durable_seq = self->written_seq;
         if (rc == 0)
             self->acks_durable = ack_epoch;
         self->durable_lsn = target->base_lsn + target->synced - ZQI_SEG_HEADER_SIZE;

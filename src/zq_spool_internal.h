@@ -234,6 +234,8 @@ int zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment);
 //  (ZQI_CRASH_*, seed for its random choices), and fails from then on:
 //  every call returns -1 with EIO and destroy writes nothing, as if the
 //  process and the machine had stopped there. 0 disarms.
-void zqi_spool_set_crash (zq_spool_t *self, int at_sync, int mode, uint64_t seed);
+//  Exported (though in no installed header) so the test programs, which
+//  link the shared library, can reach it.
+ZQ_EXPORT void zqi_spool_set_crash (zq_spool_t *self, int at_sync, int mode, uint64_t seed);
 
 #endif

@@ -726,8 +726,10 @@ zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
     zqi_store_le (payload + 24, segment->end, 8);
     uint8_t record[ZQI_SEAL_SIZE];
     zqi_buf_t buf = {record, 0, sizeof record};
+    //  Its claim is what was synced before it: the seal and the records
+    //  before it are synced together.
     zqi_record_put (&buf, self->salt, ZQI_REC_SEAL, segment->last_seq,
-                    segment->base_lsn + segment->end - ZQI_SEG_HEADER_SIZE, payload,
+                    segment->base_lsn + segment->synced - ZQI_SEG_HEADER_SIZE, payload,
                     sizeof payload);
     uint64_t before = segment->end;
     if (zqi_segment_write (self, segment, record, sizeof record)) {
@@ -1067,6 +1069,10 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
             }
         }
     }
+    //  Every segment begins with its checkpoint, synced before the file
+    //  got its name: without it the segment is damaged.
+    if (!have_checkpoint)
+        rc = zqi_fail (ZQ_ECORRUPT);
 done:
     zqi_buf_free (&window.buf);
     return rc;

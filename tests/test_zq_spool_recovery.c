@@ -1,0 +1,378 @@
+/*  =========================================================================
+    test_zq_spool_recovery - what a spool directory recovers to after
+    damage: a cut at every byte of the last records keeps exactly the
+    complete records before it; a flipped bit anywhere in a record is
+    reported (middle of the log) or cut (its last batch), never served;
+    damaged sealed segments are reported, or quarantined when asked.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "spool_testutil.h"
+
+#define KEY 7
+#define MAX_SIZE 300
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} s_file_t;
+
+static s_file_t
+s_read_file (const char *path)
+{
+    s_file_t file = {NULL, (size_t) tu_file_size (path)};
+    file.data = malloc (file.size ? file.size : 1);
+    FILE *handle = fopen (path, "rb");
+    assert_non_null (handle);
+    assert_int_equal (fread (file.data, 1, file.size, handle), file.size);
+    fclose (handle);
+    return file;
+}
+
+static void
+s_write_file (const char *path, const uint8_t *data, size_t size)
+{
+    FILE *handle = fopen (path, "wb");
+    assert_non_null (handle);
+    assert_int_equal (fwrite (data, 1, size, handle), size);
+    fclose (handle);
+}
+
+//  Record boundaries of a segment (doc/SPOOL.md): the 64-byte header,
+//  then records of 32 bytes + length (at byte 12). Stores the end offset
+//  of each record and returns how many.
+static size_t
+s_record_ends (const s_file_t *file, size_t *ends, size_t max)
+{
+    size_t count = 0, offset = 64;
+    while (offset + 32 <= file->size && count < max) {
+        uint32_t length = (uint32_t) file->data[offset + 12]
+                          | (uint32_t) file->data[offset + 13] << 8
+                          | (uint32_t) file->data[offset + 14] << 16
+                          | (uint32_t) file->data[offset + 15] << 24;
+        offset += 32 + length;
+        assert_true (offset <= file->size);
+        ends[count++] = offset;
+    }
+    return count;
+}
+
+//  Appends records count records, committing after each one (so each
+//  is its own write batch).
+static void
+s_build (const char *dir, zq_spool_config_t *config, uint64_t count, uint64_t commit_every)
+{
+    zq_spool_t *spool = zq_spool_new (dir, config);
+    assert_non_null (spool);
+    uint8_t data[MAX_SIZE];
+    for (uint64_t seq = 1; seq <= count; seq++) {
+        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, MAX_SIZE), data);
+        uint64_t got;
+        assert_int_equal (zq_spool_append (spool, data, size, &got), 0);
+        assert_int_equal (got, seq);
+        if (seq % commit_every == 0)
+            assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_destroy (&spool);
+}
+
+//  Reads everything: expects exactly seqs first..last, intact, then
+//  EAGAIN, and returns the spool for more checks.
+static void
+s_expect_records (zq_spool_t *spool, uint64_t first, uint64_t last)
+{
+    uint8_t data[MAX_SIZE];
+    zq_spool_record_t record;
+    for (uint64_t seq = first; seq <= last; seq++) {
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, seq);
+        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, MAX_SIZE), data);
+        assert_int_equal (record.size, size);
+        assert_memory_equal (record.data, data, size);
+    }
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, EAGAIN);
+}
+
+static void
+test_truncate_every_byte (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 1024 * 1024);
+    enum { RECORDS = 12, LAST = 4 };
+    s_build (dir, &config, RECORDS, 1);
+    char *names[4];
+    assert_int_equal (tu_segments (dir, names, 4), 1);
+    s_file_t file = s_read_file (names[0]);
+    size_t ends[64];
+    //  The checkpoint, then one record per seq.
+    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
+    assert_int_equal (ends[RECORDS], file.size);
+
+    for (size_t cut = ends[RECORDS - LAST]; cut <= file.size; cut++) {
+        s_write_file (names[0], file.data, cut);
+        uint64_t complete = 0;
+        while (complete < RECORDS && ends[complete + 1] <= cut)
+            complete++;
+        zq_spool_t *spool = zq_spool_new (dir, &config);
+        assert_non_null (spool);
+        zq_spool_stats_t stats;
+        zq_spool_stats (spool, &stats);
+        assert_int_equal (stats.last_seq, complete);
+        assert_int_equal (stats.tail_cut_bytes, cut - ends[complete]);
+        assert_int_equal (stats.corrupt_records, 0);
+        s_expect_records (spool, 1, complete);
+        //  The log stays valid: an append after the cut survives a restart.
+        if (cut % 7 == 0) {
+            uint8_t data[MAX_SIZE];
+            size_t size = tu_payload (KEY, complete + 1, tu_size (KEY, complete + 1, MAX_SIZE),
+                                      data);
+            assert_int_equal (zq_spool_append_durable (spool, data, size, NULL), 0);
+            zq_spool_destroy (&spool);
+            spool = zq_spool_new (dir, &config);
+            assert_non_null (spool);
+            s_expect_records (spool, 1, complete + 1);
+        }
+        zq_spool_destroy (&spool);
+    }
+    //  A cut inside the header or the checkpoint (synced before the file
+    //  got its name) is damage, not a torn tail.
+    size_t header_cuts[] = {0, 10, 63, 64, 70, ends[0] - 1};
+    for (size_t i = 0; i < sizeof header_cuts / sizeof header_cuts[0]; i++) {
+        s_write_file (names[0], file.data, header_cuts[i]);
+        assert_null (zq_spool_new (dir, &config));
+        assert_int_equal (errno, ZQ_ECORRUPT);
+    }
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
+//  Flips one bit and reopens: returns the spool or NULL (errno set).
+static zq_spool_t *
+s_flip_and_open (const char *dir, const char *path, const s_file_t *file, size_t bit,
+                 zq_spool_config_t *config)
+{
+    file->data[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+    s_write_file (path, file->data, file->size);
+    file->data[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+    return zq_spool_new (dir, config);
+}
+
+static void
+test_bit_flips_in_tail (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 1024 * 1024);
+    enum { RECORDS = 10 };
+    s_build (dir, &config, RECORDS, 1);
+    char *names[4];
+    assert_int_equal (tu_segments (dir, names, 4), 1);
+    s_file_t file = s_read_file (names[0]);
+    size_t ends[64];
+    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
+    uint64_t rng = 12345;
+
+    for (uint64_t seq = 1; seq <= RECORDS; seq++) {
+        size_t start = ends[seq - 1], end = ends[seq];
+        //  Every bit of the record header, and a sample of payload bits.
+        size_t bits[32 * 8 + 24];
+        size_t count = 0;
+        for (size_t bit = start * 8; bit < (start + 32) * 8; bit++)
+            bits[count++] = bit;
+        for (int i = 0; i < 24; i++) {
+            rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+            bits[count++] = (start + 32) * 8 + (size_t) ((rng >> 33) % ((end - start - 32) * 8));
+        }
+        for (size_t i = 0; i < count; i++) {
+            zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bits[i], &config);
+            if (seq < RECORDS) {
+                //  Later records were synced after this one: reported.
+                assert_null (spool);
+                assert_int_equal (errno, ZQ_ECORRUPT);
+            } else {
+                //  The last batch: indistinguishable from a torn write, cut.
+                assert_non_null (spool);
+                zq_spool_stats_t stats;
+                zq_spool_stats (spool, &stats);
+                assert_int_equal (stats.tail_cut_bytes, end - start);
+                s_expect_records (spool, 1, RECORDS - 1);
+                zq_spool_destroy (&spool);
+            }
+        }
+    }
+    //  The checkpoint and the segment header are synced before use.
+    for (size_t bit = 0; bit < ends[0] * 8; bit += 5) {
+        zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bit, &config);
+        assert_null (spool);
+        assert_true (errno == ZQ_ECORRUPT || errno == ZQ_EVERSION);
+    }
+
+    //  Quarantine: the damaged segment is copied aside, the records before
+    //  the damage are kept, none after it is served.
+    config.quarantine = true;
+    size_t bit = (ends[4] + 40) * 8 + 3; //  in record 5's payload
+    zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bit, &config);
+    assert_non_null (spool);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.corrupt_records, 1);
+    s_expect_records (spool, 1, 4);
+    zq_spool_destroy (&spool);
+    char corrupt[1024];
+    snprintf (corrupt, sizeof corrupt, "%s.corrupt", names[0]);
+    assert_int_equal (tu_file_size (corrupt), (off_t) file.size);
+    unlink (corrupt);
+
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
+static void
+test_sealed_segment_damage (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    enum { RECORDS = 120 };
+    s_build (dir, &config, RECORDS, 5);
+    char *names[64];
+    size_t segments = tu_segments (dir, names, 64);
+    assert_true (segments >= 4);
+    s_file_t file = s_read_file (names[1]);
+    size_t ends[256];
+    size_t records = s_record_ends (&file, ends, 256);
+    assert_true (records >= 4);
+    //  Seqs in segment 1 come after those of segment 0.
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    zq_spool_record_t record;
+    uint64_t first_in_1 = 0;
+    {
+        s_file_t first = s_read_file (names[0]);
+        size_t first_ends[256];
+        //  checkpoint + messages + seal
+        first_in_1 = s_record_ends (&first, first_ends, 256) - 2 + 1;
+        free (first.data);
+    }
+    zq_spool_destroy (&spool);
+
+    //  A bit flipped in a message of a sealed segment: open succeeds (a
+    //  sealed segment is trusted by its seal), the record is reported
+    //  when reached, and never served or skipped.
+    size_t bit = (ends[1] + 33) * 8 + 1; //  payload of its second message
+    spool = s_flip_and_open (dir, names[1], &file, bit, &config);
+    assert_non_null (spool);
+    for (uint64_t seq = 1; seq <= first_in_1; seq++) {
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, seq);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal (zq_spool_next (spool, &record), -1);
+        assert_int_equal (errno, ZQ_ECORRUPT);
+    }
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.corrupt_records, 3);
+    zq_spool_destroy (&spool);
+
+    //  A damaged seal or header: open reports it...
+    size_t seal_bit = (file.size - 20) * 8 + 6;
+    spool = s_flip_and_open (dir, names[1], &file, seal_bit, &config);
+    assert_null (spool);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    spool = s_flip_and_open (dir, names[1], &file, 17 * 8, &config);
+    assert_null (spool);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    //  ... or, with quarantine, moves the segment aside and goes on.
+    config.quarantine = true;
+    spool = s_flip_and_open (dir, names[1], &file, seal_bit, &config);
+    assert_non_null (spool);
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.corrupt_records, 1);
+    assert_int_equal (stats.segments, segments - 1);
+    uint64_t previous = 0;
+    uint64_t served = 0;
+    while (zq_spool_next (spool, &record) == 0) {
+        assert_true (record.seq > previous);
+        assert_true (record.seq < first_in_1 || record.seq >= first_in_1 + records - 2);
+        previous = record.seq;
+        served++;
+    }
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (served, RECORDS - (records - 2));
+    zq_spool_destroy (&spool);
+
+    free (file.data);
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+}
+
+static void
+test_acks_across_segments (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    enum { RECORDS = 300 };
+    s_build (dir, &config, RECORDS, 10);
+    for (int round = 0; round < 3; round++) {
+        zq_spool_t *spool = zq_spool_new (dir, &config);
+        assert_non_null (spool);
+        zq_spool_record_t record;
+        //  Round 0 acks seqs not divisible by 3; round 1 those divisible
+        //  by 3 but not 9; round 2 checks what is left.
+        uint64_t served = 0;
+        while (zq_spool_next (spool, &record) == 0) {
+            served++;
+            if (round == 1)
+                assert_int_equal (record.seq % 3, 0);
+            else if (round == 2)
+                assert_int_equal (record.seq % 9, 0);
+            bool ack = round == 0 ? record.seq % 3 != 0 : round == 1 ? record.seq % 9 != 0 : false;
+            if (ack)
+                assert_int_equal (zq_spool_ack (spool, record.seq), 0);
+            //  Acks are logged in several batches.
+            if (round == 0 && served % 50 == 0)
+                assert_int_equal (zq_spool_commit (spool), 0);
+        }
+        assert_int_equal (errno, EAGAIN);
+        assert_int_equal (served, round == 0 ? RECORDS : round == 1 ? RECORDS / 3 : RECORDS / 9);
+        assert_int_equal (zq_spool_commit (spool), 0);
+        zq_spool_destroy (&spool);
+    }
+    tu_rmtree (&dir);
+}
+
+static void
+test_leftovers (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    s_build (dir, &config, 50, 5);
+    //  An unfinished segment (never renamed) is removed at open.
+    char temp[1024];
+    snprintf (temp, sizeof temp, "%s/00000000000000ff.zqs.tmp", dir);
+    s_write_file (temp, (const uint8_t *) "ZQSPOOL", 7);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    assert_int_equal (access (temp, F_OK), -1);
+    s_expect_records (spool, 1, 50);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_truncate_every_byte),  cmocka_unit_test (test_bit_flips_in_tail),
+        cmocka_unit_test (test_sealed_segment_damage), cmocka_unit_test (test_acks_across_segments),
+        cmocka_unit_test (test_leftovers),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
