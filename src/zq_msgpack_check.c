@@ -15,13 +15,32 @@
 */
 #include "zq_internal.h"
 
+//  Loads a big-endian unsigned integer of width 1, 2, 4 or 8 bytes.
 static inline uint64_t
 s_load_be (const uint8_t *bytes, int width)
 {
-    uint64_t value = 0;
-    for (int index = 0; index < width; index++)
-        value = (value << 8) | bytes[index];
-    return value;
+    switch (width) {
+        case 1:
+            return bytes[0];
+        case 2:
+            return (uint64_t)bytes[0] << 8 | bytes[1];
+        case 4: {
+            uint32_t value;
+            memcpy (&value, bytes, sizeof value);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            value = __builtin_bswap32 (value);
+#endif
+            return value;
+        }
+        default: {
+            uint64_t value;
+            memcpy (&value, bytes, sizeof value);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            value = __builtin_bswap64 (value);
+#endif
+            return value;
+        }
+    }
 }
 
 //  Describes the object whose first byte is marker: how many bytes of
