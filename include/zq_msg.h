@@ -77,7 +77,8 @@ ZQ_EXPORT void zq_msg_set_attempt (zq_msg_t *self, uint32_t attempt);
 
 //  Sets header name to value (both copied), replacing an existing value.
 //  Returns 0, or -1 with errno ZQ_ETOOBIG (name/value over ZQ_MSG_MAX_STRING,
-//  or already ZQ_MSG_MAX_HEADERS headers), EINVAL (NULL or empty name) or ENOMEM.
+//  or already ZQ_MSG_MAX_HEADERS headers), EINVAL (NULL or empty name, NULL
+//  value) or ENOMEM.
 ZQ_EXPORT int zq_msg_set_header (zq_msg_t *self, const char *name, const char *value);
 
 //  Returns the value of header name, or NULL if the message has none.
@@ -91,7 +92,8 @@ ZQ_EXPORT size_t zq_msg_header_count (const zq_msg_t *self);
 ZQ_EXPORT const char *zq_msg_header_at (const zq_msg_t *self, size_t index, const char **value_p);
 
 //  Returns the body's msgpack bytes and stores their size in *size_p. The
-//  bytes belong to the message and stay valid until the body changes.
+//  bytes belong to the message and stay valid until the body changes or
+//  the message is sent or destroyed.
 ZQ_EXPORT const void *zq_msg_body (const zq_msg_t *self, size_t *size_p);
 
 //  Replaces the body with a copy of size bytes of msgpack. The bytes must be
