@@ -76,23 +76,23 @@ typedef struct {
 
 //  Counters and levels; all counters count since the spool was opened.
 typedef struct {
-    uint64_t appends;         //  records appended
-    uint64_t append_bytes;    //  payload bytes appended
-    uint64_t refused;         //  appends refused or records lost to a failed write
-    uint64_t writes;          //  write batches written
-    uint64_t fsyncs;          //  fdatasync calls on segment files
-    uint64_t last_seq;        //  highest sequence number assigned
-    uint64_t durable_seq;     //  every record up to here is durable (or refused)
-    uint64_t depth;           //  records not acked (ready + in flight)
-    uint64_t in_flight;       //  records handed out by next, not acked or returned
-    uint64_t acked;           //  acks
-    uint64_t returned;        //  records returned to ready
-    uint64_t delivered;       //  records handed out by next
-    uint64_t corrupt_records; //  damaged records detected (at open and when reading)
-    uint64_t tail_cut_bytes;  //  bytes of torn tail cut at open
-    uint64_t segments;        //  segment files (or memory segments) in use
+    uint64_t appends;            //  records appended
+    uint64_t append_bytes;       //  payload bytes appended
+    uint64_t refused;            //  appends refused or records lost to a failed write
+    uint64_t writes;             //  write batches written
+    uint64_t fsyncs;             //  fdatasync calls on segment files
+    uint64_t last_seq;           //  highest sequence number assigned
+    uint64_t durable_seq;        //  every record up to here is durable (or refused)
+    uint64_t depth;              //  records not acked (ready + in flight)
+    uint64_t in_flight;          //  records handed out by next, not acked or returned
+    uint64_t acked;              //  acks
+    uint64_t returned;           //  records returned to ready
+    uint64_t delivered;          //  records handed out by next
+    uint64_t corrupt_records;    //  damaged records detected (at open and when reading)
+    uint64_t tail_cut_bytes;     //  bytes of torn tail cut at open
+    uint64_t segments;           //  segment files (or memory segments) in use
     uint64_t segments_reclaimed; //  segments deleted because fully acked
-    uint64_t disk_bytes;      //  bytes taken by the segments
+    uint64_t disk_bytes;         //  bytes taken by the segments
 } zq_spool_stats_t;
 
 //  Fills config with the defaults above.

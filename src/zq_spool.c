@@ -70,17 +70,17 @@ zq_spool_fsync_name (zq_spool_fsync_t policy)
 static size_t
 s_seq_hash (const void *key)
 {
-    uint64_t x = (uint64_t) (uintptr_t) key;
+    uint64_t x = (uint64_t)(uintptr_t)key;
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdULL;
     x ^= x >> 33;
-    return (size_t) x;
+    return (size_t)x;
 }
 
 static int
 s_seq_compare (const void *a, const void *b)
 {
-    uintptr_t x = (uintptr_t) a, y = (uintptr_t) b;
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
     return x < y ? -1 : x > y;
 }
 
@@ -150,9 +150,8 @@ s_refuse (zq_spool_t *self, uint64_t start, uint64_t end, int errnum)
     zqi_spool_ack_range (self, start, end);
     zqi_rangeset_add (&self->pending_acks, start, end);
     self->ack_epoch++;
-    if (self->refused_count
-        && self->refused[self->refused_count - 1].end == start
-        && self->refused_errno[self->refused_count - 1] == errnum) {
+    if (self->refused_count && self->refused[self->refused_count - 1].end == start &&
+        self->refused_errno[self->refused_count - 1] == errnum) {
         self->refused[self->refused_count - 1].end = end;
         return;
     }
@@ -239,9 +238,10 @@ s_flush (zq_spool_t *self, bool sync)
     uint64_t ack_epoch = self->ack_epoch;
     if (self->pending_acks.count) {
         self->ack_payload.size = 0;
-        if (zqi_ranges_put (&self->ack_payload, self->pending_acks.items, self->pending_acks.count)
-            || zqi_record_put (&self->fill, self->salt, ZQI_REC_ACK, self->next_seq - 1,
-                               self->durable_lsn, self->ack_payload.data, self->ack_payload.size))
+        if (zqi_ranges_put (&self->ack_payload, self->pending_acks.items,
+                            self->pending_acks.count) ||
+            zqi_record_put (&self->fill, self->salt, ZQI_REC_ACK, self->next_seq - 1,
+                            self->durable_lsn, self->ack_payload.data, self->ack_payload.size))
             return -1;
         zqi_rangeset_t swap = self->flight_acks;
         self->flight_acks = self->pending_acks;
@@ -257,11 +257,11 @@ s_flush (zq_spool_t *self, bool sync)
     uint64_t last = self->fill_last_seq ? self->fill_last_seq : self->written_seq;
     self->fill_last_seq = 0;
 
-    bool rotate = tail->sealed
-                  || (self->flight.size && tail->records > 0
-                      && tail->end + self->flight.size > self->config.segment_bytes)
-                  || (tail->memory
-                      && tail->end + self->flight.size + ZQI_SEAL_SIZE > tail->memory_capacity);
+    bool rotate =
+        tail->sealed ||
+        (self->flight.size && tail->records > 0 &&
+         tail->end + self->flight.size > self->config.segment_bytes) ||
+        (tail->memory && tail->end + self->flight.size + ZQI_SEAL_SIZE > tail->memory_capacity);
     zqi_rangeset_t snapshot = {NULL, 0, 0};
     uint64_t snapshot_floor = self->ack_floor;
     int rc = 0;
@@ -312,7 +312,7 @@ s_flush (zq_spool_t *self, bool sync)
             //  synced and fail the spool; reopening recovers the truth.
             int saved = errno;
             if (!self->failed) {
-                if (ftruncate (target->wfd, (off_t) target->synced)) {
+                if (ftruncate (target->wfd, (off_t)target->synced)) {
                 }
                 target->end = target->synced;
                 self->failed = saved;
@@ -386,7 +386,7 @@ s_flush (zq_spool_t *self, bool sync)
 static void *
 s_sync_thread (void *arg)
 {
-    zq_spool_t *self = (zq_spool_t *) arg;
+    zq_spool_t *self = (zq_spool_t *)arg;
     pthread_mutex_lock (&self->lock);
     while (!self->stopping) {
         int64_t now = zclock_mono ();
@@ -421,8 +421,8 @@ static uint64_t
 s_new_salt (void)
 {
     uint64_t salt = 0;
-    if (getrandom (&salt, sizeof salt, 0) != (ssize_t) sizeof salt)
-        salt = (uint64_t) zclock_time () ^ ((uint64_t) getpid () << 32) ^ (uintptr_t) &salt;
+    if (getrandom (&salt, sizeof salt, 0) != (ssize_t)sizeof salt)
+        salt = (uint64_t)zclock_time () ^ ((uint64_t)getpid () << 32) ^ (uintptr_t)&salt;
     return salt ? salt : 1;
 }
 
@@ -479,11 +479,11 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
             effective.segment_bytes = S_MEMORY_SEGMENT_MAX;
     }
     config = &effective;
-    if (config->fsync > ZQ_SPOOL_FSYNC_NONE || config->segment_bytes < 4096
-        || config->batch_bytes < 256 || config->max_record_bytes == 0
-        || (config->fsync == ZQ_SPOOL_FSYNC_INTERVAL && config->fsync_interval_ms == 0)
-        || (config->quota_bytes
-            && config->quota_bytes < 2 * config->segment_bytes + config->batch_bytes)) {
+    if (config->fsync > ZQ_SPOOL_FSYNC_NONE || config->segment_bytes < 4096 ||
+        config->batch_bytes < 256 || config->max_record_bytes == 0 ||
+        (config->fsync == ZQ_SPOOL_FSYNC_INTERVAL && config->fsync_interval_ms == 0) ||
+        (config->quota_bytes &&
+         config->quota_bytes < 2 * config->segment_bytes + config->batch_bytes)) {
         errno = EINVAL;
         return NULL;
     }
@@ -508,9 +508,9 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
     self->refused_errno = malloc (S_REFUSED_MAX * sizeof (int));
     self->segments = malloc (16 * sizeof (zqi_segment_t *));
     self->segment_capacity = 16;
-    if (!self->in_flight || !self->refused || !self->refused_errno || !self->segments
-        || zqi_buf_reserve (&self->fill, self->config.batch_bytes)
-        || zqi_buf_reserve (&self->flight, self->config.batch_bytes)) {
+    if (!self->in_flight || !self->refused || !self->refused_errno || !self->segments ||
+        zqi_buf_reserve (&self->fill, self->config.batch_bytes) ||
+        zqi_buf_reserve (&self->flight, self->config.batch_bytes)) {
         errno = ENOMEM;
         goto fail;
     }
@@ -571,7 +571,7 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
     }
     return self;
 
-fail: {
+fail : {
     int saved = errno;
     self->failed = saved ? saved : EIO;
     zq_spool_destroy (&self);
@@ -654,8 +654,8 @@ s_append (zq_spool_t *self, const void *data, size_t size)
             return zqi_fail (ZQ_EFULL);
         }
     }
-    if (zqi_record_put (&self->fill, self->salt, ZQI_REC_MESSAGE, self->next_seq,
-                        self->durable_lsn, data, size))
+    if (zqi_record_put (&self->fill, self->salt, ZQI_REC_MESSAGE, self->next_seq, self->durable_lsn,
+                        data, size))
         return -1;
     self->fill_last_seq = self->next_seq++;
     self->stats.appends++;
@@ -696,8 +696,8 @@ zq_spool_appendv (zq_spool_t *self, const void *const *data, const size_t *sizes
         rc = zqi_fail (self->failed);
     else if (self->config.quota_bytes) {
         uint64_t slack = S_QUOTA_SLACK + 16 * (self->acked.count + self->pending_acks.count);
-        if (self->disk_bytes + self->flight.size + self->fill.size + total + slack
-            > self->config.quota_bytes) {
+        if (self->disk_bytes + self->flight.size + self->fill.size + total + slack >
+            self->config.quota_bytes) {
             self->stats.refused += count;
             rc = zqi_fail (ZQ_EFULL);
         }
@@ -901,8 +901,7 @@ s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
     self->stats.corrupt_records++;
     pthread_mutex_unlock (&self->lock);
     zqi_log (ZQ_LOG_ERROR,
-             "zq_spool: %s segment %016" PRIx64 ": damaged record at offset %" PRIu64
-             " not served",
+             "zq_spool: %s segment %016" PRIx64 ": damaged record at offset %" PRIu64 " not served",
              self->dir ? self->dir : "(memory)", segment->id, offset);
     return zqi_fail (ZQ_ECORRUPT);
 }
@@ -914,7 +913,7 @@ s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
     if (!copy)
         return zqi_fail (ENOMEM);
     *copy = *location;
-    void *key = (void *) (uintptr_t) location->seq;
+    void *key = (void *)(uintptr_t)location->seq;
     zhashx_delete (self->in_flight, key);
     if (zhashx_insert (self->in_flight, key, copy)) {
         free (copy);
@@ -932,10 +931,10 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
         zqi_location_t location = self->ready[0];
         pthread_mutex_lock (&self->lock);
         zqi_segment_t *segment = s_segment_at (self, location.segment_id);
-        bool gone = s_is_acked (self, location.seq) || !segment
-                    || segment->id != location.segment_id;
+        bool gone =
+            s_is_acked (self, location.seq) || !segment || segment->id != location.segment_id;
         pthread_mutex_unlock (&self->lock);
-        if (gone || zhashx_lookup (self->in_flight, (void *) (uintptr_t) location.seq)) {
+        if (gone || zhashx_lookup (self->in_flight, (void *)(uintptr_t)location.seq)) {
             s_ready_pop (self);
             continue;
         }
@@ -953,11 +952,10 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
         zqi_rec_t rec;
         size_t need;
         s_ready_pop (self);
-        if ((size_t) got != size
-            || zqi_record_parse (self->record_copy, size, self->salt,
-                                 self->config.max_record_bytes, &rec, &need)
-                   != 1
-            || rec.type != ZQI_REC_MESSAGE || rec.seq != location.seq)
+        if ((size_t)got != size ||
+            zqi_record_parse (self->record_copy, size, self->salt, self->config.max_record_bytes,
+                              &rec, &need) != 1 ||
+            rec.type != ZQI_REC_MESSAGE || rec.seq != location.seq)
             return s_damaged_record (self, segment, location.offset);
         if (s_mark_in_flight (self, &location))
             return -1;
@@ -996,17 +994,17 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         }
         uint64_t offset = self->cursor_offset;
         zqi_window_t *window = &self->window;
-        const uint8_t *p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE,
-                                           visible);
+        const uint8_t *p =
+            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         zqi_rec_t rec;
         size_t need = ZQI_REC_HEADER_SIZE;
-        int valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes,
-                                          &rec, &need)
-                      : -1;
+        int valid =
+            p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need)
+              : -1;
         if (valid == 0) {
             p = zqi_window_get (self, window, segment, offset, need, visible);
-            valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes,
-                                          &rec, &need)
+            valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
+                                          &need)
                       : -1;
         }
         if (!p && errno != ENODATA)
@@ -1024,7 +1022,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         pthread_mutex_lock (&self->lock);
         bool acked = s_is_acked (self, rec.seq);
         pthread_mutex_unlock (&self->lock);
-        if (acked || zhashx_lookup (self->in_flight, (void *) (uintptr_t) rec.seq))
+        if (acked || zhashx_lookup (self->in_flight, (void *)(uintptr_t)rec.seq))
             continue;
         zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
         if (s_mark_in_flight (self, &location))
@@ -1078,8 +1076,8 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
     else if (seq == 0 || seq >= self->next_seq)
         rc = zqi_fail (ZQ_ENOTFOUND);
     else if (!s_is_acked (self, seq)) {
-        if (zqi_spool_ack_range (self, seq, seq + 1)
-            || zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
+        if (zqi_spool_ack_range (self, seq, seq + 1) ||
+            zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
             rc = -1;
         else {
             self->ack_epoch++;
@@ -1089,7 +1087,7 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
     }
     pthread_mutex_unlock (&self->lock);
     if (rc == 0)
-        zhashx_delete (self->in_flight, (void *) (uintptr_t) seq);
+        zhashx_delete (self->in_flight, (void *)(uintptr_t)seq);
     pthread_mutex_unlock (&self->read_lock);
     return rc;
 }
@@ -1101,8 +1099,8 @@ zq_spool_return (zq_spool_t *self, uint64_t seq)
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->read_lock);
     int rc = 0;
-    void *key = (void *) (uintptr_t) seq;
-    zqi_location_t *location = (zqi_location_t *) zhashx_lookup (self->in_flight, key);
+    void *key = (void *)(uintptr_t)seq;
+    zqi_location_t *location = (zqi_location_t *)zhashx_lookup (self->in_flight, key);
     if (!location)
         rc = zqi_fail (ZQ_ENOTFOUND);
     else if ((rc = s_ready_push (self, location)) == 0) {
@@ -1120,11 +1118,11 @@ zq_spool_return_all (zq_spool_t *self)
         return 0;
     pthread_mutex_lock (&self->read_lock);
     size_t count = 0;
-    zqi_location_t *location = (zqi_location_t *) zhashx_first (self->in_flight);
+    zqi_location_t *location = (zqi_location_t *)zhashx_first (self->in_flight);
     while (location) {
         if (s_ready_push (self, location) == 0)
             count++;
-        location = (zqi_location_t *) zhashx_next (self->in_flight);
+        location = (zqi_location_t *)zhashx_next (self->in_flight);
     }
     zhashx_purge (self->in_flight);
     self->stats.returned += count;

@@ -16,7 +16,7 @@
 #include <pthread.h>
 
 //  ---- On-disk format (doc/SPOOL.md) -------------------------------------
-#define ZQI_SEG_MAGIC       "ZQSPOOL"  //  8 bytes with its NUL
+#define ZQI_SEG_MAGIC       "ZQSPOOL" //  8 bytes with its NUL
 #define ZQI_SEG_HEADER_SIZE 64
 #define ZQI_REC_HEADER_SIZE 32
 #define ZQI_REC_MAGIC0      0x7a //  'z'
@@ -67,14 +67,14 @@ typedef struct {
     uint64_t base_lsn;  //  log position of its first record
     //  end, synced, sealed and wfd belong to the leader (the thread that
     //  set writing); readers use visible, published under lock.
-    uint64_t end;       //  bytes written (file size)
-    uint64_t synced;    //  bytes known to be on stable storage
-    uint64_t visible;   //  bytes readers may read
+    uint64_t end;     //  bytes written (file size)
+    uint64_t synced;  //  bytes known to be on stable storage
+    uint64_t visible; //  bytes readers may read
     bool sealed;
     uint64_t records; //  records after the checkpoint
-    int wfd; //  writer's descriptor (the newest segment), or -1
-    int rfd; //  reader's descriptor, or -1
-    uint8_t *memory; //  memory mode: the block, of memory_capacity bytes
+    int wfd;          //  writer's descriptor (the newest segment), or -1
+    int rfd;          //  reader's descriptor, or -1
+    uint8_t *memory;  //  memory mode: the block, of memory_capacity bytes
     size_t memory_capacity;
 } zqi_segment_t;
 
@@ -149,17 +149,17 @@ struct _zq_spool_t {
     bool stopping;
 
     //  Reader state (read_lock; ack state also under lock when changed).
-    uint64_t ack_floor;     //  every seq below is acked
-    zqi_rangeset_t acked;   //  acked seqs at or above the floor
-    uint64_t acked_above;   //  how many seqs acked holds
-    zqi_window_t window;    //  the cursor's read buffer
+    uint64_t ack_floor;      //  every seq below is acked
+    zqi_rangeset_t acked;    //  acked seqs at or above the floor
+    uint64_t acked_above;    //  how many seqs acked holds
+    zqi_window_t window;     //  the cursor's read buffer
     uint64_t cursor_segment; //  segment id the cursor is in
     uint64_t cursor_offset;  //  offset of the next record there
     zhashx_t *in_flight;     //  seq -> zqi_location_t
     zqi_location_t *ready;   //  returned records: a min-heap by seq
     size_t ready_count;
     size_t ready_capacity;
-    uint8_t *record_copy;    //  a redelivered record's bytes
+    uint8_t *record_copy; //  a redelivered record's bytes
     size_t record_copy_size;
 
     zq_spool_stats_t stats;

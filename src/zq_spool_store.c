@@ -32,7 +32,7 @@ void
 zqi_store_le (uint8_t *p, uint64_t value, int width)
 {
     for (int i = 0; i < width; i++) {
-        p[i] = (uint8_t) value;
+        p[i] = (uint8_t)value;
         value >>= 8;
     }
 }
@@ -182,15 +182,15 @@ zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end)
 //  with the spool's salt over everything after it.
 
 int
-zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq,
-                uint64_t claim, const void *payload, size_t size)
+zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq, uint64_t claim,
+                const void *payload, size_t size)
 {
     if (zqi_buf_reserve (buf, ZQI_REC_HEADER_SIZE + size))
         return -1;
     uint8_t *p = buf->data + buf->size;
     p[8] = ZQI_REC_MAGIC0;
     p[9] = ZQI_REC_MAGIC1;
-    p[10] = (uint8_t) type;
+    p[10] = (uint8_t)type;
     p[11] = 0;
     zqi_store_le (p + 12, size, 4);
     zqi_store_le (p + 16, seq, 8);
@@ -215,20 +215,20 @@ zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max
     rec->type = data[10];
     if (rec->type < ZQI_REC_MESSAGE || rec->type > ZQI_REC_SEAL)
         return -1;
-    rec->length = (uint32_t) zqi_load_le (data + 12, 4);
+    rec->length = (uint32_t)zqi_load_le (data + 12, 4);
     //  Control records are never larger than a message may be plus their
     //  own fixed part; anything larger is damage, not a reason to allocate.
-    if (rec->length > (uint64_t) max_length + 64)
+    if (rec->length > (uint64_t)max_length + 64)
         return -1;
-    if (avail < ZQI_REC_HEADER_SIZE + (size_t) rec->length) {
-        *need_p = ZQI_REC_HEADER_SIZE + (size_t) rec->length;
+    if (avail < ZQI_REC_HEADER_SIZE + (size_t)rec->length) {
+        *need_p = ZQI_REC_HEADER_SIZE + (size_t)rec->length;
         return 0;
     }
     rec->checksum = zqi_load_le (data, 8);
     rec->seq = zqi_load_le (data + 16, 8);
     rec->claim = zqi_load_le (data + 24, 8);
-    if (XXH3_64bits_withSeed (data + 8, ZQI_REC_HEADER_SIZE - 8 + rec->length, salt)
-        != rec->checksum)
+    if (XXH3_64bits_withSeed (data + 8, ZQI_REC_HEADER_SIZE - 8 + rec->length, salt) !=
+        rec->checksum)
         return -1;
     return 1;
 }
@@ -249,7 +249,7 @@ s_write_all (int fd, const void *data, size_t size, uint64_t offset)
 {
     const uint8_t *p = data;
     while (size) {
-        ssize_t rc = pwrite (fd, p, size, (off_t) offset);
+        ssize_t rc = pwrite (fd, p, size, (off_t)offset);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -258,8 +258,8 @@ s_write_all (int fd, const void *data, size_t size, uint64_t offset)
         if (rc == 0)
             return zqi_fail (ENOSPC);
         p += rc;
-        size -= (size_t) rc;
-        offset += (uint64_t) rc;
+        size -= (size_t)rc;
+        offset += (uint64_t)rc;
     }
     return 0;
 }
@@ -287,12 +287,12 @@ s_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
     uint8_t garbage[512];
     switch (self->crash_mode) {
         case ZQI_CRASH_DROP:
-            if (ftruncate (fd, (off_t) synced)) {
+            if (ftruncate (fd, (off_t)synced)) {
             }
             break;
         case ZQI_CRASH_TEAR: {
             uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
-            if (ftruncate (fd, (off_t) (synced + keep))) {
+            if (ftruncate (fd, (off_t)(synced + keep))) {
             }
             break;
         }
@@ -300,12 +300,12 @@ s_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
             uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
             uint64_t length = s_random (&self->crash_rng) % (unsynced - keep + 600);
             uint64_t offset = synced + keep;
-            if (ftruncate (fd, (off_t) offset)) {
+            if (ftruncate (fd, (off_t)offset)) {
             }
             while (length) {
-                size_t chunk = length < sizeof garbage ? (size_t) length : sizeof garbage;
+                size_t chunk = length < sizeof garbage ? (size_t)length : sizeof garbage;
                 for (size_t i = 0; i < chunk; i++)
-                    garbage[i] = (uint8_t) s_random (&self->crash_rng);
+                    garbage[i] = (uint8_t)s_random (&self->crash_rng);
                 if (s_write_all (fd, garbage, chunk, offset))
                     break;
                 offset += chunk;
@@ -321,11 +321,11 @@ s_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
                 uint64_t next = (offset / 512 + 1) * 512;
                 if (next > end)
                     next = end;
-                size_t chunk = (size_t) (next - offset);
-                int choice = (int) (s_random (&self->crash_rng) % 3);
+                size_t chunk = (size_t)(next - offset);
+                int choice = (int)(s_random (&self->crash_rng) % 3);
                 if (choice > 0) {
                     for (size_t i = 0; i < chunk; i++)
-                        garbage[i] = choice == 1 ? 0 : (uint8_t) s_random (&self->crash_rng);
+                        garbage[i] = choice == 1 ? 0 : (uint8_t)s_random (&self->crash_rng);
                     if (s_write_all (fd, garbage, chunk, offset))
                         break;
                 }
@@ -333,7 +333,7 @@ s_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
             }
             if (s_random (&self->crash_rng) % 2) {
                 uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
-                if (ftruncate (fd, (off_t) (synced + keep))) {
+                if (ftruncate (fd, (off_t)(synced + keep))) {
                 }
             }
             break;
@@ -354,8 +354,8 @@ s_crash_now (zq_spool_t *self, zqi_segment_t *segment)
         segment->end = segment->synced;
     }
     self->failed = EIO;
-    zqi_log (ZQ_LOG_DEBUG, "zq_spool: crash mode: crashed at sync %d (mode %d)",
-             self->sync_count, self->crash_mode);
+    zqi_log (ZQ_LOG_DEBUG, "zq_spool: crash mode: crashed at sync %d (mode %d)", self->sync_count,
+             self->crash_mode);
 }
 
 void
@@ -414,7 +414,7 @@ zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment)
 int
 zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size)
 {
-    if (!segment->memory && ftruncate (segment->wfd, (off_t) size))
+    if (!segment->memory && ftruncate (segment->wfd, (off_t)size))
         return -1;
     segment->end = size;
     if (segment->synced > size)
@@ -443,16 +443,16 @@ zqi_segment_read (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, voi
         if (offset >= segment->memory_capacity)
             return 0;
         if (offset + size > segment->memory_capacity)
-            size = (size_t) (segment->memory_capacity - offset);
+            size = (size_t)(segment->memory_capacity - offset);
         memcpy (data, segment->memory + offset, size);
-        return (ssize_t) size;
+        return (ssize_t)size;
     }
     int fd = s_segment_rfd (self, segment);
     if (fd < 0)
         return -1;
     size_t done = 0;
     while (done < size) {
-        ssize_t rc = pread (fd, (uint8_t *) data + done, size - done, (off_t) (offset + done));
+        ssize_t rc = pread (fd, (uint8_t *)data + done, size - done, (off_t)(offset + done));
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
@@ -460,9 +460,9 @@ zqi_segment_read (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, voi
         }
         if (rc == 0)
             break;
-        done += (size_t) rc;
+        done += (size_t)rc;
     }
-    return (ssize_t) done;
+    return (ssize_t)done;
 }
 
 const uint8_t *
@@ -473,12 +473,12 @@ zqi_window_get (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, 
         errno = ENODATA;
         return NULL;
     }
-    if (window->segment == segment && offset >= window->offset
-        && offset + size <= window->offset + window->buf.size)
+    if (window->segment == segment && offset >= window->offset &&
+        offset + size <= window->offset + window->buf.size)
         return window->buf.data + (offset - window->offset);
     size_t want = size > 256 * 1024 ? size : 256 * 1024;
     if (offset + want > end)
-        want = (size_t) (end - offset);
+        want = (size_t)(end - offset);
     window->segment = NULL;
     window->buf.size = 0;
     if (zqi_buf_reserve (&window->buf, want))
@@ -488,8 +488,8 @@ zqi_window_get (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, 
         return NULL;
     window->segment = segment;
     window->offset = offset;
-    window->buf.size = (size_t) got;
-    if ((size_t) got < size) {
+    window->buf.size = (size_t)got;
+    if ((size_t)got < size) {
         errno = ENODATA;
         return NULL;
     }
@@ -545,7 +545,7 @@ s_header_put (uint8_t *p, uint64_t id, uint64_t first_seq, uint64_t base_lsn, ui
     zqi_store_le (p + 24, first_seq, 8);
     zqi_store_le (p + 32, base_lsn, 8);
     zqi_store_le (p + 40, salt, 8);
-    zqi_store_le (p + 48, (uint64_t) zclock_time (), 8);
+    zqi_store_le (p + 48, (uint64_t)zclock_time (), 8);
     zqi_store_le (p + 56, XXH3_64bits (p, 56), 8);
 }
 
@@ -557,8 +557,8 @@ s_header_parse (const uint8_t *p, uint64_t *id_p, uint64_t *first_seq_p, uint64_
 {
     if (memcmp (p, ZQI_SEG_MAGIC, 8) || zqi_load_le (p + 56, 8) != XXH3_64bits (p, 56))
         return zqi_fail (ZQ_ECORRUPT);
-    if (zqi_load_le (p + 8, 4) != ZQ_SPOOL_FORMAT_VERSION
-        || zqi_load_le (p + 12, 4) != ZQI_SEG_HEADER_SIZE)
+    if (zqi_load_le (p + 8, 4) != ZQ_SPOOL_FORMAT_VERSION ||
+        zqi_load_le (p + 12, 4) != ZQI_SEG_HEADER_SIZE)
         return zqi_fail (ZQ_EVERSION);
     *id_p = zqi_load_le (p + 16, 8);
     *first_seq_p = zqi_load_le (p + 24, 8);
@@ -614,8 +614,7 @@ s_dir_sync (zq_spool_t *self)
 
 zqi_segment_t *
 zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
-                    const zqi_rangeset_t *acked, uint64_t ack_floor, uint64_t last_seq,
-                    size_t room)
+                    const zqi_rangeset_t *acked, uint64_t ack_floor, uint64_t last_seq, size_t room)
 {
     zqi_segment_t *segment = s_segment_alloc (self->next_segment_id);
     zqi_buf_t buf = {NULL, 0, 0};
@@ -635,9 +634,9 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
     zqi_store_le (payload.data, ack_floor, 8);
     zqi_store_le (payload.data + 8, last_seq, 8);
     payload.size = 16;
-    if (zqi_ranges_put (&payload, acked->items, acked->count)
-        || zqi_record_put (&buf, self->salt, ZQI_REC_CHECKPOINT, last_seq, base_lsn, payload.data,
-                           payload.size))
+    if (zqi_ranges_put (&payload, acked->items, acked->count) ||
+        zqi_record_put (&buf, self->salt, ZQI_REC_CHECKPOINT, last_seq, base_lsn, payload.data,
+                        payload.size))
         goto fail;
 
     if (!self->dir) {
@@ -700,7 +699,7 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
     free (temp);
     return segment;
 
-fail: {
+fail : {
     int saved = errno;
     if (segment) {
         zqi_segment_close (segment);
@@ -754,7 +753,7 @@ zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
 static int
 s_id_compare (const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
@@ -772,8 +771,8 @@ s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p)
     int rc = 0;
     while ((entry = readdir (dir))) {
         const char *name = entry->d_name;
-        if (strlen (name) < 20 || strspn (name, "0123456789abcdef") != 16
-            || strncmp (name + 16, ".zqs", 4))
+        if (strlen (name) < 20 || strspn (name, "0123456789abcdef") != 16 ||
+            strncmp (name + 16, ".zqs", 4))
             continue;
         if (strcmp (name + 20, ".tmp") == 0) {
             if (unlinkat (self->dir_fd, name, 0) == 0)
@@ -798,7 +797,8 @@ s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p)
         free (ids);
         return -1;
     }
-    qsort (ids, count, sizeof (uint64_t), s_id_compare);
+    if (count)
+        qsort (ids, count, sizeof (uint64_t), s_id_compare);
     *ids_p = ids;
     *count_p = count;
     return 0;
@@ -838,9 +838,9 @@ s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
     struct stat st;
     if (fstat (fd, &st))
         return -1;
-    segment->end = segment->synced = (uint64_t) st.st_size;
+    segment->end = segment->synced = (uint64_t)st.st_size;
     uint8_t header[ZQI_SEG_HEADER_SIZE];
-    if (pread (fd, header, sizeof header, 0) != (ssize_t) sizeof header)
+    if (pread (fd, header, sizeof header, 0) != (ssize_t)sizeof header)
         return zqi_fail (ZQ_ECORRUPT);
     uint64_t id, salt;
     if (s_header_parse (header, &id, &segment->first_seq, &segment->base_lsn, &salt))
@@ -861,19 +861,18 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
         return zqi_fail (ZQ_ECORRUPT);
     uint8_t record[ZQI_SEAL_SIZE];
     uint64_t offset = segment->end - ZQI_SEAL_SIZE;
-    if (pread (segment->rfd, record, sizeof record, (off_t) offset) != (ssize_t) sizeof record)
+    if (pread (segment->rfd, record, sizeof record, (off_t)offset) != (ssize_t)sizeof record)
         return zqi_fail (ZQ_ECORRUPT);
     zqi_rec_t rec;
     size_t need;
     if (zqi_record_parse (record, sizeof record, self->salt, self->config.max_record_bytes, &rec,
-                          &need)
-            != 1
-        || rec.type != ZQI_REC_SEAL || rec.length != ZQI_SEAL_PAYLOAD)
+                          &need) != 1 ||
+        rec.type != ZQI_REC_SEAL || rec.length != ZQI_SEAL_PAYLOAD)
         return zqi_fail (ZQ_ECORRUPT);
     const uint8_t *p = record + ZQI_REC_HEADER_SIZE;
     uint64_t first_seq = zqi_load_le (p, 8), last_seq = zqi_load_le (p + 8, 8);
-    if (first_seq != segment->first_seq || last_seq + 1 < first_seq
-        || zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
+    if (first_seq != segment->first_seq || last_seq + 1 < first_seq ||
+        zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
         return zqi_fail (ZQ_ECORRUPT);
     segment->last_seq = last_seq;
     segment->sealed = true;
@@ -894,10 +893,10 @@ s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
         uint64_t offset = 0;
         int source = segment->wfd >= 0 ? segment->wfd : segment->rfd;
         ssize_t got;
-        while ((got = pread (source, chunk, sizeof chunk, (off_t) offset)) > 0) {
-            if (s_write_all (fd, chunk, (size_t) got, offset))
+        while ((got = pread (source, chunk, sizeof chunk, (off_t)offset)) > 0) {
+            if (s_write_all (fd, chunk, (size_t)got, offset))
                 break;
-            offset += (uint64_t) got;
+            offset += (uint64_t)got;
         }
         if (fsync (fd)) {
         }
@@ -910,13 +909,12 @@ s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
 //  was synced past bad when it was appended? If so, the bad record was
 //  durable: the log is damaged in the middle, not torn at its end.
 static bool
-s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment,
-                     uint64_t bad)
+s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t bad)
 {
     uint64_t bad_lsn = segment->base_lsn + bad - ZQI_SEG_HEADER_SIZE;
     for (uint64_t offset = bad + 1; offset + ZQI_REC_HEADER_SIZE <= segment->end; offset++) {
-        const uint8_t *p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE,
-                                           segment->end);
+        const uint8_t *p =
+            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, segment->end);
         if (!p)
             return false;
         if (p[8] != ZQI_REC_MAGIC0 || p[9] != ZQI_REC_MAGIC1)
@@ -924,17 +922,15 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
         uint64_t claim = zqi_load_le (p + 24, 8);
         if (claim <= bad_lsn)
             continue;
-        uint32_t length = (uint32_t) zqi_load_le (p + 12, 4);
+        uint32_t length = (uint32_t)zqi_load_le (p + 12, 4);
         if (offset + ZQI_REC_HEADER_SIZE + length > segment->end)
             continue;
         p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE + length,
                             segment->end);
         zqi_rec_t rec;
         size_t need;
-        if (p
-            && zqi_record_parse (p, ZQI_REC_HEADER_SIZE + length, self->salt,
-                                 self->config.max_record_bytes, &rec, &need)
-                   == 1)
+        if (p && zqi_record_parse (p, ZQI_REC_HEADER_SIZE + length, self->salt,
+                                   self->config.max_record_bytes, &rec, &need) == 1)
             return true;
     }
     return false;
@@ -965,8 +961,8 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                 valid = -1;
                 break;
             }
-            valid = zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
-                                      &need);
+            valid =
+                zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need);
         }
         const uint8_t *payload = NULL;
         if (valid == 1) {
@@ -976,8 +972,8 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                 valid = -1;
             else if (rec.type == ZQI_REC_MESSAGE && rec.seq <= segment->last_seq)
                 valid = -1;
-            else if (rec.type == ZQI_REC_MESSAGE && segment->last_seq < segment->first_seq
-                     && rec.seq < segment->first_seq)
+            else if (rec.type == ZQI_REC_MESSAGE && segment->last_seq < segment->first_seq &&
+                     rec.seq < segment->first_seq)
                 valid = -1;
         }
         if (valid != 1) {
@@ -1116,9 +1112,9 @@ zqi_spool_recover (zq_spool_t *self)
             rc = -1;
             goto done;
         }
-        if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment)
-            || (self->segment_count
-                && segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
+        if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment) ||
+            (self->segment_count &&
+             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
             int errnum = errno == ZQ_EVERSION || errno == ENOMEM ? errno : ZQ_ECORRUPT;
             zqi_segment_remove (self, segment, false);
             segment = NULL;
@@ -1144,10 +1140,10 @@ zqi_spool_recover (zq_spool_t *self)
             goto done;
         }
         uint64_t floor = self->ack_floor;
-        if (s_segment_open (self, segment, true)
-            || (self->segment_count
-                && segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)
-            || s_scan_tail (self, segment)) {
+        if (s_segment_open (self, segment, true) ||
+            (self->segment_count &&
+             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq) ||
+            s_scan_tail (self, segment)) {
             int errnum = errno == ZQ_EVERSION || errno == ENOMEM || errno == ZQ_ECORRUPT
                              ? errno
                              : (errno == EIO ? EIO : ZQ_ECORRUPT);

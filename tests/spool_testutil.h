@@ -75,7 +75,7 @@ tu_payload (uint64_t key, uint64_t seq, size_t size, uint8_t *out)
     for (size_t i = 0; i < size; i++) {
         x ^= x >> 13;
         x *= 0xff51afd7ed558ccdULL;
-        out[i] = (uint8_t) (x >> 32);
+        out[i] = (uint8_t)(x >> 32);
     }
     return size;
 }
@@ -88,7 +88,7 @@ tu_size (uint64_t key, uint64_t seq, size_t max)
     x ^= x >> 29;
     x *= 0xbf58476d1ce4e5b9ULL;
     x ^= x >> 32;
-    return 1 + (size_t) (x % max);
+    return 1 + (size_t)(x % max);
 }
 
 //  Names of the segment files in dir, sorted; returns how many (at most
@@ -96,7 +96,7 @@ tu_size (uint64_t key, uint64_t seq, size_t max)
 static inline int
 tu_name_compare (const void *a, const void *b)
 {
-    return strcmp (*(char *const *) a, *(char *const *) b);
+    return strcmp (*(char *const *)a, *(char *const *)b);
 }
 
 static inline size_t

@@ -10,6 +10,7 @@
 */
 #include "spool_testutil.h"
 #include <pthread.h>
+#include <sched.h>
 
 #define KEY 42
 
@@ -289,7 +290,7 @@ test_messages (void **state)
     zq_msg_t *msg = zq_msg_new ("orders");
     assert_non_null (msg);
     assert_int_equal (zq_msg_set_header (msg, "tenant", "acme"), 0);
-    assert_int_equal (zq_msg_pack (msg, "{sssu}", "order", "A-17", "cents", (uint64_t) 1299), 0);
+    assert_int_equal (zq_msg_pack (msg, "{sssu}", "order", "A-17", "cents", (uint64_t)1299), 0);
     zq_msg_t *big = zq_msg_new ("orders");
     char text[20000];
     memset (text, 'x', sizeof text - 1);
@@ -426,11 +427,11 @@ typedef struct {
 static void *
 s_producer (void *arg)
 {
-    s_producer_t *producer = (s_producer_t *) arg;
+    s_producer_t *producer = (s_producer_t *)arg;
     uint8_t data[100];
     for (int i = 0; i < producer->count; i++) {
         memset (data, 0, sizeof data);
-        data[0] = (uint8_t) producer->id;
+        data[0] = (uint8_t)producer->id;
         memcpy (data + 1, &i, sizeof i);
         if (zq_spool_append_durable (producer->spool, data, sizeof data, &producer->seqs[i]))
             producer->seqs[i] = 0;
@@ -469,9 +470,9 @@ test_concurrent_durable (void **state)
     zq_spool_record_t record;
     while (zq_spool_next (spool, &record) == 0) {
         assert_int_equal (record.size, 100);
-        int producer = ((const uint8_t *) record.data)[0];
+        int producer = ((const uint8_t *)record.data)[0];
         int index;
-        memcpy (&index, (const uint8_t *) record.data + 1, sizeof index);
+        memcpy (&index, (const uint8_t *)record.data + 1, sizeof index);
         assert_true (producer < PRODUCERS && index < COUNT);
         assert_int_equal (producers[producer].seqs[index], record.seq);
         assert_false (seen[record.seq]);
@@ -482,6 +483,80 @@ test_concurrent_durable (void **state)
     free (seen);
     for (int p = 0; p < PRODUCERS; p++)
         free (producers[p].seqs);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
+//  Producers append while a consumer takes and acks, with segments
+//  rolling over and being reclaimed under them.
+typedef struct {
+    zq_spool_t *spool;
+    uint64_t expected;
+    uint64_t acked;
+    bool failed;
+} s_consumer_t;
+
+static void *
+s_consumer (void *arg)
+{
+    s_consumer_t *consumer = (s_consumer_t *)arg;
+    int64_t deadline = zclock_mono () + 60000;
+    zq_spool_record_t record;
+    while (consumer->acked < consumer->expected && zclock_mono () < deadline) {
+        if (zq_spool_next (consumer->spool, &record)) {
+            if (errno != EAGAIN) {
+                consumer->failed = true;
+                break;
+            }
+            sched_yield ();
+            continue;
+        }
+        if (record.size != 100 || zq_spool_ack (consumer->spool, record.seq)) {
+            consumer->failed = true;
+            break;
+        }
+        consumer->acked++;
+    }
+    return NULL;
+}
+
+static void
+test_concurrent_consume (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8192);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    enum { PRODUCERS = 3, COUNT = 1000 };
+    s_consumer_t consumer = {spool, PRODUCERS * COUNT, 0, false};
+    pthread_t consumer_thread;
+    assert_int_equal (pthread_create (&consumer_thread, NULL, s_consumer, &consumer), 0);
+    s_producer_t producers[PRODUCERS];
+    pthread_t threads[PRODUCERS];
+    for (int p = 0; p < PRODUCERS; p++) {
+        producers[p] = (s_producer_t){spool, p, COUNT, calloc (COUNT, sizeof (uint64_t))};
+        assert_int_equal (pthread_create (&threads[p], NULL, s_producer, &producers[p]), 0);
+    }
+    for (int p = 0; p < PRODUCERS; p++) {
+        pthread_join (threads[p], NULL);
+        for (int i = 0; i < COUNT; i++)
+            assert_true (producers[p].seqs[i] > 0);
+        free (producers[p].seqs);
+    }
+    pthread_join (consumer_thread, NULL);
+    assert_false (consumer.failed);
+    assert_int_equal (consumer.acked, PRODUCERS * COUNT);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.depth, 0);
+    assert_true (stats.segments_reclaimed > 10);
+    zq_spool_destroy (&spool);
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, EAGAIN);
     zq_spool_destroy (&spool);
     tu_rmtree (&dir);
 }
@@ -500,6 +575,7 @@ main (void)
         cmocka_unit_test (test_policies),
         cmocka_unit_test (test_arguments),
         cmocka_unit_test (test_concurrent_durable),
+        cmocka_unit_test (test_concurrent_consume),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

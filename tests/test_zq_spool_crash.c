@@ -32,7 +32,7 @@ typedef struct {
     uint64_t rng;
     uint64_t key;
     size_t max_size;
-    uint64_t appended;          //  highest seq appended
+    uint64_t appended;              //  highest seq appended
     uint8_t confirmed[MAX_RECORDS]; //  reported durable
     uint8_t acked[MAX_RECORDS];     //  ack made (1) / ack reported durable (2)
 } s_run_t;
@@ -67,18 +67,17 @@ s_run (uint64_t seed)
     s_run_t *run = calloc (1, sizeof (s_run_t));
     run->rng = seed * 0x9E3779B97F4A7C15ULL + 17;
     run->key = seed;
-    run->max_size = 1 + (size_t) s_rand (run, 700);
-    int mode = 1 + (int) (seed % ZQI_CRASH_MODES);
+    run->max_size = 1 + (size_t)s_rand (run, 700);
+    int mode = 1 + (int)(seed % ZQI_CRASH_MODES);
     bool interval = seed % 5 == 4;
-    zq_spool_config_t config = tu_config (interval ? ZQ_SPOOL_FSYNC_INTERVAL
-                                                   : ZQ_SPOOL_FSYNC_ALWAYS,
-                                          4096u << s_rand (run, 3));
-    config.batch_bytes = 512 + (uint32_t) s_rand (run, 4096);
+    zq_spool_config_t config = tu_config (
+        interval ? ZQ_SPOOL_FSYNC_INTERVAL : ZQ_SPOOL_FSYNC_ALWAYS, 4096u << s_rand (run, 3));
+    config.batch_bytes = 512 + (uint32_t)s_rand (run, 4096);
     config.fsync_interval_ms = 1;
     char *dir = tu_mkdtemp ();
     zq_spool_t *spool = zq_spool_new (dir, &config);
     assert_non_null (spool);
-    int crash_at = 1 + (int) s_rand (run, 150);
+    int crash_at = 1 + (int)s_rand (run, 150);
     zqi_spool_set_crash (spool, crash_at, mode, seed);
 
     bool crashed = false;
@@ -89,8 +88,8 @@ s_run (uint64_t seed)
             uint64_t count = 1 + s_rand (run, 4);
             for (uint64_t i = 0; i < count && !crashed; i++) {
                 uint64_t seq = run->appended + 1;
-                size_t size = tu_payload (run->key, seq, tu_size (run->key, seq, run->max_size),
-                                          data);
+                size_t size =
+                    tu_payload (run->key, seq, tu_size (run->key, seq, run->max_size), data);
                 uint64_t got;
                 if (zq_spool_append (spool, data, size, &got)) {
                     assert_int_equal (errno, EIO);
@@ -182,8 +181,7 @@ s_run (uint64_t seed)
         s_confirmed_total += run->confirmed[seq];
     for (uint64_t seq = 1; seq <= run->appended; seq++)
         if (run->confirmed[seq] && !run->acked[seq] && !seen[seq])
-            fail_msg ("seed %" PRIu64 " (mode %d, crash at sync %d): durable seq %" PRIu64
-                      " lost",
+            fail_msg ("seed %" PRIu64 " (mode %d, crash at sync %d): durable seq %" PRIu64 " lost",
                       seed, mode, crash_at, seq);
     zq_spool_stats_t stats;
     zq_spool_stats (spool, &stats);

@@ -13,9 +13,9 @@
 #include "spool_testutil.h"
 #include <sys/mount.h>
 
-#define KEY 99
+#define KEY         99
 #define RECORD_SIZE 1000
-#define MAX_SEQ 10000
+#define MAX_SEQ     10000
 
 typedef struct {
     char *mount_dir;
@@ -45,7 +45,7 @@ s_setup (void **state)
 static int
 s_teardown (void **state)
 {
-    s_fixture_t *fixture = (s_fixture_t *) *state;
+    s_fixture_t *fixture = (s_fixture_t *)*state;
     if (fixture) {
         umount2 (fixture->mount_dir, MNT_DETACH);
         rmdir (fixture->mount_dir);
@@ -121,7 +121,7 @@ s_reopen_and_check (const char *dir, const uint8_t *stored, bool ack)
 static void
 test_full_then_acks_free_space (void **state)
 {
-    s_fixture_t *fixture = (s_fixture_t *) *state;
+    s_fixture_t *fixture = (s_fixture_t *)*state;
     zq_spool_config_t config = s_config ();
     zq_spool_t *spool = zq_spool_new (fixture->spool_dir, &config);
     assert_non_null (spool);
@@ -158,7 +158,7 @@ test_full_then_acks_free_space (void **state)
 static void
 test_full_then_other_file_removed (void **state)
 {
-    s_fixture_t *fixture = (s_fixture_t *) *state;
+    s_fixture_t *fixture = (s_fixture_t *)*state;
     zq_spool_config_t config = s_config ();
     zq_spool_t *spool = zq_spool_new (fixture->spool_dir, &config);
     assert_non_null (spool);
@@ -177,7 +177,7 @@ test_full_then_other_file_removed (void **state)
     assert_true (fd >= 0);
     uint8_t block[4096] = {0};
     for (int i = 0; i < 1024; i++)
-        if (write (fd, block, sizeof block) < (ssize_t) sizeof block)
+        if (write (fd, block, sizeof block) < (ssize_t)sizeof block)
             break;
     close (fd);
 
@@ -244,8 +244,7 @@ main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_full_then_acks_free_space, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_full_then_other_file_removed, s_setup,
-                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_full_then_other_file_removed, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

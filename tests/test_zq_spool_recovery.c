@@ -12,7 +12,7 @@
 */
 #include "spool_testutil.h"
 
-#define KEY 7
+#define KEY      7
 #define MAX_SIZE 300
 
 typedef struct {
@@ -23,7 +23,7 @@ typedef struct {
 static s_file_t
 s_read_file (const char *path)
 {
-    s_file_t file = {NULL, (size_t) tu_file_size (path)};
+    s_file_t file = {NULL, (size_t)tu_file_size (path)};
     file.data = malloc (file.size ? file.size : 1);
     FILE *handle = fopen (path, "rb");
     assert_non_null (handle);
@@ -49,10 +49,9 @@ s_record_ends (const s_file_t *file, size_t *ends, size_t max)
 {
     size_t count = 0, offset = 64;
     while (offset + 32 <= file->size && count < max) {
-        uint32_t length = (uint32_t) file->data[offset + 12]
-                          | (uint32_t) file->data[offset + 13] << 8
-                          | (uint32_t) file->data[offset + 14] << 16
-                          | (uint32_t) file->data[offset + 15] << 24;
+        uint32_t length =
+            (uint32_t)file->data[offset + 12] | (uint32_t)file->data[offset + 13] << 8 |
+            (uint32_t)file->data[offset + 14] << 16 | (uint32_t)file->data[offset + 15] << 24;
         offset += 32 + length;
         assert_true (offset <= file->size);
         ends[count++] = offset;
@@ -129,8 +128,8 @@ test_truncate_every_byte (void **state)
         //  The log stays valid: an append after the cut survives a restart.
         if (cut % 7 == 0) {
             uint8_t data[MAX_SIZE];
-            size_t size = tu_payload (KEY, complete + 1, tu_size (KEY, complete + 1, MAX_SIZE),
-                                      data);
+            size_t size =
+                tu_payload (KEY, complete + 1, tu_size (KEY, complete + 1, MAX_SIZE), data);
             assert_int_equal (zq_spool_append_durable (spool, data, size, NULL), 0);
             zq_spool_destroy (&spool);
             spool = zq_spool_new (dir, &config);
@@ -157,9 +156,9 @@ static zq_spool_t *
 s_flip_and_open (const char *dir, const char *path, const s_file_t *file, size_t bit,
                  zq_spool_config_t *config)
 {
-    file->data[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+    file->data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     s_write_file (path, file->data, file->size);
-    file->data[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+    file->data[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     return zq_spool_new (dir, config);
 }
 
@@ -186,7 +185,7 @@ test_bit_flips_in_tail (void **state)
             bits[count++] = bit;
         for (int i = 0; i < 24; i++) {
             rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-            bits[count++] = (start + 32) * 8 + (size_t) ((rng >> 33) % ((end - start - 32) * 8));
+            bits[count++] = (start + 32) * 8 + (size_t)((rng >> 33) % ((end - start - 32) * 8));
         }
         for (size_t i = 0; i < count; i++) {
             zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bits[i], &config);
@@ -225,7 +224,7 @@ test_bit_flips_in_tail (void **state)
     zq_spool_destroy (&spool);
     char corrupt[1024];
     snprintf (corrupt, sizeof corrupt, "%s.corrupt", names[0]);
-    assert_int_equal (tu_file_size (corrupt), (off_t) file.size);
+    assert_int_equal (tu_file_size (corrupt), (off_t)file.size);
     unlink (corrupt);
 
     free (file.data);
@@ -357,7 +356,7 @@ test_leftovers (void **state)
     //  An unfinished segment (never renamed) is removed at open.
     char temp[1024];
     snprintf (temp, sizeof temp, "%s/00000000000000ff.zqs.tmp", dir);
-    s_write_file (temp, (const uint8_t *) "ZQSPOOL", 7);
+    s_write_file (temp, (const uint8_t *)"ZQSPOOL", 7);
     zq_spool_t *spool = zq_spool_new (dir, &config);
     assert_non_null (spool);
     assert_int_equal (access (temp, F_OK), -1);
@@ -370,8 +369,10 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_truncate_every_byte),  cmocka_unit_test (test_bit_flips_in_tail),
-        cmocka_unit_test (test_sealed_segment_damage), cmocka_unit_test (test_acks_across_segments),
+        cmocka_unit_test (test_truncate_every_byte),
+        cmocka_unit_test (test_bit_flips_in_tail),
+        cmocka_unit_test (test_sealed_segment_damage),
+        cmocka_unit_test (test_acks_across_segments),
         cmocka_unit_test (test_leftovers),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
