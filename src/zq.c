@@ -1,0 +1,516 @@
+/*  =========================================================================
+    zq - the command line: send, receive, serve and measure zq messages.
+
+        zq COMMAND [OPTIONS] ARGUMENTS       (zq help COMMAND for each)
+
+    This file holds main, the command table, option parsing, help and
+    version; each command group lives in its own src/zq_cli_*.c or
+    src/zq_bench*.c file (see src/zq_cli.h). doc/zq.1 is the manual.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "config.h"
+#include "zq_cli.h"
+#include <stdarg.h>
+
+//  ---- Options -------------------------------------------------------------
+
+typedef struct {
+    zq_cli_opt_t key;
+    char short_name;       //  0 = none
+    const char *long_name; //  without "--"
+    const char *arg_name;  //  NULL for a flag
+    const char *help;
+} s_option_t;
+
+static const s_option_t s_options[] = {
+    {ZQ_OPT_HELP, 'h', "help", NULL, "show this help and exit"},
+    {ZQ_OPT_COUNT, 'n', "count", "COUNT", "stop after COUNT messages (\"all\": no limit)"},
+    {ZQ_OPT_TIMEOUT, 't', "timeout", "MS", "milliseconds to wait (see above; -1: forever)"},
+    {ZQ_OPT_OPTION, 'o', "option", "NAME=VALUE", "set a queue option (zq options lists them)"},
+    {ZQ_OPT_HEADER, 'H', "header", "NAME=VALUE", "set a header on every message sent"},
+    {ZQ_OPT_PRINT_ENDPOINT, 'p', "print-endpoint", NULL,
+     "print the bound endpoint(s) as the first line of stdout"},
+    {ZQ_OPT_ENVELOPE, 'e', "envelope", NULL,
+     "print {\"id\",\"subject\",\"created_ms\",\"attempt\",\"headers\",\"body\"}"},
+    {ZQ_OPT_WAIT_SUBSCRIBERS, 'w', "wait-subscribers", "N",
+     "publish only once N subscriptions are in force (bounded by --timeout)"},
+    {ZQ_OPT_EXEC, 'x', "exec", "CMD",
+     "run CMD (with /bin/sh) per request: request on stdin, reply on stdout"},
+    {ZQ_OPT_SIZE, 's', "size", "BYTES", "payload bytes per message (default 100)"},
+    {ZQ_OPT_TRANSPORT, 0, "transport", "NAME", "tcp (default), ipc or inproc"},
+    {ZQ_OPT_ROUNDS, 0, "rounds", "N", "alternating raw/zq rounds, median reported (default 3)"},
+};
+#define S_OPTION_COUNT (sizeof s_options / sizeof s_options[0])
+
+#define S_BIT(opt) (1u << (opt))
+#define S_COMMON   (S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_OPTION))
+#define S_SENDER                                                                                   \
+    (S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_HEADER) | S_BIT (ZQ_OPT_PRINT_ENDPOINT))
+#define S_RECEIVER                                                                                 \
+    (S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_PRINT_ENDPOINT) | S_BIT (ZQ_OPT_ENVELOPE))
+
+//  ---- Commands ------------------------------------------------------------
+
+static int s_options_command (zq_cli_t *cli);
+
+typedef struct {
+    const char *name;
+    int (*run) (zq_cli_t *cli);
+    uint32_t options; //  S_BIT of each accepted option
+    size_t min_args;
+    size_t max_args;
+    const char *synopsis; //  arguments after the command
+    const char *summary;  //  one line for "zq --help"
+    const char *details;  //  what "zq COMMAND --help" adds
+} s_command_t;
+
+static const s_command_t s_commands[] = {
+    {"push", zq_cli_push, S_SENDER, 2, 3, "ENDPOINTS [SUBJECT] BODY|-",
+     "send messages to one consumer each (pipeline producer; connects by default)",
+     "Sends BODY (one JSON document) COUNT times (default once), or with BODY \"-\"\n"
+     "one message per line of stdin (at most COUNT). Blank lines are skipped.\n"
+     "Each send waits up to --timeout MS (default: the send_timeout_ms option,\n"
+     "5000) for a connected consumer with room; then exits 2.\n"},
+    {"pull", zq_cli_pull, S_RECEIVER, 1, 1, "ENDPOINTS",
+     "print messages as they arrive, one JSON line each (pipeline consumer; binds)",
+     "Prints each message's body as one line of JSON. Stops after COUNT messages,\n"
+     "or when nothing arrives for --timeout MS (default: wait forever). Exits 0\n"
+     "if it stopped after COUNT messages (or, without -n, received any), else 2.\n"},
+    {"pub", zq_cli_pub, S_SENDER | S_BIT (ZQ_OPT_WAIT_SUBSCRIBERS), 2, 3,
+     "ENDPOINTS [SUBJECT] BODY|-",
+     "publish messages on SUBJECT to matching subscribers (pubsub; binds by default)",
+     "Publishes BODY (or stdin lines, as push does) on SUBJECT (default \"\").\n"
+     "Subscribers that are not yet connected miss what is published: use\n"
+     "--wait-subscribers N to wait (up to --timeout MS, default forever) until N\n"
+     "subscriptions are in force (one per prefix per subscriber); exits 2 if not.\n"},
+    {"sub", zq_cli_sub, S_RECEIVER, 1, ZQ_CLI_MAX_ARGS, "ENDPOINTS [PREFIX...]",
+     "print published messages whose subject starts with a PREFIX (connects)",
+     "Subscribes to each PREFIX (none: every subject) and prints bodies as pull\n"
+     "does, with the same COUNT, --timeout and exit status rules. Use --envelope\n"
+     "to see each message's subject.\n"},
+    {"req", zq_cli_req, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 2, 3,
+     "ENDPOINTS [SUBJECT] BODY|-",
+     "send requests and print each reply (rpc client; connects by default)",
+     "Sends BODY (or each stdin line) as a request and prints the reply's body as\n"
+     "one JSON line, one request at a time. --timeout MS bounds each request\n"
+     "(default: the request_timeout_ms and retries options); no reply: exits 2.\n"
+     "An error reply is printed to stderr and makes the exit status 5.\n"},
+    {"rep", zq_cli_rep,
+     S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_PRINT_ENDPOINT) | S_BIT (ZQ_OPT_EXEC) |
+         S_BIT (ZQ_OPT_HEADER),
+     1, 1, "ENDPOINTS",
+     "answer requests: echo them, or run --exec CMD for each (rpc server; binds)",
+     "Replies to each request with its own body, or with --exec CMD runs CMD per\n"
+     "request: the request body as one JSON line on CMD's stdin, the environment\n"
+     "holding ZQ_SUBJECT and ZQ_ID, and CMD's stdout (one JSON document) as the\n"
+     "reply. If CMD fails (exit status not 0, or output not JSON) the client gets\n"
+     "an error reply and the server goes on. Stops after COUNT requests, or when\n"
+     "none arrives for --timeout MS (default: serve forever).\n"},
+    {"bench", zq_cli_bench,
+     S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_SIZE) | S_BIT (ZQ_OPT_TRANSPORT) |
+         S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION),
+     1, 1, "pipeline|rpc",
+     "measure zq against plain libzmq in the same run; prints key=value pairs",
+     "pipeline: PUSH/PULL throughput, sender and receiver in separate threads,\n"
+     "  timed from the first send to the last receive, after a warm-up.\n"
+     "  Prints: pipeline TRANSPORT size= count= zq_msgs_per_s= raw_msgs_per_s= ratio=\n"
+     "  (ratio = zq / raw throughput). Default count 1000000.\n"
+     "rpc: DEALER/ROUTER round trips one at a time against an echo server thread.\n"
+     "  Prints: rpc TRANSPORT size= count= zq_p50_us= zq_p99_us= raw_p50_us=\n"
+     "  raw_p99_us= ratio= (ratio = zq p50 / raw p50). Default count 20000.\n"
+     "Raw and zq runs alternate (raw, zq, raw, zq, ...) for --rounds N; each\n"
+     "figure is the median over the rounds. Both sides use the same high-water\n"
+     "marks (sndhwm, rcvhwm: -o changes them for both), body size and transport.\n"
+     "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
+     "msgpack bin body in its envelope. Progress goes to stderr.\n"},
+    {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
+     "list the queue options -o can set, with defaults", ""},
+};
+#define S_COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
+
+static const s_command_t *
+s_command_lookup (const char *name)
+{
+    for (size_t i = 0; i < S_COMMAND_COUNT; i++)
+        if (streq (s_commands[i].name, name))
+            return &s_commands[i];
+    return NULL;
+}
+
+//  ---- Messages and signals --------------------------------------------------
+
+volatile sig_atomic_t zq_cli_interrupted = 0;
+
+static void
+s_on_signal (int signum)
+{
+    zq_cli_interrupted = signum;
+}
+
+int
+zq_cli_interrupt_exit (void)
+{
+    return 128 + (zq_cli_interrupted ? zq_cli_interrupted : SIGINT);
+}
+
+void
+zq_cli_error (zq_cli_t *cli, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    if (cli && cli->command)
+        fprintf (stderr, "%s %s: ", cli->program, cli->command);
+    else
+        fprintf (stderr, "%s: ", cli ? cli->program : "zq");
+    vfprintf (stderr, format, args);
+    fputc ('\n', stderr);
+    va_end (args);
+}
+
+int
+zq_cli_usage_error (zq_cli_t *cli, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    if (cli->command)
+        fprintf (stderr, "%s %s: ", cli->program, cli->command);
+    else
+        fprintf (stderr, "%s: ", cli->program);
+    vfprintf (stderr, format, args);
+    fputc ('\n', stderr);
+    va_end (args);
+    if (cli->command)
+        fprintf (stderr, "Try '%s %s --help'.\n", cli->program, cli->command);
+    else
+        fprintf (stderr, "Try '%s --help'.\n", cli->program);
+    return ZQ_EXIT_USAGE;
+}
+
+//  ---- Help --------------------------------------------------------------------
+
+static const char *s_exit_status_text =
+    "Exit status:\n"
+    "  0  success\n"
+    "  1  usage error (unknown command or option, missing or extra argument)\n"
+    "  2  timeout: nothing, or fewer than COUNT messages, arrived in time; or no\n"
+    "     peer took a message in time\n"
+    "  3  bad input: invalid JSON (argument or stdin line), or a message that\n"
+    "     has no JSON form or is over the limits\n"
+    "  4  transport error: cannot bind or connect, or a send/receive failed\n"
+    "  5  req: the server sent an error reply\n"
+    "  128+N  stopped by signal N (SIGINT, SIGTERM)\n";
+
+static void
+s_print_main_help (FILE *out)
+{
+    fprintf (out, "Usage: zq COMMAND [OPTIONS] ARGUMENTS\n"
+                  "       zq --version | --help | help COMMAND\n\n"
+                  "Sends and receives zq messages: JSON on the command line and stdout,\n"
+                  "msgpack on the wire. ENDPOINTS is a comma-separated list of tcp://, ipc://\n"
+                  "or inproc:// endpoints, each prefixed '@' to bind or '>' to connect\n"
+                  "(without a prefix the command's default applies).\n\n"
+                  "Commands:\n");
+    for (size_t i = 0; i < S_COMMAND_COUNT; i++)
+        fprintf (out, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf (out, "\n%s\nData goes to stdout, errors to stderr. See zq(1).\n", s_exit_status_text);
+}
+
+static void
+s_print_command_help (const s_command_t *command, FILE *out)
+{
+    fprintf (out, "Usage: zq %s [OPTIONS] %s\n%s\n\n%s", command->name, command->synopsis,
+             command->summary, command->details);
+    fprintf (out, "\nOptions:\n");
+    for (size_t i = 0; i < S_OPTION_COUNT; i++) {
+        const s_option_t *option = &s_options[i];
+        if (!(command->options & S_BIT (option->key)))
+            continue;
+        char left[64];
+        snprintf (left, sizeof left, "%s%c%s--%s%s%s", option->short_name ? "-" : "",
+                  option->short_name ? option->short_name : ' ', option->short_name ? ", " : "  ",
+                  option->long_name, option->arg_name ? " " : "",
+                  option->arg_name ? option->arg_name : "");
+        fprintf (out, "  %-28s %s\n", left, option->help);
+    }
+    fprintf (out, "\n%s", s_exit_status_text);
+}
+
+static int
+s_options_command (zq_cli_t *cli)
+{
+    (void)cli;
+    const zq_option_info_t *info;
+    for (size_t i = 0; (info = zq_options_info (i)); i++) {
+        char value[64];
+        if (info->type == ZQ_OPTION_STR)
+            snprintf (value, sizeof value, "\"%s\"", info->default_str);
+        else
+            snprintf (value, sizeof value, "%lld", (long long)info->default_int);
+        printf ("%-22s %-10s %s\n", info->name, value, info->help);
+    }
+    return ZQ_EXIT_OK;
+}
+
+//  ---- Parsing -------------------------------------------------------------------
+
+static int
+s_parse_uint (const char *text, uint64_t min, uint64_t max, uint64_t *value_p)
+{
+    if (!text || !*text || *text == '-' || *text == '+')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull (text, &end, 10);
+    if (errno || *end || value < min || value > max)
+        return -1;
+    *value_p = value;
+    return 0;
+}
+
+//  Splits "name=value" into a new copy whose '=' became NUL; NULL if malformed.
+static char *
+s_split_pair (const char *text, const char **value_p)
+{
+    const char *equals = strchr (text, '=');
+    if (!equals || equals == text)
+        return NULL;
+    char *copy = strdup (text);
+    if (!copy)
+        return NULL;
+    copy[equals - text] = '\0';
+    *value_p = copy + (equals - text) + 1;
+    return copy;
+}
+
+static int
+s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
+{
+    uint64_t number = 0;
+    cli->given[option->key] = true;
+    switch (option->key) {
+        case ZQ_OPT_HELP:
+        case ZQ_OPT_PRINT_ENDPOINT:
+        case ZQ_OPT_ENVELOPE:
+            return 0;
+        case ZQ_OPT_COUNT:
+            if (streq (value, "all")) {
+                cli->count = 0;
+                return 0;
+            }
+            if (s_parse_uint (value, 1, UINT64_MAX, &number))
+                return zq_cli_usage_error (cli, "-n wants a positive number or \"all\", not '%s'",
+                                           value);
+            cli->count = number;
+            return 0;
+        case ZQ_OPT_TIMEOUT:
+            if (streq (value, "-1")) {
+                cli->timeout_ms = -1;
+                return 0;
+            }
+            if (s_parse_uint (value, 0, INT32_MAX, &number))
+                return zq_cli_usage_error (
+                    cli, "--timeout wants milliseconds (0 or more, or -1), not '%s'", value);
+            cli->timeout_ms = (int)number;
+            return 0;
+        case ZQ_OPT_OPTION: {
+            const char *option_value = NULL;
+            char *name = s_split_pair (value, &option_value);
+            if (!name)
+                return zq_cli_usage_error (cli, "-o wants NAME=VALUE, not '%s'", value);
+            int rc = zq_options_set (cli->options, name, option_value);
+            if (rc)
+                zq_cli_usage_error (cli, "-o %s: %s", value,
+                                    zq_options_lookup (name)
+                                        ? "value out of range or malformed"
+                                        : "no such option (zq options lists them)");
+            free (name);
+            return rc ? ZQ_EXIT_USAGE : 0;
+        }
+        case ZQ_OPT_HEADER: {
+            if (cli->header_count == ZQ_CLI_MAX_HEADERS)
+                return zq_cli_usage_error (cli, "too many -H headers");
+            const char *header_value = NULL;
+            char *name = s_split_pair (value, &header_value);
+            if (!name)
+                return zq_cli_usage_error (cli, "-H wants NAME=VALUE, not '%s'", value);
+            cli->header_storage[cli->header_count] = name;
+            cli->header_names[cli->header_count] = name;
+            cli->header_values[cli->header_count] = header_value;
+            cli->header_count++;
+            return 0;
+        }
+        case ZQ_OPT_WAIT_SUBSCRIBERS:
+            if (s_parse_uint (value, 1, INT32_MAX, &number))
+                return zq_cli_usage_error (cli, "--wait-subscribers wants a positive number");
+            cli->wait_subscribers = (size_t)number;
+            return 0;
+        case ZQ_OPT_EXEC:
+            cli->exec = value;
+            return 0;
+        case ZQ_OPT_SIZE:
+            if (s_parse_uint (value, 0, 256 * 1024 * 1024, &number))
+                return zq_cli_usage_error (cli, "--size wants bytes (0 to 268435456)");
+            cli->size = (size_t)number;
+            return 0;
+        case ZQ_OPT_TRANSPORT:
+            if (!streq (value, "tcp") && !streq (value, "ipc") && !streq (value, "inproc"))
+                return zq_cli_usage_error (cli, "--transport is tcp, ipc or inproc, not '%s'",
+                                           value);
+            cli->transport = value;
+            return 0;
+        case ZQ_OPT_ROUNDS:
+            if (s_parse_uint (value, 1, 1000, &number))
+                return zq_cli_usage_error (cli, "--rounds wants 1 to 1000");
+            cli->rounds = (int)number;
+            return 0;
+        case ZQ_OPT_MAX:
+            break;
+    }
+    return zq_cli_usage_error (cli, "internal: unhandled option");
+}
+
+//  Parses argv[first..] for command: options anywhere (GNU style), "--"
+//  ends them, "-" alone is an argument. Returns 0 or an exit code.
+static int
+s_parse (zq_cli_t *cli, const s_command_t *command, int argc, char **argv, int first)
+{
+    bool options_done = false;
+    for (int index = first; index < argc; index++) {
+        const char *arg = argv[index];
+        if (options_done || arg[0] != '-' || arg[1] == '\0') {
+            if (cli->arg_count == ZQ_CLI_MAX_ARGS)
+                return zq_cli_usage_error (cli, "too many arguments");
+            cli->args[cli->arg_count++] = arg;
+            continue;
+        }
+        if (streq (arg, "--")) {
+            options_done = true;
+            continue;
+        }
+        const s_option_t *option = NULL;
+        const char *value = NULL;
+        if (arg[1] == '-') {
+            const char *name = arg + 2;
+            const char *equals = strchr (name, '=');
+            size_t length = equals ? (size_t)(equals - name) : strlen (name);
+            for (size_t i = 0; i < S_OPTION_COUNT && !option; i++)
+                if (strlen (s_options[i].long_name) == length &&
+                    memcmp (s_options[i].long_name, name, length) == 0)
+                    option = &s_options[i];
+            if (option && equals) {
+                if (!option->arg_name)
+                    return zq_cli_usage_error (cli, "--%s takes no value", option->long_name);
+                value = equals + 1;
+            }
+        } else {
+            for (size_t i = 0; i < S_OPTION_COUNT && !option; i++)
+                if (s_options[i].short_name == arg[1])
+                    option = &s_options[i];
+            if (option && arg[2]) {
+                if (!option->arg_name)
+                    return zq_cli_usage_error (cli, "unknown option '%s'", arg);
+                value = arg + 2;
+            }
+        }
+        if (!option || !(command->options & S_BIT (option->key)))
+            return zq_cli_usage_error (cli, "unknown option '%s'", arg);
+        if (option->arg_name && !value) {
+            if (index + 1 >= argc)
+                return zq_cli_usage_error (cli, "%s needs a value (%s)", arg, option->arg_name);
+            value = argv[++index];
+        }
+        if (option->key == ZQ_OPT_HELP) {
+            s_print_command_help (command, stdout);
+            cli->given[ZQ_OPT_HELP] = true;
+            return 0;
+        }
+        int rc = s_apply_option (cli, option, value);
+        if (rc)
+            return rc;
+    }
+    if (cli->arg_count < command->min_args)
+        return zq_cli_usage_error (cli, "missing argument: %s", command->synopsis);
+    if (cli->arg_count > command->max_args)
+        return zq_cli_usage_error (cli, "too many arguments: %s", command->synopsis);
+    return 0;
+}
+
+static void
+s_install_signals (void)
+{
+    struct sigaction action;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_signal;
+    sigemptyset (&action.sa_mask);
+    //  No SA_RESTART: blocking waits return EINTR so commands can stop.
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+}
+
+int
+main (int argc, char *argv[])
+{
+    zq_cli_t cli;
+    memset (&cli, 0, sizeof cli);
+    cli.program = "zq";
+    cli.timeout_ms = ZQ_TIMEOUT_DEFAULT;
+    cli.size = 100;
+    cli.transport = "tcp";
+    cli.rounds = 3;
+
+    if (argc < 2)
+        return zq_cli_usage_error (&cli, "missing command");
+    const char *name = argv[1];
+    if (streq (name, "--help") || streq (name, "-h")) {
+        s_print_main_help (stdout);
+        return ZQ_EXIT_OK;
+    }
+    if (streq (name, "--version") || streq (name, "-V")) {
+        int major, minor, patch;
+        zmq_version (&major, &minor, &patch);
+        int version = zq_version ();
+        printf ("zq %s (libzq %d.%d.%d, libzmq %d.%d.%d, czmq %d.%d.%d)\n", PACKAGE_VERSION,
+                version / 10000, version / 100 % 100, version % 100, major, minor, patch,
+                CZMQ_VERSION_MAJOR, CZMQ_VERSION_MINOR, CZMQ_VERSION_PATCH);
+        return ZQ_EXIT_OK;
+    }
+    if (streq (name, "help")) {
+        if (argc == 2) {
+            s_print_main_help (stdout);
+            return ZQ_EXIT_OK;
+        }
+        const s_command_t *command = s_command_lookup (argv[2]);
+        if (!command)
+            return zq_cli_usage_error (&cli, "no such command '%s'", argv[2]);
+        s_print_command_help (command, stdout);
+        return ZQ_EXIT_OK;
+    }
+    if (name[0] == '-')
+        return zq_cli_usage_error (&cli, "unknown option '%s' (options follow the command)", name);
+    const s_command_t *command = s_command_lookup (name);
+    if (!command)
+        return zq_cli_usage_error (&cli, "no such command '%s'", name);
+    cli.command = command->name;
+    cli.options = zq_options_new ();
+    if (!cli.options) {
+        zq_cli_error (&cli, "%s", zq_strerror (errno));
+        return ZQ_EXIT_TRANSPORT;
+    }
+    int rc = s_parse (&cli, command, argc, argv, 2);
+    if (rc == 0 && !cli.given[ZQ_OPT_HELP]) {
+        s_install_signals ();
+        rc = command->run (&cli);
+    }
+    zq_options_destroy (&cli.options);
+    for (size_t i = 0; i < cli.header_count; i++)
+        free (cli.header_storage[i]);
+    if (fflush (stdout) != 0 && rc == ZQ_EXIT_OK) {
+        zq_cli_error (&cli, "writing stdout: %s", strerror (errno));
+        rc = ZQ_EXIT_TRANSPORT;
+    }
+    return rc;
+}

@@ -1,0 +1,262 @@
+#!/bin/sh
+#   The zq command line, as a script uses it: JSON in and out, stdin mode,
+#   -n, --timeout, exit codes, push/pull, pub/sub with prefixes, req/rep
+#   with echo and --exec, help and version.
+#
+#   Run by `make check` with ZQ_SRCDIR, ZQ_BUILDDIR and ZQ_PYTHON set
+#   (ZQ_VALGRIND under make memcheck); also by hand from a build directory.
+#   Every wait is bounded; endpoints are ipc:// under a private directory
+#   or tcp://127.0.0.1:* with --print-endpoint. Exits 0 on pass, 1 on failure.
+#
+#   This Source Code Form is subject to the terms of the Mozilla Public
+#   License, v. 2.0. If a copy of the MPL was not distributed with this
+#   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+
+set -u
+
+builddir=${ZQ_BUILDDIR:-$(pwd)}
+zq_bin="$builddir/src/zq"
+#  Seconds any one command may take before the test calls it hung.
+limit=20
+if [ -n "${ZQ_VALGRIND:-}" ]; then
+    limit=120
+fi
+
+fail () {
+    echo "test_cli: FAIL: $*" >&2
+    exit 1
+}
+
+[ -x "$zq_bin" ] || fail "$zq_bin is not built"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/zq-cli.XXXXXX") || fail "mktemp -d failed"
+cleanup () {
+    #  Background commands all run under timeout; stop any left over.
+    for pid in $(jobs -p); do
+        kill "$pid" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+#  zq ARGS...: runs the command line (under valgrind for make memcheck).
+zq () {
+    if [ -n "${ZQ_VALGRIND:-}" ]; then
+        timeout "$limit" "$builddir/libtool" --mode=execute $ZQ_VALGRIND "$zq_bin" "$@"
+    else
+        timeout "$limit" "$zq_bin" "$@"
+    fi
+}
+
+#  expect_status WANT GOT WHAT
+expect_status () {
+    [ "$2" -eq "$1" ] || fail "$3: exit status $2, expected $1 (stderr: $(cat "$work/err" 2>/dev/null))"
+}
+
+#  expect_output FILE EXPECTED-TEXT WHAT
+expect_output () {
+    printf '%s\n' "$2" > "$work/expected"
+    cmp -s "$1" "$work/expected" || {
+        echo "--- expected"; cat "$work/expected"; echo "--- got"; cat "$1"
+        fail "$3: output differs"
+    }
+}
+
+#  first_line FILE: waits (bounded) until FILE has a first line, prints it.
+first_line () {
+    tries=0
+    while [ $tries -lt $((limit * 20)) ]; do
+        line=$(head -n 1 "$1" 2>/dev/null)
+        if [ -n "$line" ]; then
+            printf '%s\n' "$line"
+            return 0
+        fi
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    return 1
+}
+
+ep="ipc://$work"
+
+#  ---- help, version, usage errors ---------------------------------------
+zq --version > "$work/out" 2> "$work/err"
+expect_status 0 $? "--version"
+grep -q '^zq [0-9]' "$work/out" || fail "--version prints no version"
+zq --help > "$work/help" 2> "$work/err"
+expect_status 0 $? "--help"
+for command in push pull pub sub req rep bench; do
+    grep -q "^  $command " "$work/help" || fail "--help does not list $command"
+    zq $command --help > "$work/out" 2> "$work/err"
+    expect_status 0 $? "$command --help"
+    grep -q "^Usage: zq $command" "$work/out" || fail "$command --help has no usage line"
+    grep -q "^Exit status:" "$work/out" || fail "$command --help lists no exit status"
+done
+zq help pull > "$work/out" 2> "$work/err"
+expect_status 0 $? "help pull"
+zq frobnicate > "$work/out" 2> "$work/err"
+expect_status 1 $? "unknown command"
+grep -q "no such command 'frobnicate'" "$work/err" || fail "unknown command: no clear message"
+[ -s "$work/out" ] && fail "unknown command wrote to stdout"
+zq > "$work/out" 2> "$work/err"
+expect_status 1 $? "no command"
+zq pull --bogus "@$ep/x" > "$work/out" 2> "$work/err"
+expect_status 1 $? "unknown option"
+zq push "@$ep/x" > "$work/out" 2> "$work/err"
+expect_status 1 $? "missing BODY"
+zq pull "@$ep/x" -n 0 > "$work/out" 2> "$work/err"
+expect_status 1 $? "-n 0"
+zq pull "@$ep/x" -o nosuchoption=1 > "$work/out" 2> "$work/err"
+expect_status 1 $? "-o unknown option"
+zq pull "@$ep/x" -o sndhwm=-5 > "$work/out" 2> "$work/err"
+expect_status 1 $? "-o out of range"
+
+#  ---- transport errors --------------------------------------------------
+zq pull "@ipc://$work/no/such/dir/socket" -t 100 > "$work/out" 2> "$work/err"
+expect_status 4 $? "bind in a missing directory"
+grep -q "cannot open" "$work/err" || fail "bind failure: no clear message"
+zq push "@tcp://127.0.0.1:notaport" '{}' > "$work/out" 2> "$work/err"
+expect_status 4 $? "malformed endpoint"
+
+#  ---- push/pull: JSON round trip, non-ASCII, subject, headers -------------
+zq pull "@$ep/p1" -n 3 > "$work/pull.out" 2> "$work/pull.err" &
+pull=$!
+zq push ">$ep/p1" orders '{"order":1,"item":"café ☕","tags":["ü","日本"],"n":-1.5}' \
+    2> "$work/err"
+expect_status 0 $? "push literal"
+printf '%s\n' '{"order":2}' '' '   ' '[true,null,"ñ"]' | zq push ">$ep/p1" - 2> "$work/err"
+expect_status 0 $? "push from stdin"
+wait $pull
+expect_status 0 $? "pull -n 3"
+expect_output "$work/pull.out" '{"order":1,"item":"café ☕","tags":["ü","日本"],"n":-1.5}
+{"order":2}
+[true,null,"ñ"]' "push/pull round trip"
+
+#  tcp with a port chosen by the system, --print-endpoint, --envelope, -H.
+zq pull "@tcp://127.0.0.1:*" -p -n 1 -e > "$work/pull.out" 2> "$work/pull.err" &
+pull=$!
+endpoint=$(first_line "$work/pull.out") || fail "pull printed no endpoint"
+case "$endpoint" in
+    tcp://127.0.0.1:[0-9]*) ;;
+    *) fail "--print-endpoint printed '$endpoint'" ;;
+esac
+zq push ">$endpoint" shop.orders -H trace=abc '"hello"' 2> "$work/err"
+expect_status 0 $? "push over tcp"
+wait $pull
+expect_status 0 $? "pull over tcp"
+tail -n 1 "$work/pull.out" | grep -q '"subject":"shop.orders","created_ms":[0-9]*,"attempt":0,"headers":{"trace":"abc"},"body":"hello"}$' \
+    || fail "--envelope line: $(tail -n 1 "$work/pull.out")"
+tail -n 1 "$work/pull.out" | grep -q '^{"id":"[0-9a-f]\{32\}"' || fail "--envelope has no id"
+
+#  -n on the sending side: a literal BODY COUNT times; stdin lines up to COUNT.
+zq pull "@$ep/p2" -n 5 > "$work/pull.out" 2> "$work/pull.err" &
+pull=$!
+zq push ">$ep/p2" -n 3 '{"again":true}' 2> "$work/err"
+expect_status 0 $? "push -n 3"
+printf '1\n2\n3\n4\n' | zq push ">$ep/p2" -n 2 - 2> "$work/err"
+expect_status 0 $? "push -n 2 from stdin"
+wait $pull
+expect_status 0 $? "pull -n 5"
+expect_output "$work/pull.out" '{"again":true}
+{"again":true}
+{"again":true}
+1
+2' "push -n"
+
+#  ---- timeouts ----------------------------------------------------------
+zq pull "@$ep/quiet" -t 200 > "$work/out" 2> "$work/err"
+expect_status 2 $? "pull --timeout with nothing sent"
+[ -s "$work/out" ] && fail "pull --timeout wrote to stdout"
+zq push ">$ep/nobody" -t 200 '{}' > "$work/out" 2> "$work/err"
+expect_status 2 $? "push --timeout with no consumer"
+#  Fewer than -n before the timeout is a timeout too, after printing them.
+zq pull "@$ep/p3" -n 3 -t 1500 > "$work/pull.out" 2> "$work/pull.err" &
+pull=$!
+zq push ">$ep/p3" '{"only":1}' 2> "$work/err"
+expect_status 0 $? "push one"
+wait $pull
+expect_status 2 $? "pull -n 3 receiving one"
+expect_output "$work/pull.out" '{"only":1}' "pull -n 3 prints what came"
+
+#  ---- invalid JSON --------------------------------------------------------
+zq push ">$ep/p4" '{"open":' > "$work/out" 2> "$work/err"
+expect_status 3 $? "invalid JSON BODY"
+grep -q "BODY" "$work/err" || fail "invalid BODY: no clear message"
+zq pull "@$ep/p4" -n 2 > "$work/pull.out" 2> "$work/pull.err" &
+pull=$!
+printf '%s\n' '{"a":1}' '{"b":2}' '{"c":' '{"d":4}' | zq push ">$ep/p4" - > "$work/out" 2> "$work/err"
+expect_status 3 $? "invalid JSON on stdin line 3"
+grep -q "line 3" "$work/err" || fail "invalid stdin line: message does not name line 3: $(cat "$work/err")"
+grep -q "2 messages before it were sent" "$work/err" || fail "invalid stdin line: sent count not reported"
+wait $pull
+expect_status 0 $? "pull of the lines before the bad one"
+expect_output "$work/pull.out" '{"a":1}
+{"b":2}' "lines before the bad one"
+
+#  ---- pub/sub with prefixes ---------------------------------------------
+#  Each subscriber binds; publishers connect to both and wait until the
+#  subscriptions are in force (-w), so nothing is missed by joining late.
+zq sub "@$ep/s1" news. -n 2 > "$work/s1.out" 2> "$work/s1.err" &
+sub1=$!
+zq sub "@$ep/s2" weather -n 1 -e > "$work/s2.out" 2> "$work/s2.err" &
+sub2=$!
+subs=">$ep/s1,>$ep/s2"
+zq pub "$subs" -w 2 -t 10000 news.sport '{"goal":"ñ"}' 2> "$work/err"
+expect_status 0 $? "pub news.sport"
+zq pub "$subs" -w 2 -t 10000 weather.rain '{"mm":3}' 2> "$work/err"
+expect_status 0 $? "pub weather.rain"
+wait $sub2
+expect_status 0 $? "sub weather"
+zq pub "$subs" -w 1 -t 10000 news.tech '{"chip":1}' 2> "$work/err"
+expect_status 0 $? "pub news.tech"
+wait $sub1
+expect_status 0 $? "sub news."
+expect_output "$work/s1.out" '{"goal":"ñ"}
+{"chip":1}' "sub news. prefix"
+grep -q '"subject":"weather.rain".*"body":{"mm":3}}$' "$work/s2.out" \
+    || fail "sub weather: $(cat "$work/s2.out")"
+zq pub "@$ep/lonely" -w 1 -t 200 x '{}' > "$work/out" 2> "$work/err"
+expect_status 2 $? "pub --wait-subscribers timing out"
+
+#  ---- req/rep: echo -------------------------------------------------------
+zq rep "@$ep/r1" -n 3 > "$work/rep.out" 2> "$work/rep.err" &
+rep=$!
+zq req ">$ep/r1" '{"ping":"é"}' > "$work/out" 2> "$work/err"
+expect_status 0 $? "req echo"
+expect_output "$work/out" '{"ping":"é"}' "req echo reply"
+printf '1\n[2]\n' | zq req ">$ep/r1" - > "$work/out" 2> "$work/err"
+expect_status 0 $? "req from stdin"
+expect_output "$work/out" '1
+[2]' "req stdin replies"
+wait $rep
+expect_status 0 $? "rep -n 3"
+zq req ">$ep/nobody" -t 300 '{}' > "$work/out" 2> "$work/err"
+expect_status 2 $? "req with no server"
+
+#  ---- req/rep: --exec -----------------------------------------------------
+cat > "$work/service.sh" <<'EOF'
+read request
+case "$request" in
+    *fail*) echo "failing on purpose" >&2; exit 3 ;;
+    *junk*) echo "not json" ;;
+    *) printf '{"subject":"%s","request":%s}\n' "$ZQ_SUBJECT" "$request" ;;
+esac
+EOF
+zq rep "@$ep/r2" -n 3 -x "sh $work/service.sh" > "$work/rep.out" 2> "$work/rep.err" &
+rep=$!
+zq req ">$ep/r2" calc '{"x":1}' > "$work/out" 2> "$work/err"
+expect_status 0 $? "req to --exec"
+expect_output "$work/out" '{"subject":"calc","request":{"x":1}}' "--exec reply"
+zq req ">$ep/r2" '"fail"' > "$work/out" 2> "$work/err"
+expect_status 5 $? "req answered by a failing command"
+grep -q '"error":"command failed with exit status 3"' "$work/out" \
+    || fail "failing command: error reply body: $(cat "$work/out")"
+grep -q "error reply" "$work/err" || fail "failing command: nothing on stderr"
+#  The server goes on after a failing command.
+zq req ">$ep/r2" '"junk"' > "$work/out" 2> "$work/err"
+expect_status 5 $? "req answered by a command printing no JSON"
+wait $rep
+expect_status 0 $? "rep --exec survives failing commands"
+
+echo "test_cli: PASS"
+exit 0
