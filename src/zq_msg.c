@@ -2,10 +2,12 @@
     zq_msg - one message: envelope (id, subject, time, attempt, headers)
     and a msgpack body, with its wire codec (doc/PROTOCOL.md, version 1).
 
-    One allocation holds a message with a short subject and a small body.
-    A received message keeps the libzmq frame that carries its body and
-    points into it, so the body is never copied on receive; a large body
-    leaves on its own frame, handed to libzmq without a copy.
+    One allocation holds a message with a short subject and a small body,
+    and each thread keeps a few freed message structures for reuse (see
+    "Per-thread state"). A received message keeps the libzmq frame that
+    carries its body and points into it, so the body is never copied on
+    receive; a large body leaves on its own frame, handed to libzmq without
+    a copy.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -13,6 +15,7 @@
     =========================================================================
 */
 #include "zq_internal.h"
+#include <pthread.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,25 +57,122 @@ struct _zq_msg_t {
     size_t body_size;
     void *body_heap;
     size_t body_offset;
-    zmq_msg_t frame; //  initialised only while body_store is S_BODY_FRAME
+    zmq_msg_t frame;       //  initialised only while body_store is S_BODY_FRAME
+    zq_msg_t *next_cached; //  while in a thread's cache: the next one there
     char subject_inline[S_SUBJECT_INLINE_SIZE];
     uint8_t body_inline[S_BODY_INLINE_SIZE];
 };
 
-//  ---- Ids ----------------------------------------------------------------
+//  ---- Per-thread state ---------------------------------------------------
 
-//  Per-thread id state: ids of one thread sort strictly by creation. The
-//  random half is drawn once per thread, and again when the process turns
-//  out to be a forked child (checked when the clock's millisecond moves).
+//  Each thread keeps the state its ids need and a short list of message
+//  structures it freed, which its next zq_msg_new, zq_msg_dup or receive
+//  reuses instead of calling malloc. A message destroyed by another thread
+//  than the one that made it joins the destroying thread's list. A list
+//  holds at most S_CACHE_MAX structures (beyond that zq_msg_destroy frees
+//  them) and is freed when its thread exits, by the destructor of one
+//  process-wide pthread key: that key, made once, is zq_msg's only global
+//  state. If no key can be made, structures are simply never cached.
+#define S_CACHE_MAX 64
+
+typedef enum {
+    S_CACHE_UNSET,   //  the thread has not cached anything yet
+    S_CACHE_ON,      //  the key's destructor will free the list
+    S_CACHE_DISABLED //  no key, or the thread is exiting: free at once
+} s_cache_state_t;
+
+//  Ids of one thread sort strictly by creation. The random half is drawn
+//  once per thread, and again when the process turns out to be a forked
+//  child (checked when the clock's millisecond moves, not per message).
 typedef struct {
     bool seeded;
     pid_t pid;
     uint16_t sequence;
     uint64_t last_ms;
     uint8_t random[8];
-} s_id_state_t;
+    s_cache_state_t cache_state;
+    uint32_t cached_count;
+    zq_msg_t *cached; //  linked through next_cached
+} s_thread_t;
 
-static _Thread_local s_id_state_t s_id_state;
+//  The initial-exec model makes each access one instruction instead of a
+//  call to __tls_get_addr; it takes sizeof (s_thread_t) bytes of the static
+//  TLS reserve, which is there for libraries loaded with dlopen too.
+static _Thread_local s_thread_t s_thread __attribute__ ((tls_model ("initial-exec")));
+
+static pthread_once_t s_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t s_key;
+static bool s_key_made;
+
+//  Runs at the exit of a thread that cached messages.
+static void
+s_thread_exit (void *arg)
+{
+    s_thread_t *thread = (s_thread_t *)arg;
+    thread->cache_state = S_CACHE_DISABLED;
+    while (thread->cached) {
+        zq_msg_t *self = thread->cached;
+        thread->cached = self->next_cached;
+        free (self);
+    }
+    thread->cached_count = 0;
+}
+
+static void
+s_key_make (void)
+{
+    s_key_made = pthread_key_create (&s_key, s_thread_exit) == 0;
+}
+
+//  If the library is unloaded, threads that live on must not call into it
+//  when they exit; what they cached stays allocated.
+__attribute__ ((destructor)) static void
+s_key_unmake (void)
+{
+    if (s_key_made) {
+        pthread_key_delete (s_key);
+        s_key_made = false;
+    }
+}
+
+//  Returns a message structure from the thread's list or from malloc, or
+//  NULL (ENOMEM). Its fields are not initialised.
+static inline zq_msg_t *
+s_struct_new (void)
+{
+    s_thread_t *thread = &s_thread;
+    zq_msg_t *self = thread->cached;
+    if (self) {
+        thread->cached = self->next_cached;
+        thread->cached_count--;
+        return self;
+    }
+    self = (zq_msg_t *)malloc (sizeof (zq_msg_t));
+    if (!self)
+        errno = ENOMEM;
+    return self;
+}
+
+//  Gives a structure whose contents are released back to the thread's
+//  list, or to free.
+static inline void
+s_struct_free (zq_msg_t *self)
+{
+    s_thread_t *thread = &s_thread;
+    if (thread->cache_state == S_CACHE_UNSET) {
+        pthread_once (&s_key_once, s_key_make);
+        thread->cache_state =
+            s_key_made && pthread_setspecific (s_key, thread) == 0 ? S_CACHE_ON : S_CACHE_DISABLED;
+    }
+    if (thread->cache_state == S_CACHE_ON && thread->cached_count < S_CACHE_MAX) {
+        self->next_cached = thread->cached;
+        thread->cached = self;
+        thread->cached_count++;
+    } else
+        free (self);
+}
+
+//  ---- Ids ----------------------------------------------------------------
 
 static int64_t
 s_now_ms (void)
@@ -93,7 +193,7 @@ s_mix64 (uint64_t value)
 }
 
 static void
-s_id_seed (s_id_state_t *state)
+s_id_seed (s_thread_t *state)
 {
     if (getrandom (state->random, sizeof state->random, GRND_NONBLOCK) !=
         (ssize_t)sizeof state->random) {
@@ -113,7 +213,7 @@ s_id_seed (s_id_state_t *state)
 static void
 s_id_new (uint8_t *id, uint64_t now_ms)
 {
-    s_id_state_t *state = &s_id_state;
+    s_thread_t *state = &s_thread;
     if (!state->seeded) {
         s_id_seed (state);
         state->last_ms = now_ms;
@@ -145,11 +245,9 @@ s_id_new (uint8_t *id, uint64_t now_ms)
 static zq_msg_t *
 s_alloc (void)
 {
-    zq_msg_t *self = (zq_msg_t *)malloc (sizeof (zq_msg_t));
-    if (!self) {
-        errno = ENOMEM;
+    zq_msg_t *self = s_struct_new ();
+    if (!self)
         return NULL;
-    }
     self->created_ms = 0;
     self->attempt = 0;
     self->subject_size = 0;
@@ -246,7 +344,7 @@ zq_msg_new (const char *subject)
     if (!self)
         return NULL;
     if (s_store_subject (self, subject, size)) {
-        free (self);
+        s_struct_free (self);
         return NULL;
     }
     uint64_t now_ms = (uint64_t)s_now_ms ();
@@ -267,7 +365,7 @@ zq_msg_destroy (zq_msg_t **self_p)
     if (self->subject != self->subject_inline)
         free (self->subject);
     s_release_body (self);
-    free (self);
+    s_struct_free (self);
     *self_p = NULL;
 }
 
