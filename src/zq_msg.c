@@ -874,13 +874,106 @@ typedef struct {
     size_t body_size;
 } s_envelope_t;
 
-//  Parses and checks one envelope: first (the header, and in one-frame
-//  form the body after it) and second (the body in two-frame form, else
-//  NULL). Allocates nothing. Returns 0, or -1 with errno ZQ_EPROTO,
-//  ZQ_EVERSION or ZQ_EDEPTH.
+//  Reads a str of the forms a header written by zq uses for names, values
+//  and subjects up to 255 bytes (fixstr, str8). Returns false, pos
+//  unchanged, for anything else.
+static inline bool
+s_fast_str (const uint8_t **pos_p, const uint8_t *end, const char **str_p, uint32_t *size_p)
+{
+    const uint8_t *pos = *pos_p;
+    if (pos >= end)
+        return false;
+    uint32_t size;
+    if ((*pos & 0xe0) == 0xa0) {
+        size = *pos & 0x1f;
+        pos += 1;
+    } else if (*pos == 0xd9 && end - pos >= 2) {
+        size = pos[1];
+        pos += 2;
+    } else
+        return false;
+    if (size > (size_t)(end - pos))
+        return false;
+    *str_p = (const char *)pos;
+    *size_p = size;
+    *pos_p = pos + size;
+    return true;
+}
+
+//  Reads a positive fixint or a uint64 (the forms zq writes for small
+//  attempts and for today's created_ms). Returns false, pos unchanged, for
+//  anything else.
+static inline bool
+s_fast_uint (const uint8_t **pos_p, const uint8_t *end, uint64_t *value_p)
+{
+    const uint8_t *pos = *pos_p;
+    if (pos >= end)
+        return false;
+    if (*pos <= 0x7f) {
+        *value_p = *pos;
+        *pos_p = pos + 1;
+        return true;
+    }
+    if (*pos == 0xcf && end - pos >= 9) {
+        uint64_t value;
+        memcpy (&value, pos + 1, sizeof value);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        value = __builtin_bswap64 (value);
+#endif
+        *value_p = value;
+        *pos_p = pos + 9;
+        return true;
+    }
+    return false;
+}
+
+//  Parses the header in the forms zq itself writes for usual messages: six
+//  elements, version 1, the id as bin8, str up to 255 bytes, created_ms
+//  and attempt as fixint or uint64, up to 15 headers. Checks everything
+//  the general parser checks for these forms. Returns true with the
+//  envelope's header fields set, or false for any other input (which the
+//  general parser then reads, and judges).
+static bool
+s_parse_header_fast (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
+{
+    static const uint8_t start[4] = {0x90 | S_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
+                                     ZQ_MSG_ID_SIZE};
+    if (first_size < sizeof start + ZQ_MSG_ID_SIZE || memcmp (first, start, sizeof start) != 0)
+        return false;
+    const uint8_t *pos = first + sizeof start + ZQ_MSG_ID_SIZE;
+    const uint8_t *end = first + first_size;
+    envelope->id = first + sizeof start;
+    if (!s_fast_str (&pos, end, &envelope->subject, &envelope->subject_size) ||
+        !s_fast_uint (&pos, end, &envelope->created_ms) || envelope->created_ms > INT64_MAX ||
+        !s_fast_uint (&pos, end, &envelope->attempt) || envelope->attempt > UINT32_MAX ||
+        pos >= end || (*pos & 0xf0) != 0x80)
+        return false;
+    uint32_t pairs = *pos++ & 0x0f;
+    for (uint32_t index = 0; index < pairs; index++) {
+        const char *name, *value;
+        uint32_t name_size, value_size;
+        if (!s_fast_str (&pos, end, &name, &name_size) || name_size == 0 ||
+            !s_fast_str (&pos, end, &value, &value_size))
+            return false;
+        for (uint32_t other = 0; other < index; other++)
+            if (envelope->headers[other].name_size == name_size &&
+                memcmp (envelope->headers[other].name, name, name_size) == 0)
+                return false;
+        envelope->headers[index].name = name;
+        envelope->headers[index].name_size = name_size;
+        envelope->headers[index].value = value;
+        envelope->headers[index].value_size = value_size;
+    }
+    envelope->header_count = pairs;
+    envelope->header_size = (size_t)(pos - first);
+    return true;
+}
+
+//  Parses and checks the header at the start of first, any valid encoding.
+//  Returns 0 with the envelope's header fields set, or -1 with errno
+//  ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
 static int
-s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t second_size,
-         s_envelope_t *envelope)
+s_parse_header (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
 {
     zqi_cursor_t cursor = {first, first + first_size};
     //  The array marker, then the version, whatever else follows.
@@ -945,15 +1038,28 @@ s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t 
         if (zqi_mp_skip (&cursor, ZQ_MSG_MAX_DEPTH))
             return -1;
     envelope->header_size = (size_t)(cursor.pos - first);
+    return 0;
+}
 
+//  Parses and checks one envelope: first (the header, and in one-frame
+//  form the body after it) and second (the body in two-frame form, else
+//  NULL). Allocates nothing. Returns 0, or -1 with errno ZQ_EPROTO,
+//  ZQ_EVERSION or ZQ_EDEPTH.
+static int
+s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t second_size,
+         s_envelope_t *envelope)
+{
+    if (!s_parse_header_fast (first, first_size, envelope) &&
+        s_parse_header (first, first_size, envelope))
+        return -1;
     if (second) {
-        if (cursor.pos != cursor.end)
+        if (envelope->header_size != first_size)
             return zqi_fail (ZQ_EPROTO);
         envelope->body = second;
         envelope->body_size = second_size;
     } else {
-        envelope->body = cursor.pos;
-        envelope->body_size = (size_t)(cursor.end - cursor.pos);
+        envelope->body = first + envelope->header_size;
+        envelope->body_size = first_size - envelope->header_size;
     }
     return zqi_msgpack_check (envelope->body, envelope->body_size, NULL, ZQ_MSG_MAX_DEPTH);
 }
