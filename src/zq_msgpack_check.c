@@ -56,7 +56,7 @@ typedef struct {
     uint32_t length;  //  for fix forms: the length, or payload size of scalars
 } s_marker_t;
 
-static inline s_marker_t
+static inline __attribute__ ((always_inline)) s_marker_t
 s_marker (uint8_t marker)
 {
     s_marker_t m = {S_SCALAR, 0, 0, 0};
@@ -167,8 +167,9 @@ s_marker (uint8_t marker)
     }
 }
 
-int
-zqi_msgpack_check (const void *data, size_t size, size_t *used_p, int max_depth)
+//  The general case of zqi_msgpack_check: any object, containers included.
+static int
+s_check (const void *data, size_t size, size_t *used_p, int max_depth)
 {
     const uint8_t *pos = (const uint8_t *)data;
     const uint8_t *end = pos + size;
@@ -228,6 +229,36 @@ zqi_msgpack_check (const void *data, size_t size, size_t *used_p, int max_depth)
     else if (used != size)
         return zqi_fail (ZQ_EPROTO);
     return 0;
+}
+
+int
+zqi_msgpack_check (const void *data, size_t size, size_t *used_p, int max_depth)
+{
+    //  A lone scalar or string (a common body) needs no container stack.
+    const uint8_t *pos = (const uint8_t *)data;
+    if (size > 0) {
+        s_marker_t m = s_marker (pos[0]);
+        if (m.kind == S_SCALAR || m.kind == S_BYTES) {
+            size_t remaining = size - 1;
+            uint64_t length = m.length;
+            if (m.length_width) {
+                if (remaining < (size_t)m.length_width)
+                    return zqi_fail (ZQ_EPROTO);
+                length = s_load_be (pos + 1, m.length_width);
+                remaining -= (size_t)m.length_width;
+            }
+            uint64_t payload = length + m.fixed;
+            if (payload > remaining)
+                return zqi_fail (ZQ_EPROTO);
+            size_t used = size - remaining + (size_t)payload;
+            if (used_p)
+                *used_p = used;
+            else if (used != size)
+                return zqi_fail (ZQ_EPROTO);
+            return 0;
+        }
+    }
+    return s_check (data, size, used_p, max_depth);
 }
 
 //  ---- Bounded reader -----------------------------------------------------
