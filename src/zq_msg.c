@@ -609,12 +609,26 @@ s_str_size (size_t size)
     return size + (size <= 31 ? 1 : size <= 0xff ? 2 : size <= 0xffff ? 3 : 5);
 }
 
+//  Stores value big-endian in width bytes (1, 2, 4 or 8).
 static inline uint8_t *
 s_put_be (uint8_t *out, uint64_t value, int width)
 {
-    for (int index = width - 1; index >= 0; index--) {
-        out[index] = (uint8_t)value;
-        value >>= 8;
+    if (width == 1)
+        *out = (uint8_t)value;
+    else if (width == 2) {
+        out[0] = (uint8_t)(value >> 8);
+        out[1] = (uint8_t)value;
+    } else if (width == 4) {
+        uint32_t word = (uint32_t)value;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        word = __builtin_bswap32 (word);
+#endif
+        memcpy (out, &word, sizeof word);
+    } else {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        value = __builtin_bswap64 (value);
+#endif
+        memcpy (out, &value, sizeof value);
     }
     return out + width;
 }
@@ -678,12 +692,11 @@ s_header_size (const zq_msg_t *self)
 static uint8_t *
 s_write_header (const zq_msg_t *self, uint8_t *out)
 {
-    *out++ = 0x90 | S_HEADER_ELEMENTS_MIN;
-    *out++ = ZQ_PROTOCOL_VERSION;
-    *out++ = 0xc4;
-    *out++ = ZQ_MSG_ID_SIZE;
-    memcpy (out, self->id, ZQ_MSG_ID_SIZE);
-    out += ZQ_MSG_ID_SIZE;
+    static const uint8_t start[4] = {0x90 | S_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
+                                     ZQ_MSG_ID_SIZE};
+    memcpy (out, start, sizeof start);
+    memcpy (out + sizeof start, self->id, ZQ_MSG_ID_SIZE);
+    out += sizeof start + ZQ_MSG_ID_SIZE;
     out = s_put_str (out, self->subject, self->subject_size);
     out = s_put_uint (out, (uint64_t)self->created_ms);
     out = s_put_uint (out, self->attempt);
