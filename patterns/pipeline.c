@@ -43,7 +43,7 @@ s_send (void *state, zq_msg_t **msg_p)
 {
     s_pipeline_t *self = (s_pipeline_t *)state;
     //  A PULL socket refuses to send with ENOTSUP itself.
-    return zq_msg_send (msg_p, self->handle, ZMQ_DONTWAIT);
+    return zqi_msg_send_to (msg_p, self->handle, ZMQ_DONTWAIT);
 }
 
 static zq_msg_t *
@@ -51,7 +51,7 @@ s_recv (void *state)
 {
     s_pipeline_t *self = (s_pipeline_t *)state;
     //  A PUSH socket refuses to receive with ENOTSUP itself.
-    return zq_msg_recv (self->handle, ZMQ_DONTWAIT, self->max_message_bytes);
+    return zqi_msg_recv_from (self->handle, ZMQ_DONTWAIT, self->max_message_bytes);
 }
 
 const zq_pattern_t zqi_pattern_pipeline = {

@@ -36,7 +36,8 @@ zqi_fail (int errnum)
 }
 
 //  Logs one line through the handler set with zq_set_log_handler, if any.
-void zqi_log (zq_log_level_t level, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+void zqi_log (zq_log_level_t level, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 //  Checks that data holds well-formed msgpack: exactly one object if
 //  used_p is NULL, or the first object (its length stored in *used_p)
@@ -79,5 +80,11 @@ int zqi_mp_skip (zqi_cursor_t *cursor, int max_depth);
 //  ownership without copying or checking: the caller built it and vouches
 //  for it being one msgpack object within ZQ_MSG_MAX_DEPTH.
 void zqi_msg_take_body (zq_msg_t *self, void *data, size_t size);
+
+//  zq_msg_send and zq_msg_recv for a libzmq socket handle (what
+//  zsock_resolve returns), without checking whether it is a zsock_t or
+//  zactor_t: for patterns, which hold the handle.
+int zqi_msg_send_to (zq_msg_t **self_p, void *handle, int flags);
+zq_msg_t *zqi_msg_recv_from (void *handle, int flags, size_t max_size);
 
 #endif

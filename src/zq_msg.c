@@ -242,12 +242,11 @@ s_id_new (uint8_t *id, uint64_t now_ms)
 
 //  ---- Construction -------------------------------------------------------
 
-static zq_msg_t *
-s_alloc (void)
+//  Sets the fields of a new message: no subject, time, attempt or
+//  headers, a nil body.
+static inline void
+s_init (zq_msg_t *self)
 {
-    zq_msg_t *self = s_struct_new ();
-    if (!self)
-        return NULL;
     self->created_ms = 0;
     self->attempt = 0;
     self->subject_size = 0;
@@ -262,6 +261,14 @@ s_alloc (void)
     self->body_size = 1;
     self->body_heap = NULL;
     self->body_offset = 0;
+}
+
+static zq_msg_t *
+s_alloc (void)
+{
+    zq_msg_t *self = s_struct_new ();
+    if (self)
+        s_init (self);
     return self;
 }
 
@@ -816,11 +823,10 @@ s_send_two_frames (zq_msg_t *self, void *handle, int flags, size_t header_size)
 }
 
 int
-zq_msg_send (zq_msg_t **self_p, void *socket, int flags)
+zqi_msg_send_to (zq_msg_t **self_p, void *handle, int flags)
 {
     ZQ_ASSERT (self_p && *self_p);
     zq_msg_t *self = *self_p;
-    void *handle = s_resolve (socket);
     size_t header_size = s_header_size (self);
     if (self->body_size >= ZQ_MSG_ZEROCOPY_MIN) {
         if (s_send_two_frames (self, handle, flags, header_size))
@@ -839,6 +845,13 @@ zq_msg_send (zq_msg_t **self_p, void *socket, int flags)
     }
     zq_msg_destroy (self_p);
     return 0;
+}
+
+int
+zq_msg_send (zq_msg_t **self_p, void *socket, int flags)
+{
+    ZQ_ASSERT (self_p && *self_p);
+    return zqi_msg_send_to (self_p, s_resolve (socket), flags);
 }
 
 int
@@ -1077,34 +1090,45 @@ s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t 
     return zqi_msgpack_check (envelope->body, envelope->body_size, NULL, ZQ_MSG_MAX_DEPTH);
 }
 
-//  Makes a message of the envelope's fields, with a nil body.
-static zq_msg_t *
-s_build (const s_envelope_t *envelope)
+//  Sets the envelope's fields in self, a message just initialised (nil
+//  body). Returns 0, or -1 with errno ENOMEM (the fields copied so far
+//  stay, for zq_msg_destroy to release).
+static int
+s_fill (zq_msg_t *self, const s_envelope_t *envelope)
 {
-    zq_msg_t *self = s_alloc ();
-    if (!self)
-        return NULL;
     memcpy (self->id, envelope->id, ZQ_MSG_ID_SIZE);
     self->created_ms = (int64_t)envelope->created_ms;
     self->attempt = (uint32_t)envelope->attempt;
-    if (s_store_subject (self, envelope->subject, envelope->subject_size))
-        goto failed;
+    if (envelope->subject_size < S_SUBJECT_INLINE_SIZE) {
+        memcpy (self->subject_inline, envelope->subject, envelope->subject_size);
+        self->subject_inline[envelope->subject_size] = 0;
+        self->subject_size = envelope->subject_size;
+    } else if (s_store_subject (self, envelope->subject, envelope->subject_size))
+        return zqi_fail (ENOMEM);
     if (envelope->header_count) {
         self->headers = (s_header_t *)malloc (envelope->header_count * sizeof (s_header_t));
         if (!self->headers)
-            goto failed;
+            return zqi_fail (ENOMEM);
         self->header_capacity = envelope->header_count;
         for (uint32_t index = 0; index < envelope->header_count; index++)
             if (s_append_header (self, envelope->headers[index].name,
                                  envelope->headers[index].name_size, envelope->headers[index].value,
                                  envelope->headers[index].value_size))
-                goto failed;
+                return zqi_fail (ENOMEM);
+    }
+    return 0;
+}
+
+//  Makes a message of the envelope's fields, with a nil body.
+static zq_msg_t *
+s_build (const s_envelope_t *envelope)
+{
+    zq_msg_t *self = s_alloc ();
+    if (self && s_fill (self, envelope)) {
+        zq_msg_destroy (&self);
+        errno = ENOMEM;
     }
     return self;
-failed:
-    zq_msg_destroy (&self);
-    errno = ENOMEM;
-    return NULL;
 }
 
 zq_msg_t *
@@ -1174,24 +1198,19 @@ s_recv_more (zmq_msg_t *frame, void *handle, int flags)
     return rc;
 }
 
-zq_msg_t *
-zq_msg_recv (void *socket, int flags, size_t max_size)
+//  Receives the frames after first (a frame with more to come) and decodes
+//  the message: the two-frame form, or an error. Closes first.
+static zq_msg_t *
+s_recv_multipart (zmq_msg_t *first, void *handle, int flags, size_t max_size)
 {
-    void *handle = s_resolve (socket);
-    if (max_size == 0)
-        max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
     zmq_msg_t frames[2];
     zmq_msg_init (&frames[0]);
-    if (zmq_msg_recv (&frames[0], handle, flags) == -1) {
-        int saved_errno = errno;
-        zmq_msg_close (&frames[0]);
-        errno = saved_errno;
-        return NULL;
-    }
+    zmq_msg_move (&frames[0], first);
+    zmq_msg_close (first);
     size_t count = 1;
     size_t total = zmq_msg_size (&frames[0]);
     int error = total > max_size ? ZQ_ETOOBIG : 0;
-    bool more = zmq_msg_more (&frames[0]);
+    bool more = true;
     //  Read every remaining frame of the message, keeping at most two
     //  and none once the message is known to be bad.
     while (more) {
@@ -1222,20 +1241,19 @@ zq_msg_recv (void *socket, int flags, size_t max_size)
     }
     zq_msg_t *self = NULL;
     s_envelope_t envelope;
-    if (!error && s_parse ((const uint8_t *)zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
-                           count == 2 ? (const uint8_t *)zmq_msg_data (&frames[1]) : NULL,
-                           count == 2 ? zmq_msg_size (&frames[1]) : 0, &envelope))
+    if (!error &&
+        s_parse ((const uint8_t *)zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
+                 (const uint8_t *)zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), &envelope))
         error = errno;
     if (!error && !(self = s_build (&envelope)))
         error = errno;
     if (!error) {
         //  Keep the frame that holds the body and point into it.
-        size_t body_index = count - 1;
         zmq_msg_init (&self->frame);
-        zmq_msg_move (&self->frame, &frames[body_index]);
+        zmq_msg_move (&self->frame, &frames[1]);
         self->body_store = S_BODY_FRAME;
-        self->body_offset = count == 2 ? 0 : envelope.header_size;
-        self->body = (const uint8_t *)zmq_msg_data (&self->frame) + self->body_offset;
+        self->body_offset = 0;
+        self->body = (const uint8_t *)zmq_msg_data (&self->frame);
         self->body_size = envelope.body_size;
     }
     for (size_t index = 0; index < count; index++)
@@ -1243,4 +1261,61 @@ zq_msg_recv (void *socket, int flags, size_t max_size)
     if (error)
         errno = error;
     return self;
+}
+
+zq_msg_t *
+zqi_msg_recv_from (void *handle, int flags, size_t max_size)
+{
+    if (max_size == 0)
+        max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
+    //  The first frame arrives in the message's own frame, which keeps it
+    //  when the message has the one-frame form.
+    zq_msg_t *self = s_struct_new ();
+    if (!self)
+        return NULL;
+    zmq_msg_init (&self->frame);
+    if (zmq_msg_recv (&self->frame, handle, flags) == -1) {
+        int saved_errno = errno;
+        zmq_msg_close (&self->frame);
+        s_struct_free (self);
+        errno = saved_errno;
+        return NULL;
+    }
+    if (zmq_msg_more (&self->frame)) {
+        zq_msg_t *decoded = s_recv_multipart (&self->frame, handle, flags, max_size);
+        int saved_errno = errno;
+        s_struct_free (self);
+        errno = saved_errno;
+        return decoded;
+    }
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&self->frame);
+    size_t size = zmq_msg_size (&self->frame);
+    s_envelope_t envelope;
+    int error = 0;
+    if (size > max_size)
+        error = ZQ_ETOOBIG;
+    else if (s_parse (data, size, NULL, 0, &envelope))
+        error = errno;
+    else {
+        s_init (self);
+        self->body_store = S_BODY_FRAME;
+        self->body_offset = envelope.header_size;
+        self->body = data + envelope.header_size;
+        self->body_size = envelope.body_size;
+        if (s_fill (self, &envelope) == 0)
+            return self;
+        zq_msg_destroy (&self); //  closes the frame
+        errno = ENOMEM;
+        return NULL;
+    }
+    zmq_msg_close (&self->frame);
+    s_struct_free (self);
+    errno = error;
+    return NULL;
+}
+
+zq_msg_t *
+zq_msg_recv (void *socket, int flags, size_t max_size)
+{
+    return zqi_msg_recv_from (s_resolve (socket), flags, max_size);
 }
