@@ -77,7 +77,29 @@ typedef struct {
 //    max_in_flight        1000     rpc client: requests awaiting their result at once
 //                                  (zq_queue_send fails with EAGAIN beyond); rpc server:
 //                                  routes kept for requests not yet answered (the oldest
-//                                  is forgotten beyond)
+//                                  is forgotten beyond); reliable producer: unconfirmed
+//                                  messages held in a memory outbox
+//    The "reliable" pattern (zq_queue.h):
+//    spool_dir            ""       server: directory of the queue spools, one
+//                                  subdirectory per queue ("" = in memory)
+//    outbox_dir           ""       producer: directory of a durable outbox ("" = memory)
+//    fsync                "always" spools (server queues, producer outbox): "always"
+//                                  (confirm only after fdatasync), "interval", "none"
+//                                  (doc/SPOOL.md)
+//    fsync_interval_ms    100      sync period of fsync "interval"
+//    quota_bytes          0        bytes one spool may take (0 = none on disk; 256 MiB
+//                                  in memory); past it PUTs are refused with ZQ_EFULL
+//    segment_bytes        64 MiB   spool segment size (a quota needs >= 2 segments + 1 MiB)
+//    visibility_timeout_ms 30000   server: time to ack a delivery before redelivery
+//    max_attempts         10       server: deliveries before dead-lettering (0 = no limit)
+//    prefetch             256      consumer: unacked deliveries held at once
+//    dedupe_window_ms     60000    server: PUT ids remembered this long (0 = off)
+//    dedupe_max           262144   server: most ids remembered
+//    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
+//    nack_backoff_max_ms  30000    server: cap of that backoff
+//    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long
+//    ping_ivl_ms          1000     protocol ping interval (consumer sessions, restarts)
+//    max_queues           1024     server: most named queues held
 
 //  Creates an options object holding every default. Returns NULL on ENOMEM.
 ZQ_EXPORT zq_options_t *zq_options_new (void);

@@ -114,7 +114,30 @@ typedef struct {
     //  Optional. Hands over the message that recv's last ZQ_ETIMEDOUT
     //  reported as given up, or returns NULL with errno.
     zq_msg_t *(*failed) (void *state);
+
+    //  Optional, reliable. One non-blocking attempt to accept *msg_p
+    //  without waiting for its confirm, as send (EAGAIN: wait for
+    //  send_wait's event and try again).
+    int (*post) (void *state, zq_msg_t **msg_p);
+    //  Optional. Takes the next confirm report (zq_queue_confirmed).
+    int (*confirmed) (void *state, uint8_t *id);
+    //  Optional. Settles a received message: how is ZQI_SETTLE_*, number
+    //  the nack delay or touch extension. Returns 0 or -1 with errno.
+    int (*settle) (void *state, const zq_msg_t *msg, int how, int64_t number);
+    //  Optional, admin of a server holding named queues (zq_queue_declare,
+    //  zq_queue_names, ...): same contracts as the public functions.
+    int (*declare) (void *state, const char *name);
+    zlistx_t *(*names) (void *state);
+    int (*info) (void *state, const char *name, zq_queue_info_t *info);
+    int (*peek) (void *state, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p);
+    int (*purge) (void *state, const char *name, uint64_t *count_p);
+    int (*redrive) (void *state, const char *name, uint64_t *count_p);
 } zq_pattern_t;
+
+//  How settle settles a message.
+#define ZQI_SETTLE_ACK   0
+#define ZQI_SETTLE_NACK  1
+#define ZQI_SETTLE_TOUCH 2
 
 //  Returns the pattern named name, or NULL.
 const zq_pattern_t *zqi_pattern_lookup (const char *name);
@@ -134,5 +157,6 @@ zqi_is_bad_input (int errnum)
 extern const zq_pattern_t zqi_pattern_pipeline;
 extern const zq_pattern_t zqi_pattern_pubsub;
 extern const zq_pattern_t zqi_pattern_rpc;
+extern const zq_pattern_t zqi_pattern_reliable;
 
 #endif

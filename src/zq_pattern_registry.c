@@ -14,6 +14,7 @@ static const zq_pattern_t *const s_patterns[] = {
     &zqi_pattern_pipeline,
     &zqi_pattern_pubsub,
     &zqi_pattern_rpc,
+    &zqi_pattern_reliable,
 };
 #define S_COUNT (sizeof s_patterns / sizeof s_patterns[0])
 

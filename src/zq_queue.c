@@ -569,3 +569,151 @@ zq_queue_next_timer_ms (zq_queue_t *self)
         return -1;
     return self->pattern->next_timer_ms (self->state);
 }
+
+int
+zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+{
+    if (!self || !msg_p || !*msg_p)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->post)
+        return zqi_fail (ENOTSUP);
+    if (self->pattern->post (self->state, msg_p) == 0) {
+        self->stats.sent++;
+        return 0;
+    }
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        short what = s_send_wait (self);
+        if (!what || s_wait (self, what, timeout_ms, &deadline))
+            return -1;
+        if (self->pattern->post (self->state, msg_p) == 0) {
+            self->stats.sent++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int
+zq_queue_confirmed (zq_queue_t *self, uint8_t *id)
+{
+    if (!self || !id)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->confirmed)
+        return zqi_fail (ENOTSUP);
+    return self->pattern->confirmed (self->state, id);
+}
+
+static int
+s_settle (zq_queue_t *self, const zq_msg_t *msg, int how, int64_t number)
+{
+    if (!self || !msg)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->settle)
+        return zqi_fail (ENOTSUP);
+    return self->pattern->settle (self->state, msg, how, number);
+}
+
+int
+zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg)
+{
+    return s_settle (self, msg, ZQI_SETTLE_ACK, 0);
+}
+
+int
+zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms)
+{
+    if (delay_ms < ZQ_NACK_BACKOFF)
+        return zqi_fail (EINVAL);
+    return s_settle (self, msg, ZQI_SETTLE_NACK, delay_ms);
+}
+
+int
+zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms)
+{
+    if (extend_ms < 0)
+        return zqi_fail (EINVAL);
+    return s_settle (self, msg, ZQI_SETTLE_TOUCH, extend_ms);
+}
+
+//  Checks what every admin call checks; returns 0 or -1 with errno.
+static int
+s_admin_check (zq_queue_t *self, bool has_hook, const char *name)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!has_hook)
+        return zqi_fail (ENOTSUP);
+    if (!name)
+        return zqi_fail (EINVAL);
+    return 0;
+}
+
+int
+zq_queue_declare (zq_queue_t *self, const char *name)
+{
+    if (s_admin_check (self, self && self->pattern->declare != NULL, name))
+        return -1;
+    return self->pattern->declare (self->state, name);
+}
+
+zlistx_t *
+zq_queue_names (zq_queue_t *self)
+{
+    if (s_admin_check (self, self && self->pattern->names != NULL, ""))
+        return NULL;
+    return self->pattern->names (self->state);
+}
+
+int
+zq_queue_info (zq_queue_t *self, const char *name, zq_queue_info_t *info)
+{
+    if (s_admin_check (self, self && self->pattern->info != NULL, name))
+        return -1;
+    if (!info)
+        return zqi_fail (EINVAL);
+    return self->pattern->info (self->state, name, info);
+}
+
+int
+zq_queue_peek (zq_queue_t *self, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p)
+{
+    if (s_admin_check (self, self && self->pattern->peek != NULL, name))
+        return -1;
+    if ((!msgs && max) || !count_p)
+        return zqi_fail (EINVAL);
+    return self->pattern->peek (self->state, name, msgs, max, count_p);
+}
+
+int
+zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *count_p)
+{
+    if (s_admin_check (self, self && self->pattern->purge != NULL, name))
+        return -1;
+    uint64_t count = 0;
+    int rc = self->pattern->purge (self->state, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
+int
+zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
+{
+    if (s_admin_check (self, self && self->pattern->redrive != NULL, name))
+        return -1;
+    uint64_t count = 0;
+    int rc = self->pattern->redrive (self->state, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}

@@ -1,0 +1,284 @@
+/*  =========================================================================
+    reliable - what the files of the "reliable" pattern share. Internal,
+    never installed.
+
+        patterns/reliable.c           the pattern table, open/close, dispatch
+        patterns/reliable_wire.c      command frames, envelope header parsing
+        patterns/reliable_table.c     id hash, entry slab with a timer heap,
+                                      dedupe window
+        patterns/reliable_server.c    ZQ_SERVER: the holder of named queues
+        patterns/reliable_producer.c  ZQ_PRODUCER: outbox, confirms, resends
+        patterns/reliable_consumer.c  ZQ_CONSUMER: credit, ack/nack/touch
+
+    The wire protocol is specified in doc/PROTOCOL.md, "reliable".
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_RELIABLE_H_INCLUDED
+#define ZQ_RELIABLE_H_INCLUDED
+
+#include "zq_pattern.h"
+
+#define ZQI_R_NONE UINT32_MAX
+
+//  ---- Wire (reliable_wire.c) ------------------------------------------
+
+//  Version of the reliable command frame (element 0).
+#define ZQI_R_VERSION 1
+//  Most elements a command frame may have.
+#define ZQI_R_ELEMENTS_MAX 16
+
+//  Command kinds (element 1 of the command frame).
+typedef enum {
+    ZQI_R_PUT = 1,     //  producer -> server: [1, 1] + envelope
+    ZQI_R_CONFIRM = 2, //  server -> producer: [1, 2, ids]
+    ZQI_R_REFUSE = 3,  //  server -> producer: [1, 3, ids, code, reason]
+    ZQI_R_CONSUME = 4, //  consumer -> server: [1, 4, queue, prefetch]
+    ZQI_R_CANCEL = 5,  //  consumer -> server: [1, 5, queue]
+    ZQI_R_DELIVER = 6, //  server -> consumer: [1, 6, visibility_ms] + envelope
+    ZQI_R_ACK = 7,     //  consumer -> server: [1, 7, ids]
+    ZQI_R_NACK = 8,    //  consumer -> server: [1, 8, ids, delay_ms]
+    ZQI_R_TOUCH = 9,   //  consumer -> server: [1, 9, ids, extend_ms]
+    ZQI_R_PING = 10,   //  any -> any: [1, 10]
+    ZQI_R_PONG = 11,   //  server -> client: [1, 11, instance, flags]
+    ZQI_R_ERROR = 12   //  server -> client: [1, 12, code, reason]
+} zqi_r_kind_t;
+
+//  Codes carried by REFUSE and ERROR.
+typedef enum {
+    ZQI_R_CODE_FULL = 1,     //  storage full: retry later
+    ZQI_R_CODE_INVALID = 2,  //  never storable (bad queue name): give up
+    ZQI_R_CODE_FAILED = 3,   //  storage failed: retry later
+    ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
+    ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
+    ZQI_R_CODE_UNKNOWN = 6   //  unknown command kind
+} zqi_r_code_t;
+
+//  PONG flags.
+#define ZQI_R_PONG_NO_SESSION 1 //  the server holds no consumer session for you
+
+//  Size of the server instance id in PONG.
+#define ZQI_R_INSTANCE_SIZE 8
+
+//  A parsed command frame; pointers go into the frame.
+typedef struct {
+    uint64_t kind;
+    const uint8_t *ids; //  ids, ZQ_MSG_ID_SIZE bytes each
+    size_t id_count;
+    const char *text; //  queue name (CONSUME, CANCEL) or reason (REFUSE, ERROR)
+    uint32_t text_size;
+    uint64_t code;           //  REFUSE, ERROR
+    int64_t number;          //  prefetch, delay_ms, extend_ms, visibility_ms or flags
+    const uint8_t *instance; //  PONG
+} zqi_r_command_t;
+
+//  Parses a command frame. Returns 0, or -1 with errno ZQ_EPROTO,
+//  ZQ_EVERSION (element 0 other than 1) or ZQ_EDEPTH. Unknown kinds parse
+//  (kind set, nothing else read) so the caller can answer them.
+int zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command);
+
+//  A parsed envelope header; pointers go into the frame.
+typedef struct {
+    const uint8_t *id;
+    const char *subject;
+    uint32_t subject_size;
+    uint64_t created_ms;
+    uint64_t attempt;
+    size_t attempt_offset; //  where element 4 starts in the first frame
+    size_t attempt_size;   //  and its encoded size
+    int64_t ttl_ms;        //  "zq-ttl-ms", or -1
+    int64_t not_before_ms; //  "zq-not-before-ms", or -1
+} zqi_r_envelope_t;
+
+//  Parses and checks an envelope (first frame, and second for the
+//  two-frame form, else NULL) by the rules of doc/PROTOCOL.md sections 6
+//  to 9, allocating nothing. check_body false skips the body check (for
+//  records the server validated when it stored them). Returns 0, or -1
+//  with errno ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
+int zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
+                          size_t second_size, bool check_body, zqi_r_envelope_t *envelope);
+
+//  A growable byte buffer for building frames.
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t capacity;
+} zqi_r_buf_t;
+
+void zqi_r_buf_reset (zqi_r_buf_t *buf);
+void zqi_r_buf_free (zqi_r_buf_t *buf);
+//  Each returns 0, or -1 with errno ENOMEM.
+int zqi_r_put_array (zqi_r_buf_t *buf, uint32_t count);
+int zqi_r_put_uint (zqi_r_buf_t *buf, uint64_t value);
+int zqi_r_put_int (zqi_r_buf_t *buf, int64_t value);
+int zqi_r_put_str (zqi_r_buf_t *buf, const char *text, size_t size);
+int zqi_r_put_bin (zqi_r_buf_t *buf, const void *data, size_t size);
+int zqi_r_put_raw (zqi_r_buf_t *buf, const void *data, size_t size);
+//  Starts a command frame: array marker, version, kind.
+int zqi_r_put_command (zqi_r_buf_t *buf, uint32_t elements, zqi_r_kind_t kind);
+
+//  Reads and discards the rest of a multipart message.
+void zqi_r_drain (void *handle);
+
+//  Receives one frame (non-blocking) into frame (initialised by the
+//  caller). Returns 0, or -1 with errno.
+int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
+
+//  Returns the errno a REFUSE or ERROR code stands for.
+int zqi_r_code_errno (uint64_t code);
+
+//  Milliseconds since the Unix epoch.
+int64_t zqi_r_wall_ms (void);
+
+//  ---- Tables (reliable_table.c) -----------------------------------------
+
+//  An open-addressing hash of 16-byte ids over an array of records whose
+//  first 16 bytes are the id: slots hold record index + 1.
+typedef struct {
+    uint32_t *slots;
+    uint32_t mask; //  slot count - 1 (a power of two), 0 before the first reset
+    uint64_t seed;
+} zqi_r_hash_t;
+
+//  One tracked message. The server uses every field; the producer only
+//  id, seq, due and state.
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    uint64_t seq;        //  the record's seq in its spool (queue or outbox)
+    int64_t due;         //  zclock_mono ms of its timer, if scheduled
+    uint32_t heap_index; //  ZQI_R_NONE when not scheduled
+    uint32_t queue;      //  server: queue index
+    uint32_t owner;      //  server: consumer index, ZQI_R_NONE if none
+    uint32_t attempt;    //  server: attempt of the current or next delivery
+    uint32_t prev, next; //  owner's list; the free list
+    uint8_t state;
+    bool in_use;
+} zqi_r_entry_t;
+
+//  Entries in a slab (indexes stay valid; pointers do not across adds),
+//  found by id, with a min-heap of due times.
+typedef struct {
+    zqi_r_entry_t *entries;
+    uint32_t capacity;
+    uint32_t count;
+    uint32_t free_head;
+    zqi_r_hash_t hash;
+    uint32_t *heap;
+    uint32_t heap_size;
+} zqi_r_table_t;
+
+void zqi_r_table_init (zqi_r_table_t *table);
+void zqi_r_table_free (zqi_r_table_t *table);
+//  Returns the index of the entry with id, or ZQI_R_NONE.
+uint32_t zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id);
+//  Adds an entry for id (not present), zeroed but for id, owner, prev,
+//  next and heap_index (ZQI_R_NONE). Returns its index, or ZQI_R_NONE with
+//  errno ENOMEM.
+uint32_t zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id);
+//  Removes the entry (and its timer).
+void zqi_r_table_remove (zqi_r_table_t *table, uint32_t index);
+//  Sets or moves the entry's timer to due.
+void zqi_r_table_schedule (zqi_r_table_t *table, uint32_t index, int64_t due);
+void zqi_r_table_unschedule (zqi_r_table_t *table, uint32_t index);
+//  Returns the index of the entry with the earliest timer, or ZQI_R_NONE.
+static inline uint32_t
+zqi_r_table_first (const zqi_r_table_t *table)
+{
+    return table->heap_size ? table->heap[0] : ZQI_R_NONE;
+}
+
+//  A stored id remembered for the dedupe window.
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t stored_ms; //  zclock_mono ms; INT64_MIN: forgotten
+    uint32_t queue;
+    uint64_t seq;
+} zqi_r_seen_t;
+
+//  The ids stored in the last window_ms, at most max of them (the oldest
+//  are forgotten first), in a ring with a hash.
+typedef struct {
+    zqi_r_seen_t *ring;
+    uint32_t capacity; //  power of two
+    uint32_t head;
+    uint32_t count;
+    uint32_t max;
+    int64_t window_ms;
+    zqi_r_hash_t hash;
+} zqi_r_dedupe_t;
+
+void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
+void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
+//  Returns the record of id if it was stored within the window, or NULL.
+zqi_r_seen_t *zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now);
+//  Remembers id as stored now. Returns 0, or -1 with errno ENOMEM (then
+//  the id is simply not remembered).
+int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32_t queue,
+                      uint64_t seq);
+//  Forgets id (its store was refused).
+void zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const uint8_t *id);
+
+//  ---- Roles --------------------------------------------------------------
+
+//  Settings every role reads from the options at open.
+typedef struct {
+    zq_pattern_ctx_t *ctx;
+    void *handle;
+    int ping_ivl_ms;
+} zqi_r_common_t;
+
+typedef struct _zqi_r_server_t zqi_r_server_t;
+typedef struct _zqi_r_producer_t zqi_r_producer_t;
+typedef struct _zqi_r_consumer_t zqi_r_consumer_t;
+
+//  Each role's hooks, as zq_pattern_t describes them.
+zqi_r_server_t *zqi_r_server_new (zq_pattern_ctx_t *ctx);
+size_t zqi_r_server_destroy (zqi_r_server_t **self_p);
+zq_msg_t *zqi_r_server_recv (zqi_r_server_t *self);
+int zqi_r_server_events (zqi_r_server_t *self, int zmq_events);
+int64_t zqi_r_server_next_timer_ms (zqi_r_server_t *self);
+int zqi_r_server_subscribe (zqi_r_server_t *self, const char *name);
+int zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name);
+int zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int kind, int64_t number);
+int zqi_r_server_declare (zqi_r_server_t *self, const char *name);
+zlistx_t *zqi_r_server_names (zqi_r_server_t *self);
+int zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
+int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
+                       size_t *count_p);
+int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
+int zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p);
+
+zqi_r_producer_t *zqi_r_producer_new (zq_pattern_ctx_t *ctx);
+size_t zqi_r_producer_destroy (zqi_r_producer_t **self_p);
+int zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p);
+int zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p);
+int zqi_r_producer_confirmed (zqi_r_producer_t *self, uint8_t *id);
+zq_msg_t *zqi_r_producer_recv (zqi_r_producer_t *self);
+int zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events);
+int zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms);
+int64_t zqi_r_producer_next_timer_ms (zqi_r_producer_t *self);
+
+zqi_r_consumer_t *zqi_r_consumer_new (zq_pattern_ctx_t *ctx);
+size_t zqi_r_consumer_destroy (zqi_r_consumer_t **self_p);
+zq_msg_t *zqi_r_consumer_recv (zqi_r_consumer_t *self);
+int zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events);
+int64_t zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self);
+int zqi_r_consumer_subscribe (zqi_r_consumer_t *self, const char *name);
+int zqi_r_consumer_unsubscribe (zqi_r_consumer_t *self, const char *name);
+int zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int kind, int64_t number);
+
+//  Reads an integer option (asserting it exists).
+int64_t zqi_r_option (const zq_options_t *options, const char *name);
+
+//  Opens a spool with the queue's storage options (fsync, fsync_interval_ms,
+//  quota_bytes, segment_bytes, max_message_bytes); dir NULL: in memory.
+zq_spool_t *zqi_r_spool_open (const zq_options_t *options, const char *dir);
+
+//  Sets the ZMTP heartbeat defaults (unless the options chose) and the
+//  ping interval.
+int zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx);
+
+#endif

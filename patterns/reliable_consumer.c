@@ -1,0 +1,221 @@
+/*  =========================================================================
+    reliable_consumer - the consumer of the reliable pattern (ZQ_CONSUMER,
+    DEALER): subscriptions with a prefetch window, deliveries, and the
+    ACK / NACK / TOUCH commands.
+
+    The server counts the consumer's unsettled deliveries against the
+    prefetch the consumer announced in CONSUME, so the consumer keeps no
+    table of its own. It pings the server every ping_ivl_ms while it is
+    called; a PONG saying the server holds no session for it (the server
+    restarted, or dropped it as gone) makes it send its CONSUME commands
+    again. The server's own pings (its liveness probes) are read and
+    ignored.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable.h"
+
+//  Commands other than deliveries read per call.
+#define S_BURST 256
+
+struct _zqi_r_consumer_t {
+    zqi_r_common_t common;
+    uint32_t prefetch;
+    zlistx_t *names; //  queues subscribed, char *
+    int64_t last_ping;
+    zqi_r_buf_t buf;
+};
+
+static void
+s_free_name (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+//  Sends the command in buf. Returns 0 or -1 with errno.
+static int
+s_send (zqi_r_consumer_t *self)
+{
+    return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1 ? -1
+                                                                                              : 0;
+}
+
+static int
+s_send_consume (zqi_r_consumer_t *self, const char *name, zqi_r_kind_t kind)
+{
+    bool consume = kind == ZQI_R_CONSUME;
+    if (zqi_r_put_command (&self->buf, consume ? 4 : 3, kind) ||
+        zqi_r_put_str (&self->buf, name, strlen (name)) ||
+        (consume && zqi_r_put_uint (&self->buf, self->prefetch)))
+        return -1;
+    return s_send (self);
+}
+
+static void
+s_resubscribe (zqi_r_consumer_t *self)
+{
+    for (char *name = (char *)zlistx_first (self->names); name;
+         name = (char *)zlistx_next (self->names))
+        s_send_consume (self, name, ZQI_R_CONSUME);
+}
+
+static void
+s_timers (zqi_r_consumer_t *self)
+{
+    if (!zlistx_size (self->names))
+        return;
+    int64_t now = zclock_mono ();
+    if (now - self->last_ping >= self->common.ping_ivl_ms) {
+        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        if (zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT) >= 0)
+            self->last_ping = now;
+    }
+}
+
+zqi_r_consumer_t *
+zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
+{
+    zqi_r_consumer_t *self = (zqi_r_consumer_t *)calloc (1, sizeof (zqi_r_consumer_t));
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->names = zlistx_new ();
+    if (!self->names) {
+        free (self);
+        errno = ENOMEM;
+        return NULL;
+    }
+    zlistx_set_destructor (self->names, s_free_name);
+    if (zqi_r_common_open (&self->common, ctx)) {
+        int saved = errno;
+        zqi_r_consumer_destroy (&self);
+        errno = saved;
+        return NULL;
+    }
+    self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
+    return self;
+}
+
+size_t
+zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
+{
+    zqi_r_consumer_t *self = *self_p;
+    if (!self)
+        return 0;
+    zlistx_destroy (&self->names);
+    zqi_r_buf_free (&self->buf);
+    free (self);
+    *self_p = NULL;
+    return 0;
+}
+
+zq_msg_t *
+zqi_r_consumer_recv (zqi_r_consumer_t *self)
+{
+    s_timers (self);
+    void *handle = self->common.handle;
+    for (int n = 0; n < S_BURST; n++) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zqi_r_recv_frame (handle, &frame)) {
+            int saved = errno;
+            zmq_msg_close (&frame);
+            errno = saved;
+            return NULL;
+        }
+        zqi_r_command_t command;
+        bool more = zmq_msg_more (&frame);
+        int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                      &command);
+        int saved = errno;
+        zmq_msg_close (&frame);
+        if (rc == 0 && command.kind == ZQI_R_DELIVER && more)
+            return zq_msg_recv (handle, ZMQ_DONTWAIT, self->common.ctx->max_message_bytes);
+        if (more)
+            zqi_r_drain (handle);
+        if (rc) {
+            errno = saved;
+            return NULL; //  bad input: the core counts it
+        }
+        if (command.kind == ZQI_R_PONG) {
+            if (command.number & ZQI_R_PONG_NO_SESSION)
+                s_resubscribe (self);
+        } else if (command.kind == ZQI_R_ERROR)
+            zqi_log (ZQ_LOG_WARNING, "reliable consumer: the server reports error %u: %.*s",
+                     (unsigned)command.code, (int)command.text_size, command.text);
+        else if (command.kind != ZQI_R_PING) {
+            errno = ZQ_EPROTO;
+            return NULL;
+        }
+    }
+    errno = EAGAIN;
+    return NULL;
+}
+
+int
+zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events)
+{
+    s_timers (self);
+    return zmq_events & ZMQ_POLLIN;
+}
+
+int64_t
+zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
+{
+    if (!zlistx_size (self->names))
+        return -1;
+    int64_t wait = self->last_ping + self->common.ping_ivl_ms - zclock_mono ();
+    return wait > 0 ? wait : 0;
+}
+
+int
+zqi_r_consumer_subscribe (zqi_r_consumer_t *self, const char *name)
+{
+    if (!*name || strlen (name) > 200)
+        return zqi_fail (EINVAL);
+    for (char *have = (char *)zlistx_first (self->names); have;
+         have = (char *)zlistx_next (self->names))
+        if (strcmp (have, name) == 0)
+            return 0;
+    char *copy = strdup (name);
+    if (!copy || !zlistx_add_end (self->names, copy)) {
+        free (copy);
+        return zqi_fail (ENOMEM);
+    }
+    //  If it cannot go now, the next PONG brings it back.
+    s_send_consume (self, name, ZQI_R_CONSUME);
+    return 0;
+}
+
+int
+zqi_r_consumer_unsubscribe (zqi_r_consumer_t *self, const char *name)
+{
+    for (char *have = (char *)zlistx_first (self->names); have;
+         have = (char *)zlistx_next (self->names))
+        if (strcmp (have, name) == 0) {
+            zlistx_delete (self->names, zlistx_cursor (self->names));
+            s_send_consume (self, name, ZQI_R_CANCEL);
+            return 0;
+        }
+    return zqi_fail (ZQ_ENOTFOUND);
+}
+
+int
+zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_t number)
+{
+    zqi_r_kind_t kind = how == ZQI_SETTLE_ACK    ? ZQI_R_ACK
+                        : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
+                                                 : ZQI_R_TOUCH;
+    if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
+        zqi_r_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
+        (kind != ZQI_R_ACK && zqi_r_put_int (&self->buf, number)))
+        return -1;
+    int rc = s_send (self);
+    s_timers (self);
+    return rc;
+}

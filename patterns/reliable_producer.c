@@ -1,0 +1,447 @@
+/*  =========================================================================
+    reliable_producer - the producer of the reliable pattern (ZQ_PRODUCER,
+    DEALER): an outbox spool, a window of PUTs awaiting their confirm,
+    resends, and the confirm reports of zq_queue_post.
+
+    Every message goes into the outbox first: a zq_spool in memory, or in
+    outbox_dir (durable under the fsync option, so it survives the
+    producer's crash). PUTs are sent from the outbox's records, at most
+    max_in_flight awaiting a confirm; each is tracked by id with its
+    outbox seq and a deadline. A CONFIRM acks the outbox record. No confirm
+    by the deadline (confirm_timeout_ms), a refusal's backoff ending, or
+    a sign that the server restarted or came back (its PONG), gives the
+    record back to the outbox, which hands it out first again: it is sent
+    again under the same id (the server's dedupe window keeps it from
+    being stored twice). ZMQ_IMMEDIATE is on, so records wait in the
+    outbox while no server is connected.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable.h"
+
+enum { S_SENT = 1, S_WAITING = 2 };
+
+//  A refused message is sent again after this long.
+#define S_REFUSED_RETRY_MS 1000
+//  Commands read per call before looking at timers.
+#define S_BURST 4096
+
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int errnum; //  0: confirmed
+} s_report_t;
+
+struct _zqi_r_producer_t {
+    zqi_r_common_t common;
+    zq_spool_t *outbox;
+    bool durable;
+    uint32_t window; //  max_in_flight
+    int64_t confirm_timeout_ms;
+    zqi_r_table_t table; //  PUTs sent, awaiting an answer
+    uint32_t sent;       //  entries in state S_SENT
+    //  The message zq_queue_send waits for.
+    bool sync_active;
+    uint8_t sync_id[ZQ_MSG_ID_SIZE];
+    int sync_result; //  1 waiting, 0 confirmed, else the errno
+    //  Reports for zq_queue_confirmed: a ring of window entries.
+    s_report_t *reports;
+    uint32_t report_head;
+    uint32_t report_count;
+    //  The server as its PONGs show it.
+    uint8_t instance[ZQI_R_INSTANCE_SIZE];
+    bool have_instance;
+    int64_t last_ping;
+    int64_t last_pong;
+    bool server_lost; //  pings unanswered for 3 intervals
+    zqi_r_buf_t buf;
+};
+
+//  ---- Reports ------------------------------------------------------------
+
+static void
+s_report (zqi_r_producer_t *self, const uint8_t *id, int errnum)
+{
+    if (self->sync_active && memcmp (id, self->sync_id, ZQ_MSG_ID_SIZE) == 0) {
+        self->sync_result = errnum;
+        return;
+    }
+    if (self->report_count == self->window) {
+        self->report_head = (self->report_head + 1) % self->window;
+        self->report_count--;
+        self->common.ctx->stats->dropped++;
+    }
+    s_report_t *report = &self->reports[(self->report_head + self->report_count) % self->window];
+    memcpy (report->id, id, ZQ_MSG_ID_SIZE);
+    report->errnum = errnum;
+    self->report_count++;
+}
+
+//  ---- Outbox to wire -----------------------------------------------------
+
+//  Unconfirmed messages in the outbox (sent or not).
+static uint64_t
+s_outbox_depth (zqi_r_producer_t *self)
+{
+    zq_spool_stats_t stats;
+    zq_spool_stats (self->outbox, &stats);
+    return stats.depth;
+}
+
+//  Sends PUTs from the outbox while the window has room and a server can
+//  take them. Returns 0, or -1 with errno for a socket failure.
+static int
+s_pump (zqi_r_producer_t *self)
+{
+    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    void *handle = self->common.handle;
+    int64_t now = 0;
+    while (self->sent < self->window) {
+        zq_spool_record_t record;
+        if (zq_spool_next (self->outbox, &record))
+            return errno == EAGAIN ? 0 : -1;
+        zqi_r_envelope_t envelope;
+        if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                  &envelope)) {
+            zq_spool_ack (self->outbox, record.seq);
+            continue;
+        }
+        uint32_t index = zqi_r_table_find (&self->table, envelope.id);
+        if (index != ZQI_R_NONE && self->table.entries[index].seq != record.seq) {
+            //  The same message posted twice: one copy is enough.
+            zq_spool_ack (self->outbox, record.seq);
+            continue;
+        }
+        if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return saved == EAGAIN ? 0 : -1;
+        }
+        if (zmq_send (handle, record.data, record.size, ZMQ_DONTWAIT) == -1) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return -1;
+        }
+        if (index == ZQI_R_NONE) {
+            index = zqi_r_table_add (&self->table, envelope.id);
+            if (index == ZQI_R_NONE)
+                return -1; //  ENOMEM: the record stays in flight; a reopen resends
+            self->table.entries[index].seq = record.seq;
+        } else
+            self->common.ctx->stats->retries++;
+        if (!now)
+            now = zclock_mono ();
+        self->table.entries[index].state = S_SENT;
+        self->sent++;
+        zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+    }
+    return 0;
+}
+
+//  Gives a tracked record back to the outbox, to be sent again soon.
+static void
+s_resend (zqi_r_producer_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    if (entry->state == S_SENT)
+        self->sent--;
+    zqi_r_table_unschedule (&self->table, index);
+    entry->state = S_WAITING;
+    zq_spool_return (self->outbox, entry->seq);
+}
+
+static void
+s_resend_all (zqi_r_producer_t *self)
+{
+    for (uint32_t index = 0; index < self->table.capacity; index++)
+        if (self->table.entries[index].in_use &&
+            self->table.entries[index].heap_index != ZQI_R_NONE)
+            s_resend (self, index);
+}
+
+//  ---- Input --------------------------------------------------------------
+
+static void
+s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
+{
+    int errnum = command->kind == ZQI_R_CONFIRM ? 0 : zqi_r_code_errno (command->code);
+    for (size_t i = 0; i < command->id_count; i++) {
+        const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
+        uint32_t index = zqi_r_table_find (&self->table, id);
+        if (index == ZQI_R_NONE)
+            continue; //  answered already (a resend's second answer)
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state != S_SENT)
+            continue; //  given back already: the resend will be answered
+        if (errnum == 0 || errnum == EINVAL) {
+            //  Stored, or never storable: out of the outbox.
+            self->sent--;
+            zq_spool_ack (self->outbox, entry->seq);
+            zqi_r_table_remove (&self->table, index);
+        } else {
+            //  Refused for now: wait, then send again.
+            self->sent--;
+            entry->state = S_WAITING;
+            zqi_r_table_schedule (&self->table, index, zclock_mono () + S_REFUSED_RETRY_MS);
+            self->common.ctx->stats->refused++;
+        }
+        s_report (self, id, errnum);
+    }
+}
+
+//  Reads what the server sent. Returns 0, or -1 with errno for a socket
+//  failure.
+static int
+s_input (zqi_r_producer_t *self)
+{
+    void *handle = self->common.handle;
+    bool confirmed = false;
+    for (int n = 0; n < S_BURST; n++) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zqi_r_recv_frame (handle, &frame)) {
+            int saved = errno;
+            zmq_msg_close (&frame);
+            if (saved == EAGAIN)
+                break;
+            errno = saved;
+            return -1;
+        }
+        zqi_r_command_t command;
+        bool more = zmq_msg_more (&frame);
+        int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                      &command);
+        if (more)
+            zqi_r_drain (handle);
+        if (rc || more)
+            self->common.ctx->stats->errors++;
+        else if (command.kind == ZQI_R_CONFIRM || command.kind == ZQI_R_REFUSE) {
+            s_answer (self, &command);
+            confirmed = true;
+        } else if (command.kind == ZQI_R_PONG) {
+            bool restarted = self->have_instance &&
+                             memcmp (self->instance, command.instance, ZQI_R_INSTANCE_SIZE) != 0;
+            memcpy (self->instance, command.instance, ZQI_R_INSTANCE_SIZE);
+            self->have_instance = true;
+            self->last_pong = zclock_mono ();
+            if (restarted || self->server_lost)
+                s_resend_all (self);
+            self->server_lost = false;
+        } else if (command.kind != ZQI_R_PING)
+            self->common.ctx->stats->errors++;
+        zmq_msg_close (&frame);
+    }
+    (void)confirmed;
+    return 0;
+}
+
+//  Runs due timers: deadlines of PUTs, ends of refusal backoffs, pings.
+static void
+s_timers (zqi_r_producer_t *self)
+{
+    int64_t now = zclock_mono ();
+    uint32_t index;
+    while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
+           self->table.entries[index].due <= now)
+        s_resend (self, index);
+    if (self->table.count && now - self->last_ping >= self->common.ping_ivl_ms) {
+        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        if (self->last_ping > self->last_pong &&
+            now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
+            self->server_lost = true;
+        if (zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT) >= 0)
+            self->last_ping = now;
+    }
+}
+
+//  One round: input, timers, output.
+static int
+s_work (zqi_r_producer_t *self)
+{
+    if (s_input (self))
+        return -1;
+    s_timers (self);
+    return s_pump (self);
+}
+
+//  ---- Hooks --------------------------------------------------------------
+
+zqi_r_producer_t *
+zqi_r_producer_new (zq_pattern_ctx_t *ctx)
+{
+    zqi_r_producer_t *self = (zqi_r_producer_t *)calloc (1, sizeof (zqi_r_producer_t));
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    zqi_r_table_init (&self->table);
+    if (zqi_r_common_open (&self->common, ctx))
+        goto failed;
+    int on = 1;
+    if (zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
+        goto failed;
+    self->window = (uint32_t)zqi_r_option (ctx->options, "max_in_flight");
+    self->confirm_timeout_ms = zqi_r_option (ctx->options, "confirm_timeout_ms");
+    self->reports = (s_report_t *)calloc (self->window, sizeof (s_report_t));
+    if (!self->reports) {
+        errno = ENOMEM;
+        goto failed;
+    }
+    const char *dir = zq_options_get_str (ctx->options, "outbox_dir");
+    self->durable = dir && *dir;
+    self->outbox = zqi_r_spool_open (ctx->options, self->durable ? dir : NULL);
+    if (!self->outbox)
+        goto failed;
+    //  What a previous run left unconfirmed goes out first.
+    s_pump (self);
+    return self;
+failed:;
+    int saved = errno;
+    zqi_r_producer_destroy (&self);
+    errno = saved;
+    return NULL;
+}
+
+size_t
+zqi_r_producer_destroy (zqi_r_producer_t **self_p)
+{
+    zqi_r_producer_t *self = *self_p;
+    if (!self)
+        return 0;
+    size_t unsent = 0;
+    if (self->outbox) {
+        //  A durable outbox keeps them for the next run; a memory one
+        //  loses them.
+        if (!self->durable)
+            unsent = (size_t)s_outbox_depth (self);
+        zq_spool_destroy (&self->outbox);
+    }
+    zqi_r_table_free (&self->table);
+    free (self->reports);
+    zqi_r_buf_free (&self->buf);
+    free (self);
+    *self_p = NULL;
+    return unsent;
+}
+
+int
+zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
+{
+    if (s_work (self))
+        return -1;
+    //  A memory outbox holds at most window messages; a durable one is
+    //  bounded by its quota.
+    if (!self->durable && s_outbox_depth (self) >= self->window)
+        return zqi_fail (EAGAIN);
+    if (zq_spool_append_msg (self->outbox, *msg_p, NULL))
+        return zqi_fail (errno == ZQ_EFULL ? EAGAIN : errno);
+    if (zq_spool_commit (self->outbox))
+        return -1;
+    zq_msg_destroy (msg_p);
+    //  Accepted: a socket failure here shows at the next call.
+    s_pump (self);
+    return 0;
+}
+
+int
+zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
+{
+    const uint8_t *id = zq_msg_id (*msg_p);
+    if (!self->sync_active || memcmp (id, self->sync_id, ZQ_MSG_ID_SIZE) != 0) {
+        //  A new send, unless this message is still in the outbox from an
+        //  earlier send that gave up waiting.
+        if (zqi_r_table_find (&self->table, id) == ZQI_R_NONE) {
+            zq_msg_t *copy = zq_msg_dup (*msg_p);
+            if (!copy)
+                return zqi_fail (ENOMEM);
+            if (zqi_r_producer_post (self, &copy)) {
+                int saved = errno;
+                zq_msg_destroy (&copy);
+                return zqi_fail (saved);
+            }
+        }
+        memcpy (self->sync_id, id, ZQ_MSG_ID_SIZE);
+        self->sync_active = true;
+        self->sync_result = 1;
+    }
+    if (s_work (self))
+        return -1;
+    if (self->sync_result == 1)
+        return zqi_fail (EAGAIN);
+    int result = self->sync_result;
+    self->sync_active = false;
+    if (result)
+        return zqi_fail (result);
+    zq_msg_destroy (msg_p);
+    return 0;
+}
+
+int
+zqi_r_producer_confirmed (zqi_r_producer_t *self, uint8_t *id)
+{
+    if (s_work (self))
+        return -1;
+    if (!self->report_count)
+        return zqi_fail (EAGAIN);
+    s_report_t *report = &self->reports[self->report_head];
+    self->report_head = (self->report_head + 1) % self->window;
+    self->report_count--;
+    memcpy (id, report->id, ZQ_MSG_ID_SIZE);
+    return report->errnum ? zqi_fail (report->errnum) : 0;
+}
+
+zq_msg_t *
+zqi_r_producer_recv (zqi_r_producer_t *self)
+{
+    errno = ENOTSUP;
+    return NULL;
+}
+
+int
+zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
+{
+    if (s_work (self))
+        return -1;
+    int events = 0;
+    if (self->report_count)
+        events |= ZMQ_POLLIN;
+    if (self->durable || s_outbox_depth (self) < self->window)
+        events |= ZMQ_POLLOUT;
+    return events;
+}
+
+int
+zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
+{
+    //  Answers come as input; records waiting in the outbox need a server
+    //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected).
+    zq_spool_stats_t stats;
+    zq_spool_stats (self->outbox, &stats);
+    short events = ZMQ_POLLIN;
+    if (stats.depth > self->table.count && self->sent < self->window)
+        events |= ZMQ_POLLOUT;
+    zmq_pollitem_t item = {self->common.handle, 0, events, 0};
+    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+}
+
+int64_t
+zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
+{
+    int64_t now = zclock_mono ();
+    int64_t due = -1;
+    uint32_t index = zqi_r_table_first (&self->table);
+    if (index != ZQI_R_NONE)
+        due = self->table.entries[index].due;
+    if (self->table.count) {
+        int64_t ping = self->last_ping + self->common.ping_ivl_ms;
+        if (due < 0 || ping < due)
+            due = ping;
+    }
+    if (due < 0)
+        return -1;
+    return due > now ? due - now : 0;
+}

@@ -1,0 +1,1577 @@
+/*  =========================================================================
+    reliable_server - the holder of the reliable pattern (ZQ_SERVER,
+    ROUTER): named queues in spools, confirms, credit-based delivery,
+    visibility timeouts, nacks with backoff, dead letters, TTL, delayed
+    delivery, dedupe, local consumption and the admin calls.
+
+    Work happens in batches: s_work reads up to S_BATCH commands from the
+    socket, appends every PUT to its queue's spool, commits each spool
+    touched once (one fdatasync under fsync "always"), then sends one
+    CONFIRM per producer for the whole batch, runs due timers and delivers
+    to consumers that have credit.
+
+    A queue's messages are the records of its spool. One table, keyed by
+    message id, tracks the records the server has handed out of a spool
+    and not yet acked:
+        DELIVERED  in flight at a consumer, until ack, nack, touch, the
+                   visibility deadline or the consumer's end
+        HELD       kept out of delivery until a time (a "zq-not-before-ms"
+                   in the future, or a nack delay); the record stays in
+                   flight in the spool, only the id, seq and time are kept
+        RETURNED   given back to the spool (zq_spool_return), which hands
+                   it out again before newer records; the entry remembers
+                   the attempt its next delivery carries
+    So memory follows what is in flight, delayed or being redelivered, not
+    the backlog. Attempts live in these entries: a restart of the server
+    delivers every unacked record again with the attempt it was stored
+    with (the consumer's death and visibility timeouts do count).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable.h"
+#include <dirent.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#define S_BATCH       1024 //  commands read per round of work
+#define S_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
+#define S_NAME_MAX    200
+#define S_DEAD_SUFFIX ".dead"
+#define S_LOCAL       0    //  consumer index of local consumption
+#define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
+
+enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
+
+typedef struct {
+    char *name;
+    uint32_t index;
+    zq_spool_t *spool;
+    bool is_dead;        //  a dead-letter queue: never dead-letters itself
+    uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
+    uint32_t *consumers; //  indexes of the consumers subscribed
+    uint32_t consumer_count;
+    uint32_t consumer_capacity;
+    uint32_t rr;        //  round-robin position in consumers
+    uint64_t in_flight; //  DELIVERED entries
+    uint64_t held;      //  HELD entries
+    bool appended;      //  records appended this round, not yet committed
+    bool commit_failed; //  this round's commit failed: ask each record
+    bool complained;    //  a read error was logged already
+    zq_queue_info_t counters;
+} s_queue_t;
+
+typedef struct {
+    bool in_use;
+    uint8_t route_size;
+    uint8_t route[255];
+    uint32_t prefetch;
+    uint32_t in_flight;
+    uint32_t head;    //  its DELIVERED entries, a list through prev/next
+    uint32_t *queues; //  indexes of the queues it consumes
+    uint32_t queue_count;
+    uint32_t queue_capacity;
+    uint32_t rr;  //  local consumer: next queue to take from
+    bool stalled; //  its pipe was full this round
+} s_consumer_t;
+
+//  One PUT of the current round, waiting for the commit.
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    uint32_t peer;  //  index in the round's peers
+    uint32_t queue; //  ZQI_R_NONE when refused before storing
+    uint64_t seq;
+    uint8_t code; //  0: confirm if stored; else the refusal code
+} s_pending_t;
+
+typedef struct {
+    uint8_t route_size;
+    uint8_t route[255];
+} s_peer_t;
+
+struct _zqi_r_server_t {
+    zqi_r_common_t common;
+    const zq_options_t *options;
+    char *spool_dir; //  NULL: queues in memory
+    int64_t visibility_ms;
+    uint32_t max_attempts;
+    int64_t backoff_ms;
+    int64_t backoff_max_ms;
+    uint32_t max_queues;
+    uint32_t local_prefetch;
+    size_t max_message_bytes;
+    uint8_t instance[ZQI_R_INSTANCE_SIZE];
+    s_queue_t **queues;
+    uint32_t queue_count;
+    uint32_t queue_capacity;
+    zhashx_t *queue_by_name; //  name -> index + 1
+    s_queue_t *last_queue;   //  the last queue a PUT named
+    s_consumer_t *consumers;
+    uint32_t consumer_capacity;
+    zhashx_t *consumer_by_route; //  hex route -> index + 1
+    zqi_r_table_t table;
+    zqi_r_dedupe_t dedupe;
+    s_pending_t *pending;
+    uint32_t pending_count;
+    s_peer_t peers[S_BATCH_PEERS];
+    uint32_t peer_count;
+    uint32_t *touched; //  queues appended to this round
+    uint32_t touched_count;
+    zqi_r_buf_t buf;   //  command frames
+    zqi_r_buf_t bytes; //  joined or rewritten envelopes
+    int64_t next_probe;
+};
+
+//  ---- Names and queues ---------------------------------------------------
+
+//  A queue name: 1 to S_NAME_MAX bytes, no '/', no control bytes, not
+//  "." or "..". (It names a directory under spool_dir.)
+static bool
+s_name_valid (const char *name, size_t size)
+{
+    if (size == 0 || size > S_NAME_MAX)
+        return false;
+    if ((size == 1 && name[0] == '.') || (size == 2 && name[0] == '.' && name[1] == '.'))
+        return false;
+    for (size_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool
+s_ends_dead (const char *name, size_t size)
+{
+    size_t suffix = strlen (S_DEAD_SUFFIX);
+    return size > suffix && memcmp (name + size - suffix, S_DEAD_SUFFIX, suffix) == 0;
+}
+
+static s_queue_t *
+s_queue_find (zqi_r_server_t *self, const char *name)
+{
+    uintptr_t slot = (uintptr_t)zhashx_lookup (self->queue_by_name, name);
+    return slot ? self->queues[slot - 1] : NULL;
+}
+
+//  Makes the spool directory (and its parents).
+static int
+s_mkdirs (const char *path)
+{
+    char buffer[4096];
+    size_t length = strlen (path);
+    if (length >= sizeof buffer)
+        return zqi_fail (ENAMETOOLONG);
+    memcpy (buffer, path, length + 1);
+    for (size_t i = 1; i <= length; i++)
+        if (buffer[i] == '/' || buffer[i] == '\0') {
+            char saved = buffer[i];
+            buffer[i] = '\0';
+            if (mkdir (buffer, 0755) && errno != EEXIST)
+                return -1;
+            buffer[i] = saved;
+        }
+    return 0;
+}
+
+//  Returns queue name (size bytes, not NUL-terminated), opening it if
+//  needed when create is true. NULL with errno EINVAL (bad name),
+//  ZQ_ENOTFOUND (absent, create false), ZQ_EFULL (max_queues) or the
+//  spool's errno.
+static s_queue_t *
+s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
+{
+    if (self->last_queue && strlen (self->last_queue->name) == size &&
+        memcmp (self->last_queue->name, name, size) == 0)
+        return self->last_queue;
+    if (!s_name_valid (name, size)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    char key[S_NAME_MAX + 1];
+    memcpy (key, name, size);
+    key[size] = '\0';
+    s_queue_t *queue = s_queue_find (self, key);
+    if (queue) {
+        self->last_queue = queue;
+        return queue;
+    }
+    if (!create) {
+        errno = ZQ_ENOTFOUND;
+        return NULL;
+    }
+    if (self->queue_count >= self->max_queues) {
+        errno = ZQ_EFULL;
+        return NULL;
+    }
+    if (self->queue_count == self->queue_capacity) {
+        uint32_t capacity = self->queue_capacity ? self->queue_capacity * 2 : 16;
+        s_queue_t **queues = (s_queue_t **)realloc (self->queues, capacity * sizeof (s_queue_t *));
+        if (!queues) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        self->queues = queues;
+        self->queue_capacity = capacity;
+    }
+    queue = (s_queue_t *)calloc (1, sizeof (s_queue_t));
+    if (!queue || !(queue->name = strdup (key))) {
+        free (queue);
+        errno = ENOMEM;
+        return NULL;
+    }
+    queue->dead = ZQI_R_NONE;
+    queue->is_dead = s_ends_dead (key, size);
+    char *dir = NULL;
+    if (self->spool_dir) {
+        dir = zsys_sprintf ("%s/%s", self->spool_dir, key);
+        if (!dir) {
+            free (queue->name);
+            free (queue);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    queue->spool = zqi_r_spool_open (self->options, dir);
+    int saved_errno = errno;
+    zstr_free (&dir);
+    if (!queue->spool) {
+        zqi_log (ZQ_LOG_ERROR, "reliable: cannot open the spool of queue %s: %s", key,
+                 zq_strerror (saved_errno));
+        free (queue->name);
+        free (queue);
+        errno = saved_errno;
+        return NULL;
+    }
+    queue->index = self->queue_count;
+    self->queues[self->queue_count++] = queue;
+    zhashx_insert (self->queue_by_name, key, (void *)(uintptr_t)(queue->index + 1));
+    self->last_queue = queue;
+    return queue;
+}
+
+//  Returns the dead-letter queue of queue, opening it if needed.
+static s_queue_t *
+s_dead_queue (zqi_r_server_t *self, s_queue_t *queue)
+{
+    if (queue->dead != ZQI_R_NONE)
+        return self->queues[queue->dead];
+    char name[S_NAME_MAX + 16];
+    snprintf (name, sizeof name, "%s%s", queue->name, S_DEAD_SUFFIX);
+    s_queue_t *last = self->last_queue;
+    s_queue_t *dead = s_queue_get (self, name, strlen (name), true);
+    self->last_queue = last;
+    if (dead)
+        queue->dead = dead->index;
+    return dead;
+}
+
+//  ---- Consumers ----------------------------------------------------------
+
+static void
+s_route_key (const uint8_t *route, size_t size, char *key)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < size; i++) {
+        key[2 * i] = hex[route[i] >> 4];
+        key[2 * i + 1] = hex[route[i] & 15];
+    }
+    key[2 * size] = '\0';
+}
+
+static uint32_t
+s_consumer_find (zqi_r_server_t *self, const uint8_t *route, size_t size)
+{
+    char key[512];
+    s_route_key (route, size, key);
+    uintptr_t slot = (uintptr_t)zhashx_lookup (self->consumer_by_route, key);
+    return slot ? (uint32_t)(slot - 1) : ZQI_R_NONE;
+}
+
+//  Returns a free consumer slot (1 and up; 0 is local consumption).
+static uint32_t
+s_consumer_slot (zqi_r_server_t *self)
+{
+    for (uint32_t index = 1; index < self->consumer_capacity; index++)
+        if (!self->consumers[index].in_use)
+            return index;
+    uint32_t capacity = self->consumer_capacity * 2;
+    s_consumer_t *consumers =
+        (s_consumer_t *)realloc (self->consumers, capacity * sizeof (s_consumer_t));
+    if (!consumers)
+        return ZQI_R_NONE;
+    memset (consumers + self->consumer_capacity, 0,
+            (capacity - self->consumer_capacity) * sizeof (s_consumer_t));
+    self->consumers = consumers;
+    uint32_t index = self->consumer_capacity;
+    self->consumer_capacity = capacity;
+    return index;
+}
+
+static uint32_t
+s_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
+{
+    uint32_t index = s_consumer_slot (self);
+    if (index == ZQI_R_NONE)
+        return ZQI_R_NONE;
+    s_consumer_t *consumer = &self->consumers[index];
+    memset (consumer, 0, sizeof *consumer);
+    consumer->in_use = true;
+    consumer->route_size = (uint8_t)size;
+    memcpy (consumer->route, route, size);
+    consumer->head = ZQI_R_NONE;
+    char key[512];
+    s_route_key (route, size, key);
+    zhashx_insert (self->consumer_by_route, key, (void *)(uintptr_t)(index + 1));
+    return index;
+}
+
+static int
+s_array_add (uint32_t **array, uint32_t *count, uint32_t *capacity, uint32_t value)
+{
+    for (uint32_t i = 0; i < *count; i++)
+        if ((*array)[i] == value)
+            return 0;
+    if (*count == *capacity) {
+        uint32_t grown = *capacity ? *capacity * 2 : 4;
+        uint32_t *bigger = (uint32_t *)realloc (*array, grown * sizeof (uint32_t));
+        if (!bigger)
+            return zqi_fail (ENOMEM);
+        *array = bigger;
+        *capacity = grown;
+    }
+    (*array)[(*count)++] = value;
+    return 0;
+}
+
+static bool
+s_array_remove (uint32_t *array, uint32_t *count, uint32_t value)
+{
+    for (uint32_t i = 0; i < *count; i++)
+        if (array[i] == value) {
+            array[i] = array[--*count];
+            return true;
+        }
+    return false;
+}
+
+static int
+s_subscribe (zqi_r_server_t *self, uint32_t index, s_queue_t *queue)
+{
+    s_consumer_t *consumer = &self->consumers[index];
+    if (s_array_add (&consumer->queues, &consumer->queue_count, &consumer->queue_capacity,
+                     queue->index) ||
+        s_array_add (&queue->consumers, &queue->consumer_count, &queue->consumer_capacity, index))
+        return -1;
+    return 0;
+}
+
+static void
+s_unsubscribe (zqi_r_server_t *self, uint32_t index, s_queue_t *queue)
+{
+    s_consumer_t *consumer = &self->consumers[index];
+    s_array_remove (consumer->queues, &consumer->queue_count, queue->index);
+    s_array_remove (queue->consumers, &queue->consumer_count, index);
+    if (queue->rr >= queue->consumer_count)
+        queue->rr = 0;
+}
+
+//  ---- Entries ------------------------------------------------------------
+
+static void
+s_owner_link (zqi_r_server_t *self, uint32_t index, uint32_t owner)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    s_consumer_t *consumer = &self->consumers[owner];
+    entry->owner = owner;
+    entry->prev = ZQI_R_NONE;
+    entry->next = consumer->head;
+    if (consumer->head != ZQI_R_NONE)
+        self->table.entries[consumer->head].prev = index;
+    consumer->head = index;
+    consumer->in_flight++;
+}
+
+static void
+s_owner_unlink (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    s_consumer_t *consumer = &self->consumers[entry->owner];
+    if (entry->prev != ZQI_R_NONE)
+        self->table.entries[entry->prev].next = entry->next;
+    else
+        consumer->head = entry->next;
+    if (entry->next != ZQI_R_NONE)
+        self->table.entries[entry->next].prev = entry->prev;
+    consumer->in_flight--;
+    entry->owner = entry->prev = entry->next = ZQI_R_NONE;
+}
+
+//  Takes the entry out of its state (levels, owner, timer).
+static void
+s_entry_leave (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    s_queue_t *queue = self->queues[entry->queue];
+    if (entry->state == S_DELIVERED) {
+        s_owner_unlink (self, index);
+        queue->in_flight--;
+    } else if (entry->state == S_HELD)
+        queue->held--;
+    zqi_r_table_unschedule (&self->table, index);
+    entry->state = 0;
+}
+
+//  Holds the entry's record out of delivery until due (zclock_mono).
+static void
+s_hold (zqi_r_server_t *self, uint32_t index, int64_t due)
+{
+    s_entry_leave (self, index);
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = S_HELD;
+    self->queues[entry->queue]->held++;
+    zqi_r_table_schedule (&self->table, index, due);
+}
+
+//  Gives the entry's record back to its spool for delivery.
+static void
+s_return (zqi_r_server_t *self, uint32_t index)
+{
+    s_entry_leave (self, index);
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = S_RETURNED;
+    zq_spool_return (self->queues[entry->queue]->spool, entry->seq);
+}
+
+//  A delivery failed (nack, visibility timeout, consumer gone): the next
+//  one carries attempt + 1, after delay_ms.
+static void
+s_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    if (entry->attempt < UINT32_MAX)
+        entry->attempt++;
+    if (delay_ms > 0)
+        s_hold (self, index, zclock_mono () + delay_ms);
+    else
+        s_return (self, index);
+}
+
+//  Acks the entry's record and forgets it.
+static void
+s_entry_ack (zqi_r_server_t *self, uint32_t index)
+{
+    s_entry_leave (self, index);
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zq_spool_ack (self->queues[entry->queue]->spool, entry->seq);
+    zqi_r_table_remove (&self->table, index);
+}
+
+//  The consumer is gone: its deliveries go back to their queues.
+static void
+s_consumer_drop (zqi_r_server_t *self, uint32_t index)
+{
+    s_consumer_t *consumer = &self->consumers[index];
+    if (!consumer->in_use)
+        return;
+    while (consumer->head != ZQI_R_NONE)
+        s_fail_delivery (self, consumer->head, 0);
+    while (consumer->queue_count)
+        s_unsubscribe (self, index, self->queues[consumer->queues[0]]);
+    free (consumer->queues);
+    if (index != S_LOCAL) {
+        char key[512];
+        s_route_key (consumer->route, consumer->route_size, key);
+        zhashx_delete (self->consumer_by_route, key);
+    }
+    memset (consumer, 0, sizeof *consumer);
+    consumer->head = ZQI_R_NONE;
+}
+
+//  ---- Sending ------------------------------------------------------------
+
+//  Sends route then the frame in buf (and more frames if more). Returns
+//  0, or -1 with errno (EHOSTUNREACH: peer gone; EAGAIN: its pipe full).
+static int
+s_send_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size, bool more)
+{
+    void *handle = self->common.handle;
+    if (zmq_send (handle, route, route_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+        return -1;
+    return zmq_send (handle, self->buf.data, self->buf.size,
+                     (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) == -1
+               ? -1
+               : 0;
+}
+
+static void
+s_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
+              const char *reason)
+{
+    if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
+        zqi_r_put_uint (&self->buf, code) == 0 &&
+        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        s_send_command (self, route, route_size, false);
+}
+
+//  ---- Reading records ----------------------------------------------------
+
+//  Writes the record with its attempt replaced into self->bytes.
+static int
+s_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
+                   const zqi_r_envelope_t *envelope, uint32_t attempt)
+{
+    const uint8_t *data = (const uint8_t *)record->data;
+    zqi_r_buf_reset (&self->bytes);
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    if (zqi_r_put_raw (&self->bytes, data, envelope->attempt_offset) ||
+        zqi_r_put_uint (&self->bytes, attempt) ||
+        zqi_r_put_raw (&self->bytes, data + tail, record->size - tail))
+        return -1;
+    return 0;
+}
+
+//  Moves a record to the dead-letter queue. Returns 0, or -1 (the record
+//  is held and tried again later).
+static int
+s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
+               const zq_spool_record_t *record, const zqi_r_envelope_t *envelope)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    s_queue_t *dead = s_dead_queue (self, queue);
+    if (!dead || s_rewrite_attempt (self, record, envelope, entry->attempt) ||
+        zq_spool_append (dead->spool, self->bytes.data, self->bytes.size, NULL) ||
+        zq_spool_commit (dead->spool)) {
+        zqi_log (ZQ_LOG_WARNING, "reliable: cannot dead-letter a message of %s: %s", queue->name,
+                 zq_strerror (errno));
+        s_hold (self, index, zclock_mono () + S_RETRY_MS);
+        return -1;
+    }
+    dead->counters.put++;
+    queue->counters.dead_lettered++;
+    s_entry_ack (self, index);
+    return 0;
+}
+
+//  What to do with a record read from a queue's spool.
+typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
+
+//  Reads the queue's next ready record and decides its fate: expired,
+//  delayed, dead-lettered or a duplicate (S_SKIP, done), or to deliver
+//  (S_SEND: *index_p its entry, *record and *envelope filled). S_STOP:
+//  nothing ready (or the spool cannot be read).
+static s_verdict_t
+s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
+        zqi_r_envelope_t *envelope, uint32_t *index_p)
+{
+    if (zq_spool_next (queue->spool, record)) {
+        if (errno != EAGAIN && !queue->complained) {
+            zqi_log (ZQ_LOG_ERROR, "reliable: queue %s cannot be read: %s", queue->name,
+                     zq_strerror (errno));
+            queue->complained = true;
+        }
+        return S_STOP;
+    }
+    if (zqi_r_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0, false,
+                              envelope)) {
+        zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
+                 queue->name, record->seq);
+        zq_spool_ack (queue->spool, record->seq);
+        queue->counters.dropped++;
+        return S_SKIP;
+    }
+    uint32_t index = zqi_r_table_find (&self->table, envelope->id);
+    if (index != ZQI_R_NONE) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->queue != queue->index || entry->seq != record->seq) {
+            //  Another record of the same message is tracked: this copy is
+            //  a duplicate (a resend stored outside the dedupe window).
+            zq_spool_ack (queue->spool, record->seq);
+            queue->counters.dropped++;
+            return S_SKIP;
+        }
+        s_entry_leave (self, index);
+        if (envelope->attempt > entry->attempt)
+            entry->attempt = (uint32_t)envelope->attempt;
+    } else {
+        index = zqi_r_table_add (&self->table, envelope->id);
+        if (index == ZQI_R_NONE) {
+            zq_spool_return (queue->spool, record->seq);
+            return S_STOP;
+        }
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        entry->queue = queue->index;
+        entry->seq = record->seq;
+        entry->attempt = (uint32_t)envelope->attempt;
+    }
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0) ? zqi_r_wall_ms () : 0;
+    if (envelope->ttl_ms >= 0 && (int64_t)envelope->created_ms + envelope->ttl_ms <= wall) {
+        queue->counters.expired++;
+        s_entry_ack (self, index);
+        return S_SKIP;
+    }
+    if (envelope->not_before_ms > wall) {
+        s_hold (self, index, zclock_mono () + (envelope->not_before_ms - wall));
+        return S_SKIP;
+    }
+    if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
+        s_dead_letter (self, queue, index, record, envelope);
+        return S_SKIP;
+    }
+    *index_p = index;
+    return S_SEND;
+}
+
+//  Marks the entry delivered to consumer owner.
+static void
+s_delivered (zqi_r_server_t *self, s_queue_t *queue, uint32_t index, uint32_t owner)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = S_DELIVERED;
+    s_owner_link (self, index, owner);
+    queue->in_flight++;
+    queue->counters.delivered++;
+    if (entry->attempt > 0)
+        queue->counters.redelivered++;
+    zqi_r_table_schedule (&self->table, index, zclock_mono () + self->visibility_ms);
+}
+
+//  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
+static int
+s_send_deliver (zqi_r_server_t *self, s_consumer_t *consumer, const zq_spool_record_t *record,
+                const zqi_r_envelope_t *envelope, uint32_t attempt)
+{
+    const void *data = record->data;
+    size_t size = record->size;
+    if (attempt != envelope->attempt) {
+        if (s_rewrite_attempt (self, record, envelope, attempt))
+            return -1;
+        data = self->bytes.data;
+        size = self->bytes.size;
+    }
+    if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
+        zqi_r_put_uint (&self->buf, (uint64_t)self->visibility_ms))
+        return -1;
+    if (s_send_command (self, consumer->route, consumer->route_size, true))
+        return -1;
+    //  Past the first frame the rest cannot meet the high-water mark.
+    return zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1 ? -1 : 0;
+}
+
+//  Delivers what the queue has ready to its remote consumers with credit.
+static void
+s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
+{
+    while (queue->consumer_count) {
+        //  The next remote consumer with credit, round-robin.
+        uint32_t chosen = ZQI_R_NONE;
+        for (uint32_t tried = 0; tried < queue->consumer_count; tried++) {
+            uint32_t position = (queue->rr + tried) % queue->consumer_count;
+            uint32_t index = queue->consumers[position];
+            s_consumer_t *consumer = &self->consumers[index];
+            if (index != S_LOCAL && !consumer->stalled &&
+                consumer->in_flight < consumer->prefetch) {
+                chosen = index;
+                queue->rr = (position + 1) % queue->consumer_count;
+                break;
+            }
+        }
+        if (chosen == ZQI_R_NONE)
+            return;
+        zq_spool_record_t record;
+        zqi_r_envelope_t envelope;
+        uint32_t index;
+        s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
+        if (verdict == S_STOP)
+            return;
+        if (verdict == S_SKIP)
+            continue;
+        s_consumer_t *consumer = &self->consumers[chosen];
+        uint32_t attempt = self->table.entries[index].attempt;
+        if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
+            s_delivered (self, queue, index, chosen);
+            continue;
+        }
+        int failure = errno;
+        self->table.entries[index].state = S_RETURNED;
+        zq_spool_return (queue->spool, record.seq);
+        if (failure == EAGAIN)
+            consumer->stalled = true;
+        else if (failure == EHOSTUNREACH)
+            s_consumer_drop (self, chosen);
+        else
+            return;
+    }
+}
+
+static void
+s_deliver_all (zqi_r_server_t *self)
+{
+    for (uint32_t index = 1; index < self->consumer_capacity; index++)
+        self->consumers[index].stalled = false;
+    for (uint32_t index = 0; index < self->queue_count; index++)
+        if (self->queues[index]->consumer_count)
+            s_deliver_queue (self, self->queues[index]);
+}
+
+//  ---- Input --------------------------------------------------------------
+
+//  Returns the round's index of the peer at route, adding it; ZQI_R_NONE
+//  when the round has S_BATCH_PEERS peers already.
+static uint32_t
+s_peer_index (zqi_r_server_t *self, const uint8_t *route, size_t size)
+{
+    for (uint32_t index = self->peer_count; index-- > 0;)
+        if (self->peers[index].route_size == size &&
+            memcmp (self->peers[index].route, route, size) == 0)
+            return index;
+    if (self->peer_count == S_BATCH_PEERS)
+        return ZQI_R_NONE;
+    s_peer_t *peer = &self->peers[self->peer_count];
+    peer->route_size = (uint8_t)size;
+    memcpy (peer->route, route, size);
+    return self->peer_count++;
+}
+
+static s_pending_t *
+s_pending_add (zqi_r_server_t *self, uint32_t peer, const uint8_t *id)
+{
+    s_pending_t *pending = &self->pending[self->pending_count++];
+    memcpy (pending->id, id, ZQ_MSG_ID_SIZE);
+    pending->peer = peer;
+    pending->queue = ZQI_R_NONE;
+    pending->seq = 0;
+    pending->code = 0;
+    return pending;
+}
+
+//  Handles a PUT whose envelope frames are first (and second).
+static void
+s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_msg_t *second)
+{
+    const uint8_t *data = (const uint8_t *)zmq_msg_data ((zmq_msg_t *)first);
+    size_t size = zmq_msg_size ((zmq_msg_t *)first);
+    const uint8_t *body = second ? (const uint8_t *)zmq_msg_data ((zmq_msg_t *)second) : NULL;
+    size_t body_size = second ? zmq_msg_size ((zmq_msg_t *)second) : 0;
+    s_peer_t *from = &self->peers[peer];
+    zqi_r_envelope_t envelope;
+    if (size + body_size > self->max_message_bytes) {
+        self->common.ctx->stats->errors++;
+        s_send_error (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL, "message too big");
+        return;
+    }
+    if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
+        self->common.ctx->stats->errors++;
+        s_send_error (self, from->route, from->route_size,
+                      errno == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                      "malformed envelope");
+        return;
+    }
+    s_pending_t *pending = s_pending_add (self, peer, envelope.id);
+    s_queue_t *queue = s_queue_get (self, envelope.subject, envelope.subject_size, true);
+    if (!queue) {
+        pending->code = errno == EINVAL     ? ZQI_R_CODE_INVALID
+                        : errno == ZQ_EFULL ? ZQI_R_CODE_FULL
+                                            : ZQI_R_CODE_FAILED;
+        return;
+    }
+    int64_t now = zclock_mono ();
+    zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, envelope.id, now);
+    if (seen) {
+        pending->queue = seen->queue;
+        pending->seq = seen->seq;
+        queue->counters.duplicates++;
+        return;
+    }
+    if (second) {
+        zqi_r_buf_reset (&self->bytes);
+        if (zqi_r_put_raw (&self->bytes, data, size) ||
+            zqi_r_put_raw (&self->bytes, body, body_size)) {
+            pending->code = ZQI_R_CODE_FAILED;
+            return;
+        }
+        data = self->bytes.data;
+        size = self->bytes.size;
+    }
+    uint64_t seq;
+    if (zq_spool_append (queue->spool, data, size, &seq)) {
+        pending->code = errno == ZQ_EFULL     ? ZQI_R_CODE_FULL
+                        : errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID
+                                              : ZQI_R_CODE_FAILED;
+        queue->counters.refused++;
+        return;
+    }
+    pending->queue = queue->index;
+    pending->seq = seq;
+    queue->counters.put++;
+    zqi_r_dedupe_add (&self->dedupe, envelope.id, now, queue->index, seq);
+    if (!queue->appended) {
+        queue->appended = true;
+        self->touched[self->touched_count++] = queue->index;
+    }
+}
+
+//  ACK, NACK or TOUCH of ids from the consumer at index (ZQI_R_NONE if
+//  the peer is not a known consumer).
+static void
+s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
+{
+    for (size_t i = 0; i < command->id_count; i++) {
+        const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
+        uint32_t index = zqi_r_table_find (&self->table, id);
+        if (index == ZQI_R_NONE)
+            continue;
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        s_queue_t *queue = self->queues[entry->queue];
+        bool owned = entry->state == S_DELIVERED && entry->owner == consumer;
+        if (command->kind == ZQI_R_ACK) {
+            //  A late ack of a delivery taken back but not yet given to
+            //  another consumer still counts.
+            if (owned || entry->state == S_RETURNED || entry->state == S_HELD) {
+                queue->counters.acked++;
+                s_entry_ack (self, index);
+            }
+        } else if (!owned)
+            continue;
+        else if (command->kind == ZQI_R_NACK) {
+            int64_t delay = command->number;
+            if (delay < 0) {
+                delay = self->backoff_ms;
+                for (uint32_t step = 0; step < entry->attempt && delay < self->backoff_max_ms;
+                     step++)
+                    delay *= 2;
+                if (delay > self->backoff_max_ms)
+                    delay = self->backoff_max_ms;
+            }
+            queue->counters.nacked++;
+            s_fail_delivery (self, index, delay);
+        } else {
+            int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
+            zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
+        }
+    }
+}
+
+//  Handles a command other than PUT from route.
+static void
+s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
+           const zqi_r_command_t *command)
+{
+    uint32_t consumer = s_consumer_find (self, route, route_size);
+    switch (command->kind) {
+        case ZQI_R_CONSUME:
+        case ZQI_R_CANCEL: {
+            s_queue_t *queue = s_queue_get (self, command->text, command->text_size,
+                                            command->kind == ZQI_R_CONSUME);
+            if (!queue) {
+                if (command->kind == ZQI_R_CONSUME)
+                    s_send_error (self, route, route_size, ZQI_R_CODE_INVALID,
+                                  "cannot consume queue");
+                return;
+            }
+            if (command->kind == ZQI_R_CANCEL) {
+                if (consumer != ZQI_R_NONE)
+                    s_unsubscribe (self, consumer, queue);
+                return;
+            }
+            if (consumer == ZQI_R_NONE)
+                consumer = s_consumer_new (self, route, route_size);
+            if (consumer == ZQI_R_NONE || s_subscribe (self, consumer, queue)) {
+                s_send_error (self, route, route_size, ZQI_R_CODE_FAILED, "out of memory");
+                return;
+            }
+            self->consumers[consumer].prefetch = (uint32_t)command->number;
+            return;
+        }
+        case ZQI_R_ACK:
+        case ZQI_R_NACK:
+        case ZQI_R_TOUCH:
+            s_settle_ids (self, consumer, command);
+            return;
+        case ZQI_R_PING:
+            if (zqi_r_put_command (&self->buf, 4, ZQI_R_PONG) == 0 &&
+                zqi_r_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
+                zqi_r_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
+                    0)
+                s_send_command (self, route, route_size, false);
+            return;
+        case ZQI_R_PUT:
+        case ZQI_R_CONFIRM:
+        case ZQI_R_REFUSE:
+        case ZQI_R_DELIVER:
+        case ZQI_R_PONG:
+        case ZQI_R_ERROR:
+            //  Commands a server sends, not receives: counted, not answered
+            //  (so two confused servers cannot ping-pong errors).
+            self->common.ctx->stats->errors++;
+            return;
+        default:
+            self->common.ctx->stats->errors++;
+            s_send_error (self, route, route_size, ZQI_R_CODE_UNKNOWN, "unknown command");
+    }
+}
+
+//  Reads one message from the socket. Returns 0 (handled), or -1 with
+//  errno EAGAIN (nothing waiting) or another libzmq error.
+static int
+s_read_one (zqi_r_server_t *self)
+{
+    void *handle = self->common.handle;
+    zmq_msg_t frames[4];
+    for (int i = 0; i < 4; i++)
+        zmq_msg_init (&frames[i]);
+    int count = 0;
+    int rc = 0;
+    //  Routing id, command, and up to two envelope frames.
+    while (count < 4) {
+        if (zqi_r_recv_frame (handle, &frames[count])) {
+            rc = count ? 0 : -1;
+            break;
+        }
+        count++;
+        if (!zmq_msg_more (&frames[count - 1]))
+            break;
+    }
+    if (rc == -1) {
+        int saved = errno;
+        zmq_msg_close (&frames[0]);
+        errno = saved;
+        return -1;
+    }
+    bool too_many = count == 4 && zmq_msg_more (&frames[3]);
+    if (too_many)
+        zqi_r_drain (handle);
+    const uint8_t *route = (const uint8_t *)zmq_msg_data (&frames[0]);
+    size_t route_size = zmq_msg_size (&frames[0]);
+    zqi_r_command_t command;
+    if (count < 2 || route_size == 0 || route_size > 255) {
+        self->common.ctx->stats->errors++;
+        goto done;
+    }
+    if (zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
+                             &command)) {
+        self->common.ctx->stats->errors++;
+        s_send_error (self, route, route_size,
+                      errno == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                      "malformed command");
+        goto done;
+    }
+    if (command.kind == ZQI_R_PUT) {
+        if (count < 3 || too_many) {
+            self->common.ctx->stats->errors++;
+            s_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL,
+                          "PUT needs 1 or 2 envelope frames");
+            goto done;
+        }
+        uint32_t peer = s_peer_index (self, route, route_size);
+        ZQ_ASSERT (peer != ZQI_R_NONE); //  the round ends before the peers run out
+        s_put (self, peer, &frames[2], count == 4 ? &frames[3] : NULL);
+    } else if (count != 2) {
+        self->common.ctx->stats->errors++;
+        s_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL, "unexpected frames");
+    } else
+        s_command (self, route, route_size, &command);
+done:
+    for (int i = 0; i < count; i++)
+        zmq_msg_close (&frames[i]);
+    return 0;
+}
+
+//  Sends the ids of the round's PUTs from peer with code (0: CONFIRM).
+static void
+s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
+{
+    zqi_r_buf_reset (&self->bytes);
+    for (uint32_t i = 0; i < self->pending_count; i++)
+        if (self->pending[i].peer == peer && self->pending[i].code == code)
+            if (zqi_r_put_raw (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
+                return;
+    if (!self->bytes.size)
+        return;
+    int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
+                  : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
+    if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
+        return;
+    if (code) {
+        const char *reason = code == ZQI_R_CODE_FULL      ? "storage full"
+                             : code == ZQI_R_CODE_INVALID ? "invalid queue name"
+                                                          : "storage failed";
+        if (zqi_r_put_uint (&self->buf, code) ||
+            zqi_r_put_str (&self->buf, reason, strlen (reason)))
+            return;
+    }
+    //  A producer gone or too slow to take its confirms sends again.
+    s_send_command (self, self->peers[peer].route, self->peers[peer].route_size, false);
+}
+
+//  Commits the spools the round appended to and answers every PUT.
+static void
+s_commit_and_answer (zqi_r_server_t *self)
+{
+    for (uint32_t i = 0; i < self->touched_count; i++) {
+        s_queue_t *queue = self->queues[self->touched[i]];
+        queue->commit_failed = zq_spool_commit (queue->spool) != 0;
+        if (queue->commit_failed)
+            zqi_log (ZQ_LOG_WARNING, "reliable: queue %s refused a batch: %s", queue->name,
+                     zq_strerror (errno));
+        queue->appended = false;
+    }
+    for (uint32_t i = 0; i < self->pending_count; i++) {
+        s_pending_t *pending = &self->pending[i];
+        if (pending->code || pending->queue == ZQI_R_NONE)
+            continue;
+        s_queue_t *queue = self->queues[pending->queue];
+        if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
+            pending->code = errno == ZQ_EFULL ? ZQI_R_CODE_FULL : ZQI_R_CODE_FAILED;
+            zqi_r_dedupe_forget (&self->dedupe, pending->id);
+            queue->counters.refused++;
+        }
+    }
+    for (uint32_t i = 0; i < self->touched_count; i++)
+        self->queues[self->touched[i]]->commit_failed = false;
+    for (uint32_t peer = 0; peer < self->peer_count; peer++) {
+        s_answer (self, peer, 0);
+        s_answer (self, peer, ZQI_R_CODE_FULL);
+        s_answer (self, peer, ZQI_R_CODE_INVALID);
+        s_answer (self, peer, ZQI_R_CODE_FAILED);
+    }
+    self->pending_count = 0;
+    self->peer_count = 0;
+    self->touched_count = 0;
+}
+
+//  Runs due timers: visibility deadlines and the ends of holds.
+static void
+s_run_timers (zqi_r_server_t *self, int64_t now)
+{
+    uint32_t index;
+    while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
+           self->table.entries[index].due <= now) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state == S_DELIVERED) {
+            self->queues[entry->queue]->counters.timeouts++;
+            s_fail_delivery (self, index, 0);
+        } else
+            s_return (self, index);
+    }
+    if (now >= self->next_probe) {
+        //  A probe to each remote consumer: a gone one fails with
+        //  EHOSTUNREACH (ROUTER_MANDATORY), and its deliveries go back.
+        self->next_probe = now + self->common.ping_ivl_ms;
+        if (zqi_r_put_command (&self->buf, 2, ZQI_R_PING) == 0)
+            for (uint32_t slot = 1; slot < self->consumer_capacity; slot++) {
+                s_consumer_t *consumer = &self->consumers[slot];
+                if (consumer->in_use &&
+                    s_send_command (self, consumer->route, consumer->route_size, false) &&
+                    errno == EHOSTUNREACH)
+                    s_consumer_drop (self, slot);
+            }
+    }
+}
+
+//  One round of work. Returns -1 with errno only for a socket failure
+//  (ETERM, ...).
+static int
+s_work (zqi_r_server_t *self)
+{
+    int rc = 0;
+    for (int n = 0; n < S_BATCH && self->peer_count < S_BATCH_PEERS; n++)
+        if (s_read_one (self)) {
+            if (errno != EAGAIN)
+                rc = -1;
+            break;
+        }
+    int saved = errno;
+    if (self->pending_count || self->peer_count)
+        s_commit_and_answer (self);
+    s_run_timers (self, zclock_mono ());
+    s_deliver_all (self);
+    errno = saved;
+    return rc;
+}
+
+//  ---- Local consumption --------------------------------------------------
+
+static zq_msg_t *
+s_local_recv (zqi_r_server_t *self)
+{
+    s_consumer_t *local = &self->consumers[S_LOCAL];
+    if (!local->in_use || !local->queue_count || local->in_flight >= local->prefetch) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    for (uint32_t tried = 0; tried < local->queue_count;) {
+        uint32_t position = local->rr % local->queue_count;
+        s_queue_t *queue = self->queues[local->queues[position]];
+        zq_spool_record_t record;
+        zqi_r_envelope_t envelope;
+        uint32_t index;
+        s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
+        if (verdict == S_SKIP)
+            continue;
+        if (verdict == S_STOP) {
+            local->rr = position + 1;
+            tried++;
+            continue;
+        }
+        const void *frames[1] = {record.data};
+        size_t sizes[1] = {record.size};
+        zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
+        if (!msg) {
+            self->table.entries[index].state = S_RETURNED;
+            zq_spool_return (queue->spool, record.seq);
+            errno = ENOMEM;
+            return NULL;
+        }
+        zq_msg_set_attempt (msg, self->table.entries[index].attempt);
+        s_delivered (self, queue, index, S_LOCAL);
+        local->rr = position + 1;
+        return msg;
+    }
+    errno = EAGAIN;
+    return NULL;
+}
+
+//  ---- Hooks --------------------------------------------------------------
+
+static void
+s_open_existing (zqi_r_server_t *self)
+{
+    DIR *dir = opendir (self->spool_dir);
+    if (!dir)
+        return;
+    struct dirent *item;
+    while ((item = readdir (dir))) {
+        if (item->d_name[0] == '.' &&
+            (item->d_name[1] == '\0' || (item->d_name[1] == '.' && item->d_name[2] == '\0')))
+            continue;
+        char *path = zsys_sprintf ("%s/%s", self->spool_dir, item->d_name);
+        struct stat info;
+        bool is_dir = path && stat (path, &info) == 0 && S_ISDIR (info.st_mode);
+        zstr_free (&path);
+        if (is_dir && !s_queue_get (self, item->d_name, strlen (item->d_name), true))
+            zqi_log (ZQ_LOG_ERROR, "reliable: queue %s not opened: %s", item->d_name,
+                     zq_strerror (errno));
+    }
+    closedir (dir);
+    self->last_queue = NULL;
+}
+
+zqi_r_server_t *
+zqi_r_server_new (zq_pattern_ctx_t *ctx)
+{
+    zqi_r_server_t *self = (zqi_r_server_t *)calloc (1, sizeof (zqi_r_server_t));
+    if (!self) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (zqi_r_common_open (&self->common, ctx))
+        goto failed;
+    int on = 1;
+    if (zmq_setsockopt (self->common.handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
+        goto failed;
+    const zq_options_t *options = ctx->options;
+    self->options = options;
+    const char *spool_dir = zq_options_get_str (options, "spool_dir");
+    if (spool_dir && *spool_dir) {
+        if (s_mkdirs (spool_dir))
+            goto failed;
+        self->spool_dir = strdup (spool_dir);
+        if (!self->spool_dir)
+            goto no_memory;
+    }
+    self->visibility_ms = zqi_r_option (options, "visibility_timeout_ms");
+    self->max_attempts = (uint32_t)zqi_r_option (options, "max_attempts");
+    self->backoff_ms = zqi_r_option (options, "nack_backoff_ms");
+    self->backoff_max_ms = zqi_r_option (options, "nack_backoff_max_ms");
+    self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
+    self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
+    self->max_message_bytes = ctx->max_message_bytes;
+    if (getrandom (self->instance, sizeof self->instance, GRND_NONBLOCK) !=
+        (ssize_t)sizeof self->instance) {
+        int64_t now = zclock_usecs () ^ ((int64_t)getpid () << 40);
+        memcpy (self->instance, &now, sizeof self->instance);
+    }
+    zqi_r_table_init (&self->table);
+    zqi_r_dedupe_init (&self->dedupe, zqi_r_option (options, "dedupe_window_ms"),
+                       (uint32_t)zqi_r_option (options, "dedupe_max"));
+    self->queue_by_name = zhashx_new ();
+    self->consumer_by_route = zhashx_new ();
+    self->consumer_capacity = 8;
+    self->consumers = (s_consumer_t *)calloc (self->consumer_capacity, sizeof (s_consumer_t));
+    self->pending = (s_pending_t *)malloc (S_BATCH * sizeof (s_pending_t));
+    self->touched = (uint32_t *)malloc (S_BATCH * sizeof (uint32_t));
+    if (!self->queue_by_name || !self->consumer_by_route || !self->consumers || !self->pending ||
+        !self->touched)
+        goto no_memory;
+    for (uint32_t index = 0; index < self->consumer_capacity; index++)
+        self->consumers[index].head = ZQI_R_NONE;
+    if (self->spool_dir)
+        s_open_existing (self);
+    return self;
+no_memory:
+    errno = ENOMEM;
+failed:;
+    int saved = errno;
+    zqi_r_server_destroy (&self);
+    errno = saved;
+    return NULL;
+}
+
+size_t
+zqi_r_server_destroy (zqi_r_server_t **self_p)
+{
+    zqi_r_server_t *self = *self_p;
+    if (!self)
+        return 0;
+    size_t lost = 0;
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        s_queue_t *queue = self->queues[index];
+        if (!self->spool_dir) {
+            zq_spool_stats_t stats;
+            zq_spool_stats (queue->spool, &stats);
+            lost += stats.depth;
+        }
+        zq_spool_destroy (&queue->spool);
+        free (queue->consumers);
+        free (queue->name);
+        free (queue);
+    }
+    for (uint32_t index = 0; index < self->consumer_capacity && self->consumers; index++)
+        free (self->consumers[index].queues);
+    free (self->queues);
+    free (self->consumers);
+    zhashx_destroy (&self->queue_by_name);
+    zhashx_destroy (&self->consumer_by_route);
+    zqi_r_table_free (&self->table);
+    zqi_r_dedupe_free (&self->dedupe);
+    free (self->pending);
+    free (self->touched);
+    zqi_r_buf_free (&self->buf);
+    zqi_r_buf_free (&self->bytes);
+    free (self->spool_dir);
+    free (self);
+    *self_p = NULL;
+    return lost;
+}
+
+zq_msg_t *
+zqi_r_server_recv (zqi_r_server_t *self)
+{
+    if (s_work (self))
+        return NULL;
+    return s_local_recv (self);
+}
+
+//  True if local consumption has a message ready now.
+static bool
+s_local_ready (zqi_r_server_t *self)
+{
+    s_consumer_t *local = &self->consumers[S_LOCAL];
+    if (!local->in_use || local->in_flight >= local->prefetch)
+        return false;
+    for (uint32_t i = 0; i < local->queue_count; i++) {
+        zq_spool_stats_t stats;
+        zq_spool_stats (self->queues[local->queues[i]]->spool, &stats);
+        if (stats.depth > stats.in_flight)
+            return true;
+    }
+    return false;
+}
+
+int
+zqi_r_server_events (zqi_r_server_t *self, int zmq_events)
+{
+    if (s_work (self))
+        return -1;
+    int events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt (self->common.handle, ZMQ_EVENTS, &events, &size))
+        return -1;
+    events &= ZMQ_POLLIN;
+    if (s_local_ready (self))
+        events |= ZMQ_POLLIN;
+    return events;
+}
+
+int64_t
+zqi_r_server_next_timer_ms (zqi_r_server_t *self)
+{
+    int64_t now = zclock_mono ();
+    int64_t due = self->next_probe;
+    uint32_t index = zqi_r_table_first (&self->table);
+    if (index != ZQI_R_NONE && self->table.entries[index].due < due)
+        due = self->table.entries[index].due;
+    //  Local consumption with credit back and messages ready: now.
+    if (s_local_ready (self))
+        return 0;
+    return due > now ? due - now : 0;
+}
+
+int
+zqi_r_server_subscribe (zqi_r_server_t *self, const char *name)
+{
+    s_queue_t *queue = s_queue_get (self, name, strlen (name), true);
+    if (!queue)
+        return -1;
+    s_consumer_t *local = &self->consumers[S_LOCAL];
+    if (!local->in_use) {
+        local->in_use = true;
+        local->head = ZQI_R_NONE;
+        local->prefetch = self->local_prefetch;
+    }
+    return s_subscribe (self, S_LOCAL, queue);
+}
+
+int
+zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name)
+{
+    s_queue_t *queue = s_queue_get (self, name, strlen (name), false);
+    if (!queue)
+        return -1;
+    if (self->consumers[S_LOCAL].in_use)
+        s_unsubscribe (self, S_LOCAL, queue);
+    return 0;
+}
+
+int
+zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int how, int64_t number)
+{
+    uint32_t index = zqi_r_table_find (&self->table, zq_msg_id (msg));
+    if (index == ZQI_R_NONE || self->table.entries[index].state != S_DELIVERED ||
+        self->table.entries[index].owner != S_LOCAL)
+        return zqi_fail (ZQ_ENOTFOUND);
+    zqi_r_command_t command = {0};
+    command.kind = how == ZQI_SETTLE_ACK    ? ZQI_R_ACK
+                   : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
+                                            : ZQI_R_TOUCH;
+    command.ids = zq_msg_id (msg);
+    command.id_count = 1;
+    command.number = number;
+    s_settle_ids (self, S_LOCAL, &command);
+    return 0;
+}
+
+//  ---- Admin --------------------------------------------------------------
+
+int
+zqi_r_server_declare (zqi_r_server_t *self, const char *name)
+{
+    return s_queue_get (self, name, strlen (name), true) ? 0 : -1;
+}
+
+static int
+s_compare_names (const void *a, const void *b)
+{
+    return strcmp ((const char *)a, (const char *)b);
+}
+
+static void
+s_free_name (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+zlistx_t *
+zqi_r_server_names (zqi_r_server_t *self)
+{
+    zlistx_t *names = zlistx_new ();
+    if (!names) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    zlistx_set_destructor (names, s_free_name);
+    zlistx_set_comparator (names, (zlistx_comparator_fn *)s_compare_names);
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        char *name = strdup (self->queues[index]->name);
+        if (!name || !zlistx_add_end (names, name)) {
+            free (name);
+            zlistx_destroy (&names);
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    zlistx_sort (names);
+    return names;
+}
+
+//  Looks up an existing queue by NUL-terminated name.
+static s_queue_t *
+s_admin_queue (zqi_r_server_t *self, const char *name)
+{
+    s_queue_t *queue = s_queue_get (self, name, strlen (name), false);
+    return queue;
+}
+
+//  Reads up to max ready records of queue without delivering them: each
+//  is handed out, decoded, and given back (records given back come out
+//  again first, lowest seq first, so the order is kept).
+static int
+s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max, size_t *count_p)
+{
+    *count_p = 0;
+    uint64_t *seqs = max ? (uint64_t *)malloc (max * sizeof (uint64_t)) : NULL;
+    if (max && !seqs)
+        return zqi_fail (ENOMEM);
+    int rc = 0;
+    size_t taken = 0;
+    while (taken < max) {
+        zq_spool_record_t record;
+        if (zq_spool_next (queue->spool, &record)) {
+            if (errno != EAGAIN)
+                rc = -1;
+            break;
+        }
+        seqs[taken] = record.seq;
+        const void *frames[1] = {record.data};
+        size_t sizes[1] = {record.size};
+        zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
+        taken++;
+        if (!msg)
+            continue;
+        uint32_t index = zqi_r_table_find (&self->table, zq_msg_id (msg));
+        if (index != ZQI_R_NONE && self->table.entries[index].seq == record.seq &&
+            self->table.entries[index].attempt > zq_msg_attempt (msg))
+            zq_msg_set_attempt (msg, self->table.entries[index].attempt);
+        msgs[(*count_p)++] = msg;
+    }
+    int saved = errno;
+    for (size_t i = 0; i < taken; i++)
+        zq_spool_return (queue->spool, seqs[i]);
+    free (seqs);
+    errno = saved;
+    return rc;
+}
+
+int
+zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
+{
+    s_queue_t *queue = s_admin_queue (self, name);
+    if (!queue)
+        return -1;
+    *info = queue->counters;
+    zq_spool_stats_t stats;
+    zq_spool_stats (queue->spool, &stats);
+    info->depth = stats.depth;
+    info->ready = stats.depth - stats.in_flight;
+    info->in_flight = queue->in_flight;
+    info->delayed = queue->held;
+    info->consumers = queue->consumer_count;
+    info->dead = 0;
+    if (queue->dead != ZQI_R_NONE) {
+        zq_spool_stats (self->queues[queue->dead]->spool, &stats);
+        info->dead = stats.depth;
+    }
+    info->oldest_age_ms = 0;
+    zq_msg_t *oldest = NULL;
+    size_t count = 0;
+    if (info->ready && s_peek (self, queue, &oldest, 1, &count) == 0 && count == 1) {
+        int64_t age = zqi_r_wall_ms () - zq_msg_created_ms (oldest);
+        info->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
+    }
+    zq_msg_destroy (&oldest);
+    return 0;
+}
+
+int
+zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
+                   size_t *count_p)
+{
+    *count_p = 0;
+    s_queue_t *queue = s_admin_queue (self, name);
+    return queue ? s_peek (self, queue, msgs, max, count_p) : -1;
+}
+
+int
+zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
+{
+    s_queue_t *queue = s_admin_queue (self, name);
+    if (!queue)
+        return -1;
+    //  Held records first (they are in flight in the spool), then every
+    //  ready record.
+    for (uint32_t index = 0; index < self->table.capacity; index++) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->in_use && entry->queue == queue->index && entry->state == S_HELD) {
+            s_entry_ack (self, index);
+            (*count_p)++;
+        }
+    }
+    zq_spool_record_t record;
+    while (zq_spool_next (queue->spool, &record) == 0) {
+        zqi_r_envelope_t envelope;
+        if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                  &envelope) == 0) {
+            uint32_t index = zqi_r_table_find (&self->table, envelope.id);
+            if (index != ZQI_R_NONE && self->table.entries[index].queue == queue->index &&
+                self->table.entries[index].seq == record.seq) {
+                s_entry_leave (self, index);
+                zqi_r_table_remove (&self->table, index);
+            }
+        }
+        zq_spool_ack (queue->spool, record.seq);
+        (*count_p)++;
+    }
+    if (errno != EAGAIN)
+        return -1;
+    return zq_spool_commit (queue->spool);
+}
+
+int
+zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
+{
+    s_queue_t *queue = s_admin_queue (self, name);
+    if (!queue)
+        return -1;
+    if (queue->is_dead || queue->dead == ZQI_R_NONE)
+        return 0;
+    s_queue_t *dead = self->queues[queue->dead];
+    uint64_t seqs[256];
+    int rc = 0;
+    while (rc == 0) {
+        size_t taken = 0;
+        zq_spool_record_t record;
+        while (taken < 256 && zq_spool_next (dead->spool, &record) == 0) {
+            zqi_r_envelope_t envelope;
+            if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                      &envelope) ||
+                s_rewrite_attempt (self, &record, &envelope, 0) ||
+                zq_spool_append (queue->spool, self->bytes.data, self->bytes.size, NULL)) {
+                zq_spool_return (dead->spool, record.seq);
+                rc = -1;
+                break;
+            }
+            uint32_t index = zqi_r_table_find (&self->table, envelope.id);
+            if (index != ZQI_R_NONE && self->table.entries[index].queue == dead->index) {
+                s_entry_leave (self, index);
+                zqi_r_table_remove (&self->table, index);
+            }
+            seqs[taken++] = record.seq;
+        }
+        int saved = errno;
+        if (taken == 0)
+            break;
+        if (zq_spool_commit (queue->spool)) {
+            //  Those not stored stay dead letters.
+            saved = errno;
+            for (size_t i = 0; i < taken; i++)
+                zq_spool_return (dead->spool, seqs[i]);
+            rc = -1;
+        } else {
+            for (size_t i = 0; i < taken; i++)
+                zq_spool_ack (dead->spool, seqs[i]);
+            *count_p += taken;
+            queue->counters.put += taken;
+        }
+        errno = saved;
+    }
+    int saved = errno;
+    zq_spool_commit (dead->spool);
+    errno = saved;
+    return rc;
+}

@@ -1,0 +1,370 @@
+/*  =========================================================================
+    reliable_table - O(1) lookups by message id for the reliable pattern:
+    an open-addressing hash (linear probing, backward-shift deletion,
+    seeded XXH3 so chosen ids cannot pile up), a slab of tracked entries
+    with a min-heap of their timers, and the dedupe window (a ring of the
+    ids stored recently, oldest first, with a hash).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable.h"
+#include <sys/random.h>
+#include <xxhash.h>
+
+//  ---- The hash -----------------------------------------------------------
+//  Records live in an array at base with stride bytes each, their id
+//  first; a slot holds record index + 1, 0 when free.
+
+static inline const uint8_t *
+s_key (const void *base, size_t stride, uint32_t index)
+{
+    return (const uint8_t *)base + (size_t)index * stride;
+}
+
+static inline uint32_t
+s_home (const zqi_r_hash_t *hash, const uint8_t *id)
+{
+    return (uint32_t)XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, hash->seed) & hash->mask;
+}
+
+//  The slot holding id, or the free slot where it would go.
+static uint32_t
+s_slot_of (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id)
+{
+    uint32_t slot = s_home (hash, id);
+    while (hash->slots[slot] &&
+           memcmp (s_key (base, stride, hash->slots[slot] - 1), id, ZQ_MSG_ID_SIZE) != 0)
+        slot = (slot + 1) & hash->mask;
+    return slot;
+}
+
+static uint32_t
+s_hash_find (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id)
+{
+    if (!hash->slots)
+        return ZQI_R_NONE;
+    uint32_t slot = s_slot_of (hash, base, stride, id);
+    return hash->slots[slot] ? hash->slots[slot] - 1 : ZQI_R_NONE;
+}
+
+static void
+s_hash_insert (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
+{
+    hash->slots[s_slot_of (hash, base, stride, s_key (base, stride, index))] = index + 1;
+}
+
+static void
+s_hash_remove (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
+{
+    uint32_t hole = s_slot_of (hash, base, stride, s_key (base, stride, index));
+    ZQ_ASSERT (hash->slots[hole] == index + 1);
+    uint32_t next = hole;
+    while (true) {
+        next = (next + 1) & hash->mask;
+        if (!hash->slots[next])
+            break;
+        uint32_t home = s_home (hash, s_key (base, stride, hash->slots[next] - 1));
+        bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
+        if (!stays) {
+            hash->slots[hole] = hash->slots[next];
+            hole = next;
+        }
+    }
+    hash->slots[hole] = 0;
+}
+
+//  Replaces the slots with slot_count empty ones (a power of two); the
+//  caller inserts the live records again.
+static int
+s_hash_reset (zqi_r_hash_t *hash, uint32_t slot_count)
+{
+    uint32_t *slots = (uint32_t *)calloc (slot_count, sizeof (uint32_t));
+    if (!slots)
+        return zqi_fail (ENOMEM);
+    free (hash->slots);
+    hash->slots = slots;
+    hash->mask = slot_count - 1;
+    if (!hash->seed &&
+        getrandom (&hash->seed, sizeof hash->seed, GRND_NONBLOCK) != (ssize_t)sizeof hash->seed)
+        hash->seed = (uint64_t)zclock_usecs () ^ ((uint64_t)(uintptr_t)hash << 16);
+    return 0;
+}
+
+//  ---- Entries with timers ------------------------------------------------
+
+#define S_STRIDE sizeof (zqi_r_entry_t)
+
+void
+zqi_r_table_init (zqi_r_table_t *table)
+{
+    memset (table, 0, sizeof *table);
+    table->free_head = ZQI_R_NONE;
+}
+
+void
+zqi_r_table_free (zqi_r_table_t *table)
+{
+    free (table->entries);
+    free (table->hash.slots);
+    free (table->heap);
+    zqi_r_table_init (table);
+}
+
+uint32_t
+zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id)
+{
+    return s_hash_find (&table->hash, table->entries, S_STRIDE, id);
+}
+
+static int
+s_grow (zqi_r_table_t *table)
+{
+    uint32_t capacity = table->capacity ? table->capacity * 2 : 64;
+    if (capacity <= table->capacity)
+        return zqi_fail (ENOMEM);
+    zqi_r_entry_t *entries =
+        (zqi_r_entry_t *)realloc (table->entries, (size_t)capacity * sizeof (zqi_r_entry_t));
+    if (!entries)
+        return zqi_fail (ENOMEM);
+    table->entries = entries;
+    uint32_t *heap = (uint32_t *)realloc (table->heap, (size_t)capacity * sizeof (uint32_t));
+    if (!heap)
+        return zqi_fail (ENOMEM);
+    table->heap = heap;
+    if (s_hash_reset (&table->hash, capacity * 2))
+        return -1;
+    for (uint32_t index = 0; index < table->capacity; index++)
+        if (entries[index].in_use)
+            s_hash_insert (&table->hash, entries, S_STRIDE, index);
+    for (uint32_t index = capacity; index-- > table->capacity;) {
+        memset (&entries[index], 0, sizeof (zqi_r_entry_t));
+        entries[index].next = table->free_head;
+        table->free_head = index;
+    }
+    table->capacity = capacity;
+    return 0;
+}
+
+uint32_t
+zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id)
+{
+    if (table->free_head == ZQI_R_NONE && s_grow (table))
+        return ZQI_R_NONE;
+    uint32_t index = table->free_head;
+    zqi_r_entry_t *entry = &table->entries[index];
+    table->free_head = entry->next;
+    memset (entry, 0, sizeof *entry);
+    memcpy (entry->id, id, ZQ_MSG_ID_SIZE);
+    entry->heap_index = entry->owner = entry->prev = entry->next = ZQI_R_NONE;
+    entry->in_use = true;
+    s_hash_insert (&table->hash, table->entries, S_STRIDE, index);
+    table->count++;
+    return index;
+}
+
+static inline bool
+s_earlier (const zqi_r_table_t *table, uint32_t a, uint32_t b)
+{
+    return table->entries[table->heap[a]].due < table->entries[table->heap[b]].due;
+}
+
+static inline void
+s_heap_swap (zqi_r_table_t *table, uint32_t a, uint32_t b)
+{
+    uint32_t index = table->heap[a];
+    table->heap[a] = table->heap[b];
+    table->heap[b] = index;
+    table->entries[table->heap[a]].heap_index = a;
+    table->entries[table->heap[b]].heap_index = b;
+}
+
+static void
+s_heap_up (zqi_r_table_t *table, uint32_t position)
+{
+    while (position > 0) {
+        uint32_t parent = (position - 1) / 2;
+        if (!s_earlier (table, position, parent))
+            break;
+        s_heap_swap (table, position, parent);
+        position = parent;
+    }
+}
+
+static void
+s_heap_down (zqi_r_table_t *table, uint32_t position)
+{
+    while (true) {
+        uint32_t smallest = position;
+        uint32_t left = 2 * position + 1, right = left + 1;
+        if (left < table->heap_size && s_earlier (table, left, smallest))
+            smallest = left;
+        if (right < table->heap_size && s_earlier (table, right, smallest))
+            smallest = right;
+        if (smallest == position)
+            break;
+        s_heap_swap (table, position, smallest);
+        position = smallest;
+    }
+}
+
+void
+zqi_r_table_unschedule (zqi_r_table_t *table, uint32_t index)
+{
+    uint32_t position = table->entries[index].heap_index;
+    if (position == ZQI_R_NONE)
+        return;
+    ZQ_ASSERT (position < table->heap_size && table->heap[position] == index);
+    uint32_t last = --table->heap_size;
+    if (position != last) {
+        s_heap_swap (table, position, last);
+        s_heap_down (table, position);
+        s_heap_up (table, position);
+    }
+    table->entries[index].heap_index = ZQI_R_NONE;
+}
+
+void
+zqi_r_table_schedule (zqi_r_table_t *table, uint32_t index, int64_t due)
+{
+    zqi_r_entry_t *entry = &table->entries[index];
+    entry->due = due;
+    if (entry->heap_index == ZQI_R_NONE) {
+        uint32_t position = table->heap_size++;
+        table->heap[position] = index;
+        entry->heap_index = position;
+        s_heap_up (table, position);
+    } else {
+        s_heap_down (table, entry->heap_index);
+        s_heap_up (table, entry->heap_index);
+    }
+}
+
+void
+zqi_r_table_remove (zqi_r_table_t *table, uint32_t index)
+{
+    zqi_r_entry_t *entry = &table->entries[index];
+    ZQ_ASSERT (entry->in_use);
+    zqi_r_table_unschedule (table, index);
+    s_hash_remove (&table->hash, table->entries, S_STRIDE, index);
+    entry->in_use = false;
+    entry->next = table->free_head;
+    table->free_head = index;
+    table->count--;
+}
+
+//  ---- Dedupe window ------------------------------------------------------
+
+#define S_SEEN sizeof (zqi_r_seen_t)
+
+void
+zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
+{
+    memset (dedupe, 0, sizeof *dedupe);
+    dedupe->window_ms = window_ms;
+    dedupe->max = max ? max : 1;
+}
+
+void
+zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe)
+{
+    free (dedupe->ring);
+    free (dedupe->hash.slots);
+    memset (dedupe, 0, sizeof *dedupe);
+}
+
+//  Drops the oldest id.
+static void
+s_pop (zqi_r_dedupe_t *dedupe)
+{
+    zqi_r_seen_t *oldest = &dedupe->ring[dedupe->head];
+    if (oldest->stored_ms != INT64_MIN)
+        s_hash_remove (&dedupe->hash, dedupe->ring, S_SEEN, dedupe->head);
+    dedupe->head = (dedupe->head + 1) & (dedupe->capacity - 1);
+    dedupe->count--;
+}
+
+static void
+s_expire (zqi_r_dedupe_t *dedupe, int64_t now)
+{
+    while (dedupe->count) {
+        zqi_r_seen_t *oldest = &dedupe->ring[dedupe->head];
+        if (oldest->stored_ms != INT64_MIN && oldest->stored_ms > now - dedupe->window_ms)
+            break;
+        s_pop (dedupe);
+    }
+}
+
+zqi_r_seen_t *
+zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now)
+{
+    if (dedupe->window_ms <= 0 || !dedupe->count)
+        return NULL;
+    s_expire (dedupe, now);
+    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, id);
+    return index == ZQI_R_NONE ? NULL : &dedupe->ring[index];
+}
+
+//  Doubles the ring (unwrapping it) and rebuilds the hash.
+static int
+s_ring_grow (zqi_r_dedupe_t *dedupe)
+{
+    uint32_t capacity = dedupe->capacity ? dedupe->capacity * 2 : 1024;
+    zqi_r_seen_t *ring = (zqi_r_seen_t *)malloc ((size_t)capacity * S_SEEN);
+    if (!ring)
+        return zqi_fail (ENOMEM);
+    for (uint32_t i = 0; i < dedupe->count; i++)
+        ring[i] = dedupe->ring[(dedupe->head + i) & (dedupe->capacity - 1)];
+    zqi_r_hash_t hash = dedupe->hash;
+    hash.slots = NULL;
+    if (s_hash_reset (&hash, capacity * 2)) {
+        free (ring);
+        return -1;
+    }
+    free (dedupe->hash.slots);
+    dedupe->hash = hash;
+    free (dedupe->ring);
+    dedupe->ring = ring;
+    dedupe->capacity = capacity;
+    dedupe->head = 0;
+    for (uint32_t i = 0; i < dedupe->count; i++)
+        if (ring[i].stored_ms != INT64_MIN)
+            s_hash_insert (&dedupe->hash, ring, S_SEEN, i);
+    return 0;
+}
+
+int
+zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32_t queue,
+                  uint64_t seq)
+{
+    if (dedupe->window_ms <= 0)
+        return 0;
+    s_expire (dedupe, now);
+    if (dedupe->count >= dedupe->max)
+        s_pop (dedupe);
+    if (dedupe->count == dedupe->capacity && s_ring_grow (dedupe))
+        return -1;
+    uint32_t index = (dedupe->head + dedupe->count) & (dedupe->capacity - 1);
+    zqi_r_seen_t *seen = &dedupe->ring[index];
+    memcpy (seen->id, id, ZQ_MSG_ID_SIZE);
+    seen->stored_ms = now;
+    seen->queue = queue;
+    seen->seq = seq;
+    dedupe->count++;
+    s_hash_insert (&dedupe->hash, dedupe->ring, S_SEEN, index);
+    return 0;
+}
+
+void
+zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const uint8_t *id)
+{
+    if (!dedupe->count)
+        return;
+    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, id);
+    if (index == ZQI_R_NONE)
+        return;
+    s_hash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);
+    dedupe->ring[index].stored_ms = INT64_MIN;
+}

@@ -1,0 +1,812 @@
+/*  =========================================================================
+    test_reliable - the reliable pattern: confirms, deliveries, acks,
+    credit, nack, touch, visibility timeouts, dead letters, TTL, delays,
+    dedupe, the producer's outbox, storage refusals, garbage input,
+    restarts with a durable spool, local consumption and admin.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_helpers.h"
+#include <inttypes.h>
+#include <sys/stat.h>
+
+static zq_options_t *
+options_with (const char *first, ...)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_non_null (options);
+    va_list args;
+    va_start (args, first);
+    for (const char *name = first; name; name = va_arg (args, const char *)) {
+        const char *value = va_arg (args, const char *);
+        assert_int_equal (zq_options_set (options, name, value), 0);
+    }
+    va_end (args);
+    return options;
+}
+
+static zq_queue_t *
+open_client (zq_role_t role, test_server_t *server, zq_options_t *options)
+{
+    char spec[300];
+    snprintf (spec, sizeof spec, ">%s", server->endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", role, spec, options);
+    assert_non_null (queue);
+    return queue;
+}
+
+//  Receives one message within the deadline.
+static zq_msg_t *
+recv_one (zq_queue_t *consumer)
+{
+    zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
+    assert_non_null (msg);
+    return msg;
+}
+
+static void
+remove_tree (const char *path)
+{
+    char command[400];
+    snprintf (command, sizeof command, "rm -rf '%s'", path);
+    if (system (command) != 0)
+        fprintf (stderr, "could not remove %s\n", path);
+}
+
+//  ---- Round trip over each transport -------------------------------------
+
+static void
+round_trip (const char *transport)
+{
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    test_server_t *server = server_start (spec, NULL);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "orders"), 0);
+    for (int64_t n = 0; n < 100; n++)
+        send_numbered (producer, "orders", n); //  returns after the confirm
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "orders", &info), 0);
+    assert_int_equal (info.put, 100);
+    for (int64_t n = 0; n < 100; n++) {
+        zq_msg_t *msg = recv_one (consumer);
+        assert_int_equal (number_of (msg), n);
+        assert_string_equal (zq_msg_subject (msg), "orders");
+        assert_int_equal (zq_msg_attempt (msg), 0);
+        assert_int_equal (zq_queue_ack (consumer, msg), 0);
+        zq_msg_destroy (&msg);
+    }
+    WAIT_INFO (server, "orders", info, info.acked == 100 && info.depth == 0);
+    assert_int_equal (info.delivered, 100);
+    assert_int_equal (info.in_flight, 0);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+static void
+test_round_trip_inproc (void **state)
+{
+    round_trip ("inproc");
+}
+
+static void
+test_round_trip_ipc (void **state)
+{
+    round_trip ("ipc");
+}
+
+static void
+test_round_trip_tcp (void **state)
+{
+    round_trip ("tcp");
+}
+
+//  ---- Async posts and confirm reports ------------------------------------
+
+static void
+test_post_and_confirmed (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    uint8_t ids[50][ZQ_MSG_ID_SIZE];
+    for (int n = 0; n < 50; n++) {
+        zq_msg_t *msg = numbered ("posted", n);
+        memcpy (ids[n], zq_msg_id (msg), ZQ_MSG_ID_SIZE);
+        assert_int_equal (zq_queue_post (producer, &msg, DEADLINE_MS), 0);
+        assert_null (msg);
+    }
+    int seen = 0;
+    bool got[50] = {false};
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (seen < 50) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        if (zq_queue_confirmed (producer, id) == 0) {
+            for (int n = 0; n < 50; n++)
+                if (memcmp (ids[n], id, ZQ_MSG_ID_SIZE) == 0 && !got[n]) {
+                    got[n] = true;
+                    seen++;
+                }
+            continue;
+        }
+        assert_int_equal (errno, EAGAIN);
+        assert_true (now_ms () < deadline);
+        zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, 50);
+    }
+    //  Other roles do not post.
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    zq_msg_t *msg = numbered ("posted", 0);
+    assert_int_equal (zq_queue_post (consumer, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_send (consumer, &msg, 0), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+//  ---- Competing consumers and credit ------------------------------------
+
+static void
+test_competing_consumers (void **state)
+{
+    zq_options_t *options = options_with ("prefetch", "2", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *one = open_client (ZQ_CONSUMER, server, options);
+    zq_queue_t *two = open_client (ZQ_CONSUMER, server, options);
+    assert_int_equal (zq_queue_subscribe (one, "work"), 0);
+    assert_int_equal (zq_queue_subscribe (two, "work"), 0);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "work", info, info.consumers == 2);
+    for (int64_t n = 0; n < 40; n++)
+        send_numbered (producer, "work", n);
+    int counts[2] = {0, 0};
+    bool seen[40] = {false};
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (counts[0] + counts[1] < 40) {
+        assert_true (now_ms () < deadline);
+        for (int which = 0; which < 2; which++) {
+            zq_queue_t *consumer = which ? two : one;
+            zq_msg_t *msg = zq_queue_recv (consumer, 10);
+            if (!msg)
+                continue;
+            int64_t n = number_of (msg);
+            assert_false (seen[n]);
+            seen[n] = true;
+            counts[which]++;
+            assert_int_equal (zq_queue_ack (consumer, msg), 0);
+            zq_msg_destroy (&msg);
+        }
+    }
+    //  Both took a share.
+    assert_true (counts[0] > 0);
+    assert_true (counts[1] > 0);
+    zq_queue_destroy (&one);
+    zq_queue_destroy (&two);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&options);
+}
+
+static void
+test_prefetch_respected (void **state)
+{
+    zq_options_t *options = options_with ("prefetch", "3", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < 10; n++)
+        send_numbered (producer, "credit", n);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, options);
+    assert_int_equal (zq_queue_subscribe (consumer, "credit"), 0);
+    zq_msg_t *held[10];
+    for (int i = 0; i < 3; i++)
+        held[i] = recv_one (consumer);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "credit", info, info.in_flight == 3);
+    //  No fourth while three are unacked: the server holds it back.
+    assert_null (zq_queue_recv (consumer, 300));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (server_info (server, "credit", &info), 0);
+    assert_int_equal (info.in_flight, 3);
+    assert_int_equal (info.delivered, 3);
+    //  Each ack lets exactly one more in.
+    for (int i = 3; i < 10; i++) {
+        assert_int_equal (zq_queue_ack (consumer, held[i - 3]), 0);
+        zq_msg_destroy (&held[i - 3]);
+        held[i] = recv_one (consumer);
+        assert_int_equal (number_of (held[i]), i);
+        WAIT_INFO (server, "credit", info, info.delivered == (uint64_t)i + 1);
+        assert_true (info.in_flight <= 3);
+    }
+    for (int i = 7; i < 10; i++) {
+        assert_int_equal (zq_queue_ack (consumer, held[i]), 0);
+        zq_msg_destroy (&held[i]);
+    }
+    WAIT_INFO (server, "credit", info, info.depth == 0);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&options);
+}
+
+//  ---- Nack, touch, visibility, dead letters -------------------------------
+
+static void
+test_nack_backoff (void **state)
+{
+    zq_options_t *server_options = options_with ("nack_backoff_ms", "200", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "retry"), 0);
+    send_numbered (producer, "retry", 7);
+    zq_msg_t *first = recv_one (consumer);
+    assert_int_equal (zq_msg_attempt (first), 0);
+    //  Explicit delay 0: back at once, attempt 1.
+    assert_int_equal (zq_queue_nack (consumer, first, 0), 0);
+    zq_msg_t *second = recv_one (consumer);
+    assert_memory_equal (zq_msg_id (second), zq_msg_id (first), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_msg_attempt (second), 1);
+    //  Backoff: 200 ms doubled per attempt (attempt 2 now): >= 400 ms.
+    int64_t nacked = now_ms ();
+    assert_int_equal (zq_queue_nack (consumer, second, ZQ_NACK_BACKOFF), 0);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "retry", info, info.nacked == 2);
+    assert_int_equal (info.delayed, 1);
+    zq_msg_t *third = recv_one (consumer);
+    assert_true (now_ms () - nacked >= 390);
+    assert_int_equal (zq_msg_attempt (third), 2);
+    assert_int_equal (number_of (third), 7);
+    assert_int_equal (zq_queue_ack (consumer, third), 0);
+    WAIT_INFO (server, "retry", info, info.depth == 0);
+    assert_int_equal (info.redelivered, 2);
+    //  Bad arguments.
+    assert_int_equal (zq_queue_nack (consumer, third, -2), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_touch (consumer, third, -1), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_ack (producer, third), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_msg_destroy (&first);
+    zq_msg_destroy (&second);
+    zq_msg_destroy (&third);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&server_options);
+}
+
+static void
+test_visibility_and_touch (void **state)
+{
+    zq_options_t *server_options = options_with ("visibility_timeout_ms", "300", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "slow"), 0);
+    send_numbered (producer, "slow", 1);
+    //  Not acked: back after the visibility timeout with attempt 1.
+    zq_msg_t *first = recv_one (consumer);
+    int64_t received = now_ms ();
+    zq_msg_t *again = recv_one (consumer);
+    assert_true (now_ms () - received >= 280);
+    assert_memory_equal (zq_msg_id (again), zq_msg_id (first), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_msg_attempt (again), 1);
+    //  Touched every 150 ms for 900 ms: never redelivered.
+    int64_t start = now_ms ();
+    while (now_ms () - start < 900) {
+        assert_int_equal (zq_queue_touch (consumer, again, 300), 0);
+        zq_msg_t *none = zq_queue_recv (consumer, 150);
+        assert_null (none);
+    }
+    assert_int_equal (zq_queue_ack (consumer, again), 0);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "slow", info, info.depth == 0);
+    assert_int_equal (info.timeouts, 1);
+    assert_int_equal (info.delivered, 2);
+    zq_msg_destroy (&first);
+    zq_msg_destroy (&again);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&server_options);
+}
+
+static void
+test_dead_letter (void **state)
+{
+    zq_options_t *server_options =
+        options_with ("visibility_timeout_ms", "100", "max_attempts", "2", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "poison"), 0);
+    send_numbered (producer, "poison", 13);
+    zq_msg_t *first = recv_one (consumer);
+    zq_msg_t *second = recv_one (consumer); //  after the timeout
+    assert_int_equal (zq_msg_attempt (second), 1);
+    assert_int_equal (zq_queue_nack (consumer, second, 0), 0);
+    //  Attempt 2 reaches max_attempts: dead-lettered, not delivered.
+    zq_queue_info_t info;
+    WAIT_INFO (server, "poison", info, info.dead_lettered == 1);
+    assert_int_equal (info.depth, 0);
+    assert_int_equal (info.dead, 1);
+    assert_null (zq_queue_recv (consumer, 200));
+    //  The dead-letter queue is an ordinary queue.
+    zq_queue_t *doctor = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (doctor, "poison.dead"), 0);
+    zq_msg_t *dead = recv_one (doctor);
+    assert_int_equal (number_of (dead), 13);
+    assert_int_equal (zq_msg_attempt (dead), 2);
+    assert_memory_equal (zq_msg_id (dead), zq_msg_id (first), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_ack (doctor, dead), 0);
+    WAIT_INFO (server, "poison", info, info.dead == 0);
+    zq_msg_destroy (&first);
+    zq_msg_destroy (&second);
+    zq_msg_destroy (&dead);
+    zq_queue_destroy (&doctor);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&server_options);
+}
+
+//  ---- TTL, delays, dedupe -----------------------------------------------
+
+static void
+test_ttl_and_delay (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    //  Expired at once (created_ms + 0 <= now), a live one, a delayed one.
+    zq_msg_t *msg = numbered ("timed", 1);
+    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "0"), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    msg = numbered ("timed", 2);
+    int64_t not_before = zclock_time () + 400;
+    char text[32];
+    snprintf (text, sizeof text, "%" PRId64, not_before);
+    assert_int_equal (zq_msg_set_header (msg, "zq-not-before-ms", text), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    msg = numbered ("timed", 3);
+    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "600000"), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "timed"), 0);
+    zq_msg_t *live = recv_one (consumer);
+    assert_int_equal (number_of (live), 3);
+    zq_msg_t *late = recv_one (consumer);
+    assert_int_equal (number_of (late), 2);
+    assert_true (zclock_time () >= not_before);
+    zq_queue_ack (consumer, live);
+    zq_queue_ack (consumer, late);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "timed", info, info.depth == 0);
+    assert_int_equal (info.expired, 1);
+    assert_int_equal (info.delivered, 2);
+    zq_msg_destroy (&live);
+    zq_msg_destroy (&late);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+static void
+test_dedupe (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_msg_t *msg = numbered ("once", 5);
+    zq_msg_t *resend = zq_msg_dup (msg); //  same id
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_send (producer, &resend, DEADLINE_MS), 0);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "once", &info), 0);
+    assert_int_equal (info.put, 1);
+    assert_int_equal (info.duplicates, 1);
+    send_numbered (producer, "once", 6);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "once"), 0);
+    zq_msg_t *got = recv_one (consumer);
+    assert_int_equal (number_of (got), 5);
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+    got = recv_one (consumer);
+    assert_int_equal (number_of (got), 6);
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+//  ---- The outbox: no server yet -------------------------------------------
+
+static void
+test_outbox_waits_for_server (void **state)
+{
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", spec + 1);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, NULL);
+    assert_non_null (producer);
+    for (int n = 0; n < 50; n++) {
+        zq_msg_t *msg = numbered ("later", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    assert_int_equal (zq_queue_confirmed (producer, id), -1);
+    assert_int_equal (errno, EAGAIN);
+    //  A sync send times out but stays in the outbox.
+    zq_msg_t *msg = numbered ("later", 50);
+    assert_int_equal (zq_queue_send (producer, &msg, 100), -1);
+    assert_int_equal (errno, EAGAIN);
+    assert_non_null (msg);
+    test_server_t *server = server_start (spec, NULL);
+    assert_non_null (server);
+    //  The same message again: waits for its confirm, stored once.
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "later"), 0);
+    bool seen[51] = {false};
+    for (int i = 0; i < 51; i++) {
+        zq_msg_t *got = recv_one (consumer);
+        int64_t n = number_of (got);
+        assert_false (seen[n]);
+        seen[n] = true;
+        zq_queue_ack (consumer, got);
+        zq_msg_destroy (&got);
+    }
+    assert_null (zq_queue_recv (consumer, 100));
+    int reports = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (reports < 50) {
+        if (zq_queue_confirmed (producer, id) == 0)
+            reports++;
+        else {
+            assert_true (now_ms () < deadline);
+            zq_msg_t *none = zq_queue_recv (consumer, 10);
+            assert_null (none);
+        }
+    }
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+//  ---- Durable spool across a server restart -------------------------------
+
+static void
+test_server_restart_durable (void **state)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char spool[300];
+    snprintf (spool, sizeof spool, "%s/spool", dir);
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    zq_options_t *server_options = options_with ("spool_dir", spool, NULL);
+    test_server_t *server = server_start (spec, server_options);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < 200; n++)
+        send_numbered (producer, "kept", n);
+    //  Half taken and acked, one taken and not acked.
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "kept"), 0);
+    for (int n = 0; n < 100; n++) {
+        zq_msg_t *got = recv_one (consumer);
+        assert_int_equal (number_of (got), n);
+        zq_queue_ack (consumer, got);
+        zq_msg_destroy (&got);
+    }
+    zq_queue_info_t info;
+    WAIT_INFO (server, "kept", info, info.acked == 100);
+    zq_queue_destroy (&consumer);
+    server_stop (&server);
+    server = server_start (spec, server_options);
+    assert_non_null (server);
+    assert_int_equal (server_info (server, "kept", &info), 0);
+    assert_int_equal (info.depth, 100);
+    consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "kept"), 0);
+    for (int n = 100; n < 200; n++) {
+        zq_msg_t *got = recv_one (consumer);
+        assert_int_equal (number_of (got), n);
+        zq_queue_ack (consumer, got);
+        zq_msg_destroy (&got);
+    }
+    WAIT_INFO (server, "kept", info, info.depth == 0);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&server_options);
+    remove_tree (dir);
+}
+
+//  A consumer connected to a server that restarts subscribes again.
+static void
+test_consumer_survives_server_restart (void **state)
+{
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    zq_options_t *client_options = options_with ("ping_ivl_ms", "50", NULL);
+    test_server_t *server = server_start (spec, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, client_options);
+    assert_int_equal (zq_queue_subscribe (consumer, "again"), 0);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "again", info, info.consumers == 1);
+    server_stop (&server);
+    server = server_start (spec, NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, client_options);
+    send_numbered (producer, "again", 1);
+    zq_msg_t *got = recv_one (consumer);
+    assert_int_equal (number_of (got), 1);
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&client_options);
+}
+
+//  ---- Storage full: refusal, then resumption ------------------------------
+
+static void
+test_full_spool_refuses (void **state)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    //  Quota: two 4 KiB segments and the 1 MiB batch, plus a little.
+    zq_options_t *server_options =
+        options_with ("spool_dir", dir, "segment_bytes", "4096", "quota_bytes", "1200000", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    char big[20000];
+    memset (big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    int stored = 0;
+    zq_msg_t *msg = NULL;
+    while (true) {
+        msg = zq_msg_new ("full");
+        assert_int_equal (zq_msg_pack (msg, "[is]", (int64_t)stored, big), 0);
+        if (zq_queue_send (producer, &msg, DEADLINE_MS) != 0)
+            break;
+        stored++;
+        assert_true (stored < 1000);
+    }
+    assert_int_equal (errno, ZQ_EFULL);
+    assert_non_null (msg); //  the caller keeps it
+    assert_true (stored > 10);
+    zq_queue_stats_t stats;
+    zq_queue_stats (producer, &stats);
+    assert_true (stats.refused >= 1);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "full", &info), 0);
+    assert_int_equal (info.put, (uint64_t)stored);
+    assert_true (info.refused >= 1);
+    //  Space frees as the consumer acks; the outbox sends it again.
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "full"), 0);
+    for (int n = 0; n < stored; n++) {
+        zq_msg_t *got = recv_one (consumer);
+        int64_t number;
+        char *text = NULL;
+        assert_int_equal (zq_msg_unpack (got, "[is]", &number, &text), 0);
+        assert_int_equal (number, n);
+        free (text);
+        zq_queue_ack (consumer, got);
+        zq_msg_destroy (&got);
+    }
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    zq_msg_t *last = recv_one (consumer);
+    int64_t number;
+    char *text = NULL;
+    assert_int_equal (zq_msg_unpack (last, "[is]", &number, &text), 0);
+    assert_int_equal (number, stored);
+    free (text);
+    zq_queue_ack (consumer, last);
+    zq_msg_destroy (&last);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&server_options);
+    remove_tree (dir);
+}
+
+//  ---- Garbage ---------------------------------------------------------------
+
+static void
+test_garbage_counted (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zsock_t *raw = zsock_new (ZMQ_DEALER);
+    assert_int_equal (zsock_connect (raw, "%s", server->endpoint), 0);
+    //  Not msgpack; an unknown kind; a PUT without an envelope; a PUT
+    //  with a broken envelope; a wrong version; an ack of nothing.
+    zstr_send (raw, "hello");
+    zsock_send (raw, "b", "\x92\x01\x63", 3);
+    zsock_send (raw, "b", "\x92\x01\x01", 3);
+    zsock_send (raw, "bb", "\x92\x01\x01", 3, "\x96\x01", 2);
+    zsock_send (raw, "b", "\x92\x02\x01", 3);
+    zsock_send (raw, "b",
+                "\x93\x01\x07\xc4\x10"
+                "0123456789abcdef",
+                21);
+    //  Answers: ERROR for each but the last.
+    for (int i = 0; i < 5; i++) {
+        zmsg_t *reply = zmsg_recv (raw);
+        assert_non_null (reply);
+        zframe_t *frame = zmsg_first (reply);
+        assert_true (zframe_size (frame) >= 3);
+        assert_int_equal (zframe_data (frame)[2], 12);
+        zmsg_destroy (&reply);
+    }
+    //  Raw bytes on a TCP connection: libzmq drops the connection.
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    const char *colon = strrchr (server->endpoint, ':');
+    address.sin_port = htons ((uint16_t)atoi (colon + 1));
+    assert_int_equal (connect (fd, (struct sockaddr *)&address, sizeof address), 0);
+    assert_true (write (fd, "GET / HTTP/1.0\r\n\r\n\xff\xff\xff", 21) > 0);
+    close (fd);
+    zq_queue_stats_t stats;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    do {
+        server_stats (server, &stats);
+        assert_true (now_ms () < deadline);
+    } while (stats.errors < 5);
+    assert_int_equal (stats.errors, 5);
+    //  Good clients still served.
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (consumer, "fine"), 0);
+    send_numbered (producer, "fine", 1);
+    zq_msg_t *got = recv_one (consumer);
+    assert_int_equal (number_of (got), 1);
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+    zsock_destroy (&raw);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
+//  ---- Local consumption and admin, one thread --------------------------
+
+static void
+test_local_consumption_and_admin (void **state)
+{
+    zq_options_t *server_options = options_with ("max_attempts", "1", NULL);
+    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    char spec[300];
+    connect_spec (server, spec, sizeof spec);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, NULL);
+    for (int n = 0; n < 10; n++) {
+        zq_msg_t *msg = numbered (n < 5 ? "inbox" : "other", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    //  Work the server until everything is stored and confirmed.
+    int reports = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (reports < 10) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 10));
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        while (zq_queue_confirmed (producer, id) == 0)
+            reports++;
+    }
+    zlistx_t *names = zq_queue_names (server);
+    assert_non_null (names);
+    assert_int_equal (zlistx_size (names), 2);
+    assert_string_equal ((char *)zlistx_first (names), "inbox");
+    assert_string_equal ((char *)zlistx_next (names), "other");
+    zlistx_destroy (&names);
+    //  Peek does not deliver.
+    zq_msg_t *peeked[3];
+    size_t count = 0;
+    assert_int_equal (zq_queue_peek (server, "inbox", peeked, 3, &count), 0);
+    assert_int_equal (count, 3);
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal (number_of (peeked[i]), (int64_t)i);
+        zq_msg_destroy (&peeked[i]);
+    }
+    zq_queue_info_t info;
+    assert_int_equal (zq_queue_info (server, "inbox", &info), 0);
+    assert_int_equal (info.depth, 5);
+    assert_int_equal (info.ready, 5);
+    assert_int_equal (info.delivered, 0);
+    //  Local consumption in order; nack with max_attempts 1 dead-letters.
+    assert_int_equal (zq_queue_subscribe (server, "inbox"), 0);
+    for (int n = 0; n < 5; n++) {
+        zq_msg_t *msg = zq_queue_recv (server, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        if (n == 4)
+            assert_int_equal (zq_queue_nack (server, msg, 0), 0);
+        else
+            assert_int_equal (zq_queue_ack (server, msg), 0);
+        assert_int_equal (zq_queue_ack (server, msg), -1);
+        assert_int_equal (errno, ZQ_ENOTFOUND);
+        zq_msg_destroy (&msg);
+    }
+    assert_null (zq_queue_recv (server, 50));
+    assert_int_equal (zq_queue_info (server, "inbox", &info), 0);
+    assert_int_equal (info.depth, 0);
+    assert_int_equal (info.acked, 4);
+    assert_int_equal (info.dead_lettered, 1);
+    assert_int_equal (info.dead, 1);
+    //  Redrive puts it back with attempt 0, and local consumption gets it.
+    uint64_t moved = 0;
+    assert_int_equal (zq_queue_redrive (server, "inbox", &moved), 0);
+    assert_int_equal (moved, 1);
+    zq_msg_t *msg = zq_queue_recv (server, DEADLINE_MS);
+    assert_non_null (msg);
+    assert_int_equal (number_of (msg), 4);
+    assert_int_equal (zq_msg_attempt (msg), 0);
+    assert_int_equal (zq_queue_ack (server, msg), 0);
+    zq_msg_destroy (&msg);
+    //  Purge.
+    uint64_t purged = 0;
+    assert_int_equal (zq_queue_purge (server, "other", &purged), 0);
+    assert_int_equal (purged, 5);
+    assert_int_equal (zq_queue_info (server, "other", &info), 0);
+    assert_int_equal (info.depth, 0);
+    //  Errors.
+    assert_int_equal (zq_queue_info (server, "nothing", &info), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (zq_queue_declare (server, "a/b"), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_declare (server, "declared"), 0);
+    assert_int_equal (zq_queue_info (server, "declared", &info), 0);
+    assert_int_equal (zq_queue_info (producer, "declared", &info), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_queue_t *pipeline = zq_queue_new ("pipeline", ZQ_CONSUMER, "@inproc://reliable-admin", NULL);
+    assert_null (zq_queue_names (pipeline));
+    assert_int_equal (errno, ENOTSUP);
+    assert_int_equal (zq_queue_purge (pipeline, "x", NULL), -1);
+    assert_int_equal (errno, ENOTSUP);
+    zq_queue_destroy (&pipeline);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&server_options);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_round_trip_inproc),
+        cmocka_unit_test (test_round_trip_ipc),
+        cmocka_unit_test (test_round_trip_tcp),
+        cmocka_unit_test (test_post_and_confirmed),
+        cmocka_unit_test (test_competing_consumers),
+        cmocka_unit_test (test_prefetch_respected),
+        cmocka_unit_test (test_nack_backoff),
+        cmocka_unit_test (test_visibility_and_touch),
+        cmocka_unit_test (test_dead_letter),
+        cmocka_unit_test (test_ttl_and_delay),
+        cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_outbox_waits_for_server),
+        cmocka_unit_test (test_server_restart_durable),
+        cmocka_unit_test (test_consumer_survives_server_restart),
+        cmocka_unit_test (test_full_spool_refuses),
+        cmocka_unit_test (test_garbage_counted),
+        cmocka_unit_test (test_local_consumption_and_admin),
+    };
+    int rc = cmocka_run_group_tests (tests, NULL, NULL);
+    remove_ipc_dir ();
+    return rc;
+}
