@@ -87,4 +87,9 @@ void zqi_msg_take_body (zq_msg_t *self, void *data, size_t size);
 int zqi_msg_send_to (zq_msg_t **self_p, void *handle, int flags);
 zq_msg_t *zqi_msg_recv_from (void *handle, int flags, size_t max_size);
 
+//  Size of msg's one-frame wire form (header immediately followed by the body).
+size_t zqi_msg_wire_size (const zq_msg_t *self);
+//  Writes that form into out (zqi_msg_wire_size bytes); returns the bytes written.
+size_t zqi_msg_wire_write (const zq_msg_t *self, uint8_t *out);
+
 #endif

@@ -721,6 +721,22 @@ s_write_header (const zq_msg_t *self, uint8_t *out)
     return out;
 }
 
+size_t
+zqi_msg_wire_size (const zq_msg_t *self)
+{
+    ZQ_ASSERT (self);
+    return s_header_size (self) + self->body_size;
+}
+
+size_t
+zqi_msg_wire_write (const zq_msg_t *self, uint8_t *out)
+{
+    ZQ_ASSERT (self && out);
+    uint8_t *body = s_write_header (self, out);
+    memcpy (body, self->body, self->body_size);
+    return (size_t)(body - out) + self->body_size;
+}
+
 //  Accepts a libzmq socket, a zsock_t or a zactor_t.
 static inline void *
 s_resolve (void *socket)
