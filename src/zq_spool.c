@@ -723,39 +723,19 @@ zq_spool_append_msg (zq_spool_t *self, const zq_msg_t *msg, uint64_t *seq_p)
 {
     if (!self || !msg)
         return zqi_fail (EINVAL);
-    zq_msg_t *copy = zq_msg_dup (msg);
-    zmsg_t *frames = zmsg_new ();
-    if (!copy || !frames) {
-        zq_msg_destroy (&copy);
-        zmsg_destroy (&frames);
+    //  The one-frame wire form, written once: on the stack when it is small.
+    uint8_t small[512];
+    size_t size = zqi_msg_wire_size (msg);
+    uint8_t *record = size <= sizeof small ? small : (uint8_t *)malloc (size);
+    if (!record)
         return zqi_fail (ENOMEM);
+    zqi_msg_wire_write (msg, record);
+    int rc = zq_spool_append (self, record, size, seq_p);
+    if (record != small) {
+        int saved = errno;
+        free (record);
+        errno = saved;
     }
-    int rc = zq_msg_encode (&copy, frames);
-    if (rc == 0) {
-        zframe_t *header = zmsg_first (frames);
-        zframe_t *body = zmsg_next (frames);
-        if (!body)
-            rc = zq_spool_append (self, zframe_data (header), zframe_size (header), seq_p);
-        else {
-            //  The one-frame form is the two frames end to end.
-            size_t size = zframe_size (header) + zframe_size (body);
-            uint8_t *joined = malloc (size ? size : 1);
-            if (!joined)
-                rc = zqi_fail (ENOMEM);
-            else {
-                memcpy (joined, zframe_data (header), zframe_size (header));
-                memcpy (joined + zframe_size (header), zframe_data (body), zframe_size (body));
-                rc = zq_spool_append (self, joined, size, seq_p);
-                int saved = errno;
-                free (joined);
-                errno = saved;
-            }
-        }
-    }
-    int saved = errno;
-    zq_msg_destroy (&copy);
-    zmsg_destroy (&frames);
-    errno = saved;
     return rc;
 }
 
