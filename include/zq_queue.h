@@ -341,8 +341,8 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  used, plus a dead-letter queue "NAME.dead", itself an ordinary queue
 //  (consume it like any other; it never dead-letters). A server does its
 //  work (reading PUTs, storing them with one spool commit per batch,
-//  confirming, delivering, timers) inside zq_queue_recv, zq_queue_events
-//  and zq_queue_next_timer_ms; a server nobody consumes locally is driven
+//  confirming, delivering, timers) inside zq_queue_recv and
+//  zq_queue_events; a server nobody consumes locally is driven
 //  by calling zq_queue_recv (self, 0) when its socket is readable and
 //  when zq_queue_next_timer_ms says (a device does that). zq_queue_recv
 //  on a server also returns messages of the queues it subscribed to with
@@ -372,7 +372,9 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
 //  again, under the same id, after confirm_timeout_ms without a confirm
-//  and when the server restarted or came back.
+//  and when the server restarted or came back. zq_queue_next_timer_ms
+//  is -1 exactly when the outbox holds nothing unconfirmed; an event loop
+//  calls zq_queue_events (or a send, post or confirmed) when it says.
 //  zq_queue_recv fails with ENOTSUP.
 //
 //  Consumer (connects). zq_queue_subscribe (q, NAME) starts consuming

@@ -248,7 +248,8 @@ s_timers (zqi_r_producer_t *self)
     while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
            self->table.entries[index].due <= now)
         s_resend (self, index);
-    if (self->table.count && now - self->last_ping >= self->common.ping_ivl_ms) {
+    if ((self->table.count || s_outbox_depth (self)) &&
+        now - self->last_ping >= self->common.ping_ivl_ms) {
         static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
@@ -431,17 +432,13 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 int64_t
 zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
 {
-    int64_t now = zclock_mono ();
-    int64_t due = -1;
-    uint32_t index = zqi_r_table_first (&self->table);
-    if (index != ZQI_R_NONE)
-        due = self->table.entries[index].due;
-    if (self->table.count) {
-        int64_t ping = self->last_ping + self->common.ping_ivl_ms;
-        if (due < 0 || ping < due)
-            due = ping;
-    }
-    if (due < 0)
+    //  Nothing unconfirmed: no timer.
+    if (!self->table.count && s_outbox_depth (self) == 0)
         return -1;
+    int64_t now = zclock_mono ();
+    int64_t due = self->last_ping + self->common.ping_ivl_ms;
+    uint32_t index = zqi_r_table_first (&self->table);
+    if (index != ZQI_R_NONE && self->table.entries[index].due < due)
+        due = self->table.entries[index].due;
     return due > now ? due - now : 0;
 }
