@@ -15,5 +15,6 @@
 #include "zq_options.h"
 #include "zq_queue.h"
 #include "zq_spool.h"
+#include "zq_device.h"
 
 #endif

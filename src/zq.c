@@ -127,6 +127,26 @@ static const s_command_t s_commands[] = {
      "marks (sndhwm, rcvhwm: -o changes them for both), body size and transport.\n"
      "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
      "msgpack bin body in its envelope. Progress goes to stderr.\n"},
+    {"stat", zq_cli_stat, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 1, 2, "ADMIN [QUEUE]",
+     "show a device's queues: depth, in flight, rates, oldest message, dead letters",
+     "Asks the device (zqd) at its admin endpoint ADMIN for its queues' counters.\n"
+     "Without QUEUE, prints a table, one queue per line; with QUEUE, prints every\n"
+     "counter of that queue as one JSON object (doc/DEVICE.md lists them).\n"
+     "--timeout MS bounds the wait for the device (default 5000); exits 2 if it\n"
+     "does not answer, 5 if it answers with an error (e.g. no such queue).\n"},
+    {"ls", zq_cli_ls, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 1, 1, "ADMIN",
+     "list a device's queues, one \"NAME KIND\" line each", ""},
+    {"peek", zq_cli_peek,
+     S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE),
+     2, 2, "ADMIN QUEUE", "print the next messages of a device's queue without taking them",
+     "Prints up to COUNT (default 10) of the oldest ready messages of QUEUE, as get\n"
+     "does, but leaves them in the queue.\n"},
+    {"purge", zq_cli_purge, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
+     "drop every message waiting in a device's queue",
+     "Prints \"purged N messages\". Deliveries in flight are left to settle.\n"},
+    {"redrive", zq_cli_redrive, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2,
+     "ADMIN QUEUE", "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
+     "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
      "list the queue options -o can set, with defaults", ""},
 };

@@ -1,0 +1,477 @@
+/*  =========================================================================
+    zq_device_config - reads a device's ZPL configuration into
+    zqi_device_config_t, rejecting anything it does not know with one line
+    that names the key and says what is wrong. doc/DEVICE.md lists the keys.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_device_internal.h"
+#include <ctype.h>
+#include <limits.h>
+
+#define S_DEFAULT_BIND            "tcp://127.0.0.1:5670"
+#define S_DEFAULT_MEMORY_MESSAGES 10000
+#define S_DEFAULT_HWM             1000
+#define S_IPC_PATH_MAX            100
+
+static const char *s_kind_names[] = {NULL, "queue", "stream", "forward"};
+
+const char *
+zqi_kind_name (zqi_kind_t kind)
+{
+    return kind >= ZQI_KIND_QUEUE && kind <= ZQI_KIND_FORWARD ? s_kind_names[kind] : "?";
+}
+
+zqi_kind_t
+zqi_kind_lookup (const char *name)
+{
+    for (int kind = ZQI_KIND_QUEUE; name && kind <= ZQI_KIND_FORWARD; kind++)
+        if (streq (name, s_kind_names[kind]))
+            return (zqi_kind_t)kind;
+    return (zqi_kind_t)0;
+}
+
+int
+zqi_device_name_check (const char *name)
+{
+    //  The reliable pattern's rule for queue names, for every kind: a name
+    //  is also a directory name under the spool.
+    if (!name || !*name || *name == '.' || strlen (name) > ZQI_DEVICE_NAME_MAX)
+        return zqi_fail (EINVAL);
+    for (const char *byte = name; *byte; byte++)
+        if (!isalnum ((unsigned char)*byte) && *byte != '.' && *byte != '_' && *byte != '-')
+            return zqi_fail (EINVAL);
+    return 0;
+}
+
+//  Formats the error line and returns -1 with errno EINVAL.
+static int s_error (char *error, size_t error_size, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_error (char *error, size_t error_size, const char *format, ...)
+{
+    if (error && error_size) {
+        va_list args;
+        va_start (args, format);
+        vsnprintf (error, error_size, format, args);
+        va_end (args);
+    }
+    return zqi_fail (EINVAL);
+}
+
+static const char *
+s_value (zconfig_t *item)
+{
+    const char *value = zconfig_value (item);
+    return value ? value : "";
+}
+
+//  Parses a decimal integer in [min, max].
+static int
+s_parse_int (const char *path, const char *text, int64_t min, int64_t max, int64_t *value_p,
+             char *error, size_t error_size)
+{
+    char *end = NULL;
+    errno = 0;
+    long long value = strtoll (text, &end, 10);
+    if (!*text || errno || *end || value < min || value > max)
+        return s_error (error, error_size, "%s: '%s' is not a whole number from %lld to %lld", path,
+                        text, (long long)min, (long long)max);
+    *value_p = value;
+    return 0;
+}
+
+//  Replaces *field_p with a copy of value.
+static int
+s_set_string (char **field_p, const char *value)
+{
+    char *copy = strdup (value);
+    if (!copy)
+        return zqi_fail (ENOMEM);
+    free (*field_p);
+    *field_p = copy;
+    return 0;
+}
+
+static void
+s_queue_config_free (zqi_queue_config_t *self)
+{
+    if (self) {
+        free (self->name);
+        free (self->in);
+        free (self->out);
+        free (self);
+    }
+}
+
+void
+zqi_queue_config_destroy (zqi_queue_config_t **self_p)
+{
+    if (self_p && *self_p) {
+        s_queue_config_free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+static void
+s_queue_config_destructor (void **item_p)
+{
+    zqi_queue_config_destroy ((zqi_queue_config_t **)item_p);
+}
+
+zqi_queue_config_t *
+zqi_queue_config_new (const zqi_device_config_t *config, const char *name, zqi_kind_t kind)
+{
+    zqi_queue_config_t *self = (zqi_queue_config_t *)calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    const zqi_queue_config_t *defaults =
+        kind == ZQI_KIND_FORWARD ? &config->forward_defaults : &config->stream_defaults;
+    self->kind = kind;
+    self->memory_messages = defaults->memory_messages;
+    self->quota_bytes = defaults->quota_bytes;
+    self->sndhwm = defaults->sndhwm;
+    self->rcvhwm = defaults->rcvhwm;
+    self->name = strdup (name);
+    self->in = strdup ("");
+    self->out = strdup ("");
+    if (!self->name || !self->in || !self->out) {
+        s_queue_config_free (self);
+        return NULL;
+    }
+    return self;
+}
+
+//  The settings a stream or forward takes, in a queue's entry or in the
+//  kind's defaults section. Returns 1 if key was one of them (0 if not),
+//  -1 on a bad value.
+static int
+s_queue_setting (zqi_queue_config_t *queue, const char *path, const char *key, const char *value,
+                 bool stream, char *error, size_t error_size)
+{
+    int64_t *field = NULL;
+    int64_t min = 0, max = INT_MAX;
+    if (streq (key, "sndhwm"))
+        field = &queue->sndhwm;
+    else if (streq (key, "rcvhwm"))
+        field = &queue->rcvhwm;
+    else if (stream && streq (key, "memory_messages")) {
+        field = &queue->memory_messages;
+        min = 1;
+        max = 100000000;
+    } else if (stream && streq (key, "quota_bytes")) {
+        field = &queue->quota_bytes;
+        max = INT64_MAX;
+    }
+    if (!field)
+        return 0;
+    return s_parse_int (path, value, min, max, field, error, error_size) ? -1 : 1;
+}
+
+//  Checks an endpoint list: each item binds (no '>').
+static int
+s_check_endpoints (const char *path, const char *value, bool required, char *error,
+                   size_t error_size)
+{
+    if (!*value)
+        return required ? s_error (error, error_size, "%s: an endpoint is required", path) : 0;
+    const char *item = value;
+    while (item) {
+        const char *comma = strchr (item, ',');
+        size_t length = comma ? (size_t)(comma - item) : strlen (item);
+        if (length && *item == '@') {
+            item++;
+            length--;
+        }
+        if (length == 0)
+            return s_error (error, error_size, "%s: empty endpoint in '%s'", path, value);
+        if (*item == '>')
+            return s_error (error, error_size, "%s: '%s': the device binds every endpoint (no '>')",
+                            path, value);
+        bool has_scheme = false;
+        for (size_t index = 0; index + 3 <= length && !has_scheme; index++)
+            has_scheme = memcmp (item + index, "://", 3) == 0;
+        if (!has_scheme)
+            return s_error (error, error_size,
+                            "%s: '%.*s' is not an endpoint (tcp://HOST:PORT, ipc://PATH, "
+                            "inproc://NAME)",
+                            path, (int)length, item);
+        item = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
+static int
+s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given, char *error,
+                size_t error_size)
+{
+    for (zconfig_t *item = zconfig_child (section); item; item = zconfig_next (item)) {
+        const char *key = zconfig_name (item);
+        const char *value = s_value (item);
+        char path[256];
+        snprintf (path, sizeof path, "device/%s", key);
+        int rc = 0;
+        if (streq (key, "bind")) {
+            rc = s_check_endpoints (path, value, false, error, error_size);
+            if (rc == 0)
+                rc = s_set_string (&self->bind, value);
+        } else if (streq (key, "admin")) {
+            rc = s_check_endpoints (path, value, false, error, error_size);
+            if (rc == 0)
+                rc = s_set_string (&self->admin, value);
+            *admin_given = true;
+        } else if (streq (key, "spool"))
+            rc = s_set_string (&self->spool, value);
+        else if (streq (key, "fsync")) {
+            if (zq_spool_fsync_parse (value, &self->fsync))
+                return s_error (error, error_size, "%s: '%s' is not always, interval or none", path,
+                                value);
+        } else if (streq (key, "fsync_interval_ms"))
+            rc = s_parse_int (path, value, 1, 3600000, &self->fsync_interval_ms, error, error_size);
+        else if (streq (key, "curve")) {
+            for (zconfig_t *curve = zconfig_child (item); curve; curve = zconfig_next (curve)) {
+                const char *name = zconfig_name (curve);
+                if (streq (name, "secret_cert"))
+                    rc = s_set_string (&self->curve_secret_cert, s_value (curve));
+                else if (streq (name, "clients"))
+                    rc = s_set_string (&self->curve_clients, s_value (curve));
+                else
+                    return s_error (error, error_size,
+                                    "device/curve/%s: unknown key (secret_cert, clients)", name);
+                if (rc)
+                    return rc;
+            }
+        } else
+            return s_error (error, error_size,
+                            "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
+                            "curve)",
+                            path);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *error,
+                       size_t error_size)
+{
+    for (zconfig_t *item = zconfig_child (section); item; item = zconfig_next (item)) {
+        const char *key = zconfig_name (item);
+        const char *value = s_value (item);
+        if (!zq_options_lookup (key))
+            return s_error (error, error_size,
+                            "queue/%s: unknown queue option (zq options lists them)", key);
+        if (zq_options_set (self->queue_options, key, value))
+            return s_error (error, error_size, "queue/%s: '%s' is malformed or out of range", key,
+                            value);
+    }
+    return 0;
+}
+
+static int
+s_parse_defaults (zqi_queue_config_t *defaults, zconfig_t *section, bool stream, char *error,
+                  size_t error_size)
+{
+    for (zconfig_t *item = zconfig_child (section); item; item = zconfig_next (item)) {
+        char path[256];
+        snprintf (path, sizeof path, "%s/%s", stream ? "stream" : "forward", zconfig_name (item));
+        int rc = s_queue_setting (defaults, path, zconfig_name (item), s_value (item), stream,
+                                  error, error_size);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return s_error (error, error_size, "%s: unknown key (%s)", path,
+                            stream ? "memory_messages, quota_bytes, sndhwm, rcvhwm"
+                                   : "sndhwm, rcvhwm");
+    }
+    return 0;
+}
+
+static int
+s_parse_queue (zqi_device_config_t *self, zconfig_t *entry, char *error, size_t error_size)
+{
+    const char *name = zconfig_name (entry);
+    if (zqi_device_name_check (name))
+        return s_error (error, error_size,
+                        "queues/%s: a queue name is 1 to %d letters, digits, '.', '_' or '-', "
+                        "not starting with '.'",
+                        name, ZQI_DEVICE_NAME_MAX);
+    for (void *other = zlistx_first (self->queues); other; other = zlistx_next (self->queues))
+        if (streq (((zqi_queue_config_t *)other)->name, name))
+            return s_error (error, error_size, "queues/%s: configured twice", name);
+    const char *kind_name = zconfig_get (entry, "kind", "queue");
+    zqi_kind_t kind = zqi_kind_lookup (kind_name ? kind_name : "queue");
+    if (!kind)
+        return s_error (error, error_size, "queues/%s/kind: '%s' is not queue, stream or forward",
+                        name, kind_name);
+    zqi_queue_config_t *queue = zqi_queue_config_new (self, name, kind);
+    if (!queue)
+        return zqi_fail (ENOMEM);
+    zlistx_add_end (self->queues, queue);
+    for (zconfig_t *item = zconfig_child (entry); item; item = zconfig_next (item)) {
+        const char *key = zconfig_name (item);
+        const char *value = s_value (item);
+        char path[512];
+        snprintf (path, sizeof path, "queues/%s/%s", name, key);
+        if (streq (key, "kind"))
+            continue;
+        if (kind != ZQI_KIND_QUEUE && (streq (key, "in") || streq (key, "out"))) {
+            if (s_check_endpoints (path, value, true, error, error_size))
+                return -1;
+            if (s_set_string (streq (key, "in") ? &queue->in : &queue->out, value))
+                return -1;
+            continue;
+        }
+        int rc = kind == ZQI_KIND_QUEUE
+                     ? 0
+                     : s_queue_setting (queue, path, key, value, kind == ZQI_KIND_STREAM, error,
+                                        error_size);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            return s_error (error, error_size, "%s: unknown key for a %s (%s)", path,
+                            zqi_kind_name (kind),
+                            kind == ZQI_KIND_QUEUE ? "kind; queue options go in the queue section"
+                            : kind == ZQI_KIND_STREAM
+                                ? "kind, in, out, memory_messages, quota_bytes, sndhwm, rcvhwm"
+                                : "kind, in, out, sndhwm, rcvhwm");
+    }
+    if (kind != ZQI_KIND_QUEUE && (!*queue->in || !*queue->out))
+        return s_error (error, error_size, "queues/%s: a %s needs both in and out endpoints", name,
+                        zqi_kind_name (kind));
+    return 0;
+}
+
+void
+zqi_device_config_destroy (zqi_device_config_t **self_p)
+{
+    if (self_p && *self_p) {
+        zqi_device_config_t *self = *self_p;
+        free (self->bind);
+        free (self->admin);
+        free (self->spool);
+        free (self->curve_secret_cert);
+        free (self->curve_clients);
+        zq_options_destroy (&self->queue_options);
+        zlistx_destroy (&self->queues);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static int
+s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error_size)
+{
+    bool admin_given = false;
+    //  Two passes: the kinds' defaults first, so that the queues, read
+    //  second, start from them wherever the sections stand in the file.
+    for (int pass = 0; pass < 2; pass++) {
+        for (zconfig_t *section = config ? zconfig_child (config) : NULL; section;
+             section = zconfig_next (section)) {
+            const char *name = zconfig_name (section);
+            bool queues = streq (name, "queues");
+            if (queues != (pass == 1))
+                continue;
+            int rc = 0;
+            if (streq (name, "device"))
+                rc = s_parse_device (self, section, &admin_given, error, error_size);
+            else if (streq (name, "queue"))
+                rc = s_parse_queue_options (self, section, error, error_size);
+            else if (streq (name, "stream"))
+                rc = s_parse_defaults (&self->stream_defaults, section, true, error, error_size);
+            else if (streq (name, "forward"))
+                rc = s_parse_defaults (&self->forward_defaults, section, false, error, error_size);
+            else if (queues) {
+                for (zconfig_t *entry = zconfig_child (section); entry && rc == 0;
+                     entry = zconfig_next (entry))
+                    rc = s_parse_queue (self, entry, error, error_size);
+            } else
+                rc = s_error (error, error_size,
+                              "%s: unknown section (device, queue, stream, forward, queues)", name);
+            if (rc)
+                return -1;
+        }
+    }
+    if (!*self->bind && zlistx_size (self->queues)) {
+        for (zqi_queue_config_t *queue = (zqi_queue_config_t *)zlistx_first (self->queues); queue;
+             queue = (zqi_queue_config_t *)zlistx_next (self->queues))
+            if (queue->kind == ZQI_KIND_QUEUE)
+                return s_error (error, error_size,
+                                "queues/%s: a queue of kind queue needs device/bind", queue->name);
+    }
+    if (*self->curve_secret_cert && !*self->curve_clients)
+        return s_error (error, error_size,
+                        "device/curve/clients: required with secret_cert (a directory of "
+                        "client certificates, or \"*\" for any client)");
+    if (!*self->curve_secret_cert && *self->curve_clients)
+        return s_error (error, error_size, "device/curve/secret_cert: required with clients");
+    //  The default admin endpoint lives beside the spool.
+    if (!admin_given && *self->spool) {
+        char endpoint[S_IPC_PATH_MAX + 16];
+        if (strlen (self->spool) + strlen ("/admin") <= S_IPC_PATH_MAX) {
+            snprintf (endpoint, sizeof endpoint, "ipc://%s/admin", self->spool);
+            if (s_set_string (&self->admin, endpoint))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+zqi_device_config_t *
+zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
+{
+    if (error && error_size)
+        error[0] = '\0';
+    zqi_device_config_t *self = (zqi_device_config_t *)calloc (1, sizeof *self);
+    if (!self) {
+        s_error (error, error_size, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    self->bind = strdup (S_DEFAULT_BIND);
+    self->admin = strdup ("");
+    self->spool = strdup ("");
+    self->curve_secret_cert = strdup ("");
+    self->curve_clients = strdup ("");
+    self->fsync = ZQ_SPOOL_FSYNC_ALWAYS;
+    self->fsync_interval_ms = 100;
+    self->queue_options = zq_options_new ();
+    self->queues = zlistx_new ();
+    self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;
+    self->stream_defaults.sndhwm = S_DEFAULT_HWM;
+    self->stream_defaults.rcvhwm = S_DEFAULT_HWM;
+    self->forward_defaults.sndhwm = S_DEFAULT_HWM;
+    self->forward_defaults.rcvhwm = S_DEFAULT_HWM;
+    if (!self->bind || !self->admin || !self->spool || !self->curve_secret_cert ||
+        !self->curve_clients || !self->queue_options || !self->queues) {
+        zqi_device_config_destroy (&self);
+        s_error (error, error_size, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    zlistx_set_destructor (self->queues, s_queue_config_destructor);
+    if (s_parse (self, config, error, error_size)) {
+        int saved = errno;
+        if (saved == ENOMEM)
+            s_error (error, error_size, "out of memory");
+        zqi_device_config_destroy (&self);
+        errno = saved;
+        return NULL;
+    }
+    return self;
+}
+
+int
+zq_device_check (zconfig_t *config, char *error, size_t error_size)
+{
+    zqi_device_config_t *parsed = zqi_device_config_new (config, error, error_size);
+    if (!parsed)
+        return -1;
+    zqi_device_config_destroy (&parsed);
+    return 0;
+}

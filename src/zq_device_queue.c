@@ -1,0 +1,183 @@
+/*  =========================================================================
+    zq_device_queue - the "queue" kind: the reliable pattern's server role
+    (zq_queue "reliable", ZQ_SERVER) on the device's bind endpoint, with
+    its spool under SPOOL/queue. The server owns every named queue, its
+    dead letters, redelivery timers and dedupe window; the device drives
+    it from its poll loop and reads its admin functions.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_device_internal.h"
+
+//  Most messages and protocol commands handled per wake-up.
+#define S_BURST 4096
+
+struct _zqi_qserver_t {
+    zq_queue_t *queue;
+};
+
+zqi_qserver_t *
+zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size_t error_size)
+{
+    zqi_device_config_t *config = env->config;
+    zq_options_t *options = zq_options_dup (config->queue_options);
+    if (!options) {
+        snprintf (error, error_size, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    //  The device's storage settings, unless the queue section set them.
+    if (spool_dir && zq_options_lookup ("spool_dir") && !zq_options_is_set (options, "spool_dir"))
+        zq_options_set (options, "spool_dir", spool_dir);
+    if (zq_options_lookup ("fsync") && !zq_options_is_set (options, "fsync"))
+        zq_options_set (options, "fsync", zq_spool_fsync_name (config->fsync));
+    if (zq_options_lookup ("fsync_interval_ms") &&
+        !zq_options_is_set (options, "fsync_interval_ms"))
+        zq_options_set_int (options, "fsync_interval_ms", config->fsync_interval_ms);
+
+    zqi_qserver_t *self = (zqi_qserver_t *)calloc (1, sizeof *self);
+    if (!self) {
+        zq_options_destroy (&options);
+        snprintf (error, error_size, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    //  The server role binds endpoints without a prefix.
+    self->queue = zq_queue_new ("reliable", ZQ_SERVER, config->bind, options);
+    int saved = errno;
+    zq_options_destroy (&options);
+    if (!self->queue) {
+        if (saved == EINVAL && !zq_options_lookup ("spool_dir"))
+            snprintf (error, error_size,
+                      "device/bind: queues of kind queue need the reliable pattern, which this "
+                      "build of zq lacks");
+        else
+            snprintf (error, error_size, "device/bind: cannot serve queues on %s: %s", config->bind,
+                      zq_strerror (saved));
+        free (self);
+        errno = saved;
+        return NULL;
+    }
+    return self;
+}
+
+void
+zqi_qserver_destroy (zqi_qserver_t **self_p)
+{
+    if (self_p && *self_p) {
+        zq_queue_destroy (&(*self_p)->queue);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+zsock_t *
+zqi_qserver_sock (zqi_qserver_t *self)
+{
+    return zq_queue_sock (self->queue);
+}
+
+const char *
+zqi_qserver_endpoint (zqi_qserver_t *self)
+{
+    return zq_queue_endpoint (self->queue);
+}
+
+void
+zqi_qserver_work (zqi_qserver_t *self)
+{
+    //  The device consumes nothing locally: a receive only runs the
+    //  server's protocol and timers, and returns EAGAIN when done.
+    for (int burst = 0; burst < S_BURST; burst++) {
+        zq_msg_t *msg = zq_queue_recv (self->queue, 0);
+        if (!msg)
+            break;
+        zq_msg_destroy (&msg);
+    }
+}
+
+int64_t
+zqi_qserver_next_timer_ms (zqi_qserver_t *self)
+{
+    return zq_queue_next_timer_ms (self->queue);
+}
+
+int
+zqi_qserver_declare (zqi_qserver_t *self, const char *name)
+{
+    return zq_queue_declare (self->queue, name);
+}
+
+void
+zqi_qserver_names (zqi_qserver_t *self, zlistx_t *names)
+{
+    zlistx_t *list = zq_queue_names (self->queue);
+    for (const char *name = list ? (const char *)zlistx_first (list) : NULL; name;
+         name = (const char *)zlistx_next (list)) {
+        char *copy = strdup (name);
+        if (copy)
+            zlistx_add_end (names, copy);
+    }
+    zlistx_destroy (&list);
+}
+
+int
+zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row)
+{
+    zq_queue_info_t info;
+    if (zq_queue_info (self->queue, name, &info))
+        return -1;
+    row->depth = info.depth;
+    row->ready = info.ready;
+    row->in_flight = info.in_flight;
+    row->delayed = info.delayed;
+    row->dead = info.dead;
+    row->consumers = info.consumers;
+    row->oldest_age_ms = info.oldest_age_ms;
+    row->in = info.put;
+    row->out = info.acked;
+    row->delivered = info.delivered;
+    row->redelivered = info.redelivered;
+    row->acked = info.acked;
+    row->nacked = info.nacked;
+    row->timeouts = info.timeouts;
+    row->dead_lettered = info.dead_lettered;
+    row->expired = info.expired;
+    row->duplicates = info.duplicates;
+    row->refused = info.refused;
+    row->dropped = info.dropped;
+    return 0;
+}
+
+int
+zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply)
+{
+    zq_msg_t **msgs = (zq_msg_t **)calloc (count ? count : 1, sizeof *msgs);
+    if (!msgs)
+        return zqi_fail (ENOMEM);
+    size_t taken = 0;
+    int rc = zq_queue_peek (self->queue, name, msgs, count, &taken);
+    for (size_t index = 0; index < taken; index++) {
+        zframe_t *frame = rc == 0 ? zqi_device_one_frame (msgs[index]) : NULL;
+        if (frame)
+            zmsg_append (reply, &frame);
+        zq_msg_destroy (&msgs[index]);
+    }
+    free (msgs);
+    return rc;
+}
+
+int
+zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p)
+{
+    return zq_queue_purge (self->queue, name, count_p);
+}
+
+int
+zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p)
+{
+    return zq_queue_redrive (self->queue, name, count_p);
+}

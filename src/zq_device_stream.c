@@ -1,0 +1,347 @@
+/*  =========================================================================
+    zq_device_stream - the "stream" kind: messages come in on a PULL
+    socket, wait in a memory ring, and go out on a PUSH socket to whichever
+    consumer has room. When the ring is full (consumers lag or are away),
+    messages spill to a spool; while the spool holds any, new messages go
+    there too, and the ring refills from it, so order is kept.
+
+    Delivery is at most once, like the pipeline pattern it joins: a message
+    leaves the device when libzmq takes it. Spilled messages are acked when
+    sent, so those not yet sent survive a restart (and a crash may send a
+    few twice); messages in the ring are lost if the device stops.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_device_internal.h"
+
+//  Most messages taken in or sent out per wake-up, so one busy stream
+//  cannot starve the device's other sockets.
+#define S_BURST 1024
+//  The ring starts this small and doubles up to memory_messages.
+#define S_RING_INITIAL 256
+
+//  Errors that mean a message was malformed (counted, skipped).
+static bool
+s_bad_input (int errnum)
+{
+    return errnum == ZQ_EPROTO || errnum == ZQ_ETOOBIG || errnum == ZQ_EVERSION ||
+           errnum == ZQ_EDEPTH;
+}
+
+typedef struct {
+    zq_msg_t *msg;
+    uint64_t seq; //  its spool record, 0 if it never spilled
+} s_entry_t;
+
+typedef struct {
+    s_entry_t *ring;
+    size_t capacity; //  allocated entries
+    size_t limit;    //  memory_messages
+    size_t head;
+    size_t count;
+    zq_spool_t *spool;
+    //  Spool records not yet taken back into the ring.
+    uint64_t spool_waiting;
+    size_t max_message_bytes;
+} s_stream_t;
+
+static s_entry_t *
+s_at (s_stream_t *self, size_t index)
+{
+    return &self->ring[(self->head + index) % self->capacity];
+}
+
+static int
+s_grow (s_stream_t *self)
+{
+    size_t capacity = self->capacity ? self->capacity * 2 : S_RING_INITIAL;
+    if (capacity > self->limit)
+        capacity = self->limit;
+    s_entry_t *ring = (s_entry_t *)malloc (capacity * sizeof *ring);
+    if (!ring)
+        return zqi_fail (ENOMEM);
+    for (size_t index = 0; index < self->count; index++)
+        ring[index] = *s_at (self, index);
+    free (self->ring);
+    self->ring = ring;
+    self->capacity = capacity;
+    self->head = 0;
+    return 0;
+}
+
+static bool
+s_ring_full (s_stream_t *self)
+{
+    return self->count >= self->limit;
+}
+
+//  Adds to the ring's tail; the ring must not be full.
+static int
+s_push (s_stream_t *self, zq_msg_t *msg, uint64_t seq)
+{
+    if (self->count == self->capacity && s_grow (self))
+        return -1;
+    s_entry_t *entry = s_at (self, self->count);
+    entry->msg = msg;
+    entry->seq = seq;
+    self->count++;
+    return 0;
+}
+
+//  Brings spilled messages back into the ring while it has room.
+static void
+s_refill (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    bool acked = false;
+    while (self->spool_waiting && !s_ring_full (self)) {
+        uint64_t seq = 0;
+        zq_msg_t *msg = zq_spool_next_msg (self->spool, self->max_message_bytes, &seq);
+        if (!msg) {
+            if (seq && s_bad_input (errno)) {
+                //  A record the device wrote that no longer decodes.
+                dq->counters.errors++;
+                zq_spool_ack (self->spool, seq);
+                self->spool_waiting--;
+                acked = true;
+                continue;
+            }
+            if (errno != EAGAIN)
+                zqi_log (ZQ_LOG_ERROR, "zq_device: stream %s: reading its spool: %s", dq->name,
+                         zq_strerror (errno));
+            break;
+        }
+        if (s_push (self, msg, seq)) {
+            zq_spool_return (self->spool, seq);
+            zq_msg_destroy (&msg);
+            break;
+        }
+        self->spool_waiting--;
+    }
+    if (acked)
+        zq_spool_commit (self->spool);
+}
+
+int
+zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir, char *error,
+                 size_t error_size)
+{
+    s_stream_t *self = (s_stream_t *)calloc (1, sizeof *self);
+    if (!self)
+        return zqi_fail (ENOMEM);
+    dq->kind_state = self;
+    self->limit = (size_t)dq->config->memory_messages;
+    int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
+    zq_options_get_int (env->config->queue_options, "max_message_bytes", &max_bytes);
+    self->max_message_bytes = (size_t)max_bytes;
+
+    zq_spool_config_t spool_config;
+    zq_spool_config_init (&spool_config);
+    //  A stream promises at most once: its spill needs no fsync of its own.
+    spool_config.fsync = ZQ_SPOOL_FSYNC_NONE;
+    spool_config.quota_bytes = (uint64_t)dq->config->quota_bytes;
+    if (spool_config.quota_bytes &&
+        spool_config.quota_bytes < 2 * spool_config.segment_bytes + spool_config.batch_bytes) {
+        //  Small quotas take small segments.
+        spool_config.segment_bytes = spool_config.quota_bytes / 4;
+        if (spool_config.segment_bytes < 4096)
+            spool_config.segment_bytes = 4096;
+        spool_config.batch_bytes = (uint32_t)spool_config.segment_bytes;
+    }
+    self->spool = zq_spool_new (spool_dir, &spool_config);
+    if (!self->spool) {
+        int saved = errno;
+        snprintf (error, error_size, "stream %s: cannot open its spool%s%s: %s", dq->name,
+                  spool_dir ? " in " : "", spool_dir ? spool_dir : "", zq_strerror (saved));
+        zqi_stream_close (dq);
+        return zqi_fail (saved);
+    }
+    zq_spool_stats_t stats;
+    zq_spool_stats (self->spool, &stats);
+    self->spool_waiting = stats.depth;
+
+    dq->in = zsock_new (ZMQ_PULL);
+    dq->out = zsock_new (ZMQ_PUSH);
+    if (!dq->in || !dq->out) {
+        zqi_stream_close (dq);
+        snprintf (error, error_size, "stream %s: cannot create sockets", dq->name);
+        return zqi_fail (ENOMEM);
+    }
+    zsock_set_rcvhwm (dq->in, (int)dq->config->rcvhwm);
+    zsock_set_sndhwm (dq->out, (int)dq->config->sndhwm);
+    zsock_set_maxmsgsize (dq->in, (int64_t)self->max_message_bytes);
+    //  Only consumers that are connected take messages.
+    zsock_set_immediate (dq->out, 1);
+    zsock_set_linger (dq->out, 0);
+    zqi_device_secure (env, dq->in);
+    zqi_device_secure (env, dq->out);
+    if (zqi_device_bind (dq->in, dq->config->in, &dq->in_endpoint, error, error_size) ||
+        zqi_device_bind (dq->out, dq->config->out, &dq->out_endpoint, error, error_size)) {
+        int saved = errno;
+        zqi_stream_close (dq);
+        return zqi_fail (saved);
+    }
+    s_refill (dq);
+    return 0;
+}
+
+void
+zqi_stream_close (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    zsock_destroy (&dq->in);
+    zsock_destroy (&dq->out);
+    if (self) {
+        for (size_t index = 0; index < self->count; index++) {
+            s_entry_t *entry = s_at (self, index);
+            //  Spilled messages not sent stay in the spool for next time.
+            if (entry->seq)
+                zq_spool_return (self->spool, entry->seq);
+            zq_msg_destroy (&entry->msg);
+        }
+        free (self->ring);
+        zq_spool_destroy (&self->spool);
+        free (self);
+        dq->kind_state = NULL;
+    }
+}
+
+void
+zqi_stream_input (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    bool appended = false;
+    for (int burst = 0; burst < S_BURST; burst++) {
+        zq_msg_t *msg = zq_msg_recv (zsock_resolve (dq->in), ZMQ_DONTWAIT, self->max_message_bytes);
+        if (!msg) {
+            if (s_bad_input (errno)) {
+                dq->counters.errors++;
+                continue;
+            }
+            break;
+        }
+        dq->counters.in++;
+        if (self->spool_waiting == 0 && !s_ring_full (self) && s_push (self, msg, 0) == 0)
+            continue;
+        if (zq_spool_append_msg (self->spool, msg, NULL) == 0) {
+            self->spool_waiting++;
+            dq->counters.spilled++;
+            appended = true;
+        } else
+            dq->counters.dropped++;
+        zq_msg_destroy (&msg);
+    }
+    if (appended && zq_spool_commit (self->spool)) {
+        //  Refused records are never handed out; recount what waits.
+        zq_spool_stats_t stats;
+        zq_spool_stats (self->spool, &stats);
+        uint64_t waiting = stats.depth - stats.in_flight;
+        if (waiting < self->spool_waiting) {
+            dq->counters.dropped += self->spool_waiting - waiting;
+            self->spool_waiting = waiting;
+        }
+    }
+}
+
+void
+zqi_stream_output (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    bool acked = false;
+    for (int burst = 0; burst < S_BURST && self->count; burst++) {
+        s_entry_t *entry = s_at (self, 0);
+        if (zq_msg_send (&entry->msg, zsock_resolve (dq->out), ZMQ_DONTWAIT))
+            break;
+        if (entry->seq) {
+            zq_spool_ack (self->spool, entry->seq);
+            acked = true;
+        }
+        dq->counters.out++;
+        self->head = (self->head + 1) % self->capacity;
+        self->count--;
+        if (self->count == 0)
+            s_refill (dq);
+    }
+    s_refill (dq);
+    if (acked)
+        zq_spool_commit (self->spool);
+}
+
+bool
+zqi_stream_pending (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    return self->count > 0;
+}
+
+void
+zqi_stream_row (zqi_dqueue_t *dq, zqi_row_t *row)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    *row = dq->counters;
+    row->depth = self->count + self->spool_waiting;
+    row->ready = row->depth;
+    if (self->count) {
+        int64_t age = zclock_time () - zq_msg_created_ms (s_at (self, 0)->msg);
+        row->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
+    }
+}
+
+void
+zqi_stream_peek (zqi_dqueue_t *dq, size_t count, zmsg_t *reply)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    size_t taken = 0;
+    for (size_t index = 0; index < self->count && taken < count; index++, taken++) {
+        zframe_t *frame = zqi_device_one_frame (s_at (self, index)->msg);
+        if (frame)
+            zmsg_append (reply, &frame);
+    }
+    //  Past the ring, look into the spool: take records and return them,
+    //  which puts them back first in line, in order.
+    uint64_t seqs[256];
+    size_t seq_count = 0;
+    while (taken < count && seq_count < 256 && seq_count < self->spool_waiting) {
+        zq_spool_record_t record;
+        if (zq_spool_next (self->spool, &record))
+            break;
+        seqs[seq_count++] = record.seq;
+        zframe_t *frame = zframe_new (record.data, record.size);
+        if (frame)
+            zmsg_append (reply, &frame);
+        taken++;
+    }
+    for (size_t index = 0; index < seq_count; index++)
+        zq_spool_return (self->spool, seqs[index]);
+}
+
+uint64_t
+zqi_stream_purge (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    uint64_t purged = 0;
+    while (self->count) {
+        s_entry_t *entry = s_at (self, 0);
+        if (entry->seq)
+            zq_spool_ack (self->spool, entry->seq);
+        zq_msg_destroy (&entry->msg);
+        self->head = (self->head + 1) % self->capacity;
+        self->count--;
+        purged++;
+    }
+    //  Bounded by what waits; a damaged record stops the loop.
+    uint64_t waiting = self->spool_waiting;
+    for (uint64_t index = 0; index < waiting; index++) {
+        zq_spool_record_t record;
+        if (zq_spool_next (self->spool, &record))
+            break;
+        zq_spool_ack (self->spool, record.seq);
+        self->spool_waiting--;
+        purged++;
+    }
+    zq_spool_commit (self->spool);
+    return purged;
+}

@@ -1,0 +1,312 @@
+/*  =========================================================================
+    zqd - the zq device daemon: reads a ZPL configuration, lets command-line
+    flags override it, runs one zq_device in the foreground until SIGTERM or
+    SIGINT, and logs to stderr or syslog. doc/zqd.8 is its manual.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "config.h"
+#include <zq.h>
+#include <zq_device.h>
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <syslog.h>
+
+//  Exit status (doc/zqd.8).
+#define S_EXIT_OK     0
+#define S_EXIT_USAGE  1 //  bad command line
+#define S_EXIT_CONFIG 2 //  bad configuration file or values
+#define S_EXIT_START  3 //  could not start: an endpoint, a spool, ...
+
+//  The file descriptors zqd asks for: one per client connection, plus
+//  spool segments and libzmq's own.
+#define S_WANTED_FDS 65536
+
+static const char *s_usage =
+    "Usage: zqd [OPTIONS]\n"
+    "Runs the zq device: reliable queues, streams and forwarders between services.\n"
+    "\n"
+    "  -c, --config FILE        read settings from FILE (ZPL; see zqd(8), doc/DEVICE.md)\n"
+    "  -b, --bind ENDPOINTS     serve queues on ENDPOINTS (device/bind;\n"
+    "                           default tcp://127.0.0.1:5670)\n"
+    "  -a, --admin ENDPOINT     admin socket for zq stat, ls, peek, purge, redrive\n"
+    "                           (device/admin; default ipc://SPOOL/admin)\n"
+    "  -s, --spool DIR          keep messages in DIR (device/spool; default: memory)\n"
+    "  -f, --fsync POLICY       always (default), interval or none (device/fsync)\n"
+    "  -o, --option NAME=VALUE  a queue option (the queue section; zq options lists them)\n"
+    "  -l, --log TARGET         stderr (default) or syslog\n"
+    "  -v, --verbose            log debug lines too\n"
+    "  -F, --foreground         run in the foreground (always; for service managers)\n"
+    "  -C, --check              check the configuration and exit\n"
+    "  -h, --help               show this help\n"
+    "  -V, --version            show the version\n"
+    "\n"
+    "Flags override the file. Once serving, zqd prints each bound endpoint on\n"
+    "stdout (\"zqd: listening on ENDPOINT\"). SIGTERM or SIGINT stops it cleanly.\n"
+    "Exit status: 0 stopped cleanly, 1 bad command line, 2 bad configuration,\n"
+    "3 could not start (an endpoint in use, a spool held by another zqd, ...).\n";
+
+static bool s_syslog = false;
+
+static void
+s_log (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    static const char *names[] = {"error", "warning", "notice", "debug"};
+    static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_DEBUG};
+    int index = level <= ZQ_LOG_DEBUG ? (int)level : ZQ_LOG_DEBUG;
+    if (s_syslog)
+        syslog (priorities[index], "%s", line);
+    else
+        fprintf (stderr, "zqd: %s: %s\n", names[index], line);
+}
+
+static void s_fail (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+
+static void
+s_fail (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    char line[1024];
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    if (s_syslog)
+        syslog (LOG_ERR, "%s", line);
+    //  Always on stderr too: whoever started zqd sees why it stopped.
+    fprintf (stderr, "zqd: %s\n", line);
+}
+
+//  Raises the soft limit on open files toward the hard limit.
+static void
+s_raise_fd_limit (void)
+{
+    struct rlimit limit;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < S_WANTED_FDS) {
+        rlim_t wanted = limit.rlim_max < S_WANTED_FDS ? limit.rlim_max : S_WANTED_FDS;
+        if (wanted > limit.rlim_cur) {
+            limit.rlim_cur = wanted;
+            setrlimit (RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+//  Prints where the device listens, one line per endpoint.
+static void
+s_print_endpoints (zactor_t *device)
+{
+    char *endpoint = zq_device_endpoint (device, "bind");
+    if (endpoint && *endpoint)
+        printf ("zqd: listening on %s\n", endpoint);
+    zstr_free (&endpoint);
+    endpoint = zq_device_endpoint (device, "admin");
+    if (endpoint && *endpoint)
+        printf ("zqd: admin on %s\n", endpoint);
+    zstr_free (&endpoint);
+    zstr_send (device, "LS");
+    zmsg_t *reply = zmsg_recv (device);
+    char *status = reply ? zmsg_popstr (reply) : NULL;
+    zframe_t *row;
+    while (status && streq (status, "OK") && (row = zmsg_pop (reply))) {
+        zq_msg_t *scratch = zq_msg_new (NULL);
+        char *name = NULL, *kind = NULL;
+        if (scratch && zq_msg_set_body (scratch, zframe_data (row), zframe_size (row)) == 0) {
+            name = zq_msg_get_str (scratch, "name");
+            kind = zq_msg_get_str (scratch, "kind");
+        }
+        if (name && kind && !streq (kind, "queue")) {
+            char what[512];
+            snprintf (what, sizeof what, "%s/in", name);
+            char *in = zq_device_endpoint (device, what);
+            snprintf (what, sizeof what, "%s/out", name);
+            char *out = zq_device_endpoint (device, what);
+            printf ("zqd: %s %s in %s out %s\n", kind, name, in ? in : "?", out ? out : "?");
+            zstr_free (&in);
+            zstr_free (&out);
+        }
+        free (name);
+        free (kind);
+        zq_msg_destroy (&scratch);
+        zframe_destroy (&row);
+    }
+    zstr_free (&status);
+    zmsg_destroy (&reply);
+    fflush (stdout);
+}
+
+int
+main (int argc, char *argv[])
+{
+    static const struct option long_options[] = {{"config", required_argument, NULL, 'c'},
+                                                 {"bind", required_argument, NULL, 'b'},
+                                                 {"admin", required_argument, NULL, 'a'},
+                                                 {"spool", required_argument, NULL, 's'},
+                                                 {"fsync", required_argument, NULL, 'f'},
+                                                 {"option", required_argument, NULL, 'o'},
+                                                 {"log", required_argument, NULL, 'l'},
+                                                 {"verbose", no_argument, NULL, 'v'},
+                                                 {"foreground", no_argument, NULL, 'F'},
+                                                 {"check", no_argument, NULL, 'C'},
+                                                 {"help", no_argument, NULL, 'h'},
+                                                 {"version", no_argument, NULL, 'V'},
+                                                 {NULL, 0, NULL, 0}};
+    const char *config_path = NULL;
+    bool verbose = false, check_only = false;
+    //  Overrides, applied on top of the file in the order given.
+    zconfig_t *overrides = zconfig_new ("root", NULL);
+    zlistx_t *options = zlistx_new ();
+    int option;
+    opterr = 0;
+    while ((option = getopt_long (argc, argv, ":c:b:a:s:f:o:l:vFChV", long_options, NULL)) != -1) {
+        switch (option) {
+            case 'c':
+                config_path = optarg;
+                break;
+            case 'b':
+                zconfig_put (overrides, "device/bind", optarg);
+                break;
+            case 'a':
+                zconfig_put (overrides, "device/admin", optarg);
+                break;
+            case 's':
+                zconfig_put (overrides, "device/spool", optarg);
+                break;
+            case 'f':
+                zconfig_put (overrides, "device/fsync", optarg);
+                break;
+            case 'o':
+                if (!strchr (optarg, '=') || *optarg == '=') {
+                    fprintf (stderr, "zqd: -o wants NAME=VALUE, not '%s'\n", optarg);
+                    return S_EXIT_USAGE;
+                }
+                zlistx_add_end (options, optarg);
+                break;
+            case 'l':
+                if (streq (optarg, "syslog"))
+                    s_syslog = true;
+                else if (!streq (optarg, "stderr")) {
+                    fprintf (stderr, "zqd: --log is stderr or syslog, not '%s'\n", optarg);
+                    return S_EXIT_USAGE;
+                }
+                break;
+            case 'v':
+                verbose = true;
+                break;
+            case 'F':
+                break;
+            case 'C':
+                check_only = true;
+                break;
+            case 'h':
+                fputs (s_usage, stdout);
+                return S_EXIT_OK;
+            case 'V':
+                printf ("zqd %s (libzq %d.%d.%d)\n", PACKAGE_VERSION, zq_version () / 10000,
+                        zq_version () / 100 % 100, zq_version () % 100);
+                return S_EXIT_OK;
+            case ':':
+                fprintf (stderr, "zqd: %s needs a value\nTry 'zqd --help'.\n", argv[optind - 1]);
+                return S_EXIT_USAGE;
+            default:
+                fprintf (stderr, "zqd: unknown option '%s'\nTry 'zqd --help'.\n", argv[optind - 1]);
+                return S_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "zqd: unexpected argument '%s'\nTry 'zqd --help'.\n", argv[optind]);
+        return S_EXIT_USAGE;
+    }
+    if (s_syslog) {
+        openlog ("zqd", LOG_PID, LOG_DAEMON);
+        zsys_set_logsystem (true);
+        zsys_set_logident ("zqd");
+    }
+    zq_set_log_handler (s_log, NULL, verbose ? ZQ_LOG_DEBUG : ZQ_LOG_NOTICE);
+
+    //  The file, then the flags on top.
+    zconfig_t *config = NULL;
+    if (config_path) {
+        FILE *file = fopen (config_path, "r");
+        if (!file) {
+            s_fail ("cannot read %s: %s", config_path, strerror (errno));
+            return S_EXIT_CONFIG;
+        }
+        fclose (file);
+        config = zconfig_load (config_path);
+        if (!config) {
+            s_fail ("%s: not valid ZPL (sections and 'key = value' lines, indented by "
+                    "4 spaces per level)",
+                    config_path);
+            return S_EXIT_CONFIG;
+        }
+    } else
+        config = zconfig_new ("root", NULL);
+    for (zconfig_t *item = zconfig_locate (overrides, "device");
+         item && (item = zconfig_child (item)); item = NULL)
+        for (; item; item = zconfig_next (item)) {
+            char path[64];
+            snprintf (path, sizeof path, "device/%s", zconfig_name (item));
+            zconfig_put (config, path, zconfig_value (item));
+        }
+    for (char *pair = (char *)zlistx_first (options); pair; pair = (char *)zlistx_next (options)) {
+        char path[256];
+        const char *equals = strchr (pair, '=');
+        snprintf (path, sizeof path, "queue/%.*s", (int)(equals - pair), pair);
+        zconfig_put (config, path, equals + 1);
+    }
+    zconfig_destroy (&overrides);
+    zlistx_destroy (&options);
+
+    char error[1024];
+    if (zq_device_check (config, error, sizeof error)) {
+        s_fail ("%s%s%s", config_path ? config_path : "", config_path ? ": " : "", error);
+        zconfig_destroy (&config);
+        return S_EXIT_CONFIG;
+    }
+    if (check_only) {
+        printf ("zqd: configuration OK\n");
+        zconfig_destroy (&config);
+        return S_EXIT_OK;
+    }
+    s_raise_fd_limit ();
+    signal (SIGPIPE, SIG_IGN);
+    //  Signals are taken by sigwait below; every thread inherits the mask.
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGTERM);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGHUP);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+
+    zactor_t *device = zq_device_new (config, error, sizeof error);
+    zconfig_destroy (&config);
+    if (!device) {
+        s_fail ("%s", error);
+        return errno == EINVAL ? S_EXIT_CONFIG : S_EXIT_START;
+    }
+    s_print_endpoints (device);
+    int signum = 0;
+    while (true) {
+        if (sigwait (&signals, &signum))
+            break;
+        if (signum == SIGHUP)
+            continue; //  nothing to reload yet: the configuration is read at start
+        break;
+    }
+    char line[64];
+    snprintf (line, sizeof line, "stopping on %s", strsignal (signum));
+    s_log (ZQ_LOG_NOTICE, line, NULL);
+    zactor_destroy (&device);
+    if (s_syslog)
+        closelog ();
+    return S_EXIT_OK;
+}

@@ -1,0 +1,206 @@
+#!/bin/sh
+#   zqd as an operator runs it: bad configurations and flags rejected with
+#   a clear message and a non-zero exit; `zqd --bind --spool` with no file;
+#   zq put / get / stat / ls / peek / purge through it; a second zqd on the
+#   same spool refused; SIGTERM stops it cleanly and a restart finds every
+#   confirmed message; a stream and a forward from a config file.
+#
+#   Run by `make check` with ZQ_SRCDIR and ZQ_BUILDDIR set (ZQ_VALGRIND
+#   under make memcheck). Every wait is bounded; endpoints are ephemeral
+#   tcp ports that zqd prints. Exits 0 on pass, 1 on failure.
+#
+#   This Source Code Form is subject to the terms of the Mozilla Public
+#   License, v. 2.0. If a copy of the MPL was not distributed with this
+#   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+
+set -u
+
+builddir=${ZQ_BUILDDIR:-$(pwd)}
+zqd_bin="$builddir/src/zqd"
+zq_bin="$builddir/src/zq"
+limit=20
+[ -n "${ZQ_VALGRIND:-}" ] && limit=120
+
+fail () {
+    echo "test_zqd: FAIL: $*" >&2
+    for log in "$work"/*.err; do
+        [ -f "$log" ] && { echo "--- $log"; tail -n 20 "$log"; } >&2
+    done
+    exit 1
+}
+
+[ -x "$zqd_bin" ] || { echo "test_zqd: $zqd_bin is not built" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd.XXXXXX") || exit 1
+cleanup () {
+    for pid in $(jobs -p); do
+        kill -9 "$pid" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+run () {
+    if [ -n "${ZQ_VALGRIND:-}" ]; then
+        timeout "$limit" "$builddir/libtool" --mode=execute $ZQ_VALGRIND "$@"
+    else
+        timeout "$limit" "$@"
+    fi
+}
+
+zq () {
+    run "$zq_bin" "$@"
+}
+
+#  expect_fail STATUS FRAGMENT ARGS...: zqd ARGS exits STATUS, saying FRAGMENT.
+expect_fail () {
+    want=$1
+    fragment=$2
+    shift 2
+    run "$zqd_bin" "$@" > "$work/out" 2> "$work/err"
+    got=$?
+    [ "$got" -eq "$want" ] || fail "zqd $*: exit $got, expected $want ($(cat "$work/err"))"
+    grep -qF -- "$fragment" "$work/err" \
+        || fail "zqd $*: stderr lacks '$fragment': $(cat "$work/err")"
+}
+
+#  start NAME ARGS...: starts zqd in the background; waits (bounded) for
+#  its "listening" line. Sets pid, endpoint and admin.
+start () {
+    name=$1
+    shift
+    if [ -n "${ZQ_VALGRIND:-}" ]; then
+        "$builddir/libtool" --mode=execute $ZQ_VALGRIND "$zqd_bin" "$@" \
+            > "$work/$name.out" 2> "$work/$name.err" &
+    else
+        "$zqd_bin" "$@" > "$work/$name.out" 2> "$work/$name.err" &
+    fi
+    pid=$!
+    tries=0
+    endpoint=""
+    while [ $tries -lt $((limit * 20)) ]; do
+        endpoint=$(sed -n 's/^zqd: listening on //p' "$work/$name.out")
+        [ -n "$endpoint" ] && break
+        kill -0 "$pid" 2>/dev/null || fail "zqd $name exited: $(cat "$work/$name.err")"
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    [ -n "$endpoint" ] || fail "zqd $name did not start"
+    admin=$(sed -n 's/^zqd: admin on //p' "$work/$name.out")
+}
+
+#  stop: SIGTERM, then the exit status must be 0 within the limit.
+stop () {
+    kill -TERM "$pid"
+    tries=0
+    while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && fail "zqd did not stop on SIGTERM"
+    wait "$pid"
+    status=$?
+    [ "$status" -eq 0 ] || fail "zqd exited $status after SIGTERM"
+}
+
+#  ---- Bad command lines and configurations ----------------------------------
+expect_fail 1 "unknown option '--frobnicate'" --frobnicate
+expect_fail 1 "--bind needs a value" --bind
+expect_fail 1 "unexpected argument" extra
+expect_fail 1 "--log is stderr or syslog" --log paper
+expect_fail 2 "cannot read $work/missing.cfg" --config "$work/missing.cfg"
+printf 'device\n    bind = tcp://127.0.0.1:*\n  broken\n' > "$work/bad-zpl.cfg"
+expect_fail 2 "bad-zpl.cfg: not valid ZPL" --config "$work/bad-zpl.cfg"
+printf 'device\n    bnid = tcp://127.0.0.1:*\n' > "$work/bad-key.cfg"
+expect_fail 2 "device/bnid: unknown key" --config "$work/bad-key.cfg"
+printf 'queues\n    metrics\n        kind = strem\n' > "$work/bad-kind.cfg"
+expect_fail 2 "queues/metrics/kind: 'strem' is not queue, stream or forward" \
+    --config "$work/bad-kind.cfg"
+expect_fail 2 "device/fsync: 'sometimes'" --bind "tcp://127.0.0.1:*" --fsync sometimes
+expect_fail 2 "queue/nonsense: unknown queue option" -o nonsense=1
+expect_fail 2 "is not an endpoint" --bind localhost:5670
+run "$zqd_bin" --check --config /dev/null > "$work/out" 2>&1 || fail "--check of an empty file"
+grep -q "configuration OK" "$work/out" || fail "--check says nothing"
+run "$zqd_bin" --help | grep -q -- "--spool DIR" || fail "--help"
+
+#  ---- No file: --bind and --spool; queue kind through zq put / get ----------
+spool="$work/spool"
+start main --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
+[ -n "$admin" ] || fail "no admin endpoint printed"
+grep -q "fsync always" "$work/main.err" || fail "the default fsync policy is not always"
+
+#  A second zqd on the same spool is refused, the first keeps serving.
+expect_fail 3 "" --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
+grep -qi "busy\|in use\|locked" "$work/err" || fail "second zqd: unclear refusal: $(cat "$work/err")"
+
+if zq help put > /dev/null 2>&1; then
+    for number in 1 2 3 4 5; do
+        zq put "$endpoint" orders "{\"order\":$number}" 2> "$work/err" \
+            || fail "zq put $number: $(cat "$work/err")"
+    done
+    zq stat "$admin" orders > "$work/stat" 2> "$work/err" || fail "zq stat: $(cat "$work/err")"
+    grep -q '"depth":5' "$work/stat" || fail "stat after 5 puts: $(cat "$work/stat")"
+    zq ls "$admin" > "$work/ls" || fail "zq ls"
+    grep -q "^orders queue$" "$work/ls" || fail "ls: $(cat "$work/ls")"
+    zq peek "$admin" orders -n 2 > "$work/peek" || fail "zq peek"
+    printf '{"order":1}\n{"order":2}\n' | cmp -s - "$work/peek" || fail "peek: $(cat "$work/peek")"
+    #  SIGTERM, restart: every confirmed message is there.
+    stop
+    start again --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
+    zq get "$endpoint" orders -n 3 --timeout 10000 > "$work/got" 2> "$work/err" \
+        || fail "zq get after restart: $(cat "$work/err")"
+    printf '{"order":1}\n{"order":2}\n{"order":3}\n' | cmp -s - "$work/got" \
+        || fail "get after restart: $(cat "$work/got")"
+    zq purge "$admin" orders > "$work/purge" || fail "zq purge"
+    grep -q "^purged 2 messages$" "$work/purge" || fail "purge: $(cat "$work/purge")"
+    zq stat "$admin" > "$work/stat" || fail "zq stat (all)"
+    grep -q "^QUEUE " "$work/stat" || fail "stat table: $(cat "$work/stat")"
+    grep -Eq "^orders +queue +0 " "$work/stat" || fail "orders not drained: $(cat "$work/stat")"
+fi
+zq stat "$admin" nothing > /dev/null 2> "$work/err"
+[ $? -eq 5 ] || fail "zq stat of a missing queue should exit 5"
+grep -q "no queue 'nothing'" "$work/err" || fail "stat of a missing queue: $(cat "$work/err")"
+stop
+grep -q "stopping on" "$work/again.err" 2>/dev/null || grep -q "stopping on" "$work/main.err" \
+    || fail "no stop line in the log"
+
+#  ---- A config file with a stream and a forward -----------------------------
+cat > "$work/zqd.cfg" <<EOF
+device
+    bind = ""
+    admin = tcp://127.0.0.1:*
+    spool = $work/spool2
+queues
+    metrics
+        kind = stream
+        in = tcp://127.0.0.1:*
+        out = tcp://127.0.0.1:*
+        memory_messages = 3
+    events
+        kind = forward
+        in = tcp://127.0.0.1:*
+        out = tcp://127.0.0.1:*
+EOF
+#  No queue kind: zqd prints its other endpoints; wait for the admin line.
+"$zqd_bin" --config "$work/zqd.cfg" > "$work/file.out" 2> "$work/file.err" &
+pid=$!
+tries=0
+while ! grep -q "^zqd: stream metrics" "$work/file.out" && [ $tries -lt $((limit * 20)) ]; do
+    kill -0 "$pid" 2>/dev/null || fail "zqd with a file exited: $(cat "$work/file.err")"
+    tries=$((tries + 1))
+    sleep 0.05
+done
+in=$(sed -n 's/^zqd: stream metrics in \([^ ]*\) out .*/\1/p' "$work/file.out")
+out=$(sed -n 's/^zqd: stream metrics in [^ ]* out \(.*\)/\1/p' "$work/file.out")
+admin=$(sed -n 's/^zqd: admin on //p' "$work/file.out")
+[ -n "$in" ] && [ -n "$out" ] && [ -n "$admin" ] || fail "endpoints: $(cat "$work/file.out")"
+grep -q "^zqd: forward events in tcp" "$work/file.out" || fail "no forward line"
+for number in 1 2 3 4 5 6 7 8; do
+    zq push ">$in" metrics "{\"n\":$number}" || fail "push $number"
+done
+zq ls "$admin" > "$work/ls" || fail "ls"
+printf 'events forward\nmetrics stream\n' | cmp -s - "$work/ls" || fail "ls: $(cat "$work/ls")"
+zq pull ">$out" -n 8 --timeout 10000 > "$work/pulled" || fail "pull"
+seq 1 8 | sed 's/.*/{"n":&}/' | cmp -s - "$work/pulled" || fail "pulled: $(cat "$work/pulled")"
+stop
+echo "test_zqd: PASS"
