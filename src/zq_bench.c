@@ -8,8 +8,15 @@
     ends with ratio=. Warm-up messages are sent before the clock starts
     and are not counted. Progress goes to stderr.
 
-    This file holds the dispatch, what the benchmarks share, and
-    `zq bench pipeline`; src/zq_bench_rpc.c holds `zq bench rpc`.
+    Each run puts its two sides (receiver and sender, server and client)
+    in processes of their own, as two services would be: over tcp and
+    ipc each side is a forked process with its own ZeroMQ context (one
+    I/O thread each); over inproc both share one forked process. This
+    process never creates a ZeroMQ context, so forking stays safe, and it
+    stops any side that overruns its deadline.
+
+    This file holds the dispatch and what the benchmarks share;
+    src/zq_bench_pipeline.c and src/zq_bench_rpc.c hold the benchmarks.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -17,14 +24,22 @@
     =========================================================================
 */
 #include "zq_cli.h"
-#include <msgpack.h>
-#include <pthread.h>
 #include <dirent.h>
+#include <msgpack.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-//  ---- Shared --------------------------------------------------------------
+//  A run that takes longer than this is stopped and reported as failed.
+#define S_RUN_DEADLINE_MS (300 * 1000)
+
+static char s_ipc_dir[256];
+static unsigned s_endpoint_sequence;
+static void *s_raw_context;
+static pid_t s_bench_pid;
 
 int64_t
 zq_bench_now_ns (void)
@@ -34,43 +49,41 @@ zq_bench_now_ns (void)
     return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
-static char s_ipc_dir[256];
-static unsigned s_endpoint_sequence;
-static void *s_raw_context;
-
+//  At exit: the bench process removes its ipc directory; each side
+//  terminates its raw context (which waits for linger, as a service would).
 static void
 s_cleanup (void)
 {
-    if (*s_ipc_dir) {
-        //  Only socket files of ours are left; remove them and the directory.
-        DIR *dir = opendir (s_ipc_dir);
-        if (dir) {
-            struct dirent *entry;
-            while ((entry = readdir (dir)))
-                if (entry->d_name[0] != '.') {
-                    char path[600];
-                    snprintf (path, sizeof path, "%s/%s", s_ipc_dir, entry->d_name);
-                    unlink (path);
-                }
-            closedir (dir);
-        }
-        rmdir (s_ipc_dir);
-        *s_ipc_dir = '\0';
-    }
     if (s_raw_context) {
         zmq_ctx_term (s_raw_context);
         s_raw_context = NULL;
     }
+    if (getpid () != s_bench_pid || !*s_ipc_dir)
+        return;
+    DIR *dir = opendir (s_ipc_dir);
+    if (dir) {
+        struct dirent *entry;
+        while ((entry = readdir (dir)))
+            if (entry->d_name[0] != '.') {
+                char path[600];
+                snprintf (path, sizeof path, "%s/%s", s_ipc_dir, entry->d_name);
+                unlink (path);
+            }
+        closedir (dir);
+    }
+    rmdir (s_ipc_dir);
+    *s_ipc_dir = '\0';
 }
 
-int
-zq_bench_bind_endpoint (zq_cli_t *cli, char *buffer, size_t size)
+//  Writes into buffer an endpoint to bind for one run over the transport.
+static int
+s_bind_endpoint (zq_cli_t *cli, char *buffer, size_t size)
 {
     s_endpoint_sequence++;
     if (streq (cli->transport, "tcp"))
         snprintf (buffer, size, "tcp://127.0.0.1:*");
     else if (streq (cli->transport, "inproc"))
-        snprintf (buffer, size, "inproc://zq-bench-%d-%u", (int)getpid (), s_endpoint_sequence);
+        snprintf (buffer, size, "inproc://zq-bench-%u", s_endpoint_sequence);
     else {
         if (!*s_ipc_dir) {
             const char *tmp = getenv ("TMPDIR");
@@ -158,222 +171,205 @@ zq_bench_progress (zq_cli_t *cli, const char *format, ...)
     va_end (args);
 }
 
-int
-zq_cli_bench (zq_cli_t *cli)
+//  ---- Running the two sides -----------------------------------------------
+
+void
+zq_bench_bound (zq_bench_run_t *run, const char *endpoint)
 {
-    atexit (s_cleanup);
-    int rc;
-    if (streq (cli->args[0], "pipeline"))
-        rc = zq_bench_pipeline (cli);
-    else if (streq (cli->args[0], "rpc"))
-        rc = zq_bench_rpc (cli);
-    else
-        return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline or rpc)", cli->args[0]);
-    return rc;
+    if (run->endpoint_fd >= 0) {
+        char line[sizeof run->endpoint];
+        size_t length = (size_t)snprintf (line, sizeof line, "%s\n", endpoint);
+        if (write (run->endpoint_fd, line, length) != (ssize_t)length)
+            return; //  the bench process sees no endpoint and reports it
+    }
 }
 
-//  ---- zq bench pipeline -------------------------------------------------------
-//  The receiver (this thread) binds PULL; a sender thread connects PUSH,
-//  sends the warm-up messages, meets the receiver at a barrier once the
-//  receiver has taken every one of them, reads the clock and sends count
-//  messages; the receiver reads the clock after the last one.
+void
+zq_bench_go (zq_bench_run_t *run)
+{
+    char go = 'g';
+    while (write (run->go_write_fd, &go, 1) < 0 && errno == EINTR)
+        ;
+}
+
+int
+zq_bench_go_wait (zq_bench_run_t *run)
+{
+    char go;
+    ssize_t got;
+    while ((got = read (run->go_read_fd, &go, 1)) < 0 && errno == EINTR)
+        ;
+    return got == 1 ? 0 : -1;
+}
 
 typedef struct {
-    zq_cli_t *cli;
-    bool use_zq;
-    char endpoint[512]; //  where the receiver bound
-    uint64_t warmup;
-    uint64_t count;
-    const void *payload; //  raw: the frame; zq: the msgpack body
-    size_t payload_size;
-    pthread_barrier_t barrier;
-    int64_t start_ns; //  written by the sender before its first timed send
-    int sender_errno; //  0 if the sender finished
-} s_pipeline_run_t;
-
-//  Receive timeout that turns a stuck run into an error instead of a hang.
-#define S_STALL_MS 10000
+    zq_bench_run_t *run;
+    zq_bench_side_fn *side;
+    zq_bench_result_t result;
+} s_thread_t;
 
 static void *
-s_pipeline_sender (void *arg)
+s_side_thread (void *arg)
 {
-    s_pipeline_run_t *run = (s_pipeline_run_t *)arg;
-    zq_queue_t *queue = NULL;
-    void *socket = NULL;
-    int errnum = 0;
-    if (run->use_zq) {
-        char connect[520];
-        snprintf (connect, sizeof connect, ">%s", run->endpoint);
-        queue = zq_queue_new ("pipeline", ZQ_PRODUCER, connect, run->cli->options);
-        if (!queue)
-            errnum = errno;
-    } else {
-        socket = zmq_socket (zq_bench_raw_context (), ZMQ_PUSH);
-        int immediate = 1; //  as zq's producer does
-        if (!socket || zq_bench_raw_options (run->cli, socket) ||
-            zmq_setsockopt (socket, ZMQ_IMMEDIATE, &immediate, sizeof immediate) ||
-            zmq_connect (socket, run->endpoint))
-            errnum = errno;
-    }
-    bool timed = false;
-    for (uint64_t i = 0; errnum == 0 && i < run->warmup + run->count; i++) {
-        if (i == run->warmup) {
-            pthread_barrier_wait (&run->barrier);
-            timed = true;
-            run->start_ns = zq_bench_now_ns ();
-        }
-        if (run->use_zq) {
-            zq_msg_t *msg = zq_msg_new ("bench");
-            if (!msg || zq_msg_set_body (msg, run->payload, run->payload_size) ||
-                zq_queue_send (queue, &msg, S_STALL_MS)) {
-                errnum = errno;
-                zq_msg_destroy (&msg);
-            }
-        } else if (zmq_send (socket, run->payload, run->payload_size, 0) < 0)
-            errnum = errno;
-    }
-    if (!timed)
-        pthread_barrier_wait (&run->barrier); //  never leave the receiver waiting
-    zq_queue_destroy (&queue);
-    if (socket)
-        zmq_close (socket);
-    run->sender_errno = errnum;
+    s_thread_t *thread = (s_thread_t *)arg;
+    thread->side (thread->run, &thread->result);
     return NULL;
 }
 
-//  One run; stores messages per second in *rate_p. Returns 0 or an exit code.
-static int
-s_pipeline_run (zq_cli_t *cli, bool use_zq, const void *payload, size_t payload_size,
-                uint64_t warmup, double *rate_p)
+static void
+s_report (int fd, const zq_bench_result_t *result)
 {
-    s_pipeline_run_t run;
-    memset (&run, 0, sizeof run);
-    run.cli = cli;
-    run.use_zq = use_zq;
-    run.warmup = warmup;
-    run.count = cli->count;
-    run.payload = payload;
-    run.payload_size = payload_size;
-    char bind[512];
-    if (zq_bench_bind_endpoint (cli, bind, sizeof bind))
-        return ZQ_EXIT_TRANSPORT;
+    if (write (fd, result, sizeof *result) != (ssize_t)sizeof *result)
+        _exit (1);
+}
 
-    zq_queue_t *queue = NULL;
-    void *socket = NULL;
-    if (use_zq) {
-        char at[520];
-        snprintf (at, sizeof at, "@%s", bind);
-        queue = zq_queue_new ("pipeline", ZQ_CONSUMER, at, cli->options);
-        if (!queue) {
-            zq_cli_error (cli, "zq consumer on %s: %s", bind, zq_strerror (errno));
-            return ZQ_EXIT_TRANSPORT;
+//  Reads one result from fd before the deadline; -1 on timeout or EOF.
+static int
+s_read_result (int fd, int64_t deadline_ns, zq_bench_result_t *result)
+{
+    size_t have = 0;
+    while (have < sizeof *result) {
+        int64_t left_ms = (deadline_ns - zq_bench_now_ns ()) / 1000000;
+        if (left_ms <= 0)
+            return -1;
+        struct pollfd item = {fd, POLLIN, 0};
+        int rc = poll (&item, 1, (int)left_ms);
+        if (rc < 0 && errno == EINTR) {
+            if (zq_cli_interrupted)
+                return -1;
+            continue;
         }
-        snprintf (run.endpoint, sizeof run.endpoint, "%s", zq_queue_endpoint (queue));
-    } else {
-        socket = zmq_socket (zq_bench_raw_context (), ZMQ_PULL);
-        size_t length = sizeof run.endpoint;
-        if (!socket || zq_bench_raw_options (cli, socket) || zmq_bind (socket, bind) ||
-            zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, run.endpoint, &length)) {
-            zq_cli_error (cli, "raw PULL on %s: %s", bind, zmq_strerror (errno));
-            if (socket)
-                zmq_close (socket);
-            return ZQ_EXIT_TRANSPORT;
-        }
-        int timeout = S_STALL_MS;
-        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+        if (rc <= 0)
+            return -1;
+        ssize_t got = read (fd, (char *)result + have, sizeof *result - have);
+        if (got <= 0)
+            return -1;
+        have += (size_t)got;
     }
-    pthread_barrier_init (&run.barrier, NULL, 2);
-    pthread_t sender;
-    if (pthread_create (&sender, NULL, s_pipeline_sender, &run)) {
-        zq_cli_error (cli, "cannot start the sender thread");
-        zq_queue_destroy (&queue);
-        if (socket)
-            zmq_close (socket);
-        pthread_barrier_destroy (&run.barrier);
+    return 0;
+}
+
+//  Reads the endpoint line the binder reports; -1 if none comes in time.
+static int
+s_read_endpoint (int fd, int64_t deadline_ns, char *endpoint, size_t size)
+{
+    size_t have = 0;
+    while (have + 1 < size) {
+        int64_t left_ms = (deadline_ns - zq_bench_now_ns ()) / 1000000;
+        struct pollfd item = {fd, POLLIN, 0};
+        if (left_ms <= 0 || poll (&item, 1, (int)left_ms) <= 0)
+            return -1;
+        ssize_t got = read (fd, endpoint + have, 1);
+        if (got <= 0)
+            return -1;
+        if (endpoint[have] == '\n') {
+            endpoint[have] = '\0';
+            return 0;
+        }
+        have++;
+    }
+    return -1;
+}
+
+int
+zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *connector,
+              zq_bench_result_t *binder_result, zq_bench_result_t *connector_result)
+{
+    zq_cli_t *cli = run->cli;
+    if (s_bind_endpoint (cli, run->bind, sizeof run->bind))
+        return ZQ_EXIT_TRANSPORT;
+    bool inproc = streq (cli->transport, "inproc");
+    int endpoint_pipe[2], go_pipe[2], binder_pipe[2], connector_pipe[2];
+    if (pipe (endpoint_pipe) || pipe (go_pipe) || pipe (binder_pipe) || pipe (connector_pipe)) {
+        zq_cli_error (cli, "pipe: %s", strerror (errno));
         return ZQ_EXIT_TRANSPORT;
     }
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    int errnum = 0;
-    bool timed = false;
-    for (uint64_t i = 0; i < run.warmup + run.count; i++) {
-        if (i == run.warmup) {
-            pthread_barrier_wait (&run.barrier);
-            timed = true;
+    run->go_read_fd = go_pipe[0];
+    run->go_write_fd = go_pipe[1];
+    fflush (stdout);
+    fflush (stderr);
+    pid_t children[2] = {-1, -1};
+    children[0] = fork ();
+    if (children[0] == 0) {
+        //  The binder's process (and, over inproc, the connector's too).
+        run->endpoint_fd = endpoint_pipe[1];
+        if (inproc) {
+            snprintf (run->endpoint, sizeof run->endpoint, "%s", run->bind);
+            //  Both threads must share one context: make it before either runs.
+            if (run->use_zq)
+                zsys_init ();
+            else
+                zq_bench_raw_context ();
+            s_thread_t thread = {run, binder, {0, 0, 0, 0, 0}};
+            pthread_t binder_thread;
+            if (pthread_create (&binder_thread, NULL, s_side_thread, &thread))
+                _exit (1);
+            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            connector (run, &result);
+            pthread_join (binder_thread, NULL);
+            s_report (connector_pipe[1], &result);
+            s_report (binder_pipe[1], &thread.result);
+        } else {
+            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            binder (run, &result);
+            s_report (binder_pipe[1], &result);
         }
-        if (use_zq) {
-            zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
-            if (!msg) {
-                errnum = errno;
-                break;
-            }
-            size_t size;
-            zq_msg_body (msg, &size);
-            zq_msg_destroy (&msg);
-        } else if (zmq_msg_recv (&frame, socket, 0) < 0) {
-            errnum = errno;
-            break;
-        }
+        exit (0);
     }
-    int64_t end_ns = zq_bench_now_ns ();
-    if (!timed)
-        pthread_barrier_wait (&run.barrier); //  never leave the sender waiting
-    zmq_msg_close (&frame);
-    pthread_join (sender, NULL);
-    zq_queue_destroy (&queue);
-    if (socket)
-        zmq_close (socket);
-    pthread_barrier_destroy (&run.barrier);
-    if (errnum || run.sender_errno) {
-        zq_cli_error (cli, "%s run failed: %s", use_zq ? "zq" : "raw",
-                      zq_strerror (errnum ? errnum : run.sender_errno));
+    int64_t deadline_ns = zq_bench_now_ns () + (int64_t)S_RUN_DEADLINE_MS * 1000000;
+    int rc = children[0] < 0 ? -1 : 0;
+    if (rc == 0 &&
+        s_read_endpoint (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint))
+        rc = -1;
+    if (rc == 0 && !inproc) {
+        children[1] = fork ();
+        if (children[1] == 0) {
+            run->endpoint_fd = -1;
+            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            connector (run, &result);
+            s_report (connector_pipe[1], &result);
+            exit (0);
+        }
+        if (children[1] < 0)
+            rc = -1;
+    }
+    if (rc == 0 && (s_read_result (binder_pipe[0], deadline_ns, binder_result) ||
+                    s_read_result (connector_pipe[0], deadline_ns, connector_result)))
+        rc = -1;
+    for (int i = 0; i < 2; i++)
+        if (children[i] > 0) {
+            if (rc)
+                kill (children[i], SIGKILL);
+            while (waitpid (children[i], NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+    int fds[] = {endpoint_pipe[0], endpoint_pipe[1], go_pipe[0],        go_pipe[1],
+                 binder_pipe[0],   binder_pipe[1],   connector_pipe[0], connector_pipe[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close (fds[i]);
+    if (rc) {
+        if (zq_cli_interrupted)
+            return zq_cli_interrupt_exit ();
+        zq_cli_error (cli, "%s run on %s did not complete", run->use_zq ? "zq" : "raw", run->bind);
         return ZQ_EXIT_TRANSPORT;
     }
-    *rate_p = (double)run.count * 1e9 / (double)(end_ns - run.start_ns);
+    int errnum = binder_result->errnum ? binder_result->errnum : connector_result->errnum;
+    if (errnum) {
+        zq_cli_error (cli, "%s run on %s failed: %s", run->use_zq ? "zq" : "raw", run->bind,
+                      zq_strerror (errnum));
+        return ZQ_EXIT_TRANSPORT;
+    }
     return 0;
 }
 
 int
-zq_bench_pipeline (zq_cli_t *cli)
+zq_cli_bench (zq_cli_t *cli)
 {
-    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
-        cli->count = 1000000;
-    uint64_t warmup = cli->count / 10;
-    warmup = warmup < 1000 ? 1000 : warmup > 100000 ? 100000 : warmup;
-    size_t body_size = 0;
-    void *body = zq_bench_body (cli->size, &body_size);
-    void *frame = calloc (1, cli->size ? cli->size : 1);
-    double *raw = (double *)calloc ((size_t)cli->rounds, sizeof (double));
-    double *zq = (double *)calloc ((size_t)cli->rounds, sizeof (double));
-    int rc = (body && frame && raw && zq) ? 0 : ZQ_EXIT_TRANSPORT;
-    if (frame)
-        memset (frame, 'a', cli->size);
-    zq_bench_progress (cli,
-                       "%s size=%zu count=%llu: %d rounds of raw then zq, %llu warm-up messages "
-                       "per run (not timed); median reported",
-                       cli->transport, cli->size, (unsigned long long)cli->count, cli->rounds,
-                       (unsigned long long)warmup);
-    for (int round = 0; rc == 0 && round < cli->rounds; round++) {
-        rc = s_pipeline_run (cli, false, frame, cli->size, warmup, &raw[round]);
-        if (rc == 0)
-            rc = s_pipeline_run (cli, true, body, body_size, warmup, &zq[round]);
-        if (rc == 0)
-            zq_bench_progress (cli, "round %d/%d: raw %.0f msgs/s, zq %.0f msgs/s", round + 1,
-                               cli->rounds, raw[round], zq[round]);
-        if (zq_cli_interrupted)
-            rc = zq_cli_interrupt_exit ();
-    }
-    if (rc == 0) {
-        double raw_rate = zq_bench_median (raw, cli->rounds);
-        double zq_rate = zq_bench_median (zq, cli->rounds);
-        printf ("pipeline %s size=%zu count=%llu zq_msgs_per_s=%.0f raw_msgs_per_s=%.0f "
-                "ratio=%.3f\n",
-                cli->transport, cli->size, (unsigned long long)cli->count, zq_rate, raw_rate,
-                zq_rate / raw_rate);
-    }
-    free (body);
-    free (frame);
-    free (raw);
-    free (zq);
-    return rc;
+    s_bench_pid = getpid ();
+    atexit (s_cleanup);
+    if (streq (cli->args[0], "pipeline"))
+        return zq_bench_pipeline (cli);
+    if (streq (cli->args[0], "rpc"))
+        return zq_bench_rpc (cli);
+    return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline or rpc)", cli->args[0]);
 }

@@ -144,23 +144,60 @@ zq_queue_t *zq_cli_queue_open (zq_cli_t *cli, const char *pattern, zq_role_t rol
 int zq_cli_failure (zq_cli_t *cli, const char *what, int errnum);
 
 //  ---- src/zq_bench.c: what the benchmarks share -------------------------
+//  A run has two sides: the binder (receiver, server) and the connector
+//  (sender, client). Over tcp and ipc each runs in a process of its own,
+//  forked by zq bench, which never creates a ZeroMQ context itself; over
+//  inproc both run in one forked process, the binder in a second thread.
 
-//  A monotonic clock in nanoseconds (comparable across threads).
+typedef struct {
+    zq_cli_t *cli;
+    bool use_zq;         //  zq queues, or raw libzmq sockets
+    uint64_t warmup;     //  untimed messages or round trips first
+    uint64_t count;      //  timed ones
+    const void *payload; //  raw: the frame; zq: the msgpack body
+    size_t payload_size;
+    char bind[512];      //  what the binder binds
+    char endpoint[512];  //  what the connector connects to (resolved)
+    int endpoint_fd;     //  binder: write end for zq_bench_bound
+    int go_read_fd;      //  zq_bench_go_wait reads here
+    int go_write_fd;     //  zq_bench_go writes here
+} zq_bench_run_t;
+
+//  What each side reports back.
+typedef struct {
+    int errnum;       //  0 if the side completed
+    int64_t start_ns; //  connector: clock before its first timed send
+    int64_t end_ns;   //  binder: clock after its last timed receive
+    double p50_us;    //  rpc client: round trip percentiles
+    double p99_us;
+} zq_bench_result_t;
+
+typedef void(zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
+
+//  Runs binder and connector as described above and stores each side's
+//  result. Returns 0, or an exit code after printing why.
+int zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *connector,
+                  zq_bench_result_t *binder_result, zq_bench_result_t *connector_result);
+
+//  Binder: reports the endpoint it bound (resolved) so the connector can start.
+void zq_bench_bound (zq_bench_run_t *run, const char *endpoint);
+
+//  Binder tells the connector to start timing; the connector waits for it.
+void zq_bench_go (zq_bench_run_t *run);
+int zq_bench_go_wait (zq_bench_run_t *run);
+
+//  A monotonic clock in nanoseconds, comparable across threads and processes.
 int64_t zq_bench_now_ns (void);
-
-//  Writes into buffer an endpoint to bind for one run over the command
-//  line's transport: "tcp://127.0.0.1:*", a fresh ipc:// path under a
-//  private directory, or a fresh inproc:// name. Returns 0, or -1.
-int zq_bench_bind_endpoint (zq_cli_t *cli, char *buffer, size_t size);
 
 //  Returns the median of count values (reorders them).
 double zq_bench_median (double *values, int count);
 
-//  The libzmq context the raw baseline uses (one I/O thread, as CZMQ's).
+//  The libzmq context the raw side uses in its process (one I/O thread,
+//  as CZMQ's default).
 void *zq_bench_raw_context (void);
 
-//  Applies to a raw socket what zq applies to its own: the sndhwm,
-//  rcvhwm and linger_ms of the command line's options. Returns 0 or -1.
+//  Applies to a raw socket what zq applies to its own from the command
+//  line's options: sndhwm, rcvhwm, linger_ms. Returns 0 or -1.
 int zq_bench_raw_options (zq_cli_t *cli, void *socket);
 
 //  The msgpack body zq sends for a payload of size bytes (a bin), built
@@ -171,6 +208,7 @@ void *zq_bench_body (size_t size, size_t *body_size_p);
 void zq_bench_progress (zq_cli_t *cli, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  The benchmarks (src/zq_bench_pipeline.c, src/zq_bench_rpc.c).
 int zq_bench_pipeline (zq_cli_t *cli);
 int zq_bench_rpc (zq_cli_t *cli);
 
@@ -183,12 +221,5 @@ int zq_cli_sub (zq_cli_t *cli);
 int zq_cli_req (zq_cli_t *cli);
 int zq_cli_rep (zq_cli_t *cli);
 int zq_cli_bench (zq_cli_t *cli);
-
-//  src/zq_cli_admin.c: the device's admin socket (doc/DEVICE.md).
-int zq_cli_stat (zq_cli_t *cli);
-int zq_cli_ls (zq_cli_t *cli);
-int zq_cli_peek (zq_cli_t *cli);
-int zq_cli_purge (zq_cli_t *cli);
-int zq_cli_redrive (zq_cli_t *cli);
 
 #endif
