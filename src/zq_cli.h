@@ -222,4 +222,11 @@ int zq_cli_req (zq_cli_t *cli);
 int zq_cli_rep (zq_cli_t *cli);
 int zq_cli_bench (zq_cli_t *cli);
 
+//  src/zq_cli_admin.c: the device's admin socket (doc/DEVICE.md).
+int zq_cli_stat (zq_cli_t *cli);
+int zq_cli_ls (zq_cli_t *cli);
+int zq_cli_peek (zq_cli_t *cli);
+int zq_cli_purge (zq_cli_t *cli);
+int zq_cli_redrive (zq_cli_t *cli);
+
 #endif
