@@ -22,3 +22,29 @@ done
 wait $consumer
 cat "$work/consumer.out"
 echo "== done: every order arrived"
+
+echo
+echo "== the device: zqd keeps the orders while the payment service is down"
+top="${ZQ_BUILDDIR:-$here/..}"
+"$top/src/zqd" --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$work/spool" \
+    > "$work/zqd.out" 2> "$work/zqd.err" &
+zqd=$!
+endpoint=""
+tries=0
+while [ -z "$endpoint" ] && [ $tries -lt 100 ]; do
+    endpoint=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out")
+    [ -n "$endpoint" ] || { tries=$((tries + 1)); sleep 0.1; }
+done
+[ -n "$endpoint" ] || { echo "zqd did not start" >&2; cat "$work/zqd.err" >&2; kill $zqd; exit 1; }
+admin=$(sed -n 's/^zqd: admin on //p' "$work/zqd.out")
+echo "zqd: listening on $endpoint"
+"$bin/orders" "$endpoint" 5
+echo "== zq stat: five orders wait in the payments queue"
+"$top/src/zq" stat "$admin"
+echo "== the payment service starts, takes every order and acks it"
+"$bin/payments" "$endpoint" 5
+echo "== zq stat: the queue is drained"
+"$top/src/zq" stat "$admin"
+kill -TERM $zqd
+wait $zqd
+echo "== done: every order was paid, none lost"

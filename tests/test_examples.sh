@@ -91,3 +91,13 @@ tail -n 1 "$work/zloop.out"
 expect "$work/zloop.out" "zloop: job 1 done" "zloop: job 20 done" "zloop: 20 of 20 jobs done"
 
 echo "test_examples: PASS"
+for number in 1 2 3 4 5; do
+    echo "$out" | grep -q "orders: order $number .* stored by the device" \
+        || { echo "order $number was not stored" >&2; exit 1; }
+    echo "$out" | grep -q "payments: charged order $number " \
+        || { echo "order $number was not paid" >&2; exit 1; }
+done
+#  zq stat before the payment service: 5 waiting; after: drained.
+echo "$out" | grep -Eq "^payments +queue +5 +5 " || { echo "no backlog of 5 in zq stat" >&2; exit 1; }
+echo "$out" | grep -Eq "^payments +queue +0 +0 +0 " || { echo "queue not drained" >&2; exit 1; }
+echo "$out" | grep -q "== done: every order was paid" || { echo "the device story did not end" >&2; exit 1; }

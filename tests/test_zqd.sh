@@ -157,6 +157,41 @@ if zq help put > /dev/null 2>&1; then
     grep -q "^QUEUE " "$work/stat" || fail "stat table: $(cat "$work/stat")"
     grep -Eq "^orders +queue +0 " "$work/stat" || fail "orders not drained: $(cat "$work/stat")"
 fi
+#  ---- 1,000 concurrent connections, garbage and half-open connections ------
+client="$builddir/tests/zqd_client"
+if [ -x "$client" ] && [ -z "${ZQ_VALGRIND:-}" ]; then
+    port=${endpoint##*:}
+    python=${ZQ_PYTHON:-/usr/bin/python3}
+    #  100 raw TCP connections that say nothing and 100 that send junk,
+    #  held open (up to 60 s) while good clients work.
+    "$python" - "$port" "$work/raw.ready" <<'EOF' &
+import os, socket, sys, time
+port, ready = int(sys.argv[1]), sys.argv[2]
+held = []
+for index in range(200):
+    conn = socket.create_connection(("127.0.0.1", port))
+    if index % 2:
+        conn.sendall(os.urandom(64) + b"\xff" + os.urandom(300))
+    held.append(conn)
+open(ready, "w").close()
+time.sleep(60)
+EOF
+    raw=$!
+    tries=0
+    while [ ! -f "$work/raw.ready" ] && [ $tries -lt 400 ]; do
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    [ -f "$work/raw.ready" ] || fail "raw connections not made"
+    run "$client" connections "$endpoint" conns 1000 > "$work/conns" 2> "$work/conns.err" \
+        || fail "1000 connections: $(cat "$work/conns") $(cat "$work/conns.err")"
+    grep -q "^confirmed 1000$" "$work/conns" || fail "connections: $(cat "$work/conns")"
+    run "$client" produce "$endpoint" good 1 10 > /dev/null || fail "good producer"
+    run "$client" consume "$endpoint" good 10 10000 > "$work/good" || fail "good consumer"
+    kill "$raw" 2>/dev/null
+    wait "$raw" 2>/dev/null
+    zq stat "$admin" conns | grep -q '"depth":1000' || fail "conns depth"
+fi
 zq stat "$admin" nothing > /dev/null 2> "$work/err"
 [ $? -eq 5 ] || fail "zq stat of a missing queue should exit 5"
 grep -q "no queue 'nothing'" "$work/err" || fail "stat of a missing queue: $(cat "$work/err")"
