@@ -87,6 +87,12 @@ extern "C" {
 //  'strem' is not queue, stream or forward") in error (error_size bytes).
 ZQ_EXPORT int zq_device_check (zconfig_t *config, char *error, size_t error_size);
 
+//  Reads the ZPL file at path into a new config tree the caller destroys
+//  (zconfig_destroy). Returns it, or NULL with errno (the system's errno
+//  if the file cannot be read, EINVAL if it is not ZPL, ZQ_ETOOBIG past
+//  1 MiB) and one line in error.
+ZQ_EXPORT zconfig_t *zq_device_config_load (const char *path, char *error, size_t error_size);
+
 //  Starts a device configured by config (read, not kept; the caller still
 //  owns and destroys it; NULL means every default). Returns the actor once
 //  every endpoint is bound and every spool recovered, or NULL with errno

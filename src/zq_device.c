@@ -1031,20 +1031,9 @@ zq_device_start (const char *config_path, char *error, size_t error_size)
         errno = EINVAL;
         return NULL;
     }
-    FILE *file = fopen (config_path, "r");
-    if (!file) {
-        int saved = errno;
-        snprintf (error, error_size, "cannot read %s: %s", config_path, strerror (saved));
-        errno = saved;
+    zconfig_t *config = zq_device_config_load (config_path, error, error_size);
+    if (!config)
         return NULL;
-    }
-    fclose (file);
-    zconfig_t *config = zconfig_load (config_path);
-    if (!config) {
-        snprintf (error, error_size, "%s: not a valid ZPL file", config_path);
-        errno = EINVAL;
-        return NULL;
-    }
     zactor_t *device = zq_device_new (config, error, error_size);
     int saved = errno;
     zconfig_destroy (&config);

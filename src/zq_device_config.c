@@ -466,6 +466,56 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     return self;
 }
 
+#define S_CONFIG_MAX_BYTES (1024 * 1024)
+
+zconfig_t *
+zq_device_config_load (const char *path, char *error, size_t error_size)
+{
+    char scratch[8];
+    if (!error || !error_size) {
+        error = scratch;
+        error_size = sizeof scratch;
+    }
+    if (!path) {
+        s_error (error, error_size, "no configuration file given");
+        return NULL;
+    }
+    FILE *file = fopen (path, "r");
+    if (!file) {
+        int saved = errno;
+        snprintf (error, error_size, "cannot read %s: %s", path, strerror (saved));
+        errno = saved;
+        return NULL;
+    }
+    //  Read whole, then parsed from memory (CZMQ's file loader keeps a
+    //  little memory when the text is not ZPL).
+    char *text = (char *)malloc (S_CONFIG_MAX_BYTES + 1);
+    size_t size = text ? fread (text, 1, S_CONFIG_MAX_BYTES + 1, file) : 0;
+    int read_error = ferror (file);
+    fclose (file);
+    if (!text) {
+        snprintf (error, error_size, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (read_error || size > S_CONFIG_MAX_BYTES) {
+        free (text);
+        snprintf (error, error_size, "%s: %s", path,
+                  read_error ? "read error" : "larger than 1 MiB");
+        errno = read_error ? EIO : ZQ_ETOOBIG;
+        return NULL;
+    }
+    text[size] = '\0';
+    zconfig_t *config = size ? zconfig_str_load (text) : zconfig_new ("root", NULL);
+    free (text);
+    if (!config)
+        s_error (error, error_size,
+                 "%s: not valid ZPL (sections and 'key = value' lines, indented by 4 spaces "
+                 "per level)",
+                 path);
+    return config;
+}
+
 int
 zq_device_check (zconfig_t *config, char *error, size_t error_size)
 {

@@ -143,6 +143,15 @@ s_print_endpoints (zactor_t *device)
     fflush (stdout);
 }
 
+//  Frees what the command line parse holds; returns status.
+static int
+s_cleanup (zconfig_t **overrides_p, zlistx_t **options_p, int status)
+{
+    zconfig_destroy (overrides_p);
+    zlistx_destroy (options_p);
+    return status;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -186,7 +195,7 @@ main (int argc, char *argv[])
             case 'o':
                 if (!strchr (optarg, '=') || *optarg == '=') {
                     fprintf (stderr, "zqd: -o wants NAME=VALUE, not '%s'\n", optarg);
-                    return S_EXIT_USAGE;
+                    return s_cleanup (&overrides, &options, S_EXIT_USAGE);
                 }
                 zlistx_add_end (options, optarg);
                 break;
@@ -195,7 +204,7 @@ main (int argc, char *argv[])
                     s_syslog = true;
                 else if (!streq (optarg, "stderr")) {
                     fprintf (stderr, "zqd: --log is stderr or syslog, not '%s'\n", optarg);
-                    return S_EXIT_USAGE;
+                    return s_cleanup (&overrides, &options, S_EXIT_USAGE);
                 }
                 break;
             case 'v':
@@ -208,22 +217,22 @@ main (int argc, char *argv[])
                 break;
             case 'h':
                 fputs (s_usage, stdout);
-                return S_EXIT_OK;
+                return s_cleanup (&overrides, &options, S_EXIT_OK);
             case 'V':
                 printf ("zqd %s (libzq %d.%d.%d)\n", PACKAGE_VERSION, zq_version () / 10000,
                         zq_version () / 100 % 100, zq_version () % 100);
-                return S_EXIT_OK;
+                return s_cleanup (&overrides, &options, S_EXIT_OK);
             case ':':
                 fprintf (stderr, "zqd: %s needs a value\nTry 'zqd --help'.\n", argv[optind - 1]);
-                return S_EXIT_USAGE;
+                return s_cleanup (&overrides, &options, S_EXIT_USAGE);
             default:
                 fprintf (stderr, "zqd: unknown option '%s'\nTry 'zqd --help'.\n", argv[optind - 1]);
-                return S_EXIT_USAGE;
+                return s_cleanup (&overrides, &options, S_EXIT_USAGE);
         }
     }
     if (optind < argc) {
         fprintf (stderr, "zqd: unexpected argument '%s'\nTry 'zqd --help'.\n", argv[optind]);
-        return S_EXIT_USAGE;
+        return s_cleanup (&overrides, &options, S_EXIT_USAGE);
     }
     if (s_syslog) {
         openlog ("zqd", LOG_PID, LOG_DAEMON);
@@ -234,19 +243,12 @@ main (int argc, char *argv[])
 
     //  The file, then the flags on top.
     zconfig_t *config = NULL;
+    char error[1024];
     if (config_path) {
-        FILE *file = fopen (config_path, "r");
-        if (!file) {
-            s_fail ("cannot read %s: %s", config_path, strerror (errno));
-            return S_EXIT_CONFIG;
-        }
-        fclose (file);
-        config = zconfig_load (config_path);
+        config = zq_device_config_load (config_path, error, sizeof error);
         if (!config) {
-            s_fail ("%s: not valid ZPL (sections and 'key = value' lines, indented by "
-                    "4 spaces per level)",
-                    config_path);
-            return S_EXIT_CONFIG;
+            s_fail ("%s", error);
+            return s_cleanup (&overrides, &options, S_EXIT_CONFIG);
         }
     } else
         config = zconfig_new ("root", NULL);
@@ -266,7 +268,6 @@ main (int argc, char *argv[])
     zconfig_destroy (&overrides);
     zlistx_destroy (&options);
 
-    char error[1024];
     if (zq_device_check (config, error, sizeof error)) {
         s_fail ("%s%s%s", config_path ? config_path : "", config_path ? ": " : "", error);
         zconfig_destroy (&config);

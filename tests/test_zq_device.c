@@ -675,6 +675,89 @@ test_forward_counts_drops (void **state)
     zactor_destroy (&device);
 }
 
+//  ---- The queue kind ----------------------------------------------------------
+
+static void
+test_queue_kind (void **state)
+{
+    (void)state;
+    zactor_t *device = s_device ("device\n    bind = tcp://127.0.0.1:*\n    spool = %s/spool\n"
+                                 "queue\n    max_attempts = 2\n"
+                                 "queues\n    declared\n        kind = queue\n",
+                                 s_dir);
+    char *bind = s_endpoint (device, "bind");
+    //  A declared queue exists before anyone uses it.
+    assert_int_equal (s_stat (device, "declared", "depth"), 0);
+    //  A name nobody configured is created by its first put.
+    zq_queue_t *producer = s_connect ("reliable", ZQ_PRODUCER, bind);
+    for (uint64_t number = 1; number <= 3; number++) {
+        zq_msg_t *msg = s_numbered ("orders", number);
+        assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    }
+    assert_int_equal (s_stat (device, "orders", "depth"), 3);
+    assert_int_equal (s_stat (device, "orders", "in"), 3);
+    zmsg_t *reply = s_command (device, "LS", NULL);
+    s_expect_reply (reply, "OK", NULL);
+    //  PEEK shows the oldest, takes nothing.
+    reply = s_command (device, "PEEK", "orders", "2", NULL);
+    char *status = zmsg_popstr (reply);
+    assert_string_equal (status, "OK");
+    zstr_free (&status);
+    assert_int_equal (zmsg_size (reply), 2);
+    zmsg_destroy (&reply);
+    assert_int_equal (s_stat (device, "orders", "ready"), 3);
+
+    //  A consumer that nacks until the message is dead-lettered.
+    zq_queue_t *consumer = s_connect ("reliable", ZQ_CONSUMER, bind);
+    assert_int_equal (zq_queue_subscribe (consumer, "orders"), 0);
+    uint64_t acked = 0;
+    int64_t deadline = zclock_mono () + DEADLINE_MS;
+    while (s_stat (device, "orders", "dead") < 1 && zclock_mono () < deadline) {
+        zq_msg_t *msg = zq_queue_recv (consumer, 100);
+        if (!msg)
+            continue;
+        if (s_number (msg) == 1)
+            assert_int_equal (zq_queue_nack (consumer, msg, 0), 0);
+        else {
+            assert_int_equal (zq_queue_ack (consumer, msg), 0);
+            acked++;
+        }
+        zq_msg_destroy (&msg);
+    }
+    assert_int_equal (s_stat (device, "orders", "dead"), 1);
+    s_wait_stat (device, "orders", "acked", 2);
+    assert_int_equal (s_stat (device, "orders", "depth"), 0);
+    //  REDRIVE brings it back with attempt 0.
+    reply = s_command (device, "REDRIVE", "orders", NULL);
+    status = zmsg_popstr (reply);
+    assert_string_equal (status, "OK");
+    zstr_free (&status);
+    zmsg_destroy (&reply);
+    zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
+    assert_non_null (msg);
+    assert_int_equal (s_number (msg), 1);
+    assert_int_equal (zq_msg_attempt (msg), 0);
+    assert_int_equal (zq_queue_ack (consumer, msg), 0);
+    zq_msg_destroy (&msg);
+    s_wait_stat (device, "orders", "acked", 3);
+    //  PURGE drops what waits.
+    for (uint64_t number = 4; number <= 6; number++) {
+        zq_msg_t *more = s_numbered ("later", number);
+        assert_int_equal (zq_queue_send (producer, &more, DEADLINE_MS), 0);
+    }
+    reply = s_command (device, "PURGE", "later", NULL);
+    status = zmsg_popstr (reply);
+    assert_string_equal (status, "OK");
+    zstr_free (&status);
+    zmsg_destroy (&reply);
+    assert_int_equal (s_stat (device, "later", "depth"), 0);
+    s_expect_reply (s_command (device, "REDRIVE", "nowhere", NULL), "ERROR", "no queue");
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    zstr_free (&bind);
+    zactor_destroy (&device);
+}
+
 int
 main (void)
 {
@@ -688,6 +771,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_garbage_and_half_open, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_forward_carries_and_counts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_forward_counts_drops, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_queue_kind, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

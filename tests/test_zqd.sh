@@ -79,7 +79,7 @@ start () {
     tries=0
     endpoint=""
     while [ $tries -lt $((limit * 20)) ]; do
-        endpoint=$(sed -n 's/^zqd: listening on //p' "$work/$name.out")
+        endpoint=$(sed -n 's/^zqd: listening on //p' "$work/$name.out" 2>/dev/null)
         [ -n "$endpoint" ] && break
         kill -0 "$pid" 2>/dev/null || fail "zqd $name exited: $(cat "$work/$name.err")"
         tries=$((tries + 1))
@@ -220,7 +220,7 @@ EOF
 "$zqd_bin" --config "$work/zqd.cfg" > "$work/file.out" 2> "$work/file.err" &
 pid=$!
 tries=0
-while ! grep -q "^zqd: stream metrics" "$work/file.out" && [ $tries -lt $((limit * 20)) ]; do
+while ! grep -qs "^zqd: stream metrics" "$work/file.out" && [ $tries -lt $((limit * 20)) ]; do
     kill -0 "$pid" 2>/dev/null || fail "zqd with a file exited: $(cat "$work/file.err")"
     tries=$((tries + 1))
     sleep 0.05

@@ -48,7 +48,7 @@ start_zqd () {
         zqd_pid=$!
         tries=0
         while [ $tries -lt 200 ]; do
-            line=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out")
+            line=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out" 2>/dev/null)
             if [ -n "$line" ]; then
                 port=${line##*:}
                 return 0
