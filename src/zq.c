@@ -115,11 +115,13 @@ static const s_command_t s_commands[] = {
          S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION),
      1, 1, "pipeline|rpc",
      "measure zq against plain libzmq in the same run; prints key=value pairs",
-     "pipeline: PUSH/PULL throughput, sender and receiver in separate threads,\n"
-     "  timed from the first send to the last receive, after a warm-up.\n"
+     "pipeline: PUSH/PULL throughput, sender and receiver in separate processes\n"
+     "  (threads over inproc), timed from the first send to the last receive,\n"
+     "  after an untimed warm-up.\n"
      "  Prints: pipeline TRANSPORT size= count= zq_msgs_per_s= raw_msgs_per_s= ratio=\n"
      "  (ratio = zq / raw throughput). Default count 1000000.\n"
-     "rpc: DEALER/ROUTER round trips one at a time against an echo server thread.\n"
+     "rpc: DEALER/ROUTER round trips one at a time against an echo server in\n"
+     "  another process (thread over inproc), after an untimed warm-up.\n"
      "  Prints: rpc TRANSPORT size= count= zq_p50_us= zq_p99_us= raw_p50_us=\n"
      "  raw_p99_us= ratio= (ratio = zq p50 / raw p50). Default count 20000.\n"
      "Raw and zq runs alternate (raw, zq, raw, zq, ...) for --rounds N; each\n"

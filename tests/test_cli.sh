@@ -133,9 +133,9 @@ expect_output "$work/pull.out" '{"order":1,"item":"café ☕","tags":["ü","日�
 [true,null,"ñ"]' "push/pull round trip"
 
 #  tcp with a port chosen by the system, --print-endpoint, --envelope, -H.
-zq pull "@tcp://127.0.0.1:*" -p -n 1 -e > "$work/pull.out" 2> "$work/pull.err" &
+zq pull "@tcp://127.0.0.1:*" -p -n 1 -e > "$work/tcp.out" 2> "$work/pull.err" &
 pull=$!
-endpoint=$(first_line "$work/pull.out") || fail "pull printed no endpoint"
+endpoint=$(first_line "$work/tcp.out") || fail "pull printed no endpoint"
 case "$endpoint" in
     tcp://127.0.0.1:[0-9]*) ;;
     *) fail "--print-endpoint printed '$endpoint'" ;;
@@ -144,9 +144,10 @@ zq push ">$endpoint" shop.orders -H trace=abc '"hello"' 2> "$work/err"
 expect_status 0 $? "push over tcp"
 wait $pull
 expect_status 0 $? "pull over tcp"
-tail -n 1 "$work/pull.out" | grep -q '"subject":"shop.orders","created_ms":[0-9]*,"attempt":0,"headers":{"trace":"abc"},"body":"hello"}$' \
-    || fail "--envelope line: $(tail -n 1 "$work/pull.out")"
-tail -n 1 "$work/pull.out" | grep -q '^{"id":"[0-9a-f]\{32\}"' || fail "--envelope has no id"
+[ "$(wc -l < "$work/tcp.out")" -eq 2 ] || fail "pull -p -n 1: $(cat "$work/tcp.out")"
+tail -n 1 "$work/tcp.out" | grep -q '"subject":"shop.orders","created_ms":[0-9]*,"attempt":0,"headers":{"trace":"abc"},"body":"hello"}$' \
+    || fail "--envelope line: $(tail -n 1 "$work/tcp.out")"
+tail -n 1 "$work/tcp.out" | grep -q '^{"id":"[0-9a-f]\{32\}"' || fail "--envelope has no id"
 
 #  -n on the sending side: a literal BODY COUNT times; stdin lines up to COUNT.
 zq pull "@$ep/p2" -n 5 > "$work/pull.out" 2> "$work/pull.err" &
@@ -266,6 +267,19 @@ expect_status 5 $? "req answered by a command printing no JSON"
 last_request "$ep/r2"
 wait $rep
 expect_status 0 $? "rep --exec survives failing commands"
+
+#  ---- bench: one line of key=value pairs ending with ratio= --------------
+zq bench pipeline --transport ipc -n 20000 --rounds 1 > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench pipeline"
+grep -qx 'pipeline ipc size=100 count=20000 zq_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*' \
+    "$work/out" || fail "bench pipeline line: $(cat "$work/out")"
+zq bench rpc --transport inproc --size 10 -n 1000 --rounds 1 > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench rpc"
+grep -qx 'rpc inproc size=10 count=1000 zq_p50_us=[0-9.]* zq_p99_us=[0-9.]* raw_p50_us=[0-9.]* raw_p99_us=[0-9.]* ratio=[0-9.]*' \
+    "$work/out" || fail "bench rpc line: $(cat "$work/out")"
+grep -q "round 1/1" "$work/err" || fail "bench shows no progress on stderr"
+zq bench frob > "$work/out" 2> "$work/err"
+expect_status 1 $? "unknown benchmark"
 
 echo "test_cli: PASS"
 exit 0
