@@ -23,6 +23,15 @@ zqi_qserver_t *
 zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size_t error_size)
 {
     zqi_device_config_t *config = env->config;
+    //  The reliable server's socket binds inside zq_queue_new, before the
+    //  device could set CURVE on it: refuse rather than serve in clear.
+    if (env->cert) {
+        snprintf (error, error_size,
+                  "device/curve: applies to streams and forwards only; the queue kind's "
+                  "endpoint cannot use it yet (set device/bind = \"\" or drop device/curve)");
+        errno = EINVAL;
+        return NULL;
+    }
     zq_options_t *options = zq_options_dup (config->queue_options);
     if (!options) {
         snprintf (error, error_size, "out of memory");
