@@ -71,7 +71,8 @@ confirmed_count () {
 
 start_zqd "tcp://127.0.0.1:*"
 endpoint="tcp://127.0.0.1:$port"
-"$client" produce "$endpoint" orders 1 100000000 > "$work/confirmed" 2> "$work/producer.err" &
+: > "$work/confirmed"
+"$client" produce "$endpoint" orders 1 100000000 >> "$work/confirmed" 2> "$work/producer.err" &
 producer=$!
 
 cycle=0
