@@ -353,10 +353,11 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
         zq_cli_error (cli, "%s run on %s did not complete", run->use_zq ? "zq" : "raw", run->bind);
         return ZQ_EXIT_TRANSPORT;
     }
-    int errnum = binder_result->errnum ? binder_result->errnum : connector_result->errnum;
-    if (errnum) {
-        zq_cli_error (cli, "%s run on %s failed: %s", run->use_zq ? "zq" : "raw", run->bind,
-                      zq_strerror (errnum));
+    if (binder_result->errnum || connector_result->errnum) {
+        zq_cli_error (cli, "%s run on %s failed: binding side: %s; connecting side: %s",
+                      run->use_zq ? "zq" : "raw", run->bind,
+                      binder_result->errnum ? zq_strerror (binder_result->errnum) : "ok",
+                      connector_result->errnum ? zq_strerror (connector_result->errnum) : "ok");
         return ZQ_EXIT_TRANSPORT;
     }
     return 0;

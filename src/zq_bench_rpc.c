@@ -52,6 +52,11 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
             }
             zq_msg_destroy (&request);
         }
+        //  Stay connected until the client has every reply: an rpc client
+        //  (ZMQ_IMMEDIATE) drops replies it has not read yet when the
+        //  server's connection closes.
+        if (!result->errnum)
+            zq_bench_go_wait (run);
         zq_queue_destroy (&queue);
         return;
     }
@@ -81,6 +86,8 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
         }
     zmq_msg_close (&routing_id);
     zmq_msg_close (&body);
+    if (!result->errnum)
+        zq_bench_go_wait (run); //  as the zq server does
     zmq_close (socket);
 }
 
@@ -143,6 +150,7 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
             latency_ns[i - run->warmup] = end - start;
     }
     zmq_msg_close (&frame);
+    zq_bench_go (run); //  the server may close now
     zq_queue_destroy (&queue);
     if (socket)
         zmq_close (socket);

@@ -182,7 +182,9 @@ int zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_f
 //  Binder: reports the endpoint it bound (resolved) so the connector can start.
 void zq_bench_bound (zq_bench_run_t *run, const char *endpoint);
 
-//  Binder tells the connector to start timing; the connector waits for it.
+//  One side signals the other, which waits for it: in pipeline the
+//  receiver tells the sender to start timing; in rpc the client tells the
+//  server it has every reply, so the server may close.
 void zq_bench_go (zq_bench_run_t *run);
 int zq_bench_go_wait (zq_bench_run_t *run);
 
