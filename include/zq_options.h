@@ -100,6 +100,38 @@ typedef struct {
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long
 //    ping_ivl_ms          1000     protocol ping interval (consumer sessions, restarts)
 //    max_queues           1024     server: most named queues held
+//    CURVE (encryption and authentication; applied before any bind or
+//    connect, for every pattern and role; see "CURVE" below):
+//    curve_cert           ""       certificate file with this queue's key pair,
+//                                  as zmakecert writes it (PATH_secret is read
+//                                  first, then PATH); it must hold the secret key
+//    curve_server_key     ""       client: the server's public key, Z85 (40 chars)
+//    curve_server_cert    ""       client: the server's public certificate file
+//                                  (instead of curve_server_key)
+//    curve_clients        ""       server: directory of the public certificates of
+//                                  the clients allowed in, or "*" for any client
+//
+//  CURVE. A queue with curve_server_key or curve_server_cert is a CURVE
+//  client: it talks only to a server holding that key, with the key pair
+//  of curve_cert (without curve_cert, a fresh key pair made at open,
+//  which only servers allowing any client accept). A queue with only
+//  curve_cert is a CURVE server: it accepts only CURVE clients that know
+//  its public key. Client and server are independent of bind and connect
+//  (a binding consumer may be the client). zq_queue_new fails with
+//  EINVAL, logging the reason, for a key that is not Z85, a certificate
+//  file that cannot be read, has no secret key or whose keys do not
+//  match, curve_clients on a queue that is not a CURVE server or naming
+//  no directory, or both curve_server_key and curve_server_cert; with
+//  ENOTSUP if libzmq lacks CURVE.
+//  Allowed clients. With curve_clients, the queue starts a CZMQ zauth
+//  actor (a thread; the certificates are read again when the directory
+//  changes) and destroys it at close. ZeroMQ has one authentication
+//  (ZAP) handler per context, and every queue shares CZMQ's: so that
+//  handler decides for EVERY CURVE server of the process while it runs,
+//  and only one queue (or zq_device with curve clients, or the host's
+//  own zauth) may run it; zq_queue_new fails with EADDRINUSE when one
+//  runs already. A CURVE server without curve_clients accepts any client
+//  that knows its public key (unless such a handler runs).
 
 //  Creates an options object holding every default. Returns NULL on ENOMEM.
 ZQ_EXPORT zq_options_t *zq_options_new (void);

@@ -742,20 +742,22 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         }
     }
     if (*config->curve_secret_cert) {
-        self->env.cert = zcert_load (config->curve_secret_cert);
+        char reason[512] = "";
+        if (!zsys_has_curve ()) {
+            snprintf (error, error_size, "device/curve: libzmq was built without CURVE");
+            return zqi_fail (ENOTSUP);
+        }
+        self->env.cert =
+            zqi_curve_cert_load (config->curve_secret_cert, true, reason, sizeof reason);
         if (!self->env.cert) {
-            snprintf (error, error_size,
-                      "device/curve/secret_cert: cannot load a certificate from %s",
-                      config->curve_secret_cert);
+            snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
             return zqi_fail (EINVAL);
         }
-        self->auth = zactor_new (zauth, NULL);
-        if (!self->auth) {
-            snprintf (error, error_size, "cannot start the authentication actor");
-            return zqi_fail (ENOMEM);
+        if (zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
+            int saved = errno;
+            snprintf (error, error_size, "device/curve/clients: %s", reason);
+            return zqi_fail (saved);
         }
-        zstr_sendx (self->auth, "CURVE", config->curve_clients, NULL);
-        zsock_wait (self->auth);
     }
     if (*config->bind) {
         char *dir = NULL;

@@ -266,6 +266,11 @@ s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *erro
         if (!zq_options_lookup (key))
             return s_error (error, error_size,
                             "queue/%s: unknown queue option (zq options lists them)", key);
+        if (strncmp (key, "curve_", 6) == 0)
+            return s_error (error, error_size,
+                            "queue/%s: the device's CURVE settings are device/curve/secret_cert "
+                            "and device/curve/clients",
+                            key);
         if (zq_options_set (self->queue_options, key, value))
             return s_error (error, error_size, "queue/%s: '%s' is malformed or out of range", key,
                             value);

@@ -23,19 +23,19 @@ zqi_qserver_t *
 zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size_t error_size)
 {
     zqi_device_config_t *config = env->config;
-    //  The reliable server's socket binds inside zq_queue_new, before the
-    //  device could set CURVE on it: refuse rather than serve in clear.
-    if (env->cert) {
-        snprintf (error, error_size,
-                  "device/curve: applies to streams and forwards only; the queue kind's "
-                  "endpoint cannot use it yet (set device/bind = \"\" or drop device/curve)");
-        errno = EINVAL;
-        return NULL;
-    }
     zq_options_t *options = zq_options_dup (config->queue_options);
     if (!options) {
         snprintf (error, error_size, "out of memory");
         errno = ENOMEM;
+        return NULL;
+    }
+    //  CURVE: the server's certificate goes in as a queue option, applied
+    //  before the socket binds. The allowed clients are checked by the
+    //  device's own zauth (one ZAP handler per process), already running.
+    if (env->cert && zq_options_set (options, "curve_cert", config->curve_secret_cert)) {
+        zq_options_destroy (&options);
+        snprintf (error, error_size, "device/curve/secret_cert: path too long");
+        errno = EINVAL;
         return NULL;
     }
     //  The device's storage settings, unless the queue section set them.

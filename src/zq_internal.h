@@ -92,4 +92,23 @@ size_t zqi_msg_wire_size (const zq_msg_t *self);
 //  Writes that form into out (zqi_msg_wire_size bytes); returns the bytes written.
 size_t zqi_msg_wire_write (const zq_msg_t *self, uint8_t *out);
 
+//  CURVE (src/zq_curve.c). Applies options' curve_* settings to sock,
+//  before it binds or connects; with curve_clients, starts a zauth actor
+//  in *auth_p (else NULL) that the caller destroys after the socket.
+//  Returns 0 (also when no CURVE option is set), or -1 with errno EINVAL
+//  (bad key, certificate or directory; logged), ENOTSUP (libzmq without
+//  CURVE), EADDRINUSE (a ZAP handler runs already) or ENOMEM.
+int zqi_curve_apply (zsock_t *sock, const zq_options_t *options, zactor_t **auth_p);
+//  Loads the zcert certificate at path (PATH_secret first, then PATH),
+//  checking its keys are Z85 and, if need_secret, that it holds a secret
+//  key matching the public one. Returns a new zcert, or NULL with errno
+//  EINVAL (ENOMEM) and one line in error.
+zcert_t *zqi_curve_cert_load (const char *path, bool need_secret, char *error, size_t error_size);
+//  Starts CZMQ's zauth in *auth_p, allowing the CURVE clients whose public
+//  certificates are in directory location ("*": any client). Returns 0,
+//  or -1 with errno EINVAL (not a directory), EADDRINUSE (a ZAP handler
+//  runs in the process already) or ENOMEM, and one line in error.
+int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error,
+                          size_t error_size);
+
 #endif

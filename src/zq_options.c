@@ -81,6 +81,17 @@ static const zq_option_info_t s_table[] = {
      "reliable: interval of protocol pings (consumer session, server restarts)", NULL},
     {"max_queues", ZQ_OPTION_INT, 1024, NULL, 1, 1000000,
      "reliable server: most named queues it holds (dead-letter queues included)", NULL},
+    {"curve_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "CURVE: certificate file with this queue's keys (zmakecert; PATH_secret is read first);"
+     " alone it makes the queue a CURVE server",
+     NULL},
+    {"curve_server_key", ZQ_OPTION_STR, 0, "", 0, 40,
+     "CURVE client: the server's public key, Z85 text (40 characters)", NULL},
+    {"curve_server_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "CURVE client: the server's public certificate file (instead of curve_server_key)", NULL},
+    {"curve_clients", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "CURVE server: directory of allowed clients' public certificates, or \"*\" (starts zauth)",
+     NULL},
 };
 #define S_COUNT (sizeof s_table / sizeof s_table[0])
 

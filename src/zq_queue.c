@@ -25,6 +25,7 @@ struct _zq_queue_t {
     int send_timeout_ms;
     int recv_timeout_ms;
     char *endpoint; //  resolved bound endpoints, comma-separated
+    zactor_t *auth; //  zauth for option curve_clients, or NULL
 };
 
 //  How many malformed messages in a row a zero-timeout receive skips
@@ -221,6 +222,8 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
     }
     bool opened = false;
     int rc = self->sock ? s_apply_options (self) : -1;
+    if (rc == 0)
+        rc = zqi_curve_apply (self->sock, self->options, &self->auth);
     if (rc == 0) {
         rc = pattern->open (self->state, &self->ctx);
         opened = (rc == 0);
@@ -232,6 +235,7 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
         if (opened && pattern->close)
             pattern->close (self->state);
         zsock_destroy (&self->sock);
+        zactor_destroy (&self->auth);
         zq_options_destroy (&self->options);
         free (self->state);
         free (self->endpoint);
@@ -254,6 +258,7 @@ zq_queue_close (zq_queue_t *self, size_t *unsent_p)
     //  linger_ms, and the context's termination at exit waits for it.
     zsock_destroy (&self->sock);
     self->handle = NULL;
+    zactor_destroy (&self->auth);
     if (unsent_p)
         *unsent_p = unsent;
     return 0;
