@@ -8,7 +8,7 @@
 #
 #   Run by `make check` with ZQ_BUILDDIR and ZQ_PYTHON set. Every wait is
 #   bounded; endpoints are ephemeral tcp ports. Exits 0 on pass, 1 on
-#   failure, 77 (skip) if Python's zmq cannot make key pairs.
+#   failure (also when Python's zmq cannot make key pairs).
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
