@@ -31,9 +31,15 @@
     wake for the next deadline (next_timer_ms).
     The client keeps each request until its result is returned (to resend
     it): one copy per request, plus a copy made for each attempt sent.
-    ZMQ_IMMEDIATE is on, so requests are only queued to servers that are
-    connected; a server that dies takes the requests in its pipe with it,
-    and their deadlines send them elsewhere.
+    ZMQ_IMMEDIATE is off: a server's connection keeps its pipe while it is
+    down, so a reply that arrived before the server closed is still read
+    (with ZMQ_IMMEDIATE, libzmq drops a connection's unread replies when
+    it closes). The cost: DEALER keeps dealing requests to a server that
+    is still connecting or that is gone, in its turn, until that pipe
+    holds sndhwm messages; each waits there until the server comes back
+    or its deadline sends it again, to the next server in turn. A server
+    that comes back gets the attempts still queued for it, including
+    ones already answered elsewhere (those replies are dropped as late).
 
     Server. zq_queue_recv returns each request as it arrives (every
     attempt of it: a retry may reach the same server twice). zq_queue_reply
@@ -729,8 +735,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->expired.head = self->expired.tail = S_NONE;
     self->age.head = self->age.tail = S_NONE;
     int on = 1;
-    if (zmq_setsockopt (self->handle, self->is_client ? ZMQ_IMMEDIATE : ZMQ_ROUTER_MANDATORY, &on,
-                        sizeof on))
+    if (!self->is_client && zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
         return -1;
     if (!zq_options_is_set (ctx->options, "heartbeat_ivl_ms")) {
         int ivl = S_HEARTBEAT_IVL_MS;
