@@ -254,8 +254,9 @@ s_timers (zqi_r_producer_t *self)
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
-        if (zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT) >= 0)
-            self->last_ping = now;
+        //  (No server connected: the ping waits for the next interval.)
+        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        self->last_ping = now;
     }
 }
 

@@ -54,7 +54,7 @@ s_server (const char *endpoints, zq_options_t *options)
         int64_t timer = zq_queue_next_timer_ms (server);
         if (zmq_poll (items, 2, timer < 0 || timer > 100 ? 100 : (long)timer) < 0 && errno != EINTR)
             break;
-        if (items[1].revents & ZMQ_POLLIN) {
+        if (items[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
             char buffer[64];
             if (read (STDIN_FILENO, buffer, sizeof buffer) <= 0)
                 break;
@@ -84,6 +84,7 @@ s_produce (const char *endpoint, const char *queue, int64_t first, int64_t last,
         zq_msg_pack (msg, "{si}", "n", n);
         if (zq_queue_post (producer, &msg, IDLE_LIMIT_MS)) {
             fprintf (stderr, "post %" PRId64 ": %s\n", n, zq_strerror (errno));
+            zq_queue_destroy (&producer);
             return 2;
         }
         printf ("posted %" PRId64 "\n", n);
@@ -101,8 +102,10 @@ s_produce (const char *endpoint, const char *queue, int64_t first, int64_t last,
         //  -1: every message of the outbox is confirmed.
         if (zq_queue_next_timer_ms (producer) < 0)
             break;
-        if (zclock_mono () - idle_since > IDLE_LIMIT_MS)
+        if (zclock_mono () - idle_since > IDLE_LIMIT_MS) {
+            zq_queue_destroy (&producer);
             return 2;
+        }
         zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
         int64_t timer = zq_queue_next_timer_ms (producer);
         zmq_poll (&item, 1, timer < 0 || timer > 50 ? 50 : (long)timer);
@@ -129,6 +132,8 @@ s_consume (const char *endpoint, const char *queue, int64_t count, bool hold, zq
             if (errno == EINTR)
                 continue;
             fprintf (stderr, "consumer: %s after %" PRId64 "\n", zq_strerror (errno), distinct);
+            free (seen);
+            zq_queue_destroy (&consumer);
             return 2;
         }
         int64_t n = -1;
