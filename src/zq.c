@@ -36,6 +36,7 @@ static const s_option_t s_options[] = {
      "print the bound endpoint(s) as the first line of stdout"},
     {ZQ_OPT_ENVELOPE, 'e', "envelope", NULL,
      "print {\"id\",\"subject\",\"created_ms\",\"attempt\",\"headers\",\"body\"}"},
+    {ZQ_OPT_NO_ACK, 0, "no-ack", NULL, "get: leave messages unacked, for redelivery"},
     {ZQ_OPT_WAIT_SUBSCRIBERS, 'w', "wait-subscribers", "N",
      "publish only once N subscriptions are in force (bounded by --timeout)"},
     {ZQ_OPT_EXEC, 'x', "exec", "CMD",
@@ -129,6 +130,25 @@ static const s_command_t s_commands[] = {
      "marks (sndhwm, rcvhwm: -o changes them for both), body size and transport.\n"
      "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
      "msgpack bin body in its envelope. Progress goes to stderr.\n"},
+    {"put", zq_cli_put, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 3, 3, "ENDPOINTS QUEUE BODY|-",
+     "put messages into QUEUE and wait until stored (reliable producer; connects)",
+     "Puts BODY (one JSON document; COUNT times with -n) into QUEUE at a reliable\n"
+     "server (zqd, or a service's own) and exits 0 once the server confirmed it is\n"
+     "stored. With BODY \"-\" it puts one message per line of stdin (at most\n"
+     "COUNT; blank lines skipped), max_in_flight unconfirmed at a time, and prints\n"
+     "each line's 1-based number as its confirm comes, then exits 0 once all are\n"
+     "confirmed. Exits 2 when --timeout MS (default: the send_timeout_ms option,\n"
+     "5000) pass without a confirm (what was not confirmed may still be stored),\n"
+     "5 when the server refuses (storage full, invalid queue name).\n"},
+    {"get", zq_cli_get, S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE) |
+         S_BIT (ZQ_OPT_NO_ACK), 2, 2, "ENDPOINTS QUEUE",
+     "print messages from QUEUE, acking each after printing (reliable consumer)",
+     "Takes COUNT messages (default 1; \"all\": until QUEUE stays empty for\n"
+     "--timeout MS, default 1000) from QUEUE and prints each body as one line of\n"
+     "JSON, acking each once printed; with --no-ack they stay unacked and the\n"
+     "server delivers them again (attempt + 1) once get has gone. Waits up to\n"
+     "--timeout MS per message with a COUNT (default: forever); exits 2 if fewer\n"
+     "came (with \"all\": if none came).\n"},
     {"stat", zq_cli_stat, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 1, 2, "ADMIN [QUEUE]",
      "show a device's queues: depth, in flight, rates, oldest message, dead letters",
      "Asks the device (zqd) at its admin endpoint ADMIN for its queues' counters.\n"
@@ -317,6 +337,7 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
         case ZQ_OPT_HELP:
         case ZQ_OPT_PRINT_ENDPOINT:
         case ZQ_OPT_ENVELOPE:
+        case ZQ_OPT_NO_ACK:
             return 0;
         case ZQ_OPT_COUNT:
             if (streq (value, "all")) {

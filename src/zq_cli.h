@@ -46,6 +46,7 @@ typedef enum {
     ZQ_OPT_SIZE,
     ZQ_OPT_TRANSPORT,
     ZQ_OPT_ROUNDS,
+    ZQ_OPT_NO_ACK,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 
@@ -223,6 +224,10 @@ int zq_cli_sub (zq_cli_t *cli);
 int zq_cli_req (zq_cli_t *cli);
 int zq_cli_rep (zq_cli_t *cli);
 int zq_cli_bench (zq_cli_t *cli);
+
+//  src/zq_cli_reliable.c: the reliable pattern (put waits for confirms).
+int zq_cli_put (zq_cli_t *cli);
+int zq_cli_get (zq_cli_t *cli);
 
 //  src/zq_cli_admin.c: the device's admin socket (doc/DEVICE.md).
 int zq_cli_stat (zq_cli_t *cli);

@@ -1,0 +1,267 @@
+/*  =========================================================================
+    zq_cli_reliable - zq put and zq get: the reliable pattern from the
+    command line, against an embedded server or zqd alike.
+
+    put waits for the server's confirms: with one BODY it exits 0 once the
+    message is stored; with BODY "-" it posts one message per stdin line
+    (a window of max_in_flight unconfirmed) and prints each line's 1-based
+    number as its confirm comes. get prints each delivery's body and acks
+    it after printing, or leaves it unacked with --no-ack.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_cli.h"
+
+//  The deadline of a wait with no progress, from --timeout (or the
+//  send_timeout_ms option).
+static int
+s_put_timeout_ms (zq_cli_t *cli)
+{
+    if (cli->timeout_ms != ZQ_TIMEOUT_DEFAULT)
+        return cli->timeout_ms;
+    int64_t value = 5000;
+    zq_options_get_int (cli->options, "send_timeout_ms", &value);
+    return (int)value;
+}
+
+//  One message, confirmed before the exit.
+static int
+s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
+{
+    if (zq_queue_send (queue, &msg, s_put_timeout_ms (cli)) == 0)
+        return ZQ_EXIT_OK;
+    int errnum = errno;
+    zq_msg_destroy (&msg);
+    if (errnum == ZQ_EFULL || errnum == EINVAL) {
+        zq_cli_error (cli, "the server refused the message: %s",
+                      errnum == ZQ_EFULL ? "its storage is full" : "the queue name is invalid");
+        return ZQ_EXIT_REMOTE;
+    }
+    return zq_cli_failure (cli, errnum == EAGAIN ? "no confirm" : "put", errnum);
+}
+
+//  Line numbers of the messages awaiting their confirm, by id.
+static uint64_t
+s_take_line (zhashx_t *lines, const uint8_t *id)
+{
+    char key[ZQ_MSG_ID_SIZE * 2 + 1];
+    for (int i = 0; i < ZQ_MSG_ID_SIZE; i++)
+        snprintf (key + 2 * i, 3, "%02x", id[i]);
+    uint64_t line = (uint64_t)(uintptr_t)zhashx_lookup (lines, key);
+    if (line)
+        zhashx_delete (lines, key);
+    return line;
+}
+
+static int
+s_keep_line (zhashx_t *lines, const uint8_t *id, uint64_t line)
+{
+    char key[ZQ_MSG_ID_SIZE * 2 + 1];
+    for (int i = 0; i < ZQ_MSG_ID_SIZE; i++)
+        snprintf (key + 2 * i, 3, "%02x", id[i]);
+    return zhashx_insert (lines, key, (void *)(uintptr_t)line);
+}
+
+//  Takes every confirm report waiting, printing line numbers. Returns 0,
+//  or an exit code for a refusal that will never be stored.
+static int
+s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progress)
+{
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (true) {
+        int rc = zq_queue_confirmed (queue, id);
+        if (rc && errno == EAGAIN)
+            return 0;
+        if (rc && errno == ZQ_EFULL)
+            continue; //  kept in the outbox and sent again
+        uint64_t line = s_take_line (lines, id);
+        if (rc) {
+            zq_cli_error (cli, "line %llu: the server refused it: %s", (unsigned long long)line,
+                          zq_strerror (errno));
+            return ZQ_EXIT_REMOTE;
+        }
+        if (line) {
+            printf ("%llu\n", (unsigned long long)line);
+            fflush (stdout);
+        }
+        *progress = true;
+    }
+}
+
+//  Waits for something to happen on the producer for up to wait_ms.
+static void
+s_wait (zq_queue_t *queue, int wait_ms)
+{
+    int64_t timer = zq_queue_next_timer_ms (queue);
+    if (timer >= 0 && (wait_ms < 0 || timer < wait_ms))
+        wait_ms = (int)timer;
+    zmq_pollitem_t item = {NULL, zq_queue_fd (queue), ZMQ_POLLIN, 0};
+    zmq_poll (&item, 1, wait_ms < 0 || wait_ms > 100 ? 100 : wait_ms);
+}
+
+//  Every line of stdin, posted; line numbers printed as confirms come.
+static int
+s_put_lines (zq_cli_t *cli, zq_queue_t *queue, zq_cli_source_t *source, const char *subject)
+{
+    zhashx_t *lines = zhashx_new ();
+    if (!lines)
+        return ZQ_EXIT_TRANSPORT;
+    int timeout_ms = s_put_timeout_ms (cli);
+    int64_t last_progress = zclock_mono ();
+    int rc = 0;
+    int bad_input = 0;
+    bool reading = true;
+    while (rc == 0 && !zq_cli_interrupted) {
+        bool progress = false;
+        rc = s_take_reports (cli, queue, lines, &progress);
+        if (rc)
+            break;
+        if (reading) {
+            zq_msg_t *msg = NULL;
+            int input_rc = zq_cli_source_next (source, subject, &msg);
+            if (input_rc) {
+                //  Bad input ends the reading; what was posted before it
+                //  is still seen confirmed.
+                bad_input = input_rc;
+                msg = NULL;
+            }
+            if (!msg)
+                reading = false;
+            else {
+                uint8_t id[ZQ_MSG_ID_SIZE];
+                memcpy (id, zq_msg_id (msg), ZQ_MSG_ID_SIZE);
+                //  Waits while the window is full, taking confirms meanwhile.
+                while (zq_queue_post (queue, &msg, 0) && errno == EAGAIN && !zq_cli_interrupted) {
+                    rc = s_take_reports (cli, queue, lines, &progress);
+                    if (rc)
+                        break;
+                    if (progress)
+                        last_progress = zclock_mono ();
+                    else if (timeout_ms >= 0 && zclock_mono () - last_progress > timeout_ms)
+                        break;
+                    s_wait (queue, timeout_ms);
+                }
+                if (msg) {
+                    int errnum = errno;
+                    zq_msg_destroy (&msg);
+                    if (!rc)
+                        rc = zq_cli_failure (cli, "no confirm", errnum == 0 ? EAGAIN : errnum);
+                    break;
+                }
+                s_keep_line (lines, id, source->line_number);
+                last_progress = zclock_mono ();
+                continue;
+            }
+        }
+        if (!reading && zhashx_size (lines) == 0)
+            break;
+        if (progress)
+            last_progress = zclock_mono ();
+        else if (timeout_ms >= 0 && zclock_mono () - last_progress > timeout_ms) {
+            zq_cli_error (cli, "no confirm for %zu message%s within %d ms", zhashx_size (lines),
+                          zhashx_size (lines) == 1 ? "" : "s", timeout_ms);
+            rc = ZQ_EXIT_TIMEOUT;
+            break;
+        }
+        if (!reading)
+            s_wait (queue, timeout_ms);
+    }
+    if (rc == 0 && zq_cli_interrupted)
+        rc = zq_cli_interrupt_exit ();
+    zhashx_destroy (&lines);
+    return rc ? rc : bad_input;
+}
+
+int
+zq_cli_put (zq_cli_t *cli)
+{
+    const char *endpoints = cli->args[0];
+    const char *subject = cli->args[1];
+    zq_cli_source_t source;
+    int rc = zq_cli_source_open (&source, cli, cli->args[2]);
+    if (rc)
+        return rc;
+    zq_queue_t *queue = zq_cli_queue_open (cli, "reliable", ZQ_PRODUCER, endpoints);
+    if (!queue) {
+        zq_cli_source_close (&source);
+        return ZQ_EXIT_TRANSPORT;
+    }
+    if (source.from_stdin)
+        rc = s_put_lines (cli, queue, &source, subject);
+    else {
+        //  One BODY, sent COUNT times (default once), each confirmed.
+        uint64_t sent = 0;
+        while (rc == 0) {
+            zq_msg_t *msg = NULL;
+            rc = zq_cli_source_next (&source, subject, &msg);
+            if (rc || !msg)
+                break;
+            rc = s_put_one (cli, queue, msg);
+            sent++;
+        }
+    }
+    zq_queue_destroy (&queue);
+    zq_cli_source_close (&source);
+    return rc;
+}
+
+int
+zq_cli_get (zq_cli_t *cli)
+{
+    //  Default: one message. "-n all": until the queue stays empty for
+    //  --timeout (default 1000 ms).
+    uint64_t count = cli->given[ZQ_OPT_COUNT] ? cli->count : 1;
+    int timeout_ms = cli->timeout_ms;
+    if (timeout_ms == ZQ_TIMEOUT_DEFAULT)
+        timeout_ms = count == 0 ? 1000 : -1;
+    //  Credit for no more than get will take: what it leaves unacked goes
+    //  back to the queue when it disconnects, with attempt raised.
+    if (count && !zq_options_is_set (cli->options, "prefetch")) {
+        int64_t prefetch = 256;
+        zq_options_get_int (cli->options, "prefetch", &prefetch);
+        if ((uint64_t)prefetch > count)
+            zq_options_set_int (cli->options, "prefetch", (int64_t)count);
+    }
+    zq_queue_t *queue = zq_cli_queue_open (cli, "reliable", ZQ_CONSUMER, cli->args[0]);
+    if (!queue)
+        return ZQ_EXIT_TRANSPORT;
+    if (zq_queue_subscribe (queue, cli->args[1])) {
+        zq_cli_error (cli, "subscribe: %s", zq_strerror (errno));
+        zq_queue_destroy (&queue);
+        return ZQ_EXIT_USAGE;
+    }
+    bool ack = !cli->given[ZQ_OPT_NO_ACK];
+    uint64_t received = 0;
+    int rc = ZQ_EXIT_OK;
+    int bad_output = 0;
+    while (count == 0 || received < count) {
+        zq_msg_t *msg = zq_queue_recv (queue, timeout_ms);
+        if (!msg) {
+            int errnum = errno;
+            if (errnum == EAGAIN) {
+                if (count || received == 0) {
+                    zq_cli_error (cli, "timed out after %llu message%s",
+                                  (unsigned long long)received, received == 1 ? "" : "s");
+                    rc = ZQ_EXIT_TIMEOUT;
+                }
+            } else
+                rc = zq_cli_failure (cli, "receive", errnum);
+            break;
+        }
+        received++;
+        if (zq_cli_print_msg (cli, msg))
+            bad_output = ZQ_EXIT_BAD_INPUT;
+        //  Printed (and flushed): now it may go. A body with no JSON form
+        //  is acked too: it was reported, and would only come back.
+        if (ack && zq_queue_ack (queue, msg))
+            rc = zq_cli_failure (cli, "ack", errno);
+        zq_msg_destroy (&msg);
+        if (rc)
+            break;
+    }
+    zq_queue_destroy (&queue);
+    return rc ? rc : bad_output;
+}
