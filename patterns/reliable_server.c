@@ -122,6 +122,7 @@ struct _zqi_r_server_t {
     zqi_r_buf_t buf;   //  command frames
     zqi_r_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
+    int64_t now; //  zclock_mono at the start of the current round
 };
 
 //  ---- Names and queues ---------------------------------------------------
@@ -637,7 +638,7 @@ s_delivered (zqi_r_server_t *self, s_queue_t *queue, uint32_t index, uint32_t ow
     queue->counters.delivered++;
     if (entry->attempt > 0)
         queue->counters.redelivered++;
-    zqi_r_table_schedule (&self->table, index, zclock_mono () + self->visibility_ms);
+    zqi_r_table_schedule (&self->table, index, self->now + self->visibility_ms);
 }
 
 //  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
@@ -779,7 +780,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
                                             : ZQI_R_CODE_FAILED;
         return;
     }
-    int64_t now = zclock_mono ();
+    int64_t now = self->now;
     zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, envelope.id, now);
     if (seen) {
         pending->queue = seen->queue;
@@ -1079,6 +1080,7 @@ static int
 s_work (zqi_r_server_t *self)
 {
     int rc = 0;
+    self->now = zclock_mono ();
     for (int n = 0; n < S_BATCH && self->peer_count < S_BATCH_PEERS; n++)
         if (s_read_one (self)) {
             if (errno != EAGAIN)
@@ -1088,7 +1090,8 @@ s_work (zqi_r_server_t *self)
     int saved = errno;
     if (self->pending_count || self->peer_count)
         s_commit_and_answer (self);
-    s_run_timers (self, zclock_mono ());
+    self->now = zclock_mono ();
+    s_run_timers (self, self->now);
     s_deliver_all (self);
     errno = saved;
     return rc;
@@ -1099,6 +1102,7 @@ s_work (zqi_r_server_t *self)
 static zq_msg_t *
 s_local_recv (zqi_r_server_t *self)
 {
+    self->now = zclock_mono ();
     s_consumer_t *local = &self->consumers[S_LOCAL];
     if (!local->in_use || !local->queue_count || local->in_flight >= local->prefetch) {
         errno = EAGAIN;
