@@ -85,10 +85,11 @@ grep -q '^done' "$work/produce.last" || fail "last producer run did not finish"
 timeout 120 "$proc" $client consume "$endpoint" kill $next > "$work/consume.1" \
     2> "$work/consume.1.err" || fail "consumer: $(cat "$work/consume.1.err")"
 #   Every posted number came; duplicates are counted.
-cat "$work"/produce.[0-9]* | grep '^posted' | cut -d' ' -f2 | sort -n -u > "$work/posted"
-grep '^got' "$work/consume.1" | cut -d' ' -f2 | sort -n > "$work/got.all"
-sort -n -u "$work/got.all" > "$work/got"
-lost=$(comm -23 "$work/posted" "$work/got" | wc -l)
+cat "$work"/produce.[0-9]* | grep '^posted' | cut -d' ' -f2 | LC_ALL=C sort -u > "$work/posted"
+grep '^got' "$work/consume.1" | cut -d' ' -f2 | LC_ALL=C sort > "$work/got.all"
+LC_ALL=C sort -u "$work/got.all" > "$work/got"
+#   comm needs both lists in the same (byte-wise) order.
+lost=$(LC_ALL=C comm -23 "$work/posted" "$work/got" | wc -l)
 duplicates=$(( $(wc -l < "$work/got.all") - $(wc -l < "$work/got") ))
 posted=$(wc -l < "$work/posted")
 echo "reliable_kill: producer: $cycles kills, $posted posted, $lost lost, $duplicates duplicates"

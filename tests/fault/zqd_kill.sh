@@ -105,13 +105,14 @@ confirmed=$(confirmed_count)
 
 #  Drain: every message stored, until the queue is quiet for 3 s.
 "$client" consume "$endpoint" orders 100000000 3000 > "$work/got" 2> "$work/consumer.err"
-cut -d' ' -f1 "$work/got" | sort -n > "$work/got_numbers"
-sort -n -u "$work/got_numbers" > "$work/got_unique"
-sort -n "$work/confirmed" > "$work/confirmed_sorted"
-lost=$(comm -23 "$work/confirmed_sorted" "$work/got_unique" | wc -l | tr -d ' ')
+cut -d' ' -f1 "$work/got" | LC_ALL=C sort > "$work/got_numbers"
+LC_ALL=C sort -u "$work/got_numbers" > "$work/got_unique"
+LC_ALL=C sort "$work/confirmed" > "$work/confirmed_sorted"
+#   comm needs both lists in the same (byte-wise) order.
+lost=$(LC_ALL=C comm -23 "$work/confirmed_sorted" "$work/got_unique" | wc -l | tr -d ' ')
 duplicates=$(($(wc -l < "$work/got_numbers") - $(wc -l < "$work/got_unique")))
 echo "zqd_kill: cycles=$cycles confirmed=$confirmed received=$(wc -l < "$work/got_numbers" | tr -d ' ') lost=$lost duplicates=$duplicates"
-[ "$lost" -eq 0 ] || fail "$lost confirmed messages lost: $(comm -23 "$work/confirmed_sorted" "$work/got_unique" | head -5 | tr '\n' ' ')"
+[ "$lost" -eq 0 ] || fail "$lost confirmed messages lost: $(LC_ALL=C comm -23 "$work/confirmed_sorted" "$work/got_unique" | head -5 | tr '\n' ' ')"
 [ "$confirmed" -ge $((cycles * per_cycle)) ] || fail "only $confirmed confirms"
 
 #  A consumer killed before it acks: the message is delivered again.
