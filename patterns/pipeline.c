@@ -54,6 +54,21 @@ s_recv (void *state)
     return zqi_msg_recv_from (self->handle, ZMQ_DONTWAIT, self->max_message_bytes);
 }
 
+//  The same, letting libzmq wait (up to ZMQ_SNDTIMEO / ZMQ_RCVTIMEO).
+static int
+s_send_blocking (void *state, zq_msg_t **msg_p)
+{
+    s_pipeline_t *self = (s_pipeline_t *)state;
+    return zqi_msg_send_to (msg_p, self->handle, 0);
+}
+
+static zq_msg_t *
+s_recv_blocking (void *state)
+{
+    s_pipeline_t *self = (s_pipeline_t *)state;
+    return zqi_msg_recv_from (self->handle, 0, self->max_message_bytes);
+}
+
 const zq_pattern_t zqi_pattern_pipeline = {
     .name = "pipeline",
     .state_size = sizeof (s_pipeline_t),
@@ -65,4 +80,6 @@ const zq_pattern_t zqi_pattern_pipeline = {
     .open = s_open,
     .send = s_send,
     .recv = s_recv,
+    .send_blocking = s_send_blocking,
+    .recv_blocking = s_recv_blocking,
 };

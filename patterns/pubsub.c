@@ -292,10 +292,10 @@ s_drain (void *handle)
     }
 }
 
+//  flags (ZMQ_DONTWAIT or 0) are for the first frame.
 static zq_msg_t *
-s_recv (void *state)
+s_recv_flags (s_pubsub_t *self, int flags)
 {
-    s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role != ZQ_SUBSCRIBER) {
         errno = ENOTSUP;
         return NULL;
@@ -304,7 +304,7 @@ s_recv (void *state)
     zmq_msg_init (&topic);
     zmq_msg_init (&header);
     zq_msg_t *msg = NULL;
-    if (zmq_msg_recv (&topic, self->handle, ZMQ_DONTWAIT) < 0)
+    if (zmq_msg_recv (&topic, self->handle, flags) < 0)
         goto done; //  EAGAIN and friends
     if (!zmq_msg_more (&topic)) {
         errno = ZQ_EPROTO;
@@ -348,6 +348,18 @@ done:;
     zmq_msg_close (&header);
     errno = saved_errno;
     return msg;
+}
+
+static zq_msg_t *
+s_recv (void *state)
+{
+    return s_recv_flags ((s_pubsub_t *)state, ZMQ_DONTWAIT);
+}
+
+static zq_msg_t *
+s_recv_blocking (void *state)
+{
+    return s_recv_flags ((s_pubsub_t *)state, 0);
 }
 
 static int
@@ -431,6 +443,7 @@ const zq_pattern_t zqi_pattern_pubsub = {
     .close = s_close,
     .send = s_send,
     .recv = s_recv,
+    .recv_blocking = s_recv_blocking,
     .events = s_events,
     .wait = s_wait,
     .subscribe = s_subscribe,

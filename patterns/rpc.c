@@ -543,13 +543,15 @@ s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
     return 0;
 }
 
+//  flags (ZMQ_DONTWAIT or 0) are for the first frame: once a late reply
+//  was skipped, nothing more waits.
 static zq_msg_t *
-s_client_recv (s_rpc_t *self)
+s_client_recv (s_rpc_t *self, int flags)
 {
     for (int late = 0; late < S_LATE_BURST; late++) {
         zmq_msg_t delimiter;
         zmq_msg_init (&delimiter);
-        if (zmq_msg_recv (&delimiter, self->handle, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv (&delimiter, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
             int saved_errno = errno;
             zmq_msg_close (&delimiter);
             if (saved_errno == EAGAIN)
@@ -595,15 +597,16 @@ s_client_recv (s_rpc_t *self)
 
 //  ---- Server -------------------------------------------------------------
 
+//  flags (ZMQ_DONTWAIT or 0) are for the first frame.
 static zq_msg_t *
-s_server_recv (s_rpc_t *self)
+s_server_recv (s_rpc_t *self, int flags)
 {
     //  Routing frames up to the empty delimiter.
     uint32_t route_size = 0;
     for (int hops = 0;; hops++) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv (&frame, self->handle, hops ? ZMQ_DONTWAIT : flags) < 0) {
             int saved_errno = errno;
             zmq_msg_close (&frame);
             errno = hops ? ZQ_EPROTO : saved_errno; //  mid-message: cannot be
@@ -787,7 +790,15 @@ static zq_msg_t *
 s_recv (void *state)
 {
     s_rpc_t *self = (s_rpc_t *)state;
-    return self->is_client ? s_client_recv (self) : s_server_recv (self);
+    return self->is_client ? s_client_recv (self, ZMQ_DONTWAIT)
+                           : s_server_recv (self, ZMQ_DONTWAIT);
+}
+
+static zq_msg_t *
+s_recv_blocking (void *state)
+{
+    s_rpc_t *self = (s_rpc_t *)state;
+    return self->is_client ? s_client_recv (self, 0) : s_server_recv (self, 0);
 }
 
 static int
@@ -858,6 +869,7 @@ const zq_pattern_t zqi_pattern_rpc = {
     .close = s_close,
     .send = s_send,
     .recv = s_recv,
+    .recv_blocking = s_recv_blocking,
     .events = s_events,
     .next_timer_ms = s_next_timer_ms,
     .reply = s_reply,

@@ -11,10 +11,12 @@
       3. attaches the endpoints (after open, so options a pattern sets, like
          ZMQ_IMMEDIATE, apply to every connection);
       4. on zq_queue_send / zq_queue_recv, calls send / recv for ONE
-         non-blocking attempt; on EAGAIN it waits on the socket (zmq_poll,
-         ZMQ_POLLOUT or ZMQ_POLLIN, or the wait hook; never longer than
-         next_timer_ms) and
-         tries again until the caller's deadline;
+         non-blocking attempt; on EAGAIN it waits until the caller's
+         deadline (never longer than next_timer_ms at a time): through
+         send_blocking / recv_blocking when the pattern has them (libzmq
+         waits inside its own send or receive, with ZMQ_SNDTIMEO or
+         ZMQ_RCVTIMEO set by the core), else on the socket (zmq_poll,
+         ZMQ_POLLOUT or ZMQ_POLLIN, or the wait hook) and tries again;
       5. on close, calls close, destroys the socket, frees the state.
     A hook a pattern leaves NULL makes the matching call fail with ENOTSUP.
     Each patterns/<name>.c exports exactly one `const zq_pattern_t
@@ -78,6 +80,16 @@ typedef struct {
     //  must have been read), or anything else (returned to the user).
     //  NULL: no role receives; for a role that does not, return ENOTSUP.
     zq_msg_t *(*recv) (void *state);
+
+    //  Optional. As send and recv, except that the first frame is sent or
+    //  received without ZMQ_DONTWAIT: libzmq waits for it up to the
+    //  socket's ZMQ_SNDTIMEO or ZMQ_RCVTIMEO (EAGAIN when that passes),
+    //  which only the core sets. The core calls them, instead of polling
+    //  and trying again, once send or recv found nothing to do (send_
+    //  blocking only when send_wait asks for ZMQ_POLLOUT): waiting inside
+    //  libzmq costs less than zmq_poll and another attempt.
+    int (*send_blocking) (void *state, zq_msg_t **msg_p);
+    zq_msg_t *(*recv_blocking) (void *state);
 
     //  Optional. Given ZMQ_EVENTS (ZMQ_POLLIN / ZMQ_POLLOUT bits), handles
     //  input that is the pattern's own (e.g. subscription notices) without

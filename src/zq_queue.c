@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_pattern.h"
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -24,6 +25,8 @@ struct _zq_queue_t {
     zq_role_t role;
     int send_timeout_ms;
     int recv_timeout_ms;
+    int sndtimeo_ms; //  the socket's ZMQ_SNDTIMEO and ZMQ_RCVTIMEO now
+    int rcvtimeo_ms;
     char *endpoint; //  resolved bound endpoints, comma-separated
     zactor_t *auth; //  zauth for option curve_clients, or NULL
 };
@@ -202,6 +205,7 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
     }
     self->pattern = pattern;
     self->role = role;
+    self->sndtimeo_ms = self->rcvtimeo_ms = -1; //  libzmq's defaults
     self->options = zq_options_dup (options);
     self->state = pattern->state_size ? calloc (1, pattern->state_size) : NULL;
     if (!self->options || (pattern->state_size && !self->state)) {
@@ -279,12 +283,12 @@ zq_queue_destroy (zq_queue_t **self_p)
     }
 }
 
-//  Waits until the socket may be ready for what (ZMQ_POLLIN/ZMQ_POLLOUT),
-//  a pattern timer is due, or the deadline passes. The deadline is set on
-//  the first wait, so the fast path never reads the clock. Returns 0 to
-//  try again, or -1 with errno EAGAIN (deadline passed), EINTR or ETERM.
+//  How long the next wait may last: until the deadline, or the next
+//  pattern timer if sooner (-1: no limit). The deadline is set on the
+//  first wait, so the fast path never reads the clock. Returns 0, or -1
+//  with errno EAGAIN (deadline passed).
 static int
-s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
+s_wait_ms (zq_queue_t *self, int timeout_ms, int64_t *deadline_p, long *wait_ms_p)
 {
     long wait_ms = -1;
     if (timeout_ms >= 0) {
@@ -300,11 +304,43 @@ s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
         if (timer_ms >= 0 && (wait_ms < 0 || timer_ms < wait_ms))
             wait_ms = (long)timer_ms;
     }
+    *wait_ms_p = wait_ms > INT_MAX ? INT_MAX : wait_ms;
+    return 0;
+}
+
+//  Waits until the socket may be ready for what (ZMQ_POLLIN/ZMQ_POLLOUT),
+//  a pattern timer is due, or the deadline passes. Returns 0 to try
+//  again, or -1 with errno EAGAIN (deadline passed), EINTR or ETERM.
+static int
+s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
+{
+    long wait_ms;
+    if (s_wait_ms (self, timeout_ms, deadline_p, &wait_ms))
+        return -1;
     if (self->pattern->wait)
         return self->pattern->wait (self->state, what, wait_ms);
     zmq_pollitem_t item = {self->handle, 0, what, 0};
     if (zmq_poll (&item, 1, wait_ms) < 0)
         return -1;
+    return 0;
+}
+
+//  Before a send_blocking or recv_blocking call: sets the socket's
+//  ZMQ_SNDTIMEO or ZMQ_RCVTIMEO (option; *current_p holds its value) to
+//  the time s_wait would wait, only when that differs from its value.
+//  Returns 0, or -1 with errno EAGAIN (deadline passed) or from libzmq.
+static int
+s_set_wait (zq_queue_t *self, int option, int *current_p, int timeout_ms, int64_t *deadline_p)
+{
+    long wait_ms;
+    if (s_wait_ms (self, timeout_ms, deadline_p, &wait_ms))
+        return -1;
+    if (wait_ms != *current_p) {
+        int value = (int)wait_ms;
+        if (zmq_setsockopt (self->handle, option, &value, sizeof value))
+            return -1;
+        *current_p = value;
+    }
     return 0;
 }
 
@@ -342,9 +378,17 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
     int64_t deadline = 0;
     while (errno == EAGAIN && timeout_ms != 0) {
         short what = s_send_wait (self);
-        if (!what || s_wait (self, what, timeout_ms, &deadline))
-            return -1;
-        if (self->pattern->send (self->state, msg_p) == 0) {
+        int rc;
+        if (what == ZMQ_POLLOUT && self->pattern->send_blocking) {
+            if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
+                return -1;
+            rc = self->pattern->send_blocking (self->state, msg_p);
+        } else {
+            if (!what || s_wait (self, what, timeout_ms, &deadline))
+                return -1;
+            rc = self->pattern->send (self->state, msg_p);
+        }
+        if (rc == 0) {
             self->stats.sent++;
             return 0;
         }
@@ -377,6 +421,7 @@ zq_queue_recv (zq_queue_t *self, int timeout_ms)
     int64_t deadline = 0;
     int bad_in_a_row = 0;
     while (true) {
+        bool wait = false;
         if (zqi_is_bad_input (errno)) {
             self->stats.errors++;
             if (timeout_ms == 0 && ++bad_in_a_row >= S_BAD_INPUT_BURST) {
@@ -394,11 +439,20 @@ zq_queue_recv (zq_queue_t *self, int timeout_ms)
                 }
             }
         } else if (errno == EAGAIN) {
-            if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
+            if (timeout_ms == 0)
                 return NULL;
+            wait = true;
         } else
             return NULL;
-        msg = self->pattern->recv (self->state);
+        if (wait && self->pattern->recv_blocking) {
+            if (s_set_wait (self, ZMQ_RCVTIMEO, &self->rcvtimeo_ms, timeout_ms, &deadline))
+                return NULL;
+            msg = self->pattern->recv_blocking (self->state);
+        } else {
+            if (wait && s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
+                return NULL;
+            msg = self->pattern->recv (self->state);
+        }
         if (msg) {
             self->stats.received++;
             return msg;

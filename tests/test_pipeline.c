@@ -9,7 +9,10 @@
     =========================================================================
 */
 #include "queue_helpers.h"
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/time.h>
 
 #define CONSUMERS 3
 
@@ -360,6 +363,109 @@ test_garbage_is_counted (void **state)
     zq_queue_destroy (&consumer);
 }
 
+//  A consumer waiting while only garbage arrives still returns at its
+//  deadline, having counted the garbage.
+typedef struct {
+    const char *endpoint;
+    volatile int stop;
+} s_flood_t;
+
+static void *
+s_flood (void *arg)
+{
+    s_flood_t *flood = (s_flood_t *)arg;
+    zsock_t *raw = zsock_new (ZMQ_PUSH);
+    assert_non_null (raw);
+    assert_int_equal (zsock_connect (raw, "%s", flood->endpoint), 0);
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (!__atomic_load_n (&flood->stop, __ATOMIC_ACQUIRE) && now_ms () < deadline)
+        zmq_send (zsock_resolve (raw), "\xc1", 1, ZMQ_DONTWAIT);
+    zsock_destroy (&raw);
+    return NULL;
+}
+
+static void
+test_deadline_while_garbage_flows (void **state)
+{
+    const char *transport = (const char *)*state;
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
+    assert_non_null (consumer);
+    s_flood_t flood = {zq_queue_endpoint (consumer), 0};
+    pthread_t thread;
+    assert_int_equal (pthread_create (&thread, NULL, s_flood, &flood), 0);
+    zq_queue_stats_t stats;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    do {
+        zq_queue_stats (consumer, &stats);
+        assert_null (zq_queue_recv (consumer, 10));
+        assert_true (now_ms () < deadline);
+    } while (stats.errors == 0);
+    int64_t start = now_ms ();
+    assert_null (zq_queue_recv (consumer, 200));
+    int64_t elapsed = now_ms () - start;
+    assert_int_equal (errno, EAGAIN);
+    assert_true (elapsed >= 190 && elapsed < 3000);
+    __atomic_store_n (&flood.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal (pthread_join (thread, NULL), 0);
+    zq_queue_destroy (&consumer);
+}
+
+//  A signal ends a wait in send or receive with EINTR.
+static void
+s_on_alarm (int signum)
+{
+    (void)signum;
+}
+
+static void
+test_signal_ends_wait (void **state)
+{
+    const char *transport = (const char *)*state;
+    struct sigaction action, before;
+    memset (&action, 0, sizeof action);
+    action.sa_handler = s_on_alarm; //  no SA_RESTART
+    sigemptyset (&action.sa_mask);
+    assert_int_equal (sigaction (SIGALRM, &action, &before), 0);
+    struct itimerval in_100_ms = {{0, 0}, {0, 100 * 1000}};
+
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
+    assert_non_null (consumer);
+    int64_t start = now_ms ();
+    assert_int_equal (setitimer (ITIMER_REAL, &in_100_ms, NULL), 0);
+    assert_null (zq_queue_recv (consumer, DEADLINE_MS));
+    assert_int_equal (errno, EINTR);
+    assert_true (now_ms () - start < DEADLINE_MS / 2);
+
+    //  A producer with no consumer has no room (ZMQ_IMMEDIATE).
+    char lonely_spec[300];
+    int dead_fd = -1;
+    if (strcmp (transport, "tcp") == 0)
+        dead_fd = dead_tcp_spec (lonely_spec, sizeof lonely_spec);
+    else {
+        bind_spec ("ipc", lonely_spec, sizeof lonely_spec);
+        lonely_spec[0] = '>';
+    }
+    zq_queue_t *lonely = zq_queue_new ("pipeline", ZQ_PRODUCER, lonely_spec, NULL);
+    assert_non_null (lonely);
+    zq_msg_t *msg = numbered ("x", 0);
+    start = now_ms ();
+    assert_int_equal (setitimer (ITIMER_REAL, &in_100_ms, NULL), 0);
+    assert_int_equal (zq_queue_send (lonely, &msg, DEADLINE_MS), -1);
+    assert_int_equal (errno, EINTR);
+    assert_non_null (msg);
+    assert_true (now_ms () - start < DEADLINE_MS / 2);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&lonely);
+    if (dead_fd >= 0)
+        close (dead_fd);
+    zq_queue_destroy (&consumer);
+    assert_int_equal (sigaction (SIGALRM, &before, NULL), 0);
+}
+
 static void
 test_close_report (void **state)
 {
@@ -545,6 +651,8 @@ main (void)
         FOR_EACH_TRANSPORT (test_fan_in),
         FOR_EACH_TRANSPORT (test_high_water_mark),
         FOR_EACH_TRANSPORT (test_garbage_is_counted),
+        FOR_EACH_TRANSPORT (test_deadline_while_garbage_flows),
+        FOR_EACH_TRANSPORT (test_signal_ends_wait),
         FOR_EACH_TRANSPORT (test_close_report),
         FOR_EACH_TRANSPORT (test_epoll_edge_triggered),
         FOR_EACH_TRANSPORT (test_zloop),
