@@ -133,33 +133,35 @@ grep -q "fsync always" "$work/main.err" || fail "the default fsync policy is not
 expect_fail 3 "" --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
 grep -qi "busy\|in use\|locked" "$work/err" || fail "second zqd: unclear refusal: $(cat "$work/err")"
 
-if zq help put > /dev/null 2>&1; then
-    for number in 1 2 3 4 5; do
-        zq put "$endpoint" orders "{\"order\":$number}" 2> "$work/err" \
-            || fail "zq put $number: $(cat "$work/err")"
-    done
-    zq stat "$admin" orders > "$work/stat" 2> "$work/err" || fail "zq stat: $(cat "$work/err")"
-    grep -q '"depth":5' "$work/stat" || fail "stat after 5 puts: $(cat "$work/stat")"
-    zq ls "$admin" > "$work/ls" || fail "zq ls"
-    grep -q "^orders queue$" "$work/ls" || fail "ls: $(cat "$work/ls")"
-    zq peek "$admin" orders -n 2 > "$work/peek" || fail "zq peek"
-    printf '{"order":1}\n{"order":2}\n' | cmp -s - "$work/peek" || fail "peek: $(cat "$work/peek")"
-    #  SIGTERM, restart: every confirmed message is there.
-    stop
-    start again --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
-    zq get "$endpoint" orders -n 3 --timeout 10000 > "$work/got" 2> "$work/err" \
-        || fail "zq get after restart: $(cat "$work/err")"
-    printf '{"order":1}\n{"order":2}\n{"order":3}\n' | cmp -s - "$work/got" \
-        || fail "get after restart: $(cat "$work/got")"
-    zq purge "$admin" orders > "$work/purge" || fail "zq purge"
-    grep -q "^purged 2 messages$" "$work/purge" || fail "purge: $(cat "$work/purge")"
-    zq stat "$admin" > "$work/stat" || fail "zq stat (all)"
-    grep -q "^QUEUE " "$work/stat" || fail "stat table: $(cat "$work/stat")"
-    grep -Eq "^orders +queue +0 " "$work/stat" || fail "orders not drained: $(cat "$work/stat")"
-fi
+#  put, stat, ls, peek; SIGTERM and restart; get, purge.
+for number in 1 2 3 4 5; do
+    zq put "$endpoint" orders "{\"order\":$number}" 2> "$work/err" \
+        || fail "zq put $number: $(cat "$work/err")"
+done
+zq stat "$admin" orders > "$work/stat" 2> "$work/err" || fail "zq stat: $(cat "$work/err")"
+grep -q '"depth":5' "$work/stat" || fail "stat after 5 puts: $(cat "$work/stat")"
+zq ls "$admin" > "$work/ls" || fail "zq ls"
+grep -q "^orders queue$" "$work/ls" || fail "ls: $(cat "$work/ls")"
+zq peek "$admin" orders -n 2 > "$work/peek" || fail "zq peek"
+printf '{"order":1}\n{"order":2}\n' | cmp -s - "$work/peek" || fail "peek: $(cat "$work/peek")"
+#  SIGTERM, restart: every confirmed message is there.
+stop
+start again --bind "tcp://127.0.0.1:*" --admin "tcp://127.0.0.1:*" --spool "$spool"
+zq get "$endpoint" orders -n 3 --timeout 10000 > "$work/got" 2> "$work/err" \
+    || fail "zq get after restart: $(cat "$work/err")"
+printf '{"order":1}\n{"order":2}\n{"order":3}\n' | cmp -s - "$work/got" \
+    || fail "get after restart: $(cat "$work/got")"
+zq purge "$admin" orders > "$work/purge" || fail "zq purge"
+grep -q "^purged 2 messages$" "$work/purge" || fail "purge: $(cat "$work/purge")"
+zq stat "$admin" > "$work/stat" || fail "zq stat (all)"
+grep -q "^QUEUE " "$work/stat" || fail "stat table: $(cat "$work/stat")"
+grep -Eq "^orders +queue +0 " "$work/stat" || fail "orders not drained: $(cat "$work/stat")"
 #  ---- 1,000 concurrent connections, garbage and half-open connections ------
 client="$builddir/tests/zqd_client"
-if [ -x "$client" ] && [ -z "${ZQ_VALGRIND:-}" ]; then
+[ -x "$client" ] || fail "$client is not built"
+#  (Under make memcheck, the 1,000-connection flood is left out: valgrind
+#  runs zqd itself and would need minutes for it.)
+if [ -z "${ZQ_VALGRIND:-}" ]; then
     port=${endpoint##*:}
     python=${ZQ_PYTHON:-/usr/bin/python3}
     #  100 raw TCP connections that say nothing and 100 that send junk,

@@ -124,20 +124,19 @@ else
     fail "zqd printed no endpoints for stream feed: $(cat "$work/zqd.out")"
 fi
 
-if zq help put > /dev/null 2>&1; then
-    zq put --timeout 300 "$endpoint" orders '{"plain":1}' 2> /dev/null \
-        && fail "a plaintext put was confirmed"
-    zq put --timeout 300 $stranger "$endpoint" orders '{"stranger":1}' 2> /dev/null \
-        && fail "a put from a client not allowed was confirmed"
-    zq put $curve "$endpoint" orders '{"order":1}' 2> "$work/put.err" \
-        || fail "CURVE put: $(cat "$work/put.err")"
-    zq get $curve -n 1 --timeout 10000 "$endpoint" orders > "$work/got" 2> "$work/get.err" \
-        || fail "CURVE get: $(cat "$work/get.err")"
-    [ "$(cat "$work/got")" = '{"order":1}' ] || fail "got $(cat "$work/got")"
-    zq get --timeout 300 "$endpoint" orders > "$work/plain-got" 2> /dev/null
-    [ -s "$work/plain-got" ] && fail "a plaintext get received $(cat "$work/plain-got")"
-    rm -f "$work/put.err" "$work/get.err"
-fi
+#  put and get over CURVE; plaintext and unknown clients are refused.
+zq put --timeout 300 "$endpoint" orders '{"plain":1}' 2> /dev/null \
+    && fail "a plaintext put was confirmed"
+zq put --timeout 300 $stranger "$endpoint" orders '{"stranger":1}' 2> /dev/null \
+    && fail "a put from a client not allowed was confirmed"
+zq put $curve "$endpoint" orders '{"order":1}' 2> "$work/put.err" \
+    || fail "CURVE put: $(cat "$work/put.err")"
+zq get $curve -n 1 --timeout 10000 "$endpoint" orders > "$work/got" 2> "$work/get.err" \
+    || fail "CURVE get: $(cat "$work/get.err")"
+[ "$(cat "$work/got")" = '{"order":1}' ] || fail "got $(cat "$work/got")"
+zq get --timeout 300 "$endpoint" orders > "$work/plain-got" 2> /dev/null
+[ -s "$work/plain-got" ] && fail "a plaintext get received $(cat "$work/plain-got")"
+rm -f "$work/put.err" "$work/get.err"
 
 kill -TERM "$pid"
 tries=0
