@@ -44,6 +44,11 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_SIZE, 's', "size", "BYTES", "payload bytes per message (default 100)"},
     {ZQ_OPT_TRANSPORT, 0, "transport", "NAME", "tcp (default), ipc or inproc"},
     {ZQ_OPT_ROUNDS, 0, "rounds", "N", "alternating raw/zq rounds, median reported (default 3)"},
+    {ZQ_OPT_PRODUCERS, 0, "producers", "N",
+     "concurrent producers (spool: threads; device: processes)"},
+    {ZQ_OPT_DIR, 0, "dir", "DIR",
+     "where spools and test files go (default $TMPDIR, else /var/tmp)"},
+    {ZQ_OPT_BACKLOG, 0, "backlog", "N", "also measure memory and restart with N messages stored"},
 };
 #define S_OPTION_COUNT (sizeof s_options / sizeof s_options[0])
 
@@ -113,9 +118,10 @@ static const s_command_t s_commands[] = {
      "none arrives for --timeout MS (default: serve forever).\n"},
     {"bench", zq_cli_bench,
      S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_SIZE) | S_BIT (ZQ_OPT_TRANSPORT) |
-         S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION),
-     1, 1, "pipeline|rpc",
-     "measure zq against plain libzmq in the same run; prints key=value pairs",
+         S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION) | S_BIT (ZQ_OPT_PRODUCERS) |
+         S_BIT (ZQ_OPT_DIR) | S_BIT (ZQ_OPT_BACKLOG),
+     1, 1, "pipeline|rpc|spool|reliable|device",
+     "measure zq (against plain libzmq, or the disk's own fsync); prints key=value pairs",
      "pipeline: PUSH/PULL throughput, sender and receiver in separate processes\n"
      "  (threads over inproc), timed from the first send to the last receive,\n"
      "  after an untimed warm-up.\n"
@@ -129,7 +135,42 @@ static const s_command_t s_commands[] = {
      "figure is the median over the rounds. Both sides use the same high-water\n"
      "marks (sndhwm, rcvhwm: -o changes them for both), body size and transport.\n"
      "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
-     "msgpack bin body in its envelope. Progress goes to stderr.\n"},
+     "msgpack bin body in its envelope. Progress goes to stderr.\n"
+     "\n"
+     "Durability (fsync always, spools in a new directory under --dir, removed\n"
+     "after; --rounds rounds, median reported, each round's figures on stderr):\n"
+     "spool: P producer threads (--producers, default 4) append batches of 1000\n"
+     "  and wait for each to be durable; one producer appends one message at a\n"
+     "  time and waits (confirm); the disk's own write + fdatasync of SIZE bytes\n"
+     "  in the same directory, alternating with it. Prints:\n"
+     "  spool append size= producers= fsync=always count= msgs_per_s= fsyncs_per_s=\n"
+     "    records_per_fsync=\n"
+     "  spool confirm size= count= p50_us= p99_us= fsync_p50_us= fsync_p99_us=\n"
+     "    over_fsync_us= ratio=   (ratio = confirm p50 / fsync p50)\n"
+     "  --backlog N: spool backlog size= messages= append_msgs_per_s= max_rss_kib=\n"
+     "    reopen_ms= reopen_rss_kib= disk_mib=\n"
+     "  Default count 1000000 (confirm: at most 10000).\n"
+     "reliable: server, producer and consumer in three processes: end to end\n"
+     "  put -> deliver -> ack with a window of max_in_flight posts; then one\n"
+     "  producer sending one message at a time (zq_queue_send waits for the\n"
+     "  confirm) beside the disk's fsync. Prints:\n"
+     "  reliable e2e TRANSPORT size= count= fsync=always window= put_msgs_per_s=\n"
+     "    e2e_msgs_per_s=\n"
+     "  reliable confirm TRANSPORT size= count= p50_us= p99_us= fsync_p50_us=\n"
+     "    fsync_p99_us= over_fsync_us= ratio=\n"
+     "  Default count 200000 (confirm: at most 10000).\n"
+     "device: starts zqd (beside zq, or $ZQ_ZQD) on loopback with a new spool;\n"
+     "  P producer processes (default 2) put while no consumer runs, one\n"
+     "  consumer drains the backlog, then producers and a consumer run at once:\n"
+     "  device put TRANSPORT size= producers= count= fsync=always msgs_per_s=\n"
+     "  device drain TRANSPORT size= count= msgs_per_s=\n"
+     "  device e2e TRANSPORT size= producers= count= msgs_per_s=\n"
+     "  --backlog N: puts N, stops zqd with SIGTERM, starts it again and times\n"
+     "  it until it answers an admin STAT:\n"
+     "  device restart size= backlog= stop_s= restart_s= rss_kib= hwm_kib=\n"
+     "    restart_rss_kib= restart_hwm_kib=\n"
+     "  Default count 200000.\n"
+     "Every run is bounded (30 minutes in all; a stalled side gives up after 10 s).\n"},
     {"put", zq_cli_put, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 3, 3, "ENDPOINTS QUEUE BODY|-",
      "put messages into QUEUE and wait until stored (reliable producer; connects)",
      "Puts BODY (one JSON document; COUNT times with -n) into QUEUE at a reliable\n"
@@ -409,6 +450,21 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
             if (s_parse_uint (value, 1, 1000, &number))
                 return zq_cli_usage_error (cli, "--rounds wants 1 to 1000");
             cli->rounds = (int)number;
+            return 0;
+        case ZQ_OPT_PRODUCERS:
+            if (s_parse_uint (value, 1, 64, &number))
+                return zq_cli_usage_error (cli, "--producers wants 1 to 64");
+            cli->producers = (int)number;
+            return 0;
+        case ZQ_OPT_DIR:
+            if (!*value)
+                return zq_cli_usage_error (cli, "--dir wants a directory");
+            cli->dir = value;
+            return 0;
+        case ZQ_OPT_BACKLOG:
+            if (s_parse_uint (value, 1, UINT64_C (1000000000), &number))
+                return zq_cli_usage_error (cli, "--backlog wants 1 to 1000000000 messages");
+            cli->backlog = number;
             return 0;
         case ZQ_OPT_MAX:
             break;

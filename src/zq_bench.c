@@ -15,8 +15,13 @@
     process never creates a ZeroMQ context, so forking stays safe, and it
     stops any side that overruns its deadline.
 
+    The durability benchmarks (spool, reliable, device) compare zq with
+    the disk's own fdatasync instead, and run each part in a forked
+    process of its own too (zq_bench_spawn).
+
     This file holds the dispatch and what the benchmarks share;
-    src/zq_bench_pipeline.c and src/zq_bench_rpc.c hold the benchmarks.
+    src/zq_bench_pipeline.c, src/zq_bench_rpc.c, src/zq_bench_spool.c,
+    src/zq_bench_reliable.c and src/zq_bench_device.c hold the benchmarks.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -28,18 +33,24 @@
 #include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 //  A run that takes longer than this is stopped and reported as failed.
 #define S_RUN_DEADLINE_MS (300 * 1000)
+//  A whole durability benchmark must be done within this.
+#define S_BENCH_DEADLINE_MS (1800 * 1000)
 
 static char s_ipc_dir[256];
 static unsigned s_endpoint_sequence;
 static void *s_raw_context;
 static pid_t s_bench_pid;
+static int64_t s_bench_deadline_ns;
 
 int64_t
 zq_bench_now_ns (void)
@@ -300,17 +311,22 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
                 zsys_init ();
             else
                 zq_bench_raw_context ();
-            s_thread_t thread = {run, binder, {0, 0, 0, 0, 0}};
+            s_thread_t thread;
+            memset (&thread, 0, sizeof thread);
+            thread.run = run;
+            thread.side = binder;
             pthread_t binder_thread;
             if (pthread_create (&binder_thread, NULL, s_side_thread, &thread))
                 _exit (1);
-            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            zq_bench_result_t result;
+            memset (&result, 0, sizeof result);
             connector (run, &result);
             pthread_join (binder_thread, NULL);
             s_report (connector_pipe[1], &result);
             s_report (binder_pipe[1], &thread.result);
         } else {
-            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            zq_bench_result_t result;
+            memset (&result, 0, sizeof result);
             binder (run, &result);
             s_report (binder_pipe[1], &result);
         }
@@ -325,7 +341,8 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
         children[1] = fork ();
         if (children[1] == 0) {
             run->endpoint_fd = -1;
-            zq_bench_result_t result = {0, 0, 0, 0, 0};
+            zq_bench_result_t result;
+            memset (&result, 0, sizeof result);
             connector (run, &result);
             s_report (connector_pipe[1], &result);
             exit (0);
@@ -363,14 +380,220 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     return 0;
 }
 
+//  ---- Processes of the durability benchmarks -------------------------------
+
+int
+zq_bench_spawn (zq_bench_child_t *child, zq_bench_child_fn *fn, zq_cli_t *cli, void *arg)
+{
+    child->pid = -1;
+    child->result_fd = -1;
+    int result_pipe[2];
+    if (pipe (result_pipe))
+        return -1;
+    fflush (stdout);
+    fflush (stderr);
+    pid_t pid = fork ();
+    if (pid < 0) {
+        int saved = errno;
+        close (result_pipe[0]);
+        close (result_pipe[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid == 0) {
+        close (result_pipe[0]);
+        zq_bench_result_t result;
+        memset (&result, 0, sizeof result);
+        fn (cli, arg, &result);
+        result.max_rss_kib = zq_bench_max_rss_kib ();
+        s_report (result_pipe[1], &result);
+        exit (0);
+    }
+    close (result_pipe[1]);
+    child->pid = pid;
+    child->result_fd = result_pipe[0];
+    return 0;
+}
+
+void
+zq_bench_kill (zq_bench_child_t *child)
+{
+    if (child->pid > 0) {
+        kill (child->pid, SIGKILL);
+        while (waitpid (child->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    child->pid = -1;
+    if (child->result_fd >= 0)
+        close (child->result_fd);
+    child->result_fd = -1;
+}
+
+int
+zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_t *result)
+{
+    memset (result, 0, sizeof *result);
+    if (child->pid <= 0 || child->result_fd < 0) {
+        result->errnum = EINVAL;
+        return -1;
+    }
+    if (deadline_ns > zq_bench_deadline_ns ())
+        deadline_ns = zq_bench_deadline_ns ();
+    int rc = s_read_result (child->result_fd, deadline_ns, result);
+    if (rc) {
+        //  Timed out, interrupted, or the child died without a report.
+        bool timed_out = zq_bench_now_ns () >= deadline_ns;
+        zq_bench_kill (child);
+        memset (result, 0, sizeof *result);
+        result->errnum = timed_out ? ETIMEDOUT : zq_cli_interrupted ? EINTR : EPIPE;
+        return -1;
+    }
+    while (waitpid (child->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    child->pid = -1;
+    close (child->result_fd);
+    child->result_fd = -1;
+    return 0;
+}
+
+int64_t
+zq_bench_deadline_ns (void)
+{
+    if (!s_bench_deadline_ns)
+        s_bench_deadline_ns = zq_bench_now_ns () + (int64_t)S_BENCH_DEADLINE_MS * 1000000;
+    return s_bench_deadline_ns;
+}
+
+static int
+s_compare_int64 (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+void
+zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double *p99_us)
+{
+    *p50_us = *p99_us = 0;
+    if (count == 0)
+        return;
+    qsort (samples_ns, count, sizeof (int64_t), s_compare_int64);
+    size_t p99_index = (size_t)((double)count * 0.99);
+    if (p99_index >= count)
+        p99_index = count - 1;
+    *p50_us = (double)samples_ns[count / 2] / 1000.0;
+    *p99_us = (double)samples_ns[p99_index] / 1000.0;
+}
+
+int
+zq_bench_fsync_latency (const char *dir, size_t size, uint64_t warmup, uint64_t count,
+                        double *p50_us, double *p99_us)
+{
+    char path[1024];
+    snprintf (path, sizeof path, "%s/zq-bench-fsync-XXXXXX", dir);
+    int fd = mkstemp (path);
+    if (fd < 0)
+        return -1;
+    int64_t *samples = (int64_t *)calloc (count ? count : 1, sizeof (int64_t));
+    char *data = (char *)malloc (size ? size : 1);
+    int rc = samples && data ? 0 : -1;
+    if (rc)
+        errno = ENOMEM;
+    else
+        memset (data, 'f', size);
+    for (uint64_t i = 0; rc == 0 && i < warmup + count; i++) {
+        int64_t start = zq_bench_now_ns ();
+        if (write (fd, data, size) != (ssize_t)size || fdatasync (fd)) {
+            if (errno == 0)
+                errno = EIO;
+            rc = -1;
+            break;
+        }
+        if (i >= warmup)
+            samples[i - warmup] = zq_bench_now_ns () - start;
+        if (zq_cli_interrupted || zq_bench_now_ns () > zq_bench_deadline_ns ()) {
+            errno = zq_cli_interrupted ? EINTR : ETIMEDOUT;
+            rc = -1;
+        }
+    }
+    int saved = errno;
+    if (rc == 0)
+        zq_bench_percentiles (samples, count, p50_us, p99_us);
+    close (fd);
+    unlink (path);
+    free (samples);
+    free (data);
+    errno = saved;
+    return rc;
+}
+
+int
+zq_bench_mkdtemp (const char *parent, const char *prefix, char *path, size_t size)
+{
+    if ((size_t)snprintf (path, size, "%s/%s-XXXXXX", parent, prefix) >= size) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return mkdtemp (path) ? 0 : -1;
+}
+
+void
+zq_bench_rmtree (const char *dir, int depth)
+{
+    DIR *handle = opendir (dir);
+    if (handle) {
+        struct dirent *entry;
+        while ((entry = readdir (handle))) {
+            if (streq (entry->d_name, ".") || streq (entry->d_name, ".."))
+                continue;
+            char path[1024];
+            snprintf (path, sizeof path, "%s/%s", dir, entry->d_name);
+            struct stat info;
+            if (lstat (path, &info) == 0 && S_ISDIR (info.st_mode)) {
+                if (depth > 0)
+                    zq_bench_rmtree (path, depth - 1);
+            } else
+                unlink (path);
+        }
+        closedir (handle);
+    }
+    rmdir (dir);
+}
+
+const char *
+zq_bench_dir (zq_cli_t *cli)
+{
+    if (cli->dir)
+        return cli->dir;
+    const char *tmp = getenv ("TMPDIR");
+    return tmp && *tmp ? tmp : "/var/tmp";
+}
+
+int64_t
+zq_bench_max_rss_kib (void)
+{
+    struct rusage usage;
+    if (getrusage (RUSAGE_SELF, &usage))
+        return -1;
+    return (int64_t)usage.ru_maxrss;
+}
+
 int
 zq_cli_bench (zq_cli_t *cli)
 {
     s_bench_pid = getpid ();
     atexit (s_cleanup);
+    zq_bench_deadline_ns ();
     if (streq (cli->args[0], "pipeline"))
         return zq_bench_pipeline (cli);
     if (streq (cli->args[0], "rpc"))
         return zq_bench_rpc (cli);
-    return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline or rpc)", cli->args[0]);
+    if (streq (cli->args[0], "spool"))
+        return zq_bench_spool (cli);
+    if (streq (cli->args[0], "reliable"))
+        return zq_bench_reliable (cli);
+    if (streq (cli->args[0], "device"))
+        return zq_bench_device (cli);
+    return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline, rpc, spool, reliable or device)",
+                               cli->args[0]);
 }

@@ -46,6 +46,9 @@ typedef enum {
     ZQ_OPT_SIZE,
     ZQ_OPT_TRANSPORT,
     ZQ_OPT_ROUNDS,
+    ZQ_OPT_PRODUCERS,
+    ZQ_OPT_DIR,
+    ZQ_OPT_BACKLOG,
     ZQ_OPT_NO_ACK,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
@@ -77,6 +80,11 @@ typedef struct {
     size_t size;
     const char *transport;
     int rounds;
+    //  bench spool, reliable, device: --producers N, --dir DIR (where the
+    //  spools go), --backlog N (0: no backlog measurement).
+    int producers;
+    const char *dir;
+    uint64_t backlog;
     //  Positional arguments after the command.
     const char *args[ZQ_CLI_MAX_ARGS];
     size_t arg_count;
@@ -171,6 +179,12 @@ typedef struct {
     int64_t end_ns;   //  binder: clock after its last timed receive
     double p50_us;    //  rpc client: round trip percentiles
     double p99_us;
+    //  Durability benchmarks (spool, reliable, device): what a process
+    //  measured besides its clock readings.
+    uint64_t messages;   //  messages it handled
+    uint64_t fsyncs;     //  fdatasyncs its spool made
+    int64_t max_rss_kib; //  its peak resident set (getrusage)
+    double value;        //  a benchmark's own figure (e.g. a size)
 } zq_bench_result_t;
 
 typedef void(zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
@@ -211,9 +225,67 @@ void *zq_bench_body (size_t size, size_t *body_size_p);
 void zq_bench_progress (zq_cli_t *cli, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
-//  The benchmarks (src/zq_bench_pipeline.c, src/zq_bench_rpc.c).
+//  ---- Processes of the durability benchmarks -------------------------------
+//  bench spool, reliable and device run each part (producer, consumer,
+//  server, a measured spool) in a forked process of its own, which reports
+//  one zq_bench_result_t back through a pipe; this process never creates a
+//  ZeroMQ context. Every wait has a deadline; a child that misses it is
+//  killed.
+
+typedef void(zq_bench_child_fn) (zq_cli_t *cli, void *arg, zq_bench_result_t *result);
+
+typedef struct {
+    pid_t pid;      //  -1 once reaped
+    int result_fd;  //  read end of the child's result pipe
+} zq_bench_child_t;
+
+//  Forks a process that runs fn (cli, arg, &result), reports the result
+//  and exits. Returns 0, or -1 with errno (child->pid is then -1).
+int zq_bench_spawn (zq_bench_child_t *child, zq_bench_child_fn *fn, zq_cli_t *cli, void *arg);
+
+//  Reads the child's result before deadline_ns and reaps it; a child that
+//  does not report in time is killed. Returns 0, or -1 (result->errnum is
+//  then ETIMEDOUT, or EPIPE if the child ended without a report).
+int zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_t *result);
+
+//  Kills (SIGKILL) and reaps a child that is still running.
+void zq_bench_kill (zq_bench_child_t *child);
+
+//  The deadline (zq_bench_now_ns clock) by which a whole durability
+//  benchmark must be done; every wait is bounded by it.
+int64_t zq_bench_deadline_ns (void);
+
+//  Latency percentiles: sorts count samples (ns) and stores p50 and p99 in
+//  microseconds.
+void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double *p99_us);
+
+//  The disk's own cost: count times (after warmup untimed ones), writes
+//  size bytes at the end of a new file in dir and fdatasyncs it; stores
+//  p50 and p99 in microseconds. Removes the file. Returns 0 or -1 (errno).
+int zq_bench_fsync_latency (const char *dir, size_t size, uint64_t warmup, uint64_t count,
+                            double *p50_us, double *p99_us);
+
+//  Makes a new empty directory under parent named PREFIX-XXXXXX into path.
+//  Returns 0 or -1 with errno.
+int zq_bench_mkdtemp (const char *parent, const char *prefix, char *path, size_t size);
+
+//  Removes dir and everything in it, down to depth levels of directories.
+void zq_bench_rmtree (const char *dir, int depth);
+
+//  The directory the durability benchmarks write in: --dir, else TMPDIR,
+//  else /var/tmp.
+const char *zq_bench_dir (zq_cli_t *cli);
+
+//  This process's peak resident set in KiB (getrusage ru_maxrss).
+int64_t zq_bench_max_rss_kib (void);
+
+//  The benchmarks (src/zq_bench_pipeline.c, src/zq_bench_rpc.c,
+//  src/zq_bench_spool.c, src/zq_bench_reliable.c, src/zq_bench_device.c).
 int zq_bench_pipeline (zq_cli_t *cli);
 int zq_bench_rpc (zq_cli_t *cli);
+int zq_bench_spool (zq_cli_t *cli);
+int zq_bench_reliable (zq_cli_t *cli);
+int zq_bench_device (zq_cli_t *cli);
 
 //  ---- Commands (each returns an exit code) -------------------------------
 

@@ -281,5 +281,44 @@ grep -q "round 1/1" "$work/err" || fail "bench shows no progress on stderr"
 zq bench frob > "$work/out" 2> "$work/err"
 expect_status 1 $? "unknown benchmark"
 
+#  ---- durability benches: tiny counts, one round, spools under $work ------
+#  bench_line NAME REGEX: the output has a line matching REGEX whose numeric
+#  values are all positive (over_fsync_us may be negative).
+bench_line () {
+    line=$(grep -x "$2" "$work/out") || fail "bench $1: no line matching '$2' in: $(cat "$work/out")"
+    for pair in $line; do
+        case $pair in
+            over_fsync_us=*) ;;   # may be negative: confirm below fsync in noise
+            *=[0-9]*)
+                value=${pair#*=}
+                awk -v v="$value" 'BEGIN { exit !(v + 0 > 0) }' \
+                    || fail "bench $1: $pair is not a positive number in: $line" ;;
+        esac
+    done
+}
+zq bench spool -n 200 --producers 2 --rounds 1 --backlog 5000 --dir "$work" \
+    > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench spool"
+bench_line spool 'spool append size=100 producers=2 fsync=always count=200 msgs_per_s=[0-9]* fsyncs_per_s=[0-9]* records_per_fsync=[0-9.]*'
+bench_line spool 'spool confirm size=100 count=200 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
+bench_line spool 'spool backlog size=100 messages=5000 append_msgs_per_s=[0-9]* max_rss_kib=[0-9]* reopen_ms=[0-9.]* reopen_rss_kib=[0-9]* disk_mib=[0-9]*'
+grep -q "round 1/1" "$work/err" || fail "bench spool shows no progress on stderr"
+zq bench reliable -n 300 --rounds 1 --dir "$work" > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench reliable"
+bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]*'
+bench_line reliable 'reliable confirm tcp size=100 count=300 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
+ZQ_ZQD="$builddir/src/zqd" zq bench device -n 2000 --rounds 1 --backlog 3000 --dir "$work" \
+    > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench device"
+bench_line device 'device put tcp size=100 producers=2 count=2000 fsync=always msgs_per_s=[0-9]*'
+bench_line device 'device drain tcp size=100 count=4000 msgs_per_s=[0-9]*'
+bench_line device 'device e2e tcp size=100 producers=2 count=2000 msgs_per_s=[0-9]*'
+bench_line device 'device restart size=100 backlog=5000 put_msgs_per_s=[0-9]* stop_s=[0-9.]* restart_s=[0-9.]* rss_kib=[0-9]* hwm_kib=[0-9]* restart_rss_kib=[0-9]* restart_hwm_kib=[0-9]*'
+#  Every spool and file a bench made is gone.
+leftover=$(find "$work" -name 'zq-bench-*' | head -n 1)
+[ -z "$leftover" ] || fail "bench left $leftover behind"
+zq bench reliable --transport inproc > "$work/out" 2> "$work/err"
+expect_status 1 $? "bench reliable over inproc"
+
 echo "test_cli: PASS"
 exit 0

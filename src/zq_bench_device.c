@@ -1,0 +1,729 @@
+/*  =========================================================================
+    zq_bench_device - zq bench device: zqd, started by the benchmark on
+    loopback with a spool in a new directory under --dir and fsync=always,
+    between producer and consumer processes of the reliable pattern.
+
+    Each round starts a zqd of its own, then:
+      - put: P producer processes (--producers) each post their share of
+        count messages to queue "bench" while no consumer runs (a window of
+        max_in_flight unconfirmed posts each, after a confirmed warm-up);
+        all start together; timed from the first start to the last confirm;
+      - drain: one consumer takes and acks that whole backlog; timed from
+        its start to its last ack;
+      - e2e: a consumer subscribes and takes the producers' warm-up
+        messages, then the producers put count messages while it takes and
+        acks them; timed from the first producer's start to the last ack.
+    With --backlog N, a last zqd gets N messages put into it; then zqd gets
+    SIGTERM (stop_s: until it exited) and is started again on the same
+    spool; restart_s runs from starting it until it answers an admin STAT
+    (which must show the N messages). Its memory comes from
+    /proc/PID/status (VmRSS, VmHWM) at that backlog, before the stop and
+    after the restart.
+
+    zqd is the one beside this zq (or ZQ_ZQD names it).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_cli.h"
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  A side waiting this long for a message, a confirm or room gives up.
+#define S_STALL_MS 10000
+//  zqd must start (and stop) within this.
+#define S_ZQD_MS 60000
+//  Untimed messages each producer puts first.
+#define S_WARMUP 1000
+#define S_QUEUE  "bench"
+
+typedef struct {
+    pid_t pid;
+    char dir[1024];      //  the run's directory (spool, log)
+    char endpoint[1100]; //  device/bind, resolved
+    char admin[1100];    //  device/admin, resolved
+} s_zqd_t;
+
+typedef struct {
+    char endpoint[1100];
+    char admin[1100];
+    const void *body;
+    size_t body_size;
+    int index; //  producer's number, from 0
+    int producers;
+    uint64_t warmup;     //  producer: its untimed messages; consumer: all of them
+    uint64_t count;      //  producer: its timed messages; consumer: what it takes
+    bool progress;       //  producer 0 reports progress on stderr
+    bool wait_empty;     //  prober: until depth is 0, not just an answer
+    uint64_t want_depth; //  prober: the depth it must see (restart)
+    int ready_pipe[2];   //  producers -> bench: warm-up confirmed
+    int go_pipe[2];      //  bench or consumer -> producers: go
+} s_device_arg_t;
+
+//  ---- zqd --------------------------------------------------------------------
+
+//  Finds zqd: $ZQ_ZQD, else beside this program (in a libtool build tree
+//  the program runs from .libs/, zqd's wrapper is one level up), else PATH.
+static void
+s_zqd_path (char *path, size_t size)
+{
+    const char *given = getenv ("ZQ_ZQD");
+    if (given && *given) {
+        snprintf (path, size, "%s", given);
+        return;
+    }
+    char self[PATH_MAX];
+    ssize_t length = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (length > 0) {
+        self[length] = '\0';
+        char *slash = strrchr (self, '/');
+        if (slash) {
+            *slash = '\0';
+            size_t dir_length = strlen (self);
+            if (dir_length >= 6 && streq (self + dir_length - 6, "/.libs")) {
+                self[dir_length - 6] = '\0';
+                snprintf (path, size, "%s/zqd", self);
+                if (access (path, X_OK) == 0)
+                    return;
+                self[dir_length - 6] = '/';
+            }
+            snprintf (path, size, "%s/zqd", self);
+            if (access (path, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf (path, size, "zqd");
+}
+
+//  Starts zqd on the spool in zqd->dir, with admin on admin_bind; fills
+//  the endpoints it prints. Returns 0, or -1 after printing why.
+static int
+s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
+{
+    char zqd_path[PATH_MAX + 8], spool[1100], log[1100];
+    s_zqd_path (zqd_path, sizeof zqd_path);
+    snprintf (spool, sizeof spool, "%s/spool", zqd->dir);
+    snprintf (log, sizeof log, "%s/zqd.log", zqd->dir);
+    int out[2];
+    if (pipe (out)) {
+        zq_cli_error (cli, "pipe: %s", strerror (errno));
+        return -1;
+    }
+    fflush (stdout);
+    fflush (stderr);
+    zqd->pid = fork ();
+    if (zqd->pid == 0) {
+        //  zqd goes with the benchmark if the benchmark dies.
+        prctl (PR_SET_PDEATHSIG, SIGKILL);
+        int log_fd = open (log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (dup2 (out[1], STDOUT_FILENO) < 0 || log_fd < 0 || dup2 (log_fd, STDERR_FILENO) < 0)
+            _exit (127);
+        close (out[0]);
+        close (out[1]);
+        close (log_fd);
+        execlp (zqd_path, zqd_path, "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind, "--spool",
+                spool, "--fsync", "always", (char *)NULL);
+        _exit (127);
+    }
+    close (out[1]);
+    if (zqd->pid < 0) {
+        zq_cli_error (cli, "fork: %s", strerror (errno));
+        close (out[0]);
+        return -1;
+    }
+    //  zqd prints "zqd: listening on ..." and "zqd: admin on ..." once
+    //  its spools are recovered and its endpoints bound.
+    *zqd->endpoint = *zqd->admin = '\0';
+    char line[1024];
+    size_t have = 0;
+    int64_t deadline = zq_bench_now_ns () + (int64_t)S_ZQD_MS * 1000000;
+    while ((!*zqd->endpoint || !*zqd->admin) && have + 1 < sizeof line) {
+        int left_ms = (int)((deadline - zq_bench_now_ns ()) / 1000000);
+        struct pollfd item = {out[0], POLLIN, 0};
+        if (left_ms <= 0 || poll (&item, 1, left_ms) <= 0 || read (out[0], line + have, 1) != 1)
+            break;
+        if (line[have] != '\n') {
+            have++;
+            continue;
+        }
+        line[have] = '\0';
+        have = 0;
+        const char *listening = "zqd: listening on ", *admin = "zqd: admin on ";
+        if (strncmp (line, listening, strlen (listening)) == 0)
+            snprintf (zqd->endpoint, sizeof zqd->endpoint, "%s", line + strlen (listening));
+        else if (strncmp (line, admin, strlen (admin)) == 0)
+            snprintf (zqd->admin, sizeof zqd->admin, "%s", line + strlen (admin));
+    }
+    close (out[0]); //  zqd prints nothing more on stdout
+    if (!*zqd->endpoint || !*zqd->admin) {
+        zq_cli_error (cli, "%s did not start (see %s)", zqd_path, log);
+        kill (zqd->pid, SIGKILL);
+        while (waitpid (zqd->pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        zqd->pid = -1;
+        return -1;
+    }
+    return 0;
+}
+
+//  Stops zqd with SIGTERM and waits for it (SIGKILL past S_ZQD_MS).
+//  Returns 0 if it stopped cleanly, else -1.
+static int
+s_zqd_stop (s_zqd_t *zqd)
+{
+    if (zqd->pid <= 0)
+        return 0;
+    kill (zqd->pid, SIGTERM);
+    int status = 0, rc = -1;
+    int64_t deadline = zq_bench_now_ns () + (int64_t)S_ZQD_MS * 1000000;
+    while (zq_bench_now_ns () < deadline) {
+        pid_t done = waitpid (zqd->pid, &status, WNOHANG);
+        if (done == zqd->pid) {
+            rc = WIFEXITED (status) && WEXITSTATUS (status) == 0 ? 0 : -1;
+            break;
+        }
+        struct pollfd none = {-1, 0, 0};
+        poll (&none, 0, 5);
+    }
+    if (rc && waitpid (zqd->pid, &status, WNOHANG) == 0) {
+        kill (zqd->pid, SIGKILL);
+        waitpid (zqd->pid, NULL, 0);
+    }
+    zqd->pid = -1;
+    return rc;
+}
+
+//  Reads a "Name:   N kB" line of /proc/PID/status; -1 if none.
+static int64_t
+s_proc_kib (pid_t pid, const char *name)
+{
+    char path[64], line[256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *file = fopen (path, "r");
+    int64_t value = -1;
+    size_t length = strlen (name);
+    while (file && fgets (line, sizeof line, file))
+        if (strncmp (line, name, length) == 0 && line[length] == ':') {
+            value = strtoll (line + length + 1, NULL, 10);
+            break;
+        }
+    if (file)
+        fclose (file);
+    return value;
+}
+
+//  ---- Producers, consumers, the admin prober ---------------------------------
+
+//  Takes every report until nothing posted is unconfirmed.
+static int
+s_drain_confirms (zq_queue_t *queue)
+{
+    int64_t stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (true) {
+        while (zq_queue_confirmed (queue, id) == 0)
+            stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+        if (errno != EAGAIN)
+            return -1;
+        if (zq_queue_next_timer_ms (queue) < 0)
+            return 0;
+        if (zq_bench_now_ns () > stall) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd item = {zq_queue_fd (queue), POLLIN, 0};
+        poll (&item, 1, 10);
+        if (zq_queue_events (queue) < 0)
+            return -1;
+    }
+}
+
+static int
+s_post (zq_queue_t *queue, s_device_arg_t *arg)
+{
+    zq_msg_t *msg = zq_msg_new (S_QUEUE);
+    if (!msg || zq_msg_set_body (msg, arg->body, arg->body_size) ||
+        zq_queue_post (queue, &msg, S_STALL_MS)) {
+        int saved = errno;
+        zq_msg_destroy (&msg);
+        errno = saved;
+        return -1;
+    }
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (zq_queue_confirmed (queue, id) == 0)
+        ;
+    return errno == EAGAIN ? 0 : -1;
+}
+
+static void
+s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_device_arg_t *arg = (s_device_arg_t *)arg_p;
+    close (arg->ready_pipe[0]);
+    close (arg->go_pipe[1]);
+    char connect[1200];
+    snprintf (connect, sizeof connect, ">%s", arg->endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_PRODUCER, connect, cli->options);
+    if (!queue) {
+        result->errnum = errno;
+        return;
+    }
+    for (uint64_t i = 0; i < arg->warmup; i++)
+        if (s_post (queue, arg)) {
+            result->errnum = errno;
+            break;
+        }
+    char byte = 'r';
+    struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
+    if (!result->errnum &&
+        (s_drain_confirms (queue) || write (arg->ready_pipe[1], &byte, 1) != 1 ||
+         poll (&item, 1, S_STALL_MS * 6) != 1 || read (arg->go_pipe[0], &byte, 1) != 1))
+        result->errnum = errno ? errno : EPIPE;
+    result->start_ns = zq_bench_now_ns ();
+    uint64_t step = arg->count / 10 > 100000 ? arg->count / 10 : arg->count, next_report = step;
+    for (uint64_t i = 0; i < arg->count && !result->errnum; i++) {
+        if (s_post (queue, arg))
+            result->errnum = errno;
+        else if (zq_cli_interrupted)
+            result->errnum = EINTR;
+        if (arg->progress && i + 1 == next_report && i + 1 < arg->count) {
+            zq_bench_progress (cli, "producer 1: %llu of %llu posted", (unsigned long long)(i + 1),
+                               (unsigned long long)arg->count);
+            next_report += step;
+        }
+        if ((i & 1023) == 0 && zq_bench_now_ns () > zq_bench_deadline_ns ())
+            result->errnum = ETIMEDOUT;
+    }
+    if (!result->errnum && s_drain_confirms (queue))
+        result->errnum = errno;
+    result->end_ns = zq_bench_now_ns ();
+    result->messages = arg->count;
+    zq_queue_destroy (&queue);
+}
+
+static void
+s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_device_arg_t *arg = (s_device_arg_t *)arg_p;
+    close (arg->go_pipe[0]);
+    close (arg->ready_pipe[1]);
+    result->start_ns = zq_bench_now_ns ();
+    char connect[1200];
+    snprintf (connect, sizeof connect, ">%s", arg->endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
+    if (!queue || zq_queue_subscribe (queue, S_QUEUE)) {
+        result->errnum = errno;
+        zq_queue_destroy (&queue);
+        return;
+    }
+    for (uint64_t i = 0; i < arg->warmup + arg->count; i++) {
+        if (i == arg->warmup && arg->warmup) {
+            //  Every producer's warm-up arrived: they may go.
+            for (int p = 0; p < arg->producers; p++)
+                if (write (arg->go_pipe[1], "g", 1) != 1)
+                    result->errnum = EPIPE;
+        }
+        zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
+        if (!msg || zq_queue_ack (queue, msg)) {
+            result->errnum = errno;
+            zq_msg_destroy (&msg);
+            break;
+        }
+        zq_msg_destroy (&msg);
+        result->messages++;
+    }
+    result->end_ns = zq_bench_now_ns ();
+    zq_queue_destroy (&queue); //  lingers until the acks are out
+}
+
+//  Asks the admin socket STAT S_QUEUE until it answers (and, with
+//  wait_empty, until the depth is 0); end_ns: when it answered; messages:
+//  the depth.
+static void
+s_prober (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    (void)cli;
+    s_device_arg_t *arg = (s_device_arg_t *)arg_p;
+    result->start_ns = zq_bench_now_ns ();
+    int64_t deadline = result->start_ns + (int64_t)S_ZQD_MS * 1000000;
+    zsock_t *sock = zsock_new (ZMQ_REQ);
+    if (!sock) {
+        result->errnum = errno;
+        return;
+    }
+    zsock_set_reconnect_ivl (sock, 5);
+    zsock_set_req_relaxed (sock, 1);
+    zsock_set_linger (sock, 0);
+    if (zsock_connect (sock, "%s", arg->admin)) {
+        result->errnum = errno ? errno : EINVAL;
+        zsock_destroy (&sock);
+        return;
+    }
+    result->errnum = ETIMEDOUT;
+    while (zq_bench_now_ns () < deadline && !zq_cli_interrupted) {
+        if (zstr_sendx (sock, "STAT", S_QUEUE, NULL)) {
+            result->errnum = errno;
+            break;
+        }
+        zpoller_t *poller = zpoller_new (sock, NULL);
+        void *ready = poller ? zpoller_wait (poller, 1000) : NULL;
+        zpoller_destroy (&poller);
+        if (!ready)
+            continue; //  (req_relaxed: the next send replaces the request)
+        zmsg_t *reply = zmsg_recv (sock);
+        char *status = reply ? zmsg_popstr (reply) : NULL;
+        zframe_t *row = reply ? zmsg_pop (reply) : NULL;
+        zq_msg_t *scratch = zq_msg_new (NULL);
+        uint64_t depth = UINT64_MAX;
+        if (status && streq (status, "OK") && row && scratch &&
+            zq_msg_set_body (scratch, zframe_data (row), zframe_size (row)) == 0)
+            zq_msg_get_uint (scratch, "depth", &depth);
+        zq_msg_destroy (&scratch);
+        zframe_destroy (&row);
+        zstr_free (&status);
+        zmsg_destroy (&reply);
+        if (depth == UINT64_MAX) {
+            result->errnum = ZQ_EPROTO;
+            break;
+        }
+        result->end_ns = zq_bench_now_ns ();
+        result->messages = depth;
+        if (!arg->wait_empty || depth == 0) {
+            result->errnum = 0;
+            break;
+        }
+        struct pollfd none = {-1, 0, 0};
+        poll (&none, 0, 20);
+    }
+    zsock_destroy (&sock);
+}
+
+//  ---- Running them -----------------------------------------------------------
+
+typedef struct {
+    double put_rate, drain_rate, e2e_rate;
+} s_round_t;
+
+//  Runs P producers (put their share of count after warmup each); with
+//  with_consumer, a consumer takes everything and lets them go, else this
+//  process lets them go once all are ready. Stores the rate (count over
+//  first start to last confirm, or to the consumer's last ack).
+static int
+s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, bool progress,
+       double *rate_p)
+{
+    zq_bench_child_t children[65];
+    int spawned = 0, errnum = 0;
+    if (pipe (arg->ready_pipe) || pipe (arg->go_pipe))
+        return -1;
+    zq_bench_child_t consumer = {-1, -1};
+    if (with_consumer) {
+        arg->warmup = (uint64_t)S_WARMUP * (uint64_t)cli->producers;
+        arg->count = count;
+        arg->producers = cli->producers;
+        if (zq_bench_spawn (&consumer, s_consumer, cli, arg))
+            errnum = errno;
+    }
+    for (int i = 0; !errnum && i < cli->producers; i++) {
+        arg->index = i;
+        arg->warmup = S_WARMUP;
+        arg->count = count / (uint64_t)cli->producers +
+                     ((uint64_t)i < count % (uint64_t)cli->producers ? 1 : 0);
+        arg->progress = progress && i == 0;
+        if (zq_bench_spawn (&children[i], s_producer, cli, arg)) {
+            errnum = errno;
+            break;
+        }
+        spawned++;
+    }
+    close (arg->ready_pipe[1]);
+    close (arg->go_pipe[0]);
+    if (!errnum && !with_consumer) {
+        //  Every producer's warm-up confirmed: go, all at once.
+        for (int i = 0; !errnum && i < spawned; i++) {
+            char byte;
+            struct pollfd item = {arg->ready_pipe[0], POLLIN, 0};
+            if (poll (&item, 1, S_STALL_MS * 6) != 1 || read (arg->ready_pipe[0], &byte, 1) != 1)
+                errnum = EPIPE;
+        }
+        for (int i = 0; !errnum && i < spawned; i++)
+            if (write (arg->go_pipe[1], "g", 1) != 1)
+                errnum = EPIPE;
+    }
+    close (arg->go_pipe[1]);
+    int64_t first_start = INT64_MAX, last_end = 0;
+    for (int i = 0; i < spawned; i++) {
+        zq_bench_result_t result;
+        if (errnum)
+            zq_bench_kill (&children[i]);
+        else if (zq_bench_collect (&children[i], zq_bench_deadline_ns (), &result) || result.errnum)
+            errnum = result.errnum;
+        else {
+            first_start = result.start_ns < first_start ? result.start_ns : first_start;
+            last_end = result.end_ns > last_end ? result.end_ns : last_end;
+        }
+    }
+    if (with_consumer) {
+        zq_bench_result_t result;
+        if (errnum)
+            zq_bench_kill (&consumer);
+        else if (zq_bench_collect (&consumer, zq_bench_deadline_ns (), &result) || result.errnum)
+            errnum = result.errnum;
+        else
+            last_end = result.end_ns;
+    }
+    close (arg->ready_pipe[0]);
+    if (errnum) {
+        errno = errnum;
+        return -1;
+    }
+    *rate_p = (double)count * 1e9 / (double)(last_end - first_start);
+    return 0;
+}
+
+//  One consumer takes count messages; stores its rate.
+static int
+s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, double *rate_p)
+{
+    if (pipe (arg->ready_pipe) || pipe (arg->go_pipe))
+        return -1;
+    arg->warmup = 0;
+    arg->count = count;
+    arg->producers = 0;
+    zq_bench_child_t consumer;
+    zq_bench_result_t result;
+    int rc = zq_bench_spawn (&consumer, s_consumer, cli, arg);
+    int errnum = rc ? errno : 0;
+    for (int i = 0; i < 2; i++) {
+        close (arg->ready_pipe[i]);
+        close (arg->go_pipe[i]);
+    }
+    if (rc == 0 &&
+        (zq_bench_collect (&consumer, zq_bench_deadline_ns (), &result) || result.errnum))
+        errnum = result.errnum;
+    if (errnum) {
+        errno = errnum;
+        return -1;
+    }
+    *rate_p = (double)count * 1e9 / (double)(result.end_ns - result.start_ns);
+    return 0;
+}
+
+//  Asks the admin socket (waiting until the queue is empty if wait_empty).
+static int
+s_probe (zq_cli_t *cli, s_device_arg_t *arg, bool wait_empty, zq_bench_result_t *result)
+{
+    arg->wait_empty = wait_empty;
+    zq_bench_child_t prober;
+    if (zq_bench_spawn (&prober, s_prober, cli, arg))
+        return -1;
+    if (zq_bench_collect (&prober, zq_bench_deadline_ns (), result) || result->errnum) {
+        errno = result->errnum;
+        return -1;
+    }
+    return 0;
+}
+
+//  Stops zqd, shows the end of its log, removes its directory.
+static int
+s_fail (zq_cli_t *cli, s_zqd_t *zqd, const char *what)
+{
+    int saved = errno;
+    s_zqd_stop (zqd);
+    if (what)
+        zq_cli_error (cli, "%s failed: %s", what, zq_strerror (saved ? saved : EIO));
+    char path[1100];
+    snprintf (path, sizeof path, "%s/zqd.log", zqd->dir);
+    FILE *log = fopen (path, "r");
+    if (log) {
+        char tail[2048];
+        if (fseek (log, -(long)(sizeof tail - 1), SEEK_END))
+            rewind (log);
+        size_t got = fread (tail, 1, sizeof tail - 1, log);
+        tail[got] = '\0';
+        if (got)
+            fprintf (stderr, "zqd's log ends:\n%s", tail);
+        fclose (log);
+    }
+    zq_bench_rmtree (zqd->dir, 4);
+    if (zq_cli_interrupted)
+        return zq_cli_interrupt_exit ();
+    return ZQ_EXIT_TRANSPORT;
+}
+
+static int
+s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
+{
+    s_zqd_t zqd;
+    memset (&zqd, 0, sizeof zqd);
+    zqd.pid = -1;
+    const char *base = zq_bench_dir (cli);
+    if (zq_bench_mkdtemp (base, "zq-bench-device", zqd.dir, sizeof zqd.dir)) {
+        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+        return ZQ_EXIT_TRANSPORT;
+    }
+    int rc = 0;
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
+        rc = s_fail (cli, &zqd, NULL);
+    else {
+        snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
+        snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+        zq_bench_result_t probe;
+        if (s_put (cli, arg, cli->count, false, false, &round->put_rate))
+            rc = s_fail (cli, &zqd, "put");
+        else if (s_drain (cli, arg, cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers,
+                          &round->drain_rate))
+            rc = s_fail (cli, &zqd, "drain");
+        else if (s_probe (cli, arg, true, &probe))
+            rc = s_fail (cli, &zqd, "waiting for the drained queue to be empty");
+        else if (s_put (cli, arg, cli->count, true, false, &round->e2e_rate))
+            rc = s_fail (cli, &zqd, "e2e");
+        else if (s_zqd_stop (&zqd)) {
+            errno = 0;
+            rc = s_fail (cli, &zqd, "stopping zqd cleanly");
+        }
+    }
+    if (rc == 0)
+        zq_bench_rmtree (zqd.dir, 4);
+    return rc;
+}
+
+//  --backlog: restart time and memory at that backlog.
+static int
+s_restart (zq_cli_t *cli, s_device_arg_t *arg)
+{
+    s_zqd_t zqd;
+    memset (&zqd, 0, sizeof zqd);
+    zqd.pid = -1;
+    const char *base = zq_bench_dir (cli);
+    if (zq_bench_mkdtemp (base, "zq-bench-device", zqd.dir, sizeof zqd.dir)) {
+        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+        return ZQ_EXIT_TRANSPORT;
+    }
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
+        return s_fail (cli, &zqd, NULL);
+    snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
+    snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+    zq_bench_progress (cli, "backlog: %d producers put %llu messages into zqd (spool %s/spool)",
+                       cli->producers, (unsigned long long)cli->backlog, zqd.dir);
+    double put_rate = 0;
+    uint64_t total = cli->backlog + (uint64_t)S_WARMUP * (uint64_t)cli->producers;
+    if (s_put (cli, arg, cli->backlog, false, true, &put_rate))
+        return s_fail (cli, &zqd, "backlog put");
+    int64_t rss_kib = s_proc_kib (zqd.pid, "VmRSS"), hwm_kib = s_proc_kib (zqd.pid, "VmHWM");
+    zq_bench_progress (cli, "backlog: put %.0f msgs/s; zqd VmRSS %lld KiB, VmHWM %lld KiB; SIGTERM",
+                       put_rate, (long long)rss_kib, (long long)hwm_kib);
+    int64_t stop_start = zq_bench_now_ns ();
+    if (s_zqd_stop (&zqd)) {
+        errno = 0;
+        return s_fail (cli, &zqd, "stopping zqd cleanly");
+    }
+    double stop_s = (double)(zq_bench_now_ns () - stop_start) / 1e9;
+    //  Again on the same spool and the same admin endpoint; the prober
+    //  starts at once and asks until zqd answers.
+    char admin[1100];
+    snprintf (admin, sizeof admin, "%s", arg->admin);
+    int64_t restart_start = zq_bench_now_ns ();
+    zq_bench_child_t prober;
+    arg->wait_empty = false;
+    if (zq_bench_spawn (&prober, s_prober, cli, arg))
+        return s_fail (cli, &zqd, "prober");
+    if (s_zqd_start (cli, &zqd, admin)) {
+        zq_bench_kill (&prober);
+        return s_fail (cli, &zqd, NULL);
+    }
+    zq_bench_result_t probe;
+    if (zq_bench_collect (&prober, zq_bench_deadline_ns (), &probe) || probe.errnum) {
+        errno = probe.errnum;
+        return s_fail (cli, &zqd, "STAT after the restart");
+    }
+    double restart_s = (double)(probe.end_ns - restart_start) / 1e9;
+    int64_t restart_rss = s_proc_kib (zqd.pid, "VmRSS"),
+            restart_hwm = s_proc_kib (zqd.pid, "VmHWM");
+    if (probe.messages != total) {
+        zq_cli_error (cli, "after the restart zqd holds %llu messages, not %llu",
+                      (unsigned long long)probe.messages, (unsigned long long)total);
+        return s_fail (cli, &zqd, NULL);
+    }
+    s_zqd_stop (&zqd);
+    zq_bench_rmtree (zqd.dir, 4);
+    printf ("device restart size=%zu backlog=%llu put_msgs_per_s=%.0f stop_s=%.3f restart_s=%.3f "
+            "rss_kib=%lld hwm_kib=%lld restart_rss_kib=%lld restart_hwm_kib=%lld\n",
+            cli->size, (unsigned long long)total, put_rate, stop_s, restart_s, (long long)rss_kib,
+            (long long)hwm_kib, (long long)restart_rss, (long long)restart_hwm);
+    return 0;
+}
+
+int
+zq_bench_device (zq_cli_t *cli)
+{
+    if (!streq (cli->transport, "tcp"))
+        return zq_cli_usage_error (cli, "bench device runs zqd over tcp on loopback");
+    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
+        cli->count = 200000;
+    if (!cli->given[ZQ_OPT_PRODUCERS])
+        cli->producers = 2;
+    int64_t window = 0;
+    zq_options_get_int (cli->options, "max_in_flight", &window);
+    int rounds = cli->rounds;
+    s_device_arg_t arg;
+    memset (&arg, 0, sizeof arg);
+    void *body = zq_bench_body (cli->size, &arg.body_size);
+    arg.body = body;
+    s_round_t *results = (s_round_t *)calloc ((size_t)rounds, sizeof (s_round_t));
+    double *values = (double *)calloc ((size_t)rounds * 3, sizeof (double));
+    if (!body || !results || !values) {
+        zq_cli_error (cli, "%s", strerror (ENOMEM));
+        free (body);
+        free (results);
+        free (values);
+        return ZQ_EXIT_TRANSPORT;
+    }
+    char zqd_path[PATH_MAX + 8];
+    s_zqd_path (zqd_path, sizeof zqd_path);
+    zq_bench_progress (cli,
+                       "size=%zu count=%llu in %s: %d rounds of put (%d producer processes, "
+                       "window %lld each, no consumer), drain (one consumer) and e2e; zqd is %s "
+                       "with fsync always; median reported",
+                       cli->size, (unsigned long long)cli->count, zq_bench_dir (cli), rounds,
+                       cli->producers, (long long)window, zqd_path);
+    int rc = 0;
+    for (int round = 0; rc == 0 && round < rounds; round++) {
+        rc = s_round (cli, &arg, &results[round]);
+        if (rc == 0)
+            zq_bench_progress (cli,
+                               "round %d/%d: put %.0f msgs/s, drain %.0f msgs/s, e2e %.0f "
+                               "msgs/s",
+                               round + 1, rounds, results[round].put_rate,
+                               results[round].drain_rate, results[round].e2e_rate);
+    }
+    if (rc == 0) {
+        for (int round = 0; round < rounds; round++) {
+            values[round] = results[round].put_rate;
+            values[rounds + round] = results[round].drain_rate;
+            values[2 * rounds + round] = results[round].e2e_rate;
+        }
+        printf ("device put tcp size=%zu producers=%d count=%llu fsync=always msgs_per_s=%.0f\n",
+                cli->size, cli->producers, (unsigned long long)cli->count,
+                zq_bench_median (values, rounds));
+        printf ("device drain tcp size=%zu count=%llu msgs_per_s=%.0f\n", cli->size,
+                (unsigned long long)(cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers),
+                zq_bench_median (values + rounds, rounds));
+        printf ("device e2e tcp size=%zu producers=%d count=%llu msgs_per_s=%.0f\n", cli->size,
+                cli->producers, (unsigned long long)cli->count,
+                zq_bench_median (values + 2 * rounds, rounds));
+        fflush (stdout);
+    }
+    if (rc == 0 && cli->backlog)
+        rc = s_restart (cli, &arg);
+    free (body);
+    free (results);
+    free (values);
+    return rc;
+}

@@ -1,0 +1,396 @@
+/*  =========================================================================
+    zq_bench_reliable - zq bench reliable: at-least-once delivery through
+    the reliable pattern with fsync=always, measured against the disk's own
+    fdatasync in the same run and the same directory.
+
+    Three processes per run: the server (ZQ_SERVER with spool_dir in a new
+    directory under --dir, driven by zq_queue_recv), a producer and a
+    consumer, as three services would be.
+      - e2e: the consumer subscribes and takes the warm-up messages, then
+        tells the producer to go; the producer reads the clock and posts
+        count messages (zq_queue_post, at most max_in_flight unconfirmed,
+        taking reports with zq_queue_confirmed), and reads the clock when
+        the last is confirmed (put_msgs_per_s); the consumer acks each
+        message and reads the clock after the last (e2e_msgs_per_s, from
+        the producer's first post).
+      - confirm: no consumer; the producer sends one message at a time
+        with zq_queue_send, which returns once the server confirmed it
+        (stored and fdatasync'ed), and records each call's time.
+      - fsync: the disk's write + fdatasync of SIZE bytes in the same
+        directory, alternating with confirm.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_cli.h"
+#include <poll.h>
+#include <unistd.h>
+
+//  A side waiting this long for a message, a confirm or room gives up.
+#define S_STALL_MS 10000
+//  Most confirm-each and fsync samples per round.
+#define S_LATENCY_MAX 10000
+//  Untimed messages first.
+#define S_WARMUP 1000
+#define S_QUEUE  "bench"
+
+typedef struct {
+    char dir[1024];      //  the run's directory: the server's spools
+    char bind[1100];     //  what the server binds
+    char endpoint[1100]; //  what it bound (resolved), for the others
+    const void *body;    //  the msgpack body of every message
+    size_t body_size;
+    uint64_t warmup;
+    uint64_t count;
+    bool confirm_each;    //  the producer sends one at a time
+    int endpoint_pipe[2]; //  server -> bench: its endpoint
+    int stop_pipe[2];     //  bench -> server: stop (closed)
+    int go_pipe[2];       //  consumer -> producer: warm-up done
+} s_reliable_arg_t;
+
+static bool
+s_readable (int fd)
+{
+    struct pollfd item = {fd, POLLIN, 0};
+    return poll (&item, 1, 0) > 0;
+}
+
+static void
+s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
+    close (arg->endpoint_pipe[0]);
+    close (arg->stop_pipe[1]);
+    close (arg->go_pipe[0]);
+    close (arg->go_pipe[1]);
+    zq_options_t *options = zq_options_dup (cli->options);
+    zq_queue_t *queue = NULL;
+    if (options && zq_options_set (options, "spool_dir", arg->dir) == 0 &&
+        zq_options_set (options, "fsync", "always") == 0)
+        queue = zq_queue_new ("reliable", ZQ_SERVER, arg->bind, options);
+    zq_options_destroy (&options);
+    if (!queue || zq_queue_declare (queue, S_QUEUE)) {
+        result->errnum = errno;
+        zq_queue_destroy (&queue);
+        return;
+    }
+    char line[1200];
+    size_t length = (size_t)snprintf (line, sizeof line, "%s\n", zq_queue_endpoint (queue));
+    if (write (arg->endpoint_pipe[1], line, length) != (ssize_t)length) {
+        result->errnum = EPIPE;
+        zq_queue_destroy (&queue);
+        return;
+    }
+    //  Serve until the bench closes the stop pipe (or goes away).
+    while (!s_readable (arg->stop_pipe[0])) {
+        zq_msg_t *msg = zq_queue_recv (queue, 50);
+        zq_msg_destroy (&msg);
+        if (zq_bench_now_ns () > zq_bench_deadline_ns ()) {
+            result->errnum = ETIMEDOUT;
+            break;
+        }
+    }
+    zq_queue_info_t info;
+    if (zq_queue_info (queue, S_QUEUE, &info) == 0)
+        result->messages = info.put;
+    zq_queue_destroy (&queue);
+}
+
+//  Waits until every posted message is confirmed, taking the reports.
+static int
+s_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p)
+{
+    int64_t stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (true) {
+        while (zq_queue_confirmed (queue, id) == 0)
+            (*confirmed_p)++;
+        if (errno != EAGAIN)
+            return -1;
+        if (zq_queue_next_timer_ms (queue) < 0)
+            return 0;
+        if (zq_bench_now_ns () > stall) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct pollfd item = {zq_queue_fd (queue), POLLIN, 0};
+        poll (&item, 1, 10);
+        if (zq_queue_events (queue) < 0)
+            return -1;
+    }
+}
+
+static void
+s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
+    close (arg->go_pipe[1]);
+    int64_t *samples = NULL;
+    if (arg->confirm_each) {
+        samples = (int64_t *)calloc (arg->count ? arg->count : 1, sizeof (int64_t));
+        if (!samples) {
+            result->errnum = ENOMEM;
+            return;
+        }
+    }
+    char connect[1200];
+    snprintf (connect, sizeof connect, ">%s", arg->endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_PRODUCER, connect, cli->options);
+    if (!queue) {
+        result->errnum = errno;
+        free (samples);
+        return;
+    }
+    uint64_t confirmed = 0;
+    for (uint64_t i = 0; i < arg->warmup + arg->count && !result->errnum; i++) {
+        if (i == arg->warmup && !arg->confirm_each) {
+            //  Every warm-up message confirmed and delivered: go.
+            char go;
+            struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
+            errno = 0;
+            if (s_drain_confirms (queue, &confirmed) || poll (&item, 1, S_STALL_MS) != 1 ||
+                read (arg->go_pipe[0], &go, 1) != 1) {
+                result->errnum = errno ? errno : EPIPE;
+                break;
+            }
+            result->start_ns = zq_bench_now_ns ();
+        }
+        int64_t start = zq_bench_now_ns ();
+        zq_msg_t *msg = zq_msg_new (S_QUEUE);
+        if (!msg || zq_msg_set_body (msg, arg->body, arg->body_size)) {
+            result->errnum = errno;
+            zq_msg_destroy (&msg);
+            break;
+        }
+        int rc = arg->confirm_each ? zq_queue_send (queue, &msg, S_STALL_MS)
+                                   : zq_queue_post (queue, &msg, S_STALL_MS);
+        if (rc) {
+            result->errnum = errno;
+            zq_msg_destroy (&msg);
+            break;
+        }
+        if (arg->confirm_each) {
+            if (i >= arg->warmup)
+                samples[i - arg->warmup] = zq_bench_now_ns () - start;
+        } else {
+            uint8_t id[ZQ_MSG_ID_SIZE];
+            while (zq_queue_confirmed (queue, id) == 0)
+                confirmed++;
+        }
+        if (zq_bench_now_ns () > zq_bench_deadline_ns ())
+            result->errnum = ETIMEDOUT;
+    }
+    if (!result->errnum && !arg->confirm_each && s_drain_confirms (queue, &confirmed))
+        result->errnum = errno;
+    result->end_ns = zq_bench_now_ns ();
+    result->messages = confirmed;
+    if (!result->errnum && arg->confirm_each)
+        zq_bench_percentiles (samples, arg->count, &result->p50_us, &result->p99_us);
+    zq_queue_destroy (&queue);
+    free (samples);
+}
+
+static void
+s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
+    close (arg->go_pipe[0]);
+    char connect[1200];
+    snprintf (connect, sizeof connect, ">%s", arg->endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
+    if (!queue || zq_queue_subscribe (queue, S_QUEUE)) {
+        result->errnum = errno;
+        zq_queue_destroy (&queue);
+        return;
+    }
+    for (uint64_t i = 0; i < arg->warmup + arg->count; i++) {
+        if (i == arg->warmup) {
+            char go = 'g';
+            if (write (arg->go_pipe[1], &go, 1) != 1) {
+                result->errnum = EPIPE;
+                break;
+            }
+        }
+        zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
+        if (!msg || zq_queue_ack (queue, msg)) {
+            result->errnum = errno;
+            zq_msg_destroy (&msg);
+            break;
+        }
+        zq_msg_destroy (&msg);
+        result->messages++;
+    }
+    result->end_ns = zq_bench_now_ns ();
+    zq_queue_destroy (&queue); //  lingers until the acks are out
+}
+
+//  Reads the endpoint line the server writes; -1 if none in time.
+static int
+s_read_line (int fd, char *line, size_t size)
+{
+    size_t have = 0;
+    int64_t deadline = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    while (have + 1 < size) {
+        int left_ms = (int)((deadline - zq_bench_now_ns ()) / 1000000);
+        struct pollfd item = {fd, POLLIN, 0};
+        if (left_ms <= 0 || poll (&item, 1, left_ms) <= 0 || read (fd, line + have, 1) != 1)
+            return -1;
+        if (line[have] == '\n') {
+            line[have] = '\0';
+            return 0;
+        }
+        have++;
+    }
+    return -1;
+}
+
+//  One run: server, producer, and (e2e) consumer. Returns 0 or an exit code.
+static int
+s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
+       zq_bench_result_t *consumer_result)
+{
+    const char *base = zq_bench_dir (cli);
+    if (zq_bench_mkdtemp (base, "zq-bench-reliable", arg->dir, sizeof arg->dir)) {
+        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+        return ZQ_EXIT_TRANSPORT;
+    }
+    if (streq (cli->transport, "ipc"))
+        snprintf (arg->bind, sizeof arg->bind, "@ipc://%s/socket", arg->dir);
+    else
+        snprintf (arg->bind, sizeof arg->bind, "@tcp://127.0.0.1:*");
+    zq_bench_child_t server = {-1, -1}, producer = {-1, -1}, consumer = {-1, -1};
+    zq_bench_result_t server_result;
+    memset (&server_result, 0, sizeof server_result);
+    memset (consumer_result, 0, sizeof *consumer_result);
+    memset (producer_result, 0, sizeof *producer_result);
+    int errnum = 0;
+    if (pipe (arg->endpoint_pipe) || pipe (arg->stop_pipe) || pipe (arg->go_pipe) ||
+        zq_bench_spawn (&server, s_server, cli, arg))
+        errnum = errno;
+    if (!errnum) {
+        close (arg->endpoint_pipe[1]);
+        arg->endpoint_pipe[1] = -1;
+        if (s_read_line (arg->endpoint_pipe[0], arg->endpoint, sizeof arg->endpoint))
+            errnum = EPIPE;
+    }
+    if (!errnum && !arg->confirm_each && zq_bench_spawn (&consumer, s_consumer, cli, arg))
+        errnum = errno;
+    if (!errnum && zq_bench_spawn (&producer, s_producer, cli, arg))
+        errnum = errno;
+    //  Both ends of the go pipe are in the children now.
+    close (arg->go_pipe[0]);
+    close (arg->go_pipe[1]);
+    if (!errnum && zq_bench_collect (&producer, zq_bench_deadline_ns (), producer_result))
+        errnum = producer_result->errnum;
+    if (!errnum && producer_result->errnum)
+        errnum = producer_result->errnum;
+    if (!errnum && !arg->confirm_each &&
+        zq_bench_collect (&consumer, zq_bench_deadline_ns (), consumer_result))
+        errnum = consumer_result->errnum;
+    if (!errnum && consumer_result->errnum)
+        errnum = consumer_result->errnum;
+    zq_bench_kill (&producer);
+    zq_bench_kill (&consumer);
+    //  Stop the server: it syncs and closes its spools.
+    close (arg->stop_pipe[1]);
+    if (server.pid > 0 &&
+        zq_bench_collect (&server, zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000,
+                          &server_result) &&
+        !errnum)
+        errnum = server_result.errnum;
+    close (arg->stop_pipe[0]);
+    if (arg->endpoint_pipe[1] >= 0)
+        close (arg->endpoint_pipe[1]);
+    close (arg->endpoint_pipe[0]);
+    zq_bench_rmtree (arg->dir, 2);
+    if (errnum) {
+        if (zq_cli_interrupted)
+            return zq_cli_interrupt_exit ();
+        zq_cli_error (cli, "%s run failed: %s", arg->confirm_each ? "confirm" : "e2e",
+                      zq_strerror (errnum));
+        return ZQ_EXIT_TRANSPORT;
+    }
+    return 0;
+}
+
+int
+zq_bench_reliable (zq_cli_t *cli)
+{
+    if (streq (cli->transport, "inproc"))
+        return zq_cli_usage_error (cli, "bench reliable runs over tcp or ipc");
+    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
+        cli->count = 200000;
+    uint64_t latency_count = cli->count < S_LATENCY_MAX ? cli->count : S_LATENCY_MAX;
+    int64_t window = 0;
+    zq_options_get_int (cli->options, "max_in_flight", &window);
+    int rounds = cli->rounds;
+    s_reliable_arg_t arg;
+    memset (&arg, 0, sizeof arg);
+    void *body = zq_bench_body (cli->size, &arg.body_size);
+    arg.body = body;
+    double *values = (double *)calloc ((size_t)rounds * 6, sizeof (double));
+    if (!body || !values) {
+        zq_cli_error (cli, "%s", strerror (ENOMEM));
+        free (body);
+        free (values);
+        return ZQ_EXIT_TRANSPORT;
+    }
+    double *put_rate = values, *e2e_rate = values + rounds;
+    double *confirm50 = values + 2 * rounds, *confirm99 = values + 3 * rounds;
+    double *fsync50 = values + 4 * rounds, *fsync99 = values + 5 * rounds;
+    const char *base = zq_bench_dir (cli);
+    zq_bench_progress (cli,
+                       "%s size=%zu in %s: %d rounds of fsync, confirm (%llu sends one at a "
+                       "time) and e2e (%llu posts, window %lld, %d warm-up messages); server, "
+                       "producer and consumer in separate processes; median reported",
+                       cli->transport, cli->size, base, rounds, (unsigned long long)latency_count,
+                       (unsigned long long)cli->count, (long long)window, S_WARMUP);
+    int rc = 0;
+    for (int round = 0; rc == 0 && round < rounds; round++) {
+        if (zq_bench_fsync_latency (base, cli->size, 100, latency_count, &fsync50[round],
+                                    &fsync99[round])) {
+            zq_cli_error (cli, "fsync in %s: %s", base, strerror (errno));
+            rc = errno == EINTR ? zq_cli_interrupt_exit () : ZQ_EXIT_TRANSPORT;
+            break;
+        }
+        zq_bench_result_t producer, consumer;
+        arg.confirm_each = true;
+        arg.warmup = 100;
+        arg.count = latency_count;
+        rc = s_run (cli, &arg, &producer, &consumer);
+        if (rc)
+            break;
+        confirm50[round] = producer.p50_us;
+        confirm99[round] = producer.p99_us;
+        arg.confirm_each = false;
+        arg.warmup = S_WARMUP;
+        arg.count = cli->count;
+        rc = s_run (cli, &arg, &producer, &consumer);
+        if (rc)
+            break;
+        put_rate[round] = (double)cli->count * 1e9 / (double)(producer.end_ns - producer.start_ns);
+        e2e_rate[round] = (double)cli->count * 1e9 / (double)(consumer.end_ns - producer.start_ns);
+        zq_bench_progress (cli,
+                           "round %d/%d: fsync p50 %.1f us p99 %.1f us; confirm p50 %.1f us "
+                           "p99 %.1f us; put %.0f msgs/s, e2e %.0f msgs/s",
+                           round + 1, rounds, fsync50[round], fsync99[round], confirm50[round],
+                           confirm99[round], put_rate[round], e2e_rate[round]);
+    }
+    if (rc == 0) {
+        double f50 = zq_bench_median (fsync50, rounds), f99 = zq_bench_median (fsync99, rounds);
+        double c50 = zq_bench_median (confirm50, rounds), c99 = zq_bench_median (confirm99, rounds);
+        printf ("reliable e2e %s size=%zu count=%llu fsync=always window=%lld put_msgs_per_s=%.0f "
+                "e2e_msgs_per_s=%.0f\n",
+                cli->transport, cli->size, (unsigned long long)cli->count, (long long)window,
+                zq_bench_median (put_rate, rounds), zq_bench_median (e2e_rate, rounds));
+        printf ("reliable confirm %s size=%zu count=%llu p50_us=%.1f p99_us=%.1f "
+                "fsync_p50_us=%.1f fsync_p99_us=%.1f over_fsync_us=%.1f ratio=%.3f\n",
+                cli->transport, cli->size, (unsigned long long)latency_count, c50, c99, f50, f99,
+                c50 - f50, f50 > 0 ? c50 / f50 : 0);
+    }
+    free (body);
+    free (values);
+    return rc;
+}
