@@ -30,7 +30,8 @@
     zq_queue_send, zq_queue_recv and zq_queue_events; the core's waits
     wake for the next deadline (next_timer_ms).
     The client keeps each request until its result is returned (to resend
-    it): one copy per request, plus a copy made for each attempt sent.
+    it) and encodes each attempt from it, without copying the message
+    (a body of ZQ_MSG_ZEROCOPY_MIN bytes or more is copied per attempt).
     ZMQ_IMMEDIATE is off: a server's connection keeps its pipe while it is
     down, so a reply that arrived before the server closed is still read
     (with ZMQ_IMMEDIATE, libzmq drops a connection's unread replies when
@@ -65,6 +66,8 @@
     =========================================================================
 */
 #include "zq_pattern.h"
+//  The hash of a 16-byte id is a few instructions when inlined.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #define S_RPC_VERSION          1
@@ -439,11 +442,40 @@ done:;
     return msg;
 }
 
-//  Sends a request attempt: delimiter, rpc frame, then the envelope of
-//  *copy_p, which it takes on success. Returns 0, or -1 with errno (EAGAIN
-//  if no server can take it now).
+//  Sends the envelope of request as the message's last frame(s), leaving
+//  request as it is. Returns 0, or -1 with errno.
 static int
-s_send_request (s_rpc_t *self, zq_msg_t **copy_p)
+s_send_envelope (void *handle, const zq_msg_t *request)
+{
+    size_t body_size;
+    zq_msg_body (request, &body_size);
+    if (body_size >= ZQ_MSG_ZEROCOPY_MIN) {
+        //  The two-frame form hands the body to libzmq: give it a copy.
+        zq_msg_t *copy = zq_msg_dup (request);
+        if (!copy)
+            return zqi_fail (ENOMEM);
+        int rc = zq_msg_send (&copy, handle, ZMQ_DONTWAIT);
+        int saved_errno = errno;
+        zq_msg_destroy (&copy);
+        errno = saved_errno;
+        return rc;
+    }
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, zqi_msg_wire_size (request)))
+        return zqi_fail (ENOMEM);
+    zqi_msg_wire_write (request, (uint8_t *)zmq_msg_data (&frame));
+    if (zmq_msg_send (&frame, handle, ZMQ_DONTWAIT) == -1) {
+        int saved_errno = errno;
+        zmq_msg_close (&frame);
+        return zqi_fail (saved_errno);
+    }
+    return 0;
+}
+
+//  Sends an attempt of request: delimiter, rpc frame, then its envelope.
+//  Returns 0, or -1 with errno (EAGAIN if no server can take it now).
+static int
+s_send_request (s_rpc_t *self, const zq_msg_t *request)
 {
     static const uint8_t rpc_frame[] = {0x92, S_RPC_VERSION, S_KIND_REQUEST};
     if (zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
@@ -451,7 +483,7 @@ s_send_request (s_rpc_t *self, zq_msg_t **copy_p)
     //  The first frame is out: the rest cannot meet the high-water mark.
     int rc = zmq_send (self->handle, rpc_frame, sizeof rpc_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
-        rc = zq_msg_send (copy_p, self->handle, ZMQ_DONTWAIT);
+        rc = s_send_envelope (self->handle, request);
     if (rc < 0) {
         //  Only ENOMEM gets here: end the message (the server counts it as
         //  malformed) so the socket stays usable.
@@ -470,10 +502,8 @@ s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
 {
     s_entry_t *entry = &self->entries[index];
     zq_msg_set_attempt (entry->request, zq_msg_attempt (entry->request) + 1);
-    zq_msg_t *copy = zq_msg_dup (entry->request);
-    if (copy && s_send_request (self, &copy) == 0)
+    if (s_send_request (self, entry->request) == 0)
         self->ctx->stats->retries++;
-    zq_msg_destroy (&copy);
     entry->attempts++;
     entry->deadline = now + self->request_timeout_ms;
     s_heap_down (self, entry->heap_index);
@@ -526,10 +556,8 @@ s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
     uint32_t index = s_entry_take (self);
     if (index == S_NONE)
         return -1;
-    zq_msg_t *copy = zq_msg_dup (*msg_p);
-    if (!copy || s_send_request (self, &copy)) {
-        int saved_errno = copy ? errno : ENOMEM;
-        zq_msg_destroy (&copy);
+    if (s_send_request (self, *msg_p)) {
+        int saved_errno = errno;
         s_entry_release (self, index);
         return zqi_fail (saved_errno);
     }
