@@ -93,6 +93,9 @@ typedef struct {
 //    visibility_timeout_ms 30000   server: time to ack a delivery before redelivery
 //    max_attempts         10       server: deliveries before dead-lettering (0 = no limit)
 //    prefetch             256      consumer: unacked deliveries held at once
+//    max_deliveries       0        consumer: deliveries taken in all (0 = no limit); the
+//                                  window shrinks as they are settled, so the server
+//                                  never sends more (zq get -n)
 //    dedupe_window_ms     60000    server: PUT ids remembered this long (0 = off)
 //    dedupe_max           262144   server: most ids remembered
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt

@@ -382,9 +382,14 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  messages not yet acked or nacked (over all the consumer's queues);
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
 //  message). Settle each with zq_queue_ack, or zq_queue_nack, or extend
-//  its time with zq_queue_touch. The consumer pings the server every
-//  ping_ivl_ms while it calls zq_queue_recv, and subscribes again when a
-//  restarted server does not know it. zq_queue_send fails with ENOTSUP.
+//  its time with zq_queue_touch. With option max_deliveries the window
+//  shrinks as deliveries are settled: no more than that many come in all.
+//  The consumer pings the server every ping_ivl_ms while it calls
+//  zq_queue_recv, and subscribes again when a restarted server does not
+//  know it. Closing the queue (zq_queue_close or zq_queue_destroy) hands
+//  back at once what it holds unsettled: deliveries still unread go back
+//  with their attempt unchanged, those zq_queue_recv returned with attempt
+//  one higher. zq_queue_send fails with ENOTSUP.
 
 //  Nack delay meaning "the server's backoff": nack_backoff_ms doubled per
 //  attempt, at most nack_backoff_max_ms.

@@ -44,7 +44,8 @@ typedef enum {
     ZQI_R_TOUCH = 9,   //  consumer -> server: [1, 9, ids, extend_ms]
     ZQI_R_PING = 10,   //  any -> any: [1, 10]
     ZQI_R_PONG = 11,   //  server -> client: [1, 11, instance, flags]
-    ZQI_R_ERROR = 12   //  server -> client: [1, 12, code, reason]
+    ZQI_R_ERROR = 12,  //  server -> client: [1, 12, code, reason]
+    ZQI_R_LEAVE = 13   //  consumer -> server: [1, 13] or [1, 13, unseen ids]
 } zqi_r_kind_t;
 
 //  Codes carried by REFUSE and ERROR.
@@ -66,7 +67,7 @@ typedef enum {
 //  A parsed command frame; pointers go into the frame.
 typedef struct {
     uint64_t kind;
-    const uint8_t *ids; //  ids, ZQ_MSG_ID_SIZE bytes each
+    const uint8_t *ids; //  ids, ZQ_MSG_ID_SIZE bytes each (LEAVE: maybe none)
     size_t id_count;
     const char *text; //  queue name (CONSUME, CANCEL) or reason (REFUSE, ERROR)
     uint32_t text_size;

@@ -5,8 +5,13 @@
 
     The server counts the consumer's unsettled deliveries against the
     prefetch the consumer announced in CONSUME, so the consumer keeps no
-    table of its own. It pings the server every ping_ivl_ms while it is
-    called; a PONG saying the server holds no session for it (the server
+    table of its own. With max_deliveries, the window announced shrinks as
+    deliveries are settled (a CONSUME with the smaller window goes before
+    each ACK or NACK), so the server never delivers more than that in all.
+    Closing sends LEAVE, naming the deliveries that arrived but were never
+    returned by zq_queue_recv: the server takes back everything unsettled
+    at once instead of waiting for a ping or the visibility timeout. It pings the server every
+   ping_ivl_ms while it is called; a PONG saying the server holds no session for it (the server
     restarted, or dropped it as gone) makes it send its CONSUME commands
     again. The server's own pings (its liveness probes) are read and
     ignored.
@@ -20,11 +25,17 @@
 
 //  Commands other than deliveries read per call.
 #define S_BURST 256
+//  Most ids one LEAVE names (64 KiB of ids; the rest count as seen).
+#define S_LEAVE_IDS 4096
 
 struct _zqi_r_consumer_t {
     zqi_r_common_t common;
     uint32_t prefetch;
-    zlistx_t *names; //  queues subscribed, char *
+    uint64_t max_deliveries; //  0: no limit
+    uint64_t settled;        //  ACKs and NACKs sent
+    uint32_t window;         //  the prefetch last announced
+    bool joined;             //  a CONSUME was sent: LEAVE at close
+    zlistx_t *names;         //  queues subscribed, char *
     int64_t last_ping;
     zqi_r_buf_t buf;
 };
@@ -44,13 +55,28 @@ s_send (zqi_r_consumer_t *self)
                                                                                               : 0;
 }
 
+//  The window to announce: prefetch, or less when max_deliveries leaves
+//  fewer to take (0: none more).
+static uint32_t
+s_window (zqi_r_consumer_t *self)
+{
+    if (!self->max_deliveries)
+        return self->prefetch;
+    uint64_t left = self->settled < self->max_deliveries ? self->max_deliveries - self->settled : 0;
+    return left < self->prefetch ? (uint32_t)left : self->prefetch;
+}
+
 static int
 s_send_consume (zqi_r_consumer_t *self, const char *name, zqi_r_kind_t kind)
 {
     bool consume = kind == ZQI_R_CONSUME;
+    if (consume) {
+        self->window = s_window (self);
+        self->joined = true;
+    }
     if (zqi_r_put_command (&self->buf, consume ? 4 : 3, kind) ||
         zqi_r_put_str (&self->buf, name, strlen (name)) ||
-        (consume && zqi_r_put_uint (&self->buf, self->prefetch)))
+        (consume && zqi_r_put_uint (&self->buf, self->window)))
         return -1;
     return s_send (self);
 }
@@ -99,7 +125,51 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
         return NULL;
     }
     self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
+    self->max_deliveries = (uint64_t)zqi_r_option (ctx->options, "max_deliveries");
+    self->window = s_window (self);
     return self;
+}
+
+//  Tells the server the consumer is leaving: the deliveries already
+//  waiting on the socket (never returned by zq_queue_recv) are named, so
+//  they go back with their attempt unchanged; the server takes back the
+//  rest with attempt one higher, and forgets the consumer.
+static void
+s_leave (zqi_r_consumer_t *self)
+{
+    void *handle = self->common.handle;
+    zqi_r_buf_t unseen = {NULL, 0, 0};
+    size_t count = 0;
+    for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zqi_r_recv_frame (handle, &frame)) {
+            zmq_msg_close (&frame);
+            break;
+        }
+        zqi_r_command_t command;
+        bool more = zmq_msg_more (&frame);
+        int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                      &command);
+        zmq_msg_close (&frame);
+        if (rc == 0 && command.kind == ZQI_R_DELIVER && more) {
+            zmq_msg_init (&frame);
+            zqi_r_envelope_t envelope;
+            if (zqi_r_recv_frame (handle, &frame) == 0 &&
+                zqi_r_envelope_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                      NULL, 0, false, &envelope) == 0 &&
+                zqi_r_put_raw (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
+                count++;
+            more = zmq_msg_more (&frame);
+            zmq_msg_close (&frame);
+        }
+        if (more)
+            zqi_r_drain (handle);
+    }
+    if (zqi_r_put_command (&self->buf, count ? 3 : 2, ZQI_R_LEAVE) == 0 &&
+        (!count || zqi_r_put_bin (&self->buf, unseen.data, unseen.size) == 0))
+        s_send (self);
+    zqi_r_buf_free (&unseen);
 }
 
 size_t
@@ -108,6 +178,8 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     zqi_r_consumer_t *self = *self_p;
     if (!self)
         return 0;
+    if (self->joined && self->common.handle)
+        s_leave (self);
     zlistx_destroy (&self->names);
     zqi_r_buf_free (&self->buf);
     free (self);
@@ -212,6 +284,13 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
     zqi_r_kind_t kind = how == ZQI_SETTLE_ACK    ? ZQI_R_ACK
                         : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
                                                  : ZQI_R_TOUCH;
+    if (kind != ZQI_R_TOUCH && self->max_deliveries) {
+        //  The smaller window reaches the server before the settle frees
+        //  a place in the old one.
+        self->settled++;
+        if (s_window (self) < self->window)
+            s_resubscribe (self);
+    }
     if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
         zqi_r_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
         (kind != ZQI_R_ACK && zqi_r_put_int (&self->buf, number)))

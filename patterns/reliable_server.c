@@ -857,6 +857,22 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
     }
 }
 
+//  The consumer closed: the deliveries it names never reached its
+//  application and go back as they were; the others go back with attempt
+//  one higher (they may have been worked on), and the consumer is
+//  forgotten.
+static void
+s_consumer_leave (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
+{
+    for (size_t i = 0; i < command->id_count; i++) {
+        uint32_t index = zqi_r_table_find (&self->table, command->ids + i * ZQ_MSG_ID_SIZE);
+        if (index != ZQI_R_NONE && self->table.entries[index].state == S_DELIVERED &&
+            self->table.entries[index].owner == consumer)
+            s_return (self, index);
+    }
+    s_consumer_drop (self, consumer);
+}
+
 //  Handles a command other than PUT from route.
 static void
 s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
@@ -892,6 +908,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         case ZQI_R_NACK:
         case ZQI_R_TOUCH:
             s_settle_ids (self, consumer, command);
+            return;
+        case ZQI_R_LEAVE:
+            if (consumer != ZQI_R_NONE)
+                s_consumer_leave (self, consumer, command);
             return;
         case ZQI_R_PING:
             if (zqi_r_put_command (&self->buf, 4, ZQI_R_PONG) == 0 &&

@@ -157,14 +157,22 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
                 used = 4;
             }
             break;
+        case ZQI_R_LEAVE:
+            if (elements >= 3) {
+                if (zqi_mp_read_bin (&cursor, &bin, &bin_size) || bin_size % ZQ_MSG_ID_SIZE)
+                    return zqi_fail (ZQ_EPROTO);
+                command->ids = bin;
+                command->id_count = bin_size / ZQ_MSG_ID_SIZE;
+                used = 3;
+            }
+            break;
         case ZQI_R_CONSUME:
         case ZQI_R_CANCEL:
             if (elements < 3 || zqi_mp_read_str (&cursor, &command->text, &command->text_size))
                 return zqi_fail (ZQ_EPROTO);
             used = 3;
             if (command->kind == ZQI_R_CONSUME) {
-                if (elements < 4 || zqi_mp_read_uint (&cursor, &value) || value == 0 ||
-                    value > 1000000)
+                if (elements < 4 || zqi_mp_read_uint (&cursor, &value) || value > 1000000)
                     return zqi_fail (ZQ_EPROTO);
                 command->number = (int64_t)value;
                 used = 4;

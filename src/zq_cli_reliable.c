@@ -217,14 +217,11 @@ zq_cli_get (zq_cli_t *cli)
     int timeout_ms = cli->timeout_ms;
     if (timeout_ms == ZQ_TIMEOUT_DEFAULT)
         timeout_ms = count == 0 ? 1000 : -1;
-    //  Credit for no more than get will take: what it leaves unacked goes
-    //  back to the queue when it disconnects, with attempt raised.
-    if (count && !zq_options_is_set (cli->options, "prefetch")) {
-        int64_t prefetch = 256;
-        zq_options_get_int (cli->options, "prefetch", &prefetch);
-        if ((uint64_t)prefetch > count)
-            zq_options_set_int (cli->options, "prefetch", (int64_t)count);
-    }
+    //  Deliveries for no more than get will take: the consumer's window
+    //  shrinks as it acks, so the server never sends more than COUNT.
+    //  (With --no-ack nothing is settled and the window stays at COUNT.)
+    if (count && !zq_options_is_set (cli->options, "max_deliveries"))
+        zq_options_set_int (cli->options, "max_deliveries", (int64_t)count);
     zq_queue_t *queue = zq_cli_queue_open (cli, "reliable", ZQ_CONSUMER, cli->args[0]);
     if (!queue)
         return ZQ_EXIT_TRANSPORT;

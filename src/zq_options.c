@@ -67,6 +67,10 @@ static const zq_option_info_t s_table[] = {
      "reliable server: deliveries of a message before it is dead-lettered (0 = no limit)", NULL},
     {"prefetch", ZQ_OPTION_INT, 256, NULL, 1, 1000000,
      "reliable consumer: deliveries it holds at once without acking them", NULL},
+    {"max_deliveries", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable consumer: deliveries it takes in all, its window shrinking as it settles"
+     " (0 = no limit)",
+     NULL},
     {"dedupe_window_ms", ZQ_OPTION_INT, 60000, NULL, 0, INT_MAX,
      "reliable server: a PUT of an id stored this recently is not stored again (0 = off)", NULL},
     {"dedupe_max", ZQ_OPTION_INT, 262144, NULL, 1, 1 << 30,

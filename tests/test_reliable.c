@@ -237,6 +237,93 @@ test_prefetch_respected (void **state)
     zq_options_destroy (&options);
 }
 
+//  A consumer that closes gives back what it holds at once: the
+//  deliveries it never saw with their attempt unchanged, the one it saw
+//  and left unacked with attempt 1. The server's visibility timeout and
+//  pings are a minute away, so only the consumer's LEAVE can do it.
+static void
+test_close_returns_deliveries (void **state)
+{
+    zq_options_t *server_options =
+        options_with ("visibility_timeout_ms", "60000", "ping_ivl_ms", "60000", NULL);
+    zq_options_t *options = options_with ("prefetch", "5", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < 5; n++)
+        send_numbered (producer, "leave", n);
+    zq_queue_t *first = open_client (ZQ_CONSUMER, server, options);
+    assert_int_equal (zq_queue_subscribe (first, "leave"), 0);
+    zq_msg_t *one = recv_one (first);
+    zq_msg_t *two = recv_one (first);
+    int64_t unacked = number_of (two);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "leave", info, info.in_flight == 5);
+    assert_int_equal (zq_queue_ack (first, one), 0);
+    zq_msg_destroy (&one);
+    zq_msg_destroy (&two);
+    zq_queue_destroy (&first);
+
+    //  Far below the visibility timeout: all four are ready again.
+    int64_t closed = now_ms ();
+    WAIT_INFO (server, "leave", info, info.ready == 4 && info.consumers == 0);
+    assert_int_equal (info.in_flight, 0);
+    assert_int_equal (info.acked, 1);
+    assert_true (now_ms () - closed < 1000);
+
+    zq_queue_t *second = open_client (ZQ_CONSUMER, server, NULL);
+    assert_int_equal (zq_queue_subscribe (second, "leave"), 0);
+    bool seen[5] = {false};
+    for (int i = 0; i < 4; i++) {
+        zq_msg_t *msg = recv_one (second);
+        int64_t number = number_of (msg);
+        assert_true (number >= 0 && number < 5 && !seen[number]);
+        seen[number] = true;
+        assert_int_equal (zq_msg_attempt (msg), number == unacked ? 1 : 0);
+        assert_int_equal (zq_queue_ack (second, msg), 0);
+        zq_msg_destroy (&msg);
+    }
+    WAIT_INFO (server, "leave", info, info.depth == 0);
+    assert_int_equal (info.timeouts, 0);
+    zq_queue_destroy (&second);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&options);
+    zq_options_destroy (&server_options);
+}
+
+//  max_deliveries: the window shrinks as the consumer acks, so the server
+//  never delivers more than that in all (zq get -n).
+static void
+test_max_deliveries (void **state)
+{
+    zq_options_t *options = options_with ("max_deliveries", "3", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < 5; n++)
+        send_numbered (producer, "limit", n);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, options);
+    assert_int_equal (zq_queue_subscribe (consumer, "limit"), 0);
+    for (int64_t n = 0; n < 3; n++) {
+        zq_msg_t *msg = recv_one (consumer);
+        assert_int_equal (number_of (msg), n);
+        assert_int_equal (zq_queue_ack (consumer, msg), 0);
+        zq_msg_destroy (&msg);
+    }
+    zq_queue_info_t info;
+    WAIT_INFO (server, "limit", info, info.acked == 3);
+    assert_null (zq_queue_recv (consumer, 300));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (server_info (server, "limit", &info), 0);
+    assert_int_equal (info.delivered, 3);
+    assert_int_equal (info.in_flight, 0);
+    assert_int_equal (info.ready, 2);
+    zq_queue_destroy (&consumer);
+    WAIT_INFO (server, "limit", info, info.consumers == 0);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+    zq_options_destroy (&options);
+}
+
 //  ---- Nack, touch, visibility, dead letters -------------------------------
 
 static void
@@ -794,6 +881,8 @@ main (void)
         cmocka_unit_test (test_post_and_confirmed),
         cmocka_unit_test (test_competing_consumers),
         cmocka_unit_test (test_prefetch_respected),
+        cmocka_unit_test (test_close_returns_deliveries),
+        cmocka_unit_test (test_max_deliveries),
         cmocka_unit_test (test_nack_backoff),
         cmocka_unit_test (test_visibility_and_touch),
         cmocka_unit_test (test_dead_letter),
