@@ -284,7 +284,8 @@ static const char *s_exit_status_text =
     "  3  bad input: invalid JSON (argument or stdin line), or a message that\n"
     "     has no JSON form or is over the limits\n"
     "  4  transport error: cannot bind or connect, or a send/receive failed\n"
-    "  5  req: the server sent an error reply\n"
+    "  5  the server answered with an error: an rpc error reply (req), a\n"
+    "     refusal (put: storage full, invalid queue name), an admin error\n"
     "  128+N  stopped by signal N (SIGINT, SIGTERM)\n";
 
 static void
