@@ -276,22 +276,6 @@ s_send (void *state, zq_msg_t **msg_p)
     return rc < 0 ? zqi_fail (saved_errno) : 0;
 }
 
-//  Reads and discards the rest of a multipart message.
-static void
-s_drain (void *handle)
-{
-    int more = 1;
-    size_t size = sizeof more;
-    while (zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &size) == 0 && more) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        int rc = zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT);
-        zmq_msg_close (&frame);
-        if (rc < 0)
-            break;
-    }
-}
-
 //  flags (ZMQ_DONTWAIT or 0) are for the first frame.
 static zq_msg_t *
 s_recv_flags (s_pubsub_t *self, int flags)
@@ -313,7 +297,7 @@ s_recv_flags (s_pubsub_t *self, int flags)
     if (zmq_msg_recv (&header, self->handle, ZMQ_DONTWAIT) < 0)
         goto done;
     if (zmq_msg_size (&header) != S_HEADER_SIZE || !zmq_msg_more (&header)) {
-        s_drain (self->handle);
+        zqi_drain (self->handle);
         errno = ZQ_EPROTO;
         goto done;
     }

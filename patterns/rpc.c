@@ -358,22 +358,6 @@ s_heap_remove (s_rpc_t *self, uint32_t index)
 
 //  ---- Frames -------------------------------------------------------------
 
-//  Reads and discards the rest of a multipart message.
-static void
-s_drain (void *handle)
-{
-    int more = 1;
-    size_t size = sizeof more;
-    while (zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &size) == 0 && more) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        int rc = zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT);
-        zmq_msg_close (&frame);
-        if (rc < 0)
-            break;
-    }
-}
-
 //  Parses an rpc frame: stores its kind and, for a reply, a pointer to the
 //  request id inside data. Returns 0, or -1 with errno ZQ_EPROTO,
 //  ZQ_EVERSION (version other than 1) or ZQ_EDEPTH.
@@ -434,7 +418,7 @@ s_recv_rest (s_rpc_t *self, uint64_t expected_kind, uint8_t *id)
     msg = zq_msg_recv (self->handle, ZMQ_DONTWAIT, self->ctx->max_message_bytes);
     goto done;
 drain:
-    s_drain (self->handle);
+    zqi_drain (self->handle);
 done:;
     int saved_errno = errno;
     zmq_msg_close (&frame);
@@ -590,7 +574,7 @@ s_client_recv (s_rpc_t *self, int flags)
         bool good = zmq_msg_size (&delimiter) == 0 && zmq_msg_more (&delimiter);
         zmq_msg_close (&delimiter);
         if (!good) {
-            s_drain (self->handle);
+            zqi_drain (self->handle);
             errno = ZQ_EPROTO;
             return NULL;
         }
@@ -651,7 +635,7 @@ s_server_recv (s_rpc_t *self, int flags)
         zmq_msg_close (&frame);
         if (!more || !fits || (size == 0 && hops == 0)) {
             if (more)
-                s_drain (self->handle);
+                zqi_drain (self->handle);
             errno = ZQ_EPROTO;
             return NULL;
         }
@@ -744,24 +728,15 @@ s_server_reply (s_rpc_t *self, const zq_msg_t *request, zq_msg_t **reply_p)
 //  ---- The pattern --------------------------------------------------------
 
 static int
-s_option (const zq_options_t *options, const char *name)
-{
-    int64_t value = 0;
-    int rc = zq_options_get_int (options, name, &value);
-    ZQ_ASSERT (rc == 0);
-    return (int)value;
-}
-
-static int
 s_open (void *state, zq_pattern_ctx_t *ctx)
 {
     s_rpc_t *self = (s_rpc_t *)state;
     self->ctx = ctx;
     self->handle = ctx->handle;
     self->is_client = ctx->role == ZQ_CLIENT;
-    self->request_timeout_ms = s_option (ctx->options, "request_timeout_ms");
-    self->retries = (uint32_t)s_option (ctx->options, "retries");
-    self->max_entries = (uint32_t)s_option (ctx->options, "max_in_flight");
+    self->request_timeout_ms = zqi_option_int (ctx->options, "request_timeout_ms");
+    self->retries = (uint32_t)zqi_option_int (ctx->options, "retries");
+    self->max_entries = (uint32_t)zqi_option_int (ctx->options, "max_in_flight");
     self->free_head = S_NONE;
     self->expired.head = self->expired.tail = S_NONE;
     self->age.head = self->age.tail = S_NONE;
@@ -771,7 +746,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     if (!zq_options_is_set (ctx->options, "heartbeat_ivl_ms")) {
         int ivl = S_HEARTBEAT_IVL_MS;
         int timeout = zq_options_is_set (ctx->options, "heartbeat_timeout_ms")
-                          ? s_option (ctx->options, "heartbeat_timeout_ms")
+                          ? zqi_option_int (ctx->options, "heartbeat_timeout_ms")
                           : S_HEARTBEAT_TIMEOUT_MS;
         if (zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
             (timeout > 0 &&

@@ -165,6 +165,33 @@ zqi_is_bad_input (int errnum)
            errnum == ZQ_EDEPTH;
 }
 
+//  Returns the integer option name, which zq_options_t always holds (every
+//  option has a default), as an int.
+static inline int
+zqi_option_int (const zq_options_t *options, const char *name)
+{
+    int64_t value = 0;
+    int rc = zq_options_get_int (options, name, &value);
+    ZQ_ASSERT (rc == 0);
+    return (int)value;
+}
+
+//  Reads and discards the rest of a multipart message.
+static inline void
+zqi_drain (void *handle)
+{
+    int more = 1;
+    size_t size = sizeof more;
+    while (zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &size) == 0 && more) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        int rc = zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT);
+        zmq_msg_close (&frame);
+        if (rc < 0)
+            break;
+    }
+}
+
 //  The patterns zq is built with.
 extern const zq_pattern_t zqi_pattern_pipeline;
 extern const zq_pattern_t zqi_pattern_pubsub;

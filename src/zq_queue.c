@@ -83,15 +83,6 @@ s_socket_new (int type)
     return sock;
 }
 
-static int
-s_option (const zq_options_t *options, const char *name)
-{
-    int64_t value = 0;
-    int rc = zq_options_get_int (options, name, &value);
-    ZQ_ASSERT (rc == 0);
-    return (int)value;
-}
-
 //  Applies the options every pattern shares, before any connection exists.
 static int
 s_apply_options (zq_queue_t *self)
@@ -101,7 +92,7 @@ s_apply_options (zq_queue_t *self)
     int value;
 #define S_SET(opt, name)                                                                           \
     do {                                                                                           \
-        value = s_option (o, name);                                                                \
+        value = zqi_option_int (o, name);                                                          \
         if (zmq_setsockopt (h, opt, &value, sizeof value))                                         \
             return -1;                                                                             \
     } while (0)
@@ -110,23 +101,23 @@ s_apply_options (zq_queue_t *self)
     S_SET (ZMQ_LINGER, "linger_ms");
     S_SET (ZMQ_RECONNECT_IVL, "reconnect_ms");
     S_SET (ZMQ_RECONNECT_IVL_MAX, "reconnect_max_ms");
-    if (s_option (o, "heartbeat_ivl_ms") > 0) {
+    if (zqi_option_int (o, "heartbeat_ivl_ms") > 0) {
         S_SET (ZMQ_HEARTBEAT_IVL, "heartbeat_ivl_ms");
-        if (s_option (o, "heartbeat_timeout_ms") > 0)
+        if (zqi_option_int (o, "heartbeat_timeout_ms") > 0)
             S_SET (ZMQ_HEARTBEAT_TIMEOUT, "heartbeat_timeout_ms");
     }
-    if (s_option (o, "heartbeat_ttl_ms") > 0)
+    if (zqi_option_int (o, "heartbeat_ttl_ms") > 0)
         S_SET (ZMQ_HEARTBEAT_TTL, "heartbeat_ttl_ms");
 #undef S_SET
-    int64_t max_size = s_option (o, "max_message_bytes");
+    int64_t max_size = zqi_option_int (o, "max_message_bytes");
     if (zmq_setsockopt (h, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size))
         return -1;
     self->ctx.max_message_bytes = (size_t)max_size;
     const char *identity = zq_options_get_str (o, "identity");
     if (identity && *identity && zmq_setsockopt (h, ZMQ_ROUTING_ID, identity, strlen (identity)))
         return -1;
-    self->send_timeout_ms = s_option (o, "send_timeout_ms");
-    self->recv_timeout_ms = s_option (o, "recv_timeout_ms");
+    self->send_timeout_ms = zqi_option_int (o, "send_timeout_ms");
+    self->recv_timeout_ms = zqi_option_int (o, "recv_timeout_ms");
     return 0;
 }
 
@@ -360,6 +351,43 @@ s_resolve_timeout (int timeout_ms, int default_ms)
     return timeout_ms < -1 ? -1 : timeout_ms;
 }
 
+//  What s_send_retry tries again: zq_queue_send, _reply or _post.
+typedef enum { S_SEND, S_REPLY, S_POST } s_send_kind_t;
+
+//  The slow path of send, reply and post, after their first try failed
+//  (with errno EAGAIN if there was no room): waits for room and tries again
+//  until timeout_ms runs out. Returns 0 (counted as sent) or -1 with errno.
+static int
+s_send_retry (zq_queue_t *self, s_send_kind_t kind, const zq_msg_t *request, zq_msg_t **msg_p,
+              int timeout_ms)
+{
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        short what = s_send_wait (self);
+        int rc;
+        if (kind == S_SEND && what == ZMQ_POLLOUT && self->pattern->send_blocking) {
+            if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
+                return -1;
+            rc = self->pattern->send_blocking (self->state, msg_p);
+        } else {
+            if (!what || s_wait (self, what, timeout_ms, &deadline))
+                return -1;
+            if (kind == S_SEND)
+                rc = self->pattern->send (self->state, msg_p);
+            else if (kind == S_REPLY)
+                rc = self->pattern->reply (self->state, request, msg_p);
+            else
+                rc = self->pattern->post (self->state, msg_p);
+        }
+        if (rc == 0) {
+            self->stats.sent++;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 int
 zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 {
@@ -373,27 +401,7 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
         self->stats.sent++;
         return 0;
     }
-    //  Slow path: no room now.
-    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
-    int64_t deadline = 0;
-    while (errno == EAGAIN && timeout_ms != 0) {
-        short what = s_send_wait (self);
-        int rc;
-        if (what == ZMQ_POLLOUT && self->pattern->send_blocking) {
-            if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
-                return -1;
-            rc = self->pattern->send_blocking (self->state, msg_p);
-        } else {
-            if (!what || s_wait (self, what, timeout_ms, &deadline))
-                return -1;
-            rc = self->pattern->send (self->state, msg_p);
-        }
-        if (rc == 0) {
-            self->stats.sent++;
-            return 0;
-        }
-    }
-    return -1;
+    return s_send_retry (self, S_SEND, NULL, msg_p, timeout_ms);
 }
 
 zq_msg_t *
@@ -593,18 +601,7 @@ zq_queue_reply (zq_queue_t *self, const zq_msg_t *request, zq_msg_t **reply_p, i
         self->stats.sent++;
         return 0;
     }
-    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
-    int64_t deadline = 0;
-    while (errno == EAGAIN && timeout_ms != 0) {
-        short what = s_send_wait (self);
-        if (!what || s_wait (self, what, timeout_ms, &deadline))
-            return -1;
-        if (self->pattern->reply (self->state, request, reply_p) == 0) {
-            self->stats.sent++;
-            return 0;
-        }
-    }
-    return -1;
+    return s_send_retry (self, S_REPLY, request, reply_p, timeout_ms);
 }
 
 zq_msg_t *
@@ -642,18 +639,7 @@ zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
         self->stats.sent++;
         return 0;
     }
-    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
-    int64_t deadline = 0;
-    while (errno == EAGAIN && timeout_ms != 0) {
-        short what = s_send_wait (self);
-        if (!what || s_wait (self, what, timeout_ms, &deadline))
-            return -1;
-        if (self->pattern->post (self->state, msg_p) == 0) {
-            self->stats.sent++;
-            return 0;
-        }
-    }
-    return -1;
+    return s_send_retry (self, S_POST, NULL, msg_p, timeout_ms);
 }
 
 int
