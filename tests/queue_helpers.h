@@ -73,6 +73,41 @@ dead_tcp_spec (char *buf, size_t size)
     return fd;
 }
 
+//  Writes a connecting endpoint where nobody listens, over "ipc" (a fresh
+//  path nobody binds) or "tcp" (see dead_tcp_spec). Returns the fd to close
+//  afterwards, or -1 if there is none.
+static inline int
+nobody_spec (const char *transport, char *buf, size_t size)
+{
+    if (strcmp (transport, "tcp") == 0)
+        return dead_tcp_spec (buf, size);
+    bind_spec ("ipc", buf, size);
+    buf[0] = '>';
+    return -1;
+}
+
+//  A queue of pattern in role, bound on a fresh endpoint of transport.
+static inline zq_queue_t *
+new_bound (const char *pattern, zq_role_t role, const char *transport, const zq_options_t *options)
+{
+    char spec[300];
+    bind_spec (transport, spec, sizeof spec);
+    zq_queue_t *queue = zq_queue_new (pattern, role, spec, options);
+    assert_non_null (queue);
+    return queue;
+}
+
+//  A queue of pattern in role, connected to where bound is bound.
+static inline zq_queue_t *
+new_connected (const char *pattern, zq_role_t role, zq_queue_t *bound, const zq_options_t *options)
+{
+    char spec[300];
+    connect_spec (bound, spec, sizeof spec);
+    zq_queue_t *queue = zq_queue_new (pattern, role, spec, options);
+    assert_non_null (queue);
+    return queue;
+}
+
 //  Removes the ipc directory (libzmq unlinks socket files on close).
 static inline void
 remove_ipc_dir (void)
@@ -85,6 +120,21 @@ remove_ipc_dir (void)
         *s_ipc_dir = '\0';
     }
 }
+
+//  A group teardown for tests that may have used ipc endpoints.
+static inline int
+teardown_ipc_dir (void **state)
+{
+    (void)state;
+    remove_ipc_dir ();
+    return 0;
+}
+
+//  The three entries that run test once over each transport; the test finds
+//  the transport's name in *state.
+#define FOR_EACH_TRANSPORT(test)                                                                   \
+    cmocka_unit_test_prestate (test, "inproc"), cmocka_unit_test_prestate (test, "ipc"),           \
+        cmocka_unit_test_prestate (test, "tcp")
 
 //  A message on subject whose body is {"n": n}.
 static inline zq_msg_t *

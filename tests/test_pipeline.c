@@ -57,13 +57,8 @@ static void
 test_roundtrip (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
-    connect_spec (consumer, spec, sizeof spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
-    assert_non_null (producer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
+    zq_queue_t *producer = new_connected ("pipeline", ZQ_PRODUCER, consumer, NULL);
 
     zq_msg_t *msg = zq_msg_new ("orders");
     assert_int_equal (zq_msg_set_header (msg, "trace", "t-1"), 0);
@@ -111,19 +106,11 @@ static void
 test_fair_distribution (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    //  The producer binds here; consumers connect to it.
-    char producer_spec[300];
-    snprintf (producer_spec, sizeof producer_spec, "%s", spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, producer_spec, NULL);
-    assert_non_null (producer);
+    //  The producer binds; consumers connect to it.
+    zq_queue_t *producer = new_bound ("pipeline", ZQ_PRODUCER, transport, NULL);
     zq_queue_t *consumers[CONSUMERS];
-    connect_spec (producer, spec, sizeof spec);
-    for (int i = 0; i < CONSUMERS; i++) {
-        consumers[i] = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-        assert_non_null (consumers[i]);
-    }
+    for (int i = 0; i < CONSUMERS; i++)
+        consumers[i] = new_connected ("pipeline", ZQ_CONSUMER, producer, NULL);
     wait_all_connected (producer, consumers, CONSUMERS);
 
     const int total = 300;
@@ -162,16 +149,10 @@ static void
 test_fan_in (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
-    connect_spec (consumer, spec, sizeof spec);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
     zq_queue_t *producers[3];
-    for (int i = 0; i < 3; i++) {
-        producers[i] = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
-        assert_non_null (producers[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        producers[i] = new_connected ("pipeline", ZQ_PRODUCER, consumer, NULL);
     const int each = 100;
     for (int n = 0; n < each; n++)
         for (int i = 0; i < 3; i++) {
@@ -218,19 +199,12 @@ test_high_water_mark (void **state)
 
     //  No consumer at all: no room (ZMQ_IMMEDIATE), so EAGAIN after the
     //  timeout and the caller keeps the message.
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, options);
-    assert_non_null (consumer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, options);
     //  (An inproc connect to a name not yet bound queues messages until the
     //  bind, like a connected pipe, so the lonely producer uses ipc or tcp.)
     char lonely_spec[300];
-    int dead_fd = -1;
-    if (strcmp (transport, "ipc") == 0) {
-        bind_spec (transport, lonely_spec, sizeof lonely_spec);
-        lonely_spec[0] = '>';
-    } else
-        dead_fd = dead_tcp_spec (lonely_spec, sizeof lonely_spec);
+    int dead_fd = nobody_spec (strcmp (transport, "ipc") == 0 ? "ipc" : "tcp", lonely_spec,
+                               sizeof lonely_spec);
     zq_queue_t *lonely = zq_queue_new ("pipeline", ZQ_PRODUCER, lonely_spec, options);
     assert_non_null (lonely);
     zq_msg_t *msg = numbered ("x", 0);
@@ -249,9 +223,7 @@ test_high_water_mark (void **state)
         close (dead_fd);
 
     //  A consumer that does not read: fill every queue on the way.
-    connect_spec (consumer, spec, sizeof spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, options);
-    assert_non_null (producer);
+    zq_queue_t *producer = new_connected ("pipeline", ZQ_PRODUCER, consumer, options);
     send_numbered (producer, "x", 0); //  waits for the connection
     int accepted = 1;
     int64_t deadline = now_ms () + DEADLINE_MS;
@@ -309,10 +281,7 @@ static void
 test_garbage_is_counted (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
     zsock_t *raw = zsock_new (ZMQ_PUSH);
     assert_non_null (raw);
     assert_int_equal (zsock_connect (raw, "%s", zq_queue_endpoint (consumer)), 0);
@@ -388,10 +357,7 @@ static void
 test_deadline_while_garbage_flows (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
     s_flood_t flood = {zq_queue_endpoint (consumer), 0};
     pthread_t thread;
     assert_int_equal (pthread_create (&thread, NULL, s_flood, &flood), 0);
@@ -430,10 +396,7 @@ test_signal_ends_wait (void **state)
     assert_int_equal (sigaction (SIGALRM, &action, &before), 0);
     struct itimerval in_100_ms = {{0, 0}, {0, 100 * 1000}};
 
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
     int64_t start = now_ms ();
     assert_int_equal (setitimer (ITIMER_REAL, &in_100_ms, NULL), 0);
     assert_null (zq_queue_recv (consumer, DEADLINE_MS));
@@ -442,13 +405,8 @@ test_signal_ends_wait (void **state)
 
     //  A producer with no consumer has no room (ZMQ_IMMEDIATE).
     char lonely_spec[300];
-    int dead_fd = -1;
-    if (strcmp (transport, "tcp") == 0)
-        dead_fd = dead_tcp_spec (lonely_spec, sizeof lonely_spec);
-    else {
-        bind_spec ("ipc", lonely_spec, sizeof lonely_spec);
-        lonely_spec[0] = '>';
-    }
+    int dead_fd = nobody_spec (strcmp (transport, "tcp") == 0 ? "tcp" : "ipc", lonely_spec,
+                               sizeof lonely_spec);
     zq_queue_t *lonely = zq_queue_new ("pipeline", ZQ_PRODUCER, lonely_spec, NULL);
     assert_non_null (lonely);
     zq_msg_t *msg = numbered ("x", 0);
@@ -470,13 +428,8 @@ static void
 test_close_report (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
-    connect_spec (consumer, spec, sizeof spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
-    assert_non_null (producer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
+    zq_queue_t *producer = new_connected ("pipeline", ZQ_PRODUCER, consumer, NULL);
     const int total = 500;
     for (int n = 0; n < total; n++)
         send_numbered (producer, "flush", n);
@@ -511,13 +464,8 @@ static void
 test_epoll_edge_triggered (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
-    connect_spec (consumer, spec, sizeof spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
-    assert_non_null (producer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
+    zq_queue_t *producer = new_connected ("pipeline", ZQ_PRODUCER, consumer, NULL);
 
     int epoll = epoll_create1 (0);
     assert_true (epoll >= 0);
@@ -610,13 +558,8 @@ static void
 test_zloop (void **state)
 {
     const char *transport = (const char *)*state;
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *consumer = zq_queue_new ("pipeline", ZQ_CONSUMER, spec, NULL);
-    assert_non_null (consumer);
-    connect_spec (consumer, spec, sizeof spec);
-    zq_queue_t *producer = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, NULL);
-    assert_non_null (producer);
+    zq_queue_t *consumer = new_bound ("pipeline", ZQ_CONSUMER, transport, NULL);
+    zq_queue_t *producer = new_connected ("pipeline", ZQ_PRODUCER, consumer, NULL);
     for (int n = 0; n < 100; n++)
         send_numbered (producer, "z", n);
     loop_arg_t arg = {0, consumer};
@@ -629,18 +572,6 @@ test_zloop (void **state)
     zq_queue_destroy (&producer);
     zq_queue_destroy (&consumer);
 }
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    remove_ipc_dir ();
-    return 0;
-}
-
-#define FOR_EACH_TRANSPORT(test)                                                                   \
-    cmocka_unit_test_prestate (test, "inproc"), cmocka_unit_test_prestate (test, "ipc"),           \
-        cmocka_unit_test_prestate (test, "tcp")
 
 int
 main (void)
@@ -657,5 +588,5 @@ main (void)
         FOR_EACH_TRANSPORT (test_epoll_edge_triggered),
         FOR_EACH_TRANSPORT (test_zloop),
     };
-    return cmocka_run_group_tests (tests, NULL, s_teardown);
+    return cmocka_run_group_tests (tests, NULL, teardown_ipc_dir);
 }

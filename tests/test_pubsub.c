@@ -14,20 +14,13 @@
 static zq_queue_t *
 new_publisher (const char *transport, const zq_options_t *options)
 {
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    zq_queue_t *publisher = zq_queue_new ("pubsub", ZQ_PUBLISHER, spec, options);
-    assert_non_null (publisher);
-    return publisher;
+    return new_bound ("pubsub", ZQ_PUBLISHER, transport, options);
 }
 
 static zq_queue_t *
 new_subscriber (zq_queue_t *publisher, const char *prefix, const zq_options_t *options)
 {
-    char spec[300];
-    connect_spec (publisher, spec, sizeof spec);
-    zq_queue_t *subscriber = zq_queue_new ("pubsub", ZQ_SUBSCRIBER, spec, options);
-    assert_non_null (subscriber);
+    zq_queue_t *subscriber = new_connected ("pubsub", ZQ_SUBSCRIBER, publisher, options);
     if (prefix)
         assert_int_equal (zq_queue_subscribe (subscriber, prefix), 0);
     return subscriber;
@@ -397,18 +390,6 @@ test_sequence_jumps_from_raw_peer (void **state)
     zsock_destroy (&raw);
 }
 
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    remove_ipc_dir ();
-    return 0;
-}
-
-#define FOR_EACH_TRANSPORT(test)                                                                   \
-    cmocka_unit_test_prestate (test, "inproc"), cmocka_unit_test_prestate (test, "ipc"),           \
-        cmocka_unit_test_prestate (test, "tcp")
-
 int
 main (void)
 {
@@ -422,5 +403,5 @@ main (void)
         FOR_EACH_TRANSPORT (test_full_queue_wait),
         FOR_EACH_TRANSPORT (test_sequence_jumps_from_raw_peer),
     };
-    return cmocka_run_group_tests (tests, NULL, s_teardown);
+    return cmocka_run_group_tests (tests, NULL, teardown_ipc_dir);
 }

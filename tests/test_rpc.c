@@ -34,13 +34,8 @@ static void
 open_pair (const char *transport, const zq_options_t *options, zq_queue_t **server_p,
            zq_queue_t **client_p)
 {
-    char spec[300];
-    bind_spec (transport, spec, sizeof spec);
-    *server_p = zq_queue_new ("rpc", ZQ_SERVER, spec, options);
-    assert_non_null (*server_p);
-    connect_spec (*server_p, spec, sizeof spec);
-    *client_p = zq_queue_new ("rpc", ZQ_CLIENT, spec, options);
-    assert_non_null (*client_p);
+    *server_p = new_bound ("rpc", ZQ_SERVER, transport, options);
+    *client_p = new_connected ("rpc", ZQ_CLIENT, *server_p, options);
 }
 
 //  Sends {"n": n}; stores the request id in id.
