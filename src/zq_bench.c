@@ -150,6 +150,65 @@ zq_bench_raw_options (zq_cli_t *cli, void *socket)
     return 0;
 }
 
+void
+zq_bench_run_init (zq_bench_run_t *run, zq_cli_t *cli, bool use_zq, uint64_t warmup,
+                   const void *body, size_t body_size, const void *frame)
+{
+    memset (run, 0, sizeof *run);
+    run->cli = cli;
+    run->use_zq = use_zq;
+    run->warmup = warmup;
+    run->count = cli->count;
+    run->payload = use_zq ? body : frame;
+    run->payload_size = use_zq ? body_size : cli->size;
+}
+
+zq_queue_t *
+zq_bench_queue_bind (zq_bench_run_t *run, const char *pattern, zq_role_t role,
+                     zq_bench_result_t *result)
+{
+    char at[520];
+    snprintf (at, sizeof at, "@%s", run->bind);
+    zq_queue_t *queue = zq_queue_new (pattern, role, at, run->cli->options);
+    if (!queue) {
+        result->errnum = errno;
+        return NULL;
+    }
+    zq_bench_bound (run, zq_queue_endpoint (queue));
+    return queue;
+}
+
+zq_queue_t *
+zq_bench_queue_connect (zq_bench_run_t *run, const char *pattern, zq_role_t role,
+                        zq_bench_result_t *result)
+{
+    char connect[520];
+    snprintf (connect, sizeof connect, ">%s", run->endpoint);
+    zq_queue_t *queue = zq_queue_new (pattern, role, connect, run->cli->options);
+    if (!queue)
+        result->errnum = errno;
+    return queue;
+}
+
+void *
+zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_result_t *result)
+{
+    void *socket = zmq_socket (zq_bench_raw_context (), type);
+    char endpoint[512];
+    size_t length = sizeof endpoint;
+    if (!socket || zq_bench_raw_options (run->cli, socket) ||
+        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) ||
+        zmq_bind (socket, run->bind) ||
+        zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &length)) {
+        result->errnum = errno;
+        if (socket)
+            zmq_close (socket);
+        return NULL;
+    }
+    zq_bench_bound (run, endpoint);
+    return socket;
+}
+
 void *
 zq_bench_body (size_t size, size_t *body_size_p)
 {

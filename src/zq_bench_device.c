@@ -35,13 +35,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-//  A side waiting this long for a message, a confirm or room gives up.
-#define S_STALL_MS 10000
 //  zqd must start (and stop) within this.
 #define S_ZQD_MS 60000
 //  Untimed messages each producer puts first.
 #define S_WARMUP 1000
-#define S_QUEUE  "bench"
 
 typedef struct {
     pid_t pid;
@@ -224,11 +221,11 @@ s_proc_kib (pid_t pid, const char *name)
 static int
 s_drain_confirms (zq_queue_t *queue)
 {
-    int64_t stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    int64_t stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
     uint8_t id[ZQ_MSG_ID_SIZE];
     while (true) {
         while (zq_queue_confirmed (queue, id) == 0)
-            stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+            stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
         if (errno != EAGAIN)
             return -1;
         if (zq_queue_next_timer_ms (queue) < 0)
@@ -247,9 +244,9 @@ s_drain_confirms (zq_queue_t *queue)
 static int
 s_post (zq_queue_t *queue, s_device_arg_t *arg)
 {
-    zq_msg_t *msg = zq_msg_new (S_QUEUE);
+    zq_msg_t *msg = zq_msg_new (ZQ_BENCH_QUEUE);
     if (!msg || zq_msg_set_body (msg, arg->body, arg->body_size) ||
-        zq_queue_post (queue, &msg, S_STALL_MS)) {
+        zq_queue_post (queue, &msg, ZQ_BENCH_STALL_MS)) {
         int saved = errno;
         zq_msg_destroy (&msg);
         errno = saved;
@@ -283,7 +280,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
     if (!result->errnum &&
         (s_drain_confirms (queue) || write (arg->ready_pipe[1], &byte, 1) != 1 ||
-         poll (&item, 1, S_STALL_MS * 6) != 1 || read (arg->go_pipe[0], &byte, 1) != 1))
+         poll (&item, 1, ZQ_BENCH_STALL_MS * 6) != 1 || read (arg->go_pipe[0], &byte, 1) != 1))
         result->errnum = errno ? errno : EPIPE;
     result->start_ns = zq_bench_now_ns ();
     uint64_t step = arg->count / 10 > 100000 ? arg->count / 10 : arg->count, next_report = step;
@@ -317,7 +314,7 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     char connect[1200];
     snprintf (connect, sizeof connect, ">%s", arg->endpoint);
     zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
-    if (!queue || zq_queue_subscribe (queue, S_QUEUE)) {
+    if (!queue || zq_queue_subscribe (queue, ZQ_BENCH_QUEUE)) {
         result->errnum = errno;
         zq_queue_destroy (&queue);
         return;
@@ -329,7 +326,7 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
                 if (write (arg->go_pipe[1], "g", 1) != 1)
                     result->errnum = EPIPE;
         }
-        zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
+        zq_msg_t *msg = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
         if (!msg || zq_queue_ack (queue, msg)) {
             result->errnum = errno;
             zq_msg_destroy (&msg);
@@ -342,7 +339,7 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     zq_queue_destroy (&queue); //  lingers until the acks are out
 }
 
-//  Asks the admin socket STAT S_QUEUE until it answers (and, with
+//  Asks the admin socket STAT ZQ_BENCH_QUEUE until it answers (and, with
 //  wait_empty, until the depth is 0); end_ns: when it answered; messages:
 //  the depth.
 static void
@@ -367,7 +364,7 @@ s_prober (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     }
     result->errnum = ETIMEDOUT;
     while (zq_bench_now_ns () < deadline && !zq_cli_interrupted) {
-        if (zstr_sendx (sock, "STAT", S_QUEUE, NULL)) {
+        if (zstr_sendx (sock, "STAT", ZQ_BENCH_QUEUE, NULL)) {
             result->errnum = errno;
             break;
         }
@@ -449,7 +446,8 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
         for (int i = 0; !errnum && i < spawned; i++) {
             char byte;
             struct pollfd item = {arg->ready_pipe[0], POLLIN, 0};
-            if (poll (&item, 1, S_STALL_MS * 6) != 1 || read (arg->ready_pipe[0], &byte, 1) != 1)
+            if (poll (&item, 1, ZQ_BENCH_STALL_MS * 6) != 1 ||
+                read (arg->ready_pipe[0], &byte, 1) != 1)
                 errnum = EPIPE;
         }
         for (int i = 0; !errnum && i < spawned; i++)

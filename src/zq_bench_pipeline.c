@@ -18,39 +18,17 @@
 */
 #include "zq_cli.h"
 
-//  A side waiting this long for a message or for room gives up.
-#define S_STALL_MS 10000
-
 static void
 s_receiver (zq_bench_run_t *run, zq_bench_result_t *result)
 {
     zq_queue_t *queue = NULL;
     void *socket = NULL;
-    if (run->use_zq) {
-        char at[520];
-        snprintf (at, sizeof at, "@%s", run->bind);
-        queue = zq_queue_new ("pipeline", ZQ_CONSUMER, at, run->cli->options);
-        if (!queue) {
-            result->errnum = errno;
-            return;
-        }
-        zq_bench_bound (run, zq_queue_endpoint (queue));
-    } else {
-        socket = zmq_socket (zq_bench_raw_context (), ZMQ_PULL);
-        char endpoint[512];
-        size_t length = sizeof endpoint;
-        int timeout = S_STALL_MS;
-        if (!socket || zq_bench_raw_options (run->cli, socket) ||
-            zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
-            zmq_bind (socket, run->bind) ||
-            zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &length)) {
-            result->errnum = errno;
-            if (socket)
-                zmq_close (socket);
-            return;
-        }
-        zq_bench_bound (run, endpoint);
-    }
+    if (run->use_zq)
+        queue = zq_bench_queue_bind (run, "pipeline", ZQ_CONSUMER, result);
+    else
+        socket = zq_bench_raw_bind (run, ZMQ_PULL, ZQ_BENCH_STALL_MS, result);
+    if (!queue && !socket)
+        return;
     zmq_msg_t frame;
     zmq_msg_init (&frame);
     bool went = false;
@@ -60,7 +38,7 @@ s_receiver (zq_bench_run_t *run, zq_bench_result_t *result)
             went = true;
         }
         if (run->use_zq) {
-            zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
+            zq_msg_t *msg = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
             if (!msg) {
                 result->errnum = errno;
                 break;
@@ -86,17 +64,13 @@ s_sender (zq_bench_run_t *run, zq_bench_result_t *result)
     zq_queue_t *queue = NULL;
     void *socket = NULL;
     if (run->use_zq) {
-        char connect[520];
-        snprintf (connect, sizeof connect, ">%s", run->endpoint);
-        queue = zq_queue_new ("pipeline", ZQ_PRODUCER, connect, run->cli->options);
-        if (!queue) {
-            result->errnum = errno;
+        queue = zq_bench_queue_connect (run, "pipeline", ZQ_PRODUCER, result);
+        if (!queue)
             return;
-        }
     } else {
         socket = zmq_socket (zq_bench_raw_context (), ZMQ_PUSH);
         int immediate = 1;
-        int timeout = S_STALL_MS;
+        int timeout = ZQ_BENCH_STALL_MS;
         if (!socket || zq_bench_raw_options (run->cli, socket) ||
             zmq_setsockopt (socket, ZMQ_IMMEDIATE, &immediate, sizeof immediate) ||
             zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
@@ -118,7 +92,7 @@ s_sender (zq_bench_run_t *run, zq_bench_result_t *result)
         if (run->use_zq) {
             zq_msg_t *msg = zq_msg_new ("bench");
             if (!msg || zq_msg_set_body (msg, run->payload, run->payload_size) ||
-                zq_queue_send (queue, &msg, S_STALL_MS)) {
+                zq_queue_send (queue, &msg, ZQ_BENCH_STALL_MS)) {
                 result->errnum = errno;
                 zq_msg_destroy (&msg);
                 break;
@@ -157,13 +131,7 @@ zq_bench_pipeline (zq_cli_t *cli)
     for (int round = 0; rc == 0 && round < cli->rounds; round++) {
         for (int side = 0; rc == 0 && side < 2; side++) {
             zq_bench_run_t run;
-            memset (&run, 0, sizeof run);
-            run.cli = cli;
-            run.use_zq = (side == 1);
-            run.warmup = warmup;
-            run.count = cli->count;
-            run.payload = run.use_zq ? body : frame;
-            run.payload_size = run.use_zq ? body_size : cli->size;
+            zq_bench_run_init (&run, cli, side == 1, warmup, body, body_size, frame);
             zq_bench_result_t receiver, sender;
             rc = zq_bench_run (&run, s_receiver, s_sender, &receiver, &sender);
             if (rc == 0)

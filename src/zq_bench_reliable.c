@@ -28,13 +28,10 @@
 #include <poll.h>
 #include <unistd.h>
 
-//  A side waiting this long for a message, a confirm or room gives up.
-#define S_STALL_MS 10000
 //  Most confirm-each and fsync samples per round.
 #define S_LATENCY_MAX 10000
 //  Untimed messages first.
 #define S_WARMUP 1000
-#define S_QUEUE  "bench"
 
 typedef struct {
     char dir[1024];      //  the run's directory: the server's spools
@@ -71,7 +68,7 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         zq_options_set (options, "fsync", "always") == 0)
         queue = zq_queue_new ("reliable", ZQ_SERVER, arg->bind, options);
     zq_options_destroy (&options);
-    if (!queue || zq_queue_declare (queue, S_QUEUE)) {
+    if (!queue || zq_queue_declare (queue, ZQ_BENCH_QUEUE)) {
         result->errnum = errno;
         zq_queue_destroy (&queue);
         return;
@@ -93,7 +90,7 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         }
     }
     zq_queue_info_t info;
-    if (zq_queue_info (queue, S_QUEUE, &info) == 0)
+    if (zq_queue_info (queue, ZQ_BENCH_QUEUE, &info) == 0)
         result->messages = info.put;
     zq_queue_destroy (&queue);
 }
@@ -102,7 +99,7 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 static int
 s_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p)
 {
-    int64_t stall = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    int64_t stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
     uint8_t id[ZQ_MSG_ID_SIZE];
     while (true) {
         while (zq_queue_confirmed (queue, id) == 0)
@@ -150,7 +147,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             char go;
             struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
             errno = 0;
-            if (s_drain_confirms (queue, &confirmed) || poll (&item, 1, S_STALL_MS) != 1 ||
+            if (s_drain_confirms (queue, &confirmed) || poll (&item, 1, ZQ_BENCH_STALL_MS) != 1 ||
                 read (arg->go_pipe[0], &go, 1) != 1) {
                 result->errnum = errno ? errno : EPIPE;
                 break;
@@ -158,14 +155,14 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             result->start_ns = zq_bench_now_ns ();
         }
         int64_t start = zq_bench_now_ns ();
-        zq_msg_t *msg = zq_msg_new (S_QUEUE);
+        zq_msg_t *msg = zq_msg_new (ZQ_BENCH_QUEUE);
         if (!msg || zq_msg_set_body (msg, arg->body, arg->body_size)) {
             result->errnum = errno;
             zq_msg_destroy (&msg);
             break;
         }
-        int rc = arg->confirm_each ? zq_queue_send (queue, &msg, S_STALL_MS)
-                                   : zq_queue_post (queue, &msg, S_STALL_MS);
+        int rc = arg->confirm_each ? zq_queue_send (queue, &msg, ZQ_BENCH_STALL_MS)
+                                   : zq_queue_post (queue, &msg, ZQ_BENCH_STALL_MS);
         if (rc) {
             result->errnum = errno;
             zq_msg_destroy (&msg);
@@ -200,7 +197,7 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     char connect[1200];
     snprintf (connect, sizeof connect, ">%s", arg->endpoint);
     zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
-    if (!queue || zq_queue_subscribe (queue, S_QUEUE)) {
+    if (!queue || zq_queue_subscribe (queue, ZQ_BENCH_QUEUE)) {
         result->errnum = errno;
         zq_queue_destroy (&queue);
         return;
@@ -213,7 +210,7 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
                 break;
             }
         }
-        zq_msg_t *msg = zq_queue_recv (queue, S_STALL_MS);
+        zq_msg_t *msg = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
         if (!msg || zq_queue_ack (queue, msg)) {
             result->errnum = errno;
             zq_msg_destroy (&msg);
@@ -231,7 +228,7 @@ static int
 s_read_line (int fd, char *line, size_t size)
 {
     size_t have = 0;
-    int64_t deadline = zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000;
+    int64_t deadline = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
     while (have + 1 < size) {
         int left_ms = (int)((deadline - zq_bench_now_ns ()) / 1000000);
         struct pollfd item = {fd, POLLIN, 0};
@@ -296,7 +293,7 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
     //  Stop the server: it syncs and closes its spools.
     close (arg->stop_pipe[1]);
     if (server.pid > 0 &&
-        zq_bench_collect (&server, zq_bench_now_ns () + (int64_t)S_STALL_MS * 1000000,
+        zq_bench_collect (&server, zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000,
                           &server_result) &&
         !errnum)
         errnum = server_result.errnum;

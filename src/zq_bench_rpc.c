@@ -18,24 +18,16 @@
 */
 #include "zq_cli.h"
 
-//  A side waiting this long for a request or reply gives up.
-#define S_STALL_MS 10000
-
 static void
 s_server (zq_bench_run_t *run, zq_bench_result_t *result)
 {
     uint64_t requests = run->warmup + run->count;
     if (run->use_zq) {
-        char at[520];
-        snprintf (at, sizeof at, "@%s", run->bind);
-        zq_queue_t *queue = zq_queue_new ("rpc", ZQ_SERVER, at, run->cli->options);
-        if (!queue) {
-            result->errnum = errno;
+        zq_queue_t *queue = zq_bench_queue_bind (run, "rpc", ZQ_SERVER, result);
+        if (!queue)
             return;
-        }
-        zq_bench_bound (run, zq_queue_endpoint (queue));
         for (uint64_t i = 0; i < requests; i++) {
-            zq_msg_t *request = zq_queue_recv (queue, S_STALL_MS);
+            zq_msg_t *request = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
             if (!request) {
                 result->errnum = errno;
                 break;
@@ -44,7 +36,7 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
             const void *body = zq_msg_body (request, &size);
             zq_msg_t *reply = zq_msg_new (zq_msg_subject (request));
             if (!reply || zq_msg_set_body (reply, body, size) ||
-                zq_queue_reply (queue, request, &reply, S_STALL_MS)) {
+                zq_queue_reply (queue, request, &reply, ZQ_BENCH_STALL_MS)) {
                 result->errnum = errno;
                 zq_msg_destroy (&reply);
                 zq_msg_destroy (&request);
@@ -60,20 +52,9 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
         zq_queue_destroy (&queue);
         return;
     }
-    void *socket = zmq_socket (zq_bench_raw_context (), ZMQ_ROUTER);
-    char endpoint[512];
-    size_t length = sizeof endpoint;
-    int timeout = S_STALL_MS;
-    if (!socket || zq_bench_raw_options (run->cli, socket) ||
-        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
-        zmq_bind (socket, run->bind) ||
-        zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &length)) {
-        result->errnum = errno;
-        if (socket)
-            zmq_close (socket);
+    void *socket = zq_bench_raw_bind (run, ZMQ_ROUTER, ZQ_BENCH_STALL_MS, result);
+    if (!socket)
         return;
-    }
-    zq_bench_bound (run, endpoint);
     zmq_msg_t routing_id, body;
     zmq_msg_init (&routing_id);
     zmq_msg_init (&body);
@@ -108,15 +89,11 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
     }
     zq_queue_t *queue = NULL;
     void *socket = NULL;
-    if (run->use_zq) {
-        char connect[520];
-        snprintf (connect, sizeof connect, ">%s", run->endpoint);
-        queue = zq_queue_new ("rpc", ZQ_CLIENT, connect, run->cli->options);
-        if (!queue)
-            result->errnum = errno;
-    } else {
+    if (run->use_zq)
+        queue = zq_bench_queue_connect (run, "rpc", ZQ_CLIENT, result);
+    else {
         socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
-        int timeout = S_STALL_MS;
+        int timeout = ZQ_BENCH_STALL_MS;
         if (!socket || zq_bench_raw_options (run->cli, socket) ||
             zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
             zmq_connect (socket, run->endpoint))
@@ -129,12 +106,12 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
         if (run->use_zq) {
             zq_msg_t *request = zq_msg_new ("bench");
             if (!request || zq_msg_set_body (request, run->payload, run->payload_size) ||
-                zq_queue_send (queue, &request, S_STALL_MS)) {
+                zq_queue_send (queue, &request, ZQ_BENCH_STALL_MS)) {
                 result->errnum = errno;
                 zq_msg_destroy (&request);
                 break;
             }
-            zq_msg_t *reply = zq_queue_recv (queue, S_STALL_MS);
+            zq_msg_t *reply = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
             if (!reply) {
                 result->errnum = errno;
                 break;
@@ -194,13 +171,7 @@ zq_bench_rpc (zq_cli_t *cli)
     for (int round = 0; rc == 0 && round < rounds; round++) {
         for (int side = 0; rc == 0 && side < 2; side++) {
             zq_bench_run_t run;
-            memset (&run, 0, sizeof run);
-            run.cli = cli;
-            run.use_zq = (side == 1);
-            run.warmup = warmup;
-            run.count = cli->count;
-            run.payload = run.use_zq ? body : frame;
-            run.payload_size = run.use_zq ? body_size : cli->size;
+            zq_bench_run_init (&run, cli, side == 1, warmup, body, body_size, frame);
             zq_bench_result_t server, client;
             rc = zq_bench_run (&run, s_server, s_client, &server, &client);
             if (rc == 0) {

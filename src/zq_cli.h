@@ -158,6 +158,12 @@ int zq_cli_failure (zq_cli_t *cli, const char *what, int errnum);
 //  forked by zq bench, which never creates a ZeroMQ context itself; over
 //  inproc both run in one forked process, the binder in a second thread.
 
+//  A benchmark side waiting this long for a message, a reply, a confirm or
+//  room gives up.
+#define ZQ_BENCH_STALL_MS 10000
+//  The queue bench reliable and bench device put to and take from.
+#define ZQ_BENCH_QUEUE "bench"
+
 typedef struct {
     zq_cli_t *cli;
     bool use_zq;         //  zq queues, or raw libzmq sockets
@@ -216,6 +222,24 @@ void *zq_bench_raw_context (void);
 //  Applies to a raw socket what zq applies to its own from the command
 //  line's options: sndhwm, rcvhwm, linger_ms. Returns 0 or -1.
 int zq_bench_raw_options (zq_cli_t *cli, void *socket);
+
+//  Sets up run for one side of a round of bench pipeline or rpc: zq sends
+//  body (body_size bytes), raw sends frame (cli->size bytes).
+void zq_bench_run_init (zq_bench_run_t *run, zq_cli_t *cli, bool use_zq, uint64_t warmup,
+                        const void *body, size_t body_size, const void *frame);
+
+//  The zq side's queue: pattern in role with the command line's options,
+//  bound on run->bind (and reported with zq_bench_bound) or connected to
+//  run->endpoint. NULL with result->errnum set if it cannot be opened.
+zq_queue_t *zq_bench_queue_bind (zq_bench_run_t *run, const char *pattern, zq_role_t role,
+                                 zq_bench_result_t *result);
+zq_queue_t *zq_bench_queue_connect (zq_bench_run_t *run, const char *pattern, zq_role_t role,
+                                    zq_bench_result_t *result);
+
+//  The raw binder's socket: type, with zq_bench_raw_options and a receive
+//  timeout of timeout_ms, bound on run->bind and reported with
+//  zq_bench_bound. NULL with result->errnum set if any step fails.
+void *zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_result_t *result);
 
 //  The msgpack body zq sends for a payload of size bytes (a bin), built
 //  once; *body_size_p gets its size. NULL on ENOMEM.
