@@ -163,6 +163,42 @@ send_numbered (zq_queue_t *queue, const char *subject, int64_t n)
     assert_null (msg);
 }
 
+//  Receives the messages numbered first to end - 1, in that order, each
+//  within the deadline.
+static inline void
+recv_numbered (zq_queue_t *queue, int64_t first, int64_t end)
+{
+    for (int64_t n = first; n < end; n++) {
+        zq_msg_t *msg = zq_queue_recv (queue, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        zq_msg_destroy (&msg);
+    }
+}
+
+//  Options from NULL-terminated name, value pairs (as strings).
+static inline zq_options_t *
+options_of_list (const char *first, va_list args)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_non_null (options);
+    for (const char *name = first; name; name = va_arg (args, const char *)) {
+        const char *value = va_arg (args, const char *);
+        assert_int_equal (zq_options_set (options, name, value), 0);
+    }
+    return options;
+}
+
+static inline zq_options_t *
+options_of (const char *first, ...)
+{
+    va_list args;
+    va_start (args, first);
+    zq_options_t *options = options_of_list (first, args);
+    va_end (args);
+    return options;
+}
+
 static inline int64_t
 now_ms (void)
 {

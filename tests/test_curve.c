@@ -83,22 +83,6 @@ teardown (void **state)
     return 0;
 }
 
-//  Options from NULL-terminated name, value pairs.
-static zq_options_t *
-options_of (const char *first, ...)
-{
-    zq_options_t *options = zq_options_new ();
-    assert_non_null (options);
-    va_list args;
-    va_start (args, first);
-    for (const char *name = first; name; name = va_arg (args, const char *)) {
-        const char *value = va_arg (args, const char *);
-        assert_int_equal (zq_options_set (options, name, value), 0);
-    }
-    va_end (args);
-    return options;
-}
-
 static zq_queue_t *
 open_queue (const char *pattern, zq_role_t role, const char *spec, zq_options_t *options)
 {
@@ -194,12 +178,7 @@ pipeline_exchange (const char *transport, zq_options_t *producer_options)
     assert_int_equal (zsock_curve_server (zq_queue_sock (producer)), 0);
     for (int64_t n = 0; n < 100; n++)
         send_numbered (producer, "curve", n);
-    for (int64_t n = 0; n < 100; n++) {
-        zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (consumer, 0, 100);
     zq_queue_destroy (&producer);
     zq_queue_destroy (&consumer);
 }
@@ -444,12 +423,7 @@ test_device (void **state)
         options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
     for (int64_t n = 0; n < 10; n++)
         send_numbered (pusher, "feed", n);
-    for (int64_t n = 0; n < 10; n++) {
-        msg = zq_queue_recv (puller, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (puller, 0, 10);
     assert_nothing_received (plain_puller);
 
     zq_queue_destroy (&puller);
@@ -510,13 +484,9 @@ test_device_refusals (void **state)
 static void
 expect_einval (const char *expect, const char *first, ...)
 {
-    zq_options_t *options = zq_options_new ();
     va_list args;
     va_start (args, first);
-    for (const char *name = first; name; name = va_arg (args, const char *)) {
-        const char *value = va_arg (args, const char *);
-        assert_int_equal (zq_options_set (options, name, value), 0);
-    }
+    zq_options_t *options = options_of_list (first, args);
     va_end (args);
     char spec[300];
     bind_spec ("ipc", spec, sizeof spec);

@@ -312,12 +312,7 @@ test_garbage_is_counted (void **state)
         }
         garbage++;
     }
-    for (int n = 0; n < 20; n++) {
-        zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (consumer, 0, 20);
     //  The last garbage message follows the last good one.
     int64_t deadline = now_ms () + DEADLINE_MS;
     zq_queue_stats_t stats;
@@ -449,12 +444,7 @@ test_close_report (void **state)
     assert_int_equal (stats.sent, total);
     zq_queue_destroy (&producer);
     //  libzmq flushes what it held within the linger: nothing is lost.
-    for (int n = 0; n < total; n++) {
-        msg = zq_queue_recv (consumer, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (consumer, 0, total);
     zq_queue_destroy (&consumer);
 }
 

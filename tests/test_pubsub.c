@@ -124,12 +124,7 @@ test_clean_run_has_no_gaps (void **state)
     const char *subjects[] = {"s1", "s2", "s3"};
     for (int n = 0; n < total; n++)
         send_numbered (publisher, subjects[n % 3], n);
-    for (int n = 0; n < total; n++) {
-        zq_msg_t *msg = zq_queue_recv (subscriber, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (subscriber, 0, total);
     zq_queue_stats_t stats;
     zq_queue_stats (subscriber, &stats);
     assert_int_equal (stats.gaps, 0);
@@ -152,12 +147,7 @@ test_late_joiner_has_no_gaps (void **state)
     assert_int_equal (zq_queue_wait_subscribers (publisher, 2, DEADLINE_MS), 0);
     for (int n = 50; n < 100; n++)
         send_numbered (publisher, "news", n);
-    for (int n = 50; n < 100; n++) {
-        zq_msg_t *msg = zq_queue_recv (late, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (late, 50, 100);
     for (int n = 0; n < 100; n++) {
         zq_msg_t *msg = zq_queue_recv (early, DEADLINE_MS);
         assert_non_null (msg);
@@ -375,12 +365,7 @@ test_sequence_jumps_from_raw_peer (void **state)
     assert_int_equal (zq_msg_send (&msg, handle, 0), 0);
     raw_publish (handle, "t", b, 9, 10);
 
-    for (int n = 0; n <= 10; n++) {
-        msg = zq_queue_recv (subscriber, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (number_of (msg), n);
-        zq_msg_destroy (&msg);
-    }
+    recv_numbered (subscriber, 0, 11);
     zq_queue_stats_t stats;
     zq_queue_stats (subscriber, &stats);
     assert_int_equal (stats.gaps, 5);
