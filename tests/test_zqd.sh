@@ -21,13 +21,8 @@ zq_bin="$builddir/src/zq"
 limit=20
 [ -n "${ZQ_VALGRIND:-}" ] && limit=120
 
-fail () {
-    echo "test_zqd: FAIL: $*" >&2
-    for log in "$work"/*.err; do
-        [ -f "$log" ] && { echo "--- $log"; tail -n 20 "$log"; } >&2
-    done
-    exit 1
-}
+test_name=test_zqd
+. "$(dirname "$0")/test_lib.sh"
 
 [ -x "$zqd_bin" ] || { echo "test_zqd: $zqd_bin is not built" >&2; exit 1; }
 
@@ -76,31 +71,7 @@ start () {
         "$zqd_bin" "$@" > "$work/$name.out" 2> "$work/$name.err" &
     fi
     pid=$!
-    tries=0
-    endpoint=""
-    while [ $tries -lt $((limit * 20)) ]; do
-        endpoint=$(sed -n 's/^zqd: listening on //p' "$work/$name.out" 2>/dev/null)
-        [ -n "$endpoint" ] && break
-        kill -0 "$pid" 2>/dev/null || fail "zqd $name exited: $(cat "$work/$name.err")"
-        tries=$((tries + 1))
-        sleep 0.05
-    done
-    [ -n "$endpoint" ] || fail "zqd $name did not start"
-    admin=$(sed -n 's/^zqd: admin on //p' "$work/$name.out")
-}
-
-#  stop: SIGTERM, then the exit status must be 0 within the limit.
-stop () {
-    kill -TERM "$pid"
-    tries=0
-    while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
-        tries=$((tries + 1))
-        sleep 0.05
-    done
-    kill -0 "$pid" 2>/dev/null && fail "zqd did not stop on SIGTERM"
-    wait "$pid"
-    status=$?
-    [ "$status" -eq 0 ] || fail "zqd exited $status after SIGTERM"
+    wait_listening "$name"
 }
 
 #  ---- Bad command lines and configurations ----------------------------------

@@ -24,13 +24,8 @@ zq_bin="$builddir/src/zq"
 python=${ZQ_PYTHON:-/usr/bin/python3}
 limit=20
 
-fail () {
-    echo "test_zqd_curve: FAIL: $*" >&2
-    for log in "$work"/*.err; do
-        [ -f "$log" ] && { echo "--- $log"; tail -n 20 "$log"; } >&2
-    done
-    exit 1
-}
+test_name=test_zqd_curve
+. "$(dirname "$0")/test_lib.sh"
 
 [ -x "$zqd_bin" ] || { echo "test_zqd_curve: $zqd_bin is not built" >&2; exit 1; }
 "$python" -c 'import zmq; assert zmq.has("curve")' 2> /dev/null \
@@ -90,21 +85,12 @@ rm -f "$work/public.err"
 timeout "$limit" "$zqd_bin" --check --config "$work/zqd.cfg" > "$work/check" 2>&1 \
     || fail "--check of a CURVE configuration: $(cat "$work/check")"
 
-"$zqd_bin" --config "$work/zqd.cfg" > "$work/zqd.out" 2> "$work/zqd.err" &
+"$zqd_bin" --config "$work/zqd.cfg" > "$work/curve.out" 2> "$work/curve.err" &
 pid=$!
-tries=0
-endpoint=""
-while [ $tries -lt $((limit * 20)) ]; do
-    endpoint=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out" 2> /dev/null)
-    [ -n "$endpoint" ] && break
-    kill -0 "$pid" 2> /dev/null || fail "zqd exited: $(cat "$work/zqd.err")"
-    tries=$((tries + 1))
-    sleep 0.05
-done
-[ -n "$endpoint" ] || fail "zqd did not start"
+wait_listening curve
 #  The stream's endpoints, as the device bound them.
-in=$(sed -n 's/^zqd: stream feed in \([^ ]*\) out .*/\1/p' "$work/zqd.out")
-out=$(sed -n 's/^zqd: stream feed in [^ ]* out \(.*\)/\1/p' "$work/zqd.out")
+in=$(sed -n 's/^zqd: stream feed in \([^ ]*\) out .*/\1/p' "$work/curve.out")
+out=$(sed -n 's/^zqd: stream feed in [^ ]* out \(.*\)/\1/p' "$work/curve.out")
 
 curve="-o curve_server_key=$server_key -o curve_cert=$work/client.cert"
 stranger="-o curve_server_key=$server_key -o curve_cert=$work/stranger.cert"
@@ -121,7 +107,7 @@ if [ -n "$in" ] && [ -n "$out" ]; then
     [ "$(cat "$work/pulled")" = '{"n":1}' ] || fail "pulled $(cat "$work/pulled")"
     rm -f "$work/push.err" "$work/pull.err"
 else
-    fail "zqd printed no endpoints for stream feed: $(cat "$work/zqd.out")"
+    fail "zqd printed no endpoints for stream feed: $(cat "$work/curve.out")"
 fi
 
 #  put and get over CURVE; plaintext and unknown clients are refused.
@@ -138,13 +124,6 @@ zq get --timeout 300 "$endpoint" orders > "$work/plain-got" 2> /dev/null
 [ -s "$work/plain-got" ] && fail "a plaintext get received $(cat "$work/plain-got")"
 rm -f "$work/put.err" "$work/get.err"
 
-kill -TERM "$pid"
-tries=0
-while kill -0 "$pid" 2> /dev/null && [ $tries -lt $((limit * 20)) ]; do
-    tries=$((tries + 1))
-    sleep 0.05
-done
-kill -0 "$pid" 2> /dev/null && fail "zqd did not stop on SIGTERM"
-wait "$pid" || fail "zqd exited $? after SIGTERM"
+stop
 pid=""
 exit 0

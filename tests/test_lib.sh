@@ -1,0 +1,49 @@
+#   Shell functions shared by zq's zqd tests (`. "$(dirname "$0")/test_lib.sh"`).
+#   They use what the test sets: test_name (for messages), work (its
+#   private directory), limit (seconds any one wait may take) and pid (the
+#   zqd it started).
+#
+#   This Source Code Form is subject to the terms of the Mozilla Public
+#   License, v. 2.0. If a copy of the MPL was not distributed with this
+#   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+
+#  fail TEXT...: prints TEXT and the tail of every $work/*.err, exits 1.
+fail () {
+    echo "$test_name: FAIL: $*" >&2
+    for log in "$work"/*.err; do
+        [ -f "$log" ] && { echo "--- $log"; tail -n 20 "$log"; } >&2
+    done
+    exit 1
+}
+
+#  wait_listening NAME: waits (bounded) until the zqd started as $pid,
+#  writing to $work/NAME.out and NAME.err, prints its "listening" line.
+#  Sets endpoint and admin (empty if zqd has no admin endpoint).
+wait_listening () {
+    tries=0
+    endpoint=""
+    while [ $tries -lt $((limit * 20)) ]; do
+        endpoint=$(sed -n 's/^zqd: listening on //p' "$work/$1.out" 2>/dev/null)
+        [ -n "$endpoint" ] && break
+        kill -0 "$pid" 2>/dev/null || fail "zqd $1 exited: $(cat "$work/$1.err")"
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    [ -n "$endpoint" ] || fail "zqd $1 did not start"
+    admin=$(sed -n 's/^zqd: admin on //p' "$work/$1.out")
+}
+
+#  stop: SIGTERM to the zqd $pid, then its exit status must be 0 within
+#  the limit.
+stop () {
+    kill -TERM "$pid"
+    tries=0
+    while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
+        tries=$((tries + 1))
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && fail "zqd did not stop on SIGTERM"
+    wait "$pid"
+    status=$?
+    [ "$status" -eq 0 ] || fail "zqd exited $status after SIGTERM"
+}
