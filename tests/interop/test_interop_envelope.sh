@@ -12,24 +12,15 @@
 
 set -u
 
-srcdir=${ZQ_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-python=${ZQ_PYTHON:-/usr/bin/python3}
+test_name=test_interop_envelope
+. "$(dirname "$0")/interop_lib.sh"
 peer_py="$srcdir/tests/interop/envelope_peer.py"
 peer_c="$builddir/tests/interop/interop_peer"
 #  make memcheck runs the C side under valgrind.
 valgrind=${ZQ_VALGRIND:-}
 deadline=60
 
-fail () {
-    echo "test_interop_envelope: FAIL: $*" >&2
-    exit 1
-}
-
-[ -x "$peer_c" ] || fail "$peer_c is not built"
-[ -r "$peer_py" ] || fail "$peer_py not found"
-"$python" -c 'import zmq, msgpack' 2>/dev/null \
-    || fail "$python cannot import zmq and msgpack; install python3-zmq and python3-msgpack"
+check_peers "$peer_c" "$peer_py"
 
 workdir=$(mktemp -d "${TMPDIR:-/tmp}/zq-interop.XXXXXX") || fail "mktemp -d failed"
 c_pid=

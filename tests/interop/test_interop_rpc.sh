@@ -13,31 +13,6 @@
 
 set -u
 
-srcdir=${ZQ_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-python=${ZQ_PYTHON:-/usr/bin/python3}
-peer_py="$srcdir/tests/interop/rpc_peer.py"
-peer_c="$builddir/tests/rpc_proc"
-
-fail () {
-    echo "test_interop_rpc: FAIL: $*" >&2
-    exit 1
-}
-
-[ -x "$peer_c" ] || fail "$peer_c is not built"
-[ -r "$peer_py" ] || fail "$peer_py not found"
-"$python" -c 'import zmq, msgpack' 2>/dev/null \
-    || fail "$python cannot import zmq and msgpack; install python3-zmq and python3-msgpack"
-
-IPC_DIR=$(mktemp -d "${TMPDIR:-/tmp}/zq-interop-rpc.XXXXXX") || fail "mktemp -d failed"
-export IPC_DIR
-trap 'rm -rf "$IPC_DIR"' EXIT
-trap 'exit 1' HUP INT TERM
-
-status=0
-for transport in tcp ipc; do
-    timeout 120 "$python" "$peer_py" "$peer_c" "$transport" || status=1
-done
-[ $status -eq 0 ] || fail "see above"
-echo "test_interop_rpc: PASS"
-exit 0
+test_name=test_interop_rpc
+. "$(dirname "$0")/interop_lib.sh"
+run_over_transports rpc 120 "$srcdir/tests/interop/rpc_peer.py" "$builddir/tests/rpc_proc"
