@@ -28,17 +28,10 @@ except ImportError as error:
     sys.stderr.write("pubsub_peer: %s; install python3-zmq and python3-msgpack\n" % error)
     sys.exit(1)
 
+from peer_checks import Failure, check
+
 WAIT_S = 20
 ZEROCOPY_MIN = 8192
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise Failure(what)
 
 
 #  ---- The envelope (PROTOCOL.md section 8), minimal and strict enough ----

@@ -28,17 +28,10 @@ import time
 import msgpack
 import zmq
 
+from peer_checks import Failure, check
+
 DEADLINE_S = 60
 COUNT = 50
-
-
-class Failure(Exception):
-    pass
-
-
-def check(condition, what):
-    if not condition:
-        raise Failure(what)
 
 
 #  ---- Envelope (sections 6, 8, 11) ------------------------------------------
