@@ -532,15 +532,26 @@ zq_queue_role (zq_queue_t *self)
     return self ? self->role : (zq_role_t)0;
 }
 
-int
-zq_queue_subscribe (zq_queue_t *self, const char *prefix)
+//  What the calls off the hot path check first, in this order: self and
+//  their arguments (EINVAL), an open socket (ENOTSOCK), the pattern's hook
+//  (ENOTSUP). Returns 0, or -1 with errno.
+static int
+s_check (zq_queue_t *self, bool arguments_ok, bool has_hook)
 {
-    if (!self)
+    if (!self || !arguments_ok)
         return zqi_fail (EINVAL);
     if (!self->handle)
         return zqi_fail (ENOTSOCK);
-    if (!self->pattern->subscribe)
+    if (!has_hook)
         return zqi_fail (ENOTSUP);
+    return 0;
+}
+
+int
+zq_queue_subscribe (zq_queue_t *self, const char *prefix)
+{
+    if (s_check (self, true, self && self->pattern->subscribe != NULL))
+        return -1;
     if (prefix && strlen (prefix) > ZQ_MSG_MAX_STRING)
         return zqi_fail (ZQ_ETOOBIG);
     return self->pattern->subscribe (self->state, prefix ? prefix : "");
@@ -549,12 +560,8 @@ zq_queue_subscribe (zq_queue_t *self, const char *prefix)
 int
 zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
 {
-    if (!self)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->unsubscribe)
-        return zqi_fail (ENOTSUP);
+    if (s_check (self, true, self && self->pattern->unsubscribe != NULL))
+        return -1;
     if (prefix && strlen (prefix) > ZQ_MSG_MAX_STRING)
         return zqi_fail (ZQ_ETOOBIG);
     return self->pattern->unsubscribe (self->state, prefix ? prefix : "");
@@ -563,12 +570,8 @@ zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
 int
 zq_queue_subscribers (zq_queue_t *self)
 {
-    if (!self)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->subscribers)
-        return zqi_fail (ENOTSUP);
+    if (s_check (self, true, self && self->pattern->subscribers != NULL))
+        return -1;
     return self->pattern->subscribers (self->state);
 }
 
@@ -645,24 +648,16 @@ zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 int
 zq_queue_confirmed (zq_queue_t *self, uint8_t *id)
 {
-    if (!self || !id)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->confirmed)
-        return zqi_fail (ENOTSUP);
+    if (s_check (self, id != NULL, self && self->pattern->confirmed != NULL))
+        return -1;
     return self->pattern->confirmed (self->state, id);
 }
 
 static int
 s_settle (zq_queue_t *self, const zq_msg_t *msg, int how, int64_t number)
 {
-    if (!self || !msg)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->settle)
-        return zqi_fail (ENOTSUP);
+    if (s_check (self, msg != NULL, self && self->pattern->settle != NULL))
+        return -1;
     return self->pattern->settle (self->state, msg, how, number);
 }
 
@@ -692,12 +687,8 @@ zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms)
 static int
 s_admin_check (zq_queue_t *self, bool has_hook, const char *name)
 {
-    if (!self)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!has_hook)
-        return zqi_fail (ENOTSUP);
+    if (s_check (self, true, has_hook))
+        return -1;
     if (!name)
         return zqi_fail (EINVAL);
     return 0;
