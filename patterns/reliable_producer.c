@@ -3,16 +3,18 @@
     DEALER): an outbox spool, a window of PUTs awaiting their confirm,
     resends, and the confirm reports of zq_queue_post.
 
-    Every message goes into the outbox first: a zq_spool in memory, or in
-    outbox_dir (durable under the fsync option, so it survives the
-    producer's crash). PUTs are sent from the outbox's records, at most
-    max_in_flight awaiting a confirm; each is tracked by id with its
-    outbox seq and a deadline. A CONFIRM acks the outbox record. No confirm
-    by the deadline (confirm_timeout_ms), a refusal's backoff ending, or
-    a sign that the server restarted or came back (its PONG), gives the
-    record back to the outbox, which hands it out first again: it is sent
-    again under the same id (the server's dedupe window keeps it from
-    being stored twice). ZMQ_IMMEDIATE is on, so records wait in the
+    Every message goes into the outbox first: a zq_spool in outbox_dir
+    (durable under the fsync option, so it survives the producer's
+    crash), or else a memory outbox: each message's wire bytes beside its
+    table entry, and a double-ended ring of the entries waiting to be
+    sent. PUTs are sent from the outbox, at most max_in_flight awaiting a
+    confirm; each is tracked by id with its deadline (and its outbox seq
+    when durable). A CONFIRM drops the message from the outbox. No
+    confirm by the deadline (confirm_timeout_ms), a refusal's backoff
+    ending, or a sign that the server restarted or came back (its PONG),
+    gives the message back to the outbox, which hands it out first again:
+    it is sent again under the same id (the server's dedupe window keeps
+    it from being stored twice). ZMQ_IMMEDIATE is on, so records wait in the
     outbox while no server is connected.
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -22,7 +24,13 @@
 */
 #include "reliable.h"
 
-enum { S_SENT = 1, S_WAITING = 2 };
+enum { S_SENT = 1, S_WAITING = 2, S_QUEUED = 3 };
+
+//  A message of the memory outbox, in its one-frame wire form.
+typedef struct {
+    uint8_t *data;
+    size_t size;
+} s_record_t;
 
 //  A refused message is sent again after this long.
 #define S_REFUSED_RETRY_MS 1000
@@ -36,8 +44,18 @@ typedef struct {
 
 struct _zqi_r_producer_t {
     zqi_r_common_t common;
-    zq_spool_t *outbox;
+    zq_spool_t *outbox; //  durable outbox, or NULL
     bool durable;
+    //  Memory outbox: records by table index, and a ring of the indexes
+    //  waiting to be sent (S_QUEUED), oldest first.
+    s_record_t *records;
+    uint32_t records_capacity;
+    uint32_t *ring;
+    uint32_t ring_mask;
+    uint32_t ring_head;
+    uint32_t ring_count;
+    uint32_t held; //  messages in the memory outbox
+    size_t max_record_bytes;
     uint32_t window; //  max_in_flight
     int64_t confirm_timeout_ms;
     zqi_r_table_t table; //  PUTs sent, awaiting an answer
@@ -85,6 +103,8 @@ s_report (zqi_r_producer_t *self, const uint8_t *id, int errnum)
 static uint64_t
 s_outbox_depth (zqi_r_producer_t *self)
 {
+    if (!self->durable)
+        return self->held;
     zq_spool_stats_t stats;
     zq_spool_stats (self->outbox, &stats);
     return stats.depth;
@@ -98,6 +118,28 @@ s_pump (zqi_r_producer_t *self)
     static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
     void *handle = self->common.handle;
     int64_t now = 0;
+    if (!self->durable) {
+        while (self->sent < self->window && self->ring_count) {
+            uint32_t index = self->ring[self->ring_head];
+            s_record_t *record = &self->records[index];
+            if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+                return errno == EAGAIN ? 0 : -1;
+            if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
+                return -1;
+            self->ring_head = (self->ring_head + 1) & self->ring_mask;
+            self->ring_count--;
+            zqi_r_entry_t *entry = &self->table.entries[index];
+            if (entry->attempt)
+                self->common.ctx->stats->retries++;
+            entry->attempt = 1; //  sent at least once
+            if (!now)
+                now = zclock_mono ();
+            entry->state = S_SENT;
+            self->sent++;
+            zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+        }
+        return 0;
+    }
     while (self->sent < self->window) {
         zq_spool_record_t record;
         if (zq_spool_next (self->outbox, &record))
@@ -150,8 +192,71 @@ s_resend (zqi_r_producer_t *self, uint32_t index)
     if (entry->state == S_SENT)
         self->sent--;
     zqi_r_table_unschedule (&self->table, index);
+    if (!self->durable) {
+        //  First in line again.
+        entry->state = S_QUEUED;
+        self->ring_head = (self->ring_head - 1) & self->ring_mask;
+        self->ring[self->ring_head] = index;
+        self->ring_count++;
+        return;
+    }
     entry->state = S_WAITING;
     zq_spool_return (self->outbox, entry->seq);
+}
+
+//  Drops a message from the outbox (confirmed, or never storable).
+static void
+s_drop (zqi_r_producer_t *self, uint32_t index)
+{
+    if (self->durable)
+        zq_spool_ack (self->outbox, self->table.entries[index].seq);
+    else {
+        free (self->records[index].data);
+        self->records[index].data = NULL;
+        self->held--;
+    }
+    zqi_r_table_remove (&self->table, index);
+}
+
+//  Memory outbox: takes the message's wire form in, queued to be sent.
+//  Returns 0, or -1 with errno ZQ_ETOOBIG or ENOMEM.
+static int
+s_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
+{
+    size_t size = zqi_msg_wire_size (msg);
+    if (size > self->max_record_bytes)
+        return zqi_fail (ZQ_ETOOBIG);
+    if (zqi_r_table_find (&self->table, zq_msg_id (msg)) != ZQI_R_NONE)
+        return 0; //  the same message posted twice: one copy is enough
+    uint8_t *data = (uint8_t *)malloc (size);
+    if (!data)
+        return zqi_fail (ENOMEM);
+    uint32_t index = zqi_r_table_add (&self->table, zq_msg_id (msg));
+    if (index == ZQI_R_NONE) {
+        free (data);
+        return zqi_fail (ENOMEM);
+    }
+    if (self->table.capacity > self->records_capacity) {
+        s_record_t *records =
+            (s_record_t *)realloc (self->records, self->table.capacity * sizeof (s_record_t));
+        if (!records) {
+            zqi_r_table_remove (&self->table, index);
+            free (data);
+            return zqi_fail (ENOMEM);
+        }
+        memset (records + self->records_capacity, 0,
+                (self->table.capacity - self->records_capacity) * sizeof (s_record_t));
+        self->records = records;
+        self->records_capacity = self->table.capacity;
+    }
+    zqi_msg_wire_write (msg, data);
+    self->records[index].data = data;
+    self->records[index].size = size;
+    self->table.entries[index].state = S_QUEUED;
+    self->ring[(self->ring_head + self->ring_count) & self->ring_mask] = index;
+    self->ring_count++;
+    self->held++;
+    return 0;
 }
 
 static void
@@ -180,8 +285,7 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
         if (errnum == 0 || errnum == EINVAL) {
             //  Stored, or never storable: out of the outbox.
             self->sent--;
-            zq_spool_ack (self->outbox, entry->seq);
-            zqi_r_table_remove (&self->table, index);
+            s_drop (self, index);
         } else {
             //  Refused for now: wait, then send again.
             self->sent--;
@@ -295,9 +399,23 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
     }
     const char *dir = zq_options_get_str (ctx->options, "outbox_dir");
     self->durable = dir && *dir;
-    self->outbox = zqi_r_spool_open (ctx->options, self->durable ? dir : NULL);
-    if (!self->outbox)
-        goto failed;
+    if (self->durable) {
+        self->outbox = zqi_r_spool_open (ctx->options, dir);
+        if (!self->outbox)
+            goto failed;
+    } else {
+        //  The ring holds at most window indexes.
+        uint32_t size = 1;
+        while (size < self->window)
+            size *= 2;
+        self->ring = (uint32_t *)malloc (size * sizeof (uint32_t));
+        if (!self->ring) {
+            errno = ENOMEM;
+            goto failed;
+        }
+        self->ring_mask = size - 1;
+        self->max_record_bytes = ctx->max_message_bytes + 64 * 1024;
+    }
     //  What a previous run left unconfirmed goes out first.
     s_pump (self);
     return self;
@@ -314,14 +432,14 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     zqi_r_producer_t *self = *self_p;
     if (!self)
         return 0;
-    size_t unsent = 0;
-    if (self->outbox) {
-        //  A durable outbox keeps them for the next run; a memory one
-        //  loses them.
-        if (!self->durable)
-            unsent = (size_t)s_outbox_depth (self);
-        zq_spool_destroy (&self->outbox);
-    }
+    //  A durable outbox keeps them for the next run; a memory one
+    //  loses them.
+    size_t unsent = self->durable ? 0 : self->held;
+    zq_spool_destroy (&self->outbox);
+    for (uint32_t index = 0; index < self->records_capacity; index++)
+        free (self->records[index].data);
+    free (self->records);
+    free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);
     zqi_r_buf_free (&self->buf);
@@ -337,12 +455,17 @@ zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
         return -1;
     //  A memory outbox holds at most window messages; a durable one is
     //  bounded by its quota.
-    if (!self->durable && s_outbox_depth (self) >= self->window)
-        return zqi_fail (EAGAIN);
-    if (zq_spool_append_msg (self->outbox, *msg_p, NULL))
-        return zqi_fail (errno == ZQ_EFULL ? EAGAIN : errno);
-    if (zq_spool_commit (self->outbox))
-        return -1;
+    if (!self->durable) {
+        if (self->held >= self->window)
+            return zqi_fail (EAGAIN);
+        if (s_hold_msg (self, *msg_p))
+            return -1;
+    } else {
+        if (zq_spool_append_msg (self->outbox, *msg_p, NULL))
+            return zqi_fail (errno == ZQ_EFULL ? EAGAIN : errno);
+        if (zq_spool_commit (self->outbox))
+            return -1;
+    }
     zq_msg_destroy (msg_p);
     //  Accepted: a socket failure here shows at the next call.
     s_pump (self);
@@ -421,10 +544,9 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 {
     //  Answers come as input; records waiting in the outbox need a server
     //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected).
-    zq_spool_stats_t stats;
-    zq_spool_stats (self->outbox, &stats);
+    bool unsent = self->durable ? s_outbox_depth (self) > self->table.count : self->ring_count > 0;
     short events = ZMQ_POLLIN;
-    if (stats.depth > self->table.count && self->sent < self->window)
+    if (unsent && self->sent < self->window)
         events |= ZMQ_POLLOUT;
     zmq_pollitem_t item = {self->common.handle, 0, events, 0};
     return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
