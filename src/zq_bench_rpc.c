@@ -72,13 +72,6 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
     zmq_close (socket);
 }
 
-static int
-s_compare_int64 (const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y ? 1 : 0;
-}
-
 static void
 s_client (zq_bench_run_t *run, zq_bench_result_t *result)
 {
@@ -131,14 +124,8 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
     zq_queue_destroy (&queue);
     if (socket)
         zmq_close (socket);
-    if (!result->errnum && run->count) {
-        qsort (latency_ns, run->count, sizeof (int64_t), s_compare_int64);
-        size_t p99_index = (size_t)((double)run->count * 0.99);
-        if (p99_index >= run->count)
-            p99_index = run->count - 1;
-        result->p50_us = (double)latency_ns[run->count / 2] / 1000.0;
-        result->p99_us = (double)latency_ns[p99_index] / 1000.0;
-    }
+    if (!result->errnum && run->count)
+        zq_bench_percentiles (latency_ns, run->count, &result->p50_us, &result->p99_us);
     free (latency_ns);
 }
 
