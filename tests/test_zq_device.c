@@ -323,14 +323,33 @@ static const char *s_stream_config = "device\n    bind = \"\"\n    admin = tcp:/
                                      "        memory_messages = %d\n"
                                      "        sndhwm = 10\n";
 
+//  Sends the messages numbered first to first + count - 1 on subject.
+static void
+s_send_numbers (zq_queue_t *queue, const char *subject, uint64_t first, uint64_t count)
+{
+    for (uint64_t number = first; number < first + count; number++) {
+        zq_msg_t *msg = s_numbered (subject, number);
+        assert_int_equal (zq_queue_send (queue, &msg, DEADLINE_MS), 0);
+    }
+}
+
+//  Receives the messages numbered first to first + count - 1, in order.
+static void
+s_recv_numbers (zq_queue_t *queue, uint64_t first, uint64_t count)
+{
+    for (uint64_t number = first; number < first + count; number++) {
+        zq_msg_t *msg = zq_queue_recv (queue, DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (s_number (msg), number);
+        zq_msg_destroy (&msg);
+    }
+}
+
 static void
 s_put_numbers (const char *in, uint64_t first, uint64_t count)
 {
     zq_queue_t *producer = s_connect ("pipeline", ZQ_PRODUCER, in);
-    for (uint64_t number = first; number < first + count; number++) {
-        zq_msg_t *msg = s_numbered ("metrics", number);
-        assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    }
+    s_send_numbers (producer, "metrics", first, count);
     zq_queue_destroy (&producer);
 }
 
@@ -338,12 +357,7 @@ static void
 s_get_numbers (const char *out, uint64_t first, uint64_t count)
 {
     zq_queue_t *consumer = s_connect ("pipeline", ZQ_CONSUMER, out);
-    for (uint64_t number = first; number < first + count; number++) {
-        zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (s_number (msg), number);
-        zq_msg_destroy (&msg);
-    }
+    s_recv_numbers (consumer, first, count);
     zq_queue_destroy (&consumer);
 }
 
@@ -363,12 +377,7 @@ test_stream_spills_in_order (void **state)
     //  More while a consumer drains: every message, in order.
     zq_queue_t *consumer = s_connect ("pipeline", ZQ_CONSUMER, out);
     s_put_numbers (in, 2001, 1000);
-    for (uint64_t number = 1; number <= 3000; number++) {
-        zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (s_number (msg), number);
-        zq_msg_destroy (&msg);
-    }
+    s_recv_numbers (consumer, 1, 3000);
     zq_queue_destroy (&consumer);
     s_wait_stat (device, "metrics", "out", 3000);
     assert_int_equal (s_stat (device, "metrics", "depth"), 0);
@@ -548,16 +557,8 @@ test_forward_carries_and_counts (void **state)
     zq_queue_t *publisher = s_connect ("pubsub", ZQ_PUBLISHER, in);
     //  The subscription reaches the publisher through the device.
     assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
-    for (uint64_t number = 1; number <= 100; number++) {
-        zq_msg_t *msg = s_numbered ("events", number);
-        assert_int_equal (zq_queue_send (publisher, &msg, DEADLINE_MS), 0);
-    }
-    for (uint64_t number = 1; number <= 100; number++) {
-        zq_msg_t *msg = zq_queue_recv (subscriber, DEADLINE_MS);
-        assert_non_null (msg);
-        assert_int_equal (s_number (msg), number);
-        zq_msg_destroy (&msg);
-    }
+    s_send_numbers (publisher, "events", 1, 100);
+    s_recv_numbers (subscriber, 1, 100);
     assert_int_equal (s_stat (device, "events", "out"), 100);
     assert_int_equal (s_stat (device, "events", "gaps"), 0);
 
@@ -639,10 +640,7 @@ test_forward_counts_drops (void **state)
     assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
     //  The subscriber reads nothing while 20000 messages go by.
     const uint64_t total = 20000;
-    for (uint64_t number = 1; number <= total; number++) {
-        zq_msg_t *msg = s_numbered ("events", number);
-        assert_int_equal (zq_queue_send (publisher, &msg, DEADLINE_MS), 0);
-    }
+    s_send_numbers (publisher, "events", 1, total);
     //  Everything that reached the device was either forwarded or counted.
     int64_t deadline = zclock_mono () + DEADLINE_MS;
     uint64_t in_count = 0, out_count = 0, dropped = 0;
@@ -690,10 +688,7 @@ test_queue_kind (void **state)
     assert_int_equal (s_stat (device, "declared", "depth"), 0);
     //  A name nobody configured is created by its first put.
     zq_queue_t *producer = s_connect ("reliable", ZQ_PRODUCER, bind);
-    for (uint64_t number = 1; number <= 3; number++) {
-        zq_msg_t *msg = s_numbered ("orders", number);
-        assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    }
+    s_send_numbers (producer, "orders", 1, 3);
     assert_int_equal (s_stat (device, "orders", "depth"), 3);
     assert_int_equal (s_stat (device, "orders", "in"), 3);
     zmsg_t *reply = s_command (device, "LS", NULL);
@@ -741,10 +736,7 @@ test_queue_kind (void **state)
     zq_msg_destroy (&msg);
     s_wait_stat (device, "orders", "acked", 3);
     //  PURGE drops what waits.
-    for (uint64_t number = 4; number <= 6; number++) {
-        zq_msg_t *more = s_numbered ("later", number);
-        assert_int_equal (zq_queue_send (producer, &more, DEADLINE_MS), 0);
-    }
+    s_send_numbers (producer, "later", 4, 3);
     reply = s_command (device, "PURGE", "later", NULL);
     status = zmsg_popstr (reply);
     assert_string_equal (status, "OK");
