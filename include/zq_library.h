@@ -21,11 +21,11 @@
 #define ZQ_EXPORT
 #endif
 
-#define ZQ_VERSION_MAJOR 0
-#define ZQ_VERSION_MINOR 1
-#define ZQ_VERSION_PATCH 0
-#define ZQ_MAKE_VERSION(major, minor, patch) ((major) *10000 + (minor) *100 + (patch))
-#define ZQ_VERSION ZQ_MAKE_VERSION (ZQ_VERSION_MAJOR, ZQ_VERSION_MINOR, ZQ_VERSION_PATCH)
+#define ZQ_VERSION_MAJOR                     0
+#define ZQ_VERSION_MINOR                     1
+#define ZQ_VERSION_PATCH                     0
+#define ZQ_MAKE_VERSION(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
+#define ZQ_VERSION                           ZQ_MAKE_VERSION (ZQ_VERSION_MAJOR, ZQ_VERSION_MINOR, ZQ_VERSION_PATCH)
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,7 +61,12 @@ extern "C" {
 ZQ_EXPORT const char *zq_strerror (int errnum);
 
 //  Log levels passed to the log handler.
-typedef enum { ZQ_LOG_ERROR = 0, ZQ_LOG_WARNING = 1, ZQ_LOG_NOTICE = 2, ZQ_LOG_DEBUG = 3 } zq_log_level_t;
+typedef enum {
+    ZQ_LOG_ERROR = 0,
+    ZQ_LOG_WARNING = 1,
+    ZQ_LOG_NOTICE = 2,
+    ZQ_LOG_DEBUG = 3
+} zq_log_level_t;
 
 //  A log handler receives one complete line of text without a newline.
 typedef void (zq_log_fn) (zq_log_level_t level, const char *line, void *arg);

@@ -181,9 +181,9 @@ static const s_command_t s_commands[] = {
      "confirmed. Exits 2 when --timeout MS (default: the send_timeout_ms option,\n"
      "5000) pass without a confirm (what was not confirmed may still be stored),\n"
      "5 when the server refuses (storage full, invalid queue name).\n"},
-    {"get", zq_cli_get, S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE) |
-         S_BIT (ZQ_OPT_NO_ACK), 2, 2, "ENDPOINTS QUEUE",
-     "print messages from QUEUE, acking each after printing (reliable consumer)",
+    {"get", zq_cli_get,
+     S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE) | S_BIT (ZQ_OPT_NO_ACK), 2, 2,
+     "ENDPOINTS QUEUE", "print messages from QUEUE, acking each after printing (reliable consumer)",
      "Takes COUNT messages (default 1; \"all\": until QUEUE stays empty for\n"
      "--timeout MS, default 1000) from QUEUE and prints each body as one line of\n"
      "JSON, acking each once printed; with --no-ack they stay unacked and the\n"
@@ -207,8 +207,8 @@ static const s_command_t s_commands[] = {
     {"purge", zq_cli_purge, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
      "drop every message waiting in a device's queue",
      "Prints \"purged N messages\". Deliveries in flight are left to settle.\n"},
-    {"redrive", zq_cli_redrive, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2,
-     "ADMIN QUEUE", "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
+    {"redrive", zq_cli_redrive, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
+     "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
      "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
      "list the queue options -o can set, with defaults", ""},

@@ -171,11 +171,11 @@ typedef struct {
     uint64_t count;      //  timed ones
     const void *payload; //  raw: the frame; zq: the msgpack body
     size_t payload_size;
-    char bind[512];      //  what the binder binds
-    char endpoint[512];  //  what the connector connects to (resolved)
-    int endpoint_fd;     //  binder: write end for zq_bench_bound
-    int go_read_fd;      //  zq_bench_go_wait reads here
-    int go_write_fd;     //  zq_bench_go writes here
+    char bind[512];     //  what the binder binds
+    char endpoint[512]; //  what the connector connects to (resolved)
+    int endpoint_fd;    //  binder: write end for zq_bench_bound
+    int go_read_fd;     //  zq_bench_go_wait reads here
+    int go_write_fd;    //  zq_bench_go writes here
 } zq_bench_run_t;
 
 //  What each side reports back.
@@ -193,7 +193,7 @@ typedef struct {
     double value;        //  a benchmark's own figure (e.g. a size)
 } zq_bench_result_t;
 
-typedef void(zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
+typedef void (zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
 
 //  Runs binder and connector as described above and stores each side's
 //  result. Returns 0, or an exit code after printing why.
@@ -256,11 +256,11 @@ void zq_bench_progress (zq_cli_t *cli, const char *format, ...)
 //  ZeroMQ context. Every wait has a deadline; a child that misses it is
 //  killed.
 
-typedef void(zq_bench_child_fn) (zq_cli_t *cli, void *arg, zq_bench_result_t *result);
+typedef void (zq_bench_child_fn) (zq_cli_t *cli, void *arg, zq_bench_result_t *result);
 
 typedef struct {
-    pid_t pid;      //  -1 once reaped
-    int result_fd;  //  read end of the child's result pipe
+    pid_t pid;     //  -1 once reaped
+    int result_fd; //  read end of the child's result pipe
 } zq_bench_child_t;
 
 //  Forks a process that runs fn (cli, arg, &result), reports the result

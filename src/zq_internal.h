@@ -108,7 +108,6 @@ zcert_t *zqi_curve_cert_load (const char *path, bool need_secret, char *error, s
 //  certificates are in directory location ("*": any client). Returns 0,
 //  or -1 with errno EINVAL (not a directory), EADDRINUSE (a ZAP handler
 //  runs in the process already) or ENOMEM, and one line in error.
-int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error,
-                          size_t error_size);
+int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error, size_t error_size);
 
 #endif

@@ -38,12 +38,12 @@ s_check_round_trip (const zq_msg_t *msg)
     size_t size_a, size_b;
     const void *body_a = zq_msg_body (msg, &size_a);
     const void *body_b = zq_msg_body (again, &size_b);
-    if (memcmp (zq_msg_id (msg), zq_msg_id (again), ZQ_MSG_ID_SIZE) != 0
-        || strcmp (zq_msg_subject (msg), zq_msg_subject (again)) != 0
-        || zq_msg_created_ms (msg) != zq_msg_created_ms (again)
-        || zq_msg_attempt (msg) != zq_msg_attempt (again)
-        || zq_msg_header_count (msg) != zq_msg_header_count (again) || size_a != size_b
-        || memcmp (body_a, body_b, size_a) != 0)
+    if (memcmp (zq_msg_id (msg), zq_msg_id (again), ZQ_MSG_ID_SIZE) != 0 ||
+        strcmp (zq_msg_subject (msg), zq_msg_subject (again)) != 0 ||
+        zq_msg_created_ms (msg) != zq_msg_created_ms (again) ||
+        zq_msg_attempt (msg) != zq_msg_attempt (again) ||
+        zq_msg_header_count (msg) != zq_msg_header_count (again) || size_a != size_b ||
+        memcmp (body_a, body_b, size_a) != 0)
         abort ();
     for (size_t index = 0; index < zq_msg_header_count (msg); index++) {
         const char *value_a, *value_b;
@@ -70,7 +70,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     for (size_t index = 0; index < count; index++) {
         size_t length = size;
         if (index + 1 < count) {
-            length = size >= 2 ? (size_t) data[0] << 8 | data[1] : 0;
+            length = size >= 2 ? (size_t)data[0] << 8 | data[1] : 0;
             size_t header = size >= 2 ? 2 : size;
             data += header;
             size -= header;

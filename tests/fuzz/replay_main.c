@@ -39,7 +39,7 @@ s_replay_file (const char *path)
             }
             data = grown;
         }
-        data[size++] = (uint8_t) byte_read;
+        data[size++] = (uint8_t)byte_read;
     }
     fclose (file);
     //  Hand the target an exactly-sized copy so overreads are caught.
