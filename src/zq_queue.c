@@ -340,7 +340,7 @@ s_set_wait (zq_queue_t *self, int option, int *current_p, int timeout_ms, int64_
 static short
 s_send_wait (zq_queue_t *self)
 {
-    return self->pattern->send_wait ? (short) self->pattern->send_wait (self->state) : ZMQ_POLLOUT;
+    return self->pattern->send_wait ? (short)self->pattern->send_wait (self->state) : ZMQ_POLLOUT;
 }
 
 static int
