@@ -15,7 +15,14 @@
     on ZMTP heartbeats (a ping every S_HEARTBEAT_IVL_MS, a connection
     silent for S_HEARTBEAT_TIMEOUT_MS is closed), so a peer whose host
     vanished is noticed; the protocol's own PING/PONG (ping_ivl_ms) tells
-    producers and consumers that a server restarted.
+    producers and consumers that a server restarted. Producers and
+    consumers also drop a connection whose ZMTP handshake has not finished
+    within heartbeat_timeout_ms, by default S_HEARTBEAT_TIMEOUT_MS (libzmq
+    alone waits 30 s), and connect again:
+    after a server restart, a connection that reached something else on
+    the port (a peer that accepts and never answers) would otherwise hold
+    them off the new server that long, heartbeats starting only after the
+    handshake.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -76,6 +83,14 @@ zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx)
         if (zmq_setsockopt (common->handle, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
             (timeout > 0 &&
              zmq_setsockopt (common->handle, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout)))
+            return -1;
+    }
+    if (ctx->role != ZQ_SERVER) {
+        int handshake = zq_options_is_set (ctx->options, "heartbeat_timeout_ms")
+                            ? (int)zqi_r_option (ctx->options, "heartbeat_timeout_ms")
+                            : S_HEARTBEAT_TIMEOUT_MS;
+        if (handshake > 0 &&
+            zmq_setsockopt (common->handle, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake))
             return -1;
     }
     return 0;

@@ -11,6 +11,7 @@
 */
 #include "reliable_helpers.h"
 #include <inttypes.h>
+#include <poll.h>
 #include <sys/stat.h>
 
 static zq_options_t *
@@ -570,6 +571,48 @@ test_outbox_waits_for_server (void **state)
     server_stop (&server);
 }
 
+//  ---- A silent peer on the server's port -------------------------------------
+
+//  After a server restart, the producer's connection may reach something
+//  else on the port that accepts and never answers the ZMTP greeting (here
+//  a bare listener that goes away, keeping the accepted connection): the
+//  producer gives that handshake up within seconds (libzmq alone waits
+//  30 s) and reaches the server bound on the port after it.
+static void
+test_silent_peer_on_server_port (void **state)
+{
+    int listener = socket (AF_INET, SOCK_STREAM, 0);
+    assert_true (listener >= 0);
+    int on = 1;
+    assert_int_equal (setsockopt (listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on), 0);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    assert_int_equal (bind (listener, (struct sockaddr *)&address, sizeof address), 0);
+    assert_int_equal (listen (listener, 4), 0);
+    socklen_t length = sizeof address;
+    assert_int_equal (getsockname (listener, (struct sockaddr *)&address, &length), 0);
+    int port = ntohs (address.sin_port);
+    char spec[64];
+    snprintf (spec, sizeof spec, ">tcp://127.0.0.1:%d", port);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, NULL);
+    assert_non_null (producer);
+    struct pollfd item = {listener, POLLIN, 0};
+    assert_int_equal (poll (&item, 1, DEADLINE_MS), 1);
+    int silent = accept (listener, NULL, NULL);
+    assert_true (silent >= 0);
+    close (listener);
+    snprintf (spec, sizeof spec, "@tcp://127.0.0.1:%d", port);
+    test_server_t *server = server_start (spec, NULL);
+    assert_non_null (server);
+    zq_msg_t *msg = numbered ("silent", 1);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    assert_null (msg);
+    close (silent);
+    zq_queue_destroy (&producer);
+    server_stop (&server);
+}
+
 //  ---- Durable spool across a server restart -------------------------------
 
 static void
@@ -889,6 +932,7 @@ main (void)
         cmocka_unit_test (test_ttl_and_delay),
         cmocka_unit_test (test_dedupe),
         cmocka_unit_test (test_outbox_waits_for_server),
+        cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),
         cmocka_unit_test (test_full_spool_refuses),
