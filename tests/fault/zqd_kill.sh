@@ -69,7 +69,28 @@ confirmed_count () {
     wc -l < "$work/confirmed" | tr -d ' '
 }
 
-start_zqd "tcp://127.0.0.1:*"
+#  zqd restarts on the same port each cycle, so the port must not be one
+#  that other tests' "tcp://127.0.0.1:*" binds take in the meantime: CZMQ
+#  scans upwards from 49152 and the kernel hands out 32768-60999, so pick a
+#  free port below both.
+python=${ZQ_PYTHON:-/usr/bin/python3}
+fixed_port=$("$python" - <<'EOF_PY'
+import random, socket
+for _ in range(200):
+    port = random.randrange(20000, 32000)
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        probe.close()
+    print(port)
+    break
+EOF_PY
+)
+[ -n "$fixed_port" ] || fail "no free port found below 32000"
+start_zqd "tcp://127.0.0.1:$fixed_port"
 endpoint="tcp://127.0.0.1:$port"
 : > "$work/confirmed"
 "$client" produce "$endpoint" orders 1 100000000 >> "$work/confirmed" 2> "$work/producer.err" &
