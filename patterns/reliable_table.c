@@ -12,11 +12,22 @@
 */
 #include "reliable.h"
 #include <sys/random.h>
+//  Ids are 16 bytes: inlined, XXH3 hashes them in a few instructions
+//  rather than a call through the library's generic entry point.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 //  ---- The hash -----------------------------------------------------------
 //  Records live in an array at base with stride bytes each, their id
-//  first; a slot holds record index + 1, 0 when free.
+//  first. Each slot is a pair of words: record index + 1 (0 when free)
+//  and 32 bits of the id's hash, whose low bits are its home slot. A probe
+//  reads the record only when the hashes agree, and a removal shifts
+//  slots back without hashing their ids again.
+
+typedef struct {
+    uint32_t record;
+    uint32_t hash;
+} s_slot_t;
 
 static inline const uint8_t *
 s_key (const void *base, size_t stride, uint32_t index)
@@ -24,19 +35,29 @@ s_key (const void *base, size_t stride, uint32_t index)
     return (const uint8_t *)base + (size_t)index * stride;
 }
 
-static inline uint32_t
-s_home (const zqi_r_hash_t *hash, const uint8_t *id)
+static inline s_slot_t *
+s_slots (const zqi_r_hash_t *hash)
 {
-    return (uint32_t)XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, hash->seed) & hash->mask;
+    return (s_slot_t *)hash->slots;
 }
 
-//  The slot holding id, or the free slot where it would go.
-static uint32_t
-s_slot_of (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id)
+static inline uint32_t
+s_hash_of (const zqi_r_hash_t *hash, const uint8_t *id)
 {
-    uint32_t slot = s_home (hash, id);
-    while (hash->slots[slot] &&
-           memcmp (s_key (base, stride, hash->slots[slot] - 1), id, ZQ_MSG_ID_SIZE) != 0)
+    return (uint32_t)(XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, hash->seed) >> 32);
+}
+
+//  The slot holding id (whose hash is id_hash), or the free slot where it
+//  would go.
+static uint32_t
+s_slot_of (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id,
+           uint32_t id_hash)
+{
+    const s_slot_t *slots = s_slots (hash);
+    uint32_t slot = id_hash & hash->mask;
+    while (slots[slot].record &&
+           (slots[slot].hash != id_hash ||
+            memcmp (s_key (base, stride, slots[slot].record - 1), id, ZQ_MSG_ID_SIZE) != 0))
         slot = (slot + 1) & hash->mask;
     return slot;
 }
@@ -46,34 +67,40 @@ s_hash_find (const zqi_r_hash_t *hash, const void *base, size_t stride, const ui
 {
     if (!hash->slots)
         return ZQI_R_NONE;
-    uint32_t slot = s_slot_of (hash, base, stride, id);
-    return hash->slots[slot] ? hash->slots[slot] - 1 : ZQI_R_NONE;
+    uint32_t slot = s_slot_of (hash, base, stride, id, s_hash_of (hash, id));
+    return s_slots (hash)[slot].record ? s_slots (hash)[slot].record - 1 : ZQI_R_NONE;
 }
 
 static void
 s_hash_insert (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
 {
-    hash->slots[s_slot_of (hash, base, stride, s_key (base, stride, index))] = index + 1;
+    const uint8_t *id = s_key (base, stride, index);
+    uint32_t id_hash = s_hash_of (hash, id);
+    s_slot_t *slot = &s_slots (hash)[s_slot_of (hash, base, stride, id, id_hash)];
+    slot->record = index + 1;
+    slot->hash = id_hash;
 }
 
 static void
 s_hash_remove (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
 {
-    uint32_t hole = s_slot_of (hash, base, stride, s_key (base, stride, index));
-    ZQ_ASSERT (hash->slots[hole] == index + 1);
+    s_slot_t *slots = s_slots (hash);
+    const uint8_t *id = s_key (base, stride, index);
+    uint32_t hole = s_slot_of (hash, base, stride, id, s_hash_of (hash, id));
+    ZQ_ASSERT (slots[hole].record == index + 1);
     uint32_t next = hole;
     while (true) {
         next = (next + 1) & hash->mask;
-        if (!hash->slots[next])
+        if (!slots[next].record)
             break;
-        uint32_t home = s_home (hash, s_key (base, stride, hash->slots[next] - 1));
+        uint32_t home = slots[next].hash & hash->mask;
         bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
         if (!stays) {
-            hash->slots[hole] = hash->slots[next];
+            slots[hole] = slots[next];
             hole = next;
         }
     }
-    hash->slots[hole] = 0;
+    slots[hole].record = 0;
 }
 
 //  Replaces the slots with slot_count empty ones (a power of two); the
@@ -81,11 +108,11 @@ s_hash_remove (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t ind
 static int
 s_hash_reset (zqi_r_hash_t *hash, uint32_t slot_count)
 {
-    uint32_t *slots = (uint32_t *)calloc (slot_count, sizeof (uint32_t));
+    s_slot_t *slots = (s_slot_t *)calloc (slot_count, sizeof (s_slot_t));
     if (!slots)
         return zqi_fail (ENOMEM);
     free (hash->slots);
-    hash->slots = slots;
+    hash->slots = (uint32_t *)slots;
     hash->mask = slot_count - 1;
     if (!hash->seed &&
         getrandom (&hash->seed, sizeof hash->seed, GRND_NONBLOCK) != (ssize_t)sizeof hash->seed)
