@@ -192,49 +192,53 @@ zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id)
     return index;
 }
 
-static inline bool
-s_earlier (const zqi_r_table_t *table, uint32_t a, uint32_t b)
+//  The heap moves a hole rather than swapping: each step copies one entry
+//  index into the hole and notes its new position.
+static inline int64_t
+s_due_at (const zqi_r_table_t *table, uint32_t position)
 {
-    return table->entries[table->heap[a]].due < table->entries[table->heap[b]].due;
+    return table->entries[table->heap[position]].due;
 }
 
 static inline void
-s_heap_swap (zqi_r_table_t *table, uint32_t a, uint32_t b)
+s_heap_put (zqi_r_table_t *table, uint32_t position, uint32_t index)
 {
-    uint32_t index = table->heap[a];
-    table->heap[a] = table->heap[b];
-    table->heap[b] = index;
-    table->entries[table->heap[a]].heap_index = a;
-    table->entries[table->heap[b]].heap_index = b;
+    table->heap[position] = index;
+    table->entries[index].heap_index = position;
 }
 
+//  Puts index in the hole at position, or above it if it is due earlier.
 static void
-s_heap_up (zqi_r_table_t *table, uint32_t position)
+s_heap_up (zqi_r_table_t *table, uint32_t position, uint32_t index)
 {
+    int64_t due = table->entries[index].due;
     while (position > 0) {
         uint32_t parent = (position - 1) / 2;
-        if (!s_earlier (table, position, parent))
+        if (!(due < s_due_at (table, parent)))
             break;
-        s_heap_swap (table, position, parent);
+        s_heap_put (table, position, table->heap[parent]);
         position = parent;
     }
+    s_heap_put (table, position, index);
 }
 
+//  Puts index in the hole at position, or below it if it is due later.
 static void
-s_heap_down (zqi_r_table_t *table, uint32_t position)
+s_heap_down (zqi_r_table_t *table, uint32_t position, uint32_t index)
 {
+    int64_t due = table->entries[index].due;
     while (true) {
-        uint32_t smallest = position;
-        uint32_t left = 2 * position + 1, right = left + 1;
-        if (left < table->heap_size && s_earlier (table, left, smallest))
-            smallest = left;
-        if (right < table->heap_size && s_earlier (table, right, smallest))
-            smallest = right;
-        if (smallest == position)
+        uint32_t child = 2 * position + 1;
+        if (child >= table->heap_size)
             break;
-        s_heap_swap (table, position, smallest);
-        position = smallest;
+        if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
+            child++;
+        if (!(s_due_at (table, child) < due))
+            break;
+        s_heap_put (table, position, table->heap[child]);
+        position = child;
     }
+    s_heap_put (table, position, index);
 }
 
 void
@@ -244,13 +248,26 @@ zqi_r_table_unschedule (zqi_r_table_t *table, uint32_t index)
     if (position == ZQI_R_NONE)
         return;
     ZQ_ASSERT (position < table->heap_size && table->heap[position] == index);
-    uint32_t last = --table->heap_size;
-    if (position != last) {
-        s_heap_swap (table, position, last);
-        s_heap_down (table, position);
-        s_heap_up (table, position);
-    }
     table->entries[index].heap_index = ZQI_R_NONE;
+    uint32_t last = --table->heap_size;
+    if (position == last)
+        return;
+    //  The last entry is usually due late (timers are mostly set in
+    //  increasing order): move the hole down to a leaf along the earlier
+    //  children, one comparison a level, then let the last entry rise
+    //  from there. Entries raised on the way stay above their children
+    //  and below their parents, so it may rise past position.
+    uint32_t moved = table->heap[last];
+    while (true) {
+        uint32_t child = 2 * position + 1;
+        if (child >= table->heap_size)
+            break;
+        if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
+            child++;
+        s_heap_put (table, position, table->heap[child]);
+        position = child;
+    }
+    s_heap_up (table, position, moved);
 }
 
 void
@@ -259,13 +276,13 @@ zqi_r_table_schedule (zqi_r_table_t *table, uint32_t index, int64_t due)
     zqi_r_entry_t *entry = &table->entries[index];
     entry->due = due;
     if (entry->heap_index == ZQI_R_NONE) {
-        uint32_t position = table->heap_size++;
-        table->heap[position] = index;
-        entry->heap_index = position;
-        s_heap_up (table, position);
+        s_heap_up (table, table->heap_size++, index);
     } else {
-        s_heap_down (table, entry->heap_index);
-        s_heap_up (table, entry->heap_index);
+        uint32_t position = entry->heap_index;
+        if (position > 0 && due < s_due_at (table, (position - 1) / 2))
+            s_heap_up (table, position, index);
+        else
+            s_heap_down (table, position, index);
     }
 }
 
