@@ -137,10 +137,11 @@ int64_t zqi_r_wall_ms (void);
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
 //  An open-addressing hash of 16-byte ids over an array of records whose
-//  first 16 bytes are the id: slots hold record index + 1.
+//  first 16 bytes are the id. Each slot is two words (record index + 1,
+//  and 32 bits of the id's hash); reliable_table.c owns the layout.
 typedef struct {
-    uint32_t *slots;
-    uint32_t mask; //  slot count - 1 (a power of two), 0 before the first reset
+    uint32_t *slots; //  2 words per slot
+    uint32_t mask;   //  slot count - 1 (a power of two), 0 before the first reset
     uint64_t seed;
 } zqi_r_hash_t;
 
