@@ -3,9 +3,11 @@
     the reliable pattern with fsync=always, measured against the disk's own
     fdatasync in the same run and the same directory.
 
-    Three processes per run: the server (ZQ_SERVER with spool_dir in a new
-    directory under --dir, driven by zq_queue_recv), a producer and a
-    consumer, as three services would be.
+    Three processes per run over tcp and ipc: the server (ZQ_SERVER with
+    spool_dir in a new directory under --dir, driven by zq_queue_recv), a
+    producer and a consumer, as three services would be. Over inproc the
+    three are threads of one forked process, as in an embedded deployment
+    with no broker.
       - e2e: the consumer subscribes and takes the warm-up messages, then
         tells the producer to go; the producer reads the clock and posts
         count messages (zq_queue_post, at most max_in_flight unconfirmed,
@@ -26,6 +28,7 @@
 */
 #include "zq_cli.h"
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 //  Most confirm-each and fsync samples per round.
@@ -42,6 +45,7 @@ typedef struct {
     uint64_t warmup;
     uint64_t count;
     bool confirm_each;    //  the producer sends one at a time
+    bool embedded;        //  inproc: the three are threads of one process
     int endpoint_pipe[2]; //  server -> bench: its endpoint
     int stop_pipe[2];     //  bench -> server: stop (closed)
     int go_pipe[2];       //  consumer -> producer: warm-up done
@@ -58,10 +62,12 @@ static void
 s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 {
     s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
-    close (arg->endpoint_pipe[0]);
-    close (arg->stop_pipe[1]);
-    close (arg->go_pipe[0]);
-    close (arg->go_pipe[1]);
+    if (!arg->embedded) {
+        close (arg->endpoint_pipe[0]);
+        close (arg->stop_pipe[1]);
+        close (arg->go_pipe[0]);
+        close (arg->go_pipe[1]);
+    }
     zq_options_t *options = zq_options_dup (cli->options);
     zq_queue_t *queue = NULL;
     if (options && zq_options_set (options, "spool_dir", arg->dir) == 0 &&
@@ -123,7 +129,8 @@ static void
 s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 {
     s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
-    close (arg->go_pipe[1]);
+    if (!arg->embedded)
+        close (arg->go_pipe[1]);
     int64_t *samples = NULL;
     if (arg->confirm_each) {
         samples = (int64_t *)calloc (arg->count ? arg->count : 1, sizeof (int64_t));
@@ -193,7 +200,8 @@ static void
 s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 {
     s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
-    close (arg->go_pipe[0]);
+    if (!arg->embedded)
+        close (arg->go_pipe[0]);
     char connect[1200];
     snprintf (connect, sizeof connect, ">%s", arg->endpoint);
     zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
@@ -243,6 +251,61 @@ s_read_line (int fd, char *line, size_t size)
     return -1;
 }
 
+typedef struct {
+    zq_cli_t *cli;
+    s_reliable_arg_t *arg;
+    zq_bench_child_fn *fn;
+    zq_bench_result_t result;
+} s_thread_t;
+
+static void *
+s_thread_main (void *thread_p)
+{
+    s_thread_t *thread = (s_thread_t *)thread_p;
+    thread->fn (thread->cli, thread->arg, &thread->result);
+    return NULL;
+}
+
+//  Over inproc: server and consumer threads beside the producer, in this
+//  forked process. Reports the producer's result, and as value the
+//  consumer's end minus the producer's start (ns); errnum is the first
+//  failure of the three.
+static void
+s_embedded (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
+{
+    s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
+    //  The threads share one context: make it before any runs.
+    zsys_init ();
+    s_thread_t server = {cli, arg, s_server, {0}}, consumer = {cli, arg, s_consumer, {0}};
+    pthread_t server_thread, consumer_thread;
+    if (pthread_create (&server_thread, NULL, s_thread_main, &server)) {
+        result->errnum = EAGAIN;
+        return;
+    }
+    bool consuming = false;
+    if (s_read_line (arg->endpoint_pipe[0], arg->endpoint, sizeof arg->endpoint))
+        result->errnum = EPIPE;
+    else if (!arg->confirm_each) {
+        if (pthread_create (&consumer_thread, NULL, s_thread_main, &consumer))
+            result->errnum = EAGAIN;
+        else
+            consuming = true;
+    }
+    if (!result->errnum)
+        s_producer (cli, arg, result);
+    if (consuming)
+        pthread_join (consumer_thread, NULL);
+    //  Stop the server: a byte makes the stop pipe readable.
+    char stop = 's';
+    if (write (arg->stop_pipe[1], &stop, 1) != 1 && !result->errnum)
+        result->errnum = EPIPE;
+    pthread_join (server_thread, NULL);
+    if (!result->errnum)
+        result->errnum = consumer.result.errnum ? consumer.result.errnum : server.result.errnum;
+    if (consuming)
+        result->value = (double)(consumer.result.end_ns - result->start_ns);
+}
+
 //  One run: server, producer, and (e2e) consumer. Returns 0 or an exit code.
 static int
 s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
@@ -253,7 +316,10 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
         zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
         return ZQ_EXIT_TRANSPORT;
     }
-    if (streq (cli->transport, "ipc"))
+    arg->embedded = streq (cli->transport, "inproc");
+    if (arg->embedded)
+        snprintf (arg->bind, sizeof arg->bind, "@inproc://zq-bench-reliable");
+    else if (streq (cli->transport, "ipc"))
         snprintf (arg->bind, sizeof arg->bind, "@ipc://%s/socket", arg->dir);
     else
         snprintf (arg->bind, sizeof arg->bind, "@tcp://127.0.0.1:*");
@@ -264,26 +330,36 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
     memset (producer_result, 0, sizeof *producer_result);
     int errnum = 0;
     if (pipe (arg->endpoint_pipe) || pipe (arg->stop_pipe) || pipe (arg->go_pipe) ||
-        zq_bench_spawn (&server, s_server, cli, arg))
+        zq_bench_spawn (&server, arg->embedded ? s_embedded : s_server, cli, arg))
         errnum = errno;
-    if (!errnum) {
+    if (arg->embedded) {
+        //  One process: its result is the producer's (see s_embedded).
+        if (!errnum && zq_bench_collect (&server, zq_bench_deadline_ns (), producer_result))
+            errnum = producer_result->errnum;
+        if (!errnum && producer_result->errnum)
+            errnum = producer_result->errnum;
+        consumer_result->end_ns = producer_result->start_ns + (int64_t)producer_result->value;
+    }
+    if (!errnum && !arg->embedded) {
         close (arg->endpoint_pipe[1]);
         arg->endpoint_pipe[1] = -1;
         if (s_read_line (arg->endpoint_pipe[0], arg->endpoint, sizeof arg->endpoint))
             errnum = EPIPE;
     }
-    if (!errnum && !arg->confirm_each && zq_bench_spawn (&consumer, s_consumer, cli, arg))
+    if (!errnum && !arg->embedded && !arg->confirm_each &&
+        zq_bench_spawn (&consumer, s_consumer, cli, arg))
         errnum = errno;
-    if (!errnum && zq_bench_spawn (&producer, s_producer, cli, arg))
+    if (!errnum && !arg->embedded && zq_bench_spawn (&producer, s_producer, cli, arg))
         errnum = errno;
     //  Both ends of the go pipe are in the children now.
     close (arg->go_pipe[0]);
     close (arg->go_pipe[1]);
-    if (!errnum && zq_bench_collect (&producer, zq_bench_deadline_ns (), producer_result))
+    if (!errnum && !arg->embedded &&
+        zq_bench_collect (&producer, zq_bench_deadline_ns (), producer_result))
         errnum = producer_result->errnum;
     if (!errnum && producer_result->errnum)
         errnum = producer_result->errnum;
-    if (!errnum && !arg->confirm_each &&
+    if (!errnum && !arg->embedded && !arg->confirm_each &&
         zq_bench_collect (&consumer, zq_bench_deadline_ns (), consumer_result))
         errnum = consumer_result->errnum;
     if (!errnum && consumer_result->errnum)
@@ -315,8 +391,6 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
 int
 zq_bench_reliable (zq_cli_t *cli)
 {
-    if (streq (cli->transport, "inproc"))
-        return zq_cli_usage_error (cli, "bench reliable runs over tcp or ipc");
     if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
         cli->count = 200000;
     uint64_t latency_count = cli->count < S_LATENCY_MAX ? cli->count : S_LATENCY_MAX;
@@ -341,9 +415,11 @@ zq_bench_reliable (zq_cli_t *cli)
     zq_bench_progress (cli,
                        "%s size=%zu in %s: %d rounds of fsync, confirm (%llu sends one at a "
                        "time) and e2e (%llu posts, window %lld, %d warm-up messages); server, "
-                       "producer and consumer in separate processes; median reported",
+                       "producer and consumer %s; median reported",
                        cli->transport, cli->size, base, rounds, (unsigned long long)latency_count,
-                       (unsigned long long)cli->count, (long long)window, S_WARMUP);
+                       (unsigned long long)cli->count, (long long)window, S_WARMUP,
+                       streq (cli->transport, "inproc") ? "threads of one process"
+                                                        : "in separate processes");
     int rc = 0;
     for (int round = 0; rc == 0 && round < rounds; round++) {
         if (zq_bench_fsync_latency (base, cli->size, 100, latency_count, &fsync50[round],
