@@ -121,9 +121,6 @@ int zqi_r_put_raw (zqi_r_buf_t *buf, const void *data, size_t size);
 //  Starts a command frame: array marker, version, kind.
 int zqi_r_put_command (zqi_r_buf_t *buf, uint32_t elements, zqi_r_kind_t kind);
 
-//  Reads and discards the rest of a multipart message.
-void zqi_r_drain (void *handle);
-
 //  Receives one frame (non-blocking) into frame (initialised by the
 //  caller). Returns 0, or -1 with errno.
 int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);

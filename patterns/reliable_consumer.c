@@ -164,7 +164,7 @@ s_leave (zqi_r_consumer_t *self)
             zmq_msg_close (&frame);
         }
         if (more)
-            zqi_r_drain (handle);
+            zqi_drain (handle);
     }
     if (zqi_r_put_command (&self->buf, count ? 3 : 2, ZQI_R_LEAVE) == 0 &&
         (!count || zqi_r_put_bin (&self->buf, unseen.data, unseen.size) == 0))
@@ -210,7 +210,7 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
         if (rc == 0 && command.kind == ZQI_R_DELIVER && more)
             return zq_msg_recv (handle, ZMQ_DONTWAIT, self->common.ctx->max_message_bytes);
         if (more)
-            zqi_r_drain (handle);
+            zqi_drain (handle);
         if (rc) {
             errno = saved;
             return NULL; //  bad input: the core counts it

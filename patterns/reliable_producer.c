@@ -320,7 +320,7 @@ s_input (zqi_r_producer_t *self)
         int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       &command);
         if (more)
-            zqi_r_drain (handle);
+            zqi_drain (handle);
         if (rc || more)
             self->common.ctx->stats->errors++;
         else if (command.kind == ZQI_R_CONFIRM || command.kind == ZQI_R_REFUSE) {

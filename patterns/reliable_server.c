@@ -965,7 +965,7 @@ s_read_one (zqi_r_server_t *self)
     }
     bool too_many = count == 4 && zmq_msg_more (&frames[3]);
     if (too_many)
-        zqi_r_drain (handle);
+        zqi_drain (handle);
     const uint8_t *route = (const uint8_t *)zmq_msg_data (&frames[0]);
     size_t route_size = zmq_msg_size (&frames[0]);
     zqi_r_command_t command;

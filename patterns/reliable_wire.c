@@ -426,21 +426,6 @@ zqi_r_put_command (zqi_r_buf_t *buf, uint32_t elements, zqi_r_kind_t kind)
 
 //  ---- Frames -------------------------------------------------------------
 
-void
-zqi_r_drain (void *handle)
-{
-    int more = 1;
-    size_t size = sizeof more;
-    while (zmq_getsockopt (handle, ZMQ_RCVMORE, &more, &size) == 0 && more) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        int rc = zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT);
-        zmq_msg_close (&frame);
-        if (rc < 0)
-            break;
-    }
-}
-
 int
 zqi_r_recv_frame (void *handle, zmq_msg_t *frame)
 {
