@@ -98,6 +98,10 @@ s_apply_options (zq_queue_t *self)
     } while (0)
     S_SET (ZMQ_SNDHWM, "sndhwm");
     S_SET (ZMQ_RCVHWM, "rcvhwm");
+    if (zqi_option_int (o, "sndbuf_bytes") > 0)
+        S_SET (ZMQ_SNDBUF, "sndbuf_bytes");
+    if (zqi_option_int (o, "rcvbuf_bytes") > 0)
+        S_SET (ZMQ_RCVBUF, "rcvbuf_bytes");
     S_SET (ZMQ_LINGER, "linger_ms");
     S_SET (ZMQ_RECONNECT_IVL, "reconnect_ms");
     S_SET (ZMQ_RECONNECT_IVL_MAX, "reconnect_max_ms");

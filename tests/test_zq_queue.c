@@ -134,6 +134,16 @@ test_options (void **state)
     assert_string_equal (zq_options_get_str (copy, "identity"), "worker-1");
     assert_true (zq_options_is_set (copy, "retries"));
     zq_options_destroy (&copy);
+
+    //  Kernel buffer sizes reach the socket; 0 leaves the system default.
+    options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "sndbuf_bytes", "65536"), 0);
+    zq_queue_t *queue = zq_queue_new ("pipeline", ZQ_PRODUCER, ">inproc://buffers", options);
+    assert_non_null (queue);
+    assert_int_equal (zsock_sndbuf (zq_queue_sock (queue)), 65536);
+    assert_int_equal (zsock_rcvbuf (zq_queue_sock (queue)), -1);
+    zq_queue_destroy (&queue);
+    zq_options_destroy (&options);
 }
 
 static void
