@@ -184,9 +184,10 @@ ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
 //      edge-triggered or not; never EPOLLOUT), whether you want to receive
 //      or to send. The fd does not mean "a message is there"; it means
 //      "the queue's state may have changed". The rule:
-//        1. When the fd is readable, and ALSO after every zq_queue_send or
-//           zq_queue_recv call on this queue (wherever it was made; each
-//           may consume the fd's signal), loop:
+//        1. When the fd is readable, and ALSO after every zq_queue_send,
+//           zq_queue_recv, zq_queue_post or zq_queue_confirmed call on this
+//           queue (wherever it was made; each may consume the fd's signal),
+//           loop:
 //               events = zq_queue_events (q);
 //               if (events & ZQ_POLLIN)  -> zq_queue_recv (q, 0), continue
 //               if ((events & ZQ_POLLOUT) && you have something to send)
@@ -410,7 +411,10 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  it stays in the outbox and is sent again), EINVAL (refused for good,
 //  id set: dropped from the outbox), EAGAIN (no report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
-//  (counted in stats.dropped).
+//  (counted in stats.dropped). Called in a tight loop, this and
+//  zq_queue_post read the socket at most once per millisecond (an empty
+//  read costs a system call); zq_queue_events always reads it, so a loop
+//  that follows the fd rule above learns of every answer at once.
 ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 
 //  Consumer, or server consuming locally: settles a message zq_queue_recv

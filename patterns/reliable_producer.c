@@ -74,6 +74,9 @@ struct _zqi_r_producer_t {
     int64_t last_ping;
     int64_t last_pong;
     bool server_lost; //  pings unanswered for 3 intervals
+    //  When the socket was last read, and whether that read emptied it.
+    int64_t input_ms;
+    bool input_drained;
     zqi_r_buf_t buf;
 };
 
@@ -304,14 +307,17 @@ s_input (zqi_r_producer_t *self)
 {
     void *handle = self->common.handle;
     bool confirmed = false;
+    self->input_drained = false;
     for (int n = 0; n < S_BURST; n++) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zqi_r_recv_frame (handle, &frame)) {
             int saved = errno;
             zmq_msg_close (&frame);
-            if (saved == EAGAIN)
+            if (saved == EAGAIN) {
+                self->input_drained = true;
                 break;
+            }
             errno = saved;
             return -1;
         }
@@ -345,9 +351,8 @@ s_input (zqi_r_producer_t *self)
 
 //  Runs due timers: deadlines of PUTs, ends of refusal backoffs, pings.
 static void
-s_timers (zqi_r_producer_t *self)
+s_timers (zqi_r_producer_t *self, int64_t now)
 {
-    int64_t now = zclock_mono ();
     uint32_t index;
     while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
            self->table.entries[index].due <= now)
@@ -364,13 +369,21 @@ s_timers (zqi_r_producer_t *self)
     }
 }
 
-//  One round: input, timers, output.
+//  One round: input, timers, output. A lazy round (post, confirmed) reads
+//  the socket at most once per millisecond: a read that finds nothing
+//  costs libzmq a system call or two, which at full speed would be most of
+//  a PUT's cost. Waits and zq_queue_events always read, so a caller that
+//  follows the fd rule never sleeps on an answer already here.
 static int
-s_work (zqi_r_producer_t *self)
+s_work (zqi_r_producer_t *self, bool lazy)
 {
-    if (s_input (self))
-        return -1;
-    s_timers (self);
+    int64_t now = zclock_mono ();
+    if (!lazy || !self->input_drained || now != self->input_ms) {
+        self->input_ms = now;
+        if (s_input (self))
+            return -1;
+    }
+    s_timers (self, now);
     return s_pump (self);
 }
 
@@ -451,11 +464,13 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
 int
 zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
 {
-    if (s_work (self))
+    if (s_work (self, true))
         return -1;
     //  A memory outbox holds at most window messages; a durable one is
     //  bounded by its quota.
     if (!self->durable) {
+        if (self->held >= self->window && s_work (self, false))
+            return -1;
         if (self->held >= self->window)
             return zqi_fail (EAGAIN);
         if (s_hold_msg (self, *msg_p))
@@ -493,7 +508,7 @@ zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
         self->sync_active = true;
         self->sync_result = 1;
     }
-    if (s_work (self))
+    if (s_work (self, false))
         return -1;
     if (self->sync_result == 1)
         return zqi_fail (EAGAIN);
@@ -508,7 +523,7 @@ zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
 int
 zqi_r_producer_confirmed (zqi_r_producer_t *self, uint8_t *id)
 {
-    if (s_work (self))
+    if (s_work (self, true))
         return -1;
     if (!self->report_count)
         return zqi_fail (EAGAIN);
@@ -529,7 +544,7 @@ zqi_r_producer_recv (zqi_r_producer_t *self)
 int
 zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
 {
-    if (s_work (self))
+    if (s_work (self, false))
         return -1;
     int events = 0;
     if (self->report_count)
