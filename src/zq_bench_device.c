@@ -13,6 +13,11 @@
       - e2e: a consumer subscribes and takes the producers' warm-up
         messages, then the producers put count messages while it takes and
         acks them; timed from the first producer's start to the last ack.
+    Before each zq round, the raw libzmq baseline runs the same three
+    (src/zq_bench_relay.c): the same producer and consumer processes and
+    message sizes, with a relay process of plain ROUTER sockets standing
+    where zqd stands, and no storage, no confirms, no acks. Each line
+    reports the median of both sides and ratio = zq / raw.
     With --backlog N, a last zqd gets N messages put into it; then zqd gets
     SIGTERM (stop_s: until it exited) and is started again on the same
     spool; restart_s runs from starting it until it answers an admin STAT
@@ -405,6 +410,7 @@ s_prober (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 
 typedef struct {
     double put_rate, drain_rate, e2e_rate;
+    double raw_put_rate, raw_drain_rate, raw_e2e_rate;
 } s_round_t;
 
 //  Runs P producers (put their share of count after warmup each); with
@@ -592,6 +598,22 @@ s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
     return rc;
 }
 
+//  The raw baseline of one round: put, drain and e2e through a relay.
+static int
+s_raw_round (zq_cli_t *cli, s_round_t *round)
+{
+    uint64_t warmup = (uint64_t)S_WARMUP * (uint64_t)cli->producers;
+    int rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_PUT, cli->producers, S_WARMUP, cli->count,
+                             &round->raw_put_rate);
+    if (rc == 0)
+        rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_DRAIN, cli->producers, 0, cli->count + warmup,
+                             &round->raw_drain_rate);
+    if (rc == 0)
+        rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, cli->producers, S_WARMUP, cli->count,
+                             &round->raw_e2e_rate);
+    return rc;
+}
+
 //  --backlog: restart time and memory at that backlog.
 static int
 s_restart (zq_cli_t *cli, s_device_arg_t *arg)
@@ -675,7 +697,7 @@ zq_bench_device (zq_cli_t *cli)
     void *body = zq_bench_body (cli->size, &arg.body_size);
     arg.body = body;
     s_round_t *results = (s_round_t *)calloc ((size_t)rounds, sizeof (s_round_t));
-    double *values = (double *)calloc ((size_t)rounds * 3, sizeof (double));
+    double *values = (double *)calloc ((size_t)rounds * 6, sizeof (double));
     if (!body || !results || !values) {
         zq_cli_error (cli, "%s", strerror (ENOMEM));
         free (body);
@@ -687,35 +709,50 @@ zq_bench_device (zq_cli_t *cli)
     s_zqd_path (zqd_path, sizeof zqd_path);
     zq_bench_progress (cli,
                        "size=%zu count=%llu in %s: %d rounds of put (%d producer processes, "
-                       "window %lld each, no consumer), drain (one consumer) and e2e; zqd is %s "
-                       "with fsync always; median reported",
+                       "window %lld each, no consumer), drain (one consumer) and e2e, raw "
+                       "(a libzmq relay in zqd's place) then zq; zqd is %s with fsync always; "
+                       "median reported",
                        cli->size, (unsigned long long)cli->count, zq_bench_dir (cli), rounds,
                        cli->producers, (long long)window, zqd_path);
     int rc = 0;
     for (int round = 0; rc == 0 && round < rounds; round++) {
-        rc = s_round (cli, &arg, &results[round]);
+        rc = s_raw_round (cli, &results[round]);
         if (rc == 0)
+            rc = s_round (cli, &arg, &results[round]);
+        if (rc == 0) {
+            s_round_t *r = &results[round];
             zq_bench_progress (cli,
-                               "round %d/%d: put %.0f msgs/s, drain %.0f msgs/s, e2e %.0f "
-                               "msgs/s",
-                               round + 1, rounds, results[round].put_rate,
-                               results[round].drain_rate, results[round].e2e_rate);
+                               "round %d/%d: put raw %.0f zq %.0f msgs/s, drain raw %.0f zq %.0f "
+                               "msgs/s, e2e raw %.0f zq %.0f msgs/s",
+                               round + 1, rounds, r->raw_put_rate, r->put_rate, r->raw_drain_rate,
+                               r->drain_rate, r->raw_e2e_rate, r->e2e_rate);
+        }
     }
     if (rc == 0) {
         for (int round = 0; round < rounds; round++) {
             values[round] = results[round].put_rate;
             values[rounds + round] = results[round].drain_rate;
             values[2 * rounds + round] = results[round].e2e_rate;
+            values[3 * rounds + round] = results[round].raw_put_rate;
+            values[4 * rounds + round] = results[round].raw_drain_rate;
+            values[5 * rounds + round] = results[round].raw_e2e_rate;
         }
-        printf ("device put tcp size=%zu producers=%d count=%llu fsync=always msgs_per_s=%.0f\n",
-                cli->size, cli->producers, (unsigned long long)cli->count,
-                zq_bench_median (values, rounds));
-        printf ("device drain tcp size=%zu count=%llu msgs_per_s=%.0f\n", cli->size,
+        double rate[6];
+        for (int i = 0; i < 6; i++)
+            rate[i] = zq_bench_median (values + i * rounds, rounds);
+        printf ("device put tcp size=%zu producers=%d count=%llu fsync=always msgs_per_s=%.0f "
+                "raw_msgs_per_s=%.0f ratio=%.3f\n",
+                cli->size, cli->producers, (unsigned long long)cli->count, rate[0], rate[3],
+                rate[0] / rate[3]);
+        printf ("device drain tcp size=%zu count=%llu msgs_per_s=%.0f raw_msgs_per_s=%.0f "
+                "ratio=%.3f\n",
+                cli->size,
                 (unsigned long long)(cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers),
-                zq_bench_median (values + rounds, rounds));
-        printf ("device e2e tcp size=%zu producers=%d count=%llu msgs_per_s=%.0f\n", cli->size,
-                cli->producers, (unsigned long long)cli->count,
-                zq_bench_median (values + 2 * rounds, rounds));
+                rate[1], rate[4], rate[1] / rate[4]);
+        printf ("device e2e tcp size=%zu producers=%d count=%llu msgs_per_s=%.0f "
+                "raw_msgs_per_s=%.0f ratio=%.3f\n",
+                cli->size, cli->producers, (unsigned long long)cli->count, rate[2], rate[5],
+                rate[2] / rate[5]);
         fflush (stdout);
     }
     if (rc == 0 && cli->backlog)

@@ -15,6 +15,12 @@
         the last is confirmed (put_msgs_per_s); the consumer acks each
         message and reads the clock after the last (e2e_msgs_per_s, from
         the producer's first post).
+      - raw: before each e2e run, its raw libzmq baseline
+        (src/zq_bench_relay.c): the same parts over the same transport,
+        one producer -> a relay of plain ROUTER sockets in the server's
+        place -> one consumer, with no storage, no confirms, no acks;
+        timed the same way as e2e_msgs_per_s (raw_msgs_per_s, and ratio =
+        e2e_msgs_per_s / raw_msgs_per_s).
       - confirm: no consumer; the producer sends one message at a time
         with zq_queue_send, which returns once the server confirmed it
         (stored and fdatasync'ed), and records each call's time.
@@ -401,7 +407,7 @@ zq_bench_reliable (zq_cli_t *cli)
     memset (&arg, 0, sizeof arg);
     void *body = zq_bench_body (cli->size, &arg.body_size);
     arg.body = body;
-    double *values = (double *)calloc ((size_t)rounds * 6, sizeof (double));
+    double *values = (double *)calloc ((size_t)rounds * 7, sizeof (double));
     if (!body || !values) {
         zq_cli_error (cli, "%s", strerror (ENOMEM));
         free (body);
@@ -411,11 +417,13 @@ zq_bench_reliable (zq_cli_t *cli)
     double *put_rate = values, *e2e_rate = values + rounds;
     double *confirm50 = values + 2 * rounds, *confirm99 = values + 3 * rounds;
     double *fsync50 = values + 4 * rounds, *fsync99 = values + 5 * rounds;
+    double *raw_rate = values + 6 * rounds;
     const char *base = zq_bench_dir (cli);
     zq_bench_progress (cli,
                        "%s size=%zu in %s: %d rounds of fsync, confirm (%llu sends one at a "
-                       "time) and e2e (%llu posts, window %lld, %d warm-up messages); server, "
-                       "producer and consumer %s; median reported",
+                       "time), then raw (a libzmq relay in the server's place) and zq e2e (%llu "
+                       "posts, window %lld, %d warm-up messages); server, producer and consumer "
+                       "%s; median reported",
                        cli->transport, cli->size, base, rounds, (unsigned long long)latency_count,
                        (unsigned long long)cli->count, (long long)window, S_WARMUP,
                        streq (cli->transport, "inproc") ? "threads of one process"
@@ -437,6 +445,9 @@ zq_bench_reliable (zq_cli_t *cli)
             break;
         confirm50[round] = producer.p50_us;
         confirm99[round] = producer.p99_us;
+        rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, 1, S_WARMUP, cli->count, &raw_rate[round]);
+        if (rc)
+            break;
         arg.confirm_each = false;
         arg.warmup = S_WARMUP;
         arg.count = cli->count;
@@ -447,17 +458,18 @@ zq_bench_reliable (zq_cli_t *cli)
         e2e_rate[round] = (double)cli->count * 1e9 / (double)(consumer.end_ns - producer.start_ns);
         zq_bench_progress (cli,
                            "round %d/%d: fsync p50 %.1f us p99 %.1f us; confirm p50 %.1f us "
-                           "p99 %.1f us; put %.0f msgs/s, e2e %.0f msgs/s",
+                           "p99 %.1f us; put %.0f msgs/s, e2e %.0f msgs/s, raw %.0f msgs/s",
                            round + 1, rounds, fsync50[round], fsync99[round], confirm50[round],
-                           confirm99[round], put_rate[round], e2e_rate[round]);
+                           confirm99[round], put_rate[round], e2e_rate[round], raw_rate[round]);
     }
     if (rc == 0) {
         double f50 = zq_bench_median (fsync50, rounds), f99 = zq_bench_median (fsync99, rounds);
         double c50 = zq_bench_median (confirm50, rounds), c99 = zq_bench_median (confirm99, rounds);
+        double e2e = zq_bench_median (e2e_rate, rounds), raw = zq_bench_median (raw_rate, rounds);
         printf ("reliable e2e %s size=%zu count=%llu fsync=always window=%lld put_msgs_per_s=%.0f "
-                "e2e_msgs_per_s=%.0f\n",
+                "e2e_msgs_per_s=%.0f raw_msgs_per_s=%.0f ratio=%.3f\n",
                 cli->transport, cli->size, (unsigned long long)cli->count, (long long)window,
-                zq_bench_median (put_rate, rounds), zq_bench_median (e2e_rate, rounds));
+                zq_bench_median (put_rate, rounds), e2e, raw, e2e / raw);
         printf ("reliable confirm %s size=%zu count=%llu p50_us=%.1f p99_us=%.1f "
                 "fsync_p50_us=%.1f fsync_p99_us=%.1f over_fsync_us=%.1f ratio=%.3f\n",
                 cli->transport, cli->size, (unsigned long long)latency_count, c50, c99, f50, f99,

@@ -303,6 +303,27 @@ const char *zq_bench_dir (zq_cli_t *cli);
 //  This process's peak resident set in KiB (getrusage ru_maxrss).
 int64_t zq_bench_max_rss_kib (void);
 
+//  ---- src/zq_bench_relay.c: the raw baseline of bench device and reliable --
+//  Plain libzmq in the layout of the zq side, with no storage, no confirms
+//  and no acks: producers (DEALER, ZMQ_IMMEDIATE) -> a relay (ROUTER, where
+//  zqd or the reliable server stands) -> one consumer (DEALER, served by a
+//  second ROUTER of the relay). Over tcp and ipc each part is a process of
+//  its own; over inproc they are threads of one process.
+
+typedef enum {
+    ZQ_BENCH_RELAY_PUT,   //  producers -> relay, timed until the relay read count
+    ZQ_BENCH_RELAY_DRAIN, //  relay -> a consumer that just connected, from its start
+    ZQ_BENCH_RELAY_E2E    //  producers -> relay -> consumer, until its last receive
+} zq_bench_relay_mode_t;
+
+//  Runs one raw run of mode over cli->transport with cli->size-byte frames
+//  and the command line's sndhwm and rcvhwm: count timed messages in all;
+//  for put and e2e, each of the producers (1 to 64) sends warmup untimed
+//  messages first, then its share of count. Stores the throughput in
+//  *rate_p (msgs/s). Returns 0, or an exit code after printing why.
+int zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64_t warmup,
+                    uint64_t count, double *rate_p);
+
 //  The benchmarks (src/zq_bench_pipeline.c, src/zq_bench_rpc.c,
 //  src/zq_bench_spool.c, src/zq_bench_reliable.c, src/zq_bench_device.c).
 int zq_bench_pipeline (zq_cli_t *cli);

@@ -305,17 +305,23 @@ bench_line spool 'spool backlog size=100 messages=5000 append_msgs_per_s=[0-9]* 
 grep -q "round 1/1" "$work/err" || fail "bench spool shows no progress on stderr"
 zq bench reliable -n 300 --rounds 1 --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable"
-bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]*'
+bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+grep -q "round 1/1: .* raw [0-9]* msgs/s" "$work/err" || fail "bench reliable shows no raw figure on stderr"
 bench_line reliable 'reliable confirm tcp size=100 count=300 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
+zq bench reliable -n 100 --rounds 1 --transport ipc --dir "$work" > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench reliable over ipc"
+bench_line reliable 'reliable e2e ipc size=100 count=100 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 zq bench reliable -n 100 --rounds 1 --transport inproc --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable over inproc"
+bench_line reliable 'reliable e2e inproc size=100 count=100 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 bench_line reliable 'reliable confirm inproc size=100 count=100 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
 ZQ_ZQD="$builddir/src/zqd" zq bench device -n 2000 --rounds 1 --backlog 3000 --dir "$work" \
     > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench device"
-bench_line device 'device put tcp size=100 producers=2 count=2000 fsync=always msgs_per_s=[0-9]*'
-bench_line device 'device drain tcp size=100 count=4000 msgs_per_s=[0-9]*'
-bench_line device 'device e2e tcp size=100 producers=2 count=2000 msgs_per_s=[0-9]*'
+bench_line device 'device put tcp size=100 producers=2 count=2000 fsync=always msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line device 'device drain tcp size=100 count=4000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line device 'device e2e tcp size=100 producers=2 count=2000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+grep -q "round 1/1: put raw [0-9]* zq [0-9]* msgs/s" "$work/err" || fail "bench device shows no raw figures on stderr"
 bench_line device 'device restart size=100 backlog=5000 put_msgs_per_s=[0-9]* stop_s=[0-9.]* restart_s=[0-9.]* rss_kib=[0-9]* hwm_kib=[0-9]* restart_rss_kib=[0-9]* restart_hwm_kib=[0-9]*'
 #  Every spool and file a bench made is gone.
 leftover=$(find "$work" -name 'zq-bench-*' | head -n 1)
