@@ -15,9 +15,13 @@
     process never creates a ZeroMQ context, so forking stays safe, and it
     stops any side that overruns its deadline.
 
-    The durability benchmarks (spool, reliable, device) compare zq with
-    the disk's own fdatasync instead, and run each part in a forked
-    process of its own too (zq_bench_spawn).
+    The durability benchmarks (spool, reliable, device) run each part in
+    a forked process of its own too (zq_bench_spawn). Their latencies are
+    set beside the disk's own fdatasync, measured in the same run; their
+    throughputs (reliable e2e, device) beside a raw libzmq relay standing
+    where the server stands, with the same processes and no storage
+    (src/zq_bench_relay.c). The spool's append rate has no raw side: it
+    prints the fsyncs it needed instead.
 
     This file holds the dispatch and what the benchmarks share;
     src/zq_bench_pipeline.c, src/zq_bench_rpc.c, src/zq_bench_spool.c,
