@@ -660,3 +660,33 @@ zq_cli_bench (zq_cli_t *cli)
     return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline, rpc, spool, reliable or device)",
                                cli->args[0]);
 }
+
+int
+zq_bench_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p)
+{
+    int64_t stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (true) {
+        while (zq_queue_confirmed (queue, id) == 0) {
+            if (confirmed_p)
+                (*confirmed_p)++;
+            stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
+        }
+        if (errno != EAGAIN)
+            return -1;
+        if (zq_queue_next_timer_ms (queue) < 0)
+            return 0;
+        if (zq_bench_now_ns () > stall) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        //  The fd rule: ask the queue before sleeping on its fd.
+        int events = zq_queue_events (queue);
+        if (events < 0)
+            return -1;
+        if (events & ZQ_POLLIN)
+            continue;
+        struct pollfd item = {zq_queue_fd (queue), POLLIN, 0};
+        poll (&item, 1, 10);
+    }
+}

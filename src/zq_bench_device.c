@@ -222,30 +222,6 @@ s_proc_kib (pid_t pid, const char *name)
 
 //  ---- Producers, consumers, the admin prober ---------------------------------
 
-//  Takes every report until nothing posted is unconfirmed.
-static int
-s_drain_confirms (zq_queue_t *queue)
-{
-    int64_t stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
-    uint8_t id[ZQ_MSG_ID_SIZE];
-    while (true) {
-        while (zq_queue_confirmed (queue, id) == 0)
-            stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
-        if (errno != EAGAIN)
-            return -1;
-        if (zq_queue_next_timer_ms (queue) < 0)
-            return 0;
-        if (zq_bench_now_ns () > stall) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        struct pollfd item = {zq_queue_fd (queue), POLLIN, 0};
-        poll (&item, 1, 10);
-        if (zq_queue_events (queue) < 0)
-            return -1;
-    }
-}
-
 static int
 s_post (zq_queue_t *queue, s_device_arg_t *arg)
 {
@@ -284,7 +260,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     char byte = 'r';
     struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
     if (!result->errnum &&
-        (s_drain_confirms (queue) || write (arg->ready_pipe[1], &byte, 1) != 1 ||
+        (zq_bench_drain_confirms (queue, NULL) || write (arg->ready_pipe[1], &byte, 1) != 1 ||
          poll (&item, 1, ZQ_BENCH_STALL_MS * 6) != 1 || read (arg->go_pipe[0], &byte, 1) != 1))
         result->errnum = errno ? errno : EPIPE;
     result->start_ns = zq_bench_now_ns ();
@@ -302,7 +278,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         if ((i & 1023) == 0 && zq_bench_now_ns () > zq_bench_deadline_ns ())
             result->errnum = ETIMEDOUT;
     }
-    if (!result->errnum && s_drain_confirms (queue))
+    if (!result->errnum && zq_bench_drain_confirms (queue, NULL))
         result->errnum = errno;
     result->end_ns = zq_bench_now_ns ();
     result->messages = arg->count;

@@ -107,30 +107,6 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     zq_queue_destroy (&queue);
 }
 
-//  Waits until every posted message is confirmed, taking the reports.
-static int
-s_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p)
-{
-    int64_t stall = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
-    uint8_t id[ZQ_MSG_ID_SIZE];
-    while (true) {
-        while (zq_queue_confirmed (queue, id) == 0)
-            (*confirmed_p)++;
-        if (errno != EAGAIN)
-            return -1;
-        if (zq_queue_next_timer_ms (queue) < 0)
-            return 0;
-        if (zq_bench_now_ns () > stall) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        struct pollfd item = {zq_queue_fd (queue), POLLIN, 0};
-        poll (&item, 1, 10);
-        if (zq_queue_events (queue) < 0)
-            return -1;
-    }
-}
-
 static void
 s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 {
@@ -160,8 +136,8 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             char go;
             struct pollfd item = {arg->go_pipe[0], POLLIN, 0};
             errno = 0;
-            if (s_drain_confirms (queue, &confirmed) || poll (&item, 1, ZQ_BENCH_STALL_MS) != 1 ||
-                read (arg->go_pipe[0], &go, 1) != 1) {
+            if (zq_bench_drain_confirms (queue, &confirmed) ||
+                poll (&item, 1, ZQ_BENCH_STALL_MS) != 1 || read (arg->go_pipe[0], &go, 1) != 1) {
                 result->errnum = errno ? errno : EPIPE;
                 break;
             }
@@ -192,7 +168,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         if (zq_bench_now_ns () > zq_bench_deadline_ns ())
             result->errnum = ETIMEDOUT;
     }
-    if (!result->errnum && !arg->confirm_each && s_drain_confirms (queue, &confirmed))
+    if (!result->errnum && !arg->confirm_each && zq_bench_drain_confirms (queue, &confirmed))
         result->errnum = errno;
     result->end_ns = zq_bench_now_ns ();
     result->messages = confirmed;

@@ -279,6 +279,12 @@ void zq_bench_kill (zq_bench_child_t *child);
 //  benchmark must be done; every wait is bounded by it.
 int64_t zq_bench_deadline_ns (void);
 
+//  Producer of the reliable pattern: takes confirm reports until nothing
+//  posted is unconfirmed, adding them to *confirmed_p (may be NULL).
+//  Returns 0, or -1 with errno (ETIMEDOUT: no confirm for
+//  ZQ_BENCH_STALL_MS).
+int zq_bench_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p);
+
 //  Latency percentiles: sorts count samples (ns) and stores p50 and p99 in
 //  microseconds.
 void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double *p99_us);

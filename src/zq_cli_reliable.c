@@ -95,6 +95,10 @@ s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progres
 static void
 s_wait (zq_queue_t *queue, int wait_ms)
 {
+    //  The fd rule: reports already taken in need no wait.
+    int events = zq_queue_events (queue);
+    if (events > 0 && (events & ZQ_POLLIN))
+        return;
     int64_t timer = zq_queue_next_timer_ms (queue);
     if (timer >= 0 && (wait_ms < 0 || timer < wait_ms))
         wait_ms = (int)timer;
