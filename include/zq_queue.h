@@ -176,20 +176,24 @@ ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
 //  ---- Polling --------------------------------------------------------------
 //  (a) zloop, zpoller, zmq_poll: use zq_queue_sock (level-triggered; no
 //      special rules). Readable means call zq_queue_recv (self, 0) until it
-//      returns NULL with EAGAIN. On a publisher, subscription notices also
-//      make the socket readable; call zq_queue_events (self) to take them
-//      (zq_queue_recv on a publisher fails with ENOTSUP).
+//      returns NULL with EAGAIN (a reliable producer: zq_queue_confirmed
+//      until EAGAIN). On a publisher, subscription notices also make the
+//      socket readable; call zq_queue_events (self) to take them
+//      (zq_queue_recv on a publisher fails with ENOTSUP). Use the timeout
+//      zq_queue_next_timer_ms gives for the reliable pattern's timers.
 //  (b) epoll, libuv, libevent, poll(): use zq_queue_fd with zq_queue_events.
 //      The fd is the socket's ZMQ_FD: watch it for READING only (EPOLLIN,
 //      edge-triggered or not; never EPOLLOUT), whether you want to receive
 //      or to send. The fd does not mean "a message is there"; it means
 //      "the queue's state may have changed". The rule:
-//        1. When the fd is readable, and ALSO after every zq_queue_send,
-//           zq_queue_recv, zq_queue_post or zq_queue_confirmed call on this
-//           queue (wherever it was made; each may consume the fd's signal),
-//           loop:
+//        1. When the fd is readable, and ALSO after every other zq_queue_*
+//           call on this queue (send, recv, post, confirmed, ack, nack,
+//           touch, subscribe...; wherever it was made, each may consume
+//           the fd's signal), loop:
 //               events = zq_queue_events (q);
 //               if (events & ZQ_POLLIN)  -> zq_queue_recv (q, 0), continue
+//                                           (a reliable producer:
+//                                           zq_queue_confirmed)
 //               if ((events & ZQ_POLLOUT) && you have something to send)
 //                                        -> zq_queue_send (q, &msg, 0), continue
 //               otherwise stop and go back to the event loop.

@@ -89,18 +89,20 @@ s_resubscribe (zqi_r_consumer_t *self)
         s_send_consume (self, name, ZQI_R_CONSUME);
 }
 
-static void
+//  Sends the ping when it is due. Returns true if it tried to.
+static bool
 s_timers (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
-        return;
+        return false;
     int64_t now = zclock_mono ();
-    if (now - self->last_ping >= self->common.ping_ivl_ms) {
-        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
-        //  (No server connected: the ping waits for the next interval.)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
-        self->last_ping = now;
-    }
+    if (now - self->last_ping < self->common.ping_ivl_ms)
+        return false;
+    static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+    //  (No server connected: the ping waits for the next interval.)
+    zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+    self->last_ping = now;
+    return true;
 }
 
 zqi_r_consumer_t *
@@ -233,7 +235,13 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
 int
 zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events)
 {
-    s_timers (self);
+    //  The ping's send may have taken the fd's signal of a delivery that
+    //  came meanwhile: ask libzmq again after it.
+    if (s_timers (self)) {
+        size_t size = sizeof zmq_events;
+        if (zmq_getsockopt (self->common.handle, ZMQ_EVENTS, &zmq_events, &size))
+            return -1;
+    }
     return zmq_events & ZMQ_POLLIN;
 }
 

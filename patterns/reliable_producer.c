@@ -74,9 +74,12 @@ struct _zqi_r_producer_t {
     int64_t last_ping;
     int64_t last_pong;
     bool server_lost; //  pings unanswered for 3 intervals
-    //  When the socket was last read, and whether that read emptied it.
+    //  When the socket was last read, whether that read emptied it, whether
+    //  a post came since, and whether the last round skipped the read.
     int64_t input_ms;
     bool input_drained;
+    bool posted;
+    bool input_skipped;
     zqi_r_buf_t buf;
 };
 
@@ -369,16 +372,29 @@ s_timers (zqi_r_producer_t *self, int64_t now)
     }
 }
 
-//  One round: input, timers, output. A lazy round (post, confirmed) reads
-//  the socket at most once per millisecond: a read that finds nothing
-//  costs libzmq a system call or two, which at full speed would be most of
-//  a PUT's cost. Waits and zq_queue_events always read, so a caller that
-//  follows the fd rule never sleeps on an answer already here.
+//  True when a deadline or the ping is due: timers act on fresh input.
+static bool
+s_timer_due (zqi_r_producer_t *self, int64_t now)
+{
+    uint32_t index = zqi_r_table_first (&self->table);
+    return (index != ZQI_R_NONE && self->table.entries[index].due <= now) ||
+           now - self->last_ping >= self->common.ping_ivl_ms;
+}
+
+//  One round: input, timers, output. A lazy round (a post, or the first
+//  zq_queue_confirmed after a post) skips reading the socket if it was
+//  emptied earlier in the same millisecond: a read that finds nothing
+//  costs libzmq a system call or two, most of a PUT's cost at full speed.
+//  Any other call reads, so a caller polling confirmed, or woken by
+//  zloop or zpoller, or following the fd rule, never waits on an answer
+//  already here.
 static int
 s_work (zqi_r_producer_t *self, bool lazy)
 {
     int64_t now = zclock_mono ();
-    if (!lazy || !self->input_drained || now != self->input_ms) {
+    self->input_skipped =
+        lazy && self->input_drained && now == self->input_ms && !s_timer_due (self, now);
+    if (!self->input_skipped) {
         self->input_ms = now;
         if (s_input (self))
             return -1;
@@ -466,17 +482,25 @@ zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
 {
     if (s_work (self, true))
         return -1;
+    self->posted = true;
     //  A memory outbox holds at most window messages; a durable one is
-    //  bounded by its quota.
+    //  bounded by its quota. Full after a round that skipped the read:
+    //  the answers waiting may make room.
     if (!self->durable) {
-        if (self->held >= self->window && s_work (self, false))
+        if (self->held >= self->window && self->input_skipped && s_work (self, false))
             return -1;
         if (self->held >= self->window)
             return zqi_fail (EAGAIN);
         if (s_hold_msg (self, *msg_p))
             return -1;
     } else {
-        if (zq_spool_append_msg (self->outbox, *msg_p, NULL))
+        int rc = zq_spool_append_msg (self->outbox, *msg_p, NULL);
+        if (rc && errno == ZQ_EFULL && self->input_skipped) {
+            if (s_work (self, false))
+                return -1;
+            rc = zq_spool_append_msg (self->outbox, *msg_p, NULL);
+        }
+        if (rc)
             return zqi_fail (errno == ZQ_EFULL ? EAGAIN : errno);
         if (zq_spool_commit (self->outbox))
             return -1;
@@ -523,8 +547,15 @@ zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
 int
 zqi_r_producer_confirmed (zqi_r_producer_t *self, uint8_t *id)
 {
-    if (s_work (self, true))
-        return -1;
+    //  Reports already in: no round. None: a round, lazy only once after
+    //  a post, so a caller taking reports in a loop of its own (a poller
+    //  woke it) reads the socket before it hears EAGAIN.
+    if (!self->report_count) {
+        bool lazy = self->posted;
+        self->posted = false;
+        if (s_work (self, lazy))
+            return -1;
+    }
     if (!self->report_count)
         return zqi_fail (EAGAIN);
     s_report_t *report = &self->reports[self->report_head];
@@ -544,8 +575,21 @@ zqi_r_producer_recv (zqi_r_producer_t *self)
 int
 zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
 {
-    if (s_work (self, false))
-        return -1;
+    //  The round's own sends (pings, resends) may take the fd's signal
+    //  of an answer that came meanwhile: read again while libzmq shows
+    //  input (bounded; the next call goes on).
+    for (int round = 0; round < 4; round++) {
+        if (s_work (self, false))
+            return -1;
+        if (self->report_count)
+            break;
+        int pending = 0;
+        size_t size = sizeof pending;
+        if (zmq_getsockopt (self->common.handle, ZMQ_EVENTS, &pending, &size))
+            return -1;
+        if (!(pending & ZMQ_POLLIN))
+            break;
+    }
     int events = 0;
     if (self->report_count)
         events |= ZMQ_POLLIN;

@@ -106,6 +106,9 @@ s_produce (const char *endpoint, const char *queue, int64_t first, int64_t last,
             zq_queue_destroy (&producer);
             return 2;
         }
+        int events = zq_queue_events (producer);
+        if (events > 0 && (events & ZQ_POLLIN))
+            continue;
         zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
         int64_t timer = zq_queue_next_timer_ms (producer);
         zmq_poll (&item, 1, timer < 0 || timer > 50 ? 50 : (long)timer);
