@@ -379,7 +379,9 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  again, under the same id, after confirm_timeout_ms without a confirm
 //  and when the server restarted or came back. zq_queue_next_timer_ms
 //  is -1 exactly when the outbox holds nothing unconfirmed; an event loop
-//  calls zq_queue_events (or a send, post or confirmed) when it says.
+//  calls zq_queue_events (or a send, post or confirmed) when it says
+//  (every reconnect_ms while messages wait for a server to connect: a new
+//  connection does not make the socket readable).
 //  zq_queue_recv fails with ENOTSUP.
 //
 //  Consumer (connects). zq_queue_subscribe (q, NAME) starts consuming

@@ -58,6 +58,7 @@ struct _zqi_r_producer_t {
     size_t max_record_bytes;
     uint32_t window; //  max_in_flight
     int64_t confirm_timeout_ms;
+    int64_t connect_check_ms; //  records wait for a server: look this often
     zqi_r_table_t table; //  PUTs sent, awaiting an answer
     uint32_t sent;       //  entries in state S_SENT
     //  The message zq_queue_send waits for.
@@ -421,6 +422,9 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         goto failed;
     self->window = (uint32_t)zqi_r_option (ctx->options, "max_in_flight");
     self->confirm_timeout_ms = zqi_r_option (ctx->options, "confirm_timeout_ms");
+    self->connect_check_ms = zqi_r_option (ctx->options, "reconnect_ms");
+    if (self->connect_check_ms <= 0)
+        self->connect_check_ms = 100;
     self->reports = (s_report_t *)calloc (self->window, sizeof (s_report_t));
     if (!self->reports) {
         errno = ENOMEM;
@@ -622,5 +626,11 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)
         due = self->table.entries[index].due;
+    //  Records that found no server connected: a new connection does not
+    //  make the socket readable, so a loop watching only for input looks
+    //  again at the reconnection pace.
+    bool unsent = self->durable ? s_outbox_depth (self) > self->table.count : self->ring_count > 0;
+    if (unsent && self->sent < self->window && now + self->connect_check_ms < due)
+        due = now + self->connect_check_ms;
     return due > now ? due - now : 0;
 }
