@@ -59,8 +59,8 @@ struct _zqi_r_producer_t {
     uint32_t window; //  max_in_flight
     int64_t confirm_timeout_ms;
     int64_t connect_check_ms; //  records wait for a server: look this often
-    zqi_r_table_t table; //  PUTs sent, awaiting an answer
-    uint32_t sent;       //  entries in state S_SENT
+    zqi_r_table_t table;      //  PUTs sent, awaiting an answer
+    uint32_t sent;            //  entries in state S_SENT
     //  The message zq_queue_send waits for.
     bool sync_active;
     uint8_t sync_id[ZQ_MSG_ID_SIZE];
