@@ -323,21 +323,17 @@ s_read_result (int fd, int64_t deadline_ns, zq_bench_result_t *result)
     return 0;
 }
 
-//  Reads the endpoint line the binder reports; -1 if none comes in time.
-static int
-s_read_endpoint (int fd, int64_t deadline_ns, char *endpoint, size_t size)
+int
+zq_bench_read_line (int fd, int64_t deadline_ns, char *line, size_t size)
 {
     size_t have = 0;
     while (have + 1 < size) {
         int64_t left_ms = (deadline_ns - zq_bench_now_ns ()) / 1000000;
         struct pollfd item = {fd, POLLIN, 0};
-        if (left_ms <= 0 || poll (&item, 1, (int)left_ms) <= 0)
+        if (left_ms <= 0 || poll (&item, 1, (int)left_ms) <= 0 || read (fd, line + have, 1) != 1)
             return -1;
-        ssize_t got = read (fd, endpoint + have, 1);
-        if (got <= 0)
-            return -1;
-        if (endpoint[have] == '\n') {
-            endpoint[have] = '\0';
+        if (line[have] == '\n') {
+            line[have] = '\0';
             return 0;
         }
         have++;
@@ -398,7 +394,7 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     int64_t deadline_ns = zq_bench_now_ns () + (int64_t)S_RUN_DEADLINE_MS * 1000000;
     int rc = children[0] < 0 ? -1 : 0;
     if (rc == 0 &&
-        s_read_endpoint (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint))
+        zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint))
         rc = -1;
     if (rc == 0 && !inproc) {
         children[1] = fork ();

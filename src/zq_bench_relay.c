@@ -125,23 +125,16 @@ s_overdue (uint64_t i)
     return zq_bench_now_ns () > zq_bench_deadline_ns () ? ETIMEDOUT : 0;
 }
 
-//  Reads one line from fd before deadline_ns; -1 if none comes in time.
-static int
-s_read_line (int fd, int64_t deadline_ns, char *line, size_t size)
+//  Closes a socket whose setup failed (socket may be NULL); returns NULL
+//  with errno kept.
+static void *
+s_socket_failed (void *socket)
 {
-    size_t have = 0;
-    while (have + 1 < size) {
-        int64_t left_ms = (deadline_ns - zq_bench_now_ns ()) / 1000000;
-        struct pollfd item = {fd, POLLIN, 0};
-        if (left_ms <= 0 || poll (&item, 1, (int)left_ms) <= 0 || read (fd, line + have, 1) != 1)
-            return -1;
-        if (line[have] == '\n') {
-            line[have] = '\0';
-            return 0;
-        }
-        have++;
-    }
-    return -1;
+    int saved = errno;
+    if (socket)
+        zmq_close (socket);
+    errno = saved;
+    return NULL;
 }
 
 //  A ROUTER bound on bind, its resolved endpoint in endpoint; NULL on error.
@@ -154,13 +147,8 @@ s_router (zq_cli_t *cli, const char *bind, char *endpoint, size_t size)
         zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
         zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
         zmq_setsockopt (socket, ZMQ_ROUTER_MANDATORY, &mandatory, sizeof mandatory) ||
-        zmq_bind (socket, bind) || zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &size)) {
-        int saved = errno;
-        if (socket)
-            zmq_close (socket);
-        errno = saved;
-        return NULL;
-    }
+        zmq_bind (socket, bind) || zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &size))
+        return s_socket_failed (socket);
     return socket;
 }
 
@@ -174,13 +162,8 @@ s_dealer (zq_cli_t *cli, const char *endpoint, bool immediate)
         zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
         zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
         (immediate && zmq_setsockopt (socket, ZMQ_IMMEDIATE, &on, sizeof on)) ||
-        zmq_connect (socket, endpoint)) {
-        int saved = errno;
-        if (socket)
-            zmq_close (socket);
-        errno = saved;
-        return NULL;
-    }
+        zmq_connect (socket, endpoint))
+        return s_socket_failed (socket);
     return socket;
 }
 
@@ -374,8 +357,8 @@ static int
 s_read_endpoints (s_relay_t *relay)
 {
     int64_t deadline = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
-    if (s_read_line (relay->endpoint_pipe[0], deadline, relay->front, sizeof relay->front) ||
-        s_read_line (relay->endpoint_pipe[0], deadline, relay->back, sizeof relay->back) ||
+    if (zq_bench_read_line (relay->endpoint_pipe[0], deadline, relay->front, sizeof relay->front) ||
+        zq_bench_read_line (relay->endpoint_pipe[0], deadline, relay->back, sizeof relay->back) ||
         (!*relay->front && !*relay->back))
         return -1;
     return 0;

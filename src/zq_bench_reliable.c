@@ -213,26 +213,6 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     zq_queue_destroy (&queue); //  lingers until the acks are out
 }
 
-//  Reads the endpoint line the server writes; -1 if none in time.
-static int
-s_read_line (int fd, char *line, size_t size)
-{
-    size_t have = 0;
-    int64_t deadline = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
-    while (have + 1 < size) {
-        int left_ms = (int)((deadline - zq_bench_now_ns ()) / 1000000);
-        struct pollfd item = {fd, POLLIN, 0};
-        if (left_ms <= 0 || poll (&item, 1, left_ms) <= 0 || read (fd, line + have, 1) != 1)
-            return -1;
-        if (line[have] == '\n') {
-            line[have] = '\0';
-            return 0;
-        }
-        have++;
-    }
-    return -1;
-}
-
 typedef struct {
     zq_cli_t *cli;
     s_reliable_arg_t *arg;
@@ -265,7 +245,9 @@ s_embedded (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         return;
     }
     bool consuming = false;
-    if (s_read_line (arg->endpoint_pipe[0], arg->endpoint, sizeof arg->endpoint))
+    if (zq_bench_read_line (arg->endpoint_pipe[0],
+                            zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000,
+                            arg->endpoint, sizeof arg->endpoint))
         result->errnum = EPIPE;
     else if (!arg->confirm_each) {
         if (pthread_create (&consumer_thread, NULL, s_thread_main, &consumer))
@@ -325,7 +307,9 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
     if (!errnum && !arg->embedded) {
         close (arg->endpoint_pipe[1]);
         arg->endpoint_pipe[1] = -1;
-        if (s_read_line (arg->endpoint_pipe[0], arg->endpoint, sizeof arg->endpoint))
+        if (zq_bench_read_line (arg->endpoint_pipe[0],
+                                zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000,
+                                arg->endpoint, sizeof arg->endpoint))
             errnum = EPIPE;
     }
     if (!errnum && !arg->embedded && !arg->confirm_each &&

@@ -279,6 +279,11 @@ void zq_bench_kill (zq_bench_child_t *child);
 //  benchmark must be done; every wait is bounded by it.
 int64_t zq_bench_deadline_ns (void);
 
+//  Reads one line (a child's report, e.g. its endpoint) from fd into line,
+//  without its newline, before deadline_ns (zq_bench_now_ns clock).
+//  Returns 0, or -1 if no whole line came in time.
+int zq_bench_read_line (int fd, int64_t deadline_ns, char *line, size_t size);
+
 //  Producer of the reliable pattern: takes confirm reports until nothing
 //  posted is unconfirmed, adding them to *confirmed_p (may be NULL).
 //  Returns 0, or -1 with errno (ETIMEDOUT: no confirm for
