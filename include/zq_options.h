@@ -51,9 +51,10 @@ typedef struct {
 //  The options, their defaults and meanings (see zq_options_info for bounds):
 //    sndhwm               1000     ZMQ_SNDHWM, messages queued per peer to send (0 = no limit)
 //    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit)
-//    sndbuf_bytes         0        ZMQ_SNDBUF, kernel send buffer per tcp/ipc connection
+//    sndbuf_bytes         0        ZMQ_SNDBUF, kernel send buffer per tcp connection
 //                                  (0 = the system's default, which tcp grows on demand)
-//    rcvbuf_bytes         0        ZMQ_RCVBUF, kernel receive buffer per connection (0 = default)
+//    rcvbuf_bytes         0        ZMQ_RCVBUF, kernel receive buffer per tcp connection
+//                                  (0 = default; libzmq leaves ipc buffers alone)
 //    linger_ms            1000     ZMQ_LINGER: how long libzmq keeps flushing after close
 //                                  (-1 = until sent, 0 = discard at once)
 //    reconnect_ms         100      ZMQ_RECONNECT_IVL (-1 = never reconnect)

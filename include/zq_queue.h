@@ -353,7 +353,9 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  on a server also returns messages of the queues it subscribed to with
 //  zq_queue_subscribe (local consumption: the brokerless mode, where a
 //  service embeds its own server), which it settles with zq_queue_ack,
-//  zq_queue_nack and zq_queue_touch like a consumer. zq_queue_send fails
+//  zq_queue_nack and zq_queue_touch like a consumer (a zq_queue_recv that
+//  returns a local message may leave the socket unread for up to a
+//  millisecond; one that returns NULL has done a whole round). zq_queue_send fails
 //  with ENOTSUP.
 //  Per message: a delivery not acked within visibility_timeout_ms (or
 //  nacked, or whose consumer went away) is delivered again with attempt

@@ -61,6 +61,7 @@ struct _zqi_r_producer_t {
     int64_t connect_check_ms; //  records wait for a server: look this often
     zqi_r_table_t table;      //  PUTs sent, awaiting an answer
     uint32_t sent;            //  entries in state S_SENT
+    uint32_t returned;        //  durable: entries given back to the outbox to go again
     //  The message zq_queue_send waits for.
     bool sync_active;
     uint8_t sync_id[ZQ_MSG_ID_SIZE];
@@ -180,8 +181,11 @@ s_pump (zqi_r_producer_t *self)
             if (index == ZQI_R_NONE)
                 return -1; //  ENOMEM: the record stays in flight; a reopen resends
             self->table.entries[index].seq = record.seq;
-        } else
+        } else {
+            if (self->returned) //  (always: a record given back)
+                self->returned--;
             self->common.ctx->stats->retries++;
+        }
         if (!now)
             now = zclock_mono ();
         self->table.entries[index].state = S_SENT;
@@ -208,7 +212,18 @@ s_resend (zqi_r_producer_t *self, uint32_t index)
         return;
     }
     entry->state = S_WAITING;
+    self->returned++;
     zq_spool_return (self->outbox, entry->seq);
+}
+
+//  True if records wait to be sent: they found no server connected, or
+//  were given back to the outbox.
+static bool
+s_unsent (zqi_r_producer_t *self)
+{
+    if (!self->durable)
+        return self->ring_count > 0;
+    return self->returned > 0 || s_outbox_depth (self) > self->table.count;
 }
 
 //  Drops a message from the outbox (confirmed, or never storable).
@@ -607,7 +622,7 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 {
     //  Answers come as input; records waiting in the outbox need a server
     //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected).
-    bool unsent = self->durable ? s_outbox_depth (self) > self->table.count : self->ring_count > 0;
+    bool unsent = s_unsent (self);
     short events = ZMQ_POLLIN;
     if (unsent && self->sent < self->window)
         events |= ZMQ_POLLOUT;
@@ -629,7 +644,7 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     //  Records that found no server connected: a new connection does not
     //  make the socket readable, so a loop watching only for input looks
     //  again at the reconnection pace.
-    bool unsent = self->durable ? s_outbox_depth (self) > self->table.count : self->ring_count > 0;
+    bool unsent = s_unsent (self);
     if (unsent && self->sent < self->window && now + self->connect_check_ms < due)
         due = now + self->connect_check_ms;
     return due > now ? due - now : 0;

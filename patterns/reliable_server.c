@@ -124,6 +124,7 @@ struct _zqi_r_server_t {
     int64_t next_probe;
     int64_t now;     //  zclock_mono at the start of the current round
     int64_t work_ms; //  when zq_queue_recv last ran a whole round
+    bool drained;    //  the last round read the socket empty
 };
 
 //  ---- Names and queues ---------------------------------------------------
@@ -1102,10 +1103,12 @@ s_work (zqi_r_server_t *self)
 {
     int rc = 0;
     self->now = zclock_mono ();
+    self->drained = false;
     for (int n = 0; n < S_BATCH && self->peer_count < S_BATCH_PEERS; n++)
         if (s_read_one (self)) {
             if (errno != EAGAIN)
                 rc = -1;
+            self->drained = errno == EAGAIN;
             break;
         }
     int saved = errno;
@@ -1305,10 +1308,10 @@ zqi_r_server_recv (zqi_r_server_t *self)
 {
     //  Consuming locally at full speed: a round per message would read the
     //  socket empty each time (a system call or two in libzmq). Within the
-    //  millisecond of the last round, a ready message is returned without
-    //  one; NULL always comes after a whole round.
+    //  millisecond of a round that emptied it, a ready message is returned
+    //  without one; NULL always comes after a whole round.
     int64_t now = zclock_mono ();
-    if (now == self->work_ms && s_local_ready (self)) {
+    if (now == self->work_ms && self->drained && s_local_ready (self)) {
         zq_msg_t *msg = s_local_recv (self);
         if (msg)
             return msg;

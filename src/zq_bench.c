@@ -142,12 +142,15 @@ zq_bench_raw_context (void)
 int
 zq_bench_raw_options (zq_cli_t *cli, void *socket)
 {
-    const char *names[] = {"sndhwm", "rcvhwm", "linger_ms"};
-    const int options[] = {ZMQ_SNDHWM, ZMQ_RCVHWM, ZMQ_LINGER};
-    for (size_t i = 0; i < 3; i++) {
+    //  As zq_queue applies them (kernel buffers only when set).
+    const char *names[] = {"sndhwm", "rcvhwm", "linger_ms", "sndbuf_bytes", "rcvbuf_bytes"};
+    const int options[] = {ZMQ_SNDHWM, ZMQ_RCVHWM, ZMQ_LINGER, ZMQ_SNDBUF, ZMQ_RCVBUF};
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         int64_t value = 0;
         zq_options_get_int (cli->options, names[i], &value);
         int value_int = (int)value;
+        if (i >= 3 && value_int <= 0)
+            continue;
         if (zmq_setsockopt (socket, options[i], &value_int, sizeof value_int))
             return -1;
     }
@@ -488,6 +491,22 @@ zq_bench_kill (zq_bench_child_t *child)
     child->result_fd = -1;
 }
 
+//  Waits until the other end of fd closes, before deadline_ns. Returns 0,
+//  or -1 if it is still open then.
+static int
+s_wait_eof (int fd, int64_t deadline_ns)
+{
+    char byte;
+    while (true) {
+        int64_t left_ms = (deadline_ns - zq_bench_now_ns ()) / 1000000;
+        struct pollfd item = {fd, POLLIN, 0};
+        if (left_ms <= 0 || poll (&item, 1, (int)left_ms) < 0)
+            return -1;
+        if (item.revents && read (fd, &byte, 1) <= 0)
+            return 0;
+    }
+}
+
 int
 zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_t *result)
 {
@@ -506,6 +525,12 @@ zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_
         memset (result, 0, sizeof *result);
         result->errnum = timed_out ? ETIMEDOUT : zq_cli_interrupted ? EINTR : EPIPE;
         return -1;
+    }
+    //  Reported; its end of the pipe closes when it exits (after its
+    //  context's linger): a child still there at the deadline is killed.
+    if (s_wait_eof (child->result_fd, deadline_ns)) {
+        zq_bench_kill (child);
+        return 0;
     }
     while (waitpid (child->pid, NULL, 0) < 0 && errno == EINTR)
         ;

@@ -112,6 +112,21 @@ s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
     s_zqd_path (zqd_path, sizeof zqd_path);
     snprintf (spool, sizeof spool, "%s/spool", zqd->dir);
     snprintf (log, sizeof log, "%s/zqd.log", zqd->dir);
+    //  The server's sockets get the same high-water marks and buffers as
+    //  the clients and the raw relay.
+    const char *names[] = {"sndhwm", "rcvhwm", "sndbuf_bytes", "rcvbuf_bytes"};
+    char settings[4][64];
+    const char *argv[32] = {zqd_path,  "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind,
+                            "--spool", spool,    "--fsync",           "always"};
+    int argc = 9;
+    for (int i = 0; i < 4; i++) {
+        int64_t value = 0;
+        zq_options_get_int (cli->options, names[i], &value);
+        snprintf (settings[i], sizeof settings[i], "%s=%lld", names[i], (long long)value);
+        argv[argc++] = "-o";
+        argv[argc++] = settings[i];
+    }
+    argv[argc] = NULL;
     int out[2];
     if (pipe (out)) {
         zq_cli_error (cli, "pipe: %s", strerror (errno));
@@ -129,8 +144,7 @@ s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
         close (out[0]);
         close (out[1]);
         close (log_fd);
-        execlp (zqd_path, zqd_path, "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind, "--spool",
-                spool, "--fsync", "always", (char *)NULL);
+        execvp (zqd_path, (char *const *)argv);
         _exit (127);
     }
     close (out[1]);

@@ -663,6 +663,66 @@ test_silent_peer_on_server_port (void **state)
     server_stop (&server);
 }
 
+//  Records a server took but never confirmed go back to the outbox when
+//  their confirm times out; while they wait for a server again, the queue
+//  asks to be called at the reconnection pace, not the ping interval. For
+//  a memory and a durable outbox alike.
+static void
+check_given_back_timer (bool durable)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    zsock_t *silent = zsock_new_router ("@tcp://127.0.0.1:*");
+    assert_non_null (silent);
+    zsock_set_rcvtimeo (silent, 100);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", zsock_endpoint (silent));
+    zq_options_t *options = options_with ("confirm_timeout_ms", "200", "ping_ivl_ms", "3000",
+                                          "reconnect_ms", "100", NULL);
+    if (durable)
+        assert_int_equal (zq_options_set (options, "outbox_dir", dir), 0);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
+    assert_non_null (producer);
+    for (int n = 0; n < 3; n++) {
+        zq_msg_t *msg = numbered ("given-back", n);
+        assert_int_equal (zq_queue_post (producer, &msg, DEADLINE_MS), 0);
+    }
+    //  The PUTs reach the silent server, which goes away.
+    int frames = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (frames < 6) {
+        assert_true (now_ms () < deadline);
+        assert_true (zq_queue_events (producer) >= 0); //  sends once connected
+        zmsg_t *got = zmsg_recv (silent);
+        if (got)
+            frames += (int)zmsg_size (got) - 1;
+        zmsg_destroy (&got);
+    }
+    zsock_destroy (&silent);
+    //  Past the confirm timeout, driven by the queue's own timer.
+    int64_t given_back = now_ms () + 250;
+    while (now_ms () < given_back) {
+        assert_true (zq_queue_events (producer) >= 0);
+        int64_t timer = zq_queue_next_timer_ms (producer);
+        assert_true (timer >= 0);
+        zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
+        zmq_poll (&item, 1, timer > 50 ? 50 : (long)timer);
+    }
+    assert_true (zq_queue_events (producer) >= 0);
+    int64_t timer = zq_queue_next_timer_ms (producer);
+    assert_true (timer >= 0 && timer <= 100);
+    zq_queue_destroy (&producer);
+    zq_options_destroy (&options);
+    remove_tree (dir);
+}
+
+static void
+test_given_back_timer (void **state)
+{
+    check_given_back_timer (false);
+    check_given_back_timer (true);
+}
+
 //  ---- Durable spool across a server restart -------------------------------
 
 static void
@@ -973,6 +1033,7 @@ main (void)
         cmocka_unit_test (test_round_trip_tcp),
         cmocka_unit_test (test_post_and_confirmed),
         cmocka_unit_test (test_confirmed_under_zpoller),
+        cmocka_unit_test (test_given_back_timer),
         cmocka_unit_test (test_competing_consumers),
         cmocka_unit_test (test_prefetch_respected),
         cmocka_unit_test (test_close_returns_deliveries),
