@@ -37,14 +37,16 @@ fail () {
 }
 
 #   Waits (up to 30 s) until file has at least count lines matching pattern.
+#   (A file the background job has not created yet counts as 0 lines.)
 wait_lines () {
     wl_file=$1 wl_pattern=$2 wl_count=$3 wl_tries=0
-    while [ "$(grep -c "$wl_pattern" "$wl_file" 2>/dev/null || true)" -lt "$wl_count" ]; do
+    while true; do
+        wl_have=$(grep -c "$wl_pattern" "$wl_file" 2>/dev/null)
+        [ "${wl_have:-0}" -ge "$wl_count" ] && return 0
         wl_tries=$((wl_tries + 1))
         [ $wl_tries -gt 600 ] && return 1
         sleep 0.05
     done
-    return 0
 }
 
 #   The server: durable spool, quick liveness probes.
@@ -73,6 +75,7 @@ while [ $cycle -lt "$cycles" ]; do
     kill -9 $pid
     wait $pid 2>/dev/null
     last=$(grep '^posted' "$log" | tail -n 1 | cut -d' ' -f2)
+    [ -n "$last" ] || fail "producer $cycle: no posted line before the kill"
     next=$((last + 1))
 done
 #   A last run: nothing new, only what the outbox holds, until confirmed.
