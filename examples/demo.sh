@@ -14,7 +14,8 @@ consumer=$!
 endpoint=""
 tries=0
 while [ -z "$endpoint" ] && [ $tries -lt 100 ]; do
-    endpoint=$(sed -n 's/^consumer: listening on //p' "$work/consumer.out")
+    # (The background job may not have created its output yet.)
+    endpoint=$(sed -n 's/^consumer: listening on //p' "$work/consumer.out" 2>/dev/null || true)
     [ -n "$endpoint" ] || { tries=$((tries + 1)); sleep 0.1; }
 done
 [ -n "$endpoint" ] || { echo "consumer did not start" >&2; kill $consumer; exit 1; }
@@ -32,7 +33,7 @@ zqd=$!
 endpoint=""
 tries=0
 while [ -z "$endpoint" ] && [ $tries -lt 100 ]; do
-    endpoint=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out")
+    endpoint=$(sed -n 's/^zqd: listening on //p' "$work/zqd.out" 2>/dev/null || true)
     [ -n "$endpoint" ] || { tries=$((tries + 1)); sleep 0.1; }
 done
 [ -n "$endpoint" ] || { echo "zqd did not start" >&2; cat "$work/zqd.err" >&2; kill $zqd; exit 1; }
