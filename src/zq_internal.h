@@ -75,6 +75,36 @@ int zqi_mp_read_bin (zqi_cursor_t *cursor, const uint8_t **data_p, uint32_t *siz
 //  (errno ZQ_EPROTO or ZQ_EDEPTH).
 int zqi_mp_skip (zqi_cursor_t *cursor, int max_depth);
 
+//  What the envelope decoder found; everything points into the frames.
+typedef struct {
+    const uint8_t *id;
+    const char *subject;
+    uint32_t subject_size;
+    uint64_t created_ms;
+    uint64_t attempt;
+    size_t attempt_offset; //  where header element 4 starts in the first frame
+    size_t attempt_size;   //  and its encoded size
+    uint32_t header_count;
+    struct {
+        const char *name;
+        const char *value;
+        uint32_t name_size;
+        uint32_t value_size;
+    } headers[ZQ_MSG_MAX_HEADERS];
+    size_t header_size; //  bytes of the first frame the header takes
+    const uint8_t *body;
+    size_t body_size;
+} zqi_envelope_t;
+
+//  Parses and checks one envelope by the rules of doc/PROTOCOL.md sections
+//  6 to 9: first (the header, and in one-frame form the body after it) and
+//  second (the body in two-frame form, else NULL). check_body false only
+//  requires a non-empty body (for records validated when they were
+//  stored). Allocates nothing. Returns 0, or -1 with errno ZQ_EPROTO,
+//  ZQ_EVERSION or ZQ_EDEPTH.
+int zqi_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
+                        size_t second_size, bool check_body, zqi_envelope_t *envelope);
+
 //  Replaces the body of self with data (size bytes, from malloc; the
 //  message releases it with free, or hands it to libzmq when sent), taking
 //  ownership without copying or checking: the caller built it and vouches

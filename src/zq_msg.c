@@ -896,26 +896,6 @@ zq_msg_encode (zq_msg_t **self_p, zmsg_t *dest)
 
 //  ---- Decoding -----------------------------------------------------------
 
-//  What the decoder found in one envelope; everything points into the
-//  frames.
-typedef struct {
-    const uint8_t *id;
-    const char *subject;
-    uint32_t subject_size;
-    uint64_t created_ms;
-    uint64_t attempt;
-    uint32_t header_count;
-    struct {
-        const char *name;
-        const char *value;
-        uint32_t name_size;
-        uint32_t value_size;
-    } headers[ZQ_MSG_MAX_HEADERS];
-    size_t header_size; //  bytes of E1 the header takes
-    const uint8_t *body;
-    size_t body_size;
-} s_envelope_t;
-
 //  Reads a str of the forms a header written by zq uses for names, values
 //  and subjects up to 255 bytes (fixstr, str8). Returns false, pos
 //  unchanged, for anything else.
@@ -976,7 +956,7 @@ s_fast_uint (const uint8_t **pos_p, const uint8_t *end, uint64_t *value_p)
 //  envelope's header fields set, or false for any other input (which the
 //  general parser then reads, and judges).
 static bool
-s_parse_header_fast (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
+s_parse_header_fast (const uint8_t *first, size_t first_size, zqi_envelope_t *envelope)
 {
     static const uint8_t start[4] = {0x90 | S_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
                                      ZQ_MSG_ID_SIZE};
@@ -986,10 +966,13 @@ s_parse_header_fast (const uint8_t *first, size_t first_size, s_envelope_t *enve
     const uint8_t *end = first + first_size;
     envelope->id = first + sizeof start;
     if (!s_fast_str (&pos, end, &envelope->subject, &envelope->subject_size) ||
-        !s_fast_uint (&pos, end, &envelope->created_ms) || envelope->created_ms > INT64_MAX ||
-        !s_fast_uint (&pos, end, &envelope->attempt) || envelope->attempt > UINT32_MAX ||
+        !s_fast_uint (&pos, end, &envelope->created_ms) || envelope->created_ms > INT64_MAX)
+        return false;
+    envelope->attempt_offset = (size_t)(pos - first);
+    if (!s_fast_uint (&pos, end, &envelope->attempt) || envelope->attempt > UINT32_MAX ||
         pos >= end || (*pos & 0xf0) != 0x80)
         return false;
+    envelope->attempt_size = (size_t)(pos - first) - envelope->attempt_offset;
     uint32_t pairs = *pos++ & 0x0f;
     for (uint32_t index = 0; index < pairs; index++) {
         const char *name, *value;
@@ -1015,7 +998,7 @@ s_parse_header_fast (const uint8_t *first, size_t first_size, s_envelope_t *enve
 //  Returns 0 with the envelope's header fields set, or -1 with errno
 //  ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
 static int
-s_parse_header (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
+s_parse_header (const uint8_t *first, size_t first_size, zqi_envelope_t *envelope)
 {
     zqi_cursor_t cursor = {first, first + first_size};
     //  The array marker, then the version, whatever else follows.
@@ -1053,8 +1036,10 @@ s_parse_header (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
         return zqi_fail (ZQ_EPROTO);
     if (zqi_mp_read_uint (&cursor, &envelope->created_ms) || envelope->created_ms > INT64_MAX)
         return zqi_fail (ZQ_EPROTO);
+    envelope->attempt_offset = (size_t)(cursor.pos - first);
     if (zqi_mp_read_uint (&cursor, &envelope->attempt) || envelope->attempt > UINT32_MAX)
         return zqi_fail (ZQ_EPROTO);
+    envelope->attempt_size = (size_t)(cursor.pos - first) - envelope->attempt_offset;
     uint32_t pairs;
     if (zqi_mp_read_map (&cursor, &pairs) || pairs > ZQ_MSG_MAX_HEADERS)
         return zqi_fail (ZQ_EPROTO);
@@ -1083,13 +1068,9 @@ s_parse_header (const uint8_t *first, size_t first_size, s_envelope_t *envelope)
     return 0;
 }
 
-//  Parses and checks one envelope: first (the header, and in one-frame
-//  form the body after it) and second (the body in two-frame form, else
-//  NULL). Allocates nothing. Returns 0, or -1 with errno ZQ_EPROTO,
-//  ZQ_EVERSION or ZQ_EDEPTH.
-static int
-s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t second_size,
-         s_envelope_t *envelope)
+int
+zqi_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
+                    size_t second_size, bool check_body, zqi_envelope_t *envelope)
 {
     if (!s_parse_header_fast (first, first_size, envelope) &&
         s_parse_header (first, first_size, envelope))
@@ -1103,6 +1084,8 @@ s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t 
         envelope->body = first + envelope->header_size;
         envelope->body_size = first_size - envelope->header_size;
     }
+    if (!check_body)
+        return envelope->body_size ? 0 : zqi_fail (ZQ_EPROTO);
     return zqi_msgpack_check (envelope->body, envelope->body_size, NULL, ZQ_MSG_MAX_DEPTH);
 }
 
@@ -1110,7 +1093,7 @@ s_parse (const uint8_t *first, size_t first_size, const uint8_t *second, size_t 
 //  body). Returns 0, or -1 with errno ENOMEM (the fields copied so far
 //  stay, for zq_msg_destroy to release).
 static int
-s_fill (zq_msg_t *self, const s_envelope_t *envelope)
+s_fill (zq_msg_t *self, const zqi_envelope_t *envelope)
 {
     memcpy (self->id, envelope->id, ZQ_MSG_ID_SIZE);
     self->created_ms = (int64_t)envelope->created_ms;
@@ -1137,7 +1120,7 @@ s_fill (zq_msg_t *self, const s_envelope_t *envelope)
 
 //  Makes a message of the envelope's fields, with a nil body.
 static zq_msg_t *
-s_build (const s_envelope_t *envelope)
+s_build (const zqi_envelope_t *envelope)
 {
     zq_msg_t *self = s_alloc ();
     if (self && s_fill (self, envelope)) {
@@ -1164,10 +1147,10 @@ zq_msg_decode_buffers (const void *const *frames, const size_t *sizes, size_t co
         errno = ZQ_ETOOBIG;
         return NULL;
     }
-    s_envelope_t envelope;
-    if (s_parse ((const uint8_t *)frames[0], sizes[0],
-                 count == 2 ? (const uint8_t *)frames[1] : NULL, count == 2 ? sizes[1] : 0,
-                 &envelope))
+    zqi_envelope_t envelope;
+    if (zqi_envelope_parse ((const uint8_t *)frames[0], sizes[0],
+                            count == 2 ? (const uint8_t *)frames[1] : NULL,
+                            count == 2 ? sizes[1] : 0, true, &envelope))
         return NULL;
     zq_msg_t *self = s_build (&envelope);
     if (self && s_store_body (self, envelope.body, envelope.body_size)) {
@@ -1256,10 +1239,11 @@ s_recv_multipart (zmq_msg_t *first, void *handle, int flags, size_t max_size)
         }
     }
     zq_msg_t *self = NULL;
-    s_envelope_t envelope;
+    zqi_envelope_t envelope;
     if (!error &&
-        s_parse ((const uint8_t *)zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
-                 (const uint8_t *)zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]), &envelope))
+        zqi_envelope_parse ((const uint8_t *)zmq_msg_data (&frames[0]), zmq_msg_size (&frames[0]),
+                            (const uint8_t *)zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
+                            true, &envelope))
         error = errno;
     if (!error && !(self = s_build (&envelope)))
         error = errno;
@@ -1306,11 +1290,11 @@ zqi_msg_recv_from (void *handle, int flags, size_t max_size)
     }
     const uint8_t *data = (const uint8_t *)zmq_msg_data (&self->frame);
     size_t size = zmq_msg_size (&self->frame);
-    s_envelope_t envelope;
+    zqi_envelope_t envelope;
     int error = 0;
     if (size > max_size)
         error = ZQ_ETOOBIG;
-    else if (s_parse (data, size, NULL, 0, &envelope))
+    else if (zqi_envelope_parse (data, size, NULL, 0, true, &envelope))
         error = errno;
     else {
         s_init (self);
