@@ -142,6 +142,13 @@ void zq_cli_source_close (zq_cli_source_t *source);
 //  when the body has no JSON form (the message is then skipped).
 int zq_cli_print_msg (zq_cli_t *cli, const zq_msg_t *msg);
 
+//  Receives and prints messages (zq_cli_print_msg) until count of them
+//  (0: no limit), timeout_ms without one, or an error; with ack, acks each
+//  once it is printed. Returns an exit code: ZQ_EXIT_OK, ZQ_EXIT_TIMEOUT
+//  (fewer than count, or none at all without a count), ZQ_EXIT_BAD_INPUT
+//  (a body had no JSON form), or that of a receive or ack failure.
+int zq_cli_receive_all (zq_cli_t *cli, zq_queue_t *queue, uint64_t count, int timeout_ms, bool ack);
+
 //  Opens a queue with the command line's options, printing the bound
 //  endpoint if --print-endpoint was given. Returns the queue, or NULL
 //  after printing why (the caller exits with ZQ_EXIT_TRANSPORT).
@@ -228,6 +235,14 @@ int zq_bench_raw_options (zq_cli_t *cli, void *socket);
 void zq_bench_run_init (zq_bench_run_t *run, zq_cli_t *cli, bool use_zq, uint64_t warmup,
                         const void *body, size_t body_size, const void *frame);
 
+//  Prepares bench pipeline or rpc: cli->count becomes default_count unless
+//  --count gave one; *body_p gets zq's payload (zq_bench_body, its size in
+//  *body_size_p) and *frame_p raw's (cli->size bytes of 'a'), both the
+//  caller's to free; either is NULL on ENOMEM. Returns the warm-up: a tenth
+//  of the count, within 1000 and warmup_max.
+uint64_t zq_bench_payloads (zq_cli_t *cli, uint64_t default_count, uint64_t warmup_max,
+                            void **body_p, size_t *body_size_p, void **frame_p);
+
 //  The zq side's queue: pattern in role with the command line's options,
 //  bound on run->bind (and reported with zq_bench_bound) or connected to
 //  run->endpoint. NULL with result->errnum set if it cannot be opened.
@@ -293,6 +308,13 @@ int zq_bench_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p);
 //  Latency percentiles: sorts count samples (ns) and stores p50 and p99 in
 //  microseconds.
 void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double *p99_us);
+
+//  Prints to stdout the confirm line of bench spool and reliable: "LABEL
+//  size=SIZE count=COUNT", the medians over rounds of the confirm and
+//  fsync latencies (p50/p99, sorting the four arrays), the confirm's p50
+//  over fsync's and their ratio (0 without an fsync figure).
+void zq_bench_print_confirm (const char *label, size_t size, uint64_t count, double *confirm50,
+                             double *confirm99, double *fsync50, double *fsync99, int rounds);
 
 //  The disk's own cost: count times (after warmup untimed ones), writes
 //  size bytes at the end of a new file in dir and fdatasyncs it; stores

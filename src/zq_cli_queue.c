@@ -56,20 +56,19 @@ s_send_all (zq_cli_t *cli, const char *pattern, zq_role_t role)
     return rc;
 }
 
-//  Prints messages until -n COUNT, the timeout or a signal.
-static int
-s_receive_all (zq_cli_t *cli, zq_queue_t *queue)
+int
+zq_cli_receive_all (zq_cli_t *cli, zq_queue_t *queue, uint64_t count, int timeout_ms, bool ack)
 {
     uint64_t received = 0;
     int rc = ZQ_EXIT_OK;
     int bad_output = 0;
-    while (cli->count == 0 || received < cli->count) {
-        zq_msg_t *msg = zq_queue_recv (queue, cli->timeout_ms);
+    while (count == 0 || received < count) {
+        zq_msg_t *msg = zq_queue_recv (queue, timeout_ms);
         if (!msg) {
             int errnum = errno;
             if (errnum == EAGAIN) {
                 //  The stream went quiet: a normal end without -n.
-                if (cli->count || received == 0) {
+                if (count || received == 0) {
                     zq_cli_error (cli, "timed out after %llu message%s",
                                   (unsigned long long)received, received == 1 ? "" : "s");
                     rc = ZQ_EXIT_TIMEOUT;
@@ -81,7 +80,13 @@ s_receive_all (zq_cli_t *cli, zq_queue_t *queue)
         received++;
         if (zq_cli_print_msg (cli, msg))
             bad_output = ZQ_EXIT_BAD_INPUT;
+        //  Printed (and flushed): now it may go. A body with no JSON form
+        //  is acked too: it was reported, and would only come back.
+        if (ack && zq_queue_ack (queue, msg))
+            rc = zq_cli_failure (cli, "ack", errno);
         zq_msg_destroy (&msg);
+        if (rc)
+            break;
     }
     return rc ? rc : bad_output;
 }
@@ -104,7 +109,7 @@ zq_cli_pull (zq_cli_t *cli)
     zq_queue_t *queue = zq_cli_queue_open (cli, "pipeline", ZQ_CONSUMER, cli->args[0]);
     if (!queue)
         return ZQ_EXIT_TRANSPORT;
-    int rc = s_receive_all (cli, queue);
+    int rc = zq_cli_receive_all (cli, queue, cli->count, cli->timeout_ms, false);
     zq_queue_destroy (&queue);
     return rc;
 }
@@ -124,7 +129,7 @@ zq_cli_sub (zq_cli_t *cli)
         zq_cli_error (cli, "subscribe: %s", zq_strerror (errno));
         rc = errno == ZQ_ETOOBIG ? ZQ_EXIT_USAGE : ZQ_EXIT_TRANSPORT;
     } else
-        rc = s_receive_all (cli, queue);
+        rc = zq_cli_receive_all (cli, queue, cli->count, cli->timeout_ms, false);
     zq_queue_destroy (&queue);
     return rc;
 }

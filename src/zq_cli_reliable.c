@@ -234,35 +234,7 @@ zq_cli_get (zq_cli_t *cli)
         zq_queue_destroy (&queue);
         return ZQ_EXIT_USAGE;
     }
-    bool ack = !cli->given[ZQ_OPT_NO_ACK];
-    uint64_t received = 0;
-    int rc = ZQ_EXIT_OK;
-    int bad_output = 0;
-    while (count == 0 || received < count) {
-        zq_msg_t *msg = zq_queue_recv (queue, timeout_ms);
-        if (!msg) {
-            int errnum = errno;
-            if (errnum == EAGAIN) {
-                if (count || received == 0) {
-                    zq_cli_error (cli, "timed out after %llu message%s",
-                                  (unsigned long long)received, received == 1 ? "" : "s");
-                    rc = ZQ_EXIT_TIMEOUT;
-                }
-            } else
-                rc = zq_cli_failure (cli, "receive", errnum);
-            break;
-        }
-        received++;
-        if (zq_cli_print_msg (cli, msg))
-            bad_output = ZQ_EXIT_BAD_INPUT;
-        //  Printed (and flushed): now it may go. A body with no JSON form
-        //  is acked too: it was reported, and would only come back.
-        if (ack && zq_queue_ack (queue, msg))
-            rc = zq_cli_failure (cli, "ack", errno);
-        zq_msg_destroy (&msg);
-        if (rc)
-            break;
-    }
+    int rc = zq_cli_receive_all (cli, queue, count, timeout_ms, !cli->given[ZQ_OPT_NO_ACK]);
     zq_queue_destroy (&queue);
-    return rc ? rc : bad_output;
+    return rc;
 }
