@@ -382,20 +382,22 @@ s_append_count (zmsg_t *reply, const char *key, uint64_t value)
     msgpack_sbuffer_destroy (&buffer);
 }
 
-static zmsg_t *s_error_reply (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+static void s_error_reply (zmsg_t **reply_p, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
-static zmsg_t *
-s_error_reply (const char *format, ...)
+//  Replaces *reply_p (destroyed if any) with ERROR and the text.
+static void
+s_error_reply (zmsg_t **reply_p, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
     char *text = zsys_vprintf (format, args);
     va_end (args);
-    zmsg_t *reply = zmsg_new ();
-    zmsg_addstr (reply, "ERROR");
-    zmsg_addstr (reply, text ? text : "out of memory");
+    zmsg_destroy (reply_p);
+    *reply_p = zmsg_new ();
+    zmsg_addstr (*reply_p, "ERROR");
+    zmsg_addstr (*reply_p, text ? text : "out of memory");
     zstr_free (&text);
-    return reply;
 }
 
 static int
@@ -454,9 +456,12 @@ s_command_endpoint (s_device_t *self, const char *what)
             }
         }
     }
-    if (!endpoint)
-        return s_error_reply ("no endpoint '%s' (bind, admin, NAME/in, NAME/out)", what);
-    zmsg_t *reply = zmsg_new ();
+    zmsg_t *reply = NULL;
+    if (!endpoint) {
+        s_error_reply (&reply, "no endpoint '%s' (bind, admin, NAME/in, NAME/out)", what);
+        return reply;
+    }
+    reply = zmsg_new ();
     zmsg_addstr (reply, "OK");
     zmsg_addstr (reply, endpoint);
     return reply;
@@ -473,17 +478,17 @@ s_command_queue (s_device_t *self, zmsg_t *request)
     zqi_kind_t kind = zqi_kind_lookup (kind_name);
     zqi_dqueue_t *existing = name ? s_lookup (self, name) : NULL;
     if (!name || zqi_device_name_check (name))
-        reply = s_error_reply ("QUEUE: a queue name is 1 to %d letters, digits, '.', '_' or '-'",
-                               ZQI_DEVICE_NAME_MAX);
+        s_error_reply (&reply, "QUEUE: a queue name is 1 to %d letters, digits, '.', '_' or '-'",
+                       ZQI_DEVICE_NAME_MAX);
     else if (!kind)
-        reply = s_error_reply ("QUEUE %s: kind is queue, stream or forward", name);
+        s_error_reply (&reply, "QUEUE %s: kind is queue, stream or forward", name);
     else if (existing && existing->kind != kind)
-        reply = s_error_reply ("QUEUE %s: exists as a %s", name, zqi_kind_name (existing->kind));
+        s_error_reply (&reply, "QUEUE %s: exists as a %s", name, zqi_kind_name (existing->kind));
     else if (existing && kind != ZQI_KIND_QUEUE)
-        reply = s_error_reply ("QUEUE %s: exists", name);
+        s_error_reply (&reply, "QUEUE %s: exists", name);
     else if (kind != ZQI_KIND_QUEUE && (!in || !*in || !out || !*out))
-        reply =
-            s_error_reply ("QUEUE %s: a %s needs IN and OUT endpoints", name, zqi_kind_name (kind));
+        s_error_reply (&reply, "QUEUE %s: a %s needs IN and OUT endpoints", name,
+                       zqi_kind_name (kind));
     else {
         zqi_queue_config_t *config = zqi_queue_config_new (self->config, name, kind);
         char error[512] = "";
@@ -496,11 +501,11 @@ s_command_queue (s_device_t *self, zmsg_t *request)
                 zqi_queue_config_destroy (&config);
         }
         if (!config)
-            reply = s_error_reply ("out of memory");
+            s_error_reply (&reply, "out of memory");
         else if (existing) {
             zqi_queue_config_destroy (&config);
         } else if (s_queue_add (self, config, error, sizeof error))
-            reply = s_error_reply ("QUEUE %s: %s", name, error);
+            s_error_reply (&reply, "QUEUE %s: %s", name, error);
     }
     if (!reply) {
         reply = zmsg_new ();
@@ -538,11 +543,9 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
     zqi_dqueue_t *dq = name ? s_lookup (self, name) : NULL;
     bool named = streq (command, "PEEK") || streq (command, "PURGE") || streq (command, "REDRIVE");
     if (named && !name) {
-        zmsg_destroy (&reply);
-        reply = s_error_reply ("%s: which queue?", command);
+        s_error_reply (&reply, "%s: which queue?", command);
     } else if (named && !dq) {
-        zmsg_destroy (&reply);
-        reply = s_error_reply ("%s: no queue '%s'", command, name);
+        s_error_reply (&reply, "%s: no queue '%s'", command, name);
     } else if (streq (command, "LS") || streq (command, "STAT")) {
         zlistx_t *list = s_sorted_queues (self);
         bool found = false;
@@ -561,22 +564,18 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
         }
         zlistx_destroy (&list);
         if (name && !found) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("%s: no queue '%s'", command, name);
+            s_error_reply (&reply, "%s: no queue '%s'", command, name);
         }
     } else if (streq (command, "PEEK")) {
         uint64_t count = S_PEEK_DEFAULT;
         if (argument && s_parse_count (argument, S_PEEK_MAX, &count)) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("PEEK: COUNT is 1 to %d, not '%s'", S_PEEK_MAX, argument);
+            s_error_reply (&reply, "PEEK: COUNT is 1 to %d, not '%s'", S_PEEK_MAX, argument);
         } else if (dq->kind == ZQI_KIND_STREAM)
             zqi_stream_peek (dq, (size_t)count, reply);
         else if (dq->kind == ZQI_KIND_FORWARD) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("PEEK: %s is a forward: it keeps no messages", name);
+            s_error_reply (&reply, "PEEK: %s is a forward: it keeps no messages", name);
         } else if (zqi_qserver_peek (self->qserver, name, (size_t)count, reply)) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("PEEK %s: %s", name, zq_strerror (errno));
+            s_error_reply (&reply, "PEEK %s: %s", name, zq_strerror (errno));
         }
     } else if (streq (command, "PURGE")) {
         uint64_t purged = 0;
@@ -586,8 +585,7 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
         else if (dq->kind == ZQI_KIND_QUEUE)
             rc = zqi_qserver_purge (self->qserver, name, &purged);
         if (rc) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("PURGE %s: %s", name, zq_strerror (errno));
+            s_error_reply (&reply, "PURGE %s: %s", name, zq_strerror (errno));
         } else {
             s_append_count (reply, "purged", purged);
             zqi_log (ZQ_LOG_NOTICE, "zq_device: purged %llu messages from %s",
@@ -596,12 +594,10 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
     } else {
         uint64_t redriven = 0;
         if (dq->kind != ZQI_KIND_QUEUE) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("REDRIVE: %s is a %s: it has no dead letters", name,
-                                   zqi_kind_name (dq->kind));
+            s_error_reply (&reply, "REDRIVE: %s is a %s: it has no dead letters", name,
+                           zqi_kind_name (dq->kind));
         } else if (zqi_qserver_redrive (self->qserver, name, &redriven)) {
-            zmsg_destroy (&reply);
-            reply = s_error_reply ("REDRIVE %s: %s", name, zq_strerror (errno));
+            s_error_reply (&reply, "REDRIVE %s: %s", name, zq_strerror (errno));
         } else {
             s_append_count (reply, "redriven", redriven);
             zqi_log (ZQ_LOG_NOTICE, "zq_device: redrove %llu dead letters to %s",
@@ -620,10 +616,13 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
     char *command = zmsg_popstr (request);
     zmsg_t *reply = NULL;
     if (!command)
-        reply = s_error_reply ("empty command");
+        s_error_reply (&reply, "empty command");
     else if (from_pipe && streq (command, "ENDPOINT")) {
         char *what = zmsg_popstr (request);
-        reply = what ? s_command_endpoint (self, what) : s_error_reply ("ENDPOINT: what?");
+        if (what)
+            reply = s_command_endpoint (self, what);
+        else
+            s_error_reply (&reply, "ENDPOINT: what?");
         zstr_free (&what);
     } else if (from_pipe && streq (command, "QUEUE"))
         reply = s_command_queue (self, request);
@@ -637,8 +636,8 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
     } else {
         self->bad_commands++;
         size_t length = strlen (command);
-        reply = s_error_reply ("unknown command '%.*s'%s", length > 64 ? 64 : (int)length, command,
-                               length > 64 ? "..." : "");
+        s_error_reply (&reply, "unknown command '%.*s'%s", length > 64 ? 64 : (int)length, command,
+                       length > 64 ? "..." : "");
     }
     zstr_free (&command);
     return reply;
