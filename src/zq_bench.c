@@ -170,18 +170,43 @@ zq_bench_run_init (zq_bench_run_t *run, zq_cli_t *cli, bool use_zq, uint64_t war
     run->payload_size = use_zq ? body_size : cli->size;
 }
 
+uint64_t
+zq_bench_payloads (zq_cli_t *cli, uint64_t default_count, uint64_t warmup_max, void **body_p,
+                   size_t *body_size_p, void **frame_p)
+{
+    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
+        cli->count = default_count;
+    uint64_t warmup = cli->count / 10;
+    warmup = warmup < 1000 ? 1000 : warmup > warmup_max ? warmup_max : warmup;
+    *body_size_p = 0;
+    *body_p = zq_bench_body (cli->size, body_size_p);
+    *frame_p = malloc (cli->size ? cli->size : 1);
+    if (*frame_p)
+        memset (*frame_p, 'a', cli->size);
+    return warmup;
+}
+
+//  Opens the zq side's queue at prefix ('@' binds, '>' connects) and
+//  address; NULL with result->errnum set if it cannot.
+static zq_queue_t *
+s_queue_open (zq_bench_run_t *run, const char *pattern, zq_role_t role, char prefix,
+              const char *address, zq_bench_result_t *result)
+{
+    char endpoints[520];
+    snprintf (endpoints, sizeof endpoints, "%c%s", prefix, address);
+    zq_queue_t *queue = zq_queue_new (pattern, role, endpoints, run->cli->options);
+    if (!queue)
+        result->errnum = errno;
+    return queue;
+}
+
 zq_queue_t *
 zq_bench_queue_bind (zq_bench_run_t *run, const char *pattern, zq_role_t role,
                      zq_bench_result_t *result)
 {
-    char at[520];
-    snprintf (at, sizeof at, "@%s", run->bind);
-    zq_queue_t *queue = zq_queue_new (pattern, role, at, run->cli->options);
-    if (!queue) {
-        result->errnum = errno;
-        return NULL;
-    }
-    zq_bench_bound (run, zq_queue_endpoint (queue));
+    zq_queue_t *queue = s_queue_open (run, pattern, role, '@', run->bind, result);
+    if (queue)
+        zq_bench_bound (run, zq_queue_endpoint (queue));
     return queue;
 }
 
@@ -189,12 +214,7 @@ zq_queue_t *
 zq_bench_queue_connect (zq_bench_run_t *run, const char *pattern, zq_role_t role,
                         zq_bench_result_t *result)
 {
-    char connect[520];
-    snprintf (connect, sizeof connect, ">%s", run->endpoint);
-    zq_queue_t *queue = zq_queue_new (pattern, role, connect, run->cli->options);
-    if (!queue)
-        result->errnum = errno;
-    return queue;
+    return s_queue_open (run, pattern, role, '>', run->endpoint, result);
 }
 
 void *
@@ -567,6 +587,18 @@ zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double 
         p99_index = count - 1;
     *p50_us = (double)samples_ns[count / 2] / 1000.0;
     *p99_us = (double)samples_ns[p99_index] / 1000.0;
+}
+
+void
+zq_bench_print_confirm (const char *label, size_t size, uint64_t count, double *confirm50,
+                        double *confirm99, double *fsync50, double *fsync99, int rounds)
+{
+    double f50 = zq_bench_median (fsync50, rounds), f99 = zq_bench_median (fsync99, rounds);
+    double c50 = zq_bench_median (confirm50, rounds), c99 = zq_bench_median (confirm99, rounds);
+    printf ("%s size=%zu count=%llu p50_us=%.1f p99_us=%.1f fsync_p50_us=%.1f "
+            "fsync_p99_us=%.1f over_fsync_us=%.1f ratio=%.3f\n",
+            label, size, (unsigned long long)count, c50, c99, f50, f99, c50 - f50,
+            f50 > 0 ? c50 / f50 : 0);
 }
 
 int

@@ -403,6 +403,34 @@ typedef struct {
     double raw_put_rate, raw_drain_rate, raw_e2e_rate;
 } s_round_t;
 
+//  Once errnum is set, kills child (which may not have started) and
+//  returns errnum; else collects its result and returns its error (0 if it
+//  reported success). result is zeroed when the child is killed.
+static int
+s_settle (zq_bench_child_t *child, int errnum, zq_bench_result_t *result)
+{
+    if (errnum) {
+        zq_bench_kill (child);
+        memset (result, 0, sizeof *result);
+        return errnum;
+    }
+    zq_bench_collect (child, zq_bench_deadline_ns (), result);
+    return result->errnum;
+}
+
+//  Ends s_put and s_drain: -1 with errno = errnum if set, else 0 with
+//  *rate_p = count messages over start_ns to end_ns.
+static int
+s_rate (int errnum, uint64_t count, int64_t start_ns, int64_t end_ns, double *rate_p)
+{
+    if (errnum) {
+        errno = errnum;
+        return -1;
+    }
+    *rate_p = (double)count * 1e9 / (double)(end_ns - start_ns);
+    return 0;
+}
+
 //  Runs P producers (put their share of count after warmup each); with
 //  with_consumer, a consumer takes everything and lets them go, else this
 //  process lets them go once all are ready. Stores the rate (count over
@@ -454,31 +482,20 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     int64_t first_start = INT64_MAX, last_end = 0;
     for (int i = 0; i < spawned; i++) {
         zq_bench_result_t result;
-        if (errnum)
-            zq_bench_kill (&children[i]);
-        else if (zq_bench_collect (&children[i], zq_bench_deadline_ns (), &result) || result.errnum)
-            errnum = result.errnum;
-        else {
+        errnum = s_settle (&children[i], errnum, &result);
+        if (!errnum) {
             first_start = result.start_ns < first_start ? result.start_ns : first_start;
             last_end = result.end_ns > last_end ? result.end_ns : last_end;
         }
     }
     if (with_consumer) {
         zq_bench_result_t result;
-        if (errnum)
-            zq_bench_kill (&consumer);
-        else if (zq_bench_collect (&consumer, zq_bench_deadline_ns (), &result) || result.errnum)
-            errnum = result.errnum;
-        else
+        errnum = s_settle (&consumer, errnum, &result);
+        if (!errnum)
             last_end = result.end_ns;
     }
     close (arg->ready_pipe[0]);
-    if (errnum) {
-        errno = errnum;
-        return -1;
-    }
-    *rate_p = (double)count * 1e9 / (double)(last_end - first_start);
-    return 0;
+    return s_rate (errnum, count, first_start, last_end, rate_p);
 }
 
 //  One consumer takes count messages; stores its rate.
@@ -492,21 +509,13 @@ s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, double *rate_p)
     arg->producers = 0;
     zq_bench_child_t consumer;
     zq_bench_result_t result;
-    int rc = zq_bench_spawn (&consumer, s_consumer, cli, arg);
-    int errnum = rc ? errno : 0;
+    int errnum = zq_bench_spawn (&consumer, s_consumer, cli, arg) ? errno : 0;
     for (int i = 0; i < 2; i++) {
         close (arg->ready_pipe[i]);
         close (arg->go_pipe[i]);
     }
-    if (rc == 0 &&
-        (zq_bench_collect (&consumer, zq_bench_deadline_ns (), &result) || result.errnum))
-        errnum = result.errnum;
-    if (errnum) {
-        errno = errnum;
-        return -1;
-    }
-    *rate_p = (double)count * 1e9 / (double)(result.end_ns - result.start_ns);
-    return 0;
+    errnum = s_settle (&consumer, errnum, &result);
+    return s_rate (errnum, count, result.start_ns, result.end_ns, rate_p);
 }
 
 //  Asks the admin socket (waiting until the queue is empty if wait_empty).

@@ -110,18 +110,12 @@ s_sender (zq_bench_run_t *run, zq_bench_result_t *result)
 int
 zq_bench_pipeline (zq_cli_t *cli)
 {
-    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
-        cli->count = 1000000;
-    uint64_t warmup = cli->count / 10;
-    warmup = warmup < 1000 ? 1000 : warmup > 100000 ? 100000 : warmup;
-    size_t body_size = 0;
-    void *body = zq_bench_body (cli->size, &body_size);
-    void *frame = malloc (cli->size ? cli->size : 1);
+    void *body, *frame;
+    size_t body_size;
+    uint64_t warmup = zq_bench_payloads (cli, 1000000, 100000, &body, &body_size, &frame);
     double *raw = (double *)calloc ((size_t)cli->rounds, sizeof (double));
     double *zq = (double *)calloc ((size_t)cli->rounds, sizeof (double));
     int rc = (body && frame && raw && zq) ? 0 : ZQ_EXIT_TRANSPORT;
-    if (frame)
-        memset (frame, 'a', cli->size);
     zq_bench_progress (cli,
                        "%s size=%zu count=%llu: %d rounds of raw then zq, sender and receiver in "
                        "separate %s, %llu warm-up messages per run (not timed); median reported",

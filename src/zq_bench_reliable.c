@@ -423,17 +423,15 @@ zq_bench_reliable (zq_cli_t *cli)
                            confirm99[round], put_rate[round], e2e_rate[round], raw_rate[round]);
     }
     if (rc == 0) {
-        double f50 = zq_bench_median (fsync50, rounds), f99 = zq_bench_median (fsync99, rounds);
-        double c50 = zq_bench_median (confirm50, rounds), c99 = zq_bench_median (confirm99, rounds);
         double e2e = zq_bench_median (e2e_rate, rounds), raw = zq_bench_median (raw_rate, rounds);
         printf ("reliable e2e %s size=%zu count=%llu fsync=always window=%lld put_msgs_per_s=%.0f "
                 "e2e_msgs_per_s=%.0f raw_msgs_per_s=%.0f ratio=%.3f\n",
                 cli->transport, cli->size, (unsigned long long)cli->count, (long long)window,
                 zq_bench_median (put_rate, rounds), e2e, raw, e2e / raw);
-        printf ("reliable confirm %s size=%zu count=%llu p50_us=%.1f p99_us=%.1f "
-                "fsync_p50_us=%.1f fsync_p99_us=%.1f over_fsync_us=%.1f ratio=%.3f\n",
-                cli->transport, cli->size, (unsigned long long)latency_count, c50, c99, f50, f99,
-                c50 - f50, f50 > 0 ? c50 / f50 : 0);
+        char label[64];
+        snprintf (label, sizeof label, "reliable confirm %s", cli->transport);
+        zq_bench_print_confirm (label, cli->size, latency_count, confirm50, confirm99, fsync50,
+                                fsync99, rounds);
     }
     free (body);
     free (values);

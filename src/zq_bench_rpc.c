@@ -132,13 +132,9 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
 int
 zq_bench_rpc (zq_cli_t *cli)
 {
-    if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
-        cli->count = 20000;
-    uint64_t warmup = cli->count / 10;
-    warmup = warmup < 1000 ? 1000 : warmup > 10000 ? 10000 : warmup;
-    size_t body_size = 0;
-    void *body = zq_bench_body (cli->size, &body_size);
-    void *frame = malloc (cli->size ? cli->size : 1);
+    void *body, *frame;
+    size_t body_size;
+    uint64_t warmup = zq_bench_payloads (cli, 20000, 10000, &body, &body_size, &frame);
     int rounds = cli->rounds;
     double *values = (double *)calloc ((size_t)rounds * 4, sizeof (double));
     int rc = (body && frame && values) ? 0 : ZQ_EXIT_TRANSPORT;
@@ -146,8 +142,6 @@ zq_bench_rpc (zq_cli_t *cli)
         zq_cli_error (cli, "%s", strerror (ENOMEM));
     double *raw_p50 = values, *raw_p99 = values + rounds;
     double *zq_p50 = values + 2 * rounds, *zq_p99 = values + 3 * rounds;
-    if (frame)
-        memset (frame, 'a', cli->size);
     zq_bench_progress (cli,
                        "%s size=%zu count=%llu: %d rounds of raw then zq, one request at a time, "
                        "client and server in separate %s, %llu warm-up round trips per run (not "

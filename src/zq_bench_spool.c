@@ -420,17 +420,13 @@ zq_bench_spool (zq_cli_t *cli)
                            confirm99[round], rate[round], fsync_rate[round], per_fsync[round]);
     }
     if (rc == 0) {
-        double f50 = zq_bench_median (fsync50, rounds), f99 = zq_bench_median (fsync99, rounds);
-        double c50 = zq_bench_median (confirm50, rounds), c99 = zq_bench_median (confirm99, rounds);
         printf ("spool append size=%zu producers=%d fsync=always count=%llu msgs_per_s=%.0f "
                 "fsyncs_per_s=%.0f records_per_fsync=%.1f\n",
                 cli->size, cli->producers, (unsigned long long)cli->count,
                 zq_bench_median (rate, rounds), zq_bench_median (fsync_rate, rounds),
                 zq_bench_median (per_fsync, rounds));
-        printf ("spool confirm size=%zu count=%llu p50_us=%.1f p99_us=%.1f fsync_p50_us=%.1f "
-                "fsync_p99_us=%.1f over_fsync_us=%.1f ratio=%.3f\n",
-                cli->size, (unsigned long long)latency_count, c50, c99, f50, f99, c50 - f50,
-                f50 > 0 ? c50 / f50 : 0);
+        zq_bench_print_confirm ("spool confirm", cli->size, latency_count, confirm50, confirm99,
+                                fsync50, fsync99, rounds);
         fflush (stdout);
     }
     if (rc == 0 && cli->backlog)
