@@ -560,17 +560,27 @@ s_fail (zq_cli_t *cli, s_zqd_t *zqd, const char *what)
     return ZQ_EXIT_TRANSPORT;
 }
 
+//  A zqd not started yet, with a new directory of its own under
+//  zq_bench_dir. Returns 0, or -1 after printing why.
+static int
+s_zqd_prepare (zq_cli_t *cli, s_zqd_t *zqd)
+{
+    memset (zqd, 0, sizeof *zqd);
+    zqd->pid = -1;
+    const char *base = zq_bench_dir (cli);
+    if (zq_bench_mkdtemp (base, "zq-bench-device", zqd->dir, sizeof zqd->dir)) {
+        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int
 s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
 {
     s_zqd_t zqd;
-    memset (&zqd, 0, sizeof zqd);
-    zqd.pid = -1;
-    const char *base = zq_bench_dir (cli);
-    if (zq_bench_mkdtemp (base, "zq-bench-device", zqd.dir, sizeof zqd.dir)) {
-        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+    if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    }
     int rc = 0;
     if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
         rc = s_fail (cli, &zqd, NULL);
@@ -618,13 +628,8 @@ static int
 s_restart (zq_cli_t *cli, s_device_arg_t *arg)
 {
     s_zqd_t zqd;
-    memset (&zqd, 0, sizeof zqd);
-    zqd.pid = -1;
-    const char *base = zq_bench_dir (cli);
-    if (zq_bench_mkdtemp (base, "zq-bench-device", zqd.dir, sizeof zqd.dir)) {
-        zq_cli_error (cli, "cannot make a directory in %s: %s", base, strerror (errno));
+    if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    }
     if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
