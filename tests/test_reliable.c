@@ -48,6 +48,53 @@ recv_one (zq_queue_t *consumer)
     return msg;
 }
 
+//  Opens a consumer on server with options and subscribes it to subject.
+static zq_queue_t *
+open_subscriber (test_server_t *server, zq_options_t *options, const char *subject)
+{
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, options);
+    assert_int_equal (zq_queue_subscribe (consumer, subject), 0);
+    return consumer;
+}
+
+//  Receives one message within the deadline, checks that it carries
+//  number, acks it (whatever the ack returns) and destroys it.
+static void
+take_numbered (zq_queue_t *consumer, int64_t number)
+{
+    zq_msg_t *msg = recv_one (consumer);
+    assert_int_equal (number_of (msg), number);
+    zq_queue_ack (consumer, msg);
+    zq_msg_destroy (&msg);
+}
+
+//  Starts a server bound on spec with server_options (checking that it
+//  opened), a producer, and a consumer subscribed to subject; returns the
+//  server.
+static test_server_t *
+start_with_clients (const char *spec, const zq_options_t *server_options, const char *subject,
+                    zq_queue_t **producer_p, zq_queue_t **consumer_p)
+{
+    test_server_t *server = server_start (spec, server_options);
+    assert_non_null (server);
+    *producer_p = open_client (ZQ_PRODUCER, server, NULL);
+    *consumer_p = open_subscriber (server, NULL, subject);
+    return server;
+}
+
+//  Closes the consumer, then the producer, stops the server, and destroys
+//  the options (options_p may be NULL).
+static void
+stop_with_clients (zq_queue_t **consumer_p, zq_queue_t **producer_p, test_server_t **server_p,
+                   zq_options_t **options_p)
+{
+    zq_queue_destroy (consumer_p);
+    zq_queue_destroy (producer_p);
+    server_stop (server_p);
+    if (options_p)
+        zq_options_destroy (options_p);
+}
+
 static void
 remove_tree (const char *path)
 {
@@ -64,11 +111,8 @@ round_trip (const char *transport)
 {
     char spec[300];
     bind_spec (transport, spec, sizeof spec);
-    test_server_t *server = server_start (spec, NULL);
-    assert_non_null (server);
-    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "orders"), 0);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server = start_with_clients (spec, NULL, "orders", &producer, &consumer);
     for (int64_t n = 0; n < 100; n++)
         send_numbered (producer, "orders", n); //  returns after the confirm
     zq_queue_info_t info;
@@ -85,9 +129,7 @@ round_trip (const char *transport)
     WAIT_INFO (server, "orders", info, info.acked == 100 && info.depth == 0);
     assert_int_equal (info.delivered, 100);
     assert_int_equal (info.in_flight, 0);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 static void
@@ -152,9 +194,7 @@ test_post_and_confirmed (void **state)
     assert_int_equal (zq_queue_send (consumer, &msg, 0), -1);
     assert_int_equal (errno, ENOTSUP);
     zq_msg_destroy (&msg);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 //  A producer driven by zpoller (level-triggered) takes each confirm when
@@ -255,8 +295,7 @@ test_prefetch_respected (void **state)
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
     for (int64_t n = 0; n < 10; n++)
         send_numbered (producer, "credit", n);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, options);
-    assert_int_equal (zq_queue_subscribe (consumer, "credit"), 0);
+    zq_queue_t *consumer = open_subscriber (server, options, "credit");
     zq_msg_t *held[10];
     for (int i = 0; i < 3; i++)
         held[i] = recv_one (consumer);
@@ -282,10 +321,7 @@ test_prefetch_respected (void **state)
         zq_msg_destroy (&held[i]);
     }
     WAIT_INFO (server, "credit", info, info.depth == 0);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&options);
+    stop_with_clients (&consumer, &producer, &server, &options);
 }
 
 //  A consumer that closes gives back what it holds at once: the
@@ -302,8 +338,7 @@ test_close_returns_deliveries (void **state)
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
     for (int64_t n = 0; n < 5; n++)
         send_numbered (producer, "leave", n);
-    zq_queue_t *first = open_client (ZQ_CONSUMER, server, options);
-    assert_int_equal (zq_queue_subscribe (first, "leave"), 0);
+    zq_queue_t *first = open_subscriber (server, options, "leave");
     zq_msg_t *one = recv_one (first);
     zq_msg_t *two = recv_one (first);
     int64_t unacked = number_of (two);
@@ -321,8 +356,7 @@ test_close_returns_deliveries (void **state)
     assert_int_equal (info.acked, 1);
     assert_true (now_ms () - closed < 1000);
 
-    zq_queue_t *second = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (second, "leave"), 0);
+    zq_queue_t *second = open_subscriber (server, NULL, "leave");
     bool seen[5] = {false};
     for (int i = 0; i < 4; i++) {
         zq_msg_t *msg = recv_one (second);
@@ -352,8 +386,7 @@ test_max_deliveries (void **state)
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
     for (int64_t n = 0; n < 5; n++)
         send_numbered (producer, "limit", n);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, options);
-    assert_int_equal (zq_queue_subscribe (consumer, "limit"), 0);
+    zq_queue_t *consumer = open_subscriber (server, options, "limit");
     for (int64_t n = 0; n < 3; n++) {
         zq_msg_t *msg = recv_one (consumer);
         assert_int_equal (number_of (msg), n);
@@ -381,10 +414,9 @@ static void
 test_nack_backoff (void **state)
 {
     zq_options_t *server_options = options_with ("nack_backoff_ms", "200", NULL);
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
-    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "retry"), 0);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "retry", &producer, &consumer);
     send_numbered (producer, "retry", 7);
     zq_msg_t *first = recv_one (consumer);
     assert_int_equal (zq_msg_attempt (first), 0);
@@ -416,20 +448,16 @@ test_nack_backoff (void **state)
     zq_msg_destroy (&first);
     zq_msg_destroy (&second);
     zq_msg_destroy (&third);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&server_options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
 }
 
 static void
 test_visibility_and_touch (void **state)
 {
     zq_options_t *server_options = options_with ("visibility_timeout_ms", "300", NULL);
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
-    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "slow"), 0);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "slow", &producer, &consumer);
     send_numbered (producer, "slow", 1);
     //  Not acked: back after the visibility timeout with attempt 1.
     zq_msg_t *first = recv_one (consumer);
@@ -452,10 +480,7 @@ test_visibility_and_touch (void **state)
     assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&first);
     zq_msg_destroy (&again);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&server_options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
 }
 
 static void
@@ -463,10 +488,9 @@ test_dead_letter (void **state)
 {
     zq_options_t *server_options =
         options_with ("visibility_timeout_ms", "100", "max_attempts", "2", NULL);
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
-    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "poison"), 0);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "poison", &producer, &consumer);
     send_numbered (producer, "poison", 13);
     zq_msg_t *first = recv_one (consumer);
     zq_msg_t *second = recv_one (consumer); //  after the timeout
@@ -479,8 +503,7 @@ test_dead_letter (void **state)
     assert_int_equal (info.dead, 1);
     assert_null (zq_queue_recv (consumer, 200));
     //  The dead-letter queue is an ordinary queue.
-    zq_queue_t *doctor = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (doctor, "poison.dead"), 0);
+    zq_queue_t *doctor = open_subscriber (server, NULL, "poison.dead");
     zq_msg_t *dead = recv_one (doctor);
     assert_int_equal (number_of (dead), 13);
     assert_int_equal (zq_msg_attempt (dead), 2);
@@ -491,10 +514,7 @@ test_dead_letter (void **state)
     zq_msg_destroy (&second);
     zq_msg_destroy (&dead);
     zq_queue_destroy (&doctor);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&server_options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
 }
 
 //  ---- TTL, delays, dedupe -----------------------------------------------
@@ -517,8 +537,7 @@ test_ttl_and_delay (void **state)
     msg = numbered ("timed", 3);
     assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "600000"), 0);
     assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "timed"), 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "timed");
     zq_msg_t *live = recv_one (consumer);
     assert_int_equal (number_of (live), 3);
     zq_msg_t *late = recv_one (consumer);
@@ -532,9 +551,7 @@ test_ttl_and_delay (void **state)
     assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&live);
     zq_msg_destroy (&late);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 static void
@@ -551,19 +568,10 @@ test_dedupe (void **state)
     assert_int_equal (info.put, 1);
     assert_int_equal (info.duplicates, 1);
     send_numbered (producer, "once", 6);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "once"), 0);
-    zq_msg_t *got = recv_one (consumer);
-    assert_int_equal (number_of (got), 5);
-    zq_queue_ack (consumer, got);
-    zq_msg_destroy (&got);
-    got = recv_one (consumer);
-    assert_int_equal (number_of (got), 6);
-    zq_queue_ack (consumer, got);
-    zq_msg_destroy (&got);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "once");
+    take_numbered (consumer, 5);
+    take_numbered (consumer, 6);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 //  ---- The outbox: no server yet -------------------------------------------
@@ -593,8 +601,7 @@ test_outbox_waits_for_server (void **state)
     assert_non_null (server);
     //  The same message again: waits for its confirm, stored once.
     assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "later"), 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "later");
     bool seen[51] = {false};
     for (int i = 0; i < 51; i++) {
         zq_msg_t *got = recv_one (consumer);
@@ -616,9 +623,7 @@ test_outbox_waits_for_server (void **state)
             assert_null (none);
         }
     }
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 //  ---- A silent peer on the server's port -------------------------------------
@@ -740,13 +745,9 @@ test_server_restart_durable (void **state)
     for (int64_t n = 0; n < 200; n++)
         send_numbered (producer, "kept", n);
     //  Half taken and acked, one taken and not acked.
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "kept"), 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "kept");
     for (int n = 0; n < 100; n++) {
-        zq_msg_t *got = recv_one (consumer);
-        assert_int_equal (number_of (got), n);
-        zq_queue_ack (consumer, got);
-        zq_msg_destroy (&got);
+        take_numbered (consumer, n);
     }
     zq_queue_info_t info;
     WAIT_INFO (server, "kept", info, info.acked == 100);
@@ -756,19 +757,12 @@ test_server_restart_durable (void **state)
     assert_non_null (server);
     assert_int_equal (server_info (server, "kept", &info), 0);
     assert_int_equal (info.depth, 100);
-    consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "kept"), 0);
+    consumer = open_subscriber (server, NULL, "kept");
     for (int n = 100; n < 200; n++) {
-        zq_msg_t *got = recv_one (consumer);
-        assert_int_equal (number_of (got), n);
-        zq_queue_ack (consumer, got);
-        zq_msg_destroy (&got);
+        take_numbered (consumer, n);
     }
     WAIT_INFO (server, "kept", info, info.depth == 0);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&server_options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
     remove_tree (dir);
 }
 
@@ -780,25 +774,33 @@ test_consumer_survives_server_restart (void **state)
     bind_spec ("ipc", spec, sizeof spec);
     zq_options_t *client_options = options_with ("ping_ivl_ms", "50", NULL);
     test_server_t *server = server_start (spec, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, client_options);
-    assert_int_equal (zq_queue_subscribe (consumer, "again"), 0);
+    zq_queue_t *consumer = open_subscriber (server, client_options, "again");
     zq_queue_info_t info;
     WAIT_INFO (server, "again", info, info.consumers == 1);
     server_stop (&server);
     server = server_start (spec, NULL);
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, client_options);
     send_numbered (producer, "again", 1);
-    zq_msg_t *got = recv_one (consumer);
-    assert_int_equal (number_of (got), 1);
-    zq_queue_ack (consumer, got);
-    zq_msg_destroy (&got);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&client_options);
+    take_numbered (consumer, 1);
+    stop_with_clients (&consumer, &producer, &server, &client_options);
 }
 
 //  ---- Storage full: refusal, then resumption ------------------------------
+
+//  Receives one [number, text] message within the deadline, checks its
+//  number, acks it (whatever the ack returns) and destroys it.
+static void
+take_stored (zq_queue_t *consumer, int64_t expected)
+{
+    zq_msg_t *got = recv_one (consumer);
+    int64_t number;
+    char *text = NULL;
+    assert_int_equal (zq_msg_unpack (got, "[is]", &number, &text), 0);
+    assert_int_equal (number, expected);
+    free (text);
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+}
 
 static void
 test_full_spool_refuses (void **state)
@@ -835,31 +837,13 @@ test_full_spool_refuses (void **state)
     assert_int_equal (info.put, (uint64_t)stored);
     assert_true (info.refused >= 1);
     //  Space frees as the consumer acks; the outbox sends it again.
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "full"), 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "full");
     for (int n = 0; n < stored; n++) {
-        zq_msg_t *got = recv_one (consumer);
-        int64_t number;
-        char *text = NULL;
-        assert_int_equal (zq_msg_unpack (got, "[is]", &number, &text), 0);
-        assert_int_equal (number, n);
-        free (text);
-        zq_queue_ack (consumer, got);
-        zq_msg_destroy (&got);
+        take_stored (consumer, n);
     }
     assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    zq_msg_t *last = recv_one (consumer);
-    int64_t number;
-    char *text = NULL;
-    assert_int_equal (zq_msg_unpack (last, "[is]", &number, &text), 0);
-    assert_int_equal (number, stored);
-    free (text);
-    zq_queue_ack (consumer, last);
-    zq_msg_destroy (&last);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
-    zq_options_destroy (&server_options);
+    take_stored (consumer, stored);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
     remove_tree (dir);
 }
 
@@ -910,17 +894,11 @@ test_garbage_counted (void **state)
     assert_int_equal (stats.errors, 5);
     //  Good clients still served.
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
-    assert_int_equal (zq_queue_subscribe (consumer, "fine"), 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "fine");
     send_numbered (producer, "fine", 1);
-    zq_msg_t *got = recv_one (consumer);
-    assert_int_equal (number_of (got), 1);
-    zq_queue_ack (consumer, got);
-    zq_msg_destroy (&got);
+    take_numbered (consumer, 1);
     zsock_destroy (&raw);
-    zq_queue_destroy (&consumer);
-    zq_queue_destroy (&producer);
-    server_stop (&server);
+    stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
 //  ---- Local consumption and admin, one thread --------------------------

@@ -82,37 +82,65 @@ s_device (const char *format, ...)
     return device;
 }
 
-//  Sends a command (strings, NULL-terminated) and returns the reply.
+//  Sends a command (the strings in args, up to NULL) and returns the reply.
 static zmsg_t *
-s_command (zactor_t *device, const char *first, ...)
+s_command_va (zactor_t *device, const char *first, va_list args)
 {
     zmsg_t *request = zmsg_new ();
-    va_list args;
-    va_start (args, first);
     for (const char *part = first; part; part = va_arg (args, const char *))
         zmsg_addstr (request, part);
-    va_end (args);
     assert_int_equal (zmsg_send (&request, device), 0);
     zmsg_t *reply = zmsg_recv (device);
     assert_non_null (reply);
     return reply;
 }
 
-//  Reads counter key of queue name through STAT.
-static uint64_t
-s_stat (zactor_t *device, const char *name, const char *key)
+//  Sends a command (strings, NULL-terminated) and returns the reply.
+static zmsg_t *
+s_command (zactor_t *device, const char *first, ...)
 {
-    zmsg_t *reply = s_command (device, "STAT", name, NULL);
+    va_list args;
+    va_start (args, first);
+    zmsg_t *reply = s_command_va (device, first, args);
+    va_end (args);
+    return reply;
+}
+
+//  Sends a command (strings, NULL-terminated), checks that the reply's
+//  status is OK, and returns the rest of the reply.
+static zmsg_t *
+s_command_ok (zactor_t *device, const char *first, ...)
+{
+    va_list args;
+    va_start (args, first);
+    zmsg_t *reply = s_command_va (device, first, args);
+    va_end (args);
     char *status = zmsg_popstr (reply);
     assert_string_equal (status, "OK");
     zstr_free (&status);
-    zframe_t *frame = zmsg_first (reply);
-    assert_non_null (frame);
+    return reply;
+}
+
+//  Reads counter key from a reply frame holding a msgpack map.
+static uint64_t
+s_frame_uint (zframe_t *frame, const char *key)
+{
     zq_msg_t *row = zq_msg_new (NULL);
     assert_int_equal (zq_msg_set_body (row, zframe_data (frame), zframe_size (frame)), 0);
     uint64_t value = 0;
     assert_int_equal (zq_msg_get_uint (row, key, &value), 0);
     zq_msg_destroy (&row);
+    return value;
+}
+
+//  Reads counter key of queue name through STAT.
+static uint64_t
+s_stat (zactor_t *device, const char *name, const char *key)
+{
+    zmsg_t *reply = s_command_ok (device, "STAT", name, NULL);
+    zframe_t *frame = zmsg_first (reply);
+    assert_non_null (frame);
+    uint64_t value = s_frame_uint (frame, key);
     zmsg_destroy (&reply);
     return value;
 }
@@ -415,10 +443,7 @@ test_stream_peek_and_purge (void **state)
     s_wait_stat (device, "metrics", "in", 20);
     //  PEEK reaches past memory into the spool, and takes nothing.
     for (int round = 0; round < 2; round++) {
-        zmsg_t *reply = s_command (device, "PEEK", "metrics", "8", NULL);
-        char *status = zmsg_popstr (reply);
-        assert_string_equal (status, "OK");
-        zstr_free (&status);
+        zmsg_t *reply = s_command_ok (device, "PEEK", "metrics", "8", NULL);
         assert_int_equal (zmsg_size (reply), 8);
         uint64_t number = 1;
         for (zframe_t *frame = zmsg_first (reply); frame; frame = zmsg_next (reply), number++) {
@@ -432,17 +457,8 @@ test_stream_peek_and_purge (void **state)
         zmsg_destroy (&reply);
     }
     s_expect_reply (s_command (device, "PEEK", "metrics", "0", NULL), "ERROR", "COUNT");
-    zmsg_t *reply = s_command (device, "PURGE", "metrics", NULL);
-    char *status = zmsg_popstr (reply);
-    assert_string_equal (status, "OK");
-    zstr_free (&status);
-    zframe_t *frame = zmsg_first (reply);
-    zq_msg_t *row = zq_msg_new (NULL);
-    assert_int_equal (zq_msg_set_body (row, zframe_data (frame), zframe_size (frame)), 0);
-    uint64_t purged = 0;
-    assert_int_equal (zq_msg_get_uint (row, "purged", &purged), 0);
-    assert_int_equal (purged, 20);
-    zq_msg_destroy (&row);
+    zmsg_t *reply = s_command_ok (device, "PURGE", "metrics", NULL);
+    assert_int_equal (s_frame_uint (zmsg_first (reply), "purged"), 20);
     zmsg_destroy (&reply);
     assert_int_equal (s_stat (device, "metrics", "depth"), 0);
     //  After a purge the stream carries on.
@@ -545,6 +561,19 @@ static const char *s_forward_config = "device\n    bind = \"\"\n"
                                       "        out = tcp://127.0.0.1:*\n"
                                       "        sndhwm = %d\n";
 
+//  Sends, as a raw publisher would, the message numbered number on subject
+//  events with the 16-byte sequence frame given.
+static void
+s_send_sequenced (zsock_t *raw, const uint8_t sequence[16], uint64_t number)
+{
+    zq_msg_t *msg = s_numbered ("events", number);
+    zmsg_t *frames = zmsg_new ();
+    zmsg_addstr (frames, "events");
+    zmsg_addmem (frames, sequence, 16);
+    assert_int_equal (zq_msg_encode (&msg, frames), 0);
+    assert_int_equal (zmsg_send (&frames, raw), 0);
+}
+
 static void
 test_forward_carries_and_counts (void **state)
 {
@@ -572,12 +601,7 @@ test_forward_carries_and_counts (void **state)
     //  Until the connection carries messages, resend number 1 (the same
     //  number again is never a gap).
     while (!got && zclock_mono () < deadline) {
-        zq_msg_t *msg = s_numbered ("events", 1);
-        zmsg_t *frames = zmsg_new ();
-        zmsg_addstr (frames, "events");
-        zmsg_addmem (frames, sequence, sizeof sequence);
-        assert_int_equal (zq_msg_encode (&msg, frames), 0);
-        assert_int_equal (zmsg_send (&frames, raw), 0);
+        s_send_sequenced (raw, sequence, 1);
         got = zq_queue_recv (subscriber, 10);
     }
     assert_non_null (got);
@@ -586,12 +610,7 @@ test_forward_carries_and_counts (void **state)
     uint8_t numbers[] = {2, 5, 6};
     for (size_t index = 0; index < sizeof numbers; index++) {
         sequence[15] = numbers[index];
-        zq_msg_t *msg = s_numbered ("events", numbers[index]);
-        zmsg_t *frames = zmsg_new ();
-        zmsg_addstr (frames, "events");
-        zmsg_addmem (frames, sequence, sizeof sequence);
-        assert_int_equal (zq_msg_encode (&msg, frames), 0);
-        assert_int_equal (zmsg_send (&frames, raw), 0);
+        s_send_sequenced (raw, sequence, numbers[index]);
     }
     //  Read until number 6 arrived.
     for (int index = 0; index < 1000; index++) {
@@ -694,10 +713,7 @@ test_queue_kind (void **state)
     zmsg_t *reply = s_command (device, "LS", NULL);
     s_expect_reply (reply, "OK", NULL);
     //  PEEK shows the oldest, takes nothing.
-    reply = s_command (device, "PEEK", "orders", "2", NULL);
-    char *status = zmsg_popstr (reply);
-    assert_string_equal (status, "OK");
-    zstr_free (&status);
+    reply = s_command_ok (device, "PEEK", "orders", "2", NULL);
     assert_int_equal (zmsg_size (reply), 2);
     zmsg_destroy (&reply);
     assert_int_equal (s_stat (device, "orders", "ready"), 3);
@@ -723,10 +739,7 @@ test_queue_kind (void **state)
     s_wait_stat (device, "orders", "acked", 2);
     assert_int_equal (s_stat (device, "orders", "depth"), 0);
     //  REDRIVE brings it back with attempt 0.
-    reply = s_command (device, "REDRIVE", "orders", NULL);
-    status = zmsg_popstr (reply);
-    assert_string_equal (status, "OK");
-    zstr_free (&status);
+    reply = s_command_ok (device, "REDRIVE", "orders", NULL);
     zmsg_destroy (&reply);
     zq_msg_t *msg = zq_queue_recv (consumer, DEADLINE_MS);
     assert_non_null (msg);
@@ -737,10 +750,7 @@ test_queue_kind (void **state)
     s_wait_stat (device, "orders", "acked", 3);
     //  PURGE drops what waits.
     s_send_numbers (producer, "later", 4, 3);
-    reply = s_command (device, "PURGE", "later", NULL);
-    status = zmsg_popstr (reply);
-    assert_string_equal (status, "OK");
-    zstr_free (&status);
+    reply = s_command_ok (device, "PURGE", "later", NULL);
     zmsg_destroy (&reply);
     assert_int_equal (s_stat (device, "later", "depth"), 0);
     s_expect_reply (s_command (device, "REDRIVE", "nowhere", NULL), "ERROR", "no queue");
