@@ -338,8 +338,8 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 
 //  ---- reliable -----------------------------------------------------------
 //  At-least-once delivery through named queues. Frames: doc/PROTOCOL.md,
-//  "reliable". A message's subject names its queue (1 to 200 bytes of
-//  letters, digits, '.', '_', '-', not starting with '.').
+//  "reliable". A message's subject names its queue; the rule for queue
+//  names is zq_queue_name_check's (doc/PROTOCOL.md 18.6 states it).
 //
 //  Server (binds). Holds the queues: each is a zq_spool in
 //  spool_dir/NAME/ (in memory when spool_dir is ""), created when first
@@ -440,6 +440,22 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);
 ZQ_EXPORT int zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms);
 ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms);
+
+//  ---- queue names ---------------------------------------------------------
+
+//  The longest name of a queue a producer may put to. Its dead-letter queue
+//  NAME.dead is up to ZQ_QUEUE_NAME_MAX + 5 bytes.
+#define ZQ_QUEUE_NAME_MAX 195
+
+//  The one rule for reliable queue names, used by the server, the device
+//  (config and QUEUE command) and the CLI: a name is 1 to
+//  ZQ_QUEUE_NAME_MAX bytes of ASCII letters, digits, '.', '_' and '-', not
+//  starting or ending with '.', without "..", and not ending in ".dead".
+//  NAME + ".dead" for such a NAME names NAME's dead-letter queue, which
+//  may be consumed, peeked, purged and redriven, but not put to.
+//  Returns 0 for a queue name, 1 for a dead-letter queue name, or -1 with
+//  errno EINVAL for anything else (NULL included).
+ZQ_EXPORT int zq_queue_name_check (const char *name);
 
 //  ---- reliable server: admin ---------------------------------------------
 //  Each fails with ENOTSUP on other patterns and roles, and with EINVAL

@@ -184,6 +184,9 @@ zq_cli_put (zq_cli_t *cli)
 {
     const char *endpoints = cli->args[0];
     const char *subject = cli->args[1];
+    if (zq_queue_name_check (subject) != 0)
+        return zq_cli_usage_error (cli, "'%s' is not a queue name a producer may put to (zq(1))",
+                                   subject);
     zq_cli_source_t source;
     int rc = zq_cli_source_open (&source, cli, cli->args[2]);
     if (rc)
@@ -229,6 +232,10 @@ zq_cli_get (zq_cli_t *cli)
     zq_queue_t *queue = zq_cli_queue_open (cli, "reliable", ZQ_CONSUMER, cli->args[0]);
     if (!queue)
         return ZQ_EXIT_TRANSPORT;
+    if (zq_queue_name_check (cli->args[1]) < 0) {
+        zq_queue_destroy (&queue);
+        return zq_cli_usage_error (cli, "'%s' is not a queue name (zq(1))", cli->args[1]);
+    }
     if (zq_queue_subscribe (queue, cli->args[1])) {
         zq_cli_error (cli, "subscribe: %s", zq_strerror (errno));
         zq_queue_destroy (&queue);

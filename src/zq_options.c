@@ -82,6 +82,10 @@ static const zq_option_info_t s_table[] = {
      "reliable server: first delay of a nack with ZQ_NACK_BACKOFF, doubled per attempt", NULL},
     {"nack_backoff_max_ms", ZQ_OPTION_INT, 30000, NULL, 0, INT_MAX,
      "reliable server: longest nack backoff", NULL},
+    {"max_delay_ms", ZQ_OPTION_INT, 43200000, NULL, 1, INT_MAX,
+     "reliable server: longest NACK delay and TOUCH extension a consumer gets (longer ones are"
+     " cut to this)",
+     NULL},
     {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
      "reliable producer: a message unconfirmed this long is sent again", NULL},
     {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,
