@@ -41,7 +41,7 @@
 #define S_DEAD_SUFFIX ".dead"
 #define S_LOCAL       0    //  consumer index of local consumption
 #define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
-#define S_LOG_IVL_MS  1000 //  at most one line per refusal kind in this time
+#define S_LOG_IVL_MS  1000 //  at most one line about refusals in this time
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
