@@ -237,6 +237,15 @@ def test_oversized_and_malformed_puts_refused_with_id():
         client.put_confirmed("big", [b"small"])
         hostile.wait_until(lambda: "too big" in zqd.stderr(), "a log line on the big PUT",
                            timeout_s=SHORT_S)
+        # A frame over twice the limit: libzmq closes that connection
+        # (documented); zqd goes on serving.
+        huge = hostile.Client(zqd.endpoint)
+        huge.put("big", b"h" * (2 * 1024 * 1024 + 1024))
+        other = hostile.Client(zqd.endpoint)
+        other.put_confirmed("big", [b"after"])
+        check(zqd.alive(), "zqd exited")
+        huge.close()
+        other.close()
         client.close()
         zqd.stop()
     finally:
@@ -244,10 +253,11 @@ def test_oversized_and_malformed_puts_refused_with_id():
 
 
 def test_documented_answers():
-    """What PROTOCOL.md promises for edge values: an envelope version
-    other than 1 gets ERROR 5; prefetch over 1000000 gets ERROR 4;
-    extension elements of a PUT are stored and delivered as sent; a TOUCH
-    of any uint is accepted."""
+    """What PROTOCOL.md promises for edge values (18.7): an envelope
+    version other than 1 gets ERROR 5; prefetch over 1000000, ids not a
+    multiple of 16, more than 16 elements get ERROR 4; extension elements
+    of a PUT are stored and delivered as sent; a TOUCH of any uint is
+    accepted; a zq-not-before-ms of 19 digits is ignored."""
     zqd = hostile.Zqd().start()
     try:
         client = hostile.Client(zqd.endpoint)
@@ -270,6 +280,23 @@ def test_documented_answers():
         client.touch([msg_id], 2**40)  # any uint: clamped, not an error
         pong = session_alive(client)
         check(pong[1] == hostile.PONG, "TOUCH of 2^40 ms got %r" % (pong,))
+        malformed = [
+            [1, hostile.ACK, b"x" * 17],                   # ids not a multiple of 16
+            [1, hostile.ACK, b""],                         # no id
+            [1, hostile.CONSUME, "bounds", -1],            # prefetch below 0
+            [1, hostile.PING] + [0] * 15,                  # 17 elements
+        ]
+        for command in malformed:
+            client.send(msgpack.packb(command))
+            got = client.recv_command(SHORT_S, skip=(hostile.PING, hostile.PONG))
+            check(got is not None and got[0][1] == hostile.ERROR and
+                  got[0][2] == hostile.CODE_PROTOCOL, "%r got %r" % (command[:3], got))
+        # zq-not-before-ms of 19 digits is ignored: delivered at once.
+        late = client.put("bounds", b"late", headers={"zq-not-before-ms": "9" * 19})
+        check(client.answers([late], timeout_s=SHORT_S)[late] == ("confirm",), "not-before PUT")
+        client.ack([msg_id])
+        got = client.deliveries(1, timeout_s=SHORT_S)
+        check(got[0][0] == late, "delivered %r" % (got[0][1],))
         client.close()
         zqd.stop()
     finally:
