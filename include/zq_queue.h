@@ -96,7 +96,10 @@ typedef struct {
     uint64_t dropped;
     //  Malformed messages received and skipped: bad envelope (ZQ_EPROTO,
     //  ZQ_ETOOBIG, ZQ_EVERSION, ZQ_EDEPTH) or bad pattern frames; on a
-    //  publisher, anything a peer sent that is not a subscription.
+    //  publisher, anything a peer sent that is not a subscription; on a
+    //  reliable server, also PUTs refused as never storable before any
+    //  queue was chosen (too big, malformed, into a dead-letter queue) and
+    //  settles of deliveries the sender does not hold.
     uint64_t errors;
     //  pubsub subscriber: messages missing from the per-publisher,
     //  per-subject sequence (lost to a full queue or a broken connection).
@@ -338,8 +341,8 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 
 //  ---- reliable -----------------------------------------------------------
 //  At-least-once delivery through named queues. Frames: doc/PROTOCOL.md,
-//  "reliable". A message's subject names its queue (1 to 200 bytes of
-//  letters, digits, '.', '_', '-', not starting with '.').
+//  "reliable". A message's subject names its queue; the rule for queue
+//  names is zq_queue_name_check's (doc/PROTOCOL.md 18.6 states it).
 //
 //  Server (binds). Holds the queues: each is a zq_spool in
 //  spool_dir/NAME/ (in memory when spool_dir is ""), created when first
@@ -364,7 +367,10 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  after created_ms; an expired message is dropped, counted as expired)
 //  and "zq-not-before-ms" (decimal Unix ms; not delivered before). A PUT
 //  whose id was stored within dedupe_window_ms is confirmed again but not
-//  stored twice.
+//  stored twice. The server stores attempt 0 whatever a producer wrote;
+//  only the consumer holding a delivery settles it; NACK delays and TOUCH
+//  extensions are cut to max_delay_ms (doc/PROTOCOL.md 18.7 lists every
+//  bound).
 //
 //  Producer (connects). zq_queue_send stores the message in the outbox,
 //  sends it and waits for the server's confirm: 0 means the server
@@ -374,7 +380,8 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  id, goes on waiting for that confirm without storing it twice),
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EINVAL (the server
-//  can never store it: bad queue name; the outbox dropped it). The
+//  can never store it: bad queue name, a dead-letter queue, over the
+//  server's max_message_bytes, malformed; the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -440,6 +447,22 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);
 ZQ_EXPORT int zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms);
 ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms);
+
+//  ---- queue names ---------------------------------------------------------
+
+//  The longest name of a queue a producer may put to. Its dead-letter queue
+//  NAME.dead is up to ZQ_QUEUE_NAME_MAX + 5 bytes.
+#define ZQ_QUEUE_NAME_MAX 195
+
+//  The one rule for reliable queue names, used by the server, the device
+//  (config and QUEUE command) and the CLI: a name is 1 to
+//  ZQ_QUEUE_NAME_MAX bytes of ASCII letters, digits, '.', '_' and '-', not
+//  starting or ending with '.', without "..", and not ending in ".dead".
+//  NAME + ".dead" for such a NAME names NAME's dead-letter queue, which
+//  may be consumed, peeked, purged and redriven, but not put to.
+//  Returns 0 for a queue name, 1 for a dead-letter queue name, or -1 with
+//  errno EINVAL for anything else (NULL included).
+ZQ_EXPORT int zq_queue_name_check (const char *name);
 
 //  ---- reliable server: admin ---------------------------------------------
 //  Each fails with ENOTSUP on other patterns and roles, and with EINVAL

@@ -55,7 +55,8 @@ typedef enum {
     ZQI_R_CODE_FAILED = 3,   //  storage failed: retry later
     ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
     ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
-    ZQI_R_CODE_UNKNOWN = 6   //  unknown command kind
+    ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
+    ZQI_R_CODE_NOT_HELD = 7  //  ACK, NACK, TOUCH of ids the sender does not hold
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -101,6 +102,19 @@ typedef struct {
 //  with errno ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
 int zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
                           size_t second_size, bool check_body, zqi_r_envelope_t *envelope);
+
+//  Finds the id of an envelope whose first frame may be broken otherwise:
+//  an array of 2 or more elements, version 1, a bin of 16 octets. Returns
+//  0 (*id_p points into the frame), or -1 with errno ZQ_EPROTO.
+int zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p);
+
+//  a + b for b >= 0, INT64_MAX where the sum would overflow (client numbers
+//  meeting a clock).
+static inline int64_t
+zqi_r_add_ms (int64_t a, int64_t b)
+{
+    return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b;
+}
 
 //  A growable byte buffer for building frames.
 typedef struct {
@@ -152,6 +166,7 @@ typedef struct {
     uint32_t queue;      //  server: queue index
     uint32_t owner;      //  server: consumer index, ZQI_R_NONE if none
     uint32_t attempt;    //  server: attempt of the current or next delivery
+    uint32_t holder;     //  server: session of the consumer it was delivered to last (0: none)
     uint32_t prev, next; //  owner's list; the free list
     uint8_t state;
     bool in_use;

@@ -257,8 +257,8 @@ zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 int
 zqi_r_consumer_subscribe (zqi_r_consumer_t *self, const char *name)
 {
-    if (!*name || strlen (name) > 200)
-        return zqi_fail (EINVAL);
+    if (zq_queue_name_check (name) < 0)
+        return -1;
     for (char *have = (char *)zlistx_first (self->names); have;
          have = (char *)zlistx_next (self->names))
         if (strcmp (have, name) == 0)

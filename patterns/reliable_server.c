@@ -38,10 +38,10 @@
 
 #define S_BATCH       1024 //  commands read per round of work
 #define S_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
-#define S_NAME_MAX    200
 #define S_DEAD_SUFFIX ".dead"
 #define S_LOCAL       0    //  consumer index of local consumption
 #define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
+#define S_LOG_IVL_MS  1000 //  at most one line about refusals in this time
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
@@ -73,8 +73,9 @@ typedef struct {
     uint32_t *queues; //  indexes of the queues it consumes
     uint32_t queue_count;
     uint32_t queue_capacity;
-    uint32_t rr;  //  local consumer: next queue to take from
-    bool stalled; //  its pipe was full this round
+    uint32_t rr;      //  local consumer: next queue to take from
+    bool stalled;     //  its pipe was full this round
+    uint32_t session; //  never 0, never reused: who may settle (entry holder)
 } s_consumer_t;
 
 //  One PUT of the current round, waiting for the commit.
@@ -102,6 +103,10 @@ struct _zqi_r_server_t {
     uint32_t max_queues;
     uint32_t local_prefetch;
     size_t max_message_bytes;
+    int64_t max_delay_ms; //  longest NACK delay or TOUCH extension
+    uint32_t next_session;
+    int64_t refusal_logged_ms; //  zclock_mono of the last refusal logged
+    uint64_t refusals_unlogged;
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     s_queue_t **queues;
     uint32_t queue_count;
@@ -128,30 +133,6 @@ struct _zqi_r_server_t {
 };
 
 //  ---- Names and queues ---------------------------------------------------
-
-//  A queue name: 1 to S_NAME_MAX bytes, no '/', no control bytes, not
-//  "." or "..". (It names a directory under spool_dir.)
-static bool
-s_name_valid (const char *name, size_t size)
-{
-    if (size == 0 || size > S_NAME_MAX)
-        return false;
-    if ((size == 1 && name[0] == '.') || (size == 2 && name[0] == '.' && name[1] == '.'))
-        return false;
-    for (size_t i = 0; i < size; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (c == '/' || c < 0x20 || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-static bool
-s_ends_dead (const char *name, size_t size)
-{
-    size_t suffix = strlen (S_DEAD_SUFFIX);
-    return size > suffix && memcmp (name + size - suffix, S_DEAD_SUFFIX, suffix) == 0;
-}
 
 static s_queue_t *
 s_queue_find (zqi_r_server_t *self, const char *name)
@@ -181,7 +162,8 @@ s_mkdirs (const char *path)
 }
 
 //  Returns queue name (size bytes, not NUL-terminated), opening it if
-//  needed when create is true. NULL with errno EINVAL (bad name),
+//  needed when create is true. NULL with errno EINVAL (not a queue or
+//  dead-letter queue name by zq_queue_name_check's rule),
 //  ZQ_ENOTFOUND (absent, create false), ZQ_EFULL (max_queues) or the
 //  spool's errno.
 static s_queue_t *
@@ -190,11 +172,10 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
     if (self->last_queue && strlen (self->last_queue->name) == size &&
         memcmp (self->last_queue->name, name, size) == 0)
         return self->last_queue;
-    if (!s_name_valid (name, size)) {
-        errno = EINVAL;
+    int name_kind = zqi_queue_name_check (name, size);
+    if (name_kind < 0)
         return NULL;
-    }
-    char key[S_NAME_MAX + 1];
+    char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
     memcpy (key, name, size);
     key[size] = '\0';
     s_queue_t *queue = s_queue_find (self, key);
@@ -227,7 +208,7 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
         return NULL;
     }
     queue->dead = ZQI_R_NONE;
-    queue->is_dead = s_ends_dead (key, size);
+    queue->is_dead = name_kind == 1;
     char *dir = NULL;
     if (self->spool_dir) {
         dir = zsys_sprintf ("%s/%s", self->spool_dir, key);
@@ -262,7 +243,7 @@ s_dead_queue (zqi_r_server_t *self, s_queue_t *queue)
 {
     if (queue->dead != ZQI_R_NONE)
         return self->queues[queue->dead];
-    char name[S_NAME_MAX + 16];
+    char name[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
     snprintf (name, sizeof name, "%s%s", queue->name, S_DEAD_SUFFIX);
     s_queue_t *last = self->last_queue;
     s_queue_t *dead = s_queue_get (self, name, strlen (name), true);
@@ -314,6 +295,16 @@ s_consumer_slot (zqi_r_server_t *self)
     return index;
 }
 
+//  A session number for a new consumer: never 0, not reused before 2^32-1
+//  others were made.
+static uint32_t
+s_session_new (zqi_r_server_t *self)
+{
+    if (++self->next_session == 0)
+        self->next_session = 1;
+    return self->next_session;
+}
+
 static uint32_t
 s_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
 {
@@ -326,6 +317,7 @@ s_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
     consumer->route_size = (uint8_t)size;
     memcpy (consumer->route, route, size);
     consumer->head = ZQI_R_NONE;
+    consumer->session = s_session_new (self);
     char key[512];
     s_route_key (route, size, key);
     zhashx_insert (self->consumer_by_route, key, (void *)(uintptr_t)(index + 1));
@@ -390,6 +382,7 @@ s_owner_link (zqi_r_server_t *self, uint32_t index, uint32_t owner)
     zqi_r_entry_t *entry = &self->table.entries[index];
     s_consumer_t *consumer = &self->consumers[owner];
     entry->owner = owner;
+    entry->holder = consumer->session;
     entry->prev = ZQI_R_NONE;
     entry->next = consumer->head;
     if (consumer->head != ZQI_R_NONE)
@@ -520,6 +513,37 @@ s_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi
         s_send_command (self, route, route_size, false);
 }
 
+//  Counts a PUT or settle the server turned down and logs it, one line per
+//  S_LOG_IVL_MS at most (the lines left out are counted in the next).
+static void
+s_turned_down (zqi_r_server_t *self, const char *what, size_t size)
+{
+    self->common.ctx->stats->errors++;
+    int64_t now = zclock_mono ();
+    if (self->refusal_logged_ms && now - self->refusal_logged_ms < S_LOG_IVL_MS) {
+        self->refusals_unlogged++;
+        return;
+    }
+    zqi_log (ZQ_LOG_WARNING, "reliable: %s (%zu bytes); %" PRIu64 " more since the last line", what,
+             size, self->refusals_unlogged);
+    self->refusal_logged_ms = now;
+    self->refusals_unlogged = 0;
+}
+
+//  Refuses one PUT at once (REFUSE code 2: never storable), counted and
+//  logged.
+static void
+s_refuse_put (zqi_r_server_t *self, const s_peer_t *from, const uint8_t *id, const char *reason,
+              size_t size)
+{
+    s_turned_down (self, reason, size);
+    if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
+        zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
+        zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
+        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        s_send_command (self, from->route, from->route_size, false);
+}
+
 //  ---- Reading records ----------------------------------------------------
 
 //  Writes the record with its attempt replaced into self->bytes.
@@ -612,13 +636,14 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
     }
     zqi_r_entry_t *entry = &self->table.entries[index];
     int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0) ? zqi_r_wall_ms () : 0;
-    if (envelope->ttl_ms >= 0 && (int64_t)envelope->created_ms + envelope->ttl_ms <= wall) {
+    if (envelope->ttl_ms >= 0 &&
+        zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
         queue->counters.expired++;
         s_entry_ack (self, index);
         return S_SKIP;
     }
     if (envelope->not_before_ms > wall) {
-        s_hold (self, index, zclock_mono () + (envelope->not_before_ms - wall));
+        s_hold (self, index, zqi_r_add_ms (zclock_mono (), envelope->not_before_ms - wall));
         return S_SKIP;
     }
     if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
@@ -762,16 +787,35 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     size_t body_size = second ? zmq_msg_size ((zmq_msg_t *)second) : 0;
     s_peer_t *from = &self->peers[peer];
     zqi_r_envelope_t envelope;
+    //  A PUT that can never be stored is refused with its id when the id
+    //  can be read (so a producer stops sending it), else answered ERROR.
+    const uint8_t *id = NULL;
     if (size + body_size > self->max_message_bytes) {
-        self->common.ctx->stats->errors++;
-        s_send_error (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL, "message too big");
+        if (zqi_r_envelope_id (data, size, &id) == 0)
+            s_refuse_put (self, from, id, "message too big", size + body_size);
+        else {
+            s_turned_down (self, "message too big, no id", size + body_size);
+            s_send_error (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL,
+                          "message too big");
+        }
         return;
     }
     if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
-        self->common.ctx->stats->errors++;
-        s_send_error (self, from->route, from->route_size,
-                      errno == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
-                      "malformed envelope");
+        int failure = errno;
+        if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
+            s_refuse_put (self, from, id, "malformed envelope", size + body_size);
+        else {
+            s_turned_down (self, "malformed envelope, no id", size + body_size);
+            s_send_error (self, from->route, from->route_size,
+                          failure == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                          failure == ZQ_EVERSION ? "unknown envelope version"
+                                                 : "malformed envelope");
+        }
+        return;
+    }
+    if (zqi_queue_name_check (envelope.subject, envelope.subject_size) == 1) {
+        s_refuse_put (self, from, envelope.id, "a dead-letter queue is not put to",
+                      size + body_size);
         return;
     }
     s_pending_t *pending = s_pending_add (self, peer, envelope.id);
@@ -790,9 +834,14 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         queue->counters.duplicates++;
         return;
     }
-    if (second) {
+    if (second || envelope.attempt) {
+        //  Stored in the one-frame form, with attempt 0: the attempt counts
+        //  the server's deliveries, whatever the producer wrote.
+        size_t tail = envelope.attempt_offset + envelope.attempt_size;
         zqi_r_buf_reset (&self->bytes);
-        if (zqi_r_put_raw (&self->bytes, data, size) ||
+        if (zqi_r_put_raw (&self->bytes, data, envelope.attempt_offset) ||
+            zqi_r_put_uint (&self->bytes, 0) ||
+            zqi_r_put_raw (&self->bytes, data + tail, size - tail) ||
             zqi_r_put_raw (&self->bytes, body, body_size)) {
             pending->code = ZQI_R_CODE_FAILED;
             return;
@@ -819,27 +868,33 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
 }
 
 //  ACK, NACK or TOUCH of ids from the consumer at index (ZQI_R_NONE if
-//  the peer is not a known consumer).
-static void
+//  the peer is not a known consumer). Only the consumer holding a
+//  delivery settles it; an ACK also settles a delivery the same consumer
+//  held last and that was taken back (timed out, nacked) but not yet
+//  delivered again. Returns how many ids were not the sender's to settle
+//  (unknown, held by another consumer or by none).
+static size_t
 s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
 {
+    size_t not_held = 0;
+    uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
     for (size_t i = 0; i < command->id_count; i++) {
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
         uint32_t index = zqi_r_table_find (&self->table, id);
-        if (index == ZQI_R_NONE)
+        if (index == ZQI_R_NONE) {
+            not_held++;
             continue;
+        }
         zqi_r_entry_t *entry = &self->table.entries[index];
         s_queue_t *queue = self->queues[entry->queue];
-        bool owned = entry->state == S_DELIVERED && entry->owner == consumer;
-        if (command->kind == ZQI_R_ACK) {
-            //  A late ack of a delivery taken back but not yet given to
-            //  another consumer still counts.
-            if (owned || entry->state == S_RETURNED || entry->state == S_HELD) {
-                queue->counters.acked++;
-                s_entry_ack (self, index);
-            }
+        bool owned = session && entry->state == S_DELIVERED && entry->owner == consumer;
+        bool held_last = session && entry->holder == session &&
+                         (entry->state == S_RETURNED || entry->state == S_HELD);
+        if (command->kind == ZQI_R_ACK && (owned || held_last)) {
+            queue->counters.acked++;
+            s_entry_ack (self, index);
         } else if (!owned)
-            continue;
+            not_held++;
         else if (command->kind == ZQI_R_NACK) {
             int64_t delay = command->number;
             if (delay < 0) {
@@ -850,13 +905,18 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
                 if (delay > self->backoff_max_ms)
                     delay = self->backoff_max_ms;
             }
+            if (delay > self->max_delay_ms)
+                delay = self->max_delay_ms;
             queue->counters.nacked++;
             s_fail_delivery (self, index, delay);
         } else {
             int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
+            if (extend > self->max_delay_ms)
+                extend = self->max_delay_ms;
             zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
         }
     }
+    return not_held;
 }
 
 //  The consumer closed: the deliveries it names never reached its
@@ -908,9 +968,18 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         }
         case ZQI_R_ACK:
         case ZQI_R_NACK:
-        case ZQI_R_TOUCH:
-            s_settle_ids (self, consumer, command);
+        case ZQI_R_TOUCH: {
+            size_t not_held = s_settle_ids (self, consumer, command);
+            if (not_held) {
+                char reason[96];
+                snprintf (reason, sizeof reason, "%zu of %zu ids not held by this consumer",
+                          not_held, command->id_count);
+                s_turned_down (self, "a settle of ids the sender does not hold",
+                               command->id_count * ZQ_MSG_ID_SIZE);
+                s_send_error (self, route, route_size, ZQI_R_CODE_NOT_HELD, reason);
+            }
             return;
+        }
         case ZQI_R_LEAVE:
             if (consumer != ZQI_R_NONE)
                 s_consumer_leave (self, consumer, command);
@@ -1219,6 +1288,14 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
+    self->max_delay_ms = zqi_r_option (options, "max_delay_ms");
+    //  Frames a little over the message limit reach the server, which
+    //  refuses such a PUT with its id; libzmq closes the connection of a
+    //  peer whose frame is over this (doc/PROTOCOL.md 18.2).
+    size_t headroom = ctx->max_message_bytes > 65536 ? ctx->max_message_bytes : 65536;
+    int64_t frame_max = (int64_t)(ctx->max_message_bytes + headroom);
+    if (zmq_setsockopt (self->common.handle, ZMQ_MAXMSGSIZE, &frame_max, sizeof frame_max))
+        goto failed;
     if (getrandom (self->instance, sizeof self->instance, GRND_NONBLOCK) !=
         (ssize_t)sizeof self->instance) {
         int64_t now = zclock_usecs () ^ ((int64_t)getpid () << 40);
@@ -1362,6 +1439,7 @@ zqi_r_server_subscribe (zqi_r_server_t *self, const char *name)
         local->in_use = true;
         local->head = ZQI_R_NONE;
         local->prefetch = self->local_prefetch;
+        local->session = s_session_new (self);
     }
     return s_subscribe (self, S_LOCAL, queue);
 }

@@ -148,9 +148,10 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
                     return zqi_fail (ZQ_EPROTO);
                 used = 4;
             } else if (command->kind == ZQI_R_TOUCH) {
-                if (elements < 4 || zqi_mp_read_uint (&cursor, &value) || value > INT32_MAX)
+                //  Any uint: the server clamps it (max_delay_ms).
+                if (elements < 4 || zqi_mp_read_uint (&cursor, &value))
                     return zqi_fail (ZQ_EPROTO);
-                command->number = (int64_t)value;
+                command->number = value > INT64_MAX ? INT64_MAX : (int64_t)value;
                 used = 4;
             }
             break;
@@ -233,6 +234,20 @@ zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *se
             envelope->not_before_ms =
                 s_decimal (parsed.headers[index].value, parsed.headers[index].value_size);
     }
+    return 0;
+}
+
+int
+zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p)
+{
+    zqi_cursor_t cursor = {first, first + first_size};
+    uint64_t elements, version;
+    const uint8_t *id;
+    uint32_t id_size;
+    if (s_read_array (&cursor, &elements) || elements < 2 || zqi_mp_read_uint (&cursor, &version) ||
+        version != 1 || zqi_mp_read_bin (&cursor, &id, &id_size) || id_size != ZQ_MSG_ID_SIZE)
+        return zqi_fail (ZQ_EPROTO);
+    *id_p = id;
     return 0;
 }
 

@@ -37,7 +37,8 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
     zq_msg_destroy (&msg);
     if (errnum == ZQ_EFULL || errnum == EINVAL) {
         zq_cli_error (cli, "the server refused the message: %s",
-                      errnum == ZQ_EFULL ? "its storage is full" : "the queue name is invalid");
+                      errnum == ZQ_EFULL ? "its storage is full"
+                                         : "it can never store it (queue name, size or envelope)");
         return ZQ_EXIT_REMOTE;
     }
     return zq_cli_failure (cli, errnum == EAGAIN ? "no confirm" : "put", errnum);
@@ -184,6 +185,11 @@ zq_cli_put (zq_cli_t *cli)
 {
     const char *endpoints = cli->args[0];
     const char *subject = cli->args[1];
+    if (zq_queue_name_check (subject) != 0) {
+        //  Refused as the server would (exit 5), before anything is sent.
+        zq_cli_error (cli, "'%s' is not a queue name a producer may put to (zq(1))", subject);
+        return ZQ_EXIT_REMOTE;
+    }
     zq_cli_source_t source;
     int rc = zq_cli_source_open (&source, cli, cli->args[2]);
     if (rc)
@@ -229,6 +235,10 @@ zq_cli_get (zq_cli_t *cli)
     zq_queue_t *queue = zq_cli_queue_open (cli, "reliable", ZQ_CONSUMER, cli->args[0]);
     if (!queue)
         return ZQ_EXIT_TRANSPORT;
+    if (zq_queue_name_check (cli->args[1]) < 0) {
+        zq_queue_destroy (&queue);
+        return zq_cli_usage_error (cli, "'%s' is not a queue name (zq(1))", cli->args[1]);
+    }
     if (zq_queue_subscribe (queue, cli->args[1])) {
         zq_cli_error (cli, "subscribe: %s", zq_strerror (errno));
         zq_queue_destroy (&queue);

@@ -478,8 +478,10 @@ s_command_queue (s_device_t *self, zmsg_t *request)
     zqi_kind_t kind = zqi_kind_lookup (kind_name);
     zqi_dqueue_t *existing = name ? s_lookup (self, name) : NULL;
     if (!name || zqi_device_name_check (name))
-        s_error_reply (&reply, "QUEUE: a queue name is 1 to %d letters, digits, '.', '_' or '-'",
-                       ZQI_DEVICE_NAME_MAX);
+        s_error_reply (&reply,
+                       "QUEUE: not a queue name: 1 to %d letters, digits, '.', '_' or '-', not "
+                       "starting or ending with '.', without '..' (zq_queue.h)",
+                       ZQ_QUEUE_NAME_MAX);
     else if (!kind)
         s_error_reply (&reply, "QUEUE %s: kind is queue, stream or forward", name);
     else if (existing && existing->kind != kind)

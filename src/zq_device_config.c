@@ -37,14 +37,10 @@ zqi_kind_lookup (const char *name)
 int
 zqi_device_name_check (const char *name)
 {
-    //  The reliable pattern's rule for queue names, for every kind: a name
-    //  is also a directory name under the spool.
-    if (!name || !*name || *name == '.' || strlen (name) > ZQI_DEVICE_NAME_MAX)
-        return zqi_fail (EINVAL);
-    for (const char *byte = name; *byte; byte++)
-        if (!isalnum ((unsigned char)*byte) && *byte != '.' && *byte != '_' && *byte != '-')
-            return zqi_fail (EINVAL);
-    return 0;
+    //  The reliable pattern's rule for queue names, for every kind (a name
+    //  is also a directory name under the spool); a dead-letter queue's
+    //  name may be configured too.
+    return zq_queue_name_check (name) < 0 ? -1 : 0;
 }
 
 //  Formats the error line and returns -1 with errno EINVAL.
@@ -303,9 +299,9 @@ s_parse_queue (zqi_device_config_t *self, zconfig_t *entry, char *error, size_t 
     const char *name = zconfig_name (entry);
     if (zqi_device_name_check (name))
         return s_error (error, error_size,
-                        "queues/%s: a queue name is 1 to %d letters, digits, '.', '_' or '-', "
-                        "not starting with '.'",
-                        name, ZQI_DEVICE_NAME_MAX);
+                        "queues/%s: not a queue name: 1 to %d letters, digits, '.', '_' or "
+                        "'-', not starting or ending with '.', without '..' (zq_queue.h)",
+                        name, ZQ_QUEUE_NAME_MAX);
     for (void *other = zlistx_first (self->queues); other; other = zlistx_next (self->queues))
         if (streq (((zqi_queue_config_t *)other)->name, name))
             return s_error (error, error_size, "queues/%s: configured twice", name);

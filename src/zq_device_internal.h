@@ -27,9 +27,6 @@ const char *zqi_kind_name (zqi_kind_t kind);
 //  Returns the kind named name, or 0.
 zqi_kind_t zqi_kind_lookup (const char *name);
 
-//  Longest queue name the device accepts (a subject, and a directory name).
-#define ZQI_DEVICE_NAME_MAX 200
-
 //  One configured queue.
 typedef struct {
     char *name;
@@ -66,8 +63,8 @@ void zqi_device_config_destroy (zqi_device_config_t **self_p);
 zqi_queue_config_t *zqi_queue_config_new (const zqi_device_config_t *config, const char *name,
                                           zqi_kind_t kind);
 void zqi_queue_config_destroy (zqi_queue_config_t **self_p);
-//  Checks a queue name: 1 to ZQI_DEVICE_NAME_MAX letters, digits, '.',
-//  '_' or '-', not starting with '.'. Returns 0 or -1 (EINVAL).
+//  Checks the name of a queue of any kind by zq_queue_name_check's rule (a
+//  dead-letter queue name included). Returns 0 or -1 (EINVAL).
 int zqi_device_name_check (const char *name);
 
 //  Counters and levels of one queue, as STAT reports them.

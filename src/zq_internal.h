@@ -35,6 +35,10 @@ zqi_fail (int errnum)
     return -1;
 }
 
+//  zq_queue_name_check for a name of size bytes, not NUL-terminated (a
+//  NUL byte in it makes it invalid). patterns/reliable.c is its home.
+int zqi_queue_name_check (const char *name, size_t size);
+
 //  Logs one line through the handler set with zq_set_log_handler, if any.
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));

@@ -34,7 +34,9 @@ static const zq_option_info_t s_table[] = {
     {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, 6553500,
      "silence after which the peer closes the connection (0 = none)", NULL},
     {"max_message_bytes", ZQ_OPTION_INT, ZQ_MSG_MAX_SIZE_DEFAULT, NULL, 64, INT32_MAX,
-     "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE)", NULL},
+     "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE; a reliable server's"
+     " is at least twice this, so it can refuse a bigger PUT by its id)",
+     NULL},
     {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
      "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)", NULL},
     {"send_timeout_ms", ZQ_OPTION_INT, 5000, NULL, -1, INT_MAX,
@@ -82,6 +84,10 @@ static const zq_option_info_t s_table[] = {
      "reliable server: first delay of a nack with ZQ_NACK_BACKOFF, doubled per attempt", NULL},
     {"nack_backoff_max_ms", ZQ_OPTION_INT, 30000, NULL, 0, INT_MAX,
      "reliable server: longest nack backoff", NULL},
+    {"max_delay_ms", ZQ_OPTION_INT, 43200000, NULL, 1, INT_MAX,
+     "reliable server: longest NACK delay and TOUCH extension a consumer gets (longer ones are"
+     " cut to this)",
+     NULL},
     {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
      "reliable producer: a message unconfirmed this long is sent again", NULL},
     {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,

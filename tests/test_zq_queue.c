@@ -228,6 +228,39 @@ test_endpoints_and_names (void **state)
     zq_queue_destroy (&consumer);
 }
 
+//  The one rule for reliable queue names (zq_queue_name_check).
+static void
+test_queue_name_rule (void **state)
+{
+    (void)state;
+    char longest[ZQ_QUEUE_NAME_MAX + 8];
+    memset (longest, 'q', ZQ_QUEUE_NAME_MAX);
+    longest[ZQ_QUEUE_NAME_MAX] = '\0';
+    const char *plain[] = {"orders", "Orders_2-eu.v1", "a", "0", "-x", "a.b.c", longest};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        assert_int_equal (zq_queue_name_check (plain[i]), 0);
+    //  NAME.dead of a plain NAME, the longest included: a dead-letter queue.
+    assert_int_equal (zq_queue_name_check ("orders.dead"), 1);
+    strcat (longest, ".dead");
+    assert_int_equal (strlen (longest), ZQ_QUEUE_NAME_MAX + 5);
+    assert_int_equal (zq_queue_name_check (longest), 1);
+    //  One byte more than the longest: neither.
+    char over[ZQ_QUEUE_NAME_MAX + 8];
+    memset (over, 'q', ZQ_QUEUE_NAME_MAX + 1);
+    over[ZQ_QUEUE_NAME_MAX + 1] = '\0';
+    const char *invalid[] = {
+        "",    ".hidden", "...dead",     ".dead",       "a..b",    "a.",  "x/y",    "..", ".",
+        "a b", "tab\t",   "caf\xc3\xa9", "a.dead.dead", "a..dead", "a:b", "line\n", over};
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        errno = 0;
+        assert_int_equal (zq_queue_name_check (invalid[i]), -1);
+        assert_int_equal (errno, EINVAL);
+    }
+    strcat (over, ".dead");
+    assert_int_equal (zq_queue_name_check (over), -1);
+    assert_int_equal (zq_queue_name_check (NULL), -1);
+}
+
 static void
 test_role_mismatch_and_close (void **state)
 {
@@ -341,6 +374,7 @@ main (void)
         cmocka_unit_test (test_options),
         cmocka_unit_test (test_open_errors),
         cmocka_unit_test (test_endpoints_and_names),
+        cmocka_unit_test (test_queue_name_rule),
         cmocka_unit_test (test_role_mismatch_and_close),
         cmocka_unit_test (test_default_timeouts),
         cmocka_unit_test (test_max_message_bytes),
