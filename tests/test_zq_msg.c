@@ -337,7 +337,7 @@ test_ids_differ_between_threads (void **state)
     assert_int_equal (pthread_create (&thread, NULL, s_make_id, other), 0);
     assert_int_equal (pthread_join (thread, NULL), 0);
     zq_msg_t *msg = zq_msg_new ("main");
-    //  the random halves are drawn per thread
+    //  the random halves are drawn per id, from a pool of each thread
     assert_memory_not_equal (zq_msg_id (msg) + 8, other + 8, 8);
     zq_msg_destroy (&msg);
 }
