@@ -38,7 +38,9 @@ typedef struct _zq_msg_t zq_msg_t;
 //  Creates a message for subject (a queue name or topic; NULL means "") with a
 //  fresh id, the current time, attempt 0, no headers and an empty body (the
 //  msgpack nil). Ids made by one thread sort strictly by creation; ids from
-//  different threads or processes sort by creation millisecond.
+//  different threads or processes sort by creation millisecond. Each id
+//  carries 8 random octets of its own, so no id tells the next one
+//  (doc/PROTOCOL.md, section 11).
 //  Returns NULL with errno ZQ_ETOOBIG if subject is longer than
 //  ZQ_MSG_MAX_STRING, or ENOMEM.
 ZQ_EXPORT zq_msg_t *zq_msg_new (const char *subject);

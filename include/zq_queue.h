@@ -366,11 +366,15 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  dead-letter queue instead. Reserved headers: "zq-ttl-ms" (decimal ms
 //  after created_ms; an expired message is dropped, counted as expired)
 //  and "zq-not-before-ms" (decimal Unix ms; not delivered before). A PUT
-//  whose id was stored within dedupe_window_ms is confirmed again but not
-//  stored twice. The server stores attempt 0 whatever a producer wrote;
-//  only the consumer holding a delivery settles it; NACK delays and TOUCH
-//  extensions are cut to max_delay_ms (doc/PROTOCOL.md 18.7 lists every
-//  bound).
+//  whose id was stored within dedupe_window_ms in the same queue, from the
+//  same producer identity (the ZAP User-Id: with curve_clients a directory,
+//  the producer's CURVE key) and with the same body is confirmed again but
+//  not stored twice; with another body it is refused (the producer sees
+//  EEXIST) and counted in refused. The window is in memory: it starts
+//  empty when the server restarts. The server stores attempt 0 whatever a
+//  producer wrote; only the consumer holding a delivery settles it; NACK
+//  delays and TOUCH extensions are cut to max_delay_ms (doc/PROTOCOL.md
+//  18.7 lists every bound).
 //
 //  Producer (connects). zq_queue_send stores the message in the outbox,
 //  sends it and waits for the server's confirm: 0 means the server
@@ -381,7 +385,9 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EINVAL (the server
 //  can never store it: bad queue name, a dead-letter queue, over the
-//  server's max_message_bytes, malformed; the outbox dropped it). The
+//  server's max_message_bytes, malformed; the outbox dropped it), EEXIST
+//  (the server holds another message of this producer under the same id
+//  in that queue: never stored under this id; the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -423,8 +429,9 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
 //  confirmed it), or -1 with errno: ZQ_EFULL (refused for now, id set:
-//  it stays in the outbox and is sent again), EINVAL (refused for good,
-//  id set: dropped from the outbox), EAGAIN (no report), ENOTSUP. Up to
+//  it stays in the outbox and is sent again), EINVAL or EEXIST (refused for
+//  good, as for zq_queue_send; id set: dropped from the outbox), EAGAIN (no
+//  report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
 //  (counted in stats.dropped). Called in a tight loop, this and
 //  zq_queue_post read the socket at most once per millisecond (an empty
@@ -480,7 +487,7 @@ typedef struct {
     uint64_t oldest_age_ms; //  age of the oldest ready message (0: none)
     uint64_t put;           //  messages stored
     uint64_t duplicates;    //  PUTs confirmed without storing (dedupe window)
-    uint64_t refused;       //  PUTs refused (storage full or failed)
+    uint64_t refused;       //  PUTs refused (storage full or failed, id conflict)
     uint64_t delivered;     //  deliveries, first ones and again
     uint64_t redelivered;   //  deliveries with attempt > 0
     uint64_t acked;

@@ -56,7 +56,8 @@ typedef enum {
     ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
     ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
     ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
-    ZQI_R_CODE_NOT_HELD = 7  //  ACK, NACK, TOUCH of ids the sender does not hold
+    ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
+    ZQI_R_CODE_CONFLICT = 8  //  id stored with other content: never under this id
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -93,6 +94,8 @@ typedef struct {
     size_t attempt_size;   //  and its encoded size
     int64_t ttl_ms;        //  "zq-ttl-ms", or -1
     int64_t not_before_ms; //  "zq-not-before-ms", or -1
+    const uint8_t *body;   //  the body's msgpack bytes (in first or second)
+    size_t body_size;
 } zqi_r_envelope_t;
 
 //  Parses and checks an envelope (first frame, and second for the
@@ -147,13 +150,15 @@ int64_t zqi_r_wall_ms (void);
 
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
-//  An open-addressing hash of 16-byte ids over an array of records whose
-//  first 16 bytes are the id. Each slot is two words (record index + 1,
-//  and 32 bits of the id's hash); reliable_table.c owns the layout.
+//  An open-addressing hash over an array of records whose first key_size
+//  bytes are their key (an id, or an id and its scope). Each slot is two
+//  words (record index + 1, and 32 bits of the key's hash);
+//  reliable_table.c owns the layout.
 typedef struct {
     uint32_t *slots; //  2 words per slot
     uint32_t mask;   //  slot count - 1 (a power of two), 0 before the first reset
-    uint64_t seed;
+    uint32_t key_size;
+    uint64_t seed; //  secret, random: chosen keys cannot pile up
 } zqi_r_hash_t;
 
 //  One tracked message. The server uses every field; the producer only
@@ -173,7 +178,8 @@ typedef struct {
 } zqi_r_entry_t;
 
 //  Entries in a slab (indexes stay valid; pointers do not across adds),
-//  found by id, with a min-heap of due times.
+//  found by id, with a min-heap of due times. Several entries may have
+//  the same id (the server's queues are separate id spaces).
 typedef struct {
     zqi_r_entry_t *entries;
     uint32_t capacity;
@@ -186,11 +192,15 @@ typedef struct {
 
 void zqi_r_table_init (zqi_r_table_t *table);
 void zqi_r_table_free (zqi_r_table_t *table);
-//  Returns the index of the entry with id, or ZQI_R_NONE.
+//  Returns the index of an entry with id, or ZQI_R_NONE.
 uint32_t zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id);
-//  Adds an entry for id (not present), zeroed but for id, owner, prev,
-//  next and heap_index (ZQI_R_NONE). Returns its index, or ZQI_R_NONE with
-//  errno ENOMEM.
+//  Returns the entries with id one by one: *cursor starts at ZQI_R_NONE
+//  and moves past each entry returned; ZQI_R_NONE when there are no more.
+//  An add or remove ends the walk.
+uint32_t zqi_r_table_find_from (const zqi_r_table_t *table, const uint8_t *id, uint32_t *cursor);
+//  Adds an entry for id, zeroed but for id, owner, prev, next and
+//  heap_index (ZQI_R_NONE). Returns its index, or ZQI_R_NONE with errno
+//  ENOMEM.
 uint32_t zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id);
 //  Removes the entry (and its timer).
 void zqi_r_table_remove (zqi_r_table_t *table, uint32_t index);
@@ -204,16 +214,21 @@ zqi_r_table_first (const zqi_r_table_t *table)
     return table->heap_size ? table->heap[0] : ZQI_R_NONE;
 }
 
-//  A stored id remembered for the dedupe window.
+//  A stored message remembered for the dedupe window. Its key is the
+//  fields before content: a PUT is a duplicate only with the same id, to
+//  the same queue, from the same authenticated producer (or, both, none).
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
-    int64_t stored_ms; //  zclock_mono ms; INT64_MIN: forgotten
+    uint64_t producer; //  keyed hash of the producer's ZAP User-Id; 0: none
     uint32_t queue;
+    uint32_t unused;   //  0 (the key is hashed and compared as bytes)
+    uint64_t content;  //  keyed hash of the body
+    int64_t stored_ms; //  zclock_mono ms; INT64_MIN: forgotten
     uint64_t seq;
 } zqi_r_seen_t;
 
-//  The ids stored in the last window_ms, at most max of them (the oldest
-//  are forgotten first), in a ring with a hash.
+//  The messages stored in the last window_ms, at most max of them (the
+//  oldest are forgotten first), in a ring with a hash.
 typedef struct {
     zqi_r_seen_t *ring;
     uint32_t capacity; //  power of two
@@ -226,14 +241,20 @@ typedef struct {
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
 void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
-//  Returns the record of id if it was stored within the window, or NULL.
-zqi_r_seen_t *zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now);
-//  Remembers id as stored now. Returns 0, or -1 with errno ENOMEM (then
-//  the id is simply not remembered).
-int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32_t queue,
-                      uint64_t seq);
-//  Forgets id (its store was refused).
-void zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const uint8_t *id);
+//  Fills key (the fields before content; the rest zero) for id put to
+//  queue by producer (its ZAP User-Id, or NULL or "" for none).
+void zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
+                       uint32_t queue, const char *producer);
+//  Returns the keyed hash of a body, as the records keep it.
+uint64_t zqi_r_dedupe_content (const zqi_r_dedupe_t *dedupe, const void *body, size_t size);
+//  Returns the record with key if it was stored within the window, or NULL.
+zqi_r_seen_t *zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now);
+//  Remembers key (not present) as stored now with content at seq. Returns
+//  0, or -1 with errno ENOMEM (then it is simply not remembered).
+int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t content,
+                      int64_t now, uint64_t seq);
+//  Forgets key (its store was refused).
+void zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key);
 
 //  ---- Roles --------------------------------------------------------------
 

@@ -84,7 +84,8 @@ typedef struct {
     uint32_t peer;  //  index in the round's peers
     uint32_t queue; //  ZQI_R_NONE when refused before storing
     uint64_t seq;
-    uint8_t code; //  0: confirm if stored; else the refusal code
+    uint8_t code;      //  0: confirm if stored; else the refusal code
+    zqi_r_seen_t seen; //  its dedupe key, once stored
 } s_pending_t;
 
 typedef struct {
@@ -127,9 +128,10 @@ struct _zqi_r_server_t {
     zqi_r_buf_t buf;   //  command frames
     zqi_r_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
-    int64_t now;     //  zclock_mono at the start of the current round
-    int64_t work_ms; //  when zq_queue_recv last ran a whole round
-    bool drained;    //  the last round read the socket empty
+    int64_t now;        //  zclock_mono at the start of the current round
+    int64_t work_ms;    //  when zq_queue_recv last ran a whole round
+    bool drained;       //  the last round read the socket empty
+    uint64_t conflicts; //  PUTs refused: their id was stored with other content
 };
 
 //  ---- Names and queues ---------------------------------------------------
@@ -583,6 +585,37 @@ s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
     return 0;
 }
 
+//  Returns the index of the entry with id in queue, or ZQI_R_NONE. (Each
+//  queue is an id space of its own: other queues may track the same id.)
+static uint32_t
+s_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queue)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    uint32_t index;
+    while ((index = zqi_r_table_find_from (&self->table, id, &cursor)) != ZQI_R_NONE)
+        if (self->table.entries[index].queue == queue)
+            break;
+    return index;
+}
+
+//  Returns the index of the entry with id that consumer holds delivered,
+//  else of the first with id, or ZQI_R_NONE.
+static uint32_t
+s_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    uint32_t first = ZQI_R_NONE;
+    uint32_t index;
+    while ((index = zqi_r_table_find_from (&self->table, id, &cursor)) != ZQI_R_NONE) {
+        const zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state == S_DELIVERED && entry->owner == consumer)
+            return index;
+        if (first == ZQI_R_NONE)
+            first = index;
+    }
+    return first;
+}
+
 //  What to do with a record read from a queue's spool.
 typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
 
@@ -610,12 +643,13 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
         queue->counters.dropped++;
         return S_SKIP;
     }
-    uint32_t index = zqi_r_table_find (&self->table, envelope->id);
+    uint32_t index = s_entry_in (self, envelope->id, queue->index);
     if (index != ZQI_R_NONE) {
         zqi_r_entry_t *entry = &self->table.entries[index];
-        if (entry->queue != queue->index || entry->seq != record->seq) {
-            //  Another record of the same message is tracked: this copy is
-            //  a duplicate (a resend stored outside the dedupe window).
+        if (entry->seq != record->seq) {
+            //  Another record of the same message is tracked in this queue:
+            //  this copy is a duplicate (a resend stored outside the dedupe
+            //  window). The same id in another queue is another message.
             zq_spool_ack (queue->spool, record->seq);
             queue->counters.dropped++;
             return S_SKIP;
@@ -777,6 +811,25 @@ s_pending_add (zqi_r_server_t *self, uint32_t peer, const uint8_t *id)
     return pending;
 }
 
+//  Counts a PUT refused because its id was stored in queue with another
+//  body, and logs it (the first, then at each power of two: a client
+//  cannot flood the log).
+static void
+s_conflict (zqi_r_server_t *self, s_queue_t *queue, const uint8_t *id)
+{
+    queue->counters.refused++;
+    self->conflicts++;
+    if (self->conflicts & (self->conflicts - 1))
+        return;
+    char hex[ZQ_MSG_ID_SIZE * 2 + 1];
+    for (int i = 0; i < ZQ_MSG_ID_SIZE; i++)
+        snprintf (hex + 2 * i, 3, "%02x", id[i]);
+    zqi_log (ZQ_LOG_WARNING,
+             "reliable: queue %s: a PUT reused id %s with other content: refused "
+             "(%" PRIu64 " such PUTs so far)",
+             queue->name, hex, self->conflicts);
+}
+
 //  Handles a PUT whose envelope frames are first (and second).
 static void
 s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_msg_t *second)
@@ -826,8 +879,19 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
                                             : ZQI_R_CODE_FAILED;
         return;
     }
+    //  A duplicate is the same id, queue and producer identity (the
+    //  User-Id ZAP gave the connection, if any), with the same body.
     int64_t now = self->now;
-    zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, envelope.id, now);
+    zqi_r_seen_t *key = &pending->seen;
+    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index,
+                      zmq_msg_gets ((zmq_msg_t *)first, "User-Id"));
+    uint64_t content = zqi_r_dedupe_content (&self->dedupe, envelope.body, envelope.body_size);
+    zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, key, now);
+    if (seen && seen->content != content) {
+        s_conflict (self, queue, envelope.id);
+        pending->code = ZQI_R_CODE_CONFLICT;
+        return;
+    }
     if (seen) {
         pending->queue = seen->queue;
         pending->seq = seen->seq;
@@ -860,7 +924,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     pending->queue = queue->index;
     pending->seq = seq;
     queue->counters.put++;
-    zqi_r_dedupe_add (&self->dedupe, envelope.id, now, queue->index, seq);
+    zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
     if (!queue->appended) {
         queue->appended = true;
         self->touched[self->touched_count++] = queue->index;
@@ -880,7 +944,7 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
     uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
     for (size_t i = 0; i < command->id_count; i++) {
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
-        uint32_t index = zqi_r_table_find (&self->table, id);
+        uint32_t index = s_entry_for (self, id, consumer);
         if (index == ZQI_R_NONE) {
             not_held++;
             continue;
@@ -927,7 +991,7 @@ static void
 s_consumer_leave (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
 {
     for (size_t i = 0; i < command->id_count; i++) {
-        uint32_t index = zqi_r_table_find (&self->table, command->ids + i * ZQ_MSG_ID_SIZE);
+        uint32_t index = s_entry_for (self, command->ids + i * ZQ_MSG_ID_SIZE, consumer);
         if (index != ZQI_R_NONE && self->table.entries[index].state == S_DELIVERED &&
             self->table.entries[index].owner == consumer)
             s_return (self, index);
@@ -1089,9 +1153,10 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
         return;
     if (code) {
-        const char *reason = code == ZQI_R_CODE_FULL      ? "storage full"
-                             : code == ZQI_R_CODE_INVALID ? "invalid queue name"
-                                                          : "storage failed";
+        const char *reason = code == ZQI_R_CODE_FULL       ? "storage full"
+                             : code == ZQI_R_CODE_INVALID  ? "invalid queue name"
+                             : code == ZQI_R_CODE_CONFLICT ? "id stored with other content"
+                                                           : "storage failed";
         if (zqi_r_put_uint (&self->buf, code) ||
             zqi_r_put_str (&self->buf, reason, strlen (reason)))
             return;
@@ -1119,7 +1184,7 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_queue_t *queue = self->queues[pending->queue];
         if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
             pending->code = errno == ZQ_EFULL ? ZQI_R_CODE_FULL : ZQI_R_CODE_FAILED;
-            zqi_r_dedupe_forget (&self->dedupe, pending->id);
+            zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
             queue->counters.refused++;
         }
     }
@@ -1130,6 +1195,7 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_FULL);
         s_answer (self, peer, ZQI_R_CODE_INVALID);
         s_answer (self, peer, ZQI_R_CODE_FAILED);
+        s_answer (self, peer, ZQI_R_CODE_CONFLICT);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -1458,7 +1524,7 @@ zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name)
 int
 zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int how, int64_t number)
 {
-    uint32_t index = zqi_r_table_find (&self->table, zq_msg_id (msg));
+    uint32_t index = s_entry_for (self, zq_msg_id (msg), S_LOCAL);
     if (index == ZQI_R_NONE || self->table.entries[index].state != S_DELIVERED ||
         self->table.entries[index].owner != S_LOCAL)
         return zqi_fail (ZQ_ENOTFOUND);
@@ -1551,7 +1617,7 @@ s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max, siz
         taken++;
         if (!msg)
             continue;
-        uint32_t index = zqi_r_table_find (&self->table, zq_msg_id (msg));
+        uint32_t index = s_entry_in (self, zq_msg_id (msg), queue->index);
         if (index != ZQI_R_NONE && self->table.entries[index].seq == record.seq &&
             self->table.entries[index].attempt > zq_msg_attempt (msg))
             zq_msg_set_attempt (msg, self->table.entries[index].attempt);
@@ -1624,9 +1690,8 @@ zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
         zqi_r_envelope_t envelope;
         if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
                                   &envelope) == 0) {
-            uint32_t index = zqi_r_table_find (&self->table, envelope.id);
-            if (index != ZQI_R_NONE && self->table.entries[index].queue == queue->index &&
-                self->table.entries[index].seq == record.seq) {
+            uint32_t index = s_entry_in (self, envelope.id, queue->index);
+            if (index != ZQI_R_NONE && self->table.entries[index].seq == record.seq) {
                 s_entry_leave (self, index);
                 zqi_r_table_remove (&self->table, index);
             }
@@ -1663,8 +1728,8 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
                 rc = -1;
                 break;
             }
-            uint32_t index = zqi_r_table_find (&self->table, envelope.id);
-            if (index != ZQI_R_NONE && self->table.entries[index].queue == dead->index) {
+            uint32_t index = s_entry_in (self, envelope.id, dead->index);
+            if (index != ZQI_R_NONE) {
                 s_entry_leave (self, index);
                 zqi_r_table_remove (&self->table, index);
             }

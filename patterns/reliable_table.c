@@ -18,11 +18,13 @@
 #include <xxhash.h>
 
 //  ---- The hash -----------------------------------------------------------
-//  Records live in an array at base with stride bytes each, their id
-//  first. Each slot is a pair of words: record index + 1 (0 when free)
-//  and 32 bits of the id's hash, whose low bits are its home slot. A probe
-//  reads the record only when the hashes agree, and a removal shifts
-//  slots back without hashing their ids again.
+//  Records live in an array at base with stride bytes each, their key
+//  (hash->key_size bytes: an id, or an id with its scope) first. Each slot
+//  is a pair of words: record index + 1 (0 when free) and 32 bits of the
+//  key's hash, whose low bits are its home slot. A probe reads the record
+//  only when the hashes agree, and a removal shifts slots back without
+//  hashing their keys again. Several records may share a key: a search
+//  can go on past a match, and a removal looks for the record's index.
 
 typedef struct {
     uint32_t record;
@@ -42,52 +44,66 @@ s_slots (const zqi_r_hash_t *hash)
 }
 
 static inline uint32_t
-s_hash_of (const zqi_r_hash_t *hash, const uint8_t *id)
+s_hash_of (const zqi_r_hash_t *hash, const uint8_t *key)
 {
-    return (uint32_t)(XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, hash->seed) >> 32);
+    return (uint32_t)(XXH3_64bits_withSeed (key, hash->key_size, hash->seed) >> 32);
 }
 
-//  The slot holding id (whose hash is id_hash), or the free slot where it
-//  would go.
+//  The record with key found after probe position *cursor (ZQI_R_NONE: from
+//  the key's home slot), moving *cursor past it; ZQI_R_NONE when no more.
 static uint32_t
-s_slot_of (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id,
-           uint32_t id_hash)
-{
-    const s_slot_t *slots = s_slots (hash);
-    uint32_t slot = id_hash & hash->mask;
-    while (slots[slot].record &&
-           (slots[slot].hash != id_hash ||
-            memcmp (s_key (base, stride, slots[slot].record - 1), id, ZQ_MSG_ID_SIZE) != 0))
-        slot = (slot + 1) & hash->mask;
-    return slot;
-}
-
-static uint32_t
-s_hash_find (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *id)
+s_hash_find_from (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *key,
+                  uint32_t *cursor)
 {
     if (!hash->slots)
         return ZQI_R_NONE;
-    uint32_t slot = s_slot_of (hash, base, stride, id, s_hash_of (hash, id));
-    return s_slots (hash)[slot].record ? s_slots (hash)[slot].record - 1 : ZQI_R_NONE;
+    const s_slot_t *slots = s_slots (hash);
+    uint32_t key_hash = s_hash_of (hash, key);
+    uint32_t slot = *cursor == ZQI_R_NONE ? key_hash & hash->mask : *cursor;
+    //  A free slot ends the run of slots the key may be in.
+    for (uint32_t probed = 0; probed <= hash->mask; probed++) {
+        const s_slot_t *at = &slots[slot];
+        if (!at->record)
+            break;
+        slot = (slot + 1) & hash->mask;
+        if (at->hash == key_hash &&
+            memcmp (s_key (base, stride, at->record - 1), key, hash->key_size) == 0) {
+            *cursor = slot;
+            return at->record - 1;
+        }
+    }
+    *cursor = ZQI_R_NONE;
+    return ZQI_R_NONE;
+}
+
+static uint32_t
+s_hash_find (const zqi_r_hash_t *hash, const void *base, size_t stride, const uint8_t *key)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    return s_hash_find_from (hash, base, stride, key, &cursor);
 }
 
 static void
 s_hash_insert (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
 {
-    const uint8_t *id = s_key (base, stride, index);
-    uint32_t id_hash = s_hash_of (hash, id);
-    s_slot_t *slot = &s_slots (hash)[s_slot_of (hash, base, stride, id, id_hash)];
-    slot->record = index + 1;
-    slot->hash = id_hash;
+    s_slot_t *slots = s_slots (hash);
+    uint32_t key_hash = s_hash_of (hash, s_key (base, stride, index));
+    uint32_t slot = key_hash & hash->mask;
+    while (slots[slot].record)
+        slot = (slot + 1) & hash->mask;
+    slots[slot].record = index + 1;
+    slots[slot].hash = key_hash;
 }
 
 static void
 s_hash_remove (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t index)
 {
     s_slot_t *slots = s_slots (hash);
-    const uint8_t *id = s_key (base, stride, index);
-    uint32_t hole = s_slot_of (hash, base, stride, id, s_hash_of (hash, id));
-    ZQ_ASSERT (slots[hole].record == index + 1);
+    uint32_t hole = s_hash_of (hash, s_key (base, stride, index)) & hash->mask;
+    while (slots[hole].record != index + 1) {
+        ZQ_ASSERT (slots[hole].record);
+        hole = (hole + 1) & hash->mask;
+    }
     uint32_t next = hole;
     while (true) {
         next = (next + 1) & hash->mask;
@@ -103,6 +119,15 @@ s_hash_remove (zqi_r_hash_t *hash, const void *base, size_t stride, uint32_t ind
     slots[hole].record = 0;
 }
 
+//  Draws the hash's secret seed, once.
+static void
+s_hash_seed (zqi_r_hash_t *hash)
+{
+    if (!hash->seed &&
+        getrandom (&hash->seed, sizeof hash->seed, GRND_NONBLOCK) != (ssize_t)sizeof hash->seed)
+        hash->seed = (uint64_t)zclock_usecs () ^ ((uint64_t)(uintptr_t)hash << 16);
+}
+
 //  Replaces the slots with slot_count empty ones (a power of two); the
 //  caller inserts the live records again.
 static int
@@ -114,9 +139,7 @@ s_hash_reset (zqi_r_hash_t *hash, uint32_t slot_count)
     free (hash->slots);
     hash->slots = (uint32_t *)slots;
     hash->mask = slot_count - 1;
-    if (!hash->seed &&
-        getrandom (&hash->seed, sizeof hash->seed, GRND_NONBLOCK) != (ssize_t)sizeof hash->seed)
-        hash->seed = (uint64_t)zclock_usecs () ^ ((uint64_t)(uintptr_t)hash << 16);
+    s_hash_seed (hash);
     return 0;
 }
 
@@ -129,6 +152,7 @@ zqi_r_table_init (zqi_r_table_t *table)
 {
     memset (table, 0, sizeof *table);
     table->free_head = ZQI_R_NONE;
+    table->hash.key_size = ZQ_MSG_ID_SIZE;
 }
 
 void
@@ -144,6 +168,12 @@ uint32_t
 zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id)
 {
     return s_hash_find (&table->hash, table->entries, S_STRIDE, id);
+}
+
+uint32_t
+zqi_r_table_find_from (const zqi_r_table_t *table, const uint8_t *id, uint32_t *cursor)
+{
+    return s_hash_find_from (&table->hash, table->entries, S_STRIDE, id, cursor);
 }
 
 static int
@@ -301,7 +331,8 @@ zqi_r_table_remove (zqi_r_table_t *table, uint32_t index)
 
 //  ---- Dedupe window ------------------------------------------------------
 
-#define S_SEEN sizeof (zqi_r_seen_t)
+#define S_SEEN     sizeof (zqi_r_seen_t)
+#define S_SEEN_KEY offsetof (zqi_r_seen_t, content)
 
 void
 zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
@@ -309,6 +340,8 @@ zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
     memset (dedupe, 0, sizeof *dedupe);
     dedupe->window_ms = window_ms;
     dedupe->max = max ? max : 1;
+    dedupe->hash.key_size = S_SEEN_KEY;
+    s_hash_seed (&dedupe->hash);
 }
 
 void
@@ -319,7 +352,28 @@ zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe)
     memset (dedupe, 0, sizeof *dedupe);
 }
 
-//  Drops the oldest id.
+void
+zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
+                  uint32_t queue, const char *producer)
+{
+    memset (key, 0, sizeof *key);
+    memcpy (key->id, id, ZQ_MSG_ID_SIZE);
+    key->queue = queue;
+    if (producer && *producer) {
+        //  Keyed by the secret seed: no producer can choose a name that
+        //  lands in another's scope. Never 0, which stands for none.
+        key->producer = XXH3_64bits_withSeed (producer, strlen (producer), dedupe->hash.seed);
+        key->producer |= key->producer == 0;
+    }
+}
+
+uint64_t
+zqi_r_dedupe_content (const zqi_r_dedupe_t *dedupe, const void *body, size_t size)
+{
+    return XXH3_64bits_withSeed (body, size, ~dedupe->hash.seed);
+}
+
+//  Drops the oldest record.
 static void
 s_pop (zqi_r_dedupe_t *dedupe)
 {
@@ -342,12 +396,12 @@ s_expire (zqi_r_dedupe_t *dedupe, int64_t now)
 }
 
 zqi_r_seen_t *
-zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now)
+zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now)
 {
     if (dedupe->window_ms <= 0 || !dedupe->count)
         return NULL;
     s_expire (dedupe, now);
-    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, id);
+    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, (const uint8_t *)key);
     return index == ZQI_R_NONE ? NULL : &dedupe->ring[index];
 }
 
@@ -380,7 +434,7 @@ s_ring_grow (zqi_r_dedupe_t *dedupe)
 }
 
 int
-zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32_t queue,
+zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t content, int64_t now,
                   uint64_t seq)
 {
     if (dedupe->window_ms <= 0)
@@ -392,9 +446,9 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32
         return -1;
     uint32_t index = (dedupe->head + dedupe->count) & (dedupe->capacity - 1);
     zqi_r_seen_t *seen = &dedupe->ring[index];
-    memcpy (seen->id, id, ZQ_MSG_ID_SIZE);
+    *seen = *key;
+    seen->content = content;
     seen->stored_ms = now;
-    seen->queue = queue;
     seen->seq = seq;
     dedupe->count++;
     s_hash_insert (&dedupe->hash, dedupe->ring, S_SEEN, index);
@@ -402,11 +456,11 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const uint8_t *id, int64_t now, uint32
 }
 
 void
-zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const uint8_t *id)
+zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key)
 {
     if (!dedupe->count)
         return;
-    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, id);
+    uint32_t index = s_hash_find (&dedupe->hash, dedupe->ring, S_SEEN, (const uint8_t *)key);
     if (index == ZQI_R_NONE)
         return;
     s_hash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);

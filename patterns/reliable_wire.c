@@ -224,6 +224,8 @@ zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *se
     envelope->attempt_size = parsed.attempt_size;
     envelope->ttl_ms = -1;
     envelope->not_before_ms = -1;
+    envelope->body = parsed.body;
+    envelope->body_size = parsed.body_size;
     for (uint32_t index = 0; index < parsed.header_count; index++) {
         const char *name = parsed.headers[index].name;
         uint32_t name_size = parsed.headers[index].name_size;
@@ -419,6 +421,8 @@ zqi_r_code_errno (uint64_t code)
             return EIO;
         case ZQI_R_CODE_VERSION:
             return ZQ_EVERSION;
+        case ZQI_R_CODE_CONFLICT:
+            return EEXIST;
         default:
             return ZQ_EPROTO;
     }

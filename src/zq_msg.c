@@ -81,15 +81,20 @@ typedef enum {
     S_CACHE_DISABLED //  no key, or the thread is exiting: free at once
 } s_cache_state_t;
 
-//  Ids of one thread sort strictly by creation. The random half is drawn
-//  once per thread, and again when the process turns out to be a forked
-//  child (checked when the clock's millisecond moves, not per message).
+//  Ids of one thread sort strictly by creation (time, then sequence). The
+//  random half is drawn afresh for every id, from a pool the thread fills
+//  from the kernel S_POOL_SIZE octets at a time (one system call per
+//  S_POOL_SIZE / 8 ids); a forked child drops the pool it inherited (the
+//  check runs when the clock's millisecond moves, not per message).
+#define S_POOL_SIZE 128
+
 typedef struct {
     bool seeded;
     pid_t pid;
     uint16_t sequence;
+    uint8_t pool_used; //  octets of pool given out already
     uint64_t last_ms;
-    uint8_t random[8];
+    uint8_t pool[S_POOL_SIZE];
     s_cache_state_t cache_state;
     uint32_t cached_count;
     zq_msg_t *cached; //  linked through next_cached
@@ -192,20 +197,32 @@ s_mix64 (uint64_t value)
     return value ^ (value >> 31);
 }
 
+//  Fills the thread's pool of random octets.
+static void
+s_pool_fill (s_thread_t *state)
+{
+    state->pool_used = 0;
+    if (getrandom (state->pool, sizeof state->pool, GRND_NONBLOCK) == (ssize_t)sizeof state->pool)
+        return;
+    //  No entropy yet (early boot) or no getrandom: mix what differs
+    //  between threads, processes and calls (unique, but not secret).
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    uint64_t value;
+    memcpy (&value, state->pool, sizeof value);
+    value = s_mix64 (value ^ (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 32));
+    value = s_mix64 (value ^ (uint64_t)getpid ());
+    value = s_mix64 (value ^ (uint64_t)(uintptr_t)state);
+    for (size_t offset = 0; offset < sizeof state->pool; offset += sizeof value) {
+        value = s_mix64 (value);
+        memcpy (state->pool + offset, &value, sizeof value);
+    }
+}
+
 static void
 s_id_seed (s_thread_t *state)
 {
-    if (getrandom (state->random, sizeof state->random, GRND_NONBLOCK) !=
-        (ssize_t)sizeof state->random) {
-        //  No entropy yet (early boot) or no getrandom: mix what differs
-        //  between threads and processes.
-        struct timespec now;
-        clock_gettime (CLOCK_MONOTONIC, &now);
-        uint64_t value = s_mix64 ((uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 32));
-        value = s_mix64 (value ^ (uint64_t)getpid ());
-        value = s_mix64 (value ^ (uint64_t)(uintptr_t)state);
-        memcpy (state->random, &value, sizeof state->random);
-    }
+    s_pool_fill (state);
     state->pid = getpid ();
     state->seeded = true;
 }
@@ -237,7 +254,10 @@ s_id_new (uint8_t *id, uint64_t now_ms)
     }
     id[6] = (uint8_t)(state->sequence >> 8);
     id[7] = (uint8_t)state->sequence;
-    memcpy (id + 8, state->random, sizeof state->random);
+    if (state->pool_used > sizeof state->pool - 8)
+        s_pool_fill (state);
+    memcpy (id + 8, state->pool + state->pool_used, 8);
+    state->pool_used += 8;
 }
 
 //  ---- Construction -------------------------------------------------------

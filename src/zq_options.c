@@ -77,7 +77,9 @@ static const zq_option_info_t s_table[] = {
      " (0 = no limit)",
      NULL},
     {"dedupe_window_ms", ZQ_OPTION_INT, 60000, NULL, 0, INT_MAX,
-     "reliable server: a PUT of an id stored this recently is not stored again (0 = off)", NULL},
+     "reliable server: a PUT of an id stored this recently in the same queue, by the same "
+     "producer, with the same body, is not stored again (0 = off)",
+     NULL},
     {"dedupe_max", ZQ_OPTION_INT, 262144, NULL, 1, 1 << 30,
      "reliable server: most ids the dedupe window remembers (the oldest go first)", NULL},
     {"nack_backoff_ms", ZQ_OPTION_INT, 100, NULL, 0, INT_MAX,

@@ -231,6 +231,53 @@ test_reliable_tcp (void **state)
     server_stop (&server);
 }
 
+//  Producers that the ZAP handler names by their CURVE keys are separate
+//  dedupe scopes: the same id and body from another key is another
+//  message, stored too, while a resend from the same key is still a
+//  duplicate.
+static void
+test_reliable_dedupe_per_key (void **state)
+{
+    (void)state;
+    //  A second allowed client, for this test only.
+    char partner_cert[400];
+    char partner_public[400];
+    snprintf (partner_cert, sizeof partner_cert, "%s/partner.cert", s_dir);
+    snprintf (partner_public, sizeof partner_public, "%s/partner.cert", s_clients_dir);
+    s_make_cert (partner_cert, NULL);
+    zcert_t *partner = zcert_load (partner_cert);
+    assert_non_null (partner);
+    assert_int_equal (zcert_save_public (partner, partner_public), 0);
+    zcert_destroy (&partner);
+    zq_options_t *server_options =
+        options_of ("curve_cert", s_server_cert, "curve_clients", s_clients_dir, NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    zq_options_destroy (&server_options);
+    assert_non_null (server);
+    char spec[300];
+    snprintf (spec, sizeof spec, ">%s", server->endpoint);
+    zq_queue_t *first = open_queue (
+        "reliable", ZQ_PRODUCER, spec,
+        options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
+    zq_queue_t *second = open_queue (
+        "reliable", ZQ_PRODUCER, spec,
+        options_of ("curve_cert", partner_cert, "curve_server_key", s_server_public, NULL));
+    zq_msg_t *msg = numbered ("by-key", 1);
+    zq_msg_t *copy = zq_msg_dup (msg);
+    zq_msg_t *resend = zq_msg_dup (msg);
+    assert_int_equal (zq_queue_send (first, &msg, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_send (second, &copy, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_send (first, &resend, DEADLINE_MS), 0);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "by-key", &info), 0);
+    assert_int_equal (info.put, 2);
+    assert_int_equal (info.duplicates, 1);
+    zq_queue_destroy (&second);
+    zq_queue_destroy (&first);
+    server_stop (&server);
+    assert_int_equal (unlink (partner_public), 0);
+}
+
 //  ---- Refusals -------------------------------------------------------------
 
 //  A producer with options connects to a CURVE consumer (allowing clients
@@ -563,6 +610,7 @@ main (void)
         cmocka_unit_test (test_pipeline_tcp),
         cmocka_unit_test (test_pipeline_ipc_server_cert_file),
         cmocka_unit_test (test_reliable_tcp),
+        cmocka_unit_test (test_reliable_dedupe_per_key),
         cmocka_unit_test (test_wrong_server_key),
         cmocka_unit_test (test_plaintext_client),
         cmocka_unit_test (test_unknown_client),

@@ -574,6 +574,73 @@ test_dedupe (void **state)
     stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
+//  An id is a dedupe key within its queue only: the same id put to
+//  another queue is stored there, and both copies are delivered, even
+//  while one of them is in flight.
+static void
+test_dedupe_per_queue (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_msg_t *real = numbered ("dd-a", 1);
+    zq_msg_t *decoy = zq_msg_dup (real); //  same id
+    assert_int_equal (zq_msg_set_subject (decoy, "dd-b"), 0);
+    assert_int_equal (zq_msg_pack (decoy, "{si}", "n", 2), 0);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    memcpy (id, zq_msg_id (real), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_send (producer, &decoy, DEADLINE_MS), 0);
+    //  The decoy is taken and held unsettled while the real one arrives.
+    zq_queue_t *holder = open_subscriber (server, NULL, "dd-b");
+    zq_msg_t *held = recv_one (holder);
+    assert_int_equal (number_of (held), 2);
+    assert_int_equal (zq_queue_send (producer, &real, DEADLINE_MS), 0);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "dd-a", &info), 0);
+    assert_int_equal (info.put, 1);
+    assert_int_equal (info.duplicates, 0);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "dd-a");
+    zq_msg_t *got = recv_one (consumer);
+    assert_memory_equal (zq_msg_id (got), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (number_of (got), 1);
+    //  Each settles its own copy.
+    assert_int_equal (zq_queue_ack (consumer, got), 0);
+    assert_int_equal (zq_queue_ack (holder, held), 0);
+    WAIT_INFO (server, "dd-a", info, info.depth == 0 && info.acked == 1);
+    WAIT_INFO (server, "dd-b", info, info.depth == 0 && info.acked == 1);
+    zq_msg_destroy (&got);
+    zq_msg_destroy (&held);
+    zq_queue_destroy (&holder);
+    stop_with_clients (&consumer, &producer, &server, NULL);
+}
+
+//  A PUT that reuses a stored id with another body is refused for good
+//  (EEXIST), never confirmed as a duplicate; the stored message stays.
+static void
+test_dedupe_conflict_refused (void **state)
+{
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_msg_t *msg = numbered ("dd-c", 1);
+    zq_msg_t *same = zq_msg_dup (msg);
+    zq_msg_t *other = zq_msg_dup (msg);
+    assert_int_equal (zq_msg_pack (other, "{si}", "n", 2), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_send (producer, &other, DEADLINE_MS), -1);
+    assert_int_equal (errno, EEXIST);
+    zq_msg_destroy (&other);
+    //  The same content again is still a duplicate.
+    assert_int_equal (zq_queue_send (producer, &same, DEADLINE_MS), 0);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "dd-c", &info), 0);
+    assert_int_equal (info.put, 1);
+    assert_int_equal (info.duplicates, 1);
+    assert_int_equal (info.refused, 1);
+    zq_queue_t *consumer = open_subscriber (server, NULL, "dd-c");
+    take_numbered (consumer, 1);
+    assert_null (zq_queue_recv (consumer, 200));
+    stop_with_clients (&consumer, &producer, &server, NULL);
+}
+
 //  ---- The outbox: no server yet -------------------------------------------
 
 static void
@@ -1029,6 +1096,8 @@ main (void)
         cmocka_unit_test (test_dead_letter),
         cmocka_unit_test (test_ttl_and_delay),
         cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_dedupe_per_queue),
+        cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),

@@ -282,6 +282,44 @@ test_ids_sort_by_creation (void **state)
     }
 }
 
+static int
+s_compare_u64 (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a;
+    uint64_t y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+//  Seeing one id must not tell the next: each id of a thread carries
+//  random octets of its own (8 to 15), while the time and sequence
+//  (0 to 7) still sort the ids of a thread in creation order.
+static void
+test_ids_fresh_random (void **state)
+{
+    enum { COUNT = 4096 };
+    uint64_t *randoms = (uint64_t *)malloc (COUNT * sizeof (uint64_t));
+    assert_non_null (randoms);
+    uint8_t previous[ZQ_MSG_ID_SIZE] = {0};
+    for (int index = 0; index < COUNT; index++) {
+        zq_msg_t *msg = zq_msg_new ("x");
+        assert_non_null (msg);
+        const uint8_t *id = zq_msg_id (msg);
+        if (index > 0) {
+            assert_true (memcmp (previous, id, ZQ_MSG_ID_SIZE) < 0);
+            assert_memory_not_equal (previous + 8, id + 8, 8);
+        }
+        memcpy (previous, id, ZQ_MSG_ID_SIZE);
+        memcpy (&randoms[index], id + 8, 8);
+        zq_msg_destroy (&msg);
+    }
+    //  No two random parts alike (64 bits each: a repeat among 4096 would
+    //  mean they are not drawn per id).
+    qsort (randoms, COUNT, sizeof (uint64_t), s_compare_u64);
+    for (int index = 1; index < COUNT; index++)
+        assert_true (randoms[index - 1] != randoms[index]);
+    free (randoms);
+}
+
 static void *
 s_make_id (void *arg)
 {
@@ -299,7 +337,7 @@ test_ids_differ_between_threads (void **state)
     assert_int_equal (pthread_create (&thread, NULL, s_make_id, other), 0);
     assert_int_equal (pthread_join (thread, NULL), 0);
     zq_msg_t *msg = zq_msg_new ("main");
-    //  the random halves are drawn per thread
+    //  the random halves are drawn per id, from a pool of each thread
     assert_memory_not_equal (zq_msg_id (msg) + 8, other + 8, 8);
     zq_msg_destroy (&msg);
 }
@@ -1131,6 +1169,7 @@ main (void)
         cmocka_unit_test (test_new_defaults),
         cmocka_unit_test (test_subject_limits),
         cmocka_unit_test (test_ids_sort_by_creation),
+        cmocka_unit_test (test_ids_fresh_random),
         cmocka_unit_test (test_ids_differ_between_threads),
         cmocka_unit_test (test_headers),
         cmocka_unit_test (test_body),

@@ -8,6 +8,9 @@
             prints N once its confirm came. Keeps trying each (same id)
             across device restarts until it is confirmed; stops at SIGTERM
             after the current one. Exit 0.
+        zqd_client produce-lines ENDPOINT QUEUE
+            the same, one put per line of stdin (a decimal N), each made
+            only once its line came; exit 0 at the end of input.
         zqd_client consume ENDPOINT QUEUE COUNT IDLE_MS [kill]
             prints "N ATTEMPT" per message and acks it, until COUNT arrived
             or nothing came for IDLE_MS. With "kill", prints the first one
@@ -56,36 +59,59 @@ s_open (zq_role_t role, const char *endpoint)
     return queue;
 }
 
+//  Puts {"n": number} until it is confirmed (same message, same id,
+//  across restarts), then prints number. Returns 0, 1 on a failure, or 2
+//  when stopped first.
+static int
+s_put_number (zq_queue_t *queue, const char *name, uint64_t number)
+{
+    zq_msg_t *msg = zq_msg_new (name);
+    zq_msg_pack (msg, "{su}", "n", number);
+    int64_t deadline = zclock_mono () + S_DEADLINE_MS;
+    while (zq_queue_send (queue, &msg, 1000)) {
+        if (errno != EAGAIN && errno != ZQ_EFULL && errno != EINTR) {
+            fprintf (stderr, "zqd_client: put %llu: %s\n", (unsigned long long)number,
+                     zq_strerror (errno));
+            zq_msg_destroy (&msg);
+            return 1;
+        }
+        if (zclock_mono () > deadline || (s_stop && errno == EINTR)) {
+            zq_msg_destroy (&msg);
+            return s_stop ? 2 : 1;
+        }
+    }
+    printf ("%llu\n", (unsigned long long)number);
+    fflush (stdout);
+    return 0;
+}
+
 static int
 s_produce (const char *endpoint, const char *name, uint64_t first, uint64_t count)
 {
     zq_queue_t *queue = s_open (ZQ_PRODUCER, endpoint);
     if (!queue)
         return 1;
-    for (uint64_t number = first; number < first + count && !s_stop; number++) {
-        zq_msg_t *msg = zq_msg_new (name);
-        zq_msg_pack (msg, "{su}", "n", number);
-        int64_t deadline = zclock_mono () + S_DEADLINE_MS;
-        //  The same message (same id) until it is confirmed.
-        while (zq_queue_send (queue, &msg, 1000)) {
-            if (errno != EAGAIN && errno != ZQ_EFULL && errno != EINTR) {
-                fprintf (stderr, "zqd_client: put %llu: %s\n", (unsigned long long)number,
-                         zq_strerror (errno));
-                zq_msg_destroy (&msg);
-                zq_queue_destroy (&queue);
-                return 1;
-            }
-            if (zclock_mono () > deadline || (s_stop && errno == EINTR)) {
-                zq_msg_destroy (&msg);
-                zq_queue_destroy (&queue);
-                return s_stop ? 0 : 1;
-            }
-        }
-        printf ("%llu\n", (unsigned long long)number);
-        fflush (stdout);
-    }
+    int rc = 0;
+    for (uint64_t number = first; number < first + count && !s_stop && rc == 0; number++)
+        rc = s_put_number (queue, name, number);
     zq_queue_destroy (&queue);
-    return 0;
+    return rc == 1 ? 1 : 0;
+}
+
+//  One put per line of stdin (its number), made and sent only once the
+//  line came: the caller sets the pace.
+static int
+s_produce_lines (const char *endpoint, const char *name)
+{
+    zq_queue_t *queue = s_open (ZQ_PRODUCER, endpoint);
+    if (!queue)
+        return 1;
+    int rc = 0;
+    char line[64];
+    while (rc == 0 && !s_stop && fgets (line, sizeof line, stdin))
+        rc = s_put_number (queue, name, strtoull (line, NULL, 10));
+    zq_queue_destroy (&queue);
+    return rc == 1 ? 1 : 0;
 }
 
 static int
@@ -170,6 +196,8 @@ main (int argc, char *argv[])
     if (argc >= 6 && streq (argv[1], "produce"))
         return s_produce (argv[2], argv[3], strtoull (argv[4], NULL, 10),
                           strtoull (argv[5], NULL, 10));
+    if (argc >= 4 && streq (argv[1], "produce-lines"))
+        return s_produce_lines (argv[2], argv[3]);
     if (argc >= 6 && streq (argv[1], "consume"))
         return s_consume (argv[2], argv[3], strtoull (argv[4], NULL, 10), atoi (argv[5]),
                           argc > 6 && streq (argv[6], "kill"));

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
 from hostile import check  # noqa: E402
 
-CODE_NOT_HELD = 7
+CODE_NOT_HELD = hostile.CODE_NOT_HELD
 SHORT_S = 5.0  # an answer that zqd sends at once
 
 
