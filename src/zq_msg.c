@@ -16,6 +16,7 @@
 */
 #include "zq_internal.h"
 #include <pthread.h>
+#include <sodium.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,17 +84,21 @@ typedef enum {
 
 //  Ids of one thread sort strictly by creation (time, then sequence). The
 //  random half is drawn afresh for every id, from a pool the thread fills
-//  from the kernel S_POOL_SIZE octets at a time (one system call per
-//  S_POOL_SIZE / 8 ids); a forked child drops the pool it inherited (the
-//  check runs when the clock's millisecond moves, not per message).
-#define S_POOL_SIZE 128
+//  S_POOL_SIZE octets at a time with ChaCha20 (libsodium) under a 256-bit
+//  key the thread takes from the kernel once: a system call per id, or
+//  even per pool, costs several times the rest of zq_msg_new. A forked
+//  child takes a key of its own (the check runs when the clock's
+//  millisecond moves, not per message).
+#define S_POOL_SIZE 256
 
 typedef struct {
     bool seeded;
     pid_t pid;
     uint16_t sequence;
-    uint8_t pool_used; //  octets of pool given out already
+    uint16_t pool_used; //  octets of pool given out already
     uint64_t last_ms;
+    uint64_t pool_block; //  ChaCha20 nonce of the next fill
+    uint8_t key[crypto_stream_chacha20_KEYBYTES];
     uint8_t pool[S_POOL_SIZE];
     s_cache_state_t cache_state;
     uint32_t cached_count;
@@ -197,32 +202,51 @@ s_mix64 (uint64_t value)
     return value ^ (value >> 31);
 }
 
-//  Fills the thread's pool of random octets.
+//  Takes a fresh key for the thread's pool from the kernel.
 static void
-s_pool_fill (s_thread_t *state)
+s_key_new (s_thread_t *state)
 {
-    state->pool_used = 0;
-    if (getrandom (state->pool, sizeof state->pool, GRND_NONBLOCK) == (ssize_t)sizeof state->pool)
+    state->pool_block = 0;
+    state->pool_used = S_POOL_SIZE;
+    if (getrandom (state->key, sizeof state->key, GRND_NONBLOCK) == (ssize_t)sizeof state->key)
         return;
     //  No entropy yet (early boot) or no getrandom: mix what differs
     //  between threads, processes and calls (unique, but not secret).
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
     uint64_t value;
-    memcpy (&value, state->pool, sizeof value);
+    memcpy (&value, state->key, sizeof value);
     value = s_mix64 (value ^ (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 32));
     value = s_mix64 (value ^ (uint64_t)getpid ());
     value = s_mix64 (value ^ (uint64_t)(uintptr_t)state);
-    for (size_t offset = 0; offset < sizeof state->pool; offset += sizeof value) {
+    for (size_t offset = 0; offset < sizeof state->key; offset += sizeof value) {
         value = s_mix64 (value);
-        memcpy (state->pool + offset, &value, sizeof value);
+        memcpy (state->key + offset, &value, sizeof value);
     }
+}
+
+//  Fills the thread's pool with the next block of its key stream.
+static void
+s_pool_fill (s_thread_t *state)
+{
+    uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+    uint64_t block = state->pool_block++;
+    for (size_t index = 0; index < sizeof nonce; index++) {
+        nonce[index] = (uint8_t)block;
+        block >>= 8;
+    }
+    crypto_stream_chacha20 (state->pool, sizeof state->pool, nonce, state->key);
+    state->pool_used = 0;
 }
 
 static void
 s_id_seed (s_thread_t *state)
 {
-    s_pool_fill (state);
+    //  Picks libsodium's fastest ChaCha20 for this processor (safe from
+    //  several threads, and again); if it fails, the portable one stays.
+    int picked = sodium_init ();
+    (void)picked;
+    s_key_new (state);
     state->pid = getpid ();
     state->seeded = true;
 }
