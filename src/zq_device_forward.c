@@ -13,9 +13,10 @@
     bad sequence frame) are counted in "errors" and not forwarded.
 
     Subscriptions are bounded (doc/DEVICE.md, "Bounds on what clients
-    send"). The XPUB socket's ZMQ_MAXMSGSIZE makes libzmq close a
-    connection that sends a frame longer than a subscription can be, before
-    the frame is stored. The socket runs in ZMQ_XPUB_MANUAL mode: the
+    send"). The XPUB socket's ZMQ_MAXMSGSIZE (S_MAX_FRAME) makes libzmq
+    close a connection that sends a longer frame before the frame is
+    stored; one whose subscription is longer than S_MAX_TOPIC is closed
+    when the device reads it. The socket runs in ZMQ_XPUB_MANUAL mode: the
     device reads each subscription, with the connection it came on (its
     file descriptor, ZMQ_SRCFD), and applies it only while that connection
     holds fewer than S_MAX_SUBSCRIPTIONS; the rest are refused (counted in
@@ -41,6 +42,9 @@
 
 //  Longest subscription (topic prefix) a subscriber may send, in bytes.
 #define S_MAX_TOPIC 256
+//  Longest frame read on the XPUB socket: a subscription, or a command of
+//  the CURVE handshake with its metadata.
+#define S_MAX_FRAME 4096
 //  Most subscriptions one connection holds at once.
 #define S_MAX_SUBSCRIPTIONS 1024
 #define S_LOG_INTERVAL_MS   10000
@@ -127,10 +131,9 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
     zsock_set_xpub_nodrop (dq->out, 1);
     zsock_set_xpub_manual (dq->out, 1);
     zsock_set_linger (dq->out, 0);
-    //  A subscription is one frame: its flag byte and the topic (or, as a
-    //  ZMTP 3.1 command, "\x09SUBSCRIBE" and the topic). Longer topics
-    //  that fit are read and refused.
-    zsock_set_maxmsgsize (dq->out, 10 + S_MAX_TOPIC);
+    //  Frames past S_MAX_FRAME close the connection before libzmq keeps
+    //  them; a longer topic within it closes it once read.
+    zsock_set_maxmsgsize (dq->out, S_MAX_FRAME);
     int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
     zq_options_get_int (env->config->queue_options, "max_message_bytes", &max_bytes);
     zsock_set_maxmsgsize (dq->in, max_bytes + 8192);
@@ -325,9 +328,9 @@ s_monitor_drain (zqi_dqueue_t *dq)
 }
 
 //  Counts a refused subscription, logs at most once per interval, and
-//  closes a connection that keeps sending them.
+//  closes the connection if close_now or it keeps sending them.
 static void
-s_refuse (zqi_dqueue_t *dq, s_peer_t *peer)
+s_refuse (zqi_dqueue_t *dq, s_peer_t *peer, bool close_now)
 {
     s_forward_t *self = (s_forward_t *)dq->kind_state;
     dq->counters.refused++;
@@ -342,15 +345,14 @@ s_refuse (zqi_dqueue_t *dq, s_peer_t *peer)
         self->refused_unlogged = 0;
         self->logged_ms = now;
     }
-    if (peer->refused > S_MAX_SUBSCRIPTIONS && !peer->closing) {
+    if ((close_now || peer->refused > S_MAX_SUBSCRIPTIONS) && !peer->closing && peer->fd >= 0) {
         //  The fd is this socket's open connection: the monitor reported
         //  it accepted and not yet gone. libzmq sees the connection end.
         peer->closing = true;
         shutdown (peer->fd, SHUT_RDWR);
-        zqi_log (ZQ_LOG_WARNING,
-                 "zq_device: forward %s: closed a connection that sent over %d refused "
-                 "subscriptions",
-                 dq->name, S_MAX_SUBSCRIPTIONS);
+        zqi_log (ZQ_LOG_WARNING, "zq_device: forward %s: closed a connection that sent %s",
+                 dq->name,
+                 close_now ? "a subscription over 256 bytes" : "over 1024 refused subscriptions");
     }
 }
 
@@ -374,8 +376,7 @@ s_subscription (zqi_dqueue_t *dq, zmq_msg_t *msg)
             return; //  from a connection gone or being closed
     }
     if (size > S_MAX_TOPIC) {
-        if (subscribe)
-            s_refuse (dq, peer);
+        s_refuse (dq, peer, true);
         return;
     }
     char key[2 * S_MAX_TOPIC + 1];
@@ -395,7 +396,7 @@ s_subscription (zqi_dqueue_t *dq, zmq_msg_t *msg)
     if (zhashx_lookup (peer->topics, key))
         return; //  held already
     if (peer != self->local && zhashx_size (peer->topics) >= S_MAX_SUBSCRIPTIONS) {
-        s_refuse (dq, peer);
+        s_refuse (dq, peer, false);
         return;
     }
     if (zhashx_insert (peer->topics, key, peer)) {

@@ -22,8 +22,9 @@
 #define S_BURST 1024
 //  The ring starts this small and doubles up to memory_messages.
 #define S_RING_INITIAL 256
-//  Longest frame a consumer may send to the out socket (doc/DEVICE.md).
-#define S_OUT_MAX_FRAME 256
+//  Longest frame a consumer may send to the out socket (doc/DEVICE.md):
+//  room for ZMTP's commands, the CURVE handshake's with their metadata.
+#define S_OUT_MAX_FRAME 4096
 
 //  Errors that mean a message was malformed (counted, skipped).
 static bool
