@@ -350,9 +350,16 @@ s_refuse (zqi_dqueue_t *dq, s_peer_t *peer, bool close_now)
         //  it accepted and not yet gone. libzmq sees the connection end.
         peer->closing = true;
         shutdown (peer->fd, SHUT_RDWR);
-        zqi_log (ZQ_LOG_WARNING, "zq_device: forward %s: closed a connection that sent %s",
-                 dq->name,
-                 close_now ? "a subscription over 256 bytes" : "over 1024 refused subscriptions");
+        if (close_now)
+            zqi_log (ZQ_LOG_WARNING,
+                     "zq_device: forward %s: closed a connection that sent a subscription over "
+                     "%d bytes",
+                     dq->name, S_MAX_TOPIC);
+        else
+            zqi_log (ZQ_LOG_WARNING,
+                     "zq_device: forward %s: closed a connection that sent over %d refused "
+                     "subscriptions",
+                     dq->name, S_MAX_SUBSCRIPTIONS);
     }
 }
 
