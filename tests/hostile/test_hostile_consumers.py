@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
 from hostile import check  # noqa: E402
 
-PING_IVL_S = 1.4
+PING_IVL_S = 1.6
 SILENT_PINGS = 5
 COUNT = 20
 
@@ -56,13 +56,15 @@ def test_silent_for_less_than_five_pings_is_not_gone():
         producer, stalled, ids = stalled_consumer(zqd, "quiet")
         other = hostile.Client(zqd.endpoint)
         other.consume("quiet", 1000)
-        #   Silent for 5 s(3.5 intervals): its deliveries stay with it.
-        early = redeliveries(other, 1, 5.0)
-        check(not early, "redelivered during 5 s of silence: %r" % (early,))
+        #   A PING, then 6 s of silence(under 5 intervals): its
+        #   deliveries stay with it, its pipe full all along.
+        stalled.command(hostile.PING)
+        early = redeliveries(other, 1, 6.0)
+        check(not early, "redelivered during 6 s of silence: %r" % (early,))
         #   A PING: it is there. Then silence for good: gone after 5
         #   intervals without a byte from it, not sooner.
         stalled.command(hostile.PING)
-        found = redeliveries(other, COUNT, hostile.DEADLINE_S)
+        found = redeliveries(other, COUNT, 30.0)
         check(sorted(f[0] for f in found) == sorted(ids),
               "%d of %d came back" % (len(found), COUNT))
         check(all(f[1] == 1 for f in found), "attempts %r" % [f[1] for f in found])
