@@ -50,7 +50,8 @@ typedef struct {
 
 //  The options, their defaults and meanings (see zq_options_info for bounds):
 //    sndhwm               1000     ZMQ_SNDHWM, messages queued per peer to send (0 = no limit)
-//    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit)
+//    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit;
+//                                  a reliable consumer has none: its prefetch bounds it)
 //    sndbuf_bytes         0        ZMQ_SNDBUF, kernel send buffer per tcp connection
 //                                  (0 = the system's default, which tcp grows on demand)
 //    rcvbuf_bytes         0        ZMQ_RCVBUF, kernel receive buffer per tcp connection
@@ -106,7 +107,8 @@ typedef struct {
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
 //    nack_backoff_max_ms  30000    server: cap of that backoff
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long
-//    ping_ivl_ms          1000     protocol ping interval (consumer sessions, restarts)
+//    ping_ivl_ms          1000     protocol ping interval (consumer sessions, restarts); a
+//                                  server counts a consumer silent for 5 intervals gone
 //    max_queues           1024     server: most named queues held
 //    CURVE (encryption and authentication; applied before any bind or
 //    connect, for every pattern and role; see "CURVE" below):

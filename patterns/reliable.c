@@ -14,11 +14,13 @@
     Heartbeats: unless the options set heartbeat_ivl_ms, every role turns
     on ZMTP heartbeats (a ping every S_HEARTBEAT_IVL_MS, a connection
     silent for S_HEARTBEAT_TIMEOUT_MS is closed), so a peer whose host
-    vanished is noticed; the protocol's own PING/PONG (ping_ivl_ms) tells
-    producers and consumers that a server restarted. Producers and
-    consumers also drop a connection whose ZMTP handshake has not finished
-    within heartbeat_timeout_ms, by default S_HEARTBEAT_TIMEOUT_MS (libzmq
-    alone waits 30 s), and connect again:
+    vanished is noticed. The server pings every ping_ivl_ms instead and
+    closes a connection silent for ZQI_R_SILENT_PINGS of them: that is
+    when it counts a consumer gone. The protocol's own PING/PONG
+    (ping_ivl_ms) tells producers and consumers that a server restarted.
+    Producers and consumers also drop a connection whose ZMTP handshake
+    has not finished within heartbeat_timeout_ms, by default
+    S_HEARTBEAT_TIMEOUT_MS (libzmq alone waits 30 s), and connect again:
     after a server restart, a connection that reached something else on
     the port (a peer that accepts and never answers) would otherwise hold
     them off the new server that long, heartbeats starting only after the
@@ -123,6 +125,16 @@ zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx)
         int timeout = zq_options_is_set (ctx->options, "heartbeat_timeout_ms")
                           ? (int)zqi_r_option (ctx->options, "heartbeat_timeout_ms")
                           : S_HEARTBEAT_TIMEOUT_MS;
+        if (ctx->role == ZQ_SERVER) {
+            //  A consumer is gone when nothing has come on its connection
+            //  for ZQI_R_SILENT_PINGS ping intervals: libzmq closes the
+            //  connection then, and the next probe finds it gone.
+            ivl = common->ping_ivl_ms;
+            if (!zq_options_is_set (ctx->options, "heartbeat_timeout_ms"))
+                timeout = common->ping_ivl_ms > INT_MAX / ZQI_R_SILENT_PINGS
+                              ? INT_MAX
+                              : ZQI_R_SILENT_PINGS * common->ping_ivl_ms;
+        }
         if (zmq_setsockopt (common->handle, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
             (timeout > 0 &&
              zmq_setsockopt (common->handle, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout)))

@@ -312,6 +312,11 @@ int64_t zqi_r_option (const zq_options_t *options, const char *name);
 //  quota_bytes, segment_bytes, max_message_bytes); dir NULL: in memory.
 zq_spool_t *zqi_r_spool_open (const zq_options_t *options, const char *dir);
 
+//  Ping intervals of silence after which a server's connection to a peer is
+//  closed (its ZMTP heartbeat timeout, unless the options set one), and a
+//  consumer on it gone (doc/PROTOCOL.md, "When a consumer is gone").
+#define ZQI_R_SILENT_PINGS 5
+
 //  Sets the ZMTP heartbeat defaults (unless the options chose) and the
 //  ping interval.
 int zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx);

@@ -126,6 +126,17 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
         errno = saved;
         return NULL;
     }
+    //  No receive high-water mark: the prefetch window bounds what the
+    //  server sends. With one, libzmq stops reading the connection while
+    //  the application is slow, heartbeats go unread, and the connection
+    //  is closed as dead, giving back every delivery.
+    int unlimited = 0;
+    if (zmq_setsockopt (self->common.handle, ZMQ_RCVHWM, &unlimited, sizeof unlimited)) {
+        int saved = errno;
+        zqi_r_consumer_destroy (&self);
+        errno = saved;
+        return NULL;
+    }
     self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
     self->max_deliveries = (uint64_t)zqi_r_option (ctx->options, "max_deliveries");
     self->window = s_window (self);

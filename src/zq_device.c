@@ -834,7 +834,7 @@ s_device_loop (s_device_t *self)
     self->next_tick_ms = zclock_mono () + S_TICK_MS;
     s_tick (self);
     while (!self->terminated) {
-        size_t needed = 3 + 2 * zhashx_size (self->queues);
+        size_t needed = 3 + 3 * zhashx_size (self->queues);
         if (needed > capacity) {
             free (items);
             free (owners);
@@ -863,9 +863,10 @@ s_device_loop (s_device_t *self)
             if (dq->kind == ZQI_KIND_QUEUE)
                 continue;
             S_ADD (dq->in, ZMQ_POLLIN, S_ITEM_IN, dq);
-            if (dq->kind == ZQI_KIND_FORWARD)
+            if (dq->kind == ZQI_KIND_FORWARD) {
                 S_ADD (dq->out, ZMQ_POLLIN, S_ITEM_OUT, dq);
-            else if (zqi_stream_pending (dq))
+                S_ADD (zqi_forward_monitor (dq), ZMQ_POLLIN, S_ITEM_OUT, dq);
+            } else if (zqi_stream_pending (dq))
                 S_ADD (dq->out, ZMQ_POLLOUT, S_ITEM_OUT, dq);
         }
 #undef S_ADD

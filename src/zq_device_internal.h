@@ -162,6 +162,9 @@ void zqi_forward_close (zqi_dqueue_t *dq);
 void zqi_forward_input (zqi_dqueue_t *dq);  //  publishers -> subscribers
 void zqi_forward_output (zqi_dqueue_t *dq); //  subscriptions upstream
 void zqi_forward_row (zqi_dqueue_t *dq, zqi_row_t *row);
+//  The socket that reports dq->out's connections; poll it for input and
+//  call zqi_forward_output when it has some.
+zsock_t *zqi_forward_monitor (zqi_dqueue_t *dq);
 
 //  ---- queue (the reliable server) ---------------------------------------
 typedef struct _zqi_qserver_t zqi_qserver_t;

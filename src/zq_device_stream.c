@@ -22,6 +22,9 @@
 #define S_BURST 1024
 //  The ring starts this small and doubles up to memory_messages.
 #define S_RING_INITIAL 256
+//  Longest frame a consumer may send to the out socket (doc/DEVICE.md):
+//  room for ZMTP's commands, the CURVE handshake's with their metadata.
+#define S_OUT_MAX_FRAME 4096
 
 //  Errors that mean a message was malformed (counted, skipped).
 static bool
@@ -173,6 +176,9 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
     zsock_set_rcvhwm (dq->in, (int)dq->config->rcvhwm);
     zsock_set_sndhwm (dq->out, (int)dq->config->sndhwm);
     zsock_set_maxmsgsize (dq->in, (int64_t)self->max_message_bytes);
+    //  Consumers send nothing on a PUSH socket but ZMTP's own commands: a
+    //  connection that sends a longer frame is closed before it is read.
+    zsock_set_maxmsgsize (dq->out, S_OUT_MAX_FRAME);
     //  Only consumers that are connected take messages.
     zsock_set_immediate (dq->out, 1);
     zsock_set_linger (dq->out, 0);
