@@ -173,6 +173,16 @@ zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end)
                  (self->acked.count - folded) * sizeof (zqi_range_t));
         self->acked.count -= folded;
     }
+    //  Gaps filled give their memory back: a set that grew to millions of
+    //  ranges does not keep its peak once the consumer catches up.
+    if (self->acked.capacity > 1024 && self->acked.count < self->acked.capacity / 4) {
+        size_t capacity = self->acked.capacity / 2;
+        zqi_range_t *items = realloc (self->acked.items, capacity * sizeof (zqi_range_t));
+        if (items) {
+            self->acked.items = items;
+            self->acked.capacity = capacity;
+        }
+    }
     return 0;
 }
 

@@ -271,6 +271,45 @@ test_crash_while_writing_ranges (void **state)
     assert_int_equal (runs, ZQI_CRASH_MODES * 5 * 2);
 }
 
+//  Gaps filled, last first: ranges merge until none is left, and the
+//  segments go; a reopen serves nothing and numbering goes on.
+static void
+test_gaps_filled (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_NONE, 65536);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    const uint64_t ranged = 40000;
+    s_fill (spool, ranged, 16);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    s_ack_odd (spool, ranged, 16);
+    s_fill (spool, 100, 16);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    for (uint64_t seq = ranged; seq >= 2; seq -= 2)
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    for (uint64_t seq = ranged + 1; seq <= ranged + 100; seq++)
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.depth, 0);
+    zq_spool_destroy (&spool);
+
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    s_expect_clean_open (spool);
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.depth, 0);
+    assert_int_equal (stats.segments, 1); //  every other one was emptied
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (zq_spool_last_seq (spool), ranged + 100);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -278,6 +317,7 @@ main (void)
         cmocka_unit_test (test_default_bound),
         cmocka_unit_test (test_small_bound),
         cmocka_unit_test (test_crash_while_writing_ranges),
+        cmocka_unit_test (test_gaps_filled),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
