@@ -260,10 +260,11 @@ s_flush (zq_spool_t *self, bool sync)
     uint64_t last = self->fill_last_seq ? self->fill_last_seq : self->written_seq;
     self->fill_last_seq = 0;
 
+    uint64_t body = tail->end > tail->body_start ? tail->end - tail->body_start : 0;
     bool rotate =
         tail->sealed ||
         (self->flight.size && tail->records > 0 &&
-         tail->end - tail->body_start + self->flight.size > self->config.segment_bytes) ||
+         body + self->flight.size > self->config.segment_bytes) ||
         (tail->memory && tail->end + self->flight.size + ZQI_SEAL_SIZE > tail->memory_capacity);
     zqi_rangeset_t snapshot = {NULL, 0, 0};
     uint64_t snapshot_floor = self->ack_floor;
