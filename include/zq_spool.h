@@ -57,7 +57,9 @@ typedef struct {
     //  one write(2) per batch. Default 1 MiB.
     uint32_t batch_bytes;
     //  Largest record payload accepted (and believed when reading).
-    //  Default ZQ_MSG_MAX_SIZE_DEFAULT + 64 KiB.
+    //  Default ZQ_MSG_MAX_SIZE_DEFAULT + 64 KiB. The spool's own ack and
+    //  checkpoint records are split to stay within it plus 64 bytes, so
+    //  no number of acked ranges makes a record the reader refuses.
     uint32_t max_record_bytes;
     //  On damage in the middle of the log, open fails with ZQ_ECORRUPT
     //  (false, the default) or moves the damaged segment aside (renamed
@@ -191,8 +193,11 @@ ZQ_EXPORT zq_msg_t *zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64
 //  Acks record seq (in flight or not yet handed out): it will not be
 //  handed out again, and its segment is deleted once every record in it is
 //  acked. The ack is logged with the next commit, under the same policy.
-//  Returns 0 (also if already acked), or -1 with errno ZQ_ENOTFOUND (seq
-//  never assigned) or the spool's failure errno.
+//  Acks out of order keep one acked range per gap, 16 bytes in memory and
+//  in each new segment's checkpoint, until the gap is acked too (the
+//  bound is in doc/SPOOL.md). Returns 0 (also if already acked), or -1
+//  with errno ZQ_ENOTFOUND (seq never assigned), ENOMEM, or the spool's
+//  failure errno.
 ZQ_EXPORT int zq_spool_ack (zq_spool_t *self, uint64_t seq);
 
 //  Returns in-flight record seq to ready (a nack, or a visibility timeout

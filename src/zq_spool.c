@@ -237,12 +237,15 @@ s_flush (zq_spool_t *self, bool sync)
     }
     uint64_t ack_epoch = self->ack_epoch;
     if (self->pending_acks.count) {
-        self->ack_payload.size = 0;
-        if (zqi_ranges_put (&self->ack_payload, self->pending_acks.items,
-                            self->pending_acks.count) ||
-            zqi_record_put (&self->fill, self->salt, ZQI_REC_ACK, self->next_seq - 1,
-                            self->durable_lsn, self->ack_payload.data, self->ack_payload.size))
+        //  As many ack records as the reader's bound takes; a crash may
+        //  keep some of them and lose the others (those acks are lost:
+        //  their records are delivered again).
+        size_t before = self->fill.size;
+        if (zqi_ack_records_put (self, &self->fill, &self->ack_payload, self->pending_acks.items,
+                                 self->pending_acks.count, self->next_seq - 1, self->durable_lsn)) {
+            self->fill.size = before;
             return -1;
+        }
         zqi_rangeset_t swap = self->flight_acks;
         self->flight_acks = self->pending_acks;
         self->pending_acks = swap;
@@ -257,10 +260,11 @@ s_flush (zq_spool_t *self, bool sync)
     uint64_t last = self->fill_last_seq ? self->fill_last_seq : self->written_seq;
     self->fill_last_seq = 0;
 
+    uint64_t body = tail->end > tail->body_start ? tail->end - tail->body_start : 0;
     bool rotate =
         tail->sealed ||
         (self->flight.size && tail->records > 0 &&
-         tail->end + self->flight.size > self->config.segment_bytes) ||
+         body + self->flight.size > self->config.segment_bytes) ||
         (tail->memory && tail->end + self->flight.size + ZQI_SEAL_SIZE > tail->memory_capacity);
     zqi_rangeset_t snapshot = {NULL, 0, 0};
     uint64_t snapshot_floor = self->ack_floor;
@@ -628,6 +632,15 @@ zq_spool_destroy (zq_spool_t **self_p)
 
 //  ---- Appending ----------------------------------------------------------------
 
+//  Bytes kept free under the quota: a seal, the next checkpoint with the
+//  whole ack state, and the acks not yet logged. Lock held.
+static uint64_t
+s_quota_slack (zq_spool_t *self)
+{
+    return S_QUOTA_SLACK + zqi_ranges_disk_bytes (self, self->acked.count) +
+           zqi_ranges_disk_bytes (self, self->pending_acks.count);
+}
+
 //  Appends one record to the fill buffer. Lock held.
 static int
 s_append (zq_spool_t *self, const void *data, size_t size)
@@ -647,7 +660,7 @@ s_append (zq_spool_t *self, const void *data, size_t size)
     if (self->failed)
         return zqi_fail (self->failed);
     if (self->config.quota_bytes) {
-        uint64_t slack = S_QUOTA_SLACK + 16 * (self->acked.count + self->pending_acks.count);
+        uint64_t slack = s_quota_slack (self);
         uint64_t need = self->disk_bytes + self->flight.size + self->fill.size + record + slack;
         if (need > self->config.quota_bytes) {
             self->stats.refused++;
@@ -695,7 +708,7 @@ zq_spool_appendv (zq_spool_t *self, const void *const *data, const size_t *sizes
     if (self->failed)
         rc = zqi_fail (self->failed);
     else if (self->config.quota_bytes) {
-        uint64_t slack = S_QUOTA_SLACK + 16 * (self->acked.count + self->pending_acks.count);
+        uint64_t slack = s_quota_slack (self);
         if (self->disk_bytes + self->flight.size + self->fill.size + total + slack >
             self->config.quota_bytes) {
             self->stats.refused += count;

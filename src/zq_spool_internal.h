@@ -23,6 +23,13 @@
 #define ZQI_REC_MAGIC1      0x72 //  'r'
 #define ZQI_SEAL_PAYLOAD    32
 #define ZQI_SEAL_SIZE       (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
+//  A control record (ack, checkpoint, seal) is read only if its payload
+//  is at most max_record_bytes + ZQI_CONTROL_EXTRA; writers split the
+//  acked ranges over as many records as it takes to stay within that.
+#define ZQI_CONTROL_EXTRA 64
+//  Most ranges one ack or checkpoint record carries, whatever the bound
+//  (64 KiB of ranges: records stay small next to a read window).
+#define ZQI_RANGES_PER_RECORD_MAX 4096
 
 typedef enum {
     ZQI_REC_MESSAGE = 1,    //  payload: the appended bytes
@@ -70,6 +77,11 @@ typedef struct {
     uint64_t end;     //  bytes written (file size)
     uint64_t synced;  //  bytes known to be on stable storage
     uint64_t visible; //  bytes readers may read
+    //  Bytes before its first record after the checkpoint (header, the
+    //  checkpoint and the ack records that complete it): segment_bytes
+    //  counts what comes after, so a large ack state does not make
+    //  every batch a segment of its own.
+    uint64_t body_start;
     bool sealed;
     uint64_t records; //  records after the checkpoint
     int wfd;          //  writer's descriptor (the newest segment), or -1
@@ -192,6 +204,21 @@ int zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t
 
 //  Appends ranges as an ack record payload: count (4) | 0 (4) | pairs.
 int zqi_ranges_put (zqi_buf_t *buf, const zqi_range_t *items, size_t count);
+
+//  How many ranges one ack record may carry so that the reader accepts
+//  it (a checkpoint record carries one less). At least 2.
+size_t zqi_ranges_per_record (const zq_spool_t *self);
+
+//  Bytes that count ranges take on disk as ack records, with their
+//  headers (an upper bound for a checkpoint of count ranges as well).
+uint64_t zqi_ranges_disk_bytes (const zq_spool_t *self, size_t count);
+
+//  Appends ranges to buf as ack records (type ZQI_REC_ACK, seq and claim
+//  as given), each within the reader's bound; scratch is a buffer for
+//  the payloads. Nothing is appended for count 0. Returns 0 or -1 ENOMEM
+//  (buf may then hold some of the records: the caller cuts it back).
+int zqi_ack_records_put (const zq_spool_t *self, zqi_buf_t *buf, zqi_buf_t *scratch,
+                         const zqi_range_t *items, size_t count, uint64_t seq, uint64_t claim);
 
 //  Segment I/O (file or memory). Each returns 0 or -1 with errno.
 int zqi_segment_write (zq_spool_t *self, zqi_segment_t *segment, const void *data, size_t size);

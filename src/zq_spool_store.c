@@ -173,6 +173,16 @@ zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end)
                  (self->acked.count - folded) * sizeof (zqi_range_t));
         self->acked.count -= folded;
     }
+    //  Gaps filled give their memory back: a set that grew to millions of
+    //  ranges does not keep its peak once the consumer catches up.
+    if (self->acked.capacity > 1024 && self->acked.count < self->acked.capacity / 4) {
+        size_t capacity = self->acked.capacity / 2;
+        zqi_range_t *items = realloc (self->acked.items, capacity * sizeof (zqi_range_t));
+        if (items) {
+            self->acked.items = items;
+            self->acked.capacity = capacity;
+        }
+    }
     return 0;
 }
 
@@ -217,8 +227,9 @@ zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max
         return -1;
     rec->length = (uint32_t)zqi_load_le (data + 12, 4);
     //  Control records are never larger than a message may be plus their
-    //  own fixed part; anything larger is damage, not a reason to allocate.
-    if (rec->length > (uint64_t)max_length + 64)
+    //  own fixed part (writers split them to stay within it); anything
+    //  larger is damage, not a reason to allocate.
+    if (rec->length > (uint64_t)max_length + ZQI_CONTROL_EXTRA)
         return -1;
     if (avail < ZQI_REC_HEADER_SIZE + (size_t)rec->length) {
         *need_p = ZQI_REC_HEADER_SIZE + (size_t)rec->length;
@@ -585,6 +596,41 @@ zqi_ranges_put (zqi_buf_t *buf, const zqi_range_t *items, size_t count)
     return 0;
 }
 
+size_t
+zqi_ranges_per_record (const zq_spool_t *self)
+{
+    //  An ack payload is count (4) | 0 (4) | 16 per range; a checkpoint
+    //  has floor (8) | last seq (8) before that.
+    uint64_t bound = (uint64_t)self->config.max_record_bytes + ZQI_CONTROL_EXTRA;
+    uint64_t ranges = (bound - 8) / 16;
+    return ranges > ZQI_RANGES_PER_RECORD_MAX ? ZQI_RANGES_PER_RECORD_MAX : (size_t)ranges;
+}
+
+uint64_t
+zqi_ranges_disk_bytes (const zq_spool_t *self, size_t count)
+{
+    size_t per_record = zqi_ranges_per_record (self) - 1;
+    uint64_t records = count / per_record + 1;
+    return (uint64_t)count * 16 + records * (ZQI_REC_HEADER_SIZE + 24);
+}
+
+int
+zqi_ack_records_put (const zq_spool_t *self, zqi_buf_t *buf, zqi_buf_t *scratch,
+                     const zqi_range_t *items, size_t count, uint64_t seq, uint64_t claim)
+{
+    size_t per_record = zqi_ranges_per_record (self);
+    while (count) {
+        size_t chunk = count < per_record ? count : per_record;
+        scratch->size = 0;
+        if (zqi_ranges_put (scratch, items, chunk) ||
+            zqi_record_put (buf, self->salt, ZQI_REC_ACK, seq, claim, scratch->data, scratch->size))
+            return -1;
+        items += chunk;
+        count -= chunk;
+    }
+    return 0;
+}
+
 //  Reads ranges written by s_ranges_put and acks them. Returns 0 or -1
 //  (ZQ_ECORRUPT if the payload does not hold what it says).
 static int
@@ -628,19 +674,28 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
     s_header_put (buf.data, segment->id, first_seq, base_lsn, self->salt);
     buf.size = ZQI_SEG_HEADER_SIZE;
     //  The checkpoint: the ack state as it was when the segment began, so
-    //  that recovery needs only the newest segment to rebuild it.
+    //  that recovery needs only the newest segment to rebuild it. It holds
+    //  as many ranges as one record may; ack records right after it hold
+    //  the rest. They are all synced before the file gets its name, so
+    //  they are found together or not at all.
     if (zqi_buf_reserve (&payload, 16))
         goto fail;
     zqi_store_le (payload.data, ack_floor, 8);
     zqi_store_le (payload.data + 8, last_seq, 8);
     payload.size = 16;
-    if (zqi_ranges_put (&payload, acked->items, acked->count) ||
+    size_t first = zqi_ranges_per_record (self) - 1;
+    if (first > acked->count)
+        first = acked->count;
+    if (zqi_ranges_put (&payload, acked->items, first) ||
         zqi_record_put (&buf, self->salt, ZQI_REC_CHECKPOINT, last_seq, base_lsn, payload.data,
-                        payload.size))
+                        payload.size) ||
+        zqi_ack_records_put (self, &buf, &payload, acked->items + first, acked->count - first,
+                             last_seq, base_lsn))
         goto fail;
+    segment->body_start = buf.size;
 
     if (!self->dir) {
-        size_t capacity = self->config.segment_bytes;
+        size_t capacity = buf.size + self->config.segment_bytes;
         if (capacity < buf.size + room + self->config.batch_bytes + ZQI_SEAL_SIZE)
             capacity = buf.size + room + self->config.batch_bytes + ZQI_SEAL_SIZE;
         segment->memory = malloc (capacity);
@@ -946,7 +1001,9 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
     zqi_window_t window = {NULL, 0, {NULL, 0, 0}};
     uint64_t offset = ZQI_SEG_HEADER_SIZE;
     bool have_checkpoint = false;
+    bool in_checkpoint = false; //  ack records right after the checkpoint complete it
     int rc = 0;
+    segment->body_start = segment->end;
     while (offset < segment->end) {
         zqi_rec_t rec;
         size_t need = ZQI_REC_HEADER_SIZE;
@@ -1029,6 +1086,7 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                     goto done;
                 }
                 have_checkpoint = true;
+                in_checkpoint = true;
                 break;
             }
             case ZQI_REC_ACK:
@@ -1036,7 +1094,8 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                     rc = -1;
                     goto done;
                 }
-                segment->records++;
+                if (!in_checkpoint)
+                    segment->records++;
                 break;
             case ZQI_REC_MESSAGE: {
                 //  Seqs skipped between messages were refused when written:
@@ -1054,7 +1113,13 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                 segment->sealed = true;
                 break;
         }
+        if (in_checkpoint && rec.type != ZQI_REC_CHECKPOINT && rec.type != ZQI_REC_ACK) {
+            in_checkpoint = false;
+            segment->body_start = offset;
+        }
         offset += size;
+        if (in_checkpoint)
+            segment->body_start = offset;
         if (rec.type == ZQI_REC_SEAL && offset < segment->end) {
             zqi_log (ZQ_LOG_NOTICE, "zq_spool: segment %016" PRIx64 ": cut bytes after its seal",
                      segment->id);
