@@ -507,6 +507,15 @@ zqi_segment_close (zqi_segment_t *segment)
 }
 
 void
+zqi_segment_close_reader (zqi_segment_t *segment)
+{
+    if (segment->rfd >= 0) {
+        close (segment->rfd);
+        segment->rfd = -1;
+    }
+}
+
+void
 zqi_segment_remove (zq_spool_t *self, zqi_segment_t *segment, bool unlink_file)
 {
     zqi_segment_close (segment);
@@ -1074,6 +1083,29 @@ done:
     return rc;
 }
 
+//  The errno a segment that could not be opened or read at recovery
+//  stands for: a lack of the process's (descriptors, memory, permission)
+//  is that errno, and the spool fails to open without calling anything
+//  damaged; any other failure is damage.
+static int
+s_recovery_errno (int errnum, bool tail)
+{
+    switch (errnum) {
+        case EMFILE:
+        case ENFILE:
+        case ENOMEM:
+        case EACCES:
+        case EPERM:
+        case ZQ_EVERSION:
+        case ZQ_ECORRUPT:
+            return errnum;
+        case EIO:
+            return tail ? EIO : ZQ_ECORRUPT;
+        default:
+            return ZQ_ECORRUPT;
+    }
+}
+
 //  Moves a damaged segment aside (quarantine) or fails.
 static int
 s_damaged (zq_spool_t *self, uint64_t id, int errnum)
@@ -1115,9 +1147,13 @@ zqi_spool_recover (zq_spool_t *self)
         if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment) ||
             (self->segment_count &&
              segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
-            int errnum = errno == ZQ_EVERSION || errno == ENOMEM ? errno : ZQ_ECORRUPT;
+            int errnum = s_recovery_errno (errno, false);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
+            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
+                rc = zqi_fail (errnum);
+                goto done;
+            }
             if (s_damaged (self, ids[index], errnum)) {
                 rc = -1;
                 goto done;
@@ -1144,9 +1180,7 @@ zqi_spool_recover (zq_spool_t *self)
             (self->segment_count &&
              segment->first_seq <= self->segments[self->segment_count - 1]->last_seq) ||
             s_scan_tail (self, segment)) {
-            int errnum = errno == ZQ_EVERSION || errno == ENOMEM || errno == ZQ_ECORRUPT
-                             ? errno
-                             : (errno == EIO ? EIO : ZQ_ECORRUPT);
+            int errnum = s_recovery_errno (errno, true);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
             if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
