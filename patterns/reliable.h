@@ -55,7 +55,9 @@ typedef enum {
     ZQI_R_CODE_FAILED = 3,   //  storage failed: retry later
     ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
     ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
-    ZQI_R_CODE_UNKNOWN = 6   //  unknown command kind
+    ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
+    ZQI_R_CODE_LIMIT = 7,    //  a new queue past max_queues: give up
+    ZQI_R_CODE_BUSY = 8      //  a new queue past the fd budget: retry later
 } zqi_r_code_t;
 
 //  PONG flags.

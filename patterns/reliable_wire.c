@@ -404,6 +404,10 @@ zqi_r_code_errno (uint64_t code)
             return EIO;
         case ZQI_R_CODE_VERSION:
             return ZQ_EVERSION;
+        case ZQI_R_CODE_LIMIT:
+            return ZQ_ELIMIT;
+        case ZQI_R_CODE_BUSY:
+            return EMFILE;
         default:
             return ZQ_EPROTO;
     }

@@ -35,9 +35,11 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
         return ZQ_EXIT_OK;
     int errnum = errno;
     zq_msg_destroy (&msg);
-    if (errnum == ZQ_EFULL || errnum == EINVAL) {
+    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT) {
         zq_cli_error (cli, "the server refused the message: %s",
-                      errnum == ZQ_EFULL ? "its storage is full" : "the queue name is invalid");
+                      errnum == ZQ_EFULL    ? "its storage is full"
+                      : errnum == ZQ_ELIMIT ? "it holds max_queues queues already"
+                                            : "the queue name is invalid");
         return ZQ_EXIT_REMOTE;
     }
     return zq_cli_failure (cli, errnum == EAGAIN ? "no confirm" : "put", errnum);
