@@ -57,6 +57,9 @@
 #define S_OPEN_MIN     4     //  queues open at once, however low the limit
 #define S_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
 
+//  Why a queue was refused (s_limit_log).
+enum { S_LIMIT_QUEUES = 0, S_LIMIT_BUDGET = 1, S_LIMIT_PROCESS = 2 };
+
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
 typedef struct {
@@ -130,8 +133,8 @@ struct _zqi_r_server_t {
     uint32_t open_count;     //  queues whose spool is open
     uint32_t open_max;       //  most open at once (the fd budget)
     uint64_t use_clock;
-    int64_t limit_logged_ms[2]; //  max_queues, fd budget: when a refusal was last logged
-    uint64_t limit_refused[2];  //  ... and refusals since
+    int64_t limit_logged_ms[3]; //  S_LIMIT_*: when a refusal was last logged
+    uint64_t limit_refused[3];  //  ... and refusals since
     s_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -204,8 +207,8 @@ s_mkdirs (const char *path)
     return 0;
 }
 
-//  Logs a refusal for a limit (0: max_queues, 1: the fd budget) at most
-//  once per S_LIMIT_LOG_MS, with how many were refused since the last line.
+//  Logs a refusal for a limit (S_LIMIT_*) at most once per S_LIMIT_LOG_MS,
+//  with how many were refused since the last line.
 static void
 s_limit_log (zqi_r_server_t *self, int which, const char *name)
 {
@@ -213,17 +216,24 @@ s_limit_log (zqi_r_server_t *self, int which, const char *name)
     int64_t now = zclock_mono ();
     if (self->limit_logged_ms[which] && now - self->limit_logged_ms[which] < S_LIMIT_LOG_MS)
         return;
-    if (which == 0)
+    if (which == S_LIMIT_QUEUES)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: new queue %s refused: max_queues (%" PRIu32 ") reached (%" PRIu64
                  " refused since the last such line)",
                  name, self->max_queues, self->limit_refused[which]);
+    else if (which == S_LIMIT_BUDGET)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: queue %s refused: the file descriptor budget is spent (%" PRIu32
+                 " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
+                 "; %" PRIu64 " refused since the last such line)",
+                 name, self->open_count, self->open_max, self->open_max - self->open_max / 8,
+                 self->limit_refused[which]);
     else
         zqi_log (ZQ_LOG_WARNING,
-                 "reliable: queue %s refused: %" PRIu32 " queues open, none idle, and the file "
-                 "descriptor budget (%" PRIu32 " open queues, from RLIMIT_NOFILE) is spent "
-                 "(%" PRIu64 " refused since the last such line)",
-                 name, self->open_count, self->open_max, self->limit_refused[which]);
+                 "reliable: queue %s refused: the process has no file descriptor left "
+                 "(RLIMIT_NOFILE; %" PRIu32 " queues open, none idle; %" PRIu64
+                 " refused since the last such line)",
+                 name, self->open_count, self->limit_refused[which]);
     self->limit_logged_ms[which] = now;
     self->limit_refused[which] = 0;
 }
@@ -244,6 +254,15 @@ s_queue_idle (zqi_r_server_t *self, s_queue_t *queue, s_queue_t *keep)
     return stats.in_flight == 0;
 }
 
+//  The REFUSE code for a record its spool refused (errno).
+static zqi_r_code_t
+s_store_code (int errnum)
+{
+    return errnum == ZQ_EFULL                     ? ZQI_R_CODE_FULL
+           : errnum == EMFILE || errnum == ENFILE ? ZQI_R_CODE_BUSY
+                                                  : ZQI_R_CODE_FAILED;
+}
+
 //  Closes an idle queue's spool, giving its files back. Records appended
 //  this round are committed first and their PUTs settled.
 static void
@@ -256,7 +275,7 @@ s_queue_close (zqi_r_server_t *self, s_queue_t *queue)
             if (pending->code || pending->queue != queue->index)
                 continue;
             if (failed && zq_spool_wait (queue->spool, pending->seq)) {
-                pending->code = errno == ZQ_EFULL ? ZQI_R_CODE_FULL : ZQI_R_CODE_FAILED;
+                pending->code = s_store_code (errno);
                 zqi_r_dedupe_forget (&self->dedupe, pending->id);
                 queue->counters.refused++;
             }
@@ -309,7 +328,7 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
     uint32_t limit = is_new ? self->open_max - self->open_max / 8 : self->open_max;
     while (self->open_count >= limit)
         if (!s_close_idle (self, queue)) {
-            s_limit_log (self, 1, queue->name);
+            s_limit_log (self, S_LIMIT_BUDGET, queue->name);
             return zqi_fail (EMFILE);
         }
     char *dir = NULL;
@@ -327,7 +346,7 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
     zstr_free (&dir);
     if (!queue->spool) {
         if (saved_errno == EMFILE || saved_errno == ENFILE) {
-            s_limit_log (self, 1, queue->name);
+            s_limit_log (self, S_LIMIT_PROCESS, queue->name);
             return zqi_fail (EMFILE);
         }
         zqi_log (ZQ_LOG_ERROR, "reliable: cannot open the spool of queue %s: %s", queue->name,
@@ -344,7 +363,7 @@ static s_queue_t *
 s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
 {
     if (self->queue_count >= self->max_queues) {
-        s_limit_log (self, 0, key);
+        s_limit_log (self, S_LIMIT_QUEUES, key);
         errno = ZQ_ELIMIT;
         return NULL;
     }
@@ -954,7 +973,8 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_LIMIT:
             return "queue limit reached (max_queues)";
         case ZQI_R_CODE_BUSY:
-            return "too many open queues (file descriptor budget spent): retry later";
+            return "no file descriptor to open the queue (too many open queues or "
+                   "connections): retry later";
         default:
             return "storage failed";
     }
@@ -1008,9 +1028,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     }
     uint64_t seq;
     if (zq_spool_append (queue->spool, data, size, &seq)) {
-        pending->code = errno == ZQ_EFULL     ? ZQI_R_CODE_FULL
-                        : errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID
-                                              : ZQI_R_CODE_FAILED;
+        pending->code = errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID : s_store_code (errno);
         queue->counters.refused++;
         return;
     }
@@ -1254,7 +1272,7 @@ s_commit_and_answer (zqi_r_server_t *self)
             continue;
         s_queue_t *queue = self->queues[pending->queue];
         if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
-            pending->code = errno == ZQ_EFULL ? ZQI_R_CODE_FULL : ZQI_R_CODE_FAILED;
+            pending->code = s_store_code (errno);
             zqi_r_dedupe_forget (&self->dedupe, pending->id);
             queue->counters.refused++;
         }

@@ -5,7 +5,9 @@
 #   with REFUSE/ERROR code 8 ("busy") and a logged reason, zqd keeps
 #   serving old queues and new connections, and a restart under the same
 #   limit starts and serves every confirmed message with no segment
-#   reported damaged. And max_queues: reaching it is REFUSE/ERROR code 7
+#   reported damaged. Idle connections that take every descriptor leave
+#   the client zqd had served, a new queue refused with code 8, and zqd
+#   taking clients again once they close. And max_queues: reaching it is REFUSE/ERROR code 7
 #   ("queue limit"), not "storage full".
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
@@ -13,6 +15,7 @@
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
 import os
 import resource
+import socket
 import sys
 import time
 
@@ -143,6 +146,52 @@ def test_fd_budget():
         check("damaged" not in zqd.stderr(), "damage reported: %s" % zqd.stderr()[-2000:])
         zqd.stop()
     finally:
+        zqd.close()
+
+
+def test_connections_past_the_limit():
+    """Idle TCP connections until zqd has no descriptor left: it keeps
+    serving the client it had, answers every PUT, and takes new clients
+    again once the connections close."""
+    zqd = hostile.Zqd(preexec_fn=limit_fds).start()
+    flood = []
+    try:
+        kept = hostile.Client(zqd.endpoint)
+        ids = kept.put_confirmed("kept", [b"before"])
+        host, port = zqd.endpoint[len("tcp://"):].rsplit(":", 1)
+        fd_dir = "/proc/%d/fd" % zqd.process.pid
+        while len(flood) < 2 * FD_LIMIT and len(os.listdir(fd_dir)) < FD_LIMIT:
+            flood.append(socket.create_connection((host, int(port)), timeout=5))
+            if len(flood) % 16 == 0:
+                hostile.wait_until(lambda: len(os.listdir(fd_dir)) >= FD_LIMIT - 8
+                                   or len(os.listdir(fd_dir)) > len(flood), "accepts", 5)
+        # a few more wait in the listen backlog, unaccepted
+        flood += [socket.create_connection((host, int(port)), timeout=5) for _ in range(8)]
+        check(len(os.listdir(fd_dir)) >= FD_LIMIT - 4,
+              "zqd holds only %d descriptors" % len(os.listdir(fd_dir)))
+
+        ids += kept.put_confirmed("kept", [b"during"])
+        fresh = kept.put("fresh", b"x")
+        answer = kept.answers([fresh])[fresh]
+        check(answer[0] == "confirm" or answer[1] == CODE_BUSY,
+              "a new queue with no descriptor left got %r" % (answer,))
+        check(zqd.alive(), "zqd died: %s" % zqd.stderr()[-2000:])
+
+        for sock in flood:
+            sock.close()
+        flood = []
+        late = hostile.Client(zqd.endpoint)
+        ping(late)
+        late.put_confirmed("fresh", [b"after"])
+        late.consume("kept", 10)
+        got = late.deliveries(len(ids))
+        check([d[0] for d in got] == ids, "queue kept served other ids")
+        late.close()
+        kept.close()
+        zqd.stop()
+    finally:
+        for sock in flood:
+            sock.close()
         zqd.close()
 
 
