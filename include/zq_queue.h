@@ -110,6 +110,8 @@ typedef struct {
     uint64_t retries;
     //  reliable producer: refusals the server sent (storage full or
     //  failed; the message stays in the outbox and is sent again).
+    //  reliable server: PUTs refused before reaching a queue (max_queues,
+    //  no file descriptor to open it; doc/PROTOCOL.md 18.6).
     uint64_t refused;
     uint64_t reserved[8];
 } zq_queue_stats_t;
@@ -470,8 +472,10 @@ typedef struct {
 } zq_queue_info_t;
 
 //  Makes queue name exist (opening or creating its spool). Returns 0, or
-//  -1 with errno EINVAL, ZQ_EFULL (max_queues reached), or the spool's
-//  errno (ZQ_ECORRUPT, EBUSY, ...).
+//  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
+//  (no file descriptor to open it: every open queue is busy or the process
+//  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
+//  (ZQ_ECORRUPT, EBUSY, ...).
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
 //  Returns a new list of the names of the queues the server holds

@@ -1006,6 +1006,8 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     s_queue_t *queue = s_queue_get (self, envelope.subject, envelope.subject_size, true);
     if (!queue) {
         pending->code = s_queue_code (errno);
+        if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
+            self->common.ctx->stats->refused++;
         return;
     }
     int64_t now = self->now;
