@@ -7,7 +7,8 @@
 #   limit starts and serves every confirmed message with no segment
 #   reported damaged. Idle connections that take every descriptor leave
 #   the client zqd had served, a new queue refused with code 8, and zqd
-#   taking clients again once they close. And max_queues: reaching it is REFUSE/ERROR code 7
+#   taking clients again once they close. More forwards than descriptors
+#   stop zqd at start with a message (exit 3), not an abort. And max_queues: reaching it is REFUSE/ERROR code 7
 #   ("queue limit"), not "storage full".
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
@@ -192,6 +193,26 @@ def test_connections_past_the_limit():
     finally:
         for sock in flood:
             sock.close()
+        zqd.close()
+
+
+def test_kinds_past_the_limit():
+    """More forwards than the limit has descriptors for: zqd refuses to
+    start with a message (exit 3), never an abort."""
+    config = "queues\n" + "".join(
+        "    f%02d\n        kind = forward\n        in = tcp://127.0.0.1:*\n"
+        "        out = tcp://127.0.0.1:*\n" % i for i in range(40))
+    zqd = hostile.Zqd(config=config, preexec_fn=lambda: resource.setrlimit(
+        resource.RLIMIT_NOFILE, (64, 64)))
+    try:
+        zqd.start(expect_listening=False)
+        try:
+            status = zqd.process.wait(hostile.DEADLINE_S)
+        except hostile.subprocess.TimeoutExpired:
+            raise hostile.Failure("zqd started 40 forwards under 64 descriptors")
+        check(status == 3, "zqd exited %d: %s" % (status, zqd.stderr()[-1000:]))
+        check("file descriptors" in zqd.stderr(), "no reason given: %s" % zqd.stderr())
+    finally:
         zqd.close()
 
 
