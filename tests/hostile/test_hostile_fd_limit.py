@@ -8,8 +8,9 @@
 #   reported damaged. Idle connections that take every descriptor leave
 #   the client zqd had served, a new queue refused with code 8, and zqd
 #   taking clients again once they close. More forwards than descriptors
-#   stop zqd at start with a message (exit 3), not an abort. And max_queues: reaching it is REFUSE/ERROR code 7
-#   ("queue limit"), not "storage full".
+#   stop zqd at start with a message (exit 3), not an abort. And
+#   max_queues: reaching it is REFUSE/ERROR code 7 ("queue limit"), not
+#   "storage full".
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
