@@ -1627,9 +1627,12 @@ zqi_r_server_subscribe (zqi_r_server_t *self, const char *name)
 int
 zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name)
 {
-    s_queue_t *queue = s_queue_get (self, name, strlen (name), false);
+    //  Found, not opened: a closed queue has no consumer to take off.
+    if (!s_name_valid (name, strlen (name)))
+        return zqi_fail (EINVAL);
+    s_queue_t *queue = s_queue_find (self, name);
     if (!queue)
-        return -1;
+        return zqi_fail (ZQ_ENOTFOUND);
     if (self->consumers[S_LOCAL].in_use)
         s_unsubscribe (self, S_LOCAL, queue);
     return 0;
@@ -1749,7 +1752,9 @@ int
 zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
 {
     //  A closed queue answers from what its spool held when it was closed.
-    s_queue_t *queue = s_name_valid (name, strlen (name)) ? s_queue_find (self, name) : NULL;
+    if (!s_name_valid (name, strlen (name)))
+        return zqi_fail (EINVAL);
+    s_queue_t *queue = s_queue_find (self, name);
     if (!queue)
         return zqi_fail (ZQ_ENOTFOUND);
     //  One known by name only since the start (never used) is opened once.
@@ -1773,7 +1778,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
         info->dead = stats.depth;
     }
     info->oldest_age_ms = 0;
-    uint64_t oldest_ms = queue->closed_oldest_ms;
+    uint64_t oldest_ms = queue->spool ? 0 : queue->closed_oldest_ms;
     zq_msg_t *oldest = NULL;
     size_t count = 0;
     if (queue->spool && info->ready && s_peek (self, queue, &oldest, 1, &count) == 0 && count == 1)
