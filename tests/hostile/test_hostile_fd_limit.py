@@ -7,7 +7,9 @@
 #   limit starts and serves every confirmed message with no segment
 #   reported damaged. Idle connections that take every descriptor leave
 #   the client zqd had served, a new queue refused with code 8, and zqd
-#   taking clients again once they close. More forwards than descriptors
+#   taking clients again once they close. A consumer holding a message in
+#   each of ~300 segments of one queue gets them all, zqd keeping few
+#   descriptors open. More forwards than descriptors
 #   stop zqd at start with a message (exit 3), not an abort. And
 #   max_queues: reaching it is REFUSE/ERROR code 7 ("queue limit"), not
 #   "storage full".
@@ -194,6 +196,36 @@ def test_connections_past_the_limit():
     finally:
         for sock in flood:
             sock.close()
+        zqd.close()
+
+
+def test_reader_across_segments():
+    """A consumer holding one message in each of more segments than the
+    limit has descriptors for: every message is delivered, and zqd's
+    descriptors stay few (the reader keeps one segment open)."""
+    count = 900  # about 3 per 4 KiB segment: ~300 segments
+    zqd = hostile.Zqd(args=["-o", "segment_bytes=4096"], preexec_fn=limit_fds).start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        ids = []
+        for first in range(0, count, 3):  # a batch is written whole: keep them small
+            ids += producer.put_confirmed(
+                "long", [b"%04d" % i + b"." * 1000 for i in range(first, first + 3)])
+        segments = [name for name in os.listdir(os.path.join(zqd.spool, "queue", "long"))
+                    if name.endswith(".zqs")]
+        check(len(segments) > FD_LIMIT, "only %d segments" % len(segments))
+        consumer = hostile.Client(zqd.endpoint)
+        consumer.consume("long", count)
+        got = consumer.deliveries(count, timeout_s=30)
+        check([d[0] for d in got] == ids, "delivered other ids or out of order")
+        fds = len(os.listdir("/proc/%d/fd" % zqd.process.pid))
+        check(fds < 64, "zqd holds %d descriptors for one queue" % fds)
+        consumer.ack(ids)
+        ping(consumer)
+        consumer.close()
+        producer.close()
+        zqd.stop()
+    finally:
         zqd.close()
 
 
