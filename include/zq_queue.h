@@ -375,8 +375,11 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  sends it again; calling zq_queue_send again with the same message, same
 //  id, goes on waiting for that confirm without storing it twice),
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
-//  is sent again later, counted in stats.refused), EINVAL (the server
-//  can never store it: bad queue name; the outbox dropped it). The
+//  is sent again later, counted in stats.refused), EBUSY (refused for
+//  now: the server has no file descriptor to open the queue; sent again
+//  later, counted the same), EINVAL (the server can never store it: bad
+//  queue name; the outbox dropped it), ZQ_ELIMIT (a new queue past the
+//  server's max_queues; the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -417,9 +420,10 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL (refused for now, id set:
-//  it stays in the outbox and is sent again), EINVAL (refused for good,
-//  id set: dropped from the outbox), EAGAIN (no report), ENOTSUP. Up to
+//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  id set: it stays in the outbox and is sent again), EINVAL or ZQ_ELIMIT
+//  (refused for good, id set: dropped from the outbox), EAGAIN (no
+//  report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
 //  (counted in stats.dropped). Called in a tight loop, this and
 //  zq_queue_post read the socket at most once per millisecond (an empty

@@ -407,7 +407,7 @@ zqi_r_code_errno (uint64_t code)
         case ZQI_R_CODE_LIMIT:
             return ZQ_ELIMIT;
         case ZQI_R_CODE_BUSY:
-            return EMFILE;
+            return EBUSY; //  the server's descriptors, not ours: not EMFILE
         default:
             return ZQ_EPROTO;
     }
