@@ -852,6 +852,33 @@ test_full_spool_refuses (void **state)
     remove_tree (dir);
 }
 
+//  A new queue past the server's max_queues is refused for good: the
+//  producer is told ZQ_ELIMIT and drops it, instead of retrying it as if
+//  the storage were full for a while; the queue is not created.
+static void
+test_max_queues_refuses (void **state)
+{
+    zq_options_t *server_options = options_with ("max_queues", "1", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_msg_t *msg = zq_msg_new ("first");
+    assert_int_equal (zq_msg_pack (msg, "[i]", (int64_t)1), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    msg = zq_msg_new ("second");
+    assert_int_equal (zq_msg_pack (msg, "[i]", (int64_t)2), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), -1);
+    assert_int_equal (errno, ZQ_ELIMIT);
+    assert_non_null (msg); //  the caller keeps it
+    zq_msg_destroy (&msg);
+    assert_int_equal (zq_queue_next_timer_ms (producer), -1); //  nothing left to resend
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "second", &info), -1);
+    assert_int_equal (server_info (server, "first", &info), 0);
+    assert_int_equal (info.put, 1);
+    stop_with_clients (NULL, &producer, &server, &server_options);
+}
+
 //  ---- Garbage ---------------------------------------------------------------
 
 static void
@@ -1031,6 +1058,7 @@ main (void)
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),
         cmocka_unit_test (test_full_spool_refuses),
+        cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
     };
