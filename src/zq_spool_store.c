@@ -1215,6 +1215,7 @@ zqi_spool_recover (zq_spool_t *self)
     self->disk_bytes = 0;
     for (size_t i = 0; i < self->segment_count; i++) {
         zqi_segment_t *each = self->segments[i];
+        zqi_segment_close_reader (each); //  the reader opens it when it gets there
         each->visible = each->end;
         self->disk_bytes += each->end;
         if (each->id >= self->next_segment_id)
