@@ -207,6 +207,14 @@ s_mkdirs (const char *path)
     return 0;
 }
 
+//  How many queues may be open when a queue is created (or opened at
+//  start): all but an eighth of the budget.
+static uint32_t
+s_open_new_max (zqi_r_server_t *self)
+{
+    return self->open_max - self->open_max / 8;
+}
+
 //  Logs a refusal for a limit (S_LIMIT_*) at most once per S_LIMIT_LOG_MS,
 //  with how many were refused since the last line.
 static void
@@ -226,7 +234,7 @@ s_limit_log (zqi_r_server_t *self, int which, const char *name)
                  "reliable: queue %s refused: the file descriptor budget is spent (%" PRIu32
                  " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
                  "; %" PRIu64 " refused since the last such line)",
-                 name, self->open_count, self->open_max, self->open_max - self->open_max / 8,
+                 name, self->open_count, self->open_max, s_open_new_max (self),
                  self->limit_refused[which]);
     else
         zqi_log (ZQ_LOG_WARNING,
@@ -325,7 +333,7 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
     queue->used = ++self->use_clock;
     if (queue->spool)
         return 0;
-    uint32_t limit = is_new ? self->open_max - self->open_max / 8 : self->open_max;
+    uint32_t limit = is_new ? s_open_new_max (self) : self->open_max;
     while (self->open_count >= limit)
         if (!s_close_idle (self, queue)) {
             s_limit_log (self, S_LIMIT_BUDGET, queue->name);
@@ -1411,7 +1419,7 @@ s_open_existing (zqi_r_server_t *self)
         if (!is_dir)
             continue;
         size_t size = strlen (item->d_name);
-        if (self->open_count < self->open_max || !s_name_valid (item->d_name, size)) {
+        if (self->open_count < s_open_new_max (self) || !s_name_valid (item->d_name, size)) {
             if (!s_queue_get (self, item->d_name, size, true))
                 zqi_log (ZQ_LOG_ERROR, "reliable: queue %s not opened: %s", item->d_name,
                          zq_strerror (errno));
