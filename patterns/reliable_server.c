@@ -130,6 +130,7 @@ struct _zqi_r_server_t {
     uint32_t queue_capacity;
     zhashx_t *queue_by_name; //  name -> index + 1
     s_queue_t *last_queue;   //  the last queue a PUT named
+    s_queue_t *pinned;       //  a queue an admin call works on: kept open
     uint32_t open_count;     //  queues whose spool is open
     uint32_t open_max;       //  most open at once (the fd budget)
     uint64_t use_clock;
@@ -250,11 +251,12 @@ static int s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size
                    size_t *count_p);
 
 //  True if the queue's spool can be closed now: nothing of it is in
-//  flight, held or subscribed, and it is not the queue being worked on.
+//  flight, held or subscribed, and it is not the queue being opened or
+//  one an admin call works on.
 static bool
 s_queue_idle (zqi_r_server_t *self, s_queue_t *queue, s_queue_t *keep)
 {
-    if (!queue->spool || queue == keep || queue == self->last_queue || queue->consumer_count ||
+    if (!queue->spool || queue == keep || queue == self->pinned || queue->consumer_count ||
         queue->in_flight || queue->held)
         return false;
     zq_spool_stats_t stats;
@@ -1851,7 +1853,9 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
         return -1;
     if (queue->is_dead || queue->dead == ZQI_R_NONE)
         return 0;
+    self->pinned = queue; //  opening the dead-letter queue must not close it
     s_queue_t *dead = s_dead_queue (self, queue);
+    self->pinned = NULL;
     if (!dead)
         return -1;
     uint64_t seqs[256];
