@@ -55,6 +55,10 @@ extern "C" {
 #define ZQ_ETIMEDOUT (ZQ_ERRNO_BASE + 9)
 //  No such key, header or named item.
 #define ZQ_ENOTFOUND (ZQ_ERRNO_BASE + 10)
+//  A configured count limit (such as a server's max_queues) is reached:
+//  nothing was created or stored, and retrying will not help until an
+//  operator raises the limit.
+#define ZQ_ELIMIT (ZQ_ERRNO_BASE + 11)
 
 //  Returns a static, human-readable text for any errno value: zq's own codes
 //  above, libzmq's, or the system's. Never returns NULL.

@@ -113,6 +113,8 @@ typedef struct {
     uint64_t retries;
     //  reliable producer: refusals the server sent (storage full or
     //  failed; the message stays in the outbox and is sent again).
+    //  reliable server: PUTs refused before reaching a queue (max_queues,
+    //  no file descriptor to open it; doc/PROTOCOL.md 18.6).
     uint64_t refused;
     uint64_t reserved[8];
 } zq_queue_stats_t;
@@ -383,11 +385,14 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  sends it again; calling zq_queue_send again with the same message, same
 //  id, goes on waiting for that confirm without storing it twice),
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
-//  is sent again later, counted in stats.refused), EINVAL (the server
-//  can never store it: bad queue name, a dead-letter queue, over the
-//  server's max_message_bytes, malformed; the outbox dropped it), EEXIST
-//  (the server holds another message of this producer under the same id
-//  in that queue: never stored under this id; the outbox dropped it). The
+//  is sent again later, counted in stats.refused), EBUSY (refused for
+//  now: the server has no file descriptor to open the queue; sent again
+//  later, counted the same), EINVAL (the server can never store it: bad
+//  queue name, a dead-letter queue, over the server's max_message_bytes,
+//  malformed; the outbox dropped it), EEXIST (the server holds another
+//  message of this producer under the same id in that queue: never stored
+//  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
+//  server's max_queues; the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -428,9 +433,10 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL (refused for now, id set:
-//  it stays in the outbox and is sent again), EINVAL or EEXIST (refused for
-//  good, as for zq_queue_send; id set: dropped from the outbox), EAGAIN (no
+//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
+//  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
+//  the outbox), EAGAIN (no
 //  report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
 //  (counted in stats.dropped). Called in a tight loop, this and
@@ -500,8 +506,10 @@ typedef struct {
 } zq_queue_info_t;
 
 //  Makes queue name exist (opening or creating its spool). Returns 0, or
-//  -1 with errno EINVAL, ZQ_EFULL (max_queues reached), or the spool's
-//  errno (ZQ_ECORRUPT, EBUSY, ...).
+//  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
+//  (no file descriptor to open it: every open queue is busy or the process
+//  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
+//  (ZQ_ECORRUPT, EBUSY, ...).
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
 //  Returns a new list of the names of the queues the server holds

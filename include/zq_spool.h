@@ -112,7 +112,10 @@ ZQ_EXPORT const char *zq_spool_fsync_name (zq_spool_fsync_t policy);
 //  Only one spool may have a directory open at a time (a lock file).
 //  Returns the spool, or NULL with errno: ZQ_ECORRUPT (damage in the middle
 //  of the log, see config.quarantine; the log says where), EBUSY (open
-//  elsewhere), EINVAL (bad config), ENOMEM, or the system's errno.
+//  elsewhere), EINVAL (bad config), ENOMEM, EMFILE or ENFILE (no file
+//  descriptor: nothing is called damaged), or the system's errno. An open
+//  spool in a directory holds at most 4 descriptors (directory, lock,
+//  the segment written, the segment its reader is in), briefly one more.
 //  With ZQ_SPOOL_FSYNC_INTERVAL the spool starts one thread, which
 //  zq_spool_destroy joins.
 ZQ_EXPORT zq_spool_t *zq_spool_new (const char *dir, const zq_spool_config_t *config);

@@ -37,6 +37,7 @@ struct _zqi_r_consumer_t {
     bool joined;             //  a CONSUME was sent: LEAVE at close
     zlistx_t *names;         //  queues subscribed, char *
     int64_t last_ping;
+    bool refused; //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
     zqi_r_buf_t buf;
 };
 
@@ -102,6 +103,12 @@ s_timers (zqi_r_consumer_t *self)
     //  (No server connected: the ping waits for the next interval.)
     zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
     self->last_ping = now;
+    if (self->refused) {
+        //  Which queue was refused the ERROR does not say; a CONSUME again
+        //  changes nothing for the others.
+        self->refused = false;
+        s_resubscribe (self);
+    }
     return true;
 }
 
@@ -231,10 +238,12 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
         if (command.kind == ZQI_R_PONG) {
             if (command.number & ZQI_R_PONG_NO_SESSION)
                 s_resubscribe (self);
-        } else if (command.kind == ZQI_R_ERROR)
+        } else if (command.kind == ZQI_R_ERROR) {
             zqi_log (ZQ_LOG_WARNING, "reliable consumer: the server reports error %u: %.*s",
                      (unsigned)command.code, (int)command.text_size, command.text);
-        else if (command.kind != ZQI_R_PING) {
+            if (command.code == ZQI_R_CODE_BUSY)
+                self->refused = true;
+        } else if (command.kind != ZQI_R_PING) {
             errno = ZQ_EPROTO;
             return NULL;
         }

@@ -304,8 +304,9 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state != S_SENT)
             continue; //  given back already: the resend will be answered
-        if (errnum == 0 || errnum == EINVAL || errnum == EEXIST) {
-            //  Stored, or never storable (under this id): out of the outbox.
+        if (errnum == 0 || errnum == EINVAL || errnum == EEXIST || errnum == ZQ_ELIMIT) {
+            //  Stored, or never storable (under this id, or a new queue past
+            //  the server's max_queues): out of the outbox.
             self->sent--;
             s_drop (self, index);
         } else {

@@ -34,6 +34,7 @@
 #include "reliable.h"
 #include <dirent.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define S_BATCH       1024 //  commands read per round of work
@@ -42,6 +43,22 @@
 #define S_LOCAL       0    //  consumer index of local consumption
 #define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
 #define S_LOG_IVL_MS  1000 //  at most one line about refusals in this time
+
+//  File descriptors. An open queue holds at most S_QUEUE_FDS (its spool's
+//  directory, lock, the segment written and the segment read). Queues
+//  share what RLIMIT_NOFILE leaves after a reserve for connections,
+//  sockets and libzmq: a quarter of the limit, at least S_FD_RESERVE.
+//  Past that budget the least recently used idle queue is closed (its
+//  spool reopens on demand); if none is idle, the queue is refused. New
+//  queues get all but an eighth of the budget: the rest keeps existing
+//  queues servable when clients hold every other queue busy.
+#define S_QUEUE_FDS    4
+#define S_FD_RESERVE   64
+#define S_OPEN_MIN     4     //  queues open at once, however low the limit
+#define S_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
+
+//  Why a queue was refused (s_limit_log).
+enum { S_LIMIT_QUEUES = 0, S_LIMIT_BUDGET = 1, S_LIMIT_PROCESS = 2 };
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
@@ -61,6 +78,11 @@ typedef struct {
     bool commit_failed; //  this round's commit failed: ask each record
     bool complained;    //  a read error was logged already
     zq_queue_info_t counters;
+    //  spool NULL: the queue is closed (idle, its files given back); what
+    //  its spool held when closed, for info without reopening it.
+    uint64_t used; //  when last named (server's use_clock), for closing the least recent
+    zq_spool_stats_t closed_stats;
+    uint64_t closed_oldest_ms; //  created_ms of its oldest ready message, or 0
 } s_queue_t;
 
 typedef struct {
@@ -114,6 +136,12 @@ struct _zqi_r_server_t {
     uint32_t queue_capacity;
     zhashx_t *queue_by_name; //  name -> index + 1
     s_queue_t *last_queue;   //  the last queue a PUT named
+    s_queue_t *pinned;       //  a queue an admin call works on: kept open
+    uint32_t open_count;     //  queues whose spool is open
+    uint32_t open_max;       //  most open at once (the fd budget)
+    uint64_t use_clock;
+    int64_t limit_logged_ms[3]; //  S_LIMIT_*: when a refusal was last logged
+    uint64_t limit_refused[3];  //  ... and refusals since
     s_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -163,34 +191,173 @@ s_mkdirs (const char *path)
     return 0;
 }
 
-//  Returns queue name (size bytes, not NUL-terminated), opening it if
-//  needed when create is true. NULL with errno EINVAL (not a queue or
-//  dead-letter queue name by zq_queue_name_check's rule),
-//  ZQ_ENOTFOUND (absent, create false), ZQ_EFULL (max_queues) or the
-//  spool's errno.
-static s_queue_t *
-s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
+//  How many queues may be open when a queue is created (or opened at
+//  start): all but an eighth of the budget.
+static uint32_t
+s_open_new_max (zqi_r_server_t *self)
 {
-    if (self->last_queue && strlen (self->last_queue->name) == size &&
-        memcmp (self->last_queue->name, name, size) == 0)
-        return self->last_queue;
-    int name_kind = zqi_queue_name_check (name, size);
-    if (name_kind < 0)
-        return NULL;
-    char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
-    memcpy (key, name, size);
-    key[size] = '\0';
-    s_queue_t *queue = s_queue_find (self, key);
-    if (queue) {
-        self->last_queue = queue;
-        return queue;
+    return self->open_max - self->open_max / 8;
+}
+
+//  Logs a refusal for a limit (S_LIMIT_*) at most once per S_LIMIT_LOG_MS,
+//  with how many were refused since the last line.
+static void
+s_limit_log (zqi_r_server_t *self, int which, const char *name)
+{
+    self->limit_refused[which]++;
+    int64_t now = zclock_mono ();
+    if (self->limit_logged_ms[which] && now - self->limit_logged_ms[which] < S_LIMIT_LOG_MS)
+        return;
+    if (which == S_LIMIT_QUEUES)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: new queue %s refused: max_queues (%" PRIu32 ") reached (%" PRIu64
+                 " refused since the last such line)",
+                 name, self->max_queues, self->limit_refused[which]);
+    else if (which == S_LIMIT_BUDGET)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: queue %s refused: the file descriptor budget is spent (%" PRIu32
+                 " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
+                 "; %" PRIu64 " refused since the last such line)",
+                 name, self->open_count, self->open_max, s_open_new_max (self),
+                 self->limit_refused[which]);
+    else
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: queue %s refused: the process has no file descriptor left "
+                 "(RLIMIT_NOFILE; %" PRIu32 " queues open, none idle; %" PRIu64
+                 " refused since the last such line)",
+                 name, self->open_count, self->limit_refused[which]);
+    self->limit_logged_ms[which] = now;
+    self->limit_refused[which] = 0;
+}
+
+static int s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max,
+                   size_t *count_p);
+
+//  True if the queue's spool can be closed now: nothing of it is in
+//  flight, held or subscribed, and it is not the queue being opened or
+//  one an admin call works on.
+static bool
+s_queue_idle (zqi_r_server_t *self, s_queue_t *queue, s_queue_t *keep)
+{
+    if (!queue->spool || queue == keep || queue == self->pinned || queue->consumer_count ||
+        queue->in_flight || queue->held)
+        return false;
+    zq_spool_stats_t stats;
+    zq_spool_stats (queue->spool, &stats);
+    return stats.in_flight == 0;
+}
+
+//  The REFUSE code for a record its spool refused (errno).
+static zqi_r_code_t
+s_store_code (int errnum)
+{
+    return errnum == ZQ_EFULL                     ? ZQI_R_CODE_FULL
+           : errnum == EMFILE || errnum == ENFILE ? ZQI_R_CODE_BUSY
+                                                  : ZQI_R_CODE_FAILED;
+}
+
+//  Closes an idle queue's spool, giving its files back. Records appended
+//  this round are committed first and their PUTs settled.
+static void
+s_queue_close (zqi_r_server_t *self, s_queue_t *queue)
+{
+    if (queue->appended) {
+        bool failed = zq_spool_commit (queue->spool) != 0;
+        for (uint32_t i = 0; i < self->pending_count; i++) {
+            s_pending_t *pending = &self->pending[i];
+            if (pending->code || pending->queue != queue->index)
+                continue;
+            if (failed && zq_spool_wait (queue->spool, pending->seq)) {
+                pending->code = s_store_code (errno);
+                zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
+                queue->counters.refused++;
+            }
+            pending->queue = ZQI_R_NONE; //  settled: code 0 is a confirm
+        }
+        for (uint32_t i = 0; i < self->touched_count; i++)
+            if (self->touched[i] == queue->index) {
+                self->touched[i] = self->touched[--self->touched_count];
+                break;
+            }
+        queue->appended = false;
     }
-    if (!create) {
-        errno = ZQ_ENOTFOUND;
-        return NULL;
+    zq_msg_t *oldest = NULL;
+    size_t count = 0;
+    queue->closed_oldest_ms = 0;
+    if (s_peek (self, queue, &oldest, 1, &count) == 0 && count == 1)
+        queue->closed_oldest_ms = zq_msg_created_ms (oldest);
+    zq_msg_destroy (&oldest);
+    zq_spool_stats (queue->spool, &queue->closed_stats);
+    zq_spool_destroy (&queue->spool);
+    self->open_count--;
+}
+
+//  Closes the least recently used idle queue other than keep. Returns
+//  false if no queue is idle.
+static bool
+s_close_idle (zqi_r_server_t *self, s_queue_t *keep)
+{
+    s_queue_t *victim = NULL;
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        s_queue_t *queue = self->queues[index];
+        if ((!victim || queue->used < victim->used) && s_queue_idle (self, queue, keep))
+            victim = queue;
     }
+    if (victim)
+        s_queue_close (self, victim);
+    return victim != NULL;
+}
+
+//  Opens the queue's spool if it is closed (is_new: a queue being
+//  created), closing idle queues first when the budget is spent or the
+//  process is out of descriptors. Returns 0, or -1 with errno EMFILE (no
+//  descriptor for it: refused for now) or the spool's errno.
+static int
+s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
+{
+    queue->used = ++self->use_clock;
+    if (queue->spool)
+        return 0;
+    uint32_t limit = is_new ? s_open_new_max (self) : self->open_max;
+    while (self->open_count >= limit)
+        if (!s_close_idle (self, queue)) {
+            s_limit_log (self, S_LIMIT_BUDGET, queue->name);
+            return zqi_fail (EMFILE);
+        }
+    char *dir = NULL;
+    if (self->spool_dir) {
+        dir = zsys_sprintf ("%s/%s", self->spool_dir, queue->name);
+        if (!dir)
+            return zqi_fail (ENOMEM);
+    }
+    for (int attempt = 0; attempt < 2 && !queue->spool; attempt++) {
+        queue->spool = zqi_r_spool_open (self->options, dir);
+        if (!queue->spool && ((errno != EMFILE && errno != ENFILE) || !s_close_idle (self, queue)))
+            break;
+    }
+    int saved_errno = errno;
+    zstr_free (&dir);
+    if (!queue->spool) {
+        if (saved_errno == EMFILE || saved_errno == ENFILE) {
+            s_limit_log (self, S_LIMIT_PROCESS, queue->name);
+            return zqi_fail (EMFILE);
+        }
+        zqi_log (ZQ_LOG_ERROR, "reliable: cannot open the spool of queue %s: %s", queue->name,
+                 zq_strerror (saved_errno));
+        return zqi_fail (saved_errno);
+    }
+    self->open_count++;
+    return 0;
+}
+
+//  A new queue named key (size bytes), closed and not yet registered.
+//  NULL with errno ZQ_ELIMIT (max_queues reached) or ENOMEM.
+static s_queue_t *
+s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
+{
     if (self->queue_count >= self->max_queues) {
-        errno = ZQ_EFULL;
+        s_limit_log (self, S_LIMIT_QUEUES, key);
+        errno = ZQ_ELIMIT;
         return NULL;
     }
     if (self->queue_count == self->queue_capacity) {
@@ -203,40 +370,76 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
         self->queues = queues;
         self->queue_capacity = capacity;
     }
-    queue = (s_queue_t *)calloc (1, sizeof (s_queue_t));
+    s_queue_t *queue = (s_queue_t *)calloc (1, sizeof (s_queue_t));
     if (!queue || !(queue->name = strdup (key))) {
         free (queue);
         errno = ENOMEM;
         return NULL;
     }
     queue->dead = ZQI_R_NONE;
-    queue->is_dead = name_kind == 1;
-    char *dir = NULL;
-    if (self->spool_dir) {
-        dir = zsys_sprintf ("%s/%s", self->spool_dir, key);
-        if (!dir) {
-            free (queue->name);
-            free (queue);
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
-    queue->spool = zqi_r_spool_open (self->options, dir);
-    int saved_errno = errno;
-    zstr_free (&dir);
-    if (!queue->spool) {
-        zqi_log (ZQ_LOG_ERROR, "reliable: cannot open the spool of queue %s: %s", key,
-                 zq_strerror (saved_errno));
-        free (queue->name);
-        free (queue);
-        errno = saved_errno;
-        return NULL;
-    }
+    queue->is_dead = zqi_queue_name_check (key, size) == 1;
+    return queue;
+}
+
+//  Makes a queue from s_queue_new one of the server's.
+static void
+s_queue_register (zqi_r_server_t *self, s_queue_t *queue)
+{
     queue->index = self->queue_count;
     self->queues[self->queue_count++] = queue;
-    zhashx_insert (self->queue_by_name, key, (void *)(uintptr_t)(queue->index + 1));
+    zhashx_insert (self->queue_by_name, queue->name, (void *)(uintptr_t)(queue->index + 1));
+}
+
+//  Returns queue name (size bytes, not NUL-terminated) with its spool
+//  open, creating it if needed when create is true. NULL with errno EINVAL
+//  (bad name), ZQ_ENOTFOUND (absent, create false), ZQ_ELIMIT (a new
+//  queue past max_queues), EMFILE (the fd budget is spent and no queue is
+//  idle) or the spool's errno. A new queue that cannot be opened is not
+//  kept.
+static s_queue_t *
+s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
+{
+    s_queue_t *queue = NULL;
+    if (self->last_queue && strlen (self->last_queue->name) == size &&
+        memcmp (self->last_queue->name, name, size) == 0)
+        queue = self->last_queue;
+    else {
+        if (zqi_queue_name_check (name, size) < 0)
+            return NULL;
+        char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+        memcpy (key, name, size);
+        key[size] = '\0';
+        queue = s_queue_find (self, key);
+        if (!queue) {
+            if (!create) {
+                errno = ZQ_ENOTFOUND;
+                return NULL;
+            }
+            queue = s_queue_new (self, key, size);
+            if (!queue)
+                return NULL;
+            if (s_queue_open (self, queue, true)) {
+                int saved = errno;
+                free (queue->name);
+                free (queue);
+                errno = saved;
+                return NULL;
+            }
+            s_queue_register (self, queue);
+        }
+    }
+    if (s_queue_open (self, queue, false))
+        return NULL;
     self->last_queue = queue;
     return queue;
+}
+
+//  The spool of a queue that may be closed, opened. NULL with errno as
+//  s_queue_open.
+static zq_spool_t *
+s_spool (zqi_r_server_t *self, s_queue_t *queue)
+{
+    return s_queue_open (self, queue, false) ? NULL : queue->spool;
 }
 
 //  Returns the dead-letter queue of queue, opening it if needed.
@@ -464,7 +667,11 @@ s_entry_ack (zqi_r_server_t *self, uint32_t index)
 {
     s_entry_leave (self, index);
     zqi_r_entry_t *entry = &self->table.entries[index];
-    zq_spool_ack (self->queues[entry->queue]->spool, entry->seq);
+    //  A RETURNED entry's queue may be closed; if it cannot be opened now
+    //  the record is not acked and comes out again (at least once).
+    zq_spool_t *spool = s_spool (self, self->queues[entry->queue]);
+    if (spool)
+        zq_spool_ack (spool, entry->seq);
     zqi_r_table_remove (&self->table, index);
 }
 
@@ -830,6 +1037,37 @@ s_conflict (zqi_r_server_t *self, s_queue_t *queue, const uint8_t *id)
              queue->name, hex, self->conflicts);
 }
 
+//  The REFUSE or ERROR code for a queue that s_queue_get could not give.
+static zqi_r_code_t
+s_queue_code (int errnum)
+{
+    return errnum == EINVAL      ? ZQI_R_CODE_INVALID
+           : errnum == ZQ_ELIMIT ? ZQI_R_CODE_LIMIT
+           : errnum == EMFILE    ? ZQI_R_CODE_BUSY
+                                 : ZQI_R_CODE_FAILED;
+}
+
+//  The reason sent with a REFUSE or ERROR code.
+static const char *
+s_code_reason (zqi_r_code_t code)
+{
+    switch (code) {
+        case ZQI_R_CODE_FULL:
+            return "storage full";
+        case ZQI_R_CODE_INVALID:
+            return "invalid queue name";
+        case ZQI_R_CODE_LIMIT:
+            return "queue limit reached (max_queues)";
+        case ZQI_R_CODE_CONFLICT:
+            return "id stored with other content";
+        case ZQI_R_CODE_BUSY:
+            return "no file descriptor to open the queue (too many open queues or "
+                   "connections): retry later";
+        default:
+            return "storage failed";
+    }
+}
+
 //  Handles a PUT whose envelope frames are first (and second).
 static void
 s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_msg_t *second)
@@ -874,9 +1112,9 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     s_pending_t *pending = s_pending_add (self, peer, envelope.id);
     s_queue_t *queue = s_queue_get (self, envelope.subject, envelope.subject_size, true);
     if (!queue) {
-        pending->code = errno == EINVAL     ? ZQI_R_CODE_INVALID
-                        : errno == ZQ_EFULL ? ZQI_R_CODE_FULL
-                                            : ZQI_R_CODE_FAILED;
+        pending->code = s_queue_code (errno);
+        if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
+            self->common.ctx->stats->refused++;
         return;
     }
     //  A duplicate is the same id, queue and producer identity (the
@@ -915,9 +1153,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     }
     uint64_t seq;
     if (zq_spool_append (queue->spool, data, size, &seq)) {
-        pending->code = errno == ZQ_EFULL     ? ZQI_R_CODE_FULL
-                        : errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID
-                                              : ZQI_R_CODE_FAILED;
+        pending->code = errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID : s_store_code (errno);
         queue->counters.refused++;
         return;
     }
@@ -1011,9 +1247,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             s_queue_t *queue = s_queue_get (self, command->text, command->text_size,
                                             command->kind == ZQI_R_CONSUME);
             if (!queue) {
-                if (command->kind == ZQI_R_CONSUME)
-                    s_send_error (self, route, route_size, ZQI_R_CODE_INVALID,
-                                  "cannot consume queue");
+                if (command->kind == ZQI_R_CONSUME) {
+                    zqi_r_code_t code = s_queue_code (errno);
+                    s_send_error (self, route, route_size, code, s_code_reason (code));
+                }
                 return;
             }
             if (command->kind == ZQI_R_CANCEL) {
@@ -1153,10 +1390,7 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
         return;
     if (code) {
-        const char *reason = code == ZQI_R_CODE_FULL       ? "storage full"
-                             : code == ZQI_R_CODE_INVALID  ? "invalid queue name"
-                             : code == ZQI_R_CODE_CONFLICT ? "id stored with other content"
-                                                           : "storage failed";
+        const char *reason = s_code_reason ((zqi_r_code_t)code);
         if (zqi_r_put_uint (&self->buf, code) ||
             zqi_r_put_str (&self->buf, reason, strlen (reason)))
             return;
@@ -1183,7 +1417,7 @@ s_commit_and_answer (zqi_r_server_t *self)
             continue;
         s_queue_t *queue = self->queues[pending->queue];
         if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
-            pending->code = errno == ZQ_EFULL ? ZQI_R_CODE_FULL : ZQI_R_CODE_FAILED;
+            pending->code = s_store_code (errno);
             zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
             queue->counters.refused++;
         }
@@ -1196,6 +1430,8 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_INVALID);
         s_answer (self, peer, ZQI_R_CODE_FAILED);
         s_answer (self, peer, ZQI_R_CODE_CONFLICT);
+        s_answer (self, peer, ZQI_R_CODE_LIMIT);
+        s_answer (self, peer, ZQI_R_CODE_BUSY);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -1316,12 +1552,43 @@ s_open_existing (zqi_r_server_t *self)
         struct stat info;
         bool is_dir = path && stat (path, &info) == 0 && S_ISDIR (info.st_mode);
         zstr_free (&path);
-        if (is_dir && !s_queue_get (self, item->d_name, strlen (item->d_name), true))
+        if (!is_dir)
+            continue;
+        size_t size = strlen (item->d_name);
+        if (self->open_count < s_open_new_max (self) ||
+            zqi_queue_name_check (item->d_name, size) < 0) {
+            if (!s_queue_get (self, item->d_name, size, true))
+                zqi_log (ZQ_LOG_ERROR, "reliable: queue %s not opened: %s", item->d_name,
+                         zq_strerror (errno));
+            continue;
+        }
+        //  Past the fd budget a queue is known by name and opened when
+        //  first used.
+        s_queue_t *queue = s_queue_new (self, item->d_name, size);
+        if (!queue) {
             zqi_log (ZQ_LOG_ERROR, "reliable: queue %s not opened: %s", item->d_name,
                      zq_strerror (errno));
+            continue;
+        }
+        s_queue_register (self, queue);
     }
     closedir (dir);
     self->last_queue = NULL;
+}
+
+//  How many queues may be open at once under the process's RLIMIT_NOFILE.
+static uint32_t
+s_open_max (void)
+{
+    struct rlimit limit;
+    uint64_t files = 1024;
+    if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
+        files = limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : (uint64_t)limit.rlim_cur;
+    uint64_t reserve = files / 4 > S_FD_RESERVE ? files / 4 : S_FD_RESERVE;
+    uint64_t open = files > reserve ? (files - reserve) / S_QUEUE_FDS : 0;
+    if (open < S_OPEN_MIN)
+        open = S_OPEN_MIN;
+    return open > UINT32_MAX ? UINT32_MAX : (uint32_t)open;
 }
 
 zqi_r_server_t *
@@ -1352,6 +1619,7 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->backoff_ms = zqi_r_option (options, "nack_backoff_ms");
     self->backoff_max_ms = zqi_r_option (options, "nack_backoff_max_ms");
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
+    self->open_max = self->spool_dir ? s_open_max () : UINT32_MAX;
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
     self->max_delay_ms = zqi_r_option (options, "max_delay_ms");
@@ -1513,9 +1781,12 @@ zqi_r_server_subscribe (zqi_r_server_t *self, const char *name)
 int
 zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name)
 {
-    s_queue_t *queue = s_queue_get (self, name, strlen (name), false);
+    //  Found, not opened: a closed queue has no consumer to take off.
+    if (zqi_queue_name_check (name, strlen (name)) < 0)
+        return zqi_fail (EINVAL);
+    s_queue_t *queue = s_queue_find (self, name);
     if (!queue)
-        return -1;
+        return zqi_fail (ZQ_ENOTFOUND);
     if (self->consumers[S_LOCAL].in_use)
         s_unsubscribe (self, S_LOCAL, queue);
     return 0;
@@ -1634,12 +1905,19 @@ s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max, siz
 int
 zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
 {
-    s_queue_t *queue = s_admin_queue (self, name);
+    //  A closed queue answers from what its spool held when it was closed.
+    if (zqi_queue_name_check (name, strlen (name)) < 0)
+        return zqi_fail (EINVAL);
+    s_queue_t *queue = s_queue_find (self, name);
     if (!queue)
+        return zqi_fail (ZQ_ENOTFOUND);
+    //  One known by name only since the start (never used) is opened once.
+    if (!queue->spool && !queue->used && s_queue_open (self, queue, false))
         return -1;
     *info = queue->counters;
-    zq_spool_stats_t stats;
-    zq_spool_stats (queue->spool, &stats);
+    zq_spool_stats_t stats = queue->closed_stats;
+    if (queue->spool)
+        zq_spool_stats (queue->spool, &stats);
     info->depth = stats.depth;
     info->ready = stats.depth - stats.in_flight;
     info->in_flight = queue->in_flight;
@@ -1647,17 +1925,23 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
     info->consumers = queue->consumer_count;
     info->dead = 0;
     if (queue->dead != ZQI_R_NONE) {
-        zq_spool_stats (self->queues[queue->dead]->spool, &stats);
+        s_queue_t *dead = self->queues[queue->dead];
+        stats = dead->closed_stats;
+        if (dead->spool)
+            zq_spool_stats (dead->spool, &stats);
         info->dead = stats.depth;
     }
     info->oldest_age_ms = 0;
+    uint64_t oldest_ms = queue->spool ? 0 : queue->closed_oldest_ms;
     zq_msg_t *oldest = NULL;
     size_t count = 0;
-    if (info->ready && s_peek (self, queue, &oldest, 1, &count) == 0 && count == 1) {
-        int64_t age = zqi_r_wall_ms () - zq_msg_created_ms (oldest);
+    if (queue->spool && info->ready && s_peek (self, queue, &oldest, 1, &count) == 0 && count == 1)
+        oldest_ms = zq_msg_created_ms (oldest);
+    zq_msg_destroy (&oldest);
+    if (info->ready && oldest_ms) {
+        int64_t age = zqi_r_wall_ms () - (int64_t)oldest_ms;
         info->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
     }
-    zq_msg_destroy (&oldest);
     return 0;
 }
 
@@ -1712,7 +1996,11 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
         return -1;
     if (queue->is_dead || queue->dead == ZQI_R_NONE)
         return 0;
-    s_queue_t *dead = self->queues[queue->dead];
+    self->pinned = queue; //  opening the dead-letter queue must not close it
+    s_queue_t *dead = s_dead_queue (self, queue);
+    self->pinned = NULL;
+    if (!dead)
+        return -1;
     uint64_t seqs[256];
     int rc = 0;
     while (rc == 0) {

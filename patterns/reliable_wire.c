@@ -423,6 +423,10 @@ zqi_r_code_errno (uint64_t code)
             return ZQ_EVERSION;
         case ZQI_R_CODE_CONFLICT:
             return EEXIST;
+        case ZQI_R_CODE_LIMIT:
+            return ZQ_ELIMIT;
+        case ZQI_R_CODE_BUSY:
+            return EBUSY; //  the server's descriptors, not ours: not EMFILE
         default:
             return ZQ_EPROTO;
     }

@@ -35,9 +35,12 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
         return ZQ_EXIT_OK;
     int errnum = errno;
     zq_msg_destroy (&msg);
-    if (errnum == ZQ_EFULL || errnum == EINVAL) {
+    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY) {
         zq_cli_error (cli, "the server refused the message: %s",
-                      errnum == ZQ_EFULL ? "its storage is full"
+                      errnum == ZQ_EFULL    ? "its storage is full"
+                      : errnum == ZQ_ELIMIT ? "it holds max_queues queues already"
+                      : errnum == EBUSY     ? "it has no file descriptor to open the queue now"
+                      : errnum == EEXIST    ? "it holds another message under this id"
                                          : "it can never store it (queue name, size or envelope)");
         return ZQ_EXIT_REMOTE;
     }

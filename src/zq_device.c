@@ -23,6 +23,10 @@
 #define S_PEEK_DEFAULT 10
 #define S_PEEK_MAX     1000
 
+//  Descriptors that must be free before the device creates a kind's or the
+//  admin sockets (sockets, listeners, a stream's spool, address lookups).
+#define S_SOCKET_FDS 16
+
 typedef struct {
     zsock_t *pipe;
     zqi_device_env_t env;
@@ -39,6 +43,29 @@ typedef struct {
 } s_device_t;
 
 //  ---- Helpers shared by the kinds -------------------------------------------
+
+//  CZMQ asserts when it cannot create a socket, and libzmq when an address
+//  lookup finds no descriptor: before creating sockets the device checks
+//  that wanted descriptors are free, so that running short is an error of
+//  the start, never an abort. Returns 0, or -1 with errno EMFILE and error.
+static int
+s_fds_free (const char *what, char *error, size_t error_size)
+{
+    int fds[S_SOCKET_FDS];
+    int got = 0;
+    while (got < S_SOCKET_FDS && (fds[got] = open ("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        got++;
+    int saved = errno;
+    for (int i = 0; i < got; i++)
+        close (fds[i]);
+    if (got == S_SOCKET_FDS)
+        return 0;
+    snprintf (error, error_size,
+              "%s: fewer than %d file descriptors left (%s); raise the limit (ulimit -n) or "
+              "configure fewer queues",
+              what, S_SOCKET_FDS, strerror (saved));
+    return zqi_fail (EMFILE);
+}
 
 void
 zqi_device_secure (zqi_device_env_t *env, zsock_t *sock)
@@ -199,7 +226,9 @@ s_queue_add (s_device_t *self, zqi_queue_config_t *config, char *error, size_t e
             snprintf (error, error_size, "queue %s: %s", dq->name, zq_strerror (errno));
             rc = -1;
         }
-    } else if (dq->kind == ZQI_KIND_STREAM) {
+    } else if (s_fds_free (dq->name, error, error_size))
+        rc = -1;
+    else if (dq->kind == ZQI_KIND_STREAM) {
         char *dir = NULL;
         if (*self->config->spool) {
             dir = zsys_sprintf ("%s/stream/%s", self->config->spool, dq->name);
@@ -761,6 +790,8 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         }
     }
     if (*config->bind) {
+        if (s_fds_free ("device/bind", error, error_size))
+            return -1;
         char *dir = NULL;
         if (*config->spool) {
             dir = zsys_sprintf ("%s/queue", config->spool);
@@ -800,6 +831,8 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
     }
     //  The admin socket last: once it answers, every queue is there.
     if (*config->admin) {
+        if (s_fds_free ("device/admin", error, error_size))
+            return -1;
         self->admin = zsock_new (ZMQ_ROUTER);
         if (!self->admin) {
             snprintf (error, error_size, "cannot create the admin socket");

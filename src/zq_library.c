@@ -33,6 +33,8 @@ zq_strerror (int errnum)
             return "operation timed out";
         case ZQ_ENOTFOUND:
             return "not found";
+        case ZQ_ELIMIT:
+            return "configured limit reached";
         default:
             //  zmq_strerror knows libzmq's codes and defers to strerror.
             return zmq_strerror (errnum);

@@ -940,6 +940,8 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
             self->record_copy_size = size;
         }
         ssize_t got = zqi_segment_read (self, segment, location.offset, self->record_copy, size);
+        if (segment->id != self->cursor_segment)
+            zqi_segment_close_reader (segment);
         if (got < 0)
             return -1;
         zqi_rec_t rec;
@@ -981,6 +983,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         if (self->cursor_offset >= visible) {
             if (newest)
                 return zqi_fail (EAGAIN);
+            zqi_segment_close_reader (segment);
             self->cursor_segment++;
             self->cursor_offset = ZQI_SEG_HEADER_SIZE;
             continue;
@@ -1006,6 +1009,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
             return s_damaged_record (self, segment, offset);
         self->cursor_offset += ZQI_REC_HEADER_SIZE + rec.length;
         if (rec.type == ZQI_REC_SEAL) {
+            zqi_segment_close_reader (segment);
             self->cursor_segment++;
             self->cursor_offset = ZQI_SEG_HEADER_SIZE;
             continue;

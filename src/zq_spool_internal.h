@@ -237,6 +237,9 @@ int zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment);
 //  Closes and deletes a segment (file or memory) and frees it.
 void zqi_segment_remove (zq_spool_t *self, zqi_segment_t *segment, bool unlink_file);
 void zqi_segment_close (zqi_segment_t *segment);
+//  Closes the reader's descriptor of a segment (reads open it again):
+//  the reader keeps one open, for the segment its cursor is in.
+void zqi_segment_close_reader (zqi_segment_t *segment);
 
 //  Makes bytes [offset, offset + size) of the window's segment available
 //  at the returned pointer, reading ahead. Returns NULL with errno (EIO,

@@ -518,6 +518,15 @@ zqi_segment_close (zqi_segment_t *segment)
 }
 
 void
+zqi_segment_close_reader (zqi_segment_t *segment)
+{
+    if (segment->rfd >= 0) {
+        close (segment->rfd);
+        segment->rfd = -1;
+    }
+}
+
+void
 zqi_segment_remove (zq_spool_t *self, zqi_segment_t *segment, bool unlink_file)
 {
     zqi_segment_close (segment);
@@ -1139,6 +1148,29 @@ done:
     return rc;
 }
 
+//  The errno a segment that could not be opened or read at recovery
+//  stands for: a lack of the process's (descriptors, memory, permission)
+//  is that errno, and the spool fails to open without calling anything
+//  damaged; any other failure is damage.
+static int
+s_recovery_errno (int errnum, bool tail)
+{
+    switch (errnum) {
+        case EMFILE:
+        case ENFILE:
+        case ENOMEM:
+        case EACCES:
+        case EPERM:
+        case ZQ_EVERSION:
+        case ZQ_ECORRUPT:
+            return errnum;
+        case EIO:
+            return tail ? EIO : ZQ_ECORRUPT;
+        default:
+            return ZQ_ECORRUPT;
+    }
+}
+
 //  Moves a damaged segment aside (quarantine) or fails.
 static int
 s_damaged (zq_spool_t *self, uint64_t id, int errnum)
@@ -1180,9 +1212,13 @@ zqi_spool_recover (zq_spool_t *self)
         if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment) ||
             (self->segment_count &&
              segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
-            int errnum = errno == ZQ_EVERSION || errno == ENOMEM ? errno : ZQ_ECORRUPT;
+            int errnum = s_recovery_errno (errno, false);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
+            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
+                rc = zqi_fail (errnum);
+                goto done;
+            }
             if (s_damaged (self, ids[index], errnum)) {
                 rc = -1;
                 goto done;
@@ -1209,9 +1245,7 @@ zqi_spool_recover (zq_spool_t *self)
             (self->segment_count &&
              segment->first_seq <= self->segments[self->segment_count - 1]->last_seq) ||
             s_scan_tail (self, segment)) {
-            int errnum = errno == ZQ_EVERSION || errno == ENOMEM || errno == ZQ_ECORRUPT
-                             ? errno
-                             : (errno == EIO ? EIO : ZQ_ECORRUPT);
+            int errnum = s_recovery_errno (errno, true);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
             if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
@@ -1246,6 +1280,7 @@ zqi_spool_recover (zq_spool_t *self)
     self->disk_bytes = 0;
     for (size_t i = 0; i < self->segment_count; i++) {
         zqi_segment_t *each = self->segments[i];
+        zqi_segment_close_reader (each); //  the reader opens it when it gets there
         each->visible = each->end;
         self->disk_bytes += each->end;
         if (each->id >= self->next_segment_id)

@@ -12,6 +12,8 @@
 #include "reliable_helpers.h"
 #include <inttypes.h>
 #include <poll.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 static zq_options_t *
@@ -919,6 +921,116 @@ test_full_spool_refuses (void **state)
     remove_tree (dir);
 }
 
+//  A new queue past the server's max_queues is refused for good: the
+//  producer is told ZQ_ELIMIT and drops it, instead of retrying it as if
+//  the storage were full for a while; the queue is not created.
+static void
+test_max_queues_refuses (void **state)
+{
+    zq_options_t *server_options = options_with ("max_queues", "1", NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_msg_t *msg = zq_msg_new ("first");
+    assert_int_equal (zq_msg_pack (msg, "[i]", (int64_t)1), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    msg = zq_msg_new ("second");
+    assert_int_equal (zq_msg_pack (msg, "[i]", (int64_t)2), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), -1);
+    assert_int_equal (errno, ZQ_ELIMIT);
+    assert_non_null (msg); //  the caller keeps it
+    zq_msg_destroy (&msg);
+    assert_int_equal (zq_queue_next_timer_ms (producer), -1); //  nothing left to resend
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "second", &info), -1);
+    assert_int_equal (server_info (server, "first", &info), 0);
+    assert_int_equal (info.put, 1);
+    stop_with_clients (NULL, &producer, &server, &server_options);
+}
+
+//  The RLIMIT_NOFILE before test_busy_consume_resubscribes lowered it.
+static struct rlimit s_saved_nofile;
+static bool s_nofile_lowered;
+
+static int
+s_restore_nofile (void **state)
+{
+    if (s_nofile_lowered && setrlimit (RLIMIT_NOFILE, &s_saved_nofile))
+        return -1;
+    s_nofile_lowered = false;
+    return 0;
+}
+
+//  With so few descriptors that the server keeps 4 queues open, a
+//  consumer holding 4 queues busy is refused a fifth (ERROR 8, busy) and
+//  so is a put to it; once the consumer lets one queue go, it subscribes
+//  again by itself and gets the message the producer stored meanwhile.
+static void
+test_busy_consume_resubscribes (void **state)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    //  A limit of 83 or less leaves the server its minimum of 4 open
+    //  queues; the numbers below it not in use are left for sockets.
+    int below = 0;
+    DIR *fds = opendir ("/proc/self/fd");
+    assert_non_null (fds);
+    struct dirent *entry;
+    while ((entry = readdir (fds)))
+        if (entry->d_name[0] != '.' && atoi (entry->d_name) < 83)
+            below++;
+    closedir (fds);
+    if (below > 40)
+        fail_msg ("%d descriptors below 83 are open: too few left", below);
+    assert_int_equal (getrlimit (RLIMIT_NOFILE, &s_saved_nofile), 0);
+    struct rlimit low = {83, s_saved_nofile.rlim_max};
+    assert_int_equal (setrlimit (RLIMIT_NOFILE, &low), 0);
+    s_nofile_lowered = true;
+
+    zq_options_t *server_options = options_with ("spool_dir", dir, NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    zq_queue_t *consumer = open_client (ZQ_CONSUMER, server, NULL);
+    const char *names[] = {"b0", "b1", "b2", "b3", "b4"};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal (zq_queue_subscribe (consumer, names[i]), 0);
+    zq_msg_t *held[4];
+    for (int i = 0; i < 4; i++) {
+        zq_msg_t *msg = zq_msg_new (names[i]);
+        assert_int_equal (zq_msg_pack (msg, "[i]", (int64_t)i), 0);
+        assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+        held[i] = recv_one (consumer);
+    }
+    zq_msg_t *late = zq_msg_new ("b4");
+    assert_int_equal (zq_msg_pack (late, "[i]", (int64_t)4), 0);
+    assert_int_equal (zq_queue_send (producer, &late, DEADLINE_MS), -1);
+    assert_int_equal (errno, EBUSY);
+    //  b0 idle: no consumer, nothing in flight.
+    assert_int_equal (zq_queue_unsubscribe (consumer, "b0"), 0);
+    zq_queue_ack (consumer, held[0]);
+    //  The outbox puts it again each second: busy until the server has
+    //  seen the consumer let b0 go (another connection).
+    int64_t deadline = zclock_mono () + DEADLINE_MS;
+    int rc;
+    while ((rc = zq_queue_send (producer, &late, DEADLINE_MS)) == -1 && errno == EBUSY &&
+           zclock_mono () < deadline)
+        ;
+    assert_int_equal (rc, 0);
+    zq_msg_t *got = recv_one (consumer);
+    assert_string_equal (zq_msg_subject (got), "b4");
+    zq_queue_ack (consumer, got);
+    zq_msg_destroy (&got);
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            zq_queue_ack (consumer, held[i]);
+        zq_msg_destroy (&held[i]);
+    }
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+    assert_int_equal (s_restore_nofile (state), 0);
+    remove_tree (dir);
+}
+
 //  ---- Garbage ---------------------------------------------------------------
 
 static void
@@ -1167,8 +1279,10 @@ main (void)
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),
         cmocka_unit_test (test_full_spool_refuses),
+        cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
+        cmocka_unit_test_teardown (test_busy_consume_resubscribes, s_restore_nofile),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     remove_ipc_dir ();

@@ -170,7 +170,7 @@ def test_reused_ids_in_another_queue():
 
 def test_same_id_other_body_refused():
     """A same-id PUT to the same queue is confirmed only if its body is the
-    stored one; another body gets REFUSE code 7 naming the id."""
+    stored one; another body gets REFUSE code 8 naming the id."""
     zqd = hostile.Zqd().start()
     try:
         producer = hostile.Client(zqd.endpoint)
