@@ -36,12 +36,14 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
-#define S_BATCH       1024 //  commands read per round of work
-#define S_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
-#define S_DEAD_SUFFIX ".dead"
-#define S_LOCAL       0    //  consumer index of local consumption
-#define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
-#define S_LOG_IVL_MS  1000 //  at most one line about refusals in this time
+#define S_BATCH         1024 //  commands read per round of work
+#define S_BATCH_PEERS   64   //  producers one round confirms (more ends the round)
+#define S_DEAD_SUFFIX   ".dead"
+#define S_LOCAL         0    //  consumer index of local consumption
+#define S_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
+#define S_LOG_IVL_MS    1000 //  at most one line about refusals in this time
+#define S_RESUME_MIN_MS 1    //  first retry of consumers whose pipe was full
+#define S_RESUME_MAX_MS 50   //  longest wait between those retries
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
@@ -131,6 +133,8 @@ struct _zqi_r_server_t {
     int64_t now;        //  zclock_mono at the start of the current round
     int64_t work_ms;    //  when zq_queue_recv last ran a whole round
     bool drained;       //  the last round read the socket empty
+    int64_t resume_due; //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_ms;  //  the wait before that try, doubled while nothing goes
     uint64_t conflicts; //  PUTs refused: their id was stored with other content
 };
 
@@ -724,9 +728,10 @@ s_send_deliver (zqi_r_server_t *self, s_consumer_t *consumer, const zq_spool_rec
     return zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1 ? -1 : 0;
 }
 
-//  Delivers what the queue has ready to its remote consumers with credit.
+//  Delivers what the queue has ready to its remote consumers with credit;
+//  adds the deliveries sent to *sent_p.
 static void
-s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
+s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue, uint64_t *sent_p)
 {
     while (queue->consumer_count) {
         //  The next remote consumer with credit, round-robin.
@@ -756,6 +761,7 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
         uint32_t attempt = self->table.entries[index].attempt;
         if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
             s_delivered (self, queue, index, chosen);
+            (*sent_p)++;
             continue;
         }
         int failure = errno;
@@ -770,14 +776,36 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
     }
 }
 
+//  Delivers to every remote consumer with credit. A consumer whose pipe
+//  is full (EAGAIN) is stalled for the round; libzmq tells no one when
+//  that pipe has room again (a ROUTER has no POLLOUT per peer), so while
+//  any is stalled a retry is due after resume_ms: S_RESUME_MIN_MS after a
+//  round that sent something, doubled up to S_RESUME_MAX_MS after one
+//  that sent nothing (a consumer that has stopped reading costs a round
+//  per S_RESUME_MAX_MS, no more).
 static void
 s_deliver_all (zqi_r_server_t *self)
 {
     for (uint32_t index = 1; index < self->consumer_capacity; index++)
         self->consumers[index].stalled = false;
+    uint64_t sent = 0;
     for (uint32_t index = 0; index < self->queue_count; index++)
         if (self->queues[index]->consumer_count)
-            s_deliver_queue (self, self->queues[index]);
+            s_deliver_queue (self, self->queues[index], &sent);
+    bool stalled = false;
+    for (uint32_t index = 1; index < self->consumer_capacity && !stalled; index++)
+        stalled = self->consumers[index].in_use && self->consumers[index].stalled;
+    if (!stalled) {
+        self->resume_due = 0;
+        self->resume_ms = S_RESUME_MIN_MS;
+        return;
+    }
+    if (sent || self->resume_ms < S_RESUME_MIN_MS)
+        self->resume_ms = S_RESUME_MIN_MS;
+    else if (self->resume_due && self->now >= self->resume_due)
+        self->resume_ms =
+            self->resume_ms * 2 > S_RESUME_MAX_MS ? S_RESUME_MAX_MS : self->resume_ms * 2;
+    self->resume_due = zclock_mono () + self->resume_ms;
 }
 
 //  ---- Input --------------------------------------------------------------
@@ -1488,6 +1516,8 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)
         due = self->table.entries[index].due;
+    if (self->resume_due && self->resume_due < due)
+        due = self->resume_due;
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;
