@@ -453,10 +453,14 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 //  deadline becomes extend_ms from now (0 = visibility_timeout_ms).
 //  A consumer sends the command and returns: a settle the server cannot
 //  match (the delivery timed out and went to another consumer) is ignored
-//  there. Returns 0, or -1 with errno EINVAL (NULL message, negative
-//  touch), ENOTSUP (other patterns and roles), ENOTSOCK, EAGAIN (the
-//  connection to the server is full), ZQ_ENOTFOUND (server: no delivery
-//  of that id is in flight), ETERM.
+//  there; an ack the server cannot record (its spool refused it) removes
+//  nothing and is logged here as the server's error 3: the delivery stays
+//  the consumer's, ack it again or it comes back at its visibility time.
+//  Returns 0, or -1 with errno EINVAL (NULL message, negative touch),
+//  ENOTSUP (other patterns and roles), ENOTSOCK, EAGAIN (the connection to
+//  the server is full), ZQ_ENOTFOUND (server: no delivery of that id is in
+//  flight), ENOMEM or the spool's failure errno such as EIO (server, ack:
+//  not recorded; the message stays delivered, as before the call), ETERM.
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);
 ZQ_EXPORT int zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms);
 ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms);

@@ -200,7 +200,8 @@ ZQ_EXPORT zq_msg_t *zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64
 //  in each new segment's checkpoint, until the gap is acked too (the
 //  bound is in doc/SPOOL.md). Returns 0 (also if already acked), or -1
 //  with errno ZQ_ENOTFOUND (seq never assigned), ENOMEM, or the spool's
-//  failure errno.
+//  failure errno; a failed ack changes nothing (the record stays as it
+//  was: in flight, or ready).
 ZQ_EXPORT int zq_spool_ack (zq_spool_t *self, uint64_t seq);
 
 //  Returns in-flight record seq to ready (a nack, or a visibility timeout

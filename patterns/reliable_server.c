@@ -37,12 +37,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#define S_BATCH       1024 //  commands read per round of work
-#define S_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
-#define S_DEAD_SUFFIX ".dead"
-#define S_LOCAL       0    //  consumer index of local consumption
-#define S_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
-#define S_LOG_IVL_MS  1000 //  at most one line about refusals in this time
+#define S_BATCH         1024 //  commands read per round of work
+#define S_BATCH_PEERS   64   //  producers one round confirms (more ends the round)
+#define S_DEAD_SUFFIX   ".dead"
+#define S_LOCAL         0    //  consumer index of local consumption
+#define S_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
+#define S_LOG_IVL_MS    1000 //  at most one line about refusals in this time
+#define S_RESUME_MIN_MS 1    //  first retry of consumers whose pipe was full
+#define S_RESUME_MAX_MS 50   //  longest wait between those retries
 
 //  File descriptors. An open queue holds at most S_QUEUE_FDS (its spool's
 //  directory, lock, the segment written and the segment read). Queues
@@ -130,6 +132,8 @@ struct _zqi_r_server_t {
     uint32_t next_session;
     int64_t refusal_logged_ms; //  zclock_mono of the last refusal logged
     uint64_t refusals_unlogged;
+    int64_t ack_failure_logged_ms; //  zclock_mono of the last ack failure logged
+    uint64_t ack_failures_unlogged;
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     s_queue_t **queues;
     uint32_t queue_count;
@@ -159,6 +163,8 @@ struct _zqi_r_server_t {
     int64_t now;        //  zclock_mono at the start of the current round
     int64_t work_ms;    //  when zq_queue_recv last ran a whole round
     bool drained;       //  the last round read the socket empty
+    int64_t resume_due; //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_ms;  //  the wait before that try, doubled while nothing goes
     uint64_t conflicts; //  PUTs refused: their id was stored with other content
 };
 
@@ -661,18 +667,59 @@ s_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
         s_return (self, index);
 }
 
-//  Acks the entry's record and forgets it.
+//  Counts an ack the spool did not take (errnum: ENOMEM, or the spool's
+//  failure) and logs it, one line per S_LOG_IVL_MS at most.
 static void
+s_ack_failed (zqi_r_server_t *self, const s_queue_t *queue, int errnum)
+{
+    self->common.ctx->stats->errors++;
+    int64_t now = zclock_mono ();
+    if (self->ack_failure_logged_ms && now - self->ack_failure_logged_ms < S_LOG_IVL_MS) {
+        self->ack_failures_unlogged++;
+        return;
+    }
+    zqi_log (ZQ_LOG_ERROR,
+             "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
+             " more since the last line",
+             queue->name, zq_strerror (errnum), self->ack_failures_unlogged);
+    self->ack_failure_logged_ms = now;
+    self->ack_failures_unlogged = 0;
+}
+
+//  Acks the entry's record and forgets it. Returns 0, or -1 with errno of
+//  zq_spool_ack (counted and logged): the entry and its record stay as
+//  they were.
+static int
 s_entry_ack (zqi_r_server_t *self, uint32_t index)
 {
-    s_entry_leave (self, index);
     zqi_r_entry_t *entry = &self->table.entries[index];
-    //  A RETURNED entry's queue may be closed; if it cannot be opened now
-    //  the record is not acked and comes out again (at least once).
-    zq_spool_t *spool = s_spool (self, self->queues[entry->queue]);
-    if (spool)
-        zq_spool_ack (spool, entry->seq);
+    //  A RETURNED entry's queue may be closed: it is opened again, and if
+    //  it cannot be, the ack fails as one the spool refused.
+    s_queue_t *queue = self->queues[entry->queue];
+    zq_spool_t *spool = s_spool (self, queue);
+    if (!spool || zq_spool_ack (spool, entry->seq)) {
+        int errnum = errno;
+        s_ack_failed (self, queue, errnum);
+        errno = errnum;
+        return -1;
+    }
+    s_entry_leave (self, index);
     zqi_r_table_remove (&self->table, index);
+    return 0;
+}
+
+//  Acks a record no entry tracks. Returns 0, or -1 (counted and logged):
+//  the record is given back to the spool, which hands it out again first.
+static int
+s_record_ack (zqi_r_server_t *self, s_queue_t *queue, uint64_t seq)
+{
+    if (zq_spool_ack (queue->spool, seq) == 0)
+        return 0;
+    int errnum = errno;
+    s_ack_failed (self, queue, errnum);
+    zq_spool_return (queue->spool, seq);
+    errno = errnum;
+    return -1;
 }
 
 //  The consumer is gone: its deliveries go back to their queues.
@@ -788,7 +835,12 @@ s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
     }
     dead->counters.put++;
     queue->counters.dead_lettered++;
-    s_entry_ack (self, index);
+    if (s_entry_ack (self, index)) {
+        //  The copy is stored but the original stays: it is tried again
+        //  (the dead-letter queue may then hold it twice, never none).
+        s_hold (self, index, zclock_mono () + S_RETRY_MS);
+        return -1;
+    }
     return 0;
 }
 
@@ -846,7 +898,8 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
                               envelope)) {
         zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
                  queue->name, record->seq);
-        zq_spool_ack (queue->spool, record->seq);
+        if (s_record_ack (self, queue, record->seq))
+            return S_STOP;
         queue->counters.dropped++;
         return S_SKIP;
     }
@@ -857,7 +910,8 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
             //  Another record of the same message is tracked in this queue:
             //  this copy is a duplicate (a resend stored outside the dedupe
             //  window). The same id in another queue is another message.
-            zq_spool_ack (queue->spool, record->seq);
+            if (s_record_ack (self, queue, record->seq))
+                return S_STOP;
             queue->counters.dropped++;
             return S_SKIP;
         }
@@ -879,8 +933,10 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
     int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0) ? zqi_r_wall_ms () : 0;
     if (envelope->ttl_ms >= 0 &&
         zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
-        queue->counters.expired++;
-        s_entry_ack (self, index);
+        if (s_entry_ack (self, index))
+            s_hold (self, index, zclock_mono () + S_RETRY_MS);
+        else
+            queue->counters.expired++;
         return S_SKIP;
     }
     if (envelope->not_before_ms > wall) {
@@ -931,9 +987,10 @@ s_send_deliver (zqi_r_server_t *self, s_consumer_t *consumer, const zq_spool_rec
     return zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1 ? -1 : 0;
 }
 
-//  Delivers what the queue has ready to its remote consumers with credit.
+//  Delivers what the queue has ready to its remote consumers with credit;
+//  adds the deliveries sent to *sent_p.
 static void
-s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
+s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue, uint64_t *sent_p)
 {
     while (queue->consumer_count) {
         //  The next remote consumer with credit, round-robin.
@@ -963,6 +1020,7 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
         uint32_t attempt = self->table.entries[index].attempt;
         if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
             s_delivered (self, queue, index, chosen);
+            (*sent_p)++;
             continue;
         }
         int failure = errno;
@@ -977,14 +1035,36 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue)
     }
 }
 
+//  Delivers to every remote consumer with credit. A consumer whose pipe
+//  is full (EAGAIN) is stalled for the round; libzmq tells no one when
+//  that pipe has room again (a ROUTER has no POLLOUT per peer), so while
+//  any is stalled a retry is due after resume_ms: S_RESUME_MIN_MS after a
+//  round that sent something, doubled up to S_RESUME_MAX_MS after one
+//  that sent nothing (a consumer that has stopped reading costs a round
+//  per S_RESUME_MAX_MS, no more).
 static void
 s_deliver_all (zqi_r_server_t *self)
 {
     for (uint32_t index = 1; index < self->consumer_capacity; index++)
         self->consumers[index].stalled = false;
+    uint64_t sent = 0;
     for (uint32_t index = 0; index < self->queue_count; index++)
         if (self->queues[index]->consumer_count)
-            s_deliver_queue (self, self->queues[index]);
+            s_deliver_queue (self, self->queues[index], &sent);
+    bool stalled = false;
+    for (uint32_t index = 1; index < self->consumer_capacity && !stalled; index++)
+        stalled = self->consumers[index].in_use && self->consumers[index].stalled;
+    if (!stalled) {
+        self->resume_due = 0;
+        self->resume_ms = S_RESUME_MIN_MS;
+        return;
+    }
+    if (sent || self->resume_ms < S_RESUME_MIN_MS)
+        self->resume_ms = S_RESUME_MIN_MS;
+    else if (self->resume_due && self->now >= self->resume_due)
+        self->resume_ms =
+            self->resume_ms * 2 > S_RESUME_MAX_MS ? S_RESUME_MAX_MS : self->resume_ms * 2;
+    self->resume_due = zclock_mono () + self->resume_ms;
 }
 
 //  ---- Input --------------------------------------------------------------
@@ -1174,7 +1254,8 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
 //  delivered again. Returns how many ids were not the sender's to settle
 //  (unknown, held by another consumer or by none).
 static size_t
-s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
+s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
+              size_t *failed_p, int *errnum_p)
 {
     size_t not_held = 0;
     uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
@@ -1191,8 +1272,12 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
         bool held_last = session && entry->holder == session &&
                          (entry->state == S_RETURNED || entry->state == S_HELD);
         if (command->kind == ZQI_R_ACK && (owned || held_last)) {
-            queue->counters.acked++;
-            s_entry_ack (self, index);
+            if (s_entry_ack (self, index) == 0)
+                queue->counters.acked++;
+            else {
+                (*failed_p)++;
+                *errnum_p = errno;
+            }
         } else if (!owned)
             not_held++;
         else if (command->kind == ZQI_R_NACK) {
@@ -1270,7 +1355,17 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         case ZQI_R_ACK:
         case ZQI_R_NACK:
         case ZQI_R_TOUCH: {
-            size_t not_held = s_settle_ids (self, consumer, command);
+            size_t failed = 0;
+            int errnum = 0;
+            size_t not_held = s_settle_ids (self, consumer, command, &failed, &errnum);
+            if (failed) {
+                //  Nothing was removed: the deliveries stay the consumer's
+                //  (ack them again) until their visibility time.
+                char reason[160];
+                snprintf (reason, sizeof reason, "%zu of %zu acks not recorded: %s", failed,
+                          command->id_count, zq_strerror (errnum));
+                s_send_error (self, route, route_size, ZQI_R_CODE_FAILED, reason);
+            }
             if (not_held) {
                 char reason[96];
                 snprintf (reason, sizeof reason, "%zu of %zu ids not held by this consumer",
@@ -1756,6 +1851,8 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)
         due = self->table.entries[index].due;
+    if (self->resume_due && self->resume_due < due)
+        due = self->resume_due;
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;
@@ -1806,7 +1903,11 @@ zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int how, int64_t nu
     command.ids = zq_msg_id (msg);
     command.id_count = 1;
     command.number = number;
-    s_settle_ids (self, S_LOCAL, &command);
+    size_t failed = 0;
+    int errnum = 0;
+    s_settle_ids (self, S_LOCAL, &command, &failed, &errnum);
+    if (failed)
+        return zqi_fail (errnum);
     return 0;
 }
 
@@ -1965,22 +2066,27 @@ zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
     for (uint32_t index = 0; index < self->table.capacity; index++) {
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->in_use && entry->queue == queue->index && entry->state == S_HELD) {
-            s_entry_ack (self, index);
+            if (s_entry_ack (self, index))
+                return -1;
             (*count_p)++;
         }
     }
     zq_spool_record_t record;
     while (zq_spool_next (queue->spool, &record) == 0) {
         zqi_r_envelope_t envelope;
+        uint32_t index = ZQI_R_NONE;
         if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
                                   &envelope) == 0) {
-            uint32_t index = s_entry_in (self, envelope.id, queue->index);
-            if (index != ZQI_R_NONE && self->table.entries[index].seq == record.seq) {
-                s_entry_leave (self, index);
-                zqi_r_table_remove (&self->table, index);
-            }
+            index = s_entry_in (self, envelope.id, queue->index);
+            if (index != ZQI_R_NONE && self->table.entries[index].seq != record.seq)
+                index = ZQI_R_NONE;
         }
-        zq_spool_ack (queue->spool, record.seq);
+        if (s_record_ack (self, queue, record.seq))
+            return -1;
+        if (index != ZQI_R_NONE) {
+            s_entry_leave (self, index);
+            zqi_r_table_remove (&self->table, index);
+        }
         (*count_p)++;
     }
     if (errno != EAGAIN)
@@ -2033,8 +2139,13 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
                 zq_spool_return (dead->spool, seqs[i]);
             rc = -1;
         } else {
+            //  Copies whose ack fails stay dead letters too (redriven
+            //  twice, never lost); they are given back to the dead queue.
             for (size_t i = 0; i < taken; i++)
-                zq_spool_ack (dead->spool, seqs[i]);
+                if (s_record_ack (self, dead, seqs[i])) {
+                    saved = errno;
+                    rc = -1;
+                }
             *count_p += taken;
             queue->counters.put += taken;
         }

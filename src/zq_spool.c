@@ -1073,7 +1073,11 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
     else if (seq == 0 || seq >= self->next_seq)
         rc = zqi_fail (ZQ_ENOTFOUND);
     else if (!s_is_acked (self, seq)) {
-        if (zqi_spool_ack_range (self, seq, seq + 1) ||
+        //  Room in both sets first: an ack is taken whole or not at all
+        //  (acked in memory but never logged, a retry would find it acked).
+        if (zqi_rangeset_reserve (&self->acked, 1) ||
+            zqi_rangeset_reserve (&self->pending_acks, 1) ||
+            zqi_spool_ack_range (self, seq, seq + 1) ||
             zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
             rc = -1;
         else {

@@ -191,6 +191,9 @@ int zqi_buf_reserve (zqi_buf_t *buf, size_t extra);
 void zqi_buf_free (zqi_buf_t *buf);
 
 int zqi_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end);
+//  Makes room for extra more ranges (so that many adds of one range cannot
+//  fail). Returns 0 or -1 with ENOMEM.
+int zqi_rangeset_reserve (zqi_rangeset_t *set, size_t extra);
 bool zqi_rangeset_has (const zqi_rangeset_t *set, uint64_t seq);
 void zqi_rangeset_free (zqi_rangeset_t *set);
 

@@ -121,6 +121,22 @@ done:
 }
 
 int
+zqi_rangeset_reserve (zqi_rangeset_t *set, size_t extra)
+{
+    if (set->capacity - set->count >= extra)
+        return 0;
+    size_t capacity = set->capacity ? set->capacity : 16;
+    while (capacity - set->count < extra)
+        capacity *= 2;
+    zqi_range_t *items = realloc (set->items, capacity * sizeof (zqi_range_t));
+    if (!items)
+        return zqi_fail (ENOMEM);
+    set->items = items;
+    set->capacity = capacity;
+    return 0;
+}
+
+int
 zqi_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end)
 {
     return s_rangeset_add (set, start, end, NULL);

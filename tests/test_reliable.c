@@ -1252,11 +1252,54 @@ test_stalled_consumer_keeps_its_deliveries (void **state)
     stop_with_clients (&slow, &producer, &server, &server_options);
 }
 
+//  A consumer whose connection fills up (the server's send fails with
+//  EAGAIN) and that has credit left gets the rest as soon as it has read
+//  what it was sent, without sending anything meanwhile: deliveries are
+//  not left waiting for its next ping or ack.
+static void
+test_full_pipe_resumes (void **state)
+{
+    (void)state;
+    enum { S_COUNT = 3000, S_DEADLINE_MS = 3000 };
+    char spec[300];
+    bind_spec ("tcp", spec, sizeof spec);
+    //  A 10-message pipe and a small kernel buffer at the server; pings
+    //  (which would wake it) once a second.
+    zq_options_t *server_options =
+        options_with ("sndhwm", "10", "sndbuf_bytes", "4096", "ping_ivl_ms", "1000", NULL);
+    test_server_t *server = server_start (spec, server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < S_COUNT; n++)
+        send_numbered (producer, "piped", n);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "piped", info, info.depth == S_COUNT);
+    zq_options_t *options = options_with ("prefetch", "1000000", NULL);
+    zq_queue_t *consumer = open_subscriber (server, options, "piped");
+    int64_t started = now_ms ();
+    for (int64_t n = 0; n < S_COUNT; n++) {
+        int64_t left = started + S_DEADLINE_MS - now_ms ();
+        zq_msg_t *msg = left > 0 ? zq_queue_recv (consumer, (int)left) : NULL;
+        if (!msg)
+            print_message ("%lld of %d deliveries in %d ms\n", (long long)n, S_COUNT,
+                           S_DEADLINE_MS);
+        assert_non_null (msg);
+        assert_int_equal (number_of (msg), n);
+        assert_int_equal (zq_msg_attempt (msg), 0);
+        zq_msg_destroy (&msg);
+    }
+    print_message ("%d deliveries through a 10-message pipe in %lld ms\n", S_COUNT,
+                   (long long)(now_ms () - started));
+    zq_options_destroy (&options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_stalled_consumer_keeps_its_deliveries),
+        cmocka_unit_test (test_full_pipe_resumes),
         cmocka_unit_test (test_round_trip_inproc),
         cmocka_unit_test (test_round_trip_ipc),
         cmocka_unit_test (test_round_trip_tcp),

@@ -177,14 +177,17 @@ def parse_envelope(frame):
 
 
 class Client:
-    """A raw DEALER speaking the reliable protocol to one endpoint."""
+    """A raw DEALER speaking the reliable protocol to one endpoint.
+    options: (zmq option, value) pairs set after hwm, before connecting."""
 
-    def __init__(self, endpoint, context=None, hwm=0):
+    def __init__(self, endpoint, context=None, hwm=0, options=()):
         self.context = context or zmq.Context.instance()
         self.sock = self.context.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SNDHWM, hwm)
         self.sock.setsockopt(zmq.RCVHWM, hwm)
+        for option, value in options:
+            self.sock.setsockopt(option, value)
         self.sock.connect(endpoint)
 
     def close(self):
