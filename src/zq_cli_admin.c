@@ -52,6 +52,9 @@ s_request (zq_cli_t *cli, int *rc_p, const char *command, const char *name, cons
     int timeout_ms = cli->timeout_ms == ZQ_TIMEOUT_DEFAULT ? S_ADMIN_TIMEOUT_MS : cli->timeout_ms;
     zmq_pollitem_t item = {zsock_resolve (sock), 0, ZMQ_POLLIN, 0};
     int ready = zmq_poll (&item, 1, timeout_ms);
+    //  A reply without its empty delimiter frame wakes the poll, but the
+    //  REQ socket drops it: the receive must not wait for ever either.
+    zsock_set_rcvtimeo (sock, timeout_ms);
     zmsg_t *reply = ready > 0 ? zmsg_recv (sock) : NULL;
     zsock_destroy (&sock);
     if (!reply) {

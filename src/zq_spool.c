@@ -23,6 +23,8 @@
 #define S_QUOTA_SLACK 4096
 //  Segments in memory are never larger than this (plus one batch).
 #define S_MEMORY_SEGMENT_MAX (4 * 1024 * 1024)
+//  Seqs a spool may assign are below this (doc/SPOOL.md, "Recovery").
+#define S_SEQ_LIMIT (UINT64_C (1) << 63)
 
 void
 zq_spool_config_init (zq_spool_config_t *config)
@@ -556,6 +558,14 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
         last_seq = self->ack_floor - 1;
     if (self->acked.count && self->acked.items[self->acked.count - 1].end - 1 > last_seq)
         last_seq = self->acked.items[self->acked.count - 1].end - 1;
+    //  No spool assigns 2^63 seqs: a log naming one that high is damaged,
+    //  and counting on from it would wrap to seqs already in use.
+    if (last_seq >= S_SEQ_LIMIT) {
+        zqi_log (ZQ_LOG_ERROR, "zq_spool: %s: the log names seq %" PRIu64 ", past any assigned",
+                 self->dir, last_seq);
+        zqi_fail (ZQ_ECORRUPT);
+        goto fail;
+    }
     self->next_seq = last_seq + 1;
     self->written_seq = self->durable_seq = last_seq;
     self->durable_lsn = tail->base_lsn + tail->end - ZQI_SEG_HEADER_SIZE;

@@ -932,6 +932,20 @@ s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
     return 0;
 }
 
+//  Checks a seal's payload against the segment it ends (first seq, the
+//  seal's own offset); stores the last seq it names in *last_seq_p.
+//  Returns 0, or -1 with ZQ_ECORRUPT.
+static int
+s_seal_parse (const uint8_t *p, const zqi_segment_t *segment, uint64_t offset, uint64_t *last_seq_p)
+{
+    uint64_t first_seq = zqi_load_le (p, 8), last_seq = zqi_load_le (p + 8, 8);
+    if (first_seq != segment->first_seq || last_seq + 1 < first_seq ||
+        zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
+        return zqi_fail (ZQ_ECORRUPT);
+    *last_seq_p = last_seq;
+    return 0;
+}
+
 //  A sealed segment is trusted by its seal, the last 64 bytes of the file;
 //  its records are checked when they are read.
 static int
@@ -949,11 +963,9 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
                           &need) != 1 ||
         rec.type != ZQI_REC_SEAL || rec.length != ZQI_SEAL_PAYLOAD)
         return zqi_fail (ZQ_ECORRUPT);
-    const uint8_t *p = record + ZQI_REC_HEADER_SIZE;
-    uint64_t first_seq = zqi_load_le (p, 8), last_seq = zqi_load_le (p + 8, 8);
-    if (first_seq != segment->first_seq || last_seq + 1 < first_seq ||
-        zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
-        return zqi_fail (ZQ_ECORRUPT);
+    uint64_t last_seq;
+    if (s_seal_parse (record + ZQI_REC_HEADER_SIZE, segment, offset, &last_seq))
+        return -1;
     segment->last_seq = last_seq;
     segment->sealed = true;
     //  Readers open it again when they get there.
@@ -1057,6 +1069,15 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
             else if (rec.type == ZQI_REC_MESSAGE && segment->last_seq < segment->first_seq &&
                      rec.seq < segment->first_seq)
                 valid = -1;
+            //  A seal must say what the reopen will check once this
+            //  segment is no longer the newest.
+            else if (rec.type == ZQI_REC_SEAL) {
+                uint64_t sealed_last;
+                if (rec.length != ZQI_SEAL_PAYLOAD ||
+                    s_seal_parse (payload, segment, offset, &sealed_last) ||
+                    sealed_last != segment->last_seq)
+                    valid = -1;
+            }
         }
         if (valid != 1) {
             if (!have_checkpoint) {

@@ -1,7 +1,8 @@
 /*  =========================================================================
     replay_main - runs a fuzz target over files, as an ordinary program: each
     argument is a file or a directory of files, each file one input. Exits
-    non-zero if an argument cannot be read or no input was found.
+    non-zero if an argument cannot be read or no input was found; an input
+    that takes over two minutes ends the program by SIGALRM.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -14,6 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+//  Seconds one input may take (valgrind included) before SIGALRM ends
+//  the replay.
+#define S_INPUT_TIMEOUT_S 120
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -51,7 +57,11 @@ s_replay_file (const char *path)
     if (size)
         memcpy (input, data, size);
     free (data);
+    //  An input that hangs the target fails the replay instead of the
+    //  whole test run.
+    alarm (S_INPUT_TIMEOUT_S);
     LLVMFuzzerTestOneInput (input, size);
+    alarm (0);
     free (input);
     return 0;
 }
