@@ -91,6 +91,31 @@ tu_size (uint64_t key, uint64_t seq, size_t max)
     return 1 + (size_t)(x % max);
 }
 
+//  Checks that record holds what tu_fill appended under its seq.
+static inline void
+tu_check (uint64_t key, const zq_spool_record_t *record, size_t max)
+{
+    uint8_t data[65536];
+    size_t size = tu_payload (key, record->seq, tu_size (key, record->seq, max), data);
+    assert_int_equal (record->size, size);
+    assert_memory_equal (record->data, data, size);
+}
+
+//  Appends count records (sizes 1 .. max, at most 65536) continuing the
+//  spool's numbering, with payloads from tu_payload under key.
+static inline void
+tu_fill (zq_spool_t *spool, uint64_t key, uint64_t count, size_t max)
+{
+    uint8_t data[65536];
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t seq = zq_spool_last_seq (spool) + 1;
+        size_t size = tu_payload (key, seq, tu_size (key, seq, max), data);
+        uint64_t got = 0;
+        assert_int_equal (zq_spool_append (spool, data, size, &got), 0);
+        assert_int_equal (got, seq);
+    }
+}
+
 //  Names of the segment files in dir, sorted; returns how many (at most
 //  max), each a new string.
 static inline int

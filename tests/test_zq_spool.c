@@ -18,14 +18,7 @@
 static void
 s_fill (zq_spool_t *spool, uint64_t count, size_t max)
 {
-    uint8_t data[65536];
-    for (uint64_t i = 0; i < count; i++) {
-        uint64_t seq = zq_spool_last_seq (spool) + 1;
-        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, max), data);
-        uint64_t got = 0;
-        assert_int_equal (zq_spool_append (spool, data, size, &got), 0);
-        assert_int_equal (got, seq);
-    }
+    tu_fill (spool, KEY, count, max);
 }
 
 //  Takes the next record and checks it is seq with its payload.
@@ -35,10 +28,7 @@ s_expect (zq_spool_t *spool, uint64_t seq, size_t max)
     zq_spool_record_t record;
     assert_int_equal (zq_spool_next (spool, &record), 0);
     assert_int_equal (record.seq, seq);
-    uint8_t data[65536];
-    size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, max), data);
-    assert_int_equal (record.size, size);
-    assert_memory_equal (record.data, data, size);
+    tu_check (KEY, &record, max);
 }
 
 static void

@@ -20,24 +20,14 @@
 static void
 s_fill (zq_spool_t *spool, uint64_t count, size_t max)
 {
-    uint8_t data[4096];
-    for (uint64_t i = 0; i < count; i++) {
-        uint64_t seq = zq_spool_last_seq (spool) + 1;
-        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, max), data);
-        uint64_t got = 0;
-        assert_int_equal (zq_spool_append (spool, data, size, &got), 0);
-        assert_int_equal (got, seq);
-    }
+    tu_fill (spool, KEY, count, max);
 }
 
 //  Checks that a record is exactly what was appended under its seq.
 static void
 s_check (const zq_spool_record_t *record, size_t max)
 {
-    uint8_t data[4096];
-    size_t size = tu_payload (KEY, record->seq, tu_size (KEY, record->seq, max), data);
-    assert_int_equal (record->size, size);
-    assert_memory_equal (record->data, data, size);
+    tu_check (KEY, record, max);
 }
 
 //  Takes every record from 1 to last and acks the odd ones: one acked

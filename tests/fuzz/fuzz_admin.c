@@ -201,13 +201,12 @@ s_device_setup (void)
     s_register_teardown ();
 }
 
-static void
-s_request (const uint8_t *data, size_t size)
+//  Appends the frames the input describes (each a 2-byte length and its
+//  bytes, the last cut to what is left) to msg, at most S_MAX_FRAMES.
+//  Returns how many.
+static size_t
+s_add_frames (zmsg_t *msg, const uint8_t *data, size_t size)
 {
-    if (!s_device)
-        s_device_setup ();
-    zmsg_t *request = zmsg_new ();
-    zmsg_addmem (request, NULL, 0);
     size_t frames = 0;
     while (size >= 2 && frames < S_MAX_FRAMES) {
         size_t length = (size_t)data[0] << 8 | data[1];
@@ -215,11 +214,22 @@ s_request (const uint8_t *data, size_t size)
         size -= 2;
         if (length > size)
             length = size;
-        zmsg_addmem (request, data, length);
+        zmsg_addmem (msg, data, length);
         data += length;
         size -= length;
         frames++;
     }
+    return frames;
+}
+
+static void
+s_request (const uint8_t *data, size_t size)
+{
+    if (!s_device)
+        s_device_setup ();
+    zmsg_t *request = zmsg_new ();
+    zmsg_addmem (request, NULL, 0);
+    size_t frames = s_add_frames (request, data, size);
     zmsg_send (&request, s_admin);
     if (frames > 0) {
         zmsg_t *reply = s_recv (s_admin, S_REPLY_TIMEOUT_MS);
@@ -319,18 +329,7 @@ s_reply (uint8_t verb, const uint8_t *data, size_t size)
     }
     zmsg_t *answer = zmsg_new ();
     zmsg_addstr (answer, "ANSWER");
-    size_t frames = 0;
-    while (size >= 2 && frames < S_MAX_FRAMES) {
-        size_t length = (size_t)data[0] << 8 | data[1];
-        data += 2;
-        size -= 2;
-        if (length > size)
-            length = size;
-        zmsg_addmem (answer, data, length);
-        data += length;
-        size -= length;
-        frames++;
-    }
+    size_t frames = s_add_frames (answer, data, size);
     zmsg_send (&answer, s_fake);
     zsock_wait (s_fake);
     //  What the command line prints goes nowhere.
