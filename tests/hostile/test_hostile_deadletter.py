@@ -4,7 +4,9 @@
 #   - a queue's dead-letter queue always has a place: max_queues counts
 #     NAME.dead with NAME when NAME is created, so a message past
 #     max_attempts is dead-lettered even when every other place is taken
-#     (it was retried every second forever, one log line each time);
+#     (it was retried every second forever, one log line each time), and
+#     NAME.dead opens in the fd places kept for existing queues when new
+#     queues are refused for want of descriptors;
 #   - after a restart STAT and REDRIVE see a queue's dead letters;
 #   - REDRIVE leaves alone a copy of the same id a consumer of NAME.dead
 #     holds;
@@ -96,6 +98,34 @@ def test_dead_letter_has_a_place_past_max_queues():
               "a.dead got %r" % bodies)
         log = zqd.stderr()
         check(log.count("cannot dead-letter") <= 1, "dead-lettering failed: %s" % log[-600:])
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
+def test_dead_letter_opens_when_new_queues_are_refused_for_fds():
+    # RLIMIT_NOFILE 96: 8 queues may be open, new queues 7. With 7 queues
+    # subscribed (none idle) a new queue gets REFUSE 10, yet a's
+    # dead-letter queue opens in the place kept for existing queues.
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))
+    zqd = hostile.Zqd(args=["-o", "max_attempts=1"], preexec_fn=low_limit).start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        producer.put_confirmed("a", [b"v%d" % i for i in range(20)])
+        consumer = hostile.Client(zqd.endpoint)
+        for i in range(6):
+            consumer.command(hostile.CONSUME, "busy%d" % i, 0)
+        consumer.consume("a", 100)
+        delivered = consumer.deliveries(20)
+        answers = producer.answers([producer.put("fresh", b"x")])
+        got = list(answers.values())[0]
+        check(got[0] == "refuse" and got[1] == hostile.CODE_BUSY,
+              "a new queue got %r with the budget for new queues spent" % (got,))
+        consumer.nack([d[0] for d in delivered], 0)
+        hostile.wait_until(lambda: row(zqd, "a").get("dead") == 20, "20 dead letters", 5.0)
+        log = zqd.stderr()
+        check(log.count("cannot dead-letter") == 0, "dead-lettering failed: %s" % log[-600:])
         zqd.stop()
     finally:
         zqd.close()
