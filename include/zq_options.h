@@ -109,7 +109,11 @@ typedef struct {
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long
 //    ping_ivl_ms          1000     protocol ping interval (consumer sessions, restarts); a
 //                                  server counts a consumer silent for 5 intervals gone
-//    max_queues           1024     server: most named queues held
+//    max_queues           1024     server: most named queues held, dead-letter queues
+//                                  included; with max_attempts set a new queue needs a
+//                                  place for itself and one kept for its NAME.dead
+//    max_consumer_queues  64       server: most queues one remote consumer (connection)
+//                                  consumes at once; a CONSUME past it gets ERROR 9
 //    CURVE (encryption and authentication; applied before any bind or
 //    connect, for every pattern and role; see "CURVE" below):
 //    curve_cert           ""       certificate file with this queue's key pair,

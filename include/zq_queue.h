@@ -114,7 +114,8 @@ typedef struct {
     //  reliable producer: refusals the server sent (storage full or
     //  failed; the message stays in the outbox and is sent again).
     //  reliable server: PUTs refused before reaching a queue (max_queues,
-    //  no file descriptor to open it; doc/PROTOCOL.md 18.6).
+    //  no file descriptor to open it; doc/PROTOCOL.md 18.6) and CONSUMEs
+    //  past max_consumer_queues (18.8).
     uint64_t refused;
     uint64_t reserved[8];
 } zq_queue_stats_t;

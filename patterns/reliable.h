@@ -58,7 +58,7 @@ typedef enum {
     ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
     ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
     ZQI_R_CODE_CONFLICT = 8, //  id stored with other content: never under this id
-    ZQI_R_CODE_LIMIT = 9,    //  a new queue past max_queues: give up
+    ZQI_R_CODE_LIMIT = 9,    //  a configured count limit (max_queues, max_consumer_queues)
     ZQI_R_CODE_BUSY = 10     //  a new queue past the fd budget: retry later
 } zqi_r_code_t;
 

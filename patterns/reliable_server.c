@@ -59,8 +59,14 @@
 #define S_OPEN_MIN     4     //  queues open at once, however low the limit
 #define S_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
 
-//  Why a queue was refused (s_limit_log).
-enum { S_LIMIT_QUEUES = 0, S_LIMIT_BUDGET = 1, S_LIMIT_PROCESS = 2 };
+//  Why a queue or a CONSUME was refused (s_limit_log).
+enum {
+    S_LIMIT_QUEUES = 0,
+    S_LIMIT_BUDGET = 1,
+    S_LIMIT_PROCESS = 2,
+    S_LIMIT_CONSUMER = 3,
+    S_LIMITS = 4
+};
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
@@ -126,6 +132,9 @@ struct _zqi_r_server_t {
     int64_t backoff_ms;
     int64_t backoff_max_ms;
     uint32_t max_queues;
+    uint32_t dead_unmade;         //  queues whose NAME.dead has a place kept but does not exist
+    bool starting;                //  opening the queues found in the spool directory
+    uint32_t max_consumer_queues; //  most queues one remote consumer consumes
     uint32_t local_prefetch;
     size_t max_message_bytes;
     int64_t max_delay_ms; //  longest NACK delay or TOUCH extension
@@ -134,6 +143,8 @@ struct _zqi_r_server_t {
     uint64_t refusals_unlogged;
     int64_t ack_failure_logged_ms; //  zclock_mono of the last ack failure logged
     uint64_t ack_failures_unlogged;
+    int64_t dead_failure_logged_ms; //  zclock_mono of the last dead-lettering failure logged
+    uint64_t dead_failures_unlogged;
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     s_queue_t **queues;
     uint32_t queue_count;
@@ -144,8 +155,8 @@ struct _zqi_r_server_t {
     uint32_t open_count;     //  queues whose spool is open
     uint32_t open_max;       //  most open at once (the fd budget)
     uint64_t use_clock;
-    int64_t limit_logged_ms[3]; //  S_LIMIT_*: when a refusal was last logged
-    uint64_t limit_refused[3];  //  ... and refusals since
+    int64_t limit_logged_ms[S_LIMITS]; //  S_LIMIT_*: when a refusal was last logged
+    uint64_t limit_refused[S_LIMITS];  //  ... and refusals since
     s_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -226,6 +237,12 @@ s_limit_log (zqi_r_server_t *self, int which, const char *name)
                  "; %" PRIu64 " refused since the last such line)",
                  name, self->open_count, self->open_max, s_open_new_max (self),
                  self->limit_refused[which]);
+    else if (which == S_LIMIT_CONSUMER)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: CONSUME of %s refused: a connection consumes at most "
+                 "max_consumer_queues (%" PRIu32 ") queues (%" PRIu64
+                 " refused since the last such line)",
+                 name, self->max_consumer_queues, self->limit_refused[which]);
     else
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: queue %s refused: the process has no file descriptor left "
@@ -356,12 +373,50 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
     return 0;
 }
 
+//  The queue whose dead-letter queue is the dead-letter queue named key
+//  (NAME for NAME.dead), or NULL if no such queue exists (a dead-letter
+//  queue has none: NAME.dead.dead holds nobody's dead letters).
+static s_queue_t *
+s_dead_parent (zqi_r_server_t *self, const char *key, size_t size)
+{
+    char parent[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+    size_t parent_size = size - (sizeof S_DEAD_SUFFIX - 1);
+    memcpy (parent, key, parent_size);
+    parent[parent_size] = '\0';
+    s_queue_t *queue = s_queue_find (self, parent);
+    return queue && !queue->is_dead ? queue : NULL;
+}
+
+//  The dead-letter queue of the queue named key, or NULL if it does not
+//  exist.
+static s_queue_t *
+s_dead_child (zqi_r_server_t *self, const char *key)
+{
+    char name[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+    snprintf (name, sizeof name, "%s%s", key, S_DEAD_SUFFIX);
+    return s_queue_find (self, name);
+}
+
 //  A new queue named key (size bytes), closed and not yet registered.
 //  NULL with errno ZQ_ELIMIT (max_queues reached) or ENOMEM.
+//
+//  A queue's dead-letter queue always has a place: while dead-lettering
+//  is on (max_attempts), a new queue takes a place for itself and one
+//  kept for its NAME.dead (unless that exists), and NAME.dead takes the
+//  place kept for it. So the places taken, queue_count + dead_unmade,
+//  never pass max_queues through a client. Queues found in the spool
+//  directory at start count one each, as far as max_queues goes.
 static s_queue_t *
 s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
 {
-    if (self->queue_count >= self->max_queues) {
+    bool is_dead = zqi_queue_name_check (key, size) == 1;
+    uint32_t places = 1;
+    if (is_dead && s_dead_parent (self, key, size))
+        places = 0;
+    else if (!is_dead && self->max_attempts && !self->starting && !s_dead_child (self, key))
+        places = 2;
+    uint64_t taken = (uint64_t)self->queue_count + (self->starting ? 0 : self->dead_unmade);
+    if (places && taken + places > self->max_queues) {
         s_limit_log (self, S_LIMIT_QUEUES, key);
         errno = ZQ_ELIMIT;
         return NULL;
@@ -383,17 +438,33 @@ s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         return NULL;
     }
     queue->dead = ZQI_R_NONE;
-    queue->is_dead = zqi_queue_name_check (key, size) == 1;
+    queue->is_dead = is_dead;
     return queue;
 }
 
-//  Makes a queue from s_queue_new one of the server's.
+//  Makes a queue from s_queue_new one of the server's, linked by name to
+//  its dead-letter queue or to the queue it holds the dead letters of
+//  (whichever was found or made first).
 static void
 s_queue_register (zqi_r_server_t *self, s_queue_t *queue)
 {
     queue->index = self->queue_count;
     self->queues[self->queue_count++] = queue;
     zhashx_insert (self->queue_by_name, queue->name, (void *)(uintptr_t)(queue->index + 1));
+    if (queue->is_dead) {
+        s_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
+        if (parent) {
+            parent->dead = queue->index;
+            if (self->max_attempts && self->dead_unmade)
+                self->dead_unmade--;
+        }
+    } else {
+        s_queue_t *dead = s_dead_child (self, queue->name);
+        if (dead)
+            queue->dead = dead->index;
+        else if (self->max_attempts)
+            self->dead_unmade++;
+    }
 }
 
 //  Returns queue name (size bytes, not NUL-terminated) with its spool
@@ -424,7 +495,10 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
             queue = s_queue_new (self, key, size);
             if (!queue)
                 return NULL;
-            if (s_queue_open (self, queue, true)) {
+            //  A dead-letter queue of a queue that exists may use the
+            //  eighth of the fd budget kept for existing queues.
+            bool kept = queue->is_dead && s_dead_parent (self, key, size);
+            if (s_queue_open (self, queue, !kept)) {
                 int saved = errno;
                 free (queue->name);
                 free (queue);
@@ -448,12 +522,15 @@ s_spool (zqi_r_server_t *self, s_queue_t *queue)
     return s_queue_open (self, queue, false) ? NULL : queue->spool;
 }
 
-//  Returns the dead-letter queue of queue, opening it if needed.
+//  Returns the dead-letter queue of queue with its spool open, making it
+//  if needed; NULL with errno as s_queue_get.
 static s_queue_t *
 s_dead_queue (zqi_r_server_t *self, s_queue_t *queue)
 {
-    if (queue->dead != ZQI_R_NONE)
-        return self->queues[queue->dead];
+    if (queue->dead != ZQI_R_NONE) {
+        s_queue_t *dead = self->queues[queue->dead];
+        return s_queue_open (self, dead, false) ? NULL : dead;
+    }
     char name[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
     snprintf (name, sizeof name, "%s%s", queue->name, S_DEAD_SUFFIX);
     s_queue_t *last = self->last_queue;
@@ -817,8 +894,27 @@ s_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
     return 0;
 }
 
+//  Counts a message that could not be dead-lettered now (errnum) and
+//  logs it, one line per S_LOG_IVL_MS at most.
+static void
+s_dead_letter_failed (zqi_r_server_t *self, const s_queue_t *queue, int errnum)
+{
+    self->common.ctx->stats->errors++;
+    int64_t now = zclock_mono ();
+    if (self->dead_failure_logged_ms && now - self->dead_failure_logged_ms < S_LOG_IVL_MS) {
+        self->dead_failures_unlogged++;
+        return;
+    }
+    zqi_log (ZQ_LOG_WARNING,
+             "reliable: cannot dead-letter a message of %s: %s; it is held and tried again in "
+             "%d ms (%" PRIu64 " more such failures since the last line)",
+             queue->name, zq_strerror (errnum), S_RETRY_MS, self->dead_failures_unlogged);
+    self->dead_failure_logged_ms = now;
+    self->dead_failures_unlogged = 0;
+}
+
 //  Moves a record to the dead-letter queue. Returns 0, or -1 (the record
-//  is held and tried again later).
+//  is held and tried again later; counted and logged).
 static int
 s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
                const zq_spool_record_t *record, const zqi_r_envelope_t *envelope)
@@ -828,8 +924,7 @@ s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
     if (!dead || s_rewrite_attempt (self, record, envelope, entry->attempt) ||
         zq_spool_append (dead->spool, self->bytes.data, self->bytes.size, NULL) ||
         zq_spool_commit (dead->spool)) {
-        zqi_log (ZQ_LOG_WARNING, "reliable: cannot dead-letter a message of %s: %s", queue->name,
-                 zq_strerror (errno));
+        s_dead_letter_failed (self, queue, errno);
         s_hold (self, index, zclock_mono () + S_RETRY_MS);
         return -1;
     }
@@ -1329,18 +1424,47 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
     switch (command->kind) {
         case ZQI_R_CONSUME:
         case ZQI_R_CANCEL: {
-            s_queue_t *queue = s_queue_get (self, command->text, command->text_size,
-                                            command->kind == ZQI_R_CONSUME);
-            if (!queue) {
-                if (command->kind == ZQI_R_CONSUME) {
-                    zqi_r_code_t code = s_queue_code (errno);
-                    s_send_error (self, route, route_size, code, s_code_reason (code));
-                }
+            if (zqi_queue_name_check (command->text, command->text_size) < 0) {
+                s_turned_down (self,
+                               command->kind == ZQI_R_CONSUME ? "a CONSUME of an invalid queue name"
+                                                              : "a CANCEL of an invalid queue name",
+                               command->text_size);
+                s_send_error (self, route, route_size, ZQI_R_CODE_INVALID,
+                              s_code_reason (ZQI_R_CODE_INVALID));
                 return;
             }
+            char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+            memcpy (key, command->text, command->text_size);
+            key[command->text_size] = '\0';
             if (command->kind == ZQI_R_CANCEL) {
-                if (consumer != ZQI_R_NONE)
+                //  Found, not opened. A queue not consumed (or unknown) has
+                //  nothing to cancel: not an error, no answer.
+                s_queue_t *queue = s_queue_find (self, key);
+                if (queue && consumer != ZQI_R_NONE)
                     s_unsubscribe (self, consumer, queue);
+                return;
+            }
+            if (consumer != ZQI_R_NONE &&
+                self->consumers[consumer].queue_count >= self->max_consumer_queues) {
+                //  A connection past max_consumer_queues may renew what it
+                //  consumes (its prefetch), not add a queue.
+                s_queue_t *known = s_queue_find (self, key);
+                s_consumer_t *holder = &self->consumers[consumer];
+                bool renewal = false;
+                for (uint32_t i = 0; known && i < holder->queue_count; i++)
+                    renewal |= holder->queues[i] == known->index;
+                if (!renewal) {
+                    self->common.ctx->stats->refused++;
+                    s_limit_log (self, S_LIMIT_CONSUMER, key);
+                    s_send_error (self, route, route_size, ZQI_R_CODE_LIMIT,
+                                  "subscription limit reached (max_consumer_queues)");
+                    return;
+                }
+            }
+            s_queue_t *queue = s_queue_get (self, command->text, command->text_size, true);
+            if (!queue) {
+                zqi_r_code_t code = s_queue_code (errno);
+                s_send_error (self, route, route_size, code, s_code_reason (code));
                 return;
             }
             if (consumer == ZQI_R_NONE)
@@ -1714,6 +1838,7 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->backoff_ms = zqi_r_option (options, "nack_backoff_ms");
     self->backoff_max_ms = zqi_r_option (options, "nack_backoff_max_ms");
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
+    self->max_consumer_queues = (uint32_t)zqi_r_option (options, "max_consumer_queues");
     self->open_max = self->spool_dir ? s_open_max () : UINT32_MAX;
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
@@ -1744,8 +1869,11 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         goto no_memory;
     for (uint32_t index = 0; index < self->consumer_capacity; index++)
         self->consumers[index].head = ZQI_R_NONE;
-    if (self->spool_dir)
+    if (self->spool_dir) {
+        self->starting = true;
         s_open_existing (self);
+        self->starting = false;
+    }
     return self;
 no_memory:
     errno = ENOMEM;
@@ -2027,6 +2155,14 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
     info->dead = 0;
     if (queue->dead != ZQI_R_NONE) {
         s_queue_t *dead = self->queues[queue->dead];
+        if (!dead->spool && !dead->used) {
+            //  Known by name only since the start: opened once, as above.
+            self->pinned = queue;
+            int rc = s_queue_open (self, dead, false);
+            self->pinned = NULL;
+            if (rc)
+                return -1;
+        }
         stats = dead->closed_stats;
         if (dead->spool)
             zq_spool_stats (dead->spool, &stats);
@@ -2122,8 +2258,10 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
                 rc = -1;
                 break;
             }
+            //  Only this record's entry: another copy of the same id may
+            //  be delivered from the dead-letter queue meanwhile.
             uint32_t index = s_entry_in (self, envelope.id, dead->index);
-            if (index != ZQI_R_NONE) {
+            if (index != ZQI_R_NONE && self->table.entries[index].seq == record.seq) {
                 s_entry_leave (self, index);
                 zqi_r_table_remove (&self->table, index);
             }

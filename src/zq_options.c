@@ -95,7 +95,11 @@ static const zq_option_info_t s_table[] = {
     {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,
      "reliable: interval of protocol pings (consumer session, server restarts)", NULL},
     {"max_queues", ZQ_OPTION_INT, 1024, NULL, 1, 1000000,
-     "reliable server: most named queues it holds (dead-letter queues included)", NULL},
+     "reliable server: most named queues it holds (dead-letter queues included: with"
+     " max_attempts set, a new queue needs a place for its NAME.dead too)",
+     NULL},
+    {"max_consumer_queues", ZQ_OPTION_INT, 64, NULL, 1, 1000000,
+     "reliable server: most queues one remote consumer (one connection) consumes at once", NULL},
     {"curve_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
      "CURVE: certificate file with this queue's keys (zmakecert; PATH_secret is read first);"
      " alone it makes the queue a CURVE server",

@@ -923,11 +923,12 @@ test_full_spool_refuses (void **state)
 
 //  A new queue past the server's max_queues is refused for good: the
 //  producer is told ZQ_ELIMIT and drops it, instead of retrying it as if
-//  the storage were full for a while; the queue is not created.
+//  the storage were full for a while; the queue is not created. (The
+//  first queue takes two places: one is kept for its dead letters.)
 static void
 test_max_queues_refuses (void **state)
 {
-    zq_options_t *server_options = options_with ("max_queues", "1", NULL);
+    zq_options_t *server_options = options_with ("max_queues", "2", NULL);
     test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
     assert_non_null (server);
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);

@@ -252,7 +252,8 @@ def test_kinds_past_the_limit():
 
 
 def test_max_queues():
-    zqd = hostile.Zqd(args=["-o", "max_queues=3"]).start()
+    # Each queue takes two places: one is kept for its NAME.dead.
+    zqd = hostile.Zqd(args=["-o", "max_queues=6"]).start()
     try:
         producer = hostile.Client(zqd.endpoint)
         ids = [producer.put(name, b"x") for name in ("one", "two", "three", "four")]
