@@ -69,6 +69,7 @@
 //  The hash of a 16-byte id is a few instructions when inlined.
 #define XXH_INLINE_ALL
 #include <xxhash.h>
+#include <sys/random.h>
 
 #define S_RPC_VERSION          1
 #define S_KIND_REQUEST         0
@@ -115,6 +116,7 @@ typedef struct {
     uint32_t free_head;
     uint32_t *slots;
     uint32_t slot_mask;
+    uint64_t seed; //  of the id hash: this table's own, so ids cannot be chosen to collide
     //  Client: deadlines (a binary min-heap of indexes) and expired list.
     uint32_t *heap;
     uint32_t heap_size;
@@ -127,10 +129,35 @@ typedef struct {
 
 //  ---- Entries: a slab, a hash on the id, a free list ---------------------
 
+static inline uint64_t
+s_id_hash (uint64_t seed, const uint8_t *id)
+{
+    return XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, seed);
+}
+
+uint64_t
+zqi_rpc_id_hash (uint64_t seed, const uint8_t *id)
+{
+    return s_id_hash (seed, id);
+}
+
+uint64_t
+zqi_rpc_id_seed (const void *table)
+{
+    uint64_t seed = 0;
+    if (getrandom (&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        //  No entropy yet (early boot): what differs between tables.
+        static uint64_t tables = 0;
+        seed = XXH3_64bits_withSeed (&table, sizeof table,
+                                     (uint64_t)zclock_usecs () + ++tables * 0x9E3779B97F4A7C15ull);
+    }
+    return seed;
+}
+
 static inline uint32_t
 s_home (const s_rpc_t *self, const uint8_t *id)
 {
-    return (uint32_t)XXH3_64bits (id, ZQ_MSG_ID_SIZE) & self->slot_mask;
+    return (uint32_t)s_id_hash (self->seed, id) & self->slot_mask;
 }
 
 //  Returns the slot holding id, or the empty slot where it would go.
@@ -738,6 +765,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->retries = (uint32_t)zqi_option_int (ctx->options, "retries");
     self->max_entries = (uint32_t)zqi_option_int (ctx->options, "max_in_flight");
     self->free_head = S_NONE;
+    self->seed = zqi_rpc_id_seed (self);
     self->expired.head = self->expired.tail = S_NONE;
     self->age.head = self->age.tail = S_NONE;
     int on = 1;

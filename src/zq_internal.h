@@ -144,4 +144,12 @@ zcert_t *zqi_curve_cert_load (const char *path, bool need_secret, char *error, s
 //  runs in the process already) or ENOMEM, and one line in error.
 int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error, size_t error_size);
 
+//  The rpc pattern's id table (patterns/rpc.c), open to its tests: the
+//  hash of a 16-byte id under a table's seed, and a fresh seed (from
+//  getrandom; a mix of the clock and table's address if it has no entropy
+//  yet). Each table takes its own seed, so a client cannot choose ids that
+//  share a slot.
+ZQ_EXPORT uint64_t zqi_rpc_id_hash (uint64_t seed, const uint8_t *id);
+ZQ_EXPORT uint64_t zqi_rpc_id_seed (const void *table);
+
 #endif
