@@ -1,5 +1,5 @@
 /*  =========================================================================
-    rpc - request-reply between clients (DEALER) and servers (ROUTER),
+    rpc - request-reply between clients and servers (both ROUTER),
     with correlation ids, a deadline per attempt, retries and failover.
 
     Frames (doc/PROTOCOL.md, "rpc"), after any routing frames:
@@ -9,38 +9,59 @@
     before it is sent; a reply names the request it answers in its rpc
     frame and keeps its own envelope id on the wire.
 
-    Client. zq_queue_send hands a request to libzmq and returns at once;
-    many may be in flight, up to max_in_flight (then send fails with
-    EAGAIN at once: only zq_queue_recv frees room). zq_queue_recv returns
-    replies in the order they arrive, each under the id of the request it
-    answers: zq_msg_id (reply) is that request's id (the reply's own wire
-    id is not kept). Each attempt has a deadline of request_timeout_ms; when
-    it passes, the request is sent again under the same id with attempt
-    one higher (stats.retries), and DEALER's round-robin takes it to the
-    next connected server: that is the failover. An attempt that cannot be
-    handed to libzmq (no server connected) still uses up its deadline.
-    When the last of 1 + retries attempts passes its deadline, the request
-    has failed: zq_queue_recv returns NULL with errno ZQ_ETIMEDOUT (once
-    for each failed request, stats.timeouts), and zq_queue_failed hands the
-    request itself back. A reply that was already waiting in the socket
-    when the failure would be reported still wins. Replies to requests
-    already answered or reported failed, and replies to ids never sent,
-    are dropped and counted in stats.dropped; a request is answered or
-    reported failed exactly once. Retries and failures happen inside
-    zq_queue_send, zq_queue_recv and zq_queue_events; the core's waits
-    wake for the next deadline (next_timer_ms).
+    Client. zq_queue_send hands a request to a server (or holds it) and
+    returns at once; many may be in flight, up to max_in_flight (then send
+    fails with EAGAIN at once: only zq_queue_recv frees room).
+    zq_queue_recv returns replies in the order they arrive, each under the
+    id of the request it answers: zq_msg_id (reply) is that request's id
+    (the reply's own wire id is not kept). Each attempt has a deadline of
+    request_timeout_ms; when it passes, the request is sent again under
+    the same id with attempt one higher (stats.retries), to another live
+    server if there is one. When the last of 1 + retries attempts passes
+    its deadline, the request has failed: zq_queue_recv returns NULL with
+    errno ZQ_ETIMEDOUT (once for each failed request, stats.timeouts), and
+    zq_queue_failed hands the request itself back. A reply that was
+    already waiting in the socket when the failure would be reported
+    still wins. Replies to requests already answered or reported failed,
+    and replies to ids never sent, are dropped and counted in
+    stats.dropped; a request is answered or reported failed exactly once.
     The client keeps each request until its result is returned (to resend
     it) and encodes each attempt from it, without copying the message
     (a body of ZQ_MSG_ZEROCOPY_MIN bytes or more is copied per attempt).
-    ZMQ_IMMEDIATE is off: a server's connection keeps its pipe while it is
-    down, so a reply that arrived before the server closed is still read
-    (with ZMQ_IMMEDIATE, libzmq drops a connection's unread replies when
-    it closes). The cost: DEALER keeps dealing requests to a server that
-    is still connecting or that is gone, in its turn, until that pipe
-    holds sndhwm messages; each waits there until the server comes back
-    or its deadline sends it again, to the next server in turn. A server
-    that comes back gets the attempts still queued for it, including
-    ones already answered elsewhere (those replies are dropped as late).
+
+    Client routing and liveness (the zguide's Freelance pattern, with the
+    transport's own signals). The client's socket is a ROUTER: each
+    endpoint it connects to is one server, whose connection gets its own
+    routing id (ZMQ_CONNECT_ROUTING_ID), so the client chooses the server
+    of each attempt: the next live one in turn (fair spread), skipping one
+    whose pipe is full, and for a retry another than the last if it can.
+    A socket monitor reports, per endpoint, each ZMTP handshake that
+    succeeded (the server is live) and each connection that closed (it is
+    out): a peer killed or reset closes at once; a silent one (process
+    paused, host lost, half-open TCP) is closed by ZMTP heartbeats after
+    the heartbeat timeout (below). The monitor is chosen over rpc-level
+    pings because it sees a close at once and puts no zq traffic on the
+    wire: any ROUTER server that answers ZMTP PINGs (libzmq does) keeps
+    working. Attempts held by a server that went out are sent again at
+    once to a live one (stats.retries), while the request has attempts
+    left, but only once no reply waits in the socket: a reply that
+    arrived before the close wins, and is never lost (ZMQ_IMMEDIATE is
+    off, so a closed connection keeps its pipe; with it, libzmq drops a
+    connection's unread replies when it closes). A request with no
+    attempts left waits out its deadline, as its server may still answer
+    once back (libzmq delivers what its pipe still holds when it
+    reconnects; replies to attempts answered elsewhere are dropped as
+    late). With no live server, an attempt goes to one that is not, in
+    turn (libzmq sends it once that one connects), and is sent again to
+    the first server that becomes live if another; with every pipe full
+    it waits in the client (pending). inproc connections report nothing:
+    an inproc server is live until a send finds it gone. Liveness is
+    looked at in zq_queue_send (at most once a millisecond),
+    zq_queue_recv and zq_queue_events; a blocking zq_queue_recv also wakes
+    for the monitor, and next_timer_ms is at most S_MONITOR_CHECK_MS while
+    requests wait, so an event loop that watches only the fd looks too.
+    Closing a client drops what libzmq still holds for it (linger 0):
+    attempts of requests answered already or given up by the close.
 
     Server. zq_queue_recv returns each request as it arrives (every
     attempt of it: a retry may reach the same server twice). zq_queue_reply
@@ -57,8 +78,13 @@
 
     Heartbeats: unless the options set heartbeat_ivl_ms, both roles ping
     every S_HEARTBEAT_IVL_MS and drop a connection silent for
-    S_HEARTBEAT_TIMEOUT_MS (or heartbeat_timeout_ms if set), so a server
-    whose host vanished leaves the client's round-robin.
+    S_HEARTBEAT_TIMEOUT_MS (or heartbeat_timeout_ms if set), so a silent
+    server is out within 4 s: under the default request timeout (5 s),
+    so the failover comes before the retry would. Three missed pings
+    (the zguide's Paranoid Pirate liveness) ride out a few lost TCP
+    segments (retransmits from 200 ms, doubling) and short stalls; a
+    server busy in its own code is never taken for silent, since libzmq's
+    I/O thread answers PINGs.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
