@@ -57,9 +57,11 @@
     it waits in the client (pending). inproc connections report nothing:
     an inproc server is live until a send finds it gone. Liveness is
     looked at in zq_queue_send (at most once a millisecond),
-    zq_queue_recv and zq_queue_events; a blocking zq_queue_recv also wakes
-    for the monitor, and next_timer_ms is at most S_MONITOR_CHECK_MS while
-    requests wait, so an event loop that watches only the fd looks too.
+    zq_queue_recv and zq_queue_events (at most once a millisecond: an
+    empty read of the monitor costs a system call), and next_timer_ms is
+    at most S_MONITOR_CHECK_MS while requests wait, so that a blocking
+    zq_queue_recv, and an event loop that watches only the fd, look at it
+    that often.
     Closing a client drops what libzmq still holds for it (linger 0):
     attempts of requests answered already or given up by the close.
 
@@ -768,7 +770,9 @@ static bool
 s_client_tend (s_rpc_t *self, int64_t now, bool socket_idle)
 {
     bool sent = false;
-    s_monitor_read (self, now);
+    //  At most once a millisecond: an empty read costs a system call.
+    if (now != self->monitor_read_ms)
+        s_monitor_read (self, now);
     if (self->reroute_due && self->live_count && socket_idle) {
         s_reroute (self, now);
         sent = true;
@@ -807,8 +811,8 @@ static int
 s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
 {
     int64_t now = zclock_mono ();
-    //  Liveness is looked at once per millisecond at most on this path.
-    if (now != self->monitor_read_ms)
+    if (now != self->monitor_read_ms ||
+        (self->heap_size && self->entries[self->heap[0]].deadline <= now))
         s_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
     if (self->count >= self->max_entries)
         return zqi_fail (EAGAIN);
@@ -832,16 +836,18 @@ s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
     return 0;
 }
 
-//  Never waits: s_recv_blocking does.
+//  flags (ZMQ_DONTWAIT or 0) are for the first frame: a blocking wait lasts
+//  up to ZMQ_RCVTIMEO, which the core keeps under next_timer_ms, so that
+//  liveness is looked at every S_MONITOR_CHECK_MS while requests wait.
 static zq_msg_t *
-s_client_recv (s_rpc_t *self)
+s_client_recv (s_rpc_t *self, int flags)
 {
     bool socket_idle = false;
     for (int late = 0; late < S_LATE_BURST; late++) {
         //  The server's routing id (ROUTER), then the delimiter.
         zmq_msg_t frame;
         zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv (&frame, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
             int saved_errno = errno;
             zmq_msg_close (&frame);
             if (saved_errno == EAGAIN) {
@@ -887,22 +893,6 @@ s_client_recv (s_rpc_t *self)
     }
     errno = EAGAIN;
     return NULL;
-}
-
-//  Waits, up to the socket's ZMQ_RCVTIMEO (set by the core), until a reply
-//  or a liveness event comes, then receives without waiting.
-static zq_msg_t *
-s_client_recv_blocking (s_rpc_t *self)
-{
-    int timeout_ms = -1;
-    size_t size = sizeof timeout_ms;
-    if (zmq_getsockopt (self->handle, ZMQ_RCVTIMEO, &timeout_ms, &size))
-        return NULL;
-    zmq_pollitem_t items[2] = {{self->handle, 0, ZMQ_POLLIN, 0},
-                               {self->monitor_handle, 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll (items, 2, timeout_ms) < 0)
-        return NULL;
-    return s_client_recv (self);
 }
 
 //  ---- Server -------------------------------------------------------------
@@ -1164,14 +1154,15 @@ static zq_msg_t *
 s_recv (void *state)
 {
     s_rpc_t *self = (s_rpc_t *)state;
-    return self->is_client ? s_client_recv (self) : s_server_recv (self, ZMQ_DONTWAIT);
+    return self->is_client ? s_client_recv (self, ZMQ_DONTWAIT)
+                           : s_server_recv (self, ZMQ_DONTWAIT);
 }
 
 static zq_msg_t *
 s_recv_blocking (void *state)
 {
     s_rpc_t *self = (s_rpc_t *)state;
-    return self->is_client ? s_client_recv_blocking (self) : s_server_recv (self, 0);
+    return self->is_client ? s_client_recv (self, 0) : s_server_recv (self, 0);
 }
 
 static int

@@ -1034,9 +1034,10 @@ poller_recv (zq_queue_t *client, int timeout_ms)
 }
 
 //  Sends SEQ_COUNT requests one at a time to procs[0..SEQ_SERVERS-1]; after
-//  SEQ_LOSE_AT replies, loses procs[0] as loss says, right after sending it
-//  a request (servers take requests in turn: the one after a reply from
-//  the last server goes to the first). Each request must be answered
+//  SEQ_LOSE_AT replies, loses procs[0] as loss says while it holds a request
+//  (servers take requests in turn: the one after a reply from the last
+//  server goes to the first; the server is stopped before it is sent, so
+//  it cannot answer, and killed after). Each request must be answered
 //  within bound_ms (fails at once otherwise, so a run without failover
 //  ends fast). Fills figures.
 static void
@@ -1059,13 +1060,17 @@ s_sequential (server_proc_t *procs, loss_t loss, bool poller, int64_t bound_ms,
     int last_from = -1;
     for (int n = 0; n < SEQ_COUNT; n++) {
         uint64_t retries_before = stats_of (client).retries;
+        bool lose =
+            loss != LOSS_NONE && !lost_at && n >= SEQ_LOSE_AT && last_from == SEQ_SERVERS - 1;
+        if (lose) {
+            assert_int_equal (kill (procs[0].pid, SIGSTOP), 0);
+            lost_at = now_ms ();
+        }
         int64_t sent_at = now_ms ();
         zq_msg_t *request = numbered ("rpc.seq", n);
         assert_int_equal (zq_queue_send (client, &request, poller ? 0 : DEADLINE_MS), 0);
-        if (loss != LOSS_NONE && !lost_at && n >= SEQ_LOSE_AT && last_from == SEQ_SERVERS - 1) {
-            assert_int_equal (kill (procs[0].pid, loss == LOSS_KILL ? SIGKILL : SIGSTOP), 0);
-            lost_at = now_ms ();
-        }
+        if (lose && loss == LOSS_KILL)
+            assert_int_equal (kill (procs[0].pid, SIGKILL), 0);
         zq_msg_t *reply =
             poller ? poller_recv (client, (int)bound_ms) : zq_queue_recv (client, (int)bound_ms);
         int64_t done_at = now_ms ();
