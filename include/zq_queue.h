@@ -10,10 +10,11 @@
         "pubsub"    ZQ_PUBLISHER (XPUB) ZQ_SUBSCRIBER (SUB)
                     Each message goes to every subscriber whose prefix
                     matches its subject; subscribers count lost messages.
-        "rpc"       ZQ_CLIENT (DEALER)  ZQ_SERVER (ROUTER)
-                    Clients send requests round-robin among the servers
-                    connected, with deadlines and retries; servers reply
-                    to the client that asked (see "rpc" below).
+        "rpc"       ZQ_CLIENT (ROUTER)  ZQ_SERVER (ROUTER)
+                    Clients send requests round-robin among the live
+                    servers they connect to, with deadlines, retries and
+                    failover; servers reply to the client that asked
+                    (see "rpc" below).
         "reliable"  ZQ_PRODUCER (DEALER) ZQ_CONSUMER (DEALER) ZQ_SERVER (ROUTER)
                     At-least-once: the server holds named queues (in
                     spools), producers get a confirm once a message is
@@ -129,7 +130,8 @@ typedef struct {
 //  Connections are made in the background; a connect succeeds before any
 //  peer exists, and lost connections are remade every reconnect_ms.
 //  Returns the queue, or NULL with errno: EINVAL (unknown pattern, a role
-//  the pattern lacks, NULL or malformed endpoints, an empty item), or the
+//  the pattern lacks, NULL or malformed endpoints, an empty item, an
+//  endpoint to bind for an rpc client, which only connects), or the
 //  error of a bind or connect that failed (EADDRINUSE, EPROTONOSUPPORT,
 //  ENOENT, ...), or ENOMEM. Nothing is left open after a failure.
 ZQ_EXPORT zq_queue_t *zq_queue_new (const char *pattern, zq_role_t role, const char *endpoints,
@@ -289,26 +291,43 @@ ZQ_EXPORT int zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int tim
 //  zq_queue_recv; a server takes requests with zq_queue_recv and answers
 //  each with zq_queue_reply. Frames: doc/PROTOCOL.md, "rpc".
 //
-//  Client. zq_queue_send returns once libzmq has the request (it waits
-//  only while no server is connected); a request is known by its id,
-//  zq_msg_id, read before sending. Up to max_in_flight requests await
-//  their results at once: beyond, zq_queue_send fails with EAGAIN at
-//  once, whatever the timeout (only zq_queue_recv frees room); a request
-//  whose id is already awaiting its result fails with EALREADY.
+//  Client. Each endpoint it connects to is a server (a client never
+//  binds). zq_queue_send never waits for a server: it hands the request
+//  to the next live server in turn (with none live yet, to one still
+//  connecting; with every connection full, the client holds it) and
+//  returns; a request is known by its id, zq_msg_id, read before sending.
+//  Up to max_in_flight requests await their results at once: beyond,
+//  zq_queue_send fails with EAGAIN at once, whatever the timeout (only
+//  zq_queue_recv frees room); a request whose id is already awaiting its
+//  result fails with EALREADY.
 //  zq_queue_recv returns replies in the order they arrive, each under the
 //  id of the request it answers: zq_msg_id (reply) is that request's id.
-//  Each attempt has request_timeout_ms; then the request is sent again
-//  with the same id and attempt + 1 (stats.retries), which takes it to the
-//  next connected server. When 1 + retries attempts have passed their
-//  deadline, zq_queue_recv returns NULL with errno ZQ_ETIMEDOUT, once for
-//  that request (stats.timeouts), and zq_queue_failed hands it back. So
+//  A server is live once its connection's handshake succeeded, until the
+//  connection closes (the server exited or was killed, its host reset) or
+//  heartbeats find it silent (paused, host or network lost: within
+//  heartbeat_ivl_ms + heartbeat_timeout_ms, by default 1 s + 3 s); then it
+//  gets no new request, and the requests it held are sent again at once
+//  to a live server (stats.retries) once the replies already received
+//  are read, unless they have no attempt left. A server that comes back
+//  is live again. Each attempt has request_timeout_ms; then the request
+//  is sent again with the same id and attempt + 1 (stats.retries), to
+//  another live server if there is one. Every attempt counts, whatever
+//  sent it: a request reaches servers at most 1 + retries times (so
+//  retries 0 means at most once), and may be processed more than once
+//  (make requests idempotent where that matters). When 1 + retries
+//  attempts have passed their deadline, zq_queue_recv returns NULL with
+//  errno ZQ_ETIMEDOUT, once for that request (stats.timeouts), and
+//  zq_queue_failed hands it back. So
 //  each request has exactly one result: a reply, or ZQ_ETIMEDOUT. Replies
 //  that come after the result (late or duplicate) are dropped and counted
-//  in stats.dropped. Deadlines are checked inside zq_queue_send,
-//  zq_queue_recv and zq_queue_events: a blocking zq_queue_recv wakes for
-//  them by itself; an event loop also calls zq_queue_recv (self, 0) when
-//  zq_queue_next_timer_ms says. zq_queue_close counts the requests still
-//  awaiting a result as unsent.
+//  in stats.dropped. Deadlines and liveness are checked inside
+//  zq_queue_send, zq_queue_recv and zq_queue_events: a blocking
+//  zq_queue_recv wakes for them by itself; an event loop also calls
+//  zq_queue_recv (self, 0) when zq_queue_next_timer_ms says (while
+//  requests wait, at least every 25 ms, so it learns of a lost server).
+//  zq_queue_close counts the requests still awaiting a result as unsent
+//  and drops every attempt libzmq still holds (none is waited for: linger
+//  does not apply).
 //
 //  Server. zq_queue_recv returns every attempt of every request (a retry
 //  can reach a server that already has the request). zq_queue_send fails

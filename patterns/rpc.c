@@ -1,5 +1,5 @@
 /*  =========================================================================
-    rpc - request-reply between clients (DEALER) and servers (ROUTER),
+    rpc - request-reply between clients and servers (both ROUTER),
     with correlation ids, a deadline per attempt, retries and failover.
 
     Frames (doc/PROTOCOL.md, "rpc"), after any routing frames:
@@ -9,38 +9,61 @@
     before it is sent; a reply names the request it answers in its rpc
     frame and keeps its own envelope id on the wire.
 
-    Client. zq_queue_send hands a request to libzmq and returns at once;
-    many may be in flight, up to max_in_flight (then send fails with
-    EAGAIN at once: only zq_queue_recv frees room). zq_queue_recv returns
-    replies in the order they arrive, each under the id of the request it
-    answers: zq_msg_id (reply) is that request's id (the reply's own wire
-    id is not kept). Each attempt has a deadline of request_timeout_ms; when
-    it passes, the request is sent again under the same id with attempt
-    one higher (stats.retries), and DEALER's round-robin takes it to the
-    next connected server: that is the failover. An attempt that cannot be
-    handed to libzmq (no server connected) still uses up its deadline.
-    When the last of 1 + retries attempts passes its deadline, the request
-    has failed: zq_queue_recv returns NULL with errno ZQ_ETIMEDOUT (once
-    for each failed request, stats.timeouts), and zq_queue_failed hands the
-    request itself back. A reply that was already waiting in the socket
-    when the failure would be reported still wins. Replies to requests
-    already answered or reported failed, and replies to ids never sent,
-    are dropped and counted in stats.dropped; a request is answered or
-    reported failed exactly once. Retries and failures happen inside
-    zq_queue_send, zq_queue_recv and zq_queue_events; the core's waits
-    wake for the next deadline (next_timer_ms).
+    Client. zq_queue_send hands a request to a server (or holds it) and
+    returns at once; many may be in flight, up to max_in_flight (then send
+    fails with EAGAIN at once: only zq_queue_recv frees room).
+    zq_queue_recv returns replies in the order they arrive, each under the
+    id of the request it answers: zq_msg_id (reply) is that request's id
+    (the reply's own wire id is not kept). Each attempt has a deadline of
+    request_timeout_ms; when it passes, the request is sent again under
+    the same id with attempt one higher (stats.retries), to another live
+    server if there is one. When the last of 1 + retries attempts passes
+    its deadline, the request has failed: zq_queue_recv returns NULL with
+    errno ZQ_ETIMEDOUT (once for each failed request, stats.timeouts), and
+    zq_queue_failed hands the request itself back. A reply that was
+    already waiting in the socket when the failure would be reported
+    still wins. Replies to requests already answered or reported failed,
+    and replies to ids never sent, are dropped and counted in
+    stats.dropped; a request is answered or reported failed exactly once.
     The client keeps each request until its result is returned (to resend
     it) and encodes each attempt from it, without copying the message
     (a body of ZQ_MSG_ZEROCOPY_MIN bytes or more is copied per attempt).
-    ZMQ_IMMEDIATE is off: a server's connection keeps its pipe while it is
-    down, so a reply that arrived before the server closed is still read
-    (with ZMQ_IMMEDIATE, libzmq drops a connection's unread replies when
-    it closes). The cost: DEALER keeps dealing requests to a server that
-    is still connecting or that is gone, in its turn, until that pipe
-    holds sndhwm messages; each waits there until the server comes back
-    or its deadline sends it again, to the next server in turn. A server
-    that comes back gets the attempts still queued for it, including
-    ones already answered elsewhere (those replies are dropped as late).
+
+    Client routing and liveness (the zguide's Freelance pattern, with the
+    transport's own signals). The client's socket is a ROUTER: each
+    endpoint it connects to is one server, whose connection gets its own
+    routing id (ZMQ_CONNECT_ROUTING_ID), so the client chooses the server
+    of each attempt: the next live one in turn (fair spread), skipping one
+    whose pipe is full, and for a retry another than the last if it can.
+    A socket monitor reports, per endpoint, each ZMTP handshake that
+    succeeded (the server is live) and each connection that closed (it is
+    out): a peer killed or reset closes at once; a silent one (process
+    paused, host lost, half-open TCP) is closed by ZMTP heartbeats after
+    the heartbeat timeout (below). The monitor is chosen over rpc-level
+    pings because it sees a close at once and puts no zq traffic on the
+    wire: any ROUTER server that answers ZMTP PINGs (libzmq does) keeps
+    working. Attempts held by a server that went out are sent again at
+    once to a live one (stats.retries), while the request has attempts
+    left, but only once no reply waits in the socket: a reply that
+    arrived before the close wins, and is never lost (ZMQ_IMMEDIATE is
+    off, so a closed connection keeps its pipe; with it, libzmq drops a
+    connection's unread replies when it closes). A request with no
+    attempts left waits out its deadline, as its server may still answer
+    once back (libzmq delivers what its pipe still holds when it
+    reconnects; replies to attempts answered elsewhere are dropped as
+    late). With no live server, an attempt goes to one that is not, in
+    turn (libzmq sends it once that one connects), and is sent again to
+    the first server that becomes live if another; with every pipe full
+    it waits in the client (pending). inproc connections report nothing:
+    an inproc server is live until a send finds it gone. Liveness is
+    looked at in zq_queue_send (at most once a millisecond),
+    zq_queue_recv and zq_queue_events (at most once a millisecond: an
+    empty read of the monitor costs a system call), and next_timer_ms is
+    at most S_MONITOR_CHECK_MS while requests wait, so that a blocking
+    zq_queue_recv, and an event loop that watches only the fd, look at it
+    that often.
+    Closing a client drops what libzmq still holds for it (linger 0):
+    attempts of requests answered already or given up by the close.
 
     Server. zq_queue_recv returns each request as it arrives (every
     attempt of it: a retry may reach the same server twice). zq_queue_reply
@@ -57,8 +80,13 @@
 
     Heartbeats: unless the options set heartbeat_ivl_ms, both roles ping
     every S_HEARTBEAT_IVL_MS and drop a connection silent for
-    S_HEARTBEAT_TIMEOUT_MS (or heartbeat_timeout_ms if set), so a server
-    whose host vanished leaves the client's round-robin.
+    S_HEARTBEAT_TIMEOUT_MS (or heartbeat_timeout_ms if set), so a silent
+    server is out within 4 s: under the default request timeout (5 s),
+    so the failover comes before the retry would. Three missed pings
+    (the zguide's Paranoid Pirate liveness) ride out a few lost TCP
+    segments (retransmits from 200 ms, doubling) and short stalls; a
+    server busy in its own code is never taken for silent, since libzmq's
+    I/O thread answers PINGs.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -82,15 +110,27 @@
 //  Late replies one client receive skips before it looks at its timers.
 #define S_LATE_BURST 64
 #define S_NONE       UINT32_MAX
+//  Client: the routing id it gives its connection to server N is
+//  S_ROUTING_MARK then N in 4 octets, big-endian (libzmq keeps ids that
+//  start with 0 for its own).
+#define S_ROUTING_MARK    'r'
+#define S_ROUTING_ID_SIZE 5
+//  Client: liveness events taken in per look at the monitor, and how long
+//  an event loop that only watches the fd may go without a look while
+//  requests wait (next_timer_ms).
+#define S_EVENT_BURST      64
+#define S_MONITOR_CHECK_MS 25
 
 //  One request in flight (client) or one remembered route (server).
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
     bool in_use;
     bool expired;      //  client: every attempt failed, not yet reported
+    bool pending;      //  client: the attempt waits for a live server
     uint32_t attempts; //  client: attempts made so far
     uint32_t heap_index;
-    uint32_t prev, next; //  expired list (client), age list (server), free list
+    uint32_t server;     //  client: server of the current attempt (S_NONE: none yet)
+    uint32_t prev, next; //  expired or pending list (client), age list (server), free list
     int64_t deadline;    //  client: end of the current attempt (zclock_mono)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
@@ -101,6 +141,12 @@ typedef struct {
 typedef struct {
     uint32_t head, tail;
 } s_list_t;
+
+//  Client: one server, that is one endpoint it connected to.
+typedef struct {
+    char *endpoint; //  as connected: the monitor's events name it so
+    bool live;      //  takes new requests
+} s_server_t;
 
 typedef struct {
     zq_pattern_ctx_t *ctx;
@@ -121,7 +167,19 @@ typedef struct {
     uint32_t *heap;
     uint32_t heap_size;
     s_list_t expired;
+    s_list_t pending; //  attempts waiting for a live server with room
     zq_msg_t *failed; //  the last request reported failed, not yet taken
+    //  Client: its servers, in the order connected; the next in turn; the
+    //  socket monitor that reports their connections, and when it was
+    //  last read (zclock_mono).
+    s_server_t *servers;
+    uint32_t server_count;
+    uint32_t next_server;
+    uint32_t live_count;
+    bool reroute_due; //  a server went out, or came: see s_reroute
+    zsock_t *monitor;
+    void *monitor_handle;
+    int64_t monitor_read_ms;
     //  Server: routes from oldest to newest; scratch for one route.
     s_list_t age;
     uint8_t route[S_MAX_HOPS * 256];
@@ -251,7 +309,7 @@ s_entry_take (s_rpc_t *self)
     s_entry_t *entry = &self->entries[index];
     self->free_head = entry->next;
     memset (entry, 0, sizeof *entry);
-    entry->prev = entry->next = entry->heap_index = S_NONE;
+    entry->prev = entry->next = entry->heap_index = entry->server = S_NONE;
     return index;
 }
 
@@ -483,16 +541,32 @@ s_send_envelope (void *handle, const zq_msg_t *request)
     return 0;
 }
 
-//  Sends an attempt of request: delimiter, rpc frame, then its envelope.
-//  Returns 0, or -1 with errno (EAGAIN if no server can take it now).
+//  Writes the routing id of the client's connection to server.
+static void
+s_routing_id (uint32_t server, uint8_t *routing_id)
+{
+    routing_id[0] = S_ROUTING_MARK;
+    for (int octet = 1; octet < S_ROUTING_ID_SIZE; octet++)
+        routing_id[octet] = (uint8_t)(server >> (8 * (S_ROUTING_ID_SIZE - 1 - octet)));
+}
+
+//  Sends an attempt of request to server: its routing id, delimiter, rpc
+//  frame, then the envelope. Returns 0, or -1 with errno: EAGAIN (its
+//  connection's pipe is full), EHOSTUNREACH (its connection is gone for
+//  good: an inproc server that closed), ENOMEM.
 static int
-s_send_request (s_rpc_t *self, const zq_msg_t *request)
+s_send_request (s_rpc_t *self, uint32_t server, const zq_msg_t *request)
 {
     static const uint8_t rpc_frame[] = {0x92, S_RPC_VERSION, S_KIND_REQUEST};
-    if (zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+    uint8_t routing_id[S_ROUTING_ID_SIZE];
+    s_routing_id (server, routing_id);
+    //  ROUTER_MANDATORY: a full pipe or an unknown id fails here, sending
+    //  nothing; once the first frame is out, the rest cannot.
+    if (zmq_send (self->handle, routing_id, sizeof routing_id, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
         return -1;
-    //  The first frame is out: the rest cannot meet the high-water mark.
-    int rc = zmq_send (self->handle, rpc_frame, sizeof rpc_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc >= 0)
+        rc = zmq_send (self->handle, rpc_frame, sizeof rpc_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
         rc = s_send_envelope (self->handle, request);
     if (rc < 0) {
@@ -505,19 +579,137 @@ s_send_request (s_rpc_t *self, const zq_msg_t *request)
     return 0;
 }
 
+//  ---- Client: servers and their liveness ---------------------------------
+
+//  Marks server live or out. One that goes out takes no new request, and
+//  the attempts it holds are sent again (s_reroute) once the replies
+//  already received are read; one that comes lets the attempts sent to
+//  servers not live go to it.
+static void
+s_server_set (s_rpc_t *self, uint32_t server, bool live)
+{
+    if (self->servers[server].live != live) {
+        self->servers[server].live = live;
+        self->live_count += live ? 1 : -1;
+        self->reroute_due = true;
+    }
+}
+
+//  Sends the entry's request to server if it is as live as asked and has
+//  room, and records which. Returns 0, or -1.
+static int
+s_route_to (s_rpc_t *self, uint32_t index, uint32_t server, bool live)
+{
+    if (self->servers[server].live != live)
+        return -1;
+    if (s_send_request (self, server, self->entries[index].request)) {
+        if (errno == EHOSTUNREACH)
+            s_server_set (self, server, false);
+        return -1;
+    }
+    self->entries[index].server = server;
+    self->next_server = (server + 1) % self->server_count;
+    return 0;
+}
+
+//  Sends the entry's request to the next live server in turn that has
+//  room, other than avoid unless no other can take it. With no live
+//  server, to the next one in turn that is not (libzmq sends it once that
+//  one connects, and s_reroute moves it if another comes first). Returns
+//  0, or -1 if no server can take it now.
+static int
+s_route (s_rpc_t *self, uint32_t index, uint32_t avoid)
+{
+    for (int live = 1; live >= 0; live--) {
+        if (live != (self->live_count > 0))
+            continue;
+        for (uint32_t step = 0; step < self->server_count; step++) {
+            uint32_t server = (self->next_server + step) % self->server_count;
+            if (server != avoid && s_route_to (self, index, server, live) == 0)
+                return 0;
+        }
+        if (avoid < self->server_count && s_route_to (self, index, avoid, live) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+//  Takes in up to S_EVENT_BURST events of the socket monitor: a connection
+//  whose handshake succeeded makes its server live, one that closed (the
+//  peer went away, or heartbeats found it silent) makes it out.
+static void
+s_monitor_read (s_rpc_t *self, int64_t now)
+{
+    self->monitor_read_ms = now;
+    for (int count = 0; count < S_EVENT_BURST; count++) {
+        zmq_msg_t event, address;
+        zmq_msg_init (&event);
+        zmq_msg_init (&address);
+        if (zmq_msg_recv (&event, self->monitor_handle, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (&event);
+            zmq_msg_close (&address);
+            break;
+        }
+        //  Two frames: the event number (2 octets) and value, the endpoint.
+        if (zmq_msg_more (&event) && zmq_msg_size (&event) >= 2 &&
+            zmq_msg_recv (&address, self->monitor_handle, ZMQ_DONTWAIT) >= 0) {
+            uint16_t kind;
+            memcpy (&kind, zmq_msg_data (&event), sizeof kind);
+            size_t size = zmq_msg_size (&address);
+            for (uint32_t server = 0; server < self->server_count; server++) {
+                const char *endpoint = self->servers[server].endpoint;
+                if (strlen (endpoint) != size || memcmp (endpoint, zmq_msg_data (&address), size))
+                    continue;
+                if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+                    s_server_set (self, server, true);
+                else if (kind == ZMQ_EVENT_DISCONNECTED)
+                    s_server_set (self, server, false);
+            }
+        } else
+            zqi_drain (self->monitor_handle);
+        zmq_msg_close (&event);
+        zmq_msg_close (&address);
+    }
+}
+
+//  True when no reply waits to be read.
+static bool
+s_socket_idle (s_rpc_t *self)
+{
+    int events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt (self->handle, ZMQ_EVENTS, &events, &size) == 0 && !(events & ZMQ_POLLIN);
+}
+
 //  ---- Client -------------------------------------------------------------
 
-//  Sends one attempt of the entry's request and starts its deadline.
+static void
+s_pending_remove (s_rpc_t *self, uint32_t index)
+{
+    s_list_remove (self, &self->pending, index);
+    self->entries[index].pending = false;
+}
+
+//  Starts the next attempt of the entry's request, with a deadline, to a
+//  live server other than the last one if it can; with none, the attempt
+//  waits for one (the pending list).
 static void
 s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
 {
     s_entry_t *entry = &self->entries[index];
     zq_msg_set_attempt (entry->request, zq_msg_attempt (entry->request) + 1);
-    if (s_send_request (self, entry->request) == 0)
-        self->ctx->stats->retries++;
     entry->attempts++;
     entry->deadline = now + self->request_timeout_ms;
     s_heap_down (self, entry->heap_index);
+    if (s_route (self, index, entry->server) == 0) {
+        if (entry->pending)
+            s_pending_remove (self, index);
+        self->ctx->stats->retries++;
+    } else if (!entry->pending) {
+        entry->server = S_NONE;
+        entry->pending = true;
+        s_list_append (self, &self->pending, index);
+    }
 }
 
 //  Retries requests whose attempt deadline has passed, and moves those
@@ -531,10 +723,69 @@ s_run_timers (s_rpc_t *self, int64_t now)
             s_attempt (self, index, now);
         else {
             s_heap_remove (self, index);
+            if (self->entries[index].pending)
+                s_pending_remove (self, index);
             self->entries[index].expired = true;
             s_list_append (self, &self->expired, index);
         }
     }
+}
+
+//  With a live server: sends again, at once, each request whose attempt
+//  went to a server that is not live (it went out, or never came), while
+//  it has attempts left (one with none waits out its deadline: its server
+//  may still answer once it is back).
+static void
+s_reroute (s_rpc_t *self, int64_t now)
+{
+    self->reroute_due = false;
+    for (uint32_t index = 0; index < self->capacity; index++) {
+        s_entry_t *entry = &self->entries[index];
+        if (entry->in_use && !entry->expired && !entry->pending && entry->server != S_NONE &&
+            !self->servers[entry->server].live && entry->attempts <= self->retries)
+            s_attempt (self, index, now);
+    }
+}
+
+//  Sends the attempts that wait for a live server, oldest first, while one
+//  can take them.
+static void
+s_flush_pending (s_rpc_t *self)
+{
+    while (self->pending.head != S_NONE) {
+        uint32_t index = self->pending.head;
+        if (s_route (self, index, S_NONE))
+            break;
+        s_pending_remove (self, index);
+        if (self->entries[index].attempts > 1)
+            self->ctx->stats->retries++;
+    }
+}
+
+//  The client's own work, without waiting: liveness events, requests held
+//  by a server that went out (only once socket_idle says no reply waits to
+//  be read, so that replies already received win), attempts waiting for a
+//  live server, deadlines. Returns true if it may have sent something.
+static bool
+s_client_tend (s_rpc_t *self, int64_t now, bool socket_idle)
+{
+    bool sent = false;
+    //  At most once a millisecond: an empty read costs a system call.
+    if (now != self->monitor_read_ms)
+        s_monitor_read (self, now);
+    if (self->reroute_due && self->live_count && socket_idle) {
+        s_reroute (self, now);
+        sent = true;
+    }
+    if (self->pending.head != S_NONE) {
+        s_flush_pending (self);
+        sent = true;
+    }
+    if (self->heap_size && self->entries[self->heap[0]].deadline <= now) {
+        s_run_timers (self, now);
+        sent = true;
+    }
+    return sent;
 }
 
 //  Forgets a request: out of the heap or expired list, out of the hash.
@@ -545,8 +796,11 @@ s_client_forget (s_rpc_t *self, uint32_t index)
     s_entry_t *entry = &self->entries[index];
     if (entry->expired)
         s_list_remove (self, &self->expired, index);
-    else
+    else {
         s_heap_remove (self, index);
+        if (entry->pending)
+            s_pending_remove (self, index);
+    }
     zq_msg_t *request = entry->request;
     entry->request = NULL;
     s_entry_release (self, index);
@@ -557,8 +811,9 @@ static int
 s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
 {
     int64_t now = zclock_mono ();
-    if (self->heap_size && self->entries[self->heap[0]].deadline <= now)
-        s_run_timers (self, now);
+    if (now != self->monitor_read_ms ||
+        (self->heap_size && self->entries[self->heap[0]].deadline <= now))
+        s_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
     if (self->count >= self->max_entries)
         return zqi_fail (EAGAIN);
     const uint8_t *id = zq_msg_id (*msg_p);
@@ -567,39 +822,46 @@ s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
     uint32_t index = s_entry_take (self);
     if (index == S_NONE)
         return -1;
-    if (s_send_request (self, *msg_p)) {
-        int saved_errno = errno;
-        s_entry_release (self, index);
-        return zqi_fail (saved_errno);
-    }
     s_entry_commit (self, index, id);
     s_entry_t *entry = &self->entries[index];
     entry->request = *msg_p;
     entry->attempts = 1;
     entry->deadline = now + self->request_timeout_ms;
     s_heap_push (self, index);
+    if (s_route (self, index, S_NONE)) {
+        entry->pending = true;
+        s_list_append (self, &self->pending, index);
+    }
     *msg_p = NULL;
     return 0;
 }
 
-//  flags (ZMQ_DONTWAIT or 0) are for the first frame: once a late reply
-//  was skipped, nothing more waits.
+//  flags (ZMQ_DONTWAIT or 0) are for the first frame: a blocking wait lasts
+//  up to ZMQ_RCVTIMEO, which the core keeps under next_timer_ms, so that
+//  liveness is looked at every S_MONITOR_CHECK_MS while requests wait.
 static zq_msg_t *
 s_client_recv (s_rpc_t *self, int flags)
 {
+    bool socket_idle = false;
     for (int late = 0; late < S_LATE_BURST; late++) {
-        zmq_msg_t delimiter;
-        zmq_msg_init (&delimiter);
-        if (zmq_msg_recv (&delimiter, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
+        //  The server's routing id (ROUTER), then the delimiter.
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
             int saved_errno = errno;
-            zmq_msg_close (&delimiter);
-            if (saved_errno == EAGAIN)
+            zmq_msg_close (&frame);
+            if (saved_errno == EAGAIN) {
+                socket_idle = true;
                 break;
+            }
             errno = saved_errno;
             return NULL;
         }
-        bool good = zmq_msg_size (&delimiter) == 0 && zmq_msg_more (&delimiter);
-        zmq_msg_close (&delimiter);
+        bool good = zmq_msg_more (&frame);
+        if (good && zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0)
+            good = false;
+        good = good && zmq_msg_size (&frame) == 0 && zmq_msg_more (&frame);
+        zmq_msg_close (&frame);
         if (!good) {
             zqi_drain (self->handle);
             errno = ZQ_EPROTO;
@@ -621,8 +883,7 @@ s_client_recv (s_rpc_t *self, int flags)
         zq_msg_set_id (reply, id);
         return reply;
     }
-    if (self->heap_size)
-        s_run_timers (self, zclock_mono ());
+    s_client_tend (self, zclock_mono (), socket_idle);
     if (self->expired.head != S_NONE) {
         zq_msg_destroy (&self->failed);
         self->failed = s_client_forget (self, self->expired.head);
@@ -767,9 +1028,10 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->free_head = S_NONE;
     self->seed = zqi_rpc_id_seed (self);
     self->expired.head = self->expired.tail = S_NONE;
+    self->pending.head = self->pending.tail = S_NONE;
     self->age.head = self->age.tail = S_NONE;
     int on = 1;
-    if (!self->is_client && zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
+    if (zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
         return -1;
     if (!zq_options_is_set (ctx->options, "heartbeat_ivl_ms")) {
         int ivl = S_HEARTBEAT_IVL_MS;
@@ -781,6 +1043,62 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
              zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout)))
             return -1;
     }
+    if (self->is_client) {
+        //  The monitor reports each connection's handshake and close; its
+        //  pipe has no high-water mark, so libzmq never waits to report.
+        char endpoint[64];
+        snprintf (endpoint, sizeof endpoint, "inproc://zq-rpc-monitor-%p-%016llx", (void *)self,
+                  (unsigned long long)zqi_rpc_id_seed (&self->monitor));
+        self->monitor = zsock_new (ZMQ_PAIR);
+        if (!self->monitor)
+            return zqi_fail (ENOMEM);
+        self->monitor_handle = zsock_resolve (self->monitor);
+        zsock_set_sndhwm (self->monitor, 0);
+        zsock_set_rcvhwm (self->monitor, 0);
+        zsock_set_linger (self->monitor, 0);
+        if (zmq_socket_monitor (self->handle, endpoint,
+                                ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) ||
+            zmq_connect (self->monitor_handle, endpoint)) {
+            int saved_errno = errno;
+            zmq_socket_monitor (self->handle, NULL, 0);
+            zsock_destroy (&self->monitor);
+            return zqi_fail (saved_errno);
+        }
+    }
+    return 0;
+}
+
+//  Client: each endpoint is a server, whose connection gets a routing id
+//  of its own. tcp and ipc servers are live once their handshake
+//  succeeded; inproc ones (which report nothing) from the start.
+static int
+s_attaching (void *state, const char *endpoint, bool bind)
+{
+    s_rpc_t *self = (s_rpc_t *)state;
+    if (!self->is_client)
+        return 0;
+    if (bind)
+        return zqi_fail (EINVAL); //  servers it cannot route to would connect
+    if (self->server_count >= S_NONE - 1)
+        return zqi_fail (EINVAL);
+    s_server_t *servers = (s_server_t *)realloc (self->servers, (size_t)(self->server_count + 1) *
+                                                                    sizeof (s_server_t));
+    if (!servers)
+        return zqi_fail (ENOMEM);
+    self->servers = servers;
+    uint32_t server = self->server_count;
+    uint8_t routing_id[S_ROUTING_ID_SIZE];
+    s_routing_id (server, routing_id);
+    servers[server].endpoint = strdup (endpoint);
+    if (!servers[server].endpoint)
+        return zqi_fail (ENOMEM);
+    if (zmq_setsockopt (self->handle, ZMQ_CONNECT_ROUTING_ID, routing_id, sizeof routing_id)) {
+        free (servers[server].endpoint);
+        return -1;
+    }
+    servers[server].live = strncmp (endpoint, "inproc://", 9) == 0;
+    self->live_count += servers[server].live;
+    self->server_count++;
     return 0;
 }
 
@@ -788,6 +1106,21 @@ static size_t
 s_close (void *state)
 {
     s_rpc_t *self = (s_rpc_t *)state;
+    if (self->is_client) {
+        //  What libzmq still holds are attempts of requests answered
+        //  already or given up here (counted below): none is worth a wait.
+        int zero = 0;
+        zmq_setsockopt (self->handle, ZMQ_LINGER, &zero, sizeof zero);
+        if (self->monitor) {
+            zmq_socket_monitor (self->handle, NULL, 0);
+            zsock_destroy (&self->monitor);
+        }
+        for (uint32_t server = 0; server < self->server_count; server++)
+            free (self->servers[server].endpoint);
+        free (self->servers);
+        self->servers = NULL;
+        self->server_count = 0;
+    }
     size_t unsent = 0;
     for (uint32_t index = 0; index < self->capacity; index++) {
         s_entry_t *entry = &self->entries[index];
@@ -855,14 +1188,18 @@ s_events (void *state, int zmq_events)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->is_client)
         return zmq_events;
-    if (self->heap_size) {
-        int64_t now = zclock_mono ();
-        if (self->entries[self->heap[0]].deadline <= now)
-            s_run_timers (self, now);
+    if (s_client_tend (self, zclock_mono (), !(zmq_events & ZMQ_POLLIN))) {
+        //  Sending may have taken in a reply's arrival: look again.
+        size_t size = sizeof zmq_events;
+        if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &zmq_events, &size))
+            return -1;
     }
     if (self->expired.head != S_NONE)
         zmq_events |= ZMQ_POLLIN;
-    if (self->count >= self->max_entries)
+    //  Requests never wait for the socket: only the window limits them.
+    if (self->count < self->max_entries)
+        zmq_events |= ZMQ_POLLOUT;
+    else
         zmq_events &= ~ZMQ_POLLOUT;
     return zmq_events;
 }
@@ -873,7 +1210,13 @@ s_next_timer_ms (void *state)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->heap_size)
         return -1;
-    int64_t wait_ms = self->entries[self->heap[0]].deadline - zclock_mono ();
+    int64_t now = zclock_mono ();
+    int64_t wait_ms = self->entries[self->heap[0]].deadline - now;
+    //  While requests wait, liveness events are looked at regularly even
+    //  by an event loop that only watches the socket's fd.
+    int64_t check_ms = self->monitor_read_ms + S_MONITOR_CHECK_MS - now;
+    if (check_ms < wait_ms)
+        wait_ms = check_ms;
     return wait_ms > 0 ? wait_ms : 0;
 }
 
@@ -893,10 +1236,11 @@ const zq_pattern_t zqi_pattern_rpc = {
     .state_size = sizeof (s_rpc_t),
     .roles =
         {
-            [ZQ_CLIENT] = {ZMQ_DEALER, false},
+            [ZQ_CLIENT] = {ZMQ_ROUTER, false},
             [ZQ_SERVER] = {ZMQ_ROUTER, true},
         },
     .open = s_open,
+    .attaching = s_attaching,
     .close = s_close,
     .send = s_send,
     .recv = s_recv,

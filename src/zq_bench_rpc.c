@@ -44,9 +44,8 @@ s_server (zq_bench_run_t *run, zq_bench_result_t *result)
             }
             zq_msg_destroy (&request);
         }
-        //  Stay connected until the client has every reply: an rpc client
-        //  (ZMQ_IMMEDIATE) drops replies it has not read yet when the
-        //  server's connection closes.
+        //  Stay connected until the client has every reply, as the raw
+        //  side does.
         if (!result->errnum)
             zq_bench_go_wait (run);
         zq_queue_destroy (&queue);

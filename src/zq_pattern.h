@@ -60,6 +60,13 @@ typedef struct {
     //  called, so open frees what it allocated before failing).
     int (*open) (void *state, zq_pattern_ctx_t *ctx);
 
+    //  Optional. Called for each endpoint (one item of the list, its '@'
+    //  or '>' removed) just before the core binds (bind true) or connects
+    //  it, after open: to refuse it (-1 with errno, which zq_queue_new
+    //  returns) or to set options for that one connection (e.g.
+    //  ZMQ_CONNECT_ROUTING_ID). Returns 0 to go on.
+    int (*attaching) (void *state, const char *endpoint, bool bind);
+
     //  Optional. Releases state resources; returns how many messages the
     //  pattern still held (accepted by send, never handed to libzmq) and
     //  discards them. The socket is still open during the call.

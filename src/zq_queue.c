@@ -162,6 +162,8 @@ s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
         }
         if (!*item)
             rc = zqi_fail (EINVAL);
+        else if (self->pattern->attaching && self->pattern->attaching (self->state, item, bind))
+            rc = -1;
         else if (bind) {
             if (zsock_bind (self->sock, "%s", item) == -1)
                 rc = -1;

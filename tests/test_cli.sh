@@ -242,6 +242,52 @@ expect_status 0 $? "rep -n 4"
 zq req ">$ep/nobody" -t 300 '{}' > "$work/out" 2> "$work/err"
 expect_status 2 $? "req with no server"
 
+#  ---- req: SIGINT and SIGTERM end it at once ------------------------------
+#  Whatever it waits for: a reply that cannot come (its request still held
+#  for a server that never connects), or the next line of stdin.
+now_ms () {
+    date +%s%3N
+}
+#  running PID: true while PID has not ended (a zombie has).
+running () {
+    state=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+#  signal_stops SIGNAL STATUS WHAT STDIN-TEXT: starts zq req with that text
+#  on a stdin it keeps open, waits until its queue is open (libzmq's
+#  threads exist), sends SIGNAL and checks it ends in time with STATUS.
+signal_stops () {
+    rm -f "$work/stdin"
+    mkfifo "$work/stdin" || fail "mkfifo"
+    "$zq_bin" req ">$ep/nobody" - < "$work/stdin" > "$work/out" 2> "$work/err" &
+    pid=$!
+    exec 3> "$work/stdin"
+    printf '%s' "$4" >&3
+    deadline=$(($(now_ms) + limit * 1000))
+    while [ "$(ls "/proc/$pid/task" 2>/dev/null | wc -l)" -lt 3 ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "$3: zq req did not start"
+        sleep 0.01
+    done
+    start=$(now_ms)
+    kill "-$1" "$pid"
+    while running "$pid"; do
+        [ "$(now_ms)" -lt "$deadline" ] || fail "$3: still running"
+        sleep 0.005
+    done
+    took=$(($(now_ms) - start))
+    wait "$pid"
+    status=$?
+    exec 3>&-
+    expect_status "$2" "$status" "$3"
+    bound=500
+    [ -z "${ZQ_VALGRIND:-}" ] || bound=5000
+    [ "$took" -le "$bound" ] || fail "$3: ended $took ms after SIG$1 (at most $bound)"
+    echo "test_cli: $3: ended $took ms after SIG$1"
+}
+signal_stops INT 130 "req waiting for a reply" '{}
+'
+signal_stops TERM 143 "req waiting on stdin" ''
+
 #  ---- req/rep: --exec -----------------------------------------------------
 cat > "$work/service.sh" <<'EOF'
 read request

@@ -1,14 +1,17 @@
 /*  =========================================================================
     test_rpc - the rpc pattern: request/reply over inproc, ipc and tcp,
     many requests in flight answered out of order, deadlines and retries,
-    late and duplicate replies, failover when a server process is killed,
-    unroutable replies, malformed input from raw sockets.
+    late and duplicate replies, failover when a server process is killed
+    or stopped (sequential and event-loop clients: no request waits for
+    its timeout) and reuse of a server restarted, unroutable replies,
+    malformed input from raw sockets.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#define _GNU_SOURCE //  pipe2
 #include "queue_helpers.h"
 #include "../src/zq_internal.h"
 #define XXH_INLINE_ALL
@@ -838,8 +841,9 @@ static void
 start_server_proc (server_proc_t *proc, const char *bind)
 {
     int to_child[2], from_child[2];
-    assert_int_equal (pipe (to_child), 0);
-    assert_int_equal (pipe (from_child), 0);
+    //  Close-on-exec: the other servers must not hold this one's stdin open.
+    assert_int_equal (pipe2 (to_child, O_CLOEXEC), 0);
+    assert_int_equal (pipe2 (from_child, O_CLOEXEC), 0);
     proc->pid = fork ();
     assert_true (proc->pid >= 0);
     if (proc->pid == 0) {
@@ -899,9 +903,8 @@ s_failover (const char *transport)
     }
     char connect[700];
     snprintf (connect, sizeof connect, ">%s,>%s", procs[0].endpoint, procs[1].endpoint);
-    //  The killed server's connection keeps taking its turn of requests
-    //  (ZMQ_IMMEDIATE is off) until its pipe is full; each retry of one goes
-    //  to the next server in turn, so allow enough of them.
+    //  Requests in flight on the killed server are sent again to the other
+    //  at once; retries are allowed for those a request timeout catches.
     zq_options_t *options = rpc_options (300, 12, IN_FLIGHT);
     zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
     zq_options_destroy (&options);
@@ -972,6 +975,297 @@ test_failover_ipc (void **state)
 {
     (void)state;
     s_failover ("ipc");
+}
+
+//  ---- Failover, one request at a time: three servers, one lost ------------
+//  A request sent to a server that is then lost must be sent again to a
+//  live one at once (kill -9: its connection closes) or once heartbeats
+//  find it silent (SIGSTOP: about 4 s with the defaults, once), never
+//  after its request timeout, and no later request goes to it. The
+//  request timeout is 10 s here so that a wait for it cannot pass for a
+//  heartbeat timeout.
+
+enum { SEQ_SERVERS = 3, SEQ_COUNT = 1000, SEQ_LOSE_AT = 100, SEQ_TIMEOUT_MS = 10000 };
+
+typedef enum { LOSS_NONE, LOSS_KILL, LOSS_STOP } loss_t;
+
+typedef struct {
+    int64_t total_ms;  //  the whole run
+    int64_t worst_ms;  //  the slowest request
+    int64_t out_ms;    //  from the loss to the answer of the last request sent again
+    int slow;          //  requests that took over SEQ_SLOW_MS
+    int by_lost_after; //  replies from the lost server after the loss
+    int by_server[SEQ_SERVERS];
+} seq_figures_t;
+
+#define SEQ_SLOW_MS 1000
+
+//  Receives one reply by the rule for event loops (zq_queue.h): the fd,
+//  zq_queue_events, and zq_queue_recv (q, 0) when next_timer_ms says.
+static zq_msg_t *
+poller_recv (zq_queue_t *client, int timeout_ms)
+{
+    int fd = zq_queue_fd (client);
+    assert_true (fd >= 0);
+    int64_t deadline = now_ms () + timeout_ms;
+    while (true) {
+        int events = zq_queue_events (client);
+        assert_true (events >= 0);
+        if (events & ZQ_POLLIN) {
+            zq_msg_t *msg = zq_queue_recv (client, 0);
+            if (msg || errno != EAGAIN)
+                return msg;
+            continue;
+        }
+        int64_t left = deadline - now_ms ();
+        if (left <= 0) {
+            errno = EAGAIN;
+            return NULL;
+        }
+        int64_t timer = zq_queue_next_timer_ms (client);
+        bool timer_first = timer >= 0 && timer < left;
+        struct pollfd item = {fd, POLLIN, 0};
+        if (poll (&item, 1, (int)(timer_first ? timer : left)) == 0 && timer_first) {
+            zq_msg_t *msg = zq_queue_recv (client, 0);
+            if (msg || errno != EAGAIN)
+                return msg;
+        }
+    }
+}
+
+//  Sends SEQ_COUNT requests one at a time to procs[0..SEQ_SERVERS-1]; after
+//  SEQ_LOSE_AT replies, loses procs[0] as loss says while it holds a request
+//  (servers take requests in turn: the one after a reply from the last
+//  server goes to the first; the server is stopped before it is sent, so
+//  it cannot answer, and killed after). Each request must be answered
+//  within bound_ms (fails at once otherwise, so a run without failover
+//  ends fast). Fills figures.
+static void
+s_sequential (server_proc_t *procs, loss_t loss, bool poller, int64_t bound_ms,
+              seq_figures_t *figures)
+{
+    char connect[1200] = "";
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        snprintf (connect + strlen (connect), sizeof connect - strlen (connect), "%s>%s",
+                  i ? "," : "", procs[i].endpoint);
+    zq_options_t *options = rpc_options (SEQ_TIMEOUT_MS, 3, 10);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+    memset (figures, 0, sizeof *figures);
+    char pids[SEQ_SERVERS][32];
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        snprintf (pids[i], sizeof pids[i], "%d", (int)procs[i].pid);
+    int64_t start = now_ms (), lost_at = 0;
+    int last_from = -1;
+    for (int n = 0; n < SEQ_COUNT; n++) {
+        uint64_t retries_before = stats_of (client).retries;
+        bool lose =
+            loss != LOSS_NONE && !lost_at && n >= SEQ_LOSE_AT && last_from == SEQ_SERVERS - 1;
+        if (lose) {
+            assert_int_equal (kill (procs[0].pid, SIGSTOP), 0);
+            lost_at = now_ms ();
+        }
+        int64_t sent_at = now_ms ();
+        zq_msg_t *request = numbered ("rpc.seq", n);
+        assert_int_equal (zq_queue_send (client, &request, poller ? 0 : DEADLINE_MS), 0);
+        if (lose && loss == LOSS_KILL)
+            assert_int_equal (kill (procs[0].pid, SIGKILL), 0);
+        zq_msg_t *reply =
+            poller ? poller_recv (client, (int)bound_ms) : zq_queue_recv (client, (int)bound_ms);
+        int64_t done_at = now_ms ();
+        if (!reply)
+            fail_msg ("request %d (%s%s): no reply within %lld ms (%s), %lld ms after the loss", n,
+                      loss == LOSS_NONE   ? "no loss"
+                      : loss == LOSS_KILL ? "kill -9"
+                                          : "SIGSTOP",
+                      poller ? ", poller" : "", (long long)bound_ms, zq_strerror (errno),
+                      lost_at ? (long long)(done_at - lost_at) : 0LL);
+        assert_int_equal (number_of (reply), n);
+        const char *pid = zq_msg_header (reply, "pid");
+        assert_non_null (pid);
+        for (int i = 0; i < SEQ_SERVERS; i++)
+            if (strcmp (pid, pids[i]) == 0) {
+                last_from = i;
+                figures->by_server[i]++;
+                if (i == 0 && lost_at)
+                    figures->by_lost_after++;
+            }
+        zq_msg_destroy (&reply);
+        int64_t latency = done_at - sent_at;
+        if (latency > figures->worst_ms)
+            figures->worst_ms = latency;
+        if (latency > SEQ_SLOW_MS)
+            figures->slow++;
+        if (lost_at && stats_of (client).retries > retries_before)
+            figures->out_ms = done_at - lost_at;
+    }
+    figures->total_ms = now_ms () - start;
+    if (loss != LOSS_NONE && !lost_at)
+        fail_msg ("the servers never answered in turn");
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.timeouts, 0);
+    assert_int_equal (stats.received, SEQ_COUNT);
+    zq_queue_destroy (&client);
+}
+
+static void
+s_start_servers (server_proc_t *procs)
+{
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        start_server_proc (&procs[i], "@tcp://127.0.0.1:*");
+}
+
+static void
+s_stop_servers (server_proc_t *procs, loss_t loss)
+{
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        stop_server_proc (&procs[i], i == 0 && loss != LOSS_NONE);
+}
+
+static void
+s_print_figures (const char *what, const seq_figures_t *figures)
+{
+    print_message ("%s: total %lld ms, worst request %lld ms, lost server out after %lld ms, "
+                   "%d requests over %d ms, replies by server %d/%d/%d\n",
+                   what, (long long)figures->total_ms, (long long)figures->worst_ms,
+                   (long long)figures->out_ms, figures->slow, SEQ_SLOW_MS, figures->by_server[0],
+                   figures->by_server[1], figures->by_server[2]);
+}
+
+//  The run without a loss, then with loss; checks the bounds.
+static void
+s_sequential_loss (loss_t loss, bool poller)
+{
+    server_proc_t procs[SEQ_SERVERS];
+    seq_figures_t base, lost;
+    s_start_servers (procs);
+    s_sequential (procs, LOSS_NONE, poller, SEQ_SLOW_MS, &base);
+    s_print_figures (poller ? "no loss, poller" : "no loss", &base);
+    //  Every server took its share.
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        assert_true (base.by_server[i] >= SEQ_COUNT / SEQ_SERVERS / 2);
+    //  kill -9: the closed connection is seen at once. SIGSTOP: the
+    //  heartbeats (a PING every 1 s, 3 s of silence) close it within 4 s.
+    int64_t detect_ms = loss == LOSS_KILL ? 0 : 4000;
+    int64_t bound_ms = detect_ms + SEQ_SLOW_MS;
+    s_sequential (procs, loss, poller, bound_ms, &lost);
+    s_print_figures (loss == LOSS_KILL ? (poller ? "kill -9, poller" : "kill -9")
+                                       : (poller ? "SIGSTOP, poller" : "SIGSTOP"),
+                     &lost);
+    //  Once out, the lost server gets no more requests; a single request
+    //  (the one it held) waited for the loss to be seen.
+    assert_int_equal (lost.by_lost_after, 0);
+    assert_true (lost.slow <= 1);
+    assert_true (lost.worst_ms < SEQ_TIMEOUT_MS);
+    //  The whole run: the no-loss run's time (twice over, and 2 s, for a
+    //  busy machine) plus the one wait for the loss to be seen.
+    assert_true (lost.total_ms <= 2 * base.total_ms + 2000 + detect_ms);
+    for (int i = 1; i < SEQ_SERVERS; i++)
+        assert_true (lost.by_server[i] >= (SEQ_COUNT - SEQ_LOSE_AT) / 2 / 2);
+    if (loss == LOSS_STOP)
+        kill (procs[0].pid, SIGCONT);
+    s_stop_servers (procs, loss);
+}
+
+static void
+test_sequential_kill (void **state)
+{
+    (void)state;
+    s_sequential_loss (LOSS_KILL, false);
+}
+
+static void
+test_sequential_stop (void **state)
+{
+    (void)state;
+    s_sequential_loss (LOSS_STOP, false);
+}
+
+static void
+test_poller_kill (void **state)
+{
+    (void)state;
+    s_sequential_loss (LOSS_KILL, true);
+}
+
+static void
+test_poller_stop (void **state)
+{
+    (void)state;
+    s_sequential_loss (LOSS_STOP, true);
+}
+
+//  A killed server restarted on its port is used again, and the load is
+//  spread over the three evenly again.
+static void
+test_restarted_server_used_again (void **state)
+{
+    (void)state;
+    server_proc_t procs[SEQ_SERVERS];
+    s_start_servers (procs);
+    char connect[1200] = "";
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        snprintf (connect + strlen (connect), sizeof connect - strlen (connect), "%s>%s",
+                  i ? "," : "", procs[i].endpoint);
+    zq_options_t *options = rpc_options (SEQ_TIMEOUT_MS, 3, 10);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+    char pids[SEQ_SERVERS][32];
+    int by_server[SEQ_SERVERS] = {0};
+    int phase = 0; //  0: all up, 1: one killed, 2: restarted, not seen yet, 3: seen
+    int in_phase = 0, n = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (phase < 3 || in_phase < 300) {
+        if (now_ms () > deadline)
+            fail_msg ("phase %d: %d requests, restarted server not used", phase, in_phase);
+        for (int i = 0; i < SEQ_SERVERS; i++)
+            snprintf (pids[i], sizeof pids[i], "%d", (int)procs[i].pid);
+        zq_msg_t *request = numbered ("rpc.restart", n);
+        assert_int_equal (zq_queue_send (client, &request, DEADLINE_MS), 0);
+        zq_msg_t *reply = zq_queue_recv (client, SEQ_SLOW_MS);
+        if (!reply)
+            fail_msg ("phase %d: request %d: no reply within %d ms", phase, n, SEQ_SLOW_MS);
+        assert_int_equal (number_of (reply), n);
+        const char *pid = zq_msg_header (reply, "pid");
+        assert_non_null (pid);
+        int from = -1;
+        for (int i = 0; i < SEQ_SERVERS; i++)
+            if (strcmp (pid, pids[i]) == 0)
+                from = i;
+        zq_msg_destroy (&reply);
+        n++;
+        in_phase++;
+        if (phase == 1)
+            assert_true (from != 0); //  the killed one cannot answer
+        if (phase == 2 && from == 0) {
+            phase = 3;
+            in_phase = 0;
+            continue;
+        }
+        if (phase == 3)
+            by_server[from]++;
+        if (phase == 0 && in_phase == SEQ_LOSE_AT) {
+            stop_server_proc (&procs[0], true);
+            phase = 1;
+            in_phase = 0;
+        } else if (phase == 1 && in_phase == SEQ_LOSE_AT) {
+            //  Back on the same endpoint (its tcp port).
+            char bind[sizeof procs[0].endpoint + 1];
+            snprintf (bind, sizeof bind, "@%s", procs[0].endpoint);
+            start_server_proc (&procs[0], bind);
+            phase = 2;
+            in_phase = 0;
+        }
+    }
+    print_message ("after the restart: replies by server %d/%d/%d\n", by_server[0], by_server[1],
+                   by_server[2]);
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        assert_true (by_server[i] >= 60);
+    assert_int_equal (stats_of (client).timeouts, 0);
+    zq_queue_destroy (&client);
+    s_stop_servers (procs, LOSS_NONE);
 }
 
 //  ---- Heartbeats are on by default ------------------------------------------
@@ -1088,6 +1382,11 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_failover_tcp),
         cmocka_unit_test (test_failover_ipc),
         cmocka_unit_test (test_heartbeat_defaults),
+        cmocka_unit_test (test_sequential_kill),
+        cmocka_unit_test (test_sequential_stop),
+        cmocka_unit_test (test_poller_kill),
+        cmocka_unit_test (test_poller_stop),
+        cmocka_unit_test (test_restarted_server_used_again),
     };
     int failures = cmocka_run_group_tests (tests, NULL, NULL);
     remove_ipc_dir ();

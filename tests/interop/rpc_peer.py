@@ -12,6 +12,10 @@
 #      server checks each request's frames, answers them in reverse order,
 #      and also sends a duplicate reply and a reply to an unknown id, which
 #      the client must drop.
+#   3. A zq client against two Python servers, one of which closes its
+#      socket holding requests it never answered: the client must send
+#      them again to the other at once, as further attempts of the same
+#      ids, well before their request timeout (2 s), section 17.3 and 17.5.
 #   Every wait has a deadline. Exits 0 on pass, 1 on failure.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
@@ -228,6 +232,73 @@ def python_server(context, rpc_proc, endpoint, deadline):
     print("zq client -> python server: %d requests answered, 2 replies dropped" % COUNT)
 
 
+#  ---- 3. zq client, two Python servers, one lost -------------------------------
+
+#  The client's request timeout (rpc_proc client) is 2 s: its failover must
+#  come well before.
+FAILOVER_BOUND_S = 1.0
+
+
+def python_servers_one_lost(context, rpc_proc, transport, workdir, deadline):
+    routers, endpoints = [], []
+    for index in range(2):
+        router = context.socket(zmq.ROUTER)
+        router.linger = 0
+        if transport == "tcp":
+            port = router.bind_to_random_port("tcp://127.0.0.1")
+            endpoints.append("tcp://127.0.0.1:%d" % port)
+        else:
+            endpoints.append("ipc://%s/server%d.ipc" % (workdir, index))
+            router.bind(endpoints[-1])
+        routers.append(router)
+    lost, survivor = routers
+    client = start([rpc_proc, "client", ",".join(">" + e for e in endpoints), str(COUNT)])
+    held, resent, closed_at = set(), set(), None
+    try:
+        poller = zmq.Poller()
+        poller.register(lost, zmq.POLLIN)
+        poller.register(survivor, zmq.POLLIN)
+        while client.poll() is None:
+            check(time.monotonic() < deadline, "zq client did not finish in time")
+            events = dict(poller.poll(20))
+            if closed_at is None and lost in events:
+                frames = lost.recv_multipart()
+                header, _ = decode(frames[3:])
+                held.add(header[1])
+                #  The first request it gets, it keeps unanswered, and dies.
+                poller.unregister(lost)
+                lost.close()
+                closed_at = time.monotonic()
+            if survivor in events:
+                frames = survivor.recv_multipart()
+                cut = frames.index(b"")
+                route = frames[:cut]
+                header, body = decode(frames[cut + 2:])
+                if header[1] in held:
+                    check(header[4] >= 1, "a request sent again with attempt %r" % header[4])
+                    resent.add(header[1])
+                reply = encode(new_id(), header[2], 0, {}, body)
+                survivor.send_multipart(route + [b"", msgpack.packb([1, 1, header[1]])] + reply)
+        finished_at = time.monotonic()
+        status = client.wait()
+        output = client.stdout.read().decode().strip()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        for router in routers:
+            router.close()
+    check(status == 0, "zq client exited %d" % status)
+    check(closed_at is not None, "the lost server got no request")
+    check(resent == held, "requests the lost server held were not sent again")
+    took = finished_at - closed_at
+    check(took < FAILOVER_BOUND_S,
+          "the zq client took %.2f s after the server was lost (bound %.1f s)"
+          % (took, FAILOVER_BOUND_S))
+    print("zq client -> two python servers, one lost: all answered %.0f ms after the loss (%s)"
+          % (took * 1000, output))
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[2] not in ("tcp", "ipc"):
         print("usage: rpc_peer.py RPC_PROC tcp|ipc", file=sys.stderr)
@@ -245,6 +316,9 @@ def main():
             endpoint = "ipc://%s/python.ipc" % workdir
         python_client(context, rpc_proc, bind, deadline)
         python_server(context, rpc_proc, endpoint, deadline)
+        if workdir is None:
+            workdir = tempfile.mkdtemp(prefix="zq-rpc-", dir=os.environ.get("IPC_DIR"))
+        python_servers_one_lost(context, rpc_proc, transport, workdir, deadline)
     except Failure as failure:
         print("rpc_peer (%s): FAIL: %s" % (transport, failure), file=sys.stderr)
         return 1
