@@ -22,7 +22,9 @@
                    it out again before newer records; the entry remembers
                    the attempt its next delivery carries
     So memory follows what is in flight, delayed or being redelivered, not
-    the backlog. Attempts live in these entries: a restart of the server
+    the backlog. What waits in a consumer's pipe is bounded in bytes too
+    (max_unsettled_bytes per connection, max_unsettled_bytes_total in all),
+    beside its prefetch. Attempts live in these entries: a restart of the server
     delivers every unacked record again with the attempt it was stored
     with (the consumer's death and visibility timeouts do count).
 
