@@ -174,6 +174,8 @@ typedef struct {
     uint32_t owner;      //  server: consumer index, ZQI_R_NONE if none
     uint32_t attempt;    //  server: attempt of the current or next delivery
     uint32_t holder;     //  server: session of the consumer it was delivered to last (0: none)
+    uint32_t bytes;      //  server: size of the last delivery to a remote consumer (0: local)
+    uint32_t sent;       //  server: that delivery's number at its consumer (s_consumer_t.sent)
     uint32_t prev, next; //  owner's list; the free list
     uint8_t state;
     bool in_use;

@@ -22,7 +22,9 @@
                    it out again before newer records; the entry remembers
                    the attempt its next delivery carries
     So memory follows what is in flight, delayed or being redelivered, not
-    the backlog. Attempts live in these entries: a restart of the server
+    the backlog. What waits in a consumer's pipe is bounded in bytes too
+    (max_unsettled_bytes per connection, max_unsettled_bytes_total in all),
+    beside its prefetch. Attempts live in these entries: a restart of the server
     delivers every unacked record again with the attempt it was stored
     with (the consumer's death and visibility timeouts do count).
 
@@ -106,6 +108,15 @@ typedef struct {
     uint32_t rr;      //  local consumer: next queue to take from
     bool stalled;     //  its pipe was full this round
     uint32_t session; //  never 0, never reused: who may settle (entry holder)
+    //  Bytes sent to it and not settled (doc/PROTOCOL.md 18.3): those of
+    //  its DELIVERED entries, and of deliveries that timed out while it
+    //  had not shown it read them (they may still wait in its pipe) until
+    //  it settles one sent at or after the last of them, or that one.
+    uint64_t delivered_bytes;
+    uint64_t expired_bytes;
+    uint32_t sent;                      //  deliveries sent to it (wraps)
+    uint32_t expired_sent;              //  number of the last delivery that timed out
+    uint8_t expired_id[ZQ_MSG_ID_SIZE]; //  ... and its id
 } s_consumer_t;
 
 //  One PUT of the current round, waiting for the commit.
@@ -137,7 +148,10 @@ struct _zqi_r_server_t {
     uint32_t max_consumer_queues; //  most queues one remote consumer consumes
     uint32_t local_prefetch;
     size_t max_message_bytes;
-    int64_t max_delay_ms; //  longest NACK delay or TOUCH extension
+    int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension
+    uint64_t max_unsettled_bytes;       //  per remote consumer connection
+    uint64_t max_unsettled_bytes_total; //  over all of them
+    uint64_t unsettled_bytes;           //  sum of their delivered and expired bytes
     uint32_t next_session;
     int64_t refusal_logged_ms; //  zclock_mono of the last refusal logged
     uint64_t refusals_unlogged;
@@ -677,6 +691,8 @@ s_owner_link (zqi_r_server_t *self, uint32_t index, uint32_t owner)
         self->table.entries[consumer->head].prev = index;
     consumer->head = index;
     consumer->in_flight++;
+    consumer->delivered_bytes += entry->bytes;
+    self->unsettled_bytes += entry->bytes;
 }
 
 static void
@@ -691,7 +707,60 @@ s_owner_unlink (zqi_r_server_t *self, uint32_t index)
     if (entry->next != ZQI_R_NONE)
         self->table.entries[entry->next].prev = entry->prev;
     consumer->in_flight--;
+    consumer->delivered_bytes -= entry->bytes;
+    self->unsettled_bytes -= entry->bytes;
     entry->owner = entry->prev = entry->next = ZQI_R_NONE;
+}
+
+//  True if delivery number a was sent at or after b (numbers wrap).
+static bool
+s_sent_since (uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) >= 0;
+}
+
+//  The DELIVERED entry's visibility ran out: its bytes stay the
+//  consumer's, as expired, until it shows it read past them.
+static void
+s_owner_expire (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    s_consumer_t *consumer = &self->consumers[entry->owner];
+    if (!entry->bytes)
+        return;
+    if (!consumer->expired_bytes || s_sent_since (entry->sent, consumer->expired_sent)) {
+        consumer->expired_sent = entry->sent;
+        memcpy (consumer->expired_id, entry->id, ZQ_MSG_ID_SIZE);
+    }
+    consumer->expired_bytes += entry->bytes;
+    self->unsettled_bytes += entry->bytes;
+}
+
+//  The consumer settled id, entry the delivery of it that it held (NULL
+//  if none): naming the last expired delivery's id, or settling one sent
+//  at or after it, shows it read its pipe that far, so its expired
+//  deliveries are out of the pipe.
+static void
+s_read_through (zqi_r_server_t *self, s_consumer_t *consumer, const zqi_r_entry_t *entry,
+                const uint8_t *id)
+{
+    if (consumer->expired_bytes && ((entry && s_sent_since (entry->sent, consumer->expired_sent)) ||
+                                    memcmp (id, consumer->expired_id, ZQ_MSG_ID_SIZE) == 0)) {
+        self->unsettled_bytes -= consumer->expired_bytes;
+        consumer->expired_bytes = 0;
+    }
+}
+
+//  True if the remote consumer may be sent another delivery: what it holds
+//  unsettled is under max_unsettled_bytes and the server's total under
+//  max_unsettled_bytes_total, or it holds nothing (one message always
+//  goes, however big).
+static bool
+s_has_room (zqi_r_server_t *self, const s_consumer_t *consumer)
+{
+    uint64_t held = consumer->delivered_bytes + consumer->expired_bytes;
+    return held == 0 || (held < self->max_unsettled_bytes &&
+                         self->unsettled_bytes < self->max_unsettled_bytes_total);
 }
 
 //  Takes the entry out of its state (levels, owner, timer).
@@ -810,6 +879,7 @@ s_consumer_drop (zqi_r_server_t *self, uint32_t index)
         s_fail_delivery (self, consumer->head, 0);
     while (consumer->queue_count)
         s_unsubscribe (self, index, self->queues[consumer->queues[0]]);
+    self->unsettled_bytes -= consumer->expired_bytes;
     free (consumer->queues);
     if (index != S_LOCAL) {
         char key[512];
@@ -1048,10 +1118,12 @@ s_take (zqi_r_server_t *self, s_queue_t *queue, zq_spool_record_t *record,
 
 //  Marks the entry delivered to consumer owner.
 static void
-s_delivered (zqi_r_server_t *self, s_queue_t *queue, uint32_t index, uint32_t owner)
+s_delivered (zqi_r_server_t *self, s_queue_t *queue, uint32_t index, uint32_t owner, size_t bytes)
 {
     zqi_r_entry_t *entry = &self->table.entries[index];
     entry->state = S_DELIVERED;
+    entry->bytes = (uint32_t)bytes;
+    entry->sent = ++self->consumers[owner].sent;
     s_owner_link (self, index, owner);
     queue->in_flight++;
     queue->counters.delivered++;
@@ -1095,7 +1167,7 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue, uint64_t *sent_p)
             uint32_t index = queue->consumers[position];
             s_consumer_t *consumer = &self->consumers[index];
             if (index != S_LOCAL && !consumer->stalled &&
-                consumer->in_flight < consumer->prefetch) {
+                consumer->in_flight < consumer->prefetch && s_has_room (self, consumer)) {
                 chosen = index;
                 queue->rr = (position + 1) % queue->consumer_count;
                 break;
@@ -1114,7 +1186,7 @@ s_deliver_queue (zqi_r_server_t *self, s_queue_t *queue, uint64_t *sent_p)
         s_consumer_t *consumer = &self->consumers[chosen];
         uint32_t attempt = self->table.entries[index].attempt;
         if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
-            s_delivered (self, queue, index, chosen);
+            s_delivered (self, queue, index, chosen, record.size);
             (*sent_p)++;
             continue;
         }
@@ -1358,6 +1430,8 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
         uint32_t index = s_entry_for (self, id, consumer);
         if (index == ZQI_R_NONE) {
+            if (session)
+                s_read_through (self, &self->consumers[consumer], NULL, id);
             not_held++;
             continue;
         }
@@ -1366,6 +1440,9 @@ s_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *co
         bool owned = session && entry->state == S_DELIVERED && entry->owner == consumer;
         bool held_last = session && entry->holder == session &&
                          (entry->state == S_RETURNED || entry->state == S_HELD);
+        if (session)
+            s_read_through (self, &self->consumers[consumer], owned || held_last ? entry : NULL,
+                            id);
         if (command->kind == ZQI_R_ACK && (owned || held_last)) {
             if (s_entry_ack (self, index) == 0)
                 queue->counters.acked++;
@@ -1667,6 +1744,7 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state == S_DELIVERED) {
             self->queues[entry->queue]->counters.timeouts++;
+            s_owner_expire (self, index);
             s_fail_delivery (self, index, 0);
         } else
             s_return (self, index);
@@ -1746,7 +1824,7 @@ s_local_recv (zqi_r_server_t *self)
             return NULL;
         }
         zq_msg_set_attempt (msg, self->table.entries[index].attempt);
-        s_delivered (self, queue, index, S_LOCAL);
+        s_delivered (self, queue, index, S_LOCAL, 0);
         local->rr = position + 1;
         return msg;
     }
@@ -1843,6 +1921,8 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
     self->max_delay_ms = zqi_r_option (options, "max_delay_ms");
+    self->max_unsettled_bytes = (uint64_t)zqi_r_option (options, "max_unsettled_bytes");
+    self->max_unsettled_bytes_total = (uint64_t)zqi_r_option (options, "max_unsettled_bytes_total");
     //  Frames a little over the message limit reach the server, which
     //  refuses such a PUT with its id; libzmq closes the connection of a
     //  peer whose frame is over this (doc/PROTOCOL.md 18.2).

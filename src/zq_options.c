@@ -90,6 +90,14 @@ static const zq_option_info_t s_table[] = {
      "reliable server: longest NACK delay and TOUCH extension a consumer gets (longer ones are"
      " cut to this)",
      NULL},
+    {"max_unsettled_bytes", ZQ_OPTION_INT, 16 * 1024 * 1024, NULL, 1, INT64_MAX,
+     "reliable server: bytes of deliveries one consumer connection holds unsettled before it"
+     " gets more (one message always goes)",
+     NULL},
+    {"max_unsettled_bytes_total", ZQ_OPTION_INT, 256 * 1024 * 1024, NULL, 1, INT64_MAX,
+     "reliable server: bytes of deliveries all consumer connections hold unsettled before"
+     " only those holding none get more (one message each)",
+     NULL},
     {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
      "reliable producer: a message unconfirmed this long is sent again", NULL},
     {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,

@@ -1295,10 +1295,62 @@ test_full_pipe_resumes (void **state)
     stop_with_clients (&consumer, &producer, &server, &server_options);
 }
 
+//  A consumer that settles nothing holds at most max_unsettled_bytes of
+//  deliveries and one message more, however large its prefetch
+//  (doc/PROTOCOL.md 18.3); each ack gives the bytes back, so a consumer
+//  that acks gets every message.
+static void
+test_unsettled_bytes_bounded (void **state)
+{
+    (void)state;
+    enum { S_COUNT = 40, S_PAD = 10000, S_HELD = 5 };
+    static uint8_t pad[S_PAD];
+    char spec[300];
+    bind_spec ("tcp", spec, sizeof spec);
+    //  Each record is a little over S_PAD bytes: four stay under 50000,
+    //  the fifth reaches it.
+    zq_options_t *server_options = options_with ("max_unsettled_bytes", "50000", NULL);
+    test_server_t *server = server_start (spec, server_options);
+    assert_non_null (server);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
+    for (int64_t n = 0; n < S_COUNT; n++) {
+        zq_msg_t *msg = zq_msg_new ("bytes");
+        assert_non_null (msg);
+        assert_int_equal (zq_msg_pack (msg, "{sisB}", "n", n, "pad", pad, (size_t)S_PAD), 0);
+        assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    }
+    zq_options_t *options = options_with ("prefetch", "1000", NULL);
+    zq_queue_t *consumer = open_subscriber (server, options, "bytes");
+    zq_msg_t *held[S_HELD];
+    for (int n = 0; n < S_HELD; n++) {
+        held[n] = recv_one (consumer);
+        assert_int_equal (number_of (held[n]), n);
+    }
+    //  Nothing more comes while it settles nothing.
+    zq_msg_t *more = zq_queue_recv (consumer, 500);
+    if (more)
+        print_message ("delivery %lld past the byte budget\n", (long long)number_of (more));
+    assert_null (more);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "bytes", &info), 0);
+    assert_int_equal (info.in_flight, S_HELD);
+    for (int n = 0; n < S_HELD; n++) {
+        assert_int_equal (zq_queue_ack (consumer, held[n]), 0);
+        zq_msg_destroy (&held[n]);
+    }
+    for (int64_t n = S_HELD; n < S_COUNT; n++)
+        take_numbered (consumer, n);
+    WAIT_INFO (server, "bytes", info, info.acked == S_COUNT && info.depth == 0);
+    assert_int_equal (info.redelivered, 0);
+    zq_options_destroy (&options);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_unsettled_bytes_bounded),
         cmocka_unit_test (test_stalled_consumer_keeps_its_deliveries),
         cmocka_unit_test (test_full_pipe_resumes),
         cmocka_unit_test (test_round_trip_inproc),
