@@ -178,17 +178,18 @@ s_refill (zqi_dqueue_t *dq)
         zq_spool_commit (self->spool);
 }
 
-//  The high-water mark of the in socket: rcvhwm, but libzmq's queue there
-//  holds messages outside the ring, so no more of the largest messages than
-//  fit in a quarter of memory_bytes (at least one).
+//  The high-water mark of the in socket (rcvhwm) or of each consumer's
+//  pipe on out (sndhwm): libzmq's queues hold messages outside the ring, so
+//  each holds no more of the largest messages than fit in a quarter of
+//  memory_bytes (at least one).
 static int
-s_in_hwm (s_stream_t *self, int64_t rcvhwm)
+s_hwm (s_stream_t *self, int64_t hwm)
 {
     uint64_t largest = self->max_message_bytes ? self->max_message_bytes : 1;
     uint64_t fit = self->bytes_limit / 4 / largest;
     if (fit < 1)
         fit = 1;
-    return (uint64_t)rcvhwm > fit ? (int)fit : (int)rcvhwm;
+    return (uint64_t)hwm > fit ? (int)fit : (int)hwm;
 }
 
 int
@@ -243,8 +244,8 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
         snprintf (error, error_size, "stream %s: cannot create sockets", dq->name);
         return zqi_fail (ENOMEM);
     }
-    zsock_set_rcvhwm (dq->in, s_in_hwm (self, dq->config->rcvhwm));
-    zsock_set_sndhwm (dq->out, (int)dq->config->sndhwm);
+    zsock_set_rcvhwm (dq->in, s_hwm (self, dq->config->rcvhwm));
+    zsock_set_sndhwm (dq->out, s_hwm (self, dq->config->sndhwm));
     zsock_set_maxmsgsize (dq->in, (int64_t)self->max_message_bytes);
     //  Consumers send nothing on a PUSH socket but ZMTP's own commands: a
     //  connection that sends a longer frame is closed before it is read.

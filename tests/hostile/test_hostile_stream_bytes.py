@@ -101,12 +101,25 @@ def push_all(zqd, endpoint):
     return max(highest, rss_mib(zqd))
 
 
-def pull(endpoint, count, timeout_s=20.0):
-    """Pulls count messages; returns their numbers in arrival order."""
+def stalled_consumer(endpoint):
+    """A consumer that connects and does not read yet: its own queue holds
+    one message and the kernel's buffer little."""
     sock = zmq.Context.instance().socket(zmq.PULL)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVHWM, 10)
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 4096)
     sock.connect(endpoint)
+    return sock
+
+
+def pull(endpoint, count, timeout_s=20.0, sock=None):
+    """Pulls count messages (on sock, or a new consumer); returns their
+    numbers in arrival order."""
+    if sock is None:
+        sock = zmq.Context.instance().socket(zmq.PULL)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 10)
+        sock.connect(endpoint)
     numbers = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -142,6 +155,28 @@ def test_default_memory_is_bounded_in_bytes():
         check(row["dropped"] == 0 and row["depth"] == COUNT,
               "the default quota should hold 300 MB: %r" % row)
         numbers = pull(out, COUNT)
+        check(numbers == list(range(COUNT)), "the consumer got them out of order or with gaps")
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
+def test_stalled_consumer_costs_bounded_memory():
+    """A consumer that stops reading takes what libzmq queues for it, a few
+    messages of the largest size, not the backlog."""
+    zqd, (inp, out) = start(STREAM)
+    try:
+        stalled = stalled_consumer(out)
+        highest = push_all(zqd, inp)
+        row = stat(zqd, "jobs")
+        print("one stalled consumer: RSS at most %.0f MiB; out %d, spilled %d, depth %d"
+              % (highest, row["out"], row["spilled"], row["depth"]))
+        check(row["out"] > 0, "nothing went to the stalled consumer: %r" % row)
+        check(highest < RSS_BOUND_MIB,
+              "zqd's RSS reached %.0f MiB (bound %d MiB) with one stalled consumer"
+              % (highest, RSS_BOUND_MIB))
+        #   Once it reads, it gets every message, in order.
+        numbers = pull(out, COUNT, sock=stalled)
         check(numbers == list(range(COUNT)), "the consumer got them out of order or with gaps")
         zqd.stop()
     finally:
