@@ -59,6 +59,8 @@ typedef struct {
     uint64_t quota_bytes; //  the spool's quota, 0 if none
     uint64_t dropped_unlogged;
     int64_t logged_ms;
+    uint64_t spilled_unlogged;
+    int64_t spill_logged_ms;
 } s_stream_t;
 
 static s_entry_t *
@@ -107,12 +109,23 @@ s_pop (s_stream_t *self)
     return msg;
 }
 
-//  Logs the drops not yet logged, at most once per S_LOG_INTERVAL_MS.
+//  Logs the spills and drops not yet logged, each at most once per
+//  S_LOG_INTERVAL_MS.
 static void
 s_log_drops (zqi_dqueue_t *dq)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
     int64_t now = zclock_mono ();
+    if (self->spilled_unlogged &&
+        (!self->spill_logged_ms || now - self->spill_logged_ms >= S_LOG_INTERVAL_MS)) {
+        zqi_log (ZQ_LOG_NOTICE,
+                 "zq_device: stream %s: %llu messages spilled, its memory is full (%zu messages, "
+                 "%llu bytes)",
+                 dq->name, (unsigned long long)self->spilled_unlogged, self->count,
+                 (unsigned long long)self->bytes);
+        self->spilled_unlogged = 0;
+        self->spill_logged_ms = now;
+    }
     if (self->dropped_unlogged &&
         (!self->logged_ms || now - self->logged_ms >= S_LOG_INTERVAL_MS)) {
         if (self->quota_bytes)
@@ -306,6 +319,7 @@ zqi_stream_input (zqi_dqueue_t *dq)
         if (zq_spool_append_msg (self->spool, msg, NULL) == 0) {
             self->spool_waiting++;
             dq->counters.spilled++;
+            self->spilled_unlogged++;
             appended = true;
         } else {
             dq->counters.dropped++;

@@ -152,6 +152,8 @@ def test_default_memory_is_bounded_in_bytes():
               "zqd's RSS reached %.0f MiB (bound %d MiB) holding a stream with no consumer"
               % (highest, RSS_BOUND_MIB))
         check(row["spilled"] > 0, "nothing spilled to the spool: %r" % row)
+        hostile.wait_until(lambda: "spilled, its memory is full" in zqd.stderr(),
+                           "zqd to log the spill")
         check(row["dropped"] == 0 and row["depth"] == COUNT,
               "the default quota should hold 300 MB: %r" % row)
         numbers = pull(out, COUNT)
