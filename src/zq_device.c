@@ -816,6 +816,7 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
             copy->in = strdup (queue->in);
             copy->out = strdup (queue->out);
             copy->memory_messages = queue->memory_messages;
+            copy->memory_bytes = queue->memory_bytes;
             copy->quota_bytes = queue->quota_bytes;
             copy->sndhwm = queue->sndhwm;
             copy->rcvhwm = queue->rcvhwm;

@@ -129,6 +129,7 @@ zqi_queue_config_new (const zqi_device_config_t *config, const char *name, zqi_k
         kind == ZQI_KIND_FORWARD ? &config->forward_defaults : &config->stream_defaults;
     self->kind = kind;
     self->memory_messages = defaults->memory_messages;
+    self->memory_bytes = defaults->memory_bytes;
     self->quota_bytes = defaults->quota_bytes;
     self->sndhwm = defaults->sndhwm;
     self->rcvhwm = defaults->rcvhwm;
@@ -159,6 +160,10 @@ s_queue_setting (zqi_queue_config_t *queue, const char *path, const char *key, c
         field = &queue->memory_messages;
         min = 1;
         max = 100000000;
+    } else if (stream && streq (key, "memory_bytes")) {
+        field = &queue->memory_bytes;
+        min = 1;
+        max = INT64_MAX;
     } else if (stream && streq (key, "quota_bytes")) {
         field = &queue->quota_bytes;
         max = INT64_MAX;
@@ -287,7 +292,7 @@ s_parse_defaults (zqi_queue_config_t *defaults, zconfig_t *section, bool stream,
             return -1;
         if (rc == 0)
             return s_error (error, error_size, "%s: unknown key (%s)", path,
-                            stream ? "memory_messages, quota_bytes, sndhwm, rcvhwm"
+                            stream ? "memory_messages, memory_bytes, quota_bytes, sndhwm, rcvhwm"
                                    : "sndhwm, rcvhwm");
     }
     return 0;
@@ -339,7 +344,8 @@ s_parse_queue (zqi_device_config_t *self, zconfig_t *entry, char *error, size_t 
                             zqi_kind_name (kind),
                             kind == ZQI_KIND_QUEUE ? "kind; queue options go in the queue section"
                             : kind == ZQI_KIND_STREAM
-                                ? "kind, in, out, memory_messages, quota_bytes, sndhwm, rcvhwm"
+                                ? "kind, in, out, memory_messages, memory_bytes, quota_bytes, "
+                                  "sndhwm, rcvhwm"
                                 : "kind, in, out, sndhwm, rcvhwm");
     }
     if (kind != ZQI_KIND_QUEUE && (!*queue->in || !*queue->out))
@@ -444,6 +450,8 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->queue_options = zq_options_new ();
     self->queues = zlistx_new ();
     self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;
+    self->stream_defaults.memory_bytes = ZQI_STREAM_MEMORY_BYTES_DEFAULT;
+    self->stream_defaults.quota_bytes = -1;
     self->stream_defaults.sndhwm = S_DEFAULT_HWM;
     self->stream_defaults.rcvhwm = S_DEFAULT_HWM;
     self->forward_defaults.sndhwm = S_DEFAULT_HWM;

@@ -20,6 +20,11 @@
 #include "zq_internal.h"
 #include "zq_device.h"
 
+//  A stream's defaults: bytes its memory ring holds, and its spool's quota
+//  when the spool is on disk (in memory, zq_spool's own bound applies).
+#define ZQI_STREAM_MEMORY_BYTES_DEFAULT (64 * 1024 * 1024)
+#define ZQI_STREAM_QUOTA_BYTES_DEFAULT  (1024 * 1024 * 1024)
+
 typedef enum { ZQI_KIND_QUEUE = 1, ZQI_KIND_STREAM = 2, ZQI_KIND_FORWARD = 3 } zqi_kind_t;
 
 //  Returns "queue", "stream" or "forward".
@@ -34,7 +39,8 @@ typedef struct {
     char *in;                //  stream, forward: endpoints messages come in on
     char *out;               //  stream, forward: endpoints they go out on
     int64_t memory_messages; //  stream: messages held in memory before spilling
-    int64_t quota_bytes;     //  stream: spool quota (0: none)
+    int64_t memory_bytes;    //  stream: bytes held in memory before spilling
+    int64_t quota_bytes;     //  stream: spool quota (0: none, -1: the default)
     int64_t sndhwm;          //  stream, forward: ZMQ_SNDHWM of out
     int64_t rcvhwm;          //  stream, forward: ZMQ_RCVHWM of in
 } zqi_queue_config_t;

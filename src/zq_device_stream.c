@@ -3,7 +3,10 @@
     socket, wait in a memory ring, and go out on a PUSH socket to whichever
     consumer has room. When the ring is full (consumers lag or are away),
     messages spill to a spool; while the spool holds any, new messages go
-    there too, and the ring refills from it, so order is kept.
+    there too, and the ring refills from it, so order is kept. The ring is
+    full at memory_messages messages or memory_bytes bytes, whichever comes
+    first; the spool is bounded by its quota, past which new messages are
+    dropped (counted, and logged at most once per S_LOG_INTERVAL_MS).
 
     Delivery is at most once, like the pipeline pattern it joins: a message
     leaves the device when libzmq takes it. Spilled messages are acked when
@@ -25,6 +28,8 @@
 //  Longest frame a consumer may send to the out socket (doc/DEVICE.md):
 //  room for ZMTP's commands, the CURVE handshake's with their metadata.
 #define S_OUT_MAX_FRAME 4096
+//  Drops past the spool's quota are logged at most this often.
+#define S_LOG_INTERVAL_MS 10000
 
 //  Errors that mean a message was malformed (counted, skipped).
 static bool
@@ -45,10 +50,17 @@ typedef struct {
     size_t limit;    //  memory_messages
     size_t head;
     size_t count;
+    uint64_t bytes;       //  wire size of the messages in the ring
+    uint64_t bytes_limit; //  memory_bytes
     zq_spool_t *spool;
     //  Spool records not yet taken back into the ring.
     uint64_t spool_waiting;
     size_t max_message_bytes;
+    uint64_t quota_bytes; //  the spool's quota, 0 if none
+    uint64_t dropped_unlogged;
+    int64_t logged_ms;
+    uint64_t spilled_unlogged;
+    int64_t spill_logged_ms;
 } s_stream_t;
 
 static s_entry_t *
@@ -75,10 +87,60 @@ s_grow (s_stream_t *self)
     return 0;
 }
 
+//  Full at memory_messages or at memory_bytes: the ring holds at most
+//  memory_bytes plus the one message that crossed it.
 static bool
 s_ring_full (s_stream_t *self)
 {
-    return self->count >= self->limit;
+    return self->count >= self->limit || self->bytes >= self->bytes_limit;
+}
+
+//  Takes the ring's first message off; returns it.
+static zq_msg_t *
+s_pop (s_stream_t *self)
+{
+    s_entry_t *entry = s_at (self, 0);
+    zq_msg_t *msg = entry->msg;
+    entry->msg = NULL;
+    size_t size = msg ? zqi_msg_wire_size (msg) : 0;
+    self->bytes = self->bytes > size ? self->bytes - size : 0;
+    self->head = (self->head + 1) % self->capacity;
+    self->count--;
+    return msg;
+}
+
+//  Logs the spills and drops not yet logged, each at most once per
+//  S_LOG_INTERVAL_MS.
+static void
+s_log_drops (zqi_dqueue_t *dq)
+{
+    s_stream_t *self = (s_stream_t *)dq->kind_state;
+    int64_t now = zclock_mono ();
+    if (self->spilled_unlogged &&
+        (!self->spill_logged_ms || now - self->spill_logged_ms >= S_LOG_INTERVAL_MS)) {
+        zqi_log (ZQ_LOG_NOTICE,
+                 "zq_device: stream %s: %llu messages spilled, its memory is full (%zu messages, "
+                 "%llu bytes)",
+                 dq->name, (unsigned long long)self->spilled_unlogged, self->count,
+                 (unsigned long long)self->bytes);
+        self->spilled_unlogged = 0;
+        self->spill_logged_ms = now;
+    }
+    if (self->dropped_unlogged &&
+        (!self->logged_ms || now - self->logged_ms >= S_LOG_INTERVAL_MS)) {
+        if (self->quota_bytes)
+            zqi_log (ZQ_LOG_WARNING,
+                     "zq_device: stream %s: %llu messages dropped, its spool is full "
+                     "(quota_bytes %llu)",
+                     dq->name, (unsigned long long)self->dropped_unlogged,
+                     (unsigned long long)self->quota_bytes);
+        else
+            zqi_log (ZQ_LOG_WARNING,
+                     "zq_device: stream %s: %llu messages dropped, its spool is full", dq->name,
+                     (unsigned long long)self->dropped_unlogged);
+        self->dropped_unlogged = 0;
+        self->logged_ms = now;
+    }
 }
 
 //  Adds to the ring's tail; the ring must not be full.
@@ -91,6 +153,7 @@ s_push (s_stream_t *self, zq_msg_t *msg, uint64_t seq)
     entry->msg = msg;
     entry->seq = seq;
     self->count++;
+    self->bytes += zqi_msg_wire_size (msg);
     return 0;
 }
 
@@ -128,6 +191,20 @@ s_refill (zqi_dqueue_t *dq)
         zq_spool_commit (self->spool);
 }
 
+//  The high-water mark of the in socket (rcvhwm) or of each consumer's
+//  pipe on out (sndhwm): libzmq's queues hold messages outside the ring, so
+//  each holds no more of the largest messages than fit in a quarter of
+//  memory_bytes (at least one).
+static int
+s_hwm (s_stream_t *self, int64_t hwm)
+{
+    uint64_t largest = self->max_message_bytes ? self->max_message_bytes : 1;
+    uint64_t fit = self->bytes_limit / 4 / largest;
+    if (fit < 1)
+        fit = 1;
+    return (uint64_t)hwm > fit ? (int)fit : (int)hwm;
+}
+
 int
 zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir, char *error,
                  size_t error_size)
@@ -137,6 +214,7 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
         return zqi_fail (ENOMEM);
     dq->kind_state = self;
     self->limit = (size_t)dq->config->memory_messages;
+    self->bytes_limit = (uint64_t)dq->config->memory_bytes;
     int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
     zq_options_get_int (env->config->queue_options, "max_message_bytes", &max_bytes);
     self->max_message_bytes = (size_t)max_bytes;
@@ -145,7 +223,12 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
     zq_spool_config_init (&spool_config);
     //  A stream promises at most once: its spill needs no fsync of its own.
     spool_config.fsync = ZQ_SPOOL_FSYNC_NONE;
-    spool_config.quota_bytes = (uint64_t)dq->config->quota_bytes;
+    //  Unset, the quota is the default on disk; a spool in memory keeps
+    //  zq_spool's own bound.
+    if (dq->config->quota_bytes >= 0)
+        spool_config.quota_bytes = (uint64_t)dq->config->quota_bytes;
+    else if (spool_dir)
+        spool_config.quota_bytes = ZQI_STREAM_QUOTA_BYTES_DEFAULT;
     if (spool_config.quota_bytes &&
         spool_config.quota_bytes < 2 * spool_config.segment_bytes + spool_config.batch_bytes) {
         //  Small quotas take small segments.
@@ -162,6 +245,7 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
         zqi_stream_close (dq);
         return zqi_fail (saved);
     }
+    self->quota_bytes = spool_config.quota_bytes;
     zq_spool_stats_t stats;
     zq_spool_stats (self->spool, &stats);
     self->spool_waiting = stats.depth;
@@ -173,8 +257,8 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
         snprintf (error, error_size, "stream %s: cannot create sockets", dq->name);
         return zqi_fail (ENOMEM);
     }
-    zsock_set_rcvhwm (dq->in, (int)dq->config->rcvhwm);
-    zsock_set_sndhwm (dq->out, (int)dq->config->sndhwm);
+    zsock_set_rcvhwm (dq->in, s_hwm (self, dq->config->rcvhwm));
+    zsock_set_sndhwm (dq->out, s_hwm (self, dq->config->sndhwm));
     zsock_set_maxmsgsize (dq->in, (int64_t)self->max_message_bytes);
     //  Consumers send nothing on a PUSH socket but ZMTP's own commands: a
     //  connection that sends a longer frame is closed before it is read.
@@ -235,9 +319,12 @@ zqi_stream_input (zqi_dqueue_t *dq)
         if (zq_spool_append_msg (self->spool, msg, NULL) == 0) {
             self->spool_waiting++;
             dq->counters.spilled++;
+            self->spilled_unlogged++;
             appended = true;
-        } else
+        } else {
             dq->counters.dropped++;
+            self->dropped_unlogged++;
+        }
         zq_msg_destroy (&msg);
     }
     if (appended && zq_spool_commit (self->spool)) {
@@ -247,9 +334,11 @@ zqi_stream_input (zqi_dqueue_t *dq)
         uint64_t waiting = stats.depth - stats.in_flight;
         if (waiting < self->spool_waiting) {
             dq->counters.dropped += self->spool_waiting - waiting;
+            self->dropped_unlogged += self->spool_waiting - waiting;
             self->spool_waiting = waiting;
         }
     }
+    s_log_drops (dq);
 }
 
 void
@@ -259,6 +348,8 @@ zqi_stream_output (zqi_dqueue_t *dq)
     bool acked = false;
     for (int burst = 0; burst < S_BURST && self->count; burst++) {
         s_entry_t *entry = s_at (self, 0);
+        //  Its size leaves the ring's count before the send takes it.
+        size_t size = zqi_msg_wire_size (entry->msg);
         if (zq_msg_send (&entry->msg, zsock_resolve (dq->out), ZMQ_DONTWAIT))
             break;
         if (entry->seq) {
@@ -266,6 +357,7 @@ zqi_stream_output (zqi_dqueue_t *dq)
             acked = true;
         }
         dq->counters.out++;
+        self->bytes = self->bytes > size ? self->bytes - size : 0;
         self->head = (self->head + 1) % self->capacity;
         self->count--;
         if (self->count == 0)
@@ -333,9 +425,8 @@ zqi_stream_purge (zqi_dqueue_t *dq)
         s_entry_t *entry = s_at (self, 0);
         if (entry->seq)
             zq_spool_ack (self->spool, entry->seq);
-        zq_msg_destroy (&entry->msg);
-        self->head = (self->head + 1) % self->capacity;
-        self->count--;
+        zq_msg_t *msg = s_pop (self);
+        zq_msg_destroy (&msg);
         purged++;
     }
     //  Bounded by what waits; a damaged record stops the loop.

@@ -13,6 +13,9 @@
 #include <zq_device.h>
 #include <errno.h>
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -155,6 +158,14 @@ s_cleanup (zconfig_t **overrides_p, zlistx_t **options_p, int status)
 int
 main (int argc, char *argv[])
 {
+#ifdef __GLIBC__
+    //  glibc raises its mmap threshold each time a large block is freed,
+    //  after which large messages come from heaps it keeps when they are
+    //  freed: a burst of 1 MB messages that spilled or left would stay in
+    //  zqd's resident memory. Fixed at glibc's starting value, blocks of
+    //  128 KiB and more go back to the system when freed.
+    mallopt (M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     static const struct option long_options[] = {{"config", required_argument, NULL, 'c'},
                                                  {"bind", required_argument, NULL, 'b'},
                                                  {"admin", required_argument, NULL, 'a'},

@@ -237,10 +237,12 @@ test_config_rejected (void **state)
     s_expect_bad ("queues\n    m\n        kind = forward\n        color = blue\n",
                   "queues/m/color: unknown key");
     s_expect_bad ("stream\n    memory_messages = -5\n", "stream/memory_messages");
+    s_expect_bad ("stream\n    memory_bytes = 0\n", "stream/memory_bytes");
+    s_expect_bad ("stream\n    quota_bytes = -1\n", "stream/quota_bytes");
     s_expect_bad ("device\n    curve\n        secret_cert = /nonexistent\n", "clients");
 
     zconfig_t *good = s_config ("device\n    bind = \"\"\n    spool = %s/good\n"
-                                "stream\n    memory_messages = 7\n"
+                                "stream\n    memory_messages = 7\n    memory_bytes = 65536\n"
                                 "queues\n    m\n        kind = stream\n"
                                 "        in = tcp://127.0.0.1:*\n"
                                 "        out = tcp://127.0.0.1:*\n",
