@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 //  How often rates are sampled, and queues of kind queue the reliable
@@ -102,6 +103,10 @@ zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *
         char last[1024] = "";
         size_t size = sizeof last;
         zmq_getsockopt (zsock_resolve (sock), ZMQ_LAST_ENDPOINT, last, &size);
+        //  The socket file's mode came from the umask at bind; make it the
+        //  owner's only, whatever that umask was.
+        if (strncmp (last, "ipc://", 6) == 0 && last[6] != '@')
+            chmod (last + 6, 0600);
         char *joined = zsys_sprintf ("%s%s%s", resolved, *resolved ? "," : "", last);
         free (resolved);
         resolved = joined;
@@ -779,6 +784,10 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         }
         self->env.cert =
             zqi_curve_cert_load (config->curve_secret_cert, true, reason, sizeof reason);
+        //  A file holding a secret key must be the owner's only.
+        if (self->env.cert &&
+            zqi_curve_secret_private (config->curve_secret_cert, reason, sizeof reason))
+            zcert_destroy (&self->env.cert);
         if (!self->env.cert) {
             snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
             return zqi_fail (EINVAL);

@@ -48,6 +48,7 @@ typedef struct {
     int64_t fsync_interval_ms;
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
+    bool insecure;               //  plaintext endpoints may bind beyond loopback
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
