@@ -77,6 +77,24 @@ zqi_device_secure (zqi_device_env_t *env, zsock_t *sock)
     }
 }
 
+void
+zqi_device_ipc_private (const char *endpoints)
+{
+    for (const char *item = endpoints; item && *item;) {
+        const char *comma = strchr (item, ',');
+        size_t length = comma ? (size_t)(comma - item) : strlen (item);
+        //  Abstract sockets (ipc://@NAME) have no file.
+        if (length > 6 && strncmp (item, "ipc://", 6) == 0 && item[6] != '@') {
+            char *path = zsys_sprintf ("%.*s", (int)(length - 6), item + 6);
+            if (path && chmod (path, 0600))
+                zqi_log (ZQ_LOG_WARNING, "zq_device: cannot make %s 0600: %s", path,
+                         strerror (errno));
+            zstr_free (&path);
+        }
+        item = comma ? comma + 1 : NULL;
+    }
+}
+
 int
 zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                  size_t error_size)
@@ -103,10 +121,7 @@ zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *
         char last[1024] = "";
         size_t size = sizeof last;
         zmq_getsockopt (zsock_resolve (sock), ZMQ_LAST_ENDPOINT, last, &size);
-        //  The socket file's mode came from the umask at bind; make it the
-        //  owner's only, whatever that umask was.
-        if (strncmp (last, "ipc://", 6) == 0 && last[6] != '@')
-            chmod (last + 6, 0600);
+        zqi_device_ipc_private (last);
         char *joined = zsys_sprintf ("%s%s%s", resolved, *resolved ? "," : "", last);
         free (resolved);
         resolved = joined;

@@ -127,8 +127,11 @@ typedef struct {
 void zqi_device_secure (zqi_device_env_t *env, zsock_t *sock);
 
 //  Binds sock on endpoints (CZMQ syntax; every item binds); stores the
-//  resolved endpoints (new string) in *resolved_p. Returns 0, or -1 with
-//  errno and a line in error.
+//  resolved endpoints (new string) in *resolved_p; makes each ipc socket
+//  file 0600. Returns 0, or -1 with errno and a line in error.
+//  Makes the socket file of each ipc:// item of the resolved, comma-
+//  separated endpoints 0600 (libzmq gives it the mode the umask allows).
+void zqi_device_ipc_private (const char *endpoints);
 int zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                      size_t error_size);
 

@@ -4,8 +4,9 @@
 #   started with --insecure or device/insecure = true; a tcp admin endpoint
 #   beyond loopback is refused even then; with CURVE it binds anywhere; a
 #   secret-key file open to group or others is refused naming the file and
-#   its mode; the spool's directories are 0700 and its files and the admin
-#   ipc socket 0600 even when zqd is started under umask 022.
+#   its mode; a libzmq older than 4.3.3 (zmq_old_version.so preloaded) is
+#   refused; the spool's directories are 0700 and its files and the ipc
+#   sockets (admin and device/bind) 0600 even under umask 022.
 #
 #   Binding beyond loopback happens only for a moment (tcp://0.0.0.0:*,
 #   stopped as soon as zqd says it listens); no traffic leaves the machine.
@@ -167,14 +168,26 @@ starts curve --config "$work/curve.cfg"
 chmod 400 "$work/server.cert_secret"
 starts curve_readonly --config "$work/curve.cfg"
 
+#  The libzmq loaded, not only the one built against: 4.3.2 is refused.
+old_zmq="$builddir/tests/.libs/zmq_old_version.so"
+[ -f "$old_zmq" ] || fail "$old_zmq is not built"
+LD_PRELOAD="$old_zmq" timeout "$refuse_limit" "$zqd_bin" --bind 'tcp://127.0.0.1:*' \
+    > /dev/null 2> "$work/old.err"
+status=$?
+[ $status -eq 3 ] || fail "zqd on libzmq 4.3.2 exited $status, not 3 (124: it served)"
+grep -qF "libzmq 4.3.2 is older than 4.3.3" "$work/old.err" || fail "old libzmq: $(cat "$work/old.err")"
+echo "old_zmq: $(cat "$work/old.err")"
+
 #  Modes: under umask 022, what zqd makes is still the owner's only.
 umask 022
-"$zqd_bin" --bind 'tcp://127.0.0.1:*' --spool "$work/spool" > "$work/modes.out" \
-    2> "$work/modes.err" &
+"$zqd_bin" --bind "tcp://127.0.0.1:*,ipc://$work/queues.sock" --spool "$work/spool" \
+    > "$work/modes.out" 2> "$work/modes.err" &
 pid=$!
 wait_listening modes
-timeout "$limit" "$zq_bin" put "$endpoint" orders '{"n":1}' 2> "$work/put.err" \
+timeout "$limit" "$zq_bin" put "ipc://$work/queues.sock" orders '{"n":1}' 2> "$work/put.err" \
     || fail "put: $(cat "$work/put.err")"
+mode=$(stat -c %a "$work/queues.sock")
+[ "$mode" = 600 ] || fail "device/bind ipc socket mode $mode, not 600"
 [ "$admin" = "ipc://$work/spool/admin" ] || fail "admin endpoint is $admin"
 socket="$work/spool/admin"
 [ -S "$socket" ] || fail "no admin socket at $socket"
