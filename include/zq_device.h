@@ -85,6 +85,10 @@ extern "C" {
 //  their endpoints. Returns 0, or -1 with errno EINVAL and, if error is not
 //  NULL, one line saying what is wrong and where ("queues/metrics/kind:
 //  'strem' is not queue, stream or forward") in error (error_size bytes).
+//  Also refused: an admin endpoint that is not ipc://, inproc:// or tcp on
+//  a loopback address (127.0.0.0/8, ::1, localhost), and, unless
+//  device/curve is configured or device/insecure is true, any other
+//  endpoint that is not (wildcards such as * and 0.0.0.0 are not local).
 ZQ_EXPORT int zq_device_check (zconfig_t *config, char *error, size_t error_size);
 
 //  Reads the ZPL file at path into a new config tree the caller destroys
@@ -98,7 +102,9 @@ ZQ_EXPORT zconfig_t *zq_device_config_load (const char *path, char *error, size_
 //  every endpoint is bound and every spool recovered, or NULL with errno
 //  (EINVAL for a bad configuration, EADDRINUSE and the like for an
 //  endpoint, EBUSY for a spool another device holds, ZQ_ECORRUPT, ...)
-//  and, if error is not NULL, one line saying why. Nothing is left open
+//  and, if error is not NULL, one line saying why; a CURVE secret-key file
+//  that group or others may access is refused (EINVAL). ipc socket files
+//  it binds are made 0600. Nothing is left open
 //  after a failure. Destroy the device with zactor_destroy; like a queue,
 //  it must be destroyed before the process exits.
 //  The first CZMQ object of a process installs CZMQ's SIGINT and SIGTERM

@@ -215,7 +215,7 @@ s_mkdirs (const char *path)
         if (buffer[i] == '/' || buffer[i] == '\0') {
             char saved = buffer[i];
             buffer[i] = '\0';
-            if (mkdir (buffer, 0755) && errno != EEXIST)
+            if (mkdir (buffer, 0700) && errno != EEXIST)
                 return -1;
             buffer[i] = saved;
         }

@@ -125,6 +125,36 @@ zqi_curve_cert_load (const char *path, bool need_secret, char *error, size_t err
     return cert;
 }
 
+int
+zqi_curve_secret_private (const char *path, char *error, size_t error_size)
+{
+    char *secret_path = zsys_sprintf ("%s_secret", path ? path : "");
+    if (!secret_path) {
+        snprintf (error, error_size, "out of memory");
+        return zqi_fail (ENOMEM);
+    }
+    struct stat status;
+    const char *chosen = path;
+    if (stat (secret_path, &status) == 0 && S_ISREG (status.st_mode))
+        chosen = secret_path;
+    else if (stat (path, &status)) {
+        int saved = errno;
+        snprintf (error, error_size, "cannot read %s: %s", path, strerror (saved));
+        zstr_free (&secret_path);
+        return zqi_fail (saved);
+    }
+    int rc = 0;
+    if (status.st_mode & (S_IRWXG | S_IRWXO)) {
+        snprintf (error, error_size,
+                  "%s has mode %04o: a secret key must not be open to group or others "
+                  "(chmod 600 %s)",
+                  chosen, (unsigned)(status.st_mode & 07777), chosen);
+        rc = zqi_fail (EACCES);
+    }
+    zstr_free (&secret_path);
+    return rc;
+}
+
 //  True if a ZAP handler is bound in CZMQ's context (ours or anyone's).
 static bool
 s_zap_handler_running (void)

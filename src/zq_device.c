@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 //  How often rates are sampled, and queues of kind queue the reliable
@@ -76,6 +77,24 @@ zqi_device_secure (zqi_device_env_t *env, zsock_t *sock)
     }
 }
 
+void
+zqi_device_ipc_private (const char *endpoints)
+{
+    for (const char *item = endpoints; item && *item;) {
+        const char *comma = strchr (item, ',');
+        size_t length = comma ? (size_t)(comma - item) : strlen (item);
+        //  Abstract sockets (ipc://@NAME) have no file.
+        if (length > 6 && strncmp (item, "ipc://", 6) == 0 && item[6] != '@') {
+            char *path = zsys_sprintf ("%.*s", (int)(length - 6), item + 6);
+            if (path && chmod (path, 0600))
+                zqi_log (ZQ_LOG_WARNING, "zq_device: cannot make %s 0600: %s", path,
+                         strerror (errno));
+            zstr_free (&path);
+        }
+        item = comma ? comma + 1 : NULL;
+    }
+}
+
 int
 zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                  size_t error_size)
@@ -102,6 +121,7 @@ zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *
         char last[1024] = "";
         size_t size = sizeof last;
         zmq_getsockopt (zsock_resolve (sock), ZMQ_LAST_ENDPOINT, last, &size);
+        zqi_device_ipc_private (last);
         char *joined = zsys_sprintf ("%s%s%s", resolved, *resolved ? "," : "", last);
         free (resolved);
         resolved = joined;
@@ -779,6 +799,10 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         }
         self->env.cert =
             zqi_curve_cert_load (config->curve_secret_cert, true, reason, sizeof reason);
+        //  A file holding a secret key must be the owner's only.
+        if (self->env.cert &&
+            zqi_curve_secret_private (config->curve_secret_cert, reason, sizeof reason))
+            zcert_destroy (&self->env.cert);
         if (!self->env.cert) {
             snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
             return zqi_fail (EINVAL);

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
 
@@ -227,7 +228,11 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
             *admin_given = true;
         } else if (streq (key, "spool"))
             rc = s_set_string (&self->spool, value);
-        else if (streq (key, "fsync")) {
+        else if (streq (key, "insecure")) {
+            if (!streq (value, "true") && !streq (value, "false"))
+                return s_error (error, error_size, "%s: '%s' is not true or false", path, value);
+            self->insecure = streq (value, "true");
+        } else if (streq (key, "fsync")) {
             if (zq_spool_fsync_parse (value, &self->fsync))
                 return s_error (error, error_size, "%s: '%s' is not always, interval or none", path,
                                 value);
@@ -249,7 +254,7 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
         } else
             return s_error (error, error_size,
                             "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
-                            "curve)",
+                            "curve, insecure)",
                             path);
         if (rc)
             return rc;
@@ -371,6 +376,111 @@ zqi_device_config_destroy (zqi_device_config_t **self_p)
     }
 }
 
+//  True if the endpoint (length bytes at item, no '@') can only be reached
+//  from this machine: ipc://, inproc://, or tcp:// on 127.0.0.0/8, ::1 or
+//  localhost. Wildcards (*, 0.0.0.0, ::), other addresses, interface
+//  names and every other transport are not.
+static bool
+s_endpoint_is_local (const char *item, size_t length)
+{
+    if ((length >= 6 && memcmp (item, "ipc://", 6) == 0) ||
+        (length >= 9 && memcmp (item, "inproc://", 9) == 0))
+        return true;
+    if (length < 6 || memcmp (item, "tcp://", 6) != 0)
+        return false;
+    const char *host = item + 6;
+    const char *end = item + length;
+    const char *colon = NULL;
+    for (const char *cursor = host; cursor < end; cursor++)
+        if (*cursor == ':')
+            colon = cursor;
+    if (!colon)
+        return false;
+    size_t host_length = (size_t)(colon - host);
+    if (host_length >= 2 && host[0] == '[' && host[host_length - 1] == ']') {
+        host++;
+        host_length -= 2;
+    }
+    char text[INET6_ADDRSTRLEN + 1];
+    if (host_length == 0 || host_length >= sizeof text)
+        return false;
+    memcpy (text, host, host_length);
+    text[host_length] = '\0';
+    if (streq (text, "localhost"))
+        return true;
+    uint8_t address[16];
+    if (inet_pton (AF_INET, text, address) == 1)
+        return address[0] == 127;
+    if (inet_pton (AF_INET6, text, address) == 1) {
+        static const uint8_t loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        return memcmp (address, loopback, 16) == 0 ||
+               (memcmp (address, mapped, 12) == 0 && address[12] == 127);
+    }
+    return false;
+}
+
+//  Finds the first endpoint in the list value that is not local (see
+//  s_endpoint_is_local) and copies it into exposed. True if there is one.
+static bool
+s_endpoints_exposed (const char *value, char *exposed, size_t exposed_size)
+{
+    for (const char *item = value; item && *item;) {
+        const char *comma = strchr (item, ',');
+        size_t length = comma ? (size_t)(comma - item) : strlen (item);
+        const char *start = item;
+        if (length && *start == '@') {
+            start++;
+            length--;
+        }
+        if (length && !s_endpoint_is_local (start, length)) {
+            snprintf (exposed, exposed_size, "%.*s", (int)length, start);
+            return true;
+        }
+        item = comma ? comma + 1 : NULL;
+    }
+    return false;
+}
+
+//  Safe by default: the admin socket (never authenticated) stays on this
+//  machine, and without CURVE no endpoint binds beyond loopback unless
+//  device/insecure (zqd --insecure) says so.
+static int
+s_check_exposure (zqi_device_config_t *self, char *error, size_t error_size)
+{
+    char exposed[256];
+    if (s_endpoints_exposed (self->admin, exposed, sizeof exposed))
+        return s_error (error, error_size,
+                        "device/admin: refusing to bind '%s': the admin socket has no "
+                        "authentication, so it must be ipc://PATH or tcp on a loopback address "
+                        "(127.0.0.1, ::1, localhost); --insecure does not change this",
+                        exposed);
+    if (*self->curve_secret_cert || self->insecure)
+        return 0;
+    const char *path = "device/bind";
+    bool found = s_endpoints_exposed (self->bind, exposed, sizeof exposed);
+    char queue_path[256];
+    for (zqi_queue_config_t *queue = (zqi_queue_config_t *)zlistx_first (self->queues);
+         queue && !found; queue = (zqi_queue_config_t *)zlistx_next (self->queues)) {
+        for (int side = 0; side < 2 && !found; side++) {
+            const char *endpoints = side == 0 ? queue->in : queue->out;
+            found = endpoints && s_endpoints_exposed (endpoints, exposed, sizeof exposed);
+            if (found) {
+                snprintf (queue_path, sizeof queue_path, "queues/%s/%s", queue->name,
+                          side == 0 ? "in" : "out");
+                path = queue_path;
+            }
+        }
+    }
+    if (found)
+        return s_error (error, error_size,
+                        "%s: refusing to bind '%s' without CURVE: anyone who can reach it may "
+                        "put and consume; bind a loopback address, configure device/curve, or "
+                        "start zqd with --insecure (device/insecure = true)",
+                        path, exposed);
+    return 0;
+}
+
 static int
 s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error_size)
 {
@@ -426,7 +536,7 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                 return -1;
         }
     }
-    return 0;
+    return s_check_exposure (self, error, error_size);
 }
 
 zqi_device_config_t *

@@ -54,6 +54,7 @@ typedef struct {
     int64_t fsync_interval_ms;
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
+    bool insecure;               //  plaintext endpoints may bind beyond loopback
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
@@ -132,8 +133,11 @@ typedef struct {
 void zqi_device_secure (zqi_device_env_t *env, zsock_t *sock);
 
 //  Binds sock on endpoints (CZMQ syntax; every item binds); stores the
-//  resolved endpoints (new string) in *resolved_p. Returns 0, or -1 with
-//  errno and a line in error.
+//  resolved endpoints (new string) in *resolved_p; makes each ipc socket
+//  file 0600. Returns 0, or -1 with errno and a line in error.
+//  Makes the socket file of each ipc:// item of the resolved, comma-
+//  separated endpoints 0600 (libzmq gives it the mode the umask allows).
+void zqi_device_ipc_private (const char *endpoints);
 int zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                      size_t error_size);
 

@@ -70,6 +70,7 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
         errno = saved;
         return NULL;
     }
+    zqi_device_ipc_private (zq_queue_endpoint (self->queue));
     return self;
 }
 

@@ -138,6 +138,11 @@ int zqi_curve_apply (zsock_t *sock, const zq_options_t *options, zactor_t **auth
 //  key matching the public one. Returns a new zcert, or NULL with errno
 //  EINVAL (ENOMEM) and one line in error.
 zcert_t *zqi_curve_cert_load (const char *path, bool need_secret, char *error, size_t error_size);
+//  Checks that the file zqi_curve_cert_load would read for path
+//  (PATH_secret, else PATH) gives group and others no access at all.
+//  Returns 0, or -1 with errno EACCES and one line naming the file and
+//  its mode in error (or the stat failure's errno).
+int zqi_curve_secret_private (const char *path, char *error, size_t error_size);
 //  Starts CZMQ's zauth in *auth_p, allowing the CURVE clients whose public
 //  certificates are in directory location ("*": any client). Returns 0,
 //  or -1 with errno EINVAL (not a directory), EADDRINUSE (a ZAP handler

@@ -435,12 +435,12 @@ s_new_salt (void)
 static int
 s_open_dir (zq_spool_t *self)
 {
-    if (mkdir (self->dir, 0755) && errno != EEXIST)
+    if (mkdir (self->dir, 0700) && errno != EEXIST)
         return -1;
     self->dir_fd = open (self->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (self->dir_fd < 0)
         return -1;
-    self->lock_fd = openat (self->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    self->lock_fd = openat (self->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (self->lock_fd < 0)
         return -1;
     if (flock (self->lock_fd, LOCK_EX | LOCK_NB))

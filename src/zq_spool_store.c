@@ -736,7 +736,7 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
         temp = s_segment_path (self, segment->id, ".tmp");
         if (!path || !temp)
             goto fail;
-        segment->wfd = open (temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        segment->wfd = open (temp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (segment->wfd < 0)
             goto fail;
         if (s_write_all (segment->wfd, buf.data, buf.size, 0)) {
@@ -979,7 +979,7 @@ static void
 s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
 {
     char *path = s_segment_path (self, segment->id, ".corrupt");
-    int fd = path ? open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    int fd = path ? open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
     if (fd >= 0) {
         uint8_t chunk[65536];
         uint64_t offset = 0;

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <syslog.h>
 
 //  Exit status (doc/zqd.8).
@@ -33,6 +34,13 @@
 //  The file descriptors zqd asks for: one per client connection, plus
 //  spool segments and libzmq's own.
 #define S_WANTED_FDS 65536
+
+//  The oldest libzmq zqd runs on: 4.3.3 has the fix for CVE-2020-15166
+//  (CURVE and ZAP). configure asks for it too; this checks the library
+//  actually loaded.
+#define S_ZMQ_FLOOR_MAJOR 4
+#define S_ZMQ_FLOOR_MINOR 3
+#define S_ZMQ_FLOOR_PATCH 3
 
 static const char *s_usage =
     "Usage: zqd [OPTIONS]\n"
@@ -46,6 +54,8 @@ static const char *s_usage =
     "  -s, --spool DIR          keep messages in DIR (device/spool; default: memory)\n"
     "  -f, --fsync POLICY       always (default), interval or none (device/fsync)\n"
     "  -o, --option NAME=VALUE  a queue option (the queue section; zq options lists them)\n"
+    "      --insecure           let endpoints bind beyond loopback without CURVE\n"
+    "                           (device/insecure; never the admin endpoint)\n"
     "  -l, --log TARGET         stderr (default) or syslog\n"
     "  -v, --verbose            log debug lines too\n"
     "  -F, --foreground         run in the foreground (always; for service managers)\n"
@@ -166,19 +176,16 @@ main (int argc, char *argv[])
     //  128 KiB and more go back to the system when freed.
     mallopt (M_MMAP_THRESHOLD, 128 * 1024);
 #endif
-    static const struct option long_options[] = {{"config", required_argument, NULL, 'c'},
-                                                 {"bind", required_argument, NULL, 'b'},
-                                                 {"admin", required_argument, NULL, 'a'},
-                                                 {"spool", required_argument, NULL, 's'},
-                                                 {"fsync", required_argument, NULL, 'f'},
-                                                 {"option", required_argument, NULL, 'o'},
-                                                 {"log", required_argument, NULL, 'l'},
-                                                 {"verbose", no_argument, NULL, 'v'},
-                                                 {"foreground", no_argument, NULL, 'F'},
-                                                 {"check", no_argument, NULL, 'C'},
-                                                 {"help", no_argument, NULL, 'h'},
-                                                 {"version", no_argument, NULL, 'V'},
-                                                 {NULL, 0, NULL, 0}};
+    static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'}, {"bind", required_argument, NULL, 'b'},
+        {"admin", required_argument, NULL, 'a'},  {"spool", required_argument, NULL, 's'},
+        {"fsync", required_argument, NULL, 'f'},  {"option", required_argument, NULL, 'o'},
+        {"insecure", no_argument, NULL, 'I'},     {"log", required_argument, NULL, 'l'},
+        {"verbose", no_argument, NULL, 'v'},      {"foreground", no_argument, NULL, 'F'},
+        {"check", no_argument, NULL, 'C'},        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+    //  Files 0600 and directories 0700: spools, their segments, ipc sockets.
+    umask (0077);
     const char *config_path = NULL;
     bool verbose = false, check_only = false;
     //  Overrides, applied on top of the file in the order given.
@@ -209,6 +216,9 @@ main (int argc, char *argv[])
                     return s_cleanup (&overrides, &options, S_EXIT_USAGE);
                 }
                 zlistx_add_end (options, optarg);
+                break;
+            case 'I':
+                zconfig_put (overrides, "device/insecure", "true");
                 break;
             case 'l':
                 if (streq (optarg, "syslog"))
@@ -251,6 +261,18 @@ main (int argc, char *argv[])
         zsys_set_logident ("zqd");
     }
     zq_set_log_handler (s_log, NULL, verbose ? ZQ_LOG_DEBUG : ZQ_LOG_NOTICE);
+
+    //  The libzmq this process loaded, not only the one it was built with.
+    int major, minor, patch;
+    zmq_version (&major, &minor, &patch);
+    if (ZMQ_MAKE_VERSION (major, minor, patch) <
+        ZMQ_MAKE_VERSION (S_ZMQ_FLOOR_MAJOR, S_ZMQ_FLOOR_MINOR, S_ZMQ_FLOOR_PATCH)) {
+        s_fail ("libzmq %d.%d.%d is older than %d.%d.%d (the fix for CVE-2020-15166); "
+                "install libzmq %d.%d.%d or later",
+                major, minor, patch, S_ZMQ_FLOOR_MAJOR, S_ZMQ_FLOOR_MINOR, S_ZMQ_FLOOR_PATCH,
+                S_ZMQ_FLOOR_MAJOR, S_ZMQ_FLOOR_MINOR, S_ZMQ_FLOOR_PATCH);
+        return s_cleanup (&overrides, &options, S_EXIT_START);
+    }
 
     //  The file, then the flags on top.
     zconfig_t *config = NULL;

@@ -240,6 +240,20 @@ test_config_rejected (void **state)
     s_expect_bad ("stream\n    memory_bytes = 0\n", "stream/memory_bytes");
     s_expect_bad ("stream\n    quota_bytes = -1\n", "stream/quota_bytes");
     s_expect_bad ("device\n    curve\n        secret_cert = /nonexistent\n", "clients");
+    //  Safe by default: nothing plaintext beyond loopback, admin never.
+    s_expect_bad ("device\n    bind = tcp://0.0.0.0:5670\n",
+                  "refusing to bind 'tcp://0.0.0.0:5670'");
+    s_expect_bad ("queues\n    f\n        kind = forward\n        in = tcp://127.0.0.1:*\n"
+                  "        out = tcp://*:6000\n",
+                  "queues/f/out: refusing to bind 'tcp://*:6000' without CURVE");
+    s_expect_bad ("device\n    insecure = true\n    admin = tcp://[::]:5671\n",
+                  "device/admin: refusing to bind 'tcp://[::]:5671'");
+    s_expect_bad ("device\n    insecure = maybe\n", "device/insecure: 'maybe'");
+    zconfig_t *insecure = s_config ("device\n    bind = tcp://0.0.0.0:5670\n    insecure = true\n"
+                                    "    admin = tcp://localhost:5671\n");
+    char message[512] = "";
+    assert_int_equal (zq_device_check (insecure, message, sizeof message), 0);
+    zconfig_destroy (&insecure);
 
     zconfig_t *good = s_config ("device\n    bind = \"\"\n    spool = %s/good\n"
                                 "stream\n    memory_messages = 7\n    memory_bytes = 65536\n"

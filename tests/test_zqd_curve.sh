@@ -42,17 +42,18 @@ zq () {
     timeout "$limit" "$zq_bin" "$@"
 }
 
-#  make_cert NAME: writes $work/NAME.cert (public) and NAME.cert_secret,
-#  as zmakecert does; prints the public key.
+#  make_cert NAME: writes $work/NAME.cert (public) and NAME.cert_secret
+#  (0600), as zmakecert does; prints the public key.
 make_cert () {
     "$python" - "$work/$1.cert" <<'EOF'
-import sys, zmq
+import os, sys, zmq
 public, secret = (key.decode() for key in zmq.curve_keypair())
 path = sys.argv[1]
 with open(path, "w") as out:
     out.write('curve\n    public-key = "%s"\n' % public)
 with open(path + "_secret", "w") as out:
     out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
+os.chmod(path + "_secret", 0o600)
 print(public)
 EOF
 }
