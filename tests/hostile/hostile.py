@@ -113,6 +113,14 @@ class Zqd:
         with open(self.err_path) as err:
             return err.read()
 
+    def rss_kib(self):
+        """zqd's resident memory now (VmRSS), in KiB."""
+        with open("/proc/%d/status" % self.process.pid) as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise Failure("no VmRSS for zqd")
+
     def alive(self):
         return self.process is not None and self.process.poll() is None
 

@@ -28,11 +28,7 @@ PREFETCH = 1000000
 
 
 def rss_mib(zqd):
-    with open("/proc/%d/status" % zqd.process.pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise hostile.Failure("no VmRSS for zqd")
+    return zqd.rss_kib() / 1024.0
 
 
 def store_backlog(zqd, queue, count):

@@ -52,14 +52,6 @@ def start():
     return zqd, hostile.wait_until(endpoints, "zqd to print its forward and stream")
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def publisher(endpoint):
     sock = zmq.Context.instance().socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -111,7 +103,7 @@ def test_long_subscription():
     zqd, endpoints = start()
     try:
         news_in, news_out = endpoints["news"]
-        before_kb = rss_kb(zqd.process.pid)
+        before_kb = zqd.rss_kib()
         #   Sent over raw ZMTP: a libzmq SUB of this process would hold the
         #   same subscription in its own trie.
         raw = zmtp_connect(news_out, b"SUB")
@@ -122,7 +114,7 @@ def test_long_subscription():
         good = subscriber(news_out, [b"news.a"])
         flows(zqd, pub, good, b"news.a")
         check(zqd.alive(), "zqd died: %s" % zqd.stderr())
-        after_kb = rss_kb(zqd.process.pid)
+        after_kb = zqd.rss_kib()
         print("RSS before %d kB, after %d kB" % (before_kb, after_kb))
         check(after_kb < before_kb + 64 * 1024, "zqd grew from %d to %d kB" % (before_kb, after_kb))
         for sock in (good, pub):
