@@ -153,12 +153,9 @@ struct _zqi_r_server_t {
     uint64_t max_unsettled_bytes_total; //  over all of them
     uint64_t unsettled_bytes;           //  sum of their delivered and expired bytes
     uint32_t next_session;
-    int64_t refusal_logged_ms; //  zclock_mono of the last refusal logged
-    uint64_t refusals_unlogged;
-    int64_t ack_failure_logged_ms; //  zclock_mono of the last ack failure logged
-    uint64_t ack_failures_unlogged;
-    int64_t dead_failure_logged_ms; //  zclock_mono of the last dead-lettering failure logged
-    uint64_t dead_failures_unlogged;
+    zqi_log_limit_t refusal_log;      //  PUTs and settles turned down
+    zqi_log_limit_t ack_failure_log;  //  acks the spool did not take
+    zqi_log_limit_t dead_failure_log; //  messages not dead-lettered now
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     s_queue_t **queues;
     uint32_t queue_count;
@@ -169,8 +166,7 @@ struct _zqi_r_server_t {
     uint32_t open_count;     //  queues whose spool is open
     uint32_t open_max;       //  most open at once (the fd budget)
     uint64_t use_clock;
-    int64_t limit_logged_ms[S_LIMITS]; //  S_LIMIT_*: when a refusal was last logged
-    uint64_t limit_refused[S_LIMITS];  //  ... and refusals since
+    zqi_log_limit_t limit_log[S_LIMITS]; //  S_LIMIT_*: refusals for a limit
     s_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -235,36 +231,33 @@ s_open_new_max (zqi_r_server_t *self)
 static void
 s_limit_log (zqi_r_server_t *self, int which, const char *name)
 {
-    self->limit_refused[which]++;
-    int64_t now = zclock_mono ();
-    if (self->limit_logged_ms[which] && now - self->limit_logged_ms[which] < S_LIMIT_LOG_MS)
+    uint64_t skipped;
+    if (!zqi_log_limit_due (&self->limit_log[which], zclock_mono (), S_LIMIT_LOG_MS, &skipped))
         return;
+    uint64_t refused = skipped + 1;
     if (which == S_LIMIT_QUEUES)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: new queue %s refused: max_queues (%" PRIu32 ") reached (%" PRIu64
                  " refused since the last such line)",
-                 name, self->max_queues, self->limit_refused[which]);
+                 name, self->max_queues, refused);
     else if (which == S_LIMIT_BUDGET)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: queue %s refused: the file descriptor budget is spent (%" PRIu32
                  " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
                  "; %" PRIu64 " refused since the last such line)",
-                 name, self->open_count, self->open_max, s_open_new_max (self),
-                 self->limit_refused[which]);
+                 name, self->open_count, self->open_max, s_open_new_max (self), refused);
     else if (which == S_LIMIT_CONSUMER)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: CONSUME of %s refused: a connection consumes at most "
                  "max_consumer_queues (%" PRIu32 ") queues (%" PRIu64
                  " refused since the last such line)",
-                 name, self->max_consumer_queues, self->limit_refused[which]);
+                 name, self->max_consumer_queues, refused);
     else
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: queue %s refused: the process has no file descriptor left "
                  "(RLIMIT_NOFILE; %" PRIu32 " queues open, none idle; %" PRIu64
                  " refused since the last such line)",
-                 name, self->open_count, self->limit_refused[which]);
-    self->limit_logged_ms[which] = now;
-    self->limit_refused[which] = 0;
+                 name, self->open_count, refused);
 }
 
 static int s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max,
@@ -819,17 +812,12 @@ static void
 s_ack_failed (zqi_r_server_t *self, const s_queue_t *queue, int errnum)
 {
     self->common.ctx->stats->errors++;
-    int64_t now = zclock_mono ();
-    if (self->ack_failure_logged_ms && now - self->ack_failure_logged_ms < S_LOG_IVL_MS) {
-        self->ack_failures_unlogged++;
-        return;
-    }
-    zqi_log (ZQ_LOG_ERROR,
-             "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
-             " more since the last line",
-             queue->name, zq_strerror (errnum), self->ack_failures_unlogged);
-    self->ack_failure_logged_ms = now;
-    self->ack_failures_unlogged = 0;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->ack_failure_log, zclock_mono (), S_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_ERROR,
+                 "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
+                 " more since the last line",
+                 queue->name, zq_strerror (errnum), skipped);
 }
 
 //  Acks the entry's record and forgets it. Returns 0, or -1 with errno of
@@ -922,15 +910,10 @@ static void
 s_turned_down (zqi_r_server_t *self, const char *what, size_t size)
 {
     self->common.ctx->stats->errors++;
-    int64_t now = zclock_mono ();
-    if (self->refusal_logged_ms && now - self->refusal_logged_ms < S_LOG_IVL_MS) {
-        self->refusals_unlogged++;
-        return;
-    }
-    zqi_log (ZQ_LOG_WARNING, "reliable: %s (%zu bytes); %" PRIu64 " more since the last line", what,
-             size, self->refusals_unlogged);
-    self->refusal_logged_ms = now;
-    self->refusals_unlogged = 0;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->refusal_log, zclock_mono (), S_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING, "reliable: %s (%zu bytes); %" PRIu64 " more since the last line",
+                 what, size, skipped);
 }
 
 //  Refuses one PUT at once (REFUSE code 2: never storable), counted and
@@ -970,17 +953,12 @@ static void
 s_dead_letter_failed (zqi_r_server_t *self, const s_queue_t *queue, int errnum)
 {
     self->common.ctx->stats->errors++;
-    int64_t now = zclock_mono ();
-    if (self->dead_failure_logged_ms && now - self->dead_failure_logged_ms < S_LOG_IVL_MS) {
-        self->dead_failures_unlogged++;
-        return;
-    }
-    zqi_log (ZQ_LOG_WARNING,
-             "reliable: cannot dead-letter a message of %s: %s; it is held and tried again in "
-             "%d ms (%" PRIu64 " more such failures since the last line)",
-             queue->name, zq_strerror (errnum), S_RETRY_MS, self->dead_failures_unlogged);
-    self->dead_failure_logged_ms = now;
-    self->dead_failures_unlogged = 0;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->dead_failure_log, zclock_mono (), S_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: cannot dead-letter a message of %s: %s; it is held and tried again in "
+                 "%d ms (%" PRIu64 " more such failures since the last line)",
+                 queue->name, zq_strerror (errnum), S_RETRY_MS, skipped);
 }
 
 //  Moves a record to the dead-letter queue. Returns 0, or -1 (the record

@@ -43,6 +43,19 @@ int zqi_queue_name_check (const char *name, size_t size);
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  The rate limit of one kind of log line: at most one line per interval,
+//  the events left out counted for the next line.
+typedef struct {
+    int64_t logged_ms; //  monotonic ms of the last line; 0: none yet
+    uint64_t skipped;  //  events since that line that logged nothing
+} zqi_log_limit_t;
+
+//  Counts one event at now (monotonic ms). Returns true if its line is due
+//  (none in the last interval_ms), with *skipped_p the events left out
+//  since the previous line; false if the event is only counted.
+bool zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms,
+                        uint64_t *skipped_p);
+
 //  Checks that data holds well-formed msgpack: exactly one object if
 //  used_p is NULL, or the first object (its length stored in *used_p)
 //  otherwise. Every declared length is checked against the bytes present

@@ -59,6 +59,19 @@ zq_set_log_handler (zq_log_fn *fn, void *arg, zq_log_level_t max_level)
     pthread_mutex_unlock (&s_log_mutex);
 }
 
+bool
+zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms, uint64_t *skipped_p)
+{
+    if (limit->logged_ms && now - limit->logged_ms < interval_ms) {
+        limit->skipped++;
+        return false;
+    }
+    *skipped_p = limit->skipped;
+    limit->logged_ms = now;
+    limit->skipped = 0;
+    return true;
+}
+
 void
 zqi_log (zq_log_level_t level, const char *format, ...)
 {
