@@ -1,5 +1,5 @@
 #   Shell functions shared by zq's zqd tests (`. "$(dirname "$0")/test_lib.sh"`).
-#   They use what the test sets: test_name (for messages), work (its
+#   They use what the test sets: test_name (for messages), python (for CURVE keys), work (its
 #   private directory), limit (seconds any one wait may take) and pid (the
 #   zqd it started).
 #
@@ -47,3 +47,26 @@ stop () {
     status=$?
     [ "$status" -eq 0 ] || fail "zqd exited $status after SIGTERM"
 }
+
+#  require_curve_keys: fails the test unless $python can make CURVE keys.
+require_curve_keys () {
+    "$python" -c 'import zmq; assert zmq.has("curve")' 2> /dev/null \
+        || { echo "$test_name: FAIL: no CURVE key maker: install python3-zmq" >&2; exit 1; }
+}
+
+#  make_cert NAME: writes $work/NAME.cert (public) and NAME.cert_secret
+#  (0600), as zmakecert does; prints the public key.
+make_cert () {
+    "$python" - "$work/$1.cert" <<'EOF'
+import os, sys, zmq
+public, secret = (key.decode() for key in zmq.curve_keypair())
+path = sys.argv[1]
+with open(path, "w") as out:
+    out.write('curve\n    public-key = "%s"\n' % public)
+with open(path + "_secret", "w") as out:
+    out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
+os.chmod(path + "_secret", 0o600)
+print(public)
+EOF
+}
+

@@ -28,8 +28,7 @@ test_name=test_zqd_curve
 . "$(dirname "$0")/test_lib.sh"
 
 [ -x "$zqd_bin" ] || { echo "test_zqd_curve: $zqd_bin is not built" >&2; exit 1; }
-"$python" -c 'import zmq; assert zmq.has("curve")' 2> /dev/null \
-    || { echo "test_zqd_curve: FAIL: no CURVE key maker: install python3-zmq" >&2; exit 1; }
+require_curve_keys
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd-curve.XXXXXX") || exit 1
 cleanup () {
@@ -40,22 +39,6 @@ trap cleanup EXIT
 
 zq () {
     timeout "$limit" "$zq_bin" "$@"
-}
-
-#  make_cert NAME: writes $work/NAME.cert (public) and NAME.cert_secret
-#  (0600), as zmakecert does; prints the public key.
-make_cert () {
-    "$python" - "$work/$1.cert" <<'EOF'
-import os, sys, zmq
-public, secret = (key.decode() for key in zmq.curve_keypair())
-path = sys.argv[1]
-with open(path, "w") as out:
-    out.write('curve\n    public-key = "%s"\n' % public)
-with open(path + "_secret", "w") as out:
-    out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
-os.chmod(path + "_secret", 0o600)
-print(public)
-EOF
 }
 
 server_key=$(make_cert server) || fail "cannot make the server certificate"

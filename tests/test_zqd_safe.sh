@@ -33,8 +33,7 @@ test_name=test_zqd_safe
 . "$(dirname "$0")/test_lib.sh"
 
 [ -x "$zqd_bin" ] || { echo "test_zqd_safe: $zqd_bin is not built" >&2; exit 1; }
-"$python" -c 'import zmq; assert zmq.has("curve")' 2> /dev/null \
-    || { echo "test_zqd_safe: FAIL: no CURVE key maker: install python3-zmq" >&2; exit 1; }
+require_curve_keys
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd-safe.XXXXXX") || exit 1
 cleanup () {
@@ -142,15 +141,7 @@ refused admin_star "device/admin: refusing to bind 'tcp://*:*'" \
 starts admin_loopback --bind 'tcp://127.0.0.1:*' --admin 'tcp://127.0.0.1:*'
 
 #  With CURVE: binds beyond loopback; a secret key open to others is refused.
-"$python" - "$work/server.cert" <<'EOF' || fail "cannot make the server certificate"
-import os, sys, zmq
-public, secret = (key.decode() for key in zmq.curve_keypair())
-path = sys.argv[1]
-with open(path, "w") as out:
-    out.write('curve\n    public-key = "%s"\n' % public)
-with open(path + "_secret", "w") as out:
-    out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
-EOF
+make_cert server > /dev/null || fail "cannot make the server certificate"
 mkdir "$work/clients" || fail "clients directory"
 cat > "$work/curve.cfg" <<EOF
 device
