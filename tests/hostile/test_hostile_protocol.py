@@ -66,6 +66,8 @@ def test_queue_name_rule():
         good = ["Orders_2-eu.v1", "n" * 195]
         for name in good:
             client.put_confirmed(name, [b"ok"])
+        hostile.wait_until(lambda: "invalid queue name" in zqd.stderr(),
+                           "a log line on the refused names", timeout_s=SHORT_S)
         queues = os.path.join(zqd.spool, "queue")  # the queue kind's spools
         made = sorted(name for name in os.listdir(queues)
                       if os.path.isdir(os.path.join(queues, name)))
@@ -107,6 +109,8 @@ def test_put_into_dead_letter_queue_refused():
         client = hostile.Client(zqd.endpoint)
         reason = refused_invalid(client, client.put("orders.dead", b"x"), "PUT to orders.dead")
         check("dead" in reason, "reason %r" % reason)
+        hostile.wait_until(lambda: "a dead-letter queue is not put to" in zqd.stderr(),
+                           "a log line on the PUT to orders.dead", timeout_s=SHORT_S)
         client.consume("orders.dead", 1)
         pong = session_alive(client)
         check(pong[1] == hostile.PONG and pong[3] == 0, "CONSUME orders.dead: %r" % (pong,))
@@ -152,6 +156,8 @@ def test_settle_only_by_holder():
             got = stranger.recv_command(SHORT_S)
             check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == CODE_NOT_HELD,
                   "settle kind %d by a stranger got %r" % (kind, got))
+        hostile.wait_until(lambda: "ids the sender does not hold" in zqd.stderr(),
+                           "a log line on the stranger's settles", timeout_s=SHORT_S)
         holder.ack([ids[1]])  # the holder's late ack of a held delivery counts
         again = holder.deliveries(1, timeout_s=SHORT_S)
         check(again[0][0] == ids[0] and again[0][1][4] == 1,
