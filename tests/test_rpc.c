@@ -1033,6 +1033,22 @@ poller_recv (zq_queue_t *client, int timeout_ms)
     }
 }
 
+//  A client of the SEQ_SERVERS servers of procs, as the sequential runs
+//  use it (request timeout SEQ_TIMEOUT_MS, 3 retries, 10 in flight).
+static zq_queue_t *
+s_sequential_client (server_proc_t *procs)
+{
+    char connect[1200] = "";
+    for (int i = 0; i < SEQ_SERVERS; i++)
+        snprintf (connect + strlen (connect), sizeof connect - strlen (connect), "%s>%s",
+                  i ? "," : "", procs[i].endpoint);
+    zq_options_t *options = rpc_options (SEQ_TIMEOUT_MS, 3, 10);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+    return client;
+}
+
 //  Sends SEQ_COUNT requests one at a time to procs[0..SEQ_SERVERS-1]; after
 //  SEQ_LOSE_AT replies, loses procs[0] as loss says while it holds a request
 //  (servers take requests in turn: the one after a reply from the last
@@ -1044,14 +1060,7 @@ static void
 s_sequential (server_proc_t *procs, loss_t loss, bool poller, int64_t bound_ms,
               seq_figures_t *figures)
 {
-    char connect[1200] = "";
-    for (int i = 0; i < SEQ_SERVERS; i++)
-        snprintf (connect + strlen (connect), sizeof connect - strlen (connect), "%s>%s",
-                  i ? "," : "", procs[i].endpoint);
-    zq_options_t *options = rpc_options (SEQ_TIMEOUT_MS, 3, 10);
-    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
-    zq_options_destroy (&options);
-    assert_non_null (client);
+    zq_queue_t *client = s_sequential_client (procs);
     memset (figures, 0, sizeof *figures);
     char pids[SEQ_SERVERS][32];
     for (int i = 0; i < SEQ_SERVERS; i++)
@@ -1204,14 +1213,7 @@ test_restarted_server_used_again (void **state)
     (void)state;
     server_proc_t procs[SEQ_SERVERS];
     s_start_servers (procs);
-    char connect[1200] = "";
-    for (int i = 0; i < SEQ_SERVERS; i++)
-        snprintf (connect + strlen (connect), sizeof connect - strlen (connect), "%s>%s",
-                  i ? "," : "", procs[i].endpoint);
-    zq_options_t *options = rpc_options (SEQ_TIMEOUT_MS, 3, 10);
-    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, connect, options);
-    zq_options_destroy (&options);
-    assert_non_null (client);
+    zq_queue_t *client = s_sequential_client (procs);
     char pids[SEQ_SERVERS][32];
     int by_server[SEQ_SERVERS] = {0};
     int phase = 0; //  0: all up, 1: one killed, 2: restarted, not seen yet, 3: seen
