@@ -488,8 +488,9 @@ ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t ext
 //  ---- queue names ---------------------------------------------------------
 
 //  The longest name of a queue a producer may put to. Its dead-letter queue
-//  NAME.dead is up to ZQ_QUEUE_NAME_MAX + 5 bytes.
-#define ZQ_QUEUE_NAME_MAX 195
+//  is NAME + ZQ_QUEUE_DEAD_SUFFIX, up to ZQ_QUEUE_NAME_MAX + 5 bytes.
+#define ZQ_QUEUE_NAME_MAX    195
+#define ZQ_QUEUE_DEAD_SUFFIX ".dead"
 
 //  The one rule for reliable queue names, used by the server, the device
 //  (config and QUEUE command) and the CLI: a name is 1 to

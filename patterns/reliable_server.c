@@ -41,7 +41,6 @@
 
 #define S_BATCH         1024 //  commands read per round of work
 #define S_BATCH_PEERS   64   //  producers one round confirms (more ends the round)
-#define S_DEAD_SUFFIX   ".dead"
 #define S_LOCAL         0    //  consumer index of local consumption
 #define S_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
 #define S_LOG_IVL_MS    1000 //  at most one line about refusals in this time
@@ -386,8 +385,8 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
 static s_queue_t *
 s_dead_parent (zqi_r_server_t *self, const char *key, size_t size)
 {
-    char parent[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
-    size_t parent_size = size - (sizeof S_DEAD_SUFFIX - 1);
+    char parent[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    size_t parent_size = size - (sizeof ZQ_QUEUE_DEAD_SUFFIX - 1);
     memcpy (parent, key, parent_size);
     parent[parent_size] = '\0';
     s_queue_t *queue = s_queue_find (self, parent);
@@ -399,8 +398,8 @@ s_dead_parent (zqi_r_server_t *self, const char *key, size_t size)
 static s_queue_t *
 s_dead_child (zqi_r_server_t *self, const char *key)
 {
-    char name[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
-    snprintf (name, sizeof name, "%s%s", key, S_DEAD_SUFFIX);
+    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    snprintf (name, sizeof name, "%s%s", key, ZQ_QUEUE_DEAD_SUFFIX);
     return s_queue_find (self, name);
 }
 
@@ -490,7 +489,7 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
     else {
         if (zqi_queue_name_check (name, size) < 0)
             return NULL;
-        char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+        char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
         memcpy (key, name, size);
         key[size] = '\0';
         queue = s_queue_find (self, key);
@@ -538,8 +537,8 @@ s_dead_queue (zqi_r_server_t *self, s_queue_t *queue)
         s_queue_t *dead = self->queues[queue->dead];
         return s_queue_open (self, dead, false) ? NULL : dead;
     }
-    char name[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
-    snprintf (name, sizeof name, "%s%s", queue->name, S_DEAD_SUFFIX);
+    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    snprintf (name, sizeof name, "%s%s", queue->name, ZQ_QUEUE_DEAD_SUFFIX);
     s_queue_t *last = self->last_queue;
     s_queue_t *dead = s_queue_get (self, name, strlen (name), true);
     self->last_queue = last;
@@ -1488,7 +1487,7 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                               s_code_reason (ZQI_R_CODE_INVALID));
                 return;
             }
-            char key[ZQ_QUEUE_NAME_MAX + sizeof S_DEAD_SUFFIX];
+            char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
             memcpy (key, command->text, command->text_size);
             key[command->text_size] = '\0';
             if (command->kind == ZQI_R_CANCEL) {

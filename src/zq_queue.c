@@ -759,3 +759,45 @@ zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
         *count_p = count;
     return rc;
 }
+
+//  ---- Queue names ----------------------------------------------------------
+
+//  True if name is a queue name a producer may put to (the rule of
+//  zq_queue_name_check, without the dead-letter form).
+static bool
+s_plain_name (const char *name, size_t size)
+{
+    size_t suffix = strlen (ZQ_QUEUE_DEAD_SUFFIX);
+    if (size == 0 || size > ZQ_QUEUE_NAME_MAX || name[0] == '.' || name[size - 1] == '.')
+        return false;
+    if (size >= suffix && memcmp (name + size - suffix, ZQ_QUEUE_DEAD_SUFFIX, suffix) == 0)
+        return false;
+    for (size_t i = 0; i < size; i++) {
+        char c = name[i];
+        bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        bool digit = c >= '0' && c <= '9';
+        if (!letter && !digit && c != '.' && c != '_' && c != '-')
+            return false;
+        if (c == '.' && i > 0 && name[i - 1] == '.')
+            return false;
+    }
+    return true;
+}
+
+int
+zqi_queue_name_check (const char *name, size_t size)
+{
+    size_t suffix = strlen (ZQ_QUEUE_DEAD_SUFFIX);
+    if (name && s_plain_name (name, size))
+        return 0;
+    if (name && size > suffix && memcmp (name + size - suffix, ZQ_QUEUE_DEAD_SUFFIX, suffix) == 0 &&
+        s_plain_name (name, size - suffix))
+        return 1;
+    return zqi_fail (EINVAL);
+}
+
+int
+zq_queue_name_check (const char *name)
+{
+    return name ? zqi_queue_name_check (name, strlen (name)) : zqi_fail (EINVAL);
+}
