@@ -700,6 +700,16 @@ zq_cli_bench (zq_cli_t *cli)
     s_bench_pid = getpid ();
     atexit (s_cleanup);
     zq_bench_deadline_ns ();
+    //  A run counts every message its sender sent, so a sender that closes
+    //  must give libzmq time to pass them all on (a 1 s linger lost the
+    //  tail of a run on a loaded machine); zq and raw sockets alike, and
+    //  bounded, so a sender whose peer died still ends.
+    if (!zq_options_is_set (cli->options, "linger_ms")) {
+        char stall[32];
+        snprintf (stall, sizeof stall, "%d", ZQ_BENCH_STALL_MS);
+        if (zq_options_set (cli->options, "linger_ms", stall))
+            return zq_cli_failure (cli, "bench", errno);
+    }
     if (streq (cli->args[0], "pipeline"))
         return zq_bench_pipeline (cli);
     if (streq (cli->args[0], "rpc"))
