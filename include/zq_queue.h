@@ -537,6 +537,25 @@ typedef struct {
 //  (ZQ_ECORRUPT, EBUSY, ...).
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
+//  Who may do what on a server's queues. The server asks the authoriser
+//  before it stores a PUT (operation ZQ_ACCESS_PUT) or subscribes a
+//  CONSUME (ZQ_ACCESS_CONSUME), with the connection's ZAP User-Id (NULL
+//  when the connection has none) and the queue's name. fn returns true
+//  to allow; a refusal is answered REFUSE or ERROR code 11 "denied"
+//  (doc/PROTOCOL.md 18.x) and counted in zq_queue_stats_t refused. fn
+//  runs on the thread that drives the queue, inside zq_queue_recv; it
+//  must not block, and should count and log what it refuses. ACK, NACK
+//  and TOUCH need no question: only the holder of a delivery settles it.
+#define ZQ_ACCESS_PUT     1
+#define ZQ_ACCESS_CONSUME 2
+typedef bool (zq_queue_authorize_fn) (void *arg, const char *user_id, int operation,
+                                      const char *queue);
+
+//  Sets (fn not NULL) or clears (NULL) the server's authoriser; arg is
+//  passed to fn and stays the caller's. Returns 0, or -1 with errno
+//  ENOTSUP (not a reliable server).
+ZQ_EXPORT int zq_queue_set_authorizer (zq_queue_t *self, zq_queue_authorize_fn *fn, void *arg);
+
 //  Returns a new list of the names of the queues the server holds
 //  (dead-letter queues included, sorted), each a string the list owns:
 //  zlistx_destroy frees them. NULL with errno ENOTSUP or ENOMEM.

@@ -59,7 +59,8 @@ typedef enum {
     ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
     ZQI_R_CODE_CONFLICT = 8, //  id stored with other content: never under this id
     ZQI_R_CODE_LIMIT = 9,    //  a configured count limit (max_queues, max_consumer_queues)
-    ZQI_R_CODE_BUSY = 10     //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_BUSY = 10,    //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_DENIED = 11   //  the sender's identity lacks the right (PUT, CONSUME)
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -289,6 +290,7 @@ int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, 
                        size_t *count_p);
 int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p);
+int zqi_r_server_authorizer (zqi_r_server_t *self, zq_queue_authorize_fn *fn, void *arg);
 
 zqi_r_producer_t *zqi_r_producer_new (zq_pattern_ctx_t *ctx);
 size_t zqi_r_producer_destroy (zqi_r_producer_t **self_p);

@@ -304,9 +304,11 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state != S_SENT)
             continue; //  given back already: the resend will be answered
-        if (errnum == 0 || errnum == EINVAL || errnum == EEXIST || errnum == ZQ_ELIMIT) {
-            //  Stored, or never storable (under this id, or a new queue past
-            //  the server's max_queues): out of the outbox.
+        if (errnum == 0 || errnum == EINVAL || errnum == EEXIST || errnum == ZQ_ELIMIT ||
+            errnum == EACCES) {
+            //  Stored, or never storable (under this id, a new queue past
+            //  the server's max_queues, or a queue this producer may not
+            //  put to): out of the outbox.
             self->sent--;
             s_drop (self, index);
         } else {

@@ -180,12 +180,14 @@ struct _zqi_r_server_t {
     zqi_r_buf_t buf;   //  command frames
     zqi_r_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
-    int64_t now;        //  zclock_mono at the start of the current round
-    int64_t work_ms;    //  when zq_queue_recv last ran a whole round
-    bool drained;       //  the last round read the socket empty
-    int64_t resume_due; //  zclock_mono of the next try of stalled consumers; 0: none
-    int64_t resume_ms;  //  the wait before that try, doubled while nothing goes
-    uint64_t conflicts; //  PUTs refused: their id was stored with other content
+    int64_t now;                      //  zclock_mono at the start of the current round
+    int64_t work_ms;                  //  when zq_queue_recv last ran a whole round
+    bool drained;                     //  the last round read the socket empty
+    int64_t resume_due;               //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_ms;                //  the wait before that try, doubled while nothing goes
+    uint64_t conflicts;               //  PUTs refused: their id was stored with other content
+    zq_queue_authorize_fn *authorize; //  who may put and consume (NULL: anyone)
+    void *authorize_arg;
 };
 
 //  ---- Names and queues ---------------------------------------------------
@@ -1287,9 +1289,26 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_BUSY:
             return "no file descriptor to open the queue (too many open queues or "
                    "connections): retry later";
+        case ZQI_R_CODE_DENIED:
+            return "denied: this identity lacks the right for this queue";
         default:
             return "storage failed";
     }
+}
+
+//  True if the authoriser (if any) lets user_id do operation on the queue
+//  named by name and size, a valid name (an invalid one is refused later
+//  as such).
+static bool
+s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const char *name,
+              size_t size)
+{
+    if (!self->authorize || zqi_queue_name_check (name, size) < 0)
+        return true;
+    char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    memcpy (key, name, size);
+    key[size] = '\0';
+    return self->authorize (self->authorize_arg, user_id, operation, key);
 }
 
 //  Handles a PUT whose envelope frames are first (and second).
@@ -1333,7 +1352,13 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
                       size + body_size);
         return;
     }
+    const char *user_id = zmq_msg_gets ((zmq_msg_t *)first, "User-Id");
     s_pending_t *pending = s_pending_add (self, peer, envelope.id);
+    if (!s_authorized (self, user_id, ZQ_ACCESS_PUT, envelope.subject, envelope.subject_size)) {
+        pending->code = ZQI_R_CODE_DENIED;
+        self->common.ctx->stats->refused++;
+        return;
+    }
     s_queue_t *queue = s_queue_get (self, envelope.subject, envelope.subject_size, true);
     if (!queue) {
         pending->code = s_queue_code (errno);
@@ -1345,8 +1370,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     //  User-Id ZAP gave the connection, if any), with the same body.
     int64_t now = self->now;
     zqi_r_seen_t *key = &pending->seen;
-    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index,
-                      zmq_msg_gets ((zmq_msg_t *)first, "User-Id"));
+    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index, user_id);
     uint64_t content = zqi_r_dedupe_content (&self->dedupe, envelope.body, envelope.body_size);
     zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, key, now);
     if (seen && seen->content != content) {
@@ -1472,7 +1496,7 @@ s_consumer_leave (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t
 //  Handles a command other than PUT from route.
 static void
 s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
-           const zqi_r_command_t *command)
+           const zqi_r_command_t *command, const char *user_id)
 {
     uint32_t consumer = s_consumer_find (self, route, route_size);
     switch (command->kind) {
@@ -1496,6 +1520,12 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 s_queue_t *queue = s_queue_find (self, key);
                 if (queue && consumer != ZQI_R_NONE)
                     s_unsubscribe (self, consumer, queue);
+                return;
+            }
+            if (!s_authorized (self, user_id, ZQ_ACCESS_CONSUME, key, command->text_size)) {
+                self->common.ctx->stats->refused++;
+                s_send_error (self, route, route_size, ZQI_R_CODE_DENIED,
+                              s_code_reason (ZQI_R_CODE_DENIED));
                 return;
             }
             if (consumer != ZQI_R_NONE &&
@@ -1640,7 +1670,7 @@ s_read_one (zqi_r_server_t *self)
         self->common.ctx->stats->errors++;
         s_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL, "unexpected frames");
     } else
-        s_command (self, route, route_size, &command);
+        s_command (self, route, route_size, &command, zmq_msg_gets (&frames[1], "User-Id"));
 done:
     for (int i = 0; i < count; i++)
         zmq_msg_close (&frames[i]);
@@ -1705,6 +1735,7 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_CONFLICT);
         s_answer (self, peer, ZQI_R_CODE_LIMIT);
         s_answer (self, peer, ZQI_R_CODE_BUSY);
+        s_answer (self, peer, ZQI_R_CODE_DENIED);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -2097,6 +2128,14 @@ zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int how, int64_t nu
 }
 
 //  ---- Admin --------------------------------------------------------------
+
+int
+zqi_r_server_authorizer (zqi_r_server_t *self, zq_queue_authorize_fn *fn, void *arg)
+{
+    self->authorize = fn;
+    self->authorize_arg = fn ? arg : NULL;
+    return 0;
+}
 
 int
 zqi_r_server_declare (zqi_r_server_t *self, const char *name)

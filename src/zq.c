@@ -54,6 +54,8 @@ static const s_option_t s_options[] = {
 
 #define S_BIT(opt) (1u << (opt))
 #define S_COMMON   (S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_OPTION))
+//  The admin commands: -o takes the CURVE options only (zq_cli_admin.c).
+#define S_ADMIN S_COMMON
 #define S_SENDER                                                                                   \
     (S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_HEADER) | S_BIT (ZQ_OPT_PRINT_ENDPOINT))
 #define S_RECEIVER                                                                                 \
@@ -199,24 +201,26 @@ static const s_command_t s_commands[] = {
      "server delivers them again (attempt + 1) once get has gone. Waits up to\n"
      "--timeout MS per message with a COUNT (default: forever); exits 2 if fewer\n"
      "came (with \"all\": if none came).\n"},
-    {"stat", zq_cli_stat, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 1, 2, "ADMIN [QUEUE]",
+    {"stat", zq_cli_stat, S_ADMIN, 1, 2, "ADMIN [QUEUE]",
      "show a device's queues: depth, in flight, rates, oldest message, dead letters",
      "Asks the device (zqd) at its admin endpoint ADMIN for its queues' counters.\n"
      "Without QUEUE, prints a table, one queue per line; with QUEUE, prints every\n"
      "counter of that queue as one JSON object (doc/DEVICE.md lists them).\n"
      "--timeout MS bounds the wait for the device (default 5000); exits 2 if it\n"
-     "does not answer, 5 if it answers with an error (e.g. no such queue).\n"},
-    {"ls", zq_cli_ls, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 1, 1, "ADMIN",
-     "list a device's queues, one \"NAME KIND\" line each", ""},
-    {"peek", zq_cli_peek,
-     S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE),
-     2, 2, "ADMIN QUEUE", "print the next messages of a device's queue without taking them",
+     "does not answer, 5 if it answers with an error (e.g. no such queue).\n"
+     "Every admin command (stat, ls, peek, purge, redrive) reaches a device with\n"
+     "CURVE through the options zq put takes: -o curve_server_key=KEY (or\n"
+     "-o curve_server_cert=FILE) and -o curve_cert=FILE, the client's key pair.\n"},
+    {"ls", zq_cli_ls, S_ADMIN, 1, 1, "ADMIN", "list a device's queues, one \"NAME KIND\" line each",
+     ""},
+    {"peek", zq_cli_peek, S_ADMIN | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE), 2, 2,
+     "ADMIN QUEUE", "print the next messages of a device's queue without taking them",
      "Prints up to COUNT (default 10) of the oldest ready messages of QUEUE, as get\n"
      "does, but leaves them in the queue.\n"},
-    {"purge", zq_cli_purge, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
+    {"purge", zq_cli_purge, S_ADMIN, 2, 2, "ADMIN QUEUE",
      "drop every message waiting in a device's queue",
      "Prints \"purged N messages\". Deliveries in flight are left to settle.\n"},
-    {"redrive", zq_cli_redrive, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
+    {"redrive", zq_cli_redrive, S_ADMIN, 2, 2, "ADMIN QUEUE",
      "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
      "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",

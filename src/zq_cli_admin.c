@@ -12,6 +12,75 @@
 //  How long a command waits for the device when --timeout is not given.
 #define S_ADMIN_TIMEOUT_MS 5000
 
+//  Makes sock a CURVE client when -o curve_server_key or curve_server_cert
+//  is given (the same options as zq put's), with curve_cert's key pair or
+//  a fresh one. Any other -o is an error: an admin command has no queue.
+//  Returns ZQ_EXIT_OK, or an exit code after printing why.
+//  Prints why an admin command line is wrong; returns ZQ_EXIT_USAGE.
+static int s_usage (zq_cli_t *cli, const char *text, ...) __attribute__ ((format (printf, 2, 3)));
+
+static int
+s_usage (zq_cli_t *cli, const char *text, ...)
+{
+    char line[256];
+    va_list args;
+    va_start (args, text);
+    vsnprintf (line, sizeof line, text, args);
+    va_end (args);
+    zq_cli_error (cli, "%s", line);
+    return ZQ_EXIT_USAGE;
+}
+
+static int
+s_secure (zq_cli_t *cli, zsock_t *sock)
+{
+    const zq_option_info_t *info;
+    for (size_t index = 0; (info = zq_options_info (index)); index++)
+        if (zq_options_is_set (cli->options, info->name) &&
+            !streq (info->name, "curve_server_key") && !streq (info->name, "curve_server_cert") &&
+            !streq (info->name, "curve_cert"))
+            return s_usage (cli,
+                            "-o %s: admin commands take only curve_server_key, "
+                            "curve_server_cert and curve_cert",
+                            info->name);
+    const char *server_key = zq_options_get_str (cli->options, "curve_server_key");
+    const char *server_cert = zq_options_get_str (cli->options, "curve_server_cert");
+    const char *cert_path = zq_options_get_str (cli->options, "curve_cert");
+    bool by_key = server_key && *server_key;
+    bool by_cert = server_cert && *server_cert;
+    if (!by_key && !by_cert) {
+        if (cert_path && *cert_path)
+            return s_usage (cli, "-o curve_cert needs -o curve_server_key (or "
+                                 "curve_server_cert)");
+        return ZQ_EXIT_OK;
+    }
+    if (by_key && by_cert)
+        return s_usage (cli, "-o curve_server_key or curve_server_cert, not both");
+    uint8_t public_key[32];
+    if (by_key && (strlen (server_key) != 40 || !zmq_z85_decode (public_key, server_key)))
+        return s_usage (cli, "-o curve_server_key: not a Z85 public key (40 "
+                             "characters)");
+    if (by_cert) {
+        zcert_t *server = zcert_load (server_cert);
+        if (!server) {
+            zq_cli_error (cli, "-o curve_server_cert: cannot read a certificate from %s",
+                          server_cert);
+            return ZQ_EXIT_USAGE;
+        }
+        memcpy (public_key, zcert_public_key (server), sizeof public_key);
+        zcert_destroy (&server);
+    }
+    zcert_t *cert = cert_path && *cert_path ? zcert_load (cert_path) : zcert_new ();
+    if (!cert) {
+        zq_cli_error (cli, "-o curve_cert: cannot read a certificate from %s", cert_path);
+        return ZQ_EXIT_USAGE;
+    }
+    zcert_apply (cert, sock);
+    zcert_destroy (&cert);
+    zmq_setsockopt (zsock_resolve (sock), ZMQ_CURVE_SERVERKEY, public_key, sizeof public_key);
+    return ZQ_EXIT_OK;
+}
+
 //  Sends the command (NULL-terminated strings) to the admin endpoint and
 //  returns the reply's frames after "OK", or NULL after printing why, with
 //  the exit code in *rc_p.
@@ -36,6 +105,10 @@ s_request (zq_cli_t *cli, int *rc_p, const char *command, const char *name, cons
     }
     zsock_set_linger (sock, 0);
     zsock_set_maxmsgsize (sock, 256 * 1024 * 1024);
+    if ((*rc_p = s_secure (cli, sock)) != ZQ_EXIT_OK) {
+        zsock_destroy (&sock);
+        return NULL;
+    }
     if (zsock_connect (sock, "%s", endpoint)) {
         zq_cli_error (cli, "cannot connect to %s: %s", endpoint, zq_strerror (errno));
         zsock_destroy (&sock);

@@ -33,6 +33,7 @@ typedef struct {
     zqi_device_env_t env;
     zqi_device_config_t *config;
     zactor_t *auth;
+    zsock_t *zap; //  zq's ZAP handler (with an access section), or NULL
     zsock_t *admin;
     char *admin_endpoint;
     zqi_qserver_t *qserver;
@@ -74,6 +75,16 @@ zqi_device_secure (zqi_device_env_t *env, zsock_t *sock)
     if (env->cert) {
         zcert_apply (env->cert, sock);
         zsock_set_curve_server (sock, 1);
+    }
+}
+
+void
+zqi_device_guard (zqi_device_env_t *env, zsock_t *sock, zqi_access_op_t op, const char *name)
+{
+    if (env->config->access) {
+        char domain[ZQ_QUEUE_NAME_MAX + 32];
+        snprintf (domain, sizeof domain, "%s %s", zqi_access_op_name (op), name);
+        zsock_set_zap_domain (sock, domain);
     }
 }
 
@@ -136,9 +147,10 @@ zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *
 }
 
 //  Receives one frame without waiting (copied into a zframe_t); *more_p
-//  tells whether more follow. NULL if none is waiting.
+//  tells whether more follow; the connection's ZAP User-Id, if any and
+//  user_id is not NULL, goes into user_id. NULL if none is waiting.
 static zframe_t *
-s_frame_recv (void *handle, int flags, bool *more_p)
+s_frame_recv (void *handle, int flags, bool *more_p, char *user_id, size_t user_id_size)
 {
     zmq_msg_t part;
     zmq_msg_init (&part);
@@ -147,6 +159,9 @@ s_frame_recv (void *handle, int flags, bool *more_p)
         return NULL;
     }
     *more_p = zmq_msg_more (&part) != 0;
+    const char *given = user_id ? zmq_msg_gets (&part, "User-Id") : NULL;
+    if (given)
+        snprintf (user_id, user_id_size, "%s", given);
     zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
     zmq_msg_close (&part);
     return frame;
@@ -155,16 +170,24 @@ s_frame_recv (void *handle, int flags, bool *more_p)
 zmsg_t *
 zqi_device_recv_nowait (zsock_t *sock)
 {
+    return zqi_device_recv_identified (sock, NULL, 0);
+}
+
+zmsg_t *
+zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size)
+{
+    if (user_id && user_id_size)
+        user_id[0] = '\0';
     void *handle = zsock_resolve (sock);
     bool more = false;
-    zframe_t *frame = s_frame_recv (handle, ZMQ_DONTWAIT, &more);
+    zframe_t *frame = s_frame_recv (handle, ZMQ_DONTWAIT, &more, user_id, user_id_size);
     if (!frame)
         return NULL;
     zmsg_t *msg = zmsg_new ();
     while (msg && frame) {
         zmsg_append (msg, &frame);
         //  The rest of a multipart message is there once its first frame is.
-        frame = more ? s_frame_recv (handle, ZMQ_DONTWAIT, &more) : NULL;
+        frame = more ? s_frame_recv (handle, ZMQ_DONTWAIT, &more, user_id, user_id_size) : NULL;
     }
     zframe_destroy (&frame);
     return msg;
@@ -584,17 +607,42 @@ s_parse_count (const char *text, uint64_t max, uint64_t *count_p)
     return 0;
 }
 
+//  The authoriser of the queue kind's server: the access module's answer,
+//  each refusal counted and logged there.
+static bool
+s_authorize (void *arg, const char *user_id, int operation, const char *queue)
+{
+    s_device_t *self = (s_device_t *)arg;
+    zqi_access_op_t op = operation == ZQ_ACCESS_PUT ? ZQI_ACCESS_PUT : ZQI_ACCESS_CONSUME;
+    if (zqi_access_allows (self->config->access, user_id, op, queue))
+        return true;
+    zqi_access_refused (self->config->access, user_id, op, queue,
+                        op == ZQI_ACCESS_PUT ? "PUT refused, code 11" : "CONSUME refused, code 11");
+    return false;
+}
+
+//  Answers an admin command. access is NULL for the embedding's pipe
+//  (every right), else the device's access rules for identity user_id.
 static zmsg_t *
-s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
+s_command_admin (s_device_t *self, const char *command, zmsg_t *request, zqi_access_t *access,
+                 const char *user_id)
 {
     char *name = zmsg_popstr (request);
     char *argument = zmsg_popstr (request);
     zmsg_t *reply = zmsg_new ();
     zmsg_addstr (reply, "OK");
-    zqi_dqueue_t *dq = name ? s_lookup (self, name) : NULL;
+    bool allowed = !name || zqi_access_allows (access, user_id, ZQI_ACCESS_ADMIN, name);
+    zqi_dqueue_t *dq = name && allowed ? s_lookup (self, name) : NULL;
     bool named = streq (command, "PEEK") || streq (command, "PURGE") || streq (command, "REDRIVE");
     if (named && !name) {
         s_error_reply (&reply, "%s: which queue?", command);
+    } else if (!allowed) {
+        //  Before the queue is looked up: a refusal tells nothing of it.
+        char where[32];
+        snprintf (where, sizeof where, "admin %s", command);
+        zqi_access_refused (access, user_id, ZQI_ACCESS_ADMIN, name, where);
+        s_error_reply (&reply, "%s %s: denied: identity %s has no admin right on it", command, name,
+                       user_id && *user_id ? user_id : ZQI_ACCESS_ANONYMOUS);
     } else if (named && !dq) {
         s_error_reply (&reply, "%s: no queue '%s'", command, name);
     } else if (streq (command, "LS") || streq (command, "STAT")) {
@@ -603,6 +651,9 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
         for (zqi_dqueue_t *each = list ? (zqi_dqueue_t *)zlistx_first (list) : NULL; each;
              each = (zqi_dqueue_t *)zlistx_next (list)) {
             if (name && !streq (name, each->name))
+                continue;
+            //  Each identity sees the queues it may administer.
+            if (!zqi_access_allows (access, user_id, ZQI_ACCESS_ADMIN, each->name))
                 continue;
             found = true;
             if (streq (command, "LS"))
@@ -660,9 +711,10 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
     return reply;
 }
 
-//  Answers one command; from_pipe allows the embedding-only ones.
+//  Answers one command; from_pipe allows the embedding-only ones and
+//  every right, else user_id is the admin client's identity.
 static zmsg_t *
-s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
+s_handle (s_device_t *self, zmsg_t *request, bool from_pipe, const char *user_id)
 {
     char *command = zmsg_popstr (request);
     zmsg_t *reply = NULL;
@@ -679,7 +731,8 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
         reply = s_command_queue (self, request);
     else if (streq (command, "LS") || streq (command, "STAT") || streq (command, "PEEK") ||
              streq (command, "PURGE") || streq (command, "REDRIVE"))
-        reply = s_command_admin (self, command, request);
+        reply = s_command_admin (self, command, request, from_pipe ? NULL : self->config->access,
+                                 user_id);
     else if (streq (command, "PING")) {
         reply = zmsg_new ();
         zmsg_addstr (reply, "OK");
@@ -699,7 +752,7 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
 //  dropped; a reply that finds no room is dropped too, so no client can
 //  stall the device.
 static void
-s_admin_request (s_device_t *self, zmsg_t *request)
+s_admin_request (s_device_t *self, zmsg_t *request, const char *user_id)
 {
     zmsg_t *envelope = zmsg_new ();
     zframe_t *frame;
@@ -713,7 +766,7 @@ s_admin_request (s_device_t *self, zmsg_t *request)
         }
     }
     if (delimited && zmsg_size (request) > 0) {
-        zmsg_t *reply = s_handle (self, request, false);
+        zmsg_t *reply = s_handle (self, request, false, user_id);
         while (reply && (frame = zmsg_pop (reply)))
             zmsg_append (envelope, &frame);
         zmsg_destroy (&reply);
@@ -751,6 +804,7 @@ s_device_destroy (s_device_t **self_p)
         zsock_destroy (&self->admin);
         zstr_free (&self->admin_endpoint);
         zactor_destroy (&self->auth);
+        zsock_destroy (&self->zap);
         zcert_destroy (&self->env.cert);
         if (self->lock_fd >= 0)
             close (self->lock_fd);
@@ -807,9 +861,21 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
             snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
             return zqi_fail (EINVAL);
         }
-        if (zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
+        if (!config->access &&
+            zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
             int saved = errno;
             snprintf (error, error_size, "device/curve/clients: %s", reason);
+            return zqi_fail (saved);
+        }
+    }
+    //  With an access section, zq's own ZAP handler admits the clients
+    //  (by key, and by the right each socket serves), before any binds.
+    if (config->access) {
+        char reason[512] = "";
+        self->zap = zqi_access_zap_new (reason, sizeof reason);
+        if (!self->zap) {
+            int saved = errno;
+            snprintf (error, error_size, "access: %s", reason);
             return zqi_fail (saved);
         }
     }
@@ -830,6 +896,8 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         zstr_free (&dir);
         if (!self->qserver)
             return -1;
+        if (config->access)
+            zqi_qserver_authorize (self->qserver, s_authorize, self);
     }
     for (zqi_queue_config_t *queue = (zqi_queue_config_t *)zlistx_first (config->queues); queue;
          queue = (zqi_queue_config_t *)zlistx_next (config->queues)) {
@@ -866,6 +934,12 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         zsock_set_maxmsgsize (self->admin, 64 * 1024);
         zsock_set_sndhwm (self->admin, 100);
         zsock_set_linger (self->admin, 0);
+        //  With CURVE, the admin socket is a CURVE server with the same
+        //  certificate; with an access section, only identities with an
+        //  admin right pass its handshake.
+        zqi_device_secure (&self->env, self->admin);
+        if (config->access)
+            zsock_set_zap_domain (self->admin, ZQI_ACCESS_DOMAIN_ADMIN);
         char admin_error[512];
         if (zqi_device_bind (self->admin, config->admin, &self->admin_endpoint, admin_error,
                              sizeof admin_error)) {
@@ -876,7 +950,14 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
     return 0;
 }
 
-typedef enum { S_ITEM_PIPE, S_ITEM_ADMIN, S_ITEM_QSERVER, S_ITEM_IN, S_ITEM_OUT } s_item_kind_t;
+typedef enum {
+    S_ITEM_PIPE,
+    S_ITEM_ZAP,
+    S_ITEM_ADMIN,
+    S_ITEM_QSERVER,
+    S_ITEM_IN,
+    S_ITEM_OUT
+} s_item_kind_t;
 
 typedef struct {
     s_item_kind_t kind;
@@ -892,7 +973,7 @@ s_device_loop (s_device_t *self)
     self->next_tick_ms = zclock_mono () + S_TICK_MS;
     s_tick (self);
     while (!self->terminated) {
-        size_t needed = 3 + 3 * zhashx_size (self->queues);
+        size_t needed = 4 + 3 * zhashx_size (self->queues);
         if (needed > capacity) {
             free (items);
             free (owners);
@@ -912,6 +993,8 @@ s_device_loop (s_device_t *self)
         count++;                                                                                   \
     } while (0)
         S_ADD (self->pipe, ZMQ_POLLIN, S_ITEM_PIPE, NULL);
+        if (self->zap)
+            S_ADD (self->zap, ZMQ_POLLIN, S_ITEM_ZAP, NULL);
         if (self->admin)
             S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN, NULL);
         if (self->qserver)
@@ -955,19 +1038,29 @@ s_device_loop (s_device_t *self)
                 if (first && streq (first, "$TERM"))
                     self->terminated = true;
                 else {
-                    zmsg_t *reply = s_handle (self, request, true);
+                    zmsg_t *reply = s_handle (self, request, true, NULL);
                     zmsg_send (&reply, self->pipe);
                 }
                 zstr_free (&first);
                 zmsg_destroy (&request);
                 //  A QUEUE command may have changed the poll set.
                 break;
+            } else if (owner->kind == S_ITEM_ZAP) {
+                for (int burst = 0; burst < 64; burst++) {
+                    int events = zsock_events (self->zap);
+                    if (!(events & ZMQ_POLLIN))
+                        break;
+                    zqi_access_zap_answer (self->config->access, self->zap);
+                }
             } else if (owner->kind == S_ITEM_ADMIN) {
                 for (int burst = 0; burst < 64; burst++) {
-                    zmsg_t *request = zqi_device_recv_nowait (self->admin);
+                    //  The identity ZAP gave the connection, if any.
+                    char user_id[256];
+                    zmsg_t *request =
+                        zqi_device_recv_identified (self->admin, user_id, sizeof user_id);
                     if (!request)
                         break;
-                    s_admin_request (self, request);
+                    s_admin_request (self, request, user_id);
                 }
             } else if (owner->kind == S_ITEM_QSERVER)
                 ; //  worked below

@@ -369,6 +369,7 @@ zqi_device_config_destroy (zqi_device_config_t **self_p)
         free (self->spool);
         free (self->curve_secret_cert);
         free (self->curve_clients);
+        zqi_access_destroy (&self->access);
         zq_options_destroy (&self->queue_options);
         zlistx_destroy (&self->queues);
         free (self);
@@ -442,18 +443,19 @@ s_endpoints_exposed (const char *value, char *exposed, size_t exposed_size)
     return false;
 }
 
-//  Safe by default: the admin socket (never authenticated) stays on this
-//  machine, and without CURVE no endpoint binds beyond loopback unless
-//  device/insecure (zqd --insecure) says so.
+//  Safe by default: without CURVE the admin socket stays on this machine,
+//  and no endpoint binds beyond loopback unless device/insecure (zqd
+//  --insecure) says so (never the admin socket).
 static int
 s_check_exposure (zqi_device_config_t *self, char *error, size_t error_size)
 {
     char exposed[256];
-    if (s_endpoints_exposed (self->admin, exposed, sizeof exposed))
+    if (!*self->curve_secret_cert && s_endpoints_exposed (self->admin, exposed, sizeof exposed))
         return s_error (error, error_size,
-                        "device/admin: refusing to bind '%s': the admin socket has no "
-                        "authentication, so it must be ipc://PATH or tcp on a loopback address "
-                        "(127.0.0.1, ::1, localhost); --insecure does not change this",
+                        "device/admin: refusing to bind '%s' without CURVE: anyone who can "
+                        "reach it could purge queues, so it must be ipc://PATH or tcp on a "
+                        "loopback address (127.0.0.1, ::1, localhost), or device/curve must be "
+                        "configured; --insecure does not change this",
                         exposed);
     if (*self->curve_secret_cert || self->insecure)
         return 0;
@@ -503,13 +505,19 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                 rc = s_parse_defaults (&self->stream_defaults, section, true, error, error_size);
             else if (streq (name, "forward"))
                 rc = s_parse_defaults (&self->forward_defaults, section, false, error, error_size);
-            else if (queues) {
+            else if (streq (name, "access")) {
+                if (self->access)
+                    rc = s_error (error, error_size, "access: given twice");
+                else if (!(self->access = zqi_access_new (section, error, error_size)))
+                    rc = -1;
+            } else if (queues) {
                 for (zconfig_t *entry = zconfig_child (section); entry && rc == 0;
                      entry = zconfig_next (entry))
                     rc = s_parse_queue (self, entry, error, error_size);
             } else
-                rc = s_error (error, error_size,
-                              "%s: unknown section (device, queue, stream, forward, queues)", name);
+                rc = s_error (
+                    error, error_size,
+                    "%s: unknown section (device, queue, stream, forward, queues, access)", name);
             if (rc)
                 return -1;
         }
@@ -521,12 +529,19 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                 return s_error (error, error_size,
                                 "queues/%s: a queue of kind queue needs device/bind", queue->name);
     }
-    if (*self->curve_secret_cert && !*self->curve_clients)
+    if (*self->curve_secret_cert && *self->curve_clients && self->access)
+        return s_error (error, error_size,
+                        "device/curve/clients: not with an access section, whose identities' "
+                        "keys are the allowed clients");
+    if (*self->curve_secret_cert && !*self->curve_clients && !self->access)
         return s_error (error, error_size,
                         "device/curve/clients: required with secret_cert (a directory of "
-                        "client certificates, or \"*\" for any client)");
+                        "client certificates, or \"*\" for any client), unless an access "
+                        "section names the clients");
     if (!*self->curve_secret_cert && *self->curve_clients)
         return s_error (error, error_size, "device/curve/secret_cert: required with clients");
+    if (self->access && *self->curve_secret_cert)
+        zqi_access_require_identity (self->access);
     //  The default admin endpoint lives beside the spool.
     if (!admin_given && *self->spool) {
         char endpoint[S_IPC_PATH_MAX + 16];

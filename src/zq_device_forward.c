@@ -149,6 +149,8 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
     }
     zqi_device_secure (env, dq->in);
     zqi_device_secure (env, dq->out);
+    zqi_device_guard (env, dq->in, ZQI_ACCESS_PUT, dq->name);
+    zqi_device_guard (env, dq->out, ZQI_ACCESS_CONSUME, dq->name);
     if (zqi_device_bind (dq->in, dq->config->in, &dq->in_endpoint, error, error_size) ||
         zqi_device_bind (dq->out, dq->config->out, &dq->out_endpoint, error, error_size)) {
         int saved = errno;

@@ -45,6 +45,53 @@ typedef struct {
     int64_t rcvhwm;          //  stream, forward: ZMQ_RCVHWM of in
 } zqi_queue_config_t;
 
+//  ---- access (src/zq_device_access.c) -------------------------------------
+//  Identities and their rights, from the config's access section.
+typedef enum { ZQI_ACCESS_PUT = 0, ZQI_ACCESS_CONSUME = 1, ZQI_ACCESS_ADMIN = 2 } zqi_access_op_t;
+#define ZQI_ACCESS_OPS 3
+//  The identity of clients without CURVE.
+#define ZQI_ACCESS_ANONYMOUS "anonymous"
+//  The ZAP domain of the admin socket; a stream's or forward's sockets
+//  take "put NAME" (in) and "consume NAME" (out).
+#define ZQI_ACCESS_DOMAIN_ADMIN "admin"
+typedef struct _zqi_access_t zqi_access_t;
+
+//  Reads the access section (its children are identities). Returns the
+//  object, or NULL with errno EINVAL (or ENOMEM) and one line in error.
+zqi_access_t *zqi_access_new (zconfig_t *section, char *error, size_t error_size);
+void zqi_access_destroy (zqi_access_t **self_p);
+//  With CURVE on, every client has a User-Id from the ZAP handler: one
+//  without (which would be a bug) is allowed nothing.
+void zqi_access_require_identity (zqi_access_t *self);
+//  Number of CURVE keys the identities hold.
+size_t zqi_access_key_count (zqi_access_t *self);
+//  Returns "put", "consume" or "admin".
+const char *zqi_access_op_name (zqi_access_op_t op);
+//  True if name matches one of the comma-separated patterns.
+bool zqi_access_match (const char *patterns, const char *name);
+//  The one question: may identity (a ZAP User-Id; NULL or "" for a client
+//  without CURVE) do op on queue (NULL: on some queue)? self NULL (no
+//  access section) allows everything; so does a client without CURVE when
+//  the section has no "anonymous" identity and the device has no CURVE;
+//  an unknown identity nothing.
+bool zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_t op,
+                        const char *queue);
+//  Counts a refusal of identity and logs it, one line per identity per
+//  10 s at most; where says what was refused ("PUT", "admin PURGE", ...).
+void zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op,
+                         const char *queue, const char *where);
+//  Refusals of identity so far.
+uint64_t zqi_access_refusals (zqi_access_t *self, const char *identity);
+//  Binds zq's ZAP handler (a REP socket on libzmq's ZAP endpoint); poll it
+//  and call zqi_access_zap_answer when it has input. NULL with errno
+//  (EADDRINUSE: another handler runs) and a line in error.
+zsock_t *zqi_access_zap_new (char *error, size_t error_size);
+//  Answers one waiting ZAP request: a CURVE key is admitted if an identity
+//  holds it, a client without CURVE as "anonymous"; then the socket's ZAP
+//  domain must allow the identity (see ZQI_ACCESS_DOMAIN_ADMIN). The
+//  User-Id given is the identity's name. Never blocks.
+void zqi_access_zap_answer (zqi_access_t *self, zsock_t *zap);
+
 //  The whole configuration, parsed and checked.
 typedef struct {
     char *bind;  //  queue kind endpoint(s); "" = no queue kind
@@ -55,6 +102,7 @@ typedef struct {
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
     bool insecure;               //  plaintext endpoints may bind beyond loopback
+    zqi_access_t *access;        //  the access section, or NULL (every right)
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
@@ -131,6 +179,10 @@ typedef struct {
 
 //  Applies the device's CURVE settings (if any) to a socket before it binds.
 void zqi_device_secure (zqi_device_env_t *env, zsock_t *sock);
+//  With an access section, sets sock's ZAP domain so that the ZAP handler
+//  admits only identities with right op on queue name (a stream's or a
+//  forward's socket), before it binds.
+void zqi_device_guard (zqi_device_env_t *env, zsock_t *sock, zqi_access_op_t op, const char *name);
 
 //  Binds sock on endpoints (CZMQ syntax; every item binds); stores the
 //  resolved endpoints (new string) in *resolved_p; makes each ipc socket
@@ -143,6 +195,9 @@ int zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, ch
 
 //  Receives a whole message waiting on sock without blocking, or NULL.
 zmsg_t *zqi_device_recv_nowait (zsock_t *sock);
+//  As zqi_device_recv_nowait; also copies the connection's ZAP User-Id
+//  into user_id ("" if it has none).
+zmsg_t *zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size);
 
 //  Returns msg in its one-frame wire form (doc/PROTOCOL.md) as a new
 //  frame, or NULL on ENOMEM. msg is not changed.
@@ -183,6 +238,8 @@ typedef struct _zqi_qserver_t zqi_qserver_t;
 zqi_qserver_t *zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error,
                                 size_t error_size);
 void zqi_qserver_destroy (zqi_qserver_t **self_p);
+//  Sets the server's authoriser (zq_queue_set_authorizer). 0 or -1.
+int zqi_qserver_authorize (zqi_qserver_t *self, zq_queue_authorize_fn *fn, void *arg);
 //  The socket to poll for input, and its resolved endpoints.
 zsock_t *zqi_qserver_sock (zqi_qserver_t *self);
 const char *zqi_qserver_endpoint (zqi_qserver_t *self);

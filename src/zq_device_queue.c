@@ -74,6 +74,12 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
     return self;
 }
 
+int
+zqi_qserver_authorize (zqi_qserver_t *self, zq_queue_authorize_fn *fn, void *arg)
+{
+    return zq_queue_set_authorizer (self->queue, fn, arg);
+}
+
 void
 zqi_qserver_destroy (zqi_qserver_t **self_p)
 {

@@ -151,6 +151,8 @@ typedef struct {
     int (*peek) (void *state, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p);
     int (*purge) (void *state, const char *name, uint64_t *count_p);
     int (*redrive) (void *state, const char *name, uint64_t *count_p);
+    //  Optional, a server holding named queues: zq_queue_set_authorizer.
+    int (*authorizer) (void *state, zq_queue_authorize_fn *fn, void *arg);
 } zq_pattern_t;
 
 //  How settle settles a message.

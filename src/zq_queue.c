@@ -708,6 +708,14 @@ zq_queue_declare (zq_queue_t *self, const char *name)
     return self->pattern->declare (self->state, name);
 }
 
+int
+zq_queue_set_authorizer (zq_queue_t *self, zq_queue_authorize_fn *fn, void *arg)
+{
+    if (s_admin_check (self, self && self->pattern->authorizer != NULL, ""))
+        return -1;
+    return self->pattern->authorizer (self->state, fn, arg);
+}
+
 zlistx_t *
 zq_queue_names (zq_queue_t *self)
 {
