@@ -304,4 +304,43 @@ def test_stream_and_forward_admit_by_right():
         setup.close()
 
 
+def test_anonymous_rights_without_curve():
+    """Without CURVE, clients are the identity "anonymous": when the access
+    section gives it rights, those are all it has."""
+    zqd = hostile.Zqd(config="""device
+    admin = tcp://127.0.0.1:*
+access
+    anonymous
+        put = "public.*"
+        consume = "public.*"
+""")
+    zqd.start()
+    try:
+        client = hostile.Client(zqd.endpoint)
+        ids = client.put_confirmed("public.news", [b"hello"])
+        msg_id = client.put("private.notes", b"secret")
+        answers = client.answers([msg_id])
+        check(answers[msg_id][0] == "refuse" and answers[msg_id][1] == CODE_DENIED,
+              "anonymous PUT to private.notes got %r" % (answers,))
+        client.consume("private.notes", 1)
+        got = client.recv_command()
+        check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == CODE_DENIED,
+              "anonymous CONSUME of private.notes got %r" % (got,))
+        client.consume("public.news", 1)
+        check([d[0] for d in client.deliveries(1)] == ids, "public.news not delivered")
+        client.ack(ids)
+        # No admin right: the admin handshake (NULL mechanism, ZAP) fails.
+        admin = hostile.wait_until(lambda: zqd.admin, "the admin endpoint line")
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        check(handshake(sock, admin) == "auth", "anonymous passed the admin handshake")
+        sock.close(0)
+        hostile.wait_until(lambda: "anonymous may not put private.notes" in zqd.stderr(),
+                           "the anonymous refusal's log line")
+        client.close()
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
 hostile.main(globals())
