@@ -412,7 +412,9 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues; the outbox dropped it). The
+//  server's max_queues; the outbox dropped it), EACCES (the server's
+//  authoriser denies this producer's identity the queue: REFUSE code 11;
+//  the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -428,8 +430,12 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  queue NAME (unsubscribe stops). The server delivers up to prefetch
 //  messages not yet acked or nacked (over all the consumer's queues);
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
-//  message). Settle each with zq_queue_ack, or zq_queue_nack, or extend
-//  its time with zq_queue_touch. With option max_deliveries the window
+//  message). A server that denies this consumer's identity a queue
+//  (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
+//  per refused CONSUME (the consumer asks again with its pings while the
+//  queue stays subscribed). Settle each with zq_queue_ack, or
+//  zq_queue_nack, or extend its time with zq_queue_touch. With option
+//  max_deliveries the window
 //  shrinks as deliveries are settled: no more than that many come in all.
 //  The consumer pings the server every ping_ivl_ms while it calls
 //  zq_queue_recv, and subscribes again when a restarted server does not

@@ -243,6 +243,11 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
                      (unsigned)command.code, (int)command.text_size, command.text);
             if (command.code == ZQI_R_CODE_BUSY)
                 self->refused = true;
+            else if (command.code == ZQI_R_CODE_DENIED) {
+                //  No wait makes it pass: the application hears of it.
+                errno = EACCES;
+                return NULL;
+            }
         } else if (command.kind != ZQI_R_PING) {
             errno = ZQ_EPROTO;
             return NULL;

@@ -195,6 +195,17 @@ def test_tenant_refused_on_the_other_tenants_queue():
         check([d[0] for d in delivered] == ids and delivered[0][2] == b"job",
               "tenant A got %r" % (delivered,))
         a.ack(ids)
+        # zq get with tenant A's key fails at once, saying why.
+        cert = os.path.join(setup.zqd.dir, "a.cert")
+        write_cert(cert, *setup.a)
+        run = subprocess.run([ZQ, "get", "--timeout", "15000",
+                              "-o", "curve_server_key=" + setup.server[0],
+                              "-o", "curve_cert=" + cert, setup.zqd.endpoint, "tenantB.payroll"],
+                             capture_output=True, text=True, timeout=hostile.DEADLINE_S)
+        check(run.returncode not in (0, 2) and "Permission denied" in run.stderr
+              and not run.stdout,
+              "zq get of tenantB.payroll with A's key: %d %r %r" % (run.returncode, run.stdout,
+                                                                    run.stderr))
         b.consume("tenantB.payroll", 10)
         check(b.deliveries(1)[0][2] == b"salary", "tenant B lost its payroll")
         hostile.wait_until(lambda: "tenant_a may not consume tenantB.payroll" in
