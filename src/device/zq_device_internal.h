@@ -3,11 +3,11 @@
     configuration, its queues and the hooks of each queue kind. Never
     installed.
 
-    src/zq_device.c          the actor: loop, commands, admin socket, rates
-    src/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
-    src/zq_device_queue.c    kind "queue": the reliable pattern's server
-    src/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
-    src/zq_device_forward.c  kind "forward": XSUB -> XPUB with counts
+    src/device/zq_device.c          the actor: loop, commands, admin socket, rates
+    src/device/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
+    src/device/zq_device_queue.c    kind "queue": the reliable pattern's server
+    src/device/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
+    src/device/zq_device_forward.c  kind "forward": XSUB -> XPUB with counts
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
