@@ -357,8 +357,8 @@ typedef enum {
 int zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64_t warmup,
                     uint64_t count, double *rate_p);
 
-//  The benchmarks (src/tools/zq/bench/zq_bench_pipeline.c, src/tools/zq/bench/zq_bench_rpc.c,
-//  src/tools/zq/bench/zq_bench_spool.c, src/tools/zq/bench/zq_bench_reliable.c, src/tools/zq/bench/zq_bench_device.c).
+//  The benchmarks (zq_bench_pipeline.c, zq_bench_rpc.c, zq_bench_spool.c,
+//  zq_bench_reliable.c, zq_bench_device.c in src/tools/zq/bench/).
 int zq_bench_pipeline (zq_cli_t *cli);
 int zq_bench_rpc (zq_cli_t *cli);
 int zq_bench_spool (zq_cli_t *cli);

@@ -24,8 +24,9 @@
     prints the fsyncs it needed instead.
 
     This file holds the dispatch and what the benchmarks share;
-    src/tools/zq/bench/zq_bench_pipeline.c, src/tools/zq/bench/zq_bench_rpc.c, src/tools/zq/bench/zq_bench_spool.c,
-    src/tools/zq/bench/zq_bench_reliable.c and src/tools/zq/bench/zq_bench_device.c hold the benchmarks.
+    zq_bench_pipeline.c, zq_bench_rpc.c, zq_bench_spool.c,
+    zq_bench_reliable.c and zq_bench_device.c (all in src/tools/zq/bench/)
+    hold the benchmarks.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
