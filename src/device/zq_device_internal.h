@@ -304,7 +304,7 @@ void zqi_device_tick (zqi_device_t *self);
 //  ---- zq_device_admin.c -------------------------------------------------
 
 zmsg_t *zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe,
-                          const char *user_id);
+                           const char *user_id);
 
 void zqi_device_admin_request (zqi_device_t *self, zmsg_t *request, const char *user_id);
 
