@@ -307,12 +307,6 @@ zqi_access_require_identity (zqi_access_t *self)
     self->identified = true;
 }
 
-size_t
-zqi_access_key_count (zqi_access_t *self)
-{
-    return zhashx_size (self->keys);
-}
-
 static s_identity_t *
 s_identity_find (zqi_access_t *self, const char *identity)
 {
@@ -374,13 +368,6 @@ zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op
                  ", %" PRIu64 " not logged since the last line",
                  identity && *identity ? identity : ZQI_ACCESS_ANONYMOUS, zqi_access_op_name (op),
                  queue ? queue : "any queue", where, found->refused, skipped);
-}
-
-uint64_t
-zqi_access_refusals (zqi_access_t *self, const char *identity)
-{
-    s_identity_t *found = self ? s_identity_find (self, identity) : NULL;
-    return found ? found->refused : 0;
 }
 
 //  ---- ZAP handler (RFC 27) ----------------------------------------------

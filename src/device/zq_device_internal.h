@@ -67,8 +67,6 @@ void zqi_access_destroy (zqi_access_t **self_p);
 //  With CURVE on, every client has a User-Id from the ZAP handler: one
 //  without (which would be a bug) is allowed nothing.
 void zqi_access_require_identity (zqi_access_t *self);
-//  Number of CURVE keys the identities hold.
-size_t zqi_access_key_count (zqi_access_t *self);
 //  Returns "put", "consume" or "admin".
 const char *zqi_access_op_name (zqi_access_op_t op);
 //  True if name matches one of the comma-separated patterns.
@@ -84,8 +82,6 @@ bool zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_
 //  10 s at most; where says what was refused ("PUT", "admin PURGE", ...).
 void zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op,
                          const char *queue, const char *where);
-//  Refusals of identity so far.
-uint64_t zqi_access_refusals (zqi_access_t *self, const char *identity);
 //  Binds zq's ZAP handler (a REP socket on libzmq's ZAP endpoint); poll it
 //  and call zqi_access_zap_answer when it has input. NULL with errno
 //  (EADDRINUSE: another handler runs) and a line in error.
