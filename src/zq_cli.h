@@ -50,6 +50,8 @@ typedef enum {
     ZQ_OPT_DIR,
     ZQ_OPT_BACKLOG,
     ZQ_OPT_NO_ACK,
+    ZQ_OPT_JSON,
+    ZQ_OPT_WATCH,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 
@@ -85,6 +87,8 @@ typedef struct {
     int producers;
     const char *dir;
     uint64_t backlog;
+    //  stat: -w SEC, in ms.
+    int64_t watch_ms;
     //  Positional arguments after the command.
     const char *args[ZQ_CLI_MAX_ARGS];
     size_t arg_count;
@@ -154,6 +158,13 @@ int zq_cli_receive_all (zq_cli_t *cli, zq_queue_t *queue, uint64_t count, int ti
 //  after printing why (the caller exits with ZQ_EXIT_TRANSPORT).
 zq_queue_t *zq_cli_queue_open (zq_cli_t *cli, const char *pattern, zq_role_t role,
                                const char *endpoints);
+
+//  Checks one endpoint (no '@' or '>' prefix) before zq uses it, or with
+//  several a comma-separated list: tcp://HOST:PORT (PORT 1 to 65535, or
+//  '*' where binding), ipc://PATH or inproc://NAME; a tcp HOST to connect
+//  to must resolve. Returns 0, or -1 after printing what is wrong and what
+//  the endpoint must look like.
+int zq_cli_endpoint_check (zq_cli_t *cli, const char *endpoint, bool binding);
 
 //  Maps a failed send or receive (errno) to an exit code, printing what
 //  happened with the message number; EAGAIN is a timeout.
@@ -385,5 +396,7 @@ int zq_cli_ls (zq_cli_t *cli);
 int zq_cli_peek (zq_cli_t *cli);
 int zq_cli_purge (zq_cli_t *cli);
 int zq_cli_redrive (zq_cli_t *cli);
+int zq_cli_ping (zq_cli_t *cli);
+int zq_cli_info (zq_cli_t *cli);
 
 #endif

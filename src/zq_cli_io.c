@@ -10,6 +10,8 @@
 */
 #include "zq_cli.h"
 #include <msgpack.h>
+#include <netdb.h>
+#include <sys/socket.h>
 
 //  Linger the CLI uses unless -o linger_ms says otherwise: messages still
 //  queued when a command ends get this long to reach their peer.
@@ -193,9 +195,126 @@ zq_cli_print_msg (zq_cli_t *cli, const zq_msg_t *msg)
     return 0;
 }
 
+//  Checks one endpoint of length bytes at text (prefix already removed).
+static int
+s_endpoint_check_one (zq_cli_t *cli, const char *text, size_t length, bool binding)
+{
+    const char *shape = "tcp://HOST:PORT, ipc://PATH or inproc://NAME";
+    if (length > 1024) {
+        zq_cli_error (cli, "endpoint '%.40s...' is over 1024 bytes", text);
+        return -1;
+    }
+    char endpoint[1025];
+    memcpy (endpoint, text, length);
+    endpoint[length] = '\0';
+    const char *scheme_end = strstr (endpoint, "://");
+    if (!scheme_end) {
+        zq_cli_error (cli, "'%s' is not an endpoint: write %s (e.g. tcp://localhost:5670)",
+                      endpoint, shape);
+        return -1;
+    }
+    size_t scheme_size = (size_t)(scheme_end - endpoint);
+    const char *address = scheme_end + 3;
+    if ((scheme_size == 3 && memcmp (endpoint, "ipc", 3) == 0) ||
+        (scheme_size == 6 && memcmp (endpoint, "inproc", 6) == 0)) {
+        if (!*address) {
+            zq_cli_error (cli, "'%s' names nothing: write %s", endpoint, shape);
+            return -1;
+        }
+        return 0;
+    }
+    if (!(scheme_size == 3 && memcmp (endpoint, "tcp", 3) == 0)) {
+        zq_cli_error (cli, "'%s': zq speaks tcp, ipc and inproc: write %s", endpoint, shape);
+        return -1;
+    }
+    //  tcp://[SOURCE;]HOST:PORT, HOST a name, an address or [IPv6].
+    const char *semicolon = strrchr (address, ';');
+    if (semicolon)
+        address = semicolon + 1;
+    const char *colon = strrchr (address, ':');
+    if (!colon || colon == address || !colon[1]) {
+        zq_cli_error (cli, "'%s' lacks a %s: write tcp://HOST:PORT (e.g. tcp://localhost:5670)",
+                      endpoint, !colon || !colon[1] ? "port" : "host");
+        return -1;
+    }
+    const char *port = colon + 1;
+    if (!(streq (port, "*") && binding)) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long number = strtoul (port, &end, 10);
+        if (*port < '0' || *port > '9' || *end) {
+            zq_cli_error (cli, "'%s': port '%s' is not a number: write tcp://HOST:PORT%s", endpoint,
+                          port, binding ? " (PORT '*': one the system picks)" : "");
+            return -1;
+        }
+        if (errno || number < 1 || number > 65535) {
+            zq_cli_error (cli, "'%s': port %s is outside 1-65535", endpoint, port);
+            return -1;
+        }
+    }
+    if (binding)
+        return 0; //  a bind may name an interface, or '*'
+    char host[1025];
+    size_t host_size = (size_t)(colon - address);
+    if (*address == '[' && host_size >= 2 && address[host_size - 1] == ']') {
+        address++;
+        host_size -= 2;
+    }
+    memcpy (host, address, host_size);
+    host[host_size] = '\0';
+    struct addrinfo hints, *found = NULL;
+    memset (&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo (host, NULL, &hints, &found);
+    if (rc) {
+        zq_cli_error (cli, "'%s': cannot resolve host '%s' (%s): check the name, or use an address",
+                      endpoint, host, gai_strerror (rc));
+        return -1;
+    }
+    freeaddrinfo (found);
+    return 0;
+}
+
+int
+zq_cli_endpoint_check (zq_cli_t *cli, const char *endpoints, bool binding)
+{
+    const char *item = endpoints;
+    while (true) {
+        const char *comma = strchr (item, ',');
+        size_t length = comma ? (size_t)(comma - item) : strlen (item);
+        bool bind_here = binding;
+        if (length && (*item == '@' || *item == '>')) {
+            bind_here = *item == '@';
+            item++;
+            length--;
+        }
+        if (length == 0) {
+            zq_cli_error (cli,
+                          "empty endpoint in '%s': write tcp://HOST:PORT, ipc://PATH or "
+                          "inproc://NAME, several separated by ','",
+                          endpoints);
+            return -1;
+        }
+        if (s_endpoint_check_one (cli, item, length, bind_here))
+            return -1;
+        if (!comma)
+            return 0;
+        item = comma + 1;
+    }
+}
+
 zq_queue_t *
 zq_cli_queue_open (zq_cli_t *cli, const char *pattern, zq_role_t role, const char *endpoints)
 {
+    //  Without a prefix, the endpoint binds or connects as the pattern's
+    //  role does; a connect must resolve, a bind may name an interface.
+    bool binds = streq (pattern, "reliable")
+                     ? role == ZQ_SERVER
+                     : role == ZQ_CONSUMER || role == ZQ_PUBLISHER || role == ZQ_SERVER;
+    if (zq_cli_endpoint_check (cli, endpoints, binds)) {
+        errno = EINVAL;
+        return NULL;
+    }
     if (!zq_options_is_set (cli->options, "linger_ms"))
         zq_options_set_int (cli->options, "linger_ms", S_CLI_LINGER_MS);
     zq_queue_t *queue = zq_queue_new (pattern, role, endpoints, cli->options);

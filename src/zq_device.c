@@ -10,7 +10,6 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
-#include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +22,8 @@
 #define S_TICK_MS      1000
 #define S_PEEK_DEFAULT 10
 #define S_PEEK_MAX     1000
+//  Largest admin request the admin socket accepts.
+#define S_ADMIN_REQUEST_MAX (64 * 1024)
 
 //  Descriptors that must be free before the device creates a kind's or the
 //  admin sockets (sockets, listeners, a stream's spool, address lookups).
@@ -38,7 +39,8 @@ typedef struct {
     zqi_qserver_t *qserver;
     zhashx_t *queues; //  name -> zqi_dqueue_t *
     int64_t next_tick_ms;
-    int lock_fd; //  flock()ed SPOOL/zqd.lock, or -1
+    int64_t started_ms; //  monotonic, for INFO's uptime
+    int lock_fd;        //  flock()ed SPOOL/zqd.lock, or -1
     bool terminated;
     uint64_t bad_commands;
 } s_device_t;
@@ -223,6 +225,17 @@ s_dqueue_destructor (void **item_p)
     s_dqueue_destroy ((zqi_dqueue_t **)item_p);
 }
 
+//  A new queue's first rate sample: nothing in or out at the last tick (it
+//  did not exist then), so the first STAT after activity shows a rate.
+static void
+s_rate_baseline (s_device_t *self, zqi_dqueue_t *dq)
+{
+    int64_t now = zclock_mono ();
+    int64_t last_tick = self->next_tick_ms ? self->next_tick_ms - S_TICK_MS : now;
+    dq->sample_ms[0] = last_tick < now ? last_tick : now;
+    dq->samples = 1;
+}
+
 //  Creates queue name of kind with config (taken: the queue owns it, also
 //  on failure). Returns 0, or -1 with errno and error.
 static int
@@ -237,6 +250,7 @@ s_queue_add (s_device_t *self, zqi_queue_config_t *config, char *error, size_t e
     }
     dq->kind = config->kind;
     dq->config = config;
+    s_rate_baseline (self, dq);
     int rc = 0;
     if (dq->kind == ZQI_KIND_QUEUE) {
         if (!self->qserver) {
@@ -297,6 +311,7 @@ s_queues_sync (s_device_t *self)
             break;
         dq->name = strdup (name);
         dq->kind = ZQI_KIND_QUEUE;
+        s_rate_baseline (self, dq);
         if (!dq->name || zhashx_insert (self->queues, dq->name, dq))
             s_dqueue_destroy (&dq);
     }
@@ -313,12 +328,18 @@ s_row (s_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
         zqi_forward_row (dq, row);
     else if (self->qserver)
         zqi_qserver_row (self->qserver, dq->name, row);
-    if (dq->samples > 1) {
-        size_t span = dq->samples - 1 < ZQI_RATE_WINDOW ? dq->samples - 1 : ZQI_RATE_WINDOW;
-        size_t newest = (dq->samples - 1) % (ZQI_RATE_WINDOW + 1);
-        size_t oldest = (dq->samples - 1 - span) % (ZQI_RATE_WINDOW + 1);
-        row->in_rate = (double)(dq->in_samples[newest] - dq->in_samples[oldest]) / (double)span;
-        row->out_rate = (double)(dq->out_samples[newest] - dq->out_samples[oldest]) / (double)span;
+    if (dq->samples > 0) {
+        //  From the oldest sample kept to the live counters: activity since
+        //  the last tick counts at once.
+        size_t kept = dq->samples < ZQI_RATE_WINDOW + 1 ? dq->samples : ZQI_RATE_WINDOW + 1;
+        size_t oldest = (dq->samples - kept) % (ZQI_RATE_WINDOW + 1);
+        double seconds = (double)(zclock_mono () - dq->sample_ms[oldest]) / 1000.0;
+        if (seconds < 0.1)
+            seconds = 0.1;
+        if (row->in >= dq->in_samples[oldest])
+            row->in_rate = (double)(row->in - dq->in_samples[oldest]) / seconds;
+        if (row->out >= dq->out_samples[oldest])
+            row->out_rate = (double)(row->out - dq->out_samples[oldest]) / seconds;
     }
 }
 
@@ -337,98 +358,28 @@ s_tick (s_device_t *self)
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
+        dq->sample_ms[slot] = zclock_mono ();
         dq->samples++;
     }
 }
 
 //  ---- Replies ---------------------------------------------------------------
 
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t length = strlen (text);
-    msgpack_pack_str (packer, length);
-    msgpack_pack_str_body (packer, text, length);
-}
-
-static void
-s_pack_uint (msgpack_packer *packer, const char *key, uint64_t value)
-{
-    s_pack_str (packer, key);
-    msgpack_pack_uint64 (packer, value);
-}
-
-//  Appends a frame holding the packer's buffer to reply.
-static void
-s_append_buffer (zmsg_t *reply, msgpack_sbuffer *buffer)
-{
-    zframe_t *frame = zframe_new (buffer->data, buffer->size);
-    if (frame)
-        zmsg_append (reply, &frame);
-    msgpack_sbuffer_clear (buffer);
-}
-
+//  Appends a row (counters NULL: an LS row) in the admin codec's form.
 static void
 s_append_row (zmsg_t *reply, const char *name, zqi_kind_t kind, const zqi_row_t *row)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    if (!row) {
-        msgpack_pack_map (&packer, 2);
-        s_pack_str (&packer, "name");
-        s_pack_str (&packer, name);
-        s_pack_str (&packer, "kind");
-        s_pack_str (&packer, zqi_kind_name (kind));
-    } else {
-        msgpack_pack_map (&packer, 26);
-        s_pack_str (&packer, "name");
-        s_pack_str (&packer, name);
-        s_pack_str (&packer, "kind");
-        s_pack_str (&packer, zqi_kind_name (kind));
-        s_pack_uint (&packer, "depth", row->depth);
-        s_pack_uint (&packer, "ready", row->ready);
-        s_pack_uint (&packer, "in_flight", row->in_flight);
-        s_pack_uint (&packer, "delayed", row->delayed);
-        s_pack_uint (&packer, "oldest_age_ms", row->oldest_age_ms);
-        s_pack_uint (&packer, "in", row->in);
-        s_pack_uint (&packer, "out", row->out);
-        s_pack_uint (&packer, "delivered", row->delivered);
-        s_pack_uint (&packer, "acked", row->acked);
-        s_pack_uint (&packer, "nacked", row->nacked);
-        s_pack_uint (&packer, "redelivered", row->redelivered);
-        s_pack_uint (&packer, "timeouts", row->timeouts);
-        s_pack_uint (&packer, "dead", row->dead);
-        s_pack_uint (&packer, "dead_lettered", row->dead_lettered);
-        s_pack_uint (&packer, "expired", row->expired);
-        s_pack_uint (&packer, "duplicates", row->duplicates);
-        s_pack_uint (&packer, "refused", row->refused);
-        s_pack_uint (&packer, "dropped", row->dropped);
-        s_pack_uint (&packer, "gaps", row->gaps);
-        s_pack_uint (&packer, "errors", row->errors);
-        s_pack_uint (&packer, "spilled", row->spilled);
-        s_pack_uint (&packer, "consumers", row->consumers);
-        s_pack_str (&packer, "in_rate");
-        msgpack_pack_double (&packer, row->in_rate);
-        s_pack_str (&packer, "out_rate");
-        msgpack_pack_double (&packer, row->out_rate);
-    }
-    s_append_buffer (reply, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    zframe_t *frame = zqi_admin_row_encode (name, zqi_kind_name (kind), row);
+    if (frame)
+        zmsg_append (reply, &frame);
 }
 
 static void
 s_append_count (zmsg_t *reply, const char *key, uint64_t value)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    s_pack_uint (&packer, key, value);
-    s_append_buffer (reply, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    zframe_t *frame = zqi_admin_count_encode (key, value);
+    if (frame)
+        zmsg_append (reply, &frame);
 }
 
 static void s_error_reply (zmsg_t **reply_p, const char *format, ...)
@@ -660,6 +611,41 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
     return reply;
 }
 
+//  INFO: version, uptime, store and the limits a client meets.
+static zmsg_t *
+s_command_info (s_device_t *self)
+{
+    zqi_admin_info_t info;
+    memset (&info, 0, sizeof info);
+    snprintf (info.version, sizeof info.version, "%s", PACKAGE_VERSION);
+    info.uptime_ms = (uint64_t)(zclock_mono () - self->started_ms);
+    snprintf (info.store, sizeof info.store, "%s",
+              *self->config->spool ? self->config->spool : "memory");
+    snprintf (info.fsync, sizeof info.fsync, "%s", zq_spool_fsync_name (self->config->fsync));
+    snprintf (info.bind, sizeof info.bind, "%s",
+              self->qserver ? zqi_qserver_endpoint (self->qserver) : "");
+    s_queues_sync (self);
+    info.queues = zhashx_size (self->queues);
+    int64_t value = 0;
+    if (zq_options_get_int (self->config->queue_options, "max_queues", &value) == 0)
+        info.max_queues = (uint64_t)value;
+    if (zq_options_get_int (self->config->queue_options, "max_message_bytes", &value) == 0)
+        info.max_message_bytes = (uint64_t)value;
+    info.peek_max = S_PEEK_MAX;
+    info.admin_request_max_bytes = S_ADMIN_REQUEST_MAX;
+    zmsg_t *reply = zmsg_new ();
+    zframe_t *frame = zqi_admin_info_encode (&info);
+    if (!reply || !frame) {
+        zframe_destroy (&frame);
+        zmsg_destroy (&reply);
+        s_error_reply (&reply, "INFO: out of memory");
+        return reply;
+    }
+    zmsg_addstr (reply, "OK");
+    zmsg_append (reply, &frame);
+    return reply;
+}
+
 //  Answers one command; from_pipe allows the embedding-only ones.
 static zmsg_t *
 s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
@@ -680,6 +666,8 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
     else if (streq (command, "LS") || streq (command, "STAT") || streq (command, "PEEK") ||
              streq (command, "PURGE") || streq (command, "REDRIVE"))
         reply = s_command_admin (self, command, request);
+    else if (streq (command, "INFO"))
+        reply = s_command_info (self);
     else if (streq (command, "PING")) {
         reply = zmsg_new ();
         zmsg_addstr (reply, "OK");
@@ -863,7 +851,7 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
             snprintf (error, error_size, "cannot create the admin socket");
             return zqi_fail (ENOMEM);
         }
-        zsock_set_maxmsgsize (self->admin, 64 * 1024);
+        zsock_set_maxmsgsize (self->admin, S_ADMIN_REQUEST_MAX);
         zsock_set_sndhwm (self->admin, 100);
         zsock_set_linger (self->admin, 0);
         char admin_error[512];
@@ -889,6 +877,7 @@ s_device_loop (s_device_t *self)
     size_t capacity = 0;
     zmq_pollitem_t *items = NULL;
     s_item_t *owners = NULL;
+    self->started_ms = zclock_mono ();
     self->next_tick_ms = zclock_mono () + S_TICK_MS;
     s_tick (self);
     while (!self->terminated) {

@@ -18,6 +18,7 @@
 #define ZQ_DEVICE_INTERNAL_H_INCLUDED
 
 #include "zq_internal.h"
+#include "zq_admin.h"
 #include "zq_device.h"
 
 //  A stream's defaults: bytes its memory ring holds, and its spool's quota
@@ -74,33 +75,8 @@ void zqi_queue_config_destroy (zqi_queue_config_t **self_p);
 //  dead-letter queue name included). Returns 0 or -1 (EINVAL).
 int zqi_device_name_check (const char *name);
 
-//  Counters and levels of one queue, as STAT reports them.
-typedef struct {
-    uint64_t depth;         //  messages waiting (ready + in flight + delayed)
-    uint64_t ready;         //  messages ready for delivery
-    uint64_t in_flight;     //  delivered, not yet acked
-    uint64_t delayed;       //  waiting for their not-before time
-    uint64_t oldest_age_ms; //  age of the oldest ready message (0: none)
-    uint64_t in;            //  messages accepted (queue: stored; stream, forward: received)
-    uint64_t out;           //  messages done (queue: acked; stream, forward: sent)
-    uint64_t delivered;     //  queue: deliveries, first ones and again
-    uint64_t acked;
-    uint64_t nacked;
-    uint64_t redelivered;   //  queue: deliveries with attempt > 0
-    uint64_t timeouts;      //  queue: visibility timeouts
-    uint64_t dead;          //  queue: dead letters waiting in NAME.dead
-    uint64_t dead_lettered; //  queue: messages moved to NAME.dead
-    uint64_t expired;
-    uint64_t duplicates; //  queue: PUTs confirmed again without storing
-    uint64_t refused;    //  queue: PUTs refused (storage full or failed)
-    uint64_t dropped;
-    uint64_t gaps;
-    uint64_t errors;
-    uint64_t spilled; //  stream: messages written to the spool
-    uint64_t consumers;
-    double in_rate; //  messages/s over the last ZQI_RATE_WINDOW s
-    double out_rate;
-} zqi_row_t;
+//  zqi_row_t, the counters of one queue as STAT reports them, is the admin
+//  codec's (src/zq_admin.h).
 
 #define ZQI_RATE_WINDOW 10
 
@@ -119,8 +95,9 @@ typedef struct {
     //  Rates: totals sampled every second, ring of ZQI_RATE_WINDOW + 1.
     uint64_t in_samples[ZQI_RATE_WINDOW + 1];
     uint64_t out_samples[ZQI_RATE_WINDOW + 1];
-    size_t samples;   //  samples taken so far
-    void *kind_state; //  stream or forward state
+    int64_t sample_ms[ZQI_RATE_WINDOW + 1]; //  monotonic time of each sample
+    size_t samples;                         //  samples taken so far
+    void *kind_state;                       //  stream or forward state
 } zqi_dqueue_t;
 
 //  What the device's kinds need from the device.
