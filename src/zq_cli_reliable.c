@@ -74,6 +74,7 @@ s_keep_line (zhashx_t *lines, const uint8_t *id, uint64_t line)
 static int
 s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progress)
 {
+    zq_cli_progress_t *counter = cli->progress;
     uint8_t id[ZQ_MSG_ID_SIZE];
     while (true) {
         int rc = zq_queue_confirmed (queue, id);
@@ -90,6 +91,7 @@ s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progres
         if (line) {
             printf ("%llu\n", (unsigned long long)line);
             fflush (stdout);
+            zq_cli_progress_add (counter, 1);
         }
         *progress = true;
     }
@@ -202,9 +204,14 @@ zq_cli_put (zq_cli_t *cli)
         zq_cli_source_close (&source);
         return ZQ_EXIT_TRANSPORT;
     }
-    if (source.from_stdin)
+    if (source.from_stdin) {
+        zq_cli_progress_t progress;
+        zq_cli_progress_start (&progress, "stored");
+        cli->progress = &progress;
         rc = s_put_lines (cli, queue, &source, subject);
-    else {
+        cli->progress = NULL;
+        zq_cli_progress_end (cli, &progress);
+    } else {
         //  One BODY, sent COUNT times (default once), each confirmed.
         uint64_t sent = 0;
         while (rc == 0) {
@@ -247,7 +254,17 @@ zq_cli_get (zq_cli_t *cli)
         zq_queue_destroy (&queue);
         return ZQ_EXIT_USAGE;
     }
+    //  "-n all": a summary at the end, and a live count on a terminal.
+    zq_cli_progress_t progress;
+    if (count == 0) {
+        zq_cli_progress_start (&progress, "received");
+        cli->progress = &progress;
+    }
     int rc = zq_cli_receive_all (cli, queue, count, timeout_ms, !cli->given[ZQ_OPT_NO_ACK]);
+    if (count == 0) {
+        cli->progress = NULL;
+        zq_cli_progress_end (cli, &progress);
+    }
     zq_queue_destroy (&queue);
     return rc;
 }

@@ -113,4 +113,41 @@ expect 4 "cannot resolve host 'no-such-host.invalid'" put tcp://no-such-host.inv
 expect 2 "no answer from tcp://127.0.0.1:9 within 300 ms: is zqd running there" \
     stat -t 300 tcp://127.0.0.1:9
 
+#  Invalid JSON names where and why.
+expect 3 "line 1, column 6" push "ipc://$work/none" '{"a":}'
+printf '{"a":1}\n{"b":2,}\n' > "$work/lines"
+zq put "$endpoint" junk - < "$work/lines" > "$work/out" 2> "$work/err"
+[ $? -ne 0 ] || fail "push of a bad line succeeded"
+grep -qF "stdin line 2: invalid JSON at line 1, column 8" "$work/err" \
+    || fail "bad stdin line: $(cat "$work/err")"
+#  Over the size limit: refused before sending, naming limit and option.
+"$python" -c 'print("\"" + "a" * 1100000 + "\"")' > "$work/big"
+zq put "$endpoint" orders - < "$work/big" > "$work/out" 2> "$work/err"
+got=$?
+[ $got -eq 3 ] || fail "oversized put: exit $got, expected 3: $(cat "$work/err")"
+grep -qF "over the limit of 1048576 bytes" "$work/err" || fail "oversized: $(cat "$work/err")"
+grep -qF -- "-o max_message_bytes=BYTES" "$work/err" || fail "oversized: $(cat "$work/err")"
+
+#  ---- Summaries of long jobs -------------------------------------------------
+"$python" -c 'for i in range(500): print("{\"i\":%d}" % i)' > "$work/many"
+zq put "$endpoint" bulk - < "$work/many" > "$work/out" 2> "$work/err" \
+    || fail "put -: $(cat "$work/err")"
+[ "$(wc -l < "$work/out")" -eq 500 ] || fail "put -: not 500 confirms"
+grep -Eq "^zq put: 500 stored in [0-9.]+ s, [0-9.]+ ?[kM]?/s$" "$work/err" \
+    || fail "put - summary: $(cat "$work/err")"
+zq get -n all -t 1000 "$endpoint" bulk > "$work/out" 2> "$work/err" \
+    || fail "get -n all: $(cat "$work/err")"
+[ "$(wc -l < "$work/out")" -eq 500 ] || fail "get -n all: not 500 messages"
+grep -Eq "^zq get: 500 received in [0-9.]+ s, [0-9.]+ ?[kM]?/s$" "$work/err" \
+    || fail "get -n all summary: $(cat "$work/err")"
+
+#  ---- zq req says when it retries, and -e prints the reply's envelope ------
+zq req -o request_timeout_ms=200 -o retries=1 "ipc://$work/nobody" '{}' \
+    > "$work/out" 2> "$work/err"
+[ $? -eq 2 ] || fail "req without a server: $(cat "$work/err")"
+grep -qF "retrying (attempt 2 of 2)" "$work/err" || fail "req retry: $(cat "$work/err")"
+zq rep -n 1 "@ipc://$work/rep" > /dev/null 2> "$work/rep.err" &
+zq req -e "ipc://$work/rep" '{"q":1}' > "$work/out" 2> "$work/err" || fail "req -e: $(cat "$work/err")"
+json 'j["body"] == {"q": 1} and len(j["id"]) == 32'
+
 echo "$test_name: ok"
