@@ -69,6 +69,18 @@ enum {
     S_LIMITS = 4
 };
 
+//  Notable events, each logged at debug level (zqd -v) one line at a time,
+//  at most one line per S_EVENT_LOG_MS of each kind (the rest counted in
+//  the next line), so a flood of them cannot fill a disk.
+#define S_EVENT_LOG_MS 100
+enum {
+    S_EVENT_QUEUE = 0,      //  a queue created by a client
+    S_EVENT_CONSUMER = 1,   //  a consumer joined or left
+    S_EVENT_REDELIVERY = 2, //  a visibility timeout sent a delivery back
+    S_EVENT_DEAD = 3,       //  a message dead-lettered
+    S_EVENTS = 4
+};
+
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
 typedef struct {
@@ -166,6 +178,7 @@ struct _zqi_r_server_t {
     uint32_t open_max;       //  most open at once (the fd budget)
     uint64_t use_clock;
     zqi_log_limit_t limit_log[S_LIMITS]; //  S_LIMIT_*: refusals for a limit
+    zqi_log_limit_t event_log[S_EVENTS]; //  S_EVENT_*: notable events
     s_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -382,6 +395,27 @@ s_queue_open (zqi_r_server_t *self, s_queue_t *queue, bool is_new)
 //  The queue whose dead-letter queue is the dead-letter queue named key
 //  (NAME for NAME.dead), or NULL if no such queue exists (a dead-letter
 //  queue has none: NAME.dead.dead holds nobody's dead letters).
+static void s_event (zqi_r_server_t *self, int kind, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  Logs one notable event (S_EVENT_*), rate-limited per kind.
+static void
+s_event (zqi_r_server_t *self, int kind, const char *format, ...)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->event_log[kind], zclock_mono (), S_EVENT_LOG_MS, &skipped))
+        return;
+    char line[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    if (skipped)
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s (%" PRIu64 " more like it not shown)", line, skipped);
+    else
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s", line);
+}
+
 static s_queue_t *
 s_dead_parent (zqi_r_server_t *self, const char *key, size_t size)
 {
@@ -512,6 +546,7 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
                 return NULL;
             }
             s_queue_register (self, queue);
+            s_event (self, S_EVENT_QUEUE, "queue %s created", queue->name);
         }
     }
     if (s_queue_open (self, queue, false))
@@ -615,6 +650,7 @@ s_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
     char key[512];
     s_route_key (route, size, key);
     zhashx_insert (self->consumer_by_route, key, (void *)(uintptr_t)(index + 1));
+    s_event (self, S_EVENT_CONSUMER, "consumer %u joined", consumer->session);
     return index;
 }
 
@@ -862,6 +898,8 @@ s_consumer_drop (zqi_r_server_t *self, uint32_t index)
     s_consumer_t *consumer = &self->consumers[index];
     if (!consumer->in_use)
         return;
+    if (index != S_LOCAL)
+        s_event (self, S_EVENT_CONSUMER, "consumer %u left", consumer->session);
     while (consumer->head != ZQI_R_NONE)
         s_fail_delivery (self, consumer->head, 0);
     while (consumer->queue_count)
@@ -977,6 +1015,8 @@ s_dead_letter (zqi_r_server_t *self, s_queue_t *queue, uint32_t index,
     }
     dead->counters.put++;
     queue->counters.dead_lettered++;
+    s_event (self, S_EVENT_DEAD, "queue %s: a message moved to %s after %u attempts", queue->name,
+             dead->name, entry->attempt);
     if (s_entry_ack (self, index)) {
         //  The copy is stored but the original stays: it is tried again
         //  (the dead-letter queue may then hold it twice, never none).
@@ -1721,6 +1761,10 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state == S_DELIVERED) {
             self->queues[entry->queue]->counters.timeouts++;
+            s_event (self, S_EVENT_REDELIVERY,
+                     "queue %s: a delivery (attempt %u) passed its visibility timeout: it goes "
+                     "back for redelivery",
+                     self->queues[entry->queue]->name, entry->attempt);
             s_owner_expire (self, index);
             s_fail_delivery (self, index, 0);
         } else

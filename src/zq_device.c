@@ -343,6 +343,29 @@ s_row (s_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
     }
 }
 
+//  Warns once when a queue's oldest message passes backlog_warning_ms, and
+//  says so again when the backlog is gone.
+static void
+s_backlog_check (s_device_t *self, zqi_dqueue_t *dq, const zqi_row_t *row)
+{
+    int64_t limit = self->config->backlog_warning_ms;
+    if (limit <= 0)
+        return;
+    if (!dq->backlog_warned && row->oldest_age_ms > (uint64_t)limit) {
+        dq->backlog_warned = true;
+        zqi_log (ZQ_LOG_WARNING,
+                 "zq_device: %s %s is backing up: its oldest message waits for %llu ms (over "
+                 "device/backlog_warning_ms %lld), %llu waiting, %llu consumer%s",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms,
+                 (long long)limit, (unsigned long long)row->depth,
+                 (unsigned long long)row->consumers, row->consumers == 1 ? "" : "s");
+    } else if (dq->backlog_warned && row->oldest_age_ms <= (uint64_t)limit) {
+        dq->backlog_warned = false;
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: %s %s caught up: its oldest message waits for %llu ms",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms);
+    }
+}
+
 //  Every S_TICK_MS: notices new queues, samples totals for the rates.
 static void
 s_tick (s_device_t *self)
@@ -359,6 +382,7 @@ s_tick (s_device_t *self)
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
         dq->sample_ms[slot] = zclock_mono ();
+        s_backlog_check (self, dq, &row);
         dq->samples++;
     }
 }

@@ -26,6 +26,9 @@
 #define ZQI_STREAM_MEMORY_BYTES_DEFAULT (64 * 1024 * 1024)
 #define ZQI_STREAM_QUOTA_BYTES_DEFAULT  (1024 * 1024 * 1024)
 
+//  device/backlog_warning_ms when not set: five minutes.
+#define ZQI_BACKLOG_WARNING_MS_DEFAULT (5 * 60 * 1000)
+
 typedef enum { ZQI_KIND_QUEUE = 1, ZQI_KIND_STREAM = 2, ZQI_KIND_FORWARD = 3 } zqi_kind_t;
 
 //  Returns "queue", "stream" or "forward".
@@ -53,6 +56,7 @@ typedef struct {
     char *spool; //  spool directory; "" = memory
     zq_spool_fsync_t fsync;
     int64_t fsync_interval_ms;
+    int64_t backlog_warning_ms;  //  warn when a queue's oldest message is older (0: never)
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
     bool insecure;               //  plaintext endpoints may bind beyond loopback
@@ -97,6 +101,7 @@ typedef struct {
     uint64_t out_samples[ZQI_RATE_WINDOW + 1];
     int64_t sample_ms[ZQI_RATE_WINDOW + 1]; //  monotonic time of each sample
     size_t samples;                         //  samples taken so far
+    bool backlog_warned;                    //  its oldest message passed backlog_warning_ms
     void *kind_state;                       //  stream or forward state
 } zqi_dqueue_t;
 
