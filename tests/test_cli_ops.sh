@@ -150,4 +150,16 @@ zq rep -n 1 "@ipc://$work/rep" > /dev/null 2> "$work/rep.err" &
 zq req -e "ipc://$work/rep" '{"q":1}' > "$work/out" 2> "$work/err" || fail "req -e: $(cat "$work/err")"
 json 'j["body"] == {"q": 1} and len(j["id"]) == 32'
 
+#  ---- bash completion ------------------------------------------------------
+completion="$srcdir/dist/bash-completion/zq"
+bash -n "$completion" || fail "the completion script has a syntax error"
+#  complete WORDS...: what the script offers for the last word.
+complete_words () {
+    PATH="$builddir/src:$PATH" bash -c '. "$1"; shift; COMP_WORDS=("$@");
+        COMP_CWORD=$(($# - 1)); _zq; echo "${COMPREPLY[*]}"' complete "$completion" "$@"
+}
+[ "$(complete_words zq sta)" = "stat" ] || fail "completion of 'zq sta': '$(complete_words zq sta)'"
+complete_words zq stat --js | grep -qx -- "--json" || fail "completion of 'zq stat --js'"
+complete_words zq get -o max_deliv | grep -q "max_deliveries=" || fail "completion of -o"
+
 echo "$test_name: ok"
