@@ -192,7 +192,9 @@ static const s_command_t s_commands[] = {
      "each line's 1-based number as its confirm comes, then exits 0 once all are\n"
      "confirmed. Exits 2 when --timeout MS (default: the send_timeout_ms option,\n"
      "5000) pass without a confirm (what was not confirmed may still be stored),\n"
-     "5 when the server refuses (storage full, invalid queue name).\n"},
+     "5 when the server refuses (storage full, invalid queue name). With BODY \"-\"\n"
+     "it ends with a summary on stderr (\"N stored in T s, R/s\"; a live count\n"
+     "while stderr is a terminal). ENDPOINTS defaults to $ZQ_URL.\n"},
     {"get", zq_cli_get,
      S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE) | S_BIT (ZQ_OPT_NO_ACK), 2, 2,
      "ENDPOINTS QUEUE", "print messages from QUEUE, acking each after printing (reliable consumer)",
@@ -201,7 +203,8 @@ static const s_command_t s_commands[] = {
      "JSON, acking each once printed; with --no-ack they stay unacked and the\n"
      "server delivers them again (attempt + 1) once get has gone. Waits up to\n"
      "--timeout MS per message with a COUNT (default: forever); exits 2 if fewer\n"
-     "came (with \"all\": if none came).\n"},
+     "came (with \"all\": if none came). With \"all\" it ends with a summary on\n"
+     "stderr (\"N received in T s, R/s\"). ENDPOINTS defaults to $ZQ_URL.\n"},
     {"stat", zq_cli_stat,
      S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_JSON) | S_BIT (ZQ_OPT_WATCH) |
          S_BIT (ZQ_OPT_COUNT),
@@ -327,6 +330,8 @@ s_print_main_help (FILE *out)
                   "Commands:\n");
     for (size_t i = 0; i < S_COMMAND_COUNT; i++)
         fprintf (out, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf (out, "\nEnvironment: ZQ_ADMIN stands for ADMIN, and ZQ_URL for the ENDPOINTS of put\n"
+                  "and get, when the command's first argument is not an endpoint.\n");
     fprintf (out, "\n%s\nData goes to stdout, errors to stderr. See zq(1).\n", s_exit_status_text);
 }
 
