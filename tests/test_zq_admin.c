@@ -13,7 +13,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include "zq_admin.h"
+#include "device/zq_admin.h"
 
 static void
 test_row_round_trip (void **state)

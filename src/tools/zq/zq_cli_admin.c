@@ -10,7 +10,7 @@
     =========================================================================
 */
 #include "zq_cli.h"
-#include "zq_admin.h"
+#include "device/zq_admin.h"
 #include <time.h>
 #include <unistd.h>
 
