@@ -110,6 +110,11 @@ expect 4 "port 70000 is outside 1-65535" put tcp://127.0.0.1:70000 orders '{}'
 expect 4 "port 0 is outside 1-65535" stat tcp://127.0.0.1:0
 expect 4 "cannot resolve host 'no-such-host.invalid'" put tcp://no-such-host.invalid:5670 q '{}'
 #  A port where nothing answers: the error names it and the likely cause.
+expect 2 "no confirm from tcp://127.0.0.1:9 within 300 ms: is zqd" put -t 300 tcp://127.0.0.1:9 q '{}'
+echo '{}' > "$work/one"
+zq put -t 300 tcp://127.0.0.1:9 q - < "$work/one" > "$work/out" 2> "$work/err"
+[ $? -eq 2 ] || fail "put - to nobody: $(cat "$work/err")"
+grep -qF "from tcp://127.0.0.1:9 within 300 ms: is zqd" "$work/err" || fail "put -: $(cat "$work/err")"
 expect 2 "no answer from tcp://127.0.0.1:9 within 300 ms: is zqd running there" \
     stat -t 300 tcp://127.0.0.1:9
 

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    test_zq_admin - the admin protocol's codec (src/zq_admin.h): what the
+    test_zq_admin - the admin protocol's codec (src/device/zq_admin.h): what the
     device encodes, zq decodes to the same values; unknown keys are
     skipped; malformed frames are refused with ZQ_EPROTO, never trusted.
 

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    zq_admin - the admin protocol's one codec (src/zq_admin.h).
+    zq_admin - the admin protocol's one codec (src/device/zq_admin.h).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

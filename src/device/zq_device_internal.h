@@ -84,7 +84,7 @@ void zqi_queue_config_destroy (zqi_queue_config_t **self_p);
 int zqi_device_name_check (const char *name);
 
 //  zqi_row_t, the counters of one queue as STAT reports them, is the admin
-//  codec's (src/zq_admin.h).
+//  codec's (src/device/zq_admin.h).
 
 #define ZQI_RATE_WINDOW 10
 

@@ -2,7 +2,7 @@
     zq_cli_admin - zq stat, ls, peek, purge, redrive, ping and info: the
     device's admin socket from the command line (doc/DEVICE.md, "Admin
     protocol"). Replies are read with the admin codec the device writes
-    them with (src/zq_admin.h).
+    them with (src/device/zq_admin.h).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

@@ -44,7 +44,14 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
                                          : "it can never store it (queue name, size or envelope)");
         return ZQ_EXIT_REMOTE;
     }
-    return zq_cli_failure (cli, errnum == EAGAIN ? "no confirm" : "put", errnum);
+    if (errnum == EAGAIN && !zq_cli_interrupted) {
+        zq_cli_error (cli,
+                      "no confirm from %s within %d ms: is zqd (or another reliable server) "
+                      "running there, on its bind endpoint? The message may still be stored",
+                      cli->args[0], s_put_timeout_ms (cli));
+        return ZQ_EXIT_TIMEOUT;
+    }
+    return zq_cli_failure (cli, "put", errnum);
 }
 
 //  Line numbers of the messages awaiting their confirm, by id.
@@ -171,8 +178,11 @@ s_put_lines (zq_cli_t *cli, zq_queue_t *queue, zq_cli_source_t *source, const ch
         if (progress)
             last_progress = zclock_mono ();
         else if (timeout_ms >= 0 && zclock_mono () - last_progress > timeout_ms) {
-            zq_cli_error (cli, "no confirm for %zu message%s within %d ms", zhashx_size (lines),
-                          zhashx_size (lines) == 1 ? "" : "s", timeout_ms);
+            zq_cli_error (cli,
+                          "no confirm for %zu message%s from %s within %d ms: is zqd (or another "
+                          "reliable server) running there, on its bind endpoint?",
+                          zhashx_size (lines), zhashx_size (lines) == 1 ? "" : "s", cli->args[0],
+                          timeout_ms);
             rc = ZQ_EXIT_TIMEOUT;
             break;
         }
