@@ -131,6 +131,13 @@ typedef struct {
 } s_seen_t;
 
 static void
+s_seen_destroy (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+static void
 s_print_header (void)
 {
     printf ("%-24s %-7s %9s %9s %9s %9s %7s %8s %9s %9s %9s %11s %7s %8s\n", "QUEUE", "KIND",
@@ -156,8 +163,10 @@ s_print_row (const zqi_admin_row_t *row, zhashx_t *seen, int64_t sampled_us)
     }
     if (seen && !before && zhashx_size (seen) < S_WATCH_QUEUES_MAX) {
         before = (s_seen_t *)calloc (1, sizeof *before);
-        if (before && zhashx_insert (seen, row->name, before))
-            free (before), before = NULL;
+        if (before && zhashx_insert (seen, row->name, before)) {
+            free (before);
+            before = NULL; //  not remembered: its rates stay the device's
+        }
     }
     if (before) {
         before->in = c->in;
@@ -235,7 +244,7 @@ zq_cli_stat (zq_cli_t *cli)
         zq_cli_error (cli, "%s", strerror (ENOMEM));
         return ZQ_EXIT_TRANSPORT;
     }
-    zhashx_set_destructor (seen, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_destructor (seen, s_seen_destroy);
     bool terminal = isatty (STDOUT_FILENO);
     int rc = ZQ_EXIT_OK;
     for (uint64_t sample = 0; !cli->count || sample < cli->count; sample++) {
