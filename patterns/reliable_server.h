@@ -43,6 +43,18 @@ enum {
     ZQI_RS_LIMITS = 4
 };
 
+//  Notable events, each logged at debug level (zqd -v) one line at a time,
+//  at most one line per ZQI_RS_EVENT_LOG_MS of each kind (the rest counted
+//  in the next line), so a flood of them cannot fill a disk.
+#define ZQI_RS_EVENT_LOG_MS 100
+enum {
+    ZQI_RS_EVENT_QUEUE = 0,      //  a queue created by a client
+    ZQI_RS_EVENT_CONSUMER = 1,   //  a consumer joined or left
+    ZQI_RS_EVENT_REDELIVERY = 2, //  a visibility timeout sent a delivery back
+    ZQI_RS_EVENT_DEAD = 3,       //  a message dead-lettered
+    ZQI_RS_EVENTS = 4
+};
+
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
 
 typedef struct {
@@ -140,6 +152,7 @@ struct _zqi_r_server_t {
     uint32_t open_max;          //  most open at once (the fd budget)
     uint64_t use_clock;
     zqi_log_limit_t limit_log[ZQI_RS_LIMITS]; //  S_LIMIT_*: refusals for a limit
+    zqi_log_limit_t event_log[ZQI_RS_EVENTS]; //  ZQI_RS_EVENT_*: notable events
     zqi_rs_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -173,6 +186,9 @@ int zqi_rs_mkdirs (const char *path);
 uint32_t zqi_rs_open_new_max (zqi_r_server_t *self);
 
 void zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name);
+//  Logs one notable event (ZQI_RS_EVENT_*), rate-limited per kind.
+void zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 zqi_r_code_t zqi_rs_store_code (int errnum);
 

@@ -208,6 +208,8 @@ zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)
     zqi_rs_consumer_t *consumer = &self->consumers[index];
     if (!consumer->in_use)
         return;
+    if (index != ZQI_RS_LOCAL)
+        zqi_rs_event (self, ZQI_RS_EVENT_CONSUMER, "consumer %u left", consumer->session);
     while (consumer->head != ZQI_R_NONE)
         zqi_rs_fail_delivery (self, consumer->head, 0);
     while (consumer->queue_count)
@@ -323,6 +325,8 @@ s_dead_letter (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index,
     }
     dead->counters.put++;
     queue->counters.dead_lettered++;
+    zqi_rs_event (self, ZQI_RS_EVENT_DEAD, "queue %s: a message moved to %s after %u attempts",
+                  queue->name, dead->name, entry->attempt);
     if (zqi_rs_entry_ack (self, index)) {
         //  The copy is stored but the original stays: it is tried again
         //  (the dead-letter queue may then hold it twice, never none).

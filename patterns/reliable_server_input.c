@@ -554,6 +554,10 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state == ZQI_RS_DELIVERED) {
             self->queues[entry->queue]->counters.timeouts++;
+            zqi_rs_event (self, ZQI_RS_EVENT_REDELIVERY,
+                          "queue %s: a delivery (attempt %u) passed its visibility timeout: it "
+                          "goes back for redelivery",
+                          self->queues[entry->queue]->name, entry->attempt);
             zqi_rs_owner_expire (self, index);
             zqi_rs_fail_delivery (self, index, 0);
         } else

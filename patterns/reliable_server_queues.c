@@ -51,6 +51,23 @@ zqi_rs_open_new_max (zqi_r_server_t *self)
     return self->open_max - self->open_max / 8;
 }
 
+void
+zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->event_log[kind], zclock_mono (), ZQI_RS_EVENT_LOG_MS, &skipped))
+        return;
+    char line[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    if (skipped)
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s (%" PRIu64 " more like it not shown)", line, skipped);
+    else
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s", line);
+}
+
 //  Logs a refusal for a limit (S_LIMIT_*) at most once per ZQI_RS_LIMIT_LOG_MS,
 //  with how many were refused since the last line.
 void
@@ -336,6 +353,7 @@ zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool crea
                 return NULL;
             }
             zqi_rs_queue_register (self, queue);
+            zqi_rs_event (self, ZQI_RS_EVENT_QUEUE, "queue %s created", queue->name);
         }
     }
     if (zqi_rs_queue_open (self, queue, false))
@@ -439,6 +457,7 @@ zqi_rs_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
     char key[512];
     zqi_rs_route_key (route, size, key);
     zhashx_insert (self->consumer_by_route, key, (void *)(uintptr_t)(index + 1));
+    zqi_rs_event (self, ZQI_RS_EVENT_CONSUMER, "consumer %u joined", consumer->session);
     return index;
 }
 

@@ -180,6 +180,7 @@ typedef struct {
     zsock_t *monitor;
     void *monitor_handle;
     int64_t monitor_read_ms;
+    zqi_log_limit_t retry_log; //  client: "retrying" lines, at most one a second
     //  Server: routes from oldest to newest; scratch for one route.
     s_list_t age;
     uint8_t route[S_MAX_HOPS * 256];
@@ -712,6 +713,21 @@ s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
     }
 }
 
+//  Says (at notice level, at most once a second) that a request is sent
+//  again, and why: its attempt's deadline passed, or its server went.
+static void
+s_log_retry (s_rpc_t *self, uint32_t index, int64_t now, const char *why)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->retry_log, now, 1000, &skipped))
+        return;
+    char id_hex[ZQ_MSG_ID_SIZE * 2 + 1];
+    zqi_log (ZQ_LOG_NOTICE, "rpc: request %s %s: retrying (attempt %u of %u)%s",
+             zq_msg_id_hex (self->entries[index].request, id_hex), why,
+             self->entries[index].attempts + 1, self->retries + 1,
+             skipped ? " (and other requests)" : "");
+}
+
 //  Retries requests whose attempt deadline has passed, and moves those
 //  out of attempts to the expired list.
 static void
@@ -719,9 +735,12 @@ s_run_timers (s_rpc_t *self, int64_t now)
 {
     while (self->heap_size && self->entries[self->heap[0]].deadline <= now) {
         uint32_t index = self->heap[0];
-        if (self->entries[index].attempts <= self->retries)
+        if (self->entries[index].attempts <= self->retries) {
+            char why[64];
+            snprintf (why, sizeof why, "had no reply within %d ms", self->request_timeout_ms);
+            s_log_retry (self, index, now, why);
             s_attempt (self, index, now);
-        else {
+        } else {
             s_heap_remove (self, index);
             if (self->entries[index].pending)
                 s_pending_remove (self, index);
@@ -742,8 +761,10 @@ s_reroute (s_rpc_t *self, int64_t now)
     for (uint32_t index = 0; index < self->capacity; index++) {
         s_entry_t *entry = &self->entries[index];
         if (entry->in_use && !entry->expired && !entry->pending && entry->server != S_NONE &&
-            !self->servers[entry->server].live && entry->attempts <= self->retries)
+            !self->servers[entry->server].live && entry->attempts <= self->retries) {
+            s_log_retry (self, index, now, "lost its server");
             s_attempt (self, index, now);
+        }
     }
 }
 

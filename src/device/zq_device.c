@@ -180,7 +180,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
             snprintf (error, error_size, "cannot create the admin socket");
             return zqi_fail (ENOMEM);
         }
-        zsock_set_maxmsgsize (self->admin, 64 * 1024);
+        zsock_set_maxmsgsize (self->admin, ZQI_DEVICE_ADMIN_REQUEST_MAX);
         zsock_set_sndhwm (self->admin, 100);
         zsock_set_linger (self->admin, 0);
         //  With CURVE, the admin socket is a CURVE server with the same
@@ -219,6 +219,7 @@ s_device_loop (zqi_device_t *self)
     size_t capacity = 0;
     zmq_pollitem_t *items = NULL;
     s_item_t *owners = NULL;
+    self->started_ms = zclock_mono ();
     self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {

@@ -238,6 +238,9 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
                                 value);
         } else if (streq (key, "fsync_interval_ms"))
             rc = s_parse_int (path, value, 1, 3600000, &self->fsync_interval_ms, error, error_size);
+        else if (streq (key, "backlog_warning_ms"))
+            rc = s_parse_int (path, value, 0, INT32_MAX, &self->backlog_warning_ms, error,
+                              error_size);
         else if (streq (key, "curve")) {
             for (zconfig_t *curve = zconfig_child (item); curve; curve = zconfig_next (curve)) {
                 const char *name = zconfig_name (curve);
@@ -254,7 +257,7 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
         } else
             return s_error (error, error_size,
                             "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
-                            "curve, insecure)",
+                            "backlog_warning_ms, curve, insecure)",
                             path);
         if (rc)
             return rc;
@@ -572,6 +575,7 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->curve_clients = strdup ("");
     self->fsync = ZQ_SPOOL_FSYNC_ALWAYS;
     self->fsync_interval_ms = 100;
+    self->backlog_warning_ms = ZQI_BACKLOG_WARNING_MS_DEFAULT;
     self->queue_options = zq_options_new ();
     self->queues = zlistx_new ();
     self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;

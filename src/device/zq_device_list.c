@@ -42,6 +42,17 @@ zqi_device_dqueue_destructor (void **item_p)
     s_dqueue_destroy ((zqi_dqueue_t **)item_p);
 }
 
+//  A new queue's first rate sample: nothing in or out at the last tick (it
+//  did not exist then), so the first STAT after activity shows a rate.
+static void
+s_rate_baseline (zqi_device_t *self, zqi_dqueue_t *dq)
+{
+    int64_t now = zclock_mono ();
+    int64_t last_tick = self->next_tick_ms ? self->next_tick_ms - ZQI_DEVICE_TICK_MS : now;
+    dq->sample_ms[0] = last_tick < now ? last_tick : now;
+    dq->samples = 1;
+}
+
 //  Creates queue name of kind with config (taken: the queue owns it, also
 //  on failure). Returns 0, or -1 with errno and error.
 int
@@ -57,6 +68,7 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
     }
     dq->kind = config->kind;
     dq->config = config;
+    s_rate_baseline (self, dq);
     int rc = 0;
     if (dq->kind == ZQI_KIND_QUEUE) {
         if (!self->qserver) {
@@ -117,6 +129,7 @@ zqi_device_queues_sync (zqi_device_t *self)
             break;
         dq->name = strdup (name);
         dq->kind = ZQI_KIND_QUEUE;
+        s_rate_baseline (self, dq);
         if (!dq->name || zhashx_insert (self->queues, dq->name, dq))
             s_dqueue_destroy (&dq);
     }
@@ -133,12 +146,41 @@ zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
         zqi_forward_row (dq, row);
     else if (self->qserver)
         zqi_qserver_row (self->qserver, dq->name, row);
-    if (dq->samples > 1) {
-        size_t span = dq->samples - 1 < ZQI_RATE_WINDOW ? dq->samples - 1 : ZQI_RATE_WINDOW;
-        size_t newest = (dq->samples - 1) % (ZQI_RATE_WINDOW + 1);
-        size_t oldest = (dq->samples - 1 - span) % (ZQI_RATE_WINDOW + 1);
-        row->in_rate = (double)(dq->in_samples[newest] - dq->in_samples[oldest]) / (double)span;
-        row->out_rate = (double)(dq->out_samples[newest] - dq->out_samples[oldest]) / (double)span;
+    if (dq->samples > 0) {
+        //  From the oldest sample kept to the live counters: activity since
+        //  the last tick counts at once.
+        size_t kept = dq->samples < ZQI_RATE_WINDOW + 1 ? dq->samples : ZQI_RATE_WINDOW + 1;
+        size_t oldest = (dq->samples - kept) % (ZQI_RATE_WINDOW + 1);
+        double seconds = (double)(zclock_mono () - dq->sample_ms[oldest]) / 1000.0;
+        if (seconds < 0.1)
+            seconds = 0.1;
+        if (row->in >= dq->in_samples[oldest])
+            row->in_rate = (double)(row->in - dq->in_samples[oldest]) / seconds;
+        if (row->out >= dq->out_samples[oldest])
+            row->out_rate = (double)(row->out - dq->out_samples[oldest]) / seconds;
+    }
+}
+
+//  Warns once when a queue's oldest message passes backlog_warning_ms, and
+//  says so again when the backlog is gone.
+static void
+s_backlog_check (zqi_device_t *self, zqi_dqueue_t *dq, const zqi_row_t *row)
+{
+    int64_t limit = self->config->backlog_warning_ms;
+    if (limit <= 0)
+        return;
+    if (!dq->backlog_warned && row->oldest_age_ms > (uint64_t)limit) {
+        dq->backlog_warned = true;
+        zqi_log (ZQ_LOG_WARNING,
+                 "zq_device: %s %s is backing up: its oldest message waits for %llu ms (over "
+                 "device/backlog_warning_ms %lld), %llu waiting, %llu consumer%s",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms,
+                 (long long)limit, (unsigned long long)row->depth,
+                 (unsigned long long)row->consumers, row->consumers == 1 ? "" : "s");
+    } else if (dq->backlog_warned && row->oldest_age_ms <= (uint64_t)limit) {
+        dq->backlog_warned = false;
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: %s %s caught up: its oldest message waits for %llu ms",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms);
     }
 }
 
@@ -157,6 +199,8 @@ zqi_device_tick (zqi_device_t *self)
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
+        dq->sample_ms[slot] = zclock_mono ();
+        s_backlog_check (self, dq, &row);
         dq->samples++;
     }
 }

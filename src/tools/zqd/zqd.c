@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 
 //  Exit status (doc/zqd.8).
 #define S_EXIT_OK     0
@@ -77,10 +78,18 @@ s_log (zq_log_level_t level, const char *line, void *arg)
     static const char *names[] = {"error", "warning", "notice", "debug"};
     static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_DEBUG};
     int index = level <= ZQ_LOG_DEBUG ? (int)level : ZQ_LOG_DEBUG;
-    if (s_syslog)
+    if (s_syslog) {
         syslog (priorities[index], "%s", line);
-    else
-        fprintf (stderr, "zqd: %s: %s\n", names[index], line);
+        return;
+    }
+    //  stderr: a UTC timestamp (ISO 8601, milliseconds) and the level.
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    struct tm utc;
+    char when[32] = "";
+    if (gmtime_r (&now.tv_sec, &utc))
+        strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%S", &utc);
+    fprintf (stderr, "%s.%03ldZ zqd: %s: %s\n", when, now.tv_nsec / 1000000L, names[index], line);
 }
 
 static void s_fail (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
