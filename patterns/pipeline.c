@@ -132,49 +132,11 @@ s_send (void *state, zq_msg_t **msg_p)
     return s_send_with ((s_pipeline_t *)state, msg_p, ZMQ_DONTWAIT);
 }
 
-//  The next message of the batch frame being split: NULL with the
-//  element's error if it is malformed (the others still come).
-static zq_msg_t *
-s_next_element (s_pipeline_t *self)
-{
-    const uint8_t *data;
-    size_t size;
-    if (zqi_batch_next (&self->reader, &data, &size))
-        return NULL;
-    const void *frames[1] = {data};
-    zq_msg_t *msg = zq_msg_decode_buffers (frames, &size, 1, self->max_message_bytes);
-    int saved_errno = errno;
-    if (zqi_batch_left (&self->reader) == 0)
-        zqi_batch_close (&self->reader);
-    errno = saved_errno;
-    return msg;
-}
-
 static zq_msg_t *
 s_recv_with (s_pipeline_t *self, int flags)
 {
-    if (zqi_batch_left (&self->reader))
-        return s_next_element (self);
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
     //  A PUSH socket refuses to receive with ENOTSUP itself.
-    if (zmq_msg_recv (&frame, self->handle, flags) == -1) {
-        int saved_errno = errno;
-        zmq_msg_close (&frame);
-        errno = saved_errno;
-        return NULL;
-    }
-    zq_msg_t *msg = NULL;
-    if (!zmq_msg_more (&frame) &&
-        zqi_batch_is ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame))) {
-        if (zqi_batch_open (&self->reader, &frame, self->max_message_bytes) == 0)
-            msg = s_next_element (self);
-    } else
-        msg = zqi_msg_from_frame (&frame, self->handle, flags, self->max_message_bytes);
-    int saved_errno = errno;
-    zmq_msg_close (&frame);
-    errno = saved_errno;
-    return msg;
+    return zqi_batch_recv_msg (&self->reader, self->handle, flags, self->max_message_bytes);
 }
 
 static zq_msg_t *

@@ -254,3 +254,48 @@ zqi_batch_close (zqi_batch_reader_t *self)
     }
     return left;
 }
+
+//  The next element of the batch being split, decoded as a message.
+static zq_msg_t *
+s_next_msg (zqi_batch_reader_t *self, size_t max_size)
+{
+    const uint8_t *data;
+    size_t size;
+    if (zqi_batch_next (self, &data, &size))
+        return NULL;
+    const void *frames[1] = {data};
+    zq_msg_t *msg = zq_msg_decode_buffers (frames, &size, 1, max_size);
+    int saved_errno = errno;
+    if (self->left == 0)
+        zqi_batch_close (self);
+    errno = saved_errno;
+    return msg;
+}
+
+zq_msg_t *
+zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size)
+{
+    if (max_size == 0)
+        max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
+    if (zqi_batch_left (self))
+        return s_next_msg (self, max_size);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, handle, flags) == -1) {
+        int saved_errno = errno;
+        zmq_msg_close (&frame);
+        errno = saved_errno;
+        return NULL;
+    }
+    zq_msg_t *msg = NULL;
+    if (!zmq_msg_more (&frame) &&
+        zqi_batch_is ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame))) {
+        if (zqi_batch_open (self, &frame, max_size) == 0)
+            msg = s_next_msg (self, max_size);
+    } else
+        msg = zqi_msg_from_frame (&frame, handle, flags, max_size);
+    int saved_errno = errno;
+    zmq_msg_close (&frame);
+    errno = saved_errno;
+    return msg;
+}

@@ -112,4 +112,14 @@ zqi_batch_left (const zqi_batch_reader_t *self)
 //  Releases the frame; returns how many elements were not taken.
 uint32_t zqi_batch_close (zqi_batch_reader_t *self);
 
+//  Receives the next message from handle, a socket whose ZeroMQ messages
+//  are each one envelope or one batch frame of envelopes (the pipeline's
+//  wire): the next element of the batch self holds, else the next ZeroMQ
+//  message (flags for its first frame). Returns the message, or NULL with
+//  errno: from libzmq (EAGAIN...), or a malformed-input code for a bad
+//  message, a bad batch (none of it given out) or a bad element (the
+//  others still come, one per call); every frame of what was bad has been
+//  read.
+zq_msg_t *zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size);
+
 #endif
