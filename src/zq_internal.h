@@ -133,6 +133,10 @@ void zqi_msg_take_body (zq_msg_t *self, void *data, size_t size);
 //  zactor_t: for patterns, which hold the handle.
 int zqi_msg_send_to (zq_msg_t **self_p, void *handle, int flags);
 zq_msg_t *zqi_msg_recv_from (void *handle, int flags, size_t max_size);
+//  zqi_msg_recv_from for a first frame the caller received itself: takes
+//  its content (*first is left empty; the caller still closes it), reads
+//  the message's further frames from handle and decodes the whole.
+zq_msg_t *zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size);
 
 //  Size of msg's one-frame wire form (header immediately followed by the body).
 size_t zqi_msg_wire_size (const zq_msg_t *self);

@@ -109,6 +109,12 @@ typedef struct {
     //  Returns 0 (ready or not: the core tries again), or -1 with errno.
     int (*wait) (void *state, short what, long timeout_ms);
 
+    //  Optional. One non-blocking attempt to hand libzmq what send took
+    //  but still holds (a batch gathered while there was no room): 0 when
+    //  nothing is held any more, else -1 with errno (EAGAIN: wait for
+    //  ZMQ_POLLOUT and try again). NULL: the pattern never holds any.
+    int (*flush) (void *state);
+
     //  Optional. Milliseconds until the pattern needs send or recv to be
     //  called again for its own timers (retries, heartbeats), or -1 for
     //  none; the core never waits longer than this.

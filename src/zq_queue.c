@@ -410,6 +410,26 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
     return s_send_retry (self, S_SEND, NULL, msg_p, timeout_ms);
 }
 
+int
+zq_queue_flush (zq_queue_t *self, int timeout_ms)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->flush || self->pattern->flush (self->state) == 0)
+        return 0;
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        if (s_wait (self, ZMQ_POLLOUT, timeout_ms, &deadline))
+            return -1;
+        if (self->pattern->flush (self->state) == 0)
+            return 0;
+    }
+    return -1;
+}
+
 zq_msg_t *
 zq_queue_recv (zq_queue_t *self, int timeout_ms)
 {

@@ -18,6 +18,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#include "zq_batch.h"
 #include "zq_device_internal.h"
 
 //  Most messages taken in or sent out per wake-up, so one busy stream
@@ -61,6 +62,8 @@ typedef struct {
     int64_t logged_ms;
     uint64_t spilled_unlogged;
     int64_t spill_logged_ms;
+    //  The batch frame being split (its elements are input not yet taken).
+    zqi_batch_reader_t batch;
 } s_stream_t;
 
 static s_entry_t *
@@ -295,6 +298,7 @@ zqi_stream_close (zqi_dqueue_t *dq)
             zq_msg_destroy (&entry->msg);
         }
         free (self->ring);
+        zqi_batch_close (&self->batch);
         zq_spool_destroy (&self->spool);
         free (self);
         dq->kind_state = NULL;
@@ -306,8 +310,11 @@ zqi_stream_input (zqi_dqueue_t *dq)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
     bool appended = false;
-    for (int burst = 0; burst < S_BURST; burst++) {
-        zq_msg_t *msg = zq_msg_recv (zsock_resolve (dq->in), ZMQ_DONTWAIT, self->max_message_bytes);
+    //  A batch frame begun is taken whole: its elements wake no poller.
+    for (int burst = 0; burst < S_BURST || zqi_batch_left (&self->batch); burst++) {
+        //  Producers may send batch frames (doc/PROTOCOL.md section 19).
+        zq_msg_t *msg = zqi_batch_recv_msg (&self->batch, zsock_resolve (dq->in), ZMQ_DONTWAIT,
+                                            self->max_message_bytes);
         if (!msg) {
             if (s_bad_input (errno)) {
                 dq->counters.errors++;
