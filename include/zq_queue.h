@@ -534,7 +534,9 @@ typedef struct {
 //  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
 //  (no file descriptor to open it: every open queue is busy or the process
 //  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
-//  (ZQ_ECORRUPT, EBUSY, ...).
+//  (ZQ_ECORRUPT, EBUSY, ...). A declared queue is the application's, not
+//  a client's: it does not count towards max_auto_queues, is never
+//  removed when idle (auto_queue_idle_ms), and zq_queue_delete refuses it.
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
 //  Returns a new list of the names of the queues the server holds
@@ -563,6 +565,23 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  or -1 with errno as zq_queue_peek (ZQ_EFULL: name's spool is full;
 //  what moved before stays moved).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
+
+//  zq_queue_delete's flags: delete a queue that holds messages (they are
+//  dropped, deliveries in flight included).
+#define ZQ_DELETE_FORCE 1
+
+//  Deletes queue name and its dead-letter queue NAME.dead, if any (a
+//  NAME.dead given alone goes alone; its queue keeps a place for a new
+//  one): their messages and spool directories are gone and the name is
+//  free, as if never used. Consumers of it get ERROR 13 ("queue deleted")
+//  and are no longer subscribed; settling a delivery of it afterwards
+//  gets ERROR 7. Without ZQ_DELETE_FORCE a queue (or its NAME.dead) that
+//  holds any message, ready, delayed or in flight, is not deleted. Stores
+//  how many messages were dropped in *count_p (if not NULL). Returns 0,
+//  or -1 with errno ZQ_ENOTFOUND, EINVAL (bad name or flags), ENOTSUP,
+//  ENOTEMPTY (messages and no ZQ_DELETE_FORCE), EPERM (a queue made by
+//  zq_queue_declare: it stays) or the spool's errno.
+ZQ_EXPORT int zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p);
 
 #ifdef __cplusplus
 }

@@ -290,6 +290,14 @@ s_redrive (void *state, const char *name, uint64_t *count_p)
     return self->server ? zqi_r_server_redrive (self->server, name, count_p) : zqi_fail (ENOTSUP);
 }
 
+static int
+s_delete (void *state, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->server ? zqi_r_server_delete (self->server, name, flags, count_p)
+                        : zqi_fail (ENOTSUP);
+}
+
 const zq_pattern_t zqi_pattern_reliable = {
     .name = "reliable",
     .state_size = sizeof (s_reliable_t),
@@ -318,4 +326,5 @@ const zq_pattern_t zqi_pattern_reliable = {
     .peek = s_peek,
     .purge = s_purge,
     .redrive = s_redrive,
+    .delete_queue = s_delete,
 };

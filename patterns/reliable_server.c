@@ -59,6 +59,11 @@
 #define S_FD_RESERVE   64
 #define S_OPEN_MIN     4     //  queues open at once, however low the limit
 #define S_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
+#define S_SWEEP_MS     1000  //  idle client-made queues are looked for once per this
+
+//  A deleted queue's spool directory is renamed to this prefix + its name
+//  before its files go, so a crash midway never leaves a half queue.
+#define S_DELETED_PREFIX ".deleted."
 
 //  Why a queue or a CONSUME was refused (s_limit_log).
 enum {
@@ -66,16 +71,21 @@ enum {
     S_LIMIT_BUDGET = 1,
     S_LIMIT_PROCESS = 2,
     S_LIMIT_CONSUMER = 3,
-    S_LIMITS = 4
+    S_LIMIT_AUTO = 4,
+    S_LIMIT_NO_SPACE = 5,
+    S_LIMITS = 6
 };
 
 enum { S_DELIVERED = 1, S_HELD = 2, S_RETURNED = 3 };
 
 typedef struct {
-    char *name;
+    char *name; //  NULL: a free slot (the queue was deleted)
     uint32_t index;
     zq_spool_t *spool;
     bool is_dead;        //  a dead-letter queue: never dead-letters itself
+    bool is_auto;        //  made by a client's first use (or found on disk), not declared
+    bool declared;       //  made or claimed by zq_queue_declare: never deleted
+    int64_t named_ms;    //  zclock_mono when last named by a PUT, CONSUME or admin call
     uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
     uint32_t *consumers; //  indexes of the consumers subscribed
     uint32_t consumer_count;
@@ -145,6 +155,14 @@ struct _zqi_r_server_t {
     uint32_t dead_unmade;         //  queues whose NAME.dead has a place kept but does not exist
     bool starting;                //  opening the queues found in the spool directory
     uint32_t max_consumer_queues; //  most queues one remote consumer consumes
+    uint32_t max_auto_queues;     //  most queues clients make by using them
+    uint32_t auto_count;          //  queues with is_auto
+    uint32_t free_count;          //  free slots in queues (deleted queues)
+    bool declaring;               //  zq_queue_declare is making a queue
+    int64_t auto_idle_ms;         //  auto_queue_idle_ms (0: never removed)
+    int64_t next_sweep;           //  zclock_mono of the next look for idle queues
+    zqi_disk_watch_t disk;        //  min_free_bytes on the spool's filesystem
+    uint64_t no_space;            //  PUTs refused under min_free_bytes
     uint32_t local_prefetch;
     size_t max_message_bytes;
     int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension
@@ -245,6 +263,18 @@ s_limit_log (zqi_r_server_t *self, int which, const char *name)
                  " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
                  "; %" PRIu64 " refused since the last such line)",
                  name, self->open_count, self->open_max, s_open_new_max (self), refused);
+    else if (which == S_LIMIT_AUTO)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: new queue %s refused: max_auto_queues (%" PRIu32
+                 ") queues made by clients exist; delete some (zq delete) or raise it (%" PRIu64
+                 " refused since the last such line)",
+                 name, self->max_auto_queues, refused);
+    else if (which == S_LIMIT_NO_SPACE)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: PUT to %s refused: %" PRIu64
+                 " bytes free on the spool's filesystem, under min_free_bytes (%" PRIu64
+                 "; %" PRIu64 " refused since the last such line)",
+                 name, self->disk.free_bytes, self->disk.min_free_bytes, refused);
     else if (which == S_LIMIT_CONSUMER)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: CONSUME of %s refused: a connection consumes at most "
@@ -421,9 +451,18 @@ s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         places = 0;
     else if (!is_dead && self->max_attempts && !self->starting && !s_dead_child (self, key))
         places = 2;
-    uint64_t taken = (uint64_t)self->queue_count + (self->starting ? 0 : self->dead_unmade);
+    uint64_t taken =
+        (uint64_t)self->queue_count - self->free_count + (self->starting ? 0 : self->dead_unmade);
     if (places && taken + places > self->max_queues) {
         s_limit_log (self, S_LIMIT_QUEUES, key);
+        errno = ZQ_ELIMIT;
+        return NULL;
+    }
+    //  Queues a client makes by naming them have their own cap; those
+    //  found on disk at start count towards it but are always kept.
+    bool is_auto = !is_dead && !self->declaring;
+    if (is_auto && !self->starting && self->auto_count >= self->max_auto_queues) {
+        s_limit_log (self, S_LIMIT_AUTO, key);
         errno = ZQ_ELIMIT;
         return NULL;
     }
@@ -445,6 +484,8 @@ s_queue_new (zqi_r_server_t *self, const char *key, size_t size)
     }
     queue->dead = ZQI_R_NONE;
     queue->is_dead = is_dead;
+    queue->is_auto = is_auto;
+    queue->named_ms = zclock_mono ();
     return queue;
 }
 
@@ -455,7 +496,20 @@ static void
 s_queue_register (zqi_r_server_t *self, s_queue_t *queue)
 {
     queue->index = self->queue_count;
-    self->queues[self->queue_count++] = queue;
+    if (self->free_count) {
+        //  A deleted queue's slot (its dedupe records were forgotten).
+        for (uint32_t index = 0; index < self->queue_count; index++)
+            if (!self->queues[index]->name) {
+                free (self->queues[index]);
+                queue->index = index;
+                break;
+            }
+        self->free_count--;
+    } else
+        self->queue_count++;
+    self->queues[queue->index] = queue;
+    if (queue->is_auto)
+        self->auto_count++;
     zhashx_insert (self->queue_by_name, queue->name, (void *)(uintptr_t)(queue->index + 1));
     if (queue->is_dead) {
         s_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
@@ -517,6 +571,7 @@ s_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
     if (s_queue_open (self, queue, false))
         return NULL;
     self->last_queue = queue;
+    queue->named_ms = zclock_mono ();
     return queue;
 }
 
@@ -1281,12 +1336,16 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_INVALID:
             return "invalid queue name";
         case ZQI_R_CODE_LIMIT:
-            return "queue limit reached (max_queues)";
+            return "queue limit reached (max_queues or max_auto_queues)";
         case ZQI_R_CODE_CONFLICT:
             return "id stored with other content";
         case ZQI_R_CODE_BUSY:
             return "no file descriptor to open the queue (too many open queues or "
                    "connections): retry later";
+        case ZQI_R_CODE_NO_SPACE:
+            return "no space: the spool's filesystem is under min_free_bytes: retry later";
+        case ZQI_R_CODE_DELETED:
+            return "queue deleted";
         default:
             return "storage failed";
     }
@@ -1358,6 +1417,16 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         pending->queue = seen->queue;
         pending->seq = seen->seq;
         queue->counters.duplicates++;
+        return;
+    }
+    //  Under the free-space watermark nothing new is stored (a duplicate
+    //  above was confirmed: it takes no space).
+    if (zqi_disk_low (&self->disk, now, size + body_size)) {
+        pending->code = ZQI_R_CODE_NO_SPACE;
+        queue->counters.refused++;
+        self->no_space++;
+        self->common.ctx->stats->refused++;
+        s_limit_log (self, S_LIMIT_NO_SPACE, queue->name);
         return;
     }
     if (second || envelope.attempt) {
@@ -1705,10 +1774,153 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_CONFLICT);
         s_answer (self, peer, ZQI_R_CODE_LIMIT);
         s_answer (self, peer, ZQI_R_CODE_BUSY);
+        s_answer (self, peer, ZQI_R_CODE_NO_SPACE);
     }
     self->pending_count = 0;
     self->peer_count = 0;
     self->touched_count = 0;
+}
+
+//  ---- Deleting queues ----------------------------------------------------
+
+//  Removes a directory and what it holds (a spool: files, perhaps a
+//  directory or two of them; links are removed, never followed), depth
+//  levels down at most.
+static void
+s_remove_tree (const char *path, int depth)
+{
+    DIR *dir = opendir (path);
+    if (dir) {
+        struct dirent *item;
+        while ((item = readdir (dir))) {
+            if (streq (item->d_name, ".") || streq (item->d_name, ".."))
+                continue;
+            char *child = zsys_sprintf ("%s/%s", path, item->d_name);
+            struct stat info;
+            if (child && lstat (child, &info) == 0) {
+                if (S_ISDIR (info.st_mode) && depth > 0)
+                    s_remove_tree (child, depth - 1);
+                else
+                    unlink (child);
+            }
+            zstr_free (&child);
+        }
+        closedir (dir);
+    }
+    rmdir (path);
+}
+
+//  Messages queue holds, ready, delayed or in flight. A queue closed
+//  after use answers from what its spool held when closed (nothing
+//  reaches a closed spool); one known by name only since the start is
+//  opened to count (UINT64_MAX if it cannot be).
+static uint64_t
+s_queue_depth (zqi_r_server_t *self, s_queue_t *queue)
+{
+    if (!queue->spool && !queue->used && s_queue_open (self, queue, false))
+        return UINT64_MAX;
+    zq_spool_stats_t stats = queue->closed_stats;
+    if (queue->spool)
+        zq_spool_stats (queue->spool, &stats);
+    return stats.depth;
+}
+
+//  Deletes queue: its entries (the deliveries of it are gone for their
+//  consumers), its consumers (each told with ERROR 13), its dedupe
+//  records, its spool and directory, its name. Its slot stays, free, for
+//  the next new queue. Called between rounds only (no PUT of this round
+//  waits on it). Returns how many messages it held.
+static uint64_t
+s_queue_remove (zqi_r_server_t *self, s_queue_t *queue)
+{
+    uint64_t dropped = s_queue_depth (self, queue);
+    if (dropped == UINT64_MAX)
+        dropped = 0;
+    for (uint32_t index = 0; index < self->table.capacity; index++) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->in_use && entry->queue == queue->index) {
+            s_entry_leave (self, index);
+            zqi_r_table_remove (&self->table, index);
+        }
+    }
+    while (queue->consumer_count) {
+        uint32_t consumer = queue->consumers[0];
+        s_consumer_t *holder = &self->consumers[consumer];
+        if (consumer != S_LOCAL) {
+            char reason[ZQ_QUEUE_NAME_MAX + 64];
+            snprintf (reason, sizeof reason, "queue deleted: %s", queue->name);
+            s_send_error (self, holder->route, holder->route_size, ZQI_R_CODE_DELETED, reason);
+        }
+        s_unsubscribe (self, consumer, queue);
+    }
+    zqi_r_dedupe_forget_queue (&self->dedupe, queue->index);
+    if (queue->is_dead) {
+        s_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
+        if (parent) {
+            parent->dead = ZQI_R_NONE;
+            if (self->max_attempts)
+                self->dead_unmade++; //  its place is kept again
+        }
+    } else if (queue->dead == ZQI_R_NONE && self->max_attempts && self->dead_unmade)
+        self->dead_unmade--; //  the place kept for its NAME.dead
+    if (queue->spool) {
+        zq_spool_destroy (&queue->spool);
+        self->open_count--;
+    }
+    if (self->spool_dir) {
+        //  Renamed first: a crash from here on leaves no queue by this
+        //  name, and the start removes what is left.
+        char *dir = zsys_sprintf ("%s/%s", self->spool_dir, queue->name);
+        char *gone = zsys_sprintf ("%s/%s%s", self->spool_dir, S_DELETED_PREFIX, queue->name);
+        if (dir && gone) {
+            if (rename (dir, gone) == 0)
+                s_remove_tree (gone, 4);
+            else if (errno != ENOENT)
+                zqi_log (ZQ_LOG_ERROR, "reliable: cannot remove %s: %s", dir, strerror (errno));
+        }
+        zstr_free (&dir);
+        zstr_free (&gone);
+    }
+    zhashx_delete (self->queue_by_name, queue->name);
+    if (queue->is_auto)
+        self->auto_count--;
+    if (self->last_queue == queue)
+        self->last_queue = NULL;
+    free (queue->name);
+    free (queue->consumers);
+    uint32_t index = queue->index;
+    memset (queue, 0, sizeof *queue);
+    queue->index = index;
+    queue->dead = ZQI_R_NONE;
+    self->free_count++;
+    return dropped;
+}
+
+//  Deletes client-made queues unnamed for auto_queue_idle_ms that hold
+//  nothing, have no consumer and whose NAME.dead (if any) holds nothing.
+static void
+s_sweep (zqi_r_server_t *self, int64_t now)
+{
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        s_queue_t *queue = self->queues[index];
+        //  Queues past the fd budget at start, never named since, are
+        //  left until named: counting them would open each.
+        if (!queue->name || !queue->is_auto || queue->consumer_count || queue->in_flight ||
+            queue->held || queue->appended || now - queue->named_ms < self->auto_idle_ms ||
+            (!queue->spool && !queue->used) || s_queue_depth (self, queue))
+            continue;
+        s_queue_t *dead = queue->dead != ZQI_R_NONE ? self->queues[queue->dead] : NULL;
+        if (dead && (dead->declared || dead->consumer_count || dead->in_flight || dead->held ||
+                     (!dead->spool && !dead->used) || s_queue_depth (self, dead)))
+            continue;
+        zqi_log (ZQ_LOG_NOTICE,
+                 "reliable: queue %s deleted: made by a client, empty and unused for %" PRId64
+                 " ms (auto_queue_idle_ms)",
+                 queue->name, now - queue->named_ms);
+        if (dead)
+            s_queue_remove (self, dead);
+        s_queue_remove (self, queue);
+    }
 }
 
 //  Runs due timers: visibility deadlines and the ends of holds.
@@ -1725,6 +1937,10 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
             s_fail_delivery (self, index, 0);
         } else
             s_return (self, index);
+    }
+    if (self->auto_idle_ms && now >= self->next_sweep) {
+        self->next_sweep = now + S_SWEEP_MS;
+        s_sweep (self, now);
     }
     if (now >= self->next_probe) {
         //  A probe to each remote consumer: a gone one fails with
@@ -1829,6 +2045,14 @@ s_open_existing (zqi_r_server_t *self)
         if (!is_dir)
             continue;
         size_t size = strlen (item->d_name);
+        if (strncmp (item->d_name, S_DELETED_PREFIX, strlen (S_DELETED_PREFIX)) == 0) {
+            //  A delete that stopped midway: finish it.
+            char *leftover = zsys_sprintf ("%s/%s", self->spool_dir, item->d_name);
+            if (leftover)
+                s_remove_tree (leftover, 4);
+            zstr_free (&leftover);
+            continue;
+        }
         if (self->open_count < s_open_new_max (self) ||
             zqi_queue_name_check (item->d_name, size) < 0) {
             if (!s_queue_get (self, item->d_name, size, true))
@@ -1894,6 +2118,10 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->backoff_max_ms = zqi_r_option (options, "nack_backoff_max_ms");
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
     self->max_consumer_queues = (uint32_t)zqi_r_option (options, "max_consumer_queues");
+    self->max_auto_queues = (uint32_t)zqi_r_option (options, "max_auto_queues");
+    self->auto_idle_ms = zqi_r_option (options, "auto_queue_idle_ms");
+    zqi_disk_watch_init (&self->disk, self->spool_dir,
+                         (uint64_t)zqi_r_option (options, "min_free_bytes"));
     self->open_max = self->spool_dir ? s_open_max () : UINT32_MAX;
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
@@ -1950,7 +2178,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     size_t lost = 0;
     for (uint32_t index = 0; index < self->queue_count; index++) {
         s_queue_t *queue = self->queues[index];
-        if (!self->spool_dir) {
+        if (!self->spool_dir && queue->spool) {
             zq_spool_stats_t stats;
             zq_spool_stats (queue->spool, &stats);
             lost += stats.depth;
@@ -2038,6 +2266,8 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
         due = self->table.entries[index].due;
     if (self->resume_due && self->resume_due < due)
         due = self->resume_due;
+    if (self->auto_idle_ms && self->auto_count && self->next_sweep < due)
+        due = self->next_sweep;
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;
@@ -2101,7 +2331,19 @@ zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int how, int64_t nu
 int
 zqi_r_server_declare (zqi_r_server_t *self, const char *name)
 {
-    return s_queue_get (self, name, strlen (name), true) ? 0 : -1;
+    self->declaring = true;
+    s_queue_t *queue = s_queue_get (self, name, strlen (name), true);
+    self->declaring = false;
+    if (!queue)
+        return -1;
+    //  Found on disk as a client's, or made by a client before: it is
+    //  the configuration's now.
+    if (queue->is_auto) {
+        queue->is_auto = false;
+        self->auto_count--;
+    }
+    queue->declared = true;
+    return 0;
 }
 
 static int
@@ -2128,6 +2370,8 @@ zqi_r_server_names (zqi_r_server_t *self)
     zlistx_set_destructor (names, s_free_name);
     zlistx_set_comparator (names, (zlistx_comparator_fn *)s_compare_names);
     for (uint32_t index = 0; index < self->queue_count; index++) {
+        if (!self->queues[index]->name)
+            continue;
         char *name = strdup (self->queues[index]->name);
         if (!name || !zlistx_add_end (names, name)) {
             free (name);
@@ -2350,4 +2594,30 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
     zq_spool_commit (dead->spool);
     errno = saved;
     return rc;
+}
+
+int
+zqi_r_server_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    if (zqi_queue_name_check (name, strlen (name)) < 0)
+        return zqi_fail (EINVAL);
+    s_queue_t *queue = s_queue_find (self, name);
+    if (!queue)
+        return zqi_fail (ZQ_ENOTFOUND);
+    s_queue_t *dead =
+        queue->dead != ZQI_R_NONE && !queue->is_dead ? self->queues[queue->dead] : NULL;
+    if (queue->declared || (dead && dead->declared))
+        return zqi_fail (EPERM);
+    self->pinned = queue; //  counting the dead-letter queue must not close it
+    bool holds = s_queue_depth (self, queue) || queue->held || queue->in_flight ||
+                 (dead && (s_queue_depth (self, dead) || dead->held || dead->in_flight));
+    self->pinned = NULL;
+    if (holds && !(flags & ZQ_DELETE_FORCE))
+        return zqi_fail (ENOTEMPTY);
+    uint64_t dropped = 0;
+    if (dead)
+        dropped += s_queue_remove (self, dead);
+    dropped += s_queue_remove (self, queue);
+    *count_p = dropped;
+    return 0;
 }

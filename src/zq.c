@@ -37,6 +37,7 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_ENVELOPE, 'e', "envelope", NULL,
      "print {\"id\",\"subject\",\"created_ms\",\"attempt\",\"headers\",\"body\"}"},
     {ZQ_OPT_NO_ACK, 0, "no-ack", NULL, "get: leave messages unacked, for redelivery"},
+    {ZQ_OPT_FORCE, 0, "force", NULL, "delete: drop the messages the queue holds"},
     {ZQ_OPT_WAIT_SUBSCRIBERS, 'w', "wait-subscribers", "N",
      "publish only once N subscriptions are in force (bounded by --timeout)"},
     {ZQ_OPT_EXEC, 'x', "exec", "CMD",
@@ -219,6 +220,12 @@ static const s_command_t s_commands[] = {
     {"redrive", zq_cli_redrive, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT), 2, 2, "ADMIN QUEUE",
      "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
      "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
+    {"delete", zq_cli_delete, S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_TIMEOUT) | S_BIT (ZQ_OPT_FORCE),
+     2, 2, "ADMIN QUEUE", "delete a device queue that clients made, with its QUEUE.dead",
+     "Prints \"deleted N messages\". A queue holding messages (or whose QUEUE.dead\n"
+     "does) is refused unless --force, which drops them, deliveries in flight\n"
+     "included; a queue declared in zqd's configuration is always refused. Its\n"
+     "consumers get an error; the name is free afterwards.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
      "list the queue options -o can set, with defaults", ""},
 };
@@ -389,6 +396,7 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
         case ZQ_OPT_PRINT_ENDPOINT:
         case ZQ_OPT_ENVELOPE:
         case ZQ_OPT_NO_ACK:
+        case ZQ_OPT_FORCE:
             return 0;
         case ZQ_OPT_COUNT:
             if (streq (value, "all")) {

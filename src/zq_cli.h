@@ -50,6 +50,7 @@ typedef enum {
     ZQ_OPT_DIR,
     ZQ_OPT_BACKLOG,
     ZQ_OPT_NO_ACK,
+    ZQ_OPT_FORCE,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 
@@ -385,5 +386,6 @@ int zq_cli_ls (zq_cli_t *cli);
 int zq_cli_peek (zq_cli_t *cli);
 int zq_cli_purge (zq_cli_t *cli);
 int zq_cli_redrive (zq_cli_t *cli);
+int zq_cli_delete (zq_cli_t *cli);
 
 #endif

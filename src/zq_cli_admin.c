@@ -1,5 +1,5 @@
 /*  =========================================================================
-    zq_cli_admin - zq stat, ls, peek, purge and redrive: the device's admin
+    zq_cli_admin - zq stat, ls, peek, purge, redrive and delete: the device's admin
     socket from the command line (doc/DEVICE.md, "Admin protocol").
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -227,12 +227,13 @@ zq_cli_peek (zq_cli_t *cli)
     return rc;
 }
 
-//  purge and redrive: one count back.
+//  purge, redrive and delete: one count back.
 static int
 s_count_command (zq_cli_t *cli, const char *command, const char *key, const char *verb)
 {
     int rc;
-    zmsg_t *reply = s_request (cli, &rc, command, cli->args[1], NULL);
+    zmsg_t *reply =
+        s_request (cli, &rc, command, cli->args[1], cli->given[ZQ_OPT_FORCE] ? "FORCE" : NULL);
     if (!reply)
         return rc;
     zframe_t *frame = zmsg_first (reply);
@@ -254,4 +255,10 @@ int
 zq_cli_redrive (zq_cli_t *cli)
 {
     return s_count_command (cli, "REDRIVE", "redriven", "redrove");
+}
+
+int
+zq_cli_delete (zq_cli_t *cli)
+{
+    return s_count_command (cli, "DELETE", "deleted", "deleted");
 }

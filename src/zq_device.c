@@ -278,7 +278,8 @@ s_queue_add (s_device_t *self, zqi_queue_config_t *config, char *error, size_t e
 }
 
 //  Makes sure every queue the reliable server holds has an entry here (for
-//  its rates): clients create queues by using them.
+//  its rates), and only those: clients create queues by using them, and
+//  the server deletes idle ones it made for them.
 static void
 s_queues_sync (s_device_t *self)
 {
@@ -289,6 +290,26 @@ s_queues_sync (s_device_t *self)
         return;
     zlistx_set_destructor (names, (zlistx_destructor_fn *)zstr_free);
     zqi_qserver_names (self->qserver, names);
+    zhashx_t *present = zhashx_new ();
+    for (char *name = (char *)zlistx_first (names); present && name;
+         name = (char *)zlistx_next (names))
+        zhashx_insert (present, name, name);
+    zlistx_t *gone = present ? zlistx_new () : NULL;
+    if (gone)
+        zlistx_set_destructor (gone, (zlistx_destructor_fn *)zstr_free);
+    for (zqi_dqueue_t *dq = gone ? (zqi_dqueue_t *)zhashx_first (self->queues) : NULL; dq;
+         dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
+        char *copy = dq->kind == ZQI_KIND_QUEUE && !zhashx_lookup (present, dq->name)
+                         ? strdup (dq->name)
+                         : NULL;
+        if (copy)
+            zlistx_add_end (gone, copy);
+    }
+    for (char *name = gone ? (char *)zlistx_first (gone) : NULL; name;
+         name = (char *)zlistx_next (gone))
+        zhashx_delete (self->queues, name);
+    zlistx_destroy (&gone);
+    zhashx_destroy (&present);
     for (char *name = (char *)zlistx_first (names); name; name = (char *)zlistx_next (names)) {
         if (zhashx_lookup (self->queues, name))
             continue;
@@ -584,6 +605,48 @@ s_parse_count (const char *text, uint64_t max, uint64_t *count_p)
     return 0;
 }
 
+//  DELETE NAME [FORCE]: a queue of kind queue that no configuration
+//  declared, with its NAME.dead; FORCE drops what it holds.
+static void
+s_command_delete (s_device_t *self, zqi_dqueue_t *dq, const char *argument, zmsg_t **reply_p)
+{
+    char *name = strdup (dq->name);
+    uint64_t dropped = 0;
+    if (!name)
+        s_error_reply (reply_p, "out of memory");
+    else if (argument && !streq (argument, "FORCE"))
+        s_error_reply (reply_p, "DELETE %s: the argument is FORCE or nothing, not '%.32s'", name,
+                       argument);
+    else if (dq->kind != ZQI_KIND_QUEUE)
+        s_error_reply (reply_p,
+                       "DELETE %s: a %s is declared in the configuration: remove it there and "
+                       "restart",
+                       name, zqi_kind_name (dq->kind));
+    else if (dq->config)
+        s_error_reply (reply_p,
+                       "DELETE %s: declared in the configuration (queues/%s): remove it there "
+                       "and restart",
+                       name, name);
+    else if (zqi_qserver_delete (self->qserver, name, argument ? ZQ_DELETE_FORCE : 0, &dropped)) {
+        int errnum = errno;
+        if (errnum == ENOTEMPTY)
+            s_error_reply (reply_p,
+                           "DELETE %s: holds messages (it or %s.dead): purge it, or delete with "
+                           "FORCE (zq delete --force)",
+                           name, name);
+        else if (errnum == EPERM)
+            s_error_reply (reply_p, "DELETE %s: declared in the configuration", name);
+        else
+            s_error_reply (reply_p, "DELETE %s: %s", name, zq_strerror (errnum));
+    } else {
+        s_append_count (*reply_p, "deleted", dropped);
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: deleted queue %s (%llu messages dropped)", name,
+                 (unsigned long long)dropped);
+        s_queues_sync (self);
+    }
+    free (name);
+}
+
 static zmsg_t *
 s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
 {
@@ -592,7 +655,8 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
     zmsg_t *reply = zmsg_new ();
     zmsg_addstr (reply, "OK");
     zqi_dqueue_t *dq = name ? s_lookup (self, name) : NULL;
-    bool named = streq (command, "PEEK") || streq (command, "PURGE") || streq (command, "REDRIVE");
+    bool named = streq (command, "PEEK") || streq (command, "PURGE") ||
+                 streq (command, "REDRIVE") || streq (command, "DELETE");
     if (named && !name) {
         s_error_reply (&reply, "%s: which queue?", command);
     } else if (named && !dq) {
@@ -642,6 +706,9 @@ s_command_admin (s_device_t *self, const char *command, zmsg_t *request)
             zqi_log (ZQ_LOG_NOTICE, "zq_device: purged %llu messages from %s",
                      (unsigned long long)purged, name);
         }
+    } else if (streq (command, "DELETE")) {
+        s_command_delete (self, dq, argument, &reply);
+        dq = NULL; //  freed if deleted
     } else {
         uint64_t redriven = 0;
         if (dq->kind != ZQI_KIND_QUEUE) {
@@ -678,7 +745,7 @@ s_handle (s_device_t *self, zmsg_t *request, bool from_pipe)
     } else if (from_pipe && streq (command, "QUEUE"))
         reply = s_command_queue (self, request);
     else if (streq (command, "LS") || streq (command, "STAT") || streq (command, "PEEK") ||
-             streq (command, "PURGE") || streq (command, "REDRIVE"))
+             streq (command, "PURGE") || streq (command, "REDRIVE") || streq (command, "DELETE"))
         reply = s_command_admin (self, command, request);
     else if (streq (command, "PING")) {
         reply = zmsg_new ();

@@ -238,6 +238,8 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
                                 value);
         } else if (streq (key, "fsync_interval_ms"))
             rc = s_parse_int (path, value, 1, 3600000, &self->fsync_interval_ms, error, error_size);
+        else if (streq (key, "min_free_bytes"))
+            rc = s_parse_int (path, value, 0, INT64_MAX, &self->min_free_bytes, error, error_size);
         else if (streq (key, "curve")) {
             for (zconfig_t *curve = zconfig_child (item); curve; curve = zconfig_next (curve)) {
                 const char *name = zconfig_name (curve);
@@ -254,7 +256,7 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
         } else
             return s_error (error, error_size,
                             "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
-                            "curve, insecure)",
+                            "min_free_bytes, curve, insecure)",
                             path);
         if (rc)
             return rc;
@@ -557,6 +559,7 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->curve_clients = strdup ("");
     self->fsync = ZQ_SPOOL_FSYNC_ALWAYS;
     self->fsync_interval_ms = 100;
+    self->min_free_bytes = ZQI_MIN_FREE_BYTES_DEFAULT;
     self->queue_options = zq_options_new ();
     self->queues = zlistx_new ();
     self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;

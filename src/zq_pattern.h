@@ -151,6 +151,7 @@ typedef struct {
     int (*peek) (void *state, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p);
     int (*purge) (void *state, const char *name, uint64_t *count_p);
     int (*redrive) (void *state, const char *name, uint64_t *count_p);
+    int (*delete_queue) (void *state, const char *name, int flags, uint64_t *count_p);
 } zq_pattern_t;
 
 //  How settle settles a message.
