@@ -52,6 +52,12 @@ def admin(zqd, *words):
     return status, rest
 
 
+def zq_cli(*args):
+    """Runs the zq program (bounded); returns the CompletedProcess."""
+    return subprocess.run([os.path.join(hostile.BUILDDIR, "src", "zq")] + list(args),
+                          capture_output=True, text=True, timeout=hostile.DEADLINE_S)
+
+
 def names(zqd):
     status, rows = admin(zqd, "LS")
     check(status == "OK", "LS failed: %r" % rows)
@@ -267,8 +273,9 @@ def test_delete_refusals_and_consumers():
         consumer = hostile.Client(zqd.endpoint)
         consumer.consume("work", 10)
         wait_until(lambda: "work" in names(zqd), "the consumed queue to be listed")
-        status, rows = admin(zqd, "DELETE", "work")
-        check(status == "OK" and rows[0]["deleted"] == 0, "DELETE of an empty queue: %r" % rows)
+        deleted = zq_cli("delete", zqd.admin, "work")
+        check(deleted.returncode == 0 and deleted.stdout == "deleted 0 messages\n",
+              "zq delete of an empty queue: %r" % (deleted,))
         got = consumer.recv_command(skip=(hostile.PONG, hostile.PING))
         check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == CODE_DELETED,
               "the consumer of a deleted queue got %r" % (got,))
@@ -279,10 +286,12 @@ def test_delete_refusals_and_consumers():
         producer.put_confirmed("busy", [b"1", b"2"])
         consumer.consume("busy", 1)
         delivered = consumer.deliveries(1)
-        status, rows = admin(zqd, "DELETE", "busy")
-        check(status == "ERROR", "DELETE with a delivery in flight: %r" % rows)
-        status, rows = admin(zqd, "DELETE", "busy", "FORCE")
-        check(status == "OK" and rows[0]["deleted"] == 2, "DELETE FORCE: %r" % rows)
+        refused = zq_cli("delete", zqd.admin, "busy")
+        check(refused.returncode == 5 and "--force" in refused.stderr,
+              "zq delete with a delivery in flight: %r" % (refused,))
+        forced = zq_cli("delete", "--force", zqd.admin, "busy")
+        check(forced.returncode == 0 and forced.stdout == "deleted 2 messages\n",
+              "zq delete --force: %r" % (forced,))
         consumer.ack([delivered[0][0]])
         errors = []
         while True:
