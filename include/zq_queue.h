@@ -407,12 +407,14 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EBUSY (refused for
 //  now: the server has no file descriptor to open the queue; sent again
-//  later, counted the same), EINVAL (the server can never store it: bad
+//  later, counted the same), ENOSPC (refused for now: the server's disk
+//  is under its free-space watermark, min_free_bytes; sent again later,
+//  counted the same), EINVAL (the server can never store it: bad
 //  queue name, a dead-letter queue, over the server's max_message_bytes,
 //  malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues; the outbox dropped it). The
+//  server's max_queues or max_auto_queues; the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -453,7 +455,7 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  confirmed it), or -1 with errno: ZQ_EFULL, EBUSY or ENOSPC (refused for now,
 //  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
 //  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
 //  the outbox), EAGAIN (no
