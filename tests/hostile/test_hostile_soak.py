@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 #   Soak: two producers put as fast as zqd confirms while a consumer acks
-#   at a tenth of their confirmed rate, for ZQ_SOAK_S seconds (30 in make
-#   check, 600 in make check-faults). The queue's quota (64 MiB here) is
-#   reached within seconds, so producers then meet refusals (code 1) and
-#   put again later, as a zq producer does. Checked all along: zqd's RSS
+#   at a tenth of their rate (their confirmed rate over the first
+#   RATE_WINDOW_S seconds, before any refusal), for ZQ_SOAK_S seconds (30
+#   in make check, 600 in make check-faults). The queue's quota (16 MiB
+#   here) is reached within seconds, so producers then meet refusals
+#   (code 1) and put again later, as a zq producer does, and go on at the
+#   consumer's pace as its acks free space. Checked all along: zqd's RSS
 #   stays under RSS_BOUND_KIB; every PUT is answered (confirm or refusal)
 #   within ANSWER_BOUND_S, never silence. At the end the consumer speeds
 #   up and drains the queue: every confirmed id is delivered (duplicates
@@ -28,12 +30,14 @@ BODY = b"s" * 2000
 WINDOW = 64            # PUTs a producer keeps unanswered
 RETRY_S = 0.1          # a refused PUT is sent again after this
 PREFETCH = 100
-QUOTA_BYTES = 64 * 1024 * 1024
+QUOTA_BYTES = 16 * 1024 * 1024
+SEGMENT_BYTES = 1024 * 1024
+RATE_WINDOW_S = 3.0
 # zqd at rest is about 8 MiB; what the consumer holds unsettled is at most
 # 16 MiB (max_unsettled_bytes), the dedupe window at most 262144 ids
 # (about 18 MiB with its hash), the backlog lives on disk: about 45 MiB at
 # worst. 96 MiB leaves room for allocator and sanitizer slack, never for
-# the backlog (64 MiB here, 1 GiB at the default quota).
+# the backlog (16 MiB here, 1 GiB at the default quota).
 RSS_BOUND_KIB = 96 * 1024
 ANSWER_BOUND_S = 10.0
 DRAIN_S = 120.0
@@ -95,7 +99,7 @@ class Producer:
 
 def test_slow_consumer_soak():
     zqd = hostile.Zqd(args=["-o", "quota_bytes=%d" % QUOTA_BYTES,
-                            "-o", "segment_bytes=4194304"]).start()
+                            "-o", "segment_bytes=%d" % SEGMENT_BYTES]).start()
     try:
         producers = [Producer(zqd.endpoint, n) for n in range(2)]
         consumer = hostile.Client(zqd.endpoint)
@@ -103,6 +107,7 @@ def test_slow_consumer_soak():
         held = []              # delivered ids not acked yet
         delivered = set()
         acked = 0
+        ack_rate = None
         peak_kib = 0
         next_sample = 0.0
         started = time.monotonic()
@@ -130,9 +135,13 @@ def test_slow_consumer_soak():
                     header, _ = hostile.parse_envelope(frames[1])
                     held.append(header[1])
                     delivered.add(header[1])
-            # The consumer acks a tenth of what producers got confirmed.
+            # The consumer acks at a tenth of the producers' rate: their
+            # confirms per second over the first RATE_WINDOW_S seconds.
             confirmed = sum(len(p.confirmed) for p in producers)
-            budget = confirmed // 10 - acked
+            if ack_rate is None and now - started >= RATE_WINDOW_S:
+                ack_rate = confirmed / (now - started) / 10
+            budget = (int(ack_rate * (now - started)) if ack_rate is not None
+                      else confirmed // 10) - acked
             if budget > 0 and held:
                 take = held[:budget]
                 del held[:len(take)]
@@ -153,6 +162,7 @@ def test_slow_consumer_soak():
         check(refused > 0 or worst > 0.05,
               "producers met neither refusals nor a slow confirm: no backpressure seen")
         # Drain: the consumer now acks all it gets.
+        acked_slowly = acked
         if held:
             consumer.ack(held)
             acked += len(held)
@@ -175,10 +185,10 @@ def test_slow_consumer_soak():
                 acked += len(batch)
             peak_kib = max(peak_kib, zqd.rss_kib())
         check(peak_kib < RSS_BOUND_KIB, "zqd's RSS reached %d KiB" % peak_kib)
-        print("soak %.0f s: %d confirmed, %d refusals (put again), slowest answer %.2f s, "
-              "zqd RSS peak %d KiB (bound %d)"
-              % (SOAK_S, len(confirmed_ids), refused, worst, peak_kib, RSS_BOUND_KIB),
-              flush=True)
+        print("soak %.0f s: %d confirmed, %d acked at %.0f/s before the drain, %d refusals "
+              "(put again), slowest answer %.2f s, zqd RSS peak %d KiB (bound %d)"
+              % (SOAK_S, len(confirmed_ids), acked_slowly, ack_rate or 0, refused, worst,
+                 peak_kib, RSS_BOUND_KIB), flush=True)
     finally:
         zqd.close()
 
