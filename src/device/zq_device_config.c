@@ -279,6 +279,10 @@ s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *erro
                             "queue/%s: the device's CURVE settings are device/curve/secret_cert "
                             "and device/curve/clients",
                             key);
+        if (streq (key, "min_free_bytes"))
+            return s_error (error, error_size,
+                            "queue/min_free_bytes: the device's watermark is "
+                            "device/min_free_bytes (it covers streams too)");
         if (zq_options_set (self->queue_options, key, value))
             return s_error (error, error_size, "queue/%s: '%s' is malformed or out of range", key,
                             value);

@@ -220,6 +220,15 @@ def endpoint_of(zqd, name):
     raise hostile.Failure("no endpoint line for %s in zqd's output" % name)
 
 
+def test_watermark_is_the_device_setting():
+    # One knob: queue/min_free_bytes (or zqd -o) is refused with a pointer
+    # to device/min_free_bytes, which covers streams too.
+    result = subprocess.run([hostile.ZQD, "--check", "-o", "min_free_bytes=5"],
+                            capture_output=True, text=True, timeout=hostile.DEADLINE_S)
+    check(result.returncode == 2 and "device/min_free_bytes" in result.stderr,
+          "zqd -o min_free_bytes: %r" % (result,))
+
+
 def test_auto_queue_cap_then_delete():
     # Three queues clients may make; the configured one does not count.
     config = "queues\n    configured\n        kind = queue\n"
