@@ -421,12 +421,14 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EBUSY (refused for
 //  now: the server has no file descriptor to open the queue; sent again
-//  later, counted the same), EINVAL (the server can never store it: bad
+//  later, counted the same), ENOSPC (refused for now: the server's disk
+//  is under its free-space watermark, min_free_bytes; sent again later,
+//  counted the same), EINVAL (the server can never store it: bad
 //  queue name, a dead-letter queue, over the server's max_message_bytes,
 //  malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues; the outbox dropped it), EACCES (the server's
+//  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
 //  authoriser denies this producer's identity the queue: REFUSE code 11;
 //  the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
@@ -473,7 +475,7 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  confirmed it), or -1 with errno: ZQ_EFULL, EBUSY or ENOSPC (refused for now,
 //  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
 //  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
 //  the outbox), EAGAIN (no
@@ -554,7 +556,9 @@ typedef struct {
 //  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
 //  (no file descriptor to open it: every open queue is busy or the process
 //  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
-//  (ZQ_ECORRUPT, EBUSY, ...).
+//  (ZQ_ECORRUPT, EBUSY, ...). A declared queue is the application's, not
+//  a client's: it does not count towards max_auto_queues, is never
+//  removed when idle (auto_queue_idle_ms), and zq_queue_delete refuses it.
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
 //  Who may do what on a server's queues. The server asks the authoriser
@@ -602,6 +606,23 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  or -1 with errno as zq_queue_peek (ZQ_EFULL: name's spool is full;
 //  what moved before stays moved).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
+
+//  zq_queue_delete's flags: delete a queue that holds messages (they are
+//  dropped, deliveries in flight included).
+#define ZQ_DELETE_FORCE 1
+
+//  Deletes queue name and its dead-letter queue NAME.dead, if any (a
+//  NAME.dead given alone goes alone; its queue keeps a place for a new
+//  one): their messages and spool directories are gone and the name is
+//  free, as if never used. Consumers of it get ERROR 13 ("queue deleted")
+//  and are no longer subscribed; settling a delivery of it afterwards
+//  gets ERROR 7. Without ZQ_DELETE_FORCE a queue (or its NAME.dead) that
+//  holds any message, ready, delayed or in flight, is not deleted. Stores
+//  how many messages were dropped in *count_p (if not NULL). Returns 0,
+//  or -1 with errno ZQ_ENOTFOUND, EINVAL (bad name or flags), ENOTSUP,
+//  ENOTEMPTY (messages and no ZQ_DELETE_FORCE), EPERM (a queue made by
+//  zq_queue_declare: it stays) or the spool's errno.
+ZQ_EXPORT int zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p);
 
 #ifdef __cplusplus
 }

@@ -297,6 +297,14 @@ s_authorizer (void *state, zq_queue_authorize_fn *fn, void *arg)
     return self->server ? zqi_r_server_authorizer (self->server, fn, arg) : zqi_fail (ENOTSUP);
 }
 
+static int
+s_delete (void *state, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->server ? zqi_r_server_delete (self->server, name, flags, count_p)
+                        : zqi_fail (ENOTSUP);
+}
+
 const zq_pattern_t zqi_pattern_reliable = {
     .name = "reliable",
     .state_size = sizeof (s_reliable_t),
@@ -326,4 +334,5 @@ const zq_pattern_t zqi_pattern_reliable = {
     .purge = s_purge,
     .redrive = s_redrive,
     .authorizer = s_authorizer,
+    .delete_queue = s_delete,
 };

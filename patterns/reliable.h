@@ -51,17 +51,19 @@ typedef enum {
 
 //  Codes carried by REFUSE and ERROR.
 typedef enum {
-    ZQI_R_CODE_FULL = 1,     //  storage full: retry later
-    ZQI_R_CODE_INVALID = 2,  //  never storable (bad queue name): give up
-    ZQI_R_CODE_FAILED = 3,   //  storage failed: retry later
-    ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
-    ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
-    ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
-    ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
-    ZQI_R_CODE_CONFLICT = 8, //  id stored with other content: never under this id
-    ZQI_R_CODE_LIMIT = 9,    //  a configured count limit (max_queues, max_consumer_queues)
-    ZQI_R_CODE_BUSY = 10,    //  a new queue past the fd budget: retry later
-    ZQI_R_CODE_DENIED = 11   //  the sender's identity lacks the right (PUT, CONSUME)
+    ZQI_R_CODE_FULL = 1,      //  storage full: retry later
+    ZQI_R_CODE_INVALID = 2,   //  never storable (bad queue name): give up
+    ZQI_R_CODE_FAILED = 3,    //  storage failed: retry later
+    ZQI_R_CODE_PROTOCOL = 4,  //  malformed command or envelope
+    ZQI_R_CODE_VERSION = 5,   //  unknown command frame version
+    ZQI_R_CODE_UNKNOWN = 6,   //  unknown command kind
+    ZQI_R_CODE_NOT_HELD = 7,  //  ACK, NACK, TOUCH of ids the sender does not hold
+    ZQI_R_CODE_CONFLICT = 8,  //  id stored with other content: never under this id
+    ZQI_R_CODE_LIMIT = 9,     //  a configured count limit (max_queues, max_consumer_queues)
+    ZQI_R_CODE_BUSY = 10,     //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_DENIED = 11,   //  the sender's identity lacks the right (PUT, CONSUME)
+    ZQI_R_CODE_NO_SPACE = 12, //  the spool's filesystem is under min_free_bytes: retry later
+    ZQI_R_CODE_DELETED = 13   //  the queue consumed was deleted (DELETE, zq_queue_delete)
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -261,6 +263,9 @@ int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t 
                       int64_t now, uint64_t seq);
 //  Forgets key (its store was refused).
 void zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key);
+//  Forgets every record of queue (the queue was deleted: its index may be
+//  given to another).
+void zqi_r_dedupe_forget_queue (zqi_r_dedupe_t *dedupe, uint32_t queue);
 
 //  ---- Roles --------------------------------------------------------------
 
@@ -292,6 +297,7 @@ int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, 
 int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_r_server_authorizer (zqi_r_server_t *self, zq_queue_authorize_fn *fn, void *arg);
+int zqi_r_server_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p);
 
 zqi_r_producer_t *zqi_r_producer_new (zq_pattern_ctx_t *ctx);
 size_t zqi_r_producer_destroy (zqi_r_producer_t **self_p);

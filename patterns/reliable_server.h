@@ -33,6 +33,11 @@
 #define ZQI_RS_FD_RESERVE   64
 #define ZQI_RS_OPEN_MIN     4     //  queues open at once, however low the limit
 #define ZQI_RS_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
+#define ZQI_RS_SWEEP_MS     1000  //  idle client-made queues are looked for once per this
+
+//  A deleted queue's spool directory is renamed to this prefix + its name
+//  before its files go, so a crash midway never leaves a half queue.
+#define ZQI_RS_DELETED_PREFIX ".deleted."
 
 //  Why a queue or a CONSUME was refused (zqi_rs_limit_log).
 enum {
@@ -40,7 +45,9 @@ enum {
     ZQI_RS_LIMIT_BUDGET = 1,
     ZQI_RS_LIMIT_PROCESS = 2,
     ZQI_RS_LIMIT_CONSUMER = 3,
-    ZQI_RS_LIMITS = 4
+    ZQI_RS_LIMIT_AUTO = 4,
+    ZQI_RS_LIMIT_NO_SPACE = 5,
+    ZQI_RS_LIMITS = 6
 };
 
 //  Notable events, each logged at debug level (zqd -v) one line at a time,
@@ -58,10 +65,13 @@ enum {
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
 
 typedef struct {
-    char *name;
+    char *name; //  NULL: a free slot (the queue was deleted)
     uint32_t index;
     zq_spool_t *spool;
     bool is_dead;        //  a dead-letter queue: never dead-letters itself
+    bool is_auto;        //  made by a client's first use (or found on disk), not declared
+    bool declared;       //  made or claimed by zq_queue_declare: never deleted
+    int64_t named_ms;    //  zclock_mono when last named by a PUT, CONSUME or admin call
     uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
     uint32_t *consumers; //  indexes of the consumers subscribed
     uint32_t consumer_count;
@@ -131,6 +141,14 @@ struct _zqi_r_server_t {
     uint32_t dead_unmade;         //  queues whose NAME.dead has a place kept but does not exist
     bool starting;                //  opening the queues found in the spool directory
     uint32_t max_consumer_queues; //  most queues one remote consumer consumes
+    uint32_t max_auto_queues;     //  most queues clients make by using them
+    uint32_t auto_count;          //  queues with is_auto
+    uint32_t free_count;          //  free slots in queues (deleted queues)
+    bool declaring;               //  zq_queue_declare is making a queue
+    int64_t auto_idle_ms;         //  auto_queue_idle_ms (0: never removed)
+    int64_t next_sweep;           //  zclock_mono of the next look for idle queues
+    zqi_disk_watch_t disk;        //  min_free_bytes on the spool's filesystem
+    uint64_t no_space;            //  PUTs refused under min_free_bytes
     uint32_t local_prefetch;
     size_t max_message_bytes;
     int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension
@@ -178,6 +196,20 @@ struct _zqi_r_server_t {
 };
 
 //  ---- reliable_server_queues.c ------------------------------------------
+
+//  Removes a directory and what it holds, depth levels down at most
+//  (links are removed, never followed).
+void zqi_rs_remove_tree (const char *path, int depth);
+//  Messages queue holds, ready, delayed or in flight (UINT64_MAX if a
+//  queue known by name only cannot be opened to count them).
+uint64_t zqi_rs_queue_depth (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+//  Deletes queue (entries, consumers told with ERROR 13, dedupe records,
+//  spool and directory, name); its slot is kept free for a new queue.
+//  Between rounds only. Returns how many messages it held.
+uint64_t zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+//  Deletes client-made queues idle for auto_queue_idle_ms (empty, no
+//  consumer, NAME.dead empty).
+void zqi_rs_sweep (zqi_r_server_t *self, int64_t now);
 
 zqi_rs_queue_t *zqi_rs_queue_find (zqi_r_server_t *self, const char *name);
 

@@ -83,7 +83,7 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_INVALID:
             return "invalid queue name";
         case ZQI_R_CODE_LIMIT:
-            return "queue limit reached (max_queues)";
+            return "queue limit reached (max_queues or max_auto_queues)";
         case ZQI_R_CODE_CONFLICT:
             return "id stored with other content";
         case ZQI_R_CODE_BUSY:
@@ -91,6 +91,10 @@ s_code_reason (zqi_r_code_t code)
                    "connections): retry later";
         case ZQI_R_CODE_DENIED:
             return "denied: this identity lacks the right for this queue";
+        case ZQI_R_CODE_NO_SPACE:
+            return "no space: the spool's filesystem is under min_free_bytes: retry later";
+        case ZQI_R_CODE_DELETED:
+            return "queue deleted";
         default:
             return "storage failed";
     }
@@ -182,6 +186,16 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         pending->queue = seen->queue;
         pending->seq = seen->seq;
         queue->counters.duplicates++;
+        return;
+    }
+    //  Under the free-space watermark nothing new is stored (a duplicate
+    //  above was confirmed: it takes no space).
+    if (zqi_disk_low (&self->disk, now, size + body_size)) {
+        pending->code = ZQI_R_CODE_NO_SPACE;
+        queue->counters.refused++;
+        self->no_space++;
+        self->common.ctx->stats->refused++;
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, queue->name);
         return;
     }
     if (second || envelope.attempt) {
@@ -538,6 +552,7 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_LIMIT);
         s_answer (self, peer, ZQI_R_CODE_BUSY);
         s_answer (self, peer, ZQI_R_CODE_DENIED);
+        s_answer (self, peer, ZQI_R_CODE_NO_SPACE);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -562,6 +577,10 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
             zqi_rs_fail_delivery (self, index, 0);
         } else
             zqi_rs_return (self, index);
+    }
+    if (self->auto_idle_ms && now >= self->next_sweep) {
+        self->next_sweep = now + ZQI_RS_SWEEP_MS;
+        zqi_rs_sweep (self, now);
     }
     if (now >= self->next_probe) {
         //  A probe to each remote consumer: a gone one fails with

@@ -429,6 +429,10 @@ zqi_r_code_errno (uint64_t code)
             return EBUSY; //  the server's descriptors, not ours: not EMFILE
         case ZQI_R_CODE_DENIED:
             return EACCES;
+        case ZQI_R_CODE_NO_SPACE:
+            return ENOSPC;
+        case ZQI_R_CODE_DELETED:
+            return ZQ_ENOTFOUND;
         default:
             return ZQ_EPROTO;
     }

@@ -56,6 +56,29 @@ typedef struct {
 bool zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms,
                         uint64_t *skipped_p);
 
+//  The free-space watermark of a spool's filesystem (src/zq_disk.c).
+//  statvfs is asked at most once per ZQI_DISK_CHECK_MS, or sooner once
+//  ZQI_DISK_CHECK_BYTES were written since it was last asked.
+#define ZQI_DISK_CHECK_MS    1000
+#define ZQI_DISK_CHECK_BYTES (16 * 1024 * 1024)
+typedef struct {
+    const char *path;        //  a directory on the filesystem (not owned)
+    uint64_t min_free_bytes; //  0: never low
+    uint64_t free_bytes;     //  at the last look (UINT64_MAX: none yet)
+    uint64_t written;        //  bytes written since the last look
+    int64_t next_check_ms;   //  monotonic ms of the next look
+    bool checked;
+    bool low; //  under min_free_bytes at the last look
+} zqi_disk_watch_t;
+
+//  Starts a watch of path's filesystem (path NULL or "": never low).
+void zqi_disk_watch_init (zqi_disk_watch_t *watch, const char *path, uint64_t min_free_bytes);
+//  Counts bytes about to be written at now_ms (monotonic) and returns true
+//  if the filesystem is under the watermark: as last seen, or as seen now
+//  when a look is due. A change either way is logged once (a warning when
+//  it goes under, a notice when space returns).
+bool zqi_disk_low (zqi_disk_watch_t *watch, int64_t now_ms, size_t bytes);
+
 //  Checks that data holds well-formed msgpack: exactly one object if
 //  used_p is NULL, or the first object (its length stored in *used_p)
 //  otherwise. Every declared length is checked against the bytes present

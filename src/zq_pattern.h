@@ -159,6 +159,7 @@ typedef struct {
     int (*redrive) (void *state, const char *name, uint64_t *count_p);
     //  Optional, a server holding named queues: zq_queue_set_authorizer.
     int (*authorizer) (void *state, zq_queue_authorize_fn *fn, void *arg);
+    int (*delete_queue) (void *state, const char *name, int flags, uint64_t *count_p);
 } zq_pattern_t;
 
 //  How settle settles a message.

@@ -788,6 +788,20 @@ zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
     return rc;
 }
 
+int
+zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    if (s_admin_check (self, self && self->pattern->delete_queue != NULL, name))
+        return -1;
+    if (flags & ~ZQ_DELETE_FORCE)
+        return zqi_fail (EINVAL);
+    uint64_t count = 0;
+    int rc = self->pattern->delete_queue (self->state, name, flags, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
 //  ---- Queue names ----------------------------------------------------------
 
 //  True if name is a queue name a producer may put to (the rule of

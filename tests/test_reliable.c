@@ -1195,6 +1195,100 @@ test_local_consumption_and_admin (void **state)
     zq_options_destroy (&server_options);
 }
 
+//  Stores msgs[0..count) through producer, working the server until each
+//  is confirmed.
+static void
+s_store (zq_queue_t *server, zq_queue_t *producer, zq_msg_t **msgs, int count)
+{
+    for (int n = 0; n < count; n++)
+        assert_int_equal (zq_queue_post (producer, &msgs[n], 0), 0);
+    int reports = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (reports < count) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 10));
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        while (zq_queue_confirmed (producer, id) == 0)
+            reports++;
+    }
+}
+
+//  zq_queue_delete: a declared queue is refused (EPERM), a queue holding
+//  messages too (ENOTEMPTY) unless forced, an unknown name is ZQ_ENOTFOUND;
+//  a forced delete drops a delivery in flight (its ack then fails) and
+//  frees the name: the same id put again is stored in the new queue, not
+//  taken for a duplicate of the deleted one's.
+static void
+test_delete_queue (void **state)
+{
+    zq_options_t *server_options = options_with ("max_attempts", "1", NULL);
+    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    char spec[300];
+    connect_spec (server, spec, sizeof spec);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, NULL);
+    assert_non_null (producer);
+    zq_msg_t *msgs[3];
+    for (int n = 0; n < 3; n++)
+        msgs[n] = numbered ("inbox", n);
+    uint8_t first_id[ZQ_MSG_ID_SIZE];
+    memcpy (first_id, zq_msg_id (msgs[0]), ZQ_MSG_ID_SIZE);
+    zq_msg_t *again = zq_msg_dup (msgs[0]);
+    assert_non_null (again);
+    s_store (server, producer, msgs, 3);
+    assert_int_equal (zq_queue_declare (server, "declared"), 0);
+
+    uint64_t dropped = 99;
+    assert_int_equal (zq_queue_delete (server, "declared", 0, &dropped), -1);
+    assert_int_equal (errno, EPERM);
+    assert_int_equal (zq_queue_delete (server, "inbox", 0, &dropped), -1);
+    assert_int_equal (errno, ENOTEMPTY);
+    assert_int_equal (zq_queue_delete (server, "nothing", 0, NULL), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (zq_queue_delete (server, "inbox", 4, NULL), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_delete (producer, "inbox", 0, NULL), -1);
+    assert_int_equal (errno, ENOTSUP);
+
+    //  One delivery in flight, then a forced delete.
+    assert_int_equal (zq_queue_subscribe (server, "inbox"), 0);
+    zq_msg_t *held = zq_queue_recv (server, DEADLINE_MS);
+    assert_non_null (held);
+    assert_int_equal (zq_queue_delete (server, "inbox", ZQ_DELETE_FORCE, &dropped), 0);
+    assert_int_equal (dropped, 3);
+    assert_int_equal (zq_queue_ack (server, held), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&held);
+    zlistx_t *names = zq_queue_names (server);
+    assert_non_null (names);
+    assert_int_equal (zlistx_size (names), 1);
+    assert_string_equal ((char *)zlistx_first (names), "declared");
+    zlistx_destroy (&names);
+    zq_queue_info_t info;
+    assert_int_equal (zq_queue_info (server, "inbox", &info), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+
+    //  The name is free; the first id, put again within the dedupe window,
+    //  is stored anew.
+    s_store (server, producer, &again, 1);
+    assert_int_equal (zq_queue_info (server, "inbox", &info), 0);
+    assert_int_equal (info.depth, 1);
+    assert_int_equal (info.duplicates, 0);
+    //  The deleted queue's local subscription went with it.
+    assert_int_equal (zq_queue_subscribe (server, "inbox"), 0);
+    zq_msg_t *back = zq_queue_recv (server, DEADLINE_MS);
+    assert_non_null (back);
+    assert_memory_equal (zq_msg_id (back), first_id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_ack (server, back), 0);
+    zq_msg_destroy (&back);
+    //  An empty queue goes without FORCE.
+    assert_int_equal (zq_queue_delete (server, "inbox", 0, &dropped), 0);
+    assert_int_equal (dropped, 0);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&server_options);
+}
+
 //  ---- A consumer that stops reading is not gone -------------------------
 
 //  A consumer whose application stops reading while more deliveries wait
@@ -1383,6 +1477,7 @@ main (void)
         cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
+        cmocka_unit_test (test_delete_queue),
         cmocka_unit_test_teardown (test_busy_consume_resubscribes, s_restore_nofile),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);

@@ -189,6 +189,48 @@ s_parse_count (const char *text, uint64_t max, uint64_t *count_p)
     return 0;
 }
 
+//  DELETE NAME [FORCE]: a queue of kind queue that no configuration
+//  declared, with its NAME.dead; FORCE drops what it holds.
+static void
+s_command_delete (zqi_device_t *self, zqi_dqueue_t *dq, const char *argument, zmsg_t **reply_p)
+{
+    char *name = strdup (dq->name);
+    uint64_t dropped = 0;
+    if (!name)
+        s_error_reply (reply_p, "out of memory");
+    else if (argument && !streq (argument, "FORCE"))
+        s_error_reply (reply_p, "DELETE %s: the argument is FORCE or nothing, not '%.32s'", name,
+                       argument);
+    else if (dq->kind != ZQI_KIND_QUEUE)
+        s_error_reply (reply_p,
+                       "DELETE %s: a %s is declared in the configuration: remove it there and "
+                       "restart",
+                       name, zqi_kind_name (dq->kind));
+    else if (dq->config)
+        s_error_reply (reply_p,
+                       "DELETE %s: declared in the configuration (queues/%s): remove it there "
+                       "and restart",
+                       name, name);
+    else if (zqi_qserver_delete (self->qserver, name, argument ? ZQ_DELETE_FORCE : 0, &dropped)) {
+        int errnum = errno;
+        if (errnum == ENOTEMPTY)
+            s_error_reply (reply_p,
+                           "DELETE %s: holds messages (it or %s.dead): purge it, or delete with "
+                           "FORCE (zq delete --force)",
+                           name, name);
+        else if (errnum == EPERM)
+            s_error_reply (reply_p, "DELETE %s: declared in the configuration", name);
+        else
+            s_error_reply (reply_p, "DELETE %s: %s", name, zq_strerror (errnum));
+    } else {
+        s_append_count (*reply_p, "deleted", dropped);
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: deleted queue %s (%llu messages dropped)", name,
+                 (unsigned long long)dropped);
+        zqi_device_queues_sync (self);
+    }
+    free (name);
+}
+
 //  Answers an admin command. access is NULL for the embedding's pipe
 //  (every right), else the device's access rules for identity user_id.
 static zmsg_t *
@@ -201,7 +243,8 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
     zmsg_addstr (reply, "OK");
     bool allowed = !name || zqi_access_allows (access, user_id, ZQI_ACCESS_ADMIN, name);
     zqi_dqueue_t *dq = name && allowed ? s_lookup (self, name) : NULL;
-    bool named = streq (command, "PEEK") || streq (command, "PURGE") || streq (command, "REDRIVE");
+    bool named = streq (command, "PEEK") || streq (command, "PURGE") ||
+                 streq (command, "REDRIVE") || streq (command, "DELETE");
     if (named && !name) {
         s_error_reply (&reply, "%s: which queue?", command);
     } else if (!allowed) {
@@ -261,6 +304,9 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
             zqi_log (ZQ_LOG_NOTICE, "zq_device: purged %llu messages from %s",
                      (unsigned long long)purged, name);
         }
+    } else if (streq (command, "DELETE")) {
+        s_command_delete (self, dq, argument, &reply);
+        dq = NULL; //  freed if deleted
     } else {
         uint64_t redriven = 0;
         if (dq->kind != ZQI_KIND_QUEUE) {
@@ -333,7 +379,7 @@ zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe, const ch
     } else if (from_pipe && streq (command, "QUEUE"))
         reply = s_command_queue (self, request);
     else if (streq (command, "LS") || streq (command, "STAT") || streq (command, "PEEK") ||
-             streq (command, "PURGE") || streq (command, "REDRIVE"))
+             streq (command, "PURGE") || streq (command, "REDRIVE") || streq (command, "DELETE"))
         reply = s_command_admin (self, command, request, from_pipe ? NULL : self->config->access,
                                  user_id);
     else if (streq (command, "INFO"))

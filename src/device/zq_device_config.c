@@ -241,6 +241,8 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
         else if (streq (key, "backlog_warning_ms"))
             rc = s_parse_int (path, value, 0, INT32_MAX, &self->backlog_warning_ms, error,
                               error_size);
+        else if (streq (key, "min_free_bytes"))
+            rc = s_parse_int (path, value, 0, INT64_MAX, &self->min_free_bytes, error, error_size);
         else if (streq (key, "curve")) {
             for (zconfig_t *curve = zconfig_child (item); curve; curve = zconfig_next (curve)) {
                 const char *name = zconfig_name (curve);
@@ -258,7 +260,7 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
             return s_error (error, error_size,
                             "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
                             "backlog_warning_ms, curve, insecure)",
-                            path);
+                            "min_free_bytes, curve, insecure)", path);
         if (rc)
             return rc;
     }
@@ -280,6 +282,10 @@ s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *erro
                             "queue/%s: the device's CURVE settings are device/curve/secret_cert "
                             "and device/curve/clients",
                             key);
+        if (streq (key, "min_free_bytes"))
+            return s_error (error, error_size,
+                            "queue/min_free_bytes: the device's watermark is "
+                            "device/min_free_bytes (it covers streams too)");
         if (zq_options_set (self->queue_options, key, value))
             return s_error (error, error_size, "queue/%s: '%s' is malformed or out of range", key,
                             value);
@@ -576,6 +582,7 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->fsync = ZQ_SPOOL_FSYNC_ALWAYS;
     self->fsync_interval_ms = 100;
     self->backlog_warning_ms = ZQI_BACKLOG_WARNING_MS_DEFAULT;
+    self->min_free_bytes = ZQI_MIN_FREE_BYTES_DEFAULT;
     self->queue_options = zq_options_new ();
     self->queues = zlistx_new ();
     self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;

@@ -30,6 +30,11 @@
 //  when the spool is on disk (in memory, zq_spool's own bound applies).
 #define ZQI_STREAM_MEMORY_BYTES_DEFAULT (64 * 1024 * 1024)
 #define ZQI_STREAM_QUOTA_BYTES_DEFAULT  (1024 * 1024 * 1024)
+//  A queue's (kind queue) spool quota when neither queue/quota_bytes nor
+//  the queue's own setting says, with a spool directory.
+#define ZQI_QUEUE_QUOTA_BYTES_DEFAULT (1024 * 1024 * 1024)
+//  device/min_free_bytes: free space the spool's filesystem keeps.
+#define ZQI_MIN_FREE_BYTES_DEFAULT (1024 * 1024 * 1024)
 
 //  device/backlog_warning_ms when not set: five minutes.
 #define ZQI_BACKLOG_WARNING_MS_DEFAULT (5 * 60 * 1000)
@@ -109,6 +114,7 @@ typedef struct {
     char *curve_clients;         //  directory of allowed public certs, or "*"
     bool insecure;               //  plaintext endpoints may bind beyond loopback
     zqi_access_t *access;        //  the access section, or NULL (every right)
+    int64_t min_free_bytes;      //  under it on the spool's filesystem, nothing new is stored
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
@@ -239,6 +245,8 @@ int zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row);
 int zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply);
 int zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p);
 int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p);
+//  zq_queue_delete on the server (flags ZQ_DELETE_FORCE or 0).
+int zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p);
 
 //  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
 //  zq_device_admin.c) ----------------------------------------------------

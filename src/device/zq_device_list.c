@@ -110,7 +110,8 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
 }
 
 //  Makes sure every queue the reliable server holds has an entry here (for
-//  its rates): clients create queues by using them.
+//  its rates), and only those: clients create queues by using them, and
+//  the server deletes idle ones it made for them.
 void
 zqi_device_queues_sync (zqi_device_t *self)
 {
@@ -121,6 +122,26 @@ zqi_device_queues_sync (zqi_device_t *self)
         return;
     zlistx_set_destructor (names, (zlistx_destructor_fn *)zstr_free);
     zqi_qserver_names (self->qserver, names);
+    zhashx_t *present = zhashx_new ();
+    for (char *name = (char *)zlistx_first (names); present && name;
+         name = (char *)zlistx_next (names))
+        zhashx_insert (present, name, name);
+    zlistx_t *gone = present ? zlistx_new () : NULL;
+    if (gone)
+        zlistx_set_destructor (gone, (zlistx_destructor_fn *)zstr_free);
+    for (zqi_dqueue_t *dq = gone ? (zqi_dqueue_t *)zhashx_first (self->queues) : NULL; dq;
+         dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
+        char *copy = dq->kind == ZQI_KIND_QUEUE && !zhashx_lookup (present, dq->name)
+                         ? strdup (dq->name)
+                         : NULL;
+        if (copy)
+            zlistx_add_end (gone, copy);
+    }
+    for (char *name = gone ? (char *)zlistx_first (gone) : NULL; name;
+         name = (char *)zlistx_next (gone))
+        zhashx_delete (self->queues, name);
+    zlistx_destroy (&gone);
+    zhashx_destroy (&present);
     for (char *name = (char *)zlistx_first (names); name; name = (char *)zlistx_next (names)) {
         if (zhashx_lookup (self->queues, name))
             continue;

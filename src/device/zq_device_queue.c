@@ -45,6 +45,13 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
         zq_options_set (options, "fsync", zq_spool_fsync_name (config->fsync));
     if (!zq_options_is_set (options, "fsync_interval_ms"))
         zq_options_set_int (options, "fsync_interval_ms", config->fsync_interval_ms);
+    //  Every queue on disk has a byte quota unless the configuration set
+    //  one (0 there: none); the filesystem keeps device/min_free_bytes.
+    if (spool_dir && zq_options_lookup ("quota_bytes") &&
+        !zq_options_is_set (options, "quota_bytes"))
+        zq_options_set_int (options, "quota_bytes", ZQI_QUEUE_QUOTA_BYTES_DEFAULT);
+    if (zq_options_lookup ("min_free_bytes"))
+        zq_options_set_int (options, "min_free_bytes", config->min_free_bytes);
 
     zqi_qserver_t *self = (zqi_qserver_t *)calloc (1, sizeof *self);
     if (!self) {
@@ -190,4 +197,10 @@ int
 zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p)
 {
     return zq_queue_redrive (self->queue, name, count_p);
+}
+
+int
+zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    return zq_queue_delete (self->queue, name, flags, count_p);
 }

@@ -37,6 +37,7 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_ENVELOPE, 'e', "envelope", NULL,
      "print {\"id\",\"subject\",\"created_ms\",\"attempt\",\"headers\",\"body\"}"},
     {ZQ_OPT_NO_ACK, 0, "no-ack", NULL, "get: leave messages unacked, for redelivery"},
+    {ZQ_OPT_FORCE, 0, "force", NULL, "delete: drop the messages the queue holds"},
     {ZQ_OPT_WAIT_SUBSCRIBERS, 'w', "wait-subscribers", "N",
      "publish only once N subscriptions are in force (bounded by --timeout)"},
     {ZQ_OPT_EXEC, 'x', "exec", "CMD",
@@ -211,9 +212,8 @@ static const s_command_t s_commands[] = {
      "came (with \"all\": if none came). With \"all\" it ends with a summary on\n"
      "stderr (\"N received in T s, R/s\"). ENDPOINTS defaults to $ZQ_URL.\n"},
     {"stat", zq_cli_stat,
-     S_ADMIN | S_BIT (ZQ_OPT_JSON) | S_BIT (ZQ_OPT_WATCH) |
-         S_BIT (ZQ_OPT_COUNT),
-     1, 2, "ADMIN [QUEUE]",
+     S_ADMIN | S_BIT (ZQ_OPT_JSON) | S_BIT (ZQ_OPT_WATCH) | S_BIT (ZQ_OPT_COUNT), 1, 2,
+     "ADMIN [QUEUE]",
      "show a device's queues: depth, in flight, consumers, rates, oldest message, dead letters",
      "Asks the device (zqd) at its admin endpoint ADMIN (default $ZQ_ADMIN) for\n"
      "its queues' counters. Without QUEUE, prints a table, one queue per line, or\n"
@@ -232,14 +232,13 @@ static const s_command_t s_commands[] = {
      "check that a device answers on its admin endpoint, and how fast",
      "Prints \"ADMIN answered in T ms\"; exits 2 if the device does not answer in\n"
      "--timeout MS (default 5000).\n"},
-    {"info", zq_cli_info, S_ADMIN | S_BIT (ZQ_OPT_JSON), 1, 1,
-     "ADMIN", "show a device's version, uptime, store and limits",
+    {"info", zq_cli_info, S_ADMIN | S_BIT (ZQ_OPT_JSON), 1, 1, "ADMIN",
+     "show a device's version, uptime, store and limits",
      "Prints one \"NAME VALUE\" line each, or one JSON object with --json.\n"},
-    {"ls", zq_cli_ls, S_ADMIN, 1, 1, "ADMIN",
-     "list a device's queues, one \"NAME KIND\" line each", ""},
-    {"peek", zq_cli_peek,
-     S_ADMIN | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE),
-     2, 2, "ADMIN QUEUE", "print the next messages of a device's queue without taking them",
+    {"ls", zq_cli_ls, S_ADMIN, 1, 1, "ADMIN", "list a device's queues, one \"NAME KIND\" line each",
+     ""},
+    {"peek", zq_cli_peek, S_ADMIN | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE), 2, 2,
+     "ADMIN QUEUE", "print the next messages of a device's queue without taking them",
      "Prints up to COUNT (default 10) of the oldest ready messages of QUEUE, as get\n"
      "does, but leaves them in the queue.\n"},
     {"purge", zq_cli_purge, S_ADMIN, 2, 2, "ADMIN QUEUE",
@@ -248,6 +247,12 @@ static const s_command_t s_commands[] = {
     {"redrive", zq_cli_redrive, S_ADMIN, 2, 2, "ADMIN QUEUE",
      "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
      "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
+    {"delete", zq_cli_delete, S_ADMIN | S_BIT (ZQ_OPT_FORCE), 2, 2, "ADMIN QUEUE",
+     "delete a device queue that clients made, with its QUEUE.dead",
+     "Prints \"deleted N messages\". A queue holding messages (or whose QUEUE.dead\n"
+     "does) is refused unless --force, which drops them, deliveries in flight\n"
+     "included; a queue declared in zqd's configuration is always refused. Its\n"
+     "consumers get an error; the name is free afterwards.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
      "list the queue options -o can set, with defaults", ""},
 };
@@ -420,6 +425,7 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
         case ZQ_OPT_PRINT_ENDPOINT:
         case ZQ_OPT_ENVELOPE:
         case ZQ_OPT_NO_ACK:
+        case ZQ_OPT_FORCE:
             return 0;
         case ZQ_OPT_COUNT:
             if (streq (value, "all")) {

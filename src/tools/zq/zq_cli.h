@@ -59,6 +59,7 @@ typedef enum {
     ZQ_OPT_NO_ACK,
     ZQ_OPT_JSON,
     ZQ_OPT_WATCH,
+    ZQ_OPT_FORCE,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 
@@ -433,5 +434,6 @@ int zq_cli_purge (zq_cli_t *cli);
 int zq_cli_redrive (zq_cli_t *cli);
 int zq_cli_ping (zq_cli_t *cli);
 int zq_cli_info (zq_cli_t *cli);
+int zq_cli_delete (zq_cli_t *cli);
 
 #endif

@@ -1,5 +1,6 @@
 /*  =========================================================================
-    zq_cli_admin - zq stat, ls, peek, purge, redrive, ping and info: the
+    zq_cli_admin - zq stat, ls, peek, purge, redrive, delete, ping and
+    info: the
     device's admin socket from the command line (doc/DEVICE.md, "Admin
     protocol"). Replies are read with the admin codec the device writes
     them with (src/device/zq_admin.h).
@@ -451,12 +452,13 @@ zq_cli_peek (zq_cli_t *cli)
     return rc;
 }
 
-//  purge and redrive: one count back.
+//  purge, redrive and delete: one count back.
 static int
 s_count_command (zq_cli_t *cli, const char *command, const char *key, const char *verb)
 {
     int rc;
-    zmsg_t *reply = s_request (cli, &rc, command, cli->args[1], NULL);
+    zmsg_t *reply =
+        s_request (cli, &rc, command, cli->args[1], cli->given[ZQ_OPT_FORCE] ? "FORCE" : NULL);
     if (!reply)
         return rc;
     zframe_t *frame = zmsg_first (reply);
@@ -481,4 +483,10 @@ int
 zq_cli_redrive (zq_cli_t *cli)
 {
     return s_count_command (cli, "REDRIVE", "redriven", "redrove");
+}
+
+int
+zq_cli_delete (zq_cli_t *cli)
+{
+    return s_count_command (cli, "DELETE", "deleted", "deleted");
 }

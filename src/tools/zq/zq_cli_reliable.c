@@ -35,12 +35,15 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
         return ZQ_EXIT_OK;
     int errnum = errno;
     zq_msg_destroy (&msg);
-    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY) {
+    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY ||
+        errnum == ENOSPC) {
         zq_cli_error (cli, "the server refused the message: %s",
-                      errnum == ZQ_EFULL    ? "its storage is full"
-                      : errnum == ZQ_ELIMIT ? "it holds max_queues queues already"
-                      : errnum == EBUSY     ? "it has no file descriptor to open the queue now"
-                      : errnum == EEXIST    ? "it holds another message under this id"
+                      errnum == ZQ_EFULL ? "its storage is full"
+                      : errnum == ENOSPC ? "its disk is under its min_free_bytes watermark"
+                      : errnum == ZQ_ELIMIT
+                          ? "it holds max_queues (or max_auto_queues) queues already"
+                      : errnum == EBUSY  ? "it has no file descriptor to open the queue now"
+                      : errnum == EEXIST ? "it holds another message under this id"
                                          : "it can never store it (queue name, size or envelope)");
         return ZQ_EXIT_REMOTE;
     }
@@ -87,7 +90,7 @@ s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progres
         int rc = zq_queue_confirmed (queue, id);
         if (rc && errno == EAGAIN)
             return 0;
-        if (rc && errno == ZQ_EFULL)
+        if (rc && (errno == ZQ_EFULL || errno == ENOSPC))
             continue; //  kept in the outbox and sent again
         uint64_t line = s_take_line (lines, id);
         if (rc) {
