@@ -259,8 +259,8 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
         } else
             return s_error (error, error_size,
                             "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
-                            "backlog_warning_ms, curve, insecure)",
-                            "min_free_bytes, curve, insecure)", path);
+                            "backlog_warning_ms, min_free_bytes, curve, insecure)",
+                            path);
         if (rc)
             return rc;
     }
