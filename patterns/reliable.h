@@ -59,7 +59,8 @@ typedef enum {
     ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
     ZQI_R_CODE_CONFLICT = 8, //  id stored with other content: never under this id
     ZQI_R_CODE_LIMIT = 9,    //  a configured count limit (max_queues, max_consumer_queues)
-    ZQI_R_CODE_BUSY = 10     //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_BUSY = 10,    //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_COUNT         //  one past the highest code
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -285,6 +286,7 @@ int zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int kind, int64
 int zqi_r_server_declare (zqi_r_server_t *self, const char *name);
 zlistx_t *zqi_r_server_names (zqi_r_server_t *self);
 int zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
+void zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count);
 int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
                        size_t *count_p);
 int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);

@@ -186,6 +186,8 @@ struct _zqi_r_server_t {
     int64_t resume_due; //  zclock_mono of the next try of stalled consumers; 0: none
     int64_t resume_ms;  //  the wait before that try, doubled while nothing goes
     uint64_t conflicts; //  PUTs refused: their id was stored with other content
+    //  REFUSE ids and ERROR replies sent, by code (zq_queue_refusals).
+    uint64_t refusals[ZQI_R_CODE_COUNT];
 };
 
 //  ---- Names and queues ---------------------------------------------------
@@ -897,6 +899,8 @@ static void
 s_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
               const char *reason)
 {
+    if ((size_t)code < ZQI_R_CODE_COUNT)
+        self->refusals[code]++;
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
         zqi_r_put_uint (&self->buf, code) == 0 &&
         zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
@@ -922,6 +926,7 @@ s_refuse_put (zqi_r_server_t *self, const s_peer_t *from, const uint8_t *id, con
               size_t size)
 {
     s_turned_down (self, reason, size);
+    self->refusals[ZQI_R_CODE_INVALID]++;
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
         zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
         zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
@@ -1658,6 +1663,8 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
                 return;
     if (!self->bytes.size)
         return;
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
@@ -2188,6 +2195,13 @@ s_peek (zqi_r_server_t *self, s_queue_t *queue, zq_msg_t **msgs, size_t max, siz
     return rc;
 }
 
+void
+zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count)
+{
+    for (size_t code = 0; code < count; code++)
+        counts[code] = code < ZQI_R_CODE_COUNT ? self->refusals[code] : 0;
+}
+
 int
 zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
 {
@@ -2205,6 +2219,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
     if (queue->spool)
         zq_spool_stats (queue->spool, &stats);
     info->depth = stats.depth;
+    info->disk_bytes = stats.disk_bytes;
     info->ready = stats.depth - stats.in_flight;
     info->in_flight = queue->in_flight;
     info->delayed = queue->held;

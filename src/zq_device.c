@@ -10,6 +10,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -41,6 +42,8 @@ typedef struct {
     int lock_fd; //  flock()ed SPOOL/zqd.lock, or -1
     bool terminated;
     uint64_t bad_commands;
+    zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL
+    zqi_http_t *http;       //  the HTTP server (device/http), or NULL
 } s_device_t;
 
 //  ---- Helpers shared by the kinds -------------------------------------------
@@ -327,6 +330,8 @@ static void
 s_tick (s_device_t *self)
 {
     s_queues_sync (self);
+    if (self->metrics)
+        zqi_metrics_begin (self->metrics);
     for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
          dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
         zqi_row_t row;
@@ -334,10 +339,21 @@ s_tick (s_device_t *self)
         dq->samples = 0; //  s_row without rates
         s_row (self, dq, &row);
         dq->samples = samples;
+        if (self->metrics)
+            zqi_metrics_queue (self->metrics, dq->name, dq->kind, &row);
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
         dq->samples++;
+    }
+    if (self->metrics) {
+        zqi_metrics_device_t device = {0};
+        device.bad_commands = self->bad_commands;
+        if (self->qserver)
+            zqi_qserver_counters (self->qserver, &device.connections, &device.server_errors,
+                                  &device.server_refused, device.refusals,
+                                  sizeof device.refusals / sizeof device.refusals[0]);
+        zqi_metrics_end (self->metrics, &device);
     }
 }
 
@@ -491,6 +507,8 @@ s_command_endpoint (s_device_t *self, const char *what)
         endpoint = self->qserver ? zqi_qserver_endpoint (self->qserver) : "";
     else if (streq (what, "admin"))
         endpoint = self->admin_endpoint ? self->admin_endpoint : "";
+    else if (streq (what, "http"))
+        endpoint = self->http ? zqi_http_address (self->http) : "";
     else {
         const char *slash = strrchr (what, '/');
         if (slash) {
@@ -746,6 +764,8 @@ s_device_destroy (s_device_t **self_p)
 {
     if (self_p && *self_p) {
         s_device_t *self = *self_p;
+        zqi_http_destroy (&self->http); //  before what it shows
+        zqi_metrics_destroy (&self->metrics);
         zhashx_destroy (&self->queues);
         zqi_qserver_destroy (&self->qserver);
         zsock_destroy (&self->admin);
@@ -853,6 +873,22 @@ s_device_open (s_device_t *self, char *error, size_t error_size)
         }
         if (s_queue_add (self, copy, error, error_size))
             return -1;
+    }
+    //  The HTTP server (its own thread) reads only the metrics snapshot,
+    //  which the actor publishes once a second.
+    if (*config->http) {
+        self->metrics = zqi_metrics_new (config->spool);
+        if (!self->metrics) {
+            snprintf (error, error_size, "out of memory");
+            return zqi_fail (ENOMEM);
+        }
+        char http_error[512];
+        self->http = zqi_http_new (config->http, self->metrics, http_error, sizeof http_error);
+        if (!self->http) {
+            int saved = errno;
+            snprintf (error, error_size, "device/http: %s", http_error);
+            return zqi_fail (saved);
+        }
     }
     //  The admin socket last: once it answers, every queue is there.
     if (*config->admin) {
@@ -1028,10 +1064,11 @@ s_device_actor (zsock_t *pipe, void *args)
         zsock_signal (pipe, 0);
         return;
     }
-    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s, spool %s, fsync %s",
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s%s%s, spool %s, fsync %s",
              self->qserver ? ", queues on " : "",
              self->qserver ? zqi_qserver_endpoint (self->qserver) : "",
              self->admin ? ", admin on " : "", self->admin ? self->admin_endpoint : "",
+             self->http ? ", http on " : "", self->http ? zqi_http_address (self->http) : "",
              *self->config->spool ? self->config->spool : "in memory",
              zq_spool_fsync_name (self->config->fsync));
     start->status = 0;

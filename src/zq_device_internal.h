@@ -49,6 +49,7 @@ typedef struct {
 typedef struct {
     char *bind;  //  queue kind endpoint(s); "" = no queue kind
     char *admin; //  admin endpoint; "" = none
+    char *http;  //  HTTP server address (HOST:PORT); "" = none
     char *spool; //  spool directory; "" = memory
     zq_spool_fsync_t fsync;
     int64_t fsync_interval_ms;
@@ -98,7 +99,9 @@ typedef struct {
     uint64_t errors;
     uint64_t spilled; //  stream: messages written to the spool
     uint64_t consumers;
-    double in_rate; //  messages/s over the last ZQI_RATE_WINDOW s
+    uint64_t bytes;       //  bytes held: a stream's memory ring plus any spool's segments
+    uint64_t spool_bytes; //  bytes the spool's segments take
+    double in_rate;       //  messages/s over the last ZQI_RATE_WINDOW s
     double out_rate;
 } zqi_row_t;
 
@@ -199,5 +202,9 @@ int zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row);
 int zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply);
 int zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p);
 int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p);
+//  The server's own counters: connections now, stats.errors and
+//  stats.refused, and refusals by code (counts[0 .. count - 1]).
+void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
+                           uint64_t *refused_p, uint64_t *counts, size_t count);
 
 #endif

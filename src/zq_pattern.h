@@ -151,6 +151,7 @@ typedef struct {
     int (*peek) (void *state, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p);
     int (*purge) (void *state, const char *name, uint64_t *count_p);
     int (*redrive) (void *state, const char *name, uint64_t *count_p);
+    int (*refusals) (void *state, uint64_t *counts, size_t count);
 } zq_pattern_t;
 
 //  How settle settles a message.
