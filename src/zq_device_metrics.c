@@ -225,27 +225,90 @@ zqi_metrics_end (zqi_metrics_t *self, const zqi_metrics_device_t *device)
     s_staged_clear (self);
 }
 
-//  ---- Rendering (any thread, under the mutex) ----------------------------
+//  ---- Rendering (any thread) ------------------------------------------------
+//  A render copies what it shows under the mutex, then formats without it:
+//  the actor waits at most for the copy.
+
+//  One queue as a render sees it, with up to history_s samples (oldest
+//  first, in one block the copy owns).
+typedef struct {
+    char name[ZQ_QUEUE_NAME_MAX + 8];
+    zqi_kind_t kind;
+    zqi_row_t row;
+    size_t samples;
+    int64_t *time_ms; //  then depth, in, out: samples each
+    uint64_t *depth, *in, *out;
+} s_copy_t;
+
+typedef struct {
+    s_copy_t *queues;
+    size_t count;
+    zqi_metrics_device_t device;
+    int64_t time_ms;
+} s_view_t;
 
 static int
-s_compare_entries (const void *item1, const void *item2)
+s_compare_copies (const void *item1, const void *item2)
 {
-    return strcmp (((const s_entry_t *)item1)->name, ((const s_entry_t *)item2)->name);
+    return strcmp (((const s_copy_t *)item1)->name, ((const s_copy_t *)item2)->name);
 }
 
-//  The snapshot's entries sorted by name (a list the caller destroys).
-static zlistx_t *
-s_sorted (zqi_metrics_t *self)
+static void
+s_view_free (s_view_t *view)
 {
-    zlistx_t *list = zlistx_new ();
-    if (!list)
-        return NULL;
-    zlistx_set_comparator (list, s_compare_entries);
-    for (s_entry_t *entry = (s_entry_t *)zhashx_first (self->entries); entry;
-         entry = (s_entry_t *)zhashx_next (self->entries))
-        zlistx_add_end (list, entry);
-    zlistx_sort (list);
-    return list;
+    for (size_t index = 0; view->queues && index < view->count; index++)
+        free (view->queues[index].time_ms);
+    free (view->queues);
+    view->queues = NULL;
+}
+
+//  Copies the snapshot into view, queues sorted by name, each with up to
+//  history_s samples. Returns 0, or -1 on ENOMEM.
+static int
+s_view (zqi_metrics_t *self, size_t history_s, s_view_t *view)
+{
+    memset (view, 0, sizeof *view);
+    pthread_mutex_lock (&self->mutex);
+    size_t size = zhashx_size (self->entries);
+    view->queues = (s_copy_t *)calloc (size ? size : 1, sizeof *view->queues);
+    int rc = view->queues ? 0 : -1;
+    for (s_entry_t *entry = (s_entry_t *)zhashx_first (self->entries); entry && rc == 0;
+         entry = (s_entry_t *)zhashx_next (self->entries)) {
+        s_copy_t *copy = &view->queues[view->count];
+        snprintf (copy->name, sizeof copy->name, "%s", entry->name);
+        copy->kind = entry->kind;
+        copy->row = entry->row;
+        uint64_t kept = s_kept (entry);
+        copy->samples = (size_t)(kept < history_s ? kept : history_s);
+        if (copy->samples) {
+            copy->time_ms = (int64_t *)malloc (copy->samples * 4 * sizeof (uint64_t));
+            if (!copy->time_ms) {
+                rc = -1;
+                break;
+            }
+            copy->depth = (uint64_t *)(copy->time_ms + copy->samples);
+            copy->in = copy->depth + copy->samples;
+            copy->out = copy->in + copy->samples;
+            for (size_t index = 0; index < copy->samples; index++) {
+                size_t slot = s_slot (self, copy->samples - 1 - index);
+                copy->time_ms[index] = self->time_ms[slot];
+                copy->depth[index] = entry->depth[slot];
+                copy->in[index] = entry->in[slot];
+                copy->out[index] = entry->out[slot];
+            }
+        }
+        view->count++;
+    }
+    view->device = self->device;
+    view->time_ms = self->publishes ? self->time_ms[s_slot (self, 0)] : 0;
+    pthread_mutex_unlock (&self->mutex);
+    if (rc) {
+        s_view_free (view);
+        errno = ENOMEM;
+        return -1;
+    }
+    qsort (view->queues, view->count, sizeof *view->queues, s_compare_copies);
+    return 0;
 }
 
 //  One per-queue metric: a field of zqi_row_t, shown times scale.
@@ -434,31 +497,33 @@ s_spool_free (zqi_metrics_t *self)
 char *
 zqi_metrics_text (zqi_metrics_t *self)
 {
+    s_view_t view;
+    if (s_view (self, 0, &view))
+        return NULL;
     char *text = NULL;
     size_t size = 0;
     FILE *out = open_memstream (&text, &size);
-    if (!out)
+    if (!out) {
+        s_view_free (&view);
         return NULL;
-    pthread_mutex_lock (&self->mutex);
-    zlistx_t *list = s_sorted (self);
-    for (size_t family = 0; list && family < sizeof s_families / sizeof s_families[0]; family++) {
+    }
+    for (size_t family = 0; family < sizeof s_families / sizeof s_families[0]; family++) {
         const s_family_t *each = &s_families[family];
         s_header (out, each->name, each->type, each->help);
-        for (s_entry_t *entry = (s_entry_t *)zlistx_first (list); entry;
-             entry = (s_entry_t *)zlistx_next (list)) {
+        for (size_t index = 0; index < view.count; index++) {
+            const s_copy_t *queue = &view.queues[index];
             fprintf (out, "%s{queue=\"", each->name);
-            s_label (out, entry->name);
-            fprintf (out, "\",kind=\"%s\"} ", zqi_kind_name (entry->kind));
-            uint64_t value = s_field (&entry->row, each->offset);
+            s_label (out, queue->name);
+            fprintf (out, "\",kind=\"%s\"} ", zqi_kind_name (queue->kind));
+            uint64_t value = s_field (&queue->row, each->offset);
             if (each->scale)
                 fprintf (out, "%.3f\n", (double)value * each->scale);
             else
                 fprintf (out, "%" PRIu64 "\n", value);
         }
     }
-    zlistx_destroy (&list);
-    zqi_metrics_device_t device = self->device;
-    pthread_mutex_unlock (&self->mutex);
+    zqi_metrics_device_t device = view.device;
+    s_view_free (&view);
 
     s_header (out, "zq_connections", "gauge", "Connections to the device's queue endpoint.");
     fprintf (out, "zq_connections %" PRIu64 "\n", device.connections);
@@ -518,26 +583,27 @@ zqi_metrics_json (zqi_metrics_t *self, size_t history_s)
 {
     if (history_s > ZQI_METRICS_HISTORY)
         history_s = ZQI_METRICS_HISTORY;
+    s_view_t view;
+    if (s_view (self, history_s, &view))
+        return NULL;
     json_t *root = json_object ();
     json_t *queues = json_array ();
     if (!root || !queues) {
         json_decref (root);
         json_decref (queues);
+        s_view_free (&view);
         return NULL;
     }
     json_object_set_new (root, "queues", queues);
-    pthread_mutex_lock (&self->mutex);
-    json_object_set_new (root, "time_ms",
-                         json_integer (self->publishes ? self->time_ms[s_slot (self, 0)] : 0));
-    zlistx_t *list = s_sorted (self);
-    for (s_entry_t *entry = list ? (s_entry_t *)zlistx_first (list) : NULL; entry;
-         entry = (s_entry_t *)zlistx_next (list)) {
+    json_object_set_new (root, "time_ms", json_integer (view.time_ms));
+    for (size_t index = 0; index < view.count; index++) {
+        const s_copy_t *copy = &view.queues[index];
         json_t *queue = json_object ();
         if (!queue)
             break;
         json_array_append_new (queues, queue);
-        json_object_set_new (queue, "name", json_string (entry->name));
-        json_object_set_new (queue, "kind", json_string (zqi_kind_name (entry->kind)));
+        json_object_set_new (queue, "name", json_string (copy->name));
+        json_object_set_new (queue, "kind", json_string (zqi_kind_name (copy->kind)));
         for (size_t family = 0; family < sizeof s_families / sizeof s_families[0]; family++) {
             const s_family_t *each = &s_families[family];
             //  The metric's name without "zq_queue_" and "_total".
@@ -546,28 +612,24 @@ zqi_metrics_json (zqi_metrics_t *self, size_t history_s)
             size_t length = strlen (key);
             if (length > 6 && streq (key + length - 6, "_total"))
                 key[length - 6] = '\0';
-            uint64_t value = s_field (&entry->row, each->offset);
+            uint64_t value = s_field (&copy->row, each->offset);
             if (each->scale)
                 json_object_set_new (queue, key, json_real ((double)value * each->scale));
             else
                 s_set_uint (queue, key, value);
         }
-        json_object_set_new (queue, "in_rate", json_real (entry->row.in_rate));
-        json_object_set_new (queue, "out_rate", json_real (entry->row.out_rate));
+        json_object_set_new (queue, "in_rate", json_real (copy->row.in_rate));
+        json_object_set_new (queue, "out_rate", json_real (copy->row.out_rate));
         if (history_s) {
             //  Oldest first: time_ms, depth and the in and out totals.
             json_t *history = json_object ();
             json_t *times = json_array (), *depth = json_array ();
             json_t *in = json_array (), *out = json_array ();
-            uint64_t kept = s_kept (entry);
-            if (kept > history_s)
-                kept = history_s;
-            for (uint64_t back = kept; back-- > 0;) {
-                size_t slot = s_slot (self, back);
-                json_array_append_new (times, json_integer (self->time_ms[slot]));
-                json_array_append_new (depth, json_integer ((json_int_t)entry->depth[slot]));
-                json_array_append_new (in, json_integer ((json_int_t)entry->in[slot]));
-                json_array_append_new (out, json_integer ((json_int_t)entry->out[slot]));
+            for (size_t sample = 0; sample < copy->samples; sample++) {
+                json_array_append_new (times, json_integer (copy->time_ms[sample]));
+                json_array_append_new (depth, json_integer ((json_int_t)copy->depth[sample]));
+                json_array_append_new (in, json_integer ((json_int_t)copy->in[sample]));
+                json_array_append_new (out, json_integer ((json_int_t)copy->out[sample]));
             }
             json_object_set_new (history, "time_ms", times);
             json_object_set_new (history, "depth", depth);
@@ -576,9 +638,8 @@ zqi_metrics_json (zqi_metrics_t *self, size_t history_s)
             json_object_set_new (queue, "history", history);
         }
     }
-    zlistx_destroy (&list);
-    zqi_metrics_device_t device = self->device;
-    pthread_mutex_unlock (&self->mutex);
+    zqi_metrics_device_t device = view.device;
+    s_view_free (&view);
     json_t *server = json_object ();
     json_t *refusals = json_object ();
     for (size_t code = 1; code < S_CODES; code++)
