@@ -11,6 +11,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include <inttypes.h>
 
 //  Most messages and protocol commands handled per wake-up.
 #define S_BURST 4096
@@ -96,12 +97,20 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
     zqi_device_ipc_private (zq_queue_endpoint (self->queue));
     //  Connections are counted from the socket's events (for metrics); a
     //  server without them still serves.
-    char *monitor = zsys_sprintf ("inproc://zq-device-connections-%p", (void *)self);
+    //  The name is new each time: a device started where the last one was
+    //  freed must not meet that one's monitor.
+    char *monitor =
+        zsys_sprintf ("inproc://zq-device-connections-%p-%" PRId64, (void *)self, zclock_usecs ());
     if (monitor && zmq_socket_monitor (zsock_resolve (zq_queue_sock (self->queue)), monitor,
                                        ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0) {
         self->monitor = zsock_new (ZMQ_PAIR);
-        if (self->monitor && zsock_connect (self->monitor, "%s", monitor))
+        //  libzmq waits for room to report an event: never make it wait.
+        if (self->monitor)
+            zsock_set_rcvhwm (self->monitor, 0);
+        if (!self->monitor || zsock_connect (self->monitor, "%s", monitor)) {
+            zmq_socket_monitor (zsock_resolve (zq_queue_sock (self->queue)), NULL, 0);
             zsock_destroy (&self->monitor);
+        }
     }
     zstr_free (&monitor);
     return self;
@@ -111,6 +120,9 @@ void
 zqi_qserver_destroy (zqi_qserver_t **self_p)
 {
     if (self_p && *self_p) {
+        //  The monitor stops before its socket goes.
+        if ((*self_p)->monitor)
+            zmq_socket_monitor (zsock_resolve (zq_queue_sock ((*self_p)->queue)), NULL, 0);
         zsock_destroy (&(*self_p)->monitor);
         zq_queue_destroy (&(*self_p)->queue);
         free (*self_p);
