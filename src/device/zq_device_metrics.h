@@ -2,11 +2,11 @@
     zq_device_metrics - what the device's HTTP server shows, and the server.
     Never installed.
 
-    src/zq_device_metrics.c  a snapshot of the device's rows, published by
+    src/device/zq_device_metrics.c  a snapshot of the device's rows, published by
                              the actor once a second, with 10 minutes of
                              per-second samples; renders it as Prometheus
                              text and as JSON
-    src/zq_device_http.c     the HTTP server (libmicrohttpd, its own thread):
+    src/device/zq_device_http.c     the HTTP server (libmicrohttpd, its own thread):
                              GET /metrics, GET /api/queues, GET / (the page)
 
     The device's state belongs to its actor thread. The actor copies what

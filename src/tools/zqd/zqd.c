@@ -182,21 +182,23 @@ main (int argc, char *argv[])
     //  128 KiB and more go back to the system when freed.
     mallopt (M_MMAP_THRESHOLD, 128 * 1024);
 #endif
-    static const struct option long_options[] = {{"config", required_argument, NULL, 'c'},
-                                                 {"bind", required_argument, NULL, 'b'},
-                                                 {"admin", required_argument, NULL, 'a'},
-                                                 {"spool", required_argument, NULL, 's'},
-                                                 {"fsync", required_argument, NULL, 'f'},
-                                                 {"option", required_argument, NULL, 'o'},
-                                                 {"insecure", no_argument, NULL, 'I'},
-                                                 {"log", required_argument, NULL, 'l'},
-                                                 {"verbose", no_argument, NULL, 'v'},
-                                                 {"foreground", no_argument, NULL, 'F'},
-                                                 {"check", no_argument, NULL, 'C'},
-                                                 {"help", no_argument, NULL, 'h'},
-                                                 {"version", no_argument, NULL, 'V'},
-                                                 {"http", required_argument, NULL, 'H'},
-                                                 {NULL, 0, NULL, 0}};
+    static const struct option long_options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"bind", required_argument, NULL, 'b'},
+        {"admin", required_argument, NULL, 'a'},
+        {"spool", required_argument, NULL, 's'},
+        {"fsync", required_argument, NULL, 'f'},
+        {"option", required_argument, NULL, 'o'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"log", required_argument, NULL, 'l'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"foreground", no_argument, NULL, 'F'},
+        {"check", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"http", required_argument, NULL, 'H'},
+        {NULL, 0, NULL, 0},
+    };
     //  Files 0600 and directories 0700: spools, their segments, ipc sockets.
     umask (0077);
     const char *config_path = NULL;

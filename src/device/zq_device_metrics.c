@@ -2,7 +2,7 @@
     zq_device_metrics - the snapshot the device's HTTP server shows: rows
     the actor publishes once a second, 10 minutes of per-second samples per
     queue, and their renderings as Prometheus text and JSON
-    (src/zq_device_metrics.h).
+    (src/device/zq_device_metrics.h).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

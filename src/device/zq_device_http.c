@@ -2,7 +2,7 @@
     zq_device_http - the device's HTTP server: GET /metrics (Prometheus
     text), GET /api/queues (JSON) and GET / (the status page), served by
     libmicrohttpd on its own thread from the metrics snapshot
-    (src/zq_device_metrics.h). Built only when configure finds
+    (src/device/zq_device_metrics.h). Built only when configure finds
     libmicrohttpd; otherwise zqi_http_new fails with ENOTSUP.
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -91,7 +91,7 @@ typedef enum MHD_Result s_result_t;
 typedef int s_result_t;
 #endif
 
-//  The status page: src/zq_device_page.html as a C string, made at build
+//  The status page: src/device/zq_device_page.html as a C string, made at build
 //  time.
 static const char s_page[] =
 #include "zq_device_page.h"
