@@ -12,7 +12,9 @@
 */
 #include "zq_device_metrics.h"
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 //  The request bounds: bytes a connection may use for its request line
@@ -21,6 +23,9 @@
 #define S_MEMORY_LIMIT      (32 * 1024)
 #define S_CONNECTION_LIMIT  64
 #define S_CONNECTION_IDLE_S 10
+//  libmicrohttpd's complaints (a request too big, a client gone) are
+//  logged at most once per this time, with how many were left out.
+#define S_LOG_IVL_MS 10000
 
 //  Parses HOST:PORT into address (IPv4 or IPv6, port set). Returns 0, or
 //  -1 with errno EINVAL and error.
@@ -101,17 +106,27 @@ struct _zqi_http_t {
     struct MHD_Daemon *daemon;
     zqi_metrics_t *metrics;
     char *address;
+    pthread_mutex_t log_mutex; //  the logger runs on the server's thread and
+    zqi_log_limit_t log_limit; //  on the device's (start, stop)
 };
 
 static void
 s_mhd_log (void *arg, const char *format, va_list args)
 {
+    zqi_http_t *self = (zqi_http_t *)arg;
+    uint64_t skipped = 0;
+    pthread_mutex_lock (&self->log_mutex);
+    bool due = zqi_log_limit_due (&self->log_limit, zclock_mono (), S_LOG_IVL_MS, &skipped);
+    pthread_mutex_unlock (&self->log_mutex);
+    if (!due)
+        return;
     char line[512];
     vsnprintf (line, sizeof line, format, args);
     size_t length = strlen (line);
     while (length && line[length - 1] == '\n')
         line[--length] = '\0';
-    zqi_log (ZQ_LOG_WARNING, "zq_device: http: %s", line);
+    zqi_log (ZQ_LOG_WARNING, "zq_device: http: %s (%" PRIu64 " more since the last line)", line,
+             skipped);
 }
 
 //  Queues a response of text (taken: freed by libmicrohttpd) with status
@@ -199,17 +214,19 @@ zqi_http_new (const char *address, zqi_metrics_t *metrics, char *error, size_t e
         return NULL;
     }
     self->metrics = metrics;
+    pthread_mutex_init (&self->log_mutex, NULL);
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (parsed.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     self->daemon = MHD_start_daemon (
-        flags, 0, NULL, NULL, s_handle, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL,
+        flags, 0, NULL, NULL, s_handle, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&parsed, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)S_MEMORY_LIMIT, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)S_CONNECTION_LIMIT,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)S_CONNECTION_IDLE_S, MHD_OPTION_END);
     if (!self->daemon) {
         int saved = errno ? errno : EADDRINUSE;
         snprintf (error, error_size, "cannot listen on %s: %s", address, strerror (saved));
+        pthread_mutex_destroy (&self->log_mutex);
         free (self);
         errno = saved;
         return NULL;
@@ -241,6 +258,7 @@ zqi_http_destroy (zqi_http_t **self_p)
         zqi_http_t *self = *self_p;
         if (self->daemon)
             MHD_stop_daemon (self->daemon);
+        pthread_mutex_destroy (&self->log_mutex);
         zstr_free (&self->address);
         free (self);
         *self_p = NULL;
