@@ -277,6 +277,35 @@ def test_metrics_after_puts_gets_nacks():
         zqd.close()
 
 
+def test_stream_and_forward_rows():
+    config = ("queues\n"
+              "    s1\n        kind = stream\n"
+              "        in = tcp://127.0.0.1:*\n        out = tcp://127.0.0.1:*\n"
+              "    f1\n        kind = forward\n"
+              "        in = tcp://127.0.0.1:*\n        out = tcp://127.0.0.1:*\n")
+    zqd = hostile.Zqd(args=["--http", "127.0.0.1:0"], config=config).start()
+    try:
+        hostile.wait_until(lambda: zqd._listening() and zqd.http, "zqd's http line")
+        def both():
+            got = scrape(zqd)
+            if queue_value(got, "zq_queue_depth", "f1", "forward") is not None:
+                return got
+            return None
+        samples = hostile.wait_until(both, "the configured stream and forward")
+        for name, kind in (("s1", "stream"), ("f1", "forward")):
+            for metric in ("zq_queue_depth", "zq_queue_in_total", "zq_queue_out_total",
+                           "zq_queue_dropped_total", "zq_queue_consumers"):
+                check(queue_value(samples, metric, name, kind) == 0,
+                      "%s{%s,%s}: %r" % (metric, name, kind, queue_value(samples, metric, name, kind)))
+        # An empty stream holds only its spool's segment headers.
+        check(queue_value(samples, "zq_queue_bytes", "s1", "stream") ==
+              queue_value(samples, "zq_queue_spool_bytes", "s1", "stream"), "stream bytes")
+        check(queue_value(samples, "zq_queue_bytes", "f1", "forward") == 0, "forward bytes")
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
 def test_api_queues_json():
     zqd = start_zqd()
     try:
