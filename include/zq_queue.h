@@ -549,7 +549,8 @@ typedef struct {
     uint64_t dead_lettered; //  moved to NAME.dead
     uint64_t expired;       //  dropped past their zq-ttl-ms
     uint64_t dropped;       //  duplicate records skipped at delivery
-    uint64_t reserved[8];
+    uint64_t disk_bytes;    //  bytes its spool takes (on disk, or in memory)
+    uint64_t reserved[7];
 } zq_queue_info_t;
 
 //  Makes queue name exist (opening or creating its spool). Returns 0, or
@@ -623,6 +624,14 @@ ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *co
 //  ENOTEMPTY (messages and no ZQ_DELETE_FORCE), EPERM (a queue made by
 //  zq_queue_declare: it stays) or the spool's errno.
 ZQ_EXPORT int zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p);
+
+//  Stores in counts[code], for each code from 0 to count - 1, how many
+//  times the server turned something down with that code since it opened
+//  (doc/PROTOCOL.md's REFUSE and ERROR codes): one per PUT id a REFUSE
+//  names, one per ERROR sent. Codes the protocol does not define (0
+//  among them) count 0. Returns 0, or -1 with errno ENOTSUP (not a
+//  reliable server) or EINVAL (counts NULL with count > 0).
+ZQ_EXPORT int zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count);
 
 #ifdef __cplusplus
 }

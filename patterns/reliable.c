@@ -284,6 +284,16 @@ s_purge (void *state, const char *name, uint64_t *count_p)
 }
 
 static int
+s_refusals (void *state, uint64_t *counts, size_t count)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    if (!self->server)
+        return zqi_fail (ENOTSUP);
+    zqi_r_server_refusals (self->server, counts, count);
+    return 0;
+}
+
+static int
 s_redrive (void *state, const char *name, uint64_t *count_p)
 {
     s_reliable_t *self = (s_reliable_t *)state;
@@ -335,4 +345,5 @@ const zq_pattern_t zqi_pattern_reliable = {
     .redrive = s_redrive,
     .authorizer = s_authorizer,
     .delete_queue = s_delete,
+    .refusals = s_refusals,
 };

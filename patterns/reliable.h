@@ -63,7 +63,8 @@ typedef enum {
     ZQI_R_CODE_BUSY = 10,     //  a new queue past the fd budget: retry later
     ZQI_R_CODE_DENIED = 11,   //  the sender's identity lacks the right (PUT, CONSUME)
     ZQI_R_CODE_NO_SPACE = 12, //  the spool's filesystem is under min_free_bytes: retry later
-    ZQI_R_CODE_DELETED = 13   //  the queue consumed was deleted (DELETE, zq_queue_delete)
+    ZQI_R_CODE_DELETED = 13,  //  the queue consumed was deleted (DELETE, zq_queue_delete)
+    ZQI_R_CODE_COUNT          //  one past the highest code
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -292,6 +293,7 @@ int zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int kind, int64
 int zqi_r_server_declare (zqi_r_server_t *self, const char *name);
 zlistx_t *zqi_r_server_names (zqi_r_server_t *self);
 int zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
+void zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count);
 int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
                        size_t *count_p);
 int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);

@@ -193,6 +193,8 @@ struct _zqi_r_server_t {
     uint64_t conflicts;               //  PUTs refused: their id was stored with other content
     zq_queue_authorize_fn *authorize; //  who may put and consume (NULL: anyone)
     void *authorize_arg;
+    //  REFUSE ids and ERROR replies sent, by code (zq_queue_refusals).
+    uint64_t refusals[ZQI_R_CODE_COUNT];
 };
 
 //  ---- reliable_server_queues.c ------------------------------------------

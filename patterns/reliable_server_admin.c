@@ -126,6 +126,13 @@ zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_
     return rc;
 }
 
+void
+zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count)
+{
+    for (size_t code = 0; code < count; code++)
+        counts[code] = code < ZQI_R_CODE_COUNT ? self->refusals[code] : 0;
+}
+
 int
 zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
 {
@@ -143,6 +150,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
     if (queue->spool)
         zq_spool_stats (queue->spool, &stats);
     info->depth = stats.depth;
+    info->disk_bytes = stats.disk_bytes;
     info->ready = stats.depth - stats.in_flight;
     info->in_flight = queue->in_flight;
     info->delayed = queue->held;

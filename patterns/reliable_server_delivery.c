@@ -245,6 +245,8 @@ void
 zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
                    const char *reason)
 {
+    if ((size_t)code < ZQI_R_CODE_COUNT)
+        self->refusals[code]++;
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
         zqi_r_put_uint (&self->buf, code) == 0 &&
         zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
@@ -270,6 +272,7 @@ zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_
                    const char *reason, size_t size)
 {
     zqi_rs_turned_down (self, reason, size);
+    self->refusals[ZQI_R_CODE_INVALID]++;
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
         zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
         zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&

@@ -504,6 +504,8 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
                 return;
     if (!self->bytes.size)
         return;
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))

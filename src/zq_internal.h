@@ -197,4 +197,17 @@ int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error, 
 ZQ_EXPORT uint64_t zqi_rpc_id_hash (uint64_t seed, const uint8_t *id);
 ZQ_EXPORT uint64_t zqi_rpc_id_seed (const void *table);
 
+//  ---- fsync latency (src/zq_spool_store.c) ------------------------------
+//  Durations of the group-commit fdatasync calls of every on-disk spool in
+//  the process (the disk's latency, whichever queue asked), for the
+//  device's metrics. Bucket i counts calls that took at most
+//  zqi_fsync_bounds_s[i] seconds and more than the bound before it; the
+//  last, ZQI_FSYNC_BUCKETS, counts the slower ones. Thread-safe.
+#define ZQI_FSYNC_BUCKETS 14
+extern const double zqi_fsync_bounds_s[ZQI_FSYNC_BUCKETS];
+//  Copies the counts (not cumulative) and the sum of all durations.
+void zqi_spool_fsync_histogram (uint64_t counts[ZQI_FSYNC_BUCKETS + 1], uint64_t *sum_ns_p);
+//  Adds one call that took duration_ns.
+void zqi_spool_fsync_observe (uint64_t duration_ns);
+
 #endif

@@ -160,6 +160,7 @@ typedef struct {
     //  Optional, a server holding named queues: zq_queue_set_authorizer.
     int (*authorizer) (void *state, zq_queue_authorize_fn *fn, void *arg);
     int (*delete_queue) (void *state, const char *name, int flags, uint64_t *count_p);
+    int (*refusals) (void *state, uint64_t *counts, size_t count);
 } zq_pattern_t;
 
 //  How settle settles a message.

@@ -777,6 +777,16 @@ zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *count_p)
 }
 
 int
+zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count)
+{
+    if (s_admin_check (self, self && self->pattern->refusals != NULL, ""))
+        return -1;
+    if (!counts && count)
+        return zqi_fail (EINVAL);
+    return self->pattern->refusals (self->state, counts, count);
+}
+
+int
 zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
 {
     if (s_admin_check (self, self && self->pattern->redrive != NULL, name))

@@ -32,7 +32,7 @@ static const s_field_t s_counters[] = {
     S_UINT (dead),       S_UINT (dead_lettered), S_UINT (expired),
     S_UINT (duplicates), S_UINT (refused),       S_UINT (dropped),
     S_UINT (gaps),       S_UINT (errors),        S_UINT (spilled),
-    S_UINT (consumers),
+    S_UINT (consumers),  S_UINT (bytes),         S_UINT (spool_bytes),
 };
 #define S_COUNTER_COUNT (sizeof s_counters / sizeof s_counters[0])
 

@@ -49,7 +49,9 @@ typedef struct {
     uint64_t errors;
     uint64_t spilled; //  stream: messages written to the spool
     uint64_t consumers;
-    double in_rate; //  messages/s over the device's last seconds
+    uint64_t bytes;       //  bytes held: a stream's memory ring plus any spool's segments
+    uint64_t spool_bytes; //  bytes the spool's segments take
+    double in_rate;       //  messages/s over the device's last seconds
     double out_rate;
 } zqi_row_t;
 

@@ -9,6 +9,8 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
+#include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -96,6 +98,8 @@ s_command_endpoint (zqi_device_t *self, const char *what)
         endpoint = self->qserver ? zqi_qserver_endpoint (self->qserver) : "";
     else if (streq (what, "admin"))
         endpoint = self->admin_endpoint ? self->admin_endpoint : "";
+    else if (streq (what, "http"))
+        endpoint = self->http ? zqi_http_address (self->http) : "";
     else {
         const char *slash = strrchr (what, '/');
         if (slash) {

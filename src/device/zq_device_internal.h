@@ -106,6 +106,7 @@ void zqi_access_zap_answer (zqi_access_t *self, zsock_t *zap);
 typedef struct {
     char *bind;  //  queue kind endpoint(s); "" = no queue kind
     char *admin; //  admin endpoint; "" = none
+    char *http;  //  HTTP server address (HOST:PORT); "" = none
     char *spool; //  spool directory; "" = memory
     zq_spool_fsync_t fsync;
     int64_t fsync_interval_ms;
@@ -248,6 +249,11 @@ int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_
 //  zq_queue_delete on the server (flags ZQ_DELETE_FORCE or 0).
 int zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p);
 
+//  The server's own counters: connections now, stats.errors and
+//  stats.refused, and refusals by code (counts[0 .. count - 1]).
+void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
+                           uint64_t *refused_p, uint64_t *counts, size_t count);
+
 //  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
 //  zq_device_admin.c) ----------------------------------------------------
 
@@ -272,6 +278,8 @@ typedef struct {
     int lock_fd;        //  flock()ed SPOOL/zqd.lock, or -1
     bool terminated;
     uint64_t bad_commands;
+    struct _zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL (zq_device_metrics.h)
+    struct _zqi_http_t *http;       //  the HTTP server (device/http), or NULL
 } zqi_device_t;
 
 //  ---- zq_device_io.c ----------------------------------------------------

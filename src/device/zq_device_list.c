@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -210,6 +211,8 @@ void
 zqi_device_tick (zqi_device_t *self)
 {
     zqi_device_queues_sync (self);
+    if (self->metrics)
+        zqi_metrics_begin (self->metrics);
     for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
          dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
         zqi_row_t row;
@@ -217,11 +220,22 @@ zqi_device_tick (zqi_device_t *self)
         dq->samples = 0; //  zqi_device_row without rates
         zqi_device_row (self, dq, &row);
         dq->samples = samples;
+        if (self->metrics)
+            zqi_metrics_queue (self->metrics, dq->name, dq->kind, &row);
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
         dq->sample_ms[slot] = zclock_mono ();
         s_backlog_check (self, dq, &row);
         dq->samples++;
+    }
+    if (self->metrics) {
+        zqi_metrics_device_t device = {0};
+        device.bad_commands = self->bad_commands;
+        if (self->qserver)
+            zqi_qserver_counters (self->qserver, &device.connections, &device.server_errors,
+                                  &device.server_refused, device.refusals,
+                                  sizeof device.refusals / sizeof device.refusals[0]);
+        zqi_metrics_end (self->metrics, &device);
     }
 }

@@ -412,6 +412,12 @@ zqi_stream_row (zqi_dqueue_t *dq, zqi_row_t *row)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
     *row = dq->counters;
+    if (self->spool) {
+        zq_spool_stats_t stats;
+        zq_spool_stats (self->spool, &stats);
+        row->spool_bytes = stats.disk_bytes;
+    }
+    row->bytes = self->bytes + row->spool_bytes;
     row->depth = self->count + self->spool_waiting;
     row->ready = row->depth;
     if (self->count) {
