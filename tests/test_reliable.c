@@ -765,8 +765,14 @@ check_given_back_timer (bool durable)
                                           "reconnect_ms", "100", NULL);
     if (durable)
         assert_int_equal (zq_options_set (options, "outbox_dir", dir), 0);
-    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    zq_queue_t *producer = zqi_queue_new_clocked ("reliable", ZQ_PRODUCER, connect, options, clock);
     assert_non_null (producer);
+    zactor_t *monitor = zactor_new (zmonitor, zq_queue_sock (producer));
+    assert_non_null (monitor);
+    zstr_sendx (monitor, "LISTEN", "DISCONNECTED", NULL);
+    zstr_sendx (monitor, "START", NULL);
+    zsock_wait (monitor);
     for (int n = 0; n < 3; n++) {
         zq_msg_t *msg = numbered ("given-back", n);
         assert_int_equal (zq_queue_post (producer, &msg, DEADLINE_MS), 0);
@@ -783,19 +789,26 @@ check_given_back_timer (bool durable)
         zmsg_destroy (&got);
     }
     zsock_destroy (&silent);
-    //  Past the confirm timeout, driven by the queue's own timer.
-    int64_t given_back = now_ms () + 250;
-    while (now_ms () < given_back) {
-        assert_true (zq_queue_events (producer) >= 0);
-        int64_t timer = zq_queue_next_timer_ms (producer);
-        assert_true (timer >= 0);
-        zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
-        zmq_poll (&item, 1, timer > 50 ? 50 : (long)timer);
-    }
+    //  Once the producer knows it is gone (the clock stands still meanwhile),
+    zpoller_t *poller = zpoller_new (monitor, NULL);
+    assert_true (zpoller_wait (poller, DEADLINE_MS) == monitor);
+    zpoller_destroy (&poller);
+    char *event = zstr_recv (monitor);
+    assert_string_equal (event, "DISCONNECTED");
+    zstr_free (&event);
+    zactor_destroy (&monitor);
+    //  before the confirm timeout the records wait for their confirms: the
+    //  queue asks to be called at the confirm timeout.
+    zqi_clock_advance (clock, 199);
+    assert_true (zq_queue_events (producer) >= 0);
+    assert_int_equal (zq_queue_next_timer_ms (producer), 1);
+    //  At the timeout they are given back.
+    zqi_clock_advance (clock, 1);
     assert_true (zq_queue_events (producer) >= 0);
     int64_t timer = zq_queue_next_timer_ms (producer);
     assert_true (timer >= 0 && timer <= 100);
     zq_queue_destroy (&producer);
+    zqi_clock_destroy (&clock);
     zq_options_destroy (&options);
     remove_tree (dir);
 }
@@ -805,6 +818,107 @@ test_given_back_timer (void **state)
 {
     check_given_back_timer (false);
     check_given_back_timer (true);
+}
+
+//  Receives the next PUT on router within the deadline, skipping other
+//  commands (a few pings); returns it, or NULL.
+static zmsg_t *
+recv_put (zsock_t *router)
+{
+    for (int skipped = 0; skipped < 16; skipped++) {
+        zmsg_t *msg = zmsg_recv (router);
+        if (!msg)
+            return NULL;
+        zmsg_first (msg); //  the routing id
+        zframe_t *command = zmsg_size (msg) >= 3 ? zmsg_next (msg) : NULL;
+        if (command && zframe_size (command) == 3 &&
+            memcmp (zframe_data (command), "\x92\x01\x01", 3) == 0)
+            return msg;
+        zmsg_destroy (&msg);
+    }
+    return NULL;
+}
+
+//  A stand-in server for the test below: takes two PUTs of one message on
+//  its ROUTER, moving the fake clock past the confirm timeout after the
+//  first, then confirms the message. Signals 0 when it did, 1 if a PUT did
+//  not come within the deadline.
+typedef struct {
+    zsock_t *router;
+    zqi_clock_t *clock;
+    int64_t confirm_timeout_ms;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+} stand_in_t;
+
+static void
+stand_in_actor (zsock_t *pipe, void *arg)
+{
+    stand_in_t *self = (stand_in_t *)arg;
+    zsock_signal (pipe, 0);
+    zsock_set_rcvtimeo (self->router, DEADLINE_MS);
+    zmsg_t *put = NULL;
+    int status = 0;
+    for (int attempt = 0; attempt < 2 && status == 0; attempt++) {
+        zmsg_destroy (&put);
+        put = recv_put (self->router);
+        if (!put)
+            status = 1;
+        else if (attempt == 0)
+            zqi_clock_advance (self->clock, self->confirm_timeout_ms);
+    }
+    if (status == 0) {
+        //  CONFIRM [id] (doc/PROTOCOL.md), to the PUT's sender.
+        uint8_t confirm[5 + ZQ_MSG_ID_SIZE] = {0x93, 0x01, 0x02, 0xc4, ZQ_MSG_ID_SIZE};
+        memcpy (confirm + 5, self->id, ZQ_MSG_ID_SIZE);
+        zmsg_t *reply = zmsg_new ();
+        zframe_t *routing = zmsg_pop (put);
+        zmsg_append (reply, &routing);
+        zmsg_addmem (reply, confirm, sizeof confirm);
+        zmsg_send (&reply, self->router);
+    }
+    zmsg_destroy (&put);
+    zsock_signal (pipe, (byte)status);
+    char *command = zstr_recv (pipe); //  $TERM
+    zstr_free (&command);
+}
+
+//  A producer blocked in zq_queue_send, waiting for a confirm, wakes when
+//  another thread moves its fake clock past the confirm timeout, and puts
+//  the message again at once: it does not sleep for the minute it computed
+//  from the clock before the clock moved.
+static void
+test_fake_clock_wakes_a_blocked_send (void **state)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char spec[300];
+    snprintf (spec, sizeof spec, "@ipc://%s/stand-in", dir);
+    stand_in_t stand_in = {zsock_new_router (spec), zqi_clock_fake_new (), 60000, {0}};
+    assert_non_null (stand_in.router);
+    assert_non_null (stand_in.clock);
+    zq_options_t *options =
+        options_with ("confirm_timeout_ms", "60000", "ping_ivl_ms", "600000", NULL);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", zsock_endpoint (stand_in.router));
+    zq_queue_t *producer =
+        zqi_queue_new_clocked ("reliable", ZQ_PRODUCER, connect, options, stand_in.clock);
+    assert_non_null (producer);
+    zq_msg_t *msg = numbered ("woken", 1);
+    memcpy (stand_in.id, zq_msg_id (msg), ZQ_MSG_ID_SIZE);
+    zactor_t *actor = zactor_new (stand_in_actor, &stand_in);
+    assert_non_null (actor);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    assert_null (msg);
+    assert_int_equal (zsock_wait (actor), 0);
+    zq_queue_stats_t stats;
+    zq_queue_stats (producer, &stats);
+    assert_int_equal (stats.retries, 1);
+    zactor_destroy (&actor);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&stand_in.router);
+    zqi_clock_destroy (&stand_in.clock);
+    zq_options_destroy (&options);
+    remove_tree (dir);
 }
 
 //  ---- Durable spool across a server restart -------------------------------
@@ -1364,6 +1478,7 @@ main (void)
         cmocka_unit_test (test_post_and_confirmed),
         cmocka_unit_test (test_confirmed_under_zpoller),
         cmocka_unit_test (test_given_back_timer),
+        cmocka_unit_test (test_fake_clock_wakes_a_blocked_send),
         cmocka_unit_test (test_competing_consumers),
         cmocka_unit_test (test_prefetch_respected),
         cmocka_unit_test (test_close_returns_deliveries),
