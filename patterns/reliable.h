@@ -148,9 +148,6 @@ int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 //  Returns the errno a REFUSE or ERROR code stands for.
 int zqi_r_code_errno (uint64_t code);
 
-//  Milliseconds since the Unix epoch.
-int64_t zqi_r_wall_ms (void);
-
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
 //  An open-addressing hash over an array of records whose first key_size

@@ -119,7 +119,9 @@ s_outbox_depth (zqi_r_producer_t *self)
 }
 
 //  Sends PUTs from the outbox while the window has room and a server can
-//  take them. Returns 0, or -1 with errno for a socket failure.
+//  take them. Returns 0, or -1 with errno for a socket failure. The confirm
+//  timeout counts from a time read before the first PUT leaves, never
+//  after: the server may have answered, or the clock moved, meanwhile.
 static int
 s_pump (zqi_r_producer_t *self)
 {
@@ -130,6 +132,8 @@ s_pump (zqi_r_producer_t *self)
         while (self->sent < self->window && self->ring_count) {
             uint32_t index = self->ring[self->ring_head];
             s_record_t *record = &self->records[index];
+            if (!now)
+                now = zqi_r_now (&self->common);
             if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
@@ -140,8 +144,6 @@ s_pump (zqi_r_producer_t *self)
             if (entry->attempt)
                 self->common.ctx->stats->retries++;
             entry->attempt = 1; //  sent at least once
-            if (!now)
-                now = zqi_r_now (&self->common);
             entry->state = S_SENT;
             self->sent++;
             zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
@@ -164,6 +166,8 @@ s_pump (zqi_r_producer_t *self)
             zq_spool_ack (self->outbox, record.seq);
             continue;
         }
+        if (!now)
+            now = zqi_r_now (&self->common);
         if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
@@ -186,8 +190,6 @@ s_pump (zqi_r_producer_t *self)
                 self->returned--;
             self->common.ctx->stats->retries++;
         }
-        if (!now)
-            now = zqi_r_now (&self->common);
         self->table.entries[index].state = S_SENT;
         self->sent++;
         zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);

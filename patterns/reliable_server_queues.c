@@ -57,7 +57,8 @@ void
 zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name)
 {
     uint64_t skipped;
-    if (!zqi_log_limit_due (&self->limit_log[which], zclock_mono (), ZQI_RS_LIMIT_LOG_MS, &skipped))
+    if (!zqi_log_limit_due (&self->limit_log[which], zqi_r_now (&self->common), ZQI_RS_LIMIT_LOG_MS,
+                            &skipped))
         return;
     uint64_t refused = skipped + 1;
     if (which == ZQI_RS_LIMIT_QUEUES)
