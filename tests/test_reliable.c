@@ -70,18 +70,26 @@ take_numbered (zq_queue_t *consumer, int64_t number)
     zq_msg_destroy (&msg);
 }
 
-//  Starts a server bound on spec with server_options (checking that it
-//  opened), a producer, and a consumer subscribed to subject; returns the
-//  server.
+//  Starts a server bound on spec with server_options and its timers on
+//  clock (NULL: the real one), checking that it opened, a producer, and a
+//  consumer subscribed to subject; returns the server.
 static test_server_t *
-start_with_clients (const char *spec, const zq_options_t *server_options, const char *subject,
-                    zq_queue_t **producer_p, zq_queue_t **consumer_p)
+start_clocked_with_clients (const char *spec, const zq_options_t *server_options,
+                            zqi_clock_t *clock, const char *subject, zq_queue_t **producer_p,
+                            zq_queue_t **consumer_p)
 {
-    test_server_t *server = server_start (spec, server_options);
+    test_server_t *server = server_start_clocked (spec, server_options, clock);
     assert_non_null (server);
     *producer_p = open_client (ZQ_PRODUCER, server, NULL);
     *consumer_p = open_subscriber (server, NULL, subject);
     return server;
+}
+
+static test_server_t *
+start_with_clients (const char *spec, const zq_options_t *server_options, const char *subject,
+                    zq_queue_t **producer_p, zq_queue_t **consumer_p)
+{
+    return start_clocked_with_clients (spec, server_options, NULL, subject, producer_p, consumer_p);
 }
 
 //  Closes the consumer, then the producer, stops the server, and destroys
@@ -421,9 +429,10 @@ static void
 test_nack_backoff (void **state)
 {
     zq_options_t *server_options = options_with ("nack_backoff_ms", "200", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "retry", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "retry", &producer, &consumer);
     send_numbered (producer, "retry", 7);
     zq_msg_t *first = recv_one (consumer);
     assert_int_equal (zq_msg_attempt (first), 0);
@@ -432,14 +441,19 @@ test_nack_backoff (void **state)
     zq_msg_t *second = recv_one (consumer);
     assert_memory_equal (zq_msg_id (second), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_msg_attempt (second), 1);
-    //  Backoff: 200 ms doubled per attempt (attempt 2 now): >= 400 ms.
-    int64_t nacked = now_ms ();
+    //  Backoff: 200 ms doubled per attempt (attempt 2 now): 400 ms.
     assert_int_equal (zq_queue_nack (consumer, second, ZQ_NACK_BACKOFF), 0);
     zq_queue_info_t info;
     WAIT_INFO (server, "retry", info, info.nacked == 2);
     assert_int_equal (info.delayed, 1);
+    server_advance (server, 399);
+    assert_int_equal (server_info (server, "retry", &info), 0);
+    assert_int_equal (info.delayed, 1);
+    assert_int_equal (info.delivered, 2);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "retry", &info), 0);
+    assert_int_equal (info.delayed, 0);
     zq_msg_t *third = recv_one (consumer);
-    assert_true (now_ms () - nacked >= 390);
     assert_int_equal (zq_msg_attempt (third), 2);
     assert_int_equal (number_of (third), 7);
     assert_int_equal (zq_queue_ack (consumer, third), 0);
@@ -456,38 +470,52 @@ test_nack_backoff (void **state)
     zq_msg_destroy (&second);
     zq_msg_destroy (&third);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 static void
 test_visibility_and_touch (void **state)
 {
     zq_options_t *server_options = options_with ("visibility_timeout_ms", "300", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "slow", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "slow", &producer, &consumer);
     send_numbered (producer, "slow", 1);
-    //  Not acked: back after the visibility timeout with attempt 1.
+    //  Not acked: back after the visibility timeout, not 1 ms sooner, with
+    //  attempt 1.
     zq_msg_t *first = recv_one (consumer);
-    int64_t received = now_ms ();
+    server_advance (server, 299);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "slow", &info), 0);
+    assert_int_equal (info.timeouts, 0);
+    assert_int_equal (info.in_flight, 1);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "slow", &info), 0);
+    assert_int_equal (info.timeouts, 1);
     zq_msg_t *again = recv_one (consumer);
-    assert_true (now_ms () - received >= 280);
     assert_memory_equal (zq_msg_id (again), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_msg_attempt (again), 1);
-    //  Touched every 150 ms for 900 ms: never redelivered.
-    int64_t start = now_ms ();
-    while (now_ms () - start < 900) {
+    //  Touched every 150 ms for 900 ms: never redelivered. A marker acked
+    //  after each touch, on the same connection, shows that the server has
+    //  the touch before the clock moves.
+    for (int64_t n = 0; n < 6; n++) {
         assert_int_equal (zq_queue_touch (consumer, again, 300), 0);
-        zq_msg_t *none = zq_queue_recv (consumer, 150);
-        assert_null (none);
+        send_numbered (producer, "slow", 100 + n);
+        take_numbered (consumer, 100 + n);
+        WAIT_INFO (server, "slow", info, info.acked == (uint64_t)n + 1);
+        server_advance (server, 150);
+        assert_int_equal (server_info (server, "slow", &info), 0);
+        assert_int_equal (info.timeouts, 1);
     }
     assert_int_equal (zq_queue_ack (consumer, again), 0);
-    zq_queue_info_t info;
     WAIT_INFO (server, "slow", info, info.depth == 0);
     assert_int_equal (info.timeouts, 1);
-    assert_int_equal (info.delivered, 2);
+    assert_int_equal (info.delivered, 2 + 6);
     zq_msg_destroy (&first);
     zq_msg_destroy (&again);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 static void
@@ -495,20 +523,24 @@ test_dead_letter (void **state)
 {
     zq_options_t *server_options =
         options_with ("visibility_timeout_ms", "100", "max_attempts", "2", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "poison", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "poison", &producer, &consumer);
     send_numbered (producer, "poison", 13);
     zq_msg_t *first = recv_one (consumer);
+    server_advance (server, 100);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "poison", &info), 0);
+    assert_int_equal (info.timeouts, 1);
     zq_msg_t *second = recv_one (consumer); //  after the timeout
     assert_int_equal (zq_msg_attempt (second), 1);
     assert_int_equal (zq_queue_nack (consumer, second, 0), 0);
     //  Attempt 2 reaches max_attempts: dead-lettered, not delivered.
-    zq_queue_info_t info;
     WAIT_INFO (server, "poison", info, info.dead_lettered == 1);
     assert_int_equal (info.depth, 0);
     assert_int_equal (info.dead, 1);
-    assert_null (zq_queue_recv (consumer, 200));
+    assert_int_equal (info.delivered, 2);
     //  The dead-letter queue is an ordinary queue.
     zq_queue_t *doctor = open_subscriber (server, NULL, "poison.dead");
     zq_msg_t *dead = recv_one (doctor);
@@ -517,48 +549,67 @@ test_dead_letter (void **state)
     assert_memory_equal (zq_msg_id (dead), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_queue_ack (doctor, dead), 0);
     WAIT_INFO (server, "poison", info, info.dead == 0);
+    assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&first);
     zq_msg_destroy (&second);
     zq_msg_destroy (&dead);
     zq_queue_destroy (&doctor);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 //  ---- TTL, delays, dedupe -----------------------------------------------
 
+//  Sends msg (taking it) with header name set to value.
+static void
+send_with_header (zq_queue_t *producer, zq_msg_t *msg, const char *name, int64_t value)
+{
+    char text[32];
+    snprintf (text, sizeof text, "%" PRId64, value);
+    assert_int_equal (zq_msg_set_header (msg, name, text), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+}
+
 static void
 test_ttl_and_delay (void **state)
 {
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    test_server_t *server = server_start_clocked ("@tcp://127.0.0.1:*", NULL, clock);
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    //  Expired at once (created_ms + 0 <= now), a live one, a delayed one.
+    //  One that expires at its creation + 1000 ms, a live one, and one held
+    //  until 400 ms after that.
     zq_msg_t *msg = numbered ("timed", 1);
-    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "0"), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    msg = numbered ("timed", 2);
-    int64_t not_before = zclock_time () + 400;
-    char text[32];
-    snprintf (text, sizeof text, "%" PRId64, not_before);
-    assert_int_equal (zq_msg_set_header (msg, "zq-not-before-ms", text), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    msg = numbered ("timed", 3);
-    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "600000"), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    int64_t expires = zq_msg_created_ms (msg) + 1000;
+    send_with_header (producer, msg, "zq-ttl-ms", 1000);
+    send_with_header (producer, numbered ("timed", 3), "zq-ttl-ms", 600000);
+    send_with_header (producer, numbered ("timed", 2), "zq-not-before-ms", expires + 400);
+    //  The clock was made before the messages: bring its wall time to the
+    //  expiry (messages carry the system's wall time of their creation).
+    assert_true (expires - zqi_clock_wall (clock) >= 1000);
+    server_advance (server, expires - zqi_clock_wall (clock));
     zq_queue_t *consumer = open_subscriber (server, NULL, "timed");
     zq_msg_t *live = recv_one (consumer);
     assert_int_equal (number_of (live), 3);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "timed", info, info.expired == 1 && info.delayed == 1);
+    server_advance (server, 399);
+    assert_int_equal (server_info (server, "timed", &info), 0);
+    assert_int_equal (info.delayed, 1);
+    assert_int_equal (info.delivered, 1);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "timed", &info), 0);
+    assert_int_equal (info.delayed, 0);
     zq_msg_t *late = recv_one (consumer);
     assert_int_equal (number_of (late), 2);
-    assert_true (zclock_time () >= not_before);
     zq_queue_ack (consumer, live);
     zq_queue_ack (consumer, late);
-    zq_queue_info_t info;
     WAIT_INFO (server, "timed", info, info.depth == 0);
     assert_int_equal (info.expired, 1);
     assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&live);
     zq_msg_destroy (&late);
     stop_with_clients (&consumer, &producer, &server, NULL);
+    zqi_clock_destroy (&clock);
 }
 
 static void
@@ -579,6 +630,38 @@ test_dedupe (void **state)
     take_numbered (consumer, 5);
     take_numbered (consumer, 6);
     stop_with_clients (&consumer, &producer, &server, NULL);
+}
+
+//  A PUT again within dedupe_window_ms of the first is confirmed without
+//  being stored; from the window's end on it is stored again.
+static void
+test_dedupe_window (void **state)
+{
+    zq_options_t *server_options = options_with ("dedupe_window_ms", "1000", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    zq_queue_t *producer, *consumer;
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "window", &producer, &consumer);
+    zq_msg_t *msg = numbered ("window", 1);
+    zq_msg_t *within = zq_msg_dup (msg); //  same id
+    zq_msg_t *after = zq_msg_dup (msg);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    take_numbered (consumer, 1);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "window", info, info.acked == 1);
+    server_advance (server, 999);
+    assert_int_equal (zq_queue_send (producer, &within, DEADLINE_MS), 0);
+    assert_int_equal (server_info (server, "window", &info), 0);
+    assert_int_equal (info.put, 1);
+    assert_int_equal (info.duplicates, 1);
+    server_advance (server, 1);
+    assert_int_equal (zq_queue_send (producer, &after, DEADLINE_MS), 0);
+    assert_int_equal (server_info (server, "window", &info), 0);
+    assert_int_equal (info.put, 2);
+    assert_int_equal (info.duplicates, 1);
+    take_numbered (consumer, 1);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 //  An id is a dedupe key within its queue only: the same id put to
@@ -1488,6 +1571,7 @@ main (void)
         cmocka_unit_test (test_dead_letter),
         cmocka_unit_test (test_ttl_and_delay),
         cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_dedupe_window),
         cmocka_unit_test (test_dedupe_per_queue),
         cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
