@@ -125,8 +125,10 @@ typedef struct {
 
     //  Optional. Waits up to timeout_ms (-1 = no limit) until the socket
     //  may be ready for what (ZMQ_POLLIN or ZMQ_POLLOUT), for patterns whose
-    //  readiness zmq_poll cannot see (an XPUB always polls writable).
-    //  Returns 0 (ready or not: the core tries again), or -1 with errno.
+    //  readiness zmq_poll cannot see (an XPUB always polls writable). A
+    //  pattern with timers waits through zqi_pattern_poll, which a fake
+    //  clock's advance wakes. Returns 0 (ready or not: the core tries
+    //  again), or -1 with errno.
     int (*wait) (void *state, short what, long timeout_ms);
 
     //  Optional. Milliseconds until the pattern needs send or recv to be
