@@ -376,8 +376,7 @@ s_wait (void *state, short what, long timeout_ms)
             return -1;
         return (events & ZMQ_POLLIN) ? s_take_notices (self) : 0;
     }
-    zmq_pollitem_t item = {self->handle, 0, what, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->ctx, self->handle, what, timeout_ms);
 }
 
 static int

@@ -39,6 +39,7 @@
 typedef struct {
     zq_role_t role;
     void *handle;
+    zq_pattern_ctx_t *ctx;
     zqi_r_server_t *server;
     zqi_r_producer_t *producer;
     zqi_r_consumer_t *consumer;
@@ -114,6 +115,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     s_reliable_t *self = (s_reliable_t *)state;
     self->role = ctx->role;
     self->handle = ctx->handle;
+    self->ctx = ctx;
     const char *fsync = zq_options_get_str (ctx->options, "fsync");
     zq_spool_fsync_t policy;
     if (!fsync || zq_spool_fsync_parse (fsync, &policy))
@@ -186,8 +188,7 @@ s_wait (void *state, short what, long timeout_ms)
     if (self->producer)
         return zqi_r_producer_wait (self->producer, what, timeout_ms);
     //  Servers and consumers only wait for input (and their timers).
-    zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->ctx, self->handle, ZMQ_POLLIN, timeout_ms);
 }
 
 static int64_t

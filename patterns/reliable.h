@@ -152,9 +152,6 @@ int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 //  Returns the errno a REFUSE or ERROR code stands for.
 int zqi_r_code_errno (uint64_t code);
 
-//  Milliseconds since the Unix epoch.
-int64_t zqi_r_wall_ms (void);
-
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
 //  An open-addressing hash over an array of records whose first key_size
@@ -173,7 +170,7 @@ typedef struct {
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
     uint64_t seq;        //  the record's seq in its spool (queue or outbox)
-    int64_t due;         //  zclock_mono ms of its timer, if scheduled
+    int64_t due;         //  monotonic ms of its timer (zqi_r_now), if scheduled
     uint32_t heap_index; //  ZQI_R_NONE when not scheduled
     uint32_t queue;      //  server: queue index
     uint32_t owner;      //  server: consumer index, ZQI_R_NONE if none
@@ -232,7 +229,7 @@ typedef struct {
     uint32_t queue;
     uint32_t unused;   //  0 (the key is hashed and compared as bytes)
     uint64_t content;  //  keyed hash of the body
-    int64_t stored_ms; //  zclock_mono ms; INT64_MIN: forgotten
+    int64_t stored_ms; //  monotonic ms (zqi_r_now); INT64_MIN: forgotten
     uint64_t seq;
 } zqi_r_seen_t;
 
@@ -276,6 +273,14 @@ typedef struct {
     void *handle;
     int ping_ivl_ms;
 } zqi_r_common_t;
+
+//  The role's monotonic time in ms: the queue's clock (zq_clock.h), which
+//  every timer of the reliable pattern reads.
+static inline int64_t
+zqi_r_now (const zqi_r_common_t *common)
+{
+    return zqi_clock_mono (common->ctx->clock);
+}
 
 typedef struct _zqi_r_server_t zqi_r_server_t;
 typedef struct _zqi_r_producer_t zqi_r_producer_t;

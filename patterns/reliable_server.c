@@ -255,7 +255,7 @@ zqi_r_server_recv (zqi_r_server_t *self)
     //  socket empty each time (a system call or two in libzmq). Within the
     //  millisecond of a round that emptied it, a ready message is returned
     //  without one; NULL always comes after a whole round.
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     if (now == self->work_ms && self->drained && s_local_ready (self)) {
         zq_msg_t *msg = zqi_rs_local_recv (self);
         if (msg)
@@ -285,7 +285,7 @@ zqi_r_server_events (zqi_r_server_t *self, int zmq_events)
 int64_t
 zqi_r_server_next_timer_ms (zqi_r_server_t *self)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     int64_t due = self->next_probe;
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)

@@ -185,10 +185,10 @@ struct _zqi_r_server_t {
     zqi_r_buf_t buf;   //  command frames
     zqi_r_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
-    int64_t now;                      //  zclock_mono at the start of the current round
+    int64_t now;                      //  zqi_r_now at the start of the current round
     int64_t work_ms;                  //  when zq_queue_recv last ran a whole round
     bool drained;                     //  the last round read the socket empty
-    int64_t resume_due;               //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_due;               //  zqi_r_now of the next try of stalled consumers; 0: none
     int64_t resume_ms;                //  the wait before that try, doubled while nothing goes
     uint64_t conflicts;               //  PUTs refused: their id was stored with other content
     zq_queue_authorize_fn *authorize; //  who may put and consume (NULL: anyone)

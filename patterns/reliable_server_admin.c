@@ -180,7 +180,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
         oldest_ms = zq_msg_created_ms (oldest);
     zq_msg_destroy (&oldest);
     if (info->ready && oldest_ms) {
-        int64_t age = zqi_r_wall_ms () - (int64_t)oldest_ms;
+        int64_t age = zqi_clock_wall (self->common.ctx->clock) - (int64_t)oldest_ms;
         info->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
     }
     return 0;

@@ -285,7 +285,7 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
             int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
             if (extend > self->max_delay_ms)
                 extend = self->max_delay_ms;
-            zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
+            zqi_r_table_schedule (&self->table, index, zqi_r_now (&self->common) + extend);
         }
     }
     return not_held;
@@ -605,7 +605,7 @@ int
 zqi_rs_work (zqi_r_server_t *self)
 {
     int rc = 0;
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     self->drained = false;
     for (int n = 0; n < ZQI_RS_BATCH && self->peer_count < ZQI_RS_BATCH_PEERS; n++)
         if (s_read_one (self)) {
@@ -617,7 +617,7 @@ zqi_rs_work (zqi_r_server_t *self)
     int saved = errno;
     if (self->pending_count || self->peer_count)
         s_commit_and_answer (self);
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     s_run_timers (self, self->now);
     zqi_rs_deliver_all (self);
     errno = saved;

@@ -56,7 +56,8 @@ void
 zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
 {
     uint64_t skipped = 0;
-    if (!zqi_log_limit_due (&self->event_log[kind], zclock_mono (), ZQI_RS_EVENT_LOG_MS, &skipped))
+    if (!zqi_log_limit_due (&self->event_log[kind], zqi_r_now (&self->common), ZQI_RS_EVENT_LOG_MS,
+                            &skipped))
         return;
     char line[512];
     va_list args;
@@ -75,7 +76,8 @@ void
 zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name)
 {
     uint64_t skipped;
-    if (!zqi_log_limit_due (&self->limit_log[which], zclock_mono (), ZQI_RS_LIMIT_LOG_MS, &skipped))
+    if (!zqi_log_limit_due (&self->limit_log[which], zqi_r_now (&self->common), ZQI_RS_LIMIT_LOG_MS,
+                            &skipped))
         return;
     uint64_t refused = skipped + 1;
     if (which == ZQI_RS_LIMIT_QUEUES)
@@ -309,7 +311,7 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
     queue->dead = ZQI_R_NONE;
     queue->is_dead = is_dead;
     queue->is_auto = is_auto;
-    queue->named_ms = zclock_mono ();
+    queue->named_ms = zqi_r_now (&self->common);
     return queue;
 }
 
@@ -396,7 +398,7 @@ zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool crea
     if (zqi_rs_queue_open (self, queue, false))
         return NULL;
     self->last_queue = queue;
-    queue->named_ms = zclock_mono ();
+    queue->named_ms = zqi_r_now (&self->common);
     return queue;
 }
 

@@ -13,15 +13,6 @@
     =========================================================================
 */
 #include "reliable.h"
-#include <sys/time.h>
-
-int64_t
-zqi_r_wall_ms (void)
-{
-    struct timeval now;
-    gettimeofday (&now, NULL);
-    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
-}
 
 //  ---- msgpack reading beyond zqi_mp_read_* -------------------------------
 

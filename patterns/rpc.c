@@ -131,7 +131,7 @@ typedef struct {
     uint32_t heap_index;
     uint32_t server;     //  client: server of the current attempt (S_NONE: none yet)
     uint32_t prev, next; //  expired or pending list (client), age list (server), free list
-    int64_t deadline;    //  client: end of the current attempt (zclock_mono)
+    int64_t deadline;    //  client: end of the current attempt (ctx->clock)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
     uint32_t route_size; //  server: routing frames as [size][bytes]...
@@ -171,7 +171,7 @@ typedef struct {
     zq_msg_t *failed; //  the last request reported failed, not yet taken
     //  Client: its servers, in the order connected; the next in turn; the
     //  socket monitor that reports their connections, and when it was
-    //  last read (zclock_mono).
+    //  last read (ctx->clock, as every time here).
     s_server_t *servers;
     uint32_t server_count;
     uint32_t next_server;
@@ -831,7 +831,7 @@ s_client_forget (s_rpc_t *self, uint32_t index)
 static int
 s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     if (now != self->monitor_read_ms ||
         (self->heap_size && self->entries[self->heap[0]].deadline <= now))
         s_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
@@ -904,7 +904,7 @@ s_client_recv (s_rpc_t *self, int flags)
         zq_msg_set_id (reply, id);
         return reply;
     }
-    s_client_tend (self, zclock_mono (), socket_idle);
+    s_client_tend (self, zqi_clock_mono (self->ctx->clock), socket_idle);
     if (self->expired.head != S_NONE) {
         zq_msg_destroy (&self->failed);
         self->failed = s_client_forget (self, self->expired.head);
@@ -1209,7 +1209,7 @@ s_events (void *state, int zmq_events)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->is_client)
         return zmq_events;
-    if (s_client_tend (self, zclock_mono (), !(zmq_events & ZMQ_POLLIN))) {
+    if (s_client_tend (self, zqi_clock_mono (self->ctx->clock), !(zmq_events & ZMQ_POLLIN))) {
         //  Sending may have taken in a reply's arrival: look again.
         size_t size = sizeof zmq_events;
         if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &zmq_events, &size))
@@ -1231,7 +1231,7 @@ s_next_timer_ms (void *state)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->heap_size)
         return -1;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     int64_t wait_ms = self->entries[self->heap[0]].deadline - now;
     //  While requests wait, liveness events are looked at regularly even
     //  by an event loop that only watches the socket's fd.
