@@ -74,7 +74,9 @@ typedef struct {
 //                                  batch frames. Consumers' max_message_bytes must be at
 //                                  least this. A message that finds room goes at once,
 //                                  alone. Batching producers keep sndhwm / 8 frames (at
-//                                  least 16) in libzmq's queue (patterns/pipeline.c)
+//                                  least 16) in libzmq's queue (patterns/pipeline.c).
+//                                  A batch goes to one consumer (libzmq deals whole
+//                                  frames round-robin), so shares even out per frame
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
