@@ -82,7 +82,7 @@ struct _zqi_r_producer_t {
     bool input_drained;
     bool posted;
     bool input_skipped;
-    zqi_r_buf_t buf;
+    zqi_buf_t buf;
 };
 
 //  ---- Reports ------------------------------------------------------------
@@ -491,7 +491,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);
-    zqi_r_buf_free (&self->buf);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return unsent;

@@ -177,8 +177,8 @@ struct _zqi_r_server_t {
     uint32_t peer_count;
     uint32_t *touched; //  queues appended to this round
     uint32_t touched_count;
-    zqi_r_buf_t buf;   //  command frames
-    zqi_r_buf_t bytes; //  joined or rewritten envelopes
+    zqi_buf_t buf;   //  command frames
+    zqi_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
     int64_t now;        //  zclock_mono at the start of the current round
     int64_t work_ms;    //  when zq_queue_recv last ran a whole round
@@ -898,8 +898,8 @@ s_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi
               const char *reason)
 {
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
-        zqi_r_put_uint (&self->buf, code) == 0 &&
-        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_mp_put_uint (&self->buf, code) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
         s_send_command (self, route, route_size, false);
 }
 
@@ -923,9 +923,9 @@ s_refuse_put (zqi_r_server_t *self, const s_peer_t *from, const uint8_t *id, con
 {
     s_turned_down (self, reason, size);
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
-        zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
-        zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
-        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_mp_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
+        zqi_mp_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
         s_send_command (self, from->route, from->route_size, false);
 }
 
@@ -937,11 +937,11 @@ s_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
                    const zqi_r_envelope_t *envelope, uint32_t attempt)
 {
     const uint8_t *data = (const uint8_t *)record->data;
-    zqi_r_buf_reset (&self->bytes);
+    zqi_buf_reset (&self->bytes);
     size_t tail = envelope->attempt_offset + envelope->attempt_size;
-    if (zqi_r_put_raw (&self->bytes, data, envelope->attempt_offset) ||
-        zqi_r_put_uint (&self->bytes, attempt) ||
-        zqi_r_put_raw (&self->bytes, data + tail, record->size - tail))
+    if (zqi_buf_append (&self->bytes, data, envelope->attempt_offset) ||
+        zqi_mp_put_uint (&self->bytes, attempt) ||
+        zqi_buf_append (&self->bytes, data + tail, record->size - tail))
         return -1;
     return 0;
 }
@@ -1123,7 +1123,7 @@ s_send_deliver (zqi_r_server_t *self, s_consumer_t *consumer, const zq_spool_rec
         size = self->bytes.size;
     }
     if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
-        zqi_r_put_uint (&self->buf, (uint64_t)self->visibility_ms))
+        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms))
         return -1;
     if (s_send_command (self, consumer->route, consumer->route_size, true))
         return -1;
@@ -1364,11 +1364,11 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         //  Stored in the one-frame form, with attempt 0: the attempt counts
         //  the server's deliveries, whatever the producer wrote.
         size_t tail = envelope.attempt_offset + envelope.attempt_size;
-        zqi_r_buf_reset (&self->bytes);
-        if (zqi_r_put_raw (&self->bytes, data, envelope.attempt_offset) ||
-            zqi_r_put_uint (&self->bytes, 0) ||
-            zqi_r_put_raw (&self->bytes, data + tail, size - tail) ||
-            zqi_r_put_raw (&self->bytes, body, body_size)) {
+        zqi_buf_reset (&self->bytes);
+        if (zqi_buf_append (&self->bytes, data, envelope.attempt_offset) ||
+            zqi_mp_put_uint (&self->bytes, 0) ||
+            zqi_buf_append (&self->bytes, data + tail, size - tail) ||
+            zqi_buf_append (&self->bytes, body, body_size)) {
             pending->code = ZQI_R_CODE_FAILED;
             return;
         }
@@ -1560,8 +1560,8 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             return;
         case ZQI_R_PING:
             if (zqi_r_put_command (&self->buf, 4, ZQI_R_PONG) == 0 &&
-                zqi_r_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
-                zqi_r_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
+                zqi_mp_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
+                zqi_mp_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
                     0)
                 s_send_command (self, route, route_size, false);
             return;
@@ -1651,21 +1651,21 @@ done:
 static void
 s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
 {
-    zqi_r_buf_reset (&self->bytes);
+    zqi_buf_reset (&self->bytes);
     for (uint32_t i = 0; i < self->pending_count; i++)
         if (self->pending[i].peer == peer && self->pending[i].code == code)
-            if (zqi_r_put_raw (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
+            if (zqi_buf_append (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
                 return;
     if (!self->bytes.size)
         return;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
-    if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
+    if (rc || zqi_mp_put_bin (&self->buf, self->bytes.data, self->bytes.size))
         return;
     if (code) {
         const char *reason = s_code_reason ((zqi_r_code_t)code);
-        if (zqi_r_put_uint (&self->buf, code) ||
-            zqi_r_put_str (&self->buf, reason, strlen (reason)))
+        if (zqi_mp_put_uint (&self->buf, code) ||
+            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
             return;
     }
     //  A producer gone or too slow to take its confirms sends again.
@@ -1970,8 +1970,8 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     zqi_r_dedupe_free (&self->dedupe);
     free (self->pending);
     free (self->touched);
-    zqi_r_buf_free (&self->buf);
-    zqi_r_buf_free (&self->bytes);
+    zqi_buf_free (&self->buf);
+    zqi_buf_free (&self->bytes);
     free (self->spool_dir);
     free (self);
     *self_p = NULL;

@@ -94,22 +94,19 @@
     =========================================================================
 */
 #include "zq_pattern.h"
-//  The hash of a 16-byte id is a few instructions when inlined.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-#include <sys/random.h>
 
-#define S_RPC_VERSION          1
-#define S_KIND_REQUEST         0
-#define S_KIND_REPLY           1
-#define S_RPC_ELEMENTS_MAX     16
+#define S_RPC_VERSION  1
+#define S_KIND_REQUEST 0
+#define S_KIND_REPLY   1
+//  Room for an rpc frame: the command header and a bin of one id.
+#define S_RPC_FRAME_MAX        (3 + 2 + ZQ_MSG_ID_SIZE)
 #define S_MAX_HOPS             8
 #define S_ROUTE_INLINE         24
 #define S_HEARTBEAT_IVL_MS     1000
 #define S_HEARTBEAT_TIMEOUT_MS 3000
 //  Late replies one client receive skips before it looks at its timers.
 #define S_LATE_BURST 64
-#define S_NONE       UINT32_MAX
+#define S_NONE       ZQI_ID_NONE
 //  Client: the routing id it gives its connection to server N is
 //  S_ROUTING_MARK then N in 4 octets, big-endian (libzmq keeps ids that
 //  start with 0 for its own).
@@ -155,17 +152,18 @@ typedef struct {
     int request_timeout_ms;
     uint32_t retries;
     uint32_t max_entries; //  max_in_flight
-    //  Entries, by index; a hash of their ids (slot = index + 1, 0 free).
-    s_entry_t *entries;
-    uint32_t capacity;
-    uint32_t count;
-    uint32_t free_head;
-    uint32_t *slots;
-    uint32_t slot_mask;
-    uint64_t seed; //  of the id hash: this table's own, so ids cannot be chosen to collide
-    //  Client: deadlines (a binary min-heap of indexes) and expired list.
-    uint32_t *heap;
-    uint32_t heap_size;
+    //  Entries by index in zq_idtable (found by id, the client's attempt
+    //  deadlines in its heap); entries, capacity and count read the
+    //  table's own first members, typed.
+    union {
+        zqi_idtable_t table;
+        struct {
+            s_entry_t *entries;
+            uint32_t capacity;
+            uint32_t count;
+        };
+    };
+    //  Client: requests out of attempts, not yet reported.
     s_list_t expired;
     s_list_t pending; //  attempts waiting for a live server with room
     zq_msg_t *failed; //  the last request reported failed, not yet taken
@@ -185,160 +183,42 @@ typedef struct {
     uint8_t route[S_MAX_HOPS * 256];
 } s_rpc_t;
 
-//  ---- Entries: a slab, a hash on the id, a free list ---------------------
+//  ---- Entries -------------------------------------------------------------
 
-static inline uint64_t
-s_id_hash (uint64_t seed, const uint8_t *id)
-{
-    return XXH3_64bits_withSeed (id, ZQ_MSG_ID_SIZE, seed);
-}
-
-uint64_t
-zqi_rpc_id_hash (uint64_t seed, const uint8_t *id)
-{
-    return s_id_hash (seed, id);
-}
-
-uint64_t
-zqi_rpc_id_seed (const void *table)
-{
-    uint64_t seed = 0;
-    if (getrandom (&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-        //  No entropy yet (early boot): what differs between tables.
-        static uint64_t tables = 0;
-        seed = XXH3_64bits_withSeed (&table, sizeof table,
-                                     (uint64_t)zclock_usecs () + ++tables * 0x9E3779B97F4A7C15ull);
-    }
-    return seed;
-}
+static const zqi_idtable_layout_t s_layout =
+    ZQI_IDTABLE_LAYOUT (s_entry_t, deadline, heap_index, next, in_use);
 
 static inline uint32_t
-s_home (const s_rpc_t *self, const uint8_t *id)
-{
-    return (uint32_t)s_id_hash (self->seed, id) & self->slot_mask;
-}
-
-//  Returns the slot holding id, or the empty slot where it would go.
-static uint32_t
-s_slot_of (const s_rpc_t *self, const uint8_t *id)
-{
-    uint32_t slot = s_home (self, id);
-    while (self->slots[slot] &&
-           memcmp (self->entries[self->slots[slot] - 1].id, id, ZQ_MSG_ID_SIZE) != 0)
-        slot = (slot + 1) & self->slot_mask;
-    return slot;
-}
-
-static uint32_t
 s_find (const s_rpc_t *self, const uint8_t *id)
 {
-    if (!self->slots)
-        return S_NONE;
-    uint32_t slot = s_slot_of (self, id);
-    return self->slots[slot] ? self->slots[slot] - 1 : S_NONE;
+    return zqi_idtable_find (&self->table, id);
 }
 
-//  Removes the entry's id from the hash (linear probing, backward shift).
-static void
-s_hash_remove (s_rpc_t *self, uint32_t index)
-{
-    uint32_t hole = s_slot_of (self, self->entries[index].id);
-    ZQ_ASSERT (self->slots[hole] == index + 1);
-    uint32_t next = hole;
-    while (true) {
-        next = (next + 1) & self->slot_mask;
-        if (!self->slots[next])
-            break;
-        uint32_t home = s_home (self, self->entries[self->slots[next] - 1].id);
-        //  Move it back unless its home lies cyclically in (hole, next].
-        bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
-        if (!stays) {
-            self->slots[hole] = self->slots[next];
-            hole = next;
-        }
-    }
-    self->slots[hole] = 0;
-}
-
-//  Doubles the slab (up to max_entries) and rebuilds the hash.
-static int
-s_grow (s_rpc_t *self)
-{
-    uint32_t capacity = self->capacity ? self->capacity * 2 : 64;
-    if (capacity > self->max_entries)
-        capacity = self->max_entries;
-    uint32_t slot_count = 1;
-    while (slot_count < capacity * 2)
-        slot_count *= 2;
-    s_entry_t *entries =
-        (s_entry_t *)realloc (self->entries, (size_t)capacity * sizeof (s_entry_t));
-    if (!entries)
-        return zqi_fail (ENOMEM);
-    self->entries = entries;
-    uint32_t *heap = (uint32_t *)realloc (self->heap, (size_t)capacity * sizeof (uint32_t));
-    if (!heap)
-        return zqi_fail (ENOMEM);
-    self->heap = heap;
-    uint32_t *slots = (uint32_t *)calloc (slot_count, sizeof (uint32_t));
-    if (!slots)
-        return zqi_fail (ENOMEM);
-    free (self->slots);
-    self->slots = slots;
-    self->slot_mask = slot_count - 1;
-    for (uint32_t index = 0; index < self->capacity; index++)
-        if (entries[index].in_use)
-            self->slots[s_slot_of (self, entries[index].id)] = index + 1;
-    //  The new entries join the free list.
-    for (uint32_t index = capacity; index-- > self->capacity;) {
-        memset (&entries[index], 0, sizeof (s_entry_t));
-        entries[index].next = self->free_head;
-        self->free_head = index;
-    }
-    self->capacity = capacity;
-    return 0;
-}
-
-//  Takes a free entry (not yet in the hash). Returns its index, or S_NONE
-//  with errno ENOMEM. The caller has checked count < max_entries.
+//  Adds an entry for id, with no server, list or deadline. Returns its
+//  index, or S_NONE with errno ENOMEM. The caller has checked count <
+//  max_entries.
 static uint32_t
-s_entry_take (s_rpc_t *self)
+s_entry_add (s_rpc_t *self, const uint8_t *id)
 {
-    if (self->free_head == S_NONE && s_grow (self))
+    uint32_t index = zqi_idtable_add (&self->table, id);
+    if (index == S_NONE) {
+        errno = ENOMEM;
         return S_NONE;
-    uint32_t index = self->free_head;
+    }
     s_entry_t *entry = &self->entries[index];
-    self->free_head = entry->next;
-    memset (entry, 0, sizeof *entry);
-    entry->prev = entry->next = entry->heap_index = entry->server = S_NONE;
+    entry->prev = entry->server = S_NONE;
     return index;
 }
 
-//  Puts id in the hash for a taken entry and counts it.
-static void
-s_entry_commit (s_rpc_t *self, uint32_t index, const uint8_t *id)
-{
-    s_entry_t *entry = &self->entries[index];
-    memcpy (entry->id, id, ZQ_MSG_ID_SIZE);
-    entry->in_use = true;
-    self->slots[s_slot_of (self, id)] = index + 1;
-    self->count++;
-}
-
-//  Returns a taken entry to the free list; removes it from the hash first
-//  if it was committed. Frees the route; the caller handles the request.
+//  Removes an entry (and its deadline) and frees its route; the caller
+//  handles the request and the lists.
 static void
 s_entry_release (s_rpc_t *self, uint32_t index)
 {
     s_entry_t *entry = &self->entries[index];
-    if (entry->in_use) {
-        s_hash_remove (self, index);
-        self->count--;
-    }
     free (entry->route_heap);
     entry->route_heap = NULL;
-    entry->in_use = false;
-    entry->next = self->free_head;
-    self->free_head = index;
+    zqi_idtable_remove (&self->table, index);
 }
 
 //  ---- Lists: expired requests (client), route ages (server) -------------
@@ -371,74 +251,12 @@ s_list_remove (s_rpc_t *self, s_list_t *list, uint32_t index)
     entry->prev = entry->next = S_NONE;
 }
 
-//  ---- Deadlines: a binary min-heap of entry indexes ---------------------
-
-static inline bool
-s_earlier (const s_rpc_t *self, uint32_t a, uint32_t b)
+//  The entry whose deadline comes first, or S_NONE.
+static inline s_entry_t *
+s_first_due (const s_rpc_t *self)
 {
-    return self->entries[self->heap[a]].deadline < self->entries[self->heap[b]].deadline;
-}
-
-static inline void
-s_heap_swap (s_rpc_t *self, uint32_t a, uint32_t b)
-{
-    uint32_t index = self->heap[a];
-    self->heap[a] = self->heap[b];
-    self->heap[b] = index;
-    self->entries[self->heap[a]].heap_index = a;
-    self->entries[self->heap[b]].heap_index = b;
-}
-
-static void
-s_heap_up (s_rpc_t *self, uint32_t position)
-{
-    while (position > 0) {
-        uint32_t parent = (position - 1) / 2;
-        if (!s_earlier (self, position, parent))
-            break;
-        s_heap_swap (self, position, parent);
-        position = parent;
-    }
-}
-
-static void
-s_heap_down (s_rpc_t *self, uint32_t position)
-{
-    while (true) {
-        uint32_t smallest = position;
-        uint32_t left = 2 * position + 1, right = left + 1;
-        if (left < self->heap_size && s_earlier (self, left, smallest))
-            smallest = left;
-        if (right < self->heap_size && s_earlier (self, right, smallest))
-            smallest = right;
-        if (smallest == position)
-            break;
-        s_heap_swap (self, position, smallest);
-        position = smallest;
-    }
-}
-
-static void
-s_heap_push (s_rpc_t *self, uint32_t index)
-{
-    uint32_t position = self->heap_size++;
-    self->heap[position] = index;
-    self->entries[index].heap_index = position;
-    s_heap_up (self, position);
-}
-
-static void
-s_heap_remove (s_rpc_t *self, uint32_t index)
-{
-    uint32_t position = self->entries[index].heap_index;
-    ZQ_ASSERT (position < self->heap_size && self->heap[position] == index);
-    uint32_t last = --self->heap_size;
-    if (position != last) {
-        s_heap_swap (self, position, last);
-        s_heap_down (self, position);
-        s_heap_up (self, position);
-    }
-    self->entries[index].heap_index = S_NONE;
+    uint32_t index = zqi_idtable_first (&self->table);
+    return index == S_NONE ? NULL : &self->entries[index];
 }
 
 //  ---- Frames -------------------------------------------------------------
@@ -451,14 +269,8 @@ s_parse_rpc_frame (const uint8_t *data, size_t size, uint64_t *kind_p, const uin
 {
     zqi_cursor_t cursor = {data, data + size};
     uint32_t elements;
-    uint64_t version;
-    if (zqi_mp_read_array (&cursor, &elements) || elements == 0 ||
-        zqi_mp_read_uint (&cursor, &version))
-        return zqi_fail (ZQ_EPROTO);
-    if (version != S_RPC_VERSION)
-        return zqi_fail (ZQ_EVERSION);
-    if (elements < 2 || elements > S_RPC_ELEMENTS_MAX || zqi_mp_read_uint (&cursor, kind_p))
-        return zqi_fail (ZQ_EPROTO);
+    if (zqi_wire_command_read (&cursor, S_RPC_VERSION, &elements, kind_p))
+        return -1;
     uint32_t used = 2;
     if (*kind_p == S_KIND_REPLY) {
         uint32_t id_size;
@@ -467,10 +279,7 @@ s_parse_rpc_frame (const uint8_t *data, size_t size, uint64_t *kind_p, const uin
         used = 3;
     } else if (*kind_p != S_KIND_REQUEST)
         return zqi_fail (ZQ_EPROTO);
-    for (uint32_t index = used; index < elements; index++)
-        if (zqi_mp_skip (&cursor, ZQ_MSG_MAX_DEPTH))
-            return -1;
-    return cursor.pos == cursor.end ? 0 : zqi_fail (ZQ_EPROTO);
+    return zqi_wire_command_end (&cursor, used, elements, ZQ_MSG_MAX_DEPTH);
 }
 
 //  Receives the rpc frame (the delimiter already read) of a message of
@@ -557,7 +366,9 @@ s_routing_id (uint32_t server, uint8_t *routing_id)
 static int
 s_send_request (s_rpc_t *self, uint32_t server, const zq_msg_t *request)
 {
-    static const uint8_t rpc_frame[] = {0x92, S_RPC_VERSION, S_KIND_REQUEST};
+    uint8_t rpc_frame[S_RPC_FRAME_MAX];
+    size_t rpc_size =
+        (size_t)(zqi_wire_command_write (rpc_frame, 2, S_RPC_VERSION, S_KIND_REQUEST) - rpc_frame);
     uint8_t routing_id[S_ROUTING_ID_SIZE];
     s_routing_id (server, routing_id);
     //  ROUTER_MANDATORY: a full pipe or an unknown id fails here, sending
@@ -566,7 +377,7 @@ s_send_request (s_rpc_t *self, uint32_t server, const zq_msg_t *request)
         return -1;
     int rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
-        rc = zmq_send (self->handle, rpc_frame, sizeof rpc_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
         rc = s_send_envelope (self->handle, request);
     if (rc < 0) {
@@ -699,8 +510,7 @@ s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
     s_entry_t *entry = &self->entries[index];
     zq_msg_set_attempt (entry->request, zq_msg_attempt (entry->request) + 1);
     entry->attempts++;
-    entry->deadline = now + self->request_timeout_ms;
-    s_heap_down (self, entry->heap_index);
+    zqi_idtable_schedule (&self->table, index, now + self->request_timeout_ms);
     if (s_route (self, index, entry->server) == 0) {
         if (entry->pending)
             s_pending_remove (self, index);
@@ -717,12 +527,12 @@ s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
 static void
 s_run_timers (s_rpc_t *self, int64_t now)
 {
-    while (self->heap_size && self->entries[self->heap[0]].deadline <= now) {
-        uint32_t index = self->heap[0];
+    while (s_first_due (self) && s_first_due (self)->deadline <= now) {
+        uint32_t index = zqi_idtable_first (&self->table);
         if (self->entries[index].attempts <= self->retries)
             s_attempt (self, index, now);
         else {
-            s_heap_remove (self, index);
+            zqi_idtable_unschedule (&self->table, index);
             if (self->entries[index].pending)
                 s_pending_remove (self, index);
             self->entries[index].expired = true;
@@ -781,7 +591,7 @@ s_client_tend (s_rpc_t *self, int64_t now, bool socket_idle)
         s_flush_pending (self);
         sent = true;
     }
-    if (self->heap_size && self->entries[self->heap[0]].deadline <= now) {
+    if (s_first_due (self) && s_first_due (self)->deadline <= now) {
         s_run_timers (self, now);
         sent = true;
     }
@@ -797,7 +607,7 @@ s_client_forget (s_rpc_t *self, uint32_t index)
     if (entry->expired)
         s_list_remove (self, &self->expired, index);
     else {
-        s_heap_remove (self, index);
+        zqi_idtable_unschedule (&self->table, index);
         if (entry->pending)
             s_pending_remove (self, index);
     }
@@ -811,23 +621,20 @@ static int
 s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
 {
     int64_t now = zclock_mono ();
-    if (now != self->monitor_read_ms ||
-        (self->heap_size && self->entries[self->heap[0]].deadline <= now))
+    if (now != self->monitor_read_ms || (s_first_due (self) && s_first_due (self)->deadline <= now))
         s_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
     if (self->count >= self->max_entries)
         return zqi_fail (EAGAIN);
     const uint8_t *id = zq_msg_id (*msg_p);
     if (s_find (self, id) != S_NONE)
         return zqi_fail (EALREADY);
-    uint32_t index = s_entry_take (self);
+    uint32_t index = s_entry_add (self, id);
     if (index == S_NONE)
         return -1;
-    s_entry_commit (self, index, id);
     s_entry_t *entry = &self->entries[index];
     entry->request = *msg_p;
     entry->attempts = 1;
-    entry->deadline = now + self->request_timeout_ms;
-    s_heap_push (self, index);
+    zqi_idtable_schedule (&self->table, index, now + self->request_timeout_ms);
     if (s_route (self, index, S_NONE)) {
         entry->pending = true;
         s_list_append (self, &self->pending, index);
@@ -943,12 +750,11 @@ s_server_recv (s_rpc_t *self, int flags)
             s_list_remove (self, &self->age, oldest);
             s_entry_release (self, oldest);
         }
-        index = s_entry_take (self);
+        index = s_entry_add (self, id);
         if (index == S_NONE) {
             zq_msg_destroy (&request);
             return NULL;
         }
-        s_entry_commit (self, index, id);
     }
     s_entry_t *entry = &self->entries[index];
     //  (inline routes are reached through the entry, as the slab may move)
@@ -991,13 +797,15 @@ s_server_reply (s_rpc_t *self, const zq_msg_t *request, zq_msg_t **reply_p)
     int rc = 0;
     for (hop += 1 + hop[0]; rc >= 0 && hop < end; hop += 1 + hop[0])
         rc = zmq_send (self->handle, hop + 1, hop[0], ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    uint8_t rpc_frame[5 + ZQ_MSG_ID_SIZE] = {0x93, S_RPC_VERSION, S_KIND_REPLY, 0xc4,
-                                             ZQ_MSG_ID_SIZE};
-    memcpy (rpc_frame + 5, id, ZQ_MSG_ID_SIZE);
+    uint8_t rpc_frame[S_RPC_FRAME_MAX];
+    uint8_t *end_of_frame = zqi_wire_command_write (rpc_frame, 3, S_RPC_VERSION, S_KIND_REPLY);
+    end_of_frame = zqi_mp_write_bin_header (end_of_frame, ZQ_MSG_ID_SIZE);
+    memcpy (end_of_frame, id, ZQ_MSG_ID_SIZE);
+    size_t rpc_size = (size_t)(end_of_frame + ZQ_MSG_ID_SIZE - rpc_frame);
     if (rc >= 0)
         rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
-        rc = zmq_send (self->handle, rpc_frame, sizeof rpc_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     //  Past the first frame the route is spent, whatever happens next.
     s_list_remove (self, &self->age, index);
     s_entry_release (self, index);
@@ -1025,8 +833,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->request_timeout_ms = zqi_option_int (ctx->options, "request_timeout_ms");
     self->retries = (uint32_t)zqi_option_int (ctx->options, "retries");
     self->max_entries = (uint32_t)zqi_option_int (ctx->options, "max_in_flight");
-    self->free_head = S_NONE;
-    self->seed = zqi_rpc_id_seed (self);
+    zqi_idtable_init (&self->table, &s_layout, self->max_entries);
     self->expired.head = self->expired.tail = S_NONE;
     self->pending.head = self->pending.tail = S_NONE;
     self->age.head = self->age.tail = S_NONE;
@@ -1048,7 +855,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
         //  pipe has no high-water mark, so libzmq never waits to report.
         char endpoint[64];
         snprintf (endpoint, sizeof endpoint, "inproc://zq-rpc-monitor-%p-%016llx", (void *)self,
-                  (unsigned long long)zqi_rpc_id_seed (&self->monitor));
+                  (unsigned long long)zqi_idhash_seed (&self->monitor));
         self->monitor = zsock_new (ZMQ_PAIR);
         if (!self->monitor)
             return zqi_fail (ENOMEM);
@@ -1131,13 +938,7 @@ s_close (void *state)
         free (entry->route_heap);
     }
     zq_msg_destroy (&self->failed);
-    free (self->entries);
-    free (self->slots);
-    free (self->heap);
-    self->entries = NULL;
-    self->slots = NULL;
-    self->heap = NULL;
-    self->capacity = self->count = self->heap_size = 0;
+    zqi_idtable_free (&self->table);
     return unsent;
 }
 
@@ -1208,10 +1009,10 @@ static int64_t
 s_next_timer_ms (void *state)
 {
     s_rpc_t *self = (s_rpc_t *)state;
-    if (!self->heap_size)
+    if (!s_first_due (self))
         return -1;
     int64_t now = zclock_mono ();
-    int64_t wait_ms = self->entries[self->heap[0]].deadline - now;
+    int64_t wait_ms = s_first_due (self)->deadline - now;
     //  While requests wait, liveness events are looked at regularly even
     //  by an event loop that only watches the socket's fd.
     int64_t check_ms = self->monitor_read_ms + S_MONITOR_CHECK_MS - now;

@@ -642,99 +642,18 @@ zqi_msg_take_body (zq_msg_t *self, void *data, size_t size)
 }
 
 //  ---- Encoding -----------------------------------------------------------
-//  The header is written by hand with the shortest encoding of each value.
-
-static inline size_t
-s_uint_size (uint64_t value)
-{
-    return value <= 0x7f         ? 1
-           : value <= 0xff       ? 2
-           : value <= 0xffff     ? 3
-           : value <= 0xffffffff ? 5
-                                 : 9;
-}
-
-static inline size_t
-s_str_size (size_t size)
-{
-    return size + (size <= 31 ? 1 : size <= 0xff ? 2 : size <= 0xffff ? 3 : 5);
-}
-
-//  Stores value big-endian in width bytes (1, 2, 4 or 8).
-static inline uint8_t *
-s_put_be (uint8_t *out, uint64_t value, int width)
-{
-    if (width == 1)
-        *out = (uint8_t)value;
-    else if (width == 2) {
-        out[0] = (uint8_t)(value >> 8);
-        out[1] = (uint8_t)value;
-    } else if (width == 4) {
-        uint32_t word = (uint32_t)value;
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        word = __builtin_bswap32 (word);
-#endif
-        memcpy (out, &word, sizeof word);
-    } else {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        value = __builtin_bswap64 (value);
-#endif
-        memcpy (out, &value, sizeof value);
-    }
-    return out + width;
-}
-
-static inline uint8_t *
-s_put_uint (uint8_t *out, uint64_t value)
-{
-    if (value <= 0x7f) {
-        *out++ = (uint8_t)value;
-        return out;
-    }
-    if (value <= 0xff) {
-        *out++ = 0xcc;
-        return s_put_be (out, value, 1);
-    }
-    if (value <= 0xffff) {
-        *out++ = 0xcd;
-        return s_put_be (out, value, 2);
-    }
-    if (value <= 0xffffffff) {
-        *out++ = 0xce;
-        return s_put_be (out, value, 4);
-    }
-    *out++ = 0xcf;
-    return s_put_be (out, value, 8);
-}
-
-static inline uint8_t *
-s_put_str (uint8_t *out, const char *str, size_t size)
-{
-    if (size <= 31)
-        *out++ = (uint8_t)(0xa0 | size);
-    else if (size <= 0xff) {
-        *out++ = 0xd9;
-        out = s_put_be (out, size, 1);
-    } else if (size <= 0xffff) {
-        *out++ = 0xda;
-        out = s_put_be (out, size, 2);
-    } else {
-        *out++ = 0xdb;
-        out = s_put_be (out, size, 4);
-    }
-    memcpy (out, str, size);
-    return out + size;
-}
+//  The header is written with zq_wire's writer: the shortest encoding of
+//  each value.
 
 static size_t
 s_header_size (const zq_msg_t *self)
 {
-    size_t size = 1 + 1 + 2 + ZQ_MSG_ID_SIZE + s_str_size (self->subject_size) +
-                  s_uint_size ((uint64_t)self->created_ms) + s_uint_size (self->attempt) +
-                  (self->header_count <= 15 ? 1 : 3);
+    size_t size = 1 + 1 + 2 + ZQ_MSG_ID_SIZE + zqi_mp_str_size (self->subject_size) +
+                  zqi_mp_uint_size ((uint64_t)self->created_ms) + zqi_mp_uint_size (self->attempt) +
+                  zqi_mp_map_size (self->header_count);
     for (uint32_t index = 0; index < self->header_count; index++)
-        size += s_str_size (self->headers[index].name_size) +
-                s_str_size (self->headers[index].value_size);
+        size += zqi_mp_str_size (self->headers[index].name_size) +
+                zqi_mp_str_size (self->headers[index].value_size);
     return size;
 }
 
@@ -748,19 +667,14 @@ s_write_header (const zq_msg_t *self, uint8_t *out)
     memcpy (out, start, sizeof start);
     memcpy (out + sizeof start, self->id, ZQ_MSG_ID_SIZE);
     out += sizeof start + ZQ_MSG_ID_SIZE;
-    out = s_put_str (out, self->subject, self->subject_size);
-    out = s_put_uint (out, (uint64_t)self->created_ms);
-    out = s_put_uint (out, self->attempt);
-    if (self->header_count <= 15)
-        *out++ = (uint8_t)(0x80 | self->header_count);
-    else {
-        *out++ = 0xde;
-        out = s_put_be (out, self->header_count, 2);
-    }
+    out = zqi_mp_write_str (out, self->subject, self->subject_size);
+    out = zqi_mp_write_uint (out, (uint64_t)self->created_ms);
+    out = zqi_mp_write_uint (out, self->attempt);
+    out = zqi_mp_write_map (out, self->header_count);
     for (uint32_t index = 0; index < self->header_count; index++) {
         const s_header_t *header = &self->headers[index];
-        out = s_put_str (out, header->name, header->name_size);
-        out = s_put_str (out, header->value, header->value_size);
+        out = zqi_mp_write_str (out, header->name, header->name_size);
+        out = zqi_mp_write_str (out, header->value, header->value_size);
     }
     return out;
 }
