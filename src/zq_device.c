@@ -12,7 +12,6 @@
 #include "zq_device_internal.h"
 #include <msgpack.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -173,28 +172,10 @@ zqi_device_recv_nowait (zsock_t *sock)
 zframe_t *
 zqi_device_one_frame (const zq_msg_t *msg)
 {
-    zq_msg_t *copy = zq_msg_dup (msg);
-    zmsg_t *frames = zmsg_new ();
-    zframe_t *result = NULL;
-    if (copy && frames && zq_msg_encode (&copy, frames) == 0) {
-        result = zmsg_pop (frames);
-        zframe_t *body = zmsg_pop (frames);
-        if (result && body) {
-            //  The one-frame form is the two frames end to end.
-            zframe_t *joined = zframe_new (NULL, zframe_size (result) + zframe_size (body));
-            if (joined) {
-                memcpy (zframe_data (joined), zframe_data (result), zframe_size (result));
-                memcpy (zframe_data (joined) + zframe_size (result), zframe_data (body),
-                        zframe_size (body));
-            }
-            zframe_destroy (&result);
-            result = joined;
-        }
-        zframe_destroy (&body);
-    }
-    zq_msg_destroy (&copy);
-    zmsg_destroy (&frames);
-    return result;
+    zframe_t *frame = zframe_new (NULL, zqi_msg_wire_size (msg));
+    if (frame)
+        zqi_msg_wire_write (msg, zframe_data (frame));
+    return frame;
 }
 
 //  ---- Queues ----------------------------------------------------------------
@@ -1044,7 +1025,6 @@ s_device_actor (zsock_t *pipe, void *args)
 
 //  Starts the actor without changing the host's signal handlers (see
 //  zq_queue.h: the first CZMQ socket of a process runs zsys_init).
-static pthread_mutex_t s_start_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 zactor_t *
 zq_device_new (zconfig_t *config, char *error, size_t error_size)
@@ -1056,17 +1036,8 @@ zq_device_new (zconfig_t *config, char *error, size_t error_size)
     }
     error[0] = '\0';
     s_start_t start = {config, error, error_size, 0};
-    struct sigaction int_before, term_before, int_after, term_after;
-    pthread_mutex_lock (&s_start_mutex);
-    sigaction (SIGINT, NULL, &int_before);
-    sigaction (SIGTERM, NULL, &term_before);
+    zqi_czmq_init ();
     zactor_t *actor = zactor_new (s_device_actor, &start);
-    sigaction (SIGINT, NULL, &int_after);
-    sigaction (SIGTERM, NULL, &term_after);
-    if (int_after.sa_handler != int_before.sa_handler ||
-        term_after.sa_handler != term_before.sa_handler)
-        zsys_handler_set (NULL);
-    pthread_mutex_unlock (&s_start_mutex);
     if (!actor) {
         snprintf (error, error_size, "cannot start the device's thread");
         errno = ENOMEM;

@@ -42,6 +42,17 @@ zqi_fail (int errnum)
 //  NUL byte in it makes it invalid). patterns/reliable.c is its home.
 int zqi_queue_name_check (const char *name, size_t size);
 
+//  Makes sure CZMQ is initialised (zsys_init) without changing the host's
+//  SIGINT and SIGTERM handlers (zq_library.c). The first zsys_init of a
+//  process installs CZMQ's own; if this call made them change,
+//  zsys_handler_set (NULL) has CZMQ restore the ones it saved (the
+//  host's) and never install them later. If CZMQ was initialised already,
+//  nothing changes. zq calls it before creating any CZMQ socket or actor;
+//  a process-wide mutex serialises the first calls from any thread (and
+//  is not held while the caller goes on, so an actor's thread may call it
+//  while the thread that starts the actor waits for it).
+void zqi_czmq_init (void);
+
 //  Logs one line through the handler set with zq_set_log_handler, if any.
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
