@@ -21,9 +21,8 @@
 #define ZQ_EXPORT
 #endif
 
-#define ZQ_VERSION_MAJOR                     0
-#define ZQ_VERSION_MINOR                     1
-#define ZQ_VERSION_PATCH                     0
+#include "zq_version.h"
+
 #define ZQ_MAKE_VERSION(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
 #define ZQ_VERSION                           ZQ_MAKE_VERSION (ZQ_VERSION_MAJOR, ZQ_VERSION_MINOR, ZQ_VERSION_PATCH)
 

@@ -27,10 +27,10 @@ typedef struct _zq_options_t zq_options_t;
 //  The kinds of value an option takes.
 //  ZQ_OPTION_INT   a signed integer within [min, max]; as text, decimal
 //                  digits with an optional leading '-'.
-//  ZQ_OPTION_BOOL  0 or 1; as text also "true"/"false", "yes"/"no", "on"/"off".
 //  ZQ_OPTION_STR   text of min to max bytes (no NUL inside), or one of the
 //                  words listed in choices.
-typedef enum { ZQ_OPTION_INT = 0, ZQ_OPTION_BOOL = 1, ZQ_OPTION_STR = 2 } zq_option_type_t;
+//  (2 for ZQ_OPTION_STR: the value 1 is not used.)
+typedef enum { ZQ_OPTION_INT = 0, ZQ_OPTION_STR = 2 } zq_option_type_t;
 
 //  One row of the option table. For ZQ_OPTION_STR, min and max bound the
 //  length in bytes and default_str is the default (never NULL); for the

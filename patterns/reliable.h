@@ -6,7 +6,8 @@
         patterns/reliable_wire.c      command frames, envelope header parsing
         patterns/reliable_table.c     the entry table (on zq_idtable), the
                                       dedupe window
-        patterns/reliable_server.c    ZQ_SERVER: the holder of named queues
+        patterns/reliable_server*.c   ZQ_SERVER: the holder of named queues
+                                      (patterns/reliable_server.h)
         patterns/reliable_producer.c  ZQ_PRODUCER: outbox, confirms, resends
         patterns/reliable_consumer.c  ZQ_CONSUMER: credit, ack/nack/touch
 

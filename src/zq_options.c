@@ -212,24 +212,6 @@ s_parse_int (const char *text, int64_t *value_p)
     return 0;
 }
 
-static int
-s_parse_bool (const char *text, int64_t *value_p)
-{
-    static const char *yes[] = {"1", "true", "yes", "on"};
-    static const char *no[] = {"0", "false", "no", "off"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp (text, yes[i]) == 0) {
-            *value_p = 1;
-            return 0;
-        }
-        if (strcasecmp (text, no[i]) == 0) {
-            *value_p = 0;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 //  True if value (length bytes) is one of the '|'-separated words.
 static bool
 s_is_choice (const char *choices, const char *value, size_t length)
@@ -270,10 +252,6 @@ zq_options_set (zq_options_t *self, const char *name, const char *value)
     switch (info->type) {
         case ZQ_OPTION_INT:
             if (s_parse_int (value, &number))
-                return zqi_fail (EINVAL);
-            return zq_options_set_int (self, name, number);
-        case ZQ_OPTION_BOOL:
-            if (s_parse_bool (value, &number))
                 return zqi_fail (EINVAL);
             return zq_options_set_int (self, name, number);
         case ZQ_OPTION_STR: {

@@ -161,9 +161,6 @@ typedef struct {
 //  Returns the pattern named name, or NULL.
 const zq_pattern_t *zqi_pattern_lookup (const char *name);
 
-//  Returns pattern number index (0-based), or NULL past the end.
-const zq_pattern_t *zqi_pattern_at (size_t index);
-
 //  Errors that mean "a peer sent malformed input".
 static inline bool
 zqi_is_bad_input (int errnum)

@@ -27,9 +27,3 @@ zqi_pattern_lookup (const char *name)
                 return s_patterns[i];
     return NULL;
 }
-
-const zq_pattern_t *
-zqi_pattern_at (size_t index)
-{
-    return index < S_COUNT ? s_patterns[index] : NULL;
-}

@@ -1,7 +1,10 @@
 /*  =========================================================================
-    zq_spool - a durable FIFO of records: appending with group commit,
-    the delivery cursor, acks and reclaim. The storage itself (formats,
-    files, recovery) is in zq_spool_store.c; doc/SPOOL.md specifies both.
+    zq_spool - a durable FIFO of records: configuration, the in-flight
+    table and ready heap, refusals, open and close, reclaim and stats.
+    The write side (group commit, appending) is in zq_spool_write.c, the
+    delivery cursor and acks in zq_spool_read.c; the storage itself
+    (formats, segment files, recovery) in zq_spool_format.c,
+    zq_spool_store.c and zq_spool_recovery.c. doc/SPOOL.md specifies them.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -19,8 +22,6 @@
 
 //  Most refusal ranges remembered for zq_spool_wait.
 #define S_REFUSED_MAX 1024
-//  Bytes kept free under the quota for seals, checkpoints and acks.
-#define S_QUOTA_SLACK 4096
 //  Segments in memory are never larger than this (plus one batch).
 #define S_MEMORY_SEGMENT_MAX (4 * 1024 * 1024)
 //  Seqs a spool may assign are below this (doc/SPOOL.md, "Recovery").
@@ -95,8 +96,8 @@ s_location_free (void **item_p)
 
 //  ---- Ready heap: returned records, lowest seq first -------------------------
 
-static int
-s_ready_push (zq_spool_t *self, const zqi_location_t *location)
+int
+zqi_spool_ready_push (zq_spool_t *self, const zqi_location_t *location)
 {
     if (self->ready_count == self->ready_capacity) {
         size_t capacity = self->ready_capacity ? self->ready_capacity * 2 : 64;
@@ -118,8 +119,8 @@ s_ready_push (zq_spool_t *self, const zqi_location_t *location)
     return 0;
 }
 
-static void
-s_ready_pop (zq_spool_t *self)
+void
+zqi_spool_ready_pop (zq_spool_t *self)
 {
     zqi_location_t last = self->ready[--self->ready_count];
     size_t at = 0;
@@ -143,8 +144,8 @@ s_ready_pop (zq_spool_t *self)
 //  Remembers that seqs [start, end) were lost to a failed write (errno
 //  errnum); they count as acked, and the ack is logged so the hole is
 //  known after a restart.
-static void
-s_refuse (zq_spool_t *self, uint64_t start, uint64_t end, int errnum)
+void
+zqi_spool_refuse (zq_spool_t *self, uint64_t start, uint64_t end, int errnum)
 {
     if (start >= end)
         return;
@@ -169,8 +170,8 @@ s_refuse (zq_spool_t *self, uint64_t start, uint64_t end, int errnum)
 }
 
 //  Returns the errno that refused seq, or 0.
-static int
-s_refused_errno (zq_spool_t *self, uint64_t seq)
+int
+zqi_spool_refused_errno (zq_spool_t *self, uint64_t seq)
 {
     for (size_t i = self->refused_count; i > 0; i--)
         if (seq >= self->refused[i - 1].start && seq < self->refused[i - 1].end)
@@ -179,246 +180,13 @@ s_refused_errno (zq_spool_t *self, uint64_t seq)
 }
 
 //  First refusal errno for a seq in [start, end], or 0.
-static int
-s_refused_between (zq_spool_t *self, uint64_t start, uint64_t end)
+int
+zqi_spool_refused_between (zq_spool_t *self, uint64_t start, uint64_t end)
 {
     for (size_t i = 0; i < self->refused_count; i++)
         if (self->refused[i].start <= end && self->refused[i].end > start)
             return self->refused_errno[i];
     return 0;
-}
-
-//  ---- Group commit ---------------------------------------------------------
-
-static zqi_segment_t *
-s_tail (zq_spool_t *self)
-{
-    return self->segments[self->segment_count - 1];
-}
-
-static void
-s_account (zq_spool_t *self)
-{
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < self->segment_count; i++)
-        bytes += self->segments[i]->end;
-    self->disk_bytes = bytes;
-}
-
-//  Writes what was appended (and the acks made) as one batch, and syncs if
-//  sync is true (or something is written but not yet synced). Called and
-//  returns with lock held; the I/O runs without it, while appenders fill
-//  the next batch. Only one thread leads at a time; others wait for it
-//  first. Returns 0, or -1 with errno (the batch was refused; or the
-//  spool failed).
-static int
-s_flush (zq_spool_t *self, bool sync)
-{
-    while (self->writing)
-        pthread_cond_wait (&self->cond, &self->lock);
-    if (self->failed)
-        return zqi_fail (self->failed);
-    zqi_segment_t *tail = s_tail (self);
-    bool have_records = self->fill.size > 0 || self->pending_acks.count > 0;
-    if (!have_records && (!sync || tail->synced == tail->end)) {
-        if (sync || self->config.fsync == ZQ_SPOOL_FSYNC_NONE) {
-            //  Everything written is synced already.
-            self->durable_seq = self->written_seq;
-            self->acks_durable = self->acks_written;
-        }
-        return 0;
-    }
-    //  Room for a new segment in the list, so nothing can fail after I/O.
-    if (self->segment_count == self->segment_capacity) {
-        size_t capacity = self->segment_capacity * 2;
-        zqi_segment_t **bigger = realloc (self->segments, capacity * sizeof (zqi_segment_t *));
-        if (!bigger)
-            return zqi_fail (ENOMEM);
-        self->segments = bigger;
-        self->segment_capacity = capacity;
-    }
-    uint64_t ack_epoch = self->ack_epoch;
-    if (self->pending_acks.count) {
-        //  As many ack records as the reader's bound takes; a crash may
-        //  keep some of them and lose the others (those acks are lost:
-        //  their records are delivered again).
-        size_t before = self->fill.size;
-        if (zqi_ack_records_put (self, &self->fill, &self->ack_payload, self->pending_acks.items,
-                                 self->pending_acks.count, self->next_seq - 1, self->durable_lsn)) {
-            self->fill.size = before;
-            return -1;
-        }
-        zqi_rangeset_t swap = self->flight_acks;
-        self->flight_acks = self->pending_acks;
-        self->pending_acks = swap;
-        self->pending_acks.count = 0;
-    }
-    self->writing = true;
-    zqi_buf_t swap = self->flight;
-    self->flight = self->fill;
-    self->fill = swap;
-    self->fill.size = 0;
-    uint64_t first = self->written_seq + 1;
-    uint64_t last = self->fill_last_seq ? self->fill_last_seq : self->written_seq;
-    self->fill_last_seq = 0;
-
-    uint64_t body = tail->end > tail->body_start ? tail->end - tail->body_start : 0;
-    bool rotate =
-        tail->sealed ||
-        (self->flight.size && tail->records > 0 &&
-         body + self->flight.size > self->config.segment_bytes) ||
-        (tail->memory && tail->end + self->flight.size + ZQI_SEAL_SIZE > tail->memory_capacity);
-    zqi_rangeset_t snapshot = {NULL, 0, 0};
-    uint64_t snapshot_floor = self->ack_floor;
-    int rc = 0;
-    if (rotate && self->acked.count) {
-        snapshot.items = malloc (self->acked.count * sizeof (zqi_range_t));
-        if (snapshot.items) {
-            memcpy (snapshot.items, self->acked.items, self->acked.count * sizeof (zqi_range_t));
-            snapshot.count = snapshot.capacity = self->acked.count;
-        } else
-            rc = zqi_fail (ENOMEM);
-    }
-    pthread_mutex_unlock (&self->lock);
-
-    zqi_segment_t *target = tail, *created = NULL;
-    bool synced = false;
-    if (rc == 0 && rotate) {
-        if (!tail->sealed && zqi_segment_seal (self, tail))
-            rc = -1;
-        if (rc == 0) {
-            uint64_t base_lsn = tail->base_lsn + tail->end - ZQI_SEG_HEADER_SIZE;
-            created = zqi_segment_create (self, first, base_lsn, &snapshot, snapshot_floor,
-                                          first - 1, self->flight.size);
-            if (created)
-                target = created;
-            else
-                rc = -1;
-        }
-    }
-    if (rc == 0 && self->flight.size) {
-        uint64_t before = target->end;
-        if (zqi_segment_write (self, target, self->flight.data, self->flight.size)) {
-            rc = -1;
-            int saved = errno;
-            //  Cut the partial batch so the log stays valid.
-            if (!self->failed && zqi_segment_truncate (self, target, before))
-                self->failed = errno;
-            errno = saved;
-        } else
-            target->records++;
-    }
-    int errnum = rc ? errno : 0;
-    if (!self->failed && (sync || rc) && target->synced < target->end) {
-        //  On a refused batch, what was written before it still gets its
-        //  sync, so waiters on those records are answered.
-        if (zqi_segment_sync (self, target)) {
-            //  After a failed fsync the kernel may have dropped the dirty
-            //  pages: nothing unsynced can be trusted. Cut back to what was
-            //  synced and fail the spool; reopening recovers the truth.
-            int saved = errno;
-            if (!self->failed) {
-                if (ftruncate (target->wfd, (off_t)target->synced)) {
-                }
-                target->end = target->synced;
-                self->failed = saved;
-            }
-            zqi_log (ZQ_LOG_ERROR, "zq_spool: fsync failed: %s", strerror (saved));
-            if (!rc) {
-                rc = -1;
-                errnum = saved;
-            }
-        } else
-            synced = true;
-    } else if (!self->failed && target->synced == target->end)
-        synced = true;
-    zqi_rangeset_free (&snapshot);
-
-    pthread_mutex_lock (&self->lock);
-    if (created) {
-        self->segments[self->segment_count++] = created;
-        created->visible = created->end;
-    }
-    tail->visible = tail->end;
-    if (target != tail)
-        target->visible = target->end;
-    if (self->flight.size)
-        self->stats.writes++;
-    if (rc == 0) {
-        if (last >= first)
-            target->last_seq = last;
-        self->written_seq = last;
-        self->acks_written = ack_epoch;
-        self->flight_acks.count = 0;
-    } else {
-        int refusal = errnum == ENOSPC || errnum == EDQUOT ? ZQ_EFULL : errnum;
-        if (self->failed)
-            refusal = self->failed;
-        s_refuse (self, first, last + 1, refusal);
-        self->written_seq = last;
-        for (size_t i = 0; i < self->flight_acks.count; i++)
-            zqi_rangeset_add (&self->pending_acks, self->flight_acks.items[i].start,
-                              self->flight_acks.items[i].end);
-        self->flight_acks.count = 0;
-        if (refusal == ZQ_EFULL)
-            zqi_log (ZQ_LOG_WARNING, "zq_spool: disk full: %" PRIu64 " records refused",
-                     last + 1 - first);
-        errnum = refusal;
-    }
-    if (synced) {
-        //  Everything written is on stable storage (a refused batch was
-        //  cut away before the sync).
-        self->durable_seq = self->written_seq;
-        if (rc == 0)
-            self->acks_durable = ack_epoch;
-        self->durable_lsn = target->base_lsn + target->synced - ZQI_SEG_HEADER_SIZE;
-        self->last_sync_ms = zclock_mono ();
-    }
-    if (self->config.fsync == ZQ_SPOOL_FSYNC_NONE && !self->failed)
-        self->durable_seq = self->written_seq;
-    if (self->failed && rc == 0) {
-        rc = -1;
-        errnum = self->failed;
-    }
-    self->flight.size = 0;
-    s_account (self);
-    self->writing = false;
-    pthread_cond_broadcast (&self->cond);
-    if (rc)
-        errno = errnum;
-    return rc;
-}
-
-static void *
-s_sync_thread (void *arg)
-{
-    zq_spool_t *self = (zq_spool_t *)arg;
-    pthread_mutex_lock (&self->lock);
-    while (!self->stopping) {
-        int64_t now = zclock_mono ();
-        int64_t due = self->last_sync_ms + self->config.fsync_interval_ms;
-        if ((now >= due || self->sync_wanted) && !self->writing && !self->failed) {
-            self->sync_wanted = false;
-            s_flush (self, true);
-            self->last_sync_ms = zclock_mono ();
-            continue;
-        }
-        if (now < due && !self->sync_wanted) {
-            struct timespec deadline;
-            clock_gettime (CLOCK_MONOTONIC, &deadline);
-            int64_t wait_ms = due - now;
-            deadline.tv_sec += wait_ms / 1000;
-            deadline.tv_nsec += (wait_ms % 1000) * 1000000;
-            if (deadline.tv_nsec >= 1000000000) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait (&self->cond, &self->lock, &deadline);
-        } else
-            pthread_cond_wait (&self->cond, &self->lock);
-    }
-    pthread_mutex_unlock (&self->lock);
-    return NULL;
 }
 
 //  ---- Open and close ----------------------------------------------------------
@@ -450,8 +218,8 @@ s_open_dir (zq_spool_t *self)
 
 //  Deletes the oldest segments whose messages are all acked (never the
 //  newest). Both locks held.
-static void
-s_reclaim (zq_spool_t *self)
+void
+zqi_spool_reclaim (zq_spool_t *self)
 {
     size_t removed = 0;
     while (self->segment_count - removed > 1) {
@@ -543,9 +311,9 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
         if (!segment)
             goto fail;
         self->segments[self->segment_count++] = segment;
-        s_account (self);
+        zqi_spool_account (self);
     }
-    zqi_segment_t *tail = s_tail (self);
+    zqi_segment_t *tail = zqi_spool_tail (self);
     //  What a previous process wrote may still be only in the page cache.
     if (!tail->sealed && tail->synced < tail->end && zqi_segment_sync (self, tail))
         goto fail;
@@ -571,13 +339,13 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
     self->durable_lsn = tail->base_lsn + tail->end - ZQI_SEG_HEADER_SIZE;
     if (self->ack_floor < self->segments[0]->first_seq)
         zqi_spool_ack_range (self, self->ack_floor, self->segments[0]->first_seq);
-    s_reclaim (self);
+    zqi_spool_reclaim (self);
     self->cursor_segment = self->segments[0]->id;
     self->cursor_offset = ZQI_SEG_HEADER_SIZE;
     self->last_sync_ms = zclock_mono ();
 
     if (self->config.fsync == ZQ_SPOOL_FSYNC_INTERVAL) {
-        if (pthread_create (&self->thread, NULL, s_sync_thread, self)) {
+        if (pthread_create (&self->thread, NULL, zqi_spool_sync_thread, self)) {
             errno = EAGAIN;
             goto fail;
         }
@@ -609,7 +377,7 @@ zq_spool_destroy (zq_spool_t **self_p)
     }
     if (!self->failed && self->segment_count) {
         pthread_mutex_lock (&self->lock);
-        if (s_flush (self, true))
+        if (zqi_spool_flush (self, true))
             zqi_log (ZQ_LOG_ERROR, "zq_spool: final write failed: %s", zq_strerror (errno));
         pthread_mutex_unlock (&self->lock);
     }
@@ -638,507 +406,6 @@ zq_spool_destroy (zq_spool_t **self_p)
     pthread_mutex_destroy (&self->read_lock);
     free (self);
     *self_p = NULL;
-}
-
-//  ---- Appending ----------------------------------------------------------------
-
-//  Bytes kept free under the quota: a seal, the next checkpoint with the
-//  whole ack state, and the acks not yet logged. Lock held.
-static uint64_t
-s_quota_slack (zq_spool_t *self)
-{
-    return S_QUOTA_SLACK + zqi_ranges_disk_bytes (self, self->acked.count) +
-           zqi_ranges_disk_bytes (self, self->pending_acks.count);
-}
-
-//  Appends one record to the fill buffer. Lock held.
-static int
-s_append (zq_spool_t *self, const void *data, size_t size)
-{
-    if (self->failed)
-        return zqi_fail (self->failed);
-    if (size > self->config.max_record_bytes)
-        return zqi_fail (ZQ_ETOOBIG);
-    size_t record = ZQI_REC_HEADER_SIZE + size;
-    //  A full batch is written first (by this thread, or the leader).
-    while (self->fill.size && self->fill.size + record > self->config.batch_bytes) {
-        if (self->writing)
-            pthread_cond_wait (&self->cond, &self->lock);
-        else if (s_flush (self, false))
-            return -1;
-    }
-    if (self->failed)
-        return zqi_fail (self->failed);
-    if (self->config.quota_bytes) {
-        uint64_t slack = s_quota_slack (self);
-        uint64_t need = self->disk_bytes + self->flight.size + self->fill.size + record + slack;
-        if (need > self->config.quota_bytes) {
-            self->stats.refused++;
-            return zqi_fail (ZQ_EFULL);
-        }
-    }
-    if (zqi_record_put (&self->fill, self->salt, ZQI_REC_MESSAGE, self->next_seq, self->durable_lsn,
-                        data, size))
-        return -1;
-    self->fill_last_seq = self->next_seq++;
-    self->stats.appends++;
-    self->stats.append_bytes += size;
-    return 0;
-}
-
-int
-zq_spool_append (zq_spool_t *self, const void *data, size_t size, uint64_t *seq_p)
-{
-    if (!self || (!data && size))
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->lock);
-    int rc = s_append (self, data, size);
-    if (rc == 0 && seq_p)
-        *seq_p = self->fill_last_seq;
-    pthread_mutex_unlock (&self->lock);
-    return rc;
-}
-
-int
-zq_spool_appendv (zq_spool_t *self, const void *const *data, const size_t *sizes, size_t count,
-                  uint64_t *first_seq_p)
-{
-    if (!self || (count && (!data || !sizes)))
-        return zqi_fail (EINVAL);
-    size_t total = 0;
-    for (size_t i = 0; i < count; i++) {
-        if (sizes[i] > self->config.max_record_bytes)
-            return zqi_fail (ZQ_ETOOBIG);
-        if (!data[i] && sizes[i])
-            return zqi_fail (EINVAL);
-        total += ZQI_REC_HEADER_SIZE + sizes[i];
-    }
-    pthread_mutex_lock (&self->lock);
-    int rc = 0;
-    if (self->failed)
-        rc = zqi_fail (self->failed);
-    else if (self->config.quota_bytes) {
-        uint64_t slack = s_quota_slack (self);
-        if (self->disk_bytes + self->flight.size + self->fill.size + total + slack >
-            self->config.quota_bytes) {
-            self->stats.refused += count;
-            rc = zqi_fail (ZQ_EFULL);
-        }
-    }
-    uint64_t first = self->next_seq;
-    //  All or none: appends of one call are never split by a refusal
-    //  here, because the quota was checked for all of them at once; a
-    //  later write failure refuses whole batches.
-    for (size_t i = 0; rc == 0 && i < count; i++) {
-        uint64_t expected = self->next_seq;
-        rc = s_append (self, data[i], sizes[i]);
-        if (rc == 0 && self->fill_last_seq != expected)
-            rc = zqi_fail (EIO);
-    }
-    if (rc == 0 && first_seq_p)
-        *first_seq_p = first;
-    pthread_mutex_unlock (&self->lock);
-    return rc;
-}
-
-int
-zq_spool_append_msg (zq_spool_t *self, const zq_msg_t *msg, uint64_t *seq_p)
-{
-    if (!self || !msg)
-        return zqi_fail (EINVAL);
-    //  The one-frame wire form, written once: on the stack when it is small.
-    uint8_t small[512];
-    size_t size = zqi_msg_wire_size (msg);
-    uint8_t *record = size <= sizeof small ? small : (uint8_t *)malloc (size);
-    if (!record)
-        return zqi_fail (ENOMEM);
-    zqi_msg_wire_write (msg, record);
-    int rc = zq_spool_append (self, record, size, seq_p);
-    if (record != small) {
-        int saved = errno;
-        free (record);
-        errno = saved;
-    }
-    return rc;
-}
-
-//  Waits until seq is durable under the policy. Lock held.
-static int
-s_wait (zq_spool_t *self, uint64_t seq)
-{
-    while (true) {
-        int refusal = s_refused_errno (self, seq);
-        if (refusal)
-            return zqi_fail (refusal);
-        if (seq <= self->durable_seq)
-            return 0;
-        if (self->failed)
-            return zqi_fail (self->failed);
-        if (self->writing) {
-            pthread_cond_wait (&self->cond, &self->lock);
-            continue;
-        }
-        if (self->config.fsync == ZQ_SPOOL_FSYNC_ALWAYS)
-            s_flush (self, true); //  errors show up as refusals or failure
-        else if (seq > self->written_seq || self->config.fsync == ZQ_SPOOL_FSYNC_NONE)
-            s_flush (self, false);
-        else {
-            self->sync_wanted = true;
-            pthread_cond_broadcast (&self->cond);
-            pthread_cond_wait (&self->cond, &self->lock);
-        }
-    }
-}
-
-int
-zq_spool_wait (zq_spool_t *self, uint64_t seq)
-{
-    if (!self)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->lock);
-    int rc = seq == 0 || seq >= self->next_seq ? zqi_fail (EINVAL) : s_wait (self, seq);
-    pthread_mutex_unlock (&self->lock);
-    return rc;
-}
-
-int
-zq_spool_append_durable (zq_spool_t *self, const void *data, size_t size, uint64_t *seq_p)
-{
-    if (!self || (!data && size))
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->lock);
-    int rc = s_append (self, data, size);
-    if (rc == 0) {
-        uint64_t seq = self->fill_last_seq;
-        if (seq_p)
-            *seq_p = seq;
-        rc = s_wait (self, seq);
-    }
-    pthread_mutex_unlock (&self->lock);
-    return rc;
-}
-
-int
-zq_spool_commit (zq_spool_t *self)
-{
-    if (!self)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->lock);
-    uint64_t target = self->next_seq - 1;
-    uint64_t entry_durable = self->durable_seq;
-    uint64_t ack_target = self->ack_epoch;
-    bool sync = self->config.fsync == ZQ_SPOOL_FSYNC_ALWAYS;
-    int rc = 0;
-    while (true) {
-        bool done = sync ? self->durable_seq >= target && self->acks_durable >= ack_target
-                         : self->written_seq >= target && self->acks_written >= ack_target;
-        if (done)
-            break;
-        if (self->failed) {
-            rc = zqi_fail (self->failed);
-            break;
-        }
-        if (self->writing) {
-            pthread_cond_wait (&self->cond, &self->lock);
-            continue;
-        }
-        if (s_flush (self, sync)) {
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0) {
-        int refusal = s_refused_between (self, entry_durable + 1, target);
-        if (refusal)
-            rc = zqi_fail (refusal);
-    }
-    pthread_mutex_unlock (&self->lock);
-    return rc;
-}
-
-uint64_t
-zq_spool_durable_seq (zq_spool_t *self)
-{
-    pthread_mutex_lock (&self->lock);
-    uint64_t seq = self->durable_seq;
-    pthread_mutex_unlock (&self->lock);
-    return seq;
-}
-
-uint64_t
-zq_spool_last_seq (zq_spool_t *self)
-{
-    pthread_mutex_lock (&self->lock);
-    uint64_t seq = self->next_seq - 1;
-    pthread_mutex_unlock (&self->lock);
-    return seq;
-}
-
-//  ---- Reading -------------------------------------------------------------------
-
-static bool
-s_is_acked (zq_spool_t *self, uint64_t seq)
-{
-    return seq < self->ack_floor || zqi_rangeset_has (&self->acked, seq);
-}
-
-//  The segment with id, or the first after it; NULL if none. Lock held.
-static zqi_segment_t *
-s_segment_at (zq_spool_t *self, uint64_t id)
-{
-    size_t low = 0, high = self->segment_count;
-    while (low < high) {
-        size_t mid = (low + high) / 2;
-        if (self->segments[mid]->id < id)
-            low = mid + 1;
-        else
-            high = mid;
-    }
-    return low < self->segment_count ? self->segments[low] : NULL;
-}
-
-static int
-s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
-{
-    pthread_mutex_lock (&self->lock);
-    self->stats.corrupt_records++;
-    pthread_mutex_unlock (&self->lock);
-    zqi_log (ZQ_LOG_ERROR,
-             "zq_spool: %s segment %016" PRIx64 ": damaged record at offset %" PRIu64 " not served",
-             self->dir ? self->dir : "(memory)", segment->id, offset);
-    return zqi_fail (ZQ_ECORRUPT);
-}
-
-static int
-s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
-{
-    zqi_location_t *copy = malloc (sizeof *copy);
-    if (!copy)
-        return zqi_fail (ENOMEM);
-    *copy = *location;
-    void *key = (void *)(uintptr_t)location->seq;
-    zhashx_delete (self->in_flight, key);
-    if (zhashx_insert (self->in_flight, key, copy)) {
-        free (copy);
-        return zqi_fail (ENOMEM);
-    }
-    return 0;
-}
-
-//  Hands out the lowest returned record, if any. Returns 1 with record
-//  filled, 0 if none, -1 on error. read_lock held.
-static int
-s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
-{
-    while (self->ready_count) {
-        zqi_location_t location = self->ready[0];
-        pthread_mutex_lock (&self->lock);
-        zqi_segment_t *segment = s_segment_at (self, location.segment_id);
-        bool gone =
-            s_is_acked (self, location.seq) || !segment || segment->id != location.segment_id;
-        pthread_mutex_unlock (&self->lock);
-        if (gone || zhashx_lookup (self->in_flight, (void *)(uintptr_t)location.seq)) {
-            s_ready_pop (self);
-            continue;
-        }
-        size_t size = ZQI_REC_HEADER_SIZE + location.size;
-        if (size > self->record_copy_size) {
-            uint8_t *bigger = realloc (self->record_copy, size);
-            if (!bigger)
-                return zqi_fail (ENOMEM);
-            self->record_copy = bigger;
-            self->record_copy_size = size;
-        }
-        ssize_t got = zqi_segment_read (self, segment, location.offset, self->record_copy, size);
-        if (segment->id != self->cursor_segment)
-            zqi_segment_close_reader (segment);
-        if (got < 0)
-            return -1;
-        zqi_rec_t rec;
-        size_t need;
-        s_ready_pop (self);
-        if ((size_t)got != size ||
-            zqi_record_parse (self->record_copy, size, self->salt, self->config.max_record_bytes,
-                              &rec, &need) != 1 ||
-            rec.type != ZQI_REC_MESSAGE || rec.seq != location.seq)
-            return s_damaged_record (self, segment, location.offset);
-        if (s_mark_in_flight (self, &location))
-            return -1;
-        record->seq = location.seq;
-        record->data = self->record_copy + ZQI_REC_HEADER_SIZE;
-        record->size = location.size;
-        return 1;
-    }
-    return 0;
-}
-
-static int
-s_next (zq_spool_t *self, zq_spool_record_t *record)
-{
-    int found = s_next_returned (self, record);
-    if (found)
-        return found > 0 ? 0 : -1;
-    while (true) {
-        pthread_mutex_lock (&self->lock);
-        zqi_segment_t *segment = s_segment_at (self, self->cursor_segment);
-        bool newest = segment && segment == s_tail (self);
-        uint64_t visible = segment ? segment->visible : 0;
-        pthread_mutex_unlock (&self->lock);
-        if (!segment)
-            return zqi_fail (EAGAIN);
-        if (segment->id != self->cursor_segment) {
-            self->cursor_segment = segment->id;
-            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
-        }
-        if (self->cursor_offset >= visible) {
-            if (newest)
-                return zqi_fail (EAGAIN);
-            zqi_segment_close_reader (segment);
-            self->cursor_segment++;
-            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
-            continue;
-        }
-        uint64_t offset = self->cursor_offset;
-        zqi_window_t *window = &self->window;
-        const uint8_t *p =
-            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
-        zqi_rec_t rec;
-        size_t need = ZQI_REC_HEADER_SIZE;
-        int valid =
-            p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need)
-              : -1;
-        if (valid == 0) {
-            p = zqi_window_get (self, window, segment, offset, need, visible);
-            valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
-                                          &need)
-                      : -1;
-        }
-        if (!p && errno != ENODATA)
-            return -1;
-        if (valid != 1)
-            return s_damaged_record (self, segment, offset);
-        self->cursor_offset += ZQI_REC_HEADER_SIZE + rec.length;
-        if (rec.type == ZQI_REC_SEAL) {
-            zqi_segment_close_reader (segment);
-            self->cursor_segment++;
-            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
-            continue;
-        }
-        if (rec.type != ZQI_REC_MESSAGE)
-            continue;
-        pthread_mutex_lock (&self->lock);
-        bool acked = s_is_acked (self, rec.seq);
-        pthread_mutex_unlock (&self->lock);
-        if (acked || zhashx_lookup (self->in_flight, (void *)(uintptr_t)rec.seq))
-            continue;
-        zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
-        if (s_mark_in_flight (self, &location))
-            return -1;
-        record->seq = rec.seq;
-        record->data = p + ZQI_REC_HEADER_SIZE;
-        record->size = rec.length;
-        return 0;
-    }
-}
-
-int
-zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
-{
-    if (!self || !record)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->read_lock);
-    pthread_mutex_lock (&self->lock);
-    int failed = self->failed;
-    pthread_mutex_unlock (&self->lock);
-    int rc = failed ? zqi_fail (failed) : s_next (self, record);
-    if (rc == 0)
-        self->stats.delivered++;
-    pthread_mutex_unlock (&self->read_lock);
-    return rc;
-}
-
-zq_msg_t *
-zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64_t *seq_p)
-{
-    zq_spool_record_t record;
-    if (zq_spool_next (self, &record))
-        return NULL;
-    if (seq_p)
-        *seq_p = record.seq;
-    const void *frames[1] = {record.data};
-    size_t sizes[1] = {record.size};
-    return zq_msg_decode_buffers (frames, sizes, 1, max_size);
-}
-
-int
-zq_spool_ack (zq_spool_t *self, uint64_t seq)
-{
-    if (!self)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->read_lock);
-    pthread_mutex_lock (&self->lock);
-    int rc = 0;
-    if (self->failed)
-        rc = zqi_fail (self->failed);
-    else if (seq == 0 || seq >= self->next_seq)
-        rc = zqi_fail (ZQ_ENOTFOUND);
-    else if (!s_is_acked (self, seq)) {
-        //  Room in both sets first: an ack is taken whole or not at all
-        //  (acked in memory but never logged, a retry would find it acked).
-        if (zqi_rangeset_reserve (&self->acked, 1) ||
-            zqi_rangeset_reserve (&self->pending_acks, 1) ||
-            zqi_spool_ack_range (self, seq, seq + 1) ||
-            zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
-            rc = -1;
-        else {
-            self->ack_epoch++;
-            self->stats.acked++;
-            s_reclaim (self);
-        }
-    }
-    pthread_mutex_unlock (&self->lock);
-    if (rc == 0)
-        zhashx_delete (self->in_flight, (void *)(uintptr_t)seq);
-    pthread_mutex_unlock (&self->read_lock);
-    return rc;
-}
-
-int
-zq_spool_return (zq_spool_t *self, uint64_t seq)
-{
-    if (!self)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->read_lock);
-    int rc = 0;
-    void *key = (void *)(uintptr_t)seq;
-    zqi_location_t *location = (zqi_location_t *)zhashx_lookup (self->in_flight, key);
-    if (!location)
-        rc = zqi_fail (ZQ_ENOTFOUND);
-    else if ((rc = s_ready_push (self, location)) == 0) {
-        zhashx_delete (self->in_flight, key);
-        self->stats.returned++;
-    }
-    pthread_mutex_unlock (&self->read_lock);
-    return rc;
-}
-
-size_t
-zq_spool_return_all (zq_spool_t *self)
-{
-    if (!self)
-        return 0;
-    pthread_mutex_lock (&self->read_lock);
-    size_t count = 0;
-    zqi_location_t *location = (zqi_location_t *)zhashx_first (self->in_flight);
-    while (location) {
-        if (s_ready_push (self, location) == 0)
-            count++;
-        location = (zqi_location_t *)zhashx_next (self->in_flight);
-    }
-    zhashx_purge (self->in_flight);
-    self->stats.returned += count;
-    pthread_mutex_unlock (&self->read_lock);
-    return count;
 }
 
 void

@@ -176,7 +176,8 @@ struct _zq_spool_t {
     uint64_t crash_rng;
 };
 
-//  ---- zq_spool_store.c: segments, records, recovery --------------------
+//  ---- Storage: segments, records, recovery (zq_spool_format.c,
+//  zq_spool_store.c, zq_spool_recovery.c, zq_spool_crash.c) ----------
 uint64_t zqi_load_le (const uint8_t *p, int width);
 void zqi_store_le (uint8_t *p, uint64_t value, int width);
 
@@ -247,9 +248,18 @@ int zqi_spool_recover (zq_spool_t *self);
 //  Applies an ack range to the ack state (floor and set).
 int zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end);
 
+//  ---- The crash mode (zq_spool_crash.c), for tests only ----------------
+//  Built with ./configure --enable-crash-injection (ZQ_CRASH_INJECTION);
+//  off by default, so the shipped library neither has nor exports it.
+
+#ifdef ZQ_CRASH_INJECTION
 //  Runs the fault hook at a sync point: returns 1 if the spool crashes
-//  here (the caller fails with EIO), else 0.
+//  here (the caller fails with EIO) or has failed already, else 0.
 int zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment);
+
+//  Applies the crash mode to one file whose bytes [synced, end) were not
+//  synced.
+void zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end);
 
 //  Arms the crash mode: at the at_sync-th sync (counting from 1, every
 //  fdatasync / directory fsync of the spool) the spool does not sync but
@@ -260,5 +270,60 @@ int zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment);
 //  Exported (though in no installed header) so the test programs, which
 //  link the shared library, can reach it.
 ZQ_EXPORT void zqi_spool_set_crash (zq_spool_t *self, int at_sync, int mode, uint64_t seed);
+#else
+//  Without the crash mode a sync point only reports a spool that has
+//  failed already, and no file is ever crashed.
+static inline int
+zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment)
+{
+    (void)segment;
+    return self->failed ? 1 : 0;
+}
+
+static inline void
+zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
+{
+    (void)self, (void)fd, (void)synced, (void)end;
+}
+#endif
+
+//  ---- Across the spool's files: helpers one file calls in another ------
+
+//  ---- zq_spool.c --------------------------------------------------------
+
+int zqi_spool_ready_push (zq_spool_t *self, const zqi_location_t *location);
+
+void zqi_spool_ready_pop (zq_spool_t *self);
+
+void zqi_spool_refuse (zq_spool_t *self, uint64_t start, uint64_t end, int errnum);
+
+int zqi_spool_refused_errno (zq_spool_t *self, uint64_t seq);
+
+int zqi_spool_refused_between (zq_spool_t *self, uint64_t start, uint64_t end);
+
+void zqi_spool_reclaim (zq_spool_t *self);
+
+//  ---- zq_spool_write.c --------------------------------------------------
+
+zqi_segment_t *zqi_spool_tail (zq_spool_t *self);
+
+void zqi_spool_account (zq_spool_t *self);
+
+int zqi_spool_flush (zq_spool_t *self, bool sync);
+
+void *zqi_spool_sync_thread (void *arg);
+
+//  ---- zq_spool_store.c --------------------------------------------------
+
+char *zqi_spool_segment_path (zq_spool_t *self, uint64_t id, const char *suffix);
+
+int zqi_spool_write_all (int fd, const void *data, size_t size, uint64_t offset);
+
+zqi_segment_t *zqi_spool_segment_alloc (uint64_t id);
+
+int zqi_spool_header_parse (const uint8_t *p, uint64_t *id_p, uint64_t *first_seq_p,
+                            uint64_t *base_lsn_p, uint64_t *salt_p);
+
+int zqi_spool_ranges_apply (zq_spool_t *self, const uint8_t *p, size_t size);
 
 #endif

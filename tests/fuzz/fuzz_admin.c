@@ -11,7 +11,7 @@
       admin socket. A request of at least one frame must get exactly one
       reply, "OK" or "ERROR" first; then a PING must get OK PONG.
     - Replies (bit 7 set): the frames are what a fake device answers to
-      zq stat, stat NAME, ls, peek, purge or redrive (src/zq_cli_admin.c,
+      zq stat, stat NAME, ls, peek, purge or redrive (src/tools/zq/zq_cli_admin.c,
       the command line's own functions): each must return an exit code,
       never crash, and give up within its timeout on an empty answer.
 
@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 #define S_REPLY_TIMEOUT_MS 10000
 #define S_EMPTY_TIMEOUT_MS 50
 
-//  What the command line's admin functions need from src/zq.c.
+//  What the command line's admin functions need from src/tools/zq/zq.c.
 volatile sig_atomic_t zq_cli_interrupted;
 
 void

@@ -20,12 +20,13 @@
     set beside the disk's own fdatasync, measured in the same run; their
     throughputs (reliable e2e, device) beside a raw libzmq relay standing
     where the server stands, with the same processes and no storage
-    (src/zq_bench_relay.c). The spool's append rate has no raw side: it
+    (src/tools/zq/bench/zq_bench_relay.c). The spool's append rate has no raw side: it
     prints the fsyncs it needed instead.
 
     This file holds the dispatch and what the benchmarks share;
-    src/zq_bench_pipeline.c, src/zq_bench_rpc.c, src/zq_bench_spool.c,
-    src/zq_bench_reliable.c and src/zq_bench_device.c hold the benchmarks.
+    zq_bench_pipeline.c, zq_bench_rpc.c, zq_bench_spool.c,
+    zq_bench_reliable.c and zq_bench_device.c (all in src/tools/zq/bench/)
+    hold the benchmarks.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

@@ -4,8 +4,8 @@
         zq COMMAND [OPTIONS] ARGUMENTS       (zq help COMMAND for each)
 
     This file holds main, the command table, option parsing, help and
-    version; each command group lives in its own src/zq_cli_*.c or
-    src/zq_bench*.c file (see src/zq_cli.h). doc/zq.1 is the manual.
+    version; each command group lives in its own src/tools/zq/zq_cli_*.c or
+    src/tools/zq/bench/zq_bench*.c file (see zq_cli.h). doc/zq.1 is the manual.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

@@ -3,11 +3,18 @@
     parsed command line, and helpers for reading and printing messages.
     Part of the program, not of the library: never installed.
 
-    One file per command group: src/zq.c (main, dispatch, option parsing,
-    help), src/zq_cli_queue.c (push, pull, pub, sub), src/zq_cli_rpc.c
-    (req, rep), src/zq_cli_io.c (JSON in and out, shared by all), and
-    src/zq_bench*.c (zq bench). A new command adds a row to the command
-    table in src/zq.c and a run function declared here.
+    One file per command group, all in src/tools/zq/:
+        zq.c               main, the command table, option parsing, help
+        zq_cli_io.c        JSON in and out, shared by all commands
+        zq_cli_queue.c     push, pull, pub, sub
+        zq_cli_rpc.c       req, rep
+        zq_cli_reliable.c  put, get (the reliable pattern)
+        zq_cli_admin.c     the device's admin verbs (stat, ls, peek, ...)
+        bench/zq_bench*.c  zq bench: zq_bench.c the dispatch and what the
+                           benchmarks share, zq_bench_relay.c the raw
+                           baseline, one file per benchmark
+    A new command adds a row to the command table in zq.c and a run
+    function declared here.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -92,7 +99,7 @@ typedef struct {
     char *header_storage[ZQ_CLI_MAX_HEADERS];
 } zq_cli_t;
 
-//  ---- src/zq.c ----------------------------------------------------------
+//  ---- zq.c -----------------------------------------------------------------
 
 //  Prints "zq COMMAND: " and the formatted text to stderr, with a newline.
 void zq_cli_error (zq_cli_t *cli, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
@@ -108,7 +115,7 @@ extern volatile sig_atomic_t zq_cli_interrupted;
 //  Exit code for a stop by signal: 128 + its number.
 int zq_cli_interrupt_exit (void);
 
-//  ---- src/zq_cli_io.c ---------------------------------------------------
+//  ---- zq_cli_io.c ----------------------------------------------------------
 
 //  Bodies to send: the BODY argument (repeated -n times, default once),
 //  or, when BODY is "-", one JSON document per line of stdin (at most -n).
@@ -159,7 +166,7 @@ zq_queue_t *zq_cli_queue_open (zq_cli_t *cli, const char *pattern, zq_role_t rol
 //  happened with the message number; EAGAIN is a timeout.
 int zq_cli_failure (zq_cli_t *cli, const char *what, int errnum);
 
-//  ---- src/zq_bench.c: what the benchmarks share -------------------------
+//  ---- bench/zq_bench.c: what the benchmarks share --------------------------
 //  A run has two sides: the binder (receiver, server) and the connector
 //  (sender, client). Over tcp and ipc each runs in a process of its own,
 //  forked by zq bench, which never creates a ZeroMQ context itself; over
@@ -336,7 +343,7 @@ const char *zq_bench_dir (zq_cli_t *cli);
 //  This process's peak resident set in KiB (getrusage ru_maxrss).
 int64_t zq_bench_max_rss_kib (void);
 
-//  ---- src/zq_bench_relay.c: the raw baseline of bench device and reliable --
+//  ---- bench/zq_bench_relay.c: the raw baseline of bench device and reliable --
 //  Plain libzmq in the layout of the zq side, with no storage, no confirms
 //  and no acks: producers (DEALER, ZMQ_IMMEDIATE) -> a relay (ROUTER, where
 //  zqd or the reliable server stands) -> one consumer (DEALER, served by a
@@ -357,8 +364,8 @@ typedef enum {
 int zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64_t warmup,
                     uint64_t count, double *rate_p);
 
-//  The benchmarks (src/zq_bench_pipeline.c, src/zq_bench_rpc.c,
-//  src/zq_bench_spool.c, src/zq_bench_reliable.c, src/zq_bench_device.c).
+//  The benchmarks (bench/zq_bench_pipeline.c, zq_bench_rpc.c, zq_bench_spool.c,
+//  zq_bench_reliable.c, zq_bench_device.c).
 int zq_bench_pipeline (zq_cli_t *cli);
 int zq_bench_rpc (zq_cli_t *cli);
 int zq_bench_spool (zq_cli_t *cli);
@@ -375,11 +382,11 @@ int zq_cli_req (zq_cli_t *cli);
 int zq_cli_rep (zq_cli_t *cli);
 int zq_cli_bench (zq_cli_t *cli);
 
-//  src/zq_cli_reliable.c: the reliable pattern (put waits for confirms).
+//  zq_cli_reliable.c: the reliable pattern (put waits for confirms).
 int zq_cli_put (zq_cli_t *cli);
 int zq_cli_get (zq_cli_t *cli);
 
-//  src/zq_cli_admin.c: the device's admin socket (doc/DEVICE.md).
+//  zq_cli_admin.c: the device's admin socket (doc/DEVICE.md).
 int zq_cli_stat (zq_cli_t *cli);
 int zq_cli_ls (zq_cli_t *cli);
 int zq_cli_peek (zq_cli_t *cli);

@@ -14,7 +14,7 @@
         messages, then the producers put count messages while it takes and
         acks them; timed from the first producer's start to the last ack.
     Before each zq round, the raw libzmq baseline runs the same three
-    (src/zq_bench_relay.c): the same producer and consumer processes and
+    (src/tools/zq/bench/zq_bench_relay.c): the same producer and consumer processes and
     message sizes, with a relay process of plain ROUTER sockets standing
     where zqd stands, and no storage, no confirms, no acks. Each line
     reports the median of both sides and ratio = zq / raw.

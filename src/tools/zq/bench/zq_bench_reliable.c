@@ -16,7 +16,7 @@
         message and reads the clock after the last (e2e_msgs_per_s, from
         the producer's first post).
       - raw: before each e2e run, its raw libzmq baseline
-        (src/zq_bench_relay.c): the same parts over the same transport,
+        (src/tools/zq/bench/zq_bench_relay.c): the same parts over the same transport,
         one producer -> a relay of plain ROUTER sockets in the server's
         place -> one consumer, with no storage, no confirms, no acks;
         timed the same way as e2e_msgs_per_s (raw_msgs_per_s, and ratio =

@@ -39,12 +39,11 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
         return NULL;
     }
     //  The device's storage settings, unless the queue section set them.
-    if (spool_dir && zq_options_lookup ("spool_dir") && !zq_options_is_set (options, "spool_dir"))
+    if (spool_dir && !zq_options_is_set (options, "spool_dir"))
         zq_options_set (options, "spool_dir", spool_dir);
-    if (zq_options_lookup ("fsync") && !zq_options_is_set (options, "fsync"))
+    if (!zq_options_is_set (options, "fsync"))
         zq_options_set (options, "fsync", zq_spool_fsync_name (config->fsync));
-    if (zq_options_lookup ("fsync_interval_ms") &&
-        !zq_options_is_set (options, "fsync_interval_ms"))
+    if (!zq_options_is_set (options, "fsync_interval_ms"))
         zq_options_set_int (options, "fsync_interval_ms", config->fsync_interval_ms);
 
     zqi_qserver_t *self = (zqi_qserver_t *)calloc (1, sizeof *self);
@@ -59,13 +58,8 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
     int saved = errno;
     zq_options_destroy (&options);
     if (!self->queue) {
-        if (saved == EINVAL && !zq_options_lookup ("spool_dir"))
-            snprintf (error, error_size,
-                      "device/bind: queues of kind queue need the reliable pattern, which this "
-                      "build of zq lacks");
-        else
-            snprintf (error, error_size, "device/bind: cannot serve queues on %s: %s", config->bind,
-                      zq_strerror (saved));
+        snprintf (error, error_size, "device/bind: cannot serve queues on %s: %s", config->bind,
+                  zq_strerror (saved));
         free (self);
         errno = saved;
         return NULL;

@@ -3,11 +3,14 @@
     configuration, its queues and the hooks of each queue kind. Never
     installed.
 
-    src/zq_device.c          the actor: loop, commands, admin socket, rates
-    src/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
-    src/zq_device_queue.c    kind "queue": the reliable pattern's server
-    src/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
-    src/zq_device_forward.c  kind "forward": XSUB -> XPUB with counts
+    src/device/zq_device.c          the actor: open, poll loop, start and stop
+    src/device/zq_device_io.c       helpers the kinds share: fds, CURVE, bind, I/O
+    src/device/zq_device_list.c     the device's queue list, rows and rates
+    src/device/zq_device_admin.c    commands and admin replies
+    src/device/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
+    src/device/zq_device_queue.c    kind "queue": the reliable pattern's server
+    src/device/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
+    src/device/zq_device_forward.c  kind "forward": XSUB -> XPUB with counts
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -199,5 +202,50 @@ int zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row);
 int zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply);
 int zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p);
 int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p);
+
+//  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
+//  zq_device_admin.c) ----------------------------------------------------
+
+//  How often rates are sampled, and queues of kind queue the reliable
+//  server created for clients are noticed.
+#define ZQI_DEVICE_TICK_MS 1000
+
+typedef struct {
+    zsock_t *pipe;
+    zqi_device_env_t env;
+    zqi_device_config_t *config;
+    zactor_t *auth;
+    zsock_t *admin;
+    char *admin_endpoint;
+    zqi_qserver_t *qserver;
+    zhashx_t *queues; //  name -> zqi_dqueue_t *
+    int64_t next_tick_ms;
+    int lock_fd; //  flock()ed SPOOL/zqd.lock, or -1
+    bool terminated;
+    uint64_t bad_commands;
+} zqi_device_t;
+
+//  ---- zq_device_io.c ----------------------------------------------------
+
+int zqi_device_fds_free (const char *what, char *error, size_t error_size);
+
+//  ---- zq_device_list.c --------------------------------------------------
+
+void zqi_device_dqueue_destructor (void **item_p);
+
+int zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *error,
+                          size_t error_size);
+
+void zqi_device_queues_sync (zqi_device_t *self);
+
+void zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row);
+
+void zqi_device_tick (zqi_device_t *self);
+
+//  ---- zq_device_admin.c -------------------------------------------------
+
+zmsg_t *zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe);
+
+void zqi_device_admin_request (zqi_device_t *self, zmsg_t *request);
 
 #endif

@@ -1,0 +1,253 @@
+/*  =========================================================================
+    reliable_server - what the files of the reliable pattern's server
+    (ZQ_SERVER) share: its limits, its queue, consumer and round state, and
+    the functions one file calls in another. Internal, never installed.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_RELIABLE_SERVER_H_INCLUDED
+#define ZQ_RELIABLE_SERVER_H_INCLUDED
+
+#include "reliable.h"
+
+#define ZQI_RS_BATCH         1024 //  commands read per round of work
+#define ZQI_RS_BATCH_PEERS   64   //  producers one round confirms (more ends the round)
+#define ZQI_RS_LOCAL         0    //  consumer index of local consumption
+#define ZQI_RS_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
+#define ZQI_RS_LOG_IVL_MS    1000 //  at most one line about refusals in this time
+#define ZQI_RS_RESUME_MIN_MS 1    //  first retry of consumers whose pipe was full
+#define ZQI_RS_RESUME_MAX_MS 50   //  longest wait between those retries
+
+//  File descriptors. An open queue holds at most ZQI_RS_QUEUE_FDS (its spool's
+//  directory, lock, the segment written and the segment read). Queues
+//  share what RLIMIT_NOFILE leaves after a reserve for connections,
+//  sockets and libzmq: a quarter of the limit, at least ZQI_RS_FD_RESERVE.
+//  Past that budget the least recently used idle queue is closed (its
+//  spool reopens on demand); if none is idle, the queue is refused. New
+//  queues get all but an eighth of the budget: the rest keeps existing
+//  queues servable when clients hold every other queue busy.
+#define ZQI_RS_QUEUE_FDS    4
+#define ZQI_RS_FD_RESERVE   64
+#define ZQI_RS_OPEN_MIN     4     //  queues open at once, however low the limit
+#define ZQI_RS_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
+
+//  Why a queue or a CONSUME was refused (zqi_rs_limit_log).
+enum {
+    ZQI_RS_LIMIT_QUEUES = 0,
+    ZQI_RS_LIMIT_BUDGET = 1,
+    ZQI_RS_LIMIT_PROCESS = 2,
+    ZQI_RS_LIMIT_CONSUMER = 3,
+    ZQI_RS_LIMITS = 4
+};
+
+enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
+
+typedef struct {
+    char *name;
+    uint32_t index;
+    zq_spool_t *spool;
+    bool is_dead;        //  a dead-letter queue: never dead-letters itself
+    uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
+    uint32_t *consumers; //  indexes of the consumers subscribed
+    uint32_t consumer_count;
+    uint32_t consumer_capacity;
+    uint32_t rr;        //  round-robin position in consumers
+    uint64_t in_flight; //  DELIVERED entries
+    uint64_t held;      //  HELD entries
+    bool appended;      //  records appended this round, not yet committed
+    bool commit_failed; //  this round's commit failed: ask each record
+    bool complained;    //  a read error was logged already
+    zq_queue_info_t counters;
+    //  spool NULL: the queue is closed (idle, its files given back); what
+    //  its spool held when closed, for info without reopening it.
+    uint64_t used; //  when last named (server's use_clock), for closing the least recent
+    zq_spool_stats_t closed_stats;
+    uint64_t closed_oldest_ms; //  created_ms of its oldest ready message, or 0
+} zqi_rs_queue_t;
+
+typedef struct {
+    bool in_use;
+    uint8_t route_size;
+    uint8_t route[255];
+    uint32_t prefetch;
+    uint32_t in_flight;
+    uint32_t head;    //  its DELIVERED entries, a list through prev/next
+    uint32_t *queues; //  indexes of the queues it consumes
+    uint32_t queue_count;
+    uint32_t queue_capacity;
+    uint32_t rr;      //  local consumer: next queue to take from
+    bool stalled;     //  its pipe was full this round
+    uint32_t session; //  never 0, never reused: who may settle (entry holder)
+    //  Bytes sent to it and not settled (doc/PROTOCOL.md 18.3): those of
+    //  its DELIVERED entries, and of deliveries that timed out while it
+    //  had not shown it read them (they may still wait in its pipe) until
+    //  it settles one sent at or after the last of them, or that one.
+    uint64_t delivered_bytes;
+    uint64_t expired_bytes;
+    uint32_t sent;                      //  deliveries sent to it (wraps)
+    uint32_t expired_sent;              //  number of the last delivery that timed out
+    uint8_t expired_id[ZQ_MSG_ID_SIZE]; //  ... and its id
+} zqi_rs_consumer_t;
+
+//  One PUT of the current round, waiting for the commit.
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    uint32_t peer;  //  index in the round's peers
+    uint32_t queue; //  ZQI_R_NONE when refused before storing
+    uint64_t seq;
+    uint8_t code;      //  0: confirm if stored; else the refusal code
+    zqi_r_seen_t seen; //  its dedupe key, once stored
+} zqi_rs_pending_t;
+
+typedef struct {
+    uint8_t route_size;
+    uint8_t route[255];
+} zqi_rs_peer_t;
+
+struct _zqi_r_server_t {
+    zqi_r_common_t common;
+    const zq_options_t *options;
+    char *spool_dir; //  NULL: queues in memory
+    int64_t visibility_ms;
+    uint32_t max_attempts;
+    int64_t backoff_ms;
+    int64_t backoff_max_ms;
+    uint32_t max_queues;
+    uint32_t dead_unmade;         //  queues whose NAME.dead has a place kept but does not exist
+    bool starting;                //  opening the queues found in the spool directory
+    uint32_t max_consumer_queues; //  most queues one remote consumer consumes
+    uint32_t local_prefetch;
+    size_t max_message_bytes;
+    int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension
+    uint64_t max_unsettled_bytes;       //  per remote consumer connection
+    uint64_t max_unsettled_bytes_total; //  over all of them
+    uint64_t unsettled_bytes;           //  sum of their delivered and expired bytes
+    uint32_t next_session;
+    zqi_log_limit_t refusal_log;      //  PUTs and settles turned down
+    zqi_log_limit_t ack_failure_log;  //  acks the spool did not take
+    zqi_log_limit_t dead_failure_log; //  messages not dead-lettered now
+    uint8_t instance[ZQI_R_INSTANCE_SIZE];
+    zqi_rs_queue_t **queues;
+    uint32_t queue_count;
+    uint32_t queue_capacity;
+    zhashx_t *queue_by_name;    //  name -> index + 1
+    zqi_rs_queue_t *last_queue; //  the last queue a PUT named
+    zqi_rs_queue_t *pinned;     //  a queue an admin call works on: kept open
+    uint32_t open_count;        //  queues whose spool is open
+    uint32_t open_max;          //  most open at once (the fd budget)
+    uint64_t use_clock;
+    zqi_log_limit_t limit_log[ZQI_RS_LIMITS]; //  S_LIMIT_*: refusals for a limit
+    zqi_rs_consumer_t *consumers;
+    uint32_t consumer_capacity;
+    zhashx_t *consumer_by_route; //  hex route -> index + 1
+    zqi_r_table_t table;
+    zqi_r_dedupe_t dedupe;
+    zqi_rs_pending_t *pending;
+    uint32_t pending_count;
+    zqi_rs_peer_t peers[ZQI_RS_BATCH_PEERS];
+    uint32_t peer_count;
+    uint32_t *touched; //  queues appended to this round
+    uint32_t touched_count;
+    zqi_buf_t buf;   //  command frames
+    zqi_buf_t bytes; //  joined or rewritten envelopes
+    int64_t next_probe;
+    int64_t now;        //  zclock_mono at the start of the current round
+    int64_t work_ms;    //  when zq_queue_recv last ran a whole round
+    bool drained;       //  the last round read the socket empty
+    int64_t resume_due; //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_ms;  //  the wait before that try, doubled while nothing goes
+    uint64_t conflicts; //  PUTs refused: their id was stored with other content
+};
+
+//  ---- reliable_server_queues.c ------------------------------------------
+
+zqi_rs_queue_t *zqi_rs_queue_find (zqi_r_server_t *self, const char *name);
+
+int zqi_rs_mkdirs (const char *path);
+
+uint32_t zqi_rs_open_new_max (zqi_r_server_t *self);
+
+void zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name);
+
+zqi_r_code_t zqi_rs_store_code (int errnum);
+
+int zqi_rs_queue_open (zqi_r_server_t *self, zqi_rs_queue_t *queue, bool is_new);
+
+zqi_rs_queue_t *zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size);
+
+void zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+
+zqi_rs_queue_t *zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create);
+
+zq_spool_t *zqi_rs_spool (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+
+zqi_rs_queue_t *zqi_rs_dead_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+
+void zqi_rs_route_key (const uint8_t *route, size_t size, char *key);
+
+uint32_t zqi_rs_consumer_find (zqi_r_server_t *self, const uint8_t *route, size_t size);
+
+uint32_t zqi_rs_session_new (zqi_r_server_t *self);
+
+uint32_t zqi_rs_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size);
+
+int zqi_rs_subscribe (zqi_r_server_t *self, uint32_t index, zqi_rs_queue_t *queue);
+
+void zqi_rs_unsubscribe (zqi_r_server_t *self, uint32_t index, zqi_rs_queue_t *queue);
+
+//  ---- reliable_server_delivery.c ----------------------------------------
+
+void zqi_rs_owner_expire (zqi_r_server_t *self, uint32_t index);
+
+void zqi_rs_read_through (zqi_r_server_t *self, zqi_rs_consumer_t *consumer,
+                          const zqi_r_entry_t *entry, const uint8_t *id);
+
+void zqi_rs_entry_leave (zqi_r_server_t *self, uint32_t index);
+
+void zqi_rs_return (zqi_r_server_t *self, uint32_t index);
+
+void zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms);
+
+int zqi_rs_entry_ack (zqi_r_server_t *self, uint32_t index);
+
+int zqi_rs_record_ack (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq);
+
+void zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index);
+
+int zqi_rs_send_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size, bool more);
+
+void zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
+                        zqi_r_code_t code, const char *reason);
+
+void zqi_rs_turned_down (zqi_r_server_t *self, const char *what, size_t size);
+
+void zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_t *id,
+                        const char *reason, size_t size);
+
+int zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
+                            const zqi_r_envelope_t *envelope, uint32_t attempt);
+
+uint32_t zqi_rs_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queue);
+
+uint32_t zqi_rs_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer);
+
+void zqi_rs_deliver_all (zqi_r_server_t *self);
+
+zq_msg_t *zqi_rs_local_recv (zqi_r_server_t *self);
+
+//  ---- reliable_server_input.c -------------------------------------------
+
+size_t zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
+                          size_t *failed_p, int *errnum_p);
+
+int zqi_rs_work (zqi_r_server_t *self);
+
+//  ---- reliable_server_admin.c -------------------------------------------
+
+int zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_t max,
+                 size_t *count_p);
+
+#endif

@@ -1,0 +1,602 @@
+/*  =========================================================================
+    reliable_server_delivery - the reliable server's entries and
+    deliveries: the DELIVERED, HELD and RETURNED states and their
+    timers, acks, sending command frames, reading ready records (TTL,
+    delay, dedupe, dead letters) and delivering them to remote consumers
+    with credit or to local consumption.
+
+    patterns/reliable_server.h holds what the server's files share.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_server.h"
+
+//  ---- Entries ------------------------------------------------------------
+
+static void
+s_owner_link (zqi_r_server_t *self, uint32_t index, uint32_t owner)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zqi_rs_consumer_t *consumer = &self->consumers[owner];
+    entry->owner = owner;
+    entry->holder = consumer->session;
+    entry->prev = ZQI_R_NONE;
+    entry->next = consumer->head;
+    if (consumer->head != ZQI_R_NONE)
+        self->table.entries[consumer->head].prev = index;
+    consumer->head = index;
+    consumer->in_flight++;
+    consumer->delivered_bytes += entry->bytes;
+    self->unsettled_bytes += entry->bytes;
+}
+
+static void
+s_owner_unlink (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zqi_rs_consumer_t *consumer = &self->consumers[entry->owner];
+    if (entry->prev != ZQI_R_NONE)
+        self->table.entries[entry->prev].next = entry->next;
+    else
+        consumer->head = entry->next;
+    if (entry->next != ZQI_R_NONE)
+        self->table.entries[entry->next].prev = entry->prev;
+    consumer->in_flight--;
+    consumer->delivered_bytes -= entry->bytes;
+    self->unsettled_bytes -= entry->bytes;
+    entry->owner = entry->prev = entry->next = ZQI_R_NONE;
+}
+
+//  True if delivery number a was sent at or after b (numbers wrap).
+static bool
+s_sent_since (uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) >= 0;
+}
+
+//  The DELIVERED entry's visibility ran out: its bytes stay the
+//  consumer's, as expired, until it shows it read past them.
+void
+zqi_rs_owner_expire (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zqi_rs_consumer_t *consumer = &self->consumers[entry->owner];
+    if (!entry->bytes)
+        return;
+    if (!consumer->expired_bytes || s_sent_since (entry->sent, consumer->expired_sent)) {
+        consumer->expired_sent = entry->sent;
+        memcpy (consumer->expired_id, entry->id, ZQ_MSG_ID_SIZE);
+    }
+    consumer->expired_bytes += entry->bytes;
+    self->unsettled_bytes += entry->bytes;
+}
+
+//  The consumer settled id, entry the delivery of it that it held (NULL
+//  if none): naming the last expired delivery's id, or settling one sent
+//  at or after it, shows it read its pipe that far, so its expired
+//  deliveries are out of the pipe.
+void
+zqi_rs_read_through (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zqi_r_entry_t *entry,
+                     const uint8_t *id)
+{
+    if (consumer->expired_bytes && ((entry && s_sent_since (entry->sent, consumer->expired_sent)) ||
+                                    memcmp (id, consumer->expired_id, ZQ_MSG_ID_SIZE) == 0)) {
+        self->unsettled_bytes -= consumer->expired_bytes;
+        consumer->expired_bytes = 0;
+    }
+}
+
+//  True if the remote consumer may be sent another delivery: what it holds
+//  unsettled is under max_unsettled_bytes and the server's total under
+//  max_unsettled_bytes_total, or it holds nothing (one message always
+//  goes, however big).
+static bool
+s_has_room (zqi_r_server_t *self, const zqi_rs_consumer_t *consumer)
+{
+    uint64_t held = consumer->delivered_bytes + consumer->expired_bytes;
+    return held == 0 || (held < self->max_unsettled_bytes &&
+                         self->unsettled_bytes < self->max_unsettled_bytes_total);
+}
+
+//  Takes the entry out of its state (levels, owner, timer).
+void
+zqi_rs_entry_leave (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zqi_rs_queue_t *queue = self->queues[entry->queue];
+    if (entry->state == ZQI_RS_DELIVERED) {
+        s_owner_unlink (self, index);
+        queue->in_flight--;
+    } else if (entry->state == ZQI_RS_HELD)
+        queue->held--;
+    zqi_r_table_unschedule (&self->table, index);
+    entry->state = 0;
+}
+
+//  Holds the entry's record out of delivery until due (zclock_mono).
+static void
+s_hold (zqi_r_server_t *self, uint32_t index, int64_t due)
+{
+    zqi_rs_entry_leave (self, index);
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = ZQI_RS_HELD;
+    self->queues[entry->queue]->held++;
+    zqi_r_table_schedule (&self->table, index, due);
+}
+
+//  Gives the entry's record back to its spool for delivery.
+void
+zqi_rs_return (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_rs_entry_leave (self, index);
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = ZQI_RS_RETURNED;
+    zq_spool_return (self->queues[entry->queue]->spool, entry->seq);
+}
+
+//  A delivery failed (nack, visibility timeout, consumer gone): the next
+//  one carries attempt + 1, after delay_ms.
+void
+zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    if (entry->attempt < UINT32_MAX)
+        entry->attempt++;
+    if (delay_ms > 0)
+        s_hold (self, index, zclock_mono () + delay_ms);
+    else
+        zqi_rs_return (self, index);
+}
+
+//  Counts an ack the spool did not take (errnum: ENOMEM, or the spool's
+//  failure) and logs it, one line per ZQI_RS_LOG_IVL_MS at most.
+static void
+s_ack_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int errnum)
+{
+    self->common.ctx->stats->errors++;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->ack_failure_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_ERROR,
+                 "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
+                 " more since the last line",
+                 queue->name, zq_strerror (errnum), skipped);
+}
+
+//  Acks the entry's record and forgets it. Returns 0, or -1 with errno of
+//  zq_spool_ack (counted and logged): the entry and its record stay as
+//  they were.
+int
+zqi_rs_entry_ack (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    //  A RETURNED entry's queue may be closed: it is opened again, and if
+    //  it cannot be, the ack fails as one the spool refused.
+    zqi_rs_queue_t *queue = self->queues[entry->queue];
+    zq_spool_t *spool = zqi_rs_spool (self, queue);
+    if (!spool || zq_spool_ack (spool, entry->seq)) {
+        int errnum = errno;
+        s_ack_failed (self, queue, errnum);
+        errno = errnum;
+        return -1;
+    }
+    zqi_rs_entry_leave (self, index);
+    zqi_r_table_remove (&self->table, index);
+    return 0;
+}
+
+//  Acks a record no entry tracks. Returns 0, or -1 (counted and logged):
+//  the record is given back to the spool, which hands it out again first.
+int
+zqi_rs_record_ack (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq)
+{
+    if (zq_spool_ack (queue->spool, seq) == 0)
+        return 0;
+    int errnum = errno;
+    s_ack_failed (self, queue, errnum);
+    zq_spool_return (queue->spool, seq);
+    errno = errnum;
+    return -1;
+}
+
+//  The consumer is gone: its deliveries go back to their queues.
+void
+zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)
+{
+    zqi_rs_consumer_t *consumer = &self->consumers[index];
+    if (!consumer->in_use)
+        return;
+    while (consumer->head != ZQI_R_NONE)
+        zqi_rs_fail_delivery (self, consumer->head, 0);
+    while (consumer->queue_count)
+        zqi_rs_unsubscribe (self, index, self->queues[consumer->queues[0]]);
+    self->unsettled_bytes -= consumer->expired_bytes;
+    free (consumer->queues);
+    if (index != ZQI_RS_LOCAL) {
+        char key[512];
+        zqi_rs_route_key (consumer->route, consumer->route_size, key);
+        zhashx_delete (self->consumer_by_route, key);
+    }
+    memset (consumer, 0, sizeof *consumer);
+    consumer->head = ZQI_R_NONE;
+}
+
+//  ---- Sending ------------------------------------------------------------
+
+//  Sends route then the frame in buf (and more frames if more). Returns
+//  0, or -1 with errno (EHOSTUNREACH: peer gone; EAGAIN: its pipe full).
+int
+zqi_rs_send_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size, bool more)
+{
+    void *handle = self->common.handle;
+    if (zmq_send (handle, route, route_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+        return -1;
+    return zmq_send (handle, self->buf.data, self->buf.size,
+                     (more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) == -1
+               ? -1
+               : 0;
+}
+
+void
+zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
+                   const char *reason)
+{
+    if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
+        zqi_mp_put_uint (&self->buf, code) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_rs_send_command (self, route, route_size, false);
+}
+
+//  Counts a PUT or settle the server turned down and logs it, one line per
+//  ZQI_RS_LOG_IVL_MS at most (the lines left out are counted in the next).
+void
+zqi_rs_turned_down (zqi_r_server_t *self, const char *what, size_t size)
+{
+    self->common.ctx->stats->errors++;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->refusal_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING, "reliable: %s (%zu bytes); %" PRIu64 " more since the last line",
+                 what, size, skipped);
+}
+
+//  Refuses one PUT at once (REFUSE code 2: never storable), counted and
+//  logged.
+void
+zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_t *id,
+                   const char *reason, size_t size)
+{
+    zqi_rs_turned_down (self, reason, size);
+    if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
+        zqi_mp_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
+        zqi_mp_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_rs_send_command (self, from->route, from->route_size, false);
+}
+
+//  ---- Reading records ----------------------------------------------------
+
+//  Writes the record with its attempt replaced into self->bytes.
+int
+zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
+                        const zqi_r_envelope_t *envelope, uint32_t attempt)
+{
+    const uint8_t *data = (const uint8_t *)record->data;
+    zqi_buf_reset (&self->bytes);
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    if (zqi_buf_append (&self->bytes, data, envelope->attempt_offset) ||
+        zqi_mp_put_uint (&self->bytes, attempt) ||
+        zqi_buf_append (&self->bytes, data + tail, record->size - tail))
+        return -1;
+    return 0;
+}
+
+//  Counts a message that could not be dead-lettered now (errnum) and
+//  logs it, one line per ZQI_RS_LOG_IVL_MS at most.
+static void
+s_dead_letter_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int errnum)
+{
+    self->common.ctx->stats->errors++;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->dead_failure_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: cannot dead-letter a message of %s: %s; it is held and tried again in "
+                 "%d ms (%" PRIu64 " more such failures since the last line)",
+                 queue->name, zq_strerror (errnum), ZQI_RS_RETRY_MS, skipped);
+}
+
+//  Moves a record to the dead-letter queue. Returns 0, or -1 (the record
+//  is held and tried again later; counted and logged).
+static int
+s_dead_letter (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index,
+               const zq_spool_record_t *record, const zqi_r_envelope_t *envelope)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    zqi_rs_queue_t *dead = zqi_rs_dead_queue (self, queue);
+    if (!dead || zqi_rs_rewrite_attempt (self, record, envelope, entry->attempt) ||
+        zq_spool_append (dead->spool, self->bytes.data, self->bytes.size, NULL) ||
+        zq_spool_commit (dead->spool)) {
+        s_dead_letter_failed (self, queue, errno);
+        s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+        return -1;
+    }
+    dead->counters.put++;
+    queue->counters.dead_lettered++;
+    if (zqi_rs_entry_ack (self, index)) {
+        //  The copy is stored but the original stays: it is tried again
+        //  (the dead-letter queue may then hold it twice, never none).
+        s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+        return -1;
+    }
+    return 0;
+}
+
+//  Returns the index of the entry with id in queue, or ZQI_R_NONE. (Each
+//  queue is an id space of its own: other queues may track the same id.)
+uint32_t
+zqi_rs_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queue)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    uint32_t index;
+    while ((index = zqi_r_table_find_from (&self->table, id, &cursor)) != ZQI_R_NONE)
+        if (self->table.entries[index].queue == queue)
+            break;
+    return index;
+}
+
+//  Returns the index of the entry with id that consumer holds delivered,
+//  else of the first with id, or ZQI_R_NONE.
+uint32_t
+zqi_rs_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    uint32_t first = ZQI_R_NONE;
+    uint32_t index;
+    while ((index = zqi_r_table_find_from (&self->table, id, &cursor)) != ZQI_R_NONE) {
+        const zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state == ZQI_RS_DELIVERED && entry->owner == consumer)
+            return index;
+        if (first == ZQI_R_NONE)
+            first = index;
+    }
+    return first;
+}
+
+//  What to do with a record read from a queue's spool.
+typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
+
+//  Reads the queue's next ready record and decides its fate: expired,
+//  delayed, dead-lettered or a duplicate (S_SKIP, done), or to deliver
+//  (S_SEND: *index_p its entry, *record and *envelope filled). S_STOP:
+//  nothing ready (or the spool cannot be read).
+static s_verdict_t
+s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
+        zqi_r_envelope_t *envelope, uint32_t *index_p)
+{
+    if (zq_spool_next (queue->spool, record)) {
+        if (errno != EAGAIN && !queue->complained) {
+            zqi_log (ZQ_LOG_ERROR, "reliable: queue %s cannot be read: %s", queue->name,
+                     zq_strerror (errno));
+            queue->complained = true;
+        }
+        return S_STOP;
+    }
+    if (zqi_r_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0, false,
+                              envelope)) {
+        zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
+                 queue->name, record->seq);
+        if (zqi_rs_record_ack (self, queue, record->seq))
+            return S_STOP;
+        queue->counters.dropped++;
+        return S_SKIP;
+    }
+    uint32_t index = zqi_rs_entry_in (self, envelope->id, queue->index);
+    if (index != ZQI_R_NONE) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->seq != record->seq) {
+            //  Another record of the same message is tracked in this queue:
+            //  this copy is a duplicate (a resend stored outside the dedupe
+            //  window). The same id in another queue is another message.
+            if (zqi_rs_record_ack (self, queue, record->seq))
+                return S_STOP;
+            queue->counters.dropped++;
+            return S_SKIP;
+        }
+        zqi_rs_entry_leave (self, index);
+        if (envelope->attempt > entry->attempt)
+            entry->attempt = (uint32_t)envelope->attempt;
+    } else {
+        index = zqi_r_table_add (&self->table, envelope->id);
+        if (index == ZQI_R_NONE) {
+            zq_spool_return (queue->spool, record->seq);
+            return S_STOP;
+        }
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        entry->queue = queue->index;
+        entry->seq = record->seq;
+        entry->attempt = (uint32_t)envelope->attempt;
+    }
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0) ? zqi_r_wall_ms () : 0;
+    if (envelope->ttl_ms >= 0 &&
+        zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
+        if (zqi_rs_entry_ack (self, index))
+            s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+        else
+            queue->counters.expired++;
+        return S_SKIP;
+    }
+    if (envelope->not_before_ms > wall) {
+        s_hold (self, index, zqi_r_add_ms (zclock_mono (), envelope->not_before_ms - wall));
+        return S_SKIP;
+    }
+    if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
+        s_dead_letter (self, queue, index, record, envelope);
+        return S_SKIP;
+    }
+    *index_p = index;
+    return S_SEND;
+}
+
+//  Marks the entry delivered to consumer owner.
+static void
+s_delivered (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index, uint32_t owner,
+             size_t bytes)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    entry->state = ZQI_RS_DELIVERED;
+    entry->bytes = (uint32_t)bytes;
+    entry->sent = ++self->consumers[owner].sent;
+    s_owner_link (self, index, owner);
+    queue->in_flight++;
+    queue->counters.delivered++;
+    if (entry->attempt > 0)
+        queue->counters.redelivered++;
+    zqi_r_table_schedule (&self->table, index, self->now + self->visibility_ms);
+}
+
+//  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
+static int
+s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spool_record_t *record,
+                const zqi_r_envelope_t *envelope, uint32_t attempt)
+{
+    const void *data = record->data;
+    size_t size = record->size;
+    if (attempt != envelope->attempt) {
+        if (zqi_rs_rewrite_attempt (self, record, envelope, attempt))
+            return -1;
+        data = self->bytes.data;
+        size = self->bytes.size;
+    }
+    if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
+        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms))
+        return -1;
+    if (zqi_rs_send_command (self, consumer->route, consumer->route_size, true))
+        return -1;
+    //  Past the first frame the rest cannot meet the high-water mark.
+    return zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1 ? -1 : 0;
+}
+
+//  Delivers what the queue has ready to its remote consumers with credit;
+//  adds the deliveries sent to *sent_p.
+static void
+s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
+{
+    while (queue->consumer_count) {
+        //  The next remote consumer with credit, round-robin.
+        uint32_t chosen = ZQI_R_NONE;
+        for (uint32_t tried = 0; tried < queue->consumer_count; tried++) {
+            uint32_t position = (queue->rr + tried) % queue->consumer_count;
+            uint32_t index = queue->consumers[position];
+            zqi_rs_consumer_t *consumer = &self->consumers[index];
+            if (index != ZQI_RS_LOCAL && !consumer->stalled &&
+                consumer->in_flight < consumer->prefetch && s_has_room (self, consumer)) {
+                chosen = index;
+                queue->rr = (position + 1) % queue->consumer_count;
+                break;
+            }
+        }
+        if (chosen == ZQI_R_NONE)
+            return;
+        zq_spool_record_t record;
+        zqi_r_envelope_t envelope;
+        uint32_t index;
+        s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
+        if (verdict == S_STOP)
+            return;
+        if (verdict == S_SKIP)
+            continue;
+        zqi_rs_consumer_t *consumer = &self->consumers[chosen];
+        uint32_t attempt = self->table.entries[index].attempt;
+        if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
+            s_delivered (self, queue, index, chosen, record.size);
+            (*sent_p)++;
+            continue;
+        }
+        int failure = errno;
+        self->table.entries[index].state = ZQI_RS_RETURNED;
+        zq_spool_return (queue->spool, record.seq);
+        if (failure == EAGAIN)
+            consumer->stalled = true;
+        else if (failure == EHOSTUNREACH)
+            zqi_rs_consumer_drop (self, chosen);
+        else
+            return;
+    }
+}
+
+//  Delivers to every remote consumer with credit. A consumer whose pipe
+//  is full (EAGAIN) is stalled for the round; libzmq tells no one when
+//  that pipe has room again (a ROUTER has no POLLOUT per peer), so while
+//  any is stalled a retry is due after resume_ms: ZQI_RS_RESUME_MIN_MS after a
+//  round that sent something, doubled up to ZQI_RS_RESUME_MAX_MS after one
+//  that sent nothing (a consumer that has stopped reading costs a round
+//  per ZQI_RS_RESUME_MAX_MS, no more).
+void
+zqi_rs_deliver_all (zqi_r_server_t *self)
+{
+    for (uint32_t index = 1; index < self->consumer_capacity; index++)
+        self->consumers[index].stalled = false;
+    uint64_t sent = 0;
+    for (uint32_t index = 0; index < self->queue_count; index++)
+        if (self->queues[index]->consumer_count)
+            s_deliver_queue (self, self->queues[index], &sent);
+    bool stalled = false;
+    for (uint32_t index = 1; index < self->consumer_capacity && !stalled; index++)
+        stalled = self->consumers[index].in_use && self->consumers[index].stalled;
+    if (!stalled) {
+        self->resume_due = 0;
+        self->resume_ms = ZQI_RS_RESUME_MIN_MS;
+        return;
+    }
+    if (sent || self->resume_ms < ZQI_RS_RESUME_MIN_MS)
+        self->resume_ms = ZQI_RS_RESUME_MIN_MS;
+    else if (self->resume_due && self->now >= self->resume_due)
+        self->resume_ms =
+            self->resume_ms * 2 > ZQI_RS_RESUME_MAX_MS ? ZQI_RS_RESUME_MAX_MS : self->resume_ms * 2;
+    self->resume_due = zclock_mono () + self->resume_ms;
+}
+
+//  ---- Local consumption --------------------------------------------------
+
+zq_msg_t *
+zqi_rs_local_recv (zqi_r_server_t *self)
+{
+    self->now = zclock_mono ();
+    zqi_rs_consumer_t *local = &self->consumers[ZQI_RS_LOCAL];
+    if (!local->in_use || !local->queue_count || local->in_flight >= local->prefetch) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    for (uint32_t tried = 0; tried < local->queue_count;) {
+        uint32_t position = local->rr % local->queue_count;
+        zqi_rs_queue_t *queue = self->queues[local->queues[position]];
+        zq_spool_record_t record;
+        zqi_r_envelope_t envelope;
+        uint32_t index;
+        s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
+        if (verdict == S_SKIP)
+            continue;
+        if (verdict == S_STOP) {
+            local->rr = position + 1;
+            tried++;
+            continue;
+        }
+        const void *frames[1] = {record.data};
+        size_t sizes[1] = {record.size};
+        zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
+        if (!msg) {
+            self->table.entries[index].state = ZQI_RS_RETURNED;
+            zq_spool_return (queue->spool, record.seq);
+            errno = ENOMEM;
+            return NULL;
+        }
+        zq_msg_set_attempt (msg, self->table.entries[index].attempt);
+        s_delivered (self, queue, index, ZQI_RS_LOCAL, 0);
+        local->rr = position + 1;
+        return msg;
+    }
+    errno = EAGAIN;
+    return NULL;
+}

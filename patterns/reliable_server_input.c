@@ -1,0 +1,571 @@
+/*  =========================================================================
+    reliable_server_input - the reliable server's round of work: reading
+    commands from the socket, PUTs appended to their spools and committed
+    once per round with one CONFIRM or REFUSE per producer, settles
+    (ACK, NACK, TOUCH), CONSUME and CANCEL, and due timers.
+
+    patterns/reliable_server.h holds what the server's files share.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_server.h"
+
+//  ---- Input --------------------------------------------------------------
+
+//  Returns the round's index of the peer at route, adding it; ZQI_R_NONE
+//  when the round has ZQI_RS_BATCH_PEERS peers already.
+static uint32_t
+s_peer_index (zqi_r_server_t *self, const uint8_t *route, size_t size)
+{
+    for (uint32_t index = self->peer_count; index-- > 0;)
+        if (self->peers[index].route_size == size &&
+            memcmp (self->peers[index].route, route, size) == 0)
+            return index;
+    if (self->peer_count == ZQI_RS_BATCH_PEERS)
+        return ZQI_R_NONE;
+    zqi_rs_peer_t *peer = &self->peers[self->peer_count];
+    peer->route_size = (uint8_t)size;
+    memcpy (peer->route, route, size);
+    return self->peer_count++;
+}
+
+static zqi_rs_pending_t *
+s_pending_add (zqi_r_server_t *self, uint32_t peer, const uint8_t *id)
+{
+    zqi_rs_pending_t *pending = &self->pending[self->pending_count++];
+    memcpy (pending->id, id, ZQ_MSG_ID_SIZE);
+    pending->peer = peer;
+    pending->queue = ZQI_R_NONE;
+    pending->seq = 0;
+    pending->code = 0;
+    return pending;
+}
+
+//  Counts a PUT refused because its id was stored in queue with another
+//  body, and logs it (the first, then at each power of two: a client
+//  cannot flood the log).
+static void
+s_conflict (zqi_r_server_t *self, zqi_rs_queue_t *queue, const uint8_t *id)
+{
+    queue->counters.refused++;
+    self->conflicts++;
+    if (self->conflicts & (self->conflicts - 1))
+        return;
+    char hex[ZQ_MSG_ID_SIZE * 2 + 1];
+    for (int i = 0; i < ZQ_MSG_ID_SIZE; i++)
+        snprintf (hex + 2 * i, 3, "%02x", id[i]);
+    zqi_log (ZQ_LOG_WARNING,
+             "reliable: queue %s: a PUT reused id %s with other content: refused "
+             "(%" PRIu64 " such PUTs so far)",
+             queue->name, hex, self->conflicts);
+}
+
+//  The REFUSE or ERROR code for a queue that zqi_rs_queue_get could not give.
+static zqi_r_code_t
+s_queue_code (int errnum)
+{
+    return errnum == EINVAL      ? ZQI_R_CODE_INVALID
+           : errnum == ZQ_ELIMIT ? ZQI_R_CODE_LIMIT
+           : errnum == EMFILE    ? ZQI_R_CODE_BUSY
+                                 : ZQI_R_CODE_FAILED;
+}
+
+//  The reason sent with a REFUSE or ERROR code.
+static const char *
+s_code_reason (zqi_r_code_t code)
+{
+    switch (code) {
+        case ZQI_R_CODE_FULL:
+            return "storage full";
+        case ZQI_R_CODE_INVALID:
+            return "invalid queue name";
+        case ZQI_R_CODE_LIMIT:
+            return "queue limit reached (max_queues)";
+        case ZQI_R_CODE_CONFLICT:
+            return "id stored with other content";
+        case ZQI_R_CODE_BUSY:
+            return "no file descriptor to open the queue (too many open queues or "
+                   "connections): retry later";
+        default:
+            return "storage failed";
+    }
+}
+
+//  Handles a PUT whose envelope frames are first (and second).
+static void
+s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_msg_t *second)
+{
+    const uint8_t *data = (const uint8_t *)zmq_msg_data ((zmq_msg_t *)first);
+    size_t size = zmq_msg_size ((zmq_msg_t *)first);
+    const uint8_t *body = second ? (const uint8_t *)zmq_msg_data ((zmq_msg_t *)second) : NULL;
+    size_t body_size = second ? zmq_msg_size ((zmq_msg_t *)second) : 0;
+    zqi_rs_peer_t *from = &self->peers[peer];
+    zqi_r_envelope_t envelope;
+    //  A PUT that can never be stored is refused with its id when the id
+    //  can be read (so a producer stops sending it), else answered ERROR.
+    const uint8_t *id = NULL;
+    if (size + body_size > self->max_message_bytes) {
+        if (zqi_r_envelope_id (data, size, &id) == 0)
+            zqi_rs_refuse_put (self, from, id, "message too big", size + body_size);
+        else {
+            zqi_rs_turned_down (self, "message too big, no id", size + body_size);
+            zqi_rs_send_error (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL,
+                               "message too big");
+        }
+        return;
+    }
+    if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
+        int failure = errno;
+        if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
+            zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
+        else {
+            zqi_rs_turned_down (self, "malformed envelope, no id", size + body_size);
+            zqi_rs_send_error (self, from->route, from->route_size,
+                               failure == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                               failure == ZQ_EVERSION ? "unknown envelope version"
+                                                      : "malformed envelope");
+        }
+        return;
+    }
+    if (zqi_queue_name_check (envelope.subject, envelope.subject_size) == 1) {
+        zqi_rs_refuse_put (self, from, envelope.id, "a dead-letter queue is not put to",
+                           size + body_size);
+        return;
+    }
+    zqi_rs_pending_t *pending = s_pending_add (self, peer, envelope.id);
+    zqi_rs_queue_t *queue = zqi_rs_queue_get (self, envelope.subject, envelope.subject_size, true);
+    if (!queue) {
+        pending->code = s_queue_code (errno);
+        if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
+            self->common.ctx->stats->refused++;
+        return;
+    }
+    //  A duplicate is the same id, queue and producer identity (the
+    //  User-Id ZAP gave the connection, if any), with the same body.
+    int64_t now = self->now;
+    zqi_r_seen_t *key = &pending->seen;
+    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index,
+                      zmq_msg_gets ((zmq_msg_t *)first, "User-Id"));
+    uint64_t content = zqi_r_dedupe_content (&self->dedupe, envelope.body, envelope.body_size);
+    zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, key, now);
+    if (seen && seen->content != content) {
+        s_conflict (self, queue, envelope.id);
+        pending->code = ZQI_R_CODE_CONFLICT;
+        return;
+    }
+    if (seen) {
+        pending->queue = seen->queue;
+        pending->seq = seen->seq;
+        queue->counters.duplicates++;
+        return;
+    }
+    if (second || envelope.attempt) {
+        //  Stored in the one-frame form, with attempt 0: the attempt counts
+        //  the server's deliveries, whatever the producer wrote.
+        size_t tail = envelope.attempt_offset + envelope.attempt_size;
+        zqi_buf_reset (&self->bytes);
+        if (zqi_buf_append (&self->bytes, data, envelope.attempt_offset) ||
+            zqi_mp_put_uint (&self->bytes, 0) ||
+            zqi_buf_append (&self->bytes, data + tail, size - tail) ||
+            zqi_buf_append (&self->bytes, body, body_size)) {
+            pending->code = ZQI_R_CODE_FAILED;
+            return;
+        }
+        data = self->bytes.data;
+        size = self->bytes.size;
+    }
+    uint64_t seq;
+    if (zq_spool_append (queue->spool, data, size, &seq)) {
+        pending->code = errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID : zqi_rs_store_code (errno);
+        queue->counters.refused++;
+        return;
+    }
+    pending->queue = queue->index;
+    pending->seq = seq;
+    queue->counters.put++;
+    zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
+    if (!queue->appended) {
+        queue->appended = true;
+        self->touched[self->touched_count++] = queue->index;
+    }
+}
+
+//  ACK, NACK or TOUCH of ids from the consumer at index (ZQI_R_NONE if
+//  the peer is not a known consumer). Only the consumer holding a
+//  delivery settles it; an ACK also settles a delivery the same consumer
+//  held last and that was taken back (timed out, nacked) but not yet
+//  delivered again. Returns how many ids were not the sender's to settle
+//  (unknown, held by another consumer or by none).
+size_t
+zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
+                   size_t *failed_p, int *errnum_p)
+{
+    size_t not_held = 0;
+    uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
+    for (size_t i = 0; i < command->id_count; i++) {
+        const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
+        uint32_t index = zqi_rs_entry_for (self, id, consumer);
+        if (index == ZQI_R_NONE) {
+            if (session)
+                zqi_rs_read_through (self, &self->consumers[consumer], NULL, id);
+            not_held++;
+            continue;
+        }
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        zqi_rs_queue_t *queue = self->queues[entry->queue];
+        bool owned = session && entry->state == ZQI_RS_DELIVERED && entry->owner == consumer;
+        bool held_last = session && entry->holder == session &&
+                         (entry->state == ZQI_RS_RETURNED || entry->state == ZQI_RS_HELD);
+        if (session)
+            zqi_rs_read_through (self, &self->consumers[consumer],
+                                 owned || held_last ? entry : NULL, id);
+        if (command->kind == ZQI_R_ACK && (owned || held_last)) {
+            if (zqi_rs_entry_ack (self, index) == 0)
+                queue->counters.acked++;
+            else {
+                (*failed_p)++;
+                *errnum_p = errno;
+            }
+        } else if (!owned)
+            not_held++;
+        else if (command->kind == ZQI_R_NACK) {
+            int64_t delay = command->number;
+            if (delay < 0) {
+                delay = self->backoff_ms;
+                for (uint32_t step = 0; step < entry->attempt && delay < self->backoff_max_ms;
+                     step++)
+                    delay *= 2;
+                if (delay > self->backoff_max_ms)
+                    delay = self->backoff_max_ms;
+            }
+            if (delay > self->max_delay_ms)
+                delay = self->max_delay_ms;
+            queue->counters.nacked++;
+            zqi_rs_fail_delivery (self, index, delay);
+        } else {
+            int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
+            if (extend > self->max_delay_ms)
+                extend = self->max_delay_ms;
+            zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
+        }
+    }
+    return not_held;
+}
+
+//  The consumer closed: the deliveries it names never reached its
+//  application and go back as they were; the others go back with attempt
+//  one higher (they may have been worked on), and the consumer is
+//  forgotten.
+static void
+s_consumer_leave (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command)
+{
+    for (size_t i = 0; i < command->id_count; i++) {
+        uint32_t index = zqi_rs_entry_for (self, command->ids + i * ZQ_MSG_ID_SIZE, consumer);
+        if (index != ZQI_R_NONE && self->table.entries[index].state == ZQI_RS_DELIVERED &&
+            self->table.entries[index].owner == consumer)
+            zqi_rs_return (self, index);
+    }
+    zqi_rs_consumer_drop (self, consumer);
+}
+
+//  Handles a command other than PUT from route.
+static void
+s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
+           const zqi_r_command_t *command)
+{
+    uint32_t consumer = zqi_rs_consumer_find (self, route, route_size);
+    switch (command->kind) {
+        case ZQI_R_CONSUME:
+        case ZQI_R_CANCEL: {
+            if (zqi_queue_name_check (command->text, command->text_size) < 0) {
+                zqi_rs_turned_down (self,
+                                    command->kind == ZQI_R_CONSUME
+                                        ? "a CONSUME of an invalid queue name"
+                                        : "a CANCEL of an invalid queue name",
+                                    command->text_size);
+                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_INVALID,
+                                   s_code_reason (ZQI_R_CODE_INVALID));
+                return;
+            }
+            char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+            memcpy (key, command->text, command->text_size);
+            key[command->text_size] = '\0';
+            if (command->kind == ZQI_R_CANCEL) {
+                //  Found, not opened. A queue not consumed (or unknown) has
+                //  nothing to cancel: not an error, no answer.
+                zqi_rs_queue_t *queue = zqi_rs_queue_find (self, key);
+                if (queue && consumer != ZQI_R_NONE)
+                    zqi_rs_unsubscribe (self, consumer, queue);
+                return;
+            }
+            if (consumer != ZQI_R_NONE &&
+                self->consumers[consumer].queue_count >= self->max_consumer_queues) {
+                //  A connection past max_consumer_queues may renew what it
+                //  consumes (its prefetch), not add a queue.
+                zqi_rs_queue_t *known = zqi_rs_queue_find (self, key);
+                zqi_rs_consumer_t *holder = &self->consumers[consumer];
+                bool renewal = false;
+                for (uint32_t i = 0; known && i < holder->queue_count; i++)
+                    renewal |= holder->queues[i] == known->index;
+                if (!renewal) {
+                    self->common.ctx->stats->refused++;
+                    zqi_rs_limit_log (self, ZQI_RS_LIMIT_CONSUMER, key);
+                    zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_LIMIT,
+                                       "subscription limit reached (max_consumer_queues)");
+                    return;
+                }
+            }
+            zqi_rs_queue_t *queue =
+                zqi_rs_queue_get (self, command->text, command->text_size, true);
+            if (!queue) {
+                zqi_r_code_t code = s_queue_code (errno);
+                zqi_rs_send_error (self, route, route_size, code, s_code_reason (code));
+                return;
+            }
+            if (consumer == ZQI_R_NONE)
+                consumer = zqi_rs_consumer_new (self, route, route_size);
+            if (consumer == ZQI_R_NONE || zqi_rs_subscribe (self, consumer, queue)) {
+                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_FAILED, "out of memory");
+                return;
+            }
+            self->consumers[consumer].prefetch = (uint32_t)command->number;
+            return;
+        }
+        case ZQI_R_ACK:
+        case ZQI_R_NACK:
+        case ZQI_R_TOUCH: {
+            size_t failed = 0;
+            int errnum = 0;
+            size_t not_held = zqi_rs_settle_ids (self, consumer, command, &failed, &errnum);
+            if (failed) {
+                //  Nothing was removed: the deliveries stay the consumer's
+                //  (ack them again) until their visibility time.
+                char reason[160];
+                snprintf (reason, sizeof reason, "%zu of %zu acks not recorded: %s", failed,
+                          command->id_count, zq_strerror (errnum));
+                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_FAILED, reason);
+            }
+            if (not_held) {
+                char reason[96];
+                snprintf (reason, sizeof reason, "%zu of %zu ids not held by this consumer",
+                          not_held, command->id_count);
+                zqi_rs_turned_down (self, "a settle of ids the sender does not hold",
+                                    command->id_count * ZQ_MSG_ID_SIZE);
+                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_NOT_HELD, reason);
+            }
+            return;
+        }
+        case ZQI_R_LEAVE:
+            if (consumer != ZQI_R_NONE)
+                s_consumer_leave (self, consumer, command);
+            return;
+        case ZQI_R_PING:
+            if (zqi_r_put_command (&self->buf, 4, ZQI_R_PONG) == 0 &&
+                zqi_mp_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
+                zqi_mp_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
+                    0)
+                zqi_rs_send_command (self, route, route_size, false);
+            return;
+        case ZQI_R_PUT:
+        case ZQI_R_CONFIRM:
+        case ZQI_R_REFUSE:
+        case ZQI_R_DELIVER:
+        case ZQI_R_PONG:
+        case ZQI_R_ERROR:
+            //  Commands a server sends, not receives: counted, not answered
+            //  (so two confused servers cannot ping-pong errors).
+            self->common.ctx->stats->errors++;
+            return;
+        default:
+            self->common.ctx->stats->errors++;
+            zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_UNKNOWN, "unknown command");
+    }
+}
+
+//  Reads one message from the socket. Returns 0 (handled), or -1 with
+//  errno EAGAIN (nothing waiting) or another libzmq error.
+static int
+s_read_one (zqi_r_server_t *self)
+{
+    void *handle = self->common.handle;
+    zmq_msg_t frames[4];
+    for (int i = 0; i < 4; i++)
+        zmq_msg_init (&frames[i]);
+    int count = 0;
+    int rc = 0;
+    //  Routing id, command, and up to two envelope frames.
+    while (count < 4) {
+        if (zqi_r_recv_frame (handle, &frames[count])) {
+            rc = count ? 0 : -1;
+            break;
+        }
+        count++;
+        if (!zmq_msg_more (&frames[count - 1]))
+            break;
+    }
+    if (rc == -1) {
+        int saved = errno;
+        zmq_msg_close (&frames[0]);
+        errno = saved;
+        return -1;
+    }
+    bool too_many = count == 4 && zmq_msg_more (&frames[3]);
+    if (too_many)
+        zqi_drain (handle);
+    const uint8_t *route = (const uint8_t *)zmq_msg_data (&frames[0]);
+    size_t route_size = zmq_msg_size (&frames[0]);
+    zqi_r_command_t command;
+    if (count < 2 || route_size == 0 || route_size > 255) {
+        self->common.ctx->stats->errors++;
+        goto done;
+    }
+    if (zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frames[1]), zmq_msg_size (&frames[1]),
+                             &command)) {
+        self->common.ctx->stats->errors++;
+        zqi_rs_send_error (self, route, route_size,
+                           errno == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                           "malformed command");
+        goto done;
+    }
+    if (command.kind == ZQI_R_PUT) {
+        if (count < 3 || too_many) {
+            self->common.ctx->stats->errors++;
+            zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL,
+                               "PUT needs 1 or 2 envelope frames");
+            goto done;
+        }
+        uint32_t peer = s_peer_index (self, route, route_size);
+        ZQ_ASSERT (peer != ZQI_R_NONE); //  the round ends before the peers run out
+        s_put (self, peer, &frames[2], count == 4 ? &frames[3] : NULL);
+    } else if (count != 2) {
+        self->common.ctx->stats->errors++;
+        zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL, "unexpected frames");
+    } else
+        s_command (self, route, route_size, &command);
+done:
+    for (int i = 0; i < count; i++)
+        zmq_msg_close (&frames[i]);
+    return 0;
+}
+
+//  Sends the ids of the round's PUTs from peer with code (0: CONFIRM).
+static void
+s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
+{
+    zqi_buf_reset (&self->bytes);
+    for (uint32_t i = 0; i < self->pending_count; i++)
+        if (self->pending[i].peer == peer && self->pending[i].code == code)
+            if (zqi_buf_append (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
+                return;
+    if (!self->bytes.size)
+        return;
+    int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
+                  : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
+    if (rc || zqi_mp_put_bin (&self->buf, self->bytes.data, self->bytes.size))
+        return;
+    if (code) {
+        const char *reason = s_code_reason ((zqi_r_code_t)code);
+        if (zqi_mp_put_uint (&self->buf, code) ||
+            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
+            return;
+    }
+    //  A producer gone or too slow to take its confirms sends again.
+    zqi_rs_send_command (self, self->peers[peer].route, self->peers[peer].route_size, false);
+}
+
+//  Commits the spools the round appended to and answers every PUT.
+static void
+s_commit_and_answer (zqi_r_server_t *self)
+{
+    for (uint32_t i = 0; i < self->touched_count; i++) {
+        zqi_rs_queue_t *queue = self->queues[self->touched[i]];
+        queue->commit_failed = zq_spool_commit (queue->spool) != 0;
+        if (queue->commit_failed)
+            zqi_log (ZQ_LOG_WARNING, "reliable: queue %s refused a batch: %s", queue->name,
+                     zq_strerror (errno));
+        queue->appended = false;
+    }
+    for (uint32_t i = 0; i < self->pending_count; i++) {
+        zqi_rs_pending_t *pending = &self->pending[i];
+        if (pending->code || pending->queue == ZQI_R_NONE)
+            continue;
+        zqi_rs_queue_t *queue = self->queues[pending->queue];
+        if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
+            pending->code = zqi_rs_store_code (errno);
+            zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
+            queue->counters.refused++;
+        }
+    }
+    for (uint32_t i = 0; i < self->touched_count; i++)
+        self->queues[self->touched[i]]->commit_failed = false;
+    for (uint32_t peer = 0; peer < self->peer_count; peer++) {
+        s_answer (self, peer, 0);
+        s_answer (self, peer, ZQI_R_CODE_FULL);
+        s_answer (self, peer, ZQI_R_CODE_INVALID);
+        s_answer (self, peer, ZQI_R_CODE_FAILED);
+        s_answer (self, peer, ZQI_R_CODE_CONFLICT);
+        s_answer (self, peer, ZQI_R_CODE_LIMIT);
+        s_answer (self, peer, ZQI_R_CODE_BUSY);
+    }
+    self->pending_count = 0;
+    self->peer_count = 0;
+    self->touched_count = 0;
+}
+
+//  Runs due timers: visibility deadlines and the ends of holds.
+static void
+s_run_timers (zqi_r_server_t *self, int64_t now)
+{
+    uint32_t index;
+    while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
+           self->table.entries[index].due <= now) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state == ZQI_RS_DELIVERED) {
+            self->queues[entry->queue]->counters.timeouts++;
+            zqi_rs_owner_expire (self, index);
+            zqi_rs_fail_delivery (self, index, 0);
+        } else
+            zqi_rs_return (self, index);
+    }
+    if (now >= self->next_probe) {
+        //  A probe to each remote consumer: a gone one fails with
+        //  EHOSTUNREACH (ROUTER_MANDATORY), and its deliveries go back.
+        self->next_probe = now + self->common.ping_ivl_ms;
+        if (zqi_r_put_command (&self->buf, 2, ZQI_R_PING) == 0)
+            for (uint32_t slot = 1; slot < self->consumer_capacity; slot++) {
+                zqi_rs_consumer_t *consumer = &self->consumers[slot];
+                if (consumer->in_use &&
+                    zqi_rs_send_command (self, consumer->route, consumer->route_size, false) &&
+                    errno == EHOSTUNREACH)
+                    zqi_rs_consumer_drop (self, slot);
+            }
+    }
+}
+
+//  One round of work. Returns -1 with errno only for a socket failure
+//  (ETERM, ...).
+int
+zqi_rs_work (zqi_r_server_t *self)
+{
+    int rc = 0;
+    self->now = zclock_mono ();
+    self->drained = false;
+    for (int n = 0; n < ZQI_RS_BATCH && self->peer_count < ZQI_RS_BATCH_PEERS; n++)
+        if (s_read_one (self)) {
+            if (errno != EAGAIN)
+                rc = -1;
+            self->drained = errno == EAGAIN;
+            break;
+        }
+    int saved = errno;
+    if (self->pending_count || self->peer_count)
+        s_commit_and_answer (self);
+    self->now = zclock_mono ();
+    s_run_timers (self, self->now);
+    zqi_rs_deliver_all (self);
+    errno = saved;
+    return rc;
+}

@@ -1,0 +1,400 @@
+/*  =========================================================================
+    zq_device - the buffering device as a CZMQ actor: opens it, runs its
+    poll loop over the pipe, the admin socket, the reliable server and the
+    streams' and forwards' sockets, and starts and stops it
+    (include/zq_device.h). Each queue kind lives in its own file; helpers
+    the kinds share in zq_device_io.c, the device's list of queues and
+    their rates in zq_device_list.c, commands and admin replies in
+    zq_device_admin.c.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_device_internal.h"
+#include <msgpack.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+//  ---- The actor -------------------------------------------------------------
+
+typedef struct {
+    zconfig_t *config;
+    char *error;
+    size_t error_size;
+    int status; //  0 started, else the errno of the failure
+} s_start_t;
+
+static void
+s_device_destroy (zqi_device_t **self_p)
+{
+    if (self_p && *self_p) {
+        zqi_device_t *self = *self_p;
+        zhashx_destroy (&self->queues);
+        zqi_qserver_destroy (&self->qserver);
+        zsock_destroy (&self->admin);
+        zstr_free (&self->admin_endpoint);
+        zactor_destroy (&self->auth);
+        zcert_destroy (&self->env.cert);
+        if (self->lock_fd >= 0)
+            close (self->lock_fd);
+        zqi_device_config_destroy (&self->config);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+//  Opens everything the configuration asks for. Returns 0, or -1 with errno
+//  and error.
+static int
+s_device_open (zqi_device_t *self, char *error, size_t error_size)
+{
+    zqi_device_config_t *config = self->config;
+    if (*config->spool && zsys_dir_create ("%s", config->spool)) {
+        int saved = errno;
+        snprintf (error, error_size, "cannot create spool directory %s: %s", config->spool,
+                  strerror (saved));
+        return zqi_fail (saved);
+    }
+    //  One device per spool directory: the spools of queues not yet
+    //  created are not locked yet, so the directory itself is.
+    if (*config->spool) {
+        char *path = zsys_sprintf ("%s/zqd.lock", config->spool);
+        self->lock_fd = path ? open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+        int saved = errno;
+        zstr_free (&path);
+        if (self->lock_fd < 0) {
+            snprintf (error, error_size, "cannot open %s/zqd.lock: %s", config->spool,
+                      strerror (saved));
+            return zqi_fail (saved);
+        }
+        if (flock (self->lock_fd, LOCK_EX | LOCK_NB)) {
+            saved = errno == EWOULDBLOCK ? EBUSY : errno;
+            snprintf (error, error_size, "spool %s is in use by another device (%s)", config->spool,
+                      strerror (saved));
+            return zqi_fail (saved);
+        }
+    }
+    if (*config->curve_secret_cert) {
+        char reason[512] = "";
+        if (!zsys_has_curve ()) {
+            snprintf (error, error_size, "device/curve: libzmq was built without CURVE");
+            return zqi_fail (ENOTSUP);
+        }
+        self->env.cert =
+            zqi_curve_cert_load (config->curve_secret_cert, true, reason, sizeof reason);
+        //  A file holding a secret key must be the owner's only.
+        if (self->env.cert &&
+            zqi_curve_secret_private (config->curve_secret_cert, reason, sizeof reason))
+            zcert_destroy (&self->env.cert);
+        if (!self->env.cert) {
+            snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
+            return zqi_fail (EINVAL);
+        }
+        if (zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
+            int saved = errno;
+            snprintf (error, error_size, "device/curve/clients: %s", reason);
+            return zqi_fail (saved);
+        }
+    }
+    if (*config->bind) {
+        if (zqi_device_fds_free ("device/bind", error, error_size))
+            return -1;
+        char *dir = NULL;
+        if (*config->spool) {
+            dir = zsys_sprintf ("%s/queue", config->spool);
+            if (!dir || zsys_dir_create ("%s", dir)) {
+                snprintf (error, error_size, "cannot create %s/queue: %s", config->spool,
+                          strerror (errno));
+                zstr_free (&dir);
+                return -1;
+            }
+        }
+        self->qserver = zqi_qserver_new (&self->env, dir, error, error_size);
+        zstr_free (&dir);
+        if (!self->qserver)
+            return -1;
+    }
+    for (zqi_queue_config_t *queue = (zqi_queue_config_t *)zlistx_first (config->queues); queue;
+         queue = (zqi_queue_config_t *)zlistx_next (config->queues)) {
+        zqi_queue_config_t *copy = zqi_queue_config_new (config, queue->name, queue->kind);
+        if (copy) {
+            free (copy->in);
+            free (copy->out);
+            copy->in = strdup (queue->in);
+            copy->out = strdup (queue->out);
+            copy->memory_messages = queue->memory_messages;
+            copy->memory_bytes = queue->memory_bytes;
+            copy->quota_bytes = queue->quota_bytes;
+            copy->sndhwm = queue->sndhwm;
+            copy->rcvhwm = queue->rcvhwm;
+            if (!copy->in || !copy->out)
+                zqi_queue_config_destroy (&copy);
+        }
+        if (!copy) {
+            snprintf (error, error_size, "out of memory");
+            return zqi_fail (ENOMEM);
+        }
+        if (zqi_device_queue_add (self, copy, error, error_size))
+            return -1;
+    }
+    //  The admin socket last: once it answers, every queue is there.
+    if (*config->admin) {
+        if (zqi_device_fds_free ("device/admin", error, error_size))
+            return -1;
+        self->admin = zsock_new (ZMQ_ROUTER);
+        if (!self->admin) {
+            snprintf (error, error_size, "cannot create the admin socket");
+            return zqi_fail (ENOMEM);
+        }
+        zsock_set_maxmsgsize (self->admin, 64 * 1024);
+        zsock_set_sndhwm (self->admin, 100);
+        zsock_set_linger (self->admin, 0);
+        char admin_error[512];
+        if (zqi_device_bind (self->admin, config->admin, &self->admin_endpoint, admin_error,
+                             sizeof admin_error)) {
+            snprintf (error, error_size, "device/admin: %s", admin_error);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+typedef enum { S_ITEM_PIPE, S_ITEM_ADMIN, S_ITEM_QSERVER, S_ITEM_IN, S_ITEM_OUT } s_item_kind_t;
+
+typedef struct {
+    s_item_kind_t kind;
+    zqi_dqueue_t *dq;
+} s_item_t;
+
+static void
+s_device_loop (zqi_device_t *self)
+{
+    size_t capacity = 0;
+    zmq_pollitem_t *items = NULL;
+    s_item_t *owners = NULL;
+    self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
+    zqi_device_tick (self);
+    while (!self->terminated) {
+        size_t needed = 3 + 3 * zhashx_size (self->queues);
+        if (needed > capacity) {
+            free (items);
+            free (owners);
+            capacity = needed * 2;
+            items = (zmq_pollitem_t *)calloc (capacity, sizeof *items);
+            owners = (s_item_t *)calloc (capacity, sizeof *owners);
+            if (!items || !owners) {
+                zqi_log (ZQ_LOG_ERROR, "zq_device: out of memory; stopping");
+                break;
+            }
+        }
+        size_t count = 0;
+#define S_ADD(sock_, events_, kind_, dq_)                                                          \
+    do {                                                                                           \
+        items[count] = (zmq_pollitem_t){zsock_resolve (sock_), 0, (events_), 0};                   \
+        owners[count] = (s_item_t){(kind_), (dq_)};                                                \
+        count++;                                                                                   \
+    } while (0)
+        S_ADD (self->pipe, ZMQ_POLLIN, S_ITEM_PIPE, NULL);
+        if (self->admin)
+            S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN, NULL);
+        if (self->qserver)
+            S_ADD (zqi_qserver_sock (self->qserver), ZMQ_POLLIN, S_ITEM_QSERVER, NULL);
+        for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
+             dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
+            if (dq->kind == ZQI_KIND_QUEUE)
+                continue;
+            S_ADD (dq->in, ZMQ_POLLIN, S_ITEM_IN, dq);
+            if (dq->kind == ZQI_KIND_FORWARD) {
+                S_ADD (dq->out, ZMQ_POLLIN, S_ITEM_OUT, dq);
+                S_ADD (zqi_forward_monitor (dq), ZMQ_POLLIN, S_ITEM_OUT, dq);
+            } else if (zqi_stream_pending (dq))
+                S_ADD (dq->out, ZMQ_POLLOUT, S_ITEM_OUT, dq);
+        }
+#undef S_ADD
+        int64_t now = zclock_mono ();
+        int64_t timeout = self->next_tick_ms > now ? self->next_tick_ms - now : 0;
+        if (self->qserver) {
+            int64_t timer = zqi_qserver_next_timer_ms (self->qserver);
+            if (timer >= 0 && timer < timeout)
+                timeout = timer;
+        }
+        int rc = zmq_poll (items, (int)count, (long)timeout);
+        if (rc == -1) {
+            if (errno == EINTR)
+                continue;
+            break; //  ETERM: the context is going away
+        }
+        for (size_t index = 0; index < count && !self->terminated; index++) {
+            if (!items[index].revents)
+                continue;
+            s_item_t *owner = &owners[index];
+            if (owner->kind == S_ITEM_PIPE) {
+                zmsg_t *request = zmsg_recv (self->pipe);
+                if (!request) {
+                    self->terminated = true;
+                    break;
+                }
+                char *first = zframe_strdup (zmsg_first (request));
+                if (first && streq (first, "$TERM"))
+                    self->terminated = true;
+                else {
+                    zmsg_t *reply = zqi_device_handle (self, request, true);
+                    zmsg_send (&reply, self->pipe);
+                }
+                zstr_free (&first);
+                zmsg_destroy (&request);
+                //  A QUEUE command may have changed the poll set.
+                break;
+            } else if (owner->kind == S_ITEM_ADMIN) {
+                for (int burst = 0; burst < 64; burst++) {
+                    zmsg_t *request = zqi_device_recv_nowait (self->admin);
+                    if (!request)
+                        break;
+                    zqi_device_admin_request (self, request);
+                }
+            } else if (owner->kind == S_ITEM_QSERVER)
+                ; //  worked below
+            else if (owner->kind == S_ITEM_IN) {
+                if (owner->dq->kind == ZQI_KIND_STREAM)
+                    zqi_stream_input (owner->dq);
+                else
+                    zqi_forward_input (owner->dq);
+            } else {
+                if (owner->dq->kind == ZQI_KIND_STREAM)
+                    zqi_stream_output (owner->dq);
+                else
+                    zqi_forward_output (owner->dq);
+            }
+        }
+        if (self->qserver && !self->terminated)
+            zqi_qserver_work (self->qserver);
+        //  Streams that took input may send at once.
+        for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
+             dq = (zqi_dqueue_t *)zhashx_next (self->queues))
+            if (dq->kind == ZQI_KIND_STREAM && zqi_stream_pending (dq))
+                zqi_stream_output (dq);
+        if (zclock_mono () >= self->next_tick_ms) {
+            zqi_device_tick (self);
+            self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
+        }
+    }
+    free (items);
+    free (owners);
+}
+
+static void
+s_device_actor (zsock_t *pipe, void *args)
+{
+    s_start_t *start = (s_start_t *)args;
+    zqi_device_t *self = (zqi_device_t *)calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (start->error, start->error_size, "out of memory");
+        start->status = ENOMEM;
+        zsock_signal (pipe, 0);
+        return;
+    }
+    self->pipe = pipe;
+    self->lock_fd = -1;
+    self->queues = zhashx_new ();
+    self->config = zqi_device_config_new (start->config, start->error, start->error_size);
+    if (!self->queues || !self->config) {
+        start->status = errno ? errno : ENOMEM;
+        s_device_destroy (&self);
+        zsock_signal (pipe, 0);
+        return;
+    }
+    self->env.config = self->config;
+    zhashx_set_destructor (self->queues, zqi_device_dqueue_destructor);
+    if (s_device_open (self, start->error, start->error_size)) {
+        start->status = errno ? errno : EINVAL;
+        s_device_destroy (&self);
+        zsock_signal (pipe, 0);
+        return;
+    }
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s, spool %s, fsync %s",
+             self->qserver ? ", queues on " : "",
+             self->qserver ? zqi_qserver_endpoint (self->qserver) : "",
+             self->admin ? ", admin on " : "", self->admin ? self->admin_endpoint : "",
+             *self->config->spool ? self->config->spool : "in memory",
+             zq_spool_fsync_name (self->config->fsync));
+    start->status = 0;
+    start = NULL; //  the caller's; gone after the signal
+    zsock_signal (pipe, 0);
+    s_device_loop (self);
+    s_device_destroy (&self);
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: stopped");
+}
+
+//  Starts the actor without changing the host's signal handlers (see
+//  zq_queue.h: the first CZMQ socket of a process runs zsys_init).
+zactor_t *
+zq_device_new (zconfig_t *config, char *error, size_t error_size)
+{
+    char scratch[8];
+    if (!error || !error_size) {
+        error = scratch;
+        error_size = sizeof scratch;
+    }
+    error[0] = '\0';
+    s_start_t start = {config, error, error_size, 0};
+    zqi_czmq_init ();
+    zactor_t *actor = zactor_new (s_device_actor, &start);
+    if (!actor) {
+        snprintf (error, error_size, "cannot start the device's thread");
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (start.status) {
+        zactor_destroy (&actor);
+        errno = start.status;
+        return NULL;
+    }
+    return actor;
+}
+
+zactor_t *
+zq_device_start (const char *config_path, char *error, size_t error_size)
+{
+    char scratch[8];
+    if (!error || !error_size) {
+        error = scratch;
+        error_size = sizeof scratch;
+    }
+    if (!config_path) {
+        snprintf (error, error_size, "no configuration file given");
+        errno = EINVAL;
+        return NULL;
+    }
+    zconfig_t *config = zq_device_config_load (config_path, error, error_size);
+    if (!config)
+        return NULL;
+    zactor_t *device = zq_device_new (config, error, error_size);
+    int saved = errno;
+    zconfig_destroy (&config);
+    errno = saved;
+    return device;
+}
+
+char *
+zq_device_endpoint (zactor_t *device, const char *what)
+{
+    if (!device || !what) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (zstr_sendx (device, "ENDPOINT", what, NULL))
+        return NULL;
+    char *status = NULL, *endpoint = NULL;
+    if (zstr_recvx (device, &status, &endpoint, NULL) < 1)
+        return NULL;
+    if (!streq (status, "OK")) {
+        zstr_free (&endpoint);
+        errno = ZQ_ENOTFOUND;
+    }
+    zstr_free (&status);
+    return endpoint;
+}

@@ -1,0 +1,284 @@
+/*  =========================================================================
+    zq_spool_read - the spool's delivery cursor: the next record
+    (returned ones first), acks, returns and the in-flight marks.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_spool_internal.h"
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+//  ---- Reading -------------------------------------------------------------------
+
+static bool
+s_is_acked (zq_spool_t *self, uint64_t seq)
+{
+    return seq < self->ack_floor || zqi_rangeset_has (&self->acked, seq);
+}
+
+//  The segment with id, or the first after it; NULL if none. Lock held.
+static zqi_segment_t *
+s_segment_at (zq_spool_t *self, uint64_t id)
+{
+    size_t low = 0, high = self->segment_count;
+    while (low < high) {
+        size_t mid = (low + high) / 2;
+        if (self->segments[mid]->id < id)
+            low = mid + 1;
+        else
+            high = mid;
+    }
+    return low < self->segment_count ? self->segments[low] : NULL;
+}
+
+static int
+s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
+{
+    pthread_mutex_lock (&self->lock);
+    self->stats.corrupt_records++;
+    pthread_mutex_unlock (&self->lock);
+    zqi_log (ZQ_LOG_ERROR,
+             "zq_spool: %s segment %016" PRIx64 ": damaged record at offset %" PRIu64 " not served",
+             self->dir ? self->dir : "(memory)", segment->id, offset);
+    return zqi_fail (ZQ_ECORRUPT);
+}
+
+static int
+s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
+{
+    zqi_location_t *copy = malloc (sizeof *copy);
+    if (!copy)
+        return zqi_fail (ENOMEM);
+    *copy = *location;
+    void *key = (void *)(uintptr_t)location->seq;
+    zhashx_delete (self->in_flight, key);
+    if (zhashx_insert (self->in_flight, key, copy)) {
+        free (copy);
+        return zqi_fail (ENOMEM);
+    }
+    return 0;
+}
+
+//  Hands out the lowest returned record, if any. Returns 1 with record
+//  filled, 0 if none, -1 on error. read_lock held.
+static int
+s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
+{
+    while (self->ready_count) {
+        zqi_location_t location = self->ready[0];
+        pthread_mutex_lock (&self->lock);
+        zqi_segment_t *segment = s_segment_at (self, location.segment_id);
+        bool gone =
+            s_is_acked (self, location.seq) || !segment || segment->id != location.segment_id;
+        pthread_mutex_unlock (&self->lock);
+        if (gone || zhashx_lookup (self->in_flight, (void *)(uintptr_t)location.seq)) {
+            zqi_spool_ready_pop (self);
+            continue;
+        }
+        size_t size = ZQI_REC_HEADER_SIZE + location.size;
+        if (size > self->record_copy_size) {
+            uint8_t *bigger = realloc (self->record_copy, size);
+            if (!bigger)
+                return zqi_fail (ENOMEM);
+            self->record_copy = bigger;
+            self->record_copy_size = size;
+        }
+        ssize_t got = zqi_segment_read (self, segment, location.offset, self->record_copy, size);
+        if (segment->id != self->cursor_segment)
+            zqi_segment_close_reader (segment);
+        if (got < 0)
+            return -1;
+        zqi_rec_t rec;
+        size_t need;
+        zqi_spool_ready_pop (self);
+        if ((size_t)got != size ||
+            zqi_record_parse (self->record_copy, size, self->salt, self->config.max_record_bytes,
+                              &rec, &need) != 1 ||
+            rec.type != ZQI_REC_MESSAGE || rec.seq != location.seq)
+            return s_damaged_record (self, segment, location.offset);
+        if (s_mark_in_flight (self, &location))
+            return -1;
+        record->seq = location.seq;
+        record->data = self->record_copy + ZQI_REC_HEADER_SIZE;
+        record->size = location.size;
+        return 1;
+    }
+    return 0;
+}
+
+static int
+s_next (zq_spool_t *self, zq_spool_record_t *record)
+{
+    int found = s_next_returned (self, record);
+    if (found)
+        return found > 0 ? 0 : -1;
+    while (true) {
+        pthread_mutex_lock (&self->lock);
+        zqi_segment_t *segment = s_segment_at (self, self->cursor_segment);
+        bool newest = segment && segment == zqi_spool_tail (self);
+        uint64_t visible = segment ? segment->visible : 0;
+        pthread_mutex_unlock (&self->lock);
+        if (!segment)
+            return zqi_fail (EAGAIN);
+        if (segment->id != self->cursor_segment) {
+            self->cursor_segment = segment->id;
+            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
+        }
+        if (self->cursor_offset >= visible) {
+            if (newest)
+                return zqi_fail (EAGAIN);
+            zqi_segment_close_reader (segment);
+            self->cursor_segment++;
+            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
+            continue;
+        }
+        uint64_t offset = self->cursor_offset;
+        zqi_window_t *window = &self->window;
+        const uint8_t *p =
+            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
+        zqi_rec_t rec;
+        size_t need = ZQI_REC_HEADER_SIZE;
+        int valid =
+            p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need)
+              : -1;
+        if (valid == 0) {
+            p = zqi_window_get (self, window, segment, offset, need, visible);
+            valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
+                                          &need)
+                      : -1;
+        }
+        if (!p && errno != ENODATA)
+            return -1;
+        if (valid != 1)
+            return s_damaged_record (self, segment, offset);
+        self->cursor_offset += ZQI_REC_HEADER_SIZE + rec.length;
+        if (rec.type == ZQI_REC_SEAL) {
+            zqi_segment_close_reader (segment);
+            self->cursor_segment++;
+            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
+            continue;
+        }
+        if (rec.type != ZQI_REC_MESSAGE)
+            continue;
+        pthread_mutex_lock (&self->lock);
+        bool acked = s_is_acked (self, rec.seq);
+        pthread_mutex_unlock (&self->lock);
+        if (acked || zhashx_lookup (self->in_flight, (void *)(uintptr_t)rec.seq))
+            continue;
+        zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
+        if (s_mark_in_flight (self, &location))
+            return -1;
+        record->seq = rec.seq;
+        record->data = p + ZQI_REC_HEADER_SIZE;
+        record->size = rec.length;
+        return 0;
+    }
+}
+
+int
+zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
+{
+    if (!self || !record)
+        return zqi_fail (EINVAL);
+    pthread_mutex_lock (&self->read_lock);
+    pthread_mutex_lock (&self->lock);
+    int failed = self->failed;
+    pthread_mutex_unlock (&self->lock);
+    int rc = failed ? zqi_fail (failed) : s_next (self, record);
+    if (rc == 0)
+        self->stats.delivered++;
+    pthread_mutex_unlock (&self->read_lock);
+    return rc;
+}
+
+zq_msg_t *
+zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64_t *seq_p)
+{
+    zq_spool_record_t record;
+    if (zq_spool_next (self, &record))
+        return NULL;
+    if (seq_p)
+        *seq_p = record.seq;
+    const void *frames[1] = {record.data};
+    size_t sizes[1] = {record.size};
+    return zq_msg_decode_buffers (frames, sizes, 1, max_size);
+}
+
+int
+zq_spool_ack (zq_spool_t *self, uint64_t seq)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    pthread_mutex_lock (&self->read_lock);
+    pthread_mutex_lock (&self->lock);
+    int rc = 0;
+    if (self->failed)
+        rc = zqi_fail (self->failed);
+    else if (seq == 0 || seq >= self->next_seq)
+        rc = zqi_fail (ZQ_ENOTFOUND);
+    else if (!s_is_acked (self, seq)) {
+        //  Room in both sets first: an ack is taken whole or not at all
+        //  (acked in memory but never logged, a retry would find it acked).
+        if (zqi_rangeset_reserve (&self->acked, 1) ||
+            zqi_rangeset_reserve (&self->pending_acks, 1) ||
+            zqi_spool_ack_range (self, seq, seq + 1) ||
+            zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
+            rc = -1;
+        else {
+            self->ack_epoch++;
+            self->stats.acked++;
+            zqi_spool_reclaim (self);
+        }
+    }
+    pthread_mutex_unlock (&self->lock);
+    if (rc == 0)
+        zhashx_delete (self->in_flight, (void *)(uintptr_t)seq);
+    pthread_mutex_unlock (&self->read_lock);
+    return rc;
+}
+
+int
+zq_spool_return (zq_spool_t *self, uint64_t seq)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    pthread_mutex_lock (&self->read_lock);
+    int rc = 0;
+    void *key = (void *)(uintptr_t)seq;
+    zqi_location_t *location = (zqi_location_t *)zhashx_lookup (self->in_flight, key);
+    if (!location)
+        rc = zqi_fail (ZQ_ENOTFOUND);
+    else if ((rc = zqi_spool_ready_push (self, location)) == 0) {
+        zhashx_delete (self->in_flight, key);
+        self->stats.returned++;
+    }
+    pthread_mutex_unlock (&self->read_lock);
+    return rc;
+}
+
+size_t
+zq_spool_return_all (zq_spool_t *self)
+{
+    if (!self)
+        return 0;
+    pthread_mutex_lock (&self->read_lock);
+    size_t count = 0;
+    zqi_location_t *location = (zqi_location_t *)zhashx_first (self->in_flight);
+    while (location) {
+        if (zqi_spool_ready_push (self, location) == 0)
+            count++;
+        location = (zqi_location_t *)zhashx_next (self->in_flight);
+    }
+    zhashx_purge (self->in_flight);
+    self->stats.returned += count;
+    pthread_mutex_unlock (&self->read_lock);
+    return count;
+}

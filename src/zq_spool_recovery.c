@@ -1,0 +1,523 @@
+/*  =========================================================================
+    zq_spool_recovery - opening a spool directory: listing and checking
+    its segments and seals, scanning the tail and cutting a torn one,
+    keeping a copy of damage, rebuilding the ack state.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_spool_internal.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+//  ---- Recovery --------------------------------------------------------------
+
+static int
+s_id_compare (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+//  Lists segment ids in the directory, oldest first, and deletes
+//  leftover temporary files. Returns 0 or -1 with errno.
+static int
+s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p)
+{
+    DIR *dir = opendir (self->dir);
+    if (!dir)
+        return -1;
+    uint64_t *ids = NULL;
+    size_t count = 0, capacity = 0;
+    struct dirent *entry;
+    int rc = 0;
+    while ((entry = readdir (dir))) {
+        const char *name = entry->d_name;
+        if (strlen (name) < 20 || strspn (name, "0123456789abcdef") != 16 ||
+            strncmp (name + 16, ".zqs", 4))
+            continue;
+        if (strcmp (name + 20, ".tmp") == 0) {
+            if (unlinkat (self->dir_fd, name, 0) == 0)
+                zqi_log (ZQ_LOG_NOTICE, "zq_spool: %s: removed an unfinished segment", name);
+            continue;
+        }
+        if (name[20])
+            continue; //  .corrupt and anything else: not ours to read
+        if (count == capacity) {
+            capacity = capacity ? capacity * 2 : 64;
+            uint64_t *bigger = realloc (ids, capacity * sizeof (uint64_t));
+            if (!bigger) {
+                rc = zqi_fail (ENOMEM);
+                break;
+            }
+            ids = bigger;
+        }
+        ids[count++] = strtoull (name, NULL, 16);
+    }
+    closedir (dir);
+    if (rc) {
+        free (ids);
+        return -1;
+    }
+    if (count)
+        qsort (ids, count, sizeof (uint64_t), s_id_compare);
+    *ids_p = ids;
+    *count_p = count;
+    return 0;
+}
+
+static int
+s_segments_push (zq_spool_t *self, zqi_segment_t *segment)
+{
+    if (self->segment_count == self->segment_capacity) {
+        size_t capacity = self->segment_capacity ? self->segment_capacity * 2 : 16;
+        zqi_segment_t **bigger = realloc (self->segments, capacity * sizeof (zqi_segment_t *));
+        if (!bigger)
+            return zqi_fail (ENOMEM);
+        self->segments = bigger;
+        self->segment_capacity = capacity;
+    }
+    self->segments[self->segment_count++] = segment;
+    return 0;
+}
+
+//  Opens a segment file and reads its header. Returns 0, or -1 with errno
+//  (ZQ_ECORRUPT for a bad header).
+static int
+s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
+{
+    char *path = zqi_spool_segment_path (self, segment->id, "");
+    if (!path)
+        return -1;
+    int fd = open (path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    free (path);
+    if (fd < 0)
+        return -1;
+    if (writable)
+        segment->wfd = fd;
+    else
+        segment->rfd = fd;
+    struct stat st;
+    if (fstat (fd, &st))
+        return -1;
+    segment->end = segment->synced = (uint64_t)st.st_size;
+    uint8_t header[ZQI_SEG_HEADER_SIZE];
+    if (pread (fd, header, sizeof header, 0) != (ssize_t)sizeof header)
+        return zqi_fail (ZQ_ECORRUPT);
+    uint64_t id, salt;
+    if (zqi_spool_header_parse (header, &id, &segment->first_seq, &segment->base_lsn, &salt))
+        return -1;
+    if (id != segment->id || (self->salt && salt != self->salt) || segment->first_seq == 0)
+        return zqi_fail (ZQ_ECORRUPT);
+    self->salt = salt;
+    segment->last_seq = segment->first_seq - 1;
+    return 0;
+}
+
+//  Checks a seal's payload against the segment it ends (first seq, the
+//  seal's own offset); stores the last seq it names in *last_seq_p.
+//  Returns 0, or -1 with ZQ_ECORRUPT.
+static int
+s_seal_parse (const uint8_t *p, const zqi_segment_t *segment, uint64_t offset, uint64_t *last_seq_p)
+{
+    uint64_t first_seq = zqi_load_le (p, 8), last_seq = zqi_load_le (p + 8, 8);
+    if (first_seq != segment->first_seq || last_seq + 1 < first_seq ||
+        zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
+        return zqi_fail (ZQ_ECORRUPT);
+    *last_seq_p = last_seq;
+    return 0;
+}
+
+//  A sealed segment is trusted by its seal, the last 64 bytes of the file;
+//  its records are checked when they are read.
+static int
+s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
+{
+    if (segment->end < ZQI_SEG_HEADER_SIZE + ZQI_SEAL_SIZE)
+        return zqi_fail (ZQ_ECORRUPT);
+    uint8_t record[ZQI_SEAL_SIZE];
+    uint64_t offset = segment->end - ZQI_SEAL_SIZE;
+    if (pread (segment->rfd, record, sizeof record, (off_t)offset) != (ssize_t)sizeof record)
+        return zqi_fail (ZQ_ECORRUPT);
+    zqi_rec_t rec;
+    size_t need;
+    if (zqi_record_parse (record, sizeof record, self->salt, self->config.max_record_bytes, &rec,
+                          &need) != 1 ||
+        rec.type != ZQI_REC_SEAL || rec.length != ZQI_SEAL_PAYLOAD)
+        return zqi_fail (ZQ_ECORRUPT);
+    uint64_t last_seq;
+    if (s_seal_parse (record + ZQI_REC_HEADER_SIZE, segment, offset, &last_seq))
+        return -1;
+    segment->last_seq = last_seq;
+    segment->sealed = true;
+    //  Readers open it again when they get there.
+    close (segment->rfd);
+    segment->rfd = -1;
+    return 0;
+}
+
+//  Copies a damaged file aside as NAME.corrupt for the operator.
+static void
+s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
+{
+    char *path = zqi_spool_segment_path (self, segment->id, ".corrupt");
+    int fd = path ? open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0) {
+        uint8_t chunk[65536];
+        uint64_t offset = 0;
+        int source = segment->wfd >= 0 ? segment->wfd : segment->rfd;
+        ssize_t got;
+        while ((got = pread (source, chunk, sizeof chunk, (off_t)offset)) > 0) {
+            if (zqi_spool_write_all (fd, chunk, (size_t)got, offset))
+                break;
+            offset += (uint64_t)got;
+        }
+        if (fsync (fd)) {
+        }
+        close (fd);
+    }
+    free (path);
+}
+
+//  Is there, after offset bad, a valid record whose claim says the log
+//  was synced past bad when it was appended? If so, the bad record was
+//  durable: the log is damaged in the middle, not torn at its end.
+static bool
+s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t bad)
+{
+    uint64_t bad_lsn = segment->base_lsn + bad - ZQI_SEG_HEADER_SIZE;
+    for (uint64_t offset = bad + 1; offset + ZQI_REC_HEADER_SIZE <= segment->end; offset++) {
+        const uint8_t *p =
+            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, segment->end);
+        if (!p)
+            return false;
+        if (p[8] != ZQI_REC_MAGIC0 || p[9] != ZQI_REC_MAGIC1)
+            continue;
+        uint64_t claim = zqi_load_le (p + 24, 8);
+        if (claim <= bad_lsn)
+            continue;
+        uint32_t length = (uint32_t)zqi_load_le (p + 12, 4);
+        if (offset + ZQI_REC_HEADER_SIZE + length > segment->end)
+            continue;
+        p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE + length,
+                            segment->end);
+        zqi_rec_t rec;
+        size_t need;
+        if (p && zqi_record_parse (p, ZQI_REC_HEADER_SIZE + length, self->salt,
+                                   self->config.max_record_bytes, &rec, &need) == 1)
+            return true;
+    }
+    return false;
+}
+
+//  Reads every record of the newest segment: rebuilds the ack state from
+//  its checkpoint and ack records, finds its last message, and cuts a
+//  torn tail. Returns 0, or -1 with errno ZQ_ECORRUPT (damage before
+//  records that were synced after it) or an I/O errno.
+static int
+s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
+{
+    zqi_window_t window = {NULL, 0, {NULL, 0, 0}};
+    uint64_t offset = ZQI_SEG_HEADER_SIZE;
+    bool have_checkpoint = false;
+    bool in_checkpoint = false; //  ack records right after the checkpoint complete it
+    int rc = 0;
+    segment->body_start = segment->end;
+    while (offset < segment->end) {
+        zqi_rec_t rec;
+        size_t need = ZQI_REC_HEADER_SIZE;
+        int valid = 0;
+        for (int attempt = 0; attempt < 2 && valid == 0; attempt++) {
+            const uint8_t *p = zqi_window_get (self, &window, segment, offset, need, segment->end);
+            if (!p) {
+                if (errno != ENODATA) {
+                    rc = -1;
+                    goto done;
+                }
+                valid = -1;
+                break;
+            }
+            valid =
+                zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need);
+        }
+        const uint8_t *payload = NULL;
+        if (valid == 1) {
+            payload = window.buf.data + (offset - window.offset) + ZQI_REC_HEADER_SIZE;
+            //  The first record is the checkpoint, and only the first.
+            if ((rec.type == ZQI_REC_CHECKPOINT) != !have_checkpoint)
+                valid = -1;
+            else if (rec.type == ZQI_REC_MESSAGE && rec.seq <= segment->last_seq)
+                valid = -1;
+            else if (rec.type == ZQI_REC_MESSAGE && segment->last_seq < segment->first_seq &&
+                     rec.seq < segment->first_seq)
+                valid = -1;
+            //  A seal must say what the reopen will check once this
+            //  segment is no longer the newest.
+            else if (rec.type == ZQI_REC_SEAL) {
+                uint64_t sealed_last;
+                if (rec.length != ZQI_SEAL_PAYLOAD ||
+                    s_seal_parse (payload, segment, offset, &sealed_last) ||
+                    sealed_last != segment->last_seq)
+                    valid = -1;
+            }
+        }
+        if (valid != 1) {
+            if (!have_checkpoint) {
+                rc = zqi_fail (ZQ_ECORRUPT);
+                goto done;
+            }
+            if (s_damage_is_durable (self, &window, segment, offset)) {
+                char *path = zqi_spool_segment_path (self, segment->id, "");
+                zqi_log (ZQ_LOG_ERROR,
+                         "zq_spool: %s: damaged record at offset %" PRIu64
+                         " before records synced after it",
+                         path ? path : "segment", offset);
+                free (path);
+                if (!self->config.quarantine) {
+                    rc = zqi_fail (ZQ_ECORRUPT);
+                    goto done;
+                }
+                self->stats.corrupt_records++;
+                s_keep_copy (self, segment);
+                zqi_log (ZQ_LOG_ERROR,
+                         "zq_spool: quarantine: segment %016" PRIx64
+                         " copied to .corrupt; records after seq %" PRIu64 " in it are lost",
+                         segment->id, segment->last_seq);
+            } else
+                zqi_log (ZQ_LOG_NOTICE,
+                         "zq_spool: segment %016" PRIx64 ": cut %" PRIu64
+                         " bytes of torn tail at offset %" PRIu64,
+                         segment->id, segment->end - offset, offset);
+            self->stats.tail_cut_bytes += segment->end - offset;
+            if (zqi_segment_truncate (self, segment, offset) || zqi_segment_sync (self, segment)) {
+                rc = -1;
+                goto done;
+            }
+            break;
+        }
+        uint64_t size = ZQI_REC_HEADER_SIZE + rec.length;
+        //  Every record carries the last seq assigned when it was made:
+        //  seqs refused at the end of the log are never assigned again.
+        if (rec.seq > self->seq_hint)
+            self->seq_hint = rec.seq;
+        switch (rec.type) {
+            case ZQI_REC_CHECKPOINT: {
+                if (rec.length < 16) {
+                    rc = zqi_fail (ZQ_ECORRUPT);
+                    goto done;
+                }
+                uint64_t floor = zqi_load_le (payload, 8);
+                if (floor > self->ack_floor)
+                    zqi_spool_ack_range (self, self->ack_floor, floor);
+                if (zqi_spool_ranges_apply (self, payload + 16, rec.length - 16)) {
+                    rc = -1;
+                    goto done;
+                }
+                have_checkpoint = true;
+                in_checkpoint = true;
+                break;
+            }
+            case ZQI_REC_ACK:
+                if (zqi_spool_ranges_apply (self, payload, rec.length)) {
+                    rc = -1;
+                    goto done;
+                }
+                if (!in_checkpoint)
+                    segment->records++;
+                break;
+            case ZQI_REC_MESSAGE: {
+                //  Seqs skipped between messages were refused when written:
+                //  they do not exist, so they count as acked.
+                uint64_t expected = segment->last_seq + 1;
+                if (rec.seq > expected && zqi_spool_ack_range (self, expected, rec.seq)) {
+                    rc = -1;
+                    goto done;
+                }
+                segment->last_seq = rec.seq;
+                segment->records++;
+                break;
+            }
+            case ZQI_REC_SEAL:
+                segment->sealed = true;
+                break;
+        }
+        if (in_checkpoint && rec.type != ZQI_REC_CHECKPOINT && rec.type != ZQI_REC_ACK) {
+            in_checkpoint = false;
+            segment->body_start = offset;
+        }
+        offset += size;
+        if (in_checkpoint)
+            segment->body_start = offset;
+        if (rec.type == ZQI_REC_SEAL && offset < segment->end) {
+            zqi_log (ZQ_LOG_NOTICE, "zq_spool: segment %016" PRIx64 ": cut bytes after its seal",
+                     segment->id);
+            self->stats.tail_cut_bytes += segment->end - offset;
+            if (zqi_segment_truncate (self, segment, offset) || zqi_segment_sync (self, segment)) {
+                rc = -1;
+                goto done;
+            }
+        }
+    }
+    //  Every segment begins with its checkpoint, synced before the file
+    //  got its name: without it the segment is damaged.
+    if (!have_checkpoint)
+        rc = zqi_fail (ZQ_ECORRUPT);
+done:
+    zqi_buf_free (&window.buf);
+    return rc;
+}
+
+//  The errno a segment that could not be opened or read at recovery
+//  stands for: a lack of the process's (descriptors, memory, permission)
+//  is that errno, and the spool fails to open without calling anything
+//  damaged; any other failure is damage.
+static int
+s_recovery_errno (int errnum, bool tail)
+{
+    switch (errnum) {
+        case EMFILE:
+        case ENFILE:
+        case ENOMEM:
+        case EACCES:
+        case EPERM:
+        case ZQ_EVERSION:
+        case ZQ_ECORRUPT:
+            return errnum;
+        case EIO:
+            return tail ? EIO : ZQ_ECORRUPT;
+        default:
+            return ZQ_ECORRUPT;
+    }
+}
+
+//  Moves a damaged segment aside (quarantine) or fails.
+static int
+s_damaged (zq_spool_t *self, uint64_t id, int errnum)
+{
+    self->stats.corrupt_records++;
+    zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: %s", self->dir, id,
+             errnum == ZQ_ECORRUPT ? "damaged (header, seal or a record synced before others)"
+                                   : zq_strerror (errnum));
+    if (!self->config.quarantine || errnum != ZQ_ECORRUPT)
+        return zqi_fail (errnum);
+    char *path = zqi_spool_segment_path (self, id, "");
+    char *aside = zqi_spool_segment_path (self, id, ".corrupt");
+    int rc = path && aside ? rename (path, aside) : zqi_fail (ENOMEM);
+    if (rc == 0)
+        zqi_log (ZQ_LOG_ERROR, "zq_spool: quarantine: %s moved to %s; its records are lost", path,
+                 aside);
+    free (path);
+    free (aside);
+    return rc;
+}
+
+int
+zqi_spool_recover (zq_spool_t *self)
+{
+    uint64_t *ids = NULL;
+    size_t count = 0;
+    if (s_list_segments (self, &ids, &count))
+        return -1;
+    int rc = 0;
+    zqi_segment_t *segment = NULL;
+
+    //  Every segment but the newest: header and seal.
+    for (size_t index = 0; count && index < count - 1; index++) {
+        segment = zqi_spool_segment_alloc (ids[index]);
+        if (!segment) {
+            rc = -1;
+            goto done;
+        }
+        if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment) ||
+            (self->segment_count &&
+             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
+            int errnum = s_recovery_errno (errno, false);
+            zqi_segment_remove (self, segment, false);
+            segment = NULL;
+            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
+                rc = zqi_fail (errnum);
+                goto done;
+            }
+            if (s_damaged (self, ids[index], errnum)) {
+                rc = -1;
+                goto done;
+            }
+            continue;
+        }
+        if (s_segments_push (self, segment)) {
+            rc = -1;
+            goto done;
+        }
+        segment = NULL;
+    }
+    //  The newest: read all of it. If it is quarantined, the one before
+    //  it (sealed) is read in full instead, for its ack state.
+    uint64_t tail_id = count ? ids[count - 1] : 0;
+    while (tail_id) {
+        segment = zqi_spool_segment_alloc (tail_id);
+        if (!segment) {
+            rc = -1;
+            goto done;
+        }
+        uint64_t floor = self->ack_floor;
+        if (s_segment_open (self, segment, true) ||
+            (self->segment_count &&
+             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq) ||
+            s_scan_tail (self, segment)) {
+            int errnum = s_recovery_errno (errno, true);
+            zqi_segment_remove (self, segment, false);
+            segment = NULL;
+            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
+                rc = zqi_fail (errnum);
+                goto done;
+            }
+            if (s_damaged (self, tail_id, errnum)) {
+                rc = -1;
+                goto done;
+            }
+            //  Forget what the damaged segment said about acks.
+            zqi_rangeset_free (&self->acked);
+            self->acked_above = 0;
+            self->ack_floor = floor;
+            tail_id = 0;
+            if (self->segment_count) {
+                segment = self->segments[--self->segment_count];
+                tail_id = segment->id;
+                zqi_segment_close (segment);
+                free (segment);
+                segment = NULL;
+            }
+            continue;
+        }
+        if (s_segments_push (self, segment)) {
+            rc = -1;
+            goto done;
+        }
+        segment = NULL;
+        break;
+    }
+    self->disk_bytes = 0;
+    for (size_t i = 0; i < self->segment_count; i++) {
+        zqi_segment_t *each = self->segments[i];
+        zqi_segment_close_reader (each); //  the reader opens it when it gets there
+        each->visible = each->end;
+        self->disk_bytes += each->end;
+        if (each->id >= self->next_segment_id)
+            self->next_segment_id = each->id + 1;
+    }
+    if (!self->next_segment_id)
+        self->next_segment_id = 1;
+
+done:
+    if (segment)
+        zqi_segment_remove (self, segment, false);
+    free (ids);
+    return rc;
+}
