@@ -174,29 +174,13 @@ s_entry (const zqi_idtable_t *table, uint32_t index)
     return (uint8_t *)table->entries + (size_t)index * table->layout.entry_size;
 }
 
-static inline int64_t *
-s_due (const zqi_idtable_t *table, uint32_t index)
-{
-    return (int64_t *)(s_entry (table, index) + table->layout.due_offset);
-}
-
-static inline uint32_t *
-s_heap_index (const zqi_idtable_t *table, uint32_t index)
-{
-    return (uint32_t *)(s_entry (table, index) + table->layout.heap_index_offset);
-}
-
-static inline uint32_t *
-s_link (const zqi_idtable_t *table, uint32_t index)
-{
-    return (uint32_t *)(s_entry (table, index) + table->layout.link_offset);
-}
-
-static inline bool *
-s_in_use (const zqi_idtable_t *table, uint32_t index)
-{
-    return (bool *)(s_entry (table, index) + table->layout.in_use_offset);
-}
+//  The table's own fields in the entry at index, by their offsets.
+#define S_FIELD(table, index, type, field)                                                         \
+    ((type *)(s_entry (table, index) + (table)->layout.field##_offset))
+#define s_due(table, index)        S_FIELD (table, index, int64_t, due)
+#define s_heap_index(table, index) S_FIELD (table, index, uint32_t, heap_index)
+#define s_link(table, index)       S_FIELD (table, index, uint32_t, link)
+#define s_in_use(table, index)     S_FIELD (table, index, bool, in_use)
 
 void
 zqi_idtable_init (zqi_idtable_t *table, const zqi_idtable_layout_t *layout, uint32_t max_entries)

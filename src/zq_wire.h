@@ -188,34 +188,33 @@ zqi_mp_write_bin_header (uint8_t *out, size_t size)
     return zqi_mp_write_be (out, size, 4);
 }
 
+//  An array or map header: a fix form (fix_marker | count) up to 15, then
+//  a 16-bit and a 32-bit count after their markers.
 static inline uint8_t *
-zqi_mp_write_array (uint8_t *out, uint32_t count)
+zqi_mp_write_container (uint8_t *out, uint32_t count, uint8_t fix_marker, uint8_t marker16)
 {
     if (count <= 15) {
-        *out++ = (uint8_t)(0x90 | count);
+        *out++ = (uint8_t)(fix_marker | count);
         return out;
     }
     if (count <= 0xffff) {
-        *out++ = 0xdc;
+        *out++ = marker16;
         return zqi_mp_write_be (out, count, 2);
     }
-    *out++ = 0xdd;
+    *out++ = (uint8_t)(marker16 + 1);
     return zqi_mp_write_be (out, count, 4);
+}
+
+static inline uint8_t *
+zqi_mp_write_array (uint8_t *out, uint32_t count)
+{
+    return zqi_mp_write_container (out, count, 0x90, 0xdc);
 }
 
 static inline uint8_t *
 zqi_mp_write_map (uint8_t *out, uint32_t pairs)
 {
-    if (pairs <= 15) {
-        *out++ = (uint8_t)(0x80 | pairs);
-        return out;
-    }
-    if (pairs <= 0xffff) {
-        *out++ = 0xde;
-        return zqi_mp_write_be (out, pairs, 2);
-    }
-    *out++ = 0xdf;
-    return zqi_mp_write_be (out, pairs, 4);
+    return zqi_mp_write_container (out, pairs, 0x80, 0xde);
 }
 
 //  Each zqi_mp_put_* appends one value to buf, encoded as the matching
