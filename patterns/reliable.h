@@ -128,6 +128,17 @@ zqi_r_put_command (zqi_buf_t *buf, uint32_t elements, zqi_r_kind_t kind)
     return zqi_wire_command_put (buf, elements, ZQI_R_VERSION, (uint64_t)kind);
 }
 
+//  Room for a command frame of no arguments, [1, kind].
+#define ZQI_R_BARE_SIZE 3
+
+//  Writes the command frame [1, kind] (a PUT's first frame, a PING) at
+//  out, which has ZQI_R_BARE_SIZE bytes; returns its size.
+static inline size_t
+zqi_r_bare_command (uint8_t *out, zqi_r_kind_t kind)
+{
+    return (size_t)(zqi_wire_command_write (out, 2, ZQI_R_VERSION, (uint64_t)kind) - out);
+}
+
 //  Receives one frame (non-blocking) into frame (initialised by the
 //  caller). Returns 0, or -1 with errno.
 int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);

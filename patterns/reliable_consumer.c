@@ -99,9 +99,10 @@ s_timers (zqi_r_consumer_t *self)
     int64_t now = zclock_mono ();
     if (now - self->last_ping < self->common.ping_ivl_ms)
         return false;
-    static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+    uint8_t ping_frame[ZQI_R_BARE_SIZE];
+    size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
     //  (No server connected: the ping waits for the next interval.)
-    zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+    zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
     self->last_ping = now;
     if (self->refused) {
         //  Which queue was refused the ERROR does not say; a CONSUME again

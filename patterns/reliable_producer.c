@@ -123,14 +123,15 @@ s_outbox_depth (zqi_r_producer_t *self)
 static int
 s_pump (zqi_r_producer_t *self)
 {
-    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
         while (self->sent < self->window && self->ring_count) {
             uint32_t index = self->ring[self->ring_head];
             s_record_t *record = &self->records[index];
-            if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
                 return -1;
@@ -164,7 +165,7 @@ s_pump (zqi_r_producer_t *self)
             zq_spool_ack (self->outbox, record.seq);
             continue;
         }
-        if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
             errno = saved;
@@ -379,12 +380,13 @@ s_timers (zqi_r_producer_t *self, int64_t now)
         s_resend (self, index);
     if ((self->table.count || s_outbox_depth (self)) &&
         now - self->last_ping >= self->common.ping_ivl_ms) {
-        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        uint8_t ping_frame[ZQI_R_BARE_SIZE];
+        size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
         //  (No server connected: the ping waits for the next interval.)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
         self->last_ping = now;
     }
 }

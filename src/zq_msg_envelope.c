@@ -11,6 +11,12 @@
 */
 #include "zq_msg_internal.h"
 
+//  How a header of this version starts: an array of the six elements,
+//  the version, then the id's bin marker and size. The writer always
+//  writes this, and the fast parser looks for it.
+static const uint8_t s_start[4] = {0x90 | ZQI_MSG_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
+                                   ZQ_MSG_ID_SIZE};
+
 //  ---- Encoding -----------------------------------------------------------
 //  The header is written with zq_wire's writer: the shortest encoding of
 //  each value.
@@ -32,11 +38,9 @@ zqi_msg_header_size (const zq_msg_t *self)
 uint8_t *
 zqi_msg_header_write (const zq_msg_t *self, uint8_t *out)
 {
-    static const uint8_t start[4] = {0x90 | ZQI_MSG_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
-                                     ZQ_MSG_ID_SIZE};
-    memcpy (out, start, sizeof start);
-    memcpy (out + sizeof start, self->id, ZQ_MSG_ID_SIZE);
-    out += sizeof start + ZQ_MSG_ID_SIZE;
+    memcpy (out, s_start, sizeof s_start);
+    memcpy (out + sizeof s_start, self->id, ZQ_MSG_ID_SIZE);
+    out += sizeof s_start + ZQ_MSG_ID_SIZE;
     out = zqi_mp_write_str (out, self->subject, self->subject_size);
     out = zqi_mp_write_uint (out, (uint64_t)self->created_ms);
     out = zqi_mp_write_uint (out, self->attempt);
@@ -129,13 +133,12 @@ s_fast_uint (const uint8_t **pos_p, const uint8_t *end, uint64_t *value_p)
 static bool
 s_parse_header_fast (const uint8_t *first, size_t first_size, zqi_envelope_t *envelope)
 {
-    static const uint8_t start[4] = {0x90 | ZQI_MSG_HEADER_ELEMENTS_MIN, ZQ_PROTOCOL_VERSION, 0xc4,
-                                     ZQ_MSG_ID_SIZE};
-    if (first_size < sizeof start + ZQ_MSG_ID_SIZE || memcmp (first, start, sizeof start) != 0)
+    if (first_size < sizeof s_start + ZQ_MSG_ID_SIZE ||
+        memcmp (first, s_start, sizeof s_start) != 0)
         return false;
-    const uint8_t *pos = first + sizeof start + ZQ_MSG_ID_SIZE;
+    const uint8_t *pos = first + sizeof s_start + ZQ_MSG_ID_SIZE;
     const uint8_t *end = first + first_size;
-    envelope->id = first + sizeof start;
+    envelope->id = first + sizeof s_start;
     if (!s_fast_str (&pos, end, &envelope->subject, &envelope->subject_size) ||
         !s_fast_uint (&pos, end, &envelope->created_ms) || envelope->created_ms > INT64_MAX)
         return false;
