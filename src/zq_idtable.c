@@ -301,18 +301,26 @@ s_heap_up (zqi_idtable_t *table, uint32_t position, uint32_t index)
     s_heap_put (table, position, index);
 }
 
+//  The child of position that is due first, or ZQI_ID_NONE at a leaf.
+static inline uint32_t
+s_earlier_child (const zqi_idtable_t *table, uint32_t position)
+{
+    uint32_t child = 2 * position + 1;
+    if (child >= table->heap_size)
+        return ZQI_ID_NONE;
+    if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
+        child++;
+    return child;
+}
+
 //  Puts index in the hole at position, or below it if it is due later.
 static void
 s_heap_down (zqi_idtable_t *table, uint32_t position, uint32_t index)
 {
     int64_t due = *s_due (table, index);
     while (true) {
-        uint32_t child = 2 * position + 1;
-        if (child >= table->heap_size)
-            break;
-        if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
-            child++;
-        if (!(s_due_at (table, child) < due))
+        uint32_t child = s_earlier_child (table, position);
+        if (child == ZQI_ID_NONE || !(s_due_at (table, child) < due))
             break;
         s_heap_put (table, position, table->heap[child]);
         position = child;
@@ -337,12 +345,7 @@ zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index)
     //  from there. Entries raised on the way stay above their children
     //  and below their parents, so it may rise past position.
     uint32_t moved = table->heap[last];
-    while (true) {
-        uint32_t child = 2 * position + 1;
-        if (child >= table->heap_size)
-            break;
-        if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
-            child++;
+    for (uint32_t child; (child = s_earlier_child (table, position)) != ZQI_ID_NONE;) {
         s_heap_put (table, position, table->heap[child]);
         position = child;
     }

@@ -67,23 +67,13 @@ zqi_mp_write_int (uint8_t *out, int64_t value)
     if (value >= 0)
         return zqi_mp_write_uint (out, (uint64_t)value);
     if (value >= -32) {
-        *out++ = (uint8_t)(int8_t)value;
-        return out;
+        *out = (uint8_t)(int8_t)value;
+        return out + 1;
     }
-    if (value >= INT8_MIN) {
-        *out++ = 0xd0;
-        return zqi_mp_write_be (out, (uint64_t)value & 0xff, 1);
-    }
-    if (value >= INT16_MIN) {
-        *out++ = 0xd1;
-        return zqi_mp_write_be (out, (uint64_t)value & 0xffff, 2);
-    }
-    if (value >= INT32_MIN) {
-        *out++ = 0xd2;
-        return zqi_mp_write_be (out, (uint64_t)value & 0xffffffffu, 4);
-    }
-    *out++ = 0xd3;
-    return zqi_mp_write_be (out, (uint64_t)value, 8);
+    return value >= INT8_MIN    ? zqi_mp_write_marked (out, 0xd0, (uint64_t)value & 0xff, 1)
+           : value >= INT16_MIN ? zqi_mp_write_marked (out, 0xd1, (uint64_t)value & 0xffff, 2)
+           : value >= INT32_MIN ? zqi_mp_write_marked (out, 0xd2, (uint64_t)value & 0xffffffffu, 4)
+                                : zqi_mp_write_marked (out, 0xd3, (uint64_t)value, 8);
 }
 
 //  Reserves room for a scalar, so the writers below cannot run over.

@@ -113,29 +113,27 @@ zqi_mp_write_be (uint8_t *out, uint64_t value, int width)
     return out + width;
 }
 
+//  Writes marker, then value big-endian in width bytes.
+static inline uint8_t *
+zqi_mp_write_marked (uint8_t *out, uint8_t marker, uint64_t value, int width)
+{
+    *out = marker;
+    return zqi_mp_write_be (out + 1, value, width);
+}
+
 //  Each zqi_mp_write_* writes one value at out, which has room for it (its
 //  zqi_mp_*_size), and returns the position after it.
 static inline uint8_t *
 zqi_mp_write_uint (uint8_t *out, uint64_t value)
 {
     if (value <= 0x7f) {
-        *out++ = (uint8_t)value;
-        return out;
+        *out = (uint8_t)value;
+        return out + 1;
     }
-    if (value <= 0xff) {
-        *out++ = 0xcc;
-        return zqi_mp_write_be (out, value, 1);
-    }
-    if (value <= 0xffff) {
-        *out++ = 0xcd;
-        return zqi_mp_write_be (out, value, 2);
-    }
-    if (value <= 0xffffffff) {
-        *out++ = 0xce;
-        return zqi_mp_write_be (out, value, 4);
-    }
-    *out++ = 0xcf;
-    return zqi_mp_write_be (out, value, 8);
+    return value <= 0xff         ? zqi_mp_write_marked (out, 0xcc, value, 1)
+           : value <= 0xffff     ? zqi_mp_write_marked (out, 0xcd, value, 2)
+           : value <= 0xffffffff ? zqi_mp_write_marked (out, 0xce, value, 4)
+                                 : zqi_mp_write_marked (out, 0xcf, value, 8);
 }
 
 //  A signed integer: values >= 0 as zqi_mp_write_uint does, negative ones
@@ -148,19 +146,12 @@ static inline uint8_t *
 zqi_mp_write_str_header (uint8_t *out, size_t size)
 {
     if (size <= 31) {
-        *out++ = (uint8_t)(0xa0 | size);
-        return out;
+        *out = (uint8_t)(0xa0 | size);
+        return out + 1;
     }
-    if (size <= 0xff) {
-        *out++ = 0xd9;
-        return zqi_mp_write_be (out, size, 1);
-    }
-    if (size <= 0xffff) {
-        *out++ = 0xda;
-        return zqi_mp_write_be (out, size, 2);
-    }
-    *out++ = 0xdb;
-    return zqi_mp_write_be (out, size, 4);
+    return size <= 0xff     ? zqi_mp_write_marked (out, 0xd9, size, 1)
+           : size <= 0xffff ? zqi_mp_write_marked (out, 0xda, size, 2)
+                            : zqi_mp_write_marked (out, 0xdb, size, 4);
 }
 
 static inline uint8_t *
@@ -176,16 +167,9 @@ zqi_mp_write_str (uint8_t *out, const char *str, size_t size)
 static inline uint8_t *
 zqi_mp_write_bin_header (uint8_t *out, size_t size)
 {
-    if (size <= 0xff) {
-        *out++ = 0xc4;
-        return zqi_mp_write_be (out, size, 1);
-    }
-    if (size <= 0xffff) {
-        *out++ = 0xc5;
-        return zqi_mp_write_be (out, size, 2);
-    }
-    *out++ = 0xc6;
-    return zqi_mp_write_be (out, size, 4);
+    return size <= 0xff     ? zqi_mp_write_marked (out, 0xc4, size, 1)
+           : size <= 0xffff ? zqi_mp_write_marked (out, 0xc5, size, 2)
+                            : zqi_mp_write_marked (out, 0xc6, size, 4);
 }
 
 //  An array or map header: a fix form (fix_marker | count) up to 15, then
@@ -194,15 +178,11 @@ static inline uint8_t *
 zqi_mp_write_container (uint8_t *out, uint32_t count, uint8_t fix_marker, uint8_t marker16)
 {
     if (count <= 15) {
-        *out++ = (uint8_t)(fix_marker | count);
-        return out;
+        *out = (uint8_t)(fix_marker | count);
+        return out + 1;
     }
-    if (count <= 0xffff) {
-        *out++ = marker16;
-        return zqi_mp_write_be (out, count, 2);
-    }
-    *out++ = (uint8_t)(marker16 + 1);
-    return zqi_mp_write_be (out, count, 4);
+    return count <= 0xffff ? zqi_mp_write_marked (out, marker16, count, 2)
+                           : zqi_mp_write_marked (out, (uint8_t)(marker16 + 1), count, 4);
 }
 
 static inline uint8_t *
