@@ -451,7 +451,7 @@ s_events (void *state, int zmq_events)
     zqi_rpc_t *self = (zqi_rpc_t *)state;
     if (!self->is_client)
         return zmq_events;
-    if (zqi_rpc_client_tend (self, zclock_mono (), !(zmq_events & ZMQ_POLLIN))) {
+    if (zqi_rpc_client_tend (self, zqi_clock_mono (self->ctx->clock), !(zmq_events & ZMQ_POLLIN))) {
         //  Sending may have taken in a reply's arrival: look again.
         size_t size = sizeof zmq_events;
         if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &zmq_events, &size))
@@ -473,7 +473,7 @@ s_next_timer_ms (void *state)
     zqi_rpc_t *self = (zqi_rpc_t *)state;
     if (!zqi_rpc_first_due (self))
         return -1;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     int64_t wait_ms = zqi_rpc_first_due (self)->deadline - now;
     //  While requests wait, liveness events are looked at regularly even
     //  by an event loop that only watches the socket's fd.

@@ -48,7 +48,7 @@ typedef struct {
     uint32_t heap_index;
     uint32_t server;     //  client: server of the current attempt (ZQI_RPC_NONE: none yet)
     uint32_t prev, next; //  expired or pending list (client), age list (server), free list
-    int64_t deadline;    //  client: end of the current attempt (zclock_mono)
+    int64_t deadline;    //  client: end of the current attempt (ctx->clock)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
     uint32_t route_size; //  server: routing frames as [size][bytes]...
@@ -89,7 +89,7 @@ typedef struct {
     zq_msg_t *failed;       //  the last request reported failed, not yet taken
     //  Client: its servers, in the order connected; the next in turn; the
     //  socket monitor that reports their connections, and when it was
-    //  last read (zclock_mono).
+    //  last read (ctx->clock, as every time here).
     zqi_rpc_server_t *servers;
     uint32_t server_count;
     uint32_t next_server;
@@ -98,6 +98,7 @@ typedef struct {
     zsock_t *monitor;
     void *monitor_handle;
     int64_t monitor_read_ms;
+    zqi_log_limit_t retry_log; //  client: "retrying" lines, at most one a second
     //  Server: routes from oldest to newest; scratch for one route.
     zqi_rpc_list_t age;
     uint8_t route[ZQI_RPC_MAX_HOPS * 256];

@@ -268,6 +268,21 @@ s_attempt (zqi_rpc_t *self, uint32_t index, int64_t now)
     }
 }
 
+//  Says (at notice level, at most once a second) that a request is sent
+//  again, and why: its attempt's deadline passed, or its server went.
+static void
+s_log_retry (zqi_rpc_t *self, uint32_t index, int64_t now, const char *why)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->retry_log, now, 1000, &skipped))
+        return;
+    char id_hex[ZQ_MSG_ID_SIZE * 2 + 1];
+    zqi_log (ZQ_LOG_NOTICE, "rpc: request %s %s: retrying (attempt %u of %u)%s",
+             zq_msg_id_hex (self->entries[index].request, id_hex), why,
+             self->entries[index].attempts + 1, self->retries + 1,
+             skipped ? " (and other requests)" : "");
+}
+
 //  Retries requests whose attempt deadline has passed, and moves those
 //  out of attempts to the expired list.
 static void
@@ -275,9 +290,12 @@ s_run_timers (zqi_rpc_t *self, int64_t now)
 {
     while (zqi_rpc_first_due (self) && zqi_rpc_first_due (self)->deadline <= now) {
         uint32_t index = zqi_idtable_first (&self->table);
-        if (self->entries[index].attempts <= self->retries)
+        if (self->entries[index].attempts <= self->retries) {
+            char why[64];
+            snprintf (why, sizeof why, "had no reply within %d ms", self->request_timeout_ms);
+            s_log_retry (self, index, now, why);
             s_attempt (self, index, now);
-        else {
+        } else {
             zqi_idtable_unschedule (&self->table, index);
             if (self->entries[index].pending)
                 s_pending_remove (self, index);
@@ -298,8 +316,10 @@ s_reroute (zqi_rpc_t *self, int64_t now)
     for (uint32_t index = 0; index < self->capacity; index++) {
         zqi_rpc_entry_t *entry = &self->entries[index];
         if (entry->in_use && !entry->expired && !entry->pending && entry->server != ZQI_RPC_NONE &&
-            !self->servers[entry->server].live && entry->attempts <= self->retries)
+            !self->servers[entry->server].live && entry->attempts <= self->retries) {
+            s_log_retry (self, index, now, "lost its server");
             s_attempt (self, index, now);
+        }
     }
 }
 
@@ -366,7 +386,7 @@ s_client_forget (zqi_rpc_t *self, uint32_t index)
 int
 zqi_rpc_client_send (zqi_rpc_t *self, zq_msg_t **msg_p)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     if (now != self->monitor_read_ms ||
         (zqi_rpc_first_due (self) && zqi_rpc_first_due (self)->deadline <= now))
         zqi_rpc_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
@@ -437,7 +457,7 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
         zq_msg_set_id (reply, id);
         return reply;
     }
-    zqi_rpc_client_tend (self, zclock_mono (), socket_idle);
+    zqi_rpc_client_tend (self, zqi_clock_mono (self->ctx->clock), socket_idle);
     if (self->expired.head != ZQI_RPC_NONE) {
         zq_msg_destroy (&self->failed);
         self->failed = s_client_forget (self, self->expired.head);
