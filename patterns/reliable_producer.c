@@ -82,7 +82,7 @@ struct _zqi_r_producer_t {
     bool input_drained;
     bool posted;
     bool input_skipped;
-    zqi_r_buf_t buf;
+    zqi_buf_t buf;
 };
 
 //  ---- Reports ------------------------------------------------------------
@@ -125,7 +125,8 @@ s_outbox_depth (zqi_r_producer_t *self)
 static int
 s_pump (zqi_r_producer_t *self)
 {
-    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
@@ -134,7 +135,7 @@ s_pump (zqi_r_producer_t *self)
             s_record_t *record = &self->records[index];
             if (!now)
                 now = zqi_r_now (&self->common);
-            if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
                 return -1;
@@ -168,7 +169,7 @@ s_pump (zqi_r_producer_t *self)
         }
         if (!now)
             now = zqi_r_now (&self->common);
-        if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
             errno = saved;
@@ -384,12 +385,13 @@ s_timers (zqi_r_producer_t *self, int64_t now)
         s_resend (self, index);
     if ((self->table.count || s_outbox_depth (self)) &&
         now - self->last_ping >= self->common.ping_ivl_ms) {
-        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        uint8_t ping_frame[ZQI_R_BARE_SIZE];
+        size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
         //  (No server connected: the ping waits for the next interval.)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
         self->last_ping = now;
     }
 }
@@ -496,7 +498,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);
-    zqi_r_buf_free (&self->buf);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return unsent;

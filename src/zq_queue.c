@@ -10,8 +10,6 @@
 */
 #include "zq_pattern.h"
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 
 struct _zq_queue_t {
     //  Hot fields first: send and recv touch only these.
@@ -54,30 +52,15 @@ zq_role_lookup (const char *name)
     return (zq_role_t)0;
 }
 
-//  Creates a CZMQ socket without changing the host's signal handling. The
-//  first CZMQ socket of a process runs zsys_init, which installs handlers
-//  for SIGINT and SIGTERM. If that happens here (the handlers differ after
-//  the call), zsys_handler_set (NULL) restores the ones CZMQ saved, which
-//  are the host's, and stops CZMQ from installing them later. If CZMQ was
-//  already initialised, nothing changes and the host keeps its choice.
-//  The mutex only serialises zq's own first calls.
-static pthread_mutex_t s_socket_mutex = PTHREAD_MUTEX_INITIALIZER;
-
+//  Creates a CZMQ socket without changing the host's signal handling
+//  (zqi_czmq_init: the first CZMQ socket of a process runs zsys_init).
 static zsock_t *
 s_socket_new (int type)
 {
-    struct sigaction int_before, term_before, int_after, term_after;
-    pthread_mutex_lock (&s_socket_mutex);
-    sigaction (SIGINT, NULL, &int_before);
-    sigaction (SIGTERM, NULL, &term_before);
+    zqi_czmq_init ();
+    errno = 0;
     zsock_t *sock = zsock_new (type);
     int saved_errno = errno;
-    sigaction (SIGINT, NULL, &int_after);
-    sigaction (SIGTERM, NULL, &term_after);
-    if (int_after.sa_handler != int_before.sa_handler ||
-        term_after.sa_handler != term_before.sa_handler)
-        zsys_handler_set (NULL);
-    pthread_mutex_unlock (&s_socket_mutex);
     if (!sock)
         errno = saved_errno ? saved_errno : ENOMEM;
     return sock;

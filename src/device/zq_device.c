@@ -16,7 +16,6 @@
 #include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -407,8 +406,6 @@ s_device_actor (zsock_t *pipe, void *args)
 
 //  Starts the actor without changing the host's signal handlers (see
 //  zq_queue.h: the first CZMQ socket of a process runs zsys_init).
-static pthread_mutex_t s_start_mutex = PTHREAD_MUTEX_INITIALIZER;
-
 zactor_t *
 zq_device_new (zconfig_t *config, char *error, size_t error_size)
 {
@@ -419,17 +416,8 @@ zq_device_new (zconfig_t *config, char *error, size_t error_size)
     }
     error[0] = '\0';
     s_start_t start = {config, error, error_size, 0};
-    struct sigaction int_before, term_before, int_after, term_after;
-    pthread_mutex_lock (&s_start_mutex);
-    sigaction (SIGINT, NULL, &int_before);
-    sigaction (SIGTERM, NULL, &term_before);
+    zqi_czmq_init ();
     zactor_t *actor = zactor_new (s_device_actor, &start);
-    sigaction (SIGINT, NULL, &int_after);
-    sigaction (SIGTERM, NULL, &term_after);
-    if (int_after.sa_handler != int_before.sa_handler ||
-        term_after.sa_handler != term_before.sa_handler)
-        zsys_handler_set (NULL);
-    pthread_mutex_unlock (&s_start_mutex);
     if (!actor) {
         snprintf (error, error_size, "cannot start the device's thread");
         errno = ENOMEM;

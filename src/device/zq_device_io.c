@@ -172,26 +172,8 @@ zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size)
 zframe_t *
 zqi_device_one_frame (const zq_msg_t *msg)
 {
-    zq_msg_t *copy = zq_msg_dup (msg);
-    zmsg_t *frames = zmsg_new ();
-    zframe_t *result = NULL;
-    if (copy && frames && zq_msg_encode (&copy, frames) == 0) {
-        result = zmsg_pop (frames);
-        zframe_t *body = zmsg_pop (frames);
-        if (result && body) {
-            //  The one-frame form is the two frames end to end.
-            zframe_t *joined = zframe_new (NULL, zframe_size (result) + zframe_size (body));
-            if (joined) {
-                memcpy (zframe_data (joined), zframe_data (result), zframe_size (result));
-                memcpy (zframe_data (joined) + zframe_size (result), zframe_data (body),
-                        zframe_size (body));
-            }
-            zframe_destroy (&result);
-            result = joined;
-        }
-        zframe_destroy (&body);
-    }
-    zq_msg_destroy (&copy);
-    zmsg_destroy (&frames);
-    return result;
+    zframe_t *frame = zframe_new (NULL, zqi_msg_wire_size (msg));
+    if (frame)
+        zqi_msg_wire_write (msg, zframe_data (frame));
+    return frame;
 }
