@@ -39,6 +39,11 @@ zqi_fail (int errnum)
 //  NUL byte in it makes it invalid). patterns/reliable.c is its home.
 int zqi_queue_name_check (const char *name, size_t size);
 
+//  The settings of the index-th pattern zq is built with (src/
+//  zq_pattern_registry.c), ended by a row whose name is NULL, or NULL past
+//  the last pattern. zq_options lists them with its generic options.
+const zq_option_info_t *zqi_pattern_options (size_t index);
+
 //  Logs one line through the handler set with zq_set_log_handler, if any.
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));

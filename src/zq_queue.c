@@ -357,34 +357,30 @@ s_resolve_timeout (int timeout_ms, int default_ms)
     return timeout_ms < -1 ? -1 : timeout_ms;
 }
 
-//  What s_send_retry tries again: zq_queue_send, _reply or _post.
-typedef enum { S_SEND, S_REPLY, S_POST } s_send_kind_t;
-
-//  The slow path of send, reply and post, after their first try failed
-//  (with errno EAGAIN if there was no room): waits for room and tries again
-//  until timeout_ms runs out. Returns 0 (counted as sent) or -1 with errno.
+//  The slow path of a send, after its first try failed (with errno EAGAIN
+//  if there was no room): waits for room and tries again until timeout_ms
+//  runs out, through attempt, or the pattern's send hooks when attempt is
+//  NULL. Returns 0 (counted as sent) or -1 with errno.
 static int
-s_send_retry (zq_queue_t *self, s_send_kind_t kind, const zq_msg_t *request, zq_msg_t **msg_p,
-              int timeout_ms)
+s_send_retry (zq_queue_t *self, zqi_queue_attempt_fn *attempt, const zq_msg_t *request,
+              zq_msg_t **msg_p, int timeout_ms)
 {
     timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
     int64_t deadline = 0;
     while (errno == EAGAIN && timeout_ms != 0) {
         short what = s_send_wait (self);
         int rc;
-        if (kind == S_SEND && what == ZMQ_POLLOUT && self->pattern->send_blocking) {
+        if (!attempt && what == ZMQ_POLLOUT && self->pattern->send_blocking) {
             if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
                 return -1;
             rc = self->pattern->send_blocking (self->state, msg_p);
         } else {
             if (!what || s_wait (self, what, timeout_ms, &deadline))
                 return -1;
-            if (kind == S_SEND)
-                rc = self->pattern->send (self->state, msg_p);
-            else if (kind == S_REPLY)
-                rc = self->pattern->reply (self->state, request, msg_p);
+            if (attempt)
+                rc = attempt (self->state, request, msg_p);
             else
-                rc = self->pattern->post (self->state, msg_p);
+                rc = self->pattern->send (self->state, msg_p);
         }
         if (rc == 0) {
             self->stats.sent++;
@@ -407,7 +403,7 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
         self->stats.sent++;
         return 0;
     }
-    return s_send_retry (self, S_SEND, NULL, msg_p, timeout_ms);
+    return s_send_retry (self, NULL, NULL, msg_p, timeout_ms);
 }
 
 zq_msg_t *
@@ -573,60 +569,6 @@ zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
     return self->pattern->unsubscribe (self->state, prefix ? prefix : "");
 }
 
-int
-zq_queue_subscribers (zq_queue_t *self)
-{
-    if (s_check (self, true, self && self->pattern->subscribers != NULL))
-        return -1;
-    return self->pattern->subscribers (self->state);
-}
-
-int
-zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms)
-{
-    int64_t deadline = 0;
-    timeout_ms = timeout_ms < -1 ? -1 : timeout_ms;
-    while (true) {
-        int have = zq_queue_subscribers (self);
-        if (have < 0)
-            return -1;
-        if ((size_t)have >= count)
-            return 0;
-        if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
-            return zqi_fail (errno == EAGAIN || timeout_ms == 0 ? ZQ_ETIMEDOUT : errno);
-    }
-}
-
-int
-zq_queue_reply (zq_queue_t *self, const zq_msg_t *request, zq_msg_t **reply_p, int timeout_ms)
-{
-    if (!self || !request || !reply_p || !*reply_p)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->reply)
-        return zqi_fail (ENOTSUP);
-    if (self->pattern->reply (self->state, request, reply_p) == 0) {
-        self->stats.sent++;
-        return 0;
-    }
-    return s_send_retry (self, S_REPLY, request, reply_p, timeout_ms);
-}
-
-zq_msg_t *
-zq_queue_failed (zq_queue_t *self)
-{
-    if (!self) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (!self->pattern->failed) {
-        errno = ENOTSUP;
-        return NULL;
-    }
-    return self->pattern->failed (self->state);
-}
-
 int64_t
 zq_queue_next_timer_ms (zq_queue_t *self)
 {
@@ -635,129 +577,45 @@ zq_queue_next_timer_ms (zq_queue_t *self)
     return self->pattern->next_timer_ms (self->state);
 }
 
-int
-zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+//  ---- What a pattern's own verbs use (src/zq_pattern.h) --------------------
+
+void *
+zqi_queue_pattern_state (zq_queue_t *queue, const zq_pattern_t *pattern)
 {
-    if (!self || !msg_p || !*msg_p)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->post)
-        return zqi_fail (ENOTSUP);
-    if (self->pattern->post (self->state, msg_p) == 0) {
-        self->stats.sent++;
+    if (!queue) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (queue->pattern != pattern) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    return queue->state;
+}
+
+bool
+zqi_queue_is_open (zq_queue_t *queue)
+{
+    return queue && queue->handle;
+}
+
+int
+zqi_queue_send_with (zq_queue_t *queue, zqi_queue_attempt_fn *attempt, const zq_msg_t *request,
+                     zq_msg_t **msg_p, int timeout_ms)
+{
+    ZQ_ASSERT (queue && queue->handle && attempt);
+    if (attempt (queue->state, request, msg_p) == 0) {
+        queue->stats.sent++;
         return 0;
     }
-    return s_send_retry (self, S_POST, NULL, msg_p, timeout_ms);
+    return s_send_retry (queue, attempt, request, msg_p, timeout_ms);
 }
 
 int
-zq_queue_confirmed (zq_queue_t *self, uint8_t *id)
+zqi_queue_wait (zq_queue_t *queue, short what, int timeout_ms, int64_t *deadline_p)
 {
-    if (s_check (self, id != NULL, self && self->pattern->confirmed != NULL))
-        return -1;
-    return self->pattern->confirmed (self->state, id);
-}
-
-static int
-s_settle (zq_queue_t *self, const zq_msg_t *msg, int how, int64_t number)
-{
-    if (s_check (self, msg != NULL, self && self->pattern->settle != NULL))
-        return -1;
-    return self->pattern->settle (self->state, msg, how, number);
-}
-
-int
-zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg)
-{
-    return s_settle (self, msg, ZQI_SETTLE_ACK, 0);
-}
-
-int
-zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms)
-{
-    if (delay_ms < ZQ_NACK_BACKOFF)
-        return zqi_fail (EINVAL);
-    return s_settle (self, msg, ZQI_SETTLE_NACK, delay_ms);
-}
-
-int
-zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms)
-{
-    if (extend_ms < 0)
-        return zqi_fail (EINVAL);
-    return s_settle (self, msg, ZQI_SETTLE_TOUCH, extend_ms);
-}
-
-//  Checks what every admin call checks; returns 0 or -1 with errno.
-static int
-s_admin_check (zq_queue_t *self, bool has_hook, const char *name)
-{
-    if (s_check (self, true, has_hook))
-        return -1;
-    if (!name)
-        return zqi_fail (EINVAL);
-    return 0;
-}
-
-int
-zq_queue_declare (zq_queue_t *self, const char *name)
-{
-    if (s_admin_check (self, self && self->pattern->declare != NULL, name))
-        return -1;
-    return self->pattern->declare (self->state, name);
-}
-
-zlistx_t *
-zq_queue_names (zq_queue_t *self)
-{
-    if (s_admin_check (self, self && self->pattern->names != NULL, ""))
-        return NULL;
-    return self->pattern->names (self->state);
-}
-
-int
-zq_queue_info (zq_queue_t *self, const char *name, zq_queue_info_t *info)
-{
-    if (s_admin_check (self, self && self->pattern->info != NULL, name))
-        return -1;
-    if (!info)
-        return zqi_fail (EINVAL);
-    return self->pattern->info (self->state, name, info);
-}
-
-int
-zq_queue_peek (zq_queue_t *self, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->peek != NULL, name))
-        return -1;
-    if ((!msgs && max) || !count_p)
-        return zqi_fail (EINVAL);
-    return self->pattern->peek (self->state, name, msgs, max, count_p);
-}
-
-int
-zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->purge != NULL, name))
-        return -1;
-    uint64_t count = 0;
-    int rc = self->pattern->purge (self->state, name, &count);
-    if (count_p)
-        *count_p = count;
-    return rc;
-}
-
-int
-zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->redrive != NULL, name))
-        return -1;
-    uint64_t count = 0;
-    int rc = self->pattern->redrive (self->state, name, &count);
-    if (count_p)
-        *count_p = count;
-    return rc;
+    ZQ_ASSERT (queue && queue->handle);
+    return s_wait (queue, what, timeout_ms, deadline_p);
 }
 
 //  ---- Queue names ----------------------------------------------------------
