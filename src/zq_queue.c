@@ -83,12 +83,10 @@ s_socket_new (int type)
     return sock;
 }
 
-//  Applies the options every pattern shares, before any connection exists.
+//  Applies the options every socket shares, before any connection exists.
 static int
-s_apply_options (zq_queue_t *self)
+s_apply_options (void *h, const zq_options_t *o)
 {
-    const zq_options_t *o = self->options;
-    void *h = self->handle;
     int value;
 #define S_SET(opt, name)                                                                           \
     do {                                                                                           \
@@ -116,33 +114,43 @@ s_apply_options (zq_queue_t *self)
     int64_t max_size = zqi_option_int (o, "max_message_bytes");
     if (zmq_setsockopt (h, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size))
         return -1;
-    self->ctx.max_message_bytes = (size_t)max_size;
     const char *identity = zq_options_get_str (o, "identity");
     if (identity && *identity && zmq_setsockopt (h, ZMQ_ROUTING_ID, identity, strlen (identity)))
         return -1;
-    self->send_timeout_ms = zqi_option_int (o, "send_timeout_ms");
-    self->recv_timeout_ms = zqi_option_int (o, "recv_timeout_ms");
     return 0;
 }
 
-//  Appends text to the comma-separated list of bound endpoints.
-static int
-s_endpoint_append (zq_queue_t *self, const char *text)
+zsock_t *
+zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p)
 {
-    size_t old_length = self->endpoint ? strlen (self->endpoint) : 0;
-    char *joined = (char *)realloc (self->endpoint, old_length + strlen (text) + 2);
+    zsock_t *sock = s_socket_new (type);
+    if (sock && (s_apply_options (zsock_resolve (sock), options) ||
+                 zqi_curve_apply (sock, options, auth_p))) {
+        int saved_errno = errno;
+        zsock_destroy (&sock);
+        errno = saved_errno;
+    }
+    return sock;
+}
+
+//  Appends text to the comma-separated list *list_p (NULL: empty).
+static int
+s_endpoint_append (char **list_p, const char *text)
+{
+    size_t old_length = *list_p ? strlen (*list_p) : 0;
+    char *joined = (char *)realloc (*list_p, old_length + strlen (text) + 2);
     if (!joined)
         return zqi_fail (ENOMEM);
     if (old_length)
         joined[old_length++] = ',';
     strcpy (joined + old_length, text);
-    self->endpoint = joined;
+    *list_p = joined;
     return 0;
 }
 
-//  Binds or connects each item of endpoints, CZMQ-style.
-static int
-s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
+int
+zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
+                   zqi_attaching_fn *attaching, void *state, char **resolved_p)
 {
     if (!endpoints || !*endpoints)
         return zqi_fail (EINVAL);
@@ -162,25 +170,25 @@ s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
         }
         if (!*item)
             rc = zqi_fail (EINVAL);
-        else if (self->pattern->attaching && self->pattern->attaching (self->state, item, bind))
+        else if (attaching && attaching (state, item, bind))
             rc = -1;
         else if (bind) {
-            if (zsock_bind (self->sock, "%s", item) == -1)
+            if (zsock_bind (sock, "%s", item) == -1)
                 rc = -1;
             else {
-                char *resolved = zsock_last_endpoint (self->sock);
-                rc = s_endpoint_append (self, resolved ? resolved : item);
+                char *resolved = zsock_last_endpoint (sock);
+                rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
                 free (resolved);
             }
-        } else if (zsock_connect (self->sock, "%s", item) == -1)
+        } else if (zsock_connect (sock, "%s", item) == -1)
             rc = -1;
         item = comma ? comma + 1 : NULL;
     }
     int saved_errno = errno;
     free (list);
     errno = saved_errno;
-    if (rc == 0 && !self->endpoint)
-        rc = s_endpoint_append (self, "");
+    if (rc == 0 && !*resolved_p)
+        rc = s_endpoint_append (resolved_p, "");
     return rc;
 }
 
@@ -212,7 +220,7 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
         errno = ENOMEM;
         return NULL;
     }
-    self->sock = s_socket_new (pattern->roles[role].socket_type);
+    self->sock = zqi_socket_new (pattern->roles[role].socket_type, self->options, &self->auth);
     if (self->sock) {
         self->handle = zsock_resolve (self->sock);
         self->ctx.sock = self->sock;
@@ -220,17 +228,19 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
         self->ctx.role = role;
         self->ctx.options = self->options;
         self->ctx.stats = &self->stats;
+        self->ctx.max_message_bytes = (size_t)zqi_option_int (self->options, "max_message_bytes");
+        self->send_timeout_ms = zqi_option_int (self->options, "send_timeout_ms");
+        self->recv_timeout_ms = zqi_option_int (self->options, "recv_timeout_ms");
     }
     bool opened = false;
-    int rc = self->sock ? s_apply_options (self) : -1;
-    if (rc == 0)
-        rc = zqi_curve_apply (self->sock, self->options, &self->auth);
+    int rc = self->sock ? 0 : -1;
     if (rc == 0) {
         rc = pattern->open (self->state, &self->ctx);
         opened = (rc == 0);
     }
     if (rc == 0)
-        rc = s_attach (self, endpoints, pattern->roles[role].binds_by_default);
+        rc = zqi_socket_attach (self->sock, endpoints, pattern->roles[role].binds_by_default,
+                                pattern->attaching, self->state, &self->endpoint);
     if (rc) {
         int saved_errno = errno;
         if (opened && pattern->close)
