@@ -174,7 +174,7 @@ s_command_endpoint (zqi_device_t *self, const char *what)
             char *name = strndup (what, (size_t)(slash - what));
             zqi_dqueue_t *dq = name ? (zqi_dqueue_t *)zhashx_lookup (self->queues, name) : NULL;
             free (name);
-            if (dq && dq->kind != ZQI_KIND_QUEUE) {
+            if (dq && dq->ops->has_endpoints) {
                 if (streq (slash + 1, "in"))
                     endpoint = dq->in_endpoint;
                 else if (streq (slash + 1, "out"))
@@ -202,6 +202,7 @@ s_command_queue (zqi_device_t *self, zmsg_t *request)
     char *out = zmsg_popstr (request);
     zmsg_t *reply = NULL;
     zqi_kind_t kind = zqi_kind_lookup (kind_name);
+    const zqi_kind_ops_t *ops = zqi_kind_ops (kind);
     zqi_dqueue_t *existing = name ? s_lookup (self, name) : NULL;
     if (!name || zqi_device_name_check (name))
         s_error_reply (&reply,
@@ -212,15 +213,15 @@ s_command_queue (zqi_device_t *self, zmsg_t *request)
         s_error_reply (&reply, "QUEUE %s: kind is queue, stream or forward", name);
     else if (existing && existing->kind != kind)
         s_error_reply (&reply, "QUEUE %s: exists as a %s", name, zqi_kind_name (existing->kind));
-    else if (existing && kind != ZQI_KIND_QUEUE)
+    else if (existing && ops->has_endpoints)
         s_error_reply (&reply, "QUEUE %s: exists", name);
-    else if (kind != ZQI_KIND_QUEUE && (!in || !*in || !out || !*out))
+    else if (ops->has_endpoints && (!in || !*in || !out || !*out))
         s_error_reply (&reply, "QUEUE %s: a %s needs IN and OUT endpoints", name,
                        zqi_kind_name (kind));
     else {
         zqi_queue_config_t *config = zqi_queue_config_new (self->config, name, kind);
         char error[512] = "";
-        if (config && kind != ZQI_KIND_QUEUE) {
+        if (config && ops->has_endpoints) {
             free (config->in);
             free (config->out);
             config->in = strdup (in);
@@ -298,20 +299,14 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request)
         uint64_t count = S_PEEK_DEFAULT;
         if (argument && s_parse_count (argument, S_PEEK_MAX, &count)) {
             s_error_reply (&reply, "PEEK: COUNT is 1 to %d, not '%s'", S_PEEK_MAX, argument);
-        } else if (dq->kind == ZQI_KIND_STREAM)
-            zqi_stream_peek (dq, (size_t)count, reply);
-        else if (dq->kind == ZQI_KIND_FORWARD) {
-            s_error_reply (&reply, "PEEK: %s is a forward: it keeps no messages", name);
-        } else if (zqi_qserver_peek (self->qserver, name, (size_t)count, reply)) {
+        } else if (!dq->ops->peek) {
+            s_error_reply (&reply, "PEEK: %s is a %s: it keeps no messages", name, dq->ops->name);
+        } else if (dq->ops->peek (self, dq, (size_t)count, reply)) {
             s_error_reply (&reply, "PEEK %s: %s", name, zq_strerror (errno));
         }
     } else if (streq (command, "PURGE")) {
         uint64_t purged = 0;
-        int rc = 0;
-        if (dq->kind == ZQI_KIND_STREAM)
-            purged = zqi_stream_purge (dq);
-        else if (dq->kind == ZQI_KIND_QUEUE)
-            rc = zqi_qserver_purge (self->qserver, name, &purged);
+        int rc = dq->ops->purge ? dq->ops->purge (self, dq, &purged) : 0;
         if (rc) {
             s_error_reply (&reply, "PURGE %s: %s", name, zq_strerror (errno));
         } else {
@@ -321,10 +316,10 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request)
         }
     } else {
         uint64_t redriven = 0;
-        if (dq->kind != ZQI_KIND_QUEUE) {
+        if (!dq->ops->redrive) {
             s_error_reply (&reply, "REDRIVE: %s is a %s: it has no dead letters", name,
-                           zqi_kind_name (dq->kind));
-        } else if (zqi_qserver_redrive (self->qserver, name, &redriven)) {
+                           dq->ops->name);
+        } else if (dq->ops->redrive (self, dq, &redriven)) {
             s_error_reply (&reply, "REDRIVE %s: %s", name, zq_strerror (errno));
         } else {
             s_append_count (reply, "redriven", redriven);

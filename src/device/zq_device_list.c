@@ -23,10 +23,8 @@ s_dqueue_destroy (zqi_dqueue_t **self_p)
 {
     if (self_p && *self_p) {
         zqi_dqueue_t *self = *self_p;
-        if (self->kind == ZQI_KIND_STREAM)
-            zqi_stream_close (self);
-        else if (self->kind == ZQI_KIND_FORWARD)
-            zqi_forward_close (self);
+        if (self->ops && self->ops->close)
+            self->ops->close (self);
         zqi_queue_config_destroy (&self->config);
         free (self->name);
         free (self->in_endpoint);
@@ -43,7 +41,8 @@ zqi_device_dqueue_destructor (void **item_p)
 }
 
 //  Creates queue name of kind with config (taken: the queue owns it, also
-//  on failure). Returns 0, or -1 with errno and error.
+//  on failure) through its kind's open. Returns 0, or -1 with errno and
+//  error.
 int
 zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *error,
                       size_t error_size)
@@ -56,34 +55,10 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
         return zqi_fail (ENOMEM);
     }
     dq->kind = config->kind;
+    dq->ops = zqi_kind_ops (config->kind);
     dq->config = config;
-    int rc = 0;
-    if (dq->kind == ZQI_KIND_QUEUE) {
-        if (!self->qserver) {
-            snprintf (error, error_size, "queue %s: the device has no bind endpoint", dq->name);
-            rc = zqi_fail (EINVAL);
-        } else if (zqi_qserver_declare (self->qserver, dq->name)) {
-            snprintf (error, error_size, "queue %s: %s", dq->name, zq_strerror (errno));
-            rc = -1;
-        }
-    } else if (zqi_device_fds_free (dq->name, error, error_size))
-        rc = -1;
-    else if (dq->kind == ZQI_KIND_STREAM) {
-        char *dir = NULL;
-        if (*self->config->spool) {
-            dir = zsys_sprintf ("%s/stream/%s", self->config->spool, dq->name);
-            if (!dir || zsys_dir_create ("%s", dir)) {
-                snprintf (error, error_size, "stream %s: cannot create %s/stream/%s: %s", dq->name,
-                          self->config->spool, dq->name, strerror (errno));
-                zstr_free (&dir);
-                rc = -1;
-            }
-        }
-        if (rc == 0)
-            rc = zqi_stream_open (dq, &self->env, dir, error, error_size);
-        zstr_free (&dir);
-    } else
-        rc = zqi_forward_open (dq, &self->env, error, error_size);
+    ZQ_ASSERT (dq->ops); //  the configuration names only kinds that exist
+    int rc = dq->ops->open (self, dq, error, error_size);
     if (rc) {
         int saved = errno;
         s_dqueue_destroy (&dq);
@@ -117,6 +92,7 @@ zqi_device_queues_sync (zqi_device_t *self)
             break;
         dq->name = strdup (name);
         dq->kind = ZQI_KIND_QUEUE;
+        dq->ops = &zqi_kind_queue;
         if (!dq->name || zhashx_insert (self->queues, dq->name, dq))
             s_dqueue_destroy (&dq);
     }
@@ -127,12 +103,7 @@ void
 zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
 {
     memset (row, 0, sizeof *row);
-    if (dq->kind == ZQI_KIND_STREAM)
-        zqi_stream_row (dq, row);
-    else if (dq->kind == ZQI_KIND_FORWARD)
-        zqi_forward_row (dq, row);
-    else if (self->qserver)
-        zqi_qserver_row (self->qserver, dq->name, row);
+    dq->ops->row (self, dq, row);
     if (dq->samples > 1) {
         size_t span = dq->samples - 1 < ZQI_RATE_WINDOW ? dq->samples - 1 : ZQI_RATE_WINDOW;
         size_t newest = (dq->samples - 1) % (ZQI_RATE_WINDOW + 1);
