@@ -280,10 +280,28 @@ ZQ_EXPORT int zq_queue_unsubscribe (zq_queue_t *self, const char *prefix);
 //  -1 no timer (and always for patterns without timers, or once closed).
 ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 
+//  ---- Queue names ---------------------------------------------------------
+//  (reliable queues, and every queue of a device)
+
+//  The longest name of a queue a producer may put to. Its dead-letter queue
+//  is NAME + ZQ_QUEUE_DEAD_SUFFIX, up to ZQ_QUEUE_NAME_MAX + 5 bytes.
+#define ZQ_QUEUE_NAME_MAX    195
+#define ZQ_QUEUE_DEAD_SUFFIX ".dead"
+
+//  The one rule for reliable queue names, used by the server, the device
+//  (config and QUEUE command) and the CLI: a name is 1 to
+//  ZQ_QUEUE_NAME_MAX bytes of ASCII letters, digits, '.', '_' and '-', not
+//  starting or ending with '.', without "..", and not ending in ".dead".
+//  NAME + ".dead" for such a NAME names NAME's dead-letter queue, which
+//  may be consumed, peeked, purged and redriven, but not put to.
+//  Returns 0 for a queue name, 1 for a dead-letter queue name, or -1 with
+//  errno EINVAL for anything else (NULL included).
+ZQ_EXPORT int zq_queue_name_check (const char *name);
+
 //  ---- Each pattern's own verbs ----------------------------------------------
 //  are in its own header, which zq.h includes: zq_pubsub.h (subscriber
 //  counts), zq_rpc.h (zq_queue_reply, zq_queue_failed), zq_reliable.h
-//  (post, confirm reports, ack/nack/touch, queue names, admin). Called on a
+//  (post, confirm reports, ack/nack/touch, admin). Called on a
 //  queue of another pattern, each fails with ENOTSUP.
 
 #ifdef __cplusplus

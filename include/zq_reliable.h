@@ -1,8 +1,9 @@
 /*  =========================================================================
     zq_reliable - the "reliable" pattern's own verbs: a producer's posts
-    and confirm reports, a consumer's settles, queue names, and the admin
-    calls of a server holding named queues. Messages otherwise travel
-    through zq_queue_send and zq_queue_recv (zq_queue.h).
+    and confirm reports, a consumer's settles, and the admin calls of a
+    server holding named queues. Messages otherwise travel through
+    zq_queue_send and zq_queue_recv, and queue names follow
+    zq_queue_name_check (zq_queue.h).
     Included by zq.h.
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -145,23 +146,6 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);
 ZQ_EXPORT int zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms);
 ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms);
-
-//  ---- queue names ---------------------------------------------------------
-
-//  The longest name of a queue a producer may put to. Its dead-letter queue
-//  is NAME + ZQ_QUEUE_DEAD_SUFFIX, up to ZQ_QUEUE_NAME_MAX + 5 bytes.
-#define ZQ_QUEUE_NAME_MAX    195
-#define ZQ_QUEUE_DEAD_SUFFIX ".dead"
-
-//  The one rule for reliable queue names, used by the server, the device
-//  (config and QUEUE command) and the CLI: a name is 1 to
-//  ZQ_QUEUE_NAME_MAX bytes of ASCII letters, digits, '.', '_' and '-', not
-//  starting or ending with '.', without "..", and not ending in ".dead".
-//  NAME + ".dead" for such a NAME names NAME's dead-letter queue, which
-//  may be consumed, peeked, purged and redriven, but not put to.
-//  Returns 0 for a queue name, 1 for a dead-letter queue name, or -1 with
-//  errno EINVAL for anything else (NULL included).
-ZQ_EXPORT int zq_queue_name_check (const char *name);
 
 //  ---- reliable server: admin ---------------------------------------------
 //  Each fails with ENOTSUP on other patterns and roles, and with EINVAL
