@@ -58,6 +58,9 @@
                              MAP is {"purged": N}
         REDRIVE NAME      -> OK MAP          moves NAME's dead letters back
                              to NAME; MAP is {"redriven": N}
+        INFO              -> OK MAP          version, uptime_ms, store,
+                             fsync, bind, queues and limits
+                             (doc/DEVICE.md, "Command protocol")
         PING              -> OK "PONG"
         $TERM                                stops the device (no reply;
                              zactor_destroy sends it): spools are synced
@@ -85,10 +88,12 @@ extern "C" {
 //  their endpoints. Returns 0, or -1 with errno EINVAL and, if error is not
 //  NULL, one line saying what is wrong and where ("queues/metrics/kind:
 //  'strem' is not queue, stream or forward") in error (error_size bytes).
-//  Also refused: an admin endpoint that is not ipc://, inproc:// or tcp on
-//  a loopback address (127.0.0.0/8, ::1, localhost), and, unless
-//  device/curve is configured or device/insecure is true, any other
-//  endpoint that is not (wildcards such as * and 0.0.0.0 are not local).
+//  Also refused: unless device/curve is configured, an admin endpoint that
+//  is not ipc://, inproc:// or tcp on a loopback address (127.0.0.0/8,
+//  ::1, localhost), and, unless device/insecure is true too, any other
+//  endpoint that is not (wildcards such as * and 0.0.0.0 are not local);
+//  an access section that does not parse (doc/DEVICE.md, "Access"), or
+//  one beside device/curve/clients.
 ZQ_EXPORT int zq_device_check (zconfig_t *config, char *error, size_t error_size);
 
 //  Reads the ZPL file at path into a new config tree the caller destroys

@@ -155,7 +155,9 @@ ZQ_EXPORT void zq_queue_destroy (zq_queue_t **self_p);
 //    so those are NOT in the count: the number is a lower bound on what
 //    was never delivered. Peers' stats.received, compared with stats.sent,
 //    tell the rest; at-least-once delivery needs the "reliable" pattern.
-//  For pipeline and pubsub, zq holds nothing, so the count is always 0.
+//  A pipeline producer first sends the batch it holds (zq_queue_flush),
+//  waiting up to linger_ms for room, and counts what could not go; for
+//  pubsub zq holds nothing, so the count is always 0.
 //  If unsent_p is not NULL, stores the count there. Returns 0; -1 with
 //  errno EINVAL if the queue was already closed (*unsent_p is then 0).
 ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
@@ -174,6 +176,18 @@ ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
 //  send always succeeds at once, and a subscriber whose queue is full
 //  misses the message (see zq_options.h and stats.dropped).
 ZQ_EXPORT int zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms);
+
+//  Hands libzmq what the queue took but still holds: a pipeline producer
+//  gathers messages that found no room into one batch frame instead of
+//  waiting (batch_max_bytes, zq_options.h), and sends it when there is
+//  room at its next zq_queue_send, zq_queue_events or zq_queue_close, or
+//  here. Call it before a producer goes quiet (stops sending for a while
+//  without closing), as one calls fflush on a stdio stream. Waits up to
+//  timeout_ms for room (ZQ_TIMEOUT_DEFAULT: send_timeout_ms). Returns 0
+//  when nothing is held (at once for patterns that never hold any), or
+//  -1 with errno: EAGAIN (still held when the timeout passed), ENOTSOCK
+//  (closed), EINVAL (NULL), EINTR, ETERM or ENOMEM.
+ZQ_EXPORT int zq_queue_flush (zq_queue_t *self, int timeout_ms);
 
 //  Receives the next message, waiting up to timeout_ms for one. Returns a
 //  message the caller owns, or NULL with errno: EAGAIN (nothing within the

@@ -67,12 +67,16 @@ extern "C" {
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EBUSY (refused for
 //  now: the server has no file descriptor to open the queue; sent again
-//  later, counted the same), EINVAL (the server can never store it: bad
+//  later, counted the same), ENOSPC (refused for now: the server's disk
+//  is under its free-space watermark, min_free_bytes; sent again later,
+//  counted the same), EINVAL (the server can never store it: bad
 //  queue name, a dead-letter queue, over the server's max_message_bytes,
 //  malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues; the outbox dropped it). The
+//  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
+//  authoriser denies this producer's identity the queue: REFUSE code 11;
+//  the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
@@ -88,8 +92,12 @@ extern "C" {
 //  queue NAME (unsubscribe stops). The server delivers up to prefetch
 //  messages not yet acked or nacked (over all the consumer's queues);
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
-//  message). Settle each with zq_queue_ack, or zq_queue_nack, or extend
-//  its time with zq_queue_touch. With option max_deliveries the window
+//  message). A server that denies this consumer's identity a queue
+//  (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
+//  per refused CONSUME (the consumer asks again with its pings while the
+//  queue stays subscribed). Settle each with zq_queue_ack, or
+//  zq_queue_nack, or extend its time with zq_queue_touch. With option
+//  max_deliveries the window
 //  shrinks as deliveries are settled: no more than that many come in all.
 //  The consumer pings the server every ping_ivl_ms while it calls
 //  zq_queue_recv, and subscribes again when a restarted server does not
@@ -115,7 +123,7 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  name, it asks nothing about one message: it takes the oldest report,
 //  like a receive, whatever it says) and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  confirmed it), or -1 with errno: ZQ_EFULL, EBUSY or ENOSPC (refused for now,
 //  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
 //  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
 //  the outbox), EAGAIN (no
@@ -172,15 +180,37 @@ typedef struct {
     uint64_t dead_lettered; //  moved to NAME.dead
     uint64_t expired;       //  dropped past their zq-ttl-ms
     uint64_t dropped;       //  duplicate records skipped at delivery
-    uint64_t reserved[8];
+    uint64_t disk_bytes;    //  bytes its spool takes (on disk, or in memory)
+    uint64_t reserved[7];
 } zq_queue_info_t;
 
 //  Makes queue name exist (opening or creating its spool). Returns 0, or
 //  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
 //  (no file descriptor to open it: every open queue is busy or the process
 //  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
-//  (ZQ_ECORRUPT, EBUSY, ...).
+//  (ZQ_ECORRUPT, EBUSY, ...). A declared queue is the application's, not
+//  a client's: it does not count towards max_auto_queues, is never
+//  removed when idle (auto_queue_idle_ms), and zq_queue_delete refuses it.
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
+
+//  Who may do what on a server's queues. The server asks the authoriser
+//  before it stores a PUT (operation ZQ_ACCESS_PUT) or subscribes a
+//  CONSUME (ZQ_ACCESS_CONSUME), with the connection's ZAP User-Id (NULL
+//  when the connection has none) and the queue's name. fn returns true
+//  to allow; a refusal is answered REFUSE or ERROR code 11 "denied"
+//  (doc/PROTOCOL.md 18.x) and counted in zq_queue_stats_t refused. fn
+//  runs on the thread that drives the queue, inside zq_queue_recv; it
+//  must not block, and should count and log what it refuses. ACK, NACK
+//  and TOUCH need no question: only the holder of a delivery settles it.
+#define ZQ_ACCESS_PUT     1
+#define ZQ_ACCESS_CONSUME 2
+typedef bool (zq_queue_authorize_fn) (void *arg, const char *user_id, int operation,
+                                      const char *queue);
+
+//  Sets (fn not NULL) or clears (NULL) the server's authoriser; arg is
+//  passed to fn and stays the caller's. Returns 0, or -1 with errno
+//  ENOTSUP (not a reliable server).
+ZQ_EXPORT int zq_queue_set_authorizer (zq_queue_t *self, zq_queue_authorize_fn *fn, void *arg);
 
 //  Returns a new list of the names of the queues the server holds
 //  (dead-letter queues included, sorted), each a string the list owns:
@@ -208,6 +238,31 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  or -1 with errno as zq_queue_peek (ZQ_EFULL: name's spool is full;
 //  what moved before stays moved).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
+
+//  zq_queue_delete's flags: delete a queue that holds messages (they are
+//  dropped, deliveries in flight included).
+#define ZQ_DELETE_FORCE 1
+
+//  Deletes queue name and its dead-letter queue NAME.dead, if any (a
+//  NAME.dead given alone goes alone; its queue keeps a place for a new
+//  one): their messages and spool directories are gone and the name is
+//  free, as if never used. Consumers of it get ERROR 13 ("queue deleted")
+//  and are no longer subscribed; settling a delivery of it afterwards
+//  gets ERROR 7. Without ZQ_DELETE_FORCE a queue (or its NAME.dead) that
+//  holds any message, ready, delayed or in flight, is not deleted. Stores
+//  how many messages were dropped in *count_p (if not NULL). Returns 0,
+//  or -1 with errno ZQ_ENOTFOUND, EINVAL (bad name or flags), ENOTSUP,
+//  ENOTEMPTY (messages and no ZQ_DELETE_FORCE), EPERM (a queue made by
+//  zq_queue_declare: it stays) or the spool's errno.
+ZQ_EXPORT int zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p);
+
+//  Stores in counts[code], for each code from 0 to count - 1, how many
+//  times the server turned something down with that code since it opened
+//  (doc/PROTOCOL.md's REFUSE and ERROR codes): one per PUT id a REFUSE
+//  names, one per ERROR sent. Codes the protocol does not define (0
+//  among them) count 0. Returns 0, or -1 with errno ENOTSUP (not a
+//  reliable server) or EINVAL (counts NULL with count > 0).
+ZQ_EXPORT int zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count);
 
 #ifdef __cplusplus
 }

@@ -39,6 +39,7 @@
 typedef struct {
     zq_role_t role;
     void *handle;
+    zq_pattern_ctx_t *ctx;
     zqi_r_server_t *server;
     zqi_r_producer_t *producer;
     zqi_r_consumer_t *consumer;
@@ -114,6 +115,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     s_reliable_t *self = (s_reliable_t *)state;
     self->role = ctx->role;
     self->handle = ctx->handle;
+    self->ctx = ctx;
     const char *fsync = zq_options_get_str (ctx->options, "fsync");
     zq_spool_fsync_t policy;
     if (!fsync || zq_spool_fsync_parse (fsync, &policy))
@@ -186,8 +188,7 @@ s_wait (void *state, short what, long timeout_ms)
     if (self->producer)
         return zqi_r_producer_wait (self->producer, what, timeout_ms);
     //  Servers and consumers only wait for input (and their timers).
-    zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->ctx, self->handle, ZMQ_POLLIN, timeout_ms);
 }
 
 static int64_t
@@ -284,10 +285,35 @@ s_purge (void *state, const char *name, uint64_t *count_p)
 }
 
 static int
+s_refusals (void *state, uint64_t *counts, size_t count)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    if (!self->server)
+        return zqi_fail (ENOTSUP);
+    zqi_r_server_refusals (self->server, counts, count);
+    return 0;
+}
+
+static int
 s_redrive (void *state, const char *name, uint64_t *count_p)
 {
     s_reliable_t *self = (s_reliable_t *)state;
     return self->server ? zqi_r_server_redrive (self->server, name, count_p) : zqi_fail (ENOTSUP);
+}
+
+static int
+s_authorizer (void *state, zq_queue_authorize_fn *fn, void *arg)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->server ? zqi_r_server_authorizer (self->server, fn, arg) : zqi_fail (ENOTSUP);
+}
+
+static int
+s_delete (void *state, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->server ? zqi_r_server_delete (self->server, name, flags, count_p)
+                        : zqi_fail (ENOTSUP);
 }
 
 //  The pattern's own settings (zq_options.h describes them). A producer's
@@ -348,6 +374,18 @@ static const zq_option_info_t s_options[] = {
      NULL},
     {"max_consumer_queues", ZQ_OPTION_INT, 64, NULL, 1, 1000000,
      "reliable server: most queues one remote consumer (one connection) consumes at once", NULL},
+    {"max_auto_queues", ZQ_OPTION_INT, 256, NULL, 0, 1000000,
+     "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
+     " and dead-letter queues do not count)",
+     NULL},
+    {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
+     "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
+     " long is deleted (0 = never)",
+     NULL},
+    {"min_free_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable server: PUTs are refused while the spool's filesystem has less free space"
+     " (0 = no watermark)",
+     NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -495,6 +533,39 @@ zq_queue_purge (zq_queue_t *queue, const char *name, uint64_t *count_p)
         return -1;
     uint64_t count = 0;
     int rc = s_purge (self, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
+int
+zq_queue_set_authorizer (zq_queue_t *queue, zq_queue_authorize_fn *fn, void *arg)
+{
+    s_reliable_t *self = s_admin_state (queue, "");
+    return self ? s_authorizer (self, fn, arg) : -1;
+}
+
+int
+zq_queue_refusals (zq_queue_t *queue, uint64_t *counts, size_t count)
+{
+    s_reliable_t *self = s_admin_state (queue, "");
+    if (!self)
+        return -1;
+    if (!counts && count)
+        return zqi_fail (EINVAL);
+    return s_refusals (self, counts, count);
+}
+
+int
+zq_queue_delete (zq_queue_t *queue, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    if (flags & ~ZQ_DELETE_FORCE)
+        return zqi_fail (EINVAL);
+    uint64_t count = 0;
+    int rc = s_delete (self, name, flags, &count);
     if (count_p)
         *count_p = count;
     return rc;

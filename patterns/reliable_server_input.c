@@ -83,15 +83,36 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_INVALID:
             return "invalid queue name";
         case ZQI_R_CODE_LIMIT:
-            return "queue limit reached (max_queues)";
+            return "queue limit reached (max_queues or max_auto_queues)";
         case ZQI_R_CODE_CONFLICT:
             return "id stored with other content";
         case ZQI_R_CODE_BUSY:
             return "no file descriptor to open the queue (too many open queues or "
                    "connections): retry later";
+        case ZQI_R_CODE_DENIED:
+            return "denied: this identity lacks the right for this queue";
+        case ZQI_R_CODE_NO_SPACE:
+            return "no space: the spool's filesystem is under min_free_bytes: retry later";
+        case ZQI_R_CODE_DELETED:
+            return "queue deleted";
         default:
             return "storage failed";
     }
+}
+
+//  True if the authoriser (if any) lets user_id do operation on the queue
+//  named by name and size, a valid name (an invalid one is refused later
+//  as such).
+static bool
+s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const char *name,
+              size_t size)
+{
+    if (!self->authorize || zqi_queue_name_check (name, size) < 0)
+        return true;
+    char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    memcpy (key, name, size);
+    key[size] = '\0';
+    return self->authorize (self->authorize_arg, user_id, operation, key);
 }
 
 //  Handles a PUT whose envelope frames are first (and second).
@@ -135,7 +156,13 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
                            size + body_size);
         return;
     }
+    const char *user_id = zmq_msg_gets ((zmq_msg_t *)first, "User-Id");
     zqi_rs_pending_t *pending = s_pending_add (self, peer, envelope.id);
+    if (!s_authorized (self, user_id, ZQ_ACCESS_PUT, envelope.subject, envelope.subject_size)) {
+        pending->code = ZQI_R_CODE_DENIED;
+        self->common.ctx->stats->refused++;
+        return;
+    }
     zqi_rs_queue_t *queue = zqi_rs_queue_get (self, envelope.subject, envelope.subject_size, true);
     if (!queue) {
         pending->code = s_queue_code (errno);
@@ -147,8 +174,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
     //  User-Id ZAP gave the connection, if any), with the same body.
     int64_t now = self->now;
     zqi_r_seen_t *key = &pending->seen;
-    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index,
-                      zmq_msg_gets ((zmq_msg_t *)first, "User-Id"));
+    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index, user_id);
     uint64_t content = zqi_r_dedupe_content (&self->dedupe, envelope.body, envelope.body_size);
     zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, key, now);
     if (seen && seen->content != content) {
@@ -160,6 +186,16 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         pending->queue = seen->queue;
         pending->seq = seen->seq;
         queue->counters.duplicates++;
+        return;
+    }
+    //  Under the free-space watermark nothing new is stored (a duplicate
+    //  above was confirmed: it takes no space).
+    if (zqi_disk_low (&self->disk, now, size + body_size)) {
+        pending->code = ZQI_R_CODE_NO_SPACE;
+        queue->counters.refused++;
+        self->no_space++;
+        self->common.ctx->stats->refused++;
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, queue->name);
         return;
     }
     if (second || envelope.attempt) {
@@ -249,7 +285,7 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
             int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
             if (extend > self->max_delay_ms)
                 extend = self->max_delay_ms;
-            zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
+            zqi_r_table_schedule (&self->table, index, zqi_r_now (&self->common) + extend);
         }
     }
     return not_held;
@@ -274,7 +310,7 @@ s_consumer_leave (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t
 //  Handles a command other than PUT from route.
 static void
 s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
-           const zqi_r_command_t *command)
+           const zqi_r_command_t *command, const char *user_id)
 {
     uint32_t consumer = zqi_rs_consumer_find (self, route, route_size);
     switch (command->kind) {
@@ -299,6 +335,12 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 zqi_rs_queue_t *queue = zqi_rs_queue_find (self, key);
                 if (queue && consumer != ZQI_R_NONE)
                     zqi_rs_unsubscribe (self, consumer, queue);
+                return;
+            }
+            if (!s_authorized (self, user_id, ZQ_ACCESS_CONSUME, key, command->text_size)) {
+                self->common.ctx->stats->refused++;
+                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_DENIED,
+                                   s_code_reason (ZQI_R_CODE_DENIED));
                 return;
             }
             if (consumer != ZQI_R_NONE &&
@@ -444,7 +486,7 @@ s_read_one (zqi_r_server_t *self)
         self->common.ctx->stats->errors++;
         zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL, "unexpected frames");
     } else
-        s_command (self, route, route_size, &command);
+        s_command (self, route, route_size, &command, zmq_msg_gets (&frames[1], "User-Id"));
 done:
     for (int i = 0; i < count; i++)
         zmq_msg_close (&frames[i]);
@@ -462,6 +504,8 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
                 return;
     if (!self->bytes.size)
         return;
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
@@ -509,6 +553,8 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_CONFLICT);
         s_answer (self, peer, ZQI_R_CODE_LIMIT);
         s_answer (self, peer, ZQI_R_CODE_BUSY);
+        s_answer (self, peer, ZQI_R_CODE_DENIED);
+        s_answer (self, peer, ZQI_R_CODE_NO_SPACE);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -525,10 +571,18 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state == ZQI_RS_DELIVERED) {
             self->queues[entry->queue]->counters.timeouts++;
+            zqi_rs_event (self, ZQI_RS_EVENT_REDELIVERY,
+                          "queue %s: a delivery (attempt %u) passed its visibility timeout: it "
+                          "goes back for redelivery",
+                          self->queues[entry->queue]->name, entry->attempt);
             zqi_rs_owner_expire (self, index);
             zqi_rs_fail_delivery (self, index, 0);
         } else
             zqi_rs_return (self, index);
+    }
+    if (self->auto_idle_ms && now >= self->next_sweep) {
+        self->next_sweep = now + ZQI_RS_SWEEP_MS;
+        zqi_rs_sweep (self, now);
     }
     if (now >= self->next_probe) {
         //  A probe to each remote consumer: a gone one fails with
@@ -551,7 +605,7 @@ int
 zqi_rs_work (zqi_r_server_t *self)
 {
     int rc = 0;
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     self->drained = false;
     for (int n = 0; n < ZQI_RS_BATCH && self->peer_count < ZQI_RS_BATCH_PEERS; n++)
         if (s_read_one (self)) {
@@ -563,7 +617,7 @@ zqi_rs_work (zqi_r_server_t *self)
     int saved = errno;
     if (self->pending_count || self->peer_count)
         s_commit_and_answer (self);
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     s_run_timers (self, self->now);
     zqi_rs_deliver_all (self);
     errno = saved;

@@ -36,9 +36,12 @@ s_none "the device asking a queue's kind instead of its ops table" \
     src/device/zq_device.c src/device/zq_device_admin.c src/device/zq_device_list.c \
     src/device/zq_device_io.c src/device/zq_device_stream.c src/device/zq_device_forward.c \
     src/device/zq_device_queue.c
+#   (The access module's ZAP handler binds libzmq's fixed inproc ZAP
+#   endpoint, which no client names: it is not one of the device's
+#   endpoints.)
 s_none "a device socket made or bound outside the library's socket helper" \
     'zsock_new \(ZMQ_(PULL|PUSH|XSUB|XPUB|ROUTER|DEALER)\)|zmq_bind \(|zsock_bind \(' \
-    src/device/*.c
+    $(ls src/device/*.c | grep -v zq_device_access.c)
 if [ $failed = 0 ]; then
     echo "layers: every rule holds"
 fi

@@ -94,6 +94,12 @@ test_verbs_refuse_other_patterns (void **state)
             assert_int_equal (errno, ENOTSUP);
             assert_int_equal (zq_queue_redrive (queue, "orders", &moved), -1);
             assert_int_equal (errno, ENOTSUP);
+            assert_int_equal (zq_queue_delete (queue, "orders", 0, &moved), -1);
+            assert_int_equal (errno, ENOTSUP);
+            assert_int_equal (zq_queue_refusals (queue, &moved, 1), -1);
+            assert_int_equal (errno, ENOTSUP);
+            assert_int_equal (zq_queue_set_authorizer (queue, NULL, NULL), -1);
+            assert_int_equal (errno, ENOTSUP);
         }
     }
     //  NULL queues are EINVAL; closed ones ENOTSOCK, before the pattern.
@@ -121,8 +127,8 @@ test_verbs_refuse_other_patterns (void **state)
         zq_queue_destroy (&others[i]);
 }
 
-//  The listing order zq_options.h documents: the socket options, then the
-//  patterns' own (pubsub, rpc, reliable), then CURVE.
+//  The listing order: the socket options, then the patterns' own
+//  (pipeline, pubsub, rpc, reliable), then CURVE.
 static const char *s_listing[] = {"sndhwm",
                                   "rcvhwm",
                                   "sndbuf_bytes",
@@ -137,6 +143,7 @@ static const char *s_listing[] = {"sndhwm",
                                   "identity",
                                   "send_timeout_ms",
                                   "recv_timeout_ms",
+                                  "batch_max_bytes",
                                   "slow_subscriber",
                                   "request_timeout_ms",
                                   "retries",
@@ -162,6 +169,9 @@ static const char *s_listing[] = {"sndhwm",
                                   "ping_ivl_ms",
                                   "max_queues",
                                   "max_consumer_queues",
+                                  "max_auto_queues",
+                                  "auto_queue_idle_ms",
+                                  "min_free_bytes",
                                   "curve_cert",
                                   "curve_server_key",
                                   "curve_server_cert",

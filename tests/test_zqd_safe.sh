@@ -158,6 +158,24 @@ chmod 600 "$work/server.cert_secret"
 starts curve --config "$work/curve.cfg"
 chmod 400 "$work/server.cert_secret"
 starts curve_readonly --config "$work/curve.cfg"
+chmod 600 "$work/server.cert_secret"
+
+#  With CURVE the admin socket is a CURVE server: it may bind anywhere.
+starts admin_curve --config "$work/curve.cfg" --admin 'tcp://0.0.0.0:*'
+
+#  The worked two-tenant example of doc/ (its certificate and spool here,
+#  its fixed ports ephemeral) is accepted and serves.
+sed -e "s|/etc/zqd/zqd.cert|$work/server.cert|" -e "s|/var/lib/zqd|$work/tenants|" \
+    -e 's|\(tcp://0.0.0.0:\)[0-9]*|\1*|' "$ZQ_SRCDIR/doc/zqd-two-tenants.cfg" > "$work/tenants.cfg"
+starts two_tenants --config "$work/tenants.cfg"
+#  An access section names the clients itself; its patterns are exact.
+printf 'access\n    ops\n        admin = "*"\n' | cat "$work/curve.cfg" - > "$work/access_clients.cfg"
+refused access_clients "device/curve/clients: not with an access section" \
+    --config "$work/access_clients.cfg"
+sed -e 's|admin = "\*"|put = "ten*ant"|' -e '/clients = /d' "$work/access_clients.cfg" \
+    > "$work/access_pattern.cfg"
+refused access_pattern "access/ops/put: 'ten*ant' is not a pattern" \
+    --config "$work/access_pattern.cfg"
 
 #  The libzmq loaded, not only the one built against: 4.3.2 is refused.
 #  (In a sanitizer build the preloaded stand-in comes before ASan's

@@ -13,6 +13,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,16 +30,33 @@ typedef struct {
     int status; //  0 started, else the errno of the failure
 } s_start_t;
 
+//  The authoriser of the queue kind's server: the access module's answer,
+//  each refusal counted and logged there.
+static bool
+s_authorize (void *arg, const char *user_id, int operation, const char *queue)
+{
+    zqi_device_t *self = (zqi_device_t *)arg;
+    zqi_access_op_t op = operation == ZQ_ACCESS_PUT ? ZQI_ACCESS_PUT : ZQI_ACCESS_CONSUME;
+    if (zqi_access_allows (self->config->access, user_id, op, queue))
+        return true;
+    zqi_access_refused (self->config->access, user_id, op, queue,
+                        op == ZQI_ACCESS_PUT ? "PUT refused, code 11" : "CONSUME refused, code 11");
+    return false;
+}
+
 static void
 s_device_destroy (zqi_device_t **self_p)
 {
     if (self_p && *self_p) {
         zqi_device_t *self = *self_p;
+        zqi_http_destroy (&self->http); //  before what it shows
+        zqi_metrics_destroy (&self->metrics);
         zhashx_destroy (&self->queues);
         zqi_qserver_destroy (&self->qserver);
         zsock_destroy (&self->admin);
         zstr_free (&self->admin_endpoint);
         zactor_destroy (&self->auth);
+        zsock_destroy (&self->zap);
         zcert_destroy (&self->env.cert);
         if (self->lock_fd >= 0)
             close (self->lock_fd);
@@ -95,9 +113,21 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
             snprintf (error, error_size, "device/curve/secret_cert: %s", reason);
             return zqi_fail (EINVAL);
         }
-        if (zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
+        if (!config->access &&
+            zqi_curve_auth_start (config->curve_clients, &self->auth, reason, sizeof reason)) {
             int saved = errno;
             snprintf (error, error_size, "device/curve/clients: %s", reason);
+            return zqi_fail (saved);
+        }
+    }
+    //  With an access section, zq's own ZAP handler admits the clients
+    //  (by key, and by the right each socket serves), before any binds.
+    if (config->access) {
+        char reason[512] = "";
+        self->zap = zqi_access_zap_new (reason, sizeof reason);
+        if (!self->zap) {
+            int saved = errno;
+            snprintf (error, error_size, "access: %s", reason);
             return zqi_fail (saved);
         }
     }
@@ -118,6 +148,8 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
         zstr_free (&dir);
         if (!self->qserver)
             return -1;
+        if (config->access)
+            zqi_qserver_authorize (self->qserver, s_authorize, self);
     }
     for (zqi_queue_config_t *queue = (zqi_queue_config_t *)zlistx_first (config->queues); queue;
          queue = (zqi_queue_config_t *)zlistx_next (config->queues)) {
@@ -142,17 +174,39 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
         if (zqi_device_queue_add (self, copy, error, error_size))
             return -1;
     }
+    //  The HTTP server (its own thread) reads only the metrics snapshot,
+    //  which the actor publishes once a second.
+    if (*config->http) {
+        self->metrics = zqi_metrics_new (config->spool);
+        if (!self->metrics) {
+            snprintf (error, error_size, "out of memory");
+            return zqi_fail (ENOMEM);
+        }
+        char http_error[512];
+        self->http = zqi_http_new (config->http, self->metrics, http_error, sizeof http_error);
+        if (!self->http) {
+            int saved = errno;
+            snprintf (error, error_size, "device/http: %s", http_error);
+            return zqi_fail (saved);
+        }
+    }
     //  The admin socket last: once it answers, every queue is there.
     if (*config->admin) {
         if (zqi_device_fds_free ("device/admin", error, error_size))
             return -1;
+        //  With CURVE, the admin socket is a CURVE server with the same
+        //  certificate; with an access section, only identities with an
+        //  admin right pass its handshake.
         char socket_error[256];
-        self->admin = zqi_device_socket_new (&self->env, ZMQ_ROUTER, 100, 1000, 64 * 1024, false,
-                                             socket_error, sizeof socket_error);
+        self->admin =
+            zqi_device_socket_new (&self->env, ZMQ_ROUTER, 100, 1000, ZQI_DEVICE_ADMIN_REQUEST_MAX,
+                                   true, socket_error, sizeof socket_error);
         if (!self->admin) {
             snprintf (error, error_size, "device/admin: %s", socket_error);
             return -1;
         }
+        if (config->access)
+            zsock_set_zap_domain (self->admin, ZQI_ACCESS_DOMAIN_ADMIN);
         char admin_error[512];
         if (zqi_device_bind (self->admin, config->admin, &self->admin_endpoint, admin_error,
                              sizeof admin_error)) {
@@ -163,7 +217,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
     return 0;
 }
 
-typedef enum { S_ITEM_PIPE, S_ITEM_ADMIN, S_ITEM_QSERVER, S_ITEM_QUEUE } s_item_kind_t;
+typedef enum { S_ITEM_PIPE, S_ITEM_ZAP, S_ITEM_ADMIN, S_ITEM_QSERVER, S_ITEM_QUEUE } s_item_kind_t;
 
 //  Who a poll item is for: a queue's items are handled by its kind, which
 //  learns which of its items it was.
@@ -179,10 +233,11 @@ s_device_loop (zqi_device_t *self)
     size_t capacity = 0;
     zmq_pollitem_t *items = NULL;
     s_item_t *owners = NULL;
+    self->started_ms = zclock_mono ();
     self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {
-        size_t needed = 3 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
+        size_t needed = 4 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
         if (needed > capacity) {
             free (items);
             free (owners);
@@ -202,6 +257,8 @@ s_device_loop (zqi_device_t *self)
         count++;                                                                                   \
     } while (0)
         S_ADD (self->pipe, ZMQ_POLLIN, S_ITEM_PIPE);
+        if (self->zap)
+            S_ADD (self->zap, ZMQ_POLLIN, S_ITEM_ZAP);
         if (self->admin)
             S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN);
         if (self->qserver)
@@ -241,19 +298,29 @@ s_device_loop (zqi_device_t *self)
                 if (first && streq (first, "$TERM"))
                     self->terminated = true;
                 else {
-                    zmsg_t *reply = zqi_device_handle (self, request, true);
+                    zmsg_t *reply = zqi_device_handle (self, request, true, NULL);
                     zmsg_send (&reply, self->pipe);
                 }
                 zstr_free (&first);
                 zmsg_destroy (&request);
                 //  A QUEUE command may have changed the poll set.
                 break;
+            } else if (owner->kind == S_ITEM_ZAP) {
+                for (int burst = 0; burst < 64; burst++) {
+                    int events = zsock_events (self->zap);
+                    if (!(events & ZMQ_POLLIN))
+                        break;
+                    zqi_access_zap_answer (self->config->access, self->zap);
+                }
             } else if (owner->kind == S_ITEM_ADMIN) {
                 for (int burst = 0; burst < 64; burst++) {
-                    zmsg_t *request = zqi_device_recv_nowait (self->admin);
+                    //  The identity ZAP gave the connection, if any.
+                    char user_id[256];
+                    zmsg_t *request =
+                        zqi_device_recv_identified (self->admin, user_id, sizeof user_id);
                     if (!request)
                         break;
-                    zqi_device_admin_request (self, request);
+                    zqi_device_admin_request (self, request, user_id);
                 }
             } else if (owner->kind == S_ITEM_QSERVER)
                 ; //  worked below
@@ -304,10 +371,11 @@ s_device_actor (zsock_t *pipe, void *args)
         zsock_signal (pipe, 0);
         return;
     }
-    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s, spool %s, fsync %s",
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s%s%s, spool %s, fsync %s",
              self->qserver ? ", queues on " : "",
              self->qserver ? zqi_qserver_endpoint (self->qserver) : "",
              self->admin ? ", admin on " : "", self->admin ? self->admin_endpoint : "",
+             self->http ? ", http on " : "", self->http ? zqi_http_address (self->http) : "",
              *self->config->spool ? self->config->spool : "in memory",
              zq_spool_fsync_name (self->config->fsync));
     start->status = 0;

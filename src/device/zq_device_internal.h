@@ -7,7 +7,9 @@
     src/device/zq_device_io.c       helpers the kinds share: fds, CURVE, bind, I/O
     src/device/zq_device_list.c     the device's queue list, rows and rates
     src/device/zq_device_admin.c    commands and admin replies
+    src/device/zq_admin.c           the admin codec, shared with zq (zq_admin.h)
     src/device/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
+    src/device/zq_device_access.c   identities, rights and the ZAP handler
     src/device/zq_device_kinds.c    the kinds' ops tables, found by kind or name
     src/device/zq_device_queue.c    kind "queue": the reliable pattern's server
     src/device/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
@@ -22,12 +24,21 @@
 #define ZQ_DEVICE_INTERNAL_H_INCLUDED
 
 #include "zq_internal.h"
+#include "zq_admin.h"
 #include "zq_device.h"
 
 //  A stream's defaults: bytes its memory ring holds, and its spool's quota
 //  when the spool is on disk (in memory, zq_spool's own bound applies).
 #define ZQI_STREAM_MEMORY_BYTES_DEFAULT (64 * 1024 * 1024)
 #define ZQI_STREAM_QUOTA_BYTES_DEFAULT  (1024 * 1024 * 1024)
+//  A queue's (kind queue) spool quota when neither queue/quota_bytes nor
+//  the queue's own setting says, with a spool directory.
+#define ZQI_QUEUE_QUOTA_BYTES_DEFAULT (1024 * 1024 * 1024)
+//  device/min_free_bytes: free space the spool's filesystem keeps.
+#define ZQI_MIN_FREE_BYTES_DEFAULT (1024 * 1024 * 1024)
+
+//  device/backlog_warning_ms when not set: five minutes.
+#define ZQI_BACKLOG_WARNING_MS_DEFAULT (5 * 60 * 1000)
 
 typedef enum { ZQI_KIND_QUEUE = 1, ZQI_KIND_STREAM = 2, ZQI_KIND_FORWARD = 3 } zqi_kind_t;
 
@@ -49,16 +60,63 @@ typedef struct {
     int64_t rcvhwm;          //  stream, forward: ZMQ_RCVHWM of in
 } zqi_queue_config_t;
 
+//  ---- access (zq_device_access.c) -------------------------------------
+//  Identities and their rights, from the config's access section.
+typedef enum { ZQI_ACCESS_PUT = 0, ZQI_ACCESS_CONSUME = 1, ZQI_ACCESS_ADMIN = 2 } zqi_access_op_t;
+#define ZQI_ACCESS_OPS 3
+//  The identity of clients without CURVE.
+#define ZQI_ACCESS_ANONYMOUS "anonymous"
+//  The ZAP domain of the admin socket; a stream's or forward's sockets
+//  take "put NAME" (in) and "consume NAME" (out).
+#define ZQI_ACCESS_DOMAIN_ADMIN "admin"
+typedef struct _zqi_access_t zqi_access_t;
+
+//  Reads the access section (its children are identities). Returns the
+//  object, or NULL with errno EINVAL (or ENOMEM) and one line in error.
+zqi_access_t *zqi_access_new (zconfig_t *section, char *error, size_t error_size);
+void zqi_access_destroy (zqi_access_t **self_p);
+//  With CURVE on, every client has a User-Id from the ZAP handler: one
+//  without (which would be a bug) is allowed nothing.
+void zqi_access_require_identity (zqi_access_t *self);
+//  Returns "put", "consume" or "admin".
+const char *zqi_access_op_name (zqi_access_op_t op);
+//  True if name matches one of the comma-separated patterns.
+bool zqi_access_match (const char *patterns, const char *name);
+//  The one question: may identity (a ZAP User-Id; NULL or "" for a client
+//  without CURVE) do op on queue (NULL: on some queue)? self NULL (no
+//  access section) allows everything; so does a client without CURVE when
+//  the section has no "anonymous" identity and the device has no CURVE;
+//  an unknown identity nothing.
+bool zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_t op,
+                        const char *queue);
+//  Counts a refusal of identity and logs it, one line per identity per
+//  10 s at most; where says what was refused ("PUT", "admin PURGE", ...).
+void zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op,
+                         const char *queue, const char *where);
+//  Binds zq's ZAP handler (a REP socket on libzmq's ZAP endpoint); poll it
+//  and call zqi_access_zap_answer when it has input. NULL with errno
+//  (EADDRINUSE: another handler runs) and a line in error.
+zsock_t *zqi_access_zap_new (char *error, size_t error_size);
+//  Answers one waiting ZAP request: a CURVE key is admitted if an identity
+//  holds it, a client without CURVE as "anonymous"; then the socket's ZAP
+//  domain must allow the identity (see ZQI_ACCESS_DOMAIN_ADMIN). The
+//  User-Id given is the identity's name. Never blocks.
+void zqi_access_zap_answer (zqi_access_t *self, zsock_t *zap);
+
 //  The whole configuration, parsed and checked.
 typedef struct {
     char *bind;  //  queue kind endpoint(s); "" = no queue kind
     char *admin; //  admin endpoint; "" = none
+    char *http;  //  HTTP server address (HOST:PORT); "" = none
     char *spool; //  spool directory; "" = memory
     zq_spool_fsync_t fsync;
     int64_t fsync_interval_ms;
+    int64_t backlog_warning_ms;  //  warn when a queue's oldest message is older (0: never)
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
     bool insecure;               //  plaintext endpoints may bind beyond loopback
+    zqi_access_t *access;        //  the access section, or NULL (every right)
+    int64_t min_free_bytes;      //  under it on the spool's filesystem, nothing new is stored
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
@@ -78,33 +136,8 @@ void zqi_queue_config_destroy (zqi_queue_config_t **self_p);
 //  dead-letter queue name included). Returns 0 or -1 (EINVAL).
 int zqi_device_name_check (const char *name);
 
-//  Counters and levels of one queue, as STAT reports them.
-typedef struct {
-    uint64_t depth;         //  messages waiting (ready + in flight + delayed)
-    uint64_t ready;         //  messages ready for delivery
-    uint64_t in_flight;     //  delivered, not yet acked
-    uint64_t delayed;       //  waiting for their not-before time
-    uint64_t oldest_age_ms; //  age of the oldest ready message (0: none)
-    uint64_t in;            //  messages accepted (queue: stored; stream, forward: received)
-    uint64_t out;           //  messages done (queue: acked; stream, forward: sent)
-    uint64_t delivered;     //  queue: deliveries, first ones and again
-    uint64_t acked;
-    uint64_t nacked;
-    uint64_t redelivered;   //  queue: deliveries with attempt > 0
-    uint64_t timeouts;      //  queue: visibility timeouts
-    uint64_t dead;          //  queue: dead letters waiting in NAME.dead
-    uint64_t dead_lettered; //  queue: messages moved to NAME.dead
-    uint64_t expired;
-    uint64_t duplicates; //  queue: PUTs confirmed again without storing
-    uint64_t refused;    //  queue: PUTs refused (storage full or failed)
-    uint64_t dropped;
-    uint64_t gaps;
-    uint64_t errors;
-    uint64_t spilled; //  stream: messages written to the spool
-    uint64_t consumers;
-    double in_rate; //  messages/s over the last ZQI_RATE_WINDOW s
-    double out_rate;
-} zqi_row_t;
+//  zqi_row_t, the counters of one queue as STAT reports them, is the admin
+//  codec's (src/device/zq_admin.h).
 
 #define ZQI_RATE_WINDOW 10
 
@@ -127,8 +160,10 @@ typedef struct {
     //  Rates: totals sampled every second, ring of ZQI_RATE_WINDOW + 1.
     uint64_t in_samples[ZQI_RATE_WINDOW + 1];
     uint64_t out_samples[ZQI_RATE_WINDOW + 1];
-    size_t samples;   //  samples taken so far
-    void *kind_state; //  stream or forward state
+    int64_t sample_ms[ZQI_RATE_WINDOW + 1]; //  monotonic time of each sample
+    size_t samples;                         //  samples taken so far
+    bool backlog_warned;                    //  its oldest message passed backlog_warning_ms
+    void *kind_state;                       //  stream or forward state
 } zqi_dqueue_t;
 
 //  What the device's kinds need from the device.
@@ -175,6 +210,10 @@ struct _zqi_kind_ops_t {
     //  Optional (NULL: the kind has no dead letters). Moves NAME.dead back
     //  to the queue, storing how many in *count_p. 0 or -1 with errno.
     int (*redrive) (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p);
+    //  Optional (NULL: the kind's queues exist only as configured). DELETE
+    //  of a queue no configuration declared: flags ZQ_DELETE_FORCE or 0,
+    //  how many messages went in *count_p. 0 or -1 with errno.
+    int (*delete_queue) (zqi_device_t *device, zqi_dqueue_t *dq, int flags, uint64_t *count_p);
 };
 
 extern const zqi_kind_ops_t zqi_kind_queue;
@@ -187,12 +226,16 @@ const zqi_kind_ops_t *zqi_kind_ops (zqi_kind_t kind);
 //  Creates a socket of type for a kind or the admin socket through the
 //  library's socket helper (zqi_socket_new: the signal guard and the
 //  common socket options): sndhwm, rcvhwm and max_message_bytes as given
-//  (max_message_bytes -1: no limit), linger 0 and, if secure, the device's
-//  CURVE certificate (a CURVE server). Returns it, or NULL with errno and
+//  (max_message_bytes at most INT32_MAX), linger 0 and, if secure, the
+//  device's CURVE certificate (a CURVE server). Returns it, or NULL with errno and
 //  one line in error.
 zsock_t *zqi_device_socket_new (zqi_device_env_t *env, int type, int sndhwm, int rcvhwm,
                                 int64_t max_message_bytes, bool secure, char *error,
                                 size_t error_size);
+//  With an access section, sets sock's ZAP domain so that the ZAP handler
+//  admits only identities with right op on queue name (a stream's or a
+//  forward's socket), before it binds.
+void zqi_device_guard (zqi_device_env_t *env, zsock_t *sock, zqi_access_op_t op, const char *name);
 
 //  Makes the socket file of each ipc:// item of the resolved, comma-
 //  separated endpoints 0600 (libzmq gives it the mode the umask allows).
@@ -206,6 +249,9 @@ int zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, ch
 
 //  Receives a whole message waiting on sock without blocking, or NULL.
 zmsg_t *zqi_device_recv_nowait (zsock_t *sock);
+//  As zqi_device_recv_nowait; also copies the connection's ZAP User-Id
+//  into user_id ("" if it has none).
+zmsg_t *zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size);
 
 //  Returns msg in its one-frame wire form (doc/PROTOCOL.md) as a new
 //  frame, or NULL on ENOMEM. msg is not changed.
@@ -246,6 +292,8 @@ typedef struct _zqi_qserver_t zqi_qserver_t;
 zqi_qserver_t *zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error,
                                 size_t error_size);
 void zqi_qserver_destroy (zqi_qserver_t **self_p);
+//  Sets the server's authoriser (zq_queue_set_authorizer). 0 or -1.
+int zqi_qserver_authorize (zqi_qserver_t *self, zq_queue_authorize_fn *fn, void *arg);
 //  The socket to poll for input, and its resolved endpoints.
 zsock_t *zqi_qserver_sock (zqi_qserver_t *self);
 const char *zqi_qserver_endpoint (zqi_qserver_t *self);
@@ -262,6 +310,13 @@ int zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row);
 int zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply);
 int zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p);
 int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p);
+//  zq_queue_delete on the server (flags ZQ_DELETE_FORCE or 0).
+int zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p);
+
+//  The server's own counters: connections now, stats.errors and
+//  stats.refused, and refusals by code (counts[0 .. count - 1]).
+void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
+                           uint64_t *refused_p, uint64_t *counts, size_t count);
 
 //  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
 //  zq_device_admin.c) ----------------------------------------------------
@@ -269,20 +324,26 @@ int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_
 //  How often rates are sampled, and queues of kind queue the reliable
 //  server created for clients are noticed.
 #define ZQI_DEVICE_TICK_MS 1000
+//  Largest request the admin socket accepts (INFO reports it).
+#define ZQI_DEVICE_ADMIN_REQUEST_MAX (64 * 1024)
 
 struct _zqi_device_t {
     zsock_t *pipe;
     zqi_device_env_t env;
     zqi_device_config_t *config;
     zactor_t *auth;
+    zsock_t *zap; //  zq's ZAP handler (with an access section), or NULL
     zsock_t *admin;
     char *admin_endpoint;
     zqi_qserver_t *qserver;
     zhashx_t *queues; //  name -> zqi_dqueue_t *
     int64_t next_tick_ms;
-    int lock_fd; //  flock()ed SPOOL/zqd.lock, or -1
+    int64_t started_ms; //  monotonic, for INFO's uptime
+    int lock_fd;        //  flock()ed SPOOL/zqd.lock, or -1
     bool terminated;
     uint64_t bad_commands;
+    struct _zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL (zq_device_metrics.h)
+    struct _zqi_http_t *http;       //  the HTTP server (device/http), or NULL
 };
 
 //  ---- zq_device_io.c ----------------------------------------------------
@@ -304,8 +365,9 @@ void zqi_device_tick (zqi_device_t *self);
 
 //  ---- zq_device_admin.c -------------------------------------------------
 
-zmsg_t *zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe);
+zmsg_t *zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe,
+                           const char *user_id);
 
-void zqi_device_admin_request (zqi_device_t *self, zmsg_t *request);
+void zqi_device_admin_request (zqi_device_t *self, zmsg_t *request, const char *user_id);
 
 #endif

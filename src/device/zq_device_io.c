@@ -84,6 +84,16 @@ zqi_device_socket_new (zqi_device_env_t *env, int type, int sndhwm, int rcvhwm,
 }
 
 void
+zqi_device_guard (zqi_device_env_t *env, zsock_t *sock, zqi_access_op_t op, const char *name)
+{
+    if (env->config->access) {
+        char domain[ZQ_QUEUE_NAME_MAX + 32];
+        snprintf (domain, sizeof domain, "%s %s", zqi_access_op_name (op), name);
+        zsock_set_zap_domain (sock, domain);
+    }
+}
+
+void
 zqi_device_ipc_private (const char *endpoints)
 {
     for (const char *item = endpoints; item && *item;) {
@@ -141,9 +151,10 @@ zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *
 }
 
 //  Receives one frame without waiting (copied into a zframe_t); *more_p
-//  tells whether more follow. NULL if none is waiting.
+//  tells whether more follow; the connection's ZAP User-Id, if any and
+//  user_id is not NULL, goes into user_id. NULL if none is waiting.
 static zframe_t *
-s_frame_recv (void *handle, int flags, bool *more_p)
+s_frame_recv (void *handle, int flags, bool *more_p, char *user_id, size_t user_id_size)
 {
     zmq_msg_t part;
     zmq_msg_init (&part);
@@ -152,6 +163,9 @@ s_frame_recv (void *handle, int flags, bool *more_p)
         return NULL;
     }
     *more_p = zmq_msg_more (&part) != 0;
+    const char *given = user_id ? zmq_msg_gets (&part, "User-Id") : NULL;
+    if (given)
+        snprintf (user_id, user_id_size, "%s", given);
     zframe_t *frame = zframe_new (zmq_msg_data (&part), zmq_msg_size (&part));
     zmq_msg_close (&part);
     return frame;
@@ -160,16 +174,24 @@ s_frame_recv (void *handle, int flags, bool *more_p)
 zmsg_t *
 zqi_device_recv_nowait (zsock_t *sock)
 {
+    return zqi_device_recv_identified (sock, NULL, 0);
+}
+
+zmsg_t *
+zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size)
+{
+    if (user_id && user_id_size)
+        user_id[0] = '\0';
     void *handle = zsock_resolve (sock);
     bool more = false;
-    zframe_t *frame = s_frame_recv (handle, ZMQ_DONTWAIT, &more);
+    zframe_t *frame = s_frame_recv (handle, ZMQ_DONTWAIT, &more, user_id, user_id_size);
     if (!frame)
         return NULL;
     zmsg_t *msg = zmsg_new ();
     while (msg && frame) {
         zmsg_append (msg, &frame);
         //  The rest of a multipart message is there once its first frame is.
-        frame = more ? s_frame_recv (handle, ZMQ_DONTWAIT, &more) : NULL;
+        frame = more ? s_frame_recv (handle, ZMQ_DONTWAIT, &more, user_id, user_id_size) : NULL;
     }
     zframe_destroy (&frame);
     return msg;
