@@ -2,9 +2,10 @@
     zq_options - named, validated settings for a queue: high-water marks,
     linger, reconnect, heartbeats, size limit, identity, timeouts.
 
-    Every option lives in one table (name, type, default, bounds, help), so
-    a command line or a config file can set any of them by name from text
-    and list them with zq_options_info. An options object only records what
+    Every option is a row (name, type, default, bounds, help): the generic
+    ones in zq_options, each pattern's own settings declared by that
+    pattern; zq_options_info lists them all as one table, so a command
+    line or a config file can set any of them by name from text. An options object only records what
     was set on top of the defaults; zq_queue_new copies it, so one object
     may serve many queues and may be destroyed right after.
 
@@ -95,7 +96,7 @@ typedef struct {
 //                                  routes kept for requests not yet answered (the oldest
 //                                  is forgotten beyond); reliable producer: unconfirmed
 //                                  messages held in a memory outbox
-//    The "reliable" pattern (zq_queue.h):
+//    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one
 //                                  subdirectory per queue ("" = in memory)
 //    outbox_dir           ""       producer: directory of a durable outbox ("" = memory)

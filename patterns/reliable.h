@@ -18,12 +18,18 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifndef ZQ_RELIABLE_H_INCLUDED
-#define ZQ_RELIABLE_H_INCLUDED
+#ifndef PATTERNS_RELIABLE_H_INCLUDED
+#define PATTERNS_RELIABLE_H_INCLUDED
 
 #include "zq_pattern.h"
 
 #define ZQI_R_NONE ZQI_ID_NONE
+
+//  How zq_queue_ack, zq_queue_nack and zq_queue_touch settle a message
+//  (the kind argument of zqi_r_server_ack and zqi_r_consumer_ack).
+#define ZQI_SETTLE_ACK   0
+#define ZQI_SETTLE_NACK  1
+#define ZQI_SETTLE_TOUCH 2
 
 //  ---- Wire (reliable_wire.c) ------------------------------------------
 

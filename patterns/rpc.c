@@ -494,6 +494,20 @@ s_failed (void *state)
     return request;
 }
 
+//  The pattern's own settings (zq_options.h describes them). A reliable
+//  producer's memory outbox is bounded by max_in_flight too.
+static const zq_option_info_t s_options[] = {
+    {"request_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
+     "rpc: deadline of one request attempt", NULL},
+    {"retries", ZQ_OPTION_INT, 3, NULL, 0, 1000,
+     "rpc: attempts after the first before a request fails", NULL},
+    {"max_in_flight", ZQ_OPTION_INT, 1000, NULL, 1, 1000000,
+     "rpc: requests a client awaits at once; routes a server keeps for unanswered requests;"
+     " reliable: unconfirmed messages a producer keeps in memory",
+     NULL},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
+};
+
 const zq_pattern_t zqi_pattern_rpc = {
     .name = "rpc",
     .state_size = sizeof (zqi_rpc_t),
@@ -510,7 +524,27 @@ const zq_pattern_t zqi_pattern_rpc = {
     .recv_blocking = s_recv_blocking,
     .events = s_events,
     .next_timer_ms = s_next_timer_ms,
-    .reply = s_reply,
     .send_wait = s_send_wait,
-    .failed = s_failed,
+    .options = s_options,
 };
+
+//  ---- The pattern's own verbs (include/zq_rpc.h) ----------------------------
+
+int
+zq_queue_reply (zq_queue_t *queue, const zq_msg_t *request, zq_msg_t **reply_p, int timeout_ms)
+{
+    if (!queue || !request || !reply_p || !*reply_p)
+        return zqi_fail (EINVAL);
+    if (!zqi_queue_is_open (queue))
+        return zqi_fail (ENOTSOCK);
+    if (!zqi_queue_pattern_state (queue, &zqi_pattern_rpc))
+        return -1;
+    return zqi_queue_send_with (queue, s_reply, request, reply_p, timeout_ms);
+}
+
+zq_msg_t *
+zq_queue_failed (zq_queue_t *queue)
+{
+    void *state = zqi_queue_pattern_state (queue, &zqi_pattern_rpc);
+    return state ? s_failed (state) : NULL;
+}

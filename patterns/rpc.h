@@ -10,8 +10,8 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifndef ZQ_RPC_H_INCLUDED
-#define ZQ_RPC_H_INCLUDED
+#ifndef ZQI_RPC_PATTERN_H_INCLUDED
+#define ZQI_RPC_PATTERN_H_INCLUDED
 
 #include "zq_pattern.h"
 

@@ -53,6 +53,37 @@ int zqi_queue_name_check (const char *name, size_t size);
 //  while the thread that starts the actor waits for it).
 void zqi_czmq_init (void);
 
+//  The settings of the index-th pattern zq is built with (src/
+//  zq_pattern_registry.c), ended by a row whose name is NULL, or NULL past
+//  the last pattern. zq_options lists them with its generic options.
+const zq_option_info_t *zqi_pattern_options (size_t index);
+
+//  ---- Sockets (src/zq_queue.c): the one home of socket creation, the
+//  common socket options, CURVE and endpoint lists, for zq_queue and for
+//  every socket the device opens.
+
+//  Creates a CZMQ socket of type without changing the host's signal
+//  handling (zq_queue.h), with the common options of options (NULL: the
+//  defaults; high-water marks, buffers, linger, reconnect, heartbeats,
+//  max_message_bytes, identity) and its CURVE settings (zqi_curve_apply:
+//  with curve_clients it starts *auth_p). Returns the socket, or NULL
+//  with errno (EINVAL for bad CURVE settings, ENOTSUP, EADDRINUSE, ...).
+zsock_t *zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p);
+
+//  Called for each endpoint, its '@' or '>' removed, before it is bound
+//  (bind true) or connected; returns 0 to go on or -1 with errno to stop.
+typedef int (zqi_attaching_fn) (void *state, const char *endpoint, bool bind);
+
+//  Binds or connects each item of endpoints, CZMQ-style: a comma-separated
+//  list, each item prefixed '@' (bind) or '>' (connect), or neither
+//  (binds_by_default says). attaching (if not NULL) sees each item first.
+//  Appends the resolved endpoints it bound to *resolved_p (a string it
+//  reallocates; "" if it bound none). Returns 0, or -1 with errno: EINVAL
+//  (NULL or empty list, an empty item), attaching's, or the bind's or
+//  connect's; what was attached before the failure stays attached.
+int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
+                       zqi_attaching_fn *attaching, void *state, char **resolved_p);
+
 //  Logs one line through the handler set with zq_set_log_handler, if any.
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
