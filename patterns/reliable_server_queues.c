@@ -59,15 +59,10 @@ zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
     if (!zqi_log_limit_due (&self->event_log[kind], zqi_r_now (&self->common), ZQI_RS_EVENT_LOG_MS,
                             &skipped))
         return;
-    char line[512];
     va_list args;
     va_start (args, format);
-    vsnprintf (line, sizeof line, format, args);
+    zqi_logv (ZQ_LOG_DEBUG, "reliable: ", skipped, format, args);
     va_end (args);
-    if (skipped)
-        zqi_log (ZQ_LOG_DEBUG, "reliable: %s (%" PRIu64 " more like it not shown)", line, skipped);
-    else
-        zqi_log (ZQ_LOG_DEBUG, "reliable: %s", line);
 }
 
 //  Logs a refusal for a limit (S_LIMIT_*) at most once per ZQI_RS_LIMIT_LOG_MS,
