@@ -163,7 +163,9 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         self->common.ctx->stats->refused++;
         return;
     }
+    self->naming_user_id = user_id;
     zqi_rs_queue_t *queue = zqi_rs_queue_get (self, envelope.subject, envelope.subject_size, true);
+    self->naming_user_id = NULL;
     if (!queue) {
         pending->code = s_queue_code (errno);
         if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
@@ -360,8 +362,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                     return;
                 }
             }
+            self->naming_user_id = user_id;
             zqi_rs_queue_t *queue =
                 zqi_rs_queue_get (self, command->text, command->text_size, true);
+            self->naming_user_id = NULL;
             if (!queue) {
                 zqi_r_code_t code = s_queue_code (errno);
                 zqi_rs_send_error (self, route, route_size, code, s_code_reason (code));
