@@ -351,6 +351,13 @@ zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_t op,
     return queue ? zqi_access_match (found->rights[op], queue) : *found->rights[op] != '\0';
 }
 
+const char *
+zqi_access_keyed (zqi_access_t *self)
+{
+    s_identity_t *holder = self ? (s_identity_t *)zhashx_first (self->keys) : NULL;
+    return holder ? holder->name : NULL;
+}
+
 void
 zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op, const char *queue,
                     const char *where)

@@ -4,12 +4,15 @@
 #   spends only its own share of the queues clients may make, so the other
 #   tenant can still make its first; an operator whose admin right covers
 #   one tenant learns from INFO only how many of that tenant's queues
-#   exist, not the other's.
+#   exist, not the other's; an access section whose identities hold keys
+#   is refused without device/curve, where no client has a key and every
+#   client would have every right.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
 import os
+import subprocess
 import sys
 
 import msgpack
@@ -142,6 +145,29 @@ def test_info_counts_only_the_operators_queues():
         tenants.zqd.stop()
     finally:
         tenants.close()
+
+
+def test_keys_without_curve_are_refused():
+    # The operator wrote tenants' keys and rights but forgot device/curve:
+    # no client would have a key, so each would be "anonymous" with every
+    # right. zqd must not start on it.
+    config = os.path.join(hostile.BUILDDIR, "tests", "tenants-no-curve.cfg")
+    with open(config, "w") as out:
+        out.write("""device
+    bind = tcp://127.0.0.1:*
+access
+    tenant_a
+        keys = "%s"
+        put = "tenantA.*"
+""" % keypair()[0])
+    try:
+        run = subprocess.run([hostile.ZQD, "--check", "-c", config], capture_output=True,
+                             text=True, timeout=hostile.DEADLINE_S)
+        print("zqd --check: exit %d %r" % (run.returncode, run.stdout + run.stderr))
+        check(run.returncode == 2 and "device/curve" in run.stderr and "tenant_a" in run.stderr,
+              "an access section with keys and no CURVE was taken")
+    finally:
+        os.remove(config)
 
 
 hostile.main(globals())
