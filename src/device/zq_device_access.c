@@ -119,6 +119,11 @@ s_key_add (zqi_access_t *self, s_identity_t *identity, const char *text, size_t 
         return -1;
     }
     s_identity_t *holder = (s_identity_t *)zhashx_lookup (self->keys, key);
+    if (holder == identity) {
+        snprintf (error, error_size, "access/%s: %s: key %.8s... is listed twice", identity->name,
+                  from, key);
+        return -1;
+    }
     if (holder) {
         snprintf (error, error_size, "access/%s: %s: key %.8s... is %s's already", identity->name,
                   from, key, holder->name);

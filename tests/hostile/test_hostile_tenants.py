@@ -6,7 +6,7 @@
 #   one tenant learns from INFO only how many of that tenant's queues
 #   exist, not the other's; an access section whose identities hold keys
 #   is refused without device/curve, where no client has a key and every
-#   client would have every right.
+#   client would have every right; a key listed twice is called that.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -168,6 +168,45 @@ access
               "an access section with keys and no CURVE was taken")
     finally:
         os.remove(config)
+
+
+def check_config(text):
+    """zqd --check on text; returns (exit status, stderr)."""
+    config = os.path.join(hostile.BUILDDIR, "tests", "tenants-check.cfg")
+    with open(config, "w") as out:
+        out.write(text)
+    try:
+        run = subprocess.run([hostile.ZQD, "--check", "-c", config], capture_output=True,
+                             text=True, timeout=hostile.DEADLINE_S)
+        return run.returncode, run.stderr
+    finally:
+        os.remove(config)
+
+
+def test_a_key_listed_twice_says_so():
+    # The same key twice in one identity, then in two identities: the
+    # operator is told which mistake it is.
+    key = keypair()[0]
+    head = """device
+    bind = tcp://127.0.0.1:*
+    curve
+        secret_cert = "%s"
+access
+""" % os.path.join(hostile.BUILDDIR, "tests", "no-such.cert")
+    status, text = check_config(head + """    tenant_a
+        keys = "%s,%s"
+""" % (key, key))
+    print("one identity: exit %d %r" % (status, text))
+    check(status == 2 and "tenant_a" in text and "twice" in text,
+          "a key twice in one identity: %d %r" % (status, text))
+    status, text = check_config(head + """    tenant_a
+        keys = "%s"
+    tenant_b
+        keys = "%s"
+""" % (key, key))
+    print("two identities: exit %d %r" % (status, text))
+    check(status == 2 and "tenant_a" in text and "tenant_b" in text,
+          "a key in two identities: %d %r" % (status, text))
 
 
 hostile.main(globals())
