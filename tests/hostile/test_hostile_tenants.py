@@ -6,7 +6,8 @@
 #   one tenant learns from INFO only how many of that tenant's queues
 #   exist, not the other's; an access section whose identities hold keys
 #   is refused without device/curve, where no client has a key and every
-#   client would have every right; a key listed twice is called that.
+#   client would have every right; a key listed twice is called that;
+#   a PUT refused under the disk watermark makes no queue.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -168,6 +169,39 @@ access
               "an access section with keys and no CURVE was taken")
     finally:
         os.remove(config)
+
+
+def test_no_queue_made_under_the_watermark():
+    # device/min_free_bytes above any disk's free space: every PUT of a new
+    # message is refused with code 12. A PUT to a name that does not exist
+    # must not make the queue either (a directory and files on a full
+    # disk, and a place of the identity's share).
+    zqd = hostile.Zqd(config="device\n    min_free_bytes = %d\n" % (1 << 62), spool=True)
+    try:
+        zqd.start()
+        client = hostile.Client(zqd.endpoint)
+        got = put_each(client, ["fresh.q%d" % i for i in range(3)])
+        check(all(answer[0] == "refuse" and answer[1] == 12 for answer in got),
+              "PUTs under the watermark: %r" % (got,))
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(hostile.wait_until(lambda: zqd.admin, "the admin endpoint line"))
+            sock.send(b"LS")
+            check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no answer to LS")
+            reply = sock.recv_multipart()
+        finally:
+            sock.close(0)
+        listed = sorted(msgpack.unpackb(frame, raw=False)["name"] for frame in reply[1:])
+        made = sorted(name for _, dirs, _ in os.walk(zqd.spool) for name in dirs
+                      if "fresh." in name)
+        print("under the watermark: listed %r, directories %r" % (listed, made))
+        check(reply[0] == b"OK" and listed == [] and made == [],
+              "refused PUTs made queues: %r %r" % (listed, made))
+        client.close()
+        zqd.stop()
+    finally:
+        zqd.close()
 
 
 def check_config(text):
