@@ -118,6 +118,11 @@ def test_one_tenant_cannot_spend_every_auto_queue():
         check(all(answer[1] == hostile.CODE_LIMIT for answer in refused),
               "tenant A's refusals: %r" % (refused[:3],))
         check(put_each(a, ["tenantA.q0"]) == [("confirm",)], "tenant A's own queue refused")
+        # A CONSUME makes queues too: past the share it is refused alike.
+        a.consume("tenantA.consumed", 1)
+        got = a.recv_command(skip=(hostile.PONG, hostile.PING))
+        check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == hostile.CODE_LIMIT,
+              "tenant A's CONSUME of a new name past its share got %r" % (got,))
         hostile.wait_until(lambda: "tenant_a" in tenants.zqd.stderr() and
                            "max_auto_queues_per_identity" in tenants.zqd.stderr(),
                            "the share's log line naming tenant_a")
