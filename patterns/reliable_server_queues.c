@@ -265,16 +265,8 @@ s_dead_child (zqi_r_server_t *self, const char *key)
     return zqi_rs_queue_find (self, name);
 }
 
-//  A new queue named key (size bytes), closed and not yet registered.
-//  NULL with errno ZQ_ELIMIT (max_queues reached) or ENOMEM.
-//
-//  A queue's dead-letter queue always has a place: while dead-lettering
-//  is on (max_attempts), a new queue takes a place for itself and one
-//  kept for its NAME.dead (unless that exists), and NAME.dead takes the
-//  place kept for it. So the places taken, queue_count + dead_unmade,
-//  never pass max_queues through a client. Queues found in the spool
-//  directory at start count one each, as far as max_queues goes.
-//  How many queues clients made that user_id made.
+//  How many of the queues clients made user_id made (a linear count:
+//  new queues are rare, and max_queues bounds the walk).
 static uint32_t
 s_made_by (zqi_r_server_t *self, const char *user_id)
 {
@@ -287,6 +279,16 @@ s_made_by (zqi_r_server_t *self, const char *user_id)
     return made;
 }
 
+//  A new queue named key (size bytes), closed and not yet registered.
+//  NULL with errno ZQ_ELIMIT (max_queues, max_auto_queues or the
+//  naming identity's max_auto_queues_per_identity reached) or ENOMEM.
+//
+//  A queue's dead-letter queue always has a place: while dead-lettering
+//  is on (max_attempts), a new queue takes a place for itself and one
+//  kept for its NAME.dead (unless that exists), and NAME.dead takes the
+//  place kept for it. So the places taken, queue_count + dead_unmade,
+//  never pass max_queues through a client. Queues found in the spool
+//  directory at start count one each, as far as max_queues goes.
 zqi_rs_queue_t *
 zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
 {
