@@ -378,6 +378,10 @@ static const zq_option_info_t s_options[] = {
      "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
      " and dead-letter queues do not count)",
      NULL},
+    {"max_auto_queues_per_identity", ZQ_OPTION_INT, 64, NULL, 0, 1000000,
+     "reliable server: most of max_auto_queues one client identity (ZAP User-Id) makes"
+     " (0 = no share; clients without a User-Id share max_auto_queues only)",
+     NULL},
     {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
      "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
      " long is deleted (0 = never)",
