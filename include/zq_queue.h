@@ -118,7 +118,13 @@ typedef struct {
     //  no file descriptor to open it; doc/PROTOCOL.md 18.6) and CONSUMEs
     //  past max_consumer_queues (18.8).
     uint64_t refused;
-    uint64_t reserved[8];
+    //  reliable producer on several servers: PUTs given to another server
+    //  because the one they were sent to stopped answering (disconnected,
+    //  pings unanswered, or no confirm within confirm_timeout_ms) before
+    //  it confirmed them. Each may be stored twice, if the first server
+    //  had stored it (zq_queue(3), "Several servers").
+    uint64_t moved;
+    uint64_t reserved[7];
 } zq_queue_stats_t;
 
 //  Opens a queue of pattern ("pipeline", "pubsub", "rpc") in role on
