@@ -626,6 +626,12 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     //  A durable outbox keeps them for the next run; a memory one
     //  loses them.
     size_t unsent = self->durable ? 0 : self->held;
+    if (self->peers.multi && self->common.handle && s_outbox_depth (self) == 0) {
+        //  All confirmed: what still waits in a pipe (pings, PUTs to a
+        //  server that stopped answering) need not hold the close.
+        int zero = 0;
+        zmq_setsockopt (self->common.handle, ZMQ_LINGER, &zero, sizeof zero);
+    }
     zq_spool_destroy (&self->outbox);
     for (uint32_t index = 0; index < self->records_capacity; index++)
         free (self->records[index].data);
