@@ -134,10 +134,14 @@ typedef struct {
 //  without a prefix, the role's default applies (see zq_role_t). Binding
 //  "tcp://127.0.0.1:*" picks a free port: read it with zq_queue_endpoint.
 //  Connections are made in the background; a connect succeeds before any
-//  peer exists, and lost connections are remade every reconnect_ms.
+//  peer exists, and lost connections are remade every reconnect_ms. A
+//  reliable producer or consumer on several endpoints talks to each
+//  server on its own (zq_queue(3), "Several servers").
 //  Returns the queue, or NULL with errno: EINVAL (unknown pattern, a role
 //  the pattern lacks, NULL or malformed endpoints, an empty item, an
-//  endpoint to bind for an rpc client, which only connects), or the
+//  endpoint to bind for an rpc client, which only connects, or for a
+//  reliable producer or consumer on several endpoints, or more than 16
+//  of them), or the
 //  error of a bind or connect that failed (EADDRINUSE, EPROTONOSUPPORT,
 //  ENOENT, ...), or ENOMEM. Nothing is left open after a failure.
 ZQ_EXPORT zq_queue_t *zq_queue_new (const char *pattern, zq_role_t role, const char *endpoints,

@@ -131,8 +131,9 @@ s_outbox_depth (zqi_r_producer_t *self)
 static void s_peer_gone (zqi_r_producer_t *self, uint32_t peer);
 
 //  Sends the routing frame of the server the next PUT goes to: the one
-//  server, or of several the next in turn that is connected and not lost
-//  (a connected one found gone gives its PUTs back first). Returns 0 with
+//  server, or of several the next in turn that is not lost and whose pipe
+//  has room (one whose pipe libzmq dropped, EHOSTUNREACH, gives its PUTs
+//  back first). Returns 0 with
 //  *peer_p set, or -1 with errno EAGAIN (no server can take a PUT now) or
 //  a socket error.
 static int
