@@ -47,7 +47,7 @@ struct _zqi_r_consumer_t {
     int64_t last_ping;
     int64_t last_pending; //  several servers: when pending ones were last tried
     bool refused;         //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
-    zqi_r_buf_t buf;
+    zqi_buf_t buf;
     zqi_r_peers_t peers; //  the servers
     zqi_r_table_t held;  //  several servers: unsettled deliveries, owner = their server
 };
@@ -96,8 +96,8 @@ s_resubscribe_peer (zqi_r_consumer_t *self, uint32_t peer)
         self->window = s_window (self);
         self->joined = true;
         if (zqi_r_put_command (&self->buf, 4, ZQI_R_CONSUME) ||
-            zqi_r_put_str (&self->buf, name, strlen (name)) ||
-            zqi_r_put_uint (&self->buf, self->window) ||
+            zqi_mp_put_str (&self->buf, name, strlen (name)) ||
+            zqi_mp_put_uint (&self->buf, self->window) ||
             zqi_r_peers_send (&self->peers, self->common.handle, peer, self->buf.data,
                               self->buf.size)) {
             self->peers.peers[peer].pending = true;
@@ -126,8 +126,8 @@ s_send_consume (zqi_r_consumer_t *self, const char *name, zqi_r_kind_t kind)
         self->joined = true;
     }
     if (zqi_r_put_command (&self->buf, consume ? 4 : 3, kind) ||
-        zqi_r_put_str (&self->buf, name, strlen (name)) ||
-        (consume && zqi_r_put_uint (&self->buf, self->window)))
+        zqi_mp_put_str (&self->buf, name, strlen (name)) ||
+        (consume && zqi_mp_put_uint (&self->buf, self->window)))
         return -1;
     return s_send (self);
 }
@@ -157,12 +157,13 @@ s_timers (zqi_r_consumer_t *self)
         self->last_pending = now;
     if (now - self->last_ping < self->common.ping_ivl_ms)
         return tried;
-    static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+    uint8_t ping_frame[ZQI_R_BARE_SIZE];
+    size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
     //  (No server connected: the ping waits for the next interval.)
     if (!self->peers.multi)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
     for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
-        zqi_r_peers_send (&self->peers, self->common.handle, peer, ping_frame, sizeof ping_frame);
+        zqi_r_peers_send (&self->peers, self->common.handle, peer, ping_frame, ping_frame_size);
     self->last_ping = now;
     if (self->refused) {
         //  Which queue was refused the ERROR does not say; a CONSUME again
@@ -226,7 +227,7 @@ s_leave (zqi_r_consumer_t *self)
             s_send (self);
         return;
     }
-    zqi_r_buf_t unseen = {NULL, 0, 0};
+    zqi_buf_t unseen = {NULL, 0, 0};
     size_t count = 0;
     for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
         zmq_msg_t frame;
@@ -246,7 +247,7 @@ s_leave (zqi_r_consumer_t *self)
             if (zqi_r_recv_frame (handle, &frame) == 0 &&
                 zqi_r_envelope_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       NULL, 0, false, &envelope) == 0 &&
-                zqi_r_put_raw (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
+                zqi_buf_append (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
                 count++;
             more = zmq_msg_more (&frame);
             zmq_msg_close (&frame);
@@ -255,9 +256,9 @@ s_leave (zqi_r_consumer_t *self)
             zqi_drain (handle);
     }
     if (zqi_r_put_command (&self->buf, count ? 3 : 2, ZQI_R_LEAVE) == 0 &&
-        (!count || zqi_r_put_bin (&self->buf, unseen.data, unseen.size) == 0))
+        (!count || zqi_mp_put_bin (&self->buf, unseen.data, unseen.size) == 0))
         s_send (self);
-    zqi_r_buf_free (&unseen);
+    zqi_buf_free (&unseen);
 }
 
 size_t
@@ -270,7 +271,7 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
         s_leave (self);
     zlistx_destroy (&self->names);
     zqi_r_table_free (&self->held);
-    zqi_r_buf_free (&self->buf);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return 0;
@@ -435,8 +436,8 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
             return zqi_fail (ZQ_ENOTFOUND);
     }
     if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
-        zqi_r_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
-        (kind != ZQI_R_ACK && zqi_r_put_int (&self->buf, number)))
+        zqi_mp_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
+        (kind != ZQI_R_ACK && zqi_mp_put_int (&self->buf, number)))
         return -1;
     int rc;
     if (self->peers.multi) {

@@ -92,7 +92,7 @@ struct _zqi_r_producer_t {
     bool input_drained;
     bool posted;
     bool input_skipped;
-    zqi_r_buf_t buf;
+    zqi_buf_t buf;
 };
 
 //  ---- Reports ------------------------------------------------------------
@@ -170,7 +170,8 @@ s_address (zqi_r_producer_t *self, uint32_t *peer_p)
 static int
 s_pump (zqi_r_producer_t *self)
 {
-    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
@@ -183,7 +184,7 @@ s_pump (zqi_r_producer_t *self)
             //  (Read after s_address, which may give PUTs back.)
             uint32_t index = self->ring[self->ring_head];
             s_record_t *record = &self->records[index];
-            if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
                 return -1;
@@ -225,7 +226,7 @@ s_pump (zqi_r_producer_t *self)
             errno = saved;
             return saved == EAGAIN ? 0 : -1;
         }
-        if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
             errno = saved;
@@ -513,10 +514,11 @@ s_timers (zqi_r_producer_t *self, int64_t now)
         } else
             s_resend (self, index);
     }
-    static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+    uint8_t ping_frame[ZQI_R_BARE_SIZE];
+    size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
     if (self->peers.multi && (self->table.count || s_outbox_depth (self)) &&
         now - self->last_ping >= self->common.ping_ivl_ms) {
-        s_ping_peers (self, ping_frame, sizeof ping_frame);
+        s_ping_peers (self, ping_frame, ping_frame_size);
         self->last_ping = now;
     } else if ((self->table.count || s_outbox_depth (self)) &&
                now - self->last_ping >= self->common.ping_ivl_ms) {
@@ -524,7 +526,7 @@ s_timers (zqi_r_producer_t *self, int64_t now)
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
         //  (No server connected: the ping waits for the next interval.)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
         self->last_ping = now;
     }
 }
@@ -640,7 +642,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);
-    zqi_r_buf_free (&self->buf);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return unsent;
