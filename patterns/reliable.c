@@ -129,6 +129,17 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     return self->server || self->producer || self->consumer ? 0 : -1;
 }
 
+static int
+s_attaching (void *state, const char *endpoint, bool bind)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    if (self->producer)
+        return zqi_r_producer_attaching (self->producer, endpoint, bind);
+    if (self->consumer)
+        return zqi_r_consumer_attaching (self->consumer, endpoint, bind);
+    return 0;
+}
+
 static size_t
 s_close (void *state)
 {
@@ -398,11 +409,12 @@ const zq_pattern_t zqi_pattern_reliable = {
     .state_size = sizeof (s_reliable_t),
     .roles =
         {
-            [ZQ_PRODUCER] = {ZMQ_DEALER, false},
-            [ZQ_CONSUMER] = {ZMQ_DEALER, false},
+            [ZQ_PRODUCER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
+            [ZQ_CONSUMER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
             [ZQ_SERVER] = {ZMQ_ROUTER, true},
         },
     .open = s_open,
+    .attaching = s_attaching,
     .close = s_close,
     .send = s_send,
     .recv = s_recv,
