@@ -43,6 +43,7 @@
 #define S_DEAD_SUFFIX     ".dead"
 #define S_SUBJECT_ROOT    "zq.q."
 #define S_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
+#define S_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
 
 typedef struct {
     char *name;
@@ -50,7 +51,7 @@ typedef struct {
     char subject[ZQI_STORE_NAME_MAX + 8];
     natsSubscription *sub; //  NULL until the fetcher has bound the consumer
     uint32_t credit;
-    bool failed; //  binding failed; tried again on the next want
+    int64_t failed_at; //  zclock_mono when binding last failed (0: it did not)
 } s_queue_t;
 
 typedef struct {
@@ -407,6 +408,14 @@ s_take (s_store_t *self, s_queue_t *queue, const char *name, natsMsg *msg)
     s_signal (self);
 }
 
+//  True if the fetcher should fetch for queue now.
+static bool
+s_eligible (s_queue_t *queue)
+{
+    return queue->credit &&
+           (!queue->failed_at || zclock_mono () - queue->failed_at >= S_BIND_RETRY_MS);
+}
+
 static void *
 s_fetcher (void *arg)
 {
@@ -419,13 +428,13 @@ s_fetcher (void *arg)
         if (zlistx_size (self->ready) < S_RESULTS_MAX)
             for (s_queue_t *q = (s_queue_t *)zhashx_first (self->queues); q;
                  q = (s_queue_t *)zhashx_next (self->queues))
-                if (q->credit && !q->failed)
+                if (s_eligible (q))
                     eligible++;
         if (eligible) {
             uint32_t pick = self->turn++ % eligible;
             for (s_queue_t *q = (s_queue_t *)zhashx_first (self->queues); q && !queue;
                  q = (s_queue_t *)zhashx_next (self->queues))
-                if (q->credit && !q->failed && pick-- == 0)
+                if (s_eligible (q) && pick-- == 0)
                     queue = q;
         }
         if (!queue) {
@@ -461,10 +470,11 @@ s_fetcher (void *arg)
                                        NULL) == NATS_OK;
             }
             pthread_mutex_lock (&self->lock);
-            if (ok)
+            if (ok) {
                 queue->sub = sub;
-            else
-                queue->failed = true;
+                queue->failed_at = 0;
+            } else
+                queue->failed_at = zclock_mono ();
             continue;
         }
         natsMsgList list = {0};
@@ -730,7 +740,6 @@ s_want (zqi_store_t *base, const char *name, uint32_t credit)
     s_queue_t *queue = s_queue (self, name);
     if (queue) {
         queue->credit = credit;
-        queue->failed = false;
         pthread_cond_signal (&self->wake);
     }
     pthread_mutex_unlock (&self->lock);

@@ -33,54 +33,15 @@
 #include <unistd.h>
 
 #include "../patterns/reliable_store.h"
+#include "nats_helpers.h"
 
 #define VISIBILITY_MS 1500
 #define MAX_ATTEMPTS  3
 #define WAIT_MS       10000 //  longest wait for anything the cluster should do
 
-static pid_t s_server_pid;
-static char s_dir[] = "/tmp/zq-test-js-XXXXXX";
-static char s_url[64];
-
-static int64_t
-s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
-static int
-s_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t size = sizeof addr;
-    if (fd < 0 || bind (fd, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-        getsockname (fd, (struct sockaddr *)&addr, &size) < 0)
-        return -1;
-    close (fd);
-    return ntohs (addr.sin_port);
-}
-
-//  True once something accepts on port (bounded by WAIT_MS).
-static bool
-s_listening (int port)
-{
-    int64_t until = s_now_ms () + WAIT_MS;
-    while (s_now_ms () < until) {
-        int fd = socket (AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
-        addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-        int rc = connect (fd, (struct sockaddr *)&addr, sizeof addr);
-        close (fd);
-        if (rc == 0)
-            return true;
-        poll (NULL, 0, 20);
-    }
-    return false;
-}
+static nats_node_t s_node;
+#define s_url    s_node.url
+#define s_now_ms nats_now_ms
 
 static zqi_store_t *
 s_open (void)
@@ -97,31 +58,13 @@ s_open (void)
 static int
 s_setup (void **state)
 {
-    if (!mkdtemp (s_dir))
-        return -1;
-    int port = s_free_port ();
-    snprintf (s_url, sizeof s_url, "nats://127.0.0.1:%d", port);
-    char port_text[16];
-    snprintf (port_text, sizeof port_text, "%d", port);
-    s_server_pid = fork ();
-    if (s_server_pid == 0) {
-        execl (NATS_SERVER, "nats-server", "-js", "-a", "127.0.0.1", "-p", port_text, "-sd", s_dir,
-               (char *)NULL);
-        _exit (127);
-    }
-    return s_server_pid > 0 && s_listening (port) ? 0 : -1;
+    return nats_start (&s_node, 1);
 }
 
 static int
 s_teardown (void **state)
 {
-    if (s_server_pid > 0) {
-        kill (s_server_pid, SIGTERM);
-        waitpid (s_server_pid, NULL, 0);
-    }
-    char command[128];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    return system (command) == 0 ? 0 : -1;
+    return nats_stop (&s_node, 1);
 }
 
 //  Waits (up to ms) for the store's signal and collects results.
