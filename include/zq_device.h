@@ -58,6 +58,9 @@
                              MAP is {"purged": N}
         REDRIVE NAME      -> OK MAP          moves NAME's dead letters back
                              to NAME; MAP is {"redriven": N}
+        INFO              -> OK MAP          version, uptime_ms, store,
+                             fsync, bind, queues and limits
+                             (doc/DEVICE.md, "Command protocol")
         PING              -> OK "PONG"
         $TERM                                stops the device (no reply;
                              zactor_destroy sends it): spools are synced

@@ -66,6 +66,15 @@ typedef struct {
 //    max_message_bytes    1048576  largest message accepted (all envelope frames);
 //                                  also ZMQ_MAXMSGSIZE, so a peer sending a larger frame
 //                                  over tcp or ipc is disconnected by libzmq
+//    batch_max_bytes      65536    pipeline producer: once messages flow, those that find
+//                                  no room are gathered into one batch frame of at most
+//                                  this many octets (and 1024 messages), sent as soon as
+//                                  there is room (zq_queue_flush; doc/PROTOCOL.md section
+//                                  19); 0 = every message alone, for consumers older than
+//                                  batch frames. Consumers' max_message_bytes must be at
+//                                  least this. A message that finds room goes at once,
+//                                  alone. Batching producers keep sndhwm / 8 frames (at
+//                                  least 16) in libzmq's queue (patterns/pipeline.c)
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT

@@ -153,7 +153,9 @@ ZQ_EXPORT void zq_queue_destroy (zq_queue_t **self_p);
 //    so those are NOT in the count: the number is a lower bound on what
 //    was never delivered. Peers' stats.received, compared with stats.sent,
 //    tell the rest; at-least-once delivery needs the "reliable" pattern.
-//  For pipeline and pubsub, zq holds nothing, so the count is always 0.
+//  A pipeline producer first sends the batch it holds (zq_queue_flush),
+//  waiting up to linger_ms for room, and counts what could not go; for
+//  pubsub zq holds nothing, so the count is always 0.
 //  If unsent_p is not NULL, stores the count there. Returns 0; -1 with
 //  errno EINVAL if the queue was already closed (*unsent_p is then 0).
 ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
@@ -172,6 +174,18 @@ ZQ_EXPORT int zq_queue_close (zq_queue_t *self, size_t *unsent_p);
 //  send always succeeds at once, and a subscriber whose queue is full
 //  misses the message (see zq_options.h and stats.dropped).
 ZQ_EXPORT int zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms);
+
+//  Hands libzmq what the queue took but still holds: a pipeline producer
+//  gathers messages that found no room into one batch frame instead of
+//  waiting (batch_max_bytes, zq_options.h), and sends it when there is
+//  room at its next zq_queue_send, zq_queue_events or zq_queue_close, or
+//  here. Call it before a producer goes quiet (stops sending for a while
+//  without closing), as one calls fflush on a stdio stream. Waits up to
+//  timeout_ms for room (ZQ_TIMEOUT_DEFAULT: send_timeout_ms). Returns 0
+//  when nothing is held (at once for patterns that never hold any), or
+//  -1 with errno: EAGAIN (still held when the timeout passed), ENOTSOCK
+//  (closed), EINVAL (NULL), EINTR, ETERM or ENOMEM.
+ZQ_EXPORT int zq_queue_flush (zq_queue_t *self, int timeout_ms);
 
 //  Receives the next message, waiting up to timeout_ms for one. Returns a
 //  message the caller owns, or NULL with errno: EAGAIN (nothing within the
@@ -407,12 +421,14 @@ ZQ_EXPORT int64_t zq_queue_next_timer_ms (zq_queue_t *self);
 //  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
 //  is sent again later, counted in stats.refused), EBUSY (refused for
 //  now: the server has no file descriptor to open the queue; sent again
-//  later, counted the same), EINVAL (the server can never store it: bad
+//  later, counted the same), ENOSPC (refused for now: the server's disk
+//  is under its free-space watermark, min_free_bytes; sent again later,
+//  counted the same), EINVAL (the server can never store it: bad
 //  queue name, a dead-letter queue, over the server's max_message_bytes,
 //  malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues; the outbox dropped it), EACCES (the server's
+//  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
 //  authoriser denies this producer's identity the queue: REFUSE code 11;
 //  the outbox dropped it). The
 //  outbox is in memory (up to max_in_flight messages) or, with option
@@ -459,7 +475,7 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 
 //  Producer: takes the next report about a posted message and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL or EBUSY (refused for now,
+//  confirmed it), or -1 with errno: ZQ_EFULL, EBUSY or ENOSPC (refused for now,
 //  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
 //  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
 //  the outbox), EAGAIN (no
@@ -533,14 +549,17 @@ typedef struct {
     uint64_t dead_lettered; //  moved to NAME.dead
     uint64_t expired;       //  dropped past their zq-ttl-ms
     uint64_t dropped;       //  duplicate records skipped at delivery
-    uint64_t reserved[8];
+    uint64_t disk_bytes;    //  bytes its spool takes (on disk, or in memory)
+    uint64_t reserved[7];
 } zq_queue_info_t;
 
 //  Makes queue name exist (opening or creating its spool). Returns 0, or
 //  -1 with errno EINVAL, ZQ_ELIMIT (a new queue past max_queues), EMFILE
 //  (no file descriptor to open it: every open queue is busy or the process
 //  is out of descriptors; doc/PROTOCOL.md 18.6), or the spool's errno
-//  (ZQ_ECORRUPT, EBUSY, ...).
+//  (ZQ_ECORRUPT, EBUSY, ...). A declared queue is the application's, not
+//  a client's: it does not count towards max_auto_queues, is never
+//  removed when idle (auto_queue_idle_ms), and zq_queue_delete refuses it.
 ZQ_EXPORT int zq_queue_declare (zq_queue_t *self, const char *name);
 
 //  Who may do what on a server's queues. The server asks the authoriser
@@ -588,6 +607,31 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  or -1 with errno as zq_queue_peek (ZQ_EFULL: name's spool is full;
 //  what moved before stays moved).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
+
+//  zq_queue_delete's flags: delete a queue that holds messages (they are
+//  dropped, deliveries in flight included).
+#define ZQ_DELETE_FORCE 1
+
+//  Deletes queue name and its dead-letter queue NAME.dead, if any (a
+//  NAME.dead given alone goes alone; its queue keeps a place for a new
+//  one): their messages and spool directories are gone and the name is
+//  free, as if never used. Consumers of it get ERROR 13 ("queue deleted")
+//  and are no longer subscribed; settling a delivery of it afterwards
+//  gets ERROR 7. Without ZQ_DELETE_FORCE a queue (or its NAME.dead) that
+//  holds any message, ready, delayed or in flight, is not deleted. Stores
+//  how many messages were dropped in *count_p (if not NULL). Returns 0,
+//  or -1 with errno ZQ_ENOTFOUND, EINVAL (bad name or flags), ENOTSUP,
+//  ENOTEMPTY (messages and no ZQ_DELETE_FORCE), EPERM (a queue made by
+//  zq_queue_declare: it stays) or the spool's errno.
+ZQ_EXPORT int zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p);
+
+//  Stores in counts[code], for each code from 0 to count - 1, how many
+//  times the server turned something down with that code since it opened
+//  (doc/PROTOCOL.md's REFUSE and ERROR codes): one per PUT id a REFUSE
+//  names, one per ERROR sent. Codes the protocol does not define (0
+//  among them) count 0. Returns 0, or -1 with errno ENOTSUP (not a
+//  reliable server) or EINVAL (counts NULL with count > 0).
+ZQ_EXPORT int zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count);
 
 #ifdef __cplusplus
 }

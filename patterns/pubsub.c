@@ -46,11 +46,11 @@
     =========================================================================
 */
 #include "zq_pattern.h"
+#include "zq_sequence.h"
 #include <poll.h>
 #include <sys/random.h>
 #include <xxhash.h>
 
-#define S_HEADER_SIZE 16
 #define S_MAX_TRACKED 65536
 //  Publishers take in subscription notices at least every this many sends,
 //  so notices cannot pile up in a publisher nobody polls.
@@ -247,10 +247,8 @@ s_send (void *state, zq_msg_t **msg_p)
     if (added && self->table.count < tracked)
         s_new_publisher_id (self); //  the table was cleared: counters restart
     uint64_t sequence = entry->sequence + 1;
-    uint8_t header[S_HEADER_SIZE];
-    memcpy (header, &self->publisher_id, 8);
-    for (int i = 0; i < 8; i++)
-        header[8 + i] = (uint8_t)(sequence >> (56 - 8 * i));
+    uint8_t header[ZQI_SEQUENCE_SIZE];
+    zqi_sequence_write (header, (const uint8_t *)&self->publisher_id, sequence);
 
     if (zmq_send (self->handle, subject, subject_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
         if (errno != EAGAIN || self->slow_subscriber == 'w')
@@ -263,7 +261,7 @@ s_send (void *state, zq_msg_t **msg_p)
     }
     //  The first frame is out: the rest of the message cannot meet the
     //  high-water mark.
-    int rc = zmq_send (self->handle, header, S_HEADER_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    int rc = zmq_send (self->handle, header, ZQI_SEQUENCE_SIZE, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     if (rc >= 0)
         rc = zq_msg_send (msg_p, self->handle, ZMQ_DONTWAIT);
     int saved_errno = errno;
@@ -296,7 +294,7 @@ s_recv_flags (s_pubsub_t *self, int flags)
     }
     if (zmq_msg_recv (&header, self->handle, ZMQ_DONTWAIT) < 0)
         goto done;
-    if (zmq_msg_size (&header) != S_HEADER_SIZE || !zmq_msg_more (&header)) {
+    if (zmq_msg_size (&header) != ZQI_SEQUENCE_SIZE || !zmq_msg_more (&header)) {
         zqi_drain (self->handle);
         errno = ZQ_EPROTO;
         goto done;
@@ -304,14 +302,15 @@ s_recv_flags (s_pubsub_t *self, int flags)
     msg = zq_msg_recv (self->handle, ZMQ_DONTWAIT, self->ctx->max_message_bytes);
     if (!msg)
         goto done; //  zq_msg_recv read every frame of a bad message
-    const uint8_t *bytes = (const uint8_t *)zmq_msg_data (&header);
+    const uint8_t *publisher_id;
     uint64_t publisher, sequence = 0;
-    memcpy (&publisher, bytes, 8);
-    for (int i = 0; i < 8; i++)
-        sequence = (sequence << 8) | bytes[8 + i];
+    int bad_sequence = zqi_sequence_read (zmq_msg_data (&header), zmq_msg_size (&header),
+                                          &publisher_id, &sequence);
+    if (!bad_sequence)
+        memcpy (&publisher, publisher_id, sizeof publisher);
     const char *subject = zq_msg_subject (msg);
     size_t subject_size = strlen (subject);
-    if (sequence == 0 || subject_size != zmq_msg_size (&topic) ||
+    if (bad_sequence || subject_size != zmq_msg_size (&topic) ||
         memcmp (subject, zmq_msg_data (&topic), subject_size) != 0) {
         zq_msg_destroy (&msg);
         errno = ZQ_EPROTO;
@@ -320,8 +319,7 @@ s_recv_flags (s_pubsub_t *self, int flags)
     bool added;
     s_entry_t *entry = s_table_find (&self->table, publisher, subject, subject_size, &added);
     if (entry) {
-        if (!added && sequence > entry->sequence + 1)
-            self->ctx->stats->gaps += sequence - entry->sequence - 1;
+        self->ctx->stats->gaps += zqi_sequence_gap (!added, entry->sequence, sequence);
         entry->sequence = sequence;
     }
     //  Without memory to track the pair, the message is still delivered;
@@ -378,8 +376,7 @@ s_wait (void *state, short what, long timeout_ms)
             return -1;
         return (events & ZMQ_POLLIN) ? s_take_notices (self) : 0;
     }
-    zmq_pollitem_t item = {self->handle, 0, what, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->ctx, self->handle, what, timeout_ms);
 }
 
 static int

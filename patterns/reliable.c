@@ -39,6 +39,7 @@
 typedef struct {
     zq_role_t role;
     void *handle;
+    zq_pattern_ctx_t *ctx;
     zqi_r_server_t *server;
     zqi_r_producer_t *producer;
     zqi_r_consumer_t *consumer;
@@ -114,6 +115,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     s_reliable_t *self = (s_reliable_t *)state;
     self->role = ctx->role;
     self->handle = ctx->handle;
+    self->ctx = ctx;
     const char *fsync = zq_options_get_str (ctx->options, "fsync");
     zq_spool_fsync_t policy;
     if (!fsync || zq_spool_fsync_parse (fsync, &policy))
@@ -186,8 +188,7 @@ s_wait (void *state, short what, long timeout_ms)
     if (self->producer)
         return zqi_r_producer_wait (self->producer, what, timeout_ms);
     //  Servers and consumers only wait for input (and their timers).
-    zmq_pollitem_t item = {self->handle, 0, ZMQ_POLLIN, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->ctx, self->handle, ZMQ_POLLIN, timeout_ms);
 }
 
 static int64_t
@@ -284,6 +285,16 @@ s_purge (void *state, const char *name, uint64_t *count_p)
 }
 
 static int
+s_refusals (void *state, uint64_t *counts, size_t count)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    if (!self->server)
+        return zqi_fail (ENOTSUP);
+    zqi_r_server_refusals (self->server, counts, count);
+    return 0;
+}
+
+static int
 s_redrive (void *state, const char *name, uint64_t *count_p)
 {
     s_reliable_t *self = (s_reliable_t *)state;
@@ -295,6 +306,14 @@ s_authorizer (void *state, zq_queue_authorize_fn *fn, void *arg)
 {
     s_reliable_t *self = (s_reliable_t *)state;
     return self->server ? zqi_r_server_authorizer (self->server, fn, arg) : zqi_fail (ENOTSUP);
+}
+
+static int
+s_delete (void *state, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->server ? zqi_r_server_delete (self->server, name, flags, count_p)
+                        : zqi_fail (ENOTSUP);
 }
 
 const zq_pattern_t zqi_pattern_reliable = {
@@ -326,4 +345,6 @@ const zq_pattern_t zqi_pattern_reliable = {
     .purge = s_purge,
     .redrive = s_redrive,
     .authorizer = s_authorizer,
+    .delete_queue = s_delete,
+    .refusals = s_refusals,
 };

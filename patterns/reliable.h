@@ -51,17 +51,20 @@ typedef enum {
 
 //  Codes carried by REFUSE and ERROR.
 typedef enum {
-    ZQI_R_CODE_FULL = 1,     //  storage full: retry later
-    ZQI_R_CODE_INVALID = 2,  //  never storable (bad queue name): give up
-    ZQI_R_CODE_FAILED = 3,   //  storage failed: retry later
-    ZQI_R_CODE_PROTOCOL = 4, //  malformed command or envelope
-    ZQI_R_CODE_VERSION = 5,  //  unknown command frame version
-    ZQI_R_CODE_UNKNOWN = 6,  //  unknown command kind
-    ZQI_R_CODE_NOT_HELD = 7, //  ACK, NACK, TOUCH of ids the sender does not hold
-    ZQI_R_CODE_CONFLICT = 8, //  id stored with other content: never under this id
-    ZQI_R_CODE_LIMIT = 9,    //  a configured count limit (max_queues, max_consumer_queues)
-    ZQI_R_CODE_BUSY = 10,    //  a new queue past the fd budget: retry later
-    ZQI_R_CODE_DENIED = 11   //  the sender's identity lacks the right (PUT, CONSUME)
+    ZQI_R_CODE_FULL = 1,      //  storage full: retry later
+    ZQI_R_CODE_INVALID = 2,   //  never storable (bad queue name): give up
+    ZQI_R_CODE_FAILED = 3,    //  storage failed: retry later
+    ZQI_R_CODE_PROTOCOL = 4,  //  malformed command or envelope
+    ZQI_R_CODE_VERSION = 5,   //  unknown command frame version
+    ZQI_R_CODE_UNKNOWN = 6,   //  unknown command kind
+    ZQI_R_CODE_NOT_HELD = 7,  //  ACK, NACK, TOUCH of ids the sender does not hold
+    ZQI_R_CODE_CONFLICT = 8,  //  id stored with other content: never under this id
+    ZQI_R_CODE_LIMIT = 9,     //  a configured count limit (max_queues, max_consumer_queues)
+    ZQI_R_CODE_BUSY = 10,     //  a new queue past the fd budget: retry later
+    ZQI_R_CODE_DENIED = 11,   //  the sender's identity lacks the right (PUT, CONSUME)
+    ZQI_R_CODE_NO_SPACE = 12, //  the spool's filesystem is under min_free_bytes: retry later
+    ZQI_R_CODE_DELETED = 13,  //  the queue consumed was deleted (DELETE, zq_queue_delete)
+    ZQI_R_CODE_COUNT          //  one past the highest code
 } zqi_r_code_t;
 
 //  PONG flags.
@@ -149,9 +152,6 @@ int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 //  Returns the errno a REFUSE or ERROR code stands for.
 int zqi_r_code_errno (uint64_t code);
 
-//  Milliseconds since the Unix epoch.
-int64_t zqi_r_wall_ms (void);
-
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
 //  An open-addressing hash over an array of records whose first key_size
@@ -170,7 +170,7 @@ typedef struct {
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
     uint64_t seq;        //  the record's seq in its spool (queue or outbox)
-    int64_t due;         //  zclock_mono ms of its timer, if scheduled
+    int64_t due;         //  monotonic ms of its timer (zqi_r_now), if scheduled
     uint32_t heap_index; //  ZQI_R_NONE when not scheduled
     uint32_t queue;      //  server: queue index
     uint32_t owner;      //  server: consumer index, ZQI_R_NONE if none
@@ -229,7 +229,7 @@ typedef struct {
     uint32_t queue;
     uint32_t unused;   //  0 (the key is hashed and compared as bytes)
     uint64_t content;  //  keyed hash of the body
-    int64_t stored_ms; //  zclock_mono ms; INT64_MIN: forgotten
+    int64_t stored_ms; //  monotonic ms (zqi_r_now); INT64_MIN: forgotten
     uint64_t seq;
 } zqi_r_seen_t;
 
@@ -261,6 +261,9 @@ int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t 
                       int64_t now, uint64_t seq);
 //  Forgets key (its store was refused).
 void zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key);
+//  Forgets every record of queue (the queue was deleted: its index may be
+//  given to another).
+void zqi_r_dedupe_forget_queue (zqi_r_dedupe_t *dedupe, uint32_t queue);
 
 //  ---- Roles --------------------------------------------------------------
 
@@ -270,6 +273,14 @@ typedef struct {
     void *handle;
     int ping_ivl_ms;
 } zqi_r_common_t;
+
+//  The role's monotonic time in ms: the queue's clock (zq_clock.h), which
+//  every timer of the reliable pattern reads.
+static inline int64_t
+zqi_r_now (const zqi_r_common_t *common)
+{
+    return zqi_clock_mono (common->ctx->clock);
+}
 
 typedef struct _zqi_r_server_t zqi_r_server_t;
 typedef struct _zqi_r_producer_t zqi_r_producer_t;
@@ -287,11 +298,13 @@ int zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int kind, int64
 int zqi_r_server_declare (zqi_r_server_t *self, const char *name);
 zlistx_t *zqi_r_server_names (zqi_r_server_t *self);
 int zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
+void zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count);
 int zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
                        size_t *count_p);
 int zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_r_server_authorizer (zqi_r_server_t *self, zq_queue_authorize_fn *fn, void *arg);
+int zqi_r_server_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p);
 
 zqi_r_producer_t *zqi_r_producer_new (zq_pattern_ctx_t *ctx);
 size_t zqi_r_producer_destroy (zqi_r_producer_t **self_p);

@@ -96,7 +96,7 @@ s_timers (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
         return false;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     if (now - self->last_ping < self->common.ping_ivl_ms)
         return false;
     static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
@@ -275,7 +275,7 @@ zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
         return -1;
-    int64_t wait = self->last_ping + self->common.ping_ivl_ms - zclock_mono ();
+    int64_t wait = self->last_ping + self->common.ping_ivl_ms - zqi_r_now (&self->common);
     return wait > 0 ? wait : 0;
 }
 

@@ -119,7 +119,9 @@ s_outbox_depth (zqi_r_producer_t *self)
 }
 
 //  Sends PUTs from the outbox while the window has room and a server can
-//  take them. Returns 0, or -1 with errno for a socket failure.
+//  take them. Returns 0, or -1 with errno for a socket failure. The confirm
+//  timeout counts from a time read before the first PUT leaves, never
+//  after: the server may have answered, or the clock moved, meanwhile.
 static int
 s_pump (zqi_r_producer_t *self)
 {
@@ -130,6 +132,8 @@ s_pump (zqi_r_producer_t *self)
         while (self->sent < self->window && self->ring_count) {
             uint32_t index = self->ring[self->ring_head];
             s_record_t *record = &self->records[index];
+            if (!now)
+                now = zqi_r_now (&self->common);
             if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
@@ -140,8 +144,6 @@ s_pump (zqi_r_producer_t *self)
             if (entry->attempt)
                 self->common.ctx->stats->retries++;
             entry->attempt = 1; //  sent at least once
-            if (!now)
-                now = zclock_mono ();
             entry->state = S_SENT;
             self->sent++;
             zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
@@ -164,6 +166,8 @@ s_pump (zqi_r_producer_t *self)
             zq_spool_ack (self->outbox, record.seq);
             continue;
         }
+        if (!now)
+            now = zqi_r_now (&self->common);
         if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
@@ -186,8 +190,6 @@ s_pump (zqi_r_producer_t *self)
                 self->returned--;
             self->common.ctx->stats->retries++;
         }
-        if (!now)
-            now = zclock_mono ();
         self->table.entries[index].state = S_SENT;
         self->sent++;
         zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
@@ -315,7 +317,8 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
             //  Refused for now: wait, then send again.
             self->sent--;
             entry->state = S_WAITING;
-            zqi_r_table_schedule (&self->table, index, zclock_mono () + S_REFUSED_RETRY_MS);
+            zqi_r_table_schedule (&self->table, index,
+                                  zqi_r_now (&self->common) + S_REFUSED_RETRY_MS);
             self->common.ctx->stats->refused++;
         }
         s_report (self, id, errnum);
@@ -359,7 +362,7 @@ s_input (zqi_r_producer_t *self)
                              memcmp (self->instance, command.instance, ZQI_R_INSTANCE_SIZE) != 0;
             memcpy (self->instance, command.instance, ZQI_R_INSTANCE_SIZE);
             self->have_instance = true;
-            self->last_pong = zclock_mono ();
+            self->last_pong = zqi_r_now (&self->common);
             if (restarted || self->server_lost)
                 s_resend_all (self);
             self->server_lost = false;
@@ -410,7 +413,7 @@ s_timer_due (zqi_r_producer_t *self, int64_t now)
 static int
 s_work (zqi_r_producer_t *self, bool lazy)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     self->input_skipped =
         lazy && self->input_drained && now == self->input_ms && !s_timer_due (self, now);
     if (!self->input_skipped) {
@@ -629,8 +632,7 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
     short events = ZMQ_POLLIN;
     if (unsent && self->sent < self->window)
         events |= ZMQ_POLLOUT;
-    zmq_pollitem_t item = {self->common.handle, 0, events, 0};
-    return zmq_poll (&item, 1, timeout_ms) < 0 ? -1 : 0;
+    return zqi_pattern_poll (self->common.ctx, self->common.handle, events, timeout_ms);
 }
 
 int64_t
@@ -639,7 +641,7 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     //  Nothing unconfirmed: no timer.
     if (!self->table.count && s_outbox_depth (self) == 0)
         return -1;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     int64_t due = self->last_ping + self->common.ping_ivl_ms;
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)

@@ -70,6 +70,14 @@ s_open_existing (zqi_r_server_t *self)
         if (!is_dir)
             continue;
         size_t size = strlen (item->d_name);
+        if (strncmp (item->d_name, ZQI_RS_DELETED_PREFIX, strlen (ZQI_RS_DELETED_PREFIX)) == 0) {
+            //  A delete that stopped midway: finish it.
+            char *leftover = zsys_sprintf ("%s/%s", self->spool_dir, item->d_name);
+            if (leftover)
+                zqi_rs_remove_tree (leftover, 4);
+            zstr_free (&leftover);
+            continue;
+        }
         if (self->open_count < zqi_rs_open_new_max (self) ||
             zqi_queue_name_check (item->d_name, size) < 0) {
             if (!zqi_rs_queue_get (self, item->d_name, size, true))
@@ -135,6 +143,10 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->backoff_max_ms = zqi_r_option (options, "nack_backoff_max_ms");
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
     self->max_consumer_queues = (uint32_t)zqi_r_option (options, "max_consumer_queues");
+    self->max_auto_queues = (uint32_t)zqi_r_option (options, "max_auto_queues");
+    self->auto_idle_ms = zqi_r_option (options, "auto_queue_idle_ms");
+    zqi_disk_watch_init (&self->disk, self->spool_dir,
+                         (uint64_t)zqi_r_option (options, "min_free_bytes"));
     self->open_max = self->spool_dir ? s_open_max () : UINT32_MAX;
     self->local_prefetch = (uint32_t)zqi_r_option (options, "prefetch");
     self->max_message_bytes = ctx->max_message_bytes;
@@ -192,7 +204,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     size_t lost = 0;
     for (uint32_t index = 0; index < self->queue_count; index++) {
         zqi_rs_queue_t *queue = self->queues[index];
-        if (!self->spool_dir) {
+        if (!self->spool_dir && queue->spool) {
             zq_spool_stats_t stats;
             zq_spool_stats (queue->spool, &stats);
             lost += stats.depth;
@@ -243,7 +255,7 @@ zqi_r_server_recv (zqi_r_server_t *self)
     //  socket empty each time (a system call or two in libzmq). Within the
     //  millisecond of a round that emptied it, a ready message is returned
     //  without one; NULL always comes after a whole round.
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     if (now == self->work_ms && self->drained && s_local_ready (self)) {
         zq_msg_t *msg = zqi_rs_local_recv (self);
         if (msg)
@@ -273,13 +285,15 @@ zqi_r_server_events (zqi_r_server_t *self, int zmq_events)
 int64_t
 zqi_r_server_next_timer_ms (zqi_r_server_t *self)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_r_now (&self->common);
     int64_t due = self->next_probe;
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)
         due = self->table.entries[index].due;
     if (self->resume_due && self->resume_due < due)
         due = self->resume_due;
+    if (self->auto_idle_ms && self->auto_count && self->next_sweep < due)
+        due = self->next_sweep;
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;

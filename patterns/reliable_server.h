@@ -33,6 +33,11 @@
 #define ZQI_RS_FD_RESERVE   64
 #define ZQI_RS_OPEN_MIN     4     //  queues open at once, however low the limit
 #define ZQI_RS_LIMIT_LOG_MS 10000 //  a refusal for a limit is logged once per this
+#define ZQI_RS_SWEEP_MS     1000  //  idle client-made queues are looked for once per this
+
+//  A deleted queue's spool directory is renamed to this prefix + its name
+//  before its files go, so a crash midway never leaves a half queue.
+#define ZQI_RS_DELETED_PREFIX ".deleted."
 
 //  Why a queue or a CONSUME was refused (zqi_rs_limit_log).
 enum {
@@ -40,16 +45,33 @@ enum {
     ZQI_RS_LIMIT_BUDGET = 1,
     ZQI_RS_LIMIT_PROCESS = 2,
     ZQI_RS_LIMIT_CONSUMER = 3,
-    ZQI_RS_LIMITS = 4
+    ZQI_RS_LIMIT_AUTO = 4,
+    ZQI_RS_LIMIT_NO_SPACE = 5,
+    ZQI_RS_LIMITS = 6
+};
+
+//  Notable events, each logged at debug level (zqd -v) one line at a time,
+//  at most one line per ZQI_RS_EVENT_LOG_MS of each kind (the rest counted
+//  in the next line), so a flood of them cannot fill a disk.
+#define ZQI_RS_EVENT_LOG_MS 100
+enum {
+    ZQI_RS_EVENT_QUEUE = 0,      //  a queue created by a client
+    ZQI_RS_EVENT_CONSUMER = 1,   //  a consumer joined or left
+    ZQI_RS_EVENT_REDELIVERY = 2, //  a visibility timeout sent a delivery back
+    ZQI_RS_EVENT_DEAD = 3,       //  a message dead-lettered
+    ZQI_RS_EVENTS = 4
 };
 
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
 
 typedef struct {
-    char *name;
+    char *name; //  NULL: a free slot (the queue was deleted)
     uint32_t index;
     zq_spool_t *spool;
     bool is_dead;        //  a dead-letter queue: never dead-letters itself
+    bool is_auto;        //  made by a client's first use (or found on disk), not declared
+    bool declared;       //  made or claimed by zq_queue_declare: never deleted
+    int64_t named_ms;    //  zclock_mono when last named by a PUT, CONSUME or admin call
     uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
     uint32_t *consumers; //  indexes of the consumers subscribed
     uint32_t consumer_count;
@@ -119,6 +141,14 @@ struct _zqi_r_server_t {
     uint32_t dead_unmade;         //  queues whose NAME.dead has a place kept but does not exist
     bool starting;                //  opening the queues found in the spool directory
     uint32_t max_consumer_queues; //  most queues one remote consumer consumes
+    uint32_t max_auto_queues;     //  most queues clients make by using them
+    uint32_t auto_count;          //  queues with is_auto
+    uint32_t free_count;          //  free slots in queues (deleted queues)
+    bool declaring;               //  zq_queue_declare is making a queue
+    int64_t auto_idle_ms;         //  auto_queue_idle_ms (0: never removed)
+    int64_t next_sweep;           //  zclock_mono of the next look for idle queues
+    zqi_disk_watch_t disk;        //  min_free_bytes on the spool's filesystem
+    uint64_t no_space;            //  PUTs refused under min_free_bytes
     uint32_t local_prefetch;
     size_t max_message_bytes;
     int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension
@@ -140,6 +170,7 @@ struct _zqi_r_server_t {
     uint32_t open_max;          //  most open at once (the fd budget)
     uint64_t use_clock;
     zqi_log_limit_t limit_log[ZQI_RS_LIMITS]; //  S_LIMIT_*: refusals for a limit
+    zqi_log_limit_t event_log[ZQI_RS_EVENTS]; //  ZQI_RS_EVENT_*: notable events
     zqi_rs_consumer_t *consumers;
     uint32_t consumer_capacity;
     zhashx_t *consumer_by_route; //  hex route -> index + 1
@@ -154,17 +185,33 @@ struct _zqi_r_server_t {
     zqi_r_buf_t buf;   //  command frames
     zqi_r_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
-    int64_t now;                      //  zclock_mono at the start of the current round
+    int64_t now;                      //  zqi_r_now at the start of the current round
     int64_t work_ms;                  //  when zq_queue_recv last ran a whole round
     bool drained;                     //  the last round read the socket empty
-    int64_t resume_due;               //  zclock_mono of the next try of stalled consumers; 0: none
+    int64_t resume_due;               //  zqi_r_now of the next try of stalled consumers; 0: none
     int64_t resume_ms;                //  the wait before that try, doubled while nothing goes
     uint64_t conflicts;               //  PUTs refused: their id was stored with other content
     zq_queue_authorize_fn *authorize; //  who may put and consume (NULL: anyone)
     void *authorize_arg;
+    //  REFUSE ids and ERROR replies sent, by code (zq_queue_refusals).
+    uint64_t refusals[ZQI_R_CODE_COUNT];
 };
 
 //  ---- reliable_server_queues.c ------------------------------------------
+
+//  Removes a directory and what it holds, depth levels down at most
+//  (links are removed, never followed).
+void zqi_rs_remove_tree (const char *path, int depth);
+//  Messages queue holds, ready, delayed or in flight (UINT64_MAX if a
+//  queue known by name only cannot be opened to count them).
+uint64_t zqi_rs_queue_depth (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+//  Deletes queue (entries, consumers told with ERROR 13, dedupe records,
+//  spool and directory, name); its slot is kept free for a new queue.
+//  Between rounds only. Returns how many messages it held.
+uint64_t zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue);
+//  Deletes client-made queues idle for auto_queue_idle_ms (empty, no
+//  consumer, NAME.dead empty).
+void zqi_rs_sweep (zqi_r_server_t *self, int64_t now);
 
 zqi_rs_queue_t *zqi_rs_queue_find (zqi_r_server_t *self, const char *name);
 
@@ -173,6 +220,9 @@ int zqi_rs_mkdirs (const char *path);
 uint32_t zqi_rs_open_new_max (zqi_r_server_t *self);
 
 void zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name);
+//  Logs one notable event (ZQI_RS_EVENT_*), rate-limited per kind.
+void zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 zqi_r_code_t zqi_rs_store_code (int errnum);
 

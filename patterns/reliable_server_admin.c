@@ -24,7 +24,19 @@ zqi_r_server_authorizer (zqi_r_server_t *self, zq_queue_authorize_fn *fn, void *
 int
 zqi_r_server_declare (zqi_r_server_t *self, const char *name)
 {
-    return zqi_rs_queue_get (self, name, strlen (name), true) ? 0 : -1;
+    self->declaring = true;
+    zqi_rs_queue_t *queue = zqi_rs_queue_get (self, name, strlen (name), true);
+    self->declaring = false;
+    if (!queue)
+        return -1;
+    //  Found on disk as a client's, or made by a client before: it is
+    //  the configuration's now.
+    if (queue->is_auto) {
+        queue->is_auto = false;
+        self->auto_count--;
+    }
+    queue->declared = true;
+    return 0;
 }
 
 static int
@@ -51,6 +63,8 @@ zqi_r_server_names (zqi_r_server_t *self)
     zlistx_set_destructor (names, s_free_name);
     zlistx_set_comparator (names, (zlistx_comparator_fn *)s_compare_names);
     for (uint32_t index = 0; index < self->queue_count; index++) {
+        if (!self->queues[index]->name)
+            continue;
         char *name = strdup (self->queues[index]->name);
         if (!name || !zlistx_add_end (names, name)) {
             free (name);
@@ -112,6 +126,13 @@ zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_
     return rc;
 }
 
+void
+zqi_r_server_refusals (zqi_r_server_t *self, uint64_t *counts, size_t count)
+{
+    for (size_t code = 0; code < count; code++)
+        counts[code] = code < ZQI_R_CODE_COUNT ? self->refusals[code] : 0;
+}
+
 int
 zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
 {
@@ -129,6 +150,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
     if (queue->spool)
         zq_spool_stats (queue->spool, &stats);
     info->depth = stats.depth;
+    info->disk_bytes = stats.disk_bytes;
     info->ready = stats.depth - stats.in_flight;
     info->in_flight = queue->in_flight;
     info->delayed = queue->held;
@@ -158,7 +180,7 @@ zqi_r_server_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info
         oldest_ms = zq_msg_created_ms (oldest);
     zq_msg_destroy (&oldest);
     if (info->ready && oldest_ms) {
-        int64_t age = zqi_r_wall_ms () - (int64_t)oldest_ms;
+        int64_t age = zqi_clock_wall (self->common.ctx->clock) - (int64_t)oldest_ms;
         info->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
     }
     return 0;
@@ -275,4 +297,30 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
     zq_spool_commit (dead->spool);
     errno = saved;
     return rc;
+}
+
+int
+zqi_r_server_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    if (zqi_queue_name_check (name, strlen (name)) < 0)
+        return zqi_fail (EINVAL);
+    zqi_rs_queue_t *queue = zqi_rs_queue_find (self, name);
+    if (!queue)
+        return zqi_fail (ZQ_ENOTFOUND);
+    zqi_rs_queue_t *dead =
+        queue->dead != ZQI_R_NONE && !queue->is_dead ? self->queues[queue->dead] : NULL;
+    if (queue->declared || (dead && dead->declared))
+        return zqi_fail (EPERM);
+    self->pinned = queue; //  counting the dead-letter queue must not close it
+    bool holds = zqi_rs_queue_depth (self, queue) || queue->held || queue->in_flight ||
+                 (dead && (zqi_rs_queue_depth (self, dead) || dead->held || dead->in_flight));
+    self->pinned = NULL;
+    if (holds && !(flags & ZQ_DELETE_FORCE))
+        return zqi_fail (ENOTEMPTY);
+    uint64_t dropped = 0;
+    if (dead)
+        dropped += zqi_rs_queue_remove (self, dead);
+    dropped += zqi_rs_queue_remove (self, queue);
+    *count_p = dropped;
+    return 0;
 }

@@ -116,7 +116,7 @@ zqi_rs_entry_leave (zqi_r_server_t *self, uint32_t index)
     entry->state = 0;
 }
 
-//  Holds the entry's record out of delivery until due (zclock_mono).
+//  Holds the entry's record out of delivery until due (zqi_r_now).
 static void
 s_hold (zqi_r_server_t *self, uint32_t index, int64_t due)
 {
@@ -146,7 +146,7 @@ zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
     if (entry->attempt < UINT32_MAX)
         entry->attempt++;
     if (delay_ms > 0)
-        s_hold (self, index, zclock_mono () + delay_ms);
+        s_hold (self, index, zqi_r_now (&self->common) + delay_ms);
     else
         zqi_rs_return (self, index);
 }
@@ -158,7 +158,8 @@ s_ack_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int errnum)
 {
     self->common.ctx->stats->errors++;
     uint64_t skipped;
-    if (zqi_log_limit_due (&self->ack_failure_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+    if (zqi_log_limit_due (&self->ack_failure_log, zqi_r_now (&self->common), ZQI_RS_LOG_IVL_MS,
+                           &skipped))
         zqi_log (ZQ_LOG_ERROR,
                  "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
                  " more since the last line",
@@ -208,6 +209,8 @@ zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)
     zqi_rs_consumer_t *consumer = &self->consumers[index];
     if (!consumer->in_use)
         return;
+    if (index != ZQI_RS_LOCAL)
+        zqi_rs_event (self, ZQI_RS_EVENT_CONSUMER, "consumer %u left", consumer->session);
     while (consumer->head != ZQI_R_NONE)
         zqi_rs_fail_delivery (self, consumer->head, 0);
     while (consumer->queue_count)
@@ -243,6 +246,8 @@ void
 zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
                    const char *reason)
 {
+    if ((size_t)code < ZQI_R_CODE_COUNT)
+        self->refusals[code]++;
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
         zqi_r_put_uint (&self->buf, code) == 0 &&
         zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
@@ -256,7 +261,8 @@ zqi_rs_turned_down (zqi_r_server_t *self, const char *what, size_t size)
 {
     self->common.ctx->stats->errors++;
     uint64_t skipped;
-    if (zqi_log_limit_due (&self->refusal_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+    if (zqi_log_limit_due (&self->refusal_log, zqi_r_now (&self->common), ZQI_RS_LOG_IVL_MS,
+                           &skipped))
         zqi_log (ZQ_LOG_WARNING, "reliable: %s (%zu bytes); %" PRIu64 " more since the last line",
                  what, size, skipped);
 }
@@ -268,6 +274,7 @@ zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_
                    const char *reason, size_t size)
 {
     zqi_rs_turned_down (self, reason, size);
+    self->refusals[ZQI_R_CODE_INVALID]++;
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
         zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
         zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
@@ -299,7 +306,8 @@ s_dead_letter_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int err
 {
     self->common.ctx->stats->errors++;
     uint64_t skipped;
-    if (zqi_log_limit_due (&self->dead_failure_log, zclock_mono (), ZQI_RS_LOG_IVL_MS, &skipped))
+    if (zqi_log_limit_due (&self->dead_failure_log, zqi_r_now (&self->common), ZQI_RS_LOG_IVL_MS,
+                           &skipped))
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: cannot dead-letter a message of %s: %s; it is held and tried again in "
                  "%d ms (%" PRIu64 " more such failures since the last line)",
@@ -318,15 +326,17 @@ s_dead_letter (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index,
         zq_spool_append (dead->spool, self->bytes.data, self->bytes.size, NULL) ||
         zq_spool_commit (dead->spool)) {
         s_dead_letter_failed (self, queue, errno);
-        s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+        s_hold (self, index, zqi_r_now (&self->common) + ZQI_RS_RETRY_MS);
         return -1;
     }
     dead->counters.put++;
     queue->counters.dead_lettered++;
+    zqi_rs_event (self, ZQI_RS_EVENT_DEAD, "queue %s: a message moved to %s after %u attempts",
+                  queue->name, dead->name, entry->attempt);
     if (zqi_rs_entry_ack (self, index)) {
         //  The copy is stored but the original stays: it is tried again
         //  (the dead-letter queue may then hold it twice, never none).
-        s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+        s_hold (self, index, zqi_r_now (&self->common) + ZQI_RS_RETRY_MS);
         return -1;
     }
     return 0;
@@ -418,17 +428,20 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         entry->attempt = (uint32_t)envelope->attempt;
     }
     zqi_r_entry_t *entry = &self->table.entries[index];
-    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0) ? zqi_r_wall_ms () : 0;
+    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0)
+                       ? zqi_clock_wall (self->common.ctx->clock)
+                       : 0;
     if (envelope->ttl_ms >= 0 &&
         zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
         if (zqi_rs_entry_ack (self, index))
-            s_hold (self, index, zclock_mono () + ZQI_RS_RETRY_MS);
+            s_hold (self, index, zqi_r_now (&self->common) + ZQI_RS_RETRY_MS);
         else
             queue->counters.expired++;
         return S_SKIP;
     }
     if (envelope->not_before_ms > wall) {
-        s_hold (self, index, zqi_r_add_ms (zclock_mono (), envelope->not_before_ms - wall));
+        s_hold (self, index,
+                zqi_r_add_ms (zqi_r_now (&self->common), envelope->not_before_ms - wall));
         return S_SKIP;
     }
     if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
@@ -555,7 +568,7 @@ zqi_rs_deliver_all (zqi_r_server_t *self)
     else if (self->resume_due && self->now >= self->resume_due)
         self->resume_ms =
             self->resume_ms * 2 > ZQI_RS_RESUME_MAX_MS ? ZQI_RS_RESUME_MAX_MS : self->resume_ms * 2;
-    self->resume_due = zclock_mono () + self->resume_ms;
+    self->resume_due = zqi_r_now (&self->common) + self->resume_ms;
 }
 
 //  ---- Local consumption --------------------------------------------------
@@ -563,7 +576,7 @@ zqi_rs_deliver_all (zqi_r_server_t *self)
 zq_msg_t *
 zqi_rs_local_recv (zqi_r_server_t *self)
 {
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     zqi_rs_consumer_t *local = &self->consumers[ZQI_RS_LOCAL];
     if (!local->in_use || !local->queue_count || local->in_flight >= local->prefetch) {
         errno = EAGAIN;

@@ -83,7 +83,7 @@ s_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_INVALID:
             return "invalid queue name";
         case ZQI_R_CODE_LIMIT:
-            return "queue limit reached (max_queues)";
+            return "queue limit reached (max_queues or max_auto_queues)";
         case ZQI_R_CODE_CONFLICT:
             return "id stored with other content";
         case ZQI_R_CODE_BUSY:
@@ -91,6 +91,10 @@ s_code_reason (zqi_r_code_t code)
                    "connections): retry later";
         case ZQI_R_CODE_DENIED:
             return "denied: this identity lacks the right for this queue";
+        case ZQI_R_CODE_NO_SPACE:
+            return "no space: the spool's filesystem is under min_free_bytes: retry later";
+        case ZQI_R_CODE_DELETED:
+            return "queue deleted";
         default:
             return "storage failed";
     }
@@ -184,6 +188,16 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         queue->counters.duplicates++;
         return;
     }
+    //  Under the free-space watermark nothing new is stored (a duplicate
+    //  above was confirmed: it takes no space).
+    if (zqi_disk_low (&self->disk, now, size + body_size)) {
+        pending->code = ZQI_R_CODE_NO_SPACE;
+        queue->counters.refused++;
+        self->no_space++;
+        self->common.ctx->stats->refused++;
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, queue->name);
+        return;
+    }
     if (second || envelope.attempt) {
         //  Stored in the one-frame form, with attempt 0: the attempt counts
         //  the server's deliveries, whatever the producer wrote.
@@ -271,7 +285,7 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
             int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
             if (extend > self->max_delay_ms)
                 extend = self->max_delay_ms;
-            zqi_r_table_schedule (&self->table, index, zclock_mono () + extend);
+            zqi_r_table_schedule (&self->table, index, zqi_r_now (&self->common) + extend);
         }
     }
     return not_held;
@@ -490,6 +504,8 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
                 return;
     if (!self->bytes.size)
         return;
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
     if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
@@ -538,6 +554,7 @@ s_commit_and_answer (zqi_r_server_t *self)
         s_answer (self, peer, ZQI_R_CODE_LIMIT);
         s_answer (self, peer, ZQI_R_CODE_BUSY);
         s_answer (self, peer, ZQI_R_CODE_DENIED);
+        s_answer (self, peer, ZQI_R_CODE_NO_SPACE);
     }
     self->pending_count = 0;
     self->peer_count = 0;
@@ -554,10 +571,18 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state == ZQI_RS_DELIVERED) {
             self->queues[entry->queue]->counters.timeouts++;
+            zqi_rs_event (self, ZQI_RS_EVENT_REDELIVERY,
+                          "queue %s: a delivery (attempt %u) passed its visibility timeout: it "
+                          "goes back for redelivery",
+                          self->queues[entry->queue]->name, entry->attempt);
             zqi_rs_owner_expire (self, index);
             zqi_rs_fail_delivery (self, index, 0);
         } else
             zqi_rs_return (self, index);
+    }
+    if (self->auto_idle_ms && now >= self->next_sweep) {
+        self->next_sweep = now + ZQI_RS_SWEEP_MS;
+        zqi_rs_sweep (self, now);
     }
     if (now >= self->next_probe) {
         //  A probe to each remote consumer: a gone one fails with
@@ -580,7 +605,7 @@ int
 zqi_rs_work (zqi_r_server_t *self)
 {
     int rc = 0;
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     self->drained = false;
     for (int n = 0; n < ZQI_RS_BATCH && self->peer_count < ZQI_RS_BATCH_PEERS; n++)
         if (s_read_one (self)) {
@@ -592,7 +617,7 @@ zqi_rs_work (zqi_r_server_t *self)
     int saved = errno;
     if (self->pending_count || self->peer_count)
         s_commit_and_answer (self);
-    self->now = zclock_mono ();
+    self->now = zqi_r_now (&self->common);
     s_run_timers (self, self->now);
     zqi_rs_deliver_all (self);
     errno = saved;

@@ -12,6 +12,7 @@
     =========================================================================
 */
 #include "reliable_server.h"
+#include <dirent.h>
 #include <sys/stat.h>
 
 //  ---- Names and queues ---------------------------------------------------
@@ -51,13 +52,32 @@ zqi_rs_open_new_max (zqi_r_server_t *self)
     return self->open_max - self->open_max / 8;
 }
 
+void
+zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->event_log[kind], zqi_r_now (&self->common), ZQI_RS_EVENT_LOG_MS,
+                            &skipped))
+        return;
+    char line[512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (line, sizeof line, format, args);
+    va_end (args);
+    if (skipped)
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s (%" PRIu64 " more like it not shown)", line, skipped);
+    else
+        zqi_log (ZQ_LOG_DEBUG, "reliable: %s", line);
+}
+
 //  Logs a refusal for a limit (S_LIMIT_*) at most once per ZQI_RS_LIMIT_LOG_MS,
 //  with how many were refused since the last line.
 void
 zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name)
 {
     uint64_t skipped;
-    if (!zqi_log_limit_due (&self->limit_log[which], zclock_mono (), ZQI_RS_LIMIT_LOG_MS, &skipped))
+    if (!zqi_log_limit_due (&self->limit_log[which], zqi_r_now (&self->common), ZQI_RS_LIMIT_LOG_MS,
+                            &skipped))
         return;
     uint64_t refused = skipped + 1;
     if (which == ZQI_RS_LIMIT_QUEUES)
@@ -71,6 +91,18 @@ zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name)
                  " queues open, none idle; RLIMIT_NOFILE allows %" PRIu32 ", new queues %" PRIu32
                  "; %" PRIu64 " refused since the last such line)",
                  name, self->open_count, self->open_max, zqi_rs_open_new_max (self), refused);
+    else if (which == ZQI_RS_LIMIT_AUTO)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: new queue %s refused: max_auto_queues (%" PRIu32
+                 ") queues made by clients exist; delete some (zq delete) or raise it (%" PRIu64
+                 " refused since the last such line)",
+                 name, self->max_auto_queues, refused);
+    else if (which == ZQI_RS_LIMIT_NO_SPACE)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: PUT to %s refused: %" PRIu64
+                 " bytes free on the spool's filesystem, under min_free_bytes (%" PRIu64
+                 "; %" PRIu64 " refused since the last such line)",
+                 name, self->disk.free_bytes, self->disk.min_free_bytes, refused);
     else if (which == ZQI_RS_LIMIT_CONSUMER)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: CONSUME of %s refused: a connection consumes at most "
@@ -244,9 +276,18 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         places = 0;
     else if (!is_dead && self->max_attempts && !self->starting && !s_dead_child (self, key))
         places = 2;
-    uint64_t taken = (uint64_t)self->queue_count + (self->starting ? 0 : self->dead_unmade);
+    uint64_t taken =
+        (uint64_t)self->queue_count - self->free_count + (self->starting ? 0 : self->dead_unmade);
     if (places && taken + places > self->max_queues) {
         zqi_rs_limit_log (self, ZQI_RS_LIMIT_QUEUES, key);
+        errno = ZQ_ELIMIT;
+        return NULL;
+    }
+    //  Queues a client makes by naming them have their own cap; those
+    //  found on disk at start count towards it but are always kept.
+    bool is_auto = !is_dead && !self->declaring;
+    if (is_auto && !self->starting && self->auto_count >= self->max_auto_queues) {
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_AUTO, key);
         errno = ZQ_ELIMIT;
         return NULL;
     }
@@ -269,6 +310,8 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
     }
     queue->dead = ZQI_R_NONE;
     queue->is_dead = is_dead;
+    queue->is_auto = is_auto;
+    queue->named_ms = zqi_r_now (&self->common);
     return queue;
 }
 
@@ -279,7 +322,20 @@ void
 zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 {
     queue->index = self->queue_count;
-    self->queues[self->queue_count++] = queue;
+    if (self->free_count) {
+        //  A deleted queue's slot (its dedupe records were forgotten).
+        for (uint32_t index = 0; index < self->queue_count; index++)
+            if (!self->queues[index]->name) {
+                free (self->queues[index]);
+                queue->index = index;
+                break;
+            }
+        self->free_count--;
+    } else
+        self->queue_count++;
+    self->queues[queue->index] = queue;
+    if (queue->is_auto)
+        self->auto_count++;
     zhashx_insert (self->queue_by_name, queue->name, (void *)(uintptr_t)(queue->index + 1));
     if (queue->is_dead) {
         zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
@@ -336,11 +392,13 @@ zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool crea
                 return NULL;
             }
             zqi_rs_queue_register (self, queue);
+            zqi_rs_event (self, ZQI_RS_EVENT_QUEUE, "queue %s created", queue->name);
         }
     }
     if (zqi_rs_queue_open (self, queue, false))
         return NULL;
     self->last_queue = queue;
+    queue->named_ms = zqi_r_now (&self->common);
     return queue;
 }
 
@@ -439,6 +497,7 @@ zqi_rs_consumer_new (zqi_r_server_t *self, const uint8_t *route, size_t size)
     char key[512];
     zqi_rs_route_key (route, size, key);
     zhashx_insert (self->consumer_by_route, key, (void *)(uintptr_t)(index + 1));
+    zqi_rs_event (self, ZQI_RS_EVENT_CONSUMER, "consumer %u joined", consumer->session);
     return index;
 }
 
@@ -490,4 +549,146 @@ zqi_rs_unsubscribe (zqi_r_server_t *self, uint32_t index, zqi_rs_queue_t *queue)
     s_array_remove (queue->consumers, &queue->consumer_count, index);
     if (queue->rr >= queue->consumer_count)
         queue->rr = 0;
+}
+
+//  ---- Deleting queues ----------------------------------------------------
+
+//  Removes a directory and what it holds (a spool: files, perhaps a
+//  directory or two of them; links are removed, never followed), depth
+//  levels down at most.
+void
+zqi_rs_remove_tree (const char *path, int depth)
+{
+    DIR *dir = opendir (path);
+    if (dir) {
+        struct dirent *item;
+        while ((item = readdir (dir))) {
+            if (streq (item->d_name, ".") || streq (item->d_name, ".."))
+                continue;
+            char *child = zsys_sprintf ("%s/%s", path, item->d_name);
+            struct stat info;
+            if (child && lstat (child, &info) == 0) {
+                if (S_ISDIR (info.st_mode) && depth > 0)
+                    zqi_rs_remove_tree (child, depth - 1);
+                else
+                    unlink (child);
+            }
+            zstr_free (&child);
+        }
+        closedir (dir);
+    }
+    rmdir (path);
+}
+
+//  Messages queue holds, ready, delayed or in flight. A queue closed
+//  after use answers from what its spool held when closed (nothing
+//  reaches a closed spool); one known by name only since the start is
+//  opened to count (UINT64_MAX if it cannot be).
+uint64_t
+zqi_rs_queue_depth (zqi_r_server_t *self, zqi_rs_queue_t *queue)
+{
+    if (!queue->spool && !queue->used && zqi_rs_queue_open (self, queue, false))
+        return UINT64_MAX;
+    zq_spool_stats_t stats = queue->closed_stats;
+    if (queue->spool)
+        zq_spool_stats (queue->spool, &stats);
+    return stats.depth;
+}
+
+//  Deletes queue: its entries (the deliveries of it are gone for their
+//  consumers), its consumers (each told with ERROR 13), its dedupe
+//  records, its spool and directory, its name. Its slot stays, free, for
+//  the next new queue. Called between rounds only (no PUT of this round
+//  waits on it). Returns how many messages it held.
+uint64_t
+zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue)
+{
+    uint64_t dropped = zqi_rs_queue_depth (self, queue);
+    if (dropped == UINT64_MAX)
+        dropped = 0;
+    for (uint32_t index = 0; index < self->table.capacity; index++) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->in_use && entry->queue == queue->index) {
+            zqi_rs_entry_leave (self, index);
+            zqi_r_table_remove (&self->table, index);
+        }
+    }
+    while (queue->consumer_count) {
+        uint32_t consumer = queue->consumers[0];
+        zqi_rs_consumer_t *holder = &self->consumers[consumer];
+        if (consumer != ZQI_RS_LOCAL) {
+            char reason[ZQ_QUEUE_NAME_MAX + 64];
+            snprintf (reason, sizeof reason, "queue deleted: %s", queue->name);
+            zqi_rs_send_error (self, holder->route, holder->route_size, ZQI_R_CODE_DELETED, reason);
+        }
+        zqi_rs_unsubscribe (self, consumer, queue);
+    }
+    zqi_r_dedupe_forget_queue (&self->dedupe, queue->index);
+    if (queue->is_dead) {
+        zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
+        if (parent) {
+            parent->dead = ZQI_R_NONE;
+            if (self->max_attempts)
+                self->dead_unmade++; //  its place is kept again
+        }
+    } else if (queue->dead == ZQI_R_NONE && self->max_attempts && self->dead_unmade)
+        self->dead_unmade--; //  the place kept for its NAME.dead
+    if (queue->spool) {
+        zq_spool_destroy (&queue->spool);
+        self->open_count--;
+    }
+    if (self->spool_dir) {
+        //  Renamed first: a crash from here on leaves no queue by this
+        //  name, and the start removes what is left.
+        char *dir = zsys_sprintf ("%s/%s", self->spool_dir, queue->name);
+        char *gone = zsys_sprintf ("%s/%s%s", self->spool_dir, ZQI_RS_DELETED_PREFIX, queue->name);
+        if (dir && gone) {
+            if (rename (dir, gone) == 0)
+                zqi_rs_remove_tree (gone, 4);
+            else if (errno != ENOENT)
+                zqi_log (ZQ_LOG_ERROR, "reliable: cannot remove %s: %s", dir, strerror (errno));
+        }
+        zstr_free (&dir);
+        zstr_free (&gone);
+    }
+    zhashx_delete (self->queue_by_name, queue->name);
+    if (queue->is_auto)
+        self->auto_count--;
+    if (self->last_queue == queue)
+        self->last_queue = NULL;
+    free (queue->name);
+    free (queue->consumers);
+    uint32_t index = queue->index;
+    memset (queue, 0, sizeof *queue);
+    queue->index = index;
+    queue->dead = ZQI_R_NONE;
+    self->free_count++;
+    return dropped;
+}
+
+//  Deletes client-made queues unnamed for auto_queue_idle_ms that hold
+//  nothing, have no consumer and whose NAME.dead (if any) holds nothing.
+void
+zqi_rs_sweep (zqi_r_server_t *self, int64_t now)
+{
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        zqi_rs_queue_t *queue = self->queues[index];
+        //  Queues past the fd budget at start, never named since, are
+        //  left until named: counting them would open each.
+        if (!queue->name || !queue->is_auto || queue->consumer_count || queue->in_flight ||
+            queue->held || queue->appended || now - queue->named_ms < self->auto_idle_ms ||
+            (!queue->spool && !queue->used) || zqi_rs_queue_depth (self, queue))
+            continue;
+        zqi_rs_queue_t *dead = queue->dead != ZQI_R_NONE ? self->queues[queue->dead] : NULL;
+        if (dead && (dead->declared || dead->consumer_count || dead->in_flight || dead->held ||
+                     (!dead->spool && !dead->used) || zqi_rs_queue_depth (self, dead)))
+            continue;
+        zqi_log (ZQ_LOG_NOTICE,
+                 "reliable: queue %s deleted: made by a client, empty and unused for %" PRId64
+                 " ms (auto_queue_idle_ms)",
+                 queue->name, now - queue->named_ms);
+        if (dead)
+            zqi_rs_queue_remove (self, dead);
+        zqi_rs_queue_remove (self, queue);
+    }
 }

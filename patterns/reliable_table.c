@@ -466,3 +466,16 @@ zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key)
     s_hash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);
     dedupe->ring[index].stored_ms = INT64_MIN;
 }
+
+void
+zqi_r_dedupe_forget_queue (zqi_r_dedupe_t *dedupe, uint32_t queue)
+{
+    for (uint32_t i = 0; i < dedupe->count; i++) {
+        uint32_t index = (dedupe->head + i) & (dedupe->capacity - 1);
+        zqi_r_seen_t *seen = &dedupe->ring[index];
+        if (seen->stored_ms != INT64_MIN && seen->queue == queue) {
+            s_hash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);
+            seen->stored_ms = INT64_MIN;
+        }
+    }
+}

@@ -13,15 +13,6 @@
     =========================================================================
 */
 #include "reliable.h"
-#include <sys/time.h>
-
-int64_t
-zqi_r_wall_ms (void)
-{
-    struct timeval now;
-    gettimeofday (&now, NULL);
-    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
-}
 
 //  ---- msgpack reading beyond zqi_mp_read_* -------------------------------
 
@@ -429,6 +420,10 @@ zqi_r_code_errno (uint64_t code)
             return EBUSY; //  the server's descriptors, not ours: not EMFILE
         case ZQI_R_CODE_DENIED:
             return EACCES;
+        case ZQI_R_CODE_NO_SPACE:
+            return ENOSPC;
+        case ZQI_R_CODE_DELETED:
+            return ZQ_ENOTFOUND;
         default:
             return ZQ_EPROTO;
     }

@@ -131,7 +131,7 @@ typedef struct {
     uint32_t heap_index;
     uint32_t server;     //  client: server of the current attempt (S_NONE: none yet)
     uint32_t prev, next; //  expired or pending list (client), age list (server), free list
-    int64_t deadline;    //  client: end of the current attempt (zclock_mono)
+    int64_t deadline;    //  client: end of the current attempt (ctx->clock)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
     uint32_t route_size; //  server: routing frames as [size][bytes]...
@@ -171,7 +171,7 @@ typedef struct {
     zq_msg_t *failed; //  the last request reported failed, not yet taken
     //  Client: its servers, in the order connected; the next in turn; the
     //  socket monitor that reports their connections, and when it was
-    //  last read (zclock_mono).
+    //  last read (ctx->clock, as every time here).
     s_server_t *servers;
     uint32_t server_count;
     uint32_t next_server;
@@ -180,6 +180,7 @@ typedef struct {
     zsock_t *monitor;
     void *monitor_handle;
     int64_t monitor_read_ms;
+    zqi_log_limit_t retry_log; //  client: "retrying" lines, at most one a second
     //  Server: routes from oldest to newest; scratch for one route.
     s_list_t age;
     uint8_t route[S_MAX_HOPS * 256];
@@ -712,6 +713,21 @@ s_attempt (s_rpc_t *self, uint32_t index, int64_t now)
     }
 }
 
+//  Says (at notice level, at most once a second) that a request is sent
+//  again, and why: its attempt's deadline passed, or its server went.
+static void
+s_log_retry (s_rpc_t *self, uint32_t index, int64_t now, const char *why)
+{
+    uint64_t skipped = 0;
+    if (!zqi_log_limit_due (&self->retry_log, now, 1000, &skipped))
+        return;
+    char id_hex[ZQ_MSG_ID_SIZE * 2 + 1];
+    zqi_log (ZQ_LOG_NOTICE, "rpc: request %s %s: retrying (attempt %u of %u)%s",
+             zq_msg_id_hex (self->entries[index].request, id_hex), why,
+             self->entries[index].attempts + 1, self->retries + 1,
+             skipped ? " (and other requests)" : "");
+}
+
 //  Retries requests whose attempt deadline has passed, and moves those
 //  out of attempts to the expired list.
 static void
@@ -719,9 +735,12 @@ s_run_timers (s_rpc_t *self, int64_t now)
 {
     while (self->heap_size && self->entries[self->heap[0]].deadline <= now) {
         uint32_t index = self->heap[0];
-        if (self->entries[index].attempts <= self->retries)
+        if (self->entries[index].attempts <= self->retries) {
+            char why[64];
+            snprintf (why, sizeof why, "had no reply within %d ms", self->request_timeout_ms);
+            s_log_retry (self, index, now, why);
             s_attempt (self, index, now);
-        else {
+        } else {
             s_heap_remove (self, index);
             if (self->entries[index].pending)
                 s_pending_remove (self, index);
@@ -742,8 +761,10 @@ s_reroute (s_rpc_t *self, int64_t now)
     for (uint32_t index = 0; index < self->capacity; index++) {
         s_entry_t *entry = &self->entries[index];
         if (entry->in_use && !entry->expired && !entry->pending && entry->server != S_NONE &&
-            !self->servers[entry->server].live && entry->attempts <= self->retries)
+            !self->servers[entry->server].live && entry->attempts <= self->retries) {
+            s_log_retry (self, index, now, "lost its server");
             s_attempt (self, index, now);
+        }
     }
 }
 
@@ -810,7 +831,7 @@ s_client_forget (s_rpc_t *self, uint32_t index)
 static int
 s_client_send (s_rpc_t *self, zq_msg_t **msg_p)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     if (now != self->monitor_read_ms ||
         (self->heap_size && self->entries[self->heap[0]].deadline <= now))
         s_client_tend (self, now, !self->reroute_due || s_socket_idle (self));
@@ -883,7 +904,7 @@ s_client_recv (s_rpc_t *self, int flags)
         zq_msg_set_id (reply, id);
         return reply;
     }
-    s_client_tend (self, zclock_mono (), socket_idle);
+    s_client_tend (self, zqi_clock_mono (self->ctx->clock), socket_idle);
     if (self->expired.head != S_NONE) {
         zq_msg_destroy (&self->failed);
         self->failed = s_client_forget (self, self->expired.head);
@@ -1188,7 +1209,7 @@ s_events (void *state, int zmq_events)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->is_client)
         return zmq_events;
-    if (s_client_tend (self, zclock_mono (), !(zmq_events & ZMQ_POLLIN))) {
+    if (s_client_tend (self, zqi_clock_mono (self->ctx->clock), !(zmq_events & ZMQ_POLLIN))) {
         //  Sending may have taken in a reply's arrival: look again.
         size_t size = sizeof zmq_events;
         if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &zmq_events, &size))
@@ -1210,7 +1231,7 @@ s_next_timer_ms (void *state)
     s_rpc_t *self = (s_rpc_t *)state;
     if (!self->heap_size)
         return -1;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->ctx->clock);
     int64_t wait_ms = self->entries[self->heap[0]].deadline - now;
     //  While requests wait, liveness events are looked at regularly even
     //  by an event loop that only watches the socket's fd.

@@ -56,6 +56,29 @@ typedef struct {
 bool zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms,
                         uint64_t *skipped_p);
 
+//  The free-space watermark of a spool's filesystem (src/zq_disk.c).
+//  statvfs is asked at most once per ZQI_DISK_CHECK_MS, or sooner once
+//  ZQI_DISK_CHECK_BYTES were written since it was last asked.
+#define ZQI_DISK_CHECK_MS    1000
+#define ZQI_DISK_CHECK_BYTES (16 * 1024 * 1024)
+typedef struct {
+    const char *path;        //  a directory on the filesystem (not owned)
+    uint64_t min_free_bytes; //  0: never low
+    uint64_t free_bytes;     //  at the last look (UINT64_MAX: none yet)
+    uint64_t written;        //  bytes written since the last look
+    int64_t next_check_ms;   //  monotonic ms of the next look
+    bool checked;
+    bool low; //  under min_free_bytes at the last look
+} zqi_disk_watch_t;
+
+//  Starts a watch of path's filesystem (path NULL or "": never low).
+void zqi_disk_watch_init (zqi_disk_watch_t *watch, const char *path, uint64_t min_free_bytes);
+//  Counts bytes about to be written at now_ms (monotonic) and returns true
+//  if the filesystem is under the watermark: as last seen, or as seen now
+//  when a look is due. A change either way is logged once (a warning when
+//  it goes under, a notice when space returns).
+bool zqi_disk_low (zqi_disk_watch_t *watch, int64_t now_ms, size_t bytes);
+
 //  Checks that data holds well-formed msgpack: exactly one object if
 //  used_p is NULL, or the first object (its length stored in *used_p)
 //  otherwise. Every declared length is checked against the bytes present
@@ -133,6 +156,10 @@ void zqi_msg_take_body (zq_msg_t *self, void *data, size_t size);
 //  zactor_t: for patterns, which hold the handle.
 int zqi_msg_send_to (zq_msg_t **self_p, void *handle, int flags);
 zq_msg_t *zqi_msg_recv_from (void *handle, int flags, size_t max_size);
+//  zqi_msg_recv_from for a first frame the caller received itself: takes
+//  its content (*first is left empty; the caller still closes it), reads
+//  the message's further frames from handle and decodes the whole.
+zq_msg_t *zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size);
 
 //  Size of msg's one-frame wire form (header immediately followed by the body).
 size_t zqi_msg_wire_size (const zq_msg_t *self);
@@ -169,5 +196,18 @@ int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error, 
 //  share a slot.
 ZQ_EXPORT uint64_t zqi_rpc_id_hash (uint64_t seed, const uint8_t *id);
 ZQ_EXPORT uint64_t zqi_rpc_id_seed (const void *table);
+
+//  ---- fsync latency (src/zq_spool_store.c) ------------------------------
+//  Durations of the group-commit fdatasync calls of every on-disk spool in
+//  the process (the disk's latency, whichever queue asked), for the
+//  device's metrics. Bucket i counts calls that took at most
+//  zqi_fsync_bounds_s[i] seconds and more than the bound before it; the
+//  last, ZQI_FSYNC_BUCKETS, counts the slower ones. Thread-safe.
+#define ZQI_FSYNC_BUCKETS 14
+extern const double zqi_fsync_bounds_s[ZQI_FSYNC_BUCKETS];
+//  Copies the counts (not cumulative) and the sum of all durations.
+void zqi_spool_fsync_histogram (uint64_t counts[ZQI_FSYNC_BUCKETS + 1], uint64_t *sum_ns_p);
+//  Adds one call that took duration_ns.
+void zqi_spool_fsync_observe (uint64_t duration_ns);
 
 #endif

@@ -1310,28 +1310,39 @@ s_recv_multipart (zmq_msg_t *first, void *handle, int flags, size_t max_size)
 zq_msg_t *
 zqi_msg_recv_from (void *handle, int flags, size_t max_size)
 {
+    zmq_msg_t first;
+    zmq_msg_init (&first);
+    if (zmq_msg_recv (&first, handle, flags) == -1) {
+        int saved_errno = errno;
+        zmq_msg_close (&first);
+        errno = saved_errno;
+        return NULL;
+    }
+    zq_msg_t *self = zqi_msg_from_frame (&first, handle, flags, max_size);
+    int saved_errno = errno;
+    zmq_msg_close (&first);
+    errno = saved_errno;
+    return self;
+}
+
+zq_msg_t *
+zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size)
+{
     if (max_size == 0)
         max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
-    //  The first frame arrives in the message's own frame, which keeps it
-    //  when the message has the one-frame form.
+    if (zmq_msg_more (first)) {
+        zq_msg_t *self = s_recv_multipart (first, handle, flags, max_size);
+        int saved_errno = errno;
+        zmq_msg_init (first); //  closed there: leave it closable
+        errno = saved_errno;
+        return self;
+    }
+    //  A one-frame message keeps its frame and points into it.
     zq_msg_t *self = s_struct_new ();
     if (!self)
         return NULL;
     zmq_msg_init (&self->frame);
-    if (zmq_msg_recv (&self->frame, handle, flags) == -1) {
-        int saved_errno = errno;
-        zmq_msg_close (&self->frame);
-        s_struct_free (self);
-        errno = saved_errno;
-        return NULL;
-    }
-    if (zmq_msg_more (&self->frame)) {
-        zq_msg_t *decoded = s_recv_multipart (&self->frame, handle, flags, max_size);
-        int saved_errno = errno;
-        s_struct_free (self);
-        errno = saved_errno;
-        return decoded;
-    }
+    zmq_msg_move (&self->frame, first);
     const uint8_t *data = (const uint8_t *)zmq_msg_data (&self->frame);
     size_t size = zmq_msg_size (&self->frame);
     zqi_envelope_t envelope;

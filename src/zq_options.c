@@ -37,6 +37,10 @@ static const zq_option_info_t s_table[] = {
      "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE; a reliable server's"
      " is at least twice this, so it can refuse a bigger PUT by its id)",
      NULL},
+    {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
+     "pipeline producer: largest batch frame made of messages that found no room"
+     " (0 = every message alone)",
+     NULL},
     {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
      "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)", NULL},
     {"send_timeout_ms", ZQ_OPTION_INT, 5000, NULL, -1, INT_MAX,
@@ -108,6 +112,18 @@ static const zq_option_info_t s_table[] = {
      NULL},
     {"max_consumer_queues", ZQ_OPTION_INT, 64, NULL, 1, 1000000,
      "reliable server: most queues one remote consumer (one connection) consumes at once", NULL},
+    {"max_auto_queues", ZQ_OPTION_INT, 256, NULL, 0, 1000000,
+     "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
+     " and dead-letter queues do not count)",
+     NULL},
+    {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
+     "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
+     " long is deleted (0 = never)",
+     NULL},
+    {"min_free_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable server: PUTs are refused while the spool's filesystem has less free space"
+     " (0 = no watermark)",
+     NULL},
     {"curve_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
      "CURVE: certificate file with this queue's keys (zmakecert; PATH_secret is read first);"
      " alone it makes the queue a CURVE server",

@@ -27,6 +27,7 @@
 #define ZQ_PATTERN_H_INCLUDED
 
 #include "zq_internal.h"
+#include "zq_clock.h"
 #include "zq_queue.h"
 
 //  What the core gives a pattern at open; it stays valid, unchanged, until
@@ -39,7 +40,26 @@ typedef struct {
     size_t max_message_bytes;    //  for zq_msg_recv
     zq_queue_stats_t *stats;     //  patterns count dropped, gaps, ...; the
                                  //  core counts sent, received and errors
+    zqi_clock_t *clock;          //  where every timer of the pattern reads
+                                 //  the time (zq_clock.h); NULL: the real one
+    int wake_fd;                 //  readable when a fake clock moves; -1
 } zq_pattern_ctx_t;
+
+//  What a wait hook calls instead of zmq_poll on its one socket: waits up
+//  to timeout_ms (-1 = no limit) for events (ZMQ_POLLIN / ZMQ_POLLOUT) on
+//  handle or, with a fake clock, for the clock to move, so the timers it
+//  makes due run at once. Returns 0 (ready or not), or -1 with errno.
+int zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long timeout_ms);
+
+//  Test only (exported for the test programs, not part of the API): as
+//  zq_queue_new, with the queue's pattern timers reading clock (NULL: the
+//  real clock), which must outlive the queue. While the queue waits in
+//  zq_queue_send / _recv / _post / _reply, advancing a fake clock wakes it
+//  to run the pattern's timers at once; the caller's timeout_ms stays real
+//  time.
+ZQ_EXPORT zq_queue_t *zqi_queue_new_clocked (const char *pattern_name, zq_role_t role,
+                                             const char *endpoints, const zq_options_t *options,
+                                             zqi_clock_t *clock);
 
 //  How one role is built: its socket type (0 = the pattern lacks the
 //  role) and whether endpoints without '@' or '>' bind.
@@ -105,9 +125,17 @@ typedef struct {
 
     //  Optional. Waits up to timeout_ms (-1 = no limit) until the socket
     //  may be ready for what (ZMQ_POLLIN or ZMQ_POLLOUT), for patterns whose
-    //  readiness zmq_poll cannot see (an XPUB always polls writable).
-    //  Returns 0 (ready or not: the core tries again), or -1 with errno.
+    //  readiness zmq_poll cannot see (an XPUB always polls writable). A
+    //  pattern with timers waits through zqi_pattern_poll, which a fake
+    //  clock's advance wakes. Returns 0 (ready or not: the core tries
+    //  again), or -1 with errno.
     int (*wait) (void *state, short what, long timeout_ms);
+
+    //  Optional. One non-blocking attempt to hand libzmq what send took
+    //  but still holds (a batch gathered while there was no room): 0 when
+    //  nothing is held any more, else -1 with errno (EAGAIN: wait for
+    //  ZMQ_POLLOUT and try again). NULL: the pattern never holds any.
+    int (*flush) (void *state);
 
     //  Optional. Milliseconds until the pattern needs send or recv to be
     //  called again for its own timers (retries, heartbeats), or -1 for
@@ -153,6 +181,8 @@ typedef struct {
     int (*redrive) (void *state, const char *name, uint64_t *count_p);
     //  Optional, a server holding named queues: zq_queue_set_authorizer.
     int (*authorizer) (void *state, zq_queue_authorize_fn *fn, void *arg);
+    int (*delete_queue) (void *state, const char *name, int flags, uint64_t *count_p);
+    int (*refusals) (void *state, uint64_t *counts, size_t count);
 } zq_pattern_t;
 
 //  How settle settles a message.

@@ -188,6 +188,13 @@ zq_queue_t *
 zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
               const zq_options_t *options)
 {
+    return zqi_queue_new_clocked (pattern_name, role, endpoints, options, NULL);
+}
+
+zq_queue_t *
+zqi_queue_new_clocked (const char *pattern_name, zq_role_t role, const char *endpoints,
+                       const zq_options_t *options, zqi_clock_t *clock)
+{
     const zq_pattern_t *pattern = zqi_pattern_lookup (pattern_name);
     if (!pattern || role < 1 || role > ZQ_ROLE_MAX || !pattern->roles[role].socket_type ||
         !endpoints) {
@@ -203,6 +210,7 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
     self->pattern = pattern;
     self->role = role;
     self->sndtimeo_ms = self->rcvtimeo_ms = -1; //  libzmq's defaults
+    self->ctx.wake_fd = -1;
     self->options = zq_options_dup (options);
     self->state = pattern->state_size ? calloc (1, pattern->state_size) : NULL;
     if (!self->options || (pattern->state_size && !self->state)) {
@@ -220,9 +228,14 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
         self->ctx.role = role;
         self->ctx.options = self->options;
         self->ctx.stats = &self->stats;
+        self->ctx.clock = clock;
     }
     bool opened = false;
     int rc = self->sock ? s_apply_options (self) : -1;
+    if (rc == 0 && clock) {
+        self->ctx.wake_fd = zqi_clock_watch (clock);
+        rc = self->ctx.wake_fd >= 0 ? 0 : -1;
+    }
     if (rc == 0)
         rc = zqi_curve_apply (self->sock, self->options, &self->auth);
     if (rc == 0) {
@@ -237,6 +250,7 @@ zq_queue_new (const char *pattern_name, zq_role_t role, const char *endpoints,
             pattern->close (self->state);
         zsock_destroy (&self->sock);
         zactor_destroy (&self->auth);
+        zqi_clock_unwatch (clock, self->ctx.wake_fd);
         zq_options_destroy (&self->options);
         free (self->state);
         free (self->endpoint);
@@ -260,6 +274,8 @@ zq_queue_close (zq_queue_t *self, size_t *unsent_p)
     zsock_destroy (&self->sock);
     self->handle = NULL;
     zactor_destroy (&self->auth);
+    zqi_clock_unwatch (self->ctx.clock, self->ctx.wake_fd);
+    self->ctx.wake_fd = -1;
     if (unsent_p)
         *unsent_p = unsent;
     return 0;
@@ -282,8 +298,10 @@ zq_queue_destroy (zq_queue_t **self_p)
 
 //  How long the next wait may last: until the deadline, or the next
 //  pattern timer if sooner (-1: no limit). The deadline is set on the
-//  first wait, so the fast path never reads the clock. Returns 0, or -1
-//  with errno EAGAIN (deadline passed).
+//  first wait, so the fast path never reads the clock. It is the caller's
+//  real time (how long its thread may wait), read from the system clock;
+//  the pattern's timers run on the queue's clock. Returns 0, or -1 with
+//  errno EAGAIN (deadline passed).
 static int
 s_wait_ms (zq_queue_t *self, int timeout_ms, int64_t *deadline_p, long *wait_ms_p)
 {
@@ -305,6 +323,19 @@ s_wait_ms (zq_queue_t *self, int timeout_ms, int64_t *deadline_p, long *wait_ms_
     return 0;
 }
 
+int
+zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long timeout_ms)
+{
+    //  With a fake clock, its advance wakes the wait too: the timers due
+    //  after it run at once, not after timeout_ms of real time.
+    zmq_pollitem_t items[2] = {{handle, 0, events, 0}, {NULL, ctx->wake_fd, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, ctx->wake_fd >= 0 ? 2 : 1, timeout_ms) < 0)
+        return -1;
+    if (items[1].revents & ZMQ_POLLIN)
+        zqi_clock_drain (ctx->wake_fd);
+    return 0;
+}
+
 //  Waits until the socket may be ready for what (ZMQ_POLLIN/ZMQ_POLLOUT),
 //  a pattern timer is due, or the deadline passes. Returns 0 to try
 //  again, or -1 with errno EAGAIN (deadline passed), EINTR or ETERM.
@@ -316,10 +347,7 @@ s_wait (zq_queue_t *self, short what, int timeout_ms, int64_t *deadline_p)
         return -1;
     if (self->pattern->wait)
         return self->pattern->wait (self->state, what, wait_ms);
-    zmq_pollitem_t item = {self->handle, 0, what, 0};
-    if (zmq_poll (&item, 1, wait_ms) < 0)
-        return -1;
-    return 0;
+    return zqi_pattern_poll (&self->ctx, self->handle, what, wait_ms);
 }
 
 //  Before a send_blocking or recv_blocking call: sets the socket's
@@ -372,7 +400,8 @@ s_send_retry (zq_queue_t *self, s_send_kind_t kind, const zq_msg_t *request, zq_
     while (errno == EAGAIN && timeout_ms != 0) {
         short what = s_send_wait (self);
         int rc;
-        if (kind == S_SEND && what == ZMQ_POLLOUT && self->pattern->send_blocking) {
+        if (kind == S_SEND && what == ZMQ_POLLOUT && self->pattern->send_blocking &&
+            self->ctx.wake_fd < 0) {
             if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
                 return -1;
             rc = self->pattern->send_blocking (self->state, msg_p);
@@ -408,6 +437,26 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
         return 0;
     }
     return s_send_retry (self, S_SEND, NULL, msg_p, timeout_ms);
+}
+
+int
+zq_queue_flush (zq_queue_t *self, int timeout_ms)
+{
+    if (!self)
+        return zqi_fail (EINVAL);
+    if (!self->handle)
+        return zqi_fail (ENOTSOCK);
+    if (!self->pattern->flush || self->pattern->flush (self->state) == 0)
+        return 0;
+    timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
+    int64_t deadline = 0;
+    while (errno == EAGAIN && timeout_ms != 0) {
+        if (s_wait (self, ZMQ_POLLOUT, timeout_ms, &deadline))
+            return -1;
+        if (self->pattern->flush (self->state) == 0)
+            return 0;
+    }
+    return -1;
 }
 
 zq_msg_t *
@@ -458,7 +507,7 @@ zq_queue_recv (zq_queue_t *self, int timeout_ms)
             wait = true;
         } else
             return NULL;
-        if (wait && self->pattern->recv_blocking) {
+        if (wait && self->pattern->recv_blocking && self->ctx.wake_fd < 0) {
             if (s_set_wait (self, ZMQ_RCVTIMEO, &self->rcvtimeo_ms, timeout_ms, &deadline))
                 return NULL;
             msg = self->pattern->recv_blocking (self->state);
@@ -757,12 +806,36 @@ zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *count_p)
 }
 
 int
+zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count)
+{
+    if (s_admin_check (self, self && self->pattern->refusals != NULL, ""))
+        return -1;
+    if (!counts && count)
+        return zqi_fail (EINVAL);
+    return self->pattern->refusals (self->state, counts, count);
+}
+
+int
 zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
 {
     if (s_admin_check (self, self && self->pattern->redrive != NULL, name))
         return -1;
     uint64_t count = 0;
     int rc = self->pattern->redrive (self->state, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
+int
+zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    if (s_admin_check (self, self && self->pattern->delete_queue != NULL, name))
+        return -1;
+    if (flags & ~ZQ_DELETE_FORCE)
+        return zqi_fail (EINVAL);
+    uint64_t count = 0;
+    int rc = self->pattern->delete_queue (self->state, name, flags, &count);
     if (count_p)
         *count_p = count;
     return rc;

@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -72,11 +73,42 @@ zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment)
     }
     if (zqi_spool_crash_point (self, segment))
         return zqi_fail (EIO);
+    struct timespec before, after;
+    clock_gettime (CLOCK_MONOTONIC, &before);
     if (fdatasync (segment->wfd))
         return -1;
+    clock_gettime (CLOCK_MONOTONIC, &after);
+    int64_t took_ns =
+        (int64_t)(after.tv_sec - before.tv_sec) * 1000000000 + (after.tv_nsec - before.tv_nsec);
+    zqi_spool_fsync_observe (took_ns > 0 ? (uint64_t)took_ns : 0);
     __atomic_add_fetch (&self->stats.fsyncs, 1, __ATOMIC_RELAXED);
     segment->synced = segment->end;
     return 0;
+}
+
+//  The process's fsync latency histogram (zq_internal.h): counters only,
+//  shared by every spool, updated with atomic adds.
+const double zqi_fsync_bounds_s[ZQI_FSYNC_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+static uint64_t s_fsync_counts[ZQI_FSYNC_BUCKETS + 1];
+static uint64_t s_fsync_sum_ns;
+
+void
+zqi_spool_fsync_observe (uint64_t duration_ns)
+{
+    size_t bucket = 0;
+    while (bucket < ZQI_FSYNC_BUCKETS && (double)duration_ns > zqi_fsync_bounds_s[bucket] * 1e9)
+        bucket++;
+    __atomic_add_fetch (&s_fsync_counts[bucket], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&s_fsync_sum_ns, duration_ns, __ATOMIC_RELAXED);
+}
+
+void
+zqi_spool_fsync_histogram (uint64_t counts[ZQI_FSYNC_BUCKETS + 1], uint64_t *sum_ns_p)
+{
+    for (size_t bucket = 0; bucket <= ZQI_FSYNC_BUCKETS; bucket++)
+        counts[bucket] = __atomic_load_n (&s_fsync_counts[bucket], __ATOMIC_RELAXED);
+    *sum_ns_p = __atomic_load_n (&s_fsync_sum_ns, __ATOMIC_RELAXED);
 }
 
 int

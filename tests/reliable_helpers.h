@@ -1,7 +1,8 @@
 /*  =========================================================================
     reliable_helpers - a reliable server running in an actor of its own
     (so a test's producer can wait for confirms while the server works),
-    with its counters read through the actor's pipe.
+    with its counters read through the actor's pipe, and optionally its
+    timers on a fake clock that the test advances (server_advance).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -12,20 +13,25 @@
 #define RELIABLE_HELPERS_H_INCLUDED
 
 #include "queue_helpers.h"
+#include "zq_pattern.h" //  zqi_queue_new_clocked, the fake clock
 
 typedef struct {
     const char *endpoints;
     zq_options_t *options;
+    zqi_clock_t *clock; //  NULL: the real clock
 } server_args_t;
 
 //  The actor: opens the server, answers "ENDPOINT", "INFO name" (the
 //  zq_queue_info_t as one frame, or an empty frame), "STATS" (the
-//  zq_queue_stats_t), and works the server until $TERM.
+//  zq_queue_stats_t), "RUN" (works the server once, then answers "ok":
+//  the timers a clock advance made due have run), and works the server
+//  until $TERM.
 static void
 server_actor (zsock_t *pipe, void *arg)
 {
     server_args_t *args = (server_args_t *)arg;
-    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, args->endpoints, args->options);
+    zq_queue_t *server = zqi_queue_new_clocked ("reliable", ZQ_SERVER, args->endpoints,
+                                                args->options, args->clock);
     zsock_signal (pipe, server ? 0 : 1);
     if (!server)
         return;
@@ -34,6 +40,7 @@ server_actor (zsock_t *pipe, void *arg)
     while (running) {
         int64_t timer = zq_queue_next_timer_ms (server);
         void *which = zpoller_wait (poller, timer < 0 || timer > 100 ? 100 : (int)timer);
+        bool run_requested = false;
         if (which == pipe) {
             zmsg_t *request = zmsg_recv (pipe);
             char *command = zmsg_popstr (request);
@@ -49,7 +56,9 @@ server_actor (zsock_t *pipe, void *arg)
                 else
                     zsock_send (pipe, "b", "", 0);
                 zstr_free (&name);
-            } else if (streq (command, "STATS")) {
+            } else if (streq (command, "RUN"))
+                run_requested = true;
+            else if (streq (command, "STATS")) {
                 zq_queue_stats_t stats;
                 zq_queue_stats (server, &stats);
                 zsock_send (pipe, "b", &stats, sizeof stats);
@@ -64,6 +73,8 @@ server_actor (zsock_t *pipe, void *arg)
             if (!(zq_queue_events (server) & ZQ_POLLIN))
                 break;
         }
+        if (run_requested)
+            zstr_send (pipe, "ok");
     }
     zpoller_destroy (&poller);
     zq_queue_destroy (&server);
@@ -76,12 +87,15 @@ typedef struct {
 } test_server_t;
 
 //  Starts a server bound on spec (e.g. "@tcp://127.0.0.1:*") with options
-//  (copied; NULL = defaults). Returns it, or NULL if it could not open.
+//  (copied; NULL = defaults), its timers on clock (NULL: the real one;
+//  the test destroys it after server_stop). Returns it, or NULL if it
+//  could not open.
 static inline test_server_t *
-server_start (const char *spec, const zq_options_t *options)
+server_start_clocked (const char *spec, const zq_options_t *options, zqi_clock_t *clock)
 {
     test_server_t *self = (test_server_t *)calloc (1, sizeof (test_server_t));
     assert_non_null (self);
+    self->args.clock = clock;
     self->args.endpoints = strdup (spec);
     self->args.options = options ? zq_options_dup (options) : zq_options_new ();
     self->actor = zactor_new (server_actor, &self->args);
@@ -96,6 +110,27 @@ server_start (const char *spec, const zq_options_t *options)
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     zstr_free (&endpoint);
     return self;
+}
+
+//  As server_start_clocked with the real clock.
+static inline test_server_t *
+server_start (const char *spec, const zq_options_t *options)
+{
+    return server_start_clocked (spec, options, NULL);
+}
+
+//  Advances the server's fake clock by ms and returns once the server has
+//  run the timers that made due (and sent what they send).
+static inline void
+server_advance (test_server_t *self, int64_t ms)
+{
+    assert_non_null (self->args.clock);
+    zqi_clock_advance (self->args.clock, ms);
+    zstr_send (self->actor, "RUN");
+    char *reply = zstr_recv (self->actor);
+    assert_non_null (reply);
+    assert_string_equal (reply, "ok");
+    zstr_free (&reply);
 }
 
 static inline void

@@ -70,18 +70,26 @@ take_numbered (zq_queue_t *consumer, int64_t number)
     zq_msg_destroy (&msg);
 }
 
-//  Starts a server bound on spec with server_options (checking that it
-//  opened), a producer, and a consumer subscribed to subject; returns the
-//  server.
+//  Starts a server bound on spec with server_options and its timers on
+//  clock (NULL: the real one), checking that it opened, a producer, and a
+//  consumer subscribed to subject; returns the server.
 static test_server_t *
-start_with_clients (const char *spec, const zq_options_t *server_options, const char *subject,
-                    zq_queue_t **producer_p, zq_queue_t **consumer_p)
+start_clocked_with_clients (const char *spec, const zq_options_t *server_options,
+                            zqi_clock_t *clock, const char *subject, zq_queue_t **producer_p,
+                            zq_queue_t **consumer_p)
 {
-    test_server_t *server = server_start (spec, server_options);
+    test_server_t *server = server_start_clocked (spec, server_options, clock);
     assert_non_null (server);
     *producer_p = open_client (ZQ_PRODUCER, server, NULL);
     *consumer_p = open_subscriber (server, NULL, subject);
     return server;
+}
+
+static test_server_t *
+start_with_clients (const char *spec, const zq_options_t *server_options, const char *subject,
+                    zq_queue_t **producer_p, zq_queue_t **consumer_p)
+{
+    return start_clocked_with_clients (spec, server_options, NULL, subject, producer_p, consumer_p);
 }
 
 //  Closes the consumer, then the producer, stops the server, and destroys
@@ -421,9 +429,10 @@ static void
 test_nack_backoff (void **state)
 {
     zq_options_t *server_options = options_with ("nack_backoff_ms", "200", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "retry", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "retry", &producer, &consumer);
     send_numbered (producer, "retry", 7);
     zq_msg_t *first = recv_one (consumer);
     assert_int_equal (zq_msg_attempt (first), 0);
@@ -432,14 +441,19 @@ test_nack_backoff (void **state)
     zq_msg_t *second = recv_one (consumer);
     assert_memory_equal (zq_msg_id (second), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_msg_attempt (second), 1);
-    //  Backoff: 200 ms doubled per attempt (attempt 2 now): >= 400 ms.
-    int64_t nacked = now_ms ();
+    //  Backoff: 200 ms doubled per attempt (attempt 2 now): 400 ms.
     assert_int_equal (zq_queue_nack (consumer, second, ZQ_NACK_BACKOFF), 0);
     zq_queue_info_t info;
     WAIT_INFO (server, "retry", info, info.nacked == 2);
     assert_int_equal (info.delayed, 1);
+    server_advance (server, 399);
+    assert_int_equal (server_info (server, "retry", &info), 0);
+    assert_int_equal (info.delayed, 1);
+    assert_int_equal (info.delivered, 2);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "retry", &info), 0);
+    assert_int_equal (info.delayed, 0);
     zq_msg_t *third = recv_one (consumer);
-    assert_true (now_ms () - nacked >= 390);
     assert_int_equal (zq_msg_attempt (third), 2);
     assert_int_equal (number_of (third), 7);
     assert_int_equal (zq_queue_ack (consumer, third), 0);
@@ -456,38 +470,52 @@ test_nack_backoff (void **state)
     zq_msg_destroy (&second);
     zq_msg_destroy (&third);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 static void
 test_visibility_and_touch (void **state)
 {
     zq_options_t *server_options = options_with ("visibility_timeout_ms", "300", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "slow", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "slow", &producer, &consumer);
     send_numbered (producer, "slow", 1);
-    //  Not acked: back after the visibility timeout with attempt 1.
+    //  Not acked: back after the visibility timeout, not 1 ms sooner, with
+    //  attempt 1.
     zq_msg_t *first = recv_one (consumer);
-    int64_t received = now_ms ();
+    server_advance (server, 299);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "slow", &info), 0);
+    assert_int_equal (info.timeouts, 0);
+    assert_int_equal (info.in_flight, 1);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "slow", &info), 0);
+    assert_int_equal (info.timeouts, 1);
     zq_msg_t *again = recv_one (consumer);
-    assert_true (now_ms () - received >= 280);
     assert_memory_equal (zq_msg_id (again), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_msg_attempt (again), 1);
-    //  Touched every 150 ms for 900 ms: never redelivered.
-    int64_t start = now_ms ();
-    while (now_ms () - start < 900) {
+    //  Touched every 150 ms for 900 ms: never redelivered. A marker acked
+    //  after each touch, on the same connection, shows that the server has
+    //  the touch before the clock moves.
+    for (int64_t n = 0; n < 6; n++) {
         assert_int_equal (zq_queue_touch (consumer, again, 300), 0);
-        zq_msg_t *none = zq_queue_recv (consumer, 150);
-        assert_null (none);
+        send_numbered (producer, "slow", 100 + n);
+        take_numbered (consumer, 100 + n);
+        WAIT_INFO (server, "slow", info, info.acked == (uint64_t)n + 1);
+        server_advance (server, 150);
+        assert_int_equal (server_info (server, "slow", &info), 0);
+        assert_int_equal (info.timeouts, 1);
     }
     assert_int_equal (zq_queue_ack (consumer, again), 0);
-    zq_queue_info_t info;
     WAIT_INFO (server, "slow", info, info.depth == 0);
     assert_int_equal (info.timeouts, 1);
-    assert_int_equal (info.delivered, 2);
+    assert_int_equal (info.delivered, 2 + 6);
     zq_msg_destroy (&first);
     zq_msg_destroy (&again);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 static void
@@ -495,20 +523,24 @@ test_dead_letter (void **state)
 {
     zq_options_t *server_options =
         options_with ("visibility_timeout_ms", "100", "max_attempts", "2", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "poison", &producer, &consumer);
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "poison", &producer, &consumer);
     send_numbered (producer, "poison", 13);
     zq_msg_t *first = recv_one (consumer);
+    server_advance (server, 100);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "poison", &info), 0);
+    assert_int_equal (info.timeouts, 1);
     zq_msg_t *second = recv_one (consumer); //  after the timeout
     assert_int_equal (zq_msg_attempt (second), 1);
     assert_int_equal (zq_queue_nack (consumer, second, 0), 0);
     //  Attempt 2 reaches max_attempts: dead-lettered, not delivered.
-    zq_queue_info_t info;
     WAIT_INFO (server, "poison", info, info.dead_lettered == 1);
     assert_int_equal (info.depth, 0);
     assert_int_equal (info.dead, 1);
-    assert_null (zq_queue_recv (consumer, 200));
+    assert_int_equal (info.delivered, 2);
     //  The dead-letter queue is an ordinary queue.
     zq_queue_t *doctor = open_subscriber (server, NULL, "poison.dead");
     zq_msg_t *dead = recv_one (doctor);
@@ -517,48 +549,67 @@ test_dead_letter (void **state)
     assert_memory_equal (zq_msg_id (dead), zq_msg_id (first), ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_queue_ack (doctor, dead), 0);
     WAIT_INFO (server, "poison", info, info.dead == 0);
+    assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&first);
     zq_msg_destroy (&second);
     zq_msg_destroy (&dead);
     zq_queue_destroy (&doctor);
     stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 //  ---- TTL, delays, dedupe -----------------------------------------------
 
+//  Sends msg (taking it) with header name set to value.
+static void
+send_with_header (zq_queue_t *producer, zq_msg_t *msg, const char *name, int64_t value)
+{
+    char text[32];
+    snprintf (text, sizeof text, "%" PRId64, value);
+    assert_int_equal (zq_msg_set_header (msg, name, text), 0);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+}
+
 static void
 test_ttl_and_delay (void **state)
 {
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    test_server_t *server = server_start_clocked ("@tcp://127.0.0.1:*", NULL, clock);
     zq_queue_t *producer = open_client (ZQ_PRODUCER, server, NULL);
-    //  Expired at once (created_ms + 0 <= now), a live one, a delayed one.
+    //  One that expires at its creation + 1000 ms, a live one, and one held
+    //  until 400 ms after that.
     zq_msg_t *msg = numbered ("timed", 1);
-    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "0"), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    msg = numbered ("timed", 2);
-    int64_t not_before = zclock_time () + 400;
-    char text[32];
-    snprintf (text, sizeof text, "%" PRId64, not_before);
-    assert_int_equal (zq_msg_set_header (msg, "zq-not-before-ms", text), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
-    msg = numbered ("timed", 3);
-    assert_int_equal (zq_msg_set_header (msg, "zq-ttl-ms", "600000"), 0);
-    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    int64_t expires = zq_msg_created_ms (msg) + 1000;
+    send_with_header (producer, msg, "zq-ttl-ms", 1000);
+    send_with_header (producer, numbered ("timed", 3), "zq-ttl-ms", 600000);
+    send_with_header (producer, numbered ("timed", 2), "zq-not-before-ms", expires + 400);
+    //  The clock was made before the messages: bring its wall time to the
+    //  expiry (messages carry the system's wall time of their creation).
+    assert_true (expires - zqi_clock_wall (clock) >= 1000);
+    server_advance (server, expires - zqi_clock_wall (clock));
     zq_queue_t *consumer = open_subscriber (server, NULL, "timed");
     zq_msg_t *live = recv_one (consumer);
     assert_int_equal (number_of (live), 3);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "timed", info, info.expired == 1 && info.delayed == 1);
+    server_advance (server, 399);
+    assert_int_equal (server_info (server, "timed", &info), 0);
+    assert_int_equal (info.delayed, 1);
+    assert_int_equal (info.delivered, 1);
+    server_advance (server, 1);
+    assert_int_equal (server_info (server, "timed", &info), 0);
+    assert_int_equal (info.delayed, 0);
     zq_msg_t *late = recv_one (consumer);
     assert_int_equal (number_of (late), 2);
-    assert_true (zclock_time () >= not_before);
     zq_queue_ack (consumer, live);
     zq_queue_ack (consumer, late);
-    zq_queue_info_t info;
     WAIT_INFO (server, "timed", info, info.depth == 0);
     assert_int_equal (info.expired, 1);
     assert_int_equal (info.delivered, 2);
     zq_msg_destroy (&live);
     zq_msg_destroy (&late);
     stop_with_clients (&consumer, &producer, &server, NULL);
+    zqi_clock_destroy (&clock);
 }
 
 static void
@@ -579,6 +630,38 @@ test_dedupe (void **state)
     take_numbered (consumer, 5);
     take_numbered (consumer, 6);
     stop_with_clients (&consumer, &producer, &server, NULL);
+}
+
+//  A PUT again within dedupe_window_ms of the first is confirmed without
+//  being stored; from the window's end on it is stored again.
+static void
+test_dedupe_window (void **state)
+{
+    zq_options_t *server_options = options_with ("dedupe_window_ms", "1000", NULL);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    zq_queue_t *producer, *consumer;
+    test_server_t *server = start_clocked_with_clients ("@tcp://127.0.0.1:*", server_options, clock,
+                                                        "window", &producer, &consumer);
+    zq_msg_t *msg = numbered ("window", 1);
+    zq_msg_t *within = zq_msg_dup (msg); //  same id
+    zq_msg_t *after = zq_msg_dup (msg);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    take_numbered (consumer, 1);
+    zq_queue_info_t info;
+    WAIT_INFO (server, "window", info, info.acked == 1);
+    server_advance (server, 999);
+    assert_int_equal (zq_queue_send (producer, &within, DEADLINE_MS), 0);
+    assert_int_equal (server_info (server, "window", &info), 0);
+    assert_int_equal (info.put, 1);
+    assert_int_equal (info.duplicates, 1);
+    server_advance (server, 1);
+    assert_int_equal (zq_queue_send (producer, &after, DEADLINE_MS), 0);
+    assert_int_equal (server_info (server, "window", &info), 0);
+    assert_int_equal (info.put, 2);
+    assert_int_equal (info.duplicates, 1);
+    take_numbered (consumer, 1);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+    zqi_clock_destroy (&clock);
 }
 
 //  An id is a dedupe key within its queue only: the same id put to
@@ -765,7 +848,8 @@ check_given_back_timer (bool durable)
                                           "reconnect_ms", "100", NULL);
     if (durable)
         assert_int_equal (zq_options_set (options, "outbox_dir", dir), 0);
-    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    zq_queue_t *producer = zqi_queue_new_clocked ("reliable", ZQ_PRODUCER, connect, options, clock);
     assert_non_null (producer);
     for (int n = 0; n < 3; n++) {
         zq_msg_t *msg = numbered ("given-back", n);
@@ -783,19 +867,26 @@ check_given_back_timer (bool durable)
         zmsg_destroy (&got);
     }
     zsock_destroy (&silent);
-    //  Past the confirm timeout, driven by the queue's own timer.
-    int64_t given_back = now_ms () + 250;
-    while (now_ms () < given_back) {
-        assert_true (zq_queue_events (producer) >= 0);
-        int64_t timer = zq_queue_next_timer_ms (producer);
-        assert_true (timer >= 0);
-        zmq_pollitem_t item = {NULL, zq_queue_fd (producer), ZMQ_POLLIN, 0};
-        zmq_poll (&item, 1, timer > 50 ? 50 : (long)timer);
+    //  Once the producer's socket has let go of the connection (no server
+    //  to take a PUT: with ZMQ_IMMEDIATE it is not writable) while the
+    //  clock stands still,
+    int64_t gone_deadline = now_ms () + DEADLINE_MS;
+    while (zsock_events (zq_queue_sock (producer)) & ZMQ_POLLOUT) {
+        assert_true (now_ms () < gone_deadline);
+        zclock_sleep (1); //  polling interval of a condition, not a wait for time
     }
+    //  before the confirm timeout the records wait for their confirms: the
+    //  queue asks to be called at the confirm timeout.
+    zqi_clock_advance (clock, 199);
+    assert_true (zq_queue_events (producer) >= 0);
+    assert_int_equal (zq_queue_next_timer_ms (producer), 1);
+    //  At the timeout they are given back.
+    zqi_clock_advance (clock, 1);
     assert_true (zq_queue_events (producer) >= 0);
     int64_t timer = zq_queue_next_timer_ms (producer);
     assert_true (timer >= 0 && timer <= 100);
     zq_queue_destroy (&producer);
+    zqi_clock_destroy (&clock);
     zq_options_destroy (&options);
     remove_tree (dir);
 }
@@ -805,6 +896,107 @@ test_given_back_timer (void **state)
 {
     check_given_back_timer (false);
     check_given_back_timer (true);
+}
+
+//  Receives the next PUT on router within the deadline, skipping other
+//  commands (a few pings); returns it, or NULL.
+static zmsg_t *
+recv_put (zsock_t *router)
+{
+    for (int skipped = 0; skipped < 16; skipped++) {
+        zmsg_t *msg = zmsg_recv (router);
+        if (!msg)
+            return NULL;
+        zmsg_first (msg); //  the routing id
+        zframe_t *command = zmsg_size (msg) >= 3 ? zmsg_next (msg) : NULL;
+        if (command && zframe_size (command) == 3 &&
+            memcmp (zframe_data (command), "\x92\x01\x01", 3) == 0)
+            return msg;
+        zmsg_destroy (&msg);
+    }
+    return NULL;
+}
+
+//  A stand-in server for the test below: takes two PUTs of one message on
+//  its ROUTER, moving the fake clock past the confirm timeout after the
+//  first, then confirms the message. Signals 0 when it did, 1 if a PUT did
+//  not come within the deadline.
+typedef struct {
+    zsock_t *router;
+    zqi_clock_t *clock;
+    int64_t confirm_timeout_ms;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+} stand_in_t;
+
+static void
+stand_in_actor (zsock_t *pipe, void *arg)
+{
+    stand_in_t *self = (stand_in_t *)arg;
+    zsock_signal (pipe, 0);
+    zsock_set_rcvtimeo (self->router, DEADLINE_MS);
+    zmsg_t *put = NULL;
+    int status = 0;
+    for (int attempt = 0; attempt < 2 && status == 0; attempt++) {
+        zmsg_destroy (&put);
+        put = recv_put (self->router);
+        if (!put)
+            status = 1;
+        else if (attempt == 0)
+            zqi_clock_advance (self->clock, self->confirm_timeout_ms);
+    }
+    if (status == 0) {
+        //  CONFIRM [id] (doc/PROTOCOL.md), to the PUT's sender.
+        uint8_t confirm[5 + ZQ_MSG_ID_SIZE] = {0x93, 0x01, 0x02, 0xc4, ZQ_MSG_ID_SIZE};
+        memcpy (confirm + 5, self->id, ZQ_MSG_ID_SIZE);
+        zmsg_t *reply = zmsg_new ();
+        zframe_t *routing = zmsg_pop (put);
+        zmsg_append (reply, &routing);
+        zmsg_addmem (reply, confirm, sizeof confirm);
+        zmsg_send (&reply, self->router);
+    }
+    zmsg_destroy (&put);
+    zsock_signal (pipe, (byte)status);
+    char *command = zstr_recv (pipe); //  $TERM
+    zstr_free (&command);
+}
+
+//  A producer blocked in zq_queue_send, waiting for a confirm, wakes when
+//  another thread moves its fake clock past the confirm timeout, and puts
+//  the message again at once: it does not sleep for the minute it computed
+//  from the clock before the clock moved.
+static void
+test_fake_clock_wakes_a_blocked_send (void **state)
+{
+    char dir[] = "/tmp/zq-reliable-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    char spec[300];
+    snprintf (spec, sizeof spec, "@ipc://%s/stand-in", dir);
+    stand_in_t stand_in = {zsock_new_router (spec), zqi_clock_fake_new (), 60000, {0}};
+    assert_non_null (stand_in.router);
+    assert_non_null (stand_in.clock);
+    zq_options_t *options =
+        options_with ("confirm_timeout_ms", "60000", "ping_ivl_ms", "600000", NULL);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", zsock_endpoint (stand_in.router));
+    zq_queue_t *producer =
+        zqi_queue_new_clocked ("reliable", ZQ_PRODUCER, connect, options, stand_in.clock);
+    assert_non_null (producer);
+    zq_msg_t *msg = numbered ("woken", 1);
+    memcpy (stand_in.id, zq_msg_id (msg), ZQ_MSG_ID_SIZE);
+    zactor_t *actor = zactor_new (stand_in_actor, &stand_in);
+    assert_non_null (actor);
+    assert_int_equal (zq_queue_send (producer, &msg, DEADLINE_MS), 0);
+    assert_null (msg);
+    assert_int_equal (zsock_wait (actor), 0);
+    zq_queue_stats_t stats;
+    zq_queue_stats (producer, &stats);
+    assert_int_equal (stats.retries, 1);
+    zactor_destroy (&actor);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&stand_in.router);
+    zqi_clock_destroy (&stand_in.clock);
+    zq_options_destroy (&options);
+    remove_tree (dir);
 }
 
 //  ---- Durable spool across a server restart -------------------------------
@@ -1195,6 +1387,100 @@ test_local_consumption_and_admin (void **state)
     zq_options_destroy (&server_options);
 }
 
+//  Stores msgs[0..count) through producer, working the server until each
+//  is confirmed.
+static void
+s_store (zq_queue_t *server, zq_queue_t *producer, zq_msg_t **msgs, int count)
+{
+    for (int n = 0; n < count; n++)
+        assert_int_equal (zq_queue_post (producer, &msgs[n], 0), 0);
+    int reports = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (reports < count) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 10));
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        while (zq_queue_confirmed (producer, id) == 0)
+            reports++;
+    }
+}
+
+//  zq_queue_delete: a declared queue is refused (EPERM), a queue holding
+//  messages too (ENOTEMPTY) unless forced, an unknown name is ZQ_ENOTFOUND;
+//  a forced delete drops a delivery in flight (its ack then fails) and
+//  frees the name: the same id put again is stored in the new queue, not
+//  taken for a duplicate of the deleted one's.
+static void
+test_delete_queue (void **state)
+{
+    zq_options_t *server_options = options_with ("max_attempts", "1", NULL);
+    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    char spec[300];
+    connect_spec (server, spec, sizeof spec);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, NULL);
+    assert_non_null (producer);
+    zq_msg_t *msgs[3];
+    for (int n = 0; n < 3; n++)
+        msgs[n] = numbered ("inbox", n);
+    uint8_t first_id[ZQ_MSG_ID_SIZE];
+    memcpy (first_id, zq_msg_id (msgs[0]), ZQ_MSG_ID_SIZE);
+    zq_msg_t *again = zq_msg_dup (msgs[0]);
+    assert_non_null (again);
+    s_store (server, producer, msgs, 3);
+    assert_int_equal (zq_queue_declare (server, "declared"), 0);
+
+    uint64_t dropped = 99;
+    assert_int_equal (zq_queue_delete (server, "declared", 0, &dropped), -1);
+    assert_int_equal (errno, EPERM);
+    assert_int_equal (zq_queue_delete (server, "inbox", 0, &dropped), -1);
+    assert_int_equal (errno, ENOTEMPTY);
+    assert_int_equal (zq_queue_delete (server, "nothing", 0, NULL), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (zq_queue_delete (server, "inbox", 4, NULL), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_queue_delete (producer, "inbox", 0, NULL), -1);
+    assert_int_equal (errno, ENOTSUP);
+
+    //  One delivery in flight, then a forced delete.
+    assert_int_equal (zq_queue_subscribe (server, "inbox"), 0);
+    zq_msg_t *held = zq_queue_recv (server, DEADLINE_MS);
+    assert_non_null (held);
+    assert_int_equal (zq_queue_delete (server, "inbox", ZQ_DELETE_FORCE, &dropped), 0);
+    assert_int_equal (dropped, 3);
+    assert_int_equal (zq_queue_ack (server, held), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&held);
+    zlistx_t *names = zq_queue_names (server);
+    assert_non_null (names);
+    assert_int_equal (zlistx_size (names), 1);
+    assert_string_equal ((char *)zlistx_first (names), "declared");
+    zlistx_destroy (&names);
+    zq_queue_info_t info;
+    assert_int_equal (zq_queue_info (server, "inbox", &info), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+
+    //  The name is free; the first id, put again within the dedupe window,
+    //  is stored anew.
+    s_store (server, producer, &again, 1);
+    assert_int_equal (zq_queue_info (server, "inbox", &info), 0);
+    assert_int_equal (info.depth, 1);
+    assert_int_equal (info.duplicates, 0);
+    //  The deleted queue's local subscription went with it.
+    assert_int_equal (zq_queue_subscribe (server, "inbox"), 0);
+    zq_msg_t *back = zq_queue_recv (server, DEADLINE_MS);
+    assert_non_null (back);
+    assert_memory_equal (zq_msg_id (back), first_id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_ack (server, back), 0);
+    zq_msg_destroy (&back);
+    //  An empty queue goes without FORCE.
+    assert_int_equal (zq_queue_delete (server, "inbox", 0, &dropped), 0);
+    assert_int_equal (dropped, 0);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&server_options);
+}
+
 //  ---- A consumer that stops reading is not gone -------------------------
 
 //  A consumer whose application stops reading while more deliveries wait
@@ -1364,6 +1650,7 @@ main (void)
         cmocka_unit_test (test_post_and_confirmed),
         cmocka_unit_test (test_confirmed_under_zpoller),
         cmocka_unit_test (test_given_back_timer),
+        cmocka_unit_test (test_fake_clock_wakes_a_blocked_send),
         cmocka_unit_test (test_competing_consumers),
         cmocka_unit_test (test_prefetch_respected),
         cmocka_unit_test (test_close_returns_deliveries),
@@ -1373,6 +1660,7 @@ main (void)
         cmocka_unit_test (test_dead_letter),
         cmocka_unit_test (test_ttl_and_delay),
         cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_dedupe_window),
         cmocka_unit_test (test_dedupe_per_queue),
         cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
@@ -1383,6 +1671,7 @@ main (void)
         cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
+        cmocka_unit_test (test_delete_queue),
         cmocka_unit_test_teardown (test_busy_consume_resubscribes, s_restore_nofile),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);

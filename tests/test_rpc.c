@@ -13,7 +13,7 @@
 */
 #define _GNU_SOURCE //  pipe2
 #include "queue_helpers.h"
-#include "../src/zq_internal.h"
+#include "../src/zq_pattern.h" //  zqi_queue_new_clocked, the fake clock
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 #include <fcntl.h>
@@ -42,6 +42,18 @@ open_pair (const char *transport, const zq_options_t *options, zq_queue_t **serv
 {
     *server_p = new_bound ("rpc", ZQ_SERVER, transport, options);
     *client_p = new_connected ("rpc", ZQ_CLIENT, *server_p, options);
+}
+
+//  As open_pair, the client's timers on clock.
+static void
+open_pair_clocked (const char *transport, const zq_options_t *options, zqi_clock_t *clock,
+                   zq_queue_t **server_p, zq_queue_t **client_p)
+{
+    *server_p = new_bound ("rpc", ZQ_SERVER, transport, options);
+    char spec[300];
+    connect_spec (*server_p, spec, sizeof spec);
+    *client_p = zqi_queue_new_clocked ("rpc", ZQ_CLIENT, spec, options, clock);
+    assert_non_null (*client_p);
 }
 
 //  Sends {"n": n}; stores the request id in id.
@@ -358,8 +370,9 @@ test_retry_after_ignored_attempt (void **state)
 {
     (void)state;
     zq_options_t *options = rpc_options (200, 3, 100);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *server, *client;
-    open_pair ("tcp", options, &server, &client);
+    open_pair_clocked ("tcp", options, clock, &server, &client);
     zq_options_destroy (&options);
     uint8_t id[ZQ_MSG_ID_SIZE];
     send_request (client, 5, id);
@@ -367,17 +380,17 @@ test_retry_after_ignored_attempt (void **state)
     assert_true (timer >= 0 && timer <= 200);
     zq_msg_t *first = recv_ok (server);
     assert_int_equal (zq_msg_attempt (first), 0);
-    //  The client must be driven for its retry to go out.
-    assert_null (zq_queue_recv (client, 50));
+    //  1 ms before the request timeout: no retry.
+    zqi_clock_advance (clock, 199);
+    assert_null (zq_queue_recv (client, 0));
     assert_int_equal (errno, EAGAIN);
-    zq_msg_t *second = NULL;
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    while (!second && now_ms () < deadline) {
-        assert_null (zq_queue_recv (client, 20));
-        assert_int_equal (errno, EAGAIN);
-        second = zq_queue_recv (server, 0);
-    }
-    assert_non_null (second);
+    assert_int_equal (stats_of (client).retries, 0);
+    //  At the timeout the client, driven by a receive, tries again.
+    zqi_clock_advance (clock, 1);
+    assert_null (zq_queue_recv (client, 0));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (stats_of (client).retries, 1);
+    zq_msg_t *second = recv_ok (server);
     assert_memory_equal (zq_msg_id (second), id, ZQ_MSG_ID_SIZE);
     assert_int_equal (zq_msg_attempt (second), 1);
     answer (server, second);
@@ -396,6 +409,7 @@ test_retry_after_ignored_attempt (void **state)
     assert_int_equal (stats_of (client).timeouts, 0);
     zq_queue_destroy (&client);
     zq_queue_destroy (&server);
+    zqi_clock_destroy (&clock);
 }
 
 //  Nobody answers: after 1 + retries attempts the request fails, once.
@@ -404,18 +418,27 @@ test_final_timeout (void **state)
 {
     (void)state;
     zq_options_t *options = rpc_options (100, 2, 100);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *server, *client;
-    open_pair ("inproc", options, &server, &client);
+    open_pair_clocked ("inproc", options, clock, &server, &client);
     zq_options_destroy (&options);
     uint8_t id[ZQ_MSG_ID_SIZE];
-    int64_t start = now_ms ();
     send_request (client, 9, id);
-    //  A blocking receive wakes for the deadlines by itself.
+    //  Attempts at 0, 100 and 200 ms; at 299 the request still waits.
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        zqi_clock_advance (clock, 100);
+        assert_null (zq_queue_recv (client, 0));
+        assert_int_equal (errno, EAGAIN);
+        assert_int_equal (stats_of (client).retries, attempt);
+    }
+    zqi_clock_advance (clock, 99);
+    assert_null (zq_queue_recv (client, 0));
+    assert_int_equal (errno, EAGAIN);
+    assert_int_equal (stats_of (client).timeouts, 0);
+    //  At 300 ms it fails.
+    zqi_clock_advance (clock, 1);
     assert_null (zq_queue_recv (client, DEADLINE_MS));
     assert_int_equal (errno, ZQ_ETIMEDOUT);
-    int64_t elapsed = now_ms () - start;
-    assert_true (elapsed >= 300);
-    assert_true (elapsed < DEADLINE_MS);
     zq_msg_t *failed = zq_queue_failed (client);
     assert_non_null (failed);
     assert_memory_equal (zq_msg_id (failed), id, ZQ_MSG_ID_SIZE);
@@ -448,6 +471,7 @@ test_final_timeout (void **state)
     //  Sent again by the user, the failed request is a new request.
     zq_queue_destroy (&client);
     zq_queue_destroy (&server);
+    zqi_clock_destroy (&clock);
 }
 
 //  Several requests fail; each failure is reported exactly once, and a
@@ -457,12 +481,14 @@ test_failures_reported_once_each (void **state)
 {
     (void)state;
     zq_options_t *options = rpc_options (50, 0, 100);
+    zqi_clock_t *clock = zqi_clock_fake_new ();
     zq_queue_t *server, *client;
-    open_pair ("inproc", options, &server, &client);
+    open_pair_clocked ("inproc", options, clock, &server, &client);
     zq_options_destroy (&options);
     uint8_t ids[3][ZQ_MSG_ID_SIZE];
     for (int n = 0; n < 3; n++)
         send_request (client, n, ids[n]);
+    zqi_clock_advance (clock, 50);
     bool seen[3] = {false, false, false};
     zq_msg_t *again = NULL;
     for (int i = 0; i < 3; i++) {
@@ -493,19 +519,14 @@ test_failures_reported_once_each (void **state)
     assert_memory_equal (zq_msg_id (request), id, ZQ_MSG_ID_SIZE);
     answer (server, request);
     zq_msg_destroy (&request);
-    zq_msg_t *reply = zq_queue_recv (client, DEADLINE_MS);
-    if (!reply && errno == ZQ_ETIMEDOUT) {
-        //  50 ms can pass on a loaded machine: then it failed again.
-        zq_msg_t *failed = zq_queue_failed (client);
-        assert_memory_equal (zq_msg_id (failed), id, ZQ_MSG_ID_SIZE);
-        zq_msg_destroy (&failed);
-    } else {
-        assert_non_null (reply);
-        assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
-        zq_msg_destroy (&reply);
-    }
+    //  The clock stands still: the resend gets its answer, however slowly.
+    zq_msg_t *reply = recv_ok (client);
+    assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+    zq_msg_destroy (&reply);
+    assert_int_equal (stats_of (client).timeouts, 3);
     zq_queue_destroy (&client);
     zq_queue_destroy (&server);
+    zqi_clock_destroy (&clock);
 }
 
 //  ---- A raw ROUTER as the server: duplicates, strays, garbage ------------

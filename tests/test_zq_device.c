@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include "zq.h"
 #include "zq_device.h"
 
@@ -264,6 +265,97 @@ test_config_rejected (void **state)
     char error[512] = "";
     assert_int_equal (zq_device_check (good, error, sizeof error), 0);
     zconfig_destroy (&good);
+}
+
+//  Sends an HTTP/1.0 GET of path to address (HOST:PORT, IPv4) and returns
+//  the whole answer (new string), read until the server closes.
+static char *
+s_http_get (const char *address, const char *path)
+{
+    char host[64];
+    const char *colon = strrchr (address, ':');
+    assert_non_null (colon);
+    snprintf (host, sizeof host, "%.*s", (int)(colon - address), address);
+    struct sockaddr_in peer = {0};
+    peer.sin_family = AF_INET;
+    peer.sin_port = htons ((uint16_t)atoi (colon + 1));
+    assert_int_equal (inet_pton (AF_INET, host, &peer.sin_addr), 1);
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    assert_true (fd >= 0);
+    struct timeval timeout = {10, 0};
+    setsockopt (fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    assert_int_equal (connect (fd, (struct sockaddr *)&peer, sizeof peer), 0);
+    char request[256];
+    int length = snprintf (request, sizeof request, "GET %s HTTP/1.0\r\n\r\n", path);
+    assert_int_equal (send (fd, request, (size_t)length, 0), length);
+    size_t size = 0, capacity = 65536;
+    char *answer = (char *)malloc (capacity + 1);
+    assert_non_null (answer);
+    ssize_t got;
+    while ((got = recv (fd, answer + size, capacity - size, 0)) > 0) {
+        size += (size_t)got;
+        if (size == capacity) {
+            capacity *= 2;
+            answer = (char *)realloc (answer, capacity + 1);
+            assert_non_null (answer);
+        }
+    }
+    close (fd);
+    answer[size] = '\0';
+    return answer;
+}
+
+static void
+test_http (void **state)
+{
+    (void)state;
+    //  Plain HTTP stays on loopback unless insecure; addresses are checked.
+    s_expect_bad ("device\n    http = 0.0.0.0:9670\n", "device/http: refusing to serve");
+    s_expect_bad ("device\n    http = [::]:9670\n", "device/http: refusing to serve");
+    s_expect_bad ("device\n    http = 127.0.0.1:65536\n", "device/http: '65536' is not a port");
+    s_expect_bad ("device\n    http = tcp://127.0.0.1:9670\n", "device/http:");
+    s_expect_bad ("device\n    http = 9670\n", "device/http: '9670' is not an HTTP address");
+    zconfig_t *insecure = s_config ("device\n    http = 0.0.0.0:9670\n    insecure = true\n");
+    char message[512] = "";
+    assert_int_equal (zq_device_check (insecure, message, sizeof message), 0);
+    zconfig_destroy (&insecure);
+
+    zactor_t *device = s_device ("device\n    bind = tcp://127.0.0.1:*\n    spool = %s/spool\n"
+                                 "    http = 127.0.0.1:0\n",
+                                 s_dir);
+    char *address = s_endpoint (device, "http");
+    assert_true (strncmp (address, "127.0.0.1:", 10) == 0);
+    assert_true (atoi (address + 10) > 0);
+    //  A queue a client makes shows in /metrics within a tick or two.
+    char *bind = s_endpoint (device, "bind");
+    zq_queue_t *producer = s_connect ("reliable", ZQ_PRODUCER, bind);
+    zq_msg_t *msg = s_numbered ("metered", 1);
+    int sent = zq_queue_send (producer, &msg, DEADLINE_MS);
+    if (sent)
+        fprintf (stderr, "send: %s\n", zq_strerror (errno));
+    assert_int_equal (sent, 0);
+    char *answer = NULL;
+    int64_t deadline = zclock_mono () + 10000;
+    while (zclock_mono () < deadline) {
+        zstr_free (&answer);
+        answer = s_http_get (address, "/metrics");
+        if (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n"))
+            break;
+        zclock_sleep (20);
+    }
+    assert_true (strncmp (answer, "HTTP/1.0 200", 12) == 0 ||
+                 strncmp (answer, "HTTP/1.1 200", 12) == 0);
+    assert_non_null (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n"));
+    assert_non_null (strstr (answer, "zq_connections 1\n"));
+    zstr_free (&answer);
+    answer = s_http_get (address, "/nothing");
+    assert_non_null (strstr (answer, " 404 "));
+    zstr_free (&answer);
+    zq_queue_destroy (&producer);
+    zstr_free (&bind);
+    zstr_free (&address);
+    //  Destroying the device stops its HTTP thread.
+    zactor_destroy (&device);
 }
 
 static void
@@ -790,6 +882,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_forward_carries_and_counts, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_forward_counts_drops, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_queue_kind, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_http, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

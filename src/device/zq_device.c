@@ -13,6 +13,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -48,6 +49,8 @@ s_device_destroy (zqi_device_t **self_p)
 {
     if (self_p && *self_p) {
         zqi_device_t *self = *self_p;
+        zqi_http_destroy (&self->http); //  before what it shows
+        zqi_metrics_destroy (&self->metrics);
         zhashx_destroy (&self->queues);
         zqi_qserver_destroy (&self->qserver);
         zsock_destroy (&self->admin);
@@ -171,6 +174,22 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
         if (zqi_device_queue_add (self, copy, error, error_size))
             return -1;
     }
+    //  The HTTP server (its own thread) reads only the metrics snapshot,
+    //  which the actor publishes once a second.
+    if (*config->http) {
+        self->metrics = zqi_metrics_new (config->spool);
+        if (!self->metrics) {
+            snprintf (error, error_size, "out of memory");
+            return zqi_fail (ENOMEM);
+        }
+        char http_error[512];
+        self->http = zqi_http_new (config->http, self->metrics, http_error, sizeof http_error);
+        if (!self->http) {
+            int saved = errno;
+            snprintf (error, error_size, "device/http: %s", http_error);
+            return zqi_fail (saved);
+        }
+    }
     //  The admin socket last: once it answers, every queue is there.
     if (*config->admin) {
         if (zqi_device_fds_free ("device/admin", error, error_size))
@@ -180,7 +199,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
             snprintf (error, error_size, "cannot create the admin socket");
             return zqi_fail (ENOMEM);
         }
-        zsock_set_maxmsgsize (self->admin, 64 * 1024);
+        zsock_set_maxmsgsize (self->admin, ZQI_DEVICE_ADMIN_REQUEST_MAX);
         zsock_set_sndhwm (self->admin, 100);
         zsock_set_linger (self->admin, 0);
         //  With CURVE, the admin socket is a CURVE server with the same
@@ -219,6 +238,7 @@ s_device_loop (zqi_device_t *self)
     size_t capacity = 0;
     zmq_pollitem_t *items = NULL;
     s_item_t *owners = NULL;
+    self->started_ms = zclock_mono ();
     self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {
@@ -370,10 +390,11 @@ s_device_actor (zsock_t *pipe, void *args)
         zsock_signal (pipe, 0);
         return;
     }
-    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s, spool %s, fsync %s",
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s%s%s, spool %s, fsync %s",
              self->qserver ? ", queues on " : "",
              self->qserver ? zqi_qserver_endpoint (self->qserver) : "",
              self->admin ? ", admin on " : "", self->admin ? self->admin_endpoint : "",
+             self->http ? ", http on " : "", self->http ? zqi_http_address (self->http) : "",
              *self->config->spool ? self->config->spool : "in memory",
              zq_spool_fsync_name (self->config->fsync));
     start->status = 0;

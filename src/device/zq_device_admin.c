@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,92 +21,21 @@
 #define S_PEEK_MAX     1000
 //  ---- Replies ---------------------------------------------------------------
 
-static void
-s_pack_str (msgpack_packer *packer, const char *text)
-{
-    size_t length = strlen (text);
-    msgpack_pack_str (packer, length);
-    msgpack_pack_str_body (packer, text, length);
-}
-
-static void
-s_pack_uint (msgpack_packer *packer, const char *key, uint64_t value)
-{
-    s_pack_str (packer, key);
-    msgpack_pack_uint64 (packer, value);
-}
-
-//  Appends a frame holding the packer's buffer to reply.
-static void
-s_append_buffer (zmsg_t *reply, msgpack_sbuffer *buffer)
-{
-    zframe_t *frame = zframe_new (buffer->data, buffer->size);
-    if (frame)
-        zmsg_append (reply, &frame);
-    msgpack_sbuffer_clear (buffer);
-}
-
+//  Appends a row (counters NULL: an LS row) in the admin codec's form.
 static void
 s_append_row (zmsg_t *reply, const char *name, zqi_kind_t kind, const zqi_row_t *row)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    if (!row) {
-        msgpack_pack_map (&packer, 2);
-        s_pack_str (&packer, "name");
-        s_pack_str (&packer, name);
-        s_pack_str (&packer, "kind");
-        s_pack_str (&packer, zqi_kind_name (kind));
-    } else {
-        msgpack_pack_map (&packer, 26);
-        s_pack_str (&packer, "name");
-        s_pack_str (&packer, name);
-        s_pack_str (&packer, "kind");
-        s_pack_str (&packer, zqi_kind_name (kind));
-        s_pack_uint (&packer, "depth", row->depth);
-        s_pack_uint (&packer, "ready", row->ready);
-        s_pack_uint (&packer, "in_flight", row->in_flight);
-        s_pack_uint (&packer, "delayed", row->delayed);
-        s_pack_uint (&packer, "oldest_age_ms", row->oldest_age_ms);
-        s_pack_uint (&packer, "in", row->in);
-        s_pack_uint (&packer, "out", row->out);
-        s_pack_uint (&packer, "delivered", row->delivered);
-        s_pack_uint (&packer, "acked", row->acked);
-        s_pack_uint (&packer, "nacked", row->nacked);
-        s_pack_uint (&packer, "redelivered", row->redelivered);
-        s_pack_uint (&packer, "timeouts", row->timeouts);
-        s_pack_uint (&packer, "dead", row->dead);
-        s_pack_uint (&packer, "dead_lettered", row->dead_lettered);
-        s_pack_uint (&packer, "expired", row->expired);
-        s_pack_uint (&packer, "duplicates", row->duplicates);
-        s_pack_uint (&packer, "refused", row->refused);
-        s_pack_uint (&packer, "dropped", row->dropped);
-        s_pack_uint (&packer, "gaps", row->gaps);
-        s_pack_uint (&packer, "errors", row->errors);
-        s_pack_uint (&packer, "spilled", row->spilled);
-        s_pack_uint (&packer, "consumers", row->consumers);
-        s_pack_str (&packer, "in_rate");
-        msgpack_pack_double (&packer, row->in_rate);
-        s_pack_str (&packer, "out_rate");
-        msgpack_pack_double (&packer, row->out_rate);
-    }
-    s_append_buffer (reply, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    zframe_t *frame = zqi_admin_row_encode (name, zqi_kind_name (kind), row);
+    if (frame)
+        zmsg_append (reply, &frame);
 }
 
 static void
 s_append_count (zmsg_t *reply, const char *key, uint64_t value)
 {
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    msgpack_pack_map (&packer, 1);
-    s_pack_uint (&packer, key, value);
-    s_append_buffer (reply, &buffer);
-    msgpack_sbuffer_destroy (&buffer);
+    zframe_t *frame = zqi_admin_count_encode (key, value);
+    if (frame)
+        zmsg_append (reply, &frame);
 }
 
 static void s_error_reply (zmsg_t **reply_p, const char *format, ...)
@@ -168,6 +98,8 @@ s_command_endpoint (zqi_device_t *self, const char *what)
         endpoint = self->qserver ? zqi_qserver_endpoint (self->qserver) : "";
     else if (streq (what, "admin"))
         endpoint = self->admin_endpoint ? self->admin_endpoint : "";
+    else if (streq (what, "http"))
+        endpoint = self->http ? zqi_http_address (self->http) : "";
     else {
         const char *slash = strrchr (what, '/');
         if (slash) {
@@ -261,6 +193,48 @@ s_parse_count (const char *text, uint64_t max, uint64_t *count_p)
     return 0;
 }
 
+//  DELETE NAME [FORCE]: a queue of kind queue that no configuration
+//  declared, with its NAME.dead; FORCE drops what it holds.
+static void
+s_command_delete (zqi_device_t *self, zqi_dqueue_t *dq, const char *argument, zmsg_t **reply_p)
+{
+    char *name = strdup (dq->name);
+    uint64_t dropped = 0;
+    if (!name)
+        s_error_reply (reply_p, "out of memory");
+    else if (argument && !streq (argument, "FORCE"))
+        s_error_reply (reply_p, "DELETE %s: the argument is FORCE or nothing, not '%.32s'", name,
+                       argument);
+    else if (dq->kind != ZQI_KIND_QUEUE)
+        s_error_reply (reply_p,
+                       "DELETE %s: a %s is declared in the configuration: remove it there and "
+                       "restart",
+                       name, zqi_kind_name (dq->kind));
+    else if (dq->config)
+        s_error_reply (reply_p,
+                       "DELETE %s: declared in the configuration (queues/%s): remove it there "
+                       "and restart",
+                       name, name);
+    else if (zqi_qserver_delete (self->qserver, name, argument ? ZQ_DELETE_FORCE : 0, &dropped)) {
+        int errnum = errno;
+        if (errnum == ENOTEMPTY)
+            s_error_reply (reply_p,
+                           "DELETE %s: holds messages (it or %s.dead): purge it, or delete with "
+                           "FORCE (zq delete --force)",
+                           name, name);
+        else if (errnum == EPERM)
+            s_error_reply (reply_p, "DELETE %s: declared in the configuration", name);
+        else
+            s_error_reply (reply_p, "DELETE %s: %s", name, zq_strerror (errnum));
+    } else {
+        s_append_count (*reply_p, "deleted", dropped);
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: deleted queue %s (%llu messages dropped)", name,
+                 (unsigned long long)dropped);
+        zqi_device_queues_sync (self);
+    }
+    free (name);
+}
+
 //  Answers an admin command. access is NULL for the embedding's pipe
 //  (every right), else the device's access rules for identity user_id.
 static zmsg_t *
@@ -273,7 +247,8 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
     zmsg_addstr (reply, "OK");
     bool allowed = !name || zqi_access_allows (access, user_id, ZQI_ACCESS_ADMIN, name);
     zqi_dqueue_t *dq = name && allowed ? s_lookup (self, name) : NULL;
-    bool named = streq (command, "PEEK") || streq (command, "PURGE") || streq (command, "REDRIVE");
+    bool named = streq (command, "PEEK") || streq (command, "PURGE") ||
+                 streq (command, "REDRIVE") || streq (command, "DELETE");
     if (named && !name) {
         s_error_reply (&reply, "%s: which queue?", command);
     } else if (!allowed) {
@@ -333,6 +308,9 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
             zqi_log (ZQ_LOG_NOTICE, "zq_device: purged %llu messages from %s",
                      (unsigned long long)purged, name);
         }
+    } else if (streq (command, "DELETE")) {
+        s_command_delete (self, dq, argument, &reply);
+        dq = NULL; //  freed if deleted
     } else {
         uint64_t redriven = 0;
         if (dq->kind != ZQI_KIND_QUEUE) {
@@ -348,6 +326,41 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
     }
     zstr_free (&name);
     zstr_free (&argument);
+    return reply;
+}
+
+//  INFO: version, uptime, store and the limits a client meets.
+static zmsg_t *
+s_command_info (zqi_device_t *self)
+{
+    zqi_admin_info_t info;
+    memset (&info, 0, sizeof info);
+    snprintf (info.version, sizeof info.version, "%s", PACKAGE_VERSION);
+    info.uptime_ms = (uint64_t)(zclock_mono () - self->started_ms);
+    snprintf (info.store, sizeof info.store, "%s",
+              *self->config->spool ? self->config->spool : "memory");
+    snprintf (info.fsync, sizeof info.fsync, "%s", zq_spool_fsync_name (self->config->fsync));
+    snprintf (info.bind, sizeof info.bind, "%s",
+              self->qserver ? zqi_qserver_endpoint (self->qserver) : "");
+    zqi_device_queues_sync (self);
+    info.queues = zhashx_size (self->queues);
+    int64_t value = 0;
+    if (zq_options_get_int (self->config->queue_options, "max_queues", &value) == 0)
+        info.max_queues = (uint64_t)value;
+    if (zq_options_get_int (self->config->queue_options, "max_message_bytes", &value) == 0)
+        info.max_message_bytes = (uint64_t)value;
+    info.peek_max = S_PEEK_MAX;
+    info.admin_request_max_bytes = ZQI_DEVICE_ADMIN_REQUEST_MAX;
+    zmsg_t *reply = zmsg_new ();
+    zframe_t *frame = zqi_admin_info_encode (&info);
+    if (!reply || !frame) {
+        zframe_destroy (&frame);
+        zmsg_destroy (&reply);
+        s_error_reply (&reply, "INFO: out of memory");
+        return reply;
+    }
+    zmsg_addstr (reply, "OK");
+    zmsg_append (reply, &frame);
     return reply;
 }
 
@@ -370,9 +383,11 @@ zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe, const ch
     } else if (from_pipe && streq (command, "QUEUE"))
         reply = s_command_queue (self, request);
     else if (streq (command, "LS") || streq (command, "STAT") || streq (command, "PEEK") ||
-             streq (command, "PURGE") || streq (command, "REDRIVE"))
+             streq (command, "PURGE") || streq (command, "REDRIVE") || streq (command, "DELETE"))
         reply = s_command_admin (self, command, request, from_pipe ? NULL : self->config->access,
                                  user_id);
+    else if (streq (command, "INFO"))
+        reply = s_command_info (self);
     else if (streq (command, "PING")) {
         reply = zmsg_new ();
         zmsg_addstr (reply, "OK");

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
@@ -226,6 +227,11 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
             if (rc == 0)
                 rc = s_set_string (&self->admin, value);
             *admin_given = true;
+        } else if (streq (key, "http")) {
+            char reason[256];
+            if (*value && zqi_http_address_check (value, reason, sizeof reason))
+                return s_error (error, error_size, "%s: %s", path, reason);
+            rc = s_set_string (&self->http, value);
         } else if (streq (key, "spool"))
             rc = s_set_string (&self->spool, value);
         else if (streq (key, "insecure")) {
@@ -238,6 +244,11 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
                                 value);
         } else if (streq (key, "fsync_interval_ms"))
             rc = s_parse_int (path, value, 1, 3600000, &self->fsync_interval_ms, error, error_size);
+        else if (streq (key, "backlog_warning_ms"))
+            rc = s_parse_int (path, value, 0, INT32_MAX, &self->backlog_warning_ms, error,
+                              error_size);
+        else if (streq (key, "min_free_bytes"))
+            rc = s_parse_int (path, value, 0, INT64_MAX, &self->min_free_bytes, error, error_size);
         else if (streq (key, "curve")) {
             for (zconfig_t *curve = zconfig_child (item); curve; curve = zconfig_next (curve)) {
                 const char *name = zconfig_name (curve);
@@ -253,8 +264,9 @@ s_parse_device (zqi_device_config_t *self, zconfig_t *section, bool *admin_given
             }
         } else
             return s_error (error, error_size,
-                            "%s: unknown key (bind, admin, spool, fsync, fsync_interval_ms, "
-                            "curve, insecure)",
+                            "%s: unknown key (bind, admin, http, spool, fsync, "
+                            "fsync_interval_ms, backlog_warning_ms, min_free_bytes, curve, "
+                            "insecure)",
                             path);
         if (rc)
             return rc;
@@ -277,6 +289,10 @@ s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *erro
                             "queue/%s: the device's CURVE settings are device/curve/secret_cert "
                             "and device/curve/clients",
                             key);
+        if (streq (key, "min_free_bytes"))
+            return s_error (error, error_size,
+                            "queue/min_free_bytes: the device's watermark is "
+                            "device/min_free_bytes (it covers streams too)");
         if (zq_options_set (self->queue_options, key, value))
             return s_error (error, error_size, "queue/%s: '%s' is malformed or out of range", key,
                             value);
@@ -366,6 +382,7 @@ zqi_device_config_destroy (zqi_device_config_t **self_p)
         zqi_device_config_t *self = *self_p;
         free (self->bind);
         free (self->admin);
+        free (self->http);
         free (self->spool);
         free (self->curve_secret_cert);
         free (self->curve_clients);
@@ -457,6 +474,18 @@ s_check_exposure (zqi_device_config_t *self, char *error, size_t error_size)
                         "loopback address (127.0.0.1, ::1, localhost), or device/curve must be "
                         "configured; --insecure does not change this",
                         exposed);
+    //  Plain HTTP has no authentication: CURVE does not cover it.
+    if (*self->http && !self->insecure) {
+        char endpoint[300];
+        snprintf (endpoint, sizeof endpoint, "tcp://%s", self->http);
+        if (s_endpoints_exposed (endpoint, exposed, sizeof exposed))
+            return s_error (error, error_size,
+                            "device/http: refusing to serve metrics on '%s': plain HTTP has no "
+                            "authentication; use a loopback address (127.0.0.1:9670, "
+                            "[::1]:9670, localhost:9670) or start zqd with --insecure "
+                            "(device/insecure = true)",
+                            self->http);
+    }
     if (*self->curve_secret_cert || self->insecure)
         return 0;
     const char *path = "device/bind";
@@ -567,11 +596,14 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     }
     self->bind = strdup (S_DEFAULT_BIND);
     self->admin = strdup ("");
+    self->http = strdup ("");
     self->spool = strdup ("");
     self->curve_secret_cert = strdup ("");
     self->curve_clients = strdup ("");
     self->fsync = ZQ_SPOOL_FSYNC_ALWAYS;
     self->fsync_interval_ms = 100;
+    self->backlog_warning_ms = ZQI_BACKLOG_WARNING_MS_DEFAULT;
+    self->min_free_bytes = ZQI_MIN_FREE_BYTES_DEFAULT;
     self->queue_options = zq_options_new ();
     self->queues = zlistx_new ();
     self->stream_defaults.memory_messages = S_DEFAULT_MEMORY_MESSAGES;
@@ -581,7 +613,7 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->stream_defaults.rcvhwm = S_DEFAULT_HWM;
     self->forward_defaults.sndhwm = S_DEFAULT_HWM;
     self->forward_defaults.rcvhwm = S_DEFAULT_HWM;
-    if (!self->bind || !self->admin || !self->spool || !self->curve_secret_cert ||
+    if (!self->bind || !self->admin || !self->http || !self->spool || !self->curve_secret_cert ||
         !self->curve_clients || !self->queue_options || !self->queues) {
         zqi_device_config_destroy (&self);
         s_error (error, error_size, "out of memory");

@@ -32,13 +32,13 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_sequence.h"
 #include <sys/socket.h>
 
 #define S_BURST 1024
 //  Most (publisher, subject) pairs remembered; past it, all are forgotten
 //  (a pair seen afresh is never a gap).
-#define S_MAX_PAIRS     65536
-#define S_SEQUENCE_SIZE 16
+#define S_MAX_PAIRS 65536
 
 //  Longest subscription (topic prefix) a subscriber may send, in bytes.
 #define S_MAX_TOPIC 256
@@ -188,13 +188,10 @@ s_track (zqi_dqueue_t *dq, zmsg_t *msg)
         return -1;
     zframe_t *topic = zmsg_first (msg);
     zframe_t *sequence = zmsg_next (msg);
-    if (zframe_size (sequence) != S_SEQUENCE_SIZE || zframe_size (topic) > ZQ_MSG_MAX_STRING)
-        return -1;
-    const uint8_t *bytes = zframe_data (sequence);
-    uint64_t seq = 0;
-    for (int index = 8; index < 16; index++)
-        seq = (seq << 8) | bytes[index];
-    if (seq == 0)
+    const uint8_t *bytes;
+    uint64_t seq;
+    if (zframe_size (topic) > ZQ_MSG_MAX_STRING ||
+        zqi_sequence_read (zframe_data (sequence), zframe_size (sequence), &bytes, &seq))
         return -1;
     char key[2 * 8 + 1 + ZQ_MSG_MAX_STRING + 1];
     for (int index = 0; index < 8; index++)
@@ -206,8 +203,7 @@ s_track (zqi_dqueue_t *dq, zmsg_t *msg)
         return -1; //  a NUL inside the topic
     uint64_t *last = (uint64_t *)zhashx_lookup (self->last_seq, key);
     if (last) {
-        if (seq > *last + 1)
-            dq->counters.gaps += seq - *last - 1;
+        dq->counters.gaps += zqi_sequence_gap (true, *last, seq);
         *last = seq;
         return 0;
     }

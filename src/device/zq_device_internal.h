@@ -7,6 +7,7 @@
     src/device/zq_device_io.c       helpers the kinds share: fds, CURVE, bind, I/O
     src/device/zq_device_list.c     the device's queue list, rows and rates
     src/device/zq_device_admin.c    commands and admin replies
+    src/device/zq_admin.c           the admin codec, shared with zq (zq_admin.h)
     src/device/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
     src/device/zq_device_access.c   identities, rights and the ZAP handler
     src/device/zq_device_queue.c    kind "queue": the reliable pattern's server
@@ -22,12 +23,21 @@
 #define ZQ_DEVICE_INTERNAL_H_INCLUDED
 
 #include "zq_internal.h"
+#include "zq_admin.h"
 #include "zq_device.h"
 
 //  A stream's defaults: bytes its memory ring holds, and its spool's quota
 //  when the spool is on disk (in memory, zq_spool's own bound applies).
 #define ZQI_STREAM_MEMORY_BYTES_DEFAULT (64 * 1024 * 1024)
 #define ZQI_STREAM_QUOTA_BYTES_DEFAULT  (1024 * 1024 * 1024)
+//  A queue's (kind queue) spool quota when neither queue/quota_bytes nor
+//  the queue's own setting says, with a spool directory.
+#define ZQI_QUEUE_QUOTA_BYTES_DEFAULT (1024 * 1024 * 1024)
+//  device/min_free_bytes: free space the spool's filesystem keeps.
+#define ZQI_MIN_FREE_BYTES_DEFAULT (1024 * 1024 * 1024)
+
+//  device/backlog_warning_ms when not set: five minutes.
+#define ZQI_BACKLOG_WARNING_MS_DEFAULT (5 * 60 * 1000)
 
 typedef enum { ZQI_KIND_QUEUE = 1, ZQI_KIND_STREAM = 2, ZQI_KIND_FORWARD = 3 } zqi_kind_t;
 
@@ -96,13 +106,16 @@ void zqi_access_zap_answer (zqi_access_t *self, zsock_t *zap);
 typedef struct {
     char *bind;  //  queue kind endpoint(s); "" = no queue kind
     char *admin; //  admin endpoint; "" = none
+    char *http;  //  HTTP server address (HOST:PORT); "" = none
     char *spool; //  spool directory; "" = memory
     zq_spool_fsync_t fsync;
     int64_t fsync_interval_ms;
+    int64_t backlog_warning_ms;  //  warn when a queue's oldest message is older (0: never)
     char *curve_secret_cert;     //  zcert file with the secret key; "" = no CURVE
     char *curve_clients;         //  directory of allowed public certs, or "*"
     bool insecure;               //  plaintext endpoints may bind beyond loopback
     zqi_access_t *access;        //  the access section, or NULL (every right)
+    int64_t min_free_bytes;      //  under it on the spool's filesystem, nothing new is stored
     zq_options_t *queue_options; //  options of the queue kind's server
     zqi_queue_config_t stream_defaults;
     zqi_queue_config_t forward_defaults;
@@ -122,33 +135,8 @@ void zqi_queue_config_destroy (zqi_queue_config_t **self_p);
 //  dead-letter queue name included). Returns 0 or -1 (EINVAL).
 int zqi_device_name_check (const char *name);
 
-//  Counters and levels of one queue, as STAT reports them.
-typedef struct {
-    uint64_t depth;         //  messages waiting (ready + in flight + delayed)
-    uint64_t ready;         //  messages ready for delivery
-    uint64_t in_flight;     //  delivered, not yet acked
-    uint64_t delayed;       //  waiting for their not-before time
-    uint64_t oldest_age_ms; //  age of the oldest ready message (0: none)
-    uint64_t in;            //  messages accepted (queue: stored; stream, forward: received)
-    uint64_t out;           //  messages done (queue: acked; stream, forward: sent)
-    uint64_t delivered;     //  queue: deliveries, first ones and again
-    uint64_t acked;
-    uint64_t nacked;
-    uint64_t redelivered;   //  queue: deliveries with attempt > 0
-    uint64_t timeouts;      //  queue: visibility timeouts
-    uint64_t dead;          //  queue: dead letters waiting in NAME.dead
-    uint64_t dead_lettered; //  queue: messages moved to NAME.dead
-    uint64_t expired;
-    uint64_t duplicates; //  queue: PUTs confirmed again without storing
-    uint64_t refused;    //  queue: PUTs refused (storage full or failed)
-    uint64_t dropped;
-    uint64_t gaps;
-    uint64_t errors;
-    uint64_t spilled; //  stream: messages written to the spool
-    uint64_t consumers;
-    double in_rate; //  messages/s over the last ZQI_RATE_WINDOW s
-    double out_rate;
-} zqi_row_t;
+//  zqi_row_t, the counters of one queue as STAT reports them, is the admin
+//  codec's (src/device/zq_admin.h).
 
 #define ZQI_RATE_WINDOW 10
 
@@ -167,8 +155,10 @@ typedef struct {
     //  Rates: totals sampled every second, ring of ZQI_RATE_WINDOW + 1.
     uint64_t in_samples[ZQI_RATE_WINDOW + 1];
     uint64_t out_samples[ZQI_RATE_WINDOW + 1];
-    size_t samples;   //  samples taken so far
-    void *kind_state; //  stream or forward state
+    int64_t sample_ms[ZQI_RATE_WINDOW + 1]; //  monotonic time of each sample
+    size_t samples;                         //  samples taken so far
+    bool backlog_warned;                    //  its oldest message passed backlog_warning_ms
+    void *kind_state;                       //  stream or forward state
 } zqi_dqueue_t;
 
 //  What the device's kinds need from the device.
@@ -256,6 +246,13 @@ int zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row);
 int zqi_qserver_peek (zqi_qserver_t *self, const char *name, size_t count, zmsg_t *reply);
 int zqi_qserver_purge (zqi_qserver_t *self, const char *name, uint64_t *count_p);
 int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p);
+//  zq_queue_delete on the server (flags ZQ_DELETE_FORCE or 0).
+int zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p);
+
+//  The server's own counters: connections now, stats.errors and
+//  stats.refused, and refusals by code (counts[0 .. count - 1]).
+void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
+                           uint64_t *refused_p, uint64_t *counts, size_t count);
 
 //  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
 //  zq_device_admin.c) ----------------------------------------------------
@@ -263,6 +260,8 @@ int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_
 //  How often rates are sampled, and queues of kind queue the reliable
 //  server created for clients are noticed.
 #define ZQI_DEVICE_TICK_MS 1000
+//  Largest request the admin socket accepts (INFO reports it).
+#define ZQI_DEVICE_ADMIN_REQUEST_MAX (64 * 1024)
 
 typedef struct {
     zsock_t *pipe;
@@ -275,9 +274,12 @@ typedef struct {
     zqi_qserver_t *qserver;
     zhashx_t *queues; //  name -> zqi_dqueue_t *
     int64_t next_tick_ms;
-    int lock_fd; //  flock()ed SPOOL/zqd.lock, or -1
+    int64_t started_ms; //  monotonic, for INFO's uptime
+    int lock_fd;        //  flock()ed SPOOL/zqd.lock, or -1
     bool terminated;
     uint64_t bad_commands;
+    struct _zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL (zq_device_metrics.h)
+    struct _zqi_http_t *http;       //  the HTTP server (device/http), or NULL
 } zqi_device_t;
 
 //  ---- zq_device_io.c ----------------------------------------------------

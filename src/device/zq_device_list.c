@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -42,6 +43,17 @@ zqi_device_dqueue_destructor (void **item_p)
     s_dqueue_destroy ((zqi_dqueue_t **)item_p);
 }
 
+//  A new queue's first rate sample: nothing in or out at the last tick (it
+//  did not exist then), so the first STAT after activity shows a rate.
+static void
+s_rate_baseline (zqi_device_t *self, zqi_dqueue_t *dq)
+{
+    int64_t now = zclock_mono ();
+    int64_t last_tick = self->next_tick_ms ? self->next_tick_ms - ZQI_DEVICE_TICK_MS : now;
+    dq->sample_ms[0] = last_tick < now ? last_tick : now;
+    dq->samples = 1;
+}
+
 //  Creates queue name of kind with config (taken: the queue owns it, also
 //  on failure). Returns 0, or -1 with errno and error.
 int
@@ -57,6 +69,7 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
     }
     dq->kind = config->kind;
     dq->config = config;
+    s_rate_baseline (self, dq);
     int rc = 0;
     if (dq->kind == ZQI_KIND_QUEUE) {
         if (!self->qserver) {
@@ -98,7 +111,8 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
 }
 
 //  Makes sure every queue the reliable server holds has an entry here (for
-//  its rates): clients create queues by using them.
+//  its rates), and only those: clients create queues by using them, and
+//  the server deletes idle ones it made for them.
 void
 zqi_device_queues_sync (zqi_device_t *self)
 {
@@ -109,6 +123,26 @@ zqi_device_queues_sync (zqi_device_t *self)
         return;
     zlistx_set_destructor (names, (zlistx_destructor_fn *)zstr_free);
     zqi_qserver_names (self->qserver, names);
+    zhashx_t *present = zhashx_new ();
+    for (char *name = (char *)zlistx_first (names); present && name;
+         name = (char *)zlistx_next (names))
+        zhashx_insert (present, name, name);
+    zlistx_t *gone = present ? zlistx_new () : NULL;
+    if (gone)
+        zlistx_set_destructor (gone, (zlistx_destructor_fn *)zstr_free);
+    for (zqi_dqueue_t *dq = gone ? (zqi_dqueue_t *)zhashx_first (self->queues) : NULL; dq;
+         dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
+        char *copy = dq->kind == ZQI_KIND_QUEUE && !zhashx_lookup (present, dq->name)
+                         ? strdup (dq->name)
+                         : NULL;
+        if (copy)
+            zlistx_add_end (gone, copy);
+    }
+    for (char *name = gone ? (char *)zlistx_first (gone) : NULL; name;
+         name = (char *)zlistx_next (gone))
+        zhashx_delete (self->queues, name);
+    zlistx_destroy (&gone);
+    zhashx_destroy (&present);
     for (char *name = (char *)zlistx_first (names); name; name = (char *)zlistx_next (names)) {
         if (zhashx_lookup (self->queues, name))
             continue;
@@ -117,6 +151,7 @@ zqi_device_queues_sync (zqi_device_t *self)
             break;
         dq->name = strdup (name);
         dq->kind = ZQI_KIND_QUEUE;
+        s_rate_baseline (self, dq);
         if (!dq->name || zhashx_insert (self->queues, dq->name, dq))
             s_dqueue_destroy (&dq);
     }
@@ -133,12 +168,41 @@ zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
         zqi_forward_row (dq, row);
     else if (self->qserver)
         zqi_qserver_row (self->qserver, dq->name, row);
-    if (dq->samples > 1) {
-        size_t span = dq->samples - 1 < ZQI_RATE_WINDOW ? dq->samples - 1 : ZQI_RATE_WINDOW;
-        size_t newest = (dq->samples - 1) % (ZQI_RATE_WINDOW + 1);
-        size_t oldest = (dq->samples - 1 - span) % (ZQI_RATE_WINDOW + 1);
-        row->in_rate = (double)(dq->in_samples[newest] - dq->in_samples[oldest]) / (double)span;
-        row->out_rate = (double)(dq->out_samples[newest] - dq->out_samples[oldest]) / (double)span;
+    if (dq->samples > 0) {
+        //  From the oldest sample kept to the live counters: activity since
+        //  the last tick counts at once.
+        size_t kept = dq->samples < ZQI_RATE_WINDOW + 1 ? dq->samples : ZQI_RATE_WINDOW + 1;
+        size_t oldest = (dq->samples - kept) % (ZQI_RATE_WINDOW + 1);
+        double seconds = (double)(zclock_mono () - dq->sample_ms[oldest]) / 1000.0;
+        if (seconds < 0.1)
+            seconds = 0.1;
+        if (row->in >= dq->in_samples[oldest])
+            row->in_rate = (double)(row->in - dq->in_samples[oldest]) / seconds;
+        if (row->out >= dq->out_samples[oldest])
+            row->out_rate = (double)(row->out - dq->out_samples[oldest]) / seconds;
+    }
+}
+
+//  Warns once when a queue's oldest message passes backlog_warning_ms, and
+//  says so again when the backlog is gone.
+static void
+s_backlog_check (zqi_device_t *self, zqi_dqueue_t *dq, const zqi_row_t *row)
+{
+    int64_t limit = self->config->backlog_warning_ms;
+    if (limit <= 0)
+        return;
+    if (!dq->backlog_warned && row->oldest_age_ms > (uint64_t)limit) {
+        dq->backlog_warned = true;
+        zqi_log (ZQ_LOG_WARNING,
+                 "zq_device: %s %s is backing up: its oldest message waits for %llu ms (over "
+                 "device/backlog_warning_ms %lld), %llu waiting, %llu consumer%s",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms,
+                 (long long)limit, (unsigned long long)row->depth,
+                 (unsigned long long)row->consumers, row->consumers == 1 ? "" : "s");
+    } else if (dq->backlog_warned && row->oldest_age_ms <= (uint64_t)limit) {
+        dq->backlog_warned = false;
+        zqi_log (ZQ_LOG_NOTICE, "zq_device: %s %s caught up: its oldest message waits for %llu ms",
+                 zqi_kind_name (dq->kind), dq->name, (unsigned long long)row->oldest_age_ms);
     }
 }
 
@@ -147,6 +211,8 @@ void
 zqi_device_tick (zqi_device_t *self)
 {
     zqi_device_queues_sync (self);
+    if (self->metrics)
+        zqi_metrics_begin (self->metrics);
     for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
          dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
         zqi_row_t row;
@@ -154,9 +220,22 @@ zqi_device_tick (zqi_device_t *self)
         dq->samples = 0; //  zqi_device_row without rates
         zqi_device_row (self, dq, &row);
         dq->samples = samples;
+        if (self->metrics)
+            zqi_metrics_queue (self->metrics, dq->name, dq->kind, &row);
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
+        dq->sample_ms[slot] = zclock_mono ();
+        s_backlog_check (self, dq, &row);
         dq->samples++;
+    }
+    if (self->metrics) {
+        zqi_metrics_device_t device = {0};
+        device.bad_commands = self->bad_commands;
+        if (self->qserver)
+            zqi_qserver_counters (self->qserver, &device.connections, &device.server_errors,
+                                  &device.server_refused, device.refusals,
+                                  sizeof device.refusals / sizeof device.refusals[0]);
+        zqi_metrics_end (self->metrics, &device);
     }
 }

@@ -11,13 +11,37 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include <inttypes.h>
 
 //  Most messages and protocol commands handled per wake-up.
 #define S_BURST 4096
 
 struct _zqi_qserver_t {
     zq_queue_t *queue;
+    zsock_t *monitor;     //  the server socket's accepted and disconnected events
+    uint64_t connections; //  accepted, not yet disconnected
 };
+
+//  Counts the connections the monitor reported since the last call.
+static void
+s_monitor_drain (zqi_qserver_t *self)
+{
+    for (int burst = 0; self->monitor && burst < 1000; burst++) {
+        zmsg_t *event = zqi_device_recv_nowait (self->monitor);
+        if (!event)
+            break;
+        zframe_t *head = zmsg_first (event);
+        if (head && zframe_size (head) >= 2) {
+            uint16_t kind;
+            memcpy (&kind, zframe_data (head), sizeof kind);
+            if (kind == ZMQ_EVENT_ACCEPTED)
+                self->connections++;
+            else if (kind == ZMQ_EVENT_DISCONNECTED && self->connections)
+                self->connections--;
+        }
+        zmsg_destroy (&event);
+    }
+}
 
 zqi_qserver_t *
 zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size_t error_size)
@@ -45,6 +69,13 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
         zq_options_set (options, "fsync", zq_spool_fsync_name (config->fsync));
     if (!zq_options_is_set (options, "fsync_interval_ms"))
         zq_options_set_int (options, "fsync_interval_ms", config->fsync_interval_ms);
+    //  Every queue on disk has a byte quota unless the configuration set
+    //  one (0 there: none); the filesystem keeps device/min_free_bytes.
+    if (spool_dir && zq_options_lookup ("quota_bytes") &&
+        !zq_options_is_set (options, "quota_bytes"))
+        zq_options_set_int (options, "quota_bytes", ZQI_QUEUE_QUOTA_BYTES_DEFAULT);
+    if (zq_options_lookup ("min_free_bytes"))
+        zq_options_set_int (options, "min_free_bytes", config->min_free_bytes);
 
     zqi_qserver_t *self = (zqi_qserver_t *)calloc (1, sizeof *self);
     if (!self) {
@@ -65,6 +96,24 @@ zqi_qserver_new (zqi_device_env_t *env, const char *spool_dir, char *error, size
         return NULL;
     }
     zqi_device_ipc_private (zq_queue_endpoint (self->queue));
+    //  Connections are counted from the socket's events (for metrics); a
+    //  server without them still serves.
+    //  The name is new each time: a device started where the last one was
+    //  freed must not meet that one's monitor.
+    char *monitor =
+        zsys_sprintf ("inproc://zq-device-connections-%p-%" PRId64, (void *)self, zclock_usecs ());
+    if (monitor && zmq_socket_monitor (zsock_resolve (zq_queue_sock (self->queue)), monitor,
+                                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) == 0) {
+        self->monitor = zsock_new (ZMQ_PAIR);
+        //  libzmq waits for room to report an event: never make it wait.
+        if (self->monitor)
+            zsock_set_rcvhwm (self->monitor, 0);
+        if (!self->monitor || zsock_connect (self->monitor, "%s", monitor)) {
+            zmq_socket_monitor (zsock_resolve (zq_queue_sock (self->queue)), NULL, 0);
+            zsock_destroy (&self->monitor);
+        }
+    }
+    zstr_free (&monitor);
     return self;
 }
 
@@ -78,6 +127,10 @@ void
 zqi_qserver_destroy (zqi_qserver_t **self_p)
 {
     if (self_p && *self_p) {
+        //  The monitor stops before its socket goes.
+        if ((*self_p)->monitor)
+            zmq_socket_monitor (zsock_resolve (zq_queue_sock ((*self_p)->queue)), NULL, 0);
+        zsock_destroy (&(*self_p)->monitor);
         zq_queue_destroy (&(*self_p)->queue);
         free (*self_p);
         *self_p = NULL;
@@ -107,6 +160,21 @@ zqi_qserver_work (zqi_qserver_t *self)
             break;
         zq_msg_destroy (&msg);
     }
+    s_monitor_drain (self);
+}
+
+void
+zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
+                      uint64_t *refused_p, uint64_t *counts, size_t count)
+{
+    s_monitor_drain (self);
+    *connections_p = self->connections;
+    zq_queue_stats_t stats;
+    zq_queue_stats (self->queue, &stats);
+    *errors_p = stats.errors;
+    *refused_p = stats.refused;
+    if (zq_queue_refusals (self->queue, counts, count))
+        memset (counts, 0, count * sizeof *counts);
 }
 
 int64_t
@@ -159,6 +227,8 @@ zqi_qserver_row (zqi_qserver_t *self, const char *name, zqi_row_t *row)
     row->duplicates = info.duplicates;
     row->refused = info.refused;
     row->dropped = info.dropped;
+    row->bytes = info.disk_bytes;
+    row->spool_bytes = info.disk_bytes;
     return 0;
 }
 
@@ -190,4 +260,10 @@ int
 zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_p)
 {
     return zq_queue_redrive (self->queue, name, count_p);
+}
+
+int
+zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    return zq_queue_delete (self->queue, name, flags, count_p);
 }

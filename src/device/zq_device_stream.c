@@ -18,6 +18,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#include "zq_batch.h"
 #include "zq_device_internal.h"
 
 //  Most messages taken in or sent out per wake-up, so one busy stream
@@ -61,6 +62,11 @@ typedef struct {
     int64_t logged_ms;
     uint64_t spilled_unlogged;
     int64_t spill_logged_ms;
+    //  The batch frame being split (its elements are input not yet taken).
+    zqi_batch_reader_t batch;
+    char *spool_dir;            //  NULL: the spool is in memory
+    zqi_disk_watch_t disk;      //  device/min_free_bytes on its filesystem
+    uint64_t no_space_unlogged; //  of the drops, those for want of free space
 } s_stream_t;
 
 static s_entry_t *
@@ -128,7 +134,14 @@ s_log_drops (zqi_dqueue_t *dq)
     }
     if (self->dropped_unlogged &&
         (!self->logged_ms || now - self->logged_ms >= S_LOG_INTERVAL_MS)) {
-        if (self->quota_bytes)
+        if (self->no_space_unlogged)
+            zqi_log (ZQ_LOG_WARNING,
+                     "zq_device: stream %s: %llu messages dropped, %llu of them because its "
+                     "spool's filesystem has less than min_free_bytes (%llu) free",
+                     dq->name, (unsigned long long)self->dropped_unlogged,
+                     (unsigned long long)self->no_space_unlogged,
+                     (unsigned long long)self->disk.min_free_bytes);
+        else if (self->quota_bytes)
             zqi_log (ZQ_LOG_WARNING,
                      "zq_device: stream %s: %llu messages dropped, its spool is full "
                      "(quota_bytes %llu)",
@@ -139,6 +152,7 @@ s_log_drops (zqi_dqueue_t *dq)
                      "zq_device: stream %s: %llu messages dropped, its spool is full", dq->name,
                      (unsigned long long)self->dropped_unlogged);
         self->dropped_unlogged = 0;
+        self->no_space_unlogged = 0;
         self->logged_ms = now;
     }
 }
@@ -246,6 +260,12 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
         return zqi_fail (saved);
     }
     self->quota_bytes = spool_config.quota_bytes;
+    if (spool_dir && !(self->spool_dir = strdup (spool_dir))) {
+        zqi_stream_close (dq);
+        snprintf (error, error_size, "out of memory");
+        return zqi_fail (ENOMEM);
+    }
+    zqi_disk_watch_init (&self->disk, self->spool_dir, (uint64_t)env->config->min_free_bytes);
     zq_spool_stats_t stats;
     zq_spool_stats (self->spool, &stats);
     self->spool_waiting = stats.depth;
@@ -295,7 +315,9 @@ zqi_stream_close (zqi_dqueue_t *dq)
             zq_msg_destroy (&entry->msg);
         }
         free (self->ring);
+        zqi_batch_close (&self->batch);
         zq_spool_destroy (&self->spool);
+        free (self->spool_dir);
         free (self);
         dq->kind_state = NULL;
     }
@@ -306,8 +328,11 @@ zqi_stream_input (zqi_dqueue_t *dq)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
     bool appended = false;
-    for (int burst = 0; burst < S_BURST; burst++) {
-        zq_msg_t *msg = zq_msg_recv (zsock_resolve (dq->in), ZMQ_DONTWAIT, self->max_message_bytes);
+    //  A batch frame begun is taken whole: its elements wake no poller.
+    for (int burst = 0; burst < S_BURST || zqi_batch_left (&self->batch); burst++) {
+        //  Producers may send batch frames (doc/PROTOCOL.md section 19).
+        zq_msg_t *msg = zqi_batch_recv_msg (&self->batch, zsock_resolve (dq->in), ZMQ_DONTWAIT,
+                                            self->max_message_bytes);
         if (!msg) {
             if (s_bad_input (errno)) {
                 dq->counters.errors++;
@@ -318,7 +343,12 @@ zqi_stream_input (zqi_dqueue_t *dq)
         dq->counters.in++;
         if (self->spool_waiting == 0 && !s_ring_full (self) && s_push (self, msg, 0) == 0)
             continue;
-        if (zq_spool_append_msg (self->spool, msg, NULL) == 0) {
+        if (zqi_disk_low (&self->disk, zclock_mono (), zqi_msg_wire_size (msg))) {
+            //  Under the watermark nothing spills: dropped, as past the quota.
+            dq->counters.dropped++;
+            self->dropped_unlogged++;
+            self->no_space_unlogged++;
+        } else if (zq_spool_append_msg (self->spool, msg, NULL) == 0) {
             self->spool_waiting++;
             dq->counters.spilled++;
             self->spilled_unlogged++;
@@ -382,6 +412,12 @@ zqi_stream_row (zqi_dqueue_t *dq, zqi_row_t *row)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
     *row = dq->counters;
+    if (self->spool) {
+        zq_spool_stats_t stats;
+        zq_spool_stats (self->spool, &stats);
+        row->spool_bytes = stats.disk_bytes;
+    }
+    row->bytes = self->bytes + row->spool_bytes;
     row->depth = self->count + self->spool_waiting;
     row->ready = row->depth;
     if (self->count) {

@@ -81,6 +81,7 @@ class Zqd:
         self.process = None
         self.endpoint = None
         self.admin = None
+        self.http = None  # HOST:PORT of the HTTP server(zqd --http), if any
         self.starts = 0
 
     def command(self):
@@ -117,6 +118,8 @@ class Zqd:
                     endpoint = line.split("zqd: listening on ", 1)[1].strip()
                 elif line.startswith("zqd: admin on "):
                     self.admin = line.split("zqd: admin on ", 1)[1].strip()
+                elif line.startswith("zqd: http on "):
+                    self.http = line.split("zqd: http on ", 1)[1].strip()
         return endpoint
 
     def stderr(self):

@@ -8,6 +8,10 @@
       pattern_peer produce ENDPOINT COUNT
           connects a producer and sends COUNT messages on "work" with
           header from=zq and body {"n": i, "pad": <i * 100 bytes>}
+      pattern_peer produce-burst ENDPOINT COUNT
+          connects a producer (sndhwm 16) and sends COUNT messages on
+          "burst" with body {"n": i} as fast as it can, prints "sent", then
+          closes, sending what it gathered (batch frames)
       pattern_peer publish ENDPOINT COUNT
           binds a publisher, prints "ready <endpoint>", waits for one
           subscription, publishes COUNT messages alternating subjects
@@ -111,6 +115,42 @@ s_produce (const char *endpoint, int count)
 }
 
 static int
+s_produce_burst (const char *endpoint, int count)
+{
+    char spec[300];
+    snprintf (spec, sizeof spec, ">%s", endpoint);
+    zq_options_t *options = zq_options_new ();
+    zq_options_set (options, "sndhwm", "16");
+    zq_options_set (options, "sndbuf_bytes", "4096");
+    zq_options_set (options, "linger_ms", "20000");
+    zq_queue_t *queue = zq_queue_new ("pipeline", ZQ_PRODUCER, spec, options);
+    zq_options_destroy (&options);
+    if (!queue)
+        return s_fail ("producer");
+    int rc = 0;
+    for (int n = 0; n < count && rc == 0; n++) {
+        zq_msg_t *msg = zq_msg_new ("burst");
+        if (!msg || zq_msg_pack (msg, "{si}", "n", (int64_t)n) ||
+            zq_queue_send (queue, &msg, WAIT_MS)) {
+            zq_msg_destroy (&msg);
+            rc = s_fail ("send");
+        }
+    }
+    if (rc == 0) {
+        printf ("sent\n");
+        fflush (stdout);
+    }
+    size_t unsent = 0;
+    zq_queue_close (queue, &unsent);
+    zq_queue_destroy (&queue);
+    if (rc == 0 && unsent) {
+        errno = EAGAIN;
+        rc = s_fail ("close");
+    }
+    return rc;
+}
+
+static int
 s_publish (const char *endpoint, int count)
 {
     char spec[300];
@@ -178,10 +218,13 @@ main (int argc, char **argv)
         return s_consume (argv[2], atoi (argv[3]));
     if (argc == 4 && strcmp (argv[1], "produce") == 0)
         return s_produce (argv[2], atoi (argv[3]));
+    if (argc == 4 && strcmp (argv[1], "produce-burst") == 0)
+        return s_produce_burst (argv[2], atoi (argv[3]));
     if (argc == 4 && strcmp (argv[1], "publish") == 0)
         return s_publish (argv[2], atoi (argv[3]));
     if (argc == 4 && strcmp (argv[1], "subscribe") == 0)
         return s_subscribe (argv[2], argv[3]);
-    fprintf (stderr, "usage: pattern_peer consume|produce|publish|subscribe ENDPOINT ARG\n");
+    fprintf (stderr,
+             "usage: pattern_peer consume|produce|produce-burst|publish|subscribe ENDPOINT ARG\n");
     return 2;
 }

@@ -74,6 +74,35 @@ def decode(frames):
     return header[2], header[5], body
 
 
+#  ---- Batch frames (PROTOCOL.md section 19) -------------------------------
+
+BATCH_TAG = 0x5A42
+BATCH_MAX_COUNT = 1024
+
+
+def encode_batch(envelopes):
+    """Returns one batch frame holding one-frame envelopes (each a bytes)."""
+    return msgpack.packb([BATCH_TAG] + list(envelopes), use_bin_type=True)
+
+
+def split(frames):
+    """Returns the list of envelopes (each a list of frames) that a pipeline
+    message carries: one, or each element of a batch frame."""
+    if len(frames) == 1 and frames[0][:1] and 0x90 <= frames[0][0] <= 0x9F or \
+            len(frames) == 1 and frames[0][:1] in (b"\xdc", b"\xdd"):
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(frames[0])
+        count = unpacker.read_array_header()
+        first = unpacker.unpack()
+        if first == BATCH_TAG:
+            check(2 <= count <= BATCH_MAX_COUNT + 1, "batch of %d elements" % (count - 1))
+            elements = [unpacker.unpack() for _ in range(count - 1)]
+            check(unpacker.tell() == len(frames[0]), "bytes after the last element")
+            check(all(isinstance(e, bytes) for e in elements), "an element is not a bin")
+            return [[e] for e in elements]
+    return [frames]
+
+
 #  ---- The C peer -----------------------------------------------------------
 
 
@@ -155,12 +184,61 @@ def zq_producer_to_python_consumer(context, program, transport):
     pull.bind(endpoint_for(transport, "produce"))
     endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
     peer = CPeer(program, "produce", endpoint, str(count))
-    for n in range(count):
-        subject, headers, body = decode(pull.recv_multipart())
+    received = []
+    while len(received) < count:
+        received += split(pull.recv_multipart())
+    for n, frames in enumerate(received):
+        subject, headers, body = decode(frames)
         check(subject == "work", "subject %r" % subject)
         check(headers == {"from": "zq"}, "headers %r" % headers)
         check(body["n"] == n, "message %d out of order" % n)
         check(body["pad"] == bytes([ord("a") + n % 26]) * (n * 100), "pad of message %d" % n)
+    peer.finish()
+    pull.close(linger=0)
+
+
+def python_batch_to_zq_consumer(context, program, transport):
+    count = 30
+    peer = CPeer(program, "consume", endpoint_for(transport, "consume-batch"), str(count))
+    words = peer.line().split()
+    check(words[0] == "ready", "consumer not ready: %r" % words)
+    push = s_socket(context, zmq.PUSH)
+    push.connect(words[1])
+    #  Plain, then a batch of 20, then plain again: one stream, in order.
+    for n in range(5):
+        push.send_multipart(encode("work", {"n": n}))
+    push.send(encode_batch(encode("work", {"n": n})[0] for n in range(5, 25)))
+    for n in range(25, count):
+        push.send_multipart(encode("work", {"n": n}))
+    for n in range(count):
+        got = json.loads(peer.line())
+        check(got["body"] == {"n": n}, "message %d: %r" % (n, got["body"]))
+    check(peer.line() == "received=%d errors=0" % count, "consumer stats")
+    peer.finish()
+    push.close(linger=0)
+
+
+def zq_burst_to_python_consumer(context, program, transport):
+    count = 1000
+    pull = s_socket(context, zmq.PULL)
+    pull.rcvhwm = 4
+    pull.bind(endpoint_for(transport, "produce-burst"))
+    endpoint = pull.getsockopt_string(zmq.LAST_ENDPOINT)
+    peer = CPeer(program, "produce-burst", endpoint, str(count))
+    #  Read nothing until the producer has sent all: what found no room
+    #  went into batches.
+    check(peer.line() == "sent", "producer did not finish its sends")
+    n = 0
+    batches = 0
+    while n < count:
+        envelopes = split(pull.recv_multipart())
+        batches += len(envelopes) > 1
+        for frames in envelopes:
+            subject, _, body = decode(frames)
+            check(subject == "burst", "subject %r" % subject)
+            check(body == {"n": n}, "message %d: %r" % (n, body))
+            n += 1
+    check(batches > 0, "no batch frame in a burst of %d" % count)
     peer.finish()
     pull.close(linger=0)
 
@@ -245,6 +323,7 @@ def main(argv):
     context = zmq.Context()
     failed = 0
     for scenario in (python_producer_to_zq_consumer, zq_producer_to_python_consumer,
+                     python_batch_to_zq_consumer, zq_burst_to_python_consumer,
                      zq_publisher_to_python_subscriber, python_publisher_to_zq_subscriber):
         try:
             scenario(context, program, transport)

@@ -37,6 +37,7 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_ENVELOPE, 'e', "envelope", NULL,
      "print {\"id\",\"subject\",\"created_ms\",\"attempt\",\"headers\",\"body\"}"},
     {ZQ_OPT_NO_ACK, 0, "no-ack", NULL, "get: leave messages unacked, for redelivery"},
+    {ZQ_OPT_FORCE, 0, "force", NULL, "delete: drop the messages the queue holds"},
     {ZQ_OPT_WAIT_SUBSCRIBERS, 'w', "wait-subscribers", "N",
      "publish only once N subscriptions are in force (bounded by --timeout)"},
     {ZQ_OPT_EXEC, 'x', "exec", "CMD",
@@ -49,6 +50,9 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_DIR, 0, "dir", "DIR",
      "where spools and test files go (default $TMPDIR, else /var/tmp)"},
     {ZQ_OPT_BACKLOG, 0, "backlog", "N", "also measure memory and restart with N messages stored"},
+    {ZQ_OPT_JSON, 'j', "json", NULL, "print JSON (stat: one array of every queue's counters)"},
+    {ZQ_OPT_WATCH, 'w', "watch", "SEC",
+     "print again every SEC seconds (rates between samples) until Ctrl-C or -n samples"},
 };
 #define S_OPTION_COUNT (sizeof s_options / sizeof s_options[0])
 
@@ -100,7 +104,7 @@ static const s_command_t s_commands[] = {
      "Subscribes to each PREFIX (none: every subject) and prints bodies as pull\n"
      "does, with the same COUNT, --timeout and exit status rules. Use --envelope\n"
      "to see each message's subject.\n"},
-    {"req", zq_cli_req, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 2, 3,
+    {"req", zq_cli_req, (S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT)) | S_BIT (ZQ_OPT_ENVELOPE), 2, 3,
      "ENDPOINTS [SUBJECT] BODY|-",
      "send requests and print each reply (rpc client; connects by default)",
      "Sends BODY (or each stdin line) as a request and prints the reply's body as\n"
@@ -167,6 +171,9 @@ static const s_command_t s_commands[] = {
      "    e2e_msgs_per_s= raw_msgs_per_s= ratio=   (ratio = e2e / raw)\n"
      "  reliable confirm TRANSPORT size= count= p50_us= p99_us= fsync_p50_us=\n"
      "    fsync_p99_us= over_fsync_us= ratio=\n"
+     "  reliable rtt TRANSPORT size= raw_rtt_p50_us= fsync_p50_us= confirm_p50_us=\n"
+     "    over_fsync_and_rtt_us=   (raw_rtt: bench rpc's raw round trip between two\n"
+     "    processes over the same transport, measured after each confirm run)\n"
      "  Default count 200000 (confirm: at most 10000).\n"
      "device: starts zqd (beside zq, or $ZQ_ZQD) on loopback with a new spool;\n"
      "  P producer processes (default 2) put while no consumer runs, one\n"
@@ -191,7 +198,9 @@ static const s_command_t s_commands[] = {
      "each line's 1-based number as its confirm comes, then exits 0 once all are\n"
      "confirmed. Exits 2 when --timeout MS (default: the send_timeout_ms option,\n"
      "5000) pass without a confirm (what was not confirmed may still be stored),\n"
-     "5 when the server refuses (storage full, invalid queue name).\n"},
+     "5 when the server refuses (storage full, invalid queue name). With BODY \"-\"\n"
+     "it ends with a summary on stderr (\"N stored in T s, R/s\"; a live count\n"
+     "while stderr is a terminal). ENDPOINTS defaults to $ZQ_URL.\n"},
     {"get", zq_cli_get,
      S_COMMON | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE) | S_BIT (ZQ_OPT_NO_ACK), 2, 2,
      "ENDPOINTS QUEUE", "print messages from QUEUE, acking each after printing (reliable consumer)",
@@ -200,17 +209,32 @@ static const s_command_t s_commands[] = {
      "JSON, acking each once printed; with --no-ack they stay unacked and the\n"
      "server delivers them again (attempt + 1) once get has gone. Waits up to\n"
      "--timeout MS per message with a COUNT (default: forever); exits 2 if fewer\n"
-     "came (with \"all\": if none came).\n"},
-    {"stat", zq_cli_stat, S_ADMIN, 1, 2, "ADMIN [QUEUE]",
-     "show a device's queues: depth, in flight, rates, oldest message, dead letters",
-     "Asks the device (zqd) at its admin endpoint ADMIN for its queues' counters.\n"
-     "Without QUEUE, prints a table, one queue per line; with QUEUE, prints every\n"
-     "counter of that queue as one JSON object (doc/DEVICE.md lists them).\n"
+     "came (with \"all\": if none came). With \"all\" it ends with a summary on\n"
+     "stderr (\"N received in T s, R/s\"). ENDPOINTS defaults to $ZQ_URL.\n"},
+    {"stat", zq_cli_stat,
+     S_ADMIN | S_BIT (ZQ_OPT_JSON) | S_BIT (ZQ_OPT_WATCH) | S_BIT (ZQ_OPT_COUNT), 1, 2,
+     "ADMIN [QUEUE]",
+     "show a device's queues: depth, in flight, consumers, rates, oldest message, dead letters",
+     "Asks the device (zqd) at its admin endpoint ADMIN (default $ZQ_ADMIN) for\n"
+     "its queues' counters. Without QUEUE, prints a table, one queue per line, or\n"
+     "with --json one JSON array of objects; with QUEUE, prints every counter of\n"
+     "that queue as one JSON object (doc/DEVICE.md lists them).\n"
+     "-w SEC prints again every SEC seconds (redrawn in place on a terminal) until\n"
+     "Ctrl-C, or COUNT samples with -n; IN/S and OUT/S are then the rates between\n"
+     "two samples (the first sample shows the device's own, over its last\n"
+     "seconds). With --json each sample is one line.\n"
      "--timeout MS bounds the wait for the device (default 5000); exits 2 if it\n"
      "does not answer, 5 if it answers with an error (e.g. no such queue).\n"
-     "Every admin command (stat, ls, peek, purge, redrive) reaches a device with\n"
-     "CURVE through the options zq put takes: -o curve_server_key=KEY (or\n"
-     "-o curve_server_cert=FILE) and -o curve_cert=FILE, the client's key pair.\n"},
+     "Every admin command (stat, info, ping, ls, peek, purge, redrive) reaches a\n"
+     "device with CURVE through the options zq put takes: -o curve_server_key=KEY\n"
+     "(or -o curve_server_cert=FILE) and -o curve_cert=FILE, the client's key pair.\n"},
+    {"ping", zq_cli_ping, S_ADMIN, 1, 1, "ADMIN",
+     "check that a device answers on its admin endpoint, and how fast",
+     "Prints \"ADMIN answered in T ms\"; exits 2 if the device does not answer in\n"
+     "--timeout MS (default 5000).\n"},
+    {"info", zq_cli_info, S_ADMIN | S_BIT (ZQ_OPT_JSON), 1, 1, "ADMIN",
+     "show a device's version, uptime, store and limits",
+     "Prints one \"NAME VALUE\" line each, or one JSON object with --json.\n"},
     {"ls", zq_cli_ls, S_ADMIN, 1, 1, "ADMIN", "list a device's queues, one \"NAME KIND\" line each",
      ""},
     {"peek", zq_cli_peek, S_ADMIN | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_ENVELOPE), 2, 2,
@@ -223,6 +247,12 @@ static const s_command_t s_commands[] = {
     {"redrive", zq_cli_redrive, S_ADMIN, 2, 2, "ADMIN QUEUE",
      "move a device queue's dead letters (QUEUE.dead) back to QUEUE",
      "Prints \"redrove N messages\"; they start again with attempt 0.\n"},
+    {"delete", zq_cli_delete, S_ADMIN | S_BIT (ZQ_OPT_FORCE), 2, 2, "ADMIN QUEUE",
+     "delete a device queue that clients made, with its QUEUE.dead",
+     "Prints \"deleted N messages\". A queue holding messages (or whose QUEUE.dead\n"
+     "does) is refused unless --force, which drops them, deliveries in flight\n"
+     "included; a queue declared in zqd's configuration is always refused. Its\n"
+     "consumers get an error; the name is free afterwards.\n"},
     {"options", s_options_command, S_BIT (ZQ_OPT_HELP), 0, 0, "",
      "list the queue options -o can set, with defaults", ""},
 };
@@ -313,6 +343,8 @@ s_print_main_help (FILE *out)
                   "Commands:\n");
     for (size_t i = 0; i < S_COMMAND_COUNT; i++)
         fprintf (out, "  %-8s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf (out, "\nEnvironment: ZQ_ADMIN stands for ADMIN, and ZQ_URL for the ENDPOINTS of put\n"
+                  "and get, when the command's first argument is not an endpoint.\n");
     fprintf (out, "\n%s\nData goes to stdout, errors to stderr. See zq(1).\n", s_exit_status_text);
 }
 
@@ -393,6 +425,7 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
         case ZQ_OPT_PRINT_ENDPOINT:
         case ZQ_OPT_ENVELOPE:
         case ZQ_OPT_NO_ACK:
+        case ZQ_OPT_FORCE:
             return 0;
         case ZQ_OPT_COUNT:
             if (streq (value, "all")) {
@@ -480,10 +513,121 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
                 return zq_cli_usage_error (cli, "--backlog wants 1 to 1000000000 messages");
             cli->backlog = number;
             return 0;
+        case ZQ_OPT_JSON:
+            return 0;
+        case ZQ_OPT_WATCH: {
+            char *end = NULL;
+            errno = 0;
+            double seconds = strtod (value, &end);
+            if (errno || end == value || *end || !(seconds >= 0.1 && seconds <= 86400))
+                return zq_cli_usage_error (cli, "-w wants seconds (0.1 to 86400), not '%s'", value);
+            cli->watch_ms = (int64_t)(seconds * 1000 + 0.5);
+            return 0;
+        }
         case ZQ_OPT_MAX:
             break;
     }
     return zq_cli_usage_error (cli, "internal: unhandled option");
+}
+
+//  The environment variable that stands for a command's first argument
+//  when it is left out: ZQ_ADMIN for the admin verbs (synopsis "ADMIN
+//  ..."), ZQ_URL for those that take a device's queue endpoint
+//  ("ENDPOINTS QUEUE ..."); NULL for the others.
+static const char *
+s_endpoint_variable (const s_command_t *command)
+{
+    if (strncmp (command->synopsis, "ADMIN", 5) == 0)
+        return "ZQ_ADMIN";
+    if (strncmp (command->synopsis, "ENDPOINTS QUEUE", 15) == 0)
+        return "ZQ_URL";
+    return NULL;
+}
+
+//  Edits (insert, delete, substitute) that turn a into b, giving up past
+//  S_GUESS_MAX (returned then) so long inputs cost little.
+#define S_GUESS_MAX 3
+static size_t
+s_distance (const char *a, const char *b)
+{
+    size_t a_size = strlen (a), b_size = strlen (b);
+    if (a_size > 64 || b_size > 64)
+        return S_GUESS_MAX + 1;
+    size_t row[65];
+    for (size_t j = 0; j <= b_size; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= a_size; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b_size; j++) {
+            size_t above = row[j];
+            size_t best = diagonal + (a[i - 1] != b[j - 1]);
+            if (above + 1 < best)
+                best = above + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diagonal = above;
+        }
+    }
+    return row[b_size];
+}
+
+//  The closest name within a third of its length (at least 1, at most
+//  S_GUESS_MAX edits), or NULL.
+static const char *
+s_closest (const char *word, const char *const *names, size_t count)
+{
+    const char *best = NULL;
+    size_t best_distance = S_GUESS_MAX + 1;
+    for (size_t i = 0; i < count; i++) {
+        size_t distance = s_distance (word, names[i]);
+        size_t allowed = strlen (names[i]) / 3;
+        if (allowed < 1)
+            allowed = 1;
+        if (distance <= allowed && distance < best_distance) {
+            best = names[i];
+            best_distance = distance;
+        }
+    }
+    return best;
+}
+
+static const char *
+s_command_guess (const char *name)
+{
+    const char *names[S_COMMAND_COUNT + 1];
+    for (size_t i = 0; i < S_COMMAND_COUNT; i++)
+        names[i] = s_commands[i].name;
+    names[S_COMMAND_COUNT] = "help";
+    return s_closest (name, names, S_COMMAND_COUNT + 1);
+}
+
+//  "--NAME" the command takes that is closest to the unknown arg, or NULL.
+static const char *
+s_option_guess (const s_command_t *command, const char *arg)
+{
+    static char guess[64];
+    if (arg[1] != '-')
+        return NULL;
+    const char *word = arg + 2;
+    const char *equals = strchr (word, '=');
+    char name[65];
+    size_t length = equals ? (size_t)(equals - word) : strlen (word);
+    if (length > 64)
+        return NULL;
+    memcpy (name, word, length);
+    name[length] = '\0';
+    const char *names[S_OPTION_COUNT];
+    size_t count = 0;
+    for (size_t i = 0; i < S_OPTION_COUNT; i++)
+        if (command->options & S_BIT (s_options[i].key))
+            names[count++] = s_options[i].long_name;
+    const char *found = s_closest (name, names, count);
+    if (!found)
+        return NULL;
+    snprintf (guess, sizeof guess, "--%s", found);
+    return guess;
 }
 
 //  Parses argv[first..] for command: options anywhere (GNU style), "--"
@@ -520,8 +664,11 @@ s_parse (zq_cli_t *cli, const s_command_t *command, int argc, char **argv, int f
                 value = equals + 1;
             }
         } else {
-            for (size_t i = 0; i < S_OPTION_COUNT && !option; i++)
-                if (s_options[i].short_name == arg[1])
+            //  A letter may stand for different options in different
+            //  commands (-w): the one this command takes wins.
+            for (size_t i = 0; i < S_OPTION_COUNT; i++)
+                if (s_options[i].short_name == arg[1] &&
+                    (!option || (command->options & S_BIT (s_options[i].key))))
                     option = &s_options[i];
             if (option && arg[2]) {
                 if (!option->arg_name)
@@ -529,8 +676,13 @@ s_parse (zq_cli_t *cli, const s_command_t *command, int argc, char **argv, int f
                 value = arg + 2;
             }
         }
-        if (!option || !(command->options & S_BIT (option->key)))
+        if (!option || !(command->options & S_BIT (option->key))) {
+            const char *guess = s_option_guess (command, arg);
+            if (guess)
+                return zq_cli_usage_error (cli, "unknown option '%s' (did you mean '%s'?)", arg,
+                                           guess);
             return zq_cli_usage_error (cli, "unknown option '%s'", arg);
+        }
         if (option->arg_name && !value) {
             if (index + 1 >= argc)
                 return zq_cli_usage_error (cli, "%s needs a value (%s)", arg, option->arg_name);
@@ -545,8 +697,22 @@ s_parse (zq_cli_t *cli, const s_command_t *command, int argc, char **argv, int f
         if (rc)
             return rc;
     }
-    if (cli->arg_count < command->min_args)
+    const char *variable = s_endpoint_variable (command);
+    const char *fallback = variable ? getenv (variable) : NULL;
+    if (fallback && *fallback && cli->arg_count < command->max_args &&
+        (cli->arg_count == 0 || !strstr (cli->args[0], "://"))) {
+        //  The endpoint comes from the environment: arguments move up one.
+        memmove (cli->args + 1, cli->args, cli->arg_count * sizeof cli->args[0]);
+        cli->args[0] = fallback;
+        cli->arg_count++;
+    }
+    if (cli->arg_count < command->min_args) {
+        if (variable && (cli->arg_count == 0 || !strstr (cli->args[0], "://")))
+            return zq_cli_usage_error (
+                cli, "missing argument: %s (or set %s to the %s endpoint)", command->synopsis,
+                variable, streq (variable, "ZQ_ADMIN") ? "device's admin" : "device's queue");
         return zq_cli_usage_error (cli, "missing argument: %s", command->synopsis);
+    }
     if (cli->arg_count > command->max_args)
         return zq_cli_usage_error (cli, "too many arguments: %s", command->synopsis);
     return 0;
@@ -605,8 +771,13 @@ main (int argc, char *argv[])
     if (name[0] == '-')
         return zq_cli_usage_error (&cli, "unknown option '%s' (options follow the command)", name);
     const s_command_t *command = s_command_lookup (name);
-    if (!command)
+    if (!command) {
+        const char *guess = s_command_guess (name);
+        if (guess)
+            return zq_cli_usage_error (&cli, "no such command '%s' (did you mean '%s'?)", name,
+                                       guess);
         return zq_cli_usage_error (&cli, "no such command '%s'", name);
+    }
     cli.command = command->name;
     cli.options = zq_options_new ();
     if (!cli.options) {

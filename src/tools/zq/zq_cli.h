@@ -57,6 +57,9 @@ typedef enum {
     ZQ_OPT_DIR,
     ZQ_OPT_BACKLOG,
     ZQ_OPT_NO_ACK,
+    ZQ_OPT_JSON,
+    ZQ_OPT_WATCH,
+    ZQ_OPT_FORCE,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 
@@ -92,6 +95,10 @@ typedef struct {
     int producers;
     const char *dir;
     uint64_t backlog;
+    //  stat: -w SEC, in ms.
+    int64_t watch_ms;
+    //  What zq_cli_receive_all counts in (NULL: nothing): get -n all.
+    struct zq_cli_progress_t *progress;
     //  Positional arguments after the command.
     const char *args[ZQ_CLI_MAX_ARGS];
     size_t arg_count;
@@ -161,6 +168,33 @@ int zq_cli_receive_all (zq_cli_t *cli, zq_queue_t *queue, uint64_t count, int ti
 //  after printing why (the caller exits with ZQ_EXIT_TRANSPORT).
 zq_queue_t *zq_cli_queue_open (zq_cli_t *cli, const char *pattern, zq_role_t role,
                                const char *endpoints);
+
+//  Checks one endpoint (no '@' or '>' prefix) before zq uses it, or with
+//  several a comma-separated list: tcp://HOST:PORT (PORT 1 to 65535, or
+//  '*' where binding), ipc://PATH or inproc://NAME; a tcp HOST to connect
+//  to must resolve. Returns 0, or -1 after printing what is wrong and what
+//  the endpoint must look like.
+int zq_cli_endpoint_check (zq_cli_t *cli, const char *endpoint, bool binding);
+
+//  A long job's progress on stderr: a live line ("12000 stored, 9.6 k/s")
+//  redrawn at most every 200 ms while stderr is a terminal, and a summary
+//  at the end ("1000000 stored in 10.6 s, 94 k/s"). The time runs from
+//  start to the last message counted, so an idle wait at the end does not
+//  lower the rate.
+typedef struct zq_cli_progress_t {
+    const char *verb; //  "stored", "received"
+    uint64_t count;
+    int64_t start_us;
+    int64_t last_us;  //  when the last message was counted
+    int64_t shown_us; //  when the live line was last drawn
+    bool live;        //  stderr is a terminal
+} zq_cli_progress_t;
+
+void zq_cli_progress_start (zq_cli_progress_t *progress, const char *verb);
+//  Counts messages more messages done.
+void zq_cli_progress_add (zq_cli_progress_t *progress, uint64_t messages);
+//  Clears the live line and prints the summary ("zq COMMAND: " first).
+void zq_cli_progress_end (zq_cli_t *cli, zq_cli_progress_t *progress);
 
 //  Maps a failed send or receive (errno) to an exit code, printing what
 //  happened with the message number; EAGAIN is a timeout.
@@ -320,6 +354,12 @@ void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, do
 //  size=SIZE count=COUNT", the medians over rounds of the confirm and
 //  fsync latencies (p50/p99, sorting the four arrays), the confirm's p50
 //  over fsync's and their ratio (0 without an fsync figure).
+//  The raw libzmq round trip of bench rpc (DEALER -> ROUTER echo, cli->size
+//  bytes, one at a time) between two processes over cli->transport (threads
+//  over inproc): warmup untimed, then count timed; its p50 in *p50_us.
+//  Returns 0, or an exit code after printing why.
+int zq_bench_raw_round_trip (zq_cli_t *cli, uint64_t warmup, uint64_t count, double *p50_us);
+
 void zq_bench_print_confirm (const char *label, size_t size, uint64_t count, double *confirm50,
                              double *confirm99, double *fsync50, double *fsync99, int rounds);
 
@@ -392,5 +432,8 @@ int zq_cli_ls (zq_cli_t *cli);
 int zq_cli_peek (zq_cli_t *cli);
 int zq_cli_purge (zq_cli_t *cli);
 int zq_cli_redrive (zq_cli_t *cli);
+int zq_cli_ping (zq_cli_t *cli);
+int zq_cli_info (zq_cli_t *cli);
+int zq_cli_delete (zq_cli_t *cli);
 
 #endif

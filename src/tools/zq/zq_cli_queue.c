@@ -78,6 +78,7 @@ zq_cli_receive_all (zq_cli_t *cli, zq_queue_t *queue, uint64_t count, int timeou
             break;
         }
         received++;
+        zq_cli_progress_add (cli->progress, 1);
         if (zq_cli_print_msg (cli, msg))
             bad_output = ZQ_EXIT_BAD_INPUT;
         //  Printed (and flushed): now it may go. A body with no JSON form

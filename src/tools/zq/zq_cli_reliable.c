@@ -35,16 +35,26 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
         return ZQ_EXIT_OK;
     int errnum = errno;
     zq_msg_destroy (&msg);
-    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY) {
+    if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY ||
+        errnum == ENOSPC) {
         zq_cli_error (cli, "the server refused the message: %s",
-                      errnum == ZQ_EFULL    ? "its storage is full"
-                      : errnum == ZQ_ELIMIT ? "it holds max_queues queues already"
-                      : errnum == EBUSY     ? "it has no file descriptor to open the queue now"
-                      : errnum == EEXIST    ? "it holds another message under this id"
+                      errnum == ZQ_EFULL ? "its storage is full"
+                      : errnum == ENOSPC ? "its disk is under its min_free_bytes watermark"
+                      : errnum == ZQ_ELIMIT
+                          ? "it holds max_queues (or max_auto_queues) queues already"
+                      : errnum == EBUSY  ? "it has no file descriptor to open the queue now"
+                      : errnum == EEXIST ? "it holds another message under this id"
                                          : "it can never store it (queue name, size or envelope)");
         return ZQ_EXIT_REMOTE;
     }
-    return zq_cli_failure (cli, errnum == EAGAIN ? "no confirm" : "put", errnum);
+    if (errnum == EAGAIN && !zq_cli_interrupted) {
+        zq_cli_error (cli,
+                      "no confirm from %s within %d ms: is zqd (or another reliable server) "
+                      "running there, on its bind endpoint? The message may still be stored",
+                      cli->args[0], s_put_timeout_ms (cli));
+        return ZQ_EXIT_TIMEOUT;
+    }
+    return zq_cli_failure (cli, "put", errnum);
 }
 
 //  Line numbers of the messages awaiting their confirm, by id.
@@ -74,12 +84,13 @@ s_keep_line (zhashx_t *lines, const uint8_t *id, uint64_t line)
 static int
 s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progress)
 {
+    zq_cli_progress_t *counter = cli->progress;
     uint8_t id[ZQ_MSG_ID_SIZE];
     while (true) {
         int rc = zq_queue_confirmed (queue, id);
         if (rc && errno == EAGAIN)
             return 0;
-        if (rc && errno == ZQ_EFULL)
+        if (rc && (errno == ZQ_EFULL || errno == ENOSPC))
             continue; //  kept in the outbox and sent again
         uint64_t line = s_take_line (lines, id);
         if (rc) {
@@ -90,6 +101,7 @@ s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progres
         if (line) {
             printf ("%llu\n", (unsigned long long)line);
             fflush (stdout);
+            zq_cli_progress_add (counter, 1);
         }
         *progress = true;
     }
@@ -169,8 +181,11 @@ s_put_lines (zq_cli_t *cli, zq_queue_t *queue, zq_cli_source_t *source, const ch
         if (progress)
             last_progress = zclock_mono ();
         else if (timeout_ms >= 0 && zclock_mono () - last_progress > timeout_ms) {
-            zq_cli_error (cli, "no confirm for %zu message%s within %d ms", zhashx_size (lines),
-                          zhashx_size (lines) == 1 ? "" : "s", timeout_ms);
+            zq_cli_error (cli,
+                          "no confirm for %zu message%s from %s within %d ms: is zqd (or another "
+                          "reliable server) running there, on its bind endpoint?",
+                          zhashx_size (lines), zhashx_size (lines) == 1 ? "" : "s", cli->args[0],
+                          timeout_ms);
             rc = ZQ_EXIT_TIMEOUT;
             break;
         }
@@ -202,9 +217,14 @@ zq_cli_put (zq_cli_t *cli)
         zq_cli_source_close (&source);
         return ZQ_EXIT_TRANSPORT;
     }
-    if (source.from_stdin)
+    if (source.from_stdin) {
+        zq_cli_progress_t progress;
+        zq_cli_progress_start (&progress, "stored");
+        cli->progress = &progress;
         rc = s_put_lines (cli, queue, &source, subject);
-    else {
+        cli->progress = NULL;
+        zq_cli_progress_end (cli, &progress);
+    } else {
         //  One BODY, sent COUNT times (default once), each confirmed.
         uint64_t sent = 0;
         while (rc == 0) {
@@ -247,7 +267,17 @@ zq_cli_get (zq_cli_t *cli)
         zq_queue_destroy (&queue);
         return ZQ_EXIT_USAGE;
     }
+    //  "-n all": a summary at the end, and a live count on a terminal.
+    zq_cli_progress_t progress;
+    if (count == 0) {
+        zq_cli_progress_start (&progress, "received");
+        cli->progress = &progress;
+    }
     int rc = zq_cli_receive_all (cli, queue, count, timeout_ms, !cli->given[ZQ_OPT_NO_ACK]);
+    if (count == 0) {
+        cli->progress = NULL;
+        zq_cli_progress_end (cli, &progress);
+    }
     zq_queue_destroy (&queue);
     return rc;
 }

@@ -25,9 +25,18 @@
 
 //  ---- zq req ----------------------------------------------------------------
 
+//  The library's notices while zq req runs (a retry and why) go to stderr.
+static void
+s_req_log (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)level;
+    zq_cli_error ((zq_cli_t *)arg, "%s", line);
+}
+
 int
 zq_cli_req (zq_cli_t *cli)
 {
+    zq_set_log_handler (s_req_log, cli, ZQ_LOG_NOTICE);
     const char *endpoints = cli->args[0];
     const char *subject = cli->arg_count == 3 ? cli->args[1] : "";
     zq_cli_source_t source;

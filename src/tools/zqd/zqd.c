@@ -24,6 +24,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 
 //  Exit status (doc/zqd.8).
 #define S_EXIT_OK     0
@@ -54,6 +55,8 @@ static const char *s_usage =
     "  -s, --spool DIR          keep messages in DIR (device/spool; default: memory)\n"
     "  -f, --fsync POLICY       always (default), interval or none (device/fsync)\n"
     "  -o, --option NAME=VALUE  a queue option (the queue section; zq options lists them)\n"
+    "      --http HOST:PORT     serve /metrics, /api/queues and a status page on\n"
+    "                           HOST:PORT (device/http; loopback unless --insecure)\n"
     "      --insecure           let endpoints bind beyond loopback without CURVE\n"
     "                           (device/insecure; never the admin endpoint)\n"
     "  -l, --log TARGET         stderr (default) or syslog\n"
@@ -77,10 +80,18 @@ s_log (zq_log_level_t level, const char *line, void *arg)
     static const char *names[] = {"error", "warning", "notice", "debug"};
     static const int priorities[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_DEBUG};
     int index = level <= ZQ_LOG_DEBUG ? (int)level : ZQ_LOG_DEBUG;
-    if (s_syslog)
+    if (s_syslog) {
         syslog (priorities[index], "%s", line);
-    else
-        fprintf (stderr, "zqd: %s: %s\n", names[index], line);
+        return;
+    }
+    //  stderr: a UTC timestamp (ISO 8601, milliseconds) and the level.
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    struct tm utc;
+    char when[32] = "";
+    if (gmtime_r (&now.tv_sec, &utc))
+        strftime (when, sizeof when, "%Y-%m-%dT%H:%M:%S", &utc);
+    fprintf (stderr, "%s.%03ldZ zqd: %s: %s\n", when, now.tv_nsec / 1000000L, names[index], line);
 }
 
 static void s_fail (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
@@ -124,6 +135,10 @@ s_print_endpoints (zactor_t *device)
     endpoint = zq_device_endpoint (device, "admin");
     if (endpoint && *endpoint)
         printf ("zqd: admin on %s\n", endpoint);
+    zstr_free (&endpoint);
+    endpoint = zq_device_endpoint (device, "http");
+    if (endpoint && *endpoint)
+        printf ("zqd: http on %s\n", endpoint);
     zstr_free (&endpoint);
     zstr_send (device, "LS");
     zmsg_t *reply = zmsg_recv (device);
@@ -177,13 +192,22 @@ main (int argc, char *argv[])
     mallopt (M_MMAP_THRESHOLD, 128 * 1024);
 #endif
     static const struct option long_options[] = {
-        {"config", required_argument, NULL, 'c'}, {"bind", required_argument, NULL, 'b'},
-        {"admin", required_argument, NULL, 'a'},  {"spool", required_argument, NULL, 's'},
-        {"fsync", required_argument, NULL, 'f'},  {"option", required_argument, NULL, 'o'},
-        {"insecure", no_argument, NULL, 'I'},     {"log", required_argument, NULL, 'l'},
-        {"verbose", no_argument, NULL, 'v'},      {"foreground", no_argument, NULL, 'F'},
-        {"check", no_argument, NULL, 'C'},        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+        {"config", required_argument, NULL, 'c'},
+        {"bind", required_argument, NULL, 'b'},
+        {"admin", required_argument, NULL, 'a'},
+        {"spool", required_argument, NULL, 's'},
+        {"fsync", required_argument, NULL, 'f'},
+        {"option", required_argument, NULL, 'o'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"log", required_argument, NULL, 'l'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"foreground", no_argument, NULL, 'F'},
+        {"check", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"http", required_argument, NULL, 'H'},
+        {NULL, 0, NULL, 0},
+    };
     //  Files 0600 and directories 0700: spools, their segments, ipc sockets.
     umask (0077);
     const char *config_path = NULL;
@@ -219,6 +243,9 @@ main (int argc, char *argv[])
                 break;
             case 'I':
                 zconfig_put (overrides, "device/insecure", "true");
+                break;
+            case 'H':
+                zconfig_put (overrides, "device/http", optarg);
                 break;
             case 'l':
                 if (streq (optarg, "syslog"))

@@ -8,8 +8,9 @@
     SIZE-byte frame per message (zmq_send, ZMQ_IMMEDIATE as zq's producer
     sets); the zq sender makes a message per send as a zq user would
     (zq_msg_new, zq_msg_set_body with SIZE bytes as a msgpack bin,
-    zq_queue_send); the zq receiver takes each with zq_queue_recv and
-    destroys it, the raw one with zmq_msg_recv.
+    zq_queue_send, and zq_queue_flush before it waits for the go); the zq
+    receiver takes each with zq_queue_recv and destroys it, the raw one
+    with zmq_msg_recv.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -83,6 +84,12 @@ s_sender (zq_bench_run_t *run, zq_bench_result_t *result)
     }
     for (uint64_t i = 0; i < run->warmup + run->count; i++) {
         if (i == run->warmup) {
+            //  The receiver waits for the whole warm-up: send what the
+            //  producer gathered before waiting for it.
+            if (queue && zq_queue_flush (queue, ZQ_BENCH_STALL_MS)) {
+                result->errnum = errno;
+                break;
+            }
             if (zq_bench_go_wait (run)) {
                 result->errnum = EPIPE;
                 break;

@@ -26,6 +26,10 @@
         (stored and fdatasync'ed), and records each call's time.
       - fsync: the disk's write + fdatasync of SIZE bytes in the same
         directory, alternating with confirm.
+      - rtt: after each confirm run, bench rpc's raw round trip (DEALER
+        -> ROUTER echo of SIZE bytes, one at a time) between two processes
+        over the same transport, as many as confirms: raw_rtt_p50_us, so
+        that confirm p50 can be read against fsync p50 + raw_rtt p50.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -378,6 +382,13 @@ zq_bench_reliable (zq_cli_t *cli)
     double *confirm50 = values + 2 * rounds, *confirm99 = values + 3 * rounds;
     double *fsync50 = values + 4 * rounds, *fsync99 = values + 5 * rounds;
     double *raw_rate = values + 6 * rounds;
+    double *rtt50 = (double *)calloc ((size_t)rounds, sizeof (double));
+    if (!rtt50) {
+        zq_cli_error (cli, "%s", strerror (ENOMEM));
+        free (body);
+        free (values);
+        return ZQ_EXIT_TRANSPORT;
+    }
     const char *base = zq_bench_dir (cli);
     zq_bench_progress (cli,
                        "%s size=%zu in %s: %d rounds of fsync, confirm (%llu sends one at a "
@@ -405,6 +416,11 @@ zq_bench_reliable (zq_cli_t *cli)
             break;
         confirm50[round] = producer.p50_us;
         confirm99[round] = producer.p99_us;
+        //  What the network alone costs a confirm: a raw round trip between
+        //  two processes over the same transport, as many as confirms.
+        rc = zq_bench_raw_round_trip (cli, 100, latency_count, &rtt50[round]);
+        if (rc)
+            break;
         rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, 1, S_WARMUP, cli->count, &raw_rate[round]);
         if (rc)
             break;
@@ -418,9 +434,11 @@ zq_bench_reliable (zq_cli_t *cli)
         e2e_rate[round] = (double)cli->count * 1e9 / (double)(consumer.end_ns - producer.start_ns);
         zq_bench_progress (cli,
                            "round %d/%d: fsync p50 %.1f us p99 %.1f us; confirm p50 %.1f us "
-                           "p99 %.1f us; put %.0f msgs/s, e2e %.0f msgs/s, raw %.0f msgs/s",
+                           "p99 %.1f us; raw round trip p50 %.1f us; put %.0f msgs/s, e2e %.0f "
+                           "msgs/s, raw %.0f msgs/s",
                            round + 1, rounds, fsync50[round], fsync99[round], confirm50[round],
-                           confirm99[round], put_rate[round], e2e_rate[round], raw_rate[round]);
+                           confirm99[round], rtt50[round], put_rate[round], e2e_rate[round],
+                           raw_rate[round]);
     }
     if (rc == 0) {
         double e2e = zq_bench_median (e2e_rate, rounds), raw = zq_bench_median (raw_rate, rounds);
@@ -432,8 +450,15 @@ zq_bench_reliable (zq_cli_t *cli)
         snprintf (label, sizeof label, "reliable confirm %s", cli->transport);
         zq_bench_print_confirm (label, cli->size, latency_count, confirm50, confirm99, fsync50,
                                 fsync99, rounds);
+        printf ("reliable rtt %s size=%zu raw_rtt_p50_us=%.1f fsync_p50_us=%.1f "
+                "confirm_p50_us=%.1f over_fsync_and_rtt_us=%.1f\n",
+                cli->transport, cli->size, zq_bench_median (rtt50, rounds),
+                zq_bench_median (fsync50, rounds), zq_bench_median (confirm50, rounds),
+                zq_bench_median (confirm50, rounds) - zq_bench_median (fsync50, rounds) -
+                    zq_bench_median (rtt50, rounds));
     }
     free (body);
     free (values);
+    free (rtt50);
     return rc;
 }
