@@ -52,6 +52,7 @@ typedef struct {
     natsSubscription *sub; //  NULL until the fetcher has bound the consumer
     uint32_t credit;
     int64_t failed_at; //  zclock_mono when binding last failed (0: it did not)
+    bool stream_made;  //  its stream is known to exist (puts skip the check)
 } s_queue_t;
 
 typedef struct {
@@ -296,6 +297,9 @@ s_result (s_store_t *self, const char *stream, const char *hex, int errnum, bool
     if (self->pending)
         self->pending--;
     s_queue_t *queue = stream ? (s_queue_t *)zhashx_lookup (self->by_stream, stream) : NULL;
+    //  No stream answered: it may have been deleted; check on the next put.
+    if (queue && errnum == ECONNREFUSED)
+        queue->stream_made = false;
     if (queue && zlistx_size (self->results) < S_RESULTS_MAX) {
         snprintf (result->queue, sizeof result->queue, "%s", queue->name);
         zlistx_add_end (self->results, result);
@@ -670,6 +674,7 @@ s_put (zqi_store_t *base, const char *name, const uint8_t *id, const void *data,
     pthread_mutex_lock (&self->lock);
     s_queue_t *queue = s_queue (self, name);
     bool full = self->pending >= S_PENDING_MAX;
+    bool made = queue && queue->stream_made;
     if (queue && !full) {
         snprintf (subject, sizeof subject, "%s", queue->subject);
         self->pending++;
@@ -681,12 +686,19 @@ s_put (zqi_store_t *base, const char *name, const uint8_t *id, const void *data,
         errno = EAGAIN;
         return -1;
     }
-    //  The first put of a queue makes its stream (once per gateway run).
+    //  The first put of a queue makes its stream (a blocking request,
+    //  once per queue unless the stream goes away).
     int rc = -1;
     natsMsg *msg = NULL;
     char hex[2 * ZQI_STORE_ID_SIZE + 1];
     s_hex (id, hex);
-    if (s_stream_ensure (self, queue->stream, queue->subject) == 0) {
+    if (!made && s_stream_ensure (self, queue->stream, queue->subject) == 0) {
+        made = true;
+        pthread_mutex_lock (&self->lock);
+        queue->stream_made = true;
+        pthread_mutex_unlock (&self->lock);
+    }
+    if (made) {
         natsStatus status = natsMsg_Create (&msg, subject, NULL, (const char *)data, (int)size);
         if (status == NATS_OK)
             status = natsMsgHeader_Set (msg, "Nats-Msg-Id", hex);
@@ -843,8 +855,10 @@ s_remove (zqi_store_t *base, const char *name)
         zlistx_add_end (self->retired, queue->sub);
         queue->sub = NULL;
     }
-    if (queue)
+    if (queue) {
         queue->credit = 0;
+        queue->stream_made = false;
+    }
     pthread_mutex_unlock (&self->lock);
     if (status != NATS_OK) {
         errno = s_errno (status);
