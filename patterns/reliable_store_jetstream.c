@@ -284,18 +284,24 @@ s_queue (s_store_t *self, const char *name)
 static void
 s_result (s_store_t *self, const char *stream, const char *hex, int errnum, bool duplicate)
 {
+    //  Without memory or a readable id the put stays unconfirmed: the
+    //  producer sends it again. It no longer waits here either way.
     zqi_store_result_t *result = (zqi_store_result_t *)calloc (1, sizeof *result);
-    if (!result)
-        return; //  not confirmed: the producer sends it again
-    result->errnum = errnum;
-    result->duplicate = duplicate;
-    if (s_unhex (hex, result->id) < 0) {
-        free (result);
-        return;
+    if (result) {
+        result->errnum = errnum;
+        result->duplicate = duplicate;
+        if (s_unhex (hex, result->id) < 0) {
+            free (result);
+            result = NULL;
+        }
     }
     pthread_mutex_lock (&self->lock);
     if (self->pending)
         self->pending--;
+    if (!result) {
+        pthread_mutex_unlock (&self->lock);
+        return;
+    }
     s_queue_t *queue = stream ? (s_queue_t *)zhashx_lookup (self->by_stream, stream) : NULL;
     //  No stream answered: it may have been deleted; check on the next put.
     if (queue && errnum == ECONNREFUSED)
