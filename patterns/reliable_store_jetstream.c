@@ -631,9 +631,18 @@ s_destroy (zqi_store_t **self_p)
         pthread_mutex_unlock (&self->lock);
         pthread_join (self->fetcher, NULL);
     }
+    //  libnats may still run a PubAck callback after the connection is
+    //  closed (nats.c issue 735): let the puts in flight be answered first,
+    //  for at most the request wait.
+    if (self->js) {
+        jsPubOptions options;
+        jsPubOptions_Init (&options);
+        options.MaxWait = self->config.request_wait_ms;
+        js_PublishAsyncComplete (self->js, &options);
+    }
     if (self->conn)
-        natsConnection_Close (self->conn); //  no PubAck callback after this
-    zhashx_destroy (&self->queues);        //  (their subscriptions)
+        natsConnection_Close (self->conn);
+    zhashx_destroy (&self->queues); //  (their subscriptions)
     zhashx_destroy (&self->by_stream);
     if (self->js)
         jsCtx_Destroy (self->js);
