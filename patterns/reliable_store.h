@@ -15,6 +15,9 @@
       jetstream (reliable_store_jetstream.c, built when configure found
       libnats: HAVE_NATS): one JetStream stream and one durable pull
       consumer per queue, shared by every zqd pointed at the same cluster.
+      libnats starts threads of its own for the whole process with the
+      first store; a program that opened one calls nats_Close (or
+      nats_CloseAndWait) before it exits.
     The local store (zq_spool plus in-memory delivery state) is still
     called directly by reliable_server_*.c; it moves behind this table
     next, with no change of behaviour.

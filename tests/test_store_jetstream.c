@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "../patterns/reliable_store.h"
+#include <nats/nats.h>
 #include "nats_helpers.h"
 
 #define VISIBILITY_MS 1500
@@ -338,5 +339,8 @@ main (void)
         cmocka_unit_test (test_timeout_and_dead_letter),
         cmocka_unit_test (test_purge_remove_and_bad_config),
     };
-    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+    int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
+    //  libnats keeps threads of its own per process until this.
+    nats_CloseAndWait (5000);
+    return failed;
 }

@@ -23,6 +23,7 @@
 #include <errno.h>
 
 #include "../patterns/reliable_store.h"
+#include <nats/nats.h>
 #include "nats_helpers.h"
 
 #define NODES         3
@@ -210,5 +211,8 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_node_killed_while_putting),
     };
-    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+    int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
+    //  libnats keeps threads of its own per process until this.
+    nats_CloseAndWait (5000);
+    return failed;
 }
