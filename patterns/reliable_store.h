@@ -34,6 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zq_clock.h"
+
 #define ZQI_STORE_ID_SIZE      16                       //  a zq message id (ZQ_MSG_ID_SIZE)
 #define ZQI_STORE_NAME_MAX     240                      //  longest stream name a queue maps to
 #define ZQI_STORE_FETCH_MAX    256                      //  most messages one fetch asks for
@@ -44,16 +46,17 @@ typedef struct _zqi_store_t zqi_store_t;
 
 //  What a store is opened with. Strings are copied; NULL means "none".
 typedef struct {
-    const char *servers;     //  URL[,URL...] of the cluster (required)
-    const char *credentials; //  a NATS .creds file
-    const char *tls_ca;      //  CA file: the servers must present a certificate it signed
-    const char *tls_cert;    //  client certificate chain ...
-    const char *tls_key;     //  ... and its private key
-    const char *prefix;      //  stream name prefix (default "ZQ"; [A-Za-z0-9-], <= 32 bytes)
-    uint32_t replicas;       //  1..ZQI_STORE_REPLICAS_MAX; 0: 1
-    int64_t visibility_ms;   //  AckWait: a delivery not settled in this time goes again
-    uint32_t max_attempts;   //  deliveries before dead-lettering; 0: no limit
-    int64_t request_wait_ms; //  longest wait for a JetStream API reply (0: 5000)
+    const char *servers;      //  URL[,URL...] of the cluster (required)
+    const char *credentials;  //  a NATS .creds file
+    const char *tls_ca;       //  CA file: the servers must present a certificate it signed
+    const char *tls_cert;     //  client certificate chain ...
+    const char *tls_key;      //  ... and its private key
+    const char *prefix;       //  stream name prefix (default "ZQ"; [A-Za-z0-9-], <= 32 bytes)
+    uint32_t replicas;        //  1..ZQI_STORE_REPLICAS_MAX; 0: 1
+    int64_t visibility_ms;    //  AckWait: a delivery not settled in this time goes again
+    uint32_t max_attempts;    //  deliveries before dead-lettering; 0: no limit
+    int64_t request_wait_ms;  //  longest wait for a JetStream API reply (0: 5000)
+    const zqi_clock_t *clock; //  the store's timers (retries); NULL: the real clock
 } zqi_store_config_t;
 
 //  The outcome of one put, read back with put_results.

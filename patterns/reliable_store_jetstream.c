@@ -51,8 +51,9 @@ typedef struct {
     char subject[ZQI_STORE_NAME_MAX + 8];
     natsSubscription *sub; //  NULL until the fetcher has bound the consumer
     uint32_t credit;
-    int64_t failed_at; //  zclock_mono when binding last failed (0: it did not)
-    bool stream_made;  //  its stream is known to exist (puts skip the check)
+    int64_t
+        failed_at;    //  monotonic ms (the config's clock) when binding last failed (0: it did not)
+    bool stream_made; //  its stream is known to exist (puts skip the check)
 } s_queue_t;
 
 typedef struct {
@@ -420,10 +421,10 @@ s_take (s_store_t *self, s_queue_t *queue, const char *name, natsMsg *msg)
 
 //  True if the fetcher should fetch for queue now.
 static bool
-s_eligible (s_queue_t *queue)
+s_eligible (s_queue_t *queue, const zqi_clock_t *clock)
 {
     return queue->credit &&
-           (!queue->failed_at || zclock_mono () - queue->failed_at >= S_BIND_RETRY_MS);
+           (!queue->failed_at || zqi_clock_mono (clock) - queue->failed_at >= S_BIND_RETRY_MS);
 }
 
 static void *
@@ -438,13 +439,13 @@ s_fetcher (void *arg)
         if (zlistx_size (self->ready) < S_RESULTS_MAX)
             for (s_queue_t *q = (s_queue_t *)zhashx_first (self->queues); q;
                  q = (s_queue_t *)zhashx_next (self->queues))
-                if (s_eligible (q))
+                if (s_eligible (q, self->config.clock))
                     eligible++;
         if (eligible) {
             uint32_t pick = self->turn++ % eligible;
             for (s_queue_t *q = (s_queue_t *)zhashx_first (self->queues); q && !queue;
                  q = (s_queue_t *)zhashx_next (self->queues))
-                if (s_eligible (q) && pick-- == 0)
+                if (s_eligible (q, self->config.clock) && pick-- == 0)
                     queue = q;
         }
         if (!queue) {
@@ -484,7 +485,7 @@ s_fetcher (void *arg)
                 queue->sub = sub;
                 queue->failed_at = 0;
             } else
-                queue->failed_at = zclock_mono ();
+                queue->failed_at = zqi_clock_mono (self->config.clock);
             continue;
         }
         natsMsgList list = {0};
