@@ -38,8 +38,9 @@ static const zq_option_info_t s_table[] = {
      " is at least twice this, so it can refuse a bigger PUT by its id)",
      NULL},
     {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
-     "pipeline producer: largest batch frame made of messages that found no room"
-     " (0 = every message alone)",
+     "pipeline producer: largest batch frame made of messages that found no room;"
+     " reliable producer: largest PUT batch of messages waiting together (0 = every message"
+     " alone)",
      NULL},
     {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
      "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)", NULL},
