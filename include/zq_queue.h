@@ -498,11 +498,16 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 //  there; an ack the server cannot record (its spool refused it) removes
 //  nothing and is logged here as the server's error 3: the delivery stays
 //  the consumer's, ack it again or it comes back at its visibility time.
+//  A consumer's ack goes to libzmq at once whenever its socket has room;
+//  one that finds none is kept (at most 4096) and the kept ones go as one
+//  ACK at the next call on the queue (zq_queue_next_timer_ms then asks for
+//  one within 1 ms) or at zq_queue_destroy: no ack waits while the
+//  connection could take it, and nack and touch go after the acks kept.
 //  Returns 0, or -1 with errno EINVAL (NULL message, negative touch),
 //  ENOTSUP (other patterns and roles), ENOTSOCK, EAGAIN (the connection to
-//  the server is full), ZQ_ENOTFOUND (server: no delivery of that id is in
-//  flight), ENOMEM or the spool's failure errno such as EIO (server, ack:
-//  not recorded; the message stays delivered, as before the call), ETERM.
+//  the server is full; for an ack: and 4096 acks are kept), ZQ_ENOTFOUND (server: no delivery of
+//  that id is in flight), ENOMEM or the spool's failure errno such as EIO (server, ack: not
+//  recorded; the message stays delivered, as before the call), ETERM.
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);
 ZQ_EXPORT int zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms);
 ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms);

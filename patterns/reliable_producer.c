@@ -14,7 +14,9 @@
     ending, or a sign that the server restarted or came back (its PONG),
     gives the message back to the outbox, which hands it out first again:
     it is sent again under the same id (the server's dedupe window keeps
-    it from being stored twice). ZMQ_IMMEDIATE is on, so records wait in the
+    it from being stored twice). Records of the memory outbox waiting
+    together go as one PUT batch (doc/PROTOCOL.md 19.5); a lone one goes
+    alone. ZMQ_IMMEDIATE is on, so records wait in the
     outbox while no server is connected.
 
     This Source Code Form is subject to the terms of the Mozilla Public
