@@ -165,4 +165,54 @@ def test_batch_exactly_at_limits():
         zqd.close()
 
 
+def confirmed_ids(client, confirmed, timeout_s):
+    """Adds the ids of every CONFIRM that arrives within timeout_s of the
+    last one to confirmed."""
+    while True:
+        got = client.recv_command(timeout_s=timeout_s)
+        if got is None:
+            return
+        if got[0][1] == hostile.CONFIRM:
+            confirmed.update(hostile.split_ids(got[0][2]))
+
+
+def test_kill9_mid_batches_loses_nothing_confirmed():
+    """zqd is killed (-9) while PUT batches stream in: after a restart,
+    every id it confirmed is delivered (0 confirmed lost)."""
+    zqd = hostile.Zqd().start()
+    try:
+        client = hostile.Client(zqd.endpoint)
+        confirmed = set()
+        for round_number in range(40):
+            made = [hostile.envelope("pk", b"%d-%d" % (round_number, n)) for n in range(25)]
+            client.put_frame(batch(frame for _, frame in made))
+            if round_number == 19:
+                # Mid-stream: some confirmed, 20 more batches on the way.
+                got = client.recv_command()
+                check(got is not None and got[0][1] == hostile.CONFIRM, "no confirm: %r" % (got,))
+                confirmed.update(hostile.split_ids(got[0][2]))
+        zqd.kill()
+        confirmed_ids(client, confirmed, 0.2)
+        client.close()
+        check(confirmed, "nothing confirmed before the kill")
+        zqd.start()
+        consumer = hostile.Client(zqd.endpoint)
+        consumer.consume("pk", 1000)
+        seen = set()
+        while not confirmed <= seen:
+            got = consumer.recv_command(skip=(hostile.PONG, hostile.PING))
+            check(got is not None, "%d confirmed ids never delivered after the restart"
+                  % len(confirmed - seen))
+            if got[0][1] == hostile.DELIVER:
+                header, _ = hostile.parse_envelope(got[1][0])
+                seen.add(header[1])
+                consumer.ack([header[1]])
+        print("kill -9: %d confirmed before the kill, all delivered after (%d delivered)"
+              % (len(confirmed), len(seen)))
+        consumer.close()
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
 hostile.main(globals())
