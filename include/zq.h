@@ -14,6 +14,9 @@
 #include "zq_msg.h"
 #include "zq_options.h"
 #include "zq_queue.h"
+#include "zq_pubsub.h"
+#include "zq_rpc.h"
+#include "zq_reliable.h"
 #include "zq_spool.h"
 #include "zq_device.h"
 

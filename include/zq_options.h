@@ -2,9 +2,10 @@
     zq_options - named, validated settings for a queue: high-water marks,
     linger, reconnect, heartbeats, size limit, identity, timeouts.
 
-    Every option lives in one table (name, type, default, bounds, help), so
-    a command line or a config file can set any of them by name from text
-    and list them with zq_options_info. An options object only records what
+    Every option is a row (name, type, default, bounds, help): the generic
+    ones in zq_options, each pattern's own settings declared by that
+    pattern; zq_options_info lists them all as one table, so a command
+    line or a config file can set any of them by name from text. An options object only records what
     was set on top of the defaults; zq_queue_new copies it, so one object
     may serve many queues and may be destroyed right after.
 
@@ -75,6 +76,8 @@ typedef struct {
 //                                  least this. A message that finds room goes at once,
 //                                  alone. Batching producers keep sndhwm / 8 frames (at
 //                                  least 16) in libzmq's queue (patterns/pipeline.c).
+//                                  A batch goes to one consumer (libzmq deals whole
+//                                  frames round-robin), so shares even out per frame.
 //                                  Reliable producer (memory outbox): messages waiting
 //                                  together for the window or a server go as one PUT
 //                                  batch of at most this (and max_message_bytes);
@@ -99,7 +102,7 @@ typedef struct {
 //                                  routes kept for requests not yet answered (the oldest
 //                                  is forgotten beyond); reliable producer: unconfirmed
 //                                  messages held in a memory outbox
-//    The "reliable" pattern (zq_queue.h):
+//    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one
 //                                  subdirectory per queue ("" = in memory)
 //    outbox_dir           ""       producer: directory of a durable outbox ("" = memory)

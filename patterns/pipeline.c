@@ -197,6 +197,15 @@ s_close (void *state)
     return zqi_batch_discard (&self->batch);
 }
 
+//  The pattern's own settings (zq_options.h describes them).
+static const zq_option_info_t s_options[] = {
+    {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
+     "pipeline producer: largest batch frame made of messages that found no room"
+     " (0 = every message alone)",
+     NULL},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
+};
+
 const zq_pattern_t zqi_pattern_pipeline = {
     .name = "pipeline",
     .state_size = sizeof (s_pipeline_t),
@@ -213,4 +222,5 @@ const zq_pattern_t zqi_pattern_pipeline = {
     .recv_blocking = s_recv_blocking,
     .events = s_events,
     .flush = s_flush_hook,
+    .options = s_options,
 };

@@ -412,6 +412,14 @@ s_subscribers (void *state)
     return self->subscriptions;
 }
 
+//  The pattern's own settings (zq_options.h describes them).
+static const zq_option_info_t s_options[] = {
+    {"slow_subscriber", ZQ_OPTION_STR, 0, "skip", 4, 4,
+     "pubsub: a full subscriber queue skips that subscriber, drops the message, or waits",
+     "skip|drop|wait"},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
+};
+
 const zq_pattern_t zqi_pattern_pubsub = {
     .name = "pubsub",
     .state_size = sizeof (s_pubsub_t),
@@ -429,5 +437,34 @@ const zq_pattern_t zqi_pattern_pubsub = {
     .wait = s_wait,
     .subscribe = s_subscribe,
     .unsubscribe = s_unsubscribe,
-    .subscribers = s_subscribers,
+    .options = s_options,
 };
+
+//  ---- The pattern's own verbs (include/zq_pubsub.h) -------------------------
+
+int
+zq_queue_subscribers (zq_queue_t *queue)
+{
+    if (!queue)
+        return zqi_fail (EINVAL);
+    if (!zqi_queue_is_open (queue))
+        return zqi_fail (ENOTSOCK);
+    void *state = zqi_queue_pattern_state (queue, &zqi_pattern_pubsub);
+    return state ? s_subscribers (state) : -1;
+}
+
+int
+zq_queue_wait_subscribers (zq_queue_t *queue, size_t count, int timeout_ms)
+{
+    int64_t deadline = 0;
+    timeout_ms = timeout_ms < -1 ? -1 : timeout_ms;
+    while (true) {
+        int have = zq_queue_subscribers (queue);
+        if (have < 0)
+            return -1;
+        if ((size_t)have >= count)
+            return 0;
+        if (timeout_ms == 0 || zqi_queue_wait (queue, ZMQ_POLLIN, timeout_ms, &deadline))
+            return zqi_fail (errno == EAGAIN || timeout_ms == 0 ? ZQ_ETIMEDOUT : errno);
+    }
+}

@@ -316,6 +316,82 @@ s_delete (void *state, const char *name, int flags, uint64_t *count_p)
                         : zqi_fail (ENOTSUP);
 }
 
+//  The pattern's own settings (zq_options.h describes them). A producer's
+//  memory outbox holds up to max_in_flight messages, a setting rpc
+//  declares.
+static const zq_option_info_t s_options[] = {
+    {"spool_dir", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: directory of the queue spools (empty = in memory)", NULL},
+    {"outbox_dir", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable producer: directory of a durable outbox spool (empty = in memory)", NULL},
+    {"fsync", ZQ_OPTION_STR, 0, "always", 4, 8,
+     "reliable: when spool records are made durable before a confirm", "always|interval|none"},
+    {"fsync_interval_ms", ZQ_OPTION_INT, 100, NULL, 1, 3600000,
+     "reliable: sync period of fsync \"interval\"", NULL},
+    {"quota_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable: bytes one spool (queue or outbox) may take (0 = no quota on disk)", NULL},
+    {"segment_bytes", ZQ_OPTION_INT, 64 * 1024 * 1024, NULL, 4096, INT64_MAX,
+     "reliable: size at which a spool starts a new segment file", NULL},
+    {"visibility_timeout_ms", ZQ_OPTION_INT, 30000, NULL, 1, INT_MAX,
+     "reliable server: time a consumer has to ack a delivery before it is delivered again", NULL},
+    {"max_attempts", ZQ_OPTION_INT, 10, NULL, 0, INT_MAX,
+     "reliable server: deliveries of a message before it is dead-lettered (0 = no limit)", NULL},
+    {"prefetch", ZQ_OPTION_INT, 256, NULL, 1, 1000000,
+     "reliable consumer: deliveries it holds at once without acking them", NULL},
+    {"max_deliveries", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable consumer: deliveries it takes in all, its window shrinking as it settles"
+     " (0 = no limit)",
+     NULL},
+    {"dedupe_window_ms", ZQ_OPTION_INT, 60000, NULL, 0, INT_MAX,
+     "reliable server: a PUT of an id stored this recently in the same queue, by the same "
+     "producer, with the same body, is not stored again (0 = off)",
+     NULL},
+    {"dedupe_max", ZQ_OPTION_INT, 262144, NULL, 1, 1 << 30,
+     "reliable server: most ids the dedupe window remembers (the oldest go first)", NULL},
+    {"nack_backoff_ms", ZQ_OPTION_INT, 100, NULL, 0, INT_MAX,
+     "reliable server: first delay of a nack with ZQ_NACK_BACKOFF, doubled per attempt", NULL},
+    {"nack_backoff_max_ms", ZQ_OPTION_INT, 30000, NULL, 0, INT_MAX,
+     "reliable server: longest nack backoff", NULL},
+    {"max_delay_ms", ZQ_OPTION_INT, 43200000, NULL, 1, INT_MAX,
+     "reliable server: longest NACK delay and TOUCH extension a consumer gets (longer ones are"
+     " cut to this)",
+     NULL},
+    {"max_unsettled_bytes", ZQ_OPTION_INT, 16 * 1024 * 1024, NULL, 1, INT64_MAX,
+     "reliable server: bytes of deliveries one consumer connection holds unsettled before it"
+     " gets more (one message always goes)",
+     NULL},
+    {"max_unsettled_bytes_total", ZQ_OPTION_INT, 256 * 1024 * 1024, NULL, 1, INT64_MAX,
+     "reliable server: bytes of deliveries all consumer connections hold unsettled before"
+     " only those holding none get more (one message each)",
+     NULL},
+    {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
+     "reliable producer: a message unconfirmed this long is sent again", NULL},
+    {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
+     "reliable producer: largest PUT batch of messages waiting together (0 = every PUT alone)",
+     NULL},
+    {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,
+     "reliable: interval of protocol pings (consumer session, server restarts)", NULL},
+    {"max_queues", ZQ_OPTION_INT, 1024, NULL, 1, 1000000,
+     "reliable server: most named queues it holds (dead-letter queues included: with"
+     " max_attempts set, a new queue needs a place for its NAME.dead too)",
+     NULL},
+    {"max_consumer_queues", ZQ_OPTION_INT, 64, NULL, 1, 1000000,
+     "reliable server: most queues one remote consumer (one connection) consumes at once", NULL},
+    {"max_auto_queues", ZQ_OPTION_INT, 256, NULL, 0, 1000000,
+     "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
+     " and dead-letter queues do not count)",
+     NULL},
+    {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
+     "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
+     " long is deleted (0 = never)",
+     NULL},
+    {"min_free_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
+     "reliable server: PUTs are refused while the spool's filesystem has less free space"
+     " (0 = no watermark)",
+     NULL},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
+};
+
 const zq_pattern_t zqi_pattern_reliable = {
     .name = "reliable",
     .state_size = sizeof (s_reliable_t),
@@ -335,16 +411,178 @@ const zq_pattern_t zqi_pattern_reliable = {
     .subscribe = s_subscribe,
     .unsubscribe = s_unsubscribe,
     .send_wait = s_send_wait,
-    .post = s_post,
-    .confirmed = s_confirmed,
-    .settle = s_settle,
-    .declare = s_declare,
-    .names = s_names,
-    .info = s_info,
-    .peek = s_peek,
-    .purge = s_purge,
-    .redrive = s_redrive,
-    .authorizer = s_authorizer,
-    .delete_queue = s_delete,
-    .refusals = s_refusals,
+    .options = s_options,
 };
+
+//  ---- The pattern's own verbs (include/zq_reliable.h) -----------------------
+
+//  What each verb checks first, in this order: queue and the arguments
+//  (EINVAL), an open socket (ENOTSOCK), a reliable queue (ENOTSUP).
+//  Returns the state, or NULL with errno.
+static s_reliable_t *
+s_state (zq_queue_t *queue, bool arguments_ok)
+{
+    if (!queue || !arguments_ok) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!zqi_queue_is_open (queue)) {
+        errno = ENOTSOCK;
+        return NULL;
+    }
+    return (s_reliable_t *)zqi_queue_pattern_state (queue, &zqi_pattern_reliable);
+}
+
+//  zq_queue_post's attempt, in the shape zqi_queue_send_with takes.
+static int
+s_post_attempt (void *state, const zq_msg_t *request, zq_msg_t **msg_p)
+{
+    return s_post (state, msg_p);
+}
+
+int
+zq_queue_post (zq_queue_t *queue, zq_msg_t **msg_p, int timeout_ms)
+{
+    if (!s_state (queue, msg_p && *msg_p))
+        return -1;
+    return zqi_queue_send_with (queue, s_post_attempt, NULL, msg_p, timeout_ms);
+}
+
+int
+zq_queue_confirmed (zq_queue_t *queue, uint8_t *id)
+{
+    s_reliable_t *self = s_state (queue, id != NULL);
+    return self ? s_confirmed (self, id) : -1;
+}
+
+int
+zq_queue_ack (zq_queue_t *queue, const zq_msg_t *msg)
+{
+    s_reliable_t *self = s_state (queue, msg != NULL);
+    return self ? s_settle (self, msg, ZQI_SETTLE_ACK, 0) : -1;
+}
+
+int
+zq_queue_nack (zq_queue_t *queue, const zq_msg_t *msg, int64_t delay_ms)
+{
+    if (delay_ms < ZQ_NACK_BACKOFF)
+        return zqi_fail (EINVAL);
+    s_reliable_t *self = s_state (queue, msg != NULL);
+    return self ? s_settle (self, msg, ZQI_SETTLE_NACK, delay_ms) : -1;
+}
+
+int
+zq_queue_touch (zq_queue_t *queue, const zq_msg_t *msg, int64_t extend_ms)
+{
+    if (extend_ms < 0)
+        return zqi_fail (EINVAL);
+    s_reliable_t *self = s_state (queue, msg != NULL);
+    return self ? s_settle (self, msg, ZQI_SETTLE_TOUCH, extend_ms) : -1;
+}
+
+//  What every admin call checks: s_state's checks, then a queue name.
+static s_reliable_t *
+s_admin_state (zq_queue_t *queue, const char *name)
+{
+    s_reliable_t *self = s_state (queue, true);
+    if (self && !name) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return self;
+}
+
+int
+zq_queue_declare (zq_queue_t *queue, const char *name)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    return self ? s_declare (self, name) : -1;
+}
+
+zlistx_t *
+zq_queue_names (zq_queue_t *queue)
+{
+    s_reliable_t *self = s_admin_state (queue, "");
+    return self ? s_names (self) : NULL;
+}
+
+int
+zq_queue_info (zq_queue_t *queue, const char *name, zq_queue_info_t *info)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    if (!info)
+        return zqi_fail (EINVAL);
+    return s_info (self, name, info);
+}
+
+int
+zq_queue_peek (zq_queue_t *queue, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    if ((!msgs && max) || !count_p)
+        return zqi_fail (EINVAL);
+    return s_peek (self, name, msgs, max, count_p);
+}
+
+int
+zq_queue_purge (zq_queue_t *queue, const char *name, uint64_t *count_p)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    uint64_t count = 0;
+    int rc = s_purge (self, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
+int
+zq_queue_set_authorizer (zq_queue_t *queue, zq_queue_authorize_fn *fn, void *arg)
+{
+    s_reliable_t *self = s_admin_state (queue, "");
+    return self ? s_authorizer (self, fn, arg) : -1;
+}
+
+int
+zq_queue_refusals (zq_queue_t *queue, uint64_t *counts, size_t count)
+{
+    s_reliable_t *self = s_admin_state (queue, "");
+    if (!self)
+        return -1;
+    if (!counts && count)
+        return zqi_fail (EINVAL);
+    return s_refusals (self, counts, count);
+}
+
+int
+zq_queue_delete (zq_queue_t *queue, const char *name, int flags, uint64_t *count_p)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    if (flags & ~ZQ_DELETE_FORCE)
+        return zqi_fail (EINVAL);
+    uint64_t count = 0;
+    int rc = s_delete (self, name, flags, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}
+
+int
+zq_queue_redrive (zq_queue_t *queue, const char *name, uint64_t *count_p)
+{
+    s_reliable_t *self = s_admin_state (queue, name);
+    if (!self)
+        return -1;
+    uint64_t count = 0;
+    int rc = s_redrive (self, name, &count);
+    if (count_p)
+        *count_p = count;
+    return rc;
+}

@@ -4,7 +4,7 @@
 
         patterns/reliable.c           the pattern table, open/close, dispatch
         patterns/reliable_wire.c      command frames, envelope header parsing
-        patterns/reliable_table.c     id hash, entry slab with a timer heap,
+        patterns/reliable_table.c     the entry table (on zq_idtable), the
                                       dedupe window
         patterns/reliable_server*.c   ZQ_SERVER: the holder of named queues
                                       (patterns/reliable_server.h)
@@ -18,19 +18,23 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifndef ZQ_RELIABLE_H_INCLUDED
-#define ZQ_RELIABLE_H_INCLUDED
+#ifndef PATTERNS_RELIABLE_H_INCLUDED
+#define PATTERNS_RELIABLE_H_INCLUDED
 
 #include "zq_pattern.h"
 
-#define ZQI_R_NONE UINT32_MAX
+#define ZQI_R_NONE ZQI_ID_NONE
+
+//  How zq_queue_ack, zq_queue_nack and zq_queue_touch settle a message
+//  (the kind argument of zqi_r_server_ack and zqi_r_consumer_ack).
+#define ZQI_SETTLE_ACK   0
+#define ZQI_SETTLE_NACK  1
+#define ZQI_SETTLE_TOUCH 2
 
 //  ---- Wire (reliable_wire.c) ------------------------------------------
 
 //  Version of the reliable command frame (element 0).
 #define ZQI_R_VERSION 1
-//  Most elements a command frame may have.
-#define ZQI_R_ELEMENTS_MAX 16
 
 //  Command kinds (element 1 of the command frame).
 typedef enum {
@@ -126,24 +130,24 @@ zqi_r_add_ms (int64_t a, int64_t b)
     return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
-//  A growable byte buffer for building frames.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-    size_t capacity;
-} zqi_r_buf_t;
+//  Starts a reliable command frame in buf (zq_wire: zqi_wire_command_put
+//  with this protocol's version). Returns 0, or -1 with errno ENOMEM.
+static inline int
+zqi_r_put_command (zqi_buf_t *buf, uint32_t elements, zqi_r_kind_t kind)
+{
+    return zqi_wire_command_put (buf, elements, ZQI_R_VERSION, (uint64_t)kind);
+}
 
-void zqi_r_buf_reset (zqi_r_buf_t *buf);
-void zqi_r_buf_free (zqi_r_buf_t *buf);
-//  Each returns 0, or -1 with errno ENOMEM.
-int zqi_r_put_array (zqi_r_buf_t *buf, uint32_t count);
-int zqi_r_put_uint (zqi_r_buf_t *buf, uint64_t value);
-int zqi_r_put_int (zqi_r_buf_t *buf, int64_t value);
-int zqi_r_put_str (zqi_r_buf_t *buf, const char *text, size_t size);
-int zqi_r_put_bin (zqi_r_buf_t *buf, const void *data, size_t size);
-int zqi_r_put_raw (zqi_r_buf_t *buf, const void *data, size_t size);
-//  Starts a command frame: array marker, version, kind.
-int zqi_r_put_command (zqi_r_buf_t *buf, uint32_t elements, zqi_r_kind_t kind);
+//  Room for a command frame of no arguments, [1, kind].
+#define ZQI_R_BARE_SIZE 3
+
+//  Writes the command frame [1, kind] (a PUT's first frame, a PING) at
+//  out, which has ZQI_R_BARE_SIZE bytes; returns its size.
+static inline size_t
+zqi_r_bare_command (uint8_t *out, zqi_r_kind_t kind)
+{
+    return (size_t)(zqi_wire_command_write (out, 2, ZQI_R_VERSION, (uint64_t)kind) - out);
+}
 
 //  Receives one frame (non-blocking) into frame (initialised by the
 //  caller). Returns 0, or -1 with errno.
@@ -153,17 +157,6 @@ int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 int zqi_r_code_errno (uint64_t code);
 
 //  ---- Tables (reliable_table.c) -----------------------------------------
-
-//  An open-addressing hash over an array of records whose first key_size
-//  bytes are their key (an id, or an id and its scope). Each slot is two
-//  words (record index + 1, and 32 bits of the key's hash);
-//  reliable_table.c owns the layout.
-typedef struct {
-    uint32_t *slots; //  2 words per slot
-    uint32_t mask;   //  slot count - 1 (a power of two), 0 before the first reset
-    uint32_t key_size;
-    uint64_t seed; //  secret, random: chosen keys cannot pile up
-} zqi_r_hash_t;
 
 //  One tracked message. The server uses every field; the producer only
 //  id, seq, due and state.
@@ -183,41 +176,57 @@ typedef struct {
     bool in_use;
 } zqi_r_entry_t;
 
-//  Entries in a slab (indexes stay valid; pointers do not across adds),
-//  found by id, with a min-heap of due times. Several entries may have
-//  the same id (the server's queues are separate id spaces).
-typedef struct {
-    zqi_r_entry_t *entries;
-    uint32_t capacity;
-    uint32_t count;
-    uint32_t free_head;
-    zqi_r_hash_t hash;
-    uint32_t *heap;
-    uint32_t heap_size;
+//  The entries in zq_idtable's slab (indexes stay valid; pointers do not
+//  across adds), found by id, with a min-heap of due times. Several
+//  entries may have the same id (the server's queues are separate id
+//  spaces). entries, capacity and count read the table's own first
+//  members, typed.
+typedef union {
+    zqi_idtable_t core;
+    struct {
+        zqi_r_entry_t *entries;
+        uint32_t capacity;
+        uint32_t count;
+    };
 } zqi_r_table_t;
 
+//  Makes the table empty (zqi_idtable_init with zqi_r_entry_t's layout).
 void zqi_r_table_init (zqi_r_table_t *table);
 void zqi_r_table_free (zqi_r_table_t *table);
-//  Returns the index of an entry with id, or ZQI_R_NONE.
-uint32_t zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id);
-//  Returns the entries with id one by one: *cursor starts at ZQI_R_NONE
-//  and moves past each entry returned; ZQI_R_NONE when there are no more.
-//  An add or remove ends the walk.
-uint32_t zqi_r_table_find_from (const zqi_r_table_t *table, const uint8_t *id, uint32_t *cursor);
-//  Adds an entry for id, zeroed but for id, owner, prev, next and
+//  Adds an entry for id, zeroed but for id, in_use, owner, prev, next and
 //  heap_index (ZQI_R_NONE). Returns its index, or ZQI_R_NONE with errno
 //  ENOMEM.
 uint32_t zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id);
-//  Removes the entry (and its timer).
-void zqi_r_table_remove (zqi_r_table_t *table, uint32_t index);
-//  Sets or moves the entry's timer to due.
-void zqi_r_table_schedule (zqi_r_table_t *table, uint32_t index, int64_t due);
-void zqi_r_table_unschedule (zqi_r_table_t *table, uint32_t index);
-//  Returns the index of the entry with the earliest timer, or ZQI_R_NONE.
+//  The rest is zq_idtable's (src/zq_idtable.h).
+static inline uint32_t
+zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id)
+{
+    return zqi_idtable_find (&table->core, id);
+}
+static inline uint32_t
+zqi_r_table_find_from (const zqi_r_table_t *table, const uint8_t *id, uint32_t *cursor)
+{
+    return zqi_idtable_find_from (&table->core, id, cursor);
+}
+static inline void
+zqi_r_table_remove (zqi_r_table_t *table, uint32_t index)
+{
+    zqi_idtable_remove (&table->core, index);
+}
+static inline void
+zqi_r_table_schedule (zqi_r_table_t *table, uint32_t index, int64_t due)
+{
+    zqi_idtable_schedule (&table->core, index, due);
+}
+static inline void
+zqi_r_table_unschedule (zqi_r_table_t *table, uint32_t index)
+{
+    zqi_idtable_unschedule (&table->core, index);
+}
 static inline uint32_t
 zqi_r_table_first (const zqi_r_table_t *table)
 {
-    return table->heap_size ? table->heap[0] : ZQI_R_NONE;
+    return zqi_idtable_first (&table->core);
 }
 
 //  A stored message remembered for the dedupe window. Its key is the
@@ -242,7 +251,7 @@ typedef struct {
     uint32_t count;
     uint32_t max;
     int64_t window_ms;
-    zqi_r_hash_t hash;
+    zqi_idhash_t hash;
 } zqi_r_dedupe_t;
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);

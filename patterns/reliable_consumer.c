@@ -16,15 +16,6 @@
     again. The server's own pings (its liveness probes) are read and
     ignored.
 
-    ACKs are batched only when they could not go anyway: an ACK goes to
-    libzmq at once, alone, whenever the socket has room, so none is ever
-    held back from a server that could take it. One that finds no room
-    (EAGAIN: frames already wait in the socket) is kept, with those after
-    it, and they go as one ACK command at the next call of any kind
-    (receive, settle, zq_queue_events; zq_queue_next_timer_ms asks for one
-    within 1 ms while any is kept) and at close, before LEAVE. At most
-    S_ACKS_KEPT_MAX are kept; past that zq_queue_ack fails with EAGAIN.
-
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -36,10 +27,6 @@
 #define S_BURST 256
 //  Most ids one LEAVE names (64 KiB of ids; the rest count as seen).
 #define S_LEAVE_IDS 4096
-//  Most ACKed ids kept while the socket has no room (64 KiB).
-#define S_ACKS_KEPT_MAX 4096
-//  While ACKs are kept, the queue asks to be called again this soon.
-#define S_ACKS_RETRY_MS 1
 
 struct _zqi_r_consumer_t {
     zqi_r_common_t common;
@@ -51,8 +38,7 @@ struct _zqi_r_consumer_t {
     zlistx_t *names;         //  queues subscribed, char *
     int64_t last_ping;
     bool refused; //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
-    zqi_r_buf_t buf;
-    zqi_r_buf_t acks; //  ACKed ids that found no room, 16 octets each
+    zqi_buf_t buf;
 };
 
 static void
@@ -68,20 +54,6 @@ s_send (zqi_r_consumer_t *self)
 {
     return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1 ? -1
                                                                                               : 0;
-}
-
-//  Sends the ACKs kept as one command. Returns 0 (sent, or none kept), or
-//  -1 with errno (EAGAIN: still no room; they stay kept).
-static int
-s_flush_acks (zqi_r_consumer_t *self)
-{
-    if (!self->acks.size)
-        return 0;
-    if (zqi_r_put_command (&self->buf, 3, ZQI_R_ACK) ||
-        zqi_r_put_bin (&self->buf, self->acks.data, self->acks.size) || s_send (self))
-        return -1;
-    zqi_r_buf_reset (&self->acks);
-    return 0;
 }
 
 //  The window to announce: prefetch, or less when max_deliveries leaves
@@ -104,8 +76,8 @@ s_send_consume (zqi_r_consumer_t *self, const char *name, zqi_r_kind_t kind)
         self->joined = true;
     }
     if (zqi_r_put_command (&self->buf, consume ? 4 : 3, kind) ||
-        zqi_r_put_str (&self->buf, name, strlen (name)) ||
-        (consume && zqi_r_put_uint (&self->buf, self->window)))
+        zqi_mp_put_str (&self->buf, name, strlen (name)) ||
+        (consume && zqi_mp_put_uint (&self->buf, self->window)))
         return -1;
     return s_send (self);
 }
@@ -118,20 +90,19 @@ s_resubscribe (zqi_r_consumer_t *self)
         s_send_consume (self, name, ZQI_R_CONSUME);
 }
 
-//  Sends the ACKs kept, and the ping when it is due. Returns true if it
-//  sent or tried to.
+//  Sends the ping when it is due. Returns true if it tried to.
 static bool
 s_timers (zqi_r_consumer_t *self)
 {
-    bool flushed = self->acks.size && s_flush_acks (self) == 0;
     if (!zlistx_size (self->names))
-        return flushed;
+        return false;
     int64_t now = zqi_r_now (&self->common);
     if (now - self->last_ping < self->common.ping_ivl_ms)
-        return flushed;
-    static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        return false;
+    uint8_t ping_frame[ZQI_R_BARE_SIZE];
+    size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
     //  (No server connected: the ping waits for the next interval.)
-    zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+    zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
     self->last_ping = now;
     if (self->refused) {
         //  Which queue was refused the ERROR does not say; a CONSUME again
@@ -188,7 +159,7 @@ static void
 s_leave (zqi_r_consumer_t *self)
 {
     void *handle = self->common.handle;
-    zqi_r_buf_t unseen = {NULL, 0, 0};
+    zqi_buf_t unseen = {NULL, 0, 0};
     size_t count = 0;
     for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
         zmq_msg_t frame;
@@ -208,7 +179,7 @@ s_leave (zqi_r_consumer_t *self)
             if (zqi_r_recv_frame (handle, &frame) == 0 &&
                 zqi_r_envelope_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       NULL, 0, false, &envelope) == 0 &&
-                zqi_r_put_raw (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
+                zqi_buf_append (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
                 count++;
             more = zmq_msg_more (&frame);
             zmq_msg_close (&frame);
@@ -217,9 +188,9 @@ s_leave (zqi_r_consumer_t *self)
             zqi_drain (handle);
     }
     if (zqi_r_put_command (&self->buf, count ? 3 : 2, ZQI_R_LEAVE) == 0 &&
-        (!count || zqi_r_put_bin (&self->buf, unseen.data, unseen.size) == 0))
+        (!count || zqi_mp_put_bin (&self->buf, unseen.data, unseen.size) == 0))
         s_send (self);
-    zqi_r_buf_free (&unseen);
+    zqi_buf_free (&unseen);
 }
 
 size_t
@@ -228,13 +199,10 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     zqi_r_consumer_t *self = *self_p;
     if (!self)
         return 0;
-    if (self->common.handle)
-        s_flush_acks (self);
     if (self->joined && self->common.handle)
         s_leave (self);
     zlistx_destroy (&self->names);
-    zqi_r_buf_free (&self->buf);
-    zqi_r_buf_free (&self->acks);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return 0;
@@ -306,8 +274,6 @@ zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events)
 int64_t
 zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
-    if (self->acks.size)
-        return S_ACKS_RETRY_MS;
     if (!zlistx_size (self->names))
         return -1;
     int64_t wait = self->last_ping + self->common.ping_ivl_ms - zqi_r_now (&self->common);
@@ -359,35 +325,9 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         if (s_window (self) < self->window)
             s_resubscribe (self);
     }
-    if (kind == ZQI_R_ACK) {
-        //  Alone at once if there is room; else kept, to go with the
-        //  others kept as one ACK as soon as there is.
-        int rc = 0;
-        bool kept = self->acks.size > 0;
-        if (!kept) {
-            if (zqi_r_put_command (&self->buf, 3, kind) ||
-                zqi_r_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE))
-                return -1;
-            rc = s_send (self);
-        }
-        if (kept || (rc && errno == EAGAIN)) {
-            if (self->acks.size >= S_ACKS_KEPT_MAX * ZQ_MSG_ID_SIZE)
-                return zqi_fail (EAGAIN);
-            if (zqi_r_put_raw (&self->acks, zq_msg_id (msg), ZQ_MSG_ID_SIZE))
-                return -1;
-            rc = 0;
-            if (s_flush_acks (self) && errno != EAGAIN)
-                rc = -1;
-        }
-        s_timers (self);
-        return rc;
-    }
-    //  The ACKs kept go first; if they cannot, neither can this.
-    if (s_flush_acks (self))
-        return -1;
-    if (zqi_r_put_command (&self->buf, 4, kind) ||
-        zqi_r_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
-        zqi_r_put_int (&self->buf, number))
+    if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
+        zqi_mp_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
+        (kind != ZQI_R_ACK && zqi_mp_put_int (&self->buf, number)))
         return -1;
     int rc = s_send (self);
     s_timers (self);

@@ -90,7 +90,7 @@ struct _zqi_r_producer_t {
     //  the queue's life), and whether one was sent.
     size_t batch_max_bytes;
     bool batch_sent;
-    zqi_r_buf_t buf;
+    zqi_buf_t buf;
 };
 
 //  ---- Reports ------------------------------------------------------------
@@ -133,7 +133,8 @@ s_outbox_depth (zqi_r_producer_t *self)
 static int
 s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
 {
-    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
     zqi_batch_t batch;
     memset (&batch, 0, sizeof batch);
     for (uint32_t i = 0; i < count; i++) {
@@ -149,7 +150,7 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
         return 0;
     }
     void *handle = self->common.handle;
-    if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+    if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
         zqi_batch_send (&batch, handle, ZMQ_DONTWAIT)) {
         int saved = errno;
         zqi_batch_discard (&batch);
@@ -179,7 +180,8 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
 static int
 s_pump (zqi_r_producer_t *self)
 {
-    static const uint8_t put_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PUT};
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
@@ -197,7 +199,7 @@ s_pump (zqi_r_producer_t *self)
                 if (sent == -1)
                     return errno == EAGAIN ? 0 : -1;
             }
-            if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+            if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
                 return -1;
@@ -231,7 +233,7 @@ s_pump (zqi_r_producer_t *self)
         }
         if (!now)
             now = zqi_r_now (&self->common);
-        if (zmq_send (handle, put_frame, sizeof put_frame, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+        if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
             errno = saved;
@@ -459,12 +461,13 @@ s_timers (zqi_r_producer_t *self, int64_t now)
         s_resend (self, index);
     if ((self->table.count || s_outbox_depth (self)) &&
         now - self->last_ping >= self->common.ping_ivl_ms) {
-        static const uint8_t ping_frame[] = {0x92, ZQI_R_VERSION, ZQI_R_PING};
+        uint8_t ping_frame[ZQI_R_BARE_SIZE];
+        size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
         //  (No server connected: the ping waits for the next interval.)
-        zmq_send (self->common.handle, ping_frame, sizeof ping_frame, ZMQ_DONTWAIT);
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
         self->last_ping = now;
     }
 }
@@ -574,7 +577,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);
-    zqi_r_buf_free (&self->buf);
+    zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
     return unsent;

@@ -226,8 +226,8 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     zqi_r_dedupe_free (&self->dedupe);
     free (self->pending);
     free (self->touched);
-    zqi_r_buf_free (&self->buf);
-    zqi_r_buf_free (&self->bytes);
+    zqi_buf_free (&self->buf);
+    zqi_buf_free (&self->bytes);
     free (self->spool_dir);
     free (self);
     *self_p = NULL;

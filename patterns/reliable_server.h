@@ -186,8 +186,8 @@ struct _zqi_r_server_t {
     uint32_t peer_count;
     uint32_t *touched; //  queues appended to this round
     uint32_t touched_count;
-    zqi_r_buf_t buf;   //  command frames
-    zqi_r_buf_t bytes; //  joined or rewritten envelopes
+    zqi_buf_t buf;   //  command frames
+    zqi_buf_t bytes; //  joined or rewritten envelopes
     int64_t next_probe;
     int64_t now;                      //  zqi_r_now at the start of the current round
     int64_t work_ms;                  //  when zq_queue_recv last ran a whole round

@@ -249,8 +249,8 @@ zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size
     if ((size_t)code < ZQI_R_CODE_COUNT)
         self->refusals[code]++;
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
-        zqi_r_put_uint (&self->buf, code) == 0 &&
-        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_mp_put_uint (&self->buf, code) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
         zqi_rs_send_command (self, route, route_size, false);
 }
 
@@ -276,9 +276,9 @@ zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_
     zqi_rs_turned_down (self, reason, size);
     self->refusals[ZQI_R_CODE_INVALID]++;
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
-        zqi_r_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
-        zqi_r_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
-        zqi_r_put_str (&self->buf, reason, strlen (reason)) == 0)
+        zqi_mp_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&
+        zqi_mp_put_uint (&self->buf, ZQI_R_CODE_INVALID) == 0 &&
+        zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)
         zqi_rs_send_command (self, from->route, from->route_size, false);
 }
 
@@ -290,11 +290,11 @@ zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
                         const zqi_r_envelope_t *envelope, uint32_t attempt)
 {
     const uint8_t *data = (const uint8_t *)record->data;
-    zqi_r_buf_reset (&self->bytes);
+    zqi_buf_reset (&self->bytes);
     size_t tail = envelope->attempt_offset + envelope->attempt_size;
-    if (zqi_r_put_raw (&self->bytes, data, envelope->attempt_offset) ||
-        zqi_r_put_uint (&self->bytes, attempt) ||
-        zqi_r_put_raw (&self->bytes, data + tail, record->size - tail))
+    if (zqi_buf_append (&self->bytes, data, envelope->attempt_offset) ||
+        zqi_mp_put_uint (&self->bytes, attempt) ||
+        zqi_buf_append (&self->bytes, data + tail, record->size - tail))
         return -1;
     return 0;
 }
@@ -483,7 +483,7 @@ s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spoo
         size = self->bytes.size;
     }
     if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
-        zqi_r_put_uint (&self->buf, (uint64_t)self->visibility_ms))
+        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms))
         return -1;
     if (zqi_rs_send_command (self, consumer->route, consumer->route_size, true))
         return -1;

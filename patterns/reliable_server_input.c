@@ -200,11 +200,11 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         //  Stored in the one-frame form, with attempt 0: the attempt counts
         //  the server's deliveries, whatever the producer wrote.
         size_t tail = envelope.attempt_offset + envelope.attempt_size;
-        zqi_r_buf_reset (&self->bytes);
-        if (zqi_r_put_raw (&self->bytes, data, envelope.attempt_offset) ||
-            zqi_r_put_uint (&self->bytes, 0) ||
-            zqi_r_put_raw (&self->bytes, data + tail, size - tail) ||
-            zqi_r_put_raw (&self->bytes, body, body_size)) {
+        zqi_buf_reset (&self->bytes);
+        if (zqi_buf_append (&self->bytes, data, envelope.attempt_offset) ||
+            zqi_mp_put_uint (&self->bytes, 0) ||
+            zqi_buf_append (&self->bytes, data + tail, size - tail) ||
+            zqi_buf_append (&self->bytes, body, body_size)) {
             pending->code = ZQI_R_CODE_FAILED;
             return;
         }
@@ -443,8 +443,8 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             return;
         case ZQI_R_PING:
             if (zqi_r_put_command (&self->buf, 4, ZQI_R_PONG) == 0 &&
-                zqi_r_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
-                zqi_r_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
+                zqi_mp_put_bin (&self->buf, self->instance, ZQI_R_INSTANCE_SIZE) == 0 &&
+                zqi_mp_put_uint (&self->buf, consumer == ZQI_R_NONE ? ZQI_R_PONG_NO_SESSION : 0) ==
                     0)
                 zqi_rs_send_command (self, route, route_size, false);
             return;
@@ -534,10 +534,10 @@ done:
 static void
 s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
 {
-    zqi_r_buf_reset (&self->bytes);
+    zqi_buf_reset (&self->bytes);
     for (uint32_t i = 0; i < self->pending_count; i++)
         if (self->pending[i].peer == peer && self->pending[i].code == code)
-            if (zqi_r_put_raw (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
+            if (zqi_buf_append (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
                 return;
     if (!self->bytes.size)
         return;
@@ -545,12 +545,12 @@ s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
         self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
     int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
                   : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
-    if (rc || zqi_r_put_bin (&self->buf, self->bytes.data, self->bytes.size))
+    if (rc || zqi_mp_put_bin (&self->buf, self->bytes.data, self->bytes.size))
         return;
     if (code) {
         const char *reason = s_code_reason ((zqi_r_code_t)code);
-        if (zqi_r_put_uint (&self->buf, code) ||
-            zqi_r_put_str (&self->buf, reason, strlen (reason)))
+        if (zqi_mp_put_uint (&self->buf, code) ||
+            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
             return;
     }
     //  A producer gone or too slow to take its confirms sends again.

@@ -14,73 +14,6 @@
 */
 #include "reliable.h"
 
-//  ---- msgpack reading beyond zqi_mp_read_* -------------------------------
-
-//  Reads an array marker without the "fits in what remains" check of
-//  zqi_mp_read_array (the count is checked by the caller's bounds).
-static int
-s_read_array (zqi_cursor_t *cursor, uint64_t *count_p)
-{
-    if (cursor->pos >= cursor->end)
-        return zqi_fail (ZQ_EPROTO);
-    const uint8_t *p = cursor->pos;
-    size_t left = (size_t)(cursor->end - p);
-    if (*p >= 0x90 && *p <= 0x9f) {
-        *count_p = *p & 0x0f;
-        cursor->pos += 1;
-    } else if (*p == 0xdc && left >= 3) {
-        *count_p = ((uint64_t)p[1] << 8) | p[2];
-        cursor->pos += 3;
-    } else if (*p == 0xdd && left >= 5) {
-        *count_p = ((uint64_t)p[1] << 24) | ((uint64_t)p[2] << 16) | ((uint64_t)p[3] << 8) | p[4];
-        cursor->pos += 5;
-    } else
-        return zqi_fail (ZQ_EPROTO);
-    return 0;
-}
-
-//  Reads an integer of any encoding, negative ones included.
-static int
-s_read_int (zqi_cursor_t *cursor, int64_t *value_p)
-{
-    if (cursor->pos >= cursor->end)
-        return zqi_fail (ZQ_EPROTO);
-    const uint8_t *p = cursor->pos;
-    size_t left = (size_t)(cursor->end - p);
-    if (*p >= 0xe0) {
-        *value_p = (int8_t)*p;
-        cursor->pos += 1;
-        return 0;
-    }
-    int width = *p == 0xd0 ? 1 : *p == 0xd1 ? 2 : *p == 0xd2 ? 4 : *p == 0xd3 ? 8 : 0;
-    if (width) {
-        if (left < (size_t)width + 1)
-            return zqi_fail (ZQ_EPROTO);
-        uint64_t raw = 0;
-        for (int i = 1; i <= width; i++)
-            raw = (raw << 8) | p[i];
-        if (width == 1)
-            *value_p = (int8_t)raw;
-        else if (width == 2)
-            *value_p = (int16_t)raw;
-        else if (width == 4)
-            *value_p = (int32_t)raw;
-        else
-            *value_p = (int64_t)raw;
-        cursor->pos += width + 1;
-        return 0;
-    }
-    uint64_t value;
-    if (zqi_mp_read_uint (cursor, &value))
-        return -1;
-    if (value > INT64_MAX) {
-        cursor->pos = p;
-        return zqi_fail (ZQ_EPROTO);
-    }
-    *value_p = (int64_t)value;
-    return 0;
-}
-
 //  Parses a header value as a decimal integer >= 0; -1 if it is not one.
 static int64_t
 s_decimal (const char *text, uint32_t size)
@@ -103,14 +36,10 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
 {
     memset (command, 0, sizeof *command);
     zqi_cursor_t cursor = {data, data + size};
-    uint64_t elements, version;
-    if (s_read_array (&cursor, &elements) || elements == 0 || zqi_mp_read_uint (&cursor, &version))
-        return zqi_fail (ZQ_EPROTO);
-    if (version != ZQI_R_VERSION)
-        return zqi_fail (ZQ_EVERSION);
-    if (elements < 2 || elements > ZQI_R_ELEMENTS_MAX || zqi_mp_read_uint (&cursor, &command->kind))
-        return zqi_fail (ZQ_EPROTO);
-    uint64_t used = 2;
+    uint32_t elements;
+    if (zqi_wire_command_read (&cursor, ZQI_R_VERSION, &elements, &command->kind))
+        return -1;
+    uint32_t used = 2;
     const uint8_t *bin;
     uint32_t bin_size;
     uint64_t value;
@@ -135,7 +64,7 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
                     return zqi_fail (ZQ_EPROTO);
                 used = 5;
             } else if (command->kind == ZQI_R_NACK) {
-                if (elements < 4 || s_read_int (&cursor, &command->number))
+                if (elements < 4 || zqi_mp_read_int (&cursor, &command->number))
                     return zqi_fail (ZQ_EPROTO);
                 used = 4;
             } else if (command->kind == ZQI_R_TOUCH) {
@@ -191,10 +120,7 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
             //  Unknown: the caller answers it; the rest is not looked at.
             return 0;
     }
-    for (uint64_t index = used; index < elements; index++)
-        if (zqi_mp_skip (&cursor, ZQ_MSG_MAX_DEPTH))
-            return -1;
-    return cursor.pos == cursor.end ? 0 : zqi_fail (ZQ_EPROTO);
+    return zqi_wire_command_end (&cursor, used, elements, ZQ_MSG_MAX_DEPTH);
 }
 
 //  ---- Envelope -----------------------------------------------------------
@@ -237,158 +163,11 @@ zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p
     uint64_t elements, version;
     const uint8_t *id;
     uint32_t id_size;
-    if (s_read_array (&cursor, &elements) || elements < 2 || zqi_mp_read_uint (&cursor, &version) ||
-        version != 1 || zqi_mp_read_bin (&cursor, &id, &id_size) || id_size != ZQ_MSG_ID_SIZE)
+    if (zqi_mp_read_array_marker (&cursor, &elements) || elements < 2 ||
+        zqi_mp_read_uint (&cursor, &version) || version != 1 ||
+        zqi_mp_read_bin (&cursor, &id, &id_size) || id_size != ZQ_MSG_ID_SIZE)
         return zqi_fail (ZQ_EPROTO);
     *id_p = id;
-    return 0;
-}
-
-//  ---- Building frames ----------------------------------------------------
-
-void
-zqi_r_buf_reset (zqi_r_buf_t *buf)
-{
-    buf->size = 0;
-}
-
-void
-zqi_r_buf_free (zqi_r_buf_t *buf)
-{
-    free (buf->data);
-    buf->data = NULL;
-    buf->size = buf->capacity = 0;
-}
-
-static int
-s_reserve (zqi_r_buf_t *buf, size_t more)
-{
-    if (buf->size + more <= buf->capacity)
-        return 0;
-    size_t capacity = buf->capacity ? buf->capacity : 256;
-    while (capacity < buf->size + more)
-        capacity *= 2;
-    uint8_t *data = (uint8_t *)realloc (buf->data, capacity);
-    if (!data)
-        return zqi_fail (ENOMEM);
-    buf->data = data;
-    buf->capacity = capacity;
-    return 0;
-}
-
-static void
-s_put_be (uint8_t *out, uint64_t value, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        out[i] = (uint8_t)value;
-        value >>= 8;
-    }
-}
-
-//  Writes marker then value in width big-endian bytes.
-static int
-s_put_marked (zqi_r_buf_t *buf, uint8_t marker, uint64_t value, int width)
-{
-    if (s_reserve (buf, 1 + (size_t)width))
-        return -1;
-    buf->data[buf->size] = marker;
-    s_put_be (buf->data + buf->size + 1, value, width);
-    buf->size += 1 + (size_t)width;
-    return 0;
-}
-
-int
-zqi_r_put_raw (zqi_r_buf_t *buf, const void *data, size_t size)
-{
-    if (s_reserve (buf, size))
-        return -1;
-    if (size)
-        memcpy (buf->data + buf->size, data, size);
-    buf->size += size;
-    return 0;
-}
-
-int
-zqi_r_put_array (zqi_r_buf_t *buf, uint32_t count)
-{
-    if (count < 16) {
-        uint8_t marker = (uint8_t)(0x90 | count);
-        return zqi_r_put_raw (buf, &marker, 1);
-    }
-    return count <= 0xffff ? s_put_marked (buf, 0xdc, count, 2)
-                           : s_put_marked (buf, 0xdd, count, 4);
-}
-
-int
-zqi_r_put_uint (zqi_r_buf_t *buf, uint64_t value)
-{
-    if (value < 128) {
-        uint8_t byte = (uint8_t)value;
-        return zqi_r_put_raw (buf, &byte, 1);
-    }
-    if (value <= 0xff)
-        return s_put_marked (buf, 0xcc, value, 1);
-    if (value <= 0xffff)
-        return s_put_marked (buf, 0xcd, value, 2);
-    if (value <= 0xffffffffu)
-        return s_put_marked (buf, 0xce, value, 4);
-    return s_put_marked (buf, 0xcf, value, 8);
-}
-
-int
-zqi_r_put_int (zqi_r_buf_t *buf, int64_t value)
-{
-    if (value >= 0)
-        return zqi_r_put_uint (buf, (uint64_t)value);
-    if (value >= -32) {
-        uint8_t byte = (uint8_t)(int8_t)value;
-        return zqi_r_put_raw (buf, &byte, 1);
-    }
-    if (value >= INT8_MIN)
-        return s_put_marked (buf, 0xd0, (uint64_t)value & 0xff, 1);
-    if (value >= INT16_MIN)
-        return s_put_marked (buf, 0xd1, (uint64_t)value & 0xffff, 2);
-    if (value >= INT32_MIN)
-        return s_put_marked (buf, 0xd2, (uint64_t)value & 0xffffffffu, 4);
-    return s_put_marked (buf, 0xd3, (uint64_t)value, 8);
-}
-
-int
-zqi_r_put_str (zqi_r_buf_t *buf, const char *text, size_t size)
-{
-    int rc;
-    if (size < 32) {
-        uint8_t marker = (uint8_t)(0xa0 | size);
-        rc = zqi_r_put_raw (buf, &marker, 1);
-    } else if (size <= 0xff)
-        rc = s_put_marked (buf, 0xd9, size, 1);
-    else if (size <= 0xffff)
-        rc = s_put_marked (buf, 0xda, size, 2);
-    else
-        rc = s_put_marked (buf, 0xdb, size, 4);
-    return rc ? rc : zqi_r_put_raw (buf, text, size);
-}
-
-int
-zqi_r_put_bin (zqi_r_buf_t *buf, const void *data, size_t size)
-{
-    int rc;
-    if (size <= 0xff)
-        rc = s_put_marked (buf, 0xc4, size, 1);
-    else if (size <= 0xffff)
-        rc = s_put_marked (buf, 0xc5, size, 2);
-    else
-        rc = s_put_marked (buf, 0xc6, size, 4);
-    return rc ? rc : zqi_r_put_raw (buf, data, size);
-}
-
-int
-zqi_r_put_command (zqi_r_buf_t *buf, uint32_t elements, zqi_r_kind_t kind)
-{
-    zqi_r_buf_reset (buf);
-    if (zqi_r_put_array (buf, elements) || zqi_r_put_uint (buf, ZQI_R_VERSION) ||
-        zqi_r_put_uint (buf, (uint64_t)kind))
-        return -1;
     return 0;
 }
 

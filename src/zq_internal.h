@@ -35,9 +35,54 @@ zqi_fail (int errnum)
     return -1;
 }
 
+#include "zq_wire.h"
+#include "zq_idtable.h"
+
 //  zq_queue_name_check for a name of size bytes, not NUL-terminated (a
 //  NUL byte in it makes it invalid). patterns/reliable.c is its home.
 int zqi_queue_name_check (const char *name, size_t size);
+
+//  Makes sure CZMQ is initialised (zsys_init) without changing the host's
+//  SIGINT and SIGTERM handlers (zq_library.c). The first zsys_init of a
+//  process installs CZMQ's own; if this call made them change,
+//  zsys_handler_set (NULL) has CZMQ restore the ones it saved (the
+//  host's) and never install them later. If CZMQ was initialised already,
+//  nothing changes. zq calls it before creating any CZMQ socket or actor;
+//  a process-wide mutex serialises the first calls from any thread (and
+//  is not held while the caller goes on, so an actor's thread may call it
+//  while the thread that starts the actor waits for it).
+void zqi_czmq_init (void);
+
+//  The settings of the index-th pattern zq is built with (src/
+//  zq_pattern_registry.c), ended by a row whose name is NULL, or NULL past
+//  the last pattern. zq_options lists them with its generic options.
+const zq_option_info_t *zqi_pattern_options (size_t index);
+
+//  ---- Sockets (src/zq_queue.c): the one home of socket creation, the
+//  common socket options, CURVE and endpoint lists, for zq_queue and for
+//  every socket the device opens.
+
+//  Creates a CZMQ socket of type without changing the host's signal
+//  handling (zq_queue.h), with the common options of options (NULL: the
+//  defaults; high-water marks, buffers, linger, reconnect, heartbeats,
+//  max_message_bytes, identity) and its CURVE settings (zqi_curve_apply:
+//  with curve_clients it starts *auth_p). Returns the socket, or NULL
+//  with errno (EINVAL for bad CURVE settings, ENOTSUP, EADDRINUSE, ...).
+zsock_t *zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p);
+
+//  Called for each endpoint, its '@' or '>' removed, before it is bound
+//  (bind true) or connected; returns 0 to go on or -1 with errno to stop.
+typedef int (zqi_attaching_fn) (void *state, const char *endpoint, bool bind);
+
+//  Binds or connects each item of endpoints, CZMQ-style: a comma-separated
+//  list, each item prefixed '@' (bind) or '>' (connect), or neither
+//  (binds_by_default says). attaching (if not NULL) sees each item first.
+//  Appends the resolved endpoints it bound to *resolved_p (a string it
+//  reallocates; "" if it bound none). Returns 0, or -1 with errno: EINVAL
+//  (NULL or empty list, an empty item), attaching's, or the bind's or
+//  connect's; what was attached before the failure stays attached.
+int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
+                       zqi_attaching_fn *attaching, void *state, char **resolved_p);
 
 //  Logs one line through the handler set with zq_set_log_handler, if any.
 void zqi_log (zq_log_level_t level, const char *format, ...)
@@ -89,31 +134,6 @@ int zqi_msgpack_check (const void *data, size_t size, size_t *used_p, int max_de
 
 //  The deepest nesting zqi_msgpack_check can track (its stack is fixed).
 #define ZQI_MSGPACK_DEPTH_LIMIT 64
-
-//  A strict msgpack reader over a byte range: pos is the next byte, end one
-//  past the last. Each zqi_mp_read_* reads one value of the named type (any
-//  of its encodings), checks its declared length against the bytes that
-//  remain, advances pos and returns 0; otherwise it returns -1 with errno
-//  ZQ_EPROTO (wrong type, truncated) and leaves pos where it was.
-typedef struct {
-    const uint8_t *pos;
-    const uint8_t *end;
-} zqi_cursor_t;
-
-//  Array header (fixarray, array16, array32): stores the element count,
-//  which may not exceed the bytes that remain (each element takes one).
-int zqi_mp_read_array (zqi_cursor_t *cursor, uint32_t *count_p);
-//  Map header: stores the pair count; two bytes remain per pair at least.
-int zqi_mp_read_map (zqi_cursor_t *cursor, uint32_t *pairs_p);
-//  Integer of any encoding whose value is >= 0 (a negative one: ZQ_EPROTO).
-int zqi_mp_read_uint (zqi_cursor_t *cursor, uint64_t *value_p);
-//  str: stores a pointer to its bytes (not NUL-terminated) and their size.
-int zqi_mp_read_str (zqi_cursor_t *cursor, const char **str_p, uint32_t *size_p);
-//  bin: stores a pointer to its bytes and their size.
-int zqi_mp_read_bin (zqi_cursor_t *cursor, const uint8_t **data_p, uint32_t *size_p);
-//  Skips one whole object of any type, checked as zqi_msgpack_check does
-//  (errno ZQ_EPROTO or ZQ_EDEPTH).
-int zqi_mp_skip (zqi_cursor_t *cursor, int max_depth);
 
 //  What the envelope decoder found; everything points into the frames.
 typedef struct {
@@ -188,14 +208,6 @@ int zqi_curve_secret_private (const char *path, char *error, size_t error_size);
 //  or -1 with errno EINVAL (not a directory), EADDRINUSE (a ZAP handler
 //  runs in the process already) or ENOMEM, and one line in error.
 int zqi_curve_auth_start (const char *location, zactor_t **auth_p, char *error, size_t error_size);
-
-//  The rpc pattern's id table (patterns/rpc.c), open to its tests: the
-//  hash of a 16-byte id under a table's seed, and a fresh seed (from
-//  getrandom; a mix of the clock and table's address if it has no entropy
-//  yet). Each table takes its own seed, so a client cannot choose ids that
-//  share a slot.
-ZQ_EXPORT uint64_t zqi_rpc_id_hash (uint64_t seed, const uint8_t *id);
-ZQ_EXPORT uint64_t zqi_rpc_id_seed (const void *table);
 
 //  ---- fsync latency (src/zq_spool_store.c) ------------------------------
 //  Durations of the group-commit fdatasync calls of every on-disk spool in

@@ -448,34 +448,18 @@ s_object_to_json (const msgpack_object *object)
     return value;
 }
 
-//  Collects dumped JSON text in a buffer zq allocates, so the caller frees
-//  it with free () whatever allocator the host gave jansson.
-typedef struct {
-    char *text;
-    size_t length;
-    size_t capacity;
-} s_text_t;
-
+//  Collects dumped JSON text in a zq_wire buffer, NUL-terminated after
+//  each chunk, so the caller frees it with free () whatever allocator the
+//  host gave jansson.
 static int
 s_text_append (const char *chunk, size_t size, void *arg)
 {
-    s_text_t *text = (s_text_t *)arg;
-    if (size >= text->capacity - text->length) {
-        size_t capacity = text->capacity;
-        while (size >= capacity - text->length) {
-            if (capacity > SIZE_MAX / 2)
-                return -1;
-            capacity *= 2;
-        }
-        char *grown = realloc (text->text, capacity);
-        if (!grown)
-            return -1;
-        text->text = grown;
-        text->capacity = capacity;
-    }
-    memcpy (text->text + text->length, chunk, size);
-    text->length += size;
-    text->text[text->length] = 0;
+    zqi_buf_t *text = (zqi_buf_t *)arg;
+    if (size == SIZE_MAX || zqi_buf_reserve (text, size + 1))
+        return -1;
+    memcpy (text->data + text->size, chunk, size);
+    text->size += size;
+    text->data[text->size] = 0;
     return 0;
 }
 
@@ -503,12 +487,12 @@ zq_msgpack_to_json (const void *data, size_t size)
     if (!root)
         return (errno = saved), NULL;
 
-    s_text_t text = {malloc (256), 0, 256};
-    if (!text.text) {
+    zqi_buf_t text = {0};
+    if (zqi_buf_reserve (&text, 1)) {
         json_decref (root);
         return (errno = ENOMEM), NULL;
     }
-    text.text[0] = 0;
+    text.data[0] = 0;
     //  Compact, keys in msgpack order, UTF-8 kept as is; 17 significant
     //  digits so every double reads back exactly.
     int rc = json_dump_callback (root, s_text_append, &text,
@@ -516,10 +500,10 @@ zq_msgpack_to_json (const void *data, size_t size)
                                      JSON_REAL_PRECISION (17));
     json_decref (root);
     if (rc) {
-        free (text.text);
+        zqi_buf_free (&text);
         return (errno = ENOMEM), NULL;
     }
-    return text.text;
+    return (char *)text.data;
 }
 
 char *

@@ -8,6 +8,7 @@
 */
 #include "zq_internal.h"
 #include <pthread.h>
+#include <signal.h>
 
 const char *
 zq_strerror (int errnum)
@@ -102,4 +103,26 @@ int
 zq_version (void)
 {
     return ZQ_VERSION;
+}
+
+//  ---- CZMQ and the host's signal handlers ----------------------------------
+
+static pthread_mutex_t s_czmq_init_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void
+zqi_czmq_init (void)
+{
+    int saved_errno = errno;
+    struct sigaction int_before, term_before, int_after, term_after;
+    pthread_mutex_lock (&s_czmq_init_mutex);
+    sigaction (SIGINT, NULL, &int_before);
+    sigaction (SIGTERM, NULL, &term_before);
+    zsys_init ();
+    sigaction (SIGINT, NULL, &int_after);
+    sigaction (SIGTERM, NULL, &term_after);
+    if (int_after.sa_handler != int_before.sa_handler ||
+        term_after.sa_handler != term_before.sa_handler)
+        zsys_handler_set (NULL);
+    pthread_mutex_unlock (&s_czmq_init_mutex);
+    errno = saved_errno;
 }

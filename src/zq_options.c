@@ -1,5 +1,6 @@
 /*  =========================================================================
-    zq_options - named, validated queue settings, from one table.
+    zq_options - named, validated queue settings: the mechanism, and the
+    generic options every pattern shares (each pattern declares its own).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -8,11 +9,15 @@
 */
 #include "zq_internal.h"
 #include <limits.h>
+#include <pthread.h>
 #include <strings.h>
 
-//  The one table. Order is the listing order and never changes meaning:
-//  an options object stores values by row index.
-static const zq_option_info_t s_table[] = {
+//  The generic options: the socket, timeouts and CURVE settings every
+//  pattern shares. Each pattern declares its own settings in its file
+//  (zq_pattern_t.options); zq_options lists them, in order, between the
+//  socket rows and the CURVE rows. Order is the listing order and never
+//  changes meaning: an options object stores values by row index.
+static const zq_option_info_t s_generic[] = {
     {"sndhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
      "messages queued per peer for sending (ZMQ_SNDHWM; 0 = no limit)", NULL},
     {"rcvhwm", ZQ_OPTION_INT, 1000, NULL, 0, INT_MAX,
@@ -37,94 +42,16 @@ static const zq_option_info_t s_table[] = {
      "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE; a reliable server's"
      " is at least twice this, so it can refuse a bigger PUT by its id)",
      NULL},
-    {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
-     "pipeline producer: largest batch frame made of messages that found no room;"
-     " reliable producer: largest PUT batch of messages waiting together (0 = every message"
-     " alone)",
-     NULL},
     {"identity", ZQ_OPTION_STR, 0, "", 0, 255,
      "routing identity of the socket (ZMQ_ROUTING_ID; empty = chosen by libzmq)", NULL},
     {"send_timeout_ms", ZQ_OPTION_INT, 5000, NULL, -1, INT_MAX,
      "send timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)", NULL},
     {"recv_timeout_ms", ZQ_OPTION_INT, -1, NULL, -1, INT_MAX,
      "receive timeout used with ZQ_TIMEOUT_DEFAULT (-1 = wait as long as needed)", NULL},
-    {"slow_subscriber", ZQ_OPTION_STR, 0, "skip", 4, 4,
-     "pubsub: a full subscriber queue skips that subscriber, drops the message, or waits",
-     "skip|drop|wait"},
-    {"request_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
-     "rpc: deadline of one request attempt", NULL},
-    {"retries", ZQ_OPTION_INT, 3, NULL, 0, 1000,
-     "rpc: attempts after the first before a request fails", NULL},
-    {"max_in_flight", ZQ_OPTION_INT, 1000, NULL, 1, 1000000,
-     "rpc: requests a client awaits at once; routes a server keeps for unanswered requests;"
-     " reliable: unconfirmed messages a producer keeps in memory",
-     NULL},
-    {"spool_dir", ZQ_OPTION_STR, 0, "", 0, 4000,
-     "reliable server: directory of the queue spools (empty = in memory)", NULL},
-    {"outbox_dir", ZQ_OPTION_STR, 0, "", 0, 4000,
-     "reliable producer: directory of a durable outbox spool (empty = in memory)", NULL},
-    {"fsync", ZQ_OPTION_STR, 0, "always", 4, 8,
-     "reliable: when spool records are made durable before a confirm", "always|interval|none"},
-    {"fsync_interval_ms", ZQ_OPTION_INT, 100, NULL, 1, 3600000,
-     "reliable: sync period of fsync \"interval\"", NULL},
-    {"quota_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
-     "reliable: bytes one spool (queue or outbox) may take (0 = no quota on disk)", NULL},
-    {"segment_bytes", ZQ_OPTION_INT, 64 * 1024 * 1024, NULL, 4096, INT64_MAX,
-     "reliable: size at which a spool starts a new segment file", NULL},
-    {"visibility_timeout_ms", ZQ_OPTION_INT, 30000, NULL, 1, INT_MAX,
-     "reliable server: time a consumer has to ack a delivery before it is delivered again", NULL},
-    {"max_attempts", ZQ_OPTION_INT, 10, NULL, 0, INT_MAX,
-     "reliable server: deliveries of a message before it is dead-lettered (0 = no limit)", NULL},
-    {"prefetch", ZQ_OPTION_INT, 256, NULL, 1, 1000000,
-     "reliable consumer: deliveries it holds at once without acking them", NULL},
-    {"max_deliveries", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
-     "reliable consumer: deliveries it takes in all, its window shrinking as it settles"
-     " (0 = no limit)",
-     NULL},
-    {"dedupe_window_ms", ZQ_OPTION_INT, 60000, NULL, 0, INT_MAX,
-     "reliable server: a PUT of an id stored this recently in the same queue, by the same "
-     "producer, with the same body, is not stored again (0 = off)",
-     NULL},
-    {"dedupe_max", ZQ_OPTION_INT, 262144, NULL, 1, 1 << 30,
-     "reliable server: most ids the dedupe window remembers (the oldest go first)", NULL},
-    {"nack_backoff_ms", ZQ_OPTION_INT, 100, NULL, 0, INT_MAX,
-     "reliable server: first delay of a nack with ZQ_NACK_BACKOFF, doubled per attempt", NULL},
-    {"nack_backoff_max_ms", ZQ_OPTION_INT, 30000, NULL, 0, INT_MAX,
-     "reliable server: longest nack backoff", NULL},
-    {"max_delay_ms", ZQ_OPTION_INT, 43200000, NULL, 1, INT_MAX,
-     "reliable server: longest NACK delay and TOUCH extension a consumer gets (longer ones are"
-     " cut to this)",
-     NULL},
-    {"max_unsettled_bytes", ZQ_OPTION_INT, 16 * 1024 * 1024, NULL, 1, INT64_MAX,
-     "reliable server: bytes of deliveries one consumer connection holds unsettled before it"
-     " gets more (one message always goes)",
-     NULL},
-    {"max_unsettled_bytes_total", ZQ_OPTION_INT, 256 * 1024 * 1024, NULL, 1, INT64_MAX,
-     "reliable server: bytes of deliveries all consumer connections hold unsettled before"
-     " only those holding none get more (one message each)",
-     NULL},
-    {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
-     "reliable producer: a message unconfirmed this long is sent again", NULL},
-    {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,
-     "reliable: interval of protocol pings (consumer session, server restarts)", NULL},
-    {"max_queues", ZQ_OPTION_INT, 1024, NULL, 1, 1000000,
-     "reliable server: most named queues it holds (dead-letter queues included: with"
-     " max_attempts set, a new queue needs a place for its NAME.dead too)",
-     NULL},
-    {"max_consumer_queues", ZQ_OPTION_INT, 64, NULL, 1, 1000000,
-     "reliable server: most queues one remote consumer (one connection) consumes at once", NULL},
-    {"max_auto_queues", ZQ_OPTION_INT, 256, NULL, 0, 1000000,
-     "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
-     " and dead-letter queues do not count)",
-     NULL},
-    {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
-     "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
-     " long is deleted (0 = never)",
-     NULL},
-    {"min_free_bytes", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
-     "reliable server: PUTs are refused while the spool's filesystem has less free space"
-     " (0 = no watermark)",
-     NULL},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const zq_option_info_t s_curve[] = {
     {"curve_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
      "CURVE: certificate file with this queue's keys (zmakecert; PATH_secret is read first);"
      " alone it makes the queue a CURVE server",
@@ -136,13 +63,50 @@ static const zq_option_info_t s_table[] = {
     {"curve_clients", ZQ_OPTION_STR, 0, "", 0, 4000,
      "CURVE server: directory of allowed clients' public certificates, or \"*\" (starts zauth)",
      NULL},
+    {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };
-#define S_COUNT (sizeof s_table / sizeof s_table[0])
+
+//  Most options of all tables together (a bound checked once).
+#define S_ROWS_MAX 128
+
+//  Every row of every table, by index; built once per process.
+static const zq_option_info_t *s_table[S_ROWS_MAX];
+static size_t s_count;
+static pthread_once_t s_table_once = PTHREAD_ONCE_INIT;
+
+static void
+s_table_add (const zq_option_info_t *rows)
+{
+    for (; rows && rows->name; rows++) {
+        ZQ_ASSERT (s_count < S_ROWS_MAX);
+        s_table[s_count++] = rows;
+    }
+}
+
+static void
+s_table_build (void)
+{
+    s_table_add (s_generic);
+    const zq_option_info_t *rows;
+    for (size_t i = 0; (rows = zqi_pattern_options (i)) != NULL; i++)
+        s_table_add (rows);
+    s_table_add (s_curve);
+}
+
+//  The number of options, the table built.
+static size_t
+s_rows (void)
+{
+    pthread_once (&s_table_once, s_table_build);
+    return s_count;
+}
+
+#define S_COUNT (s_rows ())
 
 struct _zq_options_t {
-    int64_t ints[S_COUNT];
-    char *strs[S_COUNT]; //  NULL = the default text
-    bool set[S_COUNT];
+    int64_t ints[S_ROWS_MAX];
+    char *strs[S_ROWS_MAX]; //  NULL = the default text
+    bool set[S_ROWS_MAX];
 };
 
 static int
@@ -150,7 +114,7 @@ s_index (const char *name)
 {
     if (name)
         for (size_t i = 0; i < S_COUNT; i++)
-            if (strcmp (s_table[i].name, name) == 0)
+            if (strcmp (s_table[i]->name, name) == 0)
                 return (int)i;
     errno = EINVAL;
     return -1;
@@ -165,7 +129,7 @@ zq_options_new (void)
         return NULL;
     }
     for (size_t i = 0; i < S_COUNT; i++)
-        self->ints[i] = s_table[i].default_int;
+        self->ints[i] = s_table[i]->default_int;
     return self;
 }
 
@@ -250,7 +214,7 @@ zq_options_set_int (zq_options_t *self, const char *name, int64_t value)
     int index = s_index (name);
     if (!self || index < 0)
         return zqi_fail (EINVAL);
-    const zq_option_info_t *info = &s_table[index];
+    const zq_option_info_t *info = s_table[index];
     if (info->type == ZQ_OPTION_STR || value < info->min || value > info->max)
         return zqi_fail (EINVAL);
     self->ints[index] = value;
@@ -264,7 +228,7 @@ zq_options_set (zq_options_t *self, const char *name, const char *value)
     int index = s_index (name);
     if (!self || !value || index < 0)
         return zqi_fail (EINVAL);
-    const zq_option_info_t *info = &s_table[index];
+    const zq_option_info_t *info = s_table[index];
     int64_t number = 0;
     switch (info->type) {
         case ZQ_OPTION_INT:
@@ -293,9 +257,9 @@ int
 zq_options_get_int (const zq_options_t *self, const char *name, int64_t *value_p)
 {
     int index = s_index (name);
-    if (index < 0 || s_table[index].type == ZQ_OPTION_STR || !value_p)
+    if (index < 0 || s_table[index]->type == ZQ_OPTION_STR || !value_p)
         return zqi_fail (EINVAL);
-    *value_p = self ? self->ints[index] : s_table[index].default_int;
+    *value_p = self ? self->ints[index] : s_table[index]->default_int;
     return 0;
 }
 
@@ -303,13 +267,13 @@ const char *
 zq_options_get_str (const zq_options_t *self, const char *name)
 {
     int index = s_index (name);
-    if (index < 0 || s_table[index].type != ZQ_OPTION_STR) {
+    if (index < 0 || s_table[index]->type != ZQ_OPTION_STR) {
         errno = EINVAL;
         return NULL;
     }
     if (self && self->strs[index])
         return self->strs[index];
-    return s_table[index].default_str;
+    return s_table[index]->default_str;
 }
 
 bool
@@ -322,12 +286,12 @@ zq_options_is_set (const zq_options_t *self, const char *name)
 const zq_option_info_t *
 zq_options_info (size_t index)
 {
-    return index < S_COUNT ? &s_table[index] : NULL;
+    return index < S_COUNT ? s_table[index] : NULL;
 }
 
 const zq_option_info_t *
 zq_options_lookup (const char *name)
 {
     int index = s_index (name);
-    return index < 0 ? NULL : &s_table[index];
+    return index < 0 ? NULL : s_table[index];
 }

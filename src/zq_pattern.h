@@ -19,8 +19,12 @@
          ZMQ_POLLOUT or ZMQ_POLLIN, or the wait hook) and tries again;
       5. on close, calls close, destroys the socket, frees the state.
     A hook a pattern leaves NULL makes the matching call fail with ENOTSUP.
-    Each patterns/<name>.c exports exactly one `const zq_pattern_t
-    zqi_pattern_<name>` and keeps everything else static.
+    The hooks are generic: a verb only one pattern has (rpc's reply,
+    reliable's post and ack, pubsub's subscriber count) is no hook but a
+    public function in that pattern's own header and file, which reaches
+    its state through zqi_queue_pattern_state. Each patterns/<name>.c
+    exports one `const zq_pattern_t zqi_pattern_<name>` and its public
+    verbs, and keeps everything else static.
     =========================================================================
 */
 #ifndef ZQ_PATTERN_H_INCLUDED
@@ -29,6 +33,7 @@
 #include "zq_internal.h"
 #include "zq_clock.h"
 #include "zq_queue.h"
+#include <limits.h>
 
 //  What the core gives a pattern at open; it stays valid, unchanged, until
 //  after close returns. Patterns keep the pointer in their state.
@@ -142,56 +147,62 @@ typedef struct {
     //  none; the core never waits longer than this.
     int64_t (*next_timer_ms) (void *state);
 
-    //  Optional, pubsub. Return 0 or -1 with errno.
+    //  Optional. Chooses what a receiving role gets: a subject prefix
+    //  (pubsub subscriber), a queue to consume (reliable consumer, or a
+    //  server consuming locally). prefix is never NULL and at most
+    //  ZQ_MSG_MAX_STRING bytes. Return 0 or -1 with errno.
     int (*subscribe) (void *state, const char *prefix);
     int (*unsubscribe) (void *state, const char *prefix);
-    //  Optional, pubsub. Takes in waiting subscription notices without
-    //  blocking; returns the subscription count or -1 with errno.
-    int (*subscribers) (void *state);
-
-    //  Optional, rpc. One non-blocking attempt to answer request with
-    //  *reply_p, as send: takes *reply_p (sets it to NULL) and returns 0,
-    //  or returns -1 with errno, EAGAIN meaning "wait for POLLOUT".
-    int (*reply) (void *state, const zq_msg_t *request, zq_msg_t **reply_p);
-    //  Optional. After send or reply failed with EAGAIN: the socket event
-    //  to wait for before trying again (ZMQ_POLLOUT or ZMQ_POLLIN), or 0
-    //  when no wait can make room (the call then fails with EAGAIN at
-    //  once). NULL means ZMQ_POLLOUT.
+    //  Optional. After send (or a verb sent through zqi_queue_send_with)
+    //  failed with EAGAIN: the socket event to wait for before trying
+    //  again (ZMQ_POLLOUT or ZMQ_POLLIN), or 0 when no wait can make room
+    //  (the call then fails with EAGAIN at once). NULL means ZMQ_POLLOUT.
     int (*send_wait) (void *state);
-    //  Optional. Hands over the message that recv's last ZQ_ETIMEDOUT
-    //  reported as given up, or returns NULL with errno.
-    zq_msg_t *(*failed) (void *state);
 
-    //  Optional, reliable. One non-blocking attempt to accept *msg_p
-    //  without waiting for its confirm, as send (EAGAIN: wait for
-    //  send_wait's event and try again).
-    int (*post) (void *state, zq_msg_t **msg_p);
-    //  Optional. Takes the next confirm report (zq_queue_confirmed).
-    int (*confirmed) (void *state, uint8_t *id);
-    //  Optional. Settles a received message: how is ZQI_SETTLE_*, number
-    //  the nack delay or touch extension. Returns 0 or -1 with errno.
-    int (*settle) (void *state, const zq_msg_t *msg, int how, int64_t number);
-    //  Optional, admin of a server holding named queues (zq_queue_declare,
-    //  zq_queue_names, ...): same contracts as the public functions.
-    int (*declare) (void *state, const char *name);
-    zlistx_t *(*names) (void *state);
-    int (*info) (void *state, const char *name, zq_queue_info_t *info);
-    int (*peek) (void *state, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p);
-    int (*purge) (void *state, const char *name, uint64_t *count_p);
-    int (*redrive) (void *state, const char *name, uint64_t *count_p);
-    //  Optional, a server holding named queues: zq_queue_set_authorizer.
-    int (*authorizer) (void *state, zq_queue_authorize_fn *fn, void *arg);
-    int (*delete_queue) (void *state, const char *name, int flags, uint64_t *count_p);
-    int (*refusals) (void *state, uint64_t *counts, size_t count);
+    //  The pattern's own settings, ended by a row whose name is NULL (NULL:
+    //  none). Names are unique across the generic options and every
+    //  pattern's; zq_options reads them through zqi_pattern_options.
+    const zq_option_info_t *options;
 } zq_pattern_t;
-
-//  How settle settles a message.
-#define ZQI_SETTLE_ACK   0
-#define ZQI_SETTLE_NACK  1
-#define ZQI_SETTLE_TOUCH 2
 
 //  Returns the pattern named name, or NULL.
 const zq_pattern_t *zqi_pattern_lookup (const char *name);
+
+//  ---- What a pattern's own verbs (include/zq_<pattern>.h) use ----------
+//  A verb lives in its pattern's file and reaches the queue's state only
+//  through the checked accessor, so a queue of another pattern can never
+//  be taken for its own.
+
+//  The checked accessor: returns queue's pattern state if queue was opened
+//  for pattern, else NULL with errno EINVAL (queue NULL) or ENOTSUP (a
+//  queue of another pattern). The state outlives zq_queue_close (it is
+//  freed by zq_queue_destroy); see zqi_queue_is_open.
+void *zqi_queue_pattern_state (zq_queue_t *queue, const zq_pattern_t *pattern);
+
+//  True while queue's socket is open (false after zq_queue_close).
+bool zqi_queue_is_open (zq_queue_t *queue);
+
+//  One attempt of a verb that sends, as the send hook: takes *msg_p (sets
+//  it to NULL) and returns 0, or returns -1 with errno, EAGAIN meaning
+//  "wait for send_wait's event and try again". request is what the verb
+//  was given besides the message (e.g. the request a reply answers).
+typedef int (zqi_queue_attempt_fn) (void *state, const zq_msg_t *request, zq_msg_t **msg_p);
+
+//  Sends *msg_p through attempt as zq_queue_send does with the send hook:
+//  one attempt at once, then, while it fails with EAGAIN, waits for
+//  send_wait's event (and the pattern's timers) up to timeout_ms (or
+//  ZQ_TIMEOUT_DEFAULT: send_timeout_ms) and tries again. Counts
+//  stats.sent on success. Returns 0, or -1 with errno, the caller keeping
+//  the message. The queue must be open and of the caller's pattern.
+int zqi_queue_send_with (zq_queue_t *queue, zqi_queue_attempt_fn *attempt, const zq_msg_t *request,
+                         zq_msg_t **msg_p, int timeout_ms);
+
+//  Waits until the socket may be ready for what (ZMQ_POLLIN or
+//  ZMQ_POLLOUT), a pattern timer is due, or the deadline passes (set from
+//  timeout_ms, -1 = none, at the first call, when *deadline_p is 0).
+//  Returns 0 to look again, or -1 with errno EAGAIN (deadline passed),
+//  EINTR or ETERM.
+int zqi_queue_wait (zq_queue_t *queue, short what, int timeout_ms, int64_t *deadline_p);
 
 //  Errors that mean "a peer sent malformed input".
 static inline bool

@@ -27,3 +27,12 @@ zqi_pattern_lookup (const char *name)
                 return s_patterns[i];
     return NULL;
 }
+
+const zq_option_info_t *
+zqi_pattern_options (size_t index)
+{
+    static const zq_option_info_t none = {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL};
+    if (index >= S_COUNT)
+        return NULL;
+    return s_patterns[index]->options ? s_patterns[index]->options : &none;
+}

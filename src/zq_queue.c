@@ -10,8 +10,6 @@
 */
 #include "zq_pattern.h"
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 
 struct _zq_queue_t {
     //  Hot fields first: send and recv touch only these.
@@ -54,41 +52,24 @@ zq_role_lookup (const char *name)
     return (zq_role_t)0;
 }
 
-//  Creates a CZMQ socket without changing the host's signal handling. The
-//  first CZMQ socket of a process runs zsys_init, which installs handlers
-//  for SIGINT and SIGTERM. If that happens here (the handlers differ after
-//  the call), zsys_handler_set (NULL) restores the ones CZMQ saved, which
-//  are the host's, and stops CZMQ from installing them later. If CZMQ was
-//  already initialised, nothing changes and the host keeps its choice.
-//  The mutex only serialises zq's own first calls.
-static pthread_mutex_t s_socket_mutex = PTHREAD_MUTEX_INITIALIZER;
-
+//  Creates a CZMQ socket without changing the host's signal handling
+//  (zqi_czmq_init: the first CZMQ socket of a process runs zsys_init).
 static zsock_t *
 s_socket_new (int type)
 {
-    struct sigaction int_before, term_before, int_after, term_after;
-    pthread_mutex_lock (&s_socket_mutex);
-    sigaction (SIGINT, NULL, &int_before);
-    sigaction (SIGTERM, NULL, &term_before);
+    zqi_czmq_init ();
+    errno = 0;
     zsock_t *sock = zsock_new (type);
     int saved_errno = errno;
-    sigaction (SIGINT, NULL, &int_after);
-    sigaction (SIGTERM, NULL, &term_after);
-    if (int_after.sa_handler != int_before.sa_handler ||
-        term_after.sa_handler != term_before.sa_handler)
-        zsys_handler_set (NULL);
-    pthread_mutex_unlock (&s_socket_mutex);
     if (!sock)
         errno = saved_errno ? saved_errno : ENOMEM;
     return sock;
 }
 
-//  Applies the options every pattern shares, before any connection exists.
+//  Applies the options every socket shares, before any connection exists.
 static int
-s_apply_options (zq_queue_t *self)
+s_apply_options (void *h, const zq_options_t *o)
 {
-    const zq_options_t *o = self->options;
-    void *h = self->handle;
     int value;
 #define S_SET(opt, name)                                                                           \
     do {                                                                                           \
@@ -116,33 +97,43 @@ s_apply_options (zq_queue_t *self)
     int64_t max_size = zqi_option_int (o, "max_message_bytes");
     if (zmq_setsockopt (h, ZMQ_MAXMSGSIZE, &max_size, sizeof max_size))
         return -1;
-    self->ctx.max_message_bytes = (size_t)max_size;
     const char *identity = zq_options_get_str (o, "identity");
     if (identity && *identity && zmq_setsockopt (h, ZMQ_ROUTING_ID, identity, strlen (identity)))
         return -1;
-    self->send_timeout_ms = zqi_option_int (o, "send_timeout_ms");
-    self->recv_timeout_ms = zqi_option_int (o, "recv_timeout_ms");
     return 0;
 }
 
-//  Appends text to the comma-separated list of bound endpoints.
-static int
-s_endpoint_append (zq_queue_t *self, const char *text)
+zsock_t *
+zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p)
 {
-    size_t old_length = self->endpoint ? strlen (self->endpoint) : 0;
-    char *joined = (char *)realloc (self->endpoint, old_length + strlen (text) + 2);
+    zsock_t *sock = s_socket_new (type);
+    if (sock && (s_apply_options (zsock_resolve (sock), options) ||
+                 zqi_curve_apply (sock, options, auth_p))) {
+        int saved_errno = errno;
+        zsock_destroy (&sock);
+        errno = saved_errno;
+    }
+    return sock;
+}
+
+//  Appends text to the comma-separated list *list_p (NULL: empty).
+static int
+s_endpoint_append (char **list_p, const char *text)
+{
+    size_t old_length = *list_p ? strlen (*list_p) : 0;
+    char *joined = (char *)realloc (*list_p, old_length + strlen (text) + 2);
     if (!joined)
         return zqi_fail (ENOMEM);
     if (old_length)
         joined[old_length++] = ',';
     strcpy (joined + old_length, text);
-    self->endpoint = joined;
+    *list_p = joined;
     return 0;
 }
 
-//  Binds or connects each item of endpoints, CZMQ-style.
-static int
-s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
+int
+zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
+                   zqi_attaching_fn *attaching, void *state, char **resolved_p)
 {
     if (!endpoints || !*endpoints)
         return zqi_fail (EINVAL);
@@ -162,25 +153,25 @@ s_attach (zq_queue_t *self, const char *endpoints, bool binds_by_default)
         }
         if (!*item)
             rc = zqi_fail (EINVAL);
-        else if (self->pattern->attaching && self->pattern->attaching (self->state, item, bind))
+        else if (attaching && attaching (state, item, bind))
             rc = -1;
         else if (bind) {
-            if (zsock_bind (self->sock, "%s", item) == -1)
+            if (zsock_bind (sock, "%s", item) == -1)
                 rc = -1;
             else {
-                char *resolved = zsock_last_endpoint (self->sock);
-                rc = s_endpoint_append (self, resolved ? resolved : item);
+                char *resolved = zsock_last_endpoint (sock);
+                rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
                 free (resolved);
             }
-        } else if (zsock_connect (self->sock, "%s", item) == -1)
+        } else if (zsock_connect (sock, "%s", item) == -1)
             rc = -1;
         item = comma ? comma + 1 : NULL;
     }
     int saved_errno = errno;
     free (list);
     errno = saved_errno;
-    if (rc == 0 && !self->endpoint)
-        rc = s_endpoint_append (self, "");
+    if (rc == 0 && !*resolved_p)
+        rc = s_endpoint_append (resolved_p, "");
     return rc;
 }
 
@@ -220,7 +211,7 @@ zqi_queue_new_clocked (const char *pattern_name, zq_role_t role, const char *end
         errno = ENOMEM;
         return NULL;
     }
-    self->sock = s_socket_new (pattern->roles[role].socket_type);
+    self->sock = zqi_socket_new (pattern->roles[role].socket_type, self->options, &self->auth);
     if (self->sock) {
         self->handle = zsock_resolve (self->sock);
         self->ctx.sock = self->sock;
@@ -228,22 +219,24 @@ zqi_queue_new_clocked (const char *pattern_name, zq_role_t role, const char *end
         self->ctx.role = role;
         self->ctx.options = self->options;
         self->ctx.stats = &self->stats;
+        self->ctx.max_message_bytes = (size_t)zqi_option_int (self->options, "max_message_bytes");
+        self->send_timeout_ms = zqi_option_int (self->options, "send_timeout_ms");
+        self->recv_timeout_ms = zqi_option_int (self->options, "recv_timeout_ms");
         self->ctx.clock = clock;
     }
     bool opened = false;
-    int rc = self->sock ? s_apply_options (self) : -1;
+    int rc = self->sock ? 0 : -1;
     if (rc == 0 && clock) {
         self->ctx.wake_fd = zqi_clock_watch (clock);
         rc = self->ctx.wake_fd >= 0 ? 0 : -1;
     }
-    if (rc == 0)
-        rc = zqi_curve_apply (self->sock, self->options, &self->auth);
     if (rc == 0) {
         rc = pattern->open (self->state, &self->ctx);
         opened = (rc == 0);
     }
     if (rc == 0)
-        rc = s_attach (self, endpoints, pattern->roles[role].binds_by_default);
+        rc = zqi_socket_attach (self->sock, endpoints, pattern->roles[role].binds_by_default,
+                                pattern->attaching, self->state, &self->endpoint);
     if (rc) {
         int saved_errno = errno;
         if (opened && pattern->close)
@@ -385,22 +378,20 @@ s_resolve_timeout (int timeout_ms, int default_ms)
     return timeout_ms < -1 ? -1 : timeout_ms;
 }
 
-//  What s_send_retry tries again: zq_queue_send, _reply or _post.
-typedef enum { S_SEND, S_REPLY, S_POST } s_send_kind_t;
-
-//  The slow path of send, reply and post, after their first try failed
-//  (with errno EAGAIN if there was no room): waits for room and tries again
-//  until timeout_ms runs out. Returns 0 (counted as sent) or -1 with errno.
+//  The slow path of a send, after its first try failed (with errno EAGAIN
+//  if there was no room): waits for room and tries again until timeout_ms
+//  runs out, through attempt, or the pattern's send hooks when attempt is
+//  NULL. Returns 0 (counted as sent) or -1 with errno.
 static int
-s_send_retry (zq_queue_t *self, s_send_kind_t kind, const zq_msg_t *request, zq_msg_t **msg_p,
-              int timeout_ms)
+s_send_retry (zq_queue_t *self, zqi_queue_attempt_fn *attempt, const zq_msg_t *request,
+              zq_msg_t **msg_p, int timeout_ms)
 {
     timeout_ms = s_resolve_timeout (timeout_ms, self->send_timeout_ms);
     int64_t deadline = 0;
     while (errno == EAGAIN && timeout_ms != 0) {
         short what = s_send_wait (self);
         int rc;
-        if (kind == S_SEND && what == ZMQ_POLLOUT && self->pattern->send_blocking &&
+        if (!attempt && what == ZMQ_POLLOUT && self->pattern->send_blocking &&
             self->ctx.wake_fd < 0) {
             if (s_set_wait (self, ZMQ_SNDTIMEO, &self->sndtimeo_ms, timeout_ms, &deadline))
                 return -1;
@@ -408,12 +399,10 @@ s_send_retry (zq_queue_t *self, s_send_kind_t kind, const zq_msg_t *request, zq_
         } else {
             if (!what || s_wait (self, what, timeout_ms, &deadline))
                 return -1;
-            if (kind == S_SEND)
-                rc = self->pattern->send (self->state, msg_p);
-            else if (kind == S_REPLY)
-                rc = self->pattern->reply (self->state, request, msg_p);
+            if (attempt)
+                rc = attempt (self->state, request, msg_p);
             else
-                rc = self->pattern->post (self->state, msg_p);
+                rc = self->pattern->send (self->state, msg_p);
         }
         if (rc == 0) {
             self->stats.sent++;
@@ -436,7 +425,7 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
         self->stats.sent++;
         return 0;
     }
-    return s_send_retry (self, S_SEND, NULL, msg_p, timeout_ms);
+    return s_send_retry (self, NULL, NULL, msg_p, timeout_ms);
 }
 
 int
@@ -622,60 +611,6 @@ zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
     return self->pattern->unsubscribe (self->state, prefix ? prefix : "");
 }
 
-int
-zq_queue_subscribers (zq_queue_t *self)
-{
-    if (s_check (self, true, self && self->pattern->subscribers != NULL))
-        return -1;
-    return self->pattern->subscribers (self->state);
-}
-
-int
-zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms)
-{
-    int64_t deadline = 0;
-    timeout_ms = timeout_ms < -1 ? -1 : timeout_ms;
-    while (true) {
-        int have = zq_queue_subscribers (self);
-        if (have < 0)
-            return -1;
-        if ((size_t)have >= count)
-            return 0;
-        if (timeout_ms == 0 || s_wait (self, ZMQ_POLLIN, timeout_ms, &deadline))
-            return zqi_fail (errno == EAGAIN || timeout_ms == 0 ? ZQ_ETIMEDOUT : errno);
-    }
-}
-
-int
-zq_queue_reply (zq_queue_t *self, const zq_msg_t *request, zq_msg_t **reply_p, int timeout_ms)
-{
-    if (!self || !request || !reply_p || !*reply_p)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->reply)
-        return zqi_fail (ENOTSUP);
-    if (self->pattern->reply (self->state, request, reply_p) == 0) {
-        self->stats.sent++;
-        return 0;
-    }
-    return s_send_retry (self, S_REPLY, request, reply_p, timeout_ms);
-}
-
-zq_msg_t *
-zq_queue_failed (zq_queue_t *self)
-{
-    if (!self) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (!self->pattern->failed) {
-        errno = ENOTSUP;
-        return NULL;
-    }
-    return self->pattern->failed (self->state);
-}
-
 int64_t
 zq_queue_next_timer_ms (zq_queue_t *self)
 {
@@ -684,161 +619,45 @@ zq_queue_next_timer_ms (zq_queue_t *self)
     return self->pattern->next_timer_ms (self->state);
 }
 
-int
-zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+//  ---- What a pattern's own verbs use (src/zq_pattern.h) --------------------
+
+void *
+zqi_queue_pattern_state (zq_queue_t *queue, const zq_pattern_t *pattern)
 {
-    if (!self || !msg_p || !*msg_p)
-        return zqi_fail (EINVAL);
-    if (!self->handle)
-        return zqi_fail (ENOTSOCK);
-    if (!self->pattern->post)
-        return zqi_fail (ENOTSUP);
-    if (self->pattern->post (self->state, msg_p) == 0) {
-        self->stats.sent++;
+    if (!queue) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (queue->pattern != pattern) {
+        errno = ENOTSUP;
+        return NULL;
+    }
+    return queue->state;
+}
+
+bool
+zqi_queue_is_open (zq_queue_t *queue)
+{
+    return queue && queue->handle;
+}
+
+int
+zqi_queue_send_with (zq_queue_t *queue, zqi_queue_attempt_fn *attempt, const zq_msg_t *request,
+                     zq_msg_t **msg_p, int timeout_ms)
+{
+    ZQ_ASSERT (queue && queue->handle && attempt);
+    if (attempt (queue->state, request, msg_p) == 0) {
+        queue->stats.sent++;
         return 0;
     }
-    return s_send_retry (self, S_POST, NULL, msg_p, timeout_ms);
+    return s_send_retry (queue, attempt, request, msg_p, timeout_ms);
 }
 
 int
-zq_queue_confirmed (zq_queue_t *self, uint8_t *id)
+zqi_queue_wait (zq_queue_t *queue, short what, int timeout_ms, int64_t *deadline_p)
 {
-    if (s_check (self, id != NULL, self && self->pattern->confirmed != NULL))
-        return -1;
-    return self->pattern->confirmed (self->state, id);
-}
-
-static int
-s_settle (zq_queue_t *self, const zq_msg_t *msg, int how, int64_t number)
-{
-    if (s_check (self, msg != NULL, self && self->pattern->settle != NULL))
-        return -1;
-    return self->pattern->settle (self->state, msg, how, number);
-}
-
-int
-zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg)
-{
-    return s_settle (self, msg, ZQI_SETTLE_ACK, 0);
-}
-
-int
-zq_queue_nack (zq_queue_t *self, const zq_msg_t *msg, int64_t delay_ms)
-{
-    if (delay_ms < ZQ_NACK_BACKOFF)
-        return zqi_fail (EINVAL);
-    return s_settle (self, msg, ZQI_SETTLE_NACK, delay_ms);
-}
-
-int
-zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t extend_ms)
-{
-    if (extend_ms < 0)
-        return zqi_fail (EINVAL);
-    return s_settle (self, msg, ZQI_SETTLE_TOUCH, extend_ms);
-}
-
-//  Checks what every admin call checks; returns 0 or -1 with errno.
-static int
-s_admin_check (zq_queue_t *self, bool has_hook, const char *name)
-{
-    if (s_check (self, true, has_hook))
-        return -1;
-    if (!name)
-        return zqi_fail (EINVAL);
-    return 0;
-}
-
-int
-zq_queue_declare (zq_queue_t *self, const char *name)
-{
-    if (s_admin_check (self, self && self->pattern->declare != NULL, name))
-        return -1;
-    return self->pattern->declare (self->state, name);
-}
-
-int
-zq_queue_set_authorizer (zq_queue_t *self, zq_queue_authorize_fn *fn, void *arg)
-{
-    if (s_admin_check (self, self && self->pattern->authorizer != NULL, ""))
-        return -1;
-    return self->pattern->authorizer (self->state, fn, arg);
-}
-
-zlistx_t *
-zq_queue_names (zq_queue_t *self)
-{
-    if (s_admin_check (self, self && self->pattern->names != NULL, ""))
-        return NULL;
-    return self->pattern->names (self->state);
-}
-
-int
-zq_queue_info (zq_queue_t *self, const char *name, zq_queue_info_t *info)
-{
-    if (s_admin_check (self, self && self->pattern->info != NULL, name))
-        return -1;
-    if (!info)
-        return zqi_fail (EINVAL);
-    return self->pattern->info (self->state, name, info);
-}
-
-int
-zq_queue_peek (zq_queue_t *self, const char *name, zq_msg_t **msgs, size_t max, size_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->peek != NULL, name))
-        return -1;
-    if ((!msgs && max) || !count_p)
-        return zqi_fail (EINVAL);
-    return self->pattern->peek (self->state, name, msgs, max, count_p);
-}
-
-int
-zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->purge != NULL, name))
-        return -1;
-    uint64_t count = 0;
-    int rc = self->pattern->purge (self->state, name, &count);
-    if (count_p)
-        *count_p = count;
-    return rc;
-}
-
-int
-zq_queue_refusals (zq_queue_t *self, uint64_t *counts, size_t count)
-{
-    if (s_admin_check (self, self && self->pattern->refusals != NULL, ""))
-        return -1;
-    if (!counts && count)
-        return zqi_fail (EINVAL);
-    return self->pattern->refusals (self->state, counts, count);
-}
-
-int
-zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->redrive != NULL, name))
-        return -1;
-    uint64_t count = 0;
-    int rc = self->pattern->redrive (self->state, name, &count);
-    if (count_p)
-        *count_p = count;
-    return rc;
-}
-
-int
-zq_queue_delete (zq_queue_t *self, const char *name, int flags, uint64_t *count_p)
-{
-    if (s_admin_check (self, self && self->pattern->delete_queue != NULL, name))
-        return -1;
-    if (flags & ~ZQ_DELETE_FORCE)
-        return zqi_fail (EINVAL);
-    uint64_t count = 0;
-    int rc = self->pattern->delete_queue (self->state, name, flags, &count);
-    if (count_p)
-        *count_p = count;
-    return rc;
+    ZQ_ASSERT (queue && queue->handle);
+    return s_wait (queue, what, timeout_ms, deadline_p);
 }
 
 //  ---- Queue names ----------------------------------------------------------

@@ -37,30 +37,6 @@ zqi_store_le (uint8_t *p, uint64_t value, int width)
     }
 }
 
-int
-zqi_buf_reserve (zqi_buf_t *buf, size_t extra)
-{
-    if (buf->size + extra <= buf->capacity)
-        return 0;
-    size_t capacity = buf->capacity ? buf->capacity : 4096;
-    while (capacity < buf->size + extra)
-        capacity *= 2;
-    uint8_t *data = realloc (buf->data, capacity);
-    if (!data)
-        return zqi_fail (ENOMEM);
-    buf->data = data;
-    buf->capacity = capacity;
-    return 0;
-}
-
-void
-zqi_buf_free (zqi_buf_t *buf)
-{
-    free (buf->data);
-    buf->data = NULL;
-    buf->size = buf->capacity = 0;
-}
-
 //  Adds [start, end) to the set; returns how many seqs were new in
 //  *added_p. Returns 0 or -1 with ENOMEM.
 static int

@@ -59,13 +59,6 @@ typedef struct {
     size_t capacity;
 } zqi_rangeset_t;
 
-//  A growable byte buffer.
-typedef struct {
-    uint8_t *data;
-    size_t size;
-    size_t capacity;
-} zqi_buf_t;
-
 //  One segment: a file NNNNNNNNNNNNNNNN.zqs (id in hex) or a memory block.
 typedef struct {
     uint64_t id;
@@ -187,9 +180,6 @@ struct _zq_spool_t {
 //  zq_spool_store.c, zq_spool_recovery.c, zq_spool_crash.c) ----------
 uint64_t zqi_load_le (const uint8_t *p, int width);
 void zqi_store_le (uint8_t *p, uint64_t value, int width);
-
-int zqi_buf_reserve (zqi_buf_t *buf, size_t extra);
-void zqi_buf_free (zqi_buf_t *buf);
 
 int zqi_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end);
 //  Makes room for extra more ranges (so that many adds of one range cannot

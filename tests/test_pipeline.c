@@ -106,8 +106,13 @@ static void
 test_fair_distribution (void **state)
 {
     const char *transport = (const char *)*state;
-    //  The producer binds; consumers connect to it.
-    zq_queue_t *producer = new_bound ("pipeline", ZQ_PRODUCER, transport, NULL);
+    //  The producer binds; consumers connect to it. Round-robin is per
+    //  frame, and a batch frame goes to one consumer, so the per-message
+    //  share is checked with batching off (batch_max_bytes 0).
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "batch_max_bytes", "0"), 0);
+    zq_queue_t *producer = new_bound ("pipeline", ZQ_PRODUCER, transport, options);
+    zq_options_destroy (&options);
     zq_queue_t *consumers[CONSUMERS];
     for (int i = 0; i < CONSUMERS; i++)
         consumers[i] = new_connected ("pipeline", ZQ_CONSUMER, producer, NULL);

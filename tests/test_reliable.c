@@ -862,85 +862,6 @@ test_put_batch_falls_back_on_old_server (void **state)
     zsock_destroy (&old);
 }
 
-//  ---- ACKs while the socket has no room ---------------------------------------
-
-//  The ids of an ACK command frame [1, 7, ids] as a raw server gets it.
-static size_t
-ack_ids (zframe_t *command)
-{
-    const uint8_t *data = zframe_data (command);
-    size_t size = zframe_size (command);
-    assert_true (size > 5 && data[0] == 0x93 && data[1] == 1 && data[2] == 7);
-    size_t length = data[3] == 0xc4   ? data[4]
-                    : data[3] == 0xc5 ? ((size_t)data[4] << 8 | data[5])
-                                      : 0;
-    assert_true (length > 0 && length % ZQ_MSG_ID_SIZE == 0);
-    return length / ZQ_MSG_ID_SIZE;
-}
-
-//  An ACK goes at once while the socket has room. Once it has none (a
-//  server that reads nothing, here a raw ROUTER), ACKs are kept, not
-//  refused; when the server reads again, the consumer's next call sends
-//  the ones kept as one ACK, and every ACK made arrives.
-static void
-test_acks_kept_while_no_room (void **state)
-{
-    char spec[300];
-    bind_spec ("ipc", spec, sizeof spec);
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    assert_non_null (router);
-    zsock_set_rcvhwm (router, 1);
-    assert_int_equal (zsock_bind (router, "%s", spec + 1), 0);
-    char connect[300];
-    snprintf (connect, sizeof connect, ">%s", spec + 1);
-    zq_options_t *options = options_with ("sndhwm", "1", NULL);
-    zq_queue_t *consumer = zq_queue_new ("reliable", ZQ_CONSUMER, connect, options);
-    assert_non_null (consumer);
-    zq_msg_t *msg = numbered ("acks", 0);
-    //  ACKs until the socket has no room (the router reads nothing).
-    int64_t made = 0;
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    while (zsock_events (zq_queue_sock (consumer)) & ZMQ_POLLOUT) {
-        assert_true (now_ms () < deadline && made < 10000000);
-        assert_int_equal (zq_queue_ack (consumer, msg), 0);
-        made++;
-    }
-    //  No room: the next ones are kept.
-    for (int n = 0; n < 100; n++)
-        assert_int_equal (zq_queue_ack (consumer, msg), 0);
-    made += 100;
-    assert_true (zq_queue_next_timer_ms (consumer) >= 0);
-    //  The server reads again; the consumer is only asked for events.
-    zsock_set_rcvtimeo (router, 10);
-    int64_t received = 0;
-    size_t largest = 0;
-    deadline = now_ms () + DEADLINE_MS;
-    while (received < made) {
-        assert_true (now_ms () < deadline);
-        zmsg_t *in = zmsg_recv (router);
-        if (!in) {
-            assert_true (zq_queue_events (consumer) >= 0);
-            continue;
-        }
-        assert_int_equal (zmsg_size (in), 2);
-        zmsg_first (in);
-        size_t ids = ack_ids (zmsg_next (in));
-        received += (int64_t)ids;
-        if (ids > largest)
-            largest = ids;
-        zmsg_destroy (&in);
-        if (received % 256 == 0)
-            assert_true (zq_queue_events (consumer) >= 0);
-    }
-    assert_int_equal (received, made);
-    assert_true (largest >= 100);
-    assert_int_equal (zq_queue_next_timer_ms (consumer), -1);
-    zq_msg_destroy (&msg);
-    zq_queue_destroy (&consumer);
-    zq_options_destroy (&options);
-    zsock_destroy (&router);
-}
-
 //  ---- A silent peer on the server's port -------------------------------------
 
 //  After a server restart, the producer's connection may reach something
@@ -1829,7 +1750,6 @@ main (void)
         cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
-        cmocka_unit_test (test_acks_kept_while_no_room),
         cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),

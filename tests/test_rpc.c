@@ -15,7 +15,6 @@
 #include "queue_helpers.h"
 #include "../src/zq_pattern.h" //  zqi_queue_new_clocked, the fake clock
 #define XXH_INLINE_ALL
-#include <xxhash.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <poll.h>
@@ -1322,51 +1321,6 @@ test_heartbeat_defaults (void **state)
     zq_queue_destroy (&server);
 }
 
-//  Ids a client crafts to share one slot under an unseeded hash: the 64
-//  first whose XXH3 has the same low 12 bits. Two tables, each with its own
-//  seed, hash the same id differently and spread these ids out.
-static void
-test_id_hash_is_seeded_per_table (void **state)
-{
-    (void)state;
-    enum { S_IDS = 64, S_MASK = 4095 };
-    uint8_t ids[S_IDS][ZQ_MSG_ID_SIZE];
-    size_t found = 0;
-    uint64_t counter = 0;
-    while (found < S_IDS && counter < 100000000) {
-        uint8_t id[ZQ_MSG_ID_SIZE] = {0};
-        memcpy (id + 8, &counter, sizeof counter);
-        counter++;
-        if ((XXH3_64bits (id, ZQ_MSG_ID_SIZE) & S_MASK) == 7)
-            memcpy (ids[found++], id, ZQ_MSG_ID_SIZE);
-    }
-    assert_int_equal (found, S_IDS);
-    int tables[2];
-    uint64_t seeds[2] = {zqi_rpc_id_seed (&tables[0]), zqi_rpc_id_seed (&tables[1])};
-    for (size_t table = 0; table < 2; table++) {
-        //  Slots the crafted ids take (each a bit of a 4096-bit map).
-        uint8_t taken[(S_MASK + 1) / 8] = {0};
-        size_t distinct = 0;
-        for (size_t index = 0; index < S_IDS; index++) {
-            uint64_t slot = zqi_rpc_id_hash (seeds[table], ids[index]) & S_MASK;
-            if (!(taken[slot / 8] & (1 << (slot % 8)))) {
-                taken[slot / 8] |= (uint8_t)(1 << (slot % 8));
-                distinct++;
-            }
-        }
-        //  Random placement of 64 ids in 4096 slots: about 63.5 distinct.
-        print_message ("table %zu: %zu distinct slots for %d crafted ids\n", table, distinct,
-                       S_IDS);
-        assert_true (distinct >= S_IDS - 8);
-    }
-    assert_true (seeds[0] != seeds[1]);
-    size_t same = 0;
-    for (size_t index = 0; index < S_IDS; index++)
-        if (zqi_rpc_id_hash (seeds[0], ids[index]) == zqi_rpc_id_hash (seeds[1], ids[index]))
-            same++;
-    assert_int_equal (same, 0);
-}
-
 int
 main (int argc, char *argv[])
 {
@@ -1384,7 +1338,6 @@ main (int argc, char *argv[])
         snprintf (s_proc_path, sizeof s_proc_path, "%s/rpc_proc", dirname (self));
     (void)argv;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_id_hash_is_seeded_per_table),
         cmocka_unit_test (test_roundtrip_inproc),
         cmocka_unit_test (test_roundtrip_ipc),
         cmocka_unit_test (test_roundtrip_tcp),

@@ -16,7 +16,6 @@
 #include "zq_device_metrics.h"
 #include <msgpack.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -194,18 +193,17 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
     if (*config->admin) {
         if (zqi_device_fds_free ("device/admin", error, error_size))
             return -1;
-        self->admin = zsock_new (ZMQ_ROUTER);
-        if (!self->admin) {
-            snprintf (error, error_size, "cannot create the admin socket");
-            return zqi_fail (ENOMEM);
-        }
-        zsock_set_maxmsgsize (self->admin, ZQI_DEVICE_ADMIN_REQUEST_MAX);
-        zsock_set_sndhwm (self->admin, 100);
-        zsock_set_linger (self->admin, 0);
         //  With CURVE, the admin socket is a CURVE server with the same
         //  certificate; with an access section, only identities with an
         //  admin right pass its handshake.
-        zqi_device_secure (&self->env, self->admin);
+        char socket_error[256];
+        self->admin =
+            zqi_device_socket_new (&self->env, ZMQ_ROUTER, 100, 1000, ZQI_DEVICE_ADMIN_REQUEST_MAX,
+                                   true, socket_error, sizeof socket_error);
+        if (!self->admin) {
+            snprintf (error, error_size, "device/admin: %s", socket_error);
+            return -1;
+        }
         if (config->access)
             zsock_set_zap_domain (self->admin, ZQI_ACCESS_DOMAIN_ADMIN);
         char admin_error[512];
@@ -218,18 +216,14 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
     return 0;
 }
 
-typedef enum {
-    S_ITEM_PIPE,
-    S_ITEM_ZAP,
-    S_ITEM_ADMIN,
-    S_ITEM_QSERVER,
-    S_ITEM_IN,
-    S_ITEM_OUT
-} s_item_kind_t;
+typedef enum { S_ITEM_PIPE, S_ITEM_ZAP, S_ITEM_ADMIN, S_ITEM_QSERVER, S_ITEM_QUEUE } s_item_kind_t;
 
+//  Who a poll item is for: a queue's items are handled by its kind, which
+//  learns which of its items it was.
 typedef struct {
     s_item_kind_t kind;
     zqi_dqueue_t *dq;
+    size_t which;
 } s_item_t;
 
 static void
@@ -242,7 +236,7 @@ s_device_loop (zqi_device_t *self)
     self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {
-        size_t needed = 4 + 3 * zhashx_size (self->queues);
+        size_t needed = 4 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
         if (needed > capacity) {
             free (items);
             free (owners);
@@ -255,29 +249,25 @@ s_device_loop (zqi_device_t *self)
             }
         }
         size_t count = 0;
-#define S_ADD(sock_, events_, kind_, dq_)                                                          \
+#define S_ADD(sock_, events_, kind_)                                                               \
     do {                                                                                           \
         items[count] = (zmq_pollitem_t){zsock_resolve (sock_), 0, (events_), 0};                   \
-        owners[count] = (s_item_t){(kind_), (dq_)};                                                \
+        owners[count] = (s_item_t){(kind_), NULL, 0};                                              \
         count++;                                                                                   \
     } while (0)
-        S_ADD (self->pipe, ZMQ_POLLIN, S_ITEM_PIPE, NULL);
+        S_ADD (self->pipe, ZMQ_POLLIN, S_ITEM_PIPE);
         if (self->zap)
-            S_ADD (self->zap, ZMQ_POLLIN, S_ITEM_ZAP, NULL);
+            S_ADD (self->zap, ZMQ_POLLIN, S_ITEM_ZAP);
         if (self->admin)
-            S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN, NULL);
+            S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN);
         if (self->qserver)
-            S_ADD (zqi_qserver_sock (self->qserver), ZMQ_POLLIN, S_ITEM_QSERVER, NULL);
+            S_ADD (zqi_qserver_sock (self->qserver), ZMQ_POLLIN, S_ITEM_QSERVER);
         for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
              dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
-            if (dq->kind == ZQI_KIND_QUEUE)
-                continue;
-            S_ADD (dq->in, ZMQ_POLLIN, S_ITEM_IN, dq);
-            if (dq->kind == ZQI_KIND_FORWARD) {
-                S_ADD (dq->out, ZMQ_POLLIN, S_ITEM_OUT, dq);
-                S_ADD (zqi_forward_monitor (dq), ZMQ_POLLIN, S_ITEM_OUT, dq);
-            } else if (zqi_stream_pending (dq))
-                S_ADD (dq->out, ZMQ_POLLOUT, S_ITEM_OUT, dq);
+            size_t added = dq->ops->poll_items ? dq->ops->poll_items (dq, items + count) : 0;
+            ZQ_ASSERT (added <= ZQI_KIND_POLL_MAX);
+            for (size_t which = 0; which < added; which++)
+                owners[count++] = (s_item_t){S_ITEM_QUEUE, dq, which};
         }
 #undef S_ADD
         int64_t now = zclock_mono ();
@@ -333,25 +323,15 @@ s_device_loop (zqi_device_t *self)
                 }
             } else if (owner->kind == S_ITEM_QSERVER)
                 ; //  worked below
-            else if (owner->kind == S_ITEM_IN) {
-                if (owner->dq->kind == ZQI_KIND_STREAM)
-                    zqi_stream_input (owner->dq);
-                else
-                    zqi_forward_input (owner->dq);
-            } else {
-                if (owner->dq->kind == ZQI_KIND_STREAM)
-                    zqi_stream_output (owner->dq);
-                else
-                    zqi_forward_output (owner->dq);
-            }
+            else
+                owner->dq->ops->handle (owner->dq, owner->which);
         }
         if (self->qserver && !self->terminated)
             zqi_qserver_work (self->qserver);
-        //  Streams that took input may send at once.
         for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
              dq = (zqi_dqueue_t *)zhashx_next (self->queues))
-            if (dq->kind == ZQI_KIND_STREAM && zqi_stream_pending (dq))
-                zqi_stream_output (dq);
+            if (dq->ops->after_poll)
+                dq->ops->after_poll (dq);
         if (zclock_mono () >= self->next_tick_ms) {
             zqi_device_tick (self);
             self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
@@ -407,8 +387,6 @@ s_device_actor (zsock_t *pipe, void *args)
 
 //  Starts the actor without changing the host's signal handlers (see
 //  zq_queue.h: the first CZMQ socket of a process runs zsys_init).
-static pthread_mutex_t s_start_mutex = PTHREAD_MUTEX_INITIALIZER;
-
 zactor_t *
 zq_device_new (zconfig_t *config, char *error, size_t error_size)
 {
@@ -419,17 +397,8 @@ zq_device_new (zconfig_t *config, char *error, size_t error_size)
     }
     error[0] = '\0';
     s_start_t start = {config, error, error_size, 0};
-    struct sigaction int_before, term_before, int_after, term_after;
-    pthread_mutex_lock (&s_start_mutex);
-    sigaction (SIGINT, NULL, &int_before);
-    sigaction (SIGTERM, NULL, &term_before);
+    zqi_czmq_init ();
     zactor_t *actor = zactor_new (s_device_actor, &start);
-    sigaction (SIGINT, NULL, &int_after);
-    sigaction (SIGTERM, NULL, &term_after);
-    if (int_after.sa_handler != int_before.sa_handler ||
-        term_after.sa_handler != term_before.sa_handler)
-        zsys_handler_set (NULL);
-    pthread_mutex_unlock (&s_start_mutex);
     if (!actor) {
         snprintf (error, error_size, "cannot start the device's thread");
         errno = ENOMEM;

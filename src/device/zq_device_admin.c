@@ -106,7 +106,7 @@ s_command_endpoint (zqi_device_t *self, const char *what)
             char *name = strndup (what, (size_t)(slash - what));
             zqi_dqueue_t *dq = name ? (zqi_dqueue_t *)zhashx_lookup (self->queues, name) : NULL;
             free (name);
-            if (dq && dq->kind != ZQI_KIND_QUEUE) {
+            if (dq && dq->ops->has_endpoints) {
                 if (streq (slash + 1, "in"))
                     endpoint = dq->in_endpoint;
                 else if (streq (slash + 1, "out"))
@@ -134,6 +134,7 @@ s_command_queue (zqi_device_t *self, zmsg_t *request)
     char *out = zmsg_popstr (request);
     zmsg_t *reply = NULL;
     zqi_kind_t kind = zqi_kind_lookup (kind_name);
+    const zqi_kind_ops_t *ops = zqi_kind_ops (kind);
     zqi_dqueue_t *existing = name ? s_lookup (self, name) : NULL;
     if (!name || zqi_device_name_check (name))
         s_error_reply (&reply,
@@ -144,15 +145,15 @@ s_command_queue (zqi_device_t *self, zmsg_t *request)
         s_error_reply (&reply, "QUEUE %s: kind is queue, stream or forward", name);
     else if (existing && existing->kind != kind)
         s_error_reply (&reply, "QUEUE %s: exists as a %s", name, zqi_kind_name (existing->kind));
-    else if (existing && kind != ZQI_KIND_QUEUE)
+    else if (existing && ops->has_endpoints)
         s_error_reply (&reply, "QUEUE %s: exists", name);
-    else if (kind != ZQI_KIND_QUEUE && (!in || !*in || !out || !*out))
+    else if (ops->has_endpoints && (!in || !*in || !out || !*out))
         s_error_reply (&reply, "QUEUE %s: a %s needs IN and OUT endpoints", name,
                        zqi_kind_name (kind));
     else {
         zqi_queue_config_t *config = zqi_queue_config_new (self->config, name, kind);
         char error[512] = "";
-        if (config && kind != ZQI_KIND_QUEUE) {
+        if (config && ops->has_endpoints) {
             free (config->in);
             free (config->out);
             config->in = strdup (in);
@@ -205,17 +206,17 @@ s_command_delete (zqi_device_t *self, zqi_dqueue_t *dq, const char *argument, zm
     else if (argument && !streq (argument, "FORCE"))
         s_error_reply (reply_p, "DELETE %s: the argument is FORCE or nothing, not '%.32s'", name,
                        argument);
-    else if (dq->kind != ZQI_KIND_QUEUE)
+    else if (!dq->ops->delete_queue)
         s_error_reply (reply_p,
                        "DELETE %s: a %s is declared in the configuration: remove it there and "
                        "restart",
-                       name, zqi_kind_name (dq->kind));
+                       name, dq->ops->name);
     else if (dq->config)
         s_error_reply (reply_p,
                        "DELETE %s: declared in the configuration (queues/%s): remove it there "
                        "and restart",
                        name, name);
-    else if (zqi_qserver_delete (self->qserver, name, argument ? ZQ_DELETE_FORCE : 0, &dropped)) {
+    else if (dq->ops->delete_queue (self, dq, argument ? ZQ_DELETE_FORCE : 0, &dropped)) {
         int errnum = errno;
         if (errnum == ENOTEMPTY)
             s_error_reply (reply_p,
@@ -287,20 +288,14 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
         uint64_t count = S_PEEK_DEFAULT;
         if (argument && s_parse_count (argument, S_PEEK_MAX, &count)) {
             s_error_reply (&reply, "PEEK: COUNT is 1 to %d, not '%s'", S_PEEK_MAX, argument);
-        } else if (dq->kind == ZQI_KIND_STREAM)
-            zqi_stream_peek (dq, (size_t)count, reply);
-        else if (dq->kind == ZQI_KIND_FORWARD) {
-            s_error_reply (&reply, "PEEK: %s is a forward: it keeps no messages", name);
-        } else if (zqi_qserver_peek (self->qserver, name, (size_t)count, reply)) {
+        } else if (!dq->ops->peek) {
+            s_error_reply (&reply, "PEEK: %s is a %s: it keeps no messages", name, dq->ops->name);
+        } else if (dq->ops->peek (self, dq, (size_t)count, reply)) {
             s_error_reply (&reply, "PEEK %s: %s", name, zq_strerror (errno));
         }
     } else if (streq (command, "PURGE")) {
         uint64_t purged = 0;
-        int rc = 0;
-        if (dq->kind == ZQI_KIND_STREAM)
-            purged = zqi_stream_purge (dq);
-        else if (dq->kind == ZQI_KIND_QUEUE)
-            rc = zqi_qserver_purge (self->qserver, name, &purged);
+        int rc = dq->ops->purge ? dq->ops->purge (self, dq, &purged) : 0;
         if (rc) {
             s_error_reply (&reply, "PURGE %s: %s", name, zq_strerror (errno));
         } else {
@@ -313,10 +308,10 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
         dq = NULL; //  freed if deleted
     } else {
         uint64_t redriven = 0;
-        if (dq->kind != ZQI_KIND_QUEUE) {
+        if (!dq->ops->redrive) {
             s_error_reply (&reply, "REDRIVE: %s is a %s: it has no dead letters", name,
-                           zqi_kind_name (dq->kind));
-        } else if (zqi_qserver_redrive (self->qserver, name, &redriven)) {
+                           dq->ops->name);
+        } else if (dq->ops->redrive (self, dq, &redriven)) {
             s_error_reply (&reply, "REDRIVE %s: %s", name, zq_strerror (errno));
         } else {
             s_append_count (reply, "redriven", redriven);

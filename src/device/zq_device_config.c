@@ -19,23 +19,6 @@
 #define S_DEFAULT_HWM             1000
 #define S_IPC_PATH_MAX            100
 
-static const char *s_kind_names[] = {NULL, "queue", "stream", "forward"};
-
-const char *
-zqi_kind_name (zqi_kind_t kind)
-{
-    return kind >= ZQI_KIND_QUEUE && kind <= ZQI_KIND_FORWARD ? s_kind_names[kind] : "?";
-}
-
-zqi_kind_t
-zqi_kind_lookup (const char *name)
-{
-    for (int kind = ZQI_KIND_QUEUE; name && kind <= ZQI_KIND_FORWARD; kind++)
-        if (streq (name, s_kind_names[kind]))
-            return (zqi_kind_t)kind;
-    return (zqi_kind_t)0;
-}
-
 int
 zqi_device_name_check (const char *name)
 {

@@ -45,6 +45,9 @@
 //  Longest frame read on the XPUB socket: a subscription, or a command of
 //  the CURVE handshake with its metadata.
 #define S_MAX_FRAME 4096
+//  The high-water mark of the direction a socket never uses (libzmq's
+//  default).
+#define S_HWM_UNUSED 1000
 //  Most subscriptions one connection holds at once.
 #define S_MAX_SUBSCRIPTIONS 1024
 #define S_LOG_INTERVAL_MS   10000
@@ -117,29 +120,32 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
     self->last_seq = zhashx_new ();
     self->peers = zhashx_new ();
     self->local = s_peer_new (-1);
-    dq->in = zsock_new (ZMQ_XSUB);
-    dq->out = zsock_new (ZMQ_XPUB);
+    int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
+    zq_options_get_int (env->config->queue_options, "max_message_bytes", &max_bytes);
+    //  Every subscription the device holds (bounded above) goes to each
+    //  publisher that connects, all at once: none may be dropped (in's
+    //  sndhwm 0). Frames past S_MAX_FRAME close a subscriber's connection
+    //  before libzmq keeps them; a longer topic within it closes it once
+    //  read.
+    if (self->last_seq && self->peers && self->local) {
+        dq->in = zqi_device_socket_new (env, ZMQ_XSUB, 0, (int)dq->config->rcvhwm, max_bytes + 8192,
+                                        true, error, error_size);
+        dq->out = dq->in
+                      ? zqi_device_socket_new (env, ZMQ_XPUB, (int)dq->config->sndhwm, S_HWM_UNUSED,
+                                               S_MAX_FRAME, true, error, error_size)
+                      : NULL;
+    }
     if (!self->last_seq || !self->peers || !self->local || !dq->in || !dq->out) {
+        int saved = !self->last_seq || !self->peers || !self->local ? ENOMEM : errno;
         zqi_forward_close (dq);
-        snprintf (error, error_size, "forward %s: out of memory", dq->name);
-        return zqi_fail (ENOMEM);
+        snprintf (error, error_size, "forward %s: %s", dq->name,
+                  saved == ENOMEM ? "out of memory" : zq_strerror (saved));
+        return zqi_fail (saved);
     }
     zhashx_set_destructor (self->last_seq, (zhashx_destructor_fn *)zstr_free);
     zhashx_set_destructor (self->peers, (zhashx_destructor_fn *)s_peer_destroy);
-    zsock_set_rcvhwm (dq->in, (int)dq->config->rcvhwm);
-    zsock_set_sndhwm (dq->out, (int)dq->config->sndhwm);
     zsock_set_xpub_nodrop (dq->out, 1);
     zsock_set_xpub_manual (dq->out, 1);
-    zsock_set_linger (dq->out, 0);
-    //  Frames past S_MAX_FRAME close the connection before libzmq keeps
-    //  them; a longer topic within it closes it once read.
-    zsock_set_maxmsgsize (dq->out, S_MAX_FRAME);
-    int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
-    zq_options_get_int (env->config->queue_options, "max_message_bytes", &max_bytes);
-    zsock_set_maxmsgsize (dq->in, max_bytes + 8192);
-    //  Every subscription the device holds (bounded above) goes to each
-    //  publisher that connects, all at once: none may be dropped.
-    zsock_set_sndhwm (dq->in, 0);
     if (s_monitor_open (dq)) {
         snprintf (error, error_size, "forward %s: cannot watch its connections: %s", dq->name,
                   zq_strerror (errno));
@@ -147,8 +153,6 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
         zqi_forward_close (dq);
         return zqi_fail (saved);
     }
-    zqi_device_secure (env, dq->in);
-    zqi_device_secure (env, dq->out);
     zqi_device_guard (env, dq->in, ZQI_ACCESS_PUT, dq->name);
     zqi_device_guard (env, dq->out, ZQI_ACCESS_CONSUME, dq->name);
     if (zqi_device_bind (dq->in, dq->config->in, &dq->in_endpoint, error, error_size) ||
@@ -457,3 +461,60 @@ zqi_forward_row (zqi_dqueue_t *dq, zqi_row_t *row)
 {
     *row = dq->counters;
 }
+
+//  ---- The kind's operations -------------------------------------------------
+
+static int
+s_kind_open (zqi_device_t *device, zqi_dqueue_t *dq, char *error, size_t error_size)
+{
+    if (zqi_device_fds_free (dq->name, error, error_size))
+        return -1;
+    return zqi_forward_open (dq, &device->env, error, error_size);
+}
+
+//  Publishers' messages come in on in; subscriptions, and the connections
+//  the monitor reports, on out.
+static size_t
+s_kind_poll_items (zqi_dqueue_t *dq, zmq_pollitem_t *items)
+{
+    items[0] = (zmq_pollitem_t){zsock_resolve (dq->in), 0, ZMQ_POLLIN, 0};
+    items[1] = (zmq_pollitem_t){zsock_resolve (dq->out), 0, ZMQ_POLLIN, 0};
+    items[2] = (zmq_pollitem_t){zsock_resolve (zqi_forward_monitor (dq)), 0, ZMQ_POLLIN, 0};
+    return 3;
+}
+
+static void
+s_kind_handle (zqi_dqueue_t *dq, size_t which)
+{
+    if (which == 0)
+        zqi_forward_input (dq);
+    else
+        zqi_forward_output (dq);
+}
+
+static void
+s_kind_row (zqi_device_t *device, zqi_dqueue_t *dq, zqi_row_t *row)
+{
+    zqi_forward_row (dq, row);
+}
+
+//  A forward keeps no messages: PURGE drops none, PEEK and REDRIVE are
+//  refused.
+static int
+s_kind_purge (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p)
+{
+    *count_p = 0;
+    return 0;
+}
+
+const zqi_kind_ops_t zqi_kind_forward = {
+    .kind = ZQI_KIND_FORWARD,
+    .name = "forward",
+    .has_endpoints = true,
+    .open = s_kind_open,
+    .close = zqi_forward_close,
+    .poll_items = s_kind_poll_items,
+    .handle = s_kind_handle,
+    .row = s_kind_row,
+    .purge = s_kind_purge,
+};

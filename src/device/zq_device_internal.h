@@ -10,6 +10,7 @@
     src/device/zq_admin.c           the admin codec, shared with zq (zq_admin.h)
     src/device/zq_device_config.c   ZPL -> zqi_device_config_t, with clear errors
     src/device/zq_device_access.c   identities, rights and the ZAP handler
+    src/device/zq_device_kinds.c    the kinds' ops tables, found by kind or name
     src/device/zq_device_queue.c    kind "queue": the reliable pattern's server
     src/device/zq_device_stream.c   kind "stream": PULL -> buffer/spool -> PUSH
     src/device/zq_device_forward.c  kind "forward": XSUB -> XPUB with counts
@@ -140,12 +141,16 @@ int zqi_device_name_check (const char *name);
 
 #define ZQI_RATE_WINDOW 10
 
+typedef struct _zqi_kind_ops_t zqi_kind_ops_t;
+typedef struct _zqi_device_t zqi_device_t;
+
 //  A queue of the device (any kind). Streams and forwards own sockets;
 //  queues of kind "queue" live in the reliable server and are listed here
 //  only for their rates.
 typedef struct {
     char *name;
     zqi_kind_t kind;
+    const zqi_kind_ops_t *ops; //  its kind's operations
     zqi_queue_config_t *config;
     zsock_t *in;
     zsock_t *out;
@@ -167,19 +172,78 @@ typedef struct {
     zcert_t *cert; //  CURVE server certificate, or NULL
 } zqi_device_env_t;
 
-//  Applies the device's CURVE settings (if any) to a socket before it binds.
-void zqi_device_secure (zqi_device_env_t *env, zsock_t *sock);
+//  ---- The kinds' operations (zq_device_kinds.c) -------------------------
+//  The device knows a queue's kind only through these: it never asks
+//  which kind a queue is. Each kind's file exports one const table.
+
+//  Most poll items one queue adds.
+#define ZQI_KIND_POLL_MAX 3
+
+struct _zqi_kind_ops_t {
+    zqi_kind_t kind;
+    const char *name; //  "queue", "stream", "forward"
+    //  True if its queues have in and out endpoints of their own (so they
+    //  exist only when configured, and QUEUE needs IN and OUT).
+    bool has_endpoints;
+    //  Required. Opens dq (name, kind, ops and config set): its sockets
+    //  and state. Returns 0, or -1 with errno and one line in error (the
+    //  device then calls close and frees dq).
+    int (*open) (zqi_device_t *device, zqi_dqueue_t *dq, char *error, size_t error_size);
+    //  Optional. Releases what open made (also after a failed open).
+    void (*close) (zqi_dqueue_t *dq);
+    //  Optional. Stores up to ZQI_KIND_POLL_MAX poll items of dq (socket and
+    //  events) in items, and returns how many; asked before every poll.
+    size_t (*poll_items) (zqi_dqueue_t *dq, zmq_pollitem_t *items);
+    //  Optional. Handles poll item number which of those poll_items gave,
+    //  which had an event. Never blocks.
+    void (*handle) (zqi_dqueue_t *dq, size_t which);
+    //  Optional. Work after every poll round, events or not.
+    void (*after_poll) (zqi_dqueue_t *dq);
+    //  Required. Fills row (zeroed by the caller) with dq's counts.
+    void (*row) (zqi_device_t *device, zqi_dqueue_t *dq, zqi_row_t *row);
+    //  Optional (NULL: the kind keeps no messages). Appends up to count
+    //  ready messages (copies, one-frame wire form) to reply. 0 or -1.
+    int (*peek) (zqi_device_t *device, zqi_dqueue_t *dq, size_t count, zmsg_t *reply);
+    //  Optional (NULL: nothing to drop). Drops every waiting message,
+    //  storing how many in *count_p. 0 or -1 with errno.
+    int (*purge) (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p);
+    //  Optional (NULL: the kind has no dead letters). Moves NAME.dead back
+    //  to the queue, storing how many in *count_p. 0 or -1 with errno.
+    int (*redrive) (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p);
+    //  Optional (NULL: the kind's queues exist only as configured). DELETE
+    //  of a queue no configuration declared: flags ZQ_DELETE_FORCE or 0,
+    //  how many messages went in *count_p. 0 or -1 with errno.
+    int (*delete_queue) (zqi_device_t *device, zqi_dqueue_t *dq, int flags, uint64_t *count_p);
+};
+
+extern const zqi_kind_ops_t zqi_kind_queue;
+extern const zqi_kind_ops_t zqi_kind_stream;
+extern const zqi_kind_ops_t zqi_kind_forward;
+
+//  Returns the operations of kind, or NULL if kind is none.
+const zqi_kind_ops_t *zqi_kind_ops (zqi_kind_t kind);
+
+//  Creates a socket of type for a kind or the admin socket through the
+//  library's socket helper (zqi_socket_new: the signal guard and the
+//  common socket options): sndhwm, rcvhwm and max_message_bytes as given
+//  (max_message_bytes at most INT32_MAX), linger 0 and, if secure, the
+//  device's CURVE certificate (a CURVE server). Returns it, or NULL with errno and
+//  one line in error.
+zsock_t *zqi_device_socket_new (zqi_device_env_t *env, int type, int sndhwm, int rcvhwm,
+                                int64_t max_message_bytes, bool secure, char *error,
+                                size_t error_size);
 //  With an access section, sets sock's ZAP domain so that the ZAP handler
 //  admits only identities with right op on queue name (a stream's or a
 //  forward's socket), before it binds.
 void zqi_device_guard (zqi_device_env_t *env, zsock_t *sock, zqi_access_op_t op, const char *name);
 
-//  Binds sock on endpoints (CZMQ syntax; every item binds); stores the
-//  resolved endpoints (new string) in *resolved_p; makes each ipc socket
-//  file 0600. Returns 0, or -1 with errno and a line in error.
 //  Makes the socket file of each ipc:// item of the resolved, comma-
 //  separated endpoints 0600 (libzmq gives it the mode the umask allows).
 void zqi_device_ipc_private (const char *endpoints);
+//  Binds sock on endpoints through zqi_socket_attach (CZMQ syntax; every
+//  item binds: one with '>' is refused with EINVAL); stores the resolved
+//  endpoints (new string) in *resolved_p; makes each ipc socket file
+//  0600. Returns 0, or -1 with errno and a line in error.
 int zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                      size_t error_size);
 
@@ -263,7 +327,7 @@ void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_
 //  Largest request the admin socket accepts (INFO reports it).
 #define ZQI_DEVICE_ADMIN_REQUEST_MAX (64 * 1024)
 
-typedef struct {
+struct _zqi_device_t {
     zsock_t *pipe;
     zqi_device_env_t env;
     zqi_device_config_t *config;
@@ -280,7 +344,7 @@ typedef struct {
     uint64_t bad_commands;
     struct _zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL (zq_device_metrics.h)
     struct _zqi_http_t *http;       //  the HTTP server (device/http), or NULL
-} zqi_device_t;
+};
 
 //  ---- zq_device_io.c ----------------------------------------------------
 

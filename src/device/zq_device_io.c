@@ -1,7 +1,8 @@
 /*  =========================================================================
     zq_device_io - helpers the device's kinds share: free descriptors
-    before creating sockets, CURVE on a socket, binding endpoints,
-    receiving without waiting, one message as one frame.
+    before creating sockets, creating and binding a socket (through the
+    library's socket helper, the one home of socket options, CURVE and
+    endpoint lists), receiving without waiting, one message as one frame.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -9,6 +10,7 @@
     =========================================================================
 */
 #include "zq_device_internal.h"
+#include <limits.h>
 #include <msgpack.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -45,13 +47,40 @@ zqi_device_fds_free (const char *what, char *error, size_t error_size)
     return zqi_fail (EMFILE);
 }
 
-void
-zqi_device_secure (zqi_device_env_t *env, zsock_t *sock)
+zsock_t *
+zqi_device_socket_new (zqi_device_env_t *env, int type, int sndhwm, int rcvhwm,
+                       int64_t max_message_bytes, bool secure, char *error, size_t error_size)
 {
-    if (env->cert) {
-        zcert_apply (env->cert, sock);
-        zsock_set_curve_server (sock, 1);
+    //  The device's sockets only bind: reconnecting, heartbeats and
+    //  identities are the peers' business, so the rest stays at zq's
+    //  defaults (which are libzmq's).
+    zq_options_t *options = zq_options_new ();
+    if (max_message_bytes > INT32_MAX)
+        max_message_bytes = INT32_MAX;
+    int rc = options ? 0 : zqi_fail (ENOMEM);
+    if (rc == 0)
+        rc = zq_options_set_int (options, "sndhwm", sndhwm) ||
+             zq_options_set_int (options, "rcvhwm", rcvhwm) ||
+             zq_options_set_int (options, "linger_ms", 0) ||
+             zq_options_set_int (options, "max_message_bytes", max_message_bytes);
+    //  CURVE: the device's certificate makes each socket a CURVE server;
+    //  the allowed clients are checked by the device's own zauth.
+    if (rc == 0 && secure && env->cert)
+        rc = zq_options_set (options, "curve_cert", env->config->curve_secret_cert);
+    zsock_t *sock = NULL;
+    if (rc == 0) {
+        zactor_t *auth = NULL;
+        sock = zqi_socket_new (type, options, &auth);
+        ZQ_ASSERT (!auth); //  curve_clients is never set here
+    } else
+        errno = EINVAL;
+    int saved = errno;
+    zq_options_destroy (&options);
+    if (!sock) {
+        snprintf (error, error_size, "cannot create a socket: %s", zq_strerror (saved));
+        errno = saved;
     }
+    return sock;
 }
 
 void
@@ -82,42 +111,41 @@ zqi_device_ipc_private (const char *endpoints)
     }
 }
 
+//  What zqi_device_bind's attaching hook keeps: the item being bound, for
+//  the error line.
+typedef struct {
+    char item[1024];
+} s_bind_t;
+
+//  Every endpoint of the device binds.
+static int
+s_bind_only (void *state, const char *endpoint, bool bind)
+{
+    s_bind_t *self = (s_bind_t *)state;
+    snprintf (self->item, sizeof self->item, "%s", endpoint);
+    return bind ? 0 : zqi_fail (EINVAL);
+}
+
 int
 zqi_device_bind (zsock_t *sock, const char *endpoints, char **resolved_p, char *error,
                  size_t error_size)
 {
-    char *copy = strdup (endpoints);
-    char *resolved = strdup ("");
-    if (!copy || !resolved) {
-        free (copy);
+    s_bind_t bind = {""};
+    char *resolved = NULL;
+    if (zqi_socket_attach (sock, endpoints, true, s_bind_only, &bind, &resolved)) {
+        int saved = errno;
+        if (saved == ENOMEM)
+            snprintf (error, error_size, "out of memory");
+        else if (!*bind.item)
+            snprintf (error, error_size, "cannot bind '%s': %s", endpoints ? endpoints : "",
+                      zq_strerror (saved));
+        else
+            snprintf (error, error_size, "cannot bind %s: %s", bind.item,
+                      saved == EINVAL ? "the device only binds (no '>')" : zq_strerror (saved));
         free (resolved);
-        snprintf (error, error_size, "out of memory");
-        return zqi_fail (ENOMEM);
+        return zqi_fail (saved);
     }
-    char *saveptr = NULL;
-    for (char *item = strtok_r (copy, ",", &saveptr); item; item = strtok_r (NULL, ",", &saveptr)) {
-        if (*item == '@')
-            item++;
-        if (zmq_bind (zsock_resolve (sock), item)) {
-            int saved = errno;
-            snprintf (error, error_size, "cannot bind %s: %s", item, zq_strerror (saved));
-            free (copy);
-            free (resolved);
-            return zqi_fail (saved);
-        }
-        char last[1024] = "";
-        size_t size = sizeof last;
-        zmq_getsockopt (zsock_resolve (sock), ZMQ_LAST_ENDPOINT, last, &size);
-        zqi_device_ipc_private (last);
-        char *joined = zsys_sprintf ("%s%s%s", resolved, *resolved ? "," : "", last);
-        free (resolved);
-        resolved = joined;
-        if (!resolved) {
-            free (copy);
-            return zqi_fail (ENOMEM);
-        }
-    }
-    free (copy);
+    zqi_device_ipc_private (resolved);
     *resolved_p = resolved;
     return 0;
 }
@@ -172,26 +200,8 @@ zqi_device_recv_identified (zsock_t *sock, char *user_id, size_t user_id_size)
 zframe_t *
 zqi_device_one_frame (const zq_msg_t *msg)
 {
-    zq_msg_t *copy = zq_msg_dup (msg);
-    zmsg_t *frames = zmsg_new ();
-    zframe_t *result = NULL;
-    if (copy && frames && zq_msg_encode (&copy, frames) == 0) {
-        result = zmsg_pop (frames);
-        zframe_t *body = zmsg_pop (frames);
-        if (result && body) {
-            //  The one-frame form is the two frames end to end.
-            zframe_t *joined = zframe_new (NULL, zframe_size (result) + zframe_size (body));
-            if (joined) {
-                memcpy (zframe_data (joined), zframe_data (result), zframe_size (result));
-                memcpy (zframe_data (joined) + zframe_size (result), zframe_data (body),
-                        zframe_size (body));
-            }
-            zframe_destroy (&result);
-            result = joined;
-        }
-        zframe_destroy (&body);
-    }
-    zq_msg_destroy (&copy);
-    zmsg_destroy (&frames);
-    return result;
+    zframe_t *frame = zframe_new (NULL, zqi_msg_wire_size (msg));
+    if (frame)
+        zqi_msg_wire_write (msg, zframe_data (frame));
+    return frame;
 }

@@ -24,10 +24,8 @@ s_dqueue_destroy (zqi_dqueue_t **self_p)
 {
     if (self_p && *self_p) {
         zqi_dqueue_t *self = *self_p;
-        if (self->kind == ZQI_KIND_STREAM)
-            zqi_stream_close (self);
-        else if (self->kind == ZQI_KIND_FORWARD)
-            zqi_forward_close (self);
+        if (self->ops && self->ops->close)
+            self->ops->close (self);
         zqi_queue_config_destroy (&self->config);
         free (self->name);
         free (self->in_endpoint);
@@ -55,7 +53,8 @@ s_rate_baseline (zqi_device_t *self, zqi_dqueue_t *dq)
 }
 
 //  Creates queue name of kind with config (taken: the queue owns it, also
-//  on failure). Returns 0, or -1 with errno and error.
+//  on failure) through its kind's open. Returns 0, or -1 with errno and
+//  error.
 int
 zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *error,
                       size_t error_size)
@@ -68,35 +67,11 @@ zqi_device_queue_add (zqi_device_t *self, zqi_queue_config_t *config, char *erro
         return zqi_fail (ENOMEM);
     }
     dq->kind = config->kind;
+    dq->ops = zqi_kind_ops (config->kind);
     dq->config = config;
+    ZQ_ASSERT (dq->ops); //  the configuration names only kinds that exist
     s_rate_baseline (self, dq);
-    int rc = 0;
-    if (dq->kind == ZQI_KIND_QUEUE) {
-        if (!self->qserver) {
-            snprintf (error, error_size, "queue %s: the device has no bind endpoint", dq->name);
-            rc = zqi_fail (EINVAL);
-        } else if (zqi_qserver_declare (self->qserver, dq->name)) {
-            snprintf (error, error_size, "queue %s: %s", dq->name, zq_strerror (errno));
-            rc = -1;
-        }
-    } else if (zqi_device_fds_free (dq->name, error, error_size))
-        rc = -1;
-    else if (dq->kind == ZQI_KIND_STREAM) {
-        char *dir = NULL;
-        if (*self->config->spool) {
-            dir = zsys_sprintf ("%s/stream/%s", self->config->spool, dq->name);
-            if (!dir || zsys_dir_create ("%s", dir)) {
-                snprintf (error, error_size, "stream %s: cannot create %s/stream/%s: %s", dq->name,
-                          self->config->spool, dq->name, strerror (errno));
-                zstr_free (&dir);
-                rc = -1;
-            }
-        }
-        if (rc == 0)
-            rc = zqi_stream_open (dq, &self->env, dir, error, error_size);
-        zstr_free (&dir);
-    } else
-        rc = zqi_forward_open (dq, &self->env, error, error_size);
+    int rc = dq->ops->open (self, dq, error, error_size);
     if (rc) {
         int saved = errno;
         s_dqueue_destroy (&dq);
@@ -132,7 +107,8 @@ zqi_device_queues_sync (zqi_device_t *self)
         zlistx_set_destructor (gone, (zlistx_destructor_fn *)zstr_free);
     for (zqi_dqueue_t *dq = gone ? (zqi_dqueue_t *)zhashx_first (self->queues) : NULL; dq;
          dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
-        char *copy = dq->kind == ZQI_KIND_QUEUE && !zhashx_lookup (present, dq->name)
+        //  Only the reliable server's queues come and go with it.
+        char *copy = dq->ops == &zqi_kind_queue && !zhashx_lookup (present, dq->name)
                          ? strdup (dq->name)
                          : NULL;
         if (copy)
@@ -151,6 +127,7 @@ zqi_device_queues_sync (zqi_device_t *self)
             break;
         dq->name = strdup (name);
         dq->kind = ZQI_KIND_QUEUE;
+        dq->ops = &zqi_kind_queue;
         s_rate_baseline (self, dq);
         if (!dq->name || zhashx_insert (self->queues, dq->name, dq))
             s_dqueue_destroy (&dq);
@@ -162,12 +139,7 @@ void
 zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
 {
     memset (row, 0, sizeof *row);
-    if (dq->kind == ZQI_KIND_STREAM)
-        zqi_stream_row (dq, row);
-    else if (dq->kind == ZQI_KIND_FORWARD)
-        zqi_forward_row (dq, row);
-    else if (self->qserver)
-        zqi_qserver_row (self->qserver, dq->name, row);
+    dq->ops->row (self, dq, row);
     if (dq->samples > 0) {
         //  From the oldest sample kept to the live counters: activity since
         //  the last tick counts at once.

@@ -267,3 +267,65 @@ zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *
 {
     return zq_queue_delete (self->queue, name, flags, count_p);
 }
+
+//  ---- The kind's operations -------------------------------------------------
+//  Every queue of this kind lives in the one reliable server, which the
+//  device polls and works itself: a queue adds no poll items of its own.
+
+static int
+s_kind_open (zqi_device_t *device, zqi_dqueue_t *dq, char *error, size_t error_size)
+{
+    if (!device->qserver) {
+        snprintf (error, error_size, "queue %s: the device has no bind endpoint", dq->name);
+        return zqi_fail (EINVAL);
+    }
+    //  A queue the server made for a client has no config: it exists.
+    if (dq->config && zqi_qserver_declare (device->qserver, dq->name)) {
+        snprintf (error, error_size, "queue %s: %s", dq->name, zq_strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_kind_row (zqi_device_t *device, zqi_dqueue_t *dq, zqi_row_t *row)
+{
+    if (device->qserver)
+        zqi_qserver_row (device->qserver, dq->name, row);
+}
+
+static int
+s_kind_peek (zqi_device_t *device, zqi_dqueue_t *dq, size_t count, zmsg_t *reply)
+{
+    return zqi_qserver_peek (device->qserver, dq->name, count, reply);
+}
+
+static int
+s_kind_purge (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p)
+{
+    return zqi_qserver_purge (device->qserver, dq->name, count_p);
+}
+
+static int
+s_kind_redrive (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p)
+{
+    return zqi_qserver_redrive (device->qserver, dq->name, count_p);
+}
+
+static int
+s_kind_delete (zqi_device_t *device, zqi_dqueue_t *dq, int flags, uint64_t *count_p)
+{
+    return zqi_qserver_delete (device->qserver, dq->name, flags, count_p);
+}
+
+const zqi_kind_ops_t zqi_kind_queue = {
+    .kind = ZQI_KIND_QUEUE,
+    .name = "queue",
+    .has_endpoints = false,
+    .open = s_kind_open,
+    .row = s_kind_row,
+    .peek = s_kind_peek,
+    .purge = s_kind_purge,
+    .redrive = s_kind_redrive,
+    .delete_queue = s_kind_delete,
+};

@@ -29,6 +29,9 @@
 //  Longest frame a consumer may send to the out socket (doc/DEVICE.md):
 //  room for ZMTP's commands, the CURVE handshake's with their metadata.
 #define S_OUT_MAX_FRAME 4096
+//  The high-water mark of the direction a socket never uses (libzmq's
+//  default).
+#define S_HWM_UNUSED 1000
 //  Drops past the spool's quota are logged at most this often.
 #define S_LOG_INTERVAL_MS 10000
 
@@ -270,24 +273,25 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
     zq_spool_stats (self->spool, &stats);
     self->spool_waiting = stats.depth;
 
-    dq->in = zsock_new (ZMQ_PULL);
-    dq->out = zsock_new (ZMQ_PUSH);
-    if (!dq->in || !dq->out) {
-        zqi_stream_close (dq);
-        snprintf (error, error_size, "stream %s: cannot create sockets", dq->name);
-        return zqi_fail (ENOMEM);
-    }
-    zsock_set_rcvhwm (dq->in, s_hwm (self, dq->config->rcvhwm));
-    zsock_set_sndhwm (dq->out, s_hwm (self, dq->config->sndhwm));
-    zsock_set_maxmsgsize (dq->in, (int64_t)self->max_message_bytes);
     //  Consumers send nothing on a PUSH socket but ZMTP's own commands: a
-    //  connection that sends a longer frame is closed before it is read.
-    zsock_set_maxmsgsize (dq->out, S_OUT_MAX_FRAME);
+    //  connection that sends a longer frame than S_OUT_MAX_FRAME is closed
+    //  before it is read.
+    dq->in = zqi_device_socket_new (env, ZMQ_PULL, S_HWM_UNUSED, s_hwm (self, dq->config->rcvhwm),
+                                    (int64_t)self->max_message_bytes, true, error, error_size);
+    dq->out = dq->in
+                  ? zqi_device_socket_new (env, ZMQ_PUSH, s_hwm (self, dq->config->sndhwm),
+                                           S_HWM_UNUSED, S_OUT_MAX_FRAME, true, error, error_size)
+                  : NULL;
+    if (!dq->in || !dq->out) {
+        int saved = errno;
+        zqi_stream_close (dq);
+        char reason[256];
+        snprintf (reason, sizeof reason, "%s", error);
+        snprintf (error, error_size, "stream %s: %s", dq->name, reason);
+        return zqi_fail (saved);
+    }
     //  Only consumers that are connected take messages.
     zsock_set_immediate (dq->out, 1);
-    zsock_set_linger (dq->out, 0);
-    zqi_device_secure (env, dq->in);
-    zqi_device_secure (env, dq->out);
     zqi_device_guard (env, dq->in, ZQI_ACCESS_PUT, dq->name);
     zqi_device_guard (env, dq->out, ZQI_ACCESS_CONSUME, dq->name);
     if (zqi_device_bind (dq->in, dq->config->in, &dq->in_endpoint, error, error_size) ||
@@ -480,3 +484,88 @@ zqi_stream_purge (zqi_dqueue_t *dq)
     zq_spool_commit (self->spool);
     return purged;
 }
+
+//  ---- The kind's operations -------------------------------------------------
+
+static int
+s_kind_open (zqi_device_t *device, zqi_dqueue_t *dq, char *error, size_t error_size)
+{
+    if (zqi_device_fds_free (dq->name, error, error_size))
+        return -1;
+    const char *spool = device->config->spool;
+    char *dir = NULL;
+    if (*spool) {
+        dir = zsys_sprintf ("%s/stream/%s", spool, dq->name);
+        if (!dir || zsys_dir_create ("%s", dir)) {
+            int saved = dir ? errno : ENOMEM;
+            snprintf (error, error_size, "stream %s: cannot create %s/stream/%s: %s", dq->name,
+                      spool, dq->name, strerror (saved));
+            zstr_free (&dir);
+            return zqi_fail (saved);
+        }
+    }
+    int rc = zqi_stream_open (dq, &device->env, dir, error, error_size);
+    zstr_free (&dir);
+    return rc;
+}
+
+static size_t
+s_kind_poll_items (zqi_dqueue_t *dq, zmq_pollitem_t *items)
+{
+    items[0] = (zmq_pollitem_t){zsock_resolve (dq->in), 0, ZMQ_POLLIN, 0};
+    if (!zqi_stream_pending (dq))
+        return 1;
+    items[1] = (zmq_pollitem_t){zsock_resolve (dq->out), 0, ZMQ_POLLOUT, 0};
+    return 2;
+}
+
+static void
+s_kind_handle (zqi_dqueue_t *dq, size_t which)
+{
+    if (which == 0)
+        zqi_stream_input (dq);
+    else
+        zqi_stream_output (dq);
+}
+
+//  Streams that took input may send at once.
+static void
+s_kind_after_poll (zqi_dqueue_t *dq)
+{
+    if (zqi_stream_pending (dq))
+        zqi_stream_output (dq);
+}
+
+static void
+s_kind_row (zqi_device_t *device, zqi_dqueue_t *dq, zqi_row_t *row)
+{
+    zqi_stream_row (dq, row);
+}
+
+static int
+s_kind_peek (zqi_device_t *device, zqi_dqueue_t *dq, size_t count, zmsg_t *reply)
+{
+    zqi_stream_peek (dq, count, reply);
+    return 0;
+}
+
+static int
+s_kind_purge (zqi_device_t *device, zqi_dqueue_t *dq, uint64_t *count_p)
+{
+    *count_p = zqi_stream_purge (dq);
+    return 0;
+}
+
+const zqi_kind_ops_t zqi_kind_stream = {
+    .kind = ZQI_KIND_STREAM,
+    .name = "stream",
+    .has_endpoints = true,
+    .open = s_kind_open,
+    .close = zqi_stream_close,
+    .poll_items = s_kind_poll_items,
+    .handle = s_kind_handle,
+    .after_poll = s_kind_after_poll,
+    .row = s_kind_row,
+    .peek = s_kind_peek,
+    .purge = s_kind_purge,
+};

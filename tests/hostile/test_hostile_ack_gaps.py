@@ -36,7 +36,7 @@ def put_all(client, bodies, chunk=10000):
     return ids
 
 
-def take(client, limit, settle, marker=None, timeout_s=60):
+def take(client, limit, settle, marker=None, timeout_s=180):
     """Receives deliveries, up to limit or through marker; after every 500,
     and at the end, calls settle(ids of those) (acks: they also let the
     server go on delivering past its pipe to us). Returns the ids."""

@@ -11,7 +11,8 @@
       pattern_peer produce-burst ENDPOINT COUNT
           connects a producer (sndhwm 16) and sends COUNT messages on
           "burst" with body {"n": i} as fast as it can, prints "sent", then
-          closes, sending what it gathered (batch frames)
+          flushes what it gathered (batch frames), prints "flushed" and
+          closes once a line arrives on stdin
       pattern_peer publish ENDPOINT COUNT
           binds a publisher, prints "ready <endpoint>", waits for one
           subscription, publishes COUNT messages alternating subjects
@@ -140,13 +141,27 @@ s_produce_burst (const char *endpoint, int count)
         printf ("sent\n");
         fflush (stdout);
     }
+    //  The batch goes once the consumer makes room. Sent before close, and
+    //  the process kept until the consumer says it has every message (a
+    //  line on stdin): libzmq's linger keeps what a closed socket holds
+    //  until the process ends, and a process that ends drops what the
+    //  receiver has yet to read.
+    if (rc == 0 && zq_queue_flush (queue, WAIT_MS))
+        rc = s_fail ("flush");
+    if (rc == 0) {
+        printf ("flushed\n");
+        fflush (stdout);
+        char line[16];
+        if (!fgets (line, sizeof line, stdin))
+            rc = s_fail ("wait for the consumer");
+    }
     size_t unsent = 0;
     zq_queue_close (queue, &unsent);
-    zq_queue_destroy (&queue);
     if (rc == 0 && unsent) {
         errno = EAGAIN;
         rc = s_fail ("close");
     }
+    zq_queue_destroy (&queue);
     return rc;
 }
 

@@ -110,7 +110,7 @@ class CPeer(object):
     def __init__(self, program, *args):
         self.process = subprocess.Popen(
             (os.environ.get("ZQ_VALGRIND", "").split() or []) + [program] + list(args),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self.pending = b""
         self.deadline = time.monotonic() + WAIT_S * 3
 
@@ -239,6 +239,8 @@ def zq_burst_to_python_consumer(context, program, transport):
             check(body == {"n": n}, "message %d: %r" % (n, body))
             n += 1
     check(batches > 0, "no batch frame in a burst of %d" % count)
+    check(peer.line() == "flushed", "producer did not flush")
+    peer.process.stdin.write(b"done\n")
     peer.finish()
     pull.close(linger=0)
 

@@ -1,0 +1,50 @@
+/*  =========================================================================
+    zq_pubsub - the "pubsub" pattern's own verbs: a publisher's count of
+    its subscribers. Subscribers choose subjects with zq_queue_subscribe
+    (zq_queue.h); the option slow_subscriber is described in zq_options.h.
+    Included by zq.h.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_PUBSUB_H_INCLUDED
+#define ZQ_PUBSUB_H_INCLUDED
+
+#include "zq_queue.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+//  ---- pubsub -------------------------------------------------------------
+//  Each message is published on its subject. Subscribers choose subjects by
+//  prefix ("" = all, "orders." = every subject starting "orders."); a new
+//  subscriber receives nothing until it subscribes. Sequence numbers per
+//  publisher and subject let a subscriber count lost messages in
+//  stats.gaps. The first message a subscriber gets from a publisher on a
+//  subject starts the count (joining late or subscribing later is not a
+//  gap); after zq_queue_unsubscribe the count starts afresh for every
+//  subject. A publisher that restarts counts as a new publisher.
+//  Subscribing is zq_queue_subscribe (zq_queue.h). Each function here
+//  fails with ENOTSUP on a queue of another pattern.
+
+//  Publisher: returns the number of subscriptions its subscribers hold now
+//  (one per prefix per subscriber: a subscriber with two prefixes counts
+//  twice; a subscriber's subscriptions end when it disconnects), after
+//  taking in waiting notices. Returns -1 with errno ENOTSUP (not a
+//  publisher) or ETERM.
+ZQ_EXPORT int zq_queue_subscribers (zq_queue_t *self);
+
+//  Publisher: waits up to timeout_ms until zq_queue_subscribers would
+//  return at least count. Once it returns 0, every one of those
+//  subscriptions is in force: messages sent next reach those subscribers.
+//  Returns 0, or -1 with errno ZQ_ETIMEDOUT, ENOTSUP, EINTR or ETERM.
+ZQ_EXPORT int zq_queue_wait_subscribers (zq_queue_t *self, size_t count, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

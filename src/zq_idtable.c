@@ -1,0 +1,378 @@
+/*  =========================================================================
+    zq_idtable - the seeded id hash and the entry slab with its timer heap
+    (src/zq_idtable.h).
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "zq_internal.h"
+#include <stdatomic.h>
+#include <sys/random.h>
+#include <time.h>
+//  Ids are 16 bytes: inlined, XXH3 hashes them in a few instructions
+//  rather than a call through the library's generic entry point.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+//  ---- The hash -------------------------------------------------------------
+//  A probe reads a record only when the 32-bit hashes agree, and a removal
+//  shifts slots back without hashing their keys again.
+
+typedef struct {
+    uint32_t record;
+    uint32_t hash;
+} s_slot_t;
+
+uint64_t
+zqi_idhash_seed (const void *salt)
+{
+    uint64_t seed = 0;
+    if (getrandom (&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    //  No entropy yet (early boot): what differs between calls and callers.
+    static atomic_uint_fast64_t calls = 0;
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    uint64_t mix[3] = {(uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec,
+                       (uint64_t)(uintptr_t)salt, (uint64_t)atomic_fetch_add (&calls, 1) + 1};
+    return XXH3_64bits_withSeed (mix, sizeof mix, 0x9E3779B97F4A7C15ull);
+}
+
+static inline const uint8_t *
+s_key (const void *base, size_t stride, uint32_t index)
+{
+    return (const uint8_t *)base + (size_t)index * stride;
+}
+
+static inline s_slot_t *
+s_slots (const zqi_idhash_t *hash)
+{
+    return (s_slot_t *)hash->slots;
+}
+
+static inline uint32_t
+s_hash_of (const zqi_idhash_t *hash, const uint8_t *key)
+{
+    return (uint32_t)(XXH3_64bits_withSeed (key, hash->key_size, hash->seed) >> 32);
+}
+
+void
+zqi_idhash_init (zqi_idhash_t *hash, uint32_t key_size)
+{
+    memset (hash, 0, sizeof *hash);
+    hash->key_size = key_size;
+    hash->seed = zqi_idhash_seed (hash);
+}
+
+void
+zqi_idhash_free (zqi_idhash_t *hash)
+{
+    free (hash->slots);
+    hash->slots = NULL;
+    hash->mask = 0;
+}
+
+uint64_t
+zqi_idhash_bytes (const zqi_idhash_t *hash, const void *data, size_t size)
+{
+    return XXH3_64bits_withSeed (data, size, hash->seed);
+}
+
+int
+zqi_idhash_reset (zqi_idhash_t *hash, uint32_t slot_count)
+{
+    ZQ_ASSERT (slot_count && (slot_count & (slot_count - 1)) == 0);
+    s_slot_t *slots = (s_slot_t *)calloc (slot_count, sizeof (s_slot_t));
+    if (!slots)
+        return zqi_fail (ENOMEM);
+    free (hash->slots);
+    hash->slots = (uint32_t *)slots;
+    hash->mask = slot_count - 1;
+    return 0;
+}
+
+uint32_t
+zqi_idhash_find_from (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key,
+                      uint32_t *cursor)
+{
+    if (!hash->slots)
+        return ZQI_ID_NONE;
+    const s_slot_t *slots = s_slots (hash);
+    uint32_t key_hash = s_hash_of (hash, key);
+    uint32_t slot = *cursor == ZQI_ID_NONE ? key_hash & hash->mask : *cursor;
+    //  A free slot ends the run of slots the key may be in.
+    for (uint32_t probed = 0; probed <= hash->mask; probed++) {
+        const s_slot_t *at = &slots[slot];
+        if (!at->record)
+            break;
+        slot = (slot + 1) & hash->mask;
+        if (at->hash == key_hash &&
+            memcmp (s_key (base, stride, at->record - 1), key, hash->key_size) == 0) {
+            *cursor = slot;
+            return at->record - 1;
+        }
+    }
+    *cursor = ZQI_ID_NONE;
+    return ZQI_ID_NONE;
+}
+
+uint32_t
+zqi_idhash_find (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key)
+{
+    uint32_t cursor = ZQI_ID_NONE;
+    return zqi_idhash_find_from (hash, base, stride, key, &cursor);
+}
+
+void
+zqi_idhash_insert (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index)
+{
+    s_slot_t *slots = s_slots (hash);
+    uint32_t key_hash = s_hash_of (hash, s_key (base, stride, index));
+    uint32_t slot = key_hash & hash->mask;
+    while (slots[slot].record)
+        slot = (slot + 1) & hash->mask;
+    slots[slot].record = index + 1;
+    slots[slot].hash = key_hash;
+}
+
+void
+zqi_idhash_remove (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index)
+{
+    s_slot_t *slots = s_slots (hash);
+    uint32_t hole = s_hash_of (hash, s_key (base, stride, index)) & hash->mask;
+    while (slots[hole].record != index + 1) {
+        ZQ_ASSERT (slots[hole].record);
+        hole = (hole + 1) & hash->mask;
+    }
+    uint32_t next = hole;
+    while (true) {
+        next = (next + 1) & hash->mask;
+        if (!slots[next].record)
+            break;
+        uint32_t home = slots[next].hash & hash->mask;
+        //  Move it back unless its home lies cyclically in (hole, next].
+        bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
+        if (!stays) {
+            slots[hole] = slots[next];
+            hole = next;
+        }
+    }
+    slots[hole].record = 0;
+}
+
+//  ---- The table ------------------------------------------------------------
+
+#define S_FIRST_CAPACITY 64
+//  Indexes and slot counts stay below 2^32 (twice the entries in slots).
+#define S_MAX_CAPACITY (UINT32_C (1) << 31)
+
+static inline uint8_t *
+s_entry (const zqi_idtable_t *table, uint32_t index)
+{
+    return (uint8_t *)table->entries + (size_t)index * table->layout.entry_size;
+}
+
+//  The table's own fields in the entry at index, by their offsets.
+#define S_FIELD(table, index, type, field)                                                         \
+    ((type *)(s_entry (table, index) + (table)->layout.field##_offset))
+#define s_due(table, index)        S_FIELD (table, index, int64_t, due)
+#define s_heap_index(table, index) S_FIELD (table, index, uint32_t, heap_index)
+#define s_link(table, index)       S_FIELD (table, index, uint32_t, link)
+#define s_in_use(table, index)     S_FIELD (table, index, bool, in_use)
+
+void
+zqi_idtable_init (zqi_idtable_t *table, const zqi_idtable_layout_t *layout, uint32_t max_entries)
+{
+    memset (table, 0, sizeof *table);
+    table->layout = *layout;
+    table->max_entries =
+        max_entries == 0 || max_entries > S_MAX_CAPACITY ? S_MAX_CAPACITY : max_entries;
+    table->free_head = ZQI_ID_NONE;
+    zqi_idhash_init (&table->hash, ZQ_MSG_ID_SIZE);
+}
+
+void
+zqi_idtable_free (zqi_idtable_t *table)
+{
+    free (table->entries);
+    free (table->heap);
+    zqi_idhash_free (&table->hash);
+    table->entries = NULL;
+    table->heap = NULL;
+    table->capacity = table->count = table->heap_size = 0;
+    table->free_head = ZQI_ID_NONE;
+}
+
+uint32_t
+zqi_idtable_find (const zqi_idtable_t *table, const uint8_t *id)
+{
+    return zqi_idhash_find (&table->hash, table->entries, table->layout.entry_size, id);
+}
+
+uint32_t
+zqi_idtable_find_from (const zqi_idtable_t *table, const uint8_t *id, uint32_t *cursor)
+{
+    return zqi_idhash_find_from (&table->hash, table->entries, table->layout.entry_size, id,
+                                 cursor);
+}
+
+//  Doubles the slab (up to max_entries) and rebuilds the hash.
+static int
+s_grow (zqi_idtable_t *table)
+{
+    if (table->capacity >= table->max_entries)
+        return zqi_fail (ENOBUFS);
+    uint32_t capacity = table->capacity ? table->capacity * 2 : S_FIRST_CAPACITY;
+    if (capacity > table->max_entries)
+        capacity = table->max_entries;
+    size_t entry_size = table->layout.entry_size;
+    void *entries = realloc (table->entries, (size_t)capacity * entry_size);
+    if (!entries)
+        return zqi_fail (ENOMEM);
+    table->entries = entries;
+    uint32_t *heap = (uint32_t *)realloc (table->heap, (size_t)capacity * sizeof (uint32_t));
+    if (!heap)
+        return zqi_fail (ENOMEM);
+    table->heap = heap;
+    uint32_t slot_count = 1;
+    while (slot_count < capacity * 2)
+        slot_count *= 2;
+    if (zqi_idhash_reset (&table->hash, slot_count))
+        return -1;
+    for (uint32_t index = 0; index < table->capacity; index++)
+        if (*s_in_use (table, index))
+            zqi_idhash_insert (&table->hash, entries, entry_size, index);
+    //  The new entries join the free list, lowest index first.
+    for (uint32_t index = capacity; index-- > table->capacity;) {
+        memset (s_entry (table, index), 0, entry_size);
+        *s_link (table, index) = table->free_head;
+        table->free_head = index;
+    }
+    table->capacity = capacity;
+    return 0;
+}
+
+uint32_t
+zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
+{
+    if (table->free_head == ZQI_ID_NONE && s_grow (table))
+        return ZQI_ID_NONE;
+    uint32_t index = table->free_head;
+    table->free_head = *s_link (table, index);
+    memset (s_entry (table, index), 0, table->layout.entry_size);
+    memcpy (s_entry (table, index), id, ZQ_MSG_ID_SIZE);
+    *s_heap_index (table, index) = ZQI_ID_NONE;
+    *s_link (table, index) = ZQI_ID_NONE;
+    *s_in_use (table, index) = true;
+    zqi_idhash_insert (&table->hash, table->entries, table->layout.entry_size, index);
+    table->count++;
+    return index;
+}
+
+//  The heap moves a hole rather than swapping: each step copies one entry
+//  index into the hole and notes its new position.
+static inline int64_t
+s_due_at (const zqi_idtable_t *table, uint32_t position)
+{
+    return *s_due (table, table->heap[position]);
+}
+
+static inline void
+s_heap_put (zqi_idtable_t *table, uint32_t position, uint32_t index)
+{
+    table->heap[position] = index;
+    *s_heap_index (table, index) = position;
+}
+
+//  Puts index in the hole at position, or above it if it is due earlier.
+static void
+s_heap_up (zqi_idtable_t *table, uint32_t position, uint32_t index)
+{
+    int64_t due = *s_due (table, index);
+    while (position > 0) {
+        uint32_t parent = (position - 1) / 2;
+        if (!(due < s_due_at (table, parent)))
+            break;
+        s_heap_put (table, position, table->heap[parent]);
+        position = parent;
+    }
+    s_heap_put (table, position, index);
+}
+
+//  The child of position that is due first, or ZQI_ID_NONE at a leaf.
+static inline uint32_t
+s_earlier_child (const zqi_idtable_t *table, uint32_t position)
+{
+    uint32_t child = 2 * position + 1;
+    if (child >= table->heap_size)
+        return ZQI_ID_NONE;
+    if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
+        child++;
+    return child;
+}
+
+//  Puts index in the hole at position, or below it if it is due later.
+static void
+s_heap_down (zqi_idtable_t *table, uint32_t position, uint32_t index)
+{
+    int64_t due = *s_due (table, index);
+    while (true) {
+        uint32_t child = s_earlier_child (table, position);
+        if (child == ZQI_ID_NONE || !(s_due_at (table, child) < due))
+            break;
+        s_heap_put (table, position, table->heap[child]);
+        position = child;
+    }
+    s_heap_put (table, position, index);
+}
+
+void
+zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index)
+{
+    uint32_t position = *s_heap_index (table, index);
+    if (position == ZQI_ID_NONE)
+        return;
+    ZQ_ASSERT (position < table->heap_size && table->heap[position] == index);
+    *s_heap_index (table, index) = ZQI_ID_NONE;
+    uint32_t last = --table->heap_size;
+    if (position == last)
+        return;
+    //  The last entry is usually due late (timers are mostly set in
+    //  increasing order): move the hole down to a leaf along the earlier
+    //  children, one comparison a level, then let the last entry rise
+    //  from there. Entries raised on the way stay above their children
+    //  and below their parents, so it may rise past position.
+    uint32_t moved = table->heap[last];
+    for (uint32_t child; (child = s_earlier_child (table, position)) != ZQI_ID_NONE;) {
+        s_heap_put (table, position, table->heap[child]);
+        position = child;
+    }
+    s_heap_up (table, position, moved);
+}
+
+void
+zqi_idtable_schedule (zqi_idtable_t *table, uint32_t index, int64_t due)
+{
+    *s_due (table, index) = due;
+    uint32_t position = *s_heap_index (table, index);
+    if (position == ZQI_ID_NONE)
+        s_heap_up (table, table->heap_size++, index);
+    else if (position > 0 && due < s_due_at (table, (position - 1) / 2))
+        s_heap_up (table, position, index);
+    else
+        s_heap_down (table, position, index);
+}
+
+void
+zqi_idtable_remove (zqi_idtable_t *table, uint32_t index)
+{
+    ZQ_ASSERT (index < table->capacity && *s_in_use (table, index));
+    zqi_idtable_unschedule (table, index);
+    zqi_idhash_remove (&table->hash, table->entries, table->layout.entry_size, index);
+    *s_in_use (table, index) = false;
+    *s_link (table, index) = table->free_head;
+    table->free_head = index;
+    table->count--;
+}
