@@ -120,7 +120,13 @@ typedef struct {
     //  no file descriptor to open it; doc/PROTOCOL.md 18.6) and CONSUMEs
     //  past max_consumer_queues (18.8).
     uint64_t refused;
-    uint64_t reserved[8];
+    //  reliable producer on several servers: PUTs given to another server
+    //  because the one they were sent to stopped answering (disconnected,
+    //  pings unanswered, or no confirm within confirm_timeout_ms) before
+    //  it confirmed them. Each may be stored twice, if the first server
+    //  had stored it (zq_queue(3), "Several servers").
+    uint64_t moved;
+    uint64_t reserved[7];
 } zq_queue_stats_t;
 
 //  Opens a queue of pattern ("pipeline", "pubsub", "rpc") in role on
@@ -130,10 +136,14 @@ typedef struct {
 //  without a prefix, the role's default applies (see zq_role_t). Binding
 //  "tcp://127.0.0.1:*" picks a free port: read it with zq_queue_endpoint.
 //  Connections are made in the background; a connect succeeds before any
-//  peer exists, and lost connections are remade every reconnect_ms.
+//  peer exists, and lost connections are remade every reconnect_ms. A
+//  reliable producer or consumer on several endpoints talks to each
+//  server on its own (zq_queue(3), "Several servers").
 //  Returns the queue, or NULL with errno: EINVAL (unknown pattern, a role
 //  the pattern lacks, NULL or malformed endpoints, an empty item, an
-//  endpoint to bind for an rpc client, which only connects), or the
+//  endpoint to bind for an rpc client, which only connects, or for a
+//  reliable producer or consumer on several endpoints, or more than 16
+//  of them), or the
 //  error of a bind or connect that failed (EADDRINUSE, EPROTONOSUPPORT,
 //  ENOENT, ...), or ENOMEM. Nothing is left open after a failure.
 ZQ_EXPORT zq_queue_t *zq_queue_new (const char *pattern, zq_role_t role, const char *endpoints,

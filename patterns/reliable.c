@@ -129,6 +129,17 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     return self->server || self->producer || self->consumer ? 0 : -1;
 }
 
+static int
+s_attaching (void *state, const char *endpoint, bool bind)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    if (self->producer)
+        return zqi_r_producer_attaching (self->producer, endpoint, bind);
+    if (self->consumer)
+        return zqi_r_consumer_attaching (self->consumer, endpoint, bind);
+    return 0;
+}
+
 static size_t
 s_close (void *state)
 {
@@ -378,6 +389,10 @@ static const zq_option_info_t s_options[] = {
      "reliable server: most queues clients create by a first PUT or CONSUME (declared queues"
      " and dead-letter queues do not count)",
      NULL},
+    {"max_auto_queues_per_identity", ZQ_OPTION_INT, 64, NULL, 0, 1000000,
+     "reliable server: most of max_auto_queues one client identity (ZAP User-Id) makes"
+     " (0 = no share; clients without a User-Id share max_auto_queues only)",
+     NULL},
     {"auto_queue_idle_ms", ZQ_OPTION_INT, 3600000, NULL, 0, INT_MAX,
      "reliable server: a queue a client created that is empty, unconsumed and unnamed this"
      " long is deleted (0 = never)",
@@ -394,11 +409,12 @@ const zq_pattern_t zqi_pattern_reliable = {
     .state_size = sizeof (s_reliable_t),
     .roles =
         {
-            [ZQ_PRODUCER] = {ZMQ_DEALER, false},
-            [ZQ_CONSUMER] = {ZMQ_DEALER, false},
+            [ZQ_PRODUCER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
+            [ZQ_CONSUMER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
             [ZQ_SERVER] = {ZMQ_ROUTER, true},
         },
     .open = s_open,
+    .attaching = s_attaching,
     .close = s_close,
     .send = s_send,
     .recv = s_recv,

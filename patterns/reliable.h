@@ -324,6 +324,7 @@ zq_msg_t *zqi_r_producer_recv (zqi_r_producer_t *self);
 int zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events);
 int zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms);
 int64_t zqi_r_producer_next_timer_ms (zqi_r_producer_t *self);
+int zqi_r_producer_attaching (zqi_r_producer_t *self, const char *endpoint, bool bind);
 
 zqi_r_consumer_t *zqi_r_consumer_new (zq_pattern_ctx_t *ctx);
 size_t zqi_r_consumer_destroy (zqi_r_consumer_t **self_p);
@@ -333,6 +334,53 @@ int64_t zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self);
 int zqi_r_consumer_subscribe (zqi_r_consumer_t *self, const char *name);
 int zqi_r_consumer_unsubscribe (zqi_r_consumer_t *self, const char *name);
 int zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int kind, int64_t number);
+int zqi_r_consumer_attaching (zqi_r_consumer_t *self, const char *endpoint, bool bind);
+
+//  ---- Several servers (reliable_peers.c) ---------------------------------
+
+//  Most endpoints a producer or consumer connects to.
+#define ZQI_R_PEERS_MAX 16
+
+//  One server of a producer or consumer, as its answers show it.
+typedef struct {
+    char routing_id[16]; //  the routing id it connects under (ZMQ_CONNECT_ROUTING_ID)
+    uint8_t routing_id_size;
+    bool connected; //  the last send to it found a connection
+    bool lost;      //  producer: pings unanswered for 3 intervals, or gone
+    bool pending;   //  consumer: its CONSUME commands are still to go
+    uint8_t instance[ZQI_R_INSTANCE_SIZE];
+    bool have_instance;
+    uint32_t unanswered; //  producer: pings sent since its last PONG
+} zqi_r_peer_t;
+
+//  The servers: one (a DEALER socket, multi false) or one per endpoint (a
+//  ROUTER socket, when the queue was opened on several).
+typedef struct {
+    bool multi;
+    uint32_t count;
+    uint32_t next; //  where the next search for a server starts
+    zqi_r_peer_t peers[ZQI_R_PEERS_MAX];
+} zqi_r_peers_t;
+
+//  Sets up the servers for the role's socket (ZMQ_ROUTER_MANDATORY on a
+//  ROUTER). Returns 0, or -1 with errno.
+int zqi_r_peers_open (zqi_r_peers_t *peers, zq_pattern_ctx_t *ctx);
+//  The attaching hook: gives the next connection its routing id. Returns
+//  0, or -1 with errno EINVAL (a bind, or more than ZQI_R_PEERS_MAX).
+int zqi_r_peers_attaching (zqi_r_peers_t *peers, void *handle, const char *endpoint, bool bind);
+//  Several servers: sends the routing frame of server index (ZMQ_SNDMORE),
+//  so the frames that follow go to it; one server: does nothing. Returns
+//  0, or -1 with errno EHOSTUNREACH (not connected: connected turns
+//  false), EAGAIN (its pipe is full) or another socket error.
+int zqi_r_peers_address (zqi_r_peers_t *peers, void *handle, uint32_t index);
+//  Sends one frame (a command) to server index. Returns 0 or -1 with errno.
+int zqi_r_peers_send (zqi_r_peers_t *peers, void *handle, uint32_t index, const void *data,
+                      size_t size);
+//  Several servers: reads the routing frame of the next message and sets
+//  *index_p to its server; one server: sets 0, reads nothing. Returns 0, or
+//  -1 with errno (EAGAIN: nothing waits; ZQ_EPROTO: not from a server of
+//  ours, the message was read and dropped).
+int zqi_r_peers_recv_from (zqi_r_peers_t *peers, void *handle, uint32_t *index_p);
 
 //  Reads an integer option (asserting it exists).
 int64_t zqi_r_option (const zq_options_t *options, const char *name);

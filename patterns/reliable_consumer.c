@@ -16,6 +16,14 @@
     again. The server's own pings (its liveness probes) are read and
     ignored.
 
+    Opened on several endpoints (a ROUTER, reliable_peers.c), it takes from
+    every server: CONSUME and pings go to each (a server not connected yet
+    gets its CONSUME commands when it is), each server counts its own
+    prefetch window, and deliveries come from any. Ids are a server's own,
+    so each delivery's server is kept by id until it is settled, and its
+    ACK, NACK or TOUCH goes to that server alone. LEAVE goes to each
+    without ids: each takes back what it delivered and was not settled.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -37,9 +45,15 @@ struct _zqi_r_consumer_t {
     bool joined;             //  a CONSUME was sent: LEAVE at close
     zlistx_t *names;         //  queues subscribed, char *
     int64_t last_ping;
-    bool refused; //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
+    int64_t last_pending; //  several servers: when pending ones were last tried
+    bool refused;         //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
     zqi_buf_t buf;
+    zqi_r_peers_t peers; //  the servers
+    zqi_r_table_t held;  //  several servers: unsettled deliveries, owner = their server
 };
+
+//  Several servers: a server not connected yet is tried again this often.
+#define S_PENDING_RETRY_MS 100
 
 static void
 s_free_name (void **item)
@@ -48,12 +62,48 @@ s_free_name (void **item)
     *item = NULL;
 }
 
-//  Sends the command in buf. Returns 0 or -1 with errno.
+static uint32_t s_window (zqi_r_consumer_t *self);
+
+//  Sends the command in buf (to every server). Returns 0 or -1 with errno.
+//  Several servers: one not connected is marked pending, to have its
+//  CONSUME commands sent once it is.
 static int
 s_send (zqi_r_consumer_t *self)
 {
-    return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1 ? -1
-                                                                                              : 0;
+    if (!self->peers.multi)
+        return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1
+                   ? -1
+                   : 0;
+    int rc = 0;
+    for (uint32_t peer = 0; peer < self->peers.count; peer++)
+        if (zqi_r_peers_send (&self->peers, self->common.handle, peer, self->buf.data,
+                              self->buf.size)) {
+            if (errno == EHOSTUNREACH)
+                self->peers.peers[peer].pending = true;
+            else
+                rc = -1;
+        }
+    return rc;
+}
+
+//  Sends the CONSUME commands to server peer of several.
+static void
+s_resubscribe_peer (zqi_r_consumer_t *self, uint32_t peer)
+{
+    self->peers.peers[peer].pending = false;
+    for (char *name = (char *)zlistx_first (self->names); name;
+         name = (char *)zlistx_next (self->names)) {
+        self->window = s_window (self);
+        self->joined = true;
+        if (zqi_r_put_command (&self->buf, 4, ZQI_R_CONSUME) ||
+            zqi_mp_put_str (&self->buf, name, strlen (name)) ||
+            zqi_mp_put_uint (&self->buf, self->window) ||
+            zqi_r_peers_send (&self->peers, self->common.handle, peer, self->buf.data,
+                              self->buf.size)) {
+            self->peers.peers[peer].pending = true;
+            return;
+        }
+    }
 }
 
 //  The window to announce: prefetch, or less when max_deliveries leaves
@@ -97,12 +147,23 @@ s_timers (zqi_r_consumer_t *self)
     if (!zlistx_size (self->names))
         return false;
     int64_t now = zqi_r_now (&self->common);
+    bool tried = false;
+    for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
+        if (self->peers.peers[peer].pending && now - self->last_pending >= S_PENDING_RETRY_MS) {
+            s_resubscribe_peer (self, peer);
+            tried = true;
+        }
+    if (tried)
+        self->last_pending = now;
     if (now - self->last_ping < self->common.ping_ivl_ms)
-        return false;
+        return tried;
     uint8_t ping_frame[ZQI_R_BARE_SIZE];
     size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
     //  (No server connected: the ping waits for the next interval.)
-    zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
+    if (!self->peers.multi)
+        zmq_send (self->common.handle, ping_frame, ping_frame_size, ZMQ_DONTWAIT);
+    for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
+        zqi_r_peers_send (&self->peers, self->common.handle, peer, ping_frame, ping_frame_size);
     self->last_ping = now;
     if (self->refused) {
         //  Which queue was refused the ERROR does not say; a CONSUME again
@@ -128,7 +189,8 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
         return NULL;
     }
     zlistx_set_destructor (self->names, s_free_name);
-    if (zqi_r_common_open (&self->common, ctx)) {
+    zqi_r_table_init (&self->held);
+    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx)) {
         int saved = errno;
         zqi_r_consumer_destroy (&self);
         errno = saved;
@@ -159,6 +221,12 @@ static void
 s_leave (zqi_r_consumer_t *self)
 {
     void *handle = self->common.handle;
+    if (self->peers.multi) {
+        //  Each server takes back all it delivered that was not settled.
+        if (zqi_r_put_command (&self->buf, 2, ZQI_R_LEAVE) == 0)
+            s_send (self);
+        return;
+    }
     zqi_buf_t unseen = {NULL, 0, 0};
     size_t count = 0;
     for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
@@ -202,9 +270,27 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     if (self->joined && self->common.handle)
         s_leave (self);
     zlistx_destroy (&self->names);
+    zqi_r_table_free (&self->held);
     zqi_buf_free (&self->buf);
     free (self);
     *self_p = NULL;
+    return 0;
+}
+
+//  Several servers: remembers that server peer delivered id (once per
+//  server). Returns 0, or -1 with errno ENOMEM.
+static int
+s_hold (zqi_r_consumer_t *self, const uint8_t *id, uint32_t peer)
+{
+    uint32_t cursor = ZQI_R_NONE;
+    uint32_t index;
+    while ((index = zqi_r_table_find_from (&self->held, id, &cursor)) != ZQI_R_NONE)
+        if (self->held.entries[index].owner == peer)
+            return 0; //  delivered again by the same server
+    index = zqi_r_table_add (&self->held, id);
+    if (index == ZQI_R_NONE)
+        return -1;
+    self->held.entries[index].owner = peer;
     return 0;
 }
 
@@ -214,6 +300,9 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
     s_timers (self);
     void *handle = self->common.handle;
     for (int n = 0; n < S_BURST; n++) {
+        uint32_t peer;
+        if (zqi_r_peers_recv_from (&self->peers, handle, &peer))
+            return NULL; //  EAGAIN, or not from a server (the core counts it)
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zqi_r_recv_frame (handle, &frame)) {
@@ -228,8 +317,16 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
                                       &command);
         int saved = errno;
         zmq_msg_close (&frame);
-        if (rc == 0 && command.kind == ZQI_R_DELIVER && more)
-            return zq_msg_recv (handle, ZMQ_DONTWAIT, self->common.ctx->max_message_bytes);
+        if (rc == 0 && command.kind == ZQI_R_DELIVER && more) {
+            zq_msg_t *msg = zq_msg_recv (handle, ZMQ_DONTWAIT, self->common.ctx->max_message_bytes);
+            if (msg && self->peers.multi && s_hold (self, zq_msg_id (msg), peer)) {
+                //  Its server could not be remembered: it is not returned,
+                //  and its visibility timeout gives it back.
+                zq_msg_destroy (&msg);
+                errno = ENOMEM;
+            }
+            return msg;
+        }
         if (more)
             zqi_drain (handle);
         if (rc) {
@@ -237,7 +334,9 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
             return NULL; //  bad input: the core counts it
         }
         if (command.kind == ZQI_R_PONG) {
-            if (command.number & ZQI_R_PONG_NO_SESSION)
+            if ((command.number & ZQI_R_PONG_NO_SESSION) && self->peers.multi)
+                s_resubscribe_peer (self, peer);
+            else if (command.number & ZQI_R_PONG_NO_SESSION)
                 s_resubscribe (self);
         } else if (command.kind == ZQI_R_ERROR) {
             zqi_log (ZQ_LOG_WARNING, "reliable consumer: the server reports error %u: %.*s",
@@ -276,7 +375,11 @@ zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
         return -1;
-    int64_t wait = self->last_ping + self->common.ping_ivl_ms - zqi_r_now (&self->common);
+    int64_t now = zqi_r_now (&self->common);
+    int64_t wait = self->last_ping + self->common.ping_ivl_ms - now;
+    for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
+        if (self->peers.peers[peer].pending && self->last_pending + S_PENDING_RETRY_MS - now < wait)
+            wait = self->last_pending + S_PENDING_RETRY_MS - now;
     return wait > 0 ? wait : 0;
 }
 
@@ -325,11 +428,31 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         if (s_window (self) < self->window)
             s_resubscribe (self);
     }
+    //  Several servers: to the one that delivered it.
+    uint32_t index = ZQI_R_NONE;
+    if (self->peers.multi) {
+        index = zqi_r_table_find (&self->held, zq_msg_id (msg));
+        if (index == ZQI_R_NONE)
+            return zqi_fail (ZQ_ENOTFOUND);
+    }
     if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
         zqi_mp_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
         (kind != ZQI_R_ACK && zqi_mp_put_int (&self->buf, number)))
         return -1;
-    int rc = s_send (self);
+    int rc;
+    if (self->peers.multi) {
+        rc = zqi_r_peers_send (&self->peers, self->common.handle, self->held.entries[index].owner,
+                               self->buf.data, self->buf.size);
+        if (kind != ZQI_R_TOUCH)
+            zqi_r_table_remove (&self->held, index);
+    } else
+        rc = s_send (self);
     s_timers (self);
     return rc;
+}
+
+int
+zqi_r_consumer_attaching (zqi_r_consumer_t *self, const char *endpoint, bool bind)
+{
+    return zqi_r_peers_attaching (&self->peers, self->common.handle, endpoint, bind);
 }

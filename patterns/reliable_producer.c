@@ -19,6 +19,15 @@
     alone. ZMQ_IMMEDIATE is on, so records wait in the
     outbox while no server is connected.
 
+    Opened on several endpoints (a ROUTER, reliable_peers.c), it sends
+    each PUT to the next server in turn that is not lost and whose pipe
+    has room, and remembers which (the entry's owner). A server that
+    leaves 3 pings unanswered, or lets a PUT pass its confirm deadline, is
+    lost: every PUT it has not confirmed goes back to the outbox and on to
+    another server under the same id (stats.moved); its next PONG makes
+    it usable again. A server's dedupe window does not reach the others,
+    so a moved PUT the lost server had stored is stored twice.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -62,7 +71,8 @@ struct _zqi_r_producer_t {
     uint32_t window; //  max_in_flight
     int64_t confirm_timeout_ms;
     int64_t connect_check_ms; //  records wait for a server: look this often
-    zqi_r_table_t table;      //  PUTs sent, awaiting an answer
+    zqi_r_table_t table;      //  PUTs sent, awaiting an answer (owner: the server sent to)
+    zqi_r_peers_t peers;      //  the servers
     uint32_t sent;            //  entries in state S_SENT
     uint32_t returned;        //  durable: entries given back to the outbox to go again
     //  The message zq_queue_send waits for.
@@ -126,8 +136,8 @@ s_outbox_depth (zqi_r_producer_t *self)
     return stats.depth;
 }
 
-//  Memory outbox: sends the first of the records waiting (at most count,
-//  2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
+//  Memory outbox, one server: sends the first of the records waiting (at
+//  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
 //  is tracked as a PUT of its own. Returns how many went (0: fewer than
 //  two fit, nothing sent), or -1 with errno (EAGAIN: no room now).
 static int
@@ -165,11 +175,47 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
         if (entry->attempt)
             self->common.ctx->stats->retries++;
         entry->attempt = 1;
+        entry->owner = 0;
         entry->state = S_SENT;
         self->sent++;
         zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
     }
     return (int)taken;
+}
+
+static void s_peer_gone (zqi_r_producer_t *self, uint32_t peer);
+
+//  Sends the routing frame of the server the next PUT goes to: the one
+//  server, or of several the next in turn that is not lost and whose pipe
+//  has room (one whose pipe libzmq dropped, EHOSTUNREACH, gives its PUTs
+//  back first). Returns 0 with
+//  *peer_p set, or -1 with errno EAGAIN (no server can take a PUT now) or
+//  a socket error.
+static int
+s_address (zqi_r_producer_t *self, uint32_t *peer_p)
+{
+    zqi_r_peers_t *peers = &self->peers;
+    *peer_p = 0;
+    if (!peers->multi)
+        return 0;
+    for (uint32_t n = 0; n < peers->count; n++) {
+        uint32_t index = (peers->next + n) % peers->count;
+        zqi_r_peer_t *peer = &peers->peers[index];
+        if (peer->lost)
+            continue;
+        bool was_connected = peer->connected;
+        if (zqi_r_peers_address (peers, self->common.handle, index) == 0) {
+            peers->next = (index + 1) % peers->count;
+            *peer_p = index;
+            return 0;
+        }
+        if (errno == EHOSTUNREACH) {
+            if (was_connected)
+                s_peer_gone (self, index);
+        } else if (errno != EAGAIN)
+            return -1;
+    }
+    return zqi_fail (EAGAIN);
 }
 
 //  Sends PUTs from the outbox while the window has room and a server can
@@ -186,12 +232,10 @@ s_pump (zqi_r_producer_t *self)
     int64_t now = 0;
     if (!self->durable) {
         while (self->sent < self->window && self->ring_count) {
-            uint32_t index = self->ring[self->ring_head];
-            s_record_t *record = &self->records[index];
             if (!now)
                 now = zqi_r_now (&self->common);
             uint32_t room = self->window - self->sent;
-            if (self->batch_max_bytes && room > 1 && self->ring_count > 1) {
+            if (self->batch_max_bytes && !self->peers.multi && room > 1 && self->ring_count > 1) {
                 int sent =
                     s_pump_batch (self, room < self->ring_count ? room : self->ring_count, now);
                 if (sent > 0)
@@ -199,6 +243,12 @@ s_pump (zqi_r_producer_t *self)
                 if (sent == -1)
                     return errno == EAGAIN ? 0 : -1;
             }
+            uint32_t peer;
+            if (s_address (self, &peer))
+                return errno == EAGAIN ? 0 : -1;
+            //  (Read after s_address, which may give PUTs back.)
+            uint32_t index = self->ring[self->ring_head];
+            s_record_t *record = &self->records[index];
             if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
             if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
@@ -209,6 +259,7 @@ s_pump (zqi_r_producer_t *self)
             if (entry->attempt)
                 self->common.ctx->stats->retries++;
             entry->attempt = 1; //  sent at least once
+            entry->owner = peer;
             entry->state = S_SENT;
             self->sent++;
             zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
@@ -233,6 +284,13 @@ s_pump (zqi_r_producer_t *self)
         }
         if (!now)
             now = zqi_r_now (&self->common);
+        uint32_t peer;
+        if (s_address (self, &peer)) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return saved == EAGAIN ? 0 : -1;
+        }
         if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
@@ -255,6 +313,7 @@ s_pump (zqi_r_producer_t *self)
                 self->returned--;
             self->common.ctx->stats->retries++;
         }
+        self->table.entries[index].owner = peer;
         self->table.entries[index].state = S_SENT;
         self->sent++;
         zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
@@ -357,10 +416,25 @@ s_resend_all (zqi_r_producer_t *self)
             s_resend (self, index);
 }
 
+//  A server of several stopped answering: every PUT it has not confirmed
+//  goes back to the outbox, to be sent to another.
+static void
+s_peer_gone (zqi_r_producer_t *self, uint32_t peer)
+{
+    self->peers.peers[peer].unanswered = 0;
+    for (uint32_t index = 0; index < self->table.capacity; index++) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->in_use && entry->state == S_SENT && entry->owner == peer) {
+            s_resend (self, index);
+            self->common.ctx->stats->moved++;
+        }
+    }
+}
+
 //  ---- Input --------------------------------------------------------------
 
 static void
-s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
+s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command, uint32_t peer)
 {
     int errnum = command->kind == ZQI_R_CONFIRM ? 0 : zqi_r_code_errno (command->code);
     for (size_t i = 0; i < command->id_count; i++) {
@@ -371,6 +445,8 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
         zqi_r_entry_t *entry = &self->table.entries[index];
         if (entry->state != S_SENT)
             continue; //  given back already: the resend will be answered
+        if (errnum != 0 && entry->owner != peer)
+            continue; //  a server it was moved from: the other one answers
         if (errnum == 0 || errnum == EINVAL || errnum == EEXIST || errnum == ZQ_ELIMIT ||
             errnum == EACCES) {
             //  Stored, or never storable (under this id, a new queue past
@@ -390,6 +466,22 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command)
     }
 }
 
+//  A PONG from server peer of several: it answers again; if it restarted,
+//  what it had not confirmed goes again.
+static void
+s_pong (zqi_r_producer_t *self, uint32_t peer, const uint8_t *instance)
+{
+    zqi_r_peer_t *server = &self->peers.peers[peer];
+    bool restarted =
+        server->have_instance && memcmp (server->instance, instance, ZQI_R_INSTANCE_SIZE) != 0;
+    memcpy (server->instance, instance, ZQI_R_INSTANCE_SIZE);
+    server->have_instance = true;
+    server->unanswered = 0;
+    server->lost = false;
+    if (restarted)
+        s_peer_gone (self, peer);
+}
+
 //  Reads what the server sent. Returns 0, or -1 with errno for a socket
 //  failure.
 static int
@@ -399,6 +491,17 @@ s_input (zqi_r_producer_t *self)
     bool confirmed = false;
     self->input_drained = false;
     for (int n = 0; n < S_BURST; n++) {
+        uint32_t peer;
+        if (zqi_r_peers_recv_from (&self->peers, handle, &peer)) {
+            if (errno == EAGAIN) {
+                self->input_drained = true;
+                break;
+            }
+            if (errno != ZQ_EPROTO)
+                return -1;
+            self->common.ctx->stats->errors++;
+            continue;
+        }
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zqi_r_recv_frame (handle, &frame)) {
@@ -420,9 +523,11 @@ s_input (zqi_r_producer_t *self)
         if (rc || more)
             self->common.ctx->stats->errors++;
         else if (command.kind == ZQI_R_CONFIRM || command.kind == ZQI_R_REFUSE) {
-            s_answer (self, &command);
+            s_answer (self, &command, peer);
             confirmed = true;
-        } else if (command.kind == ZQI_R_PONG) {
+        } else if (command.kind == ZQI_R_PONG && self->peers.multi)
+            s_pong (self, peer, command.instance);
+        else if (command.kind == ZQI_R_PONG) {
             bool restarted = self->have_instance &&
                              memcmp (self->instance, command.instance, ZQI_R_INSTANCE_SIZE) != 0;
             memcpy (self->instance, command.instance, ZQI_R_INSTANCE_SIZE);
@@ -451,18 +556,49 @@ s_input (zqi_r_producer_t *self)
     return 0;
 }
 
+//  Pings each of several servers; one that leaves 3 pings unanswered, or
+//  is found gone, gives back what it has not confirmed.
+static void
+s_ping_peers (zqi_r_producer_t *self, const void *ping, size_t size)
+{
+    for (uint32_t peer = 0; peer < self->peers.count; peer++) {
+        zqi_r_peer_t *server = &self->peers.peers[peer];
+        if (!server->lost && server->unanswered >= 3) {
+            server->lost = true;
+            s_peer_gone (self, peer);
+        }
+        bool was_connected = server->connected;
+        if (zqi_r_peers_send (&self->peers, self->common.handle, peer, ping, size) == 0)
+            server->unanswered++;
+        else if (errno == EHOSTUNREACH && was_connected)
+            s_peer_gone (self, peer);
+    }
+}
+
 //  Runs due timers: deadlines of PUTs, ends of refusal backoffs, pings.
 static void
 s_timers (zqi_r_producer_t *self, int64_t now)
 {
     uint32_t index;
     while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
-           self->table.entries[index].due <= now)
-        s_resend (self, index);
-    if ((self->table.count || s_outbox_depth (self)) &&
+           self->table.entries[index].due <= now) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (self->peers.multi && entry->state == S_SENT) {
+            //  Its server did not confirm in time: lost until it answers
+            //  a ping, and all it holds unconfirmed goes elsewhere.
+            self->peers.peers[entry->owner].lost = true;
+            s_peer_gone (self, entry->owner);
+        } else
+            s_resend (self, index);
+    }
+    uint8_t ping_frame[ZQI_R_BARE_SIZE];
+    size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
+    if (self->peers.multi && (self->table.count || s_outbox_depth (self)) &&
         now - self->last_ping >= self->common.ping_ivl_ms) {
-        uint8_t ping_frame[ZQI_R_BARE_SIZE];
-        size_t ping_frame_size = zqi_r_bare_command (ping_frame, ZQI_R_PING);
+        s_ping_peers (self, ping_frame, ping_frame_size);
+        self->last_ping = now;
+    } else if ((self->table.count || s_outbox_depth (self)) &&
+               now - self->last_ping >= self->common.ping_ivl_ms) {
         if (self->last_ping > self->last_pong &&
             now - self->last_pong > 3 * (int64_t)self->common.ping_ivl_ms)
             self->server_lost = true;
@@ -514,10 +650,13 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         return NULL;
     }
     zqi_r_table_init (&self->table);
-    if (zqi_r_common_open (&self->common, ctx))
+    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx))
         goto failed;
+    //  (Several servers: libzmq's ROUTER loses the routing ids chosen for
+    //  its connections under ZMQ_IMMEDIATE, so each server's pipe stays,
+    //  connected or not, and its PONGs tell whether it answers.)
     int on = 1;
-    if (zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
+    if (!self->peers.multi && zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
         goto failed;
     self->window = (uint32_t)zqi_r_option (ctx->options, "max_in_flight");
     self->confirm_timeout_ms = zqi_r_option (ctx->options, "confirm_timeout_ms");
@@ -570,6 +709,12 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     //  A durable outbox keeps them for the next run; a memory one
     //  loses them.
     size_t unsent = self->durable ? 0 : self->held;
+    if (self->peers.multi && self->common.handle && s_outbox_depth (self) == 0) {
+        //  All confirmed: what still waits in a pipe (pings, PUTs to a
+        //  server that stopped answering) need not hold the close.
+        int zero = 0;
+        zmq_setsockopt (self->common.handle, ZMQ_LINGER, &zero, sizeof zero);
+    }
     zq_spool_destroy (&self->outbox);
     for (uint32_t index = 0; index < self->records_capacity; index++)
         free (self->records[index].data);
@@ -709,9 +854,11 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 {
     //  Answers come as input; records waiting in the outbox need a server
     //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected).
+    //  Several servers: a ROUTER shows POLLOUT while any server is
+    //  connected, lost or not, so it waits for input and the timers.
     bool unsent = s_unsent (self);
     short events = ZMQ_POLLIN;
-    if (unsent && self->sent < self->window)
+    if (unsent && self->sent < self->window && !self->peers.multi)
         events |= ZMQ_POLLOUT;
     return zqi_pattern_poll (self->common.ctx, self->common.handle, events, timeout_ms);
 }
@@ -734,4 +881,10 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     if (unsent && self->sent < self->window && now + self->connect_check_ms < due)
         due = now + self->connect_check_ms;
     return due > now ? due - now : 0;
+}
+
+int
+zqi_r_producer_attaching (zqi_r_producer_t *self, const char *endpoint, bool bind)
+{
+    return zqi_r_peers_attaching (&self->peers, self->common.handle, endpoint, bind);
 }

@@ -144,6 +144,7 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->max_queues = (uint32_t)zqi_r_option (options, "max_queues");
     self->max_consumer_queues = (uint32_t)zqi_r_option (options, "max_consumer_queues");
     self->max_auto_queues = (uint32_t)zqi_r_option (options, "max_auto_queues");
+    self->max_auto_per_identity = (uint32_t)zqi_r_option (options, "max_auto_queues_per_identity");
     self->auto_idle_ms = zqi_r_option (options, "auto_queue_idle_ms");
     zqi_disk_watch_init (&self->disk, self->spool_dir,
                          (uint64_t)zqi_r_option (options, "min_free_bytes"));
@@ -214,6 +215,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
         zq_spool_destroy (&queue->spool);
         free (queue->consumers);
         free (queue->name);
+        free (queue->maker);
         free (queue);
     }
     for (uint32_t index = 0; index < self->consumer_capacity && self->consumers; index++)

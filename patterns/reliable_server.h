@@ -51,7 +51,8 @@ enum {
     ZQI_RS_LIMIT_CONSUMER = 3,
     ZQI_RS_LIMIT_AUTO = 4,
     ZQI_RS_LIMIT_NO_SPACE = 5,
-    ZQI_RS_LIMITS = 6
+    ZQI_RS_LIMIT_SHARE = 6,
+    ZQI_RS_LIMITS = 7
 };
 
 //  Notable events, each logged at debug level (zqd -v) one line at a time,
@@ -74,6 +75,7 @@ typedef struct {
     zq_spool_t *spool;
     bool is_dead;        //  a dead-letter queue: never dead-letters itself
     bool is_auto;        //  made by a client's first use (or found on disk), not declared
+    char *maker;         //  is_auto: the User-Id of the client that made it, or NULL
     bool declared;       //  made or claimed by zq_queue_declare: never deleted
     int64_t named_ms;    //  zclock_mono when last named by a PUT, CONSUME or admin call
     uint32_t dead;       //  index of NAME.dead, or ZQI_R_NONE until needed
@@ -153,6 +155,12 @@ struct _zqi_r_server_t {
     int64_t next_sweep;           //  zclock_mono of the next look for idle queues
     zqi_disk_watch_t disk;        //  min_free_bytes on the spool's filesystem
     uint64_t no_space;            //  PUTs refused under min_free_bytes
+
+    //  max_auto_queues_per_identity (0: no share), and the User-Id of the
+    //  PUT or CONSUME being handled, which a queue it makes counts for.
+    uint32_t max_auto_per_identity;
+    const char *naming_user_id;
+
     uint32_t local_prefetch;
     size_t max_message_bytes;
     int64_t max_delay_ms;               //  longest NACK delay or TOUCH extension

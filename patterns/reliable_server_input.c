@@ -161,7 +161,24 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         self->common.ctx->stats->refused++;
         return;
     }
+    //  Under the free-space watermark no queue is made for a PUT that
+    //  would be refused below (one that exists may hold a duplicate).
+    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    if (zqi_queue_name_check (envelope.subject, envelope.subject_size) == 0) {
+        memcpy (name, envelope.subject, envelope.subject_size);
+        name[envelope.subject_size] = '\0';
+        if (!zqi_rs_queue_find (self, name) &&
+            zqi_disk_low (&self->disk, self->now, size + body_size)) {
+            pending->code = ZQI_R_CODE_NO_SPACE;
+            self->no_space++;
+            self->common.ctx->stats->refused++;
+            zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, name);
+            return;
+        }
+    }
+    self->naming_user_id = user_id;
     zqi_rs_queue_t *queue = zqi_rs_queue_get (self, envelope.subject, envelope.subject_size, true);
+    self->naming_user_id = NULL;
     if (!queue) {
         pending->code = s_queue_code (errno);
         if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
@@ -397,8 +414,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                     return;
                 }
             }
+            self->naming_user_id = user_id;
             zqi_rs_queue_t *queue =
                 zqi_rs_queue_get (self, command->text, command->text_size, true);
+            self->naming_user_id = NULL;
             if (!queue) {
                 zqi_r_code_t code = s_queue_code (errno);
                 zqi_rs_send_error (self, route, route_size, code, s_code_reason (code));

@@ -59,15 +59,10 @@ zqi_rs_event (zqi_r_server_t *self, int kind, const char *format, ...)
     if (!zqi_log_limit_due (&self->event_log[kind], zqi_r_now (&self->common), ZQI_RS_EVENT_LOG_MS,
                             &skipped))
         return;
-    char line[512];
     va_list args;
     va_start (args, format);
-    vsnprintf (line, sizeof line, format, args);
+    zqi_logv (ZQ_LOG_DEBUG, "reliable: ", skipped, format, args);
     va_end (args);
-    if (skipped)
-        zqi_log (ZQ_LOG_DEBUG, "reliable: %s (%" PRIu64 " more like it not shown)", line, skipped);
-    else
-        zqi_log (ZQ_LOG_DEBUG, "reliable: %s", line);
 }
 
 //  Logs a refusal for a limit (S_LIMIT_*) at most once per ZQI_RS_LIMIT_LOG_MS,
@@ -97,6 +92,13 @@ zqi_rs_limit_log (zqi_r_server_t *self, int which, const char *name)
                  ") queues made by clients exist; delete some (zq delete) or raise it (%" PRIu64
                  " refused since the last such line)",
                  name, self->max_auto_queues, refused);
+    else if (which == ZQI_RS_LIMIT_SHARE)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: new queue %s refused: %s made max_auto_queues_per_identity (%" PRIu32
+                 ") queues already; delete some (zq delete) or raise it (%" PRIu64
+                 " refused since the last such line)",
+                 name, self->naming_user_id ? self->naming_user_id : "?",
+                 self->max_auto_per_identity, refused);
     else if (which == ZQI_RS_LIMIT_NO_SPACE)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: PUT to %s refused: %" PRIu64
@@ -258,8 +260,23 @@ s_dead_child (zqi_r_server_t *self, const char *key)
     return zqi_rs_queue_find (self, name);
 }
 
+//  How many of the queues clients made user_id made (a linear count:
+//  new queues are rare, and max_queues bounds the walk).
+static uint32_t
+s_made_by (zqi_r_server_t *self, const char *user_id)
+{
+    uint32_t made = 0;
+    for (uint32_t index = 0; index < self->queue_count; index++) {
+        const zqi_rs_queue_t *queue = self->queues[index];
+        if (queue->name && queue->maker && streq (queue->maker, user_id))
+            made++;
+    }
+    return made;
+}
+
 //  A new queue named key (size bytes), closed and not yet registered.
-//  NULL with errno ZQ_ELIMIT (max_queues reached) or ENOMEM.
+//  NULL with errno ZQ_ELIMIT (max_queues, max_auto_queues or the
+//  naming identity's max_auto_queues_per_identity reached) or ENOMEM.
 //
 //  A queue's dead-letter queue always has a place: while dead-lettering
 //  is on (max_attempts), a new queue takes a place for itself and one
@@ -291,6 +308,17 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         errno = ZQ_ELIMIT;
         return NULL;
     }
+    //  Each client identity gets a share of that cap, so one tenant
+    //  cannot spend the places of every other.
+    const char *maker = is_auto && !self->starting ? self->naming_user_id : NULL;
+    if (maker && !*maker)
+        maker = NULL;
+    if (maker && self->max_auto_per_identity &&
+        s_made_by (self, maker) >= self->max_auto_per_identity) {
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_SHARE, key);
+        errno = ZQ_ELIMIT;
+        return NULL;
+    }
     if (self->queue_count == self->queue_capacity) {
         uint32_t capacity = self->queue_capacity ? self->queue_capacity * 2 : 16;
         zqi_rs_queue_t **queues =
@@ -303,7 +331,9 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         self->queue_capacity = capacity;
     }
     zqi_rs_queue_t *queue = (zqi_rs_queue_t *)calloc (1, sizeof (zqi_rs_queue_t));
-    if (!queue || !(queue->name = strdup (key))) {
+    if (!queue || !(queue->name = strdup (key)) || (maker && !(queue->maker = strdup (maker)))) {
+        if (queue)
+            free (queue->name);
         free (queue);
         errno = ENOMEM;
         return NULL;
@@ -387,6 +417,7 @@ zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool crea
             if (zqi_rs_queue_open (self, queue, !kept)) {
                 int saved = errno;
                 free (queue->name);
+                free (queue->maker);
                 free (queue);
                 errno = saved;
                 return NULL;
@@ -657,6 +688,7 @@ zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue)
     if (self->last_queue == queue)
         self->last_queue = NULL;
     free (queue->name);
+    free (queue->maker);
     free (queue->consumers);
     uint32_t index = queue->index;
     memset (queue, 0, sizeof *queue);

@@ -88,6 +88,13 @@ int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_defau
 void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
+//  zqi_log with a va_list, the line starting with prefix and, when skipped
+//  is not 0, ending with " (<skipped> more like it not shown)" (for lines
+//  that zqi_log_limit_due holds back). Formats nothing when no handler
+//  wants the level. A line is cut at 511 bytes.
+void zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char *format,
+               va_list args) __attribute__ ((format (printf, 4, 0)));
+
 //  The rate limit of one kind of log line: at most one line per interval,
 //  the events left out counted for the next line.
 typedef struct {

@@ -7,6 +7,7 @@
     =========================================================================
 */
 #include "zq_internal.h"
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -74,7 +75,8 @@ zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms, uin
 }
 
 void
-zqi_log (zq_log_level_t level, const char *format, ...)
+zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char *format,
+          va_list args)
 {
     pthread_mutex_lock (&s_log_mutex);
     zq_log_fn *fn = s_log_fn;
@@ -84,11 +86,23 @@ zqi_log (zq_log_level_t level, const char *format, ...)
     if (!wanted)
         return;
     char line[512];
+    size_t length = (size_t)snprintf (line, sizeof line, "%s", prefix);
+    if (length < sizeof line)
+        vsnprintf (line + length, sizeof line - length, format, args);
+    length = strlen (line);
+    if (skipped && length < sizeof line)
+        snprintf (line + length, sizeof line - length, " (%" PRIu64 " more like it not shown)",
+                  skipped);
+    fn (level, line, arg);
+}
+
+void
+zqi_log (zq_log_level_t level, const char *format, ...)
+{
     va_list args;
     va_start (args, format);
-    vsnprintf (line, sizeof line, format, args);
+    zqi_logv (level, "", 0, format, args);
     va_end (args);
-    fn (level, line, arg);
 }
 
 void

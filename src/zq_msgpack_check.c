@@ -288,14 +288,16 @@ s_read_length (const zqi_cursor_t *cursor, s_kind_t kind, uint64_t *length_p,
     return 0;
 }
 
-int
-zqi_mp_read_array (zqi_cursor_t *cursor, uint32_t *count_p)
+//  Reads an array or map marker (kind S_ARRAY or S_MAP) whose count, at
+//  objects_each objects (one byte at least) per item, fits in what is left.
+static int
+s_read_count (zqi_cursor_t *cursor, s_kind_t kind, uint64_t objects_each, uint32_t *count_p)
 {
     uint64_t count;
     const uint8_t *after;
-    if (s_read_length (cursor, S_ARRAY, &count, &after))
+    if (s_read_length (cursor, kind, &count, &after))
         return -1;
-    if (count > (uint64_t)(cursor->end - after))
+    if (objects_each * count > (uint64_t)(cursor->end - after))
         return zqi_fail (ZQ_EPROTO);
     cursor->pos = after;
     *count_p = (uint32_t)count;
@@ -303,17 +305,15 @@ zqi_mp_read_array (zqi_cursor_t *cursor, uint32_t *count_p)
 }
 
 int
+zqi_mp_read_array (zqi_cursor_t *cursor, uint32_t *count_p)
+{
+    return s_read_count (cursor, S_ARRAY, 1, count_p);
+}
+
+int
 zqi_mp_read_map (zqi_cursor_t *cursor, uint32_t *pairs_p)
 {
-    uint64_t pairs;
-    const uint8_t *after;
-    if (s_read_length (cursor, S_MAP, &pairs, &after))
-        return -1;
-    if (2 * pairs > (uint64_t)(cursor->end - after))
-        return zqi_fail (ZQ_EPROTO);
-    cursor->pos = after;
-    *pairs_p = (uint32_t)pairs;
-    return 0;
+    return s_read_count (cursor, S_MAP, 2, pairs_p);
 }
 
 static bool

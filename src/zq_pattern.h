@@ -67,10 +67,12 @@ ZQ_EXPORT zq_queue_t *zqi_queue_new_clocked (const char *pattern_name, zq_role_t
                                              zqi_clock_t *clock);
 
 //  How one role is built: its socket type (0 = the pattern lacks the
-//  role) and whether endpoints without '@' or '>' bind.
+//  role), whether endpoints without '@' or '>' bind, and the socket type
+//  when the endpoints list has more than one item (0: socket_type).
 typedef struct {
     int socket_type;
     bool binds_by_default;
+    int several_socket_type;
 } zq_pattern_role_t;
 
 typedef struct {

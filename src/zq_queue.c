@@ -211,7 +211,10 @@ zqi_queue_new_clocked (const char *pattern_name, zq_role_t role, const char *end
         errno = ENOMEM;
         return NULL;
     }
-    self->sock = zqi_socket_new (pattern->roles[role].socket_type, self->options, &self->auth);
+    int socket_type = pattern->roles[role].socket_type;
+    if (pattern->roles[role].several_socket_type && strchr (endpoints, ','))
+        socket_type = pattern->roles[role].several_socket_type;
+    self->sock = zqi_socket_new (socket_type, self->options, &self->auth);
     if (self->sock) {
         self->handle = zsock_resolve (self->sock);
         self->ctx.sock = self->sock;

@@ -99,14 +99,11 @@ s_location_free (void **item_p)
 int
 zqi_spool_ready_push (zq_spool_t *self, const zqi_location_t *location)
 {
-    if (self->ready_count == self->ready_capacity) {
-        size_t capacity = self->ready_capacity ? self->ready_capacity * 2 : 64;
-        zqi_location_t *items = realloc (self->ready, capacity * sizeof (zqi_location_t));
-        if (!items)
-            return zqi_fail (ENOMEM);
-        self->ready = items;
-        self->ready_capacity = capacity;
-    }
+    void *items = self->ready;
+    if (zqi_array_reserve (&items, &self->ready_capacity, self->ready_count + 1,
+                           sizeof (zqi_location_t), 64))
+        return -1;
+    self->ready = (zqi_location_t *)items;
     size_t at = self->ready_count++;
     while (at > 0) {
         size_t parent = (at - 1) / 2;

@@ -72,14 +72,8 @@ s_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end, uint64_t *add
     }
     added = (end - start) - covered;
     if (last == first) {
-        if (set->count == set->capacity) {
-            size_t capacity = set->capacity ? set->capacity * 2 : 16;
-            zqi_range_t *items = realloc (set->items, capacity * sizeof (zqi_range_t));
-            if (!items)
-                return zqi_fail (ENOMEM);
-            set->items = items;
-            set->capacity = capacity;
-        }
+        if (zqi_rangeset_reserve (set, 1))
+            return -1;
         memmove (set->items + first + 1, set->items + first,
                  (set->count - first) * sizeof (zqi_range_t));
         set->count++;
@@ -99,16 +93,12 @@ done:
 int
 zqi_rangeset_reserve (zqi_rangeset_t *set, size_t extra)
 {
-    if (set->capacity - set->count >= extra)
-        return 0;
-    size_t capacity = set->capacity ? set->capacity : 16;
-    while (capacity - set->count < extra)
-        capacity *= 2;
-    zqi_range_t *items = realloc (set->items, capacity * sizeof (zqi_range_t));
-    if (!items)
+    if (extra > SIZE_MAX - set->count)
         return zqi_fail (ENOMEM);
-    set->items = items;
-    set->capacity = capacity;
+    void *items = set->items;
+    if (zqi_array_reserve (&items, &set->capacity, set->count + extra, sizeof (zqi_range_t), 16))
+        return -1;
+    set->items = (zqi_range_t *)items;
     return 0;
 }
 

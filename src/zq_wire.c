@@ -13,6 +13,25 @@
 
 #define S_BUF_INITIAL 256
 
+int
+zqi_array_reserve (void **items_p, size_t *capacity_p, size_t needed, size_t item_size,
+                   size_t first_capacity)
+{
+    if (needed <= *capacity_p)
+        return 0;
+    if (needed > SIZE_MAX / 2 / item_size)
+        return zqi_fail (ENOMEM);
+    size_t capacity = *capacity_p ? *capacity_p : first_capacity;
+    while (capacity < needed)
+        capacity *= 2;
+    void *items = realloc (*items_p, capacity * item_size);
+    if (!items)
+        return zqi_fail (ENOMEM);
+    *items_p = items;
+    *capacity_p = capacity;
+    return 0;
+}
+
 void
 zqi_buf_reset (zqi_buf_t *buf)
 {
@@ -30,18 +49,12 @@ zqi_buf_free (zqi_buf_t *buf)
 int
 zqi_buf_reserve (zqi_buf_t *buf, size_t more)
 {
-    if (more <= buf->capacity - buf->size)
-        return 0;
-    if (more > SIZE_MAX / 2 - buf->size)
+    if (more > SIZE_MAX - buf->size)
         return zqi_fail (ENOMEM);
-    size_t capacity = buf->capacity ? buf->capacity : S_BUF_INITIAL;
-    while (capacity < buf->size + more)
-        capacity *= 2;
-    uint8_t *data = (uint8_t *)realloc (buf->data, capacity);
-    if (!data)
-        return zqi_fail (ENOMEM);
-    buf->data = data;
-    buf->capacity = capacity;
+    void *data = buf->data;
+    if (zqi_array_reserve (&data, &buf->capacity, buf->size + more, 1, S_BUF_INITIAL))
+        return -1;
+    buf->data = (uint8_t *)data;
     return 0;
 }
 

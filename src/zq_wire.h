@@ -44,6 +44,15 @@ typedef struct {
     size_t capacity;
 } zqi_buf_t;
 
+//  Makes room in a malloc'd array for at least needed items of item_size
+//  bytes: *capacity_p doubles (from first_capacity when 0) until it holds
+//  needed, and *items_p is reallocated. Nothing changes when there is room
+//  already, or on failure. Returns 0, or -1 with errno ENOMEM (also when
+//  the size in bytes would overflow). zqi_buf_t and the spool's arrays
+//  grow through it.
+int zqi_array_reserve (void **items_p, size_t *capacity_p, size_t needed, size_t item_size,
+                       size_t first_capacity);
+
 //  Empties the buffer, keeping its memory for the next frame.
 void zqi_buf_reset (zqi_buf_t *buf);
 //  Frees the buffer's memory; it is then empty and may be used again.

@@ -142,6 +142,37 @@ round_trip (const char *transport)
     stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
+//  A producer or consumer on several endpoints connects to each server: a
+//  bind among them, or more than 16, is refused at open; a consumer
+//  settles only what one of its servers delivered.
+static void
+test_several_servers_open (void **state)
+{
+    const zq_role_t roles[] = {ZQ_PRODUCER, ZQ_CONSUMER};
+    char many[40 * 17] = "";
+    for (int i = 0; i < 17; i++)
+        snprintf (many + strlen (many), sizeof many - strlen (many), "%stcp://127.0.0.1:%d",
+                  i ? "," : "", 1 + i);
+    for (size_t i = 0; i < 2; i++) {
+        errno = 0;
+        assert_null (
+            zq_queue_new ("reliable", roles[i], ">tcp://127.0.0.1:1,@tcp://127.0.0.1:*", NULL));
+        assert_int_equal (errno, EINVAL);
+        errno = 0;
+        assert_null (zq_queue_new ("reliable", roles[i], many, NULL));
+        assert_int_equal (errno, EINVAL);
+    }
+    zq_queue_t *consumer =
+        zq_queue_new ("reliable", ZQ_CONSUMER, "tcp://127.0.0.1:1,tcp://127.0.0.1:2", NULL);
+    assert_non_null (consumer);
+    zq_msg_t *msg = zq_msg_new ("orders");
+    assert_non_null (msg);
+    assert_int_equal (zq_queue_ack (consumer, msg), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&msg);
+    zq_queue_destroy (&consumer);
+}
+
 static void
 test_round_trip_inproc (void **state)
 {
@@ -1729,6 +1760,7 @@ main (void)
         cmocka_unit_test (test_unsettled_bytes_bounded),
         cmocka_unit_test (test_stalled_consumer_keeps_its_deliveries),
         cmocka_unit_test (test_full_pipe_resumes),
+        cmocka_unit_test (test_several_servers_open),
         cmocka_unit_test (test_round_trip_inproc),
         cmocka_unit_test (test_round_trip_ipc),
         cmocka_unit_test (test_round_trip_tcp),

@@ -221,6 +221,41 @@ test_buffer (void **state)
     assert_int_equal (buf.capacity, 0);
 }
 
+//  An array grows from its first capacity by doubling, only when it must,
+//  and a size in bytes that would overflow is refused with nothing changed.
+static void
+test_array_reserve (void **state)
+{
+    (void)state;
+    void *items = NULL;
+    size_t capacity = 0;
+    assert_int_equal (zqi_array_reserve (&items, &capacity, 1, sizeof (uint64_t), 16), 0);
+    assert_non_null (items);
+    assert_int_equal (capacity, 16);
+    void *before = items;
+    assert_int_equal (zqi_array_reserve (&items, &capacity, 16, sizeof (uint64_t), 16), 0);
+    assert_ptr_equal (items, before);
+    assert_int_equal (capacity, 16);
+    assert_int_equal (zqi_array_reserve (&items, &capacity, 33, sizeof (uint64_t), 16), 0);
+    assert_int_equal (capacity, 64);
+    ((uint64_t *)items)[63] = 7; //  the whole capacity is usable
+    errno = 0;
+    assert_int_equal (zqi_array_reserve (&items, &capacity, SIZE_MAX / 8, sizeof (uint64_t), 16),
+                      -1);
+    assert_int_equal (errno, ENOMEM);
+    assert_int_equal (capacity, 64);
+    assert_int_equal (((uint64_t *)items)[63], 7);
+    free (items);
+    //  A buffer that holds bytes refuses a "more" whose sum would wrap.
+    zqi_buf_t buf = {0};
+    assert_int_equal (zqi_buf_append (&buf, "abc", 3), 0);
+    errno = 0;
+    assert_int_equal (zqi_buf_reserve (&buf, SIZE_MAX - 1), -1);
+    assert_int_equal (errno, ENOMEM);
+    assert_int_equal (buf.size, 3);
+    zqi_buf_free (&buf);
+}
+
 int
 main (void)
 {
@@ -229,6 +264,7 @@ main (void)
         cmocka_unit_test (test_int_roundtrip),
         cmocka_unit_test (test_command_header),
         cmocka_unit_test (test_buffer),
+        cmocka_unit_test (test_array_reserve),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -198,112 +198,126 @@ s_key_is (const char *key, uint32_t size, const char *name)
     return strlen (name) == size && memcmp (key, name, size) == 0;
 }
 
-//  Opens a frame that must be exactly one msgpack map.
+//  Reads the value of one key of a map at the cursor into arg. Returns 0
+//  when it read it, 1 when the key is not one it knows (the value is then
+//  skipped), -1 on a bad value.
+typedef int (s_field_fn) (zqi_cursor_t *cursor, const char *key, uint32_t key_size, void *arg);
+
+//  Walks a frame that must be exactly one msgpack map with string keys,
+//  handing each key to field. Returns 0, or -1 with errno ZQ_EPROTO.
 static int
-s_open_map (const void *data, size_t size, zqi_cursor_t *cursor, uint32_t *pairs_p)
+s_decode_map (const void *data, size_t size, s_field_fn *field, void *arg)
 {
     if (!data || zqi_msgpack_check (data, size, NULL, S_SKIP_DEPTH + 1))
         return zqi_fail (ZQ_EPROTO);
-    cursor->pos = (const uint8_t *)data;
-    cursor->end = cursor->pos + size;
-    return zqi_mp_read_map (cursor, pairs_p);
+    zqi_cursor_t cursor = {(const uint8_t *)data, (const uint8_t *)data + size};
+    uint32_t pairs;
+    if (zqi_mp_read_map (&cursor, &pairs))
+        return -1;
+    for (uint32_t pair = 0; pair < pairs; pair++) {
+        const char *key;
+        uint32_t key_size;
+        if (zqi_mp_read_str (&cursor, &key, &key_size))
+            return -1;
+        int rc = field (&cursor, key, key_size, arg);
+        if (rc == 1)
+            rc = zqi_mp_skip (&cursor, S_SKIP_DEPTH);
+        if (rc)
+            return zqi_fail (ZQ_EPROTO);
+    }
+    return 0;
+}
+
+typedef struct {
+    zqi_admin_row_t *row;
+    bool has_name;
+    bool has_kind;
+} s_row_decode_t;
+
+static int
+s_row_field (zqi_cursor_t *cursor, const char *key, uint32_t key_size, void *arg)
+{
+    s_row_decode_t *decode = (s_row_decode_t *)arg;
+    zqi_admin_row_t *row = decode->row;
+    if (s_key_is (key, key_size, "name")) {
+        int rc = s_read_text (cursor, row->name, sizeof row->name);
+        decode->has_name = rc == 0;
+        return rc;
+    }
+    if (s_key_is (key, key_size, "kind")) {
+        int rc = s_read_text (cursor, row->kind, sizeof row->kind);
+        decode->has_kind = rc == 0;
+        return rc;
+    }
+    for (size_t i = 0; i < S_COUNTER_COUNT; i++)
+        if (s_key_is (key, key_size, s_counters[i].key)) {
+            row->has_counters = true;
+            return zqi_mp_read_uint (cursor,
+                                     (uint64_t *)((char *)&row->counters + s_counters[i].offset));
+        }
+    for (size_t i = 0; i < S_RATE_COUNT; i++)
+        if (s_key_is (key, key_size, s_rates[i].key)) {
+            row->has_counters = true;
+            return s_read_double (cursor, (double *)((char *)&row->counters + s_rates[i].offset));
+        }
+    return 1;
 }
 
 int
 zqi_admin_row_decode (const void *data, size_t size, zqi_admin_row_t *row)
 {
     memset (row, 0, sizeof *row);
-    zqi_cursor_t cursor;
-    uint32_t pairs;
-    if (s_open_map (data, size, &cursor, &pairs))
+    s_row_decode_t decode = {row, false, false};
+    if (s_decode_map (data, size, s_row_field, &decode))
         return -1;
-    bool has_name = false, has_kind = false;
-    for (uint32_t pair = 0; pair < pairs; pair++) {
-        const char *key;
-        uint32_t key_size;
-        if (zqi_mp_read_str (&cursor, &key, &key_size))
-            return -1;
-        int rc = 1; //  1: not a known key
-        if (s_key_is (key, key_size, "name")) {
-            rc = s_read_text (&cursor, row->name, sizeof row->name);
-            has_name = rc == 0;
-        } else if (s_key_is (key, key_size, "kind")) {
-            rc = s_read_text (&cursor, row->kind, sizeof row->kind);
-            has_kind = rc == 0;
-        }
-        for (size_t i = 0; rc == 1 && i < S_COUNTER_COUNT; i++)
-            if (s_key_is (key, key_size, s_counters[i].key)) {
-                rc = zqi_mp_read_uint (&cursor,
-                                       (uint64_t *)((char *)&row->counters + s_counters[i].offset));
-                row->has_counters = true;
-            }
-        for (size_t i = 0; rc == 1 && i < S_RATE_COUNT; i++)
-            if (s_key_is (key, key_size, s_rates[i].key)) {
-                rc =
-                    s_read_double (&cursor, (double *)((char *)&row->counters + s_rates[i].offset));
-                row->has_counters = true;
-            }
-        if (rc == 1)
-            rc = zqi_mp_skip (&cursor, S_SKIP_DEPTH);
-        if (rc)
-            return zqi_fail (ZQ_EPROTO);
-    }
-    if (!has_name || !has_kind)
+    if (!decode.has_name || !decode.has_kind)
         return zqi_fail (ZQ_EPROTO);
     return 0;
+}
+
+typedef struct {
+    const char *key_wanted;
+    uint64_t *value_p;
+    bool found;
+} s_count_decode_t;
+
+static int
+s_count_field (zqi_cursor_t *cursor, const char *key, uint32_t key_size, void *arg)
+{
+    s_count_decode_t *decode = (s_count_decode_t *)arg;
+    if (!s_key_is (key, key_size, decode->key_wanted))
+        return 1;
+    int rc = zqi_mp_read_uint (cursor, decode->value_p);
+    decode->found = rc == 0;
+    return rc;
 }
 
 int
 zqi_admin_count_decode (const void *data, size_t size, const char *key_wanted, uint64_t *value_p)
 {
-    zqi_cursor_t cursor;
-    uint32_t pairs;
-    if (s_open_map (data, size, &cursor, &pairs))
+    s_count_decode_t decode = {key_wanted, value_p, false};
+    if (s_decode_map (data, size, s_count_field, &decode))
         return -1;
-    bool found = false;
-    for (uint32_t pair = 0; pair < pairs; pair++) {
-        const char *key;
-        uint32_t key_size;
-        if (zqi_mp_read_str (&cursor, &key, &key_size))
-            return -1;
-        int rc;
-        if (s_key_is (key, key_size, key_wanted)) {
-            rc = zqi_mp_read_uint (&cursor, value_p);
-            found = rc == 0;
-        } else
-            rc = zqi_mp_skip (&cursor, S_SKIP_DEPTH);
-        if (rc)
-            return zqi_fail (ZQ_EPROTO);
+    return decode.found ? 0 : zqi_fail (ZQ_EPROTO);
+}
+
+static int
+s_info_field (zqi_cursor_t *cursor, const char *key, uint32_t key_size, void *arg)
+{
+    for (size_t i = 0; i < S_INFO_FIELD_COUNT; i++) {
+        const s_info_field_t *field = &s_info_fields[i];
+        if (!s_key_is (key, key_size, field->key))
+            continue;
+        char *where = (char *)arg + field->offset;
+        return field->capacity ? s_read_text (cursor, where, field->capacity)
+                               : zqi_mp_read_uint (cursor, (uint64_t *)where);
     }
-    return found ? 0 : zqi_fail (ZQ_EPROTO);
+    return 1;
 }
 
 int
 zqi_admin_info_decode (const void *data, size_t size, zqi_admin_info_t *info)
 {
     memset (info, 0, sizeof *info);
-    zqi_cursor_t cursor;
-    uint32_t pairs;
-    if (s_open_map (data, size, &cursor, &pairs))
-        return -1;
-    for (uint32_t pair = 0; pair < pairs; pair++) {
-        const char *key;
-        uint32_t key_size;
-        if (zqi_mp_read_str (&cursor, &key, &key_size))
-            return -1;
-        int rc = 1;
-        for (size_t i = 0; rc == 1 && i < S_INFO_FIELD_COUNT; i++) {
-            const s_info_field_t *field = &s_info_fields[i];
-            if (!s_key_is (key, key_size, field->key))
-                continue;
-            char *where = (char *)info + field->offset;
-            rc = field->capacity ? s_read_text (&cursor, where, field->capacity)
-                                 : zqi_mp_read_uint (&cursor, (uint64_t *)where);
-        }
-        if (rc == 1)
-            rc = zqi_mp_skip (&cursor, S_SKIP_DEPTH);
-        if (rc)
-            return zqi_fail (ZQ_EPROTO);
-    }
-    return 0;
+    return s_decode_map (data, size, s_info_field, info);
 }

@@ -119,6 +119,11 @@ s_key_add (zqi_access_t *self, s_identity_t *identity, const char *text, size_t 
         return -1;
     }
     s_identity_t *holder = (s_identity_t *)zhashx_lookup (self->keys, key);
+    if (holder == identity) {
+        snprintf (error, error_size, "access/%s: %s: key %.8s... is listed twice", identity->name,
+                  from, key);
+        return -1;
+    }
     if (holder) {
         snprintf (error, error_size, "access/%s: %s: key %.8s... is %s's already", identity->name,
                   from, key, holder->name);
@@ -349,6 +354,13 @@ zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_t op,
         //  Without CURVE and without an "anonymous" identity: every right.
         return anonymous && !self->anonymous;
     return queue ? zqi_access_match (found->rights[op], queue) : *found->rights[op] != '\0';
+}
+
+const char *
+zqi_access_keyed (zqi_access_t *self)
+{
+    s_identity_t *holder = self ? (s_identity_t *)zhashx_first (self->keys) : NULL;
+    return holder ? holder->name : NULL;
 }
 
 void

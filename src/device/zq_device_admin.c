@@ -324,9 +324,11 @@ s_command_admin (zqi_device_t *self, const char *command, zmsg_t *request, zqi_a
     return reply;
 }
 
-//  INFO: version, uptime, store and the limits a client meets.
+//  INFO: version, uptime, store and the limits a client meets. Its queue
+//  count, like LS, counts the queues the identity may administer (access
+//  NULL: all).
 static zmsg_t *
-s_command_info (zqi_device_t *self)
+s_command_info (zqi_device_t *self, zqi_access_t *access, const char *user_id)
 {
     zqi_admin_info_t info;
     memset (&info, 0, sizeof info);
@@ -338,7 +340,10 @@ s_command_info (zqi_device_t *self)
     snprintf (info.bind, sizeof info.bind, "%s",
               self->qserver ? zqi_qserver_endpoint (self->qserver) : "");
     zqi_device_queues_sync (self);
-    info.queues = zhashx_size (self->queues);
+    for (zqi_dqueue_t *each = (zqi_dqueue_t *)zhashx_first (self->queues); each;
+         each = (zqi_dqueue_t *)zhashx_next (self->queues))
+        if (zqi_access_allows (access, user_id, ZQI_ACCESS_ADMIN, each->name))
+            info.queues++;
     int64_t value = 0;
     if (zq_options_get_int (self->config->queue_options, "max_queues", &value) == 0)
         info.max_queues = (uint64_t)value;
@@ -382,7 +387,7 @@ zqi_device_handle (zqi_device_t *self, zmsg_t *request, bool from_pipe, const ch
         reply = s_command_admin (self, command, request, from_pipe ? NULL : self->config->access,
                                  user_id);
     else if (streq (command, "INFO"))
-        reply = s_command_info (self);
+        reply = s_command_info (self, from_pipe ? NULL : self->config->access, user_id);
     else if (streq (command, "PING")) {
         reply = zmsg_new ();
         zmsg_addstr (reply, "OK");

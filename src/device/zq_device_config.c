@@ -552,6 +552,17 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                         "section names the clients");
     if (!*self->curve_secret_cert && *self->curve_clients)
         return s_error (error, error_size, "device/curve/secret_cert: required with clients");
+    //  Without CURVE no client has a key: every one would be "anonymous",
+    //  with every right unless that identity is given; keys mean the
+    //  operator meant CURVE.
+    const char *keyed = zqi_access_keyed (self->access);
+    if (keyed && !*self->curve_secret_cert)
+        return s_error (error, error_size,
+                        "access/%s: holds CURVE keys, but device/curve is not configured: "
+                        "without CURVE no client has a key and every client is 'anonymous' "
+                        "(with every right unless the section gives 'anonymous' its own); "
+                        "configure device/curve/secret_cert",
+                        keyed);
     if (self->access && *self->curve_secret_cert)
         zqi_access_require_identity (self->access);
     //  The default admin endpoint lives beside the spool.

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 //  The request bounds: bytes a connection may use for its request line
@@ -106,6 +107,7 @@ struct _zqi_http_t {
     struct MHD_Daemon *daemon;
     zqi_metrics_t *metrics;
     char *address;
+    bool loopback;             //  bound to loopback: only loopback Host names served
     pthread_mutex_t log_mutex; //  the logger runs on the server's thread and
     zqi_log_limit_t log_limit; //  on the device's (start, stop)
 };
@@ -164,12 +166,57 @@ s_text (const char *format, const char *argument)
     return zsys_sprintf (format, argument);
 }
 
+//  True if a request's Host header (HOST or HOST:PORT) names loopback:
+//  localhost, an IPv4 address in 127.0.0.0/8 or [::1]. A page served from
+//  a name that an attacker points at 127.0.0.1 (DNS rebinding) sends its
+//  own name, and is answered 421 instead of the metrics.
+static bool
+s_host_local (const char *host)
+{
+    char name[64];
+    size_t length;
+    const char *port;
+    if (host[0] == '[') {
+        const char *close = strchr (host, ']');
+        if (!close)
+            return false;
+        length = (size_t)(close - host - 1);
+        host++;
+        port = close + 1;
+    } else {
+        const char *colon = strchr (host, ':');
+        length = colon ? (size_t)(colon - host) : strlen (host);
+        port = host + length;
+    }
+    if (length == 0 || length >= sizeof name)
+        return false;
+    if (*port && (*port != ':' || strspn (port + 1, "0123456789") != strlen (port + 1)))
+        return false;
+    memcpy (name, host, length);
+    name[length] = '\0';
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (strcasecmp (name, "localhost") == 0)
+        return true;
+    if (inet_pton (AF_INET, name, &v4) == 1)
+        return (ntohl (v4.s_addr) >> 24) == 127;
+    return inet_pton (AF_INET6, name, &v6) == 1 && IN6_IS_ADDR_LOOPBACK (&v6);
+}
+
 static s_result_t
 s_handle (void *arg, struct MHD_Connection *connection, const char *url, const char *method,
           const char *version, const char *upload_data, size_t *upload_data_size, void **state_p)
 {
     zqi_http_t *self = (zqi_http_t *)arg;
     const char *plain = "text/plain; charset=utf-8";
+    const char *host = MHD_lookup_connection_value (connection, MHD_HEADER_KIND, "Host");
+    if (self->loopback && host && !s_host_local (host)) {
+        size_t length = strlen (host);
+        char *text = zsys_sprintf ("Host '%.*s%s': this server answers loopback names only "
+                                   "(localhost, 127.0.0.1, [::1])\n",
+                                   length > 64 ? 64 : (int)length, host, length > 64 ? "..." : "");
+        return s_respond (connection, 421, plain, text, true);
+    }
     if (!streq (method, "GET") && !streq (method, "HEAD"))
         return s_respond (connection, MHD_HTTP_METHOD_NOT_ALLOWED, plain,
                           s_text ("%s: only GET and HEAD are served\n", method), true);
@@ -214,6 +261,10 @@ zqi_http_new (const char *address, zqi_metrics_t *metrics, char *error, size_t e
         return NULL;
     }
     self->metrics = metrics;
+    if (parsed.ss_family == AF_INET6)
+        self->loopback = IN6_IS_ADDR_LOOPBACK (&((struct sockaddr_in6 *)&parsed)->sin6_addr);
+    else
+        self->loopback = (ntohl (((struct sockaddr_in *)&parsed)->sin_addr.s_addr) >> 24) == 127;
     pthread_mutex_init (&self->log_mutex, NULL);
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (parsed.ss_family == AF_INET6)

@@ -89,6 +89,8 @@ bool zqi_access_match (const char *patterns, const char *name);
 //  an unknown identity nothing.
 bool zqi_access_allows (zqi_access_t *self, const char *identity, zqi_access_op_t op,
                         const char *queue);
+//  The name of an identity that holds a CURVE key, or NULL if none does.
+const char *zqi_access_keyed (zqi_access_t *self);
 //  Counts a refusal of identity and logs it, one line per identity per
 //  10 s at most; where says what was refused ("PUT", "admin PURGE", ...).
 void zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op,

@@ -382,6 +382,33 @@ def test_bad_requests():
         zqd.close()
 
 
+def test_foreign_host_name_refused():
+    # DNS rebinding: a web page of evil.example whose name now resolves to
+    # 127.0.0.1 asks the operator's browser for its own origin; the
+    # request reaches zqd with "Host: evil.example:PORT" and must not get
+    # every tenant's queue names.
+    zqd = start_zqd()
+    try:
+        port = zqd.http.rsplit(":", 1)[1]
+        answers = {}
+        for host in ("evil.example:" + port, "evil.example", "127.0.0.1.evil.example:" + port,
+                     "localhost.evil.example"):
+            for path in ("/api/queues", "/metrics", "/"):
+                status, _, body = get(zqd.http, path, headers={"Host": host})
+                answers[(host, path)] = status
+                check(status == 421 and b"queue" not in body.lower().replace(b"/api/queues", b""),
+                      "Host %s, GET %s: %d %r" % (host, path, status, body[:120]))
+        print("foreign Host headers: %r" % (sorted(set(answers.values())),))
+        # Loopback names, with and without the port, are served.
+        for host in ("127.0.0.1:" + port, "127.0.0.1", "localhost:" + port, "LOCALHOST",
+                     "127.1.2.3:" + port, "[::1]:" + port):
+            status, _, _ = get(zqd.http, "/metrics", headers={"Host": host})
+            check(status == 200, "Host %s: %d" % (host, status))
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
 def test_http_beyond_loopback_refused():
     for address, reason in (("0.0.0.0:0", "loopback"), ("[::]:0", "loopback"),
                             ("127.0.0.1:70000", "0 to 65535"), ("nohost", "HOST:PORT")):

@@ -1,0 +1,346 @@
+/*  =========================================================================
+    test_store_jetstream - the reliable server's JetStream store against a
+    real nats-server (started here on 127.0.0.1, a free port, a store
+    directory of its own; stopped by PID). Two store instances stand for
+    two zqd gateways sharing the queues.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../patterns/reliable_store.h"
+#include <nats/nats.h>
+#include "nats_helpers.h"
+
+#define VISIBILITY_MS 1500
+#define MAX_ATTEMPTS  3
+#define WAIT_MS       10000 //  longest wait for anything the cluster should do
+
+static nats_node_t s_node;
+#define s_url    s_node.url
+#define s_now_ms nats_now_ms
+
+static zqi_store_t *
+s_open (void)
+{
+    zqi_store_config_t config = {
+        .servers = s_url,
+        .visibility_ms = VISIBILITY_MS,
+        .max_attempts = MAX_ATTEMPTS,
+        .prefix = "T",
+    };
+    return zqi_store_jetstream.open (&config);
+}
+
+static int
+s_setup (void **state)
+{
+    return nats_start (&s_node, 1);
+}
+
+static int
+s_teardown (void **state)
+{
+    return nats_stop (&s_node, 1);
+}
+
+//  Waits (up to ms) for the store's signal and collects results.
+static size_t
+s_results (zqi_store_t *store, zqi_store_result_t *results, size_t want, int64_t ms)
+{
+    size_t count = 0;
+    int64_t until = s_now_ms () + ms;
+    while (count < want && s_now_ms () < until) {
+        struct pollfd item = {.fd = zqi_store_jetstream.signal_fd (store), .events = POLLIN};
+        poll (&item, 1, (int)(until - s_now_ms () > 0 ? until - s_now_ms () : 0));
+        count += zqi_store_jetstream.put_results (store, results + count, want - count);
+    }
+    return count;
+}
+
+//  Collects deliveries of up to two stores until want came or ms passed.
+static size_t
+s_collect (zqi_store_t *a, zqi_store_t *b, zqi_store_delivery_t **out, size_t want, int64_t ms)
+{
+    size_t count = 0;
+    int64_t until = s_now_ms () + ms;
+    while (count < want && s_now_ms () < until) {
+        struct pollfd items[2] = {
+            {.fd = zqi_store_jetstream.signal_fd (a), .events = POLLIN},
+            {.fd = b ? zqi_store_jetstream.signal_fd (b) : -1, .events = POLLIN}};
+        poll (items, 2, (int)(until - s_now_ms () > 0 ? until - s_now_ms () : 0));
+        count += zqi_store_jetstream.deliveries (a, out + count, want - count);
+        if (b)
+            count += zqi_store_jetstream.deliveries (b, out + count, want - count);
+    }
+    return count;
+}
+
+static void
+s_id (uint8_t *id, uint32_t n)
+{
+    memset (id, 0x5a, ZQI_STORE_ID_SIZE);
+    memcpy (id, &n, sizeof n);
+}
+
+static void
+s_put_all (zqi_store_t *store, const char *queue, uint32_t first, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t id[ZQI_STORE_ID_SIZE];
+        char body[32];
+        s_id (id, first + i);
+        int size = snprintf (body, sizeof body, "body %u", first + i);
+        assert_int_equal (zqi_store_jetstream.put (store, queue, id, body, (size_t)size), 0);
+    }
+    zqi_store_result_t *results = calloc (count, sizeof *results);
+    assert_int_equal (s_results (store, results, count, WAIT_MS), count);
+    for (uint32_t i = 0; i < count; i++) {
+        assert_int_equal (results[i].errnum, 0);
+        assert_string_equal (results[i].queue, queue);
+    }
+    free (results);
+}
+
+static void
+test_stream_name (void **state)
+{
+    char name[ZQI_STORE_NAME_MAX + 1];
+    assert_int_equal (zqi_store_stream_name ("ZQ", "orders.eu_1", name, sizeof name), 0);
+    assert_string_equal (name, "ZQ_orders_deu__1");
+    //  '.' and '_' never collide: these two queues get two streams.
+    assert_int_equal (zqi_store_stream_name ("ZQ", "a_d", name, sizeof name), 0);
+    assert_string_equal (name, "ZQ_a__d");
+    assert_int_equal (zqi_store_stream_name ("ZQ", "a.", name, sizeof name), 0);
+    assert_string_equal (name, "ZQ_a_d");
+    //  What NATS forbids in stream names never passes.
+    assert_int_equal (zqi_store_stream_name ("ZQ", "a*", name, sizeof name), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zqi_store_stream_name ("ZQ", "a b", name, sizeof name), -1);
+    assert_int_equal (zqi_store_stream_name ("ZQ", "a>", name, sizeof name), -1);
+    char dots[200];
+    memset (dots, '.', sizeof dots - 1);
+    dots[sizeof dots - 1] = 0;
+    assert_int_equal (zqi_store_stream_name ("ZQ", dots, name, sizeof name), -1);
+    assert_int_equal (errno, ENAMETOOLONG);
+}
+
+static void
+test_put_get_ack_two_gateways (void **state)
+{
+    zqi_store_t *a = s_open ();
+    zqi_store_t *b = s_open ();
+    assert_non_null (a);
+    assert_non_null (b);
+    s_put_all (a, "jobs.one", 0, 40);
+    s_put_all (b, "jobs.one", 40, 40);
+    assert_int_equal (zqi_store_jetstream.want (a, "jobs.one", 40), 0);
+    assert_int_equal (zqi_store_jetstream.want (b, "jobs.one", 40), 0);
+    zqi_store_delivery_t *got[100] = {0};
+    size_t count = s_collect (a, b, got, 80, WAIT_MS);
+    assert_int_equal (count, 80);
+    bool seen[80] = {0};
+    for (size_t i = 0; i < count; i++) {
+        uint32_t n;
+        memcpy (&n, got[i]->id, sizeof n);
+        assert_true (n < 80);
+        assert_false (seen[n]); //  each message once over both gateways
+        seen[n] = true;
+        char body[32];
+        int size = snprintf (body, sizeof body, "body %u", n);
+        assert_int_equal (got[i]->size, size);
+        assert_memory_equal (got[i]->data, body, size);
+        assert_int_equal (got[i]->attempt, 1);
+        assert_string_equal (got[i]->queue, "jobs.one");
+    }
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal (zqi_store_jetstream.settle (a, got[i], ZQI_STORE_ACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got[i]);
+    }
+    //  Acked: gone from the stream (work-queue retention), never again.
+    zqi_store_stat_t stat = {0};
+    int64_t until = s_now_ms () + WAIT_MS;
+    do
+        assert_int_equal (zqi_store_jetstream.stat (b, "jobs.one", &stat), 0);
+    while (stat.messages && s_now_ms () < until && poll (NULL, 0, 20) == 0);
+    assert_int_equal (stat.messages, 0);
+    assert_int_equal (zqi_store_jetstream.want (a, "jobs.one", 10), 0);
+    assert_int_equal (s_collect (a, b, got, 1, VISIBILITY_MS + 500), 0);
+    zqi_store_jetstream.destroy (&a);
+    zqi_store_jetstream.destroy (&b);
+}
+
+static void
+test_dedupe (void **state)
+{
+    zqi_store_t *a = s_open ();
+    zqi_store_t *b = s_open ();
+    assert_non_null (a);
+    assert_non_null (b);
+    uint8_t id[ZQI_STORE_ID_SIZE];
+    s_id (id, 7);
+    zqi_store_result_t result;
+    assert_int_equal (zqi_store_jetstream.put (a, "dedupe", id, "x", 1), 0);
+    assert_int_equal (s_results (a, &result, 1, WAIT_MS), 1);
+    assert_int_equal (result.errnum, 0);
+    assert_false (result.duplicate);
+    //  The same id again, through the other gateway: confirmed, not stored twice.
+    assert_int_equal (zqi_store_jetstream.put (b, "dedupe", id, "x", 1), 0);
+    assert_int_equal (s_results (b, &result, 1, WAIT_MS), 1);
+    assert_int_equal (result.errnum, 0);
+    assert_true (result.duplicate);
+    assert_memory_equal (result.id, id, sizeof id);
+    zqi_store_stat_t stat;
+    assert_int_equal (zqi_store_jetstream.stat (a, "dedupe", &stat), 0);
+    assert_int_equal (stat.messages, 1);
+    zqi_store_jetstream.destroy (&a);
+    zqi_store_jetstream.destroy (&b);
+}
+
+static void
+test_nack_delay_and_touch (void **state)
+{
+    zqi_store_t *a = s_open ();
+    zqi_store_t *b = s_open ();
+    assert_non_null (a);
+    assert_non_null (b);
+    s_put_all (a, "retry", 100, 1);
+    assert_int_equal (zqi_store_jetstream.want (a, "retry", 1), 0);
+    zqi_store_delivery_t *got = NULL;
+    assert_int_equal (s_collect (a, NULL, &got, 1, WAIT_MS), 1);
+    //  Nack with a delay: not back before it passed, back after, attempt 2.
+    int64_t nacked = s_now_ms ();
+    assert_int_equal (zqi_store_jetstream.settle (a, got, ZQI_STORE_NACK, 1000), 0);
+    zqi_store_jetstream.delivery_destroy (&got);
+    assert_int_equal (zqi_store_jetstream.want (b, "retry", 1), 0);
+    assert_int_equal (s_collect (b, NULL, &got, 1, WAIT_MS), 1);
+    assert_true (s_now_ms () - nacked >= 900);
+    assert_int_equal (got->attempt, 2);
+
+    //  Touch: held past its visibility timeout while touched.
+    int64_t until = s_now_ms () + 2 * VISIBILITY_MS;
+    assert_int_equal (zqi_store_jetstream.want (a, "retry", 1), 0);
+    zqi_store_delivery_t *other = NULL;
+    while (s_now_ms () < until) {
+        assert_int_equal (zqi_store_jetstream.settle (b, got, ZQI_STORE_TOUCH, 0), 0);
+        assert_int_equal (s_collect (a, NULL, &other, 1, VISIBILITY_MS / 3), 0);
+    }
+    assert_int_equal (zqi_store_jetstream.settle (b, got, ZQI_STORE_ACK, 0), 0);
+    zqi_store_jetstream.delivery_destroy (&got);
+    assert_int_equal (s_collect (a, NULL, &other, 1, VISIBILITY_MS + 500), 0);
+    zqi_store_jetstream.destroy (&a);
+    zqi_store_jetstream.destroy (&b);
+}
+
+static void
+test_timeout_and_dead_letter (void **state)
+{
+    zqi_store_t *a = s_open ();
+    zqi_store_t *b = s_open ();
+    assert_non_null (a);
+    assert_non_null (b);
+    s_put_all (a, "poison", 200, 1);
+    //  Attempt 1 times out (never settled), 2 and 3 are nacked.
+    assert_int_equal (zqi_store_jetstream.want (a, "poison", 1), 0);
+    zqi_store_delivery_t *got = NULL;
+    assert_int_equal (s_collect (a, NULL, &got, 1, WAIT_MS), 1);
+    assert_int_equal (got->attempt, 1);
+    zqi_store_jetstream.delivery_destroy (&got);
+    for (uint32_t attempt = 2; attempt <= MAX_ATTEMPTS; attempt++) {
+        assert_int_equal (zqi_store_jetstream.want (b, "poison", 1), 0);
+        assert_int_equal (s_collect (b, NULL, &got, 1, WAIT_MS), 1);
+        assert_int_equal (got->attempt, attempt);
+        assert_int_equal (zqi_store_jetstream.settle (b, got, ZQI_STORE_NACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got);
+    }
+    //  Past max attempts: not handed out again, but kept in poison.dead.
+    assert_int_equal (zqi_store_jetstream.want (a, "poison", 1), 0);
+    assert_int_equal (zqi_store_jetstream.want (a, "poison.dead", 1), 0);
+    assert_int_equal (s_collect (a, NULL, &got, 1, WAIT_MS), 1);
+    assert_string_equal (got->queue, "poison.dead");
+    uint32_t n;
+    memcpy (&n, got->id, sizeof n);
+    assert_int_equal (n, 200);
+    assert_memory_equal (got->data, "body 200", 8);
+    assert_int_equal (zqi_store_jetstream.settle (a, got, ZQI_STORE_ACK, 0), 0);
+    zqi_store_jetstream.delivery_destroy (&got);
+    zqi_store_stat_t stat;
+    int64_t until = s_now_ms () + WAIT_MS;
+    do
+        assert_int_equal (zqi_store_jetstream.stat (a, "poison", &stat), 0);
+    while (stat.messages && s_now_ms () < until && poll (NULL, 0, 20) == 0);
+    assert_int_equal (stat.messages, 0);
+    zqi_store_jetstream.destroy (&a);
+    zqi_store_jetstream.destroy (&b);
+}
+
+static void
+test_purge_remove_and_bad_config (void **state)
+{
+    zqi_store_t *a = s_open ();
+    assert_non_null (a);
+    s_put_all (a, "scratch", 300, 5);
+    zqi_store_stat_t stat;
+    assert_int_equal (zqi_store_jetstream.stat (a, "scratch", &stat), 0);
+    assert_int_equal (stat.messages, 5);
+    assert_int_equal (zqi_store_jetstream.purge (a, "scratch"), 0);
+    assert_int_equal (zqi_store_jetstream.stat (a, "scratch", &stat), 0);
+    assert_int_equal (stat.messages, 0);
+    assert_int_equal (zqi_store_jetstream.remove (a, "scratch"), 0);
+    assert_int_equal (zqi_store_jetstream.stat (a, "scratch", &stat), -1);
+    assert_int_equal (errno, ENOENT);
+    //  A name no stream can take is refused, not sent.
+    uint8_t id[ZQI_STORE_ID_SIZE] = {1};
+    assert_int_equal (zqi_store_jetstream.put (a, "bad name", id, "x", 1), -1);
+    assert_int_equal (errno, EINVAL);
+    zqi_store_jetstream.destroy (&a);
+
+    zqi_store_config_t config = {.servers = s_url, .visibility_ms = 0};
+    assert_null (zqi_store_jetstream.open (&config));
+    assert_int_equal (errno, EINVAL);
+    config.visibility_ms = 1000;
+    config.replicas = 9;
+    assert_null (zqi_store_jetstream.open (&config));
+    assert_int_equal (errno, EINVAL);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_stream_name),
+        cmocka_unit_test (test_put_get_ack_two_gateways),
+        cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_nack_delay_and_touch),
+        cmocka_unit_test (test_timeout_and_dead_letter),
+        cmocka_unit_test (test_purge_remove_and_bad_config),
+    };
+    int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
+    //  libnats keeps threads of its own per process until this.
+    nats_CloseAndWait (5000);
+    return failed;
+}
