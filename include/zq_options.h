@@ -77,7 +77,13 @@ typedef struct {
 //                                  alone. Batching producers keep sndhwm / 8 frames (at
 //                                  least 16) in libzmq's queue (patterns/pipeline.c).
 //                                  A batch goes to one consumer (libzmq deals whole
-//                                  frames round-robin), so shares even out per frame
+//                                  frames round-robin), so shares even out per frame.
+//                                  Reliable producer (memory outbox): messages waiting
+//                                  together for the window or a server go as one PUT
+//                                  batch of at most this (and max_message_bytes);
+//                                  a server that answers one with ERROR 4, 5 or 6
+//                                  (older than PUT batches) gets PUTs one by one after
+//                                  (doc/PROTOCOL.md 19.5)
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT

@@ -14,7 +14,9 @@
     ending, or a sign that the server restarted or came back (its PONG),
     gives the message back to the outbox, which hands it out first again:
     it is sent again under the same id (the server's dedupe window keeps
-    it from being stored twice). ZMQ_IMMEDIATE is on, so records wait in the
+    it from being stored twice). Records of the memory outbox waiting
+    together go as one PUT batch (doc/PROTOCOL.md 19.5); a lone one goes
+    alone. ZMQ_IMMEDIATE is on, so records wait in the
     outbox while no server is connected.
 
     Opened on several endpoints (a ROUTER, reliable_peers.c), it sends
@@ -32,6 +34,7 @@
     =========================================================================
 */
 #include "reliable.h"
+#include "zq_batch.h"
 
 enum { S_SENT = 1, S_WAITING = 2, S_QUEUED = 3 };
 
@@ -92,6 +95,11 @@ struct _zqi_r_producer_t {
     bool input_drained;
     bool posted;
     bool input_skipped;
+    //  PUT batches (doc/PROTOCOL.md 19.5): largest batch frame (0: none;
+    //  a server that answers one with ERROR 4, 5 or 6 turns them off for
+    //  the queue's life), and whether one was sent.
+    size_t batch_max_bytes;
+    bool batch_sent;
     zqi_buf_t buf;
 };
 
@@ -126,6 +134,53 @@ s_outbox_depth (zqi_r_producer_t *self)
     zq_spool_stats_t stats;
     zq_spool_stats (self->outbox, &stats);
     return stats.depth;
+}
+
+//  Memory outbox, one server: sends the first of the records waiting (at
+//  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
+//  is tracked as a PUT of its own. Returns how many went (0: fewer than
+//  two fit, nothing sent), or -1 with errno (EAGAIN: no room now).
+static int
+s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
+{
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
+    zqi_batch_t batch;
+    memset (&batch, 0, sizeof batch);
+    for (uint32_t i = 0; i < count; i++) {
+        s_record_t *record = &self->records[self->ring[(self->ring_head + i) & self->ring_mask]];
+        uint8_t *into = zqi_batch_reserve (&batch, record->size, self->batch_max_bytes);
+        if (!into)
+            break;
+        memcpy (into, record->data, record->size);
+    }
+    uint32_t taken = batch.count;
+    if (taken < 2) {
+        zqi_batch_discard (&batch);
+        return 0;
+    }
+    void *handle = self->common.handle;
+    if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+        zqi_batch_send (&batch, handle, ZMQ_DONTWAIT)) {
+        int saved = errno;
+        zqi_batch_discard (&batch);
+        return zqi_fail (saved);
+    }
+    self->batch_sent = true;
+    for (uint32_t i = 0; i < taken; i++) {
+        uint32_t index = self->ring[self->ring_head];
+        self->ring_head = (self->ring_head + 1) & self->ring_mask;
+        self->ring_count--;
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->attempt)
+            self->common.ctx->stats->retries++;
+        entry->attempt = 1;
+        entry->owner = 0;
+        entry->state = S_SENT;
+        self->sent++;
+        zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+    }
+    return (int)taken;
 }
 
 static void s_peer_gone (zqi_r_producer_t *self, uint32_t peer);
@@ -164,9 +219,10 @@ s_address (zqi_r_producer_t *self, uint32_t *peer_p)
 }
 
 //  Sends PUTs from the outbox while the window has room and a server can
-//  take them. Returns 0, or -1 with errno for a socket failure. The confirm
-//  timeout counts from a time read before the first PUT leaves, never
-//  after: the server may have answered, or the clock moved, meanwhile.
+//  take them. Several waiting (the window opened, or the socket had no
+//  room) go as one PUT batch; a lone one goes alone. Returns 0, or -1 with errno for a socket
+//  failure. The confirm timeout counts from a time read before the first PUT leaves, never after:
+//  the server may have answered, or the clock moved, meanwhile.
 static int
 s_pump (zqi_r_producer_t *self)
 {
@@ -178,6 +234,15 @@ s_pump (zqi_r_producer_t *self)
         while (self->sent < self->window && self->ring_count) {
             if (!now)
                 now = zqi_r_now (&self->common);
+            uint32_t room = self->window - self->sent;
+            if (self->batch_max_bytes && !self->peers.multi && room > 1 && self->ring_count > 1) {
+                int sent =
+                    s_pump_batch (self, room < self->ring_count ? room : self->ring_count, now);
+                if (sent > 0)
+                    continue;
+                if (sent == -1)
+                    return errno == EAGAIN ? 0 : -1;
+            }
             uint32_t peer;
             if (s_address (self, &peer))
                 return errno == EAGAIN ? 0 : -1;
@@ -471,6 +536,18 @@ s_input (zqi_r_producer_t *self)
             if (restarted || self->server_lost)
                 s_resend_all (self);
             self->server_lost = false;
+        } else if (command.kind == ZQI_R_ERROR && self->batch_sent && self->batch_max_bytes &&
+                   (command.code == ZQI_R_CODE_PROTOCOL || command.code == ZQI_R_CODE_VERSION ||
+                    command.code == ZQI_R_CODE_UNKNOWN)) {
+            //  A server that predates PUT batches (or takes none this
+            //  size): every PUT goes alone from now on, and what awaits an
+            //  answer goes again (its dedupe window keeps copies out).
+            zqi_log (ZQ_LOG_WARNING,
+                     "reliable producer: the server answered a PUT batch with error %u (%.*s): "
+                     "PUTs go one by one",
+                     (unsigned)command.code, (int)command.text_size, command.text);
+            self->batch_max_bytes = 0;
+            s_resend_all (self);
         } else if (command.kind != ZQI_R_PING)
             self->common.ctx->stats->errors++;
         zmq_msg_close (&frame);
@@ -609,6 +686,9 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         }
         self->ring_mask = size - 1;
         self->max_record_bytes = ctx->max_message_bytes + 64 * 1024;
+        size_t batch_max = (size_t)zqi_r_option (ctx->options, "batch_max_bytes");
+        self->batch_max_bytes =
+            batch_max < ctx->max_message_bytes ? batch_max : ctx->max_message_bytes;
     }
     //  What a previous run left unconfirmed goes out first.
     s_pump (self);

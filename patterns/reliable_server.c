@@ -174,8 +174,10 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->consumer_capacity = 8;
     self->consumers =
         (zqi_rs_consumer_t *)calloc (self->consumer_capacity, sizeof (zqi_rs_consumer_t));
-    self->pending = (zqi_rs_pending_t *)malloc (ZQI_RS_BATCH * sizeof (zqi_rs_pending_t));
-    self->touched = (uint32_t *)malloc (ZQI_RS_BATCH * sizeof (uint32_t));
+    //  A round reads until ZQI_RS_BATCH PUTs are pending; the last may be
+    //  a PUT batch of ZQI_BATCH_MAX_COUNT more.
+    self->pending = (zqi_rs_pending_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (zqi_rs_pending_t));
+    self->touched = (uint32_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint32_t));
     if (!self->queue_by_name || !self->consumer_by_route || !self->consumers || !self->pending ||
         !self->touched)
         goto no_memory;

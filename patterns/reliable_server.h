@@ -12,9 +12,13 @@
 #define ZQ_RELIABLE_SERVER_H_INCLUDED
 
 #include "reliable.h"
+#include "zq_batch.h"
 
-#define ZQI_RS_BATCH         1024 //  commands read per round of work
-#define ZQI_RS_BATCH_PEERS   64   //  producers one round confirms (more ends the round)
+#define ZQI_RS_BATCH       1024 //  commands read per round of work
+#define ZQI_RS_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
+//  PUTs one round may hold: ZQI_RS_BATCH, and the elements of a PUT batch
+//  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
+#define ZQI_RS_PENDING_MAX   (ZQI_RS_BATCH + ZQI_BATCH_MAX_COUNT)
 #define ZQI_RS_LOCAL         0    //  consumer index of local consumption
 #define ZQI_RS_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
 #define ZQI_RS_LOG_IVL_MS    1000 //  at most one line about refusals in this time

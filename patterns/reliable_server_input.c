@@ -115,14 +115,13 @@ s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const ch
     return self->authorize (self->authorize_arg, user_id, operation, key);
 }
 
-//  Handles a PUT whose envelope frames are first (and second).
+//  Handles one PUT envelope: data (size octets), and body for the
+//  two-frame form (else NULL), from peer whose ZAP User-Id is user_id.
 static void
-s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_msg_t *second)
+s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, const uint8_t *body,
+       size_t body_size, const char *user_id)
 {
-    const uint8_t *data = (const uint8_t *)zmq_msg_data ((zmq_msg_t *)first);
-    size_t size = zmq_msg_size ((zmq_msg_t *)first);
-    const uint8_t *body = second ? (const uint8_t *)zmq_msg_data ((zmq_msg_t *)second) : NULL;
-    size_t body_size = second ? zmq_msg_size ((zmq_msg_t *)second) : 0;
+    bool second = body != NULL;
     zqi_rs_peer_t *from = &self->peers[peer];
     zqi_r_envelope_t envelope;
     //  A PUT that can never be stored is refused with its id when the id
@@ -156,7 +155,6 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
                            size + body_size);
         return;
     }
-    const char *user_id = zmq_msg_gets ((zmq_msg_t *)first, "User-Id");
     zqi_rs_pending_t *pending = s_pending_add (self, peer, envelope.id);
     if (!s_authorized (self, user_id, ZQ_ACCESS_PUT, envelope.subject, envelope.subject_size)) {
         pending->code = ZQI_R_CODE_DENIED;
@@ -244,6 +242,45 @@ s_put (zqi_r_server_t *self, uint32_t peer, const zmq_msg_t *first, const zmq_ms
         queue->appended = true;
         self->touched[self->touched_count++] = queue->index;
     }
+}
+
+//  Handles a PUT whose envelope frames are first (and second): one
+//  envelope, or a PUT batch (doc/PROTOCOL.md 19.5), whose layout is
+//  checked whole before any element is taken; then each element is a PUT
+//  of its own, refused alone if it is bad.
+static void
+s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *second)
+{
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (first);
+    size_t size = zmq_msg_size (first);
+    const char *user_id = zmq_msg_gets (first, "User-Id");
+    if (second || !zqi_batch_is (data, size)) {
+        s_put (self, peer, data, size, second ? (const uint8_t *)zmq_msg_data (second) : NULL,
+               second ? zmq_msg_size (second) : 0, user_id);
+        return;
+    }
+    //  The User-Id stays with the frame the reader takes.
+    zqi_batch_reader_t reader;
+    memset (&reader, 0, sizeof reader);
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    zmq_msg_copy (&frame, first);
+    if (zqi_batch_open (&reader, &frame, self->max_message_bytes)) {
+        int failure = errno;
+        zmq_msg_close (&frame);
+        zqi_rs_turned_down (
+            self, failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch", size);
+        zqi_rs_send_error (self, self->peers[peer].route, self->peers[peer].route_size,
+                           ZQI_R_CODE_PROTOCOL,
+                           failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch");
+        return;
+    }
+    zmq_msg_close (&frame);
+    const uint8_t *element;
+    size_t element_size;
+    while (zqi_batch_next (&reader, &element, &element_size) == 0)
+        s_put (self, peer, element, element_size, NULL, 0, user_id);
+    zqi_batch_close (&reader);
 }
 
 //  ACK, NACK or TOUCH of ids from the consumer at index (ZQI_R_NONE if
@@ -500,7 +537,7 @@ s_read_one (zqi_r_server_t *self)
         }
         uint32_t peer = s_peer_index (self, route, route_size);
         ZQ_ASSERT (peer != ZQI_R_NONE); //  the round ends before the peers run out
-        s_put (self, peer, &frames[2], count == 4 ? &frames[3] : NULL);
+        s_put_frames (self, peer, &frames[2], count == 4 ? &frames[3] : NULL);
     } else if (count != 2) {
         self->common.ctx->stats->errors++;
         zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_PROTOCOL, "unexpected frames");
@@ -626,7 +663,9 @@ zqi_rs_work (zqi_r_server_t *self)
     int rc = 0;
     self->now = zqi_r_now (&self->common);
     self->drained = false;
-    for (int n = 0; n < ZQI_RS_BATCH && self->peer_count < ZQI_RS_BATCH_PEERS; n++)
+    for (int n = 0; n < ZQI_RS_BATCH && self->pending_count < ZQI_RS_BATCH &&
+                    self->peer_count < ZQI_RS_BATCH_PEERS;
+         n++)
         if (s_read_one (self)) {
             if (errno != EAGAIN)
                 rc = -1;

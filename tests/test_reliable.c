@@ -814,6 +814,85 @@ test_outbox_waits_for_server (void **state)
     stop_with_clients (&consumer, &producer, &server, NULL);
 }
 
+//  ---- PUT batches --------------------------------------------------------------
+
+//  Messages that waited together (no server yet) go as one PUT batch. A
+//  server that predates PUT batches (here a raw ROUTER playing one)
+//  answers it ERROR 5, as its envelope version is not 1: the producer
+//  then puts each message alone, and every one is confirmed.
+static void
+test_put_batch_falls_back_on_old_server (void **state)
+{
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", spec + 1);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, NULL);
+    assert_non_null (producer);
+    for (int n = 0; n < 5; n++) {
+        zq_msg_t *msg = numbered ("old", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    zsock_t *old = zsock_new (ZMQ_ROUTER);
+    assert_non_null (old);
+    zsock_set_rcvtimeo (old, 10);
+    assert_int_equal (zsock_bind (old, "%s", spec + 1), 0);
+    int batches = 0, singles = 0, confirmed = 0;
+    bool batch_first = false;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (confirmed < 5) {
+        assert_true (now_ms () < deadline);
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        if (zq_queue_confirmed (producer, id) == 0) {
+            confirmed++;
+            continue;
+        }
+        zmsg_t *in = zmsg_recv (old);
+        if (!in)
+            continue;
+        zframe_t *route = zmsg_pop (in);
+        zframe_t *command = zmsg_pop (in);
+        zframe_t *envelope = zmsg_pop (in);
+        const uint8_t put[] = {0x92, 1, 1};
+        if (command && envelope && zframe_size (command) == sizeof put &&
+            memcmp (zframe_data (command), put, sizeof put) == 0) {
+            const uint8_t *data = zframe_data (envelope);
+            size_t size = zframe_size (envelope);
+            assert_true (size > 20);
+            if (data[0] == 0x96 && data[1] == 0xcd && data[2] == 0x5a && data[3] == 0x42) {
+                //  [tag, 5 bins]: the five messages in one frame.
+                if (!batches && !singles)
+                    batch_first = true;
+                batches++;
+                const uint8_t error[] = {0x94, 1, 12, 5, 0xa7, 'v', 'e', 'r', 's', 'i', 'o', 'n'};
+                zframe_send (&route, old, ZFRAME_MORE);
+                assert_int_equal (zmq_send (zsock_resolve (old), error, sizeof error, 0),
+                                  (int)sizeof error);
+            } else {
+                //  One envelope: [1, id, ...]; confirm its id.
+                assert_int_equal (data[1], 1);
+                assert_int_equal (data[2], 0xc4);
+                assert_int_equal (data[3], ZQ_MSG_ID_SIZE);
+                singles++;
+                uint8_t answer[5 + ZQ_MSG_ID_SIZE] = {0x93, 1, 2, 0xc4, ZQ_MSG_ID_SIZE};
+                memcpy (answer + 5, data + 4, ZQ_MSG_ID_SIZE);
+                zframe_send (&route, old, ZFRAME_MORE);
+                assert_int_equal (zmq_send (zsock_resolve (old), answer, sizeof answer, 0),
+                                  (int)sizeof answer);
+            }
+        }
+        zframe_destroy (&route);
+        zframe_destroy (&command);
+        zframe_destroy (&envelope);
+        zmsg_destroy (&in);
+    }
+    assert_true (batch_first);
+    assert_int_equal (batches, 1);
+    assert_true (singles >= 5);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&old);
+}
+
 //  ---- A silent peer on the server's port -------------------------------------
 
 //  After a server restart, the producer's connection may reach something
@@ -886,15 +965,21 @@ check_given_back_timer (bool durable)
         zq_msg_t *msg = numbered ("given-back", n);
         assert_int_equal (zq_queue_post (producer, &msg, DEADLINE_MS), 0);
     }
-    //  The PUTs reach the silent server, which goes away.
-    int frames = 0;
+    //  The PUTs reach the silent server (alone, or several in a PUT
+    //  batch: [tag, bins...] in a fixarray), which goes away.
+    int puts = 0;
     int64_t deadline = now_ms () + DEADLINE_MS;
-    while (frames < 6) {
+    while (puts < 3) {
         assert_true (now_ms () < deadline);
         assert_true (zq_queue_events (producer) >= 0); //  sends once connected
         zmsg_t *got = zmsg_recv (silent);
-        if (got)
-            frames += (int)zmsg_size (got) - 1;
+        zframe_t *envelope = got && zmsg_size (got) == 3 ? zmsg_last (got) : NULL;
+        if (envelope) {
+            const uint8_t *data = zframe_data (envelope);
+            bool batch =
+                zframe_size (envelope) > 4 && data[1] == 0xcd && data[2] == 0x5a && data[3] == 0x42;
+            puts += batch ? (data[0] & 0x0f) - 1 : 1;
+        }
         zmsg_destroy (&got);
     }
     zsock_destroy (&silent);
@@ -1696,6 +1781,7 @@ main (void)
         cmocka_unit_test (test_dedupe_per_queue),
         cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
+        cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),

@@ -85,6 +85,14 @@ def main(out):
         "extension": message(command(CONSUME, "orders", 1, {"future": [1, 2]})),
         "not_array": message(b"\xc0") + message(b""),
         "deep": message(b"\x9f" + b"\x91" * 40 + b"\xc0"),
+        "put_batch_frame": message(command(PUT), msgpack.packb(
+            [0x5A42] + [envelope("orders", n, body={"n": n}) for n in range(20, 23)],
+            use_bin_type=True)),
+        "put_batch_bad": message(command(PUT), msgpack.packb(
+            [0x5A42, envelope("orders", 24), b"\xc1", b"", envelope("a/b", 25),
+             msgpack.packb([0x5A42, env], use_bin_type=True)], use_bin_type=True)),
+        "put_batch_truncated": message(command(PUT), msgpack.packb(
+            [0x5A42, envelope("orders", 26), envelope("orders", 27)], use_bin_type=True)[:-3]),
         "many_queues": b"".join(message(command(CONSUME, "q%d" % n, 1)) for n in range(20)),
     }
     for name, data in seeds.items():

@@ -4,7 +4,8 @@
 #   tests/reliable_proc it: puts messages and checks their confirms; puts
 #   one again under the same id (confirmed, not stored twice); consumes
 #   with a prefetch window, acks, nacks (delivered again with attempt 1),
-#   touches; sends garbage and checks the ERROR answers; and checks that
+#   touches; sends garbage and checks the ERROR answers; puts a PUT batch
+#   (each element confirmed and delivered in order); and checks that
 #   zq's own producer and consumer (reliable_proc) exchange messages with
 #   it both ways.
 #
@@ -77,6 +78,26 @@ def put_all(producer, queue, bodies):
         for i in range(0, len(blob), 16):
             waiting.pop(blob[i:i + 16], None)
     return ids
+
+
+def put_batch(producer, queue, bodies):
+    """Puts the bodies as one PUT batch (section 19.5): [0x5A42, bin...];
+    returns the ids once every one is confirmed."""
+    made = [envelope(queue, body) for body in bodies]
+    frame = msgpack.packb([0x5A42] + [e1 for _, e1 in made])
+    producer.send_multipart([msgpack.packb([1, PUT]), frame])
+    waiting = set(msg_id for msg_id, _ in made)
+    deadline = time.time() + DEADLINE_S
+    while waiting:
+        frames = recv(producer, max(0.0, deadline - time.time()))
+        if frames is None:
+            fail("%d PUTs of a batch not confirmed" % len(waiting))
+        command = msgpack.unpackb(frames[0])
+        if command[1] != CONFIRM:
+            fail("expected CONFIRM for a batch, got %r" % (command,))
+        for i in range(0, len(command[2]), 16):
+            waiting.discard(command[2][i:i + 16])
+    return [msg_id for msg_id, _ in made]
 
 
 def take(consumer, count, ack=False):
@@ -204,6 +225,13 @@ def run(proc, endpoint):
     if sorted(body["n"] for _, _, body in got) != list(range(10)):
         fail("from zq's producer: %r" % (got,))
     consumer.send(msgpack.packb([1, ACK, b"".join(i for i, _, _ in got)]))
+
+    # A PUT batch: each element confirmed and delivered in order.
+    ids = put_batch(producer, "py-batch", [{"n": n} for n in range(3)])
+    consumer.send(msgpack.packb([1, CONSUME, "py-batch", 10]))
+    got = take(consumer, 3, ack=True)
+    if [i for i, _, _ in got] != ids:
+        fail("a PUT batch delivered as %r" % (got,))
     producer.close()
     consumer.close()
 
