@@ -184,6 +184,18 @@ errors_of (pair_t *self)
     return stats.errors;
 }
 
+//  Pushes frame, then the marker: count messages numbered from first must
+//  come before the marker, and the consumer's error count must then be
+//  errors.
+static void
+expect_after_push (pair_t *self, const bytes_t *frame, int first, int count, uint64_t errors)
+{
+    push_bytes (self, frame);
+    push_plain (self, MARKER);
+    assert_int_equal (recv_until (self, first, MARKER), count);
+    assert_int_equal (errors_of (self), errors);
+}
+
 static void
 test_batch_split_in_order (void **state)
 {
@@ -206,10 +218,7 @@ test_batch_split_in_order (void **state)
     put_be (&frame, BATCH_TAG, 4);
     for (int n = 0; n < 20; n++)
         put_message (&frame, n, 0);
-    push_bytes (&pair, &frame);
-    push_plain (&pair, MARKER);
-    assert_int_equal (recv_until (&pair, 0, MARKER), 20);
-    assert_int_equal (errors_of (&pair), 0);
+    expect_after_push (&pair, &frame, 0, 20, 0);
     free (frame.data);
     pair_destroy (&pair);
 }
@@ -224,10 +233,7 @@ test_batch_count_limit (void **state)
     put_batch_start (&frame, BATCH_MAX_COUNT);
     for (int n = 0; n < BATCH_MAX_COUNT; n++)
         put_message (&frame, n, 0);
-    push_bytes (&pair, &frame);
-    push_plain (&pair, MARKER);
-    assert_int_equal (recv_until (&pair, 0, MARKER), BATCH_MAX_COUNT);
-    assert_int_equal (errors_of (&pair), 0);
+    expect_after_push (&pair, &frame, 0, BATCH_MAX_COUNT, 0);
     free (frame.data);
     pair_destroy (&pair);
 }
@@ -281,17 +287,11 @@ test_batch_size_limit (void **state)
     pair_t pair = pair_new ("4096");
     //  Exactly max_message_bytes: accepted.
     bytes_t frame = batch_of_size (4096);
-    push_bytes (&pair, &frame);
-    push_plain (&pair, MARKER);
-    assert_int_equal (recv_until (&pair, 0, MARKER), 2);
-    assert_int_equal (errors_of (&pair), 0);
+    expect_after_push (&pair, &frame, 0, 2, 0);
     free (frame.data);
     //  One octet more: the whole batch is refused (ZQ_ETOOBIG), once.
     frame = batch_of_size (4097);
-    push_bytes (&pair, &frame);
-    push_plain (&pair, MARKER);
-    assert_int_equal (recv_until (&pair, 0, MARKER), 0);
-    assert_int_equal (errors_of (&pair), 1);
+    expect_after_push (&pair, &frame, 0, 0, 1);
     free (frame.data);
     pair_destroy (&pair);
 }
