@@ -84,6 +84,9 @@ def test_batch_layout_over_limits_stores_nothing():
         for what, frame in cases:
             client.put_frame(frame)
             expect_error(client, hostile.CODE_PROTOCOL, what)
+        # zqd says so too (one line per interval, the rest counted).
+        hostile.wait_until(lambda: "malformed PUT batch" in zqd.stderr(),
+                           "a log line for the malformed batch", hostile.DEADLINE_S)
         # A batch followed by a second envelope frame is not a batch: its
         # E1 has an unknown version.
         client.send(msgpack.packb([1, hostile.PUT]), whole, msgpack.packb(b"body"))
