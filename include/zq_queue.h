@@ -166,10 +166,11 @@ ZQ_EXPORT void zq_queue_destroy (zq_queue_t **self_p);
 //    was never delivered. Peers' stats.received, compared with stats.sent,
 //    tell the rest; at-least-once delivery needs the "reliable" pattern.
 //    Linger covers libzmq's queues, not what the receiver has yet to read:
-//    when the sending process ends while a receiver is behind (its rcvhwm
-//    full), messages already written to the connection can be lost (seen
-//    with plain libzmq 4.3.4 sockets too). A process that must not lose
-//    them stays until its consumer says it has them.
+//    when the socket closes or the sending process ends while a tcp or ipc
+//    receiver is behind (its rcvhwm full), the last messages already taken
+//    from the queue for the connection can be lost (seen with plain libzmq
+//    4.3.4 sockets too). A process that must not lose them keeps the queue
+//    open until its consumer says it has them.
 //  A pipeline producer first sends the batch it holds (zq_queue_flush),
 //  waiting up to linger_ms for room, and counts what could not go; for
 //  pubsub zq holds nothing, so the count is always 0.

@@ -406,17 +406,23 @@ test_batch_mixed_elements (void **state)
 
 //  ---- A producer's batches, read raw ------------------------------------
 
-//  A PULL socket bound over tcp, taking at most a few frames ahead.
+//  A PULL socket taking at most a few frames ahead, bound over tcp, or
+//  over inproc when inproc_name is not NULL.
 static zsock_t *
-raw_pull (char *endpoint, size_t size)
+raw_pull (char *endpoint, size_t size, const char *inproc_name)
 {
     zsock_t *pull = zsock_new (ZMQ_PULL);
     assert_non_null (pull);
     zsock_set_rcvhwm (pull, 4);
     zsock_set_rcvbuf (pull, 4096);
-    int port = zsock_bind (pull, "tcp://127.0.0.1:*");
-    assert_true (port > 0);
-    snprintf (endpoint, size, ">tcp://127.0.0.1:%d", port);
+    if (inproc_name) {
+        assert_int_equal (zsock_bind (pull, "inproc://%s", inproc_name), 0);
+        snprintf (endpoint, size, ">inproc://%s", inproc_name);
+    } else {
+        int port = zsock_bind (pull, "tcp://127.0.0.1:*");
+        assert_true (port > 0);
+        snprintf (endpoint, size, ">tcp://127.0.0.1:%d", port);
+    }
     return pull;
 }
 
@@ -493,7 +499,7 @@ test_producer_lone_message_alone (void **state)
 {
     (void)state;
     char endpoint[64];
-    zsock_t *pull = raw_pull (endpoint, sizeof endpoint);
+    zsock_t *pull = raw_pull (endpoint, sizeof endpoint, NULL);
     zq_queue_t *producer = producer_to (endpoint, NULL);
     send_n (producer, 0); //  waits for the connection, then goes
     zsock_set_rcvtimeo (pull, DEADLINE_MS);
@@ -518,7 +524,7 @@ test_producer_burst_batches (void **state)
     //  kernel take plus one batch (at most 1024 messages).
     const int count = 1000;
     char endpoint[64];
-    zsock_t *pull = raw_pull (endpoint, sizeof endpoint);
+    zsock_t *pull = raw_pull (endpoint, sizeof endpoint, NULL);
     zq_queue_t *producer = producer_to (endpoint, NULL);
     for (int n = 0; n < count; n++)
         send_n (producer, n);
@@ -562,13 +568,17 @@ s_read_frames (void *arg)
 }
 
 //  Closing sends the batch still held, waiting up to linger_ms for room.
+//  Over inproc: once closed, a tcp socket's last few KiB can still be lost
+//  to a reader that lags (libzmq's linger covers its queues, not the
+//  connection's buffer; zq_queue.h says so), and what is tested here is
+//  that zq hands the batch over.
 static void
 test_producer_close_sends_held (void **state)
 {
     (void)state;
     const int count = 1000;
     char endpoint[64];
-    zsock_t *pull = raw_pull (endpoint, sizeof endpoint);
+    zsock_t *pull = raw_pull (endpoint, sizeof endpoint, "batch-close");
     zq_queue_t *producer = producer_to (endpoint, NULL);
     for (int n = 0; n < count; n++)
         send_n (producer, n);
@@ -606,7 +616,7 @@ test_producer_batching_off (void **state)
     (void)state;
     const int count = 500;
     char endpoint[64];
-    zsock_t *pull = raw_pull (endpoint, sizeof endpoint);
+    zsock_t *pull = raw_pull (endpoint, sizeof endpoint, NULL);
     zq_queue_t *producer = producer_to (endpoint, "0");
     //  Read as it goes: with batching off, a full queue makes send wait.
     send_n (producer, 0); //  waits for the connection
