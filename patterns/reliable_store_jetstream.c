@@ -883,6 +883,44 @@ s_remove (zqi_store_t *base, const char *name)
     return 0;
 }
 
+//  The queues of the streams named with this store's prefix.
+static int
+s_names (zqi_store_t *base, void (*each) (void *arg, const char *name), void *arg)
+{
+    s_store_t *self = (s_store_t *)base;
+    jsStreamNamesList *list = NULL;
+    natsStatus status = js_StreamNames (&list, self->js, NULL, NULL);
+    if (status == NATS_NOT_FOUND)
+        return 0; //  no stream at all
+    if (status != NATS_OK) {
+        errno = s_errno (status);
+        return -1;
+    }
+    size_t length = strlen (self->prefix);
+    for (int i = 0; i < list->Count; i++) {
+        const char *stream = list->List[i];
+        if (strncmp (stream, self->prefix, length) != 0 || stream[length] != '_')
+            continue;
+        char name[ZQI_STORE_NAME_MAX + 1];
+        size_t at = 0;
+        bool valid = true;
+        for (const char *c = stream + length + 1; *c && valid; c++) {
+            if (*c == '_' && (c[1] == '_' || c[1] == 'd'))
+                name[at++] = *++c == '_' ? '_' : '.';
+            else if (*c == '_')
+                valid = false;
+            else
+                name[at++] = *c;
+            valid = valid && at < sizeof name;
+        }
+        name[at < sizeof name ? at : 0] = 0;
+        if (valid && at)
+            each (arg, name);
+    }
+    jsStreamNamesList_Destroy (list);
+    return 0;
+}
+
 const zqi_store_ops_t zqi_store_jetstream = {
     .name = "jetstream",
     .open = s_open,
@@ -897,5 +935,6 @@ const zqi_store_ops_t zqi_store_jetstream = {
     .stat = s_stat,
     .purge = s_purge,
     .remove = s_remove,
+    .names = s_names,
 };
 #endif

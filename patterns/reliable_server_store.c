@@ -1,0 +1,963 @@
+/*  =========================================================================
+    reliable_server_store - the reliable server's queues kept in a store
+    behind the seam (patterns/reliable_store.h) instead of local spools:
+    the JetStream store, when the server's options name jetstream_servers.
+
+    The wire does not change. A PUT goes to the store's put and is
+    answered from put_results: CONFIRM once the store has it (JetStream's
+    PubAck), REFUSE (storage failed or busy: retry) when it has not. A
+    CONSUME adds its prefetch to the credit the server wants of the queue;
+    each delivery the store hands out goes to a consumer of that queue with
+    room as a DELIVER (attempt: the store's count of deliveries, less one),
+    and is held here, by id, until the consumer settles it: ACK, NACK (with
+    a delay) and TOUCH go to the store's settle. Past the visibility
+    timeout the consumer's credit comes back; the store delivers the
+    message again on its own (AckWait), and a late ACK still reaches it.
+    Dead letters, dedupe (the id as Nats-Msg-Id) and redelivery belong to
+    the store; what differs from the local spools is in doc/DEVICE.md.
+
+    patterns/reliable_server.h holds what the server's files share.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_server.h"
+#include "reliable_store.h"
+
+#define S_ROUTES        4    //  producers one put waiting for its result answers
+#define S_BATCH         1024 //  results or deliveries collected at once
+#define S_SWEEP_MS      100  //  deliveries past their visibility looked for once per this
+#define S_NAMES_MS      1000 //  the store's list of queues asked at most once per this
+#define S_RESUME_MS     10   //  a delivery held for a consumer with room is tried again after
+#define S_WAIT_FACTOR   4    //  a put without a result is forgotten after this many request waits
+#define S_REPLICAS_AUTO 3    //  replicas when not set and three or more servers are named
+
+typedef struct {
+    uint8_t size;
+    uint8_t route[255];
+} s_route_t;
+
+//  A put the store has not answered yet, and who to answer.
+typedef struct {
+    s_route_t routes[S_ROUTES];
+    uint32_t count;
+    int64_t since;
+} s_waiter_t;
+
+//  A queue the server has met (by a PUT, a CONSUME or an admin call).
+typedef struct {
+    char *name;
+    uint32_t *consumers; //  indexes of the consumers subscribed
+    uint32_t consumer_count;
+    uint32_t consumer_capacity;
+    uint32_t rr;
+    zlistx_t *held;  //  deliveries taken from the store, not yet sent
+    uint32_t wanted; //  the credit last given to the store
+    uint64_t in_flight;
+    zq_queue_info_t counters;
+} s_queue_t;
+
+//  A delivery sent to a consumer and not settled.
+typedef struct {
+    zqi_store_delivery_t *delivery;
+    s_queue_t *queue;
+    uint32_t owner;   //  consumer index; ZQI_R_NONE once past its visibility
+    uint32_t session; //  the owner's session
+    int64_t due;      //  visibility deadline (zqi_r_now)
+    int64_t forget;   //  then forgotten (the store has delivered it again)
+} s_flight_t;
+
+struct _zqi_rs_store_t {
+    zqi_store_t *store;
+    int64_t request_wait_ms;
+    zhashx_t *queues;  //  name -> s_queue_t
+    zhashx_t *waiters; //  hex id '/' queue -> s_waiter_t
+    zhashx_t *flights; //  hex id -> s_flight_t
+    zlistx_t *names;   //  the store's queues, as last asked
+    int64_t names_at;
+    int64_t next_sweep;
+    zqi_store_result_t results[S_BATCH];
+    zqi_store_delivery_t *batch[S_BATCH];
+};
+
+static void
+s_hex (const uint8_t *id, char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < ZQ_MSG_ID_SIZE; i++) {
+        hex[2 * i] = digits[id[i] >> 4];
+        hex[2 * i + 1] = digits[id[i] & 15];
+    }
+    hex[2 * ZQ_MSG_ID_SIZE] = '\0';
+}
+
+static void
+s_queue_destroy (void **item)
+{
+    s_queue_t *queue = (s_queue_t *)*item;
+    if (!queue)
+        return;
+    zlistx_destroy (&queue->held);
+    free (queue->consumers);
+    free (queue->name);
+    free (queue);
+    *item = NULL;
+}
+
+static void
+s_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+#ifdef HAVE_NATS
+static const zqi_store_ops_t *s_ops = &zqi_store_jetstream;
+#else
+static const zqi_store_ops_t *s_ops = NULL;
+#endif
+
+static void
+s_held_destroy (void **item)
+{
+    zqi_store_delivery_t *delivery = (zqi_store_delivery_t *)*item;
+    if (delivery && s_ops)
+        s_ops->delivery_destroy (&delivery);
+    *item = NULL;
+}
+
+static void
+s_flight_destroy (void **item)
+{
+    s_flight_t *flight = (s_flight_t *)*item;
+    if (!flight)
+        return;
+    if (flight->delivery && s_ops)
+        s_ops->delivery_destroy (&flight->delivery);
+    free (flight);
+    *item = NULL;
+}
+
+int
+zqi_rs_store_open (zqi_r_server_t *self, const zq_options_t *options)
+{
+    const char *servers = zq_options_get_str (options, "jetstream_servers");
+    if (!servers || !*servers)
+        return 0;
+    if (!s_ops) {
+        zqi_log (ZQ_LOG_ERROR, "reliable: jetstream_servers: this libzq was built without libnats "
+                               "(configure --with-nats)");
+        return zqi_fail (ENOTSUP);
+    }
+    zqi_store_config_t config;
+    memset (&config, 0, sizeof config);
+    config.servers = servers;
+#define S_STR(field_, name_)                                                                       \
+    do {                                                                                           \
+        const char *value_ = zq_options_get_str (options, name_);                                  \
+        config.field_ = value_ && *value_ ? value_ : NULL;                                         \
+    } while (0)
+    S_STR (credentials, "jetstream_credentials");
+    S_STR (tls_ca, "jetstream_tls_ca");
+    S_STR (tls_cert, "jetstream_tls_cert");
+    S_STR (tls_key, "jetstream_tls_key");
+    S_STR (prefix, "jetstream_prefix");
+#undef S_STR
+    config.replicas = (uint32_t)zqi_r_option (options, "jetstream_replicas");
+    if (config.replicas == 0) {
+        uint32_t named = 1;
+        for (const char *c = servers; *c; c++)
+            named += *c == ',';
+        config.replicas = named >= S_REPLICAS_AUTO ? S_REPLICAS_AUTO : 1;
+    }
+    config.visibility_ms = self->visibility_ms;
+    config.max_attempts = self->max_attempts;
+    config.clock = self->common.ctx->clock;
+    zqi_rs_store_t *state = (zqi_rs_store_t *)calloc (1, sizeof *state);
+    if (!state)
+        return zqi_fail (ENOMEM);
+    state->queues = zhashx_new ();
+    state->waiters = zhashx_new ();
+    state->flights = zhashx_new ();
+    state->names = zlistx_new ();
+    if (!state->queues || !state->waiters || !state->flights || !state->names) {
+        self->store = state;
+        zqi_rs_store_close (self);
+        return zqi_fail (ENOMEM);
+    }
+    zhashx_set_destructor (state->queues, s_queue_destroy);
+    zhashx_set_destructor (state->waiters, s_free);
+    zhashx_set_destructor (state->flights, s_flight_destroy);
+    zlistx_set_destructor (state->names, (zlistx_destructor_fn *)zstr_free);
+    state->request_wait_ms = 5000;
+    state->store = s_ops->open (&config);
+    if (!state->store) {
+        int saved = errno;
+        zqi_log (ZQ_LOG_ERROR, "reliable: JetStream at %s: %s", servers, zq_strerror (saved));
+        self->store = state;
+        zqi_rs_store_close (self);
+        return zqi_fail (saved);
+    }
+    self->store = state;
+    return 0;
+}
+
+void
+zqi_rs_store_close (zqi_r_server_t *self)
+{
+    zqi_rs_store_t *state = self->store;
+    if (!state)
+        return;
+    //  Deliveries not settled go again after their visibility timeout;
+    //  puts without a result are not confirmed (their producers resend).
+    zhashx_destroy (&state->flights);
+    zhashx_destroy (&state->queues);
+    zhashx_destroy (&state->waiters);
+    zlistx_destroy (&state->names);
+    if (state->store)
+        s_ops->destroy (&state->store);
+    free (state);
+    self->store = NULL;
+}
+
+int
+zqi_rs_store_fd (zqi_r_server_t *self)
+{
+    return self->store ? s_ops->signal_fd (self->store->store) : -1;
+}
+
+//  The queue of name (a valid name), made when create; NULL and errno
+//  (ZQ_ENOTFOUND, ZQ_ELIMIT past max_queues, ENOMEM).
+static s_queue_t *
+s_queue (zqi_r_server_t *self, const char *name, bool create)
+{
+    zqi_rs_store_t *state = self->store;
+    s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, name);
+    if (queue || !create) {
+        if (!queue)
+            errno = ZQ_ENOTFOUND;
+        return queue;
+    }
+    if (zhashx_size (state->queues) >= self->max_queues) {
+        zqi_rs_limit_log (self, ZQI_RS_LIMIT_QUEUES, name);
+        errno = ZQ_ELIMIT;
+        return NULL;
+    }
+    queue = (s_queue_t *)calloc (1, sizeof *queue);
+    if (queue) {
+        queue->name = strdup (name);
+        queue->held = zlistx_new ();
+    }
+    if (!queue || !queue->name || !queue->held) {
+        s_queue_destroy ((void **)&queue);
+        errno = ENOMEM;
+        return NULL;
+    }
+    zlistx_set_destructor (queue->held, s_held_destroy);
+    zhashx_insert (state->queues, name, queue);
+    zqi_rs_event (self, ZQI_RS_EVENT_QUEUE, "queue %s met (JetStream)", name);
+    return queue;
+}
+
+//  ---- Puts ---------------------------------------------------------------
+
+zqi_r_code_t
+zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const uint8_t *id,
+                  const uint8_t *data, size_t size)
+{
+    zqi_rs_store_t *state = self->store;
+    s_queue_t *queue = s_queue (self, name, true);
+    if (!queue)
+        return errno == ZQ_ELIMIT ? ZQI_R_CODE_LIMIT : ZQI_R_CODE_FAILED;
+    char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    s_hex (id, key);
+    snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s", name);
+    const zqi_rs_peer_t *from = &self->peers[peer];
+    s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+    if (waiter) {
+        //  The same put again (a resend) before the first was answered:
+        //  both are answered by the one result.
+        for (uint32_t i = 0; i < waiter->count; i++)
+            if (waiter->routes[i].size == from->route_size &&
+                memcmp (waiter->routes[i].route, from->route, from->route_size) == 0)
+                return 0;
+        if (waiter->count < S_ROUTES) {
+            waiter->routes[waiter->count].size = from->route_size;
+            memcpy (waiter->routes[waiter->count].route, from->route, from->route_size);
+            waiter->count++;
+        }
+        //  Else that producer resends after its confirm timeout.
+        return 0;
+    }
+    if (s_ops->put (state->store, name, id, data, size)) {
+        queue->counters.refused++;
+        return errno == EAGAIN                                                 ? ZQI_R_CODE_BUSY
+               : errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL ? ZQI_R_CODE_INVALID
+                                                                               : ZQI_R_CODE_FAILED;
+    }
+    waiter = (s_waiter_t *)calloc (1, sizeof *waiter);
+    if (waiter) {
+        waiter->routes[0].size = from->route_size;
+        memcpy (waiter->routes[0].route, from->route, from->route_size);
+        waiter->count = 1;
+        waiter->since = self->now;
+        if (zhashx_insert (state->waiters, key, waiter))
+            free (waiter);
+    }
+    //  Without memory to remember it, the result is not answered: the
+    //  producer sends it again.
+    return 0;
+}
+
+//  Sends the ids in ids (count of them) to route: CONFIRM (code 0) or
+//  REFUSE with code.
+static void
+s_answer (zqi_r_server_t *self, const s_route_t *route, const uint8_t *ids, size_t count,
+          zqi_r_code_t code)
+{
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += count;
+    int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
+                  : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
+    if (rc || zqi_mp_put_bin (&self->buf, ids, count * ZQ_MSG_ID_SIZE))
+        return;
+    if (code) {
+        const char *reason = code == ZQI_R_CODE_BUSY
+                                 ? "the JetStream store has too many puts waiting: retry later"
+                                 : "the JetStream store did not take it: retry later";
+        if (zqi_mp_put_uint (&self->buf, code) ||
+            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
+            return;
+    }
+    zqi_rs_send_command (self, route->route, route->size, false);
+}
+
+//  Answers the results collected: per producer, one CONFIRM for the ids
+//  stored and one REFUSE for the others.
+static void
+s_collect_results (zqi_r_server_t *self)
+{
+    zqi_rs_store_t *state = self->store;
+    for (int round = 0; round < 64; round++) {
+        size_t count = s_ops->put_results (state->store, state->results, S_BATCH);
+        if (!count)
+            return;
+        //  Each result's producers; answered producer by producer.
+        s_route_t routes[ZQI_RS_BATCH_PEERS];
+        uint32_t route_count = 0;
+        zqi_buf_t *ids = &self->bytes;
+        for (int pass = 0; pass < 2; pass++) {
+            for (size_t i = 0; i < count; i++) {
+                zqi_store_result_t *result = &state->results[i];
+                if ((pass == 0) != (result->errnum == 0))
+                    continue;
+                char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
+                s_hex (result->id, key);
+                snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
+                          result->queue);
+                s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+                s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, result->queue);
+                if (queue && result->errnum == 0 && !result->duplicate)
+                    queue->counters.put++;
+                else if (queue && result->errnum == 0)
+                    queue->counters.duplicates++;
+                else if (queue)
+                    queue->counters.refused++;
+                for (uint32_t r = 0; waiter && r < waiter->count; r++) {
+                    uint32_t at = 0;
+                    while (at < route_count &&
+                           (routes[at].size != waiter->routes[r].size ||
+                            memcmp (routes[at].route, waiter->routes[r].route, routes[at].size)))
+                        at++;
+                    if (at == route_count && route_count < ZQI_RS_BATCH_PEERS)
+                        routes[route_count++] = waiter->routes[r];
+                }
+            }
+            //  One answer per producer: its ids of this pass.
+            for (uint32_t at = 0; at < route_count; at++) {
+                zqi_buf_reset (ids);
+                for (size_t i = 0; i < count; i++) {
+                    zqi_store_result_t *result = &state->results[i];
+                    if ((pass == 0) != (result->errnum == 0))
+                        continue;
+                    char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
+                    s_hex (result->id, key);
+                    snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
+                              result->queue);
+                    s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+                    for (uint32_t r = 0; waiter && r < waiter->count; r++)
+                        if (waiter->routes[r].size == routes[at].size &&
+                            memcmp (waiter->routes[r].route, routes[at].route, routes[at].size) ==
+                                0) {
+                            zqi_buf_append (ids, result->id, ZQ_MSG_ID_SIZE);
+                            break;
+                        }
+                }
+                if (ids->size)
+                    s_answer (self, &routes[at], ids->data, ids->size / ZQ_MSG_ID_SIZE,
+                              pass == 0 ? 0 : ZQI_R_CODE_FAILED);
+            }
+            route_count = 0;
+        }
+        for (size_t i = 0; i < count; i++) {
+            char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
+            s_hex (state->results[i].id, key);
+            snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
+                      state->results[i].queue);
+            zhashx_delete (state->waiters, key);
+        }
+    }
+}
+
+//  ---- Consumers ----------------------------------------------------------
+
+//  The credit queue asks of the store: what its consumers have room for,
+//  less what is held for them already.
+static void
+s_want (zqi_r_server_t *self, s_queue_t *queue)
+{
+    uint64_t room = 0;
+    for (uint32_t i = 0; i < queue->consumer_count; i++) {
+        zqi_rs_consumer_t *consumer = &self->consumers[queue->consumers[i]];
+        if (consumer->prefetch > consumer->in_flight)
+            room += consumer->prefetch - consumer->in_flight;
+    }
+    size_t held = zlistx_size (queue->held);
+    uint32_t credit =
+        room > held ? (room - held > UINT32_MAX ? UINT32_MAX : (uint32_t)(room - held)) : 0;
+    if (credit != queue->wanted && s_ops->want (self->store->store, queue->name, credit) == 0)
+        queue->wanted = credit;
+}
+
+//  Gives a delivery back to the store at once (it goes again).
+static void
+s_give_back (zqi_r_server_t *self, zqi_store_delivery_t **delivery_p)
+{
+    s_ops->settle (self->store->store, *delivery_p, ZQI_STORE_NACK, 0);
+    s_ops->delivery_destroy (delivery_p);
+}
+
+int
+zqi_rs_store_consume (zqi_r_server_t *self, uint32_t *consumer_p, const uint8_t *route,
+                      size_t route_size, const char *name, uint32_t prefetch)
+{
+    uint32_t index = *consumer_p;
+    s_queue_t *known = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    bool renewal = false;
+    if (index != ZQI_R_NONE) {
+        uint32_t count = 0;
+        for (s_queue_t *queue = (s_queue_t *)zhashx_first (self->store->queues); queue;
+             queue = (s_queue_t *)zhashx_next (self->store->queues))
+            for (uint32_t i = 0; i < queue->consumer_count; i++)
+                if (queue->consumers[i] == index) {
+                    count++;
+                    renewal |= queue == known;
+                }
+        if (count >= self->max_consumer_queues && !renewal) {
+            zqi_rs_limit_log (self, ZQI_RS_LIMIT_CONSUMER, name);
+            return zqi_fail (ZQ_ELIMIT);
+        }
+    }
+    s_queue_t *queue = known ? known : s_queue (self, name, true);
+    if (!queue)
+        return -1;
+    if (index == ZQI_R_NONE) {
+        index = zqi_rs_consumer_new (self, route, route_size);
+        if (index == ZQI_R_NONE)
+            return zqi_fail (ENOMEM);
+        *consumer_p = index;
+    }
+    if (!renewal) {
+        if (queue->consumer_count == queue->consumer_capacity) {
+            uint32_t capacity = queue->consumer_capacity ? queue->consumer_capacity * 2 : 4;
+            uint32_t *grown = (uint32_t *)realloc (queue->consumers, capacity * sizeof (uint32_t));
+            if (!grown)
+                return zqi_fail (ENOMEM);
+            queue->consumers = grown;
+            queue->consumer_capacity = capacity;
+        }
+        queue->consumers[queue->consumer_count++] = index;
+    }
+    self->consumers[index].prefetch = prefetch;
+    s_want (self, queue);
+    return 0;
+}
+
+void
+zqi_rs_store_cancel (zqi_r_server_t *self, uint32_t consumer, const char *name)
+{
+    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    if (!queue || consumer == ZQI_R_NONE)
+        return;
+    for (uint32_t i = 0; i < queue->consumer_count; i++)
+        if (queue->consumers[i] == consumer) {
+            queue->consumers[i] = queue->consumers[--queue->consumer_count];
+            break;
+        }
+    if (!queue->consumer_count) {
+        //  No one left to take what is held: it goes back now.
+        zqi_store_delivery_t *delivery;
+        while ((delivery = (zqi_store_delivery_t *)zlistx_detach (queue->held, NULL)))
+            s_give_back (self, &delivery);
+    }
+    s_want (self, queue);
+}
+
+//  The flight of id, if any.
+static s_flight_t *
+s_flight (zqi_r_server_t *self, const uint8_t *id, char *hex)
+{
+    s_hex (id, hex);
+    return (s_flight_t *)zhashx_lookup (self->store->flights, hex);
+}
+
+//  Ends a flight: the consumer's credit comes back; the delivery goes.
+static void
+s_land (zqi_r_server_t *self, s_flight_t *flight, const char *hex)
+{
+    if (flight->owner != ZQI_R_NONE) {
+        zqi_rs_consumer_t *consumer = &self->consumers[flight->owner];
+        if (consumer->in_use && consumer->in_flight)
+            consumer->in_flight--;
+        if (flight->queue->in_flight)
+            flight->queue->in_flight--;
+    }
+    zhashx_delete (self->store->flights, hex);
+}
+
+void
+zqi_rs_store_consumer_gone (zqi_r_server_t *self, uint32_t index)
+{
+    if (!self->store)
+        return;
+    zqi_rs_store_t *state = self->store;
+    //  What it held goes back to the store at once.
+    zlistx_t *keys = zhashx_keys (state->flights);
+    for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
+         hex = (const char *)zlistx_next (keys)) {
+        s_flight_t *flight = (s_flight_t *)zhashx_lookup (state->flights, hex);
+        if (flight && flight->owner == index) {
+            s_ops->settle (state->store, flight->delivery, ZQI_STORE_NACK, 0);
+            s_land (self, flight, hex);
+        }
+    }
+    zlistx_destroy (&keys);
+    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
+         queue = (s_queue_t *)zhashx_next (state->queues))
+        for (uint32_t i = 0; i < queue->consumer_count; i++)
+            if (queue->consumers[i] == index) {
+                queue->consumers[i] = queue->consumers[--queue->consumer_count];
+                break;
+            }
+    //  The wants are set again at the end of the round (the consumer's
+    //  slot is cleared after this).
+}
+
+size_t
+zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
+                     size_t *failed_p, int *errnum_p)
+{
+    size_t not_held = 0;
+    uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
+    for (size_t i = 0; i < command->id_count; i++) {
+        char hex[2 * ZQ_MSG_ID_SIZE + 1];
+        s_flight_t *flight = s_flight (self, command->ids + i * ZQ_MSG_ID_SIZE, hex);
+        //  A delivery past its visibility timeout may still be acked by
+        //  the consumer that had it (the store takes it until it has
+        //  delivered it again); nothing else.
+        bool owned = flight && session && flight->session == session;
+        bool live = owned && flight->owner == consumer;
+        if (!owned || (!live && command->kind != ZQI_R_ACK)) {
+            not_held++;
+            continue;
+        }
+        if (command->kind == ZQI_R_ACK) {
+            if (s_ops->settle (self->store->store, flight->delivery, ZQI_STORE_ACK, 0)) {
+                (*failed_p)++;
+                *errnum_p = errno;
+                continue;
+            }
+            flight->queue->counters.acked++;
+            s_land (self, flight, hex);
+        } else if (command->kind == ZQI_R_NACK) {
+            int64_t delay = command->number;
+            uint32_t attempt = flight->delivery->attempt ? flight->delivery->attempt - 1 : 0;
+            if (delay < 0) {
+                delay = self->backoff_ms;
+                for (uint32_t step = 0; step < attempt && delay < self->backoff_max_ms; step++)
+                    delay *= 2;
+                if (delay > self->backoff_max_ms)
+                    delay = self->backoff_max_ms;
+            }
+            if (delay > self->max_delay_ms)
+                delay = self->max_delay_ms;
+            if (delay > ZQI_STORE_DELAY_MAX_MS)
+                delay = ZQI_STORE_DELAY_MAX_MS;
+            flight->queue->counters.nacked++;
+            //  Not passed on: the store delivers it again after AckWait.
+            s_ops->settle (self->store->store, flight->delivery, ZQI_STORE_NACK, delay);
+            s_land (self, flight, hex);
+        } else {
+            //  JetStream restarts the whole AckWait (the visibility
+            //  timeout), whatever extension was asked.
+            if (s_ops->settle (self->store->store, flight->delivery, ZQI_STORE_TOUCH, 0) == 0) {
+                int64_t now = zqi_r_now (&self->common);
+                flight->due = now + self->visibility_ms;
+                flight->forget = flight->due + self->visibility_ms;
+            }
+        }
+    }
+    return not_held;
+}
+
+void
+zqi_rs_store_leave (zqi_r_server_t *self, uint32_t consumer)
+{
+    //  Every delivery it held goes back at once (the store counts each
+    //  one delivered: JetStream 2.9 cannot take a delivery back unseen).
+    zqi_rs_consumer_drop (self, consumer);
+}
+
+//  ---- Deliveries ---------------------------------------------------------
+
+//  The next consumer of queue with room, round-robin; ZQI_R_NONE if none.
+static uint32_t
+s_chosen (zqi_r_server_t *self, s_queue_t *queue)
+{
+    for (uint32_t tried = 0; tried < queue->consumer_count; tried++) {
+        uint32_t position = (queue->rr + tried) % queue->consumer_count;
+        uint32_t index = queue->consumers[position];
+        zqi_rs_consumer_t *consumer = &self->consumers[index];
+        if (consumer->in_use && !consumer->stalled && consumer->in_flight < consumer->prefetch) {
+            queue->rr = (position + 1) % queue->consumer_count;
+            return index;
+        }
+    }
+    return ZQI_R_NONE;
+}
+
+//  Sends delivery to a consumer of queue, or holds it. Takes it.
+static void
+s_deliver (zqi_r_server_t *self, s_queue_t *queue, zqi_store_delivery_t *delivery)
+{
+    zqi_r_envelope_t envelope;
+    if (zqi_r_envelope_parse (delivery->data, delivery->size, NULL, 0, false, &envelope)) {
+        //  Not a zq message: it would come back forever.
+        zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: a stored message is not a zq message; dropped",
+                 queue->name);
+        s_ops->settle (self->store->store, delivery, ZQI_STORE_ACK, 0);
+        s_ops->delivery_destroy (&delivery);
+        queue->counters.dropped++;
+        return;
+    }
+    int64_t wall = (envelope.ttl_ms >= 0 || envelope.not_before_ms >= 0)
+                       ? zqi_clock_wall (self->common.ctx->clock)
+                       : 0;
+    if (envelope.ttl_ms >= 0 &&
+        zqi_r_add_ms ((int64_t)envelope.created_ms, envelope.ttl_ms) <= wall) {
+        if (s_ops->settle (self->store->store, delivery, ZQI_STORE_ACK, 0) == 0)
+            queue->counters.expired++;
+        s_ops->delivery_destroy (&delivery);
+        return;
+    }
+    if (envelope.not_before_ms > wall) {
+        //  Back to the store until its time (this counts as one delivery).
+        int64_t delay = envelope.not_before_ms - wall;
+        s_ops->settle (self->store->store, delivery, ZQI_STORE_NACK,
+                       delay > ZQI_STORE_DELAY_MAX_MS ? ZQI_STORE_DELAY_MAX_MS : delay);
+        s_ops->delivery_destroy (&delivery);
+        return;
+    }
+    uint32_t chosen = s_chosen (self, queue);
+    if (chosen == ZQI_R_NONE) {
+        if (queue->consumer_count)
+            zlistx_add_end (queue->held, delivery);
+        else
+            s_give_back (self, &delivery);
+        return;
+    }
+    zqi_rs_consumer_t *consumer = &self->consumers[chosen];
+    uint32_t attempt = delivery->attempt ? delivery->attempt - 1 : 0;
+    const void *data = delivery->data;
+    size_t size = delivery->size;
+    int rc = 0;
+    if (attempt != envelope.attempt) {
+        zq_spool_record_t record = {0, delivery->data, delivery->size};
+        rc = zqi_rs_rewrite_attempt (self, &record, &envelope, attempt);
+        data = self->bytes.data;
+        size = self->bytes.size;
+    }
+    if (rc == 0)
+        rc = zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
+                     zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms) ||
+                     zqi_rs_send_command (self, consumer->route, consumer->route_size, true) ||
+                     zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1
+                 ? -1
+                 : 0;
+    if (rc) {
+        int failure = errno;
+        zlistx_add_start (queue->held, delivery);
+        if (failure == EHOSTUNREACH)
+            zqi_rs_consumer_drop (self, chosen);
+        else
+            consumer->stalled = true;
+        return;
+    }
+    char hex[2 * ZQ_MSG_ID_SIZE + 1];
+    s_flight_t *old = s_flight (self, delivery->id, hex);
+    if (old)
+        s_land (self, old, hex); //  delivered again meanwhile: this one counts
+    s_flight_t *flight = (s_flight_t *)calloc (1, sizeof *flight);
+    if (!flight || zhashx_insert (self->store->flights, hex, flight)) {
+        //  Sent, but not remembered: the store delivers it again after
+        //  the visibility timeout.
+        free (flight);
+        s_ops->delivery_destroy (&delivery);
+        return;
+    }
+    flight->delivery = delivery;
+    flight->queue = queue;
+    flight->owner = chosen;
+    flight->session = consumer->session;
+    flight->due = self->now + self->visibility_ms;
+    flight->forget = flight->due + self->visibility_ms;
+    consumer->in_flight++;
+    consumer->sent++;
+    queue->in_flight++;
+    queue->counters.delivered++;
+    if (attempt)
+        queue->counters.redelivered++;
+}
+
+//  Deliveries past their visibility timeout give their consumer's credit
+//  back; long past it they are forgotten.
+static void
+s_sweep (zqi_r_server_t *self, int64_t now)
+{
+    zqi_rs_store_t *state = self->store;
+    zlistx_t *keys = zhashx_keys (state->flights);
+    for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
+         hex = (const char *)zlistx_next (keys)) {
+        s_flight_t *flight = (s_flight_t *)zhashx_lookup (state->flights, hex);
+        if (!flight)
+            continue;
+        if (flight->forget <= now) {
+            s_land (self, flight, hex);
+            continue;
+        }
+        if (flight->owner != ZQI_R_NONE && flight->due <= now) {
+            flight->queue->counters.timeouts++;
+            zqi_rs_event (self, ZQI_RS_EVENT_REDELIVERY,
+                          "queue %s: a delivery (attempt %u) passed its visibility timeout: "
+                          "JetStream delivers it again",
+                          flight->queue->name, flight->delivery->attempt);
+            zqi_rs_consumer_t *consumer = &self->consumers[flight->owner];
+            if (consumer->in_use && consumer->in_flight)
+                consumer->in_flight--;
+            if (flight->queue->in_flight)
+                flight->queue->in_flight--;
+            flight->owner = ZQI_R_NONE;
+        }
+    }
+    zlistx_destroy (&keys);
+    //  Puts the store never answered (it always should, within its
+    //  request wait) are forgotten: their producers resend.
+    keys = zhashx_keys (state->waiters);
+    for (const char *key = keys ? (const char *)zlistx_first (keys) : NULL; key;
+         key = (const char *)zlistx_next (keys)) {
+        s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+        if (waiter && now - waiter->since > S_WAIT_FACTOR * state->request_wait_ms)
+            zhashx_delete (state->waiters, key);
+    }
+    zlistx_destroy (&keys);
+}
+
+void
+zqi_rs_store_work (zqi_r_server_t *self)
+{
+    zqi_rs_store_t *state = self->store;
+    s_collect_results (self);
+    for (uint32_t index = 1; index < self->consumer_capacity; index++)
+        self->consumers[index].stalled = false;
+    //  What was held first, then what the store has brought.
+    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
+         queue = (s_queue_t *)zhashx_next (state->queues)) {
+        size_t count = zlistx_size (queue->held);
+        for (size_t i = 0; i < count; i++) {
+            if (s_chosen (self, queue) == ZQI_R_NONE)
+                break;
+            zqi_store_delivery_t *delivery =
+                (zqi_store_delivery_t *)zlistx_detach (queue->held, NULL);
+            s_deliver (self, queue, delivery);
+        }
+    }
+    for (int round = 0; round < 64; round++) {
+        size_t count = s_ops->deliveries (state->store, state->batch, S_BATCH);
+        for (size_t i = 0; i < count; i++) {
+            s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, state->batch[i]->queue);
+            if (queue)
+                s_deliver (self, queue, state->batch[i]);
+            else
+                s_give_back (self, &state->batch[i]);
+        }
+        if (count < S_BATCH)
+            break;
+    }
+    int64_t now = zqi_r_now (&self->common);
+    if (now >= state->next_sweep) {
+        state->next_sweep = now + S_SWEEP_MS;
+        s_sweep (self, now);
+    }
+    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
+         queue = (s_queue_t *)zhashx_next (state->queues))
+        s_want (self, queue);
+}
+
+int64_t
+zqi_rs_store_next_due (zqi_r_server_t *self)
+{
+    zqi_rs_store_t *state = self->store;
+    int64_t due = state->next_sweep;
+    int64_t now = zqi_r_now (&self->common);
+    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
+         queue = (s_queue_t *)zhashx_next (state->queues))
+        if (zlistx_size (queue->held) && now + S_RESUME_MS < due)
+            due = now + S_RESUME_MS;
+    return due;
+}
+
+//  ---- Admin --------------------------------------------------------------
+
+int
+zqi_rs_store_declare (zqi_r_server_t *self, const char *name)
+{
+    return s_queue (self, name, true) ? 0 : -1;
+}
+
+static void
+s_name_found (void *arg, const char *name)
+{
+    zlistx_t *found = (zlistx_t *)arg;
+    char *copy = strdup (name);
+    if (copy && !zlistx_add_end (found, copy))
+        free (copy);
+}
+
+static void
+s_name_add (zhashx_t *seen, zlistx_t *names, const char *name)
+{
+    if (!seen || zhashx_lookup (seen, name))
+        return;
+    char *copy = strdup (name);
+    if (copy && zlistx_add_end (names, copy))
+        zhashx_insert (seen, name, (void *)1);
+    else
+        free (copy);
+}
+
+void
+zqi_rs_store_names (zqi_r_server_t *self, zlistx_t *names)
+{
+    //  The queues met here and those the cluster holds (asked at most
+    //  once per S_NAMES_MS: the device asks each second).
+    zqi_rs_store_t *state = self->store;
+    int64_t now = zqi_r_now (&self->common);
+    if (s_ops->names && (!state->names_at || now - state->names_at >= S_NAMES_MS)) {
+        zlistx_t *found = zlistx_new ();
+        if (found) {
+            zlistx_set_destructor (found, (zlistx_destructor_fn *)zstr_free);
+            if (s_ops->names (state->store, s_name_found, found) == 0) {
+                zlistx_destroy (&state->names);
+                state->names = found;
+                found = NULL;
+            }
+            zlistx_destroy (&found);
+        }
+        state->names_at = now;
+    }
+    zhashx_t *seen = zhashx_new ();
+    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
+         queue = (s_queue_t *)zhashx_next (state->queues))
+        s_name_add (seen, names, queue->name);
+    for (const char *name = state->names ? (const char *)zlistx_first (state->names) : NULL; name;
+         name = (const char *)zlistx_next (state->names))
+        if (zqi_queue_name_check (name, strlen (name)) >= 0)
+            s_name_add (seen, names, name);
+    zhashx_destroy (&seen);
+}
+
+int
+zqi_rs_store_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
+{
+    zqi_store_stat_t stat;
+    if (s_ops->stat (self->store->store, name, &stat))
+        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
+    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    memset (info, 0, sizeof *info);
+    if (queue) {
+        *info = queue->counters;
+        info->consumers = queue->consumer_count;
+    }
+    //  Over every gateway of the cluster, not this server only.
+    info->depth = stat.messages;
+    info->in_flight = stat.in_flight;
+    info->ready = stat.messages > stat.in_flight ? stat.messages - stat.in_flight : 0;
+    info->disk_bytes = stat.bytes;
+    char dead[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    if (zqi_queue_name_check (name, strlen (name)) == 0 &&
+        snprintf (dead, sizeof dead, "%s" ZQ_QUEUE_DEAD_SUFFIX, name) < (int)sizeof dead &&
+        s_ops->stat (self->store->store, dead, &stat) == 0)
+        info->dead = stat.messages;
+    return 0;
+}
+
+int
+zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
+{
+    zqi_store_stat_t stat;
+    if (s_ops->stat (self->store->store, name, &stat))
+        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
+    if (s_ops->purge (self->store->store, name))
+        return -1;
+    *count_p = stat.messages;
+    return 0;
+}
+
+int
+zqi_rs_store_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p)
+{
+    zqi_store_stat_t stat;
+    if (s_ops->stat (self->store->store, name, &stat))
+        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
+    if (stat.messages && !(flags & ZQ_DELETE_FORCE))
+        return zqi_fail (ENOTEMPTY);
+    if (s_ops->remove (self->store->store, name))
+        return -1;
+    *count_p = stat.messages;
+    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    if (queue) {
+        //  Its consumers are told, as with a local queue.
+        for (uint32_t i = 0; i < queue->consumer_count; i++) {
+            zqi_rs_consumer_t *consumer = &self->consumers[queue->consumers[i]];
+            if (consumer->in_use)
+                zqi_rs_send_error (self, consumer->route, consumer->route_size, ZQI_R_CODE_DELETED,
+                                   "queue deleted");
+        }
+        queue->consumer_count = 0;
+        zqi_store_delivery_t *delivery;
+        while ((delivery = (zqi_store_delivery_t *)zlistx_detach (queue->held, NULL)))
+            s_ops->delivery_destroy (&delivery);
+        zlistx_t *keys = zhashx_keys (self->store->flights);
+        for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
+             hex = (const char *)zlistx_next (keys)) {
+            s_flight_t *flight = (s_flight_t *)zhashx_lookup (self->store->flights, hex);
+            if (flight && flight->queue == queue)
+                s_land (self, flight, hex);
+        }
+        zlistx_destroy (&keys);
+        zhashx_delete (self->store->queues, name);
+    }
+    return 0;
+}
