@@ -928,13 +928,21 @@ zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
 int
 zqi_rs_store_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p)
 {
-    zqi_store_stat_t stat;
+    zqi_store_stat_t stat, dead_stat = {0};
     if (s_ops->stat (self->store->store, name, &stat))
         return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
-    if (stat.messages && !(flags & ZQ_DELETE_FORCE))
+    //  NAME.dead goes with NAME (given alone, it goes alone).
+    char dead[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    bool has_dead =
+        zqi_queue_name_check (name, strlen (name)) == 0 &&
+        snprintf (dead, sizeof dead, "%s" ZQ_QUEUE_DEAD_SUFFIX, name) < (int)sizeof dead &&
+        s_ops->stat (self->store->store, dead, &dead_stat) == 0;
+    if ((stat.messages || dead_stat.messages) && !(flags & ZQ_DELETE_FORCE))
         return zqi_fail (ENOTEMPTY);
     if (s_ops->remove (self->store->store, name))
         return -1;
+    if (has_dead && s_ops->remove (self->store->store, dead) == 0)
+        stat.messages += dead_stat.messages;
     *count_p = stat.messages;
     s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
     if (queue) {
