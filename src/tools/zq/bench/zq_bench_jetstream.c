@@ -77,7 +77,9 @@ s_direct (const char *servers, int replicas, const char *stream, uint64_t count,
         status = natsConnection_Connect (&conn, opts);
     jsOptions js_options;
     jsOptions_Init (&js_options);
-    js_options.PublishAsync.MaxPending = 4096;
+    js_options.PublishAsync.MaxPending = 4096; //  as the store's
+    js_options.PublishAsync.StallWait = ZQ_BENCH_STALL_MS;
+    js_options.Wait = ZQ_BENCH_STALL_MS;
     if (status == NATS_OK)
         status = natsConnection_JetStream (&js, conn, &js_options);
     char subject[256];
