@@ -334,7 +334,15 @@ s_answer (zqi_r_server_t *self, const s_route_t *route, const uint8_t *ids, size
     zqi_rs_send_command (self, route->route, route->size, false);
 }
 
-//  Answers the results collected: per producer, one CONFIRM for the ids
+//  The key of a put waiting for its result: hex id '/' queue.
+static void
+s_waiter_key (const zqi_store_result_t *result, char *key, size_t size)
+{
+    s_hex (result->id, key);
+    snprintf (key + 2 * ZQ_MSG_ID_SIZE, size - 2 * ZQ_MSG_ID_SIZE, "/%s", result->queue);
+}
+
+//  Answers the results collected: per producer, one CONFIRM for its ids
 //  stored and one REFUSE for the others.
 static void
 s_collect_results (zqi_r_server_t *self)
@@ -344,68 +352,50 @@ s_collect_results (zqi_r_server_t *self)
         size_t count = s_ops->put_results (state->store, state->results, S_BATCH);
         if (!count)
             return;
-        //  Each result's producers; answered producer by producer.
-        s_route_t routes[ZQI_RS_BATCH_PEERS];
-        uint32_t route_count = 0;
-        zqi_buf_t *ids = &self->bytes;
-        for (int pass = 0; pass < 2; pass++) {
-            for (size_t i = 0; i < count; i++) {
-                zqi_store_result_t *result = &state->results[i];
-                if ((pass == 0) != (result->errnum == 0))
+        //  Each result's waiter, and which of its producers are answered.
+        s_waiter_t *waiters[S_BATCH];
+        uint8_t done[S_BATCH];
+        for (size_t i = 0; i < count; i++) {
+            zqi_store_result_t *result = &state->results[i];
+            char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
+            s_waiter_key (result, key, sizeof key);
+            waiters[i] = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+            done[i] = 0;
+            s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, result->queue);
+            if (queue && result->errnum == 0 && !result->duplicate)
+                queue->counters.put++;
+            else if (queue && result->errnum == 0)
+                queue->counters.duplicates++;
+            else if (queue)
+                queue->counters.refused++;
+        }
+        //  The first producer not yet answered, with all its ids of the
+        //  same outcome; again until every one is answered.
+        for (size_t first = 0; first < count; first++) {
+            for (uint32_t r = 0; waiters[first] && r < waiters[first]->count; r++) {
+                if (done[first] & (1u << r))
                     continue;
-                char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
-                s_hex (result->id, key);
-                snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
-                          result->queue);
-                s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
-                s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, result->queue);
-                if (queue && result->errnum == 0 && !result->duplicate)
-                    queue->counters.put++;
-                else if (queue && result->errnum == 0)
-                    queue->counters.duplicates++;
-                else if (queue)
-                    queue->counters.refused++;
-                for (uint32_t r = 0; waiter && r < waiter->count; r++) {
-                    uint32_t at = 0;
-                    while (at < route_count &&
-                           (routes[at].size != waiter->routes[r].size ||
-                            memcmp (routes[at].route, waiter->routes[r].route, routes[at].size)))
-                        at++;
-                    if (at == route_count && route_count < ZQI_RS_BATCH_PEERS)
-                        routes[route_count++] = waiter->routes[r];
-                }
-            }
-            //  One answer per producer: its ids of this pass.
-            for (uint32_t at = 0; at < route_count; at++) {
-                zqi_buf_reset (ids);
-                for (size_t i = 0; i < count; i++) {
-                    zqi_store_result_t *result = &state->results[i];
-                    if ((pass == 0) != (result->errnum == 0))
+                const s_route_t *route = &waiters[first]->routes[r];
+                bool stored = state->results[first].errnum == 0;
+                zqi_buf_reset (&self->bytes);
+                for (size_t i = first; i < count; i++) {
+                    if ((state->results[i].errnum == 0) != stored || !waiters[i])
                         continue;
-                    char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
-                    s_hex (result->id, key);
-                    snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
-                              result->queue);
-                    s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
-                    for (uint32_t r = 0; waiter && r < waiter->count; r++)
-                        if (waiter->routes[r].size == routes[at].size &&
-                            memcmp (waiter->routes[r].route, routes[at].route, routes[at].size) ==
-                                0) {
-                            zqi_buf_append (ids, result->id, ZQ_MSG_ID_SIZE);
-                            break;
+                    for (uint32_t k = 0; k < waiters[i]->count; k++)
+                        if (!(done[i] & (1u << k)) && waiters[i]->routes[k].size == route->size &&
+                            memcmp (waiters[i]->routes[k].route, route->route, route->size) == 0) {
+                            done[i] |= (uint8_t)(1u << k);
+                            zqi_buf_append (&self->bytes, state->results[i].id, ZQ_MSG_ID_SIZE);
                         }
                 }
-                if (ids->size)
-                    s_answer (self, &routes[at], ids->data, ids->size / ZQ_MSG_ID_SIZE,
-                              pass == 0 ? 0 : ZQI_R_CODE_FAILED);
+                if (self->bytes.size)
+                    s_answer (self, route, self->bytes.data, self->bytes.size / ZQ_MSG_ID_SIZE,
+                              stored ? 0 : ZQI_R_CODE_FAILED);
             }
-            route_count = 0;
         }
         for (size_t i = 0; i < count; i++) {
             char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
-            s_hex (state->results[i].id, key);
-            snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s",
-                      state->results[i].queue);
+            s_waiter_key (&state->results[i], key, sizeof key);
             zhashx_delete (state->waiters, key);
         }
     }
@@ -427,7 +417,10 @@ s_want (zqi_r_server_t *self, s_queue_t *queue)
     size_t held = zlistx_size (queue->held);
     uint32_t credit =
         room > held ? (room - held > UINT32_MAX ? UINT32_MAX : (uint32_t)(room - held)) : 0;
-    if (credit != queue->wanted && s_ops->want (self->store->store, queue->name, credit) == 0)
+    //  Given again each round while not 0: the store spends it on what it
+    //  takes, which this side may have settled already in the same round.
+    if ((credit || credit != queue->wanted) &&
+        s_ops->want (self->store->store, queue->name, credit) == 0)
         queue->wanted = credit;
 }
 
@@ -784,6 +777,13 @@ zqi_rs_store_work (zqi_r_server_t *self)
     //  What was held first, then what the store has brought.
     for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
          queue = (s_queue_t *)zhashx_next (state->queues)) {
+        if (!queue->consumer_count) {
+            //  Its consumers left (or were dropped) meanwhile.
+            zqi_store_delivery_t *delivery;
+            while ((delivery = (zqi_store_delivery_t *)zlistx_detach (queue->held, NULL)))
+                s_give_back (self, &delivery);
+            continue;
+        }
         size_t count = zlistx_size (queue->held);
         for (size_t i = 0; i < count; i++) {
             if (s_chosen (self, queue) == ZQI_R_NONE)

@@ -29,6 +29,7 @@
 #define ZQI_JS_SUBJECT_ROOT    "zq.q."
 #define ZQI_JS_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
 #define ZQI_JS_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
+#define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
 
 typedef struct {
     char *name;

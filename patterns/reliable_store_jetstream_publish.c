@@ -106,7 +106,11 @@ zqi_js_put (zqi_store_t *base, const char *name, const uint8_t *id, const void *
     natsMsg *msg = NULL;
     char hex[2 * ZQI_STORE_ID_SIZE + 1];
     zqi_js_hex (id, hex);
-    if (!made && zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0) {
+    //  Not while the connection is away: the server's thread would wait
+    //  for the request's whole time; the put is refused now instead.
+    if (!made && natsConnection_Status (self->conn) != NATS_CONN_STATUS_CONNECTED)
+        errno = ECONNREFUSED;
+    else if (!made && zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0) {
         made = true;
         pthread_mutex_lock (&self->lock);
         queue->stream_made = true;

@@ -54,7 +54,7 @@ def test_kill_a_node_and_a_gateway_while_putting():
     for _ in range(2):
         zqd = hostile.Zqd(args=["--jetstream", nats.urls(),
                                 "-o", "visibility_timeout_ms=%d" % VISIBILITY_MS,
-                                "-o", "jetstream_prefix=C%d" % os.getpid()])
+                                "-o", "jetstream_prefix=C%d" % os.getpid(), "-v"])
         atexit.register(zqd.close)
         zqds.append(zqd.start())
     queue = "orders"
@@ -116,8 +116,10 @@ def test_kill_a_node_and_a_gateway_while_putting():
                 send(msg_id)
         if not producing and not sent and not retry and set(confirmed) <= delivered:
             break
-        check(now < deadline, "%d unanswered, %d confirmed not delivered after %.0f s" %
-              (len(sent) + len(retry), len(set(confirmed) - delivered), DRAIN_S))
+        check(now < deadline, "%d unanswered, %d confirmed not delivered after %.0f s; "
+              "the surviving zqd said: %s" % (len(sent) + len(retry),
+                                               len(set(confirmed) - delivered), DRAIN_S,
+                                               zqds[0].stderr()[-2000:]))
         for sock, _ in poller.poll(50):
             frames_in = sock.recv_multipart()
             command = msgpack.unpackb(frames_in[0], raw=False)
