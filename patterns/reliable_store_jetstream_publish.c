@@ -73,7 +73,29 @@ zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void
         s_result (self, stream, hex, 0, ack->Duplicate);
     else
         s_result (self, stream, hex, error ? zqi_js_errno (error->Err) : EIO, false);
-    natsMsg_Destroy (msg);
+    //  Not destroyed here (see answered); without room for it, it leaks
+    //  rather than be freed under the publisher.
+    pthread_mutex_lock (&self->lock);
+    zlistx_add_end (self->answered, msg);
+    pthread_mutex_unlock (&self->lock);
+}
+
+//  Destroys the messages of answered puts. On the thread that puts.
+static void
+s_bury (zqi_js_store_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    zlistx_t *answered = self->answered;
+    self->answered = zlistx_new ();
+    if (!self->answered) {
+        self->answered = answered;
+        answered = NULL;
+    }
+    pthread_mutex_unlock (&self->lock);
+    natsMsg *msg;
+    while (answered && (msg = (natsMsg *)zlistx_detach (answered, NULL)))
+        natsMsg_Destroy (msg);
+    zlistx_destroy (&answered);
 }
 
 int
@@ -148,6 +170,7 @@ zqi_js_put_results (zqi_store_t *base, zqi_store_result_t *results, size_t max)
 {
     zqi_js_store_t *self = (zqi_js_store_t *)base;
     zqi_js_drain (self);
+    s_bury (self);
     size_t count = 0;
     pthread_mutex_lock (&self->lock);
     while (count < max && zlistx_size (self->results)) {
