@@ -38,6 +38,10 @@
         reliable_server_input.c     commands from the socket, PUTs and their
                                     batch commit, settles, timers, a round
         reliable_server_admin.c     declare, names, info, peek, purge, redrive
+        reliable_server_store*.c    with jetstream_servers set: every queue in
+                                    the JetStream store instead of spools
+                                    (puts, consumers, deliveries, settles;
+                                    _admin.c: names, info, purge, delete)
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

@@ -16,74 +16,24 @@
     Dead letters, dedupe (the id as Nats-Msg-Id) and redelivery belong to
     the store; what differs from the local spools is in doc/DEVICE.md.
 
-    patterns/reliable_server.h holds what the server's files share.
+    patterns/reliable_server.h holds what the server's files share,
+    patterns/reliable_server_store.h what this file and
+    reliable_server_store_admin.c (the admin calls) share.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#include "reliable_server.h"
-#include "reliable_store.h"
+#include "reliable_server_store.h"
 
-#define S_ROUTES        4    //  producers one put waiting for its result answers
-#define S_BATCH         1024 //  results or deliveries collected at once
-#define S_SWEEP_MS      100  //  deliveries past their visibility looked for once per this
-#define S_NAMES_MS      1000 //  the store's list of queues asked at most once per this
-#define S_RESUME_MS     10   //  a delivery held for a consumer with room is tried again after
-#define S_WAIT_FACTOR   4    //  a put without a result is forgotten after this many request waits
-#define S_REPLICAS_AUTO 3    //  replicas when not set and three or more servers are named
+#define S_SWEEP_MS      100 //  deliveries past their visibility looked for once per this
+#define S_RESUME_MS     10  //  a delivery held for a consumer with room is tried again after
+#define S_WAIT_FACTOR   4   //  a put without a result is forgotten after this many request waits
+#define S_REPLICAS_AUTO 3   //  replicas when not set and three or more servers are named
 
-typedef struct {
-    uint8_t size;
-    uint8_t route[255];
-} s_route_t;
-
-//  A put the store has not answered yet, and who to answer.
-typedef struct {
-    s_route_t routes[S_ROUTES];
-    uint32_t count;
-    int64_t since;
-} s_waiter_t;
-
-//  A queue the server has met (by a PUT, a CONSUME or an admin call).
-typedef struct {
-    char *name;
-    uint32_t *consumers; //  indexes of the consumers subscribed
-    uint32_t consumer_count;
-    uint32_t consumer_capacity;
-    uint32_t rr;
-    zlistx_t *held;  //  deliveries taken from the store, not yet sent
-    uint32_t wanted; //  the credit last given to the store
-    uint64_t in_flight;
-    zq_queue_info_t counters;
-} s_queue_t;
-
-//  A delivery sent to a consumer and not settled.
-typedef struct {
-    zqi_store_delivery_t *delivery;
-    s_queue_t *queue;
-    uint32_t owner;   //  consumer index; ZQI_R_NONE once past its visibility
-    uint32_t session; //  the owner's session
-    int64_t due;      //  visibility deadline (zqi_r_now)
-    int64_t forget;   //  then forgotten (the store has delivered it again)
-} s_flight_t;
-
-struct _zqi_rs_store_t {
-    zqi_store_t *store;
-    int64_t request_wait_ms;
-    zhashx_t *queues;  //  name -> s_queue_t
-    zhashx_t *waiters; //  hex id '/' queue -> s_waiter_t
-    zhashx_t *flights; //  hex id -> s_flight_t
-    zlistx_t *names;   //  the store's queues, as last asked
-    int64_t names_at;
-    int64_t next_sweep;
-    zqi_store_result_t results[S_BATCH];
-    zqi_store_delivery_t *batch[S_BATCH];
-};
-
-static void
-s_hex (const uint8_t *id, char *hex)
+void
+zqi_rss_hex (const uint8_t *id, char *hex)
 {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < ZQ_MSG_ID_SIZE; i++) {
@@ -96,7 +46,7 @@ s_hex (const uint8_t *id, char *hex)
 static void
 s_queue_destroy (void **item)
 {
-    s_queue_t *queue = (s_queue_t *)*item;
+    zqi_rss_queue_t *queue = (zqi_rss_queue_t *)*item;
     if (!queue)
         return;
     zlistx_destroy (&queue->held);
@@ -113,11 +63,7 @@ s_free (void **item)
     *item = NULL;
 }
 
-#ifdef HAVE_NATS
-static const zqi_store_ops_t *s_ops = &zqi_store_jetstream;
-#else
-static const zqi_store_ops_t *s_ops = NULL;
-#endif
+static const zqi_store_ops_t *s_ops = ZQI_RSS_OPS;
 
 static void
 s_held_destroy (void **item)
@@ -131,7 +77,7 @@ s_held_destroy (void **item)
 static void
 s_flight_destroy (void **item)
 {
-    s_flight_t *flight = (s_flight_t *)*item;
+    zqi_rss_flight_t *flight = (zqi_rss_flight_t *)*item;
     if (!flight)
         return;
     if (flight->delivery && s_ops)
@@ -230,11 +176,11 @@ zqi_rs_store_fd (zqi_r_server_t *self)
 
 //  The queue of name (a valid name), made when create; NULL and errno
 //  (ZQ_ENOTFOUND, ZQ_ELIMIT past max_queues, ENOMEM).
-static s_queue_t *
-s_queue (zqi_r_server_t *self, const char *name, bool create)
+zqi_rss_queue_t *
+zqi_rss_queue (zqi_r_server_t *self, const char *name, bool create)
 {
     zqi_rs_store_t *state = self->store;
-    s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, name);
+    zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_lookup (state->queues, name);
     if (queue || !create) {
         if (!queue)
             errno = ZQ_ENOTFOUND;
@@ -245,7 +191,7 @@ s_queue (zqi_r_server_t *self, const char *name, bool create)
         errno = ZQ_ELIMIT;
         return NULL;
     }
-    queue = (s_queue_t *)calloc (1, sizeof *queue);
+    queue = (zqi_rss_queue_t *)calloc (1, sizeof *queue);
     if (queue) {
         queue->name = strdup (name);
         queue->held = zlistx_new ();
@@ -268,14 +214,14 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
                   const uint8_t *data, size_t size)
 {
     zqi_rs_store_t *state = self->store;
-    s_queue_t *queue = s_queue (self, name, true);
+    zqi_rss_queue_t *queue = zqi_rss_queue (self, name, true);
     if (!queue)
         return errno == ZQ_ELIMIT ? ZQI_R_CODE_LIMIT : ZQI_R_CODE_FAILED;
     char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
-    s_hex (id, key);
+    zqi_rss_hex (id, key);
     snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s", name);
     const zqi_rs_peer_t *from = &self->peers[peer];
-    s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+    zqi_rss_waiter_t *waiter = (zqi_rss_waiter_t *)zhashx_lookup (state->waiters, key);
     if (waiter) {
         //  The same put again (a resend) before the first was answered:
         //  both are answered by the one result.
@@ -283,7 +229,7 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
             if (waiter->routes[i].size == from->route_size &&
                 memcmp (waiter->routes[i].route, from->route, from->route_size) == 0)
                 return 0;
-        if (waiter->count < S_ROUTES) {
+        if (waiter->count < ZQI_RSS_ROUTES) {
             waiter->routes[waiter->count].size = from->route_size;
             memcpy (waiter->routes[waiter->count].route, from->route, from->route_size);
             waiter->count++;
@@ -297,7 +243,7 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
                : errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL ? ZQI_R_CODE_INVALID
                                                                                : ZQI_R_CODE_FAILED;
     }
-    waiter = (s_waiter_t *)calloc (1, sizeof *waiter);
+    waiter = (zqi_rss_waiter_t *)calloc (1, sizeof *waiter);
     if (waiter) {
         waiter->routes[0].size = from->route_size;
         memcpy (waiter->routes[0].route, from->route, from->route_size);
@@ -314,7 +260,7 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
 //  Sends the ids in ids (count of them) to route: CONFIRM (code 0) or
 //  REFUSE with code.
 static void
-s_answer (zqi_r_server_t *self, const s_route_t *route, const uint8_t *ids, size_t count,
+s_answer (zqi_r_server_t *self, const zqi_rss_route_t *route, const uint8_t *ids, size_t count,
           zqi_r_code_t code)
 {
     if (code && code < ZQI_R_CODE_COUNT)
@@ -338,7 +284,7 @@ s_answer (zqi_r_server_t *self, const s_route_t *route, const uint8_t *ids, size
 static void
 s_waiter_key (const zqi_store_result_t *result, char *key, size_t size)
 {
-    s_hex (result->id, key);
+    zqi_rss_hex (result->id, key);
     snprintf (key + 2 * ZQ_MSG_ID_SIZE, size - 2 * ZQ_MSG_ID_SIZE, "/%s", result->queue);
 }
 
@@ -349,19 +295,20 @@ s_collect_results (zqi_r_server_t *self)
 {
     zqi_rs_store_t *state = self->store;
     for (int round = 0; round < 64; round++) {
-        size_t count = s_ops->put_results (state->store, state->results, S_BATCH);
+        size_t count = s_ops->put_results (state->store, state->results, ZQI_RSS_BATCH);
         if (!count)
             return;
         //  Each result's waiter, and which of its producers are answered.
-        s_waiter_t *waiters[S_BATCH];
-        uint8_t done[S_BATCH];
+        zqi_rss_waiter_t *waiters[ZQI_RSS_BATCH];
+        uint8_t done[ZQI_RSS_BATCH];
         for (size_t i = 0; i < count; i++) {
             zqi_store_result_t *result = &state->results[i];
             char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQI_STORE_NAME_MAX + 1];
             s_waiter_key (result, key, sizeof key);
-            waiters[i] = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+            waiters[i] = (zqi_rss_waiter_t *)zhashx_lookup (state->waiters, key);
             done[i] = 0;
-            s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, result->queue);
+            zqi_rss_queue_t *queue =
+                (zqi_rss_queue_t *)zhashx_lookup (state->queues, result->queue);
             if (queue && result->errnum == 0 && !result->duplicate)
                 queue->counters.put++;
             else if (queue && result->errnum == 0)
@@ -375,7 +322,7 @@ s_collect_results (zqi_r_server_t *self)
             for (uint32_t r = 0; waiters[first] && r < waiters[first]->count; r++) {
                 if (done[first] & (1u << r))
                     continue;
-                const s_route_t *route = &waiters[first]->routes[r];
+                const zqi_rss_route_t *route = &waiters[first]->routes[r];
                 bool stored = state->results[first].errnum == 0;
                 zqi_buf_reset (&self->bytes);
                 for (size_t i = first; i < count; i++) {
@@ -406,7 +353,7 @@ s_collect_results (zqi_r_server_t *self)
 //  The credit queue asks of the store: what its consumers have room for,
 //  less what is held for them already.
 static void
-s_want (zqi_r_server_t *self, s_queue_t *queue)
+s_want (zqi_r_server_t *self, zqi_rss_queue_t *queue)
 {
     uint64_t room = 0;
     for (uint32_t i = 0; i < queue->consumer_count; i++) {
@@ -437,12 +384,12 @@ zqi_rs_store_consume (zqi_r_server_t *self, uint32_t *consumer_p, const uint8_t 
                       size_t route_size, const char *name, uint32_t prefetch)
 {
     uint32_t index = *consumer_p;
-    s_queue_t *known = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    zqi_rss_queue_t *known = (zqi_rss_queue_t *)zhashx_lookup (self->store->queues, name);
     bool renewal = false;
     if (index != ZQI_R_NONE) {
         uint32_t count = 0;
-        for (s_queue_t *queue = (s_queue_t *)zhashx_first (self->store->queues); queue;
-             queue = (s_queue_t *)zhashx_next (self->store->queues))
+        for (zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_first (self->store->queues); queue;
+             queue = (zqi_rss_queue_t *)zhashx_next (self->store->queues))
             for (uint32_t i = 0; i < queue->consumer_count; i++)
                 if (queue->consumers[i] == index) {
                     count++;
@@ -453,7 +400,7 @@ zqi_rs_store_consume (zqi_r_server_t *self, uint32_t *consumer_p, const uint8_t 
             return zqi_fail (ZQ_ELIMIT);
         }
     }
-    s_queue_t *queue = known ? known : s_queue (self, name, true);
+    zqi_rss_queue_t *queue = known ? known : zqi_rss_queue (self, name, true);
     if (!queue)
         return -1;
     if (index == ZQI_R_NONE) {
@@ -481,7 +428,7 @@ zqi_rs_store_consume (zqi_r_server_t *self, uint32_t *consumer_p, const uint8_t 
 void
 zqi_rs_store_cancel (zqi_r_server_t *self, uint32_t consumer, const char *name)
 {
-    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
+    zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_lookup (self->store->queues, name);
     if (!queue || consumer == ZQI_R_NONE)
         return;
     for (uint32_t i = 0; i < queue->consumer_count; i++)
@@ -499,16 +446,16 @@ zqi_rs_store_cancel (zqi_r_server_t *self, uint32_t consumer, const char *name)
 }
 
 //  The flight of id, if any.
-static s_flight_t *
+static zqi_rss_flight_t *
 s_flight (zqi_r_server_t *self, const uint8_t *id, char *hex)
 {
-    s_hex (id, hex);
-    return (s_flight_t *)zhashx_lookup (self->store->flights, hex);
+    zqi_rss_hex (id, hex);
+    return (zqi_rss_flight_t *)zhashx_lookup (self->store->flights, hex);
 }
 
 //  Ends a flight: the consumer's credit comes back; the delivery goes.
-static void
-s_land (zqi_r_server_t *self, s_flight_t *flight, const char *hex)
+void
+zqi_rss_land (zqi_r_server_t *self, zqi_rss_flight_t *flight, const char *hex)
 {
     if (flight->owner != ZQI_R_NONE) {
         zqi_rs_consumer_t *consumer = &self->consumers[flight->owner];
@@ -530,15 +477,15 @@ zqi_rs_store_consumer_gone (zqi_r_server_t *self, uint32_t index)
     zlistx_t *keys = zhashx_keys (state->flights);
     for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
          hex = (const char *)zlistx_next (keys)) {
-        s_flight_t *flight = (s_flight_t *)zhashx_lookup (state->flights, hex);
+        zqi_rss_flight_t *flight = (zqi_rss_flight_t *)zhashx_lookup (state->flights, hex);
         if (flight && flight->owner == index) {
             s_ops->settle (state->store, flight->delivery, ZQI_STORE_NACK, 0);
-            s_land (self, flight, hex);
+            zqi_rss_land (self, flight, hex);
         }
     }
     zlistx_destroy (&keys);
-    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
-         queue = (s_queue_t *)zhashx_next (state->queues))
+    for (zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_first (state->queues); queue;
+         queue = (zqi_rss_queue_t *)zhashx_next (state->queues))
         for (uint32_t i = 0; i < queue->consumer_count; i++)
             if (queue->consumers[i] == index) {
                 queue->consumers[i] = queue->consumers[--queue->consumer_count];
@@ -556,7 +503,7 @@ zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_comman
     uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
     for (size_t i = 0; i < command->id_count; i++) {
         char hex[2 * ZQ_MSG_ID_SIZE + 1];
-        s_flight_t *flight = s_flight (self, command->ids + i * ZQ_MSG_ID_SIZE, hex);
+        zqi_rss_flight_t *flight = s_flight (self, command->ids + i * ZQ_MSG_ID_SIZE, hex);
         //  A delivery past its visibility timeout may still be acked by
         //  the consumer that had it (the store takes it until it has
         //  delivered it again); nothing else.
@@ -573,7 +520,7 @@ zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_comman
                 continue;
             }
             flight->queue->counters.acked++;
-            s_land (self, flight, hex);
+            zqi_rss_land (self, flight, hex);
         } else if (command->kind == ZQI_R_NACK) {
             int64_t delay = command->number;
             uint32_t attempt = flight->delivery->attempt ? flight->delivery->attempt - 1 : 0;
@@ -591,7 +538,7 @@ zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_comman
             flight->queue->counters.nacked++;
             //  Not passed on: the store delivers it again after AckWait.
             s_ops->settle (self->store->store, flight->delivery, ZQI_STORE_NACK, delay);
-            s_land (self, flight, hex);
+            zqi_rss_land (self, flight, hex);
         } else {
             //  JetStream restarts the whole AckWait (the visibility
             //  timeout), whatever extension was asked.
@@ -617,7 +564,7 @@ zqi_rs_store_leave (zqi_r_server_t *self, uint32_t consumer)
 
 //  The next consumer of queue with room, round-robin; ZQI_R_NONE if none.
 static uint32_t
-s_chosen (zqi_r_server_t *self, s_queue_t *queue)
+s_chosen (zqi_r_server_t *self, zqi_rss_queue_t *queue)
 {
     for (uint32_t tried = 0; tried < queue->consumer_count; tried++) {
         uint32_t position = (queue->rr + tried) % queue->consumer_count;
@@ -633,7 +580,7 @@ s_chosen (zqi_r_server_t *self, s_queue_t *queue)
 
 //  Sends delivery to a consumer of queue, or holds it. Takes it.
 static void
-s_deliver (zqi_r_server_t *self, s_queue_t *queue, zqi_store_delivery_t *delivery)
+s_deliver (zqi_r_server_t *self, zqi_rss_queue_t *queue, zqi_store_delivery_t *delivery)
 {
     zqi_r_envelope_t envelope;
     if (zqi_r_envelope_parse (delivery->data, delivery->size, NULL, 0, false, &envelope)) {
@@ -699,10 +646,10 @@ s_deliver (zqi_r_server_t *self, s_queue_t *queue, zqi_store_delivery_t *deliver
         return;
     }
     char hex[2 * ZQ_MSG_ID_SIZE + 1];
-    s_flight_t *old = s_flight (self, delivery->id, hex);
+    zqi_rss_flight_t *old = s_flight (self, delivery->id, hex);
     if (old)
-        s_land (self, old, hex); //  delivered again meanwhile: this one counts
-    s_flight_t *flight = (s_flight_t *)calloc (1, sizeof *flight);
+        zqi_rss_land (self, old, hex); //  delivered again meanwhile: this one counts
+    zqi_rss_flight_t *flight = (zqi_rss_flight_t *)calloc (1, sizeof *flight);
     if (!flight || zhashx_insert (self->store->flights, hex, flight)) {
         //  Sent, but not remembered: the store delivers it again after
         //  the visibility timeout.
@@ -733,11 +680,11 @@ s_sweep (zqi_r_server_t *self, int64_t now)
     zlistx_t *keys = zhashx_keys (state->flights);
     for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
          hex = (const char *)zlistx_next (keys)) {
-        s_flight_t *flight = (s_flight_t *)zhashx_lookup (state->flights, hex);
+        zqi_rss_flight_t *flight = (zqi_rss_flight_t *)zhashx_lookup (state->flights, hex);
         if (!flight)
             continue;
         if (flight->forget <= now) {
-            s_land (self, flight, hex);
+            zqi_rss_land (self, flight, hex);
             continue;
         }
         if (flight->owner != ZQI_R_NONE && flight->due <= now) {
@@ -760,7 +707,7 @@ s_sweep (zqi_r_server_t *self, int64_t now)
     keys = zhashx_keys (state->waiters);
     for (const char *key = keys ? (const char *)zlistx_first (keys) : NULL; key;
          key = (const char *)zlistx_next (keys)) {
-        s_waiter_t *waiter = (s_waiter_t *)zhashx_lookup (state->waiters, key);
+        zqi_rss_waiter_t *waiter = (zqi_rss_waiter_t *)zhashx_lookup (state->waiters, key);
         if (waiter && now - waiter->since > S_WAIT_FACTOR * state->request_wait_ms)
             zhashx_delete (state->waiters, key);
     }
@@ -775,8 +722,8 @@ zqi_rs_store_work (zqi_r_server_t *self)
     for (uint32_t index = 1; index < self->consumer_capacity; index++)
         self->consumers[index].stalled = false;
     //  What was held first, then what the store has brought.
-    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
-         queue = (s_queue_t *)zhashx_next (state->queues)) {
+    for (zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_first (state->queues); queue;
+         queue = (zqi_rss_queue_t *)zhashx_next (state->queues)) {
         if (!queue->consumer_count) {
             //  Its consumers left (or were dropped) meanwhile.
             zqi_store_delivery_t *delivery;
@@ -794,15 +741,16 @@ zqi_rs_store_work (zqi_r_server_t *self)
         }
     }
     for (int round = 0; round < 64; round++) {
-        size_t count = s_ops->deliveries (state->store, state->batch, S_BATCH);
+        size_t count = s_ops->deliveries (state->store, state->batch, ZQI_RSS_BATCH);
         for (size_t i = 0; i < count; i++) {
-            s_queue_t *queue = (s_queue_t *)zhashx_lookup (state->queues, state->batch[i]->queue);
+            zqi_rss_queue_t *queue =
+                (zqi_rss_queue_t *)zhashx_lookup (state->queues, state->batch[i]->queue);
             if (queue)
                 s_deliver (self, queue, state->batch[i]);
             else
                 s_give_back (self, &state->batch[i]);
         }
-        if (count < S_BATCH)
+        if (count < ZQI_RSS_BATCH)
             break;
     }
     int64_t now = zqi_r_now (&self->common);
@@ -810,8 +758,8 @@ zqi_rs_store_work (zqi_r_server_t *self)
         state->next_sweep = now + S_SWEEP_MS;
         s_sweep (self, now);
     }
-    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
-         queue = (s_queue_t *)zhashx_next (state->queues))
+    for (zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_first (state->queues); queue;
+         queue = (zqi_rss_queue_t *)zhashx_next (state->queues))
         s_want (self, queue);
 }
 
@@ -821,151 +769,9 @@ zqi_rs_store_next_due (zqi_r_server_t *self)
     zqi_rs_store_t *state = self->store;
     int64_t due = state->next_sweep;
     int64_t now = zqi_r_now (&self->common);
-    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
-         queue = (s_queue_t *)zhashx_next (state->queues))
+    for (zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_first (state->queues); queue;
+         queue = (zqi_rss_queue_t *)zhashx_next (state->queues))
         if (zlistx_size (queue->held) && now + S_RESUME_MS < due)
             due = now + S_RESUME_MS;
     return due;
-}
-
-//  ---- Admin --------------------------------------------------------------
-
-int
-zqi_rs_store_declare (zqi_r_server_t *self, const char *name)
-{
-    return s_queue (self, name, true) ? 0 : -1;
-}
-
-static void
-s_name_found (void *arg, const char *name)
-{
-    zlistx_t *found = (zlistx_t *)arg;
-    char *copy = strdup (name);
-    if (copy && !zlistx_add_end (found, copy))
-        free (copy);
-}
-
-static void
-s_name_add (zhashx_t *seen, zlistx_t *names, const char *name)
-{
-    if (!seen || zhashx_lookup (seen, name))
-        return;
-    char *copy = strdup (name);
-    if (copy && zlistx_add_end (names, copy))
-        zhashx_insert (seen, name, (void *)1);
-    else
-        free (copy);
-}
-
-void
-zqi_rs_store_names (zqi_r_server_t *self, zlistx_t *names)
-{
-    //  The queues met here and those the cluster holds (asked at most
-    //  once per S_NAMES_MS: the device asks each second).
-    zqi_rs_store_t *state = self->store;
-    int64_t now = zqi_r_now (&self->common);
-    if (s_ops->names && (!state->names_at || now - state->names_at >= S_NAMES_MS)) {
-        zlistx_t *found = zlistx_new ();
-        if (found) {
-            zlistx_set_destructor (found, (zlistx_destructor_fn *)zstr_free);
-            if (s_ops->names (state->store, s_name_found, found) == 0) {
-                zlistx_destroy (&state->names);
-                state->names = found;
-                found = NULL;
-            }
-            zlistx_destroy (&found);
-        }
-        state->names_at = now;
-    }
-    zhashx_t *seen = zhashx_new ();
-    for (s_queue_t *queue = (s_queue_t *)zhashx_first (state->queues); queue;
-         queue = (s_queue_t *)zhashx_next (state->queues))
-        s_name_add (seen, names, queue->name);
-    for (const char *name = state->names ? (const char *)zlistx_first (state->names) : NULL; name;
-         name = (const char *)zlistx_next (state->names))
-        if (zqi_queue_name_check (name, strlen (name)) >= 0)
-            s_name_add (seen, names, name);
-    zhashx_destroy (&seen);
-}
-
-int
-zqi_rs_store_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info)
-{
-    zqi_store_stat_t stat;
-    if (s_ops->stat (self->store->store, name, &stat))
-        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
-    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
-    memset (info, 0, sizeof *info);
-    if (queue) {
-        *info = queue->counters;
-        info->consumers = queue->consumer_count;
-    }
-    //  Over every gateway of the cluster, not this server only.
-    info->depth = stat.messages;
-    info->in_flight = stat.in_flight;
-    info->ready = stat.messages > stat.in_flight ? stat.messages - stat.in_flight : 0;
-    info->disk_bytes = stat.bytes;
-    char dead[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
-    if (zqi_queue_name_check (name, strlen (name)) == 0 &&
-        snprintf (dead, sizeof dead, "%s" ZQ_QUEUE_DEAD_SUFFIX, name) < (int)sizeof dead &&
-        s_ops->stat (self->store->store, dead, &stat) == 0)
-        info->dead = stat.messages;
-    return 0;
-}
-
-int
-zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
-{
-    zqi_store_stat_t stat;
-    if (s_ops->stat (self->store->store, name, &stat))
-        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
-    if (s_ops->purge (self->store->store, name))
-        return -1;
-    *count_p = stat.messages;
-    return 0;
-}
-
-int
-zqi_rs_store_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p)
-{
-    zqi_store_stat_t stat, dead_stat = {0};
-    if (s_ops->stat (self->store->store, name, &stat))
-        return zqi_fail (errno == ENOENT ? ZQ_ENOTFOUND : errno);
-    //  NAME.dead goes with NAME (given alone, it goes alone).
-    char dead[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
-    bool has_dead =
-        zqi_queue_name_check (name, strlen (name)) == 0 &&
-        snprintf (dead, sizeof dead, "%s" ZQ_QUEUE_DEAD_SUFFIX, name) < (int)sizeof dead &&
-        s_ops->stat (self->store->store, dead, &dead_stat) == 0;
-    if ((stat.messages || dead_stat.messages) && !(flags & ZQ_DELETE_FORCE))
-        return zqi_fail (ENOTEMPTY);
-    if (s_ops->remove (self->store->store, name))
-        return -1;
-    if (has_dead && s_ops->remove (self->store->store, dead) == 0)
-        stat.messages += dead_stat.messages;
-    *count_p = stat.messages;
-    s_queue_t *queue = (s_queue_t *)zhashx_lookup (self->store->queues, name);
-    if (queue) {
-        //  Its consumers are told, as with a local queue.
-        for (uint32_t i = 0; i < queue->consumer_count; i++) {
-            zqi_rs_consumer_t *consumer = &self->consumers[queue->consumers[i]];
-            if (consumer->in_use)
-                zqi_rs_send_error (self, consumer->route, consumer->route_size, ZQI_R_CODE_DELETED,
-                                   "queue deleted");
-        }
-        queue->consumer_count = 0;
-        zqi_store_delivery_t *delivery;
-        while ((delivery = (zqi_store_delivery_t *)zlistx_detach (queue->held, NULL)))
-            s_ops->delivery_destroy (&delivery);
-        zlistx_t *keys = zhashx_keys (self->store->flights);
-        for (const char *hex = keys ? (const char *)zlistx_first (keys) : NULL; hex;
-             hex = (const char *)zlistx_next (keys)) {
-            s_flight_t *flight = (s_flight_t *)zhashx_lookup (self->store->flights, hex);
-            if (flight && flight->queue == queue)
-                s_land (self, flight, hex);
-        }
-        zlistx_destroy (&keys);
-        zhashx_delete (self->store->queues, name);
-    }
-    return 0;
 }
