@@ -326,7 +326,9 @@ test_http (void **state)
     char *address = s_endpoint (device, "http");
     assert_true (strncmp (address, "127.0.0.1:", 10) == 0);
     assert_true (atoi (address + 10) > 0);
-    //  A queue a client makes shows in /metrics within a tick or two.
+    //  A queue a client makes, and its connection (counted from libzmq's
+    //  monitor events, which come on their own time), show in /metrics
+    //  within a tick or two.
     char *bind = s_endpoint (device, "bind");
     zq_queue_t *producer = s_connect ("reliable", ZQ_PRODUCER, bind);
     zq_msg_t *msg = s_numbered ("metered", 1);
@@ -339,7 +341,8 @@ test_http (void **state)
     while (zclock_mono () < deadline) {
         zstr_free (&answer);
         answer = s_http_get (address, "/metrics");
-        if (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n"))
+        if (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n") &&
+            strstr (answer, "zq_connections 1\n"))
             break;
         zclock_sleep (20);
     }
