@@ -108,7 +108,7 @@ def stalled_consumer(endpoint):
     return sock
 
 
-def pull(endpoint, count, timeout_s=20.0, sock=None):
+def pull(endpoint, count, timeout_s=60.0, sock=None):
     """Pulls count messages (on sock, or a new consumer); returns their
     numbers in arrival order."""
     if sock is None:
