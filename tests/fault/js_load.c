@@ -78,7 +78,7 @@ main (int argc, char *argv[])
         .replicas = 3,
         .visibility_ms = 5000,
         .prefix = "F",
-        .request_wait_ms = 3000,
+        .request_wait_ms = 0, //  the default, as a zqd gateway has it
     };
     zqi_store_t *store = NULL;
     int64_t until = s_now_ms () + S_OPEN_MS;

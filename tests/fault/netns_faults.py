@@ -532,9 +532,15 @@ def run_js_case(net, case, index):
         net.heal(node, mode)
         partitioned = False
         healed = time.monotonic()
-        confirm_s = wait_until(lambda: load.first_after(healed, confirms), RESUME_S)
-        deliver_s = wait_until(lambda: load.first_after(healed, deliveries), RESUME_S)
-        if confirm_s is None or deliver_s is None:
+        #  (A gateway that died is not waited for.)
+        wait_until(lambda: load.process.poll() is not None or
+                   (load.first_after(healed, confirms) is not None and
+                    load.first_after(healed, deliveries) is not None), RESUME_S)
+        confirm_s = load.first_after(healed, confirms)
+        deliver_s = load.first_after(healed, deliveries)
+        if load.process.poll() is not None:
+            problems.append("js_load died (status %d) during the case" % load.process.returncode)
+        elif confirm_s is None or deliver_s is None:
             problems.append("no %s within %.0f s of the healing" %
                             ("confirm" if confirm_s is None else "delivery", RESUME_S))
         else:
