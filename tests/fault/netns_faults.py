@@ -21,6 +21,10 @@
 #   switch or router between hosts); "down" sets both ends down (the hosts
 #   see the link go away: no carrier, no route). Pauses: SIGSTOP, SIGCONT.
 #
+#   Then a 3-node JetStream cluster in three more namespaces has one node
+#   cut off for 10 s and 30 s under load through the JetStream store
+#   (tests/fault/js_load; see JS_CASES below).
+#
 #   Namespaces and links get names unique to this run and are always
 #   deleted (also after a failure or an interrupt); every process is
 #   stopped by its PID. Without root (or where namespaces cannot be made)
@@ -29,6 +33,8 @@
 #
 #   Environment: ZQ_BUILDDIR (src/zqd, src/zq), ZQ_FAULTS_CASES (names, comma
 #   separated; default all), ZQ_FAULTS_RATE (puts per second, default 100),
+#   ZQ_FAULTS_RESUME_MAX_S (how soon zq must be back after a healing of the
+#   local-spool cases, default 6),
 #   ZQ_FAULTS_BREAK=memory (a deliberately broken device for checking this
 #   test: zqd without a spool, killed and restarted at each healing; the run
 #   must then report lost messages and fail).
