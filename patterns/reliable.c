@@ -24,7 +24,9 @@
     after a server restart, a connection that reached something else on
     the port (a peer that accepts and never answers) would otherwise hold
     them off the new server that long, heartbeats starting only after the
-    handshake.
+    handshake. A TCP connect not done within that time is given up and
+    made again too, so a client is back within about that time once a
+    partition between hosts heals (tests/fault/netns_faults.py).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -102,8 +104,13 @@ zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx)
         int handshake = zq_options_is_set (ctx->options, "heartbeat_timeout_ms")
                             ? (int)zqi_r_option (ctx->options, "heartbeat_timeout_ms")
                             : S_HEARTBEAT_TIMEOUT_MS;
+        //  A TCP connect whose SYNs vanish (a partition between hosts)
+        //  is given up after as long, and made again: left to the
+        //  kernel's SYN retries, the next attempt after the network
+        //  healed could come many seconds later.
         if (handshake > 0 &&
-            zmq_setsockopt (common->handle, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake))
+            (zmq_setsockopt (common->handle, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
+             zmq_setsockopt (common->handle, ZMQ_CONNECT_TIMEOUT, &handshake, sizeof handshake)))
             return -1;
     }
     return 0;
