@@ -18,6 +18,7 @@ import sys
 import time
 
 import msgpack
+import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
@@ -157,6 +158,32 @@ def test_consumer_without_element_5_gets_single_delivers():
         check([g[0] for g in got] == ids, "deliveries out of order")
         check(not any(is_batch for is_batch, _, _ in frames), "a batch to an old consumer")
         consumer.ack(ids)
+        consumer.close()
+        producer.close()
+    finally:
+        zqd.close()
+
+
+def test_full_pipe_takes_a_batch_back():
+    # Batches of 2 (110 octets) to a consumer with a small pipe fill zqd's
+    # send queue to the peer: a batch that finds no room is taken back
+    # whole and goes later, so each message still comes once, attempt 0.
+    count = 6000
+    zqd = hostile.Zqd().start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        ids = []
+        for start in range(0, count, 3000):
+            ids += producer.put_confirmed("pipe", [{"n": n} for n in range(start, start + 3000)])
+        consumer = hostile.Client(zqd.endpoint, options=((zmq.RCVHWM, 10), (zmq.RCVBUF, 4096)))
+        consume_batches(consumer, "pipe", 1000000, 110)
+        got, frames = take(consumer, count)
+        check(all(is_batch == (n > 1) for is_batch, n, _ in frames), "a batch of one")
+        check(max(n for _, n, _ in frames) == 2, "batches of %r" % max(n for _, n, _ in frames))
+        check(sorted(g[0] for g in got) == sorted(ids), "not the messages put, once each")
+        check(all(g[1] == 0 for g in got), "a delivery came again")
+        consumer.ack(ids[:3000])
+        consumer.ack(ids[3000:])
         consumer.close()
         producer.close()
     finally:
