@@ -4,7 +4,9 @@
 #   deliveries waiting together as batch frames, never larger than it
 #   asked nor of more than 1024 elements, each element a delivery with its
 #   own id and attempt; a lone delivery goes alone; a consumer without
-#   element 5 gets single DELIVERs only. kill -9 of zqd, or of a zq
+#   element 5 (or with 0) gets single DELIVERs only, and one of another
+#   type is ERROR 4; a batch that finds the consumer's pipe full is taken
+#   back whole and sent again later, attempts unchanged. kill -9 of zqd, or of a zq
 #   consumer process, in the middle of batches loses no confirmed message:
 #   every one not acked comes again.
 #
@@ -158,6 +160,18 @@ def test_consumer_without_element_5_gets_single_delivers():
         check([g[0] for g in got] == ids, "deliveries out of order")
         check(not any(is_batch for is_batch, _, _ in frames), "a batch to an old consumer")
         consumer.ack(ids)
+        consumer.close()
+        # Element 5 = 0 asks for none; another type is a malformed CONSUME.
+        ids = producer.put_confirmed("old", [{"n": n} for n in range(100)])
+        consumer = hostile.Client(zqd.endpoint)
+        consume_batches(consumer, "old", 1000, 0)
+        got, frames = take(consumer, 100)
+        check(not any(is_batch for is_batch, _, _ in frames), "a batch after element 5 = 0")
+        consumer.ack(ids)
+        consume_batches(consumer, "old", 1000, "65536")
+        answer = consumer.recv_command(skip=(hostile.PING, hostile.PONG))
+        check(answer and answer[0][1] == hostile.ERROR and answer[0][2] == hostile.CODE_PROTOCOL,
+              "a CONSUME with a str element 5 answered %r" % (answer and answer[0],))
         consumer.close()
         producer.close()
     finally:
