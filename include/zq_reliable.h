@@ -92,8 +92,10 @@ extern "C" {
 //  queue NAME (unsubscribe stops). The server delivers up to prefetch
 //  messages not yet acked or nacked (over all the consumer's queues);
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
-//  message). A server that denies this consumer's identity a queue
-//  (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
+//  message), one per call also when several came as one DELIVER batch
+//  frame (option batch_max_bytes, doc/PROTOCOL.md 19.7: a bad element is
+//  counted in the stats' errors and skipped, the others still come). A server that denies this
+//  consumer's identity a queue (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
 //  per refused CONSUME (the consumer asks again with its pings while the
 //  queue stays subscribed). Settle each with zq_queue_ack, or
 //  zq_queue_nack, or extend its time with zq_queue_touch. With option

@@ -87,6 +87,7 @@ typedef struct {
     uint64_t code;           //  REFUSE, ERROR
     int64_t number;          //  prefetch, delay_ms, extend_ms, visibility_ms or flags
     const uint8_t *instance; //  PONG
+    uint64_t batch_bytes;    //  CONSUME element 5: largest DELIVER batch taken (0: none)
 } zqi_r_command_t;
 
 //  Parses a command frame. Returns 0, or -1 with errno ZQ_EPROTO,

@@ -118,6 +118,11 @@ typedef struct {
     uint32_t sent;                      //  deliveries sent to it (wraps)
     uint32_t expired_sent;              //  number of the last delivery that timed out
     uint8_t expired_id[ZQ_MSG_ID_SIZE]; //  ... and its id
+    //  DELIVER batches (doc/PROTOCOL.md 19.7): the largest it takes (0:
+    //  none), and the deliveries gathered for it this round, sent as one
+    //  frame at the round's end (its batch.count most recent entries).
+    size_t batch_max_bytes;
+    zqi_batch_t batch;
 } zqi_rs_consumer_t;
 
 //  One PUT of the current round, waiting for the commit.

@@ -430,6 +430,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 return;
             }
             self->consumers[consumer].prefetch = (uint32_t)command->number;
+            self->consumers[consumer].batch_max_bytes =
+                command->batch_bytes < self->max_message_bytes ? (size_t)command->batch_bytes
+                                                               : self->max_message_bytes;
             return;
         }
         case ZQI_R_ACK:

@@ -94,6 +94,13 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
                     return zqi_fail (ZQ_EPROTO);
                 command->number = (int64_t)value;
                 used = 4;
+                //  Element 5 (doc/PROTOCOL.md 19.7): any uint, the server
+                //  cuts it to its own limit.
+                if (elements >= 5) {
+                    if (zqi_mp_read_uint (&cursor, &command->batch_bytes))
+                        return zqi_fail (ZQ_EPROTO);
+                    used = 5;
+                }
             }
             break;
         case ZQI_R_DELIVER:
