@@ -177,7 +177,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
     //  The HTTP server (its own thread) reads only the metrics snapshot,
     //  which the actor publishes once a second.
     if (*config->http) {
-        self->metrics = zqi_metrics_new (config->spool);
+        self->metrics = zqi_metrics_new (config->spool, self->env.clock);
         if (!self->metrics) {
             snprintf (error, error_size, "out of memory");
             return zqi_fail (ENOMEM);
