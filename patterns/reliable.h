@@ -95,28 +95,12 @@ typedef struct {
 //  (kind set, nothing else read) so the caller can answer them.
 int zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command);
 
-//  A parsed envelope header; pointers go into the frame.
-typedef struct {
-    const uint8_t *id;
-    const char *subject;
-    uint32_t subject_size;
-    uint64_t created_ms;
-    uint64_t attempt;
-    size_t attempt_offset; //  where element 4 starts in the first frame
-    size_t attempt_size;   //  and its encoded size
-    int64_t ttl_ms;        //  "zq-ttl-ms", or -1
-    int64_t not_before_ms; //  "zq-not-before-ms", or -1
-    const uint8_t *body;   //  the body's msgpack bytes (in first or second)
-    size_t body_size;
-} zqi_r_envelope_t;
-
-//  Parses and checks an envelope (first frame, and second for the
-//  two-frame form, else NULL) by the rules of doc/PROTOCOL.md sections 6
-//  to 9, allocating nothing. check_body false skips the body check (for
-//  records the server validated when it stored them). Returns 0, or -1
-//  with errno ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
-int zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
-                          size_t second_size, bool check_body, zqi_r_envelope_t *envelope);
+//  Envelopes are parsed and checked by zq_msg's decoder
+//  (zqi_envelope_parse, src/zq_internal.h), one layout for every reader.
+//  The reliable headers it leaves as text: reads "zq-ttl-ms" and
+//  "zq-not-before-ms" of envelope into *ttl_ms and *not_before_ms, each -1
+//  when absent or not a decimal of 1 to 18 digits.
+void zqi_r_envelope_times (const zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms);
 
 //  Finds the id of an envelope whose first frame may be broken otherwise:
 //  an array of 2 or more elements, version 1, a bin of 16 octets. Returns
@@ -150,8 +134,9 @@ zqi_r_bare_command (uint8_t *out, zqi_r_kind_t kind)
     return (size_t)(zqi_wire_command_write (out, 2, ZQI_R_VERSION, (uint64_t)kind) - out);
 }
 
-//  Receives one frame (non-blocking) into frame (initialised by the
-//  caller). Returns 0, or -1 with errno.
+//  Initialises frame and receives the next frame into it without waiting.
+//  Returns 0 (the caller closes frame), or -1 with errno (EAGAIN: none
+//  waiting); frame is then empty, and closing it is optional.
 int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 
 //  Returns the errno a REFUSE or ERROR code stands for.

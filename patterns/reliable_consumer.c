@@ -276,19 +276,15 @@ s_leave (zqi_r_consumer_t *self)
     count += s_unseen_ids (&self->reader, &unseen, S_LEAVE_IDS);
     for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
         zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zqi_r_recv_frame (handle, &frame)) {
-            zmq_msg_close (&frame);
+        if (zqi_r_recv_frame (handle, &frame))
             break;
-        }
         zqi_r_command_t command;
         bool more = zmq_msg_more (&frame);
         int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       &command);
         zmq_msg_close (&frame);
         if (rc == 0 && command.kind == ZQI_R_DELIVER && more) {
-            zmq_msg_init (&frame);
-            zqi_r_envelope_t envelope;
+            zqi_envelope_t envelope;
             bool received = zqi_r_recv_frame (handle, &frame) == 0;
             more = received && zmq_msg_more (&frame);
             if (received && !more &&
@@ -298,9 +294,8 @@ s_leave (zqi_r_consumer_t *self)
                 if (zqi_batch_open (&waiting, &frame, max_size) == 0)
                     count += s_unseen_ids (&waiting, &unseen, S_LEAVE_IDS - count);
             } else if (received &&
-                       zqi_r_envelope_parse ((const uint8_t *)zmq_msg_data (&frame),
-                                             zmq_msg_size (&frame), NULL, 0, false,
-                                             &envelope) == 0 &&
+                       zqi_envelope_parse ((const uint8_t *)zmq_msg_data (&frame),
+                                           zmq_msg_size (&frame), NULL, 0, false, &envelope) == 0 &&
                        zqi_buf_append (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
                 count++;
             zmq_msg_close (&frame);
@@ -381,13 +376,8 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
         if (zqi_r_peers_recv_from (&self->peers, handle, &peer))
             return NULL; //  EAGAIN, or not from a server (the core counts it)
         zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zqi_r_recv_frame (handle, &frame)) {
-            int saved = errno;
-            zmq_msg_close (&frame);
-            errno = saved;
+        if (zqi_r_recv_frame (handle, &frame))
             return NULL;
-        }
         zqi_r_command_t command;
         bool more = zmq_msg_more (&frame);
         int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),

@@ -297,7 +297,7 @@ void zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const u
                         const char *reason, size_t size);
 
 int zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
-                            const zqi_r_envelope_t *envelope, uint32_t attempt);
+                            const zqi_envelope_t *envelope, uint32_t attempt);
 
 uint32_t zqi_rs_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queue);
 

@@ -288,7 +288,7 @@ zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_
 //  Writes the record with its attempt replaced into self->bytes.
 int
 zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
-                        const zqi_r_envelope_t *envelope, uint32_t attempt)
+                        const zqi_envelope_t *envelope, uint32_t attempt)
 {
     const uint8_t *data = (const uint8_t *)record->data;
     zqi_buf_reset (&self->bytes);
@@ -319,7 +319,7 @@ s_dead_letter_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int err
 //  is held and tried again later; counted and logged).
 static int
 s_dead_letter (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index,
-               const zq_spool_record_t *record, const zqi_r_envelope_t *envelope)
+               const zq_spool_record_t *record, const zqi_envelope_t *envelope)
 {
     zqi_r_entry_t *entry = &self->table.entries[index];
     zqi_rs_queue_t *dead = zqi_rs_dead_queue (self, queue);
@@ -383,7 +383,7 @@ typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
 //  nothing ready (or the spool cannot be read).
 static s_verdict_t
 s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
-        zqi_r_envelope_t *envelope, uint32_t *index_p)
+        zqi_envelope_t *envelope, uint32_t *index_p)
 {
     if (zq_spool_next (queue->spool, record)) {
         if (errno != EAGAIN && !queue->complained) {
@@ -393,8 +393,8 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         }
         return S_STOP;
     }
-    if (zqi_r_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0, false,
-                              envelope)) {
+    if (zqi_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0, false,
+                            envelope)) {
         zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
                  queue->name, record->seq);
         if (zqi_rs_record_ack (self, queue, record->seq))
@@ -429,20 +429,19 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         entry->attempt = (uint32_t)envelope->attempt;
     }
     zqi_r_entry_t *entry = &self->table.entries[index];
-    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0)
-                       ? zqi_clock_wall (self->common.ctx->clock)
-                       : 0;
-    if (envelope->ttl_ms >= 0 &&
-        zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
+    int64_t ttl_ms, not_before_ms;
+    zqi_r_envelope_times (envelope, &ttl_ms, &not_before_ms);
+    int64_t wall =
+        (ttl_ms >= 0 || not_before_ms >= 0) ? zqi_clock_wall (self->common.ctx->clock) : 0;
+    if (ttl_ms >= 0 && zqi_r_add_ms ((int64_t)envelope->created_ms, ttl_ms) <= wall) {
         if (zqi_rs_entry_ack (self, index))
             s_hold (self, index, zqi_r_now (&self->common) + ZQI_RS_RETRY_MS);
         else
             queue->counters.expired++;
         return S_SKIP;
     }
-    if (envelope->not_before_ms > wall) {
-        s_hold (self, index,
-                zqi_r_add_ms (zqi_r_now (&self->common), envelope->not_before_ms - wall));
+    if (not_before_ms > wall) {
+        s_hold (self, index, zqi_r_add_ms (zqi_r_now (&self->common), not_before_ms - wall));
         return S_SKIP;
     }
     if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
@@ -473,7 +472,7 @@ s_delivered (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index, uint32
 //  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
 static int
 s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spool_record_t *record,
-                const zqi_r_envelope_t *envelope, uint32_t attempt)
+                const zqi_envelope_t *envelope, uint32_t attempt)
 {
     const void *data = record->data;
     size_t size = record->size;
@@ -543,7 +542,7 @@ s_batch_flush (zqi_r_server_t *self, uint32_t owner)
 //  s_batch_flush says).
 static int
 s_batch_add (zqi_r_server_t *self, uint32_t owner, const zq_spool_record_t *record,
-             const zqi_r_envelope_t *envelope, uint32_t attempt)
+             const zqi_envelope_t *envelope, uint32_t attempt)
 {
     zqi_rs_consumer_t *consumer = &self->consumers[owner];
     const void *data = record->data;
@@ -603,7 +602,7 @@ s_deliver_ready (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
         if (chosen == ZQI_R_NONE)
             return;
         zq_spool_record_t record;
-        zqi_r_envelope_t envelope;
+        zqi_envelope_t envelope;
         uint32_t index;
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
         if (verdict == S_STOP)
@@ -690,7 +689,7 @@ zqi_rs_local_recv (zqi_r_server_t *self)
         uint32_t position = local->rr % local->queue_count;
         zqi_rs_queue_t *queue = self->queues[local->queues[position]];
         zq_spool_record_t record;
-        zqi_r_envelope_t envelope;
+        zqi_envelope_t envelope;
         uint32_t index;
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
         if (verdict == S_SKIP)
