@@ -49,6 +49,7 @@
     =========================================================================
 */
 #include "reliable.h"
+#include <signal.h>
 #include <time.h>
 
 //  Most ids one batch holds (16 KiB of ids; a server takes up to its
@@ -167,8 +168,14 @@ zqi_r_acks_hold (zqi_r_acks_t *self, zqi_r_kind_t kind, const uint8_t *id, int64
     if (!self->flush_us || self->ctx->polled)
         return zqi_fail (ENOTSUP);
     if (!self->started) {
-        //  The caller holds the lock: the thread waits for it.
-        if (pthread_create (&self->thread, NULL, s_flusher, self))
+        //  The caller holds the lock: the thread waits for it. It takes
+        //  no signal (they stay the application's threads'), as libzmq's.
+        sigset_t all, before;
+        sigfillset (&all);
+        pthread_sigmask (SIG_SETMASK, &all, &before);
+        int rc = pthread_create (&self->thread, NULL, s_flusher, self);
+        pthread_sigmask (SIG_SETMASK, &before, NULL);
+        if (rc)
             return zqi_fail (ENOTSUP); //  no thread: each ack goes at once
         self->started = true;
     }
