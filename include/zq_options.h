@@ -120,6 +120,9 @@ typedef struct {
 //    visibility_timeout_ms 30000   server: time to ack a delivery before redelivery
 //    max_attempts         10       server: deliveries before dead-lettering (0 = no limit)
 //    prefetch             256      consumer: unacked deliveries held at once
+//    ack_flush_us         1000     consumer: longest an ack or nack (of one delay) waits to
+//                                  go with others in one command; 0 = each at once, 0 to
+//                                  1000000 (include/zq_reliable.h, zq_queue_ack)
 //    max_deliveries       0        consumer: deliveries taken in all (0 = no limit); the
 //                                  window shrinks as they are settled, so the server
 //                                  never sends more (zq get -n)

@@ -62,6 +62,7 @@ struct _zqi_r_consumer_t {
     size_t batch_max_bytes;    //  announced in CONSUME (0: asks for single deliveries)
     zqi_batch_reader_t reader; //  the DELIVER batch being split
     uint32_t reader_peer;      //  ... and the server it came from
+    zqi_r_acks_t acks;         //  acks and nacks held to go together (reliable_acks.c)
 };
 
 //  Several servers: a server not connected yet is tried again this often.
@@ -82,6 +83,9 @@ static uint32_t s_window (zqi_r_consumer_t *self);
 static int
 s_send (zqi_r_consumer_t *self)
 {
+    //  What is held goes first: the server sees commands in their order.
+    if (zqi_r_acks_flush (&self->acks) && errno == EAGAIN)
+        return -1;
     if (!self->peers.multi)
         return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1
                    ? -1
@@ -164,6 +168,7 @@ s_resubscribe (zqi_r_consumer_t *self)
 static bool
 s_timers (zqi_r_consumer_t *self)
 {
+    zqi_r_acks_due (&self->acks);
     if (!zlistx_size (self->names))
         return false;
     int64_t now = zqi_r_now (&self->common);
@@ -210,7 +215,8 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
     }
     zlistx_set_destructor (self->names, s_free_name);
     zqi_r_table_init (&self->held);
-    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx)) {
+    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx) ||
+        zqi_r_acks_open (&self->acks, ctx, &self->peers)) {
         int saved = errno;
         zqi_r_consumer_destroy (&self);
         errno = saved;
@@ -315,6 +321,8 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     zqi_r_consumer_t *self = *self_p;
     if (!self)
         return 0;
+    //  Before LEAVE: what is held is settled, not taken back.
+    zqi_r_acks_close (&self->acks);
     if (self->joined && self->common.handle)
         s_leave (self);
     zqi_batch_close (&self->reader);
@@ -419,9 +427,15 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
 int
 zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events)
 {
-    //  The ping's send may have taken the fd's signal of a delivery that
-    //  came meanwhile: ask libzmq again after it.
-    if (s_timers (self)) {
+    //  Nothing to read: the acks held go now.
+    bool sent = s_timers (self);
+    if (!(zmq_events & ZMQ_POLLIN) && self->acks.count) {
+        zqi_r_acks_flush (&self->acks);
+        sent = true;
+    }
+    //  The ping's or the acks' send may have taken the fd's signal of a
+    //  delivery that came meanwhile: ask libzmq again after it.
+    if (sent) {
         size_t size = sizeof zmq_events;
         if (zmq_getsockopt (self->common.handle, ZMQ_EVENTS, &zmq_events, &size))
             return -1;
@@ -435,12 +449,15 @@ int64_t
 zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
-        return -1;
+        return zqi_r_acks_next_ms (&self->acks);
     int64_t now = zqi_r_now (&self->common);
     int64_t wait = self->last_ping + self->common.ping_ivl_ms - now;
     for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
         if (self->peers.peers[peer].pending && self->last_pending + S_PENDING_RETRY_MS - now < wait)
             wait = self->last_pending + S_PENDING_RETRY_MS - now;
+    int64_t acks = zqi_r_acks_next_ms (&self->acks);
+    if (acks >= 0 && acks < wait)
+        wait = acks;
     return wait > 0 ? wait : 0;
 }
 
@@ -496,6 +513,21 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         if (index == ZQI_R_NONE)
             return zqi_fail (ZQ_ENOTFOUND);
     }
+    //  ACKs and NACKs wait to go together (reliable_acks.c); a TOUCH goes
+    //  at once, after them.
+    if (kind != ZQI_R_TOUCH) {
+        uint32_t peer = self->peers.multi ? self->held.entries[index].owner : 0;
+        if (zqi_r_acks_hold (&self->acks, kind, zq_msg_id (msg), number, peer) == 0) {
+            if (self->peers.multi)
+                zqi_r_table_remove (&self->held, index);
+            s_timers (self);
+            return 0;
+        }
+        if (errno != ENOTSUP)
+            return -1;
+    }
+    if (zqi_r_acks_flush (&self->acks) && errno == EAGAIN)
+        return -1;
     if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
         zqi_mp_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
         (kind != ZQI_R_ACK && zqi_mp_put_int (&self->buf, number)))
@@ -510,6 +542,12 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         rc = s_send (self);
     s_timers (self);
     return rc;
+}
+
+void
+zqi_r_consumer_idle (zqi_r_consumer_t *self)
+{
+    zqi_r_acks_flush (&self->acks);
 }
 
 int
