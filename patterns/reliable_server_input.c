@@ -119,7 +119,7 @@ s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const ch
 //  (the attempt counts the server's deliveries, whatever the producer
 //  wrote): the frame itself, or a copy in self->bytes. 0, or -1.
 static int
-s_stored_form (zqi_r_server_t *self, const zqi_r_envelope_t *envelope, const uint8_t **data_p,
+s_stored_form (zqi_r_server_t *self, const zqi_envelope_t *envelope, const uint8_t **data_p,
                size_t *size_p, const uint8_t *body, size_t body_size)
 {
     if (!body && !envelope->attempt)
@@ -142,8 +142,8 @@ s_stored_form (zqi_r_server_t *self, const zqi_r_envelope_t *envelope, const uin
 //  answered when the store's result comes (then out of the round).
 static void
 s_store_put (zqi_r_server_t *self, uint32_t peer, zqi_rs_pending_t *pending,
-             const zqi_r_envelope_t *envelope, const uint8_t *data, size_t size,
-             const uint8_t *body, size_t body_size)
+             const zqi_envelope_t *envelope, const uint8_t *data, size_t size, const uint8_t *body,
+             size_t body_size)
 {
     char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
     if (zqi_queue_name_check (envelope->subject, envelope->subject_size) != 0) {
@@ -171,7 +171,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
 {
     bool second = body != NULL;
     zqi_rs_peer_t *from = &self->peers[peer];
-    zqi_r_envelope_t envelope;
+    zqi_envelope_t envelope;
     //  A PUT that can never be stored is refused with its id when the id
     //  can be read (so a producer stops sending it), else answered ERROR.
     const uint8_t *id = NULL;
@@ -185,7 +185,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         }
         return;
     }
-    if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
+    if (zqi_envelope_parse (data, size, body, body_size, true, &envelope)) {
         int failure = errno;
         if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
@@ -489,6 +489,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 return;
             }
             self->consumers[consumer].prefetch = (uint32_t)command->number;
+            self->consumers[consumer].batch_max_bytes =
+                command->batch_bytes < self->max_message_bytes ? (size_t)command->batch_bytes
+                                                               : self->max_message_bytes;
             return;
         }
         case ZQI_R_ACK:

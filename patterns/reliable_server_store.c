@@ -582,8 +582,8 @@ s_chosen (zqi_r_server_t *self, zqi_rss_queue_t *queue)
 static void
 s_deliver (zqi_r_server_t *self, zqi_rss_queue_t *queue, zqi_store_delivery_t *delivery)
 {
-    zqi_r_envelope_t envelope;
-    if (zqi_r_envelope_parse (delivery->data, delivery->size, NULL, 0, false, &envelope)) {
+    zqi_envelope_t envelope;
+    if (zqi_envelope_parse (delivery->data, delivery->size, NULL, 0, false, &envelope)) {
         //  Not a zq message: it would come back forever.
         zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: a stored message is not a zq message; dropped",
                  queue->name);
@@ -592,19 +592,19 @@ s_deliver (zqi_r_server_t *self, zqi_rss_queue_t *queue, zqi_store_delivery_t *d
         queue->counters.dropped++;
         return;
     }
-    int64_t wall = (envelope.ttl_ms >= 0 || envelope.not_before_ms >= 0)
-                       ? zqi_clock_wall (self->common.ctx->clock)
-                       : 0;
-    if (envelope.ttl_ms >= 0 &&
-        zqi_r_add_ms ((int64_t)envelope.created_ms, envelope.ttl_ms) <= wall) {
+    int64_t ttl_ms, not_before_ms;
+    zqi_r_envelope_times (&envelope, &ttl_ms, &not_before_ms);
+    int64_t wall =
+        (ttl_ms >= 0 || not_before_ms >= 0) ? zqi_clock_wall (self->common.ctx->clock) : 0;
+    if (ttl_ms >= 0 && zqi_r_add_ms ((int64_t)envelope.created_ms, ttl_ms) <= wall) {
         if (s_ops->settle (self->store->store, delivery, ZQI_STORE_ACK, 0) == 0)
             queue->counters.expired++;
         s_ops->delivery_destroy (&delivery);
         return;
     }
-    if (envelope.not_before_ms > wall) {
+    if (not_before_ms > wall) {
         //  Back to the store until its time (this counts as one delivery).
-        int64_t delay = envelope.not_before_ms - wall;
+        int64_t delay = not_before_ms - wall;
         s_ops->settle (self->store->store, delivery, ZQI_STORE_NACK,
                        delay > ZQI_STORE_DELAY_MAX_MS ? ZQI_STORE_DELAY_MAX_MS : delay);
         s_ops->delivery_destroy (&delivery);
