@@ -184,9 +184,12 @@ static const s_command_t s_commands[] = {
      "  device e2e TRANSPORT size= producers= count= msgs_per_s= raw_msgs_per_s=\n"
      "    ratio=\n"
      "  --backlog N: puts N, stops zqd with SIGTERM, starts it again and times\n"
-     "  it until it answers an admin STAT:\n"
-     "  device restart size= backlog= stop_s= restart_s= rss_kib= hwm_kib=\n"
-     "    restart_rss_kib= restart_hwm_kib=\n"
+     "  it until it answers an admin STAT; the same after kill -9; then one\n"
+     "  consumer drains it (memory: zqd's VmRSS/VmHWM, clients' peak RSS):\n"
+     "  device restart size= backlog= put_msgs_per_s= stop_s= restart_s= rss_kib=\n"
+     "    hwm_kib= restart_rss_kib= restart_hwm_kib= kill_restart_s=\n"
+     "    kill_restart_rss_kib= drain_msgs_per_s= drain_hwm_kib=\n"
+     "    producer_max_rss_kib= consumer_max_rss_kib=\n"
      "  Default count 200000.\n"
      "Every run is bounded (30 minutes in all; a stalled side gives up after 10 s).\n"},
     {"put", zq_cli_put, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 3, 3, "ENDPOINTS QUEUE BODY|-",
