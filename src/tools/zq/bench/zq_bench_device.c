@@ -110,10 +110,11 @@ s_zqd_path (char *path, size_t size)
     snprintf (path, size, "zqd");
 }
 
-//  Starts zqd on the spool in zqd->dir, with admin on admin_bind; fills
-//  the endpoints it prints. Returns 0, or -1 after printing why.
+//  Starts zqd on the spool in zqd->dir, serving queues on bind, with admin
+//  on admin_bind; fills the endpoints it prints. Returns 0, or -1 after
+//  printing why.
 static int
-s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
+s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *bind, const char *admin_bind)
 {
     char zqd_path[PATH_MAX + 8], spool[1100], log[1100];
     s_zqd_path (zqd_path, sizeof zqd_path);
@@ -125,9 +126,8 @@ s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
     char settings[4][64];
     //  No disk quota (1 GiB by default): a --backlog of 10 M messages
     //  takes more.
-    const char *argv[32] = {zqd_path,       "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind,
-                            "--spool",      spool,    "--fsync",           "always",  "-o",
-                            "quota_bytes=0"};
+    const char *argv[32] = {zqd_path, "--bind",  bind,     "--admin", admin_bind,     "--spool",
+                            spool,    "--fsync", "always", "-o",      "quota_bytes=0"};
     int argc = 11;
     for (int i = 0; i < 4; i++) {
         int64_t value = 0;
@@ -598,7 +598,7 @@ s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
     int rc = 0;
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"))
         rc = s_fail (cli, &zqd, NULL);
     else {
         snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
@@ -639,21 +639,23 @@ s_raw_round (zq_cli_t *cli, s_round_t *round)
     return rc;
 }
 
-//  Starts zqd again on its spool and admin endpoint (admin: what it had)
-//  while a prober asks for the queue's STAT until it answers; stores the
-//  time from the start to that answer, and zqd's memory then. The answer
-//  must count total messages. Returns 0, or an exit code after printing
-//  why (zqd stopped, its directory removed).
+//  Starts zqd again on its spool and on the endpoints it had (bind and
+//  admin: both, so that a port chosen for one cannot be the other's old
+//  one) while a prober asks for the queue's STAT until it answers; stores
+//  the time from the start to that answer, and zqd's memory then. The
+//  answer must count total messages. Returns 0, or an exit code after
+//  printing why (zqd stopped, its directory removed).
 static int
-s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *admin,
-                 uint64_t total, double *restart_s_p, int64_t *rss_kib_p, int64_t *hwm_kib_p)
+s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *bind,
+                 const char *admin, uint64_t total, double *restart_s_p, int64_t *rss_kib_p,
+                 int64_t *hwm_kib_p)
 {
     int64_t restart_start = zq_bench_now_ns ();
     zq_bench_child_t prober;
     arg->wait_empty = false;
     if (zq_bench_spawn (&prober, s_prober, cli, arg))
         return s_fail (cli, zqd, "prober");
-    if (s_zqd_start (cli, zqd, admin)) {
+    if (s_zqd_start (cli, zqd, bind, admin)) {
         zq_bench_kill (&prober);
         return s_fail (cli, zqd, NULL);
     }
@@ -681,7 +683,7 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     s_zqd_t zqd;
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
@@ -702,11 +704,13 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     double stop_s = (double)(zq_bench_now_ns () - stop_start) / 1e9;
     //  Again on the same spool and the same admin endpoint; the prober
     //  starts at once and asks until zqd answers.
-    char admin[1100];
+    char bind[1100], admin[1100];
+    snprintf (bind, sizeof bind, "%s", arg->endpoint);
     snprintf (admin, sizeof admin, "%s", arg->admin);
     double restart_s = 0, kill_restart_s = 0;
     int64_t restart_rss = 0, restart_hwm = 0, kill_rss = 0, kill_hwm = 0;
-    int rc = s_restart_timed (cli, arg, &zqd, admin, total, &restart_s, &restart_rss, &restart_hwm);
+    int rc = s_restart_timed (cli, arg, &zqd, bind, admin, total, &restart_s, &restart_rss,
+                              &restart_hwm);
     if (rc)
         return rc;
     //  kill -9: the spool was not closed; the restart recovers it.
@@ -715,12 +719,12 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     while (waitpid (zqd.pid, NULL, 0) < 0 && errno == EINTR)
         ;
     zqd.pid = -1;
-    rc = s_restart_timed (cli, arg, &zqd, admin, total, &kill_restart_s, &kill_rss, &kill_hwm);
+    rc =
+        s_restart_timed (cli, arg, &zqd, bind, admin, total, &kill_restart_s, &kill_rss, &kill_hwm);
     if (rc)
         return rc;
     //  Then one consumer takes it all: the memory of zqd and of a consumer
     //  with a backlog far larger than its window.
-    snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     zq_bench_progress (cli, "backlog: restarted after kill -9 in %.3f s; draining %llu",
                        kill_restart_s, (unsigned long long)total);
     double drain_rate = 0;
