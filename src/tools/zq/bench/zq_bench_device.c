@@ -639,26 +639,26 @@ s_raw_round (zq_cli_t *cli, s_round_t *round)
     return rc;
 }
 
-//  Starts zqd again on its spool and on the endpoints it had (bind and
-//  admin: both, so that a port chosen for one cannot be the other's old
-//  one) while a prober asks for the queue's STAT until it answers; stores
-//  the time from the start to that answer, and zqd's memory then. The
-//  answer must count total messages. Returns 0, or an exit code after
-//  printing why (zqd stopped, its directory removed).
+//  Starts zqd again on its spool, with admin on the endpoint it had
+//  (queues on a new tcp port, stored in arg->endpoint), while a prober
+//  asks for the queue's STAT until it answers; stores the time from the
+//  start to that answer, and zqd's memory then. The answer must count
+//  total messages. Returns 0, or an exit code after printing why (zqd
+//  stopped, its directory removed).
 static int
-s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *bind,
-                 const char *admin, uint64_t total, double *restart_s_p, int64_t *rss_kib_p,
-                 int64_t *hwm_kib_p)
+s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *admin,
+                 uint64_t total, double *restart_s_p, int64_t *rss_kib_p, int64_t *hwm_kib_p)
 {
     int64_t restart_start = zq_bench_now_ns ();
     zq_bench_child_t prober;
     arg->wait_empty = false;
     if (zq_bench_spawn (&prober, s_prober, cli, arg))
         return s_fail (cli, zqd, "prober");
-    if (s_zqd_start (cli, zqd, bind, admin)) {
+    if (s_zqd_start (cli, zqd, "tcp://127.0.0.1:*", admin)) {
         zq_bench_kill (&prober);
         return s_fail (cli, zqd, NULL);
     }
+    snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd->endpoint);
     zq_bench_result_t probe;
     if (zq_bench_collect (&prober, zq_bench_deadline_ns (), &probe) || probe.errnum) {
         errno = probe.errnum;
@@ -683,10 +683,18 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     s_zqd_t zqd;
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"))
+    //  The restarts bind admin again where it was: over ipc in zqd's
+    //  directory, a name no other program takes meanwhile (a tcp port can
+    //  be; tcp if the path is too long for ipc).
+    char admin[1100];
+    snprintf (admin, sizeof admin, "ipc://%s/admin", zqd.dir);
+    if (strlen (zqd.dir) > 90)
+        snprintf (admin, sizeof admin, "tcp://127.0.0.1:*");
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", admin))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+    snprintf (admin, sizeof admin, "%s", zqd.admin);
     zq_bench_progress (cli, "backlog: %d producers put %llu messages into zqd (spool %s/spool)",
                        cli->producers, (unsigned long long)cli->backlog, zqd.dir);
     double put_rate = 0;
@@ -704,13 +712,9 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     double stop_s = (double)(zq_bench_now_ns () - stop_start) / 1e9;
     //  Again on the same spool and the same admin endpoint; the prober
     //  starts at once and asks until zqd answers.
-    char bind[1100], admin[1100];
-    snprintf (bind, sizeof bind, "%s", arg->endpoint);
-    snprintf (admin, sizeof admin, "%s", arg->admin);
     double restart_s = 0, kill_restart_s = 0;
     int64_t restart_rss = 0, restart_hwm = 0, kill_rss = 0, kill_hwm = 0;
-    int rc = s_restart_timed (cli, arg, &zqd, bind, admin, total, &restart_s, &restart_rss,
-                              &restart_hwm);
+    int rc = s_restart_timed (cli, arg, &zqd, admin, total, &restart_s, &restart_rss, &restart_hwm);
     if (rc)
         return rc;
     //  kill -9: the spool was not closed; the restart recovers it.
@@ -719,8 +723,7 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     while (waitpid (zqd.pid, NULL, 0) < 0 && errno == EINTR)
         ;
     zqd.pid = -1;
-    rc =
-        s_restart_timed (cli, arg, &zqd, bind, admin, total, &kill_restart_s, &kill_rss, &kill_hwm);
+    rc = s_restart_timed (cli, arg, &zqd, admin, total, &kill_restart_s, &kill_rss, &kill_hwm);
     if (rc)
         return rc;
     //  Then one consumer takes it all: the memory of zqd and of a consumer
