@@ -123,7 +123,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
 {
     bool second = body != NULL;
     zqi_rs_peer_t *from = &self->peers[peer];
-    zqi_r_envelope_t envelope;
+    zqi_envelope_t envelope;
     //  A PUT that can never be stored is refused with its id when the id
     //  can be read (so a producer stops sending it), else answered ERROR.
     const uint8_t *id = NULL;
@@ -137,7 +137,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         }
         return;
     }
-    if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
+    if (zqi_envelope_parse (data, size, body, body_size, true, &envelope)) {
         int failure = errno;
         if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
@@ -430,6 +430,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 return;
             }
             self->consumers[consumer].prefetch = (uint32_t)command->number;
+            self->consumers[consumer].batch_max_bytes =
+                command->batch_bytes < self->max_message_bytes ? (size_t)command->batch_bytes
+                                                               : self->max_message_bytes;
             return;
         }
         case ZQI_R_ACK:

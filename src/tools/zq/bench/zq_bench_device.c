@@ -110,11 +110,10 @@ s_zqd_path (char *path, size_t size)
     snprintf (path, size, "zqd");
 }
 
-//  Starts zqd on the spool in zqd->dir, serving queues on bind, with admin
-//  on admin_bind; fills the endpoints it prints. Returns 0, or -1 after
-//  printing why.
+//  Starts zqd on the spool in zqd->dir, with admin on admin_bind; fills
+//  the endpoints it prints. Returns 0, or -1 after printing why.
 static int
-s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *bind, const char *admin_bind)
+s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
 {
     char zqd_path[PATH_MAX + 8], spool[1100], log[1100];
     s_zqd_path (zqd_path, sizeof zqd_path);
@@ -126,8 +125,9 @@ s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *bind, const char *admin_bi
     char settings[4][64];
     //  No disk quota (1 GiB by default): a --backlog of 10 M messages
     //  takes more.
-    const char *argv[32] = {zqd_path, "--bind",  bind,     "--admin", admin_bind,     "--spool",
-                            spool,    "--fsync", "always", "-o",      "quota_bytes=0"};
+    const char *argv[32] = {zqd_path,       "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind,
+                            "--spool",      spool,    "--fsync",           "always",  "-o",
+                            "quota_bytes=0"};
     int argc = 11;
     for (int i = 0; i < 4; i++) {
         int64_t value = 0;
@@ -598,7 +598,7 @@ s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
     int rc = 0;
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*"))
+    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
         rc = s_fail (cli, &zqd, NULL);
     else {
         snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
@@ -654,7 +654,7 @@ s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *a
     arg->wait_empty = false;
     if (zq_bench_spawn (&prober, s_prober, cli, arg))
         return s_fail (cli, zqd, "prober");
-    if (s_zqd_start (cli, zqd, "tcp://127.0.0.1:*", admin)) {
+    if (s_zqd_start (cli, zqd, admin)) {
         zq_bench_kill (&prober);
         return s_fail (cli, zqd, NULL);
     }
@@ -683,14 +683,16 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     s_zqd_t zqd;
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    //  The restarts bind admin again where it was: over ipc in zqd's
-    //  directory, a name no other program takes meanwhile (a tcp port can
-    //  be; tcp if the path is too long for ipc).
+    //  zqd binds its admin endpoint again at each restart. Over ipc, in
+    //  the run's own directory, a port taken meanwhile by another program's
+    //  outgoing connection cannot refuse the bind; tcp when the path would
+    //  not fit an ipc address.
     char admin[1100];
-    snprintf (admin, sizeof admin, "ipc://%s/admin", zqd.dir);
-    if (strlen (zqd.dir) > 90)
+    if (strlen (zqd.dir) + sizeof "ipc:///admin" <= 100)
+        snprintf (admin, sizeof admin, "ipc://%s/admin", zqd.dir);
+    else
         snprintf (admin, sizeof admin, "tcp://127.0.0.1:*");
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*", admin))
+    if (s_zqd_start (cli, &zqd, admin))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
