@@ -522,6 +522,7 @@ const zq_pattern_t zqi_pattern_rpc = {
     .send = s_send,
     .recv = s_recv,
     .recv_blocking = s_recv_blocking,
+    .recv_seldom_ready = true,
     .events = s_events,
     .next_timer_ms = s_next_timer_ms,
     .send_wait = s_send_wait,

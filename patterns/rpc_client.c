@@ -410,12 +410,31 @@ zqi_rpc_client_send (zqi_rpc_t *self, zq_msg_t **msg_p)
     return 0;
 }
 
+//  True when the client has work that a receive does once it finds no
+//  reply waiting (liveness events to act on, requests to send again or
+//  still to send) or a failure to report: a receive must not start by
+//  waiting then. Takes in the liveness events, at most once a millisecond.
+static bool
+s_work_due (zqi_rpc_t *self)
+{
+    int64_t now = zqi_clock_mono (self->ctx->clock);
+    if (now != self->monitor_read_ms)
+        s_monitor_read (self, now);
+    return self->reroute_due || self->pending.head != ZQI_RPC_NONE ||
+           self->expired.head != ZQI_RPC_NONE ||
+           (zqi_rpc_first_due (self) && zqi_rpc_first_due (self)->deadline <= now);
+}
+
 //  flags (ZMQ_DONTWAIT or 0) are for the first frame: a blocking wait lasts
 //  up to ZMQ_RCVTIMEO, which the core keeps under next_timer_ms, so that
 //  liveness is looked at every ZQI_RPC_MONITOR_CHECK_MS while requests wait.
+//  The core may call it blocking without a non-blocking attempt first
+//  (recv_seldom_ready): with work due, the first frame is not waited for.
 zq_msg_t *
 zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
 {
+    if (flags == 0 && s_work_due (self))
+        flags = ZMQ_DONTWAIT;
     bool socket_idle = false;
     for (int late = 0; late < ZQI_RPC_LATE_BURST; late++) {
         //  The server's routing id (ROUTER), then the delimiter.

@@ -11,7 +11,9 @@
       3. attaches the endpoints (after open, so options a pattern sets, like
          ZMQ_IMMEDIATE, apply to every connection);
       4. on zq_queue_send / zq_queue_recv, calls send / recv for ONE
-         non-blocking attempt; on EAGAIN it waits until the caller's
+         non-blocking attempt (a receive of a pattern whose input is
+         seldom ready starts waiting at once: recv_seldom_ready); on
+         EAGAIN it waits until the caller's
          deadline (never longer than next_timer_ms at a time): through
          send_blocking / recv_blocking when the pattern has them (libzmq
          waits inside its own send or receive, with ZMQ_SNDTIMEO or
@@ -136,6 +138,17 @@ typedef struct {
     //  libzmq costs less than zmq_poll and another attempt.
     int (*send_blocking) (void *state, zq_msg_t **msg_p);
     zq_msg_t *(*recv_blocking) (void *state);
+
+    //  Optional, with recv_blocking: true for a pattern whose messages come
+    //  one at a time (a reply to each request, the next request once the
+    //  last is answered), so that a receive seldom finds one already
+    //  there. A zq_queue_recv allowed to wait then starts with
+    //  recv_blocking, skipping the non-blocking attempt (which costs a
+    //  system call in libzmq when it finds nothing). recv_blocking must
+    //  then itself not wait while the pattern has anything to do or to
+    //  report before the socket has input (it receives with ZMQ_DONTWAIT
+    //  then, as recv would).
+    bool recv_seldom_ready;
 
     //  Optional. Given ZMQ_EVENTS (ZMQ_POLLIN / ZMQ_POLLOUT bits), handles
     //  input that is the pattern's own (e.g. subscription notices) without

@@ -466,13 +466,18 @@ s_queue_recv (zq_queue_t *self, int timeout_ms)
         errno = ENOTSUP;
         return NULL;
     }
-    zq_msg_t *msg = self->pattern->recv (self->state);
-    if (msg) {
-        self->stats.received++;
-        return msg;
+    timeout_ms = s_resolve_timeout (timeout_ms, self->recv_timeout_ms);
+    zq_msg_t *msg = NULL;
+    if (timeout_ms != 0 && self->pattern->recv_seldom_ready && self->ctx.wake_fd < 0)
+        errno = EAGAIN; //  a reply or request seldom waits: wait for it in libzmq at once
+    else {
+        msg = self->pattern->recv (self->state);
+        if (msg) {
+            self->stats.received++;
+            return msg;
+        }
     }
     //  Slow path: nothing yet, or something malformed.
-    timeout_ms = s_resolve_timeout (timeout_ms, self->recv_timeout_ms);
     int64_t deadline = 0;
     int bad_in_a_row = 0;
     while (true) {

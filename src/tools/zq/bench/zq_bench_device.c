@@ -21,9 +21,12 @@
     With --backlog N, a last zqd gets N messages put into it; then zqd gets
     SIGTERM (stop_s: until it exited) and is started again on the same
     spool; restart_s runs from starting it until it answers an admin STAT
-    (which must show the N messages). Its memory comes from
-    /proc/PID/status (VmRSS, VmHWM) at that backlog, before the stop and
-    after the restart.
+    (which must show the N messages). Then it is killed with SIGKILL and
+    started again (kill_restart_s, timed the same way: the spool was not
+    closed), and one consumer drains the whole backlog. zqd's memory
+    comes from /proc/PID/status (VmRSS, VmHWM) at that backlog, before the
+    stop, after each restart and after the drain; the producers' and the
+    consumer's from their peak resident set.
 
     zqd is the one beside this zq (or ZQ_ZQD names it).
 
@@ -66,6 +69,10 @@ typedef struct {
     uint64_t want_depth; //  prober: the depth it must see (restart)
     int ready_pipe[2];   //  producers -> bench: warm-up confirmed
     int go_pipe[2];      //  bench or consumer -> producers: go
+    //  Out: the peak resident set of the last s_put's producers (the
+    //  largest) and of the last s_put's or s_drain's consumer.
+    int64_t producer_rss_kib;
+    int64_t consumer_rss_kib;
 } s_device_arg_t;
 
 //  ---- zqd --------------------------------------------------------------------
@@ -116,9 +123,12 @@ s_zqd_start (zq_cli_t *cli, s_zqd_t *zqd, const char *admin_bind)
     //  the clients and the raw relay.
     const char *names[] = {"sndhwm", "rcvhwm", "sndbuf_bytes", "rcvbuf_bytes"};
     char settings[4][64];
-    const char *argv[32] = {zqd_path,  "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind,
-                            "--spool", spool,    "--fsync",           "always"};
-    int argc = 9;
+    //  No disk quota (1 GiB by default): a --backlog of 10 M messages
+    //  takes more.
+    const char *argv[32] = {zqd_path,       "--bind", "tcp://127.0.0.1:*", "--admin", admin_bind,
+                            "--spool",      spool,    "--fsync",           "always",  "-o",
+                            "quota_bytes=0"};
+    int argc = 11;
     for (int i = 0; i < 4; i++) {
         int64_t value = 0;
         zq_options_get_int (cli->options, names[i], &value);
@@ -480,19 +490,24 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     }
     close (arg->go_pipe[1]);
     int64_t first_start = INT64_MAX, last_end = 0;
+    arg->producer_rss_kib = 0;
     for (int i = 0; i < spawned; i++) {
         zq_bench_result_t result;
         errnum = s_settle (&children[i], errnum, &result);
         if (!errnum) {
             first_start = result.start_ns < first_start ? result.start_ns : first_start;
             last_end = result.end_ns > last_end ? result.end_ns : last_end;
+            if (result.max_rss_kib > arg->producer_rss_kib)
+                arg->producer_rss_kib = result.max_rss_kib;
         }
     }
     if (with_consumer) {
         zq_bench_result_t result;
         errnum = s_settle (&consumer, errnum, &result);
-        if (!errnum)
+        if (!errnum) {
             last_end = result.end_ns;
+            arg->consumer_rss_kib = result.max_rss_kib;
+        }
     }
     close (arg->ready_pipe[0]);
     return s_rate (errnum, count, first_start, last_end, rate_p);
@@ -515,6 +530,7 @@ s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, double *rate_p)
         close (arg->go_pipe[i]);
     }
     errnum = s_settle (&consumer, errnum, &result);
+    arg->consumer_rss_kib = errnum ? 0 : result.max_rss_kib;
     return s_rate (errnum, count, result.start_ns, result.end_ns, rate_p);
 }
 
@@ -623,26 +639,64 @@ s_raw_round (zq_cli_t *cli, s_round_t *round)
     return rc;
 }
 
-//  --backlog: restart time and memory at that backlog.
+//  Starts zqd again on its spool, with admin on the endpoint it had
+//  (queues on a new tcp port, stored in arg->endpoint), while a prober
+//  asks for the queue's STAT until it answers; stores the time from the
+//  start to that answer, and zqd's memory then. The answer must count
+//  total messages. Returns 0, or an exit code after printing why (zqd
+//  stopped, its directory removed).
+static int
+s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *admin,
+                 uint64_t total, double *restart_s_p, int64_t *rss_kib_p, int64_t *hwm_kib_p)
+{
+    int64_t restart_start = zq_bench_now_ns ();
+    zq_bench_child_t prober;
+    arg->wait_empty = false;
+    if (zq_bench_spawn (&prober, s_prober, cli, arg))
+        return s_fail (cli, zqd, "prober");
+    if (s_zqd_start (cli, zqd, admin)) {
+        zq_bench_kill (&prober);
+        return s_fail (cli, zqd, NULL);
+    }
+    snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd->endpoint);
+    zq_bench_result_t probe;
+    if (zq_bench_collect (&prober, zq_bench_deadline_ns (), &probe) || probe.errnum) {
+        errno = probe.errnum;
+        return s_fail (cli, zqd, "STAT after the restart");
+    }
+    *restart_s_p = (double)(probe.end_ns - restart_start) / 1e9;
+    *rss_kib_p = s_proc_kib (zqd->pid, "VmRSS");
+    *hwm_kib_p = s_proc_kib (zqd->pid, "VmHWM");
+    if (probe.messages != total) {
+        zq_cli_error (cli, "after the restart zqd holds %llu messages, not %llu",
+                      (unsigned long long)probe.messages, (unsigned long long)total);
+        return s_fail (cli, zqd, NULL);
+    }
+    return 0;
+}
+
+//  --backlog: restart time and memory at that backlog: after a clean stop,
+//  then after kill -9; then one consumer drains it all.
 static int
 s_restart (zq_cli_t *cli, s_device_arg_t *arg)
 {
     s_zqd_t zqd;
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    //  zqd binds its admin endpoint twice. Over ipc, in the run's own
-    //  directory, a port taken meanwhile by another program's outgoing
-    //  connection cannot refuse the second bind; tcp when the path would
+    //  zqd binds its admin endpoint again at each restart. Over ipc, in
+    //  the run's own directory, a port taken meanwhile by another program's
+    //  outgoing connection cannot refuse the bind; tcp when the path would
     //  not fit an ipc address.
-    char admin_bind[1100];
+    char admin[1100];
     if (strlen (zqd.dir) + sizeof "ipc:///admin" <= 100)
-        snprintf (admin_bind, sizeof admin_bind, "ipc://%s/admin", zqd.dir);
+        snprintf (admin, sizeof admin, "ipc://%s/admin", zqd.dir);
     else
-        snprintf (admin_bind, sizeof admin_bind, "tcp://127.0.0.1:*");
-    if (s_zqd_start (cli, &zqd, admin_bind))
+        snprintf (admin, sizeof admin, "tcp://127.0.0.1:*");
+    if (s_zqd_start (cli, &zqd, admin))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+    snprintf (admin, sizeof admin, "%s", zqd.admin);
     zq_bench_progress (cli, "backlog: %d producers put %llu messages into zqd (spool %s/spool)",
                        cli->producers, (unsigned long long)cli->backlog, zqd.dir);
     double put_rate = 0;
@@ -660,36 +714,38 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     double stop_s = (double)(zq_bench_now_ns () - stop_start) / 1e9;
     //  Again on the same spool and the same admin endpoint; the prober
     //  starts at once and asks until zqd answers.
-    char admin[1100];
-    snprintf (admin, sizeof admin, "%s", arg->admin);
-    int64_t restart_start = zq_bench_now_ns ();
-    zq_bench_child_t prober;
-    arg->wait_empty = false;
-    if (zq_bench_spawn (&prober, s_prober, cli, arg))
-        return s_fail (cli, &zqd, "prober");
-    if (s_zqd_start (cli, &zqd, admin)) {
-        zq_bench_kill (&prober);
-        return s_fail (cli, &zqd, NULL);
-    }
-    zq_bench_result_t probe;
-    if (zq_bench_collect (&prober, zq_bench_deadline_ns (), &probe) || probe.errnum) {
-        errno = probe.errnum;
-        return s_fail (cli, &zqd, "STAT after the restart");
-    }
-    double restart_s = (double)(probe.end_ns - restart_start) / 1e9;
-    int64_t restart_rss = s_proc_kib (zqd.pid, "VmRSS"),
-            restart_hwm = s_proc_kib (zqd.pid, "VmHWM");
-    if (probe.messages != total) {
-        zq_cli_error (cli, "after the restart zqd holds %llu messages, not %llu",
-                      (unsigned long long)probe.messages, (unsigned long long)total);
-        return s_fail (cli, &zqd, NULL);
-    }
+    double restart_s = 0, kill_restart_s = 0;
+    int64_t restart_rss = 0, restart_hwm = 0, kill_rss = 0, kill_hwm = 0;
+    int rc = s_restart_timed (cli, arg, &zqd, admin, total, &restart_s, &restart_rss, &restart_hwm);
+    if (rc)
+        return rc;
+    //  kill -9: the spool was not closed; the restart recovers it.
+    zq_bench_progress (cli, "backlog: restarted in %.3f s; kill -9", restart_s);
+    kill (zqd.pid, SIGKILL);
+    while (waitpid (zqd.pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    zqd.pid = -1;
+    rc = s_restart_timed (cli, arg, &zqd, admin, total, &kill_restart_s, &kill_rss, &kill_hwm);
+    if (rc)
+        return rc;
+    //  Then one consumer takes it all: the memory of zqd and of a consumer
+    //  with a backlog far larger than its window.
+    zq_bench_progress (cli, "backlog: restarted after kill -9 in %.3f s; draining %llu",
+                       kill_restart_s, (unsigned long long)total);
+    double drain_rate = 0;
+    if (s_drain (cli, arg, total, &drain_rate))
+        return s_fail (cli, &zqd, "backlog drain");
+    int64_t drain_hwm = s_proc_kib (zqd.pid, "VmHWM");
     s_zqd_stop (&zqd);
     zq_bench_rmtree (zqd.dir, 4);
     printf ("device restart size=%zu backlog=%llu put_msgs_per_s=%.0f stop_s=%.3f restart_s=%.3f "
-            "rss_kib=%lld hwm_kib=%lld restart_rss_kib=%lld restart_hwm_kib=%lld\n",
+            "rss_kib=%lld hwm_kib=%lld restart_rss_kib=%lld restart_hwm_kib=%lld "
+            "kill_restart_s=%.3f kill_restart_rss_kib=%lld drain_msgs_per_s=%.0f "
+            "drain_hwm_kib=%lld producer_max_rss_kib=%lld consumer_max_rss_kib=%lld\n",
             cli->size, (unsigned long long)total, put_rate, stop_s, restart_s, (long long)rss_kib,
-            (long long)hwm_kib, (long long)restart_rss, (long long)restart_hwm);
+            (long long)hwm_kib, (long long)restart_rss, (long long)restart_hwm, kill_restart_s,
+            (long long)kill_rss, drain_rate, (long long)drain_hwm, (long long)arg->producer_rss_kib,
+            (long long)arg->consumer_rss_kib);
     return 0;
 }
 
