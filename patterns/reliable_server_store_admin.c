@@ -1,8 +1,8 @@
 /*  =========================================================================
     reliable_server_store_admin - the admin calls of a reliable server
     whose queues live in the JetStream store: declare, the list of queues
-    (those met here and every stream under the prefix), info, purge and
-    delete, each answered from the cluster.
+    (those met here and every stream under the prefix), info, peek, purge,
+    redrive and delete, each answered from the cluster.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
