@@ -358,6 +358,12 @@ int zqi_rs_store_declare (zqi_r_server_t *self, const char *name);
 void zqi_rs_store_names (zqi_r_server_t *self, zlistx_t *names);
 int zqi_rs_store_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
 int zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
+//  The admin peek and redrive of a store queue (reliable_store.h's peek
+//  and redrive; blocking on the server's thread, each request bounded by
+//  the store's request wait).
+int zqi_rs_store_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
+                       size_t *count_p);
+int zqi_rs_store_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p);
 int zqi_rs_store_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p);
 
 #endif

@@ -200,10 +200,10 @@ zqi_r_server_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size
                    size_t *count_p)
 {
     *count_p = 0;
-    //  JetStream's work-queue streams have no read that leaves a message
-    //  where it is for every gateway: not offered (doc/DEVICE.md).
     if (self->store)
-        return zqi_fail (ENOTSUP);
+        return zqi_queue_name_check (name, strlen (name)) < 0
+                   ? zqi_fail (EINVAL)
+                   : zqi_rs_store_peek (self, name, msgs, max, count_p);
     zqi_rs_queue_t *queue = s_admin_queue (self, name);
     return queue ? zqi_rs_peek (self, queue, msgs, max, count_p) : -1;
 }
@@ -254,9 +254,10 @@ zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
 int
 zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
 {
-    //  Not offered with the JetStream store yet (doc/DEVICE.md).
     if (self->store)
-        return zqi_fail (ENOTSUP);
+        return zqi_queue_name_check (name, strlen (name)) < 0
+                   ? zqi_fail (EINVAL)
+                   : zqi_rs_store_redrive (self, name, count_p);
     zqi_rs_queue_t *queue = s_admin_queue (self, name);
     if (!queue)
         return -1;

@@ -1,8 +1,8 @@
 /*  =========================================================================
     reliable_server_store_admin - the admin calls of a reliable server
     whose queues live in the JetStream store: declare, the list of queues
-    (those met here and every stream under the prefix), info, purge and
-    delete, each answered from the cluster.
+    (those met here and every stream under the prefix), info, peek, purge,
+    redrive and delete, each answered from the cluster.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -108,6 +108,61 @@ zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
         return -1;
     *count_p = stat.messages;
     return 0;
+}
+
+typedef struct {
+    zq_msg_t **msgs;
+    size_t *count_p;
+} s_peeked_t;
+
+static int
+s_peeked (void *arg, const uint8_t *data, size_t size)
+{
+    s_peeked_t *peeked = (s_peeked_t *)arg;
+    const void *frames[1] = {data};
+    size_t sizes[1] = {size};
+    //  Stored as put: its attempt is the one put with (a stream read sees
+    //  no delivery count). One that does not decode is not shown.
+    zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
+    if (msg)
+        peeked->msgs[(*peeked->count_p)++] = msg;
+    return 0;
+}
+
+int
+zqi_rs_store_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
+                   size_t *count_p)
+{
+    s_peeked_t peeked = {msgs, count_p};
+    *count_p = 0;
+    if (!s_ops->peek)
+        return zqi_fail (ENOTSUP);
+    if (s_ops->peek (self->store->store, name, max, s_peeked, &peeked) == 0)
+        return 0;
+    int saved = errno == ENOENT ? ZQ_ENOTFOUND : errno;
+    for (size_t i = 0; i < *count_p; i++)
+        zq_msg_destroy (&msgs[i]);
+    *count_p = 0;
+    return zqi_fail (saved);
+}
+
+int
+zqi_rs_store_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
+{
+    if (!s_ops->redrive)
+        return zqi_fail (ENOTSUP);
+    //  A dead queue has no dead letters of its own, as locally.
+    size_t length = strlen (name), suffix = strlen (ZQ_QUEUE_DEAD_SUFFIX);
+    if (length > suffix && strcmp (name + length - suffix, ZQ_QUEUE_DEAD_SUFFIX) == 0)
+        return 0;
+    uint64_t moved = 0;
+    int rc = s_ops->redrive (self->store->store, name, ZQI_STORE_REDRIVE_MAX, &moved);
+    int saved = errno == ENOENT ? ZQ_ENOTFOUND : errno;
+    *count_p += moved;
+    zqi_rss_queue_t *queue = (zqi_rss_queue_t *)zhashx_lookup (self->store->queues, name);
+    if (queue)
+        queue->counters.put += moved;
+    return rc ? zqi_fail (saved) : 0;
 }
 
 int

@@ -41,6 +41,7 @@
 #define ZQI_STORE_FETCH_MAX    256                      //  most messages one fetch asks for
 #define ZQI_STORE_REPLICAS_MAX 5                        //  JetStream's own limit
 #define ZQI_STORE_DELAY_MAX_MS (7 * 24 * 3600 * 1000LL) //  longest nack delay
+#define ZQI_STORE_REDRIVE_MAX  1000                     //  most dead letters one redrive moves
 
 typedef struct _zqi_store_t zqi_store_t;
 
@@ -128,6 +129,21 @@ typedef struct {
     //  Calls each (arg, name) for every queue the store holds, as far as
     //  the cluster knows (queues of other gateways too). 0, or -1 and errno.
     int (*names) (zqi_store_t *self, void (*each) (void *arg, const char *name), void *arg);
+    //  Calls each (arg, data, size) with the bytes given to put of up to
+    //  max messages at the head of queue, oldest first, in flight ones
+    //  included, without taking them or counting a delivery; stops early
+    //  when each returns non-zero. Blocks (on the caller's thread) for
+    //  requests each bounded by the store's request wait. 0, or -1 and
+    //  errno (ENOENT: no such queue; ECONNREFUSED: cluster away).
+    int (*peek) (zqi_store_t *self, const char *queue, size_t max,
+                 int (*each) (void *arg, const uint8_t *data, size_t size), void *arg);
+    //  Moves up to max dead letters of queue (from the queue queue
+    //  ".dead") back to queue, oldest first, under their ids: each is
+    //  stored in queue (its PubAck awaited) before it leaves the dead
+    //  queue, so a failure or crash in between leaves it in both, never in
+    //  neither. *count_p: how many were stored in queue (on -1 too).
+    //  Blocks like peek. 0 (no dead queue: none moved), or -1 and errno.
+    int (*redrive) (zqi_store_t *self, const char *queue, size_t max, uint64_t *count_p);
 } zqi_store_ops_t;
 
 struct _zqi_store_t {

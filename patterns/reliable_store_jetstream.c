@@ -425,5 +425,7 @@ const zqi_store_ops_t zqi_store_jetstream = {
     .purge = zqi_js_purge,
     .remove = zqi_js_remove,
     .names = zqi_js_names,
+    .peek = zqi_js_peek,
+    .redrive = zqi_js_redrive,
 };
 #endif

@@ -41,6 +41,8 @@
 #define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
 #define ZQI_JS_PING_IVL_MS     1000   //  pings to the server on the connection ...
 #define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
+#define ZQI_JS_BROWSE_SKIP_MAX 4096   //  sequences gone a peek or redrive steps over
+#define ZQI_JS_REDRIVE_MARK    ".r"   //  a redriven copy's dedupe id: zq id, mark, dead seq
 
 typedef struct {
     char *name;
@@ -116,6 +118,9 @@ int zqi_js_stat (zqi_store_t *base, const char *name, zqi_store_stat_t *stat);
 int zqi_js_purge (zqi_store_t *base, const char *name);
 int zqi_js_remove (zqi_store_t *base, const char *name);
 int zqi_js_names (zqi_store_t *base, void (*each) (void *arg, const char *name), void *arg);
+int zqi_js_peek (zqi_store_t *base, const char *name, size_t max,
+                 int (*each) (void *arg, const uint8_t *data, size_t size), void *arg);
+int zqi_js_redrive (zqi_store_t *base, const char *name, size_t max, uint64_t *count_p);
 #endif
 
 #endif

@@ -59,8 +59,13 @@ s_take (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, natsMsg *
     jsMsgMetaData *meta = NULL;
     const char *hex = NULL;
     natsMsgHeader_Get (msg, "Nats-Msg-Id", &hex);
+    //  A redriven copy's dedupe id is the zq id, then the redrive's mark.
+    char key[2 * ZQI_STORE_ID_SIZE + 1];
+    snprintf (key, sizeof key, "%s", hex ? hex : "");
+    bool ours = hex && (hex[strlen (key)] == 0 || strncmp (hex + strlen (key), ZQI_JS_REDRIVE_MARK,
+                                                           strlen (ZQI_JS_REDRIVE_MARK)) == 0);
     uint8_t id[ZQI_STORE_ID_SIZE];
-    if (natsMsg_GetMetaData (&meta, msg) != NATS_OK || zqi_js_unhex (hex, id) < 0) {
+    if (natsMsg_GetMetaData (&meta, msg) != NATS_OK || !ours || zqi_js_unhex (key, id) < 0) {
         //  Not one of ours (or unreadable): it would come back forever.
         natsMsg_Term (msg, NULL);
         jsMsgMetaData_Destroy (meta);
