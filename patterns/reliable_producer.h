@@ -1,0 +1,107 @@
+/*  =========================================================================
+    reliable_producer - what the files of the reliable pattern's producer
+    (ZQ_PRODUCER) share: its state and the functions one file calls in
+    another. Internal, never installed.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_RELIABLE_PRODUCER_H_INCLUDED
+#define ZQ_RELIABLE_PRODUCER_H_INCLUDED
+
+#include "reliable.h"
+
+enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
+
+//  A message of the memory outbox: the frame of its one-frame wire form,
+//  written once; each send passes libzmq a reference to it (zmq_msg_copy
+//  shares the bytes), never a copy. NULL: a free slot.
+typedef struct {
+    zmq_msg_t *frame;
+} zqi_rp_record_t;
+
+typedef struct {
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int errnum; //  0: confirmed
+} zqi_rp_report_t;
+
+struct _zqi_r_producer_t {
+    zqi_r_common_t common;
+    zq_spool_t *outbox; //  durable outbox, or NULL
+    bool durable;
+    //  Memory outbox: records by table index, and a ring of the indexes
+    //  waiting to be sent (ZQI_RP_QUEUED), oldest first.
+    zqi_rp_record_t *records;
+    uint32_t records_capacity;
+    uint32_t *ring;
+    uint32_t ring_mask;
+    uint32_t ring_head;
+    uint32_t ring_count;
+    uint32_t held; //  messages in the memory outbox
+    size_t max_record_bytes;
+    uint32_t window; //  max_in_flight
+    int64_t confirm_timeout_ms;
+    int64_t connect_check_ms; //  records wait for a server: look this often
+    zqi_r_table_t table;      //  PUTs sent, awaiting an answer (owner: the server sent to)
+    zqi_r_peers_t peers;      //  the servers
+    uint32_t sent;            //  entries in state ZQI_RP_SENT
+    uint32_t returned;        //  durable: entries given back to the outbox to go again
+    //  The message zq_queue_send waits for.
+    bool sync_active;
+    uint8_t sync_id[ZQ_MSG_ID_SIZE];
+    int sync_result; //  1 waiting, 0 confirmed, else the errno
+    //  Reports for zq_queue_confirmed: a ring of window entries.
+    zqi_rp_report_t *reports;
+    uint32_t report_head;
+    uint32_t report_count;
+    //  The server as its PONGs show it.
+    uint8_t instance[ZQI_R_INSTANCE_SIZE];
+    bool have_instance;
+    int64_t last_ping;
+    int64_t last_pong;
+    bool server_lost; //  pings unanswered for 3 intervals
+    //  When the socket was last read, whether that read emptied it, whether
+    //  a post came since, and whether the last round skipped the read.
+    int64_t input_ms;
+    bool input_drained;
+    bool posted;
+    bool input_skipped;
+    //  PUT batches (doc/PROTOCOL.md 19.5): largest batch frame (0: none;
+    //  a server that answers one with ERROR 4, 5 or 6 turns them off for
+    //  the queue's life), and whether one was sent.
+    size_t batch_max_bytes;
+    bool batch_sent;
+    zqi_buf_t buf;
+};
+
+//  Unconfirmed messages in the outbox (sent or not).
+uint64_t zqi_rp_outbox_depth (zqi_r_producer_t *self);
+//  Sends PUTs from the outbox while the window has room and a server can
+//  take them. Returns 0, or -1 with errno for a socket failure.
+int zqi_rp_pump (zqi_r_producer_t *self);
+//  Gives a tracked record back to the outbox, to be sent again soon.
+void zqi_rp_resend (zqi_r_producer_t *self, uint32_t index);
+//  Gives back every record sent and not yet answered.
+void zqi_rp_resend_all (zqi_r_producer_t *self);
+//  True if records wait to be sent.
+bool zqi_rp_unsent (zqi_r_producer_t *self);
+//  Drops a message from the outbox (confirmed, or never storable).
+void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
+
+//  Frees a record of the memory outbox (a free slot stays free).
+void zqi_rp_record_free (zqi_rp_record_t *record);
+//  Memory outbox: takes the message's wire form in, queued to be sent.
+//  Returns 0, or -1 with errno ZQ_ETOOBIG or ENOMEM.
+int zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg);
+//  A server of several stopped answering: every PUT it has not confirmed
+//  goes back to the outbox, to be sent to another.
+void zqi_rp_peer_gone (zqi_r_producer_t *self, uint32_t peer);
+//  Reads what the server sent. Returns 0, or -1 with errno for a socket
+//  failure.
+int zqi_rp_input (zqi_r_producer_t *self);
+//  Runs due timers: deadlines of PUTs, ends of refusal backoffs, pings.
+void zqi_rp_timers (zqi_r_producer_t *self, int64_t now);
+
+#endif

@@ -1,0 +1,351 @@
+/*  =========================================================================
+    reliable_producer_outbox - the reliable producer's outbox (a durable
+    zq_spool, or the memory outbox: records and a ring of those waiting)
+    and the sending of PUTs from it to the servers, alone or in batches.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_producer.h"
+#include "zq_batch.h"
+
+//  Unconfirmed messages in the outbox (sent or not).
+uint64_t
+zqi_rp_outbox_depth (zqi_r_producer_t *self)
+{
+    if (!self->durable)
+        return self->held;
+    zq_spool_stats_t stats;
+    zq_spool_stats (self->outbox, &stats);
+    return stats.depth;
+}
+
+void
+zqi_rp_record_free (zqi_rp_record_t *record)
+{
+    if (record->frame) {
+        zmq_msg_close (record->frame);
+        free (record->frame);
+        record->frame = NULL;
+    }
+}
+
+//  Sends the record's frame (a reference to it) with flags. Returns 0, or
+//  -1 with errno of zmq_msg_send.
+static int
+s_record_send (zqi_rp_record_t *record, void *handle, int flags)
+{
+    zmq_msg_t reference;
+    zmq_msg_init (&reference);
+    if (zmq_msg_copy (&reference, record->frame) ||
+        zmq_msg_send (&reference, handle, flags) == -1) {
+        int saved = errno;
+        zmq_msg_close (&reference);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+//  Memory outbox, one server: sends the first of the records waiting (at
+//  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
+//  is tracked as a PUT of its own. Returns how many went (0: fewer than
+//  two fit, nothing sent), or -1 with errno (EAGAIN: no room now).
+static int
+s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
+{
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
+    zqi_batch_t batch;
+    memset (&batch, 0, sizeof batch);
+    for (uint32_t i = 0; i < count; i++) {
+        zqi_rp_record_t *record =
+            &self->records[self->ring[(self->ring_head + i) & self->ring_mask]];
+        size_t size = zmq_msg_size (record->frame);
+        uint8_t *into = zqi_batch_reserve (&batch, size, self->batch_max_bytes);
+        if (!into)
+            break;
+        memcpy (into, zmq_msg_data (record->frame), size);
+        ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
+    }
+    uint32_t taken = batch.count;
+    if (taken < 2) {
+        zqi_batch_discard (&batch);
+        return 0;
+    }
+    void *handle = self->common.handle;
+    if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
+        zqi_batch_send (&batch, handle, ZMQ_DONTWAIT)) {
+        int saved = errno;
+        zqi_batch_discard (&batch);
+        return zqi_fail (saved);
+    }
+    self->batch_sent = true;
+    for (uint32_t i = 0; i < taken; i++) {
+        uint32_t index = self->ring[self->ring_head];
+        self->ring_head = (self->ring_head + 1) & self->ring_mask;
+        self->ring_count--;
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->attempt)
+            self->common.ctx->stats->retries++;
+        entry->attempt = 1;
+        entry->owner = 0;
+        entry->state = ZQI_RP_SENT;
+        self->sent++;
+        zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+    }
+    return (int)taken;
+}
+
+//  Sends the routing frame of the server the next PUT goes to: the one
+//  server, or of several the next in turn that is not lost and whose pipe
+//  has room (one whose pipe libzmq dropped, EHOSTUNREACH, gives its PUTs
+//  back first). Returns 0 with
+//  *peer_p set, or -1 with errno EAGAIN (no server can take a PUT now) or
+//  a socket error.
+static int
+s_address (zqi_r_producer_t *self, uint32_t *peer_p)
+{
+    zqi_r_peers_t *peers = &self->peers;
+    *peer_p = 0;
+    if (!peers->multi)
+        return 0;
+    for (uint32_t n = 0; n < peers->count; n++) {
+        uint32_t index = (peers->next + n) % peers->count;
+        zqi_r_peer_t *peer = &peers->peers[index];
+        if (peer->lost)
+            continue;
+        bool was_connected = peer->connected;
+        if (zqi_r_peers_address (peers, self->common.handle, index) == 0) {
+            peers->next = (index + 1) % peers->count;
+            *peer_p = index;
+            return 0;
+        }
+        if (errno == EHOSTUNREACH) {
+            if (was_connected)
+                zqi_rp_peer_gone (self, index);
+        } else if (errno != EAGAIN)
+            return -1;
+    }
+    return zqi_fail (EAGAIN);
+}
+
+//  Sends PUTs from the outbox while the window has room and a server can
+//  take them. Several waiting (the window opened, or the socket had no
+//  room) go as one PUT batch; a lone one goes alone. Returns 0, or -1 with errno for a socket
+//  failure. The confirm timeout counts from a time read before the first PUT leaves, never after:
+//  the server may have answered, or the clock moved, meanwhile.
+int
+zqi_rp_pump (zqi_r_producer_t *self)
+{
+    uint8_t put_frame[ZQI_R_BARE_SIZE];
+    size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
+    void *handle = self->common.handle;
+    int64_t now = 0;
+    if (!self->durable) {
+        while (self->sent < self->window && self->ring_count) {
+            if (!now)
+                now = zqi_r_now (&self->common);
+            uint32_t room = self->window - self->sent;
+            if (self->batch_max_bytes && !self->peers.multi && room > 1 && self->ring_count > 1) {
+                int sent =
+                    s_pump_batch (self, room < self->ring_count ? room : self->ring_count, now);
+                if (sent > 0)
+                    continue;
+                if (sent == -1)
+                    return errno == EAGAIN ? 0 : -1;
+            }
+            uint32_t peer;
+            if (s_address (self, &peer))
+                return errno == EAGAIN ? 0 : -1;
+            //  (Read after s_address, which may give PUTs back.)
+            uint32_t index = self->ring[self->ring_head];
+            zqi_rp_record_t *record = &self->records[index];
+            if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
+                return errno == EAGAIN ? 0 : -1;
+            if (s_record_send (record, handle, ZMQ_DONTWAIT))
+                return -1;
+            self->ring_head = (self->ring_head + 1) & self->ring_mask;
+            self->ring_count--;
+            zqi_r_entry_t *entry = &self->table.entries[index];
+            if (entry->attempt)
+                self->common.ctx->stats->retries++;
+            entry->attempt = 1; //  sent at least once
+            entry->owner = peer;
+            entry->state = ZQI_RP_SENT;
+            self->sent++;
+            zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+        }
+        return 0;
+    }
+    while (self->sent < self->window) {
+        zq_spool_record_t record;
+        if (zq_spool_next (self->outbox, &record))
+            return errno == EAGAIN ? 0 : -1;
+        zqi_r_envelope_t envelope;
+        if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                  &envelope)) {
+            zq_spool_ack (self->outbox, record.seq);
+            continue;
+        }
+        uint32_t index = zqi_r_table_find (&self->table, envelope.id);
+        if (index != ZQI_R_NONE && self->table.entries[index].seq != record.seq) {
+            //  The same message posted twice: one copy is enough.
+            zq_spool_ack (self->outbox, record.seq);
+            continue;
+        }
+        if (!now)
+            now = zqi_r_now (&self->common);
+        uint32_t peer;
+        if (s_address (self, &peer)) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return saved == EAGAIN ? 0 : -1;
+        }
+        if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return saved == EAGAIN ? 0 : -1;
+        }
+        ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES); //  zmq_send copies
+        if (zmq_send (handle, record.data, record.size, ZMQ_DONTWAIT) == -1) {
+            int saved = errno;
+            zq_spool_return (self->outbox, record.seq);
+            errno = saved;
+            return -1;
+        }
+        if (index == ZQI_R_NONE) {
+            index = zqi_r_table_add (&self->table, envelope.id);
+            if (index == ZQI_R_NONE)
+                return -1; //  ENOMEM: the record stays in flight; a reopen resends
+            self->table.entries[index].seq = record.seq;
+        } else {
+            if (self->returned) //  (always: a record given back)
+                self->returned--;
+            self->common.ctx->stats->retries++;
+        }
+        self->table.entries[index].owner = peer;
+        self->table.entries[index].state = ZQI_RP_SENT;
+        self->sent++;
+        zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
+    }
+    return 0;
+}
+
+//  Gives a tracked record back to the outbox, to be sent again soon.
+void
+zqi_rp_resend (zqi_r_producer_t *self, uint32_t index)
+{
+    zqi_r_entry_t *entry = &self->table.entries[index];
+    if (entry->state == ZQI_RP_SENT)
+        self->sent--;
+    zqi_r_table_unschedule (&self->table, index);
+    if (!self->durable) {
+        //  First in line again.
+        entry->state = ZQI_RP_QUEUED;
+        self->ring_head = (self->ring_head - 1) & self->ring_mask;
+        self->ring[self->ring_head] = index;
+        self->ring_count++;
+        return;
+    }
+    entry->state = ZQI_RP_WAITING;
+    self->returned++;
+    zq_spool_return (self->outbox, entry->seq);
+}
+
+//  True if records wait to be sent: they found no server connected, or
+//  were given back to the outbox.
+bool
+zqi_rp_unsent (zqi_r_producer_t *self)
+{
+    if (!self->durable)
+        return self->ring_count > 0;
+    return self->returned > 0 || zqi_rp_outbox_depth (self) > self->table.count;
+}
+
+//  Drops a message from the outbox (confirmed, or never storable).
+void
+zqi_rp_drop (zqi_r_producer_t *self, uint32_t index)
+{
+    if (self->durable)
+        zq_spool_ack (self->outbox, self->table.entries[index].seq);
+    else {
+        zqi_rp_record_free (&self->records[index]);
+        self->held--;
+    }
+    zqi_r_table_remove (&self->table, index);
+}
+
+//  Memory outbox: takes the message's wire form in, queued to be sent.
+//  Returns 0, or -1 with errno ZQ_ETOOBIG or ENOMEM.
+int
+zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
+{
+    size_t size = zqi_msg_wire_size (msg);
+    if (size > self->max_record_bytes)
+        return zqi_fail (ZQ_ETOOBIG);
+    if (zqi_r_table_find (&self->table, zq_msg_id (msg)) != ZQI_R_NONE)
+        return 0; //  the same message posted twice: one copy is enough
+    zmq_msg_t *frame = (zmq_msg_t *)malloc (sizeof (zmq_msg_t));
+    if (!frame)
+        return zqi_fail (ENOMEM);
+    if (zmq_msg_init_size (frame, size)) {
+        free (frame);
+        return zqi_fail (ENOMEM);
+    }
+    zqi_rp_record_t record = {frame};
+    uint32_t index = zqi_r_table_add (&self->table, zq_msg_id (msg));
+    if (index == ZQI_R_NONE) {
+        zqi_rp_record_free (&record);
+        return zqi_fail (ENOMEM);
+    }
+    if (self->table.capacity > self->records_capacity) {
+        zqi_rp_record_t *records = (zqi_rp_record_t *)realloc (
+            self->records, self->table.capacity * sizeof (zqi_rp_record_t));
+        if (!records) {
+            zqi_r_table_remove (&self->table, index);
+            zqi_rp_record_free (&record);
+            return zqi_fail (ENOMEM);
+        }
+        memset (records + self->records_capacity, 0,
+                (self->table.capacity - self->records_capacity) * sizeof (zqi_rp_record_t));
+        self->records = records;
+        self->records_capacity = self->table.capacity;
+    }
+    zqi_msg_wire_write (msg, (uint8_t *)zmq_msg_data (frame));
+    ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
+    self->records[index] = record;
+    self->table.entries[index].state = ZQI_RP_QUEUED;
+    self->ring[(self->ring_head + self->ring_count) & self->ring_mask] = index;
+    self->ring_count++;
+    self->held++;
+    return 0;
+}
+
+void
+zqi_rp_resend_all (zqi_r_producer_t *self)
+{
+    for (uint32_t index = 0; index < self->table.capacity; index++)
+        if (self->table.entries[index].in_use &&
+            self->table.entries[index].heap_index != ZQI_R_NONE)
+            zqi_rp_resend (self, index);
+}
+
+//  A server of several stopped answering: every PUT it has not confirmed
+//  goes back to the outbox, to be sent to another.
+void
+zqi_rp_peer_gone (zqi_r_producer_t *self, uint32_t peer)
+{
+    self->peers.peers[peer].unanswered = 0;
+    for (uint32_t index = 0; index < self->table.capacity; index++) {
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->in_use && entry->state == ZQI_RP_SENT && entry->owner == peer) {
+            zqi_rp_resend (self, index);
+            self->common.ctx->stats->moved++;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+/*  =========================================================================
+    reliable_store_jetstream - what the files of the JetStream store share:
+    its limits, its state, and the functions one file calls in another.
+    Internal, never installed; reliable_store.h is the store's contract.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifndef ZQ_RELIABLE_STORE_JETSTREAM_H_INCLUDED
+#define ZQ_RELIABLE_STORE_JETSTREAM_H_INCLUDED
+
+#include "reliable_store.h"
+
+#ifdef HAVE_NATS
+#include <czmq.h>
+#include <nats/nats.h>
+#include <pthread.h>
+
+#define ZQI_JS_DURABLE         "zq"
+#define ZQI_JS_PREFIX          "ZQ"
+#define ZQI_JS_PREFIX_MAX      32
+#define ZQI_JS_PENDING_MAX     4096  //  puts waiting for their PubAck
+#define ZQI_JS_RESULTS_MAX     65536 //  results and deliveries not collected
+#define ZQI_JS_FETCH_WAIT_MS   200   //  one fetch waits at most this long
+#define ZQI_JS_IDLE_WAIT_MS    100   //  the fetcher's nap when no queue has credit
+#define ZQI_JS_DEAD_SUFFIX     ".dead"
+#define ZQI_JS_SUBJECT_ROOT    "zq.q."
+#define ZQI_JS_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
+#define ZQI_JS_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
+
+typedef struct {
+    char *name;
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    char subject[ZQI_STORE_NAME_MAX + 8];
+    natsSubscription *sub; //  NULL until the fetcher has bound the consumer
+    uint32_t credit;
+    int64_t
+        failed_at;    //  monotonic ms (the config's clock) when binding last failed (0: it did not)
+    bool stream_made; //  its stream is known to exist (puts skip the check)
+} zqi_js_queue_t;
+
+typedef struct {
+    zqi_store_t base;
+    zqi_store_config_t config;
+    char prefix[ZQI_JS_PREFIX_MAX + 1];
+    natsOptions *opts;
+    natsConnection *conn;
+    jsCtx *js;
+    int pipe[2];
+    pthread_t fetcher;
+    bool fetcher_started;
+    pthread_mutex_t lock; //  guards everything below
+    pthread_cond_t wake;
+    bool stopping;
+    zhashx_t *queues;    //  name -> zqi_js_queue_t
+    zhashx_t *by_stream; //  stream -> zqi_js_queue_t (not owned)
+    zlistx_t *results;   //  zqi_store_result_t *
+    zlistx_t *ready;     //  zqi_store_delivery_t *
+    zlistx_t *retired;   //  natsSubscription * of removed queues, freed at the end
+    uint32_t pending;    //  puts without a result
+    uint32_t turn;       //  the fetcher's round-robin over queues with credit
+} zqi_js_store_t;
+
+//  The errno of a libnats status.
+int zqi_js_errno (natsStatus status);
+//  Makes the store's signal fd readable.
+void zqi_js_signal (zqi_js_store_t *self);
+//  Empties the store's signal pipe.
+void zqi_js_drain (zqi_js_store_t *self);
+//  Writes id as 2 * ZQI_STORE_ID_SIZE lowercase hex digits and a NUL.
+void zqi_js_hex (const uint8_t *id, char *hex);
+//  Reads an id written by zqi_js_hex. Returns 0, or -1 if hex is not one.
+int zqi_js_unhex (const char *hex, uint8_t *id);
+//  Creates the stream of queue when missing (an existing stream of that
+//  name is used as it is). Blocks up to the request wait. Returns 0, or -1
+//  with errno.
+int zqi_js_stream_ensure (zqi_js_store_t *self, const char *stream, const char *subject);
+//  The queue entry of name, made (without touching the cluster) when new;
+//  NULL with errno if name maps to no stream name or memory ran out. Call
+//  with the lock held.
+zqi_js_queue_t *zqi_js_queue (zqi_js_store_t *self, const char *name);
+
+//  libnats' thread: the PubAck (or its failure) of one put.
+void zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void *closure);
+//  The fetcher thread's body (arg: the store).
+void *zqi_js_fetcher (void *arg);
+
+//  The store's operations (reliable_store.h states their contracts).
+int zqi_js_put (zqi_store_t *base, const char *name, const uint8_t *id, const void *data,
+                size_t size);
+size_t zqi_js_put_results (zqi_store_t *base, zqi_store_result_t *results, size_t max);
+int zqi_js_want (zqi_store_t *base, const char *name, uint32_t credit);
+size_t zqi_js_deliveries (zqi_store_t *base, zqi_store_delivery_t **out, size_t max);
+void zqi_js_delivery_destroy (zqi_store_delivery_t **delivery_p);
+int zqi_js_settle (zqi_store_t *base, zqi_store_delivery_t *delivery, zqi_store_settle_t how,
+                   int64_t delay_ms);
+int zqi_js_stat (zqi_store_t *base, const char *name, zqi_store_stat_t *stat);
+int zqi_js_purge (zqi_store_t *base, const char *name);
+int zqi_js_remove (zqi_store_t *base, const char *name);
+#endif
+
+#endif

@@ -1,0 +1,234 @@
+/*  =========================================================================
+    reliable_store_jetstream_fetch - the JetStream store's fetcher thread:
+    binds each queue's durable consumer, pulls messages for the queues with
+    credit, dead-letters those past max_attempts, and queues the rest as
+    deliveries the server collects.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "reliable_store_jetstream.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef HAVE_NATS
+
+void
+zqi_js_delivery_destroy (zqi_store_delivery_t **delivery_p)
+{
+    if (delivery_p && *delivery_p) {
+        zqi_store_delivery_t *delivery = *delivery_p;
+        if (delivery->handle)
+            natsMsg_Destroy ((natsMsg *)delivery->handle);
+        free (delivery);
+        *delivery_p = NULL;
+    }
+}
+
+//  Fetcher thread: a message delivered more than max_attempts times goes
+//  to the stream of NAME.dead (stored there before it leaves NAME).
+static bool
+s_dead_letter (zqi_js_store_t *self, zqi_js_queue_t *queue, natsMsg *msg, const char *hex)
+{
+    char dead_name[ZQI_STORE_NAME_MAX + 1];
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    char subject[ZQI_STORE_NAME_MAX + 8];
+    if (snprintf (dead_name, sizeof dead_name, "%s" ZQI_JS_DEAD_SUFFIX, queue->name) >=
+            (int)sizeof dead_name ||
+        zqi_store_stream_name (self->prefix, dead_name, stream, sizeof stream) < 0)
+        return false;
+    snprintf (subject, sizeof subject, ZQI_JS_SUBJECT_ROOT "%s", stream);
+    if (zqi_js_stream_ensure (self, stream, subject) < 0)
+        return false;
+    jsPubOptions options;
+    jsPubOptions_Init (&options);
+    options.MsgId = hex;
+    jsPubAck *ack = NULL;
+    if (js_Publish (&ack, self->js, subject, natsMsg_GetData (msg), natsMsg_GetDataLength (msg),
+                    &options, NULL) != NATS_OK)
+        return false;
+    jsPubAck_Destroy (ack);
+    natsMsg_AckSync (msg, NULL, NULL);
+    return true;
+}
+
+static void
+s_take (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, natsMsg *msg)
+{
+    jsMsgMetaData *meta = NULL;
+    const char *hex = NULL;
+    natsMsgHeader_Get (msg, "Nats-Msg-Id", &hex);
+    uint8_t id[ZQI_STORE_ID_SIZE];
+    if (natsMsg_GetMetaData (&meta, msg) != NATS_OK || zqi_js_unhex (hex, id) < 0) {
+        //  Not one of ours (or unreadable): it would come back forever.
+        natsMsg_Term (msg, NULL);
+        jsMsgMetaData_Destroy (meta);
+        natsMsg_Destroy (msg);
+        return;
+    }
+    uint64_t attempt = meta->NumDelivered;
+    jsMsgMetaData_Destroy (meta);
+    if (self->config.max_attempts && attempt > self->config.max_attempts) {
+        if (!s_dead_letter (self, queue, msg, hex))
+            natsMsg_NakWithDelay (msg, 1000, NULL); //  tried again later
+        natsMsg_Destroy (msg);
+        return;
+    }
+    zqi_store_delivery_t *delivery = (zqi_store_delivery_t *)calloc (1, sizeof *delivery);
+    if (!delivery) {
+        natsMsg_Nak (msg, NULL);
+        natsMsg_Destroy (msg);
+        return;
+    }
+    snprintf (delivery->queue, sizeof delivery->queue, "%s", name);
+    memcpy (delivery->id, id, sizeof id);
+    delivery->data = (const uint8_t *)natsMsg_GetData (msg);
+    delivery->size = (size_t)natsMsg_GetDataLength (msg);
+    delivery->attempt = attempt > UINT32_MAX ? UINT32_MAX : (uint32_t)attempt;
+    delivery->handle = msg;
+    //  Credit is spent here, with the delivery queued, so that a want
+    //  made after the caller collected it is never undone.
+    pthread_mutex_lock (&self->lock);
+    zlistx_add_end (self->ready, delivery);
+    if (queue->credit)
+        queue->credit--;
+    pthread_mutex_unlock (&self->lock);
+    zqi_js_signal (self);
+}
+
+//  True if the fetcher should fetch for queue now.
+static bool
+s_eligible (zqi_js_queue_t *queue, const zqi_clock_t *clock)
+{
+    return queue->credit &&
+           (!queue->failed_at || zqi_clock_mono (clock) - queue->failed_at >= ZQI_JS_BIND_RETRY_MS);
+}
+
+void *
+zqi_js_fetcher (void *arg)
+{
+    zqi_js_store_t *self = (zqi_js_store_t *)arg;
+    pthread_mutex_lock (&self->lock);
+    while (!self->stopping) {
+        //  The queues with credit take turns.
+        zqi_js_queue_t *queue = NULL;
+        uint32_t eligible = 0;
+        if (zlistx_size (self->ready) < ZQI_JS_RESULTS_MAX)
+            for (zqi_js_queue_t *q = (zqi_js_queue_t *)zhashx_first (self->queues); q;
+                 q = (zqi_js_queue_t *)zhashx_next (self->queues))
+                if (s_eligible (q, self->config.clock))
+                    eligible++;
+        if (eligible) {
+            uint32_t pick = self->turn++ % eligible;
+            for (zqi_js_queue_t *q = (zqi_js_queue_t *)zhashx_first (self->queues); q && !queue;
+                 q = (zqi_js_queue_t *)zhashx_next (self->queues))
+                if (s_eligible (q, self->config.clock) && pick-- == 0)
+                    queue = q;
+        }
+        if (!queue) {
+            struct timespec until;
+            clock_gettime (CLOCK_REALTIME, &until);
+            until.tv_nsec += ZQI_JS_IDLE_WAIT_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait (&self->wake, &self->lock, &until);
+            continue;
+        }
+        //  Queues are never freed while the store runs (remove only
+        //  resets them), so queue stays valid without the lock.
+        char name[ZQI_STORE_NAME_MAX + 1];
+        snprintf (name, sizeof name, "%s", queue->name);
+        int batch =
+            (int)(queue->credit > ZQI_STORE_FETCH_MAX ? ZQI_STORE_FETCH_MAX : queue->credit);
+        natsSubscription *sub = queue->sub;
+        pthread_mutex_unlock (&self->lock);
+
+        if (!sub) {
+            bool ok = zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0;
+            if (ok) {
+                jsSubOptions options;
+                jsSubOptions_Init (&options);
+                options.Stream = queue->stream;
+                options.Config.AckPolicy = js_AckExplicit;
+                options.Config.AckWait = self->config.visibility_ms * 1000000LL;
+                options.Config.MaxAckPending = ZQI_JS_ACK_PENDING_MAX;
+                ok = js_PullSubscribe (&sub, self->js, queue->subject, ZQI_JS_DURABLE, NULL,
+                                       &options, NULL) == NATS_OK;
+            }
+            pthread_mutex_lock (&self->lock);
+            if (ok) {
+                queue->sub = sub;
+                queue->failed_at = 0;
+            } else
+                queue->failed_at = zqi_clock_mono (self->config.clock);
+            continue;
+        }
+        natsMsgList list = {0};
+        natsStatus status = natsSubscription_Fetch (&list, sub, batch, ZQI_JS_FETCH_WAIT_MS, NULL);
+        if (status == NATS_OK)
+            for (int i = 0; i < list.Count; i++) {
+                natsMsg *msg = list.Msgs[i];
+                list.Msgs[i] = NULL;
+                s_take (self, queue, name, msg);
+            }
+        natsMsgList_Destroy (&list);
+        pthread_mutex_lock (&self->lock);
+        if (status != NATS_OK && status != NATS_TIMEOUT) {
+            //  The cluster is away (a leader election, a lost link): pause
+            //  briefly instead of spinning.
+            struct timespec until;
+            clock_gettime (CLOCK_REALTIME, &until);
+            until.tv_nsec += ZQI_JS_IDLE_WAIT_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait (&self->wake, &self->lock, &until);
+        }
+    }
+    pthread_mutex_unlock (&self->lock);
+    return NULL;
+}
+
+int
+zqi_js_want (zqi_store_t *base, const char *name, uint32_t credit)
+{
+    zqi_js_store_t *self = (zqi_js_store_t *)base;
+    pthread_mutex_lock (&self->lock);
+    zqi_js_queue_t *queue = zqi_js_queue (self, name);
+    if (queue) {
+        queue->credit = credit;
+        pthread_cond_signal (&self->wake);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return queue ? 0 : -1;
+}
+
+size_t
+zqi_js_deliveries (zqi_store_t *base, zqi_store_delivery_t **out, size_t max)
+{
+    zqi_js_store_t *self = (zqi_js_store_t *)base;
+    zqi_js_drain (self);
+    size_t count = 0;
+    pthread_mutex_lock (&self->lock);
+    while (count < max && zlistx_size (self->ready))
+        out[count++] = (zqi_store_delivery_t *)zlistx_detach (self->ready, NULL);
+    bool more = zlistx_size (self->results) || zlistx_size (self->ready);
+    pthread_mutex_unlock (&self->lock);
+    if (more)
+        zqi_js_signal (self);
+    return count;
+}
+#endif
