@@ -53,8 +53,8 @@ s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
 
 //  The record at offset of segment, if the last batch written holds it
 //  whole and it is valid: returns a pointer to it (header first), kept
-//  until the next zq_spool_next, with *rec decoded; else NULL. read_lock
-//  held.
+//  until the next reading call (next, ack, return), with *rec decoded;
+//  else NULL. read_lock held.
 static const uint8_t *
 s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec_t *rec)
 {
