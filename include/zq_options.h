@@ -83,7 +83,11 @@ typedef struct {
 //                                  batch of at most this (and max_message_bytes);
 //                                  a server that answers one with ERROR 4, 5 or 6
 //                                  (older than PUT batches) gets PUTs one by one after
-//                                  (doc/PROTOCOL.md 19.5)
+//                                  (doc/PROTOCOL.md 19.5). Reliable consumer: the
+//                                  largest DELIVER batch frame it asks the server for
+//                                  (cut to max_message_bytes; 0 = single deliveries
+//                                  only): deliveries ready together come as one
+//                                  frame, returned one by one (doc/PROTOCOL.md 19.7)
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
@@ -116,6 +120,9 @@ typedef struct {
 //    visibility_timeout_ms 30000   server: time to ack a delivery before redelivery
 //    max_attempts         10       server: deliveries before dead-lettering (0 = no limit)
 //    prefetch             256      consumer: unacked deliveries held at once
+//    ack_flush_us         1000     consumer: longest an ack or nack (of one delay) waits to
+//                                  go with others in one command; 0 = each at once, 0 to
+//                                  1000000 (include/zq_reliable.h, zq_queue_ack)
 //    max_deliveries       0        consumer: deliveries taken in all (0 = no limit); the
 //                                  window shrinks as they are settled, so the server
 //                                  never sends more (zq get -n)

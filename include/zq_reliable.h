@@ -92,8 +92,10 @@ extern "C" {
 //  queue NAME (unsubscribe stops). The server delivers up to prefetch
 //  messages not yet acked or nacked (over all the consumer's queues);
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
-//  message). A server that denies this consumer's identity a queue
-//  (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
+//  message), one per call also when several came as one DELIVER batch
+//  frame (option batch_max_bytes, doc/PROTOCOL.md 19.7: a bad element is
+//  counted in the stats' errors and skipped, the others still come). A server that denies this
+//  consumer's identity a queue (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
 //  per refused CONSUME (the consumer asks again with its pings while the
 //  queue stays subscribed). Settle each with zq_queue_ack, or
 //  zq_queue_nack, or extend its time with zq_queue_touch. With option
@@ -141,14 +143,31 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 //  ZQ_NACK_BACKOFF = the server's backoff), with attempt one higher, or
 //  dead-letter it if that reaches max_attempts. touch: its visibility
 //  deadline becomes extend_ms from now (0 = visibility_timeout_ms).
-//  A consumer sends the command and returns: a settle the server cannot
-//  match (the delivery timed out and went to another consumer) is ignored
+//  A consumer sends a touch at once. Its acks, and nacks with the delay
+//  of the one before, wait to go with others as one command (option
+//  ack_flush_us, 1000 us by default; 0: each goes at once) and go, in the
+//  order given, when the next call on the queue finds nothing to read
+//  (zq_queue_recv finds no delivery waiting, zq_queue_events no
+//  ZQ_POLLIN), before any other command (touch, subscribe, close), when
+//  1024 wait, and at the latest ack_flush_us after the first, also when
+//  the application makes no further call: a thread of the consumer's own
+//  sends them then, holding the queue's lock, which every call on the
+//  queue holds (so a queue may be called from several threads one at a
+//  time, never at once). A consumer whose socket or fd the application
+//  took (zq_queue_sock, zq_queue_fd) to poll it itself sends each at once:
+//  no thread but the application's touches its socket. A settle that
+//  waits is the consumer's, not yet the server's: until it goes, it
+//  settles nothing (a consumer killed meanwhile gets its deliveries
+//  redelivered, as for any unsettled one).
+//  The consumer returns once the command is sent or held: a settle the
+//  server cannot match (the delivery timed out and went to another consumer) is ignored
 //  there; an ack the server cannot record (its spool refused it) removes
 //  nothing and is logged here as the server's error 3: the delivery stays
 //  the consumer's, ack it again or it comes back at its visibility time.
 //  Returns 0, or -1 with errno EINVAL (NULL message, negative touch),
 //  ENOTSUP (other patterns and roles), ENOTSOCK, EAGAIN (the connection to
-//  the server is full), ZQ_ENOTFOUND (server: no delivery of that id is in
+//  the server is full: for an ack or nack that would wait, only when 1024
+//  wait already), ZQ_ENOTFOUND (server: no delivery of that id is in
 //  flight), ENOMEM or the spool's failure errno such as EIO (server, ack:
 //  not recorded; the message stays delivered, as before the call), ETERM.
 ZQ_EXPORT int zq_queue_ack (zq_queue_t *self, const zq_msg_t *msg);

@@ -201,8 +201,8 @@ s_close (void *state)
 static const zq_option_info_t s_options[] = {
     {"batch_max_bytes", ZQ_OPTION_INT, 65536, NULL, 0, 1048576,
      "pipeline producer: largest batch frame made of messages that found no room;"
-     " reliable producer: largest PUT batch of messages waiting together (0 = every message"
-     " alone)",
+     " reliable producer: largest PUT batch of messages waiting together; reliable consumer:"
+     " largest DELIVER batch it asks for (0 = every message alone)",
      NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };

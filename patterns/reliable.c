@@ -24,7 +24,9 @@
     after a server restart, a connection that reached something else on
     the port (a peer that accepts and never answers) would otherwise hold
     them off the new server that long, heartbeats starting only after the
-    handshake.
+    handshake. A TCP connect not done within that time is given up and
+    made again too, so a client is back within about that time once a
+    partition between hosts heals (tests/fault/netns_faults.py).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -102,8 +104,13 @@ zqi_r_common_open (zqi_r_common_t *common, zq_pattern_ctx_t *ctx)
         int handshake = zq_options_is_set (ctx->options, "heartbeat_timeout_ms")
                             ? (int)zqi_r_option (ctx->options, "heartbeat_timeout_ms")
                             : S_HEARTBEAT_TIMEOUT_MS;
+        //  A TCP connect whose SYNs vanish (a partition between hosts)
+        //  is given up after as long, and made again: left to the
+        //  kernel's SYN retries, the next attempt after the network
+        //  healed could come many seconds later.
         if (handshake > 0 &&
-            zmq_setsockopt (common->handle, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake))
+            (zmq_setsockopt (common->handle, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) ||
+             zmq_setsockopt (common->handle, ZMQ_CONNECT_TIMEOUT, &handshake, sizeof handshake)))
             return -1;
     }
     return 0;
@@ -175,8 +182,15 @@ s_recv (void *state)
     s_reliable_t *self = (s_reliable_t *)state;
     if (self->server)
         return zqi_r_server_recv (self->server);
-    if (self->consumer)
-        return zqi_r_consumer_recv (self->consumer);
+    if (self->consumer) {
+        zq_msg_t *msg = zqi_r_consumer_recv (self->consumer);
+        if (!msg && errno == EAGAIN) {
+            //  Nothing waits: the acks held go now.
+            zqi_r_consumer_idle (self->consumer);
+            errno = EAGAIN;
+        }
+        return msg;
+    }
     errno = ENOTSUP;
     return NULL;
 }
@@ -349,6 +363,10 @@ static const zq_option_info_t s_options[] = {
      "reliable server: deliveries of a message before it is dead-lettered (0 = no limit)", NULL},
     {"prefetch", ZQ_OPTION_INT, 256, NULL, 1, 1000000,
      "reliable consumer: deliveries it holds at once without acking them", NULL},
+    {"ack_flush_us", ZQ_OPTION_INT, 1000, NULL, 0, 1000000,
+     "reliable consumer: longest time an ack or nack waits to go with others when the"
+     " application makes no call (0 = each goes at once)",
+     NULL},
     {"max_deliveries", ZQ_OPTION_INT, 0, NULL, 0, INT64_MAX,
      "reliable consumer: deliveries it takes in all, its window shrinking as it settles"
      " (0 = no limit)",
@@ -468,11 +486,27 @@ zq_queue_confirmed (zq_queue_t *queue, uint8_t *id)
     return self ? s_confirmed (self, id) : -1;
 }
 
+//  s_settle under the queue's lock, as every call of the core holds it
+//  (a consumer's flush thread, reliable_acks.c).
+static int
+s_settle_locked (s_reliable_t *self, const zq_msg_t *msg, int how, int64_t number)
+{
+    pthread_mutex_t *lock = self->ctx->lock;
+    if (!lock)
+        return s_settle (self, msg, how, number);
+    pthread_mutex_lock (lock);
+    int rc = s_settle (self, msg, how, number);
+    int saved = errno;
+    pthread_mutex_unlock (lock);
+    errno = saved;
+    return rc;
+}
+
 int
 zq_queue_ack (zq_queue_t *queue, const zq_msg_t *msg)
 {
     s_reliable_t *self = s_state (queue, msg != NULL);
-    return self ? s_settle (self, msg, ZQI_SETTLE_ACK, 0) : -1;
+    return self ? s_settle_locked (self, msg, ZQI_SETTLE_ACK, 0) : -1;
 }
 
 int
@@ -481,7 +515,7 @@ zq_queue_nack (zq_queue_t *queue, const zq_msg_t *msg, int64_t delay_ms)
     if (delay_ms < ZQ_NACK_BACKOFF)
         return zqi_fail (EINVAL);
     s_reliable_t *self = s_state (queue, msg != NULL);
-    return self ? s_settle (self, msg, ZQI_SETTLE_NACK, delay_ms) : -1;
+    return self ? s_settle_locked (self, msg, ZQI_SETTLE_NACK, delay_ms) : -1;
 }
 
 int
@@ -490,7 +524,7 @@ zq_queue_touch (zq_queue_t *queue, const zq_msg_t *msg, int64_t extend_ms)
     if (extend_ms < 0)
         return zqi_fail (EINVAL);
     s_reliable_t *self = s_state (queue, msg != NULL);
-    return self ? s_settle (self, msg, ZQI_SETTLE_TOUCH, extend_ms) : -1;
+    return self ? s_settle_locked (self, msg, ZQI_SETTLE_TOUCH, extend_ms) : -1;
 }
 
 //  What every admin call checks: s_state's checks, then a queue name.

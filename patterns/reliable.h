@@ -22,6 +22,7 @@
 #define PATTERNS_RELIABLE_H_INCLUDED
 
 #include "zq_pattern.h"
+#include <pthread.h>
 
 #define ZQI_R_NONE ZQI_ID_NONE
 
@@ -87,6 +88,7 @@ typedef struct {
     uint64_t code;           //  REFUSE, ERROR
     int64_t number;          //  prefetch, delay_ms, extend_ms, visibility_ms or flags
     const uint8_t *instance; //  PONG
+    uint64_t batch_bytes;    //  CONSUME element 5: largest DELIVER batch taken (0: none)
 } zqi_r_command_t;
 
 //  Parses a command frame. Returns 0, or -1 with errno ZQ_EPROTO,
@@ -94,28 +96,12 @@ typedef struct {
 //  (kind set, nothing else read) so the caller can answer them.
 int zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command);
 
-//  A parsed envelope header; pointers go into the frame.
-typedef struct {
-    const uint8_t *id;
-    const char *subject;
-    uint32_t subject_size;
-    uint64_t created_ms;
-    uint64_t attempt;
-    size_t attempt_offset; //  where element 4 starts in the first frame
-    size_t attempt_size;   //  and its encoded size
-    int64_t ttl_ms;        //  "zq-ttl-ms", or -1
-    int64_t not_before_ms; //  "zq-not-before-ms", or -1
-    const uint8_t *body;   //  the body's msgpack bytes (in first or second)
-    size_t body_size;
-} zqi_r_envelope_t;
-
-//  Parses and checks an envelope (first frame, and second for the
-//  two-frame form, else NULL) by the rules of doc/PROTOCOL.md sections 6
-//  to 9, allocating nothing. check_body false skips the body check (for
-//  records the server validated when it stored them). Returns 0, or -1
-//  with errno ZQ_EPROTO, ZQ_EVERSION or ZQ_EDEPTH.
-int zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
-                          size_t second_size, bool check_body, zqi_r_envelope_t *envelope);
+//  Envelopes are parsed and checked by zq_msg's decoder
+//  (zqi_envelope_parse, src/zq_internal.h), one layout for every reader.
+//  The reliable headers it leaves as text: reads "zq-ttl-ms" and
+//  "zq-not-before-ms" of envelope into *ttl_ms and *not_before_ms, each -1
+//  when absent or not a decimal of 1 to 18 digits.
+void zqi_r_envelope_times (const zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms);
 
 //  Finds the id of an envelope whose first frame may be broken otherwise:
 //  an array of 2 or more elements, version 1, a bin of 16 octets. Returns
@@ -149,8 +135,9 @@ zqi_r_bare_command (uint8_t *out, zqi_r_kind_t kind)
     return (size_t)(zqi_wire_command_write (out, 2, ZQI_R_VERSION, (uint64_t)kind) - out);
 }
 
-//  Receives one frame (non-blocking) into frame (initialised by the
-//  caller). Returns 0, or -1 with errno.
+//  Initialises frame and receives the next frame into it without waiting.
+//  Returns 0 (the caller closes frame), or -1 with errno (EAGAIN: none
+//  waiting); frame is then empty, and closing it is optional.
 int zqi_r_recv_frame (void *handle, zmq_msg_t *frame);
 
 //  Returns the errno a REFUSE or ERROR code stands for.
@@ -335,6 +322,9 @@ int zqi_r_consumer_subscribe (zqi_r_consumer_t *self, const char *name);
 int zqi_r_consumer_unsubscribe (zqi_r_consumer_t *self, const char *name);
 int zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int kind, int64_t number);
 int zqi_r_consumer_attaching (zqi_r_consumer_t *self, const char *endpoint, bool bind);
+//  After a call that found nothing to do (no delivery waiting): sends the
+//  acks held.
+void zqi_r_consumer_idle (zqi_r_consumer_t *self);
 
 //  ---- Several servers (reliable_peers.c) ---------------------------------
 
@@ -381,6 +371,57 @@ int zqi_r_peers_send (zqi_r_peers_t *peers, void *handle, uint32_t index, const 
 //  -1 with errno (EAGAIN: nothing waits; ZQ_EPROTO: not from a server of
 //  ours, the message was read and dropped).
 int zqi_r_peers_recv_from (zqi_r_peers_t *peers, void *handle, uint32_t *index_p);
+
+//  ---- A consumer's acks in batches (reliable_acks.c) ---------------------
+
+//  The ACKs (or NACKs of one delay) held to go as one command, and the
+//  thread that sends them ack_flush_us after the first when the
+//  application makes no call meanwhile. All of it is used under lock,
+//  which the core holds through every call on the queue.
+typedef struct {
+    zq_pattern_ctx_t *ctx;
+    zqi_r_peers_t *peers;
+    int64_t flush_us; //  option ack_flush_us; 0: nothing is held
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool ready;    //  lock and wake made (flush_us > 0)
+    bool started;  //  the thread runs
+    bool stopping; //  the thread is to end
+    bool idle;     //  the thread waits with nothing held
+    zqi_buf_t ids; //  the ids held, end to end
+    size_t count;
+    uint8_t kind;     //  ZQI_R_ACK or ZQI_R_NACK
+    int64_t number;   //  a NACK's delay_ms
+    uint32_t peer;    //  several servers: the one they go to
+    int64_t since_us; //  monotonic us of the first held, or of the last try
+    int64_t wait_us;  //  how long after since_us they go
+    zqi_buf_t frame;
+} zqi_r_acks_t;
+
+//  Reads ack_flush_us; when it is not 0, makes the lock and sets ctx->lock
+//  to it. Returns 0, or -1 with errno.
+int zqi_r_acks_open (zqi_r_acks_t *acks, zq_pattern_ctx_t *ctx, zqi_r_peers_t *peers);
+//  Holds the ACK or NACK of id to server peer (0 for one server), after
+//  sending what is held if this one cannot join it (another kind or delay
+//  or server, or the batch is full); starts the thread with the first.
+//  Returns 0, or -1 with errno ENOTSUP (nothing is held: ack_flush_us 0,
+//  the application polls the socket itself, or no thread could start;
+//  send it at once), EAGAIN (the batch is full and finds no room: try
+//  again) or ENOMEM.
+int zqi_r_acks_hold (zqi_r_acks_t *acks, zqi_r_kind_t kind, const uint8_t *id, int64_t number,
+                     uint32_t peer);
+//  Sends what is held, now. Returns 0 (nothing held any more), or -1 with
+//  errno: EAGAIN (no room: still held, tried again later), or another
+//  send error (dropped: a lost server takes its deliveries back).
+int zqi_r_acks_flush (zqi_r_acks_t *acks);
+//  Sends what is held if its time has come.
+void zqi_r_acks_due (zqi_r_acks_t *acks);
+//  Milliseconds until what is held is due (0: now), or -1: nothing held.
+int64_t zqi_r_acks_next_ms (zqi_r_acks_t *acks);
+//  Stops the thread (the caller does not hold the lock), sends what is
+//  held, and frees everything; ctx->lock is NULL after.
+void zqi_r_acks_close (zqi_r_acks_t *acks);
 
 //  Reads an integer option (asserting it exists).
 int64_t zqi_r_option (const zq_options_t *options, const char *name);

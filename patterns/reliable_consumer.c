@@ -24,12 +24,21 @@
     ACK, NACK or TOUCH goes to that server alone. LEAVE goes to each
     without ids: each takes back what it delivered and was not settled.
 
+    DELIVER batches (doc/PROTOCOL.md 19.7): with batch_max_bytes above 0,
+    CONSUME carries it as element 5, and a server that knows batches may
+    send several deliveries as one DELIVER whose envelope frame is a batch
+    frame. Its layout is checked whole before any delivery is returned;
+    then one delivery comes per zq_queue_recv, each as if it had come
+    alone (a bad element is counted and skipped). A server that predates
+    batches ignores element 5 and delivers one at a time.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
 #include "reliable.h"
+#include "zq_batch.h"
 
 //  Commands other than deliveries read per call.
 #define S_BURST 256
@@ -48,8 +57,12 @@ struct _zqi_r_consumer_t {
     int64_t last_pending; //  several servers: when pending ones were last tried
     bool refused;         //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
     zqi_buf_t buf;
-    zqi_r_peers_t peers; //  the servers
-    zqi_r_table_t held;  //  several servers: unsettled deliveries, owner = their server
+    zqi_r_peers_t peers;       //  the servers
+    zqi_r_table_t held;        //  several servers: unsettled deliveries, owner = their server
+    size_t batch_max_bytes;    //  announced in CONSUME (0: asks for single deliveries)
+    zqi_batch_reader_t reader; //  the DELIVER batch being split
+    uint32_t reader_peer;      //  ... and the server it came from
+    zqi_r_acks_t acks;         //  acks and nacks held to go together (reliable_acks.c)
 };
 
 //  Several servers: a server not connected yet is tried again this often.
@@ -70,6 +83,9 @@ static uint32_t s_window (zqi_r_consumer_t *self);
 static int
 s_send (zqi_r_consumer_t *self)
 {
+    //  What is held goes first: the server sees commands in their order.
+    if (zqi_r_acks_flush (&self->acks) && errno == EAGAIN)
+        return -1;
     if (!self->peers.multi)
         return zmq_send (self->common.handle, self->buf.data, self->buf.size, ZMQ_DONTWAIT) == -1
                    ? -1
@@ -86,6 +102,22 @@ s_send (zqi_r_consumer_t *self)
     return rc;
 }
 
+//  Writes CONSUME name with the current window into buf, and element 5,
+//  the largest DELIVER batch it takes, when it takes batches.
+static int
+s_put_consume (zqi_r_consumer_t *self, const char *name)
+{
+    self->window = s_window (self);
+    self->joined = true;
+    bool batches = self->batch_max_bytes > 0;
+    if (zqi_r_put_command (&self->buf, batches ? 5 : 4, ZQI_R_CONSUME) ||
+        zqi_mp_put_str (&self->buf, name, strlen (name)) ||
+        zqi_mp_put_uint (&self->buf, self->window) ||
+        (batches && zqi_mp_put_uint (&self->buf, self->batch_max_bytes)))
+        return -1;
+    return 0;
+}
+
 //  Sends the CONSUME commands to server peer of several.
 static void
 s_resubscribe_peer (zqi_r_consumer_t *self, uint32_t peer)
@@ -93,13 +125,8 @@ s_resubscribe_peer (zqi_r_consumer_t *self, uint32_t peer)
     self->peers.peers[peer].pending = false;
     for (char *name = (char *)zlistx_first (self->names); name;
          name = (char *)zlistx_next (self->names)) {
-        self->window = s_window (self);
-        self->joined = true;
-        if (zqi_r_put_command (&self->buf, 4, ZQI_R_CONSUME) ||
-            zqi_mp_put_str (&self->buf, name, strlen (name)) ||
-            zqi_mp_put_uint (&self->buf, self->window) ||
-            zqi_r_peers_send (&self->peers, self->common.handle, peer, self->buf.data,
-                              self->buf.size)) {
+        if (s_put_consume (self, name) || zqi_r_peers_send (&self->peers, self->common.handle, peer,
+                                                            self->buf.data, self->buf.size)) {
             self->peers.peers[peer].pending = true;
             return;
         }
@@ -120,14 +147,11 @@ s_window (zqi_r_consumer_t *self)
 static int
 s_send_consume (zqi_r_consumer_t *self, const char *name, zqi_r_kind_t kind)
 {
-    bool consume = kind == ZQI_R_CONSUME;
-    if (consume) {
-        self->window = s_window (self);
-        self->joined = true;
-    }
-    if (zqi_r_put_command (&self->buf, consume ? 4 : 3, kind) ||
-        zqi_mp_put_str (&self->buf, name, strlen (name)) ||
-        (consume && zqi_mp_put_uint (&self->buf, self->window)))
+    if (kind == ZQI_R_CONSUME) {
+        if (s_put_consume (self, name))
+            return -1;
+    } else if (zqi_r_put_command (&self->buf, 3, kind) ||
+               zqi_mp_put_str (&self->buf, name, strlen (name)))
         return -1;
     return s_send (self);
 }
@@ -144,6 +168,7 @@ s_resubscribe (zqi_r_consumer_t *self)
 static bool
 s_timers (zqi_r_consumer_t *self)
 {
+    zqi_r_acks_due (&self->acks);
     if (!zlistx_size (self->names))
         return false;
     int64_t now = zqi_r_now (&self->common);
@@ -190,7 +215,8 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
     }
     zlistx_set_destructor (self->names, s_free_name);
     zqi_r_table_init (&self->held);
-    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx)) {
+    if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx) ||
+        zqi_r_acks_open (&self->acks, ctx, &self->peers)) {
         int saved = errno;
         zqi_r_consumer_destroy (&self);
         errno = saved;
@@ -209,8 +235,30 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
     }
     self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
     self->max_deliveries = (uint64_t)zqi_r_option (ctx->options, "max_deliveries");
+    self->batch_max_bytes = (size_t)zqi_r_option (ctx->options, "batch_max_bytes");
+    if (self->batch_max_bytes > ctx->max_message_bytes)
+        self->batch_max_bytes = ctx->max_message_bytes;
     self->window = s_window (self);
     return self;
+}
+
+//  Appends to unseen the ids of the elements reader has left (at most
+//  room of them; those without a readable id are skipped), and closes it.
+//  Returns how many it appended.
+static size_t
+s_unseen_ids (zqi_batch_reader_t *reader, zqi_buf_t *unseen, size_t room)
+{
+    size_t count = 0;
+    const uint8_t *data;
+    size_t size;
+    while (count < room && zqi_batch_next (reader, &data, &size) == 0) {
+        const uint8_t *id;
+        if (zqi_r_envelope_id (data, size, &id) == 0 &&
+            zqi_buf_append (unseen, id, ZQ_MSG_ID_SIZE) == 0)
+            count++;
+    }
+    zqi_batch_close (reader);
+    return count;
 }
 
 //  Tells the server the consumer is leaving: the deliveries already
@@ -229,27 +277,33 @@ s_leave (zqi_r_consumer_t *self)
     }
     zqi_buf_t unseen = {NULL, 0, 0};
     size_t count = 0;
+    size_t max_size = self->common.ctx->max_message_bytes;
+    //  The rest of a batch being split, then what waits on the socket.
+    count += s_unseen_ids (&self->reader, &unseen, S_LEAVE_IDS);
     for (int n = 0; n < 4 * S_LEAVE_IDS && count < S_LEAVE_IDS; n++) {
         zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zqi_r_recv_frame (handle, &frame)) {
-            zmq_msg_close (&frame);
+        if (zqi_r_recv_frame (handle, &frame))
             break;
-        }
         zqi_r_command_t command;
         bool more = zmq_msg_more (&frame);
         int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       &command);
         zmq_msg_close (&frame);
         if (rc == 0 && command.kind == ZQI_R_DELIVER && more) {
-            zmq_msg_init (&frame);
-            zqi_r_envelope_t envelope;
-            if (zqi_r_recv_frame (handle, &frame) == 0 &&
-                zqi_r_envelope_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
-                                      NULL, 0, false, &envelope) == 0 &&
-                zqi_buf_append (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
+            zqi_envelope_t envelope;
+            bool received = zqi_r_recv_frame (handle, &frame) == 0;
+            more = received && zmq_msg_more (&frame);
+            if (received && !more &&
+                zqi_batch_is ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame))) {
+                zqi_batch_reader_t waiting;
+                memset (&waiting, 0, sizeof waiting);
+                if (zqi_batch_open (&waiting, &frame, max_size) == 0)
+                    count += s_unseen_ids (&waiting, &unseen, S_LEAVE_IDS - count);
+            } else if (received &&
+                       zqi_envelope_parse ((const uint8_t *)zmq_msg_data (&frame),
+                                           zmq_msg_size (&frame), NULL, 0, false, &envelope) == 0 &&
+                       zqi_buf_append (&unseen, envelope.id, ZQ_MSG_ID_SIZE) == 0)
                 count++;
-            more = zmq_msg_more (&frame);
             zmq_msg_close (&frame);
         }
         if (more)
@@ -267,8 +321,11 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     zqi_r_consumer_t *self = *self_p;
     if (!self)
         return 0;
+    //  Before LEAVE: what is held is settled, not taken back.
+    zqi_r_acks_close (&self->acks);
     if (self->joined && self->common.handle)
         s_leave (self);
+    zqi_batch_close (&self->reader);
     zlistx_destroy (&self->names);
     zqi_r_table_free (&self->held);
     zqi_buf_free (&self->buf);
@@ -294,39 +351,49 @@ s_hold (zqi_r_consumer_t *self, const uint8_t *id, uint32_t peer)
     return 0;
 }
 
+//  The next delivery of the batch being split, or of the envelope that
+//  follows a DELIVER on the socket (one envelope, or a batch frame, which
+//  opens the reader), from server peer. Returns the message, or NULL with
+//  errno (a malformed-input code for a bad batch or a bad element: the
+//  core counts it, and the next call goes on with the next element).
+static zq_msg_t *
+s_delivery (zqi_r_consumer_t *self, uint32_t peer)
+{
+    if (!zqi_batch_left (&self->reader))
+        self->reader_peer = peer;
+    zq_msg_t *msg = zqi_batch_recv_msg (&self->reader, self->common.handle, ZMQ_DONTWAIT,
+                                        self->common.ctx->max_message_bytes);
+    if (msg && self->peers.multi && s_hold (self, zq_msg_id (msg), self->reader_peer)) {
+        //  Its server could not be remembered: it is not returned, and its
+        //  visibility timeout gives it back.
+        zq_msg_destroy (&msg);
+        errno = ENOMEM;
+    }
+    return msg;
+}
+
 zq_msg_t *
 zqi_r_consumer_recv (zqi_r_consumer_t *self)
 {
     s_timers (self);
+    if (zqi_batch_left (&self->reader))
+        return s_delivery (self, self->reader_peer);
     void *handle = self->common.handle;
     for (int n = 0; n < S_BURST; n++) {
         uint32_t peer;
         if (zqi_r_peers_recv_from (&self->peers, handle, &peer))
             return NULL; //  EAGAIN, or not from a server (the core counts it)
         zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zqi_r_recv_frame (handle, &frame)) {
-            int saved = errno;
-            zmq_msg_close (&frame);
-            errno = saved;
+        if (zqi_r_recv_frame (handle, &frame))
             return NULL;
-        }
         zqi_r_command_t command;
         bool more = zmq_msg_more (&frame);
         int rc = zqi_r_command_parse ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame),
                                       &command);
         int saved = errno;
         zmq_msg_close (&frame);
-        if (rc == 0 && command.kind == ZQI_R_DELIVER && more) {
-            zq_msg_t *msg = zq_msg_recv (handle, ZMQ_DONTWAIT, self->common.ctx->max_message_bytes);
-            if (msg && self->peers.multi && s_hold (self, zq_msg_id (msg), peer)) {
-                //  Its server could not be remembered: it is not returned,
-                //  and its visibility timeout gives it back.
-                zq_msg_destroy (&msg);
-                errno = ENOMEM;
-            }
-            return msg;
-        }
+        if (rc == 0 && command.kind == ZQI_R_DELIVER && more)
+            return s_delivery (self, peer);
         if (more)
             zqi_drain (handle);
         if (rc) {
@@ -360,13 +427,21 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
 int
 zqi_r_consumer_events (zqi_r_consumer_t *self, int zmq_events)
 {
-    //  The ping's send may have taken the fd's signal of a delivery that
-    //  came meanwhile: ask libzmq again after it.
-    if (s_timers (self)) {
+    //  Nothing to read: the acks held go now.
+    bool sent = s_timers (self);
+    if (!(zmq_events & ZMQ_POLLIN) && self->acks.count) {
+        zqi_r_acks_flush (&self->acks);
+        sent = true;
+    }
+    //  The ping's or the acks' send may have taken the fd's signal of a
+    //  delivery that came meanwhile: ask libzmq again after it.
+    if (sent) {
         size_t size = sizeof zmq_events;
         if (zmq_getsockopt (self->common.handle, ZMQ_EVENTS, &zmq_events, &size))
             return -1;
     }
+    if (zqi_batch_left (&self->reader))
+        zmq_events |= ZMQ_POLLIN;
     return zmq_events & ZMQ_POLLIN;
 }
 
@@ -374,12 +449,15 @@ int64_t
 zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
-        return -1;
+        return zqi_r_acks_next_ms (&self->acks);
     int64_t now = zqi_r_now (&self->common);
     int64_t wait = self->last_ping + self->common.ping_ivl_ms - now;
     for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
         if (self->peers.peers[peer].pending && self->last_pending + S_PENDING_RETRY_MS - now < wait)
             wait = self->last_pending + S_PENDING_RETRY_MS - now;
+    int64_t acks = zqi_r_acks_next_ms (&self->acks);
+    if (acks >= 0 && acks < wait)
+        wait = acks;
     return wait > 0 ? wait : 0;
 }
 
@@ -435,6 +513,21 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         if (index == ZQI_R_NONE)
             return zqi_fail (ZQ_ENOTFOUND);
     }
+    //  ACKs and NACKs wait to go together (reliable_acks.c); a TOUCH goes
+    //  at once, after them.
+    if (kind != ZQI_R_TOUCH) {
+        uint32_t peer = self->peers.multi ? self->held.entries[index].owner : 0;
+        if (zqi_r_acks_hold (&self->acks, kind, zq_msg_id (msg), number, peer) == 0) {
+            if (self->peers.multi)
+                zqi_r_table_remove (&self->held, index);
+            s_timers (self);
+            return 0;
+        }
+        if (errno != ENOTSUP)
+            return -1;
+    }
+    if (zqi_r_acks_flush (&self->acks) && errno == EAGAIN)
+        return -1;
     if (zqi_r_put_command (&self->buf, kind == ZQI_R_ACK ? 3 : 4, kind) ||
         zqi_mp_put_bin (&self->buf, zq_msg_id (msg), ZQ_MSG_ID_SIZE) ||
         (kind != ZQI_R_ACK && zqi_mp_put_int (&self->buf, number)))
@@ -449,6 +542,12 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
         rc = s_send (self);
     s_timers (self);
     return rc;
+}
+
+void
+zqi_r_consumer_idle (zqi_r_consumer_t *self)
+{
+    zqi_r_acks_flush (&self->acks);
 }
 
 int

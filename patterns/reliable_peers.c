@@ -83,13 +83,8 @@ zqi_r_peers_recv_from (zqi_r_peers_t *peers, void *handle, uint32_t *index_p)
     if (!peers->multi)
         return 0;
     zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zqi_r_recv_frame (handle, &frame)) {
-        int saved = errno;
-        zmq_msg_close (&frame);
-        errno = saved;
+    if (zqi_r_recv_frame (handle, &frame))
         return -1;
-    }
     size_t size = zmq_msg_size (&frame);
     bool more = zmq_msg_more (&frame);
     *index_p = ZQI_R_NONE;

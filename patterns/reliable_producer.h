@@ -3,6 +3,16 @@
     (ZQ_PRODUCER) share: its state and the functions one file calls in
     another. Internal, never installed.
 
+    Why a memory outbox of its own beside zq_spool's memory mode: the
+    ring keeps each message's wire bytes by table index and sends waiting
+    records as PUT batches; a spool in memory would append, commit, read
+    back and parse each record, and send PUTs one by one. Measured with
+    zq bench reliable -n 100000 --rounds 1 --transport inproc -o
+    fsync=none, four alternating runs each on a shared 2-core machine,
+    the producer's outbox given zq_spool_new (NULL) for the spool runs:
+    put_msgs_per_s median 66,500 (ring) vs 33,500 (spool in memory);
+    e2e_msgs_per_s median 62,800 vs 29,000. The ring stays.
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.

@@ -104,16 +104,11 @@ zqi_rp_input (zqi_r_producer_t *self)
             continue;
         }
         zmq_msg_t frame;
-        zmq_msg_init (&frame);
         if (zqi_r_recv_frame (handle, &frame)) {
-            int saved = errno;
-            zmq_msg_close (&frame);
-            if (saved == EAGAIN) {
-                self->input_drained = true;
-                break;
-            }
-            errno = saved;
-            return -1;
+            if (errno != EAGAIN)
+                return -1;
+            self->input_drained = true;
+            break;
         }
         zqi_r_command_t command;
         bool more = zmq_msg_more (&frame);

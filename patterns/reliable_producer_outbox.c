@@ -184,9 +184,9 @@ zqi_rp_pump (zqi_r_producer_t *self)
         zq_spool_record_t record;
         if (zq_spool_next (self->outbox, &record))
             return errno == EAGAIN ? 0 : -1;
-        zqi_r_envelope_t envelope;
-        if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
-                                  &envelope)) {
+        zqi_envelope_t envelope;
+        if (zqi_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                &envelope)) {
             zq_spool_ack (self->outbox, record.seq);
             continue;
         }

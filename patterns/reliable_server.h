@@ -149,6 +149,11 @@ typedef struct {
     uint32_t sent;                      //  deliveries sent to it (wraps)
     uint32_t expired_sent;              //  number of the last delivery that timed out
     uint8_t expired_id[ZQ_MSG_ID_SIZE]; //  ... and its id
+    //  DELIVER batches (doc/PROTOCOL.md 19.7): the largest it takes (0:
+    //  none), and the deliveries gathered for it this round, sent as one
+    //  frame at the round's end (its batch.count most recent entries).
+    size_t batch_max_bytes;
+    zqi_batch_t batch;
 } zqi_rs_consumer_t;
 
 //  One PUT of the current round, waiting for the commit.
@@ -324,7 +329,7 @@ void zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const u
                         const char *reason, size_t size);
 
 int zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
-                            const zqi_r_envelope_t *envelope, uint32_t attempt);
+                            const zqi_envelope_t *envelope, uint32_t attempt);
 
 //  Forgets what the PUT parses learned of the queue's records (its spool
 //  is closed: a spool opened again may give the same seqs to others).

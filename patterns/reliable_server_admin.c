@@ -213,10 +213,10 @@ zqi_r_server_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
     }
     zq_spool_record_t record;
     while (zq_spool_next (queue->spool, &record) == 0) {
-        zqi_r_envelope_t envelope;
+        zqi_envelope_t envelope;
         uint32_t index = ZQI_R_NONE;
-        if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
-                                  &envelope) == 0) {
+        if (zqi_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                &envelope) == 0) {
             index = zqi_rs_entry_in (self, envelope.id, queue->index);
             if (index != ZQI_R_NONE && self->table.entries[index].seq != record.seq)
                 index = ZQI_R_NONE;
@@ -253,9 +253,9 @@ zqi_r_server_redrive (zqi_r_server_t *self, const char *name, uint64_t *count_p)
         size_t taken = 0;
         zq_spool_record_t record;
         while (taken < 256 && zq_spool_next (dead->spool, &record) == 0) {
-            zqi_r_envelope_t envelope;
-            if (zqi_r_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
-                                      &envelope) ||
+            zqi_envelope_t envelope;
+            if (zqi_envelope_parse ((const uint8_t *)record.data, record.size, NULL, 0, false,
+                                    &envelope) ||
                 zqi_rs_rewrite_attempt (self, &record, &envelope, 0) ||
                 zq_spool_append (queue->spool, self->bytes.data, self->bytes.size, NULL)) {
                 zq_spool_return (dead->spool, record.seq);

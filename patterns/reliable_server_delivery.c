@@ -216,6 +216,7 @@ zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)
     while (consumer->queue_count)
         zqi_rs_unsubscribe (self, index, self->queues[consumer->queues[0]]);
     self->unsettled_bytes -= consumer->expired_bytes;
+    zqi_batch_discard (&consumer->batch);
     free (consumer->queues);
     if (index != ZQI_RS_LOCAL) {
         char key[512];
@@ -287,7 +288,7 @@ zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_
 //  Writes the record with its attempt replaced into self->bytes.
 int
 zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
-                        const zqi_r_envelope_t *envelope, uint32_t attempt)
+                        const zqi_envelope_t *envelope, uint32_t attempt)
 {
     const uint8_t *data = (const uint8_t *)record->data;
     zqi_buf_reset (&self->bytes);
@@ -319,7 +320,7 @@ s_dead_letter_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int err
 //  is held and tried again later; counted and logged).
 static int
 s_dead_letter (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index,
-               const zq_spool_record_t *record, const zqi_r_envelope_t *envelope)
+               const zq_spool_record_t *record, const zqi_envelope_t *envelope)
 {
     zqi_r_entry_t *entry = &self->table.entries[index];
     zqi_rs_queue_t *dead = zqi_rs_dead_queue (self, queue);
@@ -382,12 +383,13 @@ zqi_rs_parsed_forget (zqi_r_server_t *self, uint32_t queue)
             self->parsed[slot].seq = 0;
 }
 
-//  Fills envelope for the record from what its PUT's parse learned, if
-//  that is still kept (and fits the record: its size and id). Returns 0,
-//  or -1 (the record is to be parsed).
+//  Fills envelope (all but its headers) and the TTL and not-before
+//  times for the record from what its PUT's parse learned, if that is
+//  still kept (and fits the record: its size and id). Returns 0, or -1
+//  (the record is to be parsed).
 static int
 s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spool_record_t *record,
-                 zqi_r_envelope_t *envelope)
+                 zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms)
 {
     const zqi_rs_parsed_t *slot = &self->parsed[zqi_rs_parsed_slot (queue->index, record->seq)];
     const uint8_t *data = (const uint8_t *)record->data;
@@ -401,8 +403,10 @@ s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spo
     envelope->attempt = 0;
     envelope->attempt_offset = slot->attempt_offset;
     envelope->attempt_size = slot->attempt_size;
-    envelope->ttl_ms = slot->ttl_ms;
-    envelope->not_before_ms = slot->not_before_ms;
+    envelope->header_count = 0;
+    envelope->header_size = slot->body_offset;
+    *ttl_ms = slot->ttl_ms;
+    *not_before_ms = slot->not_before_ms;
     envelope->body = data + slot->body_offset;
     envelope->body_size = slot->body_size;
     return 0;
@@ -417,7 +421,7 @@ typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
 //  nothing ready (or the spool cannot be read).
 static s_verdict_t
 s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
-        zqi_r_envelope_t *envelope, uint32_t *index_p)
+        zqi_envelope_t *envelope, uint32_t *index_p)
 {
     if (zq_spool_next (queue->spool, record)) {
         if (errno != EAGAIN && !queue->complained) {
@@ -427,11 +431,12 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         }
         return S_STOP;
     }
-    bool recalled = s_parsed_recall (self, queue, record, envelope) == 0;
+    int64_t ttl_ms, not_before_ms;
+    bool recalled = s_parsed_recall (self, queue, record, envelope, &ttl_ms, &not_before_ms) == 0;
     if (!recalled)
         ZQI_COUNT (ZQI_COUNT_SERVER_PARSES);
-    if (!recalled && zqi_r_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0,
-                                           false, envelope)) {
+    if (!recalled && zqi_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0,
+                                         false, envelope)) {
         zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
                  queue->name, record->seq);
         if (zqi_rs_record_ack (self, queue, record->seq))
@@ -466,20 +471,19 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         entry->attempt = (uint32_t)envelope->attempt;
     }
     zqi_r_entry_t *entry = &self->table.entries[index];
-    int64_t wall = (envelope->ttl_ms >= 0 || envelope->not_before_ms >= 0)
-                       ? zqi_clock_wall (self->common.ctx->clock)
-                       : 0;
-    if (envelope->ttl_ms >= 0 &&
-        zqi_r_add_ms ((int64_t)envelope->created_ms, envelope->ttl_ms) <= wall) {
+    if (!recalled)
+        zqi_r_envelope_times (envelope, &ttl_ms, &not_before_ms);
+    int64_t wall =
+        (ttl_ms >= 0 || not_before_ms >= 0) ? zqi_clock_wall (self->common.ctx->clock) : 0;
+    if (ttl_ms >= 0 && zqi_r_add_ms ((int64_t)envelope->created_ms, ttl_ms) <= wall) {
         if (zqi_rs_entry_ack (self, index))
             s_hold (self, index, zqi_r_now (&self->common) + ZQI_RS_RETRY_MS);
         else
             queue->counters.expired++;
         return S_SKIP;
     }
-    if (envelope->not_before_ms > wall) {
-        s_hold (self, index,
-                zqi_r_add_ms (zqi_r_now (&self->common), envelope->not_before_ms - wall));
+    if (not_before_ms > wall) {
+        s_hold (self, index, zqi_r_add_ms (zqi_r_now (&self->common), not_before_ms - wall));
         return S_SKIP;
     }
     if (self->max_attempts && !queue->is_dead && entry->attempt >= self->max_attempts) {
@@ -507,37 +511,59 @@ s_delivered (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index, uint32
     zqi_r_table_schedule (&self->table, index, self->now + self->visibility_ms);
 }
 
+//  The attempt to deliver the record with, as msgpack: as stored if
+//  unchanged, else encoded (a uint of at most 5 octets, via the command
+//  buffer, which its caller writes again). Returns 0 (*size_p octets in
+//  encoded), or -1 with errno ENOMEM.
+static int
+s_attempt_encode (zqi_r_server_t *self, const zq_spool_record_t *record,
+                  const zqi_envelope_t *envelope, uint32_t attempt, uint8_t encoded[9],
+                  size_t *size_p)
+{
+    if (attempt == envelope->attempt) {
+        memcpy (encoded, (const uint8_t *)record->data + envelope->attempt_offset,
+                envelope->attempt_size);
+        *size_p = envelope->attempt_size;
+        return 0;
+    }
+    zqi_buf_reset (&self->buf);
+    if (zqi_mp_put_uint (&self->buf, attempt))
+        return -1;
+    memcpy (encoded, self->buf.data, self->buf.size);
+    *size_p = self->buf.size;
+    return 0;
+}
+
+//  Writes the record's envelope into into with its attempt as encoded:
+//  the one copy of its bytes on the way to the consumer.
+static void
+s_record_write (uint8_t *into, const zq_spool_record_t *record, const zqi_envelope_t *envelope,
+                const uint8_t *encoded, size_t encoded_size)
+{
+    const uint8_t *data = (const uint8_t *)record->data;
+    size_t head = envelope->attempt_offset;
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    memcpy (into, data, head);
+    memcpy (into + head, encoded, encoded_size);
+    memcpy (into + head + encoded_size, data + tail, record->size - tail);
+    ZQI_COUNT (ZQI_COUNT_SERVER_COPIES);
+}
+
 //  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
 //  The envelope frame is built once, straight from the record: the
 //  attempt written as it goes, the body copied once.
 static int
 s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spool_record_t *record,
-                const zqi_r_envelope_t *envelope, uint32_t attempt)
+                const zqi_envelope_t *envelope, uint32_t attempt)
 {
-    const uint8_t *data = (const uint8_t *)record->data;
-    size_t head = envelope->attempt_offset;
-    size_t tail = envelope->attempt_offset + envelope->attempt_size;
-    //  The attempt as stored, or a new one as msgpack (a uint of at most 5
-    //  octets, via the command buffer, which is written again below).
     uint8_t encoded[9];
-    size_t encoded_size = envelope->attempt_size;
-    if (attempt == envelope->attempt)
-        memcpy (encoded, data + head, encoded_size);
-    else {
-        zqi_buf_reset (&self->buf);
-        if (zqi_mp_put_uint (&self->buf, attempt))
-            return -1;
-        encoded_size = self->buf.size;
-        memcpy (encoded, self->buf.data, encoded_size);
-    }
-    zmq_msg_t frame;
-    if (zmq_msg_init_size (&frame, head + encoded_size + record->size - tail))
+    size_t encoded_size;
+    if (s_attempt_encode (self, record, envelope, attempt, encoded, &encoded_size))
         return -1;
-    uint8_t *into = (uint8_t *)zmq_msg_data (&frame);
-    memcpy (into, data, head);
-    memcpy (into + head, encoded, encoded_size);
-    memcpy (into + head + encoded_size, data + tail, record->size - tail);
-    ZQI_COUNT (ZQI_COUNT_SERVER_COPIES);
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, record->size - envelope->attempt_size + encoded_size))
+        return -1;
+    s_record_write ((uint8_t *)zmq_msg_data (&frame), record, envelope, encoded, encoded_size);
     if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
         zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms) ||
         zqi_rs_send_command (self, consumer->route, consumer->route_size, true)) {
@@ -556,10 +582,96 @@ s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spoo
     return 0;
 }
 
-//  Delivers what the queue has ready to its remote consumers with credit;
-//  adds the deliveries sent to *sent_p.
+//  ---- DELIVER batches (doc/PROTOCOL.md 19.7) -----------------------------
+
+//  Takes back the deliveries gathered in the consumer's batch that did
+//  not go: they are its most recent entries; each is ready again with
+//  its attempt unchanged, as if never sent.
 static void
-s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
+s_batch_undo (zqi_r_server_t *self, zqi_rs_consumer_t *consumer)
+{
+    for (uint32_t left = consumer->batch.count; left && consumer->head != ZQI_R_NONE; left--) {
+        uint32_t index = consumer->head;
+        zqi_r_entry_t *entry = &self->table.entries[index];
+        zqi_rs_queue_t *queue = self->queues[entry->queue];
+        queue->counters.delivered--;
+        if (entry->attempt > 0)
+            queue->counters.redelivered--;
+        zqi_rs_return (self, index);
+    }
+    zqi_batch_discard (&consumer->batch);
+}
+
+//  Sends what the consumer's batch holds: one element as a plain DELIVER,
+//  more as one DELIVER batch. Returns 0, or -1 with errno (the batch's
+//  deliveries are taken back; EHOSTUNREACH: the consumer is dropped too).
+static int
+s_batch_flush (zqi_r_server_t *self, uint32_t owner)
+{
+    zqi_rs_consumer_t *consumer = &self->consumers[owner];
+    if (!consumer->batch.count)
+        return 0;
+    if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) == 0 &&
+        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms) == 0 &&
+        zqi_rs_send_command (self, consumer->route, consumer->route_size, true) == 0 &&
+        zqi_batch_send (&consumer->batch, self->common.handle, ZMQ_DONTWAIT) == 0)
+        return 0;
+    int failure = errno;
+    s_batch_undo (self, consumer);
+    if (failure == EAGAIN)
+        consumer->stalled = true;
+    else if (failure == EHOSTUNREACH)
+        zqi_rs_consumer_drop (self, owner);
+    errno = failure;
+    return -1;
+}
+
+//  Adds the record (its attempt set) to the consumer's batch, sending the
+//  batch first if the record does not fit beside what it holds. Returns
+//  0 (added), 1 (too big for any batch: to be sent alone), or -1 with
+//  errno (nothing added; the batch went, or was taken back as
+//  s_batch_flush says).
+static int
+s_batch_add (zqi_r_server_t *self, uint32_t owner, const zq_spool_record_t *record,
+             const zqi_envelope_t *envelope, uint32_t attempt)
+{
+    zqi_rs_consumer_t *consumer = &self->consumers[owner];
+    uint8_t encoded[9];
+    size_t encoded_size;
+    if (s_attempt_encode (self, record, envelope, attempt, encoded, &encoded_size))
+        return -1;
+    size_t size = record->size - envelope->attempt_size + encoded_size;
+    uint8_t *into = zqi_batch_reserve (&consumer->batch, size, consumer->batch_max_bytes);
+    if (!into && errno == EAGAIN && consumer->batch.count) {
+        if (s_batch_flush (self, owner))
+            return -1;
+        into = zqi_batch_reserve (&consumer->batch, size, consumer->batch_max_bytes);
+    }
+    if (!into)
+        return errno == EAGAIN ? 1 : -1;
+    s_record_write (into, record, envelope, encoded, encoded_size);
+    return 0;
+}
+
+//  Sends the batches gathered for the queue's consumers this round.
+static void
+s_batch_flush_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
+{
+    for (uint32_t position = 0; position < queue->consumer_count; position++) {
+        uint32_t owner = queue->consumers[position];
+        uint32_t count = self->consumers[owner].batch.count;
+        if (count && s_batch_flush (self, owner) == 0)
+            *sent_p += count;
+        else if (count && self->consumers[owner].in_use == false)
+            position--; //  dropped: it left the queue's list
+    }
+}
+
+//  Delivers what the queue has ready to its remote consumers with credit;
+//  adds the deliveries sent to *sent_p. A consumer that takes batches has
+//  its deliveries of the round gathered, sent by s_deliver_queue.
+static void
+s_deliver_ready (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
 {
     while (queue->consumer_count) {
         //  The next remote consumer with credit, round-robin.
@@ -578,7 +690,7 @@ s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
         if (chosen == ZQI_R_NONE)
             return;
         zq_spool_record_t record;
-        zqi_r_envelope_t envelope;
+        zqi_envelope_t envelope;
         uint32_t index;
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
         if (verdict == S_STOP)
@@ -587,7 +699,13 @@ s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
             continue;
         zqi_rs_consumer_t *consumer = &self->consumers[chosen];
         uint32_t attempt = self->table.entries[index].attempt;
-        if (s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
+        int added =
+            consumer->batch_max_bytes ? s_batch_add (self, chosen, &record, &envelope, attempt) : 1;
+        if (added == 0) {
+            s_delivered (self, queue, index, chosen, record.size);
+            continue;
+        }
+        if (added == 1 && s_send_deliver (self, consumer, &record, &envelope, attempt) == 0) {
             s_delivered (self, queue, index, chosen, record.size);
             (*sent_p)++;
             continue;
@@ -602,6 +720,14 @@ s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
         else
             return;
     }
+}
+
+//  Delivers what the queue has ready, then sends the batches gathered.
+static void
+s_deliver_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
+{
+    s_deliver_ready (self, queue, sent_p);
+    s_batch_flush_queue (self, queue, sent_p);
 }
 
 //  Delivers to every remote consumer with credit. A consumer whose pipe
@@ -651,7 +777,7 @@ zqi_rs_local_recv (zqi_r_server_t *self)
         uint32_t position = local->rr % local->queue_count;
         zqi_rs_queue_t *queue = self->queues[local->queues[position]];
         zq_spool_record_t record;
-        zqi_r_envelope_t envelope;
+        zqi_envelope_t envelope;
         uint32_t index;
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
         if (verdict == S_SKIP)

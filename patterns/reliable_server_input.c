@@ -121,7 +121,7 @@ s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const ch
 //  attempt_size octets.
 static void
 s_parsed_keep (zqi_r_server_t *self, uint32_t queue, uint64_t seq, const uint8_t *data, size_t size,
-               size_t body_size, const zqi_r_envelope_t *envelope, size_t attempt_size)
+               size_t body_size, const zqi_envelope_t *envelope, size_t attempt_size)
 {
     //  Octets after the attempt move by the change of its size; a body
     //  in a second frame follows the first.
@@ -145,8 +145,7 @@ s_parsed_keep (zqi_r_server_t *self, uint32_t queue, uint64_t seq, const uint8_t
     slot->body_offset = (uint32_t)body_offset;
     slot->body_size = (uint32_t)envelope->body_size;
     slot->created_ms = envelope->created_ms;
-    slot->ttl_ms = envelope->ttl_ms;
-    slot->not_before_ms = envelope->not_before_ms;
+    zqi_r_envelope_times (envelope, &slot->ttl_ms, &slot->not_before_ms);
     memcpy (slot->id, envelope->id, ZQ_MSG_ID_SIZE);
 }
 
@@ -158,7 +157,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
 {
     bool second = body != NULL;
     zqi_rs_peer_t *from = &self->peers[peer];
-    zqi_r_envelope_t envelope;
+    zqi_envelope_t envelope;
     //  A PUT that can never be stored is refused with its id when the id
     //  can be read (so a producer stops sending it), else answered ERROR.
     const uint8_t *id = NULL;
@@ -173,7 +172,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         return;
     }
     ZQI_COUNT (ZQI_COUNT_SERVER_PARSES);
-    if (zqi_r_envelope_parse (data, size, body, body_size, true, &envelope)) {
+    if (zqi_envelope_parse (data, size, body, body_size, true, &envelope)) {
         int failure = errno;
         if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
@@ -466,6 +465,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 return;
             }
             self->consumers[consumer].prefetch = (uint32_t)command->number;
+            self->consumers[consumer].batch_max_bytes =
+                command->batch_bytes < self->max_message_bytes ? (size_t)command->batch_bytes
+                                                               : self->max_message_bytes;
             return;
         }
         case ZQI_R_ACK:

@@ -22,17 +22,9 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "reliable_store_jetstream.h"
 
-#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #ifdef HAVE_NATS

@@ -11,7 +11,16 @@
 #ifndef ZQ_RELIABLE_STORE_JETSTREAM_H_INCLUDED
 #define ZQ_RELIABLE_STORE_JETSTREAM_H_INCLUDED
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
 #include "reliable_store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #ifdef HAVE_NATS
 #include <czmq.h>

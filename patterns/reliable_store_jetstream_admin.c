@@ -2,22 +2,14 @@
     reliable_store_jetstream_admin - the JetStream store's settling of a
     delivery (ack, nack, touch) and its admin calls: a queue's figures,
     purge and removal.
+    Built only with libnats (HAVE_NATS).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "reliable_store_jetstream.h"
-
-#include <errno.h>
-#include <string.h>
-
-#ifdef HAVE_NATS
 
 int
 zqi_js_settle (zqi_store_t *base, zqi_store_delivery_t *delivery, zqi_store_settle_t how,
@@ -111,4 +103,3 @@ zqi_js_remove (zqi_store_t *base, const char *name)
     }
     return 0;
 }
-#endif

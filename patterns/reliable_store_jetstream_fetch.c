@@ -3,25 +3,16 @@
     binds each queue's durable consumer, pulls messages for the queues with
     credit, dead-letters those past max_attempts, and queues the rest as
     deliveries the server collects.
+    Built only with libnats (HAVE_NATS).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "reliable_store_jetstream.h"
 
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-
-#ifdef HAVE_NATS
 
 void
 zqi_js_delivery_destroy (zqi_store_delivery_t **delivery_p)
@@ -114,6 +105,21 @@ s_eligible (zqi_js_queue_t *queue, const zqi_clock_t *clock)
            (!queue->failed_at || zqi_clock_mono (clock) - queue->failed_at >= ZQI_JS_BIND_RETRY_MS);
 }
 
+//  The fetcher's pause: up to ZQI_JS_IDLE_WAIT_MS, or until woken (a want,
+//  the store closing). Call with the lock held.
+static void
+s_nap (zqi_js_store_t *self)
+{
+    struct timespec until;
+    clock_gettime (CLOCK_REALTIME, &until);
+    until.tv_nsec += ZQI_JS_IDLE_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait (&self->wake, &self->lock, &until);
+}
+
 void *
 zqi_js_fetcher (void *arg)
 {
@@ -136,14 +142,7 @@ zqi_js_fetcher (void *arg)
                     queue = q;
         }
         if (!queue) {
-            struct timespec until;
-            clock_gettime (CLOCK_REALTIME, &until);
-            until.tv_nsec += ZQI_JS_IDLE_WAIT_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait (&self->wake, &self->lock, &until);
+            s_nap (self);
             continue;
         }
         //  Queues are never freed while the store runs (remove only
@@ -188,14 +187,7 @@ zqi_js_fetcher (void *arg)
         if (status != NATS_OK && status != NATS_TIMEOUT) {
             //  The cluster is away (a leader election, a lost link): pause
             //  briefly instead of spinning.
-            struct timespec until;
-            clock_gettime (CLOCK_REALTIME, &until);
-            until.tv_nsec += ZQI_JS_IDLE_WAIT_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait (&self->wake, &self->lock, &until);
+            s_nap (self);
         }
     }
     pthread_mutex_unlock (&self->lock);
@@ -231,4 +223,3 @@ zqi_js_deliveries (zqi_store_t *base, zqi_store_delivery_t **out, size_t max)
         zqi_js_signal (self);
     return count;
 }
-#endif

@@ -2,24 +2,14 @@
     reliable_store_jetstream_publish - the JetStream store's puts: each is
     published asynchronously, and its PubAck (on libnats' thread) becomes a
     result the server collects.
+    Built only with libnats (HAVE_NATS).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#ifdef HAVE_CONFIG_H
-#include "config.h"
-#endif
-
 #include "reliable_store_jetstream.h"
-
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#ifdef HAVE_NATS
 
 static void
 s_result (zqi_js_store_t *self, const char *stream, const char *hex, int errnum, bool duplicate)
@@ -157,4 +147,3 @@ zqi_js_put_results (zqi_store_t *base, zqi_store_result_t *results, size_t max)
         zqi_js_signal (self);
     return count;
 }
-#endif

@@ -94,6 +94,13 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
                     return zqi_fail (ZQ_EPROTO);
                 command->number = (int64_t)value;
                 used = 4;
+                //  Element 5 (doc/PROTOCOL.md 19.7): any uint, the server
+                //  cuts it to its own limit.
+                if (elements >= 5) {
+                    if (zqi_mp_read_uint (&cursor, &command->batch_bytes))
+                        return zqi_fail (ZQ_EPROTO);
+                    used = 5;
+                }
             }
             break;
         case ZQI_R_DELIVER:
@@ -125,35 +132,21 @@ zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *command)
 
 //  ---- Envelope -----------------------------------------------------------
 
-int
-zqi_r_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
-                      size_t second_size, bool check_body, zqi_r_envelope_t *envelope)
+void
+zqi_r_envelope_times (const zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms)
 {
-    zqi_envelope_t parsed;
-    if (zqi_envelope_parse (first, first_size, second, second_size, check_body, &parsed))
-        return -1;
-    envelope->id = parsed.id;
-    envelope->subject = parsed.subject;
-    envelope->subject_size = parsed.subject_size;
-    envelope->created_ms = parsed.created_ms;
-    envelope->attempt = parsed.attempt;
-    envelope->attempt_offset = parsed.attempt_offset;
-    envelope->attempt_size = parsed.attempt_size;
-    envelope->ttl_ms = -1;
-    envelope->not_before_ms = -1;
-    envelope->body = parsed.body;
-    envelope->body_size = parsed.body_size;
-    for (uint32_t index = 0; index < parsed.header_count; index++) {
-        const char *name = parsed.headers[index].name;
-        uint32_t name_size = parsed.headers[index].name_size;
+    *ttl_ms = -1;
+    *not_before_ms = -1;
+    for (uint32_t index = 0; index < envelope->header_count; index++) {
+        const char *name = envelope->headers[index].name;
+        uint32_t name_size = envelope->headers[index].name_size;
         if (name_size == 9 && memcmp (name, "zq-ttl-ms", 9) == 0)
-            envelope->ttl_ms =
-                s_decimal (parsed.headers[index].value, parsed.headers[index].value_size);
+            *ttl_ms =
+                s_decimal (envelope->headers[index].value, envelope->headers[index].value_size);
         else if (name_size == 16 && memcmp (name, "zq-not-before-ms", 16) == 0)
-            envelope->not_before_ms =
-                s_decimal (parsed.headers[index].value, parsed.headers[index].value_size);
+            *not_before_ms =
+                s_decimal (envelope->headers[index].value, envelope->headers[index].value_size);
     }
-    return 0;
 }
 
 int
@@ -176,7 +169,13 @@ zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p
 int
 zqi_r_recv_frame (void *handle, zmq_msg_t *frame)
 {
-    return zmq_msg_recv (frame, handle, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+    zmq_msg_init (frame);
+    if (zmq_msg_recv (frame, handle, ZMQ_DONTWAIT) >= 0)
+        return 0;
+    int saved = errno;
+    zmq_msg_close (frame);
+    zmq_msg_init (frame);
+    return zqi_fail (saved);
 }
 
 int

@@ -34,6 +34,7 @@
 #include "zq_clock.h"
 #include "zq_queue.h"
 #include <limits.h>
+#include <pthread.h>
 
 //  What the core gives a pattern at open; it stays valid, unchanged, until
 //  after close returns. Patterns keep the pointer in their state.
@@ -48,6 +49,17 @@ typedef struct {
     zqi_clock_t *clock;          //  where every timer of the pattern reads
                                  //  the time (zq_clock.h); NULL: the real one
     int wake_fd;                 //  readable when a fake clock moves; -1
+    //  Set by a pattern whose own thread also uses the socket (open sets
+    //  it, close clears it; NULL: none): the core holds it through every
+    //  call on the queue but new and close, waits included, and the
+    //  pattern's thread uses the socket only while holding it. A pattern's
+    //  own verbs take it too. close is called without it: the pattern
+    //  stops its thread there first.
+    pthread_mutex_t *lock;
+    //  The application took the socket or its fd to poll them itself
+    //  (zq_queue_sock, zq_queue_fd): no thread but the application's may
+    //  use the socket any more.
+    bool polled;
 } zq_pattern_ctx_t;
 
 //  What a wait hook calls instead of zmq_poll on its one socket: waits up

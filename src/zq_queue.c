@@ -415,8 +415,8 @@ s_send_retry (zq_queue_t *self, zqi_queue_attempt_fn *attempt, const zq_msg_t *r
     return -1;
 }
 
-int
-zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+static int
+s_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 {
     if (!self || !msg_p || !*msg_p)
         return zqi_fail (EINVAL);
@@ -431,8 +431,8 @@ zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
     return s_send_retry (self, NULL, NULL, msg_p, timeout_ms);
 }
 
-int
-zq_queue_flush (zq_queue_t *self, int timeout_ms)
+static int
+s_queue_flush (zq_queue_t *self, int timeout_ms)
 {
     if (!self)
         return zqi_fail (EINVAL);
@@ -451,8 +451,8 @@ zq_queue_flush (zq_queue_t *self, int timeout_ms)
     return -1;
 }
 
-zq_msg_t *
-zq_queue_recv (zq_queue_t *self, int timeout_ms)
+static zq_msg_t *
+s_queue_recv (zq_queue_t *self, int timeout_ms)
 {
     if (!self) {
         errno = EINVAL;
@@ -515,14 +515,8 @@ zq_queue_recv (zq_queue_t *self, int timeout_ms)
     }
 }
 
-zsock_t *
-zq_queue_sock (zq_queue_t *self)
-{
-    return self ? self->sock : NULL;
-}
-
-int
-zq_queue_fd (zq_queue_t *self)
+static int
+s_queue_fd (zq_queue_t *self)
 {
     if (!self || !self->handle)
         return zqi_fail (ENOTSOCK);
@@ -533,8 +527,8 @@ zq_queue_fd (zq_queue_t *self)
     return fd;
 }
 
-int
-zq_queue_events (zq_queue_t *self)
+static int
+s_queue_events (zq_queue_t *self)
 {
     if (!self || !self->handle)
         return zqi_fail (ENOTSOCK);
@@ -594,8 +588,8 @@ s_check (zq_queue_t *self, bool arguments_ok, bool has_hook)
     return 0;
 }
 
-int
-zq_queue_subscribe (zq_queue_t *self, const char *prefix)
+static int
+s_queue_subscribe (zq_queue_t *self, const char *prefix)
 {
     if (s_check (self, true, self && self->pattern->subscribe != NULL))
         return -1;
@@ -604,8 +598,8 @@ zq_queue_subscribe (zq_queue_t *self, const char *prefix)
     return self->pattern->subscribe (self->state, prefix ? prefix : "");
 }
 
-int
-zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
+static int
+s_queue_unsubscribe (zq_queue_t *self, const char *prefix)
 {
     if (s_check (self, true, self && self->pattern->unsubscribe != NULL))
         return -1;
@@ -614,12 +608,118 @@ zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
     return self->pattern->unsubscribe (self->state, prefix ? prefix : "");
 }
 
-int64_t
-zq_queue_next_timer_ms (zq_queue_t *self)
+static int64_t
+s_queue_next_timer_ms (zq_queue_t *self)
 {
     if (!self || !self->handle || !self->pattern->next_timer_ms)
         return -1;
     return self->pattern->next_timer_ms (self->state);
+}
+
+//  ---- The calls, under the pattern's lock (zq_pattern_ctx_t.lock) ----------
+
+//  Takes the lock of the queue's pattern, if it has one; returns it.
+static pthread_mutex_t *
+s_lock (zq_queue_t *self)
+{
+    pthread_mutex_t *lock = self ? self->ctx.lock : NULL;
+    if (lock)
+        pthread_mutex_lock (lock);
+    return lock;
+}
+
+static void
+s_unlock (pthread_mutex_t *lock)
+{
+    if (lock) {
+        int saved = errno;
+        pthread_mutex_unlock (lock);
+        errno = saved;
+    }
+}
+
+int
+zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int rc = s_queue_send (self, msg_p, timeout_ms);
+    s_unlock (lock);
+    return rc;
+}
+
+int
+zq_queue_flush (zq_queue_t *self, int timeout_ms)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int rc = s_queue_flush (self, timeout_ms);
+    s_unlock (lock);
+    return rc;
+}
+
+zq_msg_t *
+zq_queue_recv (zq_queue_t *self, int timeout_ms)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    zq_msg_t *msg = s_queue_recv (self, timeout_ms);
+    s_unlock (lock);
+    return msg;
+}
+
+zsock_t *
+zq_queue_sock (zq_queue_t *self)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    if (self && self->sock)
+        self->ctx.polled = true;
+    s_unlock (lock);
+    return self ? self->sock : NULL;
+}
+
+int
+zq_queue_fd (zq_queue_t *self)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    if (self && self->sock)
+        self->ctx.polled = true;
+    int rc = s_queue_fd (self);
+    s_unlock (lock);
+    return rc;
+}
+
+int
+zq_queue_events (zq_queue_t *self)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int rc = s_queue_events (self);
+    s_unlock (lock);
+    return rc;
+}
+
+int
+zq_queue_subscribe (zq_queue_t *self, const char *prefix)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int rc = s_queue_subscribe (self, prefix);
+    s_unlock (lock);
+    return rc;
+}
+
+int
+zq_queue_unsubscribe (zq_queue_t *self, const char *prefix)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int rc = s_queue_unsubscribe (self, prefix);
+    s_unlock (lock);
+    return rc;
+}
+
+int64_t
+zq_queue_next_timer_ms (zq_queue_t *self)
+{
+    pthread_mutex_t *lock = s_lock (self);
+    int64_t rc = s_queue_next_timer_ms (self);
+    s_unlock (lock);
+    return rc;
 }
 
 //  ---- What a pattern's own verbs use (src/zq_pattern.h) --------------------

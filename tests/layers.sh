@@ -4,8 +4,11 @@
 #   holds no pattern's settings (each pattern declares its own); the
 #   device dispatches on a queue's kind only through the kinds' ops
 #   tables and opens no socket of its own (zqi_device_socket_new and
-#   zqi_device_bind go through the library's socket helper). Each broken
-#   rule prints the lines that break it.
+#   zqi_device_bind go through the library's socket helper); the device
+#   reads time only through zq_clock (its clock is a test's to drive); an
+#   envelope's layout is written once (zqi_envelope_t, src/zq_internal.h);
+#   no library source file passes 900 lines. Each broken rule prints the
+#   lines that break it.
 top=$(cd "$(dirname "$0")/.." && pwd)
 failed=0
 
@@ -42,6 +45,23 @@ s_none "the device asking a queue's kind instead of its ops table" \
 s_none "a device socket made or bound outside the library's socket helper" \
     'zsock_new \(ZMQ_(PULL|PUSH|XSUB|XPUB|ROUTER|DEALER)\)|zmq_bind \(|zsock_bind \(' \
     $(ls src/device/*.c | grep -v zq_device_access.c)
+#   (The HTTP server's logger runs on libmicrohttpd's thread, not the
+#   device's: its rate limit keeps the system clock.)
+s_none "the device reading the system clock instead of its zq_clock" \
+    'zclock_(mono|time) \(|gettimeofday \(|clock_gettime \(|time \(NULL\)' \
+    $(ls src/device/*.c | grep -v zq_device_http.c)
+s_none "a second copy of the envelope's layout (use zqi_envelope_t)" \
+    '^\s+size_t attempt_offset;' \
+    $(ls include/*.h src/*.h src/device/*.h patterns/*.h | grep -v src/zq_internal.h)
+#   Library sources (not programs, not bench) stay under 900 lines each.
+for file in include/*.h src/*.c src/*.h src/device/*.c src/device/*.h patterns/*.c patterns/*.h; do
+    lines=$(wc -l < "$file")
+    if [ "$lines" -gt 900 ]; then
+        echo "FAIL: a library file over 900 lines (split it by responsibility):"
+        echo "    $file: $lines lines"
+        failed=1
+    fi
+done
 if [ $failed = 0 ]; then
     echo "layers: every rule holds"
 fi

@@ -16,23 +16,9 @@
 set -u
 
 srcdir=${ZQ_SRCDIR:-$(dirname "$0")/..}
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-python=${ZQ_PYTHON:-/usr/bin/python3}
-zq_bin="$builddir/src/zq"
-zqd_bin="$builddir/src/zqd"
 limit=20
-test_name=test_cli_ops
 . "$srcdir/tests/test_lib.sh"
-
-[ -x "$zq_bin" ] || { echo "$test_name: $zq_bin is not built" >&2; exit 1; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/zq-ops.XXXXXX") || exit 1
-cleanup () {
-    for job in $(jobs -p); do
-        kill -9 "$job" 2>/dev/null
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+test_start test_cli_ops zq
 unset ZQ_URL ZQ_ADMIN
 
 zq () {

@@ -1,11 +1,40 @@
-#   Shell functions shared by zq's zqd tests (`. "$(dirname "$0")/test_lib.sh"`).
-#   They use what the test sets: test_name (for messages), python (for CURVE keys), work (its
-#   private directory), limit (seconds any one wait may take) and pid (the
-#   zqd it started).
+#   Shell functions shared by zq's zqd tests (`. "$(dirname "$0")/test_lib.sh"`,
+#   then `test_start NAME PROGRAM...`). They use what the test sets: limit
+#   (seconds any one wait may take) and pid (the zqd it started); and what
+#   test_start sets: test_name (for messages), builddir, zqd_bin, zq_bin,
+#   python (for CURVE keys) and work (its private directory).
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+
+#  test_start NAME PROGRAM...: the start every zqd test shares. Sets
+#  test_name, builddir (ZQ_BUILDDIR, else here), zqd_bin, zq_bin and
+#  python (ZQ_PYTHON, else /usr/bin/python3); exits 1 unless each PROGRAM
+#  (zqd, zq) is built; makes $work, removed at exit after every background
+#  job still running (a zqd the test started with &) is killed.
+test_start () {
+    test_name=$1
+    shift
+    builddir=${ZQ_BUILDDIR:-$(pwd)}
+    zqd_bin="$builddir/src/zqd"
+    zq_bin="$builddir/src/zq"
+    python=${ZQ_PYTHON:-/usr/bin/python3}
+    for program in "$@"; do
+        [ -x "$builddir/src/$program" ] \
+            || { echo "$test_name: $builddir/src/$program is not built" >&2; exit 1; }
+    done
+    work=$(mktemp -d "${TMPDIR:-/tmp}/zq-$test_name.XXXXXX") || exit 1
+    trap test_cleanup EXIT
+}
+
+#  test_cleanup: the exit trap of test_start.
+test_cleanup () {
+    for job in $(jobs -p); do
+        kill -9 "$job" 2> /dev/null
+    done
+    rm -rf "$work"
+}
 
 #  fail TEXT...: prints TEXT and the tail of every $work/*.err, exits 1.
 fail () {

@@ -157,6 +157,7 @@ static const char *s_listing[] = {"sndhwm",
                                   "visibility_timeout_ms",
                                   "max_attempts",
                                   "prefetch",
+                                  "ack_flush_us",
                                   "max_deliveries",
                                   "dedupe_window_ms",
                                   "dedupe_max",
@@ -199,6 +200,10 @@ test_pattern_options_listed (void **state)
     assert_int_equal (value, 256);
     assert_int_equal (zq_options_set (options, "prefetch", "0"), -1);
     assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_options_get_int (options, "ack_flush_us", &value), 0);
+    assert_int_equal (value, 1000);
+    assert_int_equal (zq_options_set (options, "ack_flush_us", "1000001"), -1);
+    assert_int_equal (zq_options_set (options, "ack_flush_us", "0"), 0);
     assert_int_equal (zq_options_get_int (options, "retries", &value), 0);
     assert_int_equal (value, 3);
     assert_int_equal (zq_options_set_int (options, "retries", 1001), -1);

@@ -21,6 +21,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../patterns/reliable_store.h"
 #include <nats/nats.h>

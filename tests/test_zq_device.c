@@ -25,6 +25,7 @@
 #include <sys/time.h>
 #include "zq.h"
 #include "zq_device.h"
+#include "device/zq_device_internal.h" //  zqi_device_new_clocked
 
 #define DEADLINE_MS 10000
 
@@ -64,22 +65,40 @@ s_config (const char *format, ...)
     return config;
 }
 
+//  A device on clock (NULL: the system's) from a ZPL text, formatted.
+static zactor_t *
+s_device_va (const zqi_clock_t *clock, const char *format, va_list args)
+{
+    char *text = zsys_vprintf (format, args);
+    zconfig_t *config = zconfig_str_load (text);
+    assert_non_null (config);
+    zstr_free (&text);
+    char error[512] = "";
+    zactor_t *device = zqi_device_new_clocked (config, clock, error, sizeof error);
+    if (!device)
+        fprintf (stderr, "device: %s\n", error);
+    assert_non_null (device);
+    zconfig_destroy (&config);
+    return device;
+}
+
 static zactor_t *
 s_device (const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    char *text = zsys_vprintf (format, args);
+    zactor_t *device = s_device_va (NULL, format, args);
     va_end (args);
-    zconfig_t *config = zconfig_str_load (text);
-    assert_non_null (config);
-    zstr_free (&text);
-    char error[512] = "";
-    zactor_t *device = zq_device_new (config, error, sizeof error);
-    if (!device)
-        fprintf (stderr, "device: %s\n", error);
-    assert_non_null (device);
-    zconfig_destroy (&config);
+    return device;
+}
+
+static zactor_t *
+s_device_clocked (const zqi_clock_t *clock, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    zactor_t *device = s_device_va (clock, format, args);
+    va_end (args);
     return device;
 }
 
@@ -326,7 +345,9 @@ test_http (void **state)
     char *address = s_endpoint (device, "http");
     assert_true (strncmp (address, "127.0.0.1:", 10) == 0);
     assert_true (atoi (address + 10) > 0);
-    //  A queue a client makes shows in /metrics within a tick or two.
+    //  A queue a client makes, and its connection (counted from libzmq's
+    //  monitor events, which come on their own time), show in /metrics
+    //  within a tick or two.
     char *bind = s_endpoint (device, "bind");
     zq_queue_t *producer = s_connect ("reliable", ZQ_PRODUCER, bind);
     zq_msg_t *msg = s_numbered ("metered", 1);
@@ -339,7 +360,8 @@ test_http (void **state)
     while (zclock_mono () < deadline) {
         zstr_free (&answer);
         answer = s_http_get (address, "/metrics");
-        if (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n"))
+        if (strstr (answer, "zq_queue_depth{queue=\"metered\",kind=\"queue\"} 1\n") &&
+            strstr (answer, "zq_connections 1\n"))
             break;
         zclock_sleep (20);
     }
@@ -520,6 +542,45 @@ test_stream_spills_in_order (void **state)
     zstr_free (&in);
     zstr_free (&out);
     zactor_destroy (&device);
+}
+
+//  The device's rates and uptime follow its clock: on a fake one, 100
+//  messages over 4 s of the device's time are 25/s, and the uptime is 4 s,
+//  however long the test really took.
+static void
+test_rates_follow_the_device_clock (void **state)
+{
+    (void)state;
+    zqi_clock_t *clock = zqi_clock_fake_new ();
+    assert_non_null (clock);
+    zactor_t *device = s_device_clocked (clock, s_stream_config, s_dir, 1000);
+    char *in = s_endpoint (device, "metrics/in");
+    s_put_numbers (in, 1, 100);
+    s_wait_stat (device, "metrics", "in", 100);
+    zqi_clock_advance (clock, 4000);
+    zmsg_t *reply = s_command_ok (device, "STAT", "metrics", NULL);
+    zq_msg_t *row = zq_msg_new (NULL);
+    zframe_t *frame = zmsg_first (reply);
+    assert_non_null (frame);
+    assert_int_equal (zq_msg_set_body (row, zframe_data (frame), zframe_size (frame)), 0);
+    double in_rate = 0;
+    assert_int_equal (zq_msg_get_double (row, "in_rate", &in_rate), 0);
+    zq_msg_destroy (&row);
+    zmsg_destroy (&reply);
+    if (in_rate != 25.0)
+        fprintf (stderr, "in_rate %g, wanted 25\n", in_rate);
+    assert_true (in_rate == 25.0);
+    reply = s_command_ok (device, "INFO", NULL);
+    frame = zmsg_first (reply);
+    assert_non_null (frame);
+    uint64_t uptime_ms = s_frame_uint (frame, "uptime_ms");
+    zmsg_destroy (&reply);
+    if (uptime_ms != 4000)
+        fprintf (stderr, "uptime_ms %llu, wanted 4000\n", (unsigned long long)uptime_ms);
+    assert_int_equal (uptime_ms, 4000);
+    zstr_free (&in);
+    zactor_destroy (&device);
+    zqi_clock_destroy (&clock);
 }
 
 static void
@@ -876,6 +937,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_start_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_commands, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_spills_in_order, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_rates_follow_the_device_clock, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_spool_survives_restart, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_stream_peek_and_purge, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_garbage_and_half_open, s_setup, s_teardown),

@@ -15,25 +15,11 @@
 
 set -u
 
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-zqd_bin="$builddir/src/zqd"
-zq_bin="$builddir/src/zq"
 limit=20
 [ -n "${ZQ_VALGRIND:-}" ] && limit=120
 
-test_name=test_zqd
 . "$(dirname "$0")/test_lib.sh"
-
-[ -x "$zqd_bin" ] || { echo "test_zqd: $zqd_bin is not built" >&2; exit 1; }
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd.XXXXXX") || exit 1
-cleanup () {
-    for pid in $(jobs -p); do
-        kill -9 "$pid" 2>/dev/null
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+test_start test_zqd zqd
 
 run () {
     if [ -n "${ZQ_VALGRIND:-}" ]; then

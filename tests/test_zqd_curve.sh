@@ -18,24 +18,11 @@ set -u
 #  Z85 keys may hold glob characters (*, ?, [): expand no patterns.
 set -f
 
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-zqd_bin="$builddir/src/zqd"
-zq_bin="$builddir/src/zq"
-python=${ZQ_PYTHON:-/usr/bin/python3}
 limit=20
 
-test_name=test_zqd_curve
 . "$(dirname "$0")/test_lib.sh"
-
-[ -x "$zqd_bin" ] || { echo "test_zqd_curve: $zqd_bin is not built" >&2; exit 1; }
+test_start test_zqd_curve zqd
 require_curve_keys
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd-curve.XXXXXX") || exit 1
-cleanup () {
-    [ -n "${pid:-}" ] && kill -9 "$pid" 2> /dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 zq () {
     timeout "$limit" "$zq_bin" "$@"

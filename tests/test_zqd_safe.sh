@@ -21,26 +21,13 @@ set -u
 #  Z85 keys may hold glob characters (*, ?, [): expand no patterns.
 set -f
 
-builddir=${ZQ_BUILDDIR:-$(pwd)}
-zqd_bin="$builddir/src/zqd"
-zq_bin="$builddir/src/zq"
-python=${ZQ_PYTHON:-/usr/bin/python3}
 limit=20
 #  A zqd that should refuse at once but serves instead is stopped after this.
 refuse_limit=5
 
-test_name=test_zqd_safe
 . "$(dirname "$0")/test_lib.sh"
-
-[ -x "$zqd_bin" ] || { echo "test_zqd_safe: $zqd_bin is not built" >&2; exit 1; }
+test_start test_zqd_safe zqd
 require_curve_keys
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd-safe.XXXXXX") || exit 1
-cleanup () {
-    [ -n "${pid:-}" ] && kill -9 "$pid" 2> /dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 #  refused NAME TEXT ARGS...: zqd ARGS must exit 2 at once with TEXT (a
 #  fixed string) in its one-line message on stderr.

@@ -27,6 +27,7 @@ typedef struct {
     char *error;
     size_t error_size;
     int status; //  0 started, else the errno of the failure
+    const zqi_clock_t *clock;
 } s_start_t;
 
 //  The authoriser of the queue kind's server: the access module's answer,
@@ -176,7 +177,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
     //  The HTTP server (its own thread) reads only the metrics snapshot,
     //  which the actor publishes once a second.
     if (*config->http) {
-        self->metrics = zqi_metrics_new (config->spool);
+        self->metrics = zqi_metrics_new (config->spool, self->env.clock);
         if (!self->metrics) {
             snprintf (error, error_size, "out of memory");
             return zqi_fail (ENOMEM);
@@ -232,8 +233,8 @@ s_device_loop (zqi_device_t *self)
     size_t capacity = 0;
     zmq_pollitem_t *items = NULL;
     s_item_t *owners = NULL;
-    self->started_ms = zclock_mono ();
-    self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
+    self->started_ms = zqi_clock_mono (self->env.clock);
+    self->next_tick_ms = self->started_ms + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {
         size_t needed = 4 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
@@ -270,7 +271,7 @@ s_device_loop (zqi_device_t *self)
                 owners[count++] = (s_item_t){S_ITEM_QUEUE, dq, which};
         }
 #undef S_ADD
-        int64_t now = zclock_mono ();
+        int64_t now = zqi_clock_mono (self->env.clock);
         int64_t timeout = self->next_tick_ms > now ? self->next_tick_ms - now : 0;
         if (self->qserver) {
             int64_t timer = zqi_qserver_next_timer_ms (self->qserver);
@@ -332,9 +333,9 @@ s_device_loop (zqi_device_t *self)
              dq = (zqi_dqueue_t *)zhashx_next (self->queues))
             if (dq->ops->after_poll)
                 dq->ops->after_poll (dq);
-        if (zclock_mono () >= self->next_tick_ms) {
+        if (zqi_clock_mono (self->env.clock) >= self->next_tick_ms) {
             zqi_device_tick (self);
-            self->next_tick_ms = zclock_mono () + ZQI_DEVICE_TICK_MS;
+            self->next_tick_ms = zqi_clock_mono (self->env.clock) + ZQI_DEVICE_TICK_MS;
         }
     }
     free (items);
@@ -363,6 +364,8 @@ s_device_actor (zsock_t *pipe, void *args)
         return;
     }
     self->env.config = self->config;
+    self->env.clock = start->clock;
+    zqi_access_clock_set (self->config->access, start->clock);
     zhashx_set_destructor (self->queues, zqi_device_dqueue_destructor);
     if (s_device_open (self, start->error, start->error_size)) {
         start->status = errno ? errno : EINVAL;
@@ -390,13 +393,19 @@ s_device_actor (zsock_t *pipe, void *args)
 zactor_t *
 zq_device_new (zconfig_t *config, char *error, size_t error_size)
 {
+    return zqi_device_new_clocked (config, NULL, error, error_size);
+}
+
+zactor_t *
+zqi_device_new_clocked (zconfig_t *config, const zqi_clock_t *clock, char *error, size_t error_size)
+{
     char scratch[8];
     if (!error || !error_size) {
         error = scratch;
         error_size = sizeof scratch;
     }
     error[0] = '\0';
-    s_start_t start = {config, error, error_size, 0};
+    s_start_t start = {config, error, error_size, 0, clock};
     zqi_czmq_init ();
     zactor_t *actor = zactor_new (s_device_actor, &start);
     if (!actor) {

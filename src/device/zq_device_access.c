@@ -49,6 +49,7 @@ struct _zqi_access_t {
     bool identified;         //  CURVE on: a client without a User-Id gets nothing
     uint64_t strangers;      //  handshakes of keys no identity holds
     zqi_log_limit_t stranger_log;
+    const zqi_clock_t *clock; //  the log limits' clock (NULL: the system's)
 };
 
 static void
@@ -270,6 +271,13 @@ s_identity_parse (zqi_access_t *self, zconfig_t *section, char *error, size_t er
     return 0;
 }
 
+void
+zqi_access_clock_set (zqi_access_t *self, const zqi_clock_t *clock)
+{
+    if (self)
+        self->clock = clock;
+}
+
 zqi_access_t *
 zqi_access_new (zconfig_t *section, char *error, size_t error_size)
 {
@@ -374,7 +382,8 @@ zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op
         return; //  an identity with every right is never refused
     found->refused++;
     uint64_t skipped;
-    if (zqi_log_limit_due (&found->refusal_log, zclock_mono (), S_LOG_IVL_MS, &skipped))
+    if (zqi_log_limit_due (&found->refusal_log, zqi_clock_mono (self->clock), S_LOG_IVL_MS,
+                           &skipped))
         zqi_log (ZQ_LOG_WARNING,
                  "zq_device: access: %s may not %s %s (%s); refusals of this identity: %" PRIu64
                  ", %" PRIu64 " not logged since the last line",
@@ -426,7 +435,8 @@ s_admit (zqi_access_t *self, const char *domain, const char *mechanism, zframe_t
         if (!identity) {
             self->strangers++;
             uint64_t skipped;
-            if (zqi_log_limit_due (&self->stranger_log, zclock_mono (), S_LOG_IVL_MS, &skipped))
+            if (zqi_log_limit_due (&self->stranger_log, zqi_clock_mono (self->clock), S_LOG_IVL_MS,
+                                   &skipped))
                 zqi_log (ZQ_LOG_WARNING,
                          "zq_device: access: refused a CURVE key no identity holds (%s) at the "
                          "handshake; such refusals: %" PRIu64 ", %" PRIu64

@@ -333,7 +333,7 @@ s_command_info (zqi_device_t *self, zqi_access_t *access, const char *user_id)
     zqi_admin_info_t info;
     memset (&info, 0, sizeof info);
     snprintf (info.version, sizeof info.version, "%s", PACKAGE_VERSION);
-    info.uptime_ms = (uint64_t)(zclock_mono () - self->started_ms);
+    info.uptime_ms = (uint64_t)(zqi_clock_mono (self->env.clock) - self->started_ms);
     snprintf (info.store, sizeof info.store, "%s",
               *self->config->spool ? self->config->spool : "memory");
     snprintf (info.fsync, sizeof info.fsync, "%s", zq_spool_fsync_name (self->config->fsync));

@@ -67,6 +67,7 @@ typedef struct {
     s_peer_t *local;    //  in-process connections (no fd): not capped
     uint64_t refused_unlogged;
     int64_t logged_ms;
+    const zqi_clock_t *clock; //  the device's (NULL: the system's)
 } s_forward_t;
 
 static void
@@ -117,6 +118,7 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
     if (!self)
         return zqi_fail (ENOMEM);
     dq->kind_state = self;
+    self->clock = env->clock;
     self->last_seq = zhashx_new ();
     self->peers = zhashx_new ();
     self->local = s_peer_new (-1);
@@ -338,7 +340,7 @@ s_refuse (zqi_dqueue_t *dq, s_peer_t *peer, bool close_now)
     dq->counters.refused++;
     self->refused_unlogged++;
     peer->refused++;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->clock);
     if (!self->logged_ms || now - self->logged_ms >= S_LOG_INTERVAL_MS) {
         zqi_log (ZQ_LOG_WARNING,
                  "zq_device: forward %s: %llu subscriptions refused (a connection holds at most "
@@ -442,11 +444,12 @@ zqi_forward_output (zqi_dqueue_t *dq)
         }
         zmq_msg_close (&msg);
     }
-    if (self->refused_unlogged && zclock_mono () - self->logged_ms >= S_LOG_INTERVAL_MS) {
+    if (self->refused_unlogged &&
+        zqi_clock_mono (self->clock) - self->logged_ms >= S_LOG_INTERVAL_MS) {
         zqi_log (ZQ_LOG_WARNING, "zq_device: forward %s: %llu subscriptions refused", dq->name,
                  (unsigned long long)self->refused_unlogged);
         self->refused_unlogged = 0;
-        self->logged_ms = zclock_mono ();
+        self->logged_ms = zqi_clock_mono (self->clock);
     }
 }
 

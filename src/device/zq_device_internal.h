@@ -24,6 +24,7 @@
 #define ZQ_DEVICE_INTERNAL_H_INCLUDED
 
 #include "zq_internal.h"
+#include "zq_clock.h"
 #include "zq_admin.h"
 #include "zq_device.h"
 
@@ -104,6 +105,9 @@ zsock_t *zqi_access_zap_new (char *error, size_t error_size);
 //  domain must allow the identity (see ZQI_ACCESS_DOMAIN_ADMIN). The
 //  User-Id given is the identity's name. Never blocks.
 void zqi_access_zap_answer (zqi_access_t *self, zsock_t *zap);
+//  Sets the clock its log rate limits read (NULL: the system's; the
+//  default). clock must outlive self.
+void zqi_access_clock_set (zqi_access_t *self, const zqi_clock_t *clock);
 
 //  The whole configuration, parsed and checked.
 typedef struct {
@@ -172,6 +176,9 @@ typedef struct {
 typedef struct {
     zqi_device_config_t *config;
     zcert_t *cert; //  CURVE server certificate, or NULL
+    //  The device's clock (NULL: the system's): rate samples, the tick,
+    //  uptime, and the kinds' and access module's log rate limits read it.
+    const zqi_clock_t *clock;
 } zqi_device_env_t;
 
 //  ---- The kinds' operations (zq_device_kinds.c) -------------------------
@@ -347,6 +354,12 @@ struct _zqi_device_t {
     struct _zqi_metrics_t *metrics; //  what the HTTP server shows, or NULL (zq_device_metrics.h)
     struct _zqi_http_t *http;       //  the HTTP server (device/http), or NULL
 };
+
+//  Test only: zq_device_new with the device's rates, tick, uptime and log
+//  rate limits on clock (zq_clock.h; NULL: the system's), so a test
+//  drives them with a fake clock. clock must outlive the device.
+ZQ_EXPORT zactor_t *zqi_device_new_clocked (zconfig_t *config, const zqi_clock_t *clock,
+                                            char *error, size_t error_size);
 
 //  ---- zq_device_io.c ----------------------------------------------------
 

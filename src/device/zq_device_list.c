@@ -46,7 +46,7 @@ zqi_device_dqueue_destructor (void **item_p)
 static void
 s_rate_baseline (zqi_device_t *self, zqi_dqueue_t *dq)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->env.clock);
     int64_t last_tick = self->next_tick_ms ? self->next_tick_ms - ZQI_DEVICE_TICK_MS : now;
     dq->sample_ms[0] = last_tick < now ? last_tick : now;
     dq->samples = 1;
@@ -145,7 +145,8 @@ zqi_device_row (zqi_device_t *self, zqi_dqueue_t *dq, zqi_row_t *row)
         //  the last tick counts at once.
         size_t kept = dq->samples < ZQI_RATE_WINDOW + 1 ? dq->samples : ZQI_RATE_WINDOW + 1;
         size_t oldest = (dq->samples - kept) % (ZQI_RATE_WINDOW + 1);
-        double seconds = (double)(zclock_mono () - dq->sample_ms[oldest]) / 1000.0;
+        double seconds =
+            (double)(zqi_clock_mono (self->env.clock) - dq->sample_ms[oldest]) / 1000.0;
         if (seconds < 0.1)
             seconds = 0.1;
         if (row->in >= dq->in_samples[oldest])
@@ -197,7 +198,7 @@ zqi_device_tick (zqi_device_t *self)
         size_t slot = dq->samples % (ZQI_RATE_WINDOW + 1);
         dq->in_samples[slot] = row.in;
         dq->out_samples[slot] = row.out;
-        dq->sample_ms[slot] = zclock_mono ();
+        dq->sample_ms[slot] = zqi_clock_mono (self->env.clock);
         s_backlog_check (self, dq, &row);
         dq->samples++;
     }

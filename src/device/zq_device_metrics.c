@@ -17,7 +17,6 @@
 #include <stddef.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 //  Rates in the rows are over this many of the last samples (seconds).
@@ -51,6 +50,7 @@ struct _zqi_metrics_t {
     zqi_metrics_device_t device;
     uint64_t publishes;
     int64_t time_ms[ZQI_METRICS_HISTORY]; //  wall-clock time of each publish
+    const zqi_clock_t *clock;             //  the device's (NULL: the system's)
     //  The actor's only:
     s_staged_t *staged;
     size_t staged_count;
@@ -75,11 +75,12 @@ s_entry_destroy (void **item_p)
 }
 
 zqi_metrics_t *
-zqi_metrics_new (const char *spool_dir)
+zqi_metrics_new (const char *spool_dir, const zqi_clock_t *clock)
 {
     zqi_metrics_t *self = (zqi_metrics_t *)calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    self->clock = clock;
     pthread_mutex_init (&self->mutex, NULL);
     self->entries = zhashx_new ();
     if (spool_dir && *spool_dir)
@@ -142,14 +143,6 @@ zqi_metrics_queue (zqi_metrics_t *self, const char *name, zqi_kind_t kind, const
     self->staged_count++;
 }
 
-static int64_t
-s_wall_ms (void)
-{
-    struct timeval now;
-    gettimeofday (&now, NULL);
-    return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
-}
-
 //  Ring slot of the sample taken back publishes ago (0: the newest).
 static size_t
 s_slot (const zqi_metrics_t *self, uint64_t back)
@@ -170,7 +163,7 @@ zqi_metrics_end (zqi_metrics_t *self, const zqi_metrics_device_t *device)
     pthread_mutex_lock (&self->mutex);
     self->publishes++;
     size_t slot = s_slot (self, 0);
-    self->time_ms[slot] = s_wall_ms ();
+    self->time_ms[slot] = zqi_clock_wall (self->clock);
     self->device = *device;
     for (s_entry_t *entry = (s_entry_t *)zhashx_first (self->entries); entry;
          entry = (s_entry_t *)zhashx_next (self->entries))

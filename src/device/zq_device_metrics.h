@@ -39,8 +39,9 @@ typedef struct {
 typedef struct _zqi_metrics_t zqi_metrics_t;
 
 //  A new, empty snapshot; spool_dir ("" or NULL: in memory) is where the
-//  free disk space is measured. NULL on ENOMEM.
-zqi_metrics_t *zqi_metrics_new (const char *spool_dir);
+//  free disk space is measured; each publish is timed by clock's wall time
+//  (NULL: the system's; clock must outlive it). NULL on ENOMEM.
+zqi_metrics_t *zqi_metrics_new (const char *spool_dir, const zqi_clock_t *clock);
 void zqi_metrics_destroy (zqi_metrics_t **self_p);
 
 //  Actor thread: a publish is begin, one queue call per queue, end. begin

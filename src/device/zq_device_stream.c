@@ -70,6 +70,7 @@ typedef struct {
     char *spool_dir;            //  NULL: the spool is in memory
     zqi_disk_watch_t disk;      //  device/min_free_bytes on its filesystem
     uint64_t no_space_unlogged; //  of the drops, those for want of free space
+    const zqi_clock_t *clock;   //  the device's (NULL: the system's)
 } s_stream_t;
 
 static s_entry_t *
@@ -124,7 +125,7 @@ static void
 s_log_drops (zqi_dqueue_t *dq)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
-    int64_t now = zclock_mono ();
+    int64_t now = zqi_clock_mono (self->clock);
     if (self->spilled_unlogged &&
         (!self->spill_logged_ms || now - self->spill_logged_ms >= S_LOG_INTERVAL_MS)) {
         zqi_log (ZQ_LOG_NOTICE,
@@ -230,6 +231,7 @@ zqi_stream_open (zqi_dqueue_t *dq, zqi_device_env_t *env, const char *spool_dir,
     if (!self)
         return zqi_fail (ENOMEM);
     dq->kind_state = self;
+    self->clock = env->clock;
     self->limit = (size_t)dq->config->memory_messages;
     self->bytes_limit = (uint64_t)dq->config->memory_bytes;
     int64_t max_bytes = ZQ_MSG_MAX_SIZE_DEFAULT;
@@ -347,7 +349,7 @@ zqi_stream_input (zqi_dqueue_t *dq)
         dq->counters.in++;
         if (self->spool_waiting == 0 && !s_ring_full (self) && s_push (self, msg, 0) == 0)
             continue;
-        if (zqi_disk_low (&self->disk, zclock_mono (), zqi_msg_wire_size (msg))) {
+        if (zqi_disk_low (&self->disk, zqi_clock_mono (self->clock), zqi_msg_wire_size (msg))) {
             //  Under the watermark nothing spills: dropped, as past the quota.
             dq->counters.dropped++;
             self->dropped_unlogged++;
@@ -425,7 +427,7 @@ zqi_stream_row (zqi_dqueue_t *dq, zqi_row_t *row)
     row->depth = self->count + self->spool_waiting;
     row->ready = row->depth;
     if (self->count) {
-        int64_t age = zclock_time () - zq_msg_created_ms (s_at (self, 0)->msg);
+        int64_t age = zqi_clock_wall (self->clock) - zq_msg_created_ms (s_at (self, 0)->msg);
         row->oldest_age_ms = age > 0 ? (uint64_t)age : 0;
     }
 }

@@ -314,6 +314,29 @@ class Client:
         self.command(TOUCH, join_ids(ids), extend_ms)
 
 
+def admin_request(endpoint, *words, options=(), connect=None, timeout_s=DEADLINE_S):
+    """One request on zqd's admin socket (REQ) at endpoint: words are str
+    or bytes frames; options are (zmq option, value) pairs set before
+    connecting (CURVE keys); connect(sock, endpoint), if given, connects in
+    the caller's way (to check the handshake). Returns the reply's frames,
+    or None when none came within timeout_s."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        for option, value in options:
+            sock.setsockopt(option, value)
+        if connect:
+            connect(sock, endpoint)
+        else:
+            sock.connect(endpoint)
+        sock.send_multipart([word if isinstance(word, bytes) else word.encode() for word in words])
+        if not sock.poll(int(timeout_s * 1000)):
+            return None
+        return sock.recv_multipart()
+    finally:
+        sock.close(0)
+
+
 def main(namespace):
     """Runs every test_* function of namespace in definition order; prints
     PASS/FAIL per test and exits 0 only if all passed."""

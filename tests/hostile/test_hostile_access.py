@@ -131,14 +131,13 @@ def raw_socket(setup, kind, pair):
 
 def admin_request(setup, pair, *command):
     """One admin request over CURVE; returns the reply's frames."""
-    sock = raw_socket(setup, zmq.REQ, pair)
-    try:
-        check(handshake(sock, setup.admin) == "ok", "admin handshake of an admin refused")
-        sock.send_multipart([part.encode() for part in command])
-        check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no admin reply to %r" % (command,))
-        return sock.recv_multipart()
-    finally:
-        sock.close(0)
+    def connect(sock, endpoint):
+        check(handshake(sock, endpoint) == "ok", "admin handshake of an admin refused")
+
+    reply = hostile.admin_request(setup.admin, *command, options=setup.options(pair),
+                                  connect=connect)
+    check(reply is not None, "no admin reply to %r" % (command,))
+    return reply
 
 
 def names_in(reply):

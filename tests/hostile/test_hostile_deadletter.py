@@ -21,7 +21,6 @@ import resource
 import time
 
 import msgpack
-import zmq
 
 import hostile
 from hostile import CODE_INVALID, CODE_LIMIT, CODE_NOT_HELD, ERROR, check
@@ -29,16 +28,7 @@ from hostile import CODE_INVALID, CODE_LIMIT, CODE_NOT_HELD, ERROR, check
 
 def admin(zqd, *words):
     """One admin request; returns the reply frames, or None."""
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(zqd.admin)
-        sock.send_multipart([word.encode() for word in words])
-        if not sock.poll(int(hostile.DEADLINE_S * 1000)):
-            return None
-        return sock.recv_multipart()
-    finally:
-        sock.close(0)
+    return hostile.admin_request(zqd.admin, *words)
 
 
 def stat(zqd, name):

@@ -37,15 +37,8 @@ MIB = 1024 * 1024
 
 def admin(zqd, *words):
     """One admin request; returns (status, [decoded frames])."""
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(zqd.admin)
-        sock.send_multipart([word.encode() for word in words])
-        check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no answer to %r" % (words,))
-        frames = sock.recv_multipart()
-    finally:
-        sock.close(0)
+    frames = hostile.admin_request(zqd.admin, *words)
+    check(frames is not None, "no answer to %r" % (words,))
     status = frames[0].decode()
     rest = [msgpack.unpackb(frame, raw=False) if status == "OK" else frame.decode()
             for frame in frames[1:]]

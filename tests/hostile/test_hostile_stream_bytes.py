@@ -57,15 +57,8 @@ def rss_mib(zqd):
 
 def stat(zqd, name):
     """The STAT row of name (a dict)."""
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(zqd.admin)
-        sock.send_multipart([b"STAT", name.encode()])
-        check(sock.poll(int(hostile.DEADLINE_S * 1000)), "STAT %s answered nothing" % name)
-        reply = sock.recv_multipart()
-    finally:
-        sock.close(0)
+    reply = hostile.admin_request(zqd.admin, "STAT", name)
+    check(reply is not None, "STAT %s answered nothing" % name)
     check(reply[0] == b"OK", "STAT %s answered %r" % (name, reply))
     return msgpack.unpackb(reply[1], raw=False)
 
@@ -108,7 +101,7 @@ def stalled_consumer(endpoint):
     return sock
 
 
-def pull(endpoint, count, timeout_s=20.0, sock=None):
+def pull(endpoint, count, timeout_s=60.0, sock=None):
     """Pulls count messages (on sock, or a new consumer); returns their
     numbers in arrival order."""
     if sock is None:

@@ -77,17 +77,9 @@ access
         return hostile.Client(self.zqd.endpoint, options=self.options(pair))
 
     def admin_request(self, pair, *command):
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        for option, value in self.options(pair):
-            sock.setsockopt(option, value)
-        try:
-            sock.connect(self.admin)
-            sock.send_multipart([part.encode() for part in command])
-            check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no admin reply to %r" % (command,))
-            return sock.recv_multipart()
-        finally:
-            sock.close(0)
+        reply = hostile.admin_request(self.admin, *command, options=self.options(pair))
+        check(reply is not None, "no admin reply to %r" % (command,))
+        return reply
 
     def close(self):
         self.zqd.close()
@@ -188,15 +180,9 @@ def test_no_queue_made_under_the_watermark():
         got = put_each(client, ["fresh.q%d" % i for i in range(3)])
         check(all(answer[0] == "refuse" and answer[1] == 12 for answer in got),
               "PUTs under the watermark: %r" % (got,))
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.connect(hostile.wait_until(lambda: zqd.admin, "the admin endpoint line"))
-            sock.send(b"LS")
-            check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no answer to LS")
-            reply = sock.recv_multipart()
-        finally:
-            sock.close(0)
+        reply = hostile.admin_request(
+            hostile.wait_until(lambda: zqd.admin, "the admin endpoint line"), "LS")
+        check(reply is not None, "no answer to LS")
         listed = sorted(msgpack.unpackb(frame, raw=False)["name"] for frame in reply[1:])
         made = sorted(name for _, dirs, _ in os.walk(zqd.spool) for name in dirs
                       if "fresh." in name)

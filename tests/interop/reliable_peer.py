@@ -100,9 +100,24 @@ def put_batch(producer, queue, bodies):
     return [msg_id for msg_id, _ in made]
 
 
-def take(consumer, count, ack=False):
+BATCH_TAG = 0x5A42  # section 19.1
+
+
+def envelopes_of(frame):
+    """The envelopes a DELIVER carries (section 19.7): the frame itself, or
+    the elements of a batch frame; and whether it was a batch."""
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(frame)
+    count = unpacker.read_array_header()
+    if count < 2 or unpacker.unpack() != BATCH_TAG:
+        return [frame], False
+    return [unpacker.unpack() for _ in range(count - 1)], True
+
+
+def take(consumer, count, ack=False, batches=None):
     """Receives count deliveries: (id, attempt, body) each; acks each at
-    once if ack."""
+    once if ack. Each DELIVER's kind (batch or not) is appended to
+    batches, if given."""
     got = []
     deadline = time.time() + DEADLINE_S
     while len(got) < count:
@@ -116,10 +131,14 @@ def take(consumer, count, ack=False):
             fail("expected DELIVER + envelope, got %r" % (command,))
         if command[2] <= 0:
             fail("visibility_ms %r" % command[2])
-        header, body = parse_envelope(frames[1])
-        got.append((header[1], header[4], body))
-        if ack:
-            consumer.send(msgpack.packb([1, ACK, header[1]]))
+        envelopes, is_batch = envelopes_of(frames[1])
+        if batches is not None:
+            batches.append(is_batch)
+        for one in envelopes:
+            header, body = parse_envelope(one)
+            got.append((header[1], header[4], body))
+            if ack:
+                consumer.send(msgpack.packb([1, ACK, header[1]]))
     return got
 
 
@@ -164,9 +183,13 @@ def run(proc, endpoint):
     if frames is None or msgpack.unpackb(frames[0])[:3] != [1, CONFIRM, ids[0]]:
         fail("a PUT again under its id was not confirmed")
 
-    # Consume with prefetch 5: exactly 5 come before any is settled.
+    # Consume with prefetch 5 (and no batches): exactly 5 come before any
+    # is settled, each alone.
     consumer.send(msgpack.packb([1, CONSUME, "py", 5]))
-    first = take(consumer, 5)
+    kinds = []
+    first = take(consumer, 5, batches=kinds)
+    if any(kinds):
+        fail("a batch to a consumer that asked for none")
     quiet_until = time.time() + 0.3
     frames = recv(consumer, 0.3)
     while frames is not None and msgpack.unpackb(frames[0])[1] == PING:
@@ -232,6 +255,22 @@ def run(proc, endpoint):
     got = take(consumer, 3, ack=True)
     if [i for i, _, _ in got] != ids:
         fail("a PUT batch delivered as %r" % (got,))
+
+    # DELIVER batches (19.7): a consumer that names the largest batch it
+    # takes (CONSUME element 5) gets messages waiting together as batch
+    # frames; each element is a delivery, acked by its id.
+    ids = put_all(producer, "py-deliver", [{"n": n} for n in range(30)])
+    batching = zmq.Context.instance().socket(zmq.DEALER)
+    batching.linger = 0
+    batching.connect(endpoint)
+    batching.send(msgpack.packb([1, CONSUME, "py-deliver", 100, 65536]))
+    kinds = []
+    got = take(batching, 30, ack=True, batches=kinds)
+    if [i for i, _, _ in got] != ids or any(a for _, a, _ in got):
+        fail("DELIVER batches gave %r" % ([(b["n"], a) for _, a, b in got],))
+    if not any(kinds):
+        fail("30 messages waiting came as %d single DELIVERs" % len(kinds))
+    batching.close()
     producer.close()
     consumer.close()
 

@@ -630,7 +630,16 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     s_zqd_t zqd;
     if (s_zqd_prepare (cli, &zqd))
         return ZQ_EXIT_TRANSPORT;
-    if (s_zqd_start (cli, &zqd, "tcp://127.0.0.1:*"))
+    //  zqd binds its admin endpoint twice. Over ipc, in the run's own
+    //  directory, a port taken meanwhile by another program's outgoing
+    //  connection cannot refuse the second bind; tcp when the path would
+    //  not fit an ipc address.
+    char admin_bind[1100];
+    if (strlen (zqd.dir) + sizeof "ipc:///admin" <= 100)
+        snprintf (admin_bind, sizeof admin_bind, "ipc://%s/admin", zqd.dir);
+    else
+        snprintf (admin_bind, sizeof admin_bind, "tcp://127.0.0.1:*");
+    if (s_zqd_start (cli, &zqd, admin_bind))
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);

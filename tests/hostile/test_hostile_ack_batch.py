@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+#   A zq consumer (tests/reliable_proc) that holds its acks to send them
+#   in batches (ack_flush_us) is killed with SIGKILL while it works
+#   through a backlog: what it acked and what the server redelivers make
+#   up every message, none lost, and the deliveries whose acks died with
+#   it come again with attempt 1. (tests/test_reliable_acks.c counts the
+#   batches themselves.)
+#
+#   This Source Code Form is subject to the terms of the Mozilla Public
+#   License, v. 2.0. If a copy of the MPL was not distributed with this
+#   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+import os
+import signal
+import subprocess
+import time
+
+import msgpack
+import zmq
+
+import hostile
+from hostile import check
+
+COUNT = 10000
+KILL_AFTER = 150
+RELIABLE_PROC = os.path.join(hostile.BUILDDIR, "tests", "reliable_proc")
+
+
+def admin(zqd, *words):
+    """One admin request; returns the reply frames, or None."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(zqd.admin)
+        sock.send_multipart([word.encode() for word in words])
+        if not sock.poll(int(hostile.DEADLINE_S * 1000)):
+            return None
+        return sock.recv_multipart()
+    finally:
+        sock.close(0)
+
+
+def row(zqd, name):
+    """The STAT row of name, or {} while the device does not know it."""
+    reply = admin(zqd, "STAT", name)
+    if reply is None or reply[0] != b"OK":
+        return {}
+    return msgpack.unpackb(reply[1], raw=False)
+
+
+def test_consumer_killed_mid_batch_loses_nothing():
+    zqd = hostile.Zqd().start()
+    proc = None
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        producer.put_confirmed("killed", [{"n": n} for n in range(COUNT)])
+        # A 1 s timer and a window of the whole backlog: acks wait while
+        # deliveries keep coming (at most 1024 together), and the consumer
+        # is killed while it works through them (it prints each delivery
+        # before its ack; when the pipe to us is full it waits there).
+        proc = subprocess.Popen([RELIABLE_PROC, "-o", "ack_flush_us=1000000", "-o",
+                                 "prefetch=%d" % COUNT, "consume", zqd.endpoint, "killed",
+                                 str(COUNT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        got = []
+        deadline = time.monotonic() + hostile.DEADLINE_S
+        while len(got) < KILL_AFTER and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            words = line.split()
+            if words[0] == b"got":
+                got.append(int(words[1]))
+        os.kill(proc.pid, signal.SIGKILL)
+        rest, errors = proc.communicate()
+        check(len(got) == KILL_AFTER, "the consumer printed %d deliveries: %r"
+              % (len(got), errors))
+        got += [int(line.split()[1]) for line in rest.splitlines() if line.startswith(b"got")]
+        # zqd takes back what the dead connection held.
+        hostile.wait_until(lambda: row(zqd, "killed").get("in_flight") == 0,
+                           "zqd took back the killed consumer's deliveries")
+        stat = row(zqd, "killed")
+        acked = stat["acked"]
+        print("consumer got %d, zqd recorded %d acks, depth %d"
+              % (len(got), acked, stat["depth"]))
+        check(acked + stat["depth"] == COUNT, "acked %d + depth %d != %d"
+              % (acked, stat["depth"], COUNT))
+        check(acked < len(got), "every ack of the killed consumer had reached zqd")
+        consumer = hostile.Client(zqd.endpoint)
+        consumer.consume("killed", COUNT)
+        delivered = consumer.deliveries(stat["depth"])
+        numbers = [body["n"] for _, _, body in delivered]
+        check(len(set(numbers)) == len(numbers), "a message came twice")
+        check(set(numbers) | set(got) == set(range(COUNT)), "lost: %r"
+              % sorted(set(range(COUNT)) - set(numbers) - set(got)))
+        again = [header[4] for (_, header, body) in delivered
+                 if body["n"] in set(got)]
+        check(len(again) == len(got) - acked, "%d redelivered of the %d unacked"
+              % (len(again), len(got) - acked))
+        check(all(attempt == 1 for attempt in again), "attempts %r" % sorted(set(again)))
+        consumer.ack([msg_id for msg_id, _, _ in delivered])
+        hostile.wait_until(lambda: row(zqd, "killed").get("depth") == 0, "the queue emptied")
+        consumer.close()
+        producer.close()
+        zqd.stop()
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        zqd.close()
+
+
+hostile.main(globals())
