@@ -131,13 +131,17 @@ struct _zq_spool_t {
     zqi_buf_t flight; //  the batch a leader is writing
     //  The last batch of messages written to a file segment, kept so that
     //  the cursor hands its records out from memory, not read back: its
-    //  bytes are those of segment recent_segment from recent_offset. A
-    //  leader replaces it only while recent_held is false (no record
-    //  handed out points into it); the next reading call lets it go.
+    //  bytes are those of segment recent_segment from recent_offset. The
+    //  record handed out last may point into it (recent_held): a leader
+    //  then sets it aside as retired (retired_held) before keeping its
+    //  own batch, and the retired buffer is reused once the next reading
+    //  call lets the record go.
     zqi_buf_t recent;
+    zqi_buf_t retired;
     uint64_t recent_segment;
     uint64_t recent_offset;
     bool recent_held;
+    bool retired_held;
     uint64_t fill_last_seq; //  last message seq in fill (0: none)
     uint64_t next_seq;
     uint64_t seq_hint; //  recovery: highest seq any record mentions

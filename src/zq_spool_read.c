@@ -233,7 +233,7 @@ zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
     int failed = self->failed;
     //  The record handed out last is let go: a leader may replace the
     //  batch it was kept in.
-    self->recent_held = false;
+    self->recent_held = self->retired_held = false;
     pthread_mutex_unlock (&self->lock);
     int rc = failed ? zqi_fail (failed) : s_next (self, record);
     if (rc == 0)
@@ -262,7 +262,8 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->read_lock);
     pthread_mutex_lock (&self->lock);
-    self->recent_held = false; //  a reading call: the record handed out is let go
+    //  A reading call: the record handed out is let go.
+    self->recent_held = self->retired_held = false;
     int rc = 0;
     if (self->failed)
         rc = zqi_fail (self->failed);
@@ -296,7 +297,8 @@ zq_spool_return (zq_spool_t *self, uint64_t seq)
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->read_lock);
     pthread_mutex_lock (&self->lock);
-    self->recent_held = false; //  a reading call: the record handed out is let go
+    //  A reading call: the record handed out is let go.
+    self->recent_held = self->retired_held = false;
     pthread_mutex_unlock (&self->lock);
     int rc = 0;
     void *key = (void *)(uintptr_t)seq;

@@ -176,9 +176,18 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
         target->visible = target->end;
     if (self->flight.size)
         self->stats.writes++;
-    if (rc == 0 && last >= first && !target->memory && !self->recent_held) {
+    if (rc == 0 && last >= first && !target->memory && !(self->recent_held && self->retired_held)) {
         //  A batch with messages, kept for the cursor (a memory segment is
-        //  read in place).
+        //  read in place); a record handed out from the one it replaces
+        //  stays where it is, retired.
+        if (self->recent_held) {
+            zqi_buf_t free_buffer = self->retired;
+            self->retired = self->recent;
+            self->recent = free_buffer;
+            self->recent.size = 0;
+            self->recent_held = false;
+            self->retired_held = true;
+        }
         zqi_buf_t previous = self->recent;
         self->recent = self->flight;
         self->flight = previous;
