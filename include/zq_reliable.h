@@ -243,7 +243,8 @@ ZQ_EXPORT int zq_queue_info (zq_queue_t *self, const char *name, zq_queue_info_t
 //  Copies up to max ready messages of queue name, oldest first, into
 //  msgs[0..] without delivering them (the caller owns and destroys each)
 //  and stores how many in *count_p. Returns 0, or -1 with errno
-//  ZQ_ENOTFOUND, EINVAL, ENOTSUP, ENOMEM or the spool's errno.
+//  ZQ_ENOTFOUND, EINVAL, ENOTSUP (also: queues in JetStream, which has no
+//  shared look without taking), ENOMEM or the spool's errno.
 ZQ_EXPORT int zq_queue_peek (zq_queue_t *self, const char *name, zq_msg_t **msgs, size_t max,
                              size_t *count_p);
 
@@ -255,8 +256,17 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  Moves the messages waiting in NAME.dead back to queue name, with
 //  attempt 0, and stores how many in *count_p (if not NULL). Returns 0,
 //  or -1 with errno as zq_queue_peek (ZQ_EFULL: name's spool is full;
-//  what moved before stays moved).
+//  what moved before stays moved; ENOTSUP: queues in JetStream).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
+
+//  A server whose queues live in a JetStream cluster (the option
+//  jetstream_servers) also has work when this file descriptor polls
+//  readable (stored puts to confirm, messages to deliver): poll it beside
+//  zq_queue_sock or zq_queue_fd, and call zq_queue_events (or
+//  zq_queue_recv) when it is. It stays the queue's. Returns it, or -1
+//  with errno ENOENT (queues in spools: nothing more to poll) or ENOTSUP
+//  (not a reliable server).
+ZQ_EXPORT int zq_queue_store_fd (zq_queue_t *self);
 
 //  zq_queue_delete's flags: delete a queue that holds messages (they are
 //  dropped, deliveries in flight included).

@@ -212,6 +212,14 @@ s_wait (void *state, short what, long timeout_ms)
     s_reliable_t *self = (s_reliable_t *)state;
     if (self->producer)
         return zqi_r_producer_wait (self->producer, what, timeout_ms);
+    int store_fd = self->server ? zqi_r_server_store_fd (self->server) : -1;
+    if (store_fd >= 0) {
+        //  A server with a store also wakes for the store's results.
+        zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0},
+                                   {NULL, store_fd, ZMQ_POLLIN, 0},
+                                   {NULL, self->ctx->wake_fd, ZMQ_POLLIN, 0}};
+        return zmq_poll (items, self->ctx->wake_fd >= 0 ? 3 : 2, timeout_ms) < 0 ? -1 : 0;
+    }
     //  Servers and consumers only wait for input (and their timers).
     return zqi_pattern_poll (self->ctx, self->handle, ZMQ_POLLIN, timeout_ms);
 }
@@ -419,6 +427,26 @@ static const zq_option_info_t s_options[] = {
      "reliable server: PUTs are refused while the spool's filesystem has less free space"
      " (0 = no watermark)",
      NULL},
+    {"jetstream_servers", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: NATS URL[,URL...]: keep every queue in that JetStream cluster instead"
+     " of spools (empty = spools; needs a libzq built with libnats)",
+     NULL},
+    {"jetstream_credentials", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: a NATS .creds file for jetstream_servers (empty = none)", NULL},
+    {"jetstream_tls_ca", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: CA file the JetStream servers' certificates must chain to (empty = no"
+     " TLS)",
+     NULL},
+    {"jetstream_tls_cert", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: client certificate chain for the JetStream servers", NULL},
+    {"jetstream_tls_key", ZQ_OPTION_STR, 0, "", 0, 4000,
+     "reliable server: private key of jetstream_tls_cert", NULL},
+    {"jetstream_replicas", ZQ_OPTION_INT, 0, NULL, 0, 5,
+     "reliable server: replicas of each queue's stream (0 = 3 when jetstream_servers names"
+     " three or more servers, else 1)",
+     NULL},
+    {"jetstream_prefix", ZQ_OPTION_STR, 0, "ZQ", 1, 32,
+     "reliable server: stream name prefix ([A-Za-z0-9-]): gateways sharing queues share it", NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -551,6 +579,18 @@ zq_queue_names (zq_queue_t *queue)
 {
     s_reliable_t *self = s_admin_state (queue, "");
     return self ? s_names (self) : NULL;
+}
+
+int
+zq_queue_store_fd (zq_queue_t *queue)
+{
+    s_reliable_t *self = s_state (queue, true);
+    if (!self)
+        return -1;
+    if (!self->server)
+        return zqi_fail (ENOTSUP);
+    int fd = zqi_r_server_store_fd (self->server);
+    return fd >= 0 ? fd : zqi_fail (ENOENT);
 }
 
 int

@@ -288,6 +288,7 @@ size_t zqi_r_server_destroy (zqi_r_server_t **self_p);
 zq_msg_t *zqi_r_server_recv (zqi_r_server_t *self);
 int zqi_r_server_events (zqi_r_server_t *self, int zmq_events);
 int64_t zqi_r_server_next_timer_ms (zqi_r_server_t *self);
+int zqi_r_server_store_fd (zqi_r_server_t *self);
 int zqi_r_server_subscribe (zqi_r_server_t *self, const char *name);
 int zqi_r_server_unsubscribe (zqi_r_server_t *self, const char *name);
 int zqi_r_server_ack (zqi_r_server_t *self, const zq_msg_t *msg, int kind, int64_t number);

@@ -38,6 +38,10 @@
         reliable_server_input.c     commands from the socket, PUTs and their
                                     batch commit, settles, timers, a round
         reliable_server_admin.c     declare, names, info, peek, purge, redrive
+        reliable_server_store*.c    with jetstream_servers set: every queue in
+                                    the JetStream store instead of spools
+                                    (puts, consumers, deliveries, settles;
+                                    _admin.c: names, info, purge, delete)
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -184,7 +188,9 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         goto no_memory;
     for (uint32_t index = 0; index < self->consumer_capacity; index++)
         self->consumers[index].head = ZQI_R_NONE;
-    if (self->spool_dir) {
+    if (zqi_rs_store_open (self, options))
+        goto failed;
+    if (self->spool_dir && !self->store) {
         self->starting = true;
         s_open_existing (self);
         self->starting = false;
@@ -206,6 +212,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     if (!self)
         return 0;
     size_t lost = 0;
+    zqi_rs_store_close (self);
     for (uint32_t index = 0; index < self->queue_count; index++) {
         zqi_rs_queue_t *queue = self->queues[index];
         if (!self->spool_dir && queue->spool) {
@@ -300,6 +307,8 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
         due = self->resume_due;
     if (self->auto_idle_ms && self->auto_count && self->next_sweep < due)
         due = self->next_sweep;
+    if (self->store && zqi_rs_store_next_due (self) < due)
+        due = zqi_rs_store_next_due (self);
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;
@@ -307,8 +316,17 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
 }
 
 int
+zqi_r_server_store_fd (zqi_r_server_t *self)
+{
+    return zqi_rs_store_fd (self);
+}
+
+int
 zqi_r_server_subscribe (zqi_r_server_t *self, const char *name)
 {
+    //  Local consumption is of local spools only.
+    if (self->store)
+        return zqi_fail (ENOTSUP);
     zqi_rs_queue_t *queue = zqi_rs_queue_get (self, name, strlen (name), true);
     if (!queue)
         return -1;

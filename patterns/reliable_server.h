@@ -171,10 +171,14 @@ typedef struct {
     uint8_t route[255];
 } zqi_rs_peer_t;
 
+//  The server's queues in a store behind the seam (reliable_server_store.c).
+typedef struct _zqi_rs_store_t zqi_rs_store_t;
+
 struct _zqi_r_server_t {
     zqi_r_common_t common;
     const zq_options_t *options;
-    char *spool_dir; //  NULL: queues in memory
+    char *spool_dir;       //  NULL: queues in memory
+    zqi_rs_store_t *store; //  NULL: queues in spools; else in JetStream
     int64_t visibility_ms;
     uint32_t max_attempts;
     int64_t backoff_ms;
@@ -354,5 +358,42 @@ int zqi_rs_work (zqi_r_server_t *self);
 
 int zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_t max,
                  size_t *count_p);
+
+//  ---- reliable_server_store.c -------------------------------------------
+//  With jetstream_servers set, every named queue lives in the JetStream
+//  store: PUTs, CONSUMEs, settles and the admin calls go here, never to a
+//  spool.
+
+//  Opens the store the options name, if any (self->store stays NULL when
+//  none). 0, or -1 and errno (ENOTSUP: built without libnats).
+int zqi_rs_store_open (zqi_r_server_t *self, const zq_options_t *options);
+void zqi_rs_store_close (zqi_r_server_t *self);
+//  The store's signal fd (readable while results or deliveries wait), or -1.
+int zqi_rs_store_fd (zqi_r_server_t *self);
+//  Starts storing one PUT (data: its one-frame form, attempt 0) from the
+//  round's peer. 0: answered when the store's result comes; else the
+//  code to REFUSE it with now.
+zqi_r_code_t zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name,
+                               const uint8_t *id, const uint8_t *data, size_t size);
+//  CONSUME of name (valid, authorised) from route: the consumer at
+//  *consumer_p, made when ZQI_R_NONE. 0, or -1 and errno (ZQ_ELIMIT).
+int zqi_rs_store_consume (zqi_r_server_t *self, uint32_t *consumer_p, const uint8_t *route,
+                          size_t route_size, const char *name, uint32_t prefetch);
+void zqi_rs_store_cancel (zqi_r_server_t *self, uint32_t consumer, const char *name);
+//  As zqi_rs_settle_ids, for deliveries of the store.
+size_t zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
+                            size_t *failed_p, int *errnum_p);
+//  A consumer's end (LEAVE, gone): what it held goes back to the store.
+void zqi_rs_store_leave (zqi_r_server_t *self, uint32_t consumer);
+void zqi_rs_store_consumer_gone (zqi_r_server_t *self, uint32_t index);
+//  Answers the store's results, sends its deliveries, runs its timers.
+void zqi_rs_store_work (zqi_r_server_t *self);
+//  zqi_r_now of the store mode's next timer.
+int64_t zqi_rs_store_next_due (zqi_r_server_t *self);
+int zqi_rs_store_declare (zqi_r_server_t *self, const char *name);
+void zqi_rs_store_names (zqi_r_server_t *self, zlistx_t *names);
+int zqi_rs_store_info (zqi_r_server_t *self, const char *name, zq_queue_info_t *info);
+int zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p);
+int zqi_rs_store_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t *count_p);
 
 #endif

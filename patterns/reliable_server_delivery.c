@@ -211,6 +211,7 @@ zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)
         return;
     if (index != ZQI_RS_LOCAL)
         zqi_rs_event (self, ZQI_RS_EVENT_CONSUMER, "consumer %u left", consumer->session);
+    zqi_rs_store_consumer_gone (self, index);
     while (consumer->head != ZQI_R_NONE)
         zqi_rs_fail_delivery (self, consumer->head, 0);
     while (consumer->queue_count)

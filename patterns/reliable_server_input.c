@@ -149,6 +149,54 @@ s_parsed_keep (zqi_r_server_t *self, uint32_t queue, uint64_t seq, const uint8_t
     memcpy (slot->id, envelope->id, ZQ_MSG_ID_SIZE);
 }
 
+//  Points *data_p and *size_p at the PUT's one-frame form with attempt 0
+//  (the attempt counts the server's deliveries, whatever the producer
+//  wrote): the frame itself, or a copy in self->bytes. 0, or -1.
+static int
+s_stored_form (zqi_r_server_t *self, const zqi_envelope_t *envelope, const uint8_t **data_p,
+               size_t *size_p, const uint8_t *body, size_t body_size)
+{
+    if (!body && !envelope->attempt)
+        return 0;
+    const uint8_t *data = *data_p;
+    size_t size = *size_p;
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    zqi_buf_reset (&self->bytes);
+    if (zqi_buf_append (&self->bytes, data, envelope->attempt_offset) ||
+        zqi_mp_put_uint (&self->bytes, 0) ||
+        zqi_buf_append (&self->bytes, data + tail, size - tail) ||
+        zqi_buf_append (&self->bytes, body, body_size))
+        return -1;
+    *data_p = self->bytes.data;
+    *size_p = self->bytes.size;
+    return 0;
+}
+
+//  A PUT for the store (pending its entry in the round): refused now, or
+//  answered when the store's result comes (then out of the round).
+static void
+s_store_put (zqi_r_server_t *self, uint32_t peer, zqi_rs_pending_t *pending,
+             const zqi_envelope_t *envelope, const uint8_t *data, size_t size, const uint8_t *body,
+             size_t body_size)
+{
+    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    if (zqi_queue_name_check (envelope->subject, envelope->subject_size) != 0) {
+        pending->code = ZQI_R_CODE_INVALID;
+        return;
+    }
+    memcpy (name, envelope->subject, envelope->subject_size);
+    name[envelope->subject_size] = '\0';
+    if (s_stored_form (self, envelope, &data, &size, body, body_size)) {
+        pending->code = ZQI_R_CODE_FAILED;
+        return;
+    }
+    pending->code = zqi_rs_store_put (self, peer, name, envelope->id, data, size);
+    if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
+        self->common.ctx->stats->refused++;
+    if (pending->code == 0 && pending == &self->pending[self->pending_count - 1])
+        self->pending_count--;
+}
+
 //  Handles one PUT envelope: data (size octets), and body for the
 //  two-frame form (else NULL), from peer whose ZAP User-Id is user_id.
 static void
@@ -194,6 +242,10 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     if (!s_authorized (self, user_id, ZQ_ACCESS_PUT, envelope.subject, envelope.subject_size)) {
         pending->code = ZQI_R_CODE_DENIED;
         self->common.ctx->stats->refused++;
+        return;
+    }
+    if (self->store) {
+        s_store_put (self, peer, pending, &envelope, data, size, second ? body : NULL, body_size);
         return;
     }
     //  Under the free-space watermark no queue is made for a PUT that
@@ -418,6 +470,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
             memcpy (key, command->text, command->text_size);
             key[command->text_size] = '\0';
+            if (command->kind == ZQI_R_CANCEL && self->store) {
+                zqi_rs_store_cancel (self, consumer, key);
+                return;
+            }
             if (command->kind == ZQI_R_CANCEL) {
                 //  Found, not opened. A queue not consumed (or unknown) has
                 //  nothing to cancel: not an error, no answer.
@@ -430,6 +486,20 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 self->common.ctx->stats->refused++;
                 zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_DENIED,
                                    s_code_reason (ZQI_R_CODE_DENIED));
+                return;
+            }
+            if (self->store) {
+                if (zqi_rs_store_consume (self, &consumer, route, route_size, key,
+                                          (uint32_t)command->number)) {
+                    bool limit = errno == ZQ_ELIMIT;
+                    if (limit)
+                        self->common.ctx->stats->refused++;
+                    zqi_rs_send_error (self, route, route_size,
+                                       limit ? ZQI_R_CODE_LIMIT : ZQI_R_CODE_FAILED,
+                                       limit ? "subscription limit reached (max_consumer_queues "
+                                               "or max_queues)"
+                                             : "out of memory");
+                }
                 return;
             }
             if (consumer != ZQI_R_NONE &&
@@ -475,7 +545,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         case ZQI_R_TOUCH: {
             size_t failed = 0;
             int errnum = 0;
-            size_t not_held = zqi_rs_settle_ids (self, consumer, command, &failed, &errnum);
+            size_t not_held = self->store
+                                  ? zqi_rs_store_settle (self, consumer, command, &failed, &errnum)
+                                  : zqi_rs_settle_ids (self, consumer, command, &failed, &errnum);
             if (failed) {
                 //  Nothing was removed: the deliveries stay the consumer's
                 //  (ack them again) until their visibility time.
@@ -495,7 +567,9 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             return;
         }
         case ZQI_R_LEAVE:
-            if (consumer != ZQI_R_NONE)
+            if (consumer != ZQI_R_NONE && self->store)
+                zqi_rs_store_leave (self, consumer);
+            else if (consumer != ZQI_R_NONE)
                 s_consumer_leave (self, consumer, command);
             return;
         case ZQI_R_PING:
@@ -715,6 +789,8 @@ zqi_rs_work (zqi_r_server_t *self)
         s_commit_and_answer (self);
     self->now = zqi_r_now (&self->common);
     s_run_timers (self, self->now);
+    if (self->store)
+        zqi_rs_store_work (self);
     zqi_rs_deliver_all (self);
     errno = saved;
     return rc;

@@ -125,6 +125,9 @@ typedef struct {
     int (*purge) (zqi_store_t *self, const char *queue);
     //  Deletes queue and its messages.
     int (*remove) (zqi_store_t *self, const char *queue);
+    //  Calls each (arg, name) for every queue the store holds, as far as
+    //  the cluster knows (queues of other gateways too). 0, or -1 and errno.
+    int (*names) (zqi_store_t *self, void (*each) (void *arg, const char *name), void *arg);
 } zqi_store_ops_t;
 
 struct _zqi_store_t {

@@ -275,7 +275,9 @@ s_open (const zqi_store_config_t *config)
     self->results = zlistx_new ();
     self->ready = zlistx_new ();
     self->retired = zlistx_new ();
-    if (!self->queues || !self->by_stream || !self->results || !self->ready || !self->retired) {
+    self->answered = zlistx_new ();
+    if (!self->queues || !self->by_stream || !self->results || !self->ready || !self->retired ||
+        !self->answered) {
         s_destroy ((zqi_store_t **)&self);
         errno = ENOMEM;
         return NULL;
@@ -306,6 +308,12 @@ s_open (const zqi_store_config_t *config)
     free (servers);
     if (status == NATS_OK)
         status = natsOptions_SetMaxReconnect (self->opts, -1); //  a gateway keeps trying
+    //  A server gone silent (a partition) is left after ZQI_JS_PINGS_OUT
+    //  unanswered pings, not after TCP's own time-outs.
+    if (status == NATS_OK)
+        status = natsOptions_SetPingInterval (self->opts, ZQI_JS_PING_IVL_MS);
+    if (status == NATS_OK)
+        status = natsOptions_SetMaxPingsOut (self->opts, ZQI_JS_PINGS_OUT);
     if (status == NATS_OK && config->credentials)
         status = natsOptions_SetUserCredentialsFromFiles (self->opts, config->credentials, NULL);
     if (status == NATS_OK && config->tls_ca) {
@@ -370,6 +378,12 @@ s_destroy (zqi_store_t **self_p)
     if (self->opts)
         natsOptions_Destroy (self->opts);
     zlistx_destroy (&self->results);
+    if (self->answered) {
+        natsMsg *msg;
+        while ((msg = (natsMsg *)zlistx_detach (self->answered, NULL)))
+            natsMsg_Destroy (msg);
+        zlistx_destroy (&self->answered);
+    }
     if (self->retired) {
         natsSubscription *sub;
         while ((sub = (natsSubscription *)zlistx_detach (self->retired, NULL)))
@@ -410,5 +424,6 @@ const zqi_store_ops_t zqi_store_jetstream = {
     .stat = zqi_js_stat,
     .purge = zqi_js_purge,
     .remove = zqi_js_remove,
+    .names = zqi_js_names,
 };
 #endif

@@ -38,6 +38,9 @@
 #define ZQI_JS_SUBJECT_ROOT    "zq.q."
 #define ZQI_JS_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
 #define ZQI_JS_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
+#define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
+#define ZQI_JS_PING_IVL_MS     1000   //  pings to the server on the connection ...
+#define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
 
 typedef struct {
     char *name;
@@ -68,8 +71,12 @@ typedef struct {
     zlistx_t *results;   //  zqi_store_result_t *
     zlistx_t *ready;     //  zqi_store_delivery_t *
     zlistx_t *retired;   //  natsSubscription * of removed queues, freed at the end
-    uint32_t pending;    //  puts without a result
-    uint32_t turn;       //  the fetcher's round-robin over queues with credit
+    //  natsMsg * of puts answered, destroyed on the caller's thread (in put
+    //  and put_results): a PubAck timeout can fire while js_PublishMsgAsync
+    //  still reads the message on that thread.
+    zlistx_t *answered;
+    uint32_t pending; //  puts without a result
+    uint32_t turn;    //  the fetcher's round-robin over queues with credit
 } zqi_js_store_t;
 
 //  The errno of a libnats status.
@@ -108,6 +115,7 @@ int zqi_js_settle (zqi_store_t *base, zqi_store_delivery_t *delivery, zqi_store_
 int zqi_js_stat (zqi_store_t *base, const char *name, zqi_store_stat_t *stat);
 int zqi_js_purge (zqi_store_t *base, const char *name);
 int zqi_js_remove (zqi_store_t *base, const char *name);
+int zqi_js_names (zqi_store_t *base, void (*each) (void *arg, const char *name), void *arg);
 #endif
 
 #endif

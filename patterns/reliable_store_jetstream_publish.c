@@ -63,7 +63,29 @@ zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void
         s_result (self, stream, hex, 0, ack->Duplicate);
     else
         s_result (self, stream, hex, error ? zqi_js_errno (error->Err) : EIO, false);
-    natsMsg_Destroy (msg);
+    //  Not destroyed here (see answered); without room for it, it leaks
+    //  rather than be freed under the publisher.
+    pthread_mutex_lock (&self->lock);
+    zlistx_add_end (self->answered, msg);
+    pthread_mutex_unlock (&self->lock);
+}
+
+//  Destroys the messages of answered puts. On the thread that puts.
+static void
+s_bury (zqi_js_store_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    zlistx_t *answered = self->answered;
+    self->answered = zlistx_new ();
+    if (!self->answered) {
+        self->answered = answered;
+        answered = NULL;
+    }
+    pthread_mutex_unlock (&self->lock);
+    natsMsg *msg;
+    while (answered && (msg = (natsMsg *)zlistx_detach (answered, NULL)))
+        natsMsg_Destroy (msg);
+    zlistx_destroy (&answered);
 }
 
 int
@@ -96,7 +118,11 @@ zqi_js_put (zqi_store_t *base, const char *name, const uint8_t *id, const void *
     natsMsg *msg = NULL;
     char hex[2 * ZQI_STORE_ID_SIZE + 1];
     zqi_js_hex (id, hex);
-    if (!made && zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0) {
+    //  Not while the connection is away: the server's thread would wait
+    //  for the request's whole time; the put is refused now instead.
+    if (!made && natsConnection_Status (self->conn) != NATS_CONN_STATUS_CONNECTED)
+        errno = ECONNREFUSED;
+    else if (!made && zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0) {
         made = true;
         pthread_mutex_lock (&self->lock);
         queue->stream_made = true;
@@ -134,6 +160,7 @@ zqi_js_put_results (zqi_store_t *base, zqi_store_result_t *results, size_t max)
 {
     zqi_js_store_t *self = (zqi_js_store_t *)base;
     zqi_js_drain (self);
+    s_bury (self);
     size_t count = 0;
     pthread_mutex_lock (&self->lock);
     while (count < max && zlistx_size (self->results)) {

@@ -237,7 +237,7 @@ s_device_loop (zqi_device_t *self)
     self->next_tick_ms = self->started_ms + ZQI_DEVICE_TICK_MS;
     zqi_device_tick (self);
     while (!self->terminated) {
-        size_t needed = 4 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
+        size_t needed = 5 + ZQI_KIND_POLL_MAX * zhashx_size (self->queues);
         if (needed > capacity) {
             free (items);
             free (owners);
@@ -263,6 +263,13 @@ s_device_loop (zqi_device_t *self)
             S_ADD (self->admin, ZMQ_POLLIN, S_ITEM_ADMIN);
         if (self->qserver)
             S_ADD (zqi_qserver_sock (self->qserver), ZMQ_POLLIN, S_ITEM_QSERVER);
+        if (self->qserver && zqi_qserver_store_fd (self->qserver) >= 0) {
+            //  Queues in JetStream: its results and deliveries wake the loop.
+            items[count] =
+                (zmq_pollitem_t){NULL, zqi_qserver_store_fd (self->qserver), ZMQ_POLLIN, 0};
+            owners[count] = (s_item_t){S_ITEM_QSERVER, NULL, 0};
+            count++;
+        }
         for (zqi_dqueue_t *dq = (zqi_dqueue_t *)zhashx_first (self->queues); dq;
              dq = (zqi_dqueue_t *)zhashx_next (self->queues)) {
             size_t added = dq->ops->poll_items ? dq->ops->poll_items (dq, items + count) : 0;

@@ -283,6 +283,42 @@ s_parse_queue_options (zqi_device_config_t *self, zconfig_t *section, char *erro
     return 0;
 }
 
+//  The jetstream section: each key is the reliable server's option
+//  jetstream_KEY, for every queue of kind queue.
+static int
+s_parse_jetstream (zqi_device_config_t *self, zconfig_t *section, char *error, size_t error_size)
+{
+#ifndef HAVE_NATS
+    (void)self;
+    (void)section;
+    return s_error (error, error_size,
+                    "jetstream: this zqd was built without libnats (configure --with-nats)");
+#else
+    static const char *keys[] = {"servers", "credentials", "tls_ca", "tls_cert",
+                                 "tls_key", "replicas",    "prefix"};
+    for (zconfig_t *item = zconfig_child (section); item; item = zconfig_next (item)) {
+        const char *key = zconfig_name (item);
+        bool known = false;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            known |= streq (key, keys[i]);
+        if (!known)
+            return s_error (error, error_size,
+                            "jetstream/%s: unknown key (servers, credentials, tls_ca, tls_cert, "
+                            "tls_key, replicas, prefix)",
+                            key);
+        char option[64];
+        snprintf (option, sizeof option, "jetstream_%s", key);
+        if (zq_options_set (self->queue_options, option, s_value (item)))
+            return s_error (error, error_size, "jetstream/%s: '%s' is malformed or out of range",
+                            key, s_value (item));
+    }
+    const char *servers = zq_options_get_str (self->queue_options, "jetstream_servers");
+    if (!servers || !*servers)
+        return s_error (error, error_size, "jetstream/servers: required (URL[,URL...])");
+    return 0;
+#endif
+}
+
 static int
 s_parse_defaults (zqi_queue_config_t *defaults, zconfig_t *section, bool stream, char *error,
                   size_t error_size)
@@ -513,6 +549,8 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                 rc = s_parse_device (self, section, &admin_given, error, error_size);
             else if (streq (name, "queue"))
                 rc = s_parse_queue_options (self, section, error, error_size);
+            else if (streq (name, "jetstream"))
+                rc = s_parse_jetstream (self, section, error, error_size);
             else if (streq (name, "stream"))
                 rc = s_parse_defaults (&self->stream_defaults, section, true, error, error_size);
             else if (streq (name, "forward"))
@@ -527,9 +565,10 @@ s_parse (zqi_device_config_t *self, zconfig_t *config, char *error, size_t error
                      entry = zconfig_next (entry))
                     rc = s_parse_queue (self, entry, error, error_size);
             } else
-                rc = s_error (
-                    error, error_size,
-                    "%s: unknown section (device, queue, stream, forward, queues, access)", name);
+                rc = s_error (error, error_size,
+                              "%s: unknown section (device, queue, jetstream, stream, forward, "
+                              "queues, access)",
+                              name);
             if (rc)
                 return -1;
         }

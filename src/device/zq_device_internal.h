@@ -310,6 +310,8 @@ const char *zqi_qserver_endpoint (zqi_qserver_t *self);
 void zqi_qserver_work (zqi_qserver_t *self);
 //  Milliseconds until the server needs zqi_qserver_work, or -1.
 int64_t zqi_qserver_next_timer_ms (zqi_qserver_t *self);
+//  The JetStream store's signal fd (polled beside the socket), or -1.
+int zqi_qserver_store_fd (zqi_qserver_t *self);
 //  Makes queue name exist (declared in the configuration). 0 or -1.
 int zqi_qserver_declare (zqi_qserver_t *self, const char *name);
 //  Appends to names (of char *, new strings) the server's queue names.

@@ -184,6 +184,12 @@ zqi_qserver_next_timer_ms (zqi_qserver_t *self)
 }
 
 int
+zqi_qserver_store_fd (zqi_qserver_t *self)
+{
+    return zq_queue_store_fd (self->queue);
+}
+
+int
 zqi_qserver_declare (zqi_qserver_t *self, const char *name)
 {
     return zq_queue_declare (self->queue, name);

@@ -126,7 +126,7 @@ static const s_command_t s_commands[] = {
      S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_SIZE) | S_BIT (ZQ_OPT_TRANSPORT) |
          S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION) | S_BIT (ZQ_OPT_PRODUCERS) |
          S_BIT (ZQ_OPT_DIR) | S_BIT (ZQ_OPT_BACKLOG),
-     1, 1, "pipeline|rpc|spool|reliable|device",
+     1, 1, "pipeline|rpc|spool|reliable|device|jetstream",
      "measure zq (against plain libzmq, or the disk's own fsync); prints key=value pairs",
      "pipeline: PUSH/PULL throughput, sender and receiver in separate processes\n"
      "  (threads over inproc), timed from the first send to the last receive,\n"
@@ -188,6 +188,16 @@ static const s_command_t s_commands[] = {
      "  device restart size= backlog= stop_s= restart_s= rss_kib= hwm_kib=\n"
      "    restart_rss_kib= restart_hwm_kib=\n"
      "  Default count 200000.\n"
+     "jetstream: needs -o jetstream_servers=URL[,URL...] (a running JetStream\n"
+     "  cluster; replicas: -o jetstream_replicas, default 3 with 3 or more URLs).\n"
+     "  Per round, with one and then two reliable servers in this process on\n"
+     "  that cluster (as zqd --jetstream): libnats' own async publish of count\n"
+     "  messages to a stream of the same replicas (direct), a producer on every\n"
+     "  server putting count (put), then a consumer on every server taking\n"
+     "  count while the producer puts (e2e). Prints, medians over --rounds:\n"
+     "  jetstream put|e2e gateways= size= count= msgs_per_s= min= max=\n"
+     "    direct_msgs_per_s= ratio=   (ratio = msgs_per_s / direct)\n"
+     "  Default count 20000.\n"
      "Every run is bounded (30 minutes in all; a stalled side gives up after 10 s).\n"},
     {"put", zq_cli_put, S_SENDER & ~S_BIT (ZQ_OPT_PRINT_ENDPOINT), 3, 3, "ENDPOINTS QUEUE BODY|-",
      "put messages into QUEUE and wait until stored (reliable producer; connects)",

@@ -411,6 +411,7 @@ int zq_bench_rpc (zq_cli_t *cli);
 int zq_bench_spool (zq_cli_t *cli);
 int zq_bench_reliable (zq_cli_t *cli);
 int zq_bench_device (zq_cli_t *cli);
+int zq_bench_jetstream (zq_cli_t *cli);
 
 //  ---- Commands (each returns an exit code) -------------------------------
 

@@ -55,6 +55,8 @@ static const char *s_usage =
     "  -s, --spool DIR          keep messages in DIR (device/spool; default: memory)\n"
     "  -f, --fsync POLICY       always (default), interval or none (device/fsync)\n"
     "  -o, --option NAME=VALUE  a queue option (the queue section; zq options lists them)\n"
+    "  -j, --jetstream URLS     keep every queue of kind queue in the JetStream cluster at\n"
+    "                           URL[,URL...] instead of the spool (jetstream/servers)\n"
     "      --http HOST:PORT     serve /metrics, /api/queues and a status page on\n"
     "                           HOST:PORT (device/http; loopback unless --insecure)\n"
     "      --insecure           let endpoints bind beyond loopback without CURVE\n"
@@ -198,6 +200,7 @@ main (int argc, char *argv[])
         {"spool", required_argument, NULL, 's'},
         {"fsync", required_argument, NULL, 'f'},
         {"option", required_argument, NULL, 'o'},
+        {"jetstream", required_argument, NULL, 'j'},
         {"insecure", no_argument, NULL, 'I'},
         {"log", required_argument, NULL, 'l'},
         {"verbose", no_argument, NULL, 'v'},
@@ -212,12 +215,14 @@ main (int argc, char *argv[])
     umask (0077);
     const char *config_path = NULL;
     bool verbose = false, check_only = false;
+    const char *jetstream = NULL; //  --jetstream: the servers of the jetstream section
     //  Overrides, applied on top of the file in the order given.
     zconfig_t *overrides = zconfig_new ("root", NULL);
     zlistx_t *options = zlistx_new ();
     int option;
     opterr = 0;
-    while ((option = getopt_long (argc, argv, ":c:b:a:s:f:o:l:vFChV", long_options, NULL)) != -1) {
+    while ((option = getopt_long (argc, argv, ":c:b:a:s:f:o:j:l:vFChV", long_options, NULL)) !=
+           -1) {
         switch (option) {
             case 'c':
                 config_path = optarg;
@@ -233,6 +238,9 @@ main (int argc, char *argv[])
                 break;
             case 'f':
                 zconfig_put (overrides, "device/fsync", optarg);
+                break;
+            case 'j':
+                jetstream = optarg;
                 break;
             case 'o':
                 if (!strchr (optarg, '=') || *optarg == '=') {
@@ -325,6 +333,8 @@ main (int argc, char *argv[])
         snprintf (path, sizeof path, "queue/%.*s", (int)(equals - pair), pair);
         zconfig_put (config, path, equals + 1);
     }
+    if (jetstream)
+        zconfig_put (config, "jetstream/servers", jetstream);
     zconfig_destroy (&overrides);
     zlistx_destroy (&options);
 

@@ -721,7 +721,11 @@ zq_cli_bench (zq_cli_t *cli)
         return zq_bench_reliable (cli);
     if (streq (cli->args[0], "device"))
         return zq_bench_device (cli);
-    return zq_cli_usage_error (cli, "no benchmark '%s' (pipeline, rpc, spool, reliable or device)",
+    if (streq (cli->args[0], "jetstream"))
+        return zq_bench_jetstream (cli);
+    return zq_cli_usage_error (cli,
+                               "no benchmark '%s' (pipeline, rpc, spool, reliable, device or "
+                               "jetstream)",
                                cli->args[0]);
 }
 

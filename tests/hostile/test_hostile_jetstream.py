@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+#   zqd as a stateless gateway to JetStream (zqd --jetstream): one
+#   nats-server and two zqd gateways on it serve the same queues.
+#   - a message put through gateway A is delivered through gateway B;
+#   - a NACK with a delay brings it again no sooner than that delay;
+#   - TOUCHes keep a delivery past the visibility timeout;
+#   - past max_attempts a message goes to NAME.dead;
+#   - the same id put through both gateways is stored once;
+#   - STAT and PURGE answer through either gateway; PEEK answers a clear
+#     ERROR (JetStream has no look without taking).
+#
+#   This Source Code Form is subject to the terms of the Mozilla Public
+#   License, v. 2.0. If a copy of the MPL was not distributed with this
+#   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+import atexit
+import os
+import sys
+import time
+
+import msgpack
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import hostile
+import natsserver
+from hostile import check
+
+VISIBILITY_MS = 2000
+MAX_ATTEMPTS = 3
+
+_env = {}
+
+
+def gateways():
+    """The shared nats-server and gateways A and B, started once."""
+    if not _env:
+        nats = natsserver.Nats(1)
+        atexit.register(nats.stop)
+        nats.start()
+        started = {}
+        for name in ("a", "b"):
+            zqd = hostile.Zqd(args=["--jetstream", nats.urls(),
+                                    "-o", "visibility_timeout_ms=%d" % VISIBILITY_MS,
+                                    "-o", "max_attempts=%d" % MAX_ATTEMPTS,
+                                    "-o", "jetstream_prefix=T%d" % os.getpid()])
+            atexit.register(zqd.close)
+            started[name] = zqd.start()
+        _env.update(started)
+    return _env["a"], _env["b"]
+
+
+def queue_name(what):
+    return "js-%s-%d" % (what, os.getpid())
+
+
+def admin(zqd, *words):
+    """One admin request; returns the reply frames (fails without one)."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(zqd.admin)
+        sock.send_multipart([word.encode() for word in words])
+        check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no answer to %r" % (words,))
+        return sock.recv_multipart()
+    finally:
+        sock.close(0)
+
+
+def stat(zqd, name):
+    """The STAT row of name, or None while the gateway does not list it."""
+    reply = admin(zqd, "STAT", name)
+    return msgpack.unpackb(reply[1], raw=False) if reply[0] == b"OK" else None
+
+
+def nothing_delivered(client, timeout_s):
+    """True if no DELIVER reaches client within timeout_s."""
+    got = client.recv_command(timeout_s, skip=(hostile.PONG, hostile.PING, hostile.ERROR))
+    return got is None
+
+
+def test_put_through_a_is_delivered_through_b():
+    a, b = gateways()
+    name = queue_name("ab")
+    producer = hostile.Client(a.endpoint)
+    consumer = hostile.Client(b.endpoint)
+    try:
+        ids = producer.put_confirmed(name, ["m%d" % i for i in range(20)])
+        consumer.consume(name, 50)
+        got = consumer.deliveries(20)
+        check(sorted(d[0] for d in got) == sorted(ids), "other ids delivered")
+        check(all(d[1][4] == 0 for d in got), "first deliveries carry attempt 0")
+        consumer.ack([d[0] for d in got])
+        check(nothing_delivered(consumer, 1.0), "an acked message came again")
+    finally:
+        producer.close()
+        consumer.close()
+
+
+def test_nack_with_delay_comes_back_after_the_delay():
+    a, b = gateways()
+    name = queue_name("nack")
+    producer = hostile.Client(a.endpoint)
+    consumer = hostile.Client(b.endpoint)
+    try:
+        [msg_id] = producer.put_confirmed(name, ["later"])
+        consumer.consume(name, 10)
+        [(first, _, _)] = consumer.deliveries(1)
+        check(first == msg_id, "another message delivered")
+        nacked = time.monotonic()
+        consumer.nack([msg_id], 1500)
+        [(again, header, _)] = consumer.deliveries(1, timeout_s=10)
+        waited = time.monotonic() - nacked
+        check(again == msg_id, "another message came back")
+        check(waited >= 1.4, "came back after %.2f s, before its 1.5 s delay" % waited)
+        check(header[4] == 1, "the second delivery carries attempt %r, not 1" % header[4])
+        consumer.ack([msg_id])
+    finally:
+        producer.close()
+        consumer.close()
+
+
+def test_touch_keeps_a_delivery_past_the_visibility_timeout():
+    a, b = gateways()
+    name = queue_name("touch")
+    producer = hostile.Client(a.endpoint)
+    holder = hostile.Client(b.endpoint)
+    other = hostile.Client(a.endpoint)
+    try:
+        [msg_id] = producer.put_confirmed(name, ["long work"])
+        holder.consume(name, 1)
+        [(got, _, _)] = holder.deliveries(1)
+        check(got == msg_id, "another message delivered")
+        other.consume(name, 1)
+        #  Touched every half visibility for twice the visibility timeout:
+        #  never delivered again, to this consumer or another.
+        until = time.monotonic() + 2 * VISIBILITY_MS / 1000.0
+        while time.monotonic() < until:
+            holder.touch([msg_id], VISIBILITY_MS)
+            check(nothing_delivered(other, VISIBILITY_MS / 2000.0),
+                  "delivered again while touched")
+        holder.ack([msg_id])
+        check(nothing_delivered(other, VISIBILITY_MS * 1.5 / 1000.0), "delivered again after ack")
+        check(nothing_delivered(holder, 0.1), "delivered again to its holder")
+    finally:
+        for client in (producer, holder, other):
+            client.close()
+
+
+def test_dead_letter_after_max_attempts():
+    a, b = gateways()
+    name = queue_name("dead")
+    producer = hostile.Client(a.endpoint)
+    consumer = hostile.Client(b.endpoint)
+    dead = hostile.Client(a.endpoint)
+    try:
+        [msg_id] = producer.put_confirmed(name, ["poison"])
+        consumer.consume(name, 1)
+        for attempt in range(MAX_ATTEMPTS):
+            [(got, header, _)] = consumer.deliveries(1)
+            check(got == msg_id and header[4] == attempt,
+                  "delivery %d carries attempt %r" % (attempt, header[4]))
+            consumer.nack([msg_id], 0)
+        check(nothing_delivered(consumer, 1.5), "delivered past max_attempts")
+        dead.consume(name + ".dead", 1)
+        [(got, _, body)] = dead.deliveries(1)
+        check(got == msg_id and body == "poison", "the dead letter is another message")
+        dead.ack([msg_id])
+    finally:
+        for client in (producer, consumer, dead):
+            client.close()
+
+
+def test_the_same_id_through_both_gateways_is_stored_once():
+    a, b = gateways()
+    name = queue_name("dedupe")
+    through_a = hostile.Client(a.endpoint)
+    through_b = hostile.Client(b.endpoint)
+    consumer = hostile.Client(b.endpoint)
+    try:
+        msg_id, frame = hostile.envelope(name, "once")
+        through_a.put_frame(frame)
+        check(through_a.answers([msg_id])[msg_id] == ("confirm",), "A did not confirm")
+        through_b.put_frame(frame)
+        check(through_b.answers([msg_id])[msg_id] == ("confirm",), "B did not confirm")
+        consumer.consume(name, 10)
+        [(got, _, _)] = consumer.deliveries(1)
+        check(got == msg_id, "another message delivered")
+        check(nothing_delivered(consumer, 1.5), "the repeated put was stored twice")
+        consumer.ack([msg_id])
+    finally:
+        for client in (through_a, through_b, consumer):
+            client.close()
+
+
+def test_stat_and_purge_through_either_gateway():
+    a, b = gateways()
+    name = queue_name("admin")
+    producer = hostile.Client(a.endpoint)
+    try:
+        producer.put_confirmed(name, ["x%d" % i for i in range(5)])
+        #  B learns of the queue from the cluster (it lists streams each second).
+        row = hostile.wait_until(lambda: stat(b, name), "B to list %s" % name)
+        check(row["depth"] == 5, "STAT through B: depth %r, not 5" % row["depth"])
+        reply = admin(b, "PURGE", name)
+        check(reply[0] == b"OK", "PURGE through B answered %r" % reply)
+        purged = msgpack.unpackb(reply[1], raw=False)
+        check(purged.get("purged") == 5, "PURGE dropped %r, not 5" % purged)
+        row = hostile.wait_until(lambda: stat(a, name), "A to list %s" % name)
+        check(row["depth"] == 0, "STAT through A after the purge: depth %r" % row["depth"])
+        reply = admin(a, "PEEK", name, "1")
+        check(reply[0] == b"ERROR" and b"not supported" in b" ".join(reply[1:]).lower(),
+              "PEEK answered %r, not a clear ERROR" % reply)
+    finally:
+        producer.close()
+
+
+hostile.main(globals())
