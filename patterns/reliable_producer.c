@@ -147,7 +147,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     }
     zq_spool_destroy (&self->outbox);
     for (uint32_t index = 0; index < self->records_capacity; index++)
-        free (self->records[index].data);
+        zqi_rp_record_free (&self->records[index]);
     free (self->records);
     free (self->ring);
     zqi_r_table_free (&self->table);

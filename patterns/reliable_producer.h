@@ -25,10 +25,11 @@
 
 enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
 
-//  A message of the memory outbox, in its one-frame wire form.
+//  A message of the memory outbox: the frame of its one-frame wire form,
+//  written once; each send passes libzmq a reference to it (zmq_msg_copy
+//  shares the bytes), never a copy. NULL: a free slot.
 typedef struct {
-    uint8_t *data;
-    size_t size;
+    zmq_msg_t *frame;
 } zqi_rp_record_t;
 
 typedef struct {
@@ -98,6 +99,9 @@ void zqi_rp_resend_all (zqi_r_producer_t *self);
 bool zqi_rp_unsent (zqi_r_producer_t *self);
 //  Drops a message from the outbox (confirmed, or never storable).
 void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
+
+//  Frees a record of the memory outbox (a free slot stays free).
+void zqi_rp_record_free (zqi_rp_record_t *record);
 //  Memory outbox: takes the message's wire form in, queued to be sent.
 //  Returns 0, or -1 with errno ZQ_ETOOBIG or ENOMEM.
 int zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg);

@@ -22,6 +22,33 @@ zqi_rp_outbox_depth (zqi_r_producer_t *self)
     return stats.depth;
 }
 
+void
+zqi_rp_record_free (zqi_rp_record_t *record)
+{
+    if (record->frame) {
+        zmq_msg_close (record->frame);
+        free (record->frame);
+        record->frame = NULL;
+    }
+}
+
+//  Sends the record's frame (a reference to it) with flags. Returns 0, or
+//  -1 with errno of zmq_msg_send.
+static int
+s_record_send (zqi_rp_record_t *record, void *handle, int flags)
+{
+    zmq_msg_t reference;
+    zmq_msg_init (&reference);
+    if (zmq_msg_copy (&reference, record->frame) ||
+        zmq_msg_send (&reference, handle, flags) == -1) {
+        int saved = errno;
+        zmq_msg_close (&reference);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
 //  Memory outbox, one server: sends the first of the records waiting (at
 //  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
 //  is tracked as a PUT of its own. Returns how many went (0: fewer than
@@ -36,10 +63,12 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
     for (uint32_t i = 0; i < count; i++) {
         zqi_rp_record_t *record =
             &self->records[self->ring[(self->ring_head + i) & self->ring_mask]];
-        uint8_t *into = zqi_batch_reserve (&batch, record->size, self->batch_max_bytes);
+        size_t size = zmq_msg_size (record->frame);
+        uint8_t *into = zqi_batch_reserve (&batch, size, self->batch_max_bytes);
         if (!into)
             break;
-        memcpy (into, record->data, record->size);
+        memcpy (into, zmq_msg_data (record->frame), size);
+        ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
     }
     uint32_t taken = batch.count;
     if (taken < 2) {
@@ -136,7 +165,7 @@ zqi_rp_pump (zqi_r_producer_t *self)
             zqi_rp_record_t *record = &self->records[index];
             if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
                 return errno == EAGAIN ? 0 : -1;
-            if (zmq_send (handle, record->data, record->size, ZMQ_DONTWAIT) == -1)
+            if (s_record_send (record, handle, ZMQ_DONTWAIT))
                 return -1;
             self->ring_head = (self->ring_head + 1) & self->ring_mask;
             self->ring_count--;
@@ -182,6 +211,7 @@ zqi_rp_pump (zqi_r_producer_t *self)
             errno = saved;
             return saved == EAGAIN ? 0 : -1;
         }
+        ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES); //  zmq_send copies
         if (zmq_send (handle, record.data, record.size, ZMQ_DONTWAIT) == -1) {
             int saved = errno;
             zq_spool_return (self->outbox, record.seq);
@@ -244,8 +274,7 @@ zqi_rp_drop (zqi_r_producer_t *self, uint32_t index)
     if (self->durable)
         zq_spool_ack (self->outbox, self->table.entries[index].seq);
     else {
-        free (self->records[index].data);
-        self->records[index].data = NULL;
+        zqi_rp_record_free (&self->records[index]);
         self->held--;
     }
     zqi_r_table_remove (&self->table, index);
@@ -261,12 +290,17 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
         return zqi_fail (ZQ_ETOOBIG);
     if (zqi_r_table_find (&self->table, zq_msg_id (msg)) != ZQI_R_NONE)
         return 0; //  the same message posted twice: one copy is enough
-    uint8_t *data = (uint8_t *)malloc (size);
-    if (!data)
+    zmq_msg_t *frame = (zmq_msg_t *)malloc (sizeof (zmq_msg_t));
+    if (!frame)
         return zqi_fail (ENOMEM);
+    if (zmq_msg_init_size (frame, size)) {
+        free (frame);
+        return zqi_fail (ENOMEM);
+    }
+    zqi_rp_record_t record = {frame};
     uint32_t index = zqi_r_table_add (&self->table, zq_msg_id (msg));
     if (index == ZQI_R_NONE) {
-        free (data);
+        zqi_rp_record_free (&record);
         return zqi_fail (ENOMEM);
     }
     if (self->table.capacity > self->records_capacity) {
@@ -274,7 +308,7 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
             self->records, self->table.capacity * sizeof (zqi_rp_record_t));
         if (!records) {
             zqi_r_table_remove (&self->table, index);
-            free (data);
+            zqi_rp_record_free (&record);
             return zqi_fail (ENOMEM);
         }
         memset (records + self->records_capacity, 0,
@@ -282,9 +316,9 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
         self->records = records;
         self->records_capacity = self->table.capacity;
     }
-    zqi_msg_wire_write (msg, data);
-    self->records[index].data = data;
-    self->records[index].size = size;
+    zqi_msg_wire_write (msg, (uint8_t *)zmq_msg_data (frame));
+    ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
+    self->records[index] = record;
     self->table.entries[index].state = ZQI_RP_QUEUED;
     self->ring[(self->ring_head + self->ring_count) & self->ring_mask] = index;
     self->ring_count++;

@@ -182,8 +182,9 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     //  a PUT batch of ZQI_BATCH_MAX_COUNT more.
     self->pending = (zqi_rs_pending_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (zqi_rs_pending_t));
     self->touched = (uint32_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint32_t));
+    self->parsed = (zqi_rs_parsed_t *)calloc (ZQI_RS_PARSED, sizeof (zqi_rs_parsed_t));
     if (!self->queue_by_name || !self->consumer_by_route || !self->consumers || !self->pending ||
-        !self->touched)
+        !self->touched || !self->parsed)
         goto no_memory;
     for (uint32_t index = 0; index < self->consumer_capacity; index++)
         self->consumers[index].head = ZQI_R_NONE;
@@ -235,6 +236,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     zqi_r_dedupe_free (&self->dedupe);
     free (self->pending);
     free (self->touched);
+    free (self->parsed);
     zqi_buf_free (&self->buf);
     zqi_buf_free (&self->bytes);
     free (self->spool_dir);

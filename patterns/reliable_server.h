@@ -69,6 +69,37 @@ enum {
 
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
 
+//  What the PUT's envelope parse learned of a record it stored, as
+//  offsets into the stored record (the one-frame form, attempt 0), so
+//  that delivering the record takes no second parse. Kept in a table of
+//  ZQI_RS_PARSED slots by queue and seq (a newer record takes the slot):
+//  enough for the deliveries of a round's PUTs; older records are parsed.
+#define ZQI_RS_PARSED 2048 //  a power of two
+typedef struct {
+    uint64_t seq; //  0: an empty slot
+    uint32_t queue;
+    uint32_t size; //  the stored record's bytes
+    uint32_t id_offset;
+    uint32_t subject_offset;
+    uint32_t subject_size;
+    uint32_t attempt_offset; //  attempt 0 is stored, in attempt_size octets
+    uint32_t body_offset;
+    uint32_t body_size;
+    uint64_t created_ms;
+    int64_t ttl_ms;
+    int64_t not_before_ms;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    uint8_t attempt_size;
+} zqi_rs_parsed_t;
+
+//  The slot of the record at seq in queue: a queue's records in a row
+//  take slots in a row.
+static inline uint32_t
+zqi_rs_parsed_slot (uint32_t queue, uint64_t seq)
+{
+    return (uint32_t)(seq + (uint64_t)queue * 0x9E3779B1u) & (ZQI_RS_PARSED - 1);
+}
+
 typedef struct {
     char *name; //  NULL: a free slot (the queue was deleted)
     uint32_t index;
@@ -203,8 +234,9 @@ struct _zqi_r_server_t {
     uint32_t peer_count;
     uint32_t *touched; //  queues appended to this round
     uint32_t touched_count;
-    zqi_buf_t buf;   //  command frames
-    zqi_buf_t bytes; //  joined or rewritten envelopes
+    zqi_buf_t buf;           //  command frames
+    zqi_buf_t bytes;         //  joined or rewritten envelopes
+    zqi_rs_parsed_t *parsed; //  ZQI_RS_PARSED slots: records stored lately
     int64_t next_probe;
     int64_t now;                      //  zqi_r_now at the start of the current round
     int64_t work_ms;                  //  when zq_queue_recv last ran a whole round
@@ -302,6 +334,10 @@ void zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const u
 
 int zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
                             const zqi_envelope_t *envelope, uint32_t attempt);
+
+//  Forgets what the PUT parses learned of the queue's records (its spool
+//  is closed: a spool opened again may give the same seqs to others).
+void zqi_rs_parsed_forget (zqi_r_server_t *self, uint32_t queue);
 
 uint32_t zqi_rs_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queue);
 

@@ -298,6 +298,7 @@ zqi_rs_rewrite_attempt (zqi_r_server_t *self, const zq_spool_record_t *record,
         zqi_mp_put_uint (&self->bytes, attempt) ||
         zqi_buf_append (&self->bytes, data + tail, record->size - tail))
         return -1;
+    ZQI_COUNT (ZQI_COUNT_SERVER_COPIES);
     return 0;
 }
 
@@ -375,6 +376,43 @@ zqi_rs_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer)
     return first;
 }
 
+void
+zqi_rs_parsed_forget (zqi_r_server_t *self, uint32_t queue)
+{
+    for (uint32_t slot = 0; slot < ZQI_RS_PARSED; slot++)
+        if (self->parsed[slot].queue == queue)
+            self->parsed[slot].seq = 0;
+}
+
+//  Fills envelope (all but its headers) and the TTL and not-before
+//  times for the record from what its PUT's parse learned, if that is
+//  still kept (and fits the record: its size and id). Returns 0, or -1
+//  (the record is to be parsed).
+static int
+s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spool_record_t *record,
+                 zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms)
+{
+    const zqi_rs_parsed_t *slot = &self->parsed[zqi_rs_parsed_slot (queue->index, record->seq)];
+    const uint8_t *data = (const uint8_t *)record->data;
+    if (slot->seq != record->seq || slot->queue != queue->index || slot->size != record->size ||
+        memcmp (data + slot->id_offset, slot->id, ZQ_MSG_ID_SIZE) != 0)
+        return -1;
+    envelope->id = data + slot->id_offset;
+    envelope->subject = (const char *)data + slot->subject_offset;
+    envelope->subject_size = slot->subject_size;
+    envelope->created_ms = slot->created_ms;
+    envelope->attempt = 0;
+    envelope->attempt_offset = slot->attempt_offset;
+    envelope->attempt_size = slot->attempt_size;
+    envelope->header_count = 0;
+    envelope->header_size = slot->body_offset;
+    *ttl_ms = slot->ttl_ms;
+    *not_before_ms = slot->not_before_ms;
+    envelope->body = data + slot->body_offset;
+    envelope->body_size = slot->body_size;
+    return 0;
+}
+
 //  What to do with a record read from a queue's spool.
 typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
 
@@ -394,8 +432,12 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         }
         return S_STOP;
     }
-    if (zqi_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0, false,
-                            envelope)) {
+    int64_t ttl_ms, not_before_ms;
+    bool recalled = s_parsed_recall (self, queue, record, envelope, &ttl_ms, &not_before_ms) == 0;
+    if (!recalled)
+        ZQI_COUNT (ZQI_COUNT_SERVER_PARSES);
+    if (!recalled && zqi_envelope_parse ((const uint8_t *)record->data, record->size, NULL, 0,
+                                         false, envelope)) {
         zqi_log (ZQ_LOG_ERROR, "reliable: queue %s: record %" PRIu64 " is not a message; dropped",
                  queue->name, record->seq);
         if (zqi_rs_record_ack (self, queue, record->seq))
@@ -430,8 +472,8 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         entry->attempt = (uint32_t)envelope->attempt;
     }
     zqi_r_entry_t *entry = &self->table.entries[index];
-    int64_t ttl_ms, not_before_ms;
-    zqi_r_envelope_times (envelope, &ttl_ms, &not_before_ms);
+    if (!recalled)
+        zqi_r_envelope_times (envelope, &ttl_ms, &not_before_ms);
     int64_t wall =
         (ttl_ms >= 0 || not_before_ms >= 0) ? zqi_clock_wall (self->common.ctx->clock) : 0;
     if (ttl_ms >= 0 && zqi_r_add_ms ((int64_t)envelope->created_ms, ttl_ms) <= wall) {
@@ -470,26 +512,75 @@ s_delivered (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint32_t index, uint32
     zqi_r_table_schedule (&self->table, index, self->now + self->visibility_ms);
 }
 
+//  The attempt to deliver the record with, as msgpack: as stored if
+//  unchanged, else encoded (a uint of at most 5 octets, via the command
+//  buffer, which its caller writes again). Returns 0 (*size_p octets in
+//  encoded), or -1 with errno ENOMEM.
+static int
+s_attempt_encode (zqi_r_server_t *self, const zq_spool_record_t *record,
+                  const zqi_envelope_t *envelope, uint32_t attempt, uint8_t encoded[9],
+                  size_t *size_p)
+{
+    if (attempt == envelope->attempt) {
+        memcpy (encoded, (const uint8_t *)record->data + envelope->attempt_offset,
+                envelope->attempt_size);
+        *size_p = envelope->attempt_size;
+        return 0;
+    }
+    zqi_buf_reset (&self->buf);
+    if (zqi_mp_put_uint (&self->buf, attempt))
+        return -1;
+    memcpy (encoded, self->buf.data, self->buf.size);
+    *size_p = self->buf.size;
+    return 0;
+}
+
+//  Writes the record's envelope into into with its attempt as encoded:
+//  the one copy of its bytes on the way to the consumer.
+static void
+s_record_write (uint8_t *into, const zq_spool_record_t *record, const zqi_envelope_t *envelope,
+                const uint8_t *encoded, size_t encoded_size)
+{
+    const uint8_t *data = (const uint8_t *)record->data;
+    size_t head = envelope->attempt_offset;
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    memcpy (into, data, head);
+    memcpy (into + head, encoded, encoded_size);
+    memcpy (into + head + encoded_size, data + tail, record->size - tail);
+    ZQI_COUNT (ZQI_COUNT_SERVER_COPIES);
+}
+
 //  Sends a DELIVER to a remote consumer. Returns 0 or -1 with errno.
+//  The envelope frame is built once, straight from the record: the
+//  attempt written as it goes, the body copied once.
 static int
 s_send_deliver (zqi_r_server_t *self, zqi_rs_consumer_t *consumer, const zq_spool_record_t *record,
                 const zqi_envelope_t *envelope, uint32_t attempt)
 {
-    const void *data = record->data;
-    size_t size = record->size;
-    if (attempt != envelope->attempt) {
-        if (zqi_rs_rewrite_attempt (self, record, envelope, attempt))
-            return -1;
-        data = self->bytes.data;
-        size = self->bytes.size;
-    }
+    uint8_t encoded[9];
+    size_t encoded_size;
+    if (s_attempt_encode (self, record, envelope, attempt, encoded, &encoded_size))
+        return -1;
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, record->size - envelope->attempt_size + encoded_size))
+        return -1;
+    s_record_write ((uint8_t *)zmq_msg_data (&frame), record, envelope, encoded, encoded_size);
     if (zqi_r_put_command (&self->buf, 3, ZQI_R_DELIVER) ||
-        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms))
+        zqi_mp_put_uint (&self->buf, (uint64_t)self->visibility_ms) ||
+        zqi_rs_send_command (self, consumer->route, consumer->route_size, true)) {
+        int saved = errno;
+        zmq_msg_close (&frame);
+        errno = saved;
         return -1;
-    if (zqi_rs_send_command (self, consumer->route, consumer->route_size, true))
-        return -1;
+    }
     //  Past the first frame the rest cannot meet the high-water mark.
-    return zmq_send (self->common.handle, data, size, ZMQ_DONTWAIT) == -1 ? -1 : 0;
+    if (zmq_msg_send (&frame, self->common.handle, ZMQ_DONTWAIT) == -1) {
+        int saved = errno;
+        zmq_msg_close (&frame);
+        errno = saved;
+        return -1;
+    }
+    return 0;
 }
 
 //  ---- DELIVER batches (doc/PROTOCOL.md 19.7) -----------------------------
@@ -546,14 +637,11 @@ s_batch_add (zqi_r_server_t *self, uint32_t owner, const zq_spool_record_t *reco
              const zqi_envelope_t *envelope, uint32_t attempt)
 {
     zqi_rs_consumer_t *consumer = &self->consumers[owner];
-    const void *data = record->data;
-    size_t size = record->size;
-    if (attempt != envelope->attempt) {
-        if (zqi_rs_rewrite_attempt (self, record, envelope, attempt))
-            return -1;
-        data = self->bytes.data;
-        size = self->bytes.size;
-    }
+    uint8_t encoded[9];
+    size_t encoded_size;
+    if (s_attempt_encode (self, record, envelope, attempt, encoded, &encoded_size))
+        return -1;
+    size_t size = record->size - envelope->attempt_size + encoded_size;
     uint8_t *into = zqi_batch_reserve (&consumer->batch, size, consumer->batch_max_bytes);
     if (!into && errno == EAGAIN && consumer->batch.count) {
         if (s_batch_flush (self, owner))
@@ -562,7 +650,7 @@ s_batch_add (zqi_r_server_t *self, uint32_t owner, const zq_spool_record_t *reco
     }
     if (!into)
         return errno == EAGAIN ? 1 : -1;
-    memcpy (into, data, size);
+    s_record_write (into, record, envelope, encoded, encoded_size);
     return 0;
 }
 
@@ -703,6 +791,7 @@ zqi_rs_local_recv (zqi_r_server_t *self)
         const void *frames[1] = {record.data};
         size_t sizes[1] = {record.size};
         zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
+        ZQI_COUNT (ZQI_COUNT_SERVER_COPIES);
         if (!msg) {
             self->table.entries[index].state = ZQI_RS_RETURNED;
             zq_spool_return (queue->spool, record.seq);

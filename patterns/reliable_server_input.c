@@ -115,6 +115,40 @@ s_authorized (zqi_r_server_t *self, const char *user_id, int operation, const ch
     return self->authorize (self->authorize_arg, user_id, operation, key);
 }
 
+//  Remembers what the parse learned of the record stored at seq in queue:
+//  the PUT's envelope (first frame data of size octets, then body_size
+//  octets of a second frame, if any) stored with its attempt written in
+//  attempt_size octets.
+static void
+s_parsed_keep (zqi_r_server_t *self, uint32_t queue, uint64_t seq, const uint8_t *data, size_t size,
+               size_t body_size, const zqi_envelope_t *envelope, size_t attempt_size)
+{
+    //  Octets after the attempt move by the change of its size; a body
+    //  in a second frame follows the first.
+    size_t tail = envelope->attempt_offset + envelope->attempt_size;
+    size_t first = size - envelope->attempt_size + attempt_size;
+    size_t body_offset =
+        (envelope->body >= data && envelope->body <= data + size)
+            ? (size_t)(envelope->body - data) - tail + envelope->attempt_offset + attempt_size
+            : first;
+    if (first + body_size > UINT32_MAX)
+        return;
+    zqi_rs_parsed_t *slot = &self->parsed[zqi_rs_parsed_slot (queue, seq)];
+    slot->seq = seq;
+    slot->queue = queue;
+    slot->size = (uint32_t)(first + body_size);
+    slot->id_offset = (uint32_t)(envelope->id - data);
+    slot->subject_offset = (uint32_t)((const uint8_t *)envelope->subject - data);
+    slot->subject_size = envelope->subject_size;
+    slot->attempt_offset = (uint32_t)envelope->attempt_offset;
+    slot->attempt_size = (uint8_t)attempt_size;
+    slot->body_offset = (uint32_t)body_offset;
+    slot->body_size = (uint32_t)envelope->body_size;
+    slot->created_ms = envelope->created_ms;
+    zqi_r_envelope_times (envelope, &slot->ttl_ms, &slot->not_before_ms);
+    memcpy (slot->id, envelope->id, ZQ_MSG_ID_SIZE);
+}
+
 //  Points *data_p and *size_p at the PUT's one-frame form with attempt 0
 //  (the attempt counts the server's deliveries, whatever the producer
 //  wrote): the frame itself, or a copy in self->bytes. 0, or -1.
@@ -185,6 +219,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         }
         return;
     }
+    ZQI_COUNT (ZQI_COUNT_SERVER_PARSES);
     if (zqi_envelope_parse (data, size, body, body_size, true, &envelope)) {
         int failure = errno;
         if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
@@ -265,16 +300,27 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, queue->name);
         return;
     }
-    if (s_stored_form (self, &envelope, &data, &size, second ? body : NULL, body_size)) {
-        pending->code = ZQI_R_CODE_FAILED;
-        return;
+    //  Stored in the one-frame form, with attempt 0 (the attempt counts the
+    //  server's deliveries, whatever the producer wrote): as received, or
+    //  joined by the spool as it copies the parts from the received frames.
+    static const uint8_t attempt_zero = 0x00;
+    size_t tail = envelope.attempt_offset + envelope.attempt_size;
+    const void *parts[4] = {data, &attempt_zero, data + tail, body};
+    size_t sizes[4] = {envelope.attempt_offset, 1, size - tail, body_size};
+    size_t attempt_size = 1;
+    size_t count = second ? 4 : 3;
+    if (!second && envelope.attempt == 0) {
+        sizes[0] = size;
+        count = 1;
+        attempt_size = envelope.attempt_size;
     }
     uint64_t seq;
-    if (zq_spool_append (queue->spool, data, size, &seq)) {
+    if (zqi_spool_append_parts (queue->spool, parts, sizes, count, &seq)) {
         pending->code = errno == ZQ_ETOOBIG ? ZQI_R_CODE_INVALID : zqi_rs_store_code (errno);
         queue->counters.refused++;
         return;
     }
+    s_parsed_keep (self, queue->index, seq, data, size, body_size, &envelope, attempt_size);
     pending->queue = queue->index;
     pending->seq = seq;
     queue->counters.put++;

@@ -175,6 +175,7 @@ s_queue_close (zqi_r_server_t *self, zqi_rs_queue_t *queue)
     zq_msg_destroy (&oldest);
     zq_spool_stats (queue->spool, &queue->closed_stats);
     zq_spool_destroy (&queue->spool);
+    zqi_rs_parsed_forget (self, queue->index);
     self->open_count--;
 }
 
@@ -666,6 +667,7 @@ zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue)
         self->dead_unmade--; //  the place kept for its NAME.dead
     if (queue->spool) {
         zq_spool_destroy (&queue->spool);
+        zqi_rs_parsed_forget (self, queue->index);
         self->open_count--;
     }
     if (self->spool_dir) {

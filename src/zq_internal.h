@@ -35,6 +35,41 @@ zqi_fail (int errnum)
     return -1;
 }
 
+//  ---- zq_spool: what the library's own callers use beside the API ------
+
+//  As zq_spool_append of one record whose payload is the count parts
+//  (parts[i] of sizes[i] bytes) joined in order: the parts are copied once,
+//  into the spool's batch, and need not outlive the call. Returns 0 (with
+//  *seq_p, if seq_p, the record's seq), or -1 with errno as
+//  zq_spool_append.
+int zqi_spool_append_parts (zq_spool_t *self, const void *const *parts, const size_t *sizes,
+                            size_t count, uint64_t *seq_p);
+
+//  ---- The copy counters (tests only) -----------------------------------
+//  Built with ./configure --enable-copy-counters (ZQ_COUNT_COPIES): each
+//  envelope parse and each copy of a message's bytes on the durable path
+//  adds one to its counter, so a test can count them per message. Off by
+//  default: then ZQI_COUNT is nothing and the library has no counters.
+typedef enum {
+    ZQI_COUNT_PRODUCER_COPIES, //  a message's bytes copied by a producer
+    ZQI_COUNT_SERVER_PARSES,   //  envelope parses by a reliable server
+    ZQI_COUNT_SERVER_COPIES,   //  a message's bytes copied by a server (not the spool)
+    ZQI_COUNT_SPOOL_COPIES,    //  a record's payload copied into the spool's batch
+    ZQI_COUNT_SPOOL_READS,     //  a message record read back from a segment
+    ZQI_COUNT_MSG_DECODES,     //  messages decoded from received frames
+    ZQI_COUNT_KINDS
+} zqi_count_t;
+
+#ifdef ZQ_COUNT_COPIES
+void zqi_count (zqi_count_t kind);
+//  Copies the counters into counts (ZQI_COUNT_KINDS of them) and sets
+//  them to zero. Exported (in no installed header) for the test programs.
+ZQ_EXPORT void zqi_counts_take (uint64_t *counts);
+#define ZQI_COUNT(kind) zqi_count (kind)
+#else
+#define ZQI_COUNT(kind) ((void)0)
+#endif
+
 #include "zq_wire.h"
 #include "zq_idtable.h"
 

@@ -140,3 +140,21 @@ zqi_czmq_init (void)
     pthread_mutex_unlock (&s_czmq_init_mutex);
     errno = saved_errno;
 }
+
+#ifdef ZQ_COUNT_COPIES
+//  Process-wide, as they count across every object (a test-only build).
+static uint64_t s_counts[ZQI_COUNT_KINDS];
+
+void
+zqi_count (zqi_count_t kind)
+{
+    __atomic_fetch_add (&s_counts[kind], 1, __ATOMIC_RELAXED);
+}
+
+void
+zqi_counts_take (uint64_t *counts)
+{
+    for (int kind = 0; kind < ZQI_COUNT_KINDS; kind++)
+        counts[kind] = __atomic_exchange_n (&s_counts[kind], 0, __ATOMIC_RELAXED);
+}
+#endif

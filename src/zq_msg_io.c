@@ -323,6 +323,7 @@ zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size)
 {
     if (max_size == 0)
         max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
+    ZQI_COUNT (ZQI_COUNT_MSG_DECODES);
     if (zmq_msg_more (first)) {
         zq_msg_t *self = s_recv_multipart (first, handle, flags, max_size);
         int saved_errno = errno;

@@ -383,6 +383,8 @@ zq_spool_destroy (zq_spool_t **self_p)
     free (self->segments);
     zqi_buf_free (&self->fill);
     zqi_buf_free (&self->flight);
+    zqi_buf_free (&self->recent);
+    zqi_buf_free (&self->retired);
     zqi_buf_free (&self->ack_payload);
     zqi_buf_free (&self->window.buf);
     zqi_rangeset_free (&self->pending_acks);

@@ -177,6 +177,16 @@ int
 zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq, uint64_t claim,
                 const void *payload, size_t size)
 {
+    return zqi_record_put_parts (buf, salt, type, seq, claim, &payload, &size, 1);
+}
+
+int
+zqi_record_put_parts (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq,
+                      uint64_t claim, const void *const *parts, const size_t *sizes, size_t count)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < count; i++)
+        size += sizes[i];
     if (zqi_buf_reserve (buf, ZQI_REC_HEADER_SIZE + size))
         return -1;
     uint8_t *p = buf->data + buf->size;
@@ -187,8 +197,12 @@ zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq
     zqi_store_le (p + 12, size, 4);
     zqi_store_le (p + 16, seq, 8);
     zqi_store_le (p + 24, claim, 8);
-    if (size)
-        memcpy (p + ZQI_REC_HEADER_SIZE, payload, size);
+    uint8_t *into = p + ZQI_REC_HEADER_SIZE;
+    for (size_t i = 0; i < count; i++)
+        if (sizes[i]) {
+            memcpy (into, parts[i], sizes[i]);
+            into += sizes[i];
+        }
     zqi_store_le (p, XXH3_64bits_withSeed (p + 8, ZQI_REC_HEADER_SIZE - 8 + size, salt), 8);
     buf->size += ZQI_REC_HEADER_SIZE + size;
     return 0;

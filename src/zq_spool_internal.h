@@ -127,8 +127,21 @@ struct _zq_spool_t {
     uint64_t disk_bytes;
 
     //  Appending and group commit.
-    zqi_buf_t fill;         //  records appended, not yet written
-    zqi_buf_t flight;       //  the batch a leader is writing
+    zqi_buf_t fill;   //  records appended, not yet written
+    zqi_buf_t flight; //  the batch a leader is writing
+    //  The last batch of messages written to a file segment, kept so that
+    //  the cursor hands its records out from memory, not read back: its
+    //  bytes are those of segment recent_segment from recent_offset. The
+    //  record handed out last may point into it (recent_held): a leader
+    //  then sets it aside as retired (retired_held) before keeping its
+    //  own batch, and the retired buffer is reused once the next reading
+    //  call lets the record go.
+    zqi_buf_t recent;
+    zqi_buf_t retired;
+    uint64_t recent_segment;
+    uint64_t recent_offset;
+    bool recent_held;
+    bool retired_held;
     uint64_t fill_last_seq; //  last message seq in fill (0: none)
     uint64_t next_seq;
     uint64_t seq_hint; //  recovery: highest seq any record mentions
@@ -191,6 +204,10 @@ void zqi_rangeset_free (zqi_rangeset_t *set);
 //  Appends one record (header + payload) to buf. Returns 0 or -1 ENOMEM.
 int zqi_record_put (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq,
                     uint64_t claim, const void *payload, size_t size);
+//  The same with the payload gathered from count parts, in order.
+int zqi_record_put_parts (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64_t seq,
+                          uint64_t claim, const void *const *parts, const size_t *sizes,
+                          size_t count);
 //  Decodes and checks the record at data (avail bytes). Returns 1 if whole
 //  and valid, 0 if more bytes are needed (*need_p), -1 if invalid.
 int zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max_length,

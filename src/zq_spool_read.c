@@ -51,6 +51,29 @@ s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
     return zqi_fail (ZQ_ECORRUPT);
 }
 
+//  The record at offset of segment, if the last batch written holds it
+//  whole and it is valid: returns a pointer to it (header first), kept
+//  until the next reading call (next, ack, return), with *rec decoded;
+//  else NULL. read_lock held.
+static const uint8_t *
+s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec_t *rec)
+{
+    pthread_mutex_lock (&self->lock);
+    const uint8_t *p = NULL;
+    if (self->recent.size && segment_id == self->recent_segment && offset >= self->recent_offset &&
+        offset - self->recent_offset < self->recent.size) {
+        size_t at = (size_t)(offset - self->recent_offset);
+        size_t need;
+        if (zqi_record_parse (self->recent.data + at, self->recent.size - at, self->salt,
+                              self->config.max_record_bytes, rec, &need) == 1) {
+            p = self->recent.data + at;
+            self->recent_held = true;
+        }
+    }
+    pthread_mutex_unlock (&self->lock);
+    return p;
+}
+
 static int
 s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
 {
@@ -83,6 +106,18 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
             zqi_spool_ready_pop (self);
             continue;
         }
+        zqi_rec_t rec;
+        const uint8_t *kept = s_recent_record (self, location.segment_id, location.offset, &rec);
+        if (kept && rec.type == ZQI_REC_MESSAGE && rec.seq == location.seq &&
+            rec.length == location.size) {
+            zqi_spool_ready_pop (self);
+            if (s_mark_in_flight (self, &location))
+                return -1;
+            record->seq = location.seq;
+            record->data = kept + ZQI_REC_HEADER_SIZE;
+            record->size = location.size;
+            return 1;
+        }
         size_t size = ZQI_REC_HEADER_SIZE + location.size;
         if (size > self->record_copy_size) {
             uint8_t *bigger = realloc (self->record_copy, size);
@@ -96,7 +131,6 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
             zqi_segment_close_reader (segment);
         if (got < 0)
             return -1;
-        zqi_rec_t rec;
         size_t need;
         zqi_spool_ready_pop (self);
         if ((size_t)got != size ||
@@ -106,6 +140,7 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
             return s_damaged_record (self, segment, location.offset);
         if (s_mark_in_flight (self, &location))
             return -1;
+        ZQI_COUNT (ZQI_COUNT_SPOOL_READS);
         record->seq = location.seq;
         record->data = self->record_copy + ZQI_REC_HEADER_SIZE;
         record->size = location.size;
@@ -142,13 +177,16 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         }
         uint64_t offset = self->cursor_offset;
         zqi_window_t *window = &self->window;
-        const uint8_t *p =
-            zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         zqi_rec_t rec;
+        const uint8_t *p = s_recent_record (self, segment->id, offset, &rec);
+        bool kept = p != NULL;
+        if (!p)
+            p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         size_t need = ZQI_REC_HEADER_SIZE;
         int valid =
-            p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need)
-              : -1;
+            kept ? 1
+            : p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec, &need)
+                : -1;
         if (valid == 0) {
             p = zqi_window_get (self, window, segment, offset, need, visible);
             valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
@@ -176,6 +214,8 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
         if (s_mark_in_flight (self, &location))
             return -1;
+        if (!kept)
+            ZQI_COUNT (ZQI_COUNT_SPOOL_READS);
         record->seq = rec.seq;
         record->data = p + ZQI_REC_HEADER_SIZE;
         record->size = rec.length;
@@ -191,6 +231,9 @@ zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
     pthread_mutex_lock (&self->read_lock);
     pthread_mutex_lock (&self->lock);
     int failed = self->failed;
+    //  The record handed out last is let go: a leader may replace the
+    //  batch it was kept in.
+    self->recent_held = self->retired_held = false;
     pthread_mutex_unlock (&self->lock);
     int rc = failed ? zqi_fail (failed) : s_next (self, record);
     if (rc == 0)
@@ -219,6 +262,8 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->read_lock);
     pthread_mutex_lock (&self->lock);
+    //  A reading call: the record handed out is let go.
+    self->recent_held = self->retired_held = false;
     int rc = 0;
     if (self->failed)
         rc = zqi_fail (self->failed);
@@ -251,6 +296,10 @@ zq_spool_return (zq_spool_t *self, uint64_t seq)
     if (!self)
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->read_lock);
+    pthread_mutex_lock (&self->lock);
+    //  A reading call: the record handed out is let go.
+    self->recent_held = self->retired_held = false;
+    pthread_mutex_unlock (&self->lock);
     int rc = 0;
     void *key = (void *)(uintptr_t)seq;
     zqi_location_t *location = (zqi_location_t *)zhashx_lookup (self->in_flight, key);

@@ -139,6 +139,7 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
         } else
             target->records++;
     }
+    uint64_t written_at = target->end - (rc == 0 ? self->flight.size : 0);
     int errnum = rc ? errno : 0;
     if (!self->failed && (sync || rc) && target->synced < target->end) {
         //  On a refused batch, what was written before it still gets its
@@ -175,6 +176,24 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
         target->visible = target->end;
     if (self->flight.size)
         self->stats.writes++;
+    if (rc == 0 && last >= first && !target->memory && !(self->recent_held && self->retired_held)) {
+        //  A batch with messages, kept for the cursor (a memory segment is
+        //  read in place); a record handed out from the one it replaces
+        //  stays where it is, retired.
+        if (self->recent_held) {
+            zqi_buf_t free_buffer = self->retired;
+            self->retired = self->recent;
+            self->recent = free_buffer;
+            self->recent.size = 0;
+            self->recent_held = false;
+            self->retired_held = true;
+        }
+        zqi_buf_t previous = self->recent;
+        self->recent = self->flight;
+        self->flight = previous;
+        self->recent_segment = target->id;
+        self->recent_offset = written_at;
+    }
     if (rc == 0) {
         if (last >= first)
             target->last_seq = last;
@@ -263,9 +282,11 @@ s_quota_slack (zq_spool_t *self)
            zqi_ranges_disk_bytes (self, self->pending_acks.count);
 }
 
-//  Appends one record to the fill buffer. Lock held.
+//  Appends one record, its payload gathered from count parts (size bytes
+//  in all), to the fill buffer. Lock held.
 static int
-s_append (zq_spool_t *self, const void *data, size_t size)
+s_append_parts (zq_spool_t *self, const void *const *parts, const size_t *sizes, size_t count,
+                size_t size)
 {
     if (self->failed)
         return zqi_fail (self->failed);
@@ -289,13 +310,21 @@ s_append (zq_spool_t *self, const void *data, size_t size)
             return zqi_fail (ZQ_EFULL);
         }
     }
-    if (zqi_record_put (&self->fill, self->salt, ZQI_REC_MESSAGE, self->next_seq, self->durable_lsn,
-                        data, size))
+    if (zqi_record_put_parts (&self->fill, self->salt, ZQI_REC_MESSAGE, self->next_seq,
+                              self->durable_lsn, parts, sizes, count))
         return -1;
+    ZQI_COUNT (ZQI_COUNT_SPOOL_COPIES);
     self->fill_last_seq = self->next_seq++;
     self->stats.appends++;
     self->stats.append_bytes += size;
     return 0;
+}
+
+//  Appends one record to the fill buffer. Lock held.
+static int
+s_append (zq_spool_t *self, const void *data, size_t size)
+{
+    return s_append_parts (self, &data, &size, 1, size);
 }
 
 int
@@ -305,6 +334,28 @@ zq_spool_append (zq_spool_t *self, const void *data, size_t size, uint64_t *seq_
         return zqi_fail (EINVAL);
     pthread_mutex_lock (&self->lock);
     int rc = s_append (self, data, size);
+    if (rc == 0 && seq_p)
+        *seq_p = self->fill_last_seq;
+    pthread_mutex_unlock (&self->lock);
+    return rc;
+}
+
+int
+zqi_spool_append_parts (zq_spool_t *self, const void *const *parts, const size_t *sizes,
+                        size_t count, uint64_t *seq_p)
+{
+    if (!self || (count && (!parts || !sizes)))
+        return zqi_fail (EINVAL);
+    size_t size = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!parts[i] && sizes[i])
+            return zqi_fail (EINVAL);
+        if (sizes[i] > SIZE_MAX - size)
+            return zqi_fail (ZQ_ETOOBIG);
+        size += sizes[i];
+    }
+    pthread_mutex_lock (&self->lock);
+    int rc = s_append_parts (self, parts, sizes, count, size);
     if (rc == 0 && seq_p)
         *seq_p = self->fill_last_seq;
     pthread_mutex_unlock (&self->lock);
@@ -365,6 +416,7 @@ zq_spool_append_msg (zq_spool_t *self, const zq_msg_t *msg, uint64_t *seq_p)
     if (!record)
         return zqi_fail (ENOMEM);
     zqi_msg_wire_write (msg, record);
+    ZQI_COUNT (ZQI_COUNT_SPOOL_COPIES);
     int rc = zq_spool_append (self, record, size, seq_p);
     if (record != small) {
         int saved = errno;

@@ -551,6 +551,48 @@ test_concurrent_consume (void **state)
     tu_rmtree (&dir);
 }
 
+//  A record handed out from the batch just written (kept in memory, not
+//  read back) stays as appended until the next reading call, however many
+//  batches are appended and committed meanwhile; the records after it
+//  come out whole, and so does a returned one.
+static void
+test_handed_out_from_last_batch (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_t *spool = zq_spool_new (dir, NULL);
+    assert_non_null (spool);
+    uint8_t first[300], other[300];
+    memset (first, 'a', sizeof first);
+    assert_int_equal (zq_spool_append (spool, first, sizeof first, NULL), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.seq, 1);
+    for (int n = 0; n < 8; n++) {
+        memset (other, 'b' + n, sizeof other);
+        assert_int_equal (zq_spool_append (spool, other, sizeof other, NULL), 0);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    assert_int_equal (record.size, sizeof first);
+    assert_memory_equal (record.data, first, sizeof first);
+    for (uint64_t seq = 2; seq <= 9; seq++) {
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, seq);
+        memset (other, 'b' + (int)seq - 2, sizeof other);
+        assert_int_equal (record.size, sizeof other);
+        assert_memory_equal (record.data, other, sizeof other);
+    }
+    assert_int_equal (zq_spool_return (spool, 9), 0);
+    assert_int_equal (zq_spool_ack (spool, 1), 0);
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.seq, 9);
+    assert_memory_equal (record.data, other, sizeof other);
+    s_expect_empty (spool);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -566,6 +608,7 @@ main (void)
         cmocka_unit_test (test_arguments),
         cmocka_unit_test (test_concurrent_durable),
         cmocka_unit_test (test_concurrent_consume),
+        cmocka_unit_test (test_handed_out_from_last_batch),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
