@@ -41,6 +41,7 @@
 #define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
 #define ZQI_JS_PING_IVL_MS     1000   //  pings to the server on the connection ...
 #define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
+#define ZQI_JS_WRITE_WAIT_MS   3000   //  longest wait for the socket to take a write
 
 typedef struct {
     char *name;
