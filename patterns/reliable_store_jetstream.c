@@ -314,6 +314,14 @@ s_open (const zqi_store_config_t *config)
         status = natsOptions_SetPingInterval (self->opts, ZQI_JS_PING_IVL_MS);
     if (status == NATS_OK)
         status = natsOptions_SetMaxPingsOut (self->opts, ZQI_JS_PINGS_OUT);
+    //  Without a write deadline the socket blocks once a silent server
+    //  stops taking data (its send buffer full): the write then holds the
+    //  connection's lock until the partition heals, and the ping timer,
+    //  the puts and the fetcher all wait on that lock, so the silence is
+    //  never noticed. With one, the write fails and the connection goes
+    //  on to another server.
+    if (status == NATS_OK)
+        status = natsOptions_SetWriteDeadline (self->opts, ZQI_JS_WRITE_WAIT_MS);
     if (status == NATS_OK && config->credentials)
         status = natsOptions_SetUserCredentialsFromFiles (self->opts, config->credentials, NULL);
     if (status == NATS_OK && config->tls_ca) {

@@ -43,6 +43,7 @@
 #define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
 #define ZQI_JS_BROWSE_SKIP_MAX 4096   //  sequences gone a peek or redrive steps over
 #define ZQI_JS_REDRIVE_MARK    ".r"   //  a redriven copy's dedupe id: zq id, mark, dead seq
+#define ZQI_JS_WRITE_WAIT_MS   3000   //  longest wait for the socket to take a write
 
 typedef struct {
     char *name;

@@ -417,6 +417,8 @@ def run_case(net, case):
 #  JetStream store (as a zqd gateway does), all joined by a bridge in g.
 #  The node cut off is the one the gateway is connected to: cut off from
 #  the gateway and from both other nodes.
+JS_WEDGED_AFTER_HEAL_S = 30  # a JetStream case fails past this
+
 JS_CASES = [
     ("js-node-drop-10", "drop", 10),
     ("js-node-drop-30", "drop", 30),
@@ -556,6 +558,20 @@ def run_js_case(net, case, index):
         #  The longest time without a confirm from the cut on.
         times = [cut] + [when for when in load.times(confirms) if when > cut]
         stall = max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
+        #  The store leaves a silent node within its write deadline and
+        #  pings (about 3 s) and the two other nodes elect the leaders
+        #  within seconds: the puts go on during the partition.
+        #  The case fails when the puts are wedged: no confirm for the
+        #  partition and 30 s more. A stall as long as the partition is
+        #  reported, not failed: it was seen once in 14 runs of the fixed
+        #  store, unexplained (doc/DEVICE.md).
+        if stall is None or stall >= seconds + JS_WEDGED_AFTER_HEAL_S:
+            problems.append("no confirm for %s s, the %d s partition and %d s more" %
+                            ("%.2f" % stall if stall is not None else "ever", seconds,
+                             JS_WEDGED_AFTER_HEAL_S))
+        elif stall >= seconds:
+            print("netns_faults: %s: no confirm for %.2f s, as long as the partition"
+                  % (name, stall), flush=True)
         load.process.stdin.close()
         wait_until(lambda: load.process.poll() is not None, DRAIN_S + 10)
         status = load.stop()
