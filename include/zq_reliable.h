@@ -125,11 +125,12 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  name, it asks nothing about one message: it takes the oldest report,
 //  like a receive, whatever it says) and copies its
 //  id into id (ZQ_MSG_ID_SIZE bytes). Never waits. Returns 0 (the server
-//  confirmed it), or -1 with errno: ZQ_EFULL, EBUSY or ENOSPC (refused for now,
-//  id set: it stays in the outbox and is sent again), EINVAL, EEXIST or
-//  ZQ_ELIMIT (refused for good, as for zq_queue_send; id set: dropped from
-//  the outbox), EAGAIN (no
-//  report), ENOTSUP. Up to
+//  confirmed it), or -1 with errno: ZQ_EFULL, EIO, EBUSY or ENOSPC (refused
+//  for now: storage full, storage failed, the server busy, its disk under
+//  its watermark; id set: it stays in the outbox and is sent again; any
+//  other server code not named next is handled the same way), EINVAL,
+//  EEXIST, ZQ_ELIMIT or EACCES (refused for good, as for zq_queue_send;
+//  id set: dropped from the outbox), EAGAIN (no report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
 //  (counted in stats.dropped). Called in a tight loop, this and
 //  zq_queue_post read the socket at most once per millisecond (an empty

@@ -90,8 +90,11 @@ s_take_reports (zq_cli_t *cli, zq_queue_t *queue, zhashx_t *lines, bool *progres
         int rc = zq_queue_confirmed (queue, id);
         if (rc && errno == EAGAIN)
             return 0;
-        if (rc && (errno == ZQ_EFULL || errno == ENOSPC))
-            continue; //  kept in the outbox and sent again
+        //  Refused for now (storage full, failed or out of space, the
+        //  server busy: zq_queue_confirmed's contract): kept in the outbox
+        //  and sent again. Only a refusal for good ends the run.
+        if (rc && errno != EINVAL && errno != EEXIST && errno != ZQ_ELIMIT && errno != EACCES)
+            continue;
         uint64_t line = s_take_line (lines, id);
         if (rc) {
             zq_cli_error (cli, "line %llu: the server refused it: %s", (unsigned long long)line,
