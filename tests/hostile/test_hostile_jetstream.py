@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-#   zqd as a stateless gateway to JetStream (zqd --jetstream): one
-#   nats-server and two zqd gateways on it serve the same queues.
+#   zqd as a stateless gateway to JetStream (zqd --jetstream): a 3-node
+#   cluster (R3) and two zqd gateways on it serve the same queues.
 #   - a message put through gateway A is delivered through gateway B;
 #   - a NACK with a delay brings it again no sooner than that delay;
 #   - TOUCHes keep a delivery past the visibility timeout;
@@ -21,7 +21,6 @@ import sys
 import time
 
 import msgpack
-import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,9 +35,9 @@ _env = {}
 
 
 def gateways():
-    """The shared nats-server and gateways A and B, started once."""
+    """The shared 3-node cluster and gateways A and B, started once."""
     if not _env:
-        nats = natsserver.Nats(1)
+        nats = natsserver.Nats(3)
         atexit.register(nats.stop)
         nats.start()
         started = {}
@@ -59,15 +58,9 @@ def queue_name(what):
 
 def admin(zqd, *words):
     """One admin request; returns the reply frames (fails without one)."""
-    sock = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        sock.connect(zqd.admin)
-        sock.send_multipart([word.encode() for word in words])
-        check(sock.poll(int(hostile.DEADLINE_S * 1000)), "no answer to %r" % (words,))
-        return sock.recv_multipart()
-    finally:
-        sock.close(0)
+    reply = hostile.admin_request(zqd.admin, *words)
+    check(reply is not None, "no answer to %r" % (words,))
+    return reply
 
 
 def stat(zqd, name):
