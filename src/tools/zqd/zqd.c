@@ -25,6 +25,9 @@
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#ifdef HAVE_NATS
+#include <nats/nats.h>
+#endif
 
 //  Exit status (doc/zqd.8).
 #define S_EXIT_OK     0
@@ -377,6 +380,12 @@ main (int argc, char *argv[])
     snprintf (line, sizeof line, "stopping on %s", strsignal (signum));
     s_log (ZQ_LOG_NOTICE, line, NULL);
     zactor_destroy (&device);
+#ifdef HAVE_NATS
+    //  A JetStream store started libnats' threads for the whole process
+    //  (patterns/reliable_store.h): they end, and libnats lets go of what
+    //  it holds, before zqd exits.
+    nats_CloseAndWait (1000);
+#endif
     if (s_syslog)
         closelog ();
     return S_EXIT_OK;
