@@ -23,6 +23,7 @@
     =========================================================================
 */
 #include "reliable_store_jetstream.h"
+#include "zq_internal.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -233,6 +234,17 @@ zqi_js_queue (zqi_js_store_t *self, const char *name)
     return queue;
 }
 
+//  libnats' thread: the connection's moves, one line each, so that an
+//  operator sees why puts and deliveries paused.
+static void
+s_connection_event (natsConnection *conn, void *closure)
+{
+    char url[256] = "";
+    if (natsConnection_GetConnectedUrl (conn, url, sizeof url) != NATS_OK || !*url)
+        snprintf (url, sizeof url, "no server");
+    zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection %s (%s)", (const char *)closure, url);
+}
+
 static void s_destroy (zqi_store_t **self_p);
 
 static zqi_store_t *
@@ -322,6 +334,10 @@ s_open (const zqi_store_config_t *config)
     //  on to another server.
     if (status == NATS_OK)
         status = natsOptions_SetWriteDeadline (self->opts, ZQI_JS_WRITE_WAIT_MS);
+    if (status == NATS_OK)
+        status = natsOptions_SetDisconnectedCB (self->opts, s_connection_event, (void *)"lost");
+    if (status == NATS_OK)
+        status = natsOptions_SetReconnectedCB (self->opts, s_connection_event, (void *)"back");
     if (status == NATS_OK && config->credentials)
         status = natsOptions_SetUserCredentialsFromFiles (self->opts, config->credentials, NULL);
     if (status == NATS_OK && config->tls_ca) {

@@ -120,7 +120,9 @@ int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_defau
                        zqi_attaching_fn *attaching, void *state, char **resolved_p);
 
 //  Logs one line through the handler set with zq_set_log_handler, if any.
-void zqi_log (zq_log_level_t level, const char *format, ...)
+//  Exported (as the clock is) for the tests that build the JetStream store
+//  from its sources and link the shared library for the rest.
+ZQ_EXPORT void zqi_log (zq_log_level_t level, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 //  zqi_log with a va_list, the line starting with prefix and, when skipped

@@ -35,6 +35,9 @@
 #define S_EXIT_CONFIG 2 //  bad configuration file or values
 #define S_EXIT_START  3 //  could not start: an endpoint, a spool, ...
 
+//  The longest wait at exit for libnats' threads to end.
+#define S_NATS_CLOSE_WAIT_MS 5000
+
 //  The file descriptors zqd asks for: one per client connection, plus
 //  spool segments and libzmq's own.
 #define S_WANTED_FDS 65536
@@ -360,6 +363,14 @@ main (int argc, char *argv[])
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
+#ifdef HAVE_NATS
+    //  libnats starts here, on the thread that lives until exit, not on
+    //  the device's: what it keeps per thread from its start (the crypto
+    //  library's random state) then ends with the process, and is not left
+    //  behind by a thread that has gone.
+    if (zconfig_get (config, "jetstream/servers", NULL))
+        nats_Open (-1);
+#endif
 
     zactor_t *device = zq_device_new (config, error, sizeof error);
     zconfig_destroy (&config);
@@ -376,15 +387,22 @@ main (int argc, char *argv[])
             continue; //  nothing to reload yet: the configuration is read at start
         break;
     }
-    char line[64];
+    char line[160];
     snprintf (line, sizeof line, "stopping on %s", strsignal (signum));
     s_log (ZQ_LOG_NOTICE, line, NULL);
     zactor_destroy (&device);
 #ifdef HAVE_NATS
     //  A JetStream store started libnats' threads for the whole process
     //  (patterns/reliable_store.h): they end, and libnats lets go of what
-    //  it holds, before zqd exits.
-    nats_CloseAndWait (1000);
+    //  it holds, before zqd exits. A connection still closing (its server
+    //  gone) can take a while: the wait is bounded, and said when it ends
+    //  early.
+    natsStatus closed = nats_CloseAndWait (S_NATS_CLOSE_WAIT_MS);
+    if (closed != NATS_OK) {
+        snprintf (line, sizeof line, "libnats did not end within %d ms: %s", S_NATS_CLOSE_WAIT_MS,
+                  natsStatus_GetText (closed));
+        s_log (ZQ_LOG_WARNING, line, NULL);
+    }
 #endif
     if (s_syslog)
         closelog ();
