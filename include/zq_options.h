@@ -124,8 +124,9 @@ typedef struct {
 //                                  go with others in one command; 0 = each at once, 0 to
 //                                  1000000 (include/zq_reliable.h, zq_queue_ack)
 //    max_deliveries       0        consumer: deliveries taken in all (0 = no limit); the
-//                                  window shrinks as they are settled, so the server
-//                                  never sends more (zq get -n)
+//                                  window shrinks as they are settled (an ack or nack
+//                                  that fails does not count), so the server never
+//                                  sends more (zq get -n)
 //    dedupe_window_ms     60000    server: PUT ids remembered this long, per queue and
 //                                  producer identity, with a body hash (0 = off)
 //    dedupe_max           262144   server: most ids remembered (56 bytes each)

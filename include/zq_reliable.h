@@ -100,7 +100,8 @@ extern "C" {
 //  queue stays subscribed). Settle each with zq_queue_ack, or
 //  zq_queue_nack, or extend its time with zq_queue_touch. With option
 //  max_deliveries the window
-//  shrinks as deliveries are settled: no more than that many come in all.
+//  shrinks as deliveries are settled (an ack or nack that fails counts
+//  for nothing): no more than that many come in all.
 //  The consumer pings the server every ping_ivl_ms while it calls
 //  zq_queue_recv, and subscribes again when a restarted server does not
 //  know it. Closing the queue (zq_queue_close or zq_queue_destroy) hands

@@ -493,26 +493,12 @@ zqi_r_consumer_unsubscribe (zqi_r_consumer_t *self, const char *name)
     return zqi_fail (ZQ_ENOTFOUND);
 }
 
-int
-zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_t number)
+//  zqi_r_consumer_ack's sending: held with other acks, or sent now (to the
+//  server at index of the held table with several servers).
+static int
+s_settle (zqi_r_consumer_t *self, const zq_msg_t *msg, zqi_r_kind_t kind, int64_t number,
+          uint32_t index)
 {
-    zqi_r_kind_t kind = how == ZQI_SETTLE_ACK    ? ZQI_R_ACK
-                        : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
-                                                 : ZQI_R_TOUCH;
-    if (kind != ZQI_R_TOUCH && self->max_deliveries) {
-        //  The smaller window reaches the server before the settle frees
-        //  a place in the old one.
-        self->settled++;
-        if (s_window (self) < self->window)
-            s_resubscribe (self);
-    }
-    //  Several servers: to the one that delivered it.
-    uint32_t index = ZQI_R_NONE;
-    if (self->peers.multi) {
-        index = zqi_r_table_find (&self->held, zq_msg_id (msg));
-        if (index == ZQI_R_NONE)
-            return zqi_fail (ZQ_ENOTFOUND);
-    }
     //  ACKs and NACKs wait to go together (reliable_acks.c); a TOUCH goes
     //  at once, after them.
     if (kind != ZQI_R_TOUCH) {
@@ -541,6 +527,34 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
     } else
         rc = s_send (self);
     s_timers (self);
+    return rc;
+}
+
+int
+zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_t number)
+{
+    zqi_r_kind_t kind = how == ZQI_SETTLE_ACK    ? ZQI_R_ACK
+                        : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
+                                                 : ZQI_R_TOUCH;
+    //  Several servers: to the one that delivered it.
+    uint32_t index = ZQI_R_NONE;
+    if (self->peers.multi) {
+        index = zqi_r_table_find (&self->held, zq_msg_id (msg));
+        if (index == ZQI_R_NONE)
+            return zqi_fail (ZQ_ENOTFOUND);
+    }
+    //  max_deliveries counts the settles taken. The smaller window reaches
+    //  the server before the settle frees a place in the old one; a settle
+    //  that fails below is not counted.
+    bool counted = kind != ZQI_R_TOUCH && self->max_deliveries;
+    if (counted) {
+        self->settled++;
+        if (s_window (self) < self->window)
+            s_resubscribe (self);
+    }
+    int rc = s_settle (self, msg, kind, number, index);
+    if (rc && counted)
+        self->settled--;
     return rc;
 }
 

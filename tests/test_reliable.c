@@ -454,6 +454,43 @@ test_max_deliveries (void **state)
     zq_options_destroy (&options);
 }
 
+//  max_deliveries counts the settles that were taken: a second ack of the
+//  same message (refused, ZQ_ENOTFOUND, with two servers) does not count,
+//  so the consumer still gets its three.
+static void
+test_max_deliveries_counts_taken_settles (void **state)
+{
+    //  One at a time, so that the window announced after each settle
+    //  decides whether the next comes.
+    zq_options_t *options = options_with ("max_deliveries", "3", "prefetch", "1", NULL);
+    test_server_t *first = server_start ("@tcp://127.0.0.1:*", NULL);
+    test_server_t *second = server_start ("@tcp://127.0.0.1:*", NULL);
+    zq_queue_t *producer = open_client (ZQ_PRODUCER, first, NULL);
+    for (int64_t n = 0; n < 5; n++)
+        send_numbered (producer, "limit", n);
+    char spec[620];
+    snprintf (spec, sizeof spec, ">%s,>%s", first->endpoint, second->endpoint);
+    zq_queue_t *consumer = zq_queue_new ("reliable", ZQ_CONSUMER, spec, options);
+    assert_non_null (consumer);
+    assert_int_equal (zq_queue_subscribe (consumer, "limit"), 0);
+    zq_msg_t *msg = recv_one (consumer);
+    assert_int_equal (zq_queue_ack (consumer, msg), 0);
+    assert_int_equal (zq_queue_ack (consumer, msg), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    zq_msg_destroy (&msg);
+    for (int64_t n = 1; n < 3; n++)
+        take_numbered (consumer, n);
+    zq_queue_info_t info;
+    WAIT_INFO (first, "limit", info, info.acked == 3);
+    assert_null (zq_queue_recv (consumer, 300));
+    assert_int_equal (errno, EAGAIN);
+    zq_queue_destroy (&consumer);
+    zq_queue_destroy (&producer);
+    server_stop (&second);
+    server_stop (&first);
+    zq_options_destroy (&options);
+}
+
 //  ---- Nack, touch, visibility, dead letters -------------------------------
 
 static void
@@ -1772,6 +1809,7 @@ main (void)
         cmocka_unit_test (test_prefetch_respected),
         cmocka_unit_test (test_close_returns_deliveries),
         cmocka_unit_test (test_max_deliveries),
+        cmocka_unit_test (test_max_deliveries_counts_taken_settles),
         cmocka_unit_test (test_nack_backoff),
         cmocka_unit_test (test_visibility_and_touch),
         cmocka_unit_test (test_dead_letter),
