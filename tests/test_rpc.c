@@ -936,7 +936,8 @@ s_failover (const char *transport)
     int sent = 0, received = 0, by_victim = 0, by_survivor_before = 0, by_survivor_after = 0;
     char victim_pid[32];
     snprintf (victim_pid, sizeof victim_pid, "%d", (int)procs[0].pid);
-    bool killed = false;
+    bool paused = false, killed = false;
+    int sent_at_pause = 0;
     int limit = COUNT; //  after the kill: AFTER_KILL more requests
     int64_t deadline = now_ms () + 4 * DEADLINE_MS;
     while (received < limit && now_ms () < deadline) {
@@ -963,8 +964,15 @@ s_failover (const char *transport)
         zq_msg_destroy (&reply);
         received++;
         //  Once both servers have been answering (connections come up in
-        //  the background), one dies mid-flow, with requests in flight.
-        if (!killed && received >= KILL_AT && by_victim > 0 && by_survivor_before > 0) {
+        //  the background), one dies mid-flow, with requests in flight: it
+        //  is paused first, so that the next requests sent to it (every
+        //  other one, in turn) wait there, and killed a few sends later.
+        if (!paused && received >= KILL_AT && by_victim > 0 && by_survivor_before > 0) {
+            kill (procs[0].pid, SIGSTOP);
+            paused = true;
+            sent_at_pause = sent;
+        }
+        if (paused && !killed && sent - sent_at_pause >= 4) {
             stop_server_proc (&procs[0], true);
             killed = true;
             limit = sent + AFTER_KILL;
