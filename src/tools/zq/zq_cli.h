@@ -244,6 +244,7 @@ typedef struct {
     double fsync_p50_us;
     double fsync_p99_us;
     double rtt_p50_us;
+    double sum_p50_us; //  p50 of each confirm's fsync + round trip
 } zq_bench_result_t;
 
 typedef void (zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
