@@ -334,7 +334,7 @@ bench_line () {
     line=$(grep -x "$2" "$work/out") || fail "bench $1: no line matching '$2' in: $(cat "$work/out")"
     for pair in $line; do
         case $pair in
-            over_fsync_us=*) ;;   # may be negative: confirm below fsync in noise
+            over_fsync_us=*|over_fsync_and_rtt_us=*|over_paired_us=*) ;;   # may be negative in noise
             *=[0-9]*)
                 value=${pair#*=}
                 awk -v v="$value" 'BEGIN { exit !(v + 0 > 0) }' \
@@ -354,6 +354,9 @@ expect_status 0 $? "bench reliable"
 bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 grep -q "round 1/1: .* raw [0-9]* msgs/s" "$work/err" || fail "bench reliable shows no raw figure on stderr"
 bench_line reliable 'reliable confirm tcp size=100 count=300 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
+bench_line reliable 'reliable rtt tcp size=100 raw_rtt_p50_us=[0-9.]* fsync_p50_us=[0-9.]* confirm_p50_us=[0-9.]* over_fsync_and_rtt_us=-*[0-9.]* fsync_plus_rtt_p50_us=[0-9.]* over_paired_us=-*[0-9.]*'
+grep -q "round 1/1: fsync ([0-9]* bytes) .* raw round trip p50 [0-9.]* us" "$work/err" \
+    || fail "bench reliable shows no fsync size or raw round trip on stderr"
 zq bench reliable -n 100 --rounds 1 --transport ipc --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable over ipc"
 bench_line reliable 'reliable e2e ipc size=100 count=100 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
@@ -361,6 +364,7 @@ zq bench reliable -n 100 --rounds 1 --transport inproc --dir "$work" > "$work/ou
 expect_status 0 $? "bench reliable over inproc"
 bench_line reliable 'reliable e2e inproc size=100 count=100 fsync=always window=1000 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 bench_line reliable 'reliable confirm inproc size=100 count=100 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
+bench_line reliable 'reliable rtt inproc size=100 raw_rtt_p50_us=[0-9.]* fsync_p50_us=[0-9.]* confirm_p50_us=[0-9.]* over_fsync_and_rtt_us=-*[0-9.]* fsync_plus_rtt_p50_us=[0-9.]* over_paired_us=-*[0-9.]*'
 ZQ_ZQD="$builddir/src/zqd" zq bench device -n 2000 --rounds 1 --backlog 3000 --dir "$work" \
     > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench device"

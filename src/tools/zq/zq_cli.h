@@ -239,6 +239,12 @@ typedef struct {
     uint64_t fsyncs;     //  fdatasyncs its spool made
     int64_t max_rss_kib; //  its peak resident set (getrusage)
     double value;        //  a benchmark's own figure (e.g. a size)
+    //  bench reliable's confirm producer: the disk's write + fdatasync and
+    //  a raw round trip to the server's process, sampled between confirms.
+    double fsync_p50_us;
+    double fsync_p99_us;
+    double rtt_p50_us;
+    double sum_p50_us; //  p50 of each confirm's fsync + round trip
 } zq_bench_result_t;
 
 typedef void (zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
@@ -354,12 +360,6 @@ void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, do
 //  size=SIZE count=COUNT", the medians over rounds of the confirm and
 //  fsync latencies (p50/p99, sorting the four arrays), the confirm's p50
 //  over fsync's and their ratio (0 without an fsync figure).
-//  The raw libzmq round trip of bench rpc (DEALER -> ROUTER echo, cli->size
-//  bytes, one at a time) between two processes over cli->transport (threads
-//  over inproc): warmup untimed, then count timed; its p50 in *p50_us.
-//  Returns 0, or an exit code after printing why.
-int zq_bench_raw_round_trip (zq_cli_t *cli, uint64_t warmup, uint64_t count, double *p50_us);
-
 void zq_bench_print_confirm (const char *label, size_t size, uint64_t count, double *confirm50,
                              double *confirm99, double *fsync50, double *fsync99, int rounds);
 

@@ -23,13 +23,19 @@
         e2e_msgs_per_s / raw_msgs_per_s).
       - confirm: no consumer; the producer sends one message at a time
         with zq_queue_send, which returns once the server confirmed it
-        (stored and fdatasync'ed), and records each call's time.
-      - fsync: the disk's write + fdatasync of SIZE bytes in the same
-        directory, alternating with confirm.
-      - rtt: after each confirm run, bench rpc's raw round trip (DEALER
-        -> ROUTER echo of SIZE bytes, one at a time) between two processes
-        over the same transport, as many as confirms: raw_rtt_p50_us, so
-        that confirm p50 can be read against fsync p50 + raw_rtt p50.
+        (stored and fdatasync'ed), and records each call's time. Beside
+        each confirm, in an order that turns with each message, the
+        producer takes one sample of each of the two costs a confirm
+        cannot avoid, so that all three see the same load on the disk and
+        the processors:
+      - fsync: the disk's write + fdatasync, in the run's directory, of
+        as many bytes as the server writes for one message (its frames
+        and the spool's 32-byte record header) at the end of a file.
+      - rtt: a raw libzmq round trip (DEALER -> ROUTER echo of SIZE bytes,
+        as bench rpc's raw side) between the same two processes over the
+        same transport: the server's process runs the echo on a thread of
+        its own. raw_rtt_p50_us, so that confirm p50 can be read against
+        fsync p50 + raw_rtt p50.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -50,6 +56,7 @@ typedef struct {
     char dir[1024];      //  the run's directory: the server's spools
     char bind[1100];     //  what the server binds
     char endpoint[1100]; //  what it bound (resolved), for the others
+    char echo[1100];     //  confirm runs: the raw echo in the server's process
     const void *body;    //  the msgpack body of every message
     size_t body_size;
     uint64_t warmup;
@@ -68,6 +75,90 @@ s_readable (int fd)
     return poll (&item, 1, 0) > 0;
 }
 
+//  The raw echo in the server's process: a ROUTER on the bench's raw
+//  context, on a thread of its own, sending each frame back as bench
+//  rpc's raw server does, until stop is set.
+typedef struct {
+    void *socket;
+    int stop;
+    int errnum;
+    pthread_t thread;
+} s_echo_t;
+
+static void *
+s_echo_main (void *echo_p)
+{
+    s_echo_t *echo = (s_echo_t *)echo_p;
+    zmq_msg_t routing_id, body;
+    zmq_msg_init (&routing_id);
+    zmq_msg_init (&body);
+    while (!__atomic_load_n (&echo->stop, __ATOMIC_ACQUIRE)) {
+        //  The receive timeout bounds each wait, so stop is seen.
+        if (zmq_msg_recv (&routing_id, echo->socket, 0) < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            echo->errnum = errno;
+            break;
+        }
+        if (zmq_msg_recv (&body, echo->socket, 0) < 0 ||
+            zmq_msg_send (&routing_id, echo->socket, ZMQ_SNDMORE) < 0 ||
+            zmq_msg_send (&body, echo->socket, 0) < 0) {
+            echo->errnum = errno;
+            break;
+        }
+    }
+    zmq_msg_close (&routing_id);
+    zmq_msg_close (&body);
+    return NULL;
+}
+
+//  Binds the echo over the run's transport and starts its thread; its
+//  endpoint goes into endpoint. Returns 0, or -1 with errno.
+static int
+s_echo_start (zq_cli_t *cli, s_reliable_arg_t *arg, s_echo_t *echo, char *endpoint, size_t size)
+{
+    char bind[1100];
+    if (arg->embedded)
+        snprintf (bind, sizeof bind, "inproc://zq-bench-reliable-echo");
+    else if (streq (cli->transport, "ipc"))
+        snprintf (bind, sizeof bind, "ipc://%s/echo", arg->dir);
+    else
+        snprintf (bind, sizeof bind, "tcp://127.0.0.1:*");
+    int timeout_ms = 50;
+    echo->socket = zmq_socket (zq_bench_raw_context (), ZMQ_ROUTER);
+    if (!echo->socket || zq_bench_raw_options (cli, echo->socket) ||
+        zmq_setsockopt (echo->socket, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) ||
+        zmq_bind (echo->socket, bind) ||
+        zmq_getsockopt (echo->socket, ZMQ_LAST_ENDPOINT, endpoint, &size))
+        goto failed;
+    if (pthread_create (&echo->thread, NULL, s_echo_main, echo)) {
+        errno = EAGAIN;
+        goto failed;
+    }
+    return 0;
+failed:;
+    int saved = errno;
+    if (echo->socket)
+        zmq_close (echo->socket);
+    echo->socket = NULL;
+    errno = saved;
+    return -1;
+}
+
+//  Stops the echo; its failure, if any, becomes the server's.
+static void
+s_echo_stop (s_echo_t *echo, zq_bench_result_t *result)
+{
+    if (!echo->socket)
+        return;
+    __atomic_store_n (&echo->stop, 1, __ATOMIC_RELEASE);
+    pthread_join (echo->thread, NULL);
+    zmq_close (echo->socket);
+    echo->socket = NULL;
+    if (echo->errnum && !result->errnum)
+        result->errnum = echo->errnum;
+}
+
 static void
 s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 {
@@ -84,15 +175,23 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         zq_options_set (options, "fsync", "always") == 0)
         queue = zq_queue_new ("reliable", ZQ_SERVER, arg->bind, options);
     zq_options_destroy (&options);
-    if (!queue || zq_queue_declare (queue, ZQ_BENCH_QUEUE)) {
+    s_echo_t echo;
+    memset (&echo, 0, sizeof echo);
+    char echo_endpoint[1100] = "";
+    if (!queue || zq_queue_declare (queue, ZQ_BENCH_QUEUE) ||
+        (arg->confirm_each &&
+         s_echo_start (cli, arg, &echo, echo_endpoint, sizeof echo_endpoint))) {
         result->errnum = errno;
         zq_queue_destroy (&queue);
         return;
     }
-    char line[1200];
-    size_t length = (size_t)snprintf (line, sizeof line, "%s\n", zq_queue_endpoint (queue));
+    //  Its endpoint, and in a confirm run the echo's, one line each.
+    char line[2400];
+    size_t length = (size_t)snprintf (line, sizeof line, "%s\n%s%s", zq_queue_endpoint (queue),
+                                      echo_endpoint, arg->confirm_each ? "\n" : "");
     if (write (arg->endpoint_pipe[1], line, length) != (ssize_t)length) {
         result->errnum = EPIPE;
+        s_echo_stop (&echo, result);
         zq_queue_destroy (&queue);
         return;
     }
@@ -105,10 +204,129 @@ s_server (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             break;
         }
     }
+    s_echo_stop (&echo, result);
     zq_queue_info_t info;
     if (zq_queue_info (queue, ZQ_BENCH_QUEUE, &info) == 0)
         result->messages = info.put;
     zq_queue_destroy (&queue);
+}
+
+//  What the confirm producer samples beside its confirms.
+typedef struct {
+    void *socket; //  raw DEALER to the echo in the server's process
+    void *frame;  //  SIZE bytes, as bench rpc's raw side sends
+    size_t frame_size;
+    int fd; //  the file it writes and fdatasyncs
+    char path[1200];
+    void *record; //  as many bytes as the server writes per message
+    size_t record_size;
+    int64_t *fsync_ns; //  count samples each
+    int64_t *rtt_ns;
+    int64_t *sum_ns; //  fsync + round trip beside the same confirm
+} s_baseline_t;
+
+//  The bytes the server's spool writes for one of the bench's messages:
+//  its frames behind the 32-byte record header (doc/SPOOL.md). 0 on
+//  ENOMEM.
+static size_t
+s_record_size (const void *body, size_t body_size)
+{
+    zq_msg_t *msg = zq_msg_new (ZQ_BENCH_QUEUE);
+    zmsg_t *frames = zmsg_new ();
+    size_t size = 0;
+    if (msg && frames && zq_msg_set_body (msg, body, body_size) == 0 &&
+        zq_msg_encode (&msg, frames) == 0)
+        size = 32 + zmsg_content_size (frames);
+    zq_msg_destroy (&msg);
+    zmsg_destroy (&frames);
+    return size;
+}
+
+static void
+s_baseline_close (s_baseline_t *baseline)
+{
+    if (baseline->socket)
+        zmq_close (baseline->socket);
+    if (baseline->fd >= 0) {
+        close (baseline->fd);
+        unlink (baseline->path);
+    }
+    free (baseline->frame);
+    free (baseline->record);
+    free (baseline->fsync_ns);
+    free (baseline->rtt_ns);
+    free (baseline->sum_ns);
+    memset (baseline, 0, sizeof *baseline);
+    baseline->fd = -1;
+}
+
+//  Opens the echo's socket and the file. Returns 0, or -1 with errno.
+static int
+s_baseline_open (zq_cli_t *cli, s_reliable_arg_t *arg, s_baseline_t *baseline)
+{
+    memset (baseline, 0, sizeof *baseline);
+    baseline->fd = -1;
+    size_t count = arg->count ? arg->count : 1;
+    baseline->frame_size = cli->size;
+    baseline->frame = malloc (cli->size ? cli->size : 1);
+    baseline->record_size = s_record_size (arg->body, arg->body_size);
+    baseline->record = malloc (baseline->record_size ? baseline->record_size : 1);
+    baseline->fsync_ns = (int64_t *)calloc (count, sizeof (int64_t));
+    baseline->rtt_ns = (int64_t *)calloc (count, sizeof (int64_t));
+    baseline->sum_ns = (int64_t *)calloc (count, sizeof (int64_t));
+    if (!baseline->frame || !baseline->record_size || !baseline->record || !baseline->fsync_ns ||
+        !baseline->rtt_ns || !baseline->sum_ns) {
+        s_baseline_close (baseline);
+        errno = ENOMEM;
+        return -1;
+    }
+    memset (baseline->frame, 'a', cli->size);
+    memset (baseline->record, 'f', baseline->record_size);
+    snprintf (baseline->path, sizeof baseline->path, "%s/fsync-XXXXXX", arg->dir);
+    baseline->fd = mkstemp (baseline->path);
+    int timeout_ms = ZQ_BENCH_STALL_MS;
+    baseline->socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
+    if (baseline->fd < 0 || !baseline->socket || zq_bench_raw_options (cli, baseline->socket) ||
+        zmq_setsockopt (baseline->socket, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) ||
+        zmq_connect (baseline->socket, arg->echo)) {
+        int saved = errno;
+        s_baseline_close (baseline);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+}
+
+//  One write + fdatasync, or one raw round trip (step 0 or 1): its time
+//  in *took_ns. Returns 0, or -1 with errno.
+static int
+s_baseline_sample (s_baseline_t *baseline, int step, int64_t *took_ns)
+{
+    int64_t start = zq_bench_now_ns ();
+    if (step == 0) {
+        ssize_t size = (ssize_t)baseline->record_size;
+        if (write (baseline->fd, baseline->record, baseline->record_size) != size ||
+            fdatasync (baseline->fd)) {
+            if (errno == 0)
+                errno = EIO;
+            return -1;
+        }
+    } else {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        int rc = zmq_send (baseline->socket, baseline->frame, baseline->frame_size, 0) < 0 ||
+                         zmq_msg_recv (&frame, baseline->socket, 0) < 0
+                     ? -1
+                     : 0;
+        int saved = errno;
+        zmq_msg_close (&frame);
+        if (rc) {
+            errno = saved;
+            return -1;
+        }
+    }
+    *took_ns = zq_bench_now_ns () - start;
+    return 0;
 }
 
 static void
@@ -118,10 +336,14 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     if (!arg->embedded)
         close (arg->go_pipe[1]);
     int64_t *samples = NULL;
+    s_baseline_t baseline;
+    memset (&baseline, 0, sizeof baseline);
+    baseline.fd = -1;
     if (arg->confirm_each) {
         samples = (int64_t *)calloc (arg->count ? arg->count : 1, sizeof (int64_t));
-        if (!samples) {
-            result->errnum = ENOMEM;
+        if (!samples || s_baseline_open (cli, arg, &baseline)) {
+            result->errnum = samples ? errno : ENOMEM;
+            free (samples);
             return;
         }
     }
@@ -131,6 +353,7 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     if (!queue) {
         result->errnum = errno;
         free (samples);
+        s_baseline_close (&baseline);
         return;
     }
     uint64_t confirmed = 0;
@@ -147,6 +370,15 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             }
             result->start_ns = zq_bench_now_ns ();
         }
+        //  Confirm runs: the fsync and the raw round trip beside this
+        //  confirm, before or after it as i turns the order.
+        int64_t took_ns[2] = {0, 0};
+        int first_step = arg->confirm_each ? (int)(i % 3) : 2;
+        for (int step = first_step; step < 2; step++)
+            if (s_baseline_sample (&baseline, step, &took_ns[step]))
+                result->errnum = errno;
+        if (result->errnum)
+            break;
         int64_t start = zq_bench_now_ns ();
         zq_msg_t *msg = zq_msg_new (ZQ_BENCH_QUEUE);
         if (!msg || zq_msg_set_body (msg, arg->body, arg->body_size)) {
@@ -162,8 +394,15 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
             break;
         }
         if (arg->confirm_each) {
-            if (i >= arg->warmup)
-                samples[i - arg->warmup] = zq_bench_now_ns () - start;
+            int64_t confirm_ns = zq_bench_now_ns () - start;
+            for (int step = 0; step < first_step && step < 2; step++)
+                if (s_baseline_sample (&baseline, step, &took_ns[step]))
+                    result->errnum = errno;
+            if (i >= arg->warmup) {
+                samples[i - arg->warmup] = confirm_ns;
+                baseline.fsync_ns[i - arg->warmup] = took_ns[0];
+                baseline.rtt_ns[i - arg->warmup] = took_ns[1];
+            }
         } else {
             uint8_t id[ZQ_MSG_ID_SIZE];
             while (zq_queue_confirmed (queue, id) == 0)
@@ -176,9 +415,21 @@ s_producer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         result->errnum = errno;
     result->end_ns = zq_bench_now_ns ();
     result->messages = confirmed;
-    if (!result->errnum && arg->confirm_each)
+    if (!result->errnum && arg->confirm_each) {
+        //  Each confirm's own fsync + round trip, before the sorts below.
+        for (uint64_t i = 0; i < arg->count; i++)
+            baseline.sum_ns[i] = baseline.fsync_ns[i] + baseline.rtt_ns[i];
+        double sum_p99_us;
+        zq_bench_percentiles (baseline.sum_ns, arg->count, &result->sum_p50_us, &sum_p99_us);
         zq_bench_percentiles (samples, arg->count, &result->p50_us, &result->p99_us);
+        zq_bench_percentiles (baseline.fsync_ns, arg->count, &result->fsync_p50_us,
+                              &result->fsync_p99_us);
+        double rtt_p99_us;
+        zq_bench_percentiles (baseline.rtt_ns, arg->count, &result->rtt_p50_us, &rtt_p99_us);
+        result->value = (double)baseline.record_size;
+    }
     zq_queue_destroy (&queue);
+    s_baseline_close (&baseline);
     free (samples);
 }
 
@@ -217,6 +468,21 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     zq_queue_destroy (&queue); //  lingers until the acks are out
 }
 
+//  Reads the server's endpoint, and in a confirm run its echo's. Returns
+//  0, or -1 if they did not come in time.
+static int
+s_read_endpoints (s_reliable_arg_t *arg)
+{
+    int64_t deadline_ns = zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000;
+    if (zq_bench_read_line (arg->endpoint_pipe[0], deadline_ns, arg->endpoint,
+                            sizeof arg->endpoint))
+        return -1;
+    if (arg->confirm_each &&
+        zq_bench_read_line (arg->endpoint_pipe[0], deadline_ns, arg->echo, sizeof arg->echo))
+        return -1;
+    return 0;
+}
+
 typedef struct {
     zq_cli_t *cli;
     s_reliable_arg_t *arg;
@@ -249,9 +515,7 @@ s_embedded (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
         return;
     }
     bool consuming = false;
-    if (zq_bench_read_line (arg->endpoint_pipe[0],
-                            zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000,
-                            arg->endpoint, sizeof arg->endpoint))
+    if (s_read_endpoints (arg))
         result->errnum = EPIPE;
     else if (!arg->confirm_each) {
         if (pthread_create (&consumer_thread, NULL, s_thread_main, &consumer))
@@ -311,9 +575,7 @@ s_run (zq_cli_t *cli, s_reliable_arg_t *arg, zq_bench_result_t *producer_result,
     if (!errnum && !arg->embedded) {
         close (arg->endpoint_pipe[1]);
         arg->endpoint_pipe[1] = -1;
-        if (zq_bench_read_line (arg->endpoint_pipe[0],
-                                zq_bench_now_ns () + (int64_t)ZQ_BENCH_STALL_MS * 1000000,
-                                arg->endpoint, sizeof arg->endpoint))
+        if (s_read_endpoints (arg))
             errnum = EPIPE;
     }
     if (!errnum && !arg->embedded && !arg->confirm_each &&
@@ -382,7 +644,8 @@ zq_bench_reliable (zq_cli_t *cli)
     double *confirm50 = values + 2 * rounds, *confirm99 = values + 3 * rounds;
     double *fsync50 = values + 4 * rounds, *fsync99 = values + 5 * rounds;
     double *raw_rate = values + 6 * rounds;
-    double *rtt50 = (double *)calloc ((size_t)rounds, sizeof (double));
+    double *rtt50 = (double *)calloc ((size_t)rounds * 2, sizeof (double));
+    double *paired50 = rtt50 + rounds;
     if (!rtt50) {
         zq_cli_error (cli, "%s", strerror (ENOMEM));
         free (body);
@@ -391,8 +654,10 @@ zq_bench_reliable (zq_cli_t *cli)
     }
     const char *base = zq_bench_dir (cli);
     zq_bench_progress (cli,
-                       "%s size=%zu in %s: %d rounds of fsync, confirm (%llu sends one at a "
-                       "time), then raw (a libzmq relay in the server's place) and zq e2e (%llu "
+                       "%s size=%zu in %s: %d rounds of confirm (%llu sends one at a time, "
+                       "each beside one write + fdatasync and one raw round trip to the "
+                       "server's process, in turn), then raw (a libzmq relay in the server's "
+                       "place) and zq e2e (%llu "
                        "posts, window %lld, %d warm-up messages); server, producer and consumer "
                        "%s; median reported",
                        cli->transport, cli->size, base, rounds, (unsigned long long)latency_count,
@@ -400,13 +665,8 @@ zq_bench_reliable (zq_cli_t *cli)
                        streq (cli->transport, "inproc") ? "threads of one process"
                                                         : "in separate processes");
     int rc = 0;
+    size_t record_size = 0;
     for (int round = 0; rc == 0 && round < rounds; round++) {
-        if (zq_bench_fsync_latency (base, cli->size, 100, latency_count, &fsync50[round],
-                                    &fsync99[round])) {
-            zq_cli_error (cli, "fsync in %s: %s", base, strerror (errno));
-            rc = errno == EINTR ? zq_cli_interrupt_exit () : ZQ_EXIT_TRANSPORT;
-            break;
-        }
         zq_bench_result_t producer, consumer;
         arg.confirm_each = true;
         arg.warmup = 100;
@@ -416,11 +676,11 @@ zq_bench_reliable (zq_cli_t *cli)
             break;
         confirm50[round] = producer.p50_us;
         confirm99[round] = producer.p99_us;
-        //  What the network alone costs a confirm: a raw round trip between
-        //  two processes over the same transport, as many as confirms.
-        rc = zq_bench_raw_round_trip (cli, 100, latency_count, &rtt50[round]);
-        if (rc)
-            break;
+        fsync50[round] = producer.fsync_p50_us;
+        fsync99[round] = producer.fsync_p99_us;
+        rtt50[round] = producer.rtt_p50_us;
+        paired50[round] = producer.sum_p50_us;
+        record_size = (size_t)producer.value;
         rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, 1, S_WARMUP, cli->count, &raw_rate[round]);
         if (rc)
             break;
@@ -433,12 +693,12 @@ zq_bench_reliable (zq_cli_t *cli)
         put_rate[round] = (double)cli->count * 1e9 / (double)(producer.end_ns - producer.start_ns);
         e2e_rate[round] = (double)cli->count * 1e9 / (double)(consumer.end_ns - producer.start_ns);
         zq_bench_progress (cli,
-                           "round %d/%d: fsync p50 %.1f us p99 %.1f us; confirm p50 %.1f us "
-                           "p99 %.1f us; raw round trip p50 %.1f us; put %.0f msgs/s, e2e %.0f "
-                           "msgs/s, raw %.0f msgs/s",
-                           round + 1, rounds, fsync50[round], fsync99[round], confirm50[round],
-                           confirm99[round], rtt50[round], put_rate[round], e2e_rate[round],
-                           raw_rate[round]);
+                           "round %d/%d: fsync (%zu bytes) p50 %.1f us p99 %.1f us; confirm p50 "
+                           "%.1f us p99 %.1f us; raw round trip p50 %.1f us; put %.0f msgs/s, "
+                           "e2e %.0f msgs/s, raw %.0f msgs/s",
+                           round + 1, rounds, record_size, fsync50[round], fsync99[round],
+                           confirm50[round], confirm99[round], rtt50[round], put_rate[round],
+                           e2e_rate[round], raw_rate[round]);
     }
     if (rc == 0) {
         double e2e = zq_bench_median (e2e_rate, rounds), raw = zq_bench_median (raw_rate, rounds);
@@ -450,12 +710,15 @@ zq_bench_reliable (zq_cli_t *cli)
         snprintf (label, sizeof label, "reliable confirm %s", cli->transport);
         zq_bench_print_confirm (label, cli->size, latency_count, confirm50, confirm99, fsync50,
                                 fsync99, rounds);
+        double confirm = zq_bench_median (confirm50, rounds);
+        double paired = zq_bench_median (paired50, rounds);
         printf ("reliable rtt %s size=%zu raw_rtt_p50_us=%.1f fsync_p50_us=%.1f "
-                "confirm_p50_us=%.1f over_fsync_and_rtt_us=%.1f\n",
+                "confirm_p50_us=%.1f over_fsync_and_rtt_us=%.1f fsync_plus_rtt_p50_us=%.1f "
+                "over_paired_us=%.1f\n",
                 cli->transport, cli->size, zq_bench_median (rtt50, rounds),
-                zq_bench_median (fsync50, rounds), zq_bench_median (confirm50, rounds),
-                zq_bench_median (confirm50, rounds) - zq_bench_median (fsync50, rounds) -
-                    zq_bench_median (rtt50, rounds));
+                zq_bench_median (fsync50, rounds), confirm,
+                confirm - zq_bench_median (fsync50, rounds) - zq_bench_median (rtt50, rounds),
+                paired, confirm - paired);
     }
     free (body);
     free (values);

@@ -129,27 +129,6 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
 }
 
 int
-zq_bench_raw_round_trip (zq_cli_t *cli, uint64_t warmup, uint64_t count, double *p50_us)
-{
-    *p50_us = 0;
-    void *frame = malloc (cli->size ? cli->size : 1);
-    if (!frame) {
-        zq_cli_error (cli, "%s", strerror (ENOMEM));
-        return ZQ_EXIT_TRANSPORT;
-    }
-    memset (frame, 'a', cli->size);
-    zq_bench_run_t run;
-    zq_bench_run_init (&run, cli, false, warmup, NULL, 0, frame);
-    run.count = count;
-    zq_bench_result_t server, client;
-    int rc = zq_bench_run (&run, s_server, s_client, &server, &client);
-    if (rc == 0)
-        *p50_us = client.p50_us;
-    free (frame);
-    return rc;
-}
-
-int
 zq_bench_rpc (zq_cli_t *cli)
 {
     void *body, *frame;
