@@ -75,10 +75,7 @@ teardown (void **state)
 {
     (void)state;
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
-    char command[400];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    if (system (command) != 0)
-        fprintf (stderr, "could not remove %s\n", s_dir);
+    remove_tree (s_dir);
     remove_ipc_dir ();
     return 0;
 }

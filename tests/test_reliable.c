@@ -105,15 +105,6 @@ stop_with_clients (zq_queue_t **consumer_p, zq_queue_t **producer_p, test_server
         zq_options_destroy (options_p);
 }
 
-static void
-remove_tree (const char *path)
-{
-    char command[400];
-    snprintf (command, sizeof command, "rm -rf '%s'", path);
-    if (system (command) != 0)
-        fprintf (stderr, "could not remove %s\n", path);
-}
-
 //  ---- Round trip over each transport -------------------------------------
 
 static void
