@@ -351,6 +351,23 @@ def check_nothing_lost(feeder, confirmed, lost, problems):
                         (feeder.sent - len(confirmed), feeder.sent))
 
 
+def run_each(cases, run):
+    """Runs run(case, index) for each case, which returns (result line,
+    failure text or None) or raises Failure; logs the line and each
+    failure. Returns how many cases failed."""
+    failed = 0
+    for index, case in enumerate(cases):
+        try:
+            line, problem = run(case, index)
+            log(line)
+        except Failure as error:
+            problem = str(error)
+        if problem:
+            failed += 1
+            log("FAIL %s: %s" % (case[0], problem))
+    return failed
+
+
 def run_case(net, case):
     """Runs one case; returns (result line, failure text or None)."""
     name, kind, target, mode, seconds = case
@@ -642,15 +659,7 @@ def run_js(cases):
     try:
         net.setup()
         nodes = js_cluster_start(net, net.js_work)
-        for index, case in enumerate(cases):
-            try:
-                line, problem = run_js_case(net, case, index)
-                log(line)
-            except Failure as error:
-                problem = str(error)
-            if problem:
-                failed += 1
-                log("FAIL %s: %s" % (case[0], problem))
+        failed += run_each(cases, lambda case, index: run_js_case(net, case, index))
     except Failure as error:
         failed += 1
         log("FAIL js: %s" % error)
@@ -700,15 +709,7 @@ def main():
     try:
         if cases:
             net.setup()
-        for case in cases:
-            try:
-                line, problem = run_case(net, case)
-                log(line)
-            except Failure as error:
-                problem = str(error)
-            if problem:
-                failed += 1
-                log("FAIL %s: %s" % (case[0], problem))
+        failed += run_each(cases, lambda case, index: run_case(net, case))
     except Failure as error:
         failed += 1
         log("FAIL: %s" % error)
