@@ -349,6 +349,11 @@ zq_msg_t *zqi_rs_local_recv (zqi_r_server_t *self);
 
 //  ---- reliable_server_input.c -------------------------------------------
 
+//  The delay of a NACK: asked_ms when it is 0 or more, else the backoff
+//  (nack_backoff_ms doubled doublings times, at most nack_backoff_max_ms);
+//  either way at most max_delay_ms.
+int64_t zqi_rs_nack_delay (const zqi_r_server_t *self, int64_t asked_ms, uint32_t doublings);
+
 size_t zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
                           size_t *failed_p, int *errnum_p);
 

@@ -370,6 +370,20 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
     zqi_batch_close (&reader);
 }
 
+int64_t
+zqi_rs_nack_delay (const zqi_r_server_t *self, int64_t asked_ms, uint32_t doublings)
+{
+    int64_t delay = asked_ms;
+    if (delay < 0) {
+        delay = self->backoff_ms;
+        for (uint32_t step = 0; step < doublings && delay < self->backoff_max_ms; step++)
+            delay *= 2;
+        if (delay > self->backoff_max_ms)
+            delay = self->backoff_max_ms;
+    }
+    return delay > self->max_delay_ms ? self->max_delay_ms : delay;
+}
+
 //  ACK, NACK or TOUCH of ids from the consumer at index (ZQI_R_NONE if
 //  the peer is not a known consumer). Only the consumer holding a
 //  delivery settles it; an ACK also settles a delivery the same consumer
@@ -409,19 +423,9 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
         } else if (!owned)
             not_held++;
         else if (command->kind == ZQI_R_NACK) {
-            int64_t delay = command->number;
-            if (delay < 0) {
-                delay = self->backoff_ms;
-                for (uint32_t step = 0; step < entry->attempt && delay < self->backoff_max_ms;
-                     step++)
-                    delay *= 2;
-                if (delay > self->backoff_max_ms)
-                    delay = self->backoff_max_ms;
-            }
-            if (delay > self->max_delay_ms)
-                delay = self->max_delay_ms;
             queue->counters.nacked++;
-            zqi_rs_fail_delivery (self, index, delay);
+            zqi_rs_fail_delivery (self, index,
+                                  zqi_rs_nack_delay (self, command->number, entry->attempt));
         } else {
             int64_t extend = command->number > 0 ? command->number : self->visibility_ms;
             if (extend > self->max_delay_ms)

@@ -522,17 +522,8 @@ zqi_rs_store_settle (zqi_r_server_t *self, uint32_t consumer, const zqi_r_comman
             flight->queue->counters.acked++;
             zqi_rss_land (self, flight, hex);
         } else if (command->kind == ZQI_R_NACK) {
-            int64_t delay = command->number;
             uint32_t attempt = flight->delivery->attempt ? flight->delivery->attempt - 1 : 0;
-            if (delay < 0) {
-                delay = self->backoff_ms;
-                for (uint32_t step = 0; step < attempt && delay < self->backoff_max_ms; step++)
-                    delay *= 2;
-                if (delay > self->backoff_max_ms)
-                    delay = self->backoff_max_ms;
-            }
-            if (delay > self->max_delay_ms)
-                delay = self->max_delay_ms;
+            int64_t delay = zqi_rs_nack_delay (self, command->number, attempt);
             if (delay > ZQI_STORE_DELAY_MAX_MS)
                 delay = ZQI_STORE_DELAY_MAX_MS;
             flight->queue->counters.nacked++;

@@ -153,6 +153,19 @@ zqi_js_unhex (const char *hex, uint8_t *id)
     return 0;
 }
 
+void
+zqi_js_stream_config (jsStreamConfig *config, const char *stream, const char **subject_p,
+                      int replicas)
+{
+    jsStreamConfig_Init (config);
+    config->Name = stream;
+    config->Subjects = subject_p;
+    config->SubjectsLen = 1;
+    config->Retention = js_WorkQueuePolicy;
+    config->Storage = js_FileStorage;
+    config->Replicas = replicas;
+}
+
 //  Creates the stream of queue when missing (an existing stream of that
 //  name is used as it is). Blocks up to the request wait.
 int
@@ -170,14 +183,7 @@ zqi_js_stream_ensure (zqi_js_store_t *self, const char *stream, const char *subj
         return -1;
     }
     jsStreamConfig config;
-    jsStreamConfig_Init (&config);
-    const char *subjects[1] = {subject};
-    config.Name = stream;
-    config.Subjects = subjects;
-    config.SubjectsLen = 1;
-    config.Retention = js_WorkQueuePolicy;
-    config.Storage = js_FileStorage;
-    config.Replicas = self->config.replicas;
+    zqi_js_stream_config (&config, stream, &subject, self->config.replicas);
     status = js_AddStream (&info, self->js, &config, NULL, &code);
     if (status == NATS_OK) {
         jsStreamInfo_Destroy (info);

@@ -92,6 +92,12 @@ void zqi_js_drain (zqi_js_store_t *self);
 void zqi_js_hex (const uint8_t *id, char *hex);
 //  Reads an id written by zqi_js_hex. Returns 0, or -1 if hex is not one.
 int zqi_js_unhex (const char *hex, uint8_t *id);
+//  Fills config for a queue's stream: named stream, taking the one subject
+//  *subject_p (config keeps subject_p: it must outlive config), work-queue
+//  retention (a message is gone once acked), file storage, replicas
+//  copies. The JetStream benchmark makes its streams with it too.
+ZQ_EXPORT void zqi_js_stream_config (jsStreamConfig *config, const char *stream,
+                                     const char **subject_p, int replicas);
 //  Creates the stream of queue when missing (an existing stream of that
 //  name is used as it is). Blocks up to the request wait. Returns 0, or -1
 //  with errno.

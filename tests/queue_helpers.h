@@ -108,15 +108,22 @@ new_connected (const char *pattern, zq_role_t role, zq_queue_t *bound, const zq_
     return queue;
 }
 
+//  Removes path and everything below it; says so on stderr if it cannot.
+static inline void
+remove_tree (const char *path)
+{
+    char command[600];
+    snprintf (command, sizeof command, "rm -rf '%s'", path);
+    if (system (command) != 0)
+        fprintf (stderr, "could not remove %s\n", path);
+}
+
 //  Removes the ipc directory (libzmq unlinks socket files on close).
 static inline void
 remove_ipc_dir (void)
 {
     if (*s_ipc_dir) {
-        char command[300];
-        snprintf (command, sizeof command, "rm -rf '%s'", s_ipc_dir);
-        if (system (command) != 0)
-            fprintf (stderr, "could not remove %s\n", s_ipc_dir);
+        remove_tree (s_ipc_dir);
         *s_ipc_dir = '\0';
     }
 }

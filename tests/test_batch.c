@@ -608,6 +608,19 @@ test_producer_close_sends_held (void **state)
     zsock_destroy (&pull);
 }
 
+//  Takes the next frame from pull if one comes within its receive
+//  timeout; it must not be a batch. Returns 1 if a frame came, else 0.
+static int
+take_unbatched (zsock_t *pull)
+{
+    zframe_t *frame = zframe_recv (pull);
+    if (!frame)
+        return 0;
+    assert_false (is_batch (frame));
+    zframe_destroy (&frame);
+    return 1;
+}
+
 //  batch_max_bytes 0: every message alone, for consumers that predate
 //  batch frames.
 static void
@@ -629,22 +642,12 @@ test_producer_batching_off (void **state)
         while (zq_queue_send (producer, &msg, 0)) {
             assert_int_equal (errno, EAGAIN);
             assert_true (now_ms () < deadline);
-            zframe_t *frame = zframe_recv (pull);
-            if (frame) {
-                assert_false (is_batch (frame));
-                zframe_destroy (&frame);
-                read++;
-            }
+            read += take_unbatched (pull);
         }
     }
     while (read < count) {
         assert_true (now_ms () < deadline);
-        zframe_t *frame = zframe_recv (pull);
-        if (frame) {
-            assert_false (is_batch (frame));
-            zframe_destroy (&frame);
-            read++;
-        }
+        read += take_unbatched (pull);
     }
     zq_queue_destroy (&producer);
     zsock_destroy (&pull);

@@ -33,15 +33,6 @@ take_counts (uint64_t *counts, const char *what, uint64_t messages)
     fflush (stdout);
 }
 
-static void
-remove_tree (const char *path)
-{
-    char command[400];
-    snprintf (command, sizeof command, "rm -rf '%s'", path);
-    if (system (command) != 0)
-        fprintf (stderr, "could not remove %s\n", path);
-}
-
 //  A server with a spool on disk (fsync always), a producer and a
 //  consumer of "orders", over tcp.
 typedef struct {

@@ -75,10 +75,7 @@ teardown (void **state)
 {
     (void)state;
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
-    char command[400];
-    snprintf (command, sizeof command, "rm -rf '%s'", s_dir);
-    if (system (command) != 0)
-        fprintf (stderr, "could not remove %s\n", s_dir);
+    remove_tree (s_dir);
     remove_ipc_dir ();
     return 0;
 }
@@ -90,6 +87,30 @@ open_queue (const char *pattern, zq_role_t role, const char *spec, zq_options_t 
     assert_non_null (queue);
     zq_options_destroy (&options);
     return queue;
+}
+
+//  A queue of pattern in role on spec, a CURVE client holding cert that
+//  knows the server's public key.
+static zq_queue_t *
+s_curve_client (const char *pattern, zq_role_t role, const char *spec, const char *cert)
+{
+    return open_queue (pattern, role, spec,
+                       options_of ("curve_cert", cert, "curve_server_key", s_server_public, NULL));
+}
+
+//  A reliable server on tcp holding the server certificate, admitting the
+//  clients whose certificates are in clients_dir (NULL: any CURVE client);
+//  spec gets the endpoint its clients connect to.
+static test_server_t *
+s_curve_server (const char *clients_dir, char *spec, size_t spec_size)
+{
+    zq_options_t *options = options_of ("curve_cert", s_server_cert,
+                                        clients_dir ? "curve_clients" : NULL, clients_dir, NULL);
+    test_server_t *server = server_start ("@tcp://127.0.0.1:*", options);
+    zq_options_destroy (&options);
+    assert_non_null (server);
+    snprintf (spec, spec_size, ">%s", server->endpoint);
+    return server;
 }
 
 //  ---- A monitor on a server's socket -------------------------------------
@@ -203,15 +224,9 @@ static void
 test_reliable_tcp (void **state)
 {
     (void)state;
-    zq_options_t *server_options = options_of ("curve_cert", s_server_cert, NULL);
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
-    zq_options_destroy (&server_options);
-    assert_non_null (server);
     char spec[300];
-    snprintf (spec, sizeof spec, ">%s", server->endpoint);
-    zq_queue_t *producer = open_queue (
-        "reliable", ZQ_PRODUCER, spec,
-        options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
+    test_server_t *server = s_curve_server (NULL, spec, sizeof spec);
+    zq_queue_t *producer = s_curve_client ("reliable", ZQ_PRODUCER, spec, s_client_cert);
     zq_queue_t *consumer = open_queue ("reliable", ZQ_CONSUMER, spec,
                                        options_of ("curve_server_key", s_server_public, NULL));
     assert_int_equal (zq_queue_subscribe (consumer, "orders"), 0);
@@ -249,19 +264,10 @@ test_reliable_dedupe_per_key (void **state)
     assert_non_null (partner);
     assert_int_equal (zcert_save_public (partner, partner_public), 0);
     zcert_destroy (&partner);
-    zq_options_t *server_options =
-        options_of ("curve_cert", s_server_cert, "curve_clients", s_clients_dir, NULL);
-    test_server_t *server = server_start ("@tcp://127.0.0.1:*", server_options);
-    zq_options_destroy (&server_options);
-    assert_non_null (server);
     char spec[300];
-    snprintf (spec, sizeof spec, ">%s", server->endpoint);
-    zq_queue_t *first = open_queue (
-        "reliable", ZQ_PRODUCER, spec,
-        options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
-    zq_queue_t *second = open_queue (
-        "reliable", ZQ_PRODUCER, spec,
-        options_of ("curve_cert", partner_cert, "curve_server_key", s_server_public, NULL));
+    test_server_t *server = s_curve_server (s_clients_dir, spec, sizeof spec);
+    zq_queue_t *first = s_curve_client ("reliable", ZQ_PRODUCER, spec, s_client_cert);
+    zq_queue_t *second = s_curve_client ("reliable", ZQ_PRODUCER, spec, partner_cert);
     zq_msg_t *msg = numbered ("by-key", 1);
     zq_msg_t *copy = zq_msg_dup (msg);
     zq_msg_t *resend = zq_msg_dup (msg);
@@ -441,12 +447,8 @@ test_device (void **state)
     assert_int_equal (errno, EAGAIN);
     zq_msg_destroy (&msg);
 
-    zq_queue_t *producer = open_queue (
-        "reliable", ZQ_PRODUCER, spec,
-        options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
-    zq_queue_t *consumer = open_queue (
-        "reliable", ZQ_CONSUMER, spec,
-        options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
+    zq_queue_t *producer = s_curve_client ("reliable", ZQ_PRODUCER, spec, s_client_cert);
+    zq_queue_t *consumer = s_curve_client ("reliable", ZQ_CONSUMER, spec, s_client_cert);
     send_numbered (producer, "orders", 1);
     assert_int_equal (zq_queue_subscribe (consumer, "orders"), 0);
     msg = zq_queue_recv (consumer, DEADLINE_MS);

@@ -105,15 +105,6 @@ stop_with_clients (zq_queue_t **consumer_p, zq_queue_t **producer_p, test_server
         zq_options_destroy (options_p);
 }
 
-static void
-remove_tree (const char *path)
-{
-    char command[400];
-    snprintf (command, sizeof command, "rm -rf '%s'", path);
-    if (system (command) != 0)
-        fprintf (stderr, "could not remove %s\n", path);
-}
-
 //  ---- Round trip over each transport -------------------------------------
 
 static void
@@ -801,19 +792,29 @@ test_dedupe_conflict_refused (void **state)
 
 //  ---- The outbox: no server yet -------------------------------------------
 
-static void
-test_outbox_waits_for_server (void **state)
+//  A producer connected to an ipc endpoint nothing is bound on yet (spec:
+//  its binding form, "@ipc://..."), with count messages numbered 0 to
+//  count - 1 posted to queue and waiting in its outbox.
+static zq_queue_t *
+producer_before_server (char *spec, size_t spec_size, const char *queue, int count)
 {
-    char spec[300];
-    bind_spec ("ipc", spec, sizeof spec);
+    bind_spec ("ipc", spec, spec_size);
     char connect[300];
     snprintf (connect, sizeof connect, ">%s", spec + 1);
     zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, NULL);
     assert_non_null (producer);
-    for (int n = 0; n < 50; n++) {
-        zq_msg_t *msg = numbered ("later", n);
+    for (int n = 0; n < count; n++) {
+        zq_msg_t *msg = numbered (queue, n);
         assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
     }
+    return producer;
+}
+
+static void
+test_outbox_waits_for_server (void **state)
+{
+    char spec[300];
+    zq_queue_t *producer = producer_before_server (spec, sizeof spec, "later", 50);
     uint8_t id[ZQ_MSG_ID_SIZE];
     assert_int_equal (zq_queue_confirmed (producer, id), -1);
     assert_int_equal (errno, EAGAIN);
@@ -861,15 +862,7 @@ static void
 test_put_batch_falls_back_on_old_server (void **state)
 {
     char spec[300];
-    bind_spec ("ipc", spec, sizeof spec);
-    char connect[300];
-    snprintf (connect, sizeof connect, ">%s", spec + 1);
-    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, NULL);
-    assert_non_null (producer);
-    for (int n = 0; n < 5; n++) {
-        zq_msg_t *msg = numbered ("old", n);
-        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
-    }
+    zq_queue_t *producer = producer_before_server (spec, sizeof spec, "old", 5);
     zsock_t *old = zsock_new (ZMQ_ROUTER);
     assert_non_null (old);
     zsock_set_rcvtimeo (old, 10);

@@ -97,23 +97,36 @@ s_expect_records (zq_spool_t *spool, uint64_t first, uint64_t last)
     assert_int_equal (errno, EAGAIN);
 }
 
+//  Builds a spool of records messages in dir, one write batch each, all in
+//  one segment file: *path_p gets that file's name (the caller frees it),
+//  *file its bytes, ends (room for 64) the end of its checkpoint, then of
+//  each record (one per seq).
+static void
+s_build_one_segment (const char *dir, zq_spool_config_t *config, uint64_t records, char **path_p,
+                     s_file_t *file, size_t *ends)
+{
+    s_build (dir, config, records, 1);
+    char *names[4];
+    assert_int_equal (tu_segments (dir, names, 4), 1);
+    *path_p = names[0];
+    *file = s_read_file (names[0]);
+    assert_int_equal (s_record_ends (file, ends, 64), records + 1);
+}
+
 static void
 test_truncate_every_byte (void **state)
 {
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 1024 * 1024);
     enum { RECORDS = 12, LAST = 4 };
-    s_build (dir, &config, RECORDS, 1);
-    char *names[4];
-    assert_int_equal (tu_segments (dir, names, 4), 1);
-    s_file_t file = s_read_file (names[0]);
+    char *path;
+    s_file_t file;
     size_t ends[64];
-    //  The checkpoint, then one record per seq.
-    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
+    s_build_one_segment (dir, &config, RECORDS, &path, &file, ends);
     assert_int_equal (ends[RECORDS], file.size);
 
     for (size_t cut = ends[RECORDS - LAST]; cut <= file.size; cut++) {
-        s_write_file (names[0], file.data, cut);
+        s_write_file (path, file.data, cut);
         uint64_t complete = 0;
         while (complete < RECORDS && ends[complete + 1] <= cut)
             complete++;
@@ -142,12 +155,12 @@ test_truncate_every_byte (void **state)
     //  got its name) is damage, not a torn tail.
     size_t header_cuts[] = {0, 10, 63, 64, 70, ends[0] - 1};
     for (size_t i = 0; i < sizeof header_cuts / sizeof header_cuts[0]; i++) {
-        s_write_file (names[0], file.data, header_cuts[i]);
+        s_write_file (path, file.data, header_cuts[i]);
         assert_null (zq_spool_new (dir, &config));
         assert_int_equal (errno, ZQ_ECORRUPT);
     }
     free (file.data);
-    free (names[0]);
+    free (path);
     tu_rmtree (&dir);
 }
 
@@ -168,12 +181,10 @@ test_bit_flips_in_tail (void **state)
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 1024 * 1024);
     enum { RECORDS = 10 };
-    s_build (dir, &config, RECORDS, 1);
-    char *names[4];
-    assert_int_equal (tu_segments (dir, names, 4), 1);
-    s_file_t file = s_read_file (names[0]);
+    char *path;
+    s_file_t file;
     size_t ends[64];
-    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
+    s_build_one_segment (dir, &config, RECORDS, &path, &file, ends);
     uint64_t rng = 12345;
 
     for (uint64_t seq = 1; seq <= RECORDS; seq++) {
@@ -188,7 +199,7 @@ test_bit_flips_in_tail (void **state)
             bits[count++] = (start + 32) * 8 + (size_t)((rng >> 33) % ((end - start - 32) * 8));
         }
         for (size_t i = 0; i < count; i++) {
-            zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bits[i], &config);
+            zq_spool_t *spool = s_flip_and_open (dir, path, &file, bits[i], &config);
             if (seq < RECORDS) {
                 //  Later records were synced after this one: reported.
                 assert_null (spool);
@@ -206,7 +217,7 @@ test_bit_flips_in_tail (void **state)
     }
     //  The checkpoint and the segment header are synced before use.
     for (size_t bit = 0; bit < ends[0] * 8; bit += 5) {
-        zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bit, &config);
+        zq_spool_t *spool = s_flip_and_open (dir, path, &file, bit, &config);
         assert_null (spool);
         assert_true (errno == ZQ_ECORRUPT || errno == ZQ_EVERSION);
     }
@@ -215,7 +226,7 @@ test_bit_flips_in_tail (void **state)
     //  the damage are kept, none after it is served.
     config.quarantine = true;
     size_t bit = (ends[4] + 40) * 8 + 3; //  in record 5's payload
-    zq_spool_t *spool = s_flip_and_open (dir, names[0], &file, bit, &config);
+    zq_spool_t *spool = s_flip_and_open (dir, path, &file, bit, &config);
     assert_non_null (spool);
     zq_spool_stats_t stats;
     zq_spool_stats (spool, &stats);
@@ -223,12 +234,12 @@ test_bit_flips_in_tail (void **state)
     s_expect_records (spool, 1, 4);
     zq_spool_destroy (&spool);
     char corrupt[1024];
-    snprintf (corrupt, sizeof corrupt, "%s.corrupt", names[0]);
+    snprintf (corrupt, sizeof corrupt, "%s.corrupt", path);
     assert_int_equal (tu_file_size (corrupt), (off_t)file.size);
     unlink (corrupt);
 
     free (file.data);
-    free (names[0]);
+    free (path);
     tu_rmtree (&dir);
 }
 

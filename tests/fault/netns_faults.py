@@ -318,6 +318,56 @@ CASES = [
 ]
 
 
+def drain_and_count(feeder, producer, consumer, problems):
+    """Ends a case's stream: stops feeding, waits (DRAIN_S) for zq put to
+    exit, which it does once every line it read was confirmed, and for zq
+    get to have every confirmed value; stops both. Appends to problems
+    what went wrong. Returns (confirmed, delivered, lost, duplicates): the
+    set of values confirmed, the list delivered, the confirmed ones never
+    delivered (sorted) and how many deliveries repeated a value."""
+    feeder.stop()
+    if wait_until(lambda: producer.process.poll() is not None, DRAIN_S) is False:
+        problems.append("the producer did not finish within %.0f s" % DRAIN_S)
+    status = producer.stop()
+    if status != 0:
+        problems.append("zq put exited %s: %s" % (status, producer.stderr().strip()[-400:]))
+    confirmed = set(producer.values())
+    wait_until(lambda: confirmed <= set(consumer.values()), DRAIN_S)
+    consumer.stop()
+    delivered = consumer.values()
+    lost = sorted(confirmed - set(delivered))
+    duplicates = len(delivered) - len(set(delivered))
+    return confirmed, delivered, lost, duplicates
+
+
+def check_nothing_lost(feeder, confirmed, lost, problems):
+    """Appends to problems a confirmed value never delivered and a line
+    fed that was never confirmed."""
+    if lost:
+        problems.append("%d confirmed messages were never delivered, first: %s" %
+                        (len(lost), lost[:5]))
+    if feeder.sent > len(confirmed):
+        problems.append("%d of %d lines fed were not confirmed" %
+                        (feeder.sent - len(confirmed), feeder.sent))
+
+
+def run_each(cases, run):
+    """Runs run(case, index) for each case, which returns (result line,
+    failure text or None) or raises Failure; logs the line and each
+    failure. Returns how many cases failed."""
+    failed = 0
+    for index, case in enumerate(cases):
+        try:
+            line, problem = run(case, index)
+            log(line)
+        except Failure as error:
+            problem = str(error)
+        if problem:
+            failed += 1
+            log("FAIL %s: %s" % (case[0], problem))
+    return failed
+
+
 def run_case(net, case):
     """Runs one case; returns (result line, failure text or None)."""
     name, kind, target, mode, seconds = case
@@ -368,19 +418,8 @@ def run_case(net, case):
             target_count = producer.count() + AFTER_HEAL
             if not wait_until(lambda: producer.count() >= target_count, RESUME_S):
                 problems.append("the stream did not go on after the healing")
-        feeder.stop()
-        #  The producer exits 0 once every line it read was confirmed.
-        if wait_until(lambda: producer.process.poll() is not None, DRAIN_S) is False:
-            problems.append("the producer did not finish within %.0f s" % DRAIN_S)
-        status = producer.stop()
-        if status != 0:
-            problems.append("zq put exited %s: %s" % (status, producer.stderr().strip()[-400:]))
-        confirmed = set(producer.values())
-        wait_until(lambda: confirmed <= set(consumer.values()), DRAIN_S)
-        consumer.stop()
-        delivered = consumer.values()
-        lost = sorted(confirmed - set(delivered))
-        duplicates = len(delivered) - len(set(delivered))
+        confirmed, delivered, lost, duplicates = drain_and_count(feeder, producer, consumer,
+                                                                 problems)
         line = ("case=%s confirmed=%d delivered=%d lost=%d duplicates=%d resume_s=%s "
                 "confirm_resume_s=%s deliver_resume_s=%s during=%d/%d" %
                 (name, len(confirmed), len(set(delivered)), len(lost), duplicates,
@@ -388,12 +427,7 @@ def run_case(net, case):
                  "%.2f" % confirm_s if confirm_s is not None else "none",
                  "%.2f" % deliver_s if deliver_s is not None else "none",
                  during[0], during[1]))
-        if lost:
-            problems.append("%d confirmed messages were never delivered, first: %s" %
-                            (len(lost), lost[:5]))
-        if feeder.sent > len(confirmed):
-            problems.append("%d of %d lines fed were not confirmed" %
-                            (feeder.sent - len(confirmed), feeder.sent))
+        check_nothing_lost(feeder, confirmed, lost, problems)
         return line, "; ".join(problems) or None
     finally:
         if feeder:
@@ -586,19 +620,8 @@ def run_js_case(net, case, index):
         elif stall >= seconds:
             print("netns_faults: %s: no confirm for %.2f s, as long as the partition"
                   % (name, stall), flush=True)
-        feeder.stop()
-        #  The producer exits 0 once every line it read was confirmed.
-        if wait_until(lambda: producer.process.poll() is not None, DRAIN_S) is False:
-            problems.append("the producer did not finish within %.0f s" % DRAIN_S)
-        status = producer.stop()
-        if status != 0:
-            problems.append("zq put exited %s: %s" % (status, producer.stderr().strip()[-400:]))
-        confirmed = set(producer.values())
-        wait_until(lambda: confirmed <= set(consumer.values()), DRAIN_S)
-        consumer.stop()
-        delivered = consumer.values()
-        lost = sorted(confirmed - set(delivered))
-        duplicates = len(delivered) - len(set(delivered))
+        confirmed, delivered, lost, duplicates = drain_and_count(feeder, producer, consumer,
+                                                                 problems)
         line = ("case=%s confirmed=%d delivered=%d lost=%d duplicates=%d resume_s=%s "
                 "confirm_resume_s=%s deliver_resume_s=%s longest_stall_s=%s node=%s" %
                 (name, len(confirmed), len(set(delivered)), len(lost), duplicates,
@@ -607,12 +630,7 @@ def run_js_case(net, case, index):
                  "%.2f" % confirm_s if confirm_s is not None else "none",
                  "%.2f" % deliver_s if deliver_s is not None else "none",
                  "%.2f" % stall if stall is not None else "none", node))
-        if lost:
-            problems.append("%d confirmed messages were never delivered, first: %s" %
-                            (len(lost), lost[:5]))
-        if feeder.sent > len(confirmed):
-            problems.append("%d of %d lines fed were not confirmed" %
-                            (feeder.sent - len(confirmed), feeder.sent))
+        check_nothing_lost(feeder, confirmed, lost, problems)
         return line, "; ".join(problems) or None
     finally:
         feeder.stop()
@@ -641,15 +659,7 @@ def run_js(cases):
     try:
         net.setup()
         nodes = js_cluster_start(net, net.js_work)
-        for index, case in enumerate(cases):
-            try:
-                line, problem = run_js_case(net, case, index)
-                log(line)
-            except Failure as error:
-                problem = str(error)
-            if problem:
-                failed += 1
-                log("FAIL %s: %s" % (case[0], problem))
+        failed += run_each(cases, lambda case, index: run_js_case(net, case, index))
     except Failure as error:
         failed += 1
         log("FAIL js: %s" % error)
@@ -699,15 +709,7 @@ def main():
     try:
         if cases:
             net.setup()
-        for case in cases:
-            try:
-                line, problem = run_case(net, case)
-                log(line)
-            except Failure as error:
-                problem = str(error)
-            if problem:
-                failed += 1
-                log("FAIL %s: %s" % (case[0], problem))
+        failed += run_each(cases, lambda case, index: run_case(net, case))
     except Failure as error:
         failed += 1
         log("FAIL: %s" % error)

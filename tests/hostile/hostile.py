@@ -314,6 +314,29 @@ class Client:
         self.command(TOUCH, join_ids(ids), extend_ms)
 
 
+def curve_keypair():
+    """A new CURVE key pair as (public, secret) Z85 text."""
+    public, secret = zmq.curve_keypair()
+    return public.decode(), secret.decode()
+
+
+def write_cert(path, public, secret):
+    """A zmakecert-style pair: PATH (public) and PATH_secret (0600)."""
+    with open(path, "w") as out:
+        out.write('curve\n    public-key = "%s"\n' % public)
+    with open(path + "_secret", "w") as out:
+        out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
+    os.chmod(path + "_secret", 0o600)
+
+
+def curve_options(server_public, pair):
+    """The socket options of a CURVE client holding pair (public, secret)
+    that talks to the server whose public key is server_public."""
+    return [(zmq.CURVE_SERVERKEY, server_public.encode()),
+            (zmq.CURVE_PUBLICKEY, pair[0].encode()),
+            (zmq.CURVE_SECRETKEY, pair[1].encode())]
+
+
 def admin_request(endpoint, *words, options=(), connect=None, timeout_s=DEADLINE_S):
     """One request on zqd's admin socket (REQ) at endpoint: words are str
     or bytes frames; options are (zmq option, value) pairs set before

@@ -28,18 +28,8 @@ CODE_DENIED = 11
 ZQ = os.path.join(hostile.BUILDDIR, "src", "zq")
 
 
-def keypair():
-    public, secret = zmq.curve_keypair()
-    return public.decode(), secret.decode()
-
-
-def write_cert(path, public, secret):
-    """A zmakecert-style pair: PATH (public) and PATH_secret (0600)."""
-    with open(path, "w") as out:
-        out.write('curve\n    public-key = "%s"\n' % public)
-    with open(path + "_secret", "w") as out:
-        out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % (public, secret))
-    os.chmod(path + "_secret", 0o600)
+keypair = hostile.curve_keypair
+write_cert = hostile.write_cert
 
 
 class Setup:
@@ -89,9 +79,7 @@ access
         self.admin = wait_for
 
     def options(self, pair):
-        return [(zmq.CURVE_SERVERKEY, self.server[0].encode()),
-                (zmq.CURVE_PUBLICKEY, pair[0].encode()),
-                (zmq.CURVE_SECRETKEY, pair[1].encode())]
+        return hostile.curve_options(self.server[0], pair)
 
     def client(self, pair):
         return hostile.Client(self.zqd.endpoint, options=self.options(pair))

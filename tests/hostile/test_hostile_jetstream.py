@@ -143,6 +143,22 @@ def test_touch_keeps_a_delivery_past_the_visibility_timeout():
             client.close()
 
 
+def nacked_to_dead_letter(producer, consumer, name, body):
+    """Puts one message of body into name through producer; consumer takes
+    it and nacks each of its MAX_ATTEMPTS deliveries (checking that each
+    is that message and carries its attempt number), then it is delivered
+    no more. Returns its id."""
+    [msg_id] = producer.put_confirmed(name, [body])
+    consumer.consume(name, 1)
+    for attempt in range(MAX_ATTEMPTS):
+        [(got, header, _)] = consumer.deliveries(1)
+        check(got == msg_id and header[4] == attempt,
+              "delivery %d carries attempt %r" % (attempt, header[4]))
+        consumer.nack([msg_id], 0)
+    check(nothing_delivered(consumer, 1.5), "delivered past max_attempts")
+    return msg_id
+
+
 def test_dead_letter_after_max_attempts():
     a, b = gateways()
     name = queue_name("dead")
@@ -150,14 +166,7 @@ def test_dead_letter_after_max_attempts():
     consumer = hostile.Client(b.endpoint)
     dead = hostile.Client(a.endpoint)
     try:
-        [msg_id] = producer.put_confirmed(name, ["poison"])
-        consumer.consume(name, 1)
-        for attempt in range(MAX_ATTEMPTS):
-            [(got, header, _)] = consumer.deliveries(1)
-            check(got == msg_id and header[4] == attempt,
-                  "delivery %d carries attempt %r" % (attempt, header[4]))
-            consumer.nack([msg_id], 0)
-        check(nothing_delivered(consumer, 1.5), "delivered past max_attempts")
+        msg_id = nacked_to_dead_letter(producer, consumer, name, "poison")
         dead.consume(name + ".dead", 1)
         [(got, _, body)] = dead.deliveries(1)
         check(got == msg_id and body == "poison", "the dead letter is another message")
@@ -259,12 +268,7 @@ def test_redrive_through_the_other_gateway_delivers_the_dead_letter_again():
     producer = hostile.Client(a.endpoint)
     consumer = hostile.Client(a.endpoint)
     try:
-        [msg_id] = producer.put_confirmed(name, ["again"])
-        consumer.consume(name, 1)
-        for attempt in range(MAX_ATTEMPTS):
-            [(got, _, _)] = consumer.deliveries(1)
-            consumer.nack([msg_id], 0)
-        check(nothing_delivered(consumer, 1.5), "delivered past max_attempts")
+        msg_id = nacked_to_dead_letter(producer, consumer, name, "again")
         hostile.wait_until(lambda: (stat(b, name) or {}).get("dead") == 1,
                            "B to count the dead letter")
         reply = admin(b, "REDRIVE", name)

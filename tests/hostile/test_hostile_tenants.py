@@ -17,7 +17,6 @@ import subprocess
 import sys
 
 import msgpack
-import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
@@ -27,9 +26,7 @@ from hostile import check  # noqa: E402
 SHARE = 64
 
 
-def keypair():
-    public, secret = zmq.curve_keypair()
-    return public.decode(), secret.decode()
+keypair = hostile.curve_keypair
 
 
 class Tenants:
@@ -43,11 +40,7 @@ class Tenants:
         self.ops = keypair()
         self.zqd = hostile.Zqd(args=list(args), spool=False)
         cert = os.path.join(self.zqd.dir, "server.cert")
-        with open(cert, "w") as out:
-            out.write('curve\n    public-key = "%s"\n' % self.server[0])
-        with open(cert + "_secret", "w") as out:
-            out.write('curve\n    public-key = "%s"\n    secret-key = "%s"\n' % self.server)
-        os.chmod(cert + "_secret", 0o600)
+        hostile.write_cert(cert, *self.server)
         self.zqd.config = """device
     admin = tcp://127.0.0.1:*
     curve
@@ -69,9 +62,7 @@ access
         self.admin = hostile.wait_until(lambda: self.zqd.admin, "the admin endpoint line")
 
     def options(self, pair):
-        return [(zmq.CURVE_SERVERKEY, self.server[0].encode()),
-                (zmq.CURVE_PUBLICKEY, pair[0].encode()),
-                (zmq.CURVE_SECRETKEY, pair[1].encode())]
+        return hostile.curve_options(self.server[0], pair)
 
     def client(self, pair):
         return hostile.Client(self.zqd.endpoint, options=self.options(pair))

@@ -28,7 +28,7 @@ except ImportError as error:
     sys.stderr.write("pubsub_peer: %s; install python3-zmq and python3-msgpack\n" % error)
     sys.exit(1)
 
-from peer_checks import Failure, check
+from peer_checks import Failure, check, decode_envelope
 
 WAIT_S = 20
 ZEROCOPY_MIN = 8192
@@ -54,23 +54,7 @@ def encode(subject, body, headers=None):
 
 def decode(frames):
     """Returns (subject, headers, body) of envelope frames, or raises."""
-    check(1 <= len(frames) <= 2, "envelope of %d frames" % len(frames))
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-    unpacker.feed(frames[0])
-    header = unpacker.unpack()
-    check(isinstance(header, list) and 6 <= len(header) <= 16, "header is not an array of 6-16")
-    check(header[0] == 1, "version %r" % header[0])
-    check(isinstance(header[1], bytes) and len(header[1]) == 16, "id is not 16 octets")
-    check(isinstance(header[2], str), "subject is not a str")
-    check(isinstance(header[3], int) and header[3] >= 0, "created_ms")
-    check(isinstance(header[4], int) and 0 <= header[4] < 2**32, "attempt")
-    check(isinstance(header[5], dict), "headers is not a map")
-    if len(frames) == 1:
-        body = unpacker.unpack()
-        check(unpacker.tell() == len(frames[0]), "bytes after the body")
-    else:
-        check(unpacker.tell() == len(frames[0]), "bytes after the header")
-        body = msgpack.unpackb(frames[1], raw=False)
+    header, body = decode_envelope(frames)
     return header[2], header[5], body
 
 

@@ -56,27 +56,33 @@ def parse_envelope(frame):
     return header, body
 
 
-def put_all(producer, queue, bodies):
-    """Puts each body, returns the ids once every one is confirmed."""
-    waiting = {}
-    for body in bodies:
-        msg_id, e1 = envelope(queue, body)
-        producer.send_multipart([msgpack.packb([1, PUT]), e1])
-        waiting[msg_id] = body
-    ids = list(waiting)
+def await_confirms(producer, waiting, what):
+    """Reads CONFIRMs on producer until every id of the set waiting (which
+    empties) is confirmed; each CONFIRM must carry whole 16-octet ids.
+    what names the messages when they are not all confirmed in time."""
     deadline = time.time() + DEADLINE_S
     while waiting:
         frames = recv(producer, max(0.0, deadline - time.time()))
         if frames is None:
-            fail("%d PUTs not confirmed" % len(waiting))
+            fail("%d %s not confirmed" % (len(waiting), what))
         command = msgpack.unpackb(frames[0])
         if command[1] != CONFIRM:
-            fail("expected CONFIRM, got %r" % (command,))
+            fail("expected CONFIRM for %s, got %r" % (what, command))
         blob = command[2]
         if len(blob) == 0 or len(blob) % 16:
             fail("CONFIRM ids of %d octets" % len(blob))
         for i in range(0, len(blob), 16):
-            waiting.pop(blob[i:i + 16], None)
+            waiting.discard(blob[i:i + 16])
+
+
+def put_all(producer, queue, bodies):
+    """Puts each body, returns the ids once every one is confirmed."""
+    ids = []
+    for body in bodies:
+        msg_id, e1 = envelope(queue, body)
+        producer.send_multipart([msgpack.packb([1, PUT]), e1])
+        ids.append(msg_id)
+    await_confirms(producer, set(ids), "PUTs")
     return ids
 
 
@@ -86,17 +92,7 @@ def put_batch(producer, queue, bodies):
     made = [envelope(queue, body) for body in bodies]
     frame = msgpack.packb([0x5A42] + [e1 for _, e1 in made])
     producer.send_multipart([msgpack.packb([1, PUT]), frame])
-    waiting = set(msg_id for msg_id, _ in made)
-    deadline = time.time() + DEADLINE_S
-    while waiting:
-        frames = recv(producer, max(0.0, deadline - time.time()))
-        if frames is None:
-            fail("%d PUTs of a batch not confirmed" % len(waiting))
-        command = msgpack.unpackb(frames[0])
-        if command[1] != CONFIRM:
-            fail("expected CONFIRM for a batch, got %r" % (command,))
-        for i in range(0, len(command[2]), 16):
-            waiting.discard(command[2][i:i + 16])
+    await_confirms(producer, set(msg_id for msg_id, _ in made), "PUTs of a batch")
     return [msg_id for msg_id, _ in made]
 
 

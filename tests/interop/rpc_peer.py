@@ -32,7 +32,7 @@ import time
 import msgpack
 import zmq
 
-from peer_checks import Failure, check
+from peer_checks import Failure, check, decode_envelope
 
 DEADLINE_S = 60
 COUNT = 50
@@ -62,22 +62,7 @@ def encode(msg_id, subject, attempt, headers, body_obj):
 
 def decode(frames):
     """Returns (header list, body object) of an envelope, checked strictly."""
-    check(1 <= len(frames) <= 2, "envelope of %d frames" % len(frames))
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-    unpacker.feed(frames[0])
-    header = unpacker.unpack()
-    check(isinstance(header, list) and 6 <= len(header) <= 16, "header not an array of 6..16")
-    check(header[0] == 1, "envelope version %r" % (header[0],))
-    check(isinstance(header[1], bytes) and len(header[1]) == 16, "id not 16 octets")
-    check(isinstance(header[2], str), "subject not a str")
-    check(isinstance(header[5], dict), "headers not a map")
-    if len(frames) == 1:
-        body_bytes = frames[0][unpacker.tell():]
-    else:
-        check(unpacker.tell() == len(frames[0]), "octets after the header")
-        body_bytes = frames[1]
-    check(len(body_bytes) > 0, "no body")
-    return header, msgpack.unpackb(body_bytes, raw=False, strict_map_key=False)
+    return decode_envelope(frames)
 
 
 #  ---- Starting the zq side ----------------------------------------------------

@@ -352,6 +352,16 @@ int zq_bench_read_line (int fd, int64_t deadline_ns, char *line, size_t size);
 //  ZQ_BENCH_STALL_MS).
 int zq_bench_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p);
 
+//  Consumer of the reliable pattern: connected to endpoint (">" is added)
+//  with the command line's options, consuming ZQ_BENCH_QUEUE. Returns the
+//  queue, or NULL with result->errnum set.
+zq_queue_t *zq_bench_consumer_open (zq_cli_t *cli, const char *endpoint, zq_bench_result_t *result);
+
+//  Takes one delivery of a consumer (waiting up to ZQ_BENCH_STALL_MS) and
+//  acks it, adding one to result->messages. Returns 0, or -1 with
+//  result->errnum set.
+int zq_bench_take_one (zq_queue_t *queue, zq_bench_result_t *result);
+
 //  Latency percentiles: sorts count samples (ns) and stores p50 and p99 in
 //  microseconds.
 void zq_bench_percentiles (int64_t *samples_ns, size_t count, double *p50_us, double *p99_us);

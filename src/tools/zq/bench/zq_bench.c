@@ -729,6 +729,33 @@ zq_cli_bench (zq_cli_t *cli)
                                cli->args[0]);
 }
 
+zq_queue_t *
+zq_bench_consumer_open (zq_cli_t *cli, const char *endpoint, zq_bench_result_t *result)
+{
+    char connect[1200];
+    snprintf (connect, sizeof connect, ">%s", endpoint);
+    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
+    if (!queue || zq_queue_subscribe (queue, ZQ_BENCH_QUEUE)) {
+        result->errnum = errno;
+        zq_queue_destroy (&queue);
+    }
+    return queue;
+}
+
+int
+zq_bench_take_one (zq_queue_t *queue, zq_bench_result_t *result)
+{
+    zq_msg_t *msg = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
+    if (!msg || zq_queue_ack (queue, msg)) {
+        result->errnum = errno;
+        zq_msg_destroy (&msg);
+        return -1;
+    }
+    zq_msg_destroy (&msg);
+    result->messages++;
+    return 0;
+}
+
 int
 zq_bench_drain_confirms (zq_queue_t *queue, uint64_t *confirmed_p)
 {

@@ -29,6 +29,7 @@
 #include "zq_cli.h"
 
 #ifdef HAVE_NATS
+#include "../patterns/reliable_store_jetstream.h"
 #include <nats/nats.h>
 #include <pthread.h>
 
@@ -85,15 +86,10 @@ s_direct (const char *servers, int replicas, const char *stream, uint64_t count,
     char subject[256];
     snprintf (subject, sizeof subject, "zqbench.%s", stream);
     if (status == NATS_OK) {
+        //  The stream the store makes for a queue.
         jsStreamConfig config;
-        jsStreamConfig_Init (&config);
-        const char *subjects[1] = {subject};
-        config.Name = stream;
-        config.Subjects = subjects;
-        config.SubjectsLen = 1;
-        config.Retention = js_WorkQueuePolicy;
-        config.Storage = js_FileStorage;
-        config.Replicas = replicas;
+        const char *subject_one = subject;
+        zqi_js_stream_config (&config, stream, &subject_one, replicas);
         jsStreamInfo *info = NULL;
         status = js_AddStream (&info, js, &config, NULL, NULL);
         jsStreamInfo_Destroy (info);

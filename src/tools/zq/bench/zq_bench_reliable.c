@@ -439,14 +439,9 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
     s_reliable_arg_t *arg = (s_reliable_arg_t *)arg_p;
     if (!arg->embedded)
         close (arg->go_pipe[0]);
-    char connect[1200];
-    snprintf (connect, sizeof connect, ">%s", arg->endpoint);
-    zq_queue_t *queue = zq_queue_new ("reliable", ZQ_CONSUMER, connect, cli->options);
-    if (!queue || zq_queue_subscribe (queue, ZQ_BENCH_QUEUE)) {
-        result->errnum = errno;
-        zq_queue_destroy (&queue);
+    zq_queue_t *queue = zq_bench_consumer_open (cli, arg->endpoint, result);
+    if (!queue)
         return;
-    }
     for (uint64_t i = 0; i < arg->warmup + arg->count; i++) {
         if (i == arg->warmup) {
             char go = 'g';
@@ -455,14 +450,8 @@ s_consumer (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
                 break;
             }
         }
-        zq_msg_t *msg = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
-        if (!msg || zq_queue_ack (queue, msg)) {
-            result->errnum = errno;
-            zq_msg_destroy (&msg);
+        if (zq_bench_take_one (queue, result))
             break;
-        }
-        zq_msg_destroy (&msg);
-        result->messages++;
     }
     result->end_ns = zq_bench_now_ns ();
     zq_queue_destroy (&queue); //  lingers until the acks are out
