@@ -333,8 +333,11 @@ access
         sock.setsockopt(zmq.LINGER, 0)
         check(handshake(sock, admin) == "auth", "anonymous passed the admin handshake")
         sock.close(0)
-        hostile.wait_until(lambda: "anonymous may not put private.notes" in zqd.stderr(),
-                           "the anonymous refusal's log line")
+        try:
+            hostile.wait_until(lambda: "anonymous may not put private.notes" in zqd.stderr(),
+                               "the anonymous refusal's log line")
+        except hostile.Failure as failure:
+            raise hostile.Failure("%s; zqd said: %s" % (failure, zqd.stderr()[-3000:]))
         client.close()
         zqd.stop()
     finally:
