@@ -209,6 +209,7 @@ struct _zqi_r_server_t {
     uint64_t unsettled_bytes;           //  sum of their delivered and expired bytes
     uint32_t next_session;
     zqi_log_limit_t refusal_log;      //  PUTs and settles turned down
+    zqi_log_limit_t error_log;        //  ERRORs sent to peers
     zqi_log_limit_t ack_failure_log;  //  acks the spool did not take
     zqi_log_limit_t dead_failure_log; //  messages not dead-lettered now
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
@@ -324,6 +325,8 @@ void zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index);
 
 int zqi_rs_send_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size, bool more);
 
+//  Sends ERROR code with reason to the peer at route; counts it by code and
+//  logs it (one line per ZQI_RS_LOG_IVL_MS at most, the others counted).
 void zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                         zqi_r_code_t code, const char *reason);
 

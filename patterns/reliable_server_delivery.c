@@ -250,6 +250,12 @@ zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size
 {
     if ((size_t)code < ZQI_R_CODE_COUNT)
         self->refusals[code]++;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->error_log, zqi_r_now (&self->common), ZQI_RS_LOG_IVL_MS,
+                           &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: ERROR %d to a client: %s; %" PRIu64 " more since the last line",
+                 (int)code, reason, skipped);
     if (zqi_r_put_command (&self->buf, 4, ZQI_R_ERROR) == 0 &&
         zqi_mp_put_uint (&self->buf, code) == 0 &&
         zqi_mp_put_str (&self->buf, reason, strlen (reason)) == 0)

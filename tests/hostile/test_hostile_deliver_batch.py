@@ -172,6 +172,9 @@ def test_consumer_without_element_5_gets_single_delivers():
         answer = consumer.recv_command(skip=(hostile.PING, hostile.PONG))
         check(answer and answer[0][1] == hostile.ERROR and answer[0][2] == hostile.CODE_PROTOCOL,
               "a CONSUME with a str element 5 answered %r" % (answer and answer[0],))
+        #  ... and zqd's log says so.
+        line = "ERROR %d to a client: malformed command" % hostile.CODE_PROTOCOL
+        hostile.wait_until(lambda: line in zqd.stderr(), "zqd's line for the malformed CONSUME")
         consumer.close()
         producer.close()
     finally:
