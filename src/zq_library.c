@@ -128,6 +128,14 @@ zqi_czmq_init (void)
 {
     int saved_errno = errno;
     struct sigaction int_before, term_before, int_after, term_after;
+    //  SIGINT and SIGTERM wait while CZMQ's handlers may stand in for the
+    //  host's: one arriving then would only set zsys_interrupted, which the
+    //  host never reads. Held back, it reaches the host's handler after.
+    sigset_t stops, mask_before;
+    sigemptyset (&stops);
+    sigaddset (&stops, SIGINT);
+    sigaddset (&stops, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &stops, &mask_before);
     pthread_mutex_lock (&s_czmq_init_mutex);
     sigaction (SIGINT, NULL, &int_before);
     sigaction (SIGTERM, NULL, &term_before);
@@ -138,6 +146,7 @@ zqi_czmq_init (void)
         term_after.sa_handler != term_before.sa_handler)
         zsys_handler_set (NULL);
     pthread_mutex_unlock (&s_czmq_init_mutex);
+    pthread_sigmask (SIG_SETMASK, &mask_before, NULL);
     errno = saved_errno;
 }
 
