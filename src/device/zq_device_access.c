@@ -39,7 +39,9 @@ typedef struct {
     char *name;
     char *rights[ZQI_ACCESS_OPS]; //  comma-separated patterns; "" none
     uint64_t refused;
-    zqi_log_limit_t refusal_log;
+    //  One log limiter per right, so that refusals of one kind (a stray
+    //  admin handshake, say) do not hide those of another.
+    zqi_log_limit_t refusal_log[ZQI_ACCESS_OPS];
 } s_identity_t;
 
 struct _zqi_access_t {
@@ -382,11 +384,12 @@ zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op
         return; //  an identity with every right is never refused
     found->refused++;
     uint64_t skipped;
-    if (zqi_log_limit_due (&found->refusal_log, zqi_clock_mono (self->clock), S_LOG_IVL_MS,
-                           &skipped))
+    if (op >= 0 && op < ZQI_ACCESS_OPS
+        && zqi_log_limit_due (&found->refusal_log[op], zqi_clock_mono (self->clock), S_LOG_IVL_MS,
+                              &skipped))
         zqi_log (ZQ_LOG_WARNING,
                  "zq_device: access: %s may not %s %s (%s); refusals of this identity: %" PRIu64
-                 ", %" PRIu64 " not logged since the last line",
+                 ", %" PRIu64 " not logged since this right's last line",
                  identity && *identity ? identity : ZQI_ACCESS_ANONYMOUS, zqi_access_op_name (op),
                  queue ? queue : "any queue", where, found->refused, skipped);
 }
