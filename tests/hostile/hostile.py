@@ -12,8 +12,10 @@
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,29 @@ def check(condition, text):
     """Fails the running test with text unless condition holds."""
     if not condition:
         raise Failure(text)
+
+
+def restartable_port():
+    """A free tcp port on 127.0.0.1 below the kernel's ephemeral range
+    (ip_local_port_range) and below 49152, where libzmq's "*" never looks:
+    no outgoing connection and no other test's "*" bind takes it between
+    this probe and the server's bind, or while that server is down."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            low = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    top = min(low, 49152)
+    for _ in range(100):
+        port = random.randrange(10000, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise Failure("no free port between 10000 and %d in 100 tries" % top)
 
 
 def wait_until(predicate, what, timeout_s=DEADLINE_S, step_s=0.02):

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,12 +30,6 @@ def nats_server():
     return found
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Nats:
     """count nats-server nodes with JetStream (a cluster when count > 1)."""
 
@@ -47,9 +40,9 @@ class Nats:
         for i in range(count):
             self.nodes.append({
                 "name": "n%d" % (i + 1),
-                "port": free_port(),
-                "cluster_port": free_port() if count > 1 else 0,
-                "monitor_port": free_port(),
+                "port": hostile.restartable_port(),
+                "cluster_port": hostile.restartable_port() if count > 1 else 0,
+                "monitor_port": hostile.restartable_port(),
                 "dir": os.path.join(self.dir, "n%d" % (i + 1)),
                 "process": None,
             })
@@ -76,8 +69,10 @@ class Nats:
         """True once node answers /jsz with JetStream on (and, in a cluster,
         a meta leader elected)."""
         if node["process"].poll() is not None:
-            raise hostile.Failure("nats-server %s exited %d" %
-                                  (node["name"], node["process"].returncode))
+            with open(os.path.join(self.dir, node["name"] + ".log")) as log:
+                said = log.read()[-2000:]
+            raise hostile.Failure("nats-server %s exited %d: %s" %
+                                  (node["name"], node["process"].returncode, said))
         try:
             with urllib.request.urlopen("http://127.0.0.1:%d/jsz" % node["monitor_port"],
                                         timeout=1) as answer:

@@ -11,7 +11,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -61,17 +60,11 @@ def gather_until(clients, want, got=None, timeout_s=hostile.DEADLINE_S):
 
 
 def device():
-    """A zqd on a port of its own: one the kernel picked below 49152, where
-    libzmq's "*" never looks, so no other test's zqd takes it while this
-    one is down (the producer would reach that one instead)."""
-    for _ in range(100):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        if port < 49152:
-            return hostile.Zqd(args=["--bind", "tcp://127.0.0.1:%d" % port]).start()
-    raise hostile.Failure("no port below 49152")
+    """A zqd on a port of its own (hostile.restartable_port), so that no
+    other test's zqd takes it while this one is down (the producer would
+    reach that one instead)."""
+    port = hostile.restartable_port()
+    return hostile.Zqd(args=["--bind", "tcp://127.0.0.1:%d" % port]).start()
 
 
 def stopped(pid):
