@@ -330,7 +330,12 @@ int zqi_rs_send_command (zqi_r_server_t *self, const uint8_t *route, size_t rout
 void zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                         zqi_r_code_t code, const char *reason);
 
-void zqi_rs_turned_down (zqi_r_server_t *self, const char *what, size_t size);
+//  Turns down what a peer sent that has no id to REFUSE by (a message or
+//  batch that cannot be read, a command that cannot be done): counts it
+//  among the errors and answers ERROR code with reason, whose line the log
+//  shows.
+void zqi_rs_turn_down (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
+                       zqi_r_code_t code, const char *reason);
 
 void zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_t *id,
                         const char *reason, size_t size);

@@ -262,10 +262,18 @@ zqi_rs_send_error (zqi_r_server_t *self, const uint8_t *route, size_t route_size
         zqi_rs_send_command (self, route, route_size, false);
 }
 
-//  Counts a PUT or settle the server turned down and logs it, one line per
-//  ZQI_RS_LOG_IVL_MS at most (the lines left out are counted in the next).
 void
-zqi_rs_turned_down (zqi_r_server_t *self, const char *what, size_t size)
+zqi_rs_turn_down (zqi_r_server_t *self, const uint8_t *route, size_t route_size, zqi_r_code_t code,
+                  const char *reason)
+{
+    self->common.ctx->stats->errors++;
+    zqi_rs_send_error (self, route, route_size, code, reason);
+}
+
+//  Counts a PUT the server turned down and logs it, one line per
+//  ZQI_RS_LOG_IVL_MS at most (the lines left out are counted in the next).
+static void
+s_turned_down (zqi_r_server_t *self, const char *what, size_t size)
 {
     self->common.ctx->stats->errors++;
     uint64_t skipped;
@@ -281,7 +289,7 @@ void
 zqi_rs_refuse_put (zqi_r_server_t *self, const zqi_rs_peer_t *from, const uint8_t *id,
                    const char *reason, size_t size)
 {
-    zqi_rs_turned_down (self, reason, size);
+    s_turned_down (self, reason, size);
     self->refusals[ZQI_R_CODE_INVALID]++;
     if (zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE) == 0 &&
         zqi_mp_put_bin (&self->buf, id, ZQ_MSG_ID_SIZE) == 0 &&

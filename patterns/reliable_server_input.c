@@ -213,9 +213,8 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         if (zqi_r_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "message too big", size + body_size);
         else {
-            zqi_rs_turned_down (self, "message too big, no id", size + body_size);
-            zqi_rs_send_error (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL,
-                               "message too big");
+            zqi_rs_turn_down (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL,
+                              "message too big");
         }
         return;
     }
@@ -225,11 +224,10 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
         else {
-            zqi_rs_turned_down (self, "malformed envelope, no id", size + body_size);
-            zqi_rs_send_error (self, from->route, from->route_size,
-                               failure == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
-                               failure == ZQ_EVERSION ? "unknown envelope version"
-                                                      : "malformed envelope");
+            zqi_rs_turn_down (self, from->route, from->route_size,
+                              failure == ZQ_EVERSION ? ZQI_R_CODE_VERSION : ZQI_R_CODE_PROTOCOL,
+                              failure == ZQ_EVERSION ? "unknown envelope version"
+                                                     : "malformed envelope");
         }
         return;
     }
@@ -355,11 +353,9 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
     if (zqi_batch_open (&reader, &frame, self->max_message_bytes)) {
         int failure = errno;
         zmq_msg_close (&frame);
-        zqi_rs_turned_down (
-            self, failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch", size);
-        zqi_rs_send_error (self, self->peers[peer].route, self->peers[peer].route_size,
-                           ZQI_R_CODE_PROTOCOL,
-                           failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch");
+        zqi_rs_turn_down (self, self->peers[peer].route, self->peers[peer].route_size,
+                          ZQI_R_CODE_PROTOCOL,
+                          failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch");
         return;
     }
     zmq_msg_close (&frame);
@@ -462,13 +458,10 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         case ZQI_R_CONSUME:
         case ZQI_R_CANCEL: {
             if (zqi_queue_name_check (command->text, command->text_size) < 0) {
-                zqi_rs_turned_down (self,
-                                    command->kind == ZQI_R_CONSUME
-                                        ? "a CONSUME of an invalid queue name"
-                                        : "a CANCEL of an invalid queue name",
-                                    command->text_size);
-                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_INVALID,
-                                   s_code_reason (ZQI_R_CODE_INVALID));
+                zqi_rs_turn_down (self, route, route_size, ZQI_R_CODE_INVALID,
+                                  command->kind == ZQI_R_CONSUME
+                                      ? "invalid queue name in CONSUME"
+                                      : "invalid queue name in CANCEL");
                 return;
             }
             char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
@@ -564,9 +557,7 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
                 char reason[96];
                 snprintf (reason, sizeof reason, "%zu of %zu ids not held by this consumer",
                           not_held, command->id_count);
-                zqi_rs_turned_down (self, "a settle of ids the sender does not hold",
-                                    command->id_count * ZQ_MSG_ID_SIZE);
-                zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_NOT_HELD, reason);
+                zqi_rs_turn_down (self, route, route_size, ZQI_R_CODE_NOT_HELD, reason);
             }
             return;
         }

@@ -156,7 +156,7 @@ def test_settle_only_by_holder():
             got = stranger.recv_command(SHORT_S)
             check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == CODE_NOT_HELD,
                   "settle kind %d by a stranger got %r" % (kind, got))
-        hostile.wait_until(lambda: "ids the sender does not hold" in zqd.stderr(),
+        hostile.wait_until(lambda: "ids not held by this consumer" in zqd.stderr(),
                            "a log line on the stranger's settles", timeout_s=SHORT_S)
         holder.ack([ids[1]])  # the holder's late ack of a held delivery counts
         again = holder.deliveries(1, timeout_s=SHORT_S)
