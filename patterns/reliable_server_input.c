@@ -459,9 +459,8 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
         case ZQI_R_CANCEL: {
             if (zqi_queue_name_check (command->text, command->text_size) < 0) {
                 zqi_rs_turn_down (self, route, route_size, ZQI_R_CODE_INVALID,
-                                  command->kind == ZQI_R_CONSUME
-                                      ? "invalid queue name in CONSUME"
-                                      : "invalid queue name in CANCEL");
+                                  command->kind == ZQI_R_CONSUME ? "invalid queue name in CONSUME"
+                                                                 : "invalid queue name in CANCEL");
                 return;
             }
             char key[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];

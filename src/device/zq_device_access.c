@@ -384,9 +384,9 @@ zqi_access_refused (zqi_access_t *self, const char *identity, zqi_access_op_t op
         return; //  an identity with every right is never refused
     found->refused++;
     uint64_t skipped;
-    if (op >= 0 && op < ZQI_ACCESS_OPS
-        && zqi_log_limit_due (&found->refusal_log[op], zqi_clock_mono (self->clock), S_LOG_IVL_MS,
-                              &skipped))
+    if (op >= 0 && op < ZQI_ACCESS_OPS &&
+        zqi_log_limit_due (&found->refusal_log[op], zqi_clock_mono (self->clock), S_LOG_IVL_MS,
+                           &skipped))
         zqi_log (ZQ_LOG_WARNING,
                  "zq_device: access: %s may not %s %s (%s); refusals of this identity: %" PRIu64
                  ", %" PRIu64 " not logged since this right's last line",
