@@ -47,9 +47,10 @@ def check(condition, text):
 
 def restartable_port():
     """A free tcp port on 127.0.0.1 below the kernel's ephemeral range
-    (ip_local_port_range) and below 49152, where libzmq's "*" never looks:
-    no outgoing connection and no other test's "*" bind takes it between
-    this probe and the server's bind, or while that server is down."""
+    (ip_local_port_range) and below 49152, where a "*" bind never looks
+    (zq binds through CZMQ, which hands those out from 49152 upward): no
+    outgoing connection and no other test's "*" bind takes it between this
+    probe and the server's bind, or while that server is down."""
     low = 32768
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
