@@ -151,15 +151,14 @@ ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 //  order given, when the next call on the queue finds nothing to read
 //  (zq_queue_recv finds no delivery waiting, zq_queue_events no
 //  ZQ_POLLIN), before any other command (touch, subscribe, close), when
-//  1024 wait, and at the latest ack_flush_us after the first, also when
-//  the application makes no further call: a thread of the consumer's own
-//  sends them then, holding the queue's lock, which every call on the
-//  queue holds (so a queue may be called from several threads one at a
-//  time, never at once). A consumer whose socket or fd the application
-//  took (zq_queue_sock, zq_queue_fd) to poll it itself sends each at once:
-//  no thread but the application's touches its socket. A settle that
-//  waits is the consumer's, not yet the server's: until it goes, it
-//  settles nothing (a consumer killed meanwhile gets its deliveries
+//  half the prefetch window waits (at most 1024: the server gets that
+//  credit back while the application works on the rest), and at the latest ack_flush_us after the
+//  first, also when the application makes no further call: a thread of the consumer's own sends
+//  them then, holding the queue's lock, which every call on the queue holds (so a queue may be
+//  called from several threads one at a time, never at once). A consumer whose socket or fd the
+//  application took (zq_queue_sock, zq_queue_fd) to poll it itself sends each at once: no thread
+//  but the application's touches its socket. A settle that waits is the consumer's, not yet the
+//  server's: until it goes, it settles nothing (a consumer killed meanwhile gets its deliveries
 //  redelivered, as for any unsettled one).
 //  The consumer returns once the command is sent or held: a settle the
 //  server cannot match (the delivery timed out and went to another consumer) is ignored

@@ -392,6 +392,7 @@ typedef struct {
     bool idle;     //  the thread waits with nothing held
     zqi_buf_t ids; //  the ids held, end to end
     size_t count;
+    size_t batch_max; //  ids that fill a batch: half the prefetch window, 1 to 1024
     uint8_t kind;     //  ZQI_R_ACK or ZQI_R_NACK
     int64_t number;   //  a NACK's delay_ms
     uint32_t peer;    //  several servers: the one they go to
@@ -405,7 +406,8 @@ typedef struct {
 int zqi_r_acks_open (zqi_r_acks_t *acks, zq_pattern_ctx_t *ctx, zqi_r_peers_t *peers);
 //  Holds the ACK or NACK of id to server peer (0 for one server), after
 //  sending what is held if this one cannot join it (another kind or delay
-//  or server, or the batch is full); starts the thread with the first.
+//  or server, or the batch is full), and sends the batch once it holds
+//  batch_max ids; starts the thread with the first.
 //  Returns 0, or -1 with errno ENOTSUP (nothing is held: ack_flush_us 0,
 //  the application polls the socket itself, or no thread could start;
 //  send it at once), EAGAIN (the batch is full and finds no room: try

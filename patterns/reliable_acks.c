@@ -13,7 +13,10 @@
       - the consumer sends another command (CONSUME, CANCEL, TOUCH, LEAVE,
         an ACK of another kind or for another server): the batch goes
         first, so the server sees the commands in the order given;
-      - the batch is full (S_BATCH_MAX ids);
+      - the batch holds half the consumer's prefetch window (at most
+        S_BATCH_MAX ids): the server gets that credit back while the
+        application still works on the other half, so a consumer with a
+        backlog never waits a whole round trip with nothing to do;
       - ack_flush_us passed since the first of the batch was added, even
         when the application makes no call at all (it went quiet, or
         works on something else for a long time): the flush thread;
@@ -74,6 +77,8 @@ zqi_r_acks_open (zqi_r_acks_t *self, zq_pattern_ctx_t *ctx, zqi_r_peers_t *peers
     self->ctx = ctx;
     self->peers = peers;
     self->flush_us = zqi_r_option (ctx->options, "ack_flush_us");
+    int64_t half_window = zqi_r_option (ctx->options, "prefetch") / 2;
+    self->batch_max = half_window < 1 ? 1 : half_window > S_BATCH_MAX ? S_BATCH_MAX : half_window;
     if (!self->flush_us)
         return 0;
     pthread_condattr_t attr;
@@ -181,7 +186,7 @@ zqi_r_acks_hold (zqi_r_acks_t *self, zqi_r_kind_t kind, const uint8_t *id, int64
     }
     if (self->count &&
         (kind != (zqi_r_kind_t)self->kind || (kind != ZQI_R_ACK && number != self->number) ||
-         peer != self->peer || self->count >= S_BATCH_MAX) &&
+         peer != self->peer || self->count >= self->batch_max) &&
         zqi_r_acks_flush (self) && errno == EAGAIN)
         return -1;
     if (zqi_buf_append (&self->ids, id, ZQ_MSG_ID_SIZE))
@@ -195,6 +200,9 @@ zqi_r_acks_hold (zqi_r_acks_t *self, zqi_r_kind_t kind, const uint8_t *id, int64
         if (self->idle)
             pthread_cond_signal (&self->wake);
     }
+    //  Full: it goes now (without room, it stays held and goes later).
+    if (self->count >= self->batch_max)
+        zqi_r_acks_flush (self);
     return 0;
 }
 

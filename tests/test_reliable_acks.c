@@ -157,15 +157,17 @@ raw_wait_settled (raw_server_t *self, size_t settled, int64_t deadline_ms)
     return now_ms () - start;
 }
 
-//  A consumer of "acks" on the raw server, ack_flush_us set (NULL: the
-//  default).
+//  A consumer of "acks" on the raw server, ack_flush_us and prefetch set
+//  (NULL: the default).
 static zq_queue_t *
-open_consumer (raw_server_t *server, const char *ack_flush_us)
+open_consumer_with (raw_server_t *server, const char *ack_flush_us, const char *prefetch)
 {
     zq_options_t *options = zq_options_new ();
     assert_non_null (options);
     if (ack_flush_us)
         assert_int_equal (zq_options_set (options, "ack_flush_us", ack_flush_us), 0);
+    if (prefetch)
+        assert_int_equal (zq_options_set (options, "prefetch", prefetch), 0);
     char spec[200];
     snprintf (spec, sizeof spec, ">%s", server->endpoint);
     zq_queue_t *consumer = zq_queue_new ("reliable", ZQ_CONSUMER, spec, options);
@@ -174,6 +176,12 @@ open_consumer (raw_server_t *server, const char *ack_flush_us)
     assert_int_equal (zq_queue_subscribe (consumer, "acks"), 0);
     raw_wait_consume (server);
     return consumer;
+}
+
+static zq_queue_t *
+open_consumer (raw_server_t *server, const char *ack_flush_us)
+{
+    return open_consumer_with (server, ack_flush_us, NULL);
 }
 
 //  Receives count deliveries in order and acks each.
@@ -225,6 +233,31 @@ test_acks_reach_the_server_when_the_application_goes_quiet (void **state)
     assert_int_equal (server->settled, 50);
     assert_true (server->frames <= 25);
     assert_true (took < 2000);
+    zq_queue_destroy (&consumer);
+    raw_stop (&server);
+}
+
+//  A batch holding half the prefetch window goes at once, with no further
+//  call and long before its timer (1 s): the server gets the credit back
+//  while the consumer still works on the other half.
+static void
+test_half_a_window_of_acks_goes_at_once (void **state)
+{
+    (void)state;
+    raw_server_t *server = raw_start ();
+    zq_queue_t *consumer = open_consumer_with (server, "1000000", "8");
+    raw_deliver (server, 20);
+    take_and_ack (consumer, server, 0, 4);
+    int64_t took = raw_wait_settled (server, 4, DEADLINE_MS);
+    print_message ("prefetch 8: 4 acks in %zu ACK frames, %" PRId64 " ms after the last ack\n",
+                   server->frames, took);
+    assert_int_equal (server->settled, 4);
+    assert_int_equal (server->frames, 1);
+    assert_true (took < 500);
+    take_and_ack (consumer, server, 4, 8);
+    raw_wait_settled (server, 12, 500);
+    assert_int_equal (server->settled, 12);
+    assert_int_equal (server->frames, 3);
     zq_queue_destroy (&consumer);
     raw_stop (&server);
 }
@@ -323,6 +356,7 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_acks_go_in_batches),
         cmocka_unit_test (test_acks_reach_the_server_when_the_application_goes_quiet),
+        cmocka_unit_test (test_half_a_window_of_acks_goes_at_once),
         cmocka_unit_test (test_acks_flushed_on_close),
         cmocka_unit_test (test_nacks_with_the_same_delay_go_together),
         cmocka_unit_test (test_ack_flush_zero_sends_each_at_once),
