@@ -9,7 +9,9 @@
         max_in_flight unconfirmed posts each, after a confirmed warm-up);
         all start together; timed from the first start to the last confirm;
       - drain: one consumer takes and acks that whole backlog; timed from
-        its start to its last ack;
+        its start to its last ack. Its prefetch window is its rcvhwm (1000
+        by default), the receive queue the raw consumer has, unless -o
+        prefetch gives another;
       - e2e: a consumer subscribes and takes the producers' warm-up
         messages, then the producers put count messages while it takes and
         acks them; timed from the first producer's start to the last ack.
@@ -747,8 +749,16 @@ zq_bench_device (zq_cli_t *cli)
         cli->count = 200000;
     if (!cli->given[ZQ_OPT_PRODUCERS])
         cli->producers = 2;
-    int64_t window = 0;
+    int64_t window = 0, prefetch = 0;
     zq_options_get_int (cli->options, "max_in_flight", &window);
+    if (!zq_options_is_set (cli->options, "prefetch")) {
+        //  As many deliveries in hand as the raw consumer's receive queue.
+        int64_t rcvhwm = 0;
+        zq_options_get_int (cli->options, "rcvhwm", &rcvhwm);
+        if (rcvhwm > 0)
+            zq_options_set_int (cli->options, "prefetch", rcvhwm);
+    }
+    zq_options_get_int (cli->options, "prefetch", &prefetch);
     int rounds = cli->rounds;
     s_device_arg_t arg;
     memset (&arg, 0, sizeof arg);
@@ -767,11 +777,11 @@ zq_bench_device (zq_cli_t *cli)
     s_zqd_path (zqd_path, sizeof zqd_path);
     zq_bench_progress (cli,
                        "size=%zu count=%llu in %s: %d rounds of put (%d producer processes, "
-                       "window %lld each, no consumer), drain (one consumer) and e2e, raw "
-                       "(a libzmq relay in zqd's place) then zq; zqd is %s with fsync always; "
-                       "median reported",
+                       "window %lld each, no consumer), drain (one consumer, prefetch %lld) "
+                       "and e2e, raw (a libzmq relay in zqd's place) then zq; zqd is %s with "
+                       "fsync always; median reported",
                        cli->size, (unsigned long long)cli->count, zq_bench_dir (cli), rounds,
-                       cli->producers, (long long)window, zqd_path);
+                       cli->producers, (long long)window, (long long)prefetch, zqd_path);
     int rc = 0;
     for (int round = 0; rc == 0 && round < rounds; round++) {
         rc = s_raw_round (cli, &results[round]);
@@ -802,15 +812,15 @@ zq_bench_device (zq_cli_t *cli)
                 "raw_msgs_per_s=%.0f ratio=%.3f\n",
                 cli->size, cli->producers, (unsigned long long)cli->count, rate[0], rate[3],
                 rate[0] / rate[3]);
-        printf ("device drain tcp size=%zu count=%llu msgs_per_s=%.0f raw_msgs_per_s=%.0f "
-                "ratio=%.3f\n",
+        printf ("device drain tcp size=%zu count=%llu prefetch=%lld msgs_per_s=%.0f "
+                "raw_msgs_per_s=%.0f ratio=%.3f\n",
                 cli->size,
                 (unsigned long long)(cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers),
-                rate[1], rate[4], rate[1] / rate[4]);
-        printf ("device e2e tcp size=%zu producers=%d count=%llu msgs_per_s=%.0f "
+                (long long)prefetch, rate[1], rate[4], rate[1] / rate[4]);
+        printf ("device e2e tcp size=%zu producers=%d count=%llu prefetch=%lld msgs_per_s=%.0f "
                 "raw_msgs_per_s=%.0f ratio=%.3f\n",
-                cli->size, cli->producers, (unsigned long long)cli->count, rate[2], rate[5],
-                rate[2] / rate[5]);
+                cli->size, cli->producers, (unsigned long long)cli->count, (long long)prefetch,
+                rate[2], rate[5], rate[2] / rate[5]);
         fflush (stdout);
     }
     if (rc == 0 && cli->backlog)
