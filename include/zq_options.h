@@ -105,7 +105,9 @@ typedef struct {
 //                                  (zq_queue_send fails with EAGAIN beyond); rpc server:
 //                                  routes kept for requests not yet answered (the oldest
 //                                  is forgotten beyond); reliable producer: unconfirmed
-//                                  messages held in a memory outbox
+//                                  messages held in a memory outbox (at most half of
+//                                  them sent and awaiting a confirm at once; the rest
+//                                  wait to go together as PUT batches)
 //    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one
 //                                  subdirectory per queue ("" = in memory)

@@ -77,7 +77,9 @@ extern "C" {
 //  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
 //  authoriser denies this producer's identity the queue: REFUSE code 11;
 //  the outbox dropped it). The
-//  outbox is in memory (up to max_in_flight messages) or, with option
+//  outbox is in memory (up to max_in_flight messages, at most half of
+//  them sent and unconfirmed at once: the others wait together and go as
+//  one PUT batch when confirms make room) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
 //  again, under the same id, after confirm_timeout_ms without a confirm

@@ -8,14 +8,13 @@
     crash), or else a memory outbox: each message's wire bytes beside its
     table entry, and a double-ended ring of the entries waiting to be
     sent. PUTs are sent from the outbox, at most max_in_flight awaiting a
-    confirm; each is tracked by id with its deadline (and its outbox seq
-    when durable). A CONFIRM drops the message from the outbox. No
-    confirm by the deadline (confirm_timeout_ms), a refusal's backoff
-    ending, or a sign that the server restarted or came back (its PONG),
-    gives the message back to the outbox, which hands it out first again:
-    it is sent again under the same id (the server's dedupe window keeps
-    it from being stored twice). Records of the memory outbox waiting
-    together go as one PUT batch (doc/PROTOCOL.md 19.5); a lone one goes
+    confirm (a memory outbox: half of it, so that while they wait the
+    posts after them gather to go as PUT batches); each is tracked by id with its deadline (and its
+   outbox seq when durable). A CONFIRM drops the message from the outbox. No confirm by the deadline
+   (confirm_timeout_ms), a refusal's backoff ending, or a sign that the server restarted or came
+   back (its PONG), gives the message back to the outbox, which hands it out first again: it is sent
+   again under the same id (the server's dedupe window keeps it from being stored twice). Records of
+   the memory outbox waiting together go as one PUT batch (doc/PROTOCOL.md 19.5); a lone one goes
     alone. ZMQ_IMMEDIATE is on, so records wait in the
     outbox while no server is connected.
 
@@ -120,6 +119,7 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         self->batch_max_bytes =
             batch_max < ctx->max_message_bytes ? batch_max : ctx->max_message_bytes;
     }
+    self->send_window = self->durable || self->window < 2 ? self->window : self->window / 2;
     //  What a previous run left unconfirmed goes out first.
     zqi_rp_pump (self);
     return self;
@@ -288,7 +288,7 @@ zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
     //  connected, lost or not, so it waits for input and the timers.
     bool unsent = zqi_rp_unsent (self);
     short events = ZMQ_POLLIN;
-    if (unsent && self->sent < self->window && !self->peers.multi)
+    if (unsent && self->sent < self->send_window && !self->peers.multi)
         events |= ZMQ_POLLOUT;
     return zqi_pattern_poll (self->common.ctx, self->common.handle, events, timeout_ms);
 }
@@ -308,7 +308,7 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     //  make the socket readable, so a loop watching only for input looks
     //  again at the reconnection pace.
     bool unsent = zqi_rp_unsent (self);
-    if (unsent && self->sent < self->window && now + self->connect_check_ms < due)
+    if (unsent && self->sent < self->send_window && now + self->connect_check_ms < due)
         due = now + self->connect_check_ms;
     return due > now ? due - now : 0;
 }

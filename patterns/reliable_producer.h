@@ -52,6 +52,10 @@ struct _zqi_r_producer_t {
     uint32_t held; //  messages in the memory outbox
     size_t max_record_bytes;
     uint32_t window; //  max_in_flight
+    //  PUTs sent and unconfirmed at once: window (durable outbox), or half
+    //  of it (memory outbox), so that while they wait for their confirms
+    //  the other half gathers to go as PUT batches.
+    uint32_t send_window;
     int64_t confirm_timeout_ms;
     int64_t connect_check_ms; //  records wait for a server: look this often
     zqi_r_table_t table;      //  PUTs sent, awaiting an answer (owner: the server sent to)

@@ -145,10 +145,10 @@ zqi_rp_pump (zqi_r_producer_t *self)
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
-        while (self->sent < self->window && self->ring_count) {
+        while (self->sent < self->send_window && self->ring_count) {
             if (!now)
                 now = zqi_r_now (&self->common);
-            uint32_t room = self->window - self->sent;
+            uint32_t room = self->send_window - self->sent;
             if (self->batch_max_bytes && !self->peers.multi && room > 1 && self->ring_count > 1) {
                 int sent =
                     s_pump_batch (self, room < self->ring_count ? room : self->ring_count, now);
@@ -180,7 +180,7 @@ zqi_rp_pump (zqi_r_producer_t *self)
         }
         return 0;
     }
-    while (self->sent < self->window) {
+    while (self->sent < self->send_window) {
         zq_spool_record_t record;
         if (zq_spool_next (self->outbox, &record))
             return errno == EAGAIN ? 0 : -1;

@@ -923,6 +923,140 @@ test_put_batch_falls_back_on_old_server (void **state)
     zsock_destroy (&old);
 }
 
+//  Reads the next PUT from a raw server (a ROUTER playing one), giving
+//  producer its turns meanwhile (zq_queue_events: it sends what waits):
+//  stores its route and returns its envelope frame (one message or a PUT
+//  batch).
+static zframe_t *
+raw_put_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p)
+{
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    const uint8_t put[] = {0x92, 1, 1};
+    while (true) {
+        assert_true (now_ms () < deadline);
+        assert_true (zq_queue_events (producer) >= 0);
+        zmsg_t *in = zmsg_recv (raw);
+        if (!in)
+            continue;
+        zframe_t *route = zmsg_pop (in);
+        zframe_t *command = zmsg_pop (in);
+        zframe_t *envelope = zmsg_pop (in);
+        bool is_put = command && envelope && zframe_size (command) == sizeof put &&
+                      memcmp (zframe_data (command), put, sizeof put) == 0;
+        zframe_destroy (&command);
+        zmsg_destroy (&in);
+        if (is_put) {
+            *route_p = route;
+            return envelope;
+        }
+        zframe_destroy (&route);
+        zframe_destroy (&envelope);
+    }
+}
+
+//  Waits up to 10 ms for input on a raw server, reading none.
+static void
+raw_poll (zsock_t *raw)
+{
+    zmq_pollitem_t item = {zsock_resolve (raw), 0, ZMQ_POLLIN, 0};
+    assert_true (zmq_poll (&item, 1, 10) >= 0);
+}
+
+//  Confirms count ids (16 octets each, end to end) to route.
+static void
+raw_confirm (zsock_t *raw, zframe_t **route_p, const uint8_t *ids, size_t count)
+{
+    uint8_t answer[5 + 8 * ZQ_MSG_ID_SIZE] = {0x93, 1, 2, 0xc4, (uint8_t)(count * ZQ_MSG_ID_SIZE)};
+    assert_true (count <= 8);
+    memcpy (answer + 5, ids, count * ZQ_MSG_ID_SIZE);
+    assert_int_equal (zframe_send (route_p, raw, ZFRAME_MORE), 0);
+    assert_int_equal (zmq_send (zsock_resolve (raw), answer, 5 + count * ZQ_MSG_ID_SIZE, 0),
+                      (int)(5 + count * ZQ_MSG_ID_SIZE));
+}
+
+//  A memory outbox of max_in_flight 8 keeps at most 4 PUTs unconfirmed:
+//  the first 4 posts go at once, alone; the 4 after them wait together
+//  and go as one PUT batch when the confirms open the window. The outbox
+//  holds 8 in all (a 9th post finds no room).
+static void
+test_put_batches_gather_while_the_window_is_full (void **state)
+{
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    zsock_t *raw = zsock_new (ZMQ_ROUTER);
+    assert_non_null (raw);
+    zsock_set_rcvtimeo (raw, 10);
+    assert_int_equal (zsock_bind (raw, "%s", spec + 1), 0);
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "max_in_flight", "8"), 0);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", spec + 1);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (producer);
+    //  Connected first, so that the first posts find room.
+    zq_msg_t *first = numbered ("gather", 0);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    zframe_t *route = NULL;
+    zframe_t *envelope = raw_put_recv (raw, producer, &route);
+    uint8_t ids[8 * ZQ_MSG_ID_SIZE];
+    assert_int_equal (zframe_data (envelope)[1], 1); //  [1, id, ...]: alone
+    memcpy (ids, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+    zframe_destroy (&envelope);
+    for (int n = 1; n < 8; n++) {
+        zq_msg_t *msg = numbered ("gather", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    zq_msg_t *ninth = numbered ("gather", 8);
+    assert_int_equal (zq_queue_post (producer, &ninth, 0), -1);
+    assert_int_equal (errno, EAGAIN);
+    zq_msg_destroy (&ninth);
+    //  Messages 1 to 3 went alone; 4 to 7 wait.
+    for (int n = 1; n < 4; n++) {
+        zframe_destroy (&route);
+        envelope = raw_put_recv (raw, producer, &route);
+        assert_int_equal (zframe_data (envelope)[1], 1);
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+        zframe_destroy (&envelope);
+    }
+    raw_confirm (raw, &route, ids, 4);
+    int confirmed = 0;
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (confirmed < 4) {
+        assert_true (now_ms () < deadline);
+        if (zq_queue_confirmed (producer, id) == 0)
+            confirmed++;
+        else
+            raw_poll (raw);
+    }
+    //  The 4 that waited: one frame, [tag, 4 bins], each [1, id, ...].
+    envelope = raw_put_recv (raw, producer, &route);
+    const uint8_t *data = zframe_data (envelope);
+    assert_memory_equal (data, ((uint8_t[]){0x95, 0xcd, 0x5a, 0x42}), 4);
+    size_t at = 4;
+    for (int n = 0; n < 4; n++) {
+        assert_int_equal (data[at], 0xc4);
+        size_t size = data[at + 1];
+        assert_int_equal (data[at + 3], 1);
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
+        at += 2 + size;
+    }
+    assert_int_equal (at, zframe_size (envelope));
+    zframe_destroy (&envelope);
+    raw_confirm (raw, &route, ids, 4);
+    deadline = now_ms () + DEADLINE_MS;
+    while (confirmed < 8) {
+        assert_true (now_ms () < deadline);
+        if (zq_queue_confirmed (producer, id) == 0)
+            confirmed++;
+        else
+            raw_poll (raw);
+    }
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  ---- A silent peer on the server's port -------------------------------------
 
 //  After a server restart, the producer's connection may reach something
@@ -1813,6 +1947,7 @@ main (void)
         cmocka_unit_test (test_dedupe_conflict_refused),
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
+        cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
         cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),
