@@ -227,6 +227,7 @@ typedef struct {
     uint64_t content;  //  keyed hash of the body
     int64_t stored_ms; //  monotonic ms (zqi_r_now); INT64_MIN: forgotten
     uint64_t seq;
+    uint32_t key_hash; //  the key's hash in the dedupe hash (never hashed twice)
 } zqi_r_seen_t;
 
 //  The messages stored in the last window_ms, at most max of them (the
@@ -243,8 +244,8 @@ typedef struct {
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
 void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
-//  Fills key (the fields before content; the rest zero) for id put to
-//  queue by producer (its ZAP User-Id, or NULL or "" for none).
+//  Fills key (the fields before content, and key_hash; the rest zero) for
+//  id put to queue by producer (its ZAP User-Id, or NULL or "" for none).
 void zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
                        uint32_t queue, const char *producer);
 //  Returns the keyed hash of a body, as the records keep it.

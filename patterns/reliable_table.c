@@ -77,6 +77,7 @@ zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t
         key->producer = zqi_idhash_bytes (&dedupe->hash, producer, strlen (producer));
         key->producer |= key->producer == 0;
     }
+    key->key_hash = zqi_idhash_key_hash (&dedupe->hash, (const uint8_t *)key);
 }
 
 uint64_t
@@ -93,7 +94,7 @@ s_pop (zqi_r_dedupe_t *dedupe)
 {
     zqi_r_seen_t *oldest = &dedupe->ring[dedupe->head];
     if (oldest->stored_ms != INT64_MIN)
-        zqi_idhash_remove (&dedupe->hash, dedupe->ring, S_SEEN, dedupe->head);
+        zqi_idhash_remove_hashed (&dedupe->hash, dedupe->head, oldest->key_hash);
     dedupe->head = (dedupe->head + 1) & (dedupe->capacity - 1);
     dedupe->count--;
 }
@@ -115,7 +116,12 @@ zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now)
     if (dedupe->window_ms <= 0 || !dedupe->count)
         return NULL;
     s_expire (dedupe, now);
-    uint32_t index = zqi_idhash_find (&dedupe->hash, dedupe->ring, S_SEEN, (const uint8_t *)key);
+    //  Full: the add after this lookup drops the oldest record. Both probes
+    //  land anywhere in the slots; loading that one now overlaps the two.
+    if (dedupe->count >= dedupe->max && dedupe->ring[dedupe->head].stored_ms != INT64_MIN)
+        zqi_idhash_prefetch (&dedupe->hash, dedupe->ring[dedupe->head].key_hash);
+    uint32_t index = zqi_idhash_find_hashed (&dedupe->hash, dedupe->ring, S_SEEN,
+                                             (const uint8_t *)key, key->key_hash);
     return index == ZQI_R_NONE ? NULL : &dedupe->ring[index];
 }
 
@@ -143,7 +149,7 @@ s_ring_grow (zqi_r_dedupe_t *dedupe)
     dedupe->head = 0;
     for (uint32_t i = 0; i < dedupe->count; i++)
         if (ring[i].stored_ms != INT64_MIN)
-            zqi_idhash_insert (&dedupe->hash, ring, S_SEEN, i);
+            zqi_idhash_insert_hashed (&dedupe->hash, i, ring[i].key_hash);
     return 0;
 }
 
@@ -165,7 +171,7 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t cont
     seen->stored_ms = now;
     seen->seq = seq;
     dedupe->count++;
-    zqi_idhash_insert (&dedupe->hash, dedupe->ring, S_SEEN, index);
+    zqi_idhash_insert_hashed (&dedupe->hash, index, seen->key_hash);
     return 0;
 }
 
@@ -174,10 +180,11 @@ zqi_r_dedupe_forget (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key)
 {
     if (!dedupe->count)
         return;
-    uint32_t index = zqi_idhash_find (&dedupe->hash, dedupe->ring, S_SEEN, (const uint8_t *)key);
+    uint32_t index = zqi_idhash_find_hashed (&dedupe->hash, dedupe->ring, S_SEEN,
+                                             (const uint8_t *)key, key->key_hash);
     if (index == ZQI_R_NONE)
         return;
-    zqi_idhash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);
+    zqi_idhash_remove_hashed (&dedupe->hash, index, key->key_hash);
     dedupe->ring[index].stored_ms = INT64_MIN;
 }
 
@@ -188,7 +195,7 @@ zqi_r_dedupe_forget_queue (zqi_r_dedupe_t *dedupe, uint32_t queue)
         uint32_t index = (dedupe->head + i) & (dedupe->capacity - 1);
         zqi_r_seen_t *seen = &dedupe->ring[index];
         if (seen->stored_ms != INT64_MIN && seen->queue == queue) {
-            zqi_idhash_remove (&dedupe->hash, dedupe->ring, S_SEEN, index);
+            zqi_idhash_remove_hashed (&dedupe->hash, index, seen->key_hash);
             seen->stored_ms = INT64_MIN;
         }
     }

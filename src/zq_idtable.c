@@ -94,13 +94,25 @@ zqi_idhash_reset (zqi_idhash_t *hash, uint32_t slot_count)
 }
 
 uint32_t
-zqi_idhash_find_from (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key,
-                      uint32_t *cursor)
+zqi_idhash_key_hash (const zqi_idhash_t *hash, const uint8_t *key)
+{
+    return s_hash_of (hash, key);
+}
+
+void
+zqi_idhash_prefetch (const zqi_idhash_t *hash, uint32_t key_hash)
+{
+    if (hash->slots)
+        __builtin_prefetch (&s_slots (hash)[key_hash & hash->mask]);
+}
+
+static uint32_t
+s_find_from (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key,
+             uint32_t key_hash, uint32_t *cursor)
 {
     if (!hash->slots)
         return ZQI_ID_NONE;
     const s_slot_t *slots = s_slots (hash);
-    uint32_t key_hash = s_hash_of (hash, key);
     uint32_t slot = *cursor == ZQI_ID_NONE ? key_hash & hash->mask : *cursor;
     //  A free slot ends the run of slots the key may be in.
     for (uint32_t probed = 0; probed <= hash->mask; probed++) {
@@ -119,6 +131,23 @@ zqi_idhash_find_from (const zqi_idhash_t *hash, const void *base, size_t stride,
 }
 
 uint32_t
+zqi_idhash_find_from (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key,
+                      uint32_t *cursor)
+{
+    if (!hash->slots)
+        return ZQI_ID_NONE;
+    return s_find_from (hash, base, stride, key, s_hash_of (hash, key), cursor);
+}
+
+uint32_t
+zqi_idhash_find_hashed (const zqi_idhash_t *hash, const void *base, size_t stride,
+                        const uint8_t *key, uint32_t key_hash)
+{
+    uint32_t cursor = ZQI_ID_NONE;
+    return s_find_from (hash, base, stride, key, key_hash, &cursor);
+}
+
+uint32_t
 zqi_idhash_find (const zqi_idhash_t *hash, const void *base, size_t stride, const uint8_t *key)
 {
     uint32_t cursor = ZQI_ID_NONE;
@@ -128,8 +157,13 @@ zqi_idhash_find (const zqi_idhash_t *hash, const void *base, size_t stride, cons
 void
 zqi_idhash_insert (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index)
 {
+    zqi_idhash_insert_hashed (hash, index, s_hash_of (hash, s_key (base, stride, index)));
+}
+
+void
+zqi_idhash_insert_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash)
+{
     s_slot_t *slots = s_slots (hash);
-    uint32_t key_hash = s_hash_of (hash, s_key (base, stride, index));
     uint32_t slot = key_hash & hash->mask;
     while (slots[slot].record)
         slot = (slot + 1) & hash->mask;
@@ -140,8 +174,14 @@ zqi_idhash_insert (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t
 void
 zqi_idhash_remove (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index)
 {
+    zqi_idhash_remove_hashed (hash, index, s_hash_of (hash, s_key (base, stride, index)));
+}
+
+void
+zqi_idhash_remove_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash)
+{
     s_slot_t *slots = s_slots (hash);
-    uint32_t hole = s_hash_of (hash, s_key (base, stride, index)) & hash->mask;
+    uint32_t hole = key_hash & hash->mask;
     while (slots[hole].record != index + 1) {
         ZQ_ASSERT (slots[hole].record);
         hole = (hole + 1) & hash->mask;

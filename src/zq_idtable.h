@@ -70,6 +70,18 @@ uint32_t zqi_idhash_find (const zqi_idhash_t *hash, const void *base, size_t str
 void zqi_idhash_insert (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index);
 //  Removes record index, which is in the hash.
 void zqi_idhash_remove (zqi_idhash_t *hash, const void *base, size_t stride, uint32_t index);
+//  The same, for a caller that keeps each record's key hash beside it
+//  (zqi_idhash_key_hash of its key) and so never hashes a key twice:
+//  the 32-bit hash of key; the first record with key, or ZQI_ID_NONE;
+//  adding and removing record index; and a hint to the processor to load
+//  the slot where a probe for key_hash starts (a lookup or removal that
+//  follows soon finds it in cache).
+uint32_t zqi_idhash_key_hash (const zqi_idhash_t *hash, const uint8_t *key);
+uint32_t zqi_idhash_find_hashed (const zqi_idhash_t *hash, const void *base, size_t stride,
+                                 const uint8_t *key, uint32_t key_hash);
+void zqi_idhash_insert_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash);
+void zqi_idhash_remove_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash);
+void zqi_idhash_prefetch (const zqi_idhash_t *hash, uint32_t key_hash);
 
 //  ---- The table ------------------------------------------------------------
 
