@@ -35,8 +35,9 @@ nats_now_ms (void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-int
-nats_free_port (void)
+//  One free port from the kernel, or -1.
+static int
+s_kernel_free_port (void)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET};
@@ -49,6 +50,30 @@ nats_free_port (void)
     if (fd >= 0)
         close (fd);
     return port;
+}
+
+int
+nats_free_port (void)
+{
+    //  The kernel may offer a port again once its probe is closed: a port
+    //  is handed out once per process, so that nodes started together
+    //  (client and route ports) never share one.
+    static int handed_out[256];
+    static size_t handed_count;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int port = s_kernel_free_port ();
+        if (port < 0)
+            return -1;
+        bool seen = false;
+        for (size_t i = 0; i < handed_count && !seen; i++)
+            seen = handed_out[i] == port;
+        if (seen)
+            continue;
+        if (handed_count < sizeof handed_out / sizeof handed_out[0])
+            handed_out[handed_count++] = port;
+        return port;
+    }
+    return -1;
 }
 
 //  True once something accepts on port (bounded by NATS_WAIT_MS).

@@ -45,12 +45,17 @@ def check(condition, text):
         raise Failure(text)
 
 
+_PORTS_HANDED_OUT = set()
+
+
 def restartable_port():
     """A free tcp port on 127.0.0.1 below the kernel's ephemeral range
     (ip_local_port_range) and below 49152, where a "*" bind never looks
     (zq binds through CZMQ, which hands those out from 49152 upward): no
     outgoing connection and no other test's "*" bind takes it between this
-    probe and the server's bind, or while that server is down."""
+    probe and the server's bind, or while that server is down. A port is
+    handed out once per process: servers started together (a cluster's
+    client, route and monitor ports) never get the same one."""
     low = 32768
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
@@ -60,11 +65,14 @@ def restartable_port():
     top = min(low, 49152)
     for _ in range(100):
         port = random.randrange(10000, top)
+        if port in _PORTS_HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _PORTS_HANDED_OUT.add(port)
         return port
     raise Failure("no free port between 10000 and %d in 100 tries" % top)
 
