@@ -9,6 +9,7 @@
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+import fcntl
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from hostile import check
 
 COUNT = 10000
 KILL_AFTER = 150
+PIPE_BYTES = 4096
 RELIABLE_PROC = os.path.join(hostile.BUILDDIR, "tests", "reliable_proc")
 
 
@@ -55,11 +57,17 @@ def test_consumer_killed_mid_batch_loses_nothing():
         producer.put_confirmed("killed", [{"n": n} for n in range(COUNT)])
         # A 1 s timer and a window of the whole backlog: acks wait while
         # deliveries keep coming (at most 1024 together), and the consumer
-        # is killed while it works through them (it prints each delivery
-        # before its ack; when the pipe to us is full it waits there).
+        # is killed while it works through them. It prints each delivery
+        # before its ack and waits when the pipe to us is full: a pipe of
+        # one page (a few hundred lines) stops it long before it holds
+        # the 1024 acks (half its window, at most 1024) that go at once.
+        reader, writer = os.pipe()
+        fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         proc = subprocess.Popen([RELIABLE_PROC, "-o", "ack_flush_us=1000000", "-o",
                                  "prefetch=%d" % COUNT, "consume", zqd.endpoint, "killed",
-                                 str(COUNT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 str(COUNT)], stdout=writer, stderr=subprocess.PIPE)
+        os.close(writer)
+        proc.stdout = os.fdopen(reader, "rb")
         got = []
         deadline = time.monotonic() + hostile.DEADLINE_S
         while len(got) < KILL_AFTER and time.monotonic() < deadline:
