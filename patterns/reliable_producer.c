@@ -196,6 +196,7 @@ int
 zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
 {
     const uint8_t *id = zq_msg_id (*msg_p);
+    bool posted = false;
     if (!self->sync_active || memcmp (id, self->sync_id, ZQ_MSG_ID_SIZE) != 0) {
         //  A new send, unless this message is still in the outbox from an
         //  earlier send that gave up waiting.
@@ -208,12 +209,16 @@ zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
                 zq_msg_destroy (&copy);
                 return zqi_fail (saved);
             }
+            posted = true;
         }
         memcpy (self->sync_id, id, ZQ_MSG_ID_SIZE);
         self->sync_active = true;
         self->sync_result = 1;
     }
-    if (s_work (self, false))
+    //  Just posted: the post's round has looked at the socket and sent,
+    //  and the wait that follows reads the socket's events before it
+    //  sleeps, so this round may skip the read (lazy).
+    if (s_work (self, posted))
         return -1;
     if (self->sync_result == 1)
         return zqi_fail (EAGAIN);
