@@ -107,7 +107,8 @@ typedef struct {
 //                                  is forgotten beyond); reliable producer: unconfirmed
 //                                  messages held in a memory outbox (at most half of
 //                                  them sent and awaiting a confirm at once; the rest
-//                                  wait to go together as PUT batches)
+//                                  wait to go together as PUT batches); unset, a
+//                                  producer keeps ZQ_PRODUCER_WINDOW_DEFAULT (4096)
 //    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one
 //                                  subdirectory per queue ("" = in memory)
@@ -117,7 +118,10 @@ typedef struct {
 //                                  (doc/SPOOL.md)
 //    fsync_interval_ms    100      sync period of fsync "interval"
 //    quota_bytes          0        bytes one spool may take (0 = none on disk; 256 MiB
-//                                  in memory); past it PUTs are refused with ZQ_EFULL
+//                                  in memory); past it PUTs are refused with ZQ_EFULL.
+//                                  A producer's memory outbox: wire bytes of the
+//                                  messages it holds (0 = 256 MiB; one message alone
+//                                  always fits); past it zq_queue_post waits (EAGAIN)
 //    segment_bytes        64 MiB   spool segment size (a quota needs >= 2 segments + 1 MiB)
 //    visibility_timeout_ms 30000   server: time to ack a delivery before redelivery
 //    max_attempts         10       server: deliveries before dead-lettering (0 = no limit)

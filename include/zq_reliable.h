@@ -77,9 +77,11 @@ extern "C" {
 //  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
 //  authoriser denies this producer's identity the queue: REFUSE code 11;
 //  the outbox dropped it). The
-//  outbox is in memory (up to max_in_flight messages, at most half of
-//  them sent and unconfirmed at once: the others wait together and go as
-//  one PUT batch when confirms make room) or, with option
+//  outbox is in memory (up to max_in_flight messages, by default
+//  ZQ_PRODUCER_WINDOW_DEFAULT, and quota_bytes of their wire form, by
+//  default 256 MiB; at most half of them sent and unconfirmed at once:
+//  the others wait together and go as one PUT batch when confirms make
+//  room) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
 //  again, under the same id, after confirm_timeout_ms without a confirm
@@ -115,13 +117,17 @@ extern "C" {
 //  attempt, at most nack_backoff_max_ms.
 #define ZQ_NACK_BACKOFF (-1)
 
+//  A producer's max_in_flight when the option is not set: the unconfirmed
+//  messages its outbox keeps (rpc's default, 1000, stays rpc's).
+#define ZQ_PRODUCER_WINDOW_DEFAULT 4096
+
 //  Producer: puts the message into the outbox and sends it without
 //  waiting for its confirm; takes ownership (on success *msg_p becomes
 //  NULL). Waits up to timeout_ms while the outbox is full. Returns 0, or
 //  -1 with errno, the caller keeping the message: EAGAIN (outbox full:
-//  max_in_flight unconfirmed messages in memory, or the outbox spool's
-//  quota), EINVAL, ENOTSUP (not a reliable producer), ENOTSOCK, EINTR,
-//  ETERM, ENOMEM, or a storage errno of the outbox spool.
+//  max_in_flight unconfirmed messages, or quota_bytes of them, in memory
+//  (a message alone always fits); or the outbox spool's quota), EINVAL, ENOTSUP (not a reliable
+//  producer), ENOTSOCK, EINTR, ETERM, ENOMEM, or a storage errno of the outbox spool.
 ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms);
 
 //  Producer: pops the next report about a posted message (despite the

@@ -87,7 +87,9 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
     int on = 1;
     if (!self->peers.multi && zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
         goto failed;
-    self->window = (uint32_t)zqi_r_option (ctx->options, "max_in_flight");
+    self->window = zq_options_is_set (ctx->options, "max_in_flight")
+                       ? (uint32_t)zqi_r_option (ctx->options, "max_in_flight")
+                       : ZQ_PRODUCER_WINDOW_DEFAULT;
     self->confirm_timeout_ms = zqi_r_option (ctx->options, "confirm_timeout_ms");
     self->connect_check_ms = zqi_r_option (ctx->options, "reconnect_ms");
     if (self->connect_check_ms <= 0)
@@ -115,6 +117,9 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         }
         self->ring_mask = size - 1;
         self->max_record_bytes = ctx->max_message_bytes + 64 * 1024;
+        self->memory_quota = (uint64_t)zqi_r_option (ctx->options, "quota_bytes");
+        if (self->memory_quota == 0)
+            self->memory_quota = ZQI_RP_MEMORY_QUOTA_DEFAULT;
         size_t batch_max = (size_t)zqi_r_option (ctx->options, "batch_max_bytes");
         self->batch_max_bytes =
             batch_max < ctx->max_message_bytes ? batch_max : ctx->max_message_bytes;
@@ -164,13 +169,14 @@ zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
     if (s_work (self, true))
         return -1;
     self->posted = true;
-    //  A memory outbox holds at most window messages; a durable one is
-    //  bounded by its quota. Full after a round that skipped the read:
-    //  the answers waiting may make room.
+    //  A memory outbox holds at most window messages and its quota of
+    //  bytes; a durable one is bounded by its spool's quota. Full after a
+    //  round that skipped the read: the answers waiting may make room.
     if (!self->durable) {
-        if (self->held >= self->window && self->input_skipped && s_work (self, false))
+        size_t size = zqi_msg_wire_size (*msg_p);
+        if (!zqi_rp_memory_room (self, size) && self->input_skipped && s_work (self, false))
             return -1;
-        if (self->held >= self->window)
+        if (!zqi_rp_memory_room (self, size))
             return zqi_fail (EAGAIN);
         if (zqi_rp_hold_msg (self, *msg_p))
             return -1;
@@ -279,7 +285,7 @@ zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
     int events = 0;
     if (self->report_count)
         events |= ZMQ_POLLIN;
-    if (self->durable || zqi_rp_outbox_depth (self) < self->window)
+    if (self->durable || zqi_rp_memory_room (self, 1)) //  room for a message at least
         events |= ZMQ_POLLOUT;
     return events;
 }

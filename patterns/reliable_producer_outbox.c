@@ -274,6 +274,7 @@ zqi_rp_drop (zqi_r_producer_t *self, uint32_t index)
     if (self->durable)
         zq_spool_ack (self->outbox, self->table.entries[index].seq);
     else {
+        self->held_bytes -= zmq_msg_size (self->records[index].frame);
         zqi_rp_record_free (&self->records[index]);
         self->held--;
     }
@@ -323,7 +324,15 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
     self->ring[(self->ring_head + self->ring_count) & self->ring_mask] = index;
     self->ring_count++;
     self->held++;
+    self->held_bytes += size;
     return 0;
+}
+
+bool
+zqi_rp_memory_room (const zqi_r_producer_t *self, size_t size)
+{
+    return self->held < self->window &&
+           (self->held == 0 || self->held_bytes + size <= self->memory_quota);
 }
 
 void

@@ -503,7 +503,8 @@ static const zq_option_info_t s_options[] = {
      "rpc: attempts after the first before a request fails", NULL},
     {"max_in_flight", ZQ_OPTION_INT, 1000, NULL, 1, 1000000,
      "rpc: requests a client awaits at once; routes a server keeps for unanswered requests;"
-     " reliable: unconfirmed messages a producer keeps in memory",
+     " reliable: unconfirmed messages a producer keeps in memory (unset: 4096,"
+     " ZQ_PRODUCER_WINDOW_DEFAULT)",
      NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };

@@ -1057,6 +1057,110 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     zsock_destroy (&raw);
 }
 
+//  A message whose body is a msgpack bin of size octets.
+static zq_msg_t *
+sized (size_t size)
+{
+    uint8_t *body = (uint8_t *)malloc (size + 5);
+    assert_non_null (body);
+    body[0] = 0xc6;
+    for (int octet = 0; octet < 4; octet++)
+        body[1 + octet] = (uint8_t)(size >> (8 * (3 - octet)));
+    memset (body + 5, 'q', size);
+    zq_msg_t *msg = zq_msg_new ("sized");
+    assert_non_null (msg);
+    assert_int_equal (zq_msg_set_body (msg, body, size + 5), 0);
+    free (body);
+    return msg;
+}
+
+//  With max_in_flight not set, a memory outbox keeps
+//  ZQ_PRODUCER_WINDOW_DEFAULT messages while no server takes them; the
+//  next post finds no room.
+static void
+test_a_memory_outbox_keeps_the_default_window (void **state)
+{
+    char spec[300], connect[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    snprintf (connect, sizeof connect, ">%s", spec + 1); //  nobody binds it
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, NULL);
+    assert_non_null (producer);
+    for (int n = 0; n < ZQ_PRODUCER_WINDOW_DEFAULT; n++) {
+        zq_msg_t *msg = numbered ("window", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    zq_msg_t *over = numbered ("window", ZQ_PRODUCER_WINDOW_DEFAULT);
+    assert_int_equal (zq_queue_post (producer, &over, 0), -1);
+    assert_int_equal (errno, EAGAIN);
+    zq_msg_destroy (&over);
+    zq_queue_destroy (&producer);
+}
+
+//  Takes count confirms on a producer, the raw server polled meanwhile.
+static void
+take_confirms (zq_queue_t *producer, zsock_t *raw, int count)
+{
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    for (int confirmed = 0; confirmed < count;) {
+        assert_true (now_ms () < deadline);
+        if (zq_queue_confirmed (producer, id) == 0)
+            confirmed++;
+        else
+            raw_poll (raw);
+    }
+}
+
+//  quota_bytes bounds a memory outbox in bytes: with 3000, a message
+//  larger than the quota goes in alone; two of 1000-octet bodies fit and
+//  a third waits until their confirms make room.
+static void
+test_a_memory_outbox_keeps_its_quota_of_bytes (void **state)
+{
+    char spec[300];
+    bind_spec ("ipc", spec, sizeof spec);
+    zsock_t *raw = zsock_new (ZMQ_ROUTER);
+    assert_non_null (raw);
+    zsock_set_rcvtimeo (raw, 10);
+    assert_int_equal (zsock_bind (raw, "%s", spec + 1), 0);
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, "quota_bytes", "3000"), 0);
+    char connect[300];
+    snprintf (connect, sizeof connect, ">%s", spec + 1);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
+    zq_options_destroy (&options);
+    assert_non_null (producer);
+    zframe_t *route = NULL;
+    uint8_t ids[2 * ZQ_MSG_ID_SIZE];
+    zq_msg_t *big = sized (5000);
+    assert_int_equal (zq_queue_post (producer, &big, DEADLINE_MS), 0);
+    zframe_t *envelope = raw_put_recv (raw, producer, &route);
+    memcpy (ids, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+    zframe_destroy (&envelope);
+    zq_msg_t *small = sized (10);
+    assert_int_equal (zq_queue_post (producer, &small, 0), -1);
+    assert_int_equal (errno, EAGAIN);
+    zq_msg_destroy (&small);
+    raw_confirm (raw, &route, ids, 1);
+    take_confirms (producer, raw, 1);
+    for (int n = 0; n < 2; n++) {
+        zq_msg_t *msg = sized (1000);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+        zframe_destroy (&route);
+        envelope = raw_put_recv (raw, producer, &route);
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+        zframe_destroy (&envelope);
+    }
+    zq_msg_t *third = sized (1000);
+    assert_int_equal (zq_queue_post (producer, &third, 0), -1);
+    assert_int_equal (errno, EAGAIN);
+    raw_confirm (raw, &route, ids, 2);
+    take_confirms (producer, raw, 2);
+    assert_int_equal (zq_queue_post (producer, &third, 0), 0);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  ---- A silent peer on the server's port -------------------------------------
 
 //  After a server restart, the producer's connection may reach something
@@ -1948,6 +2052,8 @@ main (void)
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
+        cmocka_unit_test (test_a_memory_outbox_keeps_the_default_window),
+        cmocka_unit_test (test_a_memory_outbox_keeps_its_quota_of_bytes),
         cmocka_unit_test (test_silent_peer_on_server_port),
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),

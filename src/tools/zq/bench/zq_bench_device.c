@@ -750,7 +750,10 @@ zq_bench_device (zq_cli_t *cli)
     if (!cli->given[ZQ_OPT_PRODUCERS])
         cli->producers = 2;
     int64_t window = 0, prefetch = 0;
-    zq_options_get_int (cli->options, "max_in_flight", &window);
+    if (zq_options_is_set (cli->options, "max_in_flight"))
+        zq_options_get_int (cli->options, "max_in_flight", &window);
+    else
+        window = ZQ_PRODUCER_WINDOW_DEFAULT;
     if (!zq_options_is_set (cli->options, "prefetch")) {
         //  As many deliveries in hand as the raw consumer's receive queue.
         int64_t rcvhwm = 0;

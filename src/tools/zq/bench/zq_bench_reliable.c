@@ -615,8 +615,11 @@ zq_bench_reliable (zq_cli_t *cli)
     if (!cli->given[ZQ_OPT_COUNT] || cli->count == 0)
         cli->count = 200000;
     uint64_t latency_count = cli->count < S_LATENCY_MAX ? cli->count : S_LATENCY_MAX;
-    int64_t window = 0;
-    zq_options_get_int (cli->options, "max_in_flight", &window);
+    int64_t window;
+    if (zq_options_is_set (cli->options, "max_in_flight"))
+        zq_options_get_int (cli->options, "max_in_flight", &window);
+    else
+        window = ZQ_PRODUCER_WINDOW_DEFAULT;
     int rounds = cli->rounds;
     s_reliable_arg_t arg;
     memset (&arg, 0, sizeof arg);
