@@ -227,7 +227,7 @@ typedef struct {
     uint64_t content;  //  keyed hash of the body
     int64_t stored_ms; //  monotonic ms (zqi_r_now); INT64_MIN: forgotten
     uint64_t seq;
-    uint32_t key_hash; //  the key's hash in the dedupe hash (never hashed twice)
+    uint32_t key_hash; //  hash of id and producer in the dedupe hash (never hashed twice)
 } zqi_r_seen_t;
 
 //  The messages stored in the last window_ms, at most max of them (the
@@ -244,6 +244,16 @@ typedef struct {
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
 void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
+//  The keyed hash of a producer's ZAP User-Id that its keys carry (0 for
+//  NULL or "": none).
+uint64_t zqi_r_dedupe_producer (const zqi_r_dedupe_t *dedupe, const char *producer);
+//  Starts loading the slot where a lookup of id from producer (as
+//  zqi_r_dedupe_producer gives it) begins and, when the dedupe is full,
+//  the slot of the record that the add after ahead others drops, so that
+//  the lookup and add of a PUT handled ahead PUTs later do not wait for
+//  memory. A hint: it changes nothing.
+void zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer,
+                            uint32_t ahead);
 //  Fills key (the fields before content, and key_hash; the rest zero) for
 //  id put to queue by producer (its ZAP User-Id, or NULL or "" for none).
 void zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,

@@ -13,6 +13,10 @@
 */
 #include "reliable_server.h"
 
+//  PUT batch elements read (and their dedupe lookups started) before the
+//  first is handled.
+#define S_LOOKAHEAD 8
+
 //  ---- Input --------------------------------------------------------------
 
 //  Returns the round's index of the peer at route, adding it; ZQI_R_NONE
@@ -359,10 +363,27 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
         return;
     }
     zmq_msg_close (&frame);
-    const uint8_t *element;
-    size_t element_size;
-    while (zqi_batch_next (&reader, &element, &element_size) == 0)
-        s_put (self, peer, element, element_size, NULL, 0, user_id);
+    //  Each element's dedupe lookup is started S_LOOKAHEAD elements before
+    //  it is handled: the lookups of a batch wait for memory together,
+    //  not one after the other. The reader is asked for exactly as many
+    //  elements as it holds, so it stays open (their octets valid) until
+    //  it is closed here.
+    uint64_t producer = zqi_r_dedupe_producer (&self->dedupe, user_id);
+    const uint8_t *ahead[S_LOOKAHEAD];
+    size_t ahead_size[S_LOOKAHEAD];
+    uint32_t total = zqi_batch_left (&reader);
+    for (uint32_t index = 0; index < total + S_LOOKAHEAD; index++) {
+        uint32_t slot = index % S_LOOKAHEAD;
+        if (index >= S_LOOKAHEAD) //  the element read S_LOOKAHEAD ago, its slot freed
+            s_put (self, peer, ahead[slot], ahead_size[slot], NULL, 0, user_id);
+        if (index < total) {
+            int rc = zqi_batch_next (&reader, &ahead[slot], &ahead_size[slot]);
+            ZQ_ASSERT (rc == 0);
+            const uint8_t *id;
+            if (zqi_r_envelope_id (ahead[slot], ahead_size[slot], &id) == 0)
+                zqi_r_dedupe_prefetch (&self->dedupe, id, producer, S_LOOKAHEAD - 1);
+        }
+    }
     zqi_batch_close (&reader);
 }
 

@@ -64,20 +64,59 @@ zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe)
     memset (dedupe, 0, sizeof *dedupe);
 }
 
+uint64_t
+zqi_r_dedupe_producer (const zqi_r_dedupe_t *dedupe, const char *producer)
+{
+    if (!producer || !*producer)
+        return 0;
+    //  Keyed by the secret seed: no producer can choose a name that lands
+    //  in another's scope. Never 0, which stands for none.
+    uint64_t hash = zqi_idhash_bytes (&dedupe->hash, producer, strlen (producer));
+    return hash | (hash == 0);
+}
+
+_Static_assert(offsetof (zqi_r_seen_t, producer) == ZQ_MSG_ID_SIZE &&
+                   offsetof (zqi_r_seen_t, queue) == ZQ_MSG_ID_SIZE + sizeof (uint64_t),
+               "a key starts with its id, then its producer");
+
+//  The hash of a key covers its id and producer, not its queue (compared
+//  whole all the same), so that it is known before the queue is: a PUT
+//  batch's lookups can be started ahead (zqi_r_dedupe_prefetch).
+static uint32_t
+s_key_hash (const zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key)
+{
+    return (uint32_t)(zqi_idhash_bytes (&dedupe->hash, key, offsetof (zqi_r_seen_t, queue)) >> 32);
+}
+
 void
 zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
                   uint32_t queue, const char *producer)
 {
     memset (key, 0, sizeof *key);
     memcpy (key->id, id, ZQ_MSG_ID_SIZE);
+    key->producer = zqi_r_dedupe_producer (dedupe, producer);
     key->queue = queue;
-    if (producer && *producer) {
-        //  Keyed by the secret seed: no producer can choose a name that
-        //  lands in another's scope. Never 0, which stands for none.
-        key->producer = zqi_idhash_bytes (&dedupe->hash, producer, strlen (producer));
-        key->producer |= key->producer == 0;
+    key->key_hash = s_key_hash (dedupe, key);
+}
+
+void
+zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer,
+                       uint32_t ahead)
+{
+    if (dedupe->window_ms <= 0 || !dedupe->count)
+        return;
+    zqi_r_seen_t key;
+    memcpy (key.id, id, ZQ_MSG_ID_SIZE);
+    key.producer = producer;
+    zqi_idhash_prefetch (&dedupe->hash, s_key_hash (dedupe, &key));
+    //  Full: the add after ahead others drops the record ahead places
+    //  after the oldest (unless some expire first).
+    if (dedupe->count >= dedupe->max && ahead < dedupe->count) {
+        const zqi_r_seen_t *dropped =
+            &dedupe->ring[(dedupe->head + ahead) & (dedupe->capacity - 1)];
+        if (dropped->stored_ms != INT64_MIN)
+            zqi_idhash_prefetch (&dedupe->hash, dropped->key_hash);
     }
-    key->key_hash = zqi_idhash_key_hash (&dedupe->hash, (const uint8_t *)key);
 }
 
 uint64_t
