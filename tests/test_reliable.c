@@ -974,12 +974,10 @@ raw_confirm (zsock_t *raw, zframe_t **route_p, const uint8_t *ids, size_t count)
                       (int)(5 + count * ZQ_MSG_ID_SIZE));
 }
 
-//  A memory outbox of max_in_flight 8 keeps at most 4 PUTs unconfirmed:
-//  the first 4 posts go at once, alone; the 4 after them wait together
-//  and go as one PUT batch when the confirms open the window. The outbox
-//  holds 8 in all (a 9th post finds no room).
-static void
-test_put_batches_gather_while_the_window_is_full (void **state)
+//  A raw ROUTER bound on a new ipc endpoint (10 ms receives), and a
+//  producer connected to it with option name set to value.
+static zq_queue_t *
+raw_server_and_producer (const char *name, const char *value, zsock_t **raw_p)
 {
     char spec[300];
     bind_spec ("ipc", spec, sizeof spec);
@@ -988,12 +986,40 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     zsock_set_rcvtimeo (raw, 10);
     assert_int_equal (zsock_bind (raw, "%s", spec + 1), 0);
     zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set (options, "max_in_flight", "8"), 0);
+    assert_int_equal (zq_options_set (options, name, value), 0);
     char connect[300];
     snprintf (connect, sizeof connect, ">%s", spec + 1);
     zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
     zq_options_destroy (&options);
     assert_non_null (producer);
+    *raw_p = raw;
+    return producer;
+}
+
+//  Takes count confirms on a producer, the raw server polled meanwhile.
+static void
+take_confirms (zq_queue_t *producer, zsock_t *raw, int count)
+{
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    for (int confirmed = 0; confirmed < count;) {
+        assert_true (now_ms () < deadline);
+        if (zq_queue_confirmed (producer, id) == 0)
+            confirmed++;
+        else
+            raw_poll (raw);
+    }
+}
+
+//  A memory outbox of max_in_flight 8 keeps at most 4 PUTs unconfirmed:
+//  the first 4 posts go at once, alone; the 4 after them wait together
+//  and go as one PUT batch when the confirms open the window. The outbox
+//  holds 8 in all (a 9th post finds no room).
+static void
+test_put_batches_gather_while_the_window_is_full (void **state)
+{
+    zsock_t *raw;
+    zq_queue_t *producer = raw_server_and_producer ("max_in_flight", "8", &raw);
     //  Connected first, so that the first posts find room.
     zq_msg_t *first = numbered ("gather", 0);
     assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
@@ -1020,16 +1046,7 @@ test_put_batches_gather_while_the_window_is_full (void **state)
         zframe_destroy (&envelope);
     }
     raw_confirm (raw, &route, ids, 4);
-    int confirmed = 0;
-    uint8_t id[ZQ_MSG_ID_SIZE];
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    while (confirmed < 4) {
-        assert_true (now_ms () < deadline);
-        if (zq_queue_confirmed (producer, id) == 0)
-            confirmed++;
-        else
-            raw_poll (raw);
-    }
+    take_confirms (producer, raw, 4);
     //  The 4 that waited: one frame, [tag, 4 bins], each [1, id, ...].
     envelope = raw_put_recv (raw, producer, &route);
     const uint8_t *data = zframe_data (envelope);
@@ -1045,14 +1062,7 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     assert_int_equal (at, zframe_size (envelope));
     zframe_destroy (&envelope);
     raw_confirm (raw, &route, ids, 4);
-    deadline = now_ms () + DEADLINE_MS;
-    while (confirmed < 8) {
-        assert_true (now_ms () < deadline);
-        if (zq_queue_confirmed (producer, id) == 0)
-            confirmed++;
-        else
-            raw_poll (raw);
-    }
+    take_confirms (producer, raw, 4);
     zq_queue_destroy (&producer);
     zsock_destroy (&raw);
 }
@@ -1096,40 +1106,14 @@ test_a_memory_outbox_keeps_the_default_window (void **state)
     zq_queue_destroy (&producer);
 }
 
-//  Takes count confirms on a producer, the raw server polled meanwhile.
-static void
-take_confirms (zq_queue_t *producer, zsock_t *raw, int count)
-{
-    uint8_t id[ZQ_MSG_ID_SIZE];
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    for (int confirmed = 0; confirmed < count;) {
-        assert_true (now_ms () < deadline);
-        if (zq_queue_confirmed (producer, id) == 0)
-            confirmed++;
-        else
-            raw_poll (raw);
-    }
-}
-
 //  quota_bytes bounds a memory outbox in bytes: with 3000, a message
 //  larger than the quota goes in alone; two of 1000-octet bodies fit and
 //  a third waits until their confirms make room.
 static void
 test_a_memory_outbox_keeps_its_quota_of_bytes (void **state)
 {
-    char spec[300];
-    bind_spec ("ipc", spec, sizeof spec);
-    zsock_t *raw = zsock_new (ZMQ_ROUTER);
-    assert_non_null (raw);
-    zsock_set_rcvtimeo (raw, 10);
-    assert_int_equal (zsock_bind (raw, "%s", spec + 1), 0);
-    zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set (options, "quota_bytes", "3000"), 0);
-    char connect[300];
-    snprintf (connect, sizeof connect, ">%s", spec + 1);
-    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
-    zq_options_destroy (&options);
-    assert_non_null (producer);
+    zsock_t *raw;
+    zq_queue_t *producer = raw_server_and_producer ("quota_bytes", "3000", &raw);
     zframe_t *route = NULL;
     uint8_t ids[2 * ZQ_MSG_ID_SIZE];
     zq_msg_t *big = sized (5000);
