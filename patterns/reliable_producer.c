@@ -163,8 +163,10 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     return unsent;
 }
 
-int
-zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
+//  Puts msg (not taken) into the outbox and sends what the window allows.
+//  Returns 0, or -1 with errno (EAGAIN: the outbox is full).
+static int
+s_accept (zqi_r_producer_t *self, const zq_msg_t *msg)
 {
     if (s_work (self, true))
         return -1;
@@ -173,28 +175,36 @@ zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
     //  bytes; a durable one is bounded by its spool's quota. Full after a
     //  round that skipped the read: the answers waiting may make room.
     if (!self->durable) {
-        size_t size = zqi_msg_wire_size (*msg_p);
+        size_t size = zqi_msg_wire_size (msg);
         if (!zqi_rp_memory_room (self, size) && self->input_skipped && s_work (self, false))
             return -1;
         if (!zqi_rp_memory_room (self, size))
             return zqi_fail (EAGAIN);
-        if (zqi_rp_hold_msg (self, *msg_p))
+        if (zqi_rp_hold_msg (self, msg))
             return -1;
     } else {
-        int rc = zq_spool_append_msg (self->outbox, *msg_p, NULL);
+        int rc = zq_spool_append_msg (self->outbox, msg, NULL);
         if (rc && errno == ZQ_EFULL && self->input_skipped) {
             if (s_work (self, false))
                 return -1;
-            rc = zq_spool_append_msg (self->outbox, *msg_p, NULL);
+            rc = zq_spool_append_msg (self->outbox, msg, NULL);
         }
         if (rc)
             return zqi_fail (errno == ZQ_EFULL ? EAGAIN : errno);
         if (zq_spool_commit (self->outbox))
             return -1;
     }
-    zq_msg_destroy (msg_p);
     //  Accepted: a socket failure here shows at the next call.
     zqi_rp_pump (self);
+    return 0;
+}
+
+int
+zqi_r_producer_post (zqi_r_producer_t *self, zq_msg_t **msg_p)
+{
+    if (s_accept (self, *msg_p))
+        return -1;
+    zq_msg_destroy (msg_p);
     return 0;
 }
 
@@ -207,14 +217,10 @@ zqi_r_producer_send (zqi_r_producer_t *self, zq_msg_t **msg_p)
         //  A new send, unless this message is still in the outbox from an
         //  earlier send that gave up waiting.
         if (zqi_r_table_find (&self->table, id) == ZQI_R_NONE) {
-            zq_msg_t *copy = zq_msg_dup (*msg_p);
-            if (!copy)
-                return zqi_fail (ENOMEM);
-            if (zqi_r_producer_post (self, &copy)) {
-                int saved = errno;
-                zq_msg_destroy (&copy);
-                return zqi_fail (saved);
-            }
+            //  The outbox keeps its own form; the caller keeps the message
+            //  until it is confirmed.
+            if (s_accept (self, *msg_p))
+                return -1;
             posted = true;
         }
         memcpy (self->sync_id, id, ZQ_MSG_ID_SIZE);
