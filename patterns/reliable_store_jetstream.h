@@ -38,6 +38,7 @@
 #define ZQI_JS_SUBJECT_ROOT    "zq.q."
 #define ZQI_JS_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
 #define ZQI_JS_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
+#define ZQI_JS_QUIET_CHECK_MS  5000   //  fetches empty this long: is the consumer still there?
 #define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
 #define ZQI_JS_PING_IVL_MS     1000   //  pings to the server on the connection ...
 #define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
@@ -53,6 +54,7 @@ typedef struct {
     uint32_t credit;
     int64_t
         failed_at;    //  monotonic ms (the config's clock) when binding last failed (0: it did not)
+    int64_t quiet_at; //  fetcher only: since when its fetches came back empty (0: they did not)
     bool stream_made; //  its stream is known to exist (puts skip the check)
 } zqi_js_queue_t;
 

@@ -11,6 +11,7 @@
     =========================================================================
 */
 #include "reliable_store_jetstream.h"
+#include "zq_internal.h"
 
 #include <time.h>
 
@@ -110,6 +111,35 @@ s_eligible (zqi_js_queue_t *queue, const zqi_clock_t *clock)
            (!queue->failed_at || zqi_clock_mono (clock) - queue->failed_at >= ZQI_JS_BIND_RETRY_MS);
 }
 
+//  Fetcher thread, after a fetch on queue's sub that gave status: true
+//  when its durable consumer is gone (deleted by hand, or lost by the
+//  cluster), so that fetches would only ever time out. A fetch that fails
+//  says so (the first after a deletion does); fetches that come back empty
+//  for ZQI_JS_QUIET_CHECK_MS ask the cluster whether the consumer is there.
+static bool
+s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
+{
+    if (status == NATS_OK) {
+        queue->quiet_at = 0;
+        return false;
+    }
+    if (status != NATS_TIMEOUT)
+        return true;
+    int64_t now = zqi_clock_mono (self->config.clock);
+    if (!queue->quiet_at || now - queue->quiet_at < ZQI_JS_QUIET_CHECK_MS) {
+        if (!queue->quiet_at)
+            queue->quiet_at = now;
+        return false;
+    }
+    queue->quiet_at = now;
+    jsConsumerInfo *info = NULL;
+    jsErrCode code = 0;
+    natsStatus found =
+        js_GetConsumerInfo (&info, self->js, queue->stream, ZQI_JS_DURABLE, NULL, &code);
+    jsConsumerInfo_Destroy (info);
+    return found == NATS_NOT_FOUND;
+}
+
 //  The fetcher's pause: up to ZQI_JS_IDLE_WAIT_MS, or until woken (a want,
 //  the store closing). Call with the lock held.
 static void
@@ -188,7 +218,19 @@ zqi_js_fetcher (void *arg)
                 s_take (self, queue, name, msg);
             }
         natsMsgList_Destroy (&list);
+        bool gone = s_consumer_gone (self, queue, status);
         pthread_mutex_lock (&self->lock);
+        if (gone && queue->sub == sub) {
+            //  Bound again on a next round (made again if it is missing).
+            //  Deliveries taken from the old binding may still be settled
+            //  through it: it is freed when the store closes.
+            zlistx_add_end (self->retired, sub);
+            queue->sub = NULL;
+            queue->quiet_at = 0;
+            zqi_log (ZQ_LOG_WARNING,
+                     "reliable: JetStream consumer of queue %s is gone (%s): binding it again",
+                     name, status == NATS_TIMEOUT ? "not found" : natsStatus_GetText (status));
+        }
         if (status != NATS_OK && status != NATS_TIMEOUT) {
             //  The cluster is away (a leader election, a lost link): pause
             //  briefly instead of spinning.

@@ -321,6 +321,44 @@ test_purge_remove_and_bad_config (void **state)
     assert_int_equal (errno, EINVAL);
 }
 
+//  The store's consumer deleted behind its back (an operator, or a
+//  cluster that lost it): the store makes it again and delivery goes on.
+static void
+test_a_deleted_consumer_is_made_again (void **state)
+{
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    s_put_all (store, "jobs.gone", 0, 5);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.gone", 10), 0);
+    zqi_store_delivery_t *got[10] = {0};
+    assert_int_equal (s_collect (store, NULL, got, 5, WAIT_MS), 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got[i]);
+    }
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    assert_int_equal (zqi_store_stream_name ("T", "jobs.gone", stream, sizeof stream), 0);
+    natsConnection *connection = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal (natsConnection_ConnectTo (&connection, s_url), NATS_OK);
+    assert_int_equal (natsConnection_JetStream (&js, connection, NULL), NATS_OK);
+    assert_int_equal (js_DeleteConsumer (js, stream, "zq", NULL, NULL), NATS_OK);
+    jsCtx_Destroy (js);
+    natsConnection_Destroy (connection);
+    s_put_all (store, "jobs.gone", 5, 5);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.gone", 10), 0);
+    size_t count = s_collect (store, NULL, got, 5, WAIT_MS);
+    assert_int_equal (count, 5);
+    for (size_t i = 0; i < count; i++) {
+        uint32_t n;
+        memcpy (&n, got[i]->id, sizeof n);
+        assert_true (n >= 5 && n < 10);
+        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got[i]);
+    }
+    zqi_store_jetstream.destroy (&store);
+}
+
 int
 main (void)
 {
@@ -331,6 +369,7 @@ main (void)
         cmocka_unit_test (test_nack_delay_and_touch),
         cmocka_unit_test (test_timeout_and_dead_letter),
         cmocka_unit_test (test_purge_remove_and_bad_config),
+        cmocka_unit_test (test_a_deleted_consumer_is_made_again),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.
