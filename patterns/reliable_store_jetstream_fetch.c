@@ -113,9 +113,12 @@ s_eligible (zqi_js_queue_t *queue, const zqi_clock_t *clock)
 
 //  Fetcher thread, after a fetch on queue's sub that gave status: true
 //  when its durable consumer is gone (deleted by hand, or lost by the
-//  cluster), so that fetches would only ever time out. A fetch that fails
-//  says so (the first after a deletion does); fetches that come back empty
-//  for ZQI_JS_QUIET_CHECK_MS ask the cluster whether the consumer is there.
+//  cluster), fetches on it only ever timing out. The cluster is asked
+//  (a blocking request) after a failed fetch (the first after a deletion
+//  fails), at most once per ZQI_JS_BIND_RETRY_MS, and after fetches came
+//  back empty for ZQI_JS_QUIET_CHECK_MS. Only its answer "not found"
+//  counts: a cluster that is away (an election, a lost link) is not a
+//  reason to bind again.
 static bool
 s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
 {
@@ -123,15 +126,16 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
         queue->quiet_at = 0;
         return false;
     }
-    if (status != NATS_TIMEOUT)
-        return true;
     int64_t now = zqi_clock_mono (self->config.clock);
-    if (!queue->quiet_at || now - queue->quiet_at < ZQI_JS_QUIET_CHECK_MS) {
+    if (status == NATS_TIMEOUT) {
         if (!queue->quiet_at)
             queue->quiet_at = now;
+        if (now - queue->quiet_at < ZQI_JS_QUIET_CHECK_MS ||
+            now - queue->checked_at < ZQI_JS_QUIET_CHECK_MS)
+            return false;
+    } else if (now - queue->checked_at < ZQI_JS_BIND_RETRY_MS)
         return false;
-    }
-    queue->quiet_at = now;
+    queue->checked_at = now;
     jsConsumerInfo *info = NULL;
     jsErrCode code = 0;
     natsStatus found =
@@ -228,8 +232,7 @@ zqi_js_fetcher (void *arg)
             queue->sub = NULL;
             queue->quiet_at = 0;
             zqi_log (ZQ_LOG_WARNING,
-                     "reliable: JetStream consumer of queue %s is gone (%s): binding it again",
-                     name, status == NATS_TIMEOUT ? "not found" : natsStatus_GetText (status));
+                     "reliable: JetStream consumer of queue %s is gone: binding it again", name);
         }
         if (status != NATS_OK && status != NATS_TIMEOUT) {
             //  The cluster is away (a leader election, a lost link): pause
