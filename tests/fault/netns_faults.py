@@ -233,6 +233,16 @@ class Proc:
             return err.read()
 
 
+def no_steady_stream(within_s, producer, consumer, device=None):
+    """The failure of a warm-up that did not get going, with what the
+    device (if given), zq put and zq get said last."""
+    said = [("zqd", device)] if device else []
+    said += [("zq put", producer), ("zq get", consumer)]
+    return Failure("no steady stream within %.0f s: %d confirmed, %d delivered; %s" %
+                   (within_s, producer.count(), consumer.count(),
+                    "; ".join("%s: %s" % (name, proc.stderr()[-800:]) for name, proc in said)))
+
+
 def body_number(line):
     try:
         return int(json.loads(line)["n"])
@@ -385,8 +395,7 @@ def run_case(net, case):
                         work, "producer", stdin=True, parse=int)
         feeder = Feeder(producer, RATE)
         if not wait_until(lambda: producer.count() >= 50 and consumer.count() >= 50, WARM_S):
-            raise Failure("no steady stream within %.0f s: %d confirmed, %d delivered" %
-                          (WARM_S, producer.count(), consumer.count()))
+            raise no_steady_stream(WARM_S, producer, consumer)
         before = (producer.count(), consumer.count())
         if kind == "link":
             net.partition(target, mode)
@@ -577,9 +586,7 @@ def run_js_case(net, case, index):
     try:
         if not wait_until(lambda: producer.count() >= 50 and consumer.count() >= 50,
                           WARM_S + START_S):
-            raise Failure("no steady stream within %.0f s: %d confirmed, %d delivered; zqd: %s" %
-                          (WARM_S + START_S, producer.count(), consumer.count(),
-                           gateway.proc.stderr()[-500:]))
+            raise no_steady_stream(WARM_S + START_S, producer, consumer, gateway.proc)
         node = js_gateway_node(net)
         cut = time.monotonic()
         net.partition(node, mode)
