@@ -119,6 +119,18 @@ s_put_all (zqi_store_t *store, const char *queue, uint32_t first, uint32_t count
     free (results);
 }
 
+//  Waits (up to WAIT_MS) until queue's stream holds no message.
+static void
+s_wait_empty (zqi_store_t *store, const char *queue)
+{
+    zqi_store_stat_t stat = {0};
+    int64_t until = s_now_ms () + WAIT_MS;
+    do
+        assert_int_equal (zqi_store_jetstream.stat (store, queue, &stat), 0);
+    while (stat.messages && s_now_ms () < until && poll (NULL, 0, 20) == 0);
+    assert_int_equal (stat.messages, 0);
+}
+
 static void
 test_stream_name (void **state)
 {
@@ -175,12 +187,7 @@ test_put_get_ack_two_gateways (void **state)
         zqi_store_jetstream.delivery_destroy (&got[i]);
     }
     //  Acked: gone from the stream (work-queue retention), never again.
-    zqi_store_stat_t stat = {0};
-    int64_t until = s_now_ms () + WAIT_MS;
-    do
-        assert_int_equal (zqi_store_jetstream.stat (b, "jobs.one", &stat), 0);
-    while (stat.messages && s_now_ms () < until && poll (NULL, 0, 20) == 0);
-    assert_int_equal (stat.messages, 0);
+    s_wait_empty (b, "jobs.one");
     assert_int_equal (zqi_store_jetstream.want (a, "jobs.one", 10), 0);
     assert_int_equal (s_collect (a, b, got, 1, VISIBILITY_MS + 500), 0);
     zqi_store_jetstream.destroy (&a);
@@ -338,12 +345,7 @@ test_a_deleted_consumer_is_made_again (void **state)
     }
     //  The acks are not waited for: the five leave the stream once they
     //  land (else the new consumer would rightly deliver them again).
-    zqi_store_stat_t stat = {0};
-    int64_t until = s_now_ms () + WAIT_MS;
-    do
-        assert_int_equal (zqi_store_jetstream.stat (store, "jobs.gone", &stat), 0);
-    while (stat.messages && s_now_ms () < until && poll (NULL, 0, 20) == 0);
-    assert_int_equal (stat.messages, 0);
+    s_wait_empty (store, "jobs.gone");
     char stream[ZQI_STORE_NAME_MAX + 1];
     assert_int_equal (zqi_store_stream_name ("T", "jobs.gone", stream, sizeof stream), 0);
     natsConnection *connection = NULL;
