@@ -272,7 +272,8 @@ s_grow (zqi_idtable_t *table)
     if (!entries)
         return zqi_fail (ENOMEM);
     table->entries = entries;
-    uint32_t *heap = (uint32_t *)realloc (table->heap, (size_t)capacity * sizeof (uint32_t));
+    zqi_idtable_timer_t *heap = (zqi_idtable_timer_t *)realloc (
+        table->heap, (size_t)capacity * sizeof (zqi_idtable_timer_t));
     if (!heap)
         return zqi_fail (ENOMEM);
     table->heap = heap;
@@ -311,34 +312,34 @@ zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
     return index;
 }
 
-//  The heap moves a hole rather than swapping: each step copies one entry
-//  index into the hole and notes its new position.
+//  The heap moves a hole rather than swapping: each step copies one slot
+//  into the hole and notes its entry's new position. Slots carry their
+//  due time, so a comparison reads the heap alone.
 static inline int64_t
 s_due_at (const zqi_idtable_t *table, uint32_t position)
 {
-    return *s_due (table, table->heap[position]);
+    return table->heap[position].due;
 }
 
 static inline void
-s_heap_put (zqi_idtable_t *table, uint32_t position, uint32_t index)
+s_heap_put (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
 {
-    table->heap[position] = index;
-    *s_heap_index (table, index) = position;
+    table->heap[position] = timer;
+    *s_heap_index (table, timer.index) = position;
 }
 
-//  Puts index in the hole at position, or above it if it is due earlier.
+//  Puts timer in the hole at position, or above it if it is due earlier.
 static void
-s_heap_up (zqi_idtable_t *table, uint32_t position, uint32_t index)
+s_heap_up (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
 {
-    int64_t due = *s_due (table, index);
     while (position > 0) {
         uint32_t parent = (position - 1) / 2;
-        if (!(due < s_due_at (table, parent)))
+        if (!(timer.due < s_due_at (table, parent)))
             break;
         s_heap_put (table, position, table->heap[parent]);
         position = parent;
     }
-    s_heap_put (table, position, index);
+    s_heap_put (table, position, timer);
 }
 
 //  The child of position that is due first, or ZQI_ID_NONE at a leaf.
@@ -353,19 +354,18 @@ s_earlier_child (const zqi_idtable_t *table, uint32_t position)
     return child;
 }
 
-//  Puts index in the hole at position, or below it if it is due later.
+//  Puts timer in the hole at position, or below it if it is due later.
 static void
-s_heap_down (zqi_idtable_t *table, uint32_t position, uint32_t index)
+s_heap_down (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
 {
-    int64_t due = *s_due (table, index);
     while (true) {
         uint32_t child = s_earlier_child (table, position);
-        if (child == ZQI_ID_NONE || !(s_due_at (table, child) < due))
+        if (child == ZQI_ID_NONE || !(s_due_at (table, child) < timer.due))
             break;
         s_heap_put (table, position, table->heap[child]);
         position = child;
     }
-    s_heap_put (table, position, index);
+    s_heap_put (table, position, timer);
 }
 
 void
@@ -374,17 +374,17 @@ zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index)
     uint32_t position = *s_heap_index (table, index);
     if (position == ZQI_ID_NONE)
         return;
-    ZQ_ASSERT (position < table->heap_size && table->heap[position] == index);
+    ZQ_ASSERT (position < table->heap_size && table->heap[position].index == index);
     *s_heap_index (table, index) = ZQI_ID_NONE;
     uint32_t last = --table->heap_size;
     if (position == last)
         return;
-    //  The last entry is usually due late (timers are mostly set in
+    //  The last slot is usually due late (timers are mostly set in
     //  increasing order): move the hole down to a leaf along the earlier
-    //  children, one comparison a level, then let the last entry rise
-    //  from there. Entries raised on the way stay above their children
+    //  children, one comparison a level, then let the last slot rise
+    //  from there. Slots raised on the way stay above their children
     //  and below their parents, so it may rise past position.
-    uint32_t moved = table->heap[last];
+    zqi_idtable_timer_t moved = table->heap[last];
     for (uint32_t child; (child = s_earlier_child (table, position)) != ZQI_ID_NONE;) {
         s_heap_put (table, position, table->heap[child]);
         position = child;
@@ -396,13 +396,14 @@ void
 zqi_idtable_schedule (zqi_idtable_t *table, uint32_t index, int64_t due)
 {
     *s_due (table, index) = due;
+    zqi_idtable_timer_t timer = {due, index};
     uint32_t position = *s_heap_index (table, index);
     if (position == ZQI_ID_NONE)
-        s_heap_up (table, table->heap_size++, index);
+        s_heap_up (table, table->heap_size++, timer);
     else if (position > 0 && due < s_due_at (table, (position - 1) / 2))
-        s_heap_up (table, position, index);
+        s_heap_up (table, position, timer);
     else
-        s_heap_down (table, position, index);
+        s_heap_down (table, position, timer);
 }
 
 void

@@ -11,7 +11,9 @@
                        choose ids that pile up in one run of slots.
         zqi_idtable_t  a slab of entries (caller-defined structs that start
                        with a 16-byte id) with such a hash, a free list and
-                       a binary min-heap of the entries' due times. Indexes
+                       a binary min-heap of the entries' due times (each
+                       heap slot holds its due time beside the entry's
+                       index, so sifting reads no entry). Indexes
                        stay valid across adds; pointers do not.
 
     This Source Code Form is subject to the terms of the Mozilla Public
@@ -104,6 +106,12 @@ typedef struct {
             offsetof (type, in_use)                                                                \
     }
 
+//  A heap slot: the entry's due time, copied, and its index.
+typedef struct {
+    int64_t due;
+    uint32_t index;
+} zqi_idtable_timer_t;
+
 //  entries, capacity and count come first, in this order, so that a user
 //  may overlay them with a typed pointer (a union with an anonymous struct
 //  of the same three members) and read its entries as an array.
@@ -115,7 +123,7 @@ typedef struct {
     uint32_t free_head;
     zqi_idtable_layout_t layout;
     zqi_idhash_t hash;
-    uint32_t *heap; //  entry indexes, a binary min-heap on due
+    zqi_idtable_timer_t *heap; //  a binary min-heap on due
     uint32_t heap_size;
 } zqi_idtable_t;
 
@@ -146,7 +154,7 @@ void zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index);
 static inline uint32_t
 zqi_idtable_first (const zqi_idtable_t *table)
 {
-    return table->heap_size ? table->heap[0] : ZQI_ID_NONE;
+    return table->heap_size ? table->heap[0].index : ZQI_ID_NONE;
 }
 //  The entry at index, as a pointer into the slab (valid until an add).
 static inline void *
