@@ -152,8 +152,9 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     }
     zq_spool_destroy (&self->outbox);
     for (uint32_t index = 0; index < self->records_capacity; index++)
-        zqi_rp_record_free (&self->records[index]);
+        zqi_rp_record_free (self, &self->records[index]);
     free (self->records);
+    zqi_rp_spare_free (self);
     free (self->ring);
     zqi_r_table_free (&self->table);
     free (self->reports);

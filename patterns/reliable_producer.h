@@ -29,11 +29,25 @@ enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
 //  (as a spool in memory).
 #define ZQI_RP_MEMORY_QUOTA_DEFAULT (256 * 1024 * 1024)
 
-//  A message of the memory outbox: the frame of its one-frame wire form,
-//  written once; each send passes libzmq a reference to it (zmq_msg_copy
-//  shares the bytes), never a copy. NULL: a free slot.
+//  The largest wire form a memory outbox keeps in a block of its own, and
+//  how many free blocks it keeps for the next messages (at most
+//  ZQI_RP_SMALL_BYTES * ZQI_RP_SMALL_SPARE bytes, 512 KiB, beyond the
+//  messages held).
+#define ZQI_RP_SMALL_BYTES 512
+#define ZQI_RP_SMALL_SPARE 1024
+
+//  A message of the memory outbox: its one-frame wire form, written once.
+//  A small one (at most ZQI_RP_SMALL_BYTES) is in a block the outbox
+//  reuses, taken from its free blocks without malloc, and a send copies
+//  it; a larger one is a libzmq frame, and each send passes a reference
+//  to it (zmq_msg_copy shares the bytes), never a copy. size 0: a free
+//  slot.
 typedef struct {
-    zmq_msg_t *frame;
+    uint32_t size;
+    union {
+        uint8_t *small; //  size <= ZQI_RP_SMALL_BYTES
+        zmq_msg_t *frame;
+    };
 } zqi_rp_record_t;
 
 typedef struct {
@@ -53,6 +67,8 @@ struct _zqi_r_producer_t {
     uint32_t ring_mask;
     uint32_t ring_head;
     uint32_t ring_count;
+    uint8_t *spare; //  free small blocks, chained through their first bytes
+    uint32_t spare_count;
     uint32_t held;         //  messages in the memory outbox
     uint64_t held_bytes;   //  their wire bytes
     uint64_t memory_quota; //  most wire bytes it holds (at least one message)
@@ -115,8 +131,11 @@ bool zqi_rp_unsent (zqi_r_producer_t *self);
 //  Drops a message from the outbox (confirmed, or never storable).
 void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
 
-//  Frees a record of the memory outbox (a free slot stays free).
-void zqi_rp_record_free (zqi_rp_record_t *record);
+//  Frees a record of the memory outbox (a free slot stays free); a small
+//  block goes to the free blocks, or to free when ZQI_RP_SMALL_SPARE wait.
+void zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record);
+//  Frees the outbox's free small blocks (when the producer closes).
+void zqi_rp_spare_free (zqi_r_producer_t *self);
 //  Memory outbox: takes the message's wire form in, queued to be sent.
 //  Returns 0, or -1 with errno ZQ_ETOOBIG or ENOMEM.
 int zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg);

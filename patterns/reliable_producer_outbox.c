@@ -22,21 +22,82 @@ zqi_rp_outbox_depth (zqi_r_producer_t *self)
     return stats.depth;
 }
 
-void
-zqi_rp_record_free (zqi_rp_record_t *record)
+//  The record's wire bytes.
+static inline uint8_t *
+s_record_data (const zqi_rp_record_t *record)
 {
-    if (record->frame) {
-        zmq_msg_close (record->frame);
-        free (record->frame);
-        record->frame = NULL;
-    }
+    return record->size <= ZQI_RP_SMALL_BYTES ? record->small
+                                              : (uint8_t *)zmq_msg_data (record->frame);
 }
 
-//  Sends the record's frame (a reference to it) with flags. Returns 0, or
-//  -1 with errno of zmq_msg_send.
-static int
-s_record_send (zqi_rp_record_t *record, void *handle, int flags)
+void
+zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
 {
+    if (!record->size)
+        return;
+    if (record->size > ZQI_RP_SMALL_BYTES) {
+        zmq_msg_close (record->frame);
+        free (record->frame);
+    } else if (self->spare_count < ZQI_RP_SMALL_SPARE) {
+        memcpy (record->small, &self->spare, sizeof self->spare);
+        self->spare = record->small;
+        self->spare_count++;
+    } else
+        free (record->small);
+    record->size = 0;
+}
+
+//  Frees the outbox's free small blocks.
+void
+zqi_rp_spare_free (zqi_r_producer_t *self)
+{
+    while (self->spare) {
+        uint8_t *block = self->spare;
+        memcpy (&self->spare, block, sizeof self->spare);
+        free (block);
+    }
+    self->spare_count = 0;
+}
+
+//  Makes a record for size wire bytes (> 0) and returns where they go,
+//  or NULL with errno ENOMEM.
+static uint8_t *
+s_record_make (zqi_r_producer_t *self, zqi_rp_record_t *record, size_t size)
+{
+    if (size <= ZQI_RP_SMALL_BYTES) {
+        uint8_t *block = self->spare;
+        if (block) {
+            memcpy (&self->spare, block, sizeof self->spare);
+            self->spare_count--;
+        } else if (!(block = (uint8_t *)malloc (ZQI_RP_SMALL_BYTES))) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        record->small = block;
+    } else {
+        zmq_msg_t *frame = (zmq_msg_t *)malloc (sizeof (zmq_msg_t));
+        if (!frame || zmq_msg_init_size (frame, size)) {
+            free (frame);
+            errno = ENOMEM;
+            return NULL;
+        }
+        record->frame = frame;
+    }
+    record->size = (uint32_t)size;
+    return s_record_data (record);
+}
+
+//  Sends the record's bytes with flags: a copy of a small one, a
+//  reference to a frame. Returns 0, or -1 with errno of libzmq.
+static int
+s_record_send (const zqi_rp_record_t *record, void *handle, int flags)
+{
+    if (record->size <= ZQI_RP_SMALL_BYTES) {
+        if (zmq_send (handle, record->small, record->size, flags) == -1)
+            return -1;
+        ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES); //  zmq_send copies
+        return 0;
+    }
     zmq_msg_t reference;
     zmq_msg_init (&reference);
     if (zmq_msg_copy (&reference, record->frame) ||
@@ -63,11 +124,10 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
     for (uint32_t i = 0; i < count; i++) {
         zqi_rp_record_t *record =
             &self->records[self->ring[(self->ring_head + i) & self->ring_mask]];
-        size_t size = zmq_msg_size (record->frame);
-        uint8_t *into = zqi_batch_reserve (&batch, size, self->batch_max_bytes);
+        uint8_t *into = zqi_batch_reserve (&batch, record->size, self->batch_max_bytes);
         if (!into)
             break;
-        memcpy (into, zmq_msg_data (record->frame), size);
+        memcpy (into, s_record_data (record), record->size);
         ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
     }
     uint32_t taken = batch.count;
@@ -274,8 +334,8 @@ zqi_rp_drop (zqi_r_producer_t *self, uint32_t index)
     if (self->durable)
         zq_spool_ack (self->outbox, self->table.entries[index].seq);
     else {
-        self->held_bytes -= zmq_msg_size (self->records[index].frame);
-        zqi_rp_record_free (&self->records[index]);
+        self->held_bytes -= self->records[index].size;
+        zqi_rp_record_free (self, &self->records[index]);
         self->held--;
     }
     zqi_r_table_remove (&self->table, index);
@@ -291,17 +351,13 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
         return zqi_fail (ZQ_ETOOBIG);
     if (zqi_r_table_find (&self->table, zq_msg_id (msg)) != ZQI_R_NONE)
         return 0; //  the same message posted twice: one copy is enough
-    zmq_msg_t *frame = (zmq_msg_t *)malloc (sizeof (zmq_msg_t));
-    if (!frame)
-        return zqi_fail (ENOMEM);
-    if (zmq_msg_init_size (frame, size)) {
-        free (frame);
-        return zqi_fail (ENOMEM);
-    }
-    zqi_rp_record_t record = {frame};
+    zqi_rp_record_t record = {0, {NULL}};
+    uint8_t *wire = s_record_make (self, &record, size);
+    if (!wire)
+        return -1;
     uint32_t index = zqi_r_table_add (&self->table, zq_msg_id (msg));
     if (index == ZQI_R_NONE) {
-        zqi_rp_record_free (&record);
+        zqi_rp_record_free (self, &record);
         return zqi_fail (ENOMEM);
     }
     if (self->table.capacity > self->records_capacity) {
@@ -309,7 +365,7 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
             self->records, self->table.capacity * sizeof (zqi_rp_record_t));
         if (!records) {
             zqi_r_table_remove (&self->table, index);
-            zqi_rp_record_free (&record);
+            zqi_rp_record_free (self, &record);
             return zqi_fail (ENOMEM);
         }
         memset (records + self->records_capacity, 0,
@@ -317,7 +373,7 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
         self->records = records;
         self->records_capacity = self->table.capacity;
     }
-    zqi_msg_wire_write (msg, (uint8_t *)zmq_msg_data (frame));
+    zqi_msg_wire_write (msg, wire);
     ZQI_COUNT (ZQI_COUNT_PRODUCER_COPIES);
     self->records[index] = record;
     self->table.entries[index].state = ZQI_RP_QUEUED;

@@ -72,8 +72,10 @@ fixture_stop (fixture_t *self)
 
 //  Each message is put (its confirm awaited), received and acked before
 //  the next: per message, one parse in the server and one decode in the
-//  consumer, one copy in the producer, one copy into the spool's batch
-//  and one into the DELIVER frame, and no read of the segment.
+//  consumer, two copies in the producer (a small message goes into a
+//  block of its outbox, and the PUT that sends it alone copies it into
+//  libzmq's frame), one copy into the spool's batch and one into the
+//  DELIVER frame, and no read of the segment.
 static void
 test_put_deliver_ack (void **state)
 {
@@ -96,13 +98,14 @@ test_put_deliver_ack (void **state)
     WAIT_INFO (fixture.server, "orders", info, info.acked == (uint64_t)messages);
     take_counts (counts, "put, deliver, ack", (uint64_t)messages);
     //  A PUT the producer sent again (its confirm late on a busy machine)
-    //  is parsed again, as any PUT received, but not copied again.
+    //  is parsed again, as any PUT received, and copied again into its
+    //  frame, but not stored again.
     zq_queue_stats_t stats;
     zq_queue_stats (fixture.producer, &stats);
     printf ("producer retries: %" PRIu64 "\n", stats.retries);
     assert_in_range (counts[ZQI_COUNT_SERVER_PARSES], messages, messages + stats.retries);
     assert_int_equal (counts[ZQI_COUNT_MSG_DECODES], messages);
-    assert_int_equal (counts[ZQI_COUNT_PRODUCER_COPIES], messages);
+    assert_in_range (counts[ZQI_COUNT_PRODUCER_COPIES], 2 * messages, 2 * messages + stats.retries);
     assert_int_equal (counts[ZQI_COUNT_SPOOL_COPIES], messages);
     assert_int_equal (counts[ZQI_COUNT_SERVER_COPIES], messages);
     assert_int_equal (counts[ZQI_COUNT_SPOOL_READS], 0);
