@@ -287,6 +287,11 @@ zqi_rs_queue_t *zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t 
 void zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue);
 
 zqi_rs_queue_t *zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create);
+//  The queue the last zqi_rs_queue_get gave, if name (size octets) names
+//  it and its spool is open, marked as named at the round's time
+//  (self->now): no lookup and no clock read, for PUTs in a row to one
+//  queue. NULL otherwise (then zqi_rs_queue_get).
+zqi_rs_queue_t *zqi_rs_queue_last (zqi_r_server_t *self, const char *name, size_t size);
 
 zq_spool_t *zqi_rs_spool (zqi_r_server_t *self, zqi_rs_queue_t *queue);
 

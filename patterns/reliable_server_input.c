@@ -201,6 +201,38 @@ s_store_put (zqi_r_server_t *self, uint32_t peer, zqi_rs_pending_t *pending,
         self->pending_count--;
 }
 
+//  The queue a PUT of size octets names, made if needed; NULL with
+//  pending's code set when it cannot be had.
+static zqi_rs_queue_t *
+s_put_queue (zqi_r_server_t *self, zqi_rs_pending_t *pending, const zqi_envelope_t *envelope,
+             size_t size, const char *user_id)
+{
+    //  Under the free-space watermark no queue is made for a PUT that
+    //  would be refused later (one that exists may hold a duplicate).
+    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
+    if (zqi_queue_name_check (envelope->subject, envelope->subject_size) == 0) {
+        memcpy (name, envelope->subject, envelope->subject_size);
+        name[envelope->subject_size] = '\0';
+        if (!zqi_rs_queue_find (self, name) && zqi_disk_low (&self->disk, self->now, size)) {
+            pending->code = ZQI_R_CODE_NO_SPACE;
+            self->no_space++;
+            self->common.ctx->stats->refused++;
+            zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, name);
+            return NULL;
+        }
+    }
+    self->naming_user_id = user_id;
+    zqi_rs_queue_t *queue =
+        zqi_rs_queue_get (self, envelope->subject, envelope->subject_size, true);
+    self->naming_user_id = NULL;
+    if (!queue) {
+        pending->code = s_queue_code (errno);
+        if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
+            self->common.ctx->stats->refused++;
+    }
+    return queue;
+}
+
 //  Handles one PUT envelope: data (size octets), and body for the
 //  two-frame form (else NULL), from peer whose ZAP User-Id is user_id.
 static void
@@ -250,29 +282,11 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         s_store_put (self, peer, pending, &envelope, data, size, second ? body : NULL, body_size);
         return;
     }
-    //  Under the free-space watermark no queue is made for a PUT that
-    //  would be refused below (one that exists may hold a duplicate).
-    char name[ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
-    if (zqi_queue_name_check (envelope.subject, envelope.subject_size) == 0) {
-        memcpy (name, envelope.subject, envelope.subject_size);
-        name[envelope.subject_size] = '\0';
-        if (!zqi_rs_queue_find (self, name) &&
-            zqi_disk_low (&self->disk, self->now, size + body_size)) {
-            pending->code = ZQI_R_CODE_NO_SPACE;
-            self->no_space++;
-            self->common.ctx->stats->refused++;
-            zqi_rs_limit_log (self, ZQI_RS_LIMIT_NO_SPACE, name);
-            return;
-        }
-    }
-    self->naming_user_id = user_id;
-    zqi_rs_queue_t *queue = zqi_rs_queue_get (self, envelope.subject, envelope.subject_size, true);
-    self->naming_user_id = NULL;
+    zqi_rs_queue_t *queue = zqi_rs_queue_last (self, envelope.subject, envelope.subject_size);
     if (!queue) {
-        pending->code = s_queue_code (errno);
-        if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
-            self->common.ctx->stats->refused++;
-        return;
+        queue = s_put_queue (self, pending, &envelope, size + body_size, user_id);
+        if (!queue)
+            return;
     }
     //  A duplicate is the same id, queue and producer identity (the
     //  User-Id ZAP gave the connection, if any), with the same body.

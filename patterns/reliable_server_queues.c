@@ -391,6 +391,18 @@ zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 //  idle) or the spool's errno. A new queue that cannot be opened is not
 //  kept.
 zqi_rs_queue_t *
+zqi_rs_queue_last (zqi_r_server_t *self, const char *name, size_t size)
+{
+    zqi_rs_queue_t *queue = self->last_queue;
+    if (!queue || !queue->spool || strlen (queue->name) != size ||
+        memcmp (queue->name, name, size) != 0)
+        return NULL;
+    queue->used = ++self->use_clock;
+    queue->named_ms = self->now;
+    return queue;
+}
+
+zqi_rs_queue_t *
 zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
 {
     zqi_rs_queue_t *queue = NULL;
