@@ -142,8 +142,9 @@ ZQ_EXPORT int zq_queue_post (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  id set: dropped from the outbox), EAGAIN (no report), ENOTSUP. Up to
 //  max_in_flight reports wait to be taken; older ones are discarded
 //  (counted in stats.dropped). Called in a tight loop, this and
-//  zq_queue_post read the socket at most once per millisecond (an empty
-//  read costs a system call); zq_queue_events always reads it, so a loop
+//  zq_queue_post read the socket at most once per tick of the system's
+//  coarse monotonic clock, a few milliseconds at most (an empty read
+//  costs a system call); zq_queue_events always reads it, so a loop
 //  that follows the fd rule above learns of every answer at once.
 ZQ_EXPORT int zq_queue_confirmed (zq_queue_t *self, uint8_t *id);
 

@@ -105,7 +105,7 @@ struct _zqi_r_producer_t {
     bool server_lost; //  pings unanswered for 3 intervals
     //  When the socket was last read, whether that read emptied it, whether
     //  a post came since, and whether the last round skipped the read.
-    int64_t input_ms;
+    int64_t input_tick; //  coarse clock (zqi_clock_mono_coarse)
     bool input_drained;
     bool posted;
     bool input_skipped;

@@ -10,6 +10,7 @@
 #include "zq_clock.h"
 #include <fcntl.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 struct _zqi_clock_t {
@@ -26,6 +27,17 @@ zqi_clock_mono (const zqi_clock_t *clock)
     if (!clock)
         return zclock_mono ();
     return __atomic_load_n (&clock->mono_ms, __ATOMIC_ACQUIRE);
+}
+
+int64_t
+zqi_clock_mono_coarse (const zqi_clock_t *clock)
+{
+    if (clock)
+        return __atomic_load_n (&clock->mono_ms, __ATOMIC_ACQUIRE);
+    struct timespec now;
+    if (clock_gettime (CLOCK_MONOTONIC_COARSE, &now))
+        return zclock_mono ();
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
 int64_t

@@ -48,6 +48,13 @@ typedef struct _zqi_clock_t zqi_clock_t;
 //  Returns clock's monotonic time in ms (clock NULL: the system's).
 ZQ_EXPORT int64_t zqi_clock_mono (const zqi_clock_t *clock);
 
+//  The same, cheaply read (a fraction of zqi_clock_mono's cost): the
+//  system's monotonic time as of its last tick (CLOCK_MONOTONIC_COARSE:
+//  up to a few ms behind zqi_clock_mono, never ahead of it), or a fake
+//  clock's own time. For choices that need no precision, never for a due
+//  time.
+int64_t zqi_clock_mono_coarse (const zqi_clock_t *clock);
+
 //  Returns clock's wall time, ms since the epoch (clock NULL: the
 //  system's).
 ZQ_EXPORT int64_t zqi_clock_wall (const zqi_clock_t *clock);

@@ -269,8 +269,8 @@ test_confirmed_under_zpoller (void **state)
     }
     print_message ("20 confirms under zpoller: %d empty wake-ups\n", empty_wakeups);
     //  The first zq_queue_confirmed after a post may skip reading the
-    //  socket read in the same millisecond (zq_reliable.h): with a confirm
-    //  back within it, that is one empty wake-up per post (18 to 19 of 20
+    //  socket read in the same tick of the coarse clock (zq_reliable.h):
+    //  with a confirm back within it, that is one empty wake-up per post (18 to 19 of 20
     //  on a 2-core VM). A PONG wakes it too. A spinning poller counts
     //  thousands.
     assert_true (empty_wakeups <= 40);
