@@ -145,8 +145,8 @@ int zqi_r_code_errno (uint64_t code);
 
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
-//  One tracked message. The server uses every field; the producer only
-//  id, seq, due and state.
+//  One tracked message. The server uses every field; the producer id,
+//  seq, due, owner, attempt, sent and state.
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
     uint64_t seq;        //  the record's seq in its spool (queue or outbox)
@@ -157,7 +157,8 @@ typedef struct {
     uint32_t attempt;    //  server: attempt of the current or next delivery
     uint32_t holder;     //  server: session of the consumer it was delivered to last (0: none)
     uint32_t bytes;      //  server: size of the last delivery to a remote consumer (0: local)
-    uint32_t sent;       //  server: that delivery's number at its consumer (s_consumer_t.sent)
+    uint32_t sent;       //  server: that delivery's number at its consumer (s_consumer_t.sent);
+                         //  producer: its number in the order sent (memory outbox)
     uint32_t prev, next; //  owner's list; the free list
     uint8_t state;
     bool in_use;

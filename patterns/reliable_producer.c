@@ -114,7 +114,8 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         while (size < self->window)
             size *= 2;
         self->ring = (uint32_t *)malloc (size * sizeof (uint32_t));
-        if (!self->ring) {
+        self->sent_order = (uint32_t *)calloc (size, sizeof (uint32_t));
+        if (!self->ring || !self->sent_order) {
             errno = ENOMEM;
             goto failed;
         }
@@ -159,6 +160,7 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     free (self->records);
     zqi_rp_spare_free (self);
     free (self->ring);
+    free (self->sent_order);
     zqi_r_table_free (&self->table);
     free (self->reports);
     zqi_buf_free (&self->buf);

@@ -67,6 +67,14 @@ struct _zqi_r_producer_t {
     uint32_t ring_mask;
     uint32_t ring_head;
     uint32_t ring_count;
+    //  The indexes of the entries sent, in the order they went (ring_mask
+    //  + 1 of them, the oldest written over), each entry's number in that
+    //  order in its sent field, and the number of the one whose answer
+    //  comes next if answers keep that order, as a server's do: most
+    //  answers find their entry there, without a hash lookup.
+    uint32_t *sent_order;
+    uint32_t sent_count;
+    uint32_t answer_next;
     uint8_t *spare; //  free small blocks, chained through their first bytes
     uint32_t spare_count;
     uint32_t held;         //  messages in the memory outbox
@@ -131,6 +139,9 @@ bool zqi_rp_unsent (zqi_r_producer_t *self);
 //  Drops a message from the outbox (confirmed, or never storable).
 void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
 
+//  The entry an answer for id is about (the one whose answer was
+//  expected next, else found by id), or ZQI_R_NONE.
+uint32_t zqi_rp_answered (zqi_r_producer_t *self, const uint8_t *id);
 //  Frees a record of the memory outbox (a free slot stays free); a small
 //  block goes to the free blocks, or to free when ZQI_RP_SMALL_SPARE wait.
 void zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record);

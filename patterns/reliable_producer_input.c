@@ -40,7 +40,7 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command, uint32_t peer)
     int errnum = command->kind == ZQI_R_CONFIRM ? 0 : zqi_r_code_errno (command->code);
     for (size_t i = 0; i < command->id_count; i++) {
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
-        uint32_t index = zqi_r_table_find (&self->table, id);
+        uint32_t index = zqi_rp_answered (self, id);
         if (index == ZQI_R_NONE)
             continue; //  answered already (a resend's second answer)
         zqi_r_entry_t *entry = &self->table.entries[index];

@@ -110,6 +110,32 @@ s_record_send (const zqi_rp_record_t *record, void *handle, int flags)
     return 0;
 }
 
+//  Memory outbox: notes that the entry at index went out, in order.
+static void
+s_sent_in_order (zqi_r_producer_t *self, uint32_t index)
+{
+    self->table.entries[index].sent = self->sent_count;
+    self->sent_order[self->sent_count & self->ring_mask] = index;
+    self->sent_count++;
+}
+
+uint32_t
+zqi_rp_answered (zqi_r_producer_t *self, const uint8_t *id)
+{
+    uint32_t index = ZQI_R_NONE;
+    if (self->sent_order) {
+        uint32_t guess = self->sent_order[self->answer_next & self->ring_mask];
+        if (guess < self->table.capacity && self->table.entries[guess].in_use &&
+            memcmp (self->table.entries[guess].id, id, ZQ_MSG_ID_SIZE) == 0)
+            index = guess;
+    }
+    if (index == ZQI_R_NONE)
+        index = zqi_r_table_find (&self->table, id);
+    if (index != ZQI_R_NONE && self->sent_order)
+        self->answer_next = self->table.entries[index].sent + 1;
+    return index;
+}
+
 //  Memory outbox, one server: sends the first of the records waiting (at
 //  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
 //  is tracked as a PUT of its own. Returns how many went (0: fewer than
@@ -153,6 +179,7 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
         entry->attempt = 1;
         entry->owner = 0;
         entry->state = ZQI_RP_SENT;
+        s_sent_in_order (self, index);
         self->sent++;
         zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
     }
@@ -235,6 +262,7 @@ zqi_rp_pump (zqi_r_producer_t *self)
             entry->attempt = 1; //  sent at least once
             entry->owner = peer;
             entry->state = ZQI_RP_SENT;
+            s_sent_in_order (self, index);
             self->sent++;
             zqi_r_table_schedule (&self->table, index, now + self->confirm_timeout_ms);
         }

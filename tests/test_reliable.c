@@ -1071,6 +1071,67 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     zsock_destroy (&raw);
 }
 
+//  Takes the confirms of the ids at positions order (count of them) in
+//  ids, in that order, then finds no more.
+static void
+take_confirms_of (zq_queue_t *producer, zsock_t *raw, const uint8_t *ids, const int *order,
+                  int count)
+{
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    for (int n = 0; n < count;) {
+        assert_true (now_ms () < deadline);
+        if (zq_queue_confirmed (producer, id) == 0) {
+            assert_memory_equal (id, ids + order[n] * ZQ_MSG_ID_SIZE, ZQ_MSG_ID_SIZE);
+            n++;
+        } else
+            raw_poll (raw);
+    }
+    for (int round = 0; round < 3; round++) {
+        raw_poll (raw);
+        assert_int_equal (zq_queue_confirmed (producer, id), -1);
+        assert_int_equal (errno, EAGAIN);
+    }
+}
+
+//  A producer finds the message an answer is about where the answer
+//  expected next would be, else by id: confirms out of the order the
+//  PUTs went, and some twice, each report their own message, once.
+static void
+test_confirms_out_of_order_report_each_message_once (void **state)
+{
+    zsock_t *raw;
+    zq_queue_t *producer = raw_server_and_producer ("max_in_flight", "8", &raw);
+    uint8_t ids[4 * ZQ_MSG_ID_SIZE];
+    zframe_t *route = NULL;
+    for (int n = 0; n < 4; n++) {
+        zq_msg_t *msg = numbered ("order", n);
+        assert_int_equal (zq_queue_post (producer, &msg, DEADLINE_MS), 0);
+        zframe_destroy (&route);
+        zframe_t *envelope = raw_put_recv (raw, producer, &route);
+        assert_int_equal (zframe_data (envelope)[1], 1); //  alone
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+        zframe_destroy (&envelope);
+    }
+    //  [2, 0, 2], then [3, 1, 1]: each message reported once, as answered.
+    const int answers[2][3] = {{2, 0, 2}, {3, 1, 1}};
+    for (int frame = 0; frame < 2; frame++) {
+        uint8_t answer[3 * ZQ_MSG_ID_SIZE];
+        for (int n = 0; n < 3; n++)
+            memcpy (answer + n * ZQ_MSG_ID_SIZE, ids + answers[frame][n] * ZQ_MSG_ID_SIZE,
+                    ZQ_MSG_ID_SIZE);
+        zframe_t *to = zframe_dup (route);
+        raw_confirm (raw, &to, answer, 3);
+        take_confirms_of (producer, raw, ids, answers[frame], 2);
+    }
+    zframe_destroy (&route);
+    zq_queue_stats_t stats;
+    zq_queue_stats (producer, &stats);
+    assert_int_equal (stats.retries, 0);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  A message whose body is a msgpack bin of size octets.
 static zq_msg_t *
 sized (size_t size)
@@ -2040,6 +2101,7 @@ main (void)
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
+        cmocka_unit_test (test_confirms_out_of_order_report_each_message_once),
         cmocka_unit_test (test_a_memory_outbox_keeps_the_default_window),
         cmocka_unit_test (test_a_memory_outbox_keeps_its_quota_of_bytes),
         cmocka_unit_test (test_silent_peer_on_server_port),
