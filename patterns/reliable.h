@@ -160,6 +160,7 @@ typedef struct {
     uint32_t sent;       //  server: that delivery's number at its consumer (s_consumer_t.sent);
                          //  producer: its number in the order sent (memory outbox)
     uint32_t prev, next; //  owner's list; the free list
+    uint32_t key_hash;   //  zq_idtable's: the id's hash
     uint8_t state;
     bool in_use;
 } zqi_r_entry_t;

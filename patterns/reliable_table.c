@@ -14,7 +14,7 @@
 //  ---- Entries with timers ------------------------------------------------
 
 static const zqi_idtable_layout_t s_layout =
-    ZQI_IDTABLE_LAYOUT (zqi_r_entry_t, due, heap_index, next, in_use);
+    ZQI_IDTABLE_LAYOUT (zqi_r_entry_t, due, heap_index, next, in_use, key_hash);
 
 void
 zqi_r_table_init (zqi_r_table_t *table)

@@ -44,7 +44,7 @@
 //  ---- Entries -------------------------------------------------------------
 
 static const zqi_idtable_layout_t s_layout =
-    ZQI_IDTABLE_LAYOUT (zqi_rpc_entry_t, deadline, heap_index, next, in_use);
+    ZQI_IDTABLE_LAYOUT (zqi_rpc_entry_t, deadline, heap_index, next, in_use, key_hash);
 
 //  Adds an entry for id, with no server, list or deadline. Returns its
 //  index, or ZQI_RPC_NONE with errno ENOMEM. The caller has checked count <

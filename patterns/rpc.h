@@ -41,6 +41,7 @@
 //  One request in flight (client) or one remembered route (server).
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
+    uint32_t key_hash; //  zq_idtable's: the id's hash
     bool in_use;
     bool expired;      //  client: every attempt failed, not yet reported
     bool pending;      //  client: the attempt waits for a live server

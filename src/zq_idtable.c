@@ -221,6 +221,7 @@ s_entry (const zqi_idtable_t *table, uint32_t index)
 #define s_heap_index(table, index) S_FIELD (table, index, uint32_t, heap_index)
 #define s_link(table, index)       S_FIELD (table, index, uint32_t, link)
 #define s_in_use(table, index)     S_FIELD (table, index, bool, in_use)
+#define s_key_hash(table, index)   S_FIELD (table, index, uint32_t, key_hash)
 
 void
 zqi_idtable_init (zqi_idtable_t *table, const zqi_idtable_layout_t *layout, uint32_t max_entries)
@@ -284,7 +285,7 @@ s_grow (zqi_idtable_t *table)
         return -1;
     for (uint32_t index = 0; index < table->capacity; index++)
         if (*s_in_use (table, index))
-            zqi_idhash_insert (&table->hash, entries, entry_size, index);
+            zqi_idhash_insert_hashed (&table->hash, index, *s_key_hash (table, index));
     //  The new entries join the free list, lowest index first.
     for (uint32_t index = capacity; index-- > table->capacity;) {
         memset (s_entry (table, index), 0, entry_size);
@@ -307,7 +308,9 @@ zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
     *s_heap_index (table, index) = ZQI_ID_NONE;
     *s_link (table, index) = ZQI_ID_NONE;
     *s_in_use (table, index) = true;
-    zqi_idhash_insert (&table->hash, table->entries, table->layout.entry_size, index);
+    uint32_t key_hash = zqi_idhash_key_hash (&table->hash, id);
+    *s_key_hash (table, index) = key_hash;
+    zqi_idhash_insert_hashed (&table->hash, index, key_hash);
     table->count++;
     return index;
 }
@@ -411,7 +414,7 @@ zqi_idtable_remove (zqi_idtable_t *table, uint32_t index)
 {
     ZQ_ASSERT (index < table->capacity && *s_in_use (table, index));
     zqi_idtable_unschedule (table, index);
-    zqi_idhash_remove (&table->hash, table->entries, table->layout.entry_size, index);
+    zqi_idhash_remove_hashed (&table->hash, index, *s_key_hash (table, index));
     *s_in_use (table, index) = false;
     *s_link (table, index) = table->free_head;
     table->free_head = index;

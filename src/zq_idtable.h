@@ -88,8 +88,9 @@ void zqi_idhash_prefetch (const zqi_idhash_t *hash, uint32_t key_hash);
 //  ---- The table ------------------------------------------------------------
 
 //  Where the table's own fields are in the caller's entry struct: the id
-//  is its first ZQ_MSG_ID_SIZE bytes; due (int64_t), heap_index and link
-//  (uint32_t) and in_use (bool) are members named by their offsets. link
+//  is its first ZQ_MSG_ID_SIZE bytes; due (int64_t), heap_index, link and
+//  key_hash (uint32_t: the id's hash, kept so that a removal need not
+//  hash it again) and in_use (bool) are members named by their offsets. link
 //  chains the free list while an entry is free; the caller may use it
 //  for its own lists while the entry is in use.
 typedef struct {
@@ -98,12 +99,13 @@ typedef struct {
     size_t heap_index_offset;
     size_t link_offset;
     size_t in_use_offset;
+    size_t key_hash_offset;
 } zqi_idtable_layout_t;
 
-#define ZQI_IDTABLE_LAYOUT(type, due, heap_index, link, in_use)                                    \
+#define ZQI_IDTABLE_LAYOUT(type, due, heap_index, link, in_use, key_hash)                          \
     {                                                                                              \
         sizeof (type), offsetof (type, due), offsetof (type, heap_index), offsetof (type, link),   \
-            offsetof (type, in_use)                                                                \
+            offsetof (type, in_use), offsetof (type, key_hash)                                     \
     }
 
 //  A heap slot: the entry's due time, copied, and its index.

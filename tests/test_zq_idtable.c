@@ -31,11 +31,12 @@ typedef struct {
     int64_t due;
     uint32_t heap_index;
     uint32_t next;
+    uint32_t key_hash;
     bool in_use;
 } s_entry_t;
 
 static const zqi_idtable_layout_t s_layout =
-    ZQI_IDTABLE_LAYOUT (s_entry_t, due, heap_index, next, in_use);
+    ZQI_IDTABLE_LAYOUT (s_entry_t, due, heap_index, next, in_use, key_hash);
 
 static s_entry_t *
 s_at (zqi_idtable_t *table, uint32_t index)
