@@ -249,17 +249,23 @@ void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
 //  The keyed hash of a producer's ZAP User-Id that its keys carry (0 for
 //  NULL or "": none).
 uint64_t zqi_r_dedupe_producer (const zqi_r_dedupe_t *dedupe, const char *producer);
-//  Starts loading the slot where a lookup of id from producer (as
-//  zqi_r_dedupe_producer gives it) begins and, when the dedupe is full,
+//  Starts loading the slot where a lookup of a key with key_hash
+//  (zqi_r_dedupe_key_hash) begins and, when the dedupe is full,
 //  the slot of the record that the add after ahead others drops, so that
 //  the lookup and add of a PUT handled ahead PUTs later do not wait for
 //  memory. A hint: it changes nothing.
-void zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer,
-                            uint32_t ahead);
+void zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, uint32_t key_hash, uint32_t ahead);
+//  The hash of a key for id from producer (as zqi_r_dedupe_producer gives
+//  it), whatever its queue: a key's key_hash.
+uint32_t zqi_r_dedupe_key_hash (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer);
 //  Fills key (the fields before content, and key_hash; the rest zero) for
 //  id put to queue by producer (its ZAP User-Id, or NULL or "" for none).
 void zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
                        uint32_t queue, const char *producer);
+//  The same with the producer's hash and the key's hash already known
+//  (zqi_r_dedupe_producer, zqi_r_dedupe_key_hash).
+void zqi_r_dedupe_key_hashed (zqi_r_seen_t *key, const uint8_t *id, uint32_t queue,
+                              uint64_t producer, uint32_t key_hash);
 //  Returns the keyed hash of a body, as the records keep it.
 uint64_t zqi_r_dedupe_content (const zqi_r_dedupe_t *dedupe, const void *body, size_t size);
 //  Returns the record with key if it was stored within the window, or NULL.

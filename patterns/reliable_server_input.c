@@ -233,11 +233,20 @@ s_put_queue (zqi_r_server_t *self, zqi_rs_pending_t *pending, const zqi_envelope
     return queue;
 }
 
+//  What a PUT batch's reader learnt of an element ahead of handling it:
+//  where its id is, and its producer's and dedupe key's hashes.
+typedef struct {
+    const uint8_t *id;
+    uint64_t producer;
+    uint32_t key_hash;
+} s_put_hint_t;
+
 //  Handles one PUT envelope: data (size octets), and body for the
-//  two-frame form (else NULL), from peer whose ZAP User-Id is user_id.
+//  two-frame form (else NULL), from peer whose ZAP User-Id is user_id;
+//  hint, if not NULL, from the batch reader.
 static void
 s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, const uint8_t *body,
-       size_t body_size, const char *user_id)
+       size_t body_size, const char *user_id, const s_put_hint_t *hint)
 {
     bool second = body != NULL;
     zqi_rs_peer_t *from = &self->peers[peer];
@@ -292,7 +301,10 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     //  User-Id ZAP gave the connection, if any), with the same body.
     int64_t now = self->now;
     zqi_r_seen_t *key = &pending->seen;
-    zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index, user_id);
+    if (hint && hint->id == envelope.id)
+        zqi_r_dedupe_key_hashed (key, envelope.id, queue->index, hint->producer, hint->key_hash);
+    else
+        zqi_r_dedupe_key (&self->dedupe, key, envelope.id, queue->index, user_id);
     uint64_t content = zqi_r_dedupe_content (&self->dedupe, envelope.body, envelope.body_size);
     zqi_r_seen_t *seen = zqi_r_dedupe_find (&self->dedupe, key, now);
     if (seen && seen->content != content) {
@@ -359,7 +371,7 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
     const char *user_id = zmq_msg_gets (first, "User-Id");
     if (second || !zqi_batch_is (data, size)) {
         s_put (self, peer, data, size, second ? (const uint8_t *)zmq_msg_data (second) : NULL,
-               second ? zmq_msg_size (second) : 0, user_id);
+               second ? zmq_msg_size (second) : 0, user_id, NULL);
         return;
     }
     //  The User-Id stays with the frame the reader takes.
@@ -385,17 +397,24 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
     uint64_t producer = zqi_r_dedupe_producer (&self->dedupe, user_id);
     const uint8_t *ahead[S_LOOKAHEAD];
     size_t ahead_size[S_LOOKAHEAD];
+    s_put_hint_t hints[S_LOOKAHEAD];
     uint32_t total = zqi_batch_left (&reader);
     for (uint32_t index = 0; index < total + S_LOOKAHEAD; index++) {
         uint32_t slot = index % S_LOOKAHEAD;
         if (index >= S_LOOKAHEAD) //  the element read S_LOOKAHEAD ago, its slot freed
-            s_put (self, peer, ahead[slot], ahead_size[slot], NULL, 0, user_id);
+            s_put (self, peer, ahead[slot], ahead_size[slot], NULL, 0, user_id,
+                   hints[slot].id ? &hints[slot] : NULL);
         if (index < total) {
             int rc = zqi_batch_next (&reader, &ahead[slot], &ahead_size[slot]);
             ZQ_ASSERT (rc == 0);
-            const uint8_t *id;
-            if (zqi_r_envelope_id (ahead[slot], ahead_size[slot], &id) == 0)
-                zqi_r_dedupe_prefetch (&self->dedupe, id, producer, S_LOOKAHEAD - 1);
+            s_put_hint_t *hint = &hints[slot];
+            hint->id = NULL;
+            if (zqi_r_envelope_id (ahead[slot], ahead_size[slot], &hint->id) == 0) {
+                hint->producer = producer;
+                hint->key_hash = zqi_r_dedupe_key_hash (&self->dedupe, hint->id, producer);
+                zqi_r_dedupe_prefetch (&self->dedupe, hint->key_hash, S_LOOKAHEAD - 1);
+            } else
+                hint->id = NULL;
         }
     }
     zqi_batch_close (&reader);

@@ -82,33 +82,40 @@ _Static_assert(offsetof (zqi_r_seen_t, producer) == ZQ_MSG_ID_SIZE &&
 //  The hash of a key covers its id and producer, not its queue (compared
 //  whole all the same), so that it is known before the queue is: a PUT
 //  batch's lookups can be started ahead (zqi_r_dedupe_prefetch).
-static uint32_t
-s_key_hash (const zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key)
+uint32_t
+zqi_r_dedupe_key_hash (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer)
 {
-    return (uint32_t)(zqi_idhash_bytes (&dedupe->hash, key, offsetof (zqi_r_seen_t, queue)) >> 32);
+    uint8_t bytes[ZQ_MSG_ID_SIZE + sizeof producer];
+    memcpy (bytes, id, ZQ_MSG_ID_SIZE);
+    memcpy (bytes + ZQ_MSG_ID_SIZE, &producer, sizeof producer);
+    return (uint32_t)(zqi_idhash_bytes (&dedupe->hash, bytes, sizeof bytes) >> 32);
+}
+
+void
+zqi_r_dedupe_key_hashed (zqi_r_seen_t *key, const uint8_t *id, uint32_t queue, uint64_t producer,
+                         uint32_t key_hash)
+{
+    memset (key, 0, sizeof *key);
+    memcpy (key->id, id, ZQ_MSG_ID_SIZE);
+    key->producer = producer;
+    key->queue = queue;
+    key->key_hash = key_hash;
 }
 
 void
 zqi_r_dedupe_key (const zqi_r_dedupe_t *dedupe, zqi_r_seen_t *key, const uint8_t *id,
                   uint32_t queue, const char *producer)
 {
-    memset (key, 0, sizeof *key);
-    memcpy (key->id, id, ZQ_MSG_ID_SIZE);
-    key->producer = zqi_r_dedupe_producer (dedupe, producer);
-    key->queue = queue;
-    key->key_hash = s_key_hash (dedupe, key);
+    uint64_t hashed = zqi_r_dedupe_producer (dedupe, producer);
+    zqi_r_dedupe_key_hashed (key, id, queue, hashed, zqi_r_dedupe_key_hash (dedupe, id, hashed));
 }
 
 void
-zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, const uint8_t *id, uint64_t producer,
-                       uint32_t ahead)
+zqi_r_dedupe_prefetch (const zqi_r_dedupe_t *dedupe, uint32_t key_hash, uint32_t ahead)
 {
     if (dedupe->window_ms <= 0 || !dedupe->count)
         return;
-    zqi_r_seen_t key;
-    memcpy (key.id, id, ZQ_MSG_ID_SIZE);
-    key.producer = producer;
-    zqi_idhash_prefetch (&dedupe->hash, s_key_hash (dedupe, &key));
+    zqi_idhash_prefetch (&dedupe->hash, key_hash);
     //  Full: the add after ahead others drops the record ahead places
     //  after the oldest (unless some expire first).
     if (dedupe->count >= dedupe->max && ahead < dedupe->count) {
