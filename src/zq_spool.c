@@ -68,32 +68,6 @@ zq_spool_fsync_name (zq_spool_fsync_t policy)
     return "?";
 }
 
-//  ---- In-flight table: seq -> location ---------------------------------------
-
-static size_t
-s_seq_hash (const void *key)
-{
-    uint64_t x = (uint64_t)(uintptr_t)key;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)x;
-}
-
-static int
-s_seq_compare (const void *a, const void *b)
-{
-    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
-
-static void
-s_location_free (void **item_p)
-{
-    free (*item_p);
-    *item_p = NULL;
-}
-
 //  ---- Ready heap: returned records, lowest seq first -------------------------
 
 int
@@ -274,22 +248,16 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
     pthread_cond_init (&self->cond, &attr);
     pthread_condattr_destroy (&attr);
 
-    self->in_flight = zhashx_new ();
     self->refused = malloc (S_REFUSED_MAX * sizeof (zqi_range_t));
     self->refused_errno = malloc (S_REFUSED_MAX * sizeof (int));
     self->segments = malloc (16 * sizeof (zqi_segment_t *));
     self->segment_capacity = 16;
-    if (!self->in_flight || !self->refused || !self->refused_errno || !self->segments ||
+    if (!self->refused || !self->refused_errno || !self->segments ||
         zqi_buf_reserve (&self->fill, self->config.batch_bytes) ||
         zqi_buf_reserve (&self->flight, self->config.batch_bytes)) {
         errno = ENOMEM;
         goto fail;
     }
-    zhashx_set_key_hasher (self->in_flight, s_seq_hash);
-    zhashx_set_key_comparator (self->in_flight, s_seq_compare);
-    zhashx_set_key_duplicator (self->in_flight, NULL);
-    zhashx_set_key_destructor (self->in_flight, NULL);
-    zhashx_set_destructor (self->in_flight, s_location_free);
 
     if (dir) {
         self->dir = strdup (dir);
@@ -390,7 +358,7 @@ zq_spool_destroy (zq_spool_t **self_p)
     zqi_rangeset_free (&self->pending_acks);
     zqi_rangeset_free (&self->flight_acks);
     zqi_rangeset_free (&self->acked);
-    zhashx_destroy (&self->in_flight);
+    zqi_flight_free (&self->in_flight);
     free (self->ready);
     free (self->record_copy);
     free (self->refused);
@@ -417,7 +385,7 @@ zq_spool_stats (zq_spool_t *self, zq_spool_stats_t *stats)
     stats->last_seq = self->next_seq - 1;
     stats->durable_seq = self->durable_seq;
     stats->depth = self->next_seq - self->ack_floor - self->acked_above;
-    stats->in_flight = zhashx_size (self->in_flight);
+    stats->in_flight = self->in_flight.count;
     stats->segments = self->segment_count;
     stats->disk_bytes = self->disk_bytes;
     pthread_mutex_unlock (&self->lock);

@@ -91,6 +91,32 @@ typedef struct {
     uint32_t size;   //  payload bytes
 } zqi_location_t;
 
+//  The records handed out and not yet acked or returned: their locations
+//  by seq, kept in the slots of an open-addressing table (linear probing,
+//  removal by shifting back), no allocation per record (zq_spool_flight.c).
+//  Seqs are the spool's own, 1 and up, so a multiplicative hash spreads
+//  them evenly; no peer chooses them.
+typedef struct {
+    zqi_location_t *slots; //  seq 0: a free slot
+    uint32_t mask;         //  slot count - 1 (a power of two); 0 before the first put
+    uint32_t count;
+} zqi_flight_t;
+
+//  Frees the slots; the table is empty (and usable).
+void zqi_flight_free (zqi_flight_t *self);
+//  The location of the record at seq, or NULL.
+zqi_location_t *zqi_flight_find (const zqi_flight_t *self, uint64_t seq);
+//  Adds location (seq >= 1), or replaces the one of the same seq. Returns
+//  0, or -1 with errno ENOMEM (the table is then unchanged).
+int zqi_flight_put (zqi_flight_t *self, const zqi_location_t *location);
+//  Removes the location of seq. Returns whether there was one.
+bool zqi_flight_remove (zqi_flight_t *self, uint64_t seq);
+//  The locations one by one: *cursor starts at 0; NULL after the last. A
+//  put or remove ends the walk.
+zqi_location_t *zqi_flight_next (const zqi_flight_t *self, uint32_t *cursor);
+//  Removes every location, keeping the slots.
+void zqi_flight_clear (zqi_flight_t *self);
+
 //  A read window over one segment, used by recovery and by the cursor.
 typedef struct {
     zqi_segment_t *segment;
@@ -173,7 +199,7 @@ struct _zq_spool_t {
     zqi_window_t window;     //  the cursor's read buffer
     uint64_t cursor_segment; //  segment id the cursor is in
     uint64_t cursor_offset;  //  offset of the next record there
-    zhashx_t *in_flight;     //  seq -> zqi_location_t
+    zqi_flight_t in_flight;  //  the records handed out, by seq
     zqi_location_t *ready;   //  returned records: a min-heap by seq
     size_t ready_count;
     size_t ready_capacity;

@@ -77,17 +77,7 @@ s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec
 static int
 s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
 {
-    zqi_location_t *copy = malloc (sizeof *copy);
-    if (!copy)
-        return zqi_fail (ENOMEM);
-    *copy = *location;
-    void *key = (void *)(uintptr_t)location->seq;
-    zhashx_delete (self->in_flight, key);
-    if (zhashx_insert (self->in_flight, key, copy)) {
-        free (copy);
-        return zqi_fail (ENOMEM);
-    }
-    return 0;
+    return zqi_flight_put (&self->in_flight, location);
 }
 
 //  Hands out the lowest returned record, if any. Returns 1 with record
@@ -102,7 +92,7 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
         bool gone =
             s_is_acked (self, location.seq) || !segment || segment->id != location.segment_id;
         pthread_mutex_unlock (&self->lock);
-        if (gone || zhashx_lookup (self->in_flight, (void *)(uintptr_t)location.seq)) {
+        if (gone || zqi_flight_find (&self->in_flight, location.seq)) {
             zqi_spool_ready_pop (self);
             continue;
         }
@@ -209,7 +199,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         pthread_mutex_lock (&self->lock);
         bool acked = s_is_acked (self, rec.seq);
         pthread_mutex_unlock (&self->lock);
-        if (acked || zhashx_lookup (self->in_flight, (void *)(uintptr_t)rec.seq))
+        if (acked || zqi_flight_find (&self->in_flight, rec.seq))
             continue;
         zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
         if (s_mark_in_flight (self, &location))
@@ -285,7 +275,7 @@ zq_spool_ack (zq_spool_t *self, uint64_t seq)
     }
     pthread_mutex_unlock (&self->lock);
     if (rc == 0)
-        zhashx_delete (self->in_flight, (void *)(uintptr_t)seq);
+        zqi_flight_remove (&self->in_flight, seq);
     pthread_mutex_unlock (&self->read_lock);
     return rc;
 }
@@ -301,12 +291,11 @@ zq_spool_return (zq_spool_t *self, uint64_t seq)
     self->recent_held = self->retired_held = false;
     pthread_mutex_unlock (&self->lock);
     int rc = 0;
-    void *key = (void *)(uintptr_t)seq;
-    zqi_location_t *location = (zqi_location_t *)zhashx_lookup (self->in_flight, key);
+    zqi_location_t *location = zqi_flight_find (&self->in_flight, seq);
     if (!location)
         rc = zqi_fail (ZQ_ENOTFOUND);
     else if ((rc = zqi_spool_ready_push (self, location)) == 0) {
-        zhashx_delete (self->in_flight, key);
+        zqi_flight_remove (&self->in_flight, seq);
         self->stats.returned++;
     }
     pthread_mutex_unlock (&self->read_lock);
@@ -320,13 +309,12 @@ zq_spool_return_all (zq_spool_t *self)
         return 0;
     pthread_mutex_lock (&self->read_lock);
     size_t count = 0;
-    zqi_location_t *location = (zqi_location_t *)zhashx_first (self->in_flight);
-    while (location) {
+    uint32_t cursor = 0;
+    zqi_location_t *location;
+    while ((location = zqi_flight_next (&self->in_flight, &cursor)))
         if (zqi_spool_ready_push (self, location) == 0)
             count++;
-        location = (zqi_location_t *)zhashx_next (self->in_flight);
-    }
-    zhashx_purge (self->in_flight);
+    zqi_flight_clear (&self->in_flight);
     self->stats.returned += count;
     pthread_mutex_unlock (&self->read_lock);
     return count;
