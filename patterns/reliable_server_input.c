@@ -761,17 +761,25 @@ s_commit_and_answer (zqi_r_server_t *self)
     }
     for (uint32_t i = 0; i < self->touched_count; i++)
         self->queues[self->touched[i]]->commit_failed = false;
-    for (uint32_t peer = 0; peer < self->peer_count; peer++) {
-        s_answer (self, peer, 0);
-        s_answer (self, peer, ZQI_R_CODE_FULL);
-        s_answer (self, peer, ZQI_R_CODE_INVALID);
-        s_answer (self, peer, ZQI_R_CODE_FAILED);
-        s_answer (self, peer, ZQI_R_CODE_CONFLICT);
-        s_answer (self, peer, ZQI_R_CODE_LIMIT);
-        s_answer (self, peer, ZQI_R_CODE_BUSY);
-        s_answer (self, peer, ZQI_R_CODE_DENIED);
-        s_answer (self, peer, ZQI_R_CODE_NO_SPACE);
-    }
+    //  Which answers each peer gets (bit code), so that each answer's
+    //  pass over the round's PUTs is one that finds some.
+    _Static_assert(ZQI_R_CODE_COUNT <= 32, "a code is a bit of a word");
+    uint32_t answers[ZQI_RS_BATCH_PEERS] = {0};
+    for (uint32_t i = 0; i < self->pending_count; i++)
+        answers[self->pending[i].peer] |= UINT32_C (1) << self->pending[i].code;
+    static const uint8_t codes[] = {0,
+                                    ZQI_R_CODE_FULL,
+                                    ZQI_R_CODE_INVALID,
+                                    ZQI_R_CODE_FAILED,
+                                    ZQI_R_CODE_CONFLICT,
+                                    ZQI_R_CODE_LIMIT,
+                                    ZQI_R_CODE_BUSY,
+                                    ZQI_R_CODE_DENIED,
+                                    ZQI_R_CODE_NO_SPACE};
+    for (uint32_t peer = 0; peer < self->peer_count; peer++)
+        for (size_t n = 0; n < sizeof codes; n++)
+            if (answers[peer] & (UINT32_C (1) << codes[n]))
+                s_answer (self, peer, codes[n]);
     self->pending_count = 0;
     self->peer_count = 0;
     self->touched_count = 0;
