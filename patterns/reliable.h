@@ -437,7 +437,9 @@ int zqi_r_acks_hold (zqi_r_acks_t *acks, zqi_r_kind_t kind, const uint8_t *id, i
 //  errno: EAGAIN (no room: still held, tried again later), or another
 //  send error (dropped: a lost server takes its deliveries back).
 int zqi_r_acks_flush (zqi_r_acks_t *acks);
-//  Sends what is held if its time has come.
+//  Sends what is held if its time has come (while the flusher thread
+//  keeps that time, as read on the coarse clock: a backup for the
+//  thread, at most a clock tick late).
 void zqi_r_acks_due (zqi_r_acks_t *acks);
 //  Milliseconds until what is held is due (0: now), or -1: nothing held.
 int64_t zqi_r_acks_next_ms (zqi_r_acks_t *acks);

@@ -171,7 +171,9 @@ s_timers (zqi_r_consumer_t *self)
     zqi_r_acks_due (&self->acks);
     if (!zlistx_size (self->names))
         return false;
-    int64_t now = zqi_r_now (&self->common);
+    //  Pings and retries need no precision: the coarse clock, here and
+    //  in zqi_r_consumer_next_timer_ms (a wait the same clock ends).
+    int64_t now = zqi_clock_mono_coarse (self->common.ctx->clock);
     bool tried = false;
     for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
         if (self->peers.peers[peer].pending && now - self->last_pending >= S_PENDING_RETRY_MS) {
@@ -450,7 +452,7 @@ zqi_r_consumer_next_timer_ms (zqi_r_consumer_t *self)
 {
     if (!zlistx_size (self->names))
         return zqi_r_acks_next_ms (&self->acks);
-    int64_t now = zqi_r_now (&self->common);
+    int64_t now = zqi_clock_mono_coarse (self->common.ctx->clock);
     int64_t wait = self->last_ping + self->common.ping_ivl_ms - now;
     for (uint32_t peer = 0; self->peers.multi && peer < self->peers.count; peer++)
         if (self->peers.peers[peer].pending && self->last_pending + S_PENDING_RETRY_MS - now < wait)
