@@ -186,6 +186,9 @@ void zqi_r_table_free (zqi_r_table_t *table);
 //  heap_index (ZQI_R_NONE). Returns its index, or ZQI_R_NONE with errno
 //  ENOMEM.
 uint32_t zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id);
+//  The same, unless an entry has id already: then ZQI_R_NONE with errno
+//  EEXIST (else ENOMEM). One hash of the id for both.
+uint32_t zqi_r_table_add_new (zqi_r_table_t *table, const uint8_t *id);
 //  The rest is zq_idtable's (src/zq_idtable.h).
 static inline uint32_t
 zqi_r_table_find (const zqi_r_table_t *table, const uint8_t *id)

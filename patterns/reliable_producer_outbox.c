@@ -377,15 +377,14 @@ zqi_rp_hold_msg (zqi_r_producer_t *self, const zq_msg_t *msg)
     size_t size = zqi_msg_wire_size (msg);
     if (size > self->max_record_bytes)
         return zqi_fail (ZQ_ETOOBIG);
-    if (zqi_r_table_find (&self->table, zq_msg_id (msg)) != ZQI_R_NONE)
-        return 0; //  the same message posted twice: one copy is enough
+    uint32_t index = zqi_r_table_add_new (&self->table, zq_msg_id (msg));
+    if (index == ZQI_R_NONE)
+        //  The same message posted twice: one copy is enough.
+        return errno == EEXIST ? 0 : -1;
     zqi_rp_record_t record = {0, {NULL}};
     uint8_t *wire = s_record_make (self, &record, size);
-    if (!wire)
-        return -1;
-    uint32_t index = zqi_r_table_add (&self->table, zq_msg_id (msg));
-    if (index == ZQI_R_NONE) {
-        zqi_rp_record_free (self, &record);
+    if (!wire) {
+        zqi_r_table_remove (&self->table, index);
         return zqi_fail (ENOMEM);
     }
     if (self->table.capacity > self->records_capacity) {

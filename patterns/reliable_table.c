@@ -42,6 +42,20 @@ zqi_r_table_add (zqi_r_table_t *table, const uint8_t *id)
     return index;
 }
 
+uint32_t
+zqi_r_table_add_new (zqi_r_table_t *table, const uint8_t *id)
+{
+    uint32_t index = zqi_idtable_add_new (&table->core, id);
+    if (index == ZQI_R_NONE) {
+        if (errno != EEXIST)
+            errno = ENOMEM;
+        return ZQI_R_NONE;
+    }
+    zqi_r_entry_t *entry = &table->entries[index];
+    entry->owner = entry->prev = ZQI_R_NONE;
+    return index;
+}
+
 //  ---- Dedupe window ------------------------------------------------------
 
 #define S_SEEN     sizeof (zqi_r_seen_t)

@@ -296,8 +296,8 @@ s_grow (zqi_idtable_t *table)
     return 0;
 }
 
-uint32_t
-zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
+static uint32_t
+s_add (zqi_idtable_t *table, const uint8_t *id, uint32_t key_hash)
 {
     if (table->free_head == ZQI_ID_NONE && s_grow (table))
         return ZQI_ID_NONE;
@@ -308,11 +308,28 @@ zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
     *s_heap_index (table, index) = ZQI_ID_NONE;
     *s_link (table, index) = ZQI_ID_NONE;
     *s_in_use (table, index) = true;
-    uint32_t key_hash = zqi_idhash_key_hash (&table->hash, id);
     *s_key_hash (table, index) = key_hash;
     zqi_idhash_insert_hashed (&table->hash, index, key_hash);
     table->count++;
     return index;
+}
+
+uint32_t
+zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id)
+{
+    return s_add (table, id, zqi_idhash_key_hash (&table->hash, id));
+}
+
+uint32_t
+zqi_idtable_add_new (zqi_idtable_t *table, const uint8_t *id)
+{
+    uint32_t key_hash = zqi_idhash_key_hash (&table->hash, id);
+    if (zqi_idhash_find_hashed (&table->hash, table->entries, table->layout.entry_size, id,
+                                key_hash) != ZQI_ID_NONE) {
+        errno = EEXIST;
+        return ZQI_ID_NONE;
+    }
+    return s_add (table, id, key_hash);
 }
 
 //  The heap moves a hole rather than swapping: each step copies one slot

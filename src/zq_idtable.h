@@ -146,6 +146,9 @@ uint32_t zqi_idtable_find_from (const zqi_idtable_t *table, const uint8_t *id, u
 //  for id, in_use (true), heap_index and link (ZQI_ID_NONE). Returns its
 //  index, or ZQI_ID_NONE with errno ENOBUFS (max_entries in use) or ENOMEM.
 uint32_t zqi_idtable_add (zqi_idtable_t *table, const uint8_t *id);
+//  The same, unless an entry has id already: then ZQI_ID_NONE with errno
+//  EEXIST. The id is hashed once for the lookup and the add.
+uint32_t zqi_idtable_add_new (zqi_idtable_t *table, const uint8_t *id);
 //  Removes the entry (and its timer); its index goes to the free list.
 void zqi_idtable_remove (zqi_idtable_t *table, uint32_t index);
 //  Sets or moves the entry's timer to due.

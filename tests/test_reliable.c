@@ -1132,6 +1132,49 @@ test_confirms_out_of_order_report_each_message_once (void **state)
     zsock_destroy (&raw);
 }
 
+//  A message posted again while the outbox holds it (the same id) is held
+//  once: the PUT after the first is the next message's.
+static void
+test_a_message_posted_twice_is_held_once (void **state)
+{
+    zsock_t *raw;
+    zq_queue_t *producer = raw_server_and_producer ("max_in_flight", "8", &raw);
+    zq_msg_t *first = numbered ("twice", 0);
+    zq_msg_t *again = zq_msg_dup (first);
+    assert_non_null (again);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    memcpy (id, zq_msg_id (first), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    assert_int_equal (zq_queue_post (producer, &again, 0), 0);
+    assert_null (again);
+    zq_msg_t *next = numbered ("twice", 1);
+    uint8_t next_id[ZQ_MSG_ID_SIZE];
+    memcpy (next_id, zq_msg_id (next), ZQ_MSG_ID_SIZE);
+    assert_int_equal (zq_queue_post (producer, &next, 0), 0);
+    //  The PUTs' ids in the order they come, alone or in batches.
+    uint8_t got[3 * ZQ_MSG_ID_SIZE];
+    size_t count = 0;
+    while (count < 2) {
+        zframe_t *route = NULL;
+        zframe_t *envelope = raw_put_recv (raw, producer, &route);
+        const uint8_t *data = zframe_data (envelope);
+        if (data[1] == 1) //  [1, id, ...]: alone
+            memcpy (got + count++ * ZQ_MSG_ID_SIZE, data + 4, ZQ_MSG_ID_SIZE);
+        else {
+            assert_memory_equal (data + 1, ((uint8_t[]){0xcd, 0x5a, 0x42}), 3);
+            for (size_t at = 4; at < zframe_size (envelope) && count < 3; at += 2 + data[at + 1])
+                memcpy (got + count++ * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
+        }
+        zframe_destroy (&envelope);
+        zframe_destroy (&route);
+    }
+    assert_int_equal (count, 2);
+    assert_memory_equal (got, id, ZQ_MSG_ID_SIZE);
+    assert_memory_equal (got + ZQ_MSG_ID_SIZE, next_id, ZQ_MSG_ID_SIZE);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  A message whose body is a msgpack bin of size octets.
 static zq_msg_t *
 sized (size_t size)
@@ -2102,6 +2145,7 @@ main (void)
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
         cmocka_unit_test (test_confirms_out_of_order_report_each_message_once),
+        cmocka_unit_test (test_a_message_posted_twice_is_held_once),
         cmocka_unit_test (test_a_memory_outbox_keeps_the_default_window),
         cmocka_unit_test (test_a_memory_outbox_keeps_its_quota_of_bytes),
         cmocka_unit_test (test_silent_peer_on_server_port),

@@ -194,6 +194,33 @@ test_same_id_walk (void **state)
     zqi_idtable_free (&table);
 }
 
+//  add_new adds an id once: a second add of it finds the first (EEXIST)
+//  and changes nothing; once removed, the id may be added again.
+static void
+test_add_new_refuses_a_present_id (void **state)
+{
+    (void)state;
+    zqi_idtable_t table;
+    zqi_idtable_init (&table, &s_layout, 0);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    for (uint64_t n = 0; n < 200; n++) {
+        s_id (id, n);
+        assert_int_not_equal (zqi_idtable_add_new (&table, id), ZQI_ID_NONE);
+    }
+    s_id (id, 77);
+    uint32_t first = zqi_idtable_find (&table, id);
+    errno = 0;
+    assert_int_equal (zqi_idtable_add_new (&table, id), ZQI_ID_NONE);
+    assert_int_equal (errno, EEXIST);
+    assert_int_equal (table.count, 200);
+    zqi_idtable_remove (&table, first);
+    uint32_t again = zqi_idtable_add_new (&table, id);
+    assert_int_not_equal (again, ZQI_ID_NONE);
+    assert_int_equal (zqi_idtable_find (&table, id), again);
+    assert_int_equal (table.count, 200);
+    zqi_idtable_free (&table);
+}
+
 //  Timers come out earliest first, whatever order they were set, moved
 //  or taken away in.
 static void
@@ -331,9 +358,13 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_collisions_and_removal), cmocka_unit_test (test_hashed_forms_agree),
-        cmocka_unit_test (test_same_id_walk),           cmocka_unit_test (test_timer_order),
-        cmocka_unit_test (test_growth_bound),           cmocka_unit_test (test_seeded_per_table),
+        cmocka_unit_test (test_collisions_and_removal),
+        cmocka_unit_test (test_hashed_forms_agree),
+        cmocka_unit_test (test_same_id_walk),
+        cmocka_unit_test (test_add_new_refuses_a_present_id),
+        cmocka_unit_test (test_timer_order),
+        cmocka_unit_test (test_growth_bound),
+        cmocka_unit_test (test_seeded_per_table),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
