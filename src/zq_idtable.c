@@ -332,6 +332,11 @@ zqi_idtable_add_new (zqi_idtable_t *table, const uint8_t *id)
     return s_add (table, id, key_hash);
 }
 
+//  Children per heap node: four halves the levels a removal walks down
+//  (each level moves one slot and notes its entry's new position), and
+//  four slots of 16 bytes are one cache line to compare.
+#define S_ARITY 4
+
 //  The heap moves a hole rather than swapping: each step copies one slot
 //  into the hole and notes its entry's new position. Slots carry their
 //  due time, so a comparison reads the heap alone.
@@ -353,7 +358,7 @@ static void
 s_heap_up (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
 {
     while (position > 0) {
-        uint32_t parent = (position - 1) / 2;
+        uint32_t parent = (position - 1) / S_ARITY;
         if (!(timer.due < s_due_at (table, parent)))
             break;
         s_heap_put (table, position, table->heap[parent]);
@@ -366,11 +371,15 @@ s_heap_up (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
 static inline uint32_t
 s_earlier_child (const zqi_idtable_t *table, uint32_t position)
 {
-    uint32_t child = 2 * position + 1;
-    if (child >= table->heap_size)
+    uint32_t first = S_ARITY * position + 1;
+    if (first >= table->heap_size)
         return ZQI_ID_NONE;
-    if (child + 1 < table->heap_size && s_due_at (table, child + 1) < s_due_at (table, child))
-        child++;
+    uint32_t last =
+        first + S_ARITY - 1 < table->heap_size ? first + S_ARITY - 1 : table->heap_size - 1;
+    uint32_t child = first;
+    for (uint32_t other = first + 1; other <= last; other++)
+        if (s_due_at (table, other) < s_due_at (table, child))
+            child = other;
     return child;
 }
 
@@ -420,7 +429,7 @@ zqi_idtable_schedule (zqi_idtable_t *table, uint32_t index, int64_t due)
     uint32_t position = *s_heap_index (table, index);
     if (position == ZQI_ID_NONE)
         s_heap_up (table, table->heap_size++, timer);
-    else if (position > 0 && due < s_due_at (table, (position - 1) / 2))
+    else if (position > 0 && due < s_due_at (table, (position - 1) / S_ARITY))
         s_heap_up (table, position, timer);
     else
         s_heap_down (table, position, timer);

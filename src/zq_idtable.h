@@ -11,7 +11,7 @@
                        choose ids that pile up in one run of slots.
         zqi_idtable_t  a slab of entries (caller-defined structs that start
                        with a 16-byte id) with such a hash, a free list and
-                       a binary min-heap of the entries' due times (each
+                       a 4-ary min-heap of the entries' due times (each
                        heap slot holds its due time beside the entry's
                        index, so sifting reads no entry). Indexes
                        stay valid across adds; pointers do not.
@@ -125,7 +125,7 @@ typedef struct {
     uint32_t free_head;
     zqi_idtable_layout_t layout;
     zqi_idhash_t hash;
-    zqi_idtable_timer_t *heap; //  a binary min-heap on due
+    zqi_idtable_timer_t *heap; //  a 4-ary min-heap on due
     uint32_t heap_size;
 } zqi_idtable_t;
 
