@@ -9,19 +9,8 @@
     =========================================================================
 */
 #include "../src/zq_internal.h"
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
+#include "compiled_in.h"
 #include <xxhash.h>
-
-//  A ZQ_ASSERT in the table fails the test that reached it.
-void
-zqi_panic (const char *file, int line, const char *what)
-{
-    fail_msg ("assertion failed at %s:%d: %s", file, line, what);
-    abort ();
-}
 
 //  An entry as a user of the table lays it out: the id first, the table's
 //  fields among the user's own.

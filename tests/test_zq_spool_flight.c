@@ -10,18 +10,7 @@
     =========================================================================
 */
 #include "../src/zq_spool_internal.h"
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-//  A ZQ_ASSERT in the table fails the test that reached it.
-void
-zqi_panic (const char *file, int line, const char *what)
-{
-    fail_msg ("assertion failed at %s:%d: %s", file, line, what);
-    abort ();
-}
+#include "compiled_in.h"
 
 static zqi_location_t
 s_location (uint64_t seq, uint64_t offset)

@@ -11,18 +11,7 @@
 */
 #include "../src/zq_internal.h"
 #include <msgpack.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <cmocka.h>
-
-//  A ZQ_ASSERT in the code under test fails the test that reached it.
-void
-zqi_panic (const char *file, int line, const char *what)
-{
-    fail_msg ("assertion failed at %s:%d: %s", file, line, what);
-    abort ();
-}
+#include "compiled_in.h"
 
 //  Values at each boundary of the msgpack encodings, and beside it.
 static const uint64_t s_uints[] = {0,      1,       0x7f,        0x80,           0xff,      0x100,
