@@ -192,9 +192,7 @@ zqi_idhash_remove_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash)
         if (!slots[next].record)
             break;
         uint32_t home = slots[next].hash & hash->mask;
-        //  Move it back unless its home lies cyclically in (hole, next].
-        bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
-        if (!stays) {
+        if (!zqi_probe_stays (hole, next, home)) {
             slots[hole] = slots[next];
             hole = next;
         }

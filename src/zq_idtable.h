@@ -33,6 +33,16 @@
 
 //  ---- The hash -------------------------------------------------------------
 
+//  Removal by shifting back in linear probing (this hash, and the spool's
+//  table of records handed out): a record at slot next, whose home slot
+//  is home, stays where it is when the hole left at slot hole would put
+//  it before its home, that is when home lies cyclically in (hole, next].
+static inline bool
+zqi_probe_stays (uint32_t hole, uint32_t next, uint32_t home)
+{
+    return hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
+}
+
 //  Each slot is two words: record index + 1 (0 when free) and 32 bits of
 //  the key's hash, whose low bits are its home slot (zq_idtable.c owns
 //  the layout). Several records may share a key.

@@ -98,9 +98,7 @@ zqi_flight_remove (zqi_flight_t *self, uint64_t seq)
     for (uint32_t next = (hole + 1) & self->mask; self->slots[next].seq;
          next = (next + 1) & self->mask) {
         uint32_t home = s_home (self, self->slots[next].seq);
-        //  Moved back unless its home lies cyclically in (hole, next].
-        bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
-        if (!stays) {
+        if (!zqi_probe_stays (hole, next, home)) {
             self->slots[hole] = self->slots[next];
             hole = next;
         }

@@ -74,12 +74,6 @@ s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec
     return p;
 }
 
-static int
-s_mark_in_flight (zq_spool_t *self, const zqi_location_t *location)
-{
-    return zqi_flight_put (&self->in_flight, location);
-}
-
 //  Hands out the lowest returned record, if any. Returns 1 with record
 //  filled, 0 if none, -1 on error. read_lock held.
 static int
@@ -101,7 +95,7 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
         if (kept && rec.type == ZQI_REC_MESSAGE && rec.seq == location.seq &&
             rec.length == location.size) {
             zqi_spool_ready_pop (self);
-            if (s_mark_in_flight (self, &location))
+            if (zqi_flight_put (&self->in_flight, &location))
                 return -1;
             record->seq = location.seq;
             record->data = kept + ZQI_REC_HEADER_SIZE;
@@ -128,7 +122,7 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
                               &rec, &need) != 1 ||
             rec.type != ZQI_REC_MESSAGE || rec.seq != location.seq)
             return s_damaged_record (self, segment, location.offset);
-        if (s_mark_in_flight (self, &location))
+        if (zqi_flight_put (&self->in_flight, &location))
             return -1;
         ZQI_COUNT (ZQI_COUNT_SPOOL_READS);
         record->seq = location.seq;
@@ -202,7 +196,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         if (acked || zqi_flight_find (&self->in_flight, rec.seq))
             continue;
         zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
-        if (s_mark_in_flight (self, &location))
+        if (zqi_flight_put (&self->in_flight, &location))
             return -1;
         if (!kept)
             ZQI_COUNT (ZQI_COUNT_SPOOL_READS);
