@@ -55,8 +55,10 @@ typedef struct {
     int64_t
         failed_at;    //  monotonic ms (the config's clock) when binding last failed (0: it did not)
     int64_t quiet_at; //  fetcher only: since when its fetches came back empty (0: they did not)
-    int64_t checked_at; //  fetcher only: when the cluster was last asked for its consumer
-    bool stream_made;   //  its stream is known to exist (puts skip the check)
+    int64_t checked_at;      //  fetcher only: when the cluster was last asked for its consumer
+    uint32_t bind_failures;  //  fetcher only: binds failed in a row (logged at powers of two)
+    uint32_t fetch_failures; //  fetcher only: fetches failed (not timed out) in a row, the same
+    bool stream_made;        //  its stream is known to exist (puts skip the check)
 } zqi_js_queue_t;
 
 typedef struct {

@@ -144,6 +144,59 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
     return found == NATS_NOT_FOUND;
 }
 
+//  True when a streak of failures has reached count (counted from 1): the
+//  first of a streak and each power of two are logged, so that a cluster
+//  away for hours cannot flood the log.
+static bool
+s_worth_logging (uint32_t count)
+{
+    return (count & (count - 1)) == 0;
+}
+
+//  Fetcher thread: logs a failure to bind queue's consumer (or to make its
+//  stream), or the bind that ends a streak of them.
+static void
+s_log_bind (zqi_js_queue_t *queue, const char *name, natsStatus status)
+{
+    if (status == NATS_OK) {
+        if (queue->bind_failures)
+            zqi_log (ZQ_LOG_NOTICE,
+                     "reliable: JetStream consumer of queue %s bound after %u failed attempts",
+                     name, queue->bind_failures);
+        queue->bind_failures = 0;
+        return;
+    }
+    if (queue->bind_failures < UINT32_MAX)
+        queue->bind_failures++;
+    if (s_worth_logging (queue->bind_failures))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: JetStream consumer of queue %s not bound (attempt %u, tried again "
+                 "every %d ms, no deliveries meanwhile): %s: %s",
+                 name, queue->bind_failures, ZQI_JS_BIND_RETRY_MS, natsStatus_GetText (status),
+                 nats_GetLastError (NULL));
+}
+
+//  Fetcher thread: logs a fetch that failed other than by timing out (a
+//  streak of them: at powers of two), or the fetch that ends a streak.
+static void
+s_log_fetch (zqi_js_queue_t *queue, const char *name, natsStatus status)
+{
+    if (status == NATS_OK || status == NATS_TIMEOUT) {
+        if (queue->fetch_failures)
+            zqi_log (ZQ_LOG_NOTICE,
+                     "reliable: JetStream fetches for queue %s work again after %u failed", name,
+                     queue->fetch_failures);
+        queue->fetch_failures = 0;
+        return;
+    }
+    if (queue->fetch_failures < UINT32_MAX)
+        queue->fetch_failures++;
+    if (s_worth_logging (queue->fetch_failures))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: JetStream fetch for queue %s failed (%u in a row): %s: %s", name,
+                 queue->fetch_failures, natsStatus_GetText (status), nats_GetLastError (NULL));
+}
+
 //  The fetcher's pause: up to ZQI_JS_IDLE_WAIT_MS, or until woken (a want,
 //  the store closing). Call with the lock held.
 static void
@@ -194,19 +247,22 @@ zqi_js_fetcher (void *arg)
         pthread_mutex_unlock (&self->lock);
 
         if (!sub) {
-            bool ok = zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0;
-            if (ok) {
+            natsStatus bound = zqi_js_stream_ensure (self, queue->stream, queue->subject) == 0
+                                   ? NATS_OK
+                                   : NATS_ERR;
+            if (bound == NATS_OK) {
                 jsSubOptions options;
                 jsSubOptions_Init (&options);
                 options.Stream = queue->stream;
                 options.Config.AckPolicy = js_AckExplicit;
                 options.Config.AckWait = self->config.visibility_ms * 1000000LL;
                 options.Config.MaxAckPending = ZQI_JS_ACK_PENDING_MAX;
-                ok = js_PullSubscribe (&sub, self->js, queue->subject, ZQI_JS_DURABLE, NULL,
-                                       &options, NULL) == NATS_OK;
+                bound = js_PullSubscribe (&sub, self->js, queue->subject, ZQI_JS_DURABLE, NULL,
+                                          &options, NULL);
             }
+            s_log_bind (queue, name, bound);
             pthread_mutex_lock (&self->lock);
-            if (ok) {
+            if (bound == NATS_OK) {
                 queue->sub = sub;
                 queue->failed_at = 0;
             } else
@@ -222,6 +278,7 @@ zqi_js_fetcher (void *arg)
                 s_take (self, queue, name, msg);
             }
         natsMsgList_Destroy (&list);
+        s_log_fetch (queue, name, status);
         bool gone = s_consumer_gone (self, queue, status);
         pthread_mutex_lock (&self->lock);
         if (gone && queue->sub == sub) {

@@ -21,11 +21,13 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../patterns/reliable_store.h"
+#include "zq.h"
 #include <nats/nats.h>
 #include "nats_helpers.h"
 
@@ -369,6 +371,82 @@ test_a_deleted_consumer_is_made_again (void **state)
     zqi_store_jetstream.destroy (&store);
 }
 
+//  Lines the store logged, the ones naming the blocked queue's bind.
+static pthread_mutex_t s_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int s_bind_warnings;
+static int s_bind_recovered;
+
+static void
+s_log (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock (&s_log_lock);
+    if (level == ZQ_LOG_WARNING && strstr (line, "consumer of queue jobs.blocked not bound"))
+        s_bind_warnings++;
+    if (level == ZQ_LOG_NOTICE && strstr (line, "consumer of queue jobs.blocked bound after"))
+        s_bind_recovered++;
+    pthread_mutex_unlock (&s_log_lock);
+}
+
+static int
+s_logged (int *counter)
+{
+    pthread_mutex_lock (&s_log_lock);
+    int value = *counter;
+    pthread_mutex_unlock (&s_log_lock);
+    return value;
+}
+
+//  A consumer the store cannot bind (a push consumer someone made under
+//  its durable name): the log says so, without a line per attempt, no
+//  delivery comes meanwhile, and once the obstacle is gone the store binds
+//  (and logs that) and delivers what waited.
+static void
+test_a_consumer_not_bound_is_logged (void **state)
+{
+    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    s_put_all (store, "jobs.blocked", 0, 3);
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    assert_int_equal (zqi_store_stream_name ("T", "jobs.blocked", stream, sizeof stream), 0);
+    natsConnection *connection = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal (natsConnection_ConnectTo (&connection, s_url), NATS_OK);
+    assert_int_equal (natsConnection_JetStream (&js, connection, NULL), NATS_OK);
+    jsConsumerConfig config;
+    jsConsumerConfig_Init (&config);
+    config.Durable = "zq";
+    config.DeliverSubject = "elsewhere.blocked";
+    config.AckPolicy = js_AckExplicit;
+    jsConsumerInfo *info = NULL;
+    assert_int_equal (js_AddConsumer (&info, js, stream, &config, NULL, NULL), NATS_OK);
+    jsConsumerInfo_Destroy (info);
+
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.blocked", 10), 0);
+    int64_t until = s_now_ms () + WAIT_MS;
+    while (s_logged (&s_bind_warnings) < 2 && s_now_ms () < until)
+        poll (NULL, 0, 20);
+    //  Attempts 1 and 2 are logged (then 4, 8, ...): at least two attempts
+    //  500 ms apart, and not a line each.
+    assert_in_range (s_logged (&s_bind_warnings), 2, 3);
+    zqi_store_delivery_t *got[3] = {0};
+    assert_int_equal (s_collect (store, NULL, got, 3, 0), 0);
+
+    assert_int_equal (js_DeleteConsumer (js, stream, "zq", NULL, NULL), NATS_OK);
+    jsCtx_Destroy (js);
+    natsConnection_Destroy (connection);
+    size_t count = s_collect (store, NULL, got, 3, WAIT_MS);
+    assert_int_equal (count, 3);
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got[i]);
+    }
+    assert_int_equal (s_logged (&s_bind_recovered), 1);
+    zqi_store_jetstream.destroy (&store);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+}
+
 int
 main (void)
 {
@@ -380,6 +458,7 @@ main (void)
         cmocka_unit_test (test_timeout_and_dead_letter),
         cmocka_unit_test (test_purge_remove_and_bad_config),
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
+        cmocka_unit_test (test_a_consumer_not_bound_is_logged),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.
