@@ -8,7 +8,10 @@
     socket, appends every PUT to its queue's spool, commits each spool
     touched once (one fdatasync under fsync "always"), then sends one
     CONFIRM per producer for the whole batch, runs due timers and delivers
-    to consumers that have credit.
+    to consumers that have credit. While PUTs keep coming (a read that
+    fills the batch), a batch's commit runs in the committer thread while
+    the next batch is read, up to ZQI_RS_PASSES reads per round; its
+    CONFIRMs still wait for the commit.
 
     A queue's messages are the records of its spool. One table, keyed by
     message id, tracks the records the server has handed out of a spool
@@ -35,8 +38,10 @@
         reliable_server_delivery.c  entries (delivered, held, returned),
                                     sending, reading records, dead letters,
                                     local consumption
-        reliable_server_input.c     commands from the socket, PUTs and their
-                                    batch commit, settles, timers, a round
+        reliable_server_input.c     commands from the socket, PUTs, settles,
+                                    timers, a round
+        reliable_server_commit.c    a batch's commit and answers, in place or
+                                    in the committer thread
         reliable_server_admin.c     declare, names, info, peek, purge, redrive
         reliable_server_store*.c    with jetstream_servers set: every queue in
                                     the JetStream store instead of spools
@@ -180,11 +185,10 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         (zqi_rs_consumer_t *)calloc (self->consumer_capacity, sizeof (zqi_rs_consumer_t));
     //  A round reads until ZQI_RS_BATCH PUTs are pending; the last may be
     //  a PUT batch of ZQI_BATCH_MAX_COUNT more.
-    self->pending = (zqi_rs_pending_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (zqi_rs_pending_t));
-    self->touched = (uint32_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint32_t));
+    if (zqi_rs_puts_init (&self->puts))
+        goto no_memory;
     self->parsed = (zqi_rs_parsed_t *)calloc (ZQI_RS_PARSED, sizeof (zqi_rs_parsed_t));
-    if (!self->queue_by_name || !self->consumer_by_route || !self->consumers || !self->pending ||
-        !self->touched || !self->parsed)
+    if (!self->queue_by_name || !self->consumer_by_route || !self->consumers || !self->parsed)
         goto no_memory;
     for (uint32_t index = 0; index < self->consumer_capacity; index++)
         self->consumers[index].head = ZQI_R_NONE;
@@ -212,6 +216,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     if (!self)
         return 0;
     size_t lost = 0;
+    zqi_rs_committer_stop (self);
     zqi_rs_store_close (self);
     for (uint32_t index = 0; index < self->queue_count; index++) {
         zqi_rs_queue_t *queue = self->queues[index];
@@ -234,8 +239,7 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     zhashx_destroy (&self->consumer_by_route);
     zqi_r_table_free (&self->table);
     zqi_r_dedupe_free (&self->dedupe);
-    free (self->pending);
-    free (self->touched);
+    zqi_rs_puts_free (&self->puts);
     free (self->parsed);
     zqi_buf_free (&self->buf);
     zqi_buf_free (&self->bytes);

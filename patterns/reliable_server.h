@@ -16,6 +16,7 @@
 
 #define ZQI_RS_BATCH       1024 //  commands read per round of work
 #define ZQI_RS_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
+#define ZQI_RS_PASSES      4    //  reads of the socket a round of work makes at most
 //  PUTs one round may hold: ZQI_RS_BATCH, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
 #define ZQI_RS_PENDING_MAX   (ZQI_RS_BATCH + ZQI_BATCH_MAX_COUNT)
@@ -117,6 +118,7 @@ typedef struct {
     uint64_t in_flight; //  DELIVERED entries
     uint64_t held;      //  HELD entries
     bool appended;      //  records appended this round, not yet committed
+    bool behind;        //  records in the round committed behind (zqi_rs_settle_behind)
     bool commit_failed; //  this round's commit failed: ask each record
     bool complained;    //  a read error was logged already
     zq_queue_info_t counters;
@@ -170,6 +172,34 @@ typedef struct {
     uint8_t route_size;
     uint8_t route[255];
 } zqi_rs_peer_t;
+
+//  The PUTs of a round of work and what answering them needs: the
+//  envelopes' ids and outcomes, the peers that sent them, the queues
+//  appended to. A server has two: the round being read, and the round
+//  before it whose commit runs in the committer thread meanwhile
+//  (reliable_server_commit.c).
+typedef struct {
+    zqi_rs_pending_t *pending; //  ZQI_RS_PENDING_MAX
+    uint32_t pending_count;
+    zqi_rs_peer_t *peers; //  ZQI_RS_BATCH_PEERS
+    uint32_t peer_count;
+    uint32_t *touched; //  indexes of the queues appended to (ZQI_RS_PENDING_MAX)
+    uint32_t touched_count;
+    zq_spool_t **spools; //  their spools, for the committer (ZQI_RS_PENDING_MAX)
+    int *refusals;       //  per touched queue: 0, or the errno its commit failed with
+} zqi_rs_puts_t;
+
+//  The thread that commits a round's spools while the next round is read.
+typedef struct {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stopping; //  under lock: the thread ends
+    bool working;  //  under lock: behind is the thread's until it clears this
+    bool pending;  //  the server's view: behind holds PUTs not yet answered
+    bool failed;   //  the thread could not start: rounds commit in place
+} zqi_rs_committer_t;
 
 //  The server's queues in a store behind the seam (reliable_server_store.c).
 typedef struct _zqi_rs_store_t zqi_rs_store_t;
@@ -229,12 +259,9 @@ struct _zqi_r_server_t {
     zhashx_t *consumer_by_route; //  hex route -> index + 1
     zqi_r_table_t table;
     zqi_r_dedupe_t dedupe;
-    zqi_rs_pending_t *pending;
-    uint32_t pending_count;
-    zqi_rs_peer_t peers[ZQI_RS_BATCH_PEERS];
-    uint32_t peer_count;
-    uint32_t *touched; //  queues appended to this round
-    uint32_t touched_count;
+    zqi_rs_puts_t puts;   //  the round's PUTs, being read
+    zqi_rs_puts_t behind; //  the PUTs of the round before, committed behind it
+    zqi_rs_committer_t committer;
     zqi_buf_t buf;           //  command frames
     zqi_buf_t bytes;         //  joined or rewritten envelopes
     zqi_rs_parsed_t *parsed; //  ZQI_RS_PARSED slots: records stored lately
@@ -329,6 +356,32 @@ int zqi_rs_record_ack (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq
 void zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index);
 
 int zqi_rs_send_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size, bool more);
+
+//  The reason sent with a REFUSE or ERROR code.
+const char *zqi_rs_code_reason (zqi_r_code_t code);
+
+//  ---- Commits (reliable_server_commit.c) ----------------------------------
+
+//  Allocates puts' arrays (empty); 0, or -1 with errno ENOMEM.
+int zqi_rs_puts_init (zqi_rs_puts_t *puts);
+void zqi_rs_puts_free (zqi_rs_puts_t *puts);
+//  Commits the spools the round (self->puts) appended to and answers every
+//  PUT of it: CONFIRM for the ones stored, REFUSE with its code for each
+//  other; one command per peer and code. The round's PUTs are then none.
+void zqi_rs_commit_and_answer (zqi_r_server_t *self);
+//  Hands the round's PUTs to the committer thread (started at the first
+//  call), which commits their spools while the caller reads the next
+//  round, and starts an empty round. False (nothing done) when the server
+//  has no disk spools, the round before is not settled, or the thread
+//  cannot start: then commit them with zqi_rs_commit_and_answer.
+bool zqi_rs_commit_behind (zqi_r_server_t *self);
+//  Waits for the commit zqi_rs_commit_behind started, if any, and answers
+//  its PUTs as zqi_rs_commit_and_answer does. Every round of work ends
+//  with none behind, so that what runs between rounds (admin calls,
+//  timers, deliveries, closing) never meets a commit in flight.
+void zqi_rs_settle_behind (zqi_r_server_t *self);
+//  Stops the committer thread (settling what is behind first).
+void zqi_rs_committer_stop (zqi_r_server_t *self);
 
 //  Sends ERROR code with reason to the peer at route; counts it by code and
 //  logs it (one line per ZQI_RS_LOG_IVL_MS at most, the others counted).

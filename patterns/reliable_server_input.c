@@ -1,8 +1,8 @@
 /*  =========================================================================
     reliable_server_input - the reliable server's round of work: reading
-    commands from the socket, PUTs appended to their spools and committed
-    once per round with one CONFIRM or REFUSE per producer, settles
-    (ACK, NACK, TOUCH), CONSUME and CANCEL, and due timers.
+    commands from the socket, PUTs appended to their spools (committed and
+    answered by reliable_server_commit.c), settles (ACK, NACK, TOUCH),
+    CONSUME and CANCEL, and due timers.
 
     patterns/reliable_server.h holds what the server's files share.
 
@@ -24,22 +24,22 @@
 static uint32_t
 s_peer_index (zqi_r_server_t *self, const uint8_t *route, size_t size)
 {
-    for (uint32_t index = self->peer_count; index-- > 0;)
-        if (self->peers[index].route_size == size &&
-            memcmp (self->peers[index].route, route, size) == 0)
+    for (uint32_t index = self->puts.peer_count; index-- > 0;)
+        if (self->puts.peers[index].route_size == size &&
+            memcmp (self->puts.peers[index].route, route, size) == 0)
             return index;
-    if (self->peer_count == ZQI_RS_BATCH_PEERS)
+    if (self->puts.peer_count == ZQI_RS_BATCH_PEERS)
         return ZQI_R_NONE;
-    zqi_rs_peer_t *peer = &self->peers[self->peer_count];
+    zqi_rs_peer_t *peer = &self->puts.peers[self->puts.peer_count];
     peer->route_size = (uint8_t)size;
     memcpy (peer->route, route, size);
-    return self->peer_count++;
+    return self->puts.peer_count++;
 }
 
 static zqi_rs_pending_t *
 s_pending_add (zqi_r_server_t *self, uint32_t peer, const uint8_t *id)
 {
-    zqi_rs_pending_t *pending = &self->pending[self->pending_count++];
+    zqi_rs_pending_t *pending = &self->puts.pending[self->puts.pending_count++];
     memcpy (pending->id, id, ZQ_MSG_ID_SIZE);
     pending->peer = peer;
     pending->queue = ZQI_R_NONE;
@@ -77,9 +77,8 @@ s_queue_code (int errnum)
                                  : ZQI_R_CODE_FAILED;
 }
 
-//  The reason sent with a REFUSE or ERROR code.
-static const char *
-s_code_reason (zqi_r_code_t code)
+const char *
+zqi_rs_code_reason (zqi_r_code_t code)
 {
     switch (code) {
         case ZQI_R_CODE_FULL:
@@ -197,8 +196,8 @@ s_store_put (zqi_r_server_t *self, uint32_t peer, zqi_rs_pending_t *pending,
     pending->code = zqi_rs_store_put (self, peer, name, envelope->id, data, size);
     if (pending->code == ZQI_R_CODE_LIMIT || pending->code == ZQI_R_CODE_BUSY)
         self->common.ctx->stats->refused++;
-    if (pending->code == 0 && pending == &self->pending[self->pending_count - 1])
-        self->pending_count--;
+    if (pending->code == 0 && pending == &self->puts.pending[self->puts.pending_count - 1])
+        self->puts.pending_count--;
 }
 
 //  The queue a PUT of size octets names, made if needed; NULL with
@@ -249,7 +248,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
        size_t body_size, const char *user_id, const s_put_hint_t *hint)
 {
     bool second = body != NULL;
-    zqi_rs_peer_t *from = &self->peers[peer];
+    zqi_rs_peer_t *from = &self->puts.peers[peer];
     zqi_envelope_t envelope;
     //  A PUT that can never be stored is refused with its id when the id
     //  can be read (so a producer stops sending it), else answered ERROR.
@@ -355,7 +354,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
     if (!queue->appended) {
         queue->appended = true;
-        self->touched[self->touched_count++] = queue->index;
+        self->puts.touched[self->puts.touched_count++] = queue->index;
     }
 }
 
@@ -383,7 +382,7 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
     if (zqi_batch_open (&reader, &frame, self->max_message_bytes)) {
         int failure = errno;
         zmq_msg_close (&frame);
-        zqi_rs_turn_down (self, self->peers[peer].route, self->peers[peer].route_size,
+        zqi_rs_turn_down (self, self->puts.peers[peer].route, self->puts.peers[peer].route_size,
                           ZQI_R_CODE_PROTOCOL,
                           failure == ZQ_ETOOBIG ? "PUT batch too big" : "malformed PUT batch");
         return;
@@ -535,7 +534,7 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             if (!s_authorized (self, user_id, ZQ_ACCESS_CONSUME, key, command->text_size)) {
                 self->common.ctx->stats->refused++;
                 zqi_rs_send_error (self, route, route_size, ZQI_R_CODE_DENIED,
-                                   s_code_reason (ZQI_R_CODE_DENIED));
+                                   zqi_rs_code_reason (ZQI_R_CODE_DENIED));
                 return;
             }
             if (self->store) {
@@ -575,7 +574,7 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
             self->naming_user_id = NULL;
             if (!queue) {
                 zqi_r_code_t code = s_queue_code (errno);
-                zqi_rs_send_error (self, route, route_size, code, s_code_reason (code));
+                zqi_rs_send_error (self, route, route_size, code, zqi_rs_code_reason (code));
                 return;
             }
             if (consumer == ZQI_R_NONE)
@@ -709,82 +708,6 @@ done:
     return 0;
 }
 
-//  Sends the ids of the round's PUTs from peer with code (0: CONFIRM).
-static void
-s_answer (zqi_r_server_t *self, uint32_t peer, uint8_t code)
-{
-    zqi_buf_reset (&self->bytes);
-    for (uint32_t i = 0; i < self->pending_count; i++)
-        if (self->pending[i].peer == peer && self->pending[i].code == code)
-            if (zqi_buf_append (&self->bytes, self->pending[i].id, ZQ_MSG_ID_SIZE))
-                return;
-    if (!self->bytes.size)
-        return;
-    if (code && code < ZQI_R_CODE_COUNT)
-        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
-    int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
-                  : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
-    if (rc || zqi_mp_put_bin (&self->buf, self->bytes.data, self->bytes.size))
-        return;
-    if (code) {
-        const char *reason = s_code_reason ((zqi_r_code_t)code);
-        if (zqi_mp_put_uint (&self->buf, code) ||
-            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
-            return;
-    }
-    //  A producer gone or too slow to take its confirms sends again.
-    zqi_rs_send_command (self, self->peers[peer].route, self->peers[peer].route_size, false);
-}
-
-//  Commits the spools the round appended to and answers every PUT.
-static void
-s_commit_and_answer (zqi_r_server_t *self)
-{
-    for (uint32_t i = 0; i < self->touched_count; i++) {
-        zqi_rs_queue_t *queue = self->queues[self->touched[i]];
-        queue->commit_failed = zq_spool_commit (queue->spool) != 0;
-        if (queue->commit_failed)
-            zqi_log (ZQ_LOG_WARNING, "reliable: queue %s refused a batch: %s", queue->name,
-                     zq_strerror (errno));
-        queue->appended = false;
-    }
-    for (uint32_t i = 0; i < self->pending_count; i++) {
-        zqi_rs_pending_t *pending = &self->pending[i];
-        if (pending->code || pending->queue == ZQI_R_NONE)
-            continue;
-        zqi_rs_queue_t *queue = self->queues[pending->queue];
-        if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
-            pending->code = zqi_rs_store_code (errno);
-            zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
-            queue->counters.refused++;
-        }
-    }
-    for (uint32_t i = 0; i < self->touched_count; i++)
-        self->queues[self->touched[i]]->commit_failed = false;
-    //  Which answers each peer gets (bit code), so that each answer's
-    //  pass over the round's PUTs is one that finds some.
-    _Static_assert(ZQI_R_CODE_COUNT <= 32, "a code is a bit of a word");
-    uint32_t answers[ZQI_RS_BATCH_PEERS] = {0};
-    for (uint32_t i = 0; i < self->pending_count; i++)
-        answers[self->pending[i].peer] |= UINT32_C (1) << self->pending[i].code;
-    static const uint8_t codes[] = {0,
-                                    ZQI_R_CODE_FULL,
-                                    ZQI_R_CODE_INVALID,
-                                    ZQI_R_CODE_FAILED,
-                                    ZQI_R_CODE_CONFLICT,
-                                    ZQI_R_CODE_LIMIT,
-                                    ZQI_R_CODE_BUSY,
-                                    ZQI_R_CODE_DENIED,
-                                    ZQI_R_CODE_NO_SPACE};
-    for (uint32_t peer = 0; peer < self->peer_count; peer++)
-        for (size_t n = 0; n < sizeof codes; n++)
-            if (answers[peer] & (UINT32_C (1) << codes[n]))
-                s_answer (self, peer, codes[n]);
-    self->pending_count = 0;
-    self->peer_count = 0;
-    self->touched_count = 0;
-}
-
 //  Runs due timers: visibility deadlines and the ends of holds.
 static void
 s_run_timers (zqi_r_server_t *self, int64_t now)
@@ -823,26 +746,42 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
     }
 }
 
-//  One round of work. Returns -1 with errno only for a socket failure
-//  (ETERM, ...).
+//  Reads commands until the socket is empty (self->drained) or the round
+//  is full. Returns -1 with errno only for a socket failure.
+static int
+s_read_round (zqi_r_server_t *self)
+{
+    self->now = zqi_r_now (&self->common);
+    for (int n = 0; n < ZQI_RS_BATCH && self->puts.pending_count < ZQI_RS_BATCH &&
+                    self->puts.peer_count < ZQI_RS_BATCH_PEERS;
+         n++)
+        if (s_read_one (self)) {
+            self->drained = errno == EAGAIN;
+            return self->drained ? 0 : -1;
+        }
+    return 0;
+}
+
+//  One round of work: up to ZQI_RS_PASSES reads of the socket while it
+//  keeps PUTs coming, each read's commit running behind the next read
+//  (reliable_server_commit.c), then timers and deliveries. Returns -1
+//  with errno only for a socket failure (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
-    int rc = 0;
-    self->now = zqi_r_now (&self->common);
+    int rc = 0, saved = 0;
     self->drained = false;
-    for (int n = 0; n < ZQI_RS_BATCH && self->pending_count < ZQI_RS_BATCH &&
-                    self->peer_count < ZQI_RS_BATCH_PEERS;
-         n++)
-        if (s_read_one (self)) {
-            if (errno != EAGAIN)
-                rc = -1;
-            self->drained = errno == EAGAIN;
+    for (int pass = 1; rc == 0; pass++) {
+        rc = s_read_round (self);
+        saved = errno;
+        zqi_rs_settle_behind (self);
+        bool more = rc == 0 && !self->drained && pass < ZQI_RS_PASSES;
+        if ((self->puts.pending_count || self->puts.peer_count) &&
+            !(more && zqi_rs_commit_behind (self)))
+            zqi_rs_commit_and_answer (self);
+        if (!more)
             break;
-        }
-    int saved = errno;
-    if (self->pending_count || self->peer_count)
-        s_commit_and_answer (self);
+    }
     self->now = zqi_r_now (&self->common);
     s_run_timers (self, self->now);
     if (self->store)

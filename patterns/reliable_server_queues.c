@@ -143,14 +143,17 @@ zqi_rs_store_code (int errnum)
 }
 
 //  Closes an idle queue's spool, giving its files back. Records appended
-//  this round are committed first and their PUTs settled.
+//  this round are committed first and their PUTs settled (and those of
+//  the round committed behind it, if the queue has records there).
 static void
 s_queue_close (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 {
+    if (queue->behind)
+        zqi_rs_settle_behind (self);
     if (queue->appended) {
         bool failed = zq_spool_commit (queue->spool) != 0;
-        for (uint32_t i = 0; i < self->pending_count; i++) {
-            zqi_rs_pending_t *pending = &self->pending[i];
+        for (uint32_t i = 0; i < self->puts.pending_count; i++) {
+            zqi_rs_pending_t *pending = &self->puts.pending[i];
             if (pending->code || pending->queue != queue->index)
                 continue;
             if (failed && zq_spool_wait (queue->spool, pending->seq)) {
@@ -160,9 +163,9 @@ s_queue_close (zqi_r_server_t *self, zqi_rs_queue_t *queue)
             }
             pending->queue = ZQI_R_NONE; //  settled: code 0 is a confirm
         }
-        for (uint32_t i = 0; i < self->touched_count; i++)
-            if (self->touched[i] == queue->index) {
-                self->touched[i] = self->touched[--self->touched_count];
+        for (uint32_t i = 0; i < self->puts.touched_count; i++)
+            if (self->puts.touched[i] == queue->index) {
+                self->puts.touched[i] = self->puts.touched[--self->puts.touched_count];
                 break;
             }
         queue->appended = false;

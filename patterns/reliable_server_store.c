@@ -220,7 +220,7 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
     char key[2 * ZQ_MSG_ID_SIZE + 2 + ZQ_QUEUE_NAME_MAX + sizeof ZQ_QUEUE_DEAD_SUFFIX];
     zqi_rss_hex (id, key);
     snprintf (key + 2 * ZQ_MSG_ID_SIZE, sizeof key - 2 * ZQ_MSG_ID_SIZE, "/%s", name);
-    const zqi_rs_peer_t *from = &self->peers[peer];
+    const zqi_rs_peer_t *from = &self->puts.peers[peer];
     zqi_rss_waiter_t *waiter = (zqi_rss_waiter_t *)zhashx_lookup (state->waiters, key);
     if (waiter) {
         //  The same put again (a resend) before the first was answered:

@@ -1,0 +1,268 @@
+/*  =========================================================================
+    reliable_server_commit - the reliable server's commits of a round's
+    PUTs and their answers: one commit per spool a round appended to
+    (one write and, under fsync "always", one fdatasync), then one CONFIRM
+    per producer for the PUTs stored and one REFUSE per producer and code
+    for the others.
+
+    While PUTs keep coming, a round's commit runs in the committer thread
+    and the server reads the next round meanwhile (zqi_rs_work): the disk's
+    write and fdatasync overlap the reading, parsing and appending of the
+    next PUTs instead of stopping them. A PUT is still answered only once
+    the commit that holds its record returned: no CONFIRM before the record
+    is durable under the queue's fsync policy. A round that reads the
+    socket empty commits in the server's own thread, as a lone PUT would
+    not gain from a handover to another thread.
+
+    patterns/reliable_server.h holds what the server's files share.
+
+    This Source Code Form is subject to the terms of the Mozilla Public
+    License, v. 2.0. If a copy of the MPL was not distributed with this
+    file, You can obtain one at http://mozilla.org/MPL/2.0/.
+    =========================================================================
+*/
+#include "reliable_server.h"
+
+int
+zqi_rs_puts_init (zqi_rs_puts_t *puts)
+{
+    memset (puts, 0, sizeof *puts);
+    puts->pending = (zqi_rs_pending_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (zqi_rs_pending_t));
+    puts->peers = (zqi_rs_peer_t *)malloc (ZQI_RS_BATCH_PEERS * sizeof (zqi_rs_peer_t));
+    puts->touched = (uint32_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint32_t));
+    puts->spools = (zq_spool_t **)malloc (ZQI_RS_PENDING_MAX * sizeof (zq_spool_t *));
+    puts->refusals = (int *)malloc (ZQI_RS_PENDING_MAX * sizeof (int));
+    if (!puts->pending || !puts->peers || !puts->touched || !puts->spools || !puts->refusals) {
+        zqi_rs_puts_free (puts);
+        return zqi_fail (ENOMEM);
+    }
+    return 0;
+}
+
+void
+zqi_rs_puts_free (zqi_rs_puts_t *puts)
+{
+    free (puts->pending);
+    free (puts->peers);
+    free (puts->touched);
+    free (puts->spools);
+    free (puts->refusals);
+    memset (puts, 0, sizeof *puts);
+}
+
+//  Commits each spool of puts, noting each one's outcome. Runs in the
+//  server's thread or in the committer's.
+static void
+s_commit_spools (zqi_rs_puts_t *puts)
+{
+    for (uint32_t i = 0; i < puts->touched_count; i++)
+        puts->refusals[i] = zq_spool_commit (puts->spools[i]) ? (errno ? errno : EIO) : 0;
+}
+
+//  Sends the ids of the PUTs in puts from peer with code (0: CONFIRM).
+static void
+s_answer (zqi_r_server_t *self, const zqi_rs_puts_t *puts, uint32_t peer, uint8_t code)
+{
+    zqi_buf_reset (&self->bytes);
+    for (uint32_t i = 0; i < puts->pending_count; i++)
+        if (puts->pending[i].peer == peer && puts->pending[i].code == code)
+            if (zqi_buf_append (&self->bytes, puts->pending[i].id, ZQ_MSG_ID_SIZE))
+                return;
+    if (!self->bytes.size)
+        return;
+    if (code && code < ZQI_R_CODE_COUNT)
+        self->refusals[code] += self->bytes.size / ZQ_MSG_ID_SIZE;
+    int rc = code ? zqi_r_put_command (&self->buf, 5, ZQI_R_REFUSE)
+                  : zqi_r_put_command (&self->buf, 3, ZQI_R_CONFIRM);
+    if (rc || zqi_mp_put_bin (&self->buf, self->bytes.data, self->bytes.size))
+        return;
+    if (code) {
+        const char *reason = zqi_rs_code_reason ((zqi_r_code_t)code);
+        if (zqi_mp_put_uint (&self->buf, code) ||
+            zqi_mp_put_str (&self->buf, reason, strlen (reason)))
+            return;
+    }
+    //  A producer gone or too slow to take its confirms sends again.
+    zqi_rs_send_command (self, puts->peers[peer].route, puts->peers[peer].route_size, false);
+}
+
+//  After the commits of puts' spools (their outcomes in puts->refusals):
+//  settles each PUT (a record of a failed commit asks its spool whether
+//  it was stored), answers them all, and empties puts.
+static void
+s_settle_and_answer (zqi_r_server_t *self, zqi_rs_puts_t *puts)
+{
+    for (uint32_t i = 0; i < puts->touched_count; i++) {
+        zqi_rs_queue_t *queue = self->queues[puts->touched[i]];
+        queue->commit_failed = puts->refusals[i] != 0;
+        if (queue->commit_failed)
+            zqi_log (ZQ_LOG_WARNING, "reliable: queue %s refused a batch: %s", queue->name,
+                     zq_strerror (puts->refusals[i]));
+    }
+    for (uint32_t i = 0; i < puts->pending_count; i++) {
+        zqi_rs_pending_t *pending = &puts->pending[i];
+        if (pending->code || pending->queue == ZQI_R_NONE)
+            continue;
+        zqi_rs_queue_t *queue = self->queues[pending->queue];
+        if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
+            pending->code = zqi_rs_store_code (errno);
+            zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
+            queue->counters.refused++;
+        }
+    }
+    for (uint32_t i = 0; i < puts->touched_count; i++)
+        self->queues[puts->touched[i]]->commit_failed = false;
+    //  Which answers each peer gets (bit code), so that each answer's
+    //  pass over the round's PUTs is one that finds some.
+    _Static_assert(ZQI_R_CODE_COUNT <= 32, "a code is a bit of a word");
+    uint32_t answers[ZQI_RS_BATCH_PEERS] = {0};
+    for (uint32_t i = 0; i < puts->pending_count; i++)
+        answers[puts->pending[i].peer] |= UINT32_C (1) << puts->pending[i].code;
+    static const uint8_t codes[] = {0,
+                                    ZQI_R_CODE_FULL,
+                                    ZQI_R_CODE_INVALID,
+                                    ZQI_R_CODE_FAILED,
+                                    ZQI_R_CODE_CONFLICT,
+                                    ZQI_R_CODE_LIMIT,
+                                    ZQI_R_CODE_BUSY,
+                                    ZQI_R_CODE_DENIED,
+                                    ZQI_R_CODE_NO_SPACE};
+    for (uint32_t peer = 0; peer < puts->peer_count; peer++)
+        for (size_t n = 0; n < sizeof codes; n++)
+            if (answers[peer] & (UINT32_C (1) << codes[n]))
+                s_answer (self, puts, peer, codes[n]);
+    puts->pending_count = 0;
+    puts->peer_count = 0;
+    puts->touched_count = 0;
+}
+
+//  The spools of the queues puts appended to, in puts->spools.
+static void
+s_note_spools (zqi_r_server_t *self, zqi_rs_puts_t *puts)
+{
+    for (uint32_t i = 0; i < puts->touched_count; i++)
+        puts->spools[i] = self->queues[puts->touched[i]]->spool;
+}
+
+void
+zqi_rs_commit_and_answer (zqi_r_server_t *self)
+{
+    zqi_rs_puts_t *puts = &self->puts;
+    s_note_spools (self, puts);
+    s_commit_spools (puts);
+    for (uint32_t i = 0; i < puts->touched_count; i++)
+        self->queues[puts->touched[i]]->appended = false;
+    s_settle_and_answer (self, puts);
+}
+
+//  ---- The committer thread ---------------------------------------------------
+
+static void *
+s_committer (void *arg)
+{
+    zqi_r_server_t *self = (zqi_r_server_t *)arg;
+    zqi_rs_committer_t *committer = &self->committer;
+    pthread_mutex_lock (&committer->lock);
+    while (!committer->stopping) {
+        if (!committer->working) {
+            pthread_cond_wait (&committer->wake, &committer->lock);
+            continue;
+        }
+        pthread_mutex_unlock (&committer->lock);
+        //  behind is this thread's until working is cleared; the spools
+        //  stay open until it is settled (zqi_rs_settle_behind).
+        s_commit_spools (&self->behind);
+        pthread_mutex_lock (&committer->lock);
+        committer->working = false;
+        pthread_cond_broadcast (&committer->wake);
+    }
+    pthread_mutex_unlock (&committer->lock);
+    return NULL;
+}
+
+static bool
+s_committer_start (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (committer->started)
+        return true;
+    if (!self->behind.pending && zqi_rs_puts_init (&self->behind))
+        return false;
+    if (pthread_mutex_init (&committer->lock, NULL))
+        return false;
+    if (pthread_cond_init (&committer->wake, NULL)) {
+        pthread_mutex_destroy (&committer->lock);
+        return false;
+    }
+    committer->stopping = committer->working = committer->pending = false;
+    if (pthread_create (&committer->thread, NULL, s_committer, self)) {
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: no committer thread (%s): each round commits before the next",
+                 strerror (errno));
+        pthread_cond_destroy (&committer->wake);
+        pthread_mutex_destroy (&committer->lock);
+        self->committer.failed = true;
+        return false;
+    }
+    committer->started = true;
+    return true;
+}
+
+bool
+zqi_rs_commit_behind (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (!self->spool_dir || self->store || committer->pending || committer->failed ||
+        !s_committer_start (self))
+        return false;
+    //  The round becomes the one behind, behind's (empty) arrays the new round's.
+    zqi_rs_puts_t round = self->puts;
+    self->puts = self->behind;
+    self->behind = round;
+    for (uint32_t i = 0; i < round.touched_count; i++) {
+        zqi_rs_queue_t *queue = self->queues[round.touched[i]];
+        queue->appended = false;
+        queue->behind = true;
+    }
+    s_note_spools (self, &self->behind);
+    committer->pending = true;
+    pthread_mutex_lock (&committer->lock);
+    committer->working = true;
+    pthread_cond_signal (&committer->wake);
+    pthread_mutex_unlock (&committer->lock);
+    return true;
+}
+
+void
+zqi_rs_settle_behind (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (!committer->pending)
+        return;
+    pthread_mutex_lock (&committer->lock);
+    while (committer->working)
+        pthread_cond_wait (&committer->wake, &committer->lock);
+    pthread_mutex_unlock (&committer->lock);
+    committer->pending = false;
+    for (uint32_t i = 0; i < self->behind.touched_count; i++)
+        self->queues[self->behind.touched[i]]->behind = false;
+    s_settle_and_answer (self, &self->behind);
+}
+
+void
+zqi_rs_committer_stop (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (committer->started) {
+        zqi_rs_settle_behind (self);
+        pthread_mutex_lock (&committer->lock);
+        committer->stopping = true;
+        pthread_cond_signal (&committer->wake);
+        pthread_mutex_unlock (&committer->lock);
+        pthread_join (committer->thread, NULL);
+        pthread_cond_destroy (&committer->wake);
+        pthread_mutex_destroy (&committer->lock);
+        committer->started = false;
+    }
+    zqi_rs_puts_free (&self->behind);
+}
