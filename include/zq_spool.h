@@ -151,7 +151,10 @@ ZQ_EXPORT int zq_spool_append_msg (zq_spool_t *self, const zq_msg_t *msg, uint64
 //  Acks made so far are logged the same way. Returns 0, or -1 with errno
 //  ZQ_EFULL (the disk or quota was full: records not written were
 //  refused), EIO or another write/fsync errno (the spool has failed).
-//  After -1, zq_spool_wait tells which records were stored.
+//  After -1, zq_spool_wait tells which records were stored. A 0 covers the
+//  writes this call made or waited for: records refused before it began
+//  (by a full batch's write during an append, or another thread's
+//  commit) are not reported again; zq_spool_refusal finds them.
 ZQ_EXPORT int zq_spool_commit (zq_spool_t *self);
 
 //  Waits until record seq is durable: under ALWAYS it joins or leads a
@@ -160,6 +163,15 @@ ZQ_EXPORT int zq_spool_commit (zq_spool_t *self);
 //  errno: the refusal that lost this record (ZQ_EFULL, EIO, ...), EINVAL
 //  (seq never assigned).
 ZQ_EXPORT int zq_spool_wait (zq_spool_t *self, uint64_t seq);
+
+//  Returns 0 if none of the records first to last (seqs appended, and
+//  settled since by zq_spool_commit or zq_spool_wait) was refused, else
+//  the errno that refused one of them (zq_spool_wait tells which);
+//  EINVAL for an empty range. Unlike zq_spool_commit's result, this covers
+//  records refused before the commit began: by a full batch's write
+//  during an append, or by a commit another thread led. The spool
+//  remembers the last 1024 refused ranges.
+ZQ_EXPORT int zq_spool_refusal (zq_spool_t *self, uint64_t first, uint64_t last);
 
 //  Appends one record and waits until it is durable (append + wait).
 //  Concurrent callers share fsyncs. Errors as zq_spool_append and

@@ -119,6 +119,8 @@ typedef struct {
     uint64_t held;      //  HELD entries
     bool appended;      //  records appended this round, not yet committed
     bool behind;        //  records in the round committed behind (zqi_rs_settle_behind)
+    uint64_t first_seq; //  appended: the first and last seq this round appended
+    uint64_t last_seq;
     bool commit_failed; //  this round's commit failed: ask each record
     bool complained;    //  a read error was logged already
     zq_queue_info_t counters;
@@ -185,8 +187,10 @@ typedef struct {
     uint32_t peer_count;
     uint32_t *touched; //  indexes of the queues appended to (ZQI_RS_PENDING_MAX)
     uint32_t touched_count;
-    zq_spool_t **spools; //  their spools, for the committer (ZQI_RS_PENDING_MAX)
-    int *refusals;       //  per touched queue: 0, or the errno its commit failed with
+    zq_spool_t **spools;  //  their spools, for the committer (ZQI_RS_PENDING_MAX)
+    int *refusals;        //  per touched queue: 0, or the errno its commit failed with
+    uint64_t *first_seqs; //  per touched queue: the first and last seq the round appended
+    uint64_t *last_seqs;
 } zqi_rs_puts_t;
 
 //  The thread that commits a round's spools while the next round is read.
@@ -369,6 +373,11 @@ void zqi_rs_puts_free (zqi_rs_puts_t *puts);
 //  PUT of it: CONFIRM for the ones stored, REFUSE with its code for each
 //  other; one command per peer and code. The round's PUTs are then none.
 void zqi_rs_commit_and_answer (zqi_r_server_t *self);
+//  After a failed commit of queue's spool: asks the spool whether the
+//  record of pending (appended to queue) was stored; if not, makes the PUT
+//  a refusal with the spool's reason (its dedupe record forgotten, counted
+//  refused, no longer counted put).
+void zqi_rs_check_stored (zqi_r_server_t *self, zqi_rs_queue_t *queue, zqi_rs_pending_t *pending);
 //  Hands the round's PUTs to the committer thread (started at the first
 //  call), which commits their spools while the caller reads the next
 //  round, and starts an empty round. False (nothing done) when the server

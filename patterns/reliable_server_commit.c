@@ -32,7 +32,10 @@ zqi_rs_puts_init (zqi_rs_puts_t *puts)
     puts->touched = (uint32_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint32_t));
     puts->spools = (zq_spool_t **)malloc (ZQI_RS_PENDING_MAX * sizeof (zq_spool_t *));
     puts->refusals = (int *)malloc (ZQI_RS_PENDING_MAX * sizeof (int));
-    if (!puts->pending || !puts->peers || !puts->touched || !puts->spools || !puts->refusals) {
+    puts->first_seqs = (uint64_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint64_t));
+    puts->last_seqs = (uint64_t *)malloc (ZQI_RS_PENDING_MAX * sizeof (uint64_t));
+    if (!puts->pending || !puts->peers || !puts->touched || !puts->spools || !puts->refusals ||
+        !puts->first_seqs || !puts->last_seqs) {
         zqi_rs_puts_free (puts);
         return zqi_fail (ENOMEM);
     }
@@ -47,16 +50,24 @@ zqi_rs_puts_free (zqi_rs_puts_t *puts)
     free (puts->touched);
     free (puts->spools);
     free (puts->refusals);
+    free (puts->first_seqs);
+    free (puts->last_seqs);
     memset (puts, 0, sizeof *puts);
 }
 
-//  Commits each spool of puts, noting each one's outcome. Runs in the
-//  server's thread or in the committer's.
+//  Commits each spool of puts, noting each one's outcome: 0 when every
+//  record the round appended to it is stored, else the errno that refused
+//  one (a write another thread led may have refused some before the
+//  commit began: the range check finds those). Runs in the server's thread
+//  or in the committer's.
 static void
 s_commit_spools (zqi_rs_puts_t *puts)
 {
     for (uint32_t i = 0; i < puts->touched_count; i++)
-        puts->refusals[i] = zq_spool_commit (puts->spools[i]) ? (errno ? errno : EIO) : 0;
+        puts->refusals[i] =
+            zq_spool_commit (puts->spools[i])
+                ? (errno ? errno : EIO)
+                : zq_spool_refusal (puts->spools[i], puts->first_seqs[i], puts->last_seqs[i]);
 }
 
 //  Sends the ids of the PUTs in puts from peer with code (0: CONFIRM).
@@ -86,6 +97,17 @@ s_answer (zqi_r_server_t *self, const zqi_rs_puts_t *puts, uint32_t peer, uint8_
     zqi_rs_send_command (self, puts->peers[peer].route, puts->peers[peer].route_size, false);
 }
 
+void
+zqi_rs_check_stored (zqi_r_server_t *self, zqi_rs_queue_t *queue, zqi_rs_pending_t *pending)
+{
+    if (zq_spool_wait (queue->spool, pending->seq) == 0)
+        return;
+    pending->code = zqi_rs_store_code (errno);
+    zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
+    queue->counters.put--; //  counted when appended
+    queue->counters.refused++;
+}
+
 //  After the commits of puts' spools (their outcomes in puts->refusals):
 //  settles each PUT (a record of a failed commit asks its spool whether
 //  it was stored), answers them all, and empties puts.
@@ -104,11 +126,8 @@ s_settle_and_answer (zqi_r_server_t *self, zqi_rs_puts_t *puts)
         if (pending->code || pending->queue == ZQI_R_NONE)
             continue;
         zqi_rs_queue_t *queue = self->queues[pending->queue];
-        if (queue->commit_failed && zq_spool_wait (queue->spool, pending->seq)) {
-            pending->code = zqi_rs_store_code (errno);
-            zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
-            queue->counters.refused++;
-        }
+        if (queue->commit_failed)
+            zqi_rs_check_stored (self, queue, pending);
     }
     for (uint32_t i = 0; i < puts->touched_count; i++)
         self->queues[puts->touched[i]]->commit_failed = false;
@@ -136,12 +155,17 @@ s_settle_and_answer (zqi_r_server_t *self, zqi_rs_puts_t *puts)
     puts->touched_count = 0;
 }
 
-//  The spools of the queues puts appended to, in puts->spools.
+//  The spools of the queues puts appended to, and the seqs appended, in
+//  puts (what the commit needs, without the queues).
 static void
 s_note_spools (zqi_r_server_t *self, zqi_rs_puts_t *puts)
 {
-    for (uint32_t i = 0; i < puts->touched_count; i++)
-        puts->spools[i] = self->queues[puts->touched[i]]->spool;
+    for (uint32_t i = 0; i < puts->touched_count; i++) {
+        zqi_rs_queue_t *queue = self->queues[puts->touched[i]];
+        puts->spools[i] = queue->spool;
+        puts->first_seqs[i] = queue->first_seq;
+        puts->last_seqs[i] = queue->last_seq;
+    }
 }
 
 void

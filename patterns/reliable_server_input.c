@@ -354,8 +354,10 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
     if (!queue->appended) {
         queue->appended = true;
+        queue->first_seq = seq;
         self->puts.touched[self->puts.touched_count++] = queue->index;
     }
+    queue->last_seq = seq;
 }
 
 //  Handles a PUT whose envelope frames are first (and second): one

@@ -151,16 +151,14 @@ s_queue_close (zqi_r_server_t *self, zqi_rs_queue_t *queue)
     if (queue->behind)
         zqi_rs_settle_behind (self);
     if (queue->appended) {
-        bool failed = zq_spool_commit (queue->spool) != 0;
+        bool failed = zq_spool_commit (queue->spool) != 0 ||
+                      zq_spool_refusal (queue->spool, queue->first_seq, queue->last_seq) != 0;
         for (uint32_t i = 0; i < self->puts.pending_count; i++) {
             zqi_rs_pending_t *pending = &self->puts.pending[i];
             if (pending->code || pending->queue != queue->index)
                 continue;
-            if (failed && zq_spool_wait (queue->spool, pending->seq)) {
-                pending->code = zqi_rs_store_code (errno);
-                zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
-                queue->counters.refused++;
-            }
+            if (failed)
+                zqi_rs_check_stored (self, queue, pending);
             pending->queue = ZQI_R_NONE; //  settled: code 0 is a confirm
         }
         for (uint32_t i = 0; i < self->puts.touched_count; i++)

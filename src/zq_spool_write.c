@@ -520,6 +520,17 @@ zq_spool_commit (zq_spool_t *self)
     return rc;
 }
 
+int
+zq_spool_refusal (zq_spool_t *self, uint64_t first, uint64_t last)
+{
+    if (!self || first == 0 || first > last)
+        return EINVAL;
+    pthread_mutex_lock (&self->lock);
+    int refusal = zqi_spool_refused_between (self, first, last);
+    pthread_mutex_unlock (&self->lock);
+    return refusal;
+}
+
 uint64_t
 zq_spool_durable_seq (zq_spool_t *self)
 {

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <dirent.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -1594,6 +1595,152 @@ test_full_spool_refuses (void **state)
     remove_tree (dir);
 }
 
+//  A flood of PUTs into a spool on a 2 MiB filesystem, a consumer taking
+//  them meanwhile: while the PUTs keep coming, a round's commit runs as
+//  the next round is read, and the disk fills mid-flood, so some commits
+//  fail (ENOSPC: "refused a batch" in the log). Every PUT is answered:
+//  the refused ones (ZQ_EFULL) stay in the outbox and go again once acks
+//  free segments. In the end every message is confirmed and delivered
+//  exactly once, and the queue stored each once.
+#define FLOOD_COUNT 20000
+#define FLOOD_BODY  160
+
+static int s_batches_refused;
+
+static void
+s_count_refused_batches (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    if (level == ZQ_LOG_WARNING && strstr (line, "queue flood refused a batch"))
+        __atomic_add_fetch (&s_batches_refused, 1, __ATOMIC_SEQ_CST);
+}
+
+static zq_msg_t *
+s_flood_msg (int64_t n)
+{
+    static char filler[FLOOD_BODY];
+    memset (filler, 'f', sizeof filler - 1);
+    zq_msg_t *msg = zq_msg_new ("flood");
+    assert_non_null (msg);
+    assert_int_equal (zq_msg_pack (msg, "[is]", n, filler), 0);
+    return msg;
+}
+
+//  Takes the producer's reports: confirms and ZQ_EFULL refusals.
+static void
+s_take_reports (zq_queue_t *producer, int64_t *confirmed, int64_t *refused)
+{
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    while (true) {
+        if (zq_queue_confirmed (producer, id) == 0)
+            (*confirmed)++;
+        else if (errno == ZQ_EFULL)
+            (*refused)++;
+        else {
+            assert_int_equal (errno, EAGAIN);
+            return;
+        }
+    }
+}
+
+//  The flood's filesystem: a 2 MiB tmpfs on a fresh directory (*state),
+//  unmounted by s_small_disk_remove whatever the test's outcome.
+static int
+s_small_disk_mount (void **state)
+{
+    static char mount_dir[32];
+    snprintf (mount_dir, sizeof mount_dir, "/tmp/zq-flood-XXXXXX");
+    if (!mkdtemp (mount_dir))
+        return -1;
+    if (mount ("tmpfs", mount_dir, "tmpfs", 0, "size=2m")) {
+        fprintf (stderr,
+                 "cannot mount a 2 MiB tmpfs on %s: %s (this test needs root, as CI "
+                 "runs it)\n",
+                 mount_dir, strerror (errno));
+        rmdir (mount_dir);
+        return -1;
+    }
+    *state = mount_dir;
+    return 0;
+}
+
+static int
+s_small_disk_remove (void **state)
+{
+    const char *mount_dir = (const char *)*state;
+    int rc = umount2 (mount_dir, MNT_DETACH);
+    rmdir (mount_dir);
+    return rc;
+}
+
+static void
+test_a_flood_into_a_filling_disk (void **state)
+{
+    char dir[64];
+    snprintf (dir, sizeof dir, "%s/spool", (const char *)*state);
+    __atomic_store_n (&s_batches_refused, 0, __ATOMIC_SEQ_CST);
+    zq_set_log_handler (s_count_refused_batches, NULL, ZQ_LOG_WARNING);
+    zq_options_t *server_options =
+        options_with ("spool_dir", dir, "segment_bytes", "65536", "min_free_bytes", "0", NULL);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "flood", &producer, &consumer);
+    static bool received[FLOOD_COUNT];
+    memset (received, 0, sizeof received);
+    int64_t posted = 0, confirmed = 0, refused = 0, delivered = 0;
+    int64_t deadline = now_ms () + 30000;
+    while (confirmed < FLOOD_COUNT || delivered < FLOOD_COUNT) {
+        if (now_ms () >= deadline) {
+            zq_queue_info_t late;
+            assert_int_equal (server_info (server, "flood", &late), 0);
+            fail_msg ("posted %" PRId64 ", confirmed %" PRId64 ", refused %" PRId64
+                      ", delivered %" PRId64 " of %d; the queue: put %" PRIu64 " depth %" PRIu64
+                      " in flight %" PRIu64 " acked %" PRIu64,
+                      posted, confirmed, refused, delivered, FLOOD_COUNT, late.put, late.depth,
+                      late.in_flight, late.acked);
+        }
+        //  Reports are taken after each post: up to max_in_flight of them
+        //  wait, and the refusals of a full disk add theirs.
+        while (posted < FLOOD_COUNT) {
+            zq_msg_t *msg = s_flood_msg (posted);
+            if (zq_queue_post (producer, &msg, 0)) {
+                assert_int_equal (errno, EAGAIN);
+                zq_msg_destroy (&msg);
+                break;
+            }
+            posted++;
+            s_take_reports (producer, &confirmed, &refused);
+        }
+        s_take_reports (producer, &confirmed, &refused);
+        zq_msg_t *got = zq_queue_recv (consumer, 1);
+        if (got) {
+            int64_t number = -1;
+            char *text = NULL;
+            assert_int_equal (zq_msg_unpack (got, "[is]", &number, &text), 0);
+            free (text);
+            assert_true (number >= 0 && number < FLOOD_COUNT);
+            assert_false (received[number]);
+            received[number] = true;
+            delivered++;
+            zq_queue_ack (consumer, got);
+            zq_msg_destroy (&got);
+        }
+    }
+    assert_int_equal (confirmed, FLOOD_COUNT);
+    assert_true (refused >= 1);
+    zq_queue_stats_t stats;
+    zq_queue_stats (producer, &stats);
+    assert_int_equal (stats.dropped, 0);
+    assert_true (__atomic_load_n (&s_batches_refused, __ATOMIC_SEQ_CST) >= 1);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "flood", &info), 0);
+    assert_int_equal (info.put, FLOOD_COUNT);
+    assert_true (info.refused >= 1);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    remove_tree (dir);
+}
+
 //  A new queue past the server's max_queues is refused for good: the
 //  producer is told ZQ_ELIMIT and drops it, instead of retrying it as if
 //  the storage were full for a while; the queue is not created. (The
@@ -2152,6 +2299,8 @@ main (void)
         cmocka_unit_test (test_server_restart_durable),
         cmocka_unit_test (test_consumer_survives_server_restart),
         cmocka_unit_test (test_full_spool_refuses),
+        cmocka_unit_test_setup_teardown (test_a_flood_into_a_filling_disk, s_small_disk_mount,
+                                         s_small_disk_remove),
         cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),

@@ -239,12 +239,74 @@ test_full_then_other_file_removed (void **state)
     free (stored);
 }
 
+//  A full batch written during an append is refused: the append that
+//  wrote it fails, and so are the records appended before it in that
+//  batch, which no call reported. The commit after space came back says
+//  0 (its own writes worked); zq_spool_refusal over the records appended
+//  finds the refusal, zq_spool_wait tells which, and a reopen agrees.
+static void
+test_a_refusal_before_the_commit_is_found (void **state)
+{
+    s_fixture_t *fixture = (s_fixture_t *)*state;
+    zq_spool_config_t config = s_config ();
+    zq_spool_t *spool = zq_spool_new (fixture->spool_dir, &config);
+    assert_non_null (spool);
+    char filler[600];
+    snprintf (filler, sizeof filler, "%s/filler", fixture->mount_dir);
+    int fd = open (filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true (fd >= 0);
+    uint8_t block[4096] = {0};
+    for (int i = 0; i < 160; i++)
+        assert_int_equal (write (fd, block, sizeof block), (ssize_t)sizeof block);
+    close (fd);
+
+    uint8_t data[RECORD_SIZE];
+    uint64_t first = 0, last = 0;
+    for (int i = 0; i < MAX_SEQ; i++) {
+        uint64_t seq = zq_spool_last_seq (spool) + 1;
+        tu_payload (KEY, seq, RECORD_SIZE, data);
+        if (zq_spool_append (spool, data, RECORD_SIZE, &seq)) {
+            assert_int_equal (errno, ZQ_EFULL);
+            break;
+        }
+        first = first ? first : seq;
+        last = seq;
+    }
+    assert_true (last > first);
+    assert_int_equal (unlink (filler), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    assert_int_equal (zq_spool_refusal (spool, first, last), ZQ_EFULL);
+    uint8_t *stored = calloc (MAX_SEQ, 1);
+    uint64_t refused = 0;
+    for (uint64_t seq = first; seq <= last; seq++) {
+        if (zq_spool_wait (spool, seq) == 0)
+            stored[seq] = 1;
+        else {
+            assert_int_equal (errno, ZQ_EFULL);
+            refused++;
+        }
+    }
+    assert_true (refused > 0 && refused < last - first + 1);
+    //  A range of stored records only is clear.
+    uint64_t clear = first;
+    while (!stored[clear])
+        clear++;
+    assert_int_equal (zq_spool_refusal (spool, clear, clear), 0);
+    assert_int_equal (zq_spool_refusal (spool, 2, 1), EINVAL);
+    zq_spool_destroy (&spool);
+    spool = s_reopen_and_check (fixture->spool_dir, stored, false);
+    zq_spool_destroy (&spool);
+    free (stored);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_full_then_acks_free_space, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_full_then_other_file_removed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_a_refusal_before_the_commit_is_found, s_setup,
+                                         s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
