@@ -387,7 +387,9 @@ bool zqi_rs_commit_behind (zqi_r_server_t *self);
 //  Waits for the commit zqi_rs_commit_behind started, if any, and answers
 //  its PUTs as zqi_rs_commit_and_answer does. Every round of work ends
 //  with none behind, so that what runs between rounds (admin calls,
-//  timers, deliveries, closing) never meets a commit in flight.
+//  closing) never meets a commit in flight; within a round, timers and
+//  deliveries may (a queue with records behind is not swept, and is
+//  settled before it is closed).
 void zqi_rs_settle_behind (zqi_r_server_t *self);
 //  Stops the committer thread (settling what is behind first).
 void zqi_rs_committer_stop (zqi_r_server_t *self);

@@ -764,16 +764,16 @@ s_read_round (zqi_r_server_t *self)
     return 0;
 }
 
-//  One round of work: up to ZQI_RS_PASSES reads of the socket while it
-//  keeps PUTs coming, each read's commit running behind the next read
-//  (reliable_server_commit.c), then timers and deliveries. Returns -1
-//  with errno only for a socket failure (ETERM, ...).
+//  One round of work: up to ZQI_RS_PASSES passes while the socket keeps
+//  PUTs coming, each pass a read, the commit of what it read (running
+//  behind the next pass's read, reliable_server_commit.c), due timers and
+//  deliveries. Returns -1 with errno only for a socket failure (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
     int rc = 0, saved = 0;
     self->drained = false;
-    for (int pass = 1; rc == 0; pass++) {
+    for (int pass = 1;; pass++) {
         rc = s_read_round (self);
         saved = errno;
         zqi_rs_settle_behind (self);
@@ -781,14 +781,14 @@ zqi_rs_work (zqi_r_server_t *self)
         if ((self->puts.pending_count || self->puts.peer_count) &&
             !(more && zqi_rs_commit_behind (self)))
             zqi_rs_commit_and_answer (self);
+        self->now = zqi_r_now (&self->common);
+        s_run_timers (self, self->now);
+        if (self->store)
+            zqi_rs_store_work (self);
+        zqi_rs_deliver_all (self);
         if (!more)
             break;
     }
-    self->now = zqi_r_now (&self->common);
-    s_run_timers (self, self->now);
-    if (self->store)
-        zqi_rs_store_work (self);
-    zqi_rs_deliver_all (self);
     errno = saved;
     return rc;
 }

@@ -723,12 +723,14 @@ zqi_rs_sweep (zqi_r_server_t *self, int64_t now)
         //  Queues past the fd budget at start, never named since, are
         //  left until named: counting them would open each.
         if (!queue->name || !queue->is_auto || queue->consumer_count || queue->in_flight ||
-            queue->held || queue->appended || now - queue->named_ms < self->auto_idle_ms ||
-            (!queue->spool && !queue->used) || zqi_rs_queue_depth (self, queue))
+            queue->held || queue->appended || queue->behind ||
+            now - queue->named_ms < self->auto_idle_ms || (!queue->spool && !queue->used) ||
+            zqi_rs_queue_depth (self, queue))
             continue;
         zqi_rs_queue_t *dead = queue->dead != ZQI_R_NONE ? self->queues[queue->dead] : NULL;
         if (dead && (dead->declared || dead->consumer_count || dead->in_flight || dead->held ||
-                     (!dead->spool && !dead->used) || zqi_rs_queue_depth (self, dead)))
+                     dead->appended || dead->behind || (!dead->spool && !dead->used) ||
+                     zqi_rs_queue_depth (self, dead)))
             continue;
         zqi_log (ZQ_LOG_NOTICE,
                  "reliable: queue %s deleted: made by a client, empty and unused for %" PRId64
