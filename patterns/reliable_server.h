@@ -117,9 +117,9 @@ typedef struct {
     uint32_t rr;        //  round-robin position in consumers
     uint64_t in_flight; //  DELIVERED entries
     uint64_t held;      //  HELD entries
-    bool appended;      //  records appended this round, not yet committed
+    bool appended;      //  records appended (or found by dedupe) this round, not yet committed
     bool behind;        //  records in the round committed behind (zqi_rs_settle_behind)
-    uint64_t first_seq; //  appended: the first and last seq this round appended
+    uint64_t first_seq; //  appended: the lowest and highest seq this round's PUTs hang on
     uint64_t last_seq;
     bool commit_failed; //  this round's commit failed: ask each record
     bool complained;    //  a read error was logged already
@@ -167,6 +167,7 @@ typedef struct {
     uint32_t queue; //  ZQI_R_NONE when refused before storing
     uint64_t seq;
     uint8_t code;      //  0: confirm if stored; else the refusal code
+    bool appended;     //  its record was appended by it (not found by the dedupe window)
     zqi_r_seen_t seen; //  its dedupe key, once stored
 } zqi_rs_pending_t;
 
@@ -376,7 +377,8 @@ void zqi_rs_commit_and_answer (zqi_r_server_t *self);
 //  After a failed commit of queue's spool: asks the spool whether the
 //  record of pending (appended to queue) was stored; if not, makes the PUT
 //  a refusal with the spool's reason (its dedupe record forgotten, counted
-//  refused, no longer counted put).
+//  refused, no longer counted put, or duplicate for a PUT the dedupe
+//  window answered).
 void zqi_rs_check_stored (zqi_r_server_t *self, zqi_rs_queue_t *queue, zqi_rs_pending_t *pending);
 //  Hands the round's PUTs to the committer thread (started at the first
 //  call), which commits their spools while the caller reads the next

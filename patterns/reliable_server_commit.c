@@ -104,7 +104,10 @@ zqi_rs_check_stored (zqi_r_server_t *self, zqi_rs_queue_t *queue, zqi_rs_pending
         return;
     pending->code = zqi_rs_store_code (errno);
     zqi_r_dedupe_forget (&self->dedupe, &pending->seen);
-    queue->counters.put--; //  counted when appended
+    if (pending->appended)
+        queue->counters.put--;
+    else
+        queue->counters.duplicates--;
     queue->counters.refused++;
 }
 
@@ -219,10 +222,11 @@ s_committer_start (zqi_r_server_t *self)
         return false;
     }
     committer->stopping = committer->working = committer->pending = false;
-    if (pthread_create (&committer->thread, NULL, s_committer, self)) {
+    int rc = pthread_create (&committer->thread, NULL, s_committer, self);
+    if (rc) {
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: no committer thread (%s): each round commits before the next",
-                 strerror (errno));
+                 strerror (rc));
         pthread_cond_destroy (&committer->wake);
         pthread_mutex_destroy (&committer->lock);
         self->committer.failed = true;

@@ -45,7 +45,24 @@ s_pending_add (zqi_r_server_t *self, uint32_t peer, const uint8_t *id)
     pending->queue = ZQI_R_NONE;
     pending->seq = 0;
     pending->code = 0;
+    pending->appended = false;
     return pending;
+}
+
+//  Notes that the round's answers hang on record seq of queue (appended
+//  by the round, or found by the dedupe window): the queue is committed
+//  with the round, and a refusal anywhere in the seqs noted is found.
+static void
+s_round_holds (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq)
+{
+    if (!queue->appended) {
+        queue->appended = true;
+        queue->first_seq = queue->last_seq = seq;
+        self->puts.touched[self->puts.touched_count++] = queue->index;
+    } else if (seq < queue->first_seq)
+        queue->first_seq = seq;
+    else if (seq > queue->last_seq)
+        queue->last_seq = seq;
 }
 
 //  Counts a PUT refused because its id was stored in queue with another
@@ -312,9 +329,12 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         return;
     }
     if (seen) {
+        //  Answered with the record's own outcome: a commit that refused
+        //  it (one behind this round, say) refuses this PUT too.
         pending->queue = seen->queue;
         pending->seq = seen->seq;
         queue->counters.duplicates++;
+        s_round_holds (self, queue, seen->seq);
         return;
     }
     //  Under the free-space watermark nothing new is stored (a duplicate
@@ -350,14 +370,10 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     s_parsed_keep (self, queue->index, seq, data, size, body_size, &envelope, attempt_size);
     pending->queue = queue->index;
     pending->seq = seq;
+    pending->appended = true;
     queue->counters.put++;
     zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
-    if (!queue->appended) {
-        queue->appended = true;
-        queue->first_seq = seq;
-        self->puts.touched[self->puts.touched_count++] = queue->index;
-    }
-    queue->last_seq = seq;
+    s_round_holds (self, queue, seq);
 }
 
 //  Handles a PUT whose envelope frames are first (and second): one

@@ -36,6 +36,17 @@ zqi_spool_account (zq_spool_t *self)
     self->disk_bytes = bytes;
 }
 
+//  What readers may read of segment after a write: under fsync "always",
+//  what is synced (a batch written because it filled during an append is
+//  handed out once the commit after it synced it, never before its PUT
+//  can be confirmed); else all that is written.
+static uint64_t
+s_visible (zq_spool_t *self, const zqi_segment_t *segment)
+{
+    return self->config.fsync == ZQ_SPOOL_FSYNC_ALWAYS && !segment->memory ? segment->synced
+                                                                           : segment->end;
+}
+
 //  Writes what was appended (and the acks made) as one batch, and syncs if
 //  sync is true (or something is written but not yet synced). Called and
 //  returns with lock held; the I/O runs without it, while appenders fill
@@ -169,11 +180,11 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
     pthread_mutex_lock (&self->lock);
     if (created) {
         self->segments[self->segment_count++] = created;
-        created->visible = created->end;
+        created->visible = s_visible (self, created);
     }
-    tail->visible = tail->end;
+    tail->visible = s_visible (self, tail);
     if (target != tail)
-        target->visible = target->end;
+        target->visible = s_visible (self, target);
     if (self->flight.size)
         self->stats.writes++;
     if (rc == 0 && last >= first && !target->memory && !(self->recent_held && self->retired_held)) {

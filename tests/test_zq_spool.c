@@ -351,6 +351,36 @@ test_policies (void **state)
     }
 }
 
+//  Under always, a batch written because it filled during appends is not
+//  handed out until a commit synced it (nothing is delivered before it is
+//  durable); under none it is handed out once written.
+static void
+test_written_but_unsynced_not_handed_out (void **state)
+{
+    zq_spool_fsync_t policies[] = {ZQ_SPOOL_FSYNC_ALWAYS, ZQ_SPOOL_FSYNC_NONE};
+    for (int i = 0; i < 2; i++) {
+        char *dir = tu_mkdtemp ();
+        zq_spool_config_t config = tu_config (policies[i], 64 * 1024);
+        config.batch_bytes = 4096;
+        zq_spool_t *spool = zq_spool_new (dir, &config);
+        assert_non_null (spool);
+        s_fill (spool, 200, 300); //  about 30 KiB: batches written as they fill
+        zq_spool_stats_t stats;
+        zq_spool_stats (spool, &stats);
+        assert_true (stats.writes >= 3);
+        zq_spool_record_t record;
+        if (policies[i] == ZQ_SPOOL_FSYNC_ALWAYS) {
+            assert_int_equal (zq_spool_next (spool, &record), -1);
+            assert_int_equal (errno, EAGAIN);
+            assert_int_equal (zq_spool_commit (spool), 0);
+        }
+        for (uint64_t seq = 1; seq <= 3; seq++)
+            s_expect (spool, seq, 300);
+        zq_spool_destroy (&spool);
+        tu_rmtree (&dir);
+    }
+}
+
 static void
 test_arguments (void **state)
 {
@@ -605,6 +635,7 @@ main (void)
         cmocka_unit_test (test_memory_quota),
         cmocka_unit_test (test_messages),
         cmocka_unit_test (test_policies),
+        cmocka_unit_test (test_written_but_unsynced_not_handed_out),
         cmocka_unit_test (test_arguments),
         cmocka_unit_test (test_concurrent_durable),
         cmocka_unit_test (test_concurrent_consume),

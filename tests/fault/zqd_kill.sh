@@ -5,7 +5,12 @@
 #   with SIGKILL once a few more were confirmed, and restarted on the same
 #   port and spool. At the end a consumer drains the queue: every confirmed
 #   number must be there (0 lost); duplicates are counted and reported.
-#   Then a consumer killed before it acks: its message is delivered again.
+#   Then a flood: `zq put -` posts with a window of unconfirmed messages,
+#   so zqd's reads keep finding more PUTs waiting and each batch's commit
+#   runs behind the next read (zqd's committer thread); zqd is killed mid-
+#   flood ZQ_FLOOD_KILLS times (default 3), and every line confirmed must
+#   be delivered. Then a consumer killed before it acks: its message is
+#   delivered again.
 #
 #   Needs ZQ_BUILDDIR (src/zqd, tests/zqd_client). Every wait is bounded.
 #
@@ -18,6 +23,9 @@ set -u
 builddir=${ZQ_BUILDDIR:-$(pwd)}
 cycles=${ZQ_KILL_CYCLES:-50}
 zqd_bin="$builddir/src/zqd"
+zq_bin="$builddir/src/zq"
+flood_count=${ZQ_FLOOD_COUNT:-200000}
+flood_kills=${ZQ_FLOOD_KILLS:-3}
 client="$builddir/tests/zqd_client"
 #  Confirms to wait for between two kills.
 per_cycle=3
@@ -25,9 +33,11 @@ per_cycle=3
 work=$(mktemp -d "${TMPDIR:-/tmp}/zq-zqd-kill.XXXXXX") || exit 1
 zqd_pid=""
 producer=""
+flooder=""
 cleanup () {
     [ -n "$zqd_pid" ] && kill -9 "$zqd_pid" 2>/dev/null
     [ -n "$producer" ] && kill -9 "$producer" 2>/dev/null
+    [ -n "$flooder" ] && kill -9 "$flooder" 2>/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -135,6 +145,44 @@ duplicates=$(($(wc -l < "$work/got_numbers") - $(wc -l < "$work/got_unique")))
 echo "zqd_kill: cycles=$cycles confirmed=$confirmed received=$(wc -l < "$work/got_numbers" | tr -d ' ') lost=$lost duplicates=$duplicates"
 [ "$lost" -eq 0 ] || fail "$lost confirmed messages lost: $(LC_ALL=C comm -23 "$work/confirmed_sorted" "$work/got_unique" | head -5 | tr '\n' ' ')"
 [ "$confirmed" -ge $((cycles * per_cycle)) ] || fail "only $confirmed confirms"
+
+#  The flood: line N is {"n": N}; zq put prints N once it is confirmed,
+#  and resends what was not across zqd's restarts.
+awk -v count="$flood_count" 'BEGIN { for (n = 1; n <= count; n++) printf "{\"n\": %d}\n", n }' \
+    > "$work/flood.in"
+: > "$work/flood.confirmed"
+"$zq_bin" put "$endpoint" flood - --timeout 60000 < "$work/flood.in" > "$work/flood.confirmed" \
+    2> "$work/flood.err" &
+flooder=$!
+kills=0
+while [ $kills -lt "$flood_kills" ]; do
+    target=$(($(wc -l < "$work/flood.confirmed") + flood_count / (2 * flood_kills)))
+    tries=0
+    while [ "$(wc -l < "$work/flood.confirmed")" -lt $target ] && kill -0 "$flooder" 2>/dev/null; do
+        tries=$((tries + 1))
+        [ $tries -lt 600 ] || fail "flood: fewer than $target confirms within 30 s"
+        sleep 0.01
+    done
+    kill -0 "$flooder" 2>/dev/null || break
+    kill -9 "$zqd_pid"
+    wait "$zqd_pid" 2>/dev/null
+    zqd_pid=""
+    start_zqd "$endpoint"
+    kills=$((kills + 1))
+done
+#  zq put exits once every line is confirmed, or fails after 60 s without one.
+wait "$flooder" || fail "zq put: $(tail -n 3 "$work/flood.err")"
+flooder=""
+"$client" consume "$endpoint" flood 100000000 3000 > "$work/flood.got" 2> "$work/consumer.err"
+cut -d' ' -f1 "$work/flood.got" | LC_ALL=C sort -u > "$work/flood.got_unique"
+LC_ALL=C sort "$work/flood.confirmed" > "$work/flood.confirmed_sorted"
+flood_confirmed=$(wc -l < "$work/flood.confirmed" | tr -d ' ')
+flood_lost=$(LC_ALL=C comm -23 "$work/flood.confirmed_sorted" "$work/flood.got_unique" | wc -l | tr -d ' ')
+flood_received=$(wc -l < "$work/flood.got" | tr -d ' ')
+echo "zqd_kill: flood kills=$kills confirmed=$flood_confirmed received=$flood_received lost=$flood_lost duplicates=$((flood_received - $(wc -l < "$work/flood.got_unique")))"
+[ "$flood_lost" -eq 0 ] || fail "flood: $flood_lost confirmed messages lost: $(LC_ALL=C comm -23 "$work/flood.confirmed_sorted" "$work/flood.got_unique" | head -5 | tr '\n' ' ')"
+[ "$flood_confirmed" -eq "$flood_count" ] || fail "flood: $flood_confirmed of $flood_count confirmed"
+[ "$kills" -ge 1 ] || fail "flood: zqd was never killed mid-flood"
 
 #  A consumer killed before it acks: the message is delivered again.
 "$client" produce "$endpoint" payments 1 1 > /dev/null || fail "put to payments"
