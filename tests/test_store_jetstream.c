@@ -330,6 +330,17 @@ test_purge_remove_and_bad_config (void **state)
     assert_int_equal (errno, EINVAL);
 }
 
+//  The stream of queue (its name in stream, ZQI_STORE_NAME_MAX + 1 bytes),
+//  and a connection of the test's own with its JetStream context, to act
+//  on the cluster behind the store's back.
+static void
+s_js_connect (const char *queue, char *stream, natsConnection **connection_p, jsCtx **js_p)
+{
+    assert_int_equal (zqi_store_stream_name ("T", queue, stream, ZQI_STORE_NAME_MAX + 1), 0);
+    assert_int_equal (natsConnection_ConnectTo (connection_p, s_url), NATS_OK);
+    assert_int_equal (natsConnection_JetStream (js_p, *connection_p, NULL), NATS_OK);
+}
+
 //  The store's consumer deleted behind its back (an operator, or a
 //  cluster that lost it): the store makes it again and delivery goes on.
 static void
@@ -349,11 +360,9 @@ test_a_deleted_consumer_is_made_again (void **state)
     //  land (else the new consumer would rightly deliver them again).
     s_wait_empty (store, "jobs.gone");
     char stream[ZQI_STORE_NAME_MAX + 1];
-    assert_int_equal (zqi_store_stream_name ("T", "jobs.gone", stream, sizeof stream), 0);
     natsConnection *connection = NULL;
     jsCtx *js = NULL;
-    assert_int_equal (natsConnection_ConnectTo (&connection, s_url), NATS_OK);
-    assert_int_equal (natsConnection_JetStream (&js, connection, NULL), NATS_OK);
+    s_js_connect ("jobs.gone", stream, &connection, &js);
     assert_int_equal (js_DeleteConsumer (js, stream, "zq", NULL, NULL), NATS_OK);
     jsCtx_Destroy (js);
     natsConnection_Destroy (connection);
@@ -409,11 +418,9 @@ test_a_consumer_not_bound_is_logged (void **state)
     assert_non_null (store);
     s_put_all (store, "jobs.blocked", 0, 3);
     char stream[ZQI_STORE_NAME_MAX + 1];
-    assert_int_equal (zqi_store_stream_name ("T", "jobs.blocked", stream, sizeof stream), 0);
     natsConnection *connection = NULL;
     jsCtx *js = NULL;
-    assert_int_equal (natsConnection_ConnectTo (&connection, s_url), NATS_OK);
-    assert_int_equal (natsConnection_JetStream (&js, connection, NULL), NATS_OK);
+    s_js_connect ("jobs.blocked", stream, &connection, &js);
     jsConsumerConfig config;
     jsConsumerConfig_Init (&config);
     config.Durable = "zq";

@@ -75,6 +75,14 @@ start_zqd () {
     fail "zqd did not start on $1"
 }
 
+#  kill -9 of zqd, then zqd again on the same endpoint and spool.
+kill_and_restart_zqd () {
+    kill -9 "$zqd_pid"
+    wait "$zqd_pid" 2>/dev/null
+    zqd_pid=""
+    start_zqd "$endpoint"
+}
+
 confirmed_count () {
     wc -l < "$work/confirmed" | tr -d ' '
 }
@@ -116,10 +124,7 @@ while [ $cycle -lt "$cycles" ]; do
         kill -0 "$producer" 2>/dev/null || fail "producer died: $(cat "$work/producer.err")"
         sleep 0.05
     done
-    kill -9 "$zqd_pid"
-    wait "$zqd_pid" 2>/dev/null
-    zqd_pid=""
-    start_zqd "$endpoint"
+    kill_and_restart_zqd
     cycle=$((cycle + 1))
 done
 #  A few more after the last restart, then stop the producer.
@@ -164,10 +169,7 @@ while [ $kills -lt "$flood_kills" ]; do
         sleep 0.01
     done
     kill -0 "$flooder" 2>/dev/null || break
-    kill -9 "$zqd_pid"
-    wait "$zqd_pid" 2>/dev/null
-    zqd_pid=""
-    start_zqd "$endpoint"
+    kill_and_restart_zqd
     kills=$((kills + 1))
 done
 #  zq put exits once every line is confirmed, or fails after 60 s without one.
