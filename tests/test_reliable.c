@@ -1688,7 +1688,7 @@ test_a_flood_into_a_filling_disk (void **state)
     static bool received[FLOOD_COUNT];
     memset (received, 0, sizeof received);
     int64_t posted = 0, confirmed = 0, refused = 0, delivered = 0;
-    int64_t deadline = now_ms () + 30000;
+    int64_t deadline = now_ms () + 120000;
     while (confirmed < FLOOD_COUNT || delivered < FLOOD_COUNT) {
         if (now_ms () >= deadline) {
             zq_queue_info_t late;
