@@ -60,6 +60,23 @@ s_options (int request_timeout_ms, int retries)
     return options;
 }
 
+//  An rpc server bound over tcp on a loopback address of its own
+//  (127.A.T.B: T counts this process's servers, A and B come from its
+//  process id), so that the pipes of a client closed by an earlier test,
+//  still delivering to the port its server had (the next bind may take it
+//  again), or a client of another test process, can never reach it.
+static zq_queue_t *
+s_new_server (const zq_options_t *options)
+{
+    static int servers;
+    char spec[64];
+    snprintf (spec, sizeof spec, "@tcp://127.%d.%d.%d:*", 1 + (int)getpid () % 250,
+              1 + (servers++ % 250), 1 + (int)(getpid () / 250) % 250);
+    zq_queue_t *queue = zq_queue_new ("rpc", ZQ_SERVER, spec, options);
+    assert_non_null (queue);
+    return queue;
+}
+
 //  One round trip, client and server in this thread: the client sends,
 //  the server waits for the request (tcp: it is not there yet) and
 //  answers, the client waits for the reply.
@@ -95,7 +112,7 @@ s_waits_in_libzmq (bool watch_client)
 {
     enum { WARM_UP = 20, WARM_UP_MS = 20, WARM_UP_MAX = 100000, ROUND_TRIPS = 200 };
     zq_options_t *options = s_options (DEADLINE_MS, 0);
-    zq_queue_t *server = new_bound ("rpc", ZQ_SERVER, "tcp", options);
+    zq_queue_t *server = s_new_server (options);
     zq_queue_t *client = new_connected ("rpc", ZQ_CLIENT, server, options);
     zq_options_destroy (&options);
     int64_t settled_ms = now_ms () + WARM_UP_MS;
@@ -141,7 +158,7 @@ test_failure_reported_at_once (void **state)
     (void)state;
     enum { TIMEOUT_MS = 50, AT_ONCE_MS = 1000 };
     zq_options_t *options = s_options (TIMEOUT_MS, 0);
-    zq_queue_t *server = new_bound ("rpc", ZQ_SERVER, "tcp", options);
+    zq_queue_t *server = s_new_server (options);
     zq_queue_t *client = new_connected ("rpc", ZQ_CLIENT, server, options);
     zq_options_destroy (&options);
     s_round_trip (client, server, 0);
@@ -183,7 +200,7 @@ test_waiting_reply_wins (void **state)
     (void)state;
     enum { TIMEOUT_MS = 200 };
     zq_options_t *options = s_options (TIMEOUT_MS, 0);
-    zq_queue_t *server = new_bound ("rpc", ZQ_SERVER, "tcp", options);
+    zq_queue_t *server = s_new_server (options);
     zq_queue_t *client = new_connected ("rpc", ZQ_CLIENT, server, options);
     zq_options_destroy (&options);
     s_round_trip (client, server, 0);
