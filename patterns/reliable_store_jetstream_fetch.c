@@ -144,13 +144,27 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
     return found == NATS_NOT_FOUND;
 }
 
-//  True when a streak of failures has reached count (counted from 1): the
-//  first of a streak and each power of two are logged, so that a cluster
-//  away for hours cannot flood the log.
-static bool
-s_worth_logging (uint32_t count)
+//  What a result means for a streak of failures counted in *failures.
+typedef enum {
+    S_STREAK_QUIET,    //  nothing to log
+    S_STREAK_FAILED,   //  a failure to log: the first of a streak, or a power of two
+    S_STREAK_RECOVERED //  a success that ends a streak (of *ended failures)
+} s_streak_t;
+
+//  Counts a failure (ok false) or ends the streak (ok true, *ended its
+//  length). Only the first failure of a streak and each power of two are
+//  logged, so that a cluster away for hours cannot flood the log.
+static s_streak_t
+s_streak (uint32_t *failures, bool ok, uint32_t *ended)
 {
-    return (count & (count - 1)) == 0;
+    if (ok) {
+        *ended = *failures;
+        *failures = 0;
+        return *ended ? S_STREAK_RECOVERED : S_STREAK_QUIET;
+    }
+    if (*failures < UINT32_MAX)
+        (*failures)++;
+    return (*failures & (*failures - 1)) == 0 ? S_STREAK_FAILED : S_STREAK_QUIET;
 }
 
 //  Fetcher thread: logs a failure to bind queue's consumer (or to make its
@@ -158,17 +172,13 @@ s_worth_logging (uint32_t count)
 static void
 s_log_bind (zqi_js_queue_t *queue, const char *name, natsStatus status)
 {
-    if (status == NATS_OK) {
-        if (queue->bind_failures)
-            zqi_log (ZQ_LOG_NOTICE,
-                     "reliable: JetStream consumer of queue %s bound after %u failed attempts",
-                     name, queue->bind_failures);
-        queue->bind_failures = 0;
-        return;
-    }
-    if (queue->bind_failures < UINT32_MAX)
-        queue->bind_failures++;
-    if (s_worth_logging (queue->bind_failures))
+    uint32_t ended = 0;
+    s_streak_t streak = s_streak (&queue->bind_failures, status == NATS_OK, &ended);
+    if (streak == S_STREAK_RECOVERED)
+        zqi_log (ZQ_LOG_NOTICE,
+                 "reliable: JetStream consumer of queue %s bound after %u failed attempts", name,
+                 ended);
+    else if (streak == S_STREAK_FAILED)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream consumer of queue %s not bound (attempt %u, tried again "
                  "every %d ms, no deliveries meanwhile): %s: %s",
@@ -176,22 +186,19 @@ s_log_bind (zqi_js_queue_t *queue, const char *name, natsStatus status)
                  nats_GetLastError (NULL));
 }
 
-//  Fetcher thread: logs a fetch that failed other than by timing out (a
-//  streak of them: at powers of two), or the fetch that ends a streak.
+//  Fetcher thread: logs a fetch that failed other than by timing out, or
+//  the fetch that ends a streak of them.
 static void
 s_log_fetch (zqi_js_queue_t *queue, const char *name, natsStatus status)
 {
-    if (status == NATS_OK || status == NATS_TIMEOUT) {
-        if (queue->fetch_failures)
-            zqi_log (ZQ_LOG_NOTICE,
-                     "reliable: JetStream fetches for queue %s work again after %u failed", name,
-                     queue->fetch_failures);
-        queue->fetch_failures = 0;
-        return;
-    }
-    if (queue->fetch_failures < UINT32_MAX)
-        queue->fetch_failures++;
-    if (s_worth_logging (queue->fetch_failures))
+    uint32_t ended = 0;
+    s_streak_t streak =
+        s_streak (&queue->fetch_failures, status == NATS_OK || status == NATS_TIMEOUT, &ended);
+    if (streak == S_STREAK_RECOVERED)
+        zqi_log (ZQ_LOG_NOTICE,
+                 "reliable: JetStream fetches for queue %s work again after %u failed", name,
+                 ended);
+    else if (streak == S_STREAK_FAILED)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream fetch for queue %s failed (%u in a row): %s: %s", name,
                  queue->fetch_failures, natsStatus_GetText (status), nats_GetLastError (NULL));
