@@ -1,6 +1,6 @@
 /*  =========================================================================
-    zq_idtable - the seeded id hash and the entry slab with its timer heap
-    (src/zq_idtable.h).
+    zq_idtable - the seeded id hash and the entry slab with its timers, in
+    a lane and a heap (src/zq_idtable.h).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -229,6 +229,7 @@ zqi_idtable_init (zqi_idtable_t *table, const zqi_idtable_layout_t *layout, uint
     table->max_entries =
         max_entries == 0 || max_entries > S_MAX_CAPACITY ? S_MAX_CAPACITY : max_entries;
     table->free_head = ZQI_ID_NONE;
+    table->lane_head = table->lane_tail = ZQI_ID_NONE;
     zqi_idhash_init (&table->hash, ZQ_MSG_ID_SIZE);
 }
 
@@ -237,11 +238,13 @@ zqi_idtable_free (zqi_idtable_t *table)
 {
     free (table->entries);
     free (table->heap);
+    free (table->lane);
     zqi_idhash_free (&table->hash);
     table->entries = NULL;
     table->heap = NULL;
-    table->capacity = table->count = table->heap_size = 0;
-    table->free_head = ZQI_ID_NONE;
+    table->lane = NULL;
+    table->capacity = table->count = table->heap_size = table->lane_size = 0;
+    table->free_head = table->lane_head = table->lane_tail = ZQI_ID_NONE;
 }
 
 uint32_t
@@ -276,6 +279,11 @@ s_grow (zqi_idtable_t *table)
     if (!heap)
         return zqi_fail (ENOMEM);
     table->heap = heap;
+    zqi_idtable_lane_t *lane =
+        (zqi_idtable_lane_t *)realloc (table->lane, (size_t)capacity * sizeof (zqi_idtable_lane_t));
+    if (!lane)
+        return zqi_fail (ENOMEM);
+    table->lane = lane;
     uint32_t slot_count = 1;
     while (slot_count < capacity * 2)
         slot_count *= 2;
@@ -395,12 +403,51 @@ s_heap_down (zqi_idtable_t *table, uint32_t position, zqi_idtable_timer_t timer)
     s_heap_put (table, position, timer);
 }
 
+//  ---- The lane: timers set in due order -----------------------------------
+
+static void
+s_lane_append (zqi_idtable_t *table, uint32_t index)
+{
+    table->lane[index].prev = table->lane_tail;
+    table->lane[index].next = ZQI_ID_NONE;
+    if (table->lane_tail == ZQI_ID_NONE) {
+        table->lane_head = index;
+        table->lane_head_due = *s_due (table, index);
+    } else
+        table->lane[table->lane_tail].next = index;
+    table->lane_tail = index;
+    table->lane_size++;
+    *s_heap_index (table, index) = ZQI_IDTABLE_IN_LANE;
+}
+
+static void
+s_lane_unlink (zqi_idtable_t *table, uint32_t index)
+{
+    zqi_idtable_lane_t links = table->lane[index];
+    if (links.prev == ZQI_ID_NONE) {
+        table->lane_head = links.next;
+        if (links.next != ZQI_ID_NONE)
+            table->lane_head_due = *s_due (table, links.next);
+    } else
+        table->lane[links.prev].next = links.next;
+    if (links.next == ZQI_ID_NONE)
+        table->lane_tail = links.prev;
+    else
+        table->lane[links.next].prev = links.prev;
+    table->lane_size--;
+    *s_heap_index (table, index) = ZQI_ID_NONE;
+}
+
 void
 zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index)
 {
     uint32_t position = *s_heap_index (table, index);
     if (position == ZQI_ID_NONE)
         return;
+    if (position == ZQI_IDTABLE_IN_LANE) {
+        s_lane_unlink (table, index);
+        return;
+    }
     ZQ_ASSERT (position < table->heap_size && table->heap[position].index == index);
     *s_heap_index (table, index) = ZQI_ID_NONE;
     uint32_t last = --table->heap_size;
@@ -422,9 +469,17 @@ zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index)
 void
 zqi_idtable_schedule (zqi_idtable_t *table, uint32_t index, int64_t due)
 {
+    if (*s_heap_index (table, index) == ZQI_IDTABLE_IN_LANE)
+        s_lane_unlink (table, index);
+    uint32_t position = *s_heap_index (table, index);
+    if (position == ZQI_ID_NONE &&
+        (table->lane_tail == ZQI_ID_NONE || due >= *s_due (table, table->lane_tail))) {
+        *s_due (table, index) = due;
+        s_lane_append (table, index);
+        return;
+    }
     *s_due (table, index) = due;
     zqi_idtable_timer_t timer = {due, index};
-    uint32_t position = *s_heap_index (table, index);
     if (position == ZQI_ID_NONE)
         s_heap_up (table, table->heap_size++, timer);
     else if (position > 0 && due < s_due_at (table, (position - 1) / S_ARITY))

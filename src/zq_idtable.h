@@ -11,10 +11,12 @@
                        choose ids that pile up in one run of slots.
         zqi_idtable_t  a slab of entries (caller-defined structs that start
                        with a 16-byte id) with such a hash, a free list and
-                       a 4-ary min-heap of the entries' due times (each
-                       heap slot holds its due time beside the entry's
-                       index, so sifting reads no entry). Indexes
-                       stay valid across adds; pointers do not.
+                       their timers: a lane (a list in due order) for
+                       those set no earlier than the lane's last, taken
+                       from anywhere in O(1), and a 4-ary min-heap for the
+                       others (each heap slot holds its due time beside
+                       the entry's index, so sifting reads no entry).
+                       Indexes stay valid across adds; pointers do not.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -124,6 +126,15 @@ typedef struct {
     uint32_t index;
 } zqi_idtable_timer_t;
 
+//  An entry's links in the lane of timers (by entry index).
+typedef struct {
+    uint32_t prev;
+    uint32_t next;
+} zqi_idtable_lane_t;
+
+//  An entry's heap_index while its timer is in the lane.
+#define ZQI_IDTABLE_IN_LANE (UINT32_MAX - 1)
+
 //  entries, capacity and count come first, in this order, so that a user
 //  may overlay them with a typed pointer (a union with an anonymous struct
 //  of the same three members) and read its entries as an array.
@@ -135,8 +146,17 @@ typedef struct {
     uint32_t free_head;
     zqi_idtable_layout_t layout;
     zqi_idhash_t hash;
+    //  Timers: those set no earlier than the latest one in the lane (the
+    //  usual case: now + a fixed timeout) join the lane's tail, a list in
+    //  due order that is taken from anywhere at no cost; the others go to
+    //  the heap. The first timer is the earlier of the two heads.
     zqi_idtable_timer_t *heap; //  a 4-ary min-heap on due
     uint32_t heap_size;
+    zqi_idtable_lane_t *lane; //  capacity links, by entry index
+    uint32_t lane_head;       //  ZQI_ID_NONE when the lane is empty
+    uint32_t lane_tail;
+    uint32_t lane_size;
+    int64_t lane_head_due;
 } zqi_idtable_t;
 
 //  Makes an empty table for entries of layout, with a seed of its own. It
@@ -169,7 +189,17 @@ void zqi_idtable_unschedule (zqi_idtable_t *table, uint32_t index);
 static inline uint32_t
 zqi_idtable_first (const zqi_idtable_t *table)
 {
-    return table->heap_size ? table->heap[0].index : ZQI_ID_NONE;
+    if (!table->heap_size)
+        return table->lane_head;
+    if (table->lane_head != ZQI_ID_NONE && table->lane_head_due < table->heap[0].due)
+        return table->lane_head;
+    return table->heap[0].index;
+}
+//  The number of entries with a timer.
+static inline uint32_t
+zqi_idtable_scheduled (const zqi_idtable_t *table)
+{
+    return table->heap_size + table->lane_size;
 }
 //  The entry at index, as a pointer into the slab (valid until an add).
 static inline void *

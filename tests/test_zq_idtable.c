@@ -1,7 +1,8 @@
 /*  =========================================================================
     test_zq_idtable - the seeded id hash and the entry table with its timer
-    heap (src/zq_idtable.c), compiled into this program: collisions,
-    removal with backward shift, timer order, growth bounds, seeds.
+    heap and lane (src/zq_idtable.c), compiled into this program:
+    collisions, removal with backward shift, timer order, growth bounds,
+    seeds.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -210,6 +211,75 @@ test_add_new_refuses_a_present_id (void **state)
     zqi_idtable_free (&table);
 }
 
+//  Takes every timer away, earliest first, and checks the order and that
+//  expected timers were left. Returns the index of the last one.
+static uint32_t
+s_take_in_order (zqi_idtable_t *table, uint32_t expected)
+{
+    uint32_t taken = ZQI_ID_NONE;
+    assert_int_equal (zqi_idtable_scheduled (table), expected);
+    int64_t last = INT64_MIN;
+    uint32_t popped = 0;
+    for (uint32_t first; (first = zqi_idtable_first (table)) != ZQI_ID_NONE;) {
+        assert_true (s_at (table, first)->due >= last);
+        last = s_at (table, first)->due;
+        zqi_idtable_unschedule (table, first);
+        assert_int_equal (s_at (table, first)->heap_index, ZQI_ID_NONE);
+        assert_true (++popped <= expected);
+        taken = first;
+    }
+    assert_int_equal (popped, expected);
+    assert_int_equal (zqi_idtable_scheduled (table), 0);
+    return taken;
+}
+
+//  Adds count entries, the timer of entry i at due (i, rng), into index.
+static void
+s_add_scheduled (zqi_idtable_t *table, uint32_t *index, uint32_t count,
+                 int64_t (*due) (uint32_t i, uint64_t *rng))
+{
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (uint32_t i = 0; i < count; i++) {
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        s_id (id, i);
+        index[i] = zqi_idtable_add (table, id);
+        assert_int_not_equal (index[i], ZQI_ID_NONE);
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        zqi_idtable_schedule (table, index[i], due (i, &rng));
+    }
+}
+
+//  Moves every fifth timer earlier or later, takes every seventh away
+//  (twice: nothing more), removes every eleventh entry (its timer goes
+//  with it). Returns the timers left of count.
+static uint32_t
+s_move_and_take (zqi_idtable_t *table, const uint32_t *index, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i += 5)
+        zqi_idtable_schedule (table, index[i],
+                              s_at (table, index[i])->due + (i % 2 ? -5000 : 5000));
+    uint32_t left = count;
+    for (uint32_t i = 0; i < count; i++) {
+        if (i % 7 == 0) {
+            zqi_idtable_unschedule (table, index[i]);
+            zqi_idtable_unschedule (table, index[i]);
+            assert_int_equal (s_at (table, index[i])->heap_index, ZQI_ID_NONE);
+            left--;
+        } else if (i % 11 == 0) {
+            zqi_idtable_remove (table, index[i]);
+            left--;
+        }
+    }
+    return left;
+}
+
+static int64_t
+s_random_due (uint32_t i, uint64_t *rng)
+{
+    (void)i;
+    return (int64_t)(*rng >> 40) - 1000;
+}
+
 //  Timers come out earliest first, whatever order they were set, moved
 //  or taken away in.
 static void
@@ -220,47 +290,49 @@ test_timer_order (void **state)
     zqi_idtable_init (&table, &s_layout, 0);
     enum { S_COUNT = 1000 };
     uint32_t index[S_COUNT];
-    uint64_t rng = 0x9E3779B97F4A7C15ull;
-    for (uint32_t i = 0; i < S_COUNT; i++) {
-        uint8_t id[ZQ_MSG_ID_SIZE];
-        s_id (id, i);
-        index[i] = zqi_idtable_add (&table, id);
-        assert_int_not_equal (index[i], ZQI_ID_NONE);
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        zqi_idtable_schedule (&table, index[i], (int64_t)(rng >> 40) - 1000);
-    }
-    //  Move every fifth earlier or later, take every seventh away, and
-    //  remove every eleventh entry (its timer goes with it).
-    for (uint32_t i = 0; i < S_COUNT; i += 5)
-        zqi_idtable_schedule (&table, index[i],
-                              s_at (&table, index[i])->due + (i % 2 ? -5000 : 5000));
-    uint32_t left = S_COUNT;
-    for (uint32_t i = 0; i < S_COUNT; i++) {
-        if (i % 7 == 0) {
-            zqi_idtable_unschedule (&table, index[i]);
-            zqi_idtable_unschedule (&table, index[i]); //  twice: nothing more
-            assert_int_equal (s_at (&table, index[i])->heap_index, ZQI_ID_NONE);
-            left--;
-        } else if (i % 11 == 0) {
-            zqi_idtable_remove (&table, index[i]);
-            left--;
-        }
-    }
-    assert_int_equal (table.heap_size, left);
-    int64_t last = INT64_MIN;
-    uint32_t popped = 0;
-    for (uint32_t first; (first = zqi_idtable_first (&table)) != ZQI_ID_NONE;) {
-        assert_true (s_at (&table, first)->due >= last);
-        last = s_at (&table, first)->due;
-        zqi_idtable_unschedule (&table, first);
-        assert_true (++popped <= S_COUNT);
-    }
-    assert_int_equal (popped, left);
+    s_add_scheduled (&table, index, S_COUNT, s_random_due);
+    (void)s_take_in_order (&table, s_move_and_take (&table, index, S_COUNT));
     zqi_idtable_free (&table);
 }
 
-//  A table never grows past max_entries: the next add fails with ENOBUFS
-//  until an entry is removed. Growth keeps every entry and its timer.
+//  Mostly increasing, as a fixed timeout from now sets them, with one in
+//  sixteen earlier: 100 a tick, or 0 to 99 ticks back.
+static int64_t
+s_mostly_increasing_due (uint32_t i, uint64_t *rng)
+{
+    int64_t due = (int64_t)i / 100;
+    return (*rng >> 60) == 0 ? due - (int64_t)((*rng >> 20) % 100) : due;
+}
+
+//  Timers set in due order (they go to the lane) and the others (the
+//  heap) come out earliest first together, when moved, taken from the
+//  middle, set again at the end, and while new ones are set between the
+//  firsts taken.
+static void
+test_timer_lane_order (void **state)
+{
+    (void)state;
+    zqi_idtable_t table;
+    zqi_idtable_init (&table, &s_layout, 0);
+    enum { S_COUNT = 3000 };
+    uint32_t index[S_COUNT];
+    s_add_scheduled (&table, index, S_COUNT, s_mostly_increasing_due);
+    assert_true (table.lane_size > S_COUNT / 2 && table.heap_size > 0);
+    uint32_t left = s_move_and_take (&table, index, S_COUNT);
+    //  Take the first ten, then set each again after all the others (a
+    //  resend's new deadline), and check the order of all.
+    uint32_t taken[10];
+    for (uint32_t i = 0; i < 10; i++) {
+        taken[i] = zqi_idtable_first (&table);
+        assert_int_not_equal (taken[i], ZQI_ID_NONE);
+        zqi_idtable_unschedule (&table, taken[i]);
+    }
+    for (uint32_t i = 0; i < 10; i++)
+        zqi_idtable_schedule (&table, taken[i], S_COUNT / 100 + 10000 + i);
+    assert_int_equal (s_take_in_order (&table, left), taken[9]);
+    zqi_idtable_free (&table);
+}
+
 static void
 test_growth_bound (void **state)
 {
@@ -352,6 +424,7 @@ main (void)
         cmocka_unit_test (test_same_id_walk),
         cmocka_unit_test (test_add_new_refuses_a_present_id),
         cmocka_unit_test (test_timer_order),
+        cmocka_unit_test (test_timer_lane_order),
         cmocka_unit_test (test_growth_bound),
         cmocka_unit_test (test_seeded_per_table),
     };
