@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1605,14 +1606,22 @@ test_full_spool_refuses (void **state)
 #define FLOOD_COUNT 20000
 #define FLOOD_BODY  160
 
-static int s_batches_refused;
+//  Warnings counted by s_count_warnings: those with the text it is given.
+static int s_warnings_counted;
 
 static void
-s_count_refused_batches (zq_log_level_t level, const char *line, void *arg)
+s_count_warnings (zq_log_level_t level, const char *line, void *arg)
 {
-    (void)arg;
-    if (level == ZQ_LOG_WARNING && strstr (line, "queue flood refused a batch"))
-        __atomic_add_fetch (&s_batches_refused, 1, __ATOMIC_SEQ_CST);
+    if (level == ZQ_LOG_WARNING && strstr (line, (const char *)arg))
+        __atomic_add_fetch (&s_warnings_counted, 1, __ATOMIC_SEQ_CST);
+}
+
+//  Counts from now the warnings that contain text.
+static void
+s_count_warnings_of (const char *text)
+{
+    __atomic_store_n (&s_warnings_counted, 0, __ATOMIC_SEQ_CST);
+    zq_set_log_handler (s_count_warnings, (void *)text, ZQ_LOG_WARNING);
 }
 
 static zq_msg_t *
@@ -1673,18 +1682,13 @@ s_small_disk_remove (void **state)
     return rc;
 }
 
-static void
-test_a_flood_into_a_filling_disk (void **state)
+//  Posts FLOOD_COUNT messages to queue "flood" while the consumer takes
+//  and acks them, until every one is confirmed and delivered; fails the
+//  test if a message is delivered twice, or after 120 s. Returns the
+//  refusals (ZQ_EFULL) the producer was told of meanwhile.
+static int64_t
+s_flood (test_server_t *server, zq_queue_t *producer, zq_queue_t *consumer)
 {
-    char dir[64];
-    snprintf (dir, sizeof dir, "%s/spool", (const char *)*state);
-    __atomic_store_n (&s_batches_refused, 0, __ATOMIC_SEQ_CST);
-    zq_set_log_handler (s_count_refused_batches, NULL, ZQ_LOG_WARNING);
-    zq_options_t *server_options =
-        options_with ("spool_dir", dir, "segment_bytes", "65536", "min_free_bytes", "0", NULL);
-    zq_queue_t *producer, *consumer;
-    test_server_t *server =
-        start_with_clients ("@tcp://127.0.0.1:*", server_options, "flood", &producer, &consumer);
     static bool received[FLOOD_COUNT];
     memset (received, 0, sizeof received);
     int64_t posted = 0, confirmed = 0, refused = 0, delivered = 0;
@@ -1727,15 +1731,77 @@ test_a_flood_into_a_filling_disk (void **state)
         }
     }
     assert_int_equal (confirmed, FLOOD_COUNT);
-    assert_true (refused >= 1);
     zq_queue_stats_t stats;
     zq_queue_stats (producer, &stats);
     assert_int_equal (stats.dropped, 0);
-    assert_true (__atomic_load_n (&s_batches_refused, __ATOMIC_SEQ_CST) >= 1);
+    return refused;
+}
+
+static void
+test_a_flood_into_a_filling_disk (void **state)
+{
+    char dir[64];
+    snprintf (dir, sizeof dir, "%s/spool", (const char *)*state);
+    s_count_warnings_of ("queue flood refused a batch");
+    zq_options_t *server_options =
+        options_with ("spool_dir", dir, "segment_bytes", "65536", "min_free_bytes", "0", NULL);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "flood", &producer, &consumer);
+    assert_true (s_flood (server, producer, consumer) >= 1);
+    assert_true (__atomic_load_n (&s_warnings_counted, __ATOMIC_SEQ_CST) >= 1);
     zq_queue_info_t info;
     assert_int_equal (server_info (server, "flood", &info), 0);
     assert_int_equal (info.put, FLOOD_COUNT);
     assert_true (info.refused >= 1);
+    stop_with_clients (&consumer, &producer, &server, &server_options);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    remove_tree (dir);
+}
+
+//  While set, every thread this process asks for fails to start (EAGAIN,
+//  as at a thread limit): this program's pthread_create stands in front
+//  of libc's, for the library's calls too.
+static bool s_refuse_threads;
+
+int
+pthread_create (pthread_t *thread, const pthread_attr_t *attr, void *(*start) (void *), void *arg)
+{
+    typedef int (*create_fn) (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+    static create_fn next;
+    if (__atomic_load_n (&s_refuse_threads, __ATOMIC_SEQ_CST))
+        return EAGAIN;
+    if (!next)
+        next = (create_fn)dlsym (RTLD_NEXT, "pthread_create");
+    return next (thread, attr, start, arg);
+}
+
+//  The same flood, onto a disk with room, while no thread can be made:
+//  the server's committer thread (it commits one batch while the next is
+//  read) cannot start, which it logs once; it commits each batch itself
+//  instead, and the consumer sends each ack at once (no flusher thread).
+//  Nothing is lost, stored twice or refused.
+static void
+test_a_flood_without_threads (void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/zq-nothread-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    s_count_warnings_of ("no committer thread");
+    zq_options_t *server_options = options_with ("spool_dir", dir, NULL);
+    zq_queue_t *producer, *consumer;
+    test_server_t *server =
+        start_with_clients ("@tcp://127.0.0.1:*", server_options, "flood", &producer, &consumer);
+    __atomic_store_n (&s_refuse_threads, true, __ATOMIC_SEQ_CST);
+    int64_t refused = s_flood (server, producer, consumer);
+    __atomic_store_n (&s_refuse_threads, false, __ATOMIC_SEQ_CST);
+    assert_int_equal (refused, 0);
+    assert_int_equal (__atomic_load_n (&s_warnings_counted, __ATOMIC_SEQ_CST), 1);
+    zq_queue_info_t info;
+    assert_int_equal (server_info (server, "flood", &info), 0);
+    assert_int_equal (info.put, FLOOD_COUNT);
+    assert_int_equal (info.refused, 0);
+    assert_int_equal (info.duplicates, 0);
     stop_with_clients (&consumer, &producer, &server, &server_options);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
     remove_tree (dir);
@@ -2301,6 +2367,7 @@ main (void)
         cmocka_unit_test (test_full_spool_refuses),
         cmocka_unit_test_setup_teardown (test_a_flood_into_a_filling_disk, s_small_disk_mount,
                                          s_small_disk_remove),
+        cmocka_unit_test (test_a_flood_without_threads),
         cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
