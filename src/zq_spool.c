@@ -344,6 +344,11 @@ zq_spool_destroy (zq_spool_t **self_p)
         pthread_mutex_lock (&self->lock);
         if (zqi_spool_flush (self, true))
             zqi_log (ZQ_LOG_ERROR, "zq_spool: final write failed: %s", zq_strerror (errno));
+        //  A clean close leaves the newest file as long as its records
+        //  (unsynced: zeros left by a crash are found the log's end).
+        else if (zqi_segment_trim (self, zqi_spool_tail (self)))
+            zqi_log (ZQ_LOG_ERROR, "zq_spool: cutting the space prepared for records failed: %s",
+                     zq_strerror (errno));
         pthread_mutex_unlock (&self->lock);
     }
     for (size_t i = 0; i < self->segment_count; i++)

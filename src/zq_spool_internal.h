@@ -23,6 +23,9 @@
 #define ZQI_REC_MAGIC1      0x72 //  'r'
 #define ZQI_SEAL_PAYLOAD    32
 #define ZQI_SEAL_SIZE       (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
+//  Zeros written past the newest segment's records at a time: a commit
+//  that extends the file pays for the inode, the next ones do not.
+#define ZQI_PREPARE_BYTES (1024 * 1024)
 //  A control record (ack, checkpoint, seal) is read only if its payload
 //  is at most max_record_bytes + ZQI_CONTROL_EXTRA; writers split the
 //  acked ranges over as many records as it takes to stay within that.
@@ -67,8 +70,13 @@ typedef struct {
     uint64_t base_lsn;  //  log position of its first record
     //  end, synced, sealed and wfd belong to the leader (the thread that
     //  set writing); readers use visible, published under lock.
-    uint64_t end;     //  bytes written (file size)
-    uint64_t synced;  //  bytes known to be on stable storage
+    uint64_t end;    //  bytes written: the log's end (the file's size but for prepared)
+    uint64_t synced; //  bytes known to be on stable storage
+    //  The file's size when zeros were written past end ahead of the
+    //  records (zqi_segment_prepare), else at most end. Records written
+    //  there change neither the file's size nor its blocks, so the
+    //  fdatasync of a commit writes the data alone, not the inode.
+    uint64_t prepared;
     uint64_t visible; //  bytes readers may read
     //  Bytes before its first record after the checkpoint (header, the
     //  checkpoint and the ack records that complete it): segment_bytes
@@ -260,7 +268,17 @@ int zqi_ack_records_put (const zq_spool_t *self, zqi_buf_t *buf, zqi_buf_t *scra
 //  Segment I/O (file or memory). Each returns 0 or -1 with errno.
 int zqi_segment_write (zq_spool_t *self, zqi_segment_t *segment, const void *data, size_t size);
 int zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment);
+//  Cuts the file (and what was prepared past size) at size.
 int zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size);
+//  Writes zeros past the end of a file segment, ZQI_PREPARE_BYTES at a
+//  time, when less than half of that is prepared; no further than its
+//  seal may reach. They reach the disk with the next sync. Nothing is
+//  prepared for a memory or sealed segment, and a failed write of zeros
+//  (a full disk) changes nothing but the file's size.
+void zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment);
+//  Cuts the zeros prepared past the end of segment (at its seal, at a
+//  clean close). Returns 0 or -1 with errno.
+int zqi_segment_trim (zq_spool_t *self, zqi_segment_t *segment);
 ssize_t zqi_segment_read (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, void *data,
                           size_t size);
 //  Creates the next segment with its header and an ack checkpoint

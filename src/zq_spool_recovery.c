@@ -217,6 +217,22 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
     return false;
 }
 
+//  Are the bytes of segment from offset to its end all zero: space that
+//  was prepared for records (zqi_segment_prepare), not a torn write?
+static bool
+s_zeros_to_end (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t offset)
+{
+    static const uint8_t zeros[64 * 1024];
+    for (uint64_t at = offset; at < segment->end;) {
+        size_t size = segment->end - at < sizeof zeros ? (size_t)(segment->end - at) : sizeof zeros;
+        const uint8_t *p = zqi_window_get (self, window, segment, at, size, segment->end);
+        if (!p || memcmp (p, zeros, size) != 0)
+            return false;
+        at += size;
+    }
+    return true;
+}
+
 //  Reads every record of the newest segment: rebuilds the ack state from
 //  its checkpoint and ack records, finds its last message, and cuts a
 //  torn tail. Returns 0, or -1 with errno ZQ_ECORRUPT (damage before
@@ -272,6 +288,12 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
             if (!have_checkpoint) {
                 rc = zqi_fail (ZQ_ECORRUPT);
                 goto done;
+            }
+            if (s_zeros_to_end (self, &window, segment, offset)) {
+                //  The log ends here; the writer goes on over the zeros.
+                segment->prepared = segment->end;
+                segment->end = segment->synced = offset;
+                break;
             }
             if (s_damage_is_durable (self, &window, segment, offset)) {
                 char *path = zqi_spool_segment_path (self, segment->id, "");

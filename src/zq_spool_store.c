@@ -119,7 +119,33 @@ zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size)
     segment->end = size;
     if (segment->synced > size)
         segment->synced = size;
+    if (segment->prepared > size)
+        segment->prepared = size;
     return 0;
+}
+
+void
+zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment)
+{
+    if (segment->memory || segment->wfd < 0 || segment->sealed)
+        return;
+    uint64_t from = segment->prepared > segment->end ? segment->prepared : segment->end;
+    uint64_t limit = segment->body_start + self->config.segment_bytes + ZQI_SEAL_SIZE;
+    if (from - segment->end >= ZQI_PREPARE_BYTES / 2 || from >= limit)
+        return;
+    static const uint8_t zeros[ZQI_PREPARE_BYTES];
+    size_t size = limit - from < sizeof zeros ? (size_t)(limit - from) : sizeof zeros;
+    ssize_t written = pwrite (segment->wfd, zeros, size, (off_t)from);
+    if (written > 0)
+        segment->prepared = from + (uint64_t)written;
+}
+
+int
+zqi_segment_trim (zq_spool_t *self, zqi_segment_t *segment)
+{
+    if (segment->memory || segment->wfd < 0 || segment->prepared <= segment->end)
+        return 0;
+    return zqi_segment_truncate (self, segment, segment->end);
 }
 
 static int
@@ -419,6 +445,7 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
             goto fail;
         }
         segment->end = buf.size;
+        zqi_segment_prepare (self, segment);
         if (zqi_spool_crash_point (self, NULL)) {
             zqi_spool_crash_file (self, segment->wfd, 0, segment->end);
             errno = EIO;
@@ -491,7 +518,9 @@ zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
         errno = saved;
         return -1;
     }
-    if (zqi_segment_sync (self, segment))
+    //  The seal is the file's last 64 bytes (recovery finds it there):
+    //  the zeros prepared after it go, synced with it.
+    if (zqi_segment_trim (self, segment) || zqi_segment_sync (self, segment))
         return -1;
     segment->sealed = true;
     if (segment->wfd >= 0) {

@@ -147,8 +147,10 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
             if (!self->failed && zqi_segment_truncate (self, target, before))
                 self->failed = errno;
             errno = saved;
-        } else
+        } else {
             target->records++;
+            zqi_segment_prepare (self, target);
+        }
     }
     uint64_t written_at = target->end - (rc == 0 ? self->flight.size : 0);
     int errnum = rc ? errno : 0;
@@ -163,7 +165,7 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
             if (!self->failed) {
                 if (ftruncate (target->wfd, (off_t)target->synced)) {
                 }
-                target->end = target->synced;
+                target->end = target->prepared = target->synced;
                 self->failed = saved;
             }
             zqi_log (ZQ_LOG_ERROR, "zq_spool: fsync failed: %s", strerror (saved));

@@ -376,6 +376,79 @@ test_leftovers (void **state)
     tu_rmtree (&dir);
 }
 
+//  True when the bytes of file from offset on are all zero.
+static bool
+s_zeros_from (const s_file_t *file, size_t offset)
+{
+    for (size_t at = offset; at < file->size; at++)
+        if (file->data[at])
+            return false;
+    return true;
+}
+
+//  The newest file of an open spool runs past its records, in zeros
+//  written ahead for the next ones (so that a commit's fdatasync need
+//  not write the inode). A copy of the files as a crash leaves them
+//  opens with every record and no torn tail cut, and goes on over the
+//  zeros; a clean close cuts them, leaving the file as long as its
+//  records.
+static void
+test_prepared_zeros_are_the_end (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    char *copy = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8 * 1024 * 1024);
+    enum { RECORDS = 20 };
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    for (int i = 0; i < RECORDS; i++) {
+        tu_fill (spool, KEY, 1, MAX_SIZE);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    char *names[2];
+    assert_int_equal (tu_segments (dir, names, 2), 1);
+    s_file_t open_file = s_read_file (names[0]);
+    char copy_path[512];
+    snprintf (copy_path, sizeof copy_path, "%s/%s", copy, strrchr (names[0], '/') + 1);
+    s_write_file (copy_path, open_file.data, open_file.size);
+    zq_spool_destroy (&spool);
+
+    //  Closed: the records alone; open, the same bytes and then zeros.
+    s_file_t closed_file = s_read_file (names[0]);
+    size_t ends[64];
+    assert_int_equal (s_record_ends (&closed_file, ends, 64), RECORDS + 1);
+    assert_int_equal (ends[RECORDS], closed_file.size);
+    assert_true (open_file.size > closed_file.size);
+    assert_memory_equal (open_file.data, closed_file.data, closed_file.size);
+    assert_true (s_zeros_from (&open_file, closed_file.size));
+
+    for (int round = 0; round < 2; round++) {
+        spool = zq_spool_new (copy, &config);
+        assert_non_null (spool);
+        zq_spool_stats_t stats;
+        zq_spool_stats (spool, &stats);
+        assert_int_equal (stats.last_seq, RECORDS + round);
+        assert_int_equal (stats.tail_cut_bytes, 0);
+        assert_int_equal (stats.corrupt_records, 0);
+        s_expect_records (spool, 1, RECORDS + round);
+        if (round == 0) {
+            tu_fill (spool, KEY, 1, MAX_SIZE);
+            assert_int_equal (zq_spool_commit (spool), 0);
+        }
+        zq_spool_destroy (&spool);
+    }
+    s_file_t copy_file = s_read_file (copy_path);
+    assert_int_equal (s_record_ends (&copy_file, ends, 64), RECORDS + 2);
+    assert_int_equal (ends[RECORDS + 1], copy_file.size);
+    free (open_file.data);
+    free (closed_file.data);
+    free (copy_file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+    tu_rmtree (&copy);
+}
+
 int
 main (void)
 {
@@ -385,6 +458,7 @@ main (void)
         cmocka_unit_test (test_sealed_segment_damage),
         cmocka_unit_test (test_acks_across_segments),
         cmocka_unit_test (test_leftovers),
+        cmocka_unit_test (test_prepared_zeros_are_the_end),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
