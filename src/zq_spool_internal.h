@@ -26,6 +26,10 @@
 //  Zeros written past the newest segment's records at a time: a commit
 //  that extends the file pays for the inode, the next ones do not.
 #define ZQI_PREPARE_BYTES (1024 * 1024)
+//  Only a batch this small prepares more: a larger one pays the inode
+//  over many records already, and zeros ahead of a flood would double
+//  what reaches the disk.
+#define ZQI_PREPARE_AFTER_MAX (64 * 1024)
 //  A control record (ack, checkpoint, seal) is read only if its payload
 //  is at most max_record_bytes + ZQI_CONTROL_EXTRA; writers split the
 //  acked ranges over as many records as it takes to stay within that.
@@ -272,7 +276,9 @@ int zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment);
 int zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size);
 //  Writes zeros past the end of a file segment, ZQI_PREPARE_BYTES at a
 //  time, when less than half of that is prepared; no further than its
-//  seal may reach. They reach the disk with the next sync. Nothing is
+//  seal may reach. They reach the disk with the next sync. The writer
+//  calls it after a batch of at most ZQI_PREPARE_AFTER_MAX bytes and at
+//  a segment's creation. Nothing is
 //  prepared for a memory or sealed segment, and a failed write of zeros
 //  (a full disk) changes nothing but the file's size.
 void zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment);

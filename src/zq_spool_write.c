@@ -149,7 +149,8 @@ zqi_spool_flush (zq_spool_t *self, bool sync)
             errno = saved;
         } else {
             target->records++;
-            zqi_segment_prepare (self, target);
+            if (self->flight.size <= ZQI_PREPARE_AFTER_MAX)
+                zqi_segment_prepare (self, target);
         }
     }
     uint64_t written_at = target->end - (rc == 0 ? self->flight.size : 0);
