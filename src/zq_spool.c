@@ -279,8 +279,9 @@ zq_spool_new (const char *dir, const zq_spool_config_t *config)
         zqi_spool_account (self);
     }
     zqi_segment_t *tail = zqi_spool_tail (self);
-    //  What a previous process wrote may still be only in the page cache.
-    if (!tail->sealed && tail->synced < tail->end && zqi_segment_sync (self, tail))
+    //  What a previous process wrote may still be only in the page cache
+    //  (recovery took the file as it found it: synced is its end).
+    if (!tail->sealed && zqi_segment_sync (self, tail))
         goto fail;
     tail->synced = tail->end;
     //  Never reuse a seq the log mentions (refused seqs are acked).

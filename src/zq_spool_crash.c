@@ -30,10 +30,27 @@ s_random (uint64_t *state)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-//  Applies the crash mode to one file whose bytes [synced, end) were not
-//  synced.
+//  Loses the bytes from at to end: the file is cut at at or, when zeros
+//  were prepared past end (size > end), those bytes read as the zeros
+//  that were there before them and the file keeps its size (chosen at
+//  random: the prepared zeros may or may not have reached the disk).
+static void
+s_lose (zq_spool_t *self, int fd, uint64_t at, uint64_t end, uint64_t size)
+{
+    if (size > end && s_random (&self->crash_rng) % 2) {
+        static const uint8_t zeros[4096];
+        for (uint64_t offset = at; offset < end;) {
+            size_t chunk = end - offset < sizeof zeros ? (size_t)(end - offset) : sizeof zeros;
+            if (zqi_spool_write_all (fd, zeros, chunk, offset))
+                return;
+            offset += chunk;
+        }
+    } else if (ftruncate (fd, (off_t)at)) {
+    }
+}
+
 void
-zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
+zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end, uint64_t size)
 {
     if (fd < 0 || end <= synced)
         return;
@@ -41,21 +58,18 @@ zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
     uint8_t garbage[512];
     switch (self->crash_mode) {
         case ZQI_CRASH_DROP:
-            if (ftruncate (fd, (off_t)synced)) {
-            }
+            s_lose (self, fd, synced, end, size);
             break;
         case ZQI_CRASH_TEAR: {
             uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
-            if (ftruncate (fd, (off_t)(synced + keep))) {
-            }
+            s_lose (self, fd, synced + keep, end, size);
             break;
         }
         case ZQI_CRASH_GARBLE: {
             uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
             uint64_t length = s_random (&self->crash_rng) % (unsynced - keep + 600);
             uint64_t offset = synced + keep;
-            if (ftruncate (fd, (off_t)offset)) {
-            }
+            s_lose (self, fd, offset, end, size);
             while (length) {
                 size_t chunk = length < sizeof garbage ? (size_t)length : sizeof garbage;
                 for (size_t i = 0; i < chunk; i++)
@@ -87,8 +101,7 @@ zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
             }
             if (s_random (&self->crash_rng) % 2) {
                 uint64_t keep = s_random (&self->crash_rng) % (unsynced + 1);
-                if (ftruncate (fd, (off_t)(synced + keep))) {
-                }
+                s_lose (self, fd, synced + keep, end, size);
             }
             break;
         }
@@ -104,7 +117,8 @@ static void
 s_crash_now (zq_spool_t *self, zqi_segment_t *segment)
 {
     if (segment && !segment->memory) {
-        zqi_spool_crash_file (self, segment->wfd, segment->synced, segment->end);
+        zqi_spool_crash_file (self, segment->wfd, segment->synced, segment->end,
+                              segment->prepared > segment->end ? segment->prepared : segment->end);
         segment->end = segment->synced;
     }
     self->failed = EIO;

@@ -324,9 +324,9 @@ int zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end);
 //  here (the caller fails with EIO) or has failed already, else 0.
 int zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment);
 
-//  Applies the crash mode to one file whose bytes [synced, end) were not
-//  synced.
-void zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end);
+//  Applies the crash mode to one file of size bytes whose bytes [synced,
+//  end) were not synced; past end (up to size) it holds prepared zeros.
+void zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end, uint64_t size);
 
 //  Arms the crash mode: at the at_sync-th sync (counting from 1, every
 //  fdatasync / directory fsync of the spool) the spool does not sync but
@@ -348,9 +348,9 @@ zqi_spool_crash_point (zq_spool_t *self, zqi_segment_t *segment)
 }
 
 static inline void
-zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end)
+zqi_spool_crash_file (zq_spool_t *self, int fd, uint64_t synced, uint64_t end, uint64_t size)
 {
-    (void)self, (void)fd, (void)synced, (void)end;
+    (void)self, (void)fd, (void)synced, (void)end, (void)size;
 }
 #endif
 

@@ -447,7 +447,9 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
         segment->end = buf.size;
         zqi_segment_prepare (self, segment);
         if (zqi_spool_crash_point (self, NULL)) {
-            zqi_spool_crash_file (self, segment->wfd, 0, segment->end);
+            zqi_spool_crash_file (self, segment->wfd, 0, segment->end,
+                                  segment->prepared > segment->end ? segment->prepared
+                                                                   : segment->end);
             errno = EIO;
             goto fail;
         }
@@ -510,6 +512,11 @@ zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
     zqi_record_put (&buf, self->salt, ZQI_REC_SEAL, segment->last_seq,
                     segment->base_lsn + segment->synced - ZQI_SEG_HEADER_SIZE, payload,
                     sizeof payload);
+    //  The seal is the file's last 64 bytes (recovery finds it there):
+    //  the zeros prepared past the records go first, so that no crash
+    //  leaves zeros after a seal.
+    if (zqi_segment_trim (self, segment))
+        return -1;
     uint64_t before = segment->end;
     if (zqi_segment_write (self, segment, record, sizeof record)) {
         int saved = errno;
@@ -518,9 +525,7 @@ zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
         errno = saved;
         return -1;
     }
-    //  The seal is the file's last 64 bytes (recovery finds it there):
-    //  the zeros prepared after it go, synced with it.
-    if (zqi_segment_trim (self, segment) || zqi_segment_sync (self, segment))
+    if (zqi_segment_sync (self, segment))
         return -1;
     segment->sealed = true;
     if (segment->wfd >= 0) {
