@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -133,9 +134,18 @@ zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment)
     uint64_t limit = segment->body_start + self->config.segment_bytes + ZQI_SEAL_SIZE;
     if (from - segment->end >= ZQI_PREPARE_BYTES / 2 || from >= limit)
         return;
-    static const uint8_t zeros[ZQI_PREPARE_BYTES];
-    size_t size = limit - from < sizeof zeros ? (size_t)(limit - from) : sizeof zeros;
-    ssize_t written = pwrite (segment->wfd, zeros, size, (off_t)from);
+    //  One block of zeros, given to the kernel as often as it takes: the
+    //  process touches 64 KiB, not ZQI_PREPARE_BYTES.
+    static const uint8_t zeros[64 * 1024];
+    struct iovec parts[ZQI_PREPARE_BYTES / sizeof zeros];
+    uint64_t size = limit - from < ZQI_PREPARE_BYTES ? limit - from : ZQI_PREPARE_BYTES;
+    int count = 0;
+    for (uint64_t left = size; left; count++) {
+        parts[count].iov_base = (void *)zeros;
+        parts[count].iov_len = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        left -= parts[count].iov_len;
+    }
+    ssize_t written = pwritev (segment->wfd, parts, count, (off_t)from);
     if (written > 0)
         segment->prepared = from + (uint64_t)written;
 }
