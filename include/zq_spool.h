@@ -48,7 +48,9 @@ typedef struct {
     //  Most bytes the spool's segments may take; appends past it fail with
     //  ZQ_EFULL. 0 means no quota on disk; in memory 0 means 256 MiB.
     //  The newest segment is freed only once sealed, so a quota must be at
-    //  least 2 * segment_bytes + batch_bytes (else EINVAL).
+    //  least 2 * segment_bytes + batch_bytes (else EINVAL). The zeros
+    //  written ahead of the newest segment's records (at most 1 MiB past
+    //  them, doc/SPOOL.md) are not counted.
     uint64_t quota_bytes;
     //  A segment is sealed and a new one started past this size (a single
     //  write batch may exceed it). Default 64 MiB, at least 4096.
