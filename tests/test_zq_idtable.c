@@ -306,8 +306,8 @@ s_mostly_increasing_due (uint32_t i, uint64_t *rng)
 
 //  Timers set in due order (they go to the lane) and the others (the
 //  heap) come out earliest first together, when moved, taken from the
-//  middle, set again at the end, and while new ones are set between the
-//  firsts taken.
+//  middle, or taken first and set again after all the others (a resend's
+//  new deadline).
 static void
 test_timer_lane_order (void **state)
 {
