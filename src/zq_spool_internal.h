@@ -278,9 +278,10 @@ int zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t siz
 //  time, when less than half of that is prepared; no further than its
 //  seal may reach. They reach the disk with the next sync. The writer
 //  calls it after a batch of at most ZQI_PREPARE_AFTER_MAX bytes and at
-//  a segment's creation. Nothing is
-//  prepared for a memory or sealed segment, and a failed write of zeros
-//  (a full disk) changes nothing but the file's size.
+//  a segment's creation. Nothing is prepared under fsync none (there is
+//  no fdatasync to spare an inode write) nor for a memory or sealed
+//  segment, and a failed write of zeros (a full disk) changes nothing
+//  but the file's size.
 void zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment);
 //  Cuts the zeros prepared past the end of segment (at its seal, at a
 //  clean close). Returns 0 or -1 with errno.

@@ -128,7 +128,9 @@ zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size)
 void
 zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment)
 {
-    if (segment->memory || segment->wfd < 0 || segment->sealed)
+    //  Without fsyncs there is no inode write to spare.
+    if (segment->memory || segment->wfd < 0 || segment->sealed ||
+        self->config.fsync == ZQ_SPOOL_FSYNC_NONE)
         return;
     uint64_t from = segment->prepared > segment->end ? segment->prepared : segment->end;
     uint64_t limit = segment->body_start + self->config.segment_bytes + ZQI_SEAL_SIZE;

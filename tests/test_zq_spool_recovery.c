@@ -449,6 +449,34 @@ test_prepared_zeros_are_the_end (void **state)
     tu_rmtree (&copy);
 }
 
+//  Under fsync none nothing is prepared: there is no fdatasync whose
+//  inode write zeros could spare. The open spool's file ends with its
+//  last record.
+static void
+test_no_zeros_without_fsync (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_NONE, 8 * 1024 * 1024);
+    enum { RECORDS = 20 };
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    for (int i = 0; i < RECORDS; i++) {
+        tu_fill (spool, KEY, 1, MAX_SIZE);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    char *names[2];
+    assert_int_equal (tu_segments (dir, names, 2), 1);
+    s_file_t file = s_read_file (names[0]);
+    size_t ends[64];
+    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
+    assert_int_equal (ends[RECORDS], file.size);
+    zq_spool_destroy (&spool);
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -459,6 +487,7 @@ main (void)
         cmocka_unit_test (test_acks_across_segments),
         cmocka_unit_test (test_leftovers),
         cmocka_unit_test (test_prepared_zeros_are_the_end),
+        cmocka_unit_test (test_no_zeros_without_fsync),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
