@@ -376,6 +376,24 @@ test_leftovers (void **state)
     tu_rmtree (&dir);
 }
 
+//  Opens a spool in dir with config and appends count records, a commit
+//  after each (one small batch each), all in one segment file, whose
+//  name *names gets (the caller frees it). Returns the open spool.
+static zq_spool_t *
+s_open_commit_each (const char *dir, zq_spool_config_t *config, int count, char **names)
+{
+    zq_spool_t *spool = zq_spool_new (dir, config);
+    assert_non_null (spool);
+    for (int i = 0; i < count; i++) {
+        tu_fill (spool, KEY, 1, MAX_SIZE);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    char *found[2];
+    assert_int_equal (tu_segments (dir, found, 2), 1);
+    *names = found[0];
+    return spool;
+}
+
 //  True when the bytes of file from offset on are all zero.
 static bool
 s_zeros_from (const s_file_t *file, size_t offset)
@@ -400,14 +418,8 @@ test_prepared_zeros_are_the_end (void **state)
     char *copy = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8 * 1024 * 1024);
     enum { RECORDS = 20 };
-    zq_spool_t *spool = zq_spool_new (dir, &config);
-    assert_non_null (spool);
-    for (int i = 0; i < RECORDS; i++) {
-        tu_fill (spool, KEY, 1, MAX_SIZE);
-        assert_int_equal (zq_spool_commit (spool), 0);
-    }
-    char *names[2];
-    assert_int_equal (tu_segments (dir, names, 2), 1);
+    char *names[1];
+    zq_spool_t *spool = s_open_commit_each (dir, &config, RECORDS, names);
     s_file_t open_file = s_read_file (names[0]);
     char copy_path[512];
     snprintf (copy_path, sizeof copy_path, "%s/%s", copy, strrchr (names[0], '/') + 1);
@@ -459,14 +471,8 @@ test_no_zeros_without_fsync (void **state)
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_NONE, 8 * 1024 * 1024);
     enum { RECORDS = 20 };
-    zq_spool_t *spool = zq_spool_new (dir, &config);
-    assert_non_null (spool);
-    for (int i = 0; i < RECORDS; i++) {
-        tu_fill (spool, KEY, 1, MAX_SIZE);
-        assert_int_equal (zq_spool_commit (spool), 0);
-    }
-    char *names[2];
-    assert_int_equal (tu_segments (dir, names, 2), 1);
+    char *names[1];
+    zq_spool_t *spool = s_open_commit_each (dir, &config, RECORDS, names);
     s_file_t file = s_read_file (names[0]);
     size_t ends[64];
     assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
