@@ -166,9 +166,9 @@ typedef struct {
 } zqi_r_entry_t;
 
 //  The entries in zq_idtable's slab (indexes stay valid; pointers do not
-//  across adds), found by id, with timers (zq_idtable.h: a lane and a heap). Several
-//  entries may have the same id (the server's queues are separate id
-//  spaces). entries, capacity and count read the table's own first
+//  across adds), found by id, with timers (zq_idtable.h: a lane and a
+//  heap). Several entries may have the same id (the server's queues are
+//  separate id spaces). entries, capacity and count read the table's own first
 //  members, typed.
 typedef union {
     zqi_idtable_t core;

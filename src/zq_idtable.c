@@ -472,13 +472,12 @@ zqi_idtable_schedule (zqi_idtable_t *table, uint32_t index, int64_t due)
     if (*s_heap_index (table, index) == ZQI_IDTABLE_IN_LANE)
         s_lane_unlink (table, index);
     uint32_t position = *s_heap_index (table, index);
-    if (position == ZQI_ID_NONE &&
-        (table->lane_tail == ZQI_ID_NONE || due >= *s_due (table, table->lane_tail))) {
-        *s_due (table, index) = due;
+    bool in_order = table->lane_tail == ZQI_ID_NONE || due >= *s_due (table, table->lane_tail);
+    *s_due (table, index) = due;
+    if (position == ZQI_ID_NONE && in_order) {
         s_lane_append (table, index);
         return;
     }
-    *s_due (table, index) = due;
     zqi_idtable_timer_t timer = {due, index};
     if (position == ZQI_ID_NONE)
         s_heap_up (table, table->heap_size++, timer);

@@ -346,7 +346,7 @@ zq_spool_destroy (zq_spool_t **self_p)
         if (zqi_spool_flush (self, true))
             zqi_log (ZQ_LOG_ERROR, "zq_spool: final write failed: %s", zq_strerror (errno));
         //  A clean close leaves the newest file as long as its records
-        //  (unsynced: zeros left by a crash are found the log's end).
+        //  (not synced: zeros a crash leaves are taken for the log's end).
         else if (zqi_segment_trim (self, zqi_spool_tail (self)))
             zqi_log (ZQ_LOG_ERROR, "zq_spool: cutting the space prepared for records failed: %s",
                      zq_strerror (errno));

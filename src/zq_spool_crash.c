@@ -38,10 +38,10 @@ static void
 s_lose (zq_spool_t *self, int fd, uint64_t at, uint64_t end, uint64_t size)
 {
     if (size > end && s_random (&self->crash_rng) % 2) {
-        static const uint8_t zeros[4096];
         for (uint64_t offset = at; offset < end;) {
-            size_t chunk = end - offset < sizeof zeros ? (size_t)(end - offset) : sizeof zeros;
-            if (zqi_spool_write_all (fd, zeros, chunk, offset))
+            size_t chunk =
+                end - offset < ZQI_ZEROS_BYTES ? (size_t)(end - offset) : ZQI_ZEROS_BYTES;
+            if (zqi_spool_write_all (fd, zqi_spool_zeros, chunk, offset))
                 return;
             offset += chunk;
         }
@@ -118,7 +118,7 @@ s_crash_now (zq_spool_t *self, zqi_segment_t *segment)
 {
     if (segment && !segment->memory) {
         zqi_spool_crash_file (self, segment->wfd, segment->synced, segment->end,
-                              segment->prepared > segment->end ? segment->prepared : segment->end);
+                              zqi_segment_file_size (segment));
         segment->end = segment->synced;
     }
     self->failed = EIO;

@@ -272,6 +272,15 @@ int zqi_ack_records_put (const zq_spool_t *self, zqi_buf_t *buf, zqi_buf_t *scra
 //  Segment I/O (file or memory). Each returns 0 or -1 with errno.
 int zqi_segment_write (zq_spool_t *self, zqi_segment_t *segment, const void *data, size_t size);
 int zqi_segment_sync (zq_spool_t *self, zqi_segment_t *segment);
+//  The segment file's size: its end, or past it the zeros prepared.
+static inline uint64_t
+zqi_segment_file_size (const zqi_segment_t *segment)
+{
+    return segment->prepared > segment->end ? segment->prepared : segment->end;
+}
+//  Zeros for writing and comparing (prepared space, recovery, crash mode).
+#define ZQI_ZEROS_BYTES (64 * 1024)
+extern const uint8_t zqi_spool_zeros[ZQI_ZEROS_BYTES];
 //  Cuts the file (and what was prepared past size) at size.
 int zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size);
 //  Writes zeros past the end of a file segment, ZQI_PREPARE_BYTES at a

@@ -222,11 +222,11 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
 static bool
 s_zeros_to_end (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t offset)
 {
-    static const uint8_t zeros[64 * 1024];
     for (uint64_t at = offset; at < segment->end;) {
-        size_t size = segment->end - at < sizeof zeros ? (size_t)(segment->end - at) : sizeof zeros;
+        size_t size =
+            segment->end - at < ZQI_ZEROS_BYTES ? (size_t)(segment->end - at) : ZQI_ZEROS_BYTES;
         const uint8_t *p = zqi_window_get (self, window, segment, at, size, segment->end);
-        if (!p || memcmp (p, zeros, size) != 0)
+        if (!p || memcmp (p, zqi_spool_zeros, size) != 0)
             return false;
         at += size;
     }

@@ -125,6 +125,8 @@ zqi_segment_truncate (zq_spool_t *self, zqi_segment_t *segment, uint64_t size)
     return 0;
 }
 
+const uint8_t zqi_spool_zeros[ZQI_ZEROS_BYTES];
+
 void
 zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment)
 {
@@ -132,19 +134,18 @@ zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment)
     if (segment->memory || segment->wfd < 0 || segment->sealed ||
         self->config.fsync == ZQ_SPOOL_FSYNC_NONE)
         return;
-    uint64_t from = segment->prepared > segment->end ? segment->prepared : segment->end;
+    uint64_t from = zqi_segment_file_size (segment);
     uint64_t limit = segment->body_start + self->config.segment_bytes + ZQI_SEAL_SIZE;
     if (from - segment->end >= ZQI_PREPARE_BYTES / 2 || from >= limit)
         return;
     //  One block of zeros, given to the kernel as often as it takes: the
-    //  process touches 64 KiB, not ZQI_PREPARE_BYTES.
-    static const uint8_t zeros[64 * 1024];
-    struct iovec parts[ZQI_PREPARE_BYTES / sizeof zeros];
+    //  process touches ZQI_ZEROS_BYTES, not ZQI_PREPARE_BYTES.
+    struct iovec parts[ZQI_PREPARE_BYTES / ZQI_ZEROS_BYTES];
     uint64_t size = limit - from < ZQI_PREPARE_BYTES ? limit - from : ZQI_PREPARE_BYTES;
     int count = 0;
     for (uint64_t left = size; left; count++) {
-        parts[count].iov_base = (void *)zeros;
-        parts[count].iov_len = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        parts[count].iov_base = (void *)zqi_spool_zeros;
+        parts[count].iov_len = left < ZQI_ZEROS_BYTES ? (size_t)left : ZQI_ZEROS_BYTES;
         left -= parts[count].iov_len;
     }
     ssize_t written = pwritev (segment->wfd, parts, count, (off_t)from);
@@ -460,8 +461,7 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
         zqi_segment_prepare (self, segment);
         if (zqi_spool_crash_point (self, NULL)) {
             zqi_spool_crash_file (self, segment->wfd, 0, segment->end,
-                                  segment->prepared > segment->end ? segment->prepared
-                                                                   : segment->end);
+                                  zqi_segment_file_size (segment));
             errno = EIO;
             goto fail;
         }
