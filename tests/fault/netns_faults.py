@@ -23,7 +23,7 @@
 #
 #   Then a 3-node JetStream cluster in three more namespaces has one node
 #   cut off for 10 s and 30 s under load through zqd --jetstream (see
-#   JS_CASES below).
+#   JS_CASES below), each case starting once every node says it is healthy.
 #
 #   Namespaces and links get names unique to this run and are always
 #   deleted (also after a failure or an interrupt); every process is
@@ -461,6 +461,13 @@ def run_case(net, case):
 #  The node cut off is the one the gateway is connected to: cut off from
 #  the gateway and from both other nodes.
 JS_WEDGED_AFTER_HEAL_S = 30  # a JetStream case fails past this
+#  Each case starts on a healthy cluster: every node's /healthz (monitoring
+#  port JS_MONITOR_PORT) says ok, which nats-server says once it is in
+#  contact with the meta leader and each stream and consumer it holds a
+#  copy of is current. After a partition of 10 s that took 0.3 to 9 s
+#  here; a case does not start until it did, and fails past this.
+JS_HEALTHY_S = 120
+JS_MONITOR_PORT = 8222
 
 JS_CASES = [
     ("js-node-drop-10", "drop", 10),
@@ -515,7 +522,8 @@ def js_cluster_start(net, work):
         nodes.append(Proc(net.ns["n%d" % index],
                           [NATS_SERVER, "-js", "-a", "10.77.1.%d" % index, "-p", "4222",
                            "-sd", store, "-n", "n%d" % index, "--cluster_name", "zqfaults",
-                           "--cluster", "nats://10.77.1.%d:6222" % index, "--routes", routes],
+                           "--cluster", "nats://10.77.1.%d:6222" % index, "--routes", routes,
+                           "-m", str(JS_MONITOR_PORT)],
                           work, "nats%d" % index))
 
     def ready():
@@ -530,6 +538,59 @@ def js_cluster_start(net, work):
             node.stop()
         raise Failure("the nats-server nodes were not ready within %.0f s" % START_S)
     return nodes
+
+
+#  Run in the gateway namespace: prints what each node given on the
+#  command line answers on /healthz, one line each.
+JS_HEALTH_SCRIPT = """
+import sys, urllib.error, urllib.request
+for address in sys.argv[1:]:
+    try:
+        body = urllib.request.urlopen(address, timeout=2).read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except OSError as error:
+        body = str(error).encode()
+    print(body.decode(errors="replace").replace("\\n", " ").strip())
+"""
+
+
+def js_cluster_unhealthy(net):
+    """What the nodes whose /healthz does not say ok said (empty when all
+    three are healthy)."""
+    addresses = ["http://10.77.1.%d:%d/healthz" % (node, JS_MONITOR_PORT)
+                 for node in range(1, JS_NODES + 1)]
+    result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
+                             JS_HEALTH_SCRIPT] + addresses, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, timeout=20)
+    said = result.stdout.decode(errors="replace").splitlines()
+    if result.returncode != 0 or len(said) != JS_NODES:
+        return ["the health check failed: %s" % " ".join(said)]
+    return ["n%d: %s" % (index + 1, line) for index, line in enumerate(said)
+            if json_status(line) != "ok"]
+
+
+def json_status(line):
+    try:
+        return json.loads(line).get("status")
+    except (ValueError, AttributeError):
+        return None
+
+
+def js_wait_healthy(net):
+    """Waits until every node says it is healthy; returns how long that
+    took, or fails with what the nodes said last."""
+    start = time.monotonic()
+    said = []
+
+    def healthy():
+        said[:] = js_cluster_unhealthy(net)
+        return not said
+
+    if not wait_until(healthy, JS_HEALTHY_S, 0.2):
+        raise Failure("the JetStream cluster was not healthy within %d s (before the case): %s" %
+                      (JS_HEALTHY_S, "; ".join(said)))
+    return time.monotonic() - start
 
 
 def js_gateway_node(net):
@@ -571,6 +632,7 @@ def run_js_case(net, case, index):
     (result line, failure text or None)."""
     name, mode, seconds = case
     work = net.js_work
+    healthy_s = js_wait_healthy(net)
     servers = ",".join("nats://10.77.1.%d:4222" % node for node in range(1, JS_NODES + 1))
     queue = "f%d" % index
     gateway = JsGateway(net, work, servers, index)
@@ -630,13 +692,13 @@ def run_js_case(net, case, index):
         confirmed, delivered, lost, duplicates = drain_and_count(feeder, producer, consumer,
                                                                  problems)
         line = ("case=%s confirmed=%d delivered=%d lost=%d duplicates=%d resume_s=%s "
-                "confirm_resume_s=%s deliver_resume_s=%s longest_stall_s=%s node=%s" %
+                "confirm_resume_s=%s deliver_resume_s=%s longest_stall_s=%s node=%s healthy_s=%.2f" %
                 (name, len(confirmed), len(set(delivered)), len(lost), duplicates,
                  "%.2f" % max(confirm_s, deliver_s) if confirm_s is not None and
                  deliver_s is not None else "none",
                  "%.2f" % confirm_s if confirm_s is not None else "none",
                  "%.2f" % deliver_s if deliver_s is not None else "none",
-                 "%.2f" % stall if stall is not None else "none", node))
+                 "%.2f" % stall if stall is not None else "none", node, healthy_s))
         check_nothing_lost(feeder, confirmed, lost, problems)
         return line, "; ".join(problems) or None
     finally:
