@@ -186,10 +186,20 @@ s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
     free (path);
 }
 
+//  The answer of a recovery question that reads the segment: 1 yes, 0 no,
+//  -1 when a read failed (errno; not ENODATA, the segment's end), which
+//  leaves the question open: nothing may be cut on it.
+static int
+s_read_failed (void)
+{
+    return errno == ENODATA ? 0 : -1;
+}
+
 //  Is there, after offset bad, a valid record whose claim says the log
-//  was synced past bad when it was appended? If so, the bad record was
-//  durable: the log is damaged in the middle, not torn at its end.
-static bool
+//  was synced past bad when it was appended? If so (1), the bad record
+//  was durable: the log is damaged in the middle, not torn at its end.
+//  0 if not, -1 if a read failed.
+static int
 s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t bad)
 {
     uint64_t bad_lsn = segment->base_lsn + bad - ZQI_SEG_HEADER_SIZE;
@@ -197,7 +207,7 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
         const uint8_t *p =
             zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, segment->end);
         if (!p)
-            return false;
+            return s_read_failed ();
         if (p[8] != ZQI_REC_MAGIC0 || p[9] != ZQI_REC_MAGIC1)
             continue;
         uint64_t claim = zqi_load_le (p + 24, 8);
@@ -208,29 +218,34 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
             continue;
         p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE + length,
                             segment->end);
+        if (!p && s_read_failed ())
+            return -1;
         zqi_rec_t rec;
         size_t need;
         if (p && zqi_record_parse (p, ZQI_REC_HEADER_SIZE + length, self->salt,
                                    self->config.max_record_bytes, &rec, &need) == 1)
-            return true;
+            return 1;
     }
-    return false;
+    return 0;
 }
 
-//  Are the bytes of segment from offset to its end all zero: space that
-//  was prepared for records (zqi_segment_prepare), not a torn write?
-static bool
+//  Are the bytes of segment from offset to its end all zero (1): space
+//  that was prepared for records (zqi_segment_prepare), not a torn write?
+//  0 if not, -1 if a read failed.
+static int
 s_zeros_to_end (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, uint64_t offset)
 {
     for (uint64_t at = offset; at < segment->end;) {
         size_t size =
             segment->end - at < ZQI_ZEROS_BYTES ? (size_t)(segment->end - at) : ZQI_ZEROS_BYTES;
         const uint8_t *p = zqi_window_get (self, window, segment, at, size, segment->end);
-        if (!p || memcmp (p, zqi_spool_zeros, size) != 0)
-            return false;
+        if (!p)
+            return s_read_failed ();
+        if (memcmp (p, zqi_spool_zeros, size) != 0)
+            return 0;
         at += size;
     }
-    return true;
+    return 1;
 }
 
 //  Reads every record of the newest segment: rebuilds the ack state from
@@ -289,13 +304,22 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                 rc = zqi_fail (ZQ_ECORRUPT);
                 goto done;
             }
-            if (s_zeros_to_end (self, &window, segment, offset)) {
+            //  A read that fails here leaves the open failing with its
+            //  errno: cutting on it could drop records synced after the
+            //  bad one.
+            int zeros = s_zeros_to_end (self, &window, segment, offset);
+            int durable = zeros ? 0 : s_damage_is_durable (self, &window, segment, offset);
+            if (zeros < 0 || durable < 0) {
+                rc = -1;
+                goto done;
+            }
+            if (zeros) {
                 //  The log ends here; the writer goes on over the zeros.
                 segment->prepared = segment->end;
                 segment->end = segment->synced = offset;
                 break;
             }
-            if (s_damage_is_durable (self, &window, segment, offset)) {
+            if (durable) {
                 char *path = zqi_spool_segment_path (self, segment->id, "");
                 zqi_log (ZQ_LOG_ERROR,
                          "zq_spool: %s: damaged record at offset %" PRIu64

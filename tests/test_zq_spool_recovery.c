@@ -3,7 +3,8 @@
     damage: a cut at every byte of the last records keeps exactly the
     complete records before it; a flipped bit anywhere in a record is
     reported (middle of the log) or cut (its last batch), never served;
-    damaged sealed segments are reported, or quarantined when asked.
+    damaged sealed segments are reported, or quarantined when asked; a
+    read that fails while recovery looks past damage cuts nothing.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -11,6 +12,8 @@
     =========================================================================
 */
 #include "spool_testutil.h"
+
+#include <dlfcn.h>
 
 #define KEY      7
 #define MAX_SIZE 300
@@ -483,6 +486,67 @@ test_no_zeros_without_fsync (void **state)
     tu_rmtree (&dir);
 }
 
+//  While s_reads_fail_after is not negative, every pread of this program
+//  (the library's included) at an offset past it fails with EIO: a disk
+//  that cannot read part of a file.
+static off_t s_reads_fail_after = -1;
+
+ssize_t
+pread (int fd, void *data, size_t size, off_t offset)
+{
+    typedef ssize_t (*pread_fn) (int, void *, size_t, off_t);
+    static pread_fn next;
+    if (s_reads_fail_after >= 0 && offset > s_reads_fail_after) {
+        errno = EIO;
+        return -1;
+    }
+    if (!next)
+        next = (pread_fn)dlsym (RTLD_NEXT, "pread");
+    return next (fd, data, size, offset);
+}
+
+//  Damage synced before later records, and a read that fails while the
+//  recovery looks past the damage for them: the open fails with EIO and
+//  cuts nothing (a cut would drop the later records with the damage).
+//  Once the disk reads again, the damage is reported as before.
+static void
+test_read_error_past_damage (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
+    enum { RECORDS = 4000, DAMAGE = 320 * 1024 };
+    s_build (dir, &config, RECORDS, 1);
+    char *names[4];
+    assert_int_equal (tu_segments (dir, names, 4), 1);
+    s_file_t file = s_read_file (names[0]);
+    static size_t ends[RECORDS + 1];
+    assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
+    //  Records from about 64 KiB on are overwritten, past the 256 KiB the
+    //  recovery reads at a time, so that looking past the damage reads
+    //  the file again; synced records follow the damage.
+    size_t bad = ends[RECORDS / 16];
+    assert_true (bad + DAMAGE < ends[RECORDS - 10]);
+    memset (file.data + bad, 0xA5, DAMAGE);
+    s_write_file (names[0], file.data, file.size);
+
+    s_reads_fail_after = (off_t)bad;
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    s_reads_fail_after = -1;
+    assert_null (spool);
+    assert_int_equal (errno, EIO);
+    assert_int_equal (tu_file_size (names[0]), (off_t)file.size);
+
+    spool = zq_spool_new (dir, &config);
+    assert_null (spool);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    assert_int_equal (tu_file_size (names[0]), (off_t)file.size);
+
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -494,6 +558,7 @@ main (void)
         cmocka_unit_test (test_leftovers),
         cmocka_unit_test (test_prepared_zeros_are_the_end),
         cmocka_unit_test (test_no_zeros_without_fsync),
+        cmocka_unit_test (test_read_error_past_damage),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
