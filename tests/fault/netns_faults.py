@@ -464,7 +464,7 @@ JS_WEDGED_AFTER_HEAL_S = 30  # a JetStream case fails past this
 #  Each case starts on a healthy cluster: every node's /healthz (monitoring
 #  port JS_MONITOR_PORT) says ok, which nats-server says once it is in
 #  contact with the meta leader and each stream and consumer it holds a
-#  copy of is current. After a partition of 10 s that took 0.3 to 9 s
+#  copy of is current. After a partition of 10 s that took 0.06 to 20 s
 #  here; a case does not start until it did, and fails past this.
 JS_HEALTHY_S = 120
 JS_MONITOR_PORT = 8222
