@@ -186,13 +186,29 @@ s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
     free (path);
 }
 
-//  The answer of a recovery question that reads the segment: 1 yes, 0 no,
-//  -1 when a read failed (errno; not ENODATA, the segment's end), which
-//  leaves the question open: nothing may be cut on it.
-static int
-s_read_failed (void)
+//  A failure that is the process's lack (descriptors, memory,
+//  permission), not the disk's: the open fails with it as it is.
+static bool
+s_lack_of_process (int errnum)
 {
-    return errno == ENODATA ? 0 : -1;
+    return errnum == EMFILE || errnum == ENFILE || errnum == ENOMEM || errnum == EACCES ||
+           errnum == EPERM;
+}
+
+//  What a recovery question that reads the segment (answered 1 yes, 0 no)
+//  answers when a read came back short or failed: 0 at the segment's end
+//  (ENODATA), else -1, which leaves the question open: nothing may be cut
+//  on it. A failure of the disk is EIO whatever the read said (ESTALE,
+//  ETIMEDOUT...), so that the open fails with it rather than calling the
+//  segment damaged; the process's own lack is kept.
+static int
+s_read_answer (void)
+{
+    if (errno == ENODATA)
+        return 0;
+    if (!s_lack_of_process (errno))
+        errno = EIO;
+    return -1;
 }
 
 //  Is there, after offset bad, a valid record whose claim says the log
@@ -207,18 +223,21 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
         const uint8_t *p =
             zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, segment->end);
         if (!p)
-            return s_read_failed ();
+            return s_read_answer ();
         if (p[8] != ZQI_REC_MAGIC0 || p[9] != ZQI_REC_MAGIC1)
             continue;
         uint64_t claim = zqi_load_le (p + 24, 8);
         if (claim <= bad_lsn)
             continue;
+        //  A length no record has (random bytes that look like a header)
+        //  is not read: it could ask for the whole segment at once.
         uint32_t length = (uint32_t)zqi_load_le (p + 12, 4);
-        if (offset + ZQI_REC_HEADER_SIZE + length > segment->end)
+        if (length > (uint64_t)self->config.max_record_bytes + ZQI_CONTROL_EXTRA ||
+            offset + ZQI_REC_HEADER_SIZE + length > segment->end)
             continue;
         p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE + length,
                             segment->end);
-        if (!p && s_read_failed ())
+        if (!p && s_read_answer ())
             return -1;
         zqi_rec_t rec;
         size_t need;
@@ -240,7 +259,7 @@ s_zeros_to_end (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segment, 
             segment->end - at < ZQI_ZEROS_BYTES ? (size_t)(segment->end - at) : ZQI_ZEROS_BYTES;
         const uint8_t *p = zqi_window_get (self, window, segment, at, size, segment->end);
         if (!p)
-            return s_read_failed ();
+            return s_read_answer ();
         if (memcmp (p, zqi_spool_zeros, size) != 0)
             return 0;
         at += size;
@@ -310,7 +329,14 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
             int zeros = s_zeros_to_end (self, &window, segment, offset);
             int durable = zeros ? 0 : s_damage_is_durable (self, &window, segment, offset);
             if (zeros < 0 || durable < 0) {
-                rc = -1;
+                int errnum = errno;
+                char *path = zqi_spool_segment_path (self, segment->id, "");
+                zqi_log (ZQ_LOG_ERROR,
+                         "zq_spool: %s: cannot read past the bad record at offset %" PRIu64
+                         " (%s): not opened, nothing cut",
+                         path ? path : "segment", offset, zq_strerror (errnum));
+                free (path);
+                rc = zqi_fail (errnum);
                 goto done;
             }
             if (zeros) {
@@ -427,12 +453,9 @@ done:
 static int
 s_recovery_errno (int errnum, bool tail)
 {
+    if (s_lack_of_process (errnum))
+        return errnum;
     switch (errnum) {
-        case EMFILE:
-        case ENFILE:
-        case ENOMEM:
-        case EACCES:
-        case EPERM:
         case ZQ_EVERSION:
         case ZQ_ECORRUPT:
             return errnum;

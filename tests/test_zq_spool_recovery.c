@@ -486,17 +486,17 @@ test_no_zeros_without_fsync (void **state)
     tu_rmtree (&dir);
 }
 
-//  While s_reads_fail_after is not negative, every pread of this program
-//  (the library's included) at an offset past it fails with EIO: a disk
-//  that cannot read part of a file.
-static off_t s_reads_fail_after = -1;
+//  While s_unreadable is not negative, every pread of this program (the
+//  library's included) whose range covers that offset fails with EIO: a
+//  disk with a sector it cannot read.
+static off_t s_unreadable = -1;
 
 ssize_t
 pread (int fd, void *data, size_t size, off_t offset)
 {
     typedef ssize_t (*pread_fn) (int, void *, size_t, off_t);
     static pread_fn next;
-    if (s_reads_fail_after >= 0 && offset > s_reads_fail_after) {
+    if (s_unreadable >= 0 && offset <= s_unreadable && s_unreadable < offset + (off_t)size) {
         errno = EIO;
         return -1;
     }
@@ -505,42 +505,64 @@ pread (int fd, void *data, size_t size, off_t offset)
     return next (fd, data, size, offset);
 }
 
-//  Damage synced before later records, and a read that fails while the
-//  recovery looks past the damage for them: the open fails with EIO and
-//  cuts nothing (a cut would drop the later records with the damage).
-//  Once the disk reads again, the damage is reported as before.
+//  Writes file with bytes from..to set to value, then opens the spool
+//  twice: while the byte at unreadable cannot be read (the open fails with
+//  EIO and cuts nothing), and again once it can; returns that spool.
+static zq_spool_t *
+s_open_past_unreadable (const char *dir, zq_spool_config_t *config, const char *path,
+                        s_file_t *file, size_t from, size_t to, int value, off_t unreadable)
+{
+    memset (file->data + from, value, to - from);
+    s_write_file (path, file->data, file->size);
+    s_unreadable = unreadable;
+    zq_spool_t *spool = zq_spool_new (dir, config);
+    s_unreadable = -1;
+    assert_null (spool);
+    assert_int_equal (errno, EIO);
+    assert_int_equal (tu_file_size (path), (off_t)file->size);
+    return zq_spool_new (dir, config);
+}
+
+//  A read that fails while recovery looks past a bad record in the newest
+//  segment fails the open with EIO and cuts nothing: a cut would drop
+//  the records synced after the bad one, and prepared zeros cannot be
+//  told from them unread. Once the disk reads again, each opens as before.
 static void
 test_read_error_past_damage (void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
-    enum { RECORDS = 4000, DAMAGE = 320 * 1024 };
+    enum { RECORDS = 4000, BAD = RECORDS / 16, DAMAGE = 320 * 1024 };
     s_build (dir, &config, RECORDS, 1);
     char *names[4];
     assert_int_equal (tu_segments (dir, names, 4), 1);
     s_file_t file = s_read_file (names[0]);
     static size_t ends[RECORDS + 1];
     assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
-    //  Records from about 64 KiB on are overwritten, past the 256 KiB the
-    //  recovery reads at a time, so that looking past the damage reads
-    //  the file again; synced records follow the damage.
-    size_t bad = ends[RECORDS / 16];
+    //  Recovery reads 256 KiB at a time from the checkpoint on
+    //  (zqi_window_get): the unreadable byte lies past the first read and
+    //  inside the damage, so only a look past the bad record reaches it.
+    size_t bad = ends[BAD];
+    off_t unreadable = (off_t)(bad + DAMAGE - 4096);
+    assert_true (unreadable > 64 + 256 * 1024);
     assert_true (bad + DAMAGE < ends[RECORDS - 10]);
-    memset (file.data + bad, 0xA5, DAMAGE);
-    s_write_file (names[0], file.data, file.size);
 
-    s_reads_fail_after = (off_t)bad;
-    zq_spool_t *spool = zq_spool_new (dir, &config);
-    s_reads_fail_after = -1;
-    assert_null (spool);
-    assert_int_equal (errno, EIO);
-    assert_int_equal (tu_file_size (names[0]), (off_t)file.size);
-
-    spool = zq_spool_new (dir, &config);
+    //  Damage with synced records after it: once readable, reported.
+    zq_spool_t *spool =
+        s_open_past_unreadable (dir, &config, names[0], &file, bad, bad + DAMAGE, 0xA5, unreadable);
     assert_null (spool);
     assert_int_equal (errno, ZQ_ECORRUPT);
     assert_int_equal (tu_file_size (names[0]), (off_t)file.size);
+
+    //  Zeros to the end: once readable, the log's end (prepared space).
+    spool = s_open_past_unreadable (dir, &config, names[0], &file, bad, file.size, 0, unreadable);
+    assert_non_null (spool);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.tail_cut_bytes, 0);
+    s_expect_records (spool, 1, BAD);
+    zq_spool_destroy (&spool);
 
     free (file.data);
     free (names[0]);
