@@ -541,17 +541,19 @@ def js_cluster_start(net, work):
 
 
 #  Run in the gateway namespace: prints what each node given on the
-#  command line answers on /healthz, one line each.
-JS_HEALTH_SCRIPT = """
+#  command line answers on /healthz, one line each (no proxy: the nodes
+#  are reached directly).
+JS_HEALTH_SCRIPT = r"""
 import sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 for address in sys.argv[1:]:
     try:
-        body = urllib.request.urlopen(address, timeout=2).read()
+        body = opener.open(address, timeout=2).read()
     except urllib.error.HTTPError as error:
         body = error.read()
     except OSError as error:
         body = str(error).encode()
-    print(body.decode(errors="replace").replace("\\n", " ").strip())
+    print(body.decode(errors="replace").replace("\n", " ").strip())
 """
 
 
@@ -560,12 +562,16 @@ def js_cluster_unhealthy(net):
     three are healthy)."""
     addresses = ["http://10.77.1.%d:%d/healthz" % (node, JS_MONITOR_PORT)
                  for node in range(1, JS_NODES + 1)]
-    result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
-                             JS_HEALTH_SCRIPT] + addresses, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, timeout=20)
+    try:
+        result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
+                                 JS_HEALTH_SCRIPT] + addresses, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, timeout=20)
+    except subprocess.TimeoutExpired:
+        return ["the health check took over 20 s"]
     said = result.stdout.decode(errors="replace").splitlines()
     if result.returncode != 0 or len(said) != JS_NODES:
-        return ["the health check failed: %s" % " ".join(said)]
+        return ["the health check failed: %s %s" %
+                (" ".join(said), result.stderr.decode(errors="replace").strip())]
     return ["n%d: %s" % (index + 1, line) for index, line in enumerate(said)
             if json_status(line) != "ok"]
 
