@@ -224,25 +224,25 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
             zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, segment->end);
         if (!p)
             return s_read_answer ();
-        if (p[8] != ZQI_REC_MAGIC0 || p[9] != ZQI_REC_MAGIC1)
-            continue;
-        uint64_t claim = zqi_load_le (p + 24, 8);
-        if (claim <= bad_lsn)
-            continue;
-        //  A length no record has (random bytes that look like a header)
-        //  is not read: it could ask for the whole segment at once.
-        uint32_t length = (uint32_t)zqi_load_le (p + 12, 4);
-        if (length > (uint64_t)self->config.max_record_bytes + ZQI_CONTROL_EXTRA ||
-            offset + ZQI_REC_HEADER_SIZE + length > segment->end)
-            continue;
-        p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE + length,
-                            segment->end);
-        if (!p && s_read_answer ())
-            return -1;
+        //  The header alone says whether a record may start here (its
+        //  magic, type, and a length a record may have: random bytes that
+        //  look like a header must not ask for the whole segment at once)
+        //  and how long it is; its claim, whether it counts.
         zqi_rec_t rec;
-        size_t need;
-        if (p && zqi_record_parse (p, ZQI_REC_HEADER_SIZE + length, self->salt,
-                                   self->config.max_record_bytes, &rec, &need) == 1)
+        size_t need = ZQI_REC_HEADER_SIZE;
+        int valid = zqi_record_parse (p, ZQI_REC_HEADER_SIZE, self->salt,
+                                      self->config.max_record_bytes, &rec, &need);
+        if (valid < 0 || zqi_load_le (p + 24, 8) <= bad_lsn || offset + need > segment->end)
+            continue;
+        if (valid == 0) {
+            p = zqi_window_get (self, window, segment, offset, need, segment->end);
+            if (!p && s_read_answer ())
+                return -1;
+            valid = p ? zqi_record_parse (p, need, self->salt, self->config.max_record_bytes, &rec,
+                                          &need)
+                      : 0;
+        }
+        if (valid == 1)
             return 1;
     }
     return 0;
