@@ -379,21 +379,29 @@ test_leftovers (void **state)
     tu_rmtree (&dir);
 }
 
-//  Opens a spool in dir with config and appends count records, a commit
-//  after each (one small batch each), all in one segment file, whose
-//  name *names gets (the caller frees it). Returns the open spool.
+//  Records s_open_filled appends.
+#define FILLED 20
+
+//  Opens a spool in dir under fsync (*config gets its configuration) and
+//  appends FILLED records, a commit after each (one small batch each),
+//  all in one segment file: *name gets that file's name (the caller
+//  frees it), *file its bytes while the spool is open. Returns the open
+//  spool.
 static zq_spool_t *
-s_open_commit_each (const char *dir, zq_spool_config_t *config, int count, char **names)
+s_open_filled (const char *dir, zq_spool_fsync_t fsync, zq_spool_config_t *config, char **name,
+               s_file_t *file)
 {
+    *config = tu_config (fsync, 8 * 1024 * 1024);
     zq_spool_t *spool = zq_spool_new (dir, config);
     assert_non_null (spool);
-    for (int i = 0; i < count; i++) {
+    for (int i = 0; i < FILLED; i++) {
         tu_fill (spool, KEY, 1, MAX_SIZE);
         assert_int_equal (zq_spool_commit (spool), 0);
     }
     char *found[2];
     assert_int_equal (tu_segments (dir, found, 2), 1);
-    *names = found[0];
+    *name = found[0];
+    *file = s_read_file (found[0]);
     return spool;
 }
 
@@ -419,21 +427,20 @@ test_prepared_zeros_are_the_end (void **state)
     (void)state;
     char *dir = tu_mkdtemp ();
     char *copy = tu_mkdtemp ();
-    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 8 * 1024 * 1024);
-    enum { RECORDS = 20 };
-    char *names[1];
-    zq_spool_t *spool = s_open_commit_each (dir, &config, RECORDS, names);
-    s_file_t open_file = s_read_file (names[0]);
+    zq_spool_config_t config;
+    char *name;
+    s_file_t open_file;
+    zq_spool_t *spool = s_open_filled (dir, ZQ_SPOOL_FSYNC_ALWAYS, &config, &name, &open_file);
     char copy_path[512];
-    snprintf (copy_path, sizeof copy_path, "%s/%s", copy, strrchr (names[0], '/') + 1);
+    snprintf (copy_path, sizeof copy_path, "%s/%s", copy, strrchr (name, '/') + 1);
     s_write_file (copy_path, open_file.data, open_file.size);
     zq_spool_destroy (&spool);
 
     //  Closed: the records alone; open, the same bytes and then zeros.
-    s_file_t closed_file = s_read_file (names[0]);
+    s_file_t closed_file = s_read_file (name);
     size_t ends[64];
-    assert_int_equal (s_record_ends (&closed_file, ends, 64), RECORDS + 1);
-    assert_int_equal (ends[RECORDS], closed_file.size);
+    assert_int_equal (s_record_ends (&closed_file, ends, 64), FILLED + 1);
+    assert_int_equal (ends[FILLED], closed_file.size);
     assert_true (open_file.size > closed_file.size);
     assert_memory_equal (open_file.data, closed_file.data, closed_file.size);
     assert_true (s_zeros_from (&open_file, closed_file.size));
@@ -443,10 +450,10 @@ test_prepared_zeros_are_the_end (void **state)
         assert_non_null (spool);
         zq_spool_stats_t stats;
         zq_spool_stats (spool, &stats);
-        assert_int_equal (stats.last_seq, RECORDS + round);
+        assert_int_equal (stats.last_seq, FILLED + round);
         assert_int_equal (stats.tail_cut_bytes, 0);
         assert_int_equal (stats.corrupt_records, 0);
-        s_expect_records (spool, 1, RECORDS + round);
+        s_expect_records (spool, 1, FILLED + round);
         if (round == 0) {
             tu_fill (spool, KEY, 1, MAX_SIZE);
             assert_int_equal (zq_spool_commit (spool), 0);
@@ -454,12 +461,12 @@ test_prepared_zeros_are_the_end (void **state)
         zq_spool_destroy (&spool);
     }
     s_file_t copy_file = s_read_file (copy_path);
-    assert_int_equal (s_record_ends (&copy_file, ends, 64), RECORDS + 2);
-    assert_int_equal (ends[RECORDS + 1], copy_file.size);
+    assert_int_equal (s_record_ends (&copy_file, ends, 64), FILLED + 2);
+    assert_int_equal (ends[FILLED + 1], copy_file.size);
     free (open_file.data);
     free (closed_file.data);
     free (copy_file.data);
-    free (names[0]);
+    free (name);
     tu_rmtree (&dir);
     tu_rmtree (&copy);
 }
@@ -472,17 +479,16 @@ test_no_zeros_without_fsync (void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp ();
-    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_NONE, 8 * 1024 * 1024);
-    enum { RECORDS = 20 };
-    char *names[1];
-    zq_spool_t *spool = s_open_commit_each (dir, &config, RECORDS, names);
-    s_file_t file = s_read_file (names[0]);
+    zq_spool_config_t config;
+    char *name;
+    s_file_t file;
+    zq_spool_t *spool = s_open_filled (dir, ZQ_SPOOL_FSYNC_NONE, &config, &name, &file);
     size_t ends[64];
-    assert_int_equal (s_record_ends (&file, ends, 64), RECORDS + 1);
-    assert_int_equal (ends[RECORDS], file.size);
+    assert_int_equal (s_record_ends (&file, ends, 64), FILLED + 1);
+    assert_int_equal (ends[FILLED], file.size);
     zq_spool_destroy (&spool);
     free (file.data);
-    free (names[0]);
+    free (name);
     tu_rmtree (&dir);
 }
 
@@ -505,21 +511,50 @@ pread (int fd, void *data, size_t size, off_t offset)
     return next (fd, data, size, offset);
 }
 
+//  The log lines of an open, as s_log_line keeps them: errors that say a
+//  read past a bad record failed, and notices of a cut.
+static char s_unread_line[1024];
+static int s_unread_lines;
+static int s_cut_lines;
+
+static void
+s_log_line (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    if (level == ZQ_LOG_ERROR && strstr (line, "cannot read past the bad record")) {
+        snprintf (s_unread_line, sizeof s_unread_line, "%s", line);
+        s_unread_lines++;
+    }
+    if (strstr (line, " cut "))
+        s_cut_lines++;
+}
+
 //  Writes file with bytes from..to set to value, then opens the spool
 //  twice: while the byte at unreadable cannot be read (the open fails with
-//  EIO and cuts nothing), and again once it can; returns that spool.
+//  EIO, logs one error naming the file, the offset and the errno, and cuts
+//  nothing), and again once it can; returns that spool.
 static zq_spool_t *
 s_open_past_unreadable (const char *dir, zq_spool_config_t *config, const char *path,
                         s_file_t *file, size_t from, size_t to, int value, off_t unreadable)
 {
     memset (file->data + from, value, to - from);
     s_write_file (path, file->data, file->size);
+    s_unread_lines = s_cut_lines = 0;
+    zq_set_log_handler (s_log_line, NULL, ZQ_LOG_NOTICE);
     s_unreadable = unreadable;
     zq_spool_t *spool = zq_spool_new (dir, config);
     s_unreadable = -1;
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
     assert_null (spool);
     assert_int_equal (errno, EIO);
     assert_int_equal (tu_file_size (path), (off_t)file->size);
+    assert_int_equal (s_unread_lines, 1);
+    assert_int_equal (s_cut_lines, 0);
+    char offset[32];
+    snprintf (offset, sizeof offset, "offset %zu ", from);
+    assert_non_null (strstr (s_unread_line, path));
+    assert_non_null (strstr (s_unread_line, offset));
+    assert_non_null (strstr (s_unread_line, zq_strerror (EIO)));
     return zq_spool_new (dir, config);
 }
 
