@@ -857,6 +857,37 @@ typedef struct {
 
 static char s_proc_path[4096];
 
+//  The server processes started and not yet stopped, so that a test that
+//  fails half-way (cmocka leaves it at the failed assertion) leaves none
+//  behind, stopped or running, for the next tests: s_reap_servers.
+static server_proc_t s_started[8];
+static int s_started_count;
+
+static void
+s_forget_server (pid_t pid)
+{
+    for (int i = 0; i < s_started_count; i++)
+        if (s_started[i].pid == pid)
+            s_started[i] = s_started[--s_started_count];
+}
+
+//  Teardown of the tests that start servers: kills and waits for those a
+//  failure left, and closes their pipes.
+static int
+s_reap_servers (void **state)
+{
+    (void)state;
+    while (s_started_count) {
+        server_proc_t *proc = &s_started[s_started_count - 1];
+        kill (proc->pid, SIGKILL);
+        waitpid (proc->pid, NULL, 0);
+        close (proc->stdin_fd);
+        close (proc->stdout_fd);
+        s_started_count--;
+    }
+    return 0;
+}
+
 static void
 start_server_proc (server_proc_t *proc, const char *bind)
 {
@@ -880,6 +911,8 @@ start_server_proc (server_proc_t *proc, const char *bind)
     close (from_child[1]);
     proc->stdin_fd = to_child[1];
     proc->stdout_fd = from_child[0];
+    assert_true (s_started_count < (int)(sizeof s_started / sizeof s_started[0]));
+    s_started[s_started_count++] = *proc;
     //  "ready <endpoint>\n", within the deadline.
     char line[300];
     size_t used = 0;
@@ -906,6 +939,7 @@ stop_server_proc (server_proc_t *proc, bool kill_it)
     close (proc->stdin_fd); //  a live server exits on this
     int status;
     assert_int_equal (waitpid (proc->pid, &status, 0), proc->pid);
+    s_forget_server (proc->pid);
     if (!kill_it)
         assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     close (proc->stdout_fd);
@@ -1077,6 +1111,37 @@ s_sequential_client (server_proc_t *procs)
     return client;
 }
 
+//  Fails the run on request n, unanswered within bound_ms, saying what
+//  became of it: the client's counters then, and the reply that came
+//  later (within the request timeout and a second), with the server
+//  that sent it (its index in procs) and how long after.
+static void
+s_fail_unanswered (zq_queue_t *client, int n, loss_t loss, bool poller, int64_t bound_ms,
+                   int64_t done_at, int64_t lost_at, const server_proc_t *procs)
+{
+    const char *why = zq_strerror (errno);
+    zq_queue_stats_t then = stats_of (client);
+    int wait_ms = SEQ_TIMEOUT_MS + 1000;
+    zq_msg_t *late = poller ? poller_recv (client, wait_ms) : zq_queue_recv (client, wait_ms);
+    int64_t late_ms = now_ms () - done_at;
+    const char *pid = late ? zq_msg_header (late, "pid") : NULL;
+    int from = -1, number = late ? number_of (late) : -1;
+    for (int i = 0; pid && i < SEQ_SERVERS; i++)
+        if (atoi (pid) == (int)procs[i].pid)
+            from = i;
+    zq_msg_destroy (&late);
+    fail_msg ("request %d (%s%s): no reply within %lld ms (%s), %lld ms after the loss; "
+              "retries %llu, dropped %llu then; later: %s (number %d, server %d) %lld ms after",
+              n,
+              loss == LOSS_NONE   ? "no loss"
+              : loss == LOSS_KILL ? "kill -9"
+                                  : "SIGSTOP",
+              poller ? ", poller" : "", (long long)bound_ms, why,
+              lost_at ? (long long)(done_at - lost_at) : 0LL, (unsigned long long)then.retries,
+              (unsigned long long)then.dropped, number >= 0 ? "a reply" : "none", number, from,
+              (long long)late_ms);
+}
+
 //  Sends SEQ_COUNT requests one at a time to procs[0..SEQ_SERVERS-1]; after
 //  SEQ_LOSE_AT replies, loses procs[0] as loss says while it holds a request
 //  (servers take requests in turn: the one after a reply from the last
@@ -1112,12 +1177,7 @@ s_sequential (server_proc_t *procs, loss_t loss, bool poller, int64_t bound_ms,
             poller ? poller_recv (client, (int)bound_ms) : zq_queue_recv (client, (int)bound_ms);
         int64_t done_at = now_ms ();
         if (!reply)
-            fail_msg ("request %d (%s%s): no reply within %lld ms (%s), %lld ms after the loss", n,
-                      loss == LOSS_NONE   ? "no loss"
-                      : loss == LOSS_KILL ? "kill -9"
-                                          : "SIGSTOP",
-                      poller ? ", poller" : "", (long long)bound_ms, zq_strerror (errno),
-                      lost_at ? (long long)(done_at - lost_at) : 0LL);
+            s_fail_unanswered (client, n, loss, poller, bound_ms, done_at, lost_at, procs);
         assert_int_equal (number_of (reply), n);
         const char *pid = zq_msg_header (reply, "pid");
         assert_non_null (pid);
@@ -1370,14 +1430,14 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_unroutable_reply),
         cmocka_unit_test (test_server_routes_bounded),
         cmocka_unit_test (test_event_loop_drives_deadlines),
-        cmocka_unit_test (test_failover_tcp),
-        cmocka_unit_test (test_failover_ipc),
+        cmocka_unit_test_teardown (test_failover_tcp, s_reap_servers),
+        cmocka_unit_test_teardown (test_failover_ipc, s_reap_servers),
         cmocka_unit_test (test_heartbeat_defaults),
-        cmocka_unit_test (test_sequential_kill),
-        cmocka_unit_test (test_sequential_stop),
-        cmocka_unit_test (test_poller_kill),
-        cmocka_unit_test (test_poller_stop),
-        cmocka_unit_test (test_restarted_server_used_again),
+        cmocka_unit_test_teardown (test_sequential_kill, s_reap_servers),
+        cmocka_unit_test_teardown (test_sequential_stop, s_reap_servers),
+        cmocka_unit_test_teardown (test_poller_kill, s_reap_servers),
+        cmocka_unit_test_teardown (test_poller_stop, s_reap_servers),
+        cmocka_unit_test_teardown (test_restarted_server_used_again, s_reap_servers),
     };
     int failures = cmocka_run_group_tests (tests, NULL, NULL);
     remove_ipc_dir ();
