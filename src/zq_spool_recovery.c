@@ -88,8 +88,20 @@ s_segments_push (zq_spool_t *self, zqi_segment_t *segment)
     return 0;
 }
 
+//  Reads size bytes at offset of fd. Returns 0, or -1 with errno:
+//  ZQ_ECORRUPT if the file ends first (it is too short: damage), else the
+//  read's own (a failure of the disk is not damage: s_recovery_errno).
+static int
+s_read_exact (int fd, void *data, size_t size, uint64_t offset)
+{
+    ssize_t got = pread (fd, data, size, (off_t)offset);
+    if (got == (ssize_t)size)
+        return 0;
+    return got < 0 ? -1 : zqi_fail (ZQ_ECORRUPT);
+}
+
 //  Opens a segment file and reads its header. Returns 0, or -1 with errno
-//  (ZQ_ECORRUPT for a bad header).
+//  (ZQ_ECORRUPT for a bad or short header).
 static int
 s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
 {
@@ -109,8 +121,8 @@ s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
         return -1;
     segment->end = segment->synced = (uint64_t)st.st_size;
     uint8_t header[ZQI_SEG_HEADER_SIZE];
-    if (pread (fd, header, sizeof header, 0) != (ssize_t)sizeof header)
-        return zqi_fail (ZQ_ECORRUPT);
+    if (s_read_exact (fd, header, sizeof header, 0))
+        return -1;
     uint64_t id, salt;
     if (zqi_spool_header_parse (header, &id, &segment->first_seq, &segment->base_lsn, &salt))
         return -1;
@@ -144,8 +156,8 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
         return zqi_fail (ZQ_ECORRUPT);
     uint8_t record[ZQI_SEAL_SIZE];
     uint64_t offset = segment->end - ZQI_SEAL_SIZE;
-    if (pread (segment->rfd, record, sizeof record, (off_t)offset) != (ssize_t)sizeof record)
-        return zqi_fail (ZQ_ECORRUPT);
+    if (s_read_exact (segment->rfd, record, sizeof record, offset))
+        return -1;
     zqi_rec_t rec;
     size_t need;
     if (zqi_record_parse (record, sizeof record, self->salt, self->config.max_record_bytes, &rec,
@@ -332,8 +344,7 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                 int errnum = errno;
                 char *path = zqi_spool_segment_path (self, segment->id, "");
                 zqi_log (ZQ_LOG_ERROR,
-                         "zq_spool: %s: cannot read past the bad record at offset %" PRIu64
-                         " (%s): not opened, nothing cut",
+                         "zq_spool: %s: cannot read past the bad record at offset %" PRIu64 " (%s)",
                          path ? path : "segment", offset, zq_strerror (errnum));
                 free (path);
                 rc = zqi_fail (errnum);
@@ -446,24 +457,43 @@ done:
     return rc;
 }
 
-//  The errno a segment that could not be opened or read at recovery
-//  stands for: a lack of the process's (descriptors, memory, permission)
-//  is that errno, and the spool fails to open without calling anything
-//  damaged; any other failure is damage.
+//  A segment's seqs must come after those of the segment before it.
+//  Returns 0, or -1 with ZQ_ECORRUPT if they overlap.
 static int
-s_recovery_errno (int errnum, bool tail)
+s_check_order (const zq_spool_t *self, const zqi_segment_t *segment)
 {
-    if (s_lack_of_process (errnum))
+    if (self->segment_count &&
+        segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)
+        return zqi_fail (ZQ_ECORRUPT);
+    return 0;
+}
+
+//  The errno a segment that could not be opened or read at recovery
+//  stands for: damage (ZQ_ECORRUPT, ZQ_EVERSION) as it is; a lack of the
+//  process's (descriptors, memory, permission) or of the file system's
+//  (ENOSPC, EDQUOT, EROFS: a cut at the torn tail writes) as it is; any
+//  other failure is the disk's, EIO whatever the call said (ESTALE,
+//  ETIMEDOUT...). Only damage may move a segment aside or cut it: the
+//  others fail the open and leave every file as it was (s_fail_unreadable).
+static int
+s_recovery_errno (int errnum)
+{
+    if (s_lack_of_process (errnum) || errnum == ZQ_ECORRUPT || errnum == ZQ_EVERSION ||
+        errnum == ENOSPC || errnum == EDQUOT || errnum == EROFS)
         return errnum;
-    switch (errnum) {
-        case ZQ_EVERSION:
-        case ZQ_ECORRUPT:
-            return errnum;
-        case EIO:
-            return tail ? EIO : ZQ_ECORRUPT;
-        default:
-            return ZQ_ECORRUPT;
-    }
+    return EIO;
+}
+
+//  Fails the open on a segment that could not be read (errnum from
+//  s_recovery_errno, not damage), logged at error level.
+static int
+s_fail_unreadable (zq_spool_t *self, uint64_t id, int errnum)
+{
+    zqi_log (ZQ_LOG_ERROR,
+             "zq_spool: %s/%016" PRIx64 ".zqs: cannot be read (%s): the spool is not opened, "
+             "no file is moved or cut",
+             self->dir, id, zq_strerror (errnum));
+    return zqi_fail (errnum);
 }
 
 //  Moves a damaged segment aside (quarantine) or fails.
@@ -505,13 +535,12 @@ zqi_spool_recover (zq_spool_t *self)
             goto done;
         }
         if (s_segment_open (self, segment, false) || s_segment_check_seal (self, segment) ||
-            (self->segment_count &&
-             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)) {
-            int errnum = s_recovery_errno (errno, false);
+            s_check_order (self, segment)) {
+            int errnum = s_recovery_errno (errno);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
             if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
-                rc = zqi_fail (errnum);
+                rc = s_fail_unreadable (self, ids[index], errnum);
                 goto done;
             }
             if (s_damaged (self, ids[index], errnum)) {
@@ -536,15 +565,13 @@ zqi_spool_recover (zq_spool_t *self)
             goto done;
         }
         uint64_t floor = self->ack_floor;
-        if (s_segment_open (self, segment, true) ||
-            (self->segment_count &&
-             segment->first_seq <= self->segments[self->segment_count - 1]->last_seq) ||
+        if (s_segment_open (self, segment, true) || s_check_order (self, segment) ||
             s_scan_tail (self, segment)) {
-            int errnum = s_recovery_errno (errno, true);
+            int errnum = s_recovery_errno (errno);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
             if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
-                rc = zqi_fail (errnum);
+                rc = s_fail_unreadable (self, tail_id, errnum);
                 goto done;
             }
             if (s_damaged (self, tail_id, errnum)) {

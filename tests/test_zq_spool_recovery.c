@@ -512,9 +512,13 @@ pread (int fd, void *data, size_t size, off_t offset)
 }
 
 //  The log lines of an open, as s_log_line keeps them: errors that say a
-//  read past a bad record failed, and notices of a cut.
+//  read past a bad record failed, errors that say a segment could not be
+//  read (the open's failure), and lines that say a file was cut or moved
+//  aside.
 static char s_unread_line[1024];
 static int s_unread_lines;
+static char s_failed_line[1024]; //  the open's failure, naming the segment
+static int s_failed_lines;
 static int s_cut_lines;
 
 static void
@@ -525,7 +529,11 @@ s_log_line (zq_log_level_t level, const char *line, void *arg)
         snprintf (s_unread_line, sizeof s_unread_line, "%s", line);
         s_unread_lines++;
     }
-    if (strstr (line, " cut "))
+    if (level == ZQ_LOG_ERROR && strstr (line, ".zqs: cannot be read (")) {
+        snprintf (s_failed_line, sizeof s_failed_line, "%s", line);
+        s_failed_lines++;
+    }
+    if (strstr (line, " cut ") || strstr (line, "quarantine"))
         s_cut_lines++;
 }
 
@@ -539,7 +547,7 @@ s_open_past_unreadable (const char *dir, zq_spool_config_t *config, const char *
 {
     memset (file->data + from, value, to - from);
     s_write_file (path, file->data, file->size);
-    s_unread_lines = s_cut_lines = 0;
+    s_unread_lines = s_failed_lines = s_cut_lines = 0;
     zq_set_log_handler (s_log_line, NULL, ZQ_LOG_NOTICE);
     s_unreadable = unreadable;
     zq_spool_t *spool = zq_spool_new (dir, config);
@@ -549,6 +557,7 @@ s_open_past_unreadable (const char *dir, zq_spool_config_t *config, const char *
     assert_int_equal (errno, EIO);
     assert_int_equal (tu_file_size (path), (off_t)file->size);
     assert_int_equal (s_unread_lines, 1);
+    assert_int_equal (s_failed_lines, 1);
     assert_int_equal (s_cut_lines, 0);
     char offset[32];
     snprintf (offset, sizeof offset, "offset %zu ", from);
@@ -604,6 +613,60 @@ test_read_error_past_damage (void **state)
     tu_rmtree (&dir);
 }
 
+//  A read that fails on a sealed segment's header or seal fails the open
+//  with EIO, even with quarantine: nothing is moved aside or cut, and the
+//  error names the file. A bad sector is not damage the spool may drop a
+//  segment for; once the disk reads again, every record is there.
+static void
+test_read_error_in_sealed_segment (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    config.quarantine = true;
+    enum { RECORDS = 120 };
+    s_build (dir, &config, RECORDS, 5);
+    char *names[64];
+    size_t segments = tu_segments (dir, names, 64);
+    assert_true (segments >= 4);
+    off_t size = tu_file_size (names[1]);
+    //  Inside segment 1's seal, then inside every segment's header.
+    off_t unreadable[] = {size - 64 + 8, 17};
+    for (int round = 0; round < 2; round++) {
+        s_unread_lines = s_failed_lines = s_cut_lines = 0;
+        zq_set_log_handler (s_log_line, NULL, ZQ_LOG_NOTICE);
+        s_unreadable = unreadable[round];
+        zq_spool_t *spool = zq_spool_new (dir, &config);
+        s_unreadable = -1;
+        zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+        assert_null (spool);
+        assert_int_equal (errno, EIO);
+        assert_int_equal (s_failed_lines, 1);
+        assert_int_equal (s_unread_lines + s_cut_lines, 0);
+        assert_non_null (strstr (s_failed_line, dir));
+        assert_non_null (strstr (s_failed_line, zq_strerror (EIO)));
+        char *after[64];
+        assert_int_equal (tu_segments (dir, after, 64), segments);
+        for (size_t i = 0; i < segments; i++) {
+            char corrupt[1100];
+            snprintf (corrupt, sizeof corrupt, "%s.corrupt", after[i]);
+            assert_int_equal (access (corrupt, F_OK), -1);
+            free (after[i]);
+        }
+    }
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.corrupt_records, 0);
+    assert_int_equal (stats.segments, segments);
+    s_expect_records (spool, 1, RECORDS);
+    zq_spool_destroy (&spool);
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -616,6 +679,7 @@ main (void)
         cmocka_unit_test (test_prepared_zeros_are_the_end),
         cmocka_unit_test (test_no_zeros_without_fsync),
         cmocka_unit_test (test_read_error_past_damage),
+        cmocka_unit_test (test_read_error_in_sealed_segment),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
