@@ -66,6 +66,7 @@ typedef struct {
     //  On damage in the middle of the log, open fails with ZQ_ECORRUPT
     //  (false, the default) or moves the damaged segment aside (renamed
     //  to NAME.corrupt), logs the lost sequence range and goes on (true).
+    //  A read that fails is not damage: the open fails either way.
     bool quarantine;
 } zq_spool_config_t;
 
@@ -115,7 +116,10 @@ ZQ_EXPORT const char *zq_spool_fsync_name (zq_spool_fsync_t policy);
 //  Returns the spool, or NULL with errno: ZQ_ECORRUPT (damage in the middle
 //  of the log, see config.quarantine; the log says where), EBUSY (open
 //  elsewhere), EINVAL (bad config), ENOMEM, EMFILE or ENFILE (no file
-//  descriptor: nothing is called damaged), or the system's errno. An open
+//  descriptor: nothing is called damaged), EIO (a segment could not be
+//  read, whatever the read's own errno; no segment is moved aside or cut
+//  for it, and opening again once the disk reads recovers as before), or
+//  the system's errno (ENOSPC, EROFS, EACCES...). An open
 //  spool in a directory holds at most 4 descriptors (directory, lock,
 //  the segment written, the segment its reader is in), briefly one more.
 //  With ZQ_SPOOL_FSYNC_INTERVAL the spool starts one thread, which

@@ -117,20 +117,19 @@ zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p)
     return sock;
 }
 
-//  Binds sock to endpoint. A tcp endpoint whose port is "*" goes to libzmq,
-//  which lets the kernel pick a free port at random in its ephemeral range:
-//  CZMQ's own "*" takes the lowest free port from 49152, so the port of a
-//  server that just closed or died would go to the next socket that binds
-//  "*", and the dead server's clients would connect to that one. Every
-//  other form (a port, CZMQ's "!" and "*[first-last]", ipc, inproc) goes
-//  to CZMQ. Returns 0, or -1 with errno.
+//  Binds sock to endpoint. A tcp endpoint whose port is "*" gets a free
+//  port at random from 49152 up (CZMQ's "!"): CZMQ's own "*" takes the
+//  lowest free one, so the port of a server that just closed or died
+//  would go to the next socket that binds "*", and the dead server's
+//  clients would connect to that one. Every other form (a port, "!",
+//  "*[first-last]", ipc, inproc) is CZMQ's. Returns 0, or -1 with errno.
 static int
 s_bind (zsock_t *sock, const char *endpoint)
 {
     size_t length = strlen (endpoint);
     if (strncmp (endpoint, "tcp://", 6) == 0 && length > 8 &&
         strcmp (endpoint + length - 2, ":*") == 0)
-        return zmq_bind (zsock_resolve (sock), endpoint);
+        return zsock_bind (sock, "%.*s!", (int)(length - 1), endpoint) == -1 ? -1 : 0;
     return zsock_bind (sock, "%s", endpoint) == -1 ? -1 : 0;
 }
 

@@ -88,16 +88,16 @@ s_segments_push (zq_spool_t *self, zqi_segment_t *segment)
     return 0;
 }
 
-//  Reads size bytes at offset of fd. Returns 0, or -1 with errno:
+//  Reads size bytes of segment at offset. Returns 0, or -1 with errno:
 //  ZQ_ECORRUPT if the file ends first (it is too short: damage), else the
 //  read's own (a failure of the disk is not damage: s_recovery_errno).
 static int
-s_read_exact (int fd, void *data, size_t size, uint64_t offset)
+s_read_exact (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, void *data, size_t size)
 {
-    ssize_t got = pread (fd, data, size, (off_t)offset);
-    if (got == (ssize_t)size)
-        return 0;
-    return got < 0 ? -1 : zqi_fail (ZQ_ECORRUPT);
+    ssize_t got = zqi_segment_read (self, segment, offset, data, size);
+    if (got < 0)
+        return -1;
+    return (size_t)got == size ? 0 : zqi_fail (ZQ_ECORRUPT);
 }
 
 //  Opens a segment file and reads its header. Returns 0, or -1 with errno
@@ -119,9 +119,11 @@ s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
     struct stat st;
     if (fstat (fd, &st))
         return -1;
+    if (!S_ISREG (st.st_mode)) //  a directory or device under a segment's name
+        return zqi_fail (ZQ_ECORRUPT);
     segment->end = segment->synced = (uint64_t)st.st_size;
     uint8_t header[ZQI_SEG_HEADER_SIZE];
-    if (s_read_exact (fd, header, sizeof header, 0))
+    if (s_read_exact (self, segment, 0, header, sizeof header))
         return -1;
     uint64_t id, salt;
     if (zqi_spool_header_parse (header, &id, &segment->first_seq, &segment->base_lsn, &salt))
@@ -156,7 +158,7 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
         return zqi_fail (ZQ_ECORRUPT);
     uint8_t record[ZQI_SEAL_SIZE];
     uint64_t offset = segment->end - ZQI_SEAL_SIZE;
-    if (s_read_exact (segment->rfd, record, sizeof record, offset))
+    if (s_read_exact (self, segment, offset, record, sizeof record))
         return -1;
     zqi_rec_t rec;
     size_t need;
@@ -473,8 +475,8 @@ s_check_order (const zq_spool_t *self, const zqi_segment_t *segment)
 //  process's (descriptors, memory, permission) or of the file system's
 //  (ENOSPC, EDQUOT, EROFS: a cut at the torn tail writes) as it is; any
 //  other failure is the disk's, EIO whatever the call said (ESTALE,
-//  ETIMEDOUT...). Only damage may move a segment aside or cut it: the
-//  others fail the open and leave every file as it was (s_fail_unreadable).
+//  ETIMEDOUT...). Only damage may move a segment aside or cut it; a read
+//  that fails never does (s_segment_failed).
 static int
 s_recovery_errno (int errnum)
 {
@@ -484,22 +486,18 @@ s_recovery_errno (int errnum)
     return EIO;
 }
 
-//  Fails the open on a segment that could not be read (errnum from
-//  s_recovery_errno, not damage), logged at error level.
+//  A segment that failed at recovery (errnum from s_recovery_errno): one
+//  that could not be read (or cut, at its torn tail) fails the open;
+//  damage fails it too, unless quarantine moves the segment aside (then
+//  0). Each is logged at error level, naming the segment.
 static int
-s_fail_unreadable (zq_spool_t *self, uint64_t id, int errnum)
+s_segment_failed (zq_spool_t *self, uint64_t id, int errnum)
 {
-    zqi_log (ZQ_LOG_ERROR,
-             "zq_spool: %s/%016" PRIx64 ".zqs: cannot be read (%s): the spool is not opened, "
-             "no file is moved or cut",
-             self->dir, id, zq_strerror (errnum));
-    return zqi_fail (errnum);
-}
-
-//  Moves a damaged segment aside (quarantine) or fails.
-static int
-s_damaged (zq_spool_t *self, uint64_t id, int errnum)
-{
+    if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
+        zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: recovery failed (%s): not opened",
+                 self->dir, id, zq_strerror (errnum));
+        return zqi_fail (errnum);
+    }
     self->stats.corrupt_records++;
     zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: %s", self->dir, id,
              errnum == ZQ_ECORRUPT ? "damaged (header, seal or a record synced before others)"
@@ -539,11 +537,7 @@ zqi_spool_recover (zq_spool_t *self)
             int errnum = s_recovery_errno (errno);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
-            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
-                rc = s_fail_unreadable (self, ids[index], errnum);
-                goto done;
-            }
-            if (s_damaged (self, ids[index], errnum)) {
+            if (s_segment_failed (self, ids[index], errnum)) {
                 rc = -1;
                 goto done;
             }
@@ -570,11 +564,7 @@ zqi_spool_recover (zq_spool_t *self)
             int errnum = s_recovery_errno (errno);
             zqi_segment_remove (self, segment, false);
             segment = NULL;
-            if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
-                rc = s_fail_unreadable (self, tail_id, errnum);
-                goto done;
-            }
-            if (s_damaged (self, tail_id, errnum)) {
+            if (s_segment_failed (self, tail_id, errnum)) {
                 rc = -1;
                 goto done;
             }

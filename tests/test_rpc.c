@@ -863,16 +863,26 @@ static char s_proc_path[4096];
 static server_proc_t s_started[8];
 static int s_started_count;
 
-static void
-s_forget_server (pid_t pid)
+//  The registry's entry for pid, or NULL.
+static server_proc_t *
+s_started_entry (pid_t pid)
 {
     for (int i = 0; i < s_started_count; i++)
         if (s_started[i].pid == pid)
-            s_started[i] = s_started[--s_started_count];
+            return &s_started[i];
+    return NULL;
+}
+
+static void
+s_forget_server (pid_t pid)
+{
+    server_proc_t *entry = s_started_entry (pid);
+    if (entry)
+        *entry = s_started[--s_started_count];
 }
 
 //  Teardown of the tests that start servers: kills and waits for those a
-//  failure left, and closes their pipes.
+//  failure left, and closes the pipes still open (-1: closed already).
 static int
 s_reap_servers (void **state)
 {
@@ -881,8 +891,10 @@ s_reap_servers (void **state)
         server_proc_t *proc = &s_started[s_started_count - 1];
         kill (proc->pid, SIGKILL);
         waitpid (proc->pid, NULL, 0);
-        close (proc->stdin_fd);
-        close (proc->stdout_fd);
+        if (proc->stdin_fd >= 0)
+            close (proc->stdin_fd);
+        if (proc->stdout_fd >= 0)
+            close (proc->stdout_fd);
         s_started_count--;
     }
     return 0;
@@ -892,6 +904,7 @@ static void
 start_server_proc (server_proc_t *proc, const char *bind)
 {
     int to_child[2], from_child[2];
+    assert_true (s_started_count < (int)(sizeof s_started / sizeof s_started[0]));
     //  Close-on-exec: the other servers must not hold this one's stdin open.
     assert_int_equal (pipe2 (to_child, O_CLOEXEC), 0);
     assert_int_equal (pipe2 (from_child, O_CLOEXEC), 0);
@@ -911,7 +924,6 @@ start_server_proc (server_proc_t *proc, const char *bind)
     close (from_child[1]);
     proc->stdin_fd = to_child[1];
     proc->stdout_fd = from_child[0];
-    assert_true (s_started_count < (int)(sizeof s_started / sizeof s_started[0]));
     s_started[s_started_count++] = *proc;
     //  "ready <endpoint>\n", within the deadline.
     char line[300];
@@ -937,12 +949,15 @@ stop_server_proc (server_proc_t *proc, bool kill_it)
     if (kill_it)
         kill (proc->pid, SIGKILL);
     close (proc->stdin_fd); //  a live server exits on this
+    server_proc_t *entry = s_started_entry (proc->pid);
+    if (entry)
+        entry->stdin_fd = -1;
     int status;
     assert_int_equal (waitpid (proc->pid, &status, 0), proc->pid);
     s_forget_server (proc->pid);
+    close (proc->stdout_fd);
     if (!kill_it)
         assert_true (WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    close (proc->stdout_fd);
 }
 
 static void

@@ -224,12 +224,12 @@ s_close_bound (zq_queue_t **queue_p, char *endpoint, size_t size)
     }
 }
 
-//  A port picked by "*" and let go is not the next "*" bind's: the kernel
-//  picks at random (CZMQ's own "*" hands on the lowest free port, the one
-//  just let go, and with it the clients still connecting to it). Four
-//  rounds, at most one of them the same port: the kernel picks the same
-//  by chance about once in 14,000, and in the first round the lowest free
-//  port may be one that a queue an earlier test closed was still holding.
+//  A port picked by "*" and let go is not the next "*" bind's: zq picks
+//  at random (CZMQ's own "*" hands on the lowest free port, the one just
+//  let go, and with it the clients still connecting to it). Four rounds,
+//  at most one of them the same port: a random pick is the same about
+//  once in 16,000, and in the first round the lowest free port may be
+//  one that a queue an earlier test closed was still holding.
 static void
 test_star_port_not_handed_on (void **state)
 {

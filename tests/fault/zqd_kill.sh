@@ -88,9 +88,9 @@ confirmed_count () {
 }
 
 #  zqd restarts on the same port each cycle, so the port must not be one
-#  that other tests' "tcp://127.0.0.1:*" binds take in the meantime: CZMQ
-#  scans upwards from 49152 and the kernel hands out 32768-60999, so pick a
-#  free port below both.
+#  that other tests' "tcp://127.0.0.1:*" binds take in the meantime: zq and
+#  CZMQ hand out 49152 and up, the kernel 32768-60999, so pick a free port
+#  below both.
 python=${ZQ_PYTHON:-/usr/bin/python3}
 fixed_port=$("$python" - <<'EOF_PY'
 import random, socket

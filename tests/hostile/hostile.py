@@ -51,7 +51,7 @@ _PORTS_HANDED_OUT = set()
 def restartable_port():
     """A free tcp port on 127.0.0.1 below the kernel's ephemeral range
     (ip_local_port_range) and below 49152, where a "*" bind never looks
-    (zq binds through CZMQ, which hands those out from 49152 upward): no
+    (zq hands those out at random from 49152 up, CZMQ from 49152 up): no
     outgoing connection and no other test's "*" bind takes it between this
     probe and the server's bind, or while that server is down. A port is
     handed out once per process: servers started together (a cluster's
