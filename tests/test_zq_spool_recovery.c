@@ -246,16 +246,27 @@ test_bit_flips_in_tail (void **state)
     tu_rmtree (&dir);
 }
 
+//  The records of the sealed-segment tests: SEALED_RECORDS, 5 to a commit,
+//  in segments of 4096 bytes (at least 4 of them). Writes the segments'
+//  paths to names (64 at most) and returns how many.
+enum { SEALED_RECORDS = 120 };
+
+static size_t
+s_build_sealed (const char *dir, zq_spool_config_t *config, char **names)
+{
+    s_build (dir, config, SEALED_RECORDS, 5);
+    size_t segments = tu_segments (dir, names, 64);
+    assert_true (segments >= 4);
+    return segments;
+}
+
 static void
 test_sealed_segment_damage (void **state)
 {
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
-    enum { RECORDS = 120 };
-    s_build (dir, &config, RECORDS, 5);
     char *names[64];
-    size_t segments = tu_segments (dir, names, 64);
-    assert_true (segments >= 4);
+    size_t segments = s_build_sealed (dir, &config, names);
     s_file_t file = s_read_file (names[1]);
     size_t ends[256];
     size_t records = s_record_ends (&file, ends, 256);
@@ -317,7 +328,7 @@ test_sealed_segment_damage (void **state)
         served++;
     }
     assert_int_equal (errno, EAGAIN);
-    assert_int_equal (served, RECORDS - (records - 2));
+    assert_int_equal (served, SEALED_RECORDS - (records - 2));
     zq_spool_destroy (&spool);
 
     free (file.data);
@@ -628,11 +639,8 @@ test_read_error_in_sealed_segment (void **state)
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
     config.quarantine = true;
-    enum { RECORDS = 120 };
-    s_build (dir, &config, RECORDS, 5);
     char *names[64];
-    size_t segments = tu_segments (dir, names, 64);
-    assert_true (segments >= 4);
+    size_t segments = s_build_sealed (dir, &config, names);
     off_t size = tu_file_size (names[1]);
     //  Inside segment 1's seal, then inside every segment's header.
     off_t unreadable[] = {size - 64 + 8, 17};
@@ -669,7 +677,7 @@ test_read_error_in_sealed_segment (void **state)
     zq_spool_stats (spool, &stats);
     assert_int_equal (stats.corrupt_records, 0);
     assert_int_equal (stats.segments, segments);
-    s_expect_records (spool, 1, RECORDS);
+    s_expect_records (spool, 1, SEALED_RECORDS);
     zq_spool_destroy (&spool);
     for (size_t i = 0; i < segments; i++)
         free (names[i]);
