@@ -40,7 +40,7 @@
     An unknown or malformed command gets "ERROR", never a crash.
         ENDPOINT WHAT     -> OK ENDPOINTS    WHAT is "bind", "admin",
                              "NAME/in" or "NAME/out": the endpoints bound
-                             for it, resolved (tcp://127.0.0.1:41234),
+                             for it, resolved (tcp://127.0.0.1:51234),
                              comma-separated; "" if none
         QUEUE NAME KIND [IN OUT]
                           -> OK              creates a queue at run time

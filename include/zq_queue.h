@@ -272,7 +272,7 @@ ZQ_EXPORT int zq_queue_events (zq_queue_t *self);
 //  Copies the queue's counters into *stats (see zq_queue_stats_t).
 ZQ_EXPORT void zq_queue_stats (zq_queue_t *self, zq_queue_stats_t *stats);
 
-//  Returns the endpoints the queue bound, resolved ("tcp://127.0.0.1:41234"
+//  Returns the endpoints the queue bound, resolved ("tcp://127.0.0.1:51234"
 //  for "@tcp://127.0.0.1:*"), comma-separated in the order given, or ""
 //  if it only connects. Valid while the queue lives.
 ZQ_EXPORT const char *zq_queue_endpoint (zq_queue_t *self);
