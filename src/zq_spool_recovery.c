@@ -211,18 +211,13 @@ s_lack_of_process (int errnum)
 
 //  What a recovery question that reads the segment (answered 1 yes, 0 no)
 //  answers when a read came back short or failed: 0 at the segment's end
-//  (ENODATA), else -1, which leaves the question open: nothing may be cut
-//  on it. A failure of the disk is EIO whatever the read said (ESTALE,
-//  ETIMEDOUT...), so that the open fails with it rather than calling the
-//  segment damaged; the process's own lack is kept.
+//  (ENODATA), else -1 with the read's errno, which leaves the question
+//  open: nothing may be cut on it (s_recovery_errno says what the errno
+//  stands for).
 static int
 s_read_answer (void)
 {
-    if (errno == ENODATA)
-        return 0;
-    if (!s_lack_of_process (errno))
-        errno = EIO;
-    return -1;
+    return errno == ENODATA ? 0 : -1;
 }
 
 //  Is there, after offset bad, a valid record whose claim says the log
