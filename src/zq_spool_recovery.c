@@ -455,14 +455,21 @@ done:
 }
 
 //  A segment's seqs must come after those of the segment before it.
-//  Returns 0, or -1 with ZQ_ECORRUPT if they overlap.
+//  Returns 0, or -1 with ZQ_ECORRUPT if they overlap (logged with both
+//  files' seqs: a copy of a segment under another name reads as one).
 static int
 s_check_order (const zq_spool_t *self, const zqi_segment_t *segment)
 {
-    if (self->segment_count &&
-        segment->first_seq <= self->segments[self->segment_count - 1]->last_seq)
-        return zqi_fail (ZQ_ECORRUPT);
-    return 0;
+    if (!self->segment_count)
+        return 0;
+    const zqi_segment_t *before = self->segments[self->segment_count - 1];
+    if (segment->first_seq > before->last_seq)
+        return 0;
+    zqi_log (ZQ_LOG_ERROR,
+             "zq_spool: %s/%016" PRIx64 ".zqs: its seqs (from %" PRIu64
+             ") overlap those of %016" PRIx64 ".zqs (to %" PRIu64 ")",
+             self->dir, segment->id, segment->first_seq, before->id, before->last_seq);
+    return zqi_fail (ZQ_ECORRUPT);
 }
 
 //  The errno a segment that could not be opened or read at recovery
@@ -495,7 +502,8 @@ s_segment_failed (zq_spool_t *self, uint64_t id, int errnum)
     }
     self->stats.corrupt_records++;
     zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: %s", self->dir, id,
-             errnum == ZQ_ECORRUPT ? "damaged (header, seal or a record synced before others)"
+             errnum == ZQ_ECORRUPT ? "damaged (header, seal, seqs out of order, or a record synced "
+                                     "before others)"
                                    : zq_strerror (errnum));
     if (!self->config.quarantine || errnum != ZQ_ECORRUPT)
         return zqi_fail (errnum);

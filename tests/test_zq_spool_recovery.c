@@ -3,8 +3,9 @@
     damage: a cut at every byte of the last records keeps exactly the
     complete records before it; a flipped bit anywhere in a record is
     reported (middle of the log) or cut (its last batch), never served;
-    damaged sealed segments are reported, or quarantined when asked; a
-    read that fails while recovery looks past damage cuts nothing.
+    damaged sealed segments are reported, or quarantined when asked, and
+    so are segments whose seqs overlap; a read that fails while recovery
+    looks past damage cuts nothing.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -14,6 +15,7 @@
 #include "spool_testutil.h"
 
 #include <dlfcn.h>
+#include <xxhash.h>
 
 #define KEY      7
 #define MAX_SIZE 300
@@ -684,6 +686,130 @@ test_read_error_in_sealed_segment (void **state)
     tu_rmtree (&dir);
 }
 
+//  Lines that say two segments' seqs overlap, and the last of them.
+static char s_overlap_line[1024];
+static int s_overlap_lines;
+
+static void
+s_overlap_log (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    if (level == ZQ_LOG_ERROR && strstr (line, ") overlap those of ")) {
+        snprintf (s_overlap_line, sizeof s_overlap_line, "%s", line);
+        s_overlap_lines++;
+    }
+}
+
+//  Writes the segment file at from to the path to, as the segment of
+//  to's name (its header's id and checksum rewritten): a sound segment
+//  whose seqs are from's.
+static void
+s_copy_segment_as (const char *from, const char *to)
+{
+    s_file_t file = s_read_file (from);
+    const char *name = strrchr (to, '/') + 1;
+    uint64_t id = strtoull (name, NULL, 16);
+    for (int i = 0; i < 8; i++)
+        file.data[16 + i] = (uint8_t)(id >> (8 * i));
+    uint64_t check = XXH3_64bits (file.data, 56);
+    for (int i = 0; i < 8; i++)
+        file.data[56 + i] = (uint8_t)(check >> (8 * i));
+    s_write_file (to, file.data, file.size);
+    free (file.data);
+}
+
+//  Takes every record spool serves, each seq after the one before (none
+//  served twice); returns how many.
+static uint64_t
+s_serve_all (zq_spool_t *spool)
+{
+    uint64_t previous = 0, served = 0;
+    zq_spool_record_t record;
+    while (zq_spool_next (spool, &record) == 0) {
+        assert_true (record.seq > previous);
+        previous = record.seq;
+        served++;
+    }
+    assert_int_equal (errno, EAGAIN);
+    return served;
+}
+
+//  Opens dir with quarantine as asked, capturing the overlap lines.
+static zq_spool_t *
+s_open_logged (const char *dir, zq_spool_config_t *config, bool quarantine)
+{
+    s_overlap_lines = 0;
+    config->quarantine = quarantine;
+    zq_set_log_handler (s_overlap_log, NULL, ZQ_LOG_NOTICE);
+    zq_spool_t *spool = zq_spool_new (dir, config);
+    int saved = errno;
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    errno = saved;
+    return spool;
+}
+
+//  A segment whose seqs overlap those of the segment before it (a copy
+//  of another under a later name, as a restore or a misplaced file
+//  makes) fails the open with ZQ_ECORRUPT and a line naming both files;
+//  with quarantine it is moved aside and no message is served twice.
+//  Sealed or newest alike.
+static void
+test_overlapping_segments (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    char *names[64];
+    size_t segments = s_build_sealed (dir, &config, names);
+    //  Segment 3's messages (its records but checkpoint and seal), lost
+    //  when a copy takes its place.
+    s_file_t third = s_read_file (names[3]);
+    size_t ends[256];
+    uint64_t lost = s_record_ends (&third, ends, 256) - 2;
+
+    //  A sealed one: segment 1's records again, as segment 3.
+    s_copy_segment_as (names[1], names[3]);
+    zq_spool_t *spool = s_open_logged (dir, &config, false);
+    assert_null (spool);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    assert_int_equal (s_overlap_lines, 1);
+    assert_non_null (strstr (s_overlap_line, strrchr (names[3], '/') + 1));
+    assert_non_null (strstr (s_overlap_line, strrchr (names[2], '/') + 1));
+    spool = s_open_logged (dir, &config, true);
+    assert_non_null (spool);
+    assert_int_equal (s_overlap_lines, 1);
+    char corrupt[1100];
+    snprintf (corrupt, sizeof corrupt, "%s.corrupt", names[3]);
+    assert_int_equal (access (corrupt, F_OK), 0);
+    assert_int_equal (s_serve_all (spool), SEALED_RECORDS - lost);
+    zq_spool_destroy (&spool);
+    unlink (corrupt);
+    s_write_file (names[3], third.data, third.size);
+
+    //  The newest (not sealed): segment 1's records again in its place.
+    const char *newest = names[segments - 1];
+    s_file_t tail = s_read_file (newest);
+    lost = s_record_ends (&tail, ends, 256) - 1; //  less its checkpoint
+    free (tail.data);
+    s_copy_segment_as (names[1], newest);
+    spool = s_open_logged (dir, &config, false);
+    assert_null (spool);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    assert_int_equal (s_overlap_lines, 1);
+    assert_non_null (strstr (s_overlap_line, strrchr (newest, '/') + 1));
+    assert_non_null (strstr (s_overlap_line, strrchr (names[segments - 2], '/') + 1));
+    spool = s_open_logged (dir, &config, true);
+    assert_non_null (spool);
+    assert_int_equal (s_overlap_lines, 1);
+    assert_int_equal (s_serve_all (spool), SEALED_RECORDS - lost);
+    zq_spool_destroy (&spool);
+
+    free (third.data);
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -697,6 +823,7 @@ main (void)
         cmocka_unit_test (test_no_zeros_without_fsync),
         cmocka_unit_test (test_read_error_past_damage),
         cmocka_unit_test (test_read_error_in_sealed_segment),
+        cmocka_unit_test (test_overlapping_segments),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
