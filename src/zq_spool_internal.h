@@ -23,6 +23,8 @@
 #define ZQI_REC_MAGIC1      0x72 //  'r'
 #define ZQI_SEAL_PAYLOAD    32
 #define ZQI_SEAL_SIZE       (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
+//  A segment's file name, from its id (a printf format taking a uint64_t).
+#define ZQI_SEG_NAME "%016" PRIx64 ".zqs"
 //  Zeros written past the newest segment's records at a time: a commit
 //  that extends the file pays for the inode, the next ones do not.
 #define ZQI_PREPARE_BYTES (1024 * 1024)

@@ -455,8 +455,9 @@ done:
 }
 
 //  A segment's seqs must come after those of the segment before it.
-//  Returns 0, or -1 with ZQ_ECORRUPT if they overlap (logged with both
-//  files' seqs: a copy of a segment under another name reads as one).
+//  Returns 0, or -1 with ZQ_ECORRUPT if they overlap (logged with the
+//  first seq of the one and the last of the other: a copy of a segment
+//  under a later name reads as one).
 static int
 s_check_order (const zq_spool_t *self, const zqi_segment_t *segment)
 {
@@ -466,8 +467,8 @@ s_check_order (const zq_spool_t *self, const zqi_segment_t *segment)
     if (segment->first_seq > before->last_seq)
         return 0;
     zqi_log (ZQ_LOG_ERROR,
-             "zq_spool: %s/%016" PRIx64 ".zqs: its seqs (from %" PRIu64
-             ") overlap those of %016" PRIx64 ".zqs (to %" PRIu64 ")",
+             "zq_spool: %s/" ZQI_SEG_NAME ": its seqs (from %" PRIu64
+             ") overlap those of " ZQI_SEG_NAME " (to %" PRIu64 ")",
              self->dir, segment->id, segment->first_seq, before->id, before->last_seq);
     return zqi_fail (ZQ_ECORRUPT);
 }
@@ -496,14 +497,14 @@ static int
 s_segment_failed (zq_spool_t *self, uint64_t id, int errnum)
 {
     if (errnum != ZQ_ECORRUPT && errnum != ZQ_EVERSION) {
-        zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: recovery failed (%s): not opened",
+        zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/" ZQI_SEG_NAME ": recovery failed (%s): not opened",
                  self->dir, id, zq_strerror (errnum));
         return zqi_fail (errnum);
     }
     self->stats.corrupt_records++;
-    zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/%016" PRIx64 ".zqs: %s", self->dir, id,
-             errnum == ZQ_ECORRUPT ? "damaged (header, seal, seqs out of order, or a record synced "
-                                     "before others)"
+    zqi_log (ZQ_LOG_ERROR, "zq_spool: %s/" ZQI_SEG_NAME ": %s", self->dir, id,
+             errnum == ZQ_ECORRUPT ? "damaged (header, seal, checkpoint, seqs overlapping the "
+                                     "segment before, or a record synced before others)"
                                    : zq_strerror (errnum));
     if (!self->config.quarantine || errnum != ZQ_ECORRUPT)
         return zqi_fail (errnum);

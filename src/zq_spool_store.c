@@ -28,7 +28,7 @@ zqi_spool_segment_path (zq_spool_t *self, uint64_t id, const char *suffix)
 {
     char *path = malloc (strlen (self->dir) + 40);
     if (path)
-        sprintf (path, "%s/%016" PRIx64 ".zqs%s", self->dir, id, suffix);
+        sprintf (path, "%s/" ZQI_SEG_NAME "%s", self->dir, id, suffix);
     return path;
 }
 
