@@ -135,9 +135,10 @@ typedef struct {
 //                                  sends more (zq get -n)
 //    dedupe_window_ms     60000    server: PUT ids remembered this long, per queue and
 //                                  producer identity, with a body hash (0 = off)
-//    dedupe_max           262144   server: most ids remembered (64 bytes each, and 16
-//                                  of hash; room for up to 262144 is set aside at the
-//                                  first PUT, its pages touched as ids come)
+//    dedupe_max           262144   server: most ids remembered (80 bytes each with the
+//                                  hash, in a ring that grows fourfold with what the
+//                                  window holds, up to dedupe_max rounded up to a
+//                                  power of two; at least 1024)
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
 //    nack_backoff_max_ms  30000    server: cap of that backoff
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long

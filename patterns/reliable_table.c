@@ -60,14 +60,8 @@ zqi_r_table_add_new (zqi_r_table_t *table, const uint8_t *id)
 
 #define S_SEEN     sizeof (zqi_r_seen_t)
 #define S_SEEN_KEY offsetof (zqi_r_seen_t, content)
-//  The first ring holds the whole window (max rounded up to a power of
-//  two) up to this many records, the default dedupe_max: a server that
-//  fills its window does not rehash it on the way (at 262144, eight
-//  doublings moved and rehashed every record once more, on the thread
-//  that reads PUTs). The ring's pages are touched only as records fill
-//  it, in order; the hash's (8 octets a slot, two slots a record: 4 MiB
-//  at this size) as ids land, which is soon all of them.
-#define S_FIRST_RING_MAX (UINT32_C (1) << 18)
+//  The ring's first size, in records.
+#define S_RING_FIRST 1024
 
 void
 zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
@@ -193,15 +187,21 @@ zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now)
     return index == ZQI_R_NONE ? NULL : &dedupe->ring[index];
 }
 
-//  Doubles the ring (unwrapping it) and rebuilds the hash; the first
-//  ring is sized for the window (S_FIRST_RING_MAX).
+//  Grows the full ring fourfold, or twofold when that reaches max (it
+//  never passes max rounded up to a power of two), unwrapping it, and
+//  rebuilds the hash. Each growth moves and rehashes the records held, on
+//  the thread that reads PUTs: fourfold, a window filling from empty
+//  moves a third of what it adds (doubling moved as many), and its memory
+//  stays within four times what it holds.
 static int
 s_ring_grow (zqi_r_dedupe_t *dedupe)
 {
-    uint32_t capacity = dedupe->capacity * 2;
-    if (!dedupe->capacity)
-        for (capacity = 1024; capacity < dedupe->max && capacity < S_FIRST_RING_MAX;)
+    uint32_t capacity = S_RING_FIRST;
+    if (dedupe->capacity) {
+        capacity = dedupe->capacity * 2;
+        if (capacity < dedupe->max)
             capacity *= 2;
+    }
     zqi_r_seen_t *ring = (zqi_r_seen_t *)malloc ((size_t)capacity * S_SEEN);
     if (!ring)
         return zqi_fail (ENOMEM);

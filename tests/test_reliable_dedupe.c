@@ -2,8 +2,10 @@
     test_reliable_dedupe - the reliable server's dedupe window
     (patterns/reliable_table.c), compiled into this program: at most max
     records, the oldest forgotten first, across the ring's wrap and its
-    growth; records older than the window forgotten; a record forgotten
-    by key leaves the others found.
+    growth (fourfold, never past max rounded up to a power of two, so its
+    memory follows what the window holds); records older than the window
+    forgotten; a record forgotten by key, or by queue, leaves the others
+    found; a window of 0 remembers nothing and takes no memory.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -13,14 +15,17 @@
 #include "../patterns/reliable.h"
 #include "compiled_in.h"
 
-//  The key of the number-th id, put to queue 7 by no producer.
+//  The key of the number-th id, put by no producer to queue 7, or to
+//  queue 8 from number S_OTHER_QUEUE on.
+#define S_OTHER_QUEUE 1000000
+
 static zqi_r_seen_t
 s_key (const zqi_r_dedupe_t *dedupe, uint32_t number)
 {
     uint8_t id[ZQ_MSG_ID_SIZE] = {0};
     memcpy (id + 4, &number, sizeof number);
     zqi_r_seen_t key;
-    zqi_r_dedupe_key (dedupe, &key, id, 7, NULL);
+    zqi_r_dedupe_key (dedupe, &key, id, number < S_OTHER_QUEUE ? 7 : 8, NULL);
     return key;
 }
 
@@ -56,53 +61,75 @@ s_assert_range (zqi_r_dedupe_t *dedupe, uint32_t first, uint32_t last, int64_t n
     }
 }
 
-//  max of 1500 (the ring rounds it up to 2048): 5000 ids leave the last
-//  1500 found and the others forgotten, the ring having wrapped twice.
+//  max of 1500: the ring grows from 1024 to 2048 (not past max rounded
+//  up), then 5000 ids leave the last 1500 found and the others
+//  forgotten, the ring having wrapped.
 static void
 test_forgets_the_oldest_past_max (void **state)
 {
     zqi_r_dedupe_t dedupe;
     zqi_r_dedupe_init (&dedupe, 60000, 1500);
-    s_add_range (&dedupe, 0, 5000, 10);
+    s_add_range (&dedupe, 0, 1024, 10);
+    assert_int_equal (dedupe.capacity, 1024);
+    s_add_range (&dedupe, 1024, 5000, 10);
+    assert_int_equal (dedupe.capacity, 2048);
     assert_int_equal (dedupe.count, 1500);
     s_assert_range (&dedupe, 0, 3500, 10, false);
     s_assert_range (&dedupe, 3500, 5000, 10, true);
     zqi_r_dedupe_free (&dedupe);
 }
 
-//  The first ring holds a window of up to 262144 records whole: it is
-//  not moved or rehashed on the way to max.
+//  The ring follows what the window holds: it grows fourfold as ids
+//  come (1024, 4096, 16384, 65536), and to max rounded up (131072) at
+//  the last, never further; every id stays found across each growth.
 static void
-test_first_ring_holds_the_window (void **state)
+test_grows_with_the_window (void **state)
 {
     zqi_r_dedupe_t dedupe;
     zqi_r_dedupe_init (&dedupe, 60000, 100000);
-    s_add_range (&dedupe, 0, 1, 10);
-    const zqi_r_seen_t *first_ring = dedupe.ring;
-    assert_int_equal (dedupe.capacity, 131072);
-    s_add_range (&dedupe, 1, 120000, 10);
-    assert_ptr_equal (dedupe.ring, first_ring);
+    assert_int_equal (dedupe.capacity, 0);
+    uint32_t sizes[] = {1024, 4096, 16384, 65536, 131072};
+    uint32_t added = 0;
+    for (size_t step = 0; step < sizeof sizes / sizeof sizes[0]; step++) {
+        uint32_t full = sizes[step] < 100000 ? sizes[step] : 100000;
+        s_add_range (&dedupe, added, full, 10);
+        added = full;
+        assert_int_equal (dedupe.capacity, sizes[step]);
+        s_assert_range (&dedupe, 0, added, 10, true);
+    }
+    s_add_range (&dedupe, added, 120000, 10);
     assert_int_equal (dedupe.capacity, 131072);
     s_assert_range (&dedupe, 0, 20000, 10, false);
     s_assert_range (&dedupe, 20000, 120000, 10, true);
     zqi_r_dedupe_free (&dedupe);
 }
 
-//  A window larger than the first ring grows it (doubling, the records
-//  rehashed) and still forgets exactly the oldest past max.
+//  max of 1: only the last id is remembered.
 static void
-test_grows_past_the_first_ring (void **state)
+test_max_one (void **state)
 {
-    uint32_t max = (UINT32_C (1) << 18) + 5000;
     zqi_r_dedupe_t dedupe;
-    zqi_r_dedupe_init (&dedupe, 60000, max);
-    s_add_range (&dedupe, 0, 1, 10);
-    assert_int_equal (dedupe.capacity, UINT32_C (1) << 18);
-    s_add_range (&dedupe, 1, max + 3000, 10);
-    assert_int_equal (dedupe.capacity, UINT32_C (1) << 19);
-    assert_int_equal (dedupe.count, max);
-    s_assert_range (&dedupe, 0, 3000, 10, false);
-    s_assert_range (&dedupe, 3000, max + 3000, 10, true);
+    zqi_r_dedupe_init (&dedupe, 60000, 1);
+    s_add_range (&dedupe, 0, 10, 10);
+    assert_int_equal (dedupe.count, 1);
+    s_assert_range (&dedupe, 0, 9, 10, false);
+    s_assert_range (&dedupe, 9, 10, 10, true);
+    zqi_r_dedupe_free (&dedupe);
+}
+
+//  A window of 0 ms: nothing is remembered, and nothing allocated.
+static void
+test_window_off (void **state)
+{
+    zqi_r_dedupe_t dedupe;
+    zqi_r_dedupe_init (&dedupe, 0, 1500);
+    for (uint32_t number = 0; number < 100; number++) {
+        zqi_r_seen_t key = s_key (&dedupe, number);
+        assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, 0, 10, number), 0);
+        assert_null (zqi_r_dedupe_find (&dedupe, &key, 10));
+    }
+    assert_int_equal (dedupe.count, 0);
+    assert_null (dedupe.ring);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -138,11 +165,34 @@ test_forget_one (void **state)
         assert_null (zqi_r_dedupe_find (&dedupe, &key, 10));
     }
     for (uint32_t number = 0; number < 1500; number++)
-        if (number % 7)
-            s_assert_range (&dedupe, number, number + 1, 10, true);
+        s_assert_range (&dedupe, number, number + 1, 10, number % 7 != 0);
+    //  The forgotten still count toward max until they are the oldest:
+    //  100 more drop the oldest live ones, about 115 ids' worth.
     s_add_range (&dedupe, 1500, 1600, 10);
     s_assert_range (&dedupe, 0, 100, 10, false);
+    for (uint32_t number = 200; number < 1500; number++)
+        s_assert_range (&dedupe, number, number + 1, 10, number % 7 != 0);
     s_assert_range (&dedupe, 1500, 1600, 10, true);
+    zqi_r_dedupe_free (&dedupe);
+}
+
+//  A queue forgotten (deleted) takes its records along; another queue's
+//  stay found, and new ones are remembered.
+static void
+test_forget_queue (void **state)
+{
+    zqi_r_dedupe_t dedupe;
+    zqi_r_dedupe_init (&dedupe, 60000, 1500);
+    for (uint32_t number = 0; number < 600; number++) {
+        s_add_range (&dedupe, number, number + 1, 10);
+        s_add_range (&dedupe, S_OTHER_QUEUE + number, S_OTHER_QUEUE + number + 1, 10);
+    }
+    zqi_r_dedupe_forget_queue (&dedupe, 7);
+    s_assert_range (&dedupe, 0, 600, 10, false);
+    s_assert_range (&dedupe, S_OTHER_QUEUE, S_OTHER_QUEUE + 600, 10, true);
+    s_add_range (&dedupe, 600, 800, 10);
+    s_assert_range (&dedupe, 600, 800, 10, true);
+    s_assert_range (&dedupe, S_OTHER_QUEUE, S_OTHER_QUEUE + 600, 10, true);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -151,10 +201,12 @@ main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_forgets_the_oldest_past_max),
-        cmocka_unit_test (test_first_ring_holds_the_window),
-        cmocka_unit_test (test_grows_past_the_first_ring),
+        cmocka_unit_test (test_grows_with_the_window),
+        cmocka_unit_test (test_max_one),
+        cmocka_unit_test (test_window_off),
         cmocka_unit_test (test_forgets_past_the_window),
         cmocka_unit_test (test_forget_one),
+        cmocka_unit_test (test_forget_queue),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
