@@ -65,7 +65,9 @@ typedef struct {
     uint32_t max_record_bytes;
     //  On damage in the middle of the log, open fails with ZQ_ECORRUPT
     //  (false, the default) or moves the damaged segment aside (renamed
-    //  to NAME.corrupt), logs the lost sequence range and goes on (true).
+    //  to NAME.corrupt, or NAME.corrupt.N when that is taken: an earlier
+    //  copy is never replaced), logs the lost sequence range and goes on
+    //  (true).
     //  A read that fails is not damage: the open fails either way.
     bool quarantine;
 } zq_spool_config_t;

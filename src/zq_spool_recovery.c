@@ -177,27 +177,71 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
     return 0;
 }
 
-//  Copies a damaged file aside as NAME.corrupt for the operator.
-static void
+//  Most copies of one segment set aside: NAME.corrupt, then NAME.corrupt.1
+//  up to this (a segment id comes back after its file was moved aside).
+#define S_ASIDE_MAX 999
+
+//  The path a damaged segment goes aside to: NAME.corrupt, or the first
+//  NAME.corrupt.N that does not exist, so that an earlier copy is never
+//  replaced. Returns it (freed by the caller), or NULL with errno
+//  (EEXIST: every name is taken).
+static char *
+s_aside_path (zq_spool_t *self, uint64_t id)
+{
+    for (int copy = 0; copy <= S_ASIDE_MAX; copy++) {
+        char suffix[24];
+        if (copy)
+            snprintf (suffix, sizeof suffix, ".corrupt.%d", copy);
+        else
+            snprintf (suffix, sizeof suffix, ".corrupt");
+        char *path = zqi_spool_segment_path (self, id, suffix);
+        if (!path)
+            return NULL;
+        struct stat st;
+        if (lstat (path, &st) && errno == ENOENT)
+            return path;
+        free (path);
+    }
+    errno = EEXIST;
+    return NULL;
+}
+
+//  Copies a damaged file aside for the operator (s_aside_path). Returns
+//  the copy's path (freed by the caller), or NULL with errno.
+static char *
 s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
 {
-    char *path = zqi_spool_segment_path (self, segment->id, ".corrupt");
-    int fd = path ? open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    if (fd >= 0) {
-        uint8_t chunk[65536];
-        uint64_t offset = 0;
-        int source = segment->wfd >= 0 ? segment->wfd : segment->rfd;
-        ssize_t got;
-        while ((got = pread (source, chunk, sizeof chunk, (off_t)offset)) > 0) {
-            if (zqi_spool_write_all (fd, chunk, (size_t)got, offset))
-                break;
-            offset += (uint64_t)got;
-        }
-        if (fsync (fd)) {
-        }
-        close (fd);
+    char *path = s_aside_path (self, segment->id);
+    int fd = path ? open (path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    if (fd < 0) {
+        int saved = errno;
+        free (path);
+        errno = saved;
+        return NULL;
     }
-    free (path);
+    uint8_t chunk[65536];
+    uint64_t offset = 0;
+    int source = segment->wfd >= 0 ? segment->wfd : segment->rfd;
+    ssize_t got;
+    int rc = 0;
+    while (rc == 0 && (got = pread (source, chunk, sizeof chunk, (off_t)offset)) != 0) {
+        if (got < 0)
+            rc = errno == EINTR ? 0 : -1;
+        else if (zqi_spool_write_all (fd, chunk, (size_t)got, offset))
+            rc = -1;
+        else
+            offset += (uint64_t)got;
+    }
+    if (rc == 0 && fsync (fd))
+        rc = -1;
+    int saved = errno;
+    close (fd);
+    if (rc) {
+        free (path);
+        errno = saved;
+        return NULL;
+    }
+    return path;
 }
 
 //  A failure that is the process's lack (descriptors, memory,
@@ -365,11 +409,19 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
                     goto done;
                 }
                 self->stats.corrupt_records++;
-                s_keep_copy (self, segment);
-                zqi_log (ZQ_LOG_ERROR,
-                         "zq_spool: quarantine: segment %016" PRIx64
-                         " copied to .corrupt; records after seq %" PRIu64 " in it are lost",
-                         segment->id, segment->last_seq);
+                char *copy = s_keep_copy (self, segment);
+                if (copy)
+                    zqi_log (ZQ_LOG_ERROR,
+                             "zq_spool: quarantine: segment " ZQI_SEG_NAME
+                             " copied to %s; records after seq %" PRIu64 " in it are lost",
+                             segment->id, copy, segment->last_seq);
+                else
+                    zqi_log (ZQ_LOG_ERROR,
+                             "zq_spool: quarantine: segment " ZQI_SEG_NAME
+                             " could not be copied aside (%s); records after seq %" PRIu64
+                             " in it are lost",
+                             segment->id, zq_strerror (errno), segment->last_seq);
+                free (copy);
             } else
                 zqi_log (ZQ_LOG_NOTICE,
                          "zq_spool: segment %016" PRIx64 ": cut %" PRIu64
@@ -509,13 +561,20 @@ s_segment_failed (zq_spool_t *self, uint64_t id, int errnum)
     if (!self->config.quarantine || errnum != ZQ_ECORRUPT)
         return zqi_fail (errnum);
     char *path = zqi_spool_segment_path (self, id, "");
-    char *aside = zqi_spool_segment_path (self, id, ".corrupt");
-    int rc = path && aside ? rename (path, aside) : zqi_fail (ENOMEM);
+    char *aside = path ? s_aside_path (self, id) : NULL;
+    int rc = path && aside ? rename (path, aside) : -1;
+    int saved = errno;
     if (rc == 0)
         zqi_log (ZQ_LOG_ERROR, "zq_spool: quarantine: %s moved to %s; its records are lost", path,
                  aside);
+    else
+        zqi_log (ZQ_LOG_ERROR,
+                 "zq_spool: quarantine: %s/" ZQI_SEG_NAME " could not be moved aside (%s): not "
+                 "opened",
+                 self->dir, id, zq_strerror (saved));
     free (path);
     free (aside);
+    errno = saved;
     return rc;
 }
 

@@ -545,11 +545,14 @@ static int s_failed_lines;
 static int s_cut_lines;
 static char s_overlap_line[1024]; //  two segments' seqs overlap
 static int s_overlap_lines;
+static char s_quarantine_line[1024]; //  the last that says where a segment went
 
 static void
 s_log_line (zq_log_level_t level, const char *line, void *arg)
 {
     (void)arg;
+    if (strstr (line, "quarantine: "))
+        snprintf (s_quarantine_line, sizeof s_quarantine_line, "%s", line);
     if (level == ZQ_LOG_ERROR && strstr (line, ") overlap those of ")) {
         snprintf (s_overlap_line, sizeof s_overlap_line, "%s", line);
         s_overlap_lines++;
@@ -817,6 +820,83 @@ test_overlapping_segments (void **state)
     tu_rmtree (&dir);
 }
 
+//  Writes "earlier" at path + suffix, as a copy set aside before would
+//  be.
+static void
+s_earlier_copy (const char *path, const char *suffix)
+{
+    char aside[1100];
+    snprintf (aside, sizeof aside, "%s%s", path, suffix);
+    s_write_file (aside, (const uint8_t *)"earlier", 7);
+}
+
+//  Asserts that path + ".corrupt" still holds "earlier", that path +
+//  suffix holds size bytes, and that the line saying where the segment
+//  went names it.
+static void
+s_assert_aside (const char *path, const char *suffix, size_t size)
+{
+    char aside[1100];
+    snprintf (aside, sizeof aside, "%s.corrupt", path);
+    s_file_t earlier = s_read_file (aside);
+    assert_int_equal (earlier.size, 7);
+    assert_memory_equal (earlier.data, "earlier", 7);
+    free (earlier.data);
+    snprintf (aside, sizeof aside, "%s%s", path, suffix);
+    assert_int_equal (tu_file_size (aside), (off_t)size);
+    assert_non_null (strstr (s_quarantine_line, aside));
+}
+
+//  Quarantine never replaces a copy set aside before (a segment's id may
+//  come again once its file is gone): a sealed segment moved aside whole,
+//  twice, goes to NAME.corrupt.1 then NAME.corrupt.2; the newest, copied
+//  aside before its cut, to NAME.corrupt.1; NAME.corrupt stays as it was.
+static void
+test_quarantine_keeps_earlier_copies (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    char *names[64];
+    size_t segments = s_build_sealed (dir, &config, names);
+    s_file_t file = s_read_file (names[1]);
+    size_t seal_bit = (file.size - 20) * 8 + 6;
+    file.data[seal_bit / 8] ^= (uint8_t)(1u << (seal_bit % 8));
+    s_earlier_copy (names[1], ".corrupt");
+    for (int round = 1; round <= 2; round++) {
+        s_write_file (names[1], file.data, file.size);
+        zq_spool_t *spool = s_open_logged (dir, &config, true);
+        assert_non_null (spool);
+        zq_spool_destroy (&spool);
+        assert_int_equal (access (names[1], F_OK), -1);
+        s_assert_aside (names[1], round == 1 ? ".corrupt.1" : ".corrupt.2", file.size);
+    }
+    free (file.data);
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+
+    //  The newest, damaged in the middle of its records.
+    dir = tu_mkdtemp ();
+    config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
+    enum { RECORDS = 400 };
+    s_build (dir, &config, RECORDS, 1);
+    assert_int_equal (tu_segments (dir, names, 64), 1);
+    file = s_read_file (names[0]);
+    size_t ends[RECORDS + 1];
+    assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
+    memset (file.data + ends[100], 0xA5, ends[110] - ends[100]);
+    s_write_file (names[0], file.data, file.size);
+    s_earlier_copy (names[0], ".corrupt");
+    zq_spool_t *spool = s_open_logged (dir, &config, true);
+    assert_non_null (spool);
+    zq_spool_destroy (&spool);
+    s_assert_aside (names[0], ".corrupt.1", file.size);
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -831,6 +911,7 @@ main (void)
         cmocka_unit_test (test_read_error_past_damage),
         cmocka_unit_test (test_read_error_in_sealed_segment),
         cmocka_unit_test (test_overlapping_segments),
+        cmocka_unit_test (test_quarantine_keeps_earlier_copies),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
