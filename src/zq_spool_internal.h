@@ -297,6 +297,9 @@ void zqi_segment_prepare (zq_spool_t *self, zqi_segment_t *segment);
 //  Cuts the zeros prepared past the end of segment (at its seal, at a
 //  clean close). Returns 0 or -1 with errno.
 int zqi_segment_trim (zq_spool_t *self, zqi_segment_t *segment);
+//  Reads up to size bytes of segment at offset (again after EINTR, on
+//  until size or the file's end). Returns how many (0 at the end), or -1
+//  with errno.
 ssize_t zqi_segment_read (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset, void *data,
                           size_t size);
 //  Creates the next segment with its header and an ack checkpoint

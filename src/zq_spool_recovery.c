@@ -221,13 +221,10 @@ s_keep_copy (zq_spool_t *self, zqi_segment_t *segment)
     }
     uint8_t chunk[65536];
     uint64_t offset = 0;
-    int source = segment->wfd >= 0 ? segment->wfd : segment->rfd;
     ssize_t got;
     int rc = 0;
-    while (rc == 0 && (got = pread (source, chunk, sizeof chunk, (off_t)offset)) != 0) {
-        if (got < 0)
-            rc = errno == EINTR ? 0 : -1;
-        else if (zqi_spool_write_all (fd, chunk, (size_t)got, offset))
+    while (rc == 0 && (got = zqi_segment_read (self, segment, offset, chunk, sizeof chunk)) != 0) {
+        if (got < 0 || zqi_spool_write_all (fd, chunk, (size_t)got, offset))
             rc = -1;
         else
             offset += (uint64_t)got;
