@@ -892,6 +892,72 @@ test_quarantine_keeps_earlier_copies (void **state)
     tu_rmtree (&dir);
 }
 
+//  Takes every name a copy of path may be set aside under: NAME.corrupt
+//  and NAME.corrupt.1 to .999.
+static void
+s_take_aside_names (const char *path)
+{
+    s_earlier_copy (path, ".corrupt");
+    for (int copy = 1; copy <= 999; copy++) {
+        char suffix[24];
+        snprintf (suffix, sizeof suffix, ".corrupt.%d", copy);
+        s_earlier_copy (path, suffix);
+    }
+}
+
+//  With every aside name taken, quarantine replaces none: a sealed
+//  segment that cannot be moved aside fails the open (EEXIST) and stays
+//  where it is; the newest, whose copy cannot be made, is still cut. The
+//  line says so each time.
+static void
+test_quarantine_names_all_taken (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    char *names[64];
+    size_t segments = s_build_sealed (dir, &config, names);
+    s_file_t file = s_read_file (names[1]);
+    size_t seal_bit = (file.size - 20) * 8 + 6;
+    file.data[seal_bit / 8] ^= (uint8_t)(1u << (seal_bit % 8));
+    s_write_file (names[1], file.data, file.size);
+    s_take_aside_names (names[1]);
+    zq_spool_t *spool = s_open_logged (dir, &config, true);
+    assert_null (spool);
+    assert_int_equal (errno, EEXIST);
+    assert_int_equal (tu_file_size (names[1]), (off_t)file.size);
+    assert_non_null (strstr (s_quarantine_line, strrchr (names[1], '/') + 1));
+    char said[128];
+    snprintf (said, sizeof said, "could not be moved aside (%s)", zq_strerror (EEXIST));
+    assert_non_null (strstr (s_quarantine_line, said));
+    free (file.data);
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+
+    //  The newest, damaged in the middle of its records.
+    dir = tu_mkdtemp ();
+    config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
+    enum { RECORDS = 400 };
+    s_build (dir, &config, RECORDS, 1);
+    assert_int_equal (tu_segments (dir, names, 64), 1);
+    file = s_read_file (names[0]);
+    size_t ends[RECORDS + 1];
+    assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
+    memset (file.data + ends[100], 0xA5, ends[110] - ends[100]);
+    s_write_file (names[0], file.data, file.size);
+    s_take_aside_names (names[0]);
+    spool = s_open_logged (dir, &config, true);
+    assert_non_null (spool);
+    zq_spool_destroy (&spool);
+    assert_true (tu_file_size (names[0]) <= (off_t)ends[100]);
+    snprintf (said, sizeof said, "could not be copied aside (%s)", zq_strerror (EEXIST));
+    assert_non_null (strstr (s_quarantine_line, said));
+    free (file.data);
+    free (names[0]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -907,6 +973,7 @@ main (void)
         cmocka_unit_test (test_read_error_in_sealed_segment),
         cmocka_unit_test (test_overlapping_segments),
         cmocka_unit_test (test_quarantine_keeps_earlier_copies),
+        cmocka_unit_test (test_quarantine_names_all_taken),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
