@@ -842,6 +842,24 @@ s_assert_aside (const char *path, const char *suffix, size_t size)
     assert_non_null (strstr (s_quarantine_line, aside));
 }
 
+//  Builds a spool in dir of one segment, 400 records each synced, and
+//  damages records 101 to 110 (synced records follow). Writes the
+//  segment's path to names[0] and its damaged bytes to *file; returns
+//  the offset of the damage.
+static size_t
+s_build_damaged_newest (const char *dir, zq_spool_config_t *config, char **names, s_file_t *file)
+{
+    enum { RECORDS = 400 };
+    s_build (dir, config, RECORDS, 1);
+    assert_int_equal (tu_segments (dir, names, 64), 1);
+    *file = s_read_file (names[0]);
+    size_t ends[RECORDS + 1];
+    assert_int_equal (s_record_ends (file, ends, RECORDS + 1), RECORDS + 1);
+    memset (file->data + ends[100], 0xA5, ends[110] - ends[100]);
+    s_write_file (names[0], file->data, file->size);
+    return ends[100];
+}
+
 //  Quarantine never replaces a copy set aside before (a segment's id may
 //  come again once its file is gone): a sealed segment moved aside whole,
 //  twice, goes to NAME.corrupt.1 then NAME.corrupt.2; the newest, copied
@@ -874,14 +892,7 @@ test_quarantine_keeps_earlier_copies (void **state)
     //  The newest, damaged in the middle of its records.
     dir = tu_mkdtemp ();
     config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
-    enum { RECORDS = 400 };
-    s_build (dir, &config, RECORDS, 1);
-    assert_int_equal (tu_segments (dir, names, 64), 1);
-    file = s_read_file (names[0]);
-    size_t ends[RECORDS + 1];
-    assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
-    memset (file.data + ends[100], 0xA5, ends[110] - ends[100]);
-    s_write_file (names[0], file.data, file.size);
+    s_build_damaged_newest (dir, &config, names, &file);
     s_earlier_copy (names[0], ".corrupt");
     zq_spool_t *spool = s_open_logged (dir, &config, true);
     assert_non_null (spool);
@@ -938,19 +949,12 @@ test_quarantine_names_all_taken (void **state)
     //  The newest, damaged in the middle of its records.
     dir = tu_mkdtemp ();
     config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4 * 1024 * 1024);
-    enum { RECORDS = 400 };
-    s_build (dir, &config, RECORDS, 1);
-    assert_int_equal (tu_segments (dir, names, 64), 1);
-    file = s_read_file (names[0]);
-    size_t ends[RECORDS + 1];
-    assert_int_equal (s_record_ends (&file, ends, RECORDS + 1), RECORDS + 1);
-    memset (file.data + ends[100], 0xA5, ends[110] - ends[100]);
-    s_write_file (names[0], file.data, file.size);
+    size_t damage = s_build_damaged_newest (dir, &config, names, &file);
     s_take_aside_names (names[0]);
     spool = s_open_logged (dir, &config, true);
     assert_non_null (spool);
     zq_spool_destroy (&spool);
-    assert_true (tu_file_size (names[0]) <= (off_t)ends[100]);
+    assert_true (tu_file_size (names[0]) <= (off_t)damage);
     snprintf (said, sizeof said, "could not be copied aside (%s)", zq_strerror (EEXIST));
     assert_non_null (strstr (s_quarantine_line, said));
     free (file.data);
