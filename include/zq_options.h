@@ -138,7 +138,8 @@ typedef struct {
 //    dedupe_max           262144   server: most ids remembered (80 bytes each with the
 //                                  hash, in a ring that grows fourfold with what the
 //                                  window holds, up to dedupe_max rounded up to a
-//                                  power of two; at least 1024)
+//                                  power of two; at least 1024; with no memory to
+//                                  grow it, the oldest ids go early, with a warning)
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
 //    nack_backoff_max_ms  30000    server: cap of that backoff
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long

@@ -274,7 +274,10 @@ uint64_t zqi_r_dedupe_content (const zqi_r_dedupe_t *dedupe, const void *body, s
 //  Returns the record with key if it was stored within the window, or NULL.
 zqi_r_seen_t *zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now);
 //  Remembers key (not present) as stored now with content at seq. Returns
-//  0, or -1 with errno ENOMEM (then it is simply not remembered).
+//  0; or 1 when the ring was full and could not grow (ENOMEM): the
+//  oldest record was forgotten to make room, before max or the window
+//  would drop it; or -1 with errno ENOMEM when the ring holds nothing
+//  and none could be had (key is not remembered).
 int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t content,
                       int64_t now, uint64_t seq);
 //  Forgets key (its store was refused).

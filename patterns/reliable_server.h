@@ -247,6 +247,7 @@ struct _zqi_r_server_t {
     zqi_log_limit_t error_log;        //  ERRORs sent to peers
     zqi_log_limit_t ack_failure_log;  //  acks the spool did not take
     zqi_log_limit_t dead_failure_log; //  messages not dead-lettered now
+    zqi_log_limit_t dedupe_log;       //  ids the dedupe window lacked memory for
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     zqi_rs_queue_t **queues;
     uint32_t queue_count;

@@ -257,6 +257,24 @@ typedef struct {
     uint32_t key_hash;
 } s_put_hint_t;
 
+//  Logs (one line per ZQI_RS_LOG_IVL_MS at most) that the dedupe window
+//  had no memory to grow when a PUT to queue was stored: remembered 1,
+//  its oldest id was forgotten early to make room; -1, the PUT's id is
+//  not remembered. Either way a resend of a forgotten id is stored again.
+static void
+s_dedupe_short (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int remembered)
+{
+    uint64_t skipped;
+    if (!zqi_log_limit_due (&self->dedupe_log, self->now, ZQI_RS_LOG_IVL_MS, &skipped))
+        return;
+    zqi_log (ZQ_LOG_WARNING,
+             "reliable: queue %s: no memory to grow the dedupe window past %u ids: %s; "
+             "%" PRIu64 " more since the last line",
+             queue->name, self->dedupe.capacity,
+             remembered > 0 ? "its oldest id forgotten early" : "a PUT's id not remembered",
+             skipped);
+}
+
 //  Handles one PUT envelope: data (size octets), and body for the
 //  two-frame form (else NULL), from peer whose ZAP User-Id is user_id;
 //  hint, if not NULL, from the batch reader.
@@ -372,7 +390,9 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     pending->seq = seq;
     pending->appended = true;
     queue->counters.put++;
-    zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
+    int remembered = zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
+    if (remembered)
+        s_dedupe_short (self, queue, remembered);
     s_round_holds (self, queue, seq);
 }
 

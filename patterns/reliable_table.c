@@ -234,8 +234,15 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t cont
     s_expire (dedupe, now);
     if (dedupe->count >= dedupe->max)
         s_pop (dedupe);
-    if (dedupe->count == dedupe->capacity && s_ring_grow (dedupe))
-        return -1;
+    int result = 0;
+    if (dedupe->count == dedupe->capacity && s_ring_grow (dedupe)) {
+        //  No memory for a larger ring: the newest id, whose resend is
+        //  the likeliest, takes the oldest one's place.
+        if (!dedupe->count)
+            return -1;
+        s_pop (dedupe);
+        result = 1;
+    }
     uint32_t index = (dedupe->head + dedupe->count) & (dedupe->capacity - 1);
     zqi_r_seen_t *seen = &dedupe->ring[index];
     *seen = *key;
@@ -244,7 +251,7 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t cont
     seen->seq = seq;
     dedupe->count++;
     zqi_idhash_insert_hashed (&dedupe->hash, index, seen->key_hash);
-    return 0;
+    return result;
 }
 
 void

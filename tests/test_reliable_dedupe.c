@@ -5,7 +5,8 @@
     growth (fourfold, never past max rounded up to a power of two, so its
     memory follows what the window holds); records older than the window
     forgotten; a record forgotten by key, or by queue, leaves the others
-    found; a window of 0 remembers nothing and takes no memory.
+    found; a window of 0 remembers nothing and takes no memory; without
+    memory to grow, the newest ids take the oldest ones' places.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -14,6 +15,24 @@
 */
 #include "../patterns/reliable.h"
 #include "compiled_in.h"
+
+//  The window's code is linked with malloc and calloc wrapped
+//  (Makefile.am: -Wl,--wrap): while s_memory_out is set they fail.
+static bool s_memory_out;
+void *__real_malloc (size_t size);
+void *__real_calloc (size_t count, size_t size);
+
+void *
+__wrap_malloc (size_t size)
+{
+    return s_memory_out ? NULL : __real_malloc (size);
+}
+
+void *
+__wrap_calloc (size_t count, size_t size)
+{
+    return s_memory_out ? NULL : __real_calloc (count, size);
+}
 
 //  The key of the number-th id, put by no producer to queue 7, or to
 //  queue 8 from number S_OTHER_QUEUE on.
@@ -196,6 +215,45 @@ test_forget_queue (void **state)
     zqi_r_dedupe_free (&dedupe);
 }
 
+//  Without memory to grow, a full ring takes each new id in its oldest
+//  one's place (add returns 1), so the newest ids stay found; once
+//  memory is back it grows again, keeping them. A ring that could not
+//  be had at all remembers nothing (add returns -1 with ENOMEM).
+static void
+test_no_memory_to_grow (void **state)
+{
+    zqi_r_dedupe_t dedupe;
+    zqi_r_dedupe_init (&dedupe, 60000, 100000);
+    s_add_range (&dedupe, 0, 1024, 10);
+    s_memory_out = true;
+    for (uint32_t number = 1024; number < 1524; number++) {
+        zqi_r_seen_t key = s_key (&dedupe, number);
+        assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, (uint64_t)number * 3, 10, number), 1);
+    }
+    s_memory_out = false;
+    assert_int_equal (dedupe.capacity, 1024);
+    assert_int_equal (dedupe.count, 1024);
+    s_assert_range (&dedupe, 0, 500, 10, false);
+    s_assert_range (&dedupe, 500, 1524, 10, true);
+    s_add_range (&dedupe, 1524, 2000, 10);
+    assert_int_equal (dedupe.capacity, 4096);
+    s_assert_range (&dedupe, 500, 2000, 10, true);
+    zqi_r_dedupe_free (&dedupe);
+
+    zqi_r_dedupe_init (&dedupe, 60000, 100000);
+    zqi_r_seen_t key = s_key (&dedupe, 1);
+    s_memory_out = true;
+    errno = 0;
+    assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, 3, 10, 1), -1);
+    assert_int_equal (errno, ENOMEM);
+    s_memory_out = false;
+    assert_null (zqi_r_dedupe_find (&dedupe, &key, 10));
+    assert_int_equal (dedupe.count, 0);
+    s_add_range (&dedupe, 1, 2, 10);
+    s_assert_range (&dedupe, 1, 2, 10, true);
+    zqi_r_dedupe_free (&dedupe);
+}
+
 int
 main (void)
 {
@@ -207,6 +265,7 @@ main (void)
         cmocka_unit_test (test_forgets_past_the_window),
         cmocka_unit_test (test_forget_one),
         cmocka_unit_test (test_forget_queue),
+        cmocka_unit_test (test_no_memory_to_grow),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
