@@ -860,6 +860,19 @@ s_build_damaged_newest (const char *dir, zq_spool_config_t *config, char **names
     return ends[100];
 }
 
+//  Builds sealed segments in dir (s_build_sealed: their paths in names,
+//  their count returned) and gives in *file the bytes of the second with
+//  a bit of its seal flipped, for the caller to write over it.
+static size_t
+s_build_bad_seal (const char *dir, zq_spool_config_t *config, char **names, s_file_t *file)
+{
+    size_t segments = s_build_sealed (dir, config, names);
+    *file = s_read_file (names[1]);
+    size_t seal_bit = (file->size - 20) * 8 + 6;
+    file->data[seal_bit / 8] ^= (uint8_t)(1u << (seal_bit % 8));
+    return segments;
+}
+
 //  Quarantine never replaces a copy set aside before (a segment's id may
 //  come again once its file is gone): a sealed segment moved aside whole,
 //  twice, goes to NAME.corrupt.1 then NAME.corrupt.2; the newest, copied
@@ -871,10 +884,8 @@ test_quarantine_keeps_earlier_copies (void **state)
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
     char *names[64];
-    size_t segments = s_build_sealed (dir, &config, names);
-    s_file_t file = s_read_file (names[1]);
-    size_t seal_bit = (file.size - 20) * 8 + 6;
-    file.data[seal_bit / 8] ^= (uint8_t)(1u << (seal_bit % 8));
+    s_file_t file;
+    size_t segments = s_build_bad_seal (dir, &config, names, &file);
     s_earlier_copy (names[1], ".corrupt");
     for (int round = 1; round <= 2; round++) {
         s_write_file (names[1], file.data, file.size);
@@ -927,10 +938,8 @@ test_quarantine_names_all_taken (void **state)
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
     char *names[64];
-    size_t segments = s_build_sealed (dir, &config, names);
-    s_file_t file = s_read_file (names[1]);
-    size_t seal_bit = (file.size - 20) * 8 + 6;
-    file.data[seal_bit / 8] ^= (uint8_t)(1u << (seal_bit % 8));
+    s_file_t file;
+    size_t segments = s_build_bad_seal (dir, &config, names, &file);
     s_write_file (names[1], file.data, file.size);
     s_take_aside_names (names[1]);
     zq_spool_t *spool = s_open_logged (dir, &config, true);
