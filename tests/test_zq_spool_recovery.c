@@ -151,7 +151,14 @@ test_truncate_every_byte (void **state)
         zq_spool_stats_t stats;
         zq_spool_stats (spool, &stats);
         assert_int_equal (stats.last_seq, complete);
-        assert_int_equal (stats.tail_cut_bytes, cut - ends[complete]);
+        //  What is left of a torn record is cut, unless it is all zeros
+        //  (its checksum's first bytes may be): those read as space
+        //  prepared ahead, which the writer goes on over.
+        size_t torn = cut - ends[complete];
+        bool zeros = true;
+        for (size_t at = ends[complete]; at < cut; at++)
+            zeros = zeros && file.data[at] == 0;
+        assert_int_equal (stats.tail_cut_bytes, zeros ? 0 : torn);
         assert_int_equal (stats.corrupt_records, 0);
         s_expect_records (spool, 1, complete);
         //  The log stays valid: an append after the cut survives a restart.
