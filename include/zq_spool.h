@@ -67,7 +67,7 @@ typedef struct {
     //  (false, the default) or moves the damaged segment aside (renamed
     //  to NAME.corrupt, or NAME.corrupt.N when that is taken: an earlier
     //  copy is never replaced), logs the lost sequence range and goes on
-    //  (true).
+    //  (true). New segments take ids past every one set aside.
     //  A read that fails is not damage: the open fails either way.
     bool quarantine;
 } zq_spool_config_t;

@@ -27,10 +27,13 @@ s_id_compare (const void *a, const void *b)
 }
 
 //  Lists segment ids in the directory, oldest first, and deletes
-//  leftover temporary files. Returns 0 or -1 with errno.
+//  leftover temporary files; *aside_p is the highest id of a segment set
+//  aside (NAME.corrupt, NAME.corrupt.N), 0 if none. Returns 0 or -1 with
+//  errno.
 static int
-s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p)
+s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p, uint64_t *aside_p)
 {
+    *aside_p = 0;
     DIR *dir = opendir (self->dir);
     if (!dir)
         return -1;
@@ -48,8 +51,14 @@ s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p)
                 zqi_log (ZQ_LOG_NOTICE, "zq_spool: %s: removed an unfinished segment", name);
             continue;
         }
+        if (strncmp (name + 20, ".corrupt", 8) == 0) {
+            uint64_t id = strtoull (name, NULL, 16);
+            if (id > *aside_p)
+                *aside_p = id;
+            continue;
+        }
         if (name[20])
-            continue; //  .corrupt and anything else: not ours to read
+            continue; //  anything else: not ours to read
         if (count == capacity) {
             capacity = capacity ? capacity * 2 : 64;
             uint64_t *bigger = realloc (ids, capacity * sizeof (uint64_t));
@@ -178,7 +187,8 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
 }
 
 //  Most copies of one segment set aside: NAME.corrupt, then NAME.corrupt.1
-//  up to this (a segment id comes back after its file was moved aside).
+//  up to this (the name is taken when a copy was put back, say: new
+//  segments take ids past those set aside).
 #define S_ASIDE_MAX 999
 
 //  The path a damaged segment goes aside to: NAME.corrupt, or the first
@@ -580,7 +590,8 @@ zqi_spool_recover (zq_spool_t *self)
 {
     uint64_t *ids = NULL;
     size_t count = 0;
-    if (s_list_segments (self, &ids, &count))
+    uint64_t aside = 0;
+    if (s_list_segments (self, &ids, &count, &aside))
         return -1;
     int rc = 0;
     zqi_segment_t *segment = NULL;
@@ -655,9 +666,13 @@ zqi_spool_recover (zq_spool_t *self)
         zqi_segment_close_reader (each); //  the reader opens it when it gets there
         each->visible = each->end;
         self->disk_bytes += each->end;
-        if (each->id >= self->next_segment_id)
-            self->next_segment_id = each->id + 1;
     }
+    //  A new segment takes an id past every segment listed (those moved
+    //  aside now too) and every one set aside before, so that an id never
+    //  comes again.
+    uint64_t highest = count && ids[count - 1] > aside ? ids[count - 1] : aside;
+    if (highest < UINT64_MAX && highest >= self->next_segment_id)
+        self->next_segment_id = highest + 1;
     if (!self->next_segment_id)
         self->next_segment_id = 1;
 
