@@ -135,11 +135,12 @@ typedef struct {
 //  or inproc:// endpoints, each prefixed '@' to bind or '>' to connect;
 //  without a prefix, the role's default applies (see zq_role_t). Binding
 //  "tcp://127.0.0.1:*" picks a free port: read it with zq_queue_endpoint.
-//  It is picked at random from 49152 to 65535 (as CZMQ's "!"; CZMQ's own
-//  "*" takes the lowest free one), so the port of a queue that just closed
-//  or died is not handed at once to the next one that binds "*", with the
-//  dead one's clients. "*[first-last]" still takes the lowest free port
-//  of its range.
+//  It is the first free one from a port picked at random (from the
+//  kernel's random source) in 49152 to 65535 (CZMQ's own "*" takes the
+//  lowest free one), so the port of a queue that just closed or died, in
+//  this process or another, is not handed at once to the next one that
+//  binds "*", with the dead one's clients. "*[first-last]" still takes
+//  the lowest free port of its range.
 //  Connections are made in the background; a connect succeeds before any
 //  peer exists, and lost connections are remade every reconnect_ms. A
 //  reliable producer or consumer on several endpoints talks to each

@@ -117,20 +117,37 @@ zqi_socket_new (int type, const zq_options_t *options, zactor_t **auth_p)
     return sock;
 }
 
-//  Binds sock to endpoint. A tcp endpoint whose port is "*" gets a free
-//  port at random from 49152 up (CZMQ's "!"): CZMQ's own "*" takes the
-//  lowest free one, so the port of a server that just closed or died
-//  would go to the next socket that binds "*", and the dead server's
-//  clients would connect to that one. Every other form (a port, "!",
-//  "*[first-last]", ipc, inproc) is CZMQ's. Returns 0, or -1 with errno.
+//  The ports a "*" bind takes: 49152 to 65535 (IANA's dynamic range, as
+//  CZMQ's "!").
+#define S_STAR_FIRST 49152
+#define S_STAR_COUNT (65536 - S_STAR_FIRST)
+
+//  Binds sock to endpoint. A tcp endpoint whose port is "*" gets the
+//  first free port from one chosen at random in S_STAR_FIRST up (then
+//  round the range): not the lowest free one (CZMQ's "*"), which is the
+//  port of a server that just closed or died, so that the dead server's
+//  clients would connect to the next socket that binds "*"; and not from
+//  CZMQ's "!", which draws from random() as CZMQ seeds it, with the time
+//  in seconds, so that processes started in the same second drew the
+//  same ports. Every other form (a port, "!", "*[first-last]", ipc,
+//  inproc) is CZMQ's. Returns 0, or -1 with errno (EADDRINUSE: every
+//  port of the range is taken).
 static int
 s_bind (zsock_t *sock, const char *endpoint)
 {
     size_t length = strlen (endpoint);
-    if (strncmp (endpoint, "tcp://", 6) == 0 && length > 8 &&
-        strcmp (endpoint + length - 2, ":*") == 0)
-        return zsock_bind (sock, "%.*s!", (int)(length - 1), endpoint) == -1 ? -1 : 0;
-    return zsock_bind (sock, "%s", endpoint) == -1 ? -1 : 0;
+    if (strncmp (endpoint, "tcp://", 6) != 0 || length <= 8 ||
+        strcmp (endpoint + length - 2, ":*") != 0)
+        return zsock_bind (sock, "%s", endpoint) == -1 ? -1 : 0;
+    uint32_t start = (uint32_t)(zqi_idhash_seed (sock) % S_STAR_COUNT);
+    for (uint32_t step = 0; step < S_STAR_COUNT; step++) {
+        unsigned port = S_STAR_FIRST + (start + step) % S_STAR_COUNT;
+        if (zsock_bind (sock, "%.*s%u", (int)(length - 1), endpoint, port) != -1)
+            return 0;
+        if (errno != EADDRINUSE)
+            return -1;
+    }
+    return zqi_fail (EADDRINUSE);
 }
 
 //  Appends text to the comma-separated list *list_p (NULL: empty).
