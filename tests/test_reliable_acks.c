@@ -198,13 +198,15 @@ take_and_ack (zq_queue_t *consumer, raw_server_t *server, size_t first, size_t c
 }
 
 //  200 acks given while deliveries keep coming go as a few ACK frames,
-//  all reaching the server with no call after the last.
+//  all reaching the server with no call after the last. The flush timer
+//  is 100 ms, so that the count does not follow the machine's speed (at
+//  the default 1 ms, a run slowed past 20 ms would send more frames).
 static void
 test_acks_go_in_batches (void **state)
 {
     (void)state;
     raw_server_t *server = raw_start ();
-    zq_queue_t *consumer = open_consumer (server, NULL);
+    zq_queue_t *consumer = open_consumer (server, "100000");
     raw_deliver (server, 200);
     take_and_ack (consumer, server, 0, 200);
     int64_t took = raw_wait_settled (server, 200, DEADLINE_MS);
