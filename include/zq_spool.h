@@ -158,7 +158,9 @@ ZQ_EXPORT int zq_spool_append_msg (zq_spool_t *self, const zq_msg_t *msg, uint64
 //  returning; INTERVAL and NONE write them and return (see zq_spool_wait).
 //  Acks made so far are logged the same way. Returns 0, or -1 with errno
 //  ZQ_EFULL (the disk or quota was full: records not written were
-//  refused), EIO or another write/fsync errno (the spool has failed).
+//  refused), EIO or another write/fsync errno (the spool has failed;
+//  EOVERFLOW: a new segment was needed and the directory's names used the
+//  last id, 2^64 - 1: ids never wrap, so no segment is written over).
 //  After -1, zq_spool_wait tells which records were stored. A 0 covers the
 //  writes this call made or waited for: records refused before it began
 //  (by a full batch's write during an append, or another thread's

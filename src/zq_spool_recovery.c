@@ -26,6 +26,29 @@ s_id_compare (const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+//  A segment set aside (quarantine) is NAME.zqs + S_ASIDE, or that + ".N"
+//  for N from 1 to S_ASIDE_MAX when the name is taken (a copy put back,
+//  say: new segments take ids past those set aside).
+#define S_ASIDE     ".corrupt"
+#define S_ASIDE_MAX 999
+
+//  True if suffix (what follows NAME.zqs) is that of a segment set aside.
+static bool
+s_is_aside (const char *suffix)
+{
+    size_t length = strlen (S_ASIDE);
+    if (strncmp (suffix, S_ASIDE, length))
+        return false;
+    suffix += length;
+    if (!*suffix)
+        return true;
+    if (suffix[0] != '.' || suffix[1] < '1' || suffix[1] > '9')
+        return false;
+    char *end;
+    unsigned long copy = strtoul (suffix + 1, &end, 10);
+    return !*end && copy <= S_ASIDE_MAX;
+}
+
 //  Lists segment ids in the directory, oldest first, and deletes
 //  leftover temporary files; *aside_p is the highest id of a segment set
 //  aside (NAME.corrupt, NAME.corrupt.N), 0 if none. Returns 0 or -1 with
@@ -51,7 +74,7 @@ s_list_segments (zq_spool_t *self, uint64_t **ids_p, size_t *count_p, uint64_t *
                 zqi_log (ZQ_LOG_NOTICE, "zq_spool: %s: removed an unfinished segment", name);
             continue;
         }
-        if (strncmp (name + 20, ".corrupt", 8) == 0) {
+        if (s_is_aside (name + 20)) {
             uint64_t id = strtoull (name, NULL, 16);
             if (id > *aside_p)
                 *aside_p = id;
@@ -186,11 +209,6 @@ s_segment_check_seal (zq_spool_t *self, zqi_segment_t *segment)
     return 0;
 }
 
-//  Most copies of one segment set aside: NAME.corrupt, then NAME.corrupt.1
-//  up to this (the name is taken when a copy was put back, say: new
-//  segments take ids past those set aside).
-#define S_ASIDE_MAX 999
-
 //  The path a damaged segment goes aside to: NAME.corrupt, or the first
 //  NAME.corrupt.N that does not exist, so that an earlier copy is never
 //  replaced. Returns it (freed by the caller), or NULL with errno
@@ -201,9 +219,9 @@ s_aside_path (zq_spool_t *self, uint64_t id)
     for (int copy = 0; copy <= S_ASIDE_MAX; copy++) {
         char suffix[24];
         if (copy)
-            snprintf (suffix, sizeof suffix, ".corrupt.%d", copy);
+            snprintf (suffix, sizeof suffix, S_ASIDE ".%d", copy);
         else
-            snprintf (suffix, sizeof suffix, ".corrupt");
+            snprintf (suffix, sizeof suffix, S_ASIDE);
         char *path = zqi_spool_segment_path (self, id, suffix);
         if (!path)
             return NULL;
@@ -669,12 +687,9 @@ zqi_spool_recover (zq_spool_t *self)
     }
     //  A new segment takes an id past every segment listed (those moved
     //  aside now too) and every one set aside before, so that an id never
-    //  comes again.
+    //  comes again. Past the last id, 0: zqi_segment_create makes none.
     uint64_t highest = count && ids[count - 1] > aside ? ids[count - 1] : aside;
-    if (highest < UINT64_MAX && highest >= self->next_segment_id)
-        self->next_segment_id = highest + 1;
-    if (!self->next_segment_id)
-        self->next_segment_id = 1;
+    self->next_segment_id = highest + 1;
 
 done:
     if (segment)

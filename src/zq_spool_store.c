@@ -399,6 +399,13 @@ zqi_segment_t *
 zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
                     const zqi_rangeset_t *acked, uint64_t ack_floor, uint64_t last_seq, size_t room)
 {
+    if (!self->next_segment_id) {
+        //  Ids do not wrap: id 1 may still be in use, or set aside.
+        zqi_log (ZQ_LOG_ERROR, "zq_spool: %s: no segment id left after " ZQI_SEG_NAME,
+                 self->dir ? self->dir : "(memory)", UINT64_MAX);
+        errno = EOVERFLOW;
+        return NULL;
+    }
     zqi_segment_t *segment = zqi_spool_segment_alloc (self->next_segment_id);
     zqi_buf_t buf = {NULL, 0, 0};
     zqi_buf_t payload = {NULL, 0, 0};
@@ -463,6 +470,14 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
             zqi_spool_crash_file (self, segment->wfd, 0, segment->end,
                                   zqi_segment_file_size (segment));
             errno = EIO;
+            goto fail;
+        }
+        //  Never over a file of that name (the id is past every one
+        //  recovery listed, and the directory is locked: a guard).
+        struct stat existing;
+        if (lstat (path, &existing) == 0) {
+            unlink (temp);
+            errno = EEXIST;
             goto fail;
         }
         if (fdatasync (segment->wfd) || rename (temp, path)) {

@@ -880,8 +880,8 @@ s_build_bad_seal (const char *dir, zq_spool_config_t *config, char **names, s_fi
     return segments;
 }
 
-//  Quarantine never replaces a copy set aside before (a segment's id may
-//  come again once its file is gone): a sealed segment moved aside whole,
+//  Quarantine never replaces a copy set aside before (one put back under
+//  its name, say): a sealed segment moved aside whole,
 //  twice, goes to NAME.corrupt.1 then NAME.corrupt.2; the newest, copied
 //  aside before its cut, to NAME.corrupt.1; NAME.corrupt stays as it was.
 static void
@@ -1019,6 +1019,51 @@ test_quarantined_id_not_reused (void **state)
     }
 }
 
+//  Segment ids do not wrap: with a copy set aside under the last id
+//  (ffffffffffffffff.zqs.corrupt), the spool opens and reads, but the
+//  commit that needs a new segment fails with EOVERFLOW, and no segment
+//  (id 1 first) is written over.
+static void
+test_segment_ids_do_not_wrap (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    char *names[64];
+    size_t segments = s_build_sealed (dir, &config, names);
+    s_file_t before[64];
+    for (size_t i = 0; i < segments - 1; i++)
+        before[i] = s_read_file (names[i]);
+    char last[1100];
+    snprintf (last, sizeof last, "%s/ffffffffffffffff.zqs.corrupt", dir);
+    s_write_file (last, (const uint8_t *)"earlier", 7);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    s_expect_records (spool, 1, SEALED_RECORDS);
+    int rc = 0;
+    for (int record = 0; record < 1000 && rc == 0; record++) {
+        uint8_t data[MAX_SIZE];
+        uint64_t seq = zq_spool_last_seq (spool) + 1;
+        size_t size = tu_payload (KEY, seq, tu_size (KEY, seq, MAX_SIZE), data);
+        rc = zq_spool_append (spool, data, size, NULL);
+        if (rc == 0)
+            rc = zq_spool_commit (spool);
+    }
+    assert_int_equal (rc, -1);
+    assert_int_equal (errno, EOVERFLOW);
+    zq_spool_destroy (&spool);
+    for (size_t i = 0; i < segments - 1; i++) {
+        s_file_t after = s_read_file (names[i]);
+        assert_int_equal (after.size, before[i].size);
+        assert_memory_equal (after.data, before[i].data, after.size);
+        free (after.data);
+        free (before[i].data);
+    }
+    for (size_t i = 0; i < segments; i++)
+        free (names[i]);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -1036,6 +1081,7 @@ main (void)
         cmocka_unit_test (test_quarantine_keeps_earlier_copies),
         cmocka_unit_test (test_quarantine_names_all_taken),
         cmocka_unit_test (test_quarantined_id_not_reused),
+        cmocka_unit_test (test_segment_ids_do_not_wrap),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
