@@ -135,12 +135,13 @@ typedef struct {
 //  or inproc:// endpoints, each prefixed '@' to bind or '>' to connect;
 //  without a prefix, the role's default applies (see zq_role_t). Binding
 //  "tcp://127.0.0.1:*" picks a free port: read it with zq_queue_endpoint.
-//  It is the first free one from a port picked at random (from the
-//  kernel's random source) in 49152 to 65535 (CZMQ's own "*" takes the
-//  lowest free one), so the port of a queue that just closed or died, in
-//  this process or another, is not handed at once to the next one that
-//  binds "*", with the dead one's clients. "*[first-last]" still takes
-//  the lowest free port of its range.
+//  It is the first free one from a port drawn at random (getrandom) in
+//  49152 to 65535 (CZMQ's own "*" takes the lowest free one), so the port
+//  of a queue that just closed or died, in this process or another, is
+//  not handed at once to the next one that binds "*", with the dead one's
+//  clients. "*[first-last]" still takes the lowest free port of its
+//  range; "!" is CZMQ's, drawn from random(), which CZMQ seeds with the
+//  time in seconds (processes started in the same second draw alike).
 //  Connections are made in the background; a connect succeeds before any
 //  peer exists, and lost connections are remade every reconnect_ms. A
 //  reliable producer or consumer on several endpoints talks to each

@@ -258,21 +258,26 @@ typedef struct {
 } s_put_hint_t;
 
 //  Logs (one line per ZQI_RS_LOG_IVL_MS at most) that the dedupe window
-//  had no memory to grow when a PUT to queue was stored: remembered 1,
-//  its oldest id was forgotten early to make room; -1, the PUT's id is
-//  not remembered. Either way a resend of a forgotten id is stored again.
+//  (one for every queue) had no memory to grow when a PUT to queue was
+//  stored: remembered 1, the window's oldest id was forgotten early to
+//  make room; -1, the PUT's id is not remembered. Either way a resend of
+//  a forgotten id is stored again.
 static void
 s_dedupe_short (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int remembered)
 {
     uint64_t skipped;
     if (!zqi_log_limit_due (&self->dedupe_log, self->now, ZQI_RS_LOG_IVL_MS, &skipped))
         return;
-    zqi_log (ZQ_LOG_WARNING,
-             "reliable: queue %s: no memory to grow the dedupe window past %u ids: %s; "
-             "%" PRIu64 " more since the last line",
-             queue->name, self->dedupe.capacity,
-             remembered > 0 ? "its oldest id forgotten early" : "a PUT's id not remembered",
-             skipped);
+    if (remembered > 0)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: no memory to grow the dedupe window past %u ids: its oldest id "
+                 "forgotten early (storing to queue %s); %" PRIu64 " more since the last line",
+                 self->dedupe.capacity, queue->name, skipped);
+    else
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: no memory for the dedupe window: a PUT's id to queue %s not "
+                 "remembered; %" PRIu64 " more since the last line",
+                 queue->name, skipped);
 }
 
 //  Handles one PUT envelope: data (size octets), and body for the

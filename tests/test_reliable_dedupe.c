@@ -22,6 +22,15 @@ static bool s_memory_out;
 void *__real_malloc (size_t size);
 void *__real_calloc (size_t count, size_t size);
 
+//  Teardown: memory is back, even after a failed assertion left it out.
+static int
+s_memory_back (void **state)
+{
+    (void)state;
+    s_memory_out = false;
+    return 0;
+}
+
 void *
 __wrap_malloc (size_t size)
 {
@@ -265,7 +274,7 @@ main (void)
         cmocka_unit_test (test_forgets_past_the_window),
         cmocka_unit_test (test_forget_one),
         cmocka_unit_test (test_forget_queue),
-        cmocka_unit_test (test_no_memory_to_grow),
+        cmocka_unit_test_teardown (test_no_memory_to_grow, s_memory_back),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
