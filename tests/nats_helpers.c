@@ -14,6 +14,7 @@
 #endif
 
 #include "nats_helpers.h"
+#include "port_helpers.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -35,33 +36,20 @@ nats_now_ms (void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-//  One free port from the kernel, or -1.
-static int
-s_kernel_free_port (void)
-{
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET};
-    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-    socklen_t size = sizeof addr;
-    int port = -1;
-    if (fd >= 0 && bind (fd, (struct sockaddr *)&addr, sizeof addr) == 0 &&
-        getsockname (fd, (struct sockaddr *)&addr, &size) == 0)
-        port = ntohs (addr.sin_port);
-    if (fd >= 0)
-        close (fd);
-    return port;
-}
-
 int
 nats_free_port (void)
 {
-    //  The kernel may offer a port again once its probe is closed: a port
-    //  is handed out once per process, so that nodes started together
-    //  (client and route ports) never share one.
+    //  Below the ephemeral range (tu_low_free_port): no connection takes
+    //  the port before nats-server binds it. A port is handed out once per
+    //  process, so that nodes started together (client and route ports)
+    //  never share one.
     static int handed_out[256];
     static size_t handed_count;
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid () ^ (unsigned)nats_now_ms ();
     for (int attempt = 0; attempt < 100; attempt++) {
-        int port = s_kernel_free_port ();
+        int port = tu_low_free_port (&seed);
         if (port < 0)
             return -1;
         bool seen = false;

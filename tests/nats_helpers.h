@@ -29,8 +29,8 @@ typedef struct {
 
 //  The monotonic clock in ms.
 int64_t nats_now_ms (void);
-//  A TCP port free on 127.0.0.1 now, never one this process was given
-//  before, or -1.
+//  A TCP port free on 127.0.0.1 now, below the kernel's ephemeral range
+//  (tests/port_helpers.h), never one this process was given before, or -1.
 int nats_free_port (void);
 //  True once something accepts on port (bounded by NATS_WAIT_MS).
 bool nats_listening (int port);

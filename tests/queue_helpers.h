@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include "port_helpers.h"
 #include "zq.h"
 
 //  Every wait in a test is bounded by this.
@@ -56,37 +57,16 @@ connect_spec (zq_queue_t *bound, char *buf, size_t size)
 }
 
 //  Writes "@tcp://127.0.0.1:PORT" for a free port below the kernel's
-//  ephemeral range (ip_local_port_range), for a server that must bind the
-//  same port again after a restart: no outgoing connection on the machine
-//  can take such a port as its source meanwhile, as it can an ephemeral one.
+//  ephemeral range (tu_low_free_port), for a server that must bind the
+//  same port again after a restart.
 static inline void
 restartable_tcp_spec (char *buf, size_t size)
 {
-    int low = 32768;
-    FILE *range = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (range) {
-        if (fscanf (range, "%d", &low) != 1)
-            low = 32768;
-        fclose (range);
-    }
-    assert_true (low > 11000);
     unsigned seed = (unsigned)getpid ();
-    for (int tries = 0; tries < 100; tries++) {
-        int port = 10000 + (int)(rand_r (&seed) % (unsigned)(low - 10000));
-        int fd = socket (AF_INET, SOCK_STREAM, 0);
-        assert_true (fd >= 0);
-        struct sockaddr_in address = {0};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-        address.sin_port = htons ((uint16_t)port);
-        int rc = bind (fd, (struct sockaddr *)&address, sizeof address);
-        close (fd);
-        if (rc == 0) {
-            snprintf (buf, size, "@tcp://127.0.0.1:%d", port);
-            return;
-        }
-    }
-    fail_msg ("no free port below %d in 100 tries", low);
+    int port = tu_low_free_port (&seed);
+    if (port < 0)
+        fail_msg ("no free port below the ephemeral range in 100 tries");
+    snprintf (buf, size, "@tcp://127.0.0.1:%d", port);
 }
 
 //  Writes ">tcp://127.0.0.1:PORT" for a port where nobody listens: the
