@@ -89,10 +89,21 @@ def test_put_spreads_and_moves_on_when_a_device_dies():
                                 "several", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         lines = ["m%04d" % n for n in range(300)]
-        put.stdin.write("".join(json.dumps(line) + "\n" for line in lines[:100]))
+        #  Each device stores some. The producer puts to the devices it is
+        #  connected to, and b's handshake may end after a's: the lines go
+        #  one at a time until both stored some, then the rest of 100.
+        first = [dict(), dict()]
+        sent = 0
+        while sent < 100 and not (first[0] and first[1]):
+            put.stdin.write(json.dumps(lines[sent]) + "\n")
+            put.stdin.flush()
+            sent += 1
+            for client, bodies in zip([watch_a, watch_b], first):
+                gather(client, bodies, 0.05)
+        put.stdin.write("".join(json.dumps(line) + "\n" for line in lines[sent:100]))
         put.stdin.flush()
-        #  Each device stores some.
-        first = gather_until([watch_a, watch_b], set(lines[:100]))
+        print("  %d line(s) sent one at a time before both devices stored some" % sent)
+        gather_until([watch_a, watch_b], set(lines[:100]), first)
         check(first[0] and first[1],
               "puts not spread: %d on one, %d on the other" % (len(first[0]), len(first[1])))
         #  Device a stops answering (its puts go unconfirmed), then dies.
