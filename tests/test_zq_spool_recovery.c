@@ -549,6 +549,8 @@ static char s_overlap_line[1024]; //  two segments' seqs overlap
 static int s_overlap_lines;
 static char s_quarantine_line[1024]; //  the last that says where a segment went
 
+static char s_no_id_line[512]; //  the last "no segment id left" line
+
 static void
 s_log_line (zq_log_level_t level, const char *line, void *arg)
 {
@@ -567,6 +569,8 @@ s_log_line (zq_log_level_t level, const char *line, void *arg)
         snprintf (s_failed_line, sizeof s_failed_line, "%s", line);
         s_failed_lines++;
     }
+    if (level == ZQ_LOG_ERROR && strstr (line, ": no segment id left after "))
+        snprintf (s_no_id_line, sizeof s_no_id_line, "%s", line);
     if (strstr (line, " cut ") || strstr (line, "quarantine"))
         s_cut_lines++;
 }
@@ -1021,8 +1025,8 @@ test_quarantined_id_not_reused (void **state)
 
 //  Segment ids do not wrap: with a copy set aside under the last id
 //  (ffffffffffffffff.zqs.corrupt), the spool opens and reads, but the
-//  commit that needs a new segment fails with EOVERFLOW, and no segment
-//  (id 1 first) is written over.
+//  commit that needs a new segment fails with EOVERFLOW and an error line
+//  naming the directory, and no segment (id 1 first) is written over.
 static void
 test_segment_ids_do_not_wrap (void **state)
 {
@@ -1041,6 +1045,8 @@ test_segment_ids_do_not_wrap (void **state)
     assert_non_null (spool);
     s_expect_records (spool, 1, SEALED_RECORDS);
     int rc = 0;
+    s_no_id_line[0] = '\0';
+    zq_set_log_handler (s_log_line, NULL, ZQ_LOG_NOTICE);
     for (int record = 0; record < 1000 && rc == 0; record++) {
         uint8_t data[MAX_SIZE];
         uint64_t seq = zq_spool_last_seq (spool) + 1;
@@ -1049,8 +1055,12 @@ test_segment_ids_do_not_wrap (void **state)
         if (rc == 0)
             rc = zq_spool_commit (spool);
     }
+    int saved = errno;
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
     assert_int_equal (rc, -1);
-    assert_int_equal (errno, EOVERFLOW);
+    assert_int_equal (saved, EOVERFLOW);
+    assert_non_null (strstr (s_no_id_line, dir));
+    assert_non_null (strstr (s_no_id_line, "no segment id left after ffffffffffffffff.zqs"));
     zq_spool_destroy (&spool);
     for (size_t i = 0; i < segments - 1; i++) {
         s_file_t after = s_read_file (names[i]);
