@@ -45,6 +45,14 @@ echo "== zq stat: five orders wait in the payments queue"
 echo "== the payment service starts, takes every order and acks it"
 "$bin/payments" "$endpoint" 5
 echo "== zq stat: the queue is drained"
+# The last ack may still be on its way to zqd when payments exits: zq stat
+# is asked again (every 0.1 s, up to 10 s) until the queue shows drained.
+tries=0
+while [ $tries -lt 100 ] \
+    && ! "$top/src/zq" stat "$admin" | grep -Eq "^payments +queue +0 +0 +0 "; do
+    tries=$((tries + 1))
+    sleep 0.1
+done
 "$top/src/zq" stat "$admin"
 kill -TERM $zqd
 wait $zqd

@@ -34,7 +34,7 @@ expect () {
     done
 }
 
-#  ---- The seed story, as the quick-start demo runs it ---------------------
+#  ---- The quick-start demo: the seed story, then the device story --------
 out=$(timeout 60 "$srcdir/examples/demo.sh" 2>&1) || { echo "$out"; fail "demo failed"; }
 echo "$out"
 for number in 1 2 3; do
@@ -42,6 +42,16 @@ for number in 1 2 3; do
         || fail "order $number was not received"
 done
 echo "$out" | grep -q "consumer: stop after 3 orders" || fail "no clean stop"
+for number in 1 2 3 4 5; do
+    echo "$out" | grep -q "orders: order $number .* stored by the device" \
+        || fail "order $number was not stored"
+    echo "$out" | grep -q "payments: charged order $number " \
+        || fail "order $number was not paid"
+done
+#  zq stat before the payment service: 5 waiting; after: drained.
+echo "$out" | grep -Eq "^payments +queue +5 +5 " || fail "no backlog of 5 in zq stat"
+echo "$out" | grep -Eq "^payments +queue +0 +0 +0 " || fail "queue not drained"
+echo "$out" | grep -q "== done: every order was paid" || fail "the device story did not end"
 
 #  ---- Orders -> payments over rpc -----------------------------------------
 timeout 60 "$bin/orders_payments" payments "@tcp://127.0.0.1:*" > "$work/payments.out" \
@@ -91,13 +101,3 @@ tail -n 1 "$work/zloop.out"
 expect "$work/zloop.out" "zloop: job 1 done" "zloop: job 20 done" "zloop: 20 of 20 jobs done"
 
 echo "test_examples: PASS"
-for number in 1 2 3 4 5; do
-    echo "$out" | grep -q "orders: order $number .* stored by the device" \
-        || { echo "order $number was not stored" >&2; exit 1; }
-    echo "$out" | grep -q "payments: charged order $number " \
-        || { echo "order $number was not paid" >&2; exit 1; }
-done
-#  zq stat before the payment service: 5 waiting; after: drained.
-echo "$out" | grep -Eq "^payments +queue +5 +5 " || { echo "no backlog of 5 in zq stat" >&2; exit 1; }
-echo "$out" | grep -Eq "^payments +queue +0 +0 +0 " || { echo "queue not drained" >&2; exit 1; }
-echo "$out" | grep -q "== done: every order was paid" || { echo "the device story did not end" >&2; exit 1; }
