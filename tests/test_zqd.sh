@@ -3,7 +3,8 @@
 #   a clear message and a non-zero exit; `zqd --bind --spool` with no file;
 #   zq put / get / stat / ls / peek / purge through it; a second zqd on the
 #   same spool refused; SIGTERM stops it cleanly and a restart finds every
-#   confirmed message; a stream and a forward from a config file.
+#   confirmed message; a stream and a forward from a config file; a fatal
+#   signal leaves its stack on stderr.
 #
 #   Run by `make check` with ZQ_SRCDIR and ZQ_BUILDDIR set (ZQ_VALGRIND
 #   under make memcheck). Every wait is bounded; endpoints are ephemeral
@@ -197,4 +198,23 @@ printf 'events forward\nmetrics stream\n' | cmp -s - "$work/ls" || fail "ls: $(c
 zq pull ">$out" -n 8 --timeout 10000 > "$work/pulled" || fail "pull"
 seq 1 8 | sed 's/.*/{"n":&}/' | cmp -s - "$work/pulled" || fail "pulled: $(cat "$work/pulled")"
 stop
+
+#  ---- A fatal signal leaves its stack in the log -----------------------------
+#  (SIGABRT is how glibc ends a process whose heap it found corrupt.)
+start fatal --bind "tcp://127.0.0.1:*"
+kill -ABRT "$pid"
+tries=0
+while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
+    tries=$((tries + 1))
+    sleep 0.05
+done
+kill -0 "$pid" 2>/dev/null && fail "zqd did not die of SIGABRT"
+wait "$pid"
+status=$?
+#  Killed by the signal itself (128 + 6), after the report.
+[ "$status" -eq 134 ] || fail "zqd exited $status after SIGABRT, not 134"
+grep -qxF "zqd: fatal signal 6 (SIGABRT), stack of the thread that took it:" "$work/fatal.err" \
+    || fail "no fatal signal line: $(cat "$work/fatal.err")"
+sed -n '/^zqd: fatal signal/,$p' "$work/fatal.err" | grep -q '\[0x[0-9a-f]*\]$' \
+    || fail "no stack frame after the fatal signal line: $(cat "$work/fatal.err")"
 echo "test_zqd: PASS"

@@ -9,6 +9,7 @@
     =========================================================================
 */
 #include "config.h"
+#include "zqd_fatal.h"
 #include <zq.h>
 #include <zq_device.h>
 #include <errno.h>
@@ -354,6 +355,9 @@ main (int argc, char *argv[])
         zconfig_destroy (&config);
         return S_EXIT_OK;
     }
+    //  A crash leaves its signal and stack in the log (stderr).
+    if (zqd_fatal_report_install ())
+        s_log (ZQ_LOG_WARNING, "fatal signals will not be reported with a stack", NULL);
     s_raise_fd_limit ();
     signal (SIGPIPE, SIG_IGN);
     //  Signals are taken by sigwait below; every thread inherits the mask.
