@@ -389,13 +389,33 @@ s_destroy (zqi_store_t **self_p)
         pthread_join (self->fetcher, NULL);
     }
     //  libnats may still run a PubAck callback after the connection is
-    //  closed (nats.c issue 735): let the puts in flight be answered first,
-    //  for at most the request wait.
+    //  closed (nats.c issue 735), and the callback writes to this store:
+    //  the puts in flight are answered first, for at most the request
+    //  wait. Those still unanswered then are taken back from libnats, so
+    //  that no answer can reach them any more, and the callbacks already
+    //  running (taken from libnats' list, not yet counted out of it) are
+    //  waited for. Only then may the store be freed.
     if (self->js) {
         jsPubOptions options;
         jsPubOptions_Init (&options);
         options.MaxWait = self->config.request_wait_ms;
-        js_PublishAsyncComplete (self->js, &options);
+        if (js_PublishAsyncComplete (self->js, &options) != NATS_OK) {
+            natsMsgList unanswered = {0};
+            if (js_PublishAsyncGetPendingList (&unanswered, self->js) == NATS_OK)
+                natsMsgList_Destroy (&unanswered);
+            if (js_PublishAsyncComplete (self->js, &options) != NATS_OK) {
+                //  A callback that does not return: the connection is
+                //  closed, the store left allocated rather than freed
+                //  under it.
+                zqi_log (ZQ_LOG_ERROR,
+                         "reliable: JetStream store closed with a PubAck callback still "
+                         "running after %lld ms: its memory is not freed",
+                         (long long)self->config.request_wait_ms);
+                if (self->conn)
+                    natsConnection_Close (self->conn);
+                return;
+            }
+        }
     }
     if (self->conn)
         natsConnection_Close (self->conn);

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,44 @@
 static nats_node_t s_node;
 #define s_url    s_node.url
 #define s_now_ms nats_now_ms
+
+//  The store's PubAck callback and its waits for the puts in flight, seen
+//  through -Wl,--wrap (Makefile.am): with s_hold_acks set, a callback
+//  waits, before it runs, until the store's close has started its second
+//  wait (at most WAIT_MS; past that it gives up and never runs).
+static atomic_bool s_hold_acks;
+static atomic_bool s_ack_entered;
+static atomic_bool s_ack_done;
+static atomic_int s_complete_calls;
+
+void __wrap_zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error,
+                            void *closure);
+natsStatus __wrap_js_PublishAsyncComplete (jsCtx *js, jsPubOptions *opts);
+void __real_zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error,
+                            void *closure);
+natsStatus __real_js_PublishAsyncComplete (jsCtx *js, jsPubOptions *opts);
+
+void
+__wrap_zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void *closure)
+{
+    if (atomic_load (&s_hold_acks)) {
+        atomic_store (&s_ack_entered, true);
+        int64_t until = nats_now_ms () + WAIT_MS;
+        while (atomic_load (&s_complete_calls) < 2 && nats_now_ms () < until)
+            poll (NULL, 0, 5);
+        if (atomic_load (&s_complete_calls) < 2)
+            return; //  the store may be gone: the message is left to leak
+    }
+    __real_zqi_js_pub_ack (js, msg, ack, error, closure);
+    atomic_store (&s_ack_done, true);
+}
+
+natsStatus
+__wrap_js_PublishAsyncComplete (jsCtx *js, jsPubOptions *opts)
+{
+    atomic_fetch_add (&s_complete_calls, 1);
+    return __real_js_PublishAsyncComplete (js, opts);
+}
 
 static zqi_store_t *
 s_open (void)
@@ -454,6 +493,39 @@ test_a_consumer_not_bound_is_logged (void **state)
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
+//  A store closed while a PubAck callback runs (on libnats' thread, past
+//  the close's wait for the puts in flight) is freed only once that
+//  callback returned, which writes to the store.
+static void
+test_close_waits_for_a_running_callback (void **state)
+{
+    zqi_store_config_t config = {
+        .servers = s_url,
+        .visibility_ms = VISIBILITY_MS,
+        .prefix = "T",
+        .request_wait_ms = 200,
+    };
+    zqi_store_t *store = zqi_store_jetstream.open (&config);
+    assert_non_null (store);
+    s_put_all (store, "closing", 600, 1);
+    atomic_store (&s_complete_calls, 0);
+    atomic_store (&s_ack_done, false);
+    atomic_store (&s_hold_acks, true);
+    uint8_t id[ZQI_STORE_ID_SIZE];
+    s_id (id, 601);
+    assert_int_equal (zqi_store_jetstream.put (store, "closing", id, "last", 4), 0);
+    int64_t until = s_now_ms () + WAIT_MS;
+    while (!atomic_load (&s_ack_entered) && s_now_ms () < until)
+        poll (NULL, 0, 5);
+    assert_true (atomic_load (&s_ack_entered));
+    //  The first wait (200 ms) ends with the callback still held; the
+    //  close takes the unanswered puts back (none) and waits again.
+    zqi_store_jetstream.destroy (&store);
+    atomic_store (&s_hold_acks, false);
+    assert_true (atomic_load (&s_ack_done));
+    assert_int_equal (atomic_load (&s_complete_calls), 2);
+}
+
 int
 main (void)
 {
@@ -466,6 +538,7 @@ main (void)
         cmocka_unit_test (test_purge_remove_and_bad_config),
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
+        cmocka_unit_test (test_close_waits_for_a_running_callback),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.
