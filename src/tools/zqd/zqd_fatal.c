@@ -72,7 +72,6 @@ s_name (int signum)
 static void
 s_report (int signum)
 {
-    int saved_errno = errno;
     char number[12];
     s_decimal (signum, number);
     s_say ("zqd: fatal signal ");
@@ -86,7 +85,6 @@ s_report (int signum)
     //  SA_RESETHAND put the default action back and SA_NODEFER left the
     //  signal unblocked: raised again, it ends the process here as it
     //  would have (with its core dump, if any).
-    errno = saved_errno;
     raise (signum);
 }
 
