@@ -62,18 +62,24 @@ wait_listening () {
     admin=$(sed -n 's/^zqd: admin on //p' "$work/$1.out")
 }
 
-#  stop: SIGTERM to the zqd $pid, then its exit status must be 0 within
-#  the limit.
-stop () {
-    kill -TERM "$pid"
+#  signal_and_reap SIGNAL: sends SIGNAL to the zqd $pid and waits (within
+#  the limit) until it exits; sets status to its exit status.
+signal_and_reap () {
+    kill -"$1" "$pid"
     tries=0
     while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
         tries=$((tries + 1))
         sleep 0.05
     done
-    kill -0 "$pid" 2>/dev/null && fail "zqd did not stop on SIGTERM"
+    kill -0 "$pid" 2>/dev/null && fail "zqd did not exit on SIG$1"
     wait "$pid"
     status=$?
+}
+
+#  stop: SIGTERM to the zqd $pid, then its exit status must be 0 within
+#  the limit.
+stop () {
+    signal_and_reap TERM
     [ "$status" -eq 0 ] || fail "zqd exited $status after SIGTERM"
 }
 

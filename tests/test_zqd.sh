@@ -202,15 +202,7 @@ stop
 #  ---- A fatal signal leaves its stack in the log -----------------------------
 #  (SIGABRT is how glibc ends a process whose heap it found corrupt.)
 start fatal --bind "tcp://127.0.0.1:*"
-kill -ABRT "$pid"
-tries=0
-while kill -0 "$pid" 2>/dev/null && [ $tries -lt $((limit * 20)) ]; do
-    tries=$((tries + 1))
-    sleep 0.05
-done
-kill -0 "$pid" 2>/dev/null && fail "zqd did not die of SIGABRT"
-wait "$pid"
-status=$?
+signal_and_reap ABRT
 #  Killed by the signal itself (128 + 6), after the report.
 [ "$status" -eq 134 ] || fail "zqd exited $status after SIGABRT, not 134"
 grep -qxF "zqd: fatal signal 6 (SIGABRT), stack of the thread that took it:" "$work/fatal.err" \
