@@ -395,30 +395,34 @@ s_destroy (zqi_store_t **self_p)
     //  that no answer can reach them any more, and the callbacks already
     //  running (taken from libnats' list, not yet counted out of it) are
     //  waited for. Only then may the store be freed.
+    bool freeable = true;
     if (self->js) {
         jsPubOptions options;
         jsPubOptions_Init (&options);
         options.MaxWait = self->config.request_wait_ms;
-        if (js_PublishAsyncComplete (self->js, &options) != NATS_OK) {
+        natsStatus answered = js_PublishAsyncComplete (self->js, &options);
+        if (answered != NATS_OK) {
             natsMsgList unanswered = {0};
-            if (js_PublishAsyncGetPendingList (&unanswered, self->js) == NATS_OK)
+            natsStatus taken = js_PublishAsyncGetPendingList (&unanswered, self->js);
+            if (taken == NATS_OK)
                 natsMsgList_Destroy (&unanswered);
-            if (js_PublishAsyncComplete (self->js, &options) != NATS_OK) {
-                //  A callback that does not return: the connection is
-                //  closed, the store left allocated rather than freed
-                //  under it.
-                zqi_log (ZQ_LOG_ERROR,
-                         "reliable: JetStream store closed with a PubAck callback still "
-                         "running after %lld ms: its memory is not freed",
-                         (long long)self->config.request_wait_ms);
-                if (self->conn)
-                    natsConnection_Close (self->conn);
-                return;
-            }
+            if (taken == NATS_OK || taken == NATS_NOT_FOUND)
+                answered = js_PublishAsyncComplete (self->js, &options);
         }
+        //  A callback that does not return, or puts libnats would not give
+        //  back: the store is left allocated rather than freed under a
+        //  callback.
+        freeable = answered == NATS_OK;
+        if (!freeable)
+            zqi_log (ZQ_LOG_ERROR,
+                     "reliable: JetStream store closed with PubAcks still due after twice "
+                     "%lld ms (%s): its memory is not freed",
+                     (long long)self->config.request_wait_ms, natsStatus_GetText (answered));
     }
     if (self->conn)
         natsConnection_Close (self->conn);
+    if (!freeable)
+        return;
     zhashx_destroy (&self->queues); //  (their subscriptions)
     zhashx_destroy (&self->by_stream);
     if (self->js)

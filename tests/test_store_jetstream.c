@@ -503,7 +503,7 @@ test_close_waits_for_a_running_callback (void **state)
         .servers = s_url,
         .visibility_ms = VISIBILITY_MS,
         .prefix = "T",
-        .request_wait_ms = 200,
+        .request_wait_ms = 1000,
     };
     zqi_store_t *store = zqi_store_jetstream.open (&config);
     assert_non_null (store);
@@ -518,7 +518,7 @@ test_close_waits_for_a_running_callback (void **state)
     while (!atomic_load (&s_ack_entered) && s_now_ms () < until)
         poll (NULL, 0, 5);
     assert_true (atomic_load (&s_ack_entered));
-    //  The first wait (200 ms) ends with the callback still held; the
+    //  The first wait (1000 ms) ends with the callback still held; the
     //  close takes the unanswered puts back (none) and waits again.
     zqi_store_jetstream.destroy (&store);
     atomic_store (&s_hold_acks, false);

@@ -200,7 +200,9 @@ seq 1 8 | sed 's/.*/{"n":&}/' | cmp -s - "$work/pulled" || fail "pulled: $(cat "
 stop
 
 #  ---- A fatal signal leaves its stack in the log -----------------------------
-#  (SIGABRT is how glibc ends a process whose heap it found corrupt.)
+#  (SIGABRT is how glibc ends a process whose heap it found corrupt. No
+#  core file is left behind: the limit is 0 for the rest of the script.)
+ulimit -c 0
 start fatal --bind "tcp://127.0.0.1:*"
 signal_and_reap ABRT
 #  Killed by the signal itself (128 + 6), after the report.

@@ -16,7 +16,21 @@
 //  The deepest stack reported.
 #define S_FRAMES_MAX 64
 
-static const int s_fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+//  The longest a report may take: past it, SIGALRM ends the process (a
+//  report that waits on a lock the dying thread holds, as the dynamic
+//  loader's may be while the heap's is taken, must not hang zqd).
+#define S_REPORT_MAX_S 5
+
+static const struct {
+    int signum;
+    const char *name;
+} s_fatal[] = {{SIGSEGV, "SIGSEGV"},
+               {SIGBUS, "SIGBUS"},
+               {SIGILL, "SIGILL"},
+               {SIGFPE, "SIGFPE"},
+               {SIGABRT, "SIGABRT"}};
+
+#define S_FATAL_COUNT (sizeof s_fatal / sizeof s_fatal[0])
 
 //  Writes text to stderr, as the handler may: write(2) only.
 static void
@@ -25,12 +39,12 @@ s_say (const char *text)
     size_t length = strlen (text);
     while (length) {
         ssize_t written = write (STDERR_FILENO, text, length);
-        if (written <= 0 && errno != EINTR)
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written <= 0)
             return;
-        if (written > 0) {
-            text += written;
-            length -= (size_t)written;
-        }
+        text += written;
+        length -= (size_t)written;
     }
 }
 
@@ -50,41 +64,35 @@ s_decimal (int number, char *text)
     text[count] = 0;
 }
 
-static const char *
-s_name (int signum)
-{
-    switch (signum) {
-        case SIGSEGV:
-            return "SIGSEGV";
-        case SIGBUS:
-            return "SIGBUS";
-        case SIGILL:
-            return "SIGILL";
-        case SIGFPE:
-            return "SIGFPE";
-        case SIGABRT:
-            return "SIGABRT";
-        default:
-            return "?";
-    }
-}
-
 static void
 s_report (int signum)
 {
+    //  Every fatal signal takes its default action from here on: a fault
+    //  while reporting, or in another thread, ends the process at once.
+    const char *name = "?";
+    for (size_t i = 0; i < S_FATAL_COUNT; i++) {
+        struct sigaction action;
+        memset (&action, 0, sizeof action);
+        action.sa_handler = SIG_DFL;
+        sigemptyset (&action.sa_mask);
+        sigaction (s_fatal[i].signum, &action, NULL);
+        if (s_fatal[i].signum == signum)
+            name = s_fatal[i].name;
+    }
+    alarm (S_REPORT_MAX_S);
     char number[12];
     s_decimal (signum, number);
     s_say ("zqd: fatal signal ");
     s_say (number);
     s_say (" (");
-    s_say (s_name (signum));
+    s_say (name);
     s_say ("), stack of the thread that took it:\n");
     void *frames[S_FRAMES_MAX];
     int count = backtrace (frames, S_FRAMES_MAX);
     backtrace_symbols_fd (frames, count, STDERR_FILENO);
-    //  SA_RESETHAND put the default action back and SA_NODEFER left the
-    //  signal unblocked: raised again, it ends the process here as it
-    //  would have (with its core dump, if any).
+    //  The default action is back and SA_NODEFER left the signal
+    //  unblocked: raised again, it ends the process here as it would have
+    //  (with its core dump, if any).
     raise (signum);
 }
 
@@ -97,9 +105,9 @@ zqd_fatal_report_install (void)
     backtrace (warm, 1);
 
     int rc = 0;
-    for (size_t i = 0; i < sizeof s_fatal_signals / sizeof s_fatal_signals[0]; i++) {
+    for (size_t i = 0; i < S_FATAL_COUNT; i++) {
         struct sigaction before;
-        if (sigaction (s_fatal_signals[i], NULL, &before) == -1) {
+        if (sigaction (s_fatal[i].signum, NULL, &before) == -1) {
             rc = -1;
             continue;
         }
@@ -109,8 +117,8 @@ zqd_fatal_report_install (void)
         memset (&action, 0, sizeof action);
         action.sa_handler = s_report;
         sigemptyset (&action.sa_mask);
-        action.sa_flags = SA_RESETHAND | SA_NODEFER;
-        if (sigaction (s_fatal_signals[i], &action, NULL) == -1)
+        action.sa_flags = SA_NODEFER;
+        if (sigaction (s_fatal[i].signum, &action, NULL) == -1)
             rc = -1;
     }
     return rc;

@@ -14,11 +14,14 @@
 //  For SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT (glibc's own checks of
 //  the heap abort): a handler that writes one line "zqd: fatal signal N
 //  (NAME), stack of the thread that took it:" and the frames (one per
-//  line, library(+offset) [address], for addr2line) to stderr, then
-//  raises the signal again with its default action. A signal another
-//  component already handles (a sanitizer's runtime) is left to it. Call
-//  once, before the threads start. Returns 0, or -1 with errno if a
-//  handler could not be set (those set stay).
+//  line, as backtrace_symbols_fd writes them) to stderr, then raises the
+//  signal again with its default action. A report that takes more than
+//  5 s (a lock the dying thread holds) is ended by SIGALRM. A thread that
+//  overflowed its stack dies without a report (the handler has no stack
+//  of its own to run on). A signal another component already handles (a
+//  sanitizer's runtime) is left to it. Call once, before the threads
+//  start. Returns 0, or -1 with errno if a handler could not be set (those
+//  set stay).
 int zqd_fatal_report_install (void);
 
 #endif
