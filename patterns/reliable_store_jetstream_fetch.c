@@ -276,6 +276,18 @@ zqi_js_fetcher (void *arg)
                 queue->failed_at = zqi_clock_mono (self->config.clock);
             continue;
         }
+        //  libnats 3.4's fetch stops at count == its batch less the
+        //  messages it first took from those already pending, re-read on
+        //  every message: with more than half the batch pending (late
+        //  answers to earlier pull requests, many after a reconnect), the
+        //  count passes that mark, never meets it, and writes past the
+        //  array of batch messages until the wait ends (heap damage). One
+        //  message at a time while any is pending keeps the two apart:
+        //  it takes one pending message (and sends no request), or none
+        //  and asks for one.
+        int pending = 0;
+        if (natsSubscription_GetPending (sub, &pending, NULL) != NATS_OK || pending > 0)
+            batch = 1;
         natsMsgList list = {0};
         natsStatus status = natsSubscription_Fetch (&list, sub, batch, ZQI_JS_FETCH_WAIT_MS, NULL);
         if (status == NATS_OK)

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "../patterns/reliable_store.h"
+#include "../patterns/reliable_store_jetstream.h"
 #include "zq.h"
 #include <nats/nats.h>
 #include "nats_helpers.h"
@@ -493,6 +494,68 @@ test_a_consumer_not_bound_is_logged (void **state)
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
+//  Messages already waiting in the store's pull subscription (here: 200
+//  answers to a pull request sent behind the store's back, as late answers
+//  come after a reconnect) are taken one fetch of one at a time (libnats
+//  3.4's fetch could write past its array with more than half its batch
+//  waiting; this run does not reach that case), then full fetches again:
+//  every message is delivered once.
+static void
+test_fetch_with_many_pending (void **state)
+{
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    s_put_all (store, "burst", 1000, 300);
+    //  A first want binds the consumer (and takes one message).
+    assert_int_equal (zqi_store_jetstream.want (store, "burst", 1), 0);
+    zqi_store_delivery_t *got[300] = {0};
+    assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
+    zqi_js_store_t *js_store = (zqi_js_store_t *)store;
+    pthread_mutex_lock (&js_store->lock);
+    zqi_js_queue_t *queue = (zqi_js_queue_t *)zhashx_lookup (js_store->queues, "burst");
+    natsSubscription *sub = queue ? queue->sub : NULL;
+    pthread_mutex_unlock (&js_store->lock);
+    assert_non_null (sub);
+    //  200 messages into the subscription, while the store has no credit.
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    natsConnection *connection = NULL;
+    jsCtx *js = NULL;
+    s_js_connect ("burst", stream, &connection, &js);
+    const char *inbox = natsSubscription_GetSubject (sub);
+    assert_non_null (inbox);
+    char next[ZQI_STORE_NAME_MAX + 64];
+    snprintf (next, sizeof next, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, ZQI_JS_DURABLE);
+    const char *request = "{\"batch\":200,\"expires\":5000000000}";
+    assert_int_equal (natsConnection_PublishRequestString (connection, next, inbox, request),
+                      NATS_OK);
+    int pending = 0;
+    int64_t until = s_now_ms () + WAIT_MS;
+    while (pending < 200 && s_now_ms () < until) {
+        assert_int_equal (natsSubscription_GetPending (sub, &pending, NULL), NATS_OK);
+        poll (NULL, 0, 10);
+    }
+    assert_int_equal (pending, 200);
+    //  Credit for the rest: 200 waiting, 99 to ask for.
+    assert_int_equal (zqi_store_jetstream.want (store, "burst", ZQI_STORE_FETCH_MAX), 0);
+    size_t count = 1 + s_collect (store, NULL, got + 1, ZQI_STORE_FETCH_MAX, WAIT_MS);
+    assert_int_equal (zqi_store_jetstream.want (store, "burst", 300), 0);
+    count += s_collect (store, NULL, got + count, 300 - count, WAIT_MS);
+    assert_int_equal (count, 300);
+    bool seen[300] = {false};
+    for (size_t i = 0; i < count; i++) {
+        uint32_t n;
+        memcpy (&n, got[i]->id, sizeof n);
+        assert_in_range (n, 1000, 1299);
+        assert_false (seen[n - 1000]);
+        seen[n - 1000] = true;
+        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
+        zqi_store_jetstream.delivery_destroy (&got[i]);
+    }
+    jsCtx_Destroy (js);
+    natsConnection_Destroy (connection);
+    zqi_store_jetstream.destroy (&store);
+}
+
 //  A store closed while a PubAck callback runs (on libnats' thread, past
 //  the close's wait for the puts in flight) is freed only once that
 //  callback returned, which writes to the store.
@@ -539,6 +602,7 @@ main (void)
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
         cmocka_unit_test (test_close_waits_for_a_running_callback),
+        cmocka_unit_test (test_fetch_with_many_pending),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.
