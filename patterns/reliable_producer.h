@@ -122,6 +122,9 @@ struct _zqi_r_producer_t {
     //  the queue's life), and whether one was sent.
     size_t batch_max_bytes;
     bool batch_sent;
+    //  The last batch found no room in the socket (EAGAIN): the next one
+    //  is built only once libzmq says there is room (ZMQ_EVENTS).
+    bool batch_blocked;
     zqi_buf_t buf;
 };
 

@@ -145,6 +145,17 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
 {
     uint8_t put_frame[ZQI_R_BARE_SIZE];
     size_t put_frame_size = zqi_r_bare_command (put_frame, ZQI_R_PUT);
+    void *handle = self->common.handle;
+    if (self->batch_blocked) {
+        //  The last batch found no room: ask before copying another.
+        int events = 0;
+        size_t events_size = sizeof events;
+        if (zmq_getsockopt (handle, ZMQ_EVENTS, &events, &events_size))
+            return -1;
+        if (!(events & ZMQ_POLLOUT))
+            return zqi_fail (EAGAIN);
+        self->batch_blocked = false;
+    }
     zqi_batch_t batch;
     memset (&batch, 0, sizeof batch);
     for (uint32_t i = 0; i < count; i++) {
@@ -161,11 +172,11 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
         zqi_batch_discard (&batch);
         return 0;
     }
-    void *handle = self->common.handle;
     if (zmq_send (handle, put_frame, put_frame_size, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
         zqi_batch_send (&batch, handle, ZMQ_DONTWAIT)) {
         int saved = errno;
         zqi_batch_discard (&batch);
+        self->batch_blocked = saved == EAGAIN;
         return zqi_fail (saved);
     }
     self->batch_sent = true;

@@ -7,7 +7,9 @@
     goes from the received frame into the spool's batch with one copy, and
     each DELIVER is built with one copy whatever its attempt; a record
     just written is delivered without reading it back from its segment; a
-    producer copies a message once, into the frame it sends.
+    producer copies a message once, into the frame it sends, and a
+    producer whose socket has no room does not copy what waits again and
+    again into batch frames that cannot go.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -177,12 +179,47 @@ test_resend_and_redelivery (void **state)
     fixture_stop (&fixture);
 }
 
+//  A producer whose socket has no room (its server, a plain ROUTER, reads
+//  nothing) copies each message it takes once, into its outbox, and once
+//  more at most into a batch frame that found no room: it builds no
+//  further batch until libzmq has room again, however many posts come.
+static void
+test_no_room_no_batch_copies (void **state)
+{
+    (void)state;
+    char spec[128];
+    bind_spec ("inproc", spec, sizeof spec);
+    zsock_t *silent = zsock_new (ZMQ_ROUTER);
+    assert_non_null (silent);
+    zsock_set_rcvhwm (silent, 1);
+    assert_int_equal (zsock_bind (silent, "%s", spec + 1), 0);
+    spec[0] = '>';
+    zq_options_t *options = options_of ("max_in_flight", "2000", "sndhwm", "1", NULL);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, options);
+    zq_options_destroy (&options);
+    assert_non_null (producer);
+    uint64_t counts[ZQI_COUNT_KINDS];
+    zqi_counts_take (counts);
+    //  Past the send window (1000): each post makes the producer try to
+    //  send what waits.
+    const uint64_t messages = 1500;
+    for (uint64_t n = 0; n < messages; n++) {
+        zq_msg_t *msg = numbered ("orders", (int64_t)n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    take_counts (counts, "posts into a socket with no room", messages);
+    assert_in_range (counts[ZQI_COUNT_PRODUCER_COPIES], messages, 2 * messages);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&silent);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_put_deliver_ack),
         cmocka_unit_test (test_resend_and_redelivery),
+        cmocka_unit_test (test_no_room_no_batch_copies),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
