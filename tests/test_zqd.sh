@@ -158,6 +158,12 @@ grep -q "no queue 'nothing'" "$work/err" || fail "stat of a missing queue: $(cat
 stop
 grep -q "stopping on" "$work/again.err" 2>/dev/null || grep -q "stopping on" "$work/main.err" \
     || fail "no stop line in the log"
+#  A clean stop of a zqd without JetStream says nothing about libnats.
+for err in "$work/main.err" "$work/again.err"; do
+    if [ -f "$err" ] && grep -q "libnats" "$err"; then
+        fail "a zqd without JetStream logged libnats at its stop: $(grep libnats "$err")"
+    fi
+done
 
 #  ---- A config file with a stream and a forward -----------------------------
 cat > "$work/zqd.cfg" <<EOF
