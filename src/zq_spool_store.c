@@ -430,11 +430,13 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
     size_t first = zqi_ranges_per_record (self) - 1;
     if (first > acked->count)
         first = acked->count;
+    //  (No ranges yet, as in a new spool: items is NULL, and NULL + 0 is
+    //  undefined in C.)
+    const zqi_range_t *rest = first < acked->count ? acked->items + first : NULL;
     if (zqi_ranges_put (&payload, acked->items, first) ||
         zqi_record_put (&buf, self->salt, ZQI_REC_CHECKPOINT, last_seq, base_lsn, payload.data,
                         payload.size) ||
-        zqi_ack_records_put (self, &buf, &payload, acked->items + first, acked->count - first,
-                             last_seq, base_lsn))
+        zqi_ack_records_put (self, &buf, &payload, rest, acked->count - first, last_seq, base_lsn))
         goto fail;
     segment->body_start = buf.size;
 
