@@ -25,7 +25,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#include "zq.h"
+#include "fuzz_frames.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,22 +107,7 @@ s_setup (void)
 static void
 s_drain (void)
 {
-    void *handle = zsock_resolve (s_server);
-    for (int message = 0; message < 100000; message++) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&frame);
-            break;
-        }
-        while (zmq_msg_more (&frame)) {
-            zmq_msg_close (&frame);
-            zmq_msg_init (&frame);
-            if (zmq_msg_recv (&frame, handle, 0) < 0)
-                break;
-        }
-        zmq_msg_close (&frame);
-    }
+    fuzz_drop_messages (zsock_resolve (s_server), NULL);
 }
 
 //  Posts the messages with known ids that are not in the outbox already
@@ -188,28 +173,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_drain ();
 
     void *server = zsock_resolve (s_server);
-    size_t frames = 0;
     bool message_start = true;
-    while (size >= 2 && frames < S_MAX_FRAMES) {
-        bool pause = (data[0] & 0x40) != 0;
-        bool last = pause || (data[0] & 0x80) != 0;
-        bool to_consumer = (data[0] & 0x20) != 0;
-        size_t length = (size_t)(data[0] & 0x1f) << 8 | data[1];
-        data += 2;
-        size -= 2;
-        if (length > size)
-            length = size;
-        bool ends = last || size - length < 2 || frames + 1 == S_MAX_FRAMES;
+    fuzz_frame_t frame;
+    for (size_t frames = 0; fuzz_next_frame (&data, &size, 13, frames, S_MAX_FRAMES, &frame);
+         frames++) {
         if (message_start) {
-            const char *route = to_consumer ? s_consumer_id : s_producer_id;
+            //  Bit 13 of a message's first word: to the consumer.
+            const char *route = frame.bits & 1 ? s_consumer_id : s_producer_id;
             zmq_send (server, route, strlen (route), ZMQ_DONTWAIT | ZMQ_SNDMORE);
         }
-        zmq_send (server, data, length, ZMQ_DONTWAIT | (ends ? 0 : ZMQ_SNDMORE));
-        message_start = ends;
-        data += length;
-        size -= length;
-        frames++;
-        if (pause)
+        zmq_send (server, frame.data, frame.size, ZMQ_DONTWAIT | (frame.ends ? 0 : ZMQ_SNDMORE));
+        message_start = frame.ends;
+        if (frame.pause)
             s_work ();
     }
     s_work ();

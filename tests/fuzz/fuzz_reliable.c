@@ -21,7 +21,7 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
-#include "zq.h"
+#include "fuzz_frames.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,33 +88,19 @@ s_setup (void)
     }
 }
 
+//  A PONG's command frame: [1, 11, instance, flags].
+static bool
+s_is_pong (const uint8_t *data, size_t size)
+{
+    return size >= 3 && data[0] == 0x94 && data[1] == 0x01 && data[2] == 0x0b;
+}
+
 //  Reads and drops every message waiting on sock; returns true if one of
 //  them was a PONG.
 static bool
 s_drain (zsock_t *sock)
 {
-    bool pong = false;
-    void *handle = zsock_resolve (sock);
-    for (int message = 0; message < 100000; message++) {
-        zmq_msg_t frame;
-        zmq_msg_init (&frame);
-        if (zmq_msg_recv (&frame, handle, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close (&frame);
-            break;
-        }
-        const uint8_t *bytes = zmq_msg_data (&frame);
-        //  A PONG's command frame: [1, 11, instance, flags].
-        if (zmq_msg_size (&frame) >= 3 && bytes[0] == 0x94 && bytes[1] == 0x01 && bytes[2] == 0x0b)
-            pong = true;
-        while (zmq_msg_more (&frame)) {
-            zmq_msg_close (&frame);
-            zmq_msg_init (&frame);
-            if (zmq_msg_recv (&frame, handle, 0) < 0)
-                break;
-        }
-        zmq_msg_close (&frame);
-    }
-    return pong;
+    return fuzz_drop_messages (zsock_resolve (sock), s_is_pong);
 }
 
 static bool
@@ -145,21 +131,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_setup ();
 
     void *client = zsock_resolve (s_client);
-    size_t frames = 0;
-    while (size >= 2 && frames < S_MAX_FRAMES) {
-        bool pause = (data[0] & 0x40) != 0;
-        bool last = pause || (data[0] & 0x80) != 0;
-        size_t length = (size_t)(data[0] & 0x3f) << 8 | data[1];
-        data += 2;
-        size -= 2;
-        if (length > size)
-            length = size;
-        bool ends = last || size - length < 2 || frames + 1 == S_MAX_FRAMES;
-        zmq_send (client, data, length, ZMQ_DONTWAIT | (ends ? 0 : ZMQ_SNDMORE));
-        data += length;
-        size -= length;
-        frames++;
-        if (pause)
+    fuzz_frame_t frame;
+    for (size_t frames = 0; fuzz_next_frame (&data, &size, 14, frames, S_MAX_FRAMES, &frame);
+         frames++) {
+        zmq_send (client, frame.data, frame.size, ZMQ_DONTWAIT | (frame.ends ? 0 : ZMQ_SNDMORE));
+        if (frame.pause)
             s_work_until_idle ();
     }
     zmq_send (client, s_leave, sizeof s_leave, ZMQ_DONTWAIT);
