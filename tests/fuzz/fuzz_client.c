@@ -26,14 +26,7 @@
     =========================================================================
 */
 #include "fuzz_frames.h"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-//  Frames one input may send; the rest of the input is ignored.
-#define S_MAX_FRAMES 64
 //  Inputs served by one server stand-in and its clients before all three
 //  are made afresh.
 #define S_RUNS_PER_SETUP 2000
@@ -175,7 +168,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     void *server = zsock_resolve (s_server);
     bool message_start = true;
     fuzz_frame_t frame;
-    for (size_t frames = 0; fuzz_next_frame (&data, &size, 13, frames, S_MAX_FRAMES, &frame);
+    for (size_t frames = 0; fuzz_next_frame (&data, &size, 13, frames, FUZZ_MAX_FRAMES, &frame);
          frames++) {
         if (message_start) {
             //  Bit 13 of a message's first word: to the consumer.

@@ -22,14 +22,7 @@
     =========================================================================
 */
 #include "fuzz_frames.h"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
-
-//  Frames one input may send; the rest of the input is ignored.
-#define S_MAX_FRAMES 64
 //  Inputs served by one server before it is made afresh.
 #define S_RUNS_PER_SERVER 5000
 //  How long the server may take to answer the probe's PING.
@@ -132,7 +125,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 
     void *client = zsock_resolve (s_client);
     fuzz_frame_t frame;
-    for (size_t frames = 0; fuzz_next_frame (&data, &size, 14, frames, S_MAX_FRAMES, &frame);
+    for (size_t frames = 0; fuzz_next_frame (&data, &size, 14, frames, FUZZ_MAX_FRAMES, &frame);
          frames++) {
         zmq_send (client, frame.data, frame.size, ZMQ_DONTWAIT | (frame.ends ? 0 : ZMQ_SNDMORE));
         if (frame.pause)
