@@ -139,7 +139,8 @@ zqi_rp_answered (zqi_r_producer_t *self, const uint8_t *id)
 //  Memory outbox, one server: sends the first of the records waiting (at
 //  most count, 2 or more) as one PUT batch, as many as fit in batch_max_bytes; each
 //  is tracked as a PUT of its own. Returns how many went (0: fewer than
-//  two fit, nothing sent), or -1 with errno (EAGAIN: no room now).
+//  two fit, nothing sent), or -1 with errno (EAGAIN: no room now; after
+//  a batch found none, also until ZMQ_EVENTS shows room, copying nothing).
 static int
 s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
 {

@@ -200,8 +200,9 @@ test_no_room_no_batch_copies (void **state)
     assert_non_null (producer);
     uint64_t counts[ZQI_COUNT_KINDS];
     zqi_counts_take (counts);
-    //  Past the send window (1000): each post makes the producer try to
-    //  send what waits.
+    //  The socket is full after two messages (its sndhwm and the
+    //  ROUTER's rcvhwm); each post after makes the producer try to send
+    //  what waits.
     const uint64_t messages = 1500;
     for (uint64_t n = 0; n < messages; n++) {
         zq_msg_t *msg = numbered ("orders", (int64_t)n);

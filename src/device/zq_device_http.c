@@ -112,8 +112,11 @@ struct _zqi_http_t {
     zqi_log_limit_t log_limit; //  on the device's (start, stop)
 };
 
-//  libmicrohttpd's logger: format is its own printf format.
-__attribute__ ((format (printf, 2, 0))) static void
+//  libmicrohttpd's logger (format and args are a vprintf's).
+static void s_mhd_log (void *arg, const char *format, va_list args)
+    __attribute__ ((format (printf, 2, 0)));
+
+static void
 s_mhd_log (void *arg, const char *format, va_list args)
 {
     zqi_http_t *self = (zqi_http_t *)arg;

@@ -5,8 +5,9 @@
     consumer embedded in a host program must not crash it.
 
     A raw ROUTER stands where the server stands, bound on inproc; a zq
-    reliable producer (identity "P") and consumer (identity "C", subscribed
-    to "q") are connected to it and kept across inputs. Before each input
+    reliable producer (identity "P" and a number) and consumer ("C" and
+    the same number, subscribed to "q") are connected to it and kept
+    across inputs. Before each input
     the producer posts messages whose ids the seeds know (16 octets: 0x01,
     0x9a, 0xb0, three zeros, then the number 1 to 4 in 10 big-endian
     octets), so a CONFIRM or REFUSE of the input can name them.

@@ -7,12 +7,12 @@
 # messages with ids ident(1) to ident(4) (seed_reliable.py's ident).
 # Usage: seed_client.py DIR
 import os
-import struct
 import sys
 
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seed_reliable  # noqa: E402
 from seed_reliable import (CONFIRM, DELIVER, ERROR, PING, PONG, REFUSE,  # noqa: E402
                            command, envelope, ident)
 
@@ -20,18 +20,10 @@ BATCH_TAG = 0x5A42
 
 
 def message(*frames, consumer=False, pause=False):
-    """One message to the producer (or the consumer): its frames, the last
-    one marked as ending it (and, with pause, as letting the clients work)."""
-    out = b""
-    for index, frame in enumerate(frames):
-        assert len(frame) < 0x2000
-        word = len(frame)
-        if index == 0 and consumer:
-            word |= 0x2000
-        if index == len(frames) - 1:
-            word |= 0x4000 if pause else 0x8000
-        out += struct.pack(">H", word) + frame
-    return out
+    """One message to the producer (or, bit 13 of its first word, the
+    consumer), as seed_reliable.message writes one."""
+    assert all(len(frame) < 0x2000 for frame in frames)
+    return seed_reliable.message(*frames, pause=pause, first_bits=0x2000 if consumer else 0)
 
 
 def to_consumer(*frames, pause=True):

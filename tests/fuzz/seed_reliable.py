@@ -27,13 +27,16 @@ def envelope(queue, number, body="hello", attempt=0, headers=None, created=17641
     return header + msgpack.packb(body, use_bin_type=True)
 
 
-def message(*frames, pause=False):
+def message(*frames, pause=False, first_bits=0):
     """One message: its frames, the last one marked as ending it (and, with
-    pause, as letting the server work before the next message)."""
+    pause, as letting the server work before the next message); first_bits
+    go into the first frame's word (a target's own bits, above the length)."""
     out = b""
     for index, frame in enumerate(frames):
         ends = 0x4000 if pause else 0x8000
         word = len(frame) | (ends if index == len(frames) - 1 else 0)
+        if index == 0:
+            word |= first_bits
         out += struct.pack(">H", word) + frame
     return out
 
