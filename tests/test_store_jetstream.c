@@ -381,6 +381,19 @@ s_js_connect (const char *queue, char *stream, natsConnection **connection_p, js
     assert_int_equal (natsConnection_JetStream (js_p, *connection_p, NULL), NATS_OK);
 }
 
+//  Checks that delivery carries a number in [first, end) (s_id), acks it
+//  and destroys it; returns the number.
+static uint32_t
+s_ack_numbered (zqi_store_t *store, zqi_store_delivery_t **delivery_p, uint32_t first, uint32_t end)
+{
+    uint32_t n;
+    memcpy (&n, (*delivery_p)->id, sizeof n);
+    assert_in_range (n, first, end - 1);
+    assert_int_equal (zqi_store_jetstream.settle (store, *delivery_p, ZQI_STORE_ACK, 0), 0);
+    zqi_store_jetstream.delivery_destroy (delivery_p);
+    return n;
+}
+
 //  The store's consumer deleted behind its back (an operator, or a
 //  cluster that lost it): the store makes it again and delivery goes on.
 static void
@@ -410,13 +423,8 @@ test_a_deleted_consumer_is_made_again (void **state)
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.gone", 10), 0);
     size_t count = s_collect (store, NULL, got, 5, WAIT_MS);
     assert_int_equal (count, 5);
-    for (size_t i = 0; i < count; i++) {
-        uint32_t n;
-        memcpy (&n, got[i]->id, sizeof n);
-        assert_true (n >= 5 && n < 10);
-        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
-        zqi_store_jetstream.delivery_destroy (&got[i]);
-    }
+    for (size_t i = 0; i < count; i++)
+        s_ack_numbered (store, &got[i], 5, 10);
     zqi_store_jetstream.destroy (&store);
 }
 
@@ -543,13 +551,9 @@ test_fetch_with_many_pending (void **state)
     assert_int_equal (count, 300);
     bool seen[300] = {false};
     for (size_t i = 0; i < count; i++) {
-        uint32_t n;
-        memcpy (&n, got[i]->id, sizeof n);
-        assert_in_range (n, 1000, 1299);
+        uint32_t n = s_ack_numbered (store, &got[i], 1000, 1300);
         assert_false (seen[n - 1000]);
         seen[n - 1000] = true;
-        assert_int_equal (zqi_store_jetstream.settle (store, got[i], ZQI_STORE_ACK, 0), 0);
-        zqi_store_jetstream.delivery_destroy (&got[i]);
     }
     jsCtx_Destroy (js);
     natsConnection_Destroy (connection);
