@@ -190,20 +190,23 @@ zqi_record_put_parts (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64
     if (zqi_buf_reserve (buf, ZQI_REC_HEADER_SIZE + size))
         return -1;
     uint8_t *p = buf->data + buf->size;
-    p[8] = ZQI_REC_MAGIC0;
-    p[9] = ZQI_REC_MAGIC1;
-    p[10] = (uint8_t)type;
-    p[11] = 0;
-    zqi_store_le (p + 12, size, 4);
-    zqi_store_le (p + 16, seq, 8);
-    zqi_store_le (p + 24, claim, 8);
+    p[ZQI_REC_AT_MAGIC] = ZQI_REC_MAGIC0;
+    p[ZQI_REC_AT_MAGIC + 1] = ZQI_REC_MAGIC1;
+    p[ZQI_REC_AT_TYPE] = (uint8_t)type;
+    p[ZQI_REC_AT_TYPE + 1] = 0;
+    zqi_store_le (p + ZQI_REC_AT_LENGTH, size, 4);
+    zqi_store_le (p + ZQI_REC_AT_SEQ, seq, 8);
+    zqi_store_le (p + ZQI_REC_AT_CLAIM, claim, 8);
     uint8_t *into = p + ZQI_REC_HEADER_SIZE;
     for (size_t i = 0; i < count; i++)
         if (sizes[i]) {
             memcpy (into, parts[i], sizes[i]);
             into += sizes[i];
         }
-    zqi_store_le (p, XXH3_64bits_withSeed (p + 8, ZQI_REC_HEADER_SIZE - 8 + size, salt), 8);
+    zqi_store_le (p + ZQI_REC_AT_CHECK,
+                  XXH3_64bits_withSeed (p + ZQI_REC_AT_MAGIC,
+                                        ZQI_REC_HEADER_SIZE - ZQI_REC_AT_MAGIC + size, salt),
+                  8);
     buf->size += ZQI_REC_HEADER_SIZE + size;
     return 0;
 }
@@ -216,12 +219,13 @@ zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max
         *need_p = ZQI_REC_HEADER_SIZE;
         return 0;
     }
-    if (data[8] != ZQI_REC_MAGIC0 || data[9] != ZQI_REC_MAGIC1 || data[11] != 0)
+    if (data[ZQI_REC_AT_MAGIC] != ZQI_REC_MAGIC0 || data[ZQI_REC_AT_MAGIC + 1] != ZQI_REC_MAGIC1 ||
+        data[ZQI_REC_AT_TYPE + 1] != 0)
         return -1;
-    rec->type = data[10];
+    rec->type = data[ZQI_REC_AT_TYPE];
     if (rec->type < ZQI_REC_MESSAGE || rec->type > ZQI_REC_SEAL)
         return -1;
-    rec->length = (uint32_t)zqi_load_le (data + 12, 4);
+    rec->length = (uint32_t)zqi_load_le (data + ZQI_REC_AT_LENGTH, 4);
     //  Control records are never larger than a message may be plus their
     //  own fixed part (writers split them to stay within it); anything
     //  larger is damage, not a reason to allocate.
@@ -231,11 +235,12 @@ zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max
         *need_p = ZQI_REC_HEADER_SIZE + (size_t)rec->length;
         return 0;
     }
-    rec->checksum = zqi_load_le (data, 8);
-    rec->seq = zqi_load_le (data + 16, 8);
-    rec->claim = zqi_load_le (data + 24, 8);
-    if (XXH3_64bits_withSeed (data + 8, ZQI_REC_HEADER_SIZE - 8 + rec->length, salt) !=
-        rec->checksum)
+    rec->checksum = zqi_load_le (data + ZQI_REC_AT_CHECK, 8);
+    rec->seq = zqi_load_le (data + ZQI_REC_AT_SEQ, 8);
+    rec->claim = zqi_load_le (data + ZQI_REC_AT_CLAIM, 8);
+    if (XXH3_64bits_withSeed (data + ZQI_REC_AT_MAGIC,
+                              ZQI_REC_HEADER_SIZE - ZQI_REC_AT_MAGIC + rec->length,
+                              salt) != rec->checksum)
         return -1;
     return 1;
 }

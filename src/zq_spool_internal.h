@@ -18,11 +18,45 @@
 //  ---- On-disk format (doc/SPOOL.md) -------------------------------------
 #define ZQI_SEG_MAGIC       "ZQSPOOL" //  8 bytes with its NUL
 #define ZQI_SEG_HEADER_SIZE 64
+//  Where each field of a segment header lies (its size: up to the next).
+enum {
+    ZQI_SEG_AT_MAGIC = 0,        //  8: ZQI_SEG_MAGIC
+    ZQI_SEG_AT_VERSION = 8,      //  4: ZQ_SPOOL_FORMAT_VERSION
+    ZQI_SEG_AT_HEADER_SIZE = 12, //  4: ZQI_SEG_HEADER_SIZE
+    ZQI_SEG_AT_ID = 16,          //  8: the segment's id (its file name)
+    ZQI_SEG_AT_FIRST_SEQ = 24,   //  8
+    ZQI_SEG_AT_BASE_LSN = 32,    //  8
+    ZQI_SEG_AT_SALT = 40,        //  8
+    ZQI_SEG_AT_CREATED = 48,     //  8: ms since the Unix epoch
+    ZQI_SEG_AT_CHECK = 56        //  8: XXH3-64 of the bytes before it
+};
 #define ZQI_REC_HEADER_SIZE 32
 #define ZQI_REC_MAGIC0      0x7a //  'z'
 #define ZQI_REC_MAGIC1      0x72 //  'r'
-#define ZQI_SEAL_PAYLOAD    32
-#define ZQI_SEAL_SIZE       (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
+//  Where each field of a record header lies.
+enum {
+    ZQI_REC_AT_CHECK = 0,   //  8: XXH3-64 (salt) of the record past it
+    ZQI_REC_AT_MAGIC = 8,   //  2: ZQI_REC_MAGIC0, ZQI_REC_MAGIC1
+    ZQI_REC_AT_TYPE = 10,   //  1, then 1 reserved (0)
+    ZQI_REC_AT_LENGTH = 12, //  4: the payload's
+    ZQI_REC_AT_SEQ = 16,    //  8
+    ZQI_REC_AT_CLAIM = 24   //  8
+};
+//  A checkpoint's payload: its head, then ranges as in an ack record.
+enum {
+    ZQI_CHECKPOINT_AT_FLOOR = 0,    //  8: every seq below it is acked
+    ZQI_CHECKPOINT_AT_LAST_SEQ = 8, //  8
+    ZQI_CHECKPOINT_HEAD = 16
+};
+#define ZQI_SEAL_PAYLOAD 32
+//  Where each field of a seal's payload lies (8 octets each).
+enum {
+    ZQI_SEAL_AT_FIRST_SEQ = 0,
+    ZQI_SEAL_AT_LAST_SEQ = 8,
+    ZQI_SEAL_AT_COUNT = 16, //  messages: last - first + 1
+    ZQI_SEAL_AT_OFFSET = 24 //  of the seal record in its file
+};
+#define ZQI_SEAL_SIZE (ZQI_REC_HEADER_SIZE + ZQI_SEAL_PAYLOAD)
 //  A segment's file name, from its id (a printf format taking a uint64_t).
 #define ZQI_SEG_NAME "%016" PRIx64 ".zqs"
 //  Zeros written past the newest segment's records at a time: a commit

@@ -173,9 +173,11 @@ s_segment_open (zq_spool_t *self, zqi_segment_t *segment, bool writable)
 static int
 s_seal_parse (const uint8_t *p, const zqi_segment_t *segment, uint64_t offset, uint64_t *last_seq_p)
 {
-    uint64_t first_seq = zqi_load_le (p, 8), last_seq = zqi_load_le (p + 8, 8);
+    uint64_t first_seq = zqi_load_le (p + ZQI_SEAL_AT_FIRST_SEQ, 8);
+    uint64_t last_seq = zqi_load_le (p + ZQI_SEAL_AT_LAST_SEQ, 8);
     if (first_seq != segment->first_seq || last_seq + 1 < first_seq ||
-        zqi_load_le (p + 16, 8) != last_seq + 1 - first_seq || zqi_load_le (p + 24, 8) != offset)
+        zqi_load_le (p + ZQI_SEAL_AT_COUNT, 8) != last_seq + 1 - first_seq ||
+        zqi_load_le (p + ZQI_SEAL_AT_OFFSET, 8) != offset)
         return zqi_fail (ZQ_ECORRUPT);
     *last_seq_p = last_seq;
     return 0;
@@ -310,7 +312,8 @@ s_damage_is_durable (zq_spool_t *self, zqi_window_t *window, zqi_segment_t *segm
         size_t need = ZQI_REC_HEADER_SIZE;
         int valid = zqi_record_parse (p, ZQI_REC_HEADER_SIZE, self->salt,
                                       self->config.max_record_bytes, &rec, &need);
-        if (valid < 0 || zqi_load_le (p + 24, 8) <= bad_lsn || offset + need > segment->end)
+        if (valid < 0 || zqi_load_le (p + ZQI_REC_AT_CLAIM, 8) <= bad_lsn ||
+            offset + need > segment->end)
             continue;
         if (valid == 0) {
             p = zqi_window_get (self, window, segment, offset, need, segment->end);
@@ -466,14 +469,15 @@ s_scan_tail (zq_spool_t *self, zqi_segment_t *segment)
             self->seq_hint = rec.seq;
         switch (rec.type) {
             case ZQI_REC_CHECKPOINT: {
-                if (rec.length < 16) {
+                if (rec.length < ZQI_CHECKPOINT_HEAD) {
                     rc = zqi_fail (ZQ_ECORRUPT);
                     goto done;
                 }
-                uint64_t floor = zqi_load_le (payload, 8);
+                uint64_t floor = zqi_load_le (payload + ZQI_CHECKPOINT_AT_FLOOR, 8);
                 if (floor > self->ack_floor)
                     zqi_spool_ack_range (self, self->ack_floor, floor);
-                if (zqi_spool_ranges_apply (self, payload + 16, rec.length - 16)) {
+                if (zqi_spool_ranges_apply (self, payload + ZQI_CHECKPOINT_HEAD,
+                                            rec.length - ZQI_CHECKPOINT_HEAD)) {
                     rc = -1;
                     goto done;
                 }

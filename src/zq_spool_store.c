@@ -286,15 +286,15 @@ static void
 s_header_put (uint8_t *p, uint64_t id, uint64_t first_seq, uint64_t base_lsn, uint64_t salt)
 {
     memset (p, 0, ZQI_SEG_HEADER_SIZE);
-    memcpy (p, ZQI_SEG_MAGIC, 8);
-    zqi_store_le (p + 8, ZQ_SPOOL_FORMAT_VERSION, 4);
-    zqi_store_le (p + 12, ZQI_SEG_HEADER_SIZE, 4);
-    zqi_store_le (p + 16, id, 8);
-    zqi_store_le (p + 24, first_seq, 8);
-    zqi_store_le (p + 32, base_lsn, 8);
-    zqi_store_le (p + 40, salt, 8);
-    zqi_store_le (p + 48, (uint64_t)zclock_time (), 8);
-    zqi_store_le (p + 56, XXH3_64bits (p, 56), 8);
+    memcpy (p + ZQI_SEG_AT_MAGIC, ZQI_SEG_MAGIC, 8);
+    zqi_store_le (p + ZQI_SEG_AT_VERSION, ZQ_SPOOL_FORMAT_VERSION, 4);
+    zqi_store_le (p + ZQI_SEG_AT_HEADER_SIZE, ZQI_SEG_HEADER_SIZE, 4);
+    zqi_store_le (p + ZQI_SEG_AT_ID, id, 8);
+    zqi_store_le (p + ZQI_SEG_AT_FIRST_SEQ, first_seq, 8);
+    zqi_store_le (p + ZQI_SEG_AT_BASE_LSN, base_lsn, 8);
+    zqi_store_le (p + ZQI_SEG_AT_SALT, salt, 8);
+    zqi_store_le (p + ZQI_SEG_AT_CREATED, (uint64_t)zclock_time (), 8);
+    zqi_store_le (p + ZQI_SEG_AT_CHECK, XXH3_64bits (p, ZQI_SEG_AT_CHECK), 8);
 }
 
 //  Checks a segment header; returns 0, or -1 with errno ZQ_ECORRUPT (or
@@ -303,15 +303,16 @@ int
 zqi_spool_header_parse (const uint8_t *p, uint64_t *id_p, uint64_t *first_seq_p,
                         uint64_t *base_lsn_p, uint64_t *salt_p)
 {
-    if (memcmp (p, ZQI_SEG_MAGIC, 8) || zqi_load_le (p + 56, 8) != XXH3_64bits (p, 56))
+    if (memcmp (p + ZQI_SEG_AT_MAGIC, ZQI_SEG_MAGIC, 8) ||
+        zqi_load_le (p + ZQI_SEG_AT_CHECK, 8) != XXH3_64bits (p, ZQI_SEG_AT_CHECK))
         return zqi_fail (ZQ_ECORRUPT);
-    if (zqi_load_le (p + 8, 4) != ZQ_SPOOL_FORMAT_VERSION ||
-        zqi_load_le (p + 12, 4) != ZQI_SEG_HEADER_SIZE)
+    if (zqi_load_le (p + ZQI_SEG_AT_VERSION, 4) != ZQ_SPOOL_FORMAT_VERSION ||
+        zqi_load_le (p + ZQI_SEG_AT_HEADER_SIZE, 4) != ZQI_SEG_HEADER_SIZE)
         return zqi_fail (ZQ_EVERSION);
-    *id_p = zqi_load_le (p + 16, 8);
-    *first_seq_p = zqi_load_le (p + 24, 8);
-    *base_lsn_p = zqi_load_le (p + 32, 8);
-    *salt_p = zqi_load_le (p + 40, 8);
+    *id_p = zqi_load_le (p + ZQI_SEG_AT_ID, 8);
+    *first_seq_p = zqi_load_le (p + ZQI_SEG_AT_FIRST_SEQ, 8);
+    *base_lsn_p = zqi_load_le (p + ZQI_SEG_AT_BASE_LSN, 8);
+    *salt_p = zqi_load_le (p + ZQI_SEG_AT_SALT, 8);
     return 0;
 }
 
@@ -422,11 +423,11 @@ zqi_segment_create (zq_spool_t *self, uint64_t first_seq, uint64_t base_lsn,
     //  as many ranges as one record may; ack records right after it hold
     //  the rest. They are all synced before the file gets its name, so
     //  they are found together or not at all.
-    if (zqi_buf_reserve (&payload, 16))
+    if (zqi_buf_reserve (&payload, ZQI_CHECKPOINT_HEAD))
         goto fail;
-    zqi_store_le (payload.data, ack_floor, 8);
-    zqi_store_le (payload.data + 8, last_seq, 8);
-    payload.size = 16;
+    zqi_store_le (payload.data + ZQI_CHECKPOINT_AT_FLOOR, ack_floor, 8);
+    zqi_store_le (payload.data + ZQI_CHECKPOINT_AT_LAST_SEQ, last_seq, 8);
+    payload.size = ZQI_CHECKPOINT_HEAD;
     size_t first = zqi_ranges_per_record (self) - 1;
     if (first > acked->count)
         first = acked->count;
@@ -530,10 +531,10 @@ int
 zqi_segment_seal (zq_spool_t *self, zqi_segment_t *segment)
 {
     uint8_t payload[ZQI_SEAL_PAYLOAD];
-    zqi_store_le (payload, segment->first_seq, 8);
-    zqi_store_le (payload + 8, segment->last_seq, 8);
-    zqi_store_le (payload + 16, segment->last_seq + 1 - segment->first_seq, 8);
-    zqi_store_le (payload + 24, segment->end, 8);
+    zqi_store_le (payload + ZQI_SEAL_AT_FIRST_SEQ, segment->first_seq, 8);
+    zqi_store_le (payload + ZQI_SEAL_AT_LAST_SEQ, segment->last_seq, 8);
+    zqi_store_le (payload + ZQI_SEAL_AT_COUNT, segment->last_seq + 1 - segment->first_seq, 8);
+    zqi_store_le (payload + ZQI_SEAL_AT_OFFSET, segment->end, 8);
     uint8_t record[ZQI_SEAL_SIZE];
     zqi_buf_t buf = {record, 0, sizeof record};
     //  Its claim is what was synced before it: the seal and the records
