@@ -1,6 +1,8 @@
 /*  =========================================================================
     replay_main - runs a fuzz target over files, as an ordinary program: each
-    argument is a file or a directory of files, each file one input. Exits
+    argument is a file or a directory of files, each file one input, a
+    directory's in name order (so that a failure that depends on the inputs
+    before it comes back the same on every machine). Exits
     non-zero if an argument cannot be read or no input was found; an input
     that takes over two minutes ends the program by SIGALRM.
 
@@ -82,24 +84,26 @@ main (int argc, char *argv[])
             replayed++;
             continue;
         }
-        DIR *dir = opendir (argv[arg]);
-        if (!dir) {
+        struct dirent **entries = NULL;
+        int count = scandir (argv[arg], &entries, NULL, alphasort);
+        if (count < 0) {
             perror (argv[arg]);
             return 1;
         }
-        struct dirent *entry;
-        while ((entry = readdir (dir))) {
-            if (entry->d_name[0] == '.')
-                continue;
-            char path[4096];
-            snprintf (path, sizeof path, "%s/%s", argv[arg], entry->d_name);
-            if (s_replay_file (path) != 0) {
-                closedir (dir);
-                return 1;
+        int failed = 0;
+        for (int index = 0; index < count; index++) {
+            const char *name = entries[index]->d_name;
+            if (!failed && name[0] != '.') {
+                char path[4096];
+                snprintf (path, sizeof path, "%s/%s", argv[arg], name);
+                failed = s_replay_file (path);
+                replayed += !failed;
             }
-            replayed++;
+            free (entries[index]);
         }
-        closedir (dir);
+        free (entries);
+        if (failed)
+            return 1;
     }
     printf ("replayed %zu inputs\n", replayed);
     return replayed > 0 ? 0 : 1;
