@@ -212,8 +212,8 @@ const zq_pattern_t zqi_pattern_pipeline = {
     .state_size = sizeof (s_pipeline_t),
     .roles =
         {
-            [ZQ_PRODUCER] = {ZMQ_PUSH, false},
-            [ZQ_CONSUMER] = {ZMQ_PULL, true},
+            [ZQ_PRODUCER] = {.socket_type = ZMQ_PUSH, .binds_by_default = false},
+            [ZQ_CONSUMER] = {.socket_type = ZMQ_PULL, .binds_by_default = true},
         },
     .open = s_open,
     .close = s_close,

@@ -425,8 +425,8 @@ const zq_pattern_t zqi_pattern_pubsub = {
     .state_size = sizeof (s_pubsub_t),
     .roles =
         {
-            [ZQ_PUBLISHER] = {ZMQ_XPUB, true},
-            [ZQ_SUBSCRIBER] = {ZMQ_SUB, false},
+            [ZQ_PUBLISHER] = {.socket_type = ZMQ_XPUB, .binds_by_default = true},
+            [ZQ_SUBSCRIBER] = {.socket_type = ZMQ_SUB, .binds_by_default = false},
         },
     .open = s_open,
     .close = s_close,

@@ -455,9 +455,13 @@ const zq_pattern_t zqi_pattern_reliable = {
     .state_size = sizeof (s_reliable_t),
     .roles =
         {
-            [ZQ_PRODUCER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
-            [ZQ_CONSUMER] = {ZMQ_DEALER, false, ZMQ_ROUTER},
-            [ZQ_SERVER] = {ZMQ_ROUTER, true},
+            [ZQ_PRODUCER] = {.socket_type = ZMQ_DEALER,
+                             .binds_by_default = false,
+                             .several_socket_type = ZMQ_ROUTER},
+            [ZQ_CONSUMER] = {.socket_type = ZMQ_DEALER,
+                             .binds_by_default = false,
+                             .several_socket_type = ZMQ_ROUTER},
+            [ZQ_SERVER] = {.socket_type = ZMQ_ROUTER, .binds_by_default = true},
         },
     .open = s_open,
     .attaching = s_attaching,

@@ -514,8 +514,8 @@ const zq_pattern_t zqi_pattern_rpc = {
     .state_size = sizeof (zqi_rpc_t),
     .roles =
         {
-            [ZQ_CLIENT] = {ZMQ_ROUTER, false},
-            [ZQ_SERVER] = {ZMQ_ROUTER, true},
+            [ZQ_CLIENT] = {.socket_type = ZMQ_ROUTER, .binds_by_default = false},
+            [ZQ_SERVER] = {.socket_type = ZMQ_ROUTER, .binds_by_default = true},
         },
     .open = s_open,
     .attaching = s_attaching,
