@@ -240,17 +240,6 @@ zqi_js_queue (zqi_js_store_t *self, const char *name)
     return queue;
 }
 
-//  libnats' thread: the connection's moves, one line each, so that an
-//  operator sees why puts and deliveries paused.
-static void
-s_connection_event (natsConnection *conn, void *closure)
-{
-    char url[256] = "";
-    if (natsConnection_GetConnectedUrl (conn, url, sizeof url) != NATS_OK || !*url)
-        snprintf (url, sizeof url, "no server");
-    zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection %s (%s)", (const char *)closure, url);
-}
-
 static void s_destroy (zqi_store_t **self_p);
 
 static zqi_store_t *
@@ -341,9 +330,11 @@ s_open (const zqi_store_config_t *config)
     if (status == NATS_OK)
         status = natsOptions_SetWriteDeadline (self->opts, ZQI_JS_WRITE_WAIT_MS);
     if (status == NATS_OK)
-        status = natsOptions_SetDisconnectedCB (self->opts, s_connection_event, (void *)"lost");
+        status = natsOptions_SetDisconnectedCB (self->opts, zqi_js_link_lost, NULL);
     if (status == NATS_OK)
-        status = natsOptions_SetReconnectedCB (self->opts, s_connection_event, (void *)"back");
+        status = natsOptions_SetReconnectedCB (self->opts, zqi_js_link_back, NULL);
+    if (status == NATS_OK)
+        status = natsOptions_SetClosedCB (self->opts, zqi_js_link_closed, NULL);
     if (status == NATS_OK && config->credentials)
         status = natsOptions_SetUserCredentialsFromFiles (self->opts, config->credentials, NULL);
     if (status == NATS_OK && config->tls_ca) {
@@ -355,6 +346,8 @@ s_open (const zqi_store_config_t *config)
         status = natsOptions_LoadCertificatesChain (self->opts, config->tls_cert, config->tls_key);
     if (status == NATS_OK)
         status = natsConnection_Connect (&self->conn, self->opts);
+    if (status == NATS_OK)
+        zqi_js_link_opened (self->conn);
     jsOptions js_options;
     jsOptions_Init (&js_options);
     js_options.Wait = self->config.request_wait_ms;
@@ -419,8 +412,10 @@ s_destroy (zqi_store_t **self_p)
                      "%lld ms (%s): its memory is not freed",
                      (long long)self->config.request_wait_ms, natsStatus_GetText (answered));
     }
-    if (self->conn)
+    if (self->conn) {
+        zqi_js_link_closing (self->conn);
         natsConnection_Close (self->conn);
+    }
     if (!freeable)
         return;
     zhashx_destroy (&self->queues); //  (their subscriptions)

@@ -45,6 +45,8 @@
 #define ZQI_JS_BROWSE_SKIP_MAX 4096   //  sequences gone a peek or redrive steps over
 #define ZQI_JS_REDRIVE_MARK    ".r"   //  a redriven copy's dedupe id: zq id, mark, dead seq
 #define ZQI_JS_WRITE_WAIT_MS   3000   //  longest wait for the socket to take a write
+#define ZQI_JS_URL_MAX         256    //  a server's URL as the log names it
+#define ZQI_JS_LINKS_MAX       64     //  connections whose server the log can name
 
 typedef struct {
     char *name;
@@ -111,6 +113,20 @@ int zqi_js_stream_ensure (zqi_js_store_t *self, const char *stream, const char *
 //  NULL with errno if name maps to no stream name or memory ran out. Call
 //  with the lock held.
 zqi_js_queue_t *zqi_js_queue (zqi_js_store_t *self, const char *name);
+
+//  reliable_store_jetstream_link.c: which server a store's connection is
+//  on, for the log. Once the store's connection is up: records its server
+//  and logs "connected (URL)".
+void zqi_js_link_opened (natsConnection *conn);
+//  Before the store closes its connection: that end is not logged.
+void zqi_js_link_closing (natsConnection *conn);
+//  libnats' callbacks (natsConnectionHandler; closure unused): lost logs
+//  the server the connection was on, back the one it is on now and records
+//  it; closed, the last callback of a connection, forgets it, and logs an
+//  error if the store was not closing it.
+void zqi_js_link_lost (natsConnection *conn, void *closure);
+void zqi_js_link_back (natsConnection *conn, void *closure);
+void zqi_js_link_closed (natsConnection *conn, void *closure);
 
 //  libnats' thread: the PubAck (or its failure) of one put.
 void zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void *closure);

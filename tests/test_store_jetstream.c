@@ -2,7 +2,8 @@
     test_store_jetstream - the reliable server's JetStream store against a
     real nats-server (started here on 127.0.0.1, a free port, a store
     directory of its own; stopped by PID). Two store instances stand for
-    two zqd gateways sharing the queues.
+    two zqd gateways sharing the queues; two servers more stand for a
+    cluster the connection moves across.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -56,6 +57,19 @@ natsStatus __wrap_js_PublishAsyncComplete (jsCtx *js, jsPubOptions *opts);
 void __real_zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error,
                             void *closure);
 natsStatus __real_js_PublishAsyncComplete (jsCtx *js, jsPubOptions *opts);
+
+//  The closed callback, the last libnats runs for a store's connection,
+//  seen through -Wl,--wrap as well: s_closed_calls counts its runs.
+static atomic_int s_closed_calls;
+void __wrap_zqi_js_link_closed (natsConnection *conn, void *closure);
+void __real_zqi_js_link_closed (natsConnection *conn, void *closure);
+
+void
+__wrap_zqi_js_link_closed (natsConnection *conn, void *closure)
+{
+    __real_zqi_js_link_closed (conn, closure);
+    atomic_fetch_add (&s_closed_calls, 1);
+}
 
 void
 __wrap_zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void *closure)
@@ -593,6 +607,95 @@ test_close_waits_for_a_running_callback (void **state)
     assert_int_equal (atomic_load (&s_complete_calls), 2);
 }
 
+//  The log lines of a store's connection ("JetStream conn..."), in order.
+#define S_LINK_LINES 8
+static pthread_mutex_t s_link_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_link_lines[S_LINK_LINES][160];
+static int s_link_count;
+
+static void
+s_link_log (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    if (!strstr (line, "JetStream conn"))
+        return;
+    pthread_mutex_lock (&s_link_lock);
+    if (s_link_count < S_LINK_LINES)
+        snprintf (s_link_lines[s_link_count++], sizeof s_link_lines[0], "%s", line);
+    pthread_mutex_unlock (&s_link_lock);
+}
+
+static int
+s_link_logged (void)
+{
+    pthread_mutex_lock (&s_link_lock);
+    int count = s_link_count;
+    pthread_mutex_unlock (&s_link_lock);
+    return count;
+}
+
+//  Asserts that log line index says what, naming url.
+static void
+s_assert_link_line (int index, const char *what, const char *url)
+{
+    char expected[160];
+    snprintf (expected, sizeof expected, "reliable: JetStream %s (%s)", what, url);
+    pthread_mutex_lock (&s_link_lock);
+    char line[160];
+    snprintf (line, sizeof line, "%s", s_link_lines[index]);
+    pthread_mutex_unlock (&s_link_lock);
+    if (!strstr (line, expected))
+        fail_msg ("log line %d is \"%s\", expected \"%s\"", index, line, expected);
+}
+
+//  A store on two servers (not a cluster): the log names the server it
+//  connected to; when that one is killed, the loss names it (libnats
+//  reports the loss later, on its own thread, when the connection may be
+//  on the other one already, or on none), and the return names the other;
+//  the store's own close logs nothing.
+static void
+test_the_log_names_the_server_lost (void **state)
+{
+    nats_node_t nodes[2];
+    memset (nodes, 0, sizeof nodes);
+    assert_int_equal (nats_start (&nodes[0], 1), 0);
+    assert_int_equal (nats_start (&nodes[1], 1), 0);
+    char servers[160];
+    snprintf (servers, sizeof servers, "%s,%s", nodes[0].url, nodes[1].url);
+    s_link_count = 0;
+    zq_set_log_handler (s_link_log, NULL, ZQ_LOG_NOTICE);
+    zqi_store_config_t config = {
+        .servers = servers,
+        .visibility_ms = VISIBILITY_MS,
+        .prefix = "T",
+    };
+    zqi_store_t *store = zqi_store_jetstream.open (&config);
+    assert_non_null (store);
+    assert_int_equal (s_link_logged (), 1);
+    //  libnats picks either server first.
+    int on = strstr (s_link_lines[0], nodes[0].url) ? 0 : 1;
+    s_assert_link_line (0, "connected", nodes[on].url);
+
+    nats_kill (&nodes[on]);
+    int64_t until = s_now_ms () + WAIT_MS;
+    while (s_link_logged () < 3 && s_now_ms () < until)
+        poll (NULL, 0, 20);
+    assert_int_equal (s_link_logged (), 3);
+    s_assert_link_line (1, "connection lost", nodes[on].url);
+    s_assert_link_line (2, "connection back", nodes[1 - on].url);
+
+    int closed_before = atomic_load (&s_closed_calls);
+    zqi_store_jetstream.destroy (&store);
+    until = s_now_ms () + WAIT_MS;
+    while (atomic_load (&s_closed_calls) == closed_before && s_now_ms () < until)
+        poll (NULL, 0, 20);
+    assert_int_equal (atomic_load (&s_closed_calls), closed_before + 1);
+    assert_int_equal (s_link_logged (), 3);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    assert_int_equal (nats_stop (nodes, 2), 0);
+}
+
 int
 main (void)
 {
@@ -607,6 +710,7 @@ main (void)
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
         cmocka_unit_test (test_close_waits_for_a_running_callback),
         cmocka_unit_test (test_fetch_with_many_pending),
+        cmocka_unit_test (test_the_log_names_the_server_lost),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.

@@ -4,13 +4,15 @@
 #   while producers put: every confirmed id is delivered, and producers
 #   and consumers go on through the survivors. Prints the longest pause
 #   of confirms after the kills (the recovery time). Then the whole
-#   cluster stops: the gateway logs the lost connection and exits 0.
+#   cluster stops: the gateway logs the lost connection, naming the server
+#   it was on, and exits 0.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
 import atexit
 import os
+import re
 import sys
 import time
 
@@ -178,6 +180,19 @@ def test_kill_a_node_and_a_gateway_while_putting():
     nats.stop()
     hostile.wait_until(lambda: zqds[0].stderr().count(lost_line) > lost_before,
                        "zqd to log the lost JetStream connection", timeout_s=20)
+    #  Each loss names the server the line before it said the connection
+    #  was on ("connected" at the start, then "back"): one of the cluster's.
+    urls = nats.urls().split(",")
+    on = None
+    for what, url in re.findall(r"JetStream (connected|connection lost|connection back) "
+                                r"\(([^)]*)\)", zqds[0].stderr()):
+        if what == "connection lost":
+            check(url == on, "zqd logged the loss of %s while on %s" % (url, on))
+            print("cluster: zqd lost %s" % url, flush=True)
+        else:
+            check(url in urls, "zqd logged a connection to %s, not one of %s" % (url, urls))
+            on = url
+    check(on is not None, "zqd logged no JetStream connected line")
     zqds[0].stop()
 
 
