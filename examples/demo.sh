@@ -45,11 +45,12 @@ echo "== zq stat: five orders wait in the payments queue"
 echo "== the payment service starts, takes every order and acks it"
 "$bin/payments" "$endpoint" 5
 echo "== zq stat: the queue is drained"
-# The last ack may still be on its way to zqd when payments exits: zq stat
-# is asked again (every 0.1 s, up to 10 s) until the queue shows drained.
+# The last ack may still be on its way to zqd when payments exits: the
+# queue's counters (zq stat ADMIN QUEUE: one JSON object, doc/DEVICE.md)
+# are asked for again (every 0.1 s, up to 10 s) until its depth is 0.
 tries=0
 while [ $tries -lt 100 ] \
-    && ! "$top/src/zq" stat "$admin" | grep -Eq "^payments +queue +0 +0 +0 "; do
+    && ! "$top/src/zq" stat "$admin" payments | grep -q '"depth":0,'; do
     tries=$((tries + 1))
     sleep 0.1
 done
