@@ -283,8 +283,9 @@ s_open (const zqi_store_config_t *config)
     self->ready = zlistx_new ();
     self->retired = zlistx_new ();
     self->answered = zlistx_new ();
+    self->link = zqi_js_link_new ();
     if (!self->queues || !self->by_stream || !self->results || !self->ready || !self->retired ||
-        !self->answered) {
+        !self->answered || !self->link) {
         s_destroy ((zqi_store_t **)&self);
         errno = ENOMEM;
         return NULL;
@@ -330,11 +331,11 @@ s_open (const zqi_store_config_t *config)
     if (status == NATS_OK)
         status = natsOptions_SetWriteDeadline (self->opts, ZQI_JS_WRITE_WAIT_MS);
     if (status == NATS_OK)
-        status = natsOptions_SetDisconnectedCB (self->opts, zqi_js_link_lost, NULL);
+        status = natsOptions_SetDisconnectedCB (self->opts, zqi_js_link_lost, self->link);
     if (status == NATS_OK)
-        status = natsOptions_SetReconnectedCB (self->opts, zqi_js_link_back, NULL);
+        status = natsOptions_SetReconnectedCB (self->opts, zqi_js_link_back, self->link);
     if (status == NATS_OK)
-        status = natsOptions_SetClosedCB (self->opts, zqi_js_link_closed, NULL);
+        status = natsOptions_SetClosedCB (self->opts, zqi_js_link_closed, self->link);
     if (status == NATS_OK && config->credentials)
         status = natsOptions_SetUserCredentialsFromFiles (self->opts, config->credentials, NULL);
     if (status == NATS_OK && config->tls_ca) {
@@ -347,7 +348,7 @@ s_open (const zqi_store_config_t *config)
     if (status == NATS_OK)
         status = natsConnection_Connect (&self->conn, self->opts);
     if (status == NATS_OK)
-        zqi_js_link_opened (self->conn);
+        zqi_js_link_opened (self->link, self->conn);
     jsOptions js_options;
     jsOptions_Init (&js_options);
     js_options.Wait = self->config.request_wait_ms;
@@ -413,9 +414,10 @@ s_destroy (zqi_store_t **self_p)
                      (long long)self->config.request_wait_ms, natsStatus_GetText (answered));
     }
     if (self->conn) {
-        zqi_js_link_closing (self->conn);
+        zqi_js_link_closing (self->link);
         natsConnection_Close (self->conn);
     }
+    zqi_js_link_release (&self->link, self->conn != NULL);
     if (!freeable)
         return;
     zhashx_destroy (&self->queues); //  (their subscriptions)

@@ -46,7 +46,9 @@
 #define ZQI_JS_REDRIVE_MARK    ".r"   //  a redriven copy's dedupe id: zq id, mark, dead seq
 #define ZQI_JS_WRITE_WAIT_MS   3000   //  longest wait for the socket to take a write
 #define ZQI_JS_URL_MAX         256    //  a server's URL as the log names it
-#define ZQI_JS_LINKS_MAX       64     //  connections whose server the log can name
+
+//  Which server a store's connection is on (reliable_store_jetstream_link.c).
+typedef struct _zqi_js_link_t zqi_js_link_t;
 
 typedef struct {
     char *name;
@@ -69,6 +71,7 @@ typedef struct {
     char prefix[ZQI_JS_PREFIX_MAX + 1];
     natsOptions *opts;
     natsConnection *conn;
+    zqi_js_link_t *link; //  the server conn is on, for the log (freed with its last share)
     jsCtx *js;
     int pipe[2];
     pthread_t fetcher;
@@ -115,15 +118,28 @@ int zqi_js_stream_ensure (zqi_js_store_t *self, const char *stream, const char *
 zqi_js_queue_t *zqi_js_queue (zqi_js_store_t *self, const char *name);
 
 //  reliable_store_jetstream_link.c: which server a store's connection is
-//  on, for the log. Once the store's connection is up: records its server
-//  and logs "connected (URL)".
-void zqi_js_link_opened (natsConnection *conn);
-//  Before the store closes its connection: that end is not logged.
-void zqi_js_link_closing (natsConnection *conn);
-//  libnats' callbacks (natsConnectionHandler; closure unused): lost logs
-//  the server the connection was on, back the one it is on now and records
-//  it; closed, the last callback of a connection, forgets it, and logs an
-//  error if the store was not closing it.
+//  on, for the log. The link is the closure of the three callbacks below,
+//  shared by the store and libnats; the store calls the other functions
+//  from its own thread, libnats the callbacks from its own.
+//  A link with both shares taken, or NULL (no memory).
+zqi_js_link_t *zqi_js_link_new (void);
+//  Once natsConnection_Connect gave conn: records the server it is on and
+//  logs "connected (URL)" (notice). A callback that ran before this names
+//  the server libnats gives then.
+void zqi_js_link_opened (zqi_js_link_t *link, natsConnection *conn);
+//  Before the store calls natsConnection_Close: from then on the loss and
+//  the close of its connection are not logged.
+void zqi_js_link_closing (zqi_js_link_t *link);
+//  The store lets go of its share (and of libnats' too if connected is
+//  false: libnats runs no callback of a connection it never made), and
+//  sets *link_p to NULL. The link is freed once both shares are gone.
+void zqi_js_link_release (zqi_js_link_t **link_p, bool connected);
+//  libnats' callbacks (natsConnectionHandler, closure: the link). lost
+//  logs the server the connection was on (warning); back records the one
+//  it is on now and logs it (warning), or, gone again already, says so
+//  and records nothing; closed, the last callback libnats runs for a
+//  connection, logs an error unless the store was closing it, and lets go
+//  of libnats' share.
 void zqi_js_link_lost (natsConnection *conn, void *closure);
 void zqi_js_link_back (natsConnection *conn, void *closure);
 void zqi_js_link_closed (natsConnection *conn, void *closure);

@@ -8,14 +8,11 @@
 
     libnats runs the lost and back callbacks later, on its own thread: by
     then natsConnection_GetConnectedUrl gives the server the connection
-    moved to, or none while it is still moving. So the server is kept here
-    as it was when the store opened and at each reconnect. It is kept in a
-    table of this file, keyed by the connection, and not in the store:
-    libnats may run a callback after the store is freed (the connection
-    itself stays valid for it: libnats holds it until its callbacks are
-    done). The closed callback, the last libnats runs for a connection,
-    removes its entry. A connection with no entry (the table full) is
-    logged with the server libnats gives.
+    moved to, or none while it is still moving. So the link keeps the
+    server as it was when the store opened and at each reconnect. The link
+    is the callbacks' closure, owned by the store and by libnats together:
+    libnats may run a callback after the store is freed, and its closed
+    callback, the last it runs for a connection, lets go of its share.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -25,86 +22,89 @@
 #include "reliable_store_jetstream.h"
 #include "zq_internal.h"
 
-typedef struct {
-    const natsConnection *conn; //  NULL: a free entry
-    bool closing;               //  the store closes it: its end is not a loss
-    char url[ZQI_JS_URL_MAX];
-} s_link_t;
+struct _zqi_js_link_t {
+    pthread_mutex_t lock;     //  guards everything below
+    int shares;               //  the store's and libnats' (freed at 0)
+    bool closing;             //  the store closes the connection: its end is not a loss
+    char url[ZQI_JS_URL_MAX]; //  "" until the store is open
+};
 
-static s_link_t s_links[ZQI_JS_LINKS_MAX];
-static pthread_mutex_t s_links_lock = PTHREAD_MUTEX_INITIALIZER;
-
-//  The entry of conn, or NULL. Call with the lock held.
-static s_link_t *
-s_find (const natsConnection *conn)
+zqi_js_link_t *
+zqi_js_link_new (void)
 {
-    for (size_t index = 0; index < ZQI_JS_LINKS_MAX; index++)
-        if (s_links[index].conn == conn)
-            return &s_links[index];
-    return NULL;
+    zqi_js_link_t *link = (zqi_js_link_t *)calloc (1, sizeof *link);
+    if (!link)
+        return NULL;
+    pthread_mutex_init (&link->lock, NULL);
+    link->shares = 2;
+    return link;
 }
 
-//  Writes the server libnats says conn is on into url, or "no server".
+//  Lets go of one share of the link; the last frees it.
 static void
-s_current_url (natsConnection *conn, char *url)
+s_release (zqi_js_link_t *link)
 {
-    if (natsConnection_GetConnectedUrl (conn, url, ZQI_JS_URL_MAX) != NATS_OK || !*url)
-        snprintf (url, ZQI_JS_URL_MAX, "no server");
-}
-
-//  Records that conn is on the server libnats gives now, in a new entry
-//  when it has none (reset: a connection freed earlier may have had the
-//  same address), and writes that server into url.
-static void
-s_record (natsConnection *conn, char *url, bool opened)
-{
-    s_current_url (conn, url);
-    pthread_mutex_lock (&s_links_lock);
-    s_link_t *link = s_find (conn);
-    if (!link && opened)
-        link = s_find (NULL);
-    if (link) {
-        link->conn = conn;
-        if (opened)
-            link->closing = false;
-        snprintf (link->url, sizeof link->url, "%s", url);
+    pthread_mutex_lock (&link->lock);
+    int shares = --link->shares;
+    pthread_mutex_unlock (&link->lock);
+    if (shares == 0) {
+        pthread_mutex_destroy (&link->lock);
+        free (link);
     }
-    pthread_mutex_unlock (&s_links_lock);
 }
 
 void
-zqi_js_link_opened (natsConnection *conn)
+zqi_js_link_release (zqi_js_link_t **link_p, bool connected)
+{
+    if (!link_p || !*link_p)
+        return;
+    if (!connected)
+        s_release (*link_p); //  libnats never had the connection: its share
+    s_release (*link_p);
+    *link_p = NULL;
+}
+
+//  Writes the server libnats says conn is on into url; returns false
+//  (url "") when it is on none.
+static bool
+s_current_url (natsConnection *conn, char *url)
+{
+    *url = '\0';
+    return natsConnection_GetConnectedUrl (conn, url, ZQI_JS_URL_MAX) == NATS_OK && *url;
+}
+
+void
+zqi_js_link_opened (zqi_js_link_t *link, natsConnection *conn)
 {
     char url[ZQI_JS_URL_MAX];
-    s_record (conn, url, true);
+    if (!s_current_url (conn, url))
+        snprintf (url, sizeof url, "no server");
+    pthread_mutex_lock (&link->lock);
+    snprintf (link->url, sizeof link->url, "%s", url);
+    pthread_mutex_unlock (&link->lock);
     zqi_log (ZQ_LOG_NOTICE, "reliable: JetStream connected (%s)", url);
 }
 
 void
-zqi_js_link_closing (natsConnection *conn)
+zqi_js_link_closing (zqi_js_link_t *link)
 {
-    pthread_mutex_lock (&s_links_lock);
-    s_link_t *link = s_find (conn);
-    if (link)
-        link->closing = true;
-    pthread_mutex_unlock (&s_links_lock);
+    pthread_mutex_lock (&link->lock);
+    link->closing = true;
+    pthread_mutex_unlock (&link->lock);
 }
 
 void
 zqi_js_link_lost (natsConnection *conn, void *closure)
 {
-    (void)closure;
-    char url[ZQI_JS_URL_MAX] = "";
-    bool closing = false;
-    pthread_mutex_lock (&s_links_lock);
-    s_link_t *link = s_find (conn);
-    if (link) {
-        closing = link->closing;
-        snprintf (url, sizeof url, "%s", link->url);
-    }
-    pthread_mutex_unlock (&s_links_lock);
-    if (!link)
-        s_current_url (conn, url);
+    zqi_js_link_t *link = (zqi_js_link_t *)closure;
+    char url[ZQI_JS_URL_MAX];
+    pthread_mutex_lock (&link->lock);
+    bool closing = link->closing;
+    snprintf (url, sizeof url, "%s", link->url);
+    pthread_mutex_unlock (&link->lock);
+    //  (A loss before the store was open: the server libnats gives.)
+    if (!*url && !s_current_url (conn, url))
+        snprintf (url, sizeof url, "no server");
     if (!closing)
         zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection lost (%s)", url);
 }
@@ -112,29 +112,35 @@ zqi_js_link_lost (natsConnection *conn, void *closure)
 void
 zqi_js_link_back (natsConnection *conn, void *closure)
 {
-    (void)closure;
+    zqi_js_link_t *link = (zqi_js_link_t *)closure;
     char url[ZQI_JS_URL_MAX];
-    s_record (conn, url, false);
+    if (!s_current_url (conn, url)) {
+        //  Gone again before this callback ran: which server it was on
+        //  for that moment is not known, and the next loss names the last
+        //  one that is.
+        zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection back, and lost again");
+        return;
+    }
+    pthread_mutex_lock (&link->lock);
+    snprintf (link->url, sizeof link->url, "%s", url);
+    pthread_mutex_unlock (&link->lock);
     zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection back (%s)", url);
 }
 
 void
 zqi_js_link_closed (natsConnection *conn, void *closure)
 {
-    (void)closure;
-    bool closing = false;
-    char url[ZQI_JS_URL_MAX] = "";
-    pthread_mutex_lock (&s_links_lock);
-    s_link_t *link = s_find (conn);
-    if (link) {
-        closing = link->closing;
-        snprintf (url, sizeof url, "%s", link->url);
-        memset (link, 0, sizeof *link);
-    }
-    pthread_mutex_unlock (&s_links_lock);
-    if (link && !closing)
+    (void)conn;
+    zqi_js_link_t *link = (zqi_js_link_t *)closure;
+    char url[ZQI_JS_URL_MAX];
+    pthread_mutex_lock (&link->lock);
+    bool closing = link->closing;
+    snprintf (url, sizeof url, "%s", link->url);
+    pthread_mutex_unlock (&link->lock);
+    if (!closing)
         zqi_log (ZQ_LOG_ERROR,
                  "reliable: JetStream connection closed by libnats (last on %s): it will not "
                  "reconnect",
-                 url);
+                 *url ? url : "no server");
+    s_release (link);
 }

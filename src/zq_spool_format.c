@@ -193,7 +193,7 @@ zqi_record_put_parts (zqi_buf_t *buf, uint64_t salt, zqi_rec_type_t type, uint64
     p[ZQI_REC_AT_MAGIC] = ZQI_REC_MAGIC0;
     p[ZQI_REC_AT_MAGIC + 1] = ZQI_REC_MAGIC1;
     p[ZQI_REC_AT_TYPE] = (uint8_t)type;
-    p[ZQI_REC_AT_TYPE + 1] = 0;
+    p[ZQI_REC_AT_FLAGS] = 0;
     zqi_store_le (p + ZQI_REC_AT_LENGTH, size, 4);
     zqi_store_le (p + ZQI_REC_AT_SEQ, seq, 8);
     zqi_store_le (p + ZQI_REC_AT_CLAIM, claim, 8);
@@ -220,7 +220,7 @@ zqi_record_parse (const uint8_t *data, size_t avail, uint64_t salt, uint32_t max
         return 0;
     }
     if (data[ZQI_REC_AT_MAGIC] != ZQI_REC_MAGIC0 || data[ZQI_REC_AT_MAGIC + 1] != ZQI_REC_MAGIC1 ||
-        data[ZQI_REC_AT_TYPE + 1] != 0)
+        data[ZQI_REC_AT_FLAGS] != 0)
         return -1;
     rec->type = data[ZQI_REC_AT_TYPE];
     if (rec->type < ZQI_REC_MESSAGE || rec->type > ZQI_REC_SEAL)

@@ -37,7 +37,8 @@ enum {
 enum {
     ZQI_REC_AT_CHECK = 0,   //  8: XXH3-64 (salt) of the record past it
     ZQI_REC_AT_MAGIC = 8,   //  2: ZQI_REC_MAGIC0, ZQI_REC_MAGIC1
-    ZQI_REC_AT_TYPE = 10,   //  1, then 1 reserved (0)
+    ZQI_REC_AT_TYPE = 10,   //  1
+    ZQI_REC_AT_FLAGS = 11,  //  1: 0
     ZQI_REC_AT_LENGTH = 12, //  4: the payload's
     ZQI_REC_AT_SEQ = 16,    //  8
     ZQI_REC_AT_CLAIM = 24   //  8
