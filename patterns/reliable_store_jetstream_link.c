@@ -93,15 +93,24 @@ zqi_js_link_closing (zqi_js_link_t *link)
     pthread_mutex_unlock (&link->lock);
 }
 
+//  Copies the server the link names into url; returns whether the store
+//  is closing the connection.
+static bool
+s_read (zqi_js_link_t *link, char *url)
+{
+    pthread_mutex_lock (&link->lock);
+    bool closing = link->closing;
+    snprintf (url, ZQI_JS_URL_MAX, "%s", link->url);
+    pthread_mutex_unlock (&link->lock);
+    return closing;
+}
+
 void
 zqi_js_link_lost (natsConnection *conn, void *closure)
 {
     zqi_js_link_t *link = (zqi_js_link_t *)closure;
     char url[ZQI_JS_URL_MAX];
-    pthread_mutex_lock (&link->lock);
-    bool closing = link->closing;
-    snprintf (url, sizeof url, "%s", link->url);
-    pthread_mutex_unlock (&link->lock);
+    bool closing = s_read (link, url);
     //  (A loss before the store was open: the server libnats gives.)
     if (!*url && !s_current_url (conn, url))
         snprintf (url, sizeof url, "no server");
@@ -133,11 +142,7 @@ zqi_js_link_closed (natsConnection *conn, void *closure)
     (void)conn;
     zqi_js_link_t *link = (zqi_js_link_t *)closure;
     char url[ZQI_JS_URL_MAX];
-    pthread_mutex_lock (&link->lock);
-    bool closing = link->closing;
-    snprintf (url, sizeof url, "%s", link->url);
-    pthread_mutex_unlock (&link->lock);
-    if (!closing)
+    if (!s_read (link, url))
         zqi_log (ZQ_LOG_ERROR,
                  "reliable: JetStream connection closed by libnats (last on %s): it will not "
                  "reconnect",
