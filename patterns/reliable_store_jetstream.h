@@ -121,6 +121,7 @@ zqi_js_queue_t *zqi_js_queue (zqi_js_store_t *self, const char *name);
 //  on, for the log. The link is the closure of the three callbacks below,
 //  shared by the store and libnats; the store calls the other functions
 //  from its own thread, libnats the callbacks from its own.
+
 //  A link with both shares taken, or NULL (no memory).
 zqi_js_link_t *zqi_js_link_new (void);
 //  Once natsConnection_Connect gave conn: records the server it is on and
