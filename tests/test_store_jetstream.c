@@ -677,7 +677,9 @@ test_the_log_names_the_server_lost (void **state)
     assert_non_null (store);
     assert_int_equal (s_link_logged (), 1);
     //  libnats picks either server first.
+    pthread_mutex_lock (&s_link_lock);
     int on = strstr (s_link_lines[0], nodes[0].url) ? 0 : 1;
+    pthread_mutex_unlock (&s_link_lock);
     s_assert_link_line (0, "connected", nodes[on].url);
 
     nats_kill (&nodes[on]);

@@ -3,9 +3,9 @@
     argument is a file or a directory of files, each file one input. A
     directory's files are replayed in the byte order of their names, so a
     failure that depends on the inputs before it comes back the same on
-    every machine. Exits
-    non-zero if an argument cannot be read or no input was found; an input
-    that takes over two minutes ends the program by SIGALRM.
+    every machine. Exits non-zero if an argument cannot be read or no input
+    was found; an input that takes over two minutes ends the program by
+    SIGALRM.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
