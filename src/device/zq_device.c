@@ -380,11 +380,14 @@ s_device_actor (zsock_t *pipe, void *args)
         zsock_signal (pipe, 0);
         return;
     }
-    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s%s%s, spool %s, fsync %s",
+    //  With JetStream, queues of kind queue are kept there, not in the spool.
+    const char *jetstream = zq_options_get_str (self->config->queue_options, "jetstream_servers");
+    zqi_log (ZQ_LOG_NOTICE, "zq_device: started%s%s%s%s%s%s%s, spool %s, fsync %s",
              self->qserver ? ", queues on " : "",
              self->qserver ? zqi_qserver_endpoint (self->qserver) : "",
              self->admin ? ", admin on " : "", self->admin ? self->admin_endpoint : "",
              self->http ? ", http on " : "", self->http ? zqi_http_address (self->http) : "",
+             jetstream && *jetstream ? ", queues kept in JetStream" : "",
              *self->config->spool ? self->config->spool : "in memory",
              zq_spool_fsync_name (self->config->fsync));
     start->status = 0;

@@ -75,6 +75,16 @@ def nothing_delivered(client, timeout_s):
     return got is None
 
 
+def test_the_start_line_says_queues_are_in_jetstream():
+    a, _ = gateways()
+    started = [line for line in a.stderr().splitlines() if "zq_device: started" in line]
+    check(len(started) == 1, "no single start line: %r" % started)
+    check(", queues kept in JetStream, spool " in started[0],
+          "the start line does not say where queues are kept: %s" % started[0])
+    connected = [line for line in a.stderr().splitlines() if "JetStream connected (" in line]
+    check(len(connected) == 1, "no single connected line: %r" % connected)
+
+
 def test_put_through_a_is_delivered_through_b():
     a, b = gateways()
     name = queue_name("ab")
