@@ -657,11 +657,21 @@ s_assert_link_line (int index, const char *what, const char *url)
 //  reports the loss later, on its own thread, when the connection may be
 //  on the other one already, or on none), and the return names the other;
 //  the store's own close logs nothing.
+static nats_node_t s_two_nodes[2];
+
+//  Teardown: the two servers stop, even after a failed assertion.
+static int
+s_two_nodes_stop (void **state)
+{
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    return nats_stop (s_two_nodes, 2);
+}
+
 static void
 test_the_log_names_the_server_lost (void **state)
 {
-    nats_node_t nodes[2];
-    memset (nodes, 0, sizeof nodes);
+    nats_node_t *nodes = s_two_nodes;
+    memset (s_two_nodes, 0, sizeof s_two_nodes);
     assert_int_equal (nats_start (&nodes[0], 1), 0);
     assert_int_equal (nats_start (&nodes[1], 1), 0);
     char servers[160];
@@ -698,8 +708,6 @@ test_the_log_names_the_server_lost (void **state)
         poll (NULL, 0, 20);
     assert_true (atomic_load (&s_closed_seen));
     assert_int_equal (s_link_logged (), 3);
-    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
-    assert_int_equal (nats_stop (nodes, 2), 0);
 }
 
 int
@@ -716,7 +724,7 @@ main (void)
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
         cmocka_unit_test (test_close_waits_for_a_running_callback),
         cmocka_unit_test (test_fetch_with_many_pending),
-        cmocka_unit_test (test_the_log_names_the_server_lost),
+        cmocka_unit_test_teardown (test_the_log_names_the_server_lost, s_two_nodes_stop),
     };
     int failed = cmocka_run_group_tests (tests, s_setup, s_teardown);
     //  libnats keeps threads of its own per process until this.
