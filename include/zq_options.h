@@ -139,7 +139,10 @@ typedef struct {
 //                                  hash, in a ring that grows fourfold with what the
 //                                  window holds, up to dedupe_max rounded up to a
 //                                  power of two; at least 1024; with no memory to
-//                                  grow it, the oldest ids go early, with a warning)
+//                                  grow it, the oldest ids go early, with a warning).
+//                                  Ids forgotten before dedupe_window_ms, at this
+//                                  limit or for want of memory, count in
+//                                  zq_queue_stats_t forgotten
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
 //    nack_backoff_max_ms  30000    server: cap of that backoff
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long

@@ -126,7 +126,14 @@ typedef struct {
     //  it confirmed them. Each may be stored twice, if the first server
     //  had stored it (zq_queue(3), "Several servers").
     uint64_t moved;
-    uint64_t reserved[7];
+    //  reliable server: PUT ids its dedupe window forgot before
+    //  dedupe_window_ms had passed (the oldest, to stay within dedupe_max
+    //  or for want of memory to grow), or never remembered for want of
+    //  memory. A producer's resend of one of them is stored again, where
+    //  it would have been confirmed as a duplicate: while this grows,
+    //  the window is shorter than dedupe_window_ms (raise dedupe_max).
+    uint64_t forgotten;
+    uint64_t reserved[6];
 } zq_queue_stats_t;
 
 //  Opens a queue of pattern ("pipeline", "pubsub", "rpc") in role on

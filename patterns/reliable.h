@@ -245,6 +245,10 @@ typedef struct {
     uint32_t max;
     int64_t window_ms;
     zqi_idhash_t hash;
+    //  Ids forgotten while still within window_ms (the oldest, to stay
+    //  within max or for want of memory to grow) or never remembered (no
+    //  memory at all): a resend of each is stored again.
+    uint64_t forgotten;
 } zqi_r_dedupe_t;
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
@@ -277,7 +281,8 @@ zqi_r_seen_t *zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key
 //  0; or 1 when the ring was full and could not grow (ENOMEM): the
 //  oldest record was forgotten to make room, before max or the window
 //  would drop it; or -1 with errno ENOMEM when the ring holds nothing
-//  and none could be had (key is not remembered).
+//  and none could be had (key is not remembered). Each id forgotten
+//  within the window (at max too) or not remembered counts in forgotten.
 int zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t content,
                       int64_t now, uint64_t seq);
 //  Forgets key (its store was refused).

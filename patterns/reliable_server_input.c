@@ -396,6 +396,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     pending->appended = true;
     queue->counters.put++;
     int remembered = zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
+    self->common.ctx->stats->forgotten = self->dedupe.forgotten;
     if (remembered)
         s_dedupe_short (self, queue, remembered);
     s_round_holds (self, queue, seq);

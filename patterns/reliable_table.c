@@ -231,13 +231,18 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t cont
 {
     if (dedupe->window_ms <= 0)
         return 0;
+    //  Once expired ones are gone, the oldest is within the window: one
+    //  dropped now is forgotten early.
     s_expire (dedupe, now);
-    if (dedupe->count >= dedupe->max)
+    if (dedupe->count >= dedupe->max) {
         s_pop (dedupe);
+        dedupe->forgotten++;
+    }
     int result = 0;
     if (dedupe->count == dedupe->capacity && s_ring_grow (dedupe)) {
         //  No memory for a larger ring: the newest id, whose resend is
         //  the likeliest, takes the oldest one's place.
+        dedupe->forgotten++;
         if (!dedupe->count)
             return -1;
         s_pop (dedupe);

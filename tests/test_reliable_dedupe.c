@@ -6,7 +6,8 @@
     memory follows what the window holds); records older than the window
     forgotten; a record forgotten by key, or by queue, leaves the others
     found; a window of 0 remembers nothing and takes no memory; without
-    memory to grow, the newest ids take the oldest ones' places.
+    memory to grow, the newest ids take the oldest ones' places; each id
+    forgotten within the window, or not remembered, counted once.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -104,6 +105,8 @@ test_forgets_the_oldest_past_max (void **state)
     assert_int_equal (dedupe.count, 1500);
     s_assert_range (&dedupe, 0, 3500, 10, false);
     s_assert_range (&dedupe, 3500, 5000, 10, true);
+    //  All 3500 went within the window: each is counted.
+    assert_int_equal (dedupe.forgotten, 3500);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -142,6 +145,7 @@ test_max_one (void **state)
     assert_int_equal (dedupe.count, 1);
     s_assert_range (&dedupe, 0, 9, 10, false);
     s_assert_range (&dedupe, 9, 10, 10, true);
+    assert_int_equal (dedupe.forgotten, 9);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -158,6 +162,7 @@ test_window_off (void **state)
     }
     assert_int_equal (dedupe.count, 0);
     assert_null (dedupe.ring);
+    assert_int_equal (dedupe.forgotten, 0);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -176,6 +181,8 @@ test_forgets_past_the_window (void **state)
     assert_int_equal (dedupe.count, 100);
     s_assert_range (&dedupe, 100, 200, 6500, false);
     assert_int_equal (dedupe.count, 0);
+    //  Past the window is not early.
+    assert_int_equal (dedupe.forgotten, 0);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -196,11 +203,21 @@ test_forget_one (void **state)
         s_assert_range (&dedupe, number, number + 1, 10, number % 7 != 0);
     //  The forgotten still count toward max until they are the oldest:
     //  100 more drop the oldest live ones, about 115 ids' worth.
+    assert_int_equal (dedupe.forgotten, 0);
     s_add_range (&dedupe, 1500, 1600, 10);
     s_assert_range (&dedupe, 0, 100, 10, false);
     for (uint32_t number = 200; number < 1500; number++)
         s_assert_range (&dedupe, number, number + 1, 10, number % 7 != 0);
     s_assert_range (&dedupe, 1500, 1600, 10, true);
+    //  Counted: the live ids that went, not those forgotten by key.
+    uint64_t live_gone = 0;
+    for (uint32_t number = 0; number < 200; number++) {
+        zqi_r_seen_t key = s_key (&dedupe, number);
+        if (number % 7 != 0 && !zqi_r_dedupe_find (&dedupe, &key, 10))
+            live_gone++;
+    }
+    assert_true (live_gone >= 85);
+    assert_int_equal (dedupe.forgotten, live_gone);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -242,6 +259,7 @@ test_no_memory_to_grow (void **state)
     s_memory_out = false;
     assert_int_equal (dedupe.capacity, 1024);
     assert_int_equal (dedupe.count, 1024);
+    assert_int_equal (dedupe.forgotten, 500);
     s_assert_range (&dedupe, 0, 500, 10, false);
     s_assert_range (&dedupe, 500, 1524, 10, true);
     s_add_range (&dedupe, 1524, 2000, 10);
@@ -256,6 +274,7 @@ test_no_memory_to_grow (void **state)
     assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, 3, 10, 1), -1);
     assert_int_equal (errno, ENOMEM);
     s_memory_out = false;
+    assert_int_equal (dedupe.forgotten, 1);
     assert_null (zqi_r_dedupe_find (&dedupe, &key, 10));
     assert_int_equal (dedupe.count, 0);
     s_add_range (&dedupe, 1, 2, 10);

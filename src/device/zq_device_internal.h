@@ -324,10 +324,11 @@ int zqi_qserver_redrive (zqi_qserver_t *self, const char *name, uint64_t *count_
 //  zq_queue_delete on the server (flags ZQ_DELETE_FORCE or 0).
 int zqi_qserver_delete (zqi_qserver_t *self, const char *name, int flags, uint64_t *count_p);
 
-//  The server's own counters: connections now, stats.errors and
-//  stats.refused, and refusals by code (counts[0 .. count - 1]).
-void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
-                           uint64_t *refused_p, uint64_t *counts, size_t count);
+//  The server's own counters: connections now, its zq_queue_stats_t
+//  (errors, refused, forgotten, ...), and refusals by code (counts[0 ..
+//  count - 1]).
+void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, zq_queue_stats_t *stats,
+                           uint64_t *counts, size_t count);
 
 //  ---- The actor (zq_device.c, zq_device_io.c, zq_device_list.c,
 //  zq_device_admin.c) ----------------------------------------------------

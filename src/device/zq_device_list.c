@@ -205,10 +205,14 @@ zqi_device_tick (zqi_device_t *self)
     if (self->metrics) {
         zqi_metrics_device_t device = {0};
         device.bad_commands = self->bad_commands;
-        if (self->qserver)
-            zqi_qserver_counters (self->qserver, &device.connections, &device.server_errors,
-                                  &device.server_refused, device.refusals,
+        if (self->qserver) {
+            zq_queue_stats_t stats;
+            zqi_qserver_counters (self->qserver, &device.connections, &stats, device.refusals,
                                   sizeof device.refusals / sizeof device.refusals[0]);
+            device.server_errors = stats.errors;
+            device.server_refused = stats.refused;
+            device.dedupe_forgotten = stats.forgotten;
+        }
         zqi_metrics_end (self->metrics, &device);
     }
 }

@@ -532,6 +532,10 @@ zqi_metrics_text (zqi_metrics_t *self)
     s_header (out, "zq_server_refused_total", "counter",
               "PUTs and CONSUMEs refused before reaching a queue (limits).");
     fprintf (out, "zq_server_refused_total %" PRIu64 "\n", device.server_refused);
+    s_header (out, "zq_server_dedupe_forgotten_total", "counter",
+              "PUT ids the dedupe window forgot before dedupe_window_ms (dedupe_max reached, or "
+              "no memory): a resend of one is stored again.");
+    fprintf (out, "zq_server_dedupe_forgotten_total %" PRIu64 "\n", device.dedupe_forgotten);
     s_header (out, "zq_admin_bad_commands_total", "counter",
               "Admin requests the device did not understand.");
     fprintf (out, "zq_admin_bad_commands_total %" PRIu64 "\n", device.bad_commands);
@@ -641,6 +645,7 @@ zqi_metrics_json (zqi_metrics_t *self, size_t history_s)
     s_set_uint (server, "connections", device.connections);
     s_set_uint (server, "errors", device.server_errors);
     s_set_uint (server, "refused", device.server_refused);
+    s_set_uint (server, "dedupe_forgotten", device.dedupe_forgotten);
     s_set_uint (server, "admin_bad_commands", device.bad_commands);
     int64_t free_bytes = s_spool_free (self);
     json_object_set_new (server, "spool_free_bytes",

@@ -29,11 +29,12 @@
 
 //  What the device as a whole reports at each publish.
 typedef struct {
-    uint64_t connections;    //  connections to the queue kind's endpoint
-    uint64_t server_errors;  //  the reliable server's stats.errors
-    uint64_t server_refused; //  the reliable server's stats.refused
-    uint64_t refusals[16];   //  REFUSE ids and ERRORs sent, by code
-    uint64_t bad_commands;   //  admin requests that were not understood
+    uint64_t connections;      //  connections to the queue kind's endpoint
+    uint64_t server_errors;    //  the reliable server's stats.errors
+    uint64_t server_refused;   //  the reliable server's stats.refused
+    uint64_t dedupe_forgotten; //  the reliable server's stats.forgotten
+    uint64_t refusals[16];     //  REFUSE ids and ERRORs sent, by code
+    uint64_t bad_commands;     //  admin requests that were not understood
 } zqi_metrics_device_t;
 
 typedef struct _zqi_metrics_t zqi_metrics_t;

@@ -164,15 +164,12 @@ zqi_qserver_work (zqi_qserver_t *self)
 }
 
 void
-zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, uint64_t *errors_p,
-                      uint64_t *refused_p, uint64_t *counts, size_t count)
+zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, zq_queue_stats_t *stats,
+                      uint64_t *counts, size_t count)
 {
     s_monitor_drain (self);
     *connections_p = self->connections;
-    zq_queue_stats_t stats;
-    zq_queue_stats (self->queue, &stats);
-    *errors_p = stats.errors;
-    *refused_p = stats.refused;
+    zq_queue_stats (self->queue, stats);
     if (zq_queue_refusals (self->queue, counts, count))
         memset (counts, 0, count * sizeof *counts);
 }

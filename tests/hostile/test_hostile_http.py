@@ -277,6 +277,39 @@ def test_metrics_after_puts_gets_nacks():
         zqd.close()
 
 
+def test_dedupe_ids_forgotten_early_are_counted():
+    # dedupe_max 1024 (its least): 1500 PUTs within the window forget the
+    # 476 oldest ids early, and the counter says so. A resend of a forgotten
+    # id is stored again (and forgets one more); a resend of a remembered
+    # one is a duplicate.
+    zqd = hostile.Zqd(args=["--http", "127.0.0.1:0"],
+                      config="queue\n    dedupe_max = 1024\n").start()
+    try:
+        hostile.wait_until(lambda: zqd._listening() and zqd.http, "zqd's http line")
+        client = hostile.Client(zqd.endpoint)
+        bodies = [b"d%d" % i for i in range(1500)]
+        ids = client.put_confirmed("orders", bodies)
+        wait_for_metrics(zqd, {
+            ("zq_queue_in_total", "orders"): 1500,
+            ("zq_server_dedupe_forgotten_total", None): 476,
+        }, "476 ids forgotten early")
+        for index in (0, -1):
+            client.put_frame(hostile.envelope("orders", bodies[index], msg_id=ids[index])[1])
+        answers = client.answers([ids[0], ids[-1]])
+        check(all(answer == ("confirm",) for answer in answers.values()), "resends: %r" % answers)
+        wait_for_metrics(zqd, {
+            ("zq_queue_in_total", "orders"): 1501,
+            ("zq_queue_duplicates_total", "orders"): 1,
+            ("zq_server_dedupe_forgotten_total", None): 477,
+        }, "the forgotten id stored again, the remembered one a duplicate")
+        device = json.loads(get(zqd.http, "/api/queues")[2])["device"]
+        check(device.get("dedupe_forgotten") == 477, "/api/queues device: %r" % device)
+        client.close()
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
 def test_stream_and_forward_rows():
     config = ("queues\n"
               "    s1\n        kind = stream\n"
