@@ -62,7 +62,8 @@ typedef struct {
     int64_t checked_at;      //  fetcher only: when the cluster was last asked for its consumer
     uint32_t bind_failures;  //  fetcher only: binds failed in a row (logged at powers of two)
     uint32_t fetch_failures; //  fetcher only: fetches failed (not timed out) in a row, the same
-    bool stream_made;        //  its stream is known to exist (puts skip the check)
+    uint32_t stalls;  //  fetcher only: quiet checks in a row that found messages waiting, the same
+    bool stream_made; //  its stream is known to exist (puts skip the check)
 } zqi_js_queue_t;
 
 typedef struct {

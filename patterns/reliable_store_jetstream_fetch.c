@@ -111,39 +111,6 @@ s_eligible (zqi_js_queue_t *queue, const zqi_clock_t *clock)
            (!queue->failed_at || zqi_clock_mono (clock) - queue->failed_at >= ZQI_JS_BIND_RETRY_MS);
 }
 
-//  Fetcher thread, after a fetch on queue's sub that gave status: true
-//  when its durable consumer is gone (deleted by hand, or lost by the
-//  cluster), fetches on it only ever timing out. The cluster is asked
-//  (a blocking request) after a failed fetch (the first after a deletion
-//  fails), at most once per ZQI_JS_BIND_RETRY_MS, and after fetches came
-//  back empty for ZQI_JS_QUIET_CHECK_MS. Only its answer "not found"
-//  counts: a cluster that is away (an election, a lost link) is not a
-//  reason to bind again.
-static bool
-s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, natsStatus status)
-{
-    if (status == NATS_OK) {
-        queue->quiet_at = 0;
-        return false;
-    }
-    int64_t now = zqi_clock_mono (self->config.clock);
-    if (status == NATS_TIMEOUT) {
-        if (!queue->quiet_at)
-            queue->quiet_at = now;
-        if (now - queue->quiet_at < ZQI_JS_QUIET_CHECK_MS ||
-            now - queue->checked_at < ZQI_JS_QUIET_CHECK_MS)
-            return false;
-    } else if (now - queue->checked_at < ZQI_JS_BIND_RETRY_MS)
-        return false;
-    queue->checked_at = now;
-    jsConsumerInfo *info = NULL;
-    jsErrCode code = 0;
-    natsStatus found =
-        js_GetConsumerInfo (&info, self->js, queue->stream, ZQI_JS_DURABLE, NULL, &code);
-    jsConsumerInfo_Destroy (info);
-    return found == NATS_NOT_FOUND;
-}
-
 //  What a result means for a streak of failures counted in *failures.
 typedef enum {
     S_STREAK_QUIET,    //  nothing to log
@@ -165,6 +132,67 @@ s_streak (uint32_t *failures, bool ok, uint32_t *ended)
     if (*failures < UINT32_MAX)
         (*failures)++;
     return (*failures & (*failures - 1)) == 0 ? S_STREAK_FAILED : S_STREAK_QUIET;
+}
+
+//  Fetcher thread: logs a quiet consumer of queue that the cluster says
+//  has messages waiting for it (info, from a quiet check; NULL after a
+//  fetch that delivered), as when deliveries unsettled over all gateways
+//  reached its MaxAckPending; or the end of such a stall.
+static void
+s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info, int64_t quiet_ms)
+{
+    uint32_t ended = 0;
+    bool stalled = info && info->NumPending > 0;
+    s_streak_t streak = s_streak (&queue->stalls, !stalled, &ended);
+    if (streak == S_STREAK_RECOVERED)
+        zqi_log (ZQ_LOG_NOTICE, "reliable: JetStream consumer of queue %s is no longer stalled",
+                 name);
+    else if (streak == S_STREAK_FAILED) {
+        int64_t most = info->Config ? info->Config->MaxAckPending : 0;
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: JetStream consumer of queue %s delivered nothing for %" PRId64
+                 " ms while %" PRIu64 " messages wait for it; %" PRId64
+                 " deliveries unsettled over all gateways, at most %" PRId64 "%s",
+                 name, quiet_ms, info->NumPending, info->NumAckPending, most,
+                 most > 0 && info->NumAckPending >= most ? ": deliveries wait for settles" : "");
+    }
+}
+
+//  Fetcher thread, after a fetch on queue's sub that gave status: true
+//  when its durable consumer is gone (deleted by hand, or lost by the
+//  cluster), fetches on it only ever timing out. The cluster is asked
+//  (a blocking request) after a failed fetch (the first after a deletion
+//  fails), at most once per ZQI_JS_BIND_RETRY_MS, and after fetches came
+//  back empty for ZQI_JS_QUIET_CHECK_MS. Only its answer "not found"
+//  counts: a cluster that is away (an election, a lost link) is not a
+//  reason to bind again. A quiet consumer that is there but has messages
+//  waiting is stalled, and logged (s_log_stall).
+static bool
+s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, natsStatus status)
+{
+    if (status == NATS_OK) {
+        queue->quiet_at = 0;
+        s_log_stall (queue, name, NULL, 0);
+        return false;
+    }
+    int64_t now = zqi_clock_mono (self->config.clock);
+    if (status == NATS_TIMEOUT) {
+        if (!queue->quiet_at)
+            queue->quiet_at = now;
+        if (now - queue->quiet_at < ZQI_JS_QUIET_CHECK_MS ||
+            now - queue->checked_at < ZQI_JS_QUIET_CHECK_MS)
+            return false;
+    } else if (now - queue->checked_at < ZQI_JS_BIND_RETRY_MS)
+        return false;
+    queue->checked_at = now;
+    jsConsumerInfo *info = NULL;
+    jsErrCode code = 0;
+    natsStatus found =
+        js_GetConsumerInfo (&info, self->js, queue->stream, ZQI_JS_DURABLE, NULL, &code);
+    if (found == NATS_OK && status == NATS_TIMEOUT)
+        s_log_stall (queue, name, info, now - queue->quiet_at);
+    jsConsumerInfo_Destroy (info);
+    return found == NATS_NOT_FOUND;
 }
 
 //  Fetcher thread: logs a failure to bind queue's consumer (or to make its
@@ -298,7 +326,7 @@ zqi_js_fetcher (void *arg)
             }
         natsMsgList_Destroy (&list);
         s_log_fetch (queue, name, status);
-        bool gone = s_consumer_gone (self, queue, status);
+        bool gone = s_consumer_gone (self, queue, name, status);
         pthread_mutex_lock (&self->lock);
         if (gone && queue->sub == sub) {
             //  Bound again on a next round (made again if it is missing).

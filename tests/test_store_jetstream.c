@@ -445,10 +445,14 @@ test_a_deleted_consumer_is_made_again (void **state)
     zqi_store_jetstream.destroy (&store);
 }
 
-//  Lines the store logged, the ones naming the blocked queue's bind.
+//  Lines the store logged, the ones naming the blocked queue's bind and
+//  the stalled queue's consumer (the last warning kept).
 static pthread_mutex_t s_log_lock = PTHREAD_MUTEX_INITIALIZER;
 static int s_bind_warnings;
 static int s_bind_recovered;
+static int s_stall_warnings;
+static int s_stall_ended;
+static char s_stall_line[512];
 
 static void
 s_log (zq_log_level_t level, const char *line, void *arg)
@@ -459,6 +463,12 @@ s_log (zq_log_level_t level, const char *line, void *arg)
         s_bind_warnings++;
     if (level == ZQ_LOG_NOTICE && strstr (line, "consumer of queue jobs.blocked bound after"))
         s_bind_recovered++;
+    if (level == ZQ_LOG_WARNING && strstr (line, "consumer of queue jobs.stalled delivered")) {
+        s_stall_warnings++;
+        snprintf (s_stall_line, sizeof s_stall_line, "%s", line);
+    }
+    if (level == ZQ_LOG_NOTICE && strstr (line, "consumer of queue jobs.stalled is no longer"))
+        s_stall_ended++;
     pthread_mutex_unlock (&s_log_lock);
 }
 
@@ -515,6 +525,80 @@ test_a_consumer_not_bound_is_logged (void **state)
         zqi_store_jetstream.delivery_destroy (&got[i]);
     }
     assert_int_equal (s_logged (&s_bind_recovered), 1);
+    zqi_store_jetstream.destroy (&store);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+}
+
+//  Waits (up to ms) until *counter reaches want; returns its value.
+static int
+s_wait_logged (int *counter, int want, int64_t ms)
+{
+    int64_t until = s_now_ms () + ms;
+    while (s_logged (counter) < want && s_now_ms () < until)
+        poll (NULL, 0, 20);
+    return s_logged (counter);
+}
+
+//  A consumer the cluster holds back (its MaxAckPending lowered to the
+//  deliveries this gateway holds unsettled) while messages wait: once its
+//  fetches have come back empty for ZQI_JS_QUIET_CHECK_MS, the log says
+//  how many wait and why; once the held ones are settled, the waiting
+//  ones come and the log says the stall ended.
+static void
+test_a_stalled_consumer_is_logged (void **state)
+{
+    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
+    //  A visibility timeout longer than the test: nothing is redelivered.
+    zqi_store_config_t config = {
+        .servers = s_url, .visibility_ms = 120000, .max_attempts = MAX_ATTEMPTS, .prefix = "T"};
+    zqi_store_t *store = zqi_store_jetstream.open (&config);
+    assert_non_null (store);
+    s_put_all (store, "jobs.stalled", 0, 2);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.stalled", 10), 0);
+    zqi_store_delivery_t *held[2] = {0};
+    assert_int_equal (s_collect (store, NULL, held, 2, WAIT_MS), 2);
+
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    natsConnection *connection = NULL;
+    jsCtx *js = NULL;
+    s_js_connect ("jobs.stalled", stream, &connection, &js);
+    jsConsumerInfo *info = NULL, *updated = NULL;
+    assert_int_equal (js_GetConsumerInfo (&info, js, stream, "zq", NULL, NULL), NATS_OK);
+    info->Config->MaxAckPending = 2;
+    assert_int_equal (js_UpdateConsumer (&updated, js, stream, info->Config, NULL, NULL), NATS_OK);
+    jsConsumerInfo_Destroy (updated);
+    jsConsumerInfo_Destroy (info);
+    jsCtx_Destroy (js);
+    natsConnection_Destroy (connection);
+
+    s_put_all (store, "jobs.stalled", 2, 3);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.stalled", 10), 0);
+    assert_int_equal (s_wait_logged (&s_stall_warnings, 1, ZQI_JS_QUIET_CHECK_MS * 2 + WAIT_MS), 1);
+    pthread_mutex_lock (&s_log_lock);
+    char line[sizeof s_stall_line];
+    snprintf (line, sizeof line, "%s", s_stall_line);
+    pthread_mutex_unlock (&s_log_lock);
+    if (!strstr (line, "while 3 messages wait for it; 2 deliveries unsettled over all "
+                       "gateways, at most 2: deliveries wait for settles"))
+        fail_msg ("the stall's line: \"%s\"", line);
+    zqi_store_delivery_t *got[3] = {0};
+    assert_int_equal (s_collect (store, NULL, got, 3, 0), 0);
+    assert_int_equal (s_logged (&s_stall_ended), 0);
+
+    //  Settled, the held two make room for two more at a time.
+    for (size_t i = 0; i < 2; i++)
+        s_ack_numbered (store, &held[i], 0, 2);
+    size_t count = 0;
+    int64_t until = s_now_ms () + WAIT_MS;
+    while (count < 3 && s_now_ms () < until) {
+        size_t came = s_collect (store, NULL, got, 3 - count, 100);
+        for (size_t i = 0; i < came; i++)
+            s_ack_numbered (store, &got[i], 2, 5);
+        count += came;
+    }
+    assert_int_equal (count, 3);
+    assert_int_equal (s_wait_logged (&s_stall_ended, 1, WAIT_MS), 1);
+    assert_int_equal (s_logged (&s_stall_warnings), 1);
     zqi_store_jetstream.destroy (&store);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
@@ -722,6 +806,7 @@ main (void)
         cmocka_unit_test (test_purge_remove_and_bad_config),
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
+        cmocka_unit_test (test_a_stalled_consumer_is_logged),
         cmocka_unit_test (test_close_waits_for_a_running_callback),
         cmocka_unit_test (test_fetch_with_many_pending),
         cmocka_unit_test_teardown (test_the_log_names_the_server_lost, s_two_nodes_stop),
