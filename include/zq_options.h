@@ -142,7 +142,9 @@ typedef struct {
 //                                  grow it, the oldest ids go early, with a warning).
 //                                  Ids forgotten before dedupe_window_ms, at this
 //                                  limit or for want of memory, count in
-//                                  zq_queue_stats_t forgotten
+//                                  zq_queue_stats_t forgotten; at this limit, a
+//                                  warning (one per 10 minutes) says how long
+//                                  ids are kept
 //    nack_backoff_ms      100      server: ZQ_NACK_BACKOFF delay, doubled per attempt
 //    nack_backoff_max_ms  30000    server: cap of that backoff
 //    confirm_timeout_ms   5000     producer: resend a message unconfirmed this long

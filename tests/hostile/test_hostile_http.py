@@ -279,9 +279,9 @@ def test_metrics_after_puts_gets_nacks():
 
 def test_dedupe_ids_forgotten_early_are_counted():
     # dedupe_max 1024 (its least): 1500 PUTs within the window forget the
-    # 476 oldest ids early, and the counter says so. A resend of a forgotten
-    # id is stored again (and forgets one more); a resend of a remembered
-    # one is a duplicate.
+    # 476 oldest ids early, and the counter and the log say so. A resend of
+    # a forgotten id is stored again (and forgets one more); a resend of a
+    # remembered one is a duplicate.
     zqd = hostile.Zqd(args=["--http", "127.0.0.1:0"],
                       config="queue\n    dedupe_max = 1024\n").start()
     try:
@@ -304,6 +304,11 @@ def test_dedupe_ids_forgotten_early_are_counted():
         }, "the forgotten id stored again, the remembered one a duplicate")
         device = json.loads(get(zqd.http, "/api/queues")[2])["device"]
         check(device.get("dedupe_forgotten") == 477, "/api/queues device: %r" % device)
+        # The log says it once (one line per 10 minutes at most), naming the limit.
+        lines = [line for line in zqd.stderr().splitlines()
+                 if "the dedupe window is full at dedupe_max (1024 ids)" in line]
+        check(len(lines) == 1 and "not 60000 (dedupe_window_ms)" in lines[0]
+              and "storing to queue orders" in lines[0], "the log: %r" % lines)
         client.close()
         zqd.stop()
     finally:
