@@ -7,10 +7,11 @@
     A raw ROUTER stands where the server stands, bound on inproc; a zq
     reliable producer (identity "P" and a number) and consumer ("C" and
     the same number, subscribed to "q") are connected to it and kept
-    across inputs. Before each input
-    the producer posts messages whose ids the seeds know (16 octets: 0x01,
-    0x9a, 0xb0, three zeros, then the number 1 to 4 in 10 big-endian
-    octets), so a CONFIRM or REFUSE of the input can name them.
+    across inputs. Before each input the producer posts messages whose
+    ids the seeds know (16 octets: 0x01, 0x9a, 0xb0, three zeros, then the
+    number 1 to 4 in 10 big-endian octets), so a CONFIRM or REFUSE of the
+    input can name them.
+
     Input layout: frames, back to back; each is a 2-byte big-endian word
     (bit 15: the frame ends a message; bit 14: so does it, and the clients
     work until idle before the next one is sent; bit 13, read on a
