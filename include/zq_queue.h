@@ -131,7 +131,9 @@ typedef struct {
     //  or for want of memory to grow), or never remembered for want of
     //  memory. A producer's resend of one of them is stored again, where
     //  it would have been confirmed as a duplicate: while this grows,
-    //  the window is shorter than dedupe_window_ms (raise dedupe_max).
+    //  the window is shorter than dedupe_window_ms (at dedupe_max, raise
+    //  it; the log says which). 0 with a JetStream store, whose streams
+    //  keep their own dedupe.
     uint64_t forgotten;
     uint64_t reserved[6];
 } zq_queue_stats_t;

@@ -249,6 +249,8 @@ typedef struct {
     //  within max or for want of memory to grow) or never remembered (no
     //  memory at all): a resend of each is stored again.
     uint64_t forgotten;
+    //  When the last id forgotten early was stored (stored_ms).
+    int64_t forgotten_stored_ms;
 } zqi_r_dedupe_t;
 
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);

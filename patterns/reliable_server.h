@@ -19,14 +19,14 @@
 #define ZQI_RS_PASSES      4    //  reads of the socket a round of work makes at most
 //  PUTs one round may hold: ZQI_RS_BATCH, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
-#define ZQI_RS_PENDING_MAX (ZQI_RS_BATCH + ZQI_BATCH_MAX_COUNT)
-#define ZQI_RS_LOCAL       0    //  consumer index of local consumption
-#define ZQI_RS_RETRY_MS    1000 //  dead-lettering that failed is tried again after this
-#define ZQI_RS_LOG_IVL_MS  1000 //  at most one line about refusals in this time
-#define ZQI_RS_DEDUPE_FULL_LOG_MS                                                                  \
-    600000                      //  at most one line about a full dedupe window in this time
-#define ZQI_RS_RESUME_MIN_MS 1  //  first retry of consumers whose pipe was full
-#define ZQI_RS_RESUME_MAX_MS 50 //  longest wait between those retries
+#define ZQI_RS_PENDING_MAX   (ZQI_RS_BATCH + ZQI_BATCH_MAX_COUNT)
+#define ZQI_RS_LOCAL         0    //  consumer index of local consumption
+#define ZQI_RS_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
+#define ZQI_RS_LOG_IVL_MS    1000 //  at most one line about refusals in this time
+#define ZQI_RS_RESUME_MIN_MS 1    //  first retry of consumers whose pipe was full
+#define ZQI_RS_RESUME_MAX_MS 50   //  longest wait between those retries
+//  At most one line about a dedupe window full at dedupe_max in this time.
+#define ZQI_RS_FULL_LOG_MS 600000
 
 //  File descriptors. An open queue holds at most ZQI_RS_QUEUE_FDS (its spool's
 //  directory, lock, the segment written and the segment read). Queues

@@ -280,19 +280,18 @@ s_dedupe_short (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int remembere
                  queue->name, skipped);
 }
 
-//  Logs (one line per ZQI_RS_DEDUPE_FULL_LOG_MS at most) that a PUT to
-//  queue, stored, made the dedupe window forget its oldest id at
-//  dedupe_max, before dedupe_window_ms: ids are remembered only as long
-//  as the oldest one now has been.
+//  Logs (one line per ZQI_RS_FULL_LOG_MS at most) that a PUT to queue,
+//  stored, made the dedupe window forget its oldest id at dedupe_max,
+//  before dedupe_window_ms: ids are remembered only as long as that one
+//  was.
 static void
 s_dedupe_full (zqi_r_server_t *self, const zqi_rs_queue_t *queue)
 {
     uint64_t skipped;
-    if (!zqi_log_limit_due (&self->dedupe_full_log, self->now, ZQI_RS_DEDUPE_FULL_LOG_MS, &skipped))
+    if (!zqi_log_limit_due (&self->dedupe_full_log, self->now, ZQI_RS_FULL_LOG_MS, &skipped))
         return;
     const zqi_r_dedupe_t *dedupe = &self->dedupe;
-    const zqi_r_seen_t *oldest = &dedupe->ring[dedupe->head];
-    int64_t span_ms = oldest->stored_ms == INT64_MIN ? 0 : self->now - oldest->stored_ms;
+    int64_t span_ms = self->now - dedupe->forgotten_stored_ms;
     zqi_log (ZQ_LOG_WARNING,
              "reliable: the dedupe window is full at dedupe_max (%u ids): ids are forgotten "
              "%" PRId64 " ms after their store, not %" PRId64 " (dedupe_window_ms), so a resend "
@@ -418,11 +417,13 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     queue->counters.put++;
     uint64_t forgotten = self->dedupe.forgotten;
     int remembered = zqi_r_dedupe_add (&self->dedupe, key, content, now, seq);
-    self->common.ctx->stats->forgotten = self->dedupe.forgotten;
-    if (remembered)
-        s_dedupe_short (self, queue, remembered);
-    else if (self->dedupe.forgotten != forgotten)
-        s_dedupe_full (self, queue);
+    if (self->dedupe.forgotten != forgotten) {
+        self->common.ctx->stats->forgotten = self->dedupe.forgotten;
+        if (remembered)
+            s_dedupe_short (self, queue, remembered);
+        else
+            s_dedupe_full (self, queue);
+    }
     s_round_holds (self, queue, seq);
 }
 

@@ -38,7 +38,7 @@
 #define ZQI_JS_SUBJECT_ROOT    "zq.q."
 #define ZQI_JS_ACK_PENDING_MAX 100000 //  deliveries unsettled over all gateways, per queue
 #define ZQI_JS_BIND_RETRY_MS   500    //  a consumer not bound is tried again after this
-#define ZQI_JS_QUIET_CHECK_MS  5000   //  fetches empty this long: is the consumer still there?
+#define ZQI_JS_QUIET_CHECK_MS  5000   //  fetches empty this long: is the consumer there, stalled?
 #define ZQI_JS_ADMIN_WAIT_MS   1000   //  longest wait for a stat or the list of streams
 #define ZQI_JS_PING_IVL_MS     1000   //  pings to the server on the connection ...
 #define ZQI_JS_PINGS_OUT       3      //  ... and how many may go unanswered
@@ -62,8 +62,8 @@ typedef struct {
     int64_t checked_at;      //  fetcher only: when the cluster was last asked for its consumer
     uint32_t bind_failures;  //  fetcher only: binds failed in a row (logged at powers of two)
     uint32_t fetch_failures; //  fetcher only: fetches failed (not timed out) in a row, the same
-    uint32_t stalls;  //  fetcher only: quiet checks in a row that found messages waiting, the same
-    bool stream_made; //  its stream is known to exist (puts skip the check)
+    uint32_t stalls;         //  fetcher only: quiet checks finding messages waiting, the same
+    bool stream_made;        //  its stream is known to exist (puts skip the check)
 } zqi_js_queue_t;
 
 typedef struct {

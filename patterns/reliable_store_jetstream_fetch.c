@@ -137,7 +137,8 @@ s_streak (uint32_t *failures, bool ok, uint32_t *ended)
 //  Fetcher thread: logs a quiet consumer of queue that the cluster says
 //  has messages waiting for it (info, from a quiet check; NULL after a
 //  fetch that delivered), as when deliveries unsettled over all gateways
-//  reached its MaxAckPending; or the end of such a stall.
+//  reached its MaxAckPending; or the end of such a stall (a fetch that
+//  delivered, or a check that finds nothing waiting any more).
 static void
 s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info, int64_t quiet_ms)
 {
@@ -148,13 +149,17 @@ s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info
         zqi_log (ZQ_LOG_NOTICE, "reliable: JetStream consumer of queue %s is no longer stalled",
                  name);
     else if (streak == S_STREAK_FAILED) {
+        //  The consumer's limit, when the cluster gave one.
         int64_t most = info->Config ? info->Config->MaxAckPending : 0;
+        char limit[80] = "";
+        if (most > 0)
+            snprintf (limit, sizeof limit, ", at most %" PRId64 "%s", most,
+                      info->NumAckPending >= most ? ": deliveries wait for settles" : "");
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream consumer of queue %s delivered nothing for %" PRId64
                  " ms while %" PRIu64 " messages wait for it; %" PRId64
-                 " deliveries unsettled over all gateways, at most %" PRId64 "%s",
-                 name, quiet_ms, info->NumPending, info->NumAckPending, most,
-                 most > 0 && info->NumAckPending >= most ? ": deliveries wait for settles" : "");
+                 " deliveries unsettled over all gateways%s",
+                 name, quiet_ms, info->NumPending, info->NumAckPending, limit);
     }
 }
 

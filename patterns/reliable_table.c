@@ -161,6 +161,16 @@ s_pop (zqi_r_dedupe_t *dedupe)
     dedupe->count--;
 }
 
+//  Drops the oldest record, live and within the window (s_expire ran):
+//  forgotten early.
+static void
+s_forget_early (zqi_r_dedupe_t *dedupe)
+{
+    dedupe->forgotten++;
+    dedupe->forgotten_stored_ms = dedupe->ring[dedupe->head].stored_ms;
+    s_pop (dedupe);
+}
+
 static void
 s_expire (zqi_r_dedupe_t *dedupe, int64_t now)
 {
@@ -234,18 +244,17 @@ zqi_r_dedupe_add (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, uint64_t cont
     //  Once expired ones are gone, the oldest is within the window: one
     //  dropped now is forgotten early.
     s_expire (dedupe, now);
-    if (dedupe->count >= dedupe->max) {
-        s_pop (dedupe);
-        dedupe->forgotten++;
-    }
+    if (dedupe->count >= dedupe->max)
+        s_forget_early (dedupe);
     int result = 0;
     if (dedupe->count == dedupe->capacity && s_ring_grow (dedupe)) {
         //  No memory for a larger ring: the newest id, whose resend is
         //  the likeliest, takes the oldest one's place.
-        dedupe->forgotten++;
-        if (!dedupe->count)
+        if (!dedupe->count) {
+            dedupe->forgotten++;
             return -1;
-        s_pop (dedupe);
+        }
+        s_forget_early (dedupe);
         result = 1;
     }
     uint32_t index = (dedupe->head + dedupe->count) & (dedupe->capacity - 1);

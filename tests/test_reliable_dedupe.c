@@ -146,6 +146,11 @@ test_max_one (void **state)
     s_assert_range (&dedupe, 0, 9, 10, false);
     s_assert_range (&dedupe, 9, 10, 10, true);
     assert_int_equal (dedupe.forgotten, 9);
+    //  The store time of the last one forgotten early is kept.
+    s_add_range (&dedupe, 10, 11, 30);
+    s_add_range (&dedupe, 11, 12, 50);
+    assert_int_equal (dedupe.forgotten, 11);
+    assert_int_equal (dedupe.forgotten_stored_ms, 30);
     zqi_r_dedupe_free (&dedupe);
 }
 

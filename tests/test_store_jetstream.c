@@ -481,6 +481,16 @@ s_logged (int *counter)
     return value;
 }
 
+//  Waits (up to ms) until *counter reaches want; returns its value.
+static int
+s_wait_logged (int *counter, int want, int64_t ms)
+{
+    int64_t until = s_now_ms () + ms;
+    while (s_logged (counter) < want && s_now_ms () < until)
+        poll (NULL, 0, 20);
+    return s_logged (counter);
+}
+
 //  A consumer the store cannot bind (a push consumer someone made under
 //  its durable name): the log says so, without a line per attempt, no
 //  delivery comes meanwhile, and once the obstacle is gone the store binds
@@ -506,14 +516,11 @@ test_a_consumer_not_bound_is_logged (void **state)
     jsConsumerInfo_Destroy (info);
 
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.blocked", 10), 0);
-    int64_t until = s_now_ms () + WAIT_MS;
-    while (s_logged (&s_bind_warnings) < 2 && s_now_ms () < until)
-        poll (NULL, 0, 20);
     //  Attempts 1 and 2 are logged (then 4, 8, ...): at least two attempts
     //  500 ms apart, and not a line each.
-    assert_in_range (s_logged (&s_bind_warnings), 2, 3);
+    assert_in_range (s_wait_logged (&s_bind_warnings, 2, WAIT_MS), 2, 3);
     zqi_store_delivery_t *got[3] = {0};
-    assert_int_equal (s_collect (store, NULL, got, 3, 0), 0);
+    assert_int_equal (zqi_store_jetstream.deliveries (store, got, 3), 0);
 
     assert_int_equal (js_DeleteConsumer (js, stream, "zq", NULL, NULL), NATS_OK);
     jsCtx_Destroy (js);
@@ -527,16 +534,6 @@ test_a_consumer_not_bound_is_logged (void **state)
     assert_int_equal (s_logged (&s_bind_recovered), 1);
     zqi_store_jetstream.destroy (&store);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
-}
-
-//  Waits (up to ms) until *counter reaches want; returns its value.
-static int
-s_wait_logged (int *counter, int want, int64_t ms)
-{
-    int64_t until = s_now_ms () + ms;
-    while (s_logged (counter) < want && s_now_ms () < until)
-        poll (NULL, 0, 20);
-    return s_logged (counter);
 }
 
 //  A consumer the cluster holds back (its MaxAckPending lowered to the
@@ -582,7 +579,7 @@ test_a_stalled_consumer_is_logged (void **state)
                        "gateways, at most 2: deliveries wait for settles"))
         fail_msg ("the stall's line: \"%s\"", line);
     zqi_store_delivery_t *got[3] = {0};
-    assert_int_equal (s_collect (store, NULL, got, 3, 0), 0);
+    assert_int_equal (zqi_store_jetstream.deliveries (store, got, 3), 0);
     assert_int_equal (s_logged (&s_stall_ended), 0);
 
     //  Settled, the held two make room for two more at a time.

@@ -1,10 +1,13 @@
 /*  =========================================================================
     test_zqd_fatal - zqd's report of a fatal signal (src/tools/zqd/
     zqd_fatal.c, compiled into this program), in a child process each
-    time: a report ends with the signal's own action, and a report that
-    hangs (here: writing the frames never returns, as when the dying
-    thread holds a lock the report needs) is ended by SIGALRM after about
-    5 s, its first line written, instead of leaving zqd hung.
+    time: a report ends with the signal's own action (as tests/test_zqd.sh
+    sees of zqd itself; here it also shows that the wrapper below passes
+    the frames through), and a report that hangs (here: writing the frames
+    never returns, as when the dying thread holds a lock the report needs)
+    is ended by SIGALRM after about 5 s, its first line written, instead of
+    leaving zqd hung, even in a process started with SIGALRM ignored and
+    blocked.
 
     SIGABRT is the signal: the sanitizers' runtimes leave it alone (they
     take SIGSEGV, which zqd's report then leaves to them).
@@ -68,9 +71,10 @@ typedef struct {
 } s_ended_t;
 
 //  Runs a child that installs the report and raises SIGABRT (with its
-//  report hanging if hang); collects its stderr and how it ended.
+//  report hanging if hang, and SIGALRM ignored and blocked first if
+//  deaf); collects its stderr and how it ended.
 static void
-s_crash_child (bool hang, s_ended_t *ended)
+s_crash_child (bool hang, bool deaf, s_ended_t *ended)
 {
     memset (ended, 0, sizeof *ended);
     int pipe_fds[2];
@@ -85,6 +89,13 @@ s_crash_child (bool hang, s_ended_t *ended)
         close (pipe_fds[0]);
         close (pipe_fds[1]);
         s_hang = hang;
+        if (deaf) {
+            signal (SIGALRM, SIG_IGN);
+            sigset_t alarm_only;
+            sigemptyset (&alarm_only);
+            sigaddset (&alarm_only, SIGALRM);
+            sigprocmask (SIG_BLOCK, &alarm_only, NULL);
+        }
         if (zqd_fatal_report_install ())
             _exit (3);
         raise (SIGABRT);
@@ -95,7 +106,8 @@ s_crash_child (bool hang, s_ended_t *ended)
     int64_t until = started + S_WAIT_MS;
     while (s_now_ms () < until) {
         struct pollfd item = {.fd = pipe_fds[0], .events = POLLIN};
-        if (poll (&item, 1, (int)(until - s_now_ms ())) <= 0)
+        int64_t left = until - s_now_ms ();
+        if (poll (&item, 1, left > 0 ? (int)left : 0) <= 0)
             continue;
         ssize_t got = read (pipe_fds[0], ended->err + size, sizeof ended->err - 1 - size);
         if (got < 0 && errno == EINTR)
@@ -122,7 +134,7 @@ static void
 test_a_report_ends_by_its_signal (void **state)
 {
     s_ended_t ended;
-    s_crash_child (false, &ended);
+    s_crash_child (false, false, &ended);
     assert_true (WIFSIGNALED (ended.status));
     assert_int_equal (WTERMSIG (ended.status), SIGABRT);
     assert_memory_equal (ended.err, S_FIRST_LINE, strlen (S_FIRST_LINE));
@@ -131,17 +143,30 @@ test_a_report_ends_by_its_signal (void **state)
 }
 
 //  A report stuck writing its frames: SIGALRM ends the process after
-//  about 5 s (not before 4, well within S_WAIT_MS), the first line out.
+//  about 5 s (not before 4, well within S_WAIT_MS), the first line out;
+//  with SIGALRM ignored and blocked before as well.
 static void
-test_a_hung_report_ends_by_sigalrm (void **state)
+s_assert_ended_by_sigalrm (bool deaf)
 {
     s_ended_t ended;
-    s_crash_child (true, &ended);
+    s_crash_child (true, deaf, &ended);
     if (!WIFSIGNALED (ended.status) || WTERMSIG (ended.status) != SIGALRM)
         fail_msg ("the child ended with status 0x%x, not by SIGALRM; it wrote: %s", ended.status,
                   ended.err);
     assert_string_equal (ended.err, S_FIRST_LINE);
     assert_in_range (ended.elapsed_ms, 4000, 15000);
+}
+
+static void
+test_a_hung_report_ends_by_sigalrm (void **state)
+{
+    s_assert_ended_by_sigalrm (false);
+}
+
+static void
+test_sigalrm_ignored_and_blocked_still_ends_it (void **state)
+{
+    s_assert_ended_by_sigalrm (true);
 }
 
 int
@@ -150,6 +175,7 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_a_report_ends_by_its_signal),
         cmocka_unit_test (test_a_hung_report_ends_by_sigalrm),
+        cmocka_unit_test (test_sigalrm_ignored_and_blocked_still_ends_it),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -278,7 +278,7 @@ def test_metrics_after_puts_gets_nacks():
 
 
 def test_dedupe_ids_forgotten_early_are_counted():
-    # dedupe_max 1024 (its least): 1500 PUTs within the window forget the
+    # dedupe_max 1024: 1500 PUTs within the window forget the
     # 476 oldest ids early, and the counter and the log say so. A resend of
     # a forgotten id is stored again (and forgets one more); a resend of a
     # remembered one is a duplicate.

@@ -79,6 +79,17 @@ s_report (int signum)
         if (s_fatal[i].signum == signum)
             name = s_fatal[i].name;
     }
+    //  The backstop works whatever SIGALRM's disposition was (an ignored
+    //  signal stays ignored across exec, a blocked one across fork).
+    struct sigaction alarm_default;
+    memset (&alarm_default, 0, sizeof alarm_default);
+    alarm_default.sa_handler = SIG_DFL;
+    sigemptyset (&alarm_default.sa_mask);
+    sigaction (SIGALRM, &alarm_default, NULL);
+    sigset_t alarm_only;
+    sigemptyset (&alarm_only);
+    sigaddset (&alarm_only, SIGALRM);
+    sigprocmask (SIG_UNBLOCK, &alarm_only, NULL);
     alarm (S_REPORT_MAX_S);
     char number[12];
     s_decimal (signum, number);

@@ -16,7 +16,8 @@
 //  (NAME), stack of the thread that took it:" and the frames (one per
 //  line, as backtrace_symbols_fd writes them) to stderr, then raises the
 //  signal again with its default action. A report that takes more than
-//  5 s (a lock the dying thread holds) is ended by SIGALRM. A thread that
+//  5 s (a lock the dying thread holds) is ended by SIGALRM, whether zqd
+//  was started with SIGALRM ignored or blocked or not. A thread that
 //  overflowed its stack dies without a report (the handler has no stack
 //  of its own to run on). A signal another component already handles (a
 //  sanitizer's runtime) is left to it. Call once, before the threads
