@@ -368,9 +368,9 @@ bench_line reliable 'reliable rtt inproc size=100 raw_rtt_p50_us=[0-9.]* fsync_p
 ZQ_ZQD="$builddir/src/zqd" zq bench device -n 2000 --rounds 1 --backlog 3000 --dir "$work" \
     > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench device"
-bench_line device 'device put tcp size=100 producers=2 count=2000 fsync=always msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
-bench_line device 'device drain tcp size=100 count=4000 prefetch=1000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
-bench_line device 'device e2e tcp size=100 producers=2 count=2000 prefetch=1000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line device 'device put tcp size=100 producers=2 count=2000 fsync=always msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]* cpu_ns_per_msg=[1-9][0-9]* raw_cpu_ns_per_msg=[1-9][0-9]*'
+bench_line device 'device drain tcp size=100 count=4000 prefetch=1000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]* cpu_ns_per_msg=[1-9][0-9]* raw_cpu_ns_per_msg=[1-9][0-9]*'
+bench_line device 'device e2e tcp size=100 producers=2 count=2000 prefetch=1000 msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]* cpu_ns_per_msg=[1-9][0-9]* raw_cpu_ns_per_msg=[1-9][0-9]*'
 grep -q "round 1/1: put raw [0-9]* zq [0-9]* msgs/s" "$work/err" || fail "bench device shows no raw figures on stderr"
 bench_line device 'device restart size=100 backlog=5000 put_msgs_per_s=[0-9]* stop_s=[0-9.]* restart_s=[0-9.]* rss_kib=[0-9]* hwm_kib=[0-9]* restart_rss_kib=[0-9]* restart_hwm_kib=[0-9]* kill_restart_s=[0-9.]* kill_restart_rss_kib=[0-9]* drain_msgs_per_s=[0-9]* drain_hwm_kib=[0-9]* producer_max_rss_kib=[0-9]* consumer_max_rss_kib=[0-9]*'
 #  Every spool and file a bench made is gone.

@@ -245,6 +245,10 @@ typedef struct {
     double fsync_p99_us;
     double rtt_p50_us;
     double sum_p50_us; //  p50 of each confirm's fsync + round trip
+    //  Filled in by zq_bench_collect, not by the process: its CPU time,
+    //  user and system over all its threads, from its start to its exit
+    //  (wait4); 0 when it had to be killed.
+    int64_t cpu_ns;
 } zq_bench_result_t;
 
 typedef void (zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result);
@@ -393,6 +397,11 @@ const char *zq_bench_dir (zq_cli_t *cli);
 //  This process's peak resident set in KiB (getrusage ru_maxrss).
 int64_t zq_bench_max_rss_kib (void);
 
+//  The CPU time so far of the live process pid, user and system summed
+//  over its threads (/proc/PID/task/TID/schedstat), in ns; -1 if it could
+//  not be read.
+int64_t zq_bench_cpu_ns (pid_t pid);
+
 //  ---- bench/zq_bench_relay.c: the raw baseline of bench device and reliable --
 //  Plain libzmq in the layout of the zq side, with no storage, no confirms
 //  and no acks: producers (DEALER, ZMQ_IMMEDIATE) -> a relay (ROUTER, where
@@ -410,9 +419,12 @@ typedef enum {
 //  and the command line's sndhwm and rcvhwm: count timed messages in all;
 //  for put and e2e, each of the producers (1 to 64) sends warmup untimed
 //  messages first, then its share of count. Stores the throughput in
-//  *rate_p (msgs/s). Returns 0, or an exit code after printing why.
+//  *rate_p (msgs/s) and, if cpu_p is not NULL, the CPU time of all its
+//  processes (relay, producers, consumer, from start to exit) per message
+//  they moved, warm-up included, in *cpu_p (ns). Returns 0, or an exit
+//  code after printing why.
 int zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64_t warmup,
-                    uint64_t count, double *rate_p);
+                    uint64_t count, double *rate_p, double *cpu_p);
 
 //  The benchmarks (bench/zq_bench_pipeline.c, zq_bench_rpc.c, zq_bench_spool.c,
 //  zq_bench_reliable.c, zq_bench_device.c).

@@ -553,8 +553,14 @@ zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_
         zq_bench_kill (child);
         return 0;
     }
-    while (waitpid (child->pid, NULL, 0) < 0 && errno == EINTR)
+    struct rusage usage;
+    pid_t reaped;
+    while ((reaped = wait4 (child->pid, NULL, 0, &usage)) < 0 && errno == EINTR)
         ;
+    if (reaped == child->pid)
+        result->cpu_ns =
+            ((int64_t)usage.ru_utime.tv_sec + (int64_t)usage.ru_stime.tv_sec) * 1000000000 +
+            ((int64_t)usage.ru_utime.tv_usec + (int64_t)usage.ru_stime.tv_usec) * 1000;
     child->pid = -1;
     close (child->result_fd);
     child->result_fd = -1;
@@ -684,6 +690,33 @@ zq_bench_dir (zq_cli_t *cli)
         return cli->dir;
     const char *tmp = getenv ("TMPDIR");
     return tmp && *tmp ? tmp : "/var/tmp";
+}
+
+int64_t
+zq_bench_cpu_ns (pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *tasks = opendir (path);
+    if (!tasks)
+        return -1;
+    int64_t total = 0;
+    struct dirent *entry;
+    while ((entry = readdir (tasks))) {
+        if (entry->d_name[0] == '.')
+            continue;
+        char stat_path[sizeof path + sizeof entry->d_name + 16];
+        snprintf (stat_path, sizeof stat_path, "%s/%s/schedstat", path, entry->d_name);
+        FILE *file = fopen (stat_path, "r");
+        if (!file)
+            continue; //  a thread that ended meanwhile
+        unsigned long long on_cpu_ns = 0;
+        if (fscanf (file, "%llu", &on_cpu_ns) == 1)
+            total += (int64_t)on_cpu_ns;
+        fclose (file);
+    }
+    closedir (tasks);
+    return total;
 }
 
 int64_t

@@ -69,6 +69,7 @@ typedef struct {
     bool progress;       //  producer 0 reports progress on stderr
     bool wait_empty;     //  prober: until depth is 0, not just an answer
     uint64_t want_depth; //  prober: the depth it must see (restart)
+    pid_t zqd;           //  the zqd of the round (its CPU counts)
     int ready_pipe[2];   //  producers -> bench: warm-up confirmed
     int go_pipe[2];      //  bench or consumer -> producers: go
     //  Out: the peak resident set of the last s_put's producers (the
@@ -399,9 +400,19 @@ s_prober (zq_cli_t *cli, void *arg_p, zq_bench_result_t *result)
 
 //  ---- Running them -----------------------------------------------------------
 
+//  What one phase measured.
 typedef struct {
-    double put_rate, drain_rate, e2e_rate;
-    double raw_put_rate, raw_drain_rate, raw_e2e_rate;
+    double rate; //  timed messages per second
+    //  CPU time per message moved (warm-up included) of every process of
+    //  the phase: zqd (from the phase's start to its end), producers and
+    //  consumer (from start to exit); for raw, the relay's processes.
+    double cpu;
+} s_phase_t;
+
+//  A round's phases, zq's then the raw relay's.
+enum { S_PUT, S_DRAIN, S_E2E, S_RAW_PUT, S_RAW_DRAIN, S_RAW_E2E, S_PHASES };
+typedef struct {
+    s_phase_t phase[S_PHASES];
 } s_round_t;
 
 //  Once errnum is set, kills child (which may not have started) and
@@ -419,31 +430,40 @@ s_settle (zq_bench_child_t *child, int errnum, zq_bench_result_t *result)
     return result->errnum;
 }
 
-//  Ends s_put and s_drain: -1 with errno = errnum if set, else 0 with
-//  *rate_p = count messages over start_ns to end_ns.
+//  Ends s_put and s_drain: -1 with errno = errnum if set, else 0 with the
+//  rate of count messages over start_ns to end_ns, and the CPU time
+//  cpu_ns (the phase's processes') and zqd's since zqd_cpu_ns (arg->zqd's
+//  at the start) over the moved messages (-1 if zqd's is unknown).
 static int
-s_rate (int errnum, uint64_t count, int64_t start_ns, int64_t end_ns, double *rate_p)
+s_rate (int errnum, const s_device_arg_t *arg, uint64_t count, int64_t start_ns, int64_t end_ns,
+        int64_t zqd_cpu_ns, int64_t cpu_ns, uint64_t moved, s_phase_t *phase)
 {
     if (errnum) {
         errno = errnum;
         return -1;
     }
-    *rate_p = (double)count * 1e9 / (double)(end_ns - start_ns);
+    phase->rate = (double)count * 1e9 / (double)(end_ns - start_ns);
+    int64_t zqd_now_ns = zq_bench_cpu_ns (arg->zqd);
+    phase->cpu = zqd_now_ns < 0 || zqd_cpu_ns < 0
+                     ? -1
+                     : (double)(cpu_ns + zqd_now_ns - zqd_cpu_ns) / (double)moved;
     return 0;
 }
 
 //  Runs P producers (put their share of count after warmup each); with
 //  with_consumer, a consumer takes everything and lets them go, else this
 //  process lets them go once all are ready. Stores the rate (count over
-//  first start to last confirm, or to the consumer's last ack).
+//  first start to last confirm, or to the consumer's last ack) and the
+//  CPU time per message moved.
 static int
 s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, bool progress,
-       double *rate_p)
+       s_phase_t *phase)
 {
     zq_bench_child_t children[65];
     int spawned = 0, errnum = 0;
     if (pipe (arg->ready_pipe) || pipe (arg->go_pipe))
         return -1;
+    int64_t zqd_cpu_ns = zq_bench_cpu_ns (arg->zqd), cpu_ns = 0;
     zq_bench_child_t consumer = {-1, -1};
     if (with_consumer) {
         arg->warmup = (uint64_t)S_WARMUP * (uint64_t)cli->producers;
@@ -485,6 +505,7 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     for (int i = 0; i < spawned; i++) {
         zq_bench_result_t result;
         errnum = s_settle (&children[i], errnum, &result);
+        cpu_ns += result.cpu_ns;
         if (!errnum) {
             first_start = result.start_ns < first_start ? result.start_ns : first_start;
             last_end = result.end_ns > last_end ? result.end_ns : last_end;
@@ -495,21 +516,25 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     if (with_consumer) {
         zq_bench_result_t result;
         errnum = s_settle (&consumer, errnum, &result);
+        cpu_ns += result.cpu_ns;
         if (!errnum) {
             last_end = result.end_ns;
             arg->consumer_rss_kib = result.max_rss_kib;
         }
     }
     close (arg->ready_pipe[0]);
-    return s_rate (errnum, count, first_start, last_end, rate_p);
+    uint64_t moved = count + (uint64_t)S_WARMUP * (uint64_t)spawned;
+    return s_rate (errnum, arg, count, first_start, last_end, zqd_cpu_ns, cpu_ns, moved, phase);
 }
 
-//  One consumer takes count messages; stores its rate.
+//  One consumer takes count messages; stores its rate and the CPU time per
+//  message.
 static int
-s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, double *rate_p)
+s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, s_phase_t *phase)
 {
     if (pipe (arg->ready_pipe) || pipe (arg->go_pipe))
         return -1;
+    int64_t zqd_cpu_ns = zq_bench_cpu_ns (arg->zqd);
     arg->warmup = 0;
     arg->count = count;
     arg->producers = 0;
@@ -522,7 +547,8 @@ s_drain (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, double *rate_p)
     }
     errnum = s_settle (&consumer, errnum, &result);
     arg->consumer_rss_kib = errnum ? 0 : result.max_rss_kib;
-    return s_rate (errnum, count, result.start_ns, result.end_ns, rate_p);
+    return s_rate (errnum, arg, count, result.start_ns, result.end_ns, zqd_cpu_ns, result.cpu_ns,
+                   count, phase);
 }
 
 //  Asks the admin socket (waiting until the queue is empty if wait_empty).
@@ -594,15 +620,16 @@ s_round (zq_cli_t *cli, s_device_arg_t *arg, s_round_t *round)
     else {
         snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
         snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+        arg->zqd = zqd.pid;
         zq_bench_result_t probe;
-        if (s_put (cli, arg, cli->count, false, false, &round->put_rate))
+        if (s_put (cli, arg, cli->count, false, false, &round->phase[S_PUT]))
             rc = s_fail (cli, &zqd, "put");
         else if (s_drain (cli, arg, cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers,
-                          &round->drain_rate))
+                          &round->phase[S_DRAIN]))
             rc = s_fail (cli, &zqd, "drain");
         else if (s_probe (cli, arg, true, &probe))
             rc = s_fail (cli, &zqd, "waiting for the drained queue to be empty");
-        else if (s_put (cli, arg, cli->count, true, false, &round->e2e_rate))
+        else if (s_put (cli, arg, cli->count, true, false, &round->phase[S_E2E]))
             rc = s_fail (cli, &zqd, "e2e");
         else if (s_zqd_stop (&zqd)) {
             errno = 0;
@@ -620,13 +647,13 @@ s_raw_round (zq_cli_t *cli, s_round_t *round)
 {
     uint64_t warmup = (uint64_t)S_WARMUP * (uint64_t)cli->producers;
     int rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_PUT, cli->producers, S_WARMUP, cli->count,
-                             &round->raw_put_rate);
+                             &round->phase[S_RAW_PUT].rate, &round->phase[S_RAW_PUT].cpu);
     if (rc == 0)
         rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_DRAIN, cli->producers, 0, cli->count + warmup,
-                             &round->raw_drain_rate);
+                             &round->phase[S_RAW_DRAIN].rate, &round->phase[S_RAW_DRAIN].cpu);
     if (rc == 0)
         rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, cli->producers, S_WARMUP, cli->count,
-                             &round->raw_e2e_rate);
+                             &round->phase[S_RAW_E2E].rate, &round->phase[S_RAW_E2E].cpu);
     return rc;
 }
 
@@ -687,16 +714,17 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
         return s_fail (cli, &zqd, NULL);
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd.endpoint);
     snprintf (arg->admin, sizeof arg->admin, "%s", zqd.admin);
+    arg->zqd = zqd.pid;
     snprintf (admin, sizeof admin, "%s", zqd.admin);
     zq_bench_progress (cli, "backlog: %d producers put %llu messages into zqd (spool %s/spool)",
                        cli->producers, (unsigned long long)cli->backlog, zqd.dir);
-    double put_rate = 0;
+    s_phase_t put = {0, 0};
     uint64_t total = cli->backlog + (uint64_t)S_WARMUP * (uint64_t)cli->producers;
-    if (s_put (cli, arg, cli->backlog, false, true, &put_rate))
+    if (s_put (cli, arg, cli->backlog, false, true, &put))
         return s_fail (cli, &zqd, "backlog put");
     int64_t rss_kib = s_proc_kib (zqd.pid, "VmRSS"), hwm_kib = s_proc_kib (zqd.pid, "VmHWM");
     zq_bench_progress (cli, "backlog: put %.0f msgs/s; zqd VmRSS %lld KiB, VmHWM %lld KiB; SIGTERM",
-                       put_rate, (long long)rss_kib, (long long)hwm_kib);
+                       put.rate, (long long)rss_kib, (long long)hwm_kib);
     int64_t stop_start = zq_bench_now_ns ();
     if (s_zqd_stop (&zqd)) {
         errno = 0;
@@ -723,8 +751,9 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     //  with a backlog far larger than its window.
     zq_bench_progress (cli, "backlog: restarted after kill -9 in %.3f s; draining %llu",
                        kill_restart_s, (unsigned long long)total);
-    double drain_rate = 0;
-    if (s_drain (cli, arg, total, &drain_rate))
+    s_phase_t drain = {0, 0};
+    arg->zqd = zqd.pid;
+    if (s_drain (cli, arg, total, &drain))
         return s_fail (cli, &zqd, "backlog drain");
     int64_t drain_hwm = s_proc_kib (zqd.pid, "VmHWM");
     s_zqd_stop (&zqd);
@@ -733,9 +762,9 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
             "rss_kib=%lld hwm_kib=%lld restart_rss_kib=%lld restart_hwm_kib=%lld "
             "kill_restart_s=%.3f kill_restart_rss_kib=%lld drain_msgs_per_s=%.0f "
             "drain_hwm_kib=%lld producer_max_rss_kib=%lld consumer_max_rss_kib=%lld\n",
-            cli->size, (unsigned long long)total, put_rate, stop_s, restart_s, (long long)rss_kib,
+            cli->size, (unsigned long long)total, put.rate, stop_s, restart_s, (long long)rss_kib,
             (long long)hwm_kib, (long long)restart_rss, (long long)restart_hwm, kill_restart_s,
-            (long long)kill_rss, drain_rate, (long long)drain_hwm, (long long)arg->producer_rss_kib,
+            (long long)kill_rss, drain.rate, (long long)drain_hwm, (long long)arg->producer_rss_kib,
             (long long)arg->consumer_rss_kib);
     return 0;
 }
@@ -768,7 +797,7 @@ zq_bench_device (zq_cli_t *cli)
     void *body = zq_bench_body (cli->size, &arg.body_size);
     arg.body = body;
     s_round_t *results = (s_round_t *)calloc ((size_t)rounds, sizeof (s_round_t));
-    double *values = (double *)calloc ((size_t)rounds * 6, sizeof (double));
+    double *values = (double *)calloc ((size_t)rounds * 2 * S_PHASES, sizeof (double));
     if (!body || !results || !values) {
         zq_cli_error (cli, "%s", strerror (ENOMEM));
         free (body);
@@ -794,36 +823,44 @@ zq_bench_device (zq_cli_t *cli)
             s_round_t *r = &results[round];
             zq_bench_progress (cli,
                                "round %d/%d: put raw %.0f zq %.0f msgs/s, drain raw %.0f zq %.0f "
-                               "msgs/s, e2e raw %.0f zq %.0f msgs/s",
-                               round + 1, rounds, r->raw_put_rate, r->put_rate, r->raw_drain_rate,
-                               r->drain_rate, r->raw_e2e_rate, r->e2e_rate);
+                               "msgs/s, e2e raw %.0f zq %.0f msgs/s; CPU ns per message: put "
+                               "raw %.0f zq %.0f, drain raw %.0f zq %.0f, e2e raw %.0f zq %.0f",
+                               round + 1, rounds, r->phase[S_RAW_PUT].rate, r->phase[S_PUT].rate,
+                               r->phase[S_RAW_DRAIN].rate, r->phase[S_DRAIN].rate,
+                               r->phase[S_RAW_E2E].rate, r->phase[S_E2E].rate,
+                               r->phase[S_RAW_PUT].cpu, r->phase[S_PUT].cpu,
+                               r->phase[S_RAW_DRAIN].cpu, r->phase[S_DRAIN].cpu,
+                               r->phase[S_RAW_E2E].cpu, r->phase[S_E2E].cpu);
         }
     }
     if (rc == 0) {
-        for (int round = 0; round < rounds; round++) {
-            values[round] = results[round].put_rate;
-            values[rounds + round] = results[round].drain_rate;
-            values[2 * rounds + round] = results[round].e2e_rate;
-            values[3 * rounds + round] = results[round].raw_put_rate;
-            values[4 * rounds + round] = results[round].raw_drain_rate;
-            values[5 * rounds + round] = results[round].raw_e2e_rate;
+        //  Each phase's medians: rate, then CPU per message.
+        double median[S_PHASES][2];
+        for (int i = 0; i < S_PHASES; i++) {
+            for (int round = 0; round < rounds; round++) {
+                values[2 * i * rounds + round] = results[round].phase[i].rate;
+                values[(2 * i + 1) * rounds + round] = results[round].phase[i].cpu;
+            }
+            median[i][0] = zq_bench_median (values + 2 * i * rounds, rounds);
+            median[i][1] = zq_bench_median (values + (2 * i + 1) * rounds, rounds);
         }
-        double rate[6];
-        for (int i = 0; i < 6; i++)
-            rate[i] = zq_bench_median (values + i * rounds, rounds);
+        const double *put = median[S_PUT], *drain = median[S_DRAIN], *e2e = median[S_E2E];
+        const double *raw_put = median[S_RAW_PUT], *raw_drain = median[S_RAW_DRAIN],
+                     *raw_e2e = median[S_RAW_E2E];
         printf ("device put tcp size=%zu producers=%d count=%llu fsync=always msgs_per_s=%.0f "
-                "raw_msgs_per_s=%.0f ratio=%.3f\n",
-                cli->size, cli->producers, (unsigned long long)cli->count, rate[0], rate[3],
-                rate[0] / rate[3]);
+                "raw_msgs_per_s=%.0f ratio=%.3f cpu_ns_per_msg=%.0f raw_cpu_ns_per_msg=%.0f\n",
+                cli->size, cli->producers, (unsigned long long)cli->count, put[0], raw_put[0],
+                put[0] / raw_put[0], put[1], raw_put[1]);
         printf ("device drain tcp size=%zu count=%llu prefetch=%lld msgs_per_s=%.0f "
-                "raw_msgs_per_s=%.0f ratio=%.3f\n",
+                "raw_msgs_per_s=%.0f ratio=%.3f cpu_ns_per_msg=%.0f raw_cpu_ns_per_msg=%.0f\n",
                 cli->size,
                 (unsigned long long)(cli->count + (uint64_t)S_WARMUP * (uint64_t)cli->producers),
-                (long long)prefetch, rate[1], rate[4], rate[1] / rate[4]);
+                (long long)prefetch, drain[0], raw_drain[0], drain[0] / raw_drain[0], drain[1],
+                raw_drain[1]);
         printf ("device e2e tcp size=%zu producers=%d count=%llu prefetch=%lld msgs_per_s=%.0f "
-                "raw_msgs_per_s=%.0f ratio=%.3f\n",
+                "raw_msgs_per_s=%.0f ratio=%.3f cpu_ns_per_msg=%.0f raw_cpu_ns_per_msg=%.0f\n",
                 cli->size, cli->producers, (unsigned long long)cli->count, (long long)prefetch,
-                rate[2], rate[5], rate[2] / rate[5]);
+                e2e[0], raw_e2e[0], e2e[0] / raw_e2e[0], e2e[1], raw_e2e[1]);
         fflush (stdout);
     }
     if (rc == 0 && cli->backlog)

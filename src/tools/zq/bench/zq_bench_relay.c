@@ -366,8 +366,8 @@ s_read_endpoints (s_relay_t *relay)
 
 //  The run's result from its parts': start_ns (the first producer's
 //  start, or the consumer's for drain), end_ns (the last reader's end),
-//  errnum (the first failure, relay first) and value (that part's index
-//  + 1, 0 if none failed).
+//  errnum (the first failure, relay first), value (that part's index
+//  + 1, 0 if none failed) and cpu_ns (the sum of the parts').
 static void
 s_combine (s_part_t *parts, zq_bench_relay_mode_t mode, int last, zq_bench_result_t *result)
 {
@@ -386,6 +386,8 @@ s_combine (s_part_t *parts, zq_bench_relay_mode_t mode, int last, zq_bench_resul
                 result->start_ns = parts[i].result.start_ns;
     }
     result->end_ns = parts[mode == ZQ_BENCH_RELAY_PUT ? S_RELAY : S_CONSUMER].result.end_ns;
+    for (int i = 0; i < last; i++)
+        result->cpu_ns += parts[i].result.cpu_ns; //  processes only: threads report 0
 }
 
 //  Over inproc: runs the parts as threads of this process (the relay
@@ -489,7 +491,7 @@ s_part_name (s_relay_t *relay, int value, char *name, size_t size)
 
 int
 zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64_t warmup,
-                uint64_t count, double *rate_p)
+                uint64_t count, double *rate_p, double *cpu_p)
 {
     if (producers < 1 || producers > S_PARTS_MAX - 2) {
         zq_cli_error (cli, "raw %s run: %d producers", s_mode_name (mode), producers);
@@ -588,5 +590,7 @@ zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64
         return ZQ_EXIT_TRANSPORT;
     }
     *rate_p = (double)count * 1e9 / (double)(result.end_ns - result.start_ns);
+    if (cpu_p)
+        *cpu_p = (double)result.cpu_ns / (double)(count + warmup * (uint64_t)relay.producers);
     return 0;
 }

@@ -673,7 +673,8 @@ zq_bench_reliable (zq_cli_t *cli)
         rtt50[round] = producer.rtt_p50_us;
         paired50[round] = producer.sum_p50_us;
         record_size = (size_t)producer.value;
-        rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, 1, S_WARMUP, cli->count, &raw_rate[round]);
+        rc = zq_bench_relay (cli, ZQ_BENCH_RELAY_E2E, 1, S_WARMUP, cli->count, &raw_rate[round],
+                             NULL);
         if (rc)
             break;
         arg.confirm_each = false;
