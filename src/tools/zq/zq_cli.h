@@ -245,9 +245,10 @@ typedef struct {
     double fsync_p99_us;
     double rtt_p50_us;
     double sum_p50_us; //  p50 of each confirm's fsync + round trip
-    //  Filled in by zq_bench_collect, not by the process: its CPU time,
-    //  user and system over all its threads, from its start to its exit
-    //  (wait4); 0 when it had to be killed.
+    //  Not the process's own report: zq_bench_collect's reading of its CPU
+    //  time, user and system over all its threads, from its start to its
+    //  exit (wait4), -1 when unknown (it had to be killed, or was not
+    //  reaped); a relay run's, the sum of its processes' (-1 if one is).
     int64_t cpu_ns;
 } zq_bench_result_t;
 
@@ -333,9 +334,10 @@ typedef struct {
 //  and exits. Returns 0, or -1 with errno (child->pid is then -1).
 int zq_bench_spawn (zq_bench_child_t *child, zq_bench_child_fn *fn, zq_cli_t *cli, void *arg);
 
-//  Reads the child's result before deadline_ns and reaps it; a child that
-//  does not report in time is killed. Returns 0, or -1 (result->errnum is
-//  then ETIMEDOUT, or EPIPE if the child ended without a report).
+//  Reads the child's result before deadline_ns and reaps it, noting its
+//  CPU time in result->cpu_ns; a child that does not report in time is
+//  killed. Returns 0, or -1 (result->errnum is then ETIMEDOUT, or EPIPE if
+//  the child ended without a report).
 int zq_bench_collect (zq_bench_child_t *child, int64_t deadline_ns, zq_bench_result_t *result);
 
 //  Kills (SIGKILL) and reaps a child that is still running.
@@ -397,9 +399,9 @@ const char *zq_bench_dir (zq_cli_t *cli);
 //  This process's peak resident set in KiB (getrusage ru_maxrss).
 int64_t zq_bench_max_rss_kib (void);
 
-//  The CPU time so far of the live process pid, user and system summed
-//  over its threads (/proc/PID/task/TID/schedstat), in ns; -1 if it could
-//  not be read.
+//  The CPU time so far of the live process pid, user and system over all
+//  its threads, ended ones included (its CPU-time clock), in ns; -1 if it
+//  could not be read.
 int64_t zq_bench_cpu_ns (pid_t pid);
 
 //  ---- bench/zq_bench_relay.c: the raw baseline of bench device and reliable --

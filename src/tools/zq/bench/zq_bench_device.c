@@ -19,7 +19,11 @@
     (src/tools/zq/bench/zq_bench_relay.c): the same producer and consumer processes and
     message sizes, with a relay process of plain ROUTER sockets standing
     where zqd stands, and no storage, no confirms, no acks. Each line
-    reports the median of both sides and ratio = zq / raw.
+    reports the median of both sides and ratio = zq / raw, then the CPU
+    time per message moved (warm-up included) of each side's processes:
+    zqd's during the phase, the clients' and the relay's from start to exit
+    (so raw's also holds its relay's start and end, a fixed cost that
+    weighs at small counts only).
     With --backlog N, a last zqd gets N messages put into it; then zqd gets
     SIGTERM (stop_s: until it exited) and is started again on the same
     spool; restart_s runs from starting it until it answers an admin STAT
@@ -432,8 +436,9 @@ s_settle (zq_bench_child_t *child, int errnum, zq_bench_result_t *result)
 
 //  Ends s_put and s_drain: -1 with errno = errnum if set, else 0 with the
 //  rate of count messages over start_ns to end_ns, and the CPU time
-//  cpu_ns (the phase's processes') and zqd's since zqd_cpu_ns (arg->zqd's
-//  at the start) over the moved messages (-1 if zqd's is unknown).
+//  cpu_ns (the phase's processes', -1 if unknown) and zqd's since
+//  zqd_cpu_ns (arg->zqd's at the start) over the moved messages (-1 if
+//  either is unknown).
 static int
 s_rate (int errnum, const s_device_arg_t *arg, uint64_t count, int64_t start_ns, int64_t end_ns,
         int64_t zqd_cpu_ns, int64_t cpu_ns, uint64_t moved, s_phase_t *phase)
@@ -444,7 +449,7 @@ s_rate (int errnum, const s_device_arg_t *arg, uint64_t count, int64_t start_ns,
     }
     phase->rate = (double)count * 1e9 / (double)(end_ns - start_ns);
     int64_t zqd_now_ns = zq_bench_cpu_ns (arg->zqd);
-    phase->cpu = zqd_now_ns < 0 || zqd_cpu_ns < 0
+    phase->cpu = zqd_now_ns < 0 || zqd_cpu_ns < 0 || cpu_ns < 0
                      ? -1
                      : (double)(cpu_ns + zqd_now_ns - zqd_cpu_ns) / (double)moved;
     return 0;
@@ -505,7 +510,7 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     for (int i = 0; i < spawned; i++) {
         zq_bench_result_t result;
         errnum = s_settle (&children[i], errnum, &result);
-        cpu_ns += result.cpu_ns;
+        cpu_ns = cpu_ns < 0 || result.cpu_ns < 0 ? -1 : cpu_ns + result.cpu_ns;
         if (!errnum) {
             first_start = result.start_ns < first_start ? result.start_ns : first_start;
             last_end = result.end_ns > last_end ? result.end_ns : last_end;
@@ -516,7 +521,7 @@ s_put (zq_cli_t *cli, s_device_arg_t *arg, uint64_t count, bool with_consumer, b
     if (with_consumer) {
         zq_bench_result_t result;
         errnum = s_settle (&consumer, errnum, &result);
-        cpu_ns += result.cpu_ns;
+        cpu_ns = cpu_ns < 0 || result.cpu_ns < 0 ? -1 : cpu_ns + result.cpu_ns;
         if (!errnum) {
             last_end = result.end_ns;
             arg->consumer_rss_kib = result.max_rss_kib;
@@ -677,6 +682,7 @@ s_restart_timed (zq_cli_t *cli, s_device_arg_t *arg, s_zqd_t *zqd, const char *a
         return s_fail (cli, zqd, NULL);
     }
     snprintf (arg->endpoint, sizeof arg->endpoint, "%s", zqd->endpoint);
+    arg->zqd = zqd->pid;
     zq_bench_result_t probe;
     if (zq_bench_collect (&prober, zq_bench_deadline_ns (), &probe) || probe.errnum) {
         errno = probe.errnum;
@@ -752,7 +758,6 @@ s_restart (zq_cli_t *cli, s_device_arg_t *arg)
     zq_bench_progress (cli, "backlog: restarted after kill -9 in %.3f s; draining %llu",
                        kill_restart_s, (unsigned long long)total);
     s_phase_t drain = {0, 0};
-    arg->zqd = zqd.pid;
     if (s_drain (cli, arg, total, &drain))
         return s_fail (cli, &zqd, "backlog drain");
     int64_t drain_hwm = s_proc_kib (zqd.pid, "VmHWM");
@@ -842,7 +847,11 @@ zq_bench_device (zq_cli_t *cli)
                 values[(2 * i + 1) * rounds + round] = results[round].phase[i].cpu;
             }
             median[i][0] = zq_bench_median (values + 2 * i * rounds, rounds);
+            //  Unknown in one round (-1, the lowest): unknown.
             median[i][1] = zq_bench_median (values + (2 * i + 1) * rounds, rounds);
+            for (int round = 0; round < rounds; round++)
+                if (results[round].phase[i].cpu < 0)
+                    median[i][1] = -1;
         }
         const double *put = median[S_PUT], *drain = median[S_DRAIN], *e2e = median[S_E2E];
         const double *raw_put = median[S_RAW_PUT], *raw_drain = median[S_RAW_DRAIN],

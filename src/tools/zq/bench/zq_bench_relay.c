@@ -386,8 +386,10 @@ s_combine (s_part_t *parts, zq_bench_relay_mode_t mode, int last, zq_bench_resul
                 result->start_ns = parts[i].result.start_ns;
     }
     result->end_ns = parts[mode == ZQ_BENCH_RELAY_PUT ? S_RELAY : S_CONSUMER].result.end_ns;
-    for (int i = 0; i < last; i++)
-        result->cpu_ns += parts[i].result.cpu_ns; //  processes only: threads report 0
+    //  Processes only: threads report 0, and the parent reads their one
+    //  process's time.
+    for (int i = 0; i < last && result->cpu_ns >= 0; i++)
+        result->cpu_ns = parts[i].result.cpu_ns < 0 ? -1 : result->cpu_ns + parts[i].result.cpu_ns;
 }
 
 //  Over inproc: runs the parts as threads of this process (the relay
@@ -591,6 +593,8 @@ zq_bench_relay (zq_cli_t *cli, zq_bench_relay_mode_t mode, int producers, uint64
     }
     *rate_p = (double)count * 1e9 / (double)(result.end_ns - result.start_ns);
     if (cpu_p)
-        *cpu_p = (double)result.cpu_ns / (double)(count + warmup * (uint64_t)relay.producers);
+        *cpu_p = result.cpu_ns < 0
+                     ? -1
+                     : (double)result.cpu_ns / (double)(count + warmup * (uint64_t)relay.producers);
     return 0;
 }
