@@ -73,15 +73,22 @@ s_current_url (natsConnection *conn, char *url)
     return natsConnection_GetConnectedUrl (conn, url, ZQI_JS_URL_MAX) == NATS_OK && *url;
 }
 
+//  Records url as the server the link names.
+static void
+s_write (zqi_js_link_t *link, const char *url)
+{
+    pthread_mutex_lock (&link->lock);
+    snprintf (link->url, sizeof link->url, "%s", url);
+    pthread_mutex_unlock (&link->lock);
+}
+
 void
 zqi_js_link_opened (zqi_js_link_t *link, natsConnection *conn)
 {
     char url[ZQI_JS_URL_MAX];
     if (!s_current_url (conn, url))
         snprintf (url, sizeof url, "no server");
-    pthread_mutex_lock (&link->lock);
-    snprintf (link->url, sizeof link->url, "%s", url);
-    pthread_mutex_unlock (&link->lock);
+    s_write (link, url);
     zqi_log (ZQ_LOG_NOTICE, "reliable: JetStream connected (%s)", url);
 }
 
@@ -130,9 +137,7 @@ zqi_js_link_back (natsConnection *conn, void *closure)
         zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection back, and lost again");
         return;
     }
-    pthread_mutex_lock (&link->lock);
-    snprintf (link->url, sizeof link->url, "%s", url);
-    pthread_mutex_unlock (&link->lock);
+    s_write (link, url);
     zqi_log (ZQ_LOG_WARNING, "reliable: JetStream connection back (%s)", url);
 }
 
