@@ -214,16 +214,26 @@ int zq_cli_failure (zq_cli_t *cli, const char *what, int errnum);
 
 typedef struct {
     zq_cli_t *cli;
-    bool use_zq;         //  zq queues, or raw libzmq sockets
+    bool use_zq; //  zq queues, or raw libzmq sockets
+    //  Both at once (bench rpc): each side holds a zq queue and a raw
+    //  socket (each in its own context); payload is zq's.
+    bool both;
     uint64_t warmup;     //  untimed messages or round trips first
     uint64_t count;      //  timed ones
     const void *payload; //  raw: the frame; zq: the msgpack body
     size_t payload_size;
+    const void *raw_payload; //  the raw side's frame, whichever the side
+    size_t raw_payload_size;
     char bind[512];     //  what the binder binds
     char endpoint[512]; //  what the connector connects to (resolved)
-    int endpoint_fd;    //  binder: write end for zq_bench_bound
-    int go_read_fd;     //  zq_bench_go_wait reads here
-    int go_write_fd;    //  zq_bench_go writes here
+    //  With both: what the binder binds for its raw socket, and where the
+    //  connector's raw socket connects; the endpoint and bind above are
+    //  the zq queue's.
+    char bind_raw[512];
+    char endpoint_raw[512];
+    int endpoint_fd; //  binder: write end for zq_bench_bound
+    int go_read_fd;  //  zq_bench_go_wait reads here
+    int go_write_fd; //  zq_bench_go writes here
 } zq_bench_run_t;
 
 //  What each side reports back.
@@ -231,8 +241,10 @@ typedef struct {
     int errnum;       //  0 if the side completed
     int64_t start_ns; //  connector: clock before its first timed send
     int64_t end_ns;   //  binder: clock after its last timed receive
-    double p50_us;    //  rpc client: round trip percentiles
+    double p50_us;    //  rpc client: round trip percentiles (zq's, with both)
     double p99_us;
+    double raw_p50_us; //  rpc client with both: the raw side's
+    double raw_p99_us;
     //  Durability benchmarks (spool, reliable, device): what a process
     //  measured besides its clock readings.
     uint64_t messages;   //  messages it handled
@@ -259,7 +271,8 @@ typedef void (zq_bench_side_fn) (zq_bench_run_t *run, zq_bench_result_t *result)
 int zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *connector,
                   zq_bench_result_t *binder_result, zq_bench_result_t *connector_result);
 
-//  Binder: reports the endpoint it bound (resolved) so the connector can start.
+//  Binder: reports the endpoint it bound (resolved) so the connector can
+//  start. With both, it reports the zq queue's first, then the raw socket's.
 void zq_bench_bound (zq_bench_run_t *run, const char *endpoint);
 
 //  One side signals the other, which waits for it: in pipeline the
@@ -304,7 +317,8 @@ zq_queue_t *zq_bench_queue_connect (zq_bench_run_t *run, const char *pattern, zq
                                     zq_bench_result_t *result);
 
 //  The raw binder's socket: type, with zq_bench_raw_options and a receive
-//  timeout of timeout_ms, bound on run->bind and reported with
+//  timeout of timeout_ms, bound on run->bind (run->bind_raw with both)
+//  and reported with
 //  zq_bench_bound. NULL with result->errnum set if any step fails.
 void *zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_result_t *result);
 

@@ -169,6 +169,8 @@ zq_bench_run_init (zq_bench_run_t *run, zq_cli_t *cli, bool use_zq, uint64_t war
     run->count = cli->count;
     run->payload = use_zq ? body : frame;
     run->payload_size = use_zq ? body_size : cli->size;
+    run->raw_payload = frame;
+    run->raw_payload_size = cli->size;
 }
 
 uint64_t
@@ -226,7 +228,7 @@ zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_resul
     size_t length = sizeof endpoint;
     if (!socket || zq_bench_raw_options (run->cli, socket) ||
         zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) ||
-        zmq_bind (socket, run->bind) ||
+        zmq_bind (socket, run->both ? run->bind_raw : run->bind) ||
         zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, endpoint, &length)) {
         result->errnum = errno;
         if (socket)
@@ -365,12 +367,20 @@ zq_bench_read_line (int fd, int64_t deadline_ns, char *line, size_t size)
     return -1;
 }
 
+//  What a run measures, for its error messages.
+static const char *
+s_sides (const zq_bench_run_t *run)
+{
+    return run->both ? "zq and raw" : run->use_zq ? "zq" : "raw";
+}
+
 int
 zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *connector,
               zq_bench_result_t *binder_result, zq_bench_result_t *connector_result)
 {
     zq_cli_t *cli = run->cli;
-    if (s_bind_endpoint (cli, run->bind, sizeof run->bind))
+    if (s_bind_endpoint (cli, run->bind, sizeof run->bind) ||
+        (run->both && s_bind_endpoint (cli, run->bind_raw, sizeof run->bind_raw)))
         return ZQ_EXIT_TRANSPORT;
     bool inproc = streq (cli->transport, "inproc");
     int endpoint_pipe[2], go_pipe[2], binder_pipe[2], connector_pipe[2];
@@ -389,10 +399,11 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
         run->endpoint_fd = endpoint_pipe[1];
         if (inproc) {
             snprintf (run->endpoint, sizeof run->endpoint, "%s", run->bind);
+            snprintf (run->endpoint_raw, sizeof run->endpoint_raw, "%s", run->bind_raw);
             //  Both threads must share one context: make it before either runs.
-            if (run->use_zq)
+            if (run->use_zq || run->both)
                 zsys_init ();
-            else
+            if (!run->use_zq || run->both)
                 zq_bench_raw_context ();
             s_thread_t thread;
             memset (&thread, 0, sizeof thread);
@@ -418,7 +429,9 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     int64_t deadline_ns = zq_bench_now_ns () + (int64_t)S_RUN_DEADLINE_MS * 1000000;
     int rc = children[0] < 0 ? -1 : 0;
     if (rc == 0 &&
-        zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint))
+        (zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint) ||
+         (run->both && zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint_raw,
+                                           sizeof run->endpoint_raw))))
         rc = -1;
     if (rc == 0 && !inproc) {
         children[1] = fork ();
@@ -450,12 +463,12 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     if (rc) {
         if (zq_cli_interrupted)
             return zq_cli_interrupt_exit ();
-        zq_cli_error (cli, "%s run on %s did not complete", run->use_zq ? "zq" : "raw", run->bind);
+        zq_cli_error (cli, "%s run on %s did not complete", s_sides (run), run->bind);
         return ZQ_EXIT_TRANSPORT;
     }
     if (binder_result->errnum || connector_result->errnum) {
         zq_cli_error (cli, "%s run on %s failed: binding side: %s; connecting side: %s",
-                      run->use_zq ? "zq" : "raw", run->bind,
+                      s_sides (run), run->bind,
                       binder_result->errnum ? zq_strerror (binder_result->errnum) : "ok",
                       connector_result->errnum ? zq_strerror (connector_result->errnum) : "ok");
         return ZQ_EXIT_TRANSPORT;
