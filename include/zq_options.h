@@ -64,6 +64,10 @@ typedef struct {
 //    heartbeat_ivl_ms     0        ZMQ_HEARTBEAT_IVL, ZMTP ping interval (0 = off)
 //    heartbeat_timeout_ms 0        ZMQ_HEARTBEAT_TIMEOUT (0 = same as heartbeat_ivl_ms)
 //    heartbeat_ttl_ms     0        ZMQ_HEARTBEAT_TTL asked of the peer (0 = none)
+//                                  heartbeat_ivl_ms unset, rpc and reliable choose: a
+//                                  reliable role pings every 1 s and closes after 3 s of
+//                                  silence; so does an rpc client, asking its servers a
+//                                  TTL of both (4 s; zq_rpc.h); an rpc server pings not
 //    max_message_bytes    1048576  largest message accepted (all envelope frames);
 //                                  also ZMQ_MAXMSGSIZE, so a peer sending a larger frame
 //                                  over tcp or ipc is disconnected by libzmq

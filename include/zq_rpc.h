@@ -63,7 +63,13 @@ extern "C" {
 //
 //  Server. zq_queue_recv returns every attempt of every request (a retry
 //  can reach a server that already has the request). zq_queue_send fails
-//  with ENOTSUP: answer with zq_queue_reply.
+//  with ENOTSUP: answer with zq_queue_reply. A server has no heartbeats
+//  of its own unless heartbeat_ivl_ms is set: it drops a zq client whose
+//  PINGs stopped (paused, host or network lost) within the TTL they
+//  carry (heartbeat_ivl_ms + heartbeat_timeout_ms of the client, by
+//  default 4 s; heartbeat_ttl_ms sets another), and, with TCP keepalive,
+//  any client whose host or network was lost once its connection is idle
+//  (doc/PROTOCOL.md 17.5).
 
 //  Server: sends reply as the answer to request (a message this queue's
 //  zq_queue_recv returned; only its id is read, so it may be destroyed

@@ -14,6 +14,10 @@
             reply, under its id, whose body is its own. Prints
             "ok <count> <retries> <dropped>" and exits 0, or a reason on
             stderr and exits 1.
+        rpc_proc hold ENDPOINTS
+            Opens an rpc client, prints "ready <endpoints>", then sends
+            no request (its heartbeats go on) until its standard input is
+            closed or readable.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -134,6 +138,23 @@ s_client (const char *endpoints, int count)
     return rc;
 }
 
+static int
+s_hold (const char *endpoints)
+{
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, endpoints, NULL);
+    if (!client) {
+        fprintf (stderr, "rpc_proc: cannot open %s: %s\n", endpoints, zq_strerror (errno));
+        return 1;
+    }
+    printf ("ready %s\n", endpoints);
+    fflush (stdout);
+    char byte;
+    while (read (STDIN_FILENO, &byte, 1) < 0 && errno == EINTR)
+        ;
+    zq_queue_destroy (&client);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -141,6 +162,9 @@ main (int argc, char *argv[])
         return s_server (argv[2]);
     if (argc == 4 && strcmp (argv[1], "client") == 0)
         return s_client (argv[2], atoi (argv[3]));
-    fprintf (stderr, "usage: rpc_proc server ENDPOINTS | client ENDPOINTS COUNT\n");
+    if (argc == 3 && strcmp (argv[1], "hold") == 0)
+        return s_hold (argv[2]);
+    fprintf (stderr,
+             "usage: rpc_proc server ENDPOINTS | client ENDPOINTS COUNT | hold ENDPOINTS\n");
     return 2;
 }

@@ -900,8 +900,10 @@ s_reap_servers (void **state)
     return 0;
 }
 
+//  Starts rpc_proc in mode ("server" or "hold") on spec and reads its
+//  "ready <endpoint>" line into proc->endpoint.
 static void
-start_server_proc (server_proc_t *proc, const char *bind)
+start_rpc_proc (server_proc_t *proc, const char *mode, const char *spec)
 {
     int to_child[2], from_child[2];
     assert_true (s_started_count < (int)(sizeof s_started / sizeof s_started[0]));
@@ -917,7 +919,7 @@ start_server_proc (server_proc_t *proc, const char *bind)
         close (to_child[1]);
         close (from_child[0]);
         close (from_child[1]);
-        execl (s_proc_path, s_proc_path, "server", bind, (char *)NULL);
+        execl (s_proc_path, s_proc_path, mode, spec, (char *)NULL);
         _exit (127);
     }
     close (to_child[0]);
@@ -941,6 +943,12 @@ start_server_proc (server_proc_t *proc, const char *bind)
     line[used - 1] = '\0';
     assert_memory_equal (line, "ready ", 6);
     snprintf (proc->endpoint, sizeof proc->endpoint, "%s", line + 6);
+}
+
+static void
+start_server_proc (server_proc_t *proc, const char *bind)
+{
+    start_rpc_proc (proc, "server", bind);
 }
 
 static void
@@ -1411,6 +1419,112 @@ test_heartbeat_defaults (void **state)
     zq_queue_destroy (&server);
 }
 
+//  A client pings every second and asks its servers to drop it when
+//  nothing comes from it for 4 s (the interval and the timeout: TTL); a
+//  server has no heartbeat timer of its own, and TCP keepalive instead.
+static void
+test_liveness_by_role (void **state)
+{
+    (void)state;
+    zq_queue_t *server, *client;
+    open_pair ("tcp", NULL, &server, &client);
+    void *handle = zsock_resolve (zq_queue_sock (client));
+    int value = 0;
+    size_t size = sizeof value;
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &value, &size), 0);
+    assert_int_equal (value, 1000);
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_TIMEOUT, &value, &size), 0);
+    assert_int_equal (value, 3000);
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_TTL, &value, &size), 0);
+    assert_int_equal (value, 4000);
+    handle = zsock_resolve (zq_queue_sock (server));
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &value, &size), 0);
+    assert_int_equal (value, 0);
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_TCP_KEEPALIVE, &value, &size), 0);
+    assert_int_equal (value, 1);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+    //  The client's timeout sets its TTL; a TTL set by the user stays.
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "heartbeat_timeout_ms", 2000), 0);
+    open_pair ("tcp", options, &server, &client);
+    handle = zsock_resolve (zq_queue_sock (client));
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_TTL, &value, &size), 0);
+    assert_int_equal (value, 3000);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+    assert_int_equal (zq_options_set_int (options, "heartbeat_ttl_ms", 9000), 0);
+    open_pair ("tcp", options, &server, &client);
+    zq_options_destroy (&options);
+    handle = zsock_resolve (zq_queue_sock (client));
+    assert_int_equal (zmq_getsockopt (handle, ZMQ_HEARTBEAT_TTL, &value, &size), 0);
+    assert_int_equal (value, 9000);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+}
+
+//  Waits up to timeout_ms for the event on monitor (a socket monitor's
+//  PAIR); returns when it came (ms after start), or -1.
+static int64_t
+s_event_after (void *monitor, uint16_t wanted, int64_t start, int timeout_ms)
+{
+    int64_t deadline = start + timeout_ms;
+    for (int64_t left; (left = deadline - now_ms ()) > 0;) {
+        zmq_pollitem_t item = {monitor, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll (&item, 1, (long)left) <= 0)
+            continue;
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        assert_true (zmq_msg_recv (&frame, monitor, 0) >= 6);
+        uint16_t event;
+        memcpy (&event, zmq_msg_data (&frame), sizeof event);
+        assert_true (zmq_msg_recv (&frame, monitor, 0) >= 0); //  the endpoint
+        zmq_msg_close (&frame);
+        if (event == wanted)
+            return now_ms () - start;
+    }
+    return -1;
+}
+
+//  A zq server, which has no heartbeat timer of its own, keeps an idle
+//  client that is alive (its PINGs keep coming, and libzmq answers them)
+//  and drops a paused one within the TTL that client asked for: 4 s
+//  after its last PING, so between 3 and 5 s after the pause.
+static void
+test_server_drops_a_paused_client (void **state)
+{
+    (void)state;
+    zq_queue_t *server = zq_queue_new ("rpc", ZQ_SERVER, "@tcp://127.0.0.1:*", NULL);
+    assert_non_null (server);
+    char spec[300];
+    snprintf (spec, sizeof spec, ">%s", zq_queue_endpoint (server));
+    char monitor_endpoint[64];
+    snprintf (monitor_endpoint, sizeof monitor_endpoint, "inproc://test-rpc-monitor-%d",
+              (int)getpid ());
+    assert_int_equal (zmq_socket_monitor (zsock_resolve (zq_queue_sock (server)), monitor_endpoint,
+                                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED),
+                      0);
+    zsock_t *monitor = zsock_new_pair (monitor_endpoint);
+    assert_non_null (monitor);
+    void *monitor_handle = zsock_resolve (monitor);
+    server_proc_t client;
+    start_rpc_proc (&client, "hold", spec);
+    assert_true (
+        s_event_after (monitor_handle, ZMQ_EVENT_HANDSHAKE_SUCCEEDED, now_ms (), DEADLINE_MS) >= 0);
+    //  Idle and alive: still connected after more than the TTL.
+    assert_int_equal (s_event_after (monitor_handle, ZMQ_EVENT_DISCONNECTED, now_ms (), 6000), -1);
+    assert_int_equal (kill (client.pid, SIGSTOP), 0);
+    int64_t after = s_event_after (monitor_handle, ZMQ_EVENT_DISCONNECTED, now_ms (), 10000);
+    assert_int_equal (kill (client.pid, SIGCONT), 0);
+    stop_server_proc (&client, true);
+    zmq_socket_monitor (zsock_resolve (zq_queue_sock (server)), NULL, 0);
+    zsock_destroy (&monitor);
+    zq_queue_destroy (&server);
+    if (after < 2500 || after > 5500)
+        fail_msg ("the paused client was dropped %lld ms after its pause, not 3000 to 5000",
+                  (long long)after);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -1448,6 +1562,8 @@ main (int argc, char *argv[])
         cmocka_unit_test_teardown (test_failover_tcp, s_reap_servers),
         cmocka_unit_test_teardown (test_failover_ipc, s_reap_servers),
         cmocka_unit_test (test_heartbeat_defaults),
+        cmocka_unit_test (test_liveness_by_role),
+        cmocka_unit_test_teardown (test_server_drops_a_paused_client, s_reap_servers),
         cmocka_unit_test_teardown (test_sequential_kill, s_reap_servers),
         cmocka_unit_test_teardown (test_sequential_stop, s_reap_servers),
         cmocka_unit_test_teardown (test_poller_kill, s_reap_servers),
