@@ -19,6 +19,11 @@
 
 #include "zq_library.h"
 
+//  The longest heartbeat_ttl_ms: libzmq 4.3 reads a PING's TTL back into 16
+//  bits of milliseconds, so a longer one arrives as a few milliseconds and
+//  the peer drops the connection at once.
+#define ZQ_HEARTBEAT_TTL_MAX_MS 65500
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,11 +68,16 @@ typedef struct {
 //    reconnect_max_ms     0        ZMQ_RECONNECT_IVL_MAX, exponential backoff cap (0 = none)
 //    heartbeat_ivl_ms     0        ZMQ_HEARTBEAT_IVL, ZMTP ping interval (0 = off)
 //    heartbeat_timeout_ms 0        ZMQ_HEARTBEAT_TIMEOUT (0 = same as heartbeat_ivl_ms)
-//    heartbeat_ttl_ms     0        ZMQ_HEARTBEAT_TTL asked of the peer (0 = none)
+//    heartbeat_ttl_ms     0        ZMQ_HEARTBEAT_TTL asked of the peer (0 = none), at most
+//                                  ZQ_HEARTBEAT_TTL_MAX_MS
 //                                  heartbeat_ivl_ms unset, rpc and reliable choose: a
 //                                  reliable role pings every 1 s and closes after 3 s of
-//                                  silence; so does an rpc client, asking its servers a
-//                                  TTL of both (4 s; zq_rpc.h); an rpc server pings not
+//                                  silence; so does an rpc client. An rpc client that
+//                                  pings asks its servers, unless heartbeat_ttl_ms is set,
+//                                  a TTL of its interval and timeout together (4 s by
+//                                  default); an rpc server sends no pings unless
+//                                  heartbeat_ivl_ms is set, and turns TCP keepalive on
+//                                  (zq_rpc.h)
 //    max_message_bytes    1048576  largest message accepted (all envelope frames);
 //                                  also ZMQ_MAXMSGSIZE, so a peer sending a larger frame
 //                                  over tcp or ipc is disconnected by libzmq

@@ -66,9 +66,10 @@ extern "C" {
 //  with ENOTSUP: answer with zq_queue_reply. A server has no heartbeats
 //  of its own unless heartbeat_ivl_ms is set: it drops a zq client whose
 //  PINGs stopped (paused, host or network lost) within the TTL they
-//  carry (heartbeat_ivl_ms + heartbeat_timeout_ms of the client, by
-//  default 4 s; heartbeat_ttl_ms sets another), and, with TCP keepalive,
-//  any client whose host or network was lost once its connection is idle
+//  carry (a client that pings asks its interval and timeout together, by
+//  default 1 s + 3 s; heartbeat_ttl_ms sets another, at most
+//  ZQ_HEARTBEAT_TTL_MAX_MS), and, with TCP keepalive, any client whose
+//  host or network was lost once its connection is idle
 //  (doc/PROTOCOL.md 17.5).
 
 //  Server: sends reply as the answer to request (a message this queue's

@@ -30,11 +30,12 @@
     missed pings (the zguide's Paranoid Pirate liveness) ride out a few
     lost TCP segments (retransmits from 200 ms, doubling) and short
     stalls; a server busy in its own code is never taken for silent,
-    since libzmq's I/O thread answers PINGs. Each PING asks the server to
-    drop the client in turn when nothing at all comes from it for the
-    interval and the timeout together (ZMQ_HEARTBEAT_TTL, unless
-    heartbeat_ttl_ms is set): a paused zq client is out of its servers
-    within 4 s of its last PING.
+    since libzmq's I/O thread answers PINGs. Each PING of a client (its
+    default heartbeats or those the options set) asks the server to drop
+    the client in turn when nothing at all comes from it for the interval
+    and the timeout together (ZMQ_HEARTBEAT_TTL, at most
+    ZQ_HEARTBEAT_TTL_MAX_MS, unless heartbeat_ttl_ms is set): a paused zq
+    client is out of its servers within 4 s of its last PING.
     A server has no heartbeat timer of its own (unless heartbeat_ivl_ms
     is set): with a timer pending, libzmq's I/O thread arms one at every
     wait for the socket, which on a virtual machine cost about 3% of an
@@ -299,8 +300,9 @@ s_server_reply (zqi_rpc_t *self, const zq_msg_t *request, zq_msg_t **reply_p)
 
 //  ---- The pattern --------------------------------------------------------
 
-//  The default liveness (heartbeat_ivl_ms not set; see the top of this
-//  file). Returns 0, or -1 with errno from libzmq.
+//  Liveness (see the top of this file): a server's TCP keepalive; a
+//  client's default heartbeats (heartbeat_ivl_ms not set) and, whenever it
+//  pings, the TTL it asks of its servers. Returns 0, or -1 with errno.
 static int
 s_liveness (zqi_rpc_t *self, const zq_options_t *options)
 {
@@ -314,22 +316,26 @@ s_liveness (zqi_rpc_t *self, const zq_options_t *options)
                 return -1;
         return 0;
     }
-    int ivl = ZQI_RPC_HEARTBEAT_IVL_MS;
-    int timeout = zq_options_is_set (options, "heartbeat_timeout_ms")
-                      ? zqi_option_int (options, "heartbeat_timeout_ms")
-                      : ZQI_RPC_HEARTBEAT_TIMEOUT_MS;
-    //  libzmq takes a timeout of 0 as the interval; a TTL travels in
-    //  tenths of a second, at most 6553.5 s.
-    int64_t ttl = (int64_t)ivl + (timeout > 0 ? timeout : ivl);
-    int ttl_ms = ttl > ZQI_RPC_HEARTBEAT_TTL_MAX_MS ? ZQI_RPC_HEARTBEAT_TTL_MAX_MS : (int)ttl;
-    if (zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) ||
-        (timeout > 0 &&
-         zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout)))
-        return -1;
-    if (!zq_options_is_set (options, "heartbeat_ttl_ms") &&
-        zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_TTL, &ttl_ms, sizeof ttl_ms))
-        return -1;
-    return 0;
+    bool defaults = !zq_options_is_set (options, "heartbeat_ivl_ms");
+    int64_t ivl =
+        defaults ? ZQI_RPC_HEARTBEAT_IVL_MS : zqi_option_int (options, "heartbeat_ivl_ms");
+    int64_t timeout = zq_options_is_set (options, "heartbeat_timeout_ms")
+                          ? zqi_option_int (options, "heartbeat_timeout_ms")
+                      : defaults ? ZQI_RPC_HEARTBEAT_TIMEOUT_MS
+                                 : 0;
+    if (defaults) {
+        int ivl_int = (int)ivl, timeout_int = (int)timeout;
+        if (zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_IVL, &ivl_int, sizeof ivl_int) ||
+            (timeout > 0 && zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_TIMEOUT, &timeout_int,
+                                            sizeof timeout_int)))
+            return -1;
+    }
+    if (ivl <= 0 || zq_options_is_set (options, "heartbeat_ttl_ms"))
+        return 0;
+    //  libzmq takes a timeout of 0 as the interval.
+    int64_t ttl = ivl + (timeout > 0 ? timeout : ivl);
+    int ttl_ms = ttl > ZQ_HEARTBEAT_TTL_MAX_MS ? ZQ_HEARTBEAT_TTL_MAX_MS : (int)ttl;
+    return zmq_setsockopt (self->handle, ZMQ_HEARTBEAT_TTL, &ttl_ms, sizeof ttl_ms);
 }
 
 static int
@@ -349,7 +355,7 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     int on = 1;
     if (zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
         return -1;
-    if (!zq_options_is_set (ctx->options, "heartbeat_ivl_ms") && s_liveness (self, ctx->options))
+    if (s_liveness (self, ctx->options))
         return -1;
     if (self->is_client) {
         //  The monitor reports each connection's handshake and close; its

@@ -24,8 +24,6 @@
 #define ZQI_RPC_ROUTE_INLINE         24
 #define ZQI_RPC_HEARTBEAT_IVL_MS     1000
 #define ZQI_RPC_HEARTBEAT_TIMEOUT_MS 3000
-//  The longest TTL a PING carries (16 bits of tenths of a second).
-#define ZQI_RPC_HEARTBEAT_TTL_MAX_MS 6553500
 //  Server: TCP keepalive, probes after 1 s idle, then every second; the
 //  third unanswered closes the connection (a lost host: within 4 s idle).
 #define ZQI_RPC_KEEPALIVE_IDLE_S  1

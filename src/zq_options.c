@@ -36,7 +36,7 @@ static const zq_option_info_t s_generic[] = {
      "interval between ZMTP heartbeats on each connection (0 = off)", NULL},
     {"heartbeat_timeout_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
      "silence after a heartbeat that closes a connection (0 = heartbeat_ivl_ms)", NULL},
-    {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, 6553500,
+    {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, ZQ_HEARTBEAT_TTL_MAX_MS,
      "silence after which the peer closes the connection (0 = none)", NULL},
     {"max_message_bytes", ZQ_OPTION_INT, ZQ_MSG_MAX_SIZE_DEFAULT, NULL, 64, INT32_MAX,
      "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE; a reliable server's"
