@@ -44,7 +44,7 @@ static const s_option_t s_options[] = {
      "run CMD (with /bin/sh) per request: request on stdin, reply on stdout"},
     {ZQ_OPT_SIZE, 's', "size", "BYTES", "payload bytes per message (default 100)"},
     {ZQ_OPT_TRANSPORT, 0, "transport", "NAME", "tcp (default), ipc or inproc"},
-    {ZQ_OPT_ROUNDS, 0, "rounds", "N", "alternating raw/zq rounds, median reported (default 3)"},
+    {ZQ_OPT_ROUNDS, 0, "rounds", "N", "rounds of raw and zq, median reported (default 3)"},
     {ZQ_OPT_PRODUCERS, 0, "producers", "N",
      "concurrent producers (spool: threads; device: processes)"},
     {ZQ_OPT_DIR, 0, "dir", "DIR",

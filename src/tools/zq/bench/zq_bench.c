@@ -1,17 +1,19 @@
 /*  =========================================================================
     zq_bench - zq bench: measures zq against plain libzmq in the same run.
 
-    Every benchmark runs the raw libzmq baseline and zq alternately
-    (raw, zq, raw, zq, ...) for --rounds rounds, with the same socket
-    types, high-water marks, payload size, transport and count, and
-    reports the median of each side on ONE line of key=value pairs that
-    ends with ratio=. Warm-up messages are sent before the clock starts
-    and are not counted. Progress goes to stderr.
+    Every benchmark runs the raw libzmq baseline and zq for --rounds
+    rounds, with the same socket types, high-water marks, payload size,
+    transport and count, and reports the median of each side on ONE line
+    of key=value pairs that ends with ratio=: alternately (raw, zq, raw,
+    zq, ...), but rpc, which runs both side by side in every round (a
+    run's `both`). Warm-up messages are sent before the clock starts and
+    are not counted. Progress goes to stderr.
 
     Each run puts its two sides (receiver and sender, server and client)
     in processes of their own, as two services would be: over tcp and
     ipc each side is a forked process with its own ZeroMQ context (one
-    I/O thread each); over inproc both share one forked process. This
+    I/O thread each; two with both, the raw side's and zq's); over inproc
+    both share one forked process. This
     process never creates a ZeroMQ context, so forking stays safe, and it
     stops any side that overruns its deadline.
 
@@ -426,13 +428,22 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
         }
         exit (0);
     }
+    //  Only the binder writes endpoints: once it exits, a read finds the end.
+    close (endpoint_pipe[1]);
+    endpoint_pipe[1] = -1;
     int64_t deadline_ns = zq_bench_now_ns () + (int64_t)S_RUN_DEADLINE_MS * 1000000;
     int rc = children[0] < 0 ? -1 : 0;
+    bool bind_failed = false;
     if (rc == 0 &&
         (zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint, sizeof run->endpoint) ||
          (run->both && zq_bench_read_line (endpoint_pipe[0], deadline_ns, run->endpoint_raw,
-                                           sizeof run->endpoint_raw))))
+                                           sizeof run->endpoint_raw)))) {
         rc = -1;
+        //  A binder that could not bind reports why before it exits.
+        bind_failed =
+            s_read_result (binder_pipe[0], zq_bench_now_ns () + 1000000000, binder_result) == 0 &&
+            binder_result->errnum;
+    }
     if (rc == 0 && !inproc) {
         children[1] = fork ();
         if (children[1] == 0) {
@@ -459,16 +470,24 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     int fds[] = {endpoint_pipe[0], endpoint_pipe[1], go_pipe[0],        go_pipe[1],
                  binder_pipe[0],   binder_pipe[1],   connector_pipe[0], connector_pipe[1]};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-        close (fds[i]);
+        if (fds[i] >= 0)
+            close (fds[i]);
     if (rc) {
         if (zq_cli_interrupted)
             return zq_cli_interrupt_exit ();
-        zq_cli_error (cli, "%s run on %s did not complete", s_sides (run), run->bind);
+        if (bind_failed)
+            zq_cli_error (cli, "%s run on %s%s%s failed: binding side: %s", s_sides (run),
+                          run->bind, run->both ? " and " : "", run->both ? run->bind_raw : "",
+                          zq_strerror (binder_result->errnum));
+        else
+            zq_cli_error (cli, "%s run on %s%s%s did not complete", s_sides (run), run->bind,
+                          run->both ? " and " : "", run->both ? run->bind_raw : "");
         return ZQ_EXIT_TRANSPORT;
     }
     if (binder_result->errnum || connector_result->errnum) {
-        zq_cli_error (cli, "%s run on %s failed: binding side: %s; connecting side: %s",
-                      s_sides (run), run->bind,
+        zq_cli_error (cli, "%s run on %s%s%s failed: binding side: %s; connecting side: %s",
+                      s_sides (run), run->bind, run->both ? " and " : "",
+                      run->both ? run->bind_raw : "",
                       binder_result->errnum ? zq_strerror (binder_result->errnum) : "ok",
                       connector_result->errnum ? zq_strerror (connector_result->errnum) : "ok");
         return ZQ_EXIT_TRANSPORT;

@@ -9,14 +9,13 @@
     its own), the client's process the zq rpc client and the raw DEALER,
     each pair in its own ZeroMQ context (its own I/O thread), over its own
     endpoint. The client warms both up, one round trip of each in turn,
-    then times blocks of round trips, a raw block then a zq block, until
-    each has count: a block is a fortieth of the count (at most 500,
-    at least 1), so a change of the machine's state within the run weighs
-    on both. Each echo server serves exactly the requests of the run
-    (warm-up included). The client reads the clock before each send and
-    after each reply. The raw side does what a raw libzmq user would: the
-    DEALER sends one SIZE-byte frame, the ROUTER sends the routing id and
-    the same frame back. The zq side makes a message per request and per
+    then times blocks of round trips, a raw block and a zq block in turn
+    (raw first, then zq first, and so on), until each has count: a block
+    is a fortieth of the count (at most 500, at least 1), so a change of
+    the machine's state within the run weighs on both. Each echo server serves exactly the requests
+   of the run (warm-up included). The client reads the clock before each send and after each reply.
+   The raw side does what a raw libzmq user would: the DEALER sends one SIZE-byte frame, the ROUTER
+   sends the routing id and the same frame back. The zq side makes a message per request and per
     reply, as a zq user would (zq_msg_new, zq_msg_set_body, zq_queue_send
     / zq_queue_recv / zq_queue_reply).
 
@@ -26,6 +25,7 @@
     =========================================================================
 */
 #include "zq_cli.h"
+#include <pthread.h>
 
 //  ---- The servers' process --------------------------------------------------
 
@@ -87,8 +87,9 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
     void *socket = queue ? zq_bench_raw_bind (run, ZMQ_ROUTER, ZQ_BENCH_STALL_MS, result) : NULL;
     s_raw_echo_t raw = {socket, requests, 0};
     pthread_t thread;
-    if (socket && (errno = pthread_create (&thread, NULL, s_raw_echo, &raw)) != 0) {
-        result->errnum = errno;
+    int rc = socket ? pthread_create (&thread, NULL, s_raw_echo, &raw) : 0;
+    if (rc) {
+        result->errnum = rc;
         zmq_close (socket);
         socket = NULL;
     }
@@ -170,7 +171,10 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
     block = block < 1 ? 1 : block > 500 ? 500 : block;
     for (uint64_t done = 0; done < run->count && !result->errnum; done += block) {
         uint64_t end = done + block < run->count ? done + block : run->count;
-        for (int side = 0; side < 2 && !result->errnum; side++) {
+        //  Raw first in even blocks, zq first in odd ones.
+        int first = (int)((done / block) & 1);
+        for (int turn = 0; turn < 2 && !result->errnum; turn++) {
+            int side = first ^ turn; //  0 raw, 1 zq
             int64_t *samples = latency_ns + (size_t)side * run->count;
             for (uint64_t i = done; i < end; i++) {
                 int64_t start = zq_bench_now_ns ();
