@@ -141,7 +141,7 @@ static const s_command_t s_commands[] = {
      "  Prints: rpc TRANSPORT size= count= zq_p50_us= zq_p99_us= raw_p50_us=\n"
      "  raw_p99_us= ratio= (ratio = zq p50 / raw p50). Default count 20000.\n"
      "pipeline's raw and zq runs alternate (raw, zq, raw, zq, ...) for --rounds\n"
-     "N, rpc's make a round each; each figure is the median over the rounds.\n"
+     "N; each rpc round runs both. Each figure is the median over the rounds.\n"
      "Both sides use the same high-water marks (sndhwm, rcvhwm: -o changes them\n"
      "for both), body size and transport.\n"
      "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
