@@ -321,6 +321,10 @@ zq_queue_t *zq_bench_queue_connect (zq_bench_run_t *run, const char *pattern, zq
 //  and reported with
 //  zq_bench_bound. NULL with result->errnum set if any step fails.
 void *zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_result_t *result);
+//  A raw DEALER with zq_bench_raw_options and send and receive timeouts of
+//  ZQ_BENCH_STALL_MS (and ZMQ_IMMEDIATE if immediate), connected to
+//  endpoint. NULL with errno if any step fails.
+void *zq_bench_raw_dealer (zq_cli_t *cli, const char *endpoint, bool immediate);
 
 //  The msgpack body zq sends for a payload of size bytes (a bin), built
 //  once; *body_size_p gets its size. NULL on ENOMEM.

@@ -242,6 +242,25 @@ zq_bench_raw_bind (zq_bench_run_t *run, int type, int timeout_ms, zq_bench_resul
 }
 
 void *
+zq_bench_raw_dealer (zq_cli_t *cli, const char *endpoint, bool immediate)
+{
+    void *socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
+    int timeout = ZQ_BENCH_STALL_MS, on = 1;
+    if (!socket || zq_bench_raw_options (cli, socket) ||
+        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
+        zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
+        (immediate && zmq_setsockopt (socket, ZMQ_IMMEDIATE, &on, sizeof on)) ||
+        zmq_connect (socket, endpoint)) {
+        int saved = errno;
+        if (socket)
+            zmq_close (socket);
+        errno = saved;
+        return NULL;
+    }
+    return socket;
+}
+
+void *
 zq_bench_body (size_t size, size_t *body_size_p)
 {
     msgpack_sbuffer buffer;

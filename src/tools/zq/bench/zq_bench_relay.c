@@ -152,21 +152,6 @@ s_router (zq_cli_t *cli, const char *bind, char *endpoint, size_t size)
     return socket;
 }
 
-//  A DEALER connected to endpoint (with ZMQ_IMMEDIATE for a producer).
-static void *
-s_dealer (zq_cli_t *cli, const char *endpoint, bool immediate)
-{
-    void *socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
-    int timeout = ZQ_BENCH_STALL_MS, on = 1;
-    if (!socket || zq_bench_raw_options (cli, socket) ||
-        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
-        zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout) ||
-        (immediate && zmq_setsockopt (socket, ZMQ_IMMEDIATE, &on, sizeof on)) ||
-        zmq_connect (socket, endpoint))
-        return s_socket_failed (socket);
-    return socket;
-}
-
 //  Receives one message from a ROUTER: the routing id into id, then the
 //  one frame that follows into frame. Returns 0 or -1 with errno.
 static int
@@ -267,7 +252,7 @@ s_consumer (zq_cli_t *cli, void *arg, zq_bench_result_t *result)
 {
     s_relay_t *relay = ((s_part_t *)arg)->relay;
     result->start_ns = zq_bench_now_ns ();
-    void *socket = s_dealer (cli, relay->back, false);
+    void *socket = zq_bench_raw_dealer (cli, relay->back, false);
     if (!socket || zmq_send (socket, "c", 1, 0) < 0)
         result->errnum = errno;
     bool e2e = relay->mode == ZQ_BENCH_RELAY_E2E, went = false;
@@ -300,7 +285,7 @@ s_producer (zq_cli_t *cli, void *arg, zq_bench_result_t *result)
 {
     s_part_t *part = (s_part_t *)arg;
     s_relay_t *relay = part->relay;
-    void *socket = s_dealer (cli, relay->front, true);
+    void *socket = zq_bench_raw_dealer (cli, relay->front, true);
     if (!socket) {
         result->errnum = errno;
         return;

@@ -284,11 +284,8 @@ s_baseline_open (zq_cli_t *cli, s_reliable_arg_t *arg, s_baseline_t *baseline)
     memset (baseline->record, 'f', baseline->record_size);
     snprintf (baseline->path, sizeof baseline->path, "%s/fsync-XXXXXX", arg->dir);
     baseline->fd = mkstemp (baseline->path);
-    int timeout_ms = ZQ_BENCH_STALL_MS;
-    baseline->socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
-    if (baseline->fd < 0 || !baseline->socket || zq_bench_raw_options (cli, baseline->socket) ||
-        zmq_setsockopt (baseline->socket, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms) ||
-        zmq_connect (baseline->socket, arg->echo)) {
+    baseline->socket = baseline->fd < 0 ? NULL : zq_bench_raw_dealer (cli, arg->echo, false);
+    if (!baseline->socket) {
         int saved = errno;
         s_baseline_close (baseline);
         errno = saved;

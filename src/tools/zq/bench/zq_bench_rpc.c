@@ -135,31 +135,13 @@ s_raw_round_trip (zq_bench_run_t *run, void *socket, zmq_msg_t *frame)
     return 0;
 }
 
-//  The raw DEALER, connected to the raw echo; NULL with errno.
-static void *
-s_raw_connect (zq_bench_run_t *run)
-{
-    void *socket = zmq_socket (zq_bench_raw_context (), ZMQ_DEALER);
-    int timeout = ZQ_BENCH_STALL_MS;
-    if (!socket || zq_bench_raw_options (run->cli, socket) ||
-        zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout) ||
-        zmq_connect (socket, run->endpoint_raw)) {
-        int saved = errno;
-        if (socket)
-            zmq_close (socket);
-        errno = saved;
-        return NULL;
-    }
-    return socket;
-}
-
 static void
 s_client (zq_bench_run_t *run, zq_bench_result_t *result)
 {
     //  Each side's latencies: raw's first, then zq's.
     int64_t *latency_ns = (int64_t *)calloc (2 * (run->count ? run->count : 1), sizeof (int64_t));
     zq_queue_t *queue = latency_ns ? zq_bench_queue_connect (run, "rpc", ZQ_CLIENT, result) : NULL;
-    void *socket = queue ? s_raw_connect (run) : NULL;
+    void *socket = queue ? zq_bench_raw_dealer (run->cli, run->endpoint_raw, false) : NULL;
     if (!latency_ns || (queue && !socket))
         result->errnum = errno;
     zmq_msg_t frame;
