@@ -37,7 +37,9 @@ static const zq_option_info_t s_generic[] = {
     {"heartbeat_timeout_ms", ZQ_OPTION_INT, 0, NULL, 0, INT_MAX,
      "silence after a heartbeat that closes a connection (0 = heartbeat_ivl_ms)", NULL},
     {"heartbeat_ttl_ms", ZQ_OPTION_INT, 0, NULL, 0, ZQ_HEARTBEAT_TTL_MAX_MS,
-     "silence after which the peer closes the connection (0 = none)", NULL},
+     "silence after which the peer closes the connection (0 = none; at most 65500: libzmq reads "
+     "a longer one wrong)",
+     NULL},
     {"max_message_bytes", ZQ_OPTION_INT, ZQ_MSG_MAX_SIZE_DEFAULT, NULL, 64, INT32_MAX,
      "largest message accepted, all envelope frames (also ZMQ_MAXMSGSIZE; a reliable server's"
      " is at least twice this, so it can refuse a bigger PUT by its id)",

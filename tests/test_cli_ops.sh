@@ -93,6 +93,9 @@ expect 1 "did you mean 'stat'" stats "$admin"
 expect 1 "did you mean '--timeout'" stat --timout 5 "$admin"
 expect 4 "write tcp://HOST:PORT" put localhost:5670 orders '{}'
 expect 4 "port 70000 is outside 1-65535" put tcp://127.0.0.1:70000 orders '{}'
+#  A heartbeat TTL libzmq would read wrong (over ZQ_HEARTBEAT_TTL_MAX_MS) is refused.
+expect 1 "-o heartbeat_ttl_ms=65501: value out of range or malformed" \
+    req -o heartbeat_ttl_ms=65501 tcp://127.0.0.1:9 x
 expect 4 "port 0 is outside 1-65535" stat tcp://127.0.0.1:0
 expect 4 "cannot resolve host 'no-such-host.invalid'" put tcp://no-such-host.invalid:5670 q '{}'
 #  A port where nothing answers: the error names it and the likely cause.
