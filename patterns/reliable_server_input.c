@@ -335,7 +335,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
         }
         return;
     }
-    if (zqi_queue_name_check (envelope.subject, envelope.subject_size) == 1) {
+    if (zqi_queue_name_is_dead (envelope.subject, envelope.subject_size)) {
         zqi_rs_refuse_put (self, from, envelope.id, "a dead-letter queue is not put to",
                            size + body_size);
         return;

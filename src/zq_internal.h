@@ -76,6 +76,10 @@ ZQ_EXPORT void zqi_counts_take (uint64_t *counts);
 //  zq_queue_name_check for a name of size bytes, not NUL-terminated (a
 //  NUL byte in it makes it invalid). patterns/reliable.c is its home.
 int zqi_queue_name_check (const char *name, size_t size);
+//  True when zqi_queue_name_check would return 1 (a dead-letter queue's
+//  name); a name without the suffix is not scanned (a reliable server
+//  asks this of every PUT's queue).
+bool zqi_queue_name_is_dead (const char *name, size_t size);
 
 //  Makes sure CZMQ is initialised (zsys_init) without changing the host's
 //  SIGINT and SIGTERM handlers (zq_library.c). The first zsys_init of a

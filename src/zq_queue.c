@@ -846,13 +846,20 @@ s_plain_name (const char *name, size_t size)
 int
 zqi_queue_name_check (const char *name, size_t size)
 {
-    size_t suffix = strlen (ZQ_QUEUE_DEAD_SUFFIX);
     if (name && s_plain_name (name, size))
         return 0;
-    if (name && size > suffix && memcmp (name + size - suffix, ZQ_QUEUE_DEAD_SUFFIX, suffix) == 0 &&
-        s_plain_name (name, size - suffix))
+    if (zqi_queue_name_is_dead (name, size))
         return 1;
     return zqi_fail (EINVAL);
+}
+
+bool
+zqi_queue_name_is_dead (const char *name, size_t size)
+{
+    size_t suffix = strlen (ZQ_QUEUE_DEAD_SUFFIX);
+    return name && size > suffix &&
+           memcmp (name + size - suffix, ZQ_QUEUE_DEAD_SUFFIX, suffix) == 0 &&
+           s_plain_name (name, size - suffix);
 }
 
 int

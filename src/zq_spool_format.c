@@ -19,24 +19,6 @@
 
 //  ---- Little helpers -------------------------------------------------------
 
-uint64_t
-zqi_load_le (const uint8_t *p, int width)
-{
-    uint64_t value = 0;
-    for (int i = width - 1; i >= 0; i--)
-        value = (value << 8) | p[i];
-    return value;
-}
-
-void
-zqi_store_le (uint8_t *p, uint64_t value, int width)
-{
-    for (int i = 0; i < width; i++) {
-        p[i] = (uint8_t)value;
-        value >>= 8;
-    }
-}
-
 //  Adds [start, end) to the set; returns how many seqs were new in
 //  *added_p. Returns 0 or -1 with ENOMEM.
 static int

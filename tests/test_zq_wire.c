@@ -182,6 +182,64 @@ test_command_header (void **state)
     zqi_buf_free (&buf);
 }
 
+//  bin and str of each size class read back what was written, up to the
+//  cursor's end and no further; cut short anywhere (in the marker, the
+//  length, the octets), or of the other kind, they fail with ZQ_EPROTO
+//  and leave the cursor where it was.
+static void
+test_bytes_read_back (void **state)
+{
+    (void)state;
+    zqi_buf_t buf = {0};
+    for (size_t n = 0; n < sizeof s_sizes / sizeof s_sizes[0]; n++) {
+        size_t size = s_sizes[n];
+        uint8_t *bytes = (uint8_t *)malloc (size + 1);
+        for (size_t i = 0; i < size; i++)
+            bytes[i] = (uint8_t)('a' + i % 26);
+        for (int as_str = 0; as_str < 2; as_str++) {
+            zqi_buf_reset (&buf);
+            if (as_str)
+                assert_int_equal (zqi_mp_put_str (&buf, (const char *)bytes, size), 0);
+            else
+                assert_int_equal (zqi_mp_put_bin (&buf, bytes, size), 0);
+            size_t header = buf.size - size;
+            //  Whole: read back, the cursor at its end.
+            zqi_cursor_t cursor = {buf.data, buf.data + buf.size};
+            const uint8_t *data = NULL;
+            const char *text = NULL;
+            uint32_t got = UINT32_MAX;
+            int rc = as_str ? zqi_mp_read_str (&cursor, &text, &got)
+                            : zqi_mp_read_bin (&cursor, &data, &got);
+            assert_int_equal (rc, 0);
+            assert_int_equal (got, size);
+            assert_ptr_equal (as_str ? (const uint8_t *)text : data, buf.data + header);
+            assert_ptr_equal (cursor.pos, buf.data + buf.size);
+            //  Of the other kind: refused.
+            cursor.pos = buf.data;
+            rc = as_str ? zqi_mp_read_bin (&cursor, &data, &got)
+                        : zqi_mp_read_str (&cursor, &text, &got);
+            assert_int_equal (rc, -1);
+            assert_int_equal (errno, ZQ_EPROTO);
+            assert_ptr_equal (cursor.pos, buf.data);
+            //  One octet short, and cut inside the marker and length.
+            size_t cuts[] = {buf.size - 1, header, header > 1 ? header - 1 : 0, 1, 0};
+            for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+                if (cuts[c] >= buf.size)
+                    continue;
+                zqi_cursor_t cut = {buf.data, buf.data + cuts[c]};
+                errno = 0;
+                rc = as_str ? zqi_mp_read_str (&cut, &text, &got)
+                            : zqi_mp_read_bin (&cut, &data, &got);
+                if (rc != -1 || errno != ZQ_EPROTO || cut.pos != buf.data)
+                    fail_msg ("%s of %zu octets cut to %zu: rc %d", as_str ? "str" : "bin", size,
+                              cuts[c], rc);
+            }
+        }
+        free (bytes);
+    }
+    zqi_buf_free (&buf);
+}
+
 //  The buffer grows by doubling and keeps what it holds; reset keeps its memory.
 static void
 test_buffer (void **state)
@@ -252,6 +310,7 @@ main (void)
         cmocka_unit_test (test_writer_matches_msgpack_c),
         cmocka_unit_test (test_int_roundtrip),
         cmocka_unit_test (test_command_header),
+        cmocka_unit_test (test_bytes_read_back),
         cmocka_unit_test (test_buffer),
         cmocka_unit_test (test_array_reserve),
     };
