@@ -159,6 +159,18 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
     }
     zqi_batch_t batch;
     memset (&batch, 0, sizeof batch);
+    //  The block is made once, for the records that fit (their sizes are
+    //  known), rather than grown by doubling as they are copied in; if
+    //  that fails, zqi_batch_reserve grows it as before.
+    size_t expected = 0;
+    for (uint32_t i = 0; i < count && i < ZQI_BATCH_MAX_COUNT; i++) {
+        size_t more = zqi_batch_element_size (
+            self->records[self->ring[(self->ring_head + i) & self->ring_mask]].size);
+        if (ZQI_BATCH_PREFIX_MAX + expected + more > self->batch_max_bytes)
+            break;
+        expected += more;
+    }
+    (void)zqi_batch_expect (&batch, expected);
     for (uint32_t i = 0; i < count; i++) {
         zqi_rp_record_t *record =
             &self->records[self->ring[(self->ring_head + i) & self->ring_mask]];

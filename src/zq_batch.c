@@ -19,7 +19,8 @@ typedef struct {
 #define S_HOLDER_SIZE 16
 //  Where elements start in a block.
 #define S_ELEMENTS (S_HOLDER_SIZE + ZQI_BATCH_PREFIX_MAX)
-//  A block's first capacity (elements only); it doubles from there.
+//  A block's first capacity (elements only), unless the last frame sent
+//  was larger; it doubles from there.
 #define S_FIRST_CAPACITY 4096
 
 //  Octets of the array marker and tag for count elements.
@@ -42,6 +43,45 @@ zqi_batch_size_with (const zqi_batch_t *self, size_t element_size)
            element_size;
 }
 
+size_t
+zqi_batch_element_size (size_t size)
+{
+    return s_bin_header_size (size) + size;
+}
+
+//  Makes the block hold at least needed octets of elements. Returns 0, or
+//  -1 with errno ENOMEM (nothing changed).
+static int
+s_grow (zqi_batch_t *self, size_t needed)
+{
+    if (needed <= self->capacity)
+        return 0;
+    size_t capacity = self->capacity;
+    if (!capacity)
+        capacity = self->last_size > S_FIRST_CAPACITY ? self->last_size : S_FIRST_CAPACITY;
+    while (capacity < needed)
+        capacity *= 2;
+    uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + capacity);
+    if (!block)
+        return zqi_fail (ENOMEM);
+    self->block = block;
+    self->capacity = capacity;
+    return 0;
+}
+
+int
+zqi_batch_expect (zqi_batch_t *self, size_t size)
+{
+    if (size <= self->capacity)
+        return 0;
+    uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + size);
+    if (!block)
+        return zqi_fail (ENOMEM);
+    self->block = block;
+    self->capacity = size;
+    return 0;
+}
+
 uint8_t *
 zqi_batch_reserve (zqi_batch_t *self, size_t size, size_t max_bytes)
 {
@@ -52,18 +92,8 @@ zqi_batch_reserve (zqi_batch_t *self, size_t size, size_t max_bytes)
     }
     size_t header_size = s_bin_header_size (size);
     size_t needed = self->size + header_size + size;
-    if (needed > self->capacity) {
-        size_t capacity = self->capacity ? self->capacity : S_FIRST_CAPACITY;
-        while (capacity < needed)
-            capacity *= 2;
-        uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + capacity);
-        if (!block) {
-            errno = ENOMEM;
-            return NULL;
-        }
-        self->block = block;
-        self->capacity = capacity;
-    }
+    if (s_grow (self, needed))
+        return NULL;
     uint8_t *out = self->block + S_ELEMENTS + self->size;
     if (header_size == 2) {
         out[0] = 0xc4;
@@ -147,6 +177,7 @@ zqi_batch_send (zqi_batch_t *self, void *handle, int flags)
         holder->cancelled = false;
         return zqi_fail (saved_errno);
     }
+    self->last_size = self->size;
     self->block = NULL;
     self->size = 0;
     self->capacity = 0;
@@ -158,8 +189,10 @@ size_t
 zqi_batch_discard (zqi_batch_t *self)
 {
     size_t count = self->count;
+    size_t last_size = self->last_size;
     free (self->block);
     memset (self, 0, sizeof *self);
+    self->last_size = last_size;
     return count;
 }
 

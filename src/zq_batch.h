@@ -37,12 +37,15 @@
 //  ---- Sending ---------------------------------------------------------------
 
 //  Elements gathered for one batch frame. Zero it to start; count 0
-//  means empty (no block is held then or after a send).
+//  means empty (no block is held then or after a send). A batch kept
+//  from frame to frame starts each block at the size of the last one it
+//  sent, so that a steady stream's blocks grow once, not by doubling.
 typedef struct {
     uint8_t *block; //  heap block: a small holder, then the frame's octets
     size_t size;    //  octets of elements written
     size_t capacity;
     uint32_t count;
+    size_t last_size; //  octets of elements of the last frame sent
 } zqi_batch_t;
 
 //  The frame size a batch would have with one more element of
@@ -55,6 +58,14 @@ size_t zqi_batch_size_with (const zqi_batch_t *self, size_t element_size);
 //  max_bytes (the whole frame) or ZQI_BATCH_MAX_COUNT elements, or ENOMEM.
 //  The first element always fits if max_bytes allows it alone.
 uint8_t *zqi_batch_reserve (zqi_batch_t *self, size_t size, size_t max_bytes);
+
+//  Makes room for elements of size octets in all, bin headers included
+//  (zqi_batch_element_size each), so that a batch whose elements are
+//  known before they are written grows once. Returns 0, or -1 with errno
+//  ENOMEM (the batch unchanged; a reserve then grows it as needed).
+int zqi_batch_expect (zqi_batch_t *self, size_t size);
+//  Octets an element of size octets takes in a batch, its header included.
+size_t zqi_batch_element_size (size_t size);
 
 //  Appends msg (not taken) as one element: its one-frame wire form. As
 //  zqi_batch_reserve: 0, or -1 with errno EAGAIN or ENOMEM.

@@ -27,6 +27,12 @@ s_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end, uint64_t *add
     uint64_t added = 0;
     if (start >= end)
         goto done;
+    //  The usual add, in order: the last range grows.
+    if (set->count && set->items[set->count - 1].end == start) {
+        set->items[set->count - 1].end = end;
+        added = end - start;
+        goto done;
+    }
     //  First range whose end >= start (it may touch or overlap).
     size_t low = 0, high = set->count;
     while (low < high) {
@@ -119,10 +125,17 @@ zqi_spool_ack_range (zq_spool_t *self, uint64_t start, uint64_t end)
         start = self->ack_floor;
     if (start >= end)
         return 0;
-    uint64_t added;
-    if (s_rangeset_add (&self->acked, start, end, &added))
-        return -1;
-    self->acked_above += added;
+    if (start == self->ack_floor)
+        //  The usual ack, in order: the floor moves, no range is made (the
+        //  set's ranges all start above the floor; those it now reaches
+        //  are folded in below).
+        self->ack_floor = end;
+    else {
+        uint64_t added;
+        if (s_rangeset_add (&self->acked, start, end, &added))
+            return -1;
+        self->acked_above += added;
+    }
     //  Fold ranges that reach the floor into it.
     size_t folded = 0;
     while (folded < self->acked.count && self->acked.items[folded].start <= self->ack_floor) {
