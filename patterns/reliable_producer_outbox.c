@@ -166,7 +166,7 @@ s_pump_batch (zqi_r_producer_t *self, uint32_t count, int64_t now)
     for (uint32_t i = 0; i < count && i < ZQI_BATCH_MAX_COUNT; i++) {
         size_t more = zqi_batch_element_size (
             self->records[self->ring[(self->ring_head + i) & self->ring_mask]].size);
-        if (ZQI_BATCH_PREFIX_MAX + expected + more > self->batch_max_bytes)
+        if (zqi_batch_frame_size (i + 1, expected + more) > self->batch_max_bytes)
             break;
         expected += more;
     }

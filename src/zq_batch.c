@@ -37,16 +37,22 @@ s_bin_header_size (size_t size)
 }
 
 size_t
-zqi_batch_size_with (const zqi_batch_t *self, size_t element_size)
-{
-    return s_prefix_size (self->count + 1) + self->size + s_bin_header_size (element_size) +
-           element_size;
-}
-
-size_t
 zqi_batch_element_size (size_t size)
 {
     return s_bin_header_size (size) + size;
+}
+
+size_t
+zqi_batch_frame_size (uint32_t count, size_t elements_size)
+{
+    return s_prefix_size (count) + elements_size;
+}
+
+size_t
+zqi_batch_size_with (const zqi_batch_t *self, size_t element_size)
+{
+    return zqi_batch_frame_size (self->count + 1,
+                                 self->size + zqi_batch_element_size (element_size));
 }
 
 //  Makes the block hold at least needed octets of elements. Returns 0, or

@@ -37,7 +37,8 @@
 //  ---- Sending ---------------------------------------------------------------
 
 //  Elements gathered for one batch frame. Zero it to start; count 0
-//  means empty (no block is held then or after a send). A batch kept
+//  means empty (after a send no block is held; after zqi_batch_expect
+//  one may be, which zqi_batch_discard frees). A batch kept
 //  from frame to frame starts each block at the size of the last one it
 //  sent, so that a steady stream's blocks grow once, not by doubling.
 typedef struct {
@@ -66,6 +67,9 @@ uint8_t *zqi_batch_reserve (zqi_batch_t *self, size_t size, size_t max_bytes);
 int zqi_batch_expect (zqi_batch_t *self, size_t size);
 //  Octets an element of size octets takes in a batch, its header included.
 size_t zqi_batch_element_size (size_t size);
+//  The size of a batch frame of count elements taking elements_size
+//  octets in all (zqi_batch_element_size each).
+size_t zqi_batch_frame_size (uint32_t count, size_t elements_size);
 
 //  Appends msg (not taken) as one element: its one-frame wire form. As
 //  zqi_batch_reserve: 0, or -1 with errno EAGAIN or ENOMEM.
@@ -79,7 +83,8 @@ int zqi_batch_add_msg (zqi_batch_t *self, const zq_msg_t *msg, size_t max_bytes)
 //  room) or ENOMEM. Sending an empty batch is a bug.
 int zqi_batch_send (zqi_batch_t *self, void *handle, int flags);
 
-//  Frees what the batch holds; returns how many elements it discarded.
+//  Frees what the batch holds (its block, even with no element); returns
+//  how many elements it discarded. last_size stays.
 size_t zqi_batch_discard (zqi_batch_t *self);
 
 //  ---- Receiving -------------------------------------------------------------

@@ -74,7 +74,7 @@ ZQ_EXPORT void zqi_counts_take (uint64_t *counts);
 #include "zq_idtable.h"
 
 //  zq_queue_name_check for a name of size bytes, not NUL-terminated (a
-//  NUL byte in it makes it invalid). patterns/reliable.c is its home.
+//  NUL byte in it makes it invalid). src/zq_queue.c is its home.
 int zqi_queue_name_check (const char *name, size_t size);
 //  True when zqi_queue_name_check would return 1 (a dead-letter queue's
 //  name); a name without the suffix is not scanned (a reliable server

@@ -1,7 +1,7 @@
 /*  =========================================================================
-    zq_spool_format - the spool's little helpers (little-endian numbers,
-    growable buffers, range sets, acked ranges) and its record format
-    (doc/SPOOL.md).
+    zq_spool_format - the spool's range sets and acked ranges, and its
+    record format (doc/SPOOL.md); its little-endian numbers are inline in
+    zq_spool_internal.h.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

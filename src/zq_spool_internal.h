@@ -13,7 +13,6 @@
 
 #include "zq_internal.h"
 #include "zq_spool.h"
-#include <endian.h>
 #include <pthread.h>
 
 //  ---- On-disk format (doc/SPOOL.md) -------------------------------------
@@ -276,13 +275,18 @@ zqi_load_le (const uint8_t *p, int width)
 {
     uint64_t value = 0;
     memcpy (&value, p, (size_t)width);
-    return le64toh (value);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    value = __builtin_bswap64 (value);
+#endif
+    return value;
 }
 static inline void
 zqi_store_le (uint8_t *p, uint64_t value, int width)
 {
-    uint64_t little = htole64 (value);
-    memcpy (p, &little, (size_t)width);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    value = __builtin_bswap64 (value);
+#endif
+    memcpy (p, &value, (size_t)width);
 }
 
 int zqi_rangeset_add (zqi_rangeset_t *set, uint64_t start, uint64_t end);
