@@ -55,8 +55,22 @@ zqi_batch_size_with (const zqi_batch_t *self, size_t element_size)
                                  self->size + zqi_batch_element_size (element_size));
 }
 
-//  Makes the block hold at least needed octets of elements. Returns 0, or
+//  Gives the block room for capacity octets of elements. Returns 0, or
 //  -1 with errno ENOMEM (nothing changed).
+static int
+s_resize (zqi_batch_t *self, size_t capacity)
+{
+    uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + capacity);
+    if (!block)
+        return zqi_fail (ENOMEM);
+    self->block = block;
+    self->capacity = capacity;
+    return 0;
+}
+
+//  Makes the block hold at least needed octets of elements, doubling from
+//  its capacity (or, for a new block, from the last frame's size). As
+//  s_resize.
 static int
 s_grow (zqi_batch_t *self, size_t needed)
 {
@@ -67,25 +81,13 @@ s_grow (zqi_batch_t *self, size_t needed)
         capacity = self->last_size > S_FIRST_CAPACITY ? self->last_size : S_FIRST_CAPACITY;
     while (capacity < needed)
         capacity *= 2;
-    uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + capacity);
-    if (!block)
-        return zqi_fail (ENOMEM);
-    self->block = block;
-    self->capacity = capacity;
-    return 0;
+    return s_resize (self, capacity);
 }
 
 int
 zqi_batch_expect (zqi_batch_t *self, size_t size)
 {
-    if (size <= self->capacity)
-        return 0;
-    uint8_t *block = (uint8_t *)realloc (self->block, S_ELEMENTS + size);
-    if (!block)
-        return zqi_fail (ENOMEM);
-    self->block = block;
-    self->capacity = size;
-    return 0;
+    return size <= self->capacity ? 0 : s_resize (self, size);
 }
 
 uint8_t *

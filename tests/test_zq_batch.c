@@ -14,6 +14,32 @@
 #include "../src/zq_batch.h"
 #include "compiled_in.h"
 
+//  A PAIR of sockets over inproc: out sends to in.
+typedef struct {
+    void *ctx;
+    void *out;
+    void *in;
+} s_pair_t;
+
+static s_pair_t
+s_pair_open (const char *endpoint)
+{
+    s_pair_t pair = {zmq_ctx_new (), NULL, NULL};
+    pair.out = zmq_socket (pair.ctx, ZMQ_PAIR);
+    pair.in = zmq_socket (pair.ctx, ZMQ_PAIR);
+    assert_int_equal (zmq_bind (pair.in, endpoint), 0);
+    assert_int_equal (zmq_connect (pair.out, endpoint), 0);
+    return pair;
+}
+
+static void
+s_pair_close (s_pair_t *pair)
+{
+    zmq_close (pair->out);
+    zmq_close (pair->in);
+    zmq_ctx_term (pair->ctx);
+}
+
 //  Appends count elements of size octets (each filled with its number).
 static void
 s_fill (zqi_batch_t *batch, uint32_t count, size_t size)
@@ -31,11 +57,7 @@ static void
 test_sizes_agree (void **state)
 {
     (void)state;
-    void *ctx = zmq_ctx_new ();
-    void *out = zmq_socket (ctx, ZMQ_PAIR);
-    void *in = zmq_socket (ctx, ZMQ_PAIR);
-    assert_int_equal (zmq_bind (in, "inproc://sizes"), 0);
-    assert_int_equal (zmq_connect (out, "inproc://sizes"), 0);
+    s_pair_t pair = s_pair_open ("inproc://sizes");
     uint32_t counts[] = {2, 13, 14, 15, 16, 300};
     size_t sizes[] = {1, 100, 255, 256};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++)
@@ -48,16 +70,14 @@ test_sizes_agree (void **state)
             size_t frame =
                 zqi_batch_frame_size (counts[c], counts[c] * zqi_batch_element_size (sizes[s]));
             assert_int_equal (with, frame);
-            assert_int_equal (zqi_batch_send (&batch, out, 0), 0);
+            assert_int_equal (zqi_batch_send (&batch, pair.out, 0), 0);
             zmq_msg_t got;
             zmq_msg_init (&got);
-            assert_true (zmq_msg_recv (&got, in, 0) >= 0);
+            assert_true (zmq_msg_recv (&got, pair.in, 0) >= 0);
             assert_int_equal (zmq_msg_size (&got), frame);
             zmq_msg_close (&got);
         }
-    zmq_close (out);
-    zmq_close (in);
-    zmq_ctx_term (ctx);
+    s_pair_close (&pair);
 }
 
 //  Told its size, a batch takes that many elements in the block it made
@@ -96,17 +116,13 @@ static void
 test_starts_at_last_size (void **state)
 {
     (void)state;
-    void *ctx = zmq_ctx_new ();
-    void *out = zmq_socket (ctx, ZMQ_PAIR);
-    void *in = zmq_socket (ctx, ZMQ_PAIR);
-    assert_int_equal (zmq_bind (in, "inproc://last"), 0);
-    assert_int_equal (zmq_connect (out, "inproc://last"), 0);
+    s_pair_t pair = s_pair_open ("inproc://last");
     zqi_batch_t batch;
     memset (&batch, 0, sizeof batch);
     s_fill (&batch, 400, 140);
     size_t sent = batch.size;
     assert_true (sent > 4096);
-    assert_int_equal (zqi_batch_send (&batch, out, 0), 0);
+    assert_int_equal (zqi_batch_send (&batch, pair.out, 0), 0);
     assert_null (batch.block);
     assert_int_equal (batch.last_size, sent);
     s_fill (&batch, 1, 140);
@@ -122,11 +138,9 @@ test_starts_at_last_size (void **state)
     zqi_batch_discard (&batch);
     zmq_msg_t got;
     zmq_msg_init (&got);
-    assert_true (zmq_msg_recv (&got, in, 0) >= 0);
+    assert_true (zmq_msg_recv (&got, pair.in, 0) >= 0);
     zmq_msg_close (&got);
-    zmq_close (out);
-    zmq_close (in);
-    zmq_ctx_term (ctx);
+    s_pair_close (&pair);
 }
 
 int
