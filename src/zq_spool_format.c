@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-//  ---- Little helpers -------------------------------------------------------
+//  ---- Range sets -----------------------------------------------------------
 
 //  Adds [start, end) to the set; returns how many seqs were new in
 //  *added_p. Returns 0 or -1 with ENOMEM.

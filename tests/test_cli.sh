@@ -324,6 +324,14 @@ expect_status 0 $? "bench rpc"
 grep -qx 'rpc inproc size=10 count=1000 zq_p50_us=[0-9.]* zq_p99_us=[0-9.]* raw_p50_us=[0-9.]* raw_p99_us=[0-9.]* ratio=[0-9.]*' \
     "$work/out" || fail "bench rpc line: $(cat "$work/out")"
 grep -q "round 1/1" "$work/err" || fail "bench shows no progress on stderr"
+#  A side that cannot bind (no such certificate) ends the run at once with
+#  its error, naming both endpoints; it used to wait out the run's deadline.
+started=$(date +%s)
+zq bench rpc -n 200 --rounds 1 -o curve_cert="$work/no-such-cert" > "$work/out" 2> "$work/err"
+expect_status 4 $? "bench rpc whose server cannot bind"
+grep -q "zq and raw run on tcp://127.0.0.1:\* and tcp://127.0.0.1:\* failed: binding side: " \
+    "$work/err" || fail "bench rpc bind failure: $(cat "$work/err")"
+[ $(($(date +%s) - started)) -lt 60 ] || fail "bench rpc bind failure took $(($(date +%s) - started)) s"
 zq bench frob > "$work/out" 2> "$work/err"
 expect_status 1 $? "unknown benchmark"
 

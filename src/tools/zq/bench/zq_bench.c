@@ -491,27 +491,24 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close (fds[i]);
-    if (rc) {
-        if (zq_cli_interrupted)
-            return zq_cli_interrupt_exit ();
-        if (bind_failed)
-            zq_cli_error (cli, "%s run on %s%s%s failed: binding side: %s", s_sides (run),
-                          run->bind, run->both ? " and " : "", run->both ? run->bind_raw : "",
-                          zq_strerror (binder_result->errnum));
-        else
-            zq_cli_error (cli, "%s run on %s%s%s did not complete", s_sides (run), run->bind,
-                          run->both ? " and " : "", run->both ? run->bind_raw : "");
-        return ZQ_EXIT_TRANSPORT;
-    }
-    if (binder_result->errnum || connector_result->errnum) {
-        zq_cli_error (cli, "%s run on %s%s%s failed: binding side: %s; connecting side: %s",
-                      s_sides (run), run->bind, run->both ? " and " : "",
-                      run->both ? run->bind_raw : "",
+    if (zq_cli_interrupted && rc)
+        return zq_cli_interrupt_exit ();
+    if (!rc && !binder_result->errnum && !connector_result->errnum)
+        return 0;
+    //  "raw-zq run on ENDPOINT[ and ENDPOINT]" begins every failure.
+    char where[1100];
+    snprintf (where, sizeof where, "%s run on %s%s%s", s_sides (run), run->bind,
+              run->both ? " and " : "", run->both ? run->bind_raw : "");
+    if (rc && bind_failed)
+        zq_cli_error (cli, "%s failed: binding side: %s", where,
+                      zq_strerror (binder_result->errnum));
+    else if (rc)
+        zq_cli_error (cli, "%s did not complete", where);
+    else
+        zq_cli_error (cli, "%s failed: binding side: %s; connecting side: %s", where,
                       binder_result->errnum ? zq_strerror (binder_result->errnum) : "ok",
                       connector_result->errnum ? zq_strerror (connector_result->errnum) : "ok");
-        return ZQ_EXIT_TRANSPORT;
-    }
-    return 0;
+    return ZQ_EXIT_TRANSPORT;
 }
 
 //  ---- Processes of the durability benchmarks -------------------------------

@@ -12,12 +12,13 @@
     then times blocks of round trips, a raw block and a zq block in turn
     (raw first, then zq first, and so on), until each has count: a block
     is a fortieth of the count (at most 500, at least 1), so a change of
-    the machine's state within the run weighs on both. Each echo server serves exactly the requests
-   of the run (warm-up included). The client reads the clock before each send and after each reply.
-   The raw side does what a raw libzmq user would: the DEALER sends one SIZE-byte frame, the ROUTER
-   sends the routing id and the same frame back. The zq side makes a message per request and per
-    reply, as a zq user would (zq_msg_new, zq_msg_set_body, zq_queue_send
-    / zq_queue_recv / zq_queue_reply).
+    the machine's state within the run weighs on both. Each echo server
+    serves exactly the requests of the run (warm-up included). The client
+    reads the clock before each send and after each reply. The raw side
+    does what a raw libzmq user would: the DEALER sends one SIZE-byte
+    frame, the ROUTER sends the routing id and the same frame back. The
+    zq side makes a message per request and per reply, as a zq user would (zq_msg_new,
+   zq_msg_set_body, zq_queue_send / zq_queue_recv / zq_queue_reply).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
