@@ -104,7 +104,8 @@ zqi_rs_parsed_slot (uint32_t queue, uint64_t seq)
 }
 
 typedef struct {
-    char *name; //  NULL: a free slot (the queue was deleted)
+    char *name;       //  NULL: a free slot (the queue was deleted)
+    size_t name_size; //  strlen (name)
     uint32_t index;
     zq_spool_t *spool;
     bool is_dead;        //  a dead-letter queue: never dead-letters itself

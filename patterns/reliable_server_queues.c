@@ -340,6 +340,7 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         errno = ENOMEM;
         return NULL;
     }
+    queue->name_size = strlen (key);
     queue->dead = ZQI_R_NONE;
     queue->is_dead = is_dead;
     queue->is_auto = is_auto;
@@ -391,12 +392,19 @@ zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 //  queue past max_queues), EMFILE (the fd budget is spent and no queue is
 //  idle) or the spool's errno. A new queue that cannot be opened is not
 //  kept.
+//  True if the last queue named is name (size octets).
+static bool
+s_is_last (const zqi_r_server_t *self, const char *name, size_t size)
+{
+    const zqi_rs_queue_t *queue = self->last_queue;
+    return queue && queue->name_size == size && memcmp (queue->name, name, size) == 0;
+}
+
 zqi_rs_queue_t *
 zqi_rs_queue_last (zqi_r_server_t *self, const char *name, size_t size)
 {
     zqi_rs_queue_t *queue = self->last_queue;
-    if (!queue || !queue->spool || strlen (queue->name) != size ||
-        memcmp (queue->name, name, size) != 0)
+    if (!s_is_last (self, name, size) || !queue->spool)
         return NULL;
     queue->used = ++self->use_clock;
     queue->named_ms = self->now;
@@ -407,8 +415,7 @@ zqi_rs_queue_t *
 zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
 {
     zqi_rs_queue_t *queue = NULL;
-    if (self->last_queue && strlen (self->last_queue->name) == size &&
-        memcmp (self->last_queue->name, name, size) == 0)
+    if (s_is_last (self, name, size))
         queue = self->last_queue;
     else {
         if (zqi_queue_name_check (name, size) < 0)
