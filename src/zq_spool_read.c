@@ -54,24 +54,60 @@ s_damaged_record (zq_spool_t *self, zqi_segment_t *segment, uint64_t offset)
 //  The record at offset of segment, if the last batch written holds it
 //  whole and it is valid: returns a pointer to it (header first), kept
 //  until the next reading call (next, ack, return), with *rec decoded;
-//  else NULL. read_lock held.
+//  else NULL. read_lock and lock held.
+static const uint8_t *
+s_recent_locked (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec_t *rec)
+{
+    if (!self->recent.size || segment_id != self->recent_segment || offset < self->recent_offset ||
+        offset - self->recent_offset >= self->recent.size)
+        return NULL;
+    size_t at = (size_t)(offset - self->recent_offset);
+    size_t need;
+    if (zqi_record_parse (self->recent.data + at, self->recent.size - at, self->salt,
+                          self->config.max_record_bytes, rec, &need) != 1)
+        return NULL;
+    self->recent_held = true;
+    return self->recent.data + at;
+}
+
+//  The same, taking the lock. read_lock held.
 static const uint8_t *
 s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec_t *rec)
 {
     pthread_mutex_lock (&self->lock);
-    const uint8_t *p = NULL;
-    if (self->recent.size && segment_id == self->recent_segment && offset >= self->recent_offset &&
-        offset - self->recent_offset < self->recent.size) {
-        size_t at = (size_t)(offset - self->recent_offset);
-        size_t need;
-        if (zqi_record_parse (self->recent.data + at, self->recent.size - at, self->salt,
-                              self->config.max_record_bytes, rec, &need) == 1) {
-            p = self->recent.data + at;
-            self->recent_held = true;
-        }
-    }
+    const uint8_t *p = s_recent_locked (self, segment_id, offset, rec);
     pthread_mutex_unlock (&self->lock);
     return p;
+}
+
+//  What the cursor's next read needs from the state the lock guards,
+//  looked up under one hold of it (a record delivered from the last
+//  batch written takes no other).
+typedef struct {
+    zqi_segment_t *segment; //  the cursor's segment, or the first after it; NULL if none
+    bool newest;            //  segment is the one being written
+    uint64_t visible;       //  its octets readers may see
+    const uint8_t *kept;    //  the record at the cursor in the last batch written, or NULL
+    zqi_rec_t rec;          //  kept's header
+    bool acked;             //  kept is a message acked already
+} s_cursor_t;
+
+//  read_lock and lock held.
+static void
+s_cursor_look (zq_spool_t *self, s_cursor_t *cursor)
+{
+    cursor->segment = s_segment_at (self, self->cursor_segment);
+    cursor->newest = cursor->segment && cursor->segment == zqi_spool_tail (self);
+    cursor->visible = cursor->segment ? cursor->segment->visible : 0;
+    cursor->kept = NULL;
+    cursor->acked = false;
+    if (cursor->segment && cursor->segment->id == self->cursor_segment &&
+        self->cursor_offset < cursor->visible) {
+        cursor->kept =
+            s_recent_locked (self, self->cursor_segment, self->cursor_offset, &cursor->rec);
+        cursor->acked = cursor->kept && cursor->rec.type == ZQI_REC_MESSAGE &&
+                        s_is_acked (self, cursor->rec.seq);
+    }
 }
 
 //  Hands out the lowest returned record, if any. Returns 1 with record
@@ -133,26 +169,37 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
     return 0;
 }
 
+//  Hands out the next record: a returned one, else the next at the
+//  cursor. first, if not NULL, is the cursor looked up already (with
+//  none returned). read_lock held.
 static int
-s_next (zq_spool_t *self, zq_spool_record_t *record)
+s_next (zq_spool_t *self, zq_spool_record_t *record, const s_cursor_t *first)
 {
-    int found = s_next_returned (self, record);
+    int found = first ? 0 : s_next_returned (self, record);
     if (found)
         return found > 0 ? 0 : -1;
     while (true) {
-        pthread_mutex_lock (&self->lock);
-        zqi_segment_t *segment = s_segment_at (self, self->cursor_segment);
-        bool newest = segment && segment == zqi_spool_tail (self);
-        uint64_t visible = segment ? segment->visible : 0;
-        pthread_mutex_unlock (&self->lock);
+        s_cursor_t cursor;
+        if (first) {
+            cursor = *first;
+            first = NULL;
+        } else {
+            pthread_mutex_lock (&self->lock);
+            s_cursor_look (self, &cursor);
+            pthread_mutex_unlock (&self->lock);
+        }
+        zqi_segment_t *segment = cursor.segment;
+        uint64_t visible = cursor.visible;
         if (!segment)
             return zqi_fail (EAGAIN);
         if (segment->id != self->cursor_segment) {
+            //  Looked up again from the segment's first record.
             self->cursor_segment = segment->id;
             self->cursor_offset = ZQI_SEG_HEADER_SIZE;
+            continue;
         }
         if (self->cursor_offset >= visible) {
-            if (newest)
+            if (cursor.newest)
                 return zqi_fail (EAGAIN);
             zqi_segment_close_reader (segment);
             self->cursor_segment++;
@@ -161,9 +208,11 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         }
         uint64_t offset = self->cursor_offset;
         zqi_window_t *window = &self->window;
-        zqi_rec_t rec;
-        const uint8_t *p = s_recent_record (self, segment->id, offset, &rec);
+        const uint8_t *p = cursor.kept;
         bool kept = p != NULL;
+        zqi_rec_t rec;
+        if (kept)
+            rec = cursor.rec;
         if (!p)
             p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         size_t need = ZQI_REC_HEADER_SIZE;
@@ -190,9 +239,12 @@ s_next (zq_spool_t *self, zq_spool_record_t *record)
         }
         if (rec.type != ZQI_REC_MESSAGE)
             continue;
-        pthread_mutex_lock (&self->lock);
-        bool acked = s_is_acked (self, rec.seq);
-        pthread_mutex_unlock (&self->lock);
+        bool acked = cursor.acked;
+        if (!kept) {
+            pthread_mutex_lock (&self->lock);
+            acked = s_is_acked (self, rec.seq);
+            pthread_mutex_unlock (&self->lock);
+        }
         if (acked || zqi_flight_find (&self->in_flight, rec.seq))
             continue;
         zqi_location_t location = {rec.seq, segment->id, offset, rec.length};
@@ -218,8 +270,13 @@ zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
     //  The record handed out last is let go: a leader may replace the
     //  batch it was kept in.
     self->recent_held = self->retired_held = false;
+    //  With none returned, the cursor is looked up in the same hold.
+    s_cursor_t first;
+    bool looked = !failed && !self->ready_count;
+    if (looked)
+        s_cursor_look (self, &first);
     pthread_mutex_unlock (&self->lock);
-    int rc = failed ? zqi_fail (failed) : s_next (self, record);
+    int rc = failed ? zqi_fail (failed) : s_next (self, record, looked ? &first : NULL);
     if (rc == 0)
         self->stats.delivered++;
     pthread_mutex_unlock (&self->read_lock);

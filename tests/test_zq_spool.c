@@ -623,6 +623,40 @@ test_handed_out_from_last_batch (void **state)
     tu_rmtree (&dir);
 }
 
+//  A record acked before it was handed out is skipped by the cursor,
+//  whether the last batch written still holds it or it is read back.
+static void
+test_acked_before_handed_out (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_t *spool = zq_spool_new (dir, NULL);
+    assert_non_null (spool);
+    //  1..4 in one batch, the last written: 2 and 4 acked first.
+    s_fill (spool, 4, 200);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    assert_int_equal (zq_spool_ack (spool, 2), 0);
+    assert_int_equal (zq_spool_ack (spool, 4), 0);
+    s_expect (spool, 1, 200);
+    s_expect (spool, 3, 200);
+    s_expect_empty (spool);
+    //  5..12 a batch each: 6 and 7 are read back, 12 is in the last
+    //  batch; 6, 7 and 12 acked first.
+    for (int n = 0; n < 8; n++) {
+        s_fill (spool, 1, 200);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    assert_int_equal (zq_spool_ack (spool, 6), 0);
+    assert_int_equal (zq_spool_ack (spool, 7), 0);
+    assert_int_equal (zq_spool_ack (spool, 12), 0);
+    for (uint64_t seq = 5; seq <= 11; seq++)
+        if (seq != 6 && seq != 7)
+            s_expect (spool, seq, 200);
+    s_expect_empty (spool);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -640,6 +674,7 @@ main (void)
         cmocka_unit_test (test_concurrent_durable),
         cmocka_unit_test (test_concurrent_consume),
         cmocka_unit_test (test_handed_out_from_last_batch),
+        cmocka_unit_test (test_acked_before_handed_out),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
