@@ -103,11 +103,6 @@ int zqi_r_command_parse (const uint8_t *data, size_t size, zqi_r_command_t *comm
 //  when absent or not a decimal of 1 to 18 digits.
 void zqi_r_envelope_times (const zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *not_before_ms);
 
-//  Finds the id of an envelope whose first frame may be broken otherwise:
-//  an array of 2 or more elements, version 1, a bin of 16 octets. Returns
-//  0 (*id_p points into the frame), or -1 with errno ZQ_EPROTO.
-int zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p);
-
 //  a + b for b >= 0, INT64_MAX where the sum would overflow (client numbers
 //  meeting a clock).
 static inline int64_t

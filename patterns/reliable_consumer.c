@@ -255,7 +255,7 @@ s_unseen_ids (zqi_batch_reader_t *reader, zqi_buf_t *unseen, size_t room)
     size_t size;
     while (count < room && zqi_batch_next (reader, &data, &size) == 0) {
         const uint8_t *id;
-        if (zqi_r_envelope_id (data, size, &id) == 0 &&
+        if (zqi_envelope_id (data, size, &id) == 0 &&
             zqi_buf_append (unseen, id, ZQ_MSG_ID_SIZE) == 0)
             count++;
     }

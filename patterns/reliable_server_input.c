@@ -314,7 +314,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     //  can be read (so a producer stops sending it), else answered ERROR.
     const uint8_t *id = NULL;
     if (size + body_size > self->max_message_bytes) {
-        if (zqi_r_envelope_id (data, size, &id) == 0)
+        if (zqi_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "message too big", size + body_size);
         else {
             zqi_rs_turn_down (self, from->route, from->route_size, ZQI_R_CODE_PROTOCOL,
@@ -325,7 +325,7 @@ s_put (zqi_r_server_t *self, uint32_t peer, const uint8_t *data, size_t size, co
     ZQI_COUNT (ZQI_COUNT_SERVER_PARSES);
     if (zqi_envelope_parse (data, size, body, body_size, true, &envelope)) {
         int failure = errno;
-        if (failure != ZQ_EVERSION && zqi_r_envelope_id (data, size, &id) == 0)
+        if (failure != ZQ_EVERSION && zqi_envelope_id (data, size, &id) == 0)
             zqi_rs_refuse_put (self, from, id, "malformed envelope", size + body_size);
         else {
             zqi_rs_turn_down (self, from->route, from->route_size,
@@ -477,7 +477,7 @@ s_put_frames (zqi_r_server_t *self, uint32_t peer, zmq_msg_t *first, zmq_msg_t *
             ZQ_ASSERT (rc == 0);
             s_put_hint_t *hint = &hints[slot];
             hint->id = NULL;
-            if (zqi_r_envelope_id (ahead[slot], ahead_size[slot], &hint->id) == 0) {
+            if (zqi_envelope_id (ahead[slot], ahead_size[slot], &hint->id) == 0) {
                 hint->producer = producer;
                 hint->key_hash = zqi_r_dedupe_key_hash (&self->dedupe, hint->id, producer);
                 zqi_r_dedupe_prefetch (&self->dedupe, hint->key_hash, S_LOOKAHEAD - 1);

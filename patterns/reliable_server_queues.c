@@ -340,7 +340,7 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    queue->name_size = strlen (key);
+    queue->name_size = size;
     queue->dead = ZQI_R_NONE;
     queue->is_dead = is_dead;
     queue->is_auto = is_auto;
@@ -371,7 +371,7 @@ zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
         self->auto_count++;
     zhashx_insert (self->queue_by_name, queue->name, (void *)(uintptr_t)(queue->index + 1));
     if (queue->is_dead) {
-        zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
+        zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, queue->name_size);
         if (parent) {
             parent->dead = queue->index;
             if (self->max_attempts && self->dead_unmade)
@@ -386,12 +386,6 @@ zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
     }
 }
 
-//  Returns queue name (size bytes, not NUL-terminated) with its spool
-//  open, creating it if needed when create is true. NULL with errno EINVAL
-//  (bad name), ZQ_ENOTFOUND (absent, create false), ZQ_ELIMIT (a new
-//  queue past max_queues), EMFILE (the fd budget is spent and no queue is
-//  idle) or the spool's errno. A new queue that cannot be opened is not
-//  kept.
 //  True if the last queue named is name (size octets).
 static bool
 s_is_last (const zqi_r_server_t *self, const char *name, size_t size)
@@ -411,6 +405,12 @@ zqi_rs_queue_last (zqi_r_server_t *self, const char *name, size_t size)
     return queue;
 }
 
+//  Returns queue name (size bytes, not NUL-terminated) with its spool
+//  open, creating it if needed when create is true. NULL with errno EINVAL
+//  (bad name), ZQ_ENOTFOUND (absent, create false), ZQ_ELIMIT (a new
+//  queue past max_queues), EMFILE (the fd budget is spent and no queue is
+//  idle) or the spool's errno. A new queue that cannot be opened is not
+//  kept.
 zqi_rs_queue_t *
 zqi_rs_queue_get (zqi_r_server_t *self, const char *name, size_t size, bool create)
 {
@@ -677,7 +677,7 @@ zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue)
     }
     zqi_r_dedupe_forget_queue (&self->dedupe, queue->index);
     if (queue->is_dead) {
-        zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, strlen (queue->name));
+        zqi_rs_queue_t *parent = s_dead_parent (self, queue->name, queue->name_size);
         if (parent) {
             parent->dead = ZQI_R_NONE;
             if (self->max_attempts)

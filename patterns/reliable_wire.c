@@ -149,29 +149,6 @@ zqi_r_envelope_times (const zqi_envelope_t *envelope, int64_t *ttl_ms, int64_t *
     }
 }
 
-int
-zqi_r_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p)
-{
-    //  The form every zq producer writes (a fixarray, 1, bin 8 of 16)
-    //  without the general reader: a PUT batch's every element comes here
-    //  first.
-    if (first_size >= 4 + ZQ_MSG_ID_SIZE && first[0] >= 0x92 && first[0] <= 0x9f &&
-        first[1] == 0x01 && first[2] == 0xc4 && first[3] == ZQ_MSG_ID_SIZE) {
-        *id_p = first + 4;
-        return 0;
-    }
-    zqi_cursor_t cursor = {first, first + first_size};
-    uint64_t elements, version;
-    const uint8_t *id;
-    uint32_t id_size;
-    if (zqi_mp_read_array_marker (&cursor, &elements) || elements < 2 ||
-        zqi_mp_read_uint (&cursor, &version) || version != 1 ||
-        zqi_mp_read_bin (&cursor, &id, &id_size) || id_size != ZQ_MSG_ID_SIZE)
-        return zqi_fail (ZQ_EPROTO);
-    *id_p = id;
-    return 0;
-}
-
 //  ---- Frames -------------------------------------------------------------
 
 int

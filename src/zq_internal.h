@@ -212,6 +212,11 @@ typedef struct {
 //  ZQ_EVERSION or ZQ_EDEPTH.
 int zqi_envelope_parse (const uint8_t *first, size_t first_size, const uint8_t *second,
                         size_t second_size, bool check_body, zqi_envelope_t *envelope);
+//  Finds the id of an envelope whose first frame may be broken otherwise:
+//  an array of 2 or more elements, version 1, a bin of 16 octets (the
+//  start every zq writer writes is read without the general reader).
+//  Returns 0 (*id_p points into first), or -1 with errno ZQ_EPROTO.
+int zqi_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p);
 
 //  Replaces the body of self with data (size bytes, from malloc; the
 //  message releases it with free, or hands it to libzmq when sent), taking

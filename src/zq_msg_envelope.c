@@ -71,6 +71,28 @@ zqi_msg_wire_write (const zq_msg_t *self, uint8_t *out)
 
 //  ---- Decoding -----------------------------------------------------------
 
+int
+zqi_envelope_id (const uint8_t *first, size_t first_size, const uint8_t **id_p)
+{
+    //  A PUT batch's every element comes here first (its dedupe lookup is
+    //  started ahead).
+    if (first_size >= sizeof s_start + ZQ_MSG_ID_SIZE &&
+        memcmp (first, s_start, sizeof s_start) == 0) {
+        *id_p = first + sizeof s_start;
+        return 0;
+    }
+    zqi_cursor_t cursor = {first, first + first_size};
+    uint64_t elements, version;
+    const uint8_t *id;
+    uint32_t id_size;
+    if (zqi_mp_read_array_marker (&cursor, &elements) || elements < 2 ||
+        zqi_mp_read_uint (&cursor, &version) || version != ZQ_PROTOCOL_VERSION ||
+        zqi_mp_read_bin (&cursor, &id, &id_size) || id_size != ZQ_MSG_ID_SIZE)
+        return zqi_fail (ZQ_EPROTO);
+    *id_p = id;
+    return 0;
+}
+
 //  Reads a str of the forms a header written by zq uses for names, values
 //  and subjects up to 255 bytes (fixstr, str8). Returns false, pos
 //  unchanged, for anything else.

@@ -84,29 +84,39 @@ s_recent_record (zq_spool_t *self, uint64_t segment_id, uint64_t offset, zqi_rec
 //  looked up under one hold of it (a record delivered from the last
 //  batch written takes no other).
 typedef struct {
-    zqi_segment_t *segment; //  the cursor's segment, or the first after it; NULL if none
-    bool newest;            //  segment is the one being written
-    uint64_t visible;       //  its octets readers may see
-    const uint8_t *kept;    //  the record at the cursor in the last batch written, or NULL
-    zqi_rec_t rec;          //  kept's header
-    bool acked;             //  kept is a message acked already
-} s_cursor_t;
+    zqi_segment_t *segment;     //  the cursor's segment; NULL if none is left
+    bool newest;                //  segment is the one being written
+    uint64_t visible;           //  its octets readers may see
+    const uint8_t *kept_record; //  the record at the cursor in the last batch written, or NULL
+    zqi_rec_t rec;              //  kept_record's header
+    bool acked;                 //  kept_record is a message acked already
+} s_look_t;
 
-//  read_lock and lock held.
+//  Looks up the cursor's segment: if the cursor's is gone (reclaimed),
+//  the cursor moves to the first record of the next one. Then, if the
+//  record at the cursor is in the last batch written, takes it from
+//  there, as s_recent_locked does (recent_held set: it stays valid until
+//  the next reading call), with whether it is acked. read_lock and lock
+//  held.
 static void
-s_cursor_look (zq_spool_t *self, s_cursor_t *cursor)
+s_look (zq_spool_t *self, s_look_t *look)
 {
-    cursor->segment = s_segment_at (self, self->cursor_segment);
-    cursor->newest = cursor->segment && cursor->segment == zqi_spool_tail (self);
-    cursor->visible = cursor->segment ? cursor->segment->visible : 0;
-    cursor->kept = NULL;
-    cursor->acked = false;
-    if (cursor->segment && cursor->segment->id == self->cursor_segment &&
-        self->cursor_offset < cursor->visible) {
-        cursor->kept =
-            s_recent_locked (self, self->cursor_segment, self->cursor_offset, &cursor->rec);
-        cursor->acked = cursor->kept && cursor->rec.type == ZQI_REC_MESSAGE &&
-                        s_is_acked (self, cursor->rec.seq);
+    look->segment = s_segment_at (self, self->cursor_segment);
+    look->newest = look->segment && look->segment == zqi_spool_tail (self);
+    look->visible = look->segment ? look->segment->visible : 0;
+    look->kept_record = NULL;
+    look->acked = false;
+    if (!look->segment)
+        return;
+    if (look->segment->id != self->cursor_segment) {
+        self->cursor_segment = look->segment->id;
+        self->cursor_offset = ZQI_SEG_HEADER_SIZE;
+    }
+    if (self->cursor_offset < look->visible) {
+        look->kept_record =
+            s_recent_locked (self, self->cursor_segment, self->cursor_offset, &look->rec);
+        look->acked = look->kept_record && look->rec.type == ZQI_REC_MESSAGE &&
+                      s_is_acked (self, look->rec.seq);
     }
 }
 
@@ -170,36 +180,32 @@ s_next_returned (zq_spool_t *self, zq_spool_record_t *record)
 }
 
 //  Hands out the next record: a returned one, else the next at the
-//  cursor. first, if not NULL, is the cursor looked up already (with
-//  none returned). read_lock held.
+//  cursor. looked_up, if not NULL, is s_look's result for the cursor,
+//  taken with no record returned. Returns 0 with record filled, or -1
+//  with errno (EAGAIN: none to hand out yet; ZQ_ECORRUPT: a damaged
+//  record, counted; ENOMEM; a read's errno). read_lock held.
 static int
-s_next (zq_spool_t *self, zq_spool_record_t *record, const s_cursor_t *first)
+s_next (zq_spool_t *self, zq_spool_record_t *record, const s_look_t *looked_up)
 {
-    int found = first ? 0 : s_next_returned (self, record);
+    int found = looked_up ? 0 : s_next_returned (self, record);
     if (found)
         return found > 0 ? 0 : -1;
     while (true) {
-        s_cursor_t cursor;
-        if (first) {
-            cursor = *first;
-            first = NULL;
+        s_look_t look;
+        if (looked_up) {
+            look = *looked_up;
+            looked_up = NULL;
         } else {
             pthread_mutex_lock (&self->lock);
-            s_cursor_look (self, &cursor);
+            s_look (self, &look);
             pthread_mutex_unlock (&self->lock);
         }
-        zqi_segment_t *segment = cursor.segment;
-        uint64_t visible = cursor.visible;
+        zqi_segment_t *segment = look.segment;
+        uint64_t visible = look.visible;
         if (!segment)
             return zqi_fail (EAGAIN);
-        if (segment->id != self->cursor_segment) {
-            //  Looked up again from the segment's first record.
-            self->cursor_segment = segment->id;
-            self->cursor_offset = ZQI_SEG_HEADER_SIZE;
-            continue;
-        }
         if (self->cursor_offset >= visible) {
-            if (cursor.newest)
+            if (look.newest)
                 return zqi_fail (EAGAIN);
             zqi_segment_close_reader (segment);
             self->cursor_segment++;
@@ -208,11 +214,11 @@ s_next (zq_spool_t *self, zq_spool_record_t *record, const s_cursor_t *first)
         }
         uint64_t offset = self->cursor_offset;
         zqi_window_t *window = &self->window;
-        const uint8_t *p = cursor.kept;
+        const uint8_t *p = look.kept_record;
         bool kept = p != NULL;
         zqi_rec_t rec;
         if (kept)
-            rec = cursor.rec;
+            rec = look.rec;
         if (!p)
             p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         size_t need = ZQI_REC_HEADER_SIZE;
@@ -239,7 +245,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record, const s_cursor_t *first)
         }
         if (rec.type != ZQI_REC_MESSAGE)
             continue;
-        bool acked = cursor.acked;
+        bool acked = look.acked;
         if (!kept) {
             pthread_mutex_lock (&self->lock);
             acked = s_is_acked (self, rec.seq);
@@ -271,12 +277,12 @@ zq_spool_next (zq_spool_t *self, zq_spool_record_t *record)
     //  batch it was kept in.
     self->recent_held = self->retired_held = false;
     //  With none returned, the cursor is looked up in the same hold.
-    s_cursor_t first;
-    bool looked = !failed && !self->ready_count;
-    if (looked)
-        s_cursor_look (self, &first);
+    s_look_t look;
+    bool have_look = !failed && !self->ready_count;
+    if (have_look)
+        s_look (self, &look);
     pthread_mutex_unlock (&self->lock);
-    int rc = failed ? zqi_fail (failed) : s_next (self, record, looked ? &first : NULL);
+    int rc = failed ? zqi_fail (failed) : s_next (self, record, have_look ? &look : NULL);
     if (rc == 0)
         self->stats.delivered++;
     pthread_mutex_unlock (&self->read_lock);

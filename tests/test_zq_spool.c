@@ -657,6 +657,33 @@ test_acked_before_handed_out (void **state)
     tu_rmtree (&dir);
 }
 
+//  A cursor whose segment was reclaimed before it read anything there
+//  goes on at the first record of the next segment left.
+static void
+test_cursor_segment_reclaimed (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    for (int round = 0; round < 20; round++) {
+        s_fill (spool, 20, 400);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+    for (uint64_t seq = 1; seq <= 300; seq++)
+        assert_int_equal (zq_spool_ack (spool, seq), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_true (stats.segments_reclaimed > 2);
+    for (uint64_t seq = 301; seq <= 400; seq++)
+        s_expect (spool, seq, 400);
+    s_expect_empty (spool);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -675,6 +702,7 @@ main (void)
         cmocka_unit_test (test_concurrent_consume),
         cmocka_unit_test (test_handed_out_from_last_batch),
         cmocka_unit_test (test_acked_before_handed_out),
+        cmocka_unit_test (test_cursor_segment_reclaimed),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
