@@ -31,6 +31,26 @@ s_expect (zq_spool_t *spool, uint64_t seq, size_t max)
     tu_check (KEY, &record, max);
 }
 
+//  Opens the spool in dir with config (NULL: the defaults).
+static zq_spool_t *
+s_open (const char *dir, const zq_spool_config_t *config)
+{
+    zq_spool_t *spool = zq_spool_new (dir, config);
+    assert_non_null (spool);
+    return spool;
+}
+
+//  Appends batches batches of count records (sizes up to max), each
+//  committed.
+static void
+s_fill_batches (zq_spool_t *spool, int batches, uint64_t count, size_t max)
+{
+    for (int batch = 0; batch < batches; batch++) {
+        s_fill (spool, count, max);
+        assert_int_equal (zq_spool_commit (spool), 0);
+    }
+}
+
 static void
 s_expect_empty (zq_spool_t *spool)
 {
@@ -157,12 +177,8 @@ test_reclaim (void **state)
 {
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
-    zq_spool_t *spool = zq_spool_new (dir, &config);
-    assert_non_null (spool);
-    for (int round = 0; round < 20; round++) {
-        s_fill (spool, 20, 400);
-        assert_int_equal (zq_spool_commit (spool), 0);
-    }
+    zq_spool_t *spool = s_open (dir, &config);
+    s_fill_batches (spool, 20, 20, 400);
     char *names[1000];
     size_t count = tu_segments (dir, names, 1000);
     for (size_t i = 0; i < count; i++)
@@ -590,8 +606,7 @@ test_handed_out_from_last_batch (void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp ();
-    zq_spool_t *spool = zq_spool_new (dir, NULL);
-    assert_non_null (spool);
+    zq_spool_t *spool = s_open (dir, NULL);
     uint8_t first[300], other[300];
     memset (first, 'a', sizeof first);
     assert_int_equal (zq_spool_append (spool, first, sizeof first, NULL), 0);
@@ -630,8 +645,7 @@ test_acked_before_handed_out (void **state)
 {
     (void)state;
     char *dir = tu_mkdtemp ();
-    zq_spool_t *spool = zq_spool_new (dir, NULL);
-    assert_non_null (spool);
+    zq_spool_t *spool = s_open (dir, NULL);
     //  1..4 in one batch, the last written: 2 and 4 acked first.
     s_fill (spool, 4, 200);
     assert_int_equal (zq_spool_commit (spool), 0);
@@ -642,10 +656,7 @@ test_acked_before_handed_out (void **state)
     s_expect_empty (spool);
     //  5..12 a batch each: 6 and 7 are read back, 12 is in the last
     //  batch; 6, 7 and 12 acked first.
-    for (int n = 0; n < 8; n++) {
-        s_fill (spool, 1, 200);
-        assert_int_equal (zq_spool_commit (spool), 0);
-    }
+    s_fill_batches (spool, 8, 1, 200);
     assert_int_equal (zq_spool_ack (spool, 6), 0);
     assert_int_equal (zq_spool_ack (spool, 7), 0);
     assert_int_equal (zq_spool_ack (spool, 12), 0);
@@ -665,12 +676,8 @@ test_cursor_segment_reclaimed (void **state)
     (void)state;
     char *dir = tu_mkdtemp ();
     zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_ALWAYS, 4096);
-    zq_spool_t *spool = zq_spool_new (dir, &config);
-    assert_non_null (spool);
-    for (int round = 0; round < 20; round++) {
-        s_fill (spool, 20, 400);
-        assert_int_equal (zq_spool_commit (spool), 0);
-    }
+    zq_spool_t *spool = s_open (dir, &config);
+    s_fill_batches (spool, 20, 20, 400);
     for (uint64_t seq = 1; seq <= 300; seq++)
         assert_int_equal (zq_spool_ack (spool, seq), 0);
     assert_int_equal (zq_spool_commit (spool), 0);
