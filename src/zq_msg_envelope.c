@@ -2,7 +2,8 @@
     zq_msg_envelope - the envelope header (doc/PROTOCOL.md sections 6 to 9):
     writing it with zq_wire's writer, and parsing and checking it without
     allocating (zqi_envelope_parse), for zq_msg's decoder and for the
-    reliable server, which stores frames as they came.
+    reliable server, which stores frames as they came; and finding the id
+    alone (zqi_envelope_id), for a PUT read ahead or refused.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
