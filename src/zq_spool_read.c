@@ -191,21 +191,21 @@ s_next (zq_spool_t *self, zq_spool_record_t *record, const s_look_t *looked_up)
     if (found)
         return found > 0 ? 0 : -1;
     while (true) {
-        s_look_t look;
-        if (looked_up) {
-            look = *looked_up;
-            looked_up = NULL;
-        } else {
+        s_look_t fresh;
+        const s_look_t *look = looked_up;
+        looked_up = NULL;
+        if (!look) {
             pthread_mutex_lock (&self->lock);
-            s_look (self, &look);
+            s_look (self, &fresh);
             pthread_mutex_unlock (&self->lock);
+            look = &fresh;
         }
-        zqi_segment_t *segment = look.segment;
-        uint64_t visible = look.visible;
+        zqi_segment_t *segment = look->segment;
+        uint64_t visible = look->visible;
         if (!segment)
             return zqi_fail (EAGAIN);
         if (self->cursor_offset >= visible) {
-            if (look.newest)
+            if (look->newest)
                 return zqi_fail (EAGAIN);
             zqi_segment_close_reader (segment);
             self->cursor_segment++;
@@ -214,11 +214,11 @@ s_next (zq_spool_t *self, zq_spool_record_t *record, const s_look_t *looked_up)
         }
         uint64_t offset = self->cursor_offset;
         zqi_window_t *window = &self->window;
-        const uint8_t *p = look.kept_record;
+        const uint8_t *p = look->kept_record;
         bool kept = p != NULL;
         zqi_rec_t rec;
         if (kept)
-            rec = look.rec;
+            rec = look->rec;
         if (!p)
             p = zqi_window_get (self, window, segment, offset, ZQI_REC_HEADER_SIZE, visible);
         size_t need = ZQI_REC_HEADER_SIZE;
@@ -245,7 +245,7 @@ s_next (zq_spool_t *self, zq_spool_record_t *record, const s_look_t *looked_up)
         }
         if (rec.type != ZQI_REC_MESSAGE)
             continue;
-        bool acked = look.acked;
+        bool acked = look->acked;
         if (!kept) {
             pthread_mutex_lock (&self->lock);
             acked = s_is_acked (self, rec.seq);

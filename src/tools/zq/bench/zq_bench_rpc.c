@@ -17,8 +17,9 @@
     reads the clock before each send and after each reply. The raw side
     does what a raw libzmq user would: the DEALER sends one SIZE-byte
     frame, the ROUTER sends the routing id and the same frame back. The
-    zq side makes a message per request and per reply, as a zq user would (zq_msg_new,
-   zq_msg_set_body, zq_queue_send / zq_queue_recv / zq_queue_reply).
+    zq side makes a message per request and per reply, as a zq user
+    would (zq_msg_new, zq_msg_set_body, zq_queue_send / zq_queue_recv /
+    zq_queue_reply).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
