@@ -324,6 +324,30 @@ expect_status 0 $? "bench rpc"
 grep -qx 'rpc inproc size=10 count=1000 zq_p50_us=[0-9.]* zq_p99_us=[0-9.]* raw_p50_us=[0-9.]* raw_p99_us=[0-9.]* ratio=[0-9.]*' \
     "$work/out" || fail "bench rpc line: $(cat "$work/out")"
 grep -q "round 1/1" "$work/err" || fail "bench shows no progress on stderr"
+grep -q '^rpc legs' "$work/out" && fail "bench rpc: legs of bodies too small to carry the clocks"
+#  From 16 bytes, bodies carry the clocks: a second line gives each side's
+#  legs. Each request's legs add up to its round trip and none is ever the
+#  whole of it, so each leg's median lies below the side's p50.
+zq bench rpc --transport inproc --size 16 -n 1000 --rounds 1 > "$work/out" 2> "$work/err"
+expect_status 0 $? "bench rpc with legs"
+legs='zq_to_server_us=[0-9.]* zq_server_us=[0-9.]* zq_to_client_us=[0-9.]*'
+legs="$legs raw_to_server_us=[0-9.]* raw_server_us=[0-9.]* raw_to_client_us=[0-9.]*"
+grep -qx "rpc legs inproc size=16 count=1000 $legs" "$work/out" \
+    || fail "bench rpc legs line: $(cat "$work/out")"
+tr ' ' '\n' < "$work/out" | awk -F= '
+    NF == 2 { value[$1] = $2 }
+    END {
+        split("zq raw", sides, " ")
+        for (s = 1; s <= 2; s++) {
+            p50 = value[sides[s] "_p50_us"]
+            if (value[sides[s] "_to_server_us"] <= 0 || value[sides[s] "_to_client_us"] <= 0 ||
+                value[sides[s] "_server_us"] < 0)
+                exit 1
+            if (value[sides[s] "_to_server_us"] >= p50 || value[sides[s] "_server_us"] >= p50 ||
+                value[sides[s] "_to_client_us"] >= p50)
+                exit 1
+        }
+    }' || fail "bench rpc legs out of their round trips: $(cat "$work/out")"
 #  A side that cannot bind (no such certificate) ends the run at once with
 #  its error, naming both endpoints; it used to wait out the run's deadline.
 started=$(date +%s)

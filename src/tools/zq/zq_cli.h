@@ -245,6 +245,15 @@ typedef struct {
     double p99_us;
     double raw_p50_us; //  rpc client with both: the raw side's
     double raw_p99_us;
+    //  rpc, where a round trip goes (medians; [0] raw's, [1] zq's): the
+    //  servers' process measures to_server (the client's clock before its
+    //  send to the server's after its receive) and server (from there to
+    //  its clock before its reply), the client to_client (from that clock
+    //  to its own after its receive). 0 when the body is too small to
+    //  carry the clocks.
+    double to_server_us[2];
+    double server_us[2];
+    double to_client_us[2];
     //  Durability benchmarks (spool, reliable, device): what a process
     //  measured besides its clock readings.
     uint64_t messages;   //  messages it handled

@@ -21,6 +21,16 @@
     would (zq_msg_new, zq_msg_set_body, zq_queue_send / zq_queue_recv /
     zq_queue_reply).
 
+    Where a round trip goes. With a SIZE of S_STAMPS bytes or more, the
+    last S_STAMPS bytes of each body (inside zq's bin) carry two readings
+    of CLOCK_MONOTONIC, which both processes share: the client's before
+    its send, then the server's before it stamps its reply. A second line
+    gives the medians of three legs, for each side: to_server (the
+    client's send to the server's receive, both I/O threads and the wire
+    included), server (the server's receive until it stamps the reply: for
+    zq, making the reply message) and to_client (the reply's stamp to the
+    client's receive).
+
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
@@ -29,19 +39,102 @@
 #include "zq_cli.h"
 #include <pthread.h>
 
+//  ---- The clocks a body carries ---------------------------------------------
+
+#define S_STAMPS  16 //  the client's clock, then the server's (int64 ns each)
+#define S_SENT    0
+#define S_REPLIED 1
+
+//  The legs, as the second line names them.
+enum { S_LEG_TO_SERVER, S_LEG_SERVER, S_LEG_TO_CLIENT, S_LEGS };
+static const char *s_leg_names[S_LEGS] = {"to_server", "server", "to_client"};
+
+static void
+s_stamp (void *body, size_t size, int which, int64_t clock_ns)
+{
+    memcpy ((uint8_t *)body + size - S_STAMPS + which * sizeof clock_ns, &clock_ns,
+            sizeof clock_ns);
+}
+
+static int64_t
+s_stamp_read (const void *body, size_t size, int which)
+{
+    int64_t clock_ns;
+    memcpy (&clock_ns, (const uint8_t *)body + size - S_STAMPS + which * sizeof clock_ns,
+            sizeof clock_ns);
+    return clock_ns;
+}
+
 //  ---- The servers' process --------------------------------------------------
 
-//  Answers requests on queue (zq's echo). Returns 0, or an errno.
+//  One side's legs as its server sees them: to_server and server (ns) of
+//  each request past the warm-up, when bodies carry the clocks.
+typedef struct {
+    bool stamps;
+    uint64_t warmup;
+    int64_t *to_server_ns;
+    int64_t *server_ns;
+    uint64_t count;
+} s_legs_t;
+
 static int
-s_zq_echo (zq_queue_t *queue, uint64_t requests)
+s_legs_init (s_legs_t *legs, zq_bench_run_t *run)
+{
+    memset (legs, 0, sizeof *legs);
+    legs->stamps = run->cli->size >= S_STAMPS;
+    legs->warmup = run->warmup;
+    if (!legs->stamps || !run->count)
+        return 0;
+    legs->to_server_ns = (int64_t *)calloc (run->count, sizeof (int64_t));
+    legs->server_ns = (int64_t *)calloc (run->count, sizeof (int64_t));
+    return legs->to_server_ns && legs->server_ns ? 0 : ENOMEM;
+}
+
+//  Notes request (numbered from 0, warm-up included), received at
+//  received_ns and answered from replying_ns, its body stamped by the
+//  client.
+static void
+s_legs_note (s_legs_t *legs, uint64_t request, const void *body, size_t size, int64_t received_ns,
+             int64_t replying_ns)
+{
+    if (!legs->to_server_ns || request < legs->warmup || size < S_STAMPS)
+        return;
+    legs->to_server_ns[legs->count] = received_ns - s_stamp_read (body, size, S_SENT);
+    legs->server_ns[legs->count] = replying_ns - received_ns;
+    legs->count++;
+}
+
+//  Stores the medians in result's slots of side (0 raw, 1 zq) and frees.
+static void
+s_legs_report (s_legs_t *legs, int side, zq_bench_result_t *result)
+{
+    double p99_us;
+    zq_bench_percentiles (legs->to_server_ns, legs->count, &result->to_server_us[side], &p99_us);
+    zq_bench_percentiles (legs->server_ns, legs->count, &result->server_us[side], &p99_us);
+    free (legs->to_server_ns);
+    free (legs->server_ns);
+}
+
+//  Answers requests on queue (zq's echo), its replies stamped in copy (of
+//  copy_size bytes, a request body's size). Returns 0, or an errno.
+static int
+s_zq_echo (zq_queue_t *queue, uint64_t requests, s_legs_t *legs, uint8_t *copy, size_t copy_size)
 {
     for (uint64_t i = 0; i < requests; i++) {
         zq_msg_t *request = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
         if (!request)
             return errno;
+        int64_t received_ns = zq_bench_now_ns ();
         size_t size = 0;
         const void *body = zq_msg_body (request, &size);
         zq_msg_t *reply = zq_msg_new (zq_msg_subject (request));
+        if (legs->stamps && size == copy_size) {
+            memcpy (copy, body, size);
+            int64_t replying_ns = zq_bench_now_ns ();
+            s_legs_note (legs, i, body, size, received_ns, replying_ns);
+            s_stamp (copy, size, S_REPLIED, replying_ns);
+            body = copy;
+        }
         if (!reply || zq_msg_set_body (reply, body, size) ||
             zq_queue_reply (queue, request, &reply, ZQ_BENCH_STALL_MS)) {
             int errnum = errno;
@@ -54,10 +147,12 @@ s_zq_echo (zq_queue_t *queue, uint64_t requests)
     return 0;
 }
 
-//  The raw echo's thread: its socket, the requests to answer, its outcome.
+//  The raw echo's thread: its socket, the requests to answer, its legs,
+//  its outcome.
 typedef struct {
     void *socket;
     uint64_t requests;
+    s_legs_t legs;
     int errnum;
 } s_raw_echo_t;
 
@@ -68,14 +163,26 @@ s_raw_echo (void *arg)
     zmq_msg_t routing_id, body;
     zmq_msg_init (&routing_id);
     zmq_msg_init (&body);
-    for (uint64_t i = 0; i < echo->requests; i++)
+    for (uint64_t i = 0; i < echo->requests; i++) {
         if (zmq_msg_recv (&routing_id, echo->socket, 0) < 0 ||
-            zmq_msg_recv (&body, echo->socket, 0) < 0 ||
-            zmq_msg_send (&routing_id, echo->socket, ZMQ_SNDMORE) < 0 ||
+            zmq_msg_recv (&body, echo->socket, 0) < 0) {
+            echo->errnum = errno;
+            break;
+        }
+        size_t size = zmq_msg_size (&body);
+        if (echo->legs.stamps && size >= S_STAMPS) {
+            //  The frame is this thread's until it is sent back.
+            int64_t received_ns = zq_bench_now_ns ();
+            int64_t replying_ns = zq_bench_now_ns ();
+            s_legs_note (&echo->legs, i, zmq_msg_data (&body), size, received_ns, replying_ns);
+            s_stamp (zmq_msg_data (&body), size, S_REPLIED, replying_ns);
+        }
+        if (zmq_msg_send (&routing_id, echo->socket, ZMQ_SNDMORE) < 0 ||
             zmq_msg_send (&body, echo->socket, 0) < 0) {
             echo->errnum = errno;
             break;
         }
+    }
     zmq_msg_close (&routing_id);
     zmq_msg_close (&body);
     return NULL;
@@ -85,9 +192,17 @@ static void
 s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
 {
     uint64_t requests = run->warmup + run->count;
-    zq_queue_t *queue = zq_bench_queue_bind (run, "rpc", ZQ_SERVER, result);
+    s_raw_echo_t raw = {NULL, requests, {0}, 0};
+    s_legs_t legs;
+    uint8_t *copy = (uint8_t *)malloc (run->payload_size ? run->payload_size : 1);
+    result->errnum = s_legs_init (&legs, run);
+    if (!result->errnum)
+        result->errnum = s_legs_init (&raw.legs, run);
+    if (!copy && !result->errnum)
+        result->errnum = ENOMEM;
+    zq_queue_t *queue = result->errnum ? NULL : zq_bench_queue_bind (run, "rpc", ZQ_SERVER, result);
     void *socket = queue ? zq_bench_raw_bind (run, ZMQ_ROUTER, ZQ_BENCH_STALL_MS, result) : NULL;
-    s_raw_echo_t raw = {socket, requests, 0};
+    raw.socket = socket;
     pthread_t thread;
     int rc = socket ? pthread_create (&thread, NULL, s_raw_echo, &raw) : 0;
     if (rc) {
@@ -96,7 +211,7 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
         socket = NULL;
     }
     if (socket) {
-        result->errnum = s_zq_echo (queue, requests);
+        result->errnum = s_zq_echo (queue, requests, &legs, copy, run->payload_size);
         pthread_join (thread, NULL);
         if (!result->errnum)
             result->errnum = raw.errnum;
@@ -105,16 +220,55 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
         zmq_close (socket);
     }
     zq_queue_destroy (&queue);
+    s_legs_report (&raw.legs, 0, result);
+    s_legs_report (&legs, 1, result);
+    free (copy);
 }
 
 //  ---- The client's process --------------------------------------------------
 
+//  A side's request bodies, stamped with the clock before each send, and
+//  the server's stamps read from the replies.
+typedef struct {
+    uint8_t *body; //  a copy of the side's payload
+    size_t size;
+    bool stamps;        //  the body carries the clocks
+    int64_t replied_ns; //  the last reply's stamp
+} s_bodies_t;
+
+static int
+s_bodies_init (s_bodies_t *bodies, const void *payload, size_t size, bool stamps)
+{
+    bodies->body = (uint8_t *)malloc (size ? size : 1);
+    if (!bodies->body)
+        return ENOMEM;
+    memcpy (bodies->body, payload, size);
+    bodies->size = size;
+    bodies->stamps = stamps;
+    bodies->replied_ns = 0;
+    return 0;
+}
+
+static void
+s_bodies_sending (s_bodies_t *bodies, int64_t clock_ns)
+{
+    if (bodies->stamps)
+        s_stamp (bodies->body, bodies->size, S_SENT, clock_ns);
+}
+
+static void
+s_bodies_replied (s_bodies_t *bodies, const void *reply, size_t size)
+{
+    if (bodies->stamps && size == bodies->size)
+        bodies->replied_ns = s_stamp_read (reply, size, S_REPLIED);
+}
+
 //  One round trip of each: 0, or -1 with errno.
 static int
-s_zq_round_trip (zq_bench_run_t *run, zq_queue_t *queue)
+s_zq_round_trip (zq_queue_t *queue, s_bodies_t *bodies)
 {
     zq_msg_t *request = zq_msg_new ("bench");
-    if (!request || zq_msg_set_body (request, run->payload, run->payload_size) ||
+    if (!request || zq_msg_set_body (request, bodies->body, bodies->size) ||
         zq_queue_send (queue, &request, ZQ_BENCH_STALL_MS)) {
         int saved = errno;
         zq_msg_destroy (&request);
@@ -124,32 +278,44 @@ s_zq_round_trip (zq_bench_run_t *run, zq_queue_t *queue)
     zq_msg_t *reply = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
     if (!reply)
         return -1;
+    size_t size;
+    const void *body = zq_msg_body (reply, &size);
+    s_bodies_replied (bodies, body, size);
     zq_msg_destroy (&reply);
     return 0;
 }
 
 static int
-s_raw_round_trip (zq_bench_run_t *run, void *socket, zmq_msg_t *frame)
+s_raw_round_trip (void *socket, zmq_msg_t *frame, s_bodies_t *bodies)
 {
-    if (zmq_send (socket, run->raw_payload, run->raw_payload_size, 0) < 0 ||
-        zmq_msg_recv (frame, socket, 0) < 0)
+    if (zmq_send (socket, bodies->body, bodies->size, 0) < 0 || zmq_msg_recv (frame, socket, 0) < 0)
         return -1;
+    s_bodies_replied (bodies, zmq_msg_data (frame), zmq_msg_size (frame));
     return 0;
 }
 
 static void
 s_client (zq_bench_run_t *run, zq_bench_result_t *result)
 {
-    //  Each side's latencies: raw's first, then zq's.
-    int64_t *latency_ns = (int64_t *)calloc (2 * (run->count ? run->count : 1), sizeof (int64_t));
-    zq_queue_t *queue = latency_ns ? zq_bench_queue_connect (run, "rpc", ZQ_CLIENT, result) : NULL;
+    //  Each side's latencies and to_client legs: raw's first, then zq's.
+    size_t slots = run->count ? run->count : 1;
+    int64_t *latency_ns = (int64_t *)calloc (2 * slots, sizeof (int64_t));
+    int64_t *to_client_ns = (int64_t *)calloc (2 * slots, sizeof (int64_t));
+    bool stamps = run->cli->size >= S_STAMPS;
+    s_bodies_t bodies[2] = {{NULL, 0, false, 0}, {NULL, 0, false, 0}};
+    if (!latency_ns || !to_client_ns ||
+        s_bodies_init (&bodies[0], run->raw_payload, run->raw_payload_size, stamps) ||
+        s_bodies_init (&bodies[1], run->payload, run->payload_size, stamps))
+        result->errnum = ENOMEM;
+    zq_queue_t *queue =
+        result->errnum ? NULL : zq_bench_queue_connect (run, "rpc", ZQ_CLIENT, result);
     void *socket = queue ? zq_bench_raw_dealer (run->cli, run->endpoint_raw, false) : NULL;
-    if (!latency_ns || (queue && !socket))
+    if (queue && !socket)
         result->errnum = errno;
     zmq_msg_t frame;
     zmq_msg_init (&frame);
     for (uint64_t i = 0; i < run->warmup && !result->errnum; i++)
-        if (s_raw_round_trip (run, socket, &frame) || s_zq_round_trip (run, queue))
+        if (s_raw_round_trip (socket, &frame, &bodies[0]) || s_zq_round_trip (queue, &bodies[1]))
             result->errnum = errno;
     uint64_t block = run->count / 40;
     block = block < 1 ? 1 : block > 500 ? 500 : block;
@@ -160,14 +326,18 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
         for (int turn = 0; turn < 2 && !result->errnum; turn++) {
             int side = first ^ turn; //  0 raw, 1 zq
             int64_t *samples = latency_ns + (size_t)side * run->count;
+            int64_t *legs = to_client_ns + (size_t)side * run->count;
             for (uint64_t i = done; i < end; i++) {
                 int64_t start = zq_bench_now_ns ();
-                if (side == 0 ? s_raw_round_trip (run, socket, &frame)
-                              : s_zq_round_trip (run, queue)) {
+                s_bodies_sending (&bodies[side], start);
+                if (side == 0 ? s_raw_round_trip (socket, &frame, &bodies[0])
+                              : s_zq_round_trip (queue, &bodies[1])) {
                     result->errnum = errno;
                     break;
                 }
-                samples[i] = zq_bench_now_ns () - start;
+                int64_t now = zq_bench_now_ns ();
+                samples[i] = now - start;
+                legs[i] = now - bodies[side].replied_ns;
             }
         }
     }
@@ -180,8 +350,15 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
         zq_bench_percentiles (latency_ns, run->count, &result->raw_p50_us, &result->raw_p99_us);
         zq_bench_percentiles (latency_ns + run->count, run->count, &result->p50_us,
                               &result->p99_us);
+        double p99_us;
+        for (int side = 0; stamps && side < 2; side++)
+            zq_bench_percentiles (to_client_ns + (size_t)side * run->count, run->count,
+                                  &result->to_client_us[side], &p99_us);
     }
     free (latency_ns);
+    free (to_client_ns);
+    free (bodies[0].body);
+    free (bodies[1].body);
 }
 
 int
@@ -191,12 +368,17 @@ zq_bench_rpc (zq_cli_t *cli)
     size_t body_size;
     uint64_t warmup = zq_bench_payloads (cli, 20000, 10000, &body, &body_size, &frame);
     int rounds = cli->rounds;
-    double *values = (double *)calloc ((size_t)rounds * 4, sizeof (double));
+    //  Per round: the four percentiles, then the legs (S_LEG_* of each side).
+    double *values = (double *)calloc ((size_t)rounds * (4 + 2 * S_LEGS), sizeof (double));
     int rc = (body && frame && values) ? 0 : ZQ_EXIT_TRANSPORT;
     if (rc)
         zq_cli_error (cli, "%s", strerror (ENOMEM));
     double *raw_p50 = values, *raw_p99 = values + rounds;
     double *zq_p50 = values + 2 * rounds, *zq_p99 = values + 3 * rounds;
+    double *legs[2][S_LEGS]; //  [side][leg]: rounds values each
+    for (int side = 0; side < 2; side++)
+        for (int leg = 0; leg < S_LEGS; leg++)
+            legs[side][leg] = values + (size_t)(4 + side * S_LEGS + leg) * (size_t)rounds;
     zq_bench_progress (cli,
                        "%s size=%zu count=%llu: %d rounds of raw and zq side by side, one "
                        "request at a time, clients and servers in separate %s, %llu warm-up "
@@ -216,6 +398,11 @@ zq_bench_rpc (zq_cli_t *cli)
             raw_p99[round] = client.raw_p99_us;
             zq_p50[round] = client.p50_us;
             zq_p99[round] = client.p99_us;
+            for (int side = 0; side < 2; side++) {
+                legs[side][S_LEG_TO_SERVER][round] = servers.to_server_us[side];
+                legs[side][S_LEG_SERVER][round] = servers.server_us[side];
+                legs[side][S_LEG_TO_CLIENT][round] = client.to_client_us[side];
+            }
             zq_bench_progress (cli,
                                "round %d/%d: raw p50 %.1f us p99 %.1f us, zq p50 %.1f us p99 "
                                "%.1f us",
@@ -232,6 +419,16 @@ zq_bench_rpc (zq_cli_t *cli)
                 "raw_p99_us=%.1f ratio=%.3f\n",
                 cli->transport, cli->size, (unsigned long long)cli->count, zq50, zq99, raw50, raw99,
                 zq50 / raw50);
+        if (cli->size >= S_STAMPS) {
+            printf ("rpc legs %s size=%zu count=%llu", cli->transport, cli->size,
+                    (unsigned long long)cli->count);
+            const char *sides[2] = {"raw", "zq"};
+            for (int side = 1; side >= 0; side--)
+                for (int leg = 0; leg < S_LEGS; leg++)
+                    printf (" %s_%s_us=%.1f", sides[side], s_leg_names[leg],
+                            zq_bench_median (legs[side][leg], rounds));
+            printf ("\n");
+        }
     }
     free (body);
     free (frame);
