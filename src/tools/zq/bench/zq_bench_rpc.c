@@ -23,13 +23,17 @@
 
     Where a round trip goes. With a SIZE of S_STAMPS bytes or more, the
     last S_STAMPS bytes of each body (inside zq's bin) carry two readings
-    of CLOCK_MONOTONIC, which both processes share: the client's before
-    its send, then the server's before it stamps its reply. A second line
-    gives the medians of three legs, for each side: to_server (the
-    client's send to the server's receive, both I/O threads and the wire
-    included), server (the server's receive until it stamps the reply: for
-    zq, making the reply message) and to_client (the reply's stamp to the
-    client's receive).
+    of CLOCK_MONOTONIC, which every thread of the machine shares: the
+    client's before its send, then the server's before its reply (the raw
+    echo writes it into the frame it sends back, zq's into a copy of the
+    run's payload, which its reply carries: the same work on both sides).
+    A second line gives the medians of three legs for each side:
+    to_server (from the client's clock to the server's after its receive:
+    the client's send, the I/O threads, over tcp and ipc the wire, the
+    wake-up and the server's receive), server (from there to the reply's
+    stamp: for zq, the reply's zq_msg_new) and to_client (from the stamp
+    to the client's clock after its receive: making and sending the
+    reply, the way back and the client's receive).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -41,99 +45,127 @@
 
 //  ---- The clocks a body carries ---------------------------------------------
 
-#define S_STAMPS  16 //  the client's clock, then the server's (int64 ns each)
-#define S_SENT    0
-#define S_REPLIED 1
+#define S_STAMPS 16 //  the client's clock, then the server's (int64 ns each)
+enum { S_SENT, S_REPLIED };
 
 //  The legs, as the second line names them.
 enum { S_LEG_TO_SERVER, S_LEG_SERVER, S_LEG_TO_CLIENT, S_LEGS };
 static const char *s_leg_names[S_LEGS] = {"to_server", "server", "to_client"};
 
+//  Whether bodies of --size bytes carry the clocks.
+static bool
+s_stamped (size_t size)
+{
+    return size >= S_STAMPS;
+}
+
+//  Where stamp which (S_SENT, S_REPLIED) sits in a body of size bytes,
+//  at least S_STAMPS.
+static size_t
+s_stamp_at (size_t size, int which)
+{
+    return size - S_STAMPS + (size_t)which * sizeof (int64_t);
+}
+
+//  Writes stamp which into body (size bytes, at least S_STAMPS).
 static void
 s_stamp (void *body, size_t size, int which, int64_t clock_ns)
 {
-    memcpy ((uint8_t *)body + size - S_STAMPS + which * sizeof clock_ns, &clock_ns,
-            sizeof clock_ns);
+    memcpy ((uint8_t *)body + s_stamp_at (size, which), &clock_ns, sizeof clock_ns);
 }
 
+//  Reads stamp which from body (size bytes, at least S_STAMPS).
 static int64_t
 s_stamp_read (const void *body, size_t size, int which)
 {
     int64_t clock_ns;
-    memcpy (&clock_ns, (const uint8_t *)body + size - S_STAMPS + which * sizeof clock_ns,
-            sizeof clock_ns);
+    memcpy (&clock_ns, (const uint8_t *)body + s_stamp_at (size, which), sizeof clock_ns);
     return clock_ns;
 }
 
 //  ---- The servers' process --------------------------------------------------
 
-//  One side's legs as its server sees them: to_server and server (ns) of
-//  each request past the warm-up, when bodies carry the clocks.
+//  One side's legs as its server sees them, in ns: to_server and server
+//  of each request past the warm-up, when the bodies carry the clocks.
 typedef struct {
-    bool stamps;
-    uint64_t warmup;
+    bool stamped;      //  the bodies carry the clocks
+    size_t body_size;  //  each request body's size
+    uint64_t warmup;   //  the first requests, not noted
+    uint64_t capacity; //  of each array: the run's count
+    uint64_t noted;
     int64_t *to_server_ns;
     int64_t *server_ns;
-    uint64_t count;
-} s_legs_t;
+} s_server_legs_t;
 
+//  For requests of body_size bytes. Returns 0, or ENOMEM.
 static int
-s_legs_init (s_legs_t *legs, zq_bench_run_t *run)
+s_server_legs_init (s_server_legs_t *legs, zq_bench_run_t *run, size_t body_size)
 {
     memset (legs, 0, sizeof *legs);
-    legs->stamps = run->cli->size >= S_STAMPS;
+    legs->stamped = s_stamped (run->cli->size);
+    legs->body_size = body_size;
     legs->warmup = run->warmup;
-    if (!legs->stamps || !run->count)
+    if (!legs->stamped)
         return 0;
-    legs->to_server_ns = (int64_t *)calloc (run->count, sizeof (int64_t));
-    legs->server_ns = (int64_t *)calloc (run->count, sizeof (int64_t));
+    legs->capacity = run->count;
+    legs->to_server_ns = (int64_t *)calloc (run->count ? run->count : 1, sizeof (int64_t));
+    legs->server_ns = (int64_t *)calloc (run->count ? run->count : 1, sizeof (int64_t));
     return legs->to_server_ns && legs->server_ns ? 0 : ENOMEM;
 }
 
-//  Notes request (numbered from 0, warm-up included), received at
-//  received_ns and answered from replying_ns, its body stamped by the
-//  client.
-static void
-s_legs_note (s_legs_t *legs, uint64_t request, const void *body, size_t size, int64_t received_ns,
-             int64_t replying_ns)
+//  Notes request i (numbered from 0, warm-up included), received at
+//  received_ns and answered from replying_ns, with body (size bytes) as
+//  the client stamped it. Returns 0, or EPROTO for a body of another size
+//  or a request past the run's.
+static int
+s_server_legs_note (s_server_legs_t *legs, uint64_t i, const void *body, size_t size,
+                    int64_t received_ns, int64_t replying_ns)
 {
-    if (!legs->to_server_ns || request < legs->warmup || size < S_STAMPS)
-        return;
-    legs->to_server_ns[legs->count] = received_ns - s_stamp_read (body, size, S_SENT);
-    legs->server_ns[legs->count] = replying_ns - received_ns;
-    legs->count++;
+    if (size != legs->body_size || i >= legs->warmup + legs->capacity)
+        return EPROTO;
+    if (i >= legs->warmup) {
+        legs->to_server_ns[legs->noted] = received_ns - s_stamp_read (body, size, S_SENT);
+        legs->server_ns[legs->noted] = replying_ns - received_ns;
+        legs->noted++;
+    }
+    return 0;
 }
 
 //  Stores the medians in result's slots of side (0 raw, 1 zq) and frees.
 static void
-s_legs_report (s_legs_t *legs, int side, zq_bench_result_t *result)
+s_server_legs_report (s_server_legs_t *legs, int side, zq_bench_result_t *result)
 {
     double p99_us;
-    zq_bench_percentiles (legs->to_server_ns, legs->count, &result->to_server_us[side], &p99_us);
-    zq_bench_percentiles (legs->server_ns, legs->count, &result->server_us[side], &p99_us);
+    zq_bench_percentiles (legs->to_server_ns, legs->noted, &result->to_server_us[side], &p99_us);
+    zq_bench_percentiles (legs->server_ns, legs->noted, &result->server_us[side], &p99_us);
     free (legs->to_server_ns);
     free (legs->server_ns);
 }
 
-//  Answers requests on queue (zq's echo), its replies stamped in copy (of
-//  copy_size bytes, a request body's size). Returns 0, or an errno.
+//  Answers requests on queue (zq's echo). With the clocks, each reply's
+//  body is reply_body (the run's payload, as the raw echo sends back the
+//  client's frame) with the server's stamp. Returns 0, or an errno.
 static int
-s_zq_echo (zq_queue_t *queue, uint64_t requests, s_legs_t *legs, uint8_t *copy, size_t copy_size)
+s_zq_echo (zq_queue_t *queue, uint64_t requests, s_server_legs_t *legs, uint8_t *reply_body)
 {
     for (uint64_t i = 0; i < requests; i++) {
         zq_msg_t *request = zq_queue_recv (queue, ZQ_BENCH_STALL_MS);
         if (!request)
             return errno;
-        int64_t received_ns = zq_bench_now_ns ();
+        int64_t received_ns = legs->stamped ? zq_bench_now_ns () : 0;
         size_t size = 0;
         const void *body = zq_msg_body (request, &size);
         zq_msg_t *reply = zq_msg_new (zq_msg_subject (request));
-        if (legs->stamps && size == copy_size) {
-            memcpy (copy, body, size);
+        if (reply && legs->stamped) {
             int64_t replying_ns = zq_bench_now_ns ();
-            s_legs_note (legs, i, body, size, received_ns, replying_ns);
-            s_stamp (copy, size, S_REPLIED, replying_ns);
-            body = copy;
+            errno = s_server_legs_note (legs, i, body, size, received_ns, replying_ns);
+            if (errno) {
+                zq_msg_destroy (&reply);
+                zq_msg_destroy (&request);
+                return errno;
+            }
+            s_stamp (reply_body, size, S_REPLIED, replying_ns);
+            body = reply_body;
         }
         if (!reply || zq_msg_set_body (reply, body, size) ||
             zq_queue_reply (queue, request, &reply, ZQ_BENCH_STALL_MS)) {
@@ -152,7 +184,7 @@ s_zq_echo (zq_queue_t *queue, uint64_t requests, s_legs_t *legs, uint8_t *copy, 
 typedef struct {
     void *socket;
     uint64_t requests;
-    s_legs_t legs;
+    s_server_legs_t legs;
     int errnum;
 } s_raw_echo_t;
 
@@ -163,25 +195,26 @@ s_raw_echo (void *arg)
     zmq_msg_t routing_id, body;
     zmq_msg_init (&routing_id);
     zmq_msg_init (&body);
-    for (uint64_t i = 0; i < echo->requests; i++) {
+    for (uint64_t i = 0; i < echo->requests && !echo->errnum; i++) {
         if (zmq_msg_recv (&routing_id, echo->socket, 0) < 0 ||
             zmq_msg_recv (&body, echo->socket, 0) < 0) {
             echo->errnum = errno;
             break;
         }
-        size_t size = zmq_msg_size (&body);
-        if (echo->legs.stamps && size >= S_STAMPS) {
-            //  The frame is this thread's until it is sent back.
+        if (echo->legs.stamped) {
+            //  The frame is this thread's alone (ROUTER sends it to one
+            //  pipe, never copied): its bytes may change before it goes.
             int64_t received_ns = zq_bench_now_ns ();
             int64_t replying_ns = zq_bench_now_ns ();
-            s_legs_note (&echo->legs, i, zmq_msg_data (&body), size, received_ns, replying_ns);
-            s_stamp (zmq_msg_data (&body), size, S_REPLIED, replying_ns);
+            size_t size = zmq_msg_size (&body);
+            echo->errnum = s_server_legs_note (&echo->legs, i, zmq_msg_data (&body), size,
+                                               received_ns, replying_ns);
+            if (!echo->errnum)
+                s_stamp (zmq_msg_data (&body), size, S_REPLIED, replying_ns);
         }
-        if (zmq_msg_send (&routing_id, echo->socket, ZMQ_SNDMORE) < 0 ||
-            zmq_msg_send (&body, echo->socket, 0) < 0) {
+        if (!echo->errnum && (zmq_msg_send (&routing_id, echo->socket, ZMQ_SNDMORE) < 0 ||
+                              zmq_msg_send (&body, echo->socket, 0) < 0))
             echo->errnum = errno;
-            break;
-        }
     }
     zmq_msg_close (&routing_id);
     zmq_msg_close (&body);
@@ -193,12 +226,14 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
 {
     uint64_t requests = run->warmup + run->count;
     s_raw_echo_t raw = {NULL, requests, {0}, 0};
-    s_legs_t legs;
-    uint8_t *copy = (uint8_t *)malloc (run->payload_size ? run->payload_size : 1);
-    result->errnum = s_legs_init (&legs, run);
+    s_server_legs_t legs;
+    result->errnum = s_server_legs_init (&legs, run, run->payload_size);
     if (!result->errnum)
-        result->errnum = s_legs_init (&raw.legs, run);
-    if (!copy && !result->errnum)
+        result->errnum = s_server_legs_init (&raw.legs, run, run->raw_payload_size);
+    uint8_t *reply_body = (uint8_t *)malloc (run->payload_size ? run->payload_size : 1);
+    if (reply_body)
+        memcpy (reply_body, run->payload, run->payload_size);
+    else if (!result->errnum)
         result->errnum = ENOMEM;
     zq_queue_t *queue = result->errnum ? NULL : zq_bench_queue_bind (run, "rpc", ZQ_SERVER, result);
     void *socket = queue ? zq_bench_raw_bind (run, ZMQ_ROUTER, ZQ_BENCH_STALL_MS, result) : NULL;
@@ -211,7 +246,7 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
         socket = NULL;
     }
     if (socket) {
-        result->errnum = s_zq_echo (queue, requests, &legs, copy, run->payload_size);
+        result->errnum = s_zq_echo (queue, requests, &legs, reply_body);
         pthread_join (thread, NULL);
         if (!result->errnum)
             result->errnum = raw.errnum;
@@ -220,55 +255,65 @@ s_servers (zq_bench_run_t *run, zq_bench_result_t *result)
         zmq_close (socket);
     }
     zq_queue_destroy (&queue);
-    s_legs_report (&raw.legs, 0, result);
-    s_legs_report (&legs, 1, result);
-    free (copy);
+    s_server_legs_report (&raw.legs, 0, result);
+    s_server_legs_report (&legs, 1, result);
+    free (reply_body);
 }
 
 //  ---- The client's process --------------------------------------------------
 
-//  A side's request bodies, stamped with the clock before each send, and
-//  the server's stamps read from the replies.
+//  A side's request body: a copy of its payload, stamped with the clock
+//  before each send when bodies carry the clocks, and the stamp of the
+//  last reply.
 typedef struct {
-    uint8_t *body; //  a copy of the side's payload
+    uint8_t *data;
     size_t size;
-    bool stamps;        //  the body carries the clocks
-    int64_t replied_ns; //  the last reply's stamp
-} s_bodies_t;
+    bool stamped;
+    int64_t replied_ns;
+} s_request_body_t;
 
+//  Returns 0, or ENOMEM.
 static int
-s_bodies_init (s_bodies_t *bodies, const void *payload, size_t size, bool stamps)
+s_request_body_init (s_request_body_t *body, const void *payload, size_t size, bool stamped)
 {
-    bodies->body = (uint8_t *)malloc (size ? size : 1);
-    if (!bodies->body)
+    body->data = (uint8_t *)malloc (size ? size : 1);
+    if (!body->data)
         return ENOMEM;
-    memcpy (bodies->body, payload, size);
-    bodies->size = size;
-    bodies->stamps = stamps;
-    bodies->replied_ns = 0;
+    memcpy (body->data, payload, size);
+    body->size = size;
+    body->stamped = stamped;
+    body->replied_ns = 0;
     return 0;
 }
 
 static void
-s_bodies_sending (s_bodies_t *bodies, int64_t clock_ns)
+s_request_body_sending (s_request_body_t *body, int64_t clock_ns)
 {
-    if (bodies->stamps)
-        s_stamp (bodies->body, bodies->size, S_SENT, clock_ns);
+    if (body->stamped)
+        s_stamp (body->data, body->size, S_SENT, clock_ns);
 }
 
-static void
-s_bodies_replied (s_bodies_t *bodies, const void *reply, size_t size)
+//  Reads the server's stamp from reply (size bytes). Returns 0, or -1
+//  with errno EPROTO for a reply of another size than the request's.
+static int
+s_request_body_replied (s_request_body_t *body, const void *reply, size_t size)
 {
-    if (bodies->stamps && size == bodies->size)
-        bodies->replied_ns = s_stamp_read (reply, size, S_REPLIED);
+    if (!body->stamped)
+        return 0;
+    if (size != body->size) {
+        errno = EPROTO;
+        return -1;
+    }
+    body->replied_ns = s_stamp_read (reply, size, S_REPLIED);
+    return 0;
 }
 
 //  One round trip of each: 0, or -1 with errno.
 static int
-s_zq_round_trip (zq_queue_t *queue, s_bodies_t *bodies)
+s_zq_round_trip (zq_queue_t *queue, s_request_body_t *body)
 {
     zq_msg_t *request = zq_msg_new ("bench");
-    if (!request || zq_msg_set_body (request, bodies->body, bodies->size) ||
+    if (!request || zq_msg_set_body (request, body->data, body->size) ||
         zq_queue_send (queue, &request, ZQ_BENCH_STALL_MS)) {
         int saved = errno;
         zq_msg_destroy (&request);
@@ -279,19 +324,18 @@ s_zq_round_trip (zq_queue_t *queue, s_bodies_t *bodies)
     if (!reply)
         return -1;
     size_t size;
-    const void *body = zq_msg_body (reply, &size);
-    s_bodies_replied (bodies, body, size);
+    const void *reply_body = zq_msg_body (reply, &size);
+    int rc = s_request_body_replied (body, reply_body, size);
     zq_msg_destroy (&reply);
-    return 0;
+    return rc;
 }
 
 static int
-s_raw_round_trip (void *socket, zmq_msg_t *frame, s_bodies_t *bodies)
+s_raw_round_trip (void *socket, zmq_msg_t *frame, s_request_body_t *body)
 {
-    if (zmq_send (socket, bodies->body, bodies->size, 0) < 0 || zmq_msg_recv (frame, socket, 0) < 0)
+    if (zmq_send (socket, body->data, body->size, 0) < 0 || zmq_msg_recv (frame, socket, 0) < 0)
         return -1;
-    s_bodies_replied (bodies, zmq_msg_data (frame), zmq_msg_size (frame));
-    return 0;
+    return s_request_body_replied (body, zmq_msg_data (frame), zmq_msg_size (frame));
 }
 
 static void
@@ -301,11 +345,11 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
     size_t slots = run->count ? run->count : 1;
     int64_t *latency_ns = (int64_t *)calloc (2 * slots, sizeof (int64_t));
     int64_t *to_client_ns = (int64_t *)calloc (2 * slots, sizeof (int64_t));
-    bool stamps = run->cli->size >= S_STAMPS;
-    s_bodies_t bodies[2] = {{NULL, 0, false, 0}, {NULL, 0, false, 0}};
+    bool stamped = s_stamped (run->cli->size);
+    s_request_body_t bodies[2] = {{NULL, 0, false, 0}, {NULL, 0, false, 0}};
     if (!latency_ns || !to_client_ns ||
-        s_bodies_init (&bodies[0], run->raw_payload, run->raw_payload_size, stamps) ||
-        s_bodies_init (&bodies[1], run->payload, run->payload_size, stamps))
+        s_request_body_init (&bodies[0], run->raw_payload, run->raw_payload_size, stamped) ||
+        s_request_body_init (&bodies[1], run->payload, run->payload_size, stamped))
         result->errnum = ENOMEM;
     zq_queue_t *queue =
         result->errnum ? NULL : zq_bench_queue_connect (run, "rpc", ZQ_CLIENT, result);
@@ -326,10 +370,10 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
         for (int turn = 0; turn < 2 && !result->errnum; turn++) {
             int side = first ^ turn; //  0 raw, 1 zq
             int64_t *samples = latency_ns + (size_t)side * run->count;
-            int64_t *legs = to_client_ns + (size_t)side * run->count;
+            int64_t *to_client = to_client_ns + (size_t)side * run->count;
             for (uint64_t i = done; i < end; i++) {
                 int64_t start = zq_bench_now_ns ();
-                s_bodies_sending (&bodies[side], start);
+                s_request_body_sending (&bodies[side], start);
                 if (side == 0 ? s_raw_round_trip (socket, &frame, &bodies[0])
                               : s_zq_round_trip (queue, &bodies[1])) {
                     result->errnum = errno;
@@ -337,7 +381,7 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
                 }
                 int64_t now = zq_bench_now_ns ();
                 samples[i] = now - start;
-                legs[i] = now - bodies[side].replied_ns;
+                to_client[i] = now - bodies[side].replied_ns;
             }
         }
     }
@@ -351,14 +395,14 @@ s_client (zq_bench_run_t *run, zq_bench_result_t *result)
         zq_bench_percentiles (latency_ns + run->count, run->count, &result->p50_us,
                               &result->p99_us);
         double p99_us;
-        for (int side = 0; stamps && side < 2; side++)
+        for (int side = 0; stamped && side < 2; side++)
             zq_bench_percentiles (to_client_ns + (size_t)side * run->count, run->count,
                                   &result->to_client_us[side], &p99_us);
     }
     free (latency_ns);
     free (to_client_ns);
-    free (bodies[0].body);
-    free (bodies[1].body);
+    free (bodies[0].data);
+    free (bodies[1].data);
 }
 
 int
@@ -419,7 +463,7 @@ zq_bench_rpc (zq_cli_t *cli)
                 "raw_p99_us=%.1f ratio=%.3f\n",
                 cli->transport, cli->size, (unsigned long long)cli->count, zq50, zq99, raw50, raw99,
                 zq50 / raw50);
-        if (cli->size >= S_STAMPS) {
+        if (s_stamped (cli->size)) {
             printf ("rpc legs %s size=%zu count=%llu", cli->transport, cli->size,
                     (unsigned long long)cli->count);
             const char *sides[2] = {"raw", "zq"};
