@@ -158,11 +158,11 @@ s_zq_echo (zq_queue_t *queue, uint64_t requests, s_server_legs_t *legs, uint8_t 
         zq_msg_t *reply = zq_msg_new (zq_msg_subject (request));
         if (reply && legs->stamped) {
             int64_t replying_ns = zq_bench_now_ns ();
-            errno = s_server_legs_note (legs, i, body, size, received_ns, replying_ns);
-            if (errno) {
+            int errnum = s_server_legs_note (legs, i, body, size, received_ns, replying_ns);
+            if (errnum) {
                 zq_msg_destroy (&reply);
                 zq_msg_destroy (&request);
-                return errno;
+                return errnum;
             }
             s_stamp (reply_body, size, S_REPLIED, replying_ns);
             body = reply_body;
