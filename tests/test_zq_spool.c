@@ -691,6 +691,89 @@ test_cursor_segment_reclaimed (void **state)
     tu_rmtree (&dir);
 }
 
+//  Appends payload (a string) as one record and commits it: a batch of
+//  its own. Returns its seq.
+static uint64_t
+s_append_batch (zq_spool_t *spool, const char *payload)
+{
+    uint64_t seq = 0;
+    assert_int_equal (zq_spool_append (spool, payload, strlen (payload), &seq), 0);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    return seq;
+}
+
+//  Takes the next record and checks it is seq holding payload.
+static void
+s_expect_payload (zq_spool_t *spool, uint64_t seq, const char *payload)
+{
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), 0);
+    assert_int_equal (record.seq, seq);
+    assert_int_equal (record.size, strlen (payload));
+    assert_memory_equal (record.data, payload, record.size);
+}
+
+//  Flips the first octet of payload's copy in the spool's one segment
+//  file (where it occurs once).
+static void
+s_damage_on_disk (const char *dir, const char *payload)
+{
+    char *names[2];
+    assert_int_equal (tu_segments (dir, names, 2), 1);
+    off_t size = tu_file_size (names[0]);
+    uint8_t *bytes = (uint8_t *)malloc ((size_t)size);
+    assert_non_null (bytes);
+    int fd = open (names[0], O_RDWR);
+    assert_true (fd >= 0);
+    assert_int_equal (pread (fd, bytes, (size_t)size, 0), size);
+    size_t length = strlen (payload), found = 0;
+    off_t at = -1;
+    for (off_t i = 0; i + (off_t)length <= size; i++)
+        if (memcmp (bytes + i, payload, length) == 0) {
+            at = i;
+            found++;
+        }
+    assert_int_equal (found, 1);
+    uint8_t flipped = bytes[at] ^ 0xff;
+    assert_int_equal (pwrite (fd, &flipped, 1, at), 1);
+    close (fd);
+    free (bytes);
+    free (names[0]);
+}
+
+//  A record of the batch just written is handed out from memory (the
+//  writer's buffer), whatever became of the file since; one read back
+//  from the file is checked, and damaged, it is not served.
+static void
+test_damage_on_disk_after_write (void **state)
+{
+    (void)state;
+    char *dir = tu_mkdtemp ();
+    zq_spool_t *spool = s_open (dir, NULL);
+    const char *first = "first record, a batch of its own";
+    const char *second = "second record, the batch just written";
+    const char *third = "third record, read back from the file";
+    const char *fourth = "fourth record, the batch just written";
+    uint64_t seq = s_append_batch (spool, first);
+    assert_int_equal (s_append_batch (spool, second), seq + 1);
+    //  Damaged before the cursor reads the file (and its read buffer takes
+    //  in what follows the first record).
+    s_damage_on_disk (dir, second);
+    s_expect_payload (spool, seq, first);
+    s_expect_payload (spool, seq + 1, second);
+    assert_int_equal (s_append_batch (spool, third), seq + 2);
+    assert_int_equal (s_append_batch (spool, fourth), seq + 3);
+    s_damage_on_disk (dir, third);
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, ZQ_ECORRUPT);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.corrupt_records, 1);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -710,6 +793,7 @@ main (void)
         cmocka_unit_test (test_handed_out_from_last_batch),
         cmocka_unit_test (test_acked_before_handed_out),
         cmocka_unit_test (test_cursor_segment_reclaimed),
+        cmocka_unit_test (test_damage_on_disk_after_write),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
