@@ -1,7 +1,8 @@
 /*  =========================================================================
     test_zq_spool - the spool's API: appends, commits under each fsync
     policy, the delivery cursor, acks and returns, reclaim, quotas, the
-    memory mode and concurrent durable appends.
+    memory mode, concurrent durable appends and damage on disk while the
+    spool is open.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -714,7 +715,7 @@ s_expect_payload (zq_spool_t *spool, uint64_t seq, const char *payload)
 }
 
 //  Flips the first octet of payload's copy in the spool's one segment
-//  file (where it occurs once).
+//  file, checking that the file holds it exactly once.
 static void
 s_damage_on_disk (const char *dir, const char *payload)
 {
@@ -753,17 +754,23 @@ test_damage_on_disk_after_write (void **state)
     const char *first = "first record, a batch of its own";
     const char *second = "second record, the batch just written";
     const char *third = "third record, read back from the file";
-    const char *fourth = "fourth record, the batch just written";
+    const char *fourth = "fourth record, read back and damaged";
+    const char *fifth = "fifth record, the batch just written";
     uint64_t seq = s_append_batch (spool, first);
     assert_int_equal (s_append_batch (spool, second), seq + 1);
-    //  Damaged before the cursor reads the file (and its read buffer takes
-    //  in what follows the first record).
+    //  Damaged before the cursor reads the file: its read buffer takes in
+    //  the second record with the first, damaged.
     s_damage_on_disk (dir, second);
     s_expect_payload (spool, seq, first);
     s_expect_payload (spool, seq + 1, second);
+    //  The fifth pushes the third and fourth out of the batch kept; they
+    //  lie past what the read buffer took in, so they are read from the
+    //  file again: the third intact, the fourth damaged.
     assert_int_equal (s_append_batch (spool, third), seq + 2);
     assert_int_equal (s_append_batch (spool, fourth), seq + 3);
-    s_damage_on_disk (dir, third);
+    assert_int_equal (s_append_batch (spool, fifth), seq + 4);
+    s_damage_on_disk (dir, fourth);
+    s_expect_payload (spool, seq + 2, third);
     tu_expect_damaged (spool, 1);
     zq_spool_destroy (&spool);
     tu_rmtree (&dir);

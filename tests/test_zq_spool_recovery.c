@@ -315,6 +315,7 @@ test_sealed_segment_damage (void **state)
         assert_int_equal (zq_spool_next (spool, &record), 0);
         assert_int_equal (record.seq, seq);
     }
+    //  Refused at each try, each refusal counted.
     for (uint64_t tries = 1; tries <= 3; tries++)
         tu_expect_damaged (spool, tries);
     zq_spool_destroy (&spool);
