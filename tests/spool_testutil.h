@@ -144,6 +144,29 @@ tu_segments (const char *dir, char **names, size_t max)
     return count;
 }
 
+static inline off_t
+tu_file_size (const char *path)
+{
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    return st.st_size;
+}
+
+//  The whole of the file at path, in a buffer of its own (free it), its
+//  size in *size_p.
+static inline uint8_t *
+tu_read_file (const char *path, size_t *size_p)
+{
+    *size_p = (size_t)tu_file_size (path);
+    uint8_t *data = (uint8_t *)malloc (*size_p ? *size_p : 1);
+    assert_non_null (data);
+    FILE *handle = fopen (path, "rb");
+    assert_non_null (handle);
+    assert_int_equal (fread (data, 1, *size_p, handle), *size_p);
+    fclose (handle);
+    return data;
+}
+
 //  Checks that the next record is refused as damaged (ZQ_ECORRUPT), and
 //  that stats.corrupt_records is now counted (each refusal counts once).
 static inline void
@@ -155,14 +178,6 @@ tu_expect_damaged (zq_spool_t *spool, uint64_t counted)
     zq_spool_stats_t stats;
     zq_spool_stats (spool, &stats);
     assert_int_equal (stats.corrupt_records, counted);
-}
-
-static inline off_t
-tu_file_size (const char *path)
-{
-    struct stat st;
-    assert_int_equal (stat (path, &st), 0);
-    return st.st_size;
 }
 
 //  A config for tests: small segments and batches so files roll often.

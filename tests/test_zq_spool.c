@@ -721,22 +721,19 @@ s_damage_on_disk (const char *dir, const char *payload)
 {
     char *names[2];
     assert_int_equal (tu_segments (dir, names, 2), 1);
-    off_t size = tu_file_size (names[0]);
-    uint8_t *bytes = (uint8_t *)malloc ((size_t)size);
-    assert_non_null (bytes);
-    int fd = open (names[0], O_RDWR);
-    assert_true (fd >= 0);
-    assert_int_equal (pread (fd, bytes, (size_t)size, 0), size);
-    size_t length = strlen (payload), found = 0;
-    off_t at = -1;
-    for (off_t i = 0; i + (off_t)length <= size; i++)
+    size_t size;
+    uint8_t *bytes = tu_read_file (names[0], &size);
+    size_t length = strlen (payload), found = 0, at = 0;
+    for (size_t i = 0; i + length <= size; i++)
         if (memcmp (bytes + i, payload, length) == 0) {
             at = i;
             found++;
         }
     assert_int_equal (found, 1);
     uint8_t flipped = bytes[at] ^ 0xff;
-    assert_int_equal (pwrite (fd, &flipped, 1, at), 1);
+    int fd = open (names[0], O_RDWR);
+    assert_true (fd >= 0);
+    assert_int_equal (pwrite (fd, &flipped, 1, (off_t)at), 1);
     close (fd);
     free (bytes);
     free (names[0]);

@@ -28,12 +28,8 @@ typedef struct {
 static s_file_t
 s_read_file (const char *path)
 {
-    s_file_t file = {NULL, (size_t)tu_file_size (path)};
-    file.data = malloc (file.size ? file.size : 1);
-    FILE *handle = fopen (path, "rb");
-    assert_non_null (handle);
-    assert_int_equal (fread (file.data, 1, file.size, handle), file.size);
-    fclose (handle);
+    s_file_t file;
+    file.data = tu_read_file (path, &file.size);
     return file;
 }
 
