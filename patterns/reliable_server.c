@@ -4,14 +4,15 @@
     visibility timeouts, nacks with backoff, dead letters, TTL, delayed
     delivery, dedupe, local consumption and the admin calls.
 
-    Work happens in batches: zqi_rs_work reads up to ZQI_RS_BATCH commands from the
-    socket, appends every PUT to its queue's spool, commits each spool
-    touched once (one fdatasync under fsync "always"), then sends one
-    CONFIRM per producer for the whole batch, runs due timers and delivers
-    to consumers that have credit. While PUTs keep coming (a read that
-    fills the batch), a batch's commit runs in the committer thread while
-    the next batch is read, up to ZQI_RS_PASSES reads per round; its
-    CONFIRMs still wait for the commit.
+    Work happens in batches: zqi_rs_work reads commands from the socket,
+    appends every PUT to its queue's spool, commits each spool touched once
+    (one fdatasync under fsync "always"), then sends one CONFIRM per
+    producer for the whole batch, runs due timers and delivers to consumers
+    that have credit. A batch's commit runs in the committer thread while
+    the next batch gathers, acks are taken and deliveries go on; a batch
+    grows with the time the disk takes (up to ZQI_RS_ROUND PUTs). Its
+    CONFIRMs still wait for its commit. A lone PUT read with the socket
+    empty commits in the server's thread.
 
     A queue's messages are the records of its spool. One table, keyed by
     message id, tracks the records the server has handed out of a spool

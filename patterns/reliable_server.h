@@ -14,12 +14,22 @@
 #include "reliable.h"
 #include "zq_batch.h"
 
-#define ZQI_RS_BATCH       1024 //  commands read per round of work
+#define ZQI_RS_BATCH       1024 //  commands one read of the socket takes at most
+#define ZQI_RS_ROUND       4096 //  PUTs a round gathers for one commit
 #define ZQI_RS_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
-#define ZQI_RS_PASSES      4    //  reads of the socket a round of work makes at most
-//  PUTs one round may hold: ZQI_RS_BATCH, and the elements of a PUT batch
+//  One call of zqi_rs_work ends after this many commits behind, this many
+//  commands read, or this many passes (each a read, or a wait for input
+//  or a commit's end), whichever comes first.
+#define ZQI_RS_WORK_COMMITS  8
+#define ZQI_RS_WORK_COMMANDS (16 * ZQI_RS_BATCH)
+#define ZQI_RS_WORK_PASSES   1024
+//  A round read with the socket left empty that holds at most this many
+//  PUTs commits in the server's thread (a lone PUT gains nothing from a
+//  handover to the committer); a larger one commits behind.
+#define ZQI_RS_ALONE 8
+//  PUTs one round may hold: ZQI_RS_ROUND, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
-#define ZQI_RS_PENDING_MAX   (ZQI_RS_BATCH + ZQI_BATCH_MAX_COUNT)
+#define ZQI_RS_PENDING_MAX   (ZQI_RS_ROUND + ZQI_BATCH_MAX_COUNT)
 #define ZQI_RS_LOCAL         0    //  consumer index of local consumption
 #define ZQI_RS_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
 #define ZQI_RS_LOG_IVL_MS    1000 //  at most one line about refusals in this time
@@ -205,8 +215,10 @@ typedef struct {
     pthread_cond_t wake;
     bool stopping; //  under lock: the thread ends
     bool working;  //  under lock: behind is the thread's until it clears this
+    bool ended;    //  __atomic: the thread ended the commit behind (read without the lock)
     bool pending;  //  the server's view: behind holds PUTs not yet answered
     bool failed;   //  the thread could not start: rounds commit in place
+    int done_fd;   //  an eventfd the thread signals when a commit ends (while started)
 } zqi_rs_committer_t;
 
 //  The server's queues in a store behind the seam (reliable_server_store.c).
@@ -391,6 +403,14 @@ void zqi_rs_check_stored (zqi_r_server_t *self, zqi_rs_queue_t *queue, zqi_rs_pe
 //  has no disk spools, the round before is not settled, or the thread
 //  cannot start: then commit them with zqi_rs_commit_and_answer.
 bool zqi_rs_commit_behind (zqi_r_server_t *self);
+//  True when the commit zqi_rs_commit_behind started has ended (or none is
+//  behind): zqi_rs_settle_behind would not wait.
+bool zqi_rs_behind_done (zqi_r_server_t *self);
+//  Waits until the commit behind ends or the socket has input, whichever
+//  comes first (the commit always ends, so this wait is bounded by it).
+//  Returns 0 (also when a signal interrupted the wait), or -1 with errno
+//  (ETERM: the context is ending).
+int zqi_rs_await_behind_or_input (zqi_r_server_t *self);
 //  Waits for the commit zqi_rs_commit_behind started, if any, and answers
 //  its PUTs as zqi_rs_commit_and_answer does. Every round of work ends
 //  with none behind, so that what runs between rounds (admin calls,

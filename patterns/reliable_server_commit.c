@@ -5,14 +5,16 @@
     per producer for the PUTs stored and one REFUSE per producer and code
     for the others.
 
-    While PUTs keep coming, a round's commit runs in the committer thread
-    and the server reads the next round meanwhile (zqi_rs_work): the disk's
-    write and fdatasync overlap the reading, parsing and appending of the
-    next PUTs instead of stopping them. A PUT is still answered only once
-    the commit that holds its record returned: no CONFIRM before the record
-    is durable under the queue's fsync policy. A round that reads the
-    socket empty commits in the server's own thread, as a lone PUT would
-    not gain from a handover to another thread.
+    A round's commit runs in the committer thread while the server reads
+    the next round and serves its consumers (zqi_rs_work): the disk's write
+    and fdatasync overlap the reading, parsing and appending of the next
+    PUTs, and the acks and deliveries, instead of stopping them. The thread
+    signals the end of each commit on an eventfd, which the server waits
+    on beside its socket when it has nothing to read. A PUT is still
+    answered only once the commit that holds its record returned: no
+    CONFIRM before the record is durable under the queue's fsync policy. A
+    small round read with the socket empty commits in the server's own
+    thread, as a lone PUT would not gain from a handover to another thread.
 
     patterns/reliable_server.h holds what the server's files share.
 
@@ -22,6 +24,8 @@
     =========================================================================
 */
 #include "reliable_server.h"
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 int
 zqi_rs_puts_init (zqi_rs_puts_t *puts)
@@ -201,7 +205,13 @@ s_committer (void *arg)
         s_commit_spools (&self->behind);
         pthread_mutex_lock (&committer->lock);
         committer->working = false;
+        __atomic_store_n (&committer->ended, true, __ATOMIC_RELEASE);
         pthread_cond_broadcast (&committer->wake);
+        //  Wakes a server waiting in zqi_rs_await_behind_or_input. Cannot
+        //  fail short of an overflow, which a settle's read prevents.
+        uint64_t one = 1;
+        if (write (committer->done_fd, &one, sizeof one) != sizeof one) {
+        }
     }
     pthread_mutex_unlock (&committer->lock);
     return NULL;
@@ -215,10 +225,16 @@ s_committer_start (zqi_r_server_t *self)
         return true;
     if (!self->behind.pending && zqi_rs_puts_init (&self->behind))
         return false;
-    if (pthread_mutex_init (&committer->lock, NULL))
+    committer->done_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (committer->done_fd == -1)
         return false;
+    if (pthread_mutex_init (&committer->lock, NULL)) {
+        close (committer->done_fd);
+        return false;
+    }
     if (pthread_cond_init (&committer->wake, NULL)) {
         pthread_mutex_destroy (&committer->lock);
+        close (committer->done_fd);
         return false;
     }
     committer->stopping = committer->working = committer->pending = false;
@@ -229,6 +245,7 @@ s_committer_start (zqi_r_server_t *self)
                  strerror (rc));
         pthread_cond_destroy (&committer->wake);
         pthread_mutex_destroy (&committer->lock);
+        close (committer->done_fd);
         self->committer.failed = true;
         return false;
     }
@@ -254,11 +271,32 @@ zqi_rs_commit_behind (zqi_r_server_t *self)
     }
     s_note_spools (self, &self->behind);
     committer->pending = true;
+    __atomic_store_n (&committer->ended, false, __ATOMIC_RELAXED);
     pthread_mutex_lock (&committer->lock);
     committer->working = true;
     pthread_cond_signal (&committer->wake);
     pthread_mutex_unlock (&committer->lock);
     return true;
+}
+
+bool
+zqi_rs_behind_done (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    return !committer->pending || __atomic_load_n (&committer->ended, __ATOMIC_ACQUIRE);
+}
+
+int
+zqi_rs_await_behind_or_input (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (!committer->pending)
+        return 0;
+    zmq_pollitem_t items[2] = {{self->common.handle, 0, ZMQ_POLLIN, 0},
+                               {NULL, committer->done_fd, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, 2, -1) == -1 && errno != EINTR)
+        return -1;
+    return 0;
 }
 
 void
@@ -271,6 +309,10 @@ zqi_rs_settle_behind (zqi_r_server_t *self)
     while (committer->working)
         pthread_cond_wait (&committer->wake, &committer->lock);
     pthread_mutex_unlock (&committer->lock);
+    //  The commit's signal, taken (nothing to take is EAGAIN: fine).
+    uint64_t signals;
+    if (read (committer->done_fd, &signals, sizeof signals) != sizeof signals) {
+    }
     committer->pending = false;
     for (uint32_t i = 0; i < self->behind.touched_count; i++)
         self->queues[self->behind.touched[i]]->behind = false;
@@ -290,6 +332,7 @@ zqi_rs_committer_stop (zqi_r_server_t *self)
         pthread_join (committer->thread, NULL);
         pthread_cond_destroy (&committer->wake);
         pthread_mutex_destroy (&committer->lock);
+        close (committer->done_fd);
         committer->started = false;
     }
     zqi_rs_puts_free (&self->behind);

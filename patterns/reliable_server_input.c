@@ -815,46 +815,83 @@ s_run_timers (zqi_r_server_t *self, int64_t now)
     }
 }
 
-//  Reads commands until the socket is empty (self->drained) or the round
-//  is full. Returns -1 with errno only for a socket failure.
+//  True when the round holds all the PUTs, or answers all the producers,
+//  one commit takes.
+static bool
+s_round_full (const zqi_r_server_t *self)
+{
+    return self->puts.pending_count >= ZQI_RS_ROUND || self->puts.peer_count >= ZQI_RS_BATCH_PEERS;
+}
+
+//  Reads up to ZQI_RS_BATCH commands, until the socket is empty
+//  (self->drained) or the round is full, adding them to *commands.
+//  Returns -1 with errno only for a socket failure.
 static int
-s_read_round (zqi_r_server_t *self)
+s_read (zqi_r_server_t *self, uint32_t *commands)
 {
     self->now = zqi_r_now (&self->common);
-    for (int n = 0; n < ZQI_RS_BATCH && self->puts.pending_count < ZQI_RS_BATCH &&
-                    self->puts.peer_count < ZQI_RS_BATCH_PEERS;
-         n++)
+    self->drained = false;
+    for (int n = 0; n < ZQI_RS_BATCH && !s_round_full (self); n++) {
         if (s_read_one (self)) {
             self->drained = errno == EAGAIN;
             return self->drained ? 0 : -1;
         }
+        (*commands)++;
+    }
     return 0;
 }
 
-//  One round of work: up to ZQI_RS_PASSES passes while the socket keeps
-//  PUTs coming, each pass a read, the commit of what it read (running
-//  behind the next pass's read, reliable_server_commit.c), due timers and
-//  deliveries. Returns -1 with errno only for a socket failure (ETERM, ...).
+//  One call's work, in passes: each reads the socket, then runs due timers
+//  and deliveries. The PUTs read gather in a round. While the committer
+//  thread commits the round before (reliable_server_commit.c), reads go on
+//  filling the next one, so the disk's write and fdatasync overlap the
+//  reading, parsing and appending of the PUTs that arrive meanwhile, and a
+//  round grows with the time the disk takes (up to ZQI_RS_ROUND). When the
+//  socket is empty and that commit still runs, the thread waits for
+//  whichever comes first, input or the commit's end: acks, credit and
+//  deliveries go on while the disk syncs. A round is settled (its PUTs
+//  answered) as soon as its commit has ended, and the round read meanwhile
+//  is committed behind it. A small round read with the socket empty (a
+//  lone PUT) commits in this thread, without a handover. The call ends
+//  with the socket read empty and nothing behind, or at the bounds of
+//  ZQI_RS_WORK_*, settling what is behind and committing the round in this
+//  thread: what runs between calls never meets a commit in flight.
+//  Returns -1 with errno only for a socket failure (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
     int rc = 0, saved = 0;
-    self->drained = false;
+    uint32_t commands = 0, commits = 0;
     for (int pass = 1;; pass++) {
-        rc = s_read_round (self);
-        saved = errno;
-        zqi_rs_settle_behind (self);
-        bool more = rc == 0 && !self->drained && pass < ZQI_RS_PASSES;
-        if ((self->puts.pending_count || self->puts.peer_count) &&
-            !(more && zqi_rs_commit_behind (self)))
-            zqi_rs_commit_and_answer (self);
+        if (rc == 0) {
+            rc = s_read (self, &commands);
+            saved = errno;
+        }
+        bool last = rc != 0 || pass >= ZQI_RS_WORK_PASSES || commits >= ZQI_RS_WORK_COMMITS ||
+                    commands >= ZQI_RS_WORK_COMMANDS;
+        if (self->committer.pending && (last || s_round_full (self) || zqi_rs_behind_done (self))) {
+            zqi_rs_settle_behind (self);
+            commits++;
+        }
+        bool gathered = self->puts.pending_count || self->puts.peer_count;
+        if (gathered && !self->committer.pending) {
+            bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE;
+            if (last || alone || !zqi_rs_commit_behind (self))
+                zqi_rs_commit_and_answer (self);
+        }
         self->now = zqi_r_now (&self->common);
         s_run_timers (self, self->now);
         if (self->store)
             zqi_rs_store_work (self);
         zqi_rs_deliver_all (self);
-        if (!more)
+        if (last || (self->drained && !self->committer.pending))
             break;
+        //  Nothing to read now and the disk still busy: until either
+        //  changes (a failed wait ends the call at the next pass).
+        if (self->drained && zqi_rs_await_behind_or_input (self)) {
+            rc = -1;
+            saved = errno;
+        }
     }
     errno = saved;
     return rc;

@@ -104,11 +104,13 @@ def zqd_environment():
 class Zqd:
     """A zqd process in a private directory. args: extra command-line
     arguments; config: the text of a config file(ZPL) or None;
-    spool: True for a spool directory inside the private one."""
+    spool: True for a spool directory inside the private one; env: more
+    environment variables for zqd (a dict), or None."""
 
-    def __init__(self, args=(), config=None, spool=True, preexec_fn=None):
+    def __init__(self, args=(), config=None, spool=True, preexec_fn=None, env=None):
         self.dir = tempfile.mkdtemp(prefix="zq-hostile.")
         self.args = list(args)
+        self.env = dict(env or {})
         self.config = config
         self.spool = os.path.join(self.dir, "spool") if spool else None
         self.preexec_fn = preexec_fn
@@ -136,8 +138,10 @@ class Zqd:
         self.out_path = os.path.join(self.dir, "zqd.%d.out" % self.starts)
         self.err_path = os.path.join(self.dir, "zqd.%d.err" % self.starts)
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
+            env = zqd_environment()
+            env.update(self.env)
             self.process = subprocess.Popen(self.command(), stdout=out, stderr=err,
-                                            preexec_fn=self.preexec_fn, env=zqd_environment())
+                                            preexec_fn=self.preexec_fn, env=env)
         if expect_listening:
             self.endpoint = wait_until(self._listening, "zqd to listen")
         return self
