@@ -184,8 +184,8 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->consumer_capacity = 8;
     self->consumers =
         (zqi_rs_consumer_t *)calloc (self->consumer_capacity, sizeof (zqi_rs_consumer_t));
-    //  A round reads until ZQI_RS_BATCH PUTs are pending; the last may be
-    //  a PUT batch of ZQI_BATCH_MAX_COUNT more.
+    //  A round gathers until ZQI_RS_ROUND PUTs are pending; the last may
+    //  be a PUT batch of ZQI_BATCH_MAX_COUNT more.
     if (zqi_rs_puts_init (&self->puts))
         goto no_memory;
     self->parsed = (zqi_rs_parsed_t *)calloc (ZQI_RS_PARSED, sizeof (zqi_rs_parsed_t));
@@ -301,9 +301,8 @@ zqi_r_server_events (zqi_r_server_t *self, int zmq_events)
 }
 
 int64_t
-zqi_r_server_next_timer_ms (zqi_r_server_t *self)
+zqi_rs_next_due (zqi_r_server_t *self)
 {
-    int64_t now = zqi_r_now (&self->common);
     int64_t due = self->next_probe;
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)
@@ -314,6 +313,14 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
         due = self->next_sweep;
     if (self->store && zqi_rs_store_next_due (self) < due)
         due = zqi_rs_store_next_due (self);
+    return due;
+}
+
+int64_t
+zqi_r_server_next_timer_ms (zqi_r_server_t *self)
+{
+    int64_t now = zqi_r_now (&self->common);
+    int64_t due = zqi_rs_next_due (self);
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;

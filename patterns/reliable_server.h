@@ -20,12 +20,13 @@
 //  One call of zqi_rs_work ends after this many commits behind, this many
 //  commands read, or this many passes (each a read, or a wait for input
 //  or a commit's end), whichever comes first.
-#define ZQI_RS_WORK_COMMITS  8
+#define ZQI_RS_WORK_COMMITS  4
 #define ZQI_RS_WORK_COMMANDS (16 * ZQI_RS_BATCH)
 #define ZQI_RS_WORK_PASSES   1024
 //  A round read with the socket left empty that holds at most this many
-//  PUTs commits in the server's thread (a lone PUT gains nothing from a
-//  handover to the committer); a larger one commits behind.
+//  PUTs, while no consumer is subscribed, commits in the server's thread
+//  (a lone PUT gains nothing from a handover to the committer); any other
+//  commits behind, so that consumers are served during its sync.
 #define ZQI_RS_ALONE 8
 //  PUTs one round may hold: ZQI_RS_ROUND, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
@@ -406,17 +407,17 @@ bool zqi_rs_commit_behind (zqi_r_server_t *self);
 //  True when the commit zqi_rs_commit_behind started has ended (or none is
 //  behind): zqi_rs_settle_behind would not wait.
 bool zqi_rs_behind_done (zqi_r_server_t *self);
-//  Waits until the commit behind ends or the socket has input, whichever
-//  comes first (the commit always ends, so this wait is bounded by it).
-//  Returns 0 (also when a signal interrupted the wait), or -1 with errno
-//  (ETERM: the context is ending).
+//  Waits until the commit behind ends, the socket has input or one of the
+//  server's timers is due, whichever comes first (the commit always ends,
+//  so this wait is bounded by it). Returns 0 (also when a signal
+//  interrupted the wait), or -1 with errno (ETERM: the context is ending).
 int zqi_rs_await_behind_or_input (zqi_r_server_t *self);
 //  Waits for the commit zqi_rs_commit_behind started, if any, and answers
-//  its PUTs as zqi_rs_commit_and_answer does. Every round of work ends
-//  with none behind, so that what runs between rounds (admin calls,
-//  closing) never meets a commit in flight; within a round, timers and
-//  deliveries may (a queue with records behind is not swept, and is
-//  settled before it is closed).
+//  its PUTs as zqi_rs_commit_and_answer does. Every call of zqi_rs_work
+//  ends with none behind and its round committed, so that what runs
+//  between calls (admin calls, closing) never meets a commit in flight;
+//  within a call, reads, acks, timers and deliveries may (a queue with
+//  records behind is not swept, and is settled before it is closed).
 void zqi_rs_settle_behind (zqi_r_server_t *self);
 //  Stops the committer thread (settling what is behind first).
 void zqi_rs_committer_stop (zqi_r_server_t *self);
@@ -462,6 +463,12 @@ size_t zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_c
                           size_t *failed_p, int *errnum_p);
 
 int zqi_rs_work (zqi_r_server_t *self);
+
+//  ---- reliable_server.c -------------------------------------------------
+
+//  The zqi_r_now time at which the server's next timer is due (probes,
+//  delivery deadlines, holds, stalled consumers, sweeps, the store's).
+int64_t zqi_rs_next_due (zqi_r_server_t *self);
 
 //  ---- reliable_server_admin.c -------------------------------------------
 

@@ -24,6 +24,7 @@
     =========================================================================
 */
 #include "reliable_server.h"
+#include <limits.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -225,32 +226,30 @@ s_committer_start (zqi_r_server_t *self)
         return true;
     if (!self->behind.pending && zqi_rs_puts_init (&self->behind))
         return false;
+    //  Any failure here is for good: rounds commit in place from then on.
+    int rc = 0;
     committer->done_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (committer->done_fd == -1)
-        return false;
-    if (pthread_mutex_init (&committer->lock, NULL)) {
-        close (committer->done_fd);
-        return false;
-    }
-    if (pthread_cond_init (&committer->wake, NULL)) {
+        rc = errno;
+    else if ((rc = pthread_mutex_init (&committer->lock, NULL)) == 0) {
+        if ((rc = pthread_cond_init (&committer->wake, NULL)) == 0) {
+            committer->stopping = committer->working = committer->pending = false;
+            rc = pthread_create (&committer->thread, NULL, s_committer, self);
+            if (rc == 0) {
+                committer->started = true;
+                return true;
+            }
+            pthread_cond_destroy (&committer->wake);
+        }
         pthread_mutex_destroy (&committer->lock);
-        close (committer->done_fd);
-        return false;
     }
-    committer->stopping = committer->working = committer->pending = false;
-    int rc = pthread_create (&committer->thread, NULL, s_committer, self);
-    if (rc) {
-        zqi_log (ZQ_LOG_WARNING,
-                 "reliable: no committer thread (%s): each round commits before the next",
-                 strerror (rc));
-        pthread_cond_destroy (&committer->wake);
-        pthread_mutex_destroy (&committer->lock);
+    if (committer->done_fd != -1)
         close (committer->done_fd);
-        self->committer.failed = true;
-        return false;
-    }
-    committer->started = true;
-    return true;
+    zqi_log (ZQ_LOG_WARNING,
+             "reliable: no committer thread (%s): each round commits before the next",
+             strerror (rc));
+    committer->failed = true;
+    return false;
 }
 
 bool
@@ -292,9 +291,12 @@ zqi_rs_await_behind_or_input (zqi_r_server_t *self)
     zqi_rs_committer_t *committer = &self->committer;
     if (!committer->pending)
         return 0;
+    int64_t now = zqi_r_now (&self->common);
+    int64_t due = zqi_rs_next_due (self);
+    long timeout = due <= now ? 0 : due - now > LONG_MAX ? LONG_MAX : (long)(due - now);
     zmq_pollitem_t items[2] = {{self->common.handle, 0, ZMQ_POLLIN, 0},
                                {NULL, committer->done_fd, ZMQ_POLLIN, 0}};
-    if (zmq_poll (items, 2, -1) == -1 && errno != EINTR)
+    if (zmq_poll (items, 2, timeout) == -1 && errno != EINTR)
         return -1;
     return 0;
 }

@@ -823,6 +823,21 @@ s_round_full (const zqi_r_server_t *self)
     return self->puts.pending_count >= ZQI_RS_ROUND || self->puts.peer_count >= ZQI_RS_BATCH_PEERS;
 }
 
+//  True when the round holds PUTs (or answers) not yet committed.
+static bool
+s_gathered (const zqi_r_server_t *self)
+{
+    return self->puts.pending_count || self->puts.peer_count;
+}
+
+//  True when a consumer is subscribed (remote, or local consumption), whom
+//  a commit in the server's thread would keep waiting for its sync.
+static bool
+s_consumers_wait (zqi_r_server_t *self)
+{
+    return zhashx_size (self->consumer_by_route) > 0 || self->consumers[ZQI_RS_LOCAL].in_use;
+}
+
 //  Reads up to ZQI_RS_BATCH commands, until the socket is empty
 //  (self->drained) or the round is full, adding them to *commands.
 //  Returns -1 with errno only for a socket failure.
@@ -873,9 +888,9 @@ zqi_rs_work (zqi_r_server_t *self)
             zqi_rs_settle_behind (self);
             commits++;
         }
-        bool gathered = self->puts.pending_count || self->puts.peer_count;
-        if (gathered && !self->committer.pending) {
-            bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE;
+        if (s_gathered (self) && !self->committer.pending) {
+            bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE &&
+                         !s_consumers_wait (self);
             if (last || alone || !zqi_rs_commit_behind (self))
                 zqi_rs_commit_and_answer (self);
         }
@@ -884,7 +899,9 @@ zqi_rs_work (zqi_r_server_t *self)
         if (self->store)
             zqi_rs_store_work (self);
         zqi_rs_deliver_all (self);
-        if (last || (self->drained && !self->committer.pending))
+        //  (Timers and deliveries may have settled the commit behind, a
+        //  queue closing: the round gathered meanwhile takes another pass.)
+        if (!self->committer.pending && !s_gathered (self) && (last || self->drained))
             break;
         //  Nothing to read now and the disk still busy: until either
         //  changes (a failed wait ends the call at the next pass).
