@@ -8,11 +8,12 @@
     appends every PUT to its queue's spool, commits each spool touched once
     (one fdatasync under fsync "always"), then sends one CONFIRM per
     producer for the whole batch, runs due timers and delivers to consumers
-    that have credit. A batch's commit runs in the committer thread while
-    the next batch gathers, acks are taken and deliveries go on; a batch
-    grows with the time the disk takes (up to ZQI_RS_ROUND PUTs). Its
-    CONFIRMs still wait for its commit. A lone PUT read with the socket
-    empty commits in the server's thread.
+    that have credit. With spools on disk, a batch's commit runs in the
+    committer thread while the next batch gathers, acks are taken and
+    deliveries go on; a batch grows with the time the disk takes (up to
+    ZQI_RS_ROUND PUTs). Its CONFIRMs still wait for its commit. A lone PUT
+    read with the socket empty commits in the server's thread, unless that
+    would keep remote consumers waiting for an fdatasync.
 
     A queue's messages are the records of its spool. One table, keyed by
     message id, tracks the records the server has handed out of a spool
@@ -146,6 +147,10 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         self->spool_dir = strdup (spool_dir);
         if (!self->spool_dir)
             goto no_memory;
+        //  (A policy that does not parse fails each spool's open.)
+        zq_spool_fsync_t fsync = ZQ_SPOOL_FSYNC_ALWAYS;
+        zq_spool_fsync_parse (zq_options_get_str (options, "fsync"), &fsync);
+        self->commit_syncs = fsync == ZQ_SPOOL_FSYNC_ALWAYS;
     }
     self->visibility_ms = zqi_r_option (options, "visibility_timeout_ms");
     self->max_attempts = (uint32_t)zqi_r_option (options, "max_attempts");

@@ -18,15 +18,16 @@
 #define ZQI_RS_ROUND       4096 //  PUTs a round gathers for one commit
 #define ZQI_RS_BATCH_PEERS 64   //  producers one round confirms (more ends the round)
 //  One call of zqi_rs_work ends after this many commits behind, this many
-//  commands read, or this many passes (each a read, or a wait for input
-//  or a commit's end), whichever comes first.
+//  commands read, or this many passes (each a read, after a wait for
+//  input, a commit's end or a timer), whichever comes first.
 #define ZQI_RS_WORK_COMMITS  4
 #define ZQI_RS_WORK_COMMANDS (16 * ZQI_RS_BATCH)
 #define ZQI_RS_WORK_PASSES   1024
 //  A round read with the socket left empty that holds at most this many
-//  PUTs, while no consumer is subscribed, commits in the server's thread
-//  (a lone PUT gains nothing from a handover to the committer); any other
-//  commits behind, so that consumers are served during its sync.
+//  PUTs commits in the server's thread (a lone PUT gains nothing from a
+//  handover to the committer), unless remote consumers are connected and
+//  the commit fdatasyncs: then, as any larger round of spools on disk, it
+//  commits behind, so that the consumers are served during the sync.
 #define ZQI_RS_ALONE 8
 //  PUTs one round may hold: ZQI_RS_ROUND, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
@@ -229,6 +230,7 @@ struct _zqi_r_server_t {
     zqi_r_common_t common;
     const zq_options_t *options;
     char *spool_dir;       //  NULL: queues in memory
+    bool commit_syncs;     //  spools on disk under fsync "always": each commit fdatasyncs
     zqi_rs_store_t *store; //  NULL: queues in spools; else in JetStream
     int64_t visibility_ms;
     uint32_t max_attempts;

@@ -14,7 +14,8 @@
     answered only once the commit that holds its record returned: no
     CONFIRM before the record is durable under the queue's fsync policy. A
     small round read with the socket empty commits in the server's own
-    thread, as a lone PUT would not gain from a handover to another thread.
+    thread, as a lone PUT would not gain from a handover to another thread,
+    unless remote consumers would wait for its fdatasync (zqi_rs_work).
 
     patterns/reliable_server.h holds what the server's files share.
 
@@ -245,6 +246,7 @@ s_committer_start (zqi_r_server_t *self)
     }
     if (committer->done_fd != -1)
         close (committer->done_fd);
+    committer->done_fd = -1;
     zqi_log (ZQ_LOG_WARNING,
              "reliable: no committer thread (%s): each round commits before the next",
              strerror (rc));

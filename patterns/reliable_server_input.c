@@ -830,12 +830,13 @@ s_gathered (const zqi_r_server_t *self)
     return self->puts.pending_count || self->puts.peer_count;
 }
 
-//  True when a consumer is subscribed (remote, or local consumption), whom
-//  a commit in the server's thread would keep waiting for its sync.
+//  True when a commit in the server's thread would keep the remote
+//  consumers connected waiting for an fdatasync (counted from their first
+//  CONSUME to their LEAVE or loss).
 static bool
-s_consumers_wait (zqi_r_server_t *self)
+s_sync_keeps_consumers (zqi_r_server_t *self)
 {
-    return zhashx_size (self->consumer_by_route) > 0 || self->consumers[ZQI_RS_LOCAL].in_use;
+    return self->commit_syncs && zhashx_size (self->consumer_by_route) > 0;
 }
 
 //  Reads up to ZQI_RS_BATCH commands, until the socket is empty
@@ -863,15 +864,17 @@ s_read (zqi_r_server_t *self, uint32_t *commands)
 //  reading, parsing and appending of the PUTs that arrive meanwhile, and a
 //  round grows with the time the disk takes (up to ZQI_RS_ROUND). When the
 //  socket is empty and that commit still runs, the thread waits for
-//  whichever comes first, input or the commit's end: acks, credit and
-//  deliveries go on while the disk syncs. A round is settled (its PUTs
-//  answered) as soon as its commit has ended, and the round read meanwhile
-//  is committed behind it. A small round read with the socket empty (a
-//  lone PUT) commits in this thread, without a handover. The call ends
-//  with the socket read empty and nothing behind, or at the bounds of
-//  ZQI_RS_WORK_*, settling what is behind and committing the round in this
-//  thread: what runs between calls never meets a commit in flight.
-//  Returns -1 with errno only for a socket failure (ETERM, ...).
+//  whichever comes first: input, the commit's end or a timer. So acks,
+//  credit and deliveries go on while the disk syncs. A round is settled
+//  (its PUTs answered) as soon as its commit has ended, and the round read
+//  meanwhile is committed behind it. A small round read with the socket
+//  empty (a lone PUT) commits in this thread, without a handover, unless
+//  that keeps remote consumers waiting for a sync (ZQI_RS_ALONE). The call
+//  ends with the socket read empty, nothing behind and nothing gathered,
+//  or at the bounds of ZQI_RS_WORK_*, settling what is behind and
+//  committing the round in this thread: what runs between calls never
+//  meets a commit in flight. Returns -1 with errno only for a socket
+//  failure (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
@@ -890,7 +893,7 @@ zqi_rs_work (zqi_r_server_t *self)
         }
         if (s_gathered (self) && !self->committer.pending) {
             bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE &&
-                         !s_consumers_wait (self);
+                         !s_sync_keeps_consumers (self);
             if (last || alone || !zqi_rs_commit_behind (self))
                 zqi_rs_commit_and_answer (self);
         }
