@@ -40,8 +40,9 @@
         reliable_server_delivery.c  entries (delivered, held, returned),
                                     sending, reading records, dead letters,
                                     local consumption
-        reliable_server_input.c     commands from the socket, PUTs, settles,
-                                    timers, a round
+        reliable_server_input.c     commands from the socket, PUTs, settles
+        reliable_server_work.c      one call's work: reads, commits, timers,
+                                    deliveries, waits while the disk syncs
         reliable_server_commit.c    a batch's commit and answers, in place or
                                     in the committer thread
         reliable_server_admin.c     declare, names, info, peek, purge, redrive

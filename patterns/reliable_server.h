@@ -464,6 +464,17 @@ int64_t zqi_rs_nack_delay (const zqi_r_server_t *self, int64_t asked_ms, uint32_
 size_t zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_t *command,
                           size_t *failed_p, int *errnum_p);
 
+//  Reads one message from the socket and handles it. Returns 0 (handled,
+//  well formed or not), or -1 with errno EAGAIN (nothing waiting) or
+//  another libzmq error.
+int zqi_rs_read_one (zqi_r_server_t *self);
+
+//  ---- reliable_server_work.c --------------------------------------------
+
+//  Does the work the socket, the disk and the timers have for the server
+//  now (a bounded amount), and returns with every PUT read committed and
+//  answered and nothing behind. Returns 0, or -1 with errno only for a
+//  socket failure (ETERM, ...).
 int zqi_rs_work (zqi_r_server_t *self);
 
 //  ---- reliable_server.c -------------------------------------------------

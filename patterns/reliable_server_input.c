@@ -1,8 +1,8 @@
 /*  =========================================================================
-    reliable_server_input - the reliable server's round of work: reading
-    commands from the socket, PUTs appended to their spools (committed and
-    answered by reliable_server_commit.c), settles (ACK, NACK, TOUCH),
-    CONSUME and CANCEL, and due timers.
+    reliable_server_input - the reliable server's input: reading commands
+    from the socket, PUTs appended to their spools (committed and answered
+    by reliable_server_commit.c), settles (ACK, NACK, TOUCH), CONSUME and
+    CANCEL.
 
     patterns/reliable_server.h holds what the server's files share.
 
@@ -711,10 +711,8 @@ s_command (zqi_r_server_t *self, const uint8_t *route, size_t route_size,
     }
 }
 
-//  Reads one message from the socket. Returns 0 (handled), or -1 with
-//  errno EAGAIN (nothing waiting) or another libzmq error.
-static int
-s_read_one (zqi_r_server_t *self)
+int
+zqi_rs_read_one (zqi_r_server_t *self)
 {
     void *handle = self->common.handle;
     zmq_msg_t frames[4];
@@ -775,144 +773,4 @@ done:
     for (int i = 0; i < count; i++)
         zmq_msg_close (&frames[i]);
     return 0;
-}
-
-//  Runs due timers: visibility deadlines and the ends of holds.
-static void
-s_run_timers (zqi_r_server_t *self, int64_t now)
-{
-    uint32_t index;
-    while ((index = zqi_r_table_first (&self->table)) != ZQI_R_NONE &&
-           self->table.entries[index].due <= now) {
-        zqi_r_entry_t *entry = &self->table.entries[index];
-        if (entry->state == ZQI_RS_DELIVERED) {
-            self->queues[entry->queue]->counters.timeouts++;
-            zqi_rs_event (self, ZQI_RS_EVENT_REDELIVERY,
-                          "queue %s: a delivery (attempt %u) passed its visibility timeout: it "
-                          "goes back for redelivery",
-                          self->queues[entry->queue]->name, entry->attempt);
-            zqi_rs_owner_expire (self, index);
-            zqi_rs_fail_delivery (self, index, 0);
-        } else
-            zqi_rs_return (self, index);
-    }
-    if (self->auto_idle_ms && now >= self->next_sweep) {
-        self->next_sweep = now + ZQI_RS_SWEEP_MS;
-        zqi_rs_sweep (self, now);
-    }
-    if (now >= self->next_probe) {
-        //  A probe to each remote consumer: a gone one fails with
-        //  EHOSTUNREACH (ROUTER_MANDATORY), and its deliveries go back.
-        self->next_probe = now + self->common.ping_ivl_ms;
-        if (zqi_r_put_command (&self->buf, 2, ZQI_R_PING) == 0)
-            for (uint32_t slot = 1; slot < self->consumer_capacity; slot++) {
-                zqi_rs_consumer_t *consumer = &self->consumers[slot];
-                if (consumer->in_use &&
-                    zqi_rs_send_command (self, consumer->route, consumer->route_size, false) &&
-                    errno == EHOSTUNREACH)
-                    zqi_rs_consumer_drop (self, slot);
-            }
-    }
-}
-
-//  True when the round holds all the PUTs, or answers all the producers,
-//  one commit takes.
-static bool
-s_round_full (const zqi_r_server_t *self)
-{
-    return self->puts.pending_count >= ZQI_RS_ROUND || self->puts.peer_count >= ZQI_RS_BATCH_PEERS;
-}
-
-//  True when the round holds PUTs (or answers) not yet committed.
-static bool
-s_gathered (const zqi_r_server_t *self)
-{
-    return self->puts.pending_count || self->puts.peer_count;
-}
-
-//  True when a commit in the server's thread would keep the remote
-//  consumers connected waiting for an fdatasync (counted from their first
-//  CONSUME to their LEAVE or loss).
-static bool
-s_sync_keeps_consumers (zqi_r_server_t *self)
-{
-    return self->commit_syncs && zhashx_size (self->consumer_by_route) > 0;
-}
-
-//  Reads up to ZQI_RS_BATCH commands, until the socket is empty
-//  (self->drained) or the round is full, adding them to *commands.
-//  Returns -1 with errno only for a socket failure.
-static int
-s_read (zqi_r_server_t *self, uint32_t *commands)
-{
-    self->now = zqi_r_now (&self->common);
-    self->drained = false;
-    for (int n = 0; n < ZQI_RS_BATCH && !s_round_full (self); n++) {
-        if (s_read_one (self)) {
-            self->drained = errno == EAGAIN;
-            return self->drained ? 0 : -1;
-        }
-        (*commands)++;
-    }
-    return 0;
-}
-
-//  One call's work, in passes: each reads the socket, then runs due timers
-//  and deliveries. The PUTs read gather in a round. While the committer
-//  thread commits the round before (reliable_server_commit.c), reads go on
-//  filling the next one, so the disk's write and fdatasync overlap the
-//  reading, parsing and appending of the PUTs that arrive meanwhile, and a
-//  round grows with the time the disk takes (up to ZQI_RS_ROUND). When the
-//  socket is empty and that commit still runs, the thread waits for
-//  whichever comes first: input, the commit's end or a timer. So acks,
-//  credit and deliveries go on while the disk syncs. A round is settled
-//  (its PUTs answered) as soon as its commit has ended, and the round read
-//  meanwhile is committed behind it. A small round read with the socket
-//  empty (a lone PUT) commits in this thread, without a handover, unless
-//  that keeps remote consumers waiting for a sync (ZQI_RS_ALONE). The call
-//  ends with the socket read empty, nothing behind and nothing gathered,
-//  or at the bounds of ZQI_RS_WORK_*, settling what is behind and
-//  committing the round in this thread: what runs between calls never
-//  meets a commit in flight. Returns -1 with errno only for a socket
-//  failure (ETERM, ...).
-int
-zqi_rs_work (zqi_r_server_t *self)
-{
-    int rc = 0, saved = 0;
-    uint32_t commands = 0, commits = 0;
-    for (int pass = 1;; pass++) {
-        if (rc == 0) {
-            rc = s_read (self, &commands);
-            saved = errno;
-        }
-        bool last = rc != 0 || pass >= ZQI_RS_WORK_PASSES || commits >= ZQI_RS_WORK_COMMITS ||
-                    commands >= ZQI_RS_WORK_COMMANDS;
-        if (self->committer.pending && (last || s_round_full (self) || zqi_rs_behind_done (self))) {
-            zqi_rs_settle_behind (self);
-            commits++;
-        }
-        if (s_gathered (self) && !self->committer.pending) {
-            bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE &&
-                         !s_sync_keeps_consumers (self);
-            if (last || alone || !zqi_rs_commit_behind (self))
-                zqi_rs_commit_and_answer (self);
-        }
-        self->now = zqi_r_now (&self->common);
-        s_run_timers (self, self->now);
-        if (self->store)
-            zqi_rs_store_work (self);
-        zqi_rs_deliver_all (self);
-        //  (Timers and deliveries may have settled the commit behind, a
-        //  queue closing: the round gathered meanwhile takes another pass.)
-        if (!self->committer.pending && !s_gathered (self) && (last || self->drained))
-            break;
-        //  Nothing to read now and the disk still busy: until either
-        //  changes (a failed wait ends the call at the next pass).
-        if (self->drained && zqi_rs_await_behind_or_input (self)) {
-            rc = -1;
-            saved = errno;
-        }
-    }
-    errno = saved;
-    return rc;
 }
