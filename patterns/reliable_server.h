@@ -21,7 +21,7 @@
 //  commands read, or this many passes (each a read, after a wait for
 //  input, a commit's end or a timer), whichever comes first.
 #define ZQI_RS_WORK_COMMITS  4
-#define ZQI_RS_WORK_COMMANDS (16 * ZQI_RS_BATCH)
+#define ZQI_RS_WORK_COMMANDS (4 * ZQI_RS_BATCH)
 #define ZQI_RS_WORK_PASSES   1024
 //  A round read with the socket left empty that holds at most this many
 //  PUTs commits in the server's thread (a lone PUT gains nothing from a

@@ -142,8 +142,9 @@ zqi_rs_work (zqi_r_server_t *self)
         //  queue closing: the round gathered meanwhile takes another pass.)
         if (!self->committer.pending && !s_gathered (self) && (last || self->drained))
             break;
-        //  Nothing to read now and the disk still busy: until either
-        //  changes (a failed wait ends the call at the next pass).
+        //  Nothing to read now and the disk still busy: wait for input,
+        //  the commit's end or a timer (a failed wait ends the call at the
+        //  next pass).
         if (self->drained && zqi_rs_await_behind_or_input (self)) {
             rc = -1;
             saved = errno;
