@@ -216,8 +216,8 @@ typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping; //  under lock: the thread ends
-    bool working;  //  under lock: behind is the thread's until it clears this
-    bool ended;    //  __atomic: the thread ended the commit behind (read without the lock)
+    bool working;  //  behind is the thread's until it clears this: written under lock with
+                   //  __atomic, so zqi_rs_behind_done may read it without the lock
     bool pending;  //  the server's view: behind holds PUTs not yet answered
     bool failed;   //  the thread could not start: rounds commit in place
     int done_fd;   //  an eventfd the thread signals when a commit ends (while started)

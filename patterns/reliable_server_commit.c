@@ -206,8 +206,7 @@ s_committer (void *arg)
         //  stay open until it is settled (zqi_rs_settle_behind).
         s_commit_spools (&self->behind);
         pthread_mutex_lock (&committer->lock);
-        committer->working = false;
-        __atomic_store_n (&committer->ended, true, __ATOMIC_RELEASE);
+        __atomic_store_n (&committer->working, false, __ATOMIC_RELEASE);
         pthread_cond_broadcast (&committer->wake);
         //  Wakes a server waiting in zqi_rs_await_behind_or_input. Cannot
         //  fail short of an overflow, which a settle's read prevents.
@@ -272,9 +271,8 @@ zqi_rs_commit_behind (zqi_r_server_t *self)
     }
     s_note_spools (self, &self->behind);
     committer->pending = true;
-    __atomic_store_n (&committer->ended, false, __ATOMIC_RELAXED);
     pthread_mutex_lock (&committer->lock);
-    committer->working = true;
+    __atomic_store_n (&committer->working, true, __ATOMIC_RELAXED);
     pthread_cond_signal (&committer->wake);
     pthread_mutex_unlock (&committer->lock);
     return true;
@@ -284,7 +282,7 @@ bool
 zqi_rs_behind_done (zqi_r_server_t *self)
 {
     zqi_rs_committer_t *committer = &self->committer;
-    return !committer->pending || __atomic_load_n (&committer->ended, __ATOMIC_ACQUIRE);
+    return !committer->pending || !__atomic_load_n (&committer->working, __ATOMIC_ACQUIRE);
 }
 
 int
