@@ -290,8 +290,9 @@ zqi_rs_queue_t *
 zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
 {
     bool is_dead = zqi_queue_name_check (key, size) == 1;
+    bool parent_exists = is_dead && s_dead_parent (self, key, size);
     uint32_t places = 1;
-    if (is_dead && s_dead_parent (self, key, size))
+    if (parent_exists)
         places = 0;
     else if (!is_dead && self->max_attempts && !self->starting && !s_dead_child (self, key))
         places = 2;
@@ -303,8 +304,10 @@ zqi_rs_queue_new (zqi_r_server_t *self, const char *key, size_t size)
         return NULL;
     }
     //  Queues a client makes by naming them have their own cap; those
-    //  found on disk at start count towards it but are always kept.
-    bool is_auto = !is_dead && !self->declaring;
+    //  found on disk at start count towards it but are always kept. A
+    //  NAME.dead named while NAME does not exist is one of them, until
+    //  NAME is made (zqi_rs_queue_register).
+    bool is_auto = !parent_exists && !self->declaring;
     if (is_auto && !self->starting && self->auto_count >= self->max_auto_queues) {
         zqi_rs_limit_log (self, ZQI_RS_LIMIT_AUTO, key);
         errno = ZQ_ELIMIT;
@@ -379,6 +382,14 @@ zqi_rs_queue_register (zqi_r_server_t *self, zqi_rs_queue_t *queue)
         }
     } else {
         zqi_rs_queue_t *dead = s_dead_child (self, queue->name);
+        if (dead && dead->is_auto) {
+            //  A client made NAME.dead first: it is NAME's dead-letter
+            //  queue now, in the place NAME keeps for it.
+            dead->is_auto = false;
+            self->auto_count--;
+            free (dead->maker);
+            dead->maker = NULL;
+        }
         if (dead)
             queue->dead = dead->index;
         else if (self->max_attempts)

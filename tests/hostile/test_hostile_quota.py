@@ -5,7 +5,7 @@
 #   cleared by itself when space returns; stream spills dropped and
 #   counted meanwhile), the cap on queues clients create by using them
 #   (max_auto_queues: code 9, a DELETE frees a place; configured queues do
-#   not count), idle client-made queues removed after auto_queue_idle_ms
+#   not count; a NAME.dead named before NAME counts), idle client-made queues removed after auto_queue_idle_ms
 #   (after a restart too), and DELETE's refusals (a queue holding messages
 #   without FORCE, a configured queue, an unknown name) and what a
 #   consumer of a deleted queue is told.
@@ -306,6 +306,42 @@ def test_delete_refusals_and_consumers():
         producer.put_confirmed("busy", [b"3"])
         status, rows = admin(zqd, "STAT", "busy")
         check(rows[0]["depth"] == 1, "the new busy holds %r" % rows[0]["depth"])
+    finally:
+        zqd.close()
+
+
+def test_dead_letter_queue_without_its_queue_is_client_made():
+    # NAME.dead named while NAME does not exist counts as a queue the
+    # client made (max_auto_queues) and goes when idle; once NAME is made,
+    # NAME.dead is NAME's dead-letter queue, in the place NAME keeps for it.
+    zqd = hostile.Zqd(args=["-o", "max_auto_queues=3", "-o", "auto_queue_idle_ms=1500"])
+    try:
+        zqd.start()
+        consumer = hostile.Client(zqd.endpoint)
+        producer = hostile.Client(zqd.endpoint)
+        consumer.consume("x.dead", 10)
+        consumer.consume("y.dead", 10)
+        wait_until(lambda: {"x.dead", "y.dead"} <= names(zqd), "the two dead-letter queues")
+        # x made: x.dead is its own now, and frees a client's place.
+        check(put_one(producer, "x", b"kept") == ("confirm",), "PUT to x refused")
+        consumer.consume("w.dead", 10)
+        consumer.consume("v.dead", 10)
+        got = consumer.recv_command(skip=(hostile.PONG, hostile.PING))
+        check(got is not None and got[0][1] == hostile.ERROR and got[0][2] == hostile.CODE_LIMIT,
+              "a 4th client-made queue (v.dead) got %r, not code 9" % (got,))
+        check(names(zqd) == {"x", "x.dead", "y.dead", "w.dead"}, "queues %r" % names(zqd))
+        check("new queue v.dead refused" in zqd.stderr() and "max_auto_queues" in zqd.stderr(),
+              "the refusal is not logged")
+        # Unconsumed, the client's dead-letter queues go; x holds a
+        # message, and x.dead goes only with x.
+        for name in ("x.dead", "y.dead", "w.dead"):
+            consumer.command(hostile.CANCEL, name)
+        wait_until(lambda: names(zqd) == {"x", "x.dead"}, "the idle queues' removal",
+                   timeout_s=15)
+        check(put_one(producer, "fresh", b"y") == ("confirm",), "the freed places were not given")
+        consumer.close()
+        producer.close()
+        zqd.stop()
     finally:
         zqd.close()
 
