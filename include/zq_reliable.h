@@ -250,9 +250,14 @@ ZQ_EXPORT zlistx_t *zq_queue_names (zq_queue_t *self);
 //  (no such queue), EINVAL, ENOTSUP.
 ZQ_EXPORT int zq_queue_info (zq_queue_t *self, const char *name, zq_queue_info_t *info);
 
+//  Most bytes zq_queue_peek copies in one call (the messages' encoded
+//  sizes together); the first message is copied whatever its size.
+#define ZQ_QUEUE_PEEK_MAX_BYTES (16 * 1024 * 1024)
+
 //  Copies up to max ready messages of queue name, oldest first, into
 //  msgs[0..] without delivering them (the caller owns and destroys each)
-//  and stores how many in *count_p. Returns 0, or -1 with errno
+//  and stores how many in *count_p. It stops early rather than pass
+//  ZQ_QUEUE_PEEK_MAX_BYTES. Returns 0, or -1 with errno
 //  ZQ_ENOTFOUND, EINVAL, ENOTSUP (also: queues in JetStream, which has no
 //  shared look without taking), ENOMEM or the spool's errno.
 ZQ_EXPORT int zq_queue_peek (zq_queue_t *self, const char *name, zq_msg_t **msgs, size_t max,

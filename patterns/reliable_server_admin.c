@@ -104,7 +104,7 @@ zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_
     if (max && !seqs)
         return zqi_fail (ENOMEM);
     int rc = 0;
-    size_t taken = 0;
+    size_t taken = 0, bytes = 0;
     while (taken < max) {
         zq_spool_record_t record;
         if (zq_spool_next (queue->spool, &record)) {
@@ -112,11 +112,13 @@ zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, size_
                 rc = -1;
             break;
         }
-        seqs[taken] = record.seq;
+        seqs[taken++] = record.seq;
+        if (*count_p && bytes + record.size > ZQ_QUEUE_PEEK_MAX_BYTES)
+            break;
+        bytes += record.size;
         const void *frames[1] = {record.data};
         size_t sizes[1] = {record.size};
         zq_msg_t *msg = zq_msg_decode_buffers (frames, sizes, 1, 0);
-        taken++;
         if (!msg)
             continue;
         uint32_t index = zqi_rs_entry_in (self, zq_msg_id (msg), queue->index);

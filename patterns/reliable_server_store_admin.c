@@ -113,12 +113,16 @@ zqi_rs_store_purge (zqi_r_server_t *self, const char *name, uint64_t *count_p)
 typedef struct {
     zq_msg_t **msgs;
     size_t *count_p;
+    size_t bytes; //  of the messages copied
 } s_peeked_t;
 
 static int
 s_peeked (void *arg, const uint8_t *data, size_t size)
 {
     s_peeked_t *peeked = (s_peeked_t *)arg;
+    if (*peeked->count_p && peeked->bytes + size > ZQ_QUEUE_PEEK_MAX_BYTES)
+        return 1;
+    peeked->bytes += size;
     const void *frames[1] = {data};
     size_t sizes[1] = {size};
     //  Stored as put: its attempt is the one put with (a stream read sees
@@ -133,7 +137,7 @@ int
 zqi_rs_store_peek (zqi_r_server_t *self, const char *name, zq_msg_t **msgs, size_t max,
                    size_t *count_p)
 {
-    s_peeked_t peeked = {msgs, count_p};
+    s_peeked_t peeked = {msgs, count_p, 0};
     *count_p = 0;
     if (!s_ops->peek)
         return zqi_fail (ENOTSUP);

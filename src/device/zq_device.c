@@ -198,9 +198,9 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
         //  certificate; with an access section, only identities with an
         //  admin right pass its handshake.
         char socket_error[256];
-        self->admin =
-            zqi_device_socket_new (&self->env, ZMQ_ROUTER, 100, 1000, ZQI_DEVICE_ADMIN_REQUEST_MAX,
-                                   true, socket_error, sizeof socket_error);
+        self->admin = zqi_device_socket_new (&self->env, ZMQ_ROUTER, ZQI_DEVICE_ADMIN_REPLIES_KEPT,
+                                             1000, ZQI_DEVICE_ADMIN_REQUEST_MAX, true, socket_error,
+                                             sizeof socket_error);
         if (!self->admin) {
             snprintf (error, error_size, "device/admin: %s", socket_error);
             return -1;

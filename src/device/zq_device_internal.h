@@ -338,6 +338,10 @@ void zqi_qserver_counters (zqi_qserver_t *self, uint64_t *connections_p, zq_queu
 #define ZQI_DEVICE_TICK_MS 1000
 //  Largest request the admin socket accepts (INFO reports it).
 #define ZQI_DEVICE_ADMIN_REQUEST_MAX (64 * 1024)
+//  Replies the admin socket keeps for a client that does not read them;
+//  past it the next are dropped. A PEEK reply may hold up to
+//  ZQ_QUEUE_PEEK_MAX_BYTES, so this bounds what an unread client costs.
+#define ZQI_DEVICE_ADMIN_REPLIES_KEPT 4
 
 struct _zqi_device_t {
     zsock_t *pipe;

@@ -436,11 +436,17 @@ void
 zqi_stream_peek (zqi_dqueue_t *dq, size_t count, zmsg_t *reply)
 {
     s_stream_t *self = (s_stream_t *)dq->kind_state;
-    size_t taken = 0;
+    size_t taken = 0, bytes = 0;
     for (size_t index = 0; index < self->count && taken < count; index++, taken++) {
         zframe_t *frame = zqi_device_one_frame (s_at (self, index)->msg);
-        if (frame)
+        if (frame && taken && bytes + zframe_size (frame) > ZQ_QUEUE_PEEK_MAX_BYTES) {
+            zframe_destroy (&frame);
+            return;
+        }
+        if (frame) {
+            bytes += zframe_size (frame);
             zmsg_append (reply, &frame);
+        }
     }
     //  Past the ring, look into the spool: take records and return them,
     //  which puts them back first in line, in order.
@@ -451,6 +457,9 @@ zqi_stream_peek (zqi_dqueue_t *dq, size_t count, zmsg_t *reply)
         if (zq_spool_next (self->spool, &record))
             break;
         seqs[seq_count++] = record.seq;
+        if (taken && bytes + record.size > ZQ_QUEUE_PEEK_MAX_BYTES)
+            break;
+        bytes += record.size;
         zframe_t *frame = zframe_new (record.data, record.size);
         if (frame)
             zmsg_append (reply, &frame);
