@@ -401,6 +401,12 @@ static const zq_option_info_t s_options[] = {
      "reliable server: bytes of deliveries all consumer connections hold unsettled before"
      " only those holding none get more (one message each)",
      NULL},
+    {"max_delayed_messages", ZQ_OPTION_INT, 16384, NULL, 1, INT64_MAX,
+     "reliable server: messages one queue keeps in memory until their zq-not-before-ms; past"
+     " it the queue delivers nothing more until the earliest falls due",
+     NULL},
+    {"max_delayed_messages_total", ZQ_OPTION_INT, 65536, NULL, 1, INT64_MAX,
+     "reliable server: the same, for all queues together", NULL},
     {"confirm_timeout_ms", ZQ_OPTION_INT, 5000, NULL, 1, INT_MAX,
      "reliable producer: a message unconfirmed this long is sent again", NULL},
     {"ping_ivl_ms", ZQ_OPTION_INT, 1000, NULL, 10, INT_MAX,

@@ -170,6 +170,8 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
     self->max_delay_ms = zqi_r_option (options, "max_delay_ms");
     self->max_unsettled_bytes = (uint64_t)zqi_r_option (options, "max_unsettled_bytes");
     self->max_unsettled_bytes_total = (uint64_t)zqi_r_option (options, "max_unsettled_bytes_total");
+    self->max_delayed = (uint64_t)zqi_r_option (options, "max_delayed_messages");
+    self->max_delayed_total = (uint64_t)zqi_r_option (options, "max_delayed_messages_total");
     //  Frames a little over the message limit reach the server, which
     //  refuses such a PUT with its id; libzmq closes the connection of a
     //  peer whose frame is over this (doc/PROTOCOL.md 18.2).
@@ -309,6 +311,8 @@ zqi_r_server_events (zqi_r_server_t *self, int zmq_events)
 int64_t
 zqi_rs_next_due (zqi_r_server_t *self)
 {
+    if (self->skipped_more)
+        return 0;
     int64_t due = self->next_probe;
     uint32_t index = zqi_r_table_first (&self->table);
     if (index != ZQI_R_NONE && self->table.entries[index].due < due)

@@ -36,7 +36,11 @@
 #define ZQI_RS_RETRY_MS      1000 //  dead-lettering that failed is tried again after this
 #define ZQI_RS_LOG_IVL_MS    1000 //  at most one line about refusals in this time
 #define ZQI_RS_RESUME_MIN_MS 1    //  first retry of consumers whose pipe was full
-#define ZQI_RS_RESUME_MAX_MS 50   //  longest wait between those retries
+//  Records one delivery pass of a queue may read without delivering any
+//  (expired, delayed, dead-lettered, duplicates) before it yields; the
+//  next pass is due at once.
+#define ZQI_RS_SKIPS         4096
+#define ZQI_RS_RESUME_MAX_MS 50 //  longest wait between those retries
 //  At most one line about a dedupe window full at dedupe_max in this time.
 #define ZQI_RS_FULL_LOG_MS 600000
 
@@ -260,12 +264,17 @@ struct _zqi_r_server_t {
     uint64_t max_unsettled_bytes;       //  per remote consumer connection
     uint64_t max_unsettled_bytes_total; //  over all of them
     uint64_t unsettled_bytes;           //  sum of their delivered and expired bytes
+    uint64_t max_delayed;               //  HELD entries one queue may have (for not-before)
+    uint64_t max_delayed_total;         //  and all queues together
+    uint64_t held_total;                //  HELD entries of every queue
+    bool skipped_more;                  //  a delivery pass stopped at ZQI_RS_SKIPS: go on at once
     uint32_t next_session;
     zqi_log_limit_t refusal_log;      //  PUTs and settles turned down
     zqi_log_limit_t error_log;        //  ERRORs sent to peers
     zqi_log_limit_t ack_failure_log;  //  acks the spool did not take
     zqi_log_limit_t dead_failure_log; //  messages not dead-lettered now
     zqi_log_limit_t dedupe_log;       //  ids the dedupe window lacked memory for
+    zqi_log_limit_t delayed_log;      //  queues waiting at max_delayed_messages
     zqi_log_limit_t dedupe_full_log;  //  ids forgotten early at dedupe_max
     uint8_t instance[ZQI_R_INSTANCE_SIZE];
     zqi_rs_queue_t **queues;

@@ -110,8 +110,10 @@ zqi_rs_entry_leave (zqi_r_server_t *self, uint32_t index)
     if (entry->state == ZQI_RS_DELIVERED) {
         s_owner_unlink (self, index);
         queue->in_flight--;
-    } else if (entry->state == ZQI_RS_HELD)
+    } else if (entry->state == ZQI_RS_HELD) {
         queue->held--;
+        self->held_total--;
+    }
     zqi_r_table_unschedule (&self->table, index);
     entry->state = 0;
 }
@@ -124,6 +126,7 @@ s_hold (zqi_r_server_t *self, uint32_t index, int64_t due)
     zqi_r_entry_t *entry = &self->table.entries[index];
     entry->state = ZQI_RS_HELD;
     self->queues[entry->queue]->held++;
+    self->held_total++;
     zqi_r_table_schedule (&self->table, index, due);
 }
 
@@ -427,6 +430,26 @@ s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spo
     return 0;
 }
 
+//  True if queue may hold one more message until its not-before time;
+//  else logs (one line per ZQI_RS_LIMIT_LOG_MS at most) that it waits.
+static bool
+s_room_to_delay (zqi_r_server_t *self, const zqi_rs_queue_t *queue)
+{
+    if (queue->held < self->max_delayed && self->held_total < self->max_delayed_total)
+        return true;
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->delayed_log, zqi_r_now (&self->common), ZQI_RS_LIMIT_LOG_MS,
+                           &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: queue %s holds %" PRIu64 " messages until their not-before time (all "
+                 "queues %" PRIu64 "; max_delayed_messages %" PRIu64 ", total %" PRIu64
+                 "): it delivers nothing more until the earliest falls due; %" PRIu64
+                 " more since the last line",
+                 queue->name, queue->held, self->held_total, self->max_delayed,
+                 self->max_delayed_total, skipped);
+    return false;
+}
+
 //  What to do with a record read from a queue's spool.
 typedef enum { S_SKIP = 0, S_SEND = 1, S_STOP = 2 } s_verdict_t;
 
@@ -498,6 +521,11 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         return S_SKIP;
     }
     if (not_before_ms > wall) {
+        //  No room: the record goes back first in line, and waits.
+        if (!s_room_to_delay (self, queue)) {
+            zqi_rs_return (self, index);
+            return S_STOP;
+        }
         s_hold (self, index, zqi_r_add_ms (zqi_r_now (&self->common), not_before_ms - wall));
         return S_SKIP;
     }
@@ -688,6 +716,7 @@ s_batch_flush_queue (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent
 static void
 s_deliver_ready (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
 {
+    uint32_t skips = 0;
     while (queue->consumer_count) {
         //  The next remote consumer with credit, round-robin.
         uint32_t chosen = ZQI_R_NONE;
@@ -710,8 +739,12 @@ s_deliver_ready (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t *sent_p)
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
         if (verdict == S_STOP)
             return;
-        if (verdict == S_SKIP)
-            continue;
+        if (verdict == S_SKIP) {
+            if (++skips < ZQI_RS_SKIPS)
+                continue;
+            self->skipped_more = true;
+            return;
+        }
         zqi_rs_consumer_t *consumer = &self->consumers[chosen];
         uint32_t attempt = self->table.entries[index].attempt;
         int added =
@@ -757,6 +790,7 @@ zqi_rs_deliver_all (zqi_r_server_t *self)
 {
     for (uint32_t index = 1; index < self->consumer_capacity; index++)
         self->consumers[index].stalled = false;
+    self->skipped_more = false;
     uint64_t sent = 0;
     for (uint32_t index = 0; index < self->queue_count; index++)
         if (self->queues[index]->consumer_count)
