@@ -18,7 +18,9 @@
     request fails with ZQ_ENOTFOUND, as does a reply to a request whose
     route was forgotten. A request never answered keeps its route until
     it is pushed out. ZMQ_ROUTER_MANDATORY is on: a reply to a client that
-    is gone fails with EHOSTUNREACH and is counted in stats.dropped. Up to
+    is gone fails with EHOSTUNREACH and is counted in stats.dropped; one to
+    a client whose pipe is full (it does not read) waits asleep, up to the
+    reply's timeout, for the socket's signal that a pipe drained. Up to
     ZQI_RPC_MAX_HOPS routing frames are accepted before the delimiter, so zq
     clients and servers may talk through ROUTER/DEALER proxies.
 
@@ -482,6 +484,21 @@ s_reply (void *state, const zq_msg_t *request, zq_msg_t **reply_p)
     return s_server_reply (self, request, reply_p);
 }
 
+//  A server's reply that found its client's pipe full waits for the
+//  socket's signal (that pipe drained, among others), not for POLLOUT,
+//  which the ROUTER reports while any client has room: waiting for it
+//  spun until the reply's timeout.
+static int
+s_wait (void *state, short what, long timeout_ms)
+{
+    zqi_rpc_t *self = (zqi_rpc_t *)state;
+    if (!self->is_client && what == ZMQ_POLLOUT) {
+        int events;
+        return zqi_pattern_poll_signal (self->ctx, self->handle, timeout_ms, &events);
+    }
+    return zqi_pattern_poll (self->ctx, self->handle, what, timeout_ms);
+}
+
 static int
 s_send_wait (void *state)
 {
@@ -572,6 +589,7 @@ const zq_pattern_t zqi_pattern_rpc = {
     .events = s_events,
     .next_timer_ms = s_next_timer_ms,
     .send_wait = s_send_wait,
+    .wait = s_wait,
     .options = s_options,
 };
 

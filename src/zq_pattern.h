@@ -70,6 +70,15 @@ typedef struct {
 //  makes due run at once. Returns 0 (ready or not), or -1 with errno.
 int zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long timeout_ms);
 
+//  As zqi_pattern_poll, but waits for libzmq to signal handle at all (any
+//  command to it: a message in, a peer's pipe with room again), then reads
+//  its events into *events_p, which lets libzmq take those commands. For a
+//  ROUTER or XPUB whose send to one peer found no room: their POLLOUT only
+//  says that some peer has room, so waiting for it returns at once.
+//  Returns 0 (signalled or not), or -1 with errno.
+int zqi_pattern_poll_signal (const zq_pattern_ctx_t *ctx, void *handle, long timeout_ms,
+                             int *events_p);
+
 //  Test only (exported for the test programs, not part of the API): as
 //  zq_queue_new, with the queue's pattern timers reading clock (NULL: the
 //  real clock), which must outlive the queue. While the queue waits in

@@ -383,6 +383,22 @@ zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long 
     return 0;
 }
 
+int
+zqi_pattern_poll_signal (const zq_pattern_ctx_t *ctx, void *handle, long timeout_ms, int *events_p)
+{
+    int fd = -1;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt (handle, ZMQ_FD, &fd, &size))
+        return -1;
+    struct pollfd items[2] = {{fd, POLLIN, 0}, {ctx->wake_fd, POLLIN, 0}};
+    if (poll (items, ctx->wake_fd < 0 ? 1 : 2, timeout_ms < 0 ? -1 : (int)timeout_ms) < 0)
+        return -1;
+    if (ctx->wake_fd >= 0 && (items[1].revents & POLLIN))
+        zqi_clock_drain (ctx->wake_fd);
+    size = sizeof *events_p;
+    return zmq_getsockopt (handle, ZMQ_EVENTS, events_p, &size);
+}
+
 //  Waits until the socket may be ready for what (ZMQ_POLLIN/ZMQ_POLLOUT),
 //  a pattern timer is due, or the deadline passes. Returns 0 to try
 //  again, or -1 with errno EAGAIN (deadline passed), EINTR or ETERM.

@@ -1,10 +1,9 @@
 /*  =========================================================================
     test_rpc - the rpc pattern: request/reply over inproc, ipc and tcp,
     many requests in flight answered out of order, deadlines and retries,
-    late and duplicate replies, failover when a server process is killed
-    or stopped (sequential and event-loop clients: no request waits for
-    its timeout) and reuse of a server restarted, unroutable replies,
-    malformed input from raw sockets.
+    late and duplicate replies, a reply to a client that reads none, failover when a server process
+   is killed or stopped (sequential and event-loop clients: no request waits for its timeout) and
+   reuse of a server restarted, unroutable replies, malformed input from raw sockets.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -704,6 +703,89 @@ test_server_counts_garbage (void **state)
     zsock_destroy (&dealer);
     zq_queue_destroy (&client);
     zq_queue_destroy (&server);
+}
+
+//  ---- A reply to a client that does not read -----------------------------
+
+static int64_t
+thread_cpu_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_THREAD_CPUTIME_ID, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+//  A raw client sends requests and reads no reply: once its pipe is full,
+//  a reply to it waits out its timeout asleep (the server's ROUTER stays
+//  writable for other clients, which once made the wait spin), and fails
+//  with EAGAIN.
+static void
+test_reply_to_a_client_not_reading_waits_asleep (void **state)
+{
+    (void)state;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "sndhwm", 2), 0);
+    zq_queue_t *server, *client;
+    open_pair ("tcp", options, &server, &client);
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    assert_non_null (dealer);
+    zsock_set_rcvhwm (dealer, 1);
+    zsock_set_rcvbuf (dealer, 4096);
+    assert_int_equal (zsock_connect (dealer, "%s", zq_queue_endpoint (server)), 0);
+    zq_msg_t *request = numbered ("q", 0);
+    zmsg_t *scratch = zmsg_new ();
+    assert_int_equal (zq_msg_encode (&request, scratch), 0);
+    zframe_t *envelope = zmsg_pop (scratch);
+    zmsg_destroy (&scratch);
+    for (int n = 0; n < 200; n++)
+        assert_int_equal (zsock_send (dealer, "sbf", "", "\x92\x01\x00", (size_t)3, envelope), 0);
+    zframe_destroy (&envelope);
+    //  Replies of 100 kB until one finds no room, and no room comes while
+    //  it waits (the kernel's buffers take some first).
+    char *body = (char *)malloc (100000);
+    assert_non_null (body);
+    memset (body, 'r', 100000);
+    bool waited_out = false;
+    for (int n = 0; n < 200 && !waited_out; n++) {
+        request = recv_ok (server);
+        zq_msg_t *reply = zq_msg_new ("r");
+        assert_int_equal (zq_msg_pack (reply, "B", body, (size_t)100000), 0);
+        if (zq_queue_reply (server, request, &reply, 0)) {
+            assert_int_equal (errno, EAGAIN);
+            int64_t wall = now_ms (), cpu = thread_cpu_us ();
+            int rc = zq_queue_reply (server, request, &reply, 400);
+            int saved = errno;
+            wall = now_ms () - wall;
+            cpu = thread_cpu_us () - cpu;
+            if (rc) {
+                waited_out = true;
+                assert_int_equal (saved, EAGAIN);
+                assert_true (wall >= 350);
+                if (cpu > wall * 1000 / 4)
+                    fail_msg ("the reply waited %lld ms using %lld ms of CPU", (long long)wall,
+                              (long long)(cpu / 1000));
+            }
+        }
+        zq_msg_destroy (&reply);
+        zq_msg_destroy (&request);
+    }
+    assert_true (waited_out);
+    free (body);
+    //  The good client is still answered.
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    send_request (client, 7, id);
+    zq_msg_t *got;
+    while ((got = recv_ok (server)) && number_of (got) != 7)
+        zq_msg_destroy (&got); //  the raw client's last requests
+    answer (server, got);
+    zq_msg_destroy (&got);
+    got = recv_ok (client);
+    assert_memory_equal (zq_msg_id (got), id, ZQ_MSG_ID_SIZE);
+    zq_msg_destroy (&got);
+    zsock_destroy (&dealer);
+    zq_queue_destroy (&client);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&options);
 }
 
 //  ---- Unroutable reply -----------------------------------------------------
@@ -1574,6 +1656,7 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_failures_reported_once_each),
         cmocka_unit_test (test_duplicate_stray_and_garbage_replies),
         cmocka_unit_test (test_server_counts_garbage),
+        cmocka_unit_test (test_reply_to_a_client_not_reading_waits_asleep),
         cmocka_unit_test (test_unroutable_reply),
         cmocka_unit_test (test_server_routes_bounded),
         cmocka_unit_test (test_event_loop_drives_deadlines),
