@@ -90,6 +90,18 @@ stats_of (zq_queue_t *queue)
     return stats;
 }
 
+//  The envelope frame of {"n": n} under subject, as a raw peer sends it.
+static zframe_t *
+envelope_frame (const char *subject, int64_t n)
+{
+    zq_msg_t *msg = numbered (subject, n);
+    zmsg_t *scratch = zmsg_new ();
+    assert_int_equal (zq_msg_encode (&msg, scratch), 0);
+    zframe_t *envelope = zmsg_pop (scratch);
+    zmsg_destroy (&scratch);
+    return envelope;
+}
+
 //  ---- Request and reply over each transport ----------------------------
 
 static void
@@ -606,11 +618,7 @@ test_duplicate_stray_and_garbage_replies (void **state)
     assert_memory_equal (seen_id, id, ZQ_MSG_ID_SIZE);
 
     //  Garbage first: each is counted and skipped.
-    zq_msg_t *good = numbered ("g", 0);
-    zmsg_t *scratch = zmsg_new ();
-    assert_int_equal (zq_msg_encode (&good, scratch), 0);
-    zframe_t *envelope = zmsg_pop (scratch);
-    zmsg_destroy (&scratch);
+    zframe_t *envelope = envelope_frame ("g", 0);
     uint8_t reply_rpc[21] = {0x93, 1, 1, 0xc4, 16};
     memcpy (reply_rpc + 5, id, 16);
     uint8_t v2_rpc[21] = {0x93, 2, 1, 0xc4, 16};
@@ -663,11 +671,7 @@ test_server_counts_garbage (void **state)
     assert_non_null (dealer);
     assert_int_equal (zsock_connect (dealer, "%s", zq_queue_endpoint (server)), 0);
 
-    zq_msg_t *good = numbered ("g", 0);
-    zmsg_t *scratch = zmsg_new ();
-    assert_int_equal (zq_msg_encode (&good, scratch), 0);
-    zframe_t *envelope = zmsg_pop (scratch);
-    zmsg_destroy (&scratch);
+    zframe_t *envelope = envelope_frame ("g", 0);
     //  Each of these is one malformed message.
     zstr_send (dealer, "hello");                                         //  no delimiter
     zstr_send (dealer, "");                                              //  delimiter only
@@ -732,11 +736,7 @@ test_reply_to_a_client_not_reading_waits_asleep (void **state)
     zsock_set_rcvhwm (dealer, 1);
     zsock_set_rcvbuf (dealer, 4096);
     assert_int_equal (zsock_connect (dealer, "%s", zq_queue_endpoint (server)), 0);
-    zq_msg_t *request = numbered ("q", 0);
-    zmsg_t *scratch = zmsg_new ();
-    assert_int_equal (zq_msg_encode (&request, scratch), 0);
-    zframe_t *envelope = zmsg_pop (scratch);
-    zmsg_destroy (&scratch);
+    zframe_t *envelope = envelope_frame ("q", 0);
     for (int n = 0; n < 200; n++)
         assert_int_equal (zsock_send (dealer, "sbf", "", "\x92\x01\x00", (size_t)3, envelope), 0);
     zframe_destroy (&envelope);
@@ -747,7 +747,7 @@ test_reply_to_a_client_not_reading_waits_asleep (void **state)
     memset (body, 'r', 100000);
     bool waited_out = false;
     for (int n = 0; n < 200 && !waited_out; n++) {
-        request = recv_ok (server);
+        zq_msg_t *request = recv_ok (server);
         zq_msg_t *reply = zq_msg_new ("r");
         assert_int_equal (zq_msg_pack (reply, "B", body, (size_t)100000), 0);
         if (zq_queue_reply (server, request, &reply, 0)) {
