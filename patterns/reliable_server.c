@@ -266,9 +266,10 @@ s_local_ready (zqi_r_server_t *self)
     if (!local->in_use || local->in_flight >= local->prefetch)
         return false;
     for (uint32_t i = 0; i < local->queue_count; i++) {
+        const zqi_rs_queue_t *queue = self->queues[local->queues[i]];
         zq_spool_stats_t stats;
-        zq_spool_stats (self->queues[local->queues[i]]->spool, &stats);
-        if (stats.depth > stats.in_flight)
+        zq_spool_stats (queue->spool, &stats);
+        if (stats.depth > stats.in_flight && !zqi_rs_delay_blocked (self, queue))
             return true;
     }
     return false;

@@ -142,6 +142,7 @@ typedef struct {
     uint64_t last_seq;
     bool commit_failed; //  this round's commit failed: ask each record
     bool complained;    //  a read error was logged already
+    bool delay_full;    //  its next record waits for room to be delayed (max_delayed_messages)
     zq_queue_info_t counters;
     //  spool NULL: the queue is closed (idle, its files given back); what
     //  its spool held when closed, for info without reopening it.
@@ -460,6 +461,9 @@ uint32_t zqi_rs_entry_in (zqi_r_server_t *self, const uint8_t *id, uint32_t queu
 uint32_t zqi_rs_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer);
 
 void zqi_rs_deliver_all (zqi_r_server_t *self);
+//  True if queue's next record waits for room among the messages delayed
+//  (max_delayed_messages, _total): nothing of it is ready now.
+bool zqi_rs_delay_blocked (const zqi_r_server_t *self, const zqi_rs_queue_t *queue);
 
 zq_msg_t *zqi_rs_local_recv (zqi_r_server_t *self);
 

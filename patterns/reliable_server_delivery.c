@@ -430,12 +430,22 @@ s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spo
     return 0;
 }
 
-//  True if queue may hold one more message until its not-before time;
-//  else logs (one line per ZQI_RS_LIMIT_LOG_MS at most) that it waits.
-static bool
-s_room_to_delay (zqi_r_server_t *self, const zqi_rs_queue_t *queue)
+bool
+zqi_rs_delay_blocked (const zqi_r_server_t *self, const zqi_rs_queue_t *queue)
 {
-    if (queue->held < self->max_delayed && self->held_total < self->max_delayed_total)
+    return queue->delay_full &&
+           (queue->held >= self->max_delayed || self->held_total >= self->max_delayed_total);
+}
+
+//  True if queue may hold one more message until its not-before time;
+//  else notes and logs (one line per ZQI_RS_LIMIT_LOG_MS at most) that it
+//  waits.
+static bool
+s_room_to_delay (zqi_r_server_t *self, zqi_rs_queue_t *queue)
+{
+    queue->delay_full =
+        queue->held >= self->max_delayed || self->held_total >= self->max_delayed_total;
+    if (!queue->delay_full)
         return true;
     uint64_t skipped;
     if (zqi_log_limit_due (&self->delayed_log, zqi_r_now (&self->common), ZQI_RS_LIMIT_LOG_MS,
@@ -533,6 +543,7 @@ s_take (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_spool_record_t *record,
         s_dead_letter (self, queue, index, record, envelope);
         return S_SKIP;
     }
+    queue->delay_full = false;
     *index_p = index;
     return S_SEND;
 }
@@ -822,6 +833,7 @@ zqi_rs_local_recv (zqi_r_server_t *self)
         errno = EAGAIN;
         return NULL;
     }
+    uint32_t skips = 0;
     for (uint32_t tried = 0; tried < local->queue_count;) {
         uint32_t position = local->rr % local->queue_count;
         zqi_rs_queue_t *queue = self->queues[local->queues[position]];
@@ -829,8 +841,14 @@ zqi_rs_local_recv (zqi_r_server_t *self)
         zqi_envelope_t envelope;
         uint32_t index;
         s_verdict_t verdict = s_take (self, queue, &record, &envelope, &index);
-        if (verdict == S_SKIP)
-            continue;
+        if (verdict == S_SKIP) {
+            if (++skips < ZQI_RS_SKIPS)
+                continue;
+            //  The caller's wait ends at once (zqi_rs_next_due) and it
+            //  comes back for the rest.
+            self->skipped_more = true;
+            break;
+        }
         if (verdict == S_STOP) {
             local->rr = position + 1;
             tried++;

@@ -226,4 +226,14 @@ now_ms (void)
     return zclock_mono ();
 }
 
+//  The calling thread's processor time, in microseconds: a wait that
+//  sleeps uses almost none of it, one that spins all.
+static inline int64_t
+thread_cpu_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_THREAD_CPUTIME_ID, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
 #endif

@@ -1977,6 +1977,52 @@ test_garbage_counted (void **state)
 
 //  ---- Local consumption and admin, one thread --------------------------
 
+//  A queue whose next record waits for room among the delayed messages
+//  (max_delayed_messages) has nothing ready: a local consumer's receive
+//  waits out its timeout asleep.
+static void
+test_local_consumer_of_a_queue_at_its_delay_bound_sleeps (void **state)
+{
+    zq_options_t *server_options = options_with ("max_delayed_messages", "2", NULL);
+    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", server_options);
+    assert_non_null (server);
+    char spec[300];
+    connect_spec (server, spec, sizeof spec);
+    zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, spec, NULL);
+    for (int n = 0; n < 4; n++) {
+        zq_msg_t *msg = numbered ("later", n);
+        if (n < 3)
+            assert_int_equal (zq_msg_set_header (msg, "zq-not-before-ms", "100000000000000000"), 0);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    int reports = 0;
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (reports < 4) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 10));
+        uint8_t id[ZQ_MSG_ID_SIZE];
+        while (zq_queue_confirmed (producer, id) == 0)
+            reports++;
+    }
+    assert_int_equal (zq_queue_subscribe (server, "later"), 0);
+    int64_t wall = now_ms (), cpu = thread_cpu_us ();
+    assert_null (zq_queue_recv (server, 300));
+    assert_int_equal (errno, EAGAIN);
+    wall = now_ms () - wall;
+    cpu = thread_cpu_us () - cpu;
+    assert_true (wall >= 250);
+    if (cpu > wall * 1000 / 4)
+        fail_msg ("the receive waited %lld ms using %lld ms of CPU", (long long)wall,
+                  (long long)(cpu / 1000));
+    zq_queue_info_t info;
+    assert_int_equal (zq_queue_info (server, "later", &info), 0);
+    assert_int_equal (info.delayed, 2);
+    assert_int_equal (info.depth, 4);
+    zq_queue_destroy (&producer);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&server_options);
+}
+
 static void
 test_local_consumption_and_admin (void **state)
 {
@@ -2371,6 +2417,7 @@ main (void)
         cmocka_unit_test (test_max_queues_refuses),
         cmocka_unit_test (test_garbage_counted),
         cmocka_unit_test (test_local_consumption_and_admin),
+        cmocka_unit_test (test_local_consumer_of_a_queue_at_its_delay_bound_sleeps),
         cmocka_unit_test (test_delete_queue),
         cmocka_unit_test_teardown (test_busy_consume_resubscribes, s_restore_nofile),
     };

@@ -711,14 +711,6 @@ test_server_counts_garbage (void **state)
 
 //  ---- A reply to a client that does not read -----------------------------
 
-static int64_t
-thread_cpu_us (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_THREAD_CPUTIME_ID, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
 //  A raw client sends requests and reads no reply: once its pipe is full,
 //  a reply to it waits out its timeout asleep (the server's ROUTER stays
 //  writable for other clients, which once made the wait spin), and fails
