@@ -71,7 +71,10 @@ typedef enum {
     ZQ_LOG_DEBUG = 3
 } zq_log_level_t;
 
-//  A log handler receives one complete line of text without a newline.
+//  A log handler receives one complete line of text without a newline. No
+//  line holds a control byte: each one below 0x20, and 0x7f, that a line
+//  would carry (text a peer sent, such as a server's ERROR reason) is
+//  written as the four characters \xHH. A line is at most 511 bytes.
 typedef void (zq_log_fn) (zq_log_level_t level, const char *line, void *arg);
 
 //  Routes the library's log lines to fn (called from whichever thread logs;

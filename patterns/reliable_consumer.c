@@ -39,11 +39,15 @@
 */
 #include "reliable.h"
 #include "zq_batch.h"
+#include <inttypes.h>
 
 //  Commands other than deliveries read per call.
 #define S_BURST 256
 //  Most ids one LEAVE names (64 KiB of ids; the rest count as seen).
 #define S_LEAVE_IDS 4096
+//  A server's ERRORs are logged one line per this long at most (the
+//  others are counted in the next line).
+#define S_ERROR_LOG_MS 1000
 
 struct _zqi_r_consumer_t {
     zqi_r_common_t common;
@@ -63,6 +67,7 @@ struct _zqi_r_consumer_t {
     zqi_batch_reader_t reader; //  the DELIVER batch being split
     uint32_t reader_peer;      //  ... and the server it came from
     zqi_r_acks_t acks;         //  acks and nacks held to go together (reliable_acks.c)
+    zqi_log_limit_t error_log; //  the server's ERRORs, as logged
 };
 
 //  Several servers: a server not connected yet is tried again this often.
@@ -374,6 +379,20 @@ s_delivery (zqi_r_consumer_t *self, uint32_t peer)
     return msg;
 }
 
+//  Logs the server's ERROR, with its text, one line per S_ERROR_LOG_MS at
+//  most: a server that sends a flood of them floods no log.
+static void
+s_log_error (zqi_r_consumer_t *self, const zqi_r_command_t *command)
+{
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->error_log, zqi_clock_mono_coarse (self->common.ctx->clock),
+                           S_ERROR_LOG_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable consumer: the server reports error %u: %.*s; %" PRIu64
+                 " more errors since the last line",
+                 (unsigned)command->code, (int)command->text_size, command->text, skipped);
+}
+
 zq_msg_t *
 zqi_r_consumer_recv (zqi_r_consumer_t *self)
 {
@@ -408,8 +427,7 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
             else if (command.number & ZQI_R_PONG_NO_SESSION)
                 s_resubscribe (self);
         } else if (command.kind == ZQI_R_ERROR) {
-            zqi_log (ZQ_LOG_WARNING, "reliable consumer: the server reports error %u: %.*s",
-                     (unsigned)command.code, (int)command.text_size, command.text);
+            s_log_error (self, &command);
             if (command.code == ZQI_R_CODE_BUSY)
                 self->refused = true;
             else if (command.code == ZQI_R_CODE_DENIED) {

@@ -132,7 +132,9 @@ ZQ_EXPORT void zqi_log (zq_log_level_t level, const char *format, ...)
 //  zqi_log with a va_list, the line starting with prefix and, when skipped
 //  is not 0, ending with " (<skipped> more like it not shown)" (for lines
 //  that zqi_log_limit_due holds back). Formats nothing when no handler
-//  wants the level. A line is cut at 511 bytes.
+//  wants the level. A line is cut at 511 bytes, after each control byte
+//  (below 0x20, and 0x7f) became \xHH: every line of the library is one
+//  line, whatever text a peer put in it.
 void zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char *format,
                va_list args) __attribute__ ((format (printf, 4, 0)));
 
