@@ -14,6 +14,14 @@
 #define S_REFUSED_RETRY_MS 1000
 //  Commands read per call before looking at timers.
 #define S_BURST 4096
+//  Ids of CONFIRMs and REFUSEs looked up per call: the call ends after the
+//  command that reaches it. Each id costs a lookup, and a frame holds up
+//  to 65536 of them (max_message_bytes 1 MiB): without this bound, 4096
+//  such frames, which a broken or hostile server can send, would hold a
+//  call for seconds, past any timeout its caller gave. 16384 lookups take
+//  about a millisecond; a zq server's answers (one CONFIRM per producer
+//  and batch of at most 4096 PUTs) stay far below it.
+#define S_ROUND_IDS 16384
 
 static void
 s_report (zqi_r_producer_t *self, const uint8_t *id, int errnum)
@@ -38,7 +46,7 @@ static void
 s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command, uint32_t peer)
 {
     int errnum = command->kind == ZQI_R_CONFIRM ? 0 : zqi_r_code_errno (command->code);
-    for (size_t i = 0; i < command->id_count; i++) {
+    for (size_t i = 0; i < command->id_count && self->table.count; i++) {
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
         uint32_t index = zqi_rp_answered (self, id);
         if (index == ZQI_R_NONE)
@@ -91,7 +99,8 @@ zqi_rp_input (zqi_r_producer_t *self)
     void *handle = self->common.handle;
     bool confirmed = false;
     self->input_drained = false;
-    for (int n = 0; n < S_BURST; n++) {
+    size_t ids = 0;
+    for (int n = 0; n < S_BURST && ids < S_ROUND_IDS; n++) {
         uint32_t peer;
         if (zqi_r_peers_recv_from (&self->peers, handle, &peer)) {
             if (errno == EAGAIN) {
@@ -119,6 +128,7 @@ zqi_rp_input (zqi_r_producer_t *self)
         if (rc || more)
             self->common.ctx->stats->errors++;
         else if (command.kind == ZQI_R_CONFIRM || command.kind == ZQI_R_REFUSE) {
+            ids += command.id_count;
             s_answer (self, &command, peer);
             confirmed = true;
         } else if (command.kind == ZQI_R_PONG && self->peers.multi)

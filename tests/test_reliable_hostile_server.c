@@ -1,8 +1,10 @@
 /*  =========================================================================
     test_reliable_hostile_server - what a broken or hostile reliable
     server (a ROUTER this test drives, over inproc) can do to a zq client
-    embedded in someone's daemon: a flood of ERRORs with control bytes in
-    their text makes a few escaped log lines, not one raw line each.
+    embedded in someone's daemon: CONFIRM frames of tens of thousands of
+    unknown ids hold no producer call past its timeout; a flood of ERRORs
+    with control bytes in their text makes a few escaped log lines, not
+    one raw line each.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -140,6 +142,71 @@ s_sbuffer_to_msg (msgpack_sbuffer *buffer, zmq_msg_t *frame)
     msgpack_sbuffer_destroy (buffer);
 }
 
+//  ---- Producer ---------------------------------------------------------------
+
+#define S_FLOOD_FRAMES 1000
+#define S_FLOOD_IDS    65000 //  1.04 MB a frame, under max_message_bytes
+
+//  After the first PUT, S_FLOOD_FRAMES CONFIRMs of S_FLOOD_IDS unknown ids
+//  each wait on the producer's socket, then the CONFIRM of its message.
+//  Every zq_queue_confirmed returns within a fraction of a second (one
+//  call looks up a bounded number of ids: before, the first call read all
+//  of them, 65 million lookups, and took about a second), and the confirm comes
+//  through once the flood is read.
+static void
+test_confirm_flood_bounded (void **state)
+{
+    (void)state;
+    fixture_t self;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "rcvhwm", 0), 0);
+    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
+    uint8_t id[ZQ_MSG_ID_SIZE];
+    s_open (&self, ZQ_PRODUCER, options, 1, id);
+    msgpack_sbuffer buffer;
+    msgpack_packer packer = s_command_start (&buffer, 3, 2);
+    uint8_t *ids = (uint8_t *)malloc (S_FLOOD_IDS * ZQ_MSG_ID_SIZE);
+    assert_non_null (ids);
+    for (size_t i = 0; i < S_FLOOD_IDS * ZQ_MSG_ID_SIZE; i++)
+        ids[i] = (uint8_t)random ();
+    msgpack_pack_bin (&packer, S_FLOOD_IDS * ZQ_MSG_ID_SIZE);
+    msgpack_pack_bin_body (&packer, ids, S_FLOOD_IDS * ZQ_MSG_ID_SIZE);
+    free (ids);
+    zmq_msg_t frame;
+    s_sbuffer_to_msg (&buffer, &frame);
+    for (int n = 0; n < S_FLOOD_FRAMES; n++)
+        s_send_shared (&self, &frame);
+    zmq_msg_close (&frame);
+    //  Then the true answer, behind the flood.
+    packer = s_command_start (&buffer, 3, 2);
+    msgpack_pack_bin (&packer, ZQ_MSG_ID_SIZE);
+    msgpack_pack_bin_body (&packer, id, ZQ_MSG_ID_SIZE);
+    s_sbuffer_to_msg (&buffer, &frame);
+    s_send_shared (&self, &frame);
+    zmq_msg_close (&frame);
+    //  (inproc: every frame is on the producer's socket now.)
+    int64_t deadline = zclock_mono () + 3 * S_WAIT_MS;
+    int64_t longest_ms = 0;
+    int calls = 0, rc = -1;
+    uint8_t confirmed[ZQ_MSG_ID_SIZE];
+    while (rc && zclock_mono () < deadline) {
+        int64_t before = zclock_mono ();
+        rc = zq_queue_confirmed (self.queue, confirmed);
+        int64_t took_ms = zclock_mono () - before;
+        if (took_ms > longest_ms)
+            longest_ms = took_ms;
+        if (rc)
+            assert_int_equal (errno, EAGAIN);
+        calls++;
+    }
+    assert_int_equal (rc, 0);
+    assert_memory_equal (confirmed, id, ZQ_MSG_ID_SIZE);
+    //  Many calls, each short: the first could not read past the flood.
+    assert_true (calls > 10);
+    assert_true (longest_ms < 300);
+    s_close (&self);
+}
+
 //  ---- Consumer ERROR log -----------------------------------------------------
 
 typedef struct {
@@ -223,6 +290,7 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_confirm_flood_bounded),
         cmocka_unit_test (test_error_flood_logged_escaped),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
