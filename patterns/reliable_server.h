@@ -39,7 +39,10 @@
 //  Records one delivery pass of a queue may read without delivering any
 //  (expired, delayed, dead-lettered, duplicates) before it yields; the
 //  next pass is due at once.
-#define ZQI_RS_SKIPS         4096
+#define ZQI_RS_SKIPS 4096
+//  Messages a queue may hold for later (not-before, NACK delays) even when
+//  all queues together hold max_delayed_messages_total.
+#define ZQI_RS_DELAY_FLOOR   64
 #define ZQI_RS_RESUME_MAX_MS 50 //  longest wait between those retries
 //  At most one line about a dedupe window full at dedupe_max in this time.
 #define ZQI_RS_FULL_LOG_MS 600000

@@ -118,6 +118,23 @@ zqi_rs_entry_leave (zqi_r_server_t *self, uint32_t index)
     entry->state = 0;
 }
 
+//  True if queue may hold one more message until a later time (its
+//  not-before, a NACK's delay): below max_delayed_messages, and below the
+//  total or among the queue's first ZQI_RS_DELAY_FLOOR, so that other
+//  queues filling the total cannot stop one that holds few.
+static bool
+s_delay_room (const zqi_r_server_t *self, const zqi_rs_queue_t *queue)
+{
+    return queue->held < self->max_delayed &&
+           (self->held_total < self->max_delayed_total || queue->held < ZQI_RS_DELAY_FLOOR);
+}
+
+bool
+zqi_rs_delay_blocked (const zqi_r_server_t *self, const zqi_rs_queue_t *queue)
+{
+    return queue->delay_full && !s_delay_room (self, queue);
+}
+
 //  Holds the entry's record out of delivery until due (zqi_r_now).
 static void
 s_hold (zqi_r_server_t *self, uint32_t index, int64_t due)
@@ -141,14 +158,15 @@ zqi_rs_return (zqi_r_server_t *self, uint32_t index)
 }
 
 //  A delivery failed (nack, visibility timeout, consumer gone): the next
-//  one carries attempt + 1, after delay_ms.
+//  one carries attempt + 1, after delay_ms if the queue has room to hold
+//  it that long (s_delay_room), else at once.
 void
 zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
 {
     zqi_r_entry_t *entry = &self->table.entries[index];
     if (entry->attempt < UINT32_MAX)
         entry->attempt++;
-    if (delay_ms > 0)
+    if (delay_ms > 0 && s_delay_room (self, self->queues[entry->queue]))
         s_hold (self, index, zqi_r_now (&self->common) + delay_ms);
     else
         zqi_rs_return (self, index);
@@ -430,21 +448,13 @@ s_parsed_recall (zqi_r_server_t *self, const zqi_rs_queue_t *queue, const zq_spo
     return 0;
 }
 
-bool
-zqi_rs_delay_blocked (const zqi_r_server_t *self, const zqi_rs_queue_t *queue)
-{
-    return queue->delay_full &&
-           (queue->held >= self->max_delayed || self->held_total >= self->max_delayed_total);
-}
-
 //  True if queue may hold one more message until its not-before time;
 //  else notes and logs (one line per ZQI_RS_LIMIT_LOG_MS at most) that it
 //  waits.
 static bool
 s_room_to_delay (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 {
-    queue->delay_full =
-        queue->held >= self->max_delayed || self->held_total >= self->max_delayed_total;
+    queue->delay_full = !s_delay_room (self, queue);
     if (!queue->delay_full)
         return true;
     uint64_t skipped;

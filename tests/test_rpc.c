@@ -1,9 +1,10 @@
 /*  =========================================================================
     test_rpc - the rpc pattern: request/reply over inproc, ipc and tcp,
     many requests in flight answered out of order, deadlines and retries,
-    late and duplicate replies, a reply to a client that reads none, failover when a server process
-   is killed or stopped (sequential and event-loop clients: no request waits for its timeout) and
-   reuse of a server restarted, unroutable replies, malformed input from raw sockets.
+    late and duplicate replies, a reply to a client that reads none,
+    failover when a server process is killed or stopped (sequential and
+    event-loop clients: no request waits for its timeout) and reuse of a
+    server restarted, unroutable replies, malformed input from raw sockets.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
