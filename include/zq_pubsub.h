@@ -30,11 +30,22 @@ extern "C" {
 //  Subscribing is zq_queue_subscribe (zq_queue.h). Each function here
 //  fails with ENOTSUP on a queue of another pattern.
 
+//  A publisher bounds what each subscriber's connection makes it hold
+//  (doc/PROTOCOL.md 16.4): a prefix of at most 256 bytes (a longer one
+//  closes the connection) and at most 1024 subscriptions per connection
+//  (more are refused without an error to the subscriber; a connection
+//  that sends more than 1024 refused ones is closed). Connections over
+//  inproc:// are not capped. Each call on a publisher reads at most 256
+//  (a send) or 1024 (any other call) subscription notices, and a
+//  subscription is in force once read.
+
 //  Publisher: returns the number of subscriptions its subscribers hold now
-//  (one per prefix per subscriber: a subscriber with two prefixes counts
-//  twice; a subscriber's subscriptions end when it disconnects), after
-//  taking in waiting notices. Returns -1 with errno ENOTSUP (not a
-//  publisher) or ETERM.
+//  (one per prefix per connection: a subscriber with two prefixes counts
+//  twice, one that subscribes to the same prefix twice once; a
+//  connection's subscriptions end when it closes; over inproc://, where
+//  connections cannot be told apart, each subscription counts until it is
+//  withdrawn), after taking in at most 1024 waiting notices. Returns -1
+//  with errno ENOTSUP (not a publisher) or ETERM.
 ZQ_EXPORT int zq_queue_subscribers (zq_queue_t *self);
 
 //  Publisher: waits up to timeout_ms until zq_queue_subscribers would

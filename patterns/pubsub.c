@@ -15,9 +15,13 @@
     not move forward means the publisher started its counters again and
     restarts the count without a gap.
 
-    Publisher: an XPUB socket, verbose both ways, so each subscriber's
-    subscriptions and their ends (including at disconnect) arrive as
-    notices and zq_queue_subscribers can count them. What happens when a
+    Publisher: an XPUB socket whose subscriptions zq applies itself,
+    bounded per connection as every XPUB of zq's (src/zq_subscriptions.h:
+    a topic prefix of at most 256 bytes, at most 1024 subscriptions per
+    connection, a connection that breaks them closed), so
+    zq_queue_subscribers counts what is in force, per connection. Each
+    call reads a bounded number of notices: at most S_NOTICES_PER_SEND in
+    a send, S_NOTICES_PER_CALL elsewhere. What happens when a
     matching subscriber's queue is full is the slow_subscriber option:
       skip  ZeroMQ's PUB behaviour (ZMQ_XPUB_NODROP off): that subscriber
             misses the message, the others get it. libzmq says nothing, so
@@ -47,14 +51,16 @@
 */
 #include "zq_pattern.h"
 #include "zq_sequence.h"
+#include "zq_subscriptions.h"
 #include <poll.h>
 #include <sys/random.h>
 #include <xxhash.h>
 
 #define S_MAX_TRACKED 65536
-//  Publishers take in subscription notices at least every this many sends,
-//  so notices cannot pile up in a publisher nobody polls.
-#define S_NOTICE_EVERY 256
+//  Most notice frames a publisher reads in one send, and in one of its
+//  other calls: a flood of notices cannot stall a call past its timeout.
+#define S_NOTICES_PER_SEND 256
+#define S_NOTICES_PER_CALL 1024
 
 //  ---- A small open-addressing table: (publisher, subject) -> sequence ----
 
@@ -151,13 +157,11 @@ s_table_find (s_table_t *table, uint64_t publisher, const char *subject, size_t 
 typedef struct {
     zq_pattern_ctx_t *ctx;
     void *handle;
-    uint64_t publisher_id; //  publisher: as it goes on the wire (raw bytes)
-    s_table_t table;       //  publisher: last sequence sent per subject;
-                           //  subscriber: last received per pair
-    int subscriptions;     //  publisher: subscriptions in force
-    bool in_foreign;       //  publisher: inside a non-notice message
-    char slow_subscriber;  //  publisher: 's'kip, 'd'rop or 'w'ait
-    unsigned sends_since_notices;
+    uint64_t publisher_id;     //  publisher: as it goes on the wire (raw bytes)
+    s_table_t table;           //  publisher: last sequence sent per subject;
+                               //  subscriber: last received per pair
+    zqi_subs_t *subscriptions; //  publisher: the subscriptions in force
+    char slow_subscriber;      //  publisher: 's'kip, 'd'rop or 'w'ait
 } s_pubsub_t;
 
 static void
@@ -180,10 +184,11 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     if (ctx->role == ZQ_PUBLISHER) {
         const char *mode = zq_options_get_str (ctx->options, "slow_subscriber");
         self->slow_subscriber = mode ? mode[0] : 's';
-        int on = 1;
         int nodrop = self->slow_subscriber != 's';
-        if (zmq_setsockopt (self->handle, ZMQ_XPUB_VERBOSER, &on, sizeof on) ||
-            zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop))
+        if (zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop))
+            return -1;
+        self->subscriptions = zqi_subs_new (ctx->sock);
+        if (!self->subscriptions)
             return -1;
         s_new_publisher_id (self);
     }
@@ -195,35 +200,26 @@ s_close (void *state)
 {
     s_pubsub_t *self = (s_pubsub_t *)state;
     s_table_clear (&self->table);
+    zqi_subs_destroy (&self->subscriptions);
     return 0;
 }
 
-//  Takes in the publisher's waiting notices: "\x01prefix" subscribes,
-//  "\x00prefix" ends a subscription; anything else a peer sent is counted
-//  as an error and dropped.
-static int
-s_take_notices (s_pubsub_t *self)
+//  What a peer sent that is not a subscription counts as an error.
+static void
+s_notice (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t size)
 {
-    zmq_msg_t notice;
-    zmq_msg_init (&notice);
-    while (zmq_msg_recv (&notice, self->handle, ZMQ_DONTWAIT) >= 0) {
-        const uint8_t *data = (const uint8_t *)zmq_msg_data (&notice);
-        size_t size = zmq_msg_size (&notice);
-        bool more = zmq_msg_more (&notice);
-        if (self->in_foreign)
-            ; //  the rest of a message already counted
-        else if (!more && size >= 1 && data[0] == 1)
-            self->subscriptions++;
-        else if (!more && size >= 1 && data[0] == 0) {
-            if (self->subscriptions > 0)
-                self->subscriptions--;
-        } else
-            self->ctx->stats->errors++;
-        self->in_foreign = more;
-    }
-    int saved_errno = errno;
-    zmq_msg_close (&notice);
-    return saved_errno == EAGAIN ? 0 : zqi_fail (saved_errno);
+    s_pubsub_t *self = (s_pubsub_t *)arg;
+    if (event == ZQI_SUBS_MALFORMED)
+        self->ctx->stats->errors++;
+}
+
+//  Takes in at most max_frames of the publisher's waiting notices:
+//  "\x01prefix" subscribes, "\x00prefix" ends a subscription, within the
+//  bounds of src/zq_subscriptions.h. Returns 0 or -1 with errno.
+static int
+s_take_notices (s_pubsub_t *self, size_t max_frames)
+{
+    return zqi_subs_take (self->subscriptions, max_frames, s_notice, self) < 0 ? -1 : 0;
 }
 
 static int
@@ -232,11 +228,9 @@ s_send (void *state, zq_msg_t **msg_p)
     s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role != ZQ_PUBLISHER)
         return zqi_fail (ENOTSUP);
-    if (++self->sends_since_notices >= S_NOTICE_EVERY) {
-        self->sends_since_notices = 0;
-        if (s_take_notices (self))
-            return -1;
-    }
+    //  New subscriptions apply once read: read some on every send.
+    if (s_take_notices (self, S_NOTICES_PER_SEND))
+        return -1;
     const char *subject = zq_msg_subject (*msg_p);
     size_t subject_size = strlen (subject);
     bool added;
@@ -349,7 +343,7 @@ s_events (void *state, int zmq_events)
 {
     s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role == ZQ_PUBLISHER && (zmq_events & ZMQ_POLLIN)) {
-        if (s_take_notices (self))
+        if (s_take_notices (self, S_NOTICES_PER_CALL))
             return -1;
         zmq_events &= ~ZMQ_POLLIN;
     }
@@ -374,7 +368,7 @@ s_wait (void *state, short what, long timeout_ms)
         size = sizeof events;
         if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &events, &size))
             return -1;
-        return (events & ZMQ_POLLIN) ? s_take_notices (self) : 0;
+        return (events & ZMQ_POLLIN) ? s_take_notices (self, S_NOTICES_PER_CALL) : 0;
     }
     return zqi_pattern_poll (self->ctx, self->handle, what, timeout_ms);
 }
@@ -407,9 +401,10 @@ s_subscribers (void *state)
     s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role != ZQ_PUBLISHER)
         return zqi_fail (ENOTSUP);
-    if (s_take_notices (self))
+    if (s_take_notices (self, S_NOTICES_PER_CALL))
         return -1;
-    return self->subscriptions;
+    size_t count = zqi_subs_count (self->subscriptions);
+    return count > INT_MAX ? INT_MAX : (int)count;
 }
 
 //  The pattern's own settings (zq_options.h describes them).

@@ -1,6 +1,6 @@
 /*  =========================================================================
     test_curve - CURVE on queues: servers and clients exchange messages
-    (pipeline, reliable), a wrong server key or a plaintext client gets
+    (pipeline, pubsub, reliable), a wrong server key or a plaintext client gets
     nothing through, an allowed-clients directory refuses strangers, and
     bad keys or certificate files fail zq_queue_new cleanly.
 
@@ -210,6 +210,28 @@ test_pipeline_tcp (void **state)
     (void)state;
     pipeline_exchange (
         "tcp", options_of ("curve_cert", s_client_cert, "curve_server_key", s_server_public, NULL));
+}
+
+//  A publisher's socket reads frames of at most 512 bytes (doc/PROTOCOL.md,
+//  "pubsub"): CURVE's handshake fits.
+static void
+test_pubsub_tcp (void **state)
+{
+    (void)state;
+    char spec[300];
+    bind_spec ("tcp", spec, sizeof spec);
+    zq_queue_t *publisher =
+        open_queue ("pubsub", ZQ_PUBLISHER, spec, options_of ("curve_cert", s_server_cert, NULL));
+    connect_spec (publisher, spec, sizeof spec);
+    zq_queue_t *subscriber = s_curve_client ("pubsub", ZQ_SUBSCRIBER, spec, s_client_cert);
+    assert_int_equal (zsock_mechanism (zq_queue_sock (publisher)), ZMQ_CURVE);
+    assert_int_equal (zq_queue_subscribe (subscriber, "curve"), 0);
+    assert_int_equal (zq_queue_wait_subscribers (publisher, 1, DEADLINE_MS), 0);
+    for (int64_t n = 0; n < 10; n++)
+        send_numbered (publisher, "curve", n);
+    recv_numbered (subscriber, 0, 10);
+    zq_queue_destroy (&subscriber);
+    zq_queue_destroy (&publisher);
 }
 
 static void
@@ -611,6 +633,7 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_pipeline_tcp),
         cmocka_unit_test (test_pipeline_ipc_server_cert_file),
+        cmocka_unit_test (test_pubsub_tcp),
         cmocka_unit_test (test_reliable_tcp),
         cmocka_unit_test (test_reliable_dedupe_per_key),
         cmocka_unit_test (test_wrong_server_key),
