@@ -40,9 +40,10 @@
             queue drains (and on any other socket event).
 
     Memory is bounded: each side tracks at most S_MAX_TRACKED subjects (or
-    publisher-subject pairs). When a table is full it is cleared; a
-    publisher also takes a new publisher id then, so its subscribers start
-    counting afresh instead of seeing numbers restart.
+    publisher-subject pairs), each by a 128-bit hash, never a copy of the
+    subject, so the bound is in bytes too. When a table is full it is
+    cleared; a publisher also takes a new publisher id then, so its
+    subscribers start counting afresh instead of seeing numbers restart.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -63,13 +64,14 @@
 #define S_NOTICES_PER_CALL 1024
 
 //  ---- A small open-addressing table: (publisher, subject) -> sequence ----
+//  Keyed by a 128-bit hash of the pair, not a copy of the subject: an entry
+//  is 32 bytes whatever the subject's length, so the table holds at most
+//  S_MAX_TRACKED entries in at most 2 * S_MAX_TRACKED slots (4 MiB).
 
 typedef struct {
-    uint64_t hash;
-    uint64_t publisher;
-    char *subject; //  NULL = free slot
-    size_t subject_size;
-    uint64_t sequence;
+    XXH128_hash_t key; //  of (publisher, subject)
+    uint64_t sequence; //  the last number sent or received
+    uint64_t used;     //  1 if the slot holds a pair
 } s_entry_t;
 
 typedef struct {
@@ -81,22 +83,17 @@ typedef struct {
 static void
 s_table_clear (s_table_t *table)
 {
-    for (size_t i = 0; i < table->capacity; i++)
-        free (table->entries[i].subject);
     free (table->entries);
     memset (table, 0, sizeof *table);
 }
 
 static s_entry_t *
-s_table_slot (s_table_t *table, uint64_t hash, uint64_t publisher, const char *subject,
-              size_t subject_size)
+s_table_slot (s_table_t *table, XXH128_hash_t key)
 {
     size_t mask = table->capacity - 1;
-    for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+    for (size_t i = (size_t)key.low64 & mask;; i = (i + 1) & mask) {
         s_entry_t *entry = &table->entries[i];
-        if (!entry->subject || (entry->hash == hash && entry->publisher == publisher &&
-                                entry->subject_size == subject_size &&
-                                memcmp (entry->subject, subject, subject_size) == 0))
+        if (!entry->used || XXH128_isEqual (entry->key, key))
             return entry;
     }
 }
@@ -111,9 +108,8 @@ s_table_grow (s_table_t *table)
     s_table_t bigger = {entries, capacity, table->count};
     for (size_t i = 0; i < table->capacity; i++) {
         s_entry_t *old = &table->entries[i];
-        if (old->subject)
-            *s_table_slot (&bigger, old->hash, old->publisher, old->subject, old->subject_size) =
-                *old;
+        if (old->used)
+            *s_table_slot (&bigger, old->key) = *old;
     }
     free (table->entries);
     *table = bigger;
@@ -127,26 +123,19 @@ static s_entry_t *
 s_table_find (s_table_t *table, uint64_t publisher, const char *subject, size_t subject_size,
               bool *added_p)
 {
-    uint64_t hash = XXH3_64bits_withSeed (subject, subject_size, publisher);
+    XXH128_hash_t key = XXH3_128bits_withSeed (subject, subject_size, publisher);
     *added_p = false;
     if (table->capacity) {
-        s_entry_t *entry = s_table_slot (table, hash, publisher, subject, subject_size);
-        if (entry->subject)
+        s_entry_t *entry = s_table_slot (table, key);
+        if (entry->used)
             return entry;
     }
     if (table->count >= S_MAX_TRACKED)
         s_table_clear (table);
     if (table->count * 2 >= table->capacity && s_table_grow (table))
         return NULL;
-    char *copy = (char *)malloc (subject_size + 1);
-    if (!copy) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    memcpy (copy, subject, subject_size);
-    copy[subject_size] = '\0';
-    s_entry_t *entry = s_table_slot (table, hash, publisher, subject, subject_size);
-    *entry = (s_entry_t){hash, publisher, copy, subject_size, 0};
+    s_entry_t *entry = s_table_slot (table, key);
+    *entry = (s_entry_t){key, 0, 1};
     table->count++;
     *added_p = true;
     return entry;

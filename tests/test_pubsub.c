@@ -5,7 +5,8 @@
     a late joiner), malformed pattern frames; a publisher's bounds on what
     subscribers send (a topic prefix of at most 256 bytes, at most 1024
     subscriptions per connection) and its count of subscriptions, per
-    connection, back to 0 when they leave.
+    connection, back to 0 when they leave; a subscriber's memory under long
+    subjects from ever new publishers.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -13,6 +14,7 @@
     =========================================================================
 */
 #include "queue_helpers.h"
+#include <malloc.h>
 #include <poll.h>
 
 //  Bounds of doc/PROTOCOL.md, "pubsub".
@@ -493,6 +495,14 @@ rss_kib (void)
     return kib;
 }
 
+//  Bytes malloc has handed out and not had back, in KiB.
+static long
+heap_kib (void)
+{
+    struct mallinfo2 info = mallinfo2 ();
+    return (long)((info.uordblks + info.hblkhd) / 1024);
+}
+
 static void
 test_long_subscription_closes_its_connection (void **state)
 {
@@ -643,6 +653,52 @@ test_duplicates_count_once (void **state)
     zq_queue_destroy (&publisher);
 }
 
+//  A subscriber's gap table grows by a fixed size per (publisher, subject)
+//  pair, whatever the subject's length: long subjects from ever new
+//  publisher ids keep its memory small.
+static void
+test_long_subjects_from_new_publishers_keep_memory (void **state)
+{
+    (void)state;
+    char spec[300];
+    bind_spec ("inproc", spec, sizeof spec);
+    zsock_t *raw = zsock_new (ZMQ_XPUB);
+    assert_non_null (raw);
+    assert_true (zsock_bind (raw, "%s", spec + 1) >= 0);
+    spec[0] = '>';
+    zq_queue_t *subscriber = zq_queue_new ("pubsub", ZQ_SUBSCRIBER, spec, NULL);
+    assert_non_null (subscriber);
+    assert_int_equal (zq_queue_subscribe (subscriber, ""), 0);
+    zmsg_t *notice = zmsg_recv (raw);
+    assert_non_null (notice);
+    zmsg_destroy (&notice);
+    char *subject = (char *)malloc (ZQ_MSG_MAX_STRING + 1);
+    assert_non_null (subject);
+    memset (subject, 's', ZQ_MSG_MAX_STRING);
+    subject[ZQ_MSG_MAX_STRING] = '\0';
+    long before_kib = 0;
+    int64_t sent = 0;
+    for (int batch = 0; batch < 40; batch++) {
+        if (batch == 8)
+            before_kib = heap_kib (); //  once the allocator has warmed up
+        for (int index = 0; index < 500; index++, sent++)
+            raw_publish (zsock_resolve (raw), subject, 0x1000 + (uint64_t)sent, 1, sent);
+        recv_numbered (subscriber, sent - 500, sent);
+    }
+    long after_kib = heap_kib ();
+    printf ("heap %ld kB before, %ld kB after %lld pairs\n", before_kib, after_kib,
+            (long long)sent);
+    //  A copy of each subject would be 4 KiB x 16000 = 64 MB.
+    assert_true (after_kib < before_kib + 16 * 1024);
+    zq_queue_stats_t stats;
+    zq_queue_stats (subscriber, &stats);
+    assert_int_equal (stats.gaps, 0);
+    assert_int_equal (stats.received, sent);
+    free (subject);
+    zq_queue_destroy (&subscriber);
+    zsock_destroy (&raw);
+}
+
 int
 main (void)
 {
@@ -661,6 +717,7 @@ main (void)
         cmocka_unit_test (test_flood_of_long_subscriptions_keeps_memory),
         cmocka_unit_test_prestate (test_duplicates_count_once, "ipc"),
         cmocka_unit_test_prestate (test_duplicates_count_once, "tcp"),
+        cmocka_unit_test (test_long_subjects_from_new_publishers_keep_memory),
     };
     return cmocka_run_group_tests (tests, NULL, teardown_ipc_dir);
 }
