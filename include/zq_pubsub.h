@@ -36,8 +36,9 @@ extern "C" {
 //  (more are refused without an error to the subscriber; a connection
 //  that sends more than 1024 refused ones is closed). Connections over
 //  inproc:// are not capped. Each call on a publisher reads at most 256
-//  (a send) or 1024 (any other call) subscription notices, and a
-//  subscription is in force once read.
+//  (a send) or 1024 (any other call) subscription notices; a send reads
+//  them once a millisecond has passed since a send last did, or every 256
+//  sends. A subscription is in force once read.
 
 //  Publisher: returns the number of subscriptions its subscribers hold now
 //  (one per prefix per connection: a subscriber with two prefixes counts

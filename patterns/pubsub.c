@@ -21,7 +21,8 @@
     connection, a connection that breaks them closed), so
     zq_queue_subscribers counts what is in force, per connection. Each
     call reads a bounded number of notices: at most S_NOTICES_PER_SEND in
-    a send, S_NOTICES_PER_CALL elsewhere. What happens when a
+    a send (once per millisecond of the system's clock, or every
+    S_NOTICE_EVERY sends), S_NOTICES_PER_CALL elsewhere. What happens when a
     matching subscriber's queue is full is the slow_subscriber option:
       skip  ZeroMQ's PUB behaviour (ZMQ_XPUB_NODROP off): that subscriber
             misses the message, the others get it. libzmq says nothing, so
@@ -62,6 +63,9 @@
 //  other calls: a flood of notices cannot stall a call past its timeout.
 #define S_NOTICES_PER_SEND 256
 #define S_NOTICES_PER_CALL 1024
+//  A send reads notices when the system's millisecond has moved since the
+//  last read, or after this many sends: looking costs more than a send.
+#define S_NOTICE_EVERY 256
 
 //  ---- A small open-addressing table: (publisher, subject) -> sequence ----
 //  Keyed by a 128-bit hash of the pair, not a copy of the subject: an entry
@@ -151,6 +155,8 @@ typedef struct {
                                //  subscriber: last received per pair
     zqi_subs_t *subscriptions; //  publisher: the subscriptions in force
     char slow_subscriber;      //  publisher: 's'kip, 'd'rop or 'w'ait
+    unsigned sends_since_notices;
+    int64_t notices_ms; //  publisher: when a send last read notices
 } s_pubsub_t;
 
 static void
@@ -217,9 +223,15 @@ s_send (void *state, zq_msg_t **msg_p)
     s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role != ZQ_PUBLISHER)
         return zqi_fail (ENOTSUP);
-    //  New subscriptions apply once read: read some on every send.
-    if (s_take_notices (self, S_NOTICES_PER_SEND))
-        return -1;
+    //  New subscriptions apply once read. (The system's clock, not the
+    //  queue's: this paces work, it is no timer.)
+    int64_t now_ms = zqi_clock_mono (NULL);
+    if (++self->sends_since_notices >= S_NOTICE_EVERY || now_ms != self->notices_ms) {
+        self->sends_since_notices = 0;
+        self->notices_ms = now_ms;
+        if (s_take_notices (self, S_NOTICES_PER_SEND))
+            return -1;
+    }
     const char *subject = zq_msg_subject (*msg_p);
     size_t subject_size = strlen (subject);
     bool added;

@@ -25,9 +25,10 @@
 //  Topics a connection's record remembers, held or refused: one past the
 //  refusals that close it.
 #define S_MAX_REMEMBERED (2 * ZQI_SUBS_MAX_PER_CONNECTION + 1)
-//  Most expected withdrawals kept; past it they are forgotten (a stray
-//  echo could then end an inproc subscription of the same topic early).
-#define S_MAX_EXPECTED 65536
+//  Most expected withdrawals kept (each up to 513 bytes of key); past it
+//  they are forgotten, and a stray echo could then end the count of an
+//  inproc subscription of the same topic early.
+#define S_MAX_EXPECTED 8192
 
 #define S_HELD    ((void *)1)
 #define S_REFUSED ((void *)2)
@@ -313,10 +314,13 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
             s_tell (fn, arg, ZQI_SUBS_APPLIED, topic, size);
             return;
         }
+        //  libzmq's echoes come with no connection to apply them to (their
+        //  ZMQ_UNSUBSCRIBE does nothing); an inproc withdrawal ends the
+        //  subscription of the connection it came on.
+        zmq_setsockopt (self->xpub, ZMQ_UNSUBSCRIBE, topic, size);
         s_monitor_drain (self, fn, arg);
         if (s_tally_take (self->expected, key) || !s_tally_take (self->local, key))
             return;
-        zmq_setsockopt (self->xpub, ZMQ_UNSUBSCRIBE, topic, size);
         self->count--;
         s_tell (fn, arg, ZQI_SUBS_WITHDRAWN, topic, size);
         return;
