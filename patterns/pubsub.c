@@ -54,7 +54,6 @@
 #include "zq_pattern.h"
 #include "zq_sequence.h"
 #include "zq_subscriptions.h"
-#include <poll.h>
 #include <sys/random.h>
 #include <xxhash.h>
 
@@ -357,17 +356,9 @@ s_wait (void *state, short what, long timeout_ms)
     s_pubsub_t *self = (s_pubsub_t *)state;
     if (self->ctx->role == ZQ_PUBLISHER && what == ZMQ_POLLOUT) {
         //  Wake on any command to the socket (a subscriber's queue
-        //  draining is one), then read ZMQ_EVENTS so libzmq processes it.
-        int fd;
-        size_t size = sizeof fd;
-        if (zmq_getsockopt (self->handle, ZMQ_FD, &fd, &size))
-            return -1;
-        struct pollfd item = {fd, POLLIN, 0};
-        if (poll (&item, 1, (int)timeout_ms) < 0)
-            return -1;
+        //  draining is one): an XPUB is writable while any subscriber is.
         int events;
-        size = sizeof events;
-        if (zmq_getsockopt (self->handle, ZMQ_EVENTS, &events, &size))
+        if (zqi_pattern_poll_signal (self->ctx, self->handle, timeout_ms, &events))
             return -1;
         return (events & ZMQ_POLLIN) ? s_take_notices (self, S_NOTICES_PER_CALL) : 0;
     }
