@@ -226,6 +226,28 @@ now_ms (void)
     return zclock_mono ();
 }
 
+//  A raw reliable server's receive: one message from router within
+//  wait_ms, skipping the client's PINGs ([1, 10]); returns it (route
+//  first), or NULL.
+static inline zmsg_t *
+raw_server_recv (zsock_t *router, int64_t wait_ms)
+{
+    zpoller_t *poller = zpoller_new (router, NULL);
+    int64_t deadline = zclock_mono () + wait_ms;
+    zmsg_t *msg = NULL;
+    while (!msg && zclock_mono () < deadline) {
+        if (!zpoller_wait (poller, (int)(deadline - zclock_mono ())))
+            break;
+        msg = zmsg_recv (router);
+        zmsg_first (msg);
+        zframe_t *second = zmsg_next (msg);
+        if (second && zframe_size (second) == 3 && zframe_data (second)[2] == 10)
+            zmsg_destroy (&msg); //  a PING
+    }
+    zpoller_destroy (&poller);
+    return msg;
+}
+
 //  The calling thread's processor time, in microseconds: a wait that
 //  sleeps uses almost none of it, one that spins all.
 static inline int64_t
