@@ -98,18 +98,7 @@ extern "C" {
 //  zq_queue_recv returns them (zq_msg_attempt: earlier deliveries of the
 //  message), one per call also when several came as one DELIVER batch
 //  frame (option batch_max_bytes, doc/PROTOCOL.md 19.7: a bad element is
-//  counted in the stats' errors and skipped, the others still come). The
-//  consumer holds the server to the window: a delivery that arrives while
-//  the application holds prefetch deliveries of that server unsettled
-//  (one whose visibility time ran out no longer counts; a delivery of one
-//  it holds takes its place if its attempt is higher), or in a batch
-//  frame larger than batch_max_bytes, is never returned; it is counted in
-//  the stats' errors (and logged, one line a second at most) and left
-//  unsettled, so the server delivers it again after its visibility time.
-//  (What such a server sends waits in libzmq's buffers, which have no
-//  high-water mark here, until zq_queue_recv reads and drops it: a finite
-//  one makes libzmq 4.3 abort the process when a connection stalled on
-//  it is replaced, libzmq issue #3937.) A server that denies this
+//  counted in the stats' errors and skipped, the others still come). A server that denies this
 //  consumer's identity a queue (zq_queue_set_authorizer) makes zq_queue_recv fail with EACCES, once
 //  per refused CONSUME (the consumer asks again with its pings while the
 //  queue stays subscribed). Settle each with zq_queue_ack, or

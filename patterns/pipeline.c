@@ -136,8 +136,7 @@ static zq_msg_t *
 s_recv_with (s_pipeline_t *self, int flags)
 {
     //  A PUSH socket refuses to receive with ENOTSUP itself.
-    return zqi_batch_recv_msg (&self->reader, self->handle, flags, self->max_message_bytes,
-                               SIZE_MAX);
+    return zqi_batch_recv_msg (&self->reader, self->handle, flags, self->max_message_bytes);
 }
 
 static zq_msg_t *

@@ -141,8 +141,7 @@ int zqi_r_code_errno (uint64_t code);
 //  ---- Tables (reliable_table.c) -----------------------------------------
 
 //  One tracked message. The server uses every field; the producer id,
-//  seq, due, owner, attempt, sent and state; the consumer id, due, owner,
-//  state, attempt and seq (the visibility_ms its delivery came with).
+//  seq, due, owner, attempt, sent and state.
 typedef struct {
     uint8_t id[ZQ_MSG_ID_SIZE];
     uint64_t seq;        //  the record's seq in its spool (queue or outbox)

@@ -4,18 +4,17 @@
     ACK / NACK / TOUCH commands.
 
     The server counts the consumer's unsettled deliveries against the
-    prefetch the consumer announced in CONSUME, and the consumer holds it
-    to that: it keeps each delivery it returned until it is settled or its
-    visibility time runs out (the held table, by server), and returns none
-    that arrives while a server's window is full (doc/PROTOCOL.md 18.3):
-    counted, logged, left unsettled for the server to give again. With max_deliveries, the window
-   announced shrinks as deliveries are settled (a CONSUME with the smaller window goes before each
-   ACK or NACK), so the server never delivers more than that in all. Closing sends LEAVE, naming the
-   deliveries that arrived but were never returned by zq_queue_recv: the server takes back
-   everything unsettled at once instead of waiting for a ping or the visibility timeout. It pings
-   the server every ping_ivl_ms while it is called; a PONG saying the server holds no session for it
-   (the server restarted, or dropped it as gone) makes it send its CONSUME commands again. The
-   server's own pings (its liveness probes) are read and ignored.
+    prefetch the consumer announced in CONSUME, so the consumer keeps no
+    table of its own. With max_deliveries, the window announced shrinks as
+    deliveries are settled (a CONSUME with the smaller window goes before
+    each ACK or NACK), so the server never delivers more than that in all.
+    Closing sends LEAVE, naming the deliveries that arrived but were never
+    returned by zq_queue_recv: the server takes back everything unsettled
+    at once instead of waiting for a ping or the visibility timeout. It pings the server every
+   ping_ivl_ms while it is called; a PONG saying the server holds no session for it (the server
+    restarted, or dropped it as gone) makes it send its CONSUME commands
+    again. The server's own pings (its liveness probes) are read and
+    ignored.
 
     Opened on several endpoints (a ROUTER, reliable_peers.c), it takes from
     every server: CONSUME and pings go to each (a server not connected yet
@@ -46,18 +45,9 @@
 #define S_BURST 256
 //  Most ids one LEAVE names (64 KiB of ids; the rest count as seen).
 #define S_LEAVE_IDS 4096
-//  A server's ERRORs, and its deliveries past the window, are logged one
-//  line per this long at most (the others are counted in the next line).
+//  A server's ERRORs are logged one line per this long at most (the
+//  others are counted in the next line).
 #define S_ERROR_LOG_MS 1000
-
-//  A delivery's place in its server's window is given back this long, at
-//  most, before its visibility time runs out by the consumer's clock.
-#define S_VISIBILITY_MARGIN_MS 1000
-
-//  A delivery of the held table: counted against its server's window, or
-//  (several servers) past its visibility time, kept only so that a late
-//  settle still goes to its server.
-enum { S_HELD_COUNTED = 1, S_HELD_EXPIRED = 2 };
 
 struct _zqi_r_consumer_t {
     zqi_r_common_t common;
@@ -71,22 +61,13 @@ struct _zqi_r_consumer_t {
     int64_t last_pending; //  several servers: when pending ones were last tried
     bool refused;         //  a CONSUME got ERROR 8 (busy): subscribe again with the next ping
     zqi_buf_t buf;
-    zqi_r_peers_t peers; //  the servers
-    //  Deliveries handed to the application and not settled: owner = their
-    //  server, due = the end of their visibility time (the local clock's:
-    //  a little later than the server's), seq = the visibility_ms they
-    //  came with, state S_HELD_*. unsettled counts the S_HELD_COUNTED ones
-    //  of each server, which its window bounds (doc/PROTOCOL.md 18.3).
-    zqi_r_table_t held;
-    uint32_t unsettled[ZQI_R_PEERS_MAX];
-    uint64_t past_window; //  deliveries past the window, not handed out
-    zqi_log_limit_t past_window_log;
-    int64_t reader_visibility_ms; //  the DELIVER of the batch being split
-    size_t batch_max_bytes;       //  announced in CONSUME (0: asks for single deliveries)
-    zqi_batch_reader_t reader;    //  the DELIVER batch being split
-    uint32_t reader_peer;         //  ... and the server it came from
-    zqi_r_acks_t acks;            //  acks and nacks held to go together (reliable_acks.c)
-    zqi_log_limit_t error_log;    //  the server's ERRORs, as logged
+    zqi_r_peers_t peers;       //  the servers
+    zqi_r_table_t held;        //  several servers: unsettled deliveries, owner = their server
+    size_t batch_max_bytes;    //  announced in CONSUME (0: asks for single deliveries)
+    zqi_batch_reader_t reader; //  the DELIVER batch being split
+    uint32_t reader_peer;      //  ... and the server it came from
+    zqi_r_acks_t acks;         //  acks and nacks held to go together (reliable_acks.c)
+    zqi_log_limit_t error_log; //  the server's ERRORs, as logged
 };
 
 //  Several servers: a server not connected yet is tried again this often.
@@ -248,16 +229,10 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
         errno = saved;
         return NULL;
     }
-    self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
-    //  No receive high-water mark: the prefetch window bounds what a
-    //  server sends, and what one sends past it is dropped here (s_hold),
-    //  not handed out. A finite one would let libzmq stop reading the
-    //  connection; a ZMTP heartbeat timeout (the consumer's own, or the TTL
-    //  a server's PINGs carry) then replaces the connection while the pipe
-    //  is full, and libzmq 4.3 aborts the process in restart_input when the
-    //  application reads again (libzmq issue #3937): measured here with a
-    //  high-water mark of prefetch + 64 and a consumer that read nothing
-    //  for 12 s while a server sent past its window.
+    //  No receive high-water mark: the prefetch window bounds what the
+    //  server sends. With one, libzmq stops reading the connection while
+    //  the application is slow, heartbeats go unread, and the connection
+    //  is closed as dead, giving back every delivery.
     int unlimited = 0;
     if (zmq_setsockopt (self->common.handle, ZMQ_RCVHWM, &unlimited, sizeof unlimited)) {
         int saved = errno;
@@ -265,6 +240,7 @@ zqi_r_consumer_new (zq_pattern_ctx_t *ctx)
         errno = saved;
         return NULL;
     }
+    self->prefetch = (uint32_t)zqi_r_option (ctx->options, "prefetch");
     self->max_deliveries = (uint64_t)zqi_r_option (ctx->options, "max_deliveries");
     self->batch_max_bytes = (size_t)zqi_r_option (ctx->options, "batch_max_bytes");
     if (self->batch_max_bytes > ctx->max_message_bytes)
@@ -365,113 +341,21 @@ zqi_r_consumer_destroy (zqi_r_consumer_t **self_p)
     return 0;
 }
 
-//  Deliveries whose visibility time ran out by now no longer count
-//  against their server's window: the server took them back. With one
-//  server the entry goes; with several it stays, expired, so that a late
-//  settle still goes to its server.
-static void
-s_expire (zqi_r_consumer_t *self, int64_t now)
-{
-    uint32_t index;
-    while ((index = zqi_r_table_first (&self->held)) != ZQI_R_NONE &&
-           self->held.entries[index].due <= now) {
-        zqi_r_entry_t *entry = &self->held.entries[index];
-        self->unsettled[entry->owner]--;
-        if (self->peers.multi) {
-            zqi_r_table_unschedule (&self->held, index);
-            entry->state = S_HELD_EXPIRED;
-        } else
-            zqi_r_table_remove (&self->held, index);
-    }
-}
-
-//  Server peer holds none of the consumer's deliveries any more (it said
-//  it has no session for the consumer): none counts against its window.
-static void
-s_forget_peer (zqi_r_consumer_t *self, uint32_t peer)
-{
-    for (uint32_t index = 0; index < self->held.capacity; index++) {
-        zqi_r_entry_t *entry = &self->held.entries[index];
-        if (!entry->in_use || entry->owner != peer || entry->state != S_HELD_COUNTED)
-            continue;
-        if (self->peers.multi) {
-            zqi_r_table_unschedule (&self->held, index);
-            entry->state = S_HELD_EXPIRED;
-        } else
-            zqi_r_table_remove (&self->held, index);
-    }
-    self->unsettled[peer] = 0;
-}
-
-//  A settle of the delivery at index: it counts no more, and goes.
-static void
-s_release (zqi_r_consumer_t *self, uint32_t index)
-{
-    zqi_r_entry_t *entry = &self->held.entries[index];
-    if (entry->state == S_HELD_COUNTED)
-        self->unsettled[entry->owner]--;
-    zqi_r_table_remove (&self->held, index);
-}
-
-//  Takes the delivery of id (its attempt) from server peer, visible for
-//  visibility_ms, into the held table. Returns 0; or -1 with errno ZQ_EPROTO when the
-//  server has its whole window unsettled at the consumer already (the
-//  delivery is past the credit the consumer granted), or ENOMEM.
+//  Several servers: remembers that server peer delivered id (once per
+//  server). Returns 0, or -1 with errno ENOMEM.
 static int
-s_hold (zqi_r_consumer_t *self, const uint8_t *id, uint32_t attempt, uint32_t peer,
-        int64_t visibility_ms)
+s_hold (zqi_r_consumer_t *self, const uint8_t *id, uint32_t peer)
 {
-    int64_t now = zqi_r_now (&self->common);
-    s_expire (self, now);
     uint32_t cursor = ZQI_R_NONE;
     uint32_t index;
     while ((index = zqi_r_table_find_from (&self->held, id, &cursor)) != ZQI_R_NONE)
         if (self->held.entries[index].owner == peer)
-            break;
-    //  One it holds, delivered again with a higher attempt: the server took
-    //  it back (its visibility time ran out, which the consumer's clock
-    //  may see later) and sent it again, in the same place of the window.
-    //  With the same attempt, it is a copy, past the window: else a server
-    //  could hand the application the same deliveries without end.
-    bool counted = index != ZQI_R_NONE && self->held.entries[index].state == S_HELD_COUNTED;
-    if (counted && attempt <= self->held.entries[index].attempt)
-        return zqi_fail (ZQ_EPROTO);
-    if (!counted && self->unsettled[peer] >= self->window)
-        return zqi_fail (ZQ_EPROTO);
-    if (index == ZQI_R_NONE) {
-        index = zqi_r_table_add (&self->held, id);
-        if (index == ZQI_R_NONE)
-            return -1;
-        self->held.entries[index].owner = peer;
-    }
-    zqi_r_entry_t *entry = &self->held.entries[index];
-    if (!counted)
-        self->unsettled[peer]++;
-    entry->state = S_HELD_COUNTED;
-    entry->attempt = attempt;
-    entry->seq = (uint64_t)visibility_ms;
-    //  The server's clock started when it sent: the place is given back a
-    //  little before the visibility time runs out here (a quarter of it,
-    //  at most S_VISIBILITY_MARGIN_MS), so that a delivery the server took
-    //  back and sends again to this consumer at once is not past the window.
-    int64_t margin_ms =
-        visibility_ms / 4 < S_VISIBILITY_MARGIN_MS ? visibility_ms / 4 : S_VISIBILITY_MARGIN_MS;
-    zqi_r_table_schedule (&self->held, index, zqi_r_add_ms (now, visibility_ms - margin_ms));
+            return 0; //  delivered again by the same server
+    index = zqi_r_table_add (&self->held, id);
+    if (index == ZQI_R_NONE)
+        return -1;
+    self->held.entries[index].owner = peer;
     return 0;
-}
-
-//  Counts and logs a delivery past the window; it is not handed out.
-static void
-s_past_window (zqi_r_consumer_t *self)
-{
-    self->past_window++;
-    uint64_t skipped;
-    if (zqi_log_limit_due (&self->past_window_log, zqi_clock_mono_coarse (self->common.ctx->clock),
-                           S_ERROR_LOG_MS, &skipped))
-        zqi_log (ZQ_LOG_WARNING,
-                 "reliable consumer: the server delivered past the prefetch window of %u: "
-                 "not handed out, left unsettled; %" PRIu64 " more since the last line",
-                 (unsigned)self->window, skipped);
 }
 
 //  The next delivery of the batch being split, or of the envelope that
@@ -480,25 +364,17 @@ s_past_window (zqi_r_consumer_t *self)
 //  errno (a malformed-input code for a bad batch or a bad element: the
 //  core counts it, and the next call goes on with the next element).
 static zq_msg_t *
-s_delivery (zqi_r_consumer_t *self, uint32_t peer, int64_t visibility_ms)
+s_delivery (zqi_r_consumer_t *self, uint32_t peer)
 {
-    if (!zqi_batch_left (&self->reader)) {
+    if (!zqi_batch_left (&self->reader))
         self->reader_peer = peer;
-        self->reader_visibility_ms = visibility_ms > 0 ? visibility_ms : 0;
-    }
-    //  A batch frame larger than the consumer asked for (or any, if it
-    //  asked for none) is rejected whole.
     zq_msg_t *msg = zqi_batch_recv_msg (&self->reader, self->common.handle, ZMQ_DONTWAIT,
-                                        self->common.ctx->max_message_bytes, self->batch_max_bytes);
-    if (msg && s_hold (self, zq_msg_id (msg), zq_msg_attempt (msg), self->reader_peer,
-                       self->reader_visibility_ms)) {
-        //  Past the window, or its server could not be remembered: it is
-        //  not returned, and its visibility time gives it back.
-        int saved = errno;
-        if (saved == ZQ_EPROTO)
-            s_past_window (self);
+                                        self->common.ctx->max_message_bytes);
+    if (msg && self->peers.multi && s_hold (self, zq_msg_id (msg), self->reader_peer)) {
+        //  Its server could not be remembered: it is not returned, and its
+        //  visibility timeout gives it back.
         zq_msg_destroy (&msg);
-        errno = saved;
+        errno = ENOMEM;
     }
     return msg;
 }
@@ -522,7 +398,7 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
 {
     s_timers (self);
     if (zqi_batch_left (&self->reader))
-        return s_delivery (self, self->reader_peer, self->reader_visibility_ms);
+        return s_delivery (self, self->reader_peer);
     void *handle = self->common.handle;
     for (int n = 0; n < S_BURST; n++) {
         uint32_t peer;
@@ -538,7 +414,7 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
         int saved = errno;
         zmq_msg_close (&frame);
         if (rc == 0 && command.kind == ZQI_R_DELIVER && more)
-            return s_delivery (self, peer, command.number);
+            return s_delivery (self, peer);
         if (more)
             zqi_drain (handle);
         if (rc) {
@@ -546,8 +422,6 @@ zqi_r_consumer_recv (zqi_r_consumer_t *self)
             return NULL; //  bad input: the core counts it
         }
         if (command.kind == ZQI_R_PONG) {
-            if (command.number & ZQI_R_PONG_NO_SESSION)
-                s_forget_peer (self, peer);
             if ((command.number & ZQI_R_PONG_NO_SESSION) && self->peers.multi)
                 s_resubscribe_peer (self, peer);
             else if (command.number & ZQI_R_PONG_NO_SESSION)
@@ -648,10 +522,10 @@ s_settle (zqi_r_consumer_t *self, const zq_msg_t *msg, zqi_r_kind_t kind, int64_
     //  ACKs and NACKs wait to go together (reliable_acks.c); a TOUCH goes
     //  at once, after them.
     if (kind != ZQI_R_TOUCH) {
-        uint32_t peer = index != ZQI_R_NONE ? self->held.entries[index].owner : 0;
+        uint32_t peer = self->peers.multi ? self->held.entries[index].owner : 0;
         if (zqi_r_acks_hold (&self->acks, kind, zq_msg_id (msg), number, peer) == 0) {
-            if (index != ZQI_R_NONE)
-                s_release (self, index);
+            if (self->peers.multi)
+                zqi_r_table_remove (&self->held, index);
             s_timers (self);
             return 0;
         }
@@ -668,17 +542,10 @@ s_settle (zqi_r_consumer_t *self, const zq_msg_t *msg, zqi_r_kind_t kind, int64_
     if (self->peers.multi) {
         rc = zqi_r_peers_send (&self->peers, self->common.handle, self->held.entries[index].owner,
                                self->buf.data, self->buf.size);
+        if (kind != ZQI_R_TOUCH)
+            zqi_r_table_remove (&self->held, index);
     } else
         rc = s_send (self);
-    if (index != ZQI_R_NONE && kind != ZQI_R_TOUCH)
-        s_release (self, index);
-    else if (index != ZQI_R_NONE && rc == 0 && self->held.entries[index].state == S_HELD_COUNTED) {
-        //  Visible for longer: its place in the window stays taken.
-        zqi_r_entry_t *entry = &self->held.entries[index];
-        int64_t extend_ms = number > 0 ? number : (int64_t)entry->seq;
-        zqi_r_table_schedule (&self->held, index,
-                              zqi_r_add_ms (zqi_r_now (&self->common), extend_ms));
-    }
     s_timers (self);
     return rc;
 }
@@ -690,11 +557,12 @@ zqi_r_consumer_ack (zqi_r_consumer_t *self, const zq_msg_t *msg, int how, int64_
                         : how == ZQI_SETTLE_NACK ? ZQI_R_NACK
                                                  : ZQI_R_TOUCH;
     //  Several servers: to the one that delivered it.
-    //  One server: a delivery not held (its visibility time ran out) is
-    //  settled all the same (a late ack).
-    uint32_t index = zqi_r_table_find (&self->held, zq_msg_id (msg));
-    if (index == ZQI_R_NONE && self->peers.multi)
-        return zqi_fail (ZQ_ENOTFOUND);
+    uint32_t index = ZQI_R_NONE;
+    if (self->peers.multi) {
+        index = zqi_r_table_find (&self->held, zq_msg_id (msg));
+        if (index == ZQI_R_NONE)
+            return zqi_fail (ZQ_ENOTFOUND);
+    }
     //  max_deliveries counts the settles taken. The smaller window reaches
     //  the server before the settle frees a place in the old one; a settle
     //  that fails below is not counted.

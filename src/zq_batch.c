@@ -314,13 +314,10 @@ s_next_msg (zqi_batch_reader_t *self, size_t max_size)
 }
 
 zq_msg_t *
-zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size,
-                    size_t max_batch_size)
+zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size)
 {
     if (max_size == 0)
         max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
-    if (max_batch_size > max_size)
-        max_batch_size = max_size;
     if (zqi_batch_left (self))
         return s_next_msg (self, max_size);
     zmq_msg_t frame;
@@ -334,7 +331,7 @@ zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t ma
     zq_msg_t *msg = NULL;
     if (!zmq_msg_more (&frame) &&
         zqi_batch_is ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame))) {
-        if (zqi_batch_open (self, &frame, max_batch_size) == 0)
+        if (zqi_batch_open (self, &frame, max_size) == 0)
             msg = s_next_msg (self, max_size);
     } else
         msg = zqi_msg_from_frame (&frame, handle, flags, max_size);

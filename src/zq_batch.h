@@ -131,14 +131,11 @@ uint32_t zqi_batch_close (zqi_batch_reader_t *self);
 //  Receives the next message from handle, a socket whose ZeroMQ messages
 //  are each one envelope or one batch frame of envelopes (the pipeline's
 //  wire): the next element of the batch self holds, else the next ZeroMQ
-//  message (flags for its first frame). max_size bounds a message (0: the
-//  default), max_batch_size a batch frame (past max_size it is max_size;
-//  0: no batch frame is taken). Returns the message, or NULL with errno:
-//  from libzmq (EAGAIN...), or a malformed-input code for a bad message, a
-//  batch frame too big (ZQ_ETOOBIG) or bad (none of it given out) or a bad
-//  element (the others still come, one per call); every frame of what was
-//  bad has been read.
-zq_msg_t *zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size,
-                              size_t max_batch_size);
+//  message (flags for its first frame). Returns the message, or NULL with
+//  errno: from libzmq (EAGAIN...), or a malformed-input code for a bad
+//  message, a bad batch (none of it given out) or a bad element (the
+//  others still come, one per call); every frame of what was bad has been
+//  read.
+zq_msg_t *zqi_batch_recv_msg (zqi_batch_reader_t *self, void *handle, int flags, size_t max_size);
 
 #endif

@@ -306,8 +306,7 @@ test_batch_at_the_limits (void **state)
 {
     (void)state;
     //  1024 deliveries of ~40 octets: a frame over S_MAX_MESSAGE, so this
-    //  consumer keeps the default max_message_bytes, and a prefetch of
-    //  1024 (the deliveries a server sends past it are not handed out).
+    //  consumer keeps the default max_message_bytes.
     fixture_t fixture;
     uint64_t batch_bytes;
     memset (&fixture, 0, sizeof fixture);
@@ -315,10 +314,7 @@ test_batch_at_the_limits (void **state)
     int port = zsock_bind (fixture.router, "tcp://127.0.0.1:*");
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, ">tcp://127.0.0.1:%d", port);
-    zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set_int (options, "prefetch", 1024), 0);
-    fixture.consumer = zq_queue_new ("reliable", ZQ_CONSUMER, endpoint, options);
-    zq_options_destroy (&options);
+    fixture.consumer = zq_queue_new ("reliable", ZQ_CONSUMER, endpoint, NULL);
     assert_non_null (fixture.consumer);
     assert_int_equal (zq_queue_subscribe (fixture.consumer, "q"), 0);
     zmsg_t *consume = s_server_recv (&fixture);

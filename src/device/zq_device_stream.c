@@ -338,7 +338,7 @@ zqi_stream_input (zqi_dqueue_t *dq)
     for (int burst = 0; burst < S_BURST || zqi_batch_left (&self->batch); burst++) {
         //  Producers may send batch frames (doc/PROTOCOL.md section 19).
         zq_msg_t *msg = zqi_batch_recv_msg (&self->batch, zsock_resolve (dq->in), ZMQ_DONTWAIT,
-                                            self->max_message_bytes, SIZE_MAX);
+                                            self->max_message_bytes);
         if (!msg) {
             if (s_bad_input (errno)) {
                 dq->counters.errors++;
