@@ -325,10 +325,13 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
         s_tell (fn, arg, ZQI_SUBS_WITHDRAWN, topic, size);
         return;
     }
+    //  ZMQ_SUBSCRIBE and _UNSUBSCRIBE act on the connection the frame came
+    //  on, whatever its record says: a record found by a reused fd may
+    //  hold what a connection gone subscribed (both are idempotent).
     void *held = zhashx_lookup (peer->topics, key);
     if (!subscribe) {
+        zmq_setsockopt (self->xpub, ZMQ_UNSUBSCRIBE, topic, size);
         if (held == S_HELD) {
-            zmq_setsockopt (self->xpub, ZMQ_UNSUBSCRIBE, topic, size);
             peer->held--;
             self->count--;
             s_tell (fn, arg, ZQI_SUBS_WITHDRAWN, topic, size);
@@ -337,8 +340,10 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
         zhashx_delete (peer->topics, key);
         return;
     }
-    if (held == S_HELD)
-        return; //  held already: libzmq holds it once
+    if (held == S_HELD) {
+        zmq_setsockopt (self->xpub, ZMQ_SUBSCRIBE, topic, size);
+        return; //  counted already: libzmq holds it once
+    }
     if (peer->held >= ZQI_SUBS_MAX_PER_CONNECTION) {
         s_refuse (peer, key, topic, size, false, fn, arg);
         return;
