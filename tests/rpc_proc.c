@@ -18,6 +18,11 @@
             Opens an rpc client, prints "ready <endpoints>", then sends
             no request (its heartbeats go on) until its standard input is
             closed or readable.
+        rpc_proc busy ENDPOINTS PAUSE_MS
+            Opens an rpc client, sends one request, prints "ready
+            <endpoints>", reads nothing for PAUSE_MS (an application busy
+            elsewhere), then receives ten times (100 ms each at most,
+            whatever comes) and exits 0.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -155,6 +160,26 @@ s_hold (const char *endpoints)
     return 0;
 }
 
+static int
+s_busy (const char *endpoints, int pause_ms)
+{
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, endpoints, NULL);
+    zq_msg_t *request = zq_msg_new ("rpc.busy");
+    if (!client || !request || zq_queue_send (client, &request, S_DEADLINE_MS)) {
+        fprintf (stderr, "rpc_proc: cannot ask %s: %s\n", endpoints, zq_strerror (errno));
+        return 1;
+    }
+    printf ("ready %s\n", endpoints);
+    fflush (stdout);
+    usleep ((useconds_t)pause_ms * 1000);
+    for (int n = 0; n < 10; n++) {
+        zq_msg_t *msg = zq_queue_recv (client, 100);
+        zq_msg_destroy (&msg);
+    }
+    zq_queue_destroy (&client);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -164,7 +189,9 @@ main (int argc, char *argv[])
         return s_client (argv[2], atoi (argv[3]));
     if (argc == 3 && strcmp (argv[1], "hold") == 0)
         return s_hold (argv[2]);
-    fprintf (stderr,
-             "usage: rpc_proc server ENDPOINTS | client ENDPOINTS COUNT | hold ENDPOINTS\n");
+    if (argc == 4 && strcmp (argv[1], "busy") == 0)
+        return s_busy (argv[2], atoi (argv[3]));
+    fprintf (stderr, "usage: rpc_proc server ENDPOINTS | client ENDPOINTS COUNT | hold ENDPOINTS"
+                     " | busy ENDPOINTS PAUSE_MS\n");
     return 2;
 }

@@ -1,7 +1,8 @@
 /*  =========================================================================
     test_rpc - the rpc pattern: request/reply over inproc, ipc and tcp,
     many requests in flight answered out of order, deadlines and retries,
-    late and duplicate replies, a reply to a client that reads none,
+    late and duplicate replies, a reply to a client that reads none, a
+    client flooded while it reads nothing,
     failover when a server process is killed or stopped (sequential and
     event-loop clients: no request waits for its timeout) and reuse of a
     server restarted, unroutable replies, malformed input from raw sockets.
@@ -975,10 +976,11 @@ s_reap_servers (void **state)
     return 0;
 }
 
-//  Starts rpc_proc in mode ("server" or "hold") on spec and reads its
-//  "ready <endpoint>" line into proc->endpoint.
+//  Starts rpc_proc in mode ("server", "hold", "busy") on spec, with extra
+//  (NULL: none) as its last argument, and reads its "ready <endpoint>"
+//  line into proc->endpoint.
 static void
-start_rpc_proc (server_proc_t *proc, const char *mode, const char *spec)
+start_rpc_proc_args (server_proc_t *proc, const char *mode, const char *spec, const char *extra)
 {
     int to_child[2], from_child[2];
     assert_true (s_started_count < (int)(sizeof s_started / sizeof s_started[0]));
@@ -994,7 +996,7 @@ start_rpc_proc (server_proc_t *proc, const char *mode, const char *spec)
         close (to_child[1]);
         close (from_child[0]);
         close (from_child[1]);
-        execl (s_proc_path, s_proc_path, mode, spec, (char *)NULL);
+        execl (s_proc_path, s_proc_path, mode, spec, extra, (char *)NULL);
         _exit (127);
     }
     close (to_child[0]);
@@ -1021,9 +1023,61 @@ start_rpc_proc (server_proc_t *proc, const char *mode, const char *spec)
 }
 
 static void
+start_rpc_proc (server_proc_t *proc, const char *mode, const char *spec)
+{
+    start_rpc_proc_args (proc, mode, spec, NULL);
+}
+
+static void
 start_server_proc (server_proc_t *proc, const char *bind)
 {
     start_rpc_proc (proc, "server", bind);
+}
+
+//  A server floods replies past the client's receive high-water mark while
+//  the client's application reads nothing for 5 s, then falls silent: the
+//  client's heartbeat timeout replaces the connection. With a high-water
+//  mark on its pipe, libzmq 4.3 aborted the client at its next read (its
+//  issue #3937); a client that pings keeps none, and lives.
+static void
+test_client_flooded_while_not_reading_lives (void **state)
+{
+    (void)state;
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    assert_non_null (router);
+    zsock_set_sndhwm (router, 0);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, ">tcp://127.0.0.1:%d", port);
+    server_proc_t proc;
+    start_rpc_proc_args (&proc, "busy", endpoint, "5000");
+    zmsg_t *request = zmsg_recv (router);
+    assert_non_null (request);
+    zframe_t *route = zmsg_pop (request);
+    zmsg_destroy (&request);
+    for (int n = 0; n < 20000; n++) {
+        zframe_t *copy = zframe_dup (route);
+        zmsg_t *flood = zmsg_new ();
+        zmsg_append (flood, &copy);
+        zmsg_addstr (flood, "");
+        zmsg_addstr (flood, "x");
+        assert_int_equal (zmsg_send (&flood, router), 0);
+    }
+    zframe_destroy (&route);
+    int status = 0;
+    int64_t deadline = now_ms () + 30000;
+    pid_t done = 0;
+    while ((done = waitpid (proc.pid, &status, WNOHANG)) == 0 && now_ms () < deadline)
+        usleep (20000);
+    assert_true (done == proc.pid);
+    s_forget_server (proc.pid);
+    close (proc.stdin_fd);
+    close (proc.stdout_fd);
+    if (WIFSIGNALED (status))
+        fail_msg ("the client was killed by signal %d", WTERMSIG (status));
+    assert_int_equal (WEXITSTATUS (status), 0);
+    zsock_destroy (&router);
 }
 
 static void
@@ -1650,6 +1704,7 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_duplicate_stray_and_garbage_replies),
         cmocka_unit_test (test_server_counts_garbage),
         cmocka_unit_test (test_reply_to_a_client_not_reading_waits_asleep),
+        cmocka_unit_test_teardown (test_client_flooded_while_not_reading_lives, s_reap_servers),
         cmocka_unit_test (test_unroutable_reply),
         cmocka_unit_test (test_server_routes_bounded),
         cmocka_unit_test (test_event_loop_drives_deadlines),
