@@ -54,8 +54,15 @@
 #include "zq_pattern.h"
 #include "zq_sequence.h"
 #include "zq_subscriptions.h"
+#include <inttypes.h>
 #include <sys/random.h>
 #include <xxhash.h>
+
+#define S_STR_(x) #x
+#define S_STR(x)  S_STR_ (x)
+//  Refused subscriptions and closed connections are logged one line per
+//  this long at most (the others counted in the next line).
+#define S_BOUND_LOG_MS 1000
 
 #define S_MAX_TRACKED 65536
 //  Most notice frames a publisher reads in one send, and in one of its
@@ -155,7 +162,8 @@ typedef struct {
     zqi_subs_t *subscriptions; //  publisher: the subscriptions in force
     char slow_subscriber;      //  publisher: 's'kip, 'd'rop or 'w'ait
     unsigned sends_since_notices;
-    int64_t notices_ms; //  publisher: when a send last read notices
+    int64_t notices_ms;                            //  publisher: when a send last read notices
+    zqi_log_limit_t bound_log[ZQI_SUBS_MALFORMED]; //  publisher: refusals and closes, by event
 } s_pubsub_t;
 
 static void
@@ -198,13 +206,30 @@ s_close (void *state)
     return 0;
 }
 
-//  What a peer sent that is not a subscription counts as an error.
+//  What a peer sent that is not a subscription counts as an error; a
+//  subscription refused or a connection closed for the bounds of
+//  src/zq_subscriptions.h is logged, one line a second at most of each.
 static void
 s_notice (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t size)
 {
     s_pubsub_t *self = (s_pubsub_t *)arg;
     if (event == ZQI_SUBS_MALFORMED)
         self->ctx->stats->errors++;
+    const char *what = event == ZQI_SUBS_REFUSED
+                           ? "a subscription refused: its connection holds"
+                             " the most (" S_STR (ZQI_SUBS_MAX_PER_CONNECTION) ")"
+                       : event == ZQI_SUBS_CLOSED_LONG
+                           ? "a subscriber's connection closed: a subscription over " S_STR (
+                                 ZQI_SUBS_MAX_TOPIC) " bytes"
+                       : event == ZQI_SUBS_CLOSED_FLOODS
+                           ? "a subscriber's connection closed: too many subscriptions refused"
+                           : NULL;
+    uint64_t skipped;
+    if (what &&
+        zqi_log_limit_due (&self->bound_log[event], zqi_clock_mono_coarse (self->ctx->clock),
+                           S_BOUND_LOG_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING, "pubsub publisher: %s; %" PRIu64 " more since the last line", what,
+                 skipped);
 }
 
 //  Takes in at most max_frames of the publisher's waiting notices:

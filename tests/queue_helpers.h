@@ -258,4 +258,13 @@ thread_cpu_us (void)
     return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 }
 
+//  Fails unless a wait of wall_ms used at most a quarter of it as the
+//  thread's processor time (cpu_us): it slept rather than spun.
+#define assert_waited_asleep(wall_ms, cpu_us)                                                      \
+    do {                                                                                           \
+        if ((cpu_us) > (wall_ms)*1000 / 4)                                                         \
+            fail_msg ("the wait took %lld ms using %lld ms of CPU", (long long)(wall_ms),          \
+                      (long long)((cpu_us) / 1000));                                               \
+    } while (0)
+
 #endif

@@ -503,10 +503,44 @@ heap_kib (void)
     return (long)((info.uordblks + info.hblkhd) / 1024);
 }
 
+//  The library's log lines that held the text a test looks for.
+static const char *s_log_wanted;
+static int s_log_seen;
+
+static void
+s_log_look (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)level;
+    (void)arg;
+    if (s_log_wanted && strstr (line, s_log_wanted))
+        __atomic_add_fetch (&s_log_seen, 1, __ATOMIC_RELAXED);
+}
+
+//  From now, counts the log lines that hold text.
+static void
+log_look_for (const char *text)
+{
+    s_log_wanted = text;
+    s_log_seen = 0;
+    zq_set_log_handler (s_log_look, NULL, ZQ_LOG_WARNING);
+}
+
+//  True once a line holding the text looked for was logged (the handler
+//  is then taken off).
+static bool
+log_seen (void)
+{
+    bool seen = __atomic_load_n (&s_log_seen, __ATOMIC_RELAXED) > 0;
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    return seen;
+}
+
 static void
 test_long_subscription_closes_its_connection (void **state)
 {
     (void)state;
+    log_look_for ("pubsub publisher: a subscriber's connection closed: a subscription over 256"
+                  " bytes");
     zq_queue_t *publisher = new_publisher ("tcp", NULL);
     //  Over 256 bytes: the publisher reads it and closes the connection;
     //  over 512 bytes: libzmq closes it before reading the frame whole.
@@ -521,6 +555,7 @@ test_long_subscription_closes_its_connection (void **state)
         close (fd);
         free (topic);
     }
+    assert_true (log_seen ());
     assert_int_equal (zq_queue_subscribers (publisher), 0);
     //  A topic of exactly 256 bytes is applied.
     char topic[MAX_TOPIC];
@@ -537,6 +572,7 @@ static void
 test_subscriptions_per_connection_are_capped (void **state)
 {
     (void)state;
+    log_look_for ("pubsub publisher: a subscription refused: its connection holds the most (1024)");
     zq_queue_t *publisher = new_publisher ("tcp", NULL);
     int fd = raw_subscriber (port_of (publisher));
     char topic[32];
@@ -548,6 +584,7 @@ test_subscriptions_per_connection_are_capped (void **state)
     //  the count shows it every subscription before it was read.
     assert_int_equal (raw_send (fd, 0, "t00000.", 7), 0);
     wait_count (publisher, MAX_SUBSCRIPTIONS - 1);
+    assert_true (log_seen ());
     assert_int_equal (raw_send (fd, 1, "late.", 5), 0);
     wait_count (publisher, MAX_SUBSCRIPTIONS);
     //  Another connection has a cap of its own.
@@ -564,6 +601,8 @@ static void
 test_refused_flood_closes_its_connection (void **state)
 {
     (void)state;
+    log_look_for ("pubsub publisher: a subscriber's connection closed: too many subscriptions"
+                  " refused");
     zq_queue_t *publisher = new_publisher ("tcp", NULL);
     int fd = raw_subscriber (port_of (publisher));
     char topic[32];
@@ -573,6 +612,7 @@ test_refused_flood_closes_its_connection (void **state)
             break; //  closed already
     }
     assert_true (closed_by_publisher (publisher, fd));
+    assert_true (log_seen ());
     close (fd);
     wait_count (publisher, 0);
     zq_queue_destroy (&publisher);
