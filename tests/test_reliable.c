@@ -2125,15 +2125,7 @@ s_store (zq_queue_t *server, zq_queue_t *producer, zq_msg_t **msgs, int count)
 {
     for (int n = 0; n < count; n++)
         assert_int_equal (zq_queue_post (producer, &msgs[n], 0), 0);
-    int reports = 0;
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    while (reports < count) {
-        assert_true (now_ms () < deadline);
-        assert_null (zq_queue_recv (server, 10));
-        uint8_t id[ZQ_MSG_ID_SIZE];
-        while (zq_queue_confirmed (producer, id) == 0)
-            reports++;
-    }
+    serve_until_confirmed (server, producer, count);
 }
 
 //  zq_queue_delete: a declared queue is refused (EPERM), a queue holding
