@@ -57,7 +57,15 @@ typedef struct {
 //  The options, their defaults and meanings (see zq_options_info for bounds):
 //    sndhwm               1000     ZMQ_SNDHWM, messages queued per peer to send (0 = no limit)
 //    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit;
-//                                  a reliable consumer has none: its prefetch bounds it)
+//                                  a reliable consumer has none: its prefetch bounds it;
+//                                  nor, unless it is set, has an rpc client that pings or a
+//                                  reliable producer on several endpoints). A socket that
+//                                  connects and pings (ZMTP heartbeats) with rcvhwm above 0
+//                                  is refused (EINVAL, and an error logged) unless it makes
+//                                  a new pipe per connection (a pipeline or single-server
+//                                  reliable producer): libzmq 4.3 can abort the process
+//                                  when the heartbeat timeout replaces the connection of a
+//                                  full pipe (its issue #3937)
 //    sndbuf_bytes         0        ZMQ_SNDBUF, kernel send buffer per tcp connection
 //                                  (0 = the system's default, which tcp grows on demand)
 //    rcvbuf_bytes         0        ZMQ_RCVBUF, kernel receive buffer per tcp connection

@@ -87,8 +87,12 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
     //  (Several servers: libzmq's ROUTER loses the routing ids chosen for
     //  its connections under ZMQ_IMMEDIATE, so each server's pipe stays,
     //  connected or not, and its PONGs tell whether it answers.)
+    //  (With one server, ZMQ_IMMEDIATE makes a new pipe for each connection,
+    //  so a full one cannot outlive it: see zqi_pattern_rcvhwm_for_pings.)
     int on = 1;
     if (!self->peers.multi && zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
+        goto failed;
+    if (self->peers.multi && zqi_pattern_rcvhwm_for_pings (ctx))
         goto failed;
     self->window = zq_options_is_set (ctx->options, "max_in_flight")
                        ? (uint32_t)zqi_r_option (ctx->options, "max_in_flight")

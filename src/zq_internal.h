@@ -97,7 +97,7 @@ void zqi_czmq_init (void);
 //  the last pattern. zq_options lists them with its generic options.
 const zq_option_info_t *zqi_pattern_options (size_t index);
 
-//  ---- Sockets (src/zq_queue.c): the one home of socket creation, the
+//  ---- Sockets (src/zq_socket.c): the one home of socket creation, the
 //  common socket options, CURVE and endpoint lists, for zq_queue and for
 //  every socket the device opens.
 
@@ -117,9 +117,13 @@ typedef int (zqi_attaching_fn) (void *state, const char *endpoint, bool bind);
 //  list, each item prefixed '@' (bind) or '>' (connect), or neither
 //  (binds_by_default says). attaching (if not NULL) sees each item first.
 //  Appends the resolved endpoints it bound to *resolved_p (a string it
-//  reallocates; "" if it bound none). Returns 0, or -1 with errno: EINVAL
-//  (NULL or empty list, an empty item), attaching's, or the bind's or
-//  connect's; what was attached before the failure stays attached.
+//  reallocates; "" if it bound none). Refuses to connect a socket that
+//  pings (ZMTP heartbeats), receives into a pipe with a receive high-water
+//  mark and keeps it across connections (ZMQ_IMMEDIATE off): libzmq 4.3
+//  can abort the process then (src/zq_queue.c, s_connect_check), so it
+//  logs an error instead. Returns 0, or -1 with errno: EINVAL (NULL or
+//  empty list, an empty item, such a connect), attaching's, or the bind's
+//  or connect's; what was attached before the failure stays attached.
 int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
                        zqi_attaching_fn *attaching, void *state, char **resolved_p);
 

@@ -64,6 +64,15 @@ typedef struct {
     bool polled;
 } zq_pattern_ctx_t;
 
+//  For a role that pings by default and connects into a pipe that outlives
+//  its connections: unless ctx's options set rcvhwm, sets ZMQ_RCVHWM 0 on
+//  ctx->handle when the socket pings (ZMTP heartbeats), since libzmq 4.3
+//  can abort the process otherwise (zqi_socket_attach refuses that connect
+//  when the options set it). What a well-behaved peer sends stays bounded
+//  by the role's own window; a hostile peer's flood costs memory instead
+//  of the process. Returns 0, or -1 with errno.
+int zqi_pattern_rcvhwm_for_pings (const zq_pattern_ctx_t *ctx);
+
 //  What a wait hook calls instead of zmq_poll on its one socket: waits up
 //  to timeout_ms (-1 = no limit) for events (ZMQ_POLLIN / ZMQ_POLLOUT) on
 //  handle or, with a fake clock, for the clock to move, so the timers it

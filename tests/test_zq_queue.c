@@ -11,6 +11,7 @@
 #include "queue_helpers.h"
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -425,6 +426,107 @@ test_max_message_bytes (void **state)
     zq_options_destroy (&options);
 }
 
+//  Counts the log lines that name libzmq's issue #3937.
+static void
+s_count_abort_lines (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)level;
+    if (strstr (line, "#3937") && strstr (line, "rcvhwm 0 or heartbeat_ivl_ms 0"))
+        (*(int *)arg)++;
+}
+
+//  Opens a queue of pattern and role on endpoints with the options given
+//  as name=value pairs, NULL-terminated; returns it (NULL with errno kept).
+static zq_queue_t *
+s_open_with (const char *pattern, zq_role_t role, const char *endpoints, ...)
+{
+    zq_options_t *options = zq_options_new ();
+    va_list args;
+    va_start (args, endpoints);
+    const char *pair;
+    while ((pair = va_arg (args, const char *))) {
+        char name[64];
+        const char *eq = strchr (pair, '=');
+        snprintf (name, sizeof name, "%.*s", (int)(eq - pair), pair);
+        assert_int_equal (zq_options_set (options, name, eq + 1), 0);
+    }
+    va_end (args);
+    zq_queue_t *queue = zq_queue_new (pattern, role, endpoints, options);
+    int saved = errno;
+    zq_options_destroy (&options);
+    errno = saved;
+    return queue;
+}
+
+//  Its receive high-water mark, or asserts q opened.
+static int
+s_rcvhwm (zq_queue_t *q)
+{
+    assert_non_null (q);
+    return zsock_rcvhwm (zq_queue_sock (q));
+}
+
+static void
+test_pings_with_rcvhwm_not_connected (void **state)
+{
+    (void)state;
+    //  A socket that connects, pings and keeps a full pipe across its
+    //  connections can make libzmq 4.3 abort the process (its issue
+    //  #3937): zq refuses that connect, saying why, and the roles that ping
+    //  by default keep no receive high-water mark unless one is set.
+    int lines = 0;
+    zq_set_log_handler (s_count_abort_lines, &lines, ZQ_LOG_ERROR);
+    const char *peer = ">tcp://127.0.0.1:9";
+    const char *two = ">tcp://127.0.0.1:9,>tcp://127.0.0.1:7";
+    struct {
+        const char *pattern;
+        zq_role_t role;
+        const char *endpoints;
+        const char *first, *second;
+    } refused[] = {
+        {"pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms=500", NULL},
+        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms=500", NULL},
+        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms=500", "rcvhwm=10"},
+        {"rpc", ZQ_CLIENT, peer, "rcvhwm=10", NULL},
+        {"reliable", ZQ_PRODUCER, two, "rcvhwm=10", NULL},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        errno = 0;
+        zq_queue_t *q = s_open_with (refused[i].pattern, refused[i].role, refused[i].endpoints,
+                                     refused[i].first, refused[i].second, NULL);
+        assert_null (q);
+        assert_int_equal (errno, EINVAL);
+        assert_int_equal (lines, (int)i + 1);
+    }
+
+    //  Safe: no receive high-water mark, no pings, a bind (no connection
+    //  to replace), nothing received (PUSH), or a new pipe per connection.
+    zq_queue_t *q =
+        s_open_with ("pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms=500", "rcvhwm=0", NULL);
+    assert_int_equal (s_rcvhwm (q), 0);
+    zq_queue_destroy (&q);
+    q = s_open_with ("pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*", "heartbeat_ivl_ms=500", NULL);
+    assert_int_equal (s_rcvhwm (q), 1000);
+    zq_queue_destroy (&q);
+    q = s_open_with ("pipeline", ZQ_PRODUCER, peer, "heartbeat_ivl_ms=500", NULL);
+    assert_non_null (q);
+    zq_queue_destroy (&q);
+    q = s_open_with ("rpc", ZQ_CLIENT, peer, NULL);
+    assert_int_equal (s_rcvhwm (q), 0);
+    zq_queue_destroy (&q);
+    q = s_open_with ("rpc", ZQ_CLIENT, peer, "rcvhwm=10", "heartbeat_ivl_ms=0", NULL);
+    assert_int_equal (s_rcvhwm (q), 10);
+    zq_queue_destroy (&q);
+    q = s_open_with ("reliable", ZQ_PRODUCER, two, NULL);
+    assert_int_equal (s_rcvhwm (q), 0);
+    zq_queue_destroy (&q);
+    q = s_open_with ("reliable", ZQ_PRODUCER, peer, NULL);
+    assert_int_equal (s_rcvhwm (q), 1000);
+    zq_queue_destroy (&q);
+    assert_int_equal (lines, (int)(sizeof refused / sizeof refused[0]));
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+}
+
 int
 main (void)
 {
@@ -438,6 +540,7 @@ main (void)
         cmocka_unit_test (test_role_mismatch_and_close),
         cmocka_unit_test (test_default_timeouts),
         cmocka_unit_test (test_max_message_bytes),
+        cmocka_unit_test (test_pings_with_rcvhwm_not_connected),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
