@@ -113,6 +113,9 @@ typedef struct {
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
+//    max_subscription_bytes 262144 pubsub publisher: bytes of prefix all its subscribers may
+//                                  send, over inproc aside (ZQ_SUBSCRIPTION_BYTES_DEFAULT;
+//                                  zq_pubsub.h)
 //    slow_subscriber      "skip"   pubsub publisher, when a matching subscriber's queue
 //                                  is full: "skip" (ZeroMQ's PUB: that subscriber misses
 //                                  the message, others get it; the publisher cannot

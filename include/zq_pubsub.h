@@ -34,8 +34,17 @@ extern "C" {
 //  (doc/PROTOCOL.md 16.4): a prefix of at most 256 bytes (a longer one
 //  closes the connection) and at most 1024 subscriptions per connection
 //  (more are refused without an error to the subscriber; a connection
-//  that sends more than 1024 refused ones is closed). Connections over
-//  inproc:// are not capped. Each call on a publisher reads at most 256
+//  that sends more than 1024 refused ones is closed). All connections
+//  together send at most max_subscription_bytes of prefix
+//  (ZQ_SUBSCRIPTION_BYTES_DEFAULT unless set), counting each prefix new
+//  to its connection, applied or refused: libzmq keeps each one byte by
+//  byte, about 40 bytes of memory for each byte of a prefix that shares
+//  nothing with the others (twice for one applied), so that bounds the
+//  publisher's memory for subscriptions (about 20 MiB at the default). A
+//  subscription that would pass it closes its connection, since a refusal
+//  would not free libzmq's record; an empty prefix costs nothing. The
+//  publisher logs each refusal and close, one line a second at most of
+//  each kind. Connections over inproc:// are not capped. Each call on a publisher reads at most 256
 //  (a send) or 1024 (any other call) subscription notices; a send reads
 //  them once a millisecond has passed since a send last did, or every 256
 //  sends. A subscription is in force once read.
@@ -48,6 +57,10 @@ extern "C" {
 //  withdrawn), after taking in at most 1024 waiting notices. Returns -1
 //  with errno ENOTSUP (not a publisher) or ETERM.
 ZQ_EXPORT int zq_queue_subscribers (zq_queue_t *self);
+
+//  Bytes of prefix a publisher's subscribers may hold in all, unless the
+//  option max_subscription_bytes says (zq_options.h).
+#define ZQ_SUBSCRIPTION_BYTES_DEFAULT (256 * 1024)
 
 //  Publisher: waits up to timeout_ms until zq_queue_subscribers would
 //  return at least count. Once it returns 0, every one of those

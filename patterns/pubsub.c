@@ -189,7 +189,8 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
         int nodrop = self->slow_subscriber != 's';
         if (zmq_setsockopt (self->handle, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop))
             return -1;
-        self->subscriptions = zqi_subs_new (ctx->sock);
+        self->subscriptions = zqi_subs_new (
+            ctx->sock, (size_t)zqi_option_int (ctx->options, "max_subscription_bytes"));
         if (!self->subscriptions)
             return -1;
         s_new_publisher_id (self);
@@ -223,6 +224,9 @@ s_notice (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t size)
                                  ZQI_SUBS_MAX_TOPIC) " bytes"
                        : event == ZQI_SUBS_CLOSED_FLOODS
                            ? "a subscriber's connection closed: too many subscriptions refused"
+                       : event == ZQI_SUBS_CLOSED_FULL
+                           ? "a subscriber's connection closed: its subscription would take the"
+                             " subscribers past max_subscription_bytes of prefix"
                            : NULL;
     uint64_t skipped;
     if (what &&
@@ -429,6 +433,8 @@ static const zq_option_info_t s_options[] = {
     {"slow_subscriber", ZQ_OPTION_STR, 0, "skip", 4, 4,
      "pubsub: a full subscriber queue skips that subscriber, drops the message, or waits",
      "skip|drop|wait"},
+    {"max_subscription_bytes", ZQ_OPTION_INT, ZQ_SUBSCRIPTION_BYTES_DEFAULT, NULL, 0, INT_MAX,
+     "pubsub publisher: bytes of prefix all subscribers may send (over inproc aside)", NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };
 

@@ -49,6 +49,8 @@ struct _zqi_subs_t {
     zhashx_t *local;    //  hex -> subscriptions over inproc (a count)
     zhashx_t *expected; //  hex -> withdrawals libzmq will echo (a count)
     size_t count;       //  subscriptions in force
+    size_t bytes;       //  of topic, recorded for connections (held or refused)
+    size_t max_bytes;   //  what bytes may reach
     bool in_foreign;    //  inside a message that is no subscription
 };
 
@@ -117,7 +119,7 @@ s_tell (zqi_subs_fn *fn, void *arg, zqi_subs_event_t event, const uint8_t *topic
 }
 
 zqi_subs_t *
-zqi_subs_new (zsock_t *xpub)
+zqi_subs_new (zsock_t *xpub, size_t max_bytes)
 {
     zqi_subs_t *self = (zqi_subs_t *)calloc (1, sizeof *self);
     if (!self) {
@@ -125,6 +127,7 @@ zqi_subs_new (zsock_t *xpub)
         return NULL;
     }
     self->xpub = zsock_resolve (xpub);
+    self->max_bytes = max_bytes;
     self->peers = zhashx_new ();
     self->local = zhashx_new ();
     self->expected = zhashx_new ();
@@ -210,6 +213,7 @@ s_peer_gone (zqi_subs_t *self, int fd, zqi_subs_fn *fn, void *arg)
         if (zhashx_size (self->expected) >= S_MAX_EXPECTED)
             zhashx_purge (self->expected);
         s_tally_add (self->expected, key);
+        self->bytes -= strlen (key) / 2;
         if (item == S_HELD) {
             uint8_t topic[ZQI_SUBS_MAX_TOPIC];
             size_t size = s_unkey (key, topic);
@@ -256,24 +260,29 @@ s_monitor_drain (zqi_subs_t *self, zqi_subs_fn *fn, void *arg)
     zmq_msg_close (&frame);
 }
 
-//  Refuses a subscription of peer and closes its connection if close_now
-//  or it keeps sending refused ones.
+//  Refuses a subscription of peer. ZQI_SUBS_REFUSED records it (libzmq
+//  has), tells fn, and closes the connection once it sent more than
+//  ZQI_SUBS_MAX_PER_CONNECTION refused ones; a closing event (_CLOSED_LONG,
+//  _CLOSED_FULL) closes it at once.
 static void
-s_refuse (s_peer_t *peer, const char *key, const uint8_t *topic, size_t size, bool close_now,
-          zqi_subs_fn *fn, void *arg)
+s_refuse (zqi_subs_t *self, s_peer_t *peer, const char *key, const uint8_t *topic, size_t size,
+          zqi_subs_event_t event, zqi_subs_fn *fn, void *arg)
 {
+    bool close_now = event != ZQI_SUBS_REFUSED;
     if (!close_now) {
         if (!zhashx_lookup (peer->topics, key) && zhashx_size (peer->topics) < S_MAX_REMEMBERED &&
-            zhashx_insert (peer->topics, key, S_REFUSED) == 0)
+            zhashx_insert (peer->topics, key, S_REFUSED) == 0) {
             peer->refused++;
-        s_tell (fn, arg, ZQI_SUBS_REFUSED, topic, size);
+            self->bytes += size;
+        }
+        s_tell (fn, arg, event, topic, size);
     }
     if ((close_now || peer->refused > ZQI_SUBS_MAX_PER_CONNECTION) && !peer->closing) {
         //  The fd is this socket's open connection: the monitor reported
         //  it and not yet gone. libzmq sees the connection end.
         peer->closing = true;
         shutdown (peer->fd, SHUT_RDWR);
-        s_tell (fn, arg, close_now ? ZQI_SUBS_CLOSED_LONG : ZQI_SUBS_CLOSED_FLOODS, NULL, 0);
+        s_tell (fn, arg, close_now ? event : ZQI_SUBS_CLOSED_FLOODS, NULL, 0);
     }
 }
 
@@ -297,7 +306,7 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
     }
     if (size > ZQI_SUBS_MAX_TOPIC) {
         if (peer)
-            s_refuse (peer, NULL, topic, size, true, fn, arg);
+            s_refuse (self, peer, NULL, topic, size, ZQI_SUBS_CLOSED_LONG, fn, arg);
         else if (subscribe)
             s_tell (fn, arg, ZQI_SUBS_REFUSED, NULL, 0);
         return;
@@ -337,6 +346,8 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
             s_tell (fn, arg, ZQI_SUBS_WITHDRAWN, topic, size);
         } else if (held == S_REFUSED)
             peer->refused--;
+        if (held)
+            self->bytes -= size;
         zhashx_delete (peer->topics, key);
         return;
     }
@@ -344,13 +355,19 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
         zmq_setsockopt (self->xpub, ZMQ_SUBSCRIBE, topic, size);
         return; //  counted already: libzmq holds it once
     }
+    //  libzmq records a topic new to the connection, applied or not.
+    if (!held && size > self->max_bytes - self->bytes) {
+        s_refuse (self, peer, key, topic, size, ZQI_SUBS_CLOSED_FULL, fn, arg);
+        return;
+    }
     if (peer->held >= ZQI_SUBS_MAX_PER_CONNECTION) {
-        s_refuse (peer, key, topic, size, false, fn, arg);
+        s_refuse (self, peer, key, topic, size, ZQI_SUBS_REFUSED, fn, arg);
         return;
     }
     if (held == S_REFUSED) {
         zhashx_delete (peer->topics, key);
         peer->refused--;
+        self->bytes -= size;
     }
     if (zhashx_insert (peer->topics, key, S_HELD))
         return;
@@ -358,6 +375,7 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
     zmq_setsockopt (self->xpub, ZMQ_SUBSCRIBE, topic, size);
     peer->held++;
     self->count++;
+    self->bytes += size;
     s_tell (fn, arg, ZQI_SUBS_APPLIED, topic, size);
 }
 

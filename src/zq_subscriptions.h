@@ -13,9 +13,17 @@
     rest are refused. A subscription longer than ZQI_SUBS_MAX_TOPIC closes
     its connection, and so do refused subscriptions past
     ZQI_SUBS_MAX_PER_CONNECTION, since libzmq keeps a record of every
-    subscription a connection sent. When a connection goes, what it held
-    ends. In-process (inproc://) connections have no descriptor: they are
-    counted together, per topic, and not capped.
+    subscription a connection sent. That record is bounded across
+    connections too, in bytes of topic: libzmq stores each topic byte by
+    byte in a tree, about 40 bytes of memory a byte for topics that share
+    no prefix (one 256-byte subscription about 10 KB, twice when applied),
+    so without that bound each connection could cost about 20 MB. A
+    subscription new to its connection that would take the bytes recorded
+    for all connections (held or refused) past the bound closes its
+    connection, since a refusal would not free libzmq's record. When a
+    connection goes, what it held ends. In-process (inproc://) connections
+    have no descriptor: they are counted together, per topic, and not
+    capped (they come from the process itself).
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -42,6 +50,7 @@ typedef enum {
     ZQI_SUBS_REFUSED,       //  not applied: its connection holds the most
     ZQI_SUBS_CLOSED_LONG,   //  a connection closed: a topic over the bound
     ZQI_SUBS_CLOSED_FLOODS, //  a connection closed: too many refused
+    ZQI_SUBS_CLOSED_FULL,   //  a connection closed: past the bytes for all connections
     ZQI_SUBS_MALFORMED,     //  a frame that is no subscription, dropped
 } zqi_subs_event_t;
 
@@ -54,8 +63,10 @@ typedef struct _zqi_subs_t zqi_subs_t;
 
 //  Takes charge of the subscriptions of xpub (an XPUB socket not yet bound
 //  or connected): sets its ZMQ_XPUB_MANUAL and ZMQ_MAXMSGSIZE and starts
-//  watching its connections. Returns the object, or NULL with errno.
-zqi_subs_t *zqi_subs_new (zsock_t *xpub);
+//  watching its connections, whose subscriptions may come to max_bytes of
+//  topic in all (those over inproc aside). Returns the object, or NULL
+//  with errno.
+zqi_subs_t *zqi_subs_new (zsock_t *xpub, size_t max_bytes);
 
 //  Stops watching and frees; call before destroying the socket. Safe
 //  twice; sets *self_p to NULL.

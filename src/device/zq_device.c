@@ -164,6 +164,7 @@ s_device_open (zqi_device_t *self, char *error, size_t error_size)
             copy->quota_bytes = queue->quota_bytes;
             copy->sndhwm = queue->sndhwm;
             copy->rcvhwm = queue->rcvhwm;
+            copy->max_subscription_bytes = queue->max_subscription_bytes;
             if (!copy->in || !copy->out)
                 zqi_queue_config_destroy (&copy);
         }

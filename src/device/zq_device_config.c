@@ -118,6 +118,7 @@ zqi_queue_config_new (const zqi_device_config_t *config, const char *name, zqi_k
     self->quota_bytes = defaults->quota_bytes;
     self->sndhwm = defaults->sndhwm;
     self->rcvhwm = defaults->rcvhwm;
+    self->max_subscription_bytes = defaults->max_subscription_bytes;
     self->name = strdup (name);
     self->in = strdup ("");
     self->out = strdup ("");
@@ -152,7 +153,8 @@ s_queue_setting (zqi_queue_config_t *queue, const char *path, const char *key, c
     } else if (stream && streq (key, "quota_bytes")) {
         field = &queue->quota_bytes;
         max = INT64_MAX;
-    }
+    } else if (!stream && streq (key, "max_subscription_bytes"))
+        field = &queue->max_subscription_bytes;
     if (!field)
         return 0;
     return s_parse_int (path, value, min, max, field, error, error_size) ? -1 : 1;
@@ -333,7 +335,7 @@ s_parse_defaults (zqi_queue_config_t *defaults, zconfig_t *section, bool stream,
         if (rc == 0)
             return s_error (error, error_size, "%s: unknown key (%s)", path,
                             stream ? "memory_messages, memory_bytes, quota_bytes, sndhwm, rcvhwm"
-                                   : "sndhwm, rcvhwm");
+                                   : "sndhwm, rcvhwm, max_subscription_bytes");
     }
     return 0;
 }
@@ -386,7 +388,7 @@ s_parse_queue (zqi_device_config_t *self, zconfig_t *entry, char *error, size_t 
                             : kind == ZQI_KIND_STREAM
                                 ? "kind, in, out, memory_messages, memory_bytes, quota_bytes, "
                                   "sndhwm, rcvhwm"
-                                : "kind, in, out, sndhwm, rcvhwm");
+                                : "kind, in, out, sndhwm, rcvhwm, max_subscription_bytes");
     }
     if (kind != ZQI_KIND_QUEUE && (!*queue->in || !*queue->out))
         return s_error (error, error_size, "queues/%s: a %s needs both in and out endpoints", name,
@@ -646,6 +648,7 @@ zqi_device_config_new (zconfig_t *config, char *error, size_t error_size)
     self->stream_defaults.rcvhwm = S_DEFAULT_HWM;
     self->forward_defaults.sndhwm = S_DEFAULT_HWM;
     self->forward_defaults.rcvhwm = S_DEFAULT_HWM;
+    self->forward_defaults.max_subscription_bytes = ZQ_SUBSCRIPTION_BYTES_DEFAULT;
     if (!self->bind || !self->admin || !self->http || !self->spool || !self->curve_secret_cert ||
         !self->curve_clients || !self->queue_options || !self->queues) {
         zqi_device_config_destroy (&self);

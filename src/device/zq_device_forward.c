@@ -15,10 +15,12 @@
     Subscriptions are bounded (doc/DEVICE.md, "Bounds on what clients
     send") by the rule every XPUB of zq's follows, src/zq_subscriptions.h:
     a topic prefix of at most 256 bytes, at most 1024 subscriptions per
-    connection, a connection that breaks them closed. The device passes
-    each subscription applied, and each one ended (withdrawn, or its
-    connection gone), upstream; refusals count in "refused" and are logged
-    at most once per S_LOG_INTERVAL_MS.
+    connection, at most max_subscription_bytes of prefix for all
+    connections together, a connection that breaks them closed. The device
+    passes each subscription applied, and each one ended (withdrawn, or its
+    connection gone), upstream; refusals count in "refused" and are logged,
+    as are closes (one line of each kind), at most once per
+    S_LOG_INTERVAL_MS.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -44,7 +46,8 @@ typedef struct {
     zqi_subs_t *subscriptions; //  of dq->out, bounded per connection
     uint64_t refused_unlogged;
     int64_t logged_ms;
-    const zqi_clock_t *clock; //  the device's (NULL: the system's)
+    zqi_log_limit_t close_log[3]; //  by ZQI_SUBS_CLOSED_LONG, _FLOODS, _FULL
+    const zqi_clock_t *clock;     //  the device's (NULL: the system's)
 } s_forward_t;
 
 int
@@ -78,7 +81,7 @@ zqi_forward_open (zqi_dqueue_t *dq, zqi_device_env_t *env, char *error, size_t e
     }
     zhashx_set_destructor (self->last_seq, (zhashx_destructor_fn *)zstr_free);
     zsock_set_xpub_nodrop (dq->out, 1);
-    self->subscriptions = zqi_subs_new (dq->out);
+    self->subscriptions = zqi_subs_new (dq->out, (size_t)dq->config->max_subscription_bytes);
     if (!self->subscriptions) {
         snprintf (error, error_size, "forward %s: cannot watch its connections: %s", dq->name,
                   zq_strerror (errno));
@@ -216,6 +219,33 @@ s_refused (zqi_dqueue_t *dq)
     }
 }
 
+//  Logs that dq->out closed a connection (event: a ZQI_SUBS_CLOSED_ one),
+//  one line of each kind per S_LOG_INTERVAL_MS at most.
+static void
+s_closed (zqi_dqueue_t *dq, zqi_subs_event_t event)
+{
+    s_forward_t *self = (s_forward_t *)dq->kind_state;
+    uint64_t skipped;
+    if (!zqi_log_limit_due (&self->close_log[event - ZQI_SUBS_CLOSED_LONG],
+                            zqi_clock_mono (self->clock), S_LOG_INTERVAL_MS, &skipped))
+        return;
+    char why[160];
+    if (event == ZQI_SUBS_CLOSED_LONG)
+        snprintf (why, sizeof why, "it sent a subscription over %d bytes", ZQI_SUBS_MAX_TOPIC);
+    else if (event == ZQI_SUBS_CLOSED_FLOODS)
+        snprintf (why, sizeof why, "it sent over %d refused subscriptions",
+                  ZQI_SUBS_MAX_PER_CONNECTION);
+    else
+        snprintf (why, sizeof why,
+                  "its subscription would take all subscriptions past max_subscription_bytes "
+                  "(%lld bytes of prefix)",
+                  (long long)dq->config->max_subscription_bytes);
+    zqi_log (ZQ_LOG_WARNING,
+             "zq_device: forward %s: closed a subscriber's connection: %s; %llu more since the "
+             "last line",
+             dq->name, why, (unsigned long long)skipped);
+}
+
 //  What dq->out's subscriptions do (zqi_subs_take's events).
 static void
 s_subscription (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t size)
@@ -232,17 +262,12 @@ s_subscription (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t 
             s_refused (dq);
             break;
         case ZQI_SUBS_CLOSED_LONG:
+        case ZQI_SUBS_CLOSED_FULL:
             s_refused (dq);
-            zqi_log (ZQ_LOG_WARNING,
-                     "zq_device: forward %s: closed a connection that sent a subscription over "
-                     "%d bytes",
-                     dq->name, ZQI_SUBS_MAX_TOPIC);
+            s_closed (dq, event);
             break;
         case ZQI_SUBS_CLOSED_FLOODS:
-            zqi_log (ZQ_LOG_WARNING,
-                     "zq_device: forward %s: closed a connection that sent over %d refused "
-                     "subscriptions",
-                     dq->name, ZQI_SUBS_MAX_PER_CONNECTION);
+            s_closed (dq, event);
             break;
         case ZQI_SUBS_MALFORMED:
             dq->counters.errors++;

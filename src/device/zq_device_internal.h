@@ -52,13 +52,14 @@ zqi_kind_t zqi_kind_lookup (const char *name);
 typedef struct {
     char *name;
     zqi_kind_t kind;
-    char *in;                //  stream, forward: endpoints messages come in on
-    char *out;               //  stream, forward: endpoints they go out on
-    int64_t memory_messages; //  stream: messages held in memory before spilling
-    int64_t memory_bytes;    //  stream: bytes held in memory before spilling
-    int64_t quota_bytes;     //  stream: spool quota (0: none, -1: the default)
-    int64_t sndhwm;          //  stream, forward: ZMQ_SNDHWM of out
-    int64_t rcvhwm;          //  stream, forward: ZMQ_RCVHWM of in
+    char *in;                       //  stream, forward: endpoints messages come in on
+    char *out;                      //  stream, forward: endpoints they go out on
+    int64_t memory_messages;        //  stream: messages held in memory before spilling
+    int64_t memory_bytes;           //  stream: bytes held in memory before spilling
+    int64_t quota_bytes;            //  stream: spool quota (0: none, -1: the default)
+    int64_t sndhwm;                 //  stream, forward: ZMQ_SNDHWM of out
+    int64_t rcvhwm;                 //  stream, forward: ZMQ_RCVHWM of in
+    int64_t max_subscription_bytes; //  forward: prefix bytes out's subscribers may hold
 } zqi_queue_config_t;
 
 //  ---- access (zq_device_access.c) -------------------------------------

@@ -3,8 +3,10 @@
 #   and a stream (doc/DEVICE.md, "Bounds on what clients send"): a 400 KB
 #   subscription must not crash zqd or swell it, one connection holds at
 #   most 1024 subscriptions (more are refused, and a connection that keeps
-#   sending refused ones is closed), and a stream's PUSH side closes a
-#   connection that announces a huge frame instead of waiting for it.
+#   sending refused ones is closed), all connections together send at most
+#   max_subscription_bytes of prefix (one past it closes its connection,
+#   so many connections cannot swell zqd), and a stream's PUSH side closes
+#   a connection that announces a huge frame instead of waiting for it.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -34,10 +36,10 @@ CONFIG = """queues
 """
 
 
-def start():
-    """A zqd with the forward "news" and the stream "jobs"; returns it and
-    {name: (in, out)} as zqd printed them."""
-    zqd = hostile.Zqd(config=CONFIG).start()
+def start(config=CONFIG):
+    """A zqd with the forward "news" and the stream "jobs" (as config has
+    them); returns it and {name: (in, out)} as zqd printed them."""
+    zqd = hostile.Zqd(config=config).start()
 
     def endpoints():
         found = {}
@@ -263,6 +265,89 @@ def closed_by_peer(raw, timeout_s):
         except ConnectionResetError:
             return True
     return False
+
+
+def raw_subscribe(raw, topics):
+    """Sends each topic's subscription on the raw connection; returns False
+    once zqd has closed it."""
+    try:
+        raw.sendall(b"".join(b"\x02" + struct.pack(">Q", 1 + len(topic)) + b"\x01" + topic
+                             for topic in topics))
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+
+
+def test_subscription_bytes_of_all_connections_are_capped():
+    zqd, endpoints = start(CONFIG.replace("kind = forward\n",
+                                          "kind = forward\n        max_subscription_bytes = 1000\n"))
+    try:
+        news_in, news_out = endpoints["news"]
+        first = zmtp_connect(news_out, b"SUB")
+        check(raw_subscribe(first, [b"a%d" % index + b"a" * 98 for index in range(8)]),
+              "zqd closed a connection within the bound")
+        #   200 bytes left: the third 100-byte prefix closes its connection.
+        second = zmtp_connect(news_out, b"SUB")
+        raw_subscribe(second, [b"b%d" % index + b"b" * 98 for index in range(3)])
+        check(closed_by_peer(second, 5.0), "zqd kept a connection past max_subscription_bytes")
+        second.close()
+        hostile.wait_until(lambda: "past max_subscription_bytes (1000 bytes" in zqd.stderr(),
+                           "zqd to log the closed connection")
+        #   A subscriber within what is left is served.
+        pub = publisher(news_in)
+        good = subscriber(news_out, [b"news.c"])
+        flows(zqd, pub, good, b"news.c")
+        check(zqd.alive(), "zqd died: %s" % zqd.stderr())
+        for sock in (pub, good):
+            sock.close(0)
+        first.close()
+        zqd.stop()
+    finally:
+        zqd.close()
+
+
+def test_many_connections_are_closed_past_the_bound():
+    zqd, endpoints = start()
+    try:
+        news_in, news_out = endpoints["news"]
+        before_kb = zqd.rss_kib()
+        #   40 connections of 1024 distinct 256-byte prefixes each: libzmq
+        #   keeps about 10 KB of each, 10 MB a connection, without the
+        #   bound of 256 KiB in all.
+        raws = []
+        for which in range(40):
+            raw = zmtp_connect(news_out, b"SUB")
+            raw_subscribe(raw, [os.urandom(128).hex().encode() for _ in range(MAX_SUBSCRIPTIONS)])
+            raws.append(raw)
+        #   Whichever connections' subscriptions fill the bound, every
+        #   connection that sends one past it is closed: all of them, or
+        #   all but one.
+        deadline = time.monotonic() + hostile.DEADLINE_S
+        open_raws = list(raws)
+        while open_raws and time.monotonic() < deadline:
+            open_raws = [raw for raw in open_raws if not closed_by_peer(raw, 0.01)]
+            if len(open_raws) <= 1:
+                break
+        closed = len(raws) - len(open_raws)
+        for raw in raws:
+            raw.close()
+        pub = publisher(news_in)
+        good = subscriber(news_out, [b"news.d"])
+        flows(zqd, pub, good, b"news.d")
+        #   (zqd's size keeps the peak of what libzmq took in before the
+        #   connections were closed: printed, not checked; test_pubsub checks
+        #   what stays held.)
+        print("RSS before %d kB, after %d kB; %d connections closed"
+              % (before_kb, zqd.rss_kib(), closed))
+        check(closed >= 39, "only %d of 40 connections closed" % closed)
+        hostile.wait_until(lambda: "past max_subscription_bytes (262144 bytes" in zqd.stderr(),
+                           "zqd to log the closed connections")
+        check(zqd.alive(), "zqd died: %s" % zqd.stderr())
+        for sock in (pub, good):
+            sock.close(0)
+        zqd.stop()
+    finally:
+        zqd.close()
 
 
 def test_stream_out_closes_a_huge_frame():
