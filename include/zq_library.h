@@ -71,10 +71,12 @@ typedef enum {
     ZQ_LOG_DEBUG = 3
 } zq_log_level_t;
 
-//  A log handler receives one complete line of text without a newline. No
-//  line holds a control byte: each one below 0x20, and 0x7f, that a line
-//  would carry (text a peer sent, such as a server's ERROR reason) is
-//  written as the four characters \xHH. A line is at most 511 bytes.
+//  A log handler receives one complete line of UTF-8 text without a
+//  newline. No line holds a control character: each byte of one that a
+//  line would carry (text a peer sent, such as a server's ERROR reason:
+//  below 0x20, 0x7f, or U+0080 to U+009F, the C1 controls), and each byte
+//  that is not part of a UTF-8 character, is written as the four
+//  characters \xHH. A line is at most 511 bytes.
 typedef void (zq_log_fn) (zq_log_level_t level, const char *line, void *arg);
 
 //  Routes the library's log lines to fn (called from whichever thread logs;

@@ -136,11 +136,34 @@ ZQ_EXPORT void zqi_log (zq_log_level_t level, const char *format, ...)
 //  zqi_log with a va_list, the line starting with prefix and, when skipped
 //  is not 0, ending with " (<skipped> more like it not shown)" (for lines
 //  that zqi_log_limit_due holds back). Formats nothing when no handler
-//  wants the level. A line is cut at 511 bytes, after each control byte
-//  (below 0x20, and 0x7f) became \xHH: every line of the library is one
-//  line, whatever text a peer put in it.
+//  wants the level. A line is cut at 511 bytes, after zqi_text_escape made
+//  each control character \xHH: every line of the library is one line,
+//  whatever text a peer put in it.
 void zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char *format,
                va_list args) __attribute__ ((format (printf, 4, 0)));
+
+//  ---- Text a peer chose, shown to a person (src/zq_text.c) ----------------
+
+//  The length (1 to 4) of the UTF-8 character at data (size bytes), its
+//  code point in *code_p (if not NULL); 0 if data does not start with one
+//  in its shortest form, below U+10FFFF and not a surrogate (or size is 0).
+size_t zqi_utf8_char (const uint8_t *data, size_t size, uint32_t *code_p);
+//  True if size bytes are UTF-8 throughout, as zqi_utf8_char reads it.
+bool zqi_utf8_valid (const void *data, size_t size);
+
+//  The one way zq shows a person text a peer may have chosen (a log line,
+//  the zq program's tables and error lines): copies text into line
+//  (size bytes with its NUL, cut at a character to fit), each control
+//  character (below U+0020, U+007F, and U+0080 to U+009F, which some
+//  terminals take as C1 controls such as CSI) and each byte that is not
+//  part of a UTF-8 character written as \xHH, one per byte: the result is
+//  one line of printable UTF-8, with no newline, no terminal escape and
+//  nothing that can hide the text after it. Any other character, a
+//  backslash included, is kept. 4 * strlen (text) + 1 bytes always fit.
+ZQ_EXPORT void zqi_text_escape (char *line, size_t size, const char *text);
+//  zqi_text_escape into a new string of the size that always fits (the
+//  caller frees it), or NULL on ENOMEM.
+ZQ_EXPORT char *zqi_text_escaped (const char *text);
 
 //  The rate limit of one kind of log line: at most one line per interval,
 //  the events left out counted for the next line.

@@ -118,47 +118,6 @@ s_base64_decode (const char *text, size_t length, uint8_t **data_p, size_t *size
     return 0;
 }
 
-//  Returns whether size bytes are valid UTF-8 (shortest forms, no
-//  surrogates, nothing above U+10FFFF), as JSON text requires.
-static bool
-s_utf8_valid (const uint8_t *data, size_t size)
-{
-    size_t index = 0;
-    while (index < size) {
-        uint8_t lead = data[index];
-        if (lead < 0x80) {
-            index++;
-            continue;
-        }
-        size_t extra;
-        uint32_t code;
-        if (lead >= 0xc2 && lead <= 0xdf) {
-            extra = 1;
-            code = lead & 0x1f;
-        } else if (lead >= 0xe0 && lead <= 0xef) {
-            extra = 2;
-            code = lead & 0x0f;
-        } else if (lead >= 0xf0 && lead <= 0xf4) {
-            extra = 3;
-            code = lead & 0x07;
-        } else
-            return false;
-        if (size - index - 1 < extra)
-            return false;
-        for (size_t offset = 1; offset <= extra; offset++) {
-            uint8_t next = data[index + offset];
-            if ((next & 0xc0) != 0x80)
-                return false;
-            code = code << 6 | (next & 0x3f);
-        }
-        if ((extra == 2 && code < 0x800) || (extra == 3 && code < 0x10000) || code > 0x10ffff ||
-            (code >= 0xd800 && code <= 0xdfff))
-            return false;
-        index += 1 + extra;
-    }
-    return true;
-}
-
 //  ---- JSON -> msgpack -----------------------------------------------------
 
 //  Recognizes {"$bin": "<base64>"} and {"$ext": [type, "<base64>"]}: returns
@@ -384,7 +343,7 @@ s_object_to_json (const msgpack_object *object)
             value = json_real (object->via.f64);
             break;
         case MSGPACK_OBJECT_STR:
-            if (s_utf8_valid ((const uint8_t *)object->via.str.ptr, object->via.str.size))
+            if (zqi_utf8_valid (object->via.str.ptr, object->via.str.size))
                 value = json_stringn_nocheck (object->via.str.ptr, object->via.str.size);
             else
                 return s_tagged ("$bin",
@@ -425,7 +384,7 @@ s_object_to_json (const msgpack_object *object)
                 //  JSON keys are text: a key of another type, a key that is
                 //  not UTF-8, or a key that repeats has no JSON form.
                 if (key->type != MSGPACK_OBJECT_STR ||
-                    !s_utf8_valid ((const uint8_t *)key->via.str.ptr, key->via.str.size) ||
+                    !zqi_utf8_valid (key->via.str.ptr, key->via.str.size) ||
                     json_object_getn (value, key->via.str.ptr, key->via.str.size)) {
                     json_decref (value);
                     return (errno = ZQ_EJSON), NULL;

@@ -74,27 +74,6 @@ zqi_log_limit_due (zqi_log_limit_t *limit, int64_t now, int64_t interval_ms, uin
     return true;
 }
 
-//  Copies text into line (size bytes, cut to fit), each control byte
-//  (below 0x20, and 0x7f) written as \xHH: a line holds what a peer's
-//  text carries (a reason in an ERROR) without a newline or a terminal
-//  escape reaching the host's log.
-static void
-s_escape (char *line, size_t size, const char *text)
-{
-    size_t length = 0;
-    for (const char *at = text; *at; at++) {
-        unsigned char byte = (unsigned char)*at;
-        bool control = byte < 0x20 || byte == 0x7f;
-        if (length + (control ? 4 : 1) >= size)
-            break;
-        if (control)
-            length += (size_t)snprintf (line + length, size - length, "\\x%02x", byte);
-        else
-            line[length++] = (char)byte;
-    }
-    line[length] = 0;
-}
-
 void
 zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char *format,
           va_list args)
@@ -115,7 +94,7 @@ zqi_logv (zq_log_level_t level, const char *prefix, uint64_t skipped, const char
         snprintf (text + length, sizeof text - length, " (%" PRIu64 " more like it not shown)",
                   skipped);
     char line[512];
-    s_escape (line, sizeof line, text);
+    zqi_text_escape (line, sizeof line, text);
     fn (level, line, arg);
 }
 

@@ -197,8 +197,8 @@ test_confirm_flood_bounded (void **state)
 
 typedef struct {
     int lines;
-    int with_control; //  lines holding a byte below 0x20 or 0x7f
-    int escaped;      //  lines showing the reason's newline and ESC as \xHH
+    int with_control; //  lines holding a byte below 0x20, 0x7f or a C1 control
+    int escaped;      //  lines showing the reason's newline, ESC and CSI as \xHH
 } log_count_t;
 
 static void
@@ -210,20 +210,23 @@ s_log_count (zq_log_level_t level, const char *line, void *arg)
         return;
     count->lines++;
     for (const char *at = line; *at; at++)
-        if ((unsigned char)*at < 0x20 || (unsigned char)*at == 0x7f) {
+        if ((unsigned char)*at < 0x20 || (unsigned char)*at == 0x7f ||
+            ((unsigned char)at[0] == 0xc2 && (unsigned char)at[1] >= 0x80 &&
+             (unsigned char)at[1] <= 0x9f)) {
             count->with_control++;
             break;
         }
-    if (strstr (line, "busy\\x0aJan 01") && strstr (line, "root\\x1b[2J"))
+    if (strstr (line, "busy\\x0aJan 01") && strstr (line, "root\\x1b[2J\\xc2\\x9b1m\\x9b"))
         count->escaped++;
 }
 
 #define S_ERROR_FRAMES 2000
 
 //  S_ERROR_FRAMES ERRORs whose reason holds a newline, a forged log line
-//  and a terminal escape, then a delivery: the host's log handler gets
-//  one line per second at most (it says how many were left out), with
-//  the control bytes as \xHH, and the delivery comes through.
+//  and terminal escapes (ESC, CSI as a UTF-8 C1 control, a lone byte not
+//  UTF-8), then a delivery: the host's log handler gets one line per
+//  second at most (it says how many were left out), with the control
+//  bytes as \xHH, and the delivery comes through.
 static void
 test_error_flood_logged_escaped (void **state)
 {
@@ -234,7 +237,8 @@ test_error_flood_logged_escaped (void **state)
     s_open (&self, ZQ_CONSUMER, zq_options_new (), 4, NULL);
     int64_t start = zclock_mono ();
     const char *reason = "queue busy\nJan 01 00:00:00 host sshd[1]: Accepted password for "
-                         "root\x1b[2J";
+                         "root\x1b[2J\xc2\x9b"
+                         "1m\x9b";
     msgpack_sbuffer buffer;
     msgpack_packer packer = s_command_start (&buffer, 4, 12);
     msgpack_pack_uint8 (&packer, 1);

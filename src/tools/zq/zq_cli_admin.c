@@ -161,8 +161,11 @@ s_request_timed (zq_cli_t *cli, int *rc_p, const char *command, const char *name
     }
     char *status = zmsg_popstr (reply);
     if (!status || !streq (status, "OK")) {
+        //  The reason is the device's text: shown escaped, as a log line.
         char *text = zmsg_popstr (reply);
-        zq_cli_error (cli, "%s", text ? text : "the device answered with an error");
+        char *shown = text ? zqi_text_escaped (text) : NULL;
+        zq_cli_error (cli, "%s", shown ? shown : "the device answered with an error");
+        free (shown);
         zstr_free (&text);
         zstr_free (&status);
         zmsg_destroy (&reply);
@@ -249,8 +252,11 @@ s_print_row (const zqi_admin_row_t *row, zhashx_t *seen, int64_t sampled_us)
     }
     char age[32];
     s_age (age, sizeof age, c->oldest_age_ms);
+    char name[4 * ZQI_ADMIN_NAME_MAX + 1], kind[4 * ZQI_ADMIN_KIND_MAX + 1];
+    zqi_text_escape (name, sizeof name, row->name);
+    zqi_text_escape (kind, sizeof kind, row->kind);
     printf ("%-24s %-7s %9llu %9llu %9llu %9llu %7llu %8s %9.1f %9.1f %9llu %11llu %7llu %8llu\n",
-            row->name, row->kind, (unsigned long long)c->depth, (unsigned long long)c->ready,
+            name, kind, (unsigned long long)c->depth, (unsigned long long)c->ready,
             (unsigned long long)c->in_flight, (unsigned long long)c->consumers,
             (unsigned long long)c->delayed, age, in_rate, out_rate, (unsigned long long)c->acked,
             (unsigned long long)c->redelivered, (unsigned long long)c->dead,
@@ -357,9 +363,12 @@ zq_cli_ls (zq_cli_t *cli)
         return rc;
     for (zframe_t *frame = zmsg_first (reply); frame; frame = zmsg_next (reply)) {
         zqi_admin_row_t row;
-        if (zqi_admin_row_decode (zframe_data (frame), zframe_size (frame), &row) == 0)
-            printf ("%s %s\n", row.name, row.kind);
-        else {
+        if (zqi_admin_row_decode (zframe_data (frame), zframe_size (frame), &row) == 0) {
+            char name[4 * ZQI_ADMIN_NAME_MAX + 1], kind[4 * ZQI_ADMIN_KIND_MAX + 1];
+            zqi_text_escape (name, sizeof name, row.name);
+            zqi_text_escape (kind, sizeof kind, row.kind);
+            printf ("%s %s\n", name, kind);
+        } else {
             zq_cli_error (cli, "the device's answer is malformed");
             rc = ZQ_EXIT_BAD_INPUT;
         }
@@ -406,6 +415,13 @@ zq_cli_info (zq_cli_t *cli)
     } else {
         char uptime[32];
         s_age (uptime, sizeof uptime, info.uptime_ms);
+        //  The texts are the device's: shown escaped (in place; a store or
+        //  bind cut at its field's size is still shown, cut).
+        char version[4 * sizeof info.version], fsync[4 * sizeof info.fsync];
+        zqi_text_escape (version, sizeof version, info.version);
+        zqi_text_escape (fsync, sizeof fsync, info.fsync);
+        char *store = zqi_text_escaped (info.store);
+        char *bind = zqi_text_escaped (info.bind);
         printf ("version            %s\n"
                 "uptime             %s\n"
                 "store              %s\n"
@@ -416,10 +432,12 @@ zq_cli_info (zq_cli_t *cli)
                 "max_message_bytes  %llu\n"
                 "peek_max           %llu\n"
                 "admin_request_max  %llu bytes\n",
-                info.version, uptime, info.store, info.fsync, *info.bind ? info.bind : "(none)",
+                version, uptime, store ? store : "?", fsync, bind ? (*bind ? bind : "(none)") : "?",
                 (unsigned long long)info.queues, (unsigned long long)info.max_queues,
                 (unsigned long long)info.max_message_bytes, (unsigned long long)info.peek_max,
                 (unsigned long long)info.admin_request_max_bytes);
+        free (store);
+        free (bind);
     }
     zmsg_destroy (&reply);
     return ZQ_EXIT_OK;

@@ -14,6 +14,7 @@
 */
 #define _GNU_SOURCE //  asprintf
 #include "zq_cli.h"
+#include "zq_internal.h" //  zqi_text_escaped
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,7 +92,10 @@ zq_cli_req (zq_cli_t *cli)
         answered++;
         const char *error = zq_msg_header (reply, S_ERROR_HEADER);
         if (error) {
-            zq_cli_error (cli, "%s: error reply: %s", what, error);
+            //  The server's text: shown escaped, as a log line.
+            char *shown = zqi_text_escaped (error);
+            zq_cli_error (cli, "%s: error reply: %s", what, shown ? shown : "?");
+            free (shown);
             error_reply = true;
         }
         int print_rc = zq_cli_print_msg (cli, reply);
