@@ -162,7 +162,9 @@ ZQ_EXPORT char *zq_msg_get_str (const zq_msg_t *self, const char *key);
 ZQ_EXPORT int zq_msg_set_body_json (zq_msg_t *self, const char *json);
 
 //  Returns the body as compact JSON text, a new string the caller frees.
-//  Keys keep their msgpack order and text stays UTF-8. bin (and str that is
+//  Keys keep their msgpack order and text stays UTF-8, but no control
+//  character is written as it is: below U+0020, DEL and U+0080 to U+009F
+//  (C1 controls, which a terminal may obey) are \uXXXX escapes. bin (and str that is
 //  not valid UTF-8) become {"$bin": "<base64>"}; ext becomes
 //  {"$ext": [type, "<base64>"]}. Integers up to INT64_MAX print exactly;
 //  unsigned integers above INT64_MAX become the nearest double (JSON has no

@@ -151,12 +151,17 @@ size_t zqi_utf8_char (const uint8_t *data, size_t size, uint32_t *code_p);
 //  True if size bytes are UTF-8 throughout, as zqi_utf8_char reads it.
 bool zqi_utf8_valid (const void *data, size_t size);
 
+//  True if code is a control character: below U+0020, U+007F (DEL), or
+//  U+0080 to U+009F (C1 controls, which some terminals obey, CSI among
+//  them). What zq writes for a person (zqi_text_escape) or as JSON
+//  (zq_msgpack_to_json) never carries one as it is.
+bool zqi_text_control (uint32_t code);
+
 //  The one way zq shows a person text a peer may have chosen (a log line,
 //  the zq program's tables and error lines): copies text into line
 //  (size bytes with its NUL, cut at a character to fit), each control
-//  character (below U+0020, U+007F, and U+0080 to U+009F, which some
-//  terminals take as C1 controls such as CSI) and each byte that is not
-//  part of a UTF-8 character written as \xHH, one per byte: the result is
+//  character (zqi_text_control) and each byte that is not part of a
+//  UTF-8 character written as \xHH, one per byte: the result is
 //  one line of printable UTF-8, with no newline, no terminal escape and
 //  nothing that can hide the text after it. Any other character, a
 //  backslash included, is kept. 4 * strlen (text) + 1 bytes always fit.

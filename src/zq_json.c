@@ -422,6 +422,50 @@ s_text_append (const char *chunk, size_t size, void *arg)
     return 0;
 }
 
+//  Rewrites the dumped JSON in text so that no control character is left
+//  as it is: jansson escapes those below U+0020 and keeps DEL and the C1
+//  controls (zqi_text_control), which a terminal showing the text may
+//  obey; they become \u007F to \u009F (in capitals, as jansson writes
+//  its own). Outside strings JSON text is ASCII without them, so only
+//  strings change, and they read back the same. Returns 0, or -1 (ENOMEM;
+//  text is then unchanged).
+static int
+s_escape_controls (zqi_buf_t *text)
+{
+    size_t grown = 0;
+    for (size_t index = 0; index < text->size;) {
+        uint32_t code = 0;
+        size_t length = zqi_utf8_char (text->data + index, text->size - index, &code);
+        if (length == 0)
+            length = 1; //  not from jansson, which writes UTF-8
+        else if (zqi_text_control (code))
+            grown += 6 - length;
+        index += length;
+    }
+    if (grown == 0)
+        return 0;
+    zqi_buf_t escaped = {0};
+    if (zqi_buf_reserve (&escaped, text->size + grown + 1))
+        return -1;
+    for (size_t index = 0; index < text->size;) {
+        uint32_t code = 0;
+        size_t length = zqi_utf8_char (text->data + index, text->size - index, &code);
+        if (length && zqi_text_control (code))
+            escaped.size += (size_t)snprintf ((char *)escaped.data + escaped.size, 7, "\\u%04X",
+                                              (unsigned int)code);
+        else {
+            length = length ? length : 1;
+            memcpy (escaped.data + escaped.size, text->data + index, length);
+            escaped.size += length;
+        }
+        index += length;
+    }
+    escaped.data[escaped.size] = 0;
+    zqi_buf_free (text);
+    *text = escaped;
+    return 0;
+}
+
 char *
 zq_msgpack_to_json (const void *data, size_t size)
 {
@@ -452,13 +496,14 @@ zq_msgpack_to_json (const void *data, size_t size)
         return (errno = ENOMEM), NULL;
     }
     text.data[0] = 0;
-    //  Compact, keys in msgpack order, UTF-8 kept as is; 17 significant
-    //  digits so every double reads back exactly.
+    //  Compact, keys in msgpack order, UTF-8 kept as is but for control
+    //  characters; 17 significant digits so every double reads back
+    //  exactly.
     int rc = json_dump_callback (root, s_text_append, &text,
                                  JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
                                      JSON_REAL_PRECISION (17));
     json_decref (root);
-    if (rc) {
+    if (rc || s_escape_controls (&text)) {
         zqi_buf_free (&text);
         return (errno = ENOMEM), NULL;
     }

@@ -62,6 +62,12 @@ zqi_utf8_valid (const void *data, size_t size)
     return true;
 }
 
+bool
+zqi_text_control (uint32_t code)
+{
+    return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+}
+
 void
 zqi_text_escape (char *line, size_t size, const char *text)
 {
@@ -75,7 +81,7 @@ zqi_text_escape (char *line, size_t size, const char *text)
         size_t bytes = zqi_utf8_char (at, left, &code);
         //  A control character (C0, DEL, C1) or a byte outside UTF-8 is
         //  shown byte by byte as \xHH; any other character as it is.
-        bool shown = bytes && code >= 0x20 && !(code >= 0x7f && code <= 0x9f);
+        bool shown = bytes && !zqi_text_control (code);
         if (!bytes)
             bytes = 1;
         size_t needed = shown ? bytes : 4 * bytes;

@@ -221,6 +221,18 @@ test_unicode (void **state)
                    "a\x00"
                    "b",
                    "\"a\\u0000b\"");
+    //  Control characters are escaped: below U+0020 by jansson, and DEL
+    //  and the C1 controls (U+0080 to U+009F; a terminal may take U+009B
+    //  as CSI) by zq, in keys too; they read back as they were.
+    S_ASSERT_JSON ("\xa4"
+                   "a\x1b\xc2\x9b",
+                   "\"a\\u001B\\u009B\"");
+    S_ASSERT_JSON ("\x81\xa3\x7f\xc2\x85\xa3"
+                   "\xc2\x80z",
+                   "{\"\\u007F\\u0085\":\"\\u0080z\"}");
+    S_ASSERT_MSGPACK ("\"a\\u001b\\u009b\"", "\xa4"
+                                             "a\x1b\xc2\x9b");
+    s_assert_round_trip ("{\"\\u007F\":\"\\u0080\\u009F \xc2\xa0 z\"}");
     //  Invalid UTF-8 in JSON text is refused.
     s_assert_msgpack_fails ("\"\xff\"", ZQ_EJSON);
     s_assert_msgpack_fails ("\"\xc0\xaf\"", ZQ_EJSON);

@@ -4,12 +4,15 @@
 #   kinds of ls and stat, the facts of info) and an rpc server's error
 #   reply reach a person's terminal. A terminal escape (ESC, or a C1
 #   control such as CSI in UTF-8 or as a lone byte) or a newline that
-#   forges a line must arrive as \xHH, and zq's output must stay UTF-8.
+#   forges a line must arrive as \xHH, and zq's output must stay UTF-8;
+#   in a message zq prints as JSON (peek, as get, pull, sub and req do)
+#   each is a \uXXXX escape.
 #   Here the peers are pyzmq sockets this test drives.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+import json
 import os
 import subprocess
 import sys
@@ -109,6 +112,22 @@ def test_info_texts():
     check(status == 0, "info exited %d" % status)
     shown_safely(stdout, "info")
     check(b"1\\x1b[8m" in stdout, "info: the version is not escaped: %r" % stdout)
+
+
+def test_peek_json():
+    """A peeked message whose subject, header and body hold control
+    characters prints as JSON with each one escaped."""
+    text = "q\x1b[2J\u009b31m\x7f"
+    header = msgpack.packb([1, bytes(16), text, 1, 0, {text: text}])
+    status, stdout, _ = run_against(["peek", "-e", "ENDPOINT", "q"],
+                                    admin_reply(b"OK", header + msgpack.packb(text)), "peek")
+    check(status == 0, "peek exited %d" % status)
+    bad = [char for char in stdout.decode("utf-8").rstrip("\n")
+           if ord(char) < 0x20 or 0x7f <= ord(char) <= 0x9f]
+    check(not bad, "peek: control characters %r reached the terminal: %r" % (bad, stdout))
+    printed = json.loads(stdout)
+    check(printed["subject"] == text and printed["headers"] == {text: text}
+          and printed["body"] == text, "peek printed %r" % printed)
 
 
 def rpc_error_reply(request):
