@@ -59,13 +59,12 @@ typedef struct {
 //    rcvhwm               1000     ZMQ_RCVHWM, messages queued per peer received (0 = no limit;
 //                                  a reliable consumer has none: its prefetch bounds it;
 //                                  nor, unless it is set, has an rpc client that pings or a
-//                                  reliable producer on several endpoints). A socket that
-//                                  connects and pings (ZMTP heartbeats) with rcvhwm above 0
-//                                  is refused (EINVAL, and an error logged) unless it makes
-//                                  a new pipe per connection (a pipeline or single-server
-//                                  reliable producer): libzmq 4.3 can abort the process
-//                                  when the heartbeat timeout replaces the connection of a
-//                                  full pipe (its issue #3937)
+//                                  reliable producer on several endpoints). A connect over
+//                                  tcp or ipc of a socket that pings (heartbeat_ivl_ms, or a
+//                                  role's default heartbeats) with rcvhwm above 0 fails with
+//                                  EINVAL and an error logged, since libzmq 4.3 can abort the
+//                                  process then (its issue #3937); not for a pipeline
+//                                  producer or a reliable producer of one server
 //    sndbuf_bytes         0        ZMQ_SNDBUF, kernel send buffer per tcp connection
 //                                  (0 = the system's default, which tcp grows on demand)
 //    rcvbuf_bytes         0        ZMQ_RCVBUF, kernel receive buffer per tcp connection

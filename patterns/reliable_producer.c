@@ -87,8 +87,8 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
     //  (Several servers: libzmq's ROUTER loses the routing ids chosen for
     //  its connections under ZMQ_IMMEDIATE, so each server's pipe stays,
     //  connected or not, and its PONGs tell whether it answers.)
-    //  (With one server, ZMQ_IMMEDIATE makes a new pipe for each connection,
-    //  so a full one cannot outlive it: see zqi_pattern_rcvhwm_for_pings.)
+    //  (With one server, ZMQ_IMMEDIATE makes a new pipe for each connection:
+    //  s_connect_check in src/zq_socket.c.)
     int on = 1;
     if (!self->peers.multi && zmq_setsockopt (self->common.handle, ZMQ_IMMEDIATE, &on, sizeof on))
         goto failed;

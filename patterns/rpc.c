@@ -38,9 +38,8 @@
     and the timeout together (ZMQ_HEARTBEAT_TTL, at most
     ZQ_HEARTBEAT_TTL_MAX_MS, unless heartbeat_ttl_ms is set): a paused zq
     client is out of its servers within 4 s of its last PING. A client that
-    pings has no receive high-water mark, and one that pings with rcvhwm
-    set is refused: libzmq 4.3 aborts a process whose full pipe outlived a
-    connection the heartbeat timeout replaced (its issue #3937).
+    pings has no receive high-water mark unless rcvhwm is set, and then
+    one above 0 is refused (src/zq_socket.c, s_connect_check).
     A server has no heartbeat timer of its own (unless heartbeat_ivl_ms
     is set): with a timer pending, libzmq's I/O thread arms one at every
     wait for the socket, which on a virtual machine cost about 3% of an
@@ -335,12 +334,9 @@ s_liveness (zqi_rpc_t *self, const zq_options_t *options)
                                             sizeof timeout_int)))
             return -1;
     }
-    //  A client that pings keeps no receive high-water mark (unless the
-    //  options set one, which zqi_socket_attach then refuses): with one, a
-    //  server that filled the pipe while the application read nothing made
-    //  the heartbeat timeout replace the connection, and libzmq 4.3 then
-    //  aborts the process at the next read (its issue #3937). What a
-    //  well-behaved server sends is bounded by max_in_flight and retries.
+    //  A client that pings keeps no receive high-water mark (see
+    //  s_connect_check in src/zq_socket.c); what a well-behaved server
+    //  sends is bounded by max_in_flight and retries.
     if (zqi_pattern_rcvhwm_for_pings (self->ctx))
         return -1;
     if (ivl <= 0 || zq_options_is_set (options, "heartbeat_ttl_ms"))

@@ -117,13 +117,13 @@ typedef int (zqi_attaching_fn) (void *state, const char *endpoint, bool bind);
 //  list, each item prefixed '@' (bind) or '>' (connect), or neither
 //  (binds_by_default says). attaching (if not NULL) sees each item first.
 //  Appends the resolved endpoints it bound to *resolved_p (a string it
-//  reallocates; "" if it bound none). Refuses to connect a socket that
-//  pings (ZMTP heartbeats), receives into a pipe with a receive high-water
-//  mark and keeps it across connections (ZMQ_IMMEDIATE off): libzmq 4.3
-//  can abort the process then (src/zq_queue.c, s_connect_check), so it
-//  logs an error instead. Returns 0, or -1 with errno: EINVAL (NULL or
-//  empty list, an empty item, such a connect), attaching's, or the bind's
-//  or connect's; what was attached before the failure stays attached.
+//  reallocates; "" if it bound none). Before attaching anything, it
+//  refuses the list if a connect would break the rule that keeps libzmq
+//  4.3 from aborting the process (src/zq_socket.c, s_connect_check: no
+//  heartbeats with a receive high-water mark on a network connect), and
+//  logs why. Returns 0, or -1 with errno: EINVAL (NULL or empty list, an
+//  empty item, such a connect), attaching's, or the bind's or connect's;
+//  what was attached before the failure stays attached.
 int zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
                        zqi_attaching_fn *attaching, void *state, char **resolved_p);
 

@@ -2,8 +2,9 @@
     zq_pattern - the table of operations a messaging pattern implements, and
     the registry that finds a pattern by name. Internal, never installed.
 
-    zq_queue.c owns the socket, the options, the counters, every timeout and
-    every wait; a pattern owns only what travels on its socket. The core:
+    zq_queue.c owns the socket (made and attached through zq_socket.c), the
+    options, the counters, every timeout and every wait; a pattern owns
+    only what travels on its socket. The core:
       1. looks the pattern up by name and checks it has the role;
       2. creates the role's socket type, applies the common options
          (high-water marks, linger, reconnect, heartbeats, size limit,
@@ -66,11 +67,11 @@ typedef struct {
 
 //  For a role that pings by default and connects into a pipe that outlives
 //  its connections: unless ctx's options set rcvhwm, sets ZMQ_RCVHWM 0 on
-//  ctx->handle when the socket pings (ZMTP heartbeats), since libzmq 4.3
-//  can abort the process otherwise (zqi_socket_attach refuses that connect
-//  when the options set it). What a well-behaved peer sends stays bounded
-//  by the role's own window; a hostile peer's flood costs memory instead
-//  of the process. Returns 0, or -1 with errno.
+//  ctx->handle when the socket pings (ZMTP heartbeats), so that its
+//  connects keep the rule of src/zq_socket.c (s_connect_check). What a
+//  well-behaved peer sends stays bounded by the role's own window; a
+//  hostile peer's flood costs memory instead of the process. Returns 0,
+//  or -1 with errno.
 int zqi_pattern_rcvhwm_for_pings (const zq_pattern_ctx_t *ctx);
 
 //  What a wait hook calls instead of zmq_poll on its one socket: waits up

@@ -124,37 +124,46 @@ s_endpoint_append (char **list_p, const char *text)
     return 0;
 }
 
-//  Whether a connection of sock could make libzmq 4.3 abort the process
-//  (its issue #3937, assertion _input_stopped in restart_input): a socket
-//  that connects, pings (ZMTP heartbeats) and receives into a pipe that
-//  can fill (ZMQ_RCVHWM above 0) and outlives its connection (ZMQ_IMMEDIATE
-//  off). When the application reads nothing for a while, the full pipe
-//  stops libzmq reading the connection, the PONGs go unread, the heartbeat
-//  timeout replaces the connection, and the next read aborts. PUSH, PUB and
-//  XPUB keep nothing received in a pipe. Returns 0, or -1 with EINVAL
-//  after logging which options make the connection unsafe.
+//  The rule that keeps libzmq 4.3 from aborting the process (its issue
+//  #3937, assertion _input_stopped in restart_input), its one home: a
+//  socket that connects over a network (not inproc, which has no
+//  heartbeats), pings (ZMTP heartbeats) and receives into a pipe that can
+//  fill (ZMQ_RCVHWM above 0) and outlives its connection (ZMQ_IMMEDIATE
+//  off, which otherwise makes a new pipe for each connection) is not
+//  connected. When the application reads nothing for a while, the full
+//  pipe stops libzmq reading the connection, the PONGs go unread, the
+//  heartbeat timeout replaces the connection, and the application's next
+//  read aborts: a pipeline consumer, subscriber or publisher (subscriptions
+//  come in a pipe too) with heartbeat_ivl_ms set did, and so did an rpc
+//  client, which pings by default. Only PUSH never reads what comes in.
+//  The roles that ping by default and would fall under it (rpc client,
+//  reliable producer of several servers) keep no receive high-water mark
+//  unless the options set one (zqi_pattern_rcvhwm_for_pings); a reliable
+//  server, which pings too, normally binds. Returns 0, or -1 with errno
+//  (EINVAL after logging which options make endpoint unsafe).
 static int
 s_connect_check (zsock_t *sock, const char *endpoint)
 {
-    int type = zsock_type (sock);
-    if (type == ZMQ_PUSH || type == ZMQ_PUB || type == ZMQ_XPUB)
+    if (zsock_type (sock) == ZMQ_PUSH || strncmp (endpoint, "inproc://", 9) == 0)
         return 0;
     int ivl = 0, rcvhwm = 0, immediate = 0;
     size_t size = sizeof (int);
     void *handle = zsock_resolve (sock);
-    if (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &ivl, &size) || ivl <= 0)
-        return 0;
+    if (zmq_getsockopt (handle, ZMQ_HEARTBEAT_IVL, &ivl, &size))
+        return -1;
     size = sizeof (int);
-    if (zmq_getsockopt (handle, ZMQ_RCVHWM, &rcvhwm, &size) || rcvhwm <= 0)
-        return 0;
+    if (zmq_getsockopt (handle, ZMQ_RCVHWM, &rcvhwm, &size))
+        return -1;
     size = sizeof (int);
-    if (zmq_getsockopt (handle, ZMQ_IMMEDIATE, &immediate, &size) || immediate)
+    if (zmq_getsockopt (handle, ZMQ_IMMEDIATE, &immediate, &size))
+        return -1;
+    if (ivl <= 0 || rcvhwm <= 0 || immediate)
         return 0;
     zqi_log (ZQ_LOG_ERROR,
-             "zq: cannot connect %s: heartbeats (heartbeat_ivl_ms %d) with rcvhwm %d on a "
-             "connecting %s socket can make libzmq abort the process (its issue #3937); set "
-             "rcvhwm 0 or heartbeat_ivl_ms 0",
-             endpoint, ivl, rcvhwm, zsock_type_str (sock));
+             "cannot connect %s: a %s socket that pings (heartbeat_ivl_ms %d) with rcvhwm %d "
+             "can make libzmq abort the process (its issue #3937); set rcvhwm 0 (no receive "
+             "bound) or heartbeat_ivl_ms 0 (no heartbeats)",
+             endpoint, zsock_type_str (sock), ivl, rcvhwm);
     return zqi_fail (EINVAL);
 }
 
@@ -168,31 +177,38 @@ zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
     if (!list)
         return zqi_fail (ENOMEM);
     int rc = 0;
-    char *item = list;
-    while (item && rc == 0) {
-        char *comma = strchr (item, ',');
-        if (comma)
-            *comma = '\0';
-        bool bind = binds_by_default;
-        if (*item == '@' || *item == '>') {
-            bind = (*item == '@');
-            item++;
-        }
-        if (!*item)
-            rc = zqi_fail (EINVAL);
-        else if (attaching && attaching (state, item, bind))
-            rc = -1;
-        else if (bind) {
-            if (s_bind (sock, item))
-                rc = -1;
-            else {
-                char *resolved = zsock_last_endpoint (sock);
-                rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
-                free (resolved);
+    //  Two passes: every connect is checked (s_connect_check) before
+    //  anything is attached.
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        strcpy (list, endpoints);
+        char *item = list;
+        while (item && rc == 0) {
+            char *comma = strchr (item, ',');
+            if (comma)
+                *comma = '\0';
+            bool bind = binds_by_default;
+            if (*item == '@' || *item == '>') {
+                bind = (*item == '@');
+                item++;
             }
-        } else if (s_connect_check (sock, item) || zsock_connect (sock, "%s", item) == -1)
-            rc = -1;
-        item = comma ? comma + 1 : NULL;
+            if (!*item)
+                rc = zqi_fail (EINVAL);
+            else if (pass == 0)
+                rc = bind ? 0 : s_connect_check (sock, item);
+            else if (attaching && attaching (state, item, bind))
+                rc = -1;
+            else if (bind) {
+                if (s_bind (sock, item))
+                    rc = -1;
+                else {
+                    char *resolved = zsock_last_endpoint (sock);
+                    rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
+                    free (resolved);
+                }
+            } else if (zsock_connect (sock, "%s", item) == -1)
+                rc = -1;
+            item = comma ? comma + 1 : NULL;
+        }
     }
     int saved_errno = errno;
     free (list);

@@ -93,6 +93,9 @@ expect 1 "did you mean 'stat'" stats "$admin"
 expect 1 "did you mean '--timeout'" stat --timout 5 "$admin"
 expect 4 "write tcp://HOST:PORT" put localhost:5670 orders '{}'
 expect 4 "port 70000 is outside 1-65535" put tcp://127.0.0.1:70000 orders '{}'
+#  A connect that could make libzmq 4.3 abort the process is refused, saying why.
+expect 4 "with rcvhwm 1000 can make libzmq abort the process (its issue #3937)" \
+    sub -o heartbeat_ivl_ms=1000 tcp://127.0.0.1:9 ""
 #  A heartbeat TTL libzmq would read wrong (over ZQ_HEARTBEAT_TTL_MAX_MS) is refused.
 expect 1 "-o heartbeat_ttl_ms=65501: value out of range or malformed" \
     req -o heartbeat_ttl_ms=65501 tcp://127.0.0.1:9 x

@@ -760,6 +760,15 @@ s_install_signals (void)
     sigaction (SIGTERM, &action, NULL);
 }
 
+//  The library's errors go to stderr (zq req shows its notices too), so
+//  that a refusal says why, not only "Invalid argument".
+static void
+s_log_errors (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)level;
+    zq_cli_error ((zq_cli_t *)arg, "%s", line);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -817,7 +826,9 @@ main (int argc, char *argv[])
     int rc = s_parse (&cli, command, argc, argv, 2);
     if (rc == 0 && !cli.given[ZQ_OPT_HELP]) {
         s_install_signals ();
+        zq_set_log_handler (s_log_errors, &cli, ZQ_LOG_ERROR);
         rc = command->run (&cli);
+        zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
     }
     zq_options_destroy (&cli.options);
     for (size_t i = 0; i < cli.header_count; i++)
