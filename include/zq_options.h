@@ -112,9 +112,6 @@ typedef struct {
 //    identity             ""       ZMQ_ROUTING_ID of the socket ("" = libzmq chooses)
 //    send_timeout_ms      5000     timeout used when zq_queue_send gets ZQ_TIMEOUT_DEFAULT
 //    recv_timeout_ms      -1       timeout used when zq_queue_recv gets ZQ_TIMEOUT_DEFAULT
-//    max_subscription_bytes 262144 pubsub publisher: bytes of prefix all its subscribers may
-//                                  send, over inproc aside (ZQ_SUBSCRIPTION_BYTES_DEFAULT;
-//                                  zq_pubsub.h)
 //    slow_subscriber      "skip"   pubsub publisher, when a matching subscriber's queue
 //                                  is full: "skip" (ZeroMQ's PUB: that subscriber misses
 //                                  the message, others get it; the publisher cannot
@@ -123,6 +120,10 @@ typedef struct {
 //                                  matching subscriber sees a gap), "wait" (the send
 //                                  waits for room like a pipeline send, up to its
 //                                  timeout, then fails with EAGAIN: nothing is lost)
+//    max_subscription_bytes 262144 pubsub publisher: what its subscribers' subscriptions may
+//                                  cost, in bytes of prefix (each prefix once, plus 8 a
+//                                  connection; over inproc aside), an eighth of it for one
+//                                  connection (0: only empty prefixes; zq_pubsub.h)
 //    request_timeout_ms   5000     rpc: deadline of one request attempt
 //    retries              3        rpc: attempts after the first before a request fails
 //    max_in_flight        1000     rpc client: requests awaiting their result at once

@@ -34,20 +34,23 @@ extern "C" {
 //  (doc/PROTOCOL.md 16.4): a prefix of at most 256 bytes (a longer one
 //  closes the connection) and at most 1024 subscriptions per connection
 //  (more are refused without an error to the subscriber; a connection
-//  that sends more than 1024 refused ones is closed). All connections
-//  together send at most max_subscription_bytes of prefix
-//  (ZQ_SUBSCRIPTION_BYTES_DEFAULT unless set), counting each prefix new
-//  to its connection, applied or refused: libzmq keeps each one byte by
-//  byte, about 40 bytes of memory for each byte of a prefix that shares
-//  nothing with the others (twice for one applied), so that bounds the
-//  publisher's memory for subscriptions (about 20 MiB at the default). A
-//  subscription that would pass it closes its connection, since a refusal
-//  would not free libzmq's record; an empty prefix costs nothing. The
-//  publisher logs each refusal and close, one line a second at most of
-//  each kind. Connections over inproc:// are not capped. Each call on a publisher reads at most 256
-//  (a send) or 1024 (any other call) subscription notices; a send reads
-//  them once a millisecond has passed since a send last did, or every 256
-//  sends. A subscription is in force once read.
+//  that sends more than 1024 refused ones is closed). What its
+//  subscriptions cost, applied or refused (each prefix's bytes once for
+//  all connections, plus 8 for each connection that sent it; an empty
+//  prefix nothing), stays within max_subscription_bytes
+//  (ZQ_SUBSCRIPTION_BYTES_DEFAULT unless set) for all connections and an
+//  eighth of it for each: a subscription past either closes its
+//  connection, since libzmq keeps a record of it even when refused. That
+//  bounds what subscriptions keep held, about 20 MiB at the default (a
+//  flood read at once can make libzmq take in about 10 MiB of each
+//  connection sending it before the close). A subscriber closed so sees
+//  no error and connects again, and is closed again while its
+//  subscriptions do not fit. The publisher logs each refusal and close,
+//  one line a second at most of each kind. Connections over inproc:// are
+//  not capped. Each call on a publisher reads at most 256 (a send) or
+//  1024 (any other call) subscription notices; a send reads them once a
+//  millisecond has passed since a send last did, or every 256 sends. A
+//  subscription is in force once read.
 
 //  Publisher: returns the number of subscriptions its subscribers hold now
 //  (one per prefix per connection: a subscriber with two prefixes counts

@@ -58,8 +58,6 @@
 #include <sys/random.h>
 #include <xxhash.h>
 
-#define S_STR_(x) #x
-#define S_STR(x)  S_STR_ (x)
 //  Refused subscriptions and closed connections are logged one line per
 //  this long at most (the others counted in the next line).
 #define S_BOUND_LOG_MS 1000
@@ -216,18 +214,7 @@ s_notice (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t size)
     s_pubsub_t *self = (s_pubsub_t *)arg;
     if (event == ZQI_SUBS_MALFORMED)
         self->ctx->stats->errors++;
-    const char *what = event == ZQI_SUBS_REFUSED
-                           ? "a subscription refused: its connection holds"
-                             " the most (" S_STR (ZQI_SUBS_MAX_PER_CONNECTION) ")"
-                       : event == ZQI_SUBS_CLOSED_LONG
-                           ? "a subscriber's connection closed: a subscription over " S_STR (
-                                 ZQI_SUBS_MAX_TOPIC) " bytes"
-                       : event == ZQI_SUBS_CLOSED_FLOODS
-                           ? "a subscriber's connection closed: too many subscriptions refused"
-                       : event == ZQI_SUBS_CLOSED_FULL
-                           ? "a subscriber's connection closed: its subscription would take the"
-                             " subscribers past max_subscription_bytes of prefix"
-                           : NULL;
+    const char *what = zqi_subs_event_text (event);
     uint64_t skipped;
     if (what &&
         zqi_log_limit_due (&self->bound_log[event], zqi_clock_mono_coarse (self->ctx->clock),

@@ -25,6 +25,10 @@
 //  Topics a connection's record remembers, held or refused: one past the
 //  refusals that close it.
 #define S_MAX_REMEMBERED (2 * ZQI_SUBS_MAX_PER_CONNECTION + 1)
+//  What a connection's record of a prefix costs besides the prefix (libzmq
+//  keeps about 230 bytes for each, against about 40 for each byte of a
+//  prefix that shares nothing with the others), in bytes of prefix.
+#define S_PAIR_BYTES 8
 //  Most expected withdrawals kept (each up to 513 bytes of key); past it
 //  they are forgotten, and a stray echo could then end the count of an
 //  inproc subscription of the same topic early.
@@ -39,6 +43,7 @@ typedef struct {
     zhashx_t *topics; //  hex of a topic it sent -> S_HELD or S_REFUSED
     size_t held;
     size_t refused;
+    size_t bytes; //  what its records cost (each prefix + S_PAIR_BYTES)
     bool closing; //  closed by us; what it still sends is ignored
 } s_peer_t;
 
@@ -48,9 +53,11 @@ struct _zqi_subs_t {
     zhashx_t *peers;    //  "fd" -> s_peer_t *
     zhashx_t *local;    //  hex -> subscriptions over inproc (a count)
     zhashx_t *expected; //  hex -> withdrawals libzmq will echo (a count)
+    zhashx_t *recorded; //  hex -> connections that recorded it (a count)
     size_t count;       //  subscriptions in force
-    size_t bytes;       //  of topic, recorded for connections (held or refused)
-    size_t max_bytes;   //  what bytes may reach
+    size_t bytes;       //  what the records cost: each prefix once, + S_PAIR_BYTES each
+    size_t max_bytes;   //  what bytes may reach; a connection's share is
+                        //  max_bytes / ZQI_SUBS_SHARES
     bool in_foreign;    //  inside a message that is no subscription
 };
 
@@ -131,6 +138,7 @@ zqi_subs_new (zsock_t *xpub, size_t max_bytes)
     self->peers = zhashx_new ();
     self->local = zhashx_new ();
     self->expected = zhashx_new ();
+    self->recorded = zhashx_new ();
     int on = 1;
     int64_t max_frame = ZQI_SUBS_MAX_FRAME;
     //  Unique while the last monitor at this address may still be bound
@@ -142,7 +150,7 @@ zqi_subs_new (zsock_t *xpub, size_t max_bytes)
     char endpoint[80];
     snprintf (endpoint, sizeof endpoint, "inproc://zq-subscriptions-%p-%016llx", (void *)self,
               (unsigned long long)nonce);
-    if (!self->peers || !self->local || !self->expected) {
+    if (!self->peers || !self->local || !self->expected || !self->recorded) {
         zqi_subs_destroy (&self);
         errno = ENOMEM;
         return NULL;
@@ -182,8 +190,33 @@ zqi_subs_destroy (zqi_subs_t **self_p)
     zhashx_destroy (&self->peers);
     zhashx_destroy (&self->local);
     zhashx_destroy (&self->expected);
+    zhashx_destroy (&self->recorded);
     free (self);
     *self_p = NULL;
+}
+
+#define S_STR_(x) #x
+#define S_STR(x)  S_STR_ (x)
+
+const char *
+zqi_subs_event_text (zqi_subs_event_t event)
+{
+    switch (event) {
+        case ZQI_SUBS_REFUSED:
+            return "a subscription refused: its connection holds the most "
+                   "(" S_STR (ZQI_SUBS_MAX_PER_CONNECTION) ")";
+        case ZQI_SUBS_CLOSED_LONG:
+            return "a subscriber's connection closed: a subscription over " S_STR (
+                ZQI_SUBS_MAX_TOPIC) " bytes";
+        case ZQI_SUBS_CLOSED_FLOODS:
+            return "a subscriber's connection closed: too many subscriptions refused";
+        case ZQI_SUBS_CLOSED_FULL:
+            return "a subscriber's connection closed: its subscriptions would cost more than "
+                   "max_subscription_bytes in all, or for one connection more than a "
+                   "1/" S_STR (ZQI_SUBS_SHARES) " of it";
+        default:
+            return NULL;
+    }
 }
 
 size_t
@@ -196,6 +229,58 @@ zsock_t *
 zqi_subs_monitor (zqi_subs_t *self)
 {
     return self->monitor;
+}
+
+//  What recording a prefix of size bytes new to peer costs: the prefix
+//  once for all connections (nothing if another records it), and
+//  S_PAIR_BYTES unless it is empty. Sets *own_p to what it costs peer's
+//  share (the prefix in full).
+static size_t
+s_cost (zqi_subs_t *self, const char *key, size_t size, size_t *own_p)
+{
+    size_t pair = size ? S_PAIR_BYTES : 0;
+    *own_p = size + pair;
+    return (zhashx_lookup (self->recorded, key) ? 0 : size) + pair;
+}
+
+//  True if peer may record the prefix (key, size bytes) without taking
+//  all connections past max_bytes or itself past its share.
+static bool
+s_affordable (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size)
+{
+    size_t own;
+    size_t cost = s_cost (self, key, size, &own);
+    return cost <= self->max_bytes - self->bytes &&
+           own <= self->max_bytes / ZQI_SUBS_SHARES - peer->bytes;
+}
+
+//  Records that peer sent the prefix (key, size bytes; state S_HELD or
+//  S_REFUSED), charging it (s_cost). Returns 0, or -1 (ENOMEM).
+static int
+s_record (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size, void *state)
+{
+    size_t own;
+    size_t cost = s_cost (self, key, size, &own);
+    if (zhashx_insert (peer->topics, key, state))
+        return zqi_fail (ENOMEM);
+    if (s_tally_add (self->recorded, key)) {
+        zhashx_delete (peer->topics, key);
+        return -1;
+    }
+    self->bytes += cost;
+    peer->bytes += own;
+    return 0;
+}
+
+//  Gives back what recording the prefix (key, size bytes) cost, peer's
+//  record of it being deleted or about to be.
+static void
+s_refund (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size)
+{
+    size_t pair = size ? S_PAIR_BYTES : 0;
+    s_tally_take (self->recorded, key);
+    self->bytes -= (zhashx_lookup (self->recorded, key) ? 0 : size) + pair;
+    peer->bytes -= size + pair;
 }
 
 //  A connection has gone: what it held ends, and what it sent is expected
@@ -213,7 +298,7 @@ s_peer_gone (zqi_subs_t *self, int fd, zqi_subs_fn *fn, void *arg)
         if (zhashx_size (self->expected) >= S_MAX_EXPECTED)
             zhashx_purge (self->expected);
         s_tally_add (self->expected, key);
-        self->bytes -= strlen (key) / 2;
+        s_refund (self, peer, key, strlen (key) / 2);
         if (item == S_HELD) {
             uint8_t topic[ZQI_SUBS_MAX_TOPIC];
             size_t size = s_unkey (key, topic);
@@ -271,10 +356,8 @@ s_refuse (zqi_subs_t *self, s_peer_t *peer, const char *key, const uint8_t *topi
     bool close_now = event != ZQI_SUBS_REFUSED;
     if (!close_now) {
         if (!zhashx_lookup (peer->topics, key) && zhashx_size (peer->topics) < S_MAX_REMEMBERED &&
-            zhashx_insert (peer->topics, key, S_REFUSED) == 0) {
+            s_record (self, peer, key, size, S_REFUSED) == 0)
             peer->refused++;
-            self->bytes += size;
-        }
         s_tell (fn, arg, event, topic, size);
     }
     if ((close_now || peer->refused > ZQI_SUBS_MAX_PER_CONNECTION) && !peer->closing) {
@@ -346,9 +429,10 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
             s_tell (fn, arg, ZQI_SUBS_WITHDRAWN, topic, size);
         } else if (held == S_REFUSED)
             peer->refused--;
-        if (held)
-            self->bytes -= size;
-        zhashx_delete (peer->topics, key);
+        if (held) {
+            zhashx_delete (peer->topics, key);
+            s_refund (self, peer, key, size);
+        }
         return;
     }
     if (held == S_HELD) {
@@ -356,7 +440,7 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
         return; //  counted already: libzmq holds it once
     }
     //  libzmq records a topic new to the connection, applied or not.
-    if (!held && size > self->max_bytes - self->bytes) {
+    if (!held && !s_affordable (self, peer, key, size)) {
         s_refuse (self, peer, key, topic, size, ZQI_SUBS_CLOSED_FULL, fn, arg);
         return;
     }
@@ -365,17 +449,14 @@ s_subscription (zqi_subs_t *self, zmq_msg_t *msg, zqi_subs_fn *fn, void *arg)
         return;
     }
     if (held == S_REFUSED) {
-        zhashx_delete (peer->topics, key);
+        zhashx_update (peer->topics, key, S_HELD); //  paid for already
         peer->refused--;
-        self->bytes -= size;
-    }
-    if (zhashx_insert (peer->topics, key, S_HELD))
+    } else if (s_record (self, peer, key, size, S_HELD))
         return;
     //  Applies to the connection this subscription came on.
     zmq_setsockopt (self->xpub, ZMQ_SUBSCRIBE, topic, size);
     peer->held++;
     self->count++;
-    self->bytes += size;
     s_tell (fn, arg, ZQI_SUBS_APPLIED, topic, size);
 }
 

@@ -46,8 +46,9 @@ typedef struct {
     zqi_subs_t *subscriptions; //  of dq->out, bounded per connection
     uint64_t refused_unlogged;
     int64_t logged_ms;
-    zqi_log_limit_t close_log[3]; //  by ZQI_SUBS_CLOSED_LONG, _FLOODS, _FULL
-    const zqi_clock_t *clock;     //  the device's (NULL: the system's)
+    //  By event, from ZQI_SUBS_CLOSED_LONG to ZQI_SUBS_CLOSED_FULL.
+    zqi_log_limit_t close_log[ZQI_SUBS_CLOSED_FULL - ZQI_SUBS_CLOSED_LONG + 1];
+    const zqi_clock_t *clock; //  the device's (NULL: the system's)
 } s_forward_t;
 
 int
@@ -226,24 +227,10 @@ s_closed (zqi_dqueue_t *dq, zqi_subs_event_t event)
 {
     s_forward_t *self = (s_forward_t *)dq->kind_state;
     uint64_t skipped;
-    if (!zqi_log_limit_due (&self->close_log[event - ZQI_SUBS_CLOSED_LONG],
-                            zqi_clock_mono (self->clock), S_LOG_INTERVAL_MS, &skipped))
-        return;
-    char why[160];
-    if (event == ZQI_SUBS_CLOSED_LONG)
-        snprintf (why, sizeof why, "it sent a subscription over %d bytes", ZQI_SUBS_MAX_TOPIC);
-    else if (event == ZQI_SUBS_CLOSED_FLOODS)
-        snprintf (why, sizeof why, "it sent over %d refused subscriptions",
-                  ZQI_SUBS_MAX_PER_CONNECTION);
-    else
-        snprintf (why, sizeof why,
-                  "its subscription would take all subscriptions past max_subscription_bytes "
-                  "(%lld bytes of prefix)",
-                  (long long)dq->config->max_subscription_bytes);
-    zqi_log (ZQ_LOG_WARNING,
-             "zq_device: forward %s: closed a subscriber's connection: %s; %llu more since the "
-             "last line",
-             dq->name, why, (unsigned long long)skipped);
+    if (zqi_log_limit_due (&self->close_log[event - ZQI_SUBS_CLOSED_LONG],
+                           zqi_clock_mono (self->clock), S_LOG_INTERVAL_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING, "zq_device: forward %s: %s; %llu more since the last line",
+                 dq->name, zqi_subs_event_text (event), (unsigned long long)skipped);
 }
 
 //  What dq->out's subscriptions do (zqi_subs_take's events).
@@ -263,7 +250,7 @@ s_subscription (void *arg, zqi_subs_event_t event, const uint8_t *topic, size_t 
             break;
         case ZQI_SUBS_CLOSED_LONG:
         case ZQI_SUBS_CLOSED_FULL:
-            s_refused (dq);
+            dq->counters.refused++; //  the subscription the close refused
             s_closed (dq, event);
             break;
         case ZQI_SUBS_CLOSED_FLOODS:
