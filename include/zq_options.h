@@ -121,9 +121,11 @@ typedef struct {
 //                                  waits for room like a pipeline send, up to its
 //                                  timeout, then fails with EAGAIN: nothing is lost)
 //    max_subscription_bytes 262144 pubsub publisher: what its subscribers' subscriptions may
-//                                  cost, in bytes of prefix (each prefix once, plus 8 a
-//                                  connection; over inproc aside), an eighth of it for one
-//                                  connection (0: only empty prefixes; zq_pubsub.h)
+//                                  cost, in bytes of prefix (each prefix once, plus 8 for
+//                                  each connection's subscription to it; over inproc
+//                                  aside), and one connection's (its prefixes in full, plus
+//                                  8 each) an eighth of it: about 124 of 256 bytes at the
+//                                  default (0: only empty prefixes; zq_pubsub.h)
 //    request_timeout_ms   5000     rpc: deadline of one request attempt
 //    retries              3        rpc: attempts after the first before a request fails
 //    max_in_flight        1000     rpc client: requests awaiting their result at once

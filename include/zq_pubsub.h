@@ -38,9 +38,12 @@ extern "C" {
 //  subscriptions cost, applied or refused (each prefix's bytes once for
 //  all connections, plus 8 for each connection that sent it; an empty
 //  prefix nothing), stays within max_subscription_bytes
-//  (ZQ_SUBSCRIPTION_BYTES_DEFAULT unless set) for all connections and an
-//  eighth of it for each: a subscription past either closes its
-//  connection, since libzmq keeps a record of it even when refused. That
+//  (ZQ_SUBSCRIPTION_BYTES_DEFAULT unless set) for all connections, and
+//  each connection's (its prefixes in full, plus 8 each) within an eighth
+//  of it: a subscription past either closes its connection, since libzmq
+//  keeps a record of it even when refused. Nine connections can use it
+//  all, after which new subscriptions close their connections until some
+//  leave: a publisher open to untrusted peers needs CURVE. That
 //  bounds what subscriptions keep held, about 20 MiB at the default (a
 //  flood read at once can make libzmq take in about 10 MiB of each
 //  connection sending it before the close). A subscriber closed so sees

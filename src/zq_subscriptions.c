@@ -212,7 +212,7 @@ zqi_subs_event_text (zqi_subs_event_t event)
             return "a subscriber's connection closed: too many subscriptions refused";
         case ZQI_SUBS_CLOSED_FULL:
             return "a subscriber's connection closed: its subscriptions would cost more than "
-                   "max_subscription_bytes in all, or for one connection more than a "
+                   "max_subscription_bytes in all, or for one connection more than "
                    "1/" S_STR (ZQI_SUBS_SHARES) " of it";
         default:
             return NULL;

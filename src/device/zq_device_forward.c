@@ -15,8 +15,9 @@
     Subscriptions are bounded (doc/DEVICE.md, "Bounds on what clients
     send") by the rule every XPUB of zq's follows, src/zq_subscriptions.h:
     a topic prefix of at most 256 bytes, at most 1024 subscriptions per
-    connection, at most max_subscription_bytes of prefix for all
-    connections together, a connection that breaks them closed. The device
+    connection, what they cost within max_subscription_bytes for all
+    connections and an eighth of it for one, a connection that breaks them
+    closed. The device
     passes each subscription applied, and each one ended (withdrawn, or its
     connection gone), upstream; refusals count in "refused" and are logged,
     as are closes (one line of each kind), at most once per

@@ -293,6 +293,7 @@ def test_subscription_bytes_of_a_connection_are_capped():
         raw_subscribe(second, [b"b%d" % index + b"b" * 98 for index in range(3)])
         check(closed_by_peer(second, 5.0), "zqd kept a connection past its share")
         second.close()
+        check(not closed_by_peer(first, 0.2), "zqd closed a connection within its share")
         hostile.wait_until(lambda: "would cost more than max_subscription_bytes" in zqd.stderr(),
                            "zqd to log the closed connection")
         #   A subscriber within what is left is served.
