@@ -421,7 +421,9 @@ static const zq_option_info_t s_options[] = {
      "pubsub: a full subscriber queue skips that subscriber, drops the message, or waits",
      "skip|drop|wait"},
     {"max_subscription_bytes", ZQ_OPTION_INT, ZQ_SUBSCRIPTION_BYTES_DEFAULT, NULL, 0, INT_MAX,
-     "pubsub publisher: bytes of prefix all subscribers may send (over inproc aside)", NULL},
+     "pubsub publisher: what subscriptions may cost in bytes of prefix, an eighth for one "
+     "connection (over inproc aside)",
+     NULL},
     {NULL, ZQ_OPTION_INT, 0, NULL, 0, 0, NULL, NULL},
 };
 

@@ -17,11 +17,10 @@
     a topic prefix of at most 256 bytes, at most 1024 subscriptions per
     connection, what they cost within max_subscription_bytes for all
     connections and an eighth of it for one, a connection that breaks them
-    closed. The device
-    passes each subscription applied, and each one ended (withdrawn, or its
-    connection gone), upstream; refusals count in "refused" and are logged,
-    as are closes (one line of each kind), at most once per
-    S_LOG_INTERVAL_MS.
+    closed. The device passes each subscription applied, and each one ended
+    (withdrawn, or its connection gone), upstream; refusals count in
+    "refused" and are logged, as are closes (one line of each kind), at
+    most once per S_LOG_INTERVAL_MS.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this

@@ -59,7 +59,7 @@ typedef struct {
     int64_t quota_bytes;            //  stream: spool quota (0: none, -1: the default)
     int64_t sndhwm;                 //  stream, forward: ZMQ_SNDHWM of out
     int64_t rcvhwm;                 //  stream, forward: ZMQ_RCVHWM of in
-    int64_t max_subscription_bytes; //  forward: prefix bytes out's subscribers may hold
+    int64_t max_subscription_bytes; //  forward: what out's subscriptions may cost
 } zqi_queue_config_t;
 
 //  ---- access (zq_device_access.c) -------------------------------------
