@@ -652,21 +652,6 @@ test_flood_of_long_subscriptions_keeps_memory (void **state)
     zq_queue_destroy (&publisher);
 }
 
-//  Waits, taking in the publisher's notices, until the text looked for
-//  was logged; fails at the deadline.
-static void
-wait_logged (zq_queue_t *publisher)
-{
-    int64_t deadline = now_ms () + DEADLINE_MS;
-    while (__atomic_load_n (&s_log_seen, __ATOMIC_RELAXED) == 0) {
-        if (now_ms () >= deadline)
-            fail_msg ("no line with \"%s\" logged", s_log_wanted);
-        assert_true (zq_queue_subscribers (publisher) >= 0);
-        zmq_pollitem_t item = {zsock_resolve (zq_queue_sock (publisher)), 0, ZMQ_POLLIN, 0};
-        zmq_poll (&item, 1, 20);
-    }
-}
-
 //  Subscribes the raw connection fd to count topics of 100 bytes, each
 //  starting with the letter first.
 static void

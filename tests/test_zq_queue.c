@@ -440,20 +440,13 @@ s_count_abort_lines (zq_log_level_t level, const char *line, void *arg)
 }
 
 //  Opens a queue of pattern and role on endpoints with the options given
-//  as name=value pairs, NULL-terminated; returns it (NULL with errno kept).
+//  as NULL-terminated name, value pairs; returns it (NULL with errno kept).
 static zq_queue_t *
-s_open_with (const char *pattern, zq_role_t role, const char *endpoints, ...)
+s_open_with (const char *pattern, zq_role_t role, const char *endpoints, const char *first, ...)
 {
-    zq_options_t *options = zq_options_new ();
     va_list args;
-    va_start (args, endpoints);
-    const char *pair;
-    while ((pair = va_arg (args, const char *))) {
-        char name[64];
-        const char *eq = strchr (pair, '=');
-        snprintf (name, sizeof name, "%.*s", (int)(eq - pair), pair);
-        assert_int_equal (zq_options_set (options, name, eq + 1), 0);
-    }
+    va_start (args, first);
+    zq_options_t *options = options_of_list (first, args);
     va_end (args);
     zq_queue_t *queue = zq_queue_new (pattern, role, endpoints, options);
     int saved = errno;
@@ -486,25 +479,26 @@ test_pings_with_rcvhwm_not_connected (void **state)
         const char *pattern;
         zq_role_t role;
         const char *endpoints;
-        const char *first, *second;
+        const char *name, *value, *name2, *value2;
     } refused[] = {
-        {"pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms=500", NULL},
-        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms=500", NULL},
-        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms=500", "rcvhwm=10"},
-        {"pubsub", ZQ_PUBLISHER, peer, "heartbeat_ivl_ms=500", NULL},
-        {"pipeline", ZQ_CONSUMER, ">ipc:///tmp/zq-nobody", "heartbeat_ivl_ms=500", NULL},
+        {"pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms", "500", NULL},
+        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms", "500", NULL},
+        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms", "500", "rcvhwm", "10"},
+        {"pubsub", ZQ_PUBLISHER, peer, "heartbeat_ivl_ms", "500", NULL},
+        {"pipeline", ZQ_CONSUMER, ">ipc:///tmp/zq-nobody", "heartbeat_ivl_ms", "500", NULL},
         //  Refused too when an item before it binds.
-        {"pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*,>tcp://127.0.0.1:9", "heartbeat_ivl_ms=500",
-         NULL},
-        {"rpc", ZQ_CLIENT, peer, "rcvhwm=10", NULL},
-        {"reliable", ZQ_PRODUCER, two, "rcvhwm=10", NULL},
+        {"pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*,>tcp://127.0.0.1:9", "heartbeat_ivl_ms",
+         "500", NULL},
+        {"rpc", ZQ_CLIENT, peer, "rcvhwm", "10", NULL},
+        {"reliable", ZQ_PRODUCER, two, "rcvhwm", "10", NULL},
         //  A reliable server pings by default; it normally binds.
-        {"reliable", ZQ_SERVER, peer, "spool_dir=", NULL},
+        {"reliable", ZQ_SERVER, peer, "spool_dir", "", NULL},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         errno = 0;
-        zq_queue_t *q = s_open_with (refused[i].pattern, refused[i].role, refused[i].endpoints,
-                                     refused[i].first, refused[i].second, NULL);
+        zq_queue_t *q =
+            s_open_with (refused[i].pattern, refused[i].role, refused[i].endpoints, refused[i].name,
+                         refused[i].value, refused[i].name2, refused[i].value2, NULL);
         assert_null (q);
         assert_int_equal (errno, EINVAL);
         assert_int_equal (s_abort_lines, (int)i + 1);
@@ -514,28 +508,30 @@ test_pings_with_rcvhwm_not_connected (void **state)
     //  to replace), inproc (no heartbeats), nothing received (PUSH), or a
     //  new pipe per connection.
     zq_queue_t *q =
-        s_open_with ("pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms=500", "rcvhwm=0", NULL);
+        s_open_with ("pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms", "500", "rcvhwm", "0", NULL);
     assert_int_equal (s_rcvhwm (q), 0);
     zq_queue_destroy (&q);
-    q = s_open_with ("pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*", "heartbeat_ivl_ms=500", NULL);
+    q = s_open_with ("pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*", "heartbeat_ivl_ms", "500",
+                     NULL);
     assert_int_equal (s_rcvhwm (q), 1000);
     zq_queue_destroy (&q);
-    q = s_open_with ("pipeline", ZQ_CONSUMER, ">inproc://zq-pings", "heartbeat_ivl_ms=500", NULL);
+    q = s_open_with ("pipeline", ZQ_CONSUMER, ">inproc://zq-pings", "heartbeat_ivl_ms", "500",
+                     NULL);
     assert_int_equal (s_rcvhwm (q), 1000);
     zq_queue_destroy (&q);
-    q = s_open_with ("rpc", ZQ_CLIENT, ">inproc://zq-pings", "rcvhwm=10", NULL);
+    q = s_open_with ("rpc", ZQ_CLIENT, ">inproc://zq-pings", "rcvhwm", "10", NULL);
     assert_int_equal (s_rcvhwm (q), 10);
     zq_queue_destroy (&q);
-    q = s_open_with ("reliable", ZQ_SERVER, peer, "spool_dir=", "rcvhwm=0", NULL);
+    q = s_open_with ("reliable", ZQ_SERVER, peer, "spool_dir", "", "rcvhwm", "0", NULL);
     assert_int_equal (s_rcvhwm (q), 0);
     zq_queue_destroy (&q);
-    q = s_open_with ("pipeline", ZQ_PRODUCER, peer, "heartbeat_ivl_ms=500", NULL);
+    q = s_open_with ("pipeline", ZQ_PRODUCER, peer, "heartbeat_ivl_ms", "500", NULL);
     assert_non_null (q);
     zq_queue_destroy (&q);
     q = s_open_with ("rpc", ZQ_CLIENT, peer, NULL);
     assert_int_equal (s_rcvhwm (q), 0);
     zq_queue_destroy (&q);
-    q = s_open_with ("rpc", ZQ_CLIENT, peer, "rcvhwm=10", "heartbeat_ivl_ms=0", NULL);
+    q = s_open_with ("rpc", ZQ_CLIENT, peer, "rcvhwm", "10", "heartbeat_ivl_ms", "0", NULL);
     assert_int_equal (s_rcvhwm (q), 10);
     zq_queue_destroy (&q);
     q = s_open_with ("reliable", ZQ_PRODUCER, two, NULL);

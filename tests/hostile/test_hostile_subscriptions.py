@@ -111,7 +111,7 @@ def test_long_subscription():
         #   same subscription in its own trie.
         raw = zmtp_connect(news_out, b"SUB")
         topic = b"A" * (400 * 1024)
-        raw.sendall(b"\x02" + struct.pack(">Q", 1 + len(topic)) + b"\x01" + topic)
+        raw_subscribe(raw, [topic])
         raw.close()
         pub = publisher(news_in)
         good = subscriber(news_out, [b"news.a"])
@@ -135,7 +135,7 @@ def test_subscription_over_256_bytes_closes_its_connection():
         for size in (1000, 300):
             raw = zmtp_connect(endpoints["news"][1], b"SUB")
             topic = b"B" * size
-            raw.sendall(b"\x02" + struct.pack(">Q", 1 + len(topic)) + b"\x01" + topic)
+            raw_subscribe(raw, [topic])
             check(closed_by_peer(raw, 5.0),
                   "zqd kept a connection with a %d-byte subscription" % size)
             raw.close()
