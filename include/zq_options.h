@@ -134,8 +134,9 @@ typedef struct {
 //                                  is forgotten beyond); reliable producer: unconfirmed
 //                                  messages held in a memory outbox (at most half of
 //                                  them sent and awaiting a confirm at once; the rest
-//                                  wait to go together as PUT batches); unset, a
-//                                  producer keeps ZQ_PRODUCER_WINDOW_DEFAULT (4096)
+//                                  wait to go together as PUT batches, of 64 or more
+//                                  while more than 64 await a confirm); unset, a
+//                                  producer keeps ZQ_PRODUCER_WINDOW_DEFAULT (8192)
 //    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one
 //                                  subdirectory per queue ("" = in memory)

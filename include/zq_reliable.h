@@ -81,7 +81,9 @@ extern "C" {
 //  ZQ_PRODUCER_WINDOW_DEFAULT, and quota_bytes of their wire form, by
 //  default 256 MiB; at most half of them sent and unconfirmed at once:
 //  the others wait together and go as one PUT batch when confirms make
-//  room) or, with option
+//  room; while more than 64 are unconfirmed, fewer than 64 waiting go
+//  only once 64 have gathered or confirms bring the unconfirmed down to
+//  64, so that confirms, not a timer, pace the batches) or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
 //  again, under the same id, after confirm_timeout_ms without a confirm
@@ -119,7 +121,7 @@ extern "C" {
 
 //  A producer's max_in_flight when the option is not set: the unconfirmed
 //  messages its outbox keeps (rpc's default, 1000, stays rpc's).
-#define ZQ_PRODUCER_WINDOW_DEFAULT 4096
+#define ZQ_PRODUCER_WINDOW_DEFAULT 8192
 
 //  Producer: puts the message into the outbox and sends it without
 //  waiting for its confirm; takes ownership (on success *msg_p becomes

@@ -310,12 +310,13 @@ int
 zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 {
     //  Answers come as input; records waiting in the outbox need a server
-    //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected).
-    //  Several servers: a ROUTER shows POLLOUT while any server is
-    //  connected, lost or not, so it waits for input and the timers.
-    bool unsent = zqi_rp_unsent (self);
+    //  to take them (ZMQ_IMMEDIATE: POLLOUT once one is connected), unless
+    //  held back for the answers (ZQI_RP_HOLD). Several servers: a ROUTER
+    //  shows POLLOUT while any server is connected, lost or not, so it
+    //  waits for input and the timers.
+    bool sendable = zqi_rp_sendable (self);
     short events = ZMQ_POLLIN;
-    if (unsent && self->sent < self->send_window && !self->peers.multi)
+    if (sendable && self->sent < self->send_window && !self->peers.multi)
         events |= ZMQ_POLLOUT;
     return zqi_pattern_poll (self->common.ctx, self->common.handle, events, timeout_ms);
 }
@@ -334,8 +335,8 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     //  Records that found no server connected: a new connection does not
     //  make the socket readable, so a loop watching only for input looks
     //  again at the reconnection pace.
-    bool unsent = zqi_rp_unsent (self);
-    if (unsent && self->sent < self->send_window && now + self->connect_check_ms < due)
+    bool sendable = zqi_rp_sendable (self);
+    if (sendable && self->sent < self->send_window && now + self->connect_check_ms < due)
         due = now + self->connect_check_ms;
     return due > now ? due - now : 0;
 }

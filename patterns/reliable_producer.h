@@ -36,6 +36,16 @@ enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
 #define ZQI_RP_SMALL_BYTES 512
 #define ZQI_RP_SMALL_SPARE 1024
 
+//  While more than this many PUTs of a memory outbox that batches are
+//  sent and unconfirmed, fewer than this many waiting are held back: they
+//  go when this many have gathered, or when confirms bring those in
+//  flight down to it. The answers pace the sending, no timer: a message
+//  with few or none in flight ahead of it goes at once. Without it, a
+//  window larger than what one commit answers made each post send a PUT
+//  of its own (a tenth of the messages per frame), and zqd read, parsed
+//  and confirmed each apart.
+#define ZQI_RP_HOLD 64
+
 //  A message of the memory outbox: its one-frame wire form, written once.
 //  A small one (at most ZQI_RP_SMALL_BYTES) is in a block the outbox
 //  reuses, taken from its free blocks without malloc, and a send copies
@@ -139,6 +149,9 @@ void zqi_rp_resend (zqi_r_producer_t *self, uint32_t index);
 void zqi_rp_resend_all (zqi_r_producer_t *self);
 //  True if records wait to be sent.
 bool zqi_rp_unsent (zqi_r_producer_t *self);
+//  True if records wait to be sent and zqi_rp_pump would send some now:
+//  not while the memory outbox holds them back (ZQI_RP_HOLD).
+bool zqi_rp_sendable (zqi_r_producer_t *self);
 //  Drops a message from the outbox (confirmed, or never storable).
 void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
 

@@ -243,6 +243,15 @@ s_address (zqi_r_producer_t *self, uint32_t *peer_p)
     return zqi_fail (EAGAIN);
 }
 
+//  True while the memory outbox holds back the few PUTs waiting, many
+//  being in flight (ZQI_RP_HOLD). Only one that batches holds back.
+static bool
+s_holding (const zqi_r_producer_t *self)
+{
+    return !self->durable && self->batch_max_bytes && !self->peers.multi &&
+           self->sent > ZQI_RP_HOLD && self->ring_count < ZQI_RP_HOLD;
+}
+
 //  Sends PUTs from the outbox while the window has room and a server can
 //  take them. Several waiting (the window opened, or the socket had no
 //  room) go as one PUT batch; a lone one goes alone. Returns 0, or -1 with errno for a socket
@@ -256,6 +265,8 @@ zqi_rp_pump (zqi_r_producer_t *self)
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
+        if (s_holding (self))
+            return 0;
         while (self->sent < self->send_window && self->ring_count) {
             if (!now)
                 now = zqi_r_now (&self->common);
@@ -377,6 +388,12 @@ zqi_rp_unsent (zqi_r_producer_t *self)
     if (!self->durable)
         return self->ring_count > 0;
     return self->returned > 0 || zqi_rp_outbox_depth (self) > self->table.count;
+}
+
+bool
+zqi_rp_sendable (zqi_r_producer_t *self)
+{
+    return zqi_rp_unsent (self) && !s_holding (self);
 }
 
 //  Drops a message from the outbox (confirmed, or never storable).

@@ -1073,6 +1073,103 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     zsock_destroy (&raw);
 }
 
+//  Reads count PUTs that went alone, their ids into ids.
+static void
+raw_lone_puts_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p, uint8_t *ids, int count)
+{
+    for (int n = 0; n < count; n++) {
+        zframe_destroy (route_p);
+        zframe_t *envelope = raw_put_recv (raw, producer, route_p);
+        assert_int_equal (zframe_data (envelope)[1], 1); //  [1, id, ...]: alone
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, zframe_data (envelope) + 4, ZQ_MSG_ID_SIZE);
+        zframe_destroy (&envelope);
+    }
+}
+
+//  Polls the producer and reads the raw server for about rounds * 10 ms:
+//  nothing but pings may arrive.
+static void
+raw_no_put_for (zsock_t *raw, zq_queue_t *producer, int rounds)
+{
+    const uint8_t put[] = {0x92, 1, 1};
+    for (int round = 0; round < rounds; round++) {
+        assert_true (zq_queue_events (producer) >= 0);
+        zmsg_t *in = zmsg_recv (raw); //  up to 10 ms
+        if (!in)
+            continue;
+        zmsg_first (in); //  the route
+        zframe_t *command = zmsg_next (in);
+        assert_non_null (command);
+        assert_false (zframe_size (command) == sizeof put &&
+                      memcmp (zframe_data (command), put, sizeof put) == 0);
+        zmsg_destroy (&in);
+    }
+}
+
+//  Confirms the count ids from first to route (kept), 8 at a time.
+static void
+raw_confirm_all (zsock_t *raw, zframe_t *route, const uint8_t *ids, int first, int count)
+{
+    for (int n = first; n < first + count; n += 8) {
+        zframe_t *copy = zframe_dup (route);
+        int some = first + count - n < 8 ? first + count - n : 8;
+        raw_confirm (raw, &copy, ids + n * ZQ_MSG_ID_SIZE, (size_t)some);
+    }
+}
+
+//  While more than 64 PUTs are unconfirmed, the few posted after them wait
+//  for the confirms instead of going one frame each, though the window
+//  has room (max_in_flight 200: 100 may be unconfirmed): 65 posts go
+//  alone, the next 5 are held (no PUT reaches the server), and 8
+//  confirms send those 5 as one PUT batch. With nothing unconfirmed, a
+//  post goes at once, alone.
+static void
+test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
+{
+    zsock_t *raw;
+    zq_queue_t *producer = raw_server_and_producer ("max_in_flight", "200", &raw);
+    //  Connected first, so that the first posts find room.
+    zq_msg_t *first = numbered ("hold", 0);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    zframe_t *route = NULL;
+    uint8_t ids[71 * ZQ_MSG_ID_SIZE];
+    raw_lone_puts_recv (raw, producer, &route, ids, 1);
+    for (int n = 1; n < 70; n++) {
+        zq_msg_t *msg = numbered ("hold", n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 64);
+    raw_no_put_for (raw, producer, 20);
+    raw_confirm_all (raw, route, ids, 0, 8);
+    take_confirms (producer, raw, 8);
+    //  The 5 held: one frame, [tag, 5 bins], each [1, id, ...].
+    zframe_destroy (&route);
+    zframe_t *envelope = raw_put_recv (raw, producer, &route);
+    const uint8_t *data = zframe_data (envelope);
+    assert_memory_equal (data, ((uint8_t[]){0x96, 0xcd, 0x5a, 0x42}), 4);
+    size_t at = 4;
+    for (int n = 65; n < 70; n++) {
+        assert_int_equal (data[at], 0xc4);
+        size_t size = data[at + 1];
+        assert_int_equal (data[at + 3], 1);
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
+        at += 2 + size;
+    }
+    assert_int_equal (at, zframe_size (envelope));
+    zframe_destroy (&envelope);
+    raw_confirm_all (raw, route, ids, 8, 62);
+    take_confirms (producer, raw, 62);
+    //  Nothing in flight: the next post goes at once, alone.
+    zq_msg_t *last = numbered ("hold", 70);
+    assert_int_equal (zq_queue_post (producer, &last, 0), 0);
+    raw_lone_puts_recv (raw, producer, &route, ids + 70 * ZQ_MSG_ID_SIZE, 1);
+    raw_confirm_all (raw, route, ids, 70, 1);
+    take_confirms (producer, raw, 1);
+    zframe_destroy (&route);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  Takes the confirms of the ids at positions order (count of them) in
 //  ids, in that order, then finds no more.
 static void
@@ -2391,6 +2488,7 @@ main (void)
         cmocka_unit_test (test_outbox_waits_for_server),
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
+        cmocka_unit_test (test_few_puts_wait_for_confirms_while_many_are_in_flight),
         cmocka_unit_test (test_confirms_out_of_order_report_each_message_once),
         cmocka_unit_test (test_a_message_posted_twice_is_held_once),
         cmocka_unit_test (test_a_memory_outbox_keeps_the_default_window),
