@@ -134,8 +134,9 @@ typedef struct {
 //                                  is forgotten beyond); reliable producer: unconfirmed
 //                                  messages held in a memory outbox (at most half of
 //                                  them sent and awaiting a confirm at once; the rest
-//                                  wait to go together as PUT batches, of 64 or more
-//                                  while more than 64 await a confirm); unset, a
+//                                  wait to go together as PUT batches, fewer than 64
+//                                  held back while more than 64 await a confirm and
+//                                  confirms keep coming); unset, a
 //                                  producer keeps ZQ_PRODUCER_WINDOW_DEFAULT (8192)
 //    The "reliable" pattern (zq_reliable.h):
 //    spool_dir            ""       server: directory of the queue spools, one

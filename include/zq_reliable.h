@@ -81,9 +81,11 @@ extern "C" {
 //  ZQ_PRODUCER_WINDOW_DEFAULT, and quota_bytes of their wire form, by
 //  default 256 MiB; at most half of them sent and unconfirmed at once:
 //  the others wait together and go as one PUT batch when confirms make
-//  room; while more than 64 are unconfirmed, fewer than 64 waiting go
-//  only once 64 have gathered or confirms bring the unconfirmed down to
-//  64, so that confirms, not a timer, pace the batches) or, with option
+//  room; while more than 64 sent await an answer and answers keep coming,
+//  fewer than 64 small ones waiting are held back until 64 have gathered,
+//  answers bring those awaiting one down to 64, none came for 100 ms, or
+//  zq_queue_flush or the close sends them: the answers pace the batches)
+//  or, with option
 //  outbox_dir, a spool there that survives the producer's crash: what it
 //  holds unconfirmed is sent again at the next start. Messages are sent
 //  again, under the same id, after confirm_timeout_ms without a confirm

@@ -236,6 +236,13 @@ s_next_timer_ms (void *state)
 }
 
 static int
+s_flush (void *state)
+{
+    s_reliable_t *self = (s_reliable_t *)state;
+    return self->producer ? zqi_r_producer_flush (self->producer) : 0;
+}
+
+static int
 s_send_wait (void *state)
 {
     //  A producer waits for confirms (input) or for a server (output);
@@ -480,6 +487,7 @@ const zq_pattern_t zqi_pattern_reliable = {
     .subscribe = s_subscribe,
     .unsubscribe = s_unsubscribe,
     .send_wait = s_send_wait,
+    .flush = s_flush,
     .options = s_options,
 };
 

@@ -62,6 +62,7 @@ static int
 s_work (zqi_r_producer_t *self, bool lazy)
 {
     int64_t tick = zqi_clock_mono_coarse (self->common.ctx->clock);
+    self->tick = tick;
     self->input_skipped =
         lazy && self->input_drained && tick == self->input_tick && !s_timer_due (self, tick);
     if (!self->input_skipped) {
@@ -82,6 +83,7 @@ zqi_r_producer_new (zq_pattern_ctx_t *ctx)
         return NULL;
     }
     zqi_r_table_init (&self->table);
+    self->answer_tick = INT64_MIN;
     if (zqi_r_common_open (&self->common, ctx) || zqi_r_peers_open (&self->peers, ctx))
         goto failed;
     //  (Several servers: libzmq's ROUTER loses the routing ids chosen for
@@ -149,6 +151,10 @@ zqi_r_producer_destroy (zqi_r_producer_t **self_p)
     zqi_r_producer_t *self = *self_p;
     if (!self)
         return 0;
+    //  What the hold kept back goes now, as it would have without it
+    //  (libzmq's linger may still deliver it).
+    if (self->common.handle && zqi_rp_holding (self))
+        zqi_r_producer_flush (self);
     //  A durable outbox keeps them for the next run; a memory one
     //  loses them.
     size_t unsent = self->durable ? 0 : self->held;
@@ -307,6 +313,21 @@ zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
 }
 
 int
+zqi_r_producer_flush (zqi_r_producer_t *self)
+{
+    self->hold_off = true;
+    int rc = zqi_rp_pump (self);
+    self->hold_off = false;
+    if (rc)
+        return -1;
+    //  Still waiting though the window has room: the socket had none, or
+    //  no server is connected.
+    if (!self->durable && !self->peers.multi && self->ring_count && self->sent < self->send_window)
+        return zqi_fail (EAGAIN);
+    return 0;
+}
+
+int
 zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms)
 {
     //  Answers come as input; records waiting in the outbox need a server
@@ -338,6 +359,13 @@ zqi_r_producer_next_timer_ms (zqi_r_producer_t *self)
     bool sendable = zqi_rp_sendable (self);
     if (sendable && self->sent < self->send_window && now + self->connect_check_ms < due)
         due = now + self->connect_check_ms;
+    //  PUTs held back go once the last answer is ZQI_RP_HOLD_FRESH_MS old
+    //  (the round that finds it so sends them).
+    if (zqi_rp_holding (self)) {
+        int64_t release = now + (self->answer_tick + ZQI_RP_HOLD_FRESH_MS + 1 - self->tick);
+        if (release < due)
+            due = release;
+    }
     return due > now ? due - now : 0;
 }
 

@@ -37,14 +37,20 @@ enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
 #define ZQI_RP_SMALL_SPARE 1024
 
 //  While more than this many PUTs of a memory outbox that batches are
-//  sent and unconfirmed, fewer than this many waiting are held back: they
-//  go when this many have gathered, or when confirms bring those in
-//  flight down to it. The answers pace the sending, no timer: a message
+//  sent and unconfirmed, and answers keep coming (one in the last
+//  ZQI_RP_HOLD_FRESH_MS), fewer than this many small ones waiting (two
+//  fit a batch) are held back: they go when this many have gathered, when
+//  confirms bring those in flight down to it, when answers stop coming,
+//  or at zq_queue_flush or close. The answers pace the sending: a message
 //  with few or none in flight ahead of it goes at once. Without it, a
 //  window larger than what one commit answers made each post send a PUT
 //  of its own (a tenth of the messages per frame), and zqd read, parsed
 //  and confirmed each apart.
 #define ZQI_RP_HOLD 64
+//  Answers older than this no longer hold PUTs back: a server that stopped
+//  answering (a connection replaced, its answers lost) does not keep new
+//  PUTs waiting for the confirm timeout.
+#define ZQI_RP_HOLD_FRESH_MS 100
 
 //  A message of the memory outbox: its one-frame wire form, written once.
 //  A small one (at most ZQI_RP_SMALL_BYTES) is in a block the outbox
@@ -124,6 +130,12 @@ struct _zqi_r_producer_t {
     //  When the socket was last read, whether that read emptied it, whether
     //  a post came since, and whether the last round skipped the read.
     int64_t input_tick; //  coarse clock (zqi_clock_mono_coarse)
+    //  The coarse clock at the last round, at the last answer that settled
+    //  a PUT sent (INT64_MIN: none yet), and whether the hold is off (a
+    //  flush or close sends all that waits).
+    int64_t tick;
+    int64_t answer_tick;
+    bool hold_off;
     bool input_drained;
     bool posted;
     bool input_skipped;
@@ -149,8 +161,10 @@ void zqi_rp_resend (zqi_r_producer_t *self, uint32_t index);
 void zqi_rp_resend_all (zqi_r_producer_t *self);
 //  True if records wait to be sent.
 bool zqi_rp_unsent (zqi_r_producer_t *self);
+//  True while the memory outbox holds back the PUTs waiting (ZQI_RP_HOLD).
+bool zqi_rp_holding (const zqi_r_producer_t *self);
 //  True if records wait to be sent and zqi_rp_pump would send some now:
-//  not while the memory outbox holds them back (ZQI_RP_HOLD).
+//  not while the memory outbox holds them back.
 bool zqi_rp_sendable (zqi_r_producer_t *self);
 //  Drops a message from the outbox (confirmed, or never storable).
 void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);

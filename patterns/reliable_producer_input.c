@@ -56,6 +56,7 @@ s_answer (zqi_r_producer_t *self, const zqi_r_command_t *command, uint32_t peer)
             continue; //  given back already: the resend will be answered
         if (errnum != 0 && entry->owner != peer)
             continue; //  a server it was moved from: the other one answers
+        self->answer_tick = self->tick;
         if (errnum == 0 || errnum == EINVAL || errnum == EEXIST || errnum == ZQ_ELIMIT ||
             errnum == EACCES) {
             //  Stored, or never storable (under this id, a new queue past

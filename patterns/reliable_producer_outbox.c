@@ -243,13 +243,16 @@ s_address (zqi_r_producer_t *self, uint32_t *peer_p)
     return zqi_fail (EAGAIN);
 }
 
-//  True while the memory outbox holds back the few PUTs waiting, many
-//  being in flight (ZQI_RP_HOLD). Only one that batches holds back.
-static bool
-s_holding (const zqi_r_producer_t *self)
+bool
+zqi_rp_holding (const zqi_r_producer_t *self)
 {
-    return !self->durable && self->batch_max_bytes && !self->peers.multi &&
-           self->sent > ZQI_RP_HOLD && self->ring_count < ZQI_RP_HOLD;
+    if (self->durable || !self->batch_max_bytes || self->peers.multi || self->hold_off ||
+        self->sent <= ZQI_RP_HOLD || self->ring_count == 0 || self->ring_count >= ZQI_RP_HOLD ||
+        self->answer_tick < self->tick - ZQI_RP_HOLD_FRESH_MS)
+        return false;
+    //  One that goes alone anyway (two do not fit a batch) is not held.
+    size_t element = zqi_batch_element_size (self->records[self->ring[self->ring_head]].size);
+    return zqi_batch_frame_size (2, 2 * element) <= self->batch_max_bytes;
 }
 
 //  Sends PUTs from the outbox while the window has room and a server can
@@ -265,7 +268,7 @@ zqi_rp_pump (zqi_r_producer_t *self)
     void *handle = self->common.handle;
     int64_t now = 0;
     if (!self->durable) {
-        if (s_holding (self))
+        if (zqi_rp_holding (self))
             return 0;
         while (self->sent < self->send_window && self->ring_count) {
             if (!now)
@@ -393,7 +396,7 @@ zqi_rp_unsent (zqi_r_producer_t *self)
 bool
 zqi_rp_sendable (zqi_r_producer_t *self)
 {
-    return zqi_rp_unsent (self) && !s_holding (self);
+    return zqi_rp_unsent (self) && !zqi_rp_holding (self);
 }
 
 //  Drops a message from the outbox (confirmed, or never storable).

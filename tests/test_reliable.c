@@ -930,9 +930,9 @@ test_put_batch_falls_back_on_old_server (void **state)
 }
 
 //  Reads the next PUT from a raw server (a ROUTER playing one), giving
-//  producer its turns meanwhile (zq_queue_events: it sends what waits):
-//  stores its route and returns its envelope frame (one message or a PUT
-//  batch).
+//  producer (unless NULL) its turns meanwhile (zq_queue_events: it sends
+//  what waits): stores its route and returns its envelope frame (one
+//  message or a PUT batch).
 static zframe_t *
 raw_put_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p)
 {
@@ -940,7 +940,8 @@ raw_put_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p)
     const uint8_t put[] = {0x92, 1, 1};
     while (true) {
         assert_true (now_ms () < deadline);
-        assert_true (zq_queue_events (producer) >= 0);
+        if (producer)
+            assert_true (zq_queue_events (producer) >= 0);
         zmsg_t *in = zmsg_recv (raw);
         if (!in)
             continue;
@@ -981,9 +982,9 @@ raw_confirm (zsock_t *raw, zframe_t **route_p, const uint8_t *ids, size_t count)
 }
 
 //  A raw ROUTER bound on a new ipc endpoint (10 ms receives), and a
-//  producer connected to it with option name set to value.
+//  producer connected to it with options (taken).
 static zq_queue_t *
-raw_server_and_producer (const char *name, const char *value, zsock_t **raw_p)
+raw_server_and_producer_with (zq_options_t *options, zsock_t **raw_p)
 {
     char spec[300];
     bind_spec ("ipc", spec, sizeof spec);
@@ -991,8 +992,6 @@ raw_server_and_producer (const char *name, const char *value, zsock_t **raw_p)
     assert_non_null (raw);
     zsock_set_rcvtimeo (raw, 10);
     assert_int_equal (zsock_bind (raw, "%s", spec + 1), 0);
-    zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set (options, name, value), 0);
     char connect[300];
     snprintf (connect, sizeof connect, ">%s", spec + 1);
     zq_queue_t *producer = zq_queue_new ("reliable", ZQ_PRODUCER, connect, options);
@@ -1000,6 +999,15 @@ raw_server_and_producer (const char *name, const char *value, zsock_t **raw_p)
     assert_non_null (producer);
     *raw_p = raw;
     return producer;
+}
+
+//  The same with option name set to value.
+static zq_queue_t *
+raw_server_and_producer (const char *name, const char *value, zsock_t **raw_p)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set (options, name, value), 0);
+    return raw_server_and_producer_with (options, raw_p);
 }
 
 //  Takes count confirms on a producer, the raw server polled meanwhile.
@@ -1117,38 +1125,18 @@ raw_confirm_all (zsock_t *raw, zframe_t *route, const uint8_t *ids, int first, i
     }
 }
 
-//  While more than 64 PUTs are unconfirmed, the few posted after them wait
-//  for the confirms instead of going one frame each, though the window
-//  has room (max_in_flight 200: 100 may be unconfirmed): 65 posts go
-//  alone, the next 5 are held (no PUT reaches the server), and 8
-//  confirms send those 5 as one PUT batch. With nothing unconfirmed, a
-//  post goes at once, alone.
+//  Reads a PUT batch of count elements, their ids into ids.
 static void
-test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
+raw_batch_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p, uint8_t *ids, int count)
 {
-    zsock_t *raw;
-    zq_queue_t *producer = raw_server_and_producer ("max_in_flight", "200", &raw);
-    //  Connected first, so that the first posts find room.
-    zq_msg_t *first = numbered ("hold", 0);
-    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
-    zframe_t *route = NULL;
-    uint8_t ids[71 * ZQ_MSG_ID_SIZE];
-    raw_lone_puts_recv (raw, producer, &route, ids, 1);
-    for (int n = 1; n < 70; n++) {
-        zq_msg_t *msg = numbered ("hold", n);
-        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
-    }
-    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 64);
-    raw_no_put_for (raw, producer, 20);
-    raw_confirm_all (raw, route, ids, 0, 8);
-    take_confirms (producer, raw, 8);
-    //  The 5 held: one frame, [tag, 5 bins], each [1, id, ...].
-    zframe_destroy (&route);
-    zframe_t *envelope = raw_put_recv (raw, producer, &route);
+    zframe_destroy (route_p);
+    zframe_t *envelope = raw_put_recv (raw, producer, route_p);
     const uint8_t *data = zframe_data (envelope);
-    assert_memory_equal (data, ((uint8_t[]){0x96, 0xcd, 0x5a, 0x42}), 4);
+    //  [tag, count bins], each [1, id, ...].
+    assert_true (count < 15);
+    assert_memory_equal (data, ((uint8_t[]){(uint8_t)(0x90 + count + 1), 0xcd, 0x5a, 0x42}), 4);
     size_t at = 4;
-    for (int n = 65; n < 70; n++) {
+    for (int n = 0; n < count; n++) {
         assert_int_equal (data[at], 0xc4);
         size_t size = data[at + 1];
         assert_int_equal (data[at + 3], 1);
@@ -1157,16 +1145,69 @@ test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
     }
     assert_int_equal (at, zframe_size (envelope));
     zframe_destroy (&envelope);
-    raw_confirm_all (raw, route, ids, 8, 62);
-    take_confirms (producer, raw, 62);
-    //  Nothing in flight: the next post goes at once, alone.
-    zq_msg_t *last = numbered ("hold", 70);
-    assert_int_equal (zq_queue_post (producer, &last, 0), 0);
-    raw_lone_puts_recv (raw, producer, &route, ids + 70 * ZQ_MSG_ID_SIZE, 1);
-    raw_confirm_all (raw, route, ids, 70, 1);
+}
+
+//  Posts the messages numbered first to end - 1 at once (timeout 0).
+static void
+post_numbered (zq_queue_t *producer, const char *subject, int first, int end)
+{
+    for (int n = first; n < end; n++) {
+        zq_msg_t *msg = numbered (subject, n);
+        assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
+    }
+}
+
+//  While more than 64 PUTs are unconfirmed and confirms keep coming, the
+//  few posted after them wait for the confirms instead of going one frame
+//  each, though the window has room (max_in_flight 400: 200 may be
+//  unconfirmed). Before any answer, 80 posts go alone. After 8 confirms,
+//  5 posts are held (no PUT reaches the server) and go as one PUT batch
+//  once 8 more confirms leave 64 unconfirmed. 3 more are held, and go
+//  without a confirm once the last answer is 100 ms old, long before the
+//  confirm timeout (60 s). 2 more, held, go at zq_queue_flush, and 2 at
+//  close, before any later call of the producer could send them. (With
+//  nothing unconfirmed, the first post went at once, alone.)
+static void
+test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
+{
+    zsock_t *raw;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "max_in_flight", 400), 0);
+    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
+    assert_int_equal (zq_options_set_int (options, "linger_ms", DEADLINE_MS), 0);
+    zq_queue_t *producer = raw_server_and_producer_with (options, &raw);
+    //  Connected first, so that the first posts find room.
+    zq_msg_t *first = numbered ("hold", 0);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    zframe_t *route = NULL;
+    uint8_t ids[92 * ZQ_MSG_ID_SIZE];
+    raw_lone_puts_recv (raw, producer, &route, ids, 1);
+    post_numbered (producer, "hold", 1, 80);
+    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 79);
+    raw_confirm_all (raw, route, ids, 0, 8);
+    take_confirms (producer, raw, 8);
+    post_numbered (producer, "hold", 80, 85);
+    raw_no_put_for (raw, producer, 2);
+    raw_confirm_all (raw, route, ids, 8, 8);
+    take_confirms (producer, raw, 8);
+    raw_batch_recv (raw, producer, &route, ids + 80 * ZQ_MSG_ID_SIZE, 5);
+    //  69 unconfirmed: the next 3 wait for the answers to go stale.
+    post_numbered (producer, "hold", 85, 88);
+    raw_batch_recv (raw, producer, &route, ids + 85 * ZQ_MSG_ID_SIZE, 3);
+    //  Fresh answers again; 2 held, then flushed: read without a call of
+    //  the producer, which alone could send them otherwise.
+    raw_confirm_all (raw, route, ids, 16, 1);
     take_confirms (producer, raw, 1);
-    zframe_destroy (&route);
+    post_numbered (producer, "hold", 88, 90);
+    assert_int_equal (zq_queue_flush (producer, 0), 0);
+    raw_batch_recv (raw, NULL, &route, ids + 88 * ZQ_MSG_ID_SIZE, 2);
+    //  A fresh answer, 2 held: the close sends them.
+    raw_confirm_all (raw, route, ids, 17, 1);
+    take_confirms (producer, raw, 1);
+    post_numbered (producer, "hold", 90, 92);
     zq_queue_destroy (&producer);
+    raw_batch_recv (raw, NULL, &route, ids + 90 * ZQ_MSG_ID_SIZE, 2);
+    zframe_destroy (&route);
     zsock_destroy (&raw);
 }
 
