@@ -1211,6 +1211,40 @@ test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
     zsock_destroy (&raw);
 }
 
+//  A PUT too large for two to share a batch (batch_max_bytes 300, a
+//  200-octet subject) is never held: with 72 unconfirmed and a fresh
+//  confirm, 5 posts go alone at once, read here without a call of the
+//  producer (which alone could release held ones).
+static void
+test_puts_too_large_to_batch_are_not_held (void **state)
+{
+    zsock_t *raw;
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "max_in_flight", 400), 0);
+    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
+    assert_int_equal (zq_options_set_int (options, "batch_max_bytes", 300), 0);
+    zq_queue_t *producer = raw_server_and_producer_with (options, &raw);
+    char subject[201];
+    memset (subject, 'x', 200);
+    subject[200] = '\0';
+    zq_msg_t *first = numbered (subject, 0);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    zframe_t *route = NULL;
+    uint8_t ids[85 * ZQ_MSG_ID_SIZE];
+    raw_lone_puts_recv (raw, producer, &route, ids, 1);
+    post_numbered (producer, subject, 1, 80);
+    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 79);
+    raw_confirm_all (raw, route, ids, 0, 8);
+    take_confirms (producer, raw, 8);
+    post_numbered (producer, subject, 80, 85);
+    raw_lone_puts_recv (raw, NULL, &route, ids + 80 * ZQ_MSG_ID_SIZE, 5);
+    raw_confirm_all (raw, route, ids, 8, 77);
+    take_confirms (producer, raw, 77);
+    zframe_destroy (&route);
+    zq_queue_destroy (&producer);
+    zsock_destroy (&raw);
+}
+
 //  Takes the confirms of the ids at positions order (count of them) in
 //  ids, in that order, then finds no more.
 static void
@@ -2530,6 +2564,7 @@ main (void)
         cmocka_unit_test (test_put_batch_falls_back_on_old_server),
         cmocka_unit_test (test_put_batches_gather_while_the_window_is_full),
         cmocka_unit_test (test_few_puts_wait_for_confirms_while_many_are_in_flight),
+        cmocka_unit_test (test_puts_too_large_to_batch_are_not_held),
         cmocka_unit_test (test_confirms_out_of_order_report_each_message_once),
         cmocka_unit_test (test_a_message_posted_twice_is_held_once),
         cmocka_unit_test (test_a_memory_outbox_keeps_the_default_window),
