@@ -1025,6 +1025,28 @@ take_confirms (zq_queue_t *producer, zsock_t *raw, int count)
     }
 }
 
+//  Reads a PUT batch of count elements, their ids into ids.
+static void
+raw_batch_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p, uint8_t *ids, int count)
+{
+    zframe_destroy (route_p);
+    zframe_t *envelope = raw_put_recv (raw, producer, route_p);
+    const uint8_t *data = zframe_data (envelope);
+    //  [tag, count bins], each [1, id, ...].
+    assert_true (count < 15);
+    assert_memory_equal (data, ((uint8_t[]){(uint8_t)(0x90 + count + 1), 0xcd, 0x5a, 0x42}), 4);
+    size_t at = 4;
+    for (int n = 0; n < count; n++) {
+        assert_int_equal (data[at], 0xc4);
+        size_t size = data[at + 1];
+        assert_int_equal (data[at + 3], 1);
+        memcpy (ids + n * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
+        at += 2 + size;
+    }
+    assert_int_equal (at, zframe_size (envelope));
+    zframe_destroy (&envelope);
+}
+
 //  A memory outbox of max_in_flight 8 keeps at most 4 PUTs unconfirmed:
 //  the first 4 posts go at once, alone; the 4 after them wait together
 //  and go as one PUT batch when the confirms open the window. The outbox
@@ -1061,20 +1083,8 @@ test_put_batches_gather_while_the_window_is_full (void **state)
     }
     raw_confirm (raw, &route, ids, 4);
     take_confirms (producer, raw, 4);
-    //  The 4 that waited: one frame, [tag, 4 bins], each [1, id, ...].
-    envelope = raw_put_recv (raw, producer, &route);
-    const uint8_t *data = zframe_data (envelope);
-    assert_memory_equal (data, ((uint8_t[]){0x95, 0xcd, 0x5a, 0x42}), 4);
-    size_t at = 4;
-    for (int n = 0; n < 4; n++) {
-        assert_int_equal (data[at], 0xc4);
-        size_t size = data[at + 1];
-        assert_int_equal (data[at + 3], 1);
-        memcpy (ids + n * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
-        at += 2 + size;
-    }
-    assert_int_equal (at, zframe_size (envelope));
-    zframe_destroy (&envelope);
+    //  The 4 that waited: one frame.
+    raw_batch_recv (raw, producer, &route, ids, 4);
     raw_confirm (raw, &route, ids, 4);
     take_confirms (producer, raw, 4);
     zq_queue_destroy (&producer);
@@ -1125,28 +1135,6 @@ raw_confirm_all (zsock_t *raw, zframe_t *route, const uint8_t *ids, int first, i
     }
 }
 
-//  Reads a PUT batch of count elements, their ids into ids.
-static void
-raw_batch_recv (zsock_t *raw, zq_queue_t *producer, zframe_t **route_p, uint8_t *ids, int count)
-{
-    zframe_destroy (route_p);
-    zframe_t *envelope = raw_put_recv (raw, producer, route_p);
-    const uint8_t *data = zframe_data (envelope);
-    //  [tag, count bins], each [1, id, ...].
-    assert_true (count < 15);
-    assert_memory_equal (data, ((uint8_t[]){(uint8_t)(0x90 + count + 1), 0xcd, 0x5a, 0x42}), 4);
-    size_t at = 4;
-    for (int n = 0; n < count; n++) {
-        assert_int_equal (data[at], 0xc4);
-        size_t size = data[at + 1];
-        assert_int_equal (data[at + 3], 1);
-        memcpy (ids + n * ZQ_MSG_ID_SIZE, data + at + 6, ZQ_MSG_ID_SIZE);
-        at += 2 + size;
-    }
-    assert_int_equal (at, zframe_size (envelope));
-    zframe_destroy (&envelope);
-}
-
 //  Posts the messages numbered first to end - 1 at once (timeout 0).
 static void
 post_numbered (zq_queue_t *producer, const char *subject, int first, int end)
@@ -1155,6 +1143,31 @@ post_numbered (zq_queue_t *producer, const char *subject, int first, int end)
         zq_msg_t *msg = numbered (subject, n);
         assert_int_equal (zq_queue_post (producer, &msg, 0), 0);
     }
+}
+
+//  A producer of max_in_flight 400 (200 may be unconfirmed), confirm
+//  timeout 60 s and option name at value, on a raw server: 80 posts on
+//  subject go alone (no answer yet), then 8 are confirmed, so that 72
+//  wait for a confirm and the last answer is fresh. Their ids go into
+//  ids, the route into *route_p.
+static zq_queue_t *
+producer_with_72_unconfirmed (zsock_t **raw_p, zframe_t **route_p, uint8_t *ids,
+                              const char *subject, const char *name, int64_t value)
+{
+    zq_options_t *options = zq_options_new ();
+    assert_int_equal (zq_options_set_int (options, "max_in_flight", 400), 0);
+    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
+    assert_int_equal (zq_options_set_int (options, name, value), 0);
+    zq_queue_t *producer = raw_server_and_producer_with (options, raw_p);
+    //  Connected first, so that the first posts find room.
+    zq_msg_t *first = numbered (subject, 0);
+    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    raw_lone_puts_recv (*raw_p, producer, route_p, ids, 1);
+    post_numbered (producer, subject, 1, 80);
+    raw_lone_puts_recv (*raw_p, producer, route_p, ids + ZQ_MSG_ID_SIZE, 79);
+    raw_confirm_all (*raw_p, *route_p, ids, 0, 8);
+    take_confirms (producer, *raw_p, 8);
+    return producer;
 }
 
 //  While more than 64 PUTs are unconfirmed and confirms keep coming, the
@@ -1171,21 +1184,10 @@ static void
 test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
 {
     zsock_t *raw;
-    zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set_int (options, "max_in_flight", 400), 0);
-    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
-    assert_int_equal (zq_options_set_int (options, "linger_ms", DEADLINE_MS), 0);
-    zq_queue_t *producer = raw_server_and_producer_with (options, &raw);
-    //  Connected first, so that the first posts find room.
-    zq_msg_t *first = numbered ("hold", 0);
-    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
     zframe_t *route = NULL;
     uint8_t ids[92 * ZQ_MSG_ID_SIZE];
-    raw_lone_puts_recv (raw, producer, &route, ids, 1);
-    post_numbered (producer, "hold", 1, 80);
-    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 79);
-    raw_confirm_all (raw, route, ids, 0, 8);
-    take_confirms (producer, raw, 8);
+    zq_queue_t *producer =
+        producer_with_72_unconfirmed (&raw, &route, ids, "hold", "linger_ms", DEADLINE_MS);
     post_numbered (producer, "hold", 80, 85);
     raw_no_put_for (raw, producer, 2);
     raw_confirm_all (raw, route, ids, 8, 8);
@@ -1218,24 +1220,14 @@ test_few_puts_wait_for_confirms_while_many_are_in_flight (void **state)
 static void
 test_puts_too_large_to_batch_are_not_held (void **state)
 {
-    zsock_t *raw;
-    zq_options_t *options = zq_options_new ();
-    assert_int_equal (zq_options_set_int (options, "max_in_flight", 400), 0);
-    assert_int_equal (zq_options_set_int (options, "confirm_timeout_ms", 60000), 0);
-    assert_int_equal (zq_options_set_int (options, "batch_max_bytes", 300), 0);
-    zq_queue_t *producer = raw_server_and_producer_with (options, &raw);
     char subject[201];
     memset (subject, 'x', 200);
     subject[200] = '\0';
-    zq_msg_t *first = numbered (subject, 0);
-    assert_int_equal (zq_queue_post (producer, &first, DEADLINE_MS), 0);
+    zsock_t *raw;
     zframe_t *route = NULL;
     uint8_t ids[85 * ZQ_MSG_ID_SIZE];
-    raw_lone_puts_recv (raw, producer, &route, ids, 1);
-    post_numbered (producer, subject, 1, 80);
-    raw_lone_puts_recv (raw, producer, &route, ids + ZQ_MSG_ID_SIZE, 79);
-    raw_confirm_all (raw, route, ids, 0, 8);
-    take_confirms (producer, raw, 8);
+    zq_queue_t *producer =
+        producer_with_72_unconfirmed (&raw, &route, ids, subject, "batch_max_bytes", 300);
     post_numbered (producer, subject, 80, 85);
     raw_lone_puts_recv (raw, NULL, &route, ids + 80 * ZQ_MSG_ID_SIZE, 5);
     raw_confirm_all (raw, route, ids, 8, 77);
