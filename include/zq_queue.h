@@ -214,9 +214,10 @@ ZQ_EXPORT int zq_queue_send (zq_queue_t *self, zq_msg_t **msg_p, int timeout_ms)
 //  waiting (batch_max_bytes, zq_options.h), and sends it when there is
 //  room at its next zq_queue_send, zq_queue_events or zq_queue_close, or
 //  here; a reliable producer sends the few PUTs it holds back while many
-//  await their confirms (zq_reliable.h). Call it before a producer goes
-//  quiet (stops sending for a while without closing), as one calls
-//  fflush on a stdio stream. Waits up to
+//  await their confirms (zq_reliable.h) and returns 0 at once (its outbox
+//  sends the others as the window, a server or room allows). Call it
+//  before a producer goes quiet (stops sending for a while without
+//  closing), as one calls fflush on a stdio stream. Waits up to
 //  timeout_ms for room (ZQ_TIMEOUT_DEFAULT: send_timeout_ms). Returns 0
 //  when nothing is held (at once for patterns that never hold any), or
 //  -1 with errno: EAGAIN (still held when the timeout passed), ENOTSOCK

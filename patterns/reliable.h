@@ -338,10 +338,11 @@ int zqi_r_producer_confirmed (zqi_r_producer_t *self, uint8_t *id);
 zq_msg_t *zqi_r_producer_recv (zqi_r_producer_t *self);
 int zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events);
 int zqi_r_producer_wait (zqi_r_producer_t *self, short what, long timeout_ms);
-//  Sends what the memory outbox holds back (ZQI_RP_HOLD) and all else
-//  waiting that the window allows, as zq_queue_flush. Returns 0, or -1
-//  with errno: EAGAIN (some still wait though the window has room: the
-//  socket has none, or no server is connected), or a socket error.
+//  One round of work that sends what the memory outbox holds back
+//  (ZQI_RP_HOLD), as zq_queue_flush: what still waits after it waits for
+//  the window, a server or room in the socket, as the outbox always
+//  does, and goes when they come. Returns 0, or -1 with errno for a
+//  socket failure.
 int zqi_r_producer_flush (zqi_r_producer_t *self);
 int64_t zqi_r_producer_next_timer_ms (zqi_r_producer_t *self);
 int zqi_r_producer_attaching (zqi_r_producer_t *self, const char *endpoint, bool bind);

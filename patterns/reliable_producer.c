@@ -315,16 +315,11 @@ zqi_r_producer_events (zqi_r_producer_t *self, int zmq_events)
 int
 zqi_r_producer_flush (zqi_r_producer_t *self)
 {
+    //  A whole round (answers read, timers run), the hold off.
     self->hold_off = true;
-    int rc = zqi_rp_pump (self);
+    int rc = s_work (self, false);
     self->hold_off = false;
-    if (rc)
-        return -1;
-    //  Still waiting though the window has room: the socket had none, or
-    //  no server is connected.
-    if (!self->durable && !self->peers.multi && self->ring_count && self->sent < self->send_window)
-        return zqi_fail (EAGAIN);
-    return 0;
+    return rc;
 }
 
 int
