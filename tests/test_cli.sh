@@ -385,7 +385,7 @@ bench_line spool 'spool backlog size=100 messages=5000 append_msgs_per_s=[0-9]* 
 grep -q "round 1/1" "$work/err" || fail "bench spool shows no progress on stderr"
 zq bench reliable -n 300 --rounds 1 --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable"
-bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=4096 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line reliable 'reliable e2e tcp size=100 count=300 fsync=always window=8192 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 grep -q "round 1/1: .* raw [0-9]* msgs/s" "$work/err" || fail "bench reliable shows no raw figure on stderr"
 bench_line reliable 'reliable confirm tcp size=100 count=300 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
 bench_line reliable 'reliable rtt tcp size=100 raw_rtt_p50_us=[0-9.]* fsync_p50_us=[0-9.]* confirm_p50_us=[0-9.]* over_fsync_and_rtt_us=-*[0-9.]* fsync_plus_rtt_p50_us=[0-9.]* over_paired_us=-*[0-9.]*'
@@ -393,10 +393,10 @@ grep -q "round 1/1: fsync ([0-9]* bytes) .* raw round trip p50 [0-9.]* us" "$wor
     || fail "bench reliable shows no fsync size or raw round trip on stderr"
 zq bench reliable -n 100 --rounds 1 --transport ipc --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable over ipc"
-bench_line reliable 'reliable e2e ipc size=100 count=100 fsync=always window=4096 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line reliable 'reliable e2e ipc size=100 count=100 fsync=always window=8192 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 zq bench reliable -n 100 --rounds 1 --transport inproc --dir "$work" > "$work/out" 2> "$work/err"
 expect_status 0 $? "bench reliable over inproc"
-bench_line reliable 'reliable e2e inproc size=100 count=100 fsync=always window=4096 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
+bench_line reliable 'reliable e2e inproc size=100 count=100 fsync=always window=8192 put_msgs_per_s=[0-9]* e2e_msgs_per_s=[0-9]* raw_msgs_per_s=[0-9]* ratio=[0-9.]*'
 bench_line reliable 'reliable confirm inproc size=100 count=100 p50_us=[0-9.]* p99_us=[0-9.]* fsync_p50_us=[0-9.]* fsync_p99_us=[0-9.]* over_fsync_us=-*[0-9.]* ratio=[0-9.]*'
 bench_line reliable 'reliable rtt inproc size=100 raw_rtt_p50_us=[0-9.]* fsync_p50_us=[0-9.]* confirm_p50_us=[0-9.]* over_fsync_and_rtt_us=-*[0-9.]* fsync_plus_rtt_p50_us=[0-9.]* over_paired_us=-*[0-9.]*'
 ZQ_ZQD="$builddir/src/zqd" zq bench device -n 2000 --rounds 1 --backlog 3000 --dir "$work" \
