@@ -259,6 +259,11 @@ test_config_rejected (void **state)
     s_expect_bad ("stream\n    memory_messages = -5\n", "stream/memory_messages");
     s_expect_bad ("stream\n    memory_bytes = 0\n", "stream/memory_bytes");
     s_expect_bad ("stream\n    quota_bytes = -1\n", "stream/quota_bytes");
+    s_expect_bad ("forward\n    max_subscription_bytes = -1\n", "forward/max_subscription_bytes");
+    s_expect_bad ("queues\n    f\n        kind = forward\n        max_subscription_bytes = lots\n",
+                  "queues/f/max_subscription_bytes: 'lots'");
+    s_expect_bad ("stream\n    max_subscription_bytes = 1000\n",
+                  "stream/max_subscription_bytes: unknown key");
     s_expect_bad ("device\n    curve\n        secret_cert = /nonexistent\n", "clients");
     //  Safe by default: nothing plaintext beyond loopback, admin never.
     s_expect_bad ("device\n    bind = tcp://0.0.0.0:5670\n",
