@@ -167,6 +167,46 @@ s_connect_check (zsock_t *sock, const char *endpoint)
     return zqi_fail (EINVAL);
 }
 
+//  The next item of the endpoint list at *cursor (cut there in place), its
+//  '@' or '>' taken off and told in *bind_p (else binds_by_default);
+//  *cursor moves past it, to NULL after the last. NULL once none is left.
+static char *
+s_next_item (char **cursor, bool binds_by_default, bool *bind_p)
+{
+    char *item = *cursor;
+    if (!item)
+        return NULL;
+    char *comma = strchr (item, ',');
+    if (comma)
+        *comma = '\0';
+    *cursor = comma ? comma + 1 : NULL;
+    *bind_p = binds_by_default;
+    if (*item == '@' || *item == '>') {
+        *bind_p = *item == '@';
+        item++;
+    }
+    return item;
+}
+
+//  Binds or connects sock to one item (not empty), attaching seeing it
+//  first; a bind's resolved endpoint is appended to *resolved_p. Returns 0
+//  or -1 with errno.
+static int
+s_attach_item (zsock_t *sock, const char *item, bool bind, zqi_attaching_fn *attaching, void *state,
+               char **resolved_p)
+{
+    if (attaching && attaching (state, item, bind))
+        return -1;
+    if (!bind)
+        return zsock_connect (sock, "%s", item) == -1 ? -1 : 0;
+    if (s_bind (sock, item))
+        return -1;
+    char *resolved = zsock_last_endpoint (sock);
+    int rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
+    free (resolved);
+    return rc;
+}
+
 int
 zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
                    zqi_attaching_fn *attaching, void *state, char **resolved_p)
@@ -181,33 +221,15 @@ zqi_socket_attach (zsock_t *sock, const char *endpoints, bool binds_by_default,
     //  anything is attached.
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
         strcpy (list, endpoints);
-        char *item = list;
-        while (item && rc == 0) {
-            char *comma = strchr (item, ',');
-            if (comma)
-                *comma = '\0';
-            bool bind = binds_by_default;
-            if (*item == '@' || *item == '>') {
-                bind = (*item == '@');
-                item++;
-            }
+        char *cursor = list, *item;
+        bool bind;
+        while (rc == 0 && (item = s_next_item (&cursor, binds_by_default, &bind))) {
             if (!*item)
                 rc = zqi_fail (EINVAL);
             else if (pass == 0)
                 rc = bind ? 0 : s_connect_check (sock, item);
-            else if (attaching && attaching (state, item, bind))
-                rc = -1;
-            else if (bind) {
-                if (s_bind (sock, item))
-                    rc = -1;
-                else {
-                    char *resolved = zsock_last_endpoint (sock);
-                    rc = s_endpoint_append (resolved_p, resolved ? resolved : item);
-                    free (resolved);
-                }
-            } else if (zsock_connect (sock, "%s", item) == -1)
-                rc = -1;
-            item = comma ? comma + 1 : NULL;
+            else
+                rc = s_attach_item (sock, item, bind, attaching, state, resolved_p);
         }
     }
     int saved_errno = errno;
