@@ -231,16 +231,21 @@ zqi_subs_monitor (zqi_subs_t *self)
     return self->monitor;
 }
 
-//  What recording a prefix of size bytes new to peer costs: the prefix
-//  once for all connections (nothing if another records it), and
-//  S_PAIR_BYTES unless it is empty. Sets *own_p to what it costs peer's
-//  share (the prefix in full).
+//  What a connection's record of a prefix of size bytes costs its share:
+//  the prefix in full and S_PAIR_BYTES, nothing for an empty one.
 static size_t
-s_cost (zqi_subs_t *self, const char *key, size_t size, size_t *own_p)
+s_own_cost (size_t size)
 {
-    size_t pair = size ? S_PAIR_BYTES : 0;
-    *own_p = size + pair;
-    return (zhashx_lookup (self->recorded, key) ? 0 : size) + pair;
+    return size ? size + S_PAIR_BYTES : 0;
+}
+
+//  What recording a prefix (key, size bytes) new to a connection costs
+//  all of them: its bytes once (nothing if another connection records it)
+//  and S_PAIR_BYTES, nothing for an empty one.
+static size_t
+s_cost (zqi_subs_t *self, const char *key, size_t size)
+{
+    return s_own_cost (size) - (zhashx_lookup (self->recorded, key) ? size : 0);
 }
 
 //  True if peer may record the prefix (key, size bytes) without taking
@@ -248,10 +253,8 @@ s_cost (zqi_subs_t *self, const char *key, size_t size, size_t *own_p)
 static bool
 s_affordable (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size)
 {
-    size_t own;
-    size_t cost = s_cost (self, key, size, &own);
-    return cost <= self->max_bytes - self->bytes &&
-           own <= self->max_bytes / ZQI_SUBS_SHARES - peer->bytes;
+    return s_cost (self, key, size) <= self->max_bytes - self->bytes &&
+           s_own_cost (size) <= self->max_bytes / ZQI_SUBS_SHARES - peer->bytes;
 }
 
 //  Records that peer sent the prefix (key, size bytes; state S_HELD or
@@ -259,8 +262,7 @@ s_affordable (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size)
 static int
 s_record (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size, void *state)
 {
-    size_t own;
-    size_t cost = s_cost (self, key, size, &own);
+    size_t cost = s_cost (self, key, size);
     if (zhashx_insert (peer->topics, key, state))
         return zqi_fail (ENOMEM);
     if (s_tally_add (self->recorded, key)) {
@@ -268,7 +270,7 @@ s_record (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size, void *
         return -1;
     }
     self->bytes += cost;
-    peer->bytes += own;
+    peer->bytes += s_own_cost (size);
     return 0;
 }
 
@@ -277,10 +279,9 @@ s_record (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size, void *
 static void
 s_refund (zqi_subs_t *self, s_peer_t *peer, const char *key, size_t size)
 {
-    size_t pair = size ? S_PAIR_BYTES : 0;
     s_tally_take (self->recorded, key);
-    self->bytes -= (zhashx_lookup (self->recorded, key) ? 0 : size) + pair;
-    peer->bytes -= size + pair;
+    self->bytes -= s_cost (self, key, size);
+    peer->bytes -= s_own_cost (size);
 }
 
 //  A connection has gone: what it held ends, and what it sent is expected
