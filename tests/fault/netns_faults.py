@@ -576,6 +576,52 @@ def js_cluster_unhealthy(net):
             if json_status(line) != "ok"]
 
 
+#  Run in the gateway namespace: prints, for each node's /jsz given on the
+#  command line, one line per stream it holds a copy of (messages, last
+#  sequence, leader) and per consumer (delivered, pending, unsettled,
+#  leader), as that node sees them.
+JS_VIEW_SCRIPT = r"""
+import json, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for address in sys.argv[1:]:
+    node = address.split("/")[2]
+    try:
+        view = json.loads(opener.open(address, timeout=2).read())
+    except (OSError, ValueError) as error:
+        print("%s: %s" % (node, error))
+        continue
+    for account in view.get("account_details") or []:
+        for stream in account.get("stream_detail") or []:
+            state = stream.get("state") or {}
+            print("%s: stream %s messages=%s last_seq=%s leader=%s" %
+                  (node, stream.get("name"), state.get("messages"), state.get("last_seq"),
+                   (stream.get("cluster") or {}).get("leader")))
+            for consumer in stream.get("consumer_detail") or []:
+                print("%s:   consumer %s delivered=%s ack_floor=%s pending=%s unsettled=%s "
+                      "waiting=%s leader=%s" %
+                      (node, consumer.get("name"),
+                       (consumer.get("delivered") or {}).get("stream_seq"),
+                       (consumer.get("ack_floor") or {}).get("stream_seq"),
+                       consumer.get("num_pending"), consumer.get("num_ack_pending"),
+                       consumer.get("num_waiting"),
+                       (consumer.get("cluster") or {}).get("leader")))
+"""
+
+
+def js_cluster_view(net):
+    """What each node says of the streams and consumers it holds (for a
+    failure's report)."""
+    addresses = ["http://10.77.1.%d:%d/jsz?accounts=true&streams=true&consumers=true" %
+                 (node, JS_MONITOR_PORT) for node in range(1, JS_NODES + 1)]
+    try:
+        result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
+                                 JS_VIEW_SCRIPT] + addresses, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "the cluster's view took over 30 s"
+    return result.stdout.decode(errors="replace").strip()
+
+
 def json_status(line):
     try:
         return json.loads(line).get("status")
@@ -654,7 +700,8 @@ def run_js_case(net, case, index):
     try:
         if not wait_until(lambda: producer.count() >= 50 and consumer.count() >= 50,
                           WARM_S + START_S):
-            raise no_steady_stream(WARM_S + START_S, producer, consumer, gateway.proc)
+            failure = no_steady_stream(WARM_S + START_S, producer, consumer, gateway.proc)
+            raise Failure("%s\nthe cluster's view:\n%s" % (failure, js_cluster_view(net)))
         node = js_gateway_node(net)
         cut = time.monotonic()
         net.partition(node, mode)
