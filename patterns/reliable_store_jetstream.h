@@ -63,6 +63,7 @@ typedef struct {
     uint32_t bind_failures;  //  fetcher only: binds failed in a row (logged at powers of two)
     uint32_t fetch_failures; //  fetcher only: fetches failed (not timed out) in a row, the same
     uint32_t stalls;         //  fetcher only: quiet checks finding messages waiting, the same
+    uint32_t unanswered;     //  fetcher only: quiet checks the cluster did not answer, the same
     bool stream_made;        //  its stream is known to exist (puts skip the check)
 } zqi_js_queue_t;
 

@@ -163,6 +163,28 @@ s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info
     }
 }
 
+//  Fetcher thread: logs a quiet check of queue's consumer that the
+//  cluster did not answer (found is what asking gave: neither NATS_OK nor
+//  NATS_NOT_FOUND), as when the consumer has no leader while its stream
+//  takes puts; or the first check answered after such a streak.
+static void
+s_log_unanswered (zqi_js_queue_t *queue, const char *name, natsStatus found, int64_t quiet_ms)
+{
+    uint32_t ended = 0;
+    s_streak_t streak = s_streak (&queue->unanswered, found == NATS_OK, &ended);
+    if (streak == S_STREAK_RECOVERED)
+        zqi_log (ZQ_LOG_NOTICE,
+                 "reliable: the JetStream cluster answers for the consumer of queue %s again "
+                 "(after %u checks it did not)",
+                 name, ended);
+    else if (streak == S_STREAK_FAILED)
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: JetStream consumer of queue %s delivered nothing for %" PRId64
+                 " ms and the cluster did not answer for it (check %u, one per %d ms): %s: %s",
+                 name, quiet_ms, queue->unanswered, ZQI_JS_QUIET_CHECK_MS,
+                 natsStatus_GetText (found), nats_GetLastError (NULL));
+}
+
 //  Fetcher thread, after a fetch on queue's sub that gave status: true
 //  when its durable consumer is gone (deleted by hand, or lost by the
 //  cluster), fetches on it only ever timing out. The cluster is asked
@@ -171,7 +193,9 @@ s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info
 //  back empty for ZQI_JS_QUIET_CHECK_MS. Only its answer "not found"
 //  counts: a cluster that is away (an election, a lost link) is not a
 //  reason to bind again. A quiet consumer that is there but has messages
-//  waiting is stalled, and logged (s_log_stall).
+//  waiting is stalled, and logged (s_log_stall); one the cluster does not
+//  answer for while fetches merely come back empty is logged too
+//  (s_log_unanswered): nothing else would show it.
 static bool
 s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, natsStatus status)
 {
@@ -194,6 +218,8 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, 
     jsErrCode code = 0;
     natsStatus found =
         js_GetConsumerInfo (&info, self->js, queue->stream, ZQI_JS_DURABLE, NULL, &code);
+    if (status == NATS_TIMEOUT && found != NATS_NOT_FOUND)
+        s_log_unanswered (queue, name, found, now - queue->quiet_at);
     if (found == NATS_OK && status == NATS_TIMEOUT)
         s_log_stall (queue, name, info, now - queue->quiet_at);
     jsConsumerInfo_Destroy (info);

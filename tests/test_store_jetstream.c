@@ -66,6 +66,24 @@ static atomic_bool s_closed_seen;
 void __wrap_zqi_js_link_closed (natsConnection *conn, void *closure);
 void __real_zqi_js_link_closed (natsConnection *conn, void *closure);
 
+//  The cluster's answer about a consumer, seen through -Wl,--wrap as
+//  well: with s_info_unanswered set, asking times out (as when the
+//  consumer has no leader), for the store and the test alike.
+static atomic_bool s_info_unanswered;
+natsStatus __wrap_js_GetConsumerInfo (jsConsumerInfo **info, jsCtx *js, const char *stream,
+                                      const char *consumer, jsOptions *opts, jsErrCode *code);
+natsStatus __real_js_GetConsumerInfo (jsConsumerInfo **info, jsCtx *js, const char *stream,
+                                      const char *consumer, jsOptions *opts, jsErrCode *code);
+
+natsStatus
+__wrap_js_GetConsumerInfo (jsConsumerInfo **info, jsCtx *js, const char *stream,
+                           const char *consumer, jsOptions *opts, jsErrCode *code)
+{
+    if (atomic_load (&s_info_unanswered))
+        return NATS_TIMEOUT;
+    return __real_js_GetConsumerInfo (info, js, stream, consumer, opts, code);
+}
+
 void
 __wrap_zqi_js_link_closed (natsConnection *conn, void *closure)
 {
@@ -453,6 +471,10 @@ static int s_bind_recovered;
 static int s_stall_warnings;
 static int s_stall_ended;
 static char s_stall_line[512];
+static int s_unanswered_warnings;
+static int s_unanswered_ended;
+static int s_gone_warnings;
+static char s_unanswered_line[512];
 
 static void
 s_log (zq_log_level_t level, const char *line, void *arg)
@@ -469,6 +491,16 @@ s_log (zq_log_level_t level, const char *line, void *arg)
     }
     if (level == ZQ_LOG_NOTICE && strstr (line, "consumer of queue jobs.stalled is no longer"))
         s_stall_ended++;
+    if (level == ZQ_LOG_WARNING &&
+        strstr (line, "consumer of queue jobs.unanswered delivered nothing for")) {
+        s_unanswered_warnings++;
+        snprintf (s_unanswered_line, sizeof s_unanswered_line, "%s", line);
+    }
+    if (level == ZQ_LOG_NOTICE &&
+        strstr (line, "answers for the consumer of queue jobs.unanswered again"))
+        s_unanswered_ended++;
+    if (strstr (line, "consumer of queue jobs.unanswered is gone"))
+        s_gone_warnings++;
     pthread_mutex_unlock (&s_log_lock);
 }
 
@@ -596,6 +628,47 @@ test_a_stalled_consumer_is_logged (void **state)
     assert_int_equal (count, 3);
     assert_int_equal (s_wait_logged (&s_stall_ended, 1, WAIT_MS), 1);
     assert_int_equal (s_logged (&s_stall_warnings), 1);
+    zqi_store_jetstream.destroy (&store);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+}
+
+//  A bound consumer the cluster stops answering for (asking about it times
+//  out, as when it has no leader) while its fetches merely come back
+//  empty: once they did for ZQI_JS_QUIET_CHECK_MS the log says so, with
+//  what asking gave, and the store keeps its binding (only "not found"
+//  binds again); once the cluster answers again the log says that, and
+//  delivery goes on through the same binding.
+static void
+test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
+{
+    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    s_put_all (store, "jobs.unanswered", 0, 1);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
+    zqi_store_delivery_t *got[1] = {0};
+    assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
+    s_ack_numbered (store, &got[0], 0, 1);
+
+    atomic_store (&s_info_unanswered, true);
+    assert_int_equal (
+        s_wait_logged (&s_unanswered_warnings, 1, ZQI_JS_QUIET_CHECK_MS * 2 + WAIT_MS), 1);
+    pthread_mutex_lock (&s_log_lock);
+    char line[sizeof s_unanswered_line];
+    snprintf (line, sizeof line, "%s", s_unanswered_line);
+    pthread_mutex_unlock (&s_log_lock);
+    if (!strstr (line, " ms and the cluster did not answer for it (check 1, one per 5000 ms): "
+                       "Timeout"))
+        fail_msg ("the line: \"%s\"", line);
+    assert_int_equal (s_logged (&s_unanswered_ended), 0);
+
+    atomic_store (&s_info_unanswered, false);
+    assert_int_equal (s_wait_logged (&s_unanswered_ended, 1, ZQI_JS_QUIET_CHECK_MS + WAIT_MS), 1);
+    s_put_all (store, "jobs.unanswered", 1, 1);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
+    assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
+    s_ack_numbered (store, &got[0], 1, 2);
+    assert_int_equal (s_logged (&s_gone_warnings), 0);
     zqi_store_jetstream.destroy (&store);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
@@ -804,6 +877,7 @@ main (void)
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
         cmocka_unit_test (test_a_stalled_consumer_is_logged),
+        cmocka_unit_test (test_a_consumer_the_cluster_does_not_answer_for_is_logged),
         cmocka_unit_test (test_close_waits_for_a_running_callback),
         cmocka_unit_test (test_fetch_with_many_pending),
         cmocka_unit_test_teardown (test_the_log_names_the_server_lost, s_two_nodes_stop),
