@@ -209,6 +209,21 @@ zqi_rss_queue (zqi_r_server_t *self, const char *name, bool create)
 
 //  ---- Puts ---------------------------------------------------------------
 
+//  Logs a put to queue name that the store did not take (errnum why; its
+//  producer is refused and sends it again), one line per
+//  ZQI_RSS_FAILED_LOG_MS at most, the others counted in the next.
+static void
+s_log_failed (zqi_r_server_t *self, const char *name, int errnum)
+{
+    uint64_t skipped;
+    if (zqi_log_limit_due (&self->store->failed_log, zqi_r_now (&self->common),
+                           ZQI_RSS_FAILED_LOG_MS, &skipped))
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: JetStream did not store a put to queue %s: %s (its producer is "
+                 "refused and sends it again); %" PRIu64 " more since the last line",
+                 name, zq_strerror (errnum), skipped);
+}
+
 zqi_r_code_t
 zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const uint8_t *id,
                   const uint8_t *data, size_t size)
@@ -238,7 +253,10 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
         return 0;
     }
     if (s_ops->put (state->store, name, id, data, size)) {
+        int saved = errno;
         queue->counters.refused++;
+        s_log_failed (self, name, saved);
+        errno = saved;
         return errno == EAGAIN                                                 ? ZQI_R_CODE_BUSY
                : errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL ? ZQI_R_CODE_INVALID
                                                                                : ZQI_R_CODE_FAILED;
@@ -315,6 +333,8 @@ s_collect_results (zqi_r_server_t *self)
                 queue->counters.duplicates++;
             else if (queue)
                 queue->counters.refused++;
+            if (result->errnum)
+                s_log_failed (self, result->queue, result->errnum);
         }
         //  The first producer not yet answered, with all its ids of the
         //  same outcome; again until every one is answered.

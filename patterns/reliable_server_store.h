@@ -59,6 +59,9 @@ typedef struct {
     int64_t forget;   //  then forgotten (the store has delivered it again)
 } zqi_rss_flight_t;
 
+//  At most one line per this many ms about puts the store did not take.
+#define ZQI_RSS_FAILED_LOG_MS 10000
+
 struct _zqi_rs_store_t {
     zqi_store_t *store;
     int64_t request_wait_ms;
@@ -68,6 +71,7 @@ struct _zqi_rs_store_t {
     zlistx_t *names;   //  the store's queues, as last asked
     int64_t names_at;
     int64_t next_sweep;
+    zqi_log_limit_t failed_log; //  puts the store did not take
     zqi_store_result_t results[ZQI_RSS_BATCH];
     zqi_store_delivery_t *batch[ZQI_RSS_BATCH];
 };

@@ -23,7 +23,8 @@
 #
 #   Then a 3-node JetStream cluster in three more namespaces has one node
 #   cut off for 10 s and 30 s under load through zqd --jetstream (see
-#   JS_CASES below), each case starting once every node says it is healthy.
+#   JS_CASES below), each case on a cluster of its own (fresh stores),
+#   starting once every node says it is healthy.
 #
 #   Namespaces and links get names unique to this run and are always
 #   deleted (also after a failure or an interrupt); every process is
@@ -511,8 +512,8 @@ class JsNet(Net):
 
 
 def js_cluster_start(net, work):
-    """Starts the 3 nodes (routes to each other); returns their Procs
-    once each said it is ready."""
+    """Starts the 3 nodes (routes to each other, stores under work);
+    returns their Procs once each said it is ready."""
     nodes = []
     for index in range(1, JS_NODES + 1):
         routes = ",".join("nats://10.77.1.%d:6222" % other
@@ -678,12 +679,39 @@ class JsGateway:
                           (self.proc.process.returncode, self.proc.stderr()[-1000:]))
 
 
+def js_complaints(nodes):
+    """The last warnings and errors each node logged (for a failure's
+    report)."""
+    said = []
+    for index, node in enumerate(nodes):
+        lines = [line for line in node.stderr().splitlines()
+                 if "[WRN]" in line or "[ERR]" in line]
+        said += ["n%d: %s" % (index + 1, line) for line in lines[-5:]]
+    return "\n".join(said) or "none"
+
+
 def run_js_case(net, case, index):
     """One partition of the node the gateway is connected to, under the
-    load of `zq put -` and `zq get` through zqd --jetstream; returns
-    (result line, failure text or None)."""
+    load of `zq put -` and `zq get` through zqd --jetstream, on a cluster
+    of its own; returns (result line, failure text or None).
+    A cluster that had a node cut off is not used again: after a 10 s
+    partition, nats-server 2.9.10's /healthz said ok on every node while
+    the healed node, leader of the next case's new stream, answered none of
+    its puts (that stream's last sequence stayed 0 for 40 s), or while the
+    next case's new consumer delivered nothing."""
+    work = os.path.join(net.js_work, "case%d" % index)
+    os.mkdir(work)
+    nodes = js_cluster_start(net, work)
+    try:
+        return js_partition(net, nodes, work, case, index)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def js_partition(net, nodes, work, case, index):
+    """run_js_case's work on its started cluster (nodes, under work)."""
     name, mode, seconds = case
-    work = net.js_work
     healthy_s = js_wait_healthy(net)
     servers = ",".join("nats://10.77.1.%d:4222" % node for node in range(1, JS_NODES + 1))
     queue = "f%d" % index
@@ -701,7 +729,8 @@ def run_js_case(net, case, index):
         if not wait_until(lambda: producer.count() >= 50 and consumer.count() >= 50,
                           WARM_S + START_S):
             failure = no_steady_stream(WARM_S + START_S, producer, consumer, gateway.proc)
-            raise Failure("%s\nthe cluster's view:\n%s" % (failure, js_cluster_view(net)))
+            raise Failure("%s\nthe cluster's view:\n%s\nthe nodes' last warnings:\n%s" %
+                          (failure, js_cluster_view(net), js_complaints(nodes)))
         node = js_gateway_node(net)
         cut = time.monotonic()
         net.partition(node, mode)
@@ -776,18 +805,14 @@ def run_js(cases):
         return len(cases)
     net = JsNet()
     net.js_work = tempfile.mkdtemp(prefix="zq-netns-js.")
-    nodes = []
     failed = 0
     try:
         net.setup()
-        nodes = js_cluster_start(net, net.js_work)
         failed += run_each(cases, lambda case, index: run_js_case(net, case, index))
     except Failure as error:
         failed += 1
         log("FAIL js: %s" % error)
     finally:
-        for node in nodes:
-            node.stop()
         left = net.teardown()
         if left:
             failed += 1

@@ -3,8 +3,10 @@
 #   they confirmed when one nats-server node and one zqd are killed -9
 #   while producers put: every confirmed id is delivered, and producers
 #   and consumers go on through the survivors. Prints the longest pause
-#   of confirms after the kills (the recovery time). Then the whole
-#   cluster stops: the gateway logs the lost connection, naming the server
+#   of confirms after the kills (the recovery time). Then a second node
+#   is killed: without quorum a put is refused (retry later) and the
+#   gateway's log says JetStream did not store it. Then the whole cluster
+#   stops: the gateway logs the lost connection, naming the server
 #   it was on, and exits 0.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
@@ -173,6 +175,29 @@ def test_kill_a_node_and_a_gateway_while_putting():
     pause = max(b - a for a, b in zip(times, times[1:]))
     print("cluster: %d confirmed (%d after the kills), all delivered; longest pause of "
           "confirms after the kills %.2f s" % (len(confirmed), len(after), pause), flush=True)
+    #  With two of the three nodes gone the stream has no quorum: a put is
+    #  refused (code 3: storage failed, retry later) and the gateway's log
+    #  says which queue JetStream did not store a put to (one line per 10 s
+    #  at most, so puts go until a new one comes).
+    nats.kill(0)
+    failed_line = "reliable: JetStream did not store a put to queue orders: "
+    failed_before = zqds[0].stderr().count(failed_line)
+    late = hostile.Client(zqds[0].endpoint)
+    refusals = []
+
+    def refused_and_logged():
+        answer = late.answers([late.put(queue, "no quorum")], timeout_s=20)
+        refusals.extend(a for a in answer.values() if a[0] == "refuse")
+        return refusals and zqds[0].stderr().count(failed_line) > failed_before
+
+    hostile.wait_until(refused_and_logged, "a put refused without quorum, and its line",
+                       timeout_s=60, step_s=0.5)
+    late.close()
+    check(all(a[1] == 3 for a in refusals),
+          "refusals without quorum: %r" % refusals)
+    print("cluster: without quorum, refused %r; zqd said: %s" % (
+        refusals[0], [line for line in zqds[0].stderr().splitlines()
+                      if failed_line in line][-1]), flush=True)
     #  With the whole cluster gone, the gateway says so, and still stops
     #  cleanly (exit 0, and nothing leaked in a sanitizer build).
     lost_line = "JetStream connection lost"
