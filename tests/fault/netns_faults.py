@@ -515,17 +515,6 @@ def js_cluster_start(net, work):
     """Starts the 3 nodes (routes to each other, stores under work);
     returns their Procs once each said it is ready."""
     nodes = []
-    for index in range(1, JS_NODES + 1):
-        routes = ",".join("nats://10.77.1.%d:6222" % other
-                          for other in range(1, JS_NODES + 1) if other != index)
-        store = os.path.join(work, "n%d" % index)
-        os.mkdir(store)
-        nodes.append(Proc(net.ns["n%d" % index],
-                          [NATS_SERVER, "-js", "-a", "10.77.1.%d" % index, "-p", "4222",
-                           "-sd", store, "-n", "n%d" % index, "--cluster_name", "zqfaults",
-                           "--cluster", "nats://10.77.1.%d:6222" % index, "--routes", routes,
-                           "-m", str(JS_MONITOR_PORT)],
-                          work, "nats%d" % index))
 
     def ready():
         for node in nodes:
@@ -534,10 +523,25 @@ def js_cluster_start(net, work):
                               (node.process.returncode, node.stderr()[-1000:]))
         return all("Server is ready" in node.stderr() for node in nodes)
 
-    if not wait_until(ready, START_S, 0.1):
+    try:
+        for index in range(1, JS_NODES + 1):
+            routes = ",".join("nats://10.77.1.%d:6222" % other
+                              for other in range(1, JS_NODES + 1) if other != index)
+            store = os.path.join(work, "n%d" % index)
+            os.mkdir(store)
+            nodes.append(Proc(net.ns["n%d" % index],
+                              [NATS_SERVER, "-js", "-a", "10.77.1.%d" % index, "-p", "4222",
+                               "-sd", store, "-n", "n%d" % index, "--cluster_name", "zqfaults",
+                               "--cluster", "nats://10.77.1.%d:6222" % index, "--routes",
+                               routes, "-m", str(JS_MONITOR_PORT)],
+                              work, "nats%d" % index))
+        if not wait_until(ready, START_S, 0.1):
+            raise Failure("the nats-server nodes were not ready within %.0f s" % START_S)
+    except BaseException:
+        #  (Any way out: a node that exited, a failed start, an interrupt.)
         for node in nodes:
             node.stop()
-        raise Failure("the nats-server nodes were not ready within %.0f s" % START_S)
+        raise
     return nodes
 
 
@@ -558,16 +562,25 @@ for address in sys.argv[1:]:
 """
 
 
+def js_ask_nodes(net, script, path, timeout_s):
+    """Runs script (Python) in the gateway namespace with each node's
+    monitoring URL for path as its arguments; returns the finished
+    process (stdout and stderr as bytes), or None past timeout_s."""
+    addresses = ["http://10.77.1.%d:%d%s" % (node, JS_MONITOR_PORT, path)
+                 for node in range(1, JS_NODES + 1)]
+    try:
+        return subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
+                               script] + addresses, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def js_cluster_unhealthy(net):
     """What the nodes whose /healthz does not say ok said (empty when all
     three are healthy)."""
-    addresses = ["http://10.77.1.%d:%d/healthz" % (node, JS_MONITOR_PORT)
-                 for node in range(1, JS_NODES + 1)]
-    try:
-        result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
-                                 JS_HEALTH_SCRIPT] + addresses, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, timeout=20)
-    except subprocess.TimeoutExpired:
+    result = js_ask_nodes(net, JS_HEALTH_SCRIPT, "/healthz", 20)
+    if result is None:
         return ["the health check took over 20 s"]
     said = result.stdout.decode(errors="replace").splitlines()
     if result.returncode != 0 or len(said) != JS_NODES:
@@ -612,15 +625,11 @@ for address in sys.argv[1:]:
 def js_cluster_view(net):
     """What each node says of the streams and consumers it holds (for a
     failure's report)."""
-    addresses = ["http://10.77.1.%d:%d/jsz?accounts=true&streams=true&consumers=true" %
-                 (node, JS_MONITOR_PORT) for node in range(1, JS_NODES + 1)]
-    try:
-        result = subprocess.run(["ip", "netns", "exec", net.ns["g"], sys.executable, "-c",
-                                 JS_VIEW_SCRIPT] + addresses, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, timeout=30)
-    except subprocess.TimeoutExpired:
+    result = js_ask_nodes(net, JS_VIEW_SCRIPT, "/jsz?accounts=true&streams=true&consumers=true",
+                          30)
+    if result is None:
         return "the cluster's view took over 30 s"
-    return result.stdout.decode(errors="replace").strip()
+    return (result.stdout + result.stderr).decode(errors="replace").strip()
 
 
 def json_status(line):
