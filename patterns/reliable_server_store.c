@@ -253,13 +253,13 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
         return 0;
     }
     if (s_ops->put (state->store, name, id, data, size)) {
-        int saved = errno;
         queue->counters.refused++;
-        s_log_failed (self, name, saved);
-        errno = saved;
-        return errno == EAGAIN                                                 ? ZQI_R_CODE_BUSY
-               : errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL ? ZQI_R_CODE_INVALID
-                                                                               : ZQI_R_CODE_FAILED;
+        if (errno == EAGAIN)
+            return ZQI_R_CODE_BUSY;
+        if (errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL)
+            return ZQI_R_CODE_INVALID; //  the client's: never storable
+        s_log_failed (self, name, errno);
+        return ZQI_R_CODE_FAILED;
     }
     waiter = (zqi_rss_waiter_t *)calloc (1, sizeof *waiter);
     if (waiter) {

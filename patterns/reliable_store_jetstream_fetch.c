@@ -164,9 +164,10 @@ s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info
 }
 
 //  Fetcher thread: logs a quiet check of queue's consumer that the
-//  cluster did not answer (found is what asking gave: neither NATS_OK nor
+//  cluster did not answer (found, what asking gave, neither NATS_OK nor
 //  NATS_NOT_FOUND), as when the consumer has no leader while its stream
-//  takes puts; or the first check answered after such a streak.
+//  takes puts; or, with found NATS_OK (an answer, or a fetch that
+//  delivered), the end of such a streak.
 static void
 s_log_unanswered (zqi_js_queue_t *queue, const char *name, natsStatus found, int64_t quiet_ms)
 {
@@ -174,15 +175,18 @@ s_log_unanswered (zqi_js_queue_t *queue, const char *name, natsStatus found, int
     s_streak_t streak = s_streak (&queue->unanswered, found == NATS_OK, &ended);
     if (streak == S_STREAK_RECOVERED)
         zqi_log (ZQ_LOG_NOTICE,
-                 "reliable: the JetStream cluster answers for the consumer of queue %s again "
-                 "(after %u checks it did not)",
+                 "reliable: JetStream consumer of queue %s is served again (after %u checks "
+                 "the cluster did not answer)",
                  name, ended);
-    else if (streak == S_STREAK_FAILED)
+    else if (streak == S_STREAK_FAILED) {
+        const char *detail = nats_GetLastError (NULL);
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream consumer of queue %s delivered nothing for %" PRId64
-                 " ms and the cluster did not answer for it (check %u, one per %d ms): %s: %s",
+                 " ms and the cluster did not answer for it (check %u, one per %d ms): %s%s%s",
                  name, quiet_ms, queue->unanswered, ZQI_JS_QUIET_CHECK_MS,
-                 natsStatus_GetText (found), nats_GetLastError (NULL));
+                 natsStatus_GetText (found), detail && *detail ? ": " : "",
+                 detail && *detail ? detail : "");
+    }
 }
 
 //  Fetcher thread, after a fetch on queue's sub that gave status: true
@@ -202,6 +206,7 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, 
     if (status == NATS_OK) {
         queue->quiet_at = 0;
         s_log_stall (queue, name, NULL, 0);
+        s_log_unanswered (queue, name, NATS_OK, 0);
         return false;
     }
     int64_t now = zqi_clock_mono (self->config.clock);
@@ -218,8 +223,11 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, 
     jsErrCode code = 0;
     natsStatus found =
         js_GetConsumerInfo (&info, self->js, queue->stream, ZQI_JS_DURABLE, NULL, &code);
-    if (status == NATS_TIMEOUT && found != NATS_NOT_FOUND)
-        s_log_unanswered (queue, name, found, now - queue->quiet_at);
+    //  Unanswered counts after a quiet fetch only (after a failed one the
+    //  cluster is away, logged as such); any answer ends the streak.
+    bool answered = found == NATS_OK || found == NATS_NOT_FOUND;
+    if (status == NATS_TIMEOUT || answered)
+        s_log_unanswered (queue, name, answered ? NATS_OK : found, now - queue->quiet_at);
     if (found == NATS_OK && status == NATS_TIMEOUT)
         s_log_stall (queue, name, info, now - queue->quiet_at);
     jsConsumerInfo_Destroy (info);
