@@ -523,6 +523,25 @@ s_wait_logged (int *counter, int want, int64_t ms)
     return s_logged (counter);
 }
 
+//  Waits (up to two quiet checks and WAIT_MS) until *counter reaches want,
+//  then checks that the line kept (in s_log, under s_log_lock) has text.
+static void
+s_wait_quiet_line (int *counter, int want, const char *kept, const char *text)
+{
+    assert_int_equal (s_wait_logged (counter, want, ZQI_JS_QUIET_CHECK_MS * 2 + WAIT_MS), want);
+    char line[512];
+    pthread_mutex_lock (&s_log_lock);
+    snprintf (line, sizeof line, "%s", kept);
+    pthread_mutex_unlock (&s_log_lock);
+    if (!strstr (line, text))
+        fail_msg ("the line: \"%s\"", line);
+}
+
+//  The first check of a streak the cluster did not answer (the wrapped
+//  js_GetConsumerInfo gives no detail).
+#define S_FIRST_UNANSWERED                                                                         \
+    " ms and the cluster did not answer for it (check 1, one per 5000 ms): Timeout"
+
 //  A consumer the store cannot bind (a push consumer someone made under
 //  its durable name): the log says so, without a line per attempt, no
 //  delivery comes meanwhile, and once the obstacle is gone the store binds
@@ -602,14 +621,9 @@ test_a_stalled_consumer_is_logged (void **state)
 
     s_put_all (store, "jobs.stalled", 2, 3);
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.stalled", 10), 0);
-    assert_int_equal (s_wait_logged (&s_stall_warnings, 1, ZQI_JS_QUIET_CHECK_MS * 2 + WAIT_MS), 1);
-    pthread_mutex_lock (&s_log_lock);
-    char line[sizeof s_stall_line];
-    snprintf (line, sizeof line, "%s", s_stall_line);
-    pthread_mutex_unlock (&s_log_lock);
-    if (!strstr (line, "while 3 messages wait for it; 2 deliveries unsettled over all "
-                       "gateways, at most 2: deliveries wait for settles"))
-        fail_msg ("the stall's line: \"%s\"", line);
+    s_wait_quiet_line (&s_stall_warnings, 1, s_stall_line,
+                       "while 3 messages wait for it; 2 deliveries unsettled over all "
+                       "gateways, at most 2: deliveries wait for settles");
     zqi_store_delivery_t *got[3] = {0};
     assert_int_equal (zqi_store_jetstream.deliveries (store, got, 3), 0);
     assert_int_equal (s_logged (&s_stall_ended), 0);
@@ -632,23 +646,6 @@ test_a_stalled_consumer_is_logged (void **state)
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
-//  Waits for the next "did not answer" warning about jobs.unanswered and
-//  checks it is the first check of its streak.
-static void
-s_unanswered_first_check (int warnings)
-{
-    assert_int_equal (
-        s_wait_logged (&s_unanswered_warnings, warnings, ZQI_JS_QUIET_CHECK_MS * 2 + WAIT_MS),
-        warnings);
-    pthread_mutex_lock (&s_log_lock);
-    char line[sizeof s_unanswered_line];
-    snprintf (line, sizeof line, "%s", s_unanswered_line);
-    pthread_mutex_unlock (&s_log_lock);
-    if (!strstr (line, " ms and the cluster did not answer for it (check 1, one per 5000 ms): "
-                       "Timeout"))
-        fail_msg ("the line: \"%s\"", line);
-}
-
 //  A bound consumer the cluster stops answering for (asking about it times
 //  out, as when it has no leader) while its fetches merely come back
 //  empty: once they did for ZQI_JS_QUIET_CHECK_MS the log says so, with
@@ -669,14 +666,14 @@ test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
     s_ack_numbered (store, &got[0], 0, 1);
 
     atomic_store (&s_info_unanswered, true);
-    s_unanswered_first_check (1);
+    s_wait_quiet_line (&s_unanswered_warnings, 1, s_unanswered_line, S_FIRST_UNANSWERED);
     assert_int_equal (s_logged (&s_unanswered_ended), 0);
     atomic_store (&s_info_unanswered, false);
     assert_int_equal (s_wait_logged (&s_unanswered_ended, 1, ZQI_JS_QUIET_CHECK_MS + WAIT_MS), 1);
 
     //  A second streak, ended by a delivery while asking still times out.
     atomic_store (&s_info_unanswered, true);
-    s_unanswered_first_check (2);
+    s_wait_quiet_line (&s_unanswered_warnings, 2, s_unanswered_line, S_FIRST_UNANSWERED);
     s_put_all (store, "jobs.unanswered", 1, 1);
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
     assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
