@@ -163,11 +163,23 @@ s_log_stall (zqi_js_queue_t *queue, const char *name, const jsConsumerInfo *info
     }
 }
 
+//  The text libnats keeps of the calling thread's last error, for a log
+//  line ("no detail" when it has none).
+static const char *
+s_nats_detail (void)
+{
+    const char *detail = nats_GetLastError (NULL);
+    return detail && *detail ? detail : "no detail";
+}
+
 //  Fetcher thread: logs a quiet check of queue's consumer that the
 //  cluster did not answer (found, what asking gave, neither NATS_OK nor
 //  NATS_NOT_FOUND), as when the consumer has no leader while its stream
-//  takes puts; or, with found NATS_OK (an answer, or a fetch that
-//  delivered), the end of such a streak.
+//  takes puts; or, with found NATS_OK (a check answered, "not found"
+//  included), the end of such a streak. Only checks count: a fetch that
+//  delivers in between says nothing of the cluster's answers, so a
+//  cluster that answers no check for hours while deliveries come and go
+//  is one streak, logged at its powers of two.
 static void
 s_log_unanswered (zqi_js_queue_t *queue, const char *name, natsStatus found, int64_t quiet_ms)
 {
@@ -175,18 +187,15 @@ s_log_unanswered (zqi_js_queue_t *queue, const char *name, natsStatus found, int
     s_streak_t streak = s_streak (&queue->unanswered, found == NATS_OK, &ended);
     if (streak == S_STREAK_RECOVERED)
         zqi_log (ZQ_LOG_NOTICE,
-                 "reliable: JetStream consumer of queue %s is served again (after %u checks "
-                 "the cluster did not answer)",
+                 "reliable: the JetStream cluster answers for the consumer of queue %s again "
+                 "(after %u checks it did not)",
                  name, ended);
-    else if (streak == S_STREAK_FAILED) {
-        const char *detail = nats_GetLastError (NULL);
+    else if (streak == S_STREAK_FAILED)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream consumer of queue %s delivered nothing for %" PRId64
-                 " ms and the cluster did not answer for it (check %u, one per %d ms): %s%s%s",
+                 " ms and the cluster did not answer for it (check %u, one per %d ms): %s: %s",
                  name, quiet_ms, queue->unanswered, ZQI_JS_QUIET_CHECK_MS,
-                 natsStatus_GetText (found), detail && *detail ? ": " : "",
-                 detail && *detail ? detail : "");
-    }
+                 natsStatus_GetText (found), s_nats_detail ());
 }
 
 //  Fetcher thread, after a fetch on queue's sub that gave status: true
@@ -206,7 +215,6 @@ s_consumer_gone (zqi_js_store_t *self, zqi_js_queue_t *queue, const char *name, 
     if (status == NATS_OK) {
         queue->quiet_at = 0;
         s_log_stall (queue, name, NULL, 0);
-        s_log_unanswered (queue, name, NATS_OK, 0);
         return false;
     }
     int64_t now = zqi_clock_mono (self->config.clock);
@@ -250,7 +258,7 @@ s_log_bind (zqi_js_queue_t *queue, const char *name, natsStatus status)
                  "reliable: JetStream consumer of queue %s not bound (attempt %u, tried again "
                  "every %d ms, no deliveries meanwhile): %s: %s",
                  name, queue->bind_failures, ZQI_JS_BIND_RETRY_MS, natsStatus_GetText (status),
-                 nats_GetLastError (NULL));
+                 s_nats_detail ());
 }
 
 //  Fetcher thread: logs a fetch that failed other than by timing out, or
@@ -268,7 +276,7 @@ s_log_fetch (zqi_js_queue_t *queue, const char *name, natsStatus status)
     else if (streak == S_STREAK_FAILED)
         zqi_log (ZQ_LOG_WARNING,
                  "reliable: JetStream fetch for queue %s failed (%u in a row): %s: %s", name,
-                 queue->fetch_failures, natsStatus_GetText (status), nats_GetLastError (NULL));
+                 queue->fetch_failures, natsStatus_GetText (status), s_nats_detail ());
 }
 
 //  The fetcher's pause: up to ZQI_JS_IDLE_WAIT_MS, or until woken (a want,

@@ -497,7 +497,7 @@ s_log (zq_log_level_t level, const char *line, void *arg)
         snprintf (s_unanswered_line, sizeof s_unanswered_line, "%s", line);
     }
     if (level == ZQ_LOG_NOTICE &&
-        strstr (line, "consumer of queue jobs.unanswered is served again"))
+        strstr (line, "answers for the consumer of queue jobs.unanswered again"))
         s_unanswered_ended++;
     if (strstr (line, "consumer of queue jobs.unanswered is gone"))
         s_gone_warnings++;
@@ -537,10 +537,10 @@ s_wait_quiet_line (int *counter, int want, const char *kept, const char *text)
         fail_msg ("the line: \"%s\"", line);
 }
 
-//  The first check of a streak the cluster did not answer (the wrapped
-//  js_GetConsumerInfo gives no detail).
-#define S_FIRST_UNANSWERED                                                                         \
-    " ms and the cluster did not answer for it (check 1, one per 5000 ms): Timeout"
+//  Check n of a streak the cluster did not answer (the wrapped
+//  js_GetConsumerInfo times out).
+#define S_UNANSWERED_CHECK(n)                                                                      \
+    " ms and the cluster did not answer for it (check " #n ", one per 5000 ms): Timeout: "
 
 //  A consumer the store cannot bind (a push consumer someone made under
 //  its durable name): the log says so, without a line per attempt, no
@@ -650,9 +650,9 @@ test_a_stalled_consumer_is_logged (void **state)
 //  out, as when it has no leader) while its fetches merely come back
 //  empty: once they did for ZQI_JS_QUIET_CHECK_MS the log says so, with
 //  what asking gave, and the store keeps its binding (only "not found"
-//  binds again). The streak ends, logged, when the cluster answers again
-//  or when a fetch delivers (here in a second streak, whose first check
-//  is check 1 again); delivery goes on through the same binding.
+//  binds again). A delivery in between does not end the streak (check 2
+//  follows); an answered check does, logged, and the next streak starts
+//  at check 1 again. Delivery goes on through the same binding.
 static void
 test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
 {
@@ -666,20 +666,26 @@ test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
     s_ack_numbered (store, &got[0], 0, 1);
 
     atomic_store (&s_info_unanswered, true);
-    s_wait_quiet_line (&s_unanswered_warnings, 1, s_unanswered_line, S_FIRST_UNANSWERED);
+    s_wait_quiet_line (&s_unanswered_warnings, 1, s_unanswered_line, S_UNANSWERED_CHECK (1));
+    //  A delivery while asking still times out: the next check is check 2.
+    s_put_all (store, "jobs.unanswered", 1, 1);
+    assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
+    assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
+    s_ack_numbered (store, &got[0], 1, 2);
+    s_wait_quiet_line (&s_unanswered_warnings, 2, s_unanswered_line, S_UNANSWERED_CHECK (2));
     assert_int_equal (s_logged (&s_unanswered_ended), 0);
     atomic_store (&s_info_unanswered, false);
     assert_int_equal (s_wait_logged (&s_unanswered_ended, 1, ZQI_JS_QUIET_CHECK_MS + WAIT_MS), 1);
 
-    //  A second streak, ended by a delivery while asking still times out.
+    //  A second streak starts at check 1.
     atomic_store (&s_info_unanswered, true);
-    s_wait_quiet_line (&s_unanswered_warnings, 2, s_unanswered_line, S_FIRST_UNANSWERED);
-    s_put_all (store, "jobs.unanswered", 1, 1);
+    s_wait_quiet_line (&s_unanswered_warnings, 3, s_unanswered_line, S_UNANSWERED_CHECK (1));
+    atomic_store (&s_info_unanswered, false);
+    assert_int_equal (s_wait_logged (&s_unanswered_ended, 2, ZQI_JS_QUIET_CHECK_MS + WAIT_MS), 2);
+    s_put_all (store, "jobs.unanswered", 2, 1);
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
     assert_int_equal (s_collect (store, NULL, got, 1, WAIT_MS), 1);
-    assert_int_equal (s_wait_logged (&s_unanswered_ended, 2, WAIT_MS), 2);
-    atomic_store (&s_info_unanswered, false);
-    s_ack_numbered (store, &got[0], 1, 2);
+    s_ack_numbered (store, &got[0], 2, 3);
     assert_int_equal (s_logged (&s_gone_warnings), 0);
     zqi_store_jetstream.destroy (&store);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
