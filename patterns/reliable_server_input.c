@@ -101,7 +101,7 @@ zqi_rs_code_reason (zqi_r_code_t code)
         case ZQI_R_CODE_FULL:
             return "storage full";
         case ZQI_R_CODE_INVALID:
-            return "invalid queue name";
+            return "never storable: an invalid queue name, or too large for the store";
         case ZQI_R_CODE_LIMIT:
             return "queue limit reached (max_queues or max_auto_queues)";
         case ZQI_R_CODE_CONFLICT:

@@ -93,6 +93,10 @@ zqi_js_errno (natsStatus status)
             return ENOMEM;
         case NATS_INVALID_ARG:
             return EINVAL;
+        case NATS_MAX_PAYLOAD:
+            //  Larger than the servers take (their max_payload counts the
+            //  message's headers too): never storable there.
+            return EMSGSIZE;
         case NATS_NOT_FOUND:
             return ENOENT;
         default:

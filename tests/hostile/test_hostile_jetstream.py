@@ -6,6 +6,7 @@
 #   - TOUCHes keep a delivery past the visibility timeout;
 #   - past max_attempts a message goes to NAME.dead;
 #   - the same id put through both gateways is stored once;
+#   - a put larger than the NATS servers take is refused for good;
 #   - STAT and PURGE answer through either gateway;
 #   - PEEK through B shows what was put through A, in order, and takes
 #     nothing (a later delivery carries the attempt it would have);
@@ -101,6 +102,30 @@ def test_put_through_a_is_delivered_through_b():
     finally:
         producer.close()
         consumer.close()
+
+
+def test_a_put_larger_than_jetstream_takes_is_refused_for_good():
+    """A message within zq's max_message_bytes (1 MiB, the envelope) that
+    the NATS servers' max_payload (1 MiB, with the message's headers) does
+    not take is never storable there: REFUSE 2 (give up), not 3 (retry
+    later, again and again), and the queue takes the next put."""
+    a, _ = gateways()
+    name = queue_name("large")
+    producer = hostile.Client(a.endpoint)
+    try:
+        #  An envelope 8 octets under 1 MiB: zq takes it, the 32 hex digits
+        #  of its Nats-Msg-Id header alone take it past max_payload.
+        body_size = 1024 * 1024 - 8
+        body_size -= len(hostile.envelope(name, b"x" * body_size)[1]) - (1024 * 1024 - 8)
+        msg_id, frame = hostile.envelope(name, b"x" * body_size)
+        check(len(frame) == 1024 * 1024 - 8, "the envelope is %d octets" % len(frame))
+        producer.put_frame(frame)
+        answer = producer.answers([msg_id], timeout_s=10)[msg_id]
+        check(answer[0] == "refuse" and answer[1] == 2,
+              "a put over JetStream's max_payload: %r" % (answer,))
+        producer.put_confirmed(name, ["small"])
+    finally:
+        producer.close()
 
 
 def test_nack_with_delay_comes_back_after_the_delay():
