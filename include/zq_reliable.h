@@ -70,8 +70,8 @@ extern "C" {
 //  later, counted the same), ENOSPC (refused for now: the server's disk
 //  is under its free-space watermark, min_free_bytes; sent again later,
 //  counted the same), EINVAL (the server can never store it: bad
-//  queue name, a dead-letter queue, over the server's max_message_bytes,
-//  malformed; the outbox dropped it), EEXIST (the server holds another
+//  queue name, a dead-letter queue, over the server's max_message_bytes
+//  or what its store takes, malformed; the outbox dropped it), EEXIST (the server holds another
 //  message of this producer under the same id in that queue: never stored
 //  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
 //  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's

@@ -57,7 +57,7 @@ typedef enum {
 //  Codes carried by REFUSE and ERROR.
 typedef enum {
     ZQI_R_CODE_FULL = 1,      //  storage full: retry later
-    ZQI_R_CODE_INVALID = 2,   //  never storable (bad queue name): give up
+    ZQI_R_CODE_INVALID = 2,   //  never storable (bad name, too large): give up
     ZQI_R_CODE_FAILED = 3,    //  storage failed: retry later
     ZQI_R_CODE_PROTOCOL = 4,  //  malformed command or envelope
     ZQI_R_CODE_VERSION = 5,   //  unknown command frame version

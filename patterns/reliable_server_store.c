@@ -209,8 +209,9 @@ zqi_rss_queue (zqi_r_server_t *self, const char *name, bool create)
 
 //  ---- Puts ---------------------------------------------------------------
 
-//  Logs a put to queue name that the store did not take (errnum why; its
-//  producer is refused and sends it again), one line per
+//  Logs a put to queue name that the store did not take (errnum why):
+//  its producer is refused and sends it again, or, when EMSGSIZE (larger
+//  than the NATS servers take), refused for good. One line per
 //  ZQI_RSS_FAILED_LOG_MS at most, the others counted in the next.
 static void
 s_log_failed (zqi_r_server_t *self, const char *name, int errnum)
@@ -219,9 +220,12 @@ s_log_failed (zqi_r_server_t *self, const char *name, int errnum)
     if (zqi_log_limit_due (&self->store->failed_log, zqi_r_now (&self->common),
                            ZQI_RSS_FAILED_LOG_MS, &skipped))
         zqi_log (ZQ_LOG_WARNING,
-                 "reliable: JetStream did not store a put to queue %s: %s (its producer is "
-                 "refused and sends it again); %" PRIu64 " more since the last line",
-                 name, zq_strerror (errnum), skipped);
+                 "reliable: JetStream did not store a put to queue %s: %s (%s); %" PRIu64
+                 " more since the last line",
+                 name, zq_strerror (errnum),
+                 errnum == EMSGSIZE ? "larger than the NATS servers' max_payload: refused for good"
+                                    : "its producer is refused and sends it again",
+                 skipped);
 }
 
 zqi_r_code_t
@@ -253,13 +257,15 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
         return 0;
     }
     if (s_ops->put (state->store, name, id, data, size)) {
+        int saved = errno;
         queue->counters.refused++;
-        if (errno == EAGAIN)
+        if (saved == EAGAIN)
             return ZQI_R_CODE_BUSY;
-        if (errno == ENAMETOOLONG || errno == EMSGSIZE || errno == EINVAL)
+        if (saved == ENAMETOOLONG || saved == EINVAL)
             return ZQI_R_CODE_INVALID; //  the client's: never storable
-        s_log_failed (self, name, errno);
-        return ZQI_R_CODE_FAILED;
+        s_log_failed (self, name, saved);
+        //  Larger than the servers take: never storable there either.
+        return saved == EMSGSIZE ? ZQI_R_CODE_INVALID : ZQI_R_CODE_FAILED;
     }
     waiter = (zqi_rss_waiter_t *)calloc (1, sizeof *waiter);
     if (waiter) {

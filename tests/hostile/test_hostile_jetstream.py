@@ -121,8 +121,11 @@ def test_a_put_larger_than_jetstream_takes_is_refused_for_good():
         check(len(frame) == 1024 * 1024 - 8, "the envelope is %d octets" % len(frame))
         producer.put_frame(frame)
         answer = producer.answers([msg_id], timeout_s=10)[msg_id]
-        check(answer[0] == "refuse" and answer[1] == 2,
+        check(answer[0] == "refuse" and answer[1] == 2 and "too large for the store" in answer[2],
               "a put over JetStream's max_payload: %r" % (answer,))
+        hostile.wait_until(lambda: "JetStream did not store a put to queue %s: Message too long "
+                           "(larger than the NATS servers' max_payload: refused for good)" % name
+                           in a.stderr(), "the gateway's line on it", timeout_s=5)
         producer.put_confirmed(name, ["small"])
     finally:
         producer.close()
