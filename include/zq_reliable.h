@@ -59,41 +59,40 @@ extern "C" {
 //  18.7 lists every bound).
 //
 //  Producer (connects). zq_queue_send stores the message in the outbox,
-//  sends it and waits for the server's confirm: 0 means the server
-//  stored it. On -1 the caller keeps the message, and errno says: EAGAIN
-//  (no confirm within the timeout: the outbox still holds a copy and
-//  sends it again; calling zq_queue_send again with the same message, same
-//  id, goes on waiting for that confirm without storing it twice),
-//  ZQ_EFULL (the server refused it: its storage is full; the outbox copy
-//  is sent again later, counted in stats.refused), EBUSY (refused for
-//  now: the server has no file descriptor to open the queue; sent again
-//  later, counted the same), ENOSPC (refused for now: the server's disk
-//  is under its free-space watermark, min_free_bytes; sent again later,
-//  counted the same), EINVAL (the server can never store it: bad
-//  queue name, a dead-letter queue, over the server's max_message_bytes
-//  or what its store takes, malformed; the outbox dropped it), EEXIST (the server holds another
-//  message of this producer under the same id in that queue: never stored
-//  under this id; the outbox dropped it), ZQ_ELIMIT (a new queue past the
-//  server's max_queues or max_auto_queues; the outbox dropped it), EACCES (the server's
-//  authoriser denies this producer's identity the queue: REFUSE code 11;
-//  the outbox dropped it). The
-//  outbox is in memory (up to max_in_flight messages, by default
-//  ZQ_PRODUCER_WINDOW_DEFAULT, and quota_bytes of their wire form, by
-//  default 256 MiB; at most half of them sent and unconfirmed at once:
-//  the others wait together and go as one PUT batch when confirms make
-//  room; while more than 64 sent await an answer and answers keep coming,
-//  fewer than 64 small ones waiting are held back until 64 have gathered,
-//  answers bring those awaiting one down to 64, none came for 100 ms, or
-//  zq_queue_flush or the close sends them: the answers pace the batches)
-//  or, with option
-//  outbox_dir, a spool there that survives the producer's crash: what it
-//  holds unconfirmed is sent again at the next start. Messages are sent
-//  again, under the same id, after confirm_timeout_ms without a confirm
-//  and when the server restarted or came back. zq_queue_next_timer_ms
-//  is -1 exactly when the outbox holds nothing unconfirmed; an event loop
-//  calls zq_queue_events (or a send, post or confirmed) when it says
-//  (every reconnect_ms while messages wait for a server to connect: a new
-//  connection does not make the socket readable).
+//  sends it and waits for the server's confirm: 0 means the server stored
+//  it. On -1 the caller keeps the message, and errno says: EAGAIN (no
+//  confirm within the timeout: the outbox still holds a copy and sends it
+//  again; calling zq_queue_send again with the same message, same id, goes
+//  on waiting for that confirm without storing it twice), ZQ_EFULL (the
+//  server refused it: its storage is full; the outbox copy is sent again
+//  later, counted in stats.refused), EBUSY (refused for now: the server has
+//  no file descriptor to open the queue; sent again later, counted the
+//  same), ENOSPC (refused for now: the server's disk is under its
+//  free-space watermark, min_free_bytes; sent again later, counted the
+//  same), EINVAL (the server can never store it: bad queue name, a
+//  dead-letter queue, over the server's max_message_bytes or what its store
+//  takes, malformed; the outbox dropped it), EEXIST (the server holds
+//  another message of this producer under the same id in that queue: never
+//  stored under this id; the outbox dropped it), ZQ_ELIMIT (a new queue
+//  past the server's max_queues or max_auto_queues; the outbox dropped it),
+//  EACCES (the server's authoriser denies this producer's identity the
+//  queue: REFUSE code 11; the outbox dropped it). The outbox is in memory
+//  (up to max_in_flight messages, by default ZQ_PRODUCER_WINDOW_DEFAULT,
+//  and quota_bytes of their wire form, by default 256 MiB; at most half of
+//  them sent and unconfirmed at once: the others wait together and go as
+//  one PUT batch when confirms make room; while more than 64 sent await an
+//  answer and answers keep coming, fewer than 64 small ones waiting are
+//  held back until 64 have gathered, answers bring those awaiting one down
+//  to 64, none came for 100 ms, or zq_queue_flush or the close sends them:
+//  the answers pace the batches) or, with option outbox_dir, a spool there
+//  that survives the producer's crash: what it holds unconfirmed is sent
+//  again at the next start. Messages are sent again, under the same id,
+//  after confirm_timeout_ms without a confirm and when the server restarted
+//  or came back. zq_queue_next_timer_ms is -1 exactly when the outbox holds
+//  nothing unconfirmed; an event loop calls zq_queue_events (or a send,
+//  post or confirmed) when it says (every reconnect_ms while messages wait
+//  for a server to connect: a new connection does not make the socket
+//  readable).
 //  zq_queue_recv fails with ENOTSUP.
 //
 //  Consumer (connects). zq_queue_subscribe (q, NAME) starts consuming
