@@ -542,6 +542,16 @@ s_wait_quiet_line (int *counter, int want, const char *kept, const char *text)
 #define S_UNANSWERED_CHECK(n)                                                                      \
     " ms and the cluster did not answer for it (check " #n ", one per 5000 ms): Timeout: "
 
+//  A store opened with s_log as the log handler (notices and up).
+static zqi_store_t *
+s_open_logged (void)
+{
+    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    return store;
+}
+
 //  A consumer the store cannot bind (a push consumer someone made under
 //  its durable name): the log says so, without a line per attempt, no
 //  delivery comes meanwhile, and once the obstacle is gone the store binds
@@ -549,9 +559,7 @@ s_wait_quiet_line (int *counter, int want, const char *kept, const char *text)
 static void
 test_a_consumer_not_bound_is_logged (void **state)
 {
-    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
-    zqi_store_t *store = s_open ();
-    assert_non_null (store);
+    zqi_store_t *store = s_open_logged ();
     s_put_all (store, "jobs.blocked", 0, 3);
     char stream[ZQI_STORE_NAME_MAX + 1];
     natsConnection *connection = NULL;
@@ -656,9 +664,7 @@ test_a_stalled_consumer_is_logged (void **state)
 static void
 test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
 {
-    zq_set_log_handler (s_log, NULL, ZQ_LOG_NOTICE);
-    zqi_store_t *store = s_open ();
-    assert_non_null (store);
+    zqi_store_t *store = s_open_logged ();
     s_put_all (store, "jobs.unanswered", 0, 1);
     assert_int_equal (zqi_store_jetstream.want (store, "jobs.unanswered", 10), 0);
     zqi_store_delivery_t *got[1] = {0};
