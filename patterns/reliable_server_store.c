@@ -211,8 +211,9 @@ zqi_rss_queue (zqi_r_server_t *self, const char *name, bool create)
 
 //  Logs a put to queue name that the store did not take (errnum why):
 //  its producer is refused and sends it again, or, when EMSGSIZE (larger
-//  than the NATS servers take), refused for good. One line per
-//  ZQI_RSS_FAILED_LOG_MS at most, the others counted in the next.
+//  than the NATS servers or the queue's stream take), refused for good.
+//  One line per ZQI_RSS_FAILED_LOG_MS at most, the others counted in the
+//  next.
 static void
 s_log_failed (zqi_r_server_t *self, const char *name, int errnum)
 {
@@ -223,9 +224,18 @@ s_log_failed (zqi_r_server_t *self, const char *name, int errnum)
                  "reliable: JetStream did not store a put to queue %s: %s (%s); %" PRIu64
                  " more since the last line",
                  name, zq_strerror (errnum),
-                 errnum == EMSGSIZE ? "larger than the NATS servers' max_payload: refused for good"
+                 errnum == EMSGSIZE ? "larger than the NATS servers' max_payload or the "
+                                      "stream's max_msg_size: refused for good"
                                     : "its producer is refused and sends it again",
                  skipped);
+}
+
+//  The answer to a put the store did not take (errnum why): never
+//  storable when it is too large for the store, else retry later.
+static zqi_r_code_t
+s_failed_code (int errnum)
+{
+    return errnum == EMSGSIZE ? ZQI_R_CODE_INVALID : ZQI_R_CODE_FAILED;
 }
 
 zqi_r_code_t
@@ -264,8 +274,7 @@ zqi_rs_store_put (zqi_r_server_t *self, uint32_t peer, const char *name, const u
         if (saved == ENAMETOOLONG || saved == EINVAL)
             return ZQI_R_CODE_INVALID; //  the client's: never storable
         s_log_failed (self, name, saved);
-        //  Larger than the servers take: never storable there either.
-        return saved == EMSGSIZE ? ZQI_R_CODE_INVALID : ZQI_R_CODE_FAILED;
+        return s_failed_code (saved);
     }
     waiter = (zqi_rss_waiter_t *)calloc (1, sizeof *waiter);
     if (waiter) {
@@ -294,9 +303,10 @@ s_answer (zqi_r_server_t *self, const zqi_rss_route_t *route, const uint8_t *ids
     if (rc || zqi_mp_put_bin (&self->buf, ids, count * ZQ_MSG_ID_SIZE))
         return;
     if (code) {
-        const char *reason = code == ZQI_R_CODE_BUSY
-                                 ? "the JetStream store has too many puts waiting: retry later"
-                                 : "the JetStream store did not take it: retry later";
+        const char *reason =
+            code == ZQI_R_CODE_BUSY ? "the JetStream store has too many puts waiting: retry later"
+            : code == ZQI_R_CODE_FAILED ? "the JetStream store did not take it: retry later"
+                                        : zqi_rs_code_reason (code);
         if (zqi_mp_put_uint (&self->buf, code) ||
             zqi_mp_put_str (&self->buf, reason, strlen (reason)))
             return;
@@ -312,8 +322,15 @@ s_waiter_key (const zqi_store_result_t *result, char *key, size_t size)
     snprintf (key + 2 * ZQ_MSG_ID_SIZE, size - 2 * ZQ_MSG_ID_SIZE, "/%s", result->queue);
 }
 
+//  The answer to one result: 0 (CONFIRM) or the REFUSE code.
+static zqi_r_code_t
+s_result_code (const zqi_store_result_t *result)
+{
+    return result->errnum ? s_failed_code (result->errnum) : 0;
+}
+
 //  Answers the results collected: per producer, one CONFIRM for its ids
-//  stored and one REFUSE for the others.
+//  stored and one REFUSE for each code of the others.
 static void
 s_collect_results (zqi_r_server_t *self)
 {
@@ -349,10 +366,10 @@ s_collect_results (zqi_r_server_t *self)
                 if (done[first] & (1u << r))
                     continue;
                 const zqi_rss_route_t *route = &waiters[first]->routes[r];
-                bool stored = state->results[first].errnum == 0;
+                zqi_r_code_t code = s_result_code (&state->results[first]);
                 zqi_buf_reset (&self->bytes);
                 for (size_t i = first; i < count; i++) {
-                    if ((state->results[i].errnum == 0) != stored || !waiters[i])
+                    if (s_result_code (&state->results[i]) != code || !waiters[i])
                         continue;
                     for (uint32_t k = 0; k < waiters[i]->count; k++)
                         if (!(done[i] & (1u << k)) && waiters[i]->routes[k].size == route->size &&
@@ -363,7 +380,7 @@ s_collect_results (zqi_r_server_t *self)
                 }
                 if (self->bytes.size)
                     s_answer (self, route, self->bytes.data, self->bytes.size / ZQ_MSG_ID_SIZE,
-                              stored ? 0 : ZQI_R_CODE_FAILED);
+                              code);
             }
         }
         for (size_t i = 0; i < count; i++) {

@@ -64,7 +64,10 @@ typedef struct {
 typedef struct {
     uint8_t id[ZQI_STORE_ID_SIZE];
     char queue[ZQI_STORE_NAME_MAX + 1];
-    int errnum;     //  0: stored (confirm the PUT); else why not (do not confirm)
+    //  0: stored (confirm the PUT); else why not (do not confirm):
+    //  EMSGSIZE when the store will never take it (over its size limit),
+    //  anything else when a later try may succeed.
+    int errnum;
     bool duplicate; //  stored already under this id: nothing new was stored
 } zqi_store_result_t;
 

@@ -61,6 +61,10 @@ zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void
                              : NULL;
     if (ack && !error)
         s_result (self, stream, hex, 0, ack->Duplicate);
+    else if (error && error->ErrCode == JSStreamMessageExceedsMaximumErr)
+        //  Over the stream's own max_msg_size (a stream made by hand):
+        //  never storable there, as over the servers' max_payload.
+        s_result (self, stream, hex, EMSGSIZE, false);
     else
         s_result (self, stream, hex, error ? zqi_js_errno (error->Err) : EIO, false);
     //  Not destroyed here (see answered); without room for it, it leaks

@@ -755,6 +755,45 @@ test_fetch_with_many_pending (void **state)
     zqi_store_jetstream.destroy (&store);
 }
 
+//  A queue whose stream was made by hand with a max_msg_size smaller than
+//  zq's limit: a put over it fails for good (EMSGSIZE, so the gateway
+//  refuses it as never storable), one under it is stored.
+static void
+test_a_put_larger_than_the_stream_takes_fails_for_good (void **state)
+{
+    char stream[ZQI_STORE_NAME_MAX + 1];
+    natsConnection *connection = NULL;
+    jsCtx *js = NULL;
+    s_js_connect ("small", stream, &connection, &js);
+    char subject[ZQI_STORE_NAME_MAX + 8];
+    snprintf (subject, sizeof subject, ZQI_JS_SUBJECT_ROOT "%s", stream);
+    const char *subject_p = subject;
+    jsStreamConfig config;
+    zqi_js_stream_config (&config, stream, &subject_p, 1);
+    config.MaxMsgSize = 128; //  the headers count too (Nats-Msg-Id: some 60 octets)
+    jsStreamInfo *info = NULL;
+    assert_int_equal (js_AddStream (&info, js, &config, NULL, NULL), NATS_OK);
+    jsStreamInfo_Destroy (info);
+    zqi_store_t *store = s_open ();
+    assert_non_null (store);
+    uint8_t id[ZQI_STORE_ID_SIZE];
+    char body[256];
+    memset (body, 'b', sizeof body);
+    s_id (id, 1);
+    assert_int_equal (zqi_store_jetstream.put (store, "small", id, body, sizeof body), 0);
+    zqi_store_result_t result;
+    assert_int_equal (s_results (store, &result, 1, WAIT_MS), 1);
+    assert_memory_equal (result.id, id, sizeof id);
+    assert_int_equal (result.errnum, EMSGSIZE);
+    s_put_all (store, "small", 2, 1);
+    zqi_store_stat_t stat;
+    assert_int_equal (zqi_store_jetstream.stat (store, "small", &stat), 0);
+    assert_int_equal (stat.messages, 1);
+    zqi_store_jetstream.destroy (&store);
+    jsCtx_Destroy (js);
+    natsConnection_Destroy (connection);
+}
+
 //  A store closed while a PubAck callback runs (on libnats' thread, past
 //  the close's wait for the puts in flight) is freed only once that
 //  callback returned, which writes to the store.
@@ -895,6 +934,7 @@ main (void)
         cmocka_unit_test (test_stream_name),
         cmocka_unit_test (test_put_get_ack_two_gateways),
         cmocka_unit_test (test_dedupe),
+        cmocka_unit_test (test_a_put_larger_than_the_stream_takes_fails_for_good),
         cmocka_unit_test (test_nack_delay_and_touch),
         cmocka_unit_test (test_timeout_and_dead_letter),
         cmocka_unit_test (test_purge_remove_and_bad_config),

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -91,6 +92,30 @@ class Nats:
             hostile.wait_until(lambda: self._ready(node), "nats-server %s" % node["name"],
                                timeout_s=START_S, step_s=0.1)
         return self
+
+    def request(self, subject, payload, timeout_s=hostile.DEADLINE_S):
+        """One request to node 0 over the NATS protocol (a JetStream API call
+        behind the gateways' back); returns the reply's payload."""
+        inbox = "_INBOX.zqtest%d" % os.getpid()
+        with socket.create_connection(("127.0.0.1", self.nodes[0]["port"]),
+                                      timeout=timeout_s) as sock:
+            reader = sock.makefile("rb")
+            if not reader.readline().startswith(b"INFO "):
+                raise hostile.Failure("nats-server n1 did not greet with INFO")
+            sock.sendall(b"CONNECT {\"verbose\":false}\r\nSUB %s 1\r\nPUB %s %s %d\r\n%s\r\n"
+                         % (inbox.encode(), subject.encode(), inbox.encode(), len(payload),
+                            payload))
+            while True:
+                line = reader.readline()
+                if not line:
+                    raise hostile.Failure("nats-server n1 closed before answering %s" % subject)
+                if line.startswith(b"PING"):
+                    sock.sendall(b"PONG\r\n")
+                elif line.startswith(b"-ERR"):
+                    raise hostile.Failure("nats-server n1: %r" % line)
+                elif line.startswith(b"MSG "):
+                    size = int(line.split()[-1])
+                    return reader.read(size + 2)[:size]
 
     def kill(self, i):
         """kill -9 node i, as a crash would."""
