@@ -5,7 +5,8 @@
 
     The wire does not change. A PUT goes to the store's put and is
     answered from put_results: CONFIRM once the store has it (JetStream's
-    PubAck), REFUSE (storage failed or busy: retry) when it has not. A
+    PubAck), REFUSE when it has not: code 2 (never storable) when it is
+    too large for the store, else storage failed or busy (retry). A
     CONSUME adds its prefetch to the credit the server wants of the queue;
     each delivery the store hands out goes to a consumer of that queue with
     room as a DELIVER (attempt: the store's count of deliveries, less one),

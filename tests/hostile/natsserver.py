@@ -95,27 +95,43 @@ class Nats:
 
     def request(self, subject, payload, timeout_s=hostile.DEADLINE_S):
         """One request to node 0 over the NATS protocol (a JetStream API call
-        behind the gateways' back); returns the reply's payload."""
+        behind the gateways' back); returns the reply's payload. Fails
+        (hostile.Failure) on -ERR, no responder, a closed connection or no
+        reply within timeout_s."""
         inbox = "_INBOX.zqtest%d" % os.getpid()
-        with socket.create_connection(("127.0.0.1", self.nodes[0]["port"]),
-                                      timeout=timeout_s) as sock:
-            reader = sock.makefile("rb")
-            if not reader.readline().startswith(b"INFO "):
-                raise hostile.Failure("nats-server n1 did not greet with INFO")
-            sock.sendall(b"CONNECT {\"verbose\":false}\r\nSUB %s 1\r\nPUB %s %s %d\r\n%s\r\n"
-                         % (inbox.encode(), subject.encode(), inbox.encode(), len(payload),
-                            payload))
-            while True:
-                line = reader.readline()
-                if not line:
-                    raise hostile.Failure("nats-server n1 closed before answering %s" % subject)
-                if line.startswith(b"PING"):
-                    sock.sendall(b"PONG\r\n")
-                elif line.startswith(b"-ERR"):
-                    raise hostile.Failure("nats-server n1: %r" % line)
-                elif line.startswith(b"MSG "):
-                    size = int(line.split()[-1])
-                    return reader.read(size + 2)[:size]
+        deadline = time.monotonic() + timeout_s
+        try:
+            with socket.create_connection(("127.0.0.1", self.nodes[0]["port"]),
+                                          timeout=timeout_s) as sock, \
+                    sock.makefile("rb") as reader:
+                if not reader.readline().startswith(b"INFO "):
+                    raise hostile.Failure("nats-server n1 did not greet with INFO")
+                sock.sendall(b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}"
+                             b"\r\nSUB %s 1\r\nPUB %s %s %d\r\n%s\r\n"
+                             % (inbox.encode(), subject.encode(), inbox.encode(), len(payload),
+                                payload))
+                while time.monotonic() < deadline:
+                    sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                    line = reader.readline()
+                    if line.startswith(b"PING"):
+                        sock.sendall(b"PONG\r\n")
+                    elif line.startswith(b"-ERR"):
+                        raise hostile.Failure("nats-server n1: %r" % line)
+                    elif line.startswith(b"HMSG "):
+                        #  Headers alone: no responder for the subject.
+                        raise hostile.Failure("nothing answers %s on nats-server n1" % subject)
+                    elif line.startswith(b"MSG "):
+                        size = int(line.split()[-1])
+                        reply = reader.read(size + 2)
+                        if len(reply) != size + 2:
+                            break
+                        return reply[:size]
+                    elif not line:
+                        break
+        except socket.timeout:
+            pass
+        raise hostile.Failure("no reply to %s from nats-server n1 within %.0f s" %
+                              (subject, timeout_s))
 
     def kill(self, i):
         """kill -9 node i, as a crash would."""

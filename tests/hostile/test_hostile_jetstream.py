@@ -167,6 +167,15 @@ def test_a_put_larger_than_its_stream_takes_is_refused_for_good():
         #  before may have just logged one): each try is refused again.
         hostile.wait_until(refused_and_logged, "the gateway's line on it", timeout_s=15,
                            step_s=0.5)
+        #  One too large and one that fits, sent together: answered apart.
+        large_id, large = hostile.envelope(name, b"x" * 1024)
+        small_id, small = hostile.envelope(name, b"fits")
+        producer.put_frame(large)
+        producer.put_frame(small)
+        answers = producer.answers([large_id, small_id], timeout_s=10)
+        check(answers[large_id][0] == "refuse" and answers[large_id][1] == 2,
+              "the large one of two: %r" % (answers[large_id],))
+        check(answers[small_id][0] == "confirm", "the small one of two: %r" % (answers[small_id],))
         producer.put_confirmed(name, ["small"])
     finally:
         producer.close()
