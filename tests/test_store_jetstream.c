@@ -126,6 +126,18 @@ s_open (void)
     return zqi_store_jetstream.open (&config);
 }
 
+//  Teardown of the tests that act through the wraps: they act no more,
+//  and the log goes back to stderr, even after a failed assertion (later
+//  tests would otherwise meet held PubAcks or unanswered checks).
+static int
+s_wraps_off (void **state)
+{
+    atomic_store (&s_hold_acks, false);
+    atomic_store (&s_info_unanswered, false);
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    return 0;
+}
+
 static int
 s_setup (void **state)
 {
@@ -941,8 +953,9 @@ main (void)
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
         cmocka_unit_test (test_a_consumer_not_bound_is_logged),
         cmocka_unit_test (test_a_stalled_consumer_is_logged),
-        cmocka_unit_test (test_a_consumer_the_cluster_does_not_answer_for_is_logged),
-        cmocka_unit_test (test_close_waits_for_a_running_callback),
+        cmocka_unit_test_teardown (test_a_consumer_the_cluster_does_not_answer_for_is_logged,
+                                   s_wraps_off),
+        cmocka_unit_test_teardown (test_close_waits_for_a_running_callback, s_wraps_off),
         cmocka_unit_test (test_fetch_with_many_pending),
         cmocka_unit_test_teardown (test_the_log_names_the_server_lost, s_two_nodes_stop),
     };

@@ -36,7 +36,7 @@ s_put_one (zq_cli_t *cli, zq_queue_t *queue, zq_msg_t *msg)
     int errnum = errno;
     zq_msg_destroy (&msg);
     if (errnum == ZQ_EFULL || errnum == EINVAL || errnum == ZQ_ELIMIT || errnum == EBUSY ||
-        errnum == ENOSPC) {
+        errnum == ENOSPC || errnum == EEXIST) {
         zq_cli_error (cli, "the server refused the message: %s",
                       errnum == ZQ_EFULL ? "its storage is full"
                       : errnum == ENOSPC ? "its disk is under its min_free_bytes watermark"
