@@ -199,6 +199,12 @@ main (int argc, char *argv[])
     //  zqd's resident memory. Fixed at glibc's starting value, blocks of
     //  128 KiB and more go back to the system when freed.
     mallopt (M_MMAP_THRESHOLD, 128 * 1024);
+    //  That also fixes the trim threshold at 128 KiB: each thread's heap
+    //  was cut back whenever that much lay free at its top, and PUT
+    //  batches (64 KiB frames, read on libzmq's thread and freed on zqd's)
+    //  then faulted the same pages in again, tens of thousands of times a
+    //  second under a flood. Up to 4 MiB free at a heap's top is kept.
+    mallopt (M_TRIM_THRESHOLD, 4 * 1024 * 1024);
 #endif
     static const struct option long_options[] = {
         {"config", required_argument, NULL, 'c'},
