@@ -165,14 +165,10 @@ typedef struct {
 //    dedupe_window_ms     60000    server: PUT ids remembered this long, per queue and
 //                                  producer identity, with a body hash (0 = off)
 //    dedupe_max           262144   server: most ids remembered (80 bytes each with the
-//                                  hash, in a ring made at the first PUT for
-//                                  dedupe_max rounded up to a power of two, at least
-//                                  1024 and at most 262144: its records are resident
-//                                  as the window fills, its hash (16 bytes a record)
-//                                  soon in full; past 262144 it grows
-//                                  fourfold with what the window holds, up to
-//                                  dedupe_max rounded up; with no memory to grow
-//                                  it, the oldest ids go early, with a warning).
+//                                  hash, in a ring that grows fourfold with what the
+//                                  window holds, up to dedupe_max rounded up to a
+//                                  power of two; at least 1024; with no memory to
+//                                  grow it, the oldest ids go early, with a warning).
 //                                  Ids forgotten before dedupe_window_ms, at this
 //                                  limit or for want of memory, count in
 //                                  zq_queue_stats_t forgotten; at this limit, a

@@ -60,14 +60,8 @@ zqi_r_table_add_new (zqi_r_table_t *table, const uint8_t *id)
 
 #define S_SEEN     sizeof (zqi_r_seen_t)
 #define S_SEEN_KEY offsetof (zqi_r_seen_t, content)
-//  The ring's first size, in records: max rounded up to a power of two,
-//  at least S_RING_FIRST_MIN and at most S_RING_FIRST_MAX. Only what is
-//  written becomes resident (the ring fills in order, the hash's slots as
-//  they are used), so a window that fills from empty, as a flood brings,
-//  is not moved and rehashed on the thread that reads PUTs up to the
-//  default dedupe_max; a larger max grows from there.
-#define S_RING_FIRST_MIN 1024
-#define S_RING_FIRST_MAX 262144
+//  The ring's first size, in records.
+#define S_RING_FIRST 1024
 
 void
 zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
@@ -203,20 +197,32 @@ zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now)
     return index == ZQI_R_NONE ? NULL : &dedupe->ring[index];
 }
 
-//  Moves the ring into one of capacity records (a power of two, at least
-//  what it holds), unwrapping it, and rebuilds the hash.
+//  Grows the full ring fourfold, or twofold when that reaches max (it
+//  never passes max rounded up to a power of two), unwrapping it, and
+//  rebuilds the hash. Each growth moves and rehashes the records held, on
+//  the thread that reads PUTs: fourfold, a window filling from empty
+//  moves a third of what it adds (doubling moved as many), and its memory
+//  stays within four times what it holds.
 static int
-s_ring_move (zqi_r_dedupe_t *dedupe, uint32_t capacity)
+s_ring_grow (zqi_r_dedupe_t *dedupe)
 {
-    zqi_r_seen_t *ring = (zqi_r_seen_t *)malloc ((size_t)capacity * S_SEEN);
-    zqi_idhash_t hash = dedupe->hash;
-    hash.slots = NULL;
-    if (!ring || zqi_idhash_reset (&hash, capacity * 2)) {
-        free (ring);
-        return zqi_fail (ENOMEM);
+    uint32_t capacity = S_RING_FIRST;
+    if (dedupe->capacity) {
+        capacity = dedupe->capacity * 2;
+        if (capacity < dedupe->max)
+            capacity *= 2;
     }
+    zqi_r_seen_t *ring = (zqi_r_seen_t *)malloc ((size_t)capacity * S_SEEN);
+    if (!ring)
+        return zqi_fail (ENOMEM);
     for (uint32_t i = 0; i < dedupe->count; i++)
         ring[i] = dedupe->ring[(dedupe->head + i) & (dedupe->capacity - 1)];
+    zqi_idhash_t hash = dedupe->hash;
+    hash.slots = NULL;
+    if (zqi_idhash_reset (&hash, capacity * 2)) {
+        free (ring);
+        return -1;
+    }
     zqi_idhash_free (&dedupe->hash);
     dedupe->hash = hash;
     free (dedupe->ring);
@@ -227,28 +233,6 @@ s_ring_move (zqi_r_dedupe_t *dedupe, uint32_t capacity)
         if (ring[i].stored_ms != INT64_MIN)
             zqi_idhash_insert_hashed (&dedupe->hash, i, ring[i].key_hash);
     return 0;
-}
-
-//  Makes the ring at its first size (S_RING_FIRST_*; one the system will
-//  not give is tried again at S_RING_FIRST_MIN), or grows the full ring
-//  fourfold, or twofold when that reaches max (it never passes max
-//  rounded up to a power of two). Each growth moves and rehashes the
-//  records held, on the thread that reads PUTs: fourfold, a window
-//  filling past the first size moves a third of what it adds (doubling
-//  moved as many), and its memory stays within four times what it holds.
-static int
-s_ring_grow (zqi_r_dedupe_t *dedupe)
-{
-    if (dedupe->capacity) {
-        uint32_t capacity = dedupe->capacity * 2;
-        return s_ring_move (dedupe, capacity < dedupe->max ? capacity * 2 : capacity);
-    }
-    uint32_t first = S_RING_FIRST_MIN;
-    while (first < dedupe->max && first < S_RING_FIRST_MAX)
-        first *= 2;
-    if (s_ring_move (dedupe, first) == 0)
-        return 0;
-    return first > S_RING_FIRST_MIN ? s_ring_move (dedupe, S_RING_FIRST_MIN) : -1;
 }
 
 int

@@ -2,9 +2,8 @@
     test_reliable_dedupe - the reliable server's dedupe window
     (patterns/reliable_table.c), compiled into this program: at most max
     records, the oldest forgotten first, across the ring's wrap and its
-    growth (made at max rounded up to a power of two, at most 262144 at
-    first or 1024 if the system will not give that, then fourfold, never
-    past max rounded up); records older than the window
+    growth (fourfold, never past max rounded up to a power of two, so its
+    memory follows what the window holds); records older than the window
     forgotten; a record forgotten by key, or by queue, leaves the others
     found; a window of 0 remembers nothing and takes no memory; without
     memory to grow, the newest ids take the oldest ones' places; each id
@@ -19,10 +18,8 @@
 #include "compiled_in.h"
 
 //  The window's code is linked with malloc and calloc wrapped
-//  (Makefile.am: -Wl,--wrap): while s_memory_out is set they fail, and
-//  so do those of more than s_memory_over bytes while that is not 0.
+//  (Makefile.am: -Wl,--wrap): while s_memory_out is set they fail.
 static bool s_memory_out;
-static size_t s_memory_over;
 void *__real_malloc (size_t size);
 void *__real_calloc (size_t count, size_t size);
 
@@ -32,26 +29,19 @@ s_memory_back (void **state)
 {
     (void)state;
     s_memory_out = false;
-    s_memory_over = 0;
     return 0;
-}
-
-static bool
-s_refused (size_t size)
-{
-    return s_memory_out || (s_memory_over && size > s_memory_over);
 }
 
 void *
 __wrap_malloc (size_t size)
 {
-    return s_refused (size) ? NULL : __real_malloc (size);
+    return s_memory_out ? NULL : __real_malloc (size);
 }
 
 void *
 __wrap_calloc (size_t count, size_t size)
 {
-    return s_refused (count * size) ? NULL : __real_calloc (count, size);
+    return s_memory_out ? NULL : __real_calloc (count, size);
 }
 
 //  The key of the number-th id, put by no producer to queue 7, or to
@@ -100,18 +90,17 @@ s_assert_range (zqi_r_dedupe_t *dedupe, uint32_t first, uint32_t last, int64_t n
     }
 }
 
-//  max of 1500: the ring is made at 2048 (max rounded up) and never
-//  grows; 5000 ids leave the last 1500 found and the others forgotten,
-//  the ring having wrapped.
+//  max of 1500: the ring grows from 1024 to 2048 (not past max rounded
+//  up), then 5000 ids leave the last 1500 found and the others
+//  forgotten, the ring having wrapped.
 static void
 test_forgets_the_oldest_past_max (void **state)
 {
     zqi_r_dedupe_t dedupe;
     zqi_r_dedupe_init (&dedupe, 60000, 1500);
-    assert_int_equal (dedupe.capacity, 0);
-    s_add_range (&dedupe, 0, 1, 10);
-    assert_int_equal (dedupe.capacity, 2048);
-    s_add_range (&dedupe, 1, 5000, 10);
+    s_add_range (&dedupe, 0, 1024, 10);
+    assert_int_equal (dedupe.capacity, 1024);
+    s_add_range (&dedupe, 1024, 5000, 10);
     assert_int_equal (dedupe.capacity, 2048);
     assert_int_equal (dedupe.count, 1500);
     s_assert_range (&dedupe, 0, 3500, 10, false);
@@ -121,34 +110,28 @@ test_forgets_the_oldest_past_max (void **state)
     zqi_r_dedupe_free (&dedupe);
 }
 
-//  The ring is made at the first id for max rounded up (100000: 131072),
-//  so a window filling from empty is never moved; past 262144 (max
-//  600000) it is made at 262144 and grows fourfold, to max rounded up
-//  (1048576), never further; every id stays found across the growth.
+//  The ring follows what the window holds: it grows fourfold as ids
+//  come (1024, 4096, 16384, 65536), and to max rounded up (131072) at
+//  the last, never further; every id stays found across each growth.
 static void
 test_grows_with_the_window (void **state)
 {
     zqi_r_dedupe_t dedupe;
     zqi_r_dedupe_init (&dedupe, 60000, 100000);
     assert_int_equal (dedupe.capacity, 0);
-    s_add_range (&dedupe, 0, 1, 10);
-    assert_int_equal (dedupe.capacity, 131072);
-    s_add_range (&dedupe, 1, 120000, 10);
+    uint32_t sizes[] = {1024, 4096, 16384, 65536, 131072};
+    uint32_t added = 0;
+    for (size_t step = 0; step < sizeof sizes / sizeof sizes[0]; step++) {
+        uint32_t full = sizes[step] < 100000 ? sizes[step] : 100000;
+        s_add_range (&dedupe, added, full, 10);
+        added = full;
+        assert_int_equal (dedupe.capacity, sizes[step]);
+        s_assert_range (&dedupe, 0, added, 10, true);
+    }
+    s_add_range (&dedupe, added, 120000, 10);
     assert_int_equal (dedupe.capacity, 131072);
     s_assert_range (&dedupe, 0, 20000, 10, false);
     s_assert_range (&dedupe, 20000, 120000, 10, true);
-    zqi_r_dedupe_free (&dedupe);
-
-    zqi_r_dedupe_init (&dedupe, 60000, 600000);
-    s_add_range (&dedupe, 0, 262144, 10);
-    assert_int_equal (dedupe.capacity, 262144);
-    s_add_range (&dedupe, 262144, 262145, 10);
-    assert_int_equal (dedupe.capacity, 1048576);
-    s_assert_range (&dedupe, 0, 262145, 10, true);
-    s_add_range (&dedupe, 262145, 700000, 10);
-    assert_int_equal (dedupe.capacity, 1048576);
-    s_assert_range (&dedupe, 0, 100000, 10, false);
-    s_assert_range (&dedupe, 100000, 700000, 10, true);
     zqi_r_dedupe_free (&dedupe);
 }
 
@@ -265,39 +248,28 @@ test_forget_queue (void **state)
 
 //  Without memory to grow, a full ring takes each new id in its oldest
 //  one's place (add returns 1), so the newest ids stay found; once
-//  memory is back it grows again, keeping them. A first ring the system
-//  will not give at its size is made at 1024. A ring that could not be
-//  had at all remembers nothing (add returns -1 with ENOMEM).
+//  memory is back it grows again, keeping them. A ring that could not
+//  be had at all remembers nothing (add returns -1 with ENOMEM).
 static void
 test_no_memory_to_grow (void **state)
 {
     zqi_r_dedupe_t dedupe;
-    zqi_r_dedupe_init (&dedupe, 60000, 600000);
-    s_add_range (&dedupe, 0, 262144, 10);
+    zqi_r_dedupe_init (&dedupe, 60000, 100000);
+    s_add_range (&dedupe, 0, 1024, 10);
     s_memory_out = true;
-    for (uint32_t number = 262144; number < 262644; number++) {
+    for (uint32_t number = 1024; number < 1524; number++) {
         zqi_r_seen_t key = s_key (&dedupe, number);
         assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, (uint64_t)number * 3, 10, number), 1);
     }
     s_memory_out = false;
-    assert_int_equal (dedupe.capacity, 262144);
-    assert_int_equal (dedupe.count, 262144);
+    assert_int_equal (dedupe.capacity, 1024);
+    assert_int_equal (dedupe.count, 1024);
     assert_int_equal (dedupe.forgotten, 500);
     s_assert_range (&dedupe, 0, 500, 10, false);
-    s_assert_range (&dedupe, 500, 262644, 10, true);
-    s_add_range (&dedupe, 262644, 263000, 10);
-    assert_int_equal (dedupe.capacity, 1048576);
-    s_assert_range (&dedupe, 500, 263000, 10, true);
-    zqi_r_dedupe_free (&dedupe);
-
-    zqi_r_dedupe_init (&dedupe, 60000, 100000);
-    s_memory_over = 1024 * 1024;
-    s_add_range (&dedupe, 0, 1, 10);
-    s_memory_over = 0;
-    assert_int_equal (dedupe.capacity, 1024);
-    s_add_range (&dedupe, 1, 1025, 10);
+    s_assert_range (&dedupe, 500, 1524, 10, true);
+    s_add_range (&dedupe, 1524, 2000, 10);
     assert_int_equal (dedupe.capacity, 4096);
-    s_assert_range (&dedupe, 0, 1025, 10, true);
+    s_assert_range (&dedupe, 500, 2000, 10, true);
     zqi_r_dedupe_free (&dedupe);
 
     zqi_r_dedupe_init (&dedupe, 60000, 100000);
