@@ -35,7 +35,7 @@ SEGMENT_BYTES = 1024 * 1024
 RATE_WINDOW_S = 3.0
 # zqd at rest is about 8 MiB; what the consumer holds unsettled is at most
 # 16 MiB (max_unsettled_bytes), the dedupe window at most 262144 ids
-# (about 18 MiB with its hash), the backlog lives on disk: about 45 MiB at
+# (20 MiB with its hash: 80 bytes an id), the backlog lives on disk: about 45 MiB at
 # worst. 96 MiB leaves room for allocator and sanitizer slack, never for
 # the backlog (16 MiB here, 1 GiB at the default quota).
 RSS_BOUND_KIB = 96 * 1024
