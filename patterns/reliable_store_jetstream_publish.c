@@ -62,7 +62,7 @@ zqi_js_pub_ack (jsCtx *js, natsMsg *msg, jsPubAck *ack, jsPubAckErr *error, void
     if (ack && !error)
         s_result (self, stream, hex, 0, ack->Duplicate);
     else if (error && error->ErrCode == JSStreamMessageExceedsMaximumErr)
-        //  Over the stream's own max_msg_size (a stream made by hand):
+        //  Over the stream's own max_msg_size (made or changed by hand):
         //  never storable there, as over the servers' max_payload.
         s_result (self, stream, hex, EMSGSIZE, false);
     else

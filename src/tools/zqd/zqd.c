@@ -202,8 +202,9 @@ main (int argc, char *argv[])
     //  That also fixes the trim threshold at 128 KiB: each thread's heap
     //  was cut back whenever that much lay free at its top, and PUT
     //  batches (64 KiB frames, read on libzmq's thread and freed on zqd's)
-    //  then faulted the same pages in again, tens of thousands of times a
-    //  second under a flood. Up to 4 MiB free at a heap's top is kept.
+    //  then faulted the same pages in again, thousands to tens of
+    //  thousands of times a second under a flood. Up to 4 MiB free at a
+    //  heap's top is kept.
     mallopt (M_TRIM_THRESHOLD, 4 * 1024 * 1024);
 #endif
     static const struct option long_options[] = {
