@@ -22,6 +22,8 @@
 static bool s_memory_out;
 void *__real_malloc (size_t size);
 void *__real_calloc (size_t count, size_t size);
+void *__wrap_malloc (size_t size);
+void *__wrap_calloc (size_t count, size_t size);
 
 //  Teardown: memory is back, even after a failed assertion left it out.
 static int

@@ -904,7 +904,8 @@ test_the_log_names_the_server_lost (void **state)
     assert_int_equal (nats_start (&nodes[0], 1), 0);
     assert_int_equal (nats_start (&nodes[1], 1), 0);
     char servers[160];
-    snprintf (servers, sizeof servers, "%s,%s", nodes[0].url, nodes[1].url);
+    int written = snprintf (servers, sizeof servers, "%s,%s", nodes[0].url, nodes[1].url);
+    assert_true (written > 0 && (size_t)written < sizeof servers);
     s_link_count = 0;
     zq_set_log_handler (s_link_log, NULL, ZQ_LOG_NOTICE);
     zqi_store_config_t config = {

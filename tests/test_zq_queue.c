@@ -481,18 +481,18 @@ test_pings_with_rcvhwm_not_connected (void **state)
         const char *endpoints;
         const char *name, *value, *name2, *value2;
     } refused[] = {
-        {"pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms", "500", NULL},
-        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms", "500", NULL},
+        {"pipeline", ZQ_CONSUMER, peer, "heartbeat_ivl_ms", "500", NULL, NULL},
+        {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms", "500", NULL, NULL},
         {"pubsub", ZQ_SUBSCRIBER, peer, "heartbeat_ivl_ms", "500", "rcvhwm", "10"},
-        {"pubsub", ZQ_PUBLISHER, peer, "heartbeat_ivl_ms", "500", NULL},
-        {"pipeline", ZQ_CONSUMER, ">ipc:///tmp/zq-nobody", "heartbeat_ivl_ms", "500", NULL},
+        {"pubsub", ZQ_PUBLISHER, peer, "heartbeat_ivl_ms", "500", NULL, NULL},
+        {"pipeline", ZQ_CONSUMER, ">ipc:///tmp/zq-nobody", "heartbeat_ivl_ms", "500", NULL, NULL},
         //  Refused too when an item before it binds.
         {"pipeline", ZQ_CONSUMER, "@tcp://127.0.0.1:*,>tcp://127.0.0.1:9", "heartbeat_ivl_ms",
-         "500", NULL},
-        {"rpc", ZQ_CLIENT, peer, "rcvhwm", "10", NULL},
-        {"reliable", ZQ_PRODUCER, two, "rcvhwm", "10", NULL},
+         "500", NULL, NULL},
+        {"rpc", ZQ_CLIENT, peer, "rcvhwm", "10", NULL, NULL},
+        {"reliable", ZQ_PRODUCER, two, "rcvhwm", "10", NULL, NULL},
         //  A reliable server pings by default; it normally binds.
-        {"reliable", ZQ_SERVER, peer, "spool_dir", "", NULL},
+        {"reliable", ZQ_SERVER, peer, "spool_dir", "", NULL, NULL},
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         errno = 0;
