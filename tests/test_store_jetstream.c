@@ -126,11 +126,12 @@ s_open (void)
     return zqi_store_jetstream.open (&config);
 }
 
-//  Teardown of the tests that act through the wraps: they act no more,
-//  and the log goes back to stderr, even after a failed assertion (later
-//  tests would otherwise meet held PubAcks or unanswered checks).
+//  Teardown of the tests that act through the wraps or log to s_log and
+//  its kin: the wraps act no more and the log goes back to stderr, even
+//  after a failed assertion (later tests would otherwise meet held
+//  PubAcks, unanswered checks or a handler counting their lines).
 static int
-s_wraps_off (void **state)
+s_test_reset (void **state)
 {
     atomic_store (&s_hold_acks, false);
     atomic_store (&s_info_unanswered, false);
@@ -604,7 +605,6 @@ test_a_consumer_not_bound_is_logged (void **state)
     }
     assert_int_equal (s_logged (&s_bind_recovered), 1);
     zqi_store_jetstream.destroy (&store);
-    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
 //  A consumer the cluster holds back (its MaxAckPending lowered to the
@@ -663,7 +663,6 @@ test_a_stalled_consumer_is_logged (void **state)
     assert_int_equal (s_wait_logged (&s_stall_ended, 1, WAIT_MS), 1);
     assert_int_equal (s_logged (&s_stall_warnings), 1);
     zqi_store_jetstream.destroy (&store);
-    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
 //  A bound consumer the cluster stops answering for (asking about it times
@@ -706,7 +705,6 @@ test_a_consumer_the_cluster_does_not_answer_for_is_logged (void **state)
     s_ack_numbered (store, &got[0], 2, 3);
     assert_int_equal (s_logged (&s_gone_warnings), 0);
     zqi_store_jetstream.destroy (&store);
-    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
 }
 
 //  Messages already waiting in the store's pull subscription (here: 200
@@ -892,7 +890,7 @@ static nats_node_t s_two_nodes[2];
 static int
 s_two_nodes_stop (void **state)
 {
-    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    s_test_reset (state);
     return nats_stop (s_two_nodes, 2);
 }
 
@@ -952,11 +950,11 @@ main (void)
         cmocka_unit_test (test_timeout_and_dead_letter),
         cmocka_unit_test (test_purge_remove_and_bad_config),
         cmocka_unit_test (test_a_deleted_consumer_is_made_again),
-        cmocka_unit_test (test_a_consumer_not_bound_is_logged),
-        cmocka_unit_test (test_a_stalled_consumer_is_logged),
+        cmocka_unit_test_teardown (test_a_consumer_not_bound_is_logged, s_test_reset),
+        cmocka_unit_test_teardown (test_a_stalled_consumer_is_logged, s_test_reset),
         cmocka_unit_test_teardown (test_a_consumer_the_cluster_does_not_answer_for_is_logged,
-                                   s_wraps_off),
-        cmocka_unit_test_teardown (test_close_waits_for_a_running_callback, s_wraps_off),
+                                   s_test_reset),
+        cmocka_unit_test_teardown (test_close_waits_for_a_running_callback, s_test_reset),
         cmocka_unit_test (test_fetch_with_many_pending),
         cmocka_unit_test_teardown (test_the_log_names_the_server_lost, s_two_nodes_stop),
     };

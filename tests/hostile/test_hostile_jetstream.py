@@ -33,6 +33,7 @@ from hostile import check
 
 VISIBILITY_MS = 2000
 MAX_ATTEMPTS = 3
+PREFIX = "T%d" % os.getpid()  # the gateways' jetstream_prefix: streams are PREFIX_NAME
 
 _env = {}
 
@@ -48,7 +49,7 @@ def gateways():
             zqd = hostile.Zqd(args=["--jetstream", nats.urls(),
                                     "-o", "visibility_timeout_ms=%d" % VISIBILITY_MS,
                                     "-o", "max_attempts=%d" % MAX_ATTEMPTS,
-                                    "-o", "jetstream_prefix=T%d" % os.getpid()])
+                                    "-o", "jetstream_prefix=" + PREFIX])
             atexit.register(zqd.close)
             started[name] = zqd.start()
         _env.update(started)
@@ -77,6 +78,19 @@ def refused_line(name):
     """The gateway's line on a put to name too large for JetStream."""
     return ("JetStream did not store a put to queue %s: Message too long (larger than the NATS "
             "servers' max_payload or the stream's max_msg_size: refused for good)" % name)
+
+
+def refused_for_good(producer, gateway, name, body):
+    """Puts body to name through producer, which must be refused with code
+    2 (too large for the store). True once gateway has logged its line on
+    name (one line per 10 s at most over all queues: a test before may
+    have just logged one, so callers try again until it comes)."""
+    msg_id, frame = hostile.envelope(name, body)
+    producer.put_frame(frame)
+    answer = producer.answers([msg_id], timeout_s=10)[msg_id]
+    check(answer[0] == "refuse" and answer[1] == 2 and "too large for the store" in answer[2],
+          "a put too large for JetStream: %r" % (answer,))
+    return refused_line(name) in gateway.stderr()
 
 
 def nothing_delivered(client, timeout_s):
@@ -126,14 +140,11 @@ def test_a_put_larger_than_jetstream_takes_is_refused_for_good():
         #  of its Nats-Msg-Id header alone take it past max_payload.
         body_size = 1024 * 1024 - 8
         body_size -= len(hostile.envelope(name, b"x" * body_size)[1]) - (1024 * 1024 - 8)
-        msg_id, frame = hostile.envelope(name, b"x" * body_size)
+        body = b"x" * body_size
+        frame = hostile.envelope(name, body)[1]
         check(len(frame) == 1024 * 1024 - 8, "the envelope is %d octets" % len(frame))
-        producer.put_frame(frame)
-        answer = producer.answers([msg_id], timeout_s=10)[msg_id]
-        check(answer[0] == "refuse" and answer[1] == 2 and "too large for the store" in answer[2],
-              "a put over JetStream's max_payload: %r" % (answer,))
-        hostile.wait_until(lambda: refused_line(name) in a.stderr(), "the gateway's line on it",
-                           timeout_s=5)
+        hostile.wait_until(lambda: refused_for_good(producer, a, name, body),
+                           "the gateway's line on it", timeout_s=15, step_s=0.5)
         producer.put_confirmed(name, ["small"])
     finally:
         producer.close()
@@ -146,27 +157,16 @@ def test_a_put_larger_than_its_stream_takes_is_refused_for_good():
     a, _ = gateways()
     name = queue_name("small")
     check("." not in name and "_" not in name, "%s maps to another stream name" % name)
-    stream = "T%d_%s" % (os.getpid(), name)
+    stream = "%s_%s" % (PREFIX, name)
     config = {"name": stream, "subjects": ["zq.q." + stream], "retention": "workqueue",
               "storage": "file", "num_replicas": 1, "max_msg_size": 512}
     reply = json.loads(_env["nats"].request("$JS.API.STREAM.CREATE." + stream,
                                             json.dumps(config).encode()))
     check("error" not in reply, "the stream was not made: %r" % reply)
     producer = hostile.Client(a.endpoint)
-
-    def refused_and_logged():
-        msg_id, frame = hostile.envelope(name, b"x" * 1024)
-        producer.put_frame(frame)
-        answer = producer.answers([msg_id], timeout_s=10)[msg_id]
-        check(answer[0] == "refuse" and answer[1] == 2 and "too large for the store" in answer[2],
-              "a put over the stream's max_msg_size: %r" % (answer,))
-        return refused_line(name) in a.stderr()
-
     try:
-        #  The line comes once per 10 s at most (over all queues; the test
-        #  before may have just logged one): each try is refused again.
-        hostile.wait_until(refused_and_logged, "the gateway's line on it", timeout_s=15,
-                           step_s=0.5)
+        hostile.wait_until(lambda: refused_for_good(producer, a, name, b"x" * 1024),
+                           "the gateway's line on it", timeout_s=15, step_s=0.5)
         #  One too large and one that fits, sent together: answered apart.
         large_id, large = hostile.envelope(name, b"x" * 1024)
         small_id, small = hostile.envelope(name, b"fits")
