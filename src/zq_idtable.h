@@ -71,6 +71,15 @@ uint64_t zqi_idhash_bytes (const zqi_idhash_t *hash, const void *data, size_t si
 //  than the records to hold); the caller inserts the live records again.
 //  Returns 0, or -1 with errno ENOMEM (the hash is then unchanged).
 int zqi_idhash_reset (zqi_idhash_t *hash, uint32_t slot_count);
+//  Replaces the slots with slot_count empty ones (a power of two, larger
+//  than the slots now) holding the same records, each under its index
+//  plus shift when it lies in [from, to) (records moved as their array
+//  grew), else under the same index. It reads the old slots in order, so
+//  the new ones are written in a few ascending runs, not at random, and
+//  reads no record. Returns 0, or -1 with errno ENOMEM (the hash is then
+//  unchanged).
+int zqi_idhash_grow (zqi_idhash_t *hash, uint32_t slot_count, uint32_t from, uint32_t to,
+                     uint32_t shift);
 //  Records live in an array at base, stride bytes apart, key first.
 //  Returns the record with key after probe position *cursor (ZQI_ID_NONE:
 //  from the key's home slot), moving *cursor past it; ZQI_ID_NONE when

@@ -17,20 +17,23 @@
 #include "../patterns/reliable.h"
 #include "compiled_in.h"
 
-//  The window's code is linked with malloc and calloc wrapped
-//  (Makefile.am: -Wl,--wrap): while s_memory_out is set they fail.
-static bool s_memory_out;
+//  The window's code is linked with malloc, calloc and realloc wrapped
+//  (Makefile.am: -Wl,--wrap): while s_memory_out is set they fail, and
+//  while s_calloc_out is set calloc does (the hash's slots, not the ring).
+static bool s_memory_out, s_calloc_out;
 void *__real_malloc (size_t size);
 void *__real_calloc (size_t count, size_t size);
+void *__real_realloc (void *block, size_t size);
 void *__wrap_malloc (size_t size);
 void *__wrap_calloc (size_t count, size_t size);
+void *__wrap_realloc (void *block, size_t size);
 
 //  Teardown: memory is back, even after a failed assertion left it out.
 static int
 s_memory_back (void **state)
 {
     (void)state;
-    s_memory_out = false;
+    s_memory_out = s_calloc_out = false;
     return 0;
 }
 
@@ -43,7 +46,13 @@ __wrap_malloc (size_t size)
 void *
 __wrap_calloc (size_t count, size_t size)
 {
-    return s_memory_out ? NULL : __real_calloc (count, size);
+    return s_memory_out || s_calloc_out ? NULL : __real_calloc (count, size);
+}
+
+void *
+__wrap_realloc (void *block, size_t size)
+{
+    return s_memory_out ? NULL : __real_realloc (block, size);
 }
 
 //  The key of the number-th id, put by no producer to queue 7, or to
@@ -248,6 +257,44 @@ test_forget_queue (void **state)
     zqi_r_dedupe_free (&dedupe);
 }
 
+//  A full ring that has dropped its oldest ids (expired) grows with its
+//  records on both sides of the wrap: the newest 300 (of 1024) move, or
+//  the oldest 224 do. Every id stays found, and later the rest leave in
+//  the order they came: first those stored at 50, then those at 120.
+static void
+test_grows_across_the_wrap (void **state)
+{
+    uint32_t dropped[] = {300, 800};
+    for (size_t turn = 0; turn < 2; turn++) {
+        uint32_t early = dropped[turn];
+        zqi_r_dedupe_t dedupe;
+        zqi_r_dedupe_init (&dedupe, 100, 100000);
+        s_add_range (&dedupe, 0, early, 0);
+        s_add_range (&dedupe, early, 1024, 50);
+        //  At 120 those stored at 0 have expired: the ring fills again
+        //  past its wrap, then grows.
+        s_add_range (&dedupe, 1024, 1024 + early, 120);
+        assert_int_equal (dedupe.capacity, 1024);
+        assert_int_equal (dedupe.count, 1024);
+        assert_int_equal (dedupe.head, early);
+        s_add_range (&dedupe, 1024 + early, 1500 + early, 120);
+        assert_int_equal (dedupe.capacity, 4096);
+        assert_int_equal (dedupe.count, 1500);
+        s_assert_range (&dedupe, 0, early, 120, false);
+        s_assert_range (&dedupe, early, 1500 + early, 120, true);
+        //  At 160, those stored at 50 have expired, not those at 120.
+        s_assert_range (&dedupe, early, 1024, 160, false);
+        assert_int_equal (dedupe.count, 1500 + early - 1024);
+        s_assert_range (&dedupe, 1024, 1500 + early, 160, true);
+        //  The ring keeps working around its new size.
+        s_add_range (&dedupe, 5000, 9000, 230);
+        assert_int_equal (dedupe.count, 4000);
+        s_assert_range (&dedupe, 5000, 9000, 230, true);
+        assert_int_equal (dedupe.forgotten, 0);
+        zqi_r_dedupe_free (&dedupe);
+    }
+}
+
 //  Without memory to grow, a full ring takes each new id in its oldest
 //  one's place (add returns 1), so the newest ids stay found; once
 //  memory is back it grows again, keeping them. A ring that could not
@@ -272,6 +319,21 @@ test_no_memory_to_grow (void **state)
     s_add_range (&dedupe, 1524, 2000, 10);
     assert_int_equal (dedupe.capacity, 4096);
     s_assert_range (&dedupe, 500, 2000, 10, true);
+    //  The ring's larger block but no hash to go with it: as before, the
+    //  full ring takes each new id in its oldest one's place.
+    s_add_range (&dedupe, 2000, 4596, 10);
+    s_calloc_out = true;
+    for (uint32_t number = 4596; number < 4600; number++) {
+        zqi_r_seen_t key = s_key (&dedupe, number);
+        assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, (uint64_t)number * 3, 10, number), 1);
+    }
+    s_calloc_out = false;
+    assert_int_equal (dedupe.capacity, 4096);
+    s_assert_range (&dedupe, 500, 504, 10, false);
+    s_assert_range (&dedupe, 504, 4600, 10, true);
+    s_add_range (&dedupe, 4600, 5000, 10);
+    assert_int_equal (dedupe.capacity, 16384);
+    s_assert_range (&dedupe, 504, 5000, 10, true);
     zqi_r_dedupe_free (&dedupe);
 
     zqi_r_dedupe_init (&dedupe, 60000, 100000);
@@ -295,6 +357,7 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_forgets_the_oldest_past_max),
         cmocka_unit_test (test_grows_with_the_window),
+        cmocka_unit_test (test_grows_across_the_wrap),
         cmocka_unit_test (test_max_one),
         cmocka_unit_test (test_window_off),
         cmocka_unit_test (test_forgets_past_the_window),
