@@ -248,6 +248,8 @@ typedef struct {
     int64_t forgotten_stored_ms;
 } zqi_r_dedupe_t;
 
+//  An empty window of window_ms (0 or less: off) holding at most max ids
+//  (0: 1; more than 2^30: 2^30).
 void zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max);
 void zqi_r_dedupe_free (zqi_r_dedupe_t *dedupe);
 //  The keyed hash of a producer's ZAP User-Id that its keys carry (0 for

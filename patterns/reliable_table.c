@@ -60,15 +60,17 @@ zqi_r_table_add_new (zqi_r_table_t *table, const uint8_t *id)
 
 #define S_SEEN     sizeof (zqi_r_seen_t)
 #define S_SEEN_KEY offsetof (zqi_r_seen_t, content)
-//  The ring's first size, in records.
+//  The ring's first size, and the most ids it holds.
 #define S_RING_FIRST 1024
+#define S_MAX        (UINT32_C (1) << 30)
 
 void
 zqi_r_dedupe_init (zqi_r_dedupe_t *dedupe, int64_t window_ms, uint32_t max)
 {
     memset (dedupe, 0, sizeof *dedupe);
     dedupe->window_ms = window_ms;
-    dedupe->max = max ? max : 1;
+    //  (A ring of at most 2^30 records has a hash of at most 2^31 slots.)
+    dedupe->max = max == 0 ? 1 : max > S_MAX ? S_MAX : max;
     zqi_idhash_init (&dedupe->hash, S_SEEN_KEY);
 }
 
@@ -200,13 +202,14 @@ zqi_r_dedupe_find (zqi_r_dedupe_t *dedupe, const zqi_r_seen_t *key, int64_t now)
 //  Grows the full ring fourfold, or twofold when that reaches max (it
 //  never passes max rounded up to a power of two). It runs on the thread
 //  that reads PUTs, so it keeps its pause short (from 65536 ids to 262144:
-//  1.7 ms, where unwrapping into a new ring and rehashing took 4.3): the
-//  ring is reallocated (a large one is remapped, not copied), and only
-//  its shorter part on one side of the wrap moves, to the end of its side
-//  of the larger ring (none while nothing was dropped since the last
-//  growth); the hash is rebuilt from its own slots, in order, the moved
-//  records under their new indexes, reading no record. Its memory stays
-//  within four times what it holds.
+//  1.7 ms, where unwrapping into a new ring and rehashing took 4.3). The
+//  ring is reallocated (with glibc a large block is remapped, not
+//  copied), and only the shorter part on one side of its wrap moves: the
+//  newest to just past the old end, or the oldest to the end of the
+//  larger ring (none while the ring has never dropped a record). The hash
+//  is rebuilt from its own slots, in order, the moved records under their
+//  new indexes, reading no record. The ring never shrinks: at a growth it
+//  is at most four times what it holds.
 static int
 s_ring_grow (zqi_r_dedupe_t *dedupe)
 {

@@ -102,12 +102,12 @@ s_slots_new (uint32_t slot_count)
     if (size >= S_POPULATE_BYTES) {
         //  Only whole pages; a kernel without it (before Linux 5.14) says
         //  EINVAL, and the pages come as they are touched.
+        int saved = errno;
         uintptr_t page = (uintptr_t)sysconf (_SC_PAGESIZE);
         uintptr_t start = ((uintptr_t)slots + page - 1) & ~(page - 1);
         uintptr_t end = ((uintptr_t)slots + size) & ~(page - 1);
-        int saved = errno;
-        if (end > start && madvise ((void *)start, end - start, MADV_POPULATE_WRITE)) {
-        }
+        if (end > start)
+            (void)madvise ((void *)start, end - start, MADV_POPULATE_WRITE);
         errno = saved;
     }
 #endif
@@ -265,8 +265,8 @@ zqi_idhash_remove_hashed (zqi_idhash_t *hash, uint32_t index, uint32_t key_hash)
 //  ---- The table ------------------------------------------------------------
 
 #define S_FIRST_CAPACITY 64
-//  Indexes and slot counts stay below 2^32 (twice the entries in slots).
-#define S_MAX_CAPACITY (UINT32_C (1) << 31)
+//  Slot counts (twice the entries, a power of two) stay below 2^32.
+#define S_MAX_CAPACITY (UINT32_C (1) << 30)
 
 static inline uint8_t *
 s_entry (const zqi_idtable_t *table, uint32_t index)

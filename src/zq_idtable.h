@@ -71,13 +71,13 @@ uint64_t zqi_idhash_bytes (const zqi_idhash_t *hash, const void *data, size_t si
 //  than the records to hold); the caller inserts the live records again.
 //  Returns 0, or -1 with errno ENOMEM (the hash is then unchanged).
 int zqi_idhash_reset (zqi_idhash_t *hash, uint32_t slot_count);
-//  Replaces the slots with slot_count empty ones (a power of two, larger
-//  than the slots now) holding the same records, each under its index
-//  plus shift when it lies in [from, to) (records moved as their array
-//  grew), else under the same index. It reads the old slots in order, so
-//  the new ones are written in a few ascending runs, not at random, and
-//  reads no record. Returns 0, or -1 with errno ENOMEM (the hash is then
-//  unchanged).
+//  Replaces the slots with slot_count empty ones (a power of two, more
+//  than the slots now and more than 1) holding the same records, each
+//  under its index plus shift when it lies in [from, to) (records moved
+//  as their array grew), else under the same index. It reads the old
+//  slots in order, so the new ones are written in a few ascending runs,
+//  not at random, and reads no record. Returns 0, or -1 with errno ENOMEM
+//  (the hash is then unchanged).
 int zqi_idhash_grow (zqi_idhash_t *hash, uint32_t slot_count, uint32_t from, uint32_t to,
                      uint32_t shift);
 //  Records live in an array at base, stride bytes apart, key first.
@@ -169,8 +169,8 @@ typedef struct {
 } zqi_idtable_t;
 
 //  Makes an empty table for entries of layout, with a seed of its own. It
-//  grows by doubling from 64 entries up to max_entries (0: as far as
-//  indexes reach, 2^31), with twice as many hash slots.
+//  grows by doubling from 64 entries up to max_entries (0, or more than
+//  2^30: 2^30), with twice as many hash slots.
 void zqi_idtable_init (zqi_idtable_t *table, const zqi_idtable_layout_t *layout,
                        uint32_t max_entries);
 //  Frees everything; the table is empty (init again to use it).

@@ -257,42 +257,62 @@ test_forget_queue (void **state)
     zqi_r_dedupe_free (&dedupe);
 }
 
+//  Forgets the number-th id (a record left in the ring, out of the hash).
+static void
+s_forget (zqi_r_dedupe_t *dedupe, uint32_t number)
+{
+    zqi_r_seen_t key = s_key (dedupe, number);
+    zqi_r_dedupe_forget (dedupe, &key);
+}
+
 //  A full ring that has dropped its oldest ids (expired) grows with its
-//  records on both sides of the wrap: the newest 300 (of 1024) move, or
-//  the oldest 224 do. Every id stays found, and later the rest leave in
-//  the order they came: first those stored at 50, then those at 120.
+//  records on both sides of the wrap: the newest 300 (of 1024) move, the
+//  newest 512 at a tie, or the oldest 224; fourfold (max 100000) and
+//  twofold (max 2000). An id forgotten on each side stays forgotten,
+//  every other stays found, and later the rest leave in the order they
+//  came: first those stored at 50, then those at 120.
 static void
 test_grows_across_the_wrap (void **state)
 {
-    uint32_t dropped[] = {300, 800};
-    for (size_t turn = 0; turn < 2; turn++) {
-        uint32_t early = dropped[turn];
-        zqi_r_dedupe_t dedupe;
-        zqi_r_dedupe_init (&dedupe, 100, 100000);
-        s_add_range (&dedupe, 0, early, 0);
-        s_add_range (&dedupe, early, 1024, 50);
-        //  At 120 those stored at 0 have expired: the ring fills again
-        //  past its wrap, then grows.
-        s_add_range (&dedupe, 1024, 1024 + early, 120);
-        assert_int_equal (dedupe.capacity, 1024);
-        assert_int_equal (dedupe.count, 1024);
-        assert_int_equal (dedupe.head, early);
-        s_add_range (&dedupe, 1024 + early, 1500 + early, 120);
-        assert_int_equal (dedupe.capacity, 4096);
-        assert_int_equal (dedupe.count, 1500);
-        s_assert_range (&dedupe, 0, early, 120, false);
-        s_assert_range (&dedupe, early, 1500 + early, 120, true);
-        //  At 160, those stored at 50 have expired, not those at 120.
-        s_assert_range (&dedupe, early, 1024, 160, false);
-        assert_int_equal (dedupe.count, 1500 + early - 1024);
-        s_assert_range (&dedupe, 1024, 1500 + early, 160, true);
-        //  The ring keeps working around its new size.
-        s_add_range (&dedupe, 5000, 9000, 230);
-        assert_int_equal (dedupe.count, 4000);
-        s_assert_range (&dedupe, 5000, 9000, 230, true);
-        assert_int_equal (dedupe.forgotten, 0);
-        zqi_r_dedupe_free (&dedupe);
-    }
+    uint32_t dropped[] = {300, 512, 800};
+    uint32_t maxes[] = {100000, 2000}, grown[] = {4096, 2048};
+    for (size_t size = 0; size < 2; size++)
+        for (size_t turn = 0; turn < 3; turn++) {
+            uint32_t early = dropped[turn];
+            zqi_r_dedupe_t dedupe;
+            zqi_r_dedupe_init (&dedupe, 100, maxes[size]);
+            s_add_range (&dedupe, 0, early, 0);
+            s_add_range (&dedupe, early, 1024, 50);
+            //  At 120 those stored at 0 have expired: the ring fills
+            //  again past its wrap, then grows.
+            s_add_range (&dedupe, 1024, 1024 + early, 120);
+            assert_int_equal (dedupe.capacity, 1024);
+            assert_int_equal (dedupe.count, 1024);
+            assert_int_equal (dedupe.head, early);
+            s_forget (&dedupe, early + 5);
+            s_forget (&dedupe, 1024 + 3);
+            s_add_range (&dedupe, 1024 + early, 1500 + early, 120);
+            assert_int_equal (dedupe.capacity, grown[size]);
+            assert_int_equal (dedupe.count, 1500);
+            s_assert_range (&dedupe, 0, early, 120, false);
+            s_assert_range (&dedupe, early, early + 5, 120, true);
+            s_assert_range (&dedupe, early + 5, early + 6, 120, false);
+            s_assert_range (&dedupe, early + 6, 1024 + 3, 120, true);
+            s_assert_range (&dedupe, 1024 + 3, 1024 + 4, 120, false);
+            s_assert_range (&dedupe, 1024 + 4, 1500 + early, 120, true);
+            //  At 160, those stored at 50 have expired, not those at 120.
+            s_assert_range (&dedupe, early, 1024, 160, false);
+            assert_int_equal (dedupe.count, 1500 + early - 1024);
+            s_assert_range (&dedupe, 1024, 1024 + 3, 160, true);
+            s_assert_range (&dedupe, 1024 + 4, 1500 + early, 160, true);
+            //  The ring keeps working around its new size.
+            s_add_range (&dedupe, 5000, 6900, 230);
+            assert_int_equal (dedupe.count, 1900);
+            assert_int_equal (dedupe.capacity, grown[size]);
+            s_assert_range (&dedupe, 5000, 6900, 230, true);
+            assert_int_equal (dedupe.forgotten, 0);
+            zqi_r_dedupe_free (&dedupe);
+        }
 }
 
 //  Without memory to grow, a full ring takes each new id in its oldest
