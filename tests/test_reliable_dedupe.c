@@ -315,6 +315,17 @@ test_grows_across_the_wrap (void **state)
         }
 }
 
+//  Adds ids first to last - 1 as s_add_range does, each to a full ring
+//  that cannot grow: it takes the oldest one's place (add returns 1).
+static void
+s_add_in_place (zqi_r_dedupe_t *dedupe, uint32_t first, uint32_t last, int64_t now)
+{
+    for (uint32_t number = first; number < last; number++) {
+        zqi_r_seen_t key = s_key (dedupe, number);
+        assert_int_equal (zqi_r_dedupe_add (dedupe, &key, (uint64_t)number * 3, now, number), 1);
+    }
+}
+
 //  Without memory to grow, a full ring takes each new id in its oldest
 //  one's place (add returns 1), so the newest ids stay found; once
 //  memory is back it grows again, keeping them. A ring that could not
@@ -326,10 +337,7 @@ test_no_memory_to_grow (void **state)
     zqi_r_dedupe_init (&dedupe, 60000, 100000);
     s_add_range (&dedupe, 0, 1024, 10);
     s_memory_out = true;
-    for (uint32_t number = 1024; number < 1524; number++) {
-        zqi_r_seen_t key = s_key (&dedupe, number);
-        assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, (uint64_t)number * 3, 10, number), 1);
-    }
+    s_add_in_place (&dedupe, 1024, 1524, 10);
     s_memory_out = false;
     assert_int_equal (dedupe.capacity, 1024);
     assert_int_equal (dedupe.count, 1024);
@@ -343,10 +351,7 @@ test_no_memory_to_grow (void **state)
     //  full ring takes each new id in its oldest one's place.
     s_add_range (&dedupe, 2000, 4596, 10);
     s_calloc_out = true;
-    for (uint32_t number = 4596; number < 4600; number++) {
-        zqi_r_seen_t key = s_key (&dedupe, number);
-        assert_int_equal (zqi_r_dedupe_add (&dedupe, &key, (uint64_t)number * 3, 10, number), 1);
-    }
+    s_add_in_place (&dedupe, 4596, 4600, 10);
     s_calloc_out = false;
     assert_int_equal (dedupe.capacity, 4096);
     s_assert_range (&dedupe, 500, 504, 10, false);
