@@ -181,6 +181,37 @@ def test_a_put_larger_than_its_stream_takes_is_refused_for_good():
         producer.close()
 
 
+def test_refusals_of_two_codes_to_one_producer_are_answered_apart():
+    """A queue whose stream an operator made to hold one message (discard
+    new) of at most 512 octets: once it holds one, a put too large and a
+    put that fits, sent together by one producer, fail for two reasons and
+    are refused under their own codes: 2 (give up) and 3 (retry later)."""
+    a, _ = gateways()
+    name = queue_name("full")
+    check("." not in name and "_" not in name, "%s maps to another stream name" % name)
+    stream = "%s_%s" % (PREFIX, name)
+    config = {"name": stream, "subjects": ["zq.q." + stream], "retention": "workqueue",
+              "storage": "file", "num_replicas": 1, "max_msg_size": 512, "max_msgs": 1,
+              "discard": "new"}
+    reply = json.loads(_env["nats"].request("$JS.API.STREAM.CREATE." + stream,
+                                            json.dumps(config).encode()))
+    check("error" not in reply, "the stream was not made: %r" % reply)
+    producer = hostile.Client(a.endpoint)
+    try:
+        producer.put_confirmed(name, ["the one it holds"])
+        large_id, large = hostile.envelope(name, b"x" * 1024)
+        small_id, small = hostile.envelope(name, b"one too many")
+        producer.put_frame(large)
+        producer.put_frame(small)
+        answers = producer.answers([large_id, small_id], timeout_s=10)
+        check(answers[large_id][0] == "refuse" and answers[large_id][1] == 2,
+              "the large one: %r" % (answers[large_id],))
+        check(answers[small_id][0] == "refuse" and answers[small_id][1] == 3,
+              "the one past the stream's limit: %r" % (answers[small_id],))
+    finally:
+        producer.close()
+
+
 def test_nack_with_delay_comes_back_after_the_delay():
     a, b = gateways()
     name = queue_name("nack")
