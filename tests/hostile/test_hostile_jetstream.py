@@ -93,6 +93,34 @@ def refused_for_good(producer, gateway, name, body):
     return refused_line(name) in gateway.stderr()
 
 
+def stream_made_by_hand(name, **limits):
+    """Makes the stream of queue name through the JetStream API, behind
+    the gateways' backs, as an operator would, with limits (the stream
+    configuration's fields) beside what the gateways would set."""
+    check("." not in name and "_" not in name, "%s maps to another stream name" % name)
+    stream = "%s_%s" % (PREFIX, name)
+    config = {"name": stream, "subjects": ["zq.q." + stream], "retention": "workqueue",
+              "storage": "file", "num_replicas": 1}
+    config.update(limits)
+    reply = json.loads(_env["nats"].request("$JS.API.STREAM.CREATE." + stream,
+                                            json.dumps(config).encode()))
+    check("error" not in reply, "the stream was not made: %r" % reply)
+
+
+def large_and_small_together(producer, name, body):
+    """Sends, through producer, a put to name too large for its stream
+    (1024 octets, made by hand) and a put of body, together. Checks that
+    the large one is refused with code 2; returns the other's answer."""
+    large_id, large = hostile.envelope(name, b"x" * 1024)
+    small_id, small = hostile.envelope(name, body)
+    producer.put_frame(large)
+    producer.put_frame(small)
+    answers = producer.answers([large_id, small_id], timeout_s=10)
+    check(answers[large_id][0] == "refuse" and answers[large_id][1] == 2,
+          "the large one of two: %r" % (answers[large_id],))
+    return answers[small_id]
+
+
 def nothing_delivered(client, timeout_s):
     """True if no DELIVER reaches client within timeout_s."""
     got = client.recv_command(timeout_s, skip=(hostile.PONG, hostile.PING, hostile.ERROR))
@@ -156,26 +184,14 @@ def test_a_put_larger_than_its_stream_takes_is_refused_for_good():
     refused with code 2 (give up), not 3; a put under it is confirmed."""
     a, _ = gateways()
     name = queue_name("small")
-    check("." not in name and "_" not in name, "%s maps to another stream name" % name)
-    stream = "%s_%s" % (PREFIX, name)
-    config = {"name": stream, "subjects": ["zq.q." + stream], "retention": "workqueue",
-              "storage": "file", "num_replicas": 1, "max_msg_size": 512}
-    reply = json.loads(_env["nats"].request("$JS.API.STREAM.CREATE." + stream,
-                                            json.dumps(config).encode()))
-    check("error" not in reply, "the stream was not made: %r" % reply)
+    stream_made_by_hand(name, max_msg_size=512)
     producer = hostile.Client(a.endpoint)
     try:
         hostile.wait_until(lambda: refused_for_good(producer, a, name, b"x" * 1024),
                            "the gateway's line on it", timeout_s=15, step_s=0.5)
         #  One too large and one that fits, sent together: answered apart.
-        large_id, large = hostile.envelope(name, b"x" * 1024)
-        small_id, small = hostile.envelope(name, b"fits")
-        producer.put_frame(large)
-        producer.put_frame(small)
-        answers = producer.answers([large_id, small_id], timeout_s=10)
-        check(answers[large_id][0] == "refuse" and answers[large_id][1] == 2,
-              "the large one of two: %r" % (answers[large_id],))
-        check(answers[small_id][0] == "confirm", "the small one of two: %r" % (answers[small_id],))
+        answer = large_and_small_together(producer, name, b"fits")
+        check(answer[0] == "confirm", "the small one of two: %r" % (answer,))
         producer.put_confirmed(name, ["small"])
     finally:
         producer.close()
@@ -188,26 +204,13 @@ def test_refusals_of_two_codes_to_one_producer_are_answered_apart():
     are refused under their own codes: 2 (give up) and 3 (retry later)."""
     a, _ = gateways()
     name = queue_name("full")
-    check("." not in name and "_" not in name, "%s maps to another stream name" % name)
-    stream = "%s_%s" % (PREFIX, name)
-    config = {"name": stream, "subjects": ["zq.q." + stream], "retention": "workqueue",
-              "storage": "file", "num_replicas": 1, "max_msg_size": 512, "max_msgs": 1,
-              "discard": "new"}
-    reply = json.loads(_env["nats"].request("$JS.API.STREAM.CREATE." + stream,
-                                            json.dumps(config).encode()))
-    check("error" not in reply, "the stream was not made: %r" % reply)
+    stream_made_by_hand(name, max_msg_size=512, max_msgs=1, discard="new")
     producer = hostile.Client(a.endpoint)
     try:
         producer.put_confirmed(name, ["the one it holds"])
-        large_id, large = hostile.envelope(name, b"x" * 1024)
-        small_id, small = hostile.envelope(name, b"one too many")
-        producer.put_frame(large)
-        producer.put_frame(small)
-        answers = producer.answers([large_id, small_id], timeout_s=10)
-        check(answers[large_id][0] == "refuse" and answers[large_id][1] == 2,
-              "the large one: %r" % (answers[large_id],))
-        check(answers[small_id][0] == "refuse" and answers[small_id][1] == 3,
-              "the one past the stream's limit: %r" % (answers[small_id],))
+        answer = large_and_small_together(producer, name, b"one too many")
+        check(answer[0] == "refuse" and answer[1] == 3,
+              "the one past the stream's limit: %r" % (answer,))
     finally:
         producer.close()
 
