@@ -219,22 +219,10 @@ s_ring_grow (zqi_r_dedupe_t *dedupe)
         if (capacity < dedupe->max)
             capacity *= 2;
     }
-    if (!old_capacity) {
-        zqi_r_seen_t *ring = (zqi_r_seen_t *)malloc ((size_t)capacity * S_SEEN);
-        if (!ring)
-            return zqi_fail (ENOMEM);
-        if (zqi_idhash_reset (&dedupe->hash, capacity * 2)) {
-            free (ring);
-            return -1;
-        }
-        dedupe->ring = ring;
-        dedupe->capacity = capacity;
-        dedupe->head = 0;
-        return 0;
-    }
     //  Full: the oldest records are [head, old_capacity), the newest
     //  [0, head). The shorter part moves (newest first on a tie): the
     //  newest to just past the old end, or the oldest to the new end.
+    //  (The first ring, from none, moves nothing.)
     uint32_t head = dedupe->head, from = 0, to = head, shift = old_capacity;
     bool oldest_move = head > old_capacity - head;
     if (oldest_move) {
