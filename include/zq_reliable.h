@@ -277,13 +277,19 @@ ZQ_EXPORT int zq_queue_purge (zq_queue_t *self, const char *name, uint64_t *coun
 //  what moved before stays moved; ENOTSUP: queues in JetStream).
 ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *count_p);
 
-//  A server whose queues live in a JetStream cluster (the option
-//  jetstream_servers) also has work when this file descriptor polls
-//  readable (stored puts to confirm, messages to deliver): poll it beside
-//  zq_queue_sock or zq_queue_fd, and call zq_queue_events (or
-//  zq_queue_recv) when it is. It stays the queue's. Returns it, or -1
-//  with errno ENOENT (queues in spools: nothing more to poll) or ENOTSUP
-//  (not a reliable server).
+//  A server also has work when this file descriptor polls readable: poll
+//  it beside zq_queue_sock or zq_queue_fd, and call zq_queue_events (or
+//  zq_queue_recv) when it is. With queues in a JetStream cluster (the
+//  option jetstream_servers) it signals stored puts to confirm and
+//  messages to deliver; with spools on disk (spool_dir), the end of a
+//  commit the last call left in flight (a busy server's call returns
+//  without waiting for the disk), whose puts are then confirmed. A host
+//  that does not poll it is still called back for those puts by
+//  zq_queue_next_timer_ms (1 ms while a commit is in flight), later than
+//  the descriptor would. It stays the queue's, the same for the queue's
+//  life. Returns it, or -1 with errno ENOENT (queues in memory: nothing
+//  more to poll; or no eventfd could be made, logged: commits then never
+//  stay in flight) or ENOTSUP (not a reliable server).
 ZQ_EXPORT int zq_queue_store_fd (zq_queue_t *self);
 
 //  zq_queue_delete's flags: delete a queue that holds messages (they are

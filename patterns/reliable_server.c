@@ -134,6 +134,7 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         errno = ENOMEM;
         return NULL;
     }
+    self->committer.done_fd = -1;
     if (zqi_r_common_open (&self->common, ctx))
         goto failed;
     int on = 1;
@@ -203,6 +204,7 @@ zqi_r_server_new (zq_pattern_ctx_t *ctx)
         self->consumers[index].head = ZQI_R_NONE;
     if (zqi_rs_store_open (self, options))
         goto failed;
+    zqi_rs_committer_init (self);
     if (self->spool_dir && !self->store) {
         self->starting = true;
         s_open_existing (self);
@@ -225,6 +227,9 @@ zqi_r_server_destroy (zqi_r_server_t **self_p)
     if (!self)
         return 0;
     size_t lost = 0;
+    //  A call of zqi_rs_work may have left a commit in flight and a round
+    //  gathered: both are committed and answered first.
+    zqi_rs_settle_all (self);
     zqi_rs_committer_stop (self);
     zqi_rs_store_close (self);
     for (uint32_t index = 0; index < self->queue_count; index++) {
@@ -335,6 +340,11 @@ zqi_r_server_next_timer_ms (zqi_r_server_t *self)
     //  Local consumption with credit back and messages ready: now.
     if (s_local_ready (self))
         return 0;
+    //  A commit left in flight by the last call: its end signals the
+    //  committer's eventfd (zqi_r_server_store_fd); a host that does not
+    //  poll it still comes back within ZQI_RS_IN_FLIGHT_MS to answer.
+    if (zqi_rs_in_flight (self) && due - now > ZQI_RS_IN_FLIGHT_MS)
+        return ZQI_RS_IN_FLIGHT_MS;
     return due > now ? due - now : 0;
 }
 

@@ -29,6 +29,10 @@
 //  the commit fdatasyncs: then, as any larger round of spools on disk, it
 //  commits behind, so that the consumers are served during the sync.
 #define ZQI_RS_ALONE 8
+//  With a commit left in flight at the end of a call, the server asks for
+//  the next call within this many milliseconds (zqi_r_server_next_timer_ms),
+//  for a host that does not poll the committer's eventfd.
+#define ZQI_RS_IN_FLIGHT_MS 1
 //  PUTs one round may hold: ZQI_RS_ROUND, and the elements of a PUT batch
 //  (zq_batch.h, ZQI_BATCH_MAX_COUNT) read last.
 #define ZQI_RS_PENDING_MAX   (ZQI_RS_ROUND + ZQI_BATCH_MAX_COUNT)
@@ -228,7 +232,7 @@ typedef struct {
                    //  __atomic, so zqi_rs_behind_done may read it without the lock
     bool pending;  //  the server's view: behind holds PUTs not yet answered
     bool failed;   //  the thread could not start: rounds commit in place
-    int done_fd;   //  an eventfd the thread signals when a commit ends (while started)
+    int done_fd;   //  an eventfd the thread signals when a commit ends (-1: none)
 } zqi_rs_committer_t;
 
 //  The server's queues in a store behind the seam (reliable_server_store.c).
@@ -428,13 +432,26 @@ bool zqi_rs_behind_done (zqi_r_server_t *self);
 //  interrupted the wait), or -1 with errno (ETERM: the context is ending).
 int zqi_rs_await_behind_or_input (zqi_r_server_t *self);
 //  Waits for the commit zqi_rs_commit_behind started, if any, and answers
-//  its PUTs as zqi_rs_commit_and_answer does. Every call of zqi_rs_work
-//  ends with none behind and its round committed, so that what runs
-//  between calls (admin calls, closing) never meets a commit in flight;
-//  within a call, reads, acks, timers and deliveries may (a queue with
-//  records behind is not swept, and is settled before it is closed).
+//  its PUTs as zqi_rs_commit_and_answer does. A call of zqi_rs_work may
+//  end with a commit behind (and the next round gathered): reads, acks,
+//  timers and deliveries may meet one (a queue with records behind is not
+//  swept, and is settled before it is closed); what changes or reads a
+//  queue's records otherwise (peek, purge, redrive, delete, destroy)
+//  settles everything first (zqi_rs_settle_all).
 void zqi_rs_settle_behind (zqi_r_server_t *self);
-//  Stops the committer thread (settling what is behind first).
+//  Settles what is behind and commits the round gathered, in the calling
+//  thread: then no PUT read is in flight or unanswered.
+void zqi_rs_settle_all (zqi_r_server_t *self);
+//  True when a commit is behind or PUTs are gathered: the server needs a
+//  call of zqi_rs_work once the commit ends (its eventfd signals).
+bool zqi_rs_in_flight (const zqi_r_server_t *self);
+//  Makes the committer's eventfd for a server of spools on disk (the
+//  thread itself starts at the first commit behind). Without one (no
+//  spools, a store, or eventfd failed: logged), rounds commit in place.
+void zqi_rs_committer_init (zqi_r_server_t *self);
+//  The committer's eventfd, readable from the end of a commit behind until
+//  it is settled, or -1 (none made).
+int zqi_rs_committer_fd (const zqi_r_server_t *self);
 void zqi_rs_committer_stop (zqi_r_server_t *self);
 
 //  Sends ERROR code with reason to the peer at route; counts it by code and
@@ -513,7 +530,10 @@ int zqi_rs_peek (zqi_r_server_t *self, zqi_rs_queue_t *queue, zq_msg_t **msgs, s
 //  none). 0, or -1 and errno (ENOTSUP: built without libnats).
 int zqi_rs_store_open (zqi_r_server_t *self, const zq_options_t *options);
 void zqi_rs_store_close (zqi_r_server_t *self);
-//  The store's signal fd (readable while results or deliveries wait), or -1.
+//  The fd that polls readable when the server has work a host must call it
+//  for without input: the store's signal fd (readable while results or
+//  deliveries wait), or for spools on disk the committer's eventfd
+//  (zqi_rs_committer_fd); -1 when neither.
 int zqi_rs_store_fd (zqi_r_server_t *self);
 //  Starts storing one PUT (data: its one-frame form, attempt 0) from the
 //  round's peer. 0: answered when the store's result comes; else the

@@ -84,10 +84,13 @@ zqi_r_server_names (zqi_r_server_t *self)
     return names;
 }
 
-//  Looks up an existing queue by NUL-terminated name.
+//  Looks up an existing queue by NUL-terminated name, for a call that reads
+//  or changes its records: the PUTs a call of zqi_rs_work left in flight
+//  are settled first, so that no commit runs meanwhile in the committer.
 static zqi_rs_queue_t *
 s_admin_queue (zqi_r_server_t *self, const char *name)
 {
+    zqi_rs_settle_all (self);
     zqi_rs_queue_t *queue = zqi_rs_queue_get (self, name, strlen (name), false);
     return queue;
 }
@@ -329,6 +332,7 @@ zqi_r_server_delete (zqi_r_server_t *self, const char *name, int flags, uint64_t
         return zqi_fail (EINVAL);
     if (self->store)
         return zqi_rs_store_delete (self, name, flags, count_p);
+    zqi_rs_settle_all (self); //  as s_admin_queue
     zqi_rs_queue_t *queue = zqi_rs_queue_find (self, name);
     if (!queue)
         return zqi_fail (ZQ_ENOTFOUND);

@@ -218,6 +218,29 @@ s_committer (void *arg)
     return NULL;
 }
 
+void
+zqi_rs_committer_init (zqi_r_server_t *self)
+{
+    zqi_rs_committer_t *committer = &self->committer;
+    if (!self->spool_dir || self->store)
+        return;
+    //  Made before any commit, so that a host may poll it from the start
+    //  (zqi_rs_committer_fd). Without it, rounds commit in place.
+    committer->done_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (committer->done_fd == -1) {
+        zqi_log (ZQ_LOG_WARNING,
+                 "reliable: no committer thread (eventfd: %s): each round commits before the next",
+                 strerror (errno));
+        committer->failed = true;
+    }
+}
+
+int
+zqi_rs_committer_fd (const zqi_r_server_t *self)
+{
+    return self->committer.done_fd;
+}
+
 static bool
 s_committer_start (zqi_r_server_t *self)
 {
@@ -226,12 +249,10 @@ s_committer_start (zqi_r_server_t *self)
         return true;
     if (!self->behind.pending && zqi_rs_puts_init (&self->behind))
         return false;
-    //  Any failure here is for good: rounds commit in place from then on.
-    int rc = 0;
-    committer->done_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (committer->done_fd == -1)
-        rc = errno;
-    else if ((rc = pthread_mutex_init (&committer->lock, NULL)) == 0) {
+    //  Any failure here is for good: rounds commit in place from then on
+    //  (the eventfd stays, never signalled, for a host that polls it).
+    int rc = pthread_mutex_init (&committer->lock, NULL);
+    if (rc == 0) {
         if ((rc = pthread_cond_init (&committer->wake, NULL)) == 0) {
             committer->stopping = committer->working = committer->pending = false;
             rc = pthread_create (&committer->thread, NULL, s_committer, self);
@@ -243,9 +264,6 @@ s_committer_start (zqi_r_server_t *self)
         }
         pthread_mutex_destroy (&committer->lock);
     }
-    if (committer->done_fd != -1)
-        close (committer->done_fd);
-    committer->done_fd = -1;
     zqi_log (ZQ_LOG_WARNING,
              "reliable: no committer thread (%s): each round commits before the next",
              strerror (rc));
@@ -258,7 +276,7 @@ zqi_rs_commit_behind (zqi_r_server_t *self)
 {
     zqi_rs_committer_t *committer = &self->committer;
     if (!self->spool_dir || self->store || committer->pending || committer->failed ||
-        !s_committer_start (self))
+        committer->done_fd == -1 || !s_committer_start (self))
         return false;
     //  The round becomes the one behind, behind's (empty) arrays the new round's.
     zqi_rs_puts_t round = self->puts;
@@ -322,6 +340,14 @@ zqi_rs_settle_behind (zqi_r_server_t *self)
 }
 
 void
+zqi_rs_settle_all (zqi_r_server_t *self)
+{
+    zqi_rs_settle_behind (self);
+    if (self->puts.pending_count || self->puts.peer_count)
+        zqi_rs_commit_and_answer (self);
+}
+
+void
 zqi_rs_committer_stop (zqi_r_server_t *self)
 {
     zqi_rs_committer_t *committer = &self->committer;
@@ -334,8 +360,10 @@ zqi_rs_committer_stop (zqi_r_server_t *self)
         pthread_join (committer->thread, NULL);
         pthread_cond_destroy (&committer->wake);
         pthread_mutex_destroy (&committer->lock);
-        close (committer->done_fd);
         committer->started = false;
     }
+    if (committer->done_fd != -1)
+        close (committer->done_fd);
+    committer->done_fd = -1;
     zqi_rs_puts_free (&self->behind);
 }

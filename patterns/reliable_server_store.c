@@ -172,7 +172,7 @@ zqi_rs_store_close (zqi_r_server_t *self)
 int
 zqi_rs_store_fd (zqi_r_server_t *self)
 {
-    return self->store ? s_ops->signal_fd (self->store->store) : -1;
+    return self->store ? s_ops->signal_fd (self->store->store) : zqi_rs_committer_fd (self);
 }
 
 //  The queue of name (a valid name), made when create; NULL and errno

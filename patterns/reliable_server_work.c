@@ -93,6 +93,28 @@ s_read (zqi_r_server_t *self, uint32_t *commands)
     return 0;
 }
 
+bool
+zqi_rs_in_flight (const zqi_r_server_t *self)
+{
+    return self->committer.pending || s_gathered (self);
+}
+
+//  Commits the round gathered, unless the round before it is still behind
+//  (then the round goes on gathering): behind, in the committer thread, or
+//  in this thread when it is small, read with the socket left empty and no
+//  remote consumer waits on its sync (ZQI_RS_ALONE), or without a
+//  committer.
+static void
+s_commit_gathered (zqi_r_server_t *self)
+{
+    if (!s_gathered (self) || self->committer.pending)
+        return;
+    bool alone =
+        self->drained && self->puts.pending_count <= ZQI_RS_ALONE && !s_sync_keeps_consumers (self);
+    if (alone || !zqi_rs_commit_behind (self))
+        zqi_rs_commit_and_answer (self);
+}
+
 //  One call's work, in passes: each reads the socket, then runs due timers
 //  and deliveries. The PUTs read gather in a round. While the committer
 //  thread commits the round before (reliable_server_commit.c), reads go on
@@ -103,14 +125,16 @@ s_read (zqi_r_server_t *self, uint32_t *commands)
 //  whichever comes first: input, the commit's end or a timer. So acks,
 //  credit and deliveries go on while the disk syncs. A round is settled
 //  (its PUTs answered) as soon as its commit has ended, and the round read
-//  meanwhile is committed behind it. A small round read with the socket
-//  empty (a lone PUT) commits in this thread, without a handover, unless
-//  that keeps remote consumers waiting for a sync (ZQI_RS_ALONE). The call
-//  ends with the socket read empty, nothing behind and nothing gathered,
-//  or at the bounds of ZQI_RS_WORK_*, settling what is behind and
-//  committing the round in this thread: what runs between calls never
-//  meets a commit in flight. Returns -1 with errno only for a socket
-//  failure (ETERM, ...).
+//  meanwhile is committed behind it. The call ends with the socket read
+//  empty, nothing behind and nothing gathered, or at the bounds of
+//  ZQI_RS_WORK_*. There the pipeline is not drained: a commit may stay
+//  behind and a round gathered (the round handed to the committer if it
+//  is free), so that a busy server's calls end without waiting for the
+//  disk. The commit's end signals the committer's eventfd, which the host
+//  polls (zqi_r_server_store_fd), and the next call settles it. After a
+//  socket failure everything is settled before the call returns, as no
+//  call may follow. Returns -1 with errno only for a socket failure
+//  (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
@@ -123,24 +147,27 @@ zqi_rs_work (zqi_r_server_t *self)
         }
         bool last = rc != 0 || pass >= ZQI_RS_WORK_PASSES || commits >= ZQI_RS_WORK_COMMITS ||
                     commands >= ZQI_RS_WORK_COMMANDS;
-        if (self->committer.pending && (last || s_round_full (self) || zqi_rs_behind_done (self))) {
+        if (self->committer.pending && (s_round_full (self) || zqi_rs_behind_done (self))) {
             zqi_rs_settle_behind (self);
             commits++;
         }
-        if (s_gathered (self) && !self->committer.pending) {
-            bool alone = self->drained && self->puts.pending_count <= ZQI_RS_ALONE &&
-                         !s_sync_keeps_consumers (self);
-            if (last || alone || !zqi_rs_commit_behind (self))
-                zqi_rs_commit_and_answer (self);
-        }
+        s_commit_gathered (self);
         self->now = zqi_r_now (&self->common);
         s_run_timers (self, self->now);
         if (self->store)
             zqi_rs_store_work (self);
         zqi_rs_deliver_all (self);
-        //  (Timers and deliveries may have settled the commit behind, a
-        //  queue closing: the round gathered meanwhile takes another pass.)
-        if (!self->committer.pending && !s_gathered (self) && (last || self->drained))
+        if (last) {
+            //  (Timers and deliveries may have settled the commit behind,
+            //  a queue closing: the round gathered meanwhile is handed on.)
+            if (rc)
+                zqi_rs_settle_all (self);
+            else
+                s_commit_gathered (self);
+            break;
+        }
+        //  (Likewise: the round gathered takes another pass.)
+        if (!self->committer.pending && !s_gathered (self) && self->drained)
             break;
         //  Nothing to read now and the disk still busy: wait for input,
         //  the commit's end or a timer (a failed wait ends the call at the

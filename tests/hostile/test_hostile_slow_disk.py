@@ -5,13 +5,18 @@
 #   zqd goes on serving its consumers: an ack read meanwhile frees the
 #   consumer's credit and the next message is delivered. None of those PUTs
 #   is confirmed before that fdatasync returns; then every one is, and is
-#   delivered.
+#   delivered. A stretch of zqd's work that ends (4096 commands read)
+#   while a commit waits on the disk does not wait for it: zqd goes on
+#   reading, serving consumers and gathering the next PUTs, an admin DELETE
+#   of that queue waits for the sync, and the PUTs are confirmed once it
+#   returns.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
 import os
 import sys
+import threading
 
 import msgpack
 
@@ -22,6 +27,9 @@ from hostile import check  # noqa: E402
 SYNC_HOLD = os.path.join(hostile.BUILDDIR, "tests", ".libs", "sync_hold.so")
 BATCH_TAG = 0x5A42
 BATCH_COUNT = 12
+#  More commands than one stretch of zqd's work reads (ZQI_RS_WORK_COMMANDS).
+PINGS = 5000
+PING_CHUNK = 250
 
 
 def slow_zqd():
@@ -98,6 +106,111 @@ def test_a_lone_put_syncs_while_consumers_are_served():
     """With a consumer subscribed, even a lone PUT commits in zqd's
     committer thread, not in the thread that serves consumers."""
     served_while_the_disk_syncs(1)
+
+
+def held_past_a_stretch(zqd, producer, queue):
+    """Holds the disk under the commit of a PUT batch to queue, then sends
+    more commands than one stretch of zqd's work reads: each is answered
+    while the disk still holds the sync, so zqd ended that stretch without
+    waiting for it. Returns the batch's ids and the client that pinged."""
+    made = [hostile.envelope(queue, b"b%d" % n) for n in range(BATCH_COUNT)]
+    open(zqd.hold, "w").close()
+    producer.put_frame(msgpack.packb([BATCH_TAG] + [frame for _, frame in made]))
+    hostile.wait_until(lambda: os.path.exists(zqd.hold + ".held"),
+                       "the batch's fdatasync to wait on the disk")
+    pinger = hostile.Client(zqd.endpoint)
+    for sent in range(0, PINGS, PING_CHUNK):
+        #  (A chunk at a time: zqd drops answers past its send queue.)
+        for _ in range(PING_CHUNK):
+            pinger.command(hostile.PING)
+        for pongs in range(sent, sent + PING_CHUNK):
+            answer = pinger.recv_command(skip=())
+            check(answer is not None, "%d of %d PINGs answered while the disk holds a sync"
+                  % (pongs, PINGS))
+            check(answer[0][1] == hostile.PONG, "a PING answered %r" % (answer[0],))
+    check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
+    return [msg_id for msg_id, _ in made], pinger
+
+
+def test_a_stretch_of_work_ends_without_waiting_for_the_disk():
+    """Past the stretch's end, a PUT gathers for the next commit and the
+    consumer is served; no PUT is confirmed before the sync returns, then
+    every one is, and they are delivered in the order they were put."""
+    zqd = slow_zqd().start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        consumer = hostile.Client(zqd.endpoint)
+        first, second = producer.put_confirmed("slow", [b"first", b"second"])
+        consumer.consume("slow", 1)
+        got = consumer.deliveries(1)
+        check(got[0][0] == first, "the first delivery is not the first put")
+        ids, pinger = held_past_a_stretch(zqd, producer, "slow")
+
+        late = producer.put("slow", b"late")
+        consumer.ack([first])
+        got = consumer.deliveries(1)
+        check(got[0][0] == second, "the delivery after the ack is not the second put")
+        check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
+        check(producer.recv_command(timeout_s=0.2) is None,
+              "zqd answered a PUT before its fdatasync returned")
+
+        os.remove(zqd.hold)
+        ids.append(late)
+        answers = producer.answers(ids)
+        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+        consumer.ack([second])
+        for msg_id in ids:
+            got = consumer.deliveries(1)
+            check(got[0][0] == msg_id, "the PUTs were delivered out of order")
+            consumer.ack([msg_id])
+        for client in (producer, consumer, pinger):
+            client.close()
+        zqd.stop()
+    finally:
+        if os.path.exists(zqd.hold):
+            os.remove(zqd.hold)
+        zqd.close()
+
+
+def test_a_queue_deleted_while_its_commit_waits_on_the_disk():
+    """An admin DELETE (FORCE) of a queue whose commit a past stretch left
+    waiting on the disk waits for the sync: the PUTs are confirmed (stored,
+    then deleted with their queue), DELETE counts them, and zqd goes on."""
+    zqd = slow_zqd().start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        producer.put_confirmed("doomed", [b"before"])
+        ids, pinger = held_past_a_stretch(zqd, producer, "doomed")
+        deleted = {}
+
+        def delete():
+            deleted["reply"] = hostile.admin_request(zqd.admin, "DELETE", "doomed", "FORCE")
+
+        deleter = threading.Thread(target=delete)
+        deleter.start()
+        deleter.join(0.3)
+        check(deleter.is_alive(), "DELETE answered while its queue's commit waited on the "
+              "disk: %r" % (deleted.get("reply"),))
+
+        os.remove(zqd.hold)
+        answers = producer.answers(ids)
+        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+        deleter.join(hostile.DEADLINE_S)
+        reply = deleted.get("reply")
+        check(reply is not None and reply[0] == b"OK", "DELETE answered %r" % (reply,))
+        counted = msgpack.unpackb(reply[1], raw=False)["deleted"]
+        check(counted == BATCH_COUNT + 1, "DELETE dropped %r messages, not the %d put"
+              % (counted, BATCH_COUNT + 1))
+        again = producer.put_confirmed("doomed", [b"after"])
+        check(len(again) == 1, "a put after the DELETE was not confirmed")
+        check(zqd.alive(), "zqd is gone")
+        producer.close()
+        pinger.close()
+        zqd.stop()
+    finally:
+        if os.path.exists(zqd.hold):
+            os.remove(zqd.hold)
+        zqd.close()
 
 
 hostile.main(globals())
