@@ -282,8 +282,9 @@ ZQ_EXPORT int zq_queue_redrive (zq_queue_t *self, const char *name, uint64_t *co
 //  zq_queue_recv) when it is. With queues in a JetStream cluster (the
 //  option jetstream_servers) it signals stored puts to confirm and
 //  messages to deliver; with spools on disk (spool_dir), the end of a
-//  commit the last call left in flight (a busy server's call returns
-//  without waiting for the disk), whose puts are then confirmed. A host
+//  commit the last call left in flight (a call returns at its bounds of
+//  work, or after waiting 5 ms for a slow disk, without waiting for the
+//  commit), whose puts are then confirmed. A host
 //  that does not poll it is still called back for those puts by
 //  zq_queue_next_timer_ms (1 ms while a commit is in flight), later than
 //  the descriptor would. It stays the queue's, the same for the queue's

@@ -29,6 +29,9 @@
 //  the commit fdatasyncs: then, as any larger round of spools on disk, it
 //  commits behind, so that the consumers are served during the sync.
 #define ZQI_RS_ALONE 8
+//  A call waits this long at most for a commit behind with nothing else to
+//  do; then it ends, so that a slow disk does not hold the host's loop.
+#define ZQI_RS_AWAIT_MS 5
 //  With a commit left in flight at the end of a call, the server asks for
 //  the next call within this many milliseconds (zqi_r_server_next_timer_ms),
 //  for a host that does not poll the committer's eventfd.
@@ -427,9 +430,10 @@ bool zqi_rs_commit_behind (zqi_r_server_t *self);
 //  behind): zqi_rs_settle_behind would not wait.
 bool zqi_rs_behind_done (zqi_r_server_t *self);
 //  Waits until the commit behind ends, the socket has input or one of the
-//  server's timers is due, whichever comes first (the commit always ends,
-//  so this wait is bounded by it). Returns 0 (also when a signal
-//  interrupted the wait), or -1 with errno (ETERM: the context is ending).
+//  server's timers is due, whichever comes first, for ZQI_RS_AWAIT_MS at
+//  most. Returns 0 (also when a signal interrupted the wait), 1 when that
+//  bound passed first (a slow disk: the call ends and the host polls the
+//  committer's eventfd), or -1 with errno (ETERM: the context is ending).
 int zqi_rs_await_behind_or_input (zqi_r_server_t *self);
 //  Waits for the commit zqi_rs_commit_behind started, if any, and answers
 //  its PUTs as zqi_rs_commit_and_answer does. A call of zqi_rs_work may

@@ -312,11 +312,15 @@ zqi_rs_await_behind_or_input (zqi_r_server_t *self)
     int64_t now = zqi_r_now (&self->common);
     int64_t due = zqi_rs_next_due (self);
     long timeout = due <= now ? 0 : due - now > LONG_MAX ? LONG_MAX : (long)(due - now);
+    bool bounded = timeout > ZQI_RS_AWAIT_MS;
+    if (bounded)
+        timeout = ZQI_RS_AWAIT_MS;
     zmq_pollitem_t items[2] = {{self->common.handle, 0, ZMQ_POLLIN, 0},
                                {NULL, committer->done_fd, ZMQ_POLLIN, 0}};
-    if (zmq_poll (items, 2, timeout) == -1 && errno != EINTR)
-        return -1;
-    return 0;
+    int ready = zmq_poll (items, 2, timeout);
+    if (ready == -1)
+        return errno == EINTR ? 0 : -1;
+    return ready == 0 && bounded ? 1 : 0;
 }
 
 void

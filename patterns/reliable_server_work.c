@@ -122,16 +122,17 @@ s_commit_gathered (zqi_r_server_t *self)
 //  reading, parsing and appending of the PUTs that arrive meanwhile, and a
 //  round grows with the time the disk takes (up to ZQI_RS_ROUND). When the
 //  socket is empty and that commit still runs, the thread waits for
-//  whichever comes first: input, the commit's end or a timer. So acks,
-//  credit and deliveries go on while the disk syncs. A round is settled
+//  whichever comes first: input, the commit's end or a timer, for
+//  ZQI_RS_AWAIT_MS at most (then the call ends). So acks, credit and
+//  deliveries go on while the disk syncs. A round is settled
 //  (its PUTs answered) as soon as its commit has ended, and the round read
 //  meanwhile is committed behind it. The call ends with the socket read
-//  empty, nothing behind and nothing gathered, or at the bounds of
-//  ZQI_RS_WORK_*. There the pipeline is not drained: a commit may stay
-//  behind and a round gathered (the round handed to the committer if it
-//  is free), so that a busy server's calls end without waiting for the
-//  disk. The commit's end signals the committer's eventfd, which the host
-//  polls (zqi_r_server_store_fd), and the next call settles it. After a
+//  empty, nothing behind and nothing gathered, at the bounds of
+//  ZQI_RS_WORK_*, or after waiting ZQI_RS_AWAIT_MS for a slow disk. The
+//  pipeline is not drained then: a commit may stay behind and a round
+//  gathered (the round handed to the committer if it is free), so that
+//  the host's loop is never held long by the disk. The commit's end signals the committer's
+//  eventfd, which the host polls (zqi_r_server_store_fd), and the next call settles it. After a
 //  socket failure everything is settled before the call returns, as no
 //  call may follow. Returns -1 with errno only for a socket failure
 //  (ETERM, ...).
@@ -171,10 +172,15 @@ zqi_rs_work (zqi_r_server_t *self)
             break;
         //  Nothing to read now and the disk still busy: wait for input,
         //  the commit's end or a timer (a failed wait ends the call at the
-        //  next pass).
-        if (self->drained && zqi_rs_await_behind_or_input (self)) {
-            rc = -1;
-            saved = errno;
+        //  next pass); a disk slower than ZQI_RS_AWAIT_MS ends the call.
+        if (self->drained) {
+            int waited = zqi_rs_await_behind_or_input (self);
+            if (waited > 0)
+                break;
+            if (waited < 0) {
+                rc = -1;
+                saved = errno;
+            }
         }
     }
     errno = saved;

@@ -9,7 +9,8 @@
 #   while a commit waits on the disk does not wait for it: zqd goes on
 #   reading, serving consumers and gathering the next PUTs, an admin DELETE
 #   of that queue waits for the sync, and the PUTs are confirmed once it
-#   returns.
+#   returns. With no other input, a sync that waits does not hold zqd's
+#   loop either: an admin request is answered meanwhile.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -108,16 +109,23 @@ def test_a_lone_put_syncs_while_consumers_are_served():
     served_while_the_disk_syncs(1)
 
 
-def held_past_a_stretch(zqd, producer, queue):
-    """Holds the disk under the commit of a PUT batch to queue, then sends
-    more commands than one stretch of zqd's work reads: each is answered
-    while the disk still holds the sync, so zqd ended that stretch without
-    waiting for it. Returns the batch's ids and the client that pinged."""
+def held_batch(zqd, producer, queue):
+    """Holds the disk under the commit of a PUT batch to queue; returns
+    the batch's ids."""
     made = [hostile.envelope(queue, b"b%d" % n) for n in range(BATCH_COUNT)]
     open(zqd.hold, "w").close()
     producer.put_frame(msgpack.packb([BATCH_TAG] + [frame for _, frame in made]))
     hostile.wait_until(lambda: os.path.exists(zqd.hold + ".held"),
                        "the batch's fdatasync to wait on the disk")
+    return [msg_id for msg_id, _ in made]
+
+
+def held_past_a_stretch(zqd, producer, queue):
+    """Holds the disk under the commit of a PUT batch to queue, then sends
+    more commands than one stretch of zqd's work reads: each is answered
+    while the disk still holds the sync, so zqd ended that stretch without
+    waiting for it. Returns the batch's ids and the client that pinged."""
+    ids = held_batch(zqd, producer, queue)
     pinger = hostile.Client(zqd.endpoint)
     for sent in range(0, PINGS, PING_CHUNK):
         #  (A chunk at a time: zqd drops answers past its send queue.)
@@ -129,7 +137,7 @@ def held_past_a_stretch(zqd, producer, queue):
                   % (pongs, PINGS))
             check(answer[0][1] == hostile.PONG, "a PING answered %r" % (answer[0],))
     check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
-    return [msg_id for msg_id, _ in made], pinger
+    return ids, pinger
 
 
 def test_a_stretch_of_work_ends_without_waiting_for_the_disk():
@@ -165,6 +173,31 @@ def test_a_stretch_of_work_ends_without_waiting_for_the_disk():
             consumer.ack([msg_id])
         for client in (producer, consumer, pinger):
             client.close()
+        zqd.stop()
+    finally:
+        if os.path.exists(zqd.hold):
+            os.remove(zqd.hold)
+        zqd.close()
+
+
+def test_admin_is_served_while_a_commit_waits_on_the_disk():
+    """With nothing else coming in, zqd's loop is not held by a sync that
+    waits on the disk: an admin request is answered meanwhile."""
+    zqd = slow_zqd().start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        producer.put_confirmed("slow", [b"before"])
+        ids = held_batch(zqd, producer, "slow")
+        reply = hostile.admin_request(zqd.admin, "STAT", "slow", timeout_s=5)
+        check(reply is not None and reply[0] == b"OK",
+              "STAT answered %r while a commit waited on the disk" % (reply,))
+        check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
+        check(producer.recv_command(timeout_s=0.2) is None,
+              "zqd answered a PUT before its fdatasync returned")
+        os.remove(zqd.hold)
+        answers = producer.answers(ids)
+        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+        producer.close()
         zqd.stop()
     finally:
         if os.path.exists(zqd.hold):
