@@ -239,7 +239,9 @@ ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
 //      until EAGAIN). On a publisher, subscription notices also make the
 //      socket readable; call zq_queue_events (self) to take them
 //      (zq_queue_recv on a publisher fails with ENOTSUP). Use the timeout
-//      zq_queue_next_timer_ms gives for the reliable pattern's timers.
+//      zq_queue_next_timer_ms gives for the reliable pattern's timers, and
+//      on a reliable server poll zq_queue_store_fd too when it gives one
+//      (zq_reliable.h): readable, it is worked like the socket.
 //  (b) epoll, libuv, libevent, poll(): use zq_queue_fd with zq_queue_events.
 //      The fd is the socket's ZMQ_FD: watch it for READING only (EPOLLIN,
 //      edge-triggered or not; never EPOLLOUT), whether you want to receive
@@ -261,7 +263,8 @@ ZQ_EXPORT zq_msg_t *zq_queue_recv (zq_queue_t *self, int timeout_ms);
 //      Stopping while events still shows ZQ_POLLIN (e.g. to bound the work
 //      per wakeup) is allowed only if you come back without waiting for the
 //      fd (an idle callback, a zero-timeout epoll_wait): the fd will not
-//      signal again for messages already waiting.
+//      signal again for messages already waiting. Timers and a reliable
+//      server's zq_queue_store_fd are kept as in (a).
 
 //  Returns the queue's CZMQ socket for zloop (zloop_reader), zpoller and
 //  zmq_poll (via zsock_resolve). It stays owned by the queue: do not send,

@@ -33,15 +33,16 @@ extern "C" {
 //  work (reading PUTs, storing them with one spool commit per batch,
 //  confirming, delivering, timers) inside zq_queue_recv and
 //  zq_queue_events; a server nobody consumes locally is driven
-//  by calling zq_queue_recv (self, 0) when its socket is readable and
-//  when zq_queue_next_timer_ms says (a device does that). zq_queue_recv
-//  on a server also returns messages of the queues it subscribed to with
-//  zq_queue_subscribe (local consumption: the brokerless mode, where a
-//  service embeds its own server), which it settles with zq_queue_ack,
-//  zq_queue_nack and zq_queue_touch like a consumer (a zq_queue_recv that
-//  returns a local message may leave the socket unread for up to a
-//  millisecond; one that returns NULL has done a whole round). zq_queue_send fails
-//  with ENOTSUP.
+//  by calling zq_queue_recv (self, 0) when its socket or zq_queue_store_fd
+//  is readable and when zq_queue_next_timer_ms says (a device does that).
+//  zq_queue_recv on a server also returns messages of the queues it
+//  subscribed to with zq_queue_subscribe (local consumption: the
+//  brokerless mode, where a service embeds its own server), which it
+//  settles with zq_queue_ack, zq_queue_nack and zq_queue_touch like a
+//  consumer (a zq_queue_recv that returns a local message may leave the
+//  socket unread for up to a millisecond; one that returns NULL has done
+//  a whole round, though the commit of the PUTs it read may still run:
+//  zq_queue_store_fd). zq_queue_send fails with ENOTSUP.
 //  Per message: a delivery not acked within visibility_timeout_ms (or
 //  nacked, or whose consumer went away) is delivered again with attempt
 //  one higher; a message whose attempt reaches max_attempts moves to the
@@ -193,6 +194,9 @@ ZQ_EXPORT int zq_queue_touch (zq_queue_t *self, const zq_msg_t *msg, int64_t ext
 
 //  A queue's levels and counters (counters since the server opened).
 //  Fields are never reordered or removed; new ones take reserved slots.
+//  Between two calls that work the server, put and the levels may count
+//  PUTs whose commit still runs (zq_queue_store_fd): one that fails is
+//  taken back out, counted refused.
 typedef struct {
     uint64_t depth;         //  stored, not yet acked: ready + in_flight + delayed
     uint64_t ready;         //  waiting for a consumer

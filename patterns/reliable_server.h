@@ -509,9 +509,11 @@ int zqi_rs_read_one (zqi_r_server_t *self);
 //  ---- reliable_server_work.c --------------------------------------------
 
 //  Does the work the socket, the disk and the timers have for the server
-//  now (a bounded amount), and returns with every PUT read committed and
-//  answered and nothing behind. Returns 0, or -1 with errno only for a
-//  socket failure (ETERM, ...).
+//  now (a bounded amount). It may return with a commit behind and PUTs
+//  gathered, unanswered (zqi_rs_in_flight): the committer's eventfd
+//  signals that commit's end, for the next call. Returns 0, or -1 with
+//  errno only for a socket failure (ETERM, ...), after which nothing is in
+//  flight.
 int zqi_rs_work (zqi_r_server_t *self);
 
 //  ---- reliable_server.c -------------------------------------------------

@@ -10,7 +10,8 @@
     and fdatasync overlap the reading, parsing and appending of the next
     PUTs, and the acks and deliveries, instead of stopping them. The thread
     signals the end of each commit on an eventfd, which the server waits
-    on beside its socket when it has nothing to read. A PUT is still
+    on beside its socket when it has nothing to read, and which the host
+    polls (zq_queue_store_fd) when a call ended with the commit running. A PUT is still
     answered only once the commit that holds its record returned: no
     CONFIRM before the record is durable under the queue's fsync policy. A
     small round read with the socket empty commits in the server's own
@@ -208,8 +209,9 @@ s_committer (void *arg)
         pthread_mutex_lock (&committer->lock);
         __atomic_store_n (&committer->working, false, __ATOMIC_RELEASE);
         pthread_cond_broadcast (&committer->wake);
-        //  Wakes a server waiting in zqi_rs_await_behind_or_input. Cannot
-        //  fail short of an overflow, which a settle's read prevents.
+        //  Wakes a server waiting in zqi_rs_await_behind_or_input, or its
+        //  host (zq_queue_store_fd). Cannot fail short of an overflow,
+        //  which a settle's read prevents.
         uint64_t one = 1;
         if (write (committer->done_fd, &one, sizeof one) != sizeof one) {
         }

@@ -661,8 +661,8 @@ zqi_rs_queue_depth (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 //  Deletes queue: its entries (the deliveries of it are gone for their
 //  consumers), its consumers (each told with ERROR 13), its dedupe
 //  records, its spool and directory, its name. Its slot stays, free, for
-//  the next new queue. Called between rounds only (no PUT of this round
-//  waits on it). Returns how many messages it held.
+//  the next new queue. Called with nothing in flight (zqi_rs_settle_all:
+//  no PUT waits on it). Returns how many messages it held.
 uint64_t
 zqi_rs_queue_remove (zqi_r_server_t *self, zqi_rs_queue_t *queue)
 {

@@ -23,19 +23,24 @@
 #include <sched.h>
 #include <time.h>
 
-//  PUTs the client sends at once: a round of more than a lone PUT, which
-//  commits in the committer thread (a lone PUT commits in the host's).
+//  PUTs the client sends at once, in PUT batches of S_BATCH: a round of
+//  more than a lone PUT, which commits in the committer thread (a lone
+//  PUT commits in the host's).
 #define S_POSTED 2000
+#define S_BATCH  500
 //  How long a host is given to answer once the disk goes on: far more than
 //  the millisecond the server's timer asks for (its other timers are far
 //  off here), while a host that is not called back waits for ever.
 #define S_ANSWER_MS 500
+//  The PUT batch's tag (doc/PROTOCOL.md 19).
+#define S_BATCH_TAG 0x5A42
 
 static bool s_hold;             //  set: commits outside the host's thread wait
 static int s_held;              //  commits that waited
 static pthread_t s_host_thread; //  written before the host signals it started
 static int s_calls_started;     //  the host's calls of zq_queue_recv begun
 static int s_calls_returned;    //  and ended
+static bool s_host_closing;     //  set as the host destroys its server
 
 int
 zq_spool_commit (zq_spool_t *spool)
@@ -82,6 +87,7 @@ s_host (zsock_t *pipe, void *arg)
     if (!server)
         return;
     zstr_send (pipe, zq_queue_endpoint (server));
+    //  Any message on the pipe ("STOP" from a test, $TERM) ends the loop.
     int store_fd = args->mode == HOST_POLLS_STORE_FD ? zq_queue_store_fd (server) : -1;
     zmq_pollitem_t items[3] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
                                {zsock_resolve (zq_queue_sock (server)), 0, ZMQ_POLLIN, 0},
@@ -97,6 +103,7 @@ s_host (zsock_t *pipe, void *arg)
         __atomic_add_fetch (&s_calls_returned, 1, __ATOMIC_SEQ_CST);
         zq_msg_destroy (&msg);
     }
+    __atomic_store_n (&s_host_closing, true, __ATOMIC_SEQ_CST);
     zq_queue_destroy (&server);
 }
 
@@ -119,18 +126,35 @@ s_client_open (client_t *client, const char *endpoint)
     assert_int_equal (zsock_connect (client->sock, "%s", endpoint), 0);
 }
 
-//  Sends count PUTs to queue "held".
+//  Sends count PUTs to queue "held", S_BATCH to a PUT batch.
 static void
 s_client_put (client_t *client, int count)
 {
     static const uint8_t put[] = {0x92, 0x01, 0x01}; //  [1, PUT]
-    for (int n = 0; n < count; n++) {
-        zq_msg_t *msg = zq_msg_new ("held");
-        assert_non_null (msg);
-        zmsg_t *frames = zmsg_new ();
-        assert_int_equal (zq_msg_encode (&msg, frames), 0);
-        zmsg_pushmem (frames, put, sizeof put);
-        assert_int_equal (zmsg_send (&frames, client->sock), 0);
+    for (int sent = 0; sent < count; sent += S_BATCH) {
+        int size = count - sent < S_BATCH ? count - sent : S_BATCH;
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        msgpack_pack_array (&packer, (size_t)size + 1);
+        msgpack_pack_unsigned_int (&packer, S_BATCH_TAG);
+        for (int n = 0; n < size; n++) {
+            zq_msg_t *msg = zq_msg_new ("held");
+            assert_non_null (msg);
+            zmsg_t *frames = zmsg_new ();
+            assert_int_equal (zq_msg_encode (&msg, frames), 0);
+            assert_int_equal (zmsg_size (frames), 1);
+            zframe_t *envelope = zmsg_first (frames);
+            msgpack_pack_bin (&packer, zframe_size (envelope));
+            msgpack_pack_bin_body (&packer, zframe_data (envelope), zframe_size (envelope));
+            zmsg_destroy (&frames);
+        }
+        assert_int_equal (zmq_send (zsock_resolve (client->sock), put, sizeof put, ZMQ_SNDMORE),
+                          sizeof put);
+        assert_int_equal (zmq_send (zsock_resolve (client->sock), buffer.data, buffer.size, 0),
+                          (int)buffer.size);
+        msgpack_sbuffer_destroy (&buffer);
     }
 }
 
@@ -194,27 +218,46 @@ static bool
 s_host_returned (int returned, bool idle, int64_t wait_ms)
 {
     int64_t deadline = now_ms () + wait_ms;
+    struct timespec step = {0, 100000};
     do {
         int ended = __atomic_load_n (&s_calls_returned, __ATOMIC_SEQ_CST);
         if (ended > returned &&
             (!idle || ended == __atomic_load_n (&s_calls_started, __ATOMIC_SEQ_CST)))
             return true;
-        sched_yield ();
+        nanosleep (&step, NULL);
     } while (now_ms () < deadline);
     return false;
 }
 
+//  True once *flag is set, within wait_ms.
+static bool
+s_set_within (const bool *flag, int64_t wait_ms)
+{
+    int64_t deadline = now_ms () + wait_ms;
+    struct timespec step = {0, 100000};
+    while (!__atomic_load_n (flag, __ATOMIC_SEQ_CST)) {
+        if (now_ms () >= deadline)
+            return false;
+        nanosleep (&step, NULL);
+    }
+    return true;
+}
+
+//  The test's host and client; s_teardown stops them whatever the outcome.
+static held_t s_the_held;
+
 //  Starts a host in mode and a client; holds the disk under the client's
 //  PUTs past the first commit behind, until the server's call has ended
 //  while the commit waits and the host is back in its own poll: from then
-//  on only what the mode watches brings it back. Then the disk goes on,
-//  and the confirms that come within wait_ms are taken.
+//  on only what the mode watches brings it back.
 static void
-s_held_past_a_call (held_t *held, host_mode_t mode, int64_t wait_ms)
+s_hold_past_a_call (host_mode_t mode)
 {
+    held_t *held = &s_the_held;
     snprintf (held->dir, sizeof held->dir, "/tmp/zq-commit-fd-XXXXXX");
     assert_non_null (mkdtemp (held->dir));
     held->args = (host_args_t){mode, held->dir};
+    __atomic_store_n (&s_host_closing, false, __ATOMIC_SEQ_CST);
     held->host = zactor_new (s_host, &held->args);
     assert_non_null (held->host);
     char *endpoint = zstr_recv (held->host);
@@ -240,16 +283,31 @@ s_held_past_a_call (held_t *held, host_mode_t mode, int64_t wait_ms)
     if (!s_host_returned (returned, mode != HOST_KEEPS_TIMERS, DEADLINE_MS))
         fail_msg ("the server's call did not end while a commit waited");
     assert_true (client->confirmed < 1 + S_POSTED);
-    __atomic_store_n (&s_hold, false, __ATOMIC_SEQ_CST);
-    s_client_take (client, &client->confirmed, 1 + S_POSTED, wait_ms);
 }
 
-static void
-s_held_end (held_t *held)
+//  Lets the disk go on; returns the confirms the client has after wait_ms
+//  more, at most, for total PUTs.
+static int
+s_release (int total, int64_t wait_ms)
 {
+    __atomic_store_n (&s_hold, false, __ATOMIC_SEQ_CST);
+    client_t *client = &s_the_held.client;
+    return s_client_take (client, &client->confirmed, total, wait_ms);
+}
+
+//  Stops the host and the client, whatever the test's outcome.
+static int
+s_teardown (void **state)
+{
+    (void)state;
+    __atomic_store_n (&s_hold, false, __ATOMIC_SEQ_CST);
+    held_t *held = &s_the_held;
     zsock_destroy (&held->client.sock);
     zactor_destroy (&held->host);
-    remove_tree (held->dir);
+    if (*held->dir)
+        remove_tree (held->dir);
+    memset (held, 0, sizeof *held);
+    return 0;
 }
 
 //  A server of spools gives a descriptor for the queue's life; one in
@@ -288,27 +346,26 @@ test_a_spool_server_gives_a_descriptor (void **state)
 }
 
 //  A host polling the socket and the descriptor, with no timer at all,
-//  confirms every PUT once the commit its call left running ends.
+//  confirms every PUT once the commit its call left running ends. (The
+//  rule is the socket, the descriptor and the timer: this host shows the
+//  descriptor's part.)
 static void
 test_the_descriptor_wakes_its_host (void **state)
 {
     (void)state;
-    held_t held;
-    s_held_past_a_call (&held, HOST_POLLS_STORE_FD, DEADLINE_MS);
-    assert_int_equal (held.client.confirmed, 1 + S_POSTED);
-    s_held_end (&held);
+    s_hold_past_a_call (HOST_POLLS_STORE_FD);
+    assert_int_equal (s_release (1 + S_POSTED, DEADLINE_MS), 1 + S_POSTED);
 }
 
-//  A host that keeps the server's timers instead is called back too, within
-//  the millisecond the server asks for while a commit is in flight.
+//  A host that keeps the server's timers instead is called back too: the
+//  server asks for a call within a millisecond while a commit is in
+//  flight (its other timers are far off here).
 static void
 test_the_timer_calls_back_its_host (void **state)
 {
     (void)state;
-    held_t held;
-    s_held_past_a_call (&held, HOST_KEEPS_TIMERS, S_ANSWER_MS);
-    assert_int_equal (held.client.confirmed, 1 + S_POSTED);
-    s_held_end (&held);
+    s_hold_past_a_call (HOST_KEEPS_TIMERS);
+    assert_int_equal (s_release (1 + S_POSTED, DEADLINE_MS), 1 + S_POSTED);
 }
 
 //  A host that watches neither is not called back: the PUTs wait (here
@@ -319,14 +376,32 @@ static void
 test_a_host_watching_neither_waits_for_input (void **state)
 {
     (void)state;
-    held_t held;
-    s_held_past_a_call (&held, HOST_POLLS_SOCKET_ONLY, S_ANSWER_MS);
-    assert_true (held.client.confirmed < 1 + S_POSTED);
-    s_client_ping (&held.client, 1);
-    assert_int_equal (
-        s_client_take (&held.client, &held.client.confirmed, 1 + S_POSTED, DEADLINE_MS),
-        1 + S_POSTED);
-    s_held_end (&held);
+    s_hold_past_a_call (HOST_POLLS_SOCKET_ONLY);
+    assert_true (s_release (1 + S_POSTED, S_ANSWER_MS) < 1 + S_POSTED);
+    client_t *client = &s_the_held.client;
+    s_client_ping (client, 1);
+    assert_int_equal (s_client_take (client, &client->confirmed, 1 + S_POSTED, DEADLINE_MS),
+                      1 + S_POSTED);
+}
+
+//  A server destroyed while a commit its call left runs, with more PUTs
+//  read meanwhile (gathered for the next commit), commits and answers them
+//  all before it closes.
+static void
+test_destroy_answers_what_is_in_flight (void **state)
+{
+    (void)state;
+    s_hold_past_a_call (HOST_POLLS_STORE_FD);
+    client_t *client = &s_the_held.client;
+    s_client_put (client, S_BATCH);
+    //  Its PONG comes once the batch before it was read.
+    s_client_ping (client, 1);
+    assert_int_equal (s_client_take (client, &client->pongs, 1, DEADLINE_MS), 1);
+    zstr_send (s_the_held.host, "STOP");
+    assert_true (s_set_within (&s_host_closing, DEADLINE_MS));
+    assert_true (client->confirmed < 1 + S_POSTED);
+    int total = 1 + S_POSTED + S_BATCH;
+    assert_int_equal (s_release (total, DEADLINE_MS), total);
 }
 
 int
@@ -334,9 +409,10 @@ main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_a_spool_server_gives_a_descriptor),
-        cmocka_unit_test (test_the_descriptor_wakes_its_host),
-        cmocka_unit_test (test_the_timer_calls_back_its_host),
-        cmocka_unit_test (test_a_host_watching_neither_waits_for_input),
+        cmocka_unit_test_teardown (test_the_descriptor_wakes_its_host, s_teardown),
+        cmocka_unit_test_teardown (test_the_timer_calls_back_its_host, s_teardown),
+        cmocka_unit_test_teardown (test_a_host_watching_neither_waits_for_input, s_teardown),
+        cmocka_unit_test_teardown (test_destroy_answers_what_is_in_flight, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -265,7 +265,8 @@ s_device_loop (zqi_device_t *self)
         if (self->qserver)
             S_ADD (zqi_qserver_sock (self->qserver), ZMQ_POLLIN, S_ITEM_QSERVER);
         if (self->qserver && zqi_qserver_store_fd (self->qserver) >= 0) {
-            //  Queues in JetStream: its results and deliveries wake the loop.
+            //  Queues in JetStream: its results and deliveries wake the loop;
+            //  queues in spools: the end of a commit a call left running.
             items[count] =
                 (zmq_pollitem_t){NULL, zqi_qserver_store_fd (self->qserver), ZMQ_POLLIN, 0};
             owners[count] = (s_item_t){S_ITEM_QSERVER, NULL, 0};
