@@ -15,6 +15,7 @@
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
 #   file, You can obtain one at http://mozilla.org/MPL/2.0/.
+import contextlib
 import os
 import sys
 import threading
@@ -47,76 +48,71 @@ def slow_zqd():
     return zqd
 
 
-def served_while_the_disk_syncs(count):
-    """Puts count messages while the disk is held (one PUT, or a PUT batch
-    of count), and checks zqd serves a consumer meanwhile."""
+@contextlib.contextmanager
+def running_slow_zqd():
+    """A started slow zqd, its disk let go and the zqd closed at the end
+    whatever the outcome."""
     zqd = slow_zqd().start()
-    hold = zqd.hold
     try:
-        producer = hostile.Client(zqd.endpoint)
-        consumer = hostile.Client(zqd.endpoint)
-        first, second = producer.put_confirmed("slow", [b"first", b"second"])
-        consumer.consume("slow", 1)
-        got = consumer.deliveries(1)
-        check(got[0][0] == first, "the first delivery is not the first put")
-
-        #  The disk stops; the PUTs arrive and their commit reaches the disk.
-        open(hold, "w").close()
-        made = [hostile.envelope("slow", b"b%d" % n) for n in range(count)]
-        if count == 1:
-            producer.put_frame(made[0][1])
-        else:
-            producer.put_frame(msgpack.packb([BATCH_TAG] + [frame for _, frame in made]))
-        hostile.wait_until(lambda: os.path.exists(hold + ".held"),
-                           "the PUTs' fdatasync to wait on the disk")
-
-        #  The consumer is served meanwhile: its ack frees its credit.
-        consumer.ack([first])
-        got = consumer.deliveries(1)
-        check(got[0][0] == second, "the delivery after the ack is not the second put")
-        check(os.path.exists(hold + ".held"), "the disk let the fdatasync go early")
-        #  (Looked for during a fifth of a second: an answer sent before
-        #  the ack was read would have arrived by now.)
-        check(producer.recv_command(timeout_s=0.2) is None,
-              "zqd answered a PUT before its fdatasync returned")
-
-        #  The disk goes on: every PUT is confirmed, then delivered.
-        os.remove(hold)
-        ids = [msg_id for msg_id, _ in made]
-        answers = producer.answers(ids)
-        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
-        consumer.ack([second])
-        for msg_id in ids:
-            got = consumer.deliveries(1)
-            check(got[0][0] == msg_id, "the PUTs were delivered out of order")
-            consumer.ack([msg_id])
-        producer.close()
-        consumer.close()
-        zqd.stop()
+        yield zqd
     finally:
-        if os.path.exists(hold):
-            os.remove(hold)
+        if os.path.exists(zqd.hold):
+            os.remove(zqd.hold)
         zqd.close()
 
 
-def test_a_batch_syncs_while_consumers_are_served():
-    served_while_the_disk_syncs(BATCH_COUNT)
+def consumer_of_two(zqd):
+    """A producer that put two messages to queue "slow" and a consumer
+    (prefetch 1) that holds the first: (producer, consumer, first, second)."""
+    producer = hostile.Client(zqd.endpoint)
+    consumer = hostile.Client(zqd.endpoint)
+    first, second = producer.put_confirmed("slow", [b"first", b"second"])
+    consumer.consume("slow", 1)
+    got = consumer.deliveries(1)
+    check(got[0][0] == first, "the first delivery is not the first put")
+    return producer, consumer, first, second
 
 
-def test_a_lone_put_syncs_while_consumers_are_served():
-    """With a consumer subscribed, even a lone PUT commits in zqd's
-    committer thread, not in the thread that serves consumers."""
-    served_while_the_disk_syncs(1)
+def served_while_held(zqd, producer, consumer, first, second):
+    """The consumer is served while the disk holds a sync: its ack frees
+    its credit and the second message comes; no PUT is answered."""
+    consumer.ack([first])
+    got = consumer.deliveries(1)
+    check(got[0][0] == second, "the delivery after the ack is not the second put")
+    check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
+    #  (Looked for during a fifth of a second: an answer sent before the
+    #  ack was read would have arrived by now.)
+    check(producer.recv_command(timeout_s=0.2) is None,
+          "zqd answered a PUT before its fdatasync returned")
 
 
-def held_batch(zqd, producer, queue):
-    """Holds the disk under the commit of a PUT batch to queue; returns
-    the batch's ids."""
-    made = [hostile.envelope(queue, b"b%d" % n) for n in range(BATCH_COUNT)]
+def released(zqd, producer, ids):
+    """Lets the disk go on: every PUT of ids is confirmed."""
+    os.remove(zqd.hold)
+    answers = producer.answers(ids)
+    check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+
+
+def delivered_in_order(consumer, second, ids):
+    """Once the second message is acked, ids are delivered in order."""
+    consumer.ack([second])
+    for msg_id in ids:
+        got = consumer.deliveries(1)
+        check(got[0][0] == msg_id, "the PUTs were delivered out of order")
+        consumer.ack([msg_id])
+
+
+def held_batch(zqd, producer, queue, count=BATCH_COUNT):
+    """Holds the disk under the commit of count PUTs to queue (one PUT, or
+    a PUT batch); returns their ids."""
+    made = [hostile.envelope(queue, b"b%d" % n) for n in range(count)]
     open(zqd.hold, "w").close()
-    producer.put_frame(msgpack.packb([BATCH_TAG] + [frame for _, frame in made]))
+    if count == 1:
+        producer.put_frame(made[0][1])
+    else:
+        producer.put_frame(msgpack.packb([BATCH_TAG] + [frame for _, frame in made]))
     hostile.wait_until(lambda: os.path.exists(zqd.hold + ".held"),
-                       "the batch's fdatasync to wait on the disk")
+                       "the PUTs' fdatasync to wait on the disk")
     return [msg_id for msg_id, _ in made]
 
 
@@ -140,51 +136,50 @@ def held_past_a_stretch(zqd, producer, queue):
     return ids, pinger
 
 
+def served_while_the_disk_syncs(count):
+    """Puts count messages while the disk is held (one PUT, or a PUT batch
+    of count), and checks zqd serves a consumer meanwhile."""
+    with running_slow_zqd() as zqd:
+        producer, consumer, first, second = consumer_of_two(zqd)
+        ids = held_batch(zqd, producer, "slow", count)
+        served_while_held(zqd, producer, consumer, first, second)
+        released(zqd, producer, ids)
+        delivered_in_order(consumer, second, ids)
+        producer.close()
+        consumer.close()
+        zqd.stop()
+
+
+def test_a_batch_syncs_while_consumers_are_served():
+    served_while_the_disk_syncs(BATCH_COUNT)
+
+
+def test_a_lone_put_syncs_while_consumers_are_served():
+    """With a consumer subscribed, even a lone PUT commits in zqd's
+    committer thread, not in the thread that serves consumers."""
+    served_while_the_disk_syncs(1)
+
+
 def test_a_stretch_of_work_ends_without_waiting_for_the_disk():
     """Past the stretch's end, a PUT gathers for the next commit and the
     consumer is served; no PUT is confirmed before the sync returns, then
     every one is, and they are delivered in the order they were put."""
-    zqd = slow_zqd().start()
-    try:
-        producer = hostile.Client(zqd.endpoint)
-        consumer = hostile.Client(zqd.endpoint)
-        first, second = producer.put_confirmed("slow", [b"first", b"second"])
-        consumer.consume("slow", 1)
-        got = consumer.deliveries(1)
-        check(got[0][0] == first, "the first delivery is not the first put")
+    with running_slow_zqd() as zqd:
+        producer, consumer, first, second = consumer_of_two(zqd)
         ids, pinger = held_past_a_stretch(zqd, producer, "slow")
-
-        late = producer.put("slow", b"late")
-        consumer.ack([first])
-        got = consumer.deliveries(1)
-        check(got[0][0] == second, "the delivery after the ack is not the second put")
-        check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
-        check(producer.recv_command(timeout_s=0.2) is None,
-              "zqd answered a PUT before its fdatasync returned")
-
-        os.remove(zqd.hold)
-        ids.append(late)
-        answers = producer.answers(ids)
-        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
-        consumer.ack([second])
-        for msg_id in ids:
-            got = consumer.deliveries(1)
-            check(got[0][0] == msg_id, "the PUTs were delivered out of order")
-            consumer.ack([msg_id])
+        ids.append(producer.put("slow", b"late"))
+        served_while_held(zqd, producer, consumer, first, second)
+        released(zqd, producer, ids)
+        delivered_in_order(consumer, second, ids)
         for client in (producer, consumer, pinger):
             client.close()
         zqd.stop()
-    finally:
-        if os.path.exists(zqd.hold):
-            os.remove(zqd.hold)
-        zqd.close()
 
 
 def test_admin_is_served_while_a_commit_waits_on_the_disk():
     """With nothing else coming in, zqd's loop is not held by a sync that
     waits on the disk: an admin request is answered meanwhile."""
-    zqd = slow_zqd().start()
-    try:
+    with running_slow_zqd() as zqd:
         producer = hostile.Client(zqd.endpoint)
         producer.put_confirmed("slow", [b"before"])
         ids = held_batch(zqd, producer, "slow")
@@ -192,25 +187,16 @@ def test_admin_is_served_while_a_commit_waits_on_the_disk():
         check(reply is not None and reply[0] == b"OK",
               "STAT answered %r while a commit waited on the disk" % (reply,))
         check(os.path.exists(zqd.hold + ".held"), "the disk let the fdatasync go early")
-        check(producer.recv_command(timeout_s=0.2) is None,
-              "zqd answered a PUT before its fdatasync returned")
-        os.remove(zqd.hold)
-        answers = producer.answers(ids)
-        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+        released(zqd, producer, ids)
         producer.close()
         zqd.stop()
-    finally:
-        if os.path.exists(zqd.hold):
-            os.remove(zqd.hold)
-        zqd.close()
 
 
 def test_a_queue_deleted_while_its_commit_waits_on_the_disk():
     """An admin DELETE (FORCE) of a queue whose commit a past stretch left
     waiting on the disk waits for the sync: the PUTs are confirmed (stored,
     then deleted with their queue), DELETE counts them, and zqd goes on."""
-    zqd = slow_zqd().start()
-    try:
+    with running_slow_zqd() as zqd:
         producer = hostile.Client(zqd.endpoint)
         producer.put_confirmed("doomed", [b"before"])
         ids, pinger = held_past_a_stretch(zqd, producer, "doomed")
@@ -224,10 +210,7 @@ def test_a_queue_deleted_while_its_commit_waits_on_the_disk():
         deleter.join(0.3)
         check(deleter.is_alive(), "DELETE answered while its queue's commit waited on the "
               "disk: %r" % (deleted.get("reply"),))
-
-        os.remove(zqd.hold)
-        answers = producer.answers(ids)
-        check(all(a == ("confirm",) for a in answers.values()), "answers %r" % answers)
+        released(zqd, producer, ids)
         deleter.join(hostile.DEADLINE_S)
         reply = deleted.get("reply")
         check(reply is not None and reply[0] == b"OK", "DELETE answered %r" % (reply,))
@@ -240,10 +223,6 @@ def test_a_queue_deleted_while_its_commit_waits_on_the_disk():
         producer.close()
         pinger.close()
         zqd.stop()
-    finally:
-        if os.path.exists(zqd.hold):
-            os.remove(zqd.hold)
-        zqd.close()
 
 
 hostile.main(globals())
