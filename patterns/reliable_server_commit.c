@@ -11,12 +11,13 @@
     PUTs, and the acks and deliveries, instead of stopping them. The thread
     signals the end of each commit on an eventfd, which the server waits
     on beside its socket when it has nothing to read, and which the host
-    polls (zq_queue_store_fd) when a call ended with the commit running. A PUT is still
-    answered only once the commit that holds its record returned: no
-    CONFIRM before the record is durable under the queue's fsync policy. A
-    small round read with the socket empty commits in the server's own
-    thread, as a lone PUT would not gain from a handover to another thread,
-    unless remote consumers would wait for its fdatasync (zqi_rs_work).
+    polls (zq_queue_store_fd) when a call ended with the commit running. A
+    PUT is still answered only once the commit that holds its record
+    returned: no CONFIRM before the record is durable under the queue's
+    fsync policy. A small round read with the socket empty commits in the
+    server's own thread, as a lone PUT would not gain from a handover to
+    another thread, unless remote consumers would wait for its fdatasync
+    (zqi_rs_work).
 
     patterns/reliable_server.h holds what the server's files share.
 

@@ -124,18 +124,18 @@ s_commit_gathered (zqi_r_server_t *self)
 //  socket is empty and that commit still runs, the thread waits for
 //  whichever comes first: input, the commit's end or a timer, for
 //  ZQI_RS_AWAIT_MS at most (then the call ends). So acks, credit and
-//  deliveries go on while the disk syncs. A round is settled
-//  (its PUTs answered) as soon as its commit has ended, and the round read
-//  meanwhile is committed behind it. The call ends with the socket read
-//  empty, nothing behind and nothing gathered, at the bounds of
-//  ZQI_RS_WORK_*, or after waiting ZQI_RS_AWAIT_MS for a slow disk. The
-//  pipeline is not drained then: a commit may stay behind and a round
-//  gathered (the round handed to the committer if it is free), so that
-//  the host's loop is never held long by the disk. The commit's end signals the committer's
-//  eventfd, which the host polls (zqi_r_server_store_fd), and the next call settles it. After a
-//  socket failure everything is settled before the call returns, as no
-//  call may follow. Returns -1 with errno only for a socket failure
-//  (ETERM, ...).
+//  deliveries go on while the disk syncs. A round is settled (its PUTs
+//  answered) as soon as its commit has ended, and the round read meanwhile
+//  is committed behind it. The call ends with the socket read empty,
+//  nothing behind and nothing gathered, at the bounds of ZQI_RS_WORK_*, or
+//  after waiting ZQI_RS_AWAIT_MS for a slow disk. The pipeline is not
+//  drained then: a commit may stay behind and a round gathered (the round
+//  handed to the committer if it is free), so that the host's loop is
+//  never held long by the disk. The commit's end signals the committer's
+//  eventfd, which the host polls (zqi_r_server_store_fd), and the next
+//  call settles it. After a socket failure everything is settled before
+//  the call returns, as no call may follow. Returns -1 with errno only for
+//  a socket failure (ETERM, ...).
 int
 zqi_rs_work (zqi_r_server_t *self)
 {
