@@ -20,7 +20,6 @@
 #include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <time.h>
 
 //  PUTs the client sends at once, in PUT batches of S_BATCH: a round of
@@ -28,9 +27,9 @@
 //  PUT commits in the host's).
 #define S_POSTED 2000
 #define S_BATCH  500
-//  How long a host is given to answer once the disk goes on: far more than
-//  the millisecond the server's timer asks for (its other timers are far
-//  off here), while a host that is not called back waits for ever.
+//  How long a host that watches neither the descriptor nor the timer is
+//  seen not to answer once the disk goes on: far more than the commits
+//  take here, while a host that is not called back waits for ever.
 #define S_ANSWER_MS 500
 //  The PUT batch's tag (doc/PROTOCOL.md 19).
 #define S_BATCH_TAG 0x5A42
