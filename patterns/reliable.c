@@ -212,23 +212,11 @@ s_wait (void *state, short what, long timeout_ms)
     s_reliable_t *self = (s_reliable_t *)state;
     if (self->producer)
         return zqi_r_producer_wait (self->producer, what, timeout_ms);
+    //  Servers and consumers wait for input (and their timers); a server
+    //  also for its store's results, or for the end of a commit its last
+    //  call left in flight.
     int store_fd = self->server ? zqi_r_server_store_fd (self->server) : -1;
-    if (store_fd >= 0) {
-        //  A server also wakes for its store's results, or for the end of
-        //  a commit its last call left in flight; with a fake clock, for
-        //  its advance.
-        zmq_pollitem_t items[3] = {{self->handle, 0, ZMQ_POLLIN, 0},
-                                   {NULL, store_fd, ZMQ_POLLIN, 0},
-                                   {NULL, self->ctx->wake_fd, ZMQ_POLLIN, 0}};
-        int count = self->ctx->wake_fd >= 0 ? 3 : 2;
-        if (zmq_poll (items, count, timeout_ms) < 0)
-            return -1;
-        if (count == 3 && (items[2].revents & ZMQ_POLLIN))
-            zqi_clock_drain (self->ctx->wake_fd);
-        return 0;
-    }
-    //  Servers and consumers only wait for input (and their timers).
-    return zqi_pattern_poll (self->ctx, self->handle, ZMQ_POLLIN, timeout_ms);
+    return zqi_pattern_poll_also (self->ctx, self->handle, ZMQ_POLLIN, store_fd, timeout_ms);
 }
 
 static int64_t

@@ -79,6 +79,9 @@ int zqi_pattern_rcvhwm_for_pings (const zq_pattern_ctx_t *ctx);
 //  handle or, with a fake clock, for the clock to move, so the timers it
 //  makes due run at once. Returns 0 (ready or not), or -1 with errno.
 int zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long timeout_ms);
+//  As zqi_pattern_poll, and also until fd (-1: none) polls readable.
+int zqi_pattern_poll_also (const zq_pattern_ctx_t *ctx, void *handle, short events, int fd,
+                           long timeout_ms);
 
 //  As zqi_pattern_poll, but waits for libzmq to signal handle at all (any
 //  command to it: a message in, a peer's pipe with room again), then reads

@@ -201,29 +201,43 @@ s_wait_ms (zq_queue_t *self, int timeout_ms, int64_t *deadline_p, long *wait_ms_
 int
 zqi_pattern_poll (const zq_pattern_ctx_t *ctx, void *handle, short events, long timeout_ms)
 {
-    if (ctx->wake_fd < 0) {
+    return zqi_pattern_poll_also (ctx, handle, events, -1, timeout_ms);
+}
+
+int
+zqi_pattern_poll_also (const zq_pattern_ctx_t *ctx, void *handle, short events, int fd,
+                       long timeout_ms)
+{
+    if (ctx->wake_fd < 0 && fd < 0) {
         //  One socket: its events, then a wait on its fd, which libzmq
         //  signals when they may have changed (the caller tries again).
         //  zmq_poll would look at both twice before it waits and once
         //  more after: system calls on the path of every answer.
-        int ready = 0, fd = -1;
+        int ready = 0, socket_fd = -1;
         size_t size = sizeof ready;
         if (zmq_getsockopt (handle, ZMQ_EVENTS, &ready, &size))
             return -1;
         if ((ready & events) || timeout_ms == 0)
             return 0;
-        size = sizeof fd;
-        if (zmq_getsockopt (handle, ZMQ_FD, &fd, &size))
+        size = sizeof socket_fd;
+        if (zmq_getsockopt (handle, ZMQ_FD, &socket_fd, &size))
             return -1;
-        struct pollfd item = {fd, POLLIN, 0};
+        struct pollfd item = {socket_fd, POLLIN, 0};
         return poll (&item, 1, timeout_ms < 0 ? -1 : (int)timeout_ms) < 0 ? -1 : 0;
     }
     //  With a fake clock, its advance wakes the wait too: the timers due
     //  after it run at once, not after timeout_ms of real time.
-    zmq_pollitem_t items[2] = {{handle, 0, events, 0}, {NULL, ctx->wake_fd, ZMQ_POLLIN, 0}};
-    if (zmq_poll (items, 2, timeout_ms) < 0)
+    zmq_pollitem_t items[3] = {{handle, 0, events, 0}};
+    int count = 1, wake = -1;
+    if (fd >= 0)
+        items[count++] = (zmq_pollitem_t){NULL, fd, ZMQ_POLLIN, 0};
+    if (ctx->wake_fd >= 0) {
+        wake = count;
+        items[count++] = (zmq_pollitem_t){NULL, ctx->wake_fd, ZMQ_POLLIN, 0};
+    }
+    if (zmq_poll (items, count, timeout_ms) < 0)
         return -1;
-    if (items[1].revents & ZMQ_POLLIN)
+    if (wake >= 0 && (items[wake].revents & ZMQ_POLLIN))
         zqi_clock_drain (ctx->wake_fd);
     return 0;
 }
