@@ -15,9 +15,9 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#include "batch_frame_helpers.h"
 #include "queue_helpers.h"
 #include <dlfcn.h>
-#include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>
@@ -31,8 +31,6 @@
 //  seen not to answer once the disk goes on: far more than the commits
 //  take here, while a host that is not called back waits for ever.
 #define S_ANSWER_MS 500
-//  The PUT batch's tag (doc/PROTOCOL.md 19).
-#define S_BATCH_TAG 0x5A42
 
 static bool s_hold;             //  set: commits outside the host's thread wait
 static int s_held;              //  commits that waited
@@ -132,12 +130,8 @@ s_client_put (client_t *client, int count)
     static const uint8_t put[] = {0x92, 0x01, 0x01}; //  [1, PUT]
     for (int sent = 0; sent < count; sent += S_BATCH) {
         int size = count - sent < S_BATCH ? count - sent : S_BATCH;
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_array (&packer, (size_t)size + 1);
-        msgpack_pack_unsigned_int (&packer, S_BATCH_TAG);
+        batch_frame_t batch;
+        batch_frame_start (&batch, (uint32_t)size);
         for (int n = 0; n < size; n++) {
             zq_msg_t *msg = zq_msg_new ("held");
             assert_non_null (msg);
@@ -145,15 +139,15 @@ s_client_put (client_t *client, int count)
             assert_int_equal (zq_msg_encode (&msg, frames), 0);
             assert_int_equal (zmsg_size (frames), 1);
             zframe_t *envelope = zmsg_first (frames);
-            msgpack_pack_bin (&packer, zframe_size (envelope));
-            msgpack_pack_bin_body (&packer, zframe_data (envelope), zframe_size (envelope));
+            batch_frame_bin (&batch, zframe_data (envelope), zframe_size (envelope));
             zmsg_destroy (&frames);
         }
         assert_int_equal (zmq_send (zsock_resolve (client->sock), put, sizeof put, ZMQ_SNDMORE),
                           sizeof put);
-        assert_int_equal (zmq_send (zsock_resolve (client->sock), buffer.data, buffer.size, 0),
-                          (int)buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
+        assert_int_equal (
+            zmq_send (zsock_resolve (client->sock), batch.buffer.data, batch.buffer.size, 0),
+            (int)batch.buffer.size);
+        batch_frame_free (&batch);
     }
 }
 
@@ -210,36 +204,49 @@ typedef struct {
     client_t client;
 } held_t;
 
-//  True once a call of the host's has returned since it counted returned
-//  returns and, when idle, no other has begun (the host waits in its own
-//  poll), within wait_ms.
+//  True once done (arg) is true, looked at every 100 microseconds for
+//  wait_ms at most.
 static bool
-s_host_returned (int returned, bool idle, int64_t wait_ms)
+s_within (bool (*done) (const void *), const void *arg, int64_t wait_ms)
 {
     int64_t deadline = now_ms () + wait_ms;
     struct timespec step = {0, 100000};
-    do {
-        int ended = __atomic_load_n (&s_calls_returned, __ATOMIC_SEQ_CST);
-        if (ended > returned &&
-            (!idle || ended == __atomic_load_n (&s_calls_started, __ATOMIC_SEQ_CST)))
-            return true;
-        nanosleep (&step, NULL);
-    } while (now_ms () < deadline);
-    return false;
-}
-
-//  True once *flag is set, within wait_ms.
-static bool
-s_set_within (const bool *flag, int64_t wait_ms)
-{
-    int64_t deadline = now_ms () + wait_ms;
-    struct timespec step = {0, 100000};
-    while (!__atomic_load_n (flag, __ATOMIC_SEQ_CST)) {
+    while (!done (arg)) {
         if (now_ms () >= deadline)
             return false;
         nanosleep (&step, NULL);
     }
     return true;
+}
+
+//  What s_host_returned looks for: a call of the host's returned since
+//  returned were counted and, when idle, no other has begun (the host
+//  waits in its own poll).
+typedef struct {
+    int returned;
+    bool idle;
+} host_return_t;
+
+static bool
+s_host_back (const void *arg)
+{
+    const host_return_t *wanted = (const host_return_t *)arg;
+    int ended = __atomic_load_n (&s_calls_returned, __ATOMIC_SEQ_CST);
+    return ended > wanted->returned &&
+           (!wanted->idle || ended == __atomic_load_n (&s_calls_started, __ATOMIC_SEQ_CST));
+}
+
+static bool
+s_host_returned (int returned, bool idle, int64_t wait_ms)
+{
+    host_return_t wanted = {returned, idle};
+    return s_within (s_host_back, &wanted, wait_ms);
+}
+
+static bool
+s_is_set (const void *flag)
+{
+    return __atomic_load_n ((const bool *)flag, __ATOMIC_SEQ_CST);
 }
 
 //  The test's host and client; s_teardown stops them whatever the outcome.
@@ -397,7 +404,7 @@ test_destroy_answers_what_is_in_flight (void **state)
     s_client_ping (client, 1);
     assert_int_equal (s_client_take (client, &client->pongs, 1, DEADLINE_MS), 1);
     zstr_send (s_the_held.host, "STOP");
-    assert_true (s_set_within (&s_host_closing, DEADLINE_MS));
+    assert_true (s_within (s_is_set, &s_host_closing, DEADLINE_MS));
     assert_true (client->confirmed < 1 + S_POSTED);
     int total = 1 + S_POSTED + S_BATCH;
     assert_int_equal (s_release (total, DEADLINE_MS), total);

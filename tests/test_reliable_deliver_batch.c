@@ -13,12 +13,11 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#include "batch_frame_helpers.h"
 #include "queue_helpers.h"
-#include <msgpack.h>
 
 #define S_WAIT_MS     10000
 #define S_MAX_MESSAGE 4096 //  the consumer's max_message_bytes
-#define S_TAG         0x5A42
 
 typedef struct {
     zsock_t *router;
@@ -110,32 +109,10 @@ s_envelope (int64_t n, uint32_t attempt, uint8_t *id)
     return chunk;
 }
 
-//  A batch frame being written.
-typedef struct {
-    msgpack_sbuffer buffer;
-    msgpack_packer packer;
-} batch_t;
-
 static void
-s_batch_start (batch_t *self, uint32_t elements)
+s_batch_envelope (batch_frame_t *self, zchunk_t **chunk_p)
 {
-    msgpack_sbuffer_init (&self->buffer);
-    msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
-    msgpack_pack_array (&self->packer, elements + 1);
-    msgpack_pack_uint16 (&self->packer, S_TAG);
-}
-
-static void
-s_batch_bin (batch_t *self, const void *data, size_t size)
-{
-    msgpack_pack_bin (&self->packer, size);
-    msgpack_pack_bin_body (&self->packer, data, size);
-}
-
-static void
-s_batch_envelope (batch_t *self, zchunk_t **chunk_p)
-{
-    s_batch_bin (self, zchunk_data (*chunk_p), zchunk_size (*chunk_p));
+    batch_frame_bin (self, zchunk_data (*chunk_p), zchunk_size (*chunk_p));
     zchunk_destroy (chunk_p);
 }
 
@@ -156,10 +133,10 @@ s_deliver_frames (fixture_t *self, const void *data, size_t size, const void *ex
 }
 
 static void
-s_batch_send (fixture_t *self, batch_t *batch)
+s_batch_send (fixture_t *self, batch_frame_t *batch)
 {
     s_deliver_frames (self, batch->buffer.data, batch->buffer.size, NULL, 0);
-    msgpack_sbuffer_destroy (&batch->buffer);
+    batch_frame_free (batch);
 }
 
 //  Sends one plain DELIVER of {"n": n}; its id into id.
@@ -226,8 +203,8 @@ test_batch_split (void **state)
     s_open (&fixture, -1, &batch_bytes);
     uint8_t ids[3][ZQ_MSG_ID_SIZE];
     uint32_t attempts[3] = {0, 2, 0};
-    batch_t batch;
-    s_batch_start (&batch, 3);
+    batch_frame_t batch;
+    batch_frame_start (&batch, 3);
     for (int n = 0; n < 3; n++) {
         zchunk_t *chunk = s_envelope (n, attempts[n], ids[n]);
         s_batch_envelope (&batch, &chunk);
@@ -267,9 +244,9 @@ test_bad_batches_rejected_whole (void **state)
     uint64_t batch_bytes;
     s_open (&fixture, -1, &batch_bytes);
     uint8_t id[ZQ_MSG_ID_SIZE];
-    batch_t batch;
+    batch_frame_t batch;
     //  Truncated: the last element runs past the frame.
-    s_batch_start (&batch, 2);
+    batch_frame_start (&batch, 2);
     zchunk_t *chunk = s_envelope (1, 0, id);
     s_batch_envelope (&batch, &chunk);
     chunk = s_envelope (2, 0, id);
@@ -277,15 +254,15 @@ test_bad_batches_rejected_whole (void **state)
     s_deliver_frames (&fixture, batch.buffer.data, batch.buffer.size - 5, NULL, 0);
     //  A whole batch, then a frame after it.
     s_deliver_frames (&fixture, batch.buffer.data, batch.buffer.size, "\x90", 1);
-    msgpack_sbuffer_destroy (&batch.buffer);
+    batch_frame_free (&batch);
     //  1025 elements.
-    s_batch_start (&batch, 1025);
+    batch_frame_start (&batch, 1025);
     for (int n = 0; n < 1025; n++)
-        s_batch_bin (&batch, "\x90", 1);
+        batch_frame_bin (&batch, "\x90", 1);
     s_batch_send (&fixture, &batch);
     //  Then a good batch and a plain delivery: the first things returned.
     uint8_t good[2][ZQ_MSG_ID_SIZE];
-    s_batch_start (&batch, 2);
+    batch_frame_start (&batch, 2);
     for (int n = 0; n < 2; n++) {
         chunk = s_envelope (20 + n, 0, good[n]);
         s_batch_envelope (&batch, &chunk);
@@ -324,8 +301,8 @@ test_batch_at_the_limits (void **state)
 
     uint8_t (*ids)[ZQ_MSG_ID_SIZE] = calloc (1024, ZQ_MSG_ID_SIZE);
     assert_non_null (ids);
-    batch_t batch;
-    s_batch_start (&batch, 1024);
+    batch_frame_t batch;
+    batch_frame_start (&batch, 1024);
     for (int n = 0; n < 1024; n++) {
         zchunk_t *chunk = s_envelope (n, 0, ids[n]);
         s_batch_envelope (&batch, &chunk);
@@ -340,7 +317,7 @@ test_batch_at_the_limits (void **state)
     //  Exactly max_message_bytes: two envelopes, the second's body padded.
     s_open (&fixture, -1, &batch_bytes);
     uint8_t first[ZQ_MSG_ID_SIZE], second[ZQ_MSG_ID_SIZE];
-    s_batch_start (&batch, 2);
+    batch_frame_start (&batch, 2);
     zchunk_t *chunk = s_envelope (1, 0, first);
     s_batch_envelope (&batch, &chunk);
     zq_msg_t *msg = zq_msg_new ("q");
@@ -397,15 +374,15 @@ test_mixed_elements (void **state)
     s_open (&fixture, -1, &batch_bytes);
     uint8_t ids[3][ZQ_MSG_ID_SIZE];
     uint8_t ignored[ZQ_MSG_ID_SIZE];
-    batch_t batch;
-    s_batch_start (&batch, 6);
+    batch_frame_t batch;
+    batch_frame_start (&batch, 6);
     zchunk_t *chunk = s_envelope (0, 0, ids[0]);
     s_batch_envelope (&batch, &chunk);
-    s_batch_bin (&batch, "", 0); //  empty
+    batch_frame_bin (&batch, "", 0); //  empty
     chunk = s_envelope (1, 1, ids[1]);
     s_batch_envelope (&batch, &chunk);
-    s_batch_bin (&batch, "\x92\x02\xc4\x00", 4); //  version 2
-    chunk = s_envelope (9, 0, ignored);          //  trailing octets
+    batch_frame_bin (&batch, "\x92\x02\xc4\x00", 4); //  version 2
+    chunk = s_envelope (9, 0, ignored);              //  trailing octets
     zchunk_extend (chunk, "\xc0", 1);
     s_batch_envelope (&batch, &chunk);
     chunk = s_envelope (2, 0, ids[2]);
@@ -428,8 +405,8 @@ test_leave_names_unread_elements (void **state)
     uint64_t batch_bytes;
     s_open (&fixture, -1, &batch_bytes);
     uint8_t ids[4][ZQ_MSG_ID_SIZE];
-    batch_t batch;
-    s_batch_start (&batch, 4);
+    batch_frame_t batch;
+    batch_frame_start (&batch, 4);
     for (int n = 0; n < 4; n++) {
         zchunk_t *chunk = s_envelope (n, 0, ids[n]);
         s_batch_envelope (&batch, &chunk);
@@ -439,7 +416,7 @@ test_leave_names_unread_elements (void **state)
     //  A second batch, sent before the close, waits unread on the socket
     //  (or is still on its way).
     uint8_t more[2][ZQ_MSG_ID_SIZE];
-    s_batch_start (&batch, 2);
+    batch_frame_start (&batch, 2);
     for (int n = 0; n < 2; n++) {
         zchunk_t *chunk = s_envelope (10 + n, 0, more[n]);
         s_batch_envelope (&batch, &chunk);
