@@ -8,16 +8,19 @@
     The disk is held here: this program defines zq_spool_commit, which the
     library reaches through the dynamic linker. While s_hold is set, a
     commit made by any thread but the host's waits (the committer's); the
-    host's own commits (a lone PUT's) pass.
+    host's own commits (a lone PUT's) pass. It defines eventfd likewise,
+    failing the library's calls while s_refuse_eventfd is set.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#define _GNU_SOURCE //  dladdr
 #include "batch_frame_helpers.h"
 #include "queue_helpers.h"
 #include <dlfcn.h>
+#include <sys/eventfd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>
@@ -38,6 +41,8 @@ static pthread_t s_host_thread; //  written before the host signals it started
 static int s_calls_started;     //  the host's calls of zq_queue_recv begun
 static int s_calls_returned;    //  and ended
 static bool s_host_closing;     //  set as the host destroys its server
+static bool s_refuse_eventfd;   //  set: the library's eventfd calls fail (EMFILE)
+static int s_warnings;          //  warnings logged that say there is no committer
 
 int
 zq_spool_commit (zq_spool_t *spool)
@@ -54,6 +59,32 @@ zq_spool_commit (zq_spool_t *spool)
             nanosleep (&step, NULL);
     }
     return library_commit (spool);
+}
+
+int
+eventfd (unsigned int initval, int flags)
+{
+    static int (*library_eventfd) (unsigned int, int);
+    if (!library_eventfd)
+        *(void **)&library_eventfd = dlsym (RTLD_NEXT, "eventfd");
+    assert_non_null (library_eventfd);
+    //  Only the library's: libzmq makes its signals with eventfd too.
+    Dl_info caller;
+    if (__atomic_load_n (&s_refuse_eventfd, __ATOMIC_SEQ_CST) &&
+        dladdr (__builtin_return_address (0), &caller) && caller.dli_fname &&
+        strstr (caller.dli_fname, "libzq")) {
+        errno = EMFILE;
+        return -1;
+    }
+    return library_eventfd (initval, flags);
+}
+
+static void
+s_count_no_committer (zq_log_level_t level, const char *line, void *arg)
+{
+    (void)arg;
+    if (level == ZQ_LOG_WARNING && strstr (line, "no committer thread (eventfd: "))
+        __atomic_add_fetch (&s_warnings, 1, __ATOMIC_SEQ_CST);
 }
 
 typedef enum {
@@ -410,11 +441,46 @@ test_destroy_answers_what_is_in_flight (void **state)
     assert_int_equal (s_release (total, DEADLINE_MS), total);
 }
 
+//  A server of spools that cannot make the committer's eventfd says so once
+//  (a warning), has no descriptor to give (ENOENT), and commits each round
+//  in its own thread: a PUT batch is confirmed.
+static void
+test_no_eventfd_commits_in_place (void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/zq-commit-fd-XXXXXX";
+    assert_non_null (mkdtemp (dir));
+    __atomic_store_n (&s_warnings, 0, __ATOMIC_SEQ_CST);
+    zq_set_log_handler (s_count_no_committer, NULL, ZQ_LOG_WARNING);
+    zq_options_t *options = options_of ("spool_dir", dir, NULL);
+    __atomic_store_n (&s_refuse_eventfd, true, __ATOMIC_SEQ_CST);
+    zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", options);
+    __atomic_store_n (&s_refuse_eventfd, false, __ATOMIC_SEQ_CST);
+    assert_non_null (server);
+    assert_int_equal (__atomic_load_n (&s_warnings, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal (zq_queue_store_fd (server), -1);
+    assert_int_equal (errno, ENOENT);
+    client_t client;
+    s_client_open (&client, zq_queue_endpoint (server));
+    s_client_put (&client, S_BATCH);
+    for (int64_t deadline = now_ms () + DEADLINE_MS;
+         s_client_take (&client, &client.confirmed, S_BATCH, 1) < S_BATCH;) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 1));
+    }
+    zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
+    zsock_destroy (&client.sock);
+    zq_queue_destroy (&server);
+    zq_options_destroy (&options);
+    remove_tree (dir);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_a_spool_server_gives_a_descriptor),
+        cmocka_unit_test (test_no_eventfd_commits_in_place),
         cmocka_unit_test_teardown (test_the_descriptor_wakes_its_host, s_teardown),
         cmocka_unit_test_teardown (test_the_timer_calls_back_its_host, s_teardown),
         cmocka_unit_test_teardown (test_a_host_watching_neither_waits_for_input, s_teardown),
