@@ -227,6 +227,18 @@ s_client_take (client_t *client, int *counter, int count, int64_t wait_ms)
     return *counter;
 }
 
+//  Works server in this thread until client has count confirms, within
+//  the deadline.
+static void
+s_work_until_confirmed (zq_queue_t *server, client_t *client, int count)
+{
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (s_client_take (client, &client->confirmed, count, 1) < count) {
+        assert_true (now_ms () < deadline);
+        assert_null (zq_queue_recv (server, 1));
+    }
+}
+
 //  A host in mode and a raw client, with what the test needs to stop them.
 typedef struct {
     char dir[32];
@@ -370,11 +382,7 @@ test_a_spool_server_gives_a_descriptor (void **state)
     client_t client;
     s_client_open (&client, zq_queue_endpoint (spools));
     s_client_put (&client, 1);
-    for (int64_t deadline = now_ms () + DEADLINE_MS;
-         s_client_take (&client, &client.confirmed, 1, 1) < 1;) {
-        assert_true (now_ms () < deadline);
-        assert_null (zq_queue_recv (spools, 1));
-    }
+    s_work_until_confirmed (spools, &client, 1);
     assert_int_equal (zq_queue_store_fd (spools), fd);
     zsock_destroy (&client.sock);
     zq_queue_destroy (&spools);
@@ -463,11 +471,7 @@ test_no_eventfd_commits_in_place (void **state)
     client_t client;
     s_client_open (&client, zq_queue_endpoint (server));
     s_client_put (&client, S_BATCH);
-    for (int64_t deadline = now_ms () + DEADLINE_MS;
-         s_client_take (&client, &client.confirmed, S_BATCH, 1) < S_BATCH;) {
-        assert_true (now_ms () < deadline);
-        assert_null (zq_queue_recv (server, 1));
-    }
+    s_work_until_confirmed (server, &client, S_BATCH);
     zq_set_log_handler (NULL, NULL, ZQ_LOG_ERROR);
     zsock_destroy (&client.sock);
     zq_queue_destroy (&server);
