@@ -29,12 +29,17 @@ enum { ZQI_RP_SENT = 1, ZQI_RP_WAITING = 2, ZQI_RP_QUEUED = 3 };
 //  (as a spool in memory).
 #define ZQI_RP_MEMORY_QUOTA_DEFAULT (256 * 1024 * 1024)
 
-//  The largest wire form a memory outbox keeps in a block of its own, and
-//  how many free blocks it keeps for the next messages (at most
-//  ZQI_RP_SMALL_BYTES * ZQI_RP_SMALL_SPARE bytes, 512 KiB, beyond the
-//  messages held).
-#define ZQI_RP_SMALL_BYTES 512
-#define ZQI_RP_SMALL_SPARE 1024
+//  The largest wire form a memory outbox keeps in a block of its own. A
+//  block is its size rounded up to a multiple of ZQI_RP_SMALL_STEP, so a
+//  window of small messages takes little more memory than their bytes
+//  (blocks of one size for all made a window of 100-octet messages four
+//  times larger, and each post and confirm then waited on memory). The
+//  outbox keeps free blocks of each size for the next messages, at most
+//  ZQI_RP_SMALL_SPARE bytes of them in all beyond the messages held.
+#define ZQI_RP_SMALL_BYTES   512
+#define ZQI_RP_SMALL_STEP    64
+#define ZQI_RP_SMALL_CLASSES (ZQI_RP_SMALL_BYTES / ZQI_RP_SMALL_STEP)
+#define ZQI_RP_SMALL_SPARE   (512 * 1024)
 
 //  While more than this many PUTs of a memory outbox that batches are
 //  sent and unconfirmed, and answers keep coming (one in the last
@@ -91,8 +96,10 @@ struct _zqi_r_producer_t {
     uint32_t *sent_order;
     uint32_t sent_count;
     uint32_t answer_next;
-    uint8_t *spare; //  free small blocks, chained through their first bytes
-    uint32_t spare_count;
+    //  Free small blocks by size (ZQI_RP_SMALL_STEP, twice that, ...),
+    //  each list chained through its blocks' first bytes.
+    uint8_t *spare[ZQI_RP_SMALL_CLASSES];
+    size_t spare_bytes;
     uint32_t held;         //  messages in the memory outbox
     uint64_t held_bytes;   //  their wire bytes
     uint64_t memory_quota; //  most wire bytes it holds (at least one message)
@@ -173,7 +180,8 @@ void zqi_rp_drop (zqi_r_producer_t *self, uint32_t index);
 //  expected next, else found by id), or ZQI_R_NONE.
 uint32_t zqi_rp_answered (zqi_r_producer_t *self, const uint8_t *id);
 //  Frees a record of the memory outbox (a free slot stays free); a small
-//  block goes to the free blocks, or to free when ZQI_RP_SMALL_SPARE wait.
+//  block goes to the free blocks of its size, or to free when
+//  ZQI_RP_SMALL_SPARE bytes of free blocks wait already.
 void zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record);
 //  Frees the outbox's free small blocks (when the producer closes).
 void zqi_rp_spare_free (zqi_r_producer_t *self);

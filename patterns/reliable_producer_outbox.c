@@ -30,6 +30,19 @@ s_record_data (const zqi_rp_record_t *record)
                                               : (uint8_t *)zmq_msg_data (record->frame);
 }
 
+//  The size class of a small record's block, and the block's size.
+static inline uint32_t
+s_small_class (size_t size)
+{
+    return (uint32_t)((size - 1) / ZQI_RP_SMALL_STEP);
+}
+
+static inline size_t
+s_small_block (uint32_t class_index)
+{
+    return (size_t)(class_index + 1) * ZQI_RP_SMALL_STEP;
+}
+
 void
 zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
 {
@@ -38,12 +51,16 @@ zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
     if (record->size > ZQI_RP_SMALL_BYTES) {
         zmq_msg_close (record->frame);
         free (record->frame);
-    } else if (self->spare_count < ZQI_RP_SMALL_SPARE) {
-        memcpy (record->small, &self->spare, sizeof self->spare);
-        self->spare = record->small;
-        self->spare_count++;
-    } else
-        free (record->small);
+    } else {
+        uint32_t class_index = s_small_class (record->size);
+        size_t block = s_small_block (class_index);
+        if (self->spare_bytes + block <= ZQI_RP_SMALL_SPARE) {
+            memcpy (record->small, &self->spare[class_index], sizeof (uint8_t *));
+            self->spare[class_index] = record->small;
+            self->spare_bytes += block;
+        } else
+            free (record->small);
+    }
     record->size = 0;
 }
 
@@ -51,12 +68,13 @@ zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
 void
 zqi_rp_spare_free (zqi_r_producer_t *self)
 {
-    while (self->spare) {
-        uint8_t *block = self->spare;
-        memcpy (&self->spare, block, sizeof self->spare);
-        free (block);
-    }
-    self->spare_count = 0;
+    for (uint32_t class_index = 0; class_index < ZQI_RP_SMALL_CLASSES; class_index++)
+        while (self->spare[class_index]) {
+            uint8_t *block = self->spare[class_index];
+            memcpy (&self->spare[class_index], block, sizeof (uint8_t *));
+            free (block);
+        }
+    self->spare_bytes = 0;
 }
 
 //  Makes a record for size wire bytes (> 0) and returns where they go,
@@ -65,11 +83,12 @@ static uint8_t *
 s_record_make (zqi_r_producer_t *self, zqi_rp_record_t *record, size_t size)
 {
     if (size <= ZQI_RP_SMALL_BYTES) {
-        uint8_t *block = self->spare;
+        uint32_t class_index = s_small_class (size);
+        uint8_t *block = self->spare[class_index];
         if (block) {
-            memcpy (&self->spare, block, sizeof self->spare);
-            self->spare_count--;
-        } else if (!(block = (uint8_t *)malloc (ZQI_RP_SMALL_BYTES))) {
+            memcpy (&self->spare[class_index], block, sizeof (uint8_t *));
+            self->spare_bytes -= s_small_block (class_index);
+        } else if (!(block = (uint8_t *)malloc (s_small_block (class_index)))) {
             errno = ENOMEM;
             return NULL;
         }
