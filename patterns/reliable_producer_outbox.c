@@ -30,13 +30,19 @@ s_record_data (const zqi_rp_record_t *record)
                                               : (uint8_t *)zmq_msg_data (record->frame);
 }
 
-//  The size class of a small record's block, and the block's size.
+//  Free blocks are chained through their first bytes.
+_Static_assert(ZQI_RP_SMALL_STEP >= sizeof (uint8_t *) &&
+                   ZQI_RP_SMALL_BYTES % ZQI_RP_SMALL_STEP == 0,
+               "a free block holds the link to the next, and the sizes step evenly");
+
+//  The size class of a small record's block, for size (> 0) wire octets.
 static inline uint32_t
 s_small_class (size_t size)
 {
     return (uint32_t)((size - 1) / ZQI_RP_SMALL_STEP);
 }
 
+//  The size of a block of that class.
 static inline size_t
 s_small_block (uint32_t class_index)
 {
@@ -55,7 +61,7 @@ zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
         uint32_t class_index = s_small_class (record->size);
         size_t block = s_small_block (class_index);
         if (self->spare_bytes + block <= ZQI_RP_SMALL_SPARE) {
-            memcpy (record->small, &self->spare[class_index], sizeof (uint8_t *));
+            memcpy (record->small, &self->spare[class_index], sizeof self->spare[0]);
             self->spare[class_index] = record->small;
             self->spare_bytes += block;
         } else
@@ -68,12 +74,13 @@ zqi_rp_record_free (zqi_r_producer_t *self, zqi_rp_record_t *record)
 void
 zqi_rp_spare_free (zqi_r_producer_t *self)
 {
-    for (uint32_t class_index = 0; class_index < ZQI_RP_SMALL_CLASSES; class_index++)
+    for (uint32_t class_index = 0; class_index < ZQI_RP_SMALL_CLASSES; class_index++) {
         while (self->spare[class_index]) {
             uint8_t *block = self->spare[class_index];
-            memcpy (&self->spare[class_index], block, sizeof (uint8_t *));
+            memcpy (&self->spare[class_index], block, sizeof self->spare[0]);
             free (block);
         }
+    }
     self->spare_bytes = 0;
 }
 
@@ -86,7 +93,7 @@ s_record_make (zqi_r_producer_t *self, zqi_rp_record_t *record, size_t size)
         uint32_t class_index = s_small_class (size);
         uint8_t *block = self->spare[class_index];
         if (block) {
-            memcpy (&self->spare[class_index], block, sizeof (uint8_t *));
+            memcpy (&self->spare[class_index], block, sizeof self->spare[0]);
             self->spare_bytes -= s_small_block (class_index);
         } else if (!(block = (uint8_t *)malloc (s_small_block (class_index)))) {
             errno = ENOMEM;
