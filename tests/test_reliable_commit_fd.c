@@ -3,7 +3,9 @@
     call with a commit still running in its committer thread (its host's
     loop is not held by a slow disk). Its host learns of the commit's end
     from zq_queue_store_fd, or from zq_queue_next_timer_ms; a host that
-    watches neither is not called back until other input comes.
+    watches neither is not called back until other input comes. A purge
+    or peek the host calls meanwhile waits for that commit and the round
+    gathered behind it, and counts every message in them.
 
     The disk is held here: this program defines zq_spool_commit, which the
     library reaches through the dynamic linker. While s_hold is set, a
@@ -34,6 +36,9 @@
 //  seen not to answer once the disk goes on: far more than the commits
 //  take here, while a host that is not called back waits for ever.
 #define S_ANSWER_MS 500
+
+//  More than a test puts in all: a peek that returns fewer missed some.
+#define S_PEEK_MAX (2 * S_POSTED + 2 * S_BATCH)
 
 static bool s_hold;             //  set: commits outside the host's thread wait
 static int s_held;              //  commits that waited
@@ -98,6 +103,24 @@ typedef struct {
     const char *spool_dir;
 } host_args_t;
 
+//  Purges or peeks (command) queue "held" of server; returns the count,
+//  or -1 when the call failed.
+static long long
+s_host_admin (zq_queue_t *server, const char *command)
+{
+    if (streq (command, "PURGE")) {
+        uint64_t count = 0;
+        return zq_queue_purge (server, "held", &count) ? -1 : (long long)count;
+    }
+    zq_msg_t *msgs[S_PEEK_MAX];
+    size_t count = 0;
+    if (zq_queue_peek (server, "held", msgs, S_PEEK_MAX, &count))
+        return -1;
+    for (size_t n = 0; n < count; n++)
+        zq_msg_destroy (&msgs[n]);
+    return (long long)count;
+}
+
 //  A host embedding a reliable server, polling as its mode says and
 //  working the server after each wake; sends the server's endpoint first.
 static void
@@ -115,7 +138,9 @@ s_host (zsock_t *pipe, void *arg)
     if (!server)
         return;
     zstr_send (pipe, zq_queue_endpoint (server));
-    //  Any message on the pipe ("STOP" from a test, $TERM) ends the loop.
+    //  "PURGE" and "PEEK" on the pipe: the host purges or peeks queue
+    //  "held" and sends back the count (-1: failed). Any other message
+    //  ("STOP" from a test, $TERM) ends the loop.
     int store_fd = args->mode == HOST_POLLS_STORE_FD ? zq_queue_store_fd (server) : -1;
     zmq_pollitem_t items[3] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
                                {zsock_resolve (zq_queue_sock (server)), 0, ZMQ_POLLIN, 0},
@@ -124,8 +149,18 @@ s_host (zsock_t *pipe, void *arg)
         long timeout = -1;
         if (args->mode == HOST_KEEPS_TIMERS)
             timeout = (long)zq_queue_next_timer_ms (server);
-        if (zmq_poll (items, store_fd >= 0 ? 3 : 2, timeout) < 0 || (items[0].revents & ZMQ_POLLIN))
-            break; //  $TERM, or the context ends
+        if (zmq_poll (items, store_fd >= 0 ? 3 : 2, timeout) < 0)
+            break; //  the context ends
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            bool admin = command && (streq (command, "PURGE") || streq (command, "PEEK"));
+            if (admin)
+                zstr_sendf (pipe, "%lld", s_host_admin (server, command));
+            zstr_free (&command);
+            if (admin)
+                continue;
+            break;
+        }
         __atomic_add_fetch (&s_calls_started, 1, __ATOMIC_SEQ_CST);
         zq_msg_t *msg = zq_queue_recv (server, 0);
         __atomic_add_fetch (&s_calls_returned, 1, __ATOMIC_SEQ_CST);
@@ -449,6 +484,48 @@ test_destroy_answers_what_is_in_flight (void **state)
     assert_int_equal (s_release (total, DEADLINE_MS), total);
 }
 
+//  An admin call (purge, peek) on a server whose call left a commit
+//  running, with more PUTs read meanwhile, first settles both: it waits
+//  for the commit behind, commits the round gathered, and then sees every
+//  message the client was confirmed, none missed for being in flight.
+static void
+s_admin_settles_what_is_in_flight (const char *command)
+{
+    s_hold_past_a_call (HOST_POLLS_STORE_FD);
+    client_t *client = &s_the_held.client;
+    s_client_put (client, S_BATCH);
+    //  Its PONG comes once the batch before it was read (gathered).
+    s_client_ping (client, 1);
+    assert_int_equal (s_client_take (client, &client->pongs, 1, DEADLINE_MS), 1);
+    zstr_send (s_the_held.host, command);
+    //  The call waits for the commit held on the disk.
+    zsock_set_rcvtimeo (s_the_held.host, S_ANSWER_MS);
+    char *early = zstr_recv (s_the_held.host);
+    if (early)
+        fail_msg ("%s answered %s while the commit behind it was held", command, early);
+    int total = 1 + S_POSTED + S_BATCH;
+    assert_int_equal (s_release (total, DEADLINE_MS), total);
+    zsock_set_rcvtimeo (s_the_held.host, DEADLINE_MS);
+    char *answer = zstr_recv (s_the_held.host);
+    assert_non_null (answer);
+    assert_int_equal (atoll (answer), total);
+    zstr_free (&answer);
+}
+
+static void
+test_purge_settles_what_is_in_flight (void **state)
+{
+    (void)state;
+    s_admin_settles_what_is_in_flight ("PURGE");
+}
+
+static void
+test_peek_settles_what_is_in_flight (void **state)
+{
+    (void)state;
+    s_admin_settles_what_is_in_flight ("PEEK");
+}
+
 //  A server of spools that cannot make the committer's eventfd says so once
 //  (a warning), has no descriptor to give (ENOENT), and commits each round
 //  in its own thread: a PUT batch is confirmed.
@@ -489,6 +566,8 @@ main (void)
         cmocka_unit_test_teardown (test_the_timer_calls_back_its_host, s_teardown),
         cmocka_unit_test_teardown (test_a_host_watching_neither_waits_for_input, s_teardown),
         cmocka_unit_test_teardown (test_destroy_answers_what_is_in_flight, s_teardown),
+        cmocka_unit_test_teardown (test_purge_settles_what_is_in_flight, s_teardown),
+        cmocka_unit_test_teardown (test_peek_settles_what_is_in_flight, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
