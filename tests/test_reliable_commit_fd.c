@@ -3,9 +3,9 @@
     call with a commit still running in its committer thread (its host's
     loop is not held by a slow disk). Its host learns of the commit's end
     from zq_queue_store_fd, or from zq_queue_next_timer_ms; a host that
-    watches neither is not called back until other input comes. A purge
-    or peek the host calls meanwhile waits for that commit and the round
-    gathered behind it, and counts every message in them.
+    watches neither is not called back until other input comes. A purge,
+    peek or redrive the host calls meanwhile waits for that commit and the
+    round gathered behind it, and counts every message in them.
 
     The disk is held here: this program defines zq_spool_commit, which the
     library reaches through the dynamic linker. While s_hold is set, a
@@ -103,15 +103,47 @@ typedef struct {
     const char *spool_dir;
 } host_args_t;
 
-//  Purges or peeks (command) queue "held" of server; returns the count,
+//  The host's admin commands on queue "held".
+static const char *s_admin_commands[] = {"PURGE", "PEEK", "REDRIVE", "DEADLETTER", NULL};
+
+//  Moves the one message of queue "held" to "held.dead": takes it as a
+//  local consumer and nacks it (the host's server dead-letters at the
+//  first nack, as it would deliver it again), then works the server until
+//  "held.dead" holds it. Returns 0, or -1.
+static int
+s_dead_letter_one (zq_queue_t *server)
+{
+    if (zq_queue_subscribe (server, "held"))
+        return -1;
+    zq_msg_t *msg = zq_queue_recv (server, DEADLINE_MS);
+    int rc = msg ? zq_queue_nack (server, msg, 0) : -1;
+    zq_msg_destroy (&msg);
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    zq_queue_info_t dead = {0};
+    while (rc == 0 && (zq_queue_info (server, "held.dead", &dead) || dead.depth < 1)) {
+        if (now_ms () >= deadline)
+            rc = -1;
+        msg = zq_queue_recv (server, 1); //  nothing else is in "held"
+        if (msg)
+            rc = -1;
+        zq_msg_destroy (&msg);
+    }
+    return zq_queue_unsubscribe (server, "held") || rc ? -1 : 0;
+}
+
+//  Does command (one of s_admin_commands) on queue "held" of server;
+//  returns the count (messages purged, peeked, redriven; 1 dead-lettered),
 //  or -1 when the call failed.
 static long long
 s_host_admin (zq_queue_t *server, const char *command)
 {
-    if (streq (command, "PURGE")) {
-        uint64_t count = 0;
-        return zq_queue_purge (server, "held", &count) ? -1 : (long long)count;
-    }
+    uint64_t moved = 0;
+    if (streq (command, "PURGE"))
+        return zq_queue_purge (server, "held", &moved) ? -1 : (long long)moved;
+    if (streq (command, "REDRIVE"))
+        return zq_queue_redrive (server, "held", &moved) ? -1 : (long long)moved;
+    if (streq (command, "DEADLETTER"))
+        return s_dead_letter_one (server) ? -1 : 1;
     zq_msg_t *msgs[S_PEEK_MAX];
     size_t count = 0;
     if (zq_queue_peek (server, "held", msgs, S_PEEK_MAX, &count))
@@ -130,17 +162,18 @@ s_host (zsock_t *pipe, void *arg)
     s_host_thread = pthread_self ();
     //  No timer of the server's falls due while a test runs, but the one
     //  for a commit in flight: no probe of consumers, no sweep of queues.
+    //  A nack dead-letters at once (max_attempts 1).
     zq_options_t *options = options_of ("spool_dir", args->spool_dir, "ping_ivl_ms", "600000",
-                                        "auto_queue_idle_ms", "0", NULL);
+                                        "auto_queue_idle_ms", "0", "max_attempts", "1", NULL);
     zq_queue_t *server = zq_queue_new ("reliable", ZQ_SERVER, "@tcp://127.0.0.1:*", options);
     zq_options_destroy (&options);
     zsock_signal (pipe, server ? 0 : 1);
     if (!server)
         return;
     zstr_send (pipe, zq_queue_endpoint (server));
-    //  "PURGE" and "PEEK" on the pipe: the host purges or peeks queue
-    //  "held" and sends back the count (-1: failed). Any other message
-    //  ("STOP" from a test, $TERM) ends the loop.
+    //  One of s_admin_commands on the pipe: the host does it and sends back
+    //  the count (-1: failed). Any other message ("STOP" from a test,
+    //  $TERM) ends the loop.
     int store_fd = args->mode == HOST_POLLS_STORE_FD ? zq_queue_store_fd (server) : -1;
     zmq_pollitem_t items[3] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
                                {zsock_resolve (zq_queue_sock (server)), 0, ZMQ_POLLIN, 0},
@@ -153,7 +186,9 @@ s_host (zsock_t *pipe, void *arg)
             break; //  the context ends
         if (items[0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (pipe);
-            bool admin = command && (streq (command, "PURGE") || streq (command, "PEEK"));
+            bool admin = false;
+            for (const char **known = s_admin_commands; command && *known && !admin; known++)
+                admin = streq (command, *known);
             if (admin)
                 zstr_sendf (pipe, "%lld", s_host_admin (server, command));
             zstr_free (&command);
@@ -330,12 +365,10 @@ s_is_set (const void *flag)
 //  The test's host and client; s_teardown stops them whatever the outcome.
 static held_t s_the_held;
 
-//  Starts a host in mode and a client; holds the disk under the client's
-//  PUTs past the first commit behind, until the server's call has ended
-//  while the commit waits and the host is back in its own poll: from then
-//  on only what the mode watches brings it back.
+//  Starts a host in mode and a client, which puts one message: confirmed
+//  once the client is connected.
 static void
-s_hold_past_a_call (host_mode_t mode)
+s_start (host_mode_t mode)
 {
     held_t *held = &s_the_held;
     snprintf (held->dir, sizeof held->dir, "/tmp/zq-commit-fd-XXXXXX");
@@ -352,6 +385,16 @@ s_hold_past_a_call (host_mode_t mode)
     //  One put confirmed: the client is connected.
     s_client_put (client, 1);
     assert_int_equal (s_client_take (client, &client->confirmed, 1, DEADLINE_MS), 1);
+}
+
+//  Holds the disk under the started client's PUTs past the first commit
+//  behind, until the server's call has ended while the commit waits and
+//  the host is back in its own poll: from then on only what the mode
+//  watches brings it back.
+static void
+s_hold_a_commit (host_mode_t mode)
+{
+    client_t *client = &s_the_held.client;
     __atomic_store_n (&s_held, 0, __ATOMIC_SEQ_CST);
     __atomic_store_n (&s_hold, true, __ATOMIC_SEQ_CST);
     s_client_put (client, S_POSTED);
@@ -367,6 +410,14 @@ s_hold_past_a_call (host_mode_t mode)
     if (!s_host_returned (returned, mode != HOST_KEEPS_TIMERS, DEADLINE_MS))
         fail_msg ("the server's call did not end while a commit waited");
     assert_true (client->confirmed < 1 + S_POSTED);
+}
+
+//  Starts a host in mode and a client, and holds a commit past a call.
+static void
+s_hold_past_a_call (host_mode_t mode)
+{
+    s_start (mode);
+    s_hold_a_commit (mode);
 }
 
 //  Lets the disk go on; returns the confirms the client has after wait_ms
@@ -484,14 +535,27 @@ test_destroy_answers_what_is_in_flight (void **state)
     assert_int_equal (s_release (total, DEADLINE_MS), total);
 }
 
-//  An admin call (purge, peek) on a server whose call left a commit
+//  The count the host sends back for command, within wait_ms.
+static long long
+s_host_says (const char *command, int wait_ms)
+{
+    zsock_set_rcvtimeo (s_the_held.host, wait_ms);
+    char *answer = zstr_recv (s_the_held.host);
+    if (!answer)
+        fail_msg ("no answer to %s within %d ms", command, wait_ms);
+    long long count = atoll (answer);
+    zstr_free (&answer);
+    return count;
+}
+
+//  An admin call (purge, peek, redrive) on a server whose call left a commit
 //  running, with more PUTs read meanwhile, first settles both: it waits
 //  for the commit behind, commits the round gathered, and then sees every
 //  message the client was confirmed, none missed for being in flight.
 static void
-s_admin_settles_what_is_in_flight (const char *command)
+s_admin_settles_what_is_in_flight (const char *command, long long expected)
 {
-    s_hold_past_a_call (HOST_POLLS_STORE_FD);
+    s_hold_a_commit (HOST_POLLS_STORE_FD);
     client_t *client = &s_the_held.client;
     s_client_put (client, S_BATCH);
     //  Its PONG comes once the batch before it was read (gathered).
@@ -499,31 +563,44 @@ s_admin_settles_what_is_in_flight (const char *command)
     assert_int_equal (s_client_take (client, &client->pongs, 1, DEADLINE_MS), 1);
     zstr_send (s_the_held.host, command);
     //  The call waits for the commit held on the disk.
+    int total = 1 + S_POSTED + S_BATCH;
     zsock_set_rcvtimeo (s_the_held.host, S_ANSWER_MS);
     char *early = zstr_recv (s_the_held.host);
     if (early)
         fail_msg ("%s answered %s while the commit behind it was held", command, early);
-    int total = 1 + S_POSTED + S_BATCH;
     assert_int_equal (s_release (total, DEADLINE_MS), total);
-    zsock_set_rcvtimeo (s_the_held.host, DEADLINE_MS);
-    char *answer = zstr_recv (s_the_held.host);
-    assert_non_null (answer);
-    assert_int_equal (atoll (answer), total);
-    zstr_free (&answer);
+    assert_int_equal (s_host_says (command, DEADLINE_MS), expected);
 }
 
 static void
 test_purge_settles_what_is_in_flight (void **state)
 {
     (void)state;
-    s_admin_settles_what_is_in_flight ("PURGE");
+    s_start (HOST_POLLS_STORE_FD);
+    s_admin_settles_what_is_in_flight ("PURGE", 1 + S_POSTED + S_BATCH);
 }
 
 static void
 test_peek_settles_what_is_in_flight (void **state)
 {
     (void)state;
-    s_admin_settles_what_is_in_flight ("PEEK");
+    s_start (HOST_POLLS_STORE_FD);
+    s_admin_settles_what_is_in_flight ("PEEK", 1 + S_POSTED + S_BATCH);
+}
+
+//  A redrive, which writes to the queue whose commit is held, waits too:
+//  it moves the one message dead-lettered before, and the queue then
+//  holds every message put.
+static void
+test_redrive_settles_what_is_in_flight (void **state)
+{
+    (void)state;
+    s_start (HOST_POLLS_STORE_FD);
+    zstr_send (s_the_held.host, "DEADLETTER");
+    assert_int_equal (s_host_says ("DEADLETTER", DEADLINE_MS), 1);
+    s_admin_settles_what_is_in_flight ("REDRIVE", 1);
+    zstr_send (s_the_held.host, "PEEK");
+    assert_int_equal (s_host_says ("PEEK", DEADLINE_MS), 1 + S_POSTED + S_BATCH);
 }
 
 //  A server of spools that cannot make the committer's eventfd says so once
@@ -568,6 +645,7 @@ main (void)
         cmocka_unit_test_teardown (test_destroy_answers_what_is_in_flight, s_teardown),
         cmocka_unit_test_teardown (test_purge_settles_what_is_in_flight, s_teardown),
         cmocka_unit_test_teardown (test_peek_settles_what_is_in_flight, s_teardown),
+        cmocka_unit_test_teardown (test_redrive_settles_what_is_in_flight, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
