@@ -226,6 +226,15 @@ ZQ_EXPORT zq_msg_t *zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64
 //  was: in flight, or ready).
 ZQ_EXPORT int zq_spool_ack (zq_spool_t *self, uint64_t seq);
 
+//  Acks seqs[0..count) in order, each as zq_spool_ack does, taking the
+//  spool's locks once for all (a server settling a consumer's ACK of many
+//  ids). Stops at the first that fails. Returns 0 with *acked_p = count,
+//  or -1 with that ack's errno and *acked_p = how many were acked before
+//  it (seqs[*acked_p] failed and changed nothing; the ones after it were
+//  not tried). acked_p must not be NULL.
+ZQ_EXPORT int zq_spool_ack_many (zq_spool_t *self, const uint64_t *seqs, size_t count,
+                                 size_t *acked_p);
+
 //  Returns in-flight record seq to ready (a nack, or a visibility timeout
 //  kept by the caller); it is handed out again before newer records.
 //  Returns 0, or -1 with errno ZQ_ENOTFOUND (seq is not in flight).

@@ -97,6 +97,13 @@ enum {
 };
 
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
+//  Set on the state of an entry gathered to be acked (zqi_rs_acks_t)
+//  until its spool takes the ack: a second id for it in the same ACK
+//  finds it held by no one.
+#define ZQI_RS_ACKING 0x80
+
+//  Most entries an ACK gathers before their spool acks them at once.
+#define ZQI_RS_ACK_BATCH 128
 
 //  What the PUT's envelope parse learned of a record it stored, as
 //  offsets into the stored record (the one-frame form, attempt 0), so
@@ -395,6 +402,25 @@ void zqi_rs_return (zqi_r_server_t *self, uint32_t index);
 void zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms);
 
 int zqi_rs_entry_ack (zqi_r_server_t *self, uint32_t index);
+
+//  The entries of one queue an ACK settles, gathered so that their spool
+//  acks them holding its locks once (zq_spool_ack_many).
+typedef struct {
+    uint32_t queue;
+    uint32_t count;
+    uint32_t indexes[ZQI_RS_ACK_BATCH];
+} zqi_rs_acks_t;
+
+//  Gathers the entry at index (held by the consumer that acks it) for an
+//  ack, marked ZQI_RS_ACKING; the ones gathered before are acked first
+//  when they belong to another queue or fill the batch.
+void zqi_rs_acks_add (zqi_r_server_t *self, zqi_rs_acks_t *acks, uint32_t index, size_t *failed_p,
+                      int *errnum_p);
+//  Acks the entries gathered, in order, as zqi_rs_entry_ack does each: an
+//  entry acked leaves and is forgotten (its queue's acked counter one
+//  more); one whose ack failed stays as it was, counted in *failed_p
+//  (errno in *errnum_p) and logged. The batch is then empty.
+void zqi_rs_acks_flush (zqi_r_server_t *self, zqi_rs_acks_t *acks, size_t *failed_p, int *errnum_p);
 
 int zqi_rs_record_ack (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq);
 

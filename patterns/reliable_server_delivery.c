@@ -172,57 +172,6 @@ zqi_rs_fail_delivery (zqi_r_server_t *self, uint32_t index, int64_t delay_ms)
         zqi_rs_return (self, index);
 }
 
-//  Counts an ack the spool did not take (errnum: ENOMEM, or the spool's
-//  failure) and logs it, one line per ZQI_RS_LOG_IVL_MS at most.
-static void
-s_ack_failed (zqi_r_server_t *self, const zqi_rs_queue_t *queue, int errnum)
-{
-    self->common.ctx->stats->errors++;
-    uint64_t skipped;
-    if (zqi_log_limit_due (&self->ack_failure_log, zqi_r_now (&self->common), ZQI_RS_LOG_IVL_MS,
-                           &skipped))
-        zqi_log (ZQ_LOG_ERROR,
-                 "reliable: queue %s did not record an ack (%s): the message stays; %" PRIu64
-                 " more since the last line",
-                 queue->name, zq_strerror (errnum), skipped);
-}
-
-//  Acks the entry's record and forgets it. Returns 0, or -1 with errno of
-//  zq_spool_ack (counted and logged): the entry and its record stay as
-//  they were.
-int
-zqi_rs_entry_ack (zqi_r_server_t *self, uint32_t index)
-{
-    zqi_r_entry_t *entry = &self->table.entries[index];
-    //  A RETURNED entry's queue may be closed: it is opened again, and if
-    //  it cannot be, the ack fails as one the spool refused.
-    zqi_rs_queue_t *queue = self->queues[entry->queue];
-    zq_spool_t *spool = zqi_rs_spool (self, queue);
-    if (!spool || zq_spool_ack (spool, entry->seq)) {
-        int errnum = errno;
-        s_ack_failed (self, queue, errnum);
-        errno = errnum;
-        return -1;
-    }
-    zqi_rs_entry_leave (self, index);
-    zqi_r_table_remove (&self->table, index);
-    return 0;
-}
-
-//  Acks a record no entry tracks. Returns 0, or -1 (counted and logged):
-//  the record is given back to the spool, which hands it out again first.
-int
-zqi_rs_record_ack (zqi_r_server_t *self, zqi_rs_queue_t *queue, uint64_t seq)
-{
-    if (zq_spool_ack (queue->spool, seq) == 0)
-        return 0;
-    int errnum = errno;
-    s_ack_failed (self, queue, errnum);
-    zq_spool_return (queue->spool, seq);
-    errno = errnum;
-    return -1;
-}
-
 //  The consumer is gone: its deliveries go back to their queues.
 void
 zqi_rs_consumer_drop (zqi_r_server_t *self, uint32_t index)

@@ -514,6 +514,8 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
 {
     size_t not_held = 0;
     uint32_t session = consumer == ZQI_R_NONE ? 0 : self->consumers[consumer].session;
+    zqi_rs_acks_t acks;
+    acks.count = 0;
     for (size_t i = 0; i < command->id_count; i++) {
         const uint8_t *id = command->ids + i * ZQ_MSG_ID_SIZE;
         uint32_t index = zqi_rs_entry_for (self, id, consumer);
@@ -524,24 +526,18 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
             continue;
         }
         zqi_r_entry_t *entry = &self->table.entries[index];
-        zqi_rs_queue_t *queue = self->queues[entry->queue];
         bool owned = session && entry->state == ZQI_RS_DELIVERED && entry->owner == consumer;
         bool held_last = session && entry->holder == session &&
                          (entry->state == ZQI_RS_RETURNED || entry->state == ZQI_RS_HELD);
         if (session)
             zqi_rs_read_through (self, &self->consumers[consumer],
                                  owned || held_last ? entry : NULL, id);
-        if (command->kind == ZQI_R_ACK && (owned || held_last)) {
-            if (zqi_rs_entry_ack (self, index) == 0)
-                queue->counters.acked++;
-            else {
-                (*failed_p)++;
-                *errnum_p = errno;
-            }
-        } else if (!owned)
+        if (command->kind == ZQI_R_ACK && (owned || held_last))
+            zqi_rs_acks_add (self, &acks, index, failed_p, errnum_p);
+        else if (!owned)
             not_held++;
         else if (command->kind == ZQI_R_NACK) {
-            queue->counters.nacked++;
+            self->queues[entry->queue]->counters.nacked++;
             zqi_rs_fail_delivery (self, index,
                                   zqi_rs_nack_delay (self, command->number, entry->attempt));
         } else {
@@ -551,6 +547,7 @@ zqi_rs_settle_ids (zqi_r_server_t *self, uint32_t consumer, const zqi_r_command_
             zqi_r_table_schedule (&self->table, index, zqi_r_now (&self->common) + extend);
         }
     }
+    zqi_rs_acks_flush (self, &acks, failed_p, errnum_p);
     return not_held;
 }
 

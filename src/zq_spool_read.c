@@ -302,38 +302,57 @@ zq_spool_next_msg (zq_spool_t *self, size_t max_size, uint64_t *seq_p)
     return zq_msg_decode_buffers (frames, sizes, 1, max_size);
 }
 
-int
-zq_spool_ack (zq_spool_t *self, uint64_t seq)
+//  zq_spool_ack's work for one seq. read_lock and lock held.
+static int
+s_ack_locked (zq_spool_t *self, uint64_t seq)
 {
-    if (!self)
-        return zqi_fail (EINVAL);
-    pthread_mutex_lock (&self->read_lock);
-    pthread_mutex_lock (&self->lock);
-    //  A reading call: the record handed out is let go.
-    self->recent_held = self->retired_held = false;
-    int rc = 0;
     if (self->failed)
-        rc = zqi_fail (self->failed);
-    else if (seq == 0 || seq >= self->next_seq)
-        rc = zqi_fail (ZQ_ENOTFOUND);
-    else if (!s_is_acked (self, seq)) {
+        return zqi_fail (self->failed);
+    if (seq == 0 || seq >= self->next_seq)
+        return zqi_fail (ZQ_ENOTFOUND);
+    if (!s_is_acked (self, seq)) {
         //  Room in both sets first: an ack is taken whole or not at all
         //  (acked in memory but never logged, a retry would find it acked).
         if (zqi_rangeset_reserve (&self->acked, 1) ||
             zqi_rangeset_reserve (&self->pending_acks, 1) ||
             zqi_spool_ack_range (self, seq, seq + 1) ||
             zqi_rangeset_add (&self->pending_acks, seq, seq + 1))
-            rc = -1;
-        else {
-            self->ack_epoch++;
-            self->stats.acked++;
-            zqi_spool_reclaim (self);
-        }
+            return -1;
+        self->ack_epoch++;
+        self->stats.acked++;
+        zqi_spool_reclaim (self);
     }
+    zqi_flight_remove (&self->in_flight, seq);
+    return 0;
+}
+
+int
+zq_spool_ack (zq_spool_t *self, uint64_t seq)
+{
+    size_t acked;
+    return zq_spool_ack_many (self, &seq, 1, &acked);
+}
+
+int
+zq_spool_ack_many (zq_spool_t *self, const uint64_t *seqs, size_t count, size_t *acked_p)
+{
+    if (acked_p)
+        *acked_p = 0;
+    if (!self || !acked_p || (count && !seqs))
+        return zqi_fail (EINVAL);
+    pthread_mutex_lock (&self->read_lock);
+    pthread_mutex_lock (&self->lock);
+    //  A reading call: the record handed out is let go.
+    self->recent_held = self->retired_held = false;
+    int rc = 0;
+    size_t acked = 0;
+    while (acked < count && (rc = s_ack_locked (self, seqs[acked])) == 0)
+        acked++;
+    int saved_errno = errno;
     pthread_mutex_unlock (&self->lock);
-    if (rc == 0)
-        zqi_flight_remove (&self->in_flight, seq);
     pthread_mutex_unlock (&self->read_lock);
+    *acked_p = acked;
+    errno = saved_errno;
     return rc;
 }
 

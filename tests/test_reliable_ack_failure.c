@@ -5,9 +5,10 @@
     told (ERROR 3 to a remote consumer, -1 from zq_queue_ack locally), and
     an ack sent again once the spool takes it settles the message.
 
-    The failure is made here: this program defines zq_spool_ack, which the
-    library reaches through the dynamic linker, and passes each call on to
-    the library's own unless s_refuse_acks is set.
+    The failure is made here: this program defines zq_spool_ack_many,
+    which the library reaches through the dynamic linker (for zq_spool_ack
+    too), and passes each call on to the library's own unless
+    s_refuse_acks is set.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -22,18 +23,19 @@ static int s_acks_refused;
 static int s_errors_logged; //  lines saying the server reported error 3
 
 int
-zq_spool_ack (zq_spool_t *spool, uint64_t seq)
+zq_spool_ack_many (zq_spool_t *spool, const uint64_t *seqs, size_t count, size_t *acked_p)
 {
-    static int (*library_ack) (zq_spool_t *, uint64_t);
-    if (__atomic_load_n (&s_refuse_acks, __ATOMIC_SEQ_CST)) {
+    static int (*library_ack) (zq_spool_t *, const uint64_t *, size_t, size_t *);
+    if (count && __atomic_load_n (&s_refuse_acks, __ATOMIC_SEQ_CST)) {
         __atomic_add_fetch (&s_acks_refused, 1, __ATOMIC_SEQ_CST);
+        *acked_p = 0;
         errno = ENOMEM;
         return -1;
     }
     if (!library_ack)
-        *(void **)&library_ack = dlsym (RTLD_NEXT, "zq_spool_ack");
+        *(void **)&library_ack = dlsym (RTLD_NEXT, "zq_spool_ack_many");
     assert_non_null (library_ack);
-    return library_ack (spool, seq);
+    return library_ack (spool, seqs, count, acked_p);
 }
 
 static void

@@ -1,6 +1,7 @@
 /*  =========================================================================
-    test_zq_spool_ranges - acks out of order: a consumer that acks every
-    other record leaves one acked range per gap. The ack records and the
+    test_zq_spool_ranges - acks out of order (one at a time, or many in
+    one call: zq_spool_ack_many): a consumer that acks every other record
+    leaves one acked range per gap. The ack records and the
     checkpoints that carry those ranges must stay within the size the
     reader accepts however many ranges there are, so that the spool keeps
     serving, reopens, and serves exactly the records not acked; also
@@ -306,6 +307,58 @@ test_gaps_filled (void **state)
     tu_rmtree (&dir);
 }
 
+//  zq_spool_ack_many acks in order under one hold and stops at the first
+//  that fails (a seq never assigned): the ones before it are acked, it
+//  and the ones after are not, and *acked_p says where it stopped. Acking
+//  a seq twice in one call acks it once. What was acked stays acked after
+//  a reopen; the rest is served again.
+static void
+test_ack_many_stops_at_a_failure (void **state)
+{
+    char *dir = tu_mkdtemp ();
+    zq_spool_config_t config = tu_config (ZQ_SPOOL_FSYNC_NONE, 65536);
+    zq_spool_t *spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    s_fill (spool, 10, 16);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    for (uint64_t seq = 1; seq <= 10; seq++) {
+        zq_spool_record_t record;
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, seq);
+    }
+    const uint64_t seqs[] = {2, 4, 4, 99, 6, 8};
+    size_t acked = 7;
+    assert_int_equal (zq_spool_ack_many (spool, seqs, 6, &acked), -1);
+    assert_int_equal (errno, ZQ_ENOTFOUND);
+    assert_int_equal (acked, 3);
+    zq_spool_stats_t stats;
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.acked, 2);
+    assert_int_equal (zq_spool_ack_many (spool, seqs + 4, 2, &acked), 0);
+    assert_int_equal (acked, 2);
+    assert_int_equal (zq_spool_ack_many (spool, seqs, 0, &acked), 0);
+    assert_int_equal (acked, 0);
+    assert_int_equal (zq_spool_ack_many (spool, seqs, 1, NULL), -1);
+    assert_int_equal (errno, EINVAL);
+    assert_int_equal (zq_spool_commit (spool), 0);
+    zq_spool_destroy (&spool);
+
+    spool = zq_spool_new (dir, &config);
+    assert_non_null (spool);
+    const uint64_t left[] = {1, 3, 5, 7, 9, 10};
+    for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
+        zq_spool_record_t record;
+        assert_int_equal (zq_spool_next (spool, &record), 0);
+        assert_int_equal (record.seq, left[i]);
+        s_check (&record, 16);
+    }
+    zq_spool_record_t record;
+    assert_int_equal (zq_spool_next (spool, &record), -1);
+    assert_int_equal (errno, EAGAIN);
+    zq_spool_destroy (&spool);
+    tu_rmtree (&dir);
+}
+
 int
 main (void)
 {
@@ -314,6 +367,7 @@ main (void)
         cmocka_unit_test (test_small_bound),
         cmocka_unit_test (test_crash_while_writing_ranges),
         cmocka_unit_test (test_gaps_filled),
+        cmocka_unit_test (test_ack_many_stops_at_a_failure),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

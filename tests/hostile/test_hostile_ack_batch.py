@@ -4,7 +4,9 @@
 #   through a backlog: what it acked and what the server redelivers make
 #   up every message, none lost, and the deliveries whose acks died with
 #   it come again with attempt 1. (tests/test_reliable_acks.c counts the
-#   batches themselves.)
+#   batches themselves.) One ACK naming deliveries of two queues in turn,
+#   some twice, and ids never delivered settles each delivery once and
+#   answers how many it did not hold.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
 #   License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -118,6 +120,49 @@ def test_consumer_killed_mid_batch_loses_nothing():
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
+        zqd.close()
+
+
+PER_QUEUE = 200  # deliveries of each queue one ACK names
+REPEATED = 10  # of them named twice in a row (the second while the first waits
+# for its spool)
+RUN = 150  # of queue a's named one after another: more than the server
+# gathers for a spool at once (128); then both queues in turn
+UNKNOWN = 3  # ids never delivered
+
+
+def test_one_ack_across_queues_with_repeats():
+    zqd = hostile.Zqd().start()
+    try:
+        producer = hostile.Client(zqd.endpoint)
+        producer.put_confirmed("mixed.a", [{"n": n} for n in range(PER_QUEUE)])
+        producer.put_confirmed("mixed.b", [{"n": n} for n in range(PER_QUEUE)])
+        consumer = hostile.Client(zqd.endpoint)
+        consumer.consume("mixed.a", 2 * PER_QUEUE)
+        consumer.consume("mixed.b", 2 * PER_QUEUE)
+        got = consumer.deliveries(2 * PER_QUEUE)
+        by_queue = {"mixed.a": [], "mixed.b": []}
+        for msg_id, header, _ in got:
+            by_queue[header[2]].append(msg_id)
+        check(all(len(ids) == PER_QUEUE for ids in by_queue.values()),
+              "deliveries per queue: %r" % {q: len(i) for q, i in by_queue.items()})
+        a, b = by_queue["mixed.a"], by_queue["mixed.b"]
+        ids = [i for i in a[:REPEATED] for _ in range(2)] + a[REPEATED:RUN]
+        ids += [i for pair in zip(a[RUN:], b) for i in pair] + b[PER_QUEUE - RUN:]
+        ids += [hostile.new_id() for _ in range(UNKNOWN)]
+        check(len(ids) == 2 * PER_QUEUE + REPEATED + UNKNOWN, "%d ids" % len(ids))
+        consumer.ack(ids)
+        got = consumer.recv_command(hostile.DEADLINE_S)
+        check(got is not None, "no answer to an ACK naming ids not held")
+        command, _ = got
+        expected = "%d of %d ids not held by this consumer" % (REPEATED + UNKNOWN, len(ids))
+        check(command[1] == hostile.ERROR and command[2] == hostile.CODE_NOT_HELD
+              and command[3] == expected, "answered %r, not ERROR %d %r"
+              % (command, hostile.CODE_NOT_HELD, expected))
+        for name in by_queue:
+            stat = row(zqd, name)
+            check(stat.get("depth") == 0, "%s after the ACK: %r" % (name, stat))
+    finally:
         zqd.close()
 
 
