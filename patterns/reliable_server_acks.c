@@ -65,11 +65,12 @@ zqi_rs_acks_flush (zqi_r_server_t *self, zqi_rs_acks_t *acks, size_t *failed_p, 
     //  it cannot be, its acks fail as ones the spool refused.
     zqi_rs_queue_t *queue = self->queues[acks->queue];
     zq_spool_t *spool = zqi_rs_spool (self, queue);
+    int open_errnum = errno;
     uint32_t done = 0;
     while (done < count) {
         size_t acked = 0;
         int rc = spool ? zq_spool_ack_many (spool, seqs + done, count - done, &acked) : -1;
-        int errnum = errno;
+        int errnum = spool ? errno : open_errnum;
         for (size_t i = 0; i < acked; i++) {
             uint32_t index = acks->indexes[done + i];
             zqi_rs_entry_leave (self, index);
@@ -90,12 +91,13 @@ void
 zqi_rs_acks_add (zqi_r_server_t *self, zqi_rs_acks_t *acks, uint32_t index, size_t *failed_p,
                  int *errnum_p)
 {
-    zqi_r_entry_t *entry = &self->table.entries[index];
-    if (acks->count && (acks->queue != entry->queue || acks->count == ZQI_RS_ACK_BATCH))
+    uint32_t queue = self->table.entries[index].queue;
+    if (acks->count && (acks->queue != queue || acks->count == ZQI_RS_ACK_BATCH))
         zqi_rs_acks_flush (self, acks, failed_p, errnum_p);
-    acks->queue = entry->queue;
+    //  (The flush may open a queue: the entry is looked up again.)
+    acks->queue = queue;
     acks->indexes[acks->count++] = index;
-    entry->state |= ZQI_RS_ACKING;
+    self->table.entries[index].state |= ZQI_RS_ACKING;
 }
 
 //  Acks a record no entry tracks. Returns 0, or -1 (counted and logged):
