@@ -228,10 +228,12 @@ ZQ_EXPORT int zq_spool_ack (zq_spool_t *self, uint64_t seq);
 
 //  Acks seqs[0..count) in order, each as zq_spool_ack does, taking the
 //  spool's locks once for all (a server settling a consumer's ACK of many
-//  ids). Stops at the first that fails. Returns 0 with *acked_p = count,
-//  or -1 with that ack's errno and *acked_p = how many were acked before
-//  it (seqs[*acked_p] failed and changed nothing; the ones after it were
-//  not tried). acked_p must not be NULL.
+//  ids). Stops at the first that fails. Returns 0 with *acked_p = count
+//  (count 0: nothing acked), or -1 with that ack's errno and *acked_p =
+//  how many were acked before it (seqs[*acked_p] failed and changed
+//  nothing; the ones after it were not tried); -1 with errno EINVAL and
+//  nothing acked for a NULL self or acked_p, or NULL seqs with count
+//  not 0.
 ZQ_EXPORT int zq_spool_ack_many (zq_spool_t *self, const uint64_t *seqs, size_t count,
                                  size_t *acked_p);
 

@@ -40,8 +40,8 @@
         reliable_server_delivery.c  entries (delivered, held, returned),
                                     sending, reading records, dead letters,
                                     local consumption
-        reliable_server_acks.c      acks in the spools (an ACK's gathered
-                                    per queue)
+        reliable_server_acks.c      acks in the spools (one ACK's entries
+                                    gathered per queue)
         reliable_server_input.c     commands from the socket, PUTs, settles
         reliable_server_work.c      one call's work: reads, commits, timers,
                                     deliveries, waits while the disk syncs

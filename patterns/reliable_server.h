@@ -98,8 +98,10 @@ enum {
 
 enum { ZQI_RS_DELIVERED = 1, ZQI_RS_HELD = 2, ZQI_RS_RETURNED = 3 };
 //  Set on the state of an entry gathered to be acked (zqi_rs_acks_t)
-//  until its spool takes the ack: a second id for it in the same ACK
-//  finds it held by no one.
+//  until the batch is flushed, whatever the ack's outcome: lookups by id
+//  (zqi_rs_entry_for) pass over it, as over an entry acked already, so a
+//  second id for it in the same ACK finds another entry with that id or
+//  none (counted not held, even if the first ack then fails).
 #define ZQI_RS_ACKING 0x80
 
 //  Most entries an ACK gathers before their spool acks them at once.

@@ -352,6 +352,8 @@ zqi_rs_entry_for (zqi_r_server_t *self, const uint8_t *id, uint32_t consumer)
     uint32_t index;
     while ((index = zqi_r_table_find_from (&self->table, id, &cursor)) != ZQI_R_NONE) {
         const zqi_r_entry_t *entry = &self->table.entries[index];
+        if (entry->state & ZQI_RS_ACKING)
+            continue; //  gathered for an ack: as good as gone
         if (entry->state == ZQI_RS_DELIVERED && entry->owner == consumer)
             return index;
         if (first == ZQI_R_NONE)

@@ -334,8 +334,11 @@ test_ack_many_stops_at_a_failure (void **state)
     zq_spool_stats_t stats;
     zq_spool_stats (spool, &stats);
     assert_int_equal (stats.acked, 2);
+    assert_int_equal (stats.in_flight, 8);
     assert_int_equal (zq_spool_ack_many (spool, seqs + 4, 2, &acked), 0);
     assert_int_equal (acked, 2);
+    zq_spool_stats (spool, &stats);
+    assert_int_equal (stats.in_flight, 6);
     assert_int_equal (zq_spool_ack_many (spool, seqs, 0, &acked), 0);
     assert_int_equal (acked, 0);
     assert_int_equal (zq_spool_ack_many (spool, seqs, 1, NULL), -1);
