@@ -535,17 +535,32 @@ test_destroy_answers_what_is_in_flight (void **state)
     assert_int_equal (s_release (total, DEADLINE_MS), total);
 }
 
+//  What the host sent back within wait_ms (the caller frees it), or NULL.
+static char *
+s_host_answer (int wait_ms)
+{
+    zsock_set_rcvtimeo (s_the_held.host, wait_ms);
+    return zstr_recv (s_the_held.host);
+}
+
 //  The count the host sends back for command, within wait_ms.
 static long long
 s_host_says (const char *command, int wait_ms)
 {
-    zsock_set_rcvtimeo (s_the_held.host, wait_ms);
-    char *answer = zstr_recv (s_the_held.host);
+    char *answer = s_host_answer (wait_ms);
     if (!answer)
         fail_msg ("no answer to %s within %d ms", command, wait_ms);
     long long count = atoll (answer);
     zstr_free (&answer);
     return count;
+}
+
+//  Has the host do command (one of s_admin_commands) at once; its count.
+static long long
+s_host_does (const char *command)
+{
+    zstr_send (s_the_held.host, command);
+    return s_host_says (command, DEADLINE_MS);
 }
 
 //  An admin call (purge, peek, redrive) on a server whose call left a commit
@@ -564,8 +579,7 @@ s_admin_settles_what_is_in_flight (const char *command, long long expected)
     zstr_send (s_the_held.host, command);
     //  The call waits for the commit held on the disk.
     int total = 1 + S_POSTED + S_BATCH;
-    zsock_set_rcvtimeo (s_the_held.host, S_ANSWER_MS);
-    char *early = zstr_recv (s_the_held.host);
+    char *early = s_host_answer (S_ANSWER_MS);
     if (early)
         fail_msg ("%s answered %s while the commit behind it was held", command, early);
     assert_int_equal (s_release (total, DEADLINE_MS), total);
@@ -596,11 +610,9 @@ test_redrive_settles_what_is_in_flight (void **state)
 {
     (void)state;
     s_start (HOST_POLLS_STORE_FD);
-    zstr_send (s_the_held.host, "DEADLETTER");
-    assert_int_equal (s_host_says ("DEADLETTER", DEADLINE_MS), 1);
+    assert_int_equal (s_host_does ("DEADLETTER"), 1);
     s_admin_settles_what_is_in_flight ("REDRIVE", 1);
-    zstr_send (s_the_held.host, "PEEK");
-    assert_int_equal (s_host_says ("PEEK", DEADLINE_MS), 1 + S_POSTED + S_BATCH);
+    assert_int_equal (s_host_does ("PEEK"), 1 + S_POSTED + S_BATCH);
 }
 
 //  A server of spools that cannot make the committer's eventfd says so once
