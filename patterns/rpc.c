@@ -2,12 +2,19 @@
     rpc - request-reply between clients and servers (both ROUTER),
     with correlation ids, a deadline per attempt, retries and failover.
 
-    Frames (doc/PROTOCOL.md, "rpc"), after any routing frames:
+    Frames (doc/PROTOCOL.md, "rpc"), after any routing frames, in the
+    classic form:
         [empty delimiter] [rpc frame] [envelope]
+    or the compact form (17.7), one frame without a delimiter:
+        [rpc frame + envelope in the one-frame form]
     The rpc frame is msgpack: [1, 0] for a request, [1, 1, request-id]
     for a reply. A request's id is its envelope id (zq_msg_id), known
     before it is sent; a reply names the request it answers in its rpc
-    frame and keeps its own envelope id on the wire.
+    frame and keeps its own envelope id on the wire. A server takes both
+    forms, answers each request in its own form (classic when the reply's
+    body is too large for one frame) and says in each classic reply, as
+    [1, 1, request-id, 1], that it takes compact requests; libzmq's cost
+    is per frame, and the compact form saves two each way.
 
     Server. zq_queue_recv returns each request as it arrives (every
     attempt of it: a retry may reach the same server twice). zq_queue_reply
@@ -124,33 +131,58 @@ zqi_rpc_list_remove (zqi_rpc_t *self, zqi_rpc_list_t *list, uint32_t index)
 
 //  ---- Frames -------------------------------------------------------------
 
-//  Parses an rpc frame: stores its kind and, for a reply, a pointer to the
-//  request id inside data. Returns 0, or -1 with errno ZQ_EPROTO,
-//  ZQ_EVERSION (version other than 1) or ZQ_EDEPTH.
+//  Parses the rpc frame at the cursor: stores its kind and, for a reply,
+//  a pointer to the request id inside the frame and what its element 3
+//  says of the forms the server takes (0 without one, or when it is not
+//  an integer). Leaves the cursor after the frame's last element. Returns
+//  0, or -1 with errno ZQ_EPROTO, ZQ_EVERSION (version other than 1) or
+//  ZQ_EDEPTH.
 static int
-s_parse_rpc_frame (const uint8_t *data, size_t size, uint64_t *kind_p, const uint8_t **id_p)
+s_parse_rpc_frame (zqi_cursor_t *cursor, uint64_t *kind_p, const uint8_t **id_p, uint64_t *takes_p)
 {
-    zqi_cursor_t cursor = {data, data + size};
     uint32_t elements;
-    if (zqi_wire_command_read (&cursor, ZQI_RPC_VERSION, &elements, kind_p))
+    if (zqi_wire_command_read (cursor, ZQI_RPC_VERSION, &elements, kind_p))
         return -1;
     uint32_t used = 2;
+    *takes_p = 0;
     if (*kind_p == ZQI_RPC_REPLY) {
         uint32_t id_size;
-        if (elements < 3 || zqi_mp_read_bin (&cursor, id_p, &id_size) || id_size != ZQ_MSG_ID_SIZE)
+        if (elements < 3 || zqi_mp_read_bin (cursor, id_p, &id_size) || id_size != ZQ_MSG_ID_SIZE)
             return zqi_fail (ZQ_EPROTO);
         used = 3;
+        zqi_cursor_t element = *cursor;
+        if (elements > 3 && zqi_mp_read_uint (&element, takes_p) == 0) {
+            *cursor = element;
+            used = 4;
+        } else
+            *takes_p = 0;
     } else if (*kind_p != ZQI_RPC_REQUEST)
         return zqi_fail (ZQ_EPROTO);
-    return zqi_wire_command_end (&cursor, used, elements, ZQ_MSG_MAX_DEPTH);
+    for (uint32_t index = used; index < elements; index++)
+        if (zqi_mp_skip (cursor, ZQ_MSG_MAX_DEPTH))
+            return -1;
+    return 0;
+}
+
+//  Checks a parsed rpc frame's kind, and copies a reply's request id into
+//  id. Returns 0, or -1 with errno ZQ_EPROTO.
+static int
+s_check_kind (uint64_t kind, uint64_t expected_kind, const uint8_t *request_id, uint8_t *id)
+{
+    if (kind != expected_kind)
+        return zqi_fail (ZQ_EPROTO);
+    if (request_id)
+        memcpy (id, request_id, ZQ_MSG_ID_SIZE);
+    return 0;
 }
 
 //  Receives the rpc frame (the delimiter already read) of a message of
 //  the expected kind, then its envelope. For a reply, copies the request
-//  id into id. Returns the message, or NULL with errno (EAGAIN only for
-//  the first frame; bad input with every frame read).
+//  id into id and stores in *takes_p what the reply frame says of the
+//  forms the server takes. Returns the message, or NULL with errno
+//  (EAGAIN only for the first frame; bad input with every frame read).
 zq_msg_t *
-zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *id)
+zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *id, uint64_t *takes_p)
 {
     zmq_msg_t frame;
     zmq_msg_init (&frame);
@@ -161,17 +193,18 @@ zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *id)
         errno = ZQ_EPROTO;
         goto done;
     }
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&frame);
+    zqi_cursor_t cursor = {data, data + zmq_msg_size (&frame)};
     uint64_t kind;
     const uint8_t *request_id = NULL;
-    if (s_parse_rpc_frame ((const uint8_t *)zmq_msg_data (&frame), zmq_msg_size (&frame), &kind,
-                           &request_id))
+    if (s_parse_rpc_frame (&cursor, &kind, &request_id, takes_p))
         goto drain;
-    if (kind != expected_kind) {
+    if (cursor.pos != cursor.end) {
         errno = ZQ_EPROTO;
         goto drain;
     }
-    if (request_id)
-        memcpy (id, request_id, ZQ_MSG_ID_SIZE);
+    if (s_check_kind (kind, expected_kind, request_id, id))
+        goto drain;
     msg = zq_msg_recv (self->handle, ZMQ_DONTWAIT, self->ctx->max_message_bytes);
     goto done;
 drain:
@@ -183,14 +216,67 @@ done:;
     return msg;
 }
 
+//  Decodes a compact frame (the last of its message, received whole) of
+//  the expected kind: its rpc frame, then the envelope that follows it in
+//  the same frame. For a reply, copies the request id into id. Takes the
+//  frame's content as zqi_msg_from_frame_at does. Returns the message, or
+//  NULL with errno.
+zq_msg_t *
+zqi_rpc_from_compact (zqi_rpc_t *self, zmq_msg_t *frame, uint64_t expected_kind, uint8_t *id)
+{
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (frame);
+    zqi_cursor_t cursor = {data, data + zmq_msg_size (frame)};
+    uint64_t kind, takes;
+    const uint8_t *request_id = NULL;
+    if (s_parse_rpc_frame (&cursor, &kind, &request_id, &takes) ||
+        s_check_kind (kind, expected_kind, request_id, id))
+        return NULL;
+    if (cursor.pos == cursor.end) {
+        errno = ZQ_EPROTO; //  no envelope
+        return NULL;
+    }
+    return zqi_msg_from_frame_at (frame, (size_t)(cursor.pos - data), self->ctx->max_message_bytes);
+}
+
+bool
+zqi_rpc_compact_fits (const zq_msg_t *msg)
+{
+    size_t body_size;
+    zq_msg_body (msg, &body_size);
+    return body_size < ZQ_MSG_ZEROCOPY_MIN;
+}
+
+//  Sends, as the message's last frame, the compact frame of msg: rpc_frame
+//  (rpc_size octets) then msg's envelope (zqi_rpc_compact_fits), leaving
+//  msg as it is. Returns 0, or -1 with errno (ENOMEM, or from libzmq).
+int
+zqi_rpc_send_compact (void *handle, const uint8_t *rpc_frame, size_t rpc_size, const zq_msg_t *msg)
+{
+    zmq_msg_t frame;
+    if (zmq_msg_init_size (&frame, rpc_size + zqi_msg_wire_size (msg)))
+        return zqi_fail (ENOMEM);
+    uint8_t *data = (uint8_t *)zmq_msg_data (&frame);
+    memcpy (data, rpc_frame, rpc_size);
+    zqi_msg_wire_write (msg, data + rpc_size);
+    if (zmq_msg_send (&frame, handle, ZMQ_DONTWAIT) == -1) {
+        int saved_errno = errno;
+        zmq_msg_close (&frame);
+        return zqi_fail (saved_errno);
+    }
+    return 0;
+}
+
 //  ---- Server -------------------------------------------------------------
 
 //  flags (ZMQ_DONTWAIT or 0) are for the first frame.
 static zq_msg_t *
 s_server_recv (zqi_rpc_t *self, int flags)
 {
-    //  Routing frames up to the empty delimiter.
+    //  Routing frames up to the empty delimiter (the classic form) or up
+    //  to the compact frame, the last of the message.
     uint32_t route_size = 0;
+    zq_msg_t *request = NULL;
+    bool compact = false;
     for (int hops = 0;; hops++) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
@@ -202,6 +288,17 @@ s_server_recv (zqi_rpc_t *self, int flags)
         }
         size_t size = zmq_msg_size (&frame);
         bool more = zmq_msg_more (&frame);
+        if (!more && size > 0 && hops > 0) {
+            request = zqi_rpc_from_compact (self, &frame, ZQI_RPC_REQUEST, NULL);
+            int saved_errno = errno;
+            zmq_msg_close (&frame);
+            if (!request) {
+                errno = saved_errno;
+                return NULL;
+            }
+            compact = true;
+            break;
+        }
         bool fits = hops < ZQI_RPC_MAX_HOPS && size <= 255;
         if (fits && size > 0) {
             self->route[route_size++] = (uint8_t)size;
@@ -218,9 +315,12 @@ s_server_recv (zqi_rpc_t *self, int flags)
         if (size == 0)
             break;
     }
-    zq_msg_t *request = zqi_rpc_recv_rest (self, ZQI_RPC_REQUEST, NULL);
-    if (!request)
-        return NULL;
+    if (!compact) {
+        uint64_t takes;
+        request = zqi_rpc_recv_rest (self, ZQI_RPC_REQUEST, NULL, &takes);
+        if (!request)
+            return NULL;
+    }
     const uint8_t *id = zq_msg_id (request);
     uint32_t index = zqi_rpc_find (self, id);
     if (index != ZQI_RPC_NONE)
@@ -250,6 +350,7 @@ s_server_recv (zqi_rpc_t *self, int flags)
     }
     memcpy (route, self->route, route_size);
     entry->route_size = route_size;
+    entry->compact = compact;
     zqi_rpc_list_append (self, &self->age, index);
     return request;
 }
@@ -278,19 +379,30 @@ s_server_reply (zqi_rpc_t *self, const zq_msg_t *request, zq_msg_t **reply_p)
     int rc = 0;
     for (hop += 1 + hop[0]; rc >= 0 && hop < end; hop += 1 + hop[0])
         rc = zmq_send (self->handle, hop + 1, hop[0], ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    //  A compact request gets a compact reply when it fits; a classic one
+    //  gets a classic reply, which says the server takes the compact form.
+    bool compact = entry->compact && zqi_rpc_compact_fits (*reply_p);
     uint8_t rpc_frame[ZQI_RPC_FRAME_MAX];
-    uint8_t *end_of_frame = zqi_wire_command_write (rpc_frame, 3, ZQI_RPC_VERSION, ZQI_RPC_REPLY);
+    uint8_t *end_of_frame =
+        zqi_wire_command_write (rpc_frame, compact ? 3 : 4, ZQI_RPC_VERSION, ZQI_RPC_REPLY);
     end_of_frame = zqi_mp_write_bin_header (end_of_frame, ZQ_MSG_ID_SIZE);
     memcpy (end_of_frame, id, ZQ_MSG_ID_SIZE);
-    size_t rpc_size = (size_t)(end_of_frame + ZQ_MSG_ID_SIZE - rpc_frame);
-    if (rc >= 0)
+    end_of_frame += ZQ_MSG_ID_SIZE;
+    if (!compact)
+        end_of_frame = zqi_mp_write_uint (end_of_frame, ZQI_RPC_TAKES_COMPACT);
+    size_t rpc_size = (size_t)(end_of_frame - rpc_frame);
+    if (rc >= 0 && !compact)
         rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (rc >= 0)
+    if (rc >= 0 && !compact)
         rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
     //  Past the first frame the route is spent, whatever happens next.
     zqi_rpc_list_remove (self, &self->age, index);
     zqi_rpc_entry_release (self, index);
-    if (rc >= 0)
+    if (rc >= 0 && compact) {
+        rc = zqi_rpc_send_compact (self->handle, rpc_frame, rpc_size, *reply_p);
+        if (rc == 0)
+            zq_msg_destroy (reply_p);
+    } else if (rc >= 0)
         rc = zq_msg_send (reply_p, self->handle, ZMQ_DONTWAIT);
     if (rc < 0) {
         //  Only ENOMEM gets here: end the message (the client counts it as
@@ -420,6 +532,7 @@ s_attaching (void *state, const char *endpoint, bool bind)
         return -1;
     }
     servers[server].live = strncmp (endpoint, "inproc://", 9) == 0;
+    servers[server].compact = false;
     self->live_count += servers[server].live;
     self->server_count++;
     return 0;

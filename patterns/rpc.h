@@ -18,8 +18,16 @@
 #define ZQI_RPC_VERSION 1
 #define ZQI_RPC_REQUEST 0
 #define ZQI_RPC_REPLY   1
-//  Room for an rpc frame: the command header and a bin of one id.
-#define ZQI_RPC_FRAME_MAX            (3 + 2 + ZQ_MSG_ID_SIZE)
+//  Room for an rpc frame: the command header, a bin of one id and what
+//  a reply says of the forms its server takes (one octet).
+#define ZQI_RPC_FRAME_MAX (3 + 2 + ZQ_MSG_ID_SIZE + 1)
+//  The compact form (doc/PROTOCOL.md 17.7): after the routing frames, no
+//  delimiter, one frame holding the rpc frame then the envelope's
+//  one-frame form. A server takes it and answers a compact request in it;
+//  its classic replies say so with ZQI_RPC_TAKES_COMPACT in the reply
+//  frame's element 3, and a client sends compact requests only to a
+//  connection whose replies say so.
+#define ZQI_RPC_TAKES_COMPACT        1
 #define ZQI_RPC_MAX_HOPS             8
 #define ZQI_RPC_ROUTE_INLINE         24
 #define ZQI_RPC_HEARTBEAT_IVL_MS     1000
@@ -54,6 +62,7 @@ typedef struct {
     uint32_t heap_index;
     uint32_t server;     //  client: server of the current attempt (ZQI_RPC_NONE: none yet)
     uint32_t prev, next; //  expired or pending list (client), age list (server), free list
+    bool compact;        //  server: the request came in the compact form
     int64_t deadline;    //  client: end of the current attempt (ctx->clock)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
@@ -69,6 +78,7 @@ typedef struct {
 typedef struct {
     char *endpoint; //  as connected: the monitor's events name it so
     bool live;      //  takes new requests
+    bool compact;   //  its connection's replies say it takes compact requests
 } zqi_rpc_server_t;
 
 typedef struct {
@@ -138,9 +148,28 @@ void zqi_rpc_list_append (zqi_rpc_t *self, zqi_rpc_list_t *list, uint32_t index)
 void zqi_rpc_list_remove (zqi_rpc_t *self, zqi_rpc_list_t *list, uint32_t index);
 //  Receives the rpc frame (the delimiter already read) of a message of
 //  the expected kind, then its envelope. For a reply, copies the request
-//  id into id. Returns the message, or NULL with errno (EAGAIN only for
-//  the first frame; bad input with every frame read).
-zq_msg_t *zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *id);
+//  id into id and stores in *takes_p what the reply frame says of the
+//  forms the server takes (ZQI_RPC_TAKES_COMPACT, or 0). Returns the
+//  message, or NULL with errno (EAGAIN only for the first frame; bad
+//  input with every frame read).
+zq_msg_t *zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *id,
+                             uint64_t *takes_p);
+//  Decodes a compact frame (the last of its message, received whole) of
+//  the expected kind: its rpc frame, then the envelope that follows it in
+//  the same frame. For a reply, copies the request id into id. Takes the
+//  frame's content as zqi_msg_from_frame_at does. Returns the message, or
+//  NULL with errno.
+zq_msg_t *zqi_rpc_from_compact (zqi_rpc_t *self, zmq_msg_t *frame, uint64_t expected_kind,
+                                uint8_t *id);
+//  True when msg may go in the compact form: its body is below
+//  ZQ_MSG_ZEROCOPY_MIN (a larger one goes in the classic form, whose
+//  two-frame envelope hands the body to libzmq).
+bool zqi_rpc_compact_fits (const zq_msg_t *msg);
+//  Sends, as the message's last frame, the compact frame of msg: rpc_frame
+//  (rpc_size octets) then msg's envelope, leaving msg as it is. Returns 0,
+//  or -1 with errno (ENOMEM, or from libzmq).
+int zqi_rpc_send_compact (void *handle, const uint8_t *rpc_frame, size_t rpc_size,
+                          const zq_msg_t *msg);
 
 //  ---- rpc_client.c --------------------------------------------------------
 

@@ -21,6 +21,10 @@
     The client keeps each request until its result is returned (to resend
     it) and encodes each attempt from it, without copying the message
     (a body of ZQ_MSG_ZEROCOPY_MIN bytes or more is copied per attempt).
+    A request's first attempt goes in the compact form (patterns/rpc.c)
+    to a server whose last reply said it takes it (or came compact) and
+    whose connection has not closed since; every other attempt goes in
+    the classic form, which every server takes.
 
     Client routing and liveness (the zguide's Freelance pattern, with the
     transport's own signals). The client's socket is a ROUTER: each
@@ -104,12 +108,13 @@ zqi_rpc_routing_id (uint32_t server, uint8_t *routing_id)
         routing_id[octet] = (uint8_t)(server >> (8 * (ZQI_RPC_ROUTING_ID_SIZE - 1 - octet)));
 }
 
-//  Sends an attempt of request to server: its routing id, delimiter, rpc
-//  frame, then the envelope. Returns 0, or -1 with errno: EAGAIN (its
-//  connection's pipe is full), EHOSTUNREACH (its connection is gone for
-//  good: an inproc server that closed), ENOMEM.
+//  Sends an attempt of request to server: its routing id, then the
+//  delimiter, rpc frame and envelope (classic form) or the compact frame.
+//  Returns 0, or -1 with errno: EAGAIN (its connection's pipe is full),
+//  EHOSTUNREACH (its connection is gone for good: an inproc server that
+//  closed), ENOMEM.
 static int
-s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request)
+s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request, bool compact)
 {
     uint8_t rpc_frame[ZQI_RPC_FRAME_MAX];
     size_t rpc_size =
@@ -121,11 +126,16 @@ s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request)
     //  nothing; once the first frame is out, the rest cannot.
     if (zmq_send (self->handle, routing_id, sizeof routing_id, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
         return -1;
-    int rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (rc >= 0)
-        rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (rc >= 0)
-        rc = s_send_envelope (self->handle, request);
+    int rc;
+    if (compact)
+        rc = zqi_rpc_send_compact (self->handle, rpc_frame, rpc_size, request);
+    else {
+        rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0)
+            rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc >= 0)
+            rc = s_send_envelope (self->handle, request);
+    }
     if (rc < 0) {
         //  Only ENOMEM gets here: end the message (the server counts it as
         //  malformed) so the socket stays usable.
@@ -134,6 +144,19 @@ s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request)
         return zqi_fail (saved_errno);
     }
     return 0;
+}
+
+//  The server whose routing id frame holds (ZQI_RPC_NONE: none of ours).
+static uint32_t
+s_server_of (zqi_rpc_t *self, zmq_msg_t *frame)
+{
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (frame);
+    if (zmq_msg_size (frame) != ZQI_RPC_ROUTING_ID_SIZE || data[0] != ZQI_RPC_ROUTING_MARK)
+        return ZQI_RPC_NONE;
+    uint32_t server = 0;
+    for (int octet = 1; octet < ZQI_RPC_ROUTING_ID_SIZE; octet++)
+        server = (server << 8) | data[octet];
+    return server < self->server_count ? server : ZQI_RPC_NONE;
 }
 
 //  ---- Client: servers and their liveness ---------------------------------
@@ -159,7 +182,13 @@ s_route_to (zqi_rpc_t *self, uint32_t index, uint32_t server, bool live)
 {
     if (self->servers[server].live != live)
         return -1;
-    if (s_send_request (self, server, self->entries[index].request)) {
+    //  The first attempt goes compact to a server that takes it; a further
+    //  one classic, in case the first was refused for its form (a server
+    //  of another version behind the same proxy).
+    const zq_msg_t *request = self->entries[index].request;
+    bool compact = self->servers[server].compact && self->entries[index].attempts == 1 &&
+                   zqi_rpc_compact_fits (request);
+    if (s_send_request (self, server, request, compact)) {
         if (errno == EHOSTUNREACH)
             s_server_set (self, server, false);
         return -1;
@@ -219,8 +248,14 @@ s_monitor_read (zqi_rpc_t *self, int64_t now)
                     continue;
                 if (kind == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
                     s_server_set (self, server, true);
-                else if (kind == ZMQ_EVENT_DISCONNECTED)
+                else if (kind == ZMQ_EVENT_DISCONNECTED) {
                     s_server_set (self, server, false);
+                    //  The next connection may lead to a server of another
+                    //  version: classic requests until its replies say
+                    //  more. (Not at each handshake: the first one's event
+                    //  is often read after the first reply.)
+                    self->servers[server].compact = false;
+                }
             }
         } else
             zqi_drain (self->monitor_handle);
@@ -437,7 +472,8 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
         flags = ZMQ_DONTWAIT;
     bool socket_idle = false;
     for (int late = 0; late < ZQI_RPC_LATE_BURST; late++) {
-        //  The server's routing id (ROUTER), then the delimiter.
+        //  The server's routing id (ROUTER), then the delimiter (classic
+        //  form) or the compact frame, the message's last.
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zmq_msg_recv (&frame, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
@@ -450,20 +486,37 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
             errno = saved_errno;
             return NULL;
         }
+        uint32_t server = s_server_of (self, &frame);
         bool good = zmq_msg_more (&frame);
         if (good && zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0)
             good = false;
-        good = good && zmq_msg_size (&frame) == 0 && zmq_msg_more (&frame);
-        zmq_msg_close (&frame);
-        if (!good) {
-            zqi_drain (self->handle);
-            errno = ZQ_EPROTO;
-            return NULL;
-        }
         uint8_t id[ZQ_MSG_ID_SIZE];
-        zq_msg_t *reply = zqi_rpc_recv_rest (self, ZQI_RPC_REPLY, id);
-        if (!reply)
-            return NULL;
+        zq_msg_t *reply = NULL;
+        if (good && zmq_msg_size (&frame) > 0 && !zmq_msg_more (&frame)) {
+            reply = zqi_rpc_from_compact (self, &frame, ZQI_RPC_REPLY, id);
+            int saved_errno = errno;
+            zmq_msg_close (&frame);
+            if (!reply) {
+                errno = saved_errno;
+                return NULL;
+            }
+            if (server != ZQI_RPC_NONE)
+                self->servers[server].compact = true;
+        } else {
+            good = good && zmq_msg_size (&frame) == 0 && zmq_msg_more (&frame);
+            zmq_msg_close (&frame);
+            if (!good) {
+                zqi_drain (self->handle);
+                errno = ZQ_EPROTO;
+                return NULL;
+            }
+            uint64_t takes;
+            reply = zqi_rpc_recv_rest (self, ZQI_RPC_REPLY, id, &takes);
+            if (!reply)
+                return NULL;
+            if (server != ZQI_RPC_NONE)
+                self->servers[server].compact = (takes & ZQI_RPC_TAKES_COMPACT) != 0;
+        }
         uint32_t index = zqi_rpc_find (self, id);
         if (index == ZQI_RPC_NONE) {
             //  Late (answered or failed already), duplicate, or unknown.

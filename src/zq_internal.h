@@ -267,6 +267,11 @@ zq_msg_t *zqi_msg_recv_from (void *handle, int flags, size_t max_size);
 //  its content (*first is left empty; the caller still closes it), reads
 //  the message's further frames from handle and decodes the whole.
 zq_msg_t *zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size);
+//  The message whose one-frame envelope fills frame (received whole, the
+//  last of its message) from offset to the end, offset at most its size:
+//  takes its content as zqi_msg_from_frame does. max_size (0: the
+//  default) bounds the envelope, the octets from offset.
+zq_msg_t *zqi_msg_from_frame_at (zmq_msg_t *frame, size_t offset, size_t max_size);
 
 //  Size of msg's one-frame wire form (header immediately followed by the body).
 size_t zqi_msg_wire_size (const zq_msg_t *self);

@@ -331,14 +331,22 @@ zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size)
         errno = saved_errno;
         return self;
     }
+    return zqi_msg_from_frame_at (first, 0, max_size);
+}
+
+zq_msg_t *
+zqi_msg_from_frame_at (zmq_msg_t *frame, size_t offset, size_t max_size)
+{
     //  A one-frame message keeps its frame and points into it.
+    if (max_size == 0)
+        max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
     zq_msg_t *self = zqi_msg_struct_new ();
     if (!self)
         return NULL;
     zmq_msg_init (&self->frame);
-    zmq_msg_move (&self->frame, first);
-    const uint8_t *data = (const uint8_t *)zmq_msg_data (&self->frame);
-    size_t size = zmq_msg_size (&self->frame);
+    zmq_msg_move (&self->frame, frame);
+    const uint8_t *data = (const uint8_t *)zmq_msg_data (&self->frame) + offset;
+    size_t size = zmq_msg_size (&self->frame) - offset;
     zqi_envelope_t envelope;
     int error = 0;
     if (size > max_size)
@@ -348,7 +356,7 @@ zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size)
     else {
         zqi_msg_init (self);
         self->body_store = ZQI_MSG_BODY_FRAME;
-        self->body_offset = envelope.header_size;
+        self->body_offset = offset + envelope.header_size;
         self->body = data + envelope.header_size;
         self->body_size = envelope.body_size;
         if (zqi_msg_fill (self, &envelope) == 0)

@@ -14,6 +14,9 @@
             reply, under its id, whose body is its own. Prints
             "ok <count> <retries> <dropped>" and exits 0, or a reason on
             stderr and exits 1.
+        rpc_proc serial ENDPOINTS COUNT
+            As client, one request at a time: each is sent once the
+            reply to the one before it was received.
         rpc_proc hold ENDPOINTS
             Opens an rpc client, prints "ready <endpoints>", then sends
             no request (its heartbeats go on) until its standard input is
@@ -85,8 +88,32 @@ s_server (const char *endpoints)
     return rc;
 }
 
+//  Receives one reply and checks it against the requests sent (ids),
+//  marking it answered. Returns 0, or 1 with a reason on stderr.
 static int
-s_client (const char *endpoints, int count)
+s_client_reply (zq_queue_t *client, int received, int count, uint8_t (*ids)[ZQ_MSG_ID_SIZE],
+                bool *answered)
+{
+    zq_msg_t *reply = zq_queue_recv (client, S_DEADLINE_MS);
+    if (!reply) {
+        fprintf (stderr, "rpc_proc: reply %d: %s\n", received, zq_strerror (errno));
+        return 1;
+    }
+    int64_t n = -1;
+    int rc = 0;
+    if (zq_msg_get_int (reply, "n", &n) || n < 0 || n >= count ||
+        memcmp (zq_msg_id (reply), ids[n], ZQ_MSG_ID_SIZE) != 0 || answered[n]) {
+        fprintf (stderr, "rpc_proc: reply %d does not match its request\n", received);
+        rc = 1;
+    } else
+        answered[n] = true;
+    zq_msg_destroy (&reply);
+    return rc;
+}
+
+//  Sends count requests, at most window of them awaiting a reply at once.
+static int
+s_client (const char *endpoints, int count, int window)
 {
     zq_options_t *options = zq_options_new ();
     if (!options || zq_options_set_int (options, "max_in_flight", count > 0 ? count : 1) ||
@@ -103,34 +130,24 @@ s_client (const char *endpoints, int count)
     uint8_t (*ids)[ZQ_MSG_ID_SIZE] = calloc ((size_t)count + 1, ZQ_MSG_ID_SIZE);
     bool *answered = calloc ((size_t)count + 1, sizeof (bool));
     int rc = ids && answered ? 0 : 1;
-    for (int n = 0; n < count && rc == 0; n++) {
-        zq_msg_t *request = zq_msg_new ("interop.rpc");
-        if (!request || zq_msg_pack (request, "{si}", "n", (int64_t)n)) {
-            rc = 1;
-            break;
-        }
-        memcpy (ids[n], zq_msg_id (request), ZQ_MSG_ID_SIZE);
-        if (zq_queue_send (client, &request, S_DEADLINE_MS)) {
-            fprintf (stderr, "rpc_proc: send %d: %s\n", n, zq_strerror (errno));
-            zq_msg_destroy (&request);
-            rc = 1;
-        }
-    }
-    for (int received = 0; received < count && rc == 0; received++) {
-        zq_msg_t *reply = zq_queue_recv (client, S_DEADLINE_MS);
-        if (!reply) {
-            fprintf (stderr, "rpc_proc: reply %d: %s\n", received, zq_strerror (errno));
-            rc = 1;
-            break;
-        }
-        int64_t n = -1;
-        if (zq_msg_get_int (reply, "n", &n) || n < 0 || n >= count ||
-            memcmp (zq_msg_id (reply), ids[n], ZQ_MSG_ID_SIZE) != 0 || answered[n]) {
-            fprintf (stderr, "rpc_proc: reply %d does not match its request\n", received);
-            rc = 1;
+    int sent = 0, received = 0;
+    while (received < count && rc == 0) {
+        if (sent < count && sent - received < window) {
+            zq_msg_t *request = zq_msg_new ("interop.rpc");
+            if (!request || zq_msg_pack (request, "{si}", "n", (int64_t)sent)) {
+                zq_msg_destroy (&request);
+                rc = 1;
+                break;
+            }
+            memcpy (ids[sent], zq_msg_id (request), ZQ_MSG_ID_SIZE);
+            if (zq_queue_send (client, &request, S_DEADLINE_MS)) {
+                fprintf (stderr, "rpc_proc: send %d: %s\n", sent, zq_strerror (errno));
+                zq_msg_destroy (&request);
+                rc = 1;
+            }
+            sent++;
         } else
-            answered[n] = true;
-        zq_msg_destroy (&reply);
+            rc = s_client_reply (client, received++, count, ids, answered);
     }
     zq_queue_stats_t stats;
     zq_queue_stats (client, &stats);
@@ -186,7 +203,9 @@ main (int argc, char *argv[])
     if (argc == 3 && strcmp (argv[1], "server") == 0)
         return s_server (argv[2]);
     if (argc == 4 && strcmp (argv[1], "client") == 0)
-        return s_client (argv[2], atoi (argv[3]));
+        return s_client (argv[2], atoi (argv[3]), atoi (argv[3]));
+    if (argc == 4 && strcmp (argv[1], "serial") == 0)
+        return s_client (argv[2], atoi (argv[3]), 1);
     if (argc == 3 && strcmp (argv[1], "hold") == 0)
         return s_hold (argv[2]);
     if (argc == 4 && strcmp (argv[1], "busy") == 0)

@@ -5,7 +5,8 @@
     client flooded while it reads nothing,
     failover when a server process is killed or stopped (sequential and
     event-loop clients: no request waits for its timeout) and reuse of a
-    server restarted, unroutable replies, malformed input from raw sockets.
+    server restarted, unroutable replies, malformed input from raw sockets,
+    the compact form only where a raw server says it takes it.
 
     This Source Code Form is subject to the terms of the Mozilla Public
     License, v. 2.0. If a copy of the MPL was not distributed with this
@@ -543,43 +544,98 @@ test_failures_reported_once_each (void **state)
 
 //  ---- A raw ROUTER as the server: duplicates, strays, garbage ------------
 
-//  Receives one request on a raw ROUTER: stores the routing id and the
-//  request id, checks the frames.
-static void
-raw_recv_request (zsock_t *router, zframe_t **routing_p, uint8_t *id)
+//  Receives one request on a raw ROUTER, in either form (17.7): stores
+//  the routing id, the request id and its attempt, checks the frames.
+//  Returns true for the compact form.
+static bool
+raw_recv_form (zsock_t *router, zframe_t **routing_p, uint8_t *id, uint32_t *attempt_p)
 {
     zsock_set_rcvtimeo (router, DEADLINE_MS);
     zmsg_t *msg = zmsg_recv (router);
     assert_non_null (msg);
-    assert_int_equal (zmsg_size (msg), 4);
     *routing_p = zmsg_pop (msg);
-    zframe_t *delimiter = zmsg_pop (msg);
-    assert_int_equal (zframe_size (delimiter), 0);
-    zframe_t *rpc = zmsg_pop (msg);
-    assert_int_equal (zframe_size (rpc), 3);
-    assert_memory_equal (zframe_data (rpc), "\x92\x01\x00", 3);
-    zframe_destroy (&delimiter);
-    zframe_destroy (&rpc);
-    zq_msg_t *request = zq_msg_decode (msg, 0);
+    zframe_t *first = zmsg_first (msg);
+    assert_non_null (first);
+    bool compact = zframe_size (first) > 0;
+    zq_msg_t *request;
+    if (compact) {
+        //  One frame: [1, 0], then the envelope.
+        assert_int_equal (zmsg_size (msg), 1);
+        assert_true (zframe_size (first) > 3);
+        assert_memory_equal (zframe_data (first), "\x92\x01\x00", 3);
+        const void *data = zframe_data (first) + 3;
+        size_t size = zframe_size (first) - 3;
+        request = zq_msg_decode_buffers (&data, &size, 1, 0);
+    } else {
+        assert_int_equal (zmsg_size (msg), 3);
+        zframe_t *delimiter = zmsg_pop (msg);
+        zframe_t *rpc = zmsg_pop (msg);
+        assert_int_equal (zframe_size (rpc), 3);
+        assert_memory_equal (zframe_data (rpc), "\x92\x01\x00", 3);
+        zframe_destroy (&delimiter);
+        zframe_destroy (&rpc);
+        request = zq_msg_decode (msg, 0);
+    }
     assert_non_null (request);
     memcpy (id, zq_msg_id (request), ZQ_MSG_ID_SIZE);
+    *attempt_p = zq_msg_attempt (request);
     zq_msg_destroy (&request);
     zmsg_destroy (&msg);
+    return compact;
 }
 
-//  Sends a reply for id, with body {"n": n}, to routing.
+//  Receives one request on a raw ROUTER, in the classic form.
 static void
-raw_send_reply (zsock_t *router, zframe_t *routing, const uint8_t *id, int64_t n)
+raw_recv_request (zsock_t *router, zframe_t **routing_p, uint8_t *id)
+{
+    uint32_t attempt;
+    assert_false (raw_recv_form (router, routing_p, id, &attempt));
+}
+
+//  How a raw server answers: classic, classic saying it takes compact
+//  requests (element 3 = 1), compact.
+typedef enum { RAW_CLASSIC, RAW_CLASSIC_TAKES, RAW_COMPACT } raw_form_t;
+
+//  Sends a reply for id, with body {"n": n}, to routing, in form.
+static void
+raw_send_reply_in (zsock_t *router, zframe_t *routing, const uint8_t *id, int64_t n,
+                   raw_form_t form)
 {
     zmsg_t *out = zmsg_new ();
     zmsg_append (out, &(zframe_t *){zframe_dup (routing)});
-    zmsg_addmem (out, "", 0);
-    uint8_t rpc[21] = {0x93, 1, 1, 0xc4, 16};
+    if (form != RAW_COMPACT)
+        zmsg_addmem (out, "", 0);
+    uint8_t rpc[22] = {0x93, 1, 1, 0xc4, 16};
     memcpy (rpc + 5, id, 16);
-    zmsg_addmem (out, rpc, sizeof rpc);
+    size_t rpc_size = 21;
+    if (form == RAW_CLASSIC_TAKES) {
+        rpc[0] = 0x94;
+        rpc[rpc_size++] = 1;
+    }
+    zmsg_addmem (out, rpc, rpc_size);
     zq_msg_t *reply = numbered ("raw", n);
     assert_int_equal (zq_msg_encode (&reply, out), 0);
+    if (form == RAW_COMPACT) {
+        //  The rpc frame and the envelope in one frame.
+        zframe_t *envelope = zmsg_last (out);
+        zmsg_remove (out, envelope);
+        zframe_t *frame = zmsg_last (out);
+        zmsg_remove (out, frame);
+        zchunk_t *chunk = zchunk_new (zframe_data (frame), zframe_size (frame));
+        zchunk_extend (chunk, zframe_data (envelope), zframe_size (envelope));
+        zmsg_addmem (out, zchunk_data (chunk), zchunk_size (chunk));
+        zchunk_destroy (&chunk);
+        zframe_destroy (&frame);
+        zframe_destroy (&envelope);
+    }
     assert_int_equal (zmsg_send (&out, router), 0);
+}
+
+//  Sends a reply for id, with body {"n": n}, to routing (classic form).
+static void
+raw_send_reply (zsock_t *router, zframe_t *routing, const uint8_t *id, int64_t n)
+{
+    raw_send_reply_in (router, routing, id, n, RAW_CLASSIC);
 }
 
 static void
@@ -657,6 +713,95 @@ test_duplicate_stray_and_garbage_replies (void **state)
     assert_int_equal (stats.errors, 6);
     assert_int_equal (stats.received, 1);
     zframe_destroy (&routing);
+    zq_queue_destroy (&client);
+    zsock_destroy (&router);
+}
+
+//  ---- The compact form against a raw ROUTER (PROTOCOL.md 17.7) ----------
+
+//  Receives the reply to request n ({"n": n * 10} from raw_send_reply_in),
+//  checking its id.
+static void
+recv_reply_to (zq_queue_t *client, const uint8_t *id, int64_t n)
+{
+    zq_msg_t *reply = recv_ok (client);
+    assert_memory_equal (zq_msg_id (reply), id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (number_of (reply), n * 10);
+    zq_msg_destroy (&reply);
+}
+
+static void
+test_compact_only_where_the_server_says (void **state)
+{
+    (void)state;
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    assert_non_null (router);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    char spec[64];
+    snprintf (spec, sizeof spec, ">tcp://127.0.0.1:%d", port);
+    zq_options_t *options = rpc_options (300, 2, 100);
+    zq_queue_t *client = zq_queue_new ("rpc", ZQ_CLIENT, spec, options);
+    zq_options_destroy (&options);
+    assert_non_null (client);
+    uint8_t id[ZQ_MSG_ID_SIZE], seen[ZQ_MSG_ID_SIZE];
+    uint32_t attempt;
+    zframe_t *routing;
+
+    //  1: classic, until a reply says the server takes compact requests.
+    send_request (client, 1, id);
+    assert_false (raw_recv_form (router, &routing, seen, &attempt));
+    raw_send_reply_in (router, routing, seen, 10, RAW_CLASSIC_TAKES);
+    zframe_destroy (&routing);
+    recv_reply_to (client, id, 1);
+
+    //  2: compact. A server that refuses it (one of another version behind
+    //  a proxy) gets the retry classic, and its reply withdraws the form.
+    send_request (client, 2, id);
+    assert_true (raw_recv_form (router, &routing, seen, &attempt));
+    assert_memory_equal (seen, id, ZQ_MSG_ID_SIZE);
+    assert_int_equal (attempt, 0);
+    zframe_destroy (&routing);
+    zpoller_t *poller = zpoller_new (router, NULL);
+    int64_t deadline = now_ms () + DEADLINE_MS;
+    while (!zpoller_wait (poller, 0) && now_ms () < deadline) //  the client's timers run
+        assert_null (zq_queue_recv (client, 20));
+    zpoller_destroy (&poller);
+    assert_false (raw_recv_form (router, &routing, seen, &attempt));
+    assert_int_equal (attempt, 1);
+    raw_send_reply_in (router, routing, seen, 20, RAW_CLASSIC);
+    zframe_destroy (&routing);
+    recv_reply_to (client, id, 2);
+
+    //  3: classic again; its reply is compact, which says as much.
+    send_request (client, 3, id);
+    assert_false (raw_recv_form (router, &routing, seen, &attempt));
+    raw_send_reply_in (router, routing, seen, 30, RAW_COMPACT);
+    zframe_destroy (&routing);
+    recv_reply_to (client, id, 3);
+
+    //  4: compact; a compact reply with a broken envelope, or of the wrong
+    //  kind, is counted and skipped, and the good one then returned.
+    send_request (client, 4, id);
+    assert_true (raw_recv_form (router, &routing, seen, &attempt));
+    uint8_t broken[23] = {0x93, 1, 1, 0xc4, 16};
+    memcpy (broken + 5, seen, 16);
+    memcpy (broken + 21, "\x96\x01", 2);
+    raw_send (router, routing, "s", broken, sizeof broken);
+    zframe_t *envelope = envelope_frame ("g", 0);
+    zchunk_t *request_kind = zchunk_new ("\x92\x01\x00", 3);
+    zchunk_extend (request_kind, zframe_data (envelope), zframe_size (envelope));
+    raw_send (router, routing, "s", zchunk_data (request_kind), zchunk_size (request_kind));
+    raw_send (router, routing, "s", "\x93\x01\x01", (size_t)3); //  no id, no envelope
+    zchunk_destroy (&request_kind);
+    zframe_destroy (&envelope);
+    raw_send_reply_in (router, routing, seen, 40, RAW_COMPACT);
+    zframe_destroy (&routing);
+    recv_reply_to (client, id, 4);
+    zq_queue_stats_t stats = stats_of (client);
+    assert_int_equal (stats.errors, 3);
+    assert_int_equal (stats.retries, 1);
+    assert_int_equal (stats.received, 4);
     zq_queue_destroy (&client);
     zsock_destroy (&router);
 }
@@ -1700,6 +1845,7 @@ main (int argc, char *argv[])
         cmocka_unit_test (test_final_timeout),
         cmocka_unit_test (test_failures_reported_once_each),
         cmocka_unit_test (test_duplicate_stray_and_garbage_replies),
+        cmocka_unit_test (test_compact_only_where_the_server_says),
         cmocka_unit_test (test_server_counts_garbage),
         cmocka_unit_test (test_reply_to_a_client_not_reading_waits_asleep),
         cmocka_unit_test_teardown (test_client_flooded_while_not_reading_lives, s_reap_servers),

@@ -16,6 +16,12 @@
 #      socket holding requests it never answered: the client must send
 #      them again to the other at once, as further attempts of the same
 #      ids, well before their request timeout (2 s), section 17.3 and 17.5.
+#   4. The compact form (section 17.7): the Python client sends compact
+#      requests, good and malformed, once the zq server's classic replies
+#      said it takes them, and gets compact replies (classic for a large
+#      body); a zq client sending one request at a time sends compact
+#      requests to a Python server whose replies say it takes them, and
+#      only classic ones to one whose replies do not.
 #   Every wait has a deadline. Exits 0 on pass, 1 on failure.
 #
 #   This Source Code Form is subject to the terms of the Mozilla Public
@@ -63,6 +69,14 @@ def encode(msg_id, subject, attempt, headers, body_obj):
 def decode(frames):
     """Returns (header list, body object) of an envelope, checked strictly."""
     return decode_envelope(frames)
+
+
+def split_compact(frame):
+    """Returns (rpc frame list, envelope frames) of a compact frame (17.7)."""
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(frame)
+    rpc = unpacker.unpack()
+    return rpc, [frame[unpacker.tell():]]
 
 
 #  ---- Starting the zq side ----------------------------------------------------
@@ -146,6 +160,7 @@ def python_client(context, rpc_proc, bind, deadline):
             check(request_id in sent, "reply to an id never sent")
             check(request_id not in answered, "two replies to one request")
             answered.add(request_id)
+            check(len(rpc) == 4 and rpc[3] == 1, "classic reply without takes-compact %r" % (rpc,))
             header, body = decode(frames[2:])
             n, request_body = sent[request_id]
             check(header[1] != request_id, "reply reuses the request's envelope id")
@@ -156,12 +171,61 @@ def python_client(context, rpc_proc, bind, deadline):
                 check(len(frames) == 4, "large reply not in the two-frame form")
         #  A reply to any malformed request, sent before the good ones on
         #  the same connection, would have come first and failed the checks.
+        compact_client(dealer, server.pid, deadline)
         dealer.close()
     finally:
         server.stdin.close()
     status = finish(server, deadline)
     check(status == 0, "zq server exited %d" % status)
     print("python client -> zq server: %d requests answered" % COUNT)
+
+
+def compact_client(dealer, server_pid, deadline):
+    """4. Compact requests to a zq server that said it takes them."""
+    good = encode(new_id(), "x", 0, {}, None)[0]
+    dealer.send(msgpack.packb([1, 0]))  # no envelope
+    dealer.send(msgpack.packb([2, 0]) + good)  # rpc version 2
+    dealer.send(msgpack.packb([1, 1, new_id()]) + good)  # a reply
+    dealer.send(msgpack.packb([1, 0]) + b"\x96\x01")  # broken envelope
+    dealer.send(msgpack.packb([1, 0]) + good + b"\xc0")  # trailing octet
+    dealer.send_multipart([b"r"] * 8 + [msgpack.packb([1, 0]) + good])  # 9 routing frames
+    sent = {}
+    for n in range(COUNT):
+        msg_id = new_id()
+        body = {"n": n, "pad": "x" * (10000 if n == 9 else 10)}
+        frames = [b"r"] * (n % 8) + [msgpack.packb([1, 0]) + b"".join(
+            [msgpack.packb([1, msg_id, "py.c.%d" % n, 0, 0, {}]), msgpack.packb(body)])]
+        dealer.send_multipart(frames)  # 0 to 7 routing frames of our own
+        sent[msg_id] = (n, body)
+    answered = set()
+    while len(answered) < COUNT:
+        frames = recv_multipart(dealer, deadline)
+        hops = 0
+        while frames[hops] == b"r":
+            hops += 1
+        frames = frames[hops:]
+        if frames[0] == b"":
+            rpc, envelope = msgpack.unpackb(frames[1]), frames[2:]
+            check(len(rpc) == 4 and rpc[3] == 1, "classic reply %r" % (rpc,))
+        else:
+            check(len(frames) == 1, "compact reply of %d frames" % len(frames))
+            rpc, envelope = split_compact(frames[0])
+            check(len(rpc) == 3, "compact reply frame %r" % (rpc,))
+        check(rpc[0] == 1 and rpc[1] == 1, "reply frame version/kind %r" % (rpc[:2],))
+        request_id = rpc[2]
+        check(request_id in sent and request_id not in answered, "reply to %r" % request_id)
+        answered.add(request_id)
+        n, request_body = sent[request_id]
+        check(hops == n % 8, "reply to %d with %d routing frames" % (n, hops))
+        header, body = decode(envelope)
+        check(body == request_body and header[5].get("pid") == str(server_pid),
+              "compact reply %d: %r %r" % (n, header, body))
+        large = n == 9
+        check((frames[0] == b"") == large, "reply %d in the %s form" % (
+            n, "compact" if frames[0] != b"" else "classic"))
+        if large:
+            check(len(envelope) == 2, "large reply not in the two-frame form")
+    print("python client -> zq server: %d compact requests answered" % COUNT)
 
 
 #  ---- 2. zq client, Python server --------------------------------------------
@@ -215,6 +279,52 @@ def python_server(context, rpc_proc, endpoint, deadline):
           "zq client said %r" % output)
     check(fields[3] == "2", "zq client dropped %s replies, not 2" % fields[3])
     print("zq client -> python server: %d requests answered, 2 replies dropped" % COUNT)
+
+
+def python_server_serial(context, rpc_proc, endpoint, deadline, takes):
+    """4. A zq client sending one request at a time to a Python server that
+    says in its classic replies that it takes compact requests (takes) or
+    does not: counts the requests in each form."""
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    client = start([rpc_proc, "serial", ">tcp://127.0.0.1:%d" % port, str(COUNT)])
+    forms = []
+    try:
+        for n in range(COUNT):
+            frames = recv_multipart(router, deadline)
+            route = frames[:1]
+            if frames[1] == b"":
+                check(len(frames) == 4 and msgpack.unpackb(frames[2]) == [1, 0],
+                      "classic request %d" % n)
+                forms.append("classic")
+                header, body = decode(frames[3:])
+            else:
+                check(len(frames) == 2, "compact request of %d frames" % len(frames))
+                rpc, envelope = split_compact(frames[1])
+                check(rpc == [1, 0], "compact request frame %r" % (rpc,))
+                forms.append("compact")
+                header, body = decode(envelope)
+            check(body == {"n": n}, "request %d: body %r" % (n, body))
+            reply = encode(new_id(), header[2], 0, {}, body)[0]
+            if forms[-1] == "compact":
+                router.send_multipart(route + [msgpack.packb([1, 1, header[1]]) + reply])
+            else:
+                rpc = [1, 1, header[1]] + ([1] if takes else [])
+                router.send_multipart(route + [b"", msgpack.packb(rpc), reply])
+        status = finish(client, deadline)
+        output = client.stdout.read().decode().strip()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        router.close()
+    check(status == 0, "zq client exited %d" % status)
+    check(output.startswith("ok %d " % COUNT), "zq client said %r" % output)
+    expected = ["classic"] + ["compact" if takes else "classic"] * (COUNT - 1)
+    check(forms == expected, "request forms %r" % forms)
+    print("zq client -> python server %s compact: %d classic, %d compact" % (
+        "taking" if takes else "not taking", forms.count("classic"), forms.count("compact")))
 
 
 #  ---- 3. zq client, two Python servers, one lost -------------------------------
@@ -304,6 +414,9 @@ def main():
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="zq-rpc-", dir=os.environ.get("IPC_DIR"))
         python_servers_one_lost(context, rpc_proc, transport, workdir, deadline)
+        if transport == "tcp":
+            python_server_serial(context, rpc_proc, endpoint, deadline, True)
+            python_server_serial(context, rpc_proc, endpoint, deadline, False)
     except Failure as failure:
         print("rpc_peer (%s): FAIL: %s" % (transport, failure), file=sys.stderr)
         return 1
