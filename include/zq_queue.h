@@ -10,7 +10,8 @@
         "pubsub"    ZQ_PUBLISHER (XPUB) ZQ_SUBSCRIBER (SUB)
                     Each message goes to every subscriber whose prefix
                     matches its subject; subscribers count lost messages.
-        "rpc"       ZQ_CLIENT (ROUTER)  ZQ_SERVER (ROUTER)
+        "rpc"       ZQ_CLIENT (DEALER; ROUTER with several servers)
+                    ZQ_SERVER (ROUTER)
                     Clients send requests round-robin among the live
                     servers they connect to, with deadlines, retries and
                     failover; servers reply to the client that asked

@@ -1,5 +1,6 @@
 /*  =========================================================================
-    rpc - request-reply between clients and servers (both ROUTER),
+    rpc - request-reply between clients (DEALER with one server, ROUTER
+    with several) and servers (ROUTER),
     with correlation ids, a deadline per attempt, retries and failover.
 
     Frames (doc/PROTOCOL.md, "rpc"), after any routing frames, in the
@@ -473,8 +474,11 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     self->expired.head = self->expired.tail = ZQI_RPC_NONE;
     self->pending.head = self->pending.tail = ZQI_RPC_NONE;
     self->age.head = self->age.tail = ZQI_RPC_NONE;
+    //  A client of one server has a DEALER socket: there is no server to
+    //  choose, and no routing frame to send and read in each round trip.
+    self->dealer = self->is_client && zsock_type (ctx->sock) == ZMQ_DEALER;
     int on = 1;
-    if (zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
+    if (!self->dealer && zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
         return -1;
     if (s_liveness (self, ctx->options))
         return -1;
@@ -527,7 +531,8 @@ s_attaching (void *state, const char *endpoint, bool bind)
     servers[server].endpoint = strdup (endpoint);
     if (!servers[server].endpoint)
         return zqi_fail (ENOMEM);
-    if (zmq_setsockopt (self->handle, ZMQ_CONNECT_ROUTING_ID, routing_id, sizeof routing_id)) {
+    if (!self->dealer &&
+        zmq_setsockopt (self->handle, ZMQ_CONNECT_ROUTING_ID, routing_id, sizeof routing_id)) {
         free (servers[server].endpoint);
         return -1;
     }
@@ -696,7 +701,9 @@ const zq_pattern_t zqi_pattern_rpc = {
     .state_size = sizeof (zqi_rpc_t),
     .roles =
         {
-            [ZQ_CLIENT] = {.socket_type = ZMQ_ROUTER, .binds_by_default = false},
+            [ZQ_CLIENT] = {.socket_type = ZMQ_DEALER,
+                           .binds_by_default = false,
+                           .several_socket_type = ZMQ_ROUTER},
             [ZQ_SERVER] = {.socket_type = ZMQ_ROUTER, .binds_by_default = true},
         },
     .open = s_open,

@@ -85,6 +85,7 @@ typedef struct {
     zq_pattern_ctx_t *ctx;
     void *handle;
     bool is_client;
+    bool dealer; //  client: one server, over a DEALER socket (no routing frames)
     int request_timeout_ms;
     uint32_t retries;
     uint32_t max_entries; //  max_in_flight

@@ -27,11 +27,14 @@
     the classic form, which every server takes.
 
     Client routing and liveness (the zguide's Freelance pattern, with the
-    transport's own signals). The client's socket is a ROUTER: each
-    endpoint it connects to is one server, whose connection gets its own
-    routing id (ZMQ_CONNECT_ROUTING_ID), so the client chooses the server
-    of each attempt: the next live one in turn (fair spread), skipping one
-    whose pipe is full, and for a retry another than the last if it can.
+    transport's own signals). With several servers the client's socket is
+    a ROUTER: each endpoint it connects to is one server, whose connection
+    gets its own routing id (ZMQ_CONNECT_ROUTING_ID), so the client chooses
+    the server of each attempt: the next live one in turn (fair spread),
+    skipping one whose pipe is full, and for a retry another than the last
+    if it can. With one server it is a DEALER (server 0, no routing frame
+    to send or read in a round trip: libzmq's cost is per frame); the
+    rules below hold the same, with that one server to choose from.
     A socket monitor reports, per endpoint, each ZMTP handshake that
     succeeded (the server is live) and each connection that closed (it is
     out): a peer killed or reset closes at once; a silent one (process
@@ -120,19 +123,22 @@ s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request, bool 
     size_t rpc_size =
         (size_t)(zqi_wire_command_write (rpc_frame, 2, ZQI_RPC_VERSION, ZQI_RPC_REQUEST) -
                  rpc_frame);
-    uint8_t routing_id[ZQI_RPC_ROUTING_ID_SIZE];
-    zqi_rpc_routing_id (server, routing_id);
-    //  ROUTER_MANDATORY: a full pipe or an unknown id fails here, sending
-    //  nothing; once the first frame is out, the rest cannot.
-    if (zmq_send (self->handle, routing_id, sizeof routing_id, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1)
-        return -1;
-    int rc;
-    if (compact)
-        rc = zqi_rpc_send_compact (self->handle, rpc_frame, rpc_size, request);
-    else {
-        rc = zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-        if (rc >= 0)
-            rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    //  ROUTER_MANDATORY: a full pipe or an unknown id fails at the routing
+    //  id, sending nothing (a DEALER's full pipe at the frame after it);
+    //  once the first frame is out, the rest cannot.
+    if (!self->dealer) {
+        uint8_t routing_id[ZQI_RPC_ROUTING_ID_SIZE];
+        zqi_rpc_routing_id (server, routing_id);
+        if (zmq_send (self->handle, routing_id, sizeof routing_id, ZMQ_SNDMORE | ZMQ_DONTWAIT) ==
+            -1)
+            return -1;
+    }
+    int rc = compact ? zqi_rpc_send_compact (self->handle, rpc_frame, rpc_size, request)
+                     : zmq_send (self->handle, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (rc < 0 && self->dealer)
+        return -1; //  a DEALER's first frame: nothing was sent
+    if (rc >= 0 && !compact) {
+        rc = zmq_send (self->handle, rpc_frame, rpc_size, ZMQ_SNDMORE | ZMQ_DONTWAIT);
         if (rc >= 0)
             rc = s_send_envelope (self->handle, request);
     }
@@ -472,8 +478,8 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
         flags = ZMQ_DONTWAIT;
     bool socket_idle = false;
     for (int late = 0; late < ZQI_RPC_LATE_BURST; late++) {
-        //  The server's routing id (ROUTER), then the delimiter (classic
-        //  form) or the compact frame, the message's last.
+        //  The server's routing id (ROUTER only), then the delimiter
+        //  (classic form) or the compact frame, the message's last.
         zmq_msg_t frame;
         zmq_msg_init (&frame);
         if (zmq_msg_recv (&frame, self->handle, late ? ZMQ_DONTWAIT : flags) < 0) {
@@ -486,10 +492,12 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
             errno = saved_errno;
             return NULL;
         }
-        uint32_t server = s_server_of (self, &frame);
-        bool good = zmq_msg_more (&frame);
-        if (good && zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) < 0)
-            good = false;
+        uint32_t server = 0;
+        bool good = true;
+        if (!self->dealer) {
+            server = s_server_of (self, &frame);
+            good = zmq_msg_more (&frame) && zmq_msg_recv (&frame, self->handle, ZMQ_DONTWAIT) >= 0;
+        }
         uint8_t id[ZQ_MSG_ID_SIZE];
         zq_msg_t *reply = NULL;
         if (good && zmq_msg_size (&frame) > 0 && !zmq_msg_more (&frame)) {
