@@ -361,6 +361,43 @@ grep -q "zq and raw run on tcp://127.0.0.1:\* and tcp://127.0.0.1:\* failed: bin
 zq bench frob > "$work/out" 2> "$work/err"
 expect_status 1 $? "unknown benchmark"
 
+#  ---- bench --pin: each side's process on a CPU of its own ----------------
+zq bench rpc --pin --transport inproc -n 100 --rounds 1 > "$work/out" 2> "$work/err"
+expect_status 1 $? "bench rpc --pin over inproc"
+grep -q -- "--pin wants tcp or ipc" "$work/err" || fail "bench --pin inproc: $(cat "$work/err")"
+zq bench spool --pin > "$work/out" 2> "$work/err"
+expect_status 1 $? "bench spool --pin"
+grep -q -- "--pin is for bench pipeline and rpc" "$work/err" || fail "bench spool --pin: $(cat "$work/err")"
+taskset -c 0 "$zq_bin" bench rpc --pin -n 100 --rounds 1 > "$work/out" 2> "$work/err"
+expect_status 1 $? "bench rpc --pin on one CPU"
+grep -q -- "--pin needs two CPUs, and this process may use 1" "$work/err" \
+    || fail "bench --pin on one CPU: $(cat "$work/err")"
+if [ "$(nproc)" -ge 2 ]; then
+    #  While it runs, its two children must each be allowed one CPU: the
+    #  two it named.
+    zq bench rpc --pin -n 40000 --rounds 1 > "$work/out" 2> "$work/err" &
+    bench=$!
+    pinned=""
+    deadline=$(($(date +%s) + 30))
+    while [ -z "$pinned" ] && [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$bench" 2> /dev/null; do
+        lists=""
+        for pid in $(pgrep -f "bench rpc --pin -n 40000"); do
+            lists="$lists $(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$pid/status" 2> /dev/null)"
+        done
+        named=$(sed -n "s/.*binder's process on CPU \([0-9]*\), the connector's on CPU \([0-9]*\)/\1 \2/p" \
+            "$work/err")
+        if [ -n "$named" ]; then
+            set -- $named
+            case " $lists " in *" $1 "*) case " $lists " in *" $2 "*) pinned="$lists" ;; esac ;; esac
+        fi
+    done
+    wait "$bench"
+    expect_status 0 $? "bench rpc --pin"
+    [ -n "$pinned" ] || fail "bench rpc --pin: no child pinned as named ($(cat "$work/err"); lists:$lists)"
+    grep -q "^rpc tcp size=100 count=40000 .*ratio=[0-9.]*$" "$work/out" \
+        || fail "bench rpc --pin line: $(cat "$work/out")"
+fi
+
 #  ---- durability benches: tiny counts, one round, spools under $work ------
 #  bench_line NAME REGEX: the output has a line matching REGEX whose numeric
 #  values are all positive (over_fsync_us may be negative).

@@ -50,6 +50,8 @@ static const s_option_t s_options[] = {
     {ZQ_OPT_DIR, 0, "dir", "DIR",
      "where spools and test files go (default $TMPDIR, else /var/tmp)"},
     {ZQ_OPT_BACKLOG, 0, "backlog", "N", "also measure memory and restart with N messages stored"},
+    {ZQ_OPT_PIN, 0, "pin", NULL,
+     "pipeline, rpc: the binder's process on one CPU, the connector's on another"},
     {ZQ_OPT_JSON, 'j', "json", NULL, "print JSON (stat: one array of every queue's counters)"},
     {ZQ_OPT_WATCH, 'w', "watch", "SEC",
      "print again every SEC seconds (rates between samples) until Ctrl-C or -n samples"},
@@ -125,7 +127,7 @@ static const s_command_t s_commands[] = {
     {"bench", zq_cli_bench,
      S_BIT (ZQ_OPT_HELP) | S_BIT (ZQ_OPT_COUNT) | S_BIT (ZQ_OPT_SIZE) | S_BIT (ZQ_OPT_TRANSPORT) |
          S_BIT (ZQ_OPT_ROUNDS) | S_BIT (ZQ_OPT_OPTION) | S_BIT (ZQ_OPT_PRODUCERS) |
-         S_BIT (ZQ_OPT_DIR) | S_BIT (ZQ_OPT_BACKLOG),
+         S_BIT (ZQ_OPT_DIR) | S_BIT (ZQ_OPT_BACKLOG) | S_BIT (ZQ_OPT_PIN),
      1, 1, "pipeline|rpc|spool|reliable|device|jetstream",
      "measure zq (against plain libzmq, or the disk's own fsync); prints key=value pairs",
      "pipeline: PUSH/PULL throughput, sender and receiver in separate processes\n"
@@ -144,6 +146,10 @@ static const s_command_t s_commands[] = {
      "N; each rpc round runs both. Each figure is the median over the rounds.\n"
      "Both sides use the same high-water marks (sndhwm, rcvhwm: -o changes them\n"
      "for both), body size and transport.\n"
+     "--pin (pipeline and rpc over tcp or ipc): the binder's process runs on the\n"
+     "first CPU this one may use, the connector's on the second, so that raw and\n"
+     "zq meet the same placement of their threads (unpinned, on a machine of\n"
+     "two CPUs, where the scheduler puts them moves an rpc round trip by a fifth).\n"
      "The raw side sends SIZE-byte frames; zq sends SIZE payload bytes as a\n"
      "msgpack bin body in its envelope. Progress goes to stderr.\n"
      "\n"
@@ -456,6 +462,7 @@ s_apply_option (zq_cli_t *cli, const s_option_t *option, const char *value)
         case ZQ_OPT_ENVELOPE:
         case ZQ_OPT_NO_ACK:
         case ZQ_OPT_FORCE:
+        case ZQ_OPT_PIN:
             return 0;
         case ZQ_OPT_COUNT:
             if (streq (value, "all")) {

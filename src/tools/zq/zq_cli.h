@@ -60,6 +60,7 @@ typedef enum {
     ZQ_OPT_JSON,
     ZQ_OPT_WATCH,
     ZQ_OPT_FORCE,
+    ZQ_OPT_PIN,
     ZQ_OPT_MAX
 } zq_cli_opt_t;
 

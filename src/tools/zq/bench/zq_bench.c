@@ -35,12 +35,14 @@
     file, You can obtain one at http://mozilla.org/MPL/2.0/.
     =========================================================================
 */
+#define _GNU_SOURCE //  sched_getaffinity, sched_setaffinity (--pin)
 #include "zq_cli.h"
 #include <dirent.h>
 #include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -388,6 +390,42 @@ zq_bench_read_line (int fd, int64_t deadline_ns, char *line, size_t size)
     return -1;
 }
 
+//  --pin: the first two CPUs this process may run on, the binder's and
+//  the connector's, said on stderr. Returns 0, or a usage error's exit
+//  code (inproc: one process; fewer than two CPUs).
+static int
+s_pin_cpus (zq_cli_t *cli, bool inproc, int *cpus)
+{
+    if (inproc)
+        return zq_cli_usage_error (cli, "--pin wants tcp or ipc: over inproc both sides share one"
+                                        " process");
+    cpu_set_t allowed;
+    CPU_ZERO (&allowed);
+    int found = 0;
+    if (sched_getaffinity (0, sizeof allowed, &allowed) == 0)
+        for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+            if (CPU_ISSET (cpu, &allowed))
+                cpus[found++] = cpu;
+    if (found < 2)
+        return zq_cli_usage_error (cli, "--pin needs two CPUs, and this process may use %d",
+                                   CPU_COUNT (&allowed));
+    fprintf (stderr, "zq bench: --pin: the binder's process on CPU %d, the connector's on CPU %d\n",
+             cpus[0], cpus[1]);
+    return 0;
+}
+
+//  In a child just forked, before it makes a thread: runs it on cpu (-1:
+//  anywhere). A failure leaves it unpinned and says so.
+static void
+s_pin_to (int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO (&one);
+    CPU_SET (cpu, &one);
+    if (cpu >= 0 && sched_setaffinity (0, sizeof one, &one))
+        fprintf (stderr, "zq bench: --pin: CPU %d: %s\n", cpu, strerror (errno));
+}
+
 //  What a run measures, for its error messages.
 static const char *
 s_sides (const zq_bench_run_t *run)
@@ -404,6 +442,12 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
         (run->both && s_bind_endpoint (cli, run->bind_raw, sizeof run->bind_raw)))
         return ZQ_EXIT_TRANSPORT;
     bool inproc = streq (cli->transport, "inproc");
+    int cpus[2] = {-1, -1};
+    if (cli->given[ZQ_OPT_PIN]) {
+        int usage = s_pin_cpus (cli, inproc, cpus);
+        if (usage)
+            return usage;
+    }
     int endpoint_pipe[2], go_pipe[2], binder_pipe[2], connector_pipe[2];
     if (pipe (endpoint_pipe) || pipe (go_pipe) || pipe (binder_pipe) || pipe (connector_pipe)) {
         zq_cli_error (cli, "pipe: %s", strerror (errno));
@@ -417,6 +461,7 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     children[0] = fork ();
     if (children[0] == 0) {
         //  The binder's process (and, over inproc, the connector's too).
+        s_pin_to (cpus[0]);
         run->endpoint_fd = endpoint_pipe[1];
         if (inproc) {
             snprintf (run->endpoint, sizeof run->endpoint, "%s", run->bind);
@@ -466,6 +511,7 @@ zq_bench_run (zq_bench_run_t *run, zq_bench_side_fn *binder, zq_bench_side_fn *c
     if (rc == 0 && !inproc) {
         children[1] = fork ();
         if (children[1] == 0) {
+            s_pin_to (cpus[1]);
             run->endpoint_fd = -1;
             zq_bench_result_t result;
             memset (&result, 0, sizeof result);
@@ -776,6 +822,8 @@ zq_cli_bench (zq_cli_t *cli)
         if (zq_options_set (cli->options, "linger_ms", stall))
             return zq_cli_failure (cli, "bench", errno);
     }
+    if (cli->given[ZQ_OPT_PIN] && !streq (cli->args[0], "pipeline") && !streq (cli->args[0], "rpc"))
+        return zq_cli_usage_error (cli, "--pin is for bench pipeline and rpc");
     if (streq (cli->args[0], "pipeline"))
         return zq_bench_pipeline (cli);
     if (streq (cli->args[0], "rpc"))
