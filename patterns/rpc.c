@@ -86,6 +86,7 @@ zqi_rpc_entry_add (zqi_rpc_t *self, const uint8_t *id)
     }
     zqi_rpc_entry_t *entry = &self->entries[index];
     entry->prev = entry->server = ZQI_RPC_NONE;
+    entry->compact = false;
     return index;
 }
 
@@ -480,6 +481,11 @@ s_open (void *state, zq_pattern_ctx_t *ctx)
     int on = 1;
     if (!self->dealer && zmq_setsockopt (self->handle, ZMQ_ROUTER_MANDATORY, &on, sizeof on))
         return -1;
+    //  A compact frame holds the rpc frame beside the envelope, which may
+    //  be max_message_bytes on its own (zqi_rpc_from_compact bounds it).
+    int64_t frame_max = (int64_t)ctx->max_message_bytes + ZQI_RPC_FRAME_SLACK;
+    if (zmq_setsockopt (self->handle, ZMQ_MAXMSGSIZE, &frame_max, sizeof frame_max))
+        return -1;
     if (s_liveness (self, ctx->options))
         return -1;
     if (self->is_client) {
@@ -537,7 +543,7 @@ s_attaching (void *state, const char *endpoint, bool bind)
         return -1;
     }
     servers[server].live = strncmp (endpoint, "inproc://", 9) == 0;
-    servers[server].compact = false;
+    servers[server].form = ZQI_RPC_FORM_UNKNOWN;
     self->live_count += servers[server].live;
     self->server_count++;
     return 0;

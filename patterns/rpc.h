@@ -27,7 +27,16 @@
 //  its classic replies say so with ZQI_RPC_TAKES_COMPACT in the reply
 //  frame's element 3, and a client sends compact requests only to a
 //  connection whose replies say so.
-#define ZQI_RPC_TAKES_COMPACT        1
+#define ZQI_RPC_TAKES_COMPACT 1
+//  libzmq bounds each frame (ZMQ_MAXMSGSIZE): an rpc socket's bound is
+//  max_message_bytes and this much more, room for the rpc frame beside a
+//  compact envelope (zq bounds the envelope itself).
+#define ZQI_RPC_FRAME_SLACK 256
+//  Client: what a server's connection said of the compact form. Unknown
+//  and compact change with each reply; classic (a reply that did not say
+//  it takes compact requests, or a compact attempt that timed out) holds
+//  until the connection closes.
+enum { ZQI_RPC_FORM_UNKNOWN, ZQI_RPC_FORM_COMPACT, ZQI_RPC_FORM_CLASSIC };
 #define ZQI_RPC_MAX_HOPS             8
 #define ZQI_RPC_ROUTE_INLINE         24
 #define ZQI_RPC_HEARTBEAT_IVL_MS     1000
@@ -62,7 +71,7 @@ typedef struct {
     uint32_t heap_index;
     uint32_t server;     //  client: server of the current attempt (ZQI_RPC_NONE: none yet)
     uint32_t prev, next; //  expired or pending list (client), age list (server), free list
-    bool compact;        //  server: the request came in the compact form
+    bool compact;        //  server: the request came compact; client: its attempt went so
     int64_t deadline;    //  client: end of the current attempt (ctx->clock)
     zq_msg_t *request;   //  client: kept for retries
     uint8_t *route_heap; //  server: the route when longer than route_inline
@@ -78,7 +87,7 @@ typedef struct {
 typedef struct {
     char *endpoint; //  as connected: the monitor's events name it so
     bool live;      //  takes new requests
-    bool compact;   //  its connection's replies say it takes compact requests
+    uint8_t form;   //  ZQI_RPC_FORM_*: may its connection take compact requests
 } zqi_rpc_server_t;
 
 typedef struct {

@@ -22,9 +22,12 @@
     it) and encodes each attempt from it, without copying the message
     (a body of ZQ_MSG_ZEROCOPY_MIN bytes or more is copied per attempt).
     A request's first attempt goes in the compact form (patterns/rpc.c)
-    to a server whose last reply said it takes it (or came compact) and
-    whose connection has not closed since; every other attempt goes in
-    the classic form, which every server takes.
+    to a server whose replies said it takes it (or came compact), unless
+    retries is 0; every other attempt goes in the classic form, which
+    every server takes. A reply that does not say so, or a compact
+    attempt whose deadline passed, turns the compact form off for that
+    server until its connection closes: behind a proxy, servers of two
+    versions cost at most one deadline per connection.
 
     Client routing and liveness (the zguide's Freelance pattern, with the
     transport's own signals). With several servers the client's socket is
@@ -113,9 +116,9 @@ zqi_rpc_routing_id (uint32_t server, uint8_t *routing_id)
 
 //  Sends an attempt of request to server: its routing id, then the
 //  delimiter, rpc frame and envelope (classic form) or the compact frame.
-//  Returns 0, or -1 with errno: EAGAIN (its connection's pipe is full),
-//  EHOSTUNREACH (its connection is gone for good: an inproc server that
-//  closed), ENOMEM.
+//  Returns 0, or -1 with errno: EAGAIN (its connection's pipe is full, or
+//  a DEALER's has none), EHOSTUNREACH (a ROUTER's connection is gone for
+//  good: an inproc server that closed), ENOMEM.
 static int
 s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request, bool compact)
 {
@@ -123,9 +126,8 @@ s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request, bool 
     size_t rpc_size =
         (size_t)(zqi_wire_command_write (rpc_frame, 2, ZQI_RPC_VERSION, ZQI_RPC_REQUEST) -
                  rpc_frame);
-    //  ROUTER_MANDATORY: a full pipe or an unknown id fails at the routing
-    //  id, sending nothing (a DEALER's full pipe at the frame after it);
-    //  once the first frame is out, the rest cannot.
+    //  A full pipe or (ROUTER_MANDATORY) an unknown id fails at the first
+    //  frame, sending nothing: the routing id, or a DEALER's first frame.
     if (!self->dealer) {
         uint8_t routing_id[ZQI_RPC_ROUTING_ID_SIZE];
         zqi_rpc_routing_id (server, routing_id);
@@ -143,13 +145,24 @@ s_send_request (zqi_rpc_t *self, uint32_t server, const zq_msg_t *request, bool 
             rc = s_send_envelope (self->handle, request);
     }
     if (rc < 0) {
-        //  Only ENOMEM gets here: end the message (the server counts it as
-        //  malformed) so the socket stays usable.
+        //  Past the first frame: ENOMEM, or a pipe that ended meanwhile.
+        //  End the message (the server counts it as malformed) so the
+        //  socket stays usable; with the pipe gone, nothing more goes.
         int saved_errno = errno;
         zmq_send (self->handle, "", 0, ZMQ_DONTWAIT);
         return zqi_fail (saved_errno);
     }
     return 0;
+}
+
+//  Notes what a reply from server (ZQI_RPC_NONE: none of ours) said of the
+//  compact form: it takes it, or (a classic reply without the word) not,
+//  which holds until its connection closes.
+static void
+s_server_heard (zqi_rpc_t *self, uint32_t server, bool takes_compact)
+{
+    if (server != ZQI_RPC_NONE && self->servers[server].form != ZQI_RPC_FORM_CLASSIC)
+        self->servers[server].form = takes_compact ? ZQI_RPC_FORM_COMPACT : ZQI_RPC_FORM_CLASSIC;
 }
 
 //  The server whose routing id frame holds (ZQI_RPC_NONE: none of ours).
@@ -190,9 +203,11 @@ s_route_to (zqi_rpc_t *self, uint32_t index, uint32_t server, bool live)
         return -1;
     //  The first attempt goes compact to a server that takes it; a further
     //  one classic, in case the first was refused for its form (a server
-    //  of another version behind the same proxy).
+    //  of another version behind the same proxy). A request that has no
+    //  further attempt never risks it.
     const zq_msg_t *request = self->entries[index].request;
-    bool compact = self->servers[server].compact && self->entries[index].attempts == 1 &&
+    bool compact = self->servers[server].form == ZQI_RPC_FORM_COMPACT &&
+                   self->entries[index].attempts == 1 && self->retries > 0 &&
                    zqi_rpc_compact_fits (request);
     if (s_send_request (self, server, request, compact)) {
         if (errno == EHOSTUNREACH)
@@ -200,6 +215,7 @@ s_route_to (zqi_rpc_t *self, uint32_t index, uint32_t server, bool live)
         return -1;
     }
     self->entries[index].server = server;
+    self->entries[index].compact = compact;
     self->next_server = (server + 1) % self->server_count;
     return 0;
 }
@@ -260,7 +276,7 @@ s_monitor_read (zqi_rpc_t *self, int64_t now)
                     //  version: classic requests until its replies say
                     //  more. (Not at each handshake: the first one's event
                     //  is often read after the first reply.)
-                    self->servers[server].compact = false;
+                    self->servers[server].form = ZQI_RPC_FORM_UNKNOWN;
                 }
             }
         } else
@@ -331,6 +347,12 @@ s_run_timers (zqi_rpc_t *self, int64_t now)
 {
     while (zqi_rpc_first_due (self) && zqi_rpc_first_due (self)->deadline <= now) {
         uint32_t index = zqi_idtable_first (&self->table);
+        zqi_rpc_entry_t *entry = &self->entries[index];
+        if (entry->compact && entry->server != ZQI_RPC_NONE) {
+            //  Unanswered: perhaps refused for its form. Classic from now.
+            self->servers[entry->server].form = ZQI_RPC_FORM_CLASSIC;
+            entry->compact = false;
+        }
         if (self->entries[index].attempts <= self->retries) {
             char why[64];
             snprintf (why, sizeof why, "had no reply within %d ms", self->request_timeout_ms);
@@ -508,8 +530,7 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
                 errno = saved_errno;
                 return NULL;
             }
-            if (server != ZQI_RPC_NONE)
-                self->servers[server].compact = true;
+            s_server_heard (self, server, true);
         } else {
             good = good && zmq_msg_size (&frame) == 0 && zmq_msg_more (&frame);
             zmq_msg_close (&frame);
@@ -522,8 +543,7 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
             reply = zqi_rpc_recv_rest (self, ZQI_RPC_REPLY, id, &takes);
             if (!reply)
                 return NULL;
-            if (server != ZQI_RPC_NONE)
-                self->servers[server].compact = (takes & ZQI_RPC_TAKES_COMPACT) != 0;
+            s_server_heard (self, server, (takes & ZQI_RPC_TAKES_COMPACT) != 0);
         }
         uint32_t index = zqi_rpc_find (self, id);
         if (index == ZQI_RPC_NONE) {

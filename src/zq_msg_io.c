@@ -323,8 +323,8 @@ zqi_msg_from_frame (zmq_msg_t *first, void *handle, int flags, size_t max_size)
 {
     if (max_size == 0)
         max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
-    ZQI_COUNT (ZQI_COUNT_MSG_DECODES);
     if (zmq_msg_more (first)) {
+        ZQI_COUNT (ZQI_COUNT_MSG_DECODES);
         zq_msg_t *self = s_recv_multipart (first, handle, flags, max_size);
         int saved_errno = errno;
         zmq_msg_init (first); //  closed there: leave it closable
@@ -340,6 +340,8 @@ zqi_msg_from_frame_at (zmq_msg_t *frame, size_t offset, size_t max_size)
     //  A one-frame message keeps its frame and points into it.
     if (max_size == 0)
         max_size = ZQ_MSG_MAX_SIZE_DEFAULT;
+    ZQI_COUNT (ZQI_COUNT_MSG_DECODES);
+    ZQ_ASSERT (offset <= zmq_msg_size (frame));
     zq_msg_t *self = zqi_msg_struct_new ();
     if (!self)
         return NULL;

@@ -375,13 +375,13 @@ grep -q -- "--pin needs two CPUs, and this process may use 1" "$work/err" \
 if [ "$(nproc)" -ge 2 ]; then
     #  While it runs, its two children must each be allowed one CPU: the
     #  two it named.
-    zq bench rpc --pin -n 40000 --rounds 1 > "$work/out" 2> "$work/err" &
+    zq bench rpc --pin -n 20000 --rounds 1 > "$work/out" 2> "$work/err" &
     bench=$!
     pinned=""
     deadline=$(($(date +%s) + 30))
     while [ -z "$pinned" ] && [ "$(date +%s)" -lt "$deadline" ] && kill -0 "$bench" 2> /dev/null; do
         lists=""
-        for pid in $(pgrep -f "bench rpc --pin -n 40000"); do
+        for pid in $(pgrep -f "bench rpc --pin -n 20000"); do
             lists="$lists $(awk '/^Cpus_allowed_list/ {print $2}' "/proc/$pid/status" 2> /dev/null)"
         done
         named=$(sed -n "s/.*binder's process on CPU \([0-9]*\), the connector's on CPU \([0-9]*\)/\1 \2/p" \
@@ -394,7 +394,7 @@ if [ "$(nproc)" -ge 2 ]; then
     wait "$bench"
     expect_status 0 $? "bench rpc --pin"
     [ -n "$pinned" ] || fail "bench rpc --pin: no child pinned as named ($(cat "$work/err"); lists:$lists)"
-    grep -q "^rpc tcp size=100 count=40000 .*ratio=[0-9.]*$" "$work/out" \
+    grep -q "^rpc tcp size=100 count=20000 .*ratio=[0-9.]*$" "$work/out" \
         || fail "bench rpc --pin line: $(cat "$work/out")"
 fi
 

@@ -419,10 +419,12 @@ s_pin_cpus (zq_cli_t *cli, bool inproc, int *cpus)
 static void
 s_pin_to (int cpu)
 {
+    if (cpu < 0)
+        return;
     cpu_set_t one;
     CPU_ZERO (&one);
     CPU_SET (cpu, &one);
-    if (cpu >= 0 && sched_setaffinity (0, sizeof one, &one))
+    if (sched_setaffinity (0, sizeof one, &one))
         fprintf (stderr, "zq bench: --pin: CPU %d: %s\n", cpu, strerror (errno));
 }
 
