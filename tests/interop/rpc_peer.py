@@ -110,6 +110,21 @@ def finish(proc, deadline):
         raise Failure("rpc_proc did not exit in time")
 
 
+def serve_client(client, router, deadline, serve):
+    """Runs serve() as the server of the zq client process, then waits for
+    the client to exit; kills it and closes router whatever happens.
+    Returns the client's exit status and its output."""
+    try:
+        serve()
+        status = finish(client, deadline)
+        return status, client.stdout.read().decode().strip()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        router.close()
+
+
 def recv_multipart(sock, deadline):
     left_ms = int((deadline - time.monotonic()) * 1000)
     check(left_ms > 0 and sock.poll(left_ms), "nothing received in time")
@@ -240,7 +255,8 @@ def python_server(context, rpc_proc, endpoint, deadline):
     else:
         router.bind(endpoint)
     client = start([rpc_proc, "client", ">" + endpoint, str(COUNT)])
-    try:
+
+    def serve():
         requests = []
         seen = set()
         while len(requests) < COUNT:
@@ -266,13 +282,8 @@ def python_server(context, rpc_proc, endpoint, deadline):
             if index == 0:
                 reply(route, header[1], header[2], body)  # a duplicate
                 reply(route, b"\xab" * 16, "stray", body)  # an id never sent
-        status = finish(client, deadline)
-        output = client.stdout.read().decode().strip()
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        router.close()
+
+    status, output = serve_client(client, router, deadline, serve)
     check(status == 0, "zq client exited %d" % status)
     fields = output.split()
     check(len(fields) == 4 and fields[0] == "ok" and fields[1] == str(COUNT),
@@ -290,7 +301,8 @@ def python_server_serial(context, rpc_proc, endpoint, deadline, takes):
     port = router.bind_to_random_port("tcp://127.0.0.1")
     client = start([rpc_proc, "serial", ">tcp://127.0.0.1:%d" % port, str(COUNT)])
     forms = []
-    try:
+
+    def serve():
         for n in range(COUNT):
             frames = recv_multipart(router, deadline)
             route = frames[:1]
@@ -312,13 +324,8 @@ def python_server_serial(context, rpc_proc, endpoint, deadline, takes):
             else:
                 rpc = [1, 1, header[1]] + ([1] if takes else [])
                 router.send_multipart(route + [b"", msgpack.packb(rpc), reply])
-        status = finish(client, deadline)
-        output = client.stdout.read().decode().strip()
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-        router.close()
+
+    status, output = serve_client(client, router, deadline, serve)
     check(status == 0, "zq client exited %d" % status)
     check(output.startswith("ok %d " % COUNT), "zq client said %r" % output)
     expected = ["classic"] + ["compact" if takes else "classic"] * (COUNT - 1)
