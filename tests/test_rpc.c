@@ -866,8 +866,11 @@ test_compact_per_server_of_a_router_client (void **state)
     zq_options_destroy (&options);
     assert_non_null (client);
     zpoller_t *poller = zpoller_new (routers[0], routers[1], NULL);
+    //  Until each has answered twice: the client sends to the live ones in
+    //  turn, and the second may become live some round trips after the
+    //  first (its handshake, then the client's look at its monitor).
     int heard[2] = {0, 0};
-    for (int64_t n = 1; n <= 8; n++) {
+    for (int64_t n = 1; (heard[0] < 2 || heard[1] < 2) && n <= 1000; n++) {
         uint8_t id[ZQ_MSG_ID_SIZE], seen[ZQ_MSG_ID_SIZE];
         uint32_t attempt;
         zframe_t *routing;
@@ -884,7 +887,7 @@ test_compact_per_server_of_a_router_client (void **state)
         recv_reply_to (client, id, n);
         heard[i]++;
     }
-    assert_true (heard[0] > 1 && heard[1] > 1); //  both were used, and again
+    assert_true (heard[0] >= 2 && heard[1] >= 2); //  both were used, and again
     zpoller_destroy (&poller);
     zq_queue_destroy (&client);
     zsock_destroy (&routers[0]);
