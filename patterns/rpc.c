@@ -156,8 +156,7 @@ s_parse_rpc_frame (zqi_cursor_t *cursor, uint64_t *kind_p, const uint8_t **id_p,
         if (elements > 3 && zqi_mp_read_uint (&element, takes_p) == 0) {
             *cursor = element;
             used = 4;
-        } else
-            *takes_p = 0;
+        }
     } else if (*kind_p != ZQI_RPC_REQUEST)
         return zqi_fail (ZQ_EPROTO);
     for (uint32_t index = used; index < elements; index++)
@@ -221,8 +220,8 @@ done:;
 //  Decodes a compact frame (the last of its message, received whole) of
 //  the expected kind: its rpc frame, then the envelope that follows it in
 //  the same frame. For a reply, copies the request id into id. Takes the
-//  frame's content as zqi_msg_from_frame_at does. Returns the message, or
-//  NULL with errno.
+//  frame's content as zqi_msg_from_frame_at does, and closes the frame.
+//  Returns the message, or NULL with errno.
 zq_msg_t *
 zqi_rpc_from_compact (zqi_rpc_t *self, zmq_msg_t *frame, uint64_t expected_kind, uint8_t *id)
 {
@@ -230,14 +229,19 @@ zqi_rpc_from_compact (zqi_rpc_t *self, zmq_msg_t *frame, uint64_t expected_kind,
     zqi_cursor_t cursor = {data, data + zmq_msg_size (frame)};
     uint64_t kind, takes;
     const uint8_t *request_id = NULL;
-    if (s_parse_rpc_frame (&cursor, &kind, &request_id, &takes) ||
-        s_check_kind (kind, expected_kind, request_id, id))
-        return NULL;
-    if (cursor.pos == cursor.end) {
-        errno = ZQ_EPROTO; //  no envelope
-        return NULL;
+    zq_msg_t *msg = NULL;
+    if (s_parse_rpc_frame (&cursor, &kind, &request_id, &takes) == 0 &&
+        s_check_kind (kind, expected_kind, request_id, id) == 0) {
+        if (cursor.pos == cursor.end)
+            errno = ZQ_EPROTO; //  no envelope
+        else
+            msg = zqi_msg_from_frame_at (frame, (size_t)(cursor.pos - data),
+                                         self->ctx->max_message_bytes);
     }
-    return zqi_msg_from_frame_at (frame, (size_t)(cursor.pos - data), self->ctx->max_message_bytes);
+    int saved_errno = errno;
+    zmq_msg_close (frame);
+    errno = saved_errno;
+    return msg;
 }
 
 bool
@@ -292,12 +296,8 @@ s_server_recv (zqi_rpc_t *self, int flags)
         bool more = zmq_msg_more (&frame);
         if (!more && size > 0 && hops > 0) {
             request = zqi_rpc_from_compact (self, &frame, ZQI_RPC_REQUEST, NULL);
-            int saved_errno = errno;
-            zmq_msg_close (&frame);
-            if (!request) {
-                errno = saved_errno;
+            if (!request)
                 return NULL;
-            }
             compact = true;
             break;
         }

@@ -167,8 +167,8 @@ zq_msg_t *zqi_rpc_recv_rest (zqi_rpc_t *self, uint64_t expected_kind, uint8_t *i
 //  Decodes a compact frame (the last of its message, received whole) of
 //  the expected kind: its rpc frame, then the envelope that follows it in
 //  the same frame. For a reply, copies the request id into id. Takes the
-//  frame's content as zqi_msg_from_frame_at does. Returns the message, or
-//  NULL with errno.
+//  frame's content as zqi_msg_from_frame_at does, and closes the frame.
+//  Returns the message, or NULL with errno.
 zq_msg_t *zqi_rpc_from_compact (zqi_rpc_t *self, zmq_msg_t *frame, uint64_t expected_kind,
                                 uint8_t *id);
 //  True when msg may go in the compact form: its body is below

@@ -524,12 +524,8 @@ zqi_rpc_client_recv (zqi_rpc_t *self, int flags)
         zq_msg_t *reply = NULL;
         if (good && zmq_msg_size (&frame) > 0 && !zmq_msg_more (&frame)) {
             reply = zqi_rpc_from_compact (self, &frame, ZQI_RPC_REPLY, id);
-            int saved_errno = errno;
-            zmq_msg_close (&frame);
-            if (!reply) {
-                errno = saved_errno;
+            if (!reply)
                 return NULL;
-            }
             s_server_heard (self, server, true);
         } else {
             good = good && zmq_msg_size (&frame) == 0 && zmq_msg_more (&frame);
